@@ -1,0 +1,73 @@
+# qkernels: the two commands a user needs are `make demo` and `make test`.
+# Both create .venv on first use and install the pinned requirements from the package index.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.deps-stamp
+CC     ?= cc
+
+HEADERS   := $(wildcard csrc/include/*.h csrc/*.h csrc/*/*.h)
+LIB_SRCS  := $(wildcard csrc/*.c csrc/gemm/*.c csrc/conv/*.c)
+LIB_OBJS  := $(patsubst csrc/%.c,build/clib/%.o,$(LIB_SRCS))
+CFLAGS_LIB := -std=c11 -O2 -ffp-contract=off -fno-math-errno -Wall -Wextra -Werror -pthread \
+              -Icsrc/include -Icsrc
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g
+
+.PHONY: all venv build test demo lib ctest bench sanitize clean
+
+all: build
+
+$(STAMP): requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(STAMP)
+
+# The extension, built in place (qkernels/_core*.so) with -Werror.
+build: $(STAMP)
+	QKERNELS_WERROR=1 $(PY) setup.py -q build_ext --inplace
+
+test: build ctest
+	$(PY) -m pytest -q tests
+
+demo: build
+	$(PY) scripts/demo.py
+
+bench: build
+	$(PY) scripts/bench.py
+
+# The plain C library, no Python: build/libqkernels.a
+lib: build/libqkernels.a
+
+build/clib/%.o: csrc/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LIB) -c $< -o $@
+
+build/libqkernels.a: $(LIB_OBJS)
+	ar rcs $@ $^
+
+# The C test program, linked against the static library only.
+build/test_qkernels: tests/c/test_qkernels.c build/libqkernels.a
+	$(CC) $(CFLAGS_LIB) $< -Lbuild -lqkernels -lm -o $@
+
+ctest: build/test_qkernels
+
+# Sanitizer run: the C test program and the Python kernel tests against an
+# -fsanitize=address,undefined build (tests marked torch/onnx stay out: see tests/conftest.py).
+sanitize: $(STAMP)
+	@mkdir -p build/asan
+	$(CC) $(CFLAGS_LIB) $(SAN_FLAGS) -O1 tests/c/test_qkernels.c $(LIB_SRCS) -lm -o build/asan/test_qkernels
+	ASAN_OPTIONS=detect_leaks=0 build/asan/test_qkernels
+	rm -rf build/asan/pkg && mkdir -p build/asan/pkg
+	QKERNELS_WERROR=1 QKERNELS_SANITIZE=1 $(PY) setup.py -q build_ext --build-lib build/asan/pkg --build-temp build/asan/tmp --force
+	cp qkernels/*.py build/asan/pkg/qkernels/
+	for d in qkernels/*/; do [ -d "$$d" ] && [ "$$(basename $$d)" != "__pycache__" ] && cp -r "$$d" build/asan/pkg/qkernels/ || true; done
+	cd build/asan/pkg && QKERNELS_SANITIZED=1 ASAN_OPTIONS=detect_leaks=0 \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  ../../../$(PY) -P -m pytest -q -p no:cacheprovider -m "not torch and not onnx" ../../../tests
+
+clean:
+	rm -rf build qkernels/*.so

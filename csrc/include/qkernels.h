@@ -1,0 +1,211 @@
+/*
+ * qkernels.h -- the one public header of the qkernels C library.
+ *
+ * Integer golden-model kernels for quantized neural networks: quantize, dequantize,
+ * requantize (fixed point, float scale, plain shifts), and the layers built on them.
+ * Pure C11; no Python, no NumPy. Link with libqkernels.a (`make lib`) and -lm.
+ *
+ * Conventions (every function below):
+ *   - Arrays are contiguous and hold `n` elements; `n == 0` is legal and writes nothing.
+ *   - Parameters are checked before any element is written. A function that returns
+ *     anything but QK_OK because of a parameter has written nothing.
+ *   - Data errors (a NaN input, an accumulator that overflows a left shift) are found while
+ *     the loop runs: the elements before the bad one may already be written, and
+ *     `*bad_index` (when the pointer is not NULL) receives the index of the first bad element.
+ *   - Functions are reentrant and thread safe: no global state except the CPU-feature choice,
+ *     made once (see qk_isa()).
+ *   - Rounding names: RNE = round half to even, RHAZ = round half away from zero,
+ *     RHU = round half up (toward +inf). The numeric contract is SPEC.md of the project.
+ */
+#ifndef QKERNELS_H
+#define QKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QK_VERSION_MAJOR 0
+#define QK_VERSION_MINOR 1
+#define QK_VERSION_PATCH 0
+#define QK_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+typedef enum qk_status {
+    QK_OK = 0,
+    QK_ERR_NAN = 1,         /* a NaN input element (data error, see *bad_index) */
+    QK_ERR_SCALE = 2,       /* scale not finite or not > 0 */
+    QK_ERR_ZERO_POINT = 3,  /* zero point outside [qmin, qmax] */
+    QK_ERR_QRANGE = 4,      /* qmin > qmax, or qmin/qmax outside the output type */
+    QK_ERR_SHIFT = 5,       /* shift outside the documented range */
+    QK_ERR_MULTIPLIER = 6,  /* fixed-point multiplier negative, or m not finite / < 0 */
+    QK_ERR_OVERFLOW = 7,    /* int32 overflow of an accumulator (data error, see *bad_index) */
+    QK_ERR_ARG = 8,         /* any other bad argument (NULL pointer, bad shape, ...) */
+    QK_ERR_NOMEM = 9        /* an allocation failed */
+} qk_status;
+
+/* A short English name of a status ("scale must be finite and > 0"). Never NULL. */
+const char *qk_status_str(qk_status status);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Library information and CPU dispatch                                                       */
+/* ------------------------------------------------------------------------------------------ */
+typedef enum qk_isa_kind { QK_ISA_SCALAR = 0, QK_ISA_AVX2 = 1 } qk_isa_kind;
+
+/* The instruction set the kernels use on this CPU: AVX2 (with FMA) when the CPU has it,
+ * scalar C otherwise. Chosen once, at the first call. Setting the environment variable
+ * QKERNELS_SIMD=scalar before the first call forces the portable scalar path (tests use this to
+ * prove that both paths give the same bits). */
+qk_isa_kind qk_isa(void);
+const char *qk_isa_name(qk_isa_kind isa);
+/* 1 when the CPU supports AVX2 and FMA, whatever qk_isa() chose. */
+int qk_cpu_has_avx2(void);
+/* The compiler that built the library, e.g. "gcc 12.2.0". */
+const char *qk_compiler(void);
+const char *qk_version(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* 1. Quantize: float -> integer                                                              */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * qk_quantize_<in>_<out>_<flavour>(x, n, scale, zero_point, qmin, qmax, y, bad_index)
+ *
+ *   in:       f32 (float) or f64 (double)
+ *   out:      u8, s8, u16, s16, s32
+ *   flavour:  torch   t = RNE(x * fl(1/scale))   (FBGEMM, PyTorch quantize_per_tensor/channel)
+ *             onnx    t = RNE(x / scale)         (ONNX Runtime QuantizeLinear)
+ *             tflite  t = RHAZ(x / scale)        (TFLite reference quantize)
+ *   then      y = clamp(t + zero_point, qmin, qmax)
+ *
+ * For f32 input the products and quotients are float32 operations (exactly what the runtimes
+ * compute); for f64 input they are double operations with `scale` widened to double.
+ * +inf and -inf saturate to qmax and qmin. A NaN returns QK_ERR_NAN (elements before it are
+ * written). scale must be finite and > 0 (QK_ERR_SCALE); qmin <= qmax within the output type
+ * (QK_ERR_QRANGE); qmin <= zero_point <= qmax (QK_ERR_ZERO_POINT).
+ * Sub-byte widths (2..7 bits, 9..15 bits) are expressed by qmin/qmax.
+ */
+#define QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, FLAV)                                          \
+    qk_status qk_quantize_##IN##_##OUT##_##FLAV(const INT *x, size_t n, float scale,              \
+                                                int32_t zero_point, int32_t qmin, int32_t qmax, \
+                                                OUTT *y, size_t *bad_index);
+#define QK__DECLARE_QUANTIZE_FLAVOURS(IN, INT, OUT, OUTT) \
+    QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, torch)       \
+    QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, onnx)        \
+    QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, tflite)
+#define QK__DECLARE_QUANTIZE_OUTS(IN, INT)                  \
+    QK__DECLARE_QUANTIZE_FLAVOURS(IN, INT, u8, uint8_t)     \
+    QK__DECLARE_QUANTIZE_FLAVOURS(IN, INT, s8, int8_t)      \
+    QK__DECLARE_QUANTIZE_FLAVOURS(IN, INT, u16, uint16_t)   \
+    QK__DECLARE_QUANTIZE_FLAVOURS(IN, INT, s16, int16_t)    \
+    QK__DECLARE_QUANTIZE_FLAVOURS(IN, INT, s32, int32_t)
+QK__DECLARE_QUANTIZE_OUTS(f32, float)
+QK__DECLARE_QUANTIZE_OUTS(f64, double)
+
+/* ------------------------------------------------------------------------------------------ */
+/* 2. Dequantize: integer -> float32                                                          */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * qk_dequantize_<in>_f32(q, n, scale, zero_point, y):  y = fl(scale * (float)(q - zero_point))
+ *   in: u8, s8, u16, s16, s32. (q - zero_point) is exact (int64); its conversion to float is RNE.
+ *   scale must be finite and > 0.
+ */
+#define QK__DECLARE_DEQUANTIZE(IN, INT)                                                      \
+    qk_status qk_dequantize_##IN##_f32(const INT *q, size_t n, float scale, int32_t zero_point, \
+                                       float *y);
+QK__DECLARE_DEQUANTIZE(u8, uint8_t)
+QK__DECLARE_DEQUANTIZE(s8, int8_t)
+QK__DECLARE_DEQUANTIZE(u16, uint16_t)
+QK__DECLARE_DEQUANTIZE(s16, int16_t)
+QK__DECLARE_DEQUANTIZE(s32, int32_t)
+
+/*
+ * qk_fake_quantize_<io>_torch(x, n, scale, zero_point, qmin, qmax, y):
+ *   q = clamp(RNE(x * fl(1/scale)) + zero_point, qmin, qmax);  y = (q - zero_point) * scale
+ *   (PyTorch fake_quantize_per_tensor_affine / _per_channel_affine). io: f32 or f64 (double
+ *   arithmetic). qmin/qmax may be any int32 range (no output type); NaN -> QK_ERR_NAN.
+ */
+qk_status qk_fake_quantize_f32_torch(const float *x, size_t n, float scale, int32_t zero_point,
+                                     int32_t qmin, int32_t qmax, float *y, size_t *bad_index);
+qk_status qk_fake_quantize_f64_torch(const double *x, size_t n, float scale, int32_t zero_point,
+                                     int32_t qmin, int32_t qmax, double *y, size_t *bad_index);
+
+/* ------------------------------------------------------------------------------------------ */
+/* 3. Real multiplier -> fixed point (TFLite QuantizeMultiplier)                              */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * m ~= multiplier * 2^(shift - 31), multiplier in [2^30, 2^31 - 1] (or 0 when m == 0 or
+ * m < 2^-32). shift > 0 means a left shift. m must be finite and >= 0 (QK_ERR_MULTIPLIER);
+ * m >= 2^30 would need shift > 30 and returns QK_ERR_SHIFT.
+ */
+qk_status qk_quantize_multiplier(double m, int32_t *multiplier, int32_t *shift);
+
+/* ------------------------------------------------------------------------------------------ */
+/* 4. Requantize: int32 accumulator -> narrow integer                                        */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * All: y = clamp(R(acc) + zero_point, qmin, qmax), out in u8, s8, u16, s16, s32.
+ *
+ * qk_requantize_s32_<out>_double(acc, n, multiplier, shift, zp, qmin, qmax, y, bad_index)
+ *   R = RDBPOT(SRDHM(acc * 2^max(shift,0), multiplier), max(-shift,0))  -- gemmlowp / TFLite
+ *   reference / CMSIS-NN. shift in [-31, 30] (QK_ERR_SHIFT), multiplier >= 0
+ *   (QK_ERR_MULTIPLIER). When shift > 0 and acc * 2^shift does not fit in int32 (TFLite would
+ *   wrap), returns QK_ERR_OVERFLOW at the first such element.
+ * qk_requantize_s32_<out>_single(...same...)
+ *   R = (acc * multiplier + 2^(30 - shift)) >> (31 - shift), exact in int64 (RHU of the exact
+ *   product): TFLITE_SINGLE_ROUNDING, ruy, CMSIS-NN single rounding.
+ * qk_requantize_s32_<out>_fp32(acc, n, scale, zp, qmin, qmax, y)
+ *   R = RNE(fl(fl((float)acc) * scale))  -- FBGEMM, QNNPACK, ONNX Runtime MLAS, XNNPACK fp32.
+ * qk_requantize_s32_<out>_shift_<rounding>(acc, n, shift, zp, qmin, qmax, y)
+ *   R = acc / 2^shift rounded by <rounding>: half_up (RHU, (acc + 2^(shift-1)) >> shift),
+ *   half_even (RNE), half_away (RHAZ), floor (acc >> shift). shift in [-31, 31]; a negative
+ *   shift is an exact left shift (computed in int64, then clamped).
+ */
+#define QK__DECLARE_REQUANTIZE(OUT, OUTT)                                                      \
+    qk_status qk_requantize_s32_##OUT##_double(const int32_t *acc, size_t n, int32_t multiplier, \
+                                               int32_t shift, int32_t zero_point, int32_t qmin,  \
+                                               int32_t qmax, OUTT *y, size_t *bad_index);        \
+    qk_status qk_requantize_s32_##OUT##_single(const int32_t *acc, size_t n, int32_t multiplier, \
+                                               int32_t shift, int32_t zero_point, int32_t qmin,  \
+                                               int32_t qmax, OUTT *y);                           \
+    qk_status qk_requantize_s32_##OUT##_fp32(const int32_t *acc, size_t n, float scale,          \
+                                             int32_t zero_point, int32_t qmin, int32_t qmax,     \
+                                             OUTT *y);                                           \
+    qk_status qk_requantize_s32_##OUT##_shift_half_up(const int32_t *acc, size_t n,              \
+                                                      int32_t shift, int32_t zero_point,         \
+                                                      int32_t qmin, int32_t qmax, OUTT *y);      \
+    qk_status qk_requantize_s32_##OUT##_shift_half_even(const int32_t *acc, size_t n,            \
+                                                        int32_t shift, int32_t zero_point,       \
+                                                        int32_t qmin, int32_t qmax, OUTT *y);    \
+    qk_status qk_requantize_s32_##OUT##_shift_half_away(const int32_t *acc, size_t n,            \
+                                                        int32_t shift, int32_t zero_point,       \
+                                                        int32_t qmin, int32_t qmax, OUTT *y);    \
+    qk_status qk_requantize_s32_##OUT##_shift_floor(const int32_t *acc, size_t n, int32_t shift, \
+                                                    int32_t zero_point, int32_t qmin,            \
+                                                    int32_t qmax, OUTT *y);
+QK__DECLARE_REQUANTIZE(u8, uint8_t)
+QK__DECLARE_REQUANTIZE(s8, int8_t)
+QK__DECLARE_REQUANTIZE(u16, uint16_t)
+QK__DECLARE_REQUANTIZE(s16, int16_t)
+QK__DECLARE_REQUANTIZE(s32, int32_t)
+
+/* The fixed-point primitives the schemes are built from (gemmlowp fixedpoint.h), exposed for
+ * test benches that check their own hardware against them. */
+int32_t qk_srdhm(int32_t a, int32_t b);          /* SaturatingRoundingDoublingHighMul */
+int32_t qk_rdbpot(int32_t x, int32_t exponent);  /* RoundingDivideByPOT, exponent in [0, 31] */
+/* MultiplyByQuantizedMultiplier, double rounding; shift in [-31, 30]; wraps acc*2^shift like
+ * TFLite (use the requantize functions for the checked version). */
+int32_t qk_mul_by_quantized_multiplier(int32_t acc, int32_t multiplier, int32_t shift);
+
+/* ---- section: integer linear / convolution (issue 3) ---- */
+
+/* ---- section: PTF and integer LayerNorm (issue 4) ---- */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QKERNELS_H */

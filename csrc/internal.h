@@ -1,0 +1,48 @@
+/* internal.h -- shared by the kernel files of the C library; not installed, not public. */
+#ifndef QKERNELS_INTERNAL_H
+#define QKERNELS_INTERNAL_H
+
+#include "qkernels.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+#define QK_X86 1
+#define QK_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define QK_X86 0
+#endif
+
+/* 1 when the AVX2 loops are to be used (chosen once; see qk_isa()). */
+static inline int qk__use_avx2(void) { return qk_isa() == QK_ISA_AVX2; }
+
+static inline int qk__scale_ok(float s) { return isfinite(s) && s > 0.0f; }
+
+/* Checks shared by every kernel that writes a clamped integer type. */
+static inline qk_status qk__check_range(int32_t zp, int32_t qmin, int32_t qmax, int64_t tmin,
+                                        int64_t tmax) {
+    if (qmin > qmax || (int64_t)qmin < tmin || (int64_t)qmax > tmax) return QK_ERR_QRANGE;
+    if (zp < qmin || zp > qmax) return QK_ERR_ZERO_POINT;
+    return QK_OK;
+}
+
+static inline int64_t qk__clamp64(int64_t v, int64_t lo, int64_t hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+static inline double qk__clampd(double v, double lo, double hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* RHAZ of a double without libm's errno games: round() is exact for every double. */
+static inline double qk__rhaz(double v) { return round(v); }
+
+/* The output types, for the X-macro instantiations. (name, C type, min, max) */
+#define QK__FOR_EACH_OUT(X)                        \
+    X(u8, uint8_t, 0, UINT8_MAX)                   \
+    X(s8, int8_t, INT8_MIN, INT8_MAX)              \
+    X(u16, uint16_t, 0, UINT16_MAX)                \
+    X(s16, int16_t, INT16_MIN, INT16_MAX)          \
+    X(s32, int32_t, INT32_MIN, INT32_MAX)
+
+#endif /* QKERNELS_INTERNAL_H */

@@ -1,0 +1,261 @@
+/* elementwise.c -- registers the quantize / dequantize / fake-quantize / requantize kernels as
+ * NumPy ufuncs. Each ufunc takes its parameters as operands (they broadcast), one loop per input
+ * dtype; the output dtype is part of the ufunc's name (quantize_torch_u8, requantize_double_s8).
+ */
+#include "qk_numpy.h"
+
+#include <fenv.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- adapters: the typed C kernels behind the uniform qk_py_kernel signature ------------- */
+#define QK_PY_QUANTIZE(IN, INT, OUT, OUTT, FLAV)                                                 \
+    static qk_status qk_py_quantize_##IN##_##OUT##_##FLAV(const void *x, size_t n,             \
+                                                          const qk_py_params *p, void *y) {    \
+        return qk_quantize_##IN##_##OUT##_##FLAV((const INT *)x, n, p->scale, p->zero_point,    \
+                                                 p->qmin, p->qmax, (OUTT *)y, NULL);            \
+    }
+#define QK_PY_QUANTIZE_FL(IN, INT, OUT, OUTT) \
+    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, torch) \
+    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, onnx)  \
+    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, tflite)
+#define QK_PY_QUANTIZE_IN(OUT, OUTT)           \
+    QK_PY_QUANTIZE_FL(f32, float, OUT, OUTT)   \
+    QK_PY_QUANTIZE_FL(f64, double, OUT, OUTT)
+
+#define QK_PY_DEQUANTIZE(IN, INT)                                                              \
+    static qk_status qk_py_dequantize_##IN(const void *x, size_t n, const qk_py_params *p,     \
+                                           void *y) {                                          \
+        return qk_dequantize_##IN##_f32((const INT *)x, n, p->scale, p->zero_point, (float *)y); \
+    }
+
+#define QK_PY_REQUANTIZE(OUT, OUTT)                                                              \
+    static qk_status qk_py_req_double_##OUT(const void *x, size_t n, const qk_py_params *p,     \
+                                            void *y) {                                          \
+        return qk_requantize_s32_##OUT##_double((const int32_t *)x, n, p->multiplier, p->shift, \
+                                                p->zero_point, p->qmin, p->qmax, (OUTT *)y,     \
+                                                NULL);                                          \
+    }                                                                                           \
+    static qk_status qk_py_req_single_##OUT(const void *x, size_t n, const qk_py_params *p,     \
+                                            void *y) {                                          \
+        return qk_requantize_s32_##OUT##_single((const int32_t *)x, n, p->multiplier, p->shift, \
+                                                p->zero_point, p->qmin, p->qmax, (OUTT *)y);    \
+    }                                                                                           \
+    static qk_status qk_py_req_fp32_##OUT(const void *x, size_t n, const qk_py_params *p,       \
+                                          void *y) {                                            \
+        return qk_requantize_s32_##OUT##_fp32((const int32_t *)x, n, p->scale, p->zero_point,   \
+                                              p->qmin, p->qmax, (OUTT *)y);                     \
+    }                                                                                           \
+    QK_PY_REQ_SHIFT(OUT, OUTT, half_up)                                                         \
+    QK_PY_REQ_SHIFT(OUT, OUTT, half_even)                                                       \
+    QK_PY_REQ_SHIFT(OUT, OUTT, half_away)                                                       \
+    QK_PY_REQ_SHIFT(OUT, OUTT, floor)
+#define QK_PY_REQ_SHIFT(OUT, OUTT, RND)                                                          \
+    static qk_status qk_py_req_shift_##RND##_##OUT(const void *x, size_t n,                     \
+                                                   const qk_py_params *p, void *y) {            \
+        return qk_requantize_s32_##OUT##_shift_##RND((const int32_t *)x, n, p->shift,           \
+                                                     p->zero_point, p->qmin, p->qmax,           \
+                                                     (OUTT *)y);                                \
+    }
+
+QK_PY_QUANTIZE_IN(u8, uint8_t)
+QK_PY_QUANTIZE_IN(s8, int8_t)
+QK_PY_QUANTIZE_IN(u16, uint16_t)
+QK_PY_QUANTIZE_IN(s16, int16_t)
+QK_PY_QUANTIZE_IN(s32, int32_t)
+QK_PY_DEQUANTIZE(u8, uint8_t)
+QK_PY_DEQUANTIZE(s8, int8_t)
+QK_PY_DEQUANTIZE(u16, uint16_t)
+QK_PY_DEQUANTIZE(s16, int16_t)
+QK_PY_DEQUANTIZE(s32, int32_t)
+QK_PY_REQUANTIZE(u8, uint8_t)
+QK_PY_REQUANTIZE(s8, int8_t)
+QK_PY_REQUANTIZE(u16, uint16_t)
+QK_PY_REQUANTIZE(s16, int16_t)
+QK_PY_REQUANTIZE(s32, int32_t)
+
+static qk_status qk_py_fake_f32(const void *x, size_t n, const qk_py_params *p, void *y) {
+    return qk_fake_quantize_f32_torch((const float *)x, n, p->scale, p->zero_point, p->qmin,
+                                      p->qmax, (float *)y, NULL);
+}
+static qk_status qk_py_fake_f64(const void *x, size_t n, const qk_py_params *p, void *y) {
+    return qk_fake_quantize_f64_torch((const double *)x, n, p->scale, p->zero_point, p->qmin,
+                                      p->qmax, (double *)y, NULL);
+}
+
+/* quantize_multiplier has two outputs: its own small loop. */
+static void qk_py_quantize_multiplier_loop(char **args, npy_intp const *dims,
+                                           npy_intp const *steps, void *data) {
+    (void)data;
+    int bad = 0;
+    for (npy_intp i = 0; i < dims[0]; i++) {
+        double m;
+        int32_t m0 = 0, shift = 0;
+        memcpy(&m, args[0] + i * steps[0], sizeof m);
+        if (qk_quantize_multiplier(m, &m0, &shift) != QK_OK) bad = 1;
+        memcpy(args[1] + i * steps[1], &m0, 4);
+        memcpy(args[2] + i * steps[2], &shift, 4);
+    }
+    if (bad) feraiseexcept(FE_INVALID);
+}
+
+/* ---- the table ---------------------------------------------------------------------------- */
+enum { QK_MAX_LOOPS = 5, QK_MAX_UFUNCS = 64 };
+
+typedef struct qk_py_ufunc {
+    char name[48];
+    int nin, nout, ntypes;
+    PyUFuncGenericFunction funcs[QK_MAX_LOOPS];
+    void *data[QK_MAX_LOOPS];
+    char types[QK_MAX_LOOPS * 8];
+    qk_py_loopdef defs[QK_MAX_LOOPS];
+    char doc[512];
+} qk_py_ufunc;
+
+static qk_py_ufunc qk_py_ufuncs[QK_MAX_UFUNCS];
+static int qk_py_nufuncs;
+
+/* Adds one loop to the ufunc being built. in/out: NumPy type numbers of the data operands. */
+static void qk_py_loop(qk_py_ufunc *u, qk_py_kernel k, int in_type, int in_size, int out_type,
+                       int out_size, int nparams, const int *params, const int *param_types) {
+    const int t = u->ntypes++;
+    qk_py_loopdef *d = &u->defs[t];
+    d->kernel = k;
+    d->xsize = in_size;
+    d->ysize = out_size;
+    d->nparams = nparams;
+    memcpy(d->params, params, sizeof(int) * (size_t)nparams);
+    u->funcs[t] = qk_py_elementwise_loop;
+    u->data[t] = d;
+    char *ty = u->types + t * (u->nin + u->nout);
+    ty[0] = (char)in_type;
+    for (int j = 0; j < nparams; j++) ty[1 + j] = (char)param_types[j];
+    ty[1 + nparams] = (char)out_type;
+}
+
+static qk_py_ufunc *qk_py_new(const char *name, int nin, const char *doc) {
+    qk_py_ufunc *u = &qk_py_ufuncs[qk_py_nufuncs++];
+    snprintf(u->name, sizeof u->name, "%s", name);
+    snprintf(u->doc, sizeof u->doc, "%s", doc);
+    u->nin = nin;
+    u->nout = 1;
+    return u;
+}
+
+static const int QK_QUANT_P[] = {QK_P_SCALE, QK_P_ZERO_POINT, QK_P_QMIN, QK_P_QMAX};
+static const int QK_QUANT_T[] = {NPY_FLOAT32, NPY_INT32, NPY_INT32, NPY_INT32};
+static const int QK_DEQ_P[] = {QK_P_SCALE, QK_P_ZERO_POINT};
+static const int QK_DEQ_T[] = {NPY_FLOAT32, NPY_INT32};
+static const int QK_FIX_P[] = {QK_P_MULTIPLIER, QK_P_SHIFT, QK_P_ZERO_POINT, QK_P_QMIN, QK_P_QMAX};
+static const int QK_FIX_T[] = {NPY_INT32, NPY_INT32, NPY_INT32, NPY_INT32, NPY_INT32};
+static const int QK_SHIFT_P[] = {QK_P_SHIFT, QK_P_ZERO_POINT, QK_P_QMIN, QK_P_QMAX};
+static const int QK_SHIFT_T[] = {NPY_INT32, NPY_INT32, NPY_INT32, NPY_INT32};
+
+typedef struct {
+    const char *name;
+    int type, size;
+} qk_py_out;
+static const qk_py_out QK_OUTS[5] = {
+    {"u8", NPY_UINT8, 1}, {"s8", NPY_INT8, 1}, {"u16", NPY_UINT16, 2},
+    {"s16", NPY_INT16, 2}, {"s32", NPY_INT32, 4}};
+
+#define QK_PY_KERNELS_BY_OUT(PREFIX, SUFFIX) \
+    { PREFIX##u8##SUFFIX, PREFIX##s8##SUFFIX, PREFIX##u16##SUFFIX, PREFIX##s16##SUFFIX, PREFIX##s32##SUFFIX }
+
+int qk_py_register_elementwise(PyObject *module) {
+    char name[48], doc[512];
+    static PyUFuncGenericFunction qm_funcs[1] = {qk_py_quantize_multiplier_loop};
+    static void *qm_data[1] = {NULL};
+    static char qm_types[3] = {NPY_FLOAT64, NPY_INT32, NPY_INT32};
+
+    const char *flavours[3] = {"torch", "onnx", "tflite"};
+    const qk_py_kernel q32[3][5] = {
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _torch),
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _onnx),
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _tflite)};
+    const qk_py_kernel q64[3][5] = {
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _torch),
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _onnx),
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _tflite)};
+    for (int f = 0; f < 3; f++) {
+        for (int o = 0; o < 5; o++) {
+            snprintf(name, sizeof name, "quantize_%s_%s", flavours[f], QK_OUTS[o].name);
+            snprintf(doc, sizeof doc,
+                     "%s(x, scale, zero_point, qmin, qmax, /, out=None, ...)\n\n"
+                     "Quantize float32/float64 x to %s, flavour '%s' (see qkernels.quantize).\n"
+                     "scale is float32, the others int32; all broadcast. A NaN or a bad\n"
+                     "parameter raises the floating-point 'invalid' flag (np.errstate).",
+                     name, QK_OUTS[o].name, flavours[f]);
+            qk_py_ufunc *u = qk_py_new(name, 5, doc);
+            qk_py_loop(u, q32[f][o], NPY_FLOAT32, 4, QK_OUTS[o].type, QK_OUTS[o].size, 4,
+                       QK_QUANT_P, QK_QUANT_T);
+            qk_py_loop(u, q64[f][o], NPY_FLOAT64, 8, QK_OUTS[o].type, QK_OUTS[o].size, 4,
+                       QK_QUANT_P, QK_QUANT_T);
+        }
+    }
+
+    {
+        qk_py_ufunc *u = qk_py_new("dequantize", 3,
+                                   "dequantize(q, scale, zero_point, /, out=None, ...)\n\n"
+                                   "fl(scale * (float)(q - zero_point)) as float32 (see "
+                                   "qkernels.dequantize).");
+        const qk_py_kernel k[5] = QK_PY_KERNELS_BY_OUT(qk_py_dequantize_, );
+        for (int o = 0; o < 5; o++)
+            qk_py_loop(u, k[o], QK_OUTS[o].type, QK_OUTS[o].size, NPY_FLOAT32, 4, 2, QK_DEQ_P,
+                       QK_DEQ_T);
+    }
+    {
+        qk_py_ufunc *u = qk_py_new("fake_quantize_torch", 5,
+                                   "fake_quantize_torch(x, scale, zero_point, qmin, qmax, /, ...)"
+                                   "\n\nPyTorch fake_quantize_per_tensor_affine, elementwise.");
+        qk_py_loop(u, qk_py_fake_f32, NPY_FLOAT32, 4, NPY_FLOAT32, 4, 4, QK_QUANT_P, QK_QUANT_T);
+        qk_py_loop(u, qk_py_fake_f64, NPY_FLOAT64, 8, NPY_FLOAT64, 8, 4, QK_QUANT_P, QK_QUANT_T);
+    }
+
+    const qk_py_kernel rd[5] = QK_PY_KERNELS_BY_OUT(qk_py_req_double_, );
+    const qk_py_kernel rs[5] = QK_PY_KERNELS_BY_OUT(qk_py_req_single_, );
+    const qk_py_kernel rf[5] = QK_PY_KERNELS_BY_OUT(qk_py_req_fp32_, );
+    const char *roundings[4] = {"half_up", "half_even", "half_away", "floor"};
+    const qk_py_kernel rsh[4][5] = {
+        QK_PY_KERNELS_BY_OUT(qk_py_req_shift_half_up_, ),
+        QK_PY_KERNELS_BY_OUT(qk_py_req_shift_half_even_, ),
+        QK_PY_KERNELS_BY_OUT(qk_py_req_shift_half_away_, ),
+        QK_PY_KERNELS_BY_OUT(qk_py_req_shift_floor_, )};
+    for (int o = 0; o < 5; o++) {
+        const qk_py_out *out = &QK_OUTS[o];
+        snprintf(name, sizeof name, "requantize_double_%s", out->name);
+        qk_py_loop(qk_py_new(name, 6,
+                             "(acc, multiplier, shift, zero_point, qmin, qmax): double-rounding "
+                             "fixed-point requantization (gemmlowp/TFLite)."),
+                   rd[o], NPY_INT32, 4, out->type, out->size, 5, QK_FIX_P, QK_FIX_T);
+        snprintf(name, sizeof name, "requantize_single_%s", out->name);
+        qk_py_loop(qk_py_new(name, 6,
+                             "(acc, multiplier, shift, zero_point, qmin, qmax): single-rounding "
+                             "fixed-point requantization (TFLITE_SINGLE_ROUNDING)."),
+                   rs[o], NPY_INT32, 4, out->type, out->size, 5, QK_FIX_P, QK_FIX_T);
+        snprintf(name, sizeof name, "requantize_fp32_%s", out->name);
+        qk_py_loop(qk_py_new(name, 5,
+                             "(acc, scale, zero_point, qmin, qmax): float-scale "
+                             "requantization (FBGEMM/ONNX Runtime)."),
+                   rf[o], NPY_INT32, 4, out->type, out->size, 4, QK_QUANT_P, QK_QUANT_T);
+        for (int r = 0; r < 4; r++) {
+            snprintf(name, sizeof name, "requantize_shift_%s_%s", roundings[r], out->name);
+            qk_py_loop(qk_py_new(name, 5,
+                                 "(acc, shift, zero_point, qmin, qmax): power-of-two "
+                                 "requantization by a rounding shift."),
+                       rsh[r][o], NPY_INT32, 4, out->type, out->size, 4, QK_SHIFT_P,
+                       QK_SHIFT_T);
+        }
+    }
+
+    for (int i = 0; i < qk_py_nufuncs; i++) {
+        qk_py_ufunc *u = &qk_py_ufuncs[i];
+        if (qk_py_add_ufunc(module, u->name, u->doc, u->nin, u->nout, u->ntypes, u->funcs,
+                            u->data, u->types) < 0)
+            return -1;
+    }
+    return qk_py_add_ufunc(module, "quantize_multiplier",
+                           "quantize_multiplier(m, /) -> (multiplier, shift)\n\n"
+                           "TFLite QuantizeMultiplier, elementwise (float64 -> int32, int32).",
+                           1, 2, 1, qm_funcs, qm_data, qm_types);
+}

@@ -1,0 +1,56 @@
+/* qk_numpy.h -- the NumPy C-API set-up shared by every file of the extension. Only module.c
+ * imports the API tables; the other files see them through the unique symbols. */
+#ifndef QK_NUMPY_H
+#define QK_NUMPY_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#define PY_ARRAY_UNIQUE_SYMBOL qk_ARRAY_API
+#define PY_UFUNC_UNIQUE_SYMBOL qk_UFUNC_API
+#ifndef QK_NUMPY_IMPORT
+#define NO_IMPORT_ARRAY
+#define NO_IMPORT_UFUNC
+#endif
+#include <numpy/arrayobject.h>
+#include <numpy/ufuncobject.h>
+
+#include "qkernels.h"
+
+/* ---- Elementwise kernels behind a generic strided loop ---------------------------------- */
+
+/* The per-call parameters of an elementwise kernel, read from the ufunc's operands. */
+typedef struct qk_py_params {
+    float scale;
+    int32_t multiplier, shift, zero_point, qmin, qmax;
+} qk_py_params;
+
+/* Which field each non-data operand fills (operands 1..nin-1, in order). */
+enum { QK_P_SCALE = 1, QK_P_MULTIPLIER, QK_P_SHIFT, QK_P_ZERO_POINT, QK_P_QMIN, QK_P_QMAX };
+
+typedef qk_status (*qk_py_kernel)(const void *x, size_t n, const qk_py_params *p, void *y);
+
+/* One loop of a ufunc: the kernel, the element sizes of the data operands, the parameters. */
+typedef struct qk_py_loopdef {
+    qk_py_kernel kernel;
+    int xsize, ysize;
+    int nparams;
+    int params[6]; /* QK_P_* for operands 1..nparams */
+} qk_py_loopdef;
+
+/* The generic ufunc inner loop; `data` is a qk_py_loopdef. On a kernel error it raises the
+ * floating-point "invalid" flag, which NumPy turns into a warning or FloatingPointError per
+ * np.errstate; the keyword API in qkernels/ raises a ValueError that names the argument. */
+void qk_py_elementwise_loop(char **args, npy_intp const *dims, npy_intp const *steps,
+                            void *data);
+
+/* Creates a ufunc and stores it in the module under `name`. The arrays must live forever
+ * (static storage). Returns 0, or -1 with a Python error set. */
+int qk_py_add_ufunc(PyObject *module, const char *name, const char *doc, int nin, int nout,
+                    int ntypes, PyUFuncGenericFunction *funcs, void **data, char *types);
+
+/* Registration of each kernel family (one file each). */
+int qk_py_register_elementwise(PyObject *module);
+
+#endif

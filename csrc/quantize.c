@@ -1,0 +1,254 @@
+/* quantize.c -- float -> integer quantization (three flavours), dequantization, fake quantization.
+ *
+ * Every kernel has a portable scalar loop; the float32 -> 8/16-bit quantizers and the
+ * 8/16-bit -> float32 dequantizers also have AVX2 loops, chosen at run time. Both give the same
+ * bits: the scalar loop evaluates the same float32 operation (x * inv or x / scale), then clamps
+ * and rounds in double, which is exact because the bounds are integers.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#if QK_X86
+#include <immintrin.h>
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* The value t = x/scale (before rounding), per flavour and input type                        */
+/* ---------------------------------------------------------------------------------------- */
+/* torch: multiply by the float32 reciprocal (FBGEMM Quantize, PyTorch quantize_val). */
+#define QK__PREP_torch float inv = 1.0f / scale;
+#define QK__T_torch_f32(v) ((double)((v) * inv))
+#define QK__T_torch_f64(v) ((v) * (double)inv)
+#define QK__R_torch(t) rint(t)
+/* onnx: true division (MLAS QuantizeLinear). */
+#define QK__PREP_onnx
+#define QK__T_onnx_f32(v) ((double)((v) / scale))
+#define QK__T_onnx_f64(v) ((v) / (double)scale)
+#define QK__R_onnx(t) rint(t)
+/* tflite: true division, round half away from zero (reference AffineQuantize). */
+#define QK__PREP_tflite
+#define QK__T_tflite_f32(v) ((double)((v) / scale))
+#define QK__T_tflite_f64(v) ((v) / (double)scale)
+#define QK__R_tflite(t) qk__rhaz(t)
+
+/* Scalar loop: x[0..n) -> y, stops at the first NaN. lo/hi = qmin - zp, qmax - zp. */
+#define QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, FLAV)                                          \
+    static qk_status qk__quantize_##IN##_##OUT##_##FLAV##_scalar(                              \
+        const INT *x, size_t n, float scale, int32_t zp, int32_t qmin, int32_t qmax, OUTT *y,  \
+        size_t *bad_index) {                                                                   \
+        QK__PREP_##FLAV const double lo = (double)qmin - zp, hi = (double)qmax - zp;           \
+        for (size_t i = 0; i < n; i++) {                                                       \
+            const INT v = x[i];                                                                \
+            if (v != v) {                                                                      \
+                if (bad_index) *bad_index = i;                                                 \
+                return QK_ERR_NAN;                                                             \
+            }                                                                                  \
+            const double t = qk__clampd(QK__T_##FLAV##_##IN(v), lo, hi);                       \
+            y[i] = (OUTT)((int64_t)QK__R_##FLAV(t) + zp);                                      \
+        }                                                                                      \
+        return QK_OK;                                                                          \
+    }
+
+#define QK__QUANTIZE_SCALAR_FLAVOURS(IN, INT, OUT, OUTT) \
+    QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, torch)       \
+    QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, onnx)        \
+    QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, tflite)
+#define QK__QUANTIZE_SCALAR_F32(OUT, OUTT, TMIN, TMAX) QK__QUANTIZE_SCALAR_FLAVOURS(f32, float, OUT, OUTT)
+#define QK__QUANTIZE_SCALAR_F64(OUT, OUTT, TMIN, TMAX) QK__QUANTIZE_SCALAR_FLAVOURS(f64, double, OUT, OUTT)
+QK__FOR_EACH_OUT(QK__QUANTIZE_SCALAR_F32)
+QK__FOR_EACH_OUT(QK__QUANTIZE_SCALAR_F64)
+
+/* ---------------------------------------------------------------------------------------- */
+/* AVX2: float32 -> u8 / s8 / u16 / s16                                                       */
+/* ---------------------------------------------------------------------------------------- */
+#if QK_X86
+enum { QK__FL_TORCH = 0, QK__FL_ONNX = 1, QK__FL_TFLITE = 2 };
+
+/* clamp(round(x / scale), lo, hi) as int32 lanes; *nan accumulates the unordered lanes. */
+QK_TARGET_AVX2 static inline __m256i qk__q_lanes(__m256 x, __m256 k, __m256 lo, __m256 hi,
+                                                 int flav, __m256 *nan) {
+    *nan = _mm256_or_ps(*nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    __m256 t = flav == QK__FL_TORCH ? _mm256_mul_ps(x, k) : _mm256_div_ps(x, k);
+    t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+    if (flav == QK__FL_TFLITE) {
+        /* RHAZ: truncate, then step away from zero when the dropped fraction is >= 0.5. */
+        const __m256 sign = _mm256_set1_ps(-0.0f);
+        const __m256 tr = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(t, tr));
+        const __m256 away = _mm256_or_ps(_mm256_and_ps(t, sign), _mm256_set1_ps(1.0f));
+        const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), away);
+        t = _mm256_add_ps(tr, step);
+    }
+    return _mm256_cvtps_epi32(t); /* RNE (default MXCSR); exact for torch/onnx after clamping */
+}
+
+/* kind: 0 = u8, 1 = s8, 2 = u16, 3 = s16. Returns the number of elements done before a block
+ * that holds a NaN (or n rounded down to the block size). */
+QK_TARGET_AVX2 static size_t qk__quantize_f32_avx2(const float *x, size_t n, float scale,
+                                                   int32_t zp, int32_t qmin, int32_t qmax,
+                                                   void *yv, int flav, int kind) {
+    const __m256 k = _mm256_set1_ps(flav == QK__FL_TORCH ? 1.0f / scale : scale);
+    const __m256 lo = _mm256_set1_ps((float)(qmin - zp)), hi = _mm256_set1_ps((float)(qmax - zp));
+    const __m256i vzp = _mm256_set1_epi32(zp);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    size_t i = 0;
+    if (kind <= 1) {
+        uint8_t *y = (uint8_t *)yv;
+        for (; i + 32 <= n; i += 32) {
+            __m256 nan = _mm256_setzero_ps();
+            __m256i a = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i), k, lo, hi, flav, &nan), vzp);
+            __m256i b = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i + 8), k, lo, hi, flav, &nan), vzp);
+            __m256i c = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i + 16), k, lo, hi, flav, &nan), vzp);
+            __m256i d = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i + 24), k, lo, hi, flav, &nan), vzp);
+            if (_mm256_movemask_ps(nan)) return i;
+            const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+            __m256i r = kind == 0 ? _mm256_packus_epi16(ab, cd) : _mm256_packs_epi16(ab, cd);
+            r = _mm256_permutevar8x32_epi32(r, perm);
+            _mm256_storeu_si256((__m256i *)(y + i), r);
+        }
+    } else {
+        uint16_t *y = (uint16_t *)yv;
+        for (; i + 16 <= n; i += 16) {
+            __m256 nan = _mm256_setzero_ps();
+            __m256i a = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i), k, lo, hi, flav, &nan), vzp);
+            __m256i b = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i + 8), k, lo, hi, flav, &nan), vzp);
+            if (_mm256_movemask_ps(nan)) return i;
+            __m256i r = kind == 2 ? _mm256_packus_epi32(a, b) : _mm256_packs_epi32(a, b);
+            r = _mm256_permute4x64_epi64(r, 0xD8);
+            _mm256_storeu_si256((__m256i *)(y + i), r);
+        }
+    }
+    return i;
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* Public entry points                                                                        */
+/* ---------------------------------------------------------------------------------------- */
+#if QK_X86
+#define QK__FLAV_ID_torch QK__FL_TORCH
+#define QK__FLAV_ID_onnx QK__FL_ONNX
+#define QK__FLAV_ID_tflite QK__FL_TFLITE
+#define QK__KIND_u8 0
+#define QK__KIND_s8 1
+#define QK__KIND_u16 2
+#define QK__KIND_s16 3
+/* float32 -> 8/16-bit: AVX2 blocks, then the scalar loop for the tail (or the NaN block). */
+#define QK__QUANTIZE_SIMD_PART(IN, OUT, FLAV)                                                  \
+    if (qk__use_avx2()) {                                                                      \
+        done = qk__quantize_f32_avx2(x, n, scale, zero_point, qmin, qmax, y,                   \
+                                     QK__FLAV_ID_##FLAV, QK__KIND_##OUT);                      \
+    }
+#else
+#define QK__QUANTIZE_SIMD_PART(IN, OUT, FLAV)
+#endif
+#define QK__QUANTIZE_NO_SIMD(IN, OUT, FLAV)
+
+#define QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, FLAV, SIMD)                        \
+    qk_status qk_quantize_##IN##_##OUT##_##FLAV(const INT *x, size_t n, float scale,             \
+                                                int32_t zero_point, int32_t qmin, int32_t qmax, \
+                                                OUTT *y, size_t *bad_index) {                  \
+        if (!qk__scale_ok(scale)) return QK_ERR_SCALE;                                         \
+        qk_status st = qk__check_range(zero_point, qmin, qmax, TMIN, TMAX);                    \
+        if (st != QK_OK) return st;                                                            \
+        if (n > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;                              \
+        size_t done = 0;                                                                       \
+        SIMD(IN, OUT, FLAV)                                                                    \
+        st = qk__quantize_##IN##_##OUT##_##FLAV##_scalar(x + done, n - done, scale, zero_point, \
+                                                         qmin, qmax, y + done, bad_index);     \
+        if (st == QK_ERR_NAN && bad_index) *bad_index += done;                                 \
+        return st;                                                                             \
+    }
+
+#define QK__QUANTIZE_PUBLIC_FLAVOURS(IN, INT, OUT, OUTT, TMIN, TMAX, SIMD) \
+    QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, torch, SIMD)       \
+    QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, onnx, SIMD)        \
+    QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, tflite, SIMD)
+
+QK__QUANTIZE_PUBLIC_FLAVOURS(f32, float, u8, uint8_t, 0, UINT8_MAX, QK__QUANTIZE_SIMD_PART)
+QK__QUANTIZE_PUBLIC_FLAVOURS(f32, float, s8, int8_t, INT8_MIN, INT8_MAX, QK__QUANTIZE_SIMD_PART)
+QK__QUANTIZE_PUBLIC_FLAVOURS(f32, float, u16, uint16_t, 0, UINT16_MAX, QK__QUANTIZE_SIMD_PART)
+QK__QUANTIZE_PUBLIC_FLAVOURS(f32, float, s16, int16_t, INT16_MIN, INT16_MAX, QK__QUANTIZE_SIMD_PART)
+QK__QUANTIZE_PUBLIC_FLAVOURS(f32, float, s32, int32_t, INT32_MIN, INT32_MAX, QK__QUANTIZE_NO_SIMD)
+#define QK__QUANTIZE_PUBLIC_F64(OUT, OUTT, TMIN, TMAX) \
+    QK__QUANTIZE_PUBLIC_FLAVOURS(f64, double, OUT, OUTT, TMIN, TMAX, QK__QUANTIZE_NO_SIMD)
+QK__FOR_EACH_OUT(QK__QUANTIZE_PUBLIC_F64)
+
+/* ---------------------------------------------------------------------------------------- */
+/* Dequantize                                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+#if QK_X86
+/* kind: 0 = u8, 1 = s8, 2 = u16, 3 = s16. Returns the number of elements done. */
+QK_TARGET_AVX2 static size_t qk__dequantize_avx2(const void *qv, size_t n, float scale,
+                                                 int32_t zp, float *y, int kind) {
+    const __m256 s = _mm256_set1_ps(scale);
+    const __m256i vzp = _mm256_set1_epi32(zp);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i q;
+        if (kind <= 1) {
+            const __m128i b = _mm_loadl_epi64((const __m128i *)((const uint8_t *)qv + i));
+            q = kind == 0 ? _mm256_cvtepu8_epi32(b) : _mm256_cvtepi8_epi32(b);
+        } else {
+            const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)qv + i));
+            q = kind == 2 ? _mm256_cvtepu16_epi32(h) : _mm256_cvtepi16_epi32(h);
+        }
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(q, vzp));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(s, f));
+    }
+    return i;
+}
+#define QK__DEQ_SIMD(KIND)                                                   \
+    if (qk__use_avx2()) done = qk__dequantize_avx2(q, n, scale, zero_point, y, KIND);
+#else
+#define QK__DEQ_SIMD(KIND)
+#endif
+#define QK__DEQ_NO_SIMD(KIND)
+
+#define QK__DEQUANTIZE(IN, INT, TMIN, TMAX, SIMD, KIND)                                          \
+    static void qk__dequantize_##IN##_scalar(const INT *q, size_t n, float scale, int32_t zp,    \
+                                             float *y) {                                         \
+        for (size_t i = 0; i < n; i++) y[i] = scale * (float)((int64_t)q[i] - zp);               \
+    }                                                                                            \
+    qk_status qk_dequantize_##IN##_f32(const INT *q, size_t n, float scale, int32_t zero_point, \
+                                       float *y) {                                               \
+        if (!qk__scale_ok(scale)) return QK_ERR_SCALE;                                           \
+        if (n > 0 && (q == NULL || y == NULL)) return QK_ERR_ARG;                                \
+        size_t done = 0;                                                                         \
+        SIMD(KIND)                                                                               \
+        qk__dequantize_##IN##_scalar(q + done, n - done, scale, zero_point, y + done);           \
+        return QK_OK;                                                                            \
+    }
+QK__DEQUANTIZE(u8, uint8_t, 0, UINT8_MAX, QK__DEQ_SIMD, 0)
+QK__DEQUANTIZE(s8, int8_t, INT8_MIN, INT8_MAX, QK__DEQ_SIMD, 1)
+QK__DEQUANTIZE(u16, uint16_t, 0, UINT16_MAX, QK__DEQ_SIMD, 2)
+QK__DEQUANTIZE(s16, int16_t, INT16_MIN, INT16_MAX, QK__DEQ_SIMD, 3)
+QK__DEQUANTIZE(s32, int32_t, INT32_MIN, INT32_MAX, QK__DEQ_NO_SIMD, -1)
+
+/* ---------------------------------------------------------------------------------------- */
+/* Fake quantize (PyTorch): quantize (torch flavour), then dequantize, in one pass             */
+/* ---------------------------------------------------------------------------------------- */
+#define QK__FAKE_QUANTIZE(IN, INT)                                                             \
+    qk_status qk_fake_quantize_##IN##_torch(const INT *x, size_t n, float scale,               \
+                                            int32_t zero_point, int32_t qmin, int32_t qmax,    \
+                                            INT *y, size_t *bad_index) {                       \
+        if (!qk__scale_ok(scale)) return QK_ERR_SCALE;                                         \
+        qk_status st = qk__check_range(zero_point, qmin, qmax, INT32_MIN, INT32_MAX);          \
+        if (st != QK_OK) return st;                                                            \
+        if (n > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;                              \
+        const float inv = 1.0f / scale;                                                        \
+        const double lo = (double)qmin - zero_point, hi = (double)qmax - zero_point;           \
+        for (size_t i = 0; i < n; i++) {                                                       \
+            const INT v = x[i];                                                                \
+            if (v != v) {                                                                      \
+                if (bad_index) *bad_index = i;                                                 \
+                return QK_ERR_NAN;                                                             \
+            }                                                                                  \
+            const double r = rint(qk__clampd(QK__T_torch_##IN(v), lo, hi));                    \
+            y[i] = (INT)(r * (double)scale); /* exact product, one rounding to INT */          \
+        }                                                                                      \
+        return QK_OK;                                                                          \
+    }
+QK__FAKE_QUANTIZE(f32, float)
+QK__FAKE_QUANTIZE(f64, double)

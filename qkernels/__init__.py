@@ -1,0 +1,25 @@
+"""qkernels: an integer golden model for quantized neural networks.
+
+Bit-exact C kernels (quantize, dequantize, requantize, ...) exposed as NumPy ufuncs with a keyword
+API. See README.md for a tour, and ``qkernels.ufuncs`` for the raw ufuncs.
+
+Example:
+    >>> import numpy as np, qkernels
+    >>> q = qkernels.quantize(np.float32([0.5, -1.0]), 0.5, 0)
+    >>> q, qkernels.dequantize(q, 0.5, 0)
+    (array([ 1, -2], dtype=int8), array([ 0.5, -1. ], dtype=float32))
+"""
+__version__ = "0.1.0"
+
+from . import ufuncs
+from ._checks import AccumulatorOverflowError
+from ._config import show_config
+from ._elementwise import (dequantize, fake_quantize, quantize, quantize_multiplier, requantize,
+                           requantize_float, requantize_shift)
+from .qparams import QParams, choose_qparams
+
+__all__ = [
+    "AccumulatorOverflowError", "QParams", "choose_qparams", "dequantize", "fake_quantize",
+    "quantize", "quantize_multiplier", "requantize", "requantize_float", "requantize_shift",
+    "show_config", "ufuncs",
+]

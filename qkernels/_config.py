@@ -1,0 +1,48 @@
+"""show_config(): what this build of qkernels is and which kernels it runs on this CPU."""
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from . import _core
+
+
+def show_config(mode: str = "stdout") -> Optional[Dict[str, Any]]:
+    """Print (or return, with ``mode="dicts"``) the build and run-time configuration.
+
+    Like ``numpy.show_config()``: the version, the compiler that built the C kernels, the SIMD
+    path chosen on this CPU (AVX2+FMA when present, portable scalar C otherwise, or scalar when
+    ``QKERNELS_SIMD=scalar`` was set before import), and the NumPy versions.
+
+    Example:
+        >>> import qkernels
+        >>> cfg = qkernels.show_config(mode="dicts")
+        >>> sorted(cfg)
+        ['c_library', 'numpy', 'python', 'simd', 'version']
+    """
+    from . import __version__
+
+    info = _core._info()
+    cfg: Dict[str, Any] = {
+        "version": __version__,
+        "c_library": {"version": info["version"], "compiler": info["compiler"],
+                      "header": "csrc/include/qkernels.h", "static_library": "make lib"},
+        "simd": {"chosen": info["isa"], "cpu_has_avx2_fma": bool(info["cpu_has_avx2"]),
+                 "machine": platform.machine()},
+        "numpy": {"built_against": info["numpy_build_version"], "running": np.__version__},
+        "python": sys.version.split()[0],
+    }
+    if mode == "dicts":
+        return cfg
+    if mode != "stdout":
+        raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
+    print(f"qkernels {cfg['version']}")
+    print(f"  C library : {info['version']}, built by {info['compiler']}")
+    print(f"  SIMD path : {info['isa']} (CPU has AVX2+FMA: "
+          f"{'yes' if info['cpu_has_avx2'] else 'no'}; machine {platform.machine()})")
+    print(f"  NumPy     : built against {info['numpy_build_version']}, running {np.__version__}")
+    print(f"  Python    : {cfg['python']}")
+    return None

@@ -1,0 +1,269 @@
+"""Keyword API over the elementwise ufuncs: quantize, dequantize, fake_quantize, requantize.
+
+Every function checks its arguments first (nothing is written when a call is rejected), then
+runs one C ufunc. Per-channel parameters go through ``axis=`` or plain broadcasting.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from . import _checks as C
+from . import _core
+
+ArrayLike = Any
+DTypeLike = Any
+
+FLAVORS = ("torch", "onnx", "tflite")
+SCHEMES = ("double_round", "single_round")
+ROUNDINGS = ("half_up", "half_even", "half_away", "floor")
+
+
+def _choice(value: str, allowed: Tuple[str, ...], name: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; "
+                         f"got {value!r}")
+    return value
+
+
+def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
+             dtype: DTypeLike = np.int8, axis: Optional[int] = None, flavor: str = "torch",
+             qmin: Optional[int] = None, qmax: Optional[int] = None,
+             bits: Optional[int] = None, narrow_range: bool = False,
+             out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Quantize float data to integers: ``clamp(round(x / scale) + zero_point, qmin, qmax)``.
+
+    The rounding is that of a real runtime, chosen by ``flavor``:
+
+    - ``"torch"`` (default): ``RNE(x * fl(1/scale))``, multiply by the float32 reciprocal, as
+      FBGEMM and ``torch.quantize_per_tensor`` / ``quantize_per_channel`` do.
+    - ``"onnx"``: ``RNE(x / scale)``, true division, as ONNX Runtime ``QuantizeLinear``.
+    - ``"tflite"``: ``RHAZ(x / scale)``, half away from zero, as TFLite's reference quantize.
+
+    Args:
+        x: float32 or float64 data (float32 arithmetic for float32 input, double for float64).
+        scale: scale(s), rounded to float32; finite and > 0.
+        zero_point: integer zero point(s) in [qmin, qmax].
+        dtype: output type: uint8, int8, uint16, int16 or int32.
+        axis: per-channel axis; scale and zero_point are then 1-D of length x.shape[axis].
+        flavor: "torch", "onnx" or "tflite".
+        qmin, qmax: clamping range (default: the dtype's range, or ``bits``).
+        bits: bit width 2..16 (signed or unsigned as the dtype), e.g. ``bits=4`` with int8.
+        narrow_range: drop the lowest value (int8 -> [-127, 127]).
+        out: optional output array of the right dtype and shape.
+
+    Raises:
+        ValueError: NaN in x (naming its first index; ``out=`` may then be partly written), a
+            bad scale, zero point or range. +inf/-inf saturate to qmax/qmin.
+        TypeError: wrong dtypes.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> qkernels.quantize(np.array([0.1, -0.25, 3.0], np.float32), 0.01, 3, dtype=np.uint8)
+        array([ 13,   0, 255], dtype=uint8)
+    """
+    x = C.float_input(x, "x")
+    dt, code = C.int_dtype(dtype)
+    lo, hi = C.qrange(dt, qmin, qmax, bits=bits, narrow_range=narrow_range)
+    _choice(flavor, FLAVORS, "flavor")
+    s = C.scale_param(scale, "scale")
+    zp = C.int_param(zero_point, "zero_point", lo, hi)
+    s, zp = C.channel_params(x.shape, axis, scale=s, zero_point=zp)
+    C.check_out(out, x.shape, dt)
+    uf = getattr(_core, f"quantize_{flavor}_{code}")
+    return C.run_ufunc(uf, (x, s, zp, np.int32(lo), np.int32(hi)), out,
+                       lambda: C.raise_nan(x, "x", partial_out=out is not None))
+
+
+def dequantize(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
+               axis: Optional[int] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Dequantize integers to float32: ``fl(fl(scale) * (float)(q - zero_point))``.
+
+    The same formula in every runtime (PyTorch ``Tensor.dequantize``, ONNX ``DequantizeLinear``).
+
+    Args:
+        q: uint8, int8, uint16, int16 or int32 data.
+        scale: scale(s), finite and > 0 (float32).
+        zero_point: integer zero point(s) within q's dtype.
+        axis: per-channel axis (scale and zero_point 1-D of length q.shape[axis]).
+        out: optional float32 output array.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> qkernels.dequantize(np.array([13, 0, 255], np.uint8), 0.01, 3)
+        array([ 0.1 , -0.03,  2.52], dtype=float32)
+    """
+    q = C.int_input(q, "q")
+    info = np.iinfo(q.dtype)
+    s = C.scale_param(scale, "scale")
+    zp = C.int_param(zero_point, "zero_point", int(info.min), int(info.max))
+    s, zp = C.channel_params(q.shape, axis, scale=s, zero_point=zp)
+    C.check_out(out, q.shape, np.dtype(np.float32))
+    return C.run_ufunc(_core.dequantize, (q, s, zp), out, lambda: None)
+
+
+def fake_quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, qmin: int, qmax: int,
+                  *, axis: Optional[int] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Quantize and dequantize in one pass, exactly as PyTorch's fake quantization.
+
+    ``q = clamp(RNE(x * fl(1/scale)) + zero_point, qmin, qmax)``, ``y = (q - zero_point) * scale``;
+    equal bit for bit to ``torch.fake_quantize_per_tensor_affine`` (``axis=None``) and
+    ``torch.fake_quantize_per_channel_affine`` (``axis`` given).
+
+    Args:
+        x: float32 data (float64 is computed in double and returned as float64).
+        scale, zero_point: per-tensor or per-channel (with ``axis``) parameters.
+        qmin, qmax: the integer range, e.g. 0, 255 or -128, 127.
+        out: optional output array (same dtype as x).
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> qkernels.fake_quantize(np.array([0.123, 9.0], np.float32), 0.1, 0, -128, 127)
+        array([0.1, 9. ], dtype=float32)
+    """
+    x = C.float_input(x, "x")
+    lo = C._int_scalar(qmin, "qmin")
+    hi = C._int_scalar(qmax, "qmax")
+    if lo > hi:
+        raise ValueError(f"qmin ({lo}) must be <= qmax ({hi})")
+    if lo < -(1 << 31) or hi > (1 << 31) - 1:
+        raise ValueError("qmin and qmax must fit in int32")
+    s = C.scale_param(scale, "scale")
+    zp = C.int_param(zero_point, "zero_point", lo, hi)
+    s, zp = C.channel_params(x.shape, axis, scale=s, zero_point=zp)
+    C.check_out(out, x.shape, x.dtype)
+    return C.run_ufunc(_core.fake_quantize_torch, (x, s, zp, np.int32(lo), np.int32(hi)), out,
+                       lambda: C.raise_nan(x, "x", partial_out=out is not None))
+
+
+def quantize_multiplier(m: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
+    """Real multiplier(s) to fixed point, exactly TFLite's ``QuantizeMultiplier``.
+
+    ``m ~= multiplier * 2**(shift - 31)`` with ``multiplier`` in [2**30, 2**31 - 1] (0 for m == 0
+    or m < 2**-32) and ``shift`` in [-31, 30]; shift > 0 is a left shift. Elementwise over arrays.
+
+    Raises:
+        ValueError: m negative, NaN or infinite, or m >= 2**30 (shift would exceed 30).
+
+    Example:
+        >>> import qkernels
+        >>> qkernels.quantize_multiplier(0.25)
+        (np.int32(1073741824), np.int32(-1))
+    """
+    a = np.asarray(m)
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"m must be a real number or array, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    bad = ~np.isfinite(a) | (a < 0)
+    if bad.any():
+        raise ValueError(f"m must be finite and >= 0; got {a[C._first_index(bad)]}")
+    big = a >= 2.0 ** 30
+    if big.any():
+        raise ValueError(f"m={a[C._first_index(big)]} is too large: shift would exceed 30")
+    return _core.quantize_multiplier(a)
+
+
+def _requant_common(acc: ArrayLike, dtype: DTypeLike, qmin: Optional[int], qmax: Optional[int],
+                    bits: Optional[int], zero_point: ArrayLike):
+    a = C.int32_input(acc, "acc")
+    dt, code = C.int_dtype(dtype)
+    lo, hi = C.qrange(dt, qmin, qmax, bits=bits)
+    zp = C.int_param(zero_point, "zero_point", lo, hi)
+    return a, dt, code, lo, hi, zp
+
+
+def requantize(acc: ArrayLike, multiplier: ArrayLike, shift: ArrayLike,
+               zero_point: ArrayLike = 0, *, scheme: str = "double_round",
+               dtype: DTypeLike = np.int8, qmin: Optional[int] = None,
+               qmax: Optional[int] = None, bits: Optional[int] = None,
+               axis: Optional[int] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Fixed-point requantization of int32 accumulators: ``clamp(R(acc) + zero_point, qmin, qmax)``.
+
+    ``multiplier`` (M0, int32 >= 0) and ``shift`` (in [-31, 30], > 0 is a left shift) come from
+    :func:`quantize_multiplier`; ``R(acc) ~= acc * multiplier * 2**(shift - 31)``.
+
+    - ``scheme="double_round"`` (gemmlowp, TFLite reference, TFLite Micro, CMSIS-NN):
+      ``RDBPOT(SRDHM(acc * 2**max(shift, 0), multiplier), max(-shift, 0))``.
+    - ``scheme="single_round"`` (TFLITE_SINGLE_ROUNDING, ruy, CMSIS-NN single rounding):
+      ``(acc * multiplier + 2**(30 - shift)) >> (31 - shift)``, exact in int64.
+
+    Raises:
+        AccumulatorOverflowError: (double_round with shift > 0) ``acc * 2**shift`` does not fit in
+            int32, which TFLite would wrap silently. It is a ValueError too.
+        ValueError/TypeError: bad multiplier, shift, zero point, range or dtypes.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> acc = np.array([1, -2, 7984], np.int32)
+        >>> qkernels.requantize(acc, 1 << 30, -1)  # multiplier 0.25
+        array([  1,  -1, 127], dtype=int8)
+    """
+    a, dt, code, lo, hi, zp = _requant_common(acc, dtype, qmin, qmax, bits, zero_point)
+    _choice(scheme, SCHEMES, "scheme")
+    m = C.int_param(multiplier, "multiplier", 0, (1 << 31) - 1)
+    sh = C.int_param(shift, "shift", -31, 30)
+    m, sh, zp = C.channel_params(a.shape, axis, multiplier=m, shift=sh, zero_point=zp)
+    C.check_out(out, a.shape, dt)
+    uf = getattr(_core, f"requantize_{'double' if scheme == 'double_round' else 'single'}_{code}")
+
+    def locate() -> None:
+        shb = np.broadcast_to(sh, a.shape).astype(np.int64)
+        wide = a.astype(np.int64) * (np.int64(1) << np.maximum(shb, 0))
+        bad = (wide < -(1 << 31)) | (wide > (1 << 31) - 1)
+        if bad.any():
+            idx = C._first_index(bad)
+            raise C.AccumulatorOverflowError(
+                f"acc at index {idx} ({a[idx]}) overflows int32 when shifted left by "
+                f"{shb[idx]} (TFLite would wrap)")
+
+    return C.run_ufunc(uf, (a, m, sh, zp, np.int32(lo), np.int32(hi)), out, locate)
+
+
+def requantize_float(acc: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
+                     dtype: DTypeLike = np.int8, qmin: Optional[int] = None,
+                     qmax: Optional[int] = None, bits: Optional[int] = None,
+                     axis: Optional[int] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Float-scale requantization: ``clamp(RNE(fl(fl((float)acc) * scale)) + zero_point, ...)``.
+
+    The ``fp32`` scheme of FBGEMM, PyTorch QNNPACK, ONNX Runtime (MLAS) and XNNPACK. ``scale``
+    is the float32 requantization scale ``in_scale * w_scale / out_scale`` as the runtime
+    computed it.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> qkernels.requantize_float(np.array([100, -3, 5], np.int32), 0.05, 10, dtype=np.uint8)
+        array([15, 10, 10], dtype=uint8)
+    """
+    a, dt, code, lo, hi, zp = _requant_common(acc, dtype, qmin, qmax, bits, zero_point)
+    s = C.scale_param(scale, "scale")
+    s, zp = C.channel_params(a.shape, axis, scale=s, zero_point=zp)
+    C.check_out(out, a.shape, dt)
+    return C.run_ufunc(getattr(_core, f"requantize_fp32_{code}"),
+                       (a, s, zp, np.int32(lo), np.int32(hi)), out, lambda: None)
+
+
+def requantize_shift(acc: ArrayLike, shift: ArrayLike, zero_point: ArrayLike = 0, *,
+                     rounding: str = "half_up", dtype: DTypeLike = np.int8,
+                     qmin: Optional[int] = None, qmax: Optional[int] = None,
+                     bits: Optional[int] = None, axis: Optional[int] = None,
+                     out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Power-of-two requantization by a plain shift: ``clamp(round(acc / 2**shift) + zp, ...)``.
+
+    What an accelerator with power-of-two scales does: ``acc >> shift`` with a rounding of
+    ``"half_up"`` (``(acc + 2**(shift-1)) >> shift``, the default), ``"half_even"``,
+    ``"half_away"`` or ``"floor"`` (truncating shift). ``shift`` in [-31, 31]; a negative shift is
+    an exact left shift.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> qkernels.requantize_shift(np.array([5, 6, -6, 7], np.int32), 2)
+        array([1, 2, -1, 2], dtype=int8)
+    """
+    a, dt, code, lo, hi, zp = _requant_common(acc, dtype, qmin, qmax, bits, zero_point)
+    _choice(rounding, ROUNDINGS, "rounding")
+    sh = C.int_param(shift, "shift", -31, 31)
+    sh, zp = C.channel_params(a.shape, axis, shift=sh, zero_point=zp)
+    C.check_out(out, a.shape, dt)
+    return C.run_ufunc(getattr(_core, f"requantize_shift_{rounding}_{code}"),
+                       (a, sh, zp, np.int32(lo), np.int32(hi)), out, lambda: None)
