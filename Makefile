@@ -48,18 +48,25 @@ build/clib/%.o: csrc/%.c $(HEADERS)
 build/libqkernels.a: $(LIB_OBJS)
 	ar rcs $@ $^
 
-# The C test program, linked against the static library only.
-build/test_qkernels: tests/c/test_qkernels.c build/libqkernels.a
-	$(CC) $(CFLAGS_LIB) $< -Lbuild -lqkernels -lm -o $@
+# The C test programs (one per tests/c/test_*.c), linked against the static library only;
+# tests/test_clib.py runs each of them.
+CTEST_SRCS := $(wildcard tests/c/test_*.c)
+CTESTS     := $(patsubst tests/c/%.c,build/ctest/%,$(CTEST_SRCS))
 
-ctest: build/test_qkernels
+build/ctest/%: tests/c/%.c tests/c/qk_test.h build/libqkernels.a
+	@mkdir -p build/ctest
+	$(CC) $(CFLAGS_LIB) -Itests/c $< -Lbuild -lqkernels -lm -pthread -o $@
+
+ctest: $(CTESTS)
 
 # Sanitizer run: the C test program and the Python kernel tests against an
 # -fsanitize=address,undefined build (tests marked torch/onnx stay out: see tests/conftest.py).
 sanitize: $(STAMP)
 	@mkdir -p build/asan
-	$(CC) $(CFLAGS_LIB) $(SAN_FLAGS) -O1 tests/c/test_qkernels.c $(LIB_SRCS) -lm -o build/asan/test_qkernels
-	ASAN_OPTIONS=detect_leaks=0 build/asan/test_qkernels
+	for t in $(CTEST_SRCS); do \
+	  $(CC) $(CFLAGS_LIB) $(SAN_FLAGS) -O1 -Itests/c $$t $(LIB_SRCS) -lm -pthread -o build/asan/$$(basename $$t .c) && \
+	  ASAN_OPTIONS=detect_leaks=0 build/asan/$$(basename $$t .c) || exit 1; \
+	done
 	rm -rf build/asan/pkg && mkdir -p build/asan/pkg
 	QKERNELS_WERROR=1 QKERNELS_SANITIZE=1 $(PY) setup.py -q build_ext --build-lib build/asan/pkg --build-temp build/asan/tmp --force
 	cp qkernels/*.py build/asan/pkg/qkernels/
