@@ -21,6 +21,17 @@
 #define QK__T_torch_f32(v) ((double)((v) * inv))
 #define QK__T_torch_f64(v) ((v) * (double)inv)
 #define QK__R_torch(t) rint(t)
+/* fbgemm: x * inv + zero_point fused into one float rounding (FBGEMM Quantize<T, LEGACY=true>
+ * AVX2 `_mm256_fmadd_ps`, i.e. torch.quantize_per_tensor for quint8/qint8); the zero point is
+ * inside the rounded value, so the clamp bounds are qmin/qmax themselves. */
+#define QK__PREP_fbgemm float inv = 1.0f / scale; const float zpf = (float)zp; (void)zpf;
+#define QK__T_fbgemm_f32(v) ((double)fmaf((v), inv, zpf))
+#define QK__T_fbgemm_f64(v) (fma((v), (double)inv, (double)zp))
+#define QK__R_fbgemm(t) rint(t)
+#define QK__FUSED_fbgemm 1
+#define QK__FUSED_torch 0
+#define QK__FUSED_onnx 0
+#define QK__FUSED_tflite 0
 /* onnx: true division (MLAS QuantizeLinear). */
 #define QK__PREP_onnx
 #define QK__T_onnx_f32(v) ((double)((v) / scale))
@@ -37,7 +48,8 @@
     static qk_status qk__quantize_##IN##_##OUT##_##FLAV##_scalar(                              \
         const INT *x, size_t n, float scale, int32_t zp, int32_t qmin, int32_t qmax, OUTT *y,  \
         size_t *bad_index) {                                                                   \
-        QK__PREP_##FLAV const double lo = (double)qmin - zp, hi = (double)qmax - zp;           \
+        QK__PREP_##FLAV const int32_t off = QK__FUSED_##FLAV ? 0 : zp;                         \
+        const double lo = (double)qmin - off, hi = (double)qmax - off;                         \
         for (size_t i = 0; i < n; i++) {                                                       \
             const INT v = x[i];                                                                \
             if (v != v) {                                                                      \
@@ -45,12 +57,13 @@
                 return QK_ERR_NAN;                                                             \
             }                                                                                  \
             const double t = qk__clampd(QK__T_##FLAV##_##IN(v), lo, hi);                       \
-            y[i] = (OUTT)((int64_t)QK__R_##FLAV(t) + zp);                                      \
+            y[i] = (OUTT)((int64_t)QK__R_##FLAV(t) + off);                                     \
         }                                                                                      \
         return QK_OK;                                                                          \
     }
 
 #define QK__QUANTIZE_SCALAR_FLAVOURS(IN, INT, OUT, OUTT) \
+    QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, fbgemm)      \
     QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, torch)       \
     QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, onnx)        \
     QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, tflite)
@@ -63,13 +76,15 @@ QK__FOR_EACH_OUT(QK__QUANTIZE_SCALAR_F64)
 /* AVX2: float32 -> u8 / s8 / u16 / s16                                                       */
 /* ---------------------------------------------------------------------------------------- */
 #if QK_X86
-enum { QK__FL_TORCH = 0, QK__FL_ONNX = 1, QK__FL_TFLITE = 2 };
+enum { QK__FL_TORCH = 0, QK__FL_ONNX = 1, QK__FL_TFLITE = 2, QK__FL_FBGEMM = 3 };
 
 /* clamp(round(x / scale), lo, hi) as int32 lanes; *nan accumulates the unordered lanes. */
-QK_TARGET_AVX2 static inline __m256i qk__q_lanes(__m256 x, __m256 k, __m256 lo, __m256 hi,
-                                                 int flav, __m256 *nan) {
+QK_TARGET_AVX2 static inline __m256i qk__q_lanes(__m256 x, __m256 k, __m256 zpf, __m256 lo,
+                                                 __m256 hi, int flav, __m256 *nan) {
     *nan = _mm256_or_ps(*nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-    __m256 t = flav == QK__FL_TORCH ? _mm256_mul_ps(x, k) : _mm256_div_ps(x, k);
+    __m256 t = flav == QK__FL_TORCH    ? _mm256_mul_ps(x, k)
+               : flav == QK__FL_FBGEMM ? _mm256_fmadd_ps(x, k, zpf)
+                                       : _mm256_div_ps(x, k);
     t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
     if (flav == QK__FL_TFLITE) {
         /* RHAZ: truncate, then step away from zero when the dropped fraction is >= 0.5. */
@@ -88,19 +103,22 @@ QK_TARGET_AVX2 static inline __m256i qk__q_lanes(__m256 x, __m256 k, __m256 lo, 
 QK_TARGET_AVX2 static size_t qk__quantize_f32_avx2(const float *x, size_t n, float scale,
                                                    int32_t zp, int32_t qmin, int32_t qmax,
                                                    void *yv, int flav, int kind) {
-    const __m256 k = _mm256_set1_ps(flav == QK__FL_TORCH ? 1.0f / scale : scale);
-    const __m256 lo = _mm256_set1_ps((float)(qmin - zp)), hi = _mm256_set1_ps((float)(qmax - zp));
-    const __m256i vzp = _mm256_set1_epi32(zp);
+    const int fused = flav == QK__FL_FBGEMM;
+    const __m256 k = _mm256_set1_ps(flav == QK__FL_TORCH || fused ? 1.0f / scale : scale);
+    const __m256 zpf = _mm256_set1_ps((float)zp);
+    const int32_t off = fused ? 0 : zp;
+    const __m256 lo = _mm256_set1_ps((float)(qmin - off)), hi = _mm256_set1_ps((float)(qmax - off));
+    const __m256i vzp = _mm256_set1_epi32(off);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     size_t i = 0;
     if (kind <= 1) {
         uint8_t *y = (uint8_t *)yv;
         for (; i + 32 <= n; i += 32) {
             __m256 nan = _mm256_setzero_ps();
-            __m256i a = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i), k, lo, hi, flav, &nan), vzp);
-            __m256i b = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i + 8), k, lo, hi, flav, &nan), vzp);
-            __m256i c = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i + 16), k, lo, hi, flav, &nan), vzp);
-            __m256i d = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i + 24), k, lo, hi, flav, &nan), vzp);
+            __m256i a = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i), k, zpf, lo, hi, flav, &nan), vzp);
+            __m256i b = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i + 8), k, zpf, lo, hi, flav, &nan), vzp);
+            __m256i c = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i + 16), k, zpf, lo, hi, flav, &nan), vzp);
+            __m256i d = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i + 24), k, zpf, lo, hi, flav, &nan), vzp);
             if (_mm256_movemask_ps(nan)) return i;
             const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
             __m256i r = kind == 0 ? _mm256_packus_epi16(ab, cd) : _mm256_packs_epi16(ab, cd);
@@ -111,8 +129,8 @@ QK_TARGET_AVX2 static size_t qk__quantize_f32_avx2(const float *x, size_t n, flo
         uint16_t *y = (uint16_t *)yv;
         for (; i + 16 <= n; i += 16) {
             __m256 nan = _mm256_setzero_ps();
-            __m256i a = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i), k, lo, hi, flav, &nan), vzp);
-            __m256i b = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i + 8), k, lo, hi, flav, &nan), vzp);
+            __m256i a = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i), k, zpf, lo, hi, flav, &nan), vzp);
+            __m256i b = _mm256_add_epi32(qk__q_lanes(_mm256_loadu_ps(x + i + 8), k, zpf, lo, hi, flav, &nan), vzp);
             if (_mm256_movemask_ps(nan)) return i;
             __m256i r = kind == 2 ? _mm256_packus_epi32(a, b) : _mm256_packs_epi32(a, b);
             r = _mm256_permute4x64_epi64(r, 0xD8);
@@ -127,6 +145,7 @@ QK_TARGET_AVX2 static size_t qk__quantize_f32_avx2(const float *x, size_t n, flo
 /* Public entry points                                                                        */
 /* ---------------------------------------------------------------------------------------- */
 #if QK_X86
+#define QK__FLAV_ID_fbgemm QK__FL_FBGEMM
 #define QK__FLAV_ID_torch QK__FL_TORCH
 #define QK__FLAV_ID_onnx QK__FL_ONNX
 #define QK__FLAV_ID_tflite QK__FL_TFLITE
@@ -162,6 +181,7 @@ QK_TARGET_AVX2 static size_t qk__quantize_f32_avx2(const float *x, size_t n, flo
     }
 
 #define QK__QUANTIZE_PUBLIC_FLAVOURS(IN, INT, OUT, OUTT, TMIN, TMAX, SIMD) \
+    QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, fbgemm, SIMD)      \
     QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, torch, SIMD)       \
     QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, onnx, SIMD)        \
     QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, tflite, SIMD)
@@ -245,8 +265,9 @@ QK__DEQUANTIZE(s32, int32_t, INT32_MIN, INT32_MAX, QK__DEQ_NO_SIMD, -1)
                 if (bad_index) *bad_index = i;                                                 \
                 return QK_ERR_NAN;                                                             \
             }                                                                                  \
-            const double r = rint(qk__clampd(QK__T_torch_##IN(v), lo, hi));                    \
-            y[i] = (INT)(r * (double)scale); /* exact product, one rounding to INT */          \
+            /* through an integer, as PyTorch does: -0.5 rounds to +0, never -0 */              \
+            const int64_t r = (int64_t)rint(qk__clampd(QK__T_torch_##IN(v), lo, hi));          \
+            y[i] = (INT)((double)r * (double)scale); /* exact product, one rounding */         \
         }                                                                                      \
         return QK_OK;                                                                          \
     }

@@ -15,7 +15,7 @@ from . import _core
 ArrayLike = Any
 DTypeLike = Any
 
-FLAVORS = ("torch", "onnx", "tflite")
+FLAVORS = ("torch", "onnx", "tflite", "fbgemm")
 SCHEMES = ("double_round", "single_round")
 ROUNDINGS = ("half_up", "half_even", "half_away", "floor")
 
@@ -36,8 +36,13 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
 
     The rounding is that of a real runtime, chosen by ``flavor``:
 
-    - ``"torch"`` (default): ``RNE(x * fl(1/scale))``, multiply by the float32 reciprocal, as
-      FBGEMM and ``torch.quantize_per_tensor`` / ``quantize_per_channel`` do.
+    - ``"torch"`` (default): what PyTorch gives. Per channel (``axis`` or array parameters) and
+      for 16/32-bit outputs: ``RNE(x * fl(1/scale)) + zero_point`` (``quantize_per_channel``,
+      qint32); per tensor with uint8/int8 output it is the ``"fbgemm"`` formula below, because
+      ``torch.quantize_per_tensor`` runs FBGEMM's AVX2 quantizer.
+    - ``"fbgemm"``: ``RNE(fma(x, fl(1/scale), zero_point))``, the zero point added *before* the
+      single rounding (FBGEMM ``Quantize``); differs from ``"torch"`` per channel at near-ties
+      when zero_point != 0.
     - ``"onnx"``: ``RNE(x / scale)``, true division, as ONNX Runtime ``QuantizeLinear``.
     - ``"tflite"``: ``RHAZ(x / scale)``, half away from zero, as TFLite's reference quantize.
 
@@ -47,7 +52,7 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
         zero_point: integer zero point(s) in [qmin, qmax].
         dtype: output type: uint8, int8, uint16, int16 or int32.
         axis: per-channel axis; scale and zero_point are then 1-D of length x.shape[axis].
-        flavor: "torch", "onnx" or "tflite".
+        flavor: "torch", "onnx", "tflite" or "fbgemm".
         qmin, qmax: clamping range (default: the dtype's range, or ``bits``).
         bits: bit width 2..16 (signed or unsigned as the dtype), e.g. ``bits=4`` with int8.
         narrow_range: drop the lowest value (int8 -> [-127, 127]).
@@ -71,6 +76,8 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
     zp = C.int_param(zero_point, "zero_point", lo, hi)
     s, zp = C.channel_params(x.shape, axis, scale=s, zero_point=zp)
     C.check_out(out, x.shape, dt)
+    if flavor == "torch" and code in ("u8", "s8") and s.size == 1 and zp.size == 1 and axis is None:
+        flavor = "fbgemm"  # torch.quantize_per_tensor -> fbgemm::Quantize
     uf = getattr(_core, f"quantize_{flavor}_{code}")
     return C.run_ufunc(uf, (x, s, zp, np.int32(lo), np.int32(hi)), out,
                        lambda: C.raise_nan(x, "x", partial_out=out is not None))

@@ -76,10 +76,13 @@ const char *qk_version(void);
  *
  *   in:       f32 (float) or f64 (double)
  *   out:      u8, s8, u16, s16, s32
- *   flavour:  torch   t = RNE(x * fl(1/scale))   (FBGEMM, PyTorch quantize_per_tensor/channel)
+ *   flavour:  torch   t = RNE(x * fl(1/scale))   (PyTorch quantize_per_channel, qint32, quantize_val)
  *             onnx    t = RNE(x / scale)         (ONNX Runtime QuantizeLinear)
  *             tflite  t = RHAZ(x / scale)        (TFLite reference quantize)
  *   then      y = clamp(t + zero_point, qmin, qmax)
+ *             fbgemm  y = clamp(RNE(fma(x, fl(1/scale), zero_point)), qmin, qmax): the zero point
+ *                     is added before the one rounding (FBGEMM Quantize, LEGACY, the AVX2 fmadd),
+ *                     which is what torch.quantize_per_tensor gives for quint8 and qint8.
  *
  * For f32 input the products and quotients are float32 operations (exactly what the runtimes
  * compute); for f64 input they are double operations with `scale` widened to double.
@@ -93,6 +96,7 @@ const char *qk_version(void);
                                                 int32_t zero_point, int32_t qmin, int32_t qmax, \
                                                 OUTT *y, size_t *bad_index);
 #define QK__DECLARE_QUANTIZE_FLAVOURS(IN, INT, OUT, OUTT) \
+    QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, fbgemm)      \
     QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, torch)       \
     QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, onnx)        \
     QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, tflite)

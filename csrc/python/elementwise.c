@@ -15,8 +15,9 @@
         return qk_quantize_##IN##_##OUT##_##FLAV((const INT *)x, n, p->scale, p->zero_point,    \
                                                  p->qmin, p->qmax, (OUTT *)y, NULL);            \
     }
-#define QK_PY_QUANTIZE_FL(IN, INT, OUT, OUTT) \
-    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, torch) \
+#define QK_PY_QUANTIZE_FL(IN, INT, OUT, OUTT)  \
+    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, fbgemm) \
+    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, torch)  \
     QK_PY_QUANTIZE(IN, INT, OUT, OUTT, onnx)  \
     QK_PY_QUANTIZE(IN, INT, OUT, OUTT, tflite)
 #define QK_PY_QUANTIZE_IN(OUT, OUTT)           \
@@ -100,7 +101,7 @@ static void qk_py_quantize_multiplier_loop(char **args, npy_intp const *dims,
 }
 
 /* ---- the table ---------------------------------------------------------------------------- */
-enum { QK_MAX_LOOPS = 5, QK_MAX_UFUNCS = 64 };
+enum { QK_MAX_LOOPS = 5, QK_MAX_UFUNCS = 80 };
 
 typedef struct qk_py_ufunc {
     char name[48];
@@ -168,16 +169,18 @@ int qk_py_register_elementwise(PyObject *module) {
     static void *qm_data[1] = {NULL};
     static char qm_types[3] = {NPY_FLOAT64, NPY_INT32, NPY_INT32};
 
-    const char *flavours[3] = {"torch", "onnx", "tflite"};
-    const qk_py_kernel q32[3][5] = {
+    const char *flavours[4] = {"torch", "onnx", "tflite", "fbgemm"};
+    const qk_py_kernel q32[4][5] = {
         QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _torch),
         QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _onnx),
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _tflite)};
-    const qk_py_kernel q64[3][5] = {
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _tflite),
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _fbgemm)};
+    const qk_py_kernel q64[4][5] = {
         QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _torch),
         QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _onnx),
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _tflite)};
-    for (int f = 0; f < 3; f++) {
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _tflite),
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _fbgemm)};
+    for (int f = 0; f < 4; f++) {
         for (int o = 0; o < 5; o++) {
             snprintf(name, sizeof name, "quantize_%s_%s", flavours[f], QK_OUTS[o].name);
             snprintf(doc, sizeof doc,
