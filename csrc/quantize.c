@@ -16,7 +16,9 @@
 /* ---------------------------------------------------------------------------------------- */
 /* The value t = x/scale (before rounding), per flavour and input type                        */
 /* ---------------------------------------------------------------------------------------- */
-/* torch: multiply by the float32 reciprocal (FBGEMM Quantize, PyTorch quantize_val). */
+/* torch (internal name; the public flavour is pt2e): multiply by the float32 reciprocal, round,
+ * then add the zero point: PyTorch's decomposed quantize_per_tensor (PT2E / executorch) and the
+ * first step of fake quantization. */
 #define QK__PREP_torch float inv = 1.0f / scale;
 #define QK__T_torch_f32(v) ((double)((v) * inv))
 #define QK__T_torch_f64(v) ((v) * (double)inv)
@@ -29,7 +31,19 @@
 #define QK__T_fbgemm_f64(v) (fma((v), (double)inv, (double)zp))
 #define QK__R_fbgemm(t) rint(t)
 #define QK__FUSED_fbgemm 1
+/* fbgemm_scalar: fl(fl(x * inv) + zero_point), then RNE: FBGEMM's scalar Quantize<T, LEGACY>
+ * (two float roundings), which torch.quantize_per_tensor uses for qint32. */
+#define QK__PREP_fbgemm_scalar QK__PREP_fbgemm
+#define QK__T_fbgemm_scalar_f32(v) ((double)((v) * inv + zpf))
+#define QK__T_fbgemm_scalar_f64(v) ((v) * (double)inv + (double)zp)
+#define QK__R_fbgemm_scalar(t) rint(t)
+#define QK__FUSED_fbgemm_scalar 1
 #define QK__FUSED_torch 0
+#define QK__PREP_pt2e QK__PREP_torch
+#define QK__T_pt2e_f32 QK__T_torch_f32
+#define QK__T_pt2e_f64 QK__T_torch_f64
+#define QK__R_pt2e QK__R_torch
+#define QK__FUSED_pt2e 0
 #define QK__FUSED_onnx 0
 #define QK__FUSED_tflite 0
 /* onnx: true division (MLAS QuantizeLinear). */
@@ -64,7 +78,8 @@
 
 #define QK__QUANTIZE_SCALAR_FLAVOURS(IN, INT, OUT, OUTT) \
     QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, fbgemm)      \
-    QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, torch)       \
+    QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, fbgemm_scalar) \
+    QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, pt2e)        \
     QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, onnx)        \
     QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, tflite)
 #define QK__QUANTIZE_SCALAR_F32(OUT, OUTT, TMIN, TMAX) QK__QUANTIZE_SCALAR_FLAVOURS(f32, float, OUT, OUTT)
@@ -76,7 +91,7 @@ QK__FOR_EACH_OUT(QK__QUANTIZE_SCALAR_F64)
 /* AVX2: float32 -> u8 / s8 / u16 / s16                                                       */
 /* ---------------------------------------------------------------------------------------- */
 #if QK_X86
-enum { QK__FL_TORCH = 0, QK__FL_ONNX = 1, QK__FL_TFLITE = 2, QK__FL_FBGEMM = 3 };
+enum { QK__FL_TORCH = 0, QK__FL_ONNX = 1, QK__FL_TFLITE = 2, QK__FL_FBGEMM = 3, QK__FL_FBGEMM_SCALAR = 4 };
 
 /* clamp(round(x / scale), lo, hi) as int32 lanes; *nan accumulates the unordered lanes. */
 QK_TARGET_AVX2 static inline __m256i qk__q_lanes(__m256 x, __m256 k, __m256 zpf, __m256 lo,
@@ -84,6 +99,7 @@ QK_TARGET_AVX2 static inline __m256i qk__q_lanes(__m256 x, __m256 k, __m256 zpf,
     *nan = _mm256_or_ps(*nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
     __m256 t = flav == QK__FL_TORCH    ? _mm256_mul_ps(x, k)
                : flav == QK__FL_FBGEMM ? _mm256_fmadd_ps(x, k, zpf)
+               : flav == QK__FL_FBGEMM_SCALAR ? _mm256_add_ps(_mm256_mul_ps(x, k), zpf)
                                        : _mm256_div_ps(x, k);
     t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
     if (flav == QK__FL_TFLITE) {
@@ -103,7 +119,7 @@ QK_TARGET_AVX2 static inline __m256i qk__q_lanes(__m256 x, __m256 k, __m256 zpf,
 QK_TARGET_AVX2 static size_t qk__quantize_f32_avx2(const float *x, size_t n, float scale,
                                                    int32_t zp, int32_t qmin, int32_t qmax,
                                                    void *yv, int flav, int kind) {
-    const int fused = flav == QK__FL_FBGEMM;
+    const int fused = flav == QK__FL_FBGEMM || flav == QK__FL_FBGEMM_SCALAR;
     const __m256 k = _mm256_set1_ps(flav == QK__FL_TORCH || fused ? 1.0f / scale : scale);
     const __m256 zpf = _mm256_set1_ps((float)zp);
     const int32_t off = fused ? 0 : zp;
@@ -146,7 +162,8 @@ QK_TARGET_AVX2 static size_t qk__quantize_f32_avx2(const float *x, size_t n, flo
 /* ---------------------------------------------------------------------------------------- */
 #if QK_X86
 #define QK__FLAV_ID_fbgemm QK__FL_FBGEMM
-#define QK__FLAV_ID_torch QK__FL_TORCH
+#define QK__FLAV_ID_fbgemm_scalar QK__FL_FBGEMM_SCALAR
+#define QK__FLAV_ID_pt2e QK__FL_TORCH
 #define QK__FLAV_ID_onnx QK__FL_ONNX
 #define QK__FLAV_ID_tflite QK__FL_TFLITE
 #define QK__KIND_u8 0
@@ -182,7 +199,8 @@ QK_TARGET_AVX2 static size_t qk__quantize_f32_avx2(const float *x, size_t n, flo
 
 #define QK__QUANTIZE_PUBLIC_FLAVOURS(IN, INT, OUT, OUTT, TMIN, TMAX, SIMD) \
     QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, fbgemm, SIMD)      \
-    QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, torch, SIMD)       \
+    QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, fbgemm_scalar, SIMD) \
+    QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, pt2e, SIMD)        \
     QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, onnx, SIMD)        \
     QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, tflite, SIMD)
 

@@ -15,7 +15,7 @@ from . import _core
 ArrayLike = Any
 DTypeLike = Any
 
-FLAVORS = ("torch", "onnx", "tflite", "fbgemm")
+FLAVORS = ("torch", "pt2e", "onnx", "tflite", "fbgemm", "fbgemm_scalar")
 SCHEMES = ("double_round", "single_round")
 ROUNDINGS = ("half_up", "half_even", "half_away", "floor")
 
@@ -36,13 +36,16 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
 
     The rounding is that of a real runtime, chosen by ``flavor``:
 
-    - ``"torch"`` (default): what PyTorch gives. Per channel (``axis`` or array parameters) and
-      for 16/32-bit outputs: ``RNE(x * fl(1/scale)) + zero_point`` (``quantize_per_channel``,
-      qint32); per tensor with uint8/int8 output it is the ``"fbgemm"`` formula below, because
-      ``torch.quantize_per_tensor`` runs FBGEMM's AVX2 quantizer.
-    - ``"fbgemm"``: ``RNE(fma(x, fl(1/scale), zero_point))``, the zero point added *before* the
-      single rounding (FBGEMM ``Quantize``); differs from ``"torch"`` per channel at near-ties
-      when zero_point != 0.
+    - ``"torch"`` (default): exactly what PyTorch gives for the same call. Per tensor
+      (``torch.quantize_per_tensor``) with uint8/int8 output that is ``"fbgemm"``; otherwise
+      (qint32, 16-bit, and every ``torch.quantize_per_channel``) ``"fbgemm_scalar"``.
+    - ``"fbgemm"``: ``RNE(fma(x, fl(1/scale), zero_point))``: the zero point is added *before*
+      the single rounding (FBGEMM's AVX2 ``Quantize``).
+    - ``"fbgemm_scalar"``: ``RNE(fl(fl(x * fl(1/scale)) + zero_point))``: two float roundings
+      (FBGEMM's scalar ``Quantize``, used by PyTorch per channel and for qint32).
+    - ``"pt2e"``: ``RNE(fl(x * fl(1/scale))) + zero_point``: zero point added after rounding
+      (PyTorch's decomposed ``quantize_per_tensor`` of PT2E export, and fake quantization).
+      The four torch-family formulas differ only at near-ties when zero_point != 0.
     - ``"onnx"``: ``RNE(x / scale)``, true division, as ONNX Runtime ``QuantizeLinear``.
     - ``"tflite"``: ``RHAZ(x / scale)``, half away from zero, as TFLite's reference quantize.
 
@@ -52,7 +55,7 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
         zero_point: integer zero point(s) in [qmin, qmax].
         dtype: output type: uint8, int8, uint16, int16 or int32.
         axis: per-channel axis; scale and zero_point are then 1-D of length x.shape[axis].
-        flavor: "torch", "onnx", "tflite" or "fbgemm".
+        flavor: "torch", "pt2e", "fbgemm", "fbgemm_scalar", "onnx" or "tflite".
         qmin, qmax: clamping range (default: the dtype's range, or ``bits``).
         bits: bit width 2..16 (signed or unsigned as the dtype), e.g. ``bits=4`` with int8.
         narrow_range: drop the lowest value (int8 -> [-127, 127]).
@@ -76,8 +79,11 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
     zp = C.int_param(zero_point, "zero_point", lo, hi)
     s, zp = C.channel_params(x.shape, axis, scale=s, zero_point=zp)
     C.check_out(out, x.shape, dt)
-    if flavor == "torch" and code in ("u8", "s8") and s.size == 1 and zp.size == 1 and axis is None:
-        flavor = "fbgemm"  # torch.quantize_per_tensor -> fbgemm::Quantize
+    if flavor == "torch":
+        # torch.quantize_per_tensor runs fbgemm::Quantize: AVX2 (one rounding) for 8-bit outputs,
+        # the scalar loop (two roundings) for qint32; quantize_per_channel is scalar too.
+        per_tensor = s.size == 1 and zp.size == 1 and axis is None
+        flavor = "fbgemm" if per_tensor and code in ("u8", "s8") else "fbgemm_scalar"
     uf = getattr(_core, f"quantize_{flavor}_{code}")
     return C.run_ufunc(uf, (x, s, zp, np.int32(lo), np.int32(hi)), out,
                        lambda: C.raise_nan(x, "x", partial_out=out is not None))

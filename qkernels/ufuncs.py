@@ -14,7 +14,7 @@ Names: ``quantize_<flavor>_<out>``, ``dequantize``, ``fake_quantize_torch``,
 Example:
     >>> import numpy as np
     >>> from qkernels import ufuncs
-    >>> ufuncs.quantize_torch_u8(np.float32([0.5, 1.0]), np.float32(0.5), 0, 0, 255)
+    >>> ufuncs.quantize_pt2e_u8(np.float32([0.5, 1.0]), np.float32(0.5), 0, 0, 255)
     array([1, 2], dtype=uint8)
 """
 import numpy as np

@@ -76,13 +76,16 @@ const char *qk_version(void);
  *
  *   in:       f32 (float) or f64 (double)
  *   out:      u8, s8, u16, s16, s32
- *   flavour:  torch   t = RNE(x * fl(1/scale))   (PyTorch quantize_per_channel, qint32, quantize_val)
+ *   flavour:  pt2e    t = RNE(x * fl(1/scale))   (PyTorch decomposed quantize_per_tensor: PT2E)
  *             onnx    t = RNE(x / scale)         (ONNX Runtime QuantizeLinear)
  *             tflite  t = RHAZ(x / scale)        (TFLite reference quantize)
  *   then      y = clamp(t + zero_point, qmin, qmax)
  *             fbgemm  y = clamp(RNE(fma(x, fl(1/scale), zero_point)), qmin, qmax): the zero point
  *                     is added before the one rounding (FBGEMM Quantize, LEGACY, the AVX2 fmadd),
  *                     which is what torch.quantize_per_tensor gives for quint8 and qint8.
+ *             fbgemm_scalar  y = clamp(RNE(fl(fl(x * fl(1/scale)) + zero_point)), qmin, qmax): two
+ *                     float roundings (FBGEMM's scalar Quantize): torch.quantize_per_tensor for
+ *                     qint32, and torch.quantize_per_channel for every type.
  *
  * For f32 input the products and quotients are float32 operations (exactly what the runtimes
  * compute); for f64 input they are double operations with `scale` widened to double.
@@ -97,7 +100,8 @@ const char *qk_version(void);
                                                 OUTT *y, size_t *bad_index);
 #define QK__DECLARE_QUANTIZE_FLAVOURS(IN, INT, OUT, OUTT) \
     QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, fbgemm)      \
-    QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, torch)       \
+    QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, fbgemm_scalar) \
+    QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, pt2e)        \
     QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, onnx)        \
     QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, tflite)
 #define QK__DECLARE_QUANTIZE_OUTS(IN, INT)                  \

@@ -1,6 +1,6 @@
 /* elementwise.c -- registers the quantize / dequantize / fake-quantize / requantize kernels as
  * NumPy ufuncs. Each ufunc takes its parameters as operands (they broadcast), one loop per input
- * dtype; the output dtype is part of the ufunc's name (quantize_torch_u8, requantize_double_s8).
+ * dtype; the output dtype is part of the ufunc's name (quantize_pt2e_u8, requantize_double_s8).
  */
 #include "qk_numpy.h"
 
@@ -17,7 +17,8 @@
     }
 #define QK_PY_QUANTIZE_FL(IN, INT, OUT, OUTT)  \
     QK_PY_QUANTIZE(IN, INT, OUT, OUTT, fbgemm) \
-    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, torch)  \
+    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, fbgemm_scalar) \
+    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, pt2e)   \
     QK_PY_QUANTIZE(IN, INT, OUT, OUTT, onnx)  \
     QK_PY_QUANTIZE(IN, INT, OUT, OUTT, tflite)
 #define QK_PY_QUANTIZE_IN(OUT, OUTT)           \
@@ -101,7 +102,7 @@ static void qk_py_quantize_multiplier_loop(char **args, npy_intp const *dims,
 }
 
 /* ---- the table ---------------------------------------------------------------------------- */
-enum { QK_MAX_LOOPS = 5, QK_MAX_UFUNCS = 80 };
+enum { QK_MAX_LOOPS = 5, QK_MAX_UFUNCS = 96 };
 
 typedef struct qk_py_ufunc {
     char name[48];
@@ -169,18 +170,20 @@ int qk_py_register_elementwise(PyObject *module) {
     static void *qm_data[1] = {NULL};
     static char qm_types[3] = {NPY_FLOAT64, NPY_INT32, NPY_INT32};
 
-    const char *flavours[4] = {"torch", "onnx", "tflite", "fbgemm"};
-    const qk_py_kernel q32[4][5] = {
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _torch),
+    const char *flavours[5] = {"pt2e", "onnx", "tflite", "fbgemm", "fbgemm_scalar"};
+    const qk_py_kernel q32[5][5] = {
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _pt2e),
         QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _onnx),
         QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _tflite),
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _fbgemm)};
-    const qk_py_kernel q64[4][5] = {
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _torch),
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _fbgemm),
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _fbgemm_scalar)};
+    const qk_py_kernel q64[5][5] = {
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _pt2e),
         QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _onnx),
         QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _tflite),
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _fbgemm)};
-    for (int f = 0; f < 4; f++) {
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _fbgemm),
+        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _fbgemm_scalar)};
+    for (int f = 0; f < 5; f++) {
         for (int o = 0; o < 5; o++) {
             snprintf(name, sizeof name, "quantize_%s_%s", flavours[f], QK_OUTS[o].name);
             snprintf(doc, sizeof doc,

@@ -1,0 +1,35 @@
+"""Helpers shared by the tests (value sets with near-ties, bit-exact comparison)."""
+import numpy as np
+
+
+def near_ties(rng, n, scale, kmax=300, dtype=np.float32):
+    """Values at (k + 0.5) * scale and one float ulp either side of them, plus exact k * scale."""
+    s = dtype(scale)
+    k = rng.integers(-kmax, kmax, n).astype(np.float64)
+    half = ((k + 0.5) * s).astype(dtype)
+    exact = (k * s).astype(dtype)
+    which = rng.integers(0, 4, n)
+    up = np.nextafter(half, dtype(np.inf))
+    down = np.nextafter(half, dtype(-np.inf))
+    return np.select([which == 0, which == 1, which == 2], [half, up, down], exact).astype(dtype)
+
+
+def value_set(rng, n, scale, dtype=np.float32):
+    """10^5-scale sets: random normals of several magnitudes, near-ties, saturating values."""
+    s = float(scale)
+    parts = [
+        (rng.standard_normal(n // 2) * 60 * s).astype(dtype),
+        near_ties(rng, n // 2, s, dtype=dtype),
+        np.array([0.0, -0.0, np.inf, -np.inf, 1e30, -1e30, 3.4e38, -3.4e38,
+                  np.finfo(dtype).tiny, -np.finfo(dtype).tiny, 0.273939937], dtype),
+    ]
+    return np.concatenate(parts)
+
+
+def same_bits(a, b):
+    """Equality of float arrays bit for bit (so -0.0 != +0.0 and NaN == NaN)."""
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    iv = {4: np.int32, 8: np.int64}[a.dtype.itemsize]
+    return np.array_equal(a.view(iv), b.view(iv))
