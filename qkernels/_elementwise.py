@@ -104,8 +104,8 @@ def dequantize(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
 
     Example:
         >>> import numpy as np, qkernels
-        >>> qkernels.dequantize(np.array([13, 0, 255], np.uint8), 0.01, 3)
-        array([ 0.1 , -0.03,  2.52], dtype=float32)
+        >>> qkernels.dequantize(np.array([13, 0, 255], np.uint8), 0.5, 3)
+        array([  5. ,  -1.5, 126. ], dtype=float32)
     """
     q = C.int_input(q, "q")
     info = np.iinfo(q.dtype)
@@ -271,7 +271,7 @@ def requantize_shift(acc: ArrayLike, shift: ArrayLike, zero_point: ArrayLike = 0
     Example:
         >>> import numpy as np, qkernels
         >>> qkernels.requantize_shift(np.array([5, 6, -6, 7], np.int32), 2)
-        array([1, 2, -1, 2], dtype=int8)
+        array([ 1,  2, -1,  2], dtype=int8)
     """
     a, dt, code, lo, hi, zp = _requant_common(acc, dtype, qmin, qmax, bits, zero_point)
     _choice(rounding, ROUNDINGS, "rounding")
