@@ -1,0 +1,225 @@
+#!/usr/bin/env python
+"""qkernels benchmarks against PyTorch, ONNX Runtime and NumPy, in the same process.
+
+    python scripts/bench.py                 # all sections, figures to stdout
+    python scripts/bench.py --write         # ... and rewrite BENCHMARKS.md
+    python scripts/bench.py --only elementwise --quick
+
+Every figure is the median of repeated runs after a warm-up, one thread unless a section says
+otherwise (torch.set_num_threads and ONNX Runtime intra_op_num_threads are matched). Sections for
+other kernel families live in scripts/bench_<family>.py, each with a run(quick) -> str function.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+import qkernels as qk  # noqa: E402
+
+DRAM_GBPS = 25.0  # this machine's DRAM bandwidth, GB/s (DEVELOPERS.md)
+
+
+def median_time(fn: Callable[[], object], repeat: int, min_time: float = 0.2) -> float:
+    """Median seconds of one call; each sample runs the call enough times to last ~min_time/repeat."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-7)
+    inner = max(1, int(min_time / repeat / once))
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t0) / inner)
+    return statistics.median(samples)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cfg = qk.show_config(mode="dicts")
+    parts = [f"CPU: {cpu}, {os.cpu_count()} cores; qkernels SIMD path: {cfg['simd']['chosen']}; "
+             f"{cfg['c_library']['compiler']}", f"Python {platform.python_version()}, "
+             f"NumPy {np.__version__}"]
+    try:
+        import torch
+        parts.append(f"torch {torch.__version__}")
+    except ImportError:
+        pass
+    try:
+        import onnxruntime
+        parts.append(f"onnxruntime {onnxruntime.__version__}")
+    except ImportError:
+        pass
+    return "; ".join(parts)
+
+
+def _ort_session(op: str, in_type: int, out_type: int):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", in_type, None)
+    s = helper.make_tensor_value_info("s", TensorProto.FLOAT, None)
+    z = helper.make_tensor_value_info("z", out_type if op == "QuantizeLinear" else in_type, None)
+    y = helper.make_tensor_value_info("y", out_type, None)
+    g = helper.make_graph([helper.make_node(op, ["x", "s", "z"], ["y"])], "g", [x, s, z], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def bench_elementwise(quick: bool = False) -> str:
+    """quantize / dequantize / requantize, 1 thread, 10^6 and 1.6x10^7 elements."""
+    import torch
+    from onnx import TensorProto
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    repeat = 5 if quick else 15
+    sizes = [10**6] if quick else [10**6, 16 * 10**6]
+    s, zp = np.float32(0.02), 128
+    rows: List[str] = []
+    summary: List[str] = []
+
+    def row(op: str, n: int, name: str, t: float, bytes_per: int, ref: Optional[float]) -> None:
+        eps = n / t
+        gbps = eps * bytes_per / 1e9
+        ratio = f"{ref / t:.2f}x" if ref else "1.00x"
+        rows.append(f"| {op} | {n:,} | {name} | {t * 1e3:.3f} | {eps / 1e9:.2f} | {gbps:.1f} "
+                    f"({100 * gbps / DRAM_GBPS:.0f}% of DRAM) | {ratio} |")
+
+    q_sess = _ort_session("QuantizeLinear", TensorProto.FLOAT, TensorProto.UINT8)
+    dq_sess = _ort_session("DequantizeLinear", TensorProto.UINT8, TensorProto.FLOAT)
+    for n in sizes:
+        x = (rng.standard_normal(n) * 2).astype(np.float32)
+        xt = torch.from_numpy(x)
+        out_u8 = np.empty(n, np.uint8)
+        # ---- quantize f32 -> u8
+        t_qk = median_time(lambda: qk.quantize(x, s, zp, dtype=np.uint8), repeat)
+        t_out = median_time(lambda: qk.quantize(x, s, zp, dtype=np.uint8, out=out_u8), repeat)
+        t_uf = median_time(lambda: qk.ufuncs.quantize_fbgemm_u8(x, s, zp, 0, 255, out=out_u8), repeat)
+        t_torch = median_time(lambda: torch.quantize_per_tensor(xt, float(s), zp, torch.quint8), repeat)
+        t_np = median_time(lambda: np.clip(np.rint(x / s) + zp, 0, 255).astype(np.uint8), repeat)
+        feeds = {"x": x, "s": np.array(s), "z": np.array(zp, np.uint8)}
+        t_ort = median_time(lambda: q_sess.run(None, feeds), repeat)
+        row("quantize f32->u8", n, "**qkernels.quantize**", t_qk, 5, t_torch)
+        row("quantize f32->u8", n, "qkernels.quantize(out=)", t_out, 5, t_torch)
+        row("quantize f32->u8", n, "raw ufunc quantize_fbgemm_u8(out=)", t_uf, 5, t_torch)
+        row("quantize f32->u8", n, "torch.quantize_per_tensor (fbgemm)", t_torch, 5, t_torch)
+        row("quantize f32->u8", n, "ONNX Runtime QuantizeLinear", t_ort, 5, t_torch)
+        row("quantize f32->u8", n, "NumPy clip(rint(x/s)+zp).astype", t_np, 5, t_torch)
+        summary.append(f"quantize {n:,}: {t_torch / t_qk:.2f}x torch, {t_ort / t_qk:.2f}x ORT, "
+                       f"{t_np / t_qk:.1f}x NumPy")
+        # ---- dequantize u8 -> f32
+        q = qk.quantize(x, s, zp, dtype=np.uint8)
+        qt = torch.quantize_per_tensor(xt, float(s), zp, torch.quint8)
+        t_qk = median_time(lambda: qk.dequantize(q, s, zp), repeat)
+        t_torch = median_time(lambda: qt.dequantize(), repeat)
+        t_np = median_time(lambda: (q.astype(np.float32) - np.float32(zp)) * s, repeat)
+        feeds = {"x": q, "s": np.array(s), "z": np.array(zp, np.uint8)}
+        t_ort = median_time(lambda: dq_sess.run(None, feeds), repeat)
+        row("dequantize u8->f32", n, "**qkernels.dequantize**", t_qk, 5, t_torch)
+        row("dequantize u8->f32", n, "torch Tensor.dequantize", t_torch, 5, t_torch)
+        row("dequantize u8->f32", n, "ONNX Runtime DequantizeLinear", t_ort, 5, t_torch)
+        row("dequantize u8->f32", n, "NumPy (q.astype(f32)-zp)*s", t_np, 5, t_torch)
+        summary.append(f"dequantize {n:,}: {t_torch / t_qk:.2f}x torch, {t_ort / t_qk:.2f}x ORT, "
+                       f"{t_np / t_qk:.1f}x NumPy")
+        # ---- requantize s32 -> s8
+        acc = rng.integers(-(1 << 20), 1 << 20, n).astype(np.int32)
+        acct = torch.from_numpy(acc)
+        m0, sh = qk.quantize_multiplier(0.0007)
+        rs = np.float32(0.0007)
+        t_qk = median_time(lambda: qk.requantize(acc, m0, sh, 3), repeat)
+        t_qs = median_time(lambda: qk.requantize(acc, m0, sh, 3, scheme="single_round"), repeat)
+        t_qf = median_time(lambda: qk.requantize_float(acc, rs, 3), repeat)
+        t_qsh = median_time(lambda: qk.requantize_shift(acc, 11, 3), repeat)
+        t_torch = median_time(lambda: torch.quantize_per_tensor(acct.float(), float(1 / rs), 3,
+                                                                torch.qint8), repeat)
+        t_tex = median_time(lambda: torch.clamp(torch.round(acct * float(rs)) + 3, -128, 127)
+                            .to(torch.int8), repeat)
+        t_np = median_time(lambda: np.clip(np.rint(acc * rs) + 3, -128, 127).astype(np.int8), repeat)
+        row("requantize s32->s8", n, "**qkernels.requantize (double_round)**", t_qk, 5, t_torch)
+        row("requantize s32->s8", n, "qkernels.requantize (single_round)", t_qs, 5, t_torch)
+        row("requantize s32->s8", n, "qkernels.requantize_float (fp32)", t_qf, 5, t_torch)
+        row("requantize s32->s8", n, "qkernels.requantize_shift (half_up)", t_qsh, 5, t_torch)
+        row("requantize s32->s8", n, "torch.quantize_per_tensor(acc.float())", t_torch, 5, t_torch)
+        row("requantize s32->s8", n, "torch clamp(round(acc*s)+zp).to(int8)", t_tex, 5, t_torch)
+        row("requantize s32->s8", n, "NumPy clip(rint(acc*s)+zp).astype", t_np, 5, t_torch)
+        summary.append(f"requantize {n:,}: {t_torch / t_qk:.2f}x torch quantize_per_tensor, "
+                       f"{t_tex / t_qk:.2f}x torch expression, {t_np / t_qk:.1f}x NumPy "
+                       "(ONNX Runtime has no int32 -> int8 requantize op with a float scale)")
+
+    head = ["## Elementwise kernels (1 thread)", "",
+            "Medians of repeated runs; each call allocates its output unless marked `out=`. "
+            "GB/s counts the bytes read and written (5 per element); DRAM ~25 GB/s, so the "
+            "memory-bound limit for f32 -> u8 is about 5e9 elements/s (10^6 elements fit in the "
+            "caches, 1.6x10^7 do not). Ratio = torch time / this time (> 1 is faster than torch).",
+            "", "| op | elements | implementation | ms | Gelem/s | GB/s | vs torch |",
+            "|---|---:|---|---:|---:|---:|---:|"]
+    return "\n".join(head + rows + ["", "Summary (qkernels keyword API vs each):", ""]
+                     + [f"- {s}" for s in summary]) + "\n"
+
+
+SECTIONS: Dict[str, str] = {"elementwise": "", "gemm": "bench_gemm", "layernorm": "bench_layernorm"}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=sorted(SECTIONS), action="append",
+                    help="run only these sections (repeatable)")
+    ap.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
+    ap.add_argument("--write", action="store_true", help="rewrite BENCHMARKS.md with the results")
+    args = ap.parse_args(argv)
+    parts = [f"# qkernels benchmarks", "",
+             f"Taken {datetime.date.today().isoformat()} with `python scripts/bench.py"
+             f"{' --quick' if args.quick else ''}`.", "", f"Machine: {machine()}", ""]
+    for name in args.only or list(SECTIONS):
+        mod = SECTIONS[name]
+        if not mod:
+            text = bench_elementwise(args.quick)
+        else:
+            try:
+                text = importlib.import_module(mod).run(args.quick)
+            except ModuleNotFoundError as exc:
+                if exc.name != mod:
+                    raise
+                continue
+        print(text, flush=True)
+        parts.append(text)
+    if args.write:
+        path = os.path.join(ROOT, "BENCHMARKS.md")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("\n".join(parts))
+        os.replace(tmp, path)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
