@@ -19,6 +19,14 @@ INT_CODES: Dict[np.dtype, str] = {
 }
 
 
+# (min, max, bits) of the integer kernel types; np.iinfo is slow enough to matter per call.
+_INFO: Dict[np.dtype, Tuple[int, int, int]] = {
+    dt: (int(np.iinfo(dt).min), int(np.iinfo(dt).max), int(np.iinfo(dt).bits)) for dt in INT_CODES}
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 class AccumulatorOverflowError(OverflowError, ValueError):
     """An int32 accumulator overflowed (or would overflow) where the hardware would wrap."""
 
@@ -41,18 +49,18 @@ def qrange(dtype: np.dtype, qmin: Optional[int] = None, qmax: Optional[int] = No
 
     Explicit qmin/qmax win over bits/narrow_range/reduce_range.
     """
-    info = np.iinfo(dtype)
-    signed = info.min < 0
+    tmin, tmax, tbits = _INFO[np.dtype(dtype)]
+    signed = tmin < 0
     if bits is not None:
         if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
             raise TypeError(f"bits must be an int, got {type(bits).__name__}")
         if not 2 <= int(bits) <= 16:
             raise ValueError(f"bits must be in 2..16, got {bits}")
-        if int(bits) > info.bits:
+        if int(bits) > tbits:
             raise ValueError(f"bits={bits} does not fit in dtype {np.dtype(dtype)}")
         b = int(bits)
     else:
-        b = info.bits
+        b = tbits
     if reduce_range:
         b -= 1
     lo, hi = (-(1 << (b - 1)), (1 << (b - 1)) - 1) if signed else (0, (1 << b) - 1)
@@ -62,12 +70,10 @@ def qrange(dtype: np.dtype, qmin: Optional[int] = None, qmax: Optional[int] = No
         lo = _int_scalar(qmin, "qmin")
     if qmax is not None:
         hi = _int_scalar(qmax, "qmax")
-    if lo < info.min or lo > info.max:
-        raise ValueError(f"qmin={lo} is outside the range of {np.dtype(dtype)} "
-                         f"[{info.min}, {info.max}]")
-    if hi < info.min or hi > info.max:
-        raise ValueError(f"qmax={hi} is outside the range of {np.dtype(dtype)} "
-                         f"[{info.min}, {info.max}]")
+    if lo < tmin or lo > tmax:
+        raise ValueError(f"qmin={lo} is outside the range of {np.dtype(dtype)} [{tmin}, {tmax}]")
+    if hi < tmin or hi > tmax:
+        raise ValueError(f"qmax={hi} is outside the range of {np.dtype(dtype)} [{tmin}, {tmax}]")
     if lo > hi:
         raise ValueError(f"qmin ({lo}) must be <= qmax ({hi})")
     return lo, hi
@@ -112,6 +118,12 @@ def int32_input(acc: Any, name: str = "acc") -> np.ndarray:
 
 def scale_param(scale: Any, name: str = "scale") -> np.ndarray:
     """float32 scale(s), finite and > 0 after rounding to float32."""
+    if isinstance(scale, (float, np.floating)) and not isinstance(scale, np.float16):
+        f = float(scale)
+        v = np.float32(f) if 0.0 < f <= _F32_MAX else np.float32(0)  # NaN, inf, <= 0 -> 0
+        if not v > 0:  # also catches float32 underflow
+            raise ValueError(f"{name} must be finite and > 0 (as float32); got {scale}")
+        return np.asarray(v)
     a = np.asarray(scale)
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be a real number or array, got dtype {a.dtype}")
@@ -127,6 +139,10 @@ def scale_param(scale: Any, name: str = "scale") -> np.ndarray:
 
 def int_param(v: Any, name: str, lo: int, hi: int) -> np.ndarray:
     """int32 parameter(s) with every value in [lo, hi]."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        if not lo <= v <= hi:
+            raise ValueError(f"{name}={v} is outside [{lo}, {hi}]")
+        return np.asarray(v, np.int32)
     a = np.asarray(v)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer or integer array, got dtype {a.dtype}")
@@ -172,6 +188,9 @@ def channel_params(shape: Tuple[int, ...], axis: Optional[int], **params: np.nda
             out.append(p.reshape((-1,) + (1,) * (ndim - ax - 1)))
         return out
     for name, p in params.items():
+        if p.ndim == 0:
+            out.append(p)
+            continue
         try:
             b = np.broadcast_shapes(shape, p.shape)
         except ValueError:
