@@ -106,27 +106,21 @@ QK_TARGET_AVX2 static inline void qk__store32_8bit(void *y, __m256i a, __m256i b
     _mm256_storeu_si256((__m256i *)y, r);
 }
 
-/* Low 32 bits of each 64-bit lane of (v >> 31), v = even-lane products; see srdhm below. */
-QK_TARGET_AVX2 static inline __m256i qk__srdhm_half(__m256i prod) {
-    const __m256i zero = _mm256_setzero_si256();
-    const __m256i neg = _mm256_cmpgt_epi64(zero, prod);
-    /* nudge = 2^30 or 1 - 2^30 */
-    const __m256i nudge = _mm256_blendv_epi8(_mm256_set1_epi64x(INT64_C(1) << 30),
-                                             _mm256_set1_epi64x(1 - (INT64_C(1) << 30)), neg);
-    const __m256i v = _mm256_add_epi64(prod, nudge);
-    /* truncating division by 2^31: add 2^31 - 1 to negative v, then shift. The low 32 bits of a
-     * logical and of an arithmetic shift by 31 agree, and the quotient fits in int32. */
-    const __m256i vneg = _mm256_cmpgt_epi64(zero, v);
-    const __m256i adj = _mm256_and_si256(vneg, _mm256_set1_epi64x((INT64_C(1) << 31) - 1));
-    return _mm256_srli_epi64(_mm256_add_epi64(v, adj), 31);
-}
-
-/* SRDHM(x, m) for m >= 0 (so the INT32_MIN * INT32_MIN case cannot happen). */
+/* SRDHM(x, m) for m >= 0 (so the INT32_MIN * INT32_MIN case cannot happen), on |x| with unsigned
+ * 32x32->64 multiplies, then the sign put back:
+ *   x >= 0:  trunc((x m + 2^30) / 2^31)       = (|x| m + 2^30) >> 31
+ *   x <  0:  trunc((x m + 1 - 2^30) / 2^31)   = -((|x| m + 2^30 - 1) >> 31)
+ * |x| m + 2^30 < 2^62 and the quotient is at most 2^31 - 1, so every step is exact. */
 QK_TARGET_AVX2 static inline __m256i qk__srdhm_avx2(__m256i x, __m256i m) {
-    const __m256i even = qk__srdhm_half(_mm256_mul_epi32(x, m));
-    const __m256i odd = qk__srdhm_half(
-        _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(m, 32)));
-    return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    const __m256i ax = _mm256_abs_epi32(x); /* INT32_MIN -> 0x80000000, i.e. 2^31 unsigned */
+    const __m256i nudge = _mm256_add_epi32(_mm256_set1_epi32(1 << 30), _mm256_srai_epi32(x, 31));
+    const __m256i lo = _mm256_set1_epi64x(INT64_C(0xFFFFFFFF));
+    __m256i even = _mm256_add_epi64(_mm256_mul_epu32(ax, m), _mm256_and_si256(nudge, lo));
+    even = _mm256_srli_epi64(even, 31);                      /* result in the low dword */
+    __m256i odd = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ax, 32), m),
+                                   _mm256_srli_epi64(nudge, 32));
+    odd = _mm256_andnot_si256(lo, _mm256_slli_epi64(odd, 1)); /* (v >> 31) << 32 */
+    return _mm256_sign_epi32(_mm256_blend_epi32(even, odd, 0xAA), x);
 }
 
 QK_TARGET_AVX2 static inline __m256i qk__rdbpot_avx2(__m256i x, int e) {
