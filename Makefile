@@ -21,6 +21,7 @@ all: build
 $(STAMP): requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
+	QKERNELS_WERROR=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
 venv: $(STAMP)

@@ -9,6 +9,8 @@ MODULES = ["qkernels", "qkernels._elementwise", "qkernels.qparams", "qkernels.uf
            "qkernels._config"]
 
 
+@pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.0.0",
+                    reason="the examples show NumPy 2 reprs (np.int32(5)); NumPy 1.x prints 5")
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
     mod = importlib.import_module(name)

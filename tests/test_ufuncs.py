@@ -113,7 +113,7 @@ def test_empty_and_scalar_inputs():
     assert qk.dequantize(np.zeros(0, np.int8), 0.1).dtype == np.float32
     assert qk.requantize(np.zeros(0, np.int32), 1 << 30, -1).shape == (0,)
     assert int(qk.quantize(np.float32(0.26), 0.1)) == 3
-    assert float(qk.dequantize(np.int8(3), 0.1)) == np.float32(0.1) * 3
+    assert float(qk.dequantize(np.int8(3), 0.1)) == float(np.float32(0.1) * np.float32(3))
 
 
 def test_requantize_all_paths_agree_across_block_tails(rng):
