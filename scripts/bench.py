@@ -125,6 +125,15 @@ def bench_elementwise(quick: bool = False) -> str:
         t_uf = median_time(lambda: qk.ufuncs.quantize_fbgemm_u8(x, s, zp, 0, 255, out=out_u8), repeat)
         t_torch = median_time(lambda: torch.quantize_per_tensor(xt, float(s), zp, torch.quint8), repeat)
         t_np = median_time(lambda: np.clip(np.rint(x / s) + zp, 0, 255).astype(np.uint8), repeat)
+        tmp = np.empty(n, np.float32)
+
+        def np_quant_out():
+            np.divide(x, s, out=tmp)
+            np.rint(tmp, out=tmp)
+            np.add(tmp, np.float32(zp), out=tmp)
+            np.clip(tmp, 0, 255, out=tmp)
+            out_u8[...] = tmp
+        t_npo = median_time(np_quant_out, repeat)
         feeds = {"x": x, "s": np.array(s), "z": np.array(zp, np.uint8)}
         t_ort = median_time(lambda: q_sess.run(None, feeds), repeat)
         row("quantize f32->u8", n, "**qkernels.quantize**", t_qk, 5, t_torch)
@@ -133,28 +142,42 @@ def bench_elementwise(quick: bool = False) -> str:
         row("quantize f32->u8", n, "torch.quantize_per_tensor (fbgemm)", t_torch, 5, t_torch)
         row("quantize f32->u8", n, "ONNX Runtime QuantizeLinear", t_ort, 5, t_torch)
         row("quantize f32->u8", n, "NumPy clip(rint(x/s)+zp).astype", t_np, 5, t_torch)
-        summary.append(f"quantize {n:,}: {t_torch / t_qk:.2f}x torch, {t_ort / t_qk:.2f}x ORT, "
-                       f"{t_np / t_qk:.1f}x NumPy")
+        row("quantize f32->u8", n, "NumPy, same ops with out= buffers", t_npo, 5, t_torch)
+        summary.append(f"quantize {n:,}: new array {t_torch / t_qk:.2f}x torch, {t_np / t_qk:.1f}x "
+                       f"NumPy; out= {t_torch / t_out:.2f}x torch, {t_ort / t_out:.2f}x ORT, "
+                       f"{t_npo / t_out:.1f}x NumPy out=")
         # ---- dequantize u8 -> f32
         q = qk.quantize(x, s, zp, dtype=np.uint8)
         qt = torch.quantize_per_tensor(xt, float(s), zp, torch.quint8)
+        out_f = np.empty(n, np.float32)
         t_qk = median_time(lambda: qk.dequantize(q, s, zp), repeat)
+        t_out = median_time(lambda: qk.dequantize(q, s, zp, out=out_f), repeat)
         t_torch = median_time(lambda: qt.dequantize(), repeat)
         t_np = median_time(lambda: (q.astype(np.float32) - np.float32(zp)) * s, repeat)
+
+        def np_deq_out():
+            np.subtract(q, np.float32(zp), out=out_f)
+            np.multiply(out_f, s, out=out_f)
+        t_npo = median_time(np_deq_out, repeat)
         feeds = {"x": q, "s": np.array(s), "z": np.array(zp, np.uint8)}
         t_ort = median_time(lambda: dq_sess.run(None, feeds), repeat)
         row("dequantize u8->f32", n, "**qkernels.dequantize**", t_qk, 5, t_torch)
+        row("dequantize u8->f32", n, "qkernels.dequantize(out=)", t_out, 5, t_torch)
         row("dequantize u8->f32", n, "torch Tensor.dequantize", t_torch, 5, t_torch)
         row("dequantize u8->f32", n, "ONNX Runtime DequantizeLinear", t_ort, 5, t_torch)
         row("dequantize u8->f32", n, "NumPy (q.astype(f32)-zp)*s", t_np, 5, t_torch)
-        summary.append(f"dequantize {n:,}: {t_torch / t_qk:.2f}x torch, {t_ort / t_qk:.2f}x ORT, "
-                       f"{t_np / t_qk:.1f}x NumPy")
+        row("dequantize u8->f32", n, "NumPy, same ops with out= buffers", t_npo, 5, t_torch)
+        summary.append(f"dequantize {n:,}: new array {t_torch / t_qk:.2f}x torch, {t_np / t_qk:.1f}x "
+                       f"NumPy; out= {t_torch / t_out:.2f}x torch, {t_ort / t_out:.2f}x ORT, "
+                       f"{t_npo / t_out:.1f}x NumPy out=")
         # ---- requantize s32 -> s8
         acc = rng.integers(-(1 << 20), 1 << 20, n).astype(np.int32)
         acct = torch.from_numpy(acc)
         m0, sh = qk.quantize_multiplier(0.0007)
         rs = np.float32(0.0007)
+        out_s8 = np.empty(n, np.int8)
         t_qk = median_time(lambda: qk.requantize(acc, m0, sh, 3), repeat)
+        t_out = median_time(lambda: qk.requantize(acc, m0, sh, 3, out=out_s8), repeat)
         t_qs = median_time(lambda: qk.requantize(acc, m0, sh, 3, scheme="single_round"), repeat)
         t_qf = median_time(lambda: qk.requantize_float(acc, rs, 3), repeat)
         t_qsh = median_time(lambda: qk.requantize_shift(acc, 11, 3), repeat)
@@ -163,19 +186,37 @@ def bench_elementwise(quick: bool = False) -> str:
         t_tex = median_time(lambda: torch.clamp(torch.round(acct * float(rs)) + 3, -128, 127)
                             .to(torch.int8), repeat)
         t_np = median_time(lambda: np.clip(np.rint(acc * rs) + 3, -128, 127).astype(np.int8), repeat)
+        tmpf = np.empty(n, np.float32)
+
+        def np_req_out():
+            np.multiply(acc, rs, out=tmpf)
+            np.rint(tmpf, out=tmpf)
+            np.add(tmpf, np.float32(3), out=tmpf)
+            np.clip(tmpf, -128, 127, out=tmpf)
+            out_s8[...] = tmpf
+        t_npo = median_time(np_req_out, repeat)
         row("requantize s32->s8", n, "**qkernels.requantize (double_round)**", t_qk, 5, t_torch)
+        row("requantize s32->s8", n, "qkernels.requantize (double_round, out=)", t_out, 5, t_torch)
         row("requantize s32->s8", n, "qkernels.requantize (single_round)", t_qs, 5, t_torch)
         row("requantize s32->s8", n, "qkernels.requantize_float (fp32)", t_qf, 5, t_torch)
         row("requantize s32->s8", n, "qkernels.requantize_shift (half_up)", t_qsh, 5, t_torch)
         row("requantize s32->s8", n, "torch.quantize_per_tensor(acc.float())", t_torch, 5, t_torch)
         row("requantize s32->s8", n, "torch clamp(round(acc*s)+zp).to(int8)", t_tex, 5, t_torch)
         row("requantize s32->s8", n, "NumPy clip(rint(acc*s)+zp).astype", t_np, 5, t_torch)
-        summary.append(f"requantize {n:,}: {t_torch / t_qk:.2f}x torch quantize_per_tensor, "
-                       f"{t_tex / t_qk:.2f}x torch expression, {t_np / t_qk:.1f}x NumPy "
-                       "(ONNX Runtime has no int32 -> int8 requantize op with a float scale)")
+        row("requantize s32->s8", n, "NumPy, same ops with out= buffers", t_npo, 5, t_torch)
+        summary.append(f"requantize {n:,}: new array {t_torch / t_qk:.2f}x torch quantize_per_tensor"
+                       f"(acc.float()), {t_tex / t_qk:.2f}x torch expression, {t_np / t_qk:.1f}x NumPy; "
+                       f"out= {t_torch / t_out:.2f}x torch, {t_npo / t_out:.1f}x NumPy out= (ONNX Runtime "
+                       "has no int32 -> int8 requantize op with a float scale)")
 
     head = ["## Elementwise kernels (1 thread)", "",
-            "Medians of repeated runs; each call allocates its output unless marked `out=`. "
+            "Medians of repeated runs; each call allocates its output unless marked `out=`. On this "
+            "VM a fresh NumPy array costs page faults on first touch (about 1.7 ms for 4 MB, measured: "
+            "`np.empty(10**6, np.float32)` then `fill`: 1.7 ms, `fill` of a reused array: 0.07 ms), "
+            "because glibc returns large blocks to the kernel and NumPy asks for huge pages; PyTorch's "
+            "and ONNX Runtime's allocations reuse memory. So the kernel-to-kernel comparison is the "
+            "`out=` row against torch/ORT, and the NumPy comparison is like for like (both new arrays, "
+            "or both `out=`). "
             "GB/s counts the bytes read and written (5 per element); DRAM ~25 GB/s, so the "
             "memory-bound limit for f32 -> u8 is about 5e9 elements/s (10^6 elements fit in the "
             "caches, 1.6x10^7 do not). Ratio = torch time / this time (> 1 is faster than torch).",
