@@ -16,10 +16,13 @@ from ._checks import AccumulatorOverflowError
 from ._config import show_config
 from ._elementwise import (dequantize, fake_quantize, quantize, quantize_multiplier, requantize,
                            requantize_float, requantize_shift)
+from .observers import (EntropyObserver, MinMaxObserver, MovingAverageMinMaxObserver, MSEObserver,
+                        Observer, PercentileObserver, PowerOfTwoModeObserver)
 from .qparams import QParams, choose_qparams
 
 __all__ = [
-    "AccumulatorOverflowError", "QParams", "choose_qparams", "dequantize", "fake_quantize",
+    "AccumulatorOverflowError", "EntropyObserver", "MSEObserver", "MinMaxObserver",
+    "MovingAverageMinMaxObserver", "Observer", "PercentileObserver", "PowerOfTwoModeObserver", "QParams", "choose_qparams", "dequantize", "fake_quantize",
     "quantize", "quantize_multiplier", "requantize", "requantize_float", "requantize_shift",
     "show_config", "ufuncs",
 ]
