@@ -146,62 +146,65 @@ static qk_status qk__ln_check(const qk_layernorm_params *p, const uint8_t *q, si
     return QK_OK;
 }
 
-/* Sum of x_i = (q_i - zp) * 2^alpha_i over one row. */
-static inline int64_t qk__ln_s1(const qk_layernorm_params *p, const uint8_t *q) {
+/* The per-row statistics: S1 and D (before E) of the method. One pass over the row; the
+ * parameters are copied to locals first (the int8 output may alias anything, so reading them
+ * through p in the loops would reload them on every element). */
+static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t *q, int64_t *s1_out,
+                                    int64_t *d_out) {
+    const int32_t C = p->channels, zp = p->in_zero_point;
+    const uint8_t *alpha = p->alpha;
     int64_t s1 = 0;
-    for (int32_t c = 0; c < p->channels; c++)
-        s1 += (int64_t)((int32_t)q[c] - p->in_zero_point) * ((int64_t)1 << p->alpha[c]);
-    return s1;
-}
-
-/* D (before E) of the exact method. */
-static inline int64_t qk__ln_d_exact(const qk_layernorm_params *p, const uint8_t *q, int64_t s1) {
-    int64_t s2 = 0;
-    for (int32_t c = 0; c < p->channels; c++) {
-        const int64_t x = (int64_t)((int32_t)q[c] - p->in_zero_point) * ((int64_t)1 << p->alpha[c]);
-        s2 += x * x;
-    }
-    return (int64_t)p->channels * s2 - s1 * s1;
-}
-
-/* D (before E) of the sole method: compressed squares. */
-static inline int64_t qk__ln_d_sole(const qk_layernorm_params *p, const uint8_t *q, int64_t s1) {
-    static const uint8_t sq[16] = {0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121, 144, 169, 196, 225};
-    const int round = p->method == QK_LAYERNORM_SOLE_ROUND;
-    uint64_t ex2 = 0;
-    for (int32_t c = 0; c < p->channels; c++) {
-        const int32_t d = (int32_t)q[c] - p->in_zero_point;
-        const uint32_t a = (uint32_t)(d < 0 ? -d : d);
-        uint32_t cv, flag;
-        if (a >= 64) {
-            cv = round ? (a + 8) >> 4 : a >> 4;
-            flag = 1;
-        } else {
-            cv = round ? (a + 2) >> 2 : a >> 2;
-            flag = 0;
+    if (p->method == QK_LAYERNORM_EXACT) {
+        int64_t s2 = 0;
+        for (int32_t c = 0; c < C; c++) {
+            const int64_t x = (int64_t)((int32_t)q[c] - zp) * ((int64_t)1 << alpha[c]);
+            s1 += x;
+            s2 += x * x;
         }
-        if (cv > 15) cv = 15;
-        ex2 += ((uint64_t)sq[cv] << (4 * flag)) << (2 * p->alpha[c]);
+        *s1_out = s1;
+        *d_out = (int64_t)C * s2 - s1 * s1;
+        return;
     }
-    const int64_t C = p->channels;
+    /* sole: 4-bit compression of |q - zp|, squares from a 16-entry table */
+    static const uint8_t sq[16] = {0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121, 144, 169, 196, 225};
+    const uint32_t rnd_hi = p->method == QK_LAYERNORM_SOLE_ROUND ? 8u : 0u;
+    const uint32_t rnd_lo = p->method == QK_LAYERNORM_SOLE_ROUND ? 2u : 0u;
+    uint64_t ex2 = 0;
+    for (int32_t c = 0; c < C; c++) {
+        const int32_t d = (int32_t)q[c] - zp;
+        s1 += (int64_t)d * ((int64_t)1 << alpha[c]);
+        const uint32_t a = (uint32_t)(d < 0 ? -d : d);
+        const uint32_t flag = a >= 64;
+        uint32_t cv = flag ? (a + rnd_hi) >> 4 : (a + rnd_lo) >> 2;
+        if (cv > 15) cv = 15;
+        ex2 += ((uint64_t)sq[cv] << (4 * flag)) << (2 * alpha[c]);
+    }
     const int64_t e2 = (int64_t)((ex2 << 4) / (uint64_t)C);
-    const int64_t d = e2 * C * C - s1 * s1;
-    return d > 0 ? d : 0;
+    const int64_t dd = e2 * C * C - s1 * s1;
+    *s1_out = s1;
+    *d_out = dd > 0 ? dd : 0;
 }
 
 /* y_i = clamp(RHU(z_i * G_i + B_i, F) + zp) for one row. */
 static inline void qk__ln_output(const qk_layernorm_params *p, const uint8_t *q, int64_t s1,
                                  int64_t mult, int rshift, int8_t *y) {
-    const int64_t C = p->channels;
-    const int64_t gm = p->gamma_multiplier, bm = p->beta_multiplier;
-    for (int32_t c = 0; c < p->channels; c++) {
-        const int64_t x = (int64_t)((int32_t)q[c] - p->in_zero_point) * ((int64_t)1 << p->alpha[c]);
-        int64_t z = mult == 0 ? 0 : qk__rhu64((C * x - s1) * mult, rshift);
+    const int32_t n = p->channels, zp = p->in_zero_point, shift = p->shift;
+    const int64_t C = n, gm = p->gamma_multiplier, bm = p->beta_multiplier;
+    const int64_t ozp = p->out_zero_point, qmin = p->out_qmin, qmax = p->out_qmax;
+    const uint8_t *alpha = p->alpha;
+    const int32_t *gamma = p->gamma;
+    const int64_t *beta = p->beta;
+    const int64_t zround = rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0;
+    const int64_t oround = INT64_C(1) << (shift - 1);
+    for (int32_t c = 0; c < n; c++) {
+        const int64_t x = (int64_t)((int32_t)q[c] - zp) * ((int64_t)1 << alpha[c]);
+        int64_t z = ((C * x - s1) * mult + zround) >> rshift;
         if (z > QK__LN_ZMAX) z = QK__LN_ZMAX;
         if (z < -QK__LN_ZMAX) z = -QK__LN_ZMAX;
-        const int64_t acc = z * ((int64_t)p->gamma[c] * gm) + p->beta[c] * bm;
-        const int64_t v = qk__rhu64(acc, p->shift) + p->out_zero_point;
-        y[c] = (int8_t)qk__clamp64(v, p->out_qmin, p->out_qmax);
+        const int64_t acc = z * ((int64_t)gamma[c] * gm) + beta[c] * bm;
+        int64_t v = ((acc + oround) >> shift) + ozp;
+        v = v < qmin ? qmin : (v > qmax ? qmax : v);
+        y[c] = (int8_t)v;
     }
 }
 
@@ -213,8 +216,9 @@ qk_status qk_layernorm_ptf_u8_s8_exact(const qk_layernorm_params *p, const uint8
     const size_t C = (size_t)p->channels;
     for (size_t t = 0; t < tokens; t++) {
         const uint8_t *qr = q + t * C;
-        const int64_t s1 = qk__ln_s1(p, qr);
-        const int64_t d = qk__ln_d_exact(p, qr, s1) + p->eps_term;
+        int64_t s1, d;
+        qk__ln_row_stats(p, qr, &s1, &d);
+        d += p->eps_term;
         int64_t m = 0;
         int rshift = 0;
         if (d > 0) {
@@ -260,8 +264,9 @@ qk_status qk_layernorm_ptf_u8_s8_sole(const qk_layernorm_params *p, const uint8_
     const size_t C = (size_t)p->channels;
     for (size_t t = 0; t < tokens; t++) {
         const uint8_t *qr = q + t * C;
-        const int64_t s1 = qk__ln_s1(p, qr);
-        const int64_t d = qk__ln_d_sole(p, qr, s1) + p->eps_term;
+        int64_t s1, d;
+        qk__ln_row_stats(p, qr, &s1, &d);
+        d += p->eps_term;
         int64_t m;
         int rshift;
         qk__ln_inv_sqrt_lut(p, d, &m, &rshift);
@@ -285,9 +290,7 @@ qk_status qk_layernorm_ptf_stats(const qk_layernorm_params *p, const uint8_t *q,
     const size_t C = (size_t)p->channels;
     for (size_t t = 0; t < tokens; t++) {
         const uint8_t *qr = q + t * C;
-        s1[t] = qk__ln_s1(p, qr);
-        d[t] = p->method == QK_LAYERNORM_EXACT ? qk__ln_d_exact(p, qr, s1[t])
-                                               : qk__ln_d_sole(p, qr, s1[t]);
+        qk__ln_row_stats(p, qr, &s1[t], &d[t]);
     }
     return QK_OK;
 }

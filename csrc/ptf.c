@@ -26,7 +26,11 @@ qk_status qk_ptf_quantize_f32_u8(const float *x, size_t tokens, size_t channels,
     if (st != QK_OK) return st;
     if (tokens == 0 || channels == 0) return QK_OK;
     if (x == NULL || q == NULL) return QK_ERR_ARG;
-    const double lo = -(double)zero_point, hi = 255.0 - zero_point;
+    /* The eight possible divisors, exact powers of two times the scale. */
+    float div[QK_PTF_MAX_ALPHA + 1];
+    for (int a = 0; a <= QK_PTF_MAX_ALPHA; a++) div[a] = ldexpf(scale, a);
+    const float lo = (float)-zero_point, hi = (float)(255 - zero_point);
+    const float magic = 0x1.8p23f; /* (t + magic) - magic is RNE(t) for |t| <= 2^22 */
     for (size_t t = 0; t < tokens; t++) {
         const float *xr = x + t * channels;
         uint8_t *qr = q + t * channels;
@@ -36,8 +40,10 @@ qk_status qk_ptf_quantize_f32_u8(const float *x, size_t tokens, size_t channels,
                 if (bad_index) *bad_index = t * channels + c;
                 return QK_ERR_NAN;
             }
-            const float d = ldexpf(scale, alpha[c]);
-            const double r = rint(qk__clampd((double)(v / d), lo, hi));
+            float r = v / div[alpha[c]];
+            /* clamping before rounding is exact: the bounds are integers */
+            r = r < lo ? lo : (r > hi ? hi : r);
+            r = (r + magic) - magic;
             qr[c] = (uint8_t)((int32_t)r + zero_point);
         }
     }
