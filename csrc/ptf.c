@@ -12,10 +12,13 @@ static qk_status qk__ptf_check(size_t channels, float scale, const int32_t *alph
     if (!qk__scale_ok(scale)) return QK_ERR_SCALE;
     if (zero_point < 0 || zero_point > 255) return QK_ERR_ZERO_POINT;
     if (channels > 0 && alpha == NULL) return QK_ERR_ARG;
+    int32_t amax = 0;
     for (size_t c = 0; c < channels; c++) {
         if (alpha[c] < 0 || alpha[c] > QK_PTF_MAX_ALPHA) return QK_ERR_SHIFT;
-        if (!qk__scale_ok(ldexpf(scale, alpha[c]))) return QK_ERR_SCALE;
+        if (alpha[c] > amax) amax = alpha[c];
     }
+    /* the largest step must stay finite (scale is finite and > 0, so the smaller ones are) */
+    if (!qk__scale_ok(ldexpf(scale, amax))) return QK_ERR_SCALE;
     return QK_OK;
 }
 

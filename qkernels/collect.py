@@ -265,6 +265,28 @@ def load_npy_dir(path: Union[str, Path]) -> Dict[str, Any]:
             "gamma": np.asarray(g, np.float32), "beta": np.asarray(b, np.float32), "eps": 1e-12}
 
 
+def embedded_model_tensor(layer: str = "encoder.layer.0.attention.output.LayerNorm"
+                          ) -> Tuple[np.ndarray, str]:
+    """A real activation available offline: a LayerNorm input of the embedded MiniLM model.
+
+    Returns ``(x, description)`` with x of shape (tokens, 384), float32. Raises ImportError when
+    torch, transformers or the model package is missing (callers fall back to other data).
+
+    Example:
+        >>> x, what = embedded_model_tensor()  # doctest: +SKIP
+        >>> x.shape[1]  # doctest: +SKIP
+        384
+    """
+    try:
+        net, kind, proc = load_model(DEFAULT_MODEL)
+        cap = collect_inputs(net, kind, proc, [layer], progress=False)
+    except CollectError as exc:
+        raise ImportError(str(exc)) from None
+    x = cap[layer]["x"]
+    return x, (f"all-MiniLM-L6-v2 {layer} input ({x.shape[0]} tokens x {x.shape[1]}), "
+               f"{len(DEFAULT_SENTENCES)} built-in sentences, offline model package")
+
+
 # ---------------------------------------------------------------------------------------------
 # From float data to the files
 # ---------------------------------------------------------------------------------------------

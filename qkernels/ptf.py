@@ -401,11 +401,17 @@ def prepare_layernorm(params: PTFParams, gamma: ArrayLike, beta: ArrayLike, *,
     if not (math.isfinite(float(eps)) and float(eps) >= 0):
         raise ValueError(f"eps must be finite and >= 0, got {eps}")
     code = _METHOD_CODES[(method, rnd)]
+    e_int = float(np.float32(eps)) * n * n / (params.scale * params.scale)
+    if not e_int < 2.0 ** 60:
+        raise ValueError(f"eps={eps} is too large for the input scale {params.scale:.6g}: "
+                         f"eps * C^2 / scale^2 must stay below 2^60 integer units")
     try:
         d = _core._layernorm_prepare(code, params.scale, np.ascontiguousarray(params.alpha,
                                                                               np.int32),
                                      params.zero_point, g, b, float(eps), float(os_), int(ozp))
     except ValueError as exc:
+        if "scale" not in str(exc):
+            raise
         raise ValueError(f"out_scale={float(os_)} is too small for gamma/beta (the fixed-point "
                          f"output stage would overflow): {exc}") from None
     for k in ("gamma", "beta", "lut", "alpha"):

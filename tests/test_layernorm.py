@@ -129,6 +129,8 @@ def test_bad_input():
         qk.prepare_layernorm(p, g, z, method="fast", out_scale=0.1)
     with pytest.raises(ValueError, match="rounding must be one of"):
         qk.prepare_layernorm(p, g, z, method="sole", rounding="floor", out_scale=0.1)
+    with pytest.raises(ValueError, match="eps=1e.30 is too large"):
+        qk.prepare_layernorm(p, g, z, out_scale=0.1, eps=1e30)
     with pytest.raises(ValueError, match="eps must be finite"):
         qk.prepare_layernorm(p, g, z, out_scale=0.1, eps=-1.0)
     ln = qk.prepare_layernorm(p, g, z, out_scale=0.1)
@@ -142,3 +144,30 @@ def test_bad_input():
         qk.ptf_layernorm(q, p, g, z)
     with pytest.raises(TypeError, match="out has dtype"):
         qk.ptf_layernorm(q, ln, out=np.zeros((2, 4), np.uint8))
+
+
+# ---- property test: any shape, parameters and data give the reference's bits ------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(C=st.integers(1, 48), T=st.integers(1, 4), K=st.integers(0, 7), zp=st.integers(0, 255),
+       out_zp=st.integers(-128, 127), seed=st.integers(0, 2 ** 32 - 1),
+       variant=st.sampled_from(VARIANTS), scale=st.floats(1e-4, 10.0),
+       out_scale=st.floats(1e-3, 10.0), eps=st.sampled_from([0.0, 1e-12, 1e-5, 0.5]))
+def test_property_bit_exact(C, T, K, zp, out_zp, seed, variant, scale, out_scale, eps):
+    rng = np.random.default_rng(seed)
+    alpha = rng.integers(0, K + 1, C).astype(np.int32)
+    p = qk.PTFParams(scale, alpha, zp, K=7)
+    q = rng.integers(0, 256, (T, C)).astype(np.uint8)
+    if rng.random() < 0.3:
+        q[:, :] = rng.integers(max(zp - 3, 0), min(zp + 3, 255) + 1, (T, C))  # tiny variance
+    gamma = rng.uniform(-3, 3, C).astype(np.float32)
+    beta = rng.uniform(-2, 2, C).astype(np.float32)
+    method, rounding = variant
+    ln = qk.prepare_layernorm(p, gamma, beta, method=method, rounding=rounding,
+                              out_scale=out_scale, out_zero_point=out_zp, eps=eps)
+    np.testing.assert_array_equal(
+        qk.ptf_layernorm(q, ln),
+        _ref(p, gamma, beta, method, rounding, out_scale, out_zp, eps, q))

@@ -141,3 +141,11 @@ def test_deit_input_sqnr():
     # what the seed method chose on this data
     assert seed.zero_point == 128 and seed.alpha.max() == 3
     assert fqvit.K == 3 and 0 <= fqvit.zero_point <= 255
+
+
+def test_deit_quantize_matches_reference():
+    x, _, _ = load_deit()
+    for method in ("seed", "fqvit"):
+        p = qk.ptf_calibrate(x, method=method)
+        np.testing.assert_array_equal(p.quantize(x),
+                                      ptf_quantize_ref(x, p.scale, p.alpha, p.zero_point))
