@@ -406,6 +406,8 @@ def write_layer(out_dir: Union[str, Path], res: LayerResult, progress: bool = Tr
         arrays[f"{tag}_shift"] = np.int32(ln.shift)
     arrays["sole_lut"] = res.prepared["sole"].lut
     qio.atomic_savez(d / "quantized.npz", **arrays)
+    for tag, ln in res.prepared.items():
+        qio.atomic_write_text(d / f"layernorm_int_{tag}.txt", qio.format_layernorm_int(tag, ln))
     header = "".join(qio.format_layernorm_header(res.prepared[t]) for t in GOLDEN_METHODS)
     qio.atomic_write_text(d / "layernorm_params.h", header)
     qio.atomic_write_text(d / "report.json", json.dumps(res.report, indent=2, default=float) + "\n")

@@ -178,6 +178,26 @@ int main(int argc, char **argv) {
             fprintf(stderr, "%s: %s\n", m, qk_status_str(st));
             return 2;
         }
+        /* the prepared integers must equal Python's (layernorm_int_<method>.txt), when present */
+        snprintf(name, sizeof name, "%s/layernorm_int_%s.txt", dir, m);
+        FILE *pf = fopen(name, "r");
+        if (pf != NULL) {
+            fclose(pf);
+            snprintf(name, sizeof name, "layernorm_int_%s.txt", m);
+            lines_t L = load(dir, name);
+            comment(&L);
+            comment(&L);
+            int same = get_long(&L) == C && get_long(&L) == prm.shift &&
+                       get_long(&L) == prm.eps_term && get_long(&L) == prm.gamma_multiplier &&
+                       get_long(&L) == prm.beta_multiplier;
+            for (long c = 0; same && c < C; c++) same = get_long(&L) == prm.gamma[c];
+            for (long c = 0; same && c < C; c++) same = get_long(&L) == prm.beta[c];
+            for (int k = 0; same && k < 256; k++) same = get_long(&L) == (long)prm.inv_sqrt_lut[k];
+            unload(&L);
+            printf("%-14s prepared integers (C qk_layernorm_prepare vs %s): %s\n", m, name,
+                   same ? "identical" : "DIFFERENT");
+            failures += !same;
+        }
         long mismatches = 0;
         double sig = 0, noise = 0, maxerr = 0;
         for (long i = 0; i < N; i++) {
