@@ -13,6 +13,7 @@ Torch and transformers are optional dependencies: they are imported only when a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -126,8 +127,28 @@ def load_model(model: str):
     kind is ``"text"`` (preprocessor: a tokenizer) or ``"vision"`` (an image processor).
     """
     _import_torch()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    with _offline():
+        return _load_model_offline(model)
+
+
+@contextlib.contextmanager
+def _offline():
+    """HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1 while a model loads (restored afterwards)."""
+    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    old = {k: os.environ.get(k) for k in keys}
+    for k in keys:
+        os.environ[k] = "1"
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _load_model_offline(model: str):
     path = resolve_model_path(model)
     tr = _import_transformers()
     try:

@@ -171,3 +171,19 @@ def test_property_bit_exact(C, T, K, zp, out_zp, seed, variant, scale, out_scale
     np.testing.assert_array_equal(
         qk.ptf_layernorm(q, ln),
         _ref(p, gamma, beta, method, rounding, out_scale, out_zp, eps, q))
+
+
+def test_threads_share_prepared_params():
+    # the kernel releases the GIL and is reentrant: concurrent calls give the serial bits
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((64, 384)).astype(np.float32)
+    p = qk.ptf_calibrate(x)
+    ln = qk.prepare_layernorm(p, rng.uniform(-1, 1, 384), rng.uniform(-1, 1, 384),
+                              method="sole", out_scale=0.05)
+    qs = [p.quantize(x + i) for i in range(8)]
+    want = [qk.ptf_layernorm(q, ln) for q in qs]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda q: qk.ptf_layernorm(q, ln), qs))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
