@@ -217,6 +217,36 @@ def select_layernorms(names: Sequence[str], layer: Union[str, int, None]) -> Lis
     raise CollectError(f"no LayerNorm named {s!r}; the model has {len(names)}: {listing}")
 
 
+def _pixel_values(image: Optional[str], proc):
+    """The pixel tensor of a vision model: a .npy of preprocessed values, or an image file
+    through the model's own image processor (needs Pillow)."""
+    torch = _import_torch()
+    if image is None:
+        raise CollectError("this is a vision model: pass --image PATH")
+    if str(image).endswith(".npy"):
+        try:
+            pix = np.load(image).astype(np.float32)
+        except (OSError, ValueError) as exc:
+            raise CollectError(f"cannot read pixel values {image!r}: {exc}") from None
+        if pix.ndim not in (3, 4):
+            raise CollectError(f"{image}: pixel values must be (3, H, W) or (N, 3, H, W), got "
+                               f"shape {pix.shape}")
+        return torch.from_numpy(pix.reshape((-1,) + pix.shape[-3:]))
+    if proc is None:
+        raise CollectError("no image processor found locally for this model; pass "
+                           "preprocessed pixel values as a .npy file")
+    try:
+        from PIL import Image
+    except ImportError:
+        raise CollectError("--image needs Pillow (pip install pillow), or pass preprocessed "
+                           "pixel values as a .npy file") from None
+    try:
+        img = Image.open(image).convert("RGB")
+    except OSError as exc:
+        raise CollectError(f"cannot read image {image!r}: {exc}") from None
+    return proc(images=img, return_tensors="pt")["pixel_values"]
+
+
 def collect_inputs(net, kind: str, proc, layers: Sequence[str], *,
                    sentences: Sequence[str] = DEFAULT_SENTENCES, image: Optional[str] = None,
                    progress: bool = True) -> Dict[str, Dict[str, np.ndarray]]:
@@ -244,19 +274,7 @@ def collect_inputs(net, kind: str, proc, layers: Sequence[str], *,
                     bar.step()
                 bar.close()
             else:
-                if image is None:
-                    raise CollectError("this is a vision model: pass --image PATH")
-                if proc is None:
-                    raise CollectError("no image processor found locally for this model")
-                try:
-                    from PIL import Image
-                except ImportError:
-                    raise CollectError("--image needs Pillow: pip install pillow") from None
-                try:
-                    img = Image.open(image).convert("RGB")
-                except OSError as exc:
-                    raise CollectError(f"cannot read image {image!r}: {exc}") from None
-                net(**proc(images=img, return_tensors="pt"))
+                net(pixel_values=_pixel_values(image, proc))
     finally:
         for h in hooks:
             h.remove()
@@ -560,7 +578,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--layer", default=None,
                     help="LayerNorm name, index, or 'all' (default: the first)")
     ap.add_argument("--list-layers", action="store_true", help="list the LayerNorms and exit")
-    ap.add_argument("--image", default=None, help="input image for a vision model")
+    ap.add_argument("--image", default=None,
+                    help="input image for a vision model (needs Pillow), or a .npy of "
+                         "preprocessed pixel values (3, H, W) / (N, 3, H, W)")
     ap.add_argument("--from-npy", default=None,
                     help="skip the model: read ln_input.npy, gamma.npy, beta.npy from this folder")
     ap.add_argument("--out", default="data/quantized", help="output folder")
