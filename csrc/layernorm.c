@@ -143,6 +143,21 @@ static qk_status qk__ln_check(const qk_layernorm_params *p, const uint8_t *q, si
     if (p->out_zero_point < p->out_qmin || p->out_zero_point > p->out_qmax)
         return QK_ERR_ZERO_POINT;
     if (tokens > 0 && (q == NULL || y == NULL)) return QK_ERR_ARG;
+    /* The bounds the int64 arithmetic relies on (prepare guarantees them; a struct filled by
+     * hand is checked too): |G_i| < 2^30, |B_i| < 2^60, alpha <= 7, lut[m] <= 2^16, E <= 2^60.
+     * O(channels) per call, small next to the tokens * channels of the kernel. */
+    const int64_t gm = p->gamma_multiplier, bm = p->beta_multiplier;
+    const int64_t lim30 = INT64_C(1) << 30, lim60 = INT64_C(1) << 60;
+    if (gm < 0 || gm >= lim30 || bm < 0 || bm >= lim60 || p->eps_term > lim60) return QK_ERR_ARG;
+    for (int32_t c = 0; c < p->channels; c++) {
+        const int64_t g = p->gamma[c] < 0 ? -(int64_t)p->gamma[c] : p->gamma[c];
+        const int64_t b = p->beta[c];
+        if (p->alpha[c] > QK_PTF_MAX_ALPHA || g * gm >= lim30) return QK_ERR_ARG;
+        if (b <= -lim60 || b >= lim60 || (bm > 0 && (b < 0 ? -b : b) > (lim60 - 1) / bm))
+            return QK_ERR_ARG;
+    }
+    for (int m = 0; m < 256; m++)
+        if (p->inv_sqrt_lut[m] > 65536u) return QK_ERR_ARG;
     return QK_OK;
 }
 

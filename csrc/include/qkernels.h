@@ -282,7 +282,9 @@ qk_status qk_ptf_dequantize_u8_f32(const uint8_t *q, size_t tokens, size_t chann
  *
  * qk_layernorm_ptf_u8_s8_exact / _sole(p, q, tokens, y): q is tokens x channels uint8, y is
  * tokens x channels int8. Integer-only; returns QK_ERR_ARG for a NULL or unprepared p (or the
- * wrong method for the function), NULL q/y with tokens > 0. No allocation, reentrant.
+ * wrong method for the function), NULL q/y with tokens > 0, or a p whose integers break the
+ * bounds above (|G_i| >= 2^30, |B_i| >= 2^60, E > 2^60, alpha > 7, lut[m] > 2^16: checked on
+ * every call, O(channels)). No allocation, reentrant.
  * qk_layernorm_ptf_u8_s8 dispatches on p->method.
  * qk_layernorm_ptf_stats(p, q, tokens, s1, d): per-token S1 and D (before E is added) of the
  * method, for test benches and error reports: mean = in_scale * S1 / C,
