@@ -172,9 +172,10 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     if (p->method == QK_LAYERNORM_EXACT) {
         int64_t s2 = 0;
         for (int32_t c = 0; c < C; c++) {
-            const int64_t x = (int64_t)((int32_t)q[c] - zp) * ((int64_t)1 << alpha[c]);
+            /* |x| <= 255 * 2^7 < 2^15, so x and x^2 (< 2^30) are int32 */
+            const int32_t x = ((int32_t)q[c] - zp) * (1 << alpha[c]);
             s1 += x;
-            s2 += x * x;
+            s2 += (int64_t)(x * x);
         }
         *s1_out = s1;
         *d_out = (int64_t)C * s2 - s1 * s1;
@@ -200,22 +201,26 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     *d_out = dd > 0 ? dd : 0;
 }
 
-/* y_i = clamp(RHU(z_i * G_i + B_i, F) + zp) for one row. */
+/* y_i = clamp(RHU(z_i * G_i + B_i, F) + zp) for one row, with
+ * z_i = clamp(RHU(v_i * mult, rshift), -2^24, 2^24) and v_i = C x_i - S1.
+ * v_i * mult is evaluated as x_i * (C * mult) + (2^(rshift-1) - S1 * mult): the same integer
+ * (|C * mult| < 2^47, |x_i * C * mult| and |S1 * mult| < 2^62, their sum is |v_i * mult| + the
+ * rounding term < 2^63), one multiplication fewer per element. */
 static inline void qk__ln_output(const qk_layernorm_params *p, const uint8_t *q, int64_t s1,
                                  int64_t mult, int rshift, int8_t *y) {
     const int32_t n = p->channels, zp = p->in_zero_point, shift = p->shift;
-    const int64_t C = n, gm = p->gamma_multiplier, bm = p->beta_multiplier;
+    const int64_t gm = p->gamma_multiplier, bm = p->beta_multiplier;
     const int64_t ozp = p->out_zero_point, qmin = p->out_qmin, qmax = p->out_qmax;
     const uint8_t *alpha = p->alpha;
     const int32_t *gamma = p->gamma;
     const int64_t *beta = p->beta;
-    const int64_t zround = rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0;
+    const int64_t a = (int64_t)n * mult;
+    const int64_t b = (rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0) - s1 * mult;
     const int64_t oround = INT64_C(1) << (shift - 1);
     for (int32_t c = 0; c < n; c++) {
         const int64_t x = (int64_t)((int32_t)q[c] - zp) * ((int64_t)1 << alpha[c]);
-        int64_t z = ((C * x - s1) * mult + zround) >> rshift;
-        if (z > QK__LN_ZMAX) z = QK__LN_ZMAX;
-        if (z < -QK__LN_ZMAX) z = -QK__LN_ZMAX;
+        int64_t z = (x * a + b) >> rshift;
+        z = z > QK__LN_ZMAX ? QK__LN_ZMAX : (z < -QK__LN_ZMAX ? -QK__LN_ZMAX : z);
         const int64_t acc = z * ((int64_t)gamma[c] * gm) + beta[c] * bm;
         int64_t v = ((acc + oround) >> shift) + ozp;
         v = v < qmin ? qmin : (v > qmax ? qmax : v);
