@@ -85,7 +85,8 @@ def test_c_example_reproduces_goldens(deit_out):
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("integer golden: bit-exact (0 of 75648 differ)") == 3
     assert r.stdout.count("prepared integers") == 3 and "DIFFERENT" not in r.stdout
-    assert "ptf_quantize(raw_vec) vs vector files: bit-exact (0 of 75648 differ)" in r.stdout
+    assert "qk_ptf_quantize_f32_u8(raw_vec) vs vector files: bit-exact (0 of 75648 differ)" \
+        in r.stdout
     assert "SQNR 28.1" in r.stdout  # exact vs float golden, read from the files
 
 
