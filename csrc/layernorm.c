@@ -8,6 +8,12 @@
  */
 #include "internal.h"
 
+#include <string.h>
+
+#if QK_X86
+#include <immintrin.h>
+#endif
+
 enum { QK__LN_ZF = 16 };                  /* fraction bits of the normalized value z */
 #define QK__LN_ZMAX (INT64_C(1) << 24)    /* |z| clamp (only the sole method can reach it) */
 
@@ -201,23 +207,17 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     *d_out = dd > 0 ? dd : 0;
 }
 
-/* y_i = clamp(RHU(z_i * G_i + B_i, F) + zp) for one row, with
- * z_i = clamp(RHU(v_i * mult, rshift), -2^24, 2^24) and v_i = C x_i - S1.
- * v_i * mult is evaluated as x_i * (C * mult) + (2^(rshift-1) - S1 * mult): the same integer
- * (|C * mult| < 2^47, |x_i * C * mult| and |S1 * mult| < 2^62, their sum is |v_i * mult| + the
- * rounding term < 2^63), one multiplication fewer per element. */
-static inline void qk__ln_output(const qk_layernorm_params *p, const uint8_t *q, int64_t s1,
-                                 int64_t mult, int rshift, int8_t *y) {
+/* Scalar loop over channels [c0, n): the reference twin of the AVX2 loop below. */
+static inline void qk__ln_output_scalar(const qk_layernorm_params *p, const uint8_t *q, int64_t a,
+                                        int64_t b, int rshift, int32_t c0, int8_t *y) {
     const int32_t n = p->channels, zp = p->in_zero_point, shift = p->shift;
     const int64_t gm = p->gamma_multiplier, bm = p->beta_multiplier;
     const int64_t ozp = p->out_zero_point, qmin = p->out_qmin, qmax = p->out_qmax;
     const uint8_t *alpha = p->alpha;
     const int32_t *gamma = p->gamma;
     const int64_t *beta = p->beta;
-    const int64_t a = (int64_t)n * mult;
-    const int64_t b = (rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0) - s1 * mult;
     const int64_t oround = INT64_C(1) << (shift - 1);
-    for (int32_t c = 0; c < n; c++) {
+    for (int32_t c = c0; c < n; c++) {
         const int64_t x = (int64_t)((int32_t)q[c] - zp) * ((int64_t)1 << alpha[c]);
         int64_t z = (x * a + b) >> rshift;
         z = z > QK__LN_ZMAX ? QK__LN_ZMAX : (z < -QK__LN_ZMAX ? -QK__LN_ZMAX : z);
@@ -226,6 +226,78 @@ static inline void qk__ln_output(const qk_layernorm_params *p, const uint8_t *q,
         v = v < qmin ? qmin : (v > qmax ? qmax : v);
         y[c] = (int8_t)v;
     }
+}
+
+#if QK_X86
+/* Arithmetic right shift of int64 lanes (AVX2 has none): flip negatives, shift, flip back. */
+QK_TARGET_AVX2 static inline __m256i qk__sra64(__m256i v, __m128i count) {
+    const __m256i neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
+    return _mm256_xor_si256(_mm256_srl_epi64(_mm256_xor_si256(v, neg), count), neg);
+}
+
+/* Channels [0, n & ~3) four at a time, int64 lanes; the same integers as the scalar loop.
+ * x * a with a < 2^47 is built from three 21-bit pieces of a (each product fits
+ * _mm256_mul_epi32: |x| < 2^15, piece < 2^21), z and G_i fit int32. Returns the channels done. */
+QK_TARGET_AVX2 static int32_t qk__ln_output_avx2(const qk_layernorm_params *p, const uint8_t *q,
+                                                 int64_t a, int64_t b, int rshift, int8_t *y) {
+    const int32_t n4 = p->channels & ~3;
+    const int64_t gm = p->gamma_multiplier, bm = p->beta_multiplier;
+    const __m256i zp = _mm256_set1_epi64x(p->in_zero_point);
+    const __m256i a0 = _mm256_set1_epi64x(a & 0x1FFFFF), a1 = _mm256_set1_epi64x((a >> 21) & 0x1FFFFF);
+    const __m256i a2 = _mm256_set1_epi64x(a >> 42);
+    const __m256i vb = _mm256_set1_epi64x(b);
+    const __m128i rs = _mm_cvtsi32_si128(rshift), sh = _mm_cvtsi32_si128(p->shift);
+    const __m256i zmax = _mm256_set1_epi64x(QK__LN_ZMAX), zmin = _mm256_set1_epi64x(-QK__LN_ZMAX);
+    const __m256i orr = _mm256_set1_epi64x(INT64_C(1) << (p->shift - 1));
+    const __m256i ozp = _mm256_set1_epi64x(p->out_zero_point);
+    const __m256i qmin = _mm256_set1_epi64x(p->out_qmin), qmax = _mm256_set1_epi64x(p->out_qmax);
+    const __m256i lo_dwords = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    for (int32_t c = 0; c < n4; c += 4) {
+        int32_t q4, a4;
+        memcpy(&q4, q + c, 4);
+        memcpy(&a4, p->alpha + c, 4);
+        const __m256i al = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(a4));
+        const __m256i x = _mm256_sllv_epi64(
+            _mm256_sub_epi64(_mm256_cvtepu8_epi64(_mm_cvtsi32_si128(q4)), zp), al);
+        /* x * a = ((x*a2 << 21) + x*a1) << 21 + x*a0 */
+        __m256i xa = _mm256_mul_epi32(x, a2);
+        xa = _mm256_add_epi64(_mm256_slli_epi64(xa, 21), _mm256_mul_epi32(x, a1));
+        xa = _mm256_add_epi64(_mm256_slli_epi64(xa, 21), _mm256_mul_epi32(x, a0));
+        __m256i z = qk__sra64(_mm256_add_epi64(xa, vb), rs);
+        z = _mm256_blendv_epi8(z, zmax, _mm256_cmpgt_epi64(z, zmax));
+        z = _mm256_blendv_epi8(z, zmin, _mm256_cmpgt_epi64(zmin, z));
+        const __m256i g = _mm256_setr_epi64x((int64_t)p->gamma[c] * gm, (int64_t)p->gamma[c + 1] * gm,
+                                             (int64_t)p->gamma[c + 2] * gm, (int64_t)p->gamma[c + 3] * gm);
+        const __m256i bb = _mm256_setr_epi64x(p->beta[c] * bm, p->beta[c + 1] * bm,
+                                              p->beta[c + 2] * bm, p->beta[c + 3] * bm);
+        const __m256i acc = _mm256_add_epi64(_mm256_mul_epi32(z, g), bb);
+        __m256i v = _mm256_add_epi64(qk__sra64(_mm256_add_epi64(acc, orr), sh), ozp);
+        v = _mm256_blendv_epi8(v, qmax, _mm256_cmpgt_epi64(v, qmax));
+        v = _mm256_blendv_epi8(v, qmin, _mm256_cmpgt_epi64(qmin, v));
+        /* the low dword of each lane holds the int8 value: pack 4 lanes to 4 bytes */
+        const __m128i d = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v, lo_dwords));
+        const __m128i b8 = _mm_packs_epi16(_mm_packs_epi32(d, d), _mm_setzero_si128());
+        const int32_t out4 = _mm_cvtsi128_si32(b8);
+        memcpy(y + c, &out4, 4);
+    }
+    return n4;
+}
+#endif
+
+/* y_i = clamp(RHU(z_i * G_i + B_i, F) + zp) for one row, with
+ * z_i = clamp(RHU(v_i * mult, rshift), -2^24, 2^24) and v_i = C x_i - S1.
+ * v_i * mult is evaluated as x_i * (C * mult) + (2^(rshift-1) - S1 * mult): the same integer
+ * (|C * mult| < 2^47, |x_i * C * mult| and |S1 * mult| < 2^62, their sum is |v_i * mult| + the
+ * rounding term < 2^63), one multiplication fewer per element. */
+static inline void qk__ln_output(const qk_layernorm_params *p, const uint8_t *q, int64_t s1,
+                                 int64_t mult, int rshift, int8_t *y) {
+    const int64_t a = (int64_t)p->channels * mult;
+    const int64_t b = (rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0) - s1 * mult;
+    int32_t done = 0;
+#if QK_X86
+    if (qk__use_avx2()) done = qk__ln_output_avx2(p, q, a, b, rshift, y);
+#endif
+    qk__ln_output_scalar(p, q, a, b, rshift, done, y);
 }
 
 qk_status qk_layernorm_ptf_u8_s8_exact(const qk_layernorm_params *p, const uint8_t *q,
@@ -271,7 +343,8 @@ static inline void qk__ln_inv_sqrt_lut(const qk_layernorm_params *p, int64_t d, 
             m = qk__rhu64(d, e);
         }
     }
-    *mult = (int64_t)p->inv_sqrt_lut[m];
+    /* m is in [1, 255] here (after the second step m <= 65); the mask only tells the compiler */
+    *mult = (int64_t)p->inv_sqrt_lut[m & 255];
     *rshift = e / 2;
 }
 

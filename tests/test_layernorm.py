@@ -187,3 +187,42 @@ def test_threads_share_prepared_params():
         got = list(ex.map(lambda q: qk.ptf_layernorm(q, ln), qs))
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_scalar_and_avx2_paths_agree(tmp_path):
+    # QKERNELS_SIMD=scalar forces the portable loops (chosen once per process): run them in a
+    # subprocess and compare with this process (AVX2 where the CPU has it)
+    import os
+    import subprocess
+    import sys
+    rng = np.random.default_rng(5)
+    cases = []
+    for C in (3, 4, 37, 384):
+        x = (rng.standard_normal((16, C)) * rng.uniform(0.1, 9, C)).astype(np.float32)
+        cases.append(x)
+    np.savez(tmp_path / "in.npz", *cases)
+    script = f"""
+import numpy as np, qkernels as qk
+d = np.load({str(tmp_path / 'in.npz')!r})
+outs = {{}}
+for k in d.files:
+    x = d[k]
+    p = qk.ptf_calibrate(x, K=7)
+    q = p.quantize(x)
+    g = np.linspace(-2, 2, x.shape[1]).astype(np.float32)
+    for m, r in (("exact", "round"), ("sole", "round"), ("sole", "truncate")):
+        ln = qk.prepare_layernorm(p, g, g[::-1].copy(), method=m, rounding=r, out_scale=0.03,
+                                  out_zero_point=-3)
+        outs[f"{{k}}_{{m}}_{{r}}"] = qk.ptf_layernorm(q, ln)
+    outs[k + "_q"] = q
+np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
+"""
+    for mode in ("scalar", "auto"):
+        env = dict(os.environ, QKERNELS_SIMD=mode)
+        r = subprocess.run([sys.executable, "-c", script.replace("OUT", mode)], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    a, b = np.load(tmp_path / "scalar.npz"), np.load(tmp_path / "auto.npz")
+    assert sorted(a.files) == sorted(b.files) and len(a.files) == 16
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
