@@ -4,6 +4,8 @@
  * a dyadic per-token reciprocal) and `sole` (SOLE's AILayerNorm: 4-bit dynamic compression of
  * the squares, a 16-entry square table, a 256-entry inverse-square-root table, int8 gamma and
  * beta). All float work happens in qk_layernorm_prepare(); the kernels are integer-only.
+ * The output stage has an AVX2 loop (int64 lanes) beside its scalar twin; both give the same
+ * integers (tests/test_layernorm.py forces the scalar path with QKERNELS_SIMD=scalar).
  * The formulas and bit widths are documented in qkernels.h.
  */
 #include "internal.h"
@@ -167,6 +169,77 @@ static qk_status qk__ln_check(const qk_layernorm_params *p, const uint8_t *q, si
     return QK_OK;
 }
 
+#if QK_X86
+/* S1 and S2 of the exact method over channels [0, n & ~15), 16 at a time in int16 lanes:
+ * x = (q - zp) * 2^alpha fits int16 (|x| <= 255 * 128 = 32640), a pair x0^2 + x1^2 <= 2 * 32640^2
+ * fits int32 (_mm256_madd_epi16), and the int32 sums of S1 stay below 2^31 for n <= 32768
+ * (n / 16 * 2 * 32640 < 2^27). S2 is widened to int64 on every step. Returns the channels done. */
+QK_TARGET_AVX2 static int32_t qk__ln_sums_avx2(const uint8_t *q, const uint8_t *alpha, int32_t n,
+                                               int32_t zp, int64_t *s1, int64_t *s2) {
+    const int32_t n16 = n & ~15;
+    const __m256i vzp = _mm256_set1_epi16((int16_t)zp), ones = _mm256_set1_epi16(1);
+    const __m128i pow2 = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m256i acc1 = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
+    for (int32_t c = 0; c < n16; c += 16) {
+        const __m256i d = _mm256_sub_epi16(
+            _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + c))), vzp);
+        const __m256i pw = _mm256_cvtepu8_epi16(
+            _mm_shuffle_epi8(pow2, _mm_loadu_si128((const __m128i *)(alpha + c))));
+        const __m256i x = _mm256_mullo_epi16(d, pw);
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(x, ones));
+        const __m256i sq = _mm256_madd_epi16(x, x); /* 8 x int32, each <= 2130739200 */
+        acc2 = _mm256_add_epi64(acc2, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(sq)));
+        acc2 = _mm256_add_epi64(acc2, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(sq, 1)));
+    }
+    int32_t a1[8];
+    int64_t a2[4];
+    _mm256_storeu_si256((__m256i *)a1, acc1);
+    _mm256_storeu_si256((__m256i *)a2, acc2);
+    for (int k = 0; k < 8; k++) *s1 += a1[k];
+    for (int k = 0; k < 4; k++) *s2 += a2[k];
+    return n16;
+}
+#endif
+
+#if QK_X86
+/* S1 and Ex2 of the sole method over channels [0, n & ~7), 8 at a time in int32 lanes: the
+ * same compression as the scalar loop, c^2 computed (the 16-entry table holds exactly c^2),
+ * each term (c^2 << 4 flag) << 2 alpha < 2^26 widened to int64 before it is summed. */
+QK_TARGET_AVX2 static int32_t qk__ln_sole_sums_avx2(const uint8_t *q, const uint8_t *alpha,
+                                                    int32_t n, int32_t zp, uint32_t rnd_hi,
+                                                    uint32_t rnd_lo, int64_t *s1, uint64_t *ex2) {
+    const int32_t n8 = n & ~7;
+    const __m256i vzp = _mm256_set1_epi32(zp), c63 = _mm256_set1_epi32(63);
+    const __m256i rh = _mm256_set1_epi32((int32_t)rnd_hi), rl = _mm256_set1_epi32((int32_t)rnd_lo);
+    const __m256i c15 = _mm256_set1_epi32(15);
+    __m256i acc1 = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
+    for (int32_t c = 0; c < n8; c += 8) {
+        const __m256i al = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(alpha + c)));
+        const __m256i d = _mm256_sub_epi32(
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + c))), vzp);
+        acc1 = _mm256_add_epi32(acc1, _mm256_sllv_epi32(d, al));
+        const __m256i a = _mm256_abs_epi32(d);
+        const __m256i flag = _mm256_cmpgt_epi32(a, c63); /* a >= 64 */
+        const __m256i hi = _mm256_srli_epi32(_mm256_add_epi32(a, rh), 4);
+        const __m256i lo = _mm256_srli_epi32(_mm256_add_epi32(a, rl), 2);
+        const __m256i cv = _mm256_min_epi32(_mm256_blendv_epi8(lo, hi, flag), c15);
+        /* shift = 4 * flag + 2 * alpha */
+        const __m256i sh = _mm256_add_epi32(_mm256_and_si256(flag, _mm256_set1_epi32(4)),
+                                            _mm256_slli_epi32(al, 1));
+        const __m256i t = _mm256_sllv_epi32(_mm256_mullo_epi32(cv, cv), sh);
+        acc2 = _mm256_add_epi64(acc2, _mm256_cvtepu32_epi64(_mm256_castsi256_si128(t)));
+        acc2 = _mm256_add_epi64(acc2, _mm256_cvtepu32_epi64(_mm256_extracti128_si256(t, 1)));
+    }
+    int32_t a1[8];
+    int64_t a2[4];
+    _mm256_storeu_si256((__m256i *)a1, acc1);
+    _mm256_storeu_si256((__m256i *)a2, acc2);
+    for (int k = 0; k < 8; k++) *s1 += a1[k];
+    for (int k = 0; k < 4; k++) *ex2 += (uint64_t)a2[k];
+    return n8;
+}
+#endif
+
 /* The per-row statistics: S1 and D (before E) of the method. One pass over the row; the
  * parameters are copied to locals first (the int8 output may alias anything, so reading them
  * through p in the loops would reload them on every element). */
@@ -177,7 +250,11 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     int64_t s1 = 0;
     if (p->method == QK_LAYERNORM_EXACT) {
         int64_t s2 = 0;
-        for (int32_t c = 0; c < C; c++) {
+        int32_t c0 = 0;
+#if QK_X86
+        if (qk__use_avx2()) c0 = qk__ln_sums_avx2(q, alpha, C, zp, &s1, &s2);
+#endif
+        for (int32_t c = c0; c < C; c++) {
             /* |x| <= 255 * 2^7 < 2^15, so x and x^2 (< 2^30) are int32 */
             const int32_t x = ((int32_t)q[c] - zp) * (1 << alpha[c]);
             s1 += x;
@@ -192,7 +269,11 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     const uint32_t rnd_hi = p->method == QK_LAYERNORM_SOLE_ROUND ? 8u : 0u;
     const uint32_t rnd_lo = p->method == QK_LAYERNORM_SOLE_ROUND ? 2u : 0u;
     uint64_t ex2 = 0;
-    for (int32_t c = 0; c < C; c++) {
+    int32_t c0 = 0;
+#if QK_X86
+    if (qk__use_avx2()) c0 = qk__ln_sole_sums_avx2(q, alpha, C, zp, rnd_hi, rnd_lo, &s1, &ex2);
+#endif
+    for (int32_t c = c0; c < C; c++) {
         const int32_t d = (int32_t)q[c] - zp;
         s1 += (int64_t)d * ((int64_t)1 << alpha[c]);
         const uint32_t a = (uint32_t)(d < 0 ? -d : d);
