@@ -215,6 +215,17 @@ for k in d.files:
                                   out_zero_point=-3)
         outs[f"{{k}}_{{m}}_{{r}}"] = qk.ptf_layernorm(q, ln)
     outs[k + "_q"] = q
+    # extreme zero points and exponents on raw codes (full-scale rows included)
+    C = x.shape[1]
+    rng = np.random.default_rng(C)
+    qq = rng.integers(0, 256, (8, C)).astype(np.uint8)
+    qq[0] = 0
+    qq[1] = 255
+    for zp in (0, 255):
+        pe = qk.PTFParams(0.01, rng.integers(0, 8, C).astype(np.int32), zp, K=7)
+        for m, r in (("exact", "round"), ("sole", "round"), ("sole", "truncate")):
+            ln = qk.prepare_layernorm(pe, g, g, method=m, rounding=r, out_scale=0.02)
+            outs[f"{{k}}_zp{{zp}}_{{m}}_{{r}}"] = qk.ptf_layernorm(qq, ln)
 np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
 """
     for mode in ("scalar", "auto"):
@@ -223,6 +234,6 @@ np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
     a, b = np.load(tmp_path / "scalar.npz"), np.load(tmp_path / "auto.npz")
-    assert sorted(a.files) == sorted(b.files) and len(a.files) == 16
+    assert sorted(a.files) == sorted(b.files) and len(a.files) == 40
     for k in a.files:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
