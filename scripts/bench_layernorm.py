@@ -7,7 +7,6 @@ repeated runs after a warm-up.
 """
 from __future__ import annotations
 
-import os
 import platform
 import statistics
 import sys
