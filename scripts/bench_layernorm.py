@@ -86,7 +86,7 @@ def run(quick: bool = False) -> str:
     lines = ["## PTF quantization and integer LayerNorm", "",
              f"{what}, shape {x.shape[0]} x {x.shape[1]}, one thread, median of {repeat} runs; "
              f"{_cpu()}, {qk.show_config('dicts')['simd']['chosen']} path (integer LayerNorm: "
-             f"AVX2 output stage, scalar statistics; PTF quantize: scalar C). Ratio = torch time / this time (> 1 is faster than "
+             f"statistics and output stage in AVX2 with scalar twins; PTF quantize: AVX2). Ratio = torch time / this time (> 1 is faster than "
              f"torch).", "", "| op | us per call | tokens/s | vs torch float |", "|---|---:|---:|---:|"]
     for name, t, ratio in rows:
         lines.append(f"| {name} | {t * 1e6:.1f} | {x.shape[0] / t:.3g} | "

@@ -219,6 +219,8 @@ int32_t qk_mul_by_quantized_multiplier(int32_t acc, int32_t multiplier, int32_t 
  * channels > 0, or x/q/y NULL with elements to do: QK_ERR_ARG. Parameters are checked before
  * anything is written. +inf/-inf saturate to 255/0; a NaN returns QK_ERR_NAN with *bad_index
  * (flat index, when not NULL) at the first NaN; the elements before it are written.
+ * qk_ptf_quantize_f32_u8 has an AVX2 loop beside its scalar twin (same bits; a block holding a
+ * NaN is left to the scalar loop, which reports it).
  * The seed's sign convention (alpha_seed <= 0, scale S) is the same kernel with
  * s = S * 2^min(alpha_seed) and alpha = alpha_seed - min(alpha_seed).
  */
