@@ -86,8 +86,9 @@ def run(quick: bool = False) -> str:
     lines = ["## PTF quantization and integer LayerNorm", "",
              f"{what}, shape {x.shape[0]} x {x.shape[1]}, one thread, median of {repeat} runs; "
              f"{_cpu()}, {qk.show_config('dicts')['simd']['chosen']} path (integer LayerNorm: "
-             f"statistics and output stage in AVX2 with scalar twins; PTF quantize: AVX2). Ratio = torch time / this time (> 1 is faster than "
-             f"torch).", "", "| op | us per call | tokens/s | vs torch float |", "|---|---:|---:|---:|"]
+             f"statistics and output stage in AVX2 with scalar twins; PTF quantize: AVX2). "
+             f"Ratio = torch time / this time (> 1 is faster than torch).", "",
+             "| op | us per call | tokens/s | vs torch float |", "|---|---:|---:|---:|"]
     for name, t, ratio in rows:
         lines.append(f"| {name} | {t * 1e6:.1f} | {x.shape[0] / t:.3g} | "
                      f"{'' if ratio is None else f'{ratio:.2f}x'} |")
