@@ -18,11 +18,17 @@ from ._elementwise import (dequantize, fake_quantize, quantize, quantize_multipl
                            requantize_float, requantize_shift)
 from .observers import (EntropyObserver, MinMaxObserver, MovingAverageMinMaxObserver, MSEObserver,
                         Observer, PercentileObserver, PowerOfTwoModeObserver)
+from .ptf import (LayerNormParams, PTFParams, layernorm_errors, layernorm_reference,
+                  prepare_layernorm, ptf_calibrate, ptf_dequantize, ptf_layernorm,
+                  ptf_layernorm_stats, ptf_quantize, sqnr_db)
 from .qparams import QParams, choose_qparams
 
 __all__ = [
-    "AccumulatorOverflowError", "EntropyObserver", "MSEObserver", "MinMaxObserver",
-    "MovingAverageMinMaxObserver", "Observer", "PercentileObserver", "PowerOfTwoModeObserver", "QParams", "choose_qparams", "dequantize", "fake_quantize",
-    "quantize", "quantize_multiplier", "requantize", "requantize_float", "requantize_shift",
-    "show_config", "ufuncs",
+    "AccumulatorOverflowError", "EntropyObserver", "LayerNormParams", "MSEObserver",
+    "MinMaxObserver", "MovingAverageMinMaxObserver", "Observer", "PTFParams", "PercentileObserver",
+    "PowerOfTwoModeObserver", "QParams", "choose_qparams", "dequantize", "fake_quantize",
+    "layernorm_errors", "layernorm_reference", "prepare_layernorm", "ptf_calibrate",
+    "ptf_dequantize", "ptf_layernorm", "ptf_layernorm_stats", "ptf_quantize", "quantize",
+    "quantize_multiplier", "requantize", "requantize_float", "requantize_shift", "show_config",
+    "sqnr_db", "ufuncs",
 ]
