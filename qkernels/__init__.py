@@ -16,10 +16,14 @@ from ._checks import AccumulatorOverflowError
 from ._config import show_config
 from ._elementwise import (dequantize, fake_quantize, quantize, quantize_multiplier, requantize,
                            requantize_float, requantize_shift)
+from .linear import (PackedConv2d, PackedLinear, conv2d_int32, linear_int32, pack_conv2d,
+                     pack_linear, qconv2d, qlinear)
 from .qparams import QParams, choose_qparams
 
 __all__ = [
     "AccumulatorOverflowError", "QParams", "choose_qparams", "dequantize", "fake_quantize",
     "quantize", "quantize_multiplier", "requantize", "requantize_float", "requantize_shift",
     "show_config", "ufuncs",
+    "PackedConv2d", "PackedLinear", "conv2d_int32", "linear_int32", "pack_conv2d", "pack_linear",
+    "qconv2d", "qlinear",
 ]
