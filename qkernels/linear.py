@@ -346,8 +346,9 @@ def _epilogue(preset: str, n: int, per_channel_w: bool, x_scale: Any, w_scale: A
         for name, v in (("x_scale", np.atleast_1d(xs)), ("w_scale", ws), ("out_scale", np.atleast_1d(os_))):
             bad = ~_is_pow2(v)
             if bad.any():
-                raise ValueError(f"preset 'pow2' needs power-of-two scales; {name}="
-                                 f"{v[int(np.argmax(bad))]} is not a power of two")
+                val = np.format_float_positional(np.float32(v[int(np.argmax(bad))]))
+                raise ValueError(f"preset 'pow2' needs power-of-two scales; {name}={val} is not "
+                                 f"a power of two")
         e2 = lambda v: np.frexp(np.float64(v))[1].astype(np.int64) - 1  # noqa: E731
         sh = e2(os_) - e2(xs) - e2(ws)   # acc * 2^-(sh)
         if (sh < -31).any() or (sh > 31).any():
