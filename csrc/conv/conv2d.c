@@ -164,7 +164,7 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
                 c->uk(mr, k2 / 2, w->data + o0 * k2, k2, panels + t * k2 * QK_GEMM_NR, tile);
                 for (size_t r = 0; r < mr; r++) {
                     char *yp = (char *)c->y + ((b * n + o0 + r) * opix + pix0[t]) * osz;
-                    if (qk__epilogue_run(c->ep, o0 + r, tile + r * QK_GEMM_NR, 1, cnt[t], yp, 1) !=
+                    if (qk__epilogue_run(c->ep, o0 + r, tile + r * QK_GEMM_NR, cnt[t], yp) !=
                         QK_OK)
                         atomic_store(&c->status, QK_ERR_OVERFLOW);
                 }
@@ -193,7 +193,7 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
             c->dw(src + oh * s->stride_h * c->wp, c->wp, wt, w->kh, w->kw, s->stride_w, s->dil_h,
                   s->dil_w, c->ow, row);
             char *yp = (char *)c->y + ((b * n + o) * c->oh + oh) * c->ow * osz;
-            if (qk__epilogue_run(c->ep, o, row, 1, c->ow, yp, 1) != QK_OK)
+            if (qk__epilogue_run(c->ep, o, row, c->ow, yp) != QK_OK)
                 atomic_store(&c->status, QK_ERR_OVERFLOW);
         }
     }

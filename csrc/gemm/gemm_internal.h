@@ -73,12 +73,12 @@ qk_status qk__epilogue_check(const qk_epilogue *ep, size_t n);
 /* The bound check: max |x - x_zp| * abs_sum[o] + |bias[o]| <= INT32_MAX for every o. */
 qk_status qk__bound_check(const qk_packed_weights *w, qk_dtype x_type, int32_t x_zp,
                           const qk_epilogue *ep);
-/* Apply the epilogue to `cnt` raw sums of output channel o (src, contiguous) and store them at
- * y + i * ystride (elements of ep->out_type). Returns QK_ERR_OVERFLOW on a double-round left
- * shift overflow (strict mode), else QK_OK. */
-qk_status qk__epilogue_run(const qk_epilogue *ep, size_t o, const int32_t *src, size_t src_step,
-                           size_t cnt, void *y, size_t ystride);
-/* Same, for a row of `cnt` consecutive channels o0.. (src contiguous, y contiguous). */
+/* Apply the epilogue to `cnt` raw sums of output channel o (src) and store them contiguously at
+ * y (elements of ep->out_type). Returns QK_ERR_OVERFLOW on a double-round left shift overflow
+ * (strict mode), else QK_OK. AVX2 for the fp32 / int32 schemes, same bits as the scalar loop. */
+qk_status qk__epilogue_run(const qk_epilogue *ep, size_t o, const int32_t *src, size_t cnt,
+                           void *y);
+/* Same, for `cnt` consecutive channels o0, o0 + 1, ... */
 qk_status qk__epilogue_channels(const qk_epilogue *ep, size_t o0, const int32_t *src, size_t cnt,
                                 void *y);
 size_t qk__dtype_size(qk_dtype t);

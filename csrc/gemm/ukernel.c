@@ -110,41 +110,52 @@ void qk_dw_row__scalar(const int16_t *xrow0, size_t wp, const int16_t *w, size_t
 }
 
 #if QK_X86
-/* 8 outputs at a time: widen 8 int16 (strided by stride_w) to int32 and multiply-accumulate with
- * vpmulld (exact: |x| * |w| <= 255 * 255). Stride 1 loads contiguously; other strides gather. */
+/* 16 int16 of one input row for outputs j..j+15: contiguous (stride 1) or the even elements of
+ * 32 (stride 2). */
+QK_TARGET_AVX2 static inline __m256i qk__dw_load16(const int16_t *p, size_t stride_w) {
+    if (stride_w == 1) return _mm256_loadu_si256((const __m256i *)p);
+    const __m256i m = _mm256_set1_epi32(0xFFFF);
+    const __m256i v0 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), m);
+    const __m256i v1 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(p + 16)), m);
+    return _mm256_permute4x64_epi64(_mm256_packus_epi32(v0, v1), 0xD8);
+}
+
+/* 16 outputs at a time; taps are taken in pairs, interleaved (unpacklo/hi) and multiplied by the
+ * weight pair with vpmaddwd (exact for |x|, |w| <= 255); an odd last tap pairs with weight 0.
+ * The last block of a row computes 16 outputs and keeps ow - j of them: reads may run up to
+ * 2 * 16 + 31 elements past the last input the row needs (the caller provides that slack; the
+ * extra lanes are discarded). */
 QK_TARGET_AVX2 void qk_dw_row__avx2(const int16_t *xrow0, size_t wp, const int16_t *w, size_t kh,
                                     size_t kw, size_t stride_w, size_t dil_h, size_t dil_w,
                                     size_t ow, int32_t *out) {
+    enum { MAXT = 64 };
+    const size_t taps = kh * kw;
     size_t j = 0;
-    if (stride_w == 1) {
-        for (; j + 8 <= ow; j += 8) {
-            __m256i acc = _mm256_setzero_si256();
-            for (size_t r = 0; r < kh; r++) {
-                const int16_t *xr = xrow0 + r * dil_h * wp + j;
-                for (size_t s = 0; s < kw; s++) {
-                    const __m256i xv = _mm256_cvtepi16_epi32(
-                        _mm_loadu_si128((const __m128i *)(xr + s * dil_w)));
-                    acc = _mm256_add_epi32(
-                        acc, _mm256_mullo_epi32(xv, _mm256_set1_epi32(w[r * kw + s])));
-                }
-            }
-            _mm256_storeu_si256((__m256i *)(out + j), acc);
+    if ((stride_w == 1 || stride_w == 2) && taps <= MAXT) {
+        size_t off[MAXT + 1];
+        int32_t wpair[MAXT / 2 + 1];
+        for (size_t t = 0; t < taps; t++) off[t] = (t / kw) * dil_h * wp + (t % kw) * dil_w;
+        off[taps] = off[taps - 1];
+        for (size_t t = 0; t < taps; t += 2) {
+            const uint32_t w0 = (uint16_t)w[t], w1 = t + 1 < taps ? (uint16_t)w[t + 1] : 0u;
+            wpair[t / 2] = (int32_t)(w0 | (w1 << 16));
         }
-    } else if (stride_w == 2) {
-        /* load 16 int16, keep the even ones: sign-extend the low half of each 32-bit lane */
-        for (; j + 8 <= ow; j += 8) {
-            __m256i acc = _mm256_setzero_si256();
-            for (size_t r = 0; r < kh; r++) {
-                const int16_t *xr = xrow0 + r * dil_h * wp + 2 * j;
-                for (size_t s = 0; s < kw; s++) {
-                    const __m256i v =
-                        _mm256_loadu_si256((const __m256i *)(xr + s * dil_w));
-                    const __m256i xv = _mm256_srai_epi32(_mm256_slli_epi32(v, 16), 16);
-                    acc = _mm256_add_epi32(
-                        acc, _mm256_mullo_epi32(xv, _mm256_set1_epi32(w[r * kw + s])));
-                }
+        int32_t tmp[16];
+        for (; j < ow; j += 16) {
+            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+            const int16_t *base = xrow0 + j * stride_w;
+            for (size_t t = 0; t < taps; t += 2) {
+                const __m256i v0 = qk__dw_load16(base + off[t], stride_w);
+                const __m256i v1 = qk__dw_load16(base + off[t + 1], stride_w);
+                const __m256i wv = _mm256_set1_epi32(wpair[t / 2]);
+                lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(v0, v1), wv));
+                hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(v0, v1), wv));
             }
-            _mm256_storeu_si256((__m256i *)(out + j), acc);
+            int32_t *dst = j + 16 <= ow ? out + j : tmp;
+            _mm256_storeu_si256((__m256i *)dst, _mm256_permute2x128_si256(lo, hi, 0x20));
+            _mm256_storeu_si256((__m256i *)(dst + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+            if (dst == tmp)
+                for (size_t i = 0; j + i < ow; i++) out[j + i] = tmp[i];
         }
     }
     if (j < ow)
