@@ -33,7 +33,7 @@ typedef struct {
     int16_t *xp;   /* padded image, batch x in_c x hp x wp (+ slack) */
     size_t hp, wp, oh, ow, cpg, ocg, tiles_per_row, tiles, jobs_per_group;
     qk_gemm_ukernel uk;
-    qk_dw_row_kernel dw;
+    qk_dw_plane_kernel dw;
     _Atomic int status;
 } qk__conv_ctx;
 
@@ -180,24 +180,20 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
     const qk_conv2d_shape *s = c->s;
     const qk_packed_weights *w = c->w;
     const size_t n = w->n, osz = qk__dtype_size(c->ep->out_type), plane = c->hp * c->wp;
-    int32_t *row = (int32_t *)malloc(c->ow * sizeof(int32_t));
-    if (row == NULL) {
+    const size_t opix = c->oh * c->ow;
+    int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
+    if (acc == NULL) {
         atomic_store(&c->status, QK_ERR_NOMEM);
         return;
     }
     for (size_t j = j0; j < j1; j++) { /* j = b * n + o */
         const size_t b = j / n, o = j % n, ch = o / c->ocg;
-        const int16_t *src = c->xp + (b * s->in_c + ch) * plane;
-        const int16_t *wt = w->data + o * w->k2;
-        for (size_t oh = 0; oh < c->oh; oh++) {
-            c->dw(src + oh * s->stride_h * c->wp, c->wp, wt, w->kh, w->kw, s->stride_w, s->dil_h,
-                  s->dil_w, c->ow, row);
-            char *yp = (char *)c->y + ((b * n + o) * c->oh + oh) * c->ow * osz;
-            if (qk__epilogue_run(c->ep, o, row, c->ow, yp) != QK_OK)
-                atomic_store(&c->status, QK_ERR_OVERFLOW);
-        }
+        c->dw(c->xp + (b * s->in_c + ch) * plane, c->wp, w->data + o * w->k2, w->kh, w->kw,
+              s->stride_h, s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, acc);
+        if (qk__epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) != QK_OK)
+            atomic_store(&c->status, QK_ERR_OVERFLOW);
     }
-    free(row);
+    free(acc);
 }
 
 qk_status qk_conv2d_out_size(const qk_conv2d_shape *s, const qk_packed_weights *w,
@@ -243,7 +239,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     c.cpg = s->in_c / w->groups;
     c.ocg = w->n / w->groups;
     c.uk = qk__gemm_ukernel();
-    c.dw = qk__dw_row_kernel();
+    c.dw = qk__dw_plane_kernel();
     atomic_init(&c.status, QK_OK);
     c.xp = (int16_t *)malloc((s->batch * s->in_c * c.hp * c.wp + QK__SLACK) * sizeof(int16_t));
     if (c.xp == NULL) return QK_ERR_NOMEM;

@@ -35,19 +35,21 @@ void qk_gemm_s16_6x16__avx2(size_t mr, size_t kp, const int16_t *a, size_t lda,
 /* The micro-kernel chosen for this process (AVX2 or scalar, see qk_isa()). */
 qk_gemm_ukernel qk__gemm_ukernel(void);
 
-/* Depthwise direct kernel: one output row of one channel.
- *   xp: the padded int16 (x - x_zp) plane of the channel, row pitch wp;
- *   w:  kh*kw int16 (w - w_zp) taps; out: ow int32 raw sums (wrapping in uint32). */
-typedef void (*qk_dw_row_kernel)(const int16_t *xrow0, size_t wp, const int16_t *w, size_t kh,
-                                 size_t kw, size_t stride_w, size_t dil_h, size_t dil_w,
-                                 size_t ow, int32_t *out);
-void qk_dw_row__scalar(const int16_t *xrow0, size_t wp, const int16_t *w, size_t kh, size_t kw,
-                       size_t stride_w, size_t dil_h, size_t dil_w, size_t ow, int32_t *out);
+/* Depthwise direct kernel: one output plane (oh x ow) of one channel.
+ *   x: the padded int16 (x - x_zp) plane of the input channel, row pitch wp (with slack after
+ *      it, see ukernel.c); w: kh*kw int16 (w - w_zp) taps; out: oh*ow int32 raw sums. */
+typedef void (*qk_dw_plane_kernel)(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
+                                   size_t kw, size_t stride_h, size_t stride_w, size_t dil_h,
+                                   size_t dil_w, size_t oh, size_t ow, int32_t *out);
+void qk_dw_plane__scalar(const int16_t *x, size_t wp, const int16_t *w, size_t kh, size_t kw,
+                         size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
+                         size_t ow, int32_t *out);
 #if QK_X86
-void qk_dw_row__avx2(const int16_t *xrow0, size_t wp, const int16_t *w, size_t kh, size_t kw,
-                     size_t stride_w, size_t dil_h, size_t dil_w, size_t ow, int32_t *out);
+void qk_dw_plane__avx2(const int16_t *x, size_t wp, const int16_t *w, size_t kh, size_t kw,
+                       size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
+                       size_t ow, int32_t *out);
 #endif
-qk_dw_row_kernel qk__dw_row_kernel(void);
+qk_dw_plane_kernel qk__dw_plane_kernel(void);
 
 /* The packed weights (opaque in the public header). */
 enum { QK__PACK_LINEAR = 1, QK__PACK_CONV = 2 };

@@ -95,18 +95,20 @@ qk_gemm_ukernel qk__gemm_ukernel(void) {
     return qk_gemm_s16_6x16__scalar;
 }
 
-/* ---- depthwise: one output row of one channel ------------------------------------------- */
-void qk_dw_row__scalar(const int16_t *xrow0, size_t wp, const int16_t *w, size_t kh, size_t kw,
-                       size_t stride_w, size_t dil_h, size_t dil_w, size_t ow, int32_t *out) {
-    for (size_t j = 0; j < ow; j++) {
-        uint32_t acc = 0;
-        for (size_t r = 0; r < kh; r++) {
-            const int16_t *xr = xrow0 + r * dil_h * wp + j * stride_w;
-            for (size_t s = 0; s < kw; s++)
-                acc += (uint32_t)((int32_t)xr[s * dil_w] * w[r * kw + s]);
+/* ---- depthwise: one output plane of one channel --------------------------------------- */
+void qk_dw_plane__scalar(const int16_t *x, size_t wp, const int16_t *w, size_t kh, size_t kw,
+                         size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
+                         size_t ow, int32_t *out) {
+    for (size_t i = 0; i < oh; i++)
+        for (size_t j = 0; j < ow; j++) {
+            uint32_t acc = 0;
+            for (size_t r = 0; r < kh; r++) {
+                const int16_t *xr = x + (i * stride_h + r * dil_h) * wp + j * stride_w;
+                for (size_t s = 0; s < kw; s++)
+                    acc += (uint32_t)((int32_t)xr[s * dil_w] * w[r * kw + s]);
+            }
+            out[i * ow + j] = (int32_t)acc;
         }
-        out[j] = (int32_t)acc;
-    }
 }
 
 #if QK_X86
@@ -120,30 +122,35 @@ QK_TARGET_AVX2 static inline __m256i qk__dw_load16(const int16_t *p, size_t stri
     return _mm256_permute4x64_epi64(_mm256_packus_epi32(v0, v1), 0xD8);
 }
 
-/* 16 outputs at a time; taps are taken in pairs, interleaved (unpacklo/hi) and multiplied by the
- * weight pair with vpmaddwd (exact for |x|, |w| <= 255); an odd last tap pairs with weight 0.
- * The last block of a row computes 16 outputs and keeps ow - j of them: reads may run up to
- * 2 * 16 + 31 elements past the last input the row needs (the caller provides that slack; the
- * extra lanes are discarded). */
-QK_TARGET_AVX2 void qk_dw_row__avx2(const int16_t *xrow0, size_t wp, const int16_t *w, size_t kh,
-                                    size_t kw, size_t stride_w, size_t dil_h, size_t dil_w,
-                                    size_t ow, int32_t *out) {
+/* 16 outputs of a row at a time; taps are taken in pairs, interleaved (unpacklo/hi) and
+ * multiplied by the weight pair with vpmaddwd (exact for |x|, |w| <= 255); an odd last tap pairs
+ * with weight 0. The last block of a row computes 16 outputs and keeps ow - j of them: reads may
+ * run up to 2 * 16 + 31 elements past the last input the plane needs (the caller provides that
+ * slack; the extra lanes are discarded). Strides other than 1 and 2: the scalar twin. */
+QK_TARGET_AVX2 void qk_dw_plane__avx2(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
+                                      size_t kw, size_t stride_h, size_t stride_w, size_t dil_h,
+                                      size_t dil_w, size_t oh, size_t ow, int32_t *out) {
     enum { MAXT = 64 };
     const size_t taps = kh * kw;
-    size_t j = 0;
-    if ((stride_w == 1 || stride_w == 2) && taps <= MAXT) {
-        size_t off[MAXT + 1];
-        int32_t wpair[MAXT / 2 + 1];
-        for (size_t t = 0; t < taps; t++) off[t] = (t / kw) * dil_h * wp + (t % kw) * dil_w;
-        off[taps] = off[taps - 1];
-        for (size_t t = 0; t < taps; t += 2) {
-            const uint32_t w0 = (uint16_t)w[t], w1 = t + 1 < taps ? (uint16_t)w[t + 1] : 0u;
-            wpair[t / 2] = (int32_t)(w0 | (w1 << 16));
-        }
-        int32_t tmp[16];
-        for (; j < ow; j += 16) {
+    if (!(stride_w == 1 || stride_w == 2) || taps > MAXT) {
+        qk_dw_plane__scalar(x, wp, w, kh, kw, stride_h, stride_w, dil_h, dil_w, oh, ow, out);
+        return;
+    }
+    size_t off[MAXT + 1];
+    int32_t wpair[MAXT / 2 + 1];
+    for (size_t t = 0; t < taps; t++) off[t] = (t / kw) * dil_h * wp + (t % kw) * dil_w;
+    off[taps] = off[taps - 1];
+    for (size_t t = 0; t < taps; t += 2) {
+        const uint32_t w0 = (uint16_t)w[t], w1 = t + 1 < taps ? (uint16_t)w[t + 1] : 0u;
+        wpair[t / 2] = (int32_t)(w0 | (w1 << 16));
+    }
+    int32_t tmp[16];
+    for (size_t i = 0; i < oh; i++) {
+        const int16_t *xrow = x + i * stride_h * wp;
+        int32_t *orow = out + i * ow;
+        for (size_t j = 0; j < ow; j += 16) {
             __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
-            const int16_t *base = xrow0 + j * stride_w;
+            const int16_t *base = xrow + j * stride_w;
             for (size_t t = 0; t < taps; t += 2) {
                 const __m256i v0 = qk__dw_load16(base + off[t], stride_w);
                 const __m256i v1 = qk__dw_load16(base + off[t + 1], stride_w);
@@ -151,22 +158,19 @@ QK_TARGET_AVX2 void qk_dw_row__avx2(const int16_t *xrow0, size_t wp, const int16
                 lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(v0, v1), wv));
                 hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(v0, v1), wv));
             }
-            int32_t *dst = j + 16 <= ow ? out + j : tmp;
+            int32_t *dst = j + 16 <= ow ? orow + j : tmp;
             _mm256_storeu_si256((__m256i *)dst, _mm256_permute2x128_si256(lo, hi, 0x20));
             _mm256_storeu_si256((__m256i *)(dst + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
             if (dst == tmp)
-                for (size_t i = 0; j + i < ow; i++) out[j + i] = tmp[i];
+                for (size_t q = 0; j + q < ow; q++) orow[j + q] = tmp[q];
         }
     }
-    if (j < ow)
-        qk_dw_row__scalar(xrow0 + j * stride_w, wp, w, kh, kw, stride_w, dil_h, dil_w, ow - j,
-                          out + j);
 }
 #endif
 
-qk_dw_row_kernel qk__dw_row_kernel(void) {
+qk_dw_plane_kernel qk__dw_plane_kernel(void) {
 #if QK_X86
-    if (qk__use_avx2()) return qk_dw_row__avx2;
+    if (qk__use_avx2()) return qk_dw_plane__avx2;
 #endif
-    return qk_dw_row__scalar;
+    return qk_dw_plane__scalar;
 }
