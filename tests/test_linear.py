@@ -179,20 +179,34 @@ def _fingerprint():
     res.append(qkernels.conv2d_int32(rand_q(rng, U8, (1, 4, 30, 33)),
                                      rand_q(rng, I8, (10, 2, 3, 3)), groups=2, dilation=2,
                                      padding=(1, 2, 3, 0), x_zero_point=100))
+    for xt, wt in [(I8, U8), (U8, U8), (I8, I8)]:   # zero points everywhere, odd K
+        w = rand_q(rng, wt, (19, 83))
+        wzp = rand_q(rng, wt, (19,))
+        res.append(qkernels.linear_int32(rand_q(rng, xt, (29, 83)), w, x_zero_point=int(rand_q(rng, xt, ())),
+                                         w_zero_point=wzp, threads=2))
+        wc = rand_q(rng, wt, (12, 3, 3, 3))
+        res.append(qkernels.conv2d_int32(rand_q(rng, xt, (2, 6, 17, 18)), wc, groups=2, padding=2,
+                                         stride=(1, 2), x_zero_point=int(rand_q(rng, xt, ())),
+                                         w_zero_point=rand_q(rng, wt, (12,))))
     return [hashlib.sha256(np.ascontiguousarray(r).tobytes()).hexdigest() for r in res]
 
 
-def test_simd_equals_scalar_subprocess():
+@pytest.mark.parametrize("simd", ["scalar", "avx2"])
+def test_simd_equals_scalar_subprocess(simd):
+    """This process (AVX512-VNNI 8-bit kernels where the CPU has them, else AVX2) against a process
+    forced to the scalar C path, and one forced to the int16 AVX2 kernels: the same bits."""
     here = os.path.dirname(os.path.abspath(__file__))
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(qkernels.__file__)))
-    env = dict(os.environ, QKERNELS_SIMD="scalar",
-               PYTHONPATH=os.pathsep.join([pkg_root, env_pp]) if (env_pp := os.environ.get("PYTHONPATH")) else pkg_root)
+    env_pp = os.environ.get("PYTHONPATH")
+    env = dict(os.environ, QKERNELS_SIMD=simd,
+               PYTHONPATH=os.pathsep.join([pkg_root, env_pp]) if env_pp else pkg_root)
     r = subprocess.run([sys.executable, "-c", SCALAR_SCRIPT, here], capture_output=True, text=True,
                        env=env, timeout=300)
     assert r.returncode == 0, r.stderr
-    scalar = json.loads(r.stdout.strip().splitlines()[-1])
-    assert scalar["isa"] == "scalar"
-    assert scalar["h"] == _fingerprint()
+    other = json.loads(r.stdout.strip().splitlines()[-1])
+    if simd == "scalar":
+        assert other["isa"] == "scalar"
+    assert other["h"] == _fingerprint()
 
 
 # ---- bad input -----------------------------------------------------------------------------

@@ -34,6 +34,11 @@ typedef struct {
     size_t hp, wp, oh, ow, cpg, ocg, tiles_per_row, tiles, jobs_per_group;
     qk_gemm_ukernel uk;
     qk_dw_plane_kernel dw;
+    /* 8-bit path (w->vnni): padded u8 image (int8 activations + 128; padding = xz8) */
+    uint8_t *xp8;
+    int32_t xz8;
+    uint32_t *corr;
+    qk_gemm_s8u8_ukernel uk8;
     _Atomic int status;
 } qk__conv_ctx;
 
@@ -55,6 +60,22 @@ static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
                 const int8_t *src = (const int8_t *)c->x + base;
                 for (size_t i = 0; i < s->in_w; i++) dr[i] = (int16_t)((int32_t)src[i] - c->xzp);
             }
+        }
+    }
+}
+
+static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
+    qk__conv_ctx *c = (qk__conv_ctx *)vctx;
+    const qk_conv2d_shape *s = c->s;
+    const size_t plane = c->hp * c->wp;
+    const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
+    for (size_t j = j0; j < j1; j++) {
+        uint8_t *d = c->xp8 + j * plane;
+        memset(d, c->xz8, plane);
+        for (size_t h = 0; h < s->in_h; h++) {
+            uint8_t *dr = d + (h + s->pad_top) * c->wp + s->pad_left;
+            const uint8_t *src = (const uint8_t *)c->x + (j * s->in_h + h) * s->in_w;
+            for (size_t i = 0; i < s->in_w; i++) dr[i] = (uint8_t)(src[i] ^ flip);
         }
     }
 }
@@ -120,8 +141,131 @@ QK_TARGET_AVX2 static void qk__build_panel_avx2(const qk__conv_ctx *c, const int
 }
 #endif
 
+/* 8-bit panel [k4/4][16][4] u8 of one tile; k rows past k are zero. */
+static void qk__build_panel8_scalar(const qk__conv_ctx *c, const uint8_t *src, size_t base,
+                                    size_t cnt, uint8_t *panel) {
+    const qk_conv2d_shape *s = c->s;
+    const size_t kh = c->w->kh, kw = c->w->kw, plane = c->hp * c->wp, k = c->w->k;
+    const size_t taps = kh * kw;
+    for (size_t kk = 0; kk < c->w->k4; kk++) {
+        uint8_t *d = panel + (kk / 4) * 64 + (kk & 3);
+        size_t i = 0;
+        if (kk < k) {
+            const size_t ch = kk / taps, t = kk % taps;
+            const uint8_t *p = src + ch * plane + (t / kw) * s->dil_h * c->wp + (t % kw) * s->dil_w + base;
+            for (; i < cnt; i++) d[4 * i] = p[i * s->stride_w];
+        }
+        for (; i < QK_GEMM_NR; i++) d[4 * i] = 0;
+    }
+}
+
+#if QK_X86
+QK_TARGET_AVX2 static inline __m128i qk__tile_row8(const uint8_t *p, size_t stride_w) {
+    if (stride_w == 1) return _mm_loadu_si128((const __m128i *)p);
+    const __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), _mm256_set1_epi16(0xFF));
+    return _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+QK_TARGET_AVX2 static void qk__build_panel8_avx2(const qk__conv_ctx *c, const uint8_t *src,
+                                                 size_t base, uint8_t *panel) {
+    const qk_conv2d_shape *s = c->s;
+    const size_t kh = c->w->kh, kw = c->w->kw, plane = c->hp * c->wp, k = c->w->k;
+    const size_t taps = kh * kw;
+    for (size_t kk = 0; kk < c->w->k4; kk += 4) {
+        __m128i r[4];
+        for (size_t q = 0; q < 4; q++) {
+            if (kk + q < k) {
+                const size_t ch = (kk + q) / taps, t = (kk + q) % taps;
+                r[q] = qk__tile_row8(src + ch * plane + (t / kw) * s->dil_h * c->wp +
+                                         (t % kw) * s->dil_w + base, s->stride_w);
+            } else {
+                r[q] = _mm_setzero_si128();
+            }
+        }
+        const __m128i a = _mm_unpacklo_epi8(r[0], r[1]), a2 = _mm_unpackhi_epi8(r[0], r[1]);
+        const __m128i b = _mm_unpacklo_epi8(r[2], r[3]), b2 = _mm_unpackhi_epi8(r[2], r[3]);
+        __m128i *d = (__m128i *)(panel + kk * 16);
+        _mm_storeu_si128(d, _mm_unpacklo_epi16(a, b));
+        _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(a, b));
+        _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(a2, b2));
+        _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(a2, b2));
+    }
+}
+#endif
+
+static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
+    const qk_conv2d_shape *s = c->s;
+    const qk_packed_weights *w = c->w;
+    const size_t k4 = w->k4, n = w->n, osz = qk__dtype_size(c->ep->out_type);
+    const size_t plane = c->hp * c->wp, opix = c->oh * c->ow;
+    uint8_t *panels = (uint8_t *)malloc(QK__CONV_TILES * k4 * QK_GEMM_NR);
+    if (panels == NULL) {
+        atomic_store(&c->status, QK_ERR_NOMEM);
+        return;
+    }
+    int32_t tile[QK_VNNI_MR * QK_GEMM_NR];
+    uint32_t pixsum[QK__CONV_TILES][QK_GEMM_NR];
+#if QK_X86
+    const int simd = qk__use_avx2() && (s->stride_w == 1 || s->stride_w == 2);
+#endif
+    for (size_t j = j0; j < j1; j++) {
+        const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group;
+        const size_t b = bg / w->groups, g = bg % w->groups;
+        const uint8_t *src = c->xp8 + (b * s->in_c + g * c->cpg) * plane;
+        const size_t t0 = tj * QK__CONV_TILES;
+        const size_t nt = c->tiles - t0 < QK__CONV_TILES ? c->tiles - t0 : QK__CONV_TILES;
+        size_t pix0[QK__CONV_TILES], cnt[QK__CONV_TILES];
+        for (size_t t = 0; t < nt; t++) {
+            const size_t oh = (t0 + t) / c->tiles_per_row;
+            const size_t ow0 = ((t0 + t) % c->tiles_per_row) * QK_GEMM_NR;
+            cnt[t] = c->ow - ow0 < QK_GEMM_NR ? c->ow - ow0 : QK_GEMM_NR;
+            pix0[t] = oh * c->ow + ow0;
+            const size_t base = oh * s->stride_h * c->wp + ow0 * s->stride_w;
+            uint8_t *panel = panels + t * k4 * QK_GEMM_NR;
+#if QK_X86
+            if (simd)
+                qk__build_panel8_avx2(c, src, base, panel);
+            else
+#endif
+                qk__build_panel8_scalar(c, src, base, cnt[t], panel);
+            if (w->any_wzp8) {
+                for (size_t i = 0; i < QK_GEMM_NR; i++) pixsum[t][i] = 0;
+                for (size_t q = 0; q < k4 / 4; q++)
+                    for (size_t i = 0; i < QK_GEMM_NR; i++) {
+                        const uint8_t *e = panel + q * 64 + 4 * i;
+                        pixsum[t][i] += (uint32_t)e[0] + e[1] + e[2] + e[3];
+                    }
+            }
+        }
+        for (size_t ob = 0; ob < c->ocg; ob += QK_VNNI_MR) {
+            const size_t mr = c->ocg - ob < QK_VNNI_MR ? c->ocg - ob : QK_VNNI_MR;
+            const size_t o0 = g * c->ocg + ob;
+            for (size_t t = 0; t < nt; t++) {
+                c->uk8(mr, k4 / 4, w->data8 + o0 * k4, k4, panels + t * k4 * QK_GEMM_NR, tile);
+                for (size_t r = 0; r < mr; r++) {
+                    int32_t *tr = tile + r * QK_GEMM_NR;
+                    const uint32_t corr = c->corr[o0 + r], wz = (uint32_t)w->wzp8[o0 + r];
+                    if (w->any_wzp8)
+                        for (size_t i = 0; i < cnt[t]; i++)
+                            tr[i] = (int32_t)((uint32_t)tr[i] + corr - wz * pixsum[t][i]);
+                    else
+                        for (size_t i = 0; i < cnt[t]; i++) tr[i] = (int32_t)((uint32_t)tr[i] + corr);
+                    char *yp = (char *)c->y + ((b * n + o0 + r) * opix + pix0[t]) * osz;
+                    if (qk__epilogue_run(c->ep, o0 + r, tr, cnt[t], yp) != QK_OK)
+                        atomic_store(&c->status, QK_ERR_OVERFLOW);
+                }
+            }
+        }
+    }
+    free(panels);
+}
+
 static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
     qk__conv_ctx *c = (qk__conv_ctx *)vctx;
+    if (c->w->vnni) {
+        qk__conv_jobs8(c, j0, j1);
+        return;
+    }
     const qk_conv2d_shape *s = c->s;
     const qk_packed_weights *w = c->w;
     const size_t k2 = w->k2, n = w->n, osz = qk__dtype_size(c->ep->out_type);
@@ -241,9 +385,30 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     c.uk = qk__gemm_ukernel();
     c.dw = qk__dw_plane_kernel();
     atomic_init(&c.status, QK_OK);
-    c.xp = (int16_t *)malloc((s->batch * s->in_c * c.hp * c.wp + QK__SLACK) * sizeof(int16_t));
+    const size_t img = s->batch * s->in_c * c.hp * c.wp;
+    if (w->vnni) {
+        c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
+        c.uk8 = qk__gemm_s8u8_ukernel();
+        c.corr = qk__zp_correction(w, c.xz8);
+        c.xp8 = (uint8_t *)malloc(img + QK__SLACK);
+        if (c.corr == NULL || c.xp8 == NULL) {
+            free(c.corr);
+            free(c.xp8);
+            return QK_ERR_NOMEM;
+        }
+        memset(c.xp8 + img, 0, QK__SLACK);
+        qk__parallel(s->batch * s->in_c, threads, qk__pad_planes8, &c);
+        c.tiles_per_row = (ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
+        c.tiles = oh * c.tiles_per_row;
+        c.jobs_per_group = (c.tiles + QK__CONV_TILES - 1) / QK__CONV_TILES;
+        qk__parallel(s->batch * w->groups * c.jobs_per_group, threads, qk__conv_jobs, &c);
+        free(c.corr);
+        free(c.xp8);
+        return (qk_status)atomic_load(&c.status);
+    }
+    c.xp = (int16_t *)malloc((img + QK__SLACK) * sizeof(int16_t));
     if (c.xp == NULL) return QK_ERR_NOMEM;
-    memset(c.xp + s->batch * s->in_c * c.hp * c.wp, 0, QK__SLACK * sizeof(int16_t));
+    memset(c.xp + img, 0, QK__SLACK * sizeof(int16_t));
     qk__parallel(s->batch * s->in_c, threads, qk__pad_planes, &c);
     if (c.cpg == 1) {
         qk__parallel(s->batch * w->n, threads, qk__dw_jobs, &c);

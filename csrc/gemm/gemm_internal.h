@@ -51,6 +51,31 @@ void qk_dw_plane__avx2(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
 #endif
 qk_dw_plane_kernel qk__dw_plane_kernel(void);
 
+/* 8-bit path (AVX512-VNNI and its scalar twins, vnni.c): 12 x 16 tiles over raw u8 x s8. */
+#define QK_VNNI_MR 12
+typedef void (*qk_gemm_u8s8_ukernel)(size_t mr, size_t kq, const uint8_t *a, size_t lda,
+                                     const int8_t *b, int32_t *c);
+typedef void (*qk_gemm_s8u8_ukernel)(size_t mr, size_t kq, const int8_t *a, size_t lda,
+                                     const uint8_t *b, int32_t *c);
+void qk_gemm_u8s8_12x16__scalar(size_t mr, size_t kq, const uint8_t *a, size_t lda,
+                                const int8_t *b, int32_t *c);
+void qk_gemm_s8u8_12x16__scalar(size_t mr, size_t kq, const int8_t *a, size_t lda,
+                                const uint8_t *b, int32_t *c);
+#if QK_X86
+void qk_gemm_u8s8_12x16__avx512vnni(size_t mr, size_t kq, const uint8_t *a, size_t lda,
+                                    const int8_t *b, int32_t *c);
+void qk_gemm_s8u8_12x16__avx512vnni(size_t mr, size_t kq, const int8_t *a, size_t lda,
+                                    const uint8_t *b, int32_t *c);
+#endif
+/* 1 when the AVX2 path is chosen and the CPU has AVX512F/BW/VNNI, unless QKERNELS_SIMD=avx2
+ * (chosen once, like qk_isa()). Weights packed while it is 1 use the 8-bit layout. */
+int qk__use_vnni(void);
+qk_gemm_u8s8_ukernel qk__gemm_u8s8_ukernel(void);
+qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(void);
+/* Per channel, modulo 2^32: k * xz8 * wzp8[o] - xz8 * colsum[o] (malloc'd, NULL on failure). The
+ * exact sum is then S + corr[o] - wzp8[o] * sum_k x8 (see vnni.c). */
+uint32_t *qk__zp_correction(const qk_packed_weights *w, int32_t xz8);
+
 /* The packed weights (opaque in the public header). */
 enum { QK__PACK_LINEAR = 1, QK__PACK_CONV = 2 };
 struct qk_packed_weights {
@@ -60,9 +85,17 @@ struct qk_packed_weights {
     size_t k;          /* reduction length per output channel */
     size_t k2;         /* k rounded up to even */
     size_t groups, kh, kw; /* conv only (linear: 1, 1, 1) */
-    int16_t *data;     /* linear: ceil(n/16) panels [k2/2][16][2]; conv: n rows of k2 */
+    int16_t *data;     /* (vnni == 0) linear: ceil(n/16) panels [k2/2][16][2]; conv: n rows of k2;
+                          depthwise conv (1 input channel a group) always uses this layout */
     int64_t *abs_sum;  /* n: sum_k |w - w_zp|, for the accumulator bound */
     int32_t *w_zp;     /* n */
+    /* 8-bit layout (vnni == 1): weights w8 = w (s8) or w - 128 (u8), zero points wzp8 likewise */
+    int vnni;
+    size_t k4;         /* k rounded up to a multiple of 4 */
+    int8_t *data8;     /* linear: ceil(n/16) panels [k4/4][16][4]; conv: n rows of k4 */
+    int32_t *colsum;   /* n: sum_k w8[o,k] */
+    int32_t *wzp8;     /* n */
+    int any_wzp8;      /* some wzp8 != 0 (the activation-sum term is needed) */
 };
 
 /* Threads: run fn(ctx, j0, j1) over [0, njobs) split into `threads` contiguous ranges.

@@ -24,6 +24,9 @@ typedef struct {
     void *y;
     size_t nsplit, panels;
     qk_gemm_ukernel uk;
+    qk_gemm_u8s8_ukernel uk8;
+    uint32_t *corr;   /* 8-bit path: -xz8 * colsum[o] + k * xz8 * wzp8[o] (mod 2^32) */
+    int32_t xz8;      /* 8-bit path: activation zero point as u8 (+128 for int8 activations) */
     _Atomic int status;
 } qk__lin_ctx;
 
@@ -42,8 +45,68 @@ static void qk__widen_rows(const void *x, qk_dtype xt, size_t k, size_t k2, size
     }
 }
 
+/* 8-bit path: rows as u8 (int8 activations + 128), zero padded to k4, and their sums. */
+static void qk__rows_u8(const void *x, qk_dtype xt, size_t k, size_t k4, size_t r0, size_t rows,
+                        uint8_t *dst, uint32_t *rowsum) {
+    const uint8_t flip = xt == QK_DT_S8 ? 0x80 : 0;
+    for (size_t r = 0; r < rows; r++) {
+        const uint8_t *s = (const uint8_t *)x + (r0 + r) * k;
+        uint8_t *d = dst + r * k4;
+        uint32_t sum = 0;
+        for (size_t i = 0; i < k; i++) {
+            d[i] = (uint8_t)(s[i] ^ flip);
+            sum += d[i];
+        }
+        for (size_t i = k; i < k4; i++) d[i] = 0;
+        rowsum[r] = sum;
+    }
+}
+
+static void qk__lin_jobs8(qk__lin_ctx *c, size_t j0, size_t j1) {
+    const qk_packed_weights *w = c->w;
+    const size_t k4 = w->k4, n = w->n, osz = qk__dtype_size(c->ep->out_type);
+    uint8_t *abuf = (uint8_t *)malloc(QK__LIN_MC * k4);
+    if (abuf == NULL) {
+        atomic_store(&c->status, QK_ERR_NOMEM);
+        return;
+    }
+    uint32_t rowsum[QK__LIN_MC];
+    int32_t tile[QK_VNNI_MR * QK_GEMM_NR];
+    for (size_t j = j0; j < j1; j++) {
+        const size_t mi = j / c->nsplit, ni = j % c->nsplit;
+        const size_t r0 = mi * QK__LIN_MC;
+        const size_t rows = c->m - r0 < QK__LIN_MC ? c->m - r0 : QK__LIN_MC;
+        const size_t p0 = c->panels * ni / c->nsplit, p1 = c->panels * (ni + 1) / c->nsplit;
+        qk__rows_u8(c->x, c->xt, w->k, k4, r0, rows, abuf, rowsum);
+        for (size_t p = p0; p < p1; p++) {
+            const int8_t *panel = w->data8 + p * k4 * QK_GEMM_NR;
+            const size_t o0 = p * QK_GEMM_NR;
+            const size_t cols = n - o0 < QK_GEMM_NR ? n - o0 : QK_GEMM_NR;
+            for (size_t rb = 0; rb < rows; rb += QK_VNNI_MR) {
+                const size_t mr = rows - rb < QK_VNNI_MR ? rows - rb : QK_VNNI_MR;
+                c->uk8(mr, k4 / 4, abuf + rb * k4, k4, panel, tile);
+                for (size_t r = 0; r < mr; r++) {
+                    int32_t *t = tile + r * QK_GEMM_NR;
+                    const uint32_t rs = rowsum[rb + r];
+                    for (size_t q = 0; q < cols; q++)
+                        t[q] = (int32_t)((uint32_t)t[q] + c->corr[o0 + q] -
+                                         (uint32_t)w->wzp8[o0 + q] * rs);
+                    char *yrow = (char *)c->y + ((r0 + rb + r) * n + o0) * osz;
+                    if (qk__epilogue_channels(c->ep, o0, t, cols, yrow) != QK_OK)
+                        atomic_store(&c->status, QK_ERR_OVERFLOW);
+                }
+            }
+        }
+    }
+    free(abuf);
+}
+
 static void qk__lin_jobs(void *vctx, size_t j0, size_t j1) {
     qk__lin_ctx *c = (qk__lin_ctx *)vctx;
+    if (c->w->vnni) {
+        qk__lin_jobs8(c, j0, j1);
+        return;
+    }
     const qk_packed_weights *w = c->w;
     const size_t k2 = w->k2, n = w->n, osz = qk__dtype_size(c->ep->out_type);
     int16_t *abuf = (int16_t *)malloc(QK__LIN_MC * k2 * sizeof(int16_t));
@@ -105,6 +168,13 @@ qk_status qk_linear(const qk_packed_weights *w, const void *x, qk_dtype x_type, 
         if (c.nsplit > c.panels) c.nsplit = c.panels;
     }
     atomic_init(&c.status, QK_OK);
+    if (w->vnni) {
+        c.uk8 = qk__gemm_u8s8_ukernel();
+        c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
+        c.corr = qk__zp_correction(w, c.xz8);
+        if (c.corr == NULL) return QK_ERR_NOMEM;
+    }
     qk__parallel(mchunks * c.nsplit, (int)t, qk__lin_jobs, &c);
+    free(c.corr);
     return (qk_status)atomic_load(&c.status);
 }

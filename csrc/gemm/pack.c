@@ -53,6 +53,25 @@ static qk_status qk__pack_common(const void *w, qk_dtype w_type, size_t n, size_
     return QK_OK;
 }
 
+/* The 8-bit layout's per-channel terms; data8 allocated by the caller's layout. */
+static qk_status qk__pack8_common(qk_packed_weights *p, const void *w, size_t elems) {
+    p->vnni = 1;
+    p->k4 = (p->k + 3) & ~(size_t)3;
+    p->data8 = (int8_t *)calloc(elems, 1);
+    p->colsum = (int32_t *)calloc(p->n, sizeof(int32_t));
+    p->wzp8 = (int32_t *)malloc(p->n * sizeof(int32_t));
+    if (p->data8 == NULL || p->colsum == NULL || p->wzp8 == NULL) return QK_ERR_NOMEM;
+    const int32_t shift = p->w_type == QK_DT_U8 ? 128 : 0;
+    for (size_t o = 0; o < p->n; o++) {
+        int32_t cs = 0;
+        for (size_t i = 0; i < p->k; i++) cs += qk__wval(w, p->w_type, o * p->k + i) - shift;
+        p->colsum[o] = cs; /* |cs| <= 128 k; k < 2^24 is checked by the callers */
+        p->wzp8[o] = p->w_zp[o] - shift;
+        if (p->wzp8[o] != 0) p->any_wzp8 = 1;
+    }
+    return QK_OK;
+}
+
 qk_status qk_pack_linear(const void *w, qk_dtype w_type, size_t n, size_t k,
                          const int32_t *w_zero_point, qk_packed_weights **out) {
     qk_packed_weights *p = NULL;
@@ -60,6 +79,23 @@ qk_status qk_pack_linear(const void *w, qk_dtype w_type, size_t n, size_t k,
     if (st != QK_OK) return st;
     p->kind = QK__PACK_LINEAR;
     const size_t panels = (n + QK_GEMM_NR - 1) / QK_GEMM_NR;
+    if (qk__use_vnni() && k < ((size_t)1 << 24)) {
+        st = qk__pack8_common(p, w, panels * ((k + 3) & ~(size_t)3) * QK_GEMM_NR);
+        if (st != QK_OK) {
+            qk_packed_weights_free(p);
+            return st;
+        }
+        const int32_t shift = w_type == QK_DT_U8 ? 128 : 0;
+        for (size_t o = 0; o < n; o++) {
+            int8_t *panel = p->data8 + (o / QK_GEMM_NR) * p->k4 * QK_GEMM_NR;
+            const size_t j = o % QK_GEMM_NR;
+            for (size_t i = 0; i < k; i++)
+                panel[(i / 4) * 4 * QK_GEMM_NR + 4 * j + (i & 3)] =
+                    (int8_t)(qk__wval(w, w_type, o * k + i) - shift);
+        }
+        *out = p;
+        return QK_OK;
+    }
     p->data = (int16_t *)calloc(panels * p->k2 * QK_GEMM_NR, sizeof(int16_t));
     if (p->data == NULL) {
         qk_packed_weights_free(p);
@@ -91,6 +127,19 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
     p->groups = groups;
     p->kh = kh;
     p->kw = kw;
+    if (qk__use_vnni() && in_c_per_group > 1 && p->k < ((size_t)1 << 24)) {
+        st = qk__pack8_common(p, w, out_c * ((p->k + 3) & ~(size_t)3));
+        if (st != QK_OK) {
+            qk_packed_weights_free(p);
+            return st;
+        }
+        const int32_t shift = w_type == QK_DT_U8 ? 128 : 0;
+        for (size_t o = 0; o < out_c; o++)
+            for (size_t i = 0; i < p->k; i++)
+                p->data8[o * p->k4 + i] = (int8_t)(qk__wval(w, w_type, o * p->k + i) - shift);
+        *out = p;
+        return QK_OK;
+    }
     p->data = (int16_t *)calloc(out_c * p->k2, sizeof(int16_t));
     if (p->data == NULL) {
         qk_packed_weights_free(p);
@@ -107,6 +156,9 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
 void qk_packed_weights_free(qk_packed_weights *w) {
     if (w == NULL) return;
     free(w->data);
+    free(w->data8);
+    free(w->colsum);
+    free(w->wzp8);
     free(w->abs_sum);
     free(w->w_zp);
     free(w);
@@ -116,8 +168,23 @@ size_t qk_packed_weights_n(const qk_packed_weights *w) { return w ? w->n : 0; }
 size_t qk_packed_weights_k(const qk_packed_weights *w) { return w ? w->k : 0; }
 size_t qk_packed_weights_bytes(const qk_packed_weights *w) {
     if (w == NULL) return 0;
+    if (w->vnni) {
+        const size_t bytes = w->kind == QK__PACK_LINEAR
+                                 ? ((w->n + QK_GEMM_NR - 1) / QK_GEMM_NR) * w->k4 * QK_GEMM_NR
+                                 : w->n * w->k4;
+        return sizeof *w + bytes + w->n * (sizeof(int64_t) + 3 * sizeof(int32_t));
+    }
     size_t elems = w->kind == QK__PACK_LINEAR
                        ? ((w->n + QK_GEMM_NR - 1) / QK_GEMM_NR) * w->k2 * QK_GEMM_NR
                        : w->n * w->k2;
     return sizeof *w + elems * sizeof(int16_t) + w->n * (sizeof(int64_t) + sizeof(int32_t));
+}
+
+uint32_t *qk__zp_correction(const qk_packed_weights *w, int32_t xz8) {
+    uint32_t *corr = (uint32_t *)malloc(w->n * sizeof(uint32_t));
+    if (corr == NULL) return NULL;
+    for (size_t o = 0; o < w->n; o++)
+        corr[o] = (uint32_t)w->k * (uint32_t)xz8 * (uint32_t)w->wzp8[o] -
+                  (uint32_t)xz8 * (uint32_t)w->colsum[o];
+    return corr;
 }

@@ -61,6 +61,35 @@ static void test_twins(void) {
 #endif
 }
 
+static void test_twins8(void) {
+#if QK_X86 && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512vnni")))
+        return;
+    for (int it = 0; it < 200; it++) {
+        const size_t kq = (size_t)rnd(0, 30), mr = (size_t)rnd(1, 12), lda = 4 * kq + (size_t)rnd(0, 5);
+        uint8_t a[12 * 130], bu[30 * 64];
+        int8_t as[12 * 130], bs[30 * 64];
+        for (size_t i = 0; i < 12 * lda; i++) {
+            a[i] = (uint8_t)rnd(0, 255);
+            as[i] = (int8_t)rnd(-128, 127);
+        }
+        for (size_t i = 0; i < kq * 64; i++) {
+            bu[i] = (uint8_t)rnd(0, 255);
+            bs[i] = (int8_t)rnd(-128, 127);
+        }
+        int32_t c1[192], c2[192], c3[192], c4[192];
+        qk_gemm_u8s8_12x16__scalar(mr, kq, a, lda, bs, c1);
+        qk_gemm_u8s8_12x16__avx512vnni(mr, kq, a, lda, bs, c2);
+        qk_gemm_s8u8_12x16__scalar(mr, kq, as, lda, bu, c3);
+        qk_gemm_s8u8_12x16__avx512vnni(mr, kq, as, lda, bu, c4);
+        QK_CHECK(memcmp(c1, c2, mr * 16 * sizeof(int32_t)) == 0, "u8s8 twin kq=%zu mr=%zu", kq, mr);
+        QK_CHECK(memcmp(c3, c4, mr * 16 * sizeof(int32_t)) == 0, "s8u8 twin kq=%zu mr=%zu", kq, mr);
+    }
+#endif
+}
+
 static void test_linear(void) {
     for (int it = 0; it < 60; it++) {
         const size_t m = (size_t)rnd(1, 70), n = (size_t)rnd(1, 40), k = (size_t)rnd(1, 300);
@@ -230,8 +259,9 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    printf("isa: %s\n", qk_isa_name(qk_isa()));
+    printf("isa: %s, 8-bit VNNI GEMM path: %s\n", qk_isa_name(qk_isa()), qk__use_vnni() ? "yes" : "no");
     test_twins();
+    test_twins8();
     test_linear();
     test_conv();
     test_errors();
