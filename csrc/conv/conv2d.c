@@ -242,18 +242,10 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             const size_t o0 = g * c->ocg + ob;
             for (size_t t = 0; t < nt; t++) {
                 c->uk8(mr, k4 / 4, w->data8 + o0 * k4, k4, panels + t * k4 * QK_GEMM_NR, tile);
-                for (size_t r = 0; r < mr; r++) {
-                    int32_t *tr = tile + r * QK_GEMM_NR;
-                    const uint32_t corr = c->corr[o0 + r], wz = (uint32_t)w->wzp8[o0 + r];
-                    if (w->any_wzp8)
-                        for (size_t i = 0; i < cnt[t]; i++)
-                            tr[i] = (int32_t)((uint32_t)tr[i] + corr - wz * pixsum[t][i]);
-                    else
-                        for (size_t i = 0; i < cnt[t]; i++) tr[i] = (int32_t)((uint32_t)tr[i] + corr);
-                    char *yp = (char *)c->y + ((b * n + o0 + r) * opix + pix0[t]) * osz;
-                    if (qk__epilogue_run(c->ep, o0 + r, tr, cnt[t], yp) != QK_OK)
-                        atomic_store(&c->status, QK_ERR_OVERFLOW);
-                }
+                char *yp = (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz;
+                if (qk__tile_out_conv(c->ep, w, c->corr, w->any_wzp8 ? pixsum[t] : NULL, o0, cnt[t],
+                                      tile, mr, yp, opix * osz) != QK_OK)
+                    atomic_store(&c->status, QK_ERR_OVERFLOW);
             }
         }
     }

@@ -75,6 +75,16 @@ qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(void);
 /* Per channel, modulo 2^32: k * xz8 * wzp8[o] - xz8 * colsum[o] (malloc'd, NULL on failure). The
  * exact sum is then S + corr[o] - wzp8[o] * sum_k x8 (see vnni.c). */
 uint32_t *qk__zp_correction(const qk_packed_weights *w, int32_t xz8);
+/* 8-bit tiles to output: v = raw + corr[o] - wzp8[o] * xsum (mod 2^32), then the epilogue.
+ * Linear: rows = rows of x (rowsum[r]), columns = channels o0 .. o0+cols-1, y rows ystride bytes
+ * apart. Conv: rows = channels o0 + r, columns = cnt pixels (pixsum[i], or NULL when every
+ * wzp8 is 0), y rows (channels) ystride bytes apart. AVX-512 when the 8-bit path is on. */
+qk_status qk__tile_out_linear(const qk_epilogue *ep, const qk_packed_weights *w,
+                              const uint32_t *corr, const uint32_t *rowsum, size_t o0,
+                              size_t cols, int32_t *tile, size_t mr, char *y, size_t ystride);
+qk_status qk__tile_out_conv(const qk_epilogue *ep, const qk_packed_weights *w,
+                            const uint32_t *corr, const uint32_t *pixsum, size_t o0, size_t cnt,
+                            int32_t *tile, size_t mr, char *y, size_t ystride);
 
 /* The packed weights (opaque in the public header). */
 enum { QK__PACK_LINEAR = 1, QK__PACK_CONV = 2 };

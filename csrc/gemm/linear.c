@@ -85,16 +85,10 @@ static void qk__lin_jobs8(qk__lin_ctx *c, size_t j0, size_t j1) {
             for (size_t rb = 0; rb < rows; rb += QK_VNNI_MR) {
                 const size_t mr = rows - rb < QK_VNNI_MR ? rows - rb : QK_VNNI_MR;
                 c->uk8(mr, k4 / 4, abuf + rb * k4, k4, panel, tile);
-                for (size_t r = 0; r < mr; r++) {
-                    int32_t *t = tile + r * QK_GEMM_NR;
-                    const uint32_t rs = rowsum[rb + r];
-                    for (size_t q = 0; q < cols; q++)
-                        t[q] = (int32_t)((uint32_t)t[q] + c->corr[o0 + q] -
-                                         (uint32_t)w->wzp8[o0 + q] * rs);
-                    char *yrow = (char *)c->y + ((r0 + rb + r) * n + o0) * osz;
-                    if (qk__epilogue_channels(c->ep, o0, t, cols, yrow) != QK_OK)
-                        atomic_store(&c->status, QK_ERR_OVERFLOW);
-                }
+                char *yrow = (char *)c->y + ((r0 + rb) * n + o0) * osz;
+                if (qk__tile_out_linear(c->ep, w, c->corr, rowsum + rb, o0, cols, tile, mr, yrow,
+                                        n * osz) != QK_OK)
+                    atomic_store(&c->status, QK_ERR_OVERFLOW);
             }
         }
     }

@@ -124,3 +124,110 @@ qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(void) {
 #endif
     return qk_gemm_s8u8_12x16__scalar;
 }
+
+/* ---- tile output: zero-point correction + epilogue ------------------------------------------
+ * Scalar form (the reference, and the fallback): v = raw + corr - wz * xsum (mod 2^32), then
+ * qk__epilogue_channels / qk__epilogue_run. The AVX-512 form does the same operations on 16
+ * lanes (vpmulld / vpaddd wrap like uint32; fp32 scheme as in epilogue.c), bit for bit. */
+#if QK_X86
+QK_TARGET_VNNI static int qk__vec_ok(const qk_epilogue *ep) {
+    return ep->scheme == QK_REQ_FP32 || ep->scheme == QK_REQ_NONE;
+}
+
+QK_TARGET_VNNI static inline void qk__out16(const qk_epilogue *ep, __m512i acc, __m512i vbias,
+                                            __m512 vfb, __m512 vsc, __m512 flo, __m512 fhi,
+                                            __m512i vzp, __mmask16 mask, char *y) {
+    if (ep->bias) acc = _mm512_add_epi32(acc, vbias);
+    if (ep->scheme == QK_REQ_NONE) {
+        _mm512_mask_storeu_epi32(y, mask, acc);
+        return;
+    }
+    __m512 f = _mm512_cvtepi32_ps(acc);
+    if (ep->float_bias) f = _mm512_add_ps(f, vfb);
+    f = _mm512_mul_ps(f, vsc);
+    f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
+    const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), vzp); /* inside the 8-bit range */
+    _mm512_mask_cvtepi32_storeu_epi8(y, mask, q);
+}
+
+/* Linear: tile rows are rows of x, columns 16 channels o0.. (all 16 valid). */
+QK_TARGET_VNNI static void qk__tile_linear_avx512(const qk_epilogue *ep, const int32_t *wzp8,
+                                                  const uint32_t *corr, const uint32_t *rowsum,
+                                                  size_t o0, const int32_t *tile, size_t mr,
+                                                  char *y, size_t ystride) {
+    const __m512i vcorr = _mm512_loadu_si512((const void *)(corr + o0));
+    const __m512i vwz = _mm512_loadu_si512((const void *)(wzp8 + o0));
+    const __m512i vbias = ep->bias ? _mm512_loadu_si512((const void *)(ep->bias + o0)) : _mm512_setzero_si512();
+    const __m512 vfb = ep->float_bias ? _mm512_loadu_ps(ep->float_bias + o0) : _mm512_setzero_ps();
+    const __m512 vsc = ep->scale ? _mm512_loadu_ps(ep->scale + o0) : _mm512_setzero_ps();
+    const __m512 flo = _mm512_set1_ps((float)(ep->act_min - ep->zero_point));
+    const __m512 fhi = _mm512_set1_ps((float)(ep->act_max - ep->zero_point));
+    const __m512i vzp = _mm512_set1_epi32(ep->zero_point);
+    for (size_t r = 0; r < mr; r++) {
+        __m512i acc = _mm512_add_epi32(_mm512_loadu_si512((const void *)(tile + 16 * r)), vcorr);
+        acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(vwz, _mm512_set1_epi32((int32_t)rowsum[r])));
+        qk__out16(ep, acc, vbias, vfb, vsc, flo, fhi, vzp, 0xFFFF, y + r * ystride);
+    }
+}
+
+/* Conv: tile rows are channels o0.., columns cnt <= 16 pixels (xsum per pixel). */
+QK_TARGET_VNNI static void qk__tile_conv_avx512(const qk_epilogue *ep, const int32_t *wzp8,
+                                                const uint32_t *corr, const uint32_t *pixsum,
+                                                size_t o0, const int32_t *tile, size_t mr,
+                                                size_t cnt, char *y, size_t ystride) {
+    const __m512i vps = pixsum ? _mm512_loadu_si512((const void *)pixsum) : _mm512_setzero_si512();
+    const __m512 flo = _mm512_set1_ps((float)(ep->act_min - ep->zero_point));
+    const __m512 fhi = _mm512_set1_ps((float)(ep->act_max - ep->zero_point));
+    const __m512i vzp = _mm512_set1_epi32(ep->zero_point);
+    const __mmask16 mask = (__mmask16)((1u << cnt) - 1u);
+    for (size_t r = 0; r < mr; r++) {
+        const size_t o = o0 + r;
+        __m512i acc = _mm512_add_epi32(_mm512_loadu_si512((const void *)(tile + 16 * r)),
+                                       _mm512_set1_epi32((int32_t)corr[o]));
+        if (pixsum) acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(wzp8[o]), vps));
+        qk__out16(ep, acc, ep->bias ? _mm512_set1_epi32(ep->bias[o]) : _mm512_setzero_si512(),
+                  ep->float_bias ? _mm512_set1_ps(ep->float_bias[o]) : _mm512_setzero_ps(),
+                  ep->scale ? _mm512_set1_ps(ep->scale[o]) : _mm512_setzero_ps(), flo, fhi, vzp,
+                  mask, y + r * ystride);
+    }
+}
+#endif
+
+qk_status qk__tile_out_linear(const qk_epilogue *ep, const qk_packed_weights *w,
+                              const uint32_t *corr, const uint32_t *rowsum, size_t o0,
+                              size_t cols, int32_t *tile, size_t mr, char *y, size_t ystride) {
+#if QK_X86
+    if (qk__use_vnni() && cols == 16 && qk__vec_ok(ep)) {
+        qk__tile_linear_avx512(ep, w->wzp8, corr, rowsum, o0, tile, mr, y, ystride);
+        return QK_OK;
+    }
+#endif
+    qk_status st = QK_OK;
+    for (size_t r = 0; r < mr; r++) {
+        int32_t *t = tile + r * 16;
+        for (size_t q = 0; q < cols; q++)
+            t[q] = (int32_t)((uint32_t)t[q] + corr[o0 + q] - (uint32_t)w->wzp8[o0 + q] * rowsum[r]);
+        if (qk__epilogue_channels(ep, o0, t, cols, y + r * ystride) != QK_OK) st = QK_ERR_OVERFLOW;
+    }
+    return st;
+}
+
+qk_status qk__tile_out_conv(const qk_epilogue *ep, const qk_packed_weights *w,
+                            const uint32_t *corr, const uint32_t *pixsum, size_t o0, size_t cnt,
+                            int32_t *tile, size_t mr, char *y, size_t ystride) {
+#if QK_X86
+    if (qk__use_vnni() && qk__vec_ok(ep)) {
+        qk__tile_conv_avx512(ep, w->wzp8, corr, pixsum, o0, tile, mr, cnt, y, ystride);
+        return QK_OK;
+    }
+#endif
+    qk_status st = QK_OK;
+    for (size_t r = 0; r < mr; r++) {
+        int32_t *t = tile + r * 16;
+        const uint32_t c = corr[o0 + r], wz = (uint32_t)w->wzp8[o0 + r];
+        for (size_t i = 0; i < cnt; i++)
+            t[i] = (int32_t)((uint32_t)t[i] + c - (pixsum ? wz * pixsum[i] : 0u));
+        if (qk__epilogue_run(ep, o0 + r, t, cnt, y + r * ystride) != QK_OK) st = QK_ERR_OVERFLOW;
+    }
+    return st;
+}
