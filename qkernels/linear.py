@@ -105,7 +105,7 @@ class _Packed:
     """Common part of the packed-weight objects (immutable after construction)."""
 
     __slots__ = ("_cap", "w_dtype", "out_channels", "k", "w_zero_point", "w_scale", "abs_sum",
-                 "per_channel_zp", "nbytes")
+                 "per_channel_zp", "nbytes", "_memo")
 
     def _init(self, cap: Any, w: np.ndarray, w2d: np.ndarray, zp: np.ndarray,
               w_scale: Optional[np.ndarray], per_channel_zp: bool) -> None:
@@ -118,6 +118,47 @@ class _Packed:
         self.per_channel_zp = per_channel_zp
         self.abs_sum = np.abs(w2d.astype(np.int64) - zp[:, None].astype(np.int64)).sum(axis=1)
         self.nbytes = int(_core._packed_bytes(cap))
+        # Checked, derived per-call parameters (requantization scales, int32 bias, ranges) keyed by
+        # the exact call arguments, so that repeated calls skip the Python-side derivation. Only
+        # successful derivations are stored; at most _MEMO_SIZE entries.
+        self._memo: dict = {}
+
+
+_MEMO_SIZE = 16
+
+
+def _key_of(v: Any) -> Any:
+    """A hashable, exact key for a call argument (arrays by dtype, shape and bytes)."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return (type(v).__name__, v)
+    if isinstance(v, np.generic):
+        return ("np", v.dtype.str, v.tobytes())
+    if isinstance(v, np.ndarray):
+        return ("nd", v.dtype.str, v.shape, v.tobytes())
+    if isinstance(v, (list, tuple)):
+        return ("seq", tuple(_key_of(a) for a in v))
+    if isinstance(v, np.dtype) or isinstance(v, type):
+        return ("dt", str(np.dtype(v)))
+    raise TypeError("unkeyable")
+
+
+def _memo_key(*args: Any) -> Any:
+    try:
+        return tuple(_key_of(a) for a in args)
+    except (TypeError, ValueError):
+        return None
+
+
+def _memo_get(p: "_Packed", key: Any, build: Any) -> Any:
+    if key is None:
+        return build()
+    hit = p._memo.get(key)
+    if hit is None:
+        hit = build()
+        if len(p._memo) >= _MEMO_SIZE:
+            p._memo.pop(next(iter(p._memo)), None)
+        p._memo[key] = hit
+    return hit
 
 
 class PackedLinear(_Packed):
@@ -540,18 +581,25 @@ def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[Arra
     """
     preset = _choice(preset, PRESETS, "preset")
     x = _q8_input(x, "x")
+    key = _memo_key("qlinear", preset, x.dtype, x_scale, x_zero_point, w_scale, w_zero_point,
+                    out_scale, out_zero_point, out_dtype, act_min, act_max, multiplier, shift,
+                    scheme, rounding, overflow, bias) if isinstance(w, PackedLinear) else None
     p = _as_linear_packed(w, w_zero_point, w_scale)
     x = _prepare_x(x, p.k)
-    if w_scale is None:
-        w_scale = p.w_scale
-    if multiplier is None:
-        _check_types(preset, x, p.w_dtype, p.w_zero_point)
-    xzp = _x_zero_point(x_zero_point, x.dtype)
-    odt, ozp, lo, hi = _out_range(preset, x.dtype, out_dtype, out_zero_point, act_min, act_max)
-    per_ch = w_scale is not None and np.ndim(w_scale) > 0
-    e = _epilogue(preset, p.out_channels, per_ch, x_scale, w_scale, out_scale, bias, multiplier,
-                  shift, scheme, rounding)
-    _bound_check(p, x.dtype, xzp, e.bias, overflow)
+
+    def build() -> tuple:
+        ws = p.w_scale if w_scale is None else w_scale
+        if multiplier is None:
+            _check_types(preset, x, p.w_dtype, p.w_zero_point)
+        xzp = _x_zero_point(x_zero_point, x.dtype)
+        odt, ozp, lo, hi = _out_range(preset, x.dtype, out_dtype, out_zero_point, act_min, act_max)
+        per_ch = ws is not None and np.ndim(ws) > 0
+        e = _epilogue(preset, p.out_channels, per_ch, x_scale, ws, out_scale, bias, multiplier,
+                      shift, scheme, rounding)
+        _bound_check(p, x.dtype, xzp, e.bias, overflow)
+        return xzp, e, odt, ozp, lo, hi
+
+    xzp, e, odt, ozp, lo, hi = _memo_get(p, key, build)
     return _run_linear(p, x, xzp, e, odt, ozp, lo, hi, overflow == "wrap", _threads(threads), out)
 
 
@@ -692,18 +740,25 @@ def qconv2d(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional[Arra
     """
     preset = _choice(preset, PRESETS, "preset")
     x = _q8_input(x, "x")
+    key = _memo_key("qconv2d", preset, x.dtype, x_scale, x_zero_point, w_scale, w_zero_point,
+                    out_scale, out_zero_point, out_dtype, act_min, act_max, multiplier, shift,
+                    scheme, rounding, overflow, bias) if isinstance(w, PackedConv2d) else None
     p = _as_conv_packed(w, groups, w_zero_point, w_scale)
     geo, ohw = _conv_geometry(x, p, stride, padding, dilation)
-    if w_scale is None:
-        w_scale = p.w_scale
-    if multiplier is None:
-        _check_types(preset, x, p.w_dtype, p.w_zero_point)
-    xzp = _x_zero_point(x_zero_point, x.dtype)
-    odt, ozp, lo, hi = _out_range(preset, x.dtype, out_dtype, out_zero_point, act_min, act_max)
-    per_ch = w_scale is not None and np.ndim(w_scale) > 0
-    e = _epilogue(preset, p.out_channels, per_ch, x_scale, w_scale, out_scale, bias, multiplier,
-                  shift, scheme, rounding)
-    _bound_check(p, x.dtype, xzp, e.bias, overflow)
+
+    def build() -> tuple:
+        ws = p.w_scale if w_scale is None else w_scale
+        if multiplier is None:
+            _check_types(preset, x, p.w_dtype, p.w_zero_point)
+        xzp = _x_zero_point(x_zero_point, x.dtype)
+        odt, ozp, lo, hi = _out_range(preset, x.dtype, out_dtype, out_zero_point, act_min, act_max)
+        per_ch = ws is not None and np.ndim(ws) > 0
+        e = _epilogue(preset, p.out_channels, per_ch, x_scale, ws, out_scale, bias, multiplier,
+                      shift, scheme, rounding)
+        _bound_check(p, x.dtype, xzp, e.bias, overflow)
+        return xzp, e, odt, ozp, lo, hi
+
+    xzp, e, odt, ozp, lo, hi = _memo_get(p, key, build)
     return _run_conv(p, x, xzp, geo, ohw, e, odt, ozp, lo, hi, overflow == "wrap",
                      _threads(threads), out)
 

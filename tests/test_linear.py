@@ -289,3 +289,23 @@ def test_overflow_raise_and_wrap():
     with pytest.raises(qkernels.AccumulatorOverflowError, match="left shift"):
         qkernels.qlinear(np.full((1, 1000), 127, I8), np.full((1, 1000), 127, I8),
                          multiplier=1 << 30, shift=20)
+
+
+def test_packed_reuse_with_changing_parameters():
+    """Repeated calls on one packed object (its memo of derived parameters) give the same bits as
+    fresh calls with raw weights, whatever changes between calls (bias mutated in place too)."""
+    rng = np.random.default_rng(21)
+    x, w = rand_q(rng, U8, (10, 40)), rand_q(rng, I8, (12, 40))
+    p = qkernels.pack_linear(w, w_scale=0.01)
+    bias = rng.normal(0, 1, 12).astype(np.float32)
+    for it in range(6):
+        kw = dict(x_scale=0.05 if it % 2 else 0.04, x_zero_point=it, out_scale=0.3 + 0.1 * (it % 3),
+                  out_zero_point=100 + it, preset="fbgemm")
+        ref = qkernels.qlinear(x, w, bias, w_scale=0.01, **kw)
+        np.testing.assert_array_equal(qkernels.qlinear(x, p, bias, **kw), ref)
+        np.testing.assert_array_equal(qkernels.qlinear(x, p, bias, **kw), ref)
+        bias *= 1.5          # in place: the next call must see the new values
+    with pytest.raises(ValueError, match="x_scale must be finite"):
+        qkernels.qlinear(x, p, bias, x_scale=-1.0, out_scale=1.0, preset="fbgemm")
+    with pytest.raises(ValueError, match="x_scale must be finite"):   # errors are never memoized
+        qkernels.qlinear(x, p, bias, x_scale=-1.0, out_scale=1.0, preset="fbgemm")
