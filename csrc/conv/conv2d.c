@@ -39,6 +39,7 @@ typedef struct {
     int32_t xz8;
     uint32_t *corr;
     qk_gemm_s8u8_ukernel uk8;
+    size_t *koff;     /* k entries: offset of tap k (channel, row, column) in a group's image */
     _Atomic int status;
 } qk__conv_ctx;
 
@@ -85,18 +86,14 @@ static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
  * (oh * stride_h * wp + ow0 * stride_w); cnt valid pixels. */
 static void qk__build_panel_scalar(const qk__conv_ctx *c, const int16_t *src, size_t base,
                                    size_t cnt, int16_t *panel) {
-    const qk_conv2d_shape *s = c->s;
-    const size_t kh = c->w->kh, kw = c->w->kw, plane = c->hp * c->wp, k = c->w->k;
-    size_t kk = 0;
-    for (size_t ch = 0; ch < c->cpg; ch++)
-        for (size_t r = 0; r < kh; r++)
-            for (size_t q = 0; q < kw; q++, kk++) {
-                const int16_t *p = src + ch * plane + r * s->dil_h * c->wp + q * s->dil_w + base;
-                int16_t *d = panel + (kk / 2) * 2 * QK_GEMM_NR + (kk & 1);
-                size_t i = 0;
-                for (; i < cnt; i++) d[2 * i] = p[i * s->stride_w];
-                for (; i < QK_GEMM_NR; i++) d[2 * i] = 0;
-            }
+    const size_t k = c->w->k, sw = c->s->stride_w;
+    for (size_t kk = 0; kk < k; kk++) {
+        const int16_t *p = src + c->koff[kk] + base;
+        int16_t *d = panel + (kk / 2) * 2 * QK_GEMM_NR + (kk & 1);
+        size_t i = 0;
+        for (; i < cnt; i++) d[2 * i] = p[i * sw];
+        for (; i < QK_GEMM_NR; i++) d[2 * i] = 0;
+    }
     if (k & 1) {
         int16_t *d = panel + (k / 2) * 2 * QK_GEMM_NR + 1;
         for (size_t i = 0; i < QK_GEMM_NR; i++) d[2 * i] = 0;
@@ -116,22 +113,11 @@ QK_TARGET_AVX2 static inline __m256i qk__tile_row(const int16_t *p, size_t strid
 
 QK_TARGET_AVX2 static void qk__build_panel_avx2(const qk__conv_ctx *c, const int16_t *src,
                                                 size_t base, int16_t *panel) {
-    const qk_conv2d_shape *s = c->s;
-    const size_t kh = c->w->kh, kw = c->w->kw, plane = c->hp * c->wp, k = c->w->k;
-    const size_t taps = kh * kw;
+    const size_t k = c->w->k, sw = c->s->stride_w;
     const __m256i zero = _mm256_setzero_si256();
     for (size_t kk = 0; kk < k; kk += 2) {
-        size_t ch = kk / taps, t = kk % taps;
-        const int16_t *p0 = src + ch * plane + (t / kw) * s->dil_h * c->wp + (t % kw) * s->dil_w + base;
-        const __m256i v0 = qk__tile_row(p0, s->stride_w);
-        __m256i v1 = zero;
-        if (kk + 1 < k) {
-            ch = (kk + 1) / taps;
-            t = (kk + 1) % taps;
-            const int16_t *p1 =
-                src + ch * plane + (t / kw) * s->dil_h * c->wp + (t % kw) * s->dil_w + base;
-            v1 = qk__tile_row(p1, s->stride_w);
-        }
+        const __m256i v0 = qk__tile_row(src + c->koff[kk] + base, sw);
+        const __m256i v1 = kk + 1 < k ? qk__tile_row(src + c->koff[kk + 1] + base, sw) : zero;
         const __m256i lo = _mm256_unpacklo_epi16(v0, v1), hi = _mm256_unpackhi_epi16(v0, v1);
         _mm256_storeu_si256((__m256i *)(panel + kk * QK_GEMM_NR),
                             _mm256_permute2x128_si256(lo, hi, 0x20));
@@ -144,16 +130,13 @@ QK_TARGET_AVX2 static void qk__build_panel_avx2(const qk__conv_ctx *c, const int
 /* 8-bit panel [k4/4][16][4] u8 of one tile; k rows past k are zero. */
 static void qk__build_panel8_scalar(const qk__conv_ctx *c, const uint8_t *src, size_t base,
                                     size_t cnt, uint8_t *panel) {
-    const qk_conv2d_shape *s = c->s;
-    const size_t kh = c->w->kh, kw = c->w->kw, plane = c->hp * c->wp, k = c->w->k;
-    const size_t taps = kh * kw;
+    const size_t k = c->w->k, sw = c->s->stride_w;
     for (size_t kk = 0; kk < c->w->k4; kk++) {
         uint8_t *d = panel + (kk / 4) * 64 + (kk & 3);
         size_t i = 0;
         if (kk < k) {
-            const size_t ch = kk / taps, t = kk % taps;
-            const uint8_t *p = src + ch * plane + (t / kw) * s->dil_h * c->wp + (t % kw) * s->dil_w + base;
-            for (; i < cnt; i++) d[4 * i] = p[i * s->stride_w];
+            const uint8_t *p = src + c->koff[kk] + base;
+            for (; i < cnt; i++) d[4 * i] = p[i * sw];
         }
         for (; i < QK_GEMM_NR; i++) d[4 * i] = 0;
     }
@@ -168,20 +151,11 @@ QK_TARGET_AVX2 static inline __m128i qk__tile_row8(const uint8_t *p, size_t stri
 
 QK_TARGET_AVX2 static void qk__build_panel8_avx2(const qk__conv_ctx *c, const uint8_t *src,
                                                  size_t base, uint8_t *panel) {
-    const qk_conv2d_shape *s = c->s;
-    const size_t kh = c->w->kh, kw = c->w->kw, plane = c->hp * c->wp, k = c->w->k;
-    const size_t taps = kh * kw;
+    const size_t k = c->w->k, sw = c->s->stride_w;
     for (size_t kk = 0; kk < c->w->k4; kk += 4) {
         __m128i r[4];
-        for (size_t q = 0; q < 4; q++) {
-            if (kk + q < k) {
-                const size_t ch = (kk + q) / taps, t = (kk + q) % taps;
-                r[q] = qk__tile_row8(src + ch * plane + (t / kw) * s->dil_h * c->wp +
-                                         (t % kw) * s->dil_w + base, s->stride_w);
-            } else {
-                r[q] = _mm_setzero_si128();
-            }
-        }
+        for (size_t q = 0; q < 4; q++)
+            r[q] = kk + q < k ? qk__tile_row8(src + c->koff[kk + q] + base, sw) : _mm_setzero_si128();
         const __m128i a = _mm_unpacklo_epi8(r[0], r[1]), a2 = _mm_unpackhi_epi8(r[0], r[1]);
         const __m128i b = _mm_unpacklo_epi8(r[2], r[3]), b2 = _mm_unpackhi_epi8(r[2], r[3]);
         __m128i *d = (__m128i *)(panel + kk * 16);
@@ -241,7 +215,8 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             const size_t mr = c->ocg - ob < QK_VNNI_MR ? c->ocg - ob : QK_VNNI_MR;
             const size_t o0 = g * c->ocg + ob;
             for (size_t t = 0; t < nt; t++) {
-                c->uk8(mr, k4 / 4, w->data8 + o0 * k4, k4, panels + t * k4 * QK_GEMM_NR, tile);
+                c->uk8(k4 / 4, w->data8 + (g * w->nblk + ob / QK_VNNI_MR) * QK_VNNI_MR * k4,
+                       panels + t * k4 * QK_GEMM_NR, tile);
                 char *yp = (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz;
                 if (qk__tile_out_conv(c->ep, w, c->corr, w->any_wzp8 ? pixsum[t] : NULL, o0, cnt[t],
                                       tile, mr, yp, opix * osz) != QK_OK)
@@ -378,6 +353,15 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     c.dw = qk__dw_plane_kernel();
     atomic_init(&c.status, QK_OK);
     const size_t img = s->batch * s->in_c * c.hp * c.wp;
+    if (c.cpg > 1) {
+        const size_t taps = w->kh * w->kw;
+        c.koff = (size_t *)malloc(w->k * sizeof(size_t));
+        if (c.koff == NULL) return QK_ERR_NOMEM;
+        for (size_t kk = 0; kk < w->k; kk++) {
+            const size_t ch = kk / taps, t = kk % taps;
+            c.koff[kk] = ch * c.hp * c.wp + (t / w->kw) * s->dil_h * c.wp + (t % w->kw) * s->dil_w;
+        }
+    }
     if (w->vnni) {
         c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
         c.uk8 = qk__gemm_s8u8_ukernel();
@@ -386,6 +370,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         if (c.corr == NULL || c.xp8 == NULL) {
             free(c.corr);
             free(c.xp8);
+            free(c.koff);
             return QK_ERR_NOMEM;
         }
         memset(c.xp8 + img, 0, QK__SLACK);
@@ -396,10 +381,14 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         qk__parallel(s->batch * w->groups * c.jobs_per_group, threads, qk__conv_jobs, &c);
         free(c.corr);
         free(c.xp8);
+        free(c.koff);
         return (qk_status)atomic_load(&c.status);
     }
     c.xp = (int16_t *)malloc((img + QK__SLACK) * sizeof(int16_t));
-    if (c.xp == NULL) return QK_ERR_NOMEM;
+    if (c.xp == NULL) {
+        free(c.koff);
+        return QK_ERR_NOMEM;
+    }
     memset(c.xp + img, 0, QK__SLACK * sizeof(int16_t));
     qk__parallel(s->batch * s->in_c, threads, qk__pad_planes, &c);
     if (c.cpg == 1) {
@@ -411,5 +400,6 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         qk__parallel(s->batch * w->groups * c.jobs_per_group, threads, qk__conv_jobs, &c);
     }
     free(c.xp);
+    free(c.koff);
     return (qk_status)atomic_load(&c.status);
 }

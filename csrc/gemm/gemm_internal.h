@@ -53,19 +53,15 @@ qk_dw_plane_kernel qk__dw_plane_kernel(void);
 
 /* 8-bit path (AVX512-VNNI and its scalar twins, vnni.c): 12 x 16 tiles over raw u8 x s8. */
 #define QK_VNNI_MR 12
-typedef void (*qk_gemm_u8s8_ukernel)(size_t mr, size_t kq, const uint8_t *a, size_t lda,
-                                     const int8_t *b, int32_t *c);
-typedef void (*qk_gemm_s8u8_ukernel)(size_t mr, size_t kq, const int8_t *a, size_t lda,
-                                     const uint8_t *b, int32_t *c);
-void qk_gemm_u8s8_12x16__scalar(size_t mr, size_t kq, const uint8_t *a, size_t lda,
-                                const int8_t *b, int32_t *c);
-void qk_gemm_s8u8_12x16__scalar(size_t mr, size_t kq, const int8_t *a, size_t lda,
-                                const uint8_t *b, int32_t *c);
+/* a: a block [kq][12][4] (12 rows interleaved by quads of k; rows past the data are zero),
+ * b: a panel [kq][16][4]; c: the full 12 x 16 int32 tile. */
+typedef void (*qk_gemm_u8s8_ukernel)(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
+typedef void (*qk_gemm_s8u8_ukernel)(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+void qk_gemm_u8s8_12x16__scalar(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
+void qk_gemm_s8u8_12x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 #if QK_X86
-void qk_gemm_u8s8_12x16__avx512vnni(size_t mr, size_t kq, const uint8_t *a, size_t lda,
-                                    const int8_t *b, int32_t *c);
-void qk_gemm_s8u8_12x16__avx512vnni(size_t mr, size_t kq, const int8_t *a, size_t lda,
-                                    const uint8_t *b, int32_t *c);
+void qk_gemm_u8s8_12x16__avx512vnni(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
+void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 #endif
 /* 1 when the AVX2 path is chosen and the CPU has AVX512F/BW/VNNI, unless QKERNELS_SIMD=avx2
  * (chosen once, like qk_isa()). Weights packed while it is 1 use the 8-bit layout. */
@@ -102,7 +98,9 @@ struct qk_packed_weights {
     /* 8-bit layout (vnni == 1): weights w8 = w (s8) or w - 128 (u8), zero points wzp8 likewise */
     int vnni;
     size_t k4;         /* k rounded up to a multiple of 4 */
-    int8_t *data8;     /* linear: ceil(n/16) panels [k4/4][16][4]; conv: n rows of k4 */
+    int8_t *data8;     /* linear: ceil(n/16) panels [k4/4][16][4]; conv: per group ceil(ocg/12)
+                          blocks [k4/4][12][4] (rows past ocg zero) */
+    size_t nblk;       /* conv, 8-bit: blocks of 12 output channels per group */
     int32_t *colsum;   /* n: sum_k w8[o,k] */
     int32_t *wzp8;     /* n */
     int any_wzp8;      /* some wzp8 != 0 (the activation-sum term is needed) */

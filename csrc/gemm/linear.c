@@ -45,19 +45,22 @@ static void qk__widen_rows(const void *x, qk_dtype xt, size_t k, size_t k2, size
     }
 }
 
-/* 8-bit path: rows as u8 (int8 activations + 128), zero padded to k4, and their sums. */
+/* 8-bit path: rows as u8 (int8 activations + 128) in blocks [k4/4][12][4] (rows past `rows`
+ * and k past k are zero), and their sums. */
 static void qk__rows_u8(const void *x, qk_dtype xt, size_t k, size_t k4, size_t r0, size_t rows,
                         uint8_t *dst, uint32_t *rowsum) {
     const uint8_t flip = xt == QK_DT_S8 ? 0x80 : 0;
+    const size_t nb = (rows + QK_VNNI_MR - 1) / QK_VNNI_MR;
+    if (rows % QK_VNNI_MR != 0 || (k & 3) != 0) memset(dst, 0, nb * QK_VNNI_MR * k4);
     for (size_t r = 0; r < rows; r++) {
         const uint8_t *s = (const uint8_t *)x + (r0 + r) * k;
-        uint8_t *d = dst + r * k4;
+        uint8_t *d = dst + (r / QK_VNNI_MR) * QK_VNNI_MR * k4 + (r % QK_VNNI_MR) * 4;
         uint32_t sum = 0;
         for (size_t i = 0; i < k; i++) {
-            d[i] = (uint8_t)(s[i] ^ flip);
-            sum += d[i];
+            const uint8_t v = (uint8_t)(s[i] ^ flip);
+            d[(i / 4) * 4 * QK_VNNI_MR + (i & 3)] = v;
+            sum += v;
         }
-        for (size_t i = k; i < k4; i++) d[i] = 0;
         rowsum[r] = sum;
     }
 }
@@ -65,7 +68,7 @@ static void qk__rows_u8(const void *x, qk_dtype xt, size_t k, size_t k4, size_t 
 static void qk__lin_jobs8(qk__lin_ctx *c, size_t j0, size_t j1) {
     const qk_packed_weights *w = c->w;
     const size_t k4 = w->k4, n = w->n, osz = qk__dtype_size(c->ep->out_type);
-    uint8_t *abuf = (uint8_t *)malloc(QK__LIN_MC * k4);
+    uint8_t *abuf = (uint8_t *)malloc(QK__LIN_MC * k4); /* QK__LIN_MC is a multiple of 12 */
     if (abuf == NULL) {
         atomic_store(&c->status, QK_ERR_NOMEM);
         return;
@@ -84,7 +87,7 @@ static void qk__lin_jobs8(qk__lin_ctx *c, size_t j0, size_t j1) {
             const size_t cols = n - o0 < QK_GEMM_NR ? n - o0 : QK_GEMM_NR;
             for (size_t rb = 0; rb < rows; rb += QK_VNNI_MR) {
                 const size_t mr = rows - rb < QK_VNNI_MR ? rows - rb : QK_VNNI_MR;
-                c->uk8(mr, k4 / 4, abuf + rb * k4, k4, panel, tile);
+                c->uk8(k4 / 4, abuf + rb * k4, panel, tile);
                 char *yrow = (char *)c->y + ((r0 + rb) * n + o0) * osz;
                 if (qk__tile_out_linear(c->ep, w, c->corr, rowsum + rb, o0, cols, tile, mr, yrow,
                                         n * osz) != QK_OK)

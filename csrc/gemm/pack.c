@@ -128,15 +128,21 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
     p->kh = kh;
     p->kw = kw;
     if (qk__use_vnni() && in_c_per_group > 1 && p->k < ((size_t)1 << 24)) {
-        st = qk__pack8_common(p, w, out_c * ((p->k + 3) & ~(size_t)3));
+        const size_t ocg = out_c / groups;
+        p->nblk = (ocg + QK_VNNI_MR - 1) / QK_VNNI_MR;
+        st = qk__pack8_common(p, w, groups * p->nblk * QK_VNNI_MR * ((p->k + 3) & ~(size_t)3));
         if (st != QK_OK) {
             qk_packed_weights_free(p);
             return st;
         }
         const int32_t shift = w_type == QK_DT_U8 ? 128 : 0;
-        for (size_t o = 0; o < out_c; o++)
+        for (size_t o = 0; o < out_c; o++) {
+            const size_t g = o / ocg, lo = o % ocg;
+            int8_t *blk = p->data8 + (g * p->nblk + lo / QK_VNNI_MR) * p->k4 * QK_VNNI_MR;
             for (size_t i = 0; i < p->k; i++)
-                p->data8[o * p->k4 + i] = (int8_t)(qk__wval(w, w_type, o * p->k + i) - shift);
+                blk[(i / 4) * 4 * QK_VNNI_MR + (lo % QK_VNNI_MR) * 4 + (i & 3)] =
+                    (int8_t)(qk__wval(w, w_type, o * p->k + i) - shift);
+        }
         *out = p;
         return QK_OK;
     }
@@ -171,7 +177,7 @@ size_t qk_packed_weights_bytes(const qk_packed_weights *w) {
     if (w->vnni) {
         const size_t bytes = w->kind == QK__PACK_LINEAR
                                  ? ((w->n + QK_GEMM_NR - 1) / QK_GEMM_NR) * w->k4 * QK_GEMM_NR
-                                 : w->n * w->k4;
+                                 : w->groups * w->nblk * QK_VNNI_MR * w->k4;
         return sizeof *w + bytes + w->n * (sizeof(int64_t) + 3 * sizeof(int32_t));
     }
     size_t elems = w->kind == QK__PACK_LINEAR

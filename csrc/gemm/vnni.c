@@ -7,8 +7,8 @@
  * afterwards by the drivers, exactly modulo 2^32:
  *   sum (x - xz)(w - wz) = sum x w - xz sum w - wz sum x + K xz wz
  * (sum w per channel is precomputed at pack time). Tiles: 12 rows (broadcast side) x 16 columns
- * (one zmm), K in quads: the vector side is a panel [K4/4][16][4] bytes, the broadcast side rows
- * of K4 bytes read 4 at a time.
+ * (one zmm), K in quads: the vector side is a panel [K4/4][16][4] bytes, the broadcast side a
+ * block [K4/4][12][4] bytes (12 rows interleaved by quads, so one pointer reaches all 12).
  *   qk_gemm_u8s8_12x16: broadcast u8 rows (activations), s8 panel (weights) -- linear.
  *   qk_gemm_s8u8_12x16: broadcast s8 rows (weights), u8 panel (im2col) -- conv.
  */
@@ -47,16 +47,14 @@ static inline int32_t qk__ld32b(const void *p) {
     return v;
 }
 
-void qk_gemm_u8s8_12x16__scalar(size_t mr, size_t kq, const uint8_t *a, size_t lda,
-                                const int8_t *b, int32_t *c) {
+void qk_gemm_u8s8_12x16__scalar(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c) {
     for (size_t r = 0; r < QK_VNNI_MR; r++) {
-        const uint8_t *ar = a + (r < mr ? r : mr - 1) * lda;
         uint32_t acc[16] = {0};
         for (size_t p = 0; p < kq; p++) {
             const int8_t *bp = b + p * 64;
             for (size_t j = 0; j < 16; j++) {
                 int32_t s = 0;
-                for (size_t q = 0; q < 4; q++) s += (int32_t)ar[4 * p + q] * bp[4 * j + q];
+                for (size_t q = 0; q < 4; q++) s += (int32_t)a[48 * p + 4 * r + q] * bp[4 * j + q];
                 acc[j] += (uint32_t)s;
             }
         }
@@ -64,16 +62,14 @@ void qk_gemm_u8s8_12x16__scalar(size_t mr, size_t kq, const uint8_t *a, size_t l
     }
 }
 
-void qk_gemm_s8u8_12x16__scalar(size_t mr, size_t kq, const int8_t *a, size_t lda,
-                                const uint8_t *b, int32_t *c) {
+void qk_gemm_s8u8_12x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c) {
     for (size_t r = 0; r < QK_VNNI_MR; r++) {
-        const int8_t *ar = a + (r < mr ? r : mr - 1) * lda;
         uint32_t acc[16] = {0};
         for (size_t p = 0; p < kq; p++) {
             const uint8_t *bp = b + p * 64;
             for (size_t j = 0; j < 16; j++) {
                 int32_t s = 0;
-                for (size_t q = 0; q < 4; q++) s += (int32_t)ar[4 * p + q] * bp[4 * j + q];
+                for (size_t q = 0; q < 4; q++) s += (int32_t)a[48 * p + 4 * r + q] * bp[4 * j + q];
                 acc[j] += (uint32_t)s;
             }
         }
@@ -84,26 +80,27 @@ void qk_gemm_s8u8_12x16__scalar(size_t mr, size_t kq, const int8_t *a, size_t ld
 #if QK_X86
 /* ROWS(X): X(r) for the 12 rows. BCAST(r): the broadcast dword of row r at quad p. */
 #define QK__ROWS12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-#define QK__DECL(r) __m512i acc##r = _mm512_setzero_si512(); \
-    const unsigned char *a##r = (const unsigned char *)a + (r < mr ? r : mr - 1) * lda;
+#define QK__DECL(r) __m512i acc##r = _mm512_setzero_si512();
 #define QK__STORE(r) _mm512_storeu_si512((void *)(c + 16 * r), acc##r);
-#define QK__STEP_US(r) acc##r = _mm512_dpbusd_epi32(acc##r, _mm512_set1_epi32(qk__ld32b(a##r + 4 * p)), bv);
-#define QK__STEP_SU(r) acc##r = _mm512_dpbusd_epi32(acc##r, bv, _mm512_set1_epi32(qk__ld32b(a##r + 4 * p)));
+#define QK__STEP_US(r) acc##r = _mm512_dpbusd_epi32(acc##r, _mm512_set1_epi32(qk__ld32b(ap + 4 * r)), bv);
+#define QK__STEP_SU(r) acc##r = _mm512_dpbusd_epi32(acc##r, bv, _mm512_set1_epi32(qk__ld32b(ap + 4 * r)));
 
-QK_TARGET_VNNI void qk_gemm_u8s8_12x16__avx512vnni(size_t mr, size_t kq, const uint8_t *a,
-                                                   size_t lda, const int8_t *b, int32_t *c) {
+QK_TARGET_VNNI void qk_gemm_u8s8_12x16__avx512vnni(size_t kq, const uint8_t *a, const int8_t *b,
+                                                   int32_t *c) {
     QK__ROWS12(QK__DECL)
     for (size_t p = 0; p < kq; p++) {
+        const unsigned char *ap = (const unsigned char *)a + 48 * p;
         const __m512i bv = _mm512_loadu_si512((const void *)(b + 64 * p));
         QK__ROWS12(QK__STEP_US)
     }
     QK__ROWS12(QK__STORE)
 }
 
-QK_TARGET_VNNI void qk_gemm_s8u8_12x16__avx512vnni(size_t mr, size_t kq, const int8_t *a,
-                                                   size_t lda, const uint8_t *b, int32_t *c) {
+QK_TARGET_VNNI void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
+                                                   int32_t *c) {
     QK__ROWS12(QK__DECL)
     for (size_t p = 0; p < kq; p++) {
+        const unsigned char *ap = (const unsigned char *)a + 48 * p;
         const __m512i bv = _mm512_loadu_si512((const void *)(b + 64 * p));
         QK__ROWS12(QK__STEP_SU)
     }
