@@ -56,9 +56,12 @@ def _default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _threads(threads: Optional[int]) -> int:
+def _threads(threads: Optional[int], macs: float = float("inf")) -> int:
+    """Explicit counts are used as given (capped at 256); the default is the CPUs this process
+    may use, but no more than one thread per ~1M multiply-accumulates (starting a thread costs
+    more than it saves below that). Results never depend on the count."""
     if threads is None:
-        return _default_threads()
+        return max(1, min(_default_threads(), int(macs // 1_000_000)))
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
         raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
     if int(threads) < 1:
@@ -600,7 +603,8 @@ def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[Arra
         return xzp, e, odt, ozp, lo, hi
 
     xzp, e, odt, ozp, lo, hi = _memo_get(p, key, build)
-    return _run_linear(p, x, xzp, e, odt, ozp, lo, hi, overflow == "wrap", _threads(threads), out)
+    return _run_linear(p, x, xzp, e, odt, ozp, lo, hi, overflow == "wrap",
+                       _threads(threads, x.size * p.out_channels), out)
 
 
 def linear_int32(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[ArrayLike] = None,
@@ -627,7 +631,7 @@ def linear_int32(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional
     e.bias = _int32_bias(bias, p.out_channels, "linear_int32")
     _bound_check(p, x.dtype, xzp, e.bias, overflow)
     return _run_linear(p, x, xzp, e, np.dtype(np.int32), 0, 0, 0, overflow == "wrap",
-                       _threads(threads), out)
+                       _threads(threads, x.size * p.out_channels), out)
 
 
 # ---- convolution ------------------------------------------------------------------------------
@@ -760,7 +764,7 @@ def qconv2d(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional[Arra
 
     xzp, e, odt, ozp, lo, hi = _memo_get(p, key, build)
     return _run_conv(p, x, xzp, geo, ohw, e, odt, ozp, lo, hi, overflow == "wrap",
-                     _threads(threads), out)
+                     _threads(threads, x.shape[0] * ohw[0] * ohw[1] * p.out_channels * p.k), out)
 
 
 def conv2d_int32(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional[ArrayLike] = None,
@@ -785,4 +789,4 @@ def conv2d_int32(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional
     e.bias = _int32_bias(bias, p.out_channels, "conv2d_int32")
     _bound_check(p, x.dtype, xzp, e.bias, overflow)
     return _run_conv(p, x, xzp, geo, ohw, e, np.dtype(np.int32), 0, 0, 0, overflow == "wrap",
-                     _threads(threads), out)
+                     _threads(threads, x.shape[0] * ohw[0] * ohw[1] * p.out_channels * p.k), out)

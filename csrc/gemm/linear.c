@@ -159,9 +159,10 @@ qk_status qk_linear(const qk_packed_weights *w, const void *x, qk_dtype x_type, 
     c.panels = (w->n + QK_GEMM_NR - 1) / QK_GEMM_NR;
     const size_t mchunks = (m + QK__LIN_MC - 1) / QK__LIN_MC;
     const size_t t = threads < 1 ? 1 : (size_t)threads;
+    /* enough jobs for an even split: at least 4 a thread when there are several threads */
     c.nsplit = 1;
-    if (mchunks < 2 * t && t > 1) {
-        c.nsplit = (2 * t + mchunks - 1) / mchunks;
+    if (t > 1 && mchunks < 4 * t) {
+        c.nsplit = (4 * t + mchunks - 1) / mchunks;
         if (c.nsplit > c.panels) c.nsplit = c.panels;
     }
     atomic_init(&c.status, QK_OK);
