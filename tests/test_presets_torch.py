@@ -121,3 +121,48 @@ def test_conv2d_matches_torch(engine, kind, relu, shape):
                            x_zero_point=xzp, w_scale=ws, w_zero_point=wzp, out_scale=os_,
                            out_zero_point=ozp, preset=_preset(engine), act_min=ozp if relu else None)
     np.testing.assert_array_equal(got, ref)
+
+
+# Cases where FBGEMM's two float-bias formulas give different outputs (found by a search over
+# random scales): per-tensor weights use bias * fl(1.0 / (double)fl(x_s * w_s)), per-channel
+# weights divide, bias / fl(x_s * w_s[o]) (SPEC section 5). With x == x_zero_point the integer
+# sum is 0 and the output is RNE(fl(fl(0 + b') * scale)) + out_zp.
+BIAS_CASES = [  # (per_channel, x_scale, w_scale, out_scale, bias, reciprocal result, division result)
+    (False, 0.09836346, 0.012922362, 0.086578086, -0.47617948, 123, 122),
+    (False, 0.045102563, 0.0006650685, 0.0688069, -2.9242933, 85, 86),
+    (True, 0.06402954, 0.0128462985, 0.13158517, 1.907985, 142, 143),
+    (True, 0.08625077, 0.005860475, 0.36543763, 5.2988453, 143, 142),
+    (True, 0.034910273, 0.011415592, 0.2836307, -4.9635367, 111, 110),
+]
+
+
+@pytest.mark.parametrize("engine", [e for e in ("fbgemm", "x86") if e in ENGINES], indirect=True)
+@pytest.mark.parametrize("case", BIAS_CASES)
+def test_fbgemm_float_bias_reciprocal_vs_division(engine, case):
+    per_channel, xs, ws, os_, b, by_rcp, by_div = case
+    xs, ws, os_, b = (np.float32(v) for v in (xs, ws, os_, b))
+    xw = np.float32(xs * ws)
+    scale = np.float32(xw / os_)
+    rcp = np.float32(np.float32(b * np.float32(1.0 / np.float64(xw))) * scale)
+    div = np.float32(np.float32(b / xw) * scale)
+    assert (int(np.rint(rcp)) + 128, int(np.rint(div)) + 128) == (by_rcp, by_div)  # discriminating
+    x = np.full((1, 4), 10, np.uint8)
+    w = np.zeros((1, 4), np.int8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if per_channel:
+            qw = torch._make_per_channel_quantized_tensor(
+                torch.from_numpy(w), torch.tensor([float(ws)], dtype=torch.float64),
+                torch.zeros(1, dtype=torch.int64), 0)
+        else:
+            qw = torch._make_per_tensor_quantized_tensor(torch.from_numpy(w), float(ws), 0)
+        qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), float(xs), 10)
+    mod = nnq.Linear(4, 1, dtype=torch.qint8)
+    mod.set_weight_bias(qw, torch.tensor([float(b)]))
+    mod.scale, mod.zero_point = float(os_), 128
+    ref = int(mod(qx).int_repr()[0, 0])
+    assert ref == (by_div if per_channel else by_rcp)
+    got = qkernels.qlinear(x, w, np.array([b], np.float32), x_scale=xs, x_zero_point=10,
+                           w_scale=np.array([ws]) if per_channel else ws, out_scale=os_,
+                           out_zero_point=128, preset="fbgemm")
+    assert int(got[0, 0]) == ref
