@@ -20,7 +20,7 @@
 #include <immintrin.h>
 #endif
 
-enum { QK__CONV_TILES = 4, QK__SLACK = 64 };
+enum { QK__CONV_TILES = 4, QK__SLACK = 192 };
 
 typedef struct {
     const qk_conv2d_shape *s;
@@ -43,24 +43,50 @@ typedef struct {
     _Atomic int status;
 } qk__conv_ctx;
 
+#if QK_X86
+QK_TARGET_AVX2 static size_t qk__widen_row_avx2(const void *src, qk_dtype xt, int32_t zp, size_t n,
+                                                int16_t *d) {
+    const __m256i vzp = _mm256_set1_epi16((int16_t)zp);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)((const uint8_t *)src + i));
+        const __m256i w = xt == QK_DT_U8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v);
+        _mm256_storeu_si256((__m256i *)(d + i), _mm256_sub_epi16(w, vzp));
+    }
+    return i;
+}
+#endif
+
 /* ---- phase 1: padded int16 image ---------------------------------------------------------- */
+/* One row: d[i] = x[i] - zp for n elements (u8 or s8 source). */
+static void qk__widen_row(const void *src, qk_dtype xt, int32_t zp, size_t n, int16_t *d) {
+    size_t i = 0;
+#if QK_X86
+    if (qk__use_avx2()) i = qk__widen_row_avx2(src, xt, zp, n, d);
+#endif
+    if (xt == QK_DT_U8) {
+        const uint8_t *s8 = (const uint8_t *)src;
+        for (; i < n; i++) d[i] = (int16_t)((int32_t)s8[i] - zp);
+    } else {
+        const int8_t *s8 = (const int8_t *)src;
+        for (; i < n; i++) d[i] = (int16_t)((int32_t)s8[i] - zp);
+    }
+}
+
 static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
     qk__conv_ctx *c = (qk__conv_ctx *)vctx;
     const qk_conv2d_shape *s = c->s;
     const size_t plane = c->hp * c->wp;
     for (size_t j = j0; j < j1; j++) { /* j = b * in_c + ch */
         int16_t *d = c->xp + j * plane;
-        memset(d, 0, plane * sizeof(int16_t));
+        memset(d, 0, s->pad_top * c->wp * sizeof(int16_t));
+        memset(d + (s->pad_top + s->in_h) * c->wp, 0, s->pad_bottom * c->wp * sizeof(int16_t));
         for (size_t h = 0; h < s->in_h; h++) {
-            int16_t *dr = d + (h + s->pad_top) * c->wp + s->pad_left;
-            const size_t base = (j * s->in_h + h) * s->in_w;
-            if (c->xt == QK_DT_U8) {
-                const uint8_t *src = (const uint8_t *)c->x + base;
-                for (size_t i = 0; i < s->in_w; i++) dr[i] = (int16_t)((int32_t)src[i] - c->xzp);
-            } else {
-                const int8_t *src = (const int8_t *)c->x + base;
-                for (size_t i = 0; i < s->in_w; i++) dr[i] = (int16_t)((int32_t)src[i] - c->xzp);
-            }
+            int16_t *dr = d + (h + s->pad_top) * c->wp;
+            for (size_t i = 0; i < s->pad_left; i++) dr[i] = 0;
+            for (size_t i = s->pad_left + s->in_w; i < c->wp; i++) dr[i] = 0;
+            qk__widen_row((const uint8_t *)c->x + (j * s->in_h + h) * s->in_w, c->xt, c->xzp,
+                          s->in_w, dr + s->pad_left);
         }
     }
 }

@@ -154,7 +154,10 @@ qk_status qk__epilogue_run(const qk_epilogue *ep, size_t o, const int32_t *src, 
                            void *y) {
     size_t i = 0;
 #if QK_X86
-    if (qk__use_avx2()) i = qk__epi_avx2(ep, o, 0, src, cnt, y);
+    if (qk__use_vnni()) i = qk__epilogue_run_avx512(ep, o, src, cnt, y);
+    if (qk__use_avx2())
+        i += qk__epi_avx2(ep, o, 0, src + i, cnt - i,
+                          (char *)y + i * (ep->out_type == QK_DT_S32 ? 4 : 1));
 #endif
     return qk__epi_tail(ep, o, 0, src, i, cnt, y);
 }

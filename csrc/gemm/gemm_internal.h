@@ -49,7 +49,18 @@ void qk_dw_plane__avx2(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
                        size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
                        size_t ow, int32_t *out);
 #endif
+#if QK_X86
+/* AVX-512BW twin (vnni.c), used when the 8-bit path is on. */
+void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16_t *w, size_t kh, size_t kw,
+                         size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
+                         size_t ow, int32_t *out);
+#endif
 qk_dw_plane_kernel qk__dw_plane_kernel(void);
+#if QK_X86
+/* AVX-512 part of qk__epilogue_run (vnni.c): elements done, a multiple of 16. */
+size_t qk__epilogue_run_avx512(const qk_epilogue *ep, size_t o, const int32_t *src, size_t cnt,
+                               void *y);
+#endif
 
 /* 8-bit path (AVX512-VNNI and its scalar twins, vnni.c): 12 x 16 tiles over raw u8 x s8. */
 #define QK_VNNI_MR 12

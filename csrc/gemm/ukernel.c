@@ -170,6 +170,7 @@ QK_TARGET_AVX2 void qk_dw_plane__avx2(const int16_t *x, size_t wp, const int16_t
 
 qk_dw_plane_kernel qk__dw_plane_kernel(void) {
 #if QK_X86
+    if (qk__use_vnni()) return qk_dw_plane__avx512;
     if (qk__use_avx2()) return qk_dw_plane__avx2;
 #endif
     return qk_dw_plane__scalar;

@@ -228,3 +228,85 @@ qk_status qk__tile_out_conv(const qk_epilogue *ep, const qk_packed_weights *w,
     }
     return st;
 }
+
+/* ---- depthwise plane, AVX-512BW: 32 outputs of a row at a time ---------------------------
+ * The same pairing of taps as qk_dw_plane__avx2 (vpmaddwd on interleaved tap pairs, exact), on
+ * 32 lanes of int16; stride 2 keeps the even elements with vpmovdw. Reads may run up to
+ * 2 * 32 + 63 elements past the last input the plane needs (the caller's slack). */
+#if QK_X86
+QK_TARGET_VNNI static inline __m512i qk__dw_load32(const int16_t *p, size_t stride_w) {
+    if (stride_w == 1) return _mm512_loadu_si512((const void *)p);
+    const __m256i lo = _mm512_cvtepi32_epi16(_mm512_loadu_si512((const void *)p));
+    const __m256i hi = _mm512_cvtepi32_epi16(_mm512_loadu_si512((const void *)(p + 32)));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+QK_TARGET_VNNI void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
+                                        size_t kw, size_t stride_h, size_t stride_w, size_t dil_h,
+                                        size_t dil_w, size_t oh, size_t ow, int32_t *out) {
+    enum { MAXT = 64 };
+    const size_t taps = kh * kw;
+    if (!(stride_w == 1 || stride_w == 2) || taps > MAXT) {
+        qk_dw_plane__scalar(x, wp, w, kh, kw, stride_h, stride_w, dil_h, dil_w, oh, ow, out);
+        return;
+    }
+    size_t off[MAXT + 1];
+    int32_t wpair[MAXT / 2 + 1];
+    for (size_t t = 0; t < taps; t++) off[t] = (t / kw) * dil_h * wp + (t % kw) * dil_w;
+    off[taps] = off[taps - 1];
+    for (size_t t = 0; t < taps; t += 2) {
+        const uint32_t w0 = (uint16_t)w[t], w1 = t + 1 < taps ? (uint16_t)w[t + 1] : 0u;
+        wpair[t / 2] = (int32_t)(w0 | (w1 << 16));
+    }
+    const __m512i ia = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+    const __m512i ib = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    for (size_t i = 0; i < oh; i++) {
+        const int16_t *xrow = x + i * stride_h * wp;
+        int32_t *orow = out + i * ow;
+        for (size_t j = 0; j < ow; j += 32) {
+            __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+            const int16_t *base = xrow + j * stride_w;
+            for (size_t t = 0; t < taps; t += 2) {
+                const __m512i v0 = qk__dw_load32(base + off[t], stride_w);
+                const __m512i v1 = qk__dw_load32(base + off[t + 1], stride_w);
+                const __m512i wv = _mm512_set1_epi32(wpair[t / 2]);
+                lo = _mm512_add_epi32(lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(v0, v1), wv));
+                hi = _mm512_add_epi32(hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(v0, v1), wv));
+            }
+            const __m512i a = _mm512_permutex2var_epi64(lo, ia, hi);   /* outputs j .. j+15 */
+            const __m512i b = _mm512_permutex2var_epi64(lo, ib, hi);   /* outputs j+16 .. j+31 */
+            const size_t left = ow - j;
+            if (left >= 32) {
+                _mm512_storeu_si512((void *)(orow + j), a);
+                _mm512_storeu_si512((void *)(orow + j + 16), b);
+            } else if (left > 16) {
+                _mm512_storeu_si512((void *)(orow + j), a);
+                _mm512_mask_storeu_epi32(orow + j + 16, (__mmask16)((1u << (left - 16)) - 1u), b);
+            } else {
+                _mm512_mask_storeu_epi32(orow + j, (__mmask16)(left == 16 ? 0xFFFFu : (1u << left) - 1u), a);
+            }
+        }
+    }
+}
+#endif
+
+/* One channel's run of raw sums (fp32 / int32 schemes), 16 lanes at a time; returns the elements
+ * done (a multiple of 16), the caller finishes with the scalar loop. Same bits as qk__epi1. */
+#if QK_X86
+QK_TARGET_VNNI size_t qk__epilogue_run_avx512(const qk_epilogue *ep, size_t o, const int32_t *src,
+                                              size_t cnt, void *y) {
+    if (!qk__vec_ok(ep)) return 0;
+    const size_t osz = ep->out_type == QK_DT_S32 ? 4 : 1;
+    const __m512 flo = _mm512_set1_ps((float)(ep->act_min - ep->zero_point));
+    const __m512 fhi = _mm512_set1_ps((float)(ep->act_max - ep->zero_point));
+    const __m512i vzp = _mm512_set1_epi32(ep->zero_point);
+    const __m512i vbias = ep->bias ? _mm512_set1_epi32(ep->bias[o]) : _mm512_setzero_si512();
+    const __m512 vfb = ep->float_bias ? _mm512_set1_ps(ep->float_bias[o]) : _mm512_setzero_ps();
+    const __m512 vsc = ep->scale ? _mm512_set1_ps(ep->scale[o]) : _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= cnt; i += 16)
+        qk__out16(ep, _mm512_loadu_si512((const void *)(src + i)), vbias, vfb, vsc, flo, fhi, vzp,
+                  0xFFFF, (char *)y + i * osz);
+    return i;
+}
+#endif

@@ -45,17 +45,22 @@ static void test_twins(void) {
     for (int it = 0; it < 200; it++) {
         const size_t kh = (size_t)rnd(1, 5), kw = (size_t)rnd(1, 5), sw = (size_t)rnd(1, 3);
         const size_t sh = (size_t)rnd(1, 3), dh = (size_t)rnd(1, 2), dw = (size_t)rnd(1, 2);
-        const size_t ow = (size_t)rnd(1, 40), oh = (size_t)rnd(1, 5);
+        const size_t ow = (size_t)rnd(1, 70), oh = (size_t)rnd(1, 5);
         const size_t wp = (ow - 1) * sw + dw * (kw - 1) + 1 + (size_t)rnd(0, 3);
         const size_t hp = (oh - 1) * sh + dh * (kh - 1) + 1;
-        int16_t *x = (int16_t *)calloc(wp * hp + 64, sizeof(int16_t));
+        int16_t *x = (int16_t *)calloc(wp * hp + 192, sizeof(int16_t));
         int16_t w[25];
         for (size_t i = 0; i < wp * hp; i++) x[i] = (int16_t)rnd(-255, 255);
         for (size_t i = 0; i < kh * kw; i++) w[i] = (int16_t)rnd(-255, 255);
-        int32_t o1[200], o2[200];
+        int32_t o1[350], o2[350];
         qk_dw_plane__scalar(x, wp, w, kh, kw, sh, sw, dh, dw, oh, ow, o1);
         qk_dw_plane__avx2(x, wp, w, kh, kw, sh, sw, dh, dw, oh, ow, o2);
         QK_CHECK(memcmp(o1, o2, oh * ow * sizeof(int32_t)) == 0, "dw twin mismatch ow=%zu sw=%zu", ow, sw);
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vnni")) {
+            qk_dw_plane__avx512(x, wp, w, kh, kw, sh, sw, dh, dw, oh, ow, o2);
+            QK_CHECK(memcmp(o1, o2, oh * ow * sizeof(int32_t)) == 0, "dw avx512 twin ow=%zu sw=%zu", ow, sw);
+        }
         free(x);
     }
 #endif
