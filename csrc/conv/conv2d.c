@@ -96,13 +96,29 @@ static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
     const qk_conv2d_shape *s = c->s;
     const size_t plane = c->hp * c->wp;
     const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
+    const uint64_t flip8 = flip * UINT64_C(0x0101010101010101);
     for (size_t j = j0; j < j1; j++) {
         uint8_t *d = c->xp8 + j * plane;
-        memset(d, c->xz8, plane);
+        memset(d, c->xz8, s->pad_top * c->wp);
+        memset(d + (s->pad_top + s->in_h) * c->wp, c->xz8, s->pad_bottom * c->wp);
         for (size_t h = 0; h < s->in_h; h++) {
-            uint8_t *dr = d + (h + s->pad_top) * c->wp + s->pad_left;
+            uint8_t *row = d + (h + s->pad_top) * c->wp;
+            memset(row, c->xz8, s->pad_left);
+            memset(row + s->pad_left + s->in_w, c->xz8, s->pad_right);
+            uint8_t *dr = row + s->pad_left;
             const uint8_t *src = (const uint8_t *)c->x + (j * s->in_h + h) * s->in_w;
-            for (size_t i = 0; i < s->in_w; i++) dr[i] = (uint8_t)(src[i] ^ flip);
+            if (!flip) {
+                memcpy(dr, src, s->in_w);
+                continue;
+            }
+            size_t i = 0;
+            for (; i + 8 <= s->in_w; i += 8) { /* int8 activations: + 128 is a flip of bit 7 */
+                uint64_t v;
+                memcpy(&v, src + i, 8);
+                v ^= flip8;
+                memcpy(dr + i, &v, 8);
+            }
+            for (; i < s->in_w; i++) dr[i] = (uint8_t)(src[i] ^ flip);
         }
     }
 }
@@ -232,8 +248,10 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                 for (size_t i = 0; i < QK_GEMM_NR; i++) pixsum[t][i] = 0;
                 for (size_t q = 0; q < k4 / 4; q++)
                     for (size_t i = 0; i < QK_GEMM_NR; i++) {
-                        const uint8_t *e = panel + q * 64 + 4 * i;
-                        pixsum[t][i] += (uint32_t)e[0] + e[1] + e[2] + e[3];
+                        uint32_t v; /* four u8 of one pixel: sum the bytes pairwise */
+                        memcpy(&v, panel + q * 64 + 4 * i, 4);
+                        v = (v & 0x00FF00FFu) + ((v >> 8) & 0x00FF00FFu);
+                        pixsum[t][i] += (v & 0xFFFFu) + (v >> 16);
                     }
             }
         }

@@ -47,21 +47,46 @@ static void qk__widen_rows(const void *x, qk_dtype xt, size_t k, size_t k2, size
 
 /* 8-bit path: rows as u8 (int8 activations + 128) in blocks [k4/4][12][4] (rows past `rows`
  * and k past k are zero), and their sums. */
+#if QK_X86
+#include <immintrin.h>
+/* sum of (s[i] ^ flip) with vpsadbw, 32 bytes at a time; returns the bytes done via *done. */
+QK_TARGET_AVX2 static uint32_t qk__sum_u8_avx2(const uint8_t *s, size_t n, uint8_t flip,
+                                               size_t *done) {
+    const __m256i vf = _mm256_set1_epi8((char)flip), zero = _mm256_setzero_si256();
+    __m256i acc = zero;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        acc = _mm256_add_epi64(acc, _mm256_sad_epu8(
+            _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(s + i)), vf), zero));
+    *done = i;
+    const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    return (uint32_t)(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1));
+}
+#endif
+
 static void qk__rows_u8(const void *x, qk_dtype xt, size_t k, size_t k4, size_t r0, size_t rows,
                         uint8_t *dst, uint32_t *rowsum) {
     const uint8_t flip = xt == QK_DT_S8 ? 0x80 : 0;
-    const size_t nb = (rows + QK_VNNI_MR - 1) / QK_VNNI_MR;
+    const uint32_t flip4 = flip * 0x01010101u;
+    const size_t nb = (rows + QK_VNNI_MR - 1) / QK_VNNI_MR, kq = k / 4;
     if (rows % QK_VNNI_MR != 0 || (k & 3) != 0) memset(dst, 0, nb * QK_VNNI_MR * k4);
     for (size_t r = 0; r < rows; r++) {
         const uint8_t *s = (const uint8_t *)x + (r0 + r) * k;
         uint8_t *d = dst + (r / QK_VNNI_MR) * QK_VNNI_MR * k4 + (r % QK_VNNI_MR) * 4;
         uint32_t sum = 0;
-        for (size_t i = 0; i < k; i++) {
-            const uint8_t v = (uint8_t)(s[i] ^ flip);
-            d[(i / 4) * 4 * QK_VNNI_MR + (i & 3)] = v;
-            sum += v;
-        }
+        size_t i0 = 0;
+#if QK_X86
+        if (qk__use_avx2()) sum = qk__sum_u8_avx2(s, k, flip, &i0);
+#endif
+        for (size_t i = i0; i < k; i++) sum += (uint8_t)(s[i] ^ flip);
         rowsum[r] = sum;
+        for (size_t q = 0; q < kq; q++) { /* whole quads: 4 bytes at a time */
+            uint32_t v;
+            memcpy(&v, s + 4 * q, 4);
+            v ^= flip4;
+            memcpy(d + q * 4 * QK_VNNI_MR, &v, 4);
+        }
+        for (size_t i = 4 * kq; i < k; i++) d[kq * 4 * QK_VNNI_MR + (i & 3)] = (uint8_t)(s[i] ^ flip);
     }
 }
 
