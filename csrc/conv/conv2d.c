@@ -32,6 +32,7 @@ typedef struct {
     void *y;
     int16_t *xp;   /* padded image, batch x in_c x hp x wp (+ slack) */
     size_t hp, wp, oh, ow, cpg, ocg, tiles_per_row, tiles, jobs_per_group;
+    int flat; /* 8-bit path, ow >= 16: tiles are 16 consecutive NCHW pixels, across rows */
     qk_gemm_ukernel uk;
     qk_dw_plane_kernel dw;
     /* 8-bit path (w->vnni): padded u8 image (int8 activations + 128; padding = xz8) */
@@ -169,16 +170,18 @@ QK_TARGET_AVX2 static void qk__build_panel_avx2(const qk__conv_ctx *c, const int
 }
 #endif
 
-/* 8-bit panel [k4/4][16][4] u8 of one tile; k rows past k are zero. */
-static void qk__build_panel8_scalar(const qk__conv_ctx *c, const uint8_t *src, size_t base,
-                                    size_t cnt, uint8_t *panel) {
+/* 8-bit panel [k4/4][16][4] u8 of one tile; k rows past k are zero. Lane i < l reads the
+ * image at base1 + i * stride_w, lane i >= l at base2 + i * stride_w (a tile that continues on
+ * the next output row); lanes >= cnt are zero (scalar) or don't-care (SIMD). */
+static void qk__build_panel8_scalar(const qk__conv_ctx *c, const uint8_t *src, size_t base1,
+                                    size_t base2, size_t l, size_t cnt, uint8_t *panel) {
     const size_t k = c->w->k, sw = c->s->stride_w;
     for (size_t kk = 0; kk < c->w->k4; kk++) {
         uint8_t *d = panel + (kk / 4) * 64 + (kk & 3);
         size_t i = 0;
         if (kk < k) {
-            const uint8_t *p = src + c->koff[kk] + base;
-            for (; i < cnt; i++) d[4 * i] = p[i * sw];
+            const uint8_t *p = src + c->koff[kk];
+            for (; i < cnt; i++) d[4 * i] = p[(i < l ? base1 : base2) + i * sw];
         }
         for (; i < QK_GEMM_NR; i++) d[4 * i] = 0;
     }
@@ -192,12 +195,23 @@ QK_TARGET_AVX2 static inline __m128i qk__tile_row8(const uint8_t *p, size_t stri
 }
 
 QK_TARGET_AVX2 static void qk__build_panel8_avx2(const qk__conv_ctx *c, const uint8_t *src,
-                                                 size_t base, uint8_t *panel) {
+                                                 size_t base1, size_t base2, size_t l,
+                                                 uint8_t *panel) {
     const size_t k = c->w->k, sw = c->s->stride_w;
+    const int two = l < QK_GEMM_NR;
+    const __m128i second = _mm_cmpgt_epi8(_mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm_set1_epi8((char)((int)l - 1)));
     for (size_t kk = 0; kk < c->w->k4; kk += 4) {
         __m128i r[4];
-        for (size_t q = 0; q < 4; q++)
-            r[q] = kk + q < k ? qk__tile_row8(src + c->koff[kk + q] + base, sw) : _mm_setzero_si128();
+        for (size_t q = 0; q < 4; q++) {
+            if (kk + q < k) {
+                const uint8_t *p = src + c->koff[kk + q];
+                r[q] = qk__tile_row8(p + base1, sw);
+                if (two) r[q] = _mm_blendv_epi8(r[q], qk__tile_row8(p + base2, sw), second);
+            } else {
+                r[q] = _mm_setzero_si128();
+            }
+        }
         const __m128i a = _mm_unpacklo_epi8(r[0], r[1]), a2 = _mm_unpackhi_epi8(r[0], r[1]);
         const __m128i b = _mm_unpacklo_epi8(r[2], r[3]), b2 = _mm_unpackhi_epi8(r[2], r[3]);
         __m128i *d = (__m128i *)(panel + kk * 16);
@@ -232,18 +246,30 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
         const size_t nt = c->tiles - t0 < QK__CONV_TILES ? c->tiles - t0 : QK__CONV_TILES;
         size_t pix0[QK__CONV_TILES], cnt[QK__CONV_TILES];
         for (size_t t = 0; t < nt; t++) {
-            const size_t oh = (t0 + t) / c->tiles_per_row;
-            const size_t ow0 = ((t0 + t) % c->tiles_per_row) * QK_GEMM_NR;
-            cnt[t] = c->ow - ow0 < QK_GEMM_NR ? c->ow - ow0 : QK_GEMM_NR;
-            pix0[t] = oh * c->ow + ow0;
-            const size_t base = oh * s->stride_h * c->wp + ow0 * s->stride_w;
+            size_t oh, ow0;
+            if (c->flat) {
+                pix0[t] = (t0 + t) * QK_GEMM_NR;
+                cnt[t] = opix - pix0[t] < QK_GEMM_NR ? opix - pix0[t] : QK_GEMM_NR;
+                oh = pix0[t] / c->ow;
+                ow0 = pix0[t] % c->ow;
+            } else {
+                oh = (t0 + t) / c->tiles_per_row;
+                ow0 = ((t0 + t) % c->tiles_per_row) * QK_GEMM_NR;
+                cnt[t] = c->ow - ow0 < QK_GEMM_NR ? c->ow - ow0 : QK_GEMM_NR;
+                pix0[t] = oh * c->ow + ow0;
+            }
+            /* lanes [0, l) on output row oh, lanes [l, cnt) on row oh + 1 (flat tiles only;
+             * ow >= 16 there, so base2 >= stride_h * wp - 15 * stride_w >= 0) */
+            const size_t l = c->ow - ow0 < cnt[t] ? c->ow - ow0 : cnt[t];
+            const size_t base1 = oh * s->stride_h * c->wp + ow0 * s->stride_w;
+            const size_t base2 = l < cnt[t] ? (oh + 1) * s->stride_h * c->wp - l * s->stride_w : base1;
             uint8_t *panel = panels + t * k4 * QK_GEMM_NR;
 #if QK_X86
             if (simd)
-                qk__build_panel8_avx2(c, src, base, panel);
+                qk__build_panel8_avx2(c, src, base1, base2, l < cnt[t] ? l : QK_GEMM_NR, panel);
             else
 #endif
-                qk__build_panel8_scalar(c, src, base, cnt[t], panel);
+                qk__build_panel8_scalar(c, src, base1, base2, l, cnt[t], panel);
             if (w->any_wzp8) {
                 for (size_t i = 0; i < QK_GEMM_NR; i++) pixsum[t][i] = 0;
                 for (size_t q = 0; q < k4 / 4; q++)
@@ -421,6 +447,10 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         qk__parallel(s->batch * s->in_c, threads, qk__pad_planes8, &c);
         c.tiles_per_row = (ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         c.tiles = oh * c.tiles_per_row;
+        if (ow >= QK_GEMM_NR) {
+            c.flat = 1;
+            c.tiles = (oh * ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
+        }
         c.jobs_per_group = (c.tiles + QK__CONV_TILES - 1) / QK__CONV_TILES;
         qk__parallel(s->batch * w->groups * c.jobs_per_group, threads, qk__conv_jobs, &c);
         free(c.corr);
