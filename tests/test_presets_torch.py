@@ -97,6 +97,8 @@ CONV_SHAPES = [
     (7, 12, 9, 10, 12, 3, 2, 1, 1, 12),      # depthwise stride 2, batch 7
     (1, 8, 13, 13, 8, 3, 1, 2, 2, 1),        # dilation 2
     (1, 6, 11, 11, 9, 5, 1, 0, 2, 3),
+    (1, 8, 5, 45, 20, 3, 1, 1, 1, 1),        # output rows of 45: tiles cross rows
+    (2, 6, 7, 70, 12, 3, 2, 1, 1, 2),        # stride 2, output width 35
 ]
 
 
