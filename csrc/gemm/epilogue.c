@@ -4,6 +4,8 @@
 #include "gemm/gemm_internal.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 qk_status qk__epilogue_check(const qk_epilogue *ep, size_t n) {
@@ -171,16 +173,38 @@ qk_status qk__epilogue_channels(const qk_epilogue *ep, size_t o0, const int32_t 
     return qk__epi_tail(ep, o0, 1, src, i, cnt, y);
 }
 
-/* ---- threads -------------------------------------------------------------------------- */
+/* ---- threads ---------------------------------------------------------------------------
+ * Dynamic split: the calling thread and up to threads - 1 helpers claim jobs from a shared
+ * counter, so a helper that the OS schedules late (a busy machine) takes fewer jobs instead of
+ * holding everyone up. The caller waits for every *claimed* job to finish, never for a helper
+ * that has not started: helpers are detached and the control block is reference counted (a late
+ * helper finds no job left and only touches the control block). Which thread runs a job never
+ * changes its result. */
 typedef struct {
+    _Atomic size_t next, done;
+    _Atomic int refs;
+    size_t njobs;
     qk__job_fn fn;
     void *ctx;
-    size_t j0, j1;
-} qk__range;
+} qk__pool_ctl;
 
-static void *qk__range_main(void *arg) {
-    const qk__range *r = (const qk__range *)arg;
-    r->fn(r->ctx, r->j0, r->j1);
+static void qk__pool_release(qk__pool_ctl *ctl) {
+    if (atomic_fetch_sub(&ctl->refs, 1) == 1) free(ctl);
+}
+
+static void qk__pool_work(qk__pool_ctl *ctl) {
+    for (;;) {
+        const size_t j = atomic_fetch_add(&ctl->next, 1);
+        if (j >= ctl->njobs) break;
+        ctl->fn(ctl->ctx, j, j + 1);
+        atomic_fetch_add(&ctl->done, 1);
+    }
+}
+
+static void *qk__pool_main(void *arg) {
+    qk__pool_ctl *ctl = (qk__pool_ctl *)arg;
+    qk__pool_work(ctl);
+    qk__pool_release(ctl);
     return NULL;
 }
 
@@ -191,26 +215,30 @@ void qk__parallel(size_t njobs, int threads, qk__job_fn fn, void *ctx) {
     size_t t = threads < 1 ? 1 : (size_t)threads;
     if (t > QK__MAX_THREADS) t = QK__MAX_THREADS;
     if (t > njobs) t = njobs;
-    if (t == 1) {
+    qk__pool_ctl *ctl = t > 1 ? (qk__pool_ctl *)malloc(sizeof *ctl) : NULL;
+    if (ctl == NULL) { /* one thread, or no memory for the control block: run inline */
         fn(ctx, 0, njobs);
         return;
     }
-    qk__range r[QK__MAX_THREADS];
-    pthread_t tid[QK__MAX_THREADS];
-    int started[QK__MAX_THREADS];
-    for (size_t i = 0; i < t; i++) {
-        r[i].fn = fn;
-        r[i].ctx = ctx;
-        r[i].j0 = njobs * i / t;
-        r[i].j1 = njobs * (i + 1) / t;
+    atomic_init(&ctl->next, 0);
+    atomic_init(&ctl->done, 0);
+    atomic_init(&ctl->refs, 1);
+    ctl->njobs = njobs;
+    ctl->fn = fn;
+    ctl->ctx = ctx;
+    pthread_attr_t attr;
+    const int have_attr = pthread_attr_init(&attr) == 0 &&
+                          pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
+    for (size_t i = 1; have_attr && i < t; i++) {
+        pthread_t tid;
+        atomic_fetch_add(&ctl->refs, 1);
+        if (pthread_create(&tid, &attr, qk__pool_main, ctl) != 0) {
+            atomic_fetch_sub(&ctl->refs, 1);
+            break; /* fewer helpers; the caller does the rest */
+        }
     }
-    for (size_t i = 1; i < t; i++)
-        started[i] = pthread_create(&tid[i], NULL, qk__range_main, &r[i]) == 0;
-    fn(ctx, r[0].j0, r[0].j1);
-    for (size_t i = 1; i < t; i++) {
-        if (started[i])
-            pthread_join(tid[i], NULL);
-        else
-            fn(ctx, r[i].j0, r[i].j1); /* could not start a thread: do its share here */
-    }
+    if (have_attr) pthread_attr_destroy(&attr);
+    qk__pool_work(ctl);
+    while (atomic_load(&ctl->done) < njobs) sched_yield(); /* jobs claimed by helpers */
+    qk__pool_release(ctl);
 }
