@@ -214,10 +214,18 @@ int32_t qk_mul_by_quantized_multiplier(int32_t acc, int32_t multiplier, int32_t 
  * two's-complement wrap, the same bits on every path).
  *
  * Weights are packed once (qk_pack_linear / qk_pack_conv2d) and reused; the packed object holds
- * the int16 (w - w_zp) panels and the per-channel bound terms. Runs are reentrant: several
- * threads may use one packed object at once. `threads` <= 1 runs on the calling thread; more
- * split the output (results do not depend on the thread count). The kernels use AVX2 when the
- * CPU has it (see qk_isa()); the portable scalar twins give the same bits.
+ * the weight panels and the per-channel terms (sum_k |w - w_zp| for the bound; sum_k w, the
+ * "a2" zero-point term, for the 8-bit path). Runs are reentrant: several threads may use one
+ * packed object at once. `threads` <= 1 runs on the calling thread; more split the output
+ * between the caller and up to threads - 1 helper threads (results do not depend on the count).
+ *
+ * Instruction sets, chosen once per process: with AVX512-VNNI (and qk_isa() == AVX2) the GEMMs
+ * multiply raw u8 x s8 bytes with vpdpbusd and apply the zero points afterwards, exactly
+ * (sum (x - xz)(w - wz) = sum x w - xz sum w - wz sum x + K xz wz, modulo 2^32, which is exact
+ * once the bound holds); otherwise AVX2 multiplies int16 (x - x_zp) by int16 (w - w_zp) with
+ * vpmaddwd; otherwise portable C. Every path gives the same bits. QKERNELS_SIMD=avx2 in the
+ * environment keeps the int16 AVX2 kernels, QKERNELS_SIMD=scalar the portable C (see qk_isa()).
+ * A packed object is laid out for the path chosen when it was packed.
  */
 typedef enum qk_dtype { QK_DT_U8 = 0, QK_DT_S8 = 1, QK_DT_S32 = 2 } qk_dtype;
 
