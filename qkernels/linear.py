@@ -130,24 +130,30 @@ class _Packed:
 _MEMO_SIZE = 16
 
 
+_SIMPLE_TYPES = frozenset((bool, int, float, str, type(None)))
+
+
 def _key_of(v: Any) -> Any:
     """A hashable, exact key for a call argument (arrays by dtype, shape and bytes)."""
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return (type(v).__name__, v)
+    t = type(v)
+    if t in _SIMPLE_TYPES:
+        return (t, v)
+    if t is np.ndarray:
+        return (v.dtype.str, v.shape, v.tobytes())
     if isinstance(v, np.generic):
-        return ("np", v.dtype.str, v.tobytes())
-    if isinstance(v, np.ndarray):
-        return ("nd", v.dtype.str, v.shape, v.tobytes())
+        return (v.dtype.str, v.tobytes())
+    if isinstance(v, np.dtype):
+        return ("dtype", v.str)
+    if isinstance(v, type):
+        return ("type", v)
     if isinstance(v, (list, tuple)):
-        return ("seq", tuple(_key_of(a) for a in v))
-    if isinstance(v, np.dtype) or isinstance(v, type):
-        return ("dt", str(np.dtype(v)))
+        return (t, tuple(_key_of(a) for a in v))
     raise TypeError("unkeyable")
 
 
 def _memo_key(*args: Any) -> Any:
     try:
-        return tuple(_key_of(a) for a in args)
+        return tuple([_key_of(a) for a in args])
     except (TypeError, ValueError):
         return None
 
