@@ -58,6 +58,18 @@ QK_TARGET_AVX2 static size_t qk__widen_row_avx2(const void *src, qk_dtype xt, in
 }
 #endif
 
+#if QK_X86
+QK_TARGET_AVX2 static void qk__widen_row_over_avx2(const void *src, qk_dtype xt, int32_t zp,
+                                                   size_t n, int16_t *d) {
+    const __m256i vzp = _mm256_set1_epi16((int16_t)zp);
+    for (size_t i = 0; i < n; i += 16) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)((const uint8_t *)src + i));
+        const __m256i w = xt == QK_DT_U8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v);
+        _mm256_storeu_si256((__m256i *)(d + i), _mm256_sub_epi16(w, vzp));
+    }
+}
+#endif
+
 /* ---- phase 1: padded int16 image ---------------------------------------------------------- */
 /* One row: d[i] = x[i] - zp for n elements (u8 or s8 source). */
 static void qk__widen_row(const void *src, qk_dtype xt, int32_t zp, size_t n, int16_t *d) {
@@ -80,14 +92,30 @@ static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
     const size_t plane = c->hp * c->wp;
     for (size_t j = j0; j < j1; j++) { /* j = b * in_c + ch */
         int16_t *d = c->xp + j * plane;
+        const uint8_t *src = (const uint8_t *)c->x + j * s->in_h * s->in_w;
+        for (size_t h = 0; h < s->in_h; h++) {
+            int16_t *dr = d + (h + s->pad_top) * c->wp + s->pad_left;
+#if QK_X86
+            /* Whole 16-element blocks when they stay inside this plane, both in the input and
+             * in the padded image: they may read up to 15 bytes of the following input rows and
+             * write up to 15 elements after the row (later rows and padding, written after). */
+            const size_t w16 = (s->in_w + 15) & ~(size_t)15;
+            if (qk__use_avx2() && h * s->in_w + w16 <= s->in_h * s->in_w &&
+                (size_t)(dr - d) + w16 <= (s->pad_top + h + 1) * c->wp + s->pad_left + s->in_w &&
+                (size_t)(dr - d) + w16 <= plane && h + 1 < s->in_h) {
+                qk__widen_row_over_avx2(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
+                continue;
+            }
+#endif
+            qk__widen_row(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
+        }
+        /* padding last: it overwrites what the 16-element blocks spilled */
         memset(d, 0, s->pad_top * c->wp * sizeof(int16_t));
         memset(d + (s->pad_top + s->in_h) * c->wp, 0, s->pad_bottom * c->wp * sizeof(int16_t));
         for (size_t h = 0; h < s->in_h; h++) {
             int16_t *dr = d + (h + s->pad_top) * c->wp;
             for (size_t i = 0; i < s->pad_left; i++) dr[i] = 0;
             for (size_t i = s->pad_left + s->in_w; i < c->wp; i++) dr[i] = 0;
-            qk__widen_row((const uint8_t *)c->x + (j * s->in_h + h) * s->in_w, c->xt, c->xzp,
-                          s->in_w, dr + s->pad_left);
         }
     }
 }
