@@ -260,6 +260,31 @@ QK_TARGET_VNNI void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16
     }
     const __m512i ia = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
     const __m512i ib = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    if (ow <= 16) {
+        /* Narrow planes: two output rows per vector, lanes 0-15 row i, lanes 16-31 row i + 1
+         * (the last row of an odd count is computed twice and stored once). */
+        const __mmask16 m = (__mmask16)(ow == 16 ? 0xFFFFu : (1u << ow) - 1u);
+        for (size_t i = 0; i < oh; i += 2) {
+            const size_t i2 = i + 1 < oh ? i + 1 : i;
+            const int16_t *r0 = x + i * stride_h * wp, *r1 = x + i2 * stride_h * wp;
+            __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+            for (size_t t = 0; t < taps; t += 2) {
+                const __m512i v0 = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm512_castsi512_si256(qk__dw_load32(r0 + off[t], stride_w))),
+                    _mm512_castsi512_si256(qk__dw_load32(r1 + off[t], stride_w)), 1);
+                const __m512i v1 = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm512_castsi512_si256(qk__dw_load32(r0 + off[t + 1], stride_w))),
+                    _mm512_castsi512_si256(qk__dw_load32(r1 + off[t + 1], stride_w)), 1);
+                const __m512i wv = _mm512_set1_epi32(wpair[t / 2]);
+                lo = _mm512_add_epi32(lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(v0, v1), wv));
+                hi = _mm512_add_epi32(hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(v0, v1), wv));
+            }
+            _mm512_mask_storeu_epi32(out + i * ow, m, _mm512_permutex2var_epi64(lo, ia, hi));
+            if (i2 != i)
+                _mm512_mask_storeu_epi32(out + i2 * ow, m, _mm512_permutex2var_epi64(lo, ib, hi));
+        }
+        return;
+    }
     for (size_t i = 0; i < oh; i++) {
         const int16_t *xrow = x + i * stride_h * wp;
         int32_t *orow = out + i * ow;
