@@ -32,7 +32,7 @@ typedef struct {
     void *y;
     int16_t *xp;   /* padded image, batch x in_c x hp x wp (+ slack) */
     size_t hp, wp, oh, ow, cpg, ocg, tiles_per_row, tiles, jobs_per_group;
-    int flat; /* 8-bit path, ow >= 16: tiles are 16 consecutive NCHW pixels, across rows */
+    int flat; /* 8-bit path, ow >= 8: tiles are 16 consecutive NCHW pixels, across rows */
     qk_gemm_ukernel uk;
     qk_dw_plane_kernel dw;
     /* 8-bit path (w->vnni): padded u8 image (int8 activations + 128; padding = xz8) */
@@ -198,18 +198,24 @@ QK_TARGET_AVX2 static void qk__build_panel_avx2(const qk__conv_ctx *c, const int
 }
 #endif
 
-/* 8-bit panel [k4/4][16][4] u8 of one tile; k rows past k are zero. Lane i < l reads the
- * image at base1 + i * stride_w, lane i >= l at base2 + i * stride_w (a tile that continues on
- * the next output row); lanes >= cnt are zero (scalar) or don't-care (SIMD). */
-static void qk__build_panel8_scalar(const qk__conv_ctx *c, const uint8_t *src, size_t base1,
-                                    size_t base2, size_t l, size_t cnt, uint8_t *panel) {
-    const size_t k = c->w->k, sw = c->s->stride_w;
+/* The lanes of one tile: up to QK__SEGS runs of consecutive lanes on one output row each. Lane
+ * i of run r (i >= start[r]) reads the image at base[r] + i * stride_w. */
+enum { QK__SEGS = 4 };
+typedef struct {
+    size_t n, start[QK__SEGS], base[QK__SEGS];
+} qk__segs;
+
+/* 8-bit panel [k4/4][16][4] u8 of one tile; k rows past k are zero; lanes >= cnt are zero
+ * (scalar) or don't-care (SIMD). Lane i reads the image at off[i] (+ the tap's offset). */
+static void qk__build_panel8_scalar(const qk__conv_ctx *c, const uint8_t *src, const size_t *off,
+                                    size_t cnt, uint8_t *panel) {
+    const size_t k = c->w->k;
     for (size_t kk = 0; kk < c->w->k4; kk++) {
         uint8_t *d = panel + (kk / 4) * 64 + (kk & 3);
         size_t i = 0;
         if (kk < k) {
             const uint8_t *p = src + c->koff[kk];
-            for (; i < cnt; i++) d[4 * i] = p[(i < l ? base1 : base2) + i * sw];
+            for (; i < cnt; i++) d[4 * i] = p[off[i]];
         }
         for (; i < QK_GEMM_NR; i++) d[4 * i] = 0;
     }
@@ -223,31 +229,56 @@ QK_TARGET_AVX2 static inline __m128i qk__tile_row8(const uint8_t *p, size_t stri
 }
 
 QK_TARGET_AVX2 static void qk__build_panel8_avx2(const qk__conv_ctx *c, const uint8_t *src,
-                                                 size_t base1, size_t base2, size_t l,
-                                                 uint8_t *panel) {
+                                                 const qk__segs *g, uint8_t *panel) {
     const size_t k = c->w->k, sw = c->s->stride_w;
-    const int two = l < QK_GEMM_NR;
-    const __m128i second = _mm_cmpgt_epi8(_mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                          _mm_set1_epi8((char)((int)l - 1)));
+    const __m128i lane = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m128i later[QK__SEGS];  /* lanes of run r and after */
+    for (size_t r = 1; r < g->n; r++)
+        later[r] = _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[r] - 1)));
     for (size_t kk = 0; kk < c->w->k4; kk += 4) {
-        __m128i r[4];
+        __m128i v[4];
         for (size_t q = 0; q < 4; q++) {
             if (kk + q < k) {
                 const uint8_t *p = src + c->koff[kk + q];
-                r[q] = qk__tile_row8(p + base1, sw);
-                if (two) r[q] = _mm_blendv_epi8(r[q], qk__tile_row8(p + base2, sw), second);
+                v[q] = qk__tile_row8(p + g->base[0], sw);
+                for (size_t r = 1; r < g->n; r++)
+                    v[q] = _mm_blendv_epi8(v[q], qk__tile_row8(p + g->base[r], sw), later[r]);
             } else {
-                r[q] = _mm_setzero_si128();
+                v[q] = _mm_setzero_si128();
             }
         }
-        const __m128i a = _mm_unpacklo_epi8(r[0], r[1]), a2 = _mm_unpackhi_epi8(r[0], r[1]);
-        const __m128i b = _mm_unpacklo_epi8(r[2], r[3]), b2 = _mm_unpackhi_epi8(r[2], r[3]);
+        const __m128i a = _mm_unpacklo_epi8(v[0], v[1]), a2 = _mm_unpackhi_epi8(v[0], v[1]);
+        const __m128i b = _mm_unpacklo_epi8(v[2], v[3]), b2 = _mm_unpackhi_epi8(v[2], v[3]);
         __m128i *d = (__m128i *)(panel + kk * 16);
         _mm_storeu_si128(d, _mm_unpacklo_epi16(a, b));
         _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(a, b));
         _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(a2, b2));
         _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(a2, b2));
     }
+}
+#endif
+
+#if QK_X86
+/* The runs of a tile of cnt pixels starting at output row oh, column ow0. Returns 0 when a run's
+ * base would be negative or there are too many runs (the caller then builds the tile lane by
+ * lane). */
+static int qk__tile_segs(const qk__conv_ctx *c, size_t oh, size_t ow0, size_t cnt, qk__segs *g) {
+    const qk_conv2d_shape *s = c->s;
+    g->n = 0;
+    size_t i = 0, row = oh, col = ow0;
+    while (i < cnt) {
+        if (g->n == QK__SEGS) return 0;
+        const size_t run = c->ow - col < cnt - i ? c->ow - col : cnt - i;
+        const size_t pos = row * s->stride_h * c->wp + col * s->stride_w;
+        if (pos < i * s->stride_w) return 0;
+        g->start[g->n] = i;
+        g->base[g->n] = pos - i * s->stride_w;
+        g->n++;
+        i += run;
+        row++;
+        col = 0;
+    }
+    return 1;
 }
 #endif
 
@@ -286,18 +317,23 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                 cnt[t] = c->ow - ow0 < QK_GEMM_NR ? c->ow - ow0 : QK_GEMM_NR;
                 pix0[t] = oh * c->ow + ow0;
             }
-            /* lanes [0, l) on output row oh, lanes [l, cnt) on row oh + 1 (flat tiles only;
-             * ow >= 16 there, so base2 >= stride_h * wp - 15 * stride_w >= 0) */
-            const size_t l = c->ow - ow0 < cnt[t] ? c->ow - ow0 : cnt[t];
-            const size_t base1 = oh * s->stride_h * c->wp + ow0 * s->stride_w;
-            const size_t base2 = l < cnt[t] ? (oh + 1) * s->stride_h * c->wp - l * s->stride_w : base1;
             uint8_t *panel = panels + t * k4 * QK_GEMM_NR;
+            (void)oh;
+            (void)ow0;
 #if QK_X86
-            if (simd)
-                qk__build_panel8_avx2(c, src, base1, base2, l < cnt[t] ? l : QK_GEMM_NR, panel);
-            else
+            qk__segs segs;
+            if (simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs)) {
+                qk__build_panel8_avx2(c, src, &segs, panel);
+            } else
 #endif
-                qk__build_panel8_scalar(c, src, base1, base2, l, cnt[t], panel);
+            {
+                size_t off[QK_GEMM_NR];
+                for (size_t i = 0; i < cnt[t]; i++) {
+                    const size_t q = pix0[t] + i;
+                    off[i] = (q / c->ow) * s->stride_h * c->wp + (q % c->ow) * s->stride_w;
+                }
+                qk__build_panel8_scalar(c, src, off, cnt[t], panel);
+            }
             if (w->any_wzp8) {
                 for (size_t i = 0; i < QK_GEMM_NR; i++) pixsum[t][i] = 0;
                 for (size_t q = 0; q < k4 / 4; q++)
@@ -475,7 +511,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         qk__parallel(s->batch * s->in_c, threads, qk__pad_planes8, &c);
         c.tiles_per_row = (ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         c.tiles = oh * c.tiles_per_row;
-        if (ow >= QK_GEMM_NR) {
+        if (ow >= 8) { /* a tile then spans at most 3 output rows (runs) */
             c.flat = 1;
             c.tiles = (oh * ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         }
