@@ -57,7 +57,7 @@ void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16_t *w, size_t k
 #endif
 qk_dw_plane_kernel qk__dw_plane_kernel(void);
 #if QK_X86
-/* AVX-512 part of qk__epilogue_run (vnni.c): elements done, a multiple of 16. */
+/* AVX-512 part of qk__epilogue_run (vnni.c): elements done (cnt, or 0 for schemes it skips). */
 size_t qk__epilogue_run_avx512(const qk_epilogue *ep, size_t o, const int32_t *src, size_t cnt,
                                void *y);
 #endif

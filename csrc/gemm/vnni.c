@@ -315,8 +315,8 @@ QK_TARGET_VNNI void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16
 }
 #endif
 
-/* One channel's run of raw sums (fp32 / int32 schemes), 16 lanes at a time; returns the elements
- * done (a multiple of 16), the caller finishes with the scalar loop. Same bits as qk__epi1. */
+/* One channel's run of raw sums (fp32 / int32 schemes), 16 lanes at a time and a masked tail;
+ * returns the elements done (all of them, or 0 for the other schemes). Same bits as qk__epi1. */
 #if QK_X86
 QK_TARGET_VNNI size_t qk__epilogue_run_avx512(const qk_epilogue *ep, size_t o, const int32_t *src,
                                               size_t cnt, void *y) {
@@ -332,6 +332,12 @@ QK_TARGET_VNNI size_t qk__epilogue_run_avx512(const qk_epilogue *ep, size_t o, c
     for (; i + 16 <= cnt; i += 16)
         qk__out16(ep, _mm512_loadu_si512((const void *)(src + i)), vbias, vfb, vsc, flo, fhi, vzp,
                   0xFFFF, (char *)y + i * osz);
+    if (i < cnt) { /* the tail, with masked loads and stores (masked-off lanes are not accessed) */
+        const __mmask16 m = (__mmask16)((1u << (cnt - i)) - 1u);
+        qk__out16(ep, _mm512_maskz_loadu_epi32(m, src + i), vbias, vfb, vsc, flo, fhi, vzp, m,
+                  (char *)y + i * osz);
+        i = cnt;
+    }
     return i;
 }
 #endif
