@@ -1,0 +1,543 @@
+/* conv2d.c -- qk_conv2d: NCHW integer convolution on packed OIHW weights.
+ *
+ * Phase 1: the input is widened once to a zero-padded int16 image of (x - x_zp) (padding taps
+ * then contribute exactly 0, as SPEC section 5 requires).
+ * Phase 2, general groups: the output of each (image, group) is cut into tiles of up to 16
+ * consecutive pixels of one output row. A job builds the im2col^T panels of up to 4 tiles
+ * ([k2/2][16][2] int16, the vector side of the 6 x 16 micro-kernel), then runs every block of 6
+ * output channels of the group (the weights are the broadcast side) and writes NCHW directly.
+ * Phase 2, one input channel per group (depthwise, any channel multiplier): a direct kernel per
+ * output row.
+ * Every output element is computed the same way whatever the thread split.
+ */
+#include "gemm/gemm_internal.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if QK_X86
+#include <immintrin.h>
+#endif
+
+enum { QK__CONV_TILES = 4, QK__SLACK = 192 };
+
+typedef struct {
+    const qk_conv2d_shape *s;
+    const qk_packed_weights *w;
+    const void *x;
+    qk_dtype xt;
+    int32_t xzp;
+    const qk_epilogue *ep;
+    void *y;
+    int16_t *xp;   /* padded image, batch x in_c x hp x wp (+ slack) */
+    size_t hp, wp, oh, ow, cpg, ocg, tiles_per_row, tiles, jobs_per_group;
+    int flat; /* 8-bit path, ow >= 8: tiles are 16 consecutive NCHW pixels, across rows */
+    qk_gemm_ukernel uk;
+    qk_dw_plane_kernel dw;
+    /* 8-bit path (w->vnni): padded u8 image (int8 activations + 128; padding = xz8) */
+    uint8_t *xp8;
+    int32_t xz8;
+    uint32_t *corr;
+    qk_gemm_s8u8_ukernel uk8;
+    size_t *koff;     /* k entries: offset of tap k (channel, row, column) in a group's image */
+    _Atomic int status;
+} qk__conv_ctx;
+
+#if QK_X86
+QK_TARGET_AVX2 static size_t qk__widen_row_avx2(const void *src, qk_dtype xt, int32_t zp, size_t n,
+                                                int16_t *d) {
+    const __m256i vzp = _mm256_set1_epi16((int16_t)zp);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)((const uint8_t *)src + i));
+        const __m256i w = xt == QK_DT_U8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v);
+        _mm256_storeu_si256((__m256i *)(d + i), _mm256_sub_epi16(w, vzp));
+    }
+    return i;
+}
+#endif
+
+#if QK_X86
+QK_TARGET_AVX2 static void qk__widen_row_over_avx2(const void *src, qk_dtype xt, int32_t zp,
+                                                   size_t n, int16_t *d) {
+    const __m256i vzp = _mm256_set1_epi16((int16_t)zp);
+    for (size_t i = 0; i < n; i += 16) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)((const uint8_t *)src + i));
+        const __m256i w = xt == QK_DT_U8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v);
+        _mm256_storeu_si256((__m256i *)(d + i), _mm256_sub_epi16(w, vzp));
+    }
+}
+#endif
+
+/* ---- phase 1: padded int16 image ---------------------------------------------------------- */
+/* One row: d[i] = x[i] - zp for n elements (u8 or s8 source). */
+static void qk__widen_row(const void *src, qk_dtype xt, int32_t zp, size_t n, int16_t *d) {
+    size_t i = 0;
+#if QK_X86
+    if (qk__use_avx2()) i = qk__widen_row_avx2(src, xt, zp, n, d);
+#endif
+    if (xt == QK_DT_U8) {
+        const uint8_t *s8 = (const uint8_t *)src;
+        for (; i < n; i++) d[i] = (int16_t)((int32_t)s8[i] - zp);
+    } else {
+        const int8_t *s8 = (const int8_t *)src;
+        for (; i < n; i++) d[i] = (int16_t)((int32_t)s8[i] - zp);
+    }
+}
+
+static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
+    qk__conv_ctx *c = (qk__conv_ctx *)vctx;
+    const qk_conv2d_shape *s = c->s;
+    const size_t plane = c->hp * c->wp;
+    for (size_t j = j0; j < j1; j++) { /* j = b * in_c + ch */
+        int16_t *d = c->xp + j * plane;
+        const uint8_t *src = (const uint8_t *)c->x + j * s->in_h * s->in_w;
+        for (size_t h = 0; h < s->in_h; h++) {
+            int16_t *dr = d + (h + s->pad_top) * c->wp + s->pad_left;
+#if QK_X86
+            /* Whole 16-element blocks when they stay inside this plane, both in the input and
+             * in the padded image: they may read up to 15 bytes of the following input rows and
+             * write up to 15 elements after the row (later rows and padding, written after). */
+            const size_t w16 = (s->in_w + 15) & ~(size_t)15;
+            if (qk__use_avx2() && h * s->in_w + w16 <= s->in_h * s->in_w &&
+                (size_t)(dr - d) + w16 <= (s->pad_top + h + 1) * c->wp + s->pad_left + s->in_w &&
+                (size_t)(dr - d) + w16 <= plane && h + 1 < s->in_h) {
+                qk__widen_row_over_avx2(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
+                continue;
+            }
+#endif
+            qk__widen_row(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
+        }
+        /* padding last: it overwrites what the 16-element blocks spilled */
+        memset(d, 0, s->pad_top * c->wp * sizeof(int16_t));
+        memset(d + (s->pad_top + s->in_h) * c->wp, 0, s->pad_bottom * c->wp * sizeof(int16_t));
+        for (size_t h = 0; h < s->in_h; h++) {
+            int16_t *dr = d + (h + s->pad_top) * c->wp;
+            for (size_t i = 0; i < s->pad_left; i++) dr[i] = 0;
+            for (size_t i = s->pad_left + s->in_w; i < c->wp; i++) dr[i] = 0;
+        }
+    }
+}
+
+static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
+    qk__conv_ctx *c = (qk__conv_ctx *)vctx;
+    const qk_conv2d_shape *s = c->s;
+    const size_t plane = c->hp * c->wp;
+    const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
+    const uint64_t flip8 = flip * UINT64_C(0x0101010101010101);
+    for (size_t j = j0; j < j1; j++) {
+        uint8_t *d = c->xp8 + j * plane;
+        memset(d, c->xz8, s->pad_top * c->wp);
+        memset(d + (s->pad_top + s->in_h) * c->wp, c->xz8, s->pad_bottom * c->wp);
+        for (size_t h = 0; h < s->in_h; h++) {
+            uint8_t *row = d + (h + s->pad_top) * c->wp;
+            memset(row, c->xz8, s->pad_left);
+            memset(row + s->pad_left + s->in_w, c->xz8, s->pad_right);
+            uint8_t *dr = row + s->pad_left;
+            const uint8_t *src = (const uint8_t *)c->x + (j * s->in_h + h) * s->in_w;
+            if (!flip) {
+                memcpy(dr, src, s->in_w);
+                continue;
+            }
+            size_t i = 0;
+            for (; i + 8 <= s->in_w; i += 8) { /* int8 activations: + 128 is a flip of bit 7 */
+                uint64_t v;
+                memcpy(&v, src + i, 8);
+                v ^= flip8;
+                memcpy(dr + i, &v, 8);
+            }
+            for (; i < s->in_w; i++) dr[i] = (uint8_t)(src[i] ^ flip);
+        }
+    }
+}
+
+/* ---- phase 2a: im2col^T panel of one tile -------------------------------------------------- */
+/* src: the padded plane of the group's first channel; base: offset of the tile's first pixel
+ * (oh * stride_h * wp + ow0 * stride_w); cnt valid pixels. */
+static void qk__build_panel_scalar(const qk__conv_ctx *c, const int16_t *src, size_t base,
+                                   size_t cnt, int16_t *panel) {
+    const size_t k = c->w->k, sw = c->s->stride_w;
+    for (size_t kk = 0; kk < k; kk++) {
+        const int16_t *p = src + c->koff[kk] + base;
+        int16_t *d = panel + (kk / 2) * 2 * QK_GEMM_NR + (kk & 1);
+        size_t i = 0;
+        for (; i < cnt; i++) d[2 * i] = p[i * sw];
+        for (; i < QK_GEMM_NR; i++) d[2 * i] = 0;
+    }
+    if (k & 1) {
+        int16_t *d = panel + (k / 2) * 2 * QK_GEMM_NR + 1;
+        for (size_t i = 0; i < QK_GEMM_NR; i++) d[2 * i] = 0;
+    }
+}
+
+#if QK_X86
+/* Loads the 16 int16 of one k row for the tile (stride 1 or 2); lanes >= cnt are garbage that
+ * only reaches output columns that are never stored. */
+QK_TARGET_AVX2 static inline __m256i qk__tile_row(const int16_t *p, size_t stride_w) {
+    if (stride_w == 1) return _mm256_loadu_si256((const __m256i *)p);
+    const __m256i m = _mm256_set1_epi32(0xFFFF);
+    const __m256i v0 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), m);
+    const __m256i v1 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(p + 16)), m);
+    return _mm256_permute4x64_epi64(_mm256_packus_epi32(v0, v1), 0xD8);
+}
+
+QK_TARGET_AVX2 static void qk__build_panel_avx2(const qk__conv_ctx *c, const int16_t *src,
+                                                size_t base, int16_t *panel) {
+    const size_t k = c->w->k, sw = c->s->stride_w;
+    const __m256i zero = _mm256_setzero_si256();
+    for (size_t kk = 0; kk < k; kk += 2) {
+        const __m256i v0 = qk__tile_row(src + c->koff[kk] + base, sw);
+        const __m256i v1 = kk + 1 < k ? qk__tile_row(src + c->koff[kk + 1] + base, sw) : zero;
+        const __m256i lo = _mm256_unpacklo_epi16(v0, v1), hi = _mm256_unpackhi_epi16(v0, v1);
+        _mm256_storeu_si256((__m256i *)(panel + kk * QK_GEMM_NR),
+                            _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256((__m256i *)(panel + kk * QK_GEMM_NR + 16),
+                            _mm256_permute2x128_si256(lo, hi, 0x31));
+    }
+}
+#endif
+
+/* The lanes of one tile: up to QK__SEGS runs of consecutive lanes on one output row each. Lane
+ * i of run r (i >= start[r]) reads the image at base[r] + i * stride_w. */
+enum { QK__SEGS = 4 };
+typedef struct {
+    size_t n, start[QK__SEGS], base[QK__SEGS];
+} qk__segs;
+
+/* 8-bit panel [k4/4][16][4] u8 of one tile; k rows past k are zero; lanes >= cnt are zero
+ * (scalar) or don't-care (SIMD). Lane i reads the image at off[i] (+ the tap's offset). */
+static void qk__build_panel8_scalar(const qk__conv_ctx *c, const uint8_t *src, const size_t *off,
+                                    size_t cnt, uint8_t *panel) {
+    const size_t k = c->w->k;
+    for (size_t kk = 0; kk < c->w->k4; kk++) {
+        uint8_t *d = panel + (kk / 4) * 64 + (kk & 3);
+        size_t i = 0;
+        if (kk < k) {
+            const uint8_t *p = src + c->koff[kk];
+            for (; i < cnt; i++) d[4 * i] = p[off[i]];
+        }
+        for (; i < QK_GEMM_NR; i++) d[4 * i] = 0;
+    }
+}
+
+#if QK_X86
+QK_TARGET_AVX2 static inline __m128i qk__tile_row8(const uint8_t *p, size_t stride_w) {
+    if (stride_w == 1) return _mm_loadu_si128((const __m128i *)p);
+    const __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), _mm256_set1_epi16(0xFF));
+    return _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+QK_TARGET_AVX2 static void qk__build_panel8_avx2(const qk__conv_ctx *c, const uint8_t *src,
+                                                 const qk__segs *g, uint8_t *panel) {
+    const size_t k = c->w->k, sw = c->s->stride_w;
+    const __m128i lane = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m128i later[QK__SEGS];  /* lanes of run r and after */
+    for (size_t r = 1; r < g->n; r++)
+        later[r] = _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[r] - 1)));
+    for (size_t kk = 0; kk < c->w->k4; kk += 4) {
+        __m128i v[4];
+        for (size_t q = 0; q < 4; q++) {
+            if (kk + q < k) {
+                const uint8_t *p = src + c->koff[kk + q];
+                v[q] = qk__tile_row8(p + g->base[0], sw);
+                for (size_t r = 1; r < g->n; r++)
+                    v[q] = _mm_blendv_epi8(v[q], qk__tile_row8(p + g->base[r], sw), later[r]);
+            } else {
+                v[q] = _mm_setzero_si128();
+            }
+        }
+        const __m128i a = _mm_unpacklo_epi8(v[0], v[1]), a2 = _mm_unpackhi_epi8(v[0], v[1]);
+        const __m128i b = _mm_unpacklo_epi8(v[2], v[3]), b2 = _mm_unpackhi_epi8(v[2], v[3]);
+        __m128i *d = (__m128i *)(panel + kk * 16);
+        _mm_storeu_si128(d, _mm_unpacklo_epi16(a, b));
+        _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(a, b));
+        _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(a2, b2));
+        _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(a2, b2));
+    }
+}
+#endif
+
+#if QK_X86
+/* The runs of a tile of cnt pixels starting at output row oh, column ow0. Returns 0 when a run's
+ * base would be negative or there are too many runs (the caller then builds the tile lane by
+ * lane). */
+static int qk__tile_segs(const qk__conv_ctx *c, size_t oh, size_t ow0, size_t cnt, qk__segs *g) {
+    const qk_conv2d_shape *s = c->s;
+    g->n = 0;
+    size_t i = 0, row = oh, col = ow0;
+    while (i < cnt) {
+        if (g->n == QK__SEGS) return 0;
+        const size_t run = c->ow - col < cnt - i ? c->ow - col : cnt - i;
+        const size_t pos = row * s->stride_h * c->wp + col * s->stride_w;
+        if (pos < i * s->stride_w) return 0;
+        g->start[g->n] = i;
+        g->base[g->n] = pos - i * s->stride_w;
+        g->n++;
+        i += run;
+        row++;
+        col = 0;
+    }
+    return 1;
+}
+#endif
+
+static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
+    const qk_conv2d_shape *s = c->s;
+    const qk_packed_weights *w = c->w;
+    const size_t k4 = w->k4, n = w->n, osz = qk__dtype_size(c->ep->out_type);
+    const size_t plane = c->hp * c->wp, opix = c->oh * c->ow;
+    uint8_t *panels = (uint8_t *)malloc(QK__CONV_TILES * k4 * QK_GEMM_NR);
+    if (panels == NULL) {
+        atomic_store(&c->status, QK_ERR_NOMEM);
+        return;
+    }
+    int32_t tile[QK_VNNI_MR * QK_GEMM_NR];
+    uint32_t pixsum[QK__CONV_TILES][QK_GEMM_NR];
+#if QK_X86
+    const int simd = qk__use_avx2() && (s->stride_w == 1 || s->stride_w == 2);
+#endif
+    for (size_t j = j0; j < j1; j++) {
+        const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group;
+        const size_t b = bg / w->groups, g = bg % w->groups;
+        const uint8_t *src = c->xp8 + (b * s->in_c + g * c->cpg) * plane;
+        const size_t t0 = tj * QK__CONV_TILES;
+        const size_t nt = c->tiles - t0 < QK__CONV_TILES ? c->tiles - t0 : QK__CONV_TILES;
+        size_t pix0[QK__CONV_TILES], cnt[QK__CONV_TILES];
+        for (size_t t = 0; t < nt; t++) {
+            size_t oh, ow0;
+            if (c->flat) {
+                pix0[t] = (t0 + t) * QK_GEMM_NR;
+                cnt[t] = opix - pix0[t] < QK_GEMM_NR ? opix - pix0[t] : QK_GEMM_NR;
+                oh = pix0[t] / c->ow;
+                ow0 = pix0[t] % c->ow;
+            } else {
+                oh = (t0 + t) / c->tiles_per_row;
+                ow0 = ((t0 + t) % c->tiles_per_row) * QK_GEMM_NR;
+                cnt[t] = c->ow - ow0 < QK_GEMM_NR ? c->ow - ow0 : QK_GEMM_NR;
+                pix0[t] = oh * c->ow + ow0;
+            }
+            uint8_t *panel = panels + t * k4 * QK_GEMM_NR;
+            (void)oh;
+            (void)ow0;
+#if QK_X86
+            qk__segs segs;
+            if (simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs)) {
+                qk__build_panel8_avx2(c, src, &segs, panel);
+            } else
+#endif
+            {
+                size_t off[QK_GEMM_NR];
+                for (size_t i = 0; i < cnt[t]; i++) {
+                    const size_t q = pix0[t] + i;
+                    off[i] = (q / c->ow) * s->stride_h * c->wp + (q % c->ow) * s->stride_w;
+                }
+                qk__build_panel8_scalar(c, src, off, cnt[t], panel);
+            }
+            if (w->any_wzp8) {
+                for (size_t i = 0; i < QK_GEMM_NR; i++) pixsum[t][i] = 0;
+                for (size_t q = 0; q < k4 / 4; q++)
+                    for (size_t i = 0; i < QK_GEMM_NR; i++) {
+                        uint32_t v; /* four u8 of one pixel: sum the bytes pairwise */
+                        memcpy(&v, panel + q * 64 + 4 * i, 4);
+                        v = (v & 0x00FF00FFu) + ((v >> 8) & 0x00FF00FFu);
+                        pixsum[t][i] += (v & 0xFFFFu) + (v >> 16);
+                    }
+            }
+        }
+        for (size_t ob = 0; ob < c->ocg; ob += QK_VNNI_MR) {
+            const size_t mr = c->ocg - ob < QK_VNNI_MR ? c->ocg - ob : QK_VNNI_MR;
+            const size_t o0 = g * c->ocg + ob;
+            for (size_t t = 0; t < nt; t++) {
+                c->uk8(k4 / 4, w->data8 + (g * w->nblk + ob / QK_VNNI_MR) * QK_VNNI_MR * k4,
+                       panels + t * k4 * QK_GEMM_NR, tile);
+                char *yp = (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz;
+                if (qk__tile_out_conv(c->ep, w, c->corr, w->any_wzp8 ? pixsum[t] : NULL, o0, cnt[t],
+                                      tile, mr, yp, opix * osz) != QK_OK)
+                    atomic_store(&c->status, QK_ERR_OVERFLOW);
+            }
+        }
+    }
+    free(panels);
+}
+
+static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
+    qk__conv_ctx *c = (qk__conv_ctx *)vctx;
+    if (c->w->vnni) {
+        qk__conv_jobs8(c, j0, j1);
+        return;
+    }
+    const qk_conv2d_shape *s = c->s;
+    const qk_packed_weights *w = c->w;
+    const size_t k2 = w->k2, n = w->n, osz = qk__dtype_size(c->ep->out_type);
+    const size_t plane = c->hp * c->wp, opix = c->oh * c->ow;
+    int16_t *panels = (int16_t *)malloc(QK__CONV_TILES * k2 * QK_GEMM_NR * sizeof(int16_t));
+    if (panels == NULL) {
+        atomic_store(&c->status, QK_ERR_NOMEM);
+        return;
+    }
+    int32_t tile[QK_GEMM_MR * QK_GEMM_NR];
+#if QK_X86
+    const int simd = qk__use_avx2() && (s->stride_w == 1 || s->stride_w == 2);
+#endif
+    for (size_t j = j0; j < j1; j++) {
+        const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group;
+        const size_t b = bg / w->groups, g = bg % w->groups;
+        const int16_t *src = c->xp + (b * s->in_c + g * c->cpg) * plane;
+        const size_t t0 = tj * QK__CONV_TILES;
+        const size_t nt = c->tiles - t0 < QK__CONV_TILES ? c->tiles - t0 : QK__CONV_TILES;
+        size_t pix0[QK__CONV_TILES], cnt[QK__CONV_TILES];
+        for (size_t t = 0; t < nt; t++) {
+            const size_t oh = (t0 + t) / c->tiles_per_row;
+            const size_t ow0 = ((t0 + t) % c->tiles_per_row) * QK_GEMM_NR;
+            cnt[t] = c->ow - ow0 < QK_GEMM_NR ? c->ow - ow0 : QK_GEMM_NR;
+            pix0[t] = oh * c->ow + ow0;
+            const size_t base = oh * s->stride_h * c->wp + ow0 * s->stride_w;
+            int16_t *panel = panels + t * k2 * QK_GEMM_NR;
+#if QK_X86
+            if (simd) {
+                qk__build_panel_avx2(c, src, base, panel);
+                continue;
+            }
+#endif
+            qk__build_panel_scalar(c, src, base, cnt[t], panel);
+        }
+        for (size_t ob = 0; ob < c->ocg; ob += QK_GEMM_MR) {
+            const size_t mr = c->ocg - ob < QK_GEMM_MR ? c->ocg - ob : QK_GEMM_MR;
+            const size_t o0 = g * c->ocg + ob;
+            for (size_t t = 0; t < nt; t++) {
+                c->uk(mr, k2 / 2, w->data + o0 * k2, k2, panels + t * k2 * QK_GEMM_NR, tile);
+                for (size_t r = 0; r < mr; r++) {
+                    char *yp = (char *)c->y + ((b * n + o0 + r) * opix + pix0[t]) * osz;
+                    if (qk__epilogue_run(c->ep, o0 + r, tile + r * QK_GEMM_NR, cnt[t], yp) !=
+                        QK_OK)
+                        atomic_store(&c->status, QK_ERR_OVERFLOW);
+                }
+            }
+        }
+    }
+    free(panels);
+}
+
+/* ---- phase 2b: one input channel per group (depthwise) ------------------------------------ */
+static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
+    qk__conv_ctx *c = (qk__conv_ctx *)vctx;
+    const qk_conv2d_shape *s = c->s;
+    const qk_packed_weights *w = c->w;
+    const size_t n = w->n, osz = qk__dtype_size(c->ep->out_type), plane = c->hp * c->wp;
+    const size_t opix = c->oh * c->ow;
+    int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
+    if (acc == NULL) {
+        atomic_store(&c->status, QK_ERR_NOMEM);
+        return;
+    }
+    for (size_t j = j0; j < j1; j++) { /* j = b * n + o */
+        const size_t b = j / n, o = j % n, ch = o / c->ocg;
+        c->dw(c->xp + (b * s->in_c + ch) * plane, c->wp, w->data + o * w->k2, w->kh, w->kw,
+              s->stride_h, s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, acc);
+        if (qk__epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) != QK_OK)
+            atomic_store(&c->status, QK_ERR_OVERFLOW);
+    }
+    free(acc);
+}
+
+qk_status qk_conv2d_out_size(const qk_conv2d_shape *s, const qk_packed_weights *w,
+                             size_t *out_h, size_t *out_w) {
+    if (s == NULL || w == NULL || w->kind != QK__PACK_CONV || out_h == NULL || out_w == NULL)
+        return QK_ERR_ARG;
+    if (s->stride_h == 0 || s->stride_w == 0 || s->dil_h == 0 || s->dil_w == 0) return QK_ERR_ARG;
+    if (s->in_c != w->groups * (w->k / (w->kh * w->kw))) return QK_ERR_ARG;
+    if (s->in_h == 0 || s->in_w == 0) return QK_ERR_ARG;
+    const size_t hp = s->in_h + s->pad_top + s->pad_bottom, wp = s->in_w + s->pad_left + s->pad_right;
+    const size_t eh = s->dil_h * (w->kh - 1) + 1, ew = s->dil_w * (w->kw - 1) + 1;
+    if (eh > hp || ew > wp) return QK_ERR_ARG;
+    *out_h = (hp - eh) / s->stride_h + 1;
+    *out_w = (wp - ew) / s->stride_w + 1;
+    return QK_OK;
+}
+
+qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
+                    qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
+                    int threads) {
+    size_t oh = 0, ow = 0;
+    qk_status st = qk_conv2d_out_size(s, w, &oh, &ow);
+    if (st != QK_OK) return st;
+    st = qk__epilogue_check(ep, w->n);
+    if (st != QK_OK) return st;
+    st = qk__bound_check(w, x_type, x_zero_point, ep);
+    if (st != QK_OK) return st;
+    if (s->batch == 0) return QK_OK;
+    if (x == NULL || y == NULL) return QK_ERR_ARG;
+    qk__conv_ctx c;
+    memset(&c, 0, sizeof c);
+    c.s = s;
+    c.w = w;
+    c.x = x;
+    c.xt = x_type;
+    c.xzp = x_zero_point;
+    c.ep = ep;
+    c.y = y;
+    c.hp = s->in_h + s->pad_top + s->pad_bottom;
+    c.wp = s->in_w + s->pad_left + s->pad_right;
+    c.oh = oh;
+    c.ow = ow;
+    c.cpg = s->in_c / w->groups;
+    c.ocg = w->n / w->groups;
+    c.uk = qk__gemm_ukernel();
+    c.dw = qk__dw_plane_kernel();
+    atomic_init(&c.status, QK_OK);
+    const size_t img = s->batch * s->in_c * c.hp * c.wp;
+    if (c.cpg > 1) {
+        const size_t taps = w->kh * w->kw;
+        c.koff = (size_t *)malloc(w->k * sizeof(size_t));
+        if (c.koff == NULL) return QK_ERR_NOMEM;
+        for (size_t kk = 0; kk < w->k; kk++) {
+            const size_t ch = kk / taps, t = kk % taps;
+            c.koff[kk] = ch * c.hp * c.wp + (t / w->kw) * s->dil_h * c.wp + (t % w->kw) * s->dil_w;
+        }
+    }
+    if (w->vnni) {
+        c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
+        c.uk8 = qk__gemm_s8u8_ukernel();
+        c.corr = qk__zp_correction(w, c.xz8);
+        c.xp8 = (uint8_t *)malloc(img + QK__SLACK);
+        if (c.corr == NULL || c.xp8 == NULL) {
+            free(c.corr);
+            free(c.xp8);
+            free(c.koff);
+            return QK_ERR_NOMEM;
+        }
+        memset(c.xp8 + img, 0, QK__SLACK);
+        qk__parallel(s->batch * s->in_c, threads, qk__pad_planes8, &c);
+        c.tiles_per_row = (ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
+        c.tiles = oh * c.tiles_per_row;
+        if (ow >= 8) { /* a tile then spans at most 3 output rows (runs) */
+            c.flat = 1;
+            c.tiles = (oh * ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
+        }
+        c.jobs_per_group = (c.tiles + QK__CONV_TILES - 1) / QK__CONV_TILES;
+        qk__parallel(s->batch * w->groups * c.jobs_per_group, threads, qk__conv_jobs, &c);
+        free(c.corr);
+        free(c.xp8);
+        free(c.koff);
+        return (qk_status)atomic_load(&c.status);
+    }
+    c.xp = (int16_t *)malloc((img + QK__SLACK) * sizeof(int16_t));
+    if (c.xp == NULL) {
+        free(c.koff);
+        return QK_ERR_NOMEM;
+    }
+    memset(c.xp + img, 0, QK__SLACK * sizeof(int16_t));
+    qk__parallel(s->batch * s->in_c, threads, qk__pad_planes, &c);
+    if (c.cpg == 1) {
+        qk__parallel(s->batch * w->n, threads, qk__dw_jobs, &c);
+    } else {
+        c.tiles_per_row = (ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
+        c.tiles = oh * c.tiles_per_row;
+        c.jobs_per_group = (c.tiles + QK__CONV_TILES - 1) / QK__CONV_TILES;
+        qk__parallel(s->batch * w->groups * c.jobs_per_group, threads, qk__conv_jobs, &c);
+    }
+    free(c.xp);
+    free(c.koff);
+    return (qk_status)atomic_load(&c.status);
+}

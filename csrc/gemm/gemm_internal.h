@@ -1,0 +1,140 @@
+/* gemm_internal.h -- shared by the GEMM, linear and conv files; not installed, not public.
+ *
+ * The integer GEMM works on int16 operands: every u8/s8 value minus its zero point lies in
+ * [-255, 255], so one vpmaddwd (int16 x int16 -> pairs summed in int32) is exact, and the int32
+ * accumulators are exact too as long as the worst-case bound checked before the run fits. Sums
+ * are carried in uint32 (two's-complement wrap, defined in C) so that the scalar twin gives the
+ * same bits as the SIMD kernel even in the explicit wrap mode.
+ *
+ * Operands of the micro-kernel (MR x NR = 6 x 16):
+ *   A ("broadcast" side): MR rows, row-major int16, K padded to an even K2 with zeros; row r
+ *     starts at a + r * lda. Rows >= mr are never read (row mr-1 is reused).
+ *   B ("vector" side): one panel of 16 columns, [K2/2][16][2] int16 (pairs of k interleaved).
+ *   C: a 6 x 16 int32 tile (row-major, 16 a row), every element written.
+ */
+#ifndef QKERNELS_GEMM_INTERNAL_H
+#define QKERNELS_GEMM_INTERNAL_H
+
+#include "internal.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QK_GEMM_MR 6
+#define QK_GEMM_NR 16
+
+typedef void (*qk_gemm_ukernel)(size_t mr, size_t kp, const int16_t *a, size_t lda,
+                                const int16_t *b, int32_t *c);
+
+void qk_gemm_s16_6x16__scalar(size_t mr, size_t kp, const int16_t *a, size_t lda,
+                              const int16_t *b, int32_t *c);
+#if QK_X86
+void qk_gemm_s16_6x16__avx2(size_t mr, size_t kp, const int16_t *a, size_t lda,
+                            const int16_t *b, int32_t *c);
+#endif
+/* The micro-kernel chosen for this process (AVX2 or scalar, see qk_isa()). */
+qk_gemm_ukernel qk__gemm_ukernel(void);
+
+/* Depthwise direct kernel: one output plane (oh x ow) of one channel.
+ *   x: the padded int16 (x - x_zp) plane of the input channel, row pitch wp (with slack after
+ *      it, see ukernel.c); w: kh*kw int16 (w - w_zp) taps; out: oh*ow int32 raw sums. */
+typedef void (*qk_dw_plane_kernel)(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
+                                   size_t kw, size_t stride_h, size_t stride_w, size_t dil_h,
+                                   size_t dil_w, size_t oh, size_t ow, int32_t *out);
+void qk_dw_plane__scalar(const int16_t *x, size_t wp, const int16_t *w, size_t kh, size_t kw,
+                         size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
+                         size_t ow, int32_t *out);
+#if QK_X86
+void qk_dw_plane__avx2(const int16_t *x, size_t wp, const int16_t *w, size_t kh, size_t kw,
+                       size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
+                       size_t ow, int32_t *out);
+#endif
+#if QK_X86
+/* AVX-512BW twin (vnni.c), used when the 8-bit path is on. */
+void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16_t *w, size_t kh, size_t kw,
+                         size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
+                         size_t ow, int32_t *out);
+#endif
+qk_dw_plane_kernel qk__dw_plane_kernel(void);
+#if QK_X86
+/* AVX-512 part of qk__epilogue_run (vnni.c): elements done (cnt, or 0 for schemes it skips). */
+size_t qk__epilogue_run_avx512(const qk_epilogue *ep, size_t o, const int32_t *src, size_t cnt,
+                               void *y);
+#endif
+
+/* 8-bit path (AVX512-VNNI and its scalar twins, vnni.c): 12 x 16 tiles over raw u8 x s8. */
+#define QK_VNNI_MR 12
+/* a: a block [kq][12][4] (12 rows interleaved by quads of k; rows past the data are zero),
+ * b: a panel [kq][16][4]; c: the full 12 x 16 int32 tile. */
+typedef void (*qk_gemm_u8s8_ukernel)(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
+typedef void (*qk_gemm_s8u8_ukernel)(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+void qk_gemm_u8s8_12x16__scalar(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
+void qk_gemm_s8u8_12x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+#if QK_X86
+void qk_gemm_u8s8_12x16__avx512vnni(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
+void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+#endif
+/* 1 when the AVX2 path is chosen and the CPU has AVX512F/BW/VNNI, unless QKERNELS_SIMD=avx2
+ * (chosen once, like qk_isa()). Weights packed while it is 1 use the 8-bit layout. */
+int qk__use_vnni(void);
+qk_gemm_u8s8_ukernel qk__gemm_u8s8_ukernel(void);
+qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(void);
+/* Per channel, modulo 2^32: k * xz8 * wzp8[o] - xz8 * colsum[o] (malloc'd, NULL on failure). The
+ * exact sum is then S + corr[o] - wzp8[o] * sum_k x8 (see vnni.c). */
+uint32_t *qk__zp_correction(const qk_packed_weights *w, int32_t xz8);
+/* 8-bit tiles to output: v = raw + corr[o] - wzp8[o] * xsum (mod 2^32), then the epilogue.
+ * Linear: rows = rows of x (rowsum[r]), columns = channels o0 .. o0+cols-1, y rows ystride bytes
+ * apart. Conv: rows = channels o0 + r, columns = cnt pixels (pixsum[i], or NULL when every
+ * wzp8 is 0), y rows (channels) ystride bytes apart. AVX-512 when the 8-bit path is on. */
+qk_status qk__tile_out_linear(const qk_epilogue *ep, const qk_packed_weights *w,
+                              const uint32_t *corr, const uint32_t *rowsum, size_t o0,
+                              size_t cols, int32_t *tile, size_t mr, char *y, size_t ystride);
+qk_status qk__tile_out_conv(const qk_epilogue *ep, const qk_packed_weights *w,
+                            const uint32_t *corr, const uint32_t *pixsum, size_t o0, size_t cnt,
+                            int32_t *tile, size_t mr, char *y, size_t ystride);
+
+/* The packed weights (opaque in the public header). */
+enum { QK__PACK_LINEAR = 1, QK__PACK_CONV = 2 };
+struct qk_packed_weights {
+    int kind;          /* QK__PACK_LINEAR or QK__PACK_CONV */
+    qk_dtype w_type;   /* QK_DT_U8 or QK_DT_S8 */
+    size_t n;          /* output channels (all groups) */
+    size_t k;          /* reduction length per output channel */
+    size_t k2;         /* k rounded up to even */
+    size_t groups, kh, kw; /* conv only (linear: 1, 1, 1) */
+    int16_t *data;     /* (vnni == 0) linear: ceil(n/16) panels [k2/2][16][2]; conv: n rows of k2;
+                          depthwise conv (1 input channel a group) always uses this layout */
+    int64_t *abs_sum;  /* n: sum_k |w - w_zp|, for the accumulator bound */
+    int32_t *w_zp;     /* n */
+    /* 8-bit layout (vnni == 1): weights w8 = w (s8) or w - 128 (u8), zero points wzp8 likewise */
+    int vnni;
+    size_t k4;         /* k rounded up to a multiple of 4 */
+    int8_t *data8;     /* linear: ceil(n/16) panels [k4/4][16][4]; conv: per group ceil(ocg/12)
+                          blocks [k4/4][12][4] (rows past ocg zero) */
+    size_t nblk;       /* conv, 8-bit: blocks of 12 output channels per group */
+    int32_t *colsum;   /* n: sum_k w8[o,k] */
+    int32_t *wzp8;     /* n */
+    int any_wzp8;      /* some wzp8 != 0 (the activation-sum term is needed) */
+};
+
+/* Threads: run fn(ctx, j0, j1) over [0, njobs) split into `threads` contiguous ranges.
+ * Returns QK_ERR_NOMEM when a thread could not be started (the work is then done inline). */
+typedef void (*qk__job_fn)(void *ctx, size_t j0, size_t j1);
+void qk__parallel(size_t njobs, int threads, qk__job_fn fn, void *ctx);
+
+/* Epilogue: validated per-call requantization of raw int32 sums. */
+qk_status qk__epilogue_check(const qk_epilogue *ep, size_t n);
+/* The bound check: max |x - x_zp| * abs_sum[o] + |bias[o]| <= INT32_MAX for every o. */
+qk_status qk__bound_check(const qk_packed_weights *w, qk_dtype x_type, int32_t x_zp,
+                          const qk_epilogue *ep);
+/* Apply the epilogue to `cnt` raw sums of output channel o (src) and store them contiguously at
+ * y (elements of ep->out_type). Returns QK_ERR_OVERFLOW on a double-round left shift overflow
+ * (strict mode), else QK_OK. AVX2 for the fp32 / int32 schemes, same bits as the scalar loop. */
+qk_status qk__epilogue_run(const qk_epilogue *ep, size_t o, const int32_t *src, size_t cnt,
+                           void *y);
+/* Same, for `cnt` consecutive channels o0, o0 + 1, ... */
+qk_status qk__epilogue_channels(const qk_epilogue *ep, size_t o0, const int32_t *src, size_t cnt,
+                                void *y);
+size_t qk__dtype_size(qk_dtype t);
+
+#endif
