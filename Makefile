@@ -14,7 +14,7 @@ CFLAGS_LIB := -std=c11 -O2 -ffp-contract=off -fno-math-errno -Wall -Wextra -Werr
               -Icsrc/include -Icsrc
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g
 
-.PHONY: all venv build test demo lib ctest bench sanitize clean
+.PHONY: all venv build test demo lib ctest bench sanitize clean demo-layernorm
 
 all: build
 
@@ -79,3 +79,10 @@ sanitize: $(STAMP)
 
 clean:
 	rm -rf build qkernels/*.so
+
+# The C example of the PTF / integer LayerNorm pipeline (reads data/quantized/, see make demo-layernorm).
+build/layernorm_golden: csrc/examples/layernorm_golden.c build/libqkernels.a
+	$(CC) $(CFLAGS_LIB) $< -Lbuild -lqkernels -lm -pthread -o $@
+
+demo-layernorm: build build/layernorm_golden
+	$(PY) scripts/demo_layernorm.py

@@ -16,10 +16,16 @@ from ._checks import AccumulatorOverflowError
 from ._config import show_config
 from ._elementwise import (dequantize, fake_quantize, quantize, quantize_multiplier, requantize,
                            requantize_float, requantize_shift)
+from .ptf import (LayerNormParams, PTFParams, layernorm_errors, layernorm_reference,
+                  prepare_layernorm, ptf_calibrate, ptf_dequantize, ptf_layernorm,
+                  ptf_layernorm_stats, ptf_quantize, sqnr_db)
 from .qparams import QParams, choose_qparams
 
 __all__ = [
     "AccumulatorOverflowError", "QParams", "choose_qparams", "dequantize", "fake_quantize",
     "quantize", "quantize_multiplier", "requantize", "requantize_float", "requantize_shift",
     "show_config", "ufuncs",
+    "LayerNormParams", "PTFParams", "layernorm_errors", "layernorm_reference", "prepare_layernorm",
+    "ptf_calibrate", "ptf_dequantize", "ptf_layernorm", "ptf_layernorm_stats", "ptf_quantize",
+    "sqnr_db",
 ]

@@ -211,6 +211,131 @@ int32_t qk_mul_by_quantized_multiplier(int32_t acc, int32_t multiplier, int32_t 
 /* ---- section: integer linear / convolution (issue 3) ---- */
 
 /* ---- section: PTF and integer LayerNorm (issue 4) ---- */
+/*
+ * PTF: power-of-two factor quantization (FQ-ViT, SOLE; SPEC section 6).
+ *
+ * Layout: `tokens` rows of `channels` contiguous elements (row-major, channels last).
+ * One scale `s` and one zero point `zp` for the tensor, and a per-channel exponent alpha[c]:
+ *
+ *   d[c] = fl(s * 2^alpha[c])                       (exact: a power-of-two multiple of s)
+ *   q    = clamp(RNE(fl(x / d[c])) + zp, 0, 255)    uint8; the quotient is a float32 division
+ *   x^   = fl(d[c] * (float)(q - zp))               (dequantize)
+ *   integer-domain value of q: (q - zp) << alpha[c]  (what the LayerNorm kernels use)
+ *
+ * Ranges: s finite and > 0 with every d[c] finite (QK_ERR_SCALE); zp in [0, 255]
+ * (QK_ERR_ZERO_POINT); alpha[c] in [0, QK_PTF_MAX_ALPHA] (QK_ERR_SHIFT); alpha == NULL with
+ * channels > 0, or x/q/y NULL with elements to do: QK_ERR_ARG. Parameters are checked before
+ * anything is written. +inf/-inf saturate to 255/0; a NaN returns QK_ERR_NAN with *bad_index
+ * (flat index, when not NULL) at the first NaN; the elements before it are written.
+ * The seed's sign convention (alpha_seed <= 0, scale S) is the same kernel with
+ * s = S * 2^min(alpha_seed) and alpha = alpha_seed - min(alpha_seed).
+ */
+#define QK_PTF_MAX_ALPHA 7
+qk_status qk_ptf_quantize_f32_u8(const float *x, size_t tokens, size_t channels, float scale,
+                                 const int32_t *alpha, int32_t zero_point, uint8_t *q,
+                                 size_t *bad_index);
+qk_status qk_ptf_dequantize_u8_f32(const uint8_t *q, size_t tokens, size_t channels, float scale,
+                                   const int32_t *alpha, int32_t zero_point, float *y);
+
+/*
+ * Integer LayerNorm over the last axis of PTF-quantized uint8 input (SPEC section 7).
+ * Output: int8 y = clamp(RHU(value / out_scale) + out_zp, out_qmin, out_qmax), where value
+ * approximates gamma * (x - mean) / sqrt(var + eps) + beta.
+ *
+ * Prepare once (all float work, double precision), then run the integer-only kernel:
+ *
+ *   qk_layernorm_prepare(p, method, channels, in_scale, alpha, in_zp, gamma, beta, eps,
+ *                        out_scale, out_zp, gamma_buf, beta_buf, alpha_buf)
+ *     method: QK_LAYERNORM_EXACT, QK_LAYERNORM_SOLE_ROUND, QK_LAYERNORM_SOLE_TRUNCATE.
+ *     channels in [1, QK_LAYERNORM_MAX_CHANNELS]; alpha/in_zp/in_scale as PTF above;
+ *     gamma, beta: `channels` finite floats (QK_ERR_ARG otherwise); eps finite and >= 0;
+ *     out_scale finite and > 0; out_zp in [-128, 127]. The caller owns gamma_buf (int32,
+ *     channels), beta_buf (int64, channels) and alpha_buf (uint8, channels); p points into
+ *     them, so they must outlive p. QK_ERR_SCALE when gamma/out_scale or beta/out_scale is too
+ *     large for the fixed-point output stage (|gamma/out_scale| >= 2^30 or
+ *     |beta/out_scale| >= 2^44).
+ *
+ * Shared integer notation, per token (row), C = channels:
+ *   x_i = (q_i - in_zp) << alpha_i             |x_i| < 2^15
+ *   S1  = sum x_i                               int64
+ *   v_i = C * x_i - S1                          |v_i| <= C * 2^16 < 2^31
+ *   E   = RHAZ(eps * C^2 / in_scale^2)          prepared (eps in integer units), int64
+ *   normalized value in Q16:  z_i ~= v_i / sqrt(D) * 2^16 with D from the method
+ *   output stage (both): y_i = clamp(((z_i * G_i + B_i + 2^(F-1)) >> F) + out_zp, qmin, qmax)
+ *     (RHU, arithmetic shift, int64; |z_i * G_i| < 2^54, |B_i| < 2^60, F = 16 + Gf, Gf in
+ *     [0, 40] chosen by prepare as large as the bounds allow)
+ *
+ * QK_LAYERNORM_EXACT:
+ *   S2 = sum x_i^2 (int64), D = C*S2 - S1^2 + E   (= C^2 (var + eps) / s^2, exact)
+ *   j  = floor((61 - bitlen(D)) / 2);  R = isqrt(D << 2j)   (floor; Newton iteration as I-BERT)
+ *   M  = (2^61 + floor(R/2)) / R  (RHU integer division; M in (2^30.5, 2^31.5])
+ *   z_i = RHU(v_i * M >> (45 - j))                  (M / 2^(61-j) is the dyadic 1/sqrt(D))
+ *   G_i = RHAZ(gamma_i / out_scale * 2^Gf), B_i = RHAZ(beta_i / out_scale * 2^(16+Gf))
+ *   D == 0 (a constant row and E == 0): z_i = 0, y_i = beta only.
+ *
+ * QK_LAYERNORM_SOLE_ROUND / _TRUNCATE (SOLE AILayerNorm stages 1-2, ICCAD 2023, Alg. 2):
+ *   a_i = |q_i - in_zp| (0..255), compressed to 4 bits:
+ *     round:    a_i >= 64: c = min((a_i + 8) >> 4, 15), flag 1; else c = min((a_i + 2) >> 2, 15)
+ *     truncate: a_i >= 64: c = a_i >> 4, flag 1;                else c = a_i >> 2
+ *   Ex2 = sum (c^2 << (4 flag)) << (2 alpha_i)      (c^2 from a 16-entry square table)
+ *   E2  = (Ex2 << 4) / C                             (floor: the mean of squares)
+ *   D   = max(E2 * C^2 - S1^2, 0) + E                 (mean is exact: v_i uses S1)
+ *   1/sqrt(D) from a 256-entry table: e = even shift with m = RHU(D >> e) in [64, 255] (or
+ *     e = 0, m = D when D < 256); lut[m] = RHAZ(2^16 / sqrt(m)), lut[0] = 0;
+ *   z_i = RHU(v_i * lut[m] >> (e/2)), then clamped to [-2^24, 2^24] (compression can
+ *   underestimate D; the exact z never reaches the clamp since |v_i| / sqrt(D) <= sqrt(C))
+ *   gamma and beta as int8: gamma_q = RHAZ(gamma / gs) with gs = fl(max|gamma| / 127) (beta
+ *   alike); G_i = gamma_q_i * MG, B_i = beta_q_i * MB, MG = RHAZ(gs / out_scale * 2^Gf),
+ *   MB = RHAZ(bs / out_scale * 2^(16+Gf)).
+ *
+ * qk_layernorm_ptf_u8_s8_exact / _sole(p, q, tokens, y): q is tokens x channels uint8, y is
+ * tokens x channels int8. Integer-only; returns QK_ERR_ARG for a NULL or unprepared p (or the
+ * wrong method for the function), NULL q/y with tokens > 0. No allocation, reentrant.
+ * qk_layernorm_ptf_u8_s8 dispatches on p->method.
+ * qk_layernorm_ptf_stats(p, q, tokens, s1, d): per-token S1 and D (before E is added) of the
+ * method, for test benches and error reports: mean = in_scale * S1 / C,
+ * var = in_scale^2 * D / C^2.
+ */
+#define QK_LAYERNORM_MAX_CHANNELS 32768
+typedef enum qk_layernorm_method {
+    QK_LAYERNORM_EXACT = 0,
+    QK_LAYERNORM_SOLE_ROUND = 1,
+    QK_LAYERNORM_SOLE_TRUNCATE = 2
+} qk_layernorm_method;
+
+typedef struct qk_layernorm_params {
+    int32_t method;           /* qk_layernorm_method */
+    int32_t channels;         /* C */
+    int32_t in_zero_point;    /* 0..255 */
+    int32_t out_zero_point;   /* out_qmin..out_qmax */
+    int32_t out_qmin, out_qmax; /* within int8: -128, 127 by prepare */
+    int32_t shift;            /* F = 16 + Gf */
+    int64_t eps_term;         /* E >= 0 */
+    int64_t gamma_multiplier; /* sole: MG; exact: 1 */
+    int64_t beta_multiplier;  /* sole: MB; exact: 1 */
+    const uint8_t *alpha;     /* channels exponents, 0..QK_PTF_MAX_ALPHA */
+    const int32_t *gamma;     /* exact: G_i; sole: gamma_q_i (int8 values) */
+    const int64_t *beta;      /* exact: B_i; sole: beta_q_i (int8 values) */
+    uint32_t inv_sqrt_lut[256]; /* sole: lut[m] (zeros for exact) */
+    float sole_gamma_scale;   /* sole: gs (1 when gamma is all zero); exact: 0 */
+    float sole_beta_scale;    /* sole: bs; exact: 0 */
+} qk_layernorm_params;
+
+qk_status qk_layernorm_prepare(qk_layernorm_params *p, qk_layernorm_method method,
+                               size_t channels, float in_scale, const int32_t *alpha,
+                               int32_t in_zero_point, const float *gamma, const float *beta,
+                               float eps, float out_scale, int32_t out_zero_point,
+                               int32_t *gamma_buf, int64_t *beta_buf, uint8_t *alpha_buf);
+qk_status qk_layernorm_ptf_u8_s8_exact(const qk_layernorm_params *p, const uint8_t *q,
+                                       size_t tokens, int8_t *y);
+qk_status qk_layernorm_ptf_u8_s8_sole(const qk_layernorm_params *p, const uint8_t *q,
+                                      size_t tokens, int8_t *y);
+qk_status qk_layernorm_ptf_u8_s8(const qk_layernorm_params *p, const uint8_t *q, size_t tokens,
+                                 int8_t *y);
+qk_status qk_layernorm_ptf_stats(const qk_layernorm_params *p, const uint8_t *q, size_t tokens,
+                                 int64_t *s1, int64_t *d);
+/* Floor integer square root (Newton iteration from above, as I-BERT's int_sqrt). */
+uint64_t qk_isqrt_u64(uint64_t n);
 
 #ifdef __cplusplus
 }

@@ -33,5 +33,6 @@ PyMODINIT_FUNC PyInit__core(void) {
         Py_DECREF(m);
         return NULL;
     }
+    if (qk_py_register_ptf(m) < 0) { Py_DECREF(m); return NULL; }
     return m;
 }

@@ -1,0 +1,475 @@
+"""The ``data/quantized/`` text formats (SPEC section 8): what C test benches read.
+
+One number a line, plain ASCII. Files (N vectors of C channels; NNN is the vector index, 3 digits):
+
+============================== ==============================================================
+``global_params.txt``          ``# hidden_dim, num_vectors, global_s, global_zp``, then C, N,
+                               S (``%.10f``), ZP
+``alpha_factors.txt``          a comment, C, then one signed alpha a line (seed convention,
+                               alpha <= 0: the step of channel c is ``S * 2^alpha[c]``)
+``vector_NNN.txt``             a comment, C, one uint8 a line
+``raw_input_vectors/raw_vec_NNN.txt``  C, one float a line (``%.8f``)
+``layernorm_weights.txt``      C, then C gammas and C betas (``%.8f``)
+``gamma_quantized.txt``,       two comment lines, C, scale (``%.10f``), zero point, C int8 values
+``beta_quantized.txt``
+``golden_ref_vecNNN.txt``      a comment, ``Global S:``, ``Global ZP:``, ``ORIGINAL Mean:``,
+                               ``ORIGINAL Variance:``, ``Reconstructed Mean:``,
+                               ``Reconstructed Variance:``, ``Output:``, then C floats (``%.6f``)
+``golden_int_<m>_vecNNN.txt``  a comment, C, one int8 a line: the exact output bits of the
+                               integer LayerNorm method <m> (``exact``, ``sole``, ...)
+``layernorm_int_params.txt``   a comment, then ``key value`` lines: eps, out_scale (``%.9g``,
+                               round-trips float32), out_zero_point, K, sole_rounding, methods
+============================== ==============================================================
+
+Every write is atomic (temp file, then rename), and a rewrite removes the vector files of a
+previous run that had more vectors.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ._atomic import atomic_write_text
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+GLOBAL_PARAMS = "global_params.txt"
+ALPHA_FACTORS = "alpha_factors.txt"
+LAYERNORM_WEIGHTS = "layernorm_weights.txt"
+GAMMA_QUANTIZED = "gamma_quantized.txt"
+BETA_QUANTIZED = "beta_quantized.txt"
+LAYERNORM_INT_PARAMS = "layernorm_int_params.txt"
+RAW_DIR = "raw_input_vectors"
+
+
+class FormatError(ValueError):
+    """A file does not follow the SPEC section 8 format (the message names file and line)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Low-level line readers
+# ---------------------------------------------------------------------------------------------
+class _Lines:
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        try:
+            self.lines = self.path.read_text(encoding="ascii").splitlines()
+        except FileNotFoundError:
+            raise FormatError(f"{self.path}: file not found") from None
+        except UnicodeDecodeError:
+            raise FormatError(f"{self.path}: not an ASCII text file") from None
+        self.i = 0
+
+    def fail(self, what: str) -> FormatError:
+        return FormatError(f"{self.path}:{self.i}: {what}")
+
+    def next(self) -> str:
+        if self.i >= len(self.lines):
+            self.i += 1
+            raise self.fail("unexpected end of file")
+        line = self.lines[self.i].strip()
+        self.i += 1
+        return line
+
+    def comment(self) -> str:
+        line = self.next()
+        if not line.startswith("#"):
+            raise self.fail(f"expected a '#' comment line, got {line!r}")
+        return line
+
+    def int(self, lo: Optional[int] = None, hi: Optional[int] = None) -> int:
+        line = self.next()
+        try:
+            v = int(line)
+        except ValueError:
+            raise self.fail(f"expected an integer, got {line!r}") from None
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise self.fail(f"{v} is outside [{lo}, {hi}]")
+        return v
+
+    def float(self) -> float:
+        line = self.next()
+        try:
+            v = float(line)
+        except ValueError:
+            raise self.fail(f"expected a number, got {line!r}") from None
+        if not np.isfinite(v):
+            raise self.fail(f"{line!r} is not finite")
+        return v
+
+    def labelled(self, label: str) -> str:
+        line = self.next()
+        if not line.startswith(label):
+            raise self.fail(f"expected {label!r}, got {line!r}")
+        return line[len(label):].strip()
+
+    def end(self) -> None:
+        rest = [ln for ln in self.lines[self.i:] if ln.strip()]
+        if rest:
+            self.i += 1
+            raise self.fail(f"unexpected extra content {rest[0]!r}")
+
+
+def _ints(lines: _Lines, n: int, lo: int, hi: int) -> np.ndarray:
+    return np.array([lines.int(lo, hi) for _ in range(n)], np.int64)
+
+
+def _floats(lines: _Lines, n: int) -> np.ndarray:
+    return np.array([lines.float() for _ in range(n)], np.float64)
+
+
+def _join(lines: Sequence[str]) -> str:
+    return "\n".join(lines) + "\n"
+
+
+def snap_f8(x: np.ndarray) -> np.ndarray:
+    """float32 values as they read back from a ``%.8f`` file (what C test benches see)."""
+    a = np.asarray(x, np.float32)
+    return np.array([float("%.8f" % v) for v in a.reshape(-1)], np.float64).astype(
+        np.float32).reshape(a.shape)
+
+
+def snap_f10(v: float) -> float:
+    """A float32 value as it reads back from a ``%.10f`` file, rounded to float32."""
+    return float(np.float32(float("%.10f" % float(v))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers and readers, one per file kind
+# ---------------------------------------------------------------------------------------------
+def format_global_params(hidden_dim: int, num_vectors: int, S: float, zp: int) -> str:
+    return _join(["# hidden_dim, num_vectors, global_s, global_zp", str(int(hidden_dim)),
+                  str(int(num_vectors)), "%.10f" % float(S), str(int(zp))])
+
+
+def read_global_params(path: PathLike) -> Tuple[int, int, float, int]:
+    """``(hidden_dim, num_vectors, S, zp)``; S is rounded to float32 as the kernels use it."""
+    r = _Lines(path)
+    r.comment()
+    c, n, s, zp = r.int(1), r.int(0), r.float(), r.int(0, 255)
+    r.end()
+    if not s > 0:
+        raise FormatError(f"{path}: global_s must be > 0, got {s}")
+    return c, n, float(np.float32(s)), zp
+
+
+def format_alpha_factors(alpha_seed: np.ndarray) -> str:
+    a = np.asarray(alpha_seed)
+    return _join(["# PTF alpha factors, seed convention (alpha <= 0): step of channel c is "
+                  "S * 2^alpha[c]", str(a.size)] + [str(int(v)) for v in a])
+
+
+def read_alpha_factors(path: PathLike) -> np.ndarray:
+    r = _Lines(path)
+    r.comment()
+    n = r.int(1)
+    a = _ints(r, n, -7, 0).astype(np.int32)
+    r.end()
+    return a
+
+
+def format_vector(q: np.ndarray, index: int) -> str:
+    v = np.asarray(q).reshape(-1)
+    return _join([f"# quantized input vector {index:03d} (uint8, PTF)", str(v.size)]
+                 + [str(int(x)) for x in v])
+
+
+def read_vector(path: PathLike) -> np.ndarray:
+    r = _Lines(path)
+    r.comment()
+    n = r.int(1)
+    v = _ints(r, n, 0, 255).astype(np.uint8)
+    r.end()
+    return v
+
+
+def format_raw_vector(x: np.ndarray) -> str:
+    v = np.asarray(x, np.float32).reshape(-1)
+    return _join([str(v.size)] + ["%.8f" % float(f) for f in v])
+
+
+def read_raw_vector(path: PathLike) -> np.ndarray:
+    r = _Lines(path)
+    n = r.int(1)
+    v = _floats(r, n).astype(np.float32)
+    r.end()
+    return v
+
+
+def format_layernorm_weights(gamma: np.ndarray, beta: np.ndarray) -> str:
+    g = np.asarray(gamma, np.float32).reshape(-1)
+    b = np.asarray(beta, np.float32).reshape(-1)
+    if g.shape != b.shape:
+        raise ValueError(f"gamma {g.shape} and beta {b.shape} differ in length")
+    return _join([str(g.size)] + ["%.8f" % float(v) for v in g] + ["%.8f" % float(v) for v in b])
+
+
+def read_layernorm_weights(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
+    r = _Lines(path)
+    n = r.int(1)
+    g = _floats(r, n).astype(np.float32)
+    b = _floats(r, n).astype(np.float32)
+    r.end()
+    return g, b
+
+
+def format_quantized_param(name: str, values: np.ndarray, scale: float, zp: int) -> str:
+    v = np.asarray(values).reshape(-1)
+    return _join([f"# quantized LayerNorm {name} (int8, symmetric): {name} ~= scale * (q - "
+                  f"zero_point)", "# count, scale, zero_point, then one value a line",
+                  str(v.size), "%.10f" % float(scale), str(int(zp))] + [str(int(x)) for x in v])
+
+
+def read_quantized_param(path: PathLike) -> Tuple[np.ndarray, float, int]:
+    """``(values int8, scale, zero_point)``."""
+    r = _Lines(path)
+    r.comment()
+    r.comment()
+    n = r.int(1)
+    s, zp = r.float(), r.int(-128, 127)
+    v = _ints(r, n, -128, 127).astype(np.int8)
+    r.end()
+    return v, s, zp
+
+
+@dataclass
+class GoldenRef:
+    """One ``golden_ref_vecNNN.txt``: the float LayerNorm output of a vector and its statistics."""
+
+    S: float
+    zp: int
+    orig_mean: float
+    orig_var: float
+    rec_mean: float
+    rec_var: float
+    output: np.ndarray
+
+
+def format_golden_ref(index: int, g: GoldenRef) -> str:
+    return _join([f"# golden LayerNorm output, vector {index:03d} (float LayerNorm of the "
+                  f"original input)",
+                  "Global S: %.10f" % g.S, f"Global ZP: {int(g.zp)}",
+                  "ORIGINAL Mean: %.8f" % g.orig_mean, "ORIGINAL Variance: %.8f" % g.orig_var,
+                  "Reconstructed Mean: %.8f" % g.rec_mean,
+                  "Reconstructed Variance: %.8f" % g.rec_var, "Output:"]
+                 + ["%.6f" % float(v) for v in np.asarray(g.output).reshape(-1)])
+
+
+def read_golden_ref(path: PathLike, channels: Optional[int] = None) -> GoldenRef:
+    r = _Lines(path)
+    r.comment()
+
+    def num(label: str) -> float:
+        t = r.labelled(label)
+        try:
+            return float(t)
+        except ValueError:
+            raise r.fail(f"{label} {t!r} is not a number") from None
+
+    S = num("Global S:")
+    zp = int(num("Global ZP:"))
+    om, ov = num("ORIGINAL Mean:"), num("ORIGINAL Variance:")
+    rm, rv = num("Reconstructed Mean:"), num("Reconstructed Variance:")
+    r.labelled("Output:")
+    vals = [float(ln) for ln in r.lines[r.i:] if ln.strip()]
+    if channels is not None and len(vals) != channels:
+        raise FormatError(f"{path}: {len(vals)} output values, expected {channels}")
+    return GoldenRef(S, zp, om, ov, rm, rv, np.array(vals, np.float64))
+
+
+def format_golden_int(index: int, method: str, y: np.ndarray, out_scale: float,
+                      out_zp: int) -> str:
+    v = np.asarray(y).reshape(-1)
+    return _join([f"# integer LayerNorm output, vector {index:03d}, method {method} (int8; "
+                  f"value = {out_scale:.9g} * (y - {int(out_zp)}))", str(v.size)]
+                 + [str(int(x)) for x in v])
+
+
+def read_golden_int(path: PathLike) -> np.ndarray:
+    r = _Lines(path)
+    r.comment()
+    n = r.int(1)
+    v = _ints(r, n, -128, 127).astype(np.int8)
+    r.end()
+    return v
+
+
+def format_layernorm_int_params(cfg: Dict[str, object]) -> str:
+    lines = ["# integer LayerNorm configuration (qkernels): key value"]
+    for k in ("eps", "out_scale", "out_zero_point", "K", "sole_rounding", "methods"):
+        v = cfg[k]
+        if k in ("eps", "out_scale"):
+            v = "%.9g" % float(v)  # type: ignore[arg-type]
+        elif k == "methods":
+            v = ",".join(v)  # type: ignore[arg-type]
+        lines.append(f"{k} {v}")
+    return _join(lines)
+
+
+def read_layernorm_int_params(path: PathLike) -> Dict[str, object]:
+    r = _Lines(path)
+    r.comment()
+    cfg: Dict[str, object] = {}
+    for ln in r.lines[1:]:
+        if not ln.strip():
+            continue
+        parts = ln.split()
+        if len(parts) != 2:
+            raise FormatError(f"{path}: bad line {ln!r} (expected 'key value')")
+        cfg[parts[0]] = parts[1]
+    try:
+        out = {"eps": float(cfg["eps"]), "out_scale": float(np.float32(float(cfg["out_scale"]))),
+               "out_zero_point": int(cfg["out_zero_point"]), "K": int(cfg["K"]),
+               "sole_rounding": str(cfg["sole_rounding"]),
+               "methods": str(cfg["methods"]).split(",")}
+    except KeyError as exc:
+        raise FormatError(f"{path}: missing key {exc.args[0]!r}") from None
+    except ValueError as exc:
+        raise FormatError(f"{path}: {exc}") from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole folder
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class QuantizedData:
+    """Everything in a ``data/quantized/`` folder.
+
+    ``vectors`` (N, C) uint8, ``raw`` (N, C) float32, ``golden_ref`` one :class:`GoldenRef` per
+    vector, ``golden_int`` method -> (N, C) int8, ``S``/``zero_point``/``alpha_seed`` in the
+    seed convention (:meth:`ptf_params` converts), ``config`` the integer LayerNorm settings.
+    """
+
+    S: float
+    zero_point: int
+    alpha_seed: np.ndarray
+    vectors: np.ndarray
+    raw: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    gamma_q: Tuple[np.ndarray, float, int]
+    beta_q: Tuple[np.ndarray, float, int]
+    golden_ref: List[GoldenRef]
+    golden_int: Dict[str, np.ndarray]
+    config: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def hidden_dim(self) -> int:
+        return int(self.alpha_seed.shape[0])
+
+    @property
+    def num_vectors(self) -> int:
+        return int(self.vectors.shape[0])
+
+    def ptf_params(self):
+        """The :class:`qkernels.PTFParams` of these files (seed convention converted)."""
+        from ..ptf import PTFParams
+        K = int(self.config.get("K", 3)) if self.config else None
+        return PTFParams.from_seed(self.S, self.zero_point, self.alpha_seed, K=K)
+
+
+def _vector_files(folder: Path, pattern: str) -> List[Tuple[int, Path]]:
+    rx = re.compile(pattern)
+    out = []
+    if folder.is_dir():
+        for p in folder.iterdir():
+            m = rx.fullmatch(p.name)
+            if m:
+                out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+_PATTERNS = [("", r"vector_(\d+)\.txt"), ("", r"golden_ref_vec(\d+)\.txt"),
+             ("", r"golden_int_[a-z_]+_vec(\d+)\.txt"), (RAW_DIR, r"raw_vec_(\d+)\.txt")]
+
+
+def write_quantized_dir(out_dir: PathLike, data: QuantizedData,
+                        on_vector: Optional[Callable[[int], None]] = None) -> List[Path]:
+    """Write every file of ``data`` into ``out_dir`` (atomically, file by file).
+
+    Returns the paths written. Vector files of an earlier run beyond N are removed.
+    ``on_vector(i)`` is called after the files of vector i are written (progress bars).
+
+    Example:
+        >>> # see qkernels.collect.write_outputs for the full pipeline
+    """
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / RAW_DIR).mkdir(exist_ok=True)
+    n, c = data.vectors.shape
+    written = []
+
+    def put(name: str, text: str) -> None:
+        p = d / name
+        atomic_write_text(p, text)
+        written.append(p)
+
+    put(GLOBAL_PARAMS, format_global_params(c, n, data.S, data.zero_point))
+    put(ALPHA_FACTORS, format_alpha_factors(data.alpha_seed))
+    put(LAYERNORM_WEIGHTS, format_layernorm_weights(data.gamma, data.beta))
+    put(GAMMA_QUANTIZED, format_quantized_param("gamma", *data.gamma_q))
+    put(BETA_QUANTIZED, format_quantized_param("beta", *data.beta_q))
+    if data.config:
+        put(LAYERNORM_INT_PARAMS, format_layernorm_int_params(data.config))
+    out_scale = float(data.config.get("out_scale", 1.0)) if data.config else 1.0
+    out_zp = int(data.config.get("out_zero_point", 0)) if data.config else 0  # type: ignore
+    for i in range(n):
+        put(f"vector_{i:03d}.txt", format_vector(data.vectors[i], i))
+        put(f"{RAW_DIR}/raw_vec_{i:03d}.txt", format_raw_vector(data.raw[i]))
+        put(f"golden_ref_vec{i:03d}.txt", format_golden_ref(i, data.golden_ref[i]))
+        for m, y in data.golden_int.items():
+            put(f"golden_int_{m}_vec{i:03d}.txt", format_golden_int(i, m, y[i], out_scale, out_zp))
+        if on_vector is not None:
+            on_vector(i)
+    keep = set(written)
+    for sub, pat in _PATTERNS:
+        for _, p in _vector_files(d / sub if sub else d, pat):
+            if p not in keep:
+                p.unlink()
+    return written
+
+
+def read_quantized_dir(in_dir: PathLike) -> QuantizedData:
+    """Read a ``data/quantized/`` folder back (the inverse of :func:`write_quantized_dir`).
+
+    Checks counts and ranges line by line; raises :class:`FormatError` naming the file and line.
+    """
+    d = Path(in_dir)
+    if not d.is_dir():
+        raise FormatError(f"{d}: not a folder")
+    c, n, S, zp = read_global_params(d / GLOBAL_PARAMS)
+    alpha = read_alpha_factors(d / ALPHA_FACTORS)
+    if alpha.size != c:
+        raise FormatError(f"{d / ALPHA_FACTORS}: {alpha.size} alphas, hidden_dim is {c}")
+    gamma, beta = read_layernorm_weights(d / LAYERNORM_WEIGHTS)
+    if gamma.size != c:
+        raise FormatError(f"{d / LAYERNORM_WEIGHTS}: {gamma.size} weights, hidden_dim is {c}")
+    gq = read_quantized_param(d / GAMMA_QUANTIZED)
+    bq = read_quantized_param(d / BETA_QUANTIZED)
+    cfg = read_layernorm_int_params(d / LAYERNORM_INT_PARAMS) \
+        if (d / LAYERNORM_INT_PARAMS).exists() else {}
+    vecs = np.zeros((n, c), np.uint8)
+    raw = np.zeros((n, c), np.float32)
+    refs = []
+    methods = list(cfg.get("methods", [])) if cfg else []  # type: ignore[arg-type]
+    gint = {m: np.zeros((n, c), np.int8) for m in methods}
+    for i in range(n):
+        for name, arr, reader in ((f"vector_{i:03d}.txt", vecs, read_vector),
+                                  (f"{RAW_DIR}/raw_vec_{i:03d}.txt", raw, read_raw_vector)):
+            v = reader(d / name)
+            if v.size != c:
+                raise FormatError(f"{d / name}: {v.size} values, hidden_dim is {c}")
+            arr[i] = v
+        refs.append(read_golden_ref(d / f"golden_ref_vec{i:03d}.txt", c))
+        for m in methods:
+            v = read_golden_int(d / f"golden_int_{m}_vec{i:03d}.txt")
+            if v.size != c:
+                raise FormatError(f"golden_int_{m}_vec{i:03d}.txt: {v.size} values, expected {c}")
+            gint[m][i] = v
+    return QuantizedData(S, zp, alpha, vecs, raw, gamma, beta, gq, bq, refs, gint, cfg)

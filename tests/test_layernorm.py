@@ -1,0 +1,144 @@
+"""Integer LayerNorm on PTF input (SPEC section 7): the C kernels against the plain Python
+reference bit for bit (random and real DeiT data), edge cases and bad input. The error figures
+against torch.nn.functional.layer_norm are in test_layernorm_torch.py."""
+import numpy as np
+import pytest
+
+import qkernels as qk
+from ptf_data import load_deit
+from ptf_reference import layernorm_ref, prepare_ref
+
+VARIANTS = [("exact", "round"), ("sole", "round"), ("sole", "truncate")]
+
+
+def _ref(p, gamma, beta, method, rounding, out_scale, out_zp, eps, q):
+    r = prepare_ref(method, rounding, p.scale, p.alpha, p.zero_point, gamma, beta, eps,
+                    out_scale, out_zp)
+    return layernorm_ref(r, q)
+
+
+@pytest.mark.parametrize("method,rounding", VARIANTS)
+def test_random_bit_exact(method, rounding):
+    rng = np.random.default_rng(7)
+    for trial in range(6):
+        C = int(rng.choice([1, 2, 7, 64, 384]))
+        x = (rng.standard_normal((9, C)) * rng.uniform(0.05, 8, C)
+             + rng.uniform(-1, 1, C)).astype(np.float32)
+        p = qk.ptf_calibrate(x, method="fqvit" if trial % 2 else "seed", K=int(rng.integers(0, 8)))
+        gamma = rng.uniform(-2, 2, C).astype(np.float32)
+        beta = rng.uniform(-1, 1, C).astype(np.float32)
+        out_scale, out_zp = float(rng.uniform(0.01, 0.2)), int(rng.integers(-20, 20))
+        eps = float(rng.choice([0.0, 1e-12, 1e-5, 1e-2]))
+        q = p.quantize(x)
+        q[0] = rng.integers(0, 256, C)  # also rows the calibration never saw
+        ln = qk.prepare_layernorm(p, gamma, beta, method=method, rounding=rounding,
+                                  out_scale=out_scale, out_zero_point=out_zp, eps=eps)
+        y = qk.ptf_layernorm(q, ln)
+        want = _ref(p, gamma, beta, method, rounding, out_scale, out_zp, eps, q)
+        np.testing.assert_array_equal(y, want, err_msg=f"trial {trial}, C={C}")
+
+
+@pytest.mark.parametrize("method,rounding", VARIANTS)
+def test_deit_bit_exact(method, rounding):
+    x, gamma, beta = load_deit()
+    p = qk.ptf_calibrate(x, method="seed")
+    q = p.quantize(x)[::4]  # every 4th token keeps the pure-Python reference quick
+    out_scale = 6.06 / 127
+    ln = qk.prepare_layernorm(p, gamma, beta, method=method, rounding=rounding,
+                              out_scale=out_scale, eps=1e-12)
+    np.testing.assert_array_equal(qk.ptf_layernorm(q, ln),
+                                  _ref(p, gamma, beta, method, rounding, out_scale, 0, 1e-12, q))
+
+
+def test_extreme_rows_bit_exact():
+    # all-zp rows (D = 0), full-scale alternating rows, largest alpha
+    C = 16
+    alpha = np.full(C, 7, np.int32)
+    alpha[::3] = 0
+    p = qk.PTFParams(0.01, alpha, 3, K=7)
+    rows = np.array([np.full(C, 3), np.tile([0, 255], C // 2), np.full(C, 255),
+                     np.arange(C) * 17 % 256], np.uint8)
+    gamma = np.linspace(-3, 3, C).astype(np.float32)
+    beta = np.linspace(1, -1, C).astype(np.float32)
+    for method, rounding in VARIANTS:
+        for eps in (0.0, 1e-5):
+            ln = qk.prepare_layernorm(p, gamma, beta, method=method, rounding=rounding,
+                                      out_scale=0.05, out_zero_point=5, eps=eps)
+            want = _ref(p, gamma, beta, method, rounding, 0.05, 5, eps, rows)
+            np.testing.assert_array_equal(qk.ptf_layernorm(rows, ln), want)
+    # a constant row gives beta alone (quantized) whatever gamma is
+    ln = qk.prepare_layernorm(p, gamma, beta, out_scale=0.05, eps=0.0)
+    y = qk.ptf_layernorm(rows[:1], ln)
+    np.testing.assert_array_equal(y[0], np.clip(np.floor(beta / 0.05 + 0.5), -128, 127))
+
+
+def test_shapes_out_and_prepare_equivalence():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 32)).astype(np.float32)
+    p = qk.ptf_calibrate(x)
+    g, b = np.ones(32, np.float32), np.zeros(32, np.float32)
+    q = p.quantize(x)
+    ln = qk.prepare_layernorm(p, g, b, out_scale=0.04)
+    y = qk.ptf_layernorm(q, ln)
+    assert y.shape == (2, 5, 32) and y.dtype == np.int8
+    np.testing.assert_array_equal(y, qk.ptf_layernorm(q, p, g, b, out_scale=0.04))
+    np.testing.assert_array_equal(y.reshape(10, 32), qk.ptf_layernorm(q.reshape(10, 32), ln))
+    # a non-contiguous input and a non-contiguous out=
+    big = np.zeros((2, 5, 64), np.uint8)
+    big[..., ::2] = q
+    out = np.zeros((2, 5, 64), np.int8)
+    assert qk.ptf_layernorm(big[..., ::2], ln, out=out[..., ::2]) is not None
+    np.testing.assert_array_equal(out[..., ::2], y)
+    assert qk.ptf_layernorm(np.zeros((0, 32), np.uint8), ln).shape == (0, 32)
+    mean, var = qk.ptf_layernorm_stats(q, ln)
+    assert mean.shape == (2, 5)
+    xh = (q.astype(np.float64) - p.zero_point) * p.scale * 2.0 ** p.alpha  # exact in float64
+    np.testing.assert_allclose(mean, xh.mean(-1), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(var, xh.var(-1), rtol=1e-9)
+
+
+def test_prepared_params_hold_integers():
+    p = qk.PTFParams(0.02, np.array([0, 1, 2, 3], np.int32), 128)
+    ln = qk.prepare_layernorm(p, [1.0, -0.5, 2.0, 0.25], [0.1, 0.0, -0.2, 0.3], method="sole",
+                              out_scale=0.03)
+    assert ln.gamma_int.dtype == np.int32 and ln.beta_int.dtype == np.int64
+    assert ln.gamma_int.tolist() == [64, -32, 127, 16]       # int8 gamma, scale max|gamma|/127
+    assert np.abs(ln.beta_int).max() == 127
+    assert ln.lut[64] == 8192 and ln.lut[0] == 0 and len(ln.lut) == 256
+    assert 16 <= ln.shift <= 56
+    with pytest.raises(ValueError):
+        ln.gamma_int[0] = 1  # read-only
+
+
+def test_bad_input():
+    p = qk.PTFParams(0.02, np.zeros(4, np.int32), 128)
+    g = np.ones(4, np.float32)
+    z = np.zeros(4, np.float32)
+    q = np.full((2, 4), 128, np.uint8)
+    with pytest.raises(ValueError, match=r"gamma has shape \(3,\).*\(4,\)"):
+        qk.prepare_layernorm(p, g[:3], z, out_scale=0.1)
+    with pytest.raises(ValueError, match="beta is not finite at index 2"):
+        qk.prepare_layernorm(p, g, np.array([0, 0, np.nan, 0]), out_scale=0.1)
+    with pytest.raises(ValueError, match="out_zero_point=128"):
+        qk.prepare_layernorm(p, g, z, out_scale=0.1, out_zero_point=128)
+    with pytest.raises(ValueError, match="out_scale must be finite"):
+        qk.prepare_layernorm(p, g, z, out_scale=-1.0)
+    with pytest.raises(ValueError, match="too small for gamma/beta"):
+        qk.prepare_layernorm(p, g * 1e5, z, out_scale=1e-6)
+    with pytest.raises(ValueError, match="method must be one of"):
+        qk.prepare_layernorm(p, g, z, method="fast", out_scale=0.1)
+    with pytest.raises(ValueError, match="rounding must be one of"):
+        qk.prepare_layernorm(p, g, z, method="sole", rounding="floor", out_scale=0.1)
+    with pytest.raises(ValueError, match="eps must be finite"):
+        qk.prepare_layernorm(p, g, z, out_scale=0.1, eps=-1.0)
+    ln = qk.prepare_layernorm(p, g, z, out_scale=0.1)
+    with pytest.raises(TypeError, match="q must be a uint8"):
+        qk.ptf_layernorm(q.astype(np.int8), ln)
+    with pytest.raises(ValueError, match="last axis must have 4 channels"):
+        qk.ptf_layernorm(np.zeros((2, 5), np.uint8), ln)
+    with pytest.raises(ValueError, match="must not be given"):
+        qk.ptf_layernorm(q, ln, g, z)
+    with pytest.raises(ValueError, match="out_scale is required"):
+        qk.ptf_layernorm(q, p, g, z)
+    with pytest.raises(TypeError, match="out has dtype"):
+        qk.ptf_layernorm(q, ln, out=np.zeros((2, 4), np.uint8))
