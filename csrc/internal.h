@@ -37,6 +37,37 @@ static inline double qk__clampd(double v, double lo, double hi) {
 /* RHAZ of a double without libm's errno games: round() is exact for every double. */
 static inline double qk__rhaz(double v) { return round(v); }
 
+/* Per-element requantization cores (SPEC section 4), shared by requantize.c and the GEMM
+ * epilogue. The fixed-point primitives qk_srdhm / qk_rdbpot are in requantize.c. */
+/* double_round; returns 0 when acc * 2^left overflows int32. */
+static inline int qk__req_double(int32_t acc, int32_t m, int32_t shift, int32_t *r) {
+    int32_t x = acc;
+    if (shift > 0) {
+        const int64_t wide = (int64_t)acc * (INT64_C(1) << shift);
+        if (wide < INT32_MIN || wide > INT32_MAX) return 0;
+        x = (int32_t)wide;
+    }
+    *r = qk_rdbpot(qk_srdhm(x, m), shift > 0 ? 0 : -shift);
+    return 1;
+}
+
+static inline int64_t qk__req_single(int32_t acc, int32_t m, int32_t shift) {
+    const int t = 31 - shift; /* 1..62 */
+    return ((int64_t)acc * m + (INT64_C(1) << (t - 1))) >> t;
+}
+
+static inline int64_t qk__shift_round(int32_t acc, int32_t n, int rounding) {
+    const int64_t x = acc;
+    if (n <= 0) return x * (INT64_C(1) << -n); /* exact left shift, |x| * 2^31 < 2^62 */
+    const int64_t q = x >> n, rem = x & ((INT64_C(1) << n) - 1), half = INT64_C(1) << (n - 1);
+    switch (rounding) {
+        case 0: return q + (rem >= half);                                   /* half_up */
+        case 1: return q + (rem > half || (rem == half && (q & 1)));        /* half_even */
+        case 2: return q + (rem > half || (rem == half && x >= 0));         /* half_away */
+        default: return q;                                                  /* floor */
+    }
+}
+
 /* The output types, for the X-macro instantiations. (name, C type, min, max) */
 #define QK__FOR_EACH_OUT(X)                        \
     X(u8, uint8_t, 0, UINT8_MAX)                   \

@@ -64,34 +64,7 @@ qk_status qk_quantize_multiplier(double m, int32_t *multiplier, int32_t *shift) 
 /* ---------------------------------------------------------------------------------------- */
 /* Per-element cores                                                                          */
 /* ---------------------------------------------------------------------------------------- */
-/* double_round; returns 0 when acc * 2^left overflows int32. */
-static inline int qk__req_double(int32_t acc, int32_t m, int32_t shift, int32_t *r) {
-    int32_t x = acc;
-    if (shift > 0) {
-        const int64_t wide = (int64_t)acc * (INT64_C(1) << shift);
-        if (wide < INT32_MIN || wide > INT32_MAX) return 0;
-        x = (int32_t)wide;
-    }
-    *r = qk_rdbpot(qk_srdhm(x, m), shift > 0 ? 0 : -shift);
-    return 1;
-}
-
-static inline int64_t qk__req_single(int32_t acc, int32_t m, int32_t shift) {
-    const int t = 31 - shift; /* 1..62 */
-    return ((int64_t)acc * m + (INT64_C(1) << (t - 1))) >> t;
-}
-
-static inline int64_t qk__shift_round(int32_t acc, int32_t n, int rounding) {
-    const int64_t x = acc;
-    if (n <= 0) return x * (INT64_C(1) << -n); /* exact left shift, |x| * 2^31 < 2^62 */
-    const int64_t q = x >> n, rem = x & ((INT64_C(1) << n) - 1), half = INT64_C(1) << (n - 1);
-    switch (rounding) {
-        case 0: return q + (rem >= half);                                   /* half_up */
-        case 1: return q + (rem > half || (rem == half && (q & 1)));        /* half_even */
-        case 2: return q + (rem > half || (rem == half && x >= 0));         /* half_away */
-        default: return q;                                                  /* floor */
-    }
-}
+/* qk__req_double, qk__req_single, qk__shift_round: in internal.h (shared with the GEMM epilogue). */
 
 /* ---------------------------------------------------------------------------------------- */
 /* AVX2 loops for u8 / s8 outputs                                                             */

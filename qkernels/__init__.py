@@ -19,6 +19,8 @@ from ._elementwise import (dequantize, fake_quantize, quantize, quantize_multipl
 from .ptf import (LayerNormParams, PTFParams, layernorm_errors, layernorm_reference,
                   prepare_layernorm, ptf_calibrate, ptf_dequantize, ptf_layernorm,
                   ptf_layernorm_stats, ptf_quantize, sqnr_db)
+from .linear import (PackedConv2d, PackedLinear, conv2d_int32, linear_int32, pack_conv2d,
+                     pack_linear, qconv2d, qlinear)
 from .qparams import QParams, choose_qparams
 
 __all__ = [
@@ -28,4 +30,6 @@ __all__ = [
     "LayerNormParams", "PTFParams", "layernorm_errors", "layernorm_reference", "prepare_layernorm",
     "ptf_calibrate", "ptf_dequantize", "ptf_layernorm", "ptf_layernorm_stats", "ptf_quantize",
     "sqnr_db",
+    "PackedConv2d", "PackedLinear", "conv2d_int32", "linear_int32", "pack_conv2d", "pack_linear",
+    "qconv2d", "qlinear",
 ]

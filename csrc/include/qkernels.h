@@ -209,6 +209,90 @@ int32_t qk_rdbpot(int32_t x, int32_t exponent);  /* RoundingDivideByPOT, exponen
 int32_t qk_mul_by_quantized_multiplier(int32_t acc, int32_t multiplier, int32_t shift);
 
 /* ---- section: integer linear / convolution (issue 3) ---- */
+/*
+ * Integer fully-connected and 2-D convolution (SPEC.md section 5):
+ *
+ *   acc[o] = sum_k (x[k] - x_zp) * (w[o,k] - w_zp[o])  (+ bias[o], int32)
+ *   y[o]   = clamp(R(acc[o]) + zero_point, act_min, act_max)
+ *
+ * The sums are exact in int32. Before anything runs, the worst case
+ * max|x - x_zp| * sum_k |w[o,k] - w_zp[o]| + |bias[o]| (max|x - x_zp| over the whole range of the
+ * activation type) is compared with INT32_MAX: beyond it the call returns QK_ERR_OVERFLOW and
+ * writes nothing, unless `wrap` is set, in which case the sums wrap modulo 2^32 (documented
+ * two's-complement wrap, the same bits on every path).
+ *
+ * Weights are packed once (qk_pack_linear / qk_pack_conv2d) and reused; the packed object holds
+ * the int16 (w - w_zp) panels and the per-channel bound terms. Runs are reentrant: several
+ * threads may use one packed object at once. `threads` <= 1 runs on the calling thread; more
+ * split the output (results do not depend on the thread count). The kernels use AVX2 when the
+ * CPU has it (see qk_isa()); the portable scalar twins give the same bits.
+ */
+typedef enum qk_dtype { QK_DT_U8 = 0, QK_DT_S8 = 1, QK_DT_S32 = 2 } qk_dtype;
+
+typedef struct qk_packed_weights qk_packed_weights;
+
+/* w: n x k row-major (u8 or s8 as w_type); w_zero_point: n values (per output channel; repeat
+ * the value for per-tensor), each within the range of w_type. *out receives a new object (free
+ * it with qk_packed_weights_free). Errors: QK_ERR_ARG (NULL, n or k == 0, bad type),
+ * QK_ERR_ZERO_POINT, QK_ERR_NOMEM. */
+qk_status qk_pack_linear(const void *w, qk_dtype w_type, size_t n, size_t k,
+                         const int32_t *w_zero_point, qk_packed_weights **out);
+/* w: OIHW, out_c x (in_c / groups) x kh x kw; out_c must be divisible by groups. */
+qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in_c_per_group,
+                         size_t kh, size_t kw, size_t groups, const int32_t *w_zero_point,
+                         qk_packed_weights **out);
+void qk_packed_weights_free(qk_packed_weights *w);
+/* Output channels, reduction length, and the bytes the object holds. */
+size_t qk_packed_weights_n(const qk_packed_weights *w);
+size_t qk_packed_weights_k(const qk_packed_weights *w);
+size_t qk_packed_weights_bytes(const qk_packed_weights *w);
+
+/* What happens to an accumulator after the sum (the requantization). */
+typedef enum qk_requant_scheme {
+    QK_REQ_NONE = 0,       /* int32 out: acc + bias, no requantization (out_type QK_DT_S32) */
+    QK_REQ_FP32 = 1,       /* f = (float)acc [+ float_bias[o]]; RNE(fl(f * scale[o])) */
+    QK_REQ_DOUBLE = 2,     /* double_round with multiplier[o], shift[o] (SPEC section 4) */
+    QK_REQ_SINGLE = 3,     /* single_round with multiplier[o], shift[o] */
+    QK_REQ_SHIFT_HALF_UP = 4,   /* acc / 2^shift[o], RHU; shift in [-31, 31] */
+    QK_REQ_SHIFT_HALF_EVEN = 5, /* ... RNE */
+    QK_REQ_SHIFT_HALF_AWAY = 6, /* ... RHAZ */
+    QK_REQ_SHIFT_FLOOR = 7      /* ... floor */
+} qk_requant_scheme;
+
+/* Per-call output stage. Arrays hold one value per output channel (n), or are NULL when the
+ * scheme does not use them. */
+typedef struct qk_epilogue {
+    qk_requant_scheme scheme;
+    qk_dtype out_type;         /* QK_DT_U8 / QK_DT_S8 (requantized) or QK_DT_S32 (QK_REQ_NONE) */
+    const int32_t *bias;       /* int32 bias added to the accumulator (any scheme), or NULL */
+    const float *float_bias;   /* QK_REQ_FP32 only: added in float, fl((float)acc + fb[o]) (FBGEMM) */
+    const float *scale;        /* QK_REQ_FP32: finite and > 0 */
+    const int32_t *multiplier; /* QK_REQ_DOUBLE / SINGLE: >= 0 */
+    const int32_t *shift;      /* DOUBLE / SINGLE: [-31, 30]; SHIFT_*: [-31, 31] */
+    int32_t zero_point;        /* output zero point, within [act_min, act_max] */
+    int32_t act_min, act_max;  /* clamping range within out_type (ReLU: act_min = zero_point) */
+    int wrap;                  /* 1: the sums wrap modulo 2^32 instead of QK_ERR_OVERFLOW */
+} qk_epilogue;
+
+/* y (m x n, ep->out_type) = epilogue(x (m x k, x_type) . w^T). x_zero_point within x_type.
+ * Returns QK_ERR_OVERFLOW before writing when the bound is exceeded (see above), or while
+ * running when a double-round left shift overflows (TFLite would wrap). */
+qk_status qk_linear(const qk_packed_weights *w, const void *x, qk_dtype x_type, size_t m,
+                    int32_t x_zero_point, const qk_epilogue *ep, void *y, int threads);
+
+/* 2-D convolution, NCHW in and out, OIHW weights (packed by qk_pack_conv2d). Padding taps read
+ * x_zero_point (contribute 0). out_h = (in_h + pad_top + pad_bottom - dil_h*(kh-1) - 1)/stride_h + 1,
+ * likewise out_w; both must be >= 1 (QK_ERR_ARG). */
+typedef struct qk_conv2d_shape {
+    size_t batch, in_c, in_h, in_w;
+    size_t stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w;
+} qk_conv2d_shape;
+qk_status qk_conv2d_out_size(const qk_conv2d_shape *s, const qk_packed_weights *w,
+                             size_t *out_h, size_t *out_w);
+qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
+                    qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
+                    int threads);
+
 
 /* ---- section: PTF and integer LayerNorm (issue 4) ---- */
 /*

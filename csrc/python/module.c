@@ -34,5 +34,6 @@ PyMODINIT_FUNC PyInit__core(void) {
         return NULL;
     }
     if (qk_py_register_ptf(m) < 0) { Py_DECREF(m); return NULL; }
+    if (qk_py_register_gemm(m) < 0) { Py_DECREF(m); return NULL; }
     return m;
 }

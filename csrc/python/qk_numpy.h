@@ -53,5 +53,6 @@ int qk_py_add_ufunc(PyObject *module, const char *name, const char *doc, int nin
 /* Registration of each kernel family (one file each). */
 int qk_py_register_elementwise(PyObject *module);
 int qk_py_register_ptf(PyObject *module);
+int qk_py_register_gemm(PyObject *module);
 
 #endif

@@ -1,0 +1,123 @@
+/* pack.c -- weight packing for the integer linear and conv kernels.
+ *
+ * Linear: ceil(n/16) panels of [k2/2][16][2] int16 (w - w_zp), columns past n and the k pad
+ * are zero. Conv: n rows of k2 int16 (w - w_zp) (the broadcast side of the micro-kernel),
+ * k = (in_c / groups) * kh * kw in OIHW order. Both keep sum_k |w - w_zp| per channel for the
+ * accumulator bound.
+ */
+#include "gemm/gemm_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+size_t qk__dtype_size(qk_dtype t) { return t == QK_DT_S32 ? 4 : 1; }
+
+static inline int32_t qk__wval(const void *w, qk_dtype t, size_t i) {
+    return t == QK_DT_U8 ? (int32_t)((const uint8_t *)w)[i] : (int32_t)((const int8_t *)w)[i];
+}
+
+static qk_status qk__pack_common(const void *w, qk_dtype w_type, size_t n, size_t k,
+                                 const int32_t *w_zp, qk_packed_weights **out,
+                                 qk_packed_weights **pw) {
+    if (out == NULL) return QK_ERR_ARG;
+    *out = NULL;
+    if (w == NULL || w_zp == NULL || n == 0 || k == 0) return QK_ERR_ARG;
+    if (w_type != QK_DT_U8 && w_type != QK_DT_S8) return QK_ERR_ARG;
+    if (k > ((size_t)1 << 40) || n > ((size_t)1 << 40)) return QK_ERR_ARG;
+    const int32_t lo = w_type == QK_DT_U8 ? 0 : -128, hi = w_type == QK_DT_U8 ? 255 : 127;
+    for (size_t o = 0; o < n; o++)
+        if (w_zp[o] < lo || w_zp[o] > hi) return QK_ERR_ZERO_POINT;
+    qk_packed_weights *p = (qk_packed_weights *)calloc(1, sizeof *p);
+    if (p == NULL) return QK_ERR_NOMEM;
+    p->w_type = w_type;
+    p->n = n;
+    p->k = k;
+    p->k2 = (k + 1) & ~(size_t)1;
+    p->groups = p->kh = p->kw = 1;
+    p->abs_sum = (int64_t *)calloc(n, sizeof(int64_t));
+    p->w_zp = (int32_t *)malloc(n * sizeof(int32_t));
+    if (p->abs_sum == NULL || p->w_zp == NULL) {
+        qk_packed_weights_free(p);
+        return QK_ERR_NOMEM;
+    }
+    memcpy(p->w_zp, w_zp, n * sizeof(int32_t));
+    for (size_t o = 0; o < n; o++) {
+        int64_t s = 0;
+        for (size_t i = 0; i < k; i++) {
+            const int32_t v = qk__wval(w, w_type, o * k + i) - w_zp[o];
+            s += v < 0 ? -v : v;
+        }
+        p->abs_sum[o] = s;
+    }
+    *pw = p;
+    return QK_OK;
+}
+
+qk_status qk_pack_linear(const void *w, qk_dtype w_type, size_t n, size_t k,
+                         const int32_t *w_zero_point, qk_packed_weights **out) {
+    qk_packed_weights *p = NULL;
+    qk_status st = qk__pack_common(w, w_type, n, k, w_zero_point, out, &p);
+    if (st != QK_OK) return st;
+    p->kind = QK__PACK_LINEAR;
+    const size_t panels = (n + QK_GEMM_NR - 1) / QK_GEMM_NR;
+    p->data = (int16_t *)calloc(panels * p->k2 * QK_GEMM_NR, sizeof(int16_t));
+    if (p->data == NULL) {
+        qk_packed_weights_free(p);
+        return QK_ERR_NOMEM;
+    }
+    for (size_t o = 0; o < n; o++) {
+        int16_t *panel = p->data + (o / QK_GEMM_NR) * p->k2 * QK_GEMM_NR;
+        const size_t j = o % QK_GEMM_NR;
+        for (size_t i = 0; i < k; i++)
+            panel[(i / 2) * 2 * QK_GEMM_NR + 2 * j + (i & 1)] =
+                (int16_t)(qk__wval(w, w_type, o * k + i) - w_zero_point[o]);
+    }
+    *out = p;
+    return QK_OK;
+}
+
+qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in_c_per_group,
+                         size_t kh, size_t kw, size_t groups, const int32_t *w_zero_point,
+                         qk_packed_weights **out) {
+    if (out != NULL) *out = NULL;
+    if (groups == 0 || out_c % groups != 0 || kh == 0 || kw == 0 || in_c_per_group == 0 ||
+        kh > 4096 || kw > 4096)
+        return QK_ERR_ARG;
+    qk_packed_weights *p = NULL;
+    qk_status st =
+        qk__pack_common(w, w_type, out_c, in_c_per_group * kh * kw, w_zero_point, out, &p);
+    if (st != QK_OK) return st;
+    p->kind = QK__PACK_CONV;
+    p->groups = groups;
+    p->kh = kh;
+    p->kw = kw;
+    p->data = (int16_t *)calloc(out_c * p->k2, sizeof(int16_t));
+    if (p->data == NULL) {
+        qk_packed_weights_free(p);
+        return QK_ERR_NOMEM;
+    }
+    for (size_t o = 0; o < out_c; o++)
+        for (size_t i = 0; i < p->k; i++)
+            p->data[o * p->k2 + i] =
+                (int16_t)(qk__wval(w, w_type, o * p->k + i) - w_zero_point[o]);
+    *out = p;
+    return QK_OK;
+}
+
+void qk_packed_weights_free(qk_packed_weights *w) {
+    if (w == NULL) return;
+    free(w->data);
+    free(w->abs_sum);
+    free(w->w_zp);
+    free(w);
+}
+
+size_t qk_packed_weights_n(const qk_packed_weights *w) { return w ? w->n : 0; }
+size_t qk_packed_weights_k(const qk_packed_weights *w) { return w ? w->k : 0; }
+size_t qk_packed_weights_bytes(const qk_packed_weights *w) {
+    if (w == NULL) return 0;
+    size_t elems = w->kind == QK__PACK_LINEAR
+                       ? ((w->n + QK_GEMM_NR - 1) / QK_GEMM_NR) * w->k2 * QK_GEMM_NR
+                       : w->n * w->k2;
+    return sizeof *w + elems * sizeof(int16_t) + w->n * (sizeof(int64_t) + sizeof(int32_t));
+}

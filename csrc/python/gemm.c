@@ -1,0 +1,344 @@
+/* gemm.c -- Python glue of the integer linear / conv kernels (issue 3).
+ *
+ * Private functions behind qkernels/linear.py (the keyword API does every check that needs a
+ * message naming an argument; the checks here only keep a bad call from crashing):
+ *   _pack_linear(w (n,k) u8/s8, w_zp int32 (n,)) -> capsule
+ *   _pack_conv2d(w (o,i/g,kh,kw) u8/s8, w_zp int32 (o,), groups) -> capsule
+ *   _packed_bytes(capsule) -> int
+ *   _linear(capsule, x (m,k), x_zp, out (m,n), epilogue..., threads) -> status (int)
+ *   _conv2d(capsule, x NCHW, x_zp, sh, sw, pt, pl, pb, pr, dh, dw, out, epilogue..., threads)
+ * and the gufunc linear_int32 (m,k),(n,k),(),(n)->(m,n): sum (x - x_zp)(w - w_zp) in int32.
+ * The GIL is released while a kernel runs; a packed object may be used from several threads.
+ */
+#include "qk_numpy.h"
+
+#include <fenv.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *QK_PACKED_NAME = "qkernels.packed_weights";
+
+static void qk_py_packed_free(PyObject *cap) {
+    qk_packed_weights *w = (qk_packed_weights *)PyCapsule_GetPointer(cap, QK_PACKED_NAME);
+    qk_packed_weights_free(w);
+}
+
+static int qk_py_w_type(PyArrayObject *a, qk_dtype *t) {
+    const int tn = PyArray_TYPE(a);
+    if (tn == NPY_UINT8) *t = QK_DT_U8;
+    else if (tn == NPY_INT8) *t = QK_DT_S8;
+    else {
+        PyErr_SetString(PyExc_TypeError, "weights and activations must be uint8 or int8");
+        return -1;
+    }
+    return 0;
+}
+
+/* A C-contiguous array of the given type and total size (or -1 for any size). */
+static int qk_py_check_arr(PyObject *o, int type, npy_intp size, const char *name) {
+    if (!PyArray_Check(o) || PyArray_TYPE((PyArrayObject *)o) != type ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)o) ||
+        (size >= 0 && PyArray_SIZE((PyArrayObject *)o) != size)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a C-contiguous array of the right dtype and size",
+                     name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *qk_py_capsule(qk_status st, qk_packed_weights *w) {
+    if (st == QK_ERR_NOMEM) return PyErr_NoMemory();
+    if (st != QK_OK) {
+        PyErr_SetString(PyExc_ValueError, qk_status_str(st));
+        return NULL;
+    }
+    PyObject *cap = PyCapsule_New(w, QK_PACKED_NAME, qk_py_packed_free);
+    if (cap == NULL) qk_packed_weights_free(w);
+    return cap;
+}
+
+static PyObject *qk_py_pack_linear(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *wo, *zo;
+    if (!PyArg_ParseTuple(args, "OO", &wo, &zo)) return NULL;
+    if (!PyArray_Check(wo) || PyArray_NDIM((PyArrayObject *)wo) != 2 ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)wo)) {
+        PyErr_SetString(PyExc_TypeError, "w must be a C-contiguous 2-D array");
+        return NULL;
+    }
+    PyArrayObject *w = (PyArrayObject *)wo;
+    qk_dtype t;
+    if (qk_py_w_type(w, &t) < 0) return NULL;
+    const npy_intp n = PyArray_DIM(w, 0), k = PyArray_DIM(w, 1);
+    if (qk_py_check_arr(zo, NPY_INT32, n, "w_zero_point") < 0) return NULL;
+    qk_packed_weights *pw = NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_pack_linear(PyArray_DATA(w), t, (size_t)n, (size_t)k,
+                        (const int32_t *)PyArray_DATA((PyArrayObject *)zo), &pw);
+    Py_END_ALLOW_THREADS
+    return qk_py_capsule(st, pw);
+}
+
+static PyObject *qk_py_pack_conv2d(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *wo, *zo;
+    Py_ssize_t groups;
+    if (!PyArg_ParseTuple(args, "OOn", &wo, &zo, &groups)) return NULL;
+    if (!PyArray_Check(wo) || PyArray_NDIM((PyArrayObject *)wo) != 4 ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)wo) || groups < 1) {
+        PyErr_SetString(PyExc_TypeError, "w must be a C-contiguous 4-D array, groups >= 1");
+        return NULL;
+    }
+    PyArrayObject *w = (PyArrayObject *)wo;
+    qk_dtype t;
+    if (qk_py_w_type(w, &t) < 0) return NULL;
+    const npy_intp o = PyArray_DIM(w, 0);
+    if (qk_py_check_arr(zo, NPY_INT32, o, "w_zero_point") < 0) return NULL;
+    qk_packed_weights *pw = NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_pack_conv2d(PyArray_DATA(w), t, (size_t)o, (size_t)PyArray_DIM(w, 1),
+                        (size_t)PyArray_DIM(w, 2), (size_t)PyArray_DIM(w, 3), (size_t)groups,
+                        (const int32_t *)PyArray_DATA((PyArrayObject *)zo), &pw);
+    Py_END_ALLOW_THREADS
+    return qk_py_capsule(st, pw);
+}
+
+static qk_packed_weights *qk_py_packed(PyObject *cap) {
+    return (qk_packed_weights *)PyCapsule_GetPointer(cap, QK_PACKED_NAME);
+}
+
+static PyObject *qk_py_packed_bytes(PyObject *self, PyObject *cap) {
+    (void)self;
+    qk_packed_weights *w = qk_py_packed(cap);
+    if (w == NULL) return NULL;
+    return PyLong_FromSize_t(qk_packed_weights_bytes(w));
+}
+
+/* Epilogue operands, in this order after `out`:
+ *   scheme, bias|None, float_bias|None, scale|None, multiplier|None, shift|None, zero_point,
+ *   act_min, act_max, wrap, threads */
+typedef struct {
+    PyObject *bias, *fbias, *scale, *mult, *shift;
+    int scheme, zp, amin, amax, wrap, threads;
+} qk_py_epi_args;
+
+static int qk_py_epilogue(const qk_py_epi_args *a, size_t n, PyArrayObject *out, qk_epilogue *ep) {
+    memset(ep, 0, sizeof *ep);
+    ep->scheme = (qk_requant_scheme)a->scheme;
+    const int ot = PyArray_TYPE(out);
+    ep->out_type = ot == NPY_UINT8 ? QK_DT_U8 : ot == NPY_INT8 ? QK_DT_S8 : QK_DT_S32;
+    if (ot != NPY_UINT8 && ot != NPY_INT8 && ot != NPY_INT32) {
+        PyErr_SetString(PyExc_TypeError, "out must be uint8, int8 or int32");
+        return -1;
+    }
+    if (a->bias != Py_None) {
+        if (qk_py_check_arr(a->bias, NPY_INT32, (npy_intp)n, "bias") < 0) return -1;
+        ep->bias = (const int32_t *)PyArray_DATA((PyArrayObject *)a->bias);
+    }
+    if (a->fbias != Py_None) {
+        if (qk_py_check_arr(a->fbias, NPY_FLOAT32, (npy_intp)n, "float_bias") < 0) return -1;
+        ep->float_bias = (const float *)PyArray_DATA((PyArrayObject *)a->fbias);
+    }
+    if (a->scale != Py_None) {
+        if (qk_py_check_arr(a->scale, NPY_FLOAT32, (npy_intp)n, "scale") < 0) return -1;
+        ep->scale = (const float *)PyArray_DATA((PyArrayObject *)a->scale);
+    }
+    if (a->mult != Py_None) {
+        if (qk_py_check_arr(a->mult, NPY_INT32, (npy_intp)n, "multiplier") < 0) return -1;
+        ep->multiplier = (const int32_t *)PyArray_DATA((PyArrayObject *)a->mult);
+    }
+    if (a->shift != Py_None) {
+        if (qk_py_check_arr(a->shift, NPY_INT32, (npy_intp)n, "shift") < 0) return -1;
+        ep->shift = (const int32_t *)PyArray_DATA((PyArrayObject *)a->shift);
+    }
+    ep->zero_point = a->zp;
+    ep->act_min = a->amin;
+    ep->act_max = a->amax;
+    ep->wrap = a->wrap;
+    return 0;
+}
+
+static PyObject *qk_py_linear(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *xo, *oo;
+    int xzp;
+    qk_py_epi_args e;
+    if (!PyArg_ParseTuple(args, "OOiOiOOOOOiiiii", &cap, &xo, &xzp, &oo, &e.scheme, &e.bias,
+                          &e.fbias, &e.scale, &e.mult, &e.shift, &e.zp, &e.amin, &e.amax,
+                          &e.wrap, &e.threads))
+        return NULL;
+    qk_packed_weights *w = qk_py_packed(cap);
+    if (w == NULL) return NULL;
+    const size_t n = qk_packed_weights_n(w), k = qk_packed_weights_k(w);
+    if (!PyArray_Check(xo) || PyArray_NDIM((PyArrayObject *)xo) != 2 ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo) ||
+        (size_t)PyArray_DIM((PyArrayObject *)xo, 1) != k) {
+        PyErr_SetString(PyExc_ValueError, "x must be C-contiguous (m, k)");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)xo;
+    qk_dtype xt;
+    if (qk_py_w_type(x, &xt) < 0) return NULL;
+    const npy_intp m = PyArray_DIM(x, 0);
+    if (!PyArray_Check(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
+        PyArray_SIZE((PyArrayObject *)oo) != m * (npy_intp)n ||
+        !PyArray_ISWRITEABLE((PyArrayObject *)oo)) {
+        PyErr_SetString(PyExc_ValueError, "out must be a writeable C-contiguous (m, n) array");
+        return NULL;
+    }
+    qk_epilogue ep;
+    if (qk_py_epilogue(&e, n, (PyArrayObject *)oo, &ep) < 0) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_linear(w, PyArray_DATA(x), xt, (size_t)m, xzp, &ep,
+                   PyArray_DATA((PyArrayObject *)oo), e.threads);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong((long)st);
+}
+
+static PyObject *qk_py_conv2d(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *xo, *oo;
+    int xzp;
+    Py_ssize_t sh, sw, pt, pl, pb, pr, dh, dw;
+    qk_py_epi_args e;
+    if (!PyArg_ParseTuple(args, "OOinnnnnnnnOiOOOOOiiiii", &cap, &xo, &xzp, &sh, &sw, &pt, &pl,
+                          &pb, &pr, &dh, &dw, &oo, &e.scheme, &e.bias, &e.fbias, &e.scale,
+                          &e.mult, &e.shift, &e.zp, &e.amin, &e.amax, &e.wrap, &e.threads))
+        return NULL;
+    qk_packed_weights *w = qk_py_packed(cap);
+    if (w == NULL) return NULL;
+    if (!PyArray_Check(xo) || PyArray_NDIM((PyArrayObject *)xo) != 4 ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo) || sh < 1 || sw < 1 || dh < 1 || dw < 1 ||
+        pt < 0 || pl < 0 || pb < 0 || pr < 0) {
+        PyErr_SetString(PyExc_ValueError, "x must be C-contiguous NCHW; bad conv geometry");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)xo;
+    qk_dtype xt;
+    if (qk_py_w_type(x, &xt) < 0) return NULL;
+    qk_conv2d_shape s;
+    s.batch = (size_t)PyArray_DIM(x, 0);
+    s.in_c = (size_t)PyArray_DIM(x, 1);
+    s.in_h = (size_t)PyArray_DIM(x, 2);
+    s.in_w = (size_t)PyArray_DIM(x, 3);
+    s.stride_h = (size_t)sh;
+    s.stride_w = (size_t)sw;
+    s.pad_top = (size_t)pt;
+    s.pad_left = (size_t)pl;
+    s.pad_bottom = (size_t)pb;
+    s.pad_right = (size_t)pr;
+    s.dil_h = (size_t)dh;
+    s.dil_w = (size_t)dw;
+    size_t oh = 0, ow = 0;
+    qk_status st = qk_conv2d_out_size(&s, w, &oh, &ow);
+    if (st != QK_OK) return PyLong_FromLong((long)st);
+    const size_t n = qk_packed_weights_n(w);
+    if (!PyArray_Check(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
+        (size_t)PyArray_SIZE((PyArrayObject *)oo) != s.batch * n * oh * ow ||
+        !PyArray_ISWRITEABLE((PyArrayObject *)oo)) {
+        PyErr_SetString(PyExc_ValueError, "out must be a writeable C-contiguous NCHW array");
+        return NULL;
+    }
+    qk_epilogue ep;
+    if (qk_py_epilogue(&e, n, (PyArrayObject *)oo, &ep) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_conv2d(&s, w, PyArray_DATA(x), xt, xzp, &ep, PyArray_DATA((PyArrayObject *)oo),
+                   e.threads);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong((long)st);
+}
+
+/* ---- gufunc linear_int32: (m,k),(n,k),(),(n)->(m,n) -------------------------------------- */
+static void qk_py_linear_int32_loop(char **args, npy_intp const *dims, npy_intp const *steps,
+                                    void *data) {
+    const qk_dtype xt = ((const int *)data)[0] ? QK_DT_S8 : QK_DT_U8;
+    const qk_dtype wt = ((const int *)data)[1] ? QK_DT_S8 : QK_DT_U8;
+    const npy_intp outer = dims[0], m = dims[1], k = dims[2], n = dims[3];
+    const npy_intp xs_m = steps[5], xs_k = steps[6], ws_n = steps[7], ws_k = steps[8];
+    const npy_intp zs_n = steps[9], os_m = steps[10], os_n = steps[11];
+    int bad = 0;
+    if (m == 0 || n == 0) return;
+    uint8_t *xb = (uint8_t *)malloc((size_t)(m * (k ? k : 1)));
+    uint8_t *wb = (uint8_t *)malloc((size_t)(n * (k ? k : 1)));
+    int32_t *zb = (int32_t *)malloc((size_t)n * sizeof(int32_t));
+    int32_t *yb = (int32_t *)malloc((size_t)(m * n) * sizeof(int32_t));
+    if (xb == NULL || wb == NULL || zb == NULL || yb == NULL) {
+        bad = 1;
+        goto done;
+    }
+    for (npy_intp it = 0; it < outer && !bad; it++) {
+        const char *xp = args[0] + it * steps[0], *wp = args[1] + it * steps[1];
+        const char *zxp = args[2] + it * steps[2], *zwp = args[3] + it * steps[3];
+        char *op = args[4] + it * steps[4];
+        int32_t xzp;
+        memcpy(&xzp, zxp, 4);
+        for (npy_intp i = 0; i < m; i++)
+            for (npy_intp q = 0; q < k; q++) xb[i * k + q] = *(const uint8_t *)(xp + i * xs_m + q * xs_k);
+        for (npy_intp o = 0; o < n; o++) {
+            for (npy_intp q = 0; q < k; q++) wb[o * k + q] = *(const uint8_t *)(wp + o * ws_n + q * ws_k);
+            memcpy(&zb[o], zwp + o * zs_n, 4);
+        }
+        if (k == 0) {
+            memset(yb, 0, (size_t)(m * n) * sizeof(int32_t));
+        } else {
+            qk_packed_weights *pw = NULL;
+            qk_epilogue ep;
+            memset(&ep, 0, sizeof ep);
+            ep.scheme = QK_REQ_NONE;
+            ep.out_type = QK_DT_S32;
+            if (qk_pack_linear(wb, wt, (size_t)n, (size_t)k, zb, &pw) != QK_OK ||
+                qk_linear(pw, xb, xt, (size_t)m, xzp, &ep, yb, 1) != QK_OK)
+                bad = 1;
+            qk_packed_weights_free(pw);
+        }
+        if (!bad)
+            for (npy_intp i = 0; i < m; i++)
+                for (npy_intp o = 0; o < n; o++)
+                    memcpy(op + i * os_m + o * os_n, &yb[i * n + o], 4);
+    }
+done:
+    free(xb);
+    free(wb);
+    free(zb);
+    free(yb);
+    if (bad) feraiseexcept(FE_INVALID);
+}
+
+static const int QK_LIN_DATA[4][2] = {{0, 1}, {1, 1}, {0, 0}, {1, 0}};
+static PyUFuncGenericFunction qk_lin_funcs[4] = {qk_py_linear_int32_loop, qk_py_linear_int32_loop,
+                                                 qk_py_linear_int32_loop, qk_py_linear_int32_loop};
+static void *qk_lin_data[4] = {(void *)QK_LIN_DATA[0], (void *)QK_LIN_DATA[1],
+                               (void *)QK_LIN_DATA[2], (void *)QK_LIN_DATA[3]};
+static char qk_lin_types[4 * 5] = {
+    NPY_UINT8, NPY_INT8,  NPY_INT32, NPY_INT32, NPY_INT32, NPY_INT8,  NPY_INT8,
+    NPY_INT32, NPY_INT32, NPY_INT32, NPY_UINT8, NPY_UINT8, NPY_INT32, NPY_INT32,
+    NPY_INT32, NPY_INT8,  NPY_UINT8, NPY_INT32, NPY_INT32, NPY_INT32};
+
+static PyMethodDef qk_py_gemm_methods[] = {
+    {"_pack_linear", qk_py_pack_linear, METH_VARARGS, "_pack_linear(w, w_zp) -> capsule"},
+    {"_pack_conv2d", qk_py_pack_conv2d, METH_VARARGS, "_pack_conv2d(w, w_zp, groups) -> capsule"},
+    {"_packed_bytes", qk_py_packed_bytes, METH_O, "_packed_bytes(capsule) -> int"},
+    {"_linear", qk_py_linear, METH_VARARGS, "_linear(...) -> status (see qkernels/linear.py)"},
+    {"_conv2d", qk_py_conv2d, METH_VARARGS, "_conv2d(...) -> status (see qkernels/linear.py)"},
+    {NULL, NULL, 0, NULL}};
+
+int qk_py_register_gemm(PyObject *module) {
+    if (PyModule_AddFunctions(module, qk_py_gemm_methods) < 0) return -1;
+    PyObject *uf = PyUFunc_FromFuncAndDataAndSignature(
+        qk_lin_funcs, qk_lin_data, qk_lin_types, 4, 4, 1, PyUFunc_None, "linear_int32",
+        "linear_int32(x, w, x_zero_point, w_zero_point, /, out=None, ...)\n\n"
+        "Exact int32 sums y[..., i, o] = sum_k (x[i,k] - x_zp) * (w[o,k] - w_zp[o]), signature\n"
+        "(m,k),(n,k),(),(n)->(m,n). x uint8/int8, w int8/uint8, zero points int32. A bad zero\n"
+        "point or an accumulator bound beyond int32 raises the floating-point 'invalid' flag;\n"
+        "qkernels.linear_int32 checks first and raises a named error.",
+        0, "(m,k),(n,k),(),(n)->(m,n)");
+    if (uf == NULL) return -1;
+    if (PyModule_AddObject(module, "linear_int32", uf) < 0) {
+        Py_DECREF(uf);
+        return -1;
+    }
+    return 0;
+}

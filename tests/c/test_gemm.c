@@ -1,0 +1,237 @@
+/* test_gemm.c -- the integer linear / conv kernels from C, no Python in the loop:
+ *   - qk_linear and qk_conv2d (int32 out) against a naive int64 reference, random shapes;
+ *   - requantized outputs against the requantize functions applied to the int32 result;
+ *   - every SIMD micro-kernel against its scalar twin on the same inputs (when the CPU has AVX2);
+ *   - threads=1 and threads=3 give the same bits;
+ *   - bad arguments and the accumulator bound. */
+#include "gemm/gemm_internal.h"
+#include "qk_test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int32_t rnd(int32_t lo, int32_t hi) {
+    return lo + (int32_t)(qk_test_next() % (unsigned long long)(hi - lo + 1));
+}
+
+static void fill(void *p, qk_dtype t, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (t == QK_DT_U8)
+            ((uint8_t *)p)[i] = (uint8_t)rnd(0, 255);
+        else
+            ((int8_t *)p)[i] = (int8_t)rnd(-128, 127);
+    }
+}
+static int32_t val(const void *p, qk_dtype t, size_t i) {
+    return t == QK_DT_U8 ? ((const uint8_t *)p)[i] : ((const int8_t *)p)[i];
+}
+
+static void test_twins(void) {
+#if QK_X86
+    if (!qk_cpu_has_avx2()) return;
+    for (int it = 0; it < 200; it++) {
+        const size_t kp = (size_t)rnd(0, 40), mr = (size_t)rnd(1, 6), lda = 2 * kp + (size_t)rnd(0, 3);
+        int16_t a[6 * 90], b[40 * 32];
+        for (size_t i = 0; i < 6 * lda; i++) a[i] = (int16_t)rnd(-255, 255);
+        for (size_t i = 0; i < kp * 32; i++) b[i] = (int16_t)rnd(-255, 255);
+        int32_t c1[96], c2[96];
+        qk_gemm_s16_6x16__scalar(mr, kp, a, lda, b, c1);
+        qk_gemm_s16_6x16__avx2(mr, kp, a, lda, b, c2);
+        int same = 1;
+        for (size_t r = 0; r < mr; r++)
+            for (size_t j = 0; j < 16; j++) same &= c1[r * 16 + j] == c2[r * 16 + j];
+        QK_CHECK(same, "gemm twin mismatch kp=%zu mr=%zu", kp, mr);
+    }
+    for (int it = 0; it < 200; it++) {
+        const size_t kh = (size_t)rnd(1, 5), kw = (size_t)rnd(1, 5), sw = (size_t)rnd(1, 3);
+        const size_t dh = (size_t)rnd(1, 2), dw = (size_t)rnd(1, 2), ow = (size_t)rnd(1, 40);
+        const size_t wp = (ow - 1) * sw + dw * (kw - 1) + 1 + (size_t)rnd(0, 3);
+        int16_t *x = (int16_t *)calloc(wp * (dh * (kh - 1) + 1) + 64, sizeof(int16_t));
+        int16_t w[25];
+        for (size_t i = 0; i < wp * (dh * (kh - 1) + 1); i++) x[i] = (int16_t)rnd(-255, 255);
+        for (size_t i = 0; i < kh * kw; i++) w[i] = (int16_t)rnd(-255, 255);
+        int32_t o1[40], o2[40];
+        qk_dw_row__scalar(x, wp, w, kh, kw, sw, dh, dw, ow, o1);
+        qk_dw_row__avx2(x, wp, w, kh, kw, sw, dh, dw, ow, o2);
+        QK_CHECK(memcmp(o1, o2, ow * sizeof(int32_t)) == 0, "dw twin mismatch ow=%zu sw=%zu", ow, sw);
+        free(x);
+    }
+#endif
+}
+
+static void test_linear(void) {
+    for (int it = 0; it < 60; it++) {
+        const size_t m = (size_t)rnd(1, 70), n = (size_t)rnd(1, 40), k = (size_t)rnd(1, 300);
+        const qk_dtype xt = rnd(0, 1) ? QK_DT_U8 : QK_DT_S8, wt = rnd(0, 1) ? QK_DT_U8 : QK_DT_S8;
+        void *x = malloc(m * k), *w = malloc(n * k);
+        fill(x, xt, m * k);
+        fill(w, wt, n * k);
+        int32_t *wzp = (int32_t *)malloc(n * 4), *bias = (int32_t *)malloc(n * 4);
+        for (size_t o = 0; o < n; o++) {
+            wzp[o] = wt == QK_DT_U8 ? rnd(0, 255) : rnd(-128, 127);
+            bias[o] = rnd(-100000, 100000);
+        }
+        const int32_t xzp = xt == QK_DT_U8 ? rnd(0, 255) : rnd(-128, 127);
+        qk_packed_weights *pw = NULL;
+        QK_CHECK(qk_pack_linear(w, wt, n, k, wzp, &pw) == QK_OK, "pack");
+        int32_t *y1 = (int32_t *)malloc(m * n * 4), *y2 = (int32_t *)malloc(m * n * 4);
+        qk_epilogue ep;
+        memset(&ep, 0, sizeof ep);
+        ep.scheme = QK_REQ_NONE;
+        ep.out_type = QK_DT_S32;
+        ep.bias = bias;
+        QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, y1, 1) == QK_OK, "linear");
+        QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, y2, 3) == QK_OK, "linear t3");
+        int ok = 1;
+        for (size_t i = 0; i < m; i++)
+            for (size_t o = 0; o < n; o++) {
+                int64_t s = bias[o];
+                for (size_t q = 0; q < k; q++)
+                    s += (int64_t)(val(x, xt, i * k + q) - xzp) * (val(w, wt, o * k + q) - wzp[o]);
+                ok &= s == y1[i * n + o];
+            }
+        QK_CHECK(ok, "linear vs reference m=%zu n=%zu k=%zu", m, n, k);
+        QK_CHECK(memcmp(y1, y2, m * n * 4) == 0, "threads 1 vs 3");
+        /* requantized: equals qk_requantize_* of the int32 result, per channel */
+        int32_t *mult = (int32_t *)malloc(n * 4), *sh = (int32_t *)malloc(n * 4);
+        for (size_t o = 0; o < n; o++) {
+            mult[o] = rnd(1 << 30, INT32_MAX);
+            sh[o] = rnd(-20, -5);
+        }
+        int8_t *q8 = (int8_t *)malloc(m * n), *r8 = (int8_t *)malloc(m * n);
+        ep.scheme = QK_REQ_DOUBLE;
+        ep.out_type = QK_DT_S8;
+        ep.multiplier = mult;
+        ep.shift = sh;
+        ep.zero_point = 3;
+        ep.act_min = -128;
+        ep.act_max = 127;
+        QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, q8, 2) == QK_OK, "linear double");
+        ok = 1;
+        for (size_t i = 0; i < m; i++)
+            for (size_t o = 0; o < n; o++) {
+                qk_requantize_s32_s8_double(&y1[i * n + o], 1, mult[o], sh[o], 3, -128, 127,
+                                            &r8[i * n + o], NULL);
+                ok &= r8[i * n + o] == q8[i * n + o];
+            }
+        QK_CHECK(ok, "double_round epilogue");
+        free(mult); free(sh); free(q8); free(r8);
+        qk_packed_weights_free(pw);
+        free(x); free(w); free(wzp); free(bias); free(y1); free(y2);
+    }
+}
+
+static void test_conv(void) {
+    for (int it = 0; it < 40; it++) {
+        qk_conv2d_shape s;
+        memset(&s, 0, sizeof s);
+        const size_t groups = (size_t)rnd(1, 3);
+        const int dw = rnd(0, 3) == 0;
+        const size_t cpg = dw ? 1 : (size_t)rnd(1, 5), ocg = (size_t)rnd(1, dw ? 2 : 9);
+        s.batch = (size_t)rnd(1, 2);
+        s.in_c = cpg * groups;
+        const size_t oc = ocg * groups, kh = (size_t)rnd(1, 5), kw = (size_t)rnd(1, 5);
+        s.stride_h = (size_t)rnd(1, 3);
+        s.stride_w = (size_t)rnd(1, 3);
+        s.dil_h = (size_t)rnd(1, 2);
+        s.dil_w = (size_t)rnd(1, 2);
+        s.pad_top = (size_t)rnd(0, 3);
+        s.pad_bottom = (size_t)rnd(0, 3);
+        s.pad_left = (size_t)rnd(0, 3);
+        s.pad_right = (size_t)rnd(0, 3);
+        s.in_h = (size_t)rnd(1, 12) + s.dil_h * (kh - 1);
+        s.in_w = (size_t)rnd(1, 40) + s.dil_w * (kw - 1);
+        const qk_dtype xt = rnd(0, 1) ? QK_DT_U8 : QK_DT_S8, wt = rnd(0, 1) ? QK_DT_U8 : QK_DT_S8;
+        const size_t nx = s.batch * s.in_c * s.in_h * s.in_w, nw = oc * cpg * kh * kw;
+        void *x = malloc(nx), *w = malloc(nw);
+        fill(x, xt, nx);
+        fill(w, wt, nw);
+        int32_t *wzp = (int32_t *)malloc(oc * 4);
+        for (size_t o = 0; o < oc; o++) wzp[o] = wt == QK_DT_U8 ? rnd(0, 255) : rnd(-128, 127);
+        const int32_t xzp = xt == QK_DT_U8 ? rnd(0, 255) : rnd(-128, 127);
+        qk_packed_weights *pw = NULL;
+        QK_CHECK(qk_pack_conv2d(w, wt, oc, cpg, kh, kw, groups, wzp, &pw) == QK_OK, "pack conv");
+        size_t oh = 0, ow = 0;
+        QK_CHECK(qk_conv2d_out_size(&s, pw, &oh, &ow) == QK_OK, "out size");
+        const size_t ny = s.batch * oc * oh * ow;
+        int32_t *y1 = (int32_t *)malloc(ny * 4), *y2 = (int32_t *)malloc(ny * 4);
+        qk_epilogue ep;
+        memset(&ep, 0, sizeof ep);
+        ep.scheme = QK_REQ_NONE;
+        ep.out_type = QK_DT_S32;
+        QK_CHECK(qk_conv2d(&s, pw, x, xt, xzp, &ep, y1, 1) == QK_OK, "conv");
+        QK_CHECK(qk_conv2d(&s, pw, x, xt, xzp, &ep, y2, 2) == QK_OK, "conv t2");
+        int ok = 1;
+        for (size_t b = 0; b < s.batch; b++)
+            for (size_t o = 0; o < oc; o++)
+                for (size_t i = 0; i < oh; i++)
+                    for (size_t j = 0; j < ow; j++) {
+                        int64_t acc = 0;
+                        const size_t g = o / ocg;
+                        for (size_t c = 0; c < cpg; c++)
+                            for (size_t r = 0; r < kh; r++)
+                                for (size_t q = 0; q < kw; q++) {
+                                    const long ih = (long)(i * s.stride_h + r * s.dil_h) - (long)s.pad_top;
+                                    const long iw = (long)(j * s.stride_w + q * s.dil_w) - (long)s.pad_left;
+                                    if (ih < 0 || iw < 0 || ih >= (long)s.in_h || iw >= (long)s.in_w) continue;
+                                    const size_t xi = ((b * s.in_c + g * cpg + c) * s.in_h + (size_t)ih) * s.in_w + (size_t)iw;
+                                    const size_t wi = ((o * cpg + c) * kh + r) * kw + q;
+                                    acc += (int64_t)(val(x, xt, xi) - xzp) * (val(w, wt, wi) - wzp[o]);
+                                }
+                        ok &= acc == y1[((b * oc + o) * oh + i) * ow + j];
+                    }
+        QK_CHECK(ok, "conv vs reference it=%d", it);
+        QK_CHECK(memcmp(y1, y2, ny * 4) == 0, "conv threads");
+        qk_packed_weights_free(pw);
+        free(x); free(w); free(wzp); free(y1); free(y2);
+    }
+}
+
+static void test_errors(void) {
+    int8_t w[4 * 3000];
+    memset(w, -128, sizeof w);
+    int32_t zp[4] = {0, 0, 0, 0}, bad[4] = {0, 200, 0, 0};
+    qk_packed_weights *pw = NULL;
+    QK_CHECK(qk_pack_linear(w, QK_DT_S8, 4, 3000, bad, &pw) == QK_ERR_ZERO_POINT && pw == NULL, "zp");
+    QK_CHECK(qk_pack_linear(w, QK_DT_S8, 0, 3000, zp, &pw) == QK_ERR_ARG, "n=0");
+    QK_CHECK(qk_pack_conv2d(w, QK_DT_S8, 3, 1, 1, 1, 2, zp, &pw) == QK_ERR_ARG, "groups");
+    QK_CHECK(qk_pack_linear(w, QK_DT_S8, 4, 3000, zp, &pw) == QK_OK, "pack");
+    uint8_t x[3000];
+    memset(x, 255, sizeof x);
+    int32_t y[4];
+    qk_epilogue ep;
+    memset(&ep, 0, sizeof ep);
+    ep.scheme = QK_REQ_NONE;
+    ep.out_type = QK_DT_S32;
+    /* 255 * 128 * 3000 = 97,920,000 fits; with x_zp = 0 and k = 3000 it still fits */
+    QK_CHECK(qk_linear(pw, x, QK_DT_U8, 1, 0, &ep, y, 1) == QK_OK, "fits");
+    QK_CHECK(y[0] == -97920000, "value %d", y[0]);
+    qk_packed_weights_free(pw);
+    static int8_t wb[1 * 70000];
+    memset(wb, -128, sizeof wb);
+    static uint8_t xb[70000];
+    memset(xb, 255, sizeof xb);
+    QK_CHECK(qk_pack_linear(wb, QK_DT_S8, 1, 70000, zp, &pw) == QK_OK, "pack big");
+    y[0] = 12345;
+    QK_CHECK(qk_linear(pw, xb, QK_DT_U8, 1, 0, &ep, y, 1) == QK_ERR_OVERFLOW && y[0] == 12345,
+             "overflow detected before writing");
+    ep.wrap = 1;
+    QK_CHECK(qk_linear(pw, xb, QK_DT_U8, 1, 0, &ep, y, 1) == QK_OK, "wrap");
+    QK_CHECK(y[0] == (int32_t)(uint32_t)(-(int64_t)255 * 128 * 70000), "wrapped value %d", y[0]);
+    ep.wrap = 0;
+    ep.scheme = QK_REQ_FP32;
+    ep.out_type = QK_DT_U8;
+    float sc = -1.0f;
+    ep.scale = &sc;
+    QK_CHECK(qk_linear(pw, xb, QK_DT_U8, 1, 0, &ep, y, 1) == QK_ERR_SCALE, "scale");
+    qk_packed_weights_free(pw);
+}
+
+int main(void) {
+    printf("isa: %s\n", qk_isa_name(qk_isa()));
+    test_twins();
+    test_linear();
+    test_conv();
+    test_errors();
+    return QK_TEST_SUMMARY();
+}

@@ -1,0 +1,123 @@
+"""fbgemm and qnnpack presets == PyTorch's quantized Linear / Conv2d (and the ReLU-fused modules)
+with torch.backends.quantized.engine = "fbgemm", "x86" and "qnnpack", every output element.
+
+Activations are drawn as the default x86 qconfig produces them (reduce_range: uint8 values and
+zero point in [0, 127]). On CPUs without AVX512-VNNI, FBGEMM adds pairs of uint8 x int8 products
+with int16 saturation (vpmaddubsw); reduce_range keeps those sums exact, and so does qkernels
+(SPEC section 5). Weights: int8, per-tensor (zero point 0 or not) or per-channel (symmetric, as
+the default qconfig, or with zero points); bias float, as PyTorch stores it.
+"""
+import warnings
+
+import numpy as np
+import pytest
+
+import qkernels
+
+torch = pytest.importorskip("torch")
+from torch.ao.nn import quantized as nnq  # noqa: E402
+from torch.ao.nn.intrinsic import quantized as nniq  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+ENGINES = [e for e in ("fbgemm", "x86", "qnnpack") if e in torch.backends.quantized.supported_engines]
+WEIGHTS = ["per_tensor", "per_tensor_zp", "per_channel", "per_channel_zp"]
+
+
+@pytest.fixture
+def engine(request):
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = request.param
+    yield request.param
+    torch.backends.quantized.engine = old
+
+
+def _weights(rng, shape, kind):
+    o = shape[0]
+    w = rng.integers(-128, 128, shape).astype(np.int8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind.startswith("per_tensor"):
+            ws = float(np.float32(rng.uniform(0.001, 0.02)))
+            wzp = int(rng.integers(-10, 10)) if kind.endswith("_zp") else 0
+            qw = torch._make_per_tensor_quantized_tensor(torch.from_numpy(w), ws, wzp)
+            return w, qw, np.float32(ws), wzp
+        ws = rng.uniform(0.001, 0.02, o).astype(np.float32).astype(np.float64)
+        wzp = rng.integers(-10, 10, o) if kind.endswith("_zp") else np.zeros(o, np.int64)
+        qw = torch._make_per_channel_quantized_tensor(torch.from_numpy(w), torch.from_numpy(ws),
+                                                      torch.from_numpy(wzp), 0)
+        return w, qw, ws.astype(np.float32), wzp.astype(np.int32)
+
+
+def _activations(rng, shape):
+    x = rng.integers(0, 128, shape).astype(np.uint8)            # reduce_range
+    xs = float(np.float32(rng.uniform(0.01, 0.1)))
+    xzp = int(rng.integers(0, 128))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qx = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), xs, xzp)
+    return x, qx, xs, xzp
+
+
+def _preset(engine):
+    return "qnnpack" if engine == "qnnpack" else "fbgemm"
+
+
+LINEAR_SHAPES = [(1, 1, 1), (7, 1, 5), (1, 33, 17), (7, 129, 63), (1, 384, 97), (7, 4100, 9)]
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+@pytest.mark.parametrize("kind", WEIGHTS)
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("m,k,n", LINEAR_SHAPES)
+def test_linear_matches_torch(engine, kind, relu, m, k, n):
+    rng = np.random.default_rng(m * 7919 + k * 31 + n)
+    x, qx, xs, xzp = _activations(rng, (m, k))
+    w, qw, ws, wzp = _weights(rng, (n, k), kind)
+    b = rng.normal(0, 0.5, n).astype(np.float32)
+    os_ = float(np.float32(rng.uniform(0.02, 0.2) * np.sqrt(k) / 4))
+    ozp = int(rng.integers(0, 256))
+    mod = (nniq.LinearReLU if relu else nnq.Linear)(k, n, dtype=torch.qint8)
+    mod.set_weight_bias(qw, torch.from_numpy(b))
+    mod.scale, mod.zero_point = os_, ozp
+    ref = mod(qx).int_repr().numpy()
+    got = qkernels.qlinear(x, w, b, x_scale=xs, x_zero_point=xzp, w_scale=ws, w_zero_point=wzp,
+                           out_scale=os_, out_zero_point=ozp, preset=_preset(engine),
+                           act_min=ozp if relu else None)
+    np.testing.assert_array_equal(got, ref)
+
+
+# (batch, in_c, h, w, out_c, k, stride, padding, dilation, groups)
+CONV_SHAPES = [
+    (1, 8, 10, 11, 16, 1, 1, 0, 1, 1),
+    (7, 6, 9, 9, 5, 3, 1, 1, 1, 1),
+    (1, 3, 20, 19, 8, 7, 2, 3, 1, 1),
+    (1, 8, 14, 14, 6, 5, 2, 2, 1, 2),
+    (1, 16, 12, 12, 16, 3, 1, 1, 1, 16),     # depthwise
+    (7, 12, 9, 10, 12, 3, 2, 1, 1, 12),      # depthwise stride 2, batch 7
+    (1, 8, 13, 13, 8, 3, 1, 2, 2, 1),        # dilation 2
+    (1, 6, 11, 11, 9, 5, 1, 0, 2, 3),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+@pytest.mark.parametrize("kind", WEIGHTS)
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("shape", CONV_SHAPES)
+def test_conv2d_matches_torch(engine, kind, relu, shape):
+    bn, ci, h, wd, co, k, s, p, d, g = shape
+    rng = np.random.default_rng(ci * 1009 + co * 17 + k + s + g)
+    x, qx, xs, xzp = _activations(rng, (bn, ci, h, wd))
+    w, qw, ws, wzp = _weights(rng, (co, ci // g, k, k), kind)
+    b = rng.normal(0, 0.5, co).astype(np.float32)
+    os_ = float(np.float32(rng.uniform(0.02, 0.2) * np.sqrt(ci // g * k * k) / 4))
+    ozp = int(rng.integers(0, 256))
+    mod = (nniq.ConvReLU2d if relu else nnq.Conv2d)(ci, co, k, stride=s, padding=p, dilation=d,
+                                                    groups=g)
+    mod.set_weight_bias(qw, torch.from_numpy(b))
+    mod.scale, mod.zero_point = os_, ozp
+    ref = mod(qx).int_repr().numpy()
+    got = qkernels.qconv2d(x, w, b, stride=s, padding=p, dilation=d, groups=g, x_scale=xs,
+                           x_zero_point=xzp, w_scale=ws, w_zero_point=wzp, out_scale=os_,
+                           out_zero_point=ozp, preset=_preset(engine), act_min=ozp if relu else None)
+    np.testing.assert_array_equal(got, ref)
