@@ -21,10 +21,13 @@ from .ptf import (LayerNormParams, PTFParams, layernorm_errors, layernorm_refere
                   ptf_layernorm_stats, ptf_quantize, sqnr_db)
 from .linear import (PackedConv2d, PackedLinear, conv2d_int32, linear_int32, pack_conv2d,
                      pack_linear, qconv2d, qlinear)
+from .observers import (EntropyObserver, MinMaxObserver, MovingAverageMinMaxObserver, MSEObserver,
+                        Observer, PercentileObserver, PowerOfTwoModeObserver)
 from .qparams import QParams, choose_qparams
 
 __all__ = [
-    "AccumulatorOverflowError", "QParams", "choose_qparams", "dequantize", "fake_quantize",
+    "AccumulatorOverflowError", "EntropyObserver", "MSEObserver", "MinMaxObserver",
+    "MovingAverageMinMaxObserver", "Observer", "PercentileObserver", "PowerOfTwoModeObserver", "QParams", "choose_qparams", "dequantize", "fake_quantize",
     "quantize", "quantize_multiplier", "requantize", "requantize_float", "requantize_shift",
     "show_config", "ufuncs",
     "LayerNormParams", "PTFParams", "layernorm_errors", "layernorm_reference", "prepare_layernorm",
