@@ -62,3 +62,54 @@ def test_unsupported_module_is_named():
     q = _quantize_fx(Odd().eval(), x)
     with pytest.raises(NotImplementedError, match="act.*GELU|GELU"):
         from_torch_quantized(q)
+
+
+class _EagerNet(torch.nn.Module):
+    """The eager-mode recipe: QuantStub, fused conv-bn-relu, FloatFunctional add, DeQuantStub."""
+
+    def __init__(self):
+        super().__init__()
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+        self.quant = QuantStub()
+        self.conv1 = torch.nn.Conv2d(1, 8, 3, padding=1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(8)
+        self.relu1 = torch.nn.ReLU()
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.skip = torch.nn.quantized.FloatFunctional()
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.flat = torch.nn.Flatten()
+        self.fc = torch.nn.Linear(8, 10)
+        self.relu2 = torch.nn.ReLU()
+        self.dequant = DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        y = self.relu1(self.bn1(self.conv1(x)))
+        y = self.skip.add_relu(y, self.conv2(y))
+        return self.dequant(self.relu2(self.fc(self.flat(self.pool(y)))))
+
+
+def test_eager_converted_model_equals_pytorch(data):
+    from torch.ao.quantization import convert, fuse_modules, get_default_qconfig, prepare
+
+    torch.backends.quantized.engine = "fbgemm"
+    torch.set_num_threads(1)
+    (xtr, _), (xte, _) = data
+    torch.manual_seed(0)
+    net = _EagerNet().eval()
+    with torch.no_grad():
+        net.bn1.running_mean.uniform_(-0.2, 0.2)
+        net.bn1.running_var.uniform_(0.5, 2.0)
+    net = fuse_modules(net, [["conv1", "bn1", "relu1"], ["fc", "relu2"]])
+    net.qconfig = get_default_qconfig("fbgemm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare(net)
+        with torch.no_grad():
+            prepared(xtr[:512])
+        q = convert(prepared)
+    with torch.no_grad():
+        ref = q(xte).numpy()
+    got = from_torch_quantized(q)(xte)
+    np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))

@@ -346,7 +346,9 @@ def _function_handler(node: fx.Node) -> Callable[..., Any]:
         return lambda x: x.dequantize() if isinstance(x, QTensor) else x
     if t in (torch.ops.quantized.add, torch.ops.quantized.add_relu):
         relu = t is torch.ops.quantized.add_relu
-        return lambda a, b, scale, zp: q_add(a, b, float(scale), int(zp), relu)
+        def add(a: QTensor, b: QTensor, scale: Any = None, zero_point: Any = None) -> QTensor:
+            return q_add(a, b, float(scale), int(zero_point), relu)
+        return add
     if t in (torch.flatten,) or (node.op == "call_method" and t == "flatten"):
         return lambda x, start_dim=0, end_dim=-1: _flatten(x, start_dim, end_dim)
     if t in (torch.nn.functional.relu, torch.relu) or (node.op == "call_method" and t == "relu"):
