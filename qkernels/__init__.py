@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 from . import ufuncs
 from ._checks import AccumulatorOverflowError
 from ._config import show_config
-from ._elementwise import (dequantize, fake_quantize, quantize, quantize_multiplier, requantize,
+from ._elementwise import (accumulator_to_float, dequantize, fake_quantize, quantize, quantize_multiplier, requantize,
                            requantize_float, requantize_shift)
 from .ptf import (LayerNormParams, PTFParams, layernorm_errors, layernorm_reference,
                   prepare_layernorm, ptf_calibrate, ptf_dequantize, ptf_layernorm,
@@ -26,7 +26,7 @@ from .observers import (EntropyObserver, MinMaxObserver, MovingAverageMinMaxObse
 from .qparams import QParams, choose_qparams
 
 __all__ = [
-    "AccumulatorOverflowError", "EntropyObserver", "MSEObserver", "MinMaxObserver",
+    "AccumulatorOverflowError", "accumulator_to_float", "EntropyObserver", "MSEObserver", "MinMaxObserver",
     "MovingAverageMinMaxObserver", "Observer", "PercentileObserver", "PowerOfTwoModeObserver", "QParams", "choose_qparams", "dequantize", "fake_quantize",
     "quantize", "quantize_multiplier", "requantize", "requantize_float", "requantize_shift",
     "show_config", "ufuncs",

@@ -113,3 +113,32 @@ def test_eager_converted_model_equals_pytorch(data):
         ref = q(xte).numpy()
     got = from_torch_quantized(q)(xte)
     np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_dynamic_linear_equals_quantize_dynamic(data, per_channel):
+    """quantize_dynamic (fbgemm): activations quantized per call, float output, bit for bit."""
+    from torch.ao.quantization import (default_dynamic_qconfig, per_channel_dynamic_qconfig,
+                                       quantize_dynamic)
+
+    torch.backends.quantized.engine = "fbgemm"
+    torch.set_num_threads(1)
+    qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+    (_, _), (xte, yte) = data
+    q = quantize_dynamic(load("mlp"), {torch.nn.Linear: qconfig}, dtype=torch.qint8)
+    im = from_torch_quantized(q)
+    for batch in (xte[:1], xte[:7], xte):
+        with torch.no_grad():
+            ref = q(batch).numpy()
+        got = im(batch)
+        np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))
+    # random layers: odd shapes, tiny ranges (the 6.1e-5 scale floor), all-positive inputs
+    rng = np.random.default_rng(5)
+    for k, n, m, mag in ((1, 1, 1, 1.0), (33, 17, 5, 1e-4), (129, 63, 7, 3.0), (4100, 9, 2, 0.5)):
+        lin = torch.nn.Sequential(torch.nn.Linear(k, n), torch.nn.ReLU())
+        qd = quantize_dynamic(lin, {torch.nn.Linear: qconfig}, dtype=torch.qint8)
+        x = (rng.standard_normal((m, k)) * mag).astype(np.float32)
+        for xi in (x, np.abs(x)):
+            with torch.no_grad():
+                ref = qd(torch.from_numpy(xi)).numpy()
+            np.testing.assert_array_equal(from_torch_quantized(qd)(xi).view(np.int32), ref.view(np.int32))

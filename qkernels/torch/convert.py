@@ -139,6 +139,55 @@ def q_adaptive_avg_pool2d(x: QTensor, output_size: Any) -> QTensor:
     return QTensor(out, x.scale, x.zero_point)
 
 
+# ---- dynamic quantization (fbgemm quantized::linear_dynamic) -------------------------------------
+_SMALL_SCALE = float(F32(6.1e-5))
+
+
+def fbgemm_choose_qparams(mn: float, mx: float, qmin: int = 0, qmax: int = 255,
+                          reduce_range: bool = False) -> Tuple[float, int]:
+    """PyTorch's ``quant_utils::ChooseQuantizationParams`` (= fbgemm's), as the dynamic linear
+    uses it: double arithmetic, a 6.1e-5 floor on the scale, the zero point from whichever end
+    has the smaller error. Returns the double scale and the zero point."""
+    if reduce_range:
+        qmin, qmax = int(qmin / 2), int(qmax / 2)
+    mn, mx = min(F32(mn), F32(0)), max(F32(mx), F32(0))
+    scale = (float(mx) - float(mn)) / (qmax - qmin)
+    if F32(scale) == 0 or not np.isfinite(F32(1) / F32(scale)):
+        scale = 0.1
+    if scale < _SMALL_SCALE:
+        org = F32(scale)
+        scale = _SMALL_SCALE
+        if mn == 0:
+            mx = F32(F32(_SMALL_SCALE) * F32(qmax - qmin))
+        elif mx == 0:
+            mn = F32(-F32(_SMALL_SCALE) * F32(qmax - qmin))
+        else:
+            amp = F32(F32(_SMALL_SCALE) / org)
+            mn, mx = F32(mn * amp), F32(mx * amp)
+    z_min = qmin - float(mn) / scale
+    z_max = qmax - float(mx) / scale
+    e_min = abs(qmin) - abs(float(mn) / scale)
+    e_max = abs(qmax) - abs(float(mx) / scale)
+    z0 = z_min if e_min < e_max else z_max
+    zp = qmin if z0 < qmin else (qmax if z0 > qmax else int(np.rint(z0)))
+    return scale, zp
+
+
+def linear_dynamic(x: np.ndarray, w: Any, ws: Any, wzp: Any, bias: Optional[np.ndarray],
+                   relu: bool = False, reduce_range: bool = True) -> np.ndarray:
+    """fbgemm's dynamic linear: quantize x per call (uint8, reduce_range), exact int32 GEMM,
+    then ``fmaf(acc, fl(x_scale * w_scale), bias)`` (ReQuantizeForFloat), optional ReLU."""
+    x = np.asarray(x, F32)
+    scale_d, xzp = fbgemm_choose_qparams(float(x.min()), float(x.max()), 0, 255, reduce_range)
+    xs = F32(scale_d)
+    xq = qk.quantize(x, xs, xzp, dtype=np.uint8, flavor="fbgemm")
+    acc = qk.linear_int32(xq, w, x_zero_point=xzp, w_zero_point=wzp)
+    mult = (xs * np.asarray(ws, F32)).astype(F32)
+    b = np.zeros(acc.shape[-1], F32) if bias is None else bias
+    y = qk.accumulator_to_float(acc, mult, b, axis=-1 if np.ndim(mult) or np.ndim(b) else None)
+    return np.maximum(y, F32(0)) if relu else y
+
+
 # ---- weights of the quantized modules --------------------------------------------------------
 def _weight_params(w: torch.Tensor) -> Tuple[np.ndarray, Any, Any]:
     q = w.int_repr().numpy()
@@ -255,6 +304,17 @@ def from_torch_quantized(qmodel: torch.nn.Module) -> IntegerModel:
 
 
 def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any) -> Callable[..., Any]:
+    import torch.ao.nn.intrinsic.quantized.dynamic as nniqd
+    import torch.ao.nn.quantized.dynamic as nnqd
+
+    # dynamic modules subclass the static ones: match them first
+    if isinstance(mod, (nniqd.LinearReLU, nnqd.Linear)):
+        if mod.weight().dtype != torch.qint8:
+            raise _unsupported(f"module {name} (dynamic Linear with {mod.weight().dtype} weights)")
+        w, ws, wzp = _weight_params(mod.weight())
+        b = _bias(mod.bias())
+        relu = isinstance(mod, nniqd.LinearReLU)
+        return lambda x: linear_dynamic(x, w, ws, wzp, b, relu)
     if isinstance(mod, (nniq.ConvReLU2d, nnq.Conv2d)):
         if mod.padding_mode != "zeros":
             raise _unsupported(f"module {name} (padding_mode={mod.padding_mode})")
