@@ -14,25 +14,24 @@ __version__ = "0.1.0"
 from . import ufuncs
 from ._checks import AccumulatorOverflowError
 from ._config import show_config
-from ._elementwise import (accumulator_to_float, dequantize, fake_quantize, quantize, quantize_multiplier, requantize,
-                           requantize_float, requantize_shift)
-from .ptf import (LayerNormParams, PTFParams, layernorm_errors, layernorm_reference,
-                  prepare_layernorm, ptf_calibrate, ptf_dequantize, ptf_layernorm,
-                  ptf_layernorm_stats, ptf_quantize, sqnr_db)
+from ._elementwise import (accumulator_to_float, dequantize, fake_quantize, quantize,
+                           quantize_multiplier, requantize, requantize_float, requantize_shift)
 from .linear import (PackedConv2d, PackedLinear, conv2d_int32, linear_int32, pack_conv2d,
                      pack_linear, qconv2d, qlinear)
 from .observers import (EntropyObserver, MinMaxObserver, MovingAverageMinMaxObserver, MSEObserver,
                         Observer, PercentileObserver, PowerOfTwoModeObserver)
+from .ptf import (LayerNormParams, PTFParams, layernorm_errors, layernorm_reference,
+                  prepare_layernorm, ptf_calibrate, ptf_dequantize, ptf_layernorm,
+                  ptf_layernorm_stats, ptf_quantize, sqnr_db)
 from .qparams import QParams, choose_qparams
 
 __all__ = [
-    "AccumulatorOverflowError", "accumulator_to_float", "EntropyObserver", "MSEObserver", "MinMaxObserver",
-    "MovingAverageMinMaxObserver", "Observer", "PercentileObserver", "PowerOfTwoModeObserver", "QParams", "choose_qparams", "dequantize", "fake_quantize",
-    "quantize", "quantize_multiplier", "requantize", "requantize_float", "requantize_shift",
-    "show_config", "ufuncs",
-    "LayerNormParams", "PTFParams", "layernorm_errors", "layernorm_reference", "prepare_layernorm",
-    "ptf_calibrate", "ptf_dequantize", "ptf_layernorm", "ptf_layernorm_stats", "ptf_quantize",
-    "sqnr_db",
-    "PackedConv2d", "PackedLinear", "conv2d_int32", "linear_int32", "pack_conv2d", "pack_linear",
-    "qconv2d", "qlinear",
+    "AccumulatorOverflowError", "EntropyObserver", "LayerNormParams", "MSEObserver",
+    "MinMaxObserver", "MovingAverageMinMaxObserver", "Observer", "PTFParams", "PackedConv2d",
+    "PackedLinear", "PercentileObserver", "PowerOfTwoModeObserver", "QParams",
+    "accumulator_to_float", "choose_qparams", "conv2d_int32", "dequantize", "fake_quantize",
+    "layernorm_errors", "layernorm_reference", "linear_int32", "pack_conv2d", "pack_linear",
+    "prepare_layernorm", "ptf_calibrate", "ptf_dequantize", "ptf_layernorm", "ptf_layernorm_stats",
+    "ptf_quantize", "qconv2d", "qlinear", "quantize", "quantize_multiplier", "requantize",
+    "requantize_float", "requantize_shift", "show_config", "sqnr_db", "ufuncs",
 ]

@@ -13,8 +13,8 @@ Torch and transformers are optional dependencies: they are imported only when a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -126,8 +126,28 @@ def load_model(model: str):
     kind is ``"text"`` (preprocessor: a tokenizer) or ``"vision"`` (an image processor).
     """
     _import_torch()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    with _offline():
+        return _load_model_offline(model)
+
+
+@contextlib.contextmanager
+def _offline():
+    """HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1 while a model loads (restored afterwards)."""
+    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    old = {k: os.environ.get(k) for k in keys}
+    for k in keys:
+        os.environ[k] = "1"
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _load_model_offline(model: str):
     path = resolve_model_path(model)
     tr = _import_transformers()
     try:
@@ -196,6 +216,36 @@ def select_layernorms(names: Sequence[str], layer: Union[str, int, None]) -> Lis
     raise CollectError(f"no LayerNorm named {s!r}; the model has {len(names)}: {listing}")
 
 
+def _pixel_values(image: Optional[str], proc):
+    """The pixel tensor of a vision model: a .npy of preprocessed values, or an image file
+    through the model's own image processor (needs Pillow)."""
+    torch = _import_torch()
+    if image is None:
+        raise CollectError("this is a vision model: pass --image PATH")
+    if str(image).endswith(".npy"):
+        try:
+            pix = np.load(image).astype(np.float32)
+        except (OSError, ValueError) as exc:
+            raise CollectError(f"cannot read pixel values {image!r}: {exc}") from None
+        if pix.ndim not in (3, 4):
+            raise CollectError(f"{image}: pixel values must be (3, H, W) or (N, 3, H, W), got "
+                               f"shape {pix.shape}")
+        return torch.from_numpy(pix.reshape((-1,) + pix.shape[-3:]))
+    if proc is None:
+        raise CollectError("no image processor found locally for this model; pass "
+                           "preprocessed pixel values as a .npy file")
+    try:
+        from PIL import Image
+    except ImportError:
+        raise CollectError("--image needs Pillow (pip install pillow), or pass preprocessed "
+                           "pixel values as a .npy file") from None
+    try:
+        img = Image.open(image).convert("RGB")
+    except OSError as exc:
+        raise CollectError(f"cannot read image {image!r}: {exc}") from None
+    return proc(images=img, return_tensors="pt")["pixel_values"]
+
+
 def collect_inputs(net, kind: str, proc, layers: Sequence[str], *,
                    sentences: Sequence[str] = DEFAULT_SENTENCES, image: Optional[str] = None,
                    progress: bool = True) -> Dict[str, Dict[str, np.ndarray]]:
@@ -223,19 +273,7 @@ def collect_inputs(net, kind: str, proc, layers: Sequence[str], *,
                     bar.step()
                 bar.close()
             else:
-                if image is None:
-                    raise CollectError("this is a vision model: pass --image PATH")
-                if proc is None:
-                    raise CollectError("no image processor found locally for this model")
-                try:
-                    from PIL import Image
-                except ImportError:
-                    raise CollectError("--image needs Pillow: pip install pillow") from None
-                try:
-                    img = Image.open(image).convert("RGB")
-                except OSError as exc:
-                    raise CollectError(f"cannot read image {image!r}: {exc}") from None
-                net(**proc(images=img, return_tensors="pt"))
+                net(pixel_values=_pixel_values(image, proc))
     finally:
         for h in hooks:
             h.remove()
@@ -263,6 +301,28 @@ def load_npy_dir(path: Union[str, Path]) -> Dict[str, Any]:
                            f"gamma.npy, beta.npy)") from None
     return {"x": np.asarray(x, np.float32).reshape(-1, x.shape[-1]),
             "gamma": np.asarray(g, np.float32), "beta": np.asarray(b, np.float32), "eps": 1e-12}
+
+
+def embedded_model_tensor(layer: str = "encoder.layer.0.attention.output.LayerNorm"
+                          ) -> Tuple[np.ndarray, str]:
+    """A real activation available offline: a LayerNorm input of the embedded MiniLM model.
+
+    Returns ``(x, description)`` with x of shape (tokens, 384), float32. Raises ImportError when
+    torch, transformers or the model package is missing (callers fall back to other data).
+
+    Example:
+        >>> x, what = embedded_model_tensor()  # doctest: +SKIP
+        >>> x.shape[1]  # doctest: +SKIP
+        384
+    """
+    try:
+        net, kind, proc = load_model(DEFAULT_MODEL)
+        cap = collect_inputs(net, kind, proc, [layer], progress=False)
+    except CollectError as exc:
+        raise ImportError(str(exc)) from None
+    x = cap[layer]["x"]
+    return x, (f"all-MiniLM-L6-v2 {layer} input ({x.shape[0]} tokens x {x.shape[1]}), "
+               f"{len(DEFAULT_SENTENCES)} built-in sentences, offline model package")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,6 +444,8 @@ def write_layer(out_dir: Union[str, Path], res: LayerResult, progress: bool = Tr
         arrays[f"{tag}_shift"] = np.int32(ln.shift)
     arrays["sole_lut"] = res.prepared["sole"].lut
     qio.atomic_savez(d / "quantized.npz", **arrays)
+    for tag, ln in res.prepared.items():
+        qio.atomic_write_text(d / f"layernorm_int_{tag}.txt", qio.format_layernorm_int(tag, ln))
     header = "".join(qio.format_layernorm_header(res.prepared[t]) for t in GOLDEN_METHODS)
     qio.atomic_write_text(d / "layernorm_params.h", header)
     qio.atomic_write_text(d / "report.json", json.dumps(res.report, indent=2, default=float) + "\n")
@@ -515,7 +577,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--layer", default=None,
                     help="LayerNorm name, index, or 'all' (default: the first)")
     ap.add_argument("--list-layers", action="store_true", help="list the LayerNorms and exit")
-    ap.add_argument("--image", default=None, help="input image for a vision model")
+    ap.add_argument("--image", default=None,
+                    help="input image for a vision model (needs Pillow), or a .npy of "
+                         "preprocessed pixel values (3, H, W) / (N, 3, H, W)")
     ap.add_argument("--from-npy", default=None,
                     help="skip the model: read ln_input.npy, gamma.npy, beta.npy from this folder")
     ap.add_argument("--out", default="data/quantized", help="output folder")

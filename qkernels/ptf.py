@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -258,7 +258,7 @@ def ptf_calibrate(x: Union[ArrayLike, Iterable[ArrayLike]], *, method: str = "se
 
     Example:
         >>> import numpy as np, qkernels
-        >>> x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32) * [1, 2, 4, 8]
+        >>> x = np.array([[1, 2, 4, 8], [-0.5, -1, -2, -4]], np.float32)
         >>> qkernels.ptf_calibrate(x).alpha
         array([0, 1, 2, 3], dtype=int32)
     """
@@ -269,9 +269,11 @@ def ptf_calibrate(x: Union[ArrayLike, Iterable[ArrayLike]], *, method: str = "se
         amax_c = np.max([np.abs(b).max(axis=0) for b in batches], axis=0)
         amax = float(amax_c.max())
         S = np.float32(amax / 127.0) if amax > 0 else np.float32(1.0)
+        # 127 / (max|x_c| / S) with S = max|x| / 127 is max|x| / max|x_c|: computed that way,
+        # a channel exactly a power of two narrower gets its full stretch despite S's rounding
         ratio = np.full(amax_c.shape, np.inf)
         nz = amax_c > 0
-        ratio[nz] = 127.0 / (amax_c[nz] / float(S))
+        ratio[nz] = amax / amax_c[nz]
         with np.errstate(divide="ignore"):
             alpha_seed = np.where(ratio < 1, 0, -np.floor(np.log2(ratio)))
         alpha_seed = np.clip(alpha_seed, -K, 0).astype(np.int32)
@@ -292,7 +294,13 @@ def ptf_calibrate(x: Union[ArrayLike, Iterable[ArrayLike]], *, method: str = "se
 
 
 def sqnr_db(ref: ArrayLike, approx: ArrayLike) -> float:
-    """Signal-to-quantization-noise ratio ``10 log10(sum ref^2 / sum (ref - approx)^2)`` in dB."""
+    """Signal-to-quantization-noise ratio ``10 log10(sum ref^2 / sum (ref - approx)^2)`` in dB.
+
+    Example:
+        >>> import qkernels
+        >>> round(qkernels.sqnr_db([1.0, -2.0, 3.0], [1.0, -2.0, 3.1]), 2)
+        31.46
+    """
     r = np.asarray(ref, np.float64)
     d = r - np.asarray(approx, np.float64)
     noise = float((d * d).sum())
@@ -401,11 +409,17 @@ def prepare_layernorm(params: PTFParams, gamma: ArrayLike, beta: ArrayLike, *,
     if not (math.isfinite(float(eps)) and float(eps) >= 0):
         raise ValueError(f"eps must be finite and >= 0, got {eps}")
     code = _METHOD_CODES[(method, rnd)]
+    e_int = float(np.float32(eps)) * n * n / (params.scale * params.scale)
+    if not e_int < 2.0 ** 60:
+        raise ValueError(f"eps={eps} is too large for the input scale {params.scale:.6g}: "
+                         f"eps * C^2 / scale^2 must stay below 2^60 integer units")
     try:
         d = _core._layernorm_prepare(code, params.scale, np.ascontiguousarray(params.alpha,
                                                                               np.int32),
                                      params.zero_point, g, b, float(eps), float(os_), int(ozp))
     except ValueError as exc:
+        if "scale" not in str(exc):
+            raise
         raise ValueError(f"out_scale={float(os_)} is too small for gamma/beta (the fixed-point "
                          f"output stage would overflow): {exc}") from None
     for k in ("gamma", "beta", "lut", "alpha"):
@@ -484,8 +498,8 @@ def ptf_layernorm_stats(q: ArrayLike, params: LayerNormParams) -> Tuple[np.ndarr
         >>> p = qkernels.PTFParams(0.05, np.zeros(4, np.int32), 128)
         >>> ln = qkernels.prepare_layernorm(p, np.ones(4), np.zeros(4), out_scale=2 / 127)
         >>> m, v = qkernels.ptf_layernorm_stats(np.array([[100, 120, 140, 160]], np.uint8), ln)
-        >>> float(m[0]), round(float(v[0]), 6)
-        (0.05, 1.25)
+        >>> round(float(m[0]), 6), round(float(v[0]), 6)
+        (0.1, 1.25)
     """
     if not isinstance(params, LayerNormParams):
         raise TypeError(f"params must be LayerNormParams, got {type(params).__name__}")

@@ -7,7 +7,6 @@ repeated runs after a warm-up.
 """
 from __future__ import annotations
 
-import os
 import platform
 import statistics
 import sys
@@ -86,9 +85,10 @@ def run(quick: bool = False) -> str:
     rows.append(("qkernels.prepare_layernorm (once per layer)", t_prep, None))
     lines = ["## PTF quantization and integer LayerNorm", "",
              f"{what}, shape {x.shape[0]} x {x.shape[1]}, one thread, median of {repeat} runs; "
-             f"{_cpu()}, {qk.show_config('dicts')['simd']['chosen']} build (the LayerNorm and "
-             f"PTF kernels are scalar C). Ratio = torch time / this time (> 1 is faster than "
-             f"torch).", "", "| op | us per call | tokens/s | vs torch float |", "|---|---:|---:|---:|"]
+             f"{_cpu()}, {qk.show_config('dicts')['simd']['chosen']} path (integer LayerNorm: "
+             f"statistics and output stage in AVX2 with scalar twins; PTF quantize: AVX2). "
+             f"Ratio = torch time / this time (> 1 is faster than torch).", "",
+             "| op | us per call | tokens/s | vs torch float |", "|---|---:|---:|---:|"]
     for name, t, ratio in rows:
         lines.append(f"| {name} | {t * 1e6:.1f} | {x.shape[0] / t:.3g} | "
                      f"{'' if ratio is None else f'{ratio:.2f}x'} |")

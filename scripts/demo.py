@@ -19,12 +19,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import qkernels as qk  # noqa: E402
-
-
-def sqnr_db(x: np.ndarray, x_hat: np.ndarray) -> float:
-    x = x.astype(np.float64)
-    err = np.sum((x - x_hat.astype(np.float64)) ** 2)
-    return float("inf") if err == 0 else 10 * np.log10(np.sum(x ** 2) / err)
+from qkernels import sqnr_db  # noqa: E402
 
 
 def real_tensor() -> Tuple[np.ndarray, str]:

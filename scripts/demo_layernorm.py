@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,7 +61,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     deit = ROOT.parent / "shared" / "data" / "deit-small-ln0"
     if rc == 0 and (deit / "ln_input.npy").is_file():
         rc = _pipeline(f"The same on the real DeiT-small block-0 data ({deit})",
-                       out.parent / (out.name + "_deit"), from_npy=str(deit))
+                       out / "deit-small-ln0", from_npy=str(deit))
     return rc
 
 

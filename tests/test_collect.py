@@ -45,6 +45,12 @@ def test_files_round_trip(deit_out):
     np.testing.assert_array_equal(npz["q"], data.vectors)
     np.testing.assert_array_equal(npz["golden_int_exact"], data.golden_int["exact"])
     assert "qk_ln_exact_shift" in (out / "layernorm_params.h").read_text()
+    for tag, ln in res.prepared.items():
+        ints = qio.read_layernorm_int(out / f"layernorm_int_{tag}.txt")
+        assert ints["shift"] == ln.shift and ints["gamma_multiplier"] == ln.gamma_multiplier
+        np.testing.assert_array_equal(ints["gamma"], ln.gamma_int)
+        np.testing.assert_array_equal(ints["beta"], ln.beta_int)
+        np.testing.assert_array_equal(ints["lut"], ln.lut)
     rep = res.report
     assert rep["input_sqnr_db"]["seed"] >= 41.0 and rep["input_sqnr_db"]["fqvit"] >= 37.0
     assert sum(rep["alpha_histogram"].values()) == 384
@@ -77,7 +83,10 @@ def test_c_example_reproduces_goldens(deit_out):
                        text=True, timeout=120, env=_clean_env())
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("bit-exact (0 of 75648 differ)") == 3
+    assert r.stdout.count("integer golden: bit-exact (0 of 75648 differ)") == 3
+    assert r.stdout.count("prepared integers") == 3 and "DIFFERENT" not in r.stdout
+    assert "qk_ptf_quantize_f32_u8(raw_vec) vs vector files: bit-exact (0 of 75648 differ)" \
+        in r.stdout
     assert "SQNR 28.1" in r.stdout  # exact vs float golden, read from the files
 
 

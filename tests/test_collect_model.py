@@ -47,3 +47,25 @@ def test_missing_model_is_a_clear_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is not available locally" in err and "Traceback" not in err
     assert collect.main(["--model", str(tmp_path / "empty_dir"), "--out", str(tmp_path)]) == 2
+
+
+def test_vision_model_from_a_local_folder(tmp_path):
+    # the DeiT code path (--model DIR --image ...) on a tiny randomly initialised DeiT saved
+    # locally: real pretrained DeiT weights cannot be downloaded here
+    import torch
+    from transformers import DeiTConfig, DeiTModel
+    torch.manual_seed(0)
+    cfg = DeiTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, image_size=32, patch_size=16)
+    DeiTModel(cfg).save_pretrained(tmp_path / "tiny-deit")
+    pix = np.random.default_rng(0).standard_normal((3, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "pixels.npy", pix)
+    out = tmp_path / "q"
+    rc = collect.main(["--model", str(tmp_path / "tiny-deit"), "--image",
+                       str(tmp_path / "pixels.npy"), "--layer", "0",
+                       "--out", str(out), "--quiet"])
+    assert rc == 0
+    data = qio.read_quantized_dir(out)
+    assert data.hidden_dim == 32 and data.num_vectors == 6  # CLS + distillation + 4 patches
+    assert collect.main(["--check", "--out", str(out)]) == 0
+    assert collect.main(["--model", str(tmp_path / "tiny-deit"), "--out", str(out)]) == 2

@@ -129,6 +129,8 @@ def test_bad_input():
         qk.prepare_layernorm(p, g, z, method="fast", out_scale=0.1)
     with pytest.raises(ValueError, match="rounding must be one of"):
         qk.prepare_layernorm(p, g, z, method="sole", rounding="floor", out_scale=0.1)
+    with pytest.raises(ValueError, match="eps=1e.30 is too large"):
+        qk.prepare_layernorm(p, g, z, out_scale=0.1, eps=1e30)
     with pytest.raises(ValueError, match="eps must be finite"):
         qk.prepare_layernorm(p, g, z, out_scale=0.1, eps=-1.0)
     ln = qk.prepare_layernorm(p, g, z, out_scale=0.1)
@@ -142,3 +144,96 @@ def test_bad_input():
         qk.ptf_layernorm(q, p, g, z)
     with pytest.raises(TypeError, match="out has dtype"):
         qk.ptf_layernorm(q, ln, out=np.zeros((2, 4), np.uint8))
+
+
+# ---- property test: any shape, parameters and data give the reference's bits ------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(C=st.integers(1, 48), T=st.integers(1, 4), K=st.integers(0, 7), zp=st.integers(0, 255),
+       out_zp=st.integers(-128, 127), seed=st.integers(0, 2 ** 32 - 1),
+       variant=st.sampled_from(VARIANTS), scale=st.floats(1e-4, 10.0),
+       out_scale=st.floats(1e-3, 10.0), eps=st.sampled_from([0.0, 1e-12, 1e-5, 0.5]))
+def test_property_bit_exact(C, T, K, zp, out_zp, seed, variant, scale, out_scale, eps):
+    rng = np.random.default_rng(seed)
+    alpha = rng.integers(0, K + 1, C).astype(np.int32)
+    p = qk.PTFParams(scale, alpha, zp, K=7)
+    q = rng.integers(0, 256, (T, C)).astype(np.uint8)
+    if rng.random() < 0.3:
+        q[:, :] = rng.integers(max(zp - 3, 0), min(zp + 3, 255) + 1, (T, C))  # tiny variance
+    gamma = rng.uniform(-3, 3, C).astype(np.float32)
+    beta = rng.uniform(-2, 2, C).astype(np.float32)
+    method, rounding = variant
+    ln = qk.prepare_layernorm(p, gamma, beta, method=method, rounding=rounding,
+                              out_scale=out_scale, out_zero_point=out_zp, eps=eps)
+    np.testing.assert_array_equal(
+        qk.ptf_layernorm(q, ln),
+        _ref(p, gamma, beta, method, rounding, out_scale, out_zp, eps, q))
+
+
+def test_threads_share_prepared_params():
+    # the kernel releases the GIL and is reentrant: concurrent calls give the serial bits
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((64, 384)).astype(np.float32)
+    p = qk.ptf_calibrate(x)
+    ln = qk.prepare_layernorm(p, rng.uniform(-1, 1, 384), rng.uniform(-1, 1, 384),
+                              method="sole", out_scale=0.05)
+    qs = [p.quantize(x + i) for i in range(8)]
+    want = [qk.ptf_layernorm(q, ln) for q in qs]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda q: qk.ptf_layernorm(q, ln), qs))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_scalar_and_avx2_paths_agree(tmp_path):
+    # QKERNELS_SIMD=scalar forces the portable loops (chosen once per process): run them in a
+    # subprocess and compare with this process (AVX2 where the CPU has it)
+    import os
+    import subprocess
+    import sys
+    rng = np.random.default_rng(5)
+    cases = []
+    for C in (3, 4, 37, 384):
+        x = (rng.standard_normal((16, C)) * rng.uniform(0.1, 9, C)).astype(np.float32)
+        cases.append(x)
+    np.savez(tmp_path / "in.npz", *cases)
+    script = f"""
+import numpy as np, qkernels as qk
+d = np.load({str(tmp_path / 'in.npz')!r})
+outs = {{}}
+for k in d.files:
+    x = d[k]
+    p = qk.ptf_calibrate(x, K=7)
+    q = p.quantize(x)
+    g = np.linspace(-2, 2, x.shape[1]).astype(np.float32)
+    for m, r in (("exact", "round"), ("sole", "round"), ("sole", "truncate")):
+        ln = qk.prepare_layernorm(p, g, g[::-1].copy(), method=m, rounding=r, out_scale=0.03,
+                                  out_zero_point=-3)
+        outs[f"{{k}}_{{m}}_{{r}}"] = qk.ptf_layernorm(q, ln)
+    outs[k + "_q"] = q
+    # extreme zero points and exponents on raw codes (full-scale rows included)
+    C = x.shape[1]
+    rng = np.random.default_rng(C)
+    qq = rng.integers(0, 256, (8, C)).astype(np.uint8)
+    qq[0] = 0
+    qq[1] = 255
+    for zp in (0, 255):
+        pe = qk.PTFParams(0.01, rng.integers(0, 8, C).astype(np.int32), zp, K=7)
+        for m, r in (("exact", "round"), ("sole", "round"), ("sole", "truncate")):
+            ln = qk.prepare_layernorm(pe, g, g, method=m, rounding=r, out_scale=0.02)
+            outs[f"{{k}}_zp{{zp}}_{{m}}_{{r}}"] = qk.ptf_layernorm(qq, ln)
+np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
+"""
+    for mode in ("scalar", "auto"):
+        env = dict(os.environ, QKERNELS_SIMD=mode)
+        r = subprocess.run([sys.executable, "-c", script.replace("OUT", mode)], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    a, b = np.load(tmp_path / "scalar.npz"), np.load(tmp_path / "auto.npz")
+    assert sorted(a.files) == sorted(b.files) and len(a.files) == 40
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -141,3 +141,23 @@ def test_deit_input_sqnr():
     # what the seed method chose on this data
     assert seed.zero_point == 128 and seed.alpha.max() == 3
     assert fqvit.K == 3 and 0 <= fqvit.zero_point <= 255
+
+
+def test_deit_quantize_matches_reference():
+    x, _, _ = load_deit()
+    for method in ("seed", "fqvit"):
+        p = qk.ptf_calibrate(x, method=method)
+        np.testing.assert_array_equal(p.quantize(x),
+                                      ptf_quantize_ref(x, p.scale, p.alpha, p.zero_point))
+
+
+def test_nan_in_a_long_row_names_its_index():
+    # long rows go through the 8-lane loop: the NaN block falls back to the scalar loop
+    x = np.linspace(-3, 3, 2 * 40).astype(np.float32).reshape(2, 40)
+    x[1, 21] = np.nan
+    a = (np.arange(40) % 8).astype(np.int32)
+    out = np.zeros((2, 40), np.uint8)
+    with pytest.raises(ValueError, match=r"x contains NaN at index \(1, 21\).*partly written"):
+        qk.ptf_quantize(x, 0.01, a, 128, out=out)
+    want = ptf_quantize_ref(np.nan_to_num(x), 0.01, a, 128)
+    np.testing.assert_array_equal(out[0], want[0])  # rows before the NaN are written

@@ -98,7 +98,11 @@ int main(int argc, char **argv) {
     uint8_t *abuf = malloc((size_t)C), *q = malloc((size_t)(N * C) + 1);
     int8_t *y = malloc((size_t)(N * C) + 1), *gold = malloc((size_t)C);
     double *ref = malloc((size_t)(N * C + 1) * sizeof *ref);
-    if (!alpha || !gamma || !beta || !gbuf || !bbuf || !abuf || !q || !y || !gold || !ref)
+    float *raw = malloc((size_t)C * sizeof *raw);
+    uint8_t *requant = malloc((size_t)C);
+    long quant_mismatches = 0;
+    if (!alpha || !gamma || !beta || !gbuf || !bbuf || !abuf || !q || !y || !gold || !ref ||
+        !raw || !requant)
         die(dir, 0, "out of memory");
 
     /* seed convention -> kernel convention: s = S * 2^min(alpha_seed), alpha = alpha_seed - min */
@@ -146,6 +150,15 @@ int main(int argc, char **argv) {
             q[i * C + c] = (uint8_t)x;
         }
         unload(&v);
+        snprintf(name, sizeof name, "raw_input_vectors/raw_vec_%03ld.txt", i);
+        lines_t rv = load(dir, name);
+        if (get_long(&rv) != C) die(rv.path, rv.pos, "count differs from hidden_dim");
+        for (long c = 0; c < C; c++) raw[c] = (float)get_double(&rv);
+        unload(&rv);
+        if (qk_ptf_quantize_f32_u8(raw, 1, (size_t)C, scale, alpha, (int32_t)zp, requant, NULL) !=
+            QK_OK)
+            die(rv.path, 0, "qk_ptf_quantize_f32_u8 failed");
+        for (long c = 0; c < C; c++) quant_mismatches += requant[c] != q[i * C + c];
         snprintf(name, sizeof name, "golden_ref_vec%03ld.txt", i);
         lines_t r = load(dir, name);
         comment(&r);
@@ -161,8 +174,10 @@ int main(int argc, char **argv) {
     }
     printf("%s: %ld vectors x %ld channels, S=%.10f zp=%ld, s=%.9g, out_scale=%.9g\n", dir, N, C,
            (double)S, zp, (double)scale, (double)out_scale);
+    printf("%-14s qk_ptf_quantize_f32_u8(raw_vec) vs vector files: %s (%ld of %ld differ)\n",
+           "ptf_quantize", quant_mismatches ? "MISMATCH" : "bit-exact", quant_mismatches, N * C);
 
-    int failures = 0;
+    int failures = quant_mismatches != 0;
     for (char *m = strtok(methods, ","); m != NULL; m = strtok(NULL, ",")) {
         qk_layernorm_method method;
         if (strcmp(m, "exact") == 0) method = QK_LAYERNORM_EXACT;
@@ -177,6 +192,26 @@ int main(int argc, char **argv) {
         if (st != QK_OK) {
             fprintf(stderr, "%s: %s\n", m, qk_status_str(st));
             return 2;
+        }
+        /* the prepared integers must equal Python's (layernorm_int_<method>.txt), when present */
+        snprintf(name, sizeof name, "%s/layernorm_int_%s.txt", dir, m);
+        FILE *pf = fopen(name, "r");
+        if (pf != NULL) {
+            fclose(pf);
+            snprintf(name, sizeof name, "layernorm_int_%s.txt", m);
+            lines_t L = load(dir, name);
+            comment(&L);
+            comment(&L);
+            int same = get_long(&L) == C && get_long(&L) == prm.shift &&
+                       get_long(&L) == prm.eps_term && get_long(&L) == prm.gamma_multiplier &&
+                       get_long(&L) == prm.beta_multiplier;
+            for (long c = 0; same && c < C; c++) same = get_long(&L) == prm.gamma[c];
+            for (long c = 0; same && c < C; c++) same = get_long(&L) == prm.beta[c];
+            for (int k = 0; same && k < 256; k++) same = get_long(&L) == (long)prm.inv_sqrt_lut[k];
+            unload(&L);
+            printf("%-14s prepared integers (C qk_layernorm_prepare vs %s): %s\n", m, name,
+                   same ? "identical" : "DIFFERENT");
+            failures += !same;
         }
         long mismatches = 0;
         double sig = 0, noise = 0, maxerr = 0;
@@ -206,7 +241,7 @@ int main(int argc, char **argv) {
         failures += mismatches != 0;
     }
     free(alpha); free(gamma); free(beta); free(gbuf); free(bbuf); free(abuf); free(q); free(y);
-    free(gold); free(ref);
+    free(gold); free(ref); free(raw); free(requant);
     printf("%s\n", failures ? "FAILED" : "all integer goldens reproduced bit for bit");
     return failures ? 1 : 0;
 }

@@ -321,6 +321,8 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
  * channels > 0, or x/q/y NULL with elements to do: QK_ERR_ARG. Parameters are checked before
  * anything is written. +inf/-inf saturate to 255/0; a NaN returns QK_ERR_NAN with *bad_index
  * (flat index, when not NULL) at the first NaN; the elements before it are written.
+ * qk_ptf_quantize_f32_u8 has an AVX2 loop beside its scalar twin (same bits; a block holding a
+ * NaN is left to the scalar loop, which reports it).
  * The seed's sign convention (alpha_seed <= 0, scale S) is the same kernel with
  * s = S * 2^min(alpha_seed) and alpha = alpha_seed - min(alpha_seed).
  */
@@ -384,8 +386,11 @@ qk_status qk_ptf_dequantize_u8_f32(const uint8_t *q, size_t tokens, size_t chann
  *
  * qk_layernorm_ptf_u8_s8_exact / _sole(p, q, tokens, y): q is tokens x channels uint8, y is
  * tokens x channels int8. Integer-only; returns QK_ERR_ARG for a NULL or unprepared p (or the
- * wrong method for the function), NULL q/y with tokens > 0. No allocation, reentrant.
- * qk_layernorm_ptf_u8_s8 dispatches on p->method.
+ * wrong method for the function), NULL q/y with tokens > 0, or a p whose integers break the
+ * bounds above (|G_i| >= 2^30, |B_i| >= 2^60, E > 2^60, alpha > 7, lut[m] > 2^16: checked on
+ * every call, O(channels)). No allocation, reentrant.
+ * qk_layernorm_ptf_u8_s8 dispatches on p->method. The output stage has an AVX2 loop (int64
+ * lanes, chosen at run time) and a scalar twin that gives the same bits (QKERNELS_SIMD=scalar).
  * qk_layernorm_ptf_stats(p, q, tokens, s1, d): per-token S1 and D (before E is added) of the
  * method, for test benches and error reports: mean = in_scale * S1 / C,
  * var = in_scale^2 * D / C^2.

@@ -13,20 +13,22 @@ from ._atomic import atomic_savez, atomic_write_bytes, atomic_write_text
 from .cheader import format_layernorm_header
 from .quantized import (FormatError, GoldenRef, QuantizedData, format_alpha_factors,
                         format_global_params, format_golden_int, format_golden_ref,
-                        format_layernorm_int_params, format_layernorm_weights,
+                        format_layernorm_int, format_layernorm_int_params,
+                        format_layernorm_weights,
                         format_quantized_param, format_raw_vector, format_vector,
                         read_alpha_factors, read_global_params, read_golden_int,
-                        read_golden_ref, read_layernorm_int_params, read_layernorm_weights,
+                        read_golden_ref, read_layernorm_int, read_layernorm_int_params, read_layernorm_weights,
                         read_quantized_dir, read_quantized_param, read_raw_vector, read_vector,
                         snap_f8, snap_f10, write_quantized_dir)
 
 __all__ = [
     "FormatError", "GoldenRef", "QuantizedData", "atomic_savez", "atomic_write_bytes",
     "atomic_write_text", "format_alpha_factors", "format_global_params", "format_golden_int",
-    "format_golden_ref", "format_layernorm_header", "format_layernorm_int_params",
+    "format_golden_ref", "format_layernorm_header", "format_layernorm_int",
+    "format_layernorm_int_params",
     "format_layernorm_weights", "format_quantized_param", "format_raw_vector", "format_vector",
     "read_alpha_factors", "read_global_params", "read_golden_int", "read_golden_ref",
-    "read_layernorm_int_params", "read_layernorm_weights", "read_quantized_dir",
+    "read_layernorm_int", "read_layernorm_int_params", "read_layernorm_weights", "read_quantized_dir",
     "read_quantized_param", "read_raw_vector", "read_vector", "snap_f8", "snap_f10",
     "write_quantized_dir",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-import numpy as np
 
 
 def _arr(ctype: str, name: str, values: Sequence[int]) -> str:

@@ -334,6 +334,36 @@ def read_layernorm_int_params(path: PathLike) -> Dict[str, object]:
     return out
 
 
+def format_layernorm_int(tag: str, ln) -> str:
+    """``layernorm_int_<tag>.txt``: the prepared integers of one method, one number a line.
+
+    Lines: two comments, C, shift F, eps term E, gamma multiplier, beta multiplier, then C
+    gamma integers, C beta integers and the 256 inverse-square-root table entries (zeros for
+    ``exact``). These are exactly the fields of C's ``qk_layernorm_params``.
+    """
+    vals = ([ln.channels, ln.shift, ln.eps_term, ln.gamma_multiplier, ln.beta_multiplier]
+            + [int(v) for v in ln.gamma_int] + [int(v) for v in ln.beta_int]
+            + [int(v) for v in ln.lut])
+    return _join([f"# prepared integer LayerNorm parameters, method {tag} (qk_layernorm_params)",
+                  "# channels, shift, eps_term, gamma_multiplier, beta_multiplier, then gamma[C], "
+                  "beta[C], inv_sqrt_lut[256]"] + [str(v) for v in vals])
+
+
+def read_layernorm_int(path: PathLike) -> Dict[str, object]:
+    """Read ``layernorm_int_<tag>.txt`` back: a dict of the integer fields and arrays."""
+    r = _Lines(path)
+    r.comment()
+    r.comment()
+    c = r.int(1)
+    out: Dict[str, object] = {"channels": c, "shift": r.int(16, 56), "eps_term": r.int(0),
+                              "gamma_multiplier": r.int(0), "beta_multiplier": r.int(0)}
+    out["gamma"] = _ints(r, c, -(1 << 30), 1 << 30)
+    out["beta"] = _ints(r, c, -(1 << 62), 1 << 62)
+    out["lut"] = _ints(r, 256, 0, 1 << 16)
+    r.end()
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # The whole folder
 # ---------------------------------------------------------------------------------------------

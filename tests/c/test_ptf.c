@@ -89,6 +89,23 @@ static void test_layernorm(void) {
     QK_CHECK(qk_layernorm_prepare(&p, QK_LAYERNORM_SOLE_ROUND, 4, 0.05f, alpha, 128, gamma, beta,
                                   0.0f, 0.1f, 0, gbuf, bbuf, abuf) == QK_OK, "sole");
     QK_CHECK(qk_layernorm_ptf_u8_s8_exact(&p, q, 1, y) == QK_ERR_ARG, "wrong method");
+    /* a hand-edited struct that breaks the int64 bounds is refused, not overflowed */
+    qk_layernorm_params bad = p;
+    const int64_t big_beta[4] = {100, 0, 0, 0};
+    bad.beta = big_beta;
+    bad.beta_multiplier = INT64_C(1) << 59;
+    QK_CHECK(qk_layernorm_ptf_u8_s8(&bad, q, 1, y) == QK_ERR_ARG, "beta bound");
+    bad.beta_multiplier = 1; /* 100 * 1 is fine */
+    QK_CHECK(qk_layernorm_ptf_u8_s8(&bad, q, 1, y) == QK_OK, "beta in bounds");
+    bad = p;
+    bad.gamma_multiplier = INT64_C(1) << 29;
+    QK_CHECK(qk_layernorm_ptf_u8_s8(&bad, q, 1, y) == QK_ERR_ARG, "gamma bound");
+    bad = p;
+    bad.eps_term = INT64_C(1) << 61;
+    QK_CHECK(qk_layernorm_ptf_u8_s8(&bad, q, 1, y) == QK_ERR_ARG, "eps bound");
+    bad = p;
+    bad.inv_sqrt_lut[3] = 70000u;
+    QK_CHECK(qk_layernorm_ptf_u8_s8(&bad, q, 1, y) == QK_ERR_ARG, "lut bound");
 
     /* worst-case magnitudes: C = max, alpha = 7, full-scale rows (sanitizer checks overflow) */
     enum { CB = QK_LAYERNORM_MAX_CHANNELS };
