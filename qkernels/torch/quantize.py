@@ -141,7 +141,7 @@ _COMPUTE = (torch.nn.Conv2d, torch.nn.Linear)
 _FUSED_ACT = {torch.nn.ReLU: (0.0, None), torch.nn.ReLU6: (0.0, 6.0)}
 
 
-def _fused_graph(model: torch.nn.Module, example: torch.Tensor) -> fx.GraphModule:
+def _fused_graph(model: torch.nn.Module) -> fx.GraphModule:
     from torch.ao.quantization.quantize_fx import fuse_fx
 
     model = copy.deepcopy(model).eval()
@@ -419,12 +419,8 @@ def quantize_model(model: torch.nn.Module, calib_data: Iterable[Any], *,
     if cfg.mode not in ("static", "weight_only"):
         raise ValueError(f"mode must be 'static' or 'weight_only' (dynamic: use torch's "
                          f"quantize_dynamic and from_torch_quantized); got {cfg.mode!r}")
-    batches = [b if isinstance(b, torch.Tensor) else torch.from_numpy(np.asarray(b, F32))
-               for b in calib_data]
-    if not batches:
-        raise ValueError("calib_data is empty: give at least one batch")
     float_model = copy.deepcopy(model).eval()
-    gm = _fused_graph(model, batches[0])
+    gm = _fused_graph(model)
     layers: Dict[str, Dict[str, Any]] = {}
     wcfg = cfg.weight
     for node in gm.graph.nodes:
@@ -478,8 +474,6 @@ def quantize_model(model: torch.nn.Module, calib_data: Iterable[Any], *,
             observers[node.name] = acfg.observer_for()
         elif node.op == "call_function" and node.target in (torch.flatten, torch.nn.functional.relu, torch.relu):
             inherit[node.name] = node.args[0].name
-    interp_values: Dict[str, Any] = {}
-
     class _Rec(fx.Interpreter):
         def run_node(self, n: fx.Node) -> Any:
             r = super().run_node(n)
@@ -487,9 +481,13 @@ def quantize_model(model: torch.nn.Module, calib_data: Iterable[Any], *,
                 observers[n.name].update(r.detach().numpy())
             return r
     rec = _Rec(gm)
+    seen = 0
     with torch.no_grad():
-        for b in batches:
-            rec.run(b)
+        for b in calib_data:  # streamed: observers keep running statistics only
+            rec.run(b if isinstance(b, torch.Tensor) else torch.from_numpy(np.asarray(b, F32)))
+            seen += 1
+    if seen == 0:
+        raise ValueError("calib_data is empty: give at least one batch")
     qparams: Dict[str, Tuple[float, int]] = {}
     for node in gm.graph.nodes:
         if node.name in observers:
@@ -498,5 +496,4 @@ def quantize_model(model: torch.nn.Module, calib_data: Iterable[Any], *,
                                   int(np.asarray(p.zero_point).reshape(-1)[0]))
         elif node.name in inherit and inherit[node.name] in qparams:
             qparams[node.name] = qparams[inherit[node.name]]
-    del interp_values
     return IntegerModel(float_model, gm, cfg, qparams, layers)
