@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -195,7 +197,8 @@ class IntegerModel:
         self.layers = layers            # node name -> quantized weights, bias, ...
 
     # -- execution ------------------------------------------------------------------------
-    def _run(self, x: Any, mode: str, trace: Optional[Dict[str, Any]] = None) -> np.ndarray:
+    def _run(self, x: Any, mode: str, trace: Optional[Dict[str, Any]] = None,
+             raw: bool = False) -> np.ndarray:
         gm = self.graph_module
         env: Dict[fx.Node, Any] = {}
         act = self.config.activation
@@ -225,7 +228,7 @@ class IntegerModel:
                 env[node] = self._step(node, arg(node.args), arg(node.kwargs), mode, q, fq)
             if trace is not None:
                 v = env[node]
-                trace[node.name] = v.dequantize() if isinstance(v, QTensor) else v
+                trace[node.name] = v if raw or not isinstance(v, QTensor) else v.dequantize()
         raise RuntimeError("graph without output")
 
     def _step(self, node: fx.Node, args: Tuple, kwargs: Dict, mode: str,
@@ -257,15 +260,7 @@ class IntegerModel:
         if mode == "int":
             s, z = self.qparams[name]
             adt = cfg.activation.dtype()
-            lo, hi = qk._checks.qrange(adt, bits=cfg.activation.bits if cfg.activation.bits < adt.itemsize * 8 else None)
-            act_min = lo
-            act_max = hi
-            if L["act"] is not None:
-                amin, amax = L["act"]
-                act_min = max(lo, int(z))
-                if amax is not None:
-                    six = int(qk.quantize(np.float32(amax), F32(s), z, dtype=adt, flavor="torch"))
-                    act_max = min(hi, six)
+            act_min, act_max = self._act_range(name)
             kw = dict(x_scale=F32(x.scale), x_zero_point=x.zero_point, w_scale=L["w_scale"],
                       w_zero_point=0, out_scale=F32(s), out_zero_point=z, preset=cfg.preset,
                       out_dtype=adt, act_min=act_min, act_max=act_max)
@@ -375,6 +370,111 @@ class IntegerModel:
                                    cos, float(steps.max()), float(np.mean(steps > 0.5))))
         return out
 
+    def export(self, out_dir: str, x: Any, labels: Any = None) -> List[str]:
+        """Write every integer of the model for C / RTL test benches; returns the paths written.
+
+        ``out_dir/layers/<layer>/``: ``weights.txt`` (int8, OIHW or (N, K)), ``w_scale.txt``,
+        ``a2.txt`` (sum of the weights per output channel), the requantization the C epilogue
+        takes (``requant_scale.txt`` and ``float_bias.txt`` for the float-scale presets,
+        ``multiplier.txt`` / ``shift.txt`` for fixed point and shifts, ``bias.txt`` int32),
+        ``params.txt`` (scheme, zero points, clamping range, geometry), and the golden
+        ``input.txt`` / ``output.txt`` integers of this layer for the sample ``x``.
+        ``out_dir/model.npz`` holds all of it, ``out_dir/model.h`` as C arrays, and
+        ``out_dir/report.json`` the per-tensor and per-layer parameters (SPEC section 8), with
+        the float / fake-quant / integer accuracies when ``labels`` are given. Writes are atomic.
+        """
+        import json
+
+        from .. import io as qio
+        from ..linear import _epilogue
+
+        raw: Dict[str, Any] = {}
+        self._run(x, "int", raw, raw=True)
+        written: List[str] = []
+
+        def put(path: str, text: str) -> None:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            qio.atomic_write_text(path, text)
+            written.append(path)
+
+        cfg = self.config
+        npz: Dict[str, np.ndarray] = {}
+        header: Dict[str, np.ndarray] = {}
+        layers_json = {}
+        for name, L in self.layers.items():
+            xin = raw[L["input"]]
+            yout = raw[name]
+            xs, xz = self.qparams[L["input"]]
+            os_, oz = self.qparams[name]
+            w = L["w_int"]
+            n = w.shape[0]
+            bias = L["bias"]
+            if bias is not None and cfg.preset in ("tflite", "pow2", "onnxruntime"):
+                bias = _int32_bias(bias, F32(xs), L["w_scale"])
+            e = _epilogue(cfg.preset, n, np.ndim(L["w_scale"]) > 0, F32(xs), L["w_scale"], F32(os_),
+                          bias, None, None, None, "half_up")
+            a2 = w.reshape(n, -1).astype(np.int64).sum(axis=1).astype(np.int32)
+            d = os.path.join(out_dir, "layers", name)
+            arrays = {"weights": w, "w_scale": np.broadcast_to(L["w_scale"], (n,)).astype(F32), "a2": a2,
+                      "input": xin.q, "output": yout.q}
+            for key, val in (("requant_scale", e.scale), ("float_bias", e.fbias), ("multiplier", e.mult),
+                             ("shift", e.shift), ("bias", e.bias)):
+                if val is not None:
+                    arrays[key] = np.asarray(val)
+            for key, val in arrays.items():
+                put(os.path.join(d, f"{key}.txt"), qio.format_array(val, f"{name} {key}"))
+                npz[f"{name}/{key}"] = val
+                if key not in ("input", "output"):
+                    header[f"{name}_{key}"] = val
+            m = L["module"]
+            act_min, act_max = self._act_range(name)
+            params = {"kind": L["kind"], "preset": cfg.preset, "scheme": int(e.scheme),
+                      "x_scale": float(xs), "x_zero_point": int(xz), "out_scale": float(os_),
+                      "out_zero_point": int(oz), "act_min": act_min, "act_max": act_max,
+                      "x_dtype": np.dtype(xin.q.dtype).name, "input_shape": list(xin.q.shape),
+                      "output_shape": list(yout.q.shape), "weight_shape": list(w.shape)}
+            if L["kind"] == "conv":
+                params.update(stride=list(m.stride), padding=list(m.padding), dilation=list(m.dilation),
+                              groups=int(m.groups))
+            put(os.path.join(d, "params.txt"), qio.format_params(params))
+            real = (np.float64(xs) * np.asarray(L["w_scale"], np.float64) / np.float64(os_)).reshape(-1)
+            m0, sh = qk.quantize_multiplier(real)
+            layers_json[name] = dict(params, M0=np.atleast_1d(m0).tolist(), shift=np.atleast_1d(sh).tolist(),
+                                     a2=a2.tolist(), w_scale=_tensor_json(L["w_scale"], 0, cfg.weight),
+                                     accumulator_bound=self.accumulator_bounds()[name])
+        tensors = {n: _tensor_json(np.float32(s), z, cfg.activation) for n, (s, z) in self.qparams.items()}
+        report: Dict[str, Any] = {"preset": cfg.preset, "mode": cfg.mode,
+                                  "weight": vars(cfg.weight) if hasattr(cfg.weight, "__dict__") else str(cfg.weight),
+                                  "activation": vars(cfg.activation) if hasattr(cfg.activation, "__dict__") else str(cfg.activation),
+                                  "tensors": tensors, "layers": layers_json}
+        if labels is not None:
+            lab = np.asarray(labels)
+            report["accuracy"] = {k: float(np.mean(np.asarray(f(x)).argmax(1) == lab))
+                                  for k, f in (("float", self.float_reference), ("fake_quant", self.fake_quant),
+                                               ("integer", self.__call__))}
+        put(os.path.join(out_dir, "report.json"), json.dumps(report, indent=1, default=_json_default) + "\n")
+        path = os.path.join(out_dir, "model.npz")
+        os.makedirs(out_dir, exist_ok=True)
+        qio.atomic_savez(path, **npz)
+        written.append(path)
+        put(os.path.join(out_dir, "model.h"), qio.format_c_arrays(
+            {re.sub(r"\W", "_", k): v for k, v in header.items()}, "QK_MODEL_H"))
+        return written
+
+    def _act_range(self, name: str) -> Tuple[int, int]:
+        """The output clamping range of a conv/linear layer (fused ReLU / ReLU6 included)."""
+        cfg = self.config
+        adt = cfg.activation.dtype()
+        lo, hi = qk._checks.qrange(adt, bits=cfg.activation.bits if cfg.activation.bits < adt.itemsize * 8 else None)
+        L = self.layers[name]
+        s, z = self.qparams[name]
+        if L["act"] is not None:
+            amin, amax = L["act"]
+            lo = max(lo, int(z))
+            if amax is not None:
+                hi = min(hi, int(qk.quantize(np.float32(amax), F32(s), z, dtype=adt, flavor="torch")))
+        return lo, hi
+
     def accumulator_bounds(self) -> Dict[str, int]:
         """Worst-case |int32 accumulator| per conv/linear layer: K * max|x - zp| * max|w| + |bias|."""
         act = self.config.activation
@@ -387,6 +487,29 @@ class IntegerModel:
             xmax = max(abs(hi - xin), abs(lo - xin))
             res[n] = int(k * xmax * np.abs(w).max())
         return res
+
+
+def _tensor_json(scale: Any, zero_point: Any, tc: "TensorConfig") -> Dict[str, Any]:
+    """SPEC section 8: scale, zero_point, bitwidth, symmetric, and for powers of two
+    power_of_2 ("2^(-9)") and hardware_op ("x >> 9")."""
+    s = np.asarray(scale, np.float64)
+    d: Dict[str, Any] = {"scale": s.tolist(), "zero_point": np.asarray(zero_point).tolist(),
+                         "bitwidth": tc.bits, "symmetric": tc.symmetric}
+    m, e = np.frexp(s)
+    if np.all(m == 0.5):
+        ex = (e - 1).astype(int)
+        d["power_of_2"] = [f"2^({v})" for v in np.ravel(ex)] if ex.ndim else f"2^({int(ex)})"
+        ops = [f"x >> {-v}" if v < 0 else (f"x << {v}" if v > 0 else "x") for v in np.ravel(ex)]
+        d["hardware_op"] = ops if ex.ndim else ops[0]
+    return d
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
 
 
 def _operator_add() -> Any:
