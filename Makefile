@@ -86,3 +86,7 @@ build/layernorm_golden: csrc/examples/layernorm_golden.c build/libqkernels.a
 
 demo-layernorm: build build/layernorm_golden
 	$(PY) scripts/demo_layernorm.py
+
+# The C example that runs one exported conv layer (IntegerModel.export) from its text files.
+build/conv_layer_golden: csrc/examples/conv_layer_golden.c build/libqkernels.a
+	$(CC) $(CFLAGS_LIB) $< -Lbuild -lqkernels -lm -pthread -o $@

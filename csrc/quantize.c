@@ -303,3 +303,32 @@ QK__DEQUANTIZE(s32, int32_t, INT32_MIN, INT32_MAX, QK__DEQ_NO_SIMD, -1)
     }
 QK__FAKE_QUANTIZE(f32, float)
 QK__FAKE_QUANTIZE(f64, double)
+
+/* ---------------------------------------------------------------------------------------- */
+/* int32 accumulators -> float with one fused rounding (FBGEMM ReQuantizeForFloat)           */
+/* ---------------------------------------------------------------------------------------- */
+#if QK_X86
+QK_TARGET_AVX2 static size_t qk__acc_to_f32_avx2(const int32_t *acc, size_t n, float scale,
+                                                 float bias, float *y) {
+    const __m256 s = _mm256_set1_ps(scale), b = _mm256_set1_ps(bias);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + i)));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(f, s, b));
+    }
+    return i;
+}
+#endif
+
+qk_status qk_accumulator_to_f32_fma(const int32_t *acc, size_t n, float scale, float bias,
+                                    float *y) {
+    if (!qk__scale_ok(scale)) return QK_ERR_SCALE;
+    if (!isfinite(bias)) return QK_ERR_ARG;
+    if (n > 0 && (acc == NULL || y == NULL)) return QK_ERR_ARG;
+    size_t i = 0;
+#if QK_X86
+    if (qk__use_avx2()) i = qk__acc_to_f32_avx2(acc, n, scale, bias, y);
+#endif
+    for (; i < n; i++) y[i] = fmaf((float)acc[i], scale, bias);
+    return QK_OK;
+}

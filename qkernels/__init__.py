@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 from . import ufuncs
 from ._checks import AccumulatorOverflowError
 from ._config import show_config
-from ._elementwise import (dequantize, fake_quantize, quantize,
+from ._elementwise import (accumulator_to_float, dequantize, fake_quantize, quantize,
                            quantize_multiplier, requantize, requantize_float, requantize_shift)
 from .linear import (PackedConv2d, PackedLinear, conv2d_int32, linear_int32, pack_conv2d,
                      pack_linear, qconv2d, qlinear)
@@ -29,7 +29,7 @@ __all__ = [
     "AccumulatorOverflowError", "EntropyObserver", "LayerNormParams", "MSEObserver",
     "MinMaxObserver", "MovingAverageMinMaxObserver", "Observer", "PTFParams", "PackedConv2d",
     "PackedLinear", "PercentileObserver", "PowerOfTwoModeObserver", "QParams",
-    "choose_qparams", "conv2d_int32", "dequantize", "fake_quantize",
+    "accumulator_to_float", "choose_qparams", "conv2d_int32", "dequantize", "fake_quantize",
     "layernorm_errors", "layernorm_reference", "linear_int32", "pack_conv2d", "pack_linear",
     "prepare_layernorm", "ptf_calibrate", "ptf_dequantize", "ptf_layernorm", "ptf_layernorm_stats",
     "ptf_quantize", "qconv2d", "qlinear", "quantize", "quantize_multiplier", "requantize",

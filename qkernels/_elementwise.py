@@ -280,3 +280,30 @@ def requantize_shift(acc: ArrayLike, shift: ArrayLike, zero_point: ArrayLike = 0
     C.check_out(out, a.shape, dt)
     return C.run_ufunc(getattr(_core, f"requantize_shift_{rounding}_{code}"),
                        (a, sh, zp, np.int32(lo), np.int32(hi)), out, lambda: None)
+
+
+def accumulator_to_float(acc: ArrayLike, scale: ArrayLike, bias: ArrayLike = 0.0, *,
+                         axis: Optional[int] = None,
+                         out: Optional[np.ndarray] = None) -> np.ndarray:
+    """int32 accumulators to float32 with one rounding: ``fmaf((float)acc, scale, bias)``.
+
+    The output stage of dynamic quantization in FBGEMM (``ReQuantizeForFloat``, behind
+    ``torch.ao.quantization.quantize_dynamic``), with ``scale = fl(x_scale * w_scale)`` per tensor
+    or per output channel (``axis``) and the float bias fused into the same rounding.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> qkernels.accumulator_to_float(np.int32([3, -4]), 0.5, 0.25)
+        array([ 1.75, -1.75], dtype=float32)
+    """
+    a = C.int32_input(acc, "acc")
+    s = C.scale_param(scale, "scale")
+    b = np.asarray(bias)
+    if b.dtype.kind not in "fiu":
+        raise TypeError(f"bias must be real numbers, got dtype {b.dtype}")
+    b = b.astype(np.float32)
+    if not np.all(np.isfinite(b)):
+        raise ValueError("bias must be finite")
+    s, b = C.channel_params(a.shape, axis, scale=s, bias=b)
+    C.check_out(out, a.shape, np.dtype(np.float32))
+    return C.run_ufunc(_core.accumulator_to_float, (a, s, b), out, lambda: None)

@@ -202,3 +202,39 @@ def test_quantize_multiplier_then_requantize_matches_float(rng):
         m, s = qk.quantize_multiplier(real)
         got = qk.requantize(acc, m, s, dtype=np.int32).astype(np.int64)
         assert np.abs(got - np.rint(acc * real)).max() <= 1
+
+
+def _round_f32(r):
+    """The float32 nearest to the exact rational r (ties to even), without double rounding."""
+    from fractions import Fraction
+
+    c = np.float32(float(r))
+    best = None
+    for cand in (np.nextafter(c, np.float32(-np.inf)), c, np.nextafter(c, np.float32(np.inf))):
+        d = abs(Fraction(float(cand)) - r)
+        key = (d, int(np.float32(cand).view(np.int32)) & 1)
+        if best is None or key < best[0]:
+            best = (key, cand)
+    return best[1]
+
+
+def test_accumulator_to_float_is_one_fused_rounding(rng):
+    from fractions import Fraction
+
+    acc = np.concatenate([rng.integers(-(1 << 31), 1 << 31, 3000), rng.integers(-300, 300, 1000),
+                          [0, 1, -1, (1 << 31) - 1, -(1 << 31)]]).astype(np.int32)
+    for scale, bias in ((np.float32(1.37e-5), np.float32(-0.3)), (np.float32(0.5), np.float32(0.25)),
+                        (np.float32(3.1e-9), np.float32(1.7))):
+        got = qk.accumulator_to_float(acc, scale, bias)
+        ref = np.array([_round_f32(Fraction(float(np.float32(a))) * Fraction(float(scale))
+                                   + Fraction(float(bias))) for a in acc], np.float32)
+        np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))
+    # per output channel along the last axis
+    a2 = rng.integers(-1000, 1000, (5, 7)).astype(np.int32)
+    s2 = rng.random(7).astype(np.float32) + 0.1
+    b2 = rng.standard_normal(7).astype(np.float32)
+    got = qk.accumulator_to_float(a2, s2, b2, axis=1)
+    for j in range(7):
+        np.testing.assert_array_equal(got[:, j], qk.accumulator_to_float(a2[:, j], s2[j], b2[j]))
+    with pytest.raises(ValueError, match="bias"):
+        qk.accumulator_to_float(a2, 1.0, np.inf)

@@ -49,6 +49,8 @@ for dt in (np.uint8, np.int8, np.int16, np.int32):
     for rounding in ("half_up", "half_even", "half_away", "floor"):
         for shift in (-3, 0, 1, 2, 9, 30, 31):
             out[f"sh_{n}_{rounding}_{shift}"] = qk.requantize_shift(acc, shift, zp, rounding=rounding, dtype=dt)
+for scale, bias in ((1.37e-5, -0.3), (0.5, 0.25)):
+    out[f"acc2f_{scale}"] = qk.accumulator_to_float(acc, scale, bias)
 np.savez(sys.argv[1], **out)
 """
 

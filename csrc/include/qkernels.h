@@ -141,6 +141,16 @@ qk_status qk_fake_quantize_f32_torch(const float *x, size_t n, float scale, int3
 qk_status qk_fake_quantize_f64_torch(const double *x, size_t n, float scale, int32_t zero_point,
                                      int32_t qmin, int32_t qmax, double *y, size_t *bad_index);
 
+/*
+ * qk_accumulator_to_f32_fma(acc, n, scale, bias, y):  y = fmaf((float)acc, scale, bias)
+ *   int32 accumulators to float with one rounding of acc * scale + bias: FBGEMM's
+ *   ReQuantizeForFloat, the output stage of dynamic quantization (torch quantize_dynamic,
+ *   quantized::linear_dynamic), scale = fl(x_scale * w_scale). scale must be finite and > 0,
+ *   bias finite (QK_ERR_ARG otherwise).
+ */
+qk_status qk_accumulator_to_f32_fma(const int32_t *acc, size_t n, float scale, float bias,
+                                    float *y);
+
 /* ------------------------------------------------------------------------------------------ */
 /* 3. Real multiplier -> fixed point (TFLite QuantizeMultiplier)                              */
 /* ------------------------------------------------------------------------------------------ */

@@ -85,6 +85,10 @@ static qk_status qk_py_fake_f64(const void *x, size_t n, const qk_py_params *p, 
                                       p->qmax, (double *)y, NULL);
 }
 
+static qk_status qk_py_acc_to_f32(const void *x, size_t n, const qk_py_params *p, void *y) {
+    return qk_accumulator_to_f32_fma((const int32_t *)x, n, p->scale, p->bias, (float *)y);
+}
+
 /* quantize_multiplier has two outputs: its own small loop. */
 static void qk_py_quantize_multiplier_loop(char **args, npy_intp const *dims,
                                            npy_intp const *steps, void *data) {
@@ -147,6 +151,8 @@ static qk_py_ufunc *qk_py_new(const char *name, int nin, const char *doc) {
 static const int QK_QUANT_P[] = {QK_P_SCALE, QK_P_ZERO_POINT, QK_P_QMIN, QK_P_QMAX};
 static const int QK_QUANT_T[] = {NPY_FLOAT32, NPY_INT32, NPY_INT32, NPY_INT32};
 static const int QK_DEQ_P[] = {QK_P_SCALE, QK_P_ZERO_POINT};
+static const int QK_ACC_P[] = {QK_P_SCALE, QK_P_BIAS};
+static const int QK_ACC_T[] = {NPY_FLOAT32, NPY_FLOAT32};
 static const int QK_DEQ_T[] = {NPY_FLOAT32, NPY_INT32};
 static const int QK_FIX_P[] = {QK_P_MULTIPLIER, QK_P_SHIFT, QK_P_ZERO_POINT, QK_P_QMIN, QK_P_QMAX};
 static const int QK_FIX_T[] = {NPY_INT32, NPY_INT32, NPY_INT32, NPY_INT32, NPY_INT32};
@@ -210,6 +216,11 @@ int qk_py_register_elementwise(PyObject *module) {
             qk_py_loop(u, k[o], QK_OUTS[o].type, QK_OUTS[o].size, NPY_FLOAT32, 4, 2, QK_DEQ_P,
                        QK_DEQ_T);
     }
+    qk_py_loop(qk_py_new("accumulator_to_float", 3,
+                         "accumulator_to_float(acc, scale, bias, /, out=None, ...)\n\n"
+                         "fmaf((float)acc, scale, bias): int32 accumulators to float32 with one "
+                         "rounding (FBGEMM ReQuantizeForFloat)."),
+               qk_py_acc_to_f32, NPY_INT32, 4, NPY_FLOAT32, 4, 2, QK_ACC_P, QK_ACC_T);
     {
         qk_py_ufunc *u = qk_py_new("fake_quantize_torch", 5,
                                    "fake_quantize_torch(x, scale, zero_point, qmin, qmax, /, ...)"

@@ -22,12 +22,12 @@
 
 /* The per-call parameters of an elementwise kernel, read from the ufunc's operands. */
 typedef struct qk_py_params {
-    float scale;
+    float scale, bias;
     int32_t multiplier, shift, zero_point, qmin, qmax;
 } qk_py_params;
 
 /* Which field each non-data operand fills (operands 1..nin-1, in order). */
-enum { QK_P_SCALE = 1, QK_P_MULTIPLIER, QK_P_SHIFT, QK_P_ZERO_POINT, QK_P_QMIN, QK_P_QMAX };
+enum { QK_P_SCALE = 1, QK_P_MULTIPLIER, QK_P_SHIFT, QK_P_ZERO_POINT, QK_P_QMIN, QK_P_QMAX, QK_P_BIAS };
 
 typedef qk_status (*qk_py_kernel)(const void *x, size_t n, const qk_py_params *p, void *y);
 

@@ -25,6 +25,7 @@ static void qk_py_read_params(const qk_py_loopdef *d, char **args, npy_intp i,
             case QK_P_ZERO_POINT: memcpy(&iv, ptr, 4); p->zero_point = iv; break;
             case QK_P_QMIN: memcpy(&iv, ptr, 4); p->qmin = iv; break;
             case QK_P_QMAX: memcpy(&iv, ptr, 4); p->qmax = iv; break;
+            case QK_P_BIAS: memcpy(&p->bias, ptr, sizeof(float)); break;
             default: break;
         }
     }

@@ -10,6 +10,7 @@ Example:
     array([ 0, -2], dtype=int32)
 """
 from ._atomic import atomic_savez, atomic_write_bytes, atomic_write_text
+from .arrays import format_array, format_c_arrays, format_params, read_array, read_params
 from .cheader import format_layernorm_header
 from .quantized import (FormatError, GoldenRef, QuantizedData, format_alpha_factors,
                         format_global_params, format_golden_int, format_golden_ref,
@@ -22,6 +23,7 @@ from .quantized import (FormatError, GoldenRef, QuantizedData, format_alpha_fact
                         snap_f8, snap_f10, write_quantized_dir)
 
 __all__ = [
+    "format_array", "format_c_arrays", "format_params", "read_array", "read_params",
     "FormatError", "GoldenRef", "QuantizedData", "atomic_savez", "atomic_write_bytes",
     "atomic_write_text", "format_alpha_factors", "format_global_params", "format_golden_int",
     "format_golden_ref", "format_layernorm_header", "format_layernorm_int",

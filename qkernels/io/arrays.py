@@ -1,0 +1,136 @@
+"""Generic array files for C and RTL test benches: one number a line, and C header arrays.
+
+Text format (what ``format_array`` writes, ``read_array`` reads)::
+
+    # <free comment>
+    # shape 16 1 3 3
+    144
+    -3
+    17
+    ...
+
+Integers are written as integers, floats with 9 significant digits (``%.9g``: enough to read a
+float32 back to the same bits).
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, Mapping, Sequence, Union
+
+import numpy as np
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t",
+            np.dtype(np.int16): "int16_t", np.dtype(np.uint16): "uint16_t",
+            np.dtype(np.int32): "int32_t", np.dtype(np.int64): "int64_t",
+            np.dtype(np.float32): "float"}
+
+
+def format_array(values: np.ndarray, comment: str = "") -> str:
+    """One number a line, after a comment, a shape line and the count.
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels.io import format_array
+        >>> print(format_array(np.int8([[1, -2]]), "weights"), end="")
+        # weights
+        # shape 1 2
+        2
+        1
+        -2
+    """
+    a = np.asarray(values)
+    lines = [f"# {comment}" if comment else "#", "# shape " + " ".join(str(d) for d in a.shape),
+             str(a.size)]
+    flat = a.ravel()
+    if a.dtype.kind in "iub":
+        lines += [str(int(v)) for v in flat]
+    else:
+        lines += ["%.9g" % float(v) for v in flat]
+    return "\n".join(lines) + "\n"
+
+
+def read_array(path: PathLike, dtype: Union[str, np.dtype, None] = None) -> np.ndarray:
+    """Read a file written by :func:`format_array` (integers unless a value has a '.' or 'e')."""
+    shape = None
+    vals = []
+    count = None
+    with open(path) as f:
+        for line in f:
+            s = line.strip()
+            if not s:
+                continue
+            if s.startswith("#"):
+                m = re.match(r"#\s*shape\s*(.*)$", s)
+                if m:
+                    shape = tuple(int(t) for t in m.group(1).split())
+                continue
+            if count is None:
+                count = int(s)
+                continue
+            vals.append(s)
+    if count is None or len(vals) != count:
+        raise ValueError(f"{path}: expected {count} values, found {len(vals)}")
+    is_float = any(("." in v or "e" in v.lower() or "n" in v.lower()) for v in vals)
+    arr = np.array([float(v) for v in vals] if is_float else [int(v) for v in vals],
+                   dtype=dtype or (np.float32 if is_float else np.int64))
+    return arr.reshape(shape) if shape is not None else arr
+
+
+def format_c_arrays(arrays: Mapping[str, np.ndarray], guard: str,
+                    scalars: Mapping[str, Union[int, float]] = None) -> str:
+    """A C header with one ``static const`` array per entry (and ``#define`` scalars).
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels.io import format_c_arrays
+        >>> print(format_c_arrays({"fc_w": np.int8([1, -2])}, "M_H"), end="")
+        #ifndef M_H
+        #define M_H
+        #include <stdint.h>
+        <BLANKLINE>
+        static const int8_t fc_w[2] = {1, -2};
+        <BLANKLINE>
+        #endif /* M_H */
+    """
+    out = [f"#ifndef {guard}", f"#define {guard}", "#include <stdint.h>", ""]
+    for name, v in (scalars or {}).items():
+        out.append(f"#define {name.upper()} {v!r}" if isinstance(v, float) else f"#define {name.upper()} {int(v)}")
+    if scalars:
+        out.append("")
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        ctype = _C_TYPES.get(a.dtype)
+        if ctype is None:
+            raise TypeError(f"{name}: no C type for dtype {a.dtype}")
+        flat = a.ravel()
+        body = ", ".join(("%.9gf" % float(v)) if ctype == "float" else str(int(v)) for v in flat)
+        out.append(f"static const {ctype} {name}[{max(flat.size, 1)}] = {{{body}}};")
+    out += ["", f"#endif /* {guard} */"]
+    return "\n".join(out) + "\n"
+
+
+def format_params(params: Dict[str, object]) -> str:
+    """``key value`` lines; a list value is written space-separated on its line."""
+    def one(t: object) -> str:
+        if isinstance(t, (float, np.floating)):
+            return "%.9g" % float(t)
+        return str(int(t)) if isinstance(t, (int, np.integer)) else str(t)
+    lines = []
+    for k, v in params.items():
+        text = " ".join(one(t) for t in np.ravel(v)) if isinstance(v, (list, tuple, np.ndarray)) else one(v)
+        lines.append(f"{k} {text}")
+    return "\n".join(lines) + "\n"
+
+
+def read_params(path: PathLike) -> Dict[str, str]:
+    out = {}
+    with open(path) as f:
+        for line in f:
+            s = line.strip()
+            if s and not s.startswith("#"):
+                k, _, v = s.partition(" ")
+                out[k] = v
+    return out

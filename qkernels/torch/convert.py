@@ -1,0 +1,418 @@
+"""Run a model that PyTorch itself quantized on qkernels' integer kernels.
+
+``from_torch_quantized(qmodel)`` takes the output of ``torch.ao.quantization.quantize_fx.convert_fx``
+(or an eager ``convert``-ed model, which is traced with ``torch.fx``) and returns an
+:class:`IntegerModel` that executes every quantized op with qkernels: convolutions and linear
+layers through ``qconv2d`` / ``qlinear`` with the ``fbgemm`` preset, and the elementwise quantized
+ops (add, ReLU, ReLU6, LeakyReLU, max and adaptive average pooling) with PyTorch's own integer
+arithmetic, reproduced operation for operation:
+
+=====================  =====================================================================
+op                     integer arithmetic (PyTorch CPU kernels, read and checked here)
+=====================  =====================================================================
+quantize_per_tensor    ``qkernels.quantize(flavor="torch")`` (FBGEMM: ``RNE(fma(x, 1/s, zp))``)
+quantized.add(_relu)   ``d = fl(fma(s, q, -fl(s*zp)))`` per input, ``c = fl(da + db)``,
+                       (relu), ``RNE(fl(c * fl(1/s_out))) + zp_out`` (the ``Vectorized`` path)
+LeakyReLU              the same dequantize, ``dy = dx * (dx > 0 ? 1 : slope)``, same quantize
+ReLU / ReLU6           integer clamp to ``[zp, quantize(6.0)]`` (qparams unchanged)
+MaxPool2d              integer maximum (qparams unchanged)
+AdaptiveAvgPool2d      ``RNE(sum / count)`` over each window (qparams unchanged)
+dequantize             ``fl(s * (q - zp))``
+=====================  =====================================================================
+
+Example:
+    >>> import torch, qkernels.torch as qt
+    >>> from qkernels.torch.convert import from_torch_quantized
+    >>> # qmodel = convert_fx(prepare_fx(model, get_default_qconfig_mapping("fbgemm"), ...))
+    >>> # IntegerModel: im = from_torch_quantized(qmodel); im(x) == qmodel(x), element for element
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import fx
+
+import qkernels as qk
+
+__all__ = ["QTensor", "IntegerModel", "from_torch_quantized"]
+
+F32 = np.float32
+
+
+@dataclass
+class QTensor:
+    """An integer tensor with its per-tensor quantization parameters."""
+
+    q: np.ndarray
+    scale: float
+    zero_point: int
+
+    def dequantize(self) -> np.ndarray:
+        return qk.dequantize(self.q, F32(self.scale), self.zero_point)
+
+
+# ---- PyTorch's elementwise quantized arithmetic ------------------------------------------------
+def _vec_dequantize(t: QTensor) -> np.ndarray:
+    """Vectorized<quint8>::dequantize: fl(fma(scale, q, -fl(scale * zp)))."""
+    s = F32(t.scale)
+    premul = -(s * F32(t.zero_point))
+    exact = np.float64(s) * t.q.astype(np.float64) + np.float64(premul)  # exact, one rounding
+    return exact.astype(F32)
+
+
+def _vec_quantize(x: np.ndarray, scale: float, zp: int, dtype: np.dtype) -> np.ndarray:
+    """Vectorized<quint8>::quantize: RNE(fl(x * fl(1/scale))) + zp, clamped."""
+    return qk.quantize(x.astype(F32, copy=False), F32(scale), zp, dtype=dtype, flavor="pt2e")
+
+
+def q_add(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = False) -> QTensor:
+    c = _vec_dequantize(a) + _vec_dequantize(b)
+    if relu:
+        c = np.maximum(c, F32(0))
+    return QTensor(_vec_quantize(c, scale, zp, a.q.dtype), scale, zp)
+
+
+def q_leaky_relu(x: QTensor, slope: float, scale: float, zp: int) -> QTensor:
+    dx = _vec_dequantize(x)
+    dy = dx * np.where(dx > 0, F32(1), F32(slope))
+    return QTensor(_vec_quantize(dy, scale, zp, x.q.dtype), scale, zp)
+
+
+def q_clamp(x: QTensor, lo: Optional[float], hi: Optional[float]) -> QTensor:
+    """quantized clamp / hardtanh / relu6 / relu: clamp to quantize_val(bound), qparams kept."""
+    def qv(v: float) -> int:
+        return int(qk.quantize(np.float32(v), F32(x.scale), x.zero_point, dtype=x.q.dtype,
+                               flavor="fbgemm_scalar"))
+    q = x.q
+    if lo is not None:
+        q = np.maximum(q, q.dtype.type(qv(lo)))
+    if hi is not None:
+        q = np.minimum(q, q.dtype.type(qv(hi)))
+    return QTensor(q, x.scale, x.zero_point)
+
+
+def _pair(v: Any) -> Tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def q_max_pool2d(x: QTensor, kernel: Any, stride: Any, padding: Any, dilation: Any,
+                 ceil_mode: bool) -> QTensor:
+    kh, kw = _pair(kernel)
+    sh, sw = _pair(stride if stride not in (None, []) else kernel)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    n, c, h, w = x.q.shape
+
+    def out_size(i: int, k: int, s: int, p: int, d: int) -> int:
+        num = i + 2 * p - d * (k - 1) - 1
+        o = (-(-num // s) if ceil_mode else num // s) + 1
+        if ceil_mode and (o - 1) * s >= i + p:
+            o -= 1
+        return o
+    oh, ow = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
+    info = np.iinfo(x.q.dtype)
+    pad = np.full((n, c, h + 2 * ph + sh * kh, w + 2 * pw + sw * kw), info.min, x.q.dtype)
+    pad[:, :, ph:ph + h, pw:pw + w] = x.q
+    out = np.full((n, c, oh, ow), info.min, x.q.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            win = pad[:, :, i * dh: i * dh + sh * oh: sh, j * dw: j * dw + sw * ow: sw]
+            np.maximum(out, win[:, :, :oh, :ow], out=out)
+    return QTensor(out, x.scale, x.zero_point)
+
+
+def q_adaptive_avg_pool2d(x: QTensor, output_size: Any) -> QTensor:
+    n, c, h, w = x.q.shape
+    oh, ow = _pair(output_size)
+    oh = h if oh is None else oh
+    out = np.empty((n, c, oh, ow), x.q.dtype)
+    for i in range(oh):
+        h0, h1 = (i * h) // oh, -((-(i + 1) * h) // oh)
+        for j in range(ow):
+            w0, w1 = (j * w) // ow, -((-(j + 1) * w) // ow)
+            s = x.q[:, :, h0:h1, w0:w1].astype(np.int64).sum(axis=(2, 3))
+            out[:, :, i, j] = np.rint(s / ((h1 - h0) * (w1 - w0)))
+    return QTensor(out, x.scale, x.zero_point)
+
+
+# ---- dynamic quantization (fbgemm quantized::linear_dynamic) -------------------------------------
+_SMALL_SCALE = float(F32(6.1e-5))
+
+
+def fbgemm_choose_qparams(mn: float, mx: float, qmin: int = 0, qmax: int = 255,
+                          reduce_range: bool = False) -> Tuple[float, int]:
+    """PyTorch's ``quant_utils::ChooseQuantizationParams`` (= fbgemm's), as the dynamic linear
+    uses it: double arithmetic, a 6.1e-5 floor on the scale, the zero point from whichever end
+    has the smaller error. Returns the double scale and the zero point."""
+    if reduce_range:
+        qmin, qmax = int(qmin / 2), int(qmax / 2)
+    mn, mx = min(F32(mn), F32(0)), max(F32(mx), F32(0))
+    scale = (float(mx) - float(mn)) / (qmax - qmin)
+    if F32(scale) == 0 or not np.isfinite(F32(1) / F32(scale)):
+        scale = 0.1
+    if scale < _SMALL_SCALE:
+        org = F32(scale)
+        scale = _SMALL_SCALE
+        if mn == 0:
+            mx = F32(F32(_SMALL_SCALE) * F32(qmax - qmin))
+        elif mx == 0:
+            mn = F32(-F32(_SMALL_SCALE) * F32(qmax - qmin))
+        else:
+            amp = F32(F32(_SMALL_SCALE) / org)
+            mn, mx = F32(mn * amp), F32(mx * amp)
+    z_min = qmin - float(mn) / scale
+    z_max = qmax - float(mx) / scale
+    e_min = abs(qmin) - abs(float(mn) / scale)
+    e_max = abs(qmax) - abs(float(mx) / scale)
+    z0 = z_min if e_min < e_max else z_max
+    zp = qmin if z0 < qmin else (qmax if z0 > qmax else int(np.rint(z0)))
+    return scale, zp
+
+
+def linear_dynamic(x: np.ndarray, w: Any, ws: Any, wzp: Any, bias: Optional[np.ndarray],
+                   relu: bool = False, reduce_range: bool = True) -> np.ndarray:
+    """fbgemm's dynamic linear: quantize x per call (uint8, reduce_range), exact int32 GEMM,
+    then ``fmaf(acc, fl(x_scale * w_scale), bias)`` (ReQuantizeForFloat), optional ReLU."""
+    x = np.asarray(x, F32)
+    scale_d, xzp = fbgemm_choose_qparams(float(x.min()), float(x.max()), 0, 255, reduce_range)
+    xs = F32(scale_d)
+    xq = qk.quantize(x, xs, xzp, dtype=np.uint8, flavor="fbgemm")
+    acc = qk.linear_int32(xq, w, x_zero_point=xzp, w_zero_point=wzp)
+    mult = (xs * np.asarray(ws, F32)).astype(F32)
+    b = np.zeros(acc.shape[-1], F32) if bias is None else bias
+    y = qk.accumulator_to_float(acc, mult, b, axis=-1 if np.ndim(mult) or np.ndim(b) else None)
+    return np.maximum(y, F32(0)) if relu else y
+
+
+# ---- weights of the quantized modules --------------------------------------------------------
+def _weight_params(w: torch.Tensor) -> Tuple[np.ndarray, Any, Any]:
+    q = w.int_repr().numpy()
+    if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return q, F32(w.q_scale()), int(w.q_zero_point())
+    if w.q_per_channel_axis() != 0:
+        raise NotImplementedError("per-channel weights must be quantized along the output axis")
+    return (q, w.q_per_channel_scales().numpy().astype(F32),
+            w.q_per_channel_zero_points().numpy().astype(np.int32))
+
+
+def _bias(b: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+    return None if b is None else b.detach().numpy().astype(F32)
+
+
+# ---- the model -----------------------------------------------------------------------------------
+class IntegerModel:
+    """A graph of integer ops that reproduces a PyTorch-quantized model on qkernels.
+
+    Call it with a float32 array or tensor; it returns float32 (the model's dequantized output).
+    Integers flow between layers; float appears only where the PyTorch model itself had float
+    (before its first quantize and after each dequantize).
+
+    Example:
+        >>> # im = from_torch_quantized(convert_fx(prepared)); y = im(x_numpy)
+    """
+
+    def __init__(self, steps: List[Tuple[fx.Node, Callable[..., Any]]], output: fx.Node,
+                 placeholders: List[fx.Node]) -> None:
+        self._steps = steps
+        self._output = output
+        self._placeholders = placeholders
+        self.trace: Dict[str, Any] = {}
+
+    def __call__(self, *inputs: Any, keep_trace: bool = False) -> Any:
+        env: Dict[fx.Node, Any] = {}
+        if len(inputs) != len(self._placeholders):
+            raise TypeError(f"the model takes {len(self._placeholders)} inputs, got {len(inputs)}")
+        for node, value in zip(self._placeholders, inputs):
+            if isinstance(value, torch.Tensor):
+                value = value.detach().numpy()
+            env[node] = np.asarray(value, dtype=F32)
+        self.trace = {}
+
+        def load(a: Any) -> Any:
+            return fx.node.map_arg(a, lambda n: env[n])
+        for node, fn in self._steps:
+            env[node] = fn(*load(node.args), **load(node.kwargs))
+            if keep_trace:
+                self.trace[node.name] = env[node]
+        out = load(self._output.args[0])
+        return out.dequantize() if isinstance(out, QTensor) else out
+
+
+def _trace(model: torch.nn.Module) -> fx.GraphModule:
+    if isinstance(model, fx.GraphModule):
+        return model
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as exc:  # pragma: no cover - depends on the user's model
+        raise TypeError(f"{type(model).__name__} could not be traced with torch.fx ({exc}); "
+                        "convert it with quantize_fx.convert_fx, or make it traceable") from exc
+
+
+def _unsupported(what: str) -> NotImplementedError:
+    return NotImplementedError(
+        f"{what} is not supported by from_torch_quantized yet: keep it in float (dequantize "
+        "before it, quantize after it) or add a handler to qkernels.torch.convert")
+
+
+def from_torch_quantized(qmodel: torch.nn.Module) -> IntegerModel:
+    """An :class:`IntegerModel` running a PyTorch-quantized model (fbgemm engine) on qkernels.
+
+    Supported: quantize_per_tensor, dequantize, quantized Conv2d / ConvReLU2d / Linear / LinearReLU
+    (per-tensor or per-channel weights), quantized add / add_relu, ReLU, ReLU6 / Hardtanh,
+    LeakyReLU, MaxPool2d, AdaptiveAvgPool2d, Flatten, Dropout and Identity. Anything else raises
+    NotImplementedError naming the module.
+
+    Raises:
+        NotImplementedError: an op without an integer handler (the message names it).
+        TypeError: a model torch.fx cannot trace.
+    """
+    import torch.ao.nn.intrinsic.quantized as nniq
+    import torch.ao.nn.quantized as nnq
+
+    gm = _trace(qmodel.eval())
+    steps: List[Tuple[fx.Node, Callable[..., Any]]] = []
+    placeholders: List[fx.Node] = []
+    output: Optional[fx.Node] = None
+
+    def const(v: Any) -> Any:
+        return v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v
+
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            placeholders.append(node)
+        elif node.op == "output":
+            output = node
+        elif node.op == "get_attr":
+            value = const(getattr(gm, node.target) if "." not in node.target
+                          else gm.get_submodule(node.target.rsplit(".", 1)[0]).__getattr__(
+                              node.target.rsplit(".", 1)[1]))
+            steps.append((node, (lambda v: lambda: v)(value)))
+        elif node.op == "call_module":
+            mod = gm.get_submodule(node.target)
+            steps.append((node, _module_handler(mod, node.target, nnq, nniq)))
+        elif node.op in ("call_function", "call_method"):
+            steps.append((node, _function_handler(node)))
+        else:  # pragma: no cover
+            raise _unsupported(f"graph node {node.op} {node.target}")
+    if output is None:
+        raise TypeError("the traced model has no output")
+    return IntegerModel(steps, output, placeholders)
+
+
+def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any) -> Callable[..., Any]:
+    import torch.ao.nn.intrinsic.quantized.dynamic as nniqd
+    import torch.ao.nn.quantized.dynamic as nnqd
+
+    # dynamic modules subclass the static ones: match them first
+    if isinstance(mod, (nniqd.LinearReLU, nnqd.Linear)):
+        if mod.weight().dtype != torch.qint8:
+            raise _unsupported(f"module {name} (dynamic Linear with {mod.weight().dtype} weights)")
+        w, ws, wzp = _weight_params(mod.weight())
+        b = _bias(mod.bias())
+        relu = isinstance(mod, nniqd.LinearReLU)
+        return lambda x: linear_dynamic(x, w, ws, wzp, b, relu)
+    if isinstance(mod, (nniq.ConvReLU2d, nnq.Conv2d)):
+        if mod.padding_mode != "zeros":
+            raise _unsupported(f"module {name} (padding_mode={mod.padding_mode})")
+        w, ws, wzp = _weight_params(mod.weight())
+        b = _bias(mod.bias())
+        relu = isinstance(mod, nniq.ConvReLU2d)
+        packed = qk.pack_conv2d(w, groups=mod.groups, w_zero_point=wzp, w_scale=ws)
+        out_s, out_zp = float(mod.scale), int(mod.zero_point)
+
+        def conv(x: QTensor) -> QTensor:
+            y = qk.qconv2d(x.q, packed, b, stride=mod.stride, padding=mod.padding,
+                           dilation=mod.dilation, groups=mod.groups, x_scale=F32(x.scale),
+                           x_zero_point=x.zero_point, w_scale=ws, w_zero_point=wzp,
+                           out_scale=F32(out_s), out_zero_point=out_zp, preset="fbgemm",
+                           out_dtype=x.q.dtype, act_min=out_zp if relu else None)
+            return QTensor(y, out_s, out_zp)
+        return conv
+    if isinstance(mod, (nniq.LinearReLU, nnq.Linear)):
+        w, ws, wzp = _weight_params(mod.weight())
+        b = _bias(mod.bias())
+        relu = isinstance(mod, nniq.LinearReLU)
+        packed = qk.pack_linear(w, w_zero_point=wzp, w_scale=ws)
+        out_s, out_zp = float(mod.scale), int(mod.zero_point)
+
+        def linear(x: QTensor) -> QTensor:
+            y = qk.qlinear(x.q, packed, b, x_scale=F32(x.scale), x_zero_point=x.zero_point,
+                           w_scale=ws, w_zero_point=wzp, out_scale=F32(out_s),
+                           out_zero_point=out_zp, preset="fbgemm", out_dtype=x.q.dtype,
+                           act_min=out_zp if relu else None)
+            return QTensor(y, out_s, out_zp)
+        return linear
+    if isinstance(mod, nnq.LeakyReLU):
+        slope, out_s, out_zp = float(mod.negative_slope), float(mod.scale), int(mod.zero_point)
+        return lambda x: q_leaky_relu(x, slope, out_s, out_zp)
+    if isinstance(mod, nnq.Quantize):
+        s, zp, dt = float(mod.scale), int(mod.zero_point), mod.dtype
+        return lambda x: _quantize(x, s, zp, dt)
+    if isinstance(mod, nnq.DeQuantize):
+        return lambda x: x.dequantize() if isinstance(x, QTensor) else x
+    if isinstance(mod, torch.nn.ReLU6):
+        return lambda x: q_clamp(x, 0.0, 6.0) if isinstance(x, QTensor) else np.clip(x, 0, 6)
+    if isinstance(mod, torch.nn.Hardtanh):
+        lo, hi = float(mod.min_val), float(mod.max_val)
+        return lambda x: q_clamp(x, lo, hi) if isinstance(x, QTensor) else np.clip(x, lo, hi)
+    if isinstance(mod, torch.nn.ReLU):
+        return lambda x: q_clamp(x, 0.0, None) if isinstance(x, QTensor) else np.maximum(x, 0)
+    if isinstance(mod, torch.nn.MaxPool2d):
+        if mod.return_indices:
+            raise _unsupported(f"module {name} (MaxPool2d with return_indices)")
+        return lambda x: q_max_pool2d(x, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
+                                      mod.ceil_mode)
+    if isinstance(mod, torch.nn.AdaptiveAvgPool2d):
+        return lambda x: q_adaptive_avg_pool2d(x, mod.output_size)
+    if isinstance(mod, torch.nn.Flatten):
+        sd, ed = mod.start_dim, mod.end_dim
+        return lambda x: _flatten(x, sd, ed)
+    if isinstance(mod, (torch.nn.Dropout, torch.nn.Identity)):
+        return lambda x: x
+    raise _unsupported(f"module {name} ({type(mod).__module__}.{type(mod).__name__})")
+
+
+def _flatten(x: Any, start: int, end: int) -> Any:
+    a = x.q if isinstance(x, QTensor) else x
+    shape = a.shape
+    start %= len(shape)
+    end %= len(shape)
+    new = shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:]
+    r = a.reshape(new)
+    return QTensor(r, x.scale, x.zero_point) if isinstance(x, QTensor) else r
+
+
+_TORCH_TO_NP = {torch.quint8: np.uint8, torch.qint8: np.int8, torch.qint32: np.int32}
+
+
+def _quantize(x: Any, scale: Any, zp: Any, dtype: Any) -> QTensor:
+    s = float(scale)
+    z = int(zp)
+    return QTensor(qk.quantize(np.asarray(x, F32), F32(s), z, dtype=_TORCH_TO_NP[dtype],
+                               flavor="torch"), s, z)
+
+
+def _function_handler(node: fx.Node) -> Callable[..., Any]:
+    t = node.target
+    if t is torch.quantize_per_tensor:
+        return _quantize
+    if node.op == "call_method" and t == "dequantize":
+        return lambda x: x.dequantize() if isinstance(x, QTensor) else x
+    if t is torch.dequantize:
+        return lambda x: x.dequantize() if isinstance(x, QTensor) else x
+    if t in (torch.ops.quantized.add, torch.ops.quantized.add_relu):
+        relu = t is torch.ops.quantized.add_relu
+        def add(a: QTensor, b: QTensor, scale: Any = None, zero_point: Any = None) -> QTensor:
+            return q_add(a, b, float(scale), int(zero_point), relu)
+        return add
+    if t in (torch.flatten,) or (node.op == "call_method" and t == "flatten"):
+        return lambda x, start_dim=0, end_dim=-1: _flatten(x, start_dim, end_dim)
+    if t in (torch.nn.functional.relu, torch.relu) or (node.op == "call_method" and t == "relu"):
+        return lambda x, inplace=False: q_clamp(x, 0.0, None)
+    if t is operator.getitem:
+        return lambda x, i: x[i]
+    raise _unsupported(f"function {node.op} {getattr(t, '__name__', t)}")

@@ -1,0 +1,622 @@
+"""quantize_model: calibrate a float PyTorch model and run it integer-exact on qkernels.
+
+    from qkernels.torch import quantize_model, QuantConfig
+    im = quantize_model(model, calib_batches)                 # W8A8, per-channel weights, fbgemm
+    y_int = im(x)                                             # integers between layers
+    y_fq = im.fake_quant(x); y_f = im.float_reference(x)
+    report = im.compare(x)                                    # per layer SQNR / max error / cosine
+
+The model is captured with ``torch.fx`` and BatchNorm is folded into the preceding convolution
+(``fuse_fx``, eval mode); ReLU / ReLU6 after a convolution or linear layer are fused into its
+output range. Every op then runs on qkernels: convolutions and linear layers with
+``qconv2d`` / ``qlinear`` and the configured preset, the elementwise ops with integer arithmetic
+(see ``qkernels.torch.convert``). The fake-quant run uses the same parameters at the same points in
+float, so the two agree to within a quantization step wherever the preset's requantization
+rounds the same real value differently.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import fx
+
+import qkernels as qk
+
+from .convert import (F32, QTensor, _flatten, _unsupported, q_adaptive_avg_pool2d, q_add, q_clamp,
+                      q_leaky_relu, q_max_pool2d)
+
+__all__ = ["TensorConfig", "QuantConfig", "IntegerModel", "quantize_model"]
+
+_OBSERVERS = {
+    "minmax": qk.MinMaxObserver, "moving_average": qk.MovingAverageMinMaxObserver,
+    "percentile": qk.PercentileObserver, "mse": qk.MSEObserver, "entropy": qk.EntropyObserver,
+    "mode": qk.PowerOfTwoModeObserver,
+}
+
+
+@dataclass(frozen=True)
+class TensorConfig:
+    """How one kind of tensor is quantized.
+
+    Attributes:
+        bits: 2..16 (int8/uint8 storage up to 8 bits, int16/uint16 above).
+        symmetric: symmetric (zero point 0) or affine.
+        per_channel: one scale per output channel (weights) instead of per tensor.
+        signed: signed integers (int8) or unsigned (uint8).
+        power_of_two: None, "ceil" or "round" (scales snapped to powers of two).
+        observer: minmax, moving_average, percentile, mse, entropy or mode (power-of-two mode).
+    """
+
+    bits: int = 8
+    symmetric: bool = False
+    per_channel: bool = False
+    signed: bool = False
+    power_of_two: Optional[str] = None
+    observer: str = "minmax"
+
+    def dtype(self) -> np.dtype:
+        if self.bits <= 8:
+            return np.dtype(np.int8 if self.signed else np.uint8)
+        return np.dtype(np.int16 if self.signed else np.uint16)
+
+    def observer_for(self, axis: Optional[int] = None) -> qk.Observer:
+        if self.observer not in _OBSERVERS:
+            raise ValueError(f"observer must be one of {', '.join(_OBSERVERS)}; got {self.observer!r}")
+        kw: Dict[str, Any] = dict(dtype=self.dtype(), symmetric=self.symmetric,
+                                  bits=self.bits if self.bits != self.dtype().itemsize * 8 else None,
+                                  power_of_two=self.power_of_two)
+        if self.observer in ("percentile", "mse", "entropy"):
+            if axis is not None:
+                raise ValueError(f"the {self.observer} observer is per tensor")
+            return _OBSERVERS[self.observer](**kw)
+        if self.observer == "mode":
+            kw["power_of_two"] = "ceil"
+            kw["symmetric"] = True
+        return _OBSERVERS[self.observer](axis=axis, **kw)
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """What quantize_model does (defaults: W8A8 static, per-channel symmetric int8 weights,
+    affine uint8 activations, the fbgemm preset).
+
+    Attributes:
+        weight, activation: :class:`TensorConfig` for weights and for activations (inputs and
+            outputs of every layer).
+        preset: fbgemm, qnnpack, onnxruntime, tflite or pow2 (the arithmetic of conv/linear).
+        mode: "static" (calibrated activations) or "weight_only" (float activations).
+    """
+
+    weight: TensorConfig = field(default_factory=lambda: TensorConfig(
+        bits=8, symmetric=True, per_channel=True, signed=True))
+    activation: TensorConfig = field(default_factory=TensorConfig)
+    preset: str = "fbgemm"
+    mode: str = "static"
+
+    @staticmethod
+    def w8a8_pow2() -> "QuantConfig":
+        """Power-of-two scales everywhere and the pow2 preset (shift-only hardware)."""
+        return QuantConfig(weight=TensorConfig(bits=8, symmetric=True, per_channel=True, signed=True,
+                                               power_of_two="ceil"),
+                           activation=TensorConfig(bits=8, symmetric=True, signed=True,
+                                                   power_of_two="ceil"),
+                           preset="pow2")
+
+    @staticmethod
+    def w4a8() -> "QuantConfig":
+        """4-bit per-channel symmetric weights, 8-bit activations."""
+        return QuantConfig(weight=TensorConfig(bits=4, symmetric=True, per_channel=True, signed=True))
+
+    @staticmethod
+    def from_dict(d: Dict[str, Any]) -> "QuantConfig":
+        """From a plain dict (e.g. a YAML file): {"weight": {...}, "activation": {...}, ...}."""
+        base = QuantConfig()
+        kw: Dict[str, Any] = {}
+        for k in ("weight", "activation"):
+            if k in d:
+                kw[k] = replace(getattr(base, k), **d[k])
+        for k in ("preset", "mode"):
+            if k in d:
+                kw[k] = d[k]
+        unknown = set(d) - {"weight", "activation", "preset", "mode"}
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        return replace(base, **kw)
+
+    @staticmethod
+    def from_yaml(path: str) -> "QuantConfig":
+        import yaml
+
+        with open(path) as f:
+            return QuantConfig.from_dict(yaml.safe_load(f) or {})
+
+
+# ---- graph preparation ------------------------------------------------------------------------
+_COMPUTE = (torch.nn.Conv2d, torch.nn.Linear)
+_FUSED_ACT = {torch.nn.ReLU: (0.0, None), torch.nn.ReLU6: (0.0, 6.0)}
+
+
+def _fused_graph(model: torch.nn.Module) -> fx.GraphModule:
+    from torch.ao.quantization.quantize_fx import fuse_fx
+
+    model = copy.deepcopy(model).eval()
+    try:
+        gm = fuse_fx(model)
+    except Exception as exc:
+        raise TypeError(f"{type(model).__name__} could not be traced with torch.fx ({exc}); keep "
+                        "the untraceable part out of the quantized region") from exc
+    gm.eval()
+    return gm
+
+
+def _module_kind(mod: torch.nn.Module) -> Tuple[Optional[torch.nn.Module], Optional[Tuple]]:
+    """(conv or linear, fused activation bounds) for a plain or fused (intrinsic) module."""
+    import torch.ao.nn.intrinsic as nni
+
+    if isinstance(mod, (nni.ConvReLU2d, nni.LinearReLU)):
+        return mod[0], (0.0, None)
+    if isinstance(mod, _COMPUTE):
+        return mod, None
+    return None, None
+
+
+# ---- the quantized model -----------------------------------------------------------------------
+@dataclass
+class LayerReport:
+    name: str
+    op: str
+    sqnr_db: float
+    max_abs_err: float
+    cosine: float
+    steps_diff_vs_fake_quant: float
+    frac_diff_vs_fake_quant: float
+
+
+class IntegerModel:
+    """A calibrated model that runs integer-exact on qkernels (see :func:`quantize_model`).
+
+    ``model(x)`` runs the integer graph and returns the dequantized float output;
+    ``fake_quant(x)`` runs float with the same quantization points; ``float_reference(x)`` runs the
+    original float model; ``compare(x)`` reports per layer; ``accumulator_bounds()`` gives each
+    conv/linear layer's worst-case int32 accumulator.
+    """
+
+    def __init__(self, float_model: torch.nn.Module, gm: fx.GraphModule, config: QuantConfig,
+                 qparams: Dict[str, Tuple[float, int]], layers: Dict[str, Dict[str, Any]]) -> None:
+        self.float_model = float_model
+        self.graph_module = gm
+        self.config = config
+        self.qparams = qparams          # node name -> (scale, zero point) of its output
+        self.layers = layers            # node name -> quantized weights, bias, ...
+
+    # -- execution ------------------------------------------------------------------------
+    def _run(self, x: Any, mode: str, trace: Optional[Dict[str, Any]] = None,
+             raw: bool = False) -> np.ndarray:
+        gm = self.graph_module
+        env: Dict[fx.Node, Any] = {}
+        act = self.config.activation
+        adt = act.dtype()
+
+        def arg(a: Any) -> Any:
+            return fx.node.map_arg(a, lambda n: env[n])
+
+        fq = self._fq_out
+
+        def q(v: np.ndarray, name: str) -> QTensor:
+            s, z = self.qparams[name]
+            bits = act.bits if act.bits < adt.itemsize * 8 else None
+            return QTensor(qk.quantize(np.asarray(v, F32), F32(s), z, dtype=adt, bits=bits,
+                                       flavor="torch"), s, z)
+
+        for node in gm.graph.nodes:
+            if node.op == "placeholder":
+                v = x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, F32)
+                v = v.astype(F32)
+                env[node] = (q(v, node.name) if mode == "int" else fq(v, node.name) if mode == "fq"
+                             else v)
+            elif node.op == "output":
+                out = arg(node.args[0])
+                return out.dequantize() if isinstance(out, QTensor) else out
+            else:
+                env[node] = self._step(node, arg(node.args), arg(node.kwargs), mode, q, fq)
+            if trace is not None:
+                v = env[node]
+                trace[node.name] = v if raw or not isinstance(v, QTensor) else v.dequantize()
+        raise RuntimeError("graph without output")
+
+    def _step(self, node: fx.Node, args: Tuple, kwargs: Dict, mode: str,
+              q: Callable, fq: Callable) -> Any:
+        gm = self.graph_module
+        name = node.name
+        if node.op == "call_module":
+            mod = gm.get_submodule(node.target)
+            if name in self.layers:
+                return self._compute(name, args[0], mode)
+            return self._elementwise(mod, name, args, mode, fq)
+        if node.op == "call_function" and node.target in (torch.add, _operator_add()):
+            a, b = args[0], args[1]
+            if mode == "int":
+                s, z = self.qparams[name]
+                return q_add(a, b, s, z)
+            return fq(np.asarray(a) + np.asarray(b), name) if mode == "fq" else a + b
+        if node.op == "call_function" and node.target is torch.flatten:
+            def flat(x: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
+                return _flatten(x, start_dim, end_dim)
+            return flat(*args, **kwargs)
+        if node.op == "call_function" and node.target in (torch.nn.functional.relu, torch.relu):
+            return q_clamp(args[0], 0.0, None) if mode == "int" else np.maximum(args[0], F32(0))
+        raise _unsupported(f"{node.op} {getattr(node.target, '__name__', node.target)} ({name})")
+
+    def _compute(self, name: str, x: Any, mode: str) -> Any:
+        L = self.layers[name]
+        cfg = self.config
+        if mode == "int":
+            s, z = self.qparams[name]
+            adt = cfg.activation.dtype()
+            act_min, act_max = self._act_range(name)
+            kw = dict(x_scale=F32(x.scale), x_zero_point=x.zero_point, w_scale=L["w_scale"],
+                      w_zero_point=0, out_scale=F32(s), out_zero_point=z, preset=cfg.preset,
+                      out_dtype=adt, act_min=act_min, act_max=act_max)
+            bias = L["bias"]
+            if bias is not None and cfg.preset in ("tflite", "pow2", "onnxruntime"):
+                bias = _int32_bias(bias, F32(x.scale), L["w_scale"])
+            if L["kind"] == "conv":
+                m = L["module"]
+                y = qk.qconv2d(x.q, L["packed"], bias, stride=m.stride, padding=m.padding,
+                               dilation=m.dilation, groups=m.groups, **kw)
+            else:
+                y = qk.qlinear(x.q, L["packed"], bias, **kw)
+            return QTensor(y, s, z)
+        # float: the fused module with fake-quantized (fq) or original (float) weights
+        t = torch.from_numpy(np.ascontiguousarray(x, F32))
+        with torch.no_grad():
+            y = (L["fq_module"] if mode == "fq" else L["fused"])(t).numpy()
+        return self._fq_out(y, name) if mode == "fq" else y
+
+    def _fq_out(self, y: np.ndarray, name: str) -> np.ndarray:
+        """Fake-quantize y with the quantization parameters of node `name`."""
+        act = self.config.activation
+        adt = act.dtype()
+        s, z = self.qparams[name]
+        lo, hi = qk._checks.qrange(adt, bits=act.bits if act.bits < adt.itemsize * 8 else None)
+        return qk.fake_quantize(np.asarray(y, F32), F32(s), z, lo, hi)
+
+    def _elementwise(self, mod: torch.nn.Module, name: str, args: Tuple, mode: str,
+                     fq: Callable) -> Any:
+        x = args[0]
+        if isinstance(mod, (torch.nn.Dropout, torch.nn.Identity)):
+            return x
+        if isinstance(mod, torch.nn.Flatten):
+            return _flatten(x, mod.start_dim, mod.end_dim)
+        if mode != "int":
+            with torch.no_grad():
+                y = mod(torch.from_numpy(np.ascontiguousarray(x, F32))).numpy()
+            if mode == "fq" and name in self.qparams:
+                y = fq(y, name)
+            return y
+        if isinstance(mod, torch.nn.ReLU6):
+            return q_clamp(x, 0.0, 6.0)
+        if isinstance(mod, torch.nn.ReLU):
+            return q_clamp(x, 0.0, None)
+        if isinstance(mod, torch.nn.Hardtanh):
+            return q_clamp(x, float(mod.min_val), float(mod.max_val))
+        if isinstance(mod, torch.nn.MaxPool2d):
+            return q_max_pool2d(x, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
+                                mod.ceil_mode)
+        if isinstance(mod, torch.nn.AdaptiveAvgPool2d):
+            return q_adaptive_avg_pool2d(x, mod.output_size)
+        if isinstance(mod, torch.nn.LeakyReLU):
+            s, z = self.qparams[name]
+            return q_leaky_relu(x, float(mod.negative_slope), s, z)
+        raise _unsupported(f"module {name} ({type(mod).__name__})")
+
+    # -- public API -------------------------------------------------------------------------
+    def __call__(self, x: Any) -> np.ndarray:
+        """Integer-exact run on qkernels; returns the dequantized float32 output."""
+        if self.config.mode == "weight_only":
+            return self._run(x, "wo")
+        return self._run(x, "int")
+
+    def fake_quant(self, x: Any) -> np.ndarray:
+        """Float run with fake quantization at the same points (weights and activations)."""
+        return self._run(x, "fq")
+
+    def float_reference(self, x: Any) -> np.ndarray:
+        """The original float model."""
+        with torch.no_grad():
+            t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, F32))
+            return self.float_model(t).numpy()
+
+    def compare(self, x: Any) -> List[LayerReport]:
+        """Per quantized node: the integer-exact run against the float model (SQNR, max abs error,
+        cosine similarity: the accumulated effect of quantization up to that layer), and against
+        the fake-quant version of the same op fed with the integer run's own inputs (how many
+        quantization steps apart the two roundings land, and on what fraction of elements).
+
+        Integer and fake-quant differ only where the exact value sits on (or within float
+        rounding of) a half step: the integer kernels round the exact rational value, float
+        fake-quant rounds a float approximation of it. Average pooling of integers lands exactly on
+        half steps often (sum / 4), so it shows the largest fraction; with the pow2 preset the
+        requantizing shift rounds exact ties half-up where fake quant rounds half-to-even."""
+        ti: Dict[str, Any] = {}
+        tf: Dict[str, Any] = {}
+        self._run(x, "int", ti)
+        self._run(x, "float", tf)
+        out: List[LayerReport] = []
+        gm = self.graph_module
+        for node in gm.graph.nodes:
+            n = node.name
+            if n not in self.qparams or node.op in ("placeholder", "output"):
+                continue
+            args = fx.node.map_arg(node.args, lambda m: ti[m.name])
+            kwargs = fx.node.map_arg(node.kwargs, lambda m: ti[m.name])
+            local = np.asarray(self._step(node, args, kwargs, "fq", None, self._fq_out), np.float64)
+            a = np.asarray(ti[n], np.float64)
+            f = np.asarray(tf[n], np.float64)
+            err = a - f
+            sq = float(np.sum(f ** 2))
+            sqnr = float("inf") if not np.any(err) else 10 * math.log10(max(sq, 1e-30) / np.sum(err ** 2))
+            cos = float(np.dot(a.ravel(), f.ravel()) / max(np.linalg.norm(a) * np.linalg.norm(f), 1e-30))
+            steps = np.rint(np.abs(a - local) / self.qparams[n][0])  # whole steps
+            op = node.target if node.op != "call_module" else type(gm.get_submodule(node.target)).__name__
+            out.append(LayerReport(n, str(getattr(op, "__name__", op)), sqnr, float(np.abs(err).max()),
+                                   cos, float(steps.max()), float(np.mean(steps > 0.5))))
+        return out
+
+    def export(self, out_dir: str, x: Any, labels: Any = None) -> List[str]:
+        """Write every integer of the model for C / RTL test benches; returns the paths written.
+
+        ``out_dir/layers/<layer>/``: ``weights.txt`` (int8, OIHW or (N, K)), ``w_scale.txt``,
+        ``a2.txt`` (sum of the weights per output channel), the requantization the C epilogue
+        takes (``requant_scale.txt`` and ``float_bias.txt`` for the float-scale presets,
+        ``multiplier.txt`` / ``shift.txt`` for fixed point and shifts, ``bias.txt`` int32),
+        ``params.txt`` (scheme, zero points, clamping range, geometry), and the golden
+        ``input.txt`` / ``output.txt`` integers of this layer for the sample ``x``.
+        ``out_dir/model.npz`` holds all of it, ``out_dir/model.h`` as C arrays, and
+        ``out_dir/report.json`` the per-tensor and per-layer parameters (SPEC section 8), with
+        the float / fake-quant / integer accuracies when ``labels`` are given. Writes are atomic.
+        """
+        import json
+
+        from .. import io as qio
+        from ..linear import _epilogue
+
+        raw: Dict[str, Any] = {}
+        self._run(x, "int", raw, raw=True)
+        written: List[str] = []
+
+        def put(path: str, text: str) -> None:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            qio.atomic_write_text(path, text)
+            written.append(path)
+
+        cfg = self.config
+        npz: Dict[str, np.ndarray] = {}
+        header: Dict[str, np.ndarray] = {}
+        layers_json = {}
+        for name, L in self.layers.items():
+            xin = raw[L["input"]]
+            yout = raw[name]
+            xs, xz = self.qparams[L["input"]]
+            os_, oz = self.qparams[name]
+            w = L["w_int"]
+            n = w.shape[0]
+            bias = L["bias"]
+            if bias is not None and cfg.preset in ("tflite", "pow2", "onnxruntime"):
+                bias = _int32_bias(bias, F32(xs), L["w_scale"])
+            e = _epilogue(cfg.preset, n, np.ndim(L["w_scale"]) > 0, F32(xs), L["w_scale"], F32(os_),
+                          bias, None, None, None, "half_up")
+            a2 = w.reshape(n, -1).astype(np.int64).sum(axis=1).astype(np.int32)
+            d = os.path.join(out_dir, "layers", name)
+            arrays = {"weights": w, "w_scale": np.broadcast_to(L["w_scale"], (n,)).astype(F32), "a2": a2,
+                      "input": xin.q, "output": yout.q}
+            for key, val in (("requant_scale", e.scale), ("float_bias", e.fbias), ("multiplier", e.mult),
+                             ("shift", e.shift), ("bias", e.bias)):
+                if val is not None:
+                    arrays[key] = np.asarray(val)
+            for key, val in arrays.items():
+                put(os.path.join(d, f"{key}.txt"), qio.format_array(val, f"{name} {key}"))
+                npz[f"{name}/{key}"] = val
+                if key not in ("input", "output"):
+                    header[f"{name}_{key}"] = val
+            m = L["module"]
+            act_min, act_max = self._act_range(name)
+            params = {"kind": L["kind"], "preset": cfg.preset, "scheme": int(e.scheme),
+                      "x_scale": float(xs), "x_zero_point": int(xz), "out_scale": float(os_),
+                      "out_zero_point": int(oz), "act_min": act_min, "act_max": act_max,
+                      "x_dtype": np.dtype(xin.q.dtype).name, "input_shape": list(xin.q.shape),
+                      "output_shape": list(yout.q.shape), "weight_shape": list(w.shape)}
+            if L["kind"] == "conv":
+                params.update(stride=list(m.stride), padding=list(m.padding), dilation=list(m.dilation),
+                              groups=int(m.groups))
+            put(os.path.join(d, "params.txt"), qio.format_params(params))
+            real = (np.float64(xs) * np.asarray(L["w_scale"], np.float64) / np.float64(os_)).reshape(-1)
+            m0, sh = qk.quantize_multiplier(real)
+            layers_json[name] = dict(params, M0=np.atleast_1d(m0).tolist(), shift=np.atleast_1d(sh).tolist(),
+                                     a2=a2.tolist(), w_scale=_tensor_json(L["w_scale"], 0, cfg.weight),
+                                     accumulator_bound=self.accumulator_bounds()[name])
+        tensors = {n: _tensor_json(np.float32(s), z, cfg.activation) for n, (s, z) in self.qparams.items()}
+        report: Dict[str, Any] = {"preset": cfg.preset, "mode": cfg.mode,
+                                  "weight": vars(cfg.weight) if hasattr(cfg.weight, "__dict__") else str(cfg.weight),
+                                  "activation": vars(cfg.activation) if hasattr(cfg.activation, "__dict__") else str(cfg.activation),
+                                  "tensors": tensors, "layers": layers_json}
+        if labels is not None:
+            lab = np.asarray(labels)
+            report["accuracy"] = {k: float(np.mean(np.asarray(f(x)).argmax(1) == lab))
+                                  for k, f in (("float", self.float_reference), ("fake_quant", self.fake_quant),
+                                               ("integer", self.__call__))}
+        put(os.path.join(out_dir, "report.json"), json.dumps(report, indent=1, default=_json_default) + "\n")
+        path = os.path.join(out_dir, "model.npz")
+        os.makedirs(out_dir, exist_ok=True)
+        qio.atomic_savez(path, **npz)
+        written.append(path)
+        put(os.path.join(out_dir, "model.h"), qio.format_c_arrays(
+            {re.sub(r"\W", "_", k): v for k, v in header.items()}, "QK_MODEL_H"))
+        return written
+
+    def _act_range(self, name: str) -> Tuple[int, int]:
+        """The output clamping range of a conv/linear layer (fused ReLU / ReLU6 included)."""
+        cfg = self.config
+        adt = cfg.activation.dtype()
+        lo, hi = qk._checks.qrange(adt, bits=cfg.activation.bits if cfg.activation.bits < adt.itemsize * 8 else None)
+        L = self.layers[name]
+        s, z = self.qparams[name]
+        if L["act"] is not None:
+            amin, amax = L["act"]
+            lo = max(lo, int(z))
+            if amax is not None:
+                hi = min(hi, int(qk.quantize(np.float32(amax), F32(s), z, dtype=adt, flavor="torch")))
+        return lo, hi
+
+    def accumulator_bounds(self) -> Dict[str, int]:
+        """Worst-case |int32 accumulator| per conv/linear layer: K * max|x - zp| * max|w| + |bias|."""
+        act = self.config.activation
+        lo, hi = qk._checks.qrange(act.dtype(), bits=act.bits if act.bits < act.dtype().itemsize * 8 else None)
+        res = {}
+        for n, L in self.layers.items():
+            w = L["w_int"].astype(np.int64)
+            k = int(np.prod(w.shape[1:]))
+            xin = self.qparams[L["input"]][1]
+            xmax = max(abs(hi - xin), abs(lo - xin))
+            res[n] = int(k * xmax * np.abs(w).max())
+        return res
+
+
+def _tensor_json(scale: Any, zero_point: Any, tc: "TensorConfig") -> Dict[str, Any]:
+    """SPEC section 8: scale, zero_point, bitwidth, symmetric, and for powers of two
+    power_of_2 ("2^(-9)") and hardware_op ("x >> 9")."""
+    s = np.asarray(scale, np.float64)
+    d: Dict[str, Any] = {"scale": s.tolist(), "zero_point": np.asarray(zero_point).tolist(),
+                         "bitwidth": tc.bits, "symmetric": tc.symmetric}
+    m, e = np.frexp(s)
+    if np.all(m == 0.5):
+        ex = (e - 1).astype(int)
+        d["power_of_2"] = [f"2^({v})" for v in np.ravel(ex)] if ex.ndim else f"2^({int(ex)})"
+        ops = [f"x >> {-v}" if v < 0 else (f"x << {v}" if v > 0 else "x") for v in np.ravel(ex)]
+        d["hardware_op"] = ops if ex.ndim else ops[0]
+    return d
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _operator_add() -> Any:
+    import operator
+
+    return operator.add
+
+
+def _int32_bias(bias: np.ndarray, xs: np.float32, ws: Any) -> np.ndarray:
+    """Bias quantized with scale x_scale * w_scale, zero point 0, int32 (TFLite, QNNPACK, ORT)."""
+    s = (np.float64(xs) * np.asarray(ws, np.float64))
+    return np.clip(np.rint(bias.astype(np.float64) / s), -(2**31), 2**31 - 1).astype(np.int32)
+
+
+def quantize_model(model: torch.nn.Module, calib_data: Iterable[Any], *,
+                   config: Optional[QuantConfig] = None) -> IntegerModel:
+    """Calibrate ``model`` on ``calib_data`` (an iterable of input batches) and return an
+    :class:`IntegerModel` that runs it on qkernels' integer kernels.
+
+    Raises:
+        NotImplementedError: a layer without an integer implementation (the message names it and
+            says what to do).
+        TypeError: a model torch.fx cannot trace.
+
+    Example:
+        >>> # im = quantize_model(net, [x_calib[i:i + 64] for i in range(0, 512, 64)])
+        >>> # im(x_test).argmax(1)  # integer-exact predictions
+    """
+    cfg = config or QuantConfig()
+    if cfg.mode not in ("static", "weight_only"):
+        raise ValueError(f"mode must be 'static' or 'weight_only' (dynamic: use torch's "
+                         f"quantize_dynamic and from_torch_quantized); got {cfg.mode!r}")
+    float_model = copy.deepcopy(model).eval()
+    gm = _fused_graph(model)
+    layers: Dict[str, Dict[str, Any]] = {}
+    wcfg = cfg.weight
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        mod = gm.get_submodule(node.target)
+        base, act = _module_kind(mod)
+        if base is None:
+            continue
+        if isinstance(base, torch.nn.Conv2d) and base.padding_mode != "zeros":
+            raise _unsupported(f"module {node.target} (padding_mode={base.padding_mode})")
+        w = base.weight.detach().numpy().astype(F32)
+        axis = 0 if wcfg.per_channel else None
+        obs = wcfg.observer_for(axis) if wcfg.observer in ("minmax", "mode") else qk.MinMaxObserver(
+            dtype=wcfg.dtype(), symmetric=wcfg.symmetric, axis=axis, power_of_two=wcfg.power_of_two,
+            bits=wcfg.bits if wcfg.bits != wcfg.dtype().itemsize * 8 else None)
+        obs.update(w)
+        wq = obs.calculate_qparams()
+        if np.any(np.asarray(wq.zero_point) != 0):
+            raise ValueError("weights must be symmetric (zero point 0) for the integer kernels")
+        bits = wcfg.bits if wcfg.bits != wcfg.dtype().itemsize * 8 else None
+        w_int = qk.quantize(w, wq.scale, 0, dtype=wcfg.dtype(), bits=bits, axis=axis, flavor="torch")
+        w_scale = np.asarray(wq.scale, F32)
+        fq_mod = copy.deepcopy(mod)
+        with torch.no_grad():
+            fq_base = fq_mod[0] if fq_mod is not base and hasattr(fq_mod, "__getitem__") else fq_mod
+            deq = qk.dequantize(w_int, w_scale, 0, axis=axis)
+            fq_base.weight.copy_(torch.from_numpy(deq))
+        kind = "conv" if isinstance(base, torch.nn.Conv2d) else "linear"
+        packed = (qk.pack_conv2d(w_int, groups=base.groups, w_scale=w_scale) if kind == "conv"
+                  else qk.pack_linear(w_int, w_scale=w_scale))
+        layers[node.name] = dict(kind=kind, module=base, fused=mod, fq_module=fq_mod, w_int=w_int,
+                                 w_scale=w_scale, packed=packed, act=act,
+                                 bias=None if base.bias is None else base.bias.detach().numpy().astype(F32),
+                                 input=node.args[0].name)
+    # calibration: observe every node output that carries new quantization parameters
+    acfg = cfg.activation
+    observers: Dict[str, qk.Observer] = {}
+    keep_qparams = (torch.nn.MaxPool2d, torch.nn.AdaptiveAvgPool2d, torch.nn.Flatten,
+                    torch.nn.Dropout, torch.nn.Identity, torch.nn.ReLU, torch.nn.ReLU6,
+                    torch.nn.Hardtanh)
+    inherit: Dict[str, str] = {}
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder",) or node.name in layers:
+            observers[node.name] = acfg.observer_for()
+        elif node.op == "call_module" and isinstance(gm.get_submodule(node.target), keep_qparams):
+            inherit[node.name] = node.args[0].name
+        elif node.op == "call_module" and isinstance(gm.get_submodule(node.target), torch.nn.LeakyReLU):
+            observers[node.name] = acfg.observer_for()
+        elif node.op == "call_function" and node.target in (torch.add, _operator_add()):
+            observers[node.name] = acfg.observer_for()
+        elif node.op == "call_function" and node.target in (torch.flatten, torch.nn.functional.relu, torch.relu):
+            inherit[node.name] = node.args[0].name
+    class _Rec(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            r = super().run_node(n)
+            if n.name in observers and isinstance(r, torch.Tensor):
+                observers[n.name].update(r.detach().numpy())
+            return r
+    rec = _Rec(gm)
+    seen = 0
+    with torch.no_grad():
+        for b in calib_data:  # streamed: observers keep running statistics only
+            rec.run(b if isinstance(b, torch.Tensor) else torch.from_numpy(np.asarray(b, F32)))
+            seen += 1
+    if seen == 0:
+        raise ValueError("calib_data is empty: give at least one batch")
+    qparams: Dict[str, Tuple[float, int]] = {}
+    for node in gm.graph.nodes:
+        if node.name in observers:
+            p = observers[node.name].calculate_qparams()
+            qparams[node.name] = (float(np.asarray(p.scale).reshape(-1)[0]),
+                                  int(np.asarray(p.zero_point).reshape(-1)[0]))
+        elif node.name in inherit and inherit[node.name] in qparams:
+            qparams[node.name] = qparams[inherit[node.name]]
+    return IntegerModel(float_model, gm, cfg, qparams, layers)
