@@ -30,7 +30,8 @@ def show_config(mode: str = "stdout") -> Optional[Dict[str, Any]]:
         "version": __version__,
         "c_library": {"version": info["version"], "compiler": info["compiler"],
                       "header": "csrc/include/qkernels.h", "static_library": "make lib"},
-        "simd": {"chosen": info["isa"], "cpu_has_avx2_fma": bool(info["cpu_has_avx2"]),
+        "simd": {"chosen": info["isa"], "gemm": info["gemm_isa"],
+                 "cpu_has_avx2_fma": bool(info["cpu_has_avx2"]),
                  "machine": platform.machine()},
         "numpy": {"built_against": info["numpy_build_version"], "running": np.__version__},
         "python": sys.version.split()[0],
@@ -43,6 +44,7 @@ def show_config(mode: str = "stdout") -> Optional[Dict[str, Any]]:
     print(f"  C library : {info['version']}, built by {info['compiler']}")
     print(f"  SIMD path : {info['isa']} (CPU has AVX2+FMA: "
           f"{'yes' if info['cpu_has_avx2'] else 'no'}; machine {platform.machine()})")
+    print(f"  GEMM/conv : {info['gemm_isa']}  (QKERNELS_SIMD=avx2 or =scalar forces a path)")
     print(f"  NumPy     : built against {info['numpy_build_version']}, running {np.__version__}")
     print(f"  Python    : {cfg['python']}")
     return None

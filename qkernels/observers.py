@@ -129,9 +129,12 @@ class MinMaxObserver(Observer):
         else:
             if mn.shape != self.min_val.shape:
                 raise ValueError(f"x has {mn.size} channels, earlier batches had {self.min_val.size}")
-            self.min_val = np.minimum(self.min_val, mn)
-            self.max_val = np.maximum(self.max_val, mx)
+            self.min_val, self.max_val = self._merge(mn, mx)
         self.batches += 1
+
+    def _merge(self, mn: np.ndarray, mx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The running range after a batch with range [mn, mx]."""
+        return np.minimum(self.min_val, mn), np.maximum(self.max_val, mx)
 
     def range(self) -> Tuple[np.ndarray, np.ndarray]:
         return self.min_val, self.max_val
@@ -156,16 +159,10 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
             raise ValueError(f"averaging_constant must be in (0, 1], got {averaging_constant}")
         self.averaging_constant = averaging_constant
 
-    def update(self, x: Any) -> None:
-        a = self._prepare(x)
-        mn, mx = a.min(axis=1), a.max(axis=1)
-        if self.min_val is None:
-            self.min_val, self.max_val = mn, mx
-        else:
-            c = np.float32(self.averaging_constant)
-            self.min_val = (self.min_val + c * (mn - self.min_val)).astype(np.float32)
-            self.max_val = (self.max_val + c * (mx - self.max_val)).astype(np.float32)
-        self.batches += 1
+    def _merge(self, mn: np.ndarray, mx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        c = np.float32(self.averaging_constant)
+        return ((self.min_val + c * (mn - self.min_val)).astype(np.float32),
+                (self.max_val + c * (mx - self.max_val)).astype(np.float32))
 
 
 class _HistogramObserver(Observer):

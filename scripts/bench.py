@@ -16,9 +16,7 @@ import datetime
 import importlib
 import os
 import platform
-import statistics
 import sys
-import time
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -29,36 +27,13 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 import qkernels as qk  # noqa: E402
+from benchutil import cpu_info, median_time  # noqa: E402
 
 DRAM_GBPS = 25.0  # this machine's DRAM bandwidth, GB/s (DEVELOPERS.md)
 
 
-def median_time(fn: Callable[[], object], repeat: int, min_time: float = 0.2) -> float:
-    """Median seconds of one call; each sample runs the call enough times to last ~min_time/repeat."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, 1e-7)
-    inner = max(1, int(min_time / repeat / once))
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner)
-    return statistics.median(samples)
-
-
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu, _ = cpu_info()
     cfg = qk.show_config(mode="dicts")
     parts = [f"CPU: {cpu}, {os.cpu_count()} cores; qkernels SIMD path: {cfg['simd']['chosen']}; "
              f"{cfg['c_library']['compiler']}", f"Python {platform.python_version()}, "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -23,7 +22,9 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qkernels  # noqa: E402
+from benchutil import cpu_info  # noqa: E402
 
 PEAK_GMACS_PER_CORE = 83.0  # u8 x s8 on AVX2 without VNNI (issue 3); see the note in the output
 
@@ -165,17 +166,7 @@ def _fmt_ratio(t_qk: float, t_other: Optional[float]) -> str:
 def run(threads_list: Tuple[int, ...] = (1, 2), batches: Tuple[int, ...] = (1, 8), quick: bool = False) -> str:
     torch, ortm = _torch(), _ort()
     cfg = qkernels.show_config("dicts")
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-            f.seek(0)
-            flags = next((l for l in f if l.startswith("flags")), "")
-    except OSError:
-        flags = ""
+    cpu, flags = cpu_info()
     vnni = "avx512_vnni" in flags or "avx_vnni" in flags
     lines = ["## Integer linear / conv (issue 3)", "",
              f"Machine: {cpu}, {os.cpu_count()} logical CPUs, AVX512-VNNI: {'yes' if vnni else 'no'}; "

@@ -7,10 +7,7 @@ repeated runs after a warm-up.
 """
 from __future__ import annotations
 
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -20,21 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import qkernels as qk  # noqa: E402
-
-
-def _median(fn: Callable[[], object], repeat: int, min_time: float = 0.2) -> float:
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, 1e-7)
-    inner = max(1, int(min_time / repeat / once))
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner)
-    return statistics.median(samples)
+from benchutil import cpu_info, median_time  # noqa: E402
 
 
 def _data():
@@ -46,17 +29,6 @@ def _data():
     x = rng.standard_normal((197, 384)).astype(np.float32)
     x[:, 7] *= 12
     return x, np.ones(384, np.float32), np.zeros(384, np.float32), "synthetic 197 x 384"
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(quick: bool = False) -> str:
@@ -71,21 +43,21 @@ def run(quick: bool = False) -> str:
     out_scale = 6.06 / 127
     rows = []
     xt, gt, bt = torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(b)
-    t_torch = _median(lambda: torch.nn.functional.layer_norm(xt, (x.shape[1],), gt, bt, 1e-12),
+    t_torch = median_time(lambda: torch.nn.functional.layer_norm(xt, (x.shape[1],), gt, bt, 1e-12),
                       repeat)
     rows.append(("torch.nn.functional.layer_norm (float32)", t_torch, None))
     y = np.empty(q.shape, np.int8)
     for method, rounding in (("exact", "round"), ("sole", "round"), ("sole", "truncate")):
         ln = qk.prepare_layernorm(p, g, b, method=method, rounding=rounding, out_scale=out_scale)
-        t = _median(lambda: qk.ptf_layernorm(q, ln, out=y), repeat)
+        t = median_time(lambda: qk.ptf_layernorm(q, ln, out=y), repeat)
         rows.append((f"qkernels.ptf_layernorm {method}"
                      + (f" ({rounding})" if method == "sole" else "") + " (uint8 -> int8)", t,
                      t_torch / t))
-    t_prep = _median(lambda: qk.prepare_layernorm(p, g, b, out_scale=out_scale), repeat)
+    t_prep = median_time(lambda: qk.prepare_layernorm(p, g, b, out_scale=out_scale), repeat)
     rows.append(("qkernels.prepare_layernorm (once per layer)", t_prep, None))
     lines = ["## PTF quantization and integer LayerNorm", "",
              f"{what}, shape {x.shape[0]} x {x.shape[1]}, one thread, median of {repeat} runs; "
-             f"{_cpu()}, {qk.show_config('dicts')['simd']['chosen']} path (integer LayerNorm: "
+             f"{cpu_info()[0]}, {qk.show_config('dicts')['simd']['chosen']} path (integer LayerNorm: "
              f"statistics and output stage in AVX2 with scalar twins; PTF quantize: AVX2). "
              f"Ratio = torch time / this time (> 1 is faster than torch).", "",
              "| op | us per call | tokens/s | vs torch float |", "|---|---:|---:|---:|"]
@@ -98,10 +70,10 @@ def run(quick: bool = False) -> str:
     for n in sizes:
         xx = np.resize(x, (n // x.shape[1], x.shape[1]))
         qq = np.empty(xx.shape, np.uint8)
-        t = _median(lambda: qk.ptf_quantize(xx, p.scale, p.alpha, p.zero_point, out=qq), repeat)
+        t = median_time(lambda: qk.ptf_quantize(xx, p.scale, p.alpha, p.zero_point, out=qq), repeat)
         lines.append(f"| qkernels.ptf_quantize f32 -> u8 | {xx.size} | {t * 1e3:.3f} | "
                      f"{xx.size / t:.3g} |")
-        tq = _median(lambda: torch.quantize_per_tensor(torch.from_numpy(xx), 0.02, 128,
+        tq = median_time(lambda: torch.quantize_per_tensor(torch.from_numpy(xx), 0.02, 128,
                                                        torch.quint8), repeat)
         lines.append(f"| (reference) torch.quantize_per_tensor f32 -> quint8 | {xx.size} | "
                      f"{tq * 1e3:.3f} | {xx.size / tq:.3g} |")
