@@ -201,7 +201,8 @@ def bench_elementwise(quick: bool = False) -> str:
                      + [f"- {s}" for s in summary]) + "\n"
 
 
-SECTIONS: Dict[str, str] = {"elementwise": "", "gemm": "bench_gemm", "layernorm": "bench_layernorm"}
+SECTIONS: Dict[str, str] = {"elementwise": "", "gemm": "bench_gemm", "layernorm": "bench_layernorm",
+                            "models": "bench_models"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
