@@ -27,6 +27,23 @@ qk_isa_kind qk_isa(void) {
     return (qk_isa_kind)v;
 }
 
+static _Atomic int qk__avx512_choice = -1;
+
+int qk__use_avx512(void) {
+    int v = atomic_load_explicit(&qk__avx512_choice, memory_order_relaxed);
+    if (v >= 0) return v;
+    v = 0;
+#if QK_X86 && defined(__GNUC__)
+    const char *env = getenv("QKERNELS_SIMD");
+    if (qk_isa() == QK_ISA_AVX2 && !(env != NULL && strcmp(env, "avx2") == 0)) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    }
+#endif
+    atomic_store_explicit(&qk__avx512_choice, v, memory_order_relaxed);
+    return v;
+}
+
 const char *qk_isa_name(qk_isa_kind isa) {
     switch (isa) {
         case QK_ISA_AVX2: return "avx2+fma";

@@ -14,6 +14,13 @@
 #define QK_X86 0
 #endif
 
+/* 1 when the elementwise AVX-512 (F + BW) loops are to be used: the CPU has them, the AVX2 level
+ * is chosen, and QKERNELS_SIMD is not "avx2" (chosen once, thread-safe). */
+int qk__use_avx512(void);
+#if QK_X86
+#define QK_TARGET_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw")))
+#endif
+
 /* 1 when the AVX2 loops are to be used (chosen once; see qk_isa()). */
 static inline int qk__use_avx2(void) { return qk_isa() == QK_ISA_AVX2; }
 

@@ -221,7 +221,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             text = bench_elementwise(args.quick)
         else:
             try:
-                text = importlib.import_module(mod).run(args.quick)
+                text = importlib.import_module(mod).run(quick=args.quick)
             except ModuleNotFoundError as exc:
                 if exc.name != mod:
                     raise

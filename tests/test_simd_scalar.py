@@ -1,7 +1,7 @@
 """The AVX2 loops and their portable scalar twins give the same bits.
 
-The instruction set is chosen once per process, so the scalar run happens in a subprocess with
-QKERNELS_SIMD=scalar; both processes compute every kernel on the same inputs (lengths that leave
+The instruction set is chosen once per process, so each path runs in a subprocess
+(QKERNELS_SIMD=avx2 keeps AVX-512 CPUs on the AVX2 loops, QKERNELS_SIMD=scalar forces C); both processes compute every kernel on the same inputs (lengths that leave
 SIMD tails, near-ties, saturating values) and the outputs are compared bit for bit.
 """
 import os
@@ -58,8 +58,8 @@ np.savez(sys.argv[1], **out)
 def _run(path, simd):
     env = dict(os.environ)
     env.pop("QKERNELS_SIMD", None)
-    if simd == "scalar":
-        env["QKERNELS_SIMD"] = "scalar"
+    if simd != "auto":
+        env["QKERNELS_SIMD"] = simd
     # the same qkernels this process imported (the source tree, or the sanitizer build)
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(qk.__file__)))
     env["PYTHONPATH"] = os.pathsep.join([pkg_parent, HERE, env.get("PYTHONPATH", "")])
@@ -70,13 +70,16 @@ def _run(path, simd):
 
 @pytest.mark.skipif(not qk.show_config(mode="dicts")["simd"]["cpu_has_avx2_fma"],
                     reason="this CPU has no AVX2+FMA: only the scalar path exists here")
-def test_avx2_and_scalar_loops_give_identical_bits(tmp_path):
-    simd = _run(tmp_path / "simd.npz", "auto")
+def test_simd_and_scalar_loops_give_identical_bits(tmp_path):
+    """auto (AVX-512 loops where the CPU has them), avx2 (forced) and scalar: the same bits."""
+    auto = _run(tmp_path / "auto.npz", "auto")
+    avx2 = _run(tmp_path / "avx2.npz", "avx2")
     scalar = _run(tmp_path / "scalar.npz", "scalar")
-    assert str(simd["isa"]) == "avx2+fma" and str(scalar["isa"]) == "scalar"
-    keys = [k for k in simd.files if k != "isa"]
+    assert str(auto["isa"]) == "avx2+fma" and str(scalar["isa"]) == "scalar"
+    keys = [k for k in auto.files if k != "isa"]
     assert len(keys) > 300 and set(keys) == set(scalar.files) - {"isa"}
     for k in keys:
-        a, b = simd[k], scalar[k]
-        assert a.dtype == b.dtype and a.shape == b.shape, k
-        assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{k}: AVX2 and scalar differ"
+        for name, other in (("avx2", avx2), ("scalar", scalar)):
+            a, b = auto[k], other[k]
+            assert a.dtype == b.dtype and a.shape == b.shape, k
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{k}: auto and {name} differ"

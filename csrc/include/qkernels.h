@@ -57,9 +57,11 @@ const char *qk_status_str(qk_status status);
 typedef enum qk_isa_kind { QK_ISA_SCALAR = 0, QK_ISA_AVX2 = 1 } qk_isa_kind;
 
 /* The instruction set the kernels use on this CPU: AVX2 (with FMA) when the CPU has it,
- * scalar C otherwise. Chosen once, at the first call. Setting the environment variable
- * QKERNELS_SIMD=scalar before the first call forces the portable scalar path (tests use this to
- * prove that both paths give the same bits). */
+ * scalar C otherwise. Chosen once, at the first call. On CPUs with AVX-512 (F, BW; VNNI for the
+ * 8-bit GEMM) the hottest loops use 512-bit twins on top of the AVX2 level. Setting the
+ * environment variable QKERNELS_SIMD=scalar before the first call forces the portable scalar
+ * path, QKERNELS_SIMD=avx2 the AVX2 loops; the tests use both to prove that every path gives the
+ * same bits. */
 qk_isa_kind qk_isa(void);
 const char *qk_isa_name(qk_isa_kind isa);
 /* 1 when the CPU supports AVX2 and FMA, whatever qk_isa() chose. */
