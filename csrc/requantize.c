@@ -178,6 +178,90 @@ QK_TARGET_AVX2 static size_t qk__requantize_avx2(const int32_t *acc, size_t n, i
     }
     return i;
 }
+/* AVX-512 twins of the loop above for u8 / s8 outputs, 64 accumulators an iteration. The same
+ * arithmetic on 16 lanes; AVX-512 has a 64-bit arithmetic shift, so single rounding is direct. */
+QK_TARGET_AVX512 static inline __m512i qk__srdhm_avx512(__m512i x, __m512i m) {
+    /* SRDHM for m >= 0 on |x| (see qk__srdhm_avx2): (|x| m + 2^30 - [x < 0]) >> 31, sign back */
+    const __mmask16 neg = _mm512_cmplt_epi32_mask(x, _mm512_setzero_si512());
+    const __m512i ax = _mm512_abs_epi32(x);
+    const __m512i nudge = _mm512_mask_sub_epi32(_mm512_set1_epi32(1 << 30), neg,
+                                                _mm512_set1_epi32(1 << 30), _mm512_set1_epi32(1));
+    const __m512i lo = _mm512_set1_epi64(INT64_C(0xFFFFFFFF));
+    __m512i even = _mm512_add_epi64(_mm512_mul_epu32(ax, m), _mm512_and_si512(nudge, lo));
+    even = _mm512_srli_epi64(even, 31);
+    __m512i odd = _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ax, 32), m),
+                                   _mm512_srli_epi64(nudge, 32));
+    odd = _mm512_andnot_si512(lo, _mm512_slli_epi64(odd, 1));
+    const __m512i r = _mm512_mask_blend_epi32(0xAAAA, even, odd);
+    return _mm512_mask_sub_epi32(r, neg, _mm512_setzero_si512(), r);
+}
+
+QK_TARGET_AVX512 static size_t qk__requantize_avx512(const int32_t *acc, size_t n, int scheme,
+                                                     int32_t m, int32_t shift, float scale,
+                                                     int32_t zp, int32_t qmin, int32_t qmax,
+                                                     void *yv, int is_signed) {
+    uint8_t *y = (uint8_t *)yv;
+    const __m512i vzp = _mm512_set1_epi32(zp), vmin = _mm512_set1_epi32(qmin),
+                  vmax = _mm512_set1_epi32(qmax), vm = _mm512_set1_epi32(m);
+    const __m512 vs = _mm512_set1_ps(scale);
+    const __m512 flo = _mm512_set1_ps((float)(qmin - zp)), fhi = _mm512_set1_ps((float)(qmax - zp));
+    const int right = shift > 0 ? 0 : -shift;
+    const int t = 31 - shift;
+    const __m512i sround = _mm512_set1_epi64(INT64_C(1) << (t - 1 < 0 ? 0 : t - 1));
+    const __m128i tcnt = _mm_cvtsi32_si128(t < 0 ? 0 : t);
+    const __m512i rmask = _mm512_set1_epi32((int32_t)((UINT32_C(1) << right) - 1u));
+    const __m128i rcnt = _mm_cvtsi32_si128(right);
+    const int rnd = scheme - 3;
+    const __m512i one = _mm512_set1_epi32(1);
+    const int sh = shift >= 1 && shift <= 31 ? shift : 1;
+    const __m512i lowmask = _mm512_set1_epi32((int32_t)((UINT32_C(1) << sh) - 1u));
+    const __m512i half = _mm512_set1_epi32((int32_t)(UINT32_C(1) << (sh - 1)));
+    const __m128i cnt = _mm_cvtsi32_si128(sh), cnt1 = _mm_cvtsi32_si128(sh - 1);
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        for (int j = 0; j < 4; j++) {
+            const __m512i x = _mm512_loadu_si512((const void *)(acc + i + 16 * j));
+            __m512i v;
+            if (scheme == 0) { /* double_round: RDBPOT(SRDHM(x, m), right) */
+                const __m512i s = qk__srdhm_avx512(x, vm);
+                const __m512i rem = _mm512_and_si512(s, rmask);
+                const __mmask16 neg = _mm512_cmplt_epi32_mask(s, _mm512_setzero_si512());
+                const __m512i th = _mm512_mask_add_epi32(_mm512_srai_epi32(rmask, 1), neg,
+                                                         _mm512_srai_epi32(rmask, 1), one);
+                const __mmask16 up = _mm512_cmpgt_epi32_mask(rem, th);
+                v = _mm512_mask_add_epi32(_mm512_sra_epi32(s, rcnt), up, _mm512_sra_epi32(s, rcnt), one);
+            } else if (scheme == 1) { /* single_round: (x m + 2^(t-1)) >> t, exact in int64 */
+                const __m512i even = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, vm), sround), tcnt);
+                const __m512i odd = _mm512_sra_epi64(
+                    _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), vm), sround), tcnt);
+                v = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+            } else if (scheme == 2) { /* fp32 */
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(x), vs);
+                f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
+                v = _mm512_cvtps_epi32(f);
+            } else { /* shift roundings */
+                const __m512i q = _mm512_sra_epi32(x, cnt);
+                if (rnd == 0) {
+                    v = _mm512_add_epi32(q, _mm512_and_si512(_mm512_sra_epi32(x, cnt1), one));
+                } else if (rnd == 3) {
+                    v = q;
+                } else {
+                    const __m512i rem = _mm512_and_si512(x, lowmask);
+                    const __mmask16 gt = _mm512_cmpgt_epi32_mask(rem, half);
+                    const __mmask16 eq = _mm512_cmpeq_epi32_mask(rem, half);
+                    const __mmask16 tie_up = rnd == 1
+                        ? _mm512_cmpeq_epi32_mask(_mm512_and_si512(q, one), one)
+                        : _mm512_cmpge_epi32_mask(x, _mm512_setzero_si512());
+                    v = _mm512_mask_add_epi32(q, gt | (eq & tie_up), q, one);
+                }
+            }
+            v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(v, vzp), vmin), vmax);
+            const __m128i b = is_signed ? _mm512_cvtsepi32_epi8(v) : _mm512_cvtusepi32_epi8(v);
+            _mm_storeu_si128((__m128i *)(y + i + 16 * j), b);
+        }
+    }
+    return i;
+}
 #endif
 
 /* ---------------------------------------------------------------------------------------- */
@@ -201,7 +285,10 @@ QK_TARGET_AVX2 static size_t qk__requantize_avx2(const int32_t *acc, size_t n, i
 
 #if QK_X86
 #define QK__REQ_AVX2(OUT, SCHEME, M, SHIFT, SCALE)                                              \
-    if (QK__REQ_SIMD_OK(OUT))                                                                   \
+    if (QK__REQ_SIMD_OK(OUT) && qk__use_avx512())                                               \
+        done = qk__requantize_avx512(acc, n, SCHEME, M, SHIFT, SCALE, zero_point, qmin, qmax,   \
+                                     y, QK__SIGNED_##OUT);                                      \
+    else if (QK__REQ_SIMD_OK(OUT))                                                              \
         done = qk__requantize_avx2(acc, n, SCHEME, M, SHIFT, SCALE, zero_point, qmin, qmax, y,  \
                                    QK__SIGNED_##OUT);
 #else
