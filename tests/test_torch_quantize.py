@@ -121,3 +121,14 @@ def test_activation_observers(data, observer):
     cfg = QuantConfig(activation=TensorConfig(observer=observer))
     im = quantize_model(load("resnet"), calib, config=cfg)
     assert _acc(im(x), y) > 0.97
+
+
+def test_weight_only_mode_uses_quantized_weights(data):
+    """weight_only: float activations, weights quantized (here 4-bit, so the effect is visible)."""
+    calib, x, y = data
+    cfg = QuantConfig(weight=TensorConfig(bits=4, symmetric=True, per_channel=True, signed=True),
+                      mode="weight_only")
+    im = quantize_model(load("resnet"), calib, config=cfg)
+    out, ref = im(x), im.float_reference(x)
+    assert not np.array_equal(out, ref)             # the 4-bit weights change the output
+    assert _acc(out, y) >= _acc(ref, y) - 0.03      # and keep the accuracy

@@ -274,10 +274,11 @@ class IntegerModel:
             else:
                 y = qk.qlinear(x.q, L["packed"], bias, **kw)
             return QTensor(y, s, z)
-        # float: the fused module with fake-quantized (fq) or original (float) weights
+        # float activations: the fused module with quantized-dequantized weights ("fq": fake
+        # quant, "wo": weight-only quantization) or the original weights ("float")
         t = torch.from_numpy(np.ascontiguousarray(x, F32))
         with torch.no_grad():
-            y = (L["fq_module"] if mode == "fq" else L["fused"])(t).numpy()
+            y = (L["fq_module"] if mode in ("fq", "wo") else L["fused"])(t).numpy()
         return self._fq_out(y, name) if mode == "fq" else y
 
     def _fq_out(self, y: np.ndarray, name: str) -> np.ndarray:
