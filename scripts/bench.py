@@ -214,7 +214,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     parts = [f"# qkernels benchmarks", "",
              f"Taken {datetime.date.today().isoformat()} with `python scripts/bench.py"
-             f"{' --quick' if args.quick else ''}`.", "", f"Machine: {machine()}", ""]
+             f"{' --quick' if args.quick else ''}`.", "", f"Machine: {machine()}", "",
+             f"Load average when the run started: {os.getloadavg()[0]:.2f}. This is a 2-vCPU virtual "
+             "machine: one-thread figures repeat within about 10-15%, but two-thread figures (of "
+             "qkernels, PyTorch and ONNX Runtime alike) swing by up to several times from run to "
+             "run with the host's load; read the two-thread rows as indicative only.", ""]
     for name in args.only or list(SECTIONS):
         mod = SECTIONS[name]
         if not mod:
