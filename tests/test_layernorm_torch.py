@@ -13,7 +13,7 @@ import qkernels as qk
 from ptf_data import load_deit
 
 pytestmark = pytest.mark.torch
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 
 LIMITS = {  # (min SQNR dB, max |err|, max mean |dmu|/sigma, max mean var rel. err)
     "exact": (27.8, 0.06, 1e-3, 0.003),

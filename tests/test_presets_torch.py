@@ -14,7 +14,7 @@ import pytest
 
 import qkernels
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 from torch.ao.nn import quantized as nnq  # noqa: E402
 from torch.ao.nn.intrinsic import quantized as nniq  # noqa: E402
 
