@@ -399,6 +399,7 @@ class IntegerModel:
             written.append(path)
 
         cfg = self.config
+        bounds = self.accumulator_bounds()
         npz: Dict[str, np.ndarray] = {}
         header: Dict[str, np.ndarray] = {}
         layers_json = {}
@@ -442,7 +443,7 @@ class IntegerModel:
             m0, sh = qk.quantize_multiplier(real)
             layers_json[name] = dict(params, M0=np.atleast_1d(m0).tolist(), shift=np.atleast_1d(sh).tolist(),
                                      a2=a2.tolist(), w_scale=_tensor_json(L["w_scale"], 0, cfg.weight),
-                                     accumulator_bound=self.accumulator_bounds()[name])
+                                     accumulator_bound=bounds[name])
         tensors = {n: _tensor_json(np.float32(s), z, cfg.activation) for n, (s, z) in self.qparams.items()}
         report: Dict[str, Any] = {"preset": cfg.preset, "mode": cfg.mode,
                                   "weight": vars(cfg.weight) if hasattr(cfg.weight, "__dict__") else str(cfg.weight),
