@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                         "data", "models")
+# data/models of the source tree; QKERNELS_MODEL_DIR points elsewhere (e.g. for an installed package)
+MODEL_DIR = os.environ.get("QKERNELS_MODEL_DIR") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data", "models")
 
 
 def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -145,7 +146,9 @@ def load(name: str, directory: str = MODEL_DIR) -> nn.Module:
     """A trained reference model in eval mode, from ``data/models/<name>.pt``."""
     path = os.path.join(directory, f"{name}.pt")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: run `python scripts/train_reference_models.py`")
+        raise FileNotFoundError(f"{path} not found: run `python scripts/train_reference_models.py` "
+                                "in the source tree, or set QKERNELS_MODEL_DIR to the folder of the "
+                                ".pt files")
     net = build(name)
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return net.eval()
