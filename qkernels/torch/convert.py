@@ -258,8 +258,11 @@ def _unsupported(what: str) -> NotImplementedError:
         "before it, quantize after it) or add a handler to qkernels.torch.convert")
 
 
-def from_torch_quantized(qmodel: torch.nn.Module) -> IntegerModel:
-    """An :class:`IntegerModel` running a PyTorch-quantized model (fbgemm engine) on qkernels.
+def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None) -> IntegerModel:
+    """An :class:`IntegerModel` running a PyTorch-quantized model on qkernels.
+
+    ``engine`` is the PyTorch quantized engine the model runs with ("fbgemm", "x86" or
+    "qnnpack"; default ``torch.backends.quantized.engine``): it picks the conv/linear preset.
 
     Supported: quantize_per_tensor, dequantize, quantized Conv2d / ConvReLU2d / Linear / LinearReLU
     (per-tensor or per-channel weights), quantized add / add_relu, ReLU, ReLU6 / Hardtanh,
@@ -273,6 +276,10 @@ def from_torch_quantized(qmodel: torch.nn.Module) -> IntegerModel:
     import torch.ao.nn.intrinsic.quantized as nniq
     import torch.ao.nn.quantized as nnq
 
+    engine = engine or torch.backends.quantized.engine
+    if engine not in ("fbgemm", "x86", "qnnpack"):
+        raise ValueError(f"engine must be fbgemm, x86 or qnnpack; got {engine!r}")
+    preset = "qnnpack" if engine == "qnnpack" else "fbgemm"
     gm = _trace(qmodel.eval())
     steps: List[Tuple[fx.Node, Callable[..., Any]]] = []
     placeholders: List[fx.Node] = []
@@ -293,7 +300,7 @@ def from_torch_quantized(qmodel: torch.nn.Module) -> IntegerModel:
             steps.append((node, (lambda v: lambda: v)(value)))
         elif node.op == "call_module":
             mod = gm.get_submodule(node.target)
-            steps.append((node, _module_handler(mod, node.target, nnq, nniq)))
+            steps.append((node, _module_handler(mod, node.target, nnq, nniq, preset)))
         elif node.op in ("call_function", "call_method"):
             steps.append((node, _function_handler(node)))
         else:  # pragma: no cover
@@ -303,7 +310,8 @@ def from_torch_quantized(qmodel: torch.nn.Module) -> IntegerModel:
     return IntegerModel(steps, output, placeholders)
 
 
-def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any) -> Callable[..., Any]:
+def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any,
+                    preset: str) -> Callable[..., Any]:
     import torch.ao.nn.intrinsic.quantized.dynamic as nniqd
     import torch.ao.nn.quantized.dynamic as nnqd
 
@@ -328,7 +336,7 @@ def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any) -> Cal
             y = qk.qconv2d(x.q, packed, b, stride=mod.stride, padding=mod.padding,
                            dilation=mod.dilation, groups=mod.groups, x_scale=F32(x.scale),
                            x_zero_point=x.zero_point, w_scale=ws, w_zero_point=wzp,
-                           out_scale=F32(out_s), out_zero_point=out_zp, preset="fbgemm",
+                           out_scale=F32(out_s), out_zero_point=out_zp, preset=preset,
                            out_dtype=x.q.dtype, act_min=out_zp if relu else None)
             return QTensor(y, out_s, out_zp)
         return conv
@@ -342,7 +350,7 @@ def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any) -> Cal
         def linear(x: QTensor) -> QTensor:
             y = qk.qlinear(x.q, packed, b, x_scale=F32(x.scale), x_zero_point=x.zero_point,
                            w_scale=ws, w_zero_point=wzp, out_scale=F32(out_s),
-                           out_zero_point=out_zp, preset="fbgemm", out_dtype=x.q.dtype,
+                           out_zero_point=out_zp, preset=preset, out_dtype=x.q.dtype,
                            act_min=out_zp if relu else None)
             return QTensor(y, out_s, out_zp)
         return linear
@@ -354,7 +362,8 @@ def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any) -> Cal
         return lambda x: _quantize(x, s, zp, dt)
     if isinstance(mod, nnq.DeQuantize):
         return lambda x: x.dequantize() if isinstance(x, QTensor) else x
-    if isinstance(mod, torch.nn.ReLU6):
+    # nnq.ReLU6 subclasses torch.nn.ReLU (not ReLU6): test it before ReLU
+    if isinstance(mod, (torch.nn.ReLU6, nnq.ReLU6)):
         return lambda x: q_clamp(x, 0.0, 6.0) if isinstance(x, QTensor) else np.clip(x, 0, 6)
     if isinstance(mod, torch.nn.Hardtanh):
         lo, hi = float(mod.min_val), float(mod.max_val)
