@@ -540,6 +540,24 @@ def _run_linear(p: PackedLinear, x: np.ndarray, xzp: int, e: _Epi, odt: np.dtype
     return y
 
 
+def _call_params(p: "_Packed", preset: str, x: np.ndarray, x_scale: Any, x_zero_point: Any,
+                 w_scale: Any, out_scale: Any, out_zero_point: Any, out_dtype: Any,
+                 act_min: Any, act_max: Any, bias: Any, multiplier: Any, shift: Any,
+                 scheme: Optional[str], rounding: str, overflow: str) -> tuple:
+    """Checks and derived parameters of one qlinear/qconv2d call (memoised on the packed weights):
+    input zero point, epilogue, output type, zero point and clamping range."""
+    ws = p.w_scale if w_scale is None else w_scale
+    if multiplier is None:
+        _check_types(preset, x, p.w_dtype, p.w_zero_point)
+    xzp = _x_zero_point(x_zero_point, x.dtype)
+    odt, ozp, lo, hi = _out_range(preset, x.dtype, out_dtype, out_zero_point, act_min, act_max)
+    per_ch = ws is not None and np.ndim(ws) > 0
+    e = _epilogue(preset, p.out_channels, per_ch, x_scale, ws, out_scale, bias, multiplier,
+                  shift, scheme, rounding)
+    _bound_check(p, x.dtype, xzp, e.bias, overflow)
+    return xzp, e, odt, ozp, lo, hi
+
+
 def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[ArrayLike] = None, *,
             x_scale: Optional[ArrayLike] = None, x_zero_point: ArrayLike = 0,
             w_scale: Optional[ArrayLike] = None, w_zero_point: Optional[ArrayLike] = None,
@@ -596,19 +614,9 @@ def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[Arra
     p = _as_linear_packed(w, w_zero_point, w_scale)
     x = _prepare_x(x, p.k)
 
-    def build() -> tuple:
-        ws = p.w_scale if w_scale is None else w_scale
-        if multiplier is None:
-            _check_types(preset, x, p.w_dtype, p.w_zero_point)
-        xzp = _x_zero_point(x_zero_point, x.dtype)
-        odt, ozp, lo, hi = _out_range(preset, x.dtype, out_dtype, out_zero_point, act_min, act_max)
-        per_ch = ws is not None and np.ndim(ws) > 0
-        e = _epilogue(preset, p.out_channels, per_ch, x_scale, ws, out_scale, bias, multiplier,
-                      shift, scheme, rounding)
-        _bound_check(p, x.dtype, xzp, e.bias, overflow)
-        return xzp, e, odt, ozp, lo, hi
-
-    xzp, e, odt, ozp, lo, hi = _memo_get(p, key, build)
+    xzp, e, odt, ozp, lo, hi = _memo_get(p, key, lambda: _call_params(
+        p, preset, x, x_scale, x_zero_point, w_scale, out_scale, out_zero_point, out_dtype,
+        act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow))
     return _run_linear(p, x, xzp, e, odt, ozp, lo, hi, overflow == "wrap",
                        _threads(threads, x.size * p.out_channels), out)
 
@@ -756,19 +764,9 @@ def qconv2d(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional[Arra
     p = _as_conv_packed(w, groups, w_zero_point, w_scale)
     geo, ohw = _conv_geometry(x, p, stride, padding, dilation)
 
-    def build() -> tuple:
-        ws = p.w_scale if w_scale is None else w_scale
-        if multiplier is None:
-            _check_types(preset, x, p.w_dtype, p.w_zero_point)
-        xzp = _x_zero_point(x_zero_point, x.dtype)
-        odt, ozp, lo, hi = _out_range(preset, x.dtype, out_dtype, out_zero_point, act_min, act_max)
-        per_ch = ws is not None and np.ndim(ws) > 0
-        e = _epilogue(preset, p.out_channels, per_ch, x_scale, ws, out_scale, bias, multiplier,
-                      shift, scheme, rounding)
-        _bound_check(p, x.dtype, xzp, e.bias, overflow)
-        return xzp, e, odt, ozp, lo, hi
-
-    xzp, e, odt, ozp, lo, hi = _memo_get(p, key, build)
+    xzp, e, odt, ozp, lo, hi = _memo_get(p, key, lambda: _call_params(
+        p, preset, x, x_scale, x_zero_point, w_scale, out_scale, out_zero_point, out_dtype,
+        act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow))
     return _run_conv(p, x, xzp, geo, ohw, e, odt, ozp, lo, hi, overflow == "wrap",
                      _threads(threads, x.shape[0] * ohw[0] * ohw[1] * p.out_channels * p.k), out)
 
