@@ -15,7 +15,6 @@
 #include "gemm/gemm_internal.h"
 
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 
 #if QK_X86
@@ -25,16 +24,16 @@
 
 static _Atomic int qk__vnni_choice = -1;
 
+/* The AVX-512 level is chosen (CPU support, QKERNELS_SIMD; see qk__use_avx512) and the CPU also
+ * has VNNI. Cached once, thread-safe. */
 int qk__use_vnni(void) {
     int v = atomic_load_explicit(&qk__vnni_choice, memory_order_relaxed);
     if (v >= 0) return v;
     v = 0;
 #if QK_X86 && defined(__GNUC__)
-    const char *env = getenv("QKERNELS_SIMD");
-    if (qk__use_avx2() && !(env != NULL && strcmp(env, "avx2") == 0)) {
+    if (qk__use_avx512()) {
         __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vnni");
+        v = __builtin_cpu_supports("avx512vnni");
     }
 #endif
     atomic_store_explicit(&qk__vnni_choice, v, memory_order_relaxed);
