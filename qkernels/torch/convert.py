@@ -57,11 +57,10 @@ class QTensor:
 
 # ---- PyTorch's elementwise quantized arithmetic ------------------------------------------------
 def _vec_dequantize(t: QTensor) -> np.ndarray:
-    """Vectorized<quint8>::dequantize: fl(fma(scale, q, -fl(scale * zp)))."""
+    """Vectorized<quint8>::dequantize: fl(fma(scale, q, -fl(scale * zp))), one rounding (the
+    exact C fmaf of qkernels.accumulator_to_float)."""
     s = F32(t.scale)
-    premul = -(s * F32(t.zero_point))
-    exact = np.float64(s) * t.q.astype(np.float64) + np.float64(premul)  # exact, one rounding
-    return exact.astype(F32)
+    return qk.accumulator_to_float(t.q.astype(np.int32), s, -(s * F32(t.zero_point)))
 
 
 def _vec_quantize(x: np.ndarray, scale: float, zp: int, dtype: np.dtype) -> np.ndarray:
