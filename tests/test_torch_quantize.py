@@ -109,7 +109,7 @@ def test_bad_arguments(data):
     with pytest.raises(ValueError, match="calib_data"):
         quantize_model(load("mlp"), [])
     with pytest.raises(ValueError, match="mode"):
-        quantize_model(load("mlp"), calib, config=QuantConfig(mode="dynamic"))
+        quantize_model(load("mlp"), calib, config=QuantConfig(mode="static_int4"))
     with pytest.raises(ValueError, match="observer"):
         quantize_model(load("mlp"), calib, config=QuantConfig(
             activation=TensorConfig(observer="median")))

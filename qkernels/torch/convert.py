@@ -172,19 +172,57 @@ def fbgemm_choose_qparams(mn: float, mx: float, qmin: int = 0, qmax: int = 255,
     return scale, zp
 
 
-def linear_dynamic(x: np.ndarray, w: Any, ws: Any, wzp: Any, bias: Optional[np.ndarray],
-                   relu: bool = False, reduce_range: bool = True) -> np.ndarray:
-    """fbgemm's dynamic linear: quantize x per call (uint8, reduce_range), exact int32 GEMM,
-    then ``fmaf(acc, fl(x_scale * w_scale), bias)`` (ReQuantizeForFloat), optional ReLU."""
+def dynamic_quantize_input(x: np.ndarray, reduce_range: bool = True) -> QTensor:
+    """fbgemm's per-call input quantization (``quantized::linear_dynamic``): uint8 from the
+    tensor's min / max with :func:`fbgemm_choose_qparams` (``reduce_range``: [0, 127]) and
+    fbgemm's ``Quantize`` (``RNE(fma(x, 1/s, zp))``)."""
     x = np.asarray(x, F32)
-    scale_d, xzp = fbgemm_choose_qparams(float(x.min()), float(x.max()), 0, 255, reduce_range)
+    mn, mx = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    scale_d, xzp = fbgemm_choose_qparams(mn, mx, 0, 255, reduce_range)
     xs = F32(scale_d)
-    xq = qk.quantize(x, xs, xzp, dtype=np.uint8, flavor="fbgemm")
-    acc = qk.linear_int32(xq, w, x_zero_point=xzp, w_zero_point=wzp)
-    mult = (xs * np.asarray(ws, F32)).astype(F32)
-    b = np.zeros(acc.shape[-1], F32) if bias is None else bias
-    y = qk.accumulator_to_float(acc, mult, b, axis=-1 if np.ndim(mult) or np.ndim(b) else None)
+    return QTensor(qk.quantize(x, xs, xzp, dtype=np.uint8, flavor="fbgemm"), float(xs), xzp)
+
+
+def _dynamic_output(acc: np.ndarray, xs: float, ws: Any, bias: Optional[np.ndarray], axis: int,
+                    relu: bool) -> np.ndarray:
+    """ReQuantizeForFloat: ``fmaf(acc, fl(x_scale * w_scale), bias)`` per output channel."""
+    mult = (F32(xs) * np.asarray(ws, F32)).astype(F32)
+    b = np.zeros(acc.shape[axis], F32) if bias is None else bias
+    y = qk.accumulator_to_float(acc, mult, b, axis=axis if np.ndim(mult) or np.ndim(b) else None)
     return np.maximum(y, F32(0)) if relu else y
+
+
+def linear_dynamic(x: np.ndarray, w: Any, ws: Any, wzp: Any, bias: Optional[np.ndarray],
+                   relu: bool = False, reduce_range: bool = True,
+                   quantize_input: Optional[Callable[[np.ndarray], QTensor]] = None) -> np.ndarray:
+    """fbgemm's dynamic linear: quantize x per call (uint8, reduce_range), exact int32 GEMM,
+    then ``fmaf(acc, fl(x_scale * w_scale), bias)`` (ReQuantizeForFloat), optional ReLU.
+
+    ``w`` is the int8 (N, K) weight or a :class:`qkernels.PackedLinear`; ``quantize_input``
+    replaces fbgemm's input quantization (e.g. with other bits or a symmetric range).
+
+    Example:
+        >>> # y = linear_dynamic(x, w_int8, w_scale, 0, bias)  # == quantized::linear_dynamic
+    """
+    xq = (quantize_input or (lambda v: dynamic_quantize_input(v, reduce_range)))(np.asarray(x, F32))
+    acc = qk.linear_int32(xq.q, w, x_zero_point=xq.zero_point, w_zero_point=wzp)
+    return _dynamic_output(acc, xq.scale, ws, bias, -1, relu)
+
+
+def conv2d_dynamic(x: np.ndarray, w: Any, ws: Any, wzp: Any, bias: Optional[np.ndarray], *,
+                   stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                   relu: bool = False, reduce_range: bool = True,
+                   quantize_input: Optional[Callable[[np.ndarray], QTensor]] = None) -> np.ndarray:
+    """Dynamic convolution with the linear's arithmetic: input quantized per call, exact int32
+    accumulators, ``fmaf(acc, fl(x_scale * w_scale[c]), bias[c])``, float NCHW output.
+
+    PyTorch's ``quantized::conv2d_dynamic`` differs: it requantizes the accumulators to an
+    8-bit output (scale 1.0) before dequantizing, so it is not reproduced here.
+    """
+    xq = (quantize_input or (lambda v: dynamic_quantize_input(v, reduce_range)))(np.asarray(x, F32))
+    acc = qk.conv2d_int32(xq.q, w, stride=stride, padding=padding, dilation=dilation,
+                          groups=groups, x_zero_point=xq.zero_point, w_zero_point=wzp)
+    return _dynamic_output(acc, xq.scale, ws, bias, 1, relu)
 
 
 # ---- weights of the quantized modules --------------------------------------------------------

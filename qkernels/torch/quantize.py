@@ -29,8 +29,9 @@ from torch import fx
 
 import qkernels as qk
 
-from .convert import (F32, QTensor, _flatten, _unsupported, q_adaptive_avg_pool2d, q_add, q_clamp,
-                      q_leaky_relu, q_max_pool2d)
+from .convert import (F32, QTensor, _flatten, _unsupported, conv2d_dynamic, dynamic_quantize_input,
+                      linear_dynamic, q_adaptive_avg_pool2d, q_add, q_clamp, q_leaky_relu,
+                      q_max_pool2d)
 
 __all__ = ["TensorConfig", "QuantConfig", "IntegerModel", "quantize_model"]
 
@@ -91,7 +92,17 @@ class QuantConfig:
         weight, activation: :class:`TensorConfig` for weights and for activations (inputs and
             outputs of every layer).
         preset: fbgemm, qnnpack, onnxruntime, tflite or pow2 (the arithmetic of conv/linear).
-        mode: "static" (calibrated activations) or "weight_only" (float activations).
+        mode: "static" (calibrated activations), "dynamic" (like
+            ``torch.ao.quantization.quantize_dynamic``: each conv/linear quantizes its input per
+            call from the runtime min / max, integer accumulators, float output; float between
+            layers) or "weight_only" (float activations).
+
+    Dynamic mode with the default uint8 affine activations and the fbgemm preset is PyTorch's
+    fbgemm ``quantized::linear_dynamic`` (reduce_range [0, 127], its ChooseQuantizationParams);
+    with per-tensor weights (``per_channel=False``) it equals ``quantize_dynamic(model,
+    {nn.Linear}, dtype=torch.qint8)`` bit for bit, with per-channel weights
+    ``per_channel_dynamic_qconfig``. Other activation configs (bits, symmetric, power of two) use
+    :func:`qkernels.choose_qparams` on the runtime range and have no PyTorch counterpart.
     """
 
     weight: TensorConfig = field(default_factory=lambda: TensorConfig(
@@ -197,6 +208,36 @@ class IntegerModel:
         self.layers = layers            # node name -> quantized weights, bias, ...
 
     # -- execution ------------------------------------------------------------------------
+    def _dynamic_input(self, x: np.ndarray) -> QTensor:
+        """Dynamic mode: quantize a conv/linear input from its own min / max (see QuantConfig)."""
+        act, cfg = self.config.activation, self.config
+        if act == TensorConfig() and cfg.preset == "fbgemm":
+            return dynamic_quantize_input(x, reduce_range=True)
+        adt = act.dtype()
+        bits = act.bits if act.bits < adt.itemsize * 8 else None
+        x = np.asarray(x, F32)
+        mn, mx = (F32(x.min()), F32(x.max())) if x.size else (F32(0), F32(0))
+        p = qk.choose_qparams(mn, mx, dtype=adt, symmetric=act.symmetric,
+                              power_of_two=act.power_of_two, bits=bits)
+        s, z = float(np.asarray(p.scale).reshape(-1)[0]), int(np.asarray(p.zero_point).reshape(-1)[0])
+        return QTensor(qk.quantize(x, F32(s), z, dtype=adt, bits=bits, flavor="torch"), s, z)
+
+    def _dynamic(self, name: str, x: np.ndarray) -> np.ndarray:
+        """Dynamic mode conv / linear: per-call input quantization, int32 accumulators, float out."""
+        L = self.layers[name]
+        relu = L["act"] is not None
+        if L["kind"] == "conv":
+            m = L["module"]
+            y = conv2d_dynamic(x, L["packed"], L["w_scale"], 0, L["bias"], stride=m.stride,
+                               padding=m.padding, dilation=m.dilation, groups=m.groups,
+                               relu=relu, quantize_input=self._dynamic_input)
+        else:
+            y = linear_dynamic(x, L["packed"], L["w_scale"], 0, L["bias"], relu,
+                               quantize_input=self._dynamic_input)
+        if L["act"] is not None and L["act"][1] is not None:
+            y = np.minimum(y, F32(L["act"][1]))
+        return y
+
     def _run(self, x: Any, mode: str, trace: Optional[Dict[str, Any]] = None,
              raw: bool = False) -> np.ndarray:
         gm = self.graph_module
@@ -257,6 +298,10 @@ class IntegerModel:
     def _compute(self, name: str, x: Any, mode: str) -> Any:
         L = self.layers[name]
         cfg = self.config
+        if mode == "dyn":
+            return self._dynamic(name, x)
+        if mode == "fq" and cfg.mode == "dynamic":  # fake-quantize the input as the call would
+            x = self._dynamic_input(x).dequantize()
         if mode == "int":
             s, z = self.qparams[name]
             adt = cfg.activation.dtype()
@@ -285,6 +330,8 @@ class IntegerModel:
         """Fake-quantize y with the quantization parameters of node `name`."""
         act = self.config.activation
         adt = act.dtype()
+        if name not in self.qparams:  # dynamic mode: no calibrated activation parameters
+            return np.asarray(y, F32)
         s, z = self.qparams[name]
         lo, hi = qk._checks.qrange(adt, bits=act.bits if act.bits < adt.itemsize * 8 else None)
         return qk.fake_quantize(np.asarray(y, F32), F32(s), z, lo, hi)
@@ -323,6 +370,8 @@ class IntegerModel:
         """Integer-exact run on qkernels; returns the dequantized float32 output."""
         if self.config.mode == "weight_only":
             return self._run(x, "wo")
+        if self.config.mode == "dynamic":
+            return self._run(x, "dyn")
         return self._run(x, "int")
 
     def fake_quant(self, x: Any) -> np.ndarray:
@@ -348,13 +397,15 @@ class IntegerModel:
         requantizing shift rounds exact ties half-up where fake quant rounds half-to-even."""
         ti: Dict[str, Any] = {}
         tf: Dict[str, Any] = {}
-        self._run(x, "int", ti)
+        dynamic = self.config.mode == "dynamic"
+        self._run(x, "dyn" if dynamic else "int", ti)
         self._run(x, "float", tf)
         out: List[LayerReport] = []
         gm = self.graph_module
         for node in gm.graph.nodes:
             n = node.name
-            if n not in self.qparams or node.op in ("placeholder", "output"):
+            if (n not in self.qparams and not (dynamic and n in self.layers)) or \
+                    node.op in ("placeholder", "output"):
                 continue
             args = fx.node.map_arg(node.args, lambda m: ti[m.name])
             kwargs = fx.node.map_arg(node.kwargs, lambda m: ti[m.name])
@@ -365,7 +416,12 @@ class IntegerModel:
             sq = float(np.sum(f ** 2))
             sqnr = float("inf") if not np.any(err) else 10 * math.log10(max(sq, 1e-30) / np.sum(err ** 2))
             cos = float(np.dot(a.ravel(), f.ravel()) / max(np.linalg.norm(a) * np.linalg.norm(f), 1e-30))
-            steps = np.rint(np.abs(a - local) / self.qparams[n][0])  # whole steps
+            if n in self.qparams:
+                unit = self.qparams[n][0]
+            else:  # dynamic: in accumulator steps (x_scale * w_scale of this call)
+                unit = self._dynamic_input(ti[node.args[0].name]).scale * float(
+                    np.max(self.layers[n]["w_scale"]))
+            steps = np.rint(np.abs(a - local) / unit)  # whole steps
             op = node.target if node.op != "call_module" else type(gm.get_submodule(node.target)).__name__
             out.append(LayerReport(n, str(getattr(op, "__name__", op)), sqnr, float(np.abs(err).max()),
                                    cos, float(steps.max()), float(np.mean(steps > 0.5))))
@@ -390,7 +446,7 @@ class IntegerModel:
         from ..linear import _epilogue
 
         raw: Dict[str, Any] = {}
-        self._run(x, "int", raw, raw=True)
+        self._run(x, "dyn" if self.config.mode == "dynamic" else "int", raw, raw=True)
         written: List[str] = []
 
         def put(path: str, text: str) -> None:
@@ -404,6 +460,10 @@ class IntegerModel:
         header: Dict[str, np.ndarray] = {}
         layers_json = {}
         for name, L in self.layers.items():
+            if cfg.mode == "dynamic":
+                layers_json[name] = self._export_dynamic_layer(name, raw, out_dir, put, npz, header,
+                                                               bounds[name])
+                continue
             xin = raw[L["input"]]
             yout = raw[name]
             xs, xz = self.qparams[L["input"]]
@@ -463,6 +523,48 @@ class IntegerModel:
             {re.sub(r"\W", "_", k): v for k, v in header.items()}, "QK_MODEL_H"))
         return written
 
+    def _export_dynamic_layer(self, name: str, raw: Dict[str, Any], out_dir: str, put: Callable,
+                              npz: Dict[str, np.ndarray], header: Dict[str, np.ndarray],
+                              bound: int) -> Dict[str, Any]:
+        """export() of one dynamic-mode layer: weights, w_scale, a2, float bias, and for the sample
+        its float input, the per-call quantized input (x_q, with x_scale / x_zero_point in
+        params.txt), the int32 accumulators and the float output."""
+        from .. import io as qio
+
+        L = self.layers[name]
+        xf = np.asarray(raw[L["input"]], F32)
+        xq = self._dynamic_input(xf)
+        w = L["w_int"]
+        n = w.shape[0]
+        m = L["module"]
+        if L["kind"] == "conv":
+            acc = qk.conv2d_int32(xq.q, L["packed"], stride=m.stride, padding=m.padding,
+                                  dilation=m.dilation, groups=m.groups, x_zero_point=xq.zero_point)
+        else:
+            acc = qk.linear_int32(xq.q, L["packed"], x_zero_point=xq.zero_point)
+        arrays = {"weights": w, "w_scale": np.broadcast_to(L["w_scale"], (n,)).astype(F32),
+                  "a2": w.reshape(n, -1).astype(np.int64).sum(axis=1).astype(np.int32),
+                  "float_bias": np.zeros(n, F32) if L["bias"] is None else L["bias"],
+                  "input": xf, "x_q": xq.q, "accumulator": acc, "output": np.asarray(raw[name], F32)}
+        d = os.path.join(out_dir, "layers", name)
+        for key, val in arrays.items():
+            put(os.path.join(d, f"{key}.txt"), qio.format_array(val, f"{name} {key}"))
+            npz[f"{name}/{key}"] = val
+            if key in ("weights", "w_scale", "a2", "float_bias"):
+                header[f"{name}_{key}"] = val
+        params = {"kind": L["kind"], "mode": "dynamic", "preset": self.config.preset,
+                  "x_scale": float(xq.scale), "x_zero_point": int(xq.zero_point),
+                  "x_dtype": np.dtype(xq.q.dtype).name, "relu": L["act"] is not None,
+                  "input_shape": list(xf.shape), "output_shape": list(acc.shape),
+                  "weight_shape": list(w.shape),
+                  "output": "fmaf(accumulator, fl(x_scale * w_scale[c]), float_bias[c])"}
+        if L["kind"] == "conv":
+            params.update(stride=list(m.stride), padding=list(m.padding), dilation=list(m.dilation),
+                          groups=int(m.groups))
+        put(os.path.join(d, "params.txt"), qio.format_params(params))
+        return dict(params, w_scale=_tensor_json(L["w_scale"], 0, self.config.weight),
+                    accumulator_bound=bound)
+
     def _act_range(self, name: str) -> Tuple[int, int]:
         """The output clamping range of a conv/linear layer (fused ReLU / ReLU6 included)."""
         cfg = self.config
@@ -482,11 +584,16 @@ class IntegerModel:
         act = self.config.activation
         lo, hi = qk._checks.qrange(act.dtype(), bits=act.bits if act.bits < act.dtype().itemsize * 8 else None)
         res = {}
+        if self.config.mode == "dynamic" and act == TensorConfig() and self.config.preset == "fbgemm":
+            lo, hi = 0, 127  # fbgemm's reduce_range
         for n, L in self.layers.items():
             w = L["w_int"].astype(np.int64)
             k = int(np.prod(w.shape[1:]))
-            xin = self.qparams[L["input"]][1]
-            xmax = max(abs(hi - xin), abs(lo - xin))
+            if L["input"] in self.qparams:
+                xin = self.qparams[L["input"]][1]
+                xmax = max(abs(hi - xin), abs(lo - xin))
+            else:  # dynamic: the zero point is chosen per call within [lo, hi]
+                xmax = hi - lo
             res[n] = int(k * xmax * np.abs(w).max())
         return res
 
@@ -526,10 +633,11 @@ def _int32_bias(bias: np.ndarray, xs: np.float32, ws: Any) -> np.ndarray:
     return np.clip(np.rint(bias.astype(np.float64) / s), -(2**31), 2**31 - 1).astype(np.int32)
 
 
-def quantize_model(model: torch.nn.Module, calib_data: Iterable[Any], *,
+def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], *,
                    config: Optional[QuantConfig] = None) -> IntegerModel:
     """Calibrate ``model`` on ``calib_data`` (an iterable of input batches) and return an
-    :class:`IntegerModel` that runs it on qkernels' integer kernels.
+    :class:`IntegerModel` that runs it on qkernels' integer kernels. Dynamic mode
+    (``QuantConfig(mode="dynamic")``) calibrates nothing: ``calib_data`` may be None.
 
     Raises:
         NotImplementedError: a layer without an integer implementation (the message names it and
@@ -541,9 +649,10 @@ def quantize_model(model: torch.nn.Module, calib_data: Iterable[Any], *,
         >>> # im(x_test).argmax(1)  # integer-exact predictions
     """
     cfg = config or QuantConfig()
-    if cfg.mode not in ("static", "weight_only"):
-        raise ValueError(f"mode must be 'static' or 'weight_only' (dynamic: use torch's "
-                         f"quantize_dynamic and from_torch_quantized); got {cfg.mode!r}")
+    if cfg.mode not in ("static", "dynamic", "weight_only"):
+        raise ValueError(f"mode must be 'static', 'dynamic' or 'weight_only'; got {cfg.mode!r}")
+    if cfg.mode == "dynamic" and cfg.activation.bits > 8:
+        raise ValueError("dynamic mode quantizes activations to at most 8 bits (activation.bits)")
     float_model = copy.deepcopy(model).eval()
     gm = _fused_graph(model)
     layers: Dict[str, Dict[str, Any]] = {}
@@ -607,6 +716,8 @@ def quantize_model(model: torch.nn.Module, calib_data: Iterable[Any], *,
             return r
     rec = _Rec(gm)
     seen = 0
+    if cfg.mode == "dynamic":  # nothing to calibrate: activations are quantized per call
+        return IntegerModel(float_model, gm, cfg, {}, layers)
     with torch.no_grad():
         for b in calib_data:  # streamed: observers keep running statistics only
             rec.run(b if isinstance(b, torch.Tensor) else torch.from_numpy(np.asarray(b, F32)))
