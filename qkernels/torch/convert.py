@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -136,6 +136,101 @@ def q_adaptive_avg_pool2d(x: QTensor, output_size: Any) -> QTensor:
             s = x.q[:, :, h0:h1, w0:w1].astype(np.int64).sum(axis=(2, 3))
             out[:, :, i, j] = np.rint(s / ((h1 - h0) * (w1 - w0)))
     return QTensor(out, x.scale, x.zero_point)
+
+
+def q_cat(xs: Sequence[QTensor], dim: int, scale: float, zp: int,
+          bits: Optional[int] = None) -> QTensor:
+    """PyTorch's ``quantized::cat`` on NCHW-contiguous tensors (``quantized_cat_impl``): every
+    input dequantized (``fl(s * (q - zp))``), concatenated, and quantized to the output's
+    parameters (``quantize_per_tensor``: fbgemm's ``RNE(fma(x, 1/s, zp))``). Inputs that already
+    carry the output's scale and zero point are copied (the round trip is the identity).
+
+    (PyTorch's channels-last fast path, ``qcat_nhwc_kernel``, rounds with its vectorized
+    dequantize / quantize instead; NCHW integers never take it.)
+
+    Example:
+        >>> import numpy as np
+        >>> a = QTensor(np.uint8([[10, 20]]), 0.5, 10); b = QTensor(np.uint8([[3]]), 1.0, 0)
+        >>> q_cat([a, b], 1, 0.5, 10).q
+        array([[10, 20, 16]], dtype=uint8)
+    """
+    if not xs:
+        raise ValueError("q_cat needs at least one input")
+    dt = xs[0].q.dtype
+    if any(x.q.dtype != dt for x in xs):
+        raise TypeError("q_cat: all inputs must have the same integer dtype")
+    parts = []
+    for x in xs:
+        if F32(x.scale) == F32(scale) and int(x.zero_point) == int(zp):
+            parts.append(x.q)
+        else:
+            f = qk.dequantize(x.q, F32(x.scale), x.zero_point)
+            parts.append(qk.quantize(f, F32(scale), zp, dtype=dt, bits=bits, flavor="torch"))
+    return QTensor(np.concatenate(parts, axis=dim), scale, zp)
+
+
+def _pool_out_size(i: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling_output_shape (dilation 1)."""
+    num = i + 2 * p - (k - 1) - 1
+    o = (-(-num // s) if ceil_mode else num // s) + 1
+    if ceil_mode and (o - 1) * s >= i + p:
+        o -= 1
+    return o
+
+
+def q_avg_pool2d(x: QTensor, kernel: Any, stride: Any = None, padding: Any = 0,
+                 ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: Optional[int] = None) -> QTensor:
+    """PyTorch's quantized ``avg_pool2d`` (NCHW ``avg_pool2d_out_frame``; fbgemm / x86 engines),
+    qparams kept: per window ``acc = sum(q) - n_valid * zp`` (exact integers), then
+    ``RNE(fl(fl(float(acc) * fl(1 / divisor)) + zp))`` clamped, where ``divisor`` is the window
+    clipped to the padded input (``count_include_pad``), the valid elements only, or
+    ``divisor_override``.
+
+    Example:
+        >>> import numpy as np
+        >>> x = QTensor(np.arange(16, dtype=np.uint8).reshape(1, 1, 4, 4), 0.1, 3)
+        >>> q_avg_pool2d(x, 2).q[0, 0]
+        array([[ 2,  4],
+               [10, 12]], dtype=uint8)
+    """
+    kh, kw = _pair(kernel)
+    sh, sw = _pair(stride if stride not in (None, []) else kernel)
+    ph, pw = _pair(padding)
+    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0:
+        raise ValueError("avg_pool2d: kernel and stride must be positive, padding non-negative")
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError("avg_pool2d: padding must be at most half the kernel size")
+    if divisor_override is not None and int(divisor_override) == 0:
+        raise ValueError("avg_pool2d: divisor_override must not be zero")
+    if x.q.ndim != 4:
+        raise ValueError(f"avg_pool2d: expected an NCHW tensor, got shape {x.q.shape}")
+    n, c, h, w = x.q.shape
+    oh, ow = _pool_out_size(h, kh, sh, ph, ceil_mode), _pool_out_size(w, kw, sw, pw, ceil_mode)
+    hh, ww = max((oh - 1) * sh + kh, ph + h), max((ow - 1) * sw + kw, pw + w)
+    pad = np.zeros((n, c, hh, ww), np.int64)
+    pad[:, :, ph:ph + h, pw:pw + w] = x.q
+    acc = np.zeros((n, c, oh, ow), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            acc += pad[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
+
+    def extent(o: int, k: int, s: int, p: int, size: int) -> Tuple[np.ndarray, np.ndarray]:
+        start = np.arange(o) * s - p
+        end = np.minimum(start + k, size + p)
+        return end - start, np.minimum(end, size) - np.maximum(start, 0)
+    pool_h, valid_h = extent(oh, kh, sh, ph, h)
+    pool_w, valid_w = extent(ow, kw, sw, pw, w)
+    valid = np.outer(valid_h, valid_w)
+    if divisor_override is not None:
+        div = np.full_like(valid, int(divisor_override))
+    else:
+        div = np.outer(pool_h, pool_w) if count_include_pad else valid
+    mult = (1.0 / div.astype(np.float64)).astype(F32)
+    s = (acc - valid * int(x.zero_point)).astype(F32)
+    y = np.rint((s * mult).astype(F32) + F32(x.zero_point))
+    info = np.iinfo(x.q.dtype)
+    return QTensor(np.clip(y, info.min, info.max).astype(x.q.dtype), x.scale, x.zero_point)
 
 
 # ---- dynamic quantization (fbgemm quantized::linear_dynamic) -------------------------------------

@@ -30,8 +30,8 @@ from torch import fx
 import qkernels as qk
 
 from .convert import (F32, QTensor, _flatten, _unsupported, conv2d_dynamic, dynamic_quantize_input,
-                      linear_dynamic, q_adaptive_avg_pool2d, q_add, q_clamp, q_leaky_relu,
-                      q_max_pool2d)
+                      linear_dynamic, q_adaptive_avg_pool2d, q_add, q_avg_pool2d, q_cat, q_clamp,
+                      q_leaky_relu, q_max_pool2d)
 
 __all__ = ["TensorConfig", "QuantConfig", "IntegerModel", "quantize_model"]
 
@@ -293,7 +293,33 @@ class IntegerModel:
             return flat(*args, **kwargs)
         if node.op == "call_function" and node.target in (torch.nn.functional.relu, torch.relu):
             return q_clamp(args[0], 0.0, None) if mode == "int" else np.maximum(args[0], F32(0))
+        if node.op == "call_function" and node.target is torch.cat:
+            return self._cat(name, args, kwargs, mode, fq)
+        if node.op == "call_function" and node.target is torch.nn.functional.avg_pool2d:
+            return self._avg_pool2d(name, _avg_pool2d_args(*args, **kwargs), mode, fq)
         raise _unsupported(f"{node.op} {getattr(node.target, '__name__', node.target)} ({name})")
+
+    def _cat(self, name: str, args: Tuple, kwargs: Dict, mode: str, fq: Callable) -> Any:
+        """torch.cat: int mode requantizes every input to the output's parameters (q_cat)."""
+        xs = list(args[0])
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        if mode == "int":
+            s, z = self.qparams[name]
+            act = self.config.activation
+            bits = act.bits if act.bits < act.dtype().itemsize * 8 else None
+            return q_cat(xs, dim, s, z, bits)
+        y = np.concatenate([np.asarray(v, F32) for v in xs], axis=dim)
+        return fq(y, name) if mode == "fq" else y
+
+    def _avg_pool2d(self, name: str, a: Tuple, mode: str, fq: Callable) -> Any:
+        """AvgPool2d / F.avg_pool2d; a = (x, kernel, stride, padding, ceil_mode,
+        count_include_pad, divisor_override). Int mode: q_avg_pool2d, qparams kept."""
+        if mode == "int":
+            return q_avg_pool2d(*a)
+        with torch.no_grad():
+            y = torch.nn.functional.avg_pool2d(torch.from_numpy(np.ascontiguousarray(a[0], F32)),
+                                               *a[1:]).numpy()
+        return fq(y, name) if mode == "fq" else y
 
     def _compute(self, name: str, x: Any, mode: str) -> Any:
         L = self.layers[name]
@@ -343,6 +369,9 @@ class IntegerModel:
             return x
         if isinstance(mod, torch.nn.Flatten):
             return _flatten(x, mod.start_dim, mod.end_dim)
+        if isinstance(mod, torch.nn.AvgPool2d):
+            return self._avg_pool2d(name, (x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
+                                           mod.count_include_pad, mod.divisor_override), mode, fq)
         if mode != "int":
             with torch.no_grad():
                 y = mod(torch.from_numpy(np.ascontiguousarray(x, F32))).numpy()
@@ -621,6 +650,13 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+def _avg_pool2d_args(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                     ceil_mode: bool = False, count_include_pad: bool = True,
+                     divisor_override: Optional[int] = None) -> Tuple:
+    """F.avg_pool2d's arguments, positional, in its order."""
+    return (input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
 def _operator_add() -> Any:
     import operator
 
@@ -695,7 +731,7 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     observers: Dict[str, qk.Observer] = {}
     keep_qparams = (torch.nn.MaxPool2d, torch.nn.AdaptiveAvgPool2d, torch.nn.Flatten,
                     torch.nn.Dropout, torch.nn.Identity, torch.nn.ReLU, torch.nn.ReLU6,
-                    torch.nn.Hardtanh)
+                    torch.nn.Hardtanh, torch.nn.AvgPool2d)
     inherit: Dict[str, str] = {}
     for node in gm.graph.nodes:
         if node.op in ("placeholder",) or node.name in layers:
@@ -704,8 +740,10 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
             inherit[node.name] = node.args[0].name
         elif node.op == "call_module" and isinstance(gm.get_submodule(node.target), torch.nn.LeakyReLU):
             observers[node.name] = acfg.observer_for()
-        elif node.op == "call_function" and node.target in (torch.add, _operator_add()):
+        elif node.op == "call_function" and node.target in (torch.add, _operator_add(), torch.cat):
             observers[node.name] = acfg.observer_for()
+        elif node.op == "call_function" and node.target is torch.nn.functional.avg_pool2d:
+            inherit[node.name] = node.args[0].name
         elif node.op == "call_function" and node.target in (torch.flatten, torch.nn.functional.relu, torch.relu):
             inherit[node.name] = node.args[0].name
     class _Rec(fx.Interpreter):

@@ -1,0 +1,155 @@
+"""quantize_model's concat and average pooling: the integer ops equal PyTorch's quantized ops
+(torch.ops.quantized.cat, quantized avg_pool2d with the fbgemm engine) bit for bit, on random
+quantized tensors and inside a quantized model."""
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
+pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
+
+from qkernels.torch.convert import QTensor, q_avg_pool2d, q_cat  # noqa: E402
+from qkernels.torch.quantize import QuantConfig, quantize_model  # noqa: E402
+from qkernels.torch.reference_models import digits  # noqa: E402
+
+pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+F = torch.nn.functional
+
+
+@pytest.fixture(autouse=True)
+def _fbgemm():
+    torch.backends.quantized.engine = "fbgemm"
+    torch.set_num_threads(1)
+
+
+def _qt(t):
+    return QTensor(t.int_repr().numpy(), t.q_scale(), t.q_zero_point())
+
+
+def _random_q(rng, shape, dt):
+    x = torch.from_numpy((rng.standard_normal(shape) * rng.uniform(0.1, 5)).astype(np.float32))
+    zp = int(rng.integers(0, 256)) if dt == torch.quint8 else int(rng.integers(-128, 128))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.quantize_per_tensor(x, float(rng.uniform(0.001, 0.1)), zp, dt)
+
+
+def test_q_cat_equals_torch_quantized_cat():
+    rng = np.random.default_rng(1)
+    mismatches = total = 0
+    for t in range(200):
+        dt = (torch.quint8, torch.qint8)[t % 2]
+        dim = (1, 0, 3, -1)[t % 4]
+        base = [2, 7, 3, 5]
+        xs = []
+        for _ in range(int(rng.integers(1, 4))):
+            sh = list(base)
+            sh[dim] = int(rng.integers(1, 30))
+            xs.append(_random_q(rng, sh, dt))
+        if t % 5 == 0:   # output parameters of one input: that input is copied
+            s, z = xs[0].q_scale(), xs[0].q_zero_point()
+        else:
+            s = float(rng.uniform(0.001, 0.1))
+            z = int(rng.integers(0, 256)) if dt == torch.quint8 else int(rng.integers(-128, 128))
+        ref = torch.ops.quantized.cat(xs, dim, s, z).int_repr().numpy()
+        got = q_cat([_qt(x) for x in xs], dim, s, z)
+        assert got.q.dtype == ref.dtype and got.q.shape == ref.shape
+        mismatches += int(np.sum(got.q != ref))
+        total += ref.size
+    assert total > 100_000
+    assert mismatches == 0, f"{mismatches} of {total}"
+
+
+def test_q_avg_pool2d_equals_torch_quantized_avg_pool2d():
+    rng = np.random.default_rng(2)
+    mismatches = total = cases = 0
+    for k, s, p, ceil, cip, dt, div in itertools.product(
+            (2, 3, (3, 2)), (None, 1, 2, (2, 1)), (0, 1), (False, True), (True, False),
+            (torch.quint8, torch.qint8), (None, 5)):
+        if max(np.atleast_1d(p)) > min(np.atleast_1d(k)) // 2:
+            continue
+        for shape in ((2, 3, 7, 9), (1, 4, 8, 8), (1, 1, 3, 4)):
+            qx = _random_q(rng, shape, dt)
+            for x in (qx, qx.contiguous(memory_format=torch.channels_last)):
+                ref = F.avg_pool2d(x, k, s, p, ceil, cip, div).int_repr().numpy()
+                got = q_avg_pool2d(_qt(qx), k, s, p, ceil, cip, div)
+                assert got.q.shape == ref.shape and got.scale == qx.q_scale()
+                mismatches += int(np.sum(got.q != ref))
+                total += ref.size
+                cases += 1
+    assert cases > 500 and total > 100_000
+    assert mismatches == 0, f"{mismatches} of {total}"
+    with pytest.raises(ValueError, match="padding"):
+        q_avg_pool2d(_qt(qx), 2, 2, 2)
+
+
+class _CatPoolNet(torch.nn.Module):
+    """Two branches concatenated, AvgPool2d (module) and F.avg_pool2d (function), a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv2d(1, 6, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.b = torch.nn.Conv2d(1, 5, 1)
+        self.pool = torch.nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        self.c = torch.nn.Conv2d(11, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8 * 3 * 3, 10)
+
+    def forward(self, x):
+        y = torch.cat([self.relu(self.a(x)), self.b(x)], 1)
+        y = self.pool(y)                                   # 8x8 -> 4x4
+        y = F.avg_pool2d(self.c(y), 3, 2, 1, ceil_mode=True)   # 4x4 -> 3x3
+        return self.fc(torch.flatten(y, 1))
+
+
+def test_model_with_cat_and_avg_pool(tmp_path):
+    (xtr, _), (xte, _) = digits()
+    torch.manual_seed(0)
+    net = _CatPoolNet().eval()
+    im = quantize_model(net, [xtr[i:i + 64] for i in range(0, 512, 64)])
+    x = xte[:64]
+    # inside the model, cat / pools give exactly what PyTorch's quantized ops give on the same
+    # integer inputs
+    raw = {}
+    im._run(x, "int", raw, raw=True)
+    ops = {}
+    for node in im.graph_module.graph.nodes:
+        if node.op == "call_function" and node.target is torch.cat:
+            ops["cat"] = node
+        elif node.op == "call_function" and node.target is F.avg_pool2d:
+            ops["fn_pool"] = node
+        elif node.op == "call_module" and isinstance(im.graph_module.get_submodule(node.target),
+                                                     torch.nn.AvgPool2d):
+            ops["mod_pool"] = node
+    assert set(ops) == {"cat", "fn_pool", "mod_pool"}
+
+    def tq(v):
+        return torch._make_per_tensor_quantized_tensor(torch.from_numpy(v.q), v.scale, v.zero_point)
+    cat = ops["cat"]
+    s, z = im.qparams[cat.name]
+    ref = torch.ops.quantized.cat([tq(raw[a.name]) for a in cat.args[0]], 1, s, z)
+    np.testing.assert_array_equal(raw[cat.name].q, ref.int_repr().numpy())
+    assert raw[cat.args[0][0].name].scale != s      # the inputs were requantized
+    ref = torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False)(tq(raw[ops["mod_pool"].args[0].name]))
+    np.testing.assert_array_equal(raw[ops["mod_pool"].name].q, ref.int_repr().numpy())
+    ref = F.avg_pool2d(tq(raw[ops["fn_pool"].args[0].name]), 3, 2, 1, ceil_mode=True)
+    np.testing.assert_array_equal(raw[ops["fn_pool"].name].q, ref.int_repr().numpy())
+    # integer vs float vs fake quant
+    y, yf, yq = im(x), im.float_reference(x), im.fake_quant(x)
+    assert np.mean(y.argmax(1) == yf.argmax(1)) > 0.9
+    # end to end, the one-step differences of single layers propagate (measured: at most 3
+    # output steps, 91% of outputs within one)
+    step = im.qparams[next(reversed(im.qparams))][0]
+    d = np.abs(y - yq) / step
+    assert d.max() <= 4.01 and np.mean(d < 1.01) > 0.85, (d.max(), np.mean(d < 1.01))
+    rep = {r.name: r for r in im.compare(x)}
+    for n in ops.values():
+        assert n.name in rep and rep[n.name].steps_diff_vs_fake_quant <= 1.0, rep.get(n.name)
+        assert rep[n.name].cosine > 0.99
+    paths = im.export(str(tmp_path), x[:2])
+    import json
+    report = json.load(open(tmp_path / "report.json"))
+    assert ops["cat"].name in report["tensors"] and any(p.endswith("model.npz") for p in paths)
