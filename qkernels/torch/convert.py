@@ -233,6 +233,39 @@ def q_avg_pool2d(x: QTensor, kernel: Any, stride: Any = None, padding: Any = 0,
     return QTensor(np.clip(y, info.min, info.max).astype(x.q.dtype), x.scale, x.zero_point)
 
 
+def q_layernorm(x: QTensor, ln: "qk.LayerNormParams", out_dtype: Any = np.int8,
+                bits: Optional[int] = None) -> Tuple[QTensor, np.ndarray]:
+    """Integer LayerNorm over the last axis through qkernels' PTF kernels (FQ-ViT style).
+
+    The input is requantized to the PTF parameters ``ln.ptf`` (``ptf_quantize`` of its dequantized
+    value: one rounding, as every PyTorch elementwise quantized op does), then
+    :func:`qkernels.ptf_layernorm` runs integer-only and gives int8 with ``ln.out_scale`` /
+    ``ln.out_zero_point``. A uint8 ``out_dtype`` adds 128 to the integers and the zero point
+    (exact); ``bits`` below 8 clamps to that range. Returns the output and the PTF uint8 input.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> p = qkernels.PTFParams(0.05, np.zeros(4, np.int32), 128)
+        >>> ln = qkernels.prepare_layernorm(p, np.ones(4), np.zeros(4), out_scale=2 / 127)
+        >>> y, _ = q_layernorm(QTensor(np.uint8([[100, 120, 140, 160]]), 0.05, 128), ln)
+        >>> y.q
+        array([[-85, -28,  28,  85]], dtype=int8)
+    """
+    q_ptf = ln.ptf.quantize(x.dequantize())
+    y = qk.ptf_layernorm(q_ptf, ln)
+    dt = np.dtype(out_dtype)
+    zp = int(ln.out_zero_point)
+    if dt == np.uint8:
+        y = (y.astype(np.int16) + 128).astype(np.uint8)
+        zp += 128
+    elif dt != np.int8:
+        raise TypeError(f"q_layernorm: out_dtype must be int8 or uint8, got {dt}")
+    if bits is not None:
+        lo, hi = qk._checks.qrange(dt, bits=bits)
+        y = np.clip(y, lo, hi).astype(dt)
+    return QTensor(y, float(ln.out_scale), zp), q_ptf
+
+
 # ---- dynamic quantization (fbgemm quantized::linear_dynamic) -------------------------------------
 _SMALL_SCALE = float(F32(6.1e-5))
 

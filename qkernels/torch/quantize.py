@@ -31,7 +31,7 @@ import qkernels as qk
 
 from .convert import (F32, QTensor, _flatten, _unsupported, conv2d_dynamic, dynamic_quantize_input,
                       linear_dynamic, q_adaptive_avg_pool2d, q_add, q_avg_pool2d, q_cat, q_clamp,
-                      q_leaky_relu, q_max_pool2d)
+                      q_layernorm, q_leaky_relu, q_max_pool2d)
 
 __all__ = ["TensorConfig", "QuantConfig", "IntegerModel", "quantize_model"]
 
@@ -96,6 +96,8 @@ class QuantConfig:
             ``torch.ao.quantization.quantize_dynamic``: each conv/linear quantizes its input per
             call from the runtime min / max, integer accumulators, float output; float between
             layers) or "weight_only" (float activations).
+        layernorm: the integer LayerNorm method, "exact" or "sole" (SOLE's AILayerNorm); its input
+            is PTF-quantized (FQ-ViT, ``qkernels.ptf_calibrate(method="fqvit")``).
 
     Dynamic mode with the default uint8 affine activations and the fbgemm preset is PyTorch's
     fbgemm ``quantized::linear_dynamic`` (reduce_range [0, 127], its ChooseQuantizationParams);
@@ -110,6 +112,7 @@ class QuantConfig:
     activation: TensorConfig = field(default_factory=TensorConfig)
     preset: str = "fbgemm"
     mode: str = "static"
+    layernorm: str = "exact"
 
     @staticmethod
     def w8a8_pow2() -> "QuantConfig":
@@ -133,10 +136,10 @@ class QuantConfig:
         for k in ("weight", "activation"):
             if k in d:
                 kw[k] = replace(getattr(base, k), **d[k])
-        for k in ("preset", "mode"):
+        for k in ("preset", "mode", "layernorm"):
             if k in d:
                 kw[k] = d[k]
-        unknown = set(d) - {"weight", "activation", "preset", "mode"}
+        unknown = set(d) - {"weight", "activation", "preset", "mode", "layernorm"}
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
         return replace(base, **kw)
@@ -200,12 +203,14 @@ class IntegerModel:
     """
 
     def __init__(self, float_model: torch.nn.Module, gm: fx.GraphModule, config: QuantConfig,
-                 qparams: Dict[str, Tuple[float, int]], layers: Dict[str, Dict[str, Any]]) -> None:
+                 qparams: Dict[str, Tuple[float, int]], layers: Dict[str, Dict[str, Any]],
+                 layernorms: Optional[Dict[str, Any]] = None) -> None:
         self.float_model = float_model
         self.graph_module = gm
         self.config = config
         self.qparams = qparams          # node name -> (scale, zero point) of its output
         self.layers = layers            # node name -> quantized weights, bias, ...
+        self.layernorms: Dict[str, Any] = layernorms or {}  # node name -> qk.LayerNormParams
 
     # -- execution ------------------------------------------------------------------------
     def _dynamic_input(self, x: np.ndarray) -> QTensor:
@@ -321,6 +326,22 @@ class IntegerModel:
                                                *a[1:]).numpy()
         return fq(y, name) if mode == "fq" else y
 
+    def _layernorm(self, mod: torch.nn.Module, name: str, x: Any, mode: str, fq: Callable) -> Any:
+        """LayerNorm: int mode runs qkernels' integer LayerNorm on the PTF-quantized input
+        (q_layernorm); fake quant PTF-fake-quantizes the input, runs the float LayerNorm and
+        fake-quantizes the output."""
+        ln = self.layernorms[name]
+        if mode == "int":
+            act = self.config.activation
+            bits = act.bits if act.bits < act.dtype().itemsize * 8 else None
+            return q_layernorm(x, ln, act.dtype(), bits)[0]
+        xf = np.ascontiguousarray(x, F32)
+        if mode == "fq":
+            xf = ln.ptf.dequantize(ln.ptf.quantize(xf))
+        with torch.no_grad():
+            y = mod(torch.from_numpy(xf)).numpy()
+        return fq(y, name) if mode == "fq" else y
+
     def _compute(self, name: str, x: Any, mode: str) -> Any:
         L = self.layers[name]
         cfg = self.config
@@ -369,6 +390,8 @@ class IntegerModel:
             return x
         if isinstance(mod, torch.nn.Flatten):
             return _flatten(x, mod.start_dim, mod.end_dim)
+        if isinstance(mod, torch.nn.LayerNorm) and name in self.layernorms:
+            return self._layernorm(mod, name, x, mode, fq)
         if isinstance(mod, torch.nn.AvgPool2d):
             return self._avg_pool2d(name, (x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
                                            mod.count_include_pad, mod.divisor_override), mode, fq)
@@ -533,6 +556,8 @@ class IntegerModel:
             layers_json[name] = dict(params, M0=np.atleast_1d(m0).tolist(), shift=np.atleast_1d(sh).tolist(),
                                      a2=a2.tolist(), w_scale=_tensor_json(L["w_scale"], 0, cfg.weight),
                                      accumulator_bound=bounds[name])
+        for name in self.layernorms:
+            layers_json[name] = self._export_layernorm(name, raw, out_dir, put, npz, header)
         tensors = {n: _tensor_json(np.float32(s), z, cfg.activation) for n, (s, z) in self.qparams.items()}
         report: Dict[str, Any] = {"preset": cfg.preset, "mode": cfg.mode,
                                   "weight": vars(cfg.weight) if hasattr(cfg.weight, "__dict__") else str(cfg.weight),
@@ -593,6 +618,39 @@ class IntegerModel:
         put(os.path.join(d, "params.txt"), qio.format_params(params))
         return dict(params, w_scale=_tensor_json(L["w_scale"], 0, self.config.weight),
                     accumulator_bound=bound)
+
+    def _export_layernorm(self, name: str, raw: Dict[str, Any], out_dir: str, put: Callable,
+                          npz: Dict[str, np.ndarray], header: Dict[str, np.ndarray]) -> Dict[str, Any]:
+        """export() of one integer LayerNorm: the PTF input parameters, the prepared integer
+        parameters the C kernel reads (qk_layernorm_prepare gives the same from gamma / beta), the
+        golden PTF uint8 input and int8 output of the sample."""
+        from .. import io as qio
+
+        ln = self.layernorms[name]
+        node = next(n for n in self.graph_module.graph.nodes if n.name == name)
+        y, q_ptf = q_layernorm(raw[node.args[0].name], ln)
+        mod = self.graph_module.get_submodule(node.target)
+        c = ln.channels
+        gamma = (mod.weight.detach().numpy() if mod.weight is not None else np.ones(c)).astype(F32)
+        beta = (mod.bias.detach().numpy() if mod.bias is not None else np.zeros(c)).astype(F32)
+        arrays = {"alpha": np.asarray(ln.ptf.alpha, np.int32), "gamma": gamma, "beta": beta,
+                  "gamma_int": ln.gamma_int, "beta_int": ln.beta_int, "lut": ln.lut,
+                  "input": q_ptf, "output": y.q}
+        d = os.path.join(out_dir, "layers", name)
+        for key, val in arrays.items():
+            put(os.path.join(d, f"{key}.txt"), qio.format_array(val, f"{name} {key}"))
+            npz[f"{name}/{key}"] = np.asarray(val)
+            if key not in ("input", "output"):
+                header[f"{name}_{key}"] = np.asarray(val)
+        params = {"kind": "layernorm", "method": ln.method, "rounding": ln.rounding or "none",
+                  "ptf_scale": float(ln.ptf.scale), "ptf_zero_point": int(ln.ptf.zero_point),
+                  "K": int(ln.ptf.K), "eps": float(ln.eps), "out_scale": float(ln.out_scale),
+                  "out_zero_point": int(ln.out_zero_point), "shift": int(ln.shift),
+                  "eps_term": int(ln.eps_term), "gamma_multiplier": int(ln.gamma_multiplier),
+                  "beta_multiplier": int(ln.beta_multiplier), "channels": c,
+                  "input_shape": list(q_ptf.shape)}
+        put(os.path.join(d, "params.txt"), qio.format_params(params))
+        return params
 
     def _act_range(self, name: str) -> Tuple[int, int]:
         """The output clamping range of a conv/linear layer (fused ReLU / ReLU6 included)."""
@@ -733,7 +791,22 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
                     torch.nn.Dropout, torch.nn.Identity, torch.nn.ReLU, torch.nn.ReLU6,
                     torch.nn.Hardtanh, torch.nn.AvgPool2d)
     inherit: Dict[str, str] = {}
+    ln_nodes: Dict[str, fx.Node] = {}        # LayerNorm node -> its input: PTF calibration data
+    ln_inputs: Dict[str, List[np.ndarray]] = {}
+    if cfg.mode == "static":
+        for node in gm.graph.nodes:
+            if node.op == "call_module" and isinstance(gm.get_submodule(node.target), torch.nn.LayerNorm):
+                m = gm.get_submodule(node.target)
+                if len(m.normalized_shape) != 1 or cfg.activation.bits > 8:
+                    raise _unsupported(f"module {node.target} (LayerNorm over {tuple(m.normalized_shape)}"
+                                       f" with {cfg.activation.bits}-bit activations: the integer "
+                                       "LayerNorm normalizes the last axis, 8-bit)")
+                ln_nodes[node.name] = node
+                ln_inputs[node.args[0].name] = []
+                observers[node.name] = acfg.observer_for()
     for node in gm.graph.nodes:
+        if node.name in ln_nodes:
+            continue
         if node.op in ("placeholder",) or node.name in layers:
             observers[node.name] = acfg.observer_for()
         elif node.op == "call_module" and isinstance(gm.get_submodule(node.target), keep_qparams):
@@ -751,6 +824,8 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
             r = super().run_node(n)
             if n.name in observers and isinstance(r, torch.Tensor):
                 observers[n.name].update(r.detach().numpy())
+            if n.name in ln_inputs and isinstance(r, torch.Tensor):
+                ln_inputs[n.name].append(r.detach().numpy().reshape(-1, r.shape[-1]).copy())
             return r
     rec = _Rec(gm)
     seen = 0
@@ -770,4 +845,15 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
                                   int(np.asarray(p.zero_point).reshape(-1)[0]))
         elif node.name in inherit and inherit[node.name] in qparams:
             qparams[node.name] = qparams[inherit[node.name]]
-    return IntegerModel(float_model, gm, cfg, qparams, layers)
+    layernorms: Dict[str, Any] = {}
+    for name, node in ln_nodes.items():
+        m = gm.get_submodule(node.target)
+        c = int(m.normalized_shape[0])
+        gamma = m.weight.detach().numpy() if m.weight is not None else np.ones(c, F32)
+        beta = m.bias.detach().numpy() if m.bias is not None else np.zeros(c, F32)
+        s, z = qparams[name]
+        kz = z - 128 if acfg.dtype() == np.uint8 else z   # the kernel's int8 output zero point
+        ptf = qk.ptf_calibrate(ln_inputs[node.args[0].name], method="fqvit")
+        layernorms[name] = qk.prepare_layernorm(ptf, gamma, beta, method=cfg.layernorm,
+                                                out_scale=s, out_zero_point=kz, eps=float(m.eps))
+    return IntegerModel(float_model, gm, cfg, qparams, layers, layernorms)
