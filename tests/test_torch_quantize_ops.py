@@ -153,3 +153,26 @@ def test_model_with_cat_and_avg_pool(tmp_path):
     import json
     report = json.load(open(tmp_path / "report.json"))
     assert ops["cat"].name in report["tensors"] and any(p.endswith("model.npz") for p in paths)
+
+
+def test_pytorch_quantized_model_with_cat_and_avg_pool_runs_on_qkernels():
+    """convert_fx of the same network (fbgemm: channels-last conv outputs, cat inputs sharing
+    qparams, AvgPool2d module and avg_pool2d function) == from_torch_quantized, every element."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from qkernels.torch.convert import from_torch_quantized
+
+    (xtr, _), (xte, _) = digits()
+    torch.manual_seed(0)
+    net = _CatPoolNet().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(net, get_default_qconfig_mapping("fbgemm"), example_inputs=(xtr[:2],))
+        with torch.no_grad():
+            prepared(xtr[:512])
+        q = convert_fx(prepared)
+    with torch.no_grad():
+        ref = q(xte).numpy()
+    got = from_torch_quantized(q)(xte)
+    np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))

@@ -4,8 +4,8 @@
 (or an eager ``convert``-ed model, which is traced with ``torch.fx``) and returns an
 :class:`IntegerModel` that executes every quantized op with qkernels: convolutions and linear
 layers through ``qconv2d`` / ``qlinear`` with the ``fbgemm`` preset, and the elementwise quantized
-ops (add, ReLU, ReLU6, LeakyReLU, max and adaptive average pooling) with PyTorch's own integer
-arithmetic, reproduced operation for operation:
+ops (add, ReLU, ReLU6, LeakyReLU, max, average and adaptive average pooling, cat) with PyTorch's
+own integer arithmetic, reproduced operation for operation:
 
 =====================  =====================================================================
 op                     integer arithmetic (PyTorch CPU kernels, read and checked here)
@@ -17,6 +17,10 @@ LeakyReLU              the same dequantize, ``dy = dx * (dx > 0 ? 1 : slope)``, 
 ReLU / ReLU6           integer clamp to ``[zp, quantize(6.0)]`` (qparams unchanged)
 MaxPool2d              integer maximum (qparams unchanged)
 AdaptiveAvgPool2d      ``RNE(sum / count)`` over each window (qparams unchanged)
+AvgPool2d              ``RNE(fl(fl(float(sum - n * zp) * fl(1 / divisor)) + zp))`` (qparams
+                       unchanged; ``avg_pool2d_out_frame``)
+cat                    ``quantize_per_tensor(cat(dequantize(x_i)))`` to the output's qparams;
+                       inputs already on them are copied (``quantized_cat_impl``)
 dequantize             ``fl(s * (q - zp))``
 =====================  =====================================================================
 
@@ -431,7 +435,8 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None) 
 
     Supported: quantize_per_tensor, dequantize, quantized Conv2d / ConvReLU2d / Linear / LinearReLU
     (per-tensor or per-channel weights), quantized add / add_relu, ReLU, ReLU6 / Hardtanh,
-    LeakyReLU, MaxPool2d, AdaptiveAvgPool2d, Flatten, Dropout and Identity. Anything else raises
+    LeakyReLU, MaxPool2d, AvgPool2d / avg_pool2d, AdaptiveAvgPool2d, cat / quantized.cat,
+    Flatten, Dropout and Identity. Anything else raises
     NotImplementedError naming the module.
 
     Raises:
@@ -542,6 +547,9 @@ def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any,
                                       mod.ceil_mode)
     if isinstance(mod, torch.nn.AdaptiveAvgPool2d):
         return lambda x: q_adaptive_avg_pool2d(x, mod.output_size)
+    if isinstance(mod, torch.nn.AvgPool2d):
+        return lambda x: q_avg_pool2d(x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
+                                      mod.count_include_pad, mod.divisor_override)
     if isinstance(mod, torch.nn.Flatten):
         sd, ed = mod.start_dim, mod.end_dim
         return lambda x: _flatten(x, sd, ed)
@@ -559,6 +567,9 @@ def _flatten(x: Any, start: int, end: int) -> Any:
     r = a.reshape(new)
     return QTensor(r, x.scale, x.zero_point) if isinstance(x, QTensor) else r
 
+
+_AVG_POOL2D = (torch.nn.functional.avg_pool2d, torch._C._nn.avg_pool2d)
+_CAT = (torch.cat, torch.concat, torch.concatenate)
 
 _TORCH_TO_NP = {torch.quint8: np.uint8, torch.qint8: np.int8, torch.qint32: np.int32}
 
@@ -589,4 +600,21 @@ def _function_handler(node: fx.Node) -> Callable[..., Any]:
         return lambda x, inplace=False: q_clamp(x, 0.0, None)
     if t is operator.getitem:
         return lambda x, i: x[i]
+    if t in _AVG_POOL2D:
+        def avg_pool(x: QTensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                     ceil_mode: bool = False, count_include_pad: bool = True,
+                     divisor_override: Optional[int] = None) -> QTensor:
+            return q_avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                divisor_override)
+        return avg_pool
+    if t in _CAT:   # at::cat on quantized tensors: the first input's parameters
+        def cat(xs: Sequence[QTensor], dim: int = 0) -> QTensor:
+            return q_cat(list(xs), dim, xs[0].scale, xs[0].zero_point)
+        return cat
+    if t is torch.ops.quantized.cat:
+        def qcat(xs: Sequence[QTensor], dim: int, scale: Any = None,
+                 zero_point: Any = None) -> QTensor:
+            return q_cat(list(xs), dim, xs[0].scale if scale is None else float(scale),
+                         xs[0].zero_point if zero_point is None else int(zero_point))
+        return qcat
     raise _unsupported(f"function {node.op} {getattr(t, '__name__', t)}")

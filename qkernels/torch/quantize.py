@@ -10,9 +10,15 @@ The model is captured with ``torch.fx`` and BatchNorm is folded into the precedi
 (``fuse_fx``, eval mode); ReLU / ReLU6 after a convolution or linear layer are fused into its
 output range. Every op then runs on qkernels: convolutions and linear layers with
 ``qconv2d`` / ``qlinear`` and the configured preset, the elementwise ops with integer arithmetic
-(see ``qkernels.torch.convert``). The fake-quant run uses the same parameters at the same points in
-float, so the two agree to within a quantization step wherever the preset's requantization
-rounds the same real value differently.
+(see ``qkernels.torch.convert``: add, ReLU / ReLU6 / Hardtanh, LeakyReLU, max / average /
+adaptive average pooling, ``torch.cat`` with PyTorch's quantized arithmetic), LayerNorm with the
+integer PTF LayerNorm (``qkernels.ptf_layernorm``). The fake-quant run uses the same parameters at
+the same points in float, so the two agree to within a quantization step wherever the preset's
+requantization rounds the same real value differently.
+
+``QuantConfig(mode="dynamic")`` instead quantizes each conv / linear input per call (PyTorch's
+``quantize_dynamic``, bit for bit with fbgemm for Linear), ``mode="weight_only"`` keeps float
+activations.
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ from torch import fx
 
 import qkernels as qk
 
-from .convert import (F32, QTensor, _flatten, _unsupported, conv2d_dynamic, dynamic_quantize_input,
+from .convert import (_AVG_POOL2D, _CAT, F32, QTensor, _flatten, _unsupported, conv2d_dynamic, dynamic_quantize_input,
                       linear_dynamic, q_adaptive_avg_pool2d, q_add, q_avg_pool2d, q_cat, q_clamp,
                       q_layernorm, q_leaky_relu, q_max_pool2d)
 
@@ -298,9 +304,9 @@ class IntegerModel:
             return flat(*args, **kwargs)
         if node.op == "call_function" and node.target in (torch.nn.functional.relu, torch.relu):
             return q_clamp(args[0], 0.0, None) if mode == "int" else np.maximum(args[0], F32(0))
-        if node.op == "call_function" and node.target is torch.cat:
+        if node.op == "call_function" and node.target in _CAT:
             return self._cat(name, args, kwargs, mode, fq)
-        if node.op == "call_function" and node.target is torch.nn.functional.avg_pool2d:
+        if node.op == "call_function" and node.target in _AVG_POOL2D:
             return self._avg_pool2d(name, _avg_pool2d_args(*args, **kwargs), mode, fq)
         raise _unsupported(f"{node.op} {getattr(node.target, '__name__', node.target)} ({name})")
 
@@ -813,9 +819,9 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
             inherit[node.name] = node.args[0].name
         elif node.op == "call_module" and isinstance(gm.get_submodule(node.target), torch.nn.LeakyReLU):
             observers[node.name] = acfg.observer_for()
-        elif node.op == "call_function" and node.target in (torch.add, _operator_add(), torch.cat):
+        elif node.op == "call_function" and node.target in (torch.add, _operator_add(), *_CAT):
             observers[node.name] = acfg.observer_for()
-        elif node.op == "call_function" and node.target is torch.nn.functional.avg_pool2d:
+        elif node.op == "call_function" and node.target in _AVG_POOL2D:
             inherit[node.name] = node.args[0].name
         elif node.op == "call_function" and node.target in (torch.flatten, torch.nn.functional.relu, torch.relu):
             inherit[node.name] = node.args[0].name
