@@ -36,3 +36,13 @@ def test_cli_bad_model_spec():
     assert r.returncode != 0 and "not found" in r.stderr
     r = _run("quantize", "--model", "reference:mlp", "--calib", "/no/such/dir")
     assert r.returncode != 0 and "no calibration data" in r.stderr
+
+
+def test_cli_dynamic_mode_from_yaml(tmp_path):
+    cfg = tmp_path / "dyn.yaml"
+    cfg.write_text("mode: dynamic\nweight:\n  per_channel: false\n")
+    r = _run("quantize", "--model", "reference:mlp", "--calib", "digits", "--config", str(cfg),
+             "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert "dynamic" in r.stdout and "integer-exact" in r.stdout
+    assert (tmp_path / "out" / "layers" / "fc1" / "accumulator.txt").exists()

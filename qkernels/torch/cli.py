@@ -105,7 +105,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     t0 = time.time()
     im = quantize_model(model, _progress(calib, "calibrating"), config=cfg)
     print(f"quantized {args.model} ({cfg.preset}, W{cfg.weight.bits}A{cfg.activation.bits}, "
-          f"{'per-channel' if cfg.weight.per_channel else 'per-tensor'} weights) in "
+          f"{'per-channel' if cfg.weight.per_channel else 'per-tensor'} weights, {cfg.mode}) in "
           f"{time.time() - t0:.1f}s")
     x_eval = held_out[0] if held_out else calib[0]
     print_report(im, x_eval[:64], held_out)
