@@ -126,3 +126,18 @@ def test_dynamic_int16_activations_rejected():
     with pytest.raises(ValueError, match="activation.bits"):
         quantize_model(load("mlp"), None, config=QuantConfig(activation=TensorConfig(bits=16),
                                                              mode="dynamic"))
+
+
+def test_dynamic_transformer_block_equals_quantize_dynamic():
+    """3-D input (batch, tokens, features), a float LayerNorm between two dynamic Linears."""
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 48), torch.nn.LayerNorm(48),
+                              torch.nn.Linear(48, 16)).eval()
+    im = quantize_model(net, None, config=_dyn_config(False))
+    ref_model = _torch_dynamic(_OddMLP_copy(net), False)
+    rng = np.random.default_rng(2)
+    for shape in ((1, 1, 32), (4, 10, 32), (16, 7, 32)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        with torch.no_grad():
+            ref = ref_model(torch.from_numpy(x)).numpy()
+        np.testing.assert_array_equal(im(x).view(np.int32), ref.view(np.int32))
