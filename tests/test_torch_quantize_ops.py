@@ -153,6 +153,16 @@ def test_model_with_cat_and_avg_pool(tmp_path):
     import json
     report = json.load(open(tmp_path / "report.json"))
     assert ops["cat"].name in report["tensors"] and any(p.endswith("model.npz") for p in paths)
+    from qkernels.io import read_array
+    pool = report["layers"][ops["fn_pool"].name]
+    assert pool["kind"] == "avg_pool2d" and pool["kernel"] == [3, 3] and pool["ceil_mode"]
+    d = tmp_path / "layers" / ops["fn_pool"].name
+    xin = read_array(str(d / "input.txt")).astype(raw[ops["fn_pool"].name].q.dtype)
+    got = q_avg_pool2d(QTensor(xin, pool["out_scale"], pool["out_zero_point"]), 3, 2, 1, True)
+    np.testing.assert_array_equal(got.q, read_array(str(d / "output.txt")))
+    c = report["layers"][ops["cat"].name]
+    assert c["kind"] == "cat" and c["dim"] == 1 and "input1_scale" in c
+    assert (tmp_path / "layers" / ops["cat"].name / "input1.txt").exists()
 
 
 def test_pytorch_quantized_model_with_cat_and_avg_pool_runs_on_qkernels():

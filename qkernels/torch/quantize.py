@@ -564,6 +564,8 @@ class IntegerModel:
                                      accumulator_bound=bounds[name])
         for name in self.layernorms:
             layers_json[name] = self._export_layernorm(name, raw, out_dir, put, npz, header)
+        if cfg.mode == "static":
+            layers_json.update(self._export_pool_cat(raw, out_dir, put, npz))
         tensors = {n: _tensor_json(np.float32(s), z, cfg.activation) for n, (s, z) in self.qparams.items()}
         report: Dict[str, Any] = {"preset": cfg.preset, "mode": cfg.mode,
                                   "weight": vars(cfg.weight) if hasattr(cfg.weight, "__dict__") else str(cfg.weight),
@@ -657,6 +659,57 @@ class IntegerModel:
                   "input_shape": list(q_ptf.shape)}
         put(os.path.join(d, "params.txt"), qio.format_params(params))
         return params
+
+    def _export_pool_cat(self, raw: Dict[str, Any], out_dir: str, put: Callable,
+                         npz: Dict[str, np.ndarray]) -> Dict[str, Any]:
+        """export() of average pooling and concat nodes: params.txt (geometry, or the dim and each
+        input's scale / zero point) and the golden integers (input.txt or input<i>.txt,
+        output.txt)."""
+        from .. import io as qio
+
+        gm = self.graph_module
+        out: Dict[str, Any] = {}
+        for node in gm.graph.nodes:
+            mod = gm.get_submodule(node.target) if node.op == "call_module" else None
+            if isinstance(mod, torch.nn.AvgPool2d):
+                a = (node.args[0], mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
+                     mod.count_include_pad, mod.divisor_override)
+            elif node.op == "call_function" and node.target in _AVG_POOL2D:
+                a = _avg_pool2d_args(*node.args, **node.kwargs)
+            elif node.op == "call_function" and node.target in _CAT:
+                a = None
+            else:
+                continue
+            if not isinstance(raw.get(node.name), QTensor):
+                continue
+            y = raw[node.name]
+            if a is not None:
+                ins = [a[0]]
+                params: Dict[str, Any] = {
+                    "kind": "avg_pool2d", "kernel": list(np.broadcast_to(a[1], 2)),
+                    "stride": list(np.broadcast_to(a[1] if a[2] in (None, []) else a[2], 2)),
+                    "padding": list(np.broadcast_to(a[3], 2)), "ceil_mode": bool(a[4]),
+                    "count_include_pad": bool(a[5]),
+                    "divisor_override": 0 if a[6] is None else int(a[6])}
+            else:
+                ins = list(node.args[0])
+                params = {"kind": "cat", "dim": int(node.args[1] if len(node.args) > 1
+                                                    else node.kwargs.get("dim", 0))}
+                for i, n in enumerate(ins):
+                    params[f"input{i}_scale"] = float(raw[n.name].scale)
+                    params[f"input{i}_zero_point"] = int(raw[n.name].zero_point)
+            params.update(out_scale=float(y.scale), out_zero_point=int(y.zero_point),
+                          output_shape=list(y.q.shape))
+            d = os.path.join(out_dir, "layers", node.name)
+            arrays = {("input" if len(ins) == 1 else f"input{i}"): raw[n.name].q
+                      for i, n in enumerate(ins)}
+            arrays["output"] = y.q
+            for key, val in arrays.items():
+                put(os.path.join(d, f"{key}.txt"), qio.format_array(val, f"{node.name} {key}"))
+                npz[f"{node.name}/{key}"] = val
+            put(os.path.join(d, "params.txt"), qio.format_params(params))
+            out[node.name] = params
+        return out
 
     def _act_range(self, name: str) -> Tuple[int, int]:
         """The output clamping range of a conv/linear layer (fused ReLU / ReLU6 included)."""
