@@ -186,3 +186,27 @@ def test_pytorch_quantized_model_with_cat_and_avg_pool_runs_on_qkernels():
         ref = q(xte).numpy()
     got = from_torch_quantized(q)(xte)
     np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))
+
+
+def test_from_torch_quantized_refuses_qnnpack_avg_pool():
+    """Under the qnnpack engine PyTorch's uint8 avg_pool2d is QNNPACK's fixed-point kernel
+    (measured: 1258 of 9280 elements differ from the fbgemm rounding): refused, naming the
+    module, rather than silently different."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from qkernels.torch.convert import from_torch_quantized
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AvgPool2d(2)).eval()
+    x = torch.rand(4, 1, 8, 8)
+    torch.backends.quantized.engine = "qnnpack"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prepared = prepare_fx(net, get_default_qconfig_mapping("qnnpack"), example_inputs=(x,))
+            prepared(x)
+            q = convert_fx(prepared)
+        with pytest.raises(NotImplementedError, match="1.*qnnpack"):
+            from_torch_quantized(q, engine="qnnpack")
+    finally:
+        torch.backends.quantized.engine = "fbgemm"

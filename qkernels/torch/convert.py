@@ -472,7 +472,7 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None) 
             mod = gm.get_submodule(node.target)
             steps.append((node, _module_handler(mod, node.target, nnq, nniq, preset)))
         elif node.op in ("call_function", "call_method"):
-            steps.append((node, _function_handler(node)))
+            steps.append((node, _function_handler(node, preset)))
         else:  # pragma: no cover
             raise _unsupported(f"graph node {node.op} {node.target}")
     if output is None:
@@ -548,6 +548,7 @@ def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any,
     if isinstance(mod, torch.nn.AdaptiveAvgPool2d):
         return lambda x: q_adaptive_avg_pool2d(x, mod.output_size)
     if isinstance(mod, torch.nn.AvgPool2d):
+        _check_avg_pool_engine(preset, mod.ceil_mode, f"module {name}")
         return lambda x: q_avg_pool2d(x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
                                       mod.count_include_pad, mod.divisor_override)
     if isinstance(mod, torch.nn.Flatten):
@@ -581,7 +582,15 @@ def _quantize(x: Any, scale: Any, zp: Any, dtype: Any) -> QTensor:
                                flavor="torch"), s, z)
 
 
-def _function_handler(node: fx.Node) -> Callable[..., Any]:
+def _check_avg_pool_engine(preset: str, ceil_mode: bool, what: str) -> None:
+    """PyTorch runs uint8 avg_pool2d without ceil_mode on QNNPACK's fixed-point kernel under the
+    qnnpack engine: its rounding is not reproduced, so refuse instead of differing silently."""
+    if preset == "qnnpack" and not ceil_mode:
+        raise _unsupported(f"{what} (avg_pool2d under the qnnpack engine: QNNPACK's fixed-point "
+                           "average pooling)")
+
+
+def _function_handler(node: fx.Node, preset: str = "fbgemm") -> Callable[..., Any]:
     t = node.target
     if t is torch.quantize_per_tensor:
         return _quantize
@@ -604,6 +613,7 @@ def _function_handler(node: fx.Node) -> Callable[..., Any]:
         def avg_pool(x: QTensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
                      ceil_mode: bool = False, count_include_pad: bool = True,
                      divisor_override: Optional[int] = None) -> QTensor:
+            _check_avg_pool_engine(preset, ceil_mode, f"function {node.name}")
             return q_avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                                 divisor_override)
         return avg_pool
