@@ -67,6 +67,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         got = from_torch_quantized(q)(xte)
         same = int(np.count_nonzero(got.view(np.int32) == ref.view(np.int32)))
         print(f"   {name:<12} qkernels == PyTorch on {same} of {ref.size} output values; accuracy {acc(got):.2f}%")
+    print("\n== Dynamic mode (quantize_model(mode=\"dynamic\")) vs torch's quantize_dynamic (fbgemm)")
+    from torch.ao.quantization import quantize_dynamic
+
+    from qkernels.torch.quantize import TensorConfig
+    dyn = QuantConfig(weight=TensorConfig(bits=8, symmetric=True, signed=True), mode="dynamic")
+    imd = quantize_model(load("mlp"), None, config=dyn)
+    qd = quantize_dynamic(load("mlp"), {torch.nn.Linear}, dtype=torch.qint8)
+    with torch.no_grad():
+        ref = qd(xte).numpy()
+    got = imd(xte)
+    same = int(np.count_nonzero(got.view(np.int32) == ref.view(np.int32)))
+    print(f"   mlp          qkernels == PyTorch on {same} of {ref.size} output values; accuracy {acc(got):.2f}%")
     if hasattr(keep, "export"):
         out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "out", "resnet_w8a8")
         paths = keep.export(out, xte[:1].numpy())
