@@ -108,6 +108,8 @@ def test_bad_arguments(data):
     calib, _, _ = data
     with pytest.raises(ValueError, match="calib_data"):
         quantize_model(load("mlp"), [])
+    with pytest.raises(ValueError, match="calib_data is None"):
+        quantize_model(load("mlp"), None)
     with pytest.raises(ValueError, match="mode"):
         quantize_model(load("mlp"), calib, config=QuantConfig(mode="static_int4"))
     with pytest.raises(ValueError, match="observer"):

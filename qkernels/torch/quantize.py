@@ -890,6 +890,9 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     seen = 0
     if cfg.mode == "dynamic":  # nothing to calibrate: activations are quantized per call
         return IntegerModel(float_model, gm, cfg, {}, layers)
+    if calib_data is None:
+        raise ValueError(f"calib_data is None: {cfg.mode} mode calibrates the activations, give "
+                         "at least one batch (only mode='dynamic' needs none)")
     with torch.no_grad():
         for b in calib_data:  # streamed: observers keep running statistics only
             rec.run(b if isinstance(b, torch.Tensor) else torch.from_numpy(np.asarray(b, F32)))
