@@ -340,7 +340,9 @@ class IntegerModel:
         if mode == "int":
             act = self.config.activation
             bits = act.bits if act.bits < act.dtype().itemsize * 8 else None
-            return q_layernorm(x, ln, act.dtype(), bits)[0]
+            y = q_layernorm(x, ln, act.dtype(), bits)[0]
+            s, z = self.qparams[name]   # the same numbers (ln.out_scale is float32(s))
+            return QTensor(y.q, s, z)
         xf = np.ascontiguousarray(x, F32)
         if mode == "fq":
             xf = ln.ptf.dequantize(ln.ptf.quantize(xf))
