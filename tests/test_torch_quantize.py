@@ -85,6 +85,10 @@ def test_config_from_dict_and_yaml(tmp_path):
     assert c2.activation.symmetric and c2.preset == "pow2"
     with pytest.raises(ValueError, match="unknown config keys"):
         QuantConfig.from_dict({"wieght": {}})
+    c3 = QuantConfig.from_dict({"mode": "dynamic", "layernorm": "sole"})
+    assert c3.mode == "dynamic" and c3.layernorm == "sole"
+    with pytest.raises(ValueError, match="layernorm"):
+        quantize_model(torch.nn.Linear(2, 2), None, config=QuantConfig(mode="dynamic", layernorm="fast"))
 
 
 def test_unsupported_layer_is_named(data):

@@ -806,6 +806,8 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     cfg = config or QuantConfig()
     if cfg.mode not in ("static", "dynamic", "weight_only"):
         raise ValueError(f"mode must be 'static', 'dynamic' or 'weight_only'; got {cfg.mode!r}")
+    if cfg.layernorm not in ("exact", "sole"):
+        raise ValueError(f"layernorm must be 'exact' or 'sole'; got {cfg.layernorm!r}")
     if cfg.mode == "dynamic" and cfg.activation.bits > 8:
         raise ValueError("dynamic mode quantizes activations to at most 8 bits (activation.bits)")
     float_model = copy.deepcopy(model).eval()
