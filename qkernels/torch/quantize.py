@@ -35,9 +35,9 @@ from torch import fx
 
 import qkernels as qk
 
-from .convert import (_AVG_POOL2D, _CAT, F32, QTensor, _flatten, _unsupported, conv2d_dynamic, dynamic_quantize_input,
-                      linear_dynamic, q_adaptive_avg_pool2d, q_add, q_avg_pool2d, q_cat, q_clamp,
-                      q_layernorm, q_leaky_relu, q_max_pool2d)
+from .convert import (_AVG_POOL2D, _CAT, F32, QTensor, _flatten, _unsupported, conv2d_dynamic,
+                      dynamic_quantize_input, linear_dynamic, q_adaptive_avg_pool2d, q_add,
+                      q_avg_pool2d, q_cat, q_clamp, q_layernorm, q_leaky_relu, q_max_pool2d)
 
 __all__ = ["TensorConfig", "QuantConfig", "IntegerModel", "quantize_model"]
 
