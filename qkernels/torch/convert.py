@@ -348,8 +348,9 @@ def conv2d_dynamic(x: np.ndarray, w: Any, ws: Any, wzp: Any, bias: Optional[np.n
     """Dynamic convolution with the linear's arithmetic: input quantized per call, exact int32
     accumulators, ``fmaf(acc, fl(x_scale * w_scale[c]), bias[c])``, float NCHW output.
 
-    PyTorch's ``quantized::conv2d_dynamic`` differs: it requantizes the accumulators to an
-    8-bit output (scale 1.0) before dequantizing, so it is not reproduced here.
+    PyTorch's ``quantized::conv2d_dynamic`` differs: it requantizes the accumulators to uint8
+    with the *input's* scale and zero point (``apply_impl(q_input, x_scale, x_zp)``, clipping
+    outputs outside the input's range) and dequantizes that; it is not reproduced here.
     """
     xq = (quantize_input or (lambda v: dynamic_quantize_input(v, reduce_range)))(np.asarray(x, F32))
     acc = qk.conv2d_int32(xq.q, w, stride=stride, padding=padding, dilation=dilation,
