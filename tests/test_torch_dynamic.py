@@ -56,6 +56,11 @@ def test_dynamic_mlp_equals_quantize_dynamic(per_channel):
     net = load("mlp")
     im = quantize_model(net, None, config=_dyn_config(per_channel))
     ref_model = _torch_dynamic(load("mlp"), per_channel)
+    for name in ("fc1", "fc2", "fc3"):   # the weights are quantize_dynamic's, integer for integer
+        tw = getattr(ref_model, name).weight()
+        ts = tw.q_per_channel_scales().numpy() if per_channel else np.float32(tw.q_scale())
+        np.testing.assert_array_equal(im.layers[name]["w_int"], tw.int_repr().numpy())
+        np.testing.assert_array_equal(im.layers[name]["w_scale"], np.asarray(ts, np.float32))
     rng = np.random.default_rng(11)
     n_el = n_in = 0
     batches = [xte[:1], xte[1:2], xte[:7], xte]
