@@ -57,3 +57,33 @@ def test_per_channel_equals_torch(rng, moving, symmetric):
     qp = ours.calculate_qparams()
     np.testing.assert_array_equal(qp.scale, s.numpy().astype(np.float32))
     np.testing.assert_array_equal(qp.zero_point, z.numpy())
+
+
+@pytest.mark.parametrize("dtype,symmetric,reduce_range,bits",
+                         [(np.uint8, False, False, None), (np.uint8, False, True, None),
+                          (np.int8, True, False, None), (np.int8, False, False, 4),
+                          (np.uint8, False, False, 6)])
+def test_torch_histogram_observer_equals_torch(rng, dtype, symmetric, reduce_range, bits):
+    """observer="histogram": PyTorch's HistogramObserver (its L2 range search) behind the
+    qkernels interface gives PyTorch's scale and zero point."""
+    from qkernels._checks import qrange
+    from qkernels.torch.observers import TorchHistogramObserver
+
+    lo, hi = qrange(dtype, bits=bits, reduce_range=reduce_range)
+    qs = torch.per_tensor_symmetric if symmetric else torch.per_tensor_affine
+    ref = tob.HistogramObserver(dtype=TORCH[dtype], qscheme=qs, quant_min=lo, quant_max=hi)
+    ours = TorchHistogramObserver(dtype=dtype, symmetric=symmetric, reduce_range=reduce_range,
+                                  bits=bits)
+    batches = _batches(rng, (16, 50), n=6)
+    for b in batches:
+        ref(torch.from_numpy(b))
+        ours(b)
+    s, z = ref.calculate_qparams()
+    qp = ours.calculate_qparams()
+    assert qp.scale == np.float32(s.item()) and int(qp.zero_point) == int(z.item())
+    mn, mx = ours.range()   # the searched range lies inside the observed one
+    assert min(b.min() for b in batches) <= mn[0] < mx[0] <= max(b.max() for b in batches)
+    with pytest.raises(ValueError, match="per tensor"):
+        TorchHistogramObserver(axis=0)
+    with pytest.raises(ValueError, match="dtype"):
+        TorchHistogramObserver(dtype=np.int16)

@@ -144,23 +144,78 @@ def test_dynamic_linear_equals_quantize_dynamic(data, per_channel):
             np.testing.assert_array_equal(from_torch_quantized(qd)(xi).view(np.int32), ref.view(np.int32))
 
 
-def test_qnnpack_engine_linear_model_equals_pytorch(data):
-    """engine="qnnpack": conv/linear use the qnnpack preset (int32 bias, its requant scale).
+def _contiguous_before_clamps(gm):
+    """Insert ``.contiguous()`` before each ReLU6/Hardtanh module of a converted FX model.
 
-    Checked on the MLP. Not yet reproduced under qnnpack, so not claimed: (1) PyTorch's qnnpack
-    conv returns channels-last tensors and its quantized ReLU6/clamp then hands back the data in
-    memory order with NCHW strides (values land in the wrong positions: a PyTorch bug we do not
-    emulate); (2) qnnpack's fixed-point average pooling rounds some ties of 2x2 windows
-    differently from RNE(sum / k) and from QNNPACK's documented avgpool requantization."""
+    Works around a PyTorch bug (seen in 2.13, engine "qnnpack"): the quantized conv returns a
+    channels-last tensor, and the quantized ReLU6/hardtanh on it returns the clamped bytes in
+    memory (NHWC) order under NCHW strides, so values land in the wrong positions (the same
+    clamp on ``.contiguous()`` input is right). qkernels computes what the model means; with the
+    workaround PyTorch does too, and the two agree element for element."""
+    g = gm.graph
+    for node in list(g.nodes):
+        if node.op == "call_module" and isinstance(gm.get_submodule(node.target),
+                                                   (torch.nn.ReLU6, torch.nn.Hardtanh)):
+            with g.inserting_before(node):
+                c = g.call_method("contiguous", (node.args[0],))
+            node.replace_input_with(node.args[0], c)
+    gm.recompile()
+    return gm
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_reference_model_equals_pytorch_qnnpack(data, name):
+    """engine="qnnpack": conv/linear through the qnnpack preset (int32 bias, its requant scale),
+    average pooling through QNNPACK's zero-point-first rounding; every output element equal."""
     torch.backends.quantized.engine = "qnnpack"
     try:
-        (xtr, _), (xte, _) = data
-        q = _quantize_fx(load("mlp"), xtr[:512], engine="qnnpack")
+        (xtr, _), (xte, yte) = data
+        q = _contiguous_before_clamps(_quantize_fx(load(name), xtr[:512], engine="qnnpack"))
         with torch.no_grad():
             ref = q(xte).numpy()
         got = from_torch_quantized(q, engine="qnnpack")(xte)
         np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))
+        assert float(np.mean(got.argmax(1) == yte.numpy())) > 0.9
     finally:
         torch.backends.quantized.engine = "fbgemm"
     with pytest.raises(ValueError, match="engine"):
         from_torch_quantized(q, engine="tensorrt")
+
+
+_POOL_CASES = [((2, 2), 1), ((4, 4), 1), ((6, 6), 2), ((3, 3), 1), ((6, 9), (2, 3)),
+               ((7, 7), 1), ((8, 8), (2, 4)), ((4, 4), 4), ((12, 12), (4, 3)), ((5, 7), (2, 3))]
+
+
+@pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
+def test_adaptive_avg_pool2d_equals_pytorch(engine):
+    """AdaptiveAvgPool2d == PyTorch's quantized kernel of each engine, every element: windows of
+    1 to 49 values (power-of-two and not, uneven windows), channel counts around the vector
+    width, zero points 0..255 (ties round differently per path), NCHW and channels-last input."""
+    from qkernels.torch.convert import (QTensor, q_adaptive_avg_pool2d,
+                                        q_adaptive_avg_pool2d_qnnpack)
+    rng = np.random.default_rng(11)
+    torch.backends.quantized.engine = engine
+    n = 0
+    try:
+        for (h, w), out in _POOL_CASES:
+            for c in (3, 8, 13, 64):
+                for zp in (0, 37, 128, 255):
+                    x = rng.integers(0, 256, (4, c, h, w)).astype(np.uint8)
+                    s = float(rng.choice([0.05, 0.0173, 1.7]))
+                    qt = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), s, zp)
+                    for cl in (False, True):
+                        qi = qt.contiguous(memory_format=torch.channels_last) if cl else qt
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            ref = torch.nn.functional.adaptive_avg_pool2d(qi, out).int_repr().numpy()
+                        if engine == "qnnpack":
+                            got = q_adaptive_avg_pool2d_qnnpack(QTensor(x, s, zp), out,
+                                                                channels_last=cl)
+                        else:
+                            got = q_adaptive_avg_pool2d(QTensor(x, s, zp), out, channels_last=cl)
+                        np.testing.assert_array_equal(got.q, ref, err_msg=f"{h}x{w}->{out} "
+                                                      f"c={c} zp={zp} channels_last={cl}")
+                        n += ref.size
+    finally:
+        torch.backends.quantized.engine = "fbgemm"
+    assert n > 50_000

@@ -121,7 +121,7 @@ def test_bad_arguments(data):
             activation=TensorConfig(observer="median")))
 
 
-@pytest.mark.parametrize("observer", ["moving_average", "percentile", "mse", "entropy"])
+@pytest.mark.parametrize("observer", ["moving_average", "percentile", "mse", "entropy", "histogram"])
 def test_activation_observers(data, observer):
     calib, x, y = data
     cfg = QuantConfig(activation=TensorConfig(observer=observer))

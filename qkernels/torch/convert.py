@@ -16,7 +16,9 @@ quantized.add(_relu)   ``d = fl(fma(s, q, -fl(s*zp)))`` per input, ``c = fl(da +
 LeakyReLU              the same dequantize, ``dy = dx * (dx > 0 ? 1 : slope)``, same quantize
 ReLU / ReLU6           integer clamp to ``[zp, quantize(6.0)]`` (qparams unchanged)
 MaxPool2d              integer maximum (qparams unchanged)
-AdaptiveAvgPool2d      ``RNE(sum / count)`` over each window (qparams unchanged)
+AdaptiveAvgPool2d      ``RNE(sum / count)`` for power-of-two windows; otherwise PyTorch's float
+                       steps per path (see ``q_adaptive_avg_pool2d``); engine "qnnpack":
+                       QNNPACK's ``RNE(sum(q - zp) * scale) + zp`` (qparams unchanged)
 AvgPool2d              ``RNE(fl(fl(float(sum - n * zp) * fl(1 / divisor)) + zp))`` (qparams
                        unchanged; ``avg_pool2d_out_frame``)
 cat                    ``quantize_per_tensor(cat(dequantize(x_i)))`` to the output's qparams;
@@ -128,17 +130,42 @@ def q_max_pool2d(x: QTensor, kernel: Any, stride: Any, padding: Any, dilation: A
     return QTensor(out, x.scale, x.zero_point)
 
 
-def q_adaptive_avg_pool2d(x: QTensor, output_size: Any) -> QTensor:
+def _adaptive_windows(i: int, o: int) -> List[Tuple[int, int]]:
+    """PyTorch's adaptive pooling windows: [floor(j*i/o), ceil((j+1)*i/o))."""
+    return [((j * i) // o, -((-(j + 1) * i) // o)) for j in range(o)]
+
+
+def q_adaptive_avg_pool2d(x: QTensor, output_size: Any, *, channels_last: bool = True,
+                          vec_width: int = 8) -> QTensor:
+    """AdaptiveAvgPool2d as PyTorch's CPU kernels compute it (qparams kept).
+
+    ``channels_last`` (the layout PyTorch's quantized conv hands on): per window of k values,
+    ``acc = sum(q) - k*zp`` in int32 and ``m = fl(1/k)``; channels in whole vectors of
+    ``vec_width`` (8: the AVX2 kernel, which PyTorch 2.13 runs on AVX-512 CPUs too) are
+    quantized with FBGEMM's vector ``Quantize`` (``RNE(fma(acc, fl(1/fl(1/m)), zp))``), the rest
+    with its scalar ``quantize_val``. NCHW-contiguous input: ``RNE(fl(sum * fl(fl(1/kh)/kw)))``.
+    For power-of-two windows all of these equal ``RNE(sum / k)``.
+    """
     n, c, h, w = x.q.shape
     oh, ow = _pair(output_size)
     oh = h if oh is None else oh
+    ow = w if ow is None else ow
     out = np.empty((n, c, oh, ow), x.q.dtype)
-    for i in range(oh):
-        h0, h1 = (i * h) // oh, -((-(i + 1) * h) // oh)
-        for j in range(ow):
-            w0, w1 = (j * w) // ow, -((-(j + 1) * w) // ow)
+    nvec = (c // vec_width) * vec_width
+    for i, (h0, h1) in enumerate(_adaptive_windows(h, oh)):
+        for j, (w0, w1) in enumerate(_adaptive_windows(w, ow)):
+            k = (h1 - h0) * (w1 - w0)
             s = x.q[:, :, h0:h1, w0:w1].astype(np.int64).sum(axis=(2, 3))
-            out[:, :, i, j] = np.rint(s / ((h1 - h0) * (w1 - w0)))
+            if not channels_last:
+                r = F32(F32(F32(1) / F32(h1 - h0)) / F32(w1 - w0))
+                out[:, :, i, j] = np.clip(np.rint(s.astype(F32) * r), *_qlimits(x.q.dtype))
+                continue
+            acc = (s - k * x.zero_point).astype(F32)
+            sc = F32(1) / (F32(1) / F32(k))
+            for lo, hi, flavor in ((0, nvec, "fbgemm"), (nvec, c, "fbgemm_scalar")):
+                if hi > lo:
+                    out[:, lo:hi, i, j] = qk.quantize(acc[:, lo:hi], sc, x.zero_point,
+                                                      dtype=x.q.dtype, flavor=flavor)
     return QTensor(out, x.scale, x.zero_point)
 
 
@@ -268,6 +295,36 @@ def q_layernorm(x: QTensor, ln: "qk.LayerNormParams", out_dtype: Any = np.int8,
         lo, hi = qk._checks.qrange(dt, bits=bits)
         y = np.clip(y, lo, hi).astype(dt)
     return QTensor(y, float(ln.out_scale), zp), q_ptf
+
+
+def _qlimits(dtype: np.dtype) -> Tuple[int, int]:
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def q_adaptive_avg_pool2d_qnnpack(x: QTensor, output_size: Any, *,
+                                  channels_last: bool = True) -> QTensor:
+    """AdaptiveAvgPool2d as PyTorch runs it with engine "qnnpack" (uint8, each input size a
+    multiple of the output size, not the identity): QNNPACK's average pooling, which subtracts
+    the zero point before it divides, ``clamp(RNE(fl(float(sum(q - zp)) * fl(s / fl(s*k)))) +
+    zp)``. A tie then rounds to even relative to the zero point, not in absolute value as in
+    the fbgemm path. Any other case falls back to PyTorch's generic kernel
+    (:func:`q_adaptive_avg_pool2d`)."""
+    n, c, h, w = x.q.shape
+    oh, ow = _pair(output_size)
+    oh = h if oh is None else oh
+    ow = w if ow is None else ow
+    if (x.q.dtype != np.uint8 or (oh, ow) == (h, w) or h % oh or w % ow):
+        return q_adaptive_avg_pool2d(x, output_size, channels_last=channels_last)
+    kh, kw = h // oh, w // ow
+    k = kh * kw
+    s = F32(x.scale)
+    scale = s / (s * F32(k))  # float32 arithmetic, as pytorch_qnnp_create_average_pooling2d
+    acc = x.q.astype(np.int32).reshape(n, c, oh, kh, ow, kw).sum(axis=(3, 5), dtype=np.int32)
+    acc -= np.int32(k * x.zero_point)
+    y = np.rint(acc.astype(F32) * scale).astype(np.int64)     # _mm_cvtps_epi32: RNE
+    y = np.clip(y, -32768, 32767) + x.zero_point                # _mm_packs_epi32, _mm_adds_epi16
+    return QTensor(np.clip(y, 0, 255).astype(np.uint8), x.scale, x.zero_point)
 
 
 # ---- dynamic quantization (fbgemm quantized::linear_dynamic) -------------------------------------
@@ -547,7 +604,8 @@ def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any,
         return lambda x: q_max_pool2d(x, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
                                       mod.ceil_mode)
     if isinstance(mod, torch.nn.AdaptiveAvgPool2d):
-        return lambda x: q_adaptive_avg_pool2d(x, mod.output_size)
+        pool = q_adaptive_avg_pool2d_qnnpack if preset == "qnnpack" else q_adaptive_avg_pool2d
+        return lambda x: pool(x, mod.output_size)
     if isinstance(mod, torch.nn.AvgPool2d):
         _check_avg_pool_engine(preset, mod.ceil_mode, f"module {name}")
         return lambda x: q_avg_pool2d(x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
@@ -608,6 +666,9 @@ def _function_handler(node: fx.Node, preset: str = "fbgemm") -> Callable[..., An
         return lambda x, start_dim=0, end_dim=-1: _flatten(x, start_dim, end_dim)
     if t in (torch.nn.functional.relu, torch.relu) or (node.op == "call_method" and t == "relu"):
         return lambda x, inplace=False: q_clamp(x, 0.0, None)
+    if node.op == "call_method" and t == "contiguous":
+        # memory layout only: the integer values and their NCHW positions are unchanged
+        return lambda x, memory_format=None: x
     if t is operator.getitem:
         return lambda x, i: x[i]
     if t in _AVG_POOL2D:

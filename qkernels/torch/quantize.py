@@ -38,13 +38,14 @@ import qkernels as qk
 from .convert import (_AVG_POOL2D, _CAT, F32, QTensor, _flatten, _unsupported, conv2d_dynamic,
                       dynamic_quantize_input, linear_dynamic, q_adaptive_avg_pool2d, q_add,
                       q_avg_pool2d, q_cat, q_clamp, q_layernorm, q_leaky_relu, q_max_pool2d)
+from .observers import TorchHistogramObserver
 
 __all__ = ["TensorConfig", "QuantConfig", "IntegerModel", "quantize_model"]
 
 _OBSERVERS = {
     "minmax": qk.MinMaxObserver, "moving_average": qk.MovingAverageMinMaxObserver,
     "percentile": qk.PercentileObserver, "mse": qk.MSEObserver, "entropy": qk.EntropyObserver,
-    "mode": qk.PowerOfTwoModeObserver,
+    "mode": qk.PowerOfTwoModeObserver, "histogram": TorchHistogramObserver,
 }
 
 
@@ -58,7 +59,8 @@ class TensorConfig:
         per_channel: one scale per output channel (weights) instead of per tensor.
         signed: signed integers (int8) or unsigned (uint8).
         power_of_two: None, "ceil" or "round" (scales snapped to powers of two).
-        observer: minmax, moving_average, percentile, mse, entropy or mode (power-of-two mode).
+        observer: minmax, moving_average, percentile, mse, entropy, histogram (PyTorch's
+            ``HistogramObserver``) or mode (power-of-two mode).
     """
 
     bits: int = 8
@@ -79,7 +81,7 @@ class TensorConfig:
         kw: Dict[str, Any] = dict(dtype=self.dtype(), symmetric=self.symmetric,
                                   bits=self.bits if self.bits != self.dtype().itemsize * 8 else None,
                                   power_of_two=self.power_of_two)
-        if self.observer in ("percentile", "mse", "entropy"):
+        if self.observer in ("percentile", "mse", "entropy", "histogram"):
             if axis is not None:
                 raise ValueError(f"the {self.observer} observer is per tensor")
             return _OBSERVERS[self.observer](**kw)
