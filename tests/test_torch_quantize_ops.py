@@ -188,17 +188,56 @@ def test_pytorch_quantized_model_with_cat_and_avg_pool_runs_on_qkernels():
     np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))
 
 
-def test_from_torch_quantized_refuses_qnnpack_avg_pool():
-    """Under the qnnpack engine PyTorch's uint8 avg_pool2d is QNNPACK's fixed-point kernel
-    (measured: 1258 of 9280 elements differ from the fbgemm rounding): refused, naming the
-    module, rather than silently different."""
+def test_avg_pool2d_qnnpack_equals_pytorch():
+    """Engine "qnnpack": uint8 avg_pool2d without ceil_mode is QNNPACK's kernel (padding holds
+    the zero point, divisor kh*kw whatever count_include_pad / divisor_override say, zero point
+    subtracted before the float scale and RNE); q_avg_pool2d_qnnpack == PyTorch, every element,
+    over kernels, strides, paddings, channel counts around the vector widths and zero points
+    (ties fall differently from the fbgemm rounding)."""
+    from qkernels.torch.convert import QTensor, q_avg_pool2d_qnnpack
+
+    rng = np.random.default_rng(3)
+    torch.backends.quantized.engine = "qnnpack"
+    n = 0
+    try:
+        for k, st, p in [(2, 2, 0), (3, 1, 1), (3, 2, 1), ((3, 2), (1, 2), (1, 0)), (5, 1, 2),
+                         (2, 1, 0), (4, 4, 0)]:
+            for c in (3, 8, 13, 64):
+                for zp in (0, 37, 128, 255):
+                    for cip, dov in ((True, None), (False, None), (True, 7)):
+                        x = rng.integers(0, 256, (2, c, 9, 8)).astype(np.uint8)
+                        qt = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), 0.0173, zp)
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            ref = F.avg_pool2d(qt, k, st, p, False, cip, dov).int_repr().numpy()
+                        got = q_avg_pool2d_qnnpack(QTensor(x, 0.0173, zp), k, st, p, False, cip, dov)
+                        np.testing.assert_array_equal(got.q, ref, err_msg=f"k={k} s={st} p={p} "
+                                                      f"c={c} zp={zp} cip={cip} dov={dov}")
+                        n += ref.size
+    finally:
+        torch.backends.quantized.engine = "fbgemm"
+    assert n > 100_000
+
+
+def test_from_torch_quantized_qnnpack_avg_pool_model():
+    """A convert_fx model with AvgPool2d and F.avg_pool2d under the qnnpack engine: qkernels ==
+    PyTorch on every output element."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     from qkernels.torch.convert import from_torch_quantized
 
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AvgPool2d(2)).eval()
-    x = torch.rand(4, 1, 8, 8)
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 12, 3)
+            self.pool = torch.nn.AvgPool2d(3, 1, 1)
+
+        def forward(self, x):
+            return torch.flatten(F.avg_pool2d(self.pool(self.conv(x)), 2), 1)
+
+    net = Net().eval()
+    x = torch.rand(16, 1, 10, 10) * 3 - 1
     torch.backends.quantized.engine = "qnnpack"
     try:
         with warnings.catch_warnings():
@@ -206,7 +245,9 @@ def test_from_torch_quantized_refuses_qnnpack_avg_pool():
             prepared = prepare_fx(net, get_default_qconfig_mapping("qnnpack"), example_inputs=(x,))
             prepared(x)
             q = convert_fx(prepared)
-        with pytest.raises(NotImplementedError, match="1.*qnnpack"):
-            from_torch_quantized(q, engine="qnnpack")
+            with torch.no_grad():
+                ref = q(x).numpy()
+        got = from_torch_quantized(q, engine="qnnpack")(x.numpy())
+        np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))
     finally:
         torch.backends.quantized.engine = "fbgemm"

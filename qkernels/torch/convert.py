@@ -20,7 +20,8 @@ AdaptiveAvgPool2d      ``RNE(sum / count)`` for power-of-two windows; otherwise 
                        steps per path (see ``q_adaptive_avg_pool2d``); engine "qnnpack":
                        QNNPACK's ``RNE(sum(q - zp) * scale) + zp`` (qparams unchanged)
 AvgPool2d              ``RNE(fl(fl(float(sum - n * zp) * fl(1 / divisor)) + zp))`` (qparams
-                       unchanged; ``avg_pool2d_out_frame``)
+                       unchanged; ``avg_pool2d_out_frame``); engine "qnnpack", uint8: QNNPACK's
+                       ``RNE(sum(q - zp) * scale) + zp`` with divisor ``kh * kw``
 cat                    ``quantize_per_tensor(cat(dequantize(x_i)))`` to the output's qparams;
                        inputs already on them are copied (``quantized_cat_impl``)
 dequantize             ``fl(s * (q - zp))``
@@ -302,6 +303,17 @@ def _qlimits(dtype: np.dtype) -> Tuple[int, int]:
     return int(info.min), int(info.max)
 
 
+def _qnnpack_average(acc: np.ndarray, k: int, x: QTensor) -> QTensor:
+    """QNNPACK's average pooling output stage for window sums ``acc = sum(q - zp)`` (int, exact)
+    over windows of ``k`` values: ``scale = fl(s / fl(s * k))`` (input and output scales are the
+    same), ``_mm_cvtps_epi32(fl(float(acc) * scale))`` (RNE), int16 saturation, ``+ zp``, uint8."""
+    s = F32(x.scale)
+    scale = s / (s * F32(k))
+    y = np.rint(acc.astype(F32) * scale).astype(np.int64)
+    y = np.clip(y, -32768, 32767) + x.zero_point                # _mm_packs_epi32, _mm_adds_epi16
+    return QTensor(np.clip(y, 0, 255).astype(np.uint8), x.scale, x.zero_point)
+
+
 def q_adaptive_avg_pool2d_qnnpack(x: QTensor, output_size: Any, *,
                                   channels_last: bool = True) -> QTensor:
     """AdaptiveAvgPool2d as PyTorch runs it with engine "qnnpack" (uint8, each input size a
@@ -317,14 +329,48 @@ def q_adaptive_avg_pool2d_qnnpack(x: QTensor, output_size: Any, *,
     if (x.q.dtype != np.uint8 or (oh, ow) == (h, w) or h % oh or w % ow):
         return q_adaptive_avg_pool2d(x, output_size, channels_last=channels_last)
     kh, kw = h // oh, w // ow
-    k = kh * kw
-    s = F32(x.scale)
-    scale = s / (s * F32(k))  # float32 arithmetic, as pytorch_qnnp_create_average_pooling2d
-    acc = x.q.astype(np.int32).reshape(n, c, oh, kh, ow, kw).sum(axis=(3, 5), dtype=np.int32)
-    acc -= np.int32(k * x.zero_point)
-    y = np.rint(acc.astype(F32) * scale).astype(np.int64)     # _mm_cvtps_epi32: RNE
-    y = np.clip(y, -32768, 32767) + x.zero_point                # _mm_packs_epi32, _mm_adds_epi16
-    return QTensor(np.clip(y, 0, 255).astype(np.uint8), x.scale, x.zero_point)
+    acc = x.q.astype(np.int64).reshape(n, c, oh, kh, ow, kw).sum(axis=(3, 5))
+    return _qnnpack_average(acc - kh * kw * x.zero_point, kh * kw, x)
+
+
+def q_avg_pool2d_qnnpack(x: QTensor, kernel: Any, stride: Any = None, padding: Any = 0,
+                         ceil_mode: bool = False, count_include_pad: bool = True,
+                         divisor_override: Optional[int] = None) -> QTensor:
+    """``avg_pool2d`` as PyTorch runs it with engine "qnnpack": for uint8 input without
+    ``ceil_mode`` QNNPACK's kernel, where padding holds the zero point and the divisor is always
+    ``kh * kw`` (``count_include_pad`` and ``divisor_override`` are not used, as in PyTorch), then
+    the output stage of :func:`q_adaptive_avg_pool2d_qnnpack`; otherwise PyTorch's generic
+    kernel (:func:`q_avg_pool2d`).
+
+    Example:
+        >>> import numpy as np
+        >>> x = QTensor(np.arange(16, dtype=np.uint8).reshape(1, 1, 4, 4), 0.1, 3)
+        >>> q_avg_pool2d_qnnpack(x, 2).q[0, 0]     # ties: (10 - 4*3)/4 = -0.5 -> 0 -> 3
+        array([[ 3,  5],
+               [11, 13]], dtype=uint8)
+        >>> q_avg_pool2d(x, 2).q[0, 0]             # fbgemm: 10/4 = 2.5 -> 2
+        array([[ 2,  4],
+               [10, 12]], dtype=uint8)
+    """
+    if x.q.dtype != np.uint8 or ceil_mode:
+        return q_avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad,
+                            divisor_override)
+    kh, kw = _pair(kernel)
+    sh, sw = _pair(stride if stride not in (None, []) else kernel)
+    ph, pw = _pair(padding)
+    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0:
+        raise ValueError("avg_pool2d: kernel and stride must be positive, padding non-negative")
+    if x.q.ndim != 4:
+        raise ValueError(f"avg_pool2d: expected an NCHW tensor, got shape {x.q.shape}")
+    n, c, h, w = x.q.shape
+    oh, ow = _pool_out_size(h, kh, sh, ph, False), _pool_out_size(w, kw, sw, pw, False)
+    pad = np.full((n, c, h + 2 * ph, w + 2 * pw), x.zero_point, np.int64)
+    pad[:, :, ph:ph + h, pw:pw + w] = x.q
+    acc = np.zeros((n, c, oh, ow), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            acc += pad[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
+    return _qnnpack_average(acc - kh * kw * x.zero_point, kh * kw, x)
 
 
 # ---- dynamic quantization (fbgemm quantized::linear_dynamic) -------------------------------------
@@ -607,9 +653,9 @@ def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any,
         pool = q_adaptive_avg_pool2d_qnnpack if preset == "qnnpack" else q_adaptive_avg_pool2d
         return lambda x: pool(x, mod.output_size)
     if isinstance(mod, torch.nn.AvgPool2d):
-        _check_avg_pool_engine(preset, mod.ceil_mode, f"module {name}")
-        return lambda x: q_avg_pool2d(x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
-                                      mod.count_include_pad, mod.divisor_override)
+        avg = q_avg_pool2d_qnnpack if preset == "qnnpack" else q_avg_pool2d
+        return lambda x: avg(x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
+                             mod.count_include_pad, mod.divisor_override)
     if isinstance(mod, torch.nn.Flatten):
         sd, ed = mod.start_dim, mod.end_dim
         return lambda x: _flatten(x, sd, ed)
@@ -641,14 +687,6 @@ def _quantize(x: Any, scale: Any, zp: Any, dtype: Any) -> QTensor:
                                flavor="torch"), s, z)
 
 
-def _check_avg_pool_engine(preset: str, ceil_mode: bool, what: str) -> None:
-    """PyTorch runs uint8 avg_pool2d without ceil_mode on QNNPACK's fixed-point kernel under the
-    qnnpack engine: its rounding is not reproduced, so refuse instead of differing silently."""
-    if preset == "qnnpack" and not ceil_mode:
-        raise _unsupported(f"{what} (avg_pool2d under the qnnpack engine: QNNPACK's fixed-point "
-                           "average pooling)")
-
-
 def _function_handler(node: fx.Node, preset: str = "fbgemm") -> Callable[..., Any]:
     t = node.target
     if t is torch.quantize_per_tensor:
@@ -675,9 +713,9 @@ def _function_handler(node: fx.Node, preset: str = "fbgemm") -> Callable[..., An
         def avg_pool(x: QTensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
                      ceil_mode: bool = False, count_include_pad: bool = True,
                      divisor_override: Optional[int] = None) -> QTensor:
-            _check_avg_pool_engine(preset, ceil_mode, f"function {node.name}")
-            return q_avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                                divisor_override)
+            avg = q_avg_pool2d_qnnpack if preset == "qnnpack" else q_avg_pool2d
+            return avg(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                       divisor_override)
         return avg_pool
     if t in _CAT:   # at::cat on quantized tensors: the first input's parameters
         def cat(xs: Sequence[QTensor], dim: int = 0) -> QTensor:
