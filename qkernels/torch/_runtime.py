@@ -1,0 +1,303 @@
+"""The compiled integer graph behind ``IntegerModel.__call__`` (quantize_model and
+from_torch_quantized): a flat list of steps over numbered slots, each step a *kernel* whose
+parameters were derived and checked once, when the graph was compiled.
+
+A slot holds a plain array: integers for a quantized tensor (its scale, zero point and dtype are
+static, in :attr:`Plan.metas`) or float32. A kernel is called ``kernel(threads, *inputs)`` and
+returns the output array; ``threads`` is the caller's thread budget (``None``: the CPUs this
+process may use), of which each conv / linear layer takes at most one thread per ~1M
+multiply-accumulates. Results never depend on it.
+
+The kernels are bit-identical with the keyword API (``qconv2d`` / ``qlinear`` with the same
+arguments) and with the NumPy reference ops of :mod:`qkernels.torch.convert`: they call the same
+C functions with the parameters that API would derive, and the C elementwise / pooling ops
+(``csrc/qops.c``) that the tests compare with the NumPy references.
+
+Example:
+    >>> import numpy as np
+    >>> from qkernels.torch._runtime import Plan, QMeta, clamp_kernel
+    >>> p = Plan(2, [0], 1, [(clamp_kernel(10, 20), (0,), 1, "clip")], {0: QMeta(0.1, 0, np.dtype(np.uint8))})
+    >>> p.run([np.array([5, 15, 25], np.uint8)], None)
+    array([10, 15, 20], dtype=uint8)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import _checks as C
+from .. import _core
+from .. import linear as L
+
+F32 = np.float32
+Kernel = Callable[..., Any]
+
+_Q8 = (np.dtype(np.uint8), np.dtype(np.int8))
+_MACS_PER_THREAD = 1_000_000
+
+
+class QMeta(NamedTuple):
+    """Static quantization parameters of an integer slot."""
+
+    scale: float
+    zero_point: int
+    dtype: np.dtype
+
+
+def default_threads() -> int:
+    """The CPUs this process may use."""
+    return L._default_threads()
+
+
+def check_threads(threads: Optional[int]) -> Optional[int]:
+    """None or a positive int (the thread budget of a run)."""
+    if threads is None:
+        return None
+    return L._threads(threads)
+
+
+class Plan:
+    """Steps ``(kernel, input slots, output slot, node name)`` run in order over a slot list.
+
+    ``inputs``: the slots the call's inputs go to; ``output``: the output slot, or a callable
+    ``f(env) -> value`` for a structured output; ``metas``: slot -> :class:`QMeta` for the
+    integer slots (float slots are absent).
+    """
+
+    __slots__ = ("n_slots", "inputs", "output", "steps", "metas", "names")
+
+    def __init__(self, n_slots: int, inputs: Sequence[int], output: Any,
+                 steps: List[Tuple[Kernel, Tuple[int, ...], int, str]],
+                 metas: Dict[int, QMeta]) -> None:
+        self.n_slots = n_slots
+        self.inputs = tuple(inputs)
+        self.output = output
+        self.steps = steps
+        self.metas = metas
+        self.names = {name: out for _, _, out, name in steps}   # node name -> its slot
+
+    def run(self, inputs: Sequence[Any], threads: Optional[int],
+            trace: Optional[Dict[str, Any]] = None, env: Optional[List[Any]] = None) -> Any:
+        """Run the steps; returns the output slot's value (integers stay integers: the caller
+        dequantizes with :attr:`metas`). ``trace`` collects ``node name -> slot value``."""
+        t = default_threads() if threads is None else threads
+        if env is None:
+            env = [None] * self.n_slots
+        for slot, v in zip(self.inputs, inputs):
+            env[slot] = v
+        for k, ins, out, name in self.steps:
+            if len(ins) == 1:
+                env[out] = k(t, env[ins[0]])
+            else:
+                env[out] = k(t, *[env[i] for i in ins])
+            if trace is not None:
+                trace[name] = env[out]
+        o = self.output
+        return env[o] if isinstance(o, int) else o(env)
+
+
+def _split_threads(t: int, macs: int) -> int:
+    return max(1, min(t, macs // _MACS_PER_THREAD))
+
+
+# ---- conv / linear -----------------------------------------------------------------------------
+def _epilogue_args(p: Any, preset: str, x_meta: QMeta, w_scale: Any, bias: Any, out_scale: float,
+                   out_zero_point: int, out_dtype: Any, act_min: Optional[int],
+                   act_max: Optional[int]) -> Tuple[int, tuple, np.dtype]:
+    """qlinear / qconv2d's checks and derived parameters, once: (x zero point, the epilogue
+    operands of the C call, output dtype)."""
+    probe = np.empty(0, x_meta.dtype)
+    xzp, e, odt, ozp, lo, hi = L._call_params(
+        p, preset, probe, F32(x_meta.scale), x_meta.zero_point, w_scale, F32(out_scale),
+        out_zero_point, out_dtype, act_min, act_max, bias, None, None, None, "half_up", "raise")
+    return xzp, (e.scheme, e.bias, e.fbias, e.scale, e.mult, e.shift, ozp, lo, hi, 0), odt
+
+
+def conv2d_kernel(p: L.PackedConv2d, bias: Any, stride: Any, padding: Any, dilation: Any,
+                  x_meta: QMeta, w_scale: Any, out_scale: float, out_zero_point: int,
+                  preset: str, out_dtype: Any = None, act_min: Optional[int] = None,
+                  act_max: Optional[int] = None) -> Kernel:
+    """``qconv2d(x, p, bias, stride=..., ...)`` with the arguments fixed (x: NCHW, x_meta)."""
+    if x_meta.dtype not in _Q8:
+        raise TypeError(f"conv input must be uint8 or int8, got {x_meta.dtype}")
+    xzp, epi, odt = _epilogue_args(p, preset, x_meta, w_scale, bias, out_scale, out_zero_point,
+                                   out_dtype, act_min, act_max)
+    cap, n, k = p._cap, p.out_channels, p.k
+    geometry: Dict[Tuple[int, ...], Tuple[tuple, Tuple[int, int], int]] = {}
+    conv = _core._conv2d
+    xdt = x_meta.dtype
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        g = geometry.get(x.shape)
+        if g is None:
+            if x.dtype != xdt:
+                raise TypeError(f"conv input has dtype {x.dtype}, expected {xdt}")
+            geo, ohw = L._conv_geometry(x, p, stride, padding, dilation)
+            g = geometry[x.shape] = (geo, ohw, ohw[0] * ohw[1] * n * k)
+        geo, ohw, macs = g
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        y = np.empty((x.shape[0], n) + ohw, odt)
+        st = conv(cap, x, xzp, *geo, y, *epi, _split_threads(t, macs * x.shape[0]))
+        if st:
+            L._raise_status(st, "qconv2d")
+        return y
+    return kernel
+
+
+def linear_kernel(p: L.PackedLinear, bias: Any, x_meta: QMeta, w_scale: Any, out_scale: float,
+                  out_zero_point: int, preset: str, out_dtype: Any = None,
+                  act_min: Optional[int] = None, act_max: Optional[int] = None) -> Kernel:
+    """``qlinear(x, p, bias, ...)`` with the arguments fixed (x: (..., K), x_meta)."""
+    if x_meta.dtype not in _Q8:
+        raise TypeError(f"linear input must be uint8 or int8, got {x_meta.dtype}")
+    xzp, epi, odt = _epilogue_args(p, preset, x_meta, w_scale, bias, out_scale, out_zero_point,
+                                   out_dtype, act_min, act_max)
+    cap, n, k = p._cap, p.out_channels, p.k
+    lin = _core._linear
+    xdt = x_meta.dtype
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if x.dtype != xdt or x.ndim < 1 or x.shape[-1] != k:
+            L._prepare_x(x, k)
+            raise TypeError(f"linear input has dtype {x.dtype}, expected {xdt}")
+        x2 = x if x.ndim == 2 and x.flags.c_contiguous else np.ascontiguousarray(x.reshape(-1, k))
+        y = np.empty(x.shape[:-1] + (n,), odt)
+        st = lin(cap, x2, xzp, y, *epi, _split_threads(t, x2.shape[0] * n * k))
+        if st:
+            L._raise_status(st, "qlinear")
+        return y
+    return kernel
+
+
+# ---- elementwise and pooling -----------------------------------------------------------------
+def add_kernel(a: QMeta, b: QMeta, out_scale: float, out_zero_point: int, relu: bool,
+               fallback: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Kernel:
+    """PyTorch's quantized add (add_relu); ``fallback(a, b)`` (the NumPy reference) handles
+    what the C op does not (broadcasting, other dtypes)."""
+    sa, za, sb, zb = float(a.scale), int(a.zero_point), float(b.scale), int(b.zero_point)
+    so, zo, r = float(out_scale), int(out_zero_point), bool(relu)
+    qadd = _core._qadd
+    c_ok = a.dtype == b.dtype and a.dtype in _Q8
+
+    def kernel(t: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if c_ok and x.shape == y.shape and x.flags.c_contiguous and y.flags.c_contiguous:
+            return qadd(x, y, sa, za, sb, zb, so, zo, r)
+        return fallback(x, y)
+    return kernel
+
+
+def leaky_relu_kernel(x_meta: QMeta, slope: float, out_scale: float, out_zero_point: int,
+                      fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
+    sx, zx, so, zo, sl = float(x_meta.scale), int(x_meta.zero_point), float(out_scale), \
+        int(out_zero_point), float(slope)
+    op = _core._qleaky_relu
+    if x_meta.dtype not in _Q8:
+        return lambda t, x: fallback(x)
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        return op(x, sx, zx, sl, so, zo)
+    return kernel
+
+
+def clamp_kernel(lo: int, hi: int) -> Kernel:
+    """Integer clamp to [lo, hi] (quantized ReLU / ReLU6 / Hardtanh)."""
+    lo, hi = int(lo), int(hi)
+    op = _core._qclamp
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if x.dtype in _Q8:
+            return op(np.ascontiguousarray(x), lo, hi)
+        return np.clip(x, lo, hi)
+    return kernel
+
+
+def max_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool,
+                      out_size: Callable[..., Tuple[int, int]],
+                      fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
+    """Integer max pooling; ``out_size(h, w)`` gives the output size (PyTorch's rule)."""
+    from .convert import _pair
+
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride if stride not in (None, []) else kernel_size)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    sizes: Dict[Tuple[int, int], Tuple[int, int]] = {}
+    op = _core._qmax_pool2d
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if x.dtype not in _Q8 or x.ndim != 4:
+            return fallback(x)
+        hw = x.shape[2:]
+        o = sizes.get(hw)
+        if o is None:
+            o = sizes[hw] = out_size(hw[0], hw[1])
+        return op(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, o[0], o[1])
+    return kernel
+
+
+def adaptive_avg_pool2d_kernel(output_size: Any,
+                               fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
+    """RNE(sum / count) over PyTorch's adaptive windows."""
+    if isinstance(output_size, int):
+        oh, ow = output_size, output_size
+    else:
+        oh, ow = output_size
+    op = _core._qadaptive_avg_pool2d
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if x.dtype not in _Q8 or x.ndim != 4:
+            return fallback(x)
+        h = x.shape[2] if oh is None else oh
+        w = x.shape[3] if ow is None else ow
+        return op(np.ascontiguousarray(x), h, w)
+    return kernel
+
+
+def quantize_kernel(meta: QMeta, qmin: int, qmax: int) -> Kernel:
+    """Float input (array or tensor) -> integers, ``qkernels.quantize(flavor="torch")`` per
+    tensor: FBGEMM's one-rounding quantize for 8-bit outputs, the scalar one otherwise."""
+    dt, code = C.int_dtype(meta.dtype)
+    flavor = "fbgemm" if code in ("u8", "s8") else "fbgemm_scalar"
+    uf = getattr(_core, f"quantize_{flavor}_{code}")
+    s = F32(meta.scale)
+    C.scale_param(s, "scale")
+    zp = C.int_param(meta.zero_point, "zero_point", qmin, qmax)
+    args = (s, np.int32(zp), np.int32(qmin), np.int32(qmax))
+
+    def kernel(t: int, x: Any) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            x = x.detach().numpy() if hasattr(x, "detach") else np.asarray(x, F32)
+        if x.dtype != F32:
+            x = x.astype(F32)
+        with np.errstate(invalid="raise"):
+            try:
+                return uf(x, *args)
+            except FloatingPointError:
+                pass
+        C.raise_nan(x, "x")
+        raise RuntimeError("quantize reported an error that could not be located")
+    return kernel
+
+
+def dequantize_kernel(meta: QMeta) -> Kernel:
+    """``fl(s * (q - zp))`` (Tensor.dequantize)."""
+    s, zp = F32(meta.scale), np.int32(meta.zero_point)
+    dq = _core.dequantize
+    return lambda t, q: dq(q, s, zp)
+
+
+def flatten_kernel(start: int, end: int) -> Kernel:
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        shape = x.shape
+        a, b = start % len(shape), end % len(shape)
+        return x.reshape(shape[:a] + (int(np.prod(shape[a:b + 1])),) + shape[b + 1:])
+    return kernel
+
+
+def identity_kernel() -> Kernel:
+    return lambda t, x: x
+
