@@ -173,24 +173,58 @@ qk_status qk_qclamp(const void *x, qk_dtype t, size_t n, int32_t lo, int32_t hi,
 }
 
 /* ---- pooling ------------------------------------------------------------------------------ */
+/* The taps a in [*a0, *a1) of a window starting at o*s - p (dilation d) that fall in [0, n). */
+static inline void qk__taps(size_t o, size_t s, size_t p, size_t d, size_t k, size_t n,
+                            size_t *a0, size_t *a1) {
+    const size_t start = o * s; /* + p: coordinates of the padded input */
+    size_t lo = 0, hi = k;
+    if (start < p) lo = (p - start + d - 1) / d;
+    /* start + a*d - p < n  <=>  a*d < n + p - start */
+    if (n + p <= start) {
+        hi = 0;
+    } else {
+        const size_t lim = (n + p - start + d - 1) / d;
+        if (lim < hi) hi = lim;
+    }
+    if (lo > hi) lo = hi;
+    *a0 = lo;
+    *a1 = hi;
+}
+
 #define QK__MAXPOOL(T, TMIN)                                                                     \
     static void qk__maxpool_##T(const T *x, size_t planes, size_t h, size_t w, size_t kh,       \
                                 size_t kw, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh, \
                                 size_t dw, size_t oh, size_t ow, T *y) {                        \
+        if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 &&       \
+            dw == 1 && 2 * oh <= h && 2 * ow <= w) {                                            \
+            /* the common 2x2 / stride 2 window, every tap in bounds */                        \
+            for (size_t p = 0; p < planes; p++) {                                               \
+                const T *xp = x + p * h * w;                                                    \
+                for (size_t i = 0; i < oh; i++) {                                               \
+                    const T *r0 = xp + 2 * i * w, *r1 = r0 + w;                                 \
+                    for (size_t j = 0; j < ow; j++) {                                           \
+                        const T a = r0[2 * j] > r0[2 * j + 1] ? r0[2 * j] : r0[2 * j + 1];      \
+                        const T b = r1[2 * j] > r1[2 * j + 1] ? r1[2 * j] : r1[2 * j + 1];      \
+                        y[j] = a > b ? a : b;                                                   \
+                    }                                                                           \
+                    y += ow;                                                                    \
+                }                                                                               \
+            }                                                                                   \
+            return;                                                                             \
+        }                                                                                       \
         for (size_t p = 0; p < planes; p++) {                                                   \
             const T *xp = x + p * h * w;                                                        \
             for (size_t i = 0; i < oh; i++) {                                                   \
+                size_t a0, a1;                                                                  \
+                qk__taps(i, sh, ph, dh, kh, h, &a0, &a1);                                       \
                 for (size_t j = 0; j < ow; j++) {                                               \
+                    size_t b0, b1;                                                              \
+                    qk__taps(j, sw, pw, dw, kw, w, &b0, &b1);                                   \
                     T m = TMIN;                                                                 \
-                    for (size_t a = 0; a < kh; a++) {                                           \
-                        const size_t r = i * sh + a * dh; /* row + ph */                        \
-                        if (r < ph || r - ph >= h) continue;                                    \
-                        const T *row = xp + (r - ph) * w;                                       \
-                        for (size_t b = 0; b < kw; b++) {                                       \
-                            const size_t c = j * sw + b * dw;                                   \
-                            if (c < pw || c - pw >= w) continue;                                \
-                            if (row[c - pw] > m) m = row[c - pw];                               \
-                        }                                                                       \
+                    for (size_t a = a0; a < a1; a++) {                                          \
+                        const T *row = xp + (i * sh + a * dh - ph) * w + j * sw - pw;           \
+                        for (size_t b = b0; b < b1; b++)                                        \
+                            if (row[b * dw] > m) m = row[b * dw];                               \
                     }                                                                           \
                     *y++ = m;                                                                   \
                 }                                                                               \
@@ -216,9 +250,22 @@ qk_status qk_qmax_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, siz
     return QK_OK;
 }
 
+/* RNE(sum / count): the quotient of two integers below 2^53 is correctly rounded in double. */
+static inline double qk__avg(int64_t s, size_t count) { return nearbyint((double)s / (double)count); }
+
 #define QK__AVGPOOL(T)                                                                           \
     static void qk__avgpool_##T(const T *x, size_t planes, size_t h, size_t w, size_t oh,       \
                                 size_t ow, T *y) {                                              \
+        if (oh == 1 && ow == 1 && h * w <= ((size_t)1 << 23)) { /* global: int32 sums */        \
+            const size_t hw = h * w;                                                            \
+            for (size_t p = 0; p < planes; p++) {                                               \
+                const T *xp = x + p * hw;                                                       \
+                int32_t s = 0;                                                                  \
+                for (size_t a = 0; a < hw; a++) s += xp[a];                                     \
+                y[p] = (T)qk__avg(s, hw);                                                       \
+            }                                                                                   \
+            return;                                                                             \
+        }                                                                                       \
         for (size_t p = 0; p < planes; p++) {                                                   \
             const T *xp = x + p * h * w;                                                        \
             for (size_t i = 0; i < oh; i++) {                                                   \
@@ -228,7 +275,7 @@ qk_status qk_qmax_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, siz
                     int64_t s = 0;                                                              \
                     for (size_t a = h0; a < h1; a++)                                            \
                         for (size_t b = w0; b < w1; b++) s += xp[a * w + b];                    \
-                    *y++ = (T)rint((double)s / (double)((h1 - h0) * (w1 - w0)));                \
+                    *y++ = (T)qk__avg(s, (h1 - h0) * (w1 - w0));                                \
                 }                                                                               \
             }                                                                                   \
         }                                                                                       \

@@ -22,6 +22,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -294,7 +295,7 @@ def flatten_kernel(start: int, end: int) -> Kernel:
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         shape = x.shape
         a, b = start % len(shape), end % len(shape)
-        return x.reshape(shape[:a] + (int(np.prod(shape[a:b + 1])),) + shape[b + 1:])
+        return x.reshape(shape[:a] + (math.prod(shape[a:b + 1]),) + shape[b + 1:])
     return kernel
 
 
