@@ -64,9 +64,15 @@ class Plan:
     ``inputs``: the slots the call's inputs go to; ``output``: the output slot, or a callable
     ``f(env) -> value`` for a structured output; ``metas``: slot -> :class:`QMeta` for the
     integer slots (float slots are absent).
+
+    With a thread budget of 2 or more, a plan whose kernels all work image by image (each kernel
+    says so with ``kernel.per_sample = True``) runs the batch in up to ``threads`` chunks at once,
+    one thread per chunk (the kernels release the GIL), when each chunk has at least 4 images and
+    ~1M multiply-accumulates; otherwise each conv / linear kernel gets the budget (and takes one
+    thread per ~1M multiply-accumulates of its own). The outputs are the same integers.
     """
 
-    __slots__ = ("n_slots", "inputs", "output", "steps", "metas", "names")
+    __slots__ = ("n_slots", "inputs", "output", "steps", "metas", "names", "per_sample", "_pool")
 
     def __init__(self, n_slots: int, inputs: Sequence[int], output: Any,
                  steps: List[Tuple[Kernel, Tuple[int, ...], int, str]],
@@ -77,14 +83,34 @@ class Plan:
         self.steps = steps
         self.metas = metas
         self.names = {name: out for _, _, out, name in steps}   # node name -> its slot
+        made_by = {out: ins for _, ins, out, _ in steps}
+        self.per_sample = (len(self.inputs) == 1 and isinstance(output, int)
+                           and bool(made_by.get(output)) and
+                           all(getattr(k, "per_sample", False) for k, _, _, _ in steps))
+        self._pool: Any = None
 
     def run(self, inputs: Sequence[Any], threads: Optional[int],
-            trace: Optional[Dict[str, Any]] = None, env: Optional[List[Any]] = None) -> Any:
+            trace: Optional[Dict[str, Any]] = None) -> Any:
         """Run the steps; returns the output slot's value (integers stay integers: the caller
         dequantizes with :attr:`metas`). ``trace`` collects ``node name -> slot value``."""
         t = default_threads() if threads is None else threads
-        if env is None:
-            env = [None] * self.n_slots
+        if t > 1 and trace is None and self.per_sample:
+            x = inputs[0]
+            if hasattr(x, "detach"):
+                x = x.detach().numpy()
+            n = x.shape[0] if isinstance(x, np.ndarray) and x.ndim >= 2 else 0
+            chunks = min(t, n // 4, n * self.macs_per_image() // _MACS_PER_THREAD)
+            if chunks > 1:
+                return self._run_chunks(x, chunks, max(1, t // chunks))
+        return self._run(inputs, t, trace)
+
+    def macs_per_image(self) -> int:
+        """Multiply-accumulates per image of the conv / linear kernels (``kernel.macs``; a conv
+        kernel knows it after its first call)."""
+        return sum(getattr(k, "macs", 0) for k, _, _, _ in self.steps)
+
+    def _run(self, inputs: Sequence[Any], t: int, trace: Optional[Dict[str, Any]]) -> Any:
+        env: List[Any] = [None] * self.n_slots
         for slot, v in zip(self.inputs, inputs):
             env[slot] = v
         for k, ins, out, name in self.steps:
@@ -96,6 +122,23 @@ class Plan:
                 trace[name] = env[out]
         o = self.output
         return env[o] if isinstance(o, int) else o(env)
+
+    def _run_chunks(self, x: np.ndarray, chunks: int, t: int) -> np.ndarray:
+        from concurrent.futures import ThreadPoolExecutor
+
+        parts = np.array_split(x, chunks)
+        if self._pool is None or self._pool._max_workers < chunks - 1:
+            self._pool = ThreadPoolExecutor(max_workers=chunks - 1,
+                                            thread_name_prefix="qkernels-plan")
+        futures = [self._pool.submit(self._run, (p,), t, None) for p in parts[1:]]
+        outs = [self._run((parts[0],), t, None)] + [f.result() for f in futures]
+        return np.concatenate(outs, axis=0)
+
+
+def per_sample(kernel: Kernel) -> Kernel:
+    """Mark a kernel as working image by image along axis 0 (the batch may be split)."""
+    kernel.per_sample = True  # type: ignore[attr-defined]
+    return kernel
 
 
 def _split_threads(t: int, macs: int) -> int:
@@ -136,6 +179,7 @@ def conv2d_kernel(p: L.PackedConv2d, bias: Any, stride: Any, padding: Any, dilat
                 raise TypeError(f"conv input has dtype {x.dtype}, expected {xdt}")
             geo, ohw = L._conv_geometry(x, p, stride, padding, dilation)
             g = geometry[x.shape] = (geo, ohw, ohw[0] * ohw[1] * n * k)
+            kernel.macs = g[2]  # type: ignore[attr-defined]
         geo, ohw, macs = g
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
@@ -144,7 +188,7 @@ def conv2d_kernel(p: L.PackedConv2d, bias: Any, stride: Any, padding: Any, dilat
         if st:
             L._raise_status(st, "qconv2d")
         return y
-    return kernel
+    return per_sample(kernel)
 
 
 def linear_kernel(p: L.PackedLinear, bias: Any, x_meta: QMeta, w_scale: Any, out_scale: float,
@@ -169,7 +213,8 @@ def linear_kernel(p: L.PackedLinear, bias: Any, x_meta: QMeta, w_scale: Any, out
         if st:
             L._raise_status(st, "qlinear")
         return y
-    return kernel
+    kernel.macs = n * k  # type: ignore[attr-defined]
+    return per_sample(kernel)
 
 
 # ---- elementwise and pooling -----------------------------------------------------------------
@@ -186,7 +231,7 @@ def add_kernel(a: QMeta, b: QMeta, out_scale: float, out_zero_point: int, relu: 
         if c_ok and x.shape == y.shape and x.flags.c_contiguous and y.flags.c_contiguous:
             return qadd(x, y, sa, za, sb, zb, so, zo, r)
         return fallback(x, y)
-    return kernel
+    return per_sample(kernel)
 
 
 def leaky_relu_kernel(x_meta: QMeta, slope: float, out_scale: float, out_zero_point: int,
@@ -195,13 +240,13 @@ def leaky_relu_kernel(x_meta: QMeta, slope: float, out_scale: float, out_zero_po
         int(out_zero_point), float(slope)
     op = _core._qleaky_relu
     if x_meta.dtype not in _Q8:
-        return lambda t, x: fallback(x)
+        return per_sample(lambda t, x: fallback(x))
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         return op(x, sx, zx, sl, so, zo)
-    return kernel
+    return per_sample(kernel)
 
 
 def clamp_kernel(lo: int, hi: int) -> Kernel:
@@ -213,7 +258,7 @@ def clamp_kernel(lo: int, hi: int) -> Kernel:
         if x.dtype in _Q8:
             return op(np.ascontiguousarray(x), lo, hi)
         return np.clip(x, lo, hi)
-    return kernel
+    return per_sample(kernel)
 
 
 def max_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool,
@@ -237,7 +282,7 @@ def max_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, dilation: Any
         if o is None:
             o = sizes[hw] = out_size(hw[0], hw[1])
         return op(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, o[0], o[1])
-    return kernel
+    return per_sample(kernel)
 
 
 def adaptive_avg_pool2d_kernel(output_size: Any,
@@ -255,7 +300,7 @@ def adaptive_avg_pool2d_kernel(output_size: Any,
         h = x.shape[2] if oh is None else oh
         w = x.shape[3] if ow is None else ow
         return op(np.ascontiguousarray(x), h, w)
-    return kernel
+    return per_sample(kernel)
 
 
 def quantize_kernel(meta: QMeta, qmin: int, qmax: int) -> Kernel:
@@ -281,14 +326,14 @@ def quantize_kernel(meta: QMeta, qmin: int, qmax: int) -> Kernel:
                 pass
         C.raise_nan(x, "x")
         raise RuntimeError("quantize reported an error that could not be located")
-    return kernel
+    return per_sample(kernel)
 
 
 def dequantize_kernel(meta: QMeta) -> Kernel:
     """``fl(s * (q - zp))`` (Tensor.dequantize)."""
     s, zp = F32(meta.scale), np.int32(meta.zero_point)
     dq = _core.dequantize
-    return lambda t, q: dq(q, s, zp)
+    return per_sample(lambda t, q: dq(q, s, zp))
 
 
 def flatten_kernel(start: int, end: int) -> Kernel:
@@ -296,9 +341,9 @@ def flatten_kernel(start: int, end: int) -> Kernel:
         shape = x.shape
         a, b = start % len(shape), end % len(shape)
         return x.reshape(shape[:a] + (math.prod(shape[a:b + 1]),) + shape[b + 1:])
-    return kernel
+    return per_sample(kernel) if start >= 1 else kernel
 
 
 def identity_kernel() -> Kernel:
-    return lambda t, x: x
+    return per_sample(lambda t, x: x)
 

@@ -337,7 +337,7 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, 
                           else gm.get_submodule(node.target.rsplit(".", 1)[0]).__getattr__(
                               node.target.rsplit(".", 1)[1]))
             d = new_slot(node, None)
-            steps.append(((lambda v: lambda t: v)(value), (), d.slot, node.name))
+            steps.append((rt.per_sample((lambda v: lambda t: v)(value)), (), d.slot, node.name))
             values[node] = value   # handlers see the constant itself
         elif node.op in ("call_module", "call_function", "call_method"):
             args = fx.node.map_arg(node.args, lambda n: values[n])
