@@ -1,0 +1,114 @@
+"""The compiled integer graph of IntegerModel (qkernels/torch/_runtime.py): its kernels give the
+same integers, at every layer, as the interpreted path (the keyword API qconv2d / qlinear and the
+NumPy reference ops of qkernels.torch.convert); a batch split over threads gives the same output;
+the threads option is checked."""
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
+pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
+
+from qkernels.torch.convert import QTensor, from_torch_quantized  # noqa: E402
+from qkernels.torch.quantize import QuantConfig, quantize_model  # noqa: E402
+from qkernels.torch.reference_models import MODELS, digits, load  # noqa: E402
+
+pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning")]
+
+
+@pytest.fixture(scope="module")
+def data():
+    (xtr, _), (xte, _) = digits()
+    return [xtr[i:i + 64] for i in range(0, 512, 64)], xte.numpy()[:96]
+
+
+def _raw_trace(im, x, threads=1):
+    tr = {}
+    out = im._run(x, "int", tr, raw=True, threads=threads)
+    return out, {k: (v.q if isinstance(v, QTensor) else v) for k, v in tr.items()}
+
+
+def _assert_same(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cfg", ["w8a8", "w8a8_pow2", "tflite"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_compiled_kernels_equal_interpreted_path(data, name, cfg):
+    calib, x = data
+    config = {"w8a8": QuantConfig(), "w8a8_pow2": QuantConfig.w8a8_pow2(),
+              "tflite": QuantConfig.from_dict({"activation": {"signed": True},
+                                               "preset": "tflite"})}[cfg]
+    im = quantize_model(load(name), calib, config=config)
+    y, trace = _raw_trace(im, x)
+    assert im._plan is not None and all(getattr(k, "per_sample", False) for k, *_ in im._plan.steps)
+    # every node through _step (qconv2d / qlinear keyword API, NumPy reference ops)
+    ref = quantize_model(load(name), calib, config=config)
+    ref._int_kernel = lambda node, meta_of: None
+    y_ref, trace_ref = _raw_trace(ref, x)
+    assert not any(getattr(k, "per_sample", False) for k, _, out, _ in ref._plan.steps[1:])
+    _assert_same(y, y_ref)
+    assert set(trace) == set(trace_ref)
+    for k in trace:
+        _assert_same(np.asarray(trace[k]), np.asarray(trace_ref[k]))
+
+
+@pytest.mark.parametrize("name", ["resnet", "mobilenetv2"])
+def test_batch_split_over_threads_gives_the_same_output(data, name):
+    calib, x = data
+    im = quantize_model(load(name), calib)
+    y1 = im(x, threads=1)
+    y2 = im(x, threads=2)
+    assert im._plan.per_sample and im._plan._pool is not None   # the split ran
+    _assert_same(y1, y2)
+    _assert_same(im(x[:3], threads=2), y1[:3])                   # too small to split
+    im.threads = 2
+    _assert_same(im(x), y1)
+
+
+def test_from_torch_threads_and_trace(data):
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    calib, x = data
+    torch.backends.quantized.engine = "fbgemm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(load("resnet"), get_default_qconfig_mapping("fbgemm"),
+                              example_inputs=(calib[0][:2],))
+        with torch.no_grad():
+            for b in calib:
+                prepared(b)
+        qmodel = convert_fx(prepared)
+    im = from_torch_quantized(qmodel, threads=1)
+    y1 = im(x, keep_trace=True)
+    assert isinstance(im.trace["layer1_conv1"], QTensor)
+    assert im.trace["layer1_conv1"].q.dtype == np.uint8
+    _assert_same(im(x, threads=2), y1)
+    assert im._plan._pool is not None
+    assert im.trace == {}                                        # keep_trace=False clears it
+    with pytest.raises(ValueError, match="threads"):
+        from_torch_quantized(qmodel, threads=0)
+    with pytest.raises(TypeError, match="threads"):
+        im(x, threads=1.5)
+
+
+def test_threads_argument_is_checked(data):
+    calib, x = data
+    im = quantize_model(load("mlp"), calib)
+    with pytest.raises(ValueError, match="threads"):
+        im(x, threads=0)
+    with pytest.raises(TypeError, match="threads"):
+        im(x, threads="2")
+    _assert_same(im(x, threads=3), im(x, threads=1))
+
+
+def test_nan_input_is_named(data):
+    calib, x = data
+    im = quantize_model(load("mlp"), calib)
+    bad = x.copy()
+    bad[1, 0, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        im(bad)
