@@ -244,7 +244,7 @@ class IntegerModel:
             if isinstance(value, torch.Tensor):
                 value = value.detach().numpy()
             values.append(np.asarray(value, dtype=F32))
-        t = self.threads if threads is None else rt.check_threads(threads)
+        t = rt.check_threads(self.threads if threads is None else threads)
         plan = self._plan
         trace: Optional[Dict[str, Any]] = {} if keep_trace else None
         out = plan.run(values, t, trace)

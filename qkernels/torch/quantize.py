@@ -187,6 +187,14 @@ class IntegerModel:
     ``fake_quant(x)`` runs float with the same quantization points; ``float_reference(x)`` runs the
     original float model; ``compare(x)`` reports per layer; ``accumulator_bounds()`` gives each
     conv/linear layer's worst-case int32 accumulator.
+
+    The integer run is compiled on first use (:meth:`_compile`): one kernel per graph node, with
+    every requantization parameter derived and checked once, run as a flat list of C calls.
+    ``threads`` (constructor, attribute, or ``model(x, threads=...)``) caps the threads (default:
+    the CPUs this process may use); results never depend on it.
+
+    Example:
+        >>> # im = quantize_model(net, calib); im.threads = 1; y = im(x)
     """
 
     def __init__(self, float_model: torch.nn.Module, gm: fx.GraphModule, config: QuantConfig,
@@ -505,7 +513,7 @@ class IntegerModel:
         """
         if self.config.mode == "weight_only":
             return self._run(x, "wo")
-        return self._run(x, "int", threads=None if threads is None else rt.check_threads(threads))
+        return self._run(x, "int", threads=rt.check_threads(self.threads if threads is None else threads))
 
     def fake_quant(self, x: Any) -> np.ndarray:
         """Float run with fake quantization at the same points (weights and activations)."""
