@@ -64,6 +64,10 @@ def test_batch_split_over_threads_gives_the_same_output(data, name):
     assert im._plan.per_sample and im._plan._pool is not None   # the split ran
     _assert_same(y1, y2)
     _assert_same(im(x[:3], threads=2), y1[:3])                   # too small to split
+    bad = x.copy()
+    bad[70, 0, 2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"NaN at index \(70, 0, 2, 3\)"):
+        im(bad, threads=2)
     im.threads = 2
     _assert_same(im(x), y1)
 

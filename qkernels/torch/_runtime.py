@@ -131,7 +131,13 @@ class Plan:
             self._pool = ThreadPoolExecutor(max_workers=chunks - 1,
                                             thread_name_prefix="qkernels-plan")
         futures = [self._pool.submit(self._run, (p,), t, None) for p in parts[1:]]
-        outs = [self._run((parts[0],), t, None)] + [f.result() for f in futures]
+        try:
+            outs = [self._run((parts[0],), t, None)] + [f.result() for f in futures]
+        except Exception:
+            for f in futures:
+                f.cancel()
+            # the error again, from the whole batch (its message indexes the whole input)
+            return self._run((x,), t, None)
         return np.concatenate(outs, axis=0)
 
 
