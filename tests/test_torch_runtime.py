@@ -116,3 +116,43 @@ def test_nan_input_is_named(data):
     bad[1, 0, 2, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         im(bad)
+
+
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_conv_kernel_equals_qconv2d_every_geometry(dt):
+    """conv2d_kernel (including the batch-as-one-wide-image layout for narrow outputs) == the
+    keyword qconv2d, over kernel sizes, strides, paddings (asymmetric too), dilations, groups,
+    batch sizes and widths."""
+    import qkernels as qk
+    from qkernels.torch import _runtime as rt
+
+    rng = np.random.default_rng(11)
+    info = np.iinfo(dt)
+    preset = "fbgemm" if dt == np.uint8 else "onnxruntime"
+    cases = 0
+    for k, s, pad, d, g in ((3, 1, 1, 1, 1), (3, 2, 1, 1, 1), (1, 1, 0, 1, 1), (1, 2, 0, 1, 1),
+                            (3, 1, 1, 1, 4), (3, 2, (0, 1, 2, 0), 1, 4), (2, 3, 0, 1, 1),
+                            (3, 1, 2, 2, 1), ((1, 3), (1, 2), (0, 1), 1, 2)):
+        kh, kw = (k, k) if isinstance(k, int) else k
+        w = rng.integers(-127, 128, (8, 4 // g, kh, kw)).astype(np.int8)
+        ws = rng.uniform(0.005, 0.02, 8).astype(np.float32)
+        p = qk.pack_conv2d(w, groups=g, w_scale=ws)
+        bias = rng.normal(0, 1, 8).astype(np.float32) if preset == "fbgemm" else \
+            rng.integers(-500, 500, 8).astype(np.int32)
+        xm = rt.QMeta(0.03, int(rng.integers(info.min, info.max)), np.dtype(dt))
+        kern = rt.conv2d_kernel(p, bias, s, pad, d, xm, ws, 0.2, 5, preset, act_min=None)
+        for nb in (1, 2, 5):
+            for hw in ((5, 5), (4, 7), (9, 3), (8, 8)):
+                x = rng.integers(info.min, info.max, (nb, 4) + hw, endpoint=True).astype(dt)
+                try:
+                    ref = qk.qconv2d(x, p, bias, stride=s, padding=pad, dilation=d, groups=g,
+                                     x_scale=np.float32(0.03), x_zero_point=xm.zero_point,
+                                     w_scale=ws, out_scale=np.float32(0.2), out_zero_point=5,
+                                     preset=preset)
+                except ValueError:
+                    continue   # kernel larger than the padded input
+                for t in (1, 2):
+                    got = kern(t, x)
+                    assert got.dtype == ref.dtype and np.array_equal(got, ref), (k, s, pad, d, g, nb, hw)
+                cases += 1
+    assert cases > 80

@@ -164,19 +164,49 @@ def _epilogue_args(p: Any, preset: str, x_meta: QMeta, w_scale: Any, bias: Any, 
     return xzp, (e.scheme, e.bias, e.fbias, e.scale, e.mult, e.shift, ozp, lo, hi, 0), odt
 
 
+# Output rows narrower than this run as one wide image (see _wide_layout): the conv kernel fills
+# its tiles along a row, and a tiny image leaves them mostly empty.
+_WIDE_BELOW = 8
+
+
+def _wide_layout(x_shape: Tuple[int, ...], geo: tuple, ohw: Tuple[int, int],
+                 kw: int) -> Optional[Tuple[int, int, int, tuple]]:
+    """The batch side by side as one image, when that is exact and worth it.
+
+    Image i goes to columns [i*slot + left, i*slot + left + w) of a (1, C, H, N*slot) image whose
+    other columns hold the input zero point (``slot = w + left + right``: each image keeps its own
+    left / right padding, which contributes 0 as padding does); the top / bottom padding stays
+    the kernel's. Every output then sums exactly the products it sums in its own image, so the
+    int32 accumulators and the outputs are identical. Image i's outputs are the wide output's
+    columns [i*slot/sw, i*slot/sw + ow); an extra ``ew - sw`` zero-point columns on the right
+    make the wide output exactly N*slot/sw columns. Returns (slot, left, w, wide geometry) or
+    None."""
+    nb, _, _, w = x_shape
+    sh, sw, pt, pl, pb, pr, dh, dw = geo
+    slot = w + pl + pr
+    ew = dw * (kw - 1) + 1
+    if nb < 2 or ohw[1] >= _WIDE_BELOW or slot % sw or ew < sw:
+        return None
+    return slot, pl, w, (sh, sw, pt, 0, pb, ew - sw, dh, dw)
+
+
 def conv2d_kernel(p: L.PackedConv2d, bias: Any, stride: Any, padding: Any, dilation: Any,
                   x_meta: QMeta, w_scale: Any, out_scale: float, out_zero_point: int,
                   preset: str, out_dtype: Any = None, act_min: Optional[int] = None,
                   act_max: Optional[int] = None) -> Kernel:
-    """``qconv2d(x, p, bias, stride=..., ...)`` with the arguments fixed (x: NCHW, x_meta)."""
+    """``qconv2d(x, p, bias, stride=..., ...)`` with the arguments fixed (x: NCHW, x_meta).
+
+    A batch of small images (output rows under 8 wide) runs as one wide image, the images side
+    by side (:func:`_wide_layout`): the same accumulators, the same outputs."""
     if x_meta.dtype not in _Q8:
         raise TypeError(f"conv input must be uint8 or int8, got {x_meta.dtype}")
     xzp, epi, odt = _epilogue_args(p, preset, x_meta, w_scale, bias, out_scale, out_zero_point,
                                    out_dtype, act_min, act_max)
     cap, n, k = p._cap, p.out_channels, p.k
-    geometry: Dict[Tuple[int, ...], Tuple[tuple, Tuple[int, int], int]] = {}
+    geometry: Dict[Tuple[int, ...], Tuple[tuple, Tuple[int, int], int, Any]] = {}
     conv = _core._conv2d
     xdt = x_meta.dtype
+    zp_fill = xdt.type(x_meta.zero_point)
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         g = geometry.get(x.shape)
@@ -184,13 +214,28 @@ def conv2d_kernel(p: L.PackedConv2d, bias: Any, stride: Any, padding: Any, dilat
             if x.dtype != xdt:
                 raise TypeError(f"conv input has dtype {x.dtype}, expected {xdt}")
             geo, ohw = L._conv_geometry(x, p, stride, padding, dilation)
-            g = geometry[x.shape] = (geo, ohw, ohw[0] * ohw[1] * n * k)
+            g = geometry[x.shape] = (geo, ohw, ohw[0] * ohw[1] * n * k,
+                                     _wide_layout(x.shape, geo, ohw, p.kernel_size[1]))
             kernel.macs = g[2]  # type: ignore[attr-defined]
-        geo, ohw, macs = g
+        geo, ohw, macs, wide = g
+        nb = x.shape[0]
+        threads = _split_threads(t, macs * nb)
+        if wide is not None:
+            slot, left, w, wgeo = wide
+            c, h = x.shape[1], x.shape[2]
+            xw = np.full((1, c, h, nb * slot), zp_fill, xdt)
+            xw.reshape(c, h, nb, slot)[:, :, :, left:left + w] = x.transpose(1, 2, 0, 3)
+            per = slot // geo[1]
+            y = np.empty((1, n, ohw[0], nb * per), odt)
+            st = conv(cap, xw, xzp, *wgeo, y, *epi, threads)
+            if st:
+                L._raise_status(st, "qconv2d")
+            return np.ascontiguousarray(
+                y.reshape(n, ohw[0], nb, per)[:, :, :, :ohw[1]].transpose(2, 0, 1, 3))
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
-        y = np.empty((x.shape[0], n) + ohw, odt)
-        st = conv(cap, x, xzp, *geo, y, *epi, _split_threads(t, macs * x.shape[0]))
+        y = np.empty((nb, n) + ohw, odt)
+        st = conv(cap, x, xzp, *geo, y, *epi, threads)
         if st:
             L._raise_status(st, "qconv2d")
         return y
