@@ -132,6 +132,7 @@ def test_conv_kernel_equals_qconv2d_every_geometry(dt):
     cases = 0
     for k, s, pad, d, g in ((3, 1, 1, 1, 1), (3, 2, 1, 1, 1), (1, 1, 0, 1, 1), (1, 2, 0, 1, 1),
                             (3, 1, 1, 1, 4), (3, 2, (0, 1, 2, 0), 1, 4), (2, 3, 0, 1, 1),
+                            (3, 1, 1, 2, 2),
                             (3, 1, 2, 2, 1), ((1, 3), (1, 2), (0, 1), 1, 2)):
         kh, kw = (k, k) if isinstance(k, int) else k
         w = rng.integers(-127, 128, (8, 4 // g, kh, kw)).astype(np.int8)
@@ -142,7 +143,7 @@ def test_conv_kernel_equals_qconv2d_every_geometry(dt):
         xm = rt.QMeta(0.03, int(rng.integers(info.min, info.max)), np.dtype(dt))
         kern = rt.conv2d_kernel(p, bias, s, pad, d, xm, ws, 0.2, 5, preset, act_min=None)
         for nb in (1, 2, 5):
-            for hw in ((5, 5), (4, 7), (9, 3), (8, 8)):
+            for hw in ((5, 5), (4, 7), (9, 3), (8, 8), (3, 12)):
                 x = rng.integers(info.min, info.max, (nb, 4) + hw, endpoint=True).astype(dt)
                 try:
                     ref = qk.qconv2d(x, p, bias, stride=s, padding=pad, dilation=d, groups=g,
