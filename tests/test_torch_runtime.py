@@ -120,8 +120,8 @@ def test_nan_input_is_named(data):
 
 @pytest.mark.parametrize("dt", [np.uint8, np.int8])
 def test_conv_kernel_equals_qconv2d_every_geometry(dt):
-    """conv2d_kernel (including the batch-as-one-wide-image layout for narrow outputs) == the
-    keyword qconv2d, over kernel sizes, strides, paddings (asymmetric too), dilations, groups,
+    """conv2d_kernel (including the batch-as-one-wide-image layout for narrow outputs and the
+    1x1-as-GEMM path) == the keyword qconv2d, over kernel sizes, strides, paddings (asymmetric too), dilations, groups,
     batch sizes and widths."""
     import qkernels as qk
     from qkernels.torch import _runtime as rt
@@ -131,6 +131,7 @@ def test_conv_kernel_equals_qconv2d_every_geometry(dt):
     preset = "fbgemm" if dt == np.uint8 else "onnxruntime"
     cases = 0
     for k, s, pad, d, g in ((3, 1, 1, 1, 1), (3, 2, 1, 1, 1), (1, 1, 0, 1, 1), (1, 2, 0, 1, 1),
+                            (1, (2, 1), 0, 1, 1), (1, 1, 1, 1, 1), (1, 3, 0, 1, 1),
                             (3, 1, 1, 1, 4), (3, 2, (0, 1, 2, 0), 1, 4), (2, 3, 0, 1, 1),
                             (3, 1, 1, 2, 2),
                             (3, 1, 2, 2, 1), ((1, 3), (1, 2), (0, 1), 1, 2)):
@@ -141,7 +142,7 @@ def test_conv_kernel_equals_qconv2d_every_geometry(dt):
         bias = rng.normal(0, 1, 8).astype(np.float32) if preset == "fbgemm" else \
             rng.integers(-500, 500, 8).astype(np.int32)
         xm = rt.QMeta(0.03, int(rng.integers(info.min, info.max)), np.dtype(dt))
-        kern = rt.conv2d_kernel(p, bias, s, pad, d, xm, ws, 0.2, 5, preset, act_min=None)
+        kern = rt.conv2d_kernel(p, bias, s, pad, d, xm, ws, 0.2, 5, preset, act_min=None, w=w)
         for nb in (1, 2, 5):
             for hw in ((5, 5), (4, 7), (9, 3), (8, 8), (3, 12)):
                 x = rng.integers(info.min, info.max, (nb, 4) + hw, endpoint=True).astype(dt)

@@ -427,7 +427,7 @@ def _module_kernel(mod: torch.nn.Module, name: str, x: Any, nnq: Any, nniq: Any,
         out_s, out_zp = float(mod.scale), int(mod.zero_point)
         k = rt.conv2d_kernel(packed, _bias(mod.bias()), mod.stride, mod.padding, mod.dilation, xm,
                              ws, out_s, out_zp, preset, out_dtype=xm.dtype,
-                             act_min=out_zp if relu else None)
+                             act_min=out_zp if relu else None, w=w)
         return k, rt.QMeta(out_s, out_zp, xm.dtype)
     if isinstance(mod, (nniq.LinearReLU, nnq.Linear)):
         xm = _quantized_input(x, f"module {name}")

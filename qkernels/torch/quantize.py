@@ -376,7 +376,7 @@ class IntegerModel:
         if L["kind"] == "conv":
             m = L["module"]
             return rt.conv2d_kernel(L["packed"], bias, m.stride, m.padding, m.dilation, xm,
-                                    L["w_scale"], s, z, cfg.preset, **kw)
+                                    L["w_scale"], s, z, cfg.preset, w=L["w_int"], **kw)
         return rt.linear_kernel(L["packed"], bias, xm, L["w_scale"], s, z, cfg.preset, **kw)
 
     def _fallback_kernel(self, node: fx.Node, meta_of: Callable[[fx.Node], Optional[rt.QMeta]]
