@@ -5,8 +5,8 @@ parameters were derived and checked once, when the graph was compiled.
 A slot holds a plain array: integers for a quantized tensor (its scale, zero point and dtype are
 static, in :attr:`Plan.metas`) or float32. A kernel is called ``kernel(threads, *inputs)`` and
 returns the output array; ``threads`` is the caller's thread budget (``None``: the CPUs this
-process may use), of which each conv / linear layer takes at most one thread per ~1M
-multiply-accumulates. Results never depend on it.
+process may use), spent on chunks of the batch run at once or inside the conv / linear calls
+(see :class:`Plan`). Results never depend on it.
 
 The kernels are bit-identical with the keyword API (``qconv2d`` / ``qlinear`` with the same
 arguments) and with the NumPy reference ops of :mod:`qkernels.torch.convert`: they call the same
@@ -35,7 +35,13 @@ F32 = np.float32
 Kernel = Callable[..., Any]
 
 _Q8 = (np.dtype(np.uint8), np.dtype(np.int8))
-_MACS_PER_THREAD = 1_000_000
+# Thread grains (measured at batch 32 on the reference models, 2 CPUs): a conv / linear call
+# takes one thread per 4M multiply-accumulates (the kernels start their threads per call, which
+# costs more than it saves below that); a batch is split into chunks run at once when each chunk
+# has 5M (the chunks' Python steps share the GIL: darknet, 3.9M per half batch, ran slower split,
+# MobileNetV2, 6.2M, faster).
+_MACS_PER_THREAD = 4_000_000
+_MACS_PER_CHUNK = 5_000_000
 
 
 class QMeta(NamedTuple):
@@ -68,8 +74,8 @@ class Plan:
     With a thread budget of 2 or more, a plan whose kernels all work image by image (each kernel
     says so with ``kernel.per_sample = True``) runs the batch in up to ``threads`` chunks at once,
     one thread per chunk (the kernels release the GIL), when each chunk has at least 4 images and
-    ~1M multiply-accumulates; otherwise each conv / linear kernel gets the budget (and takes one
-    thread per ~1M multiply-accumulates of its own). The outputs are the same integers.
+    5M multiply-accumulates; otherwise each conv / linear kernel gets the budget (and takes one
+    thread per 4M multiply-accumulates of its own). The outputs are the same integers.
     """
 
     __slots__ = ("n_slots", "inputs", "output", "steps", "metas", "names", "per_sample", "_pool")
@@ -99,7 +105,7 @@ class Plan:
             if hasattr(x, "detach"):
                 x = x.detach().numpy()
             n = x.shape[0] if isinstance(x, np.ndarray) and x.ndim >= 2 else 0
-            chunks = min(t, n // 4, n * self.macs_per_image() // _MACS_PER_THREAD)
+            chunks = min(t, n // 4, n * self.macs_per_image() // _MACS_PER_CHUNK)
             if chunks > 1:
                 return self._run_chunks(x, chunks, max(1, t // chunks))
         return self._run(inputs, t, trace)
