@@ -29,9 +29,11 @@ def run(quick: bool = False) -> str:
     rows = ["## Whole models (reference models, 1x8x8 digits), images per second", "",
             "qkernels `quantize_model` (W8A8 per-channel, fbgemm preset) and `from_torch_quantized` "
             "(PyTorch's own FX-quantized model run on qkernels) against the same model quantized by "
-            "PyTorch (fbgemm engine) and the float model; `torch.set_num_threads` = threads. These "
-            "networks are tiny (under 1 MMAC per image), so the per-layer Python dispatch of the "
-            "IntegerModel graph dominates, not the kernels.", "",
+            "PyTorch (fbgemm engine) and the float model; threads = `torch.set_num_threads` for "
+            "PyTorch and the `threads=` cap of the IntegerModel call (with 2 threads a batch of "
+            "enough work runs as two half batches at once). These networks are tiny (about 1 MMAC "
+            "per image or less): at batch 1 the per-layer dispatch dominates (the IntegerModel runs "
+            "a graph compiled once, one C call per layer), at batch 32 the conv kernels.", "",
             "| model | batch | threads | qkernels quantize_model | qkernels from_torch | torch quantized | torch float | vs torch quantized |",
             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in (["resnet"] if quick else list(MODELS)):
@@ -48,8 +50,8 @@ def run(quick: bool = False) -> str:
             xn = xb.numpy()
             for threads in (1, 2):
                 torch.set_num_threads(threads)
-                t_im = median_time(lambda: im(xn), 7)
-                t_ft = median_time(lambda: ft(xn), 7)
+                t_im = median_time(lambda: im(xn, threads=threads), 7)
+                t_ft = median_time(lambda: ft(xn, threads=threads), 7)
                 with torch.no_grad():
                     t_tq = median_time(lambda: tq(xb), 7)
                     t_fm = median_time(lambda: fm(xb), 7)

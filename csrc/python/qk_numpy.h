@@ -54,5 +54,6 @@ int qk_py_add_ufunc(PyObject *module, const char *name, const char *doc, int nin
 int qk_py_register_elementwise(PyObject *module);
 int qk_py_register_ptf(PyObject *module);
 int qk_py_register_gemm(PyObject *module);
+int qk_py_register_qops(PyObject *module);
 
 #endif

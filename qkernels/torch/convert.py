@@ -37,13 +37,15 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import fx
 
 import qkernels as qk
+
+from . import _runtime as rt
 
 __all__ = ["QTensor", "IntegerModel", "from_torch_quantized"]
 
@@ -105,6 +107,23 @@ def _pair(v: Any) -> Tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+def max_pool_out_size(h: int, w: int, kernel: Any, stride: Any, padding: Any, dilation: Any,
+                      ceil_mode: bool) -> Tuple[int, int]:
+    """Output (height, width) of max pooling (PyTorch's rule, ceil_mode included)."""
+    kh, kw = _pair(kernel)
+    sh, sw = _pair(stride if stride not in (None, []) else kernel)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+
+    def size(i: int, k: int, s: int, p: int, d: int) -> int:
+        num = i + 2 * p - d * (k - 1) - 1
+        o = (-(-num // s) if ceil_mode else num // s) + 1
+        if ceil_mode and (o - 1) * s >= i + p:
+            o -= 1
+        return o
+    return size(h, kh, sh, ph, dh), size(w, kw, sw, pw, dw)
+
+
 def q_max_pool2d(x: QTensor, kernel: Any, stride: Any, padding: Any, dilation: Any,
                  ceil_mode: bool) -> QTensor:
     kh, kw = _pair(kernel)
@@ -112,14 +131,7 @@ def q_max_pool2d(x: QTensor, kernel: Any, stride: Any, padding: Any, dilation: A
     ph, pw = _pair(padding)
     dh, dw = _pair(dilation)
     n, c, h, w = x.q.shape
-
-    def out_size(i: int, k: int, s: int, p: int, d: int) -> int:
-        num = i + 2 * p - d * (k - 1) - 1
-        o = (-(-num // s) if ceil_mode else num // s) + 1
-        if ceil_mode and (o - 1) * s >= i + p:
-            o -= 1
-        return o
-    oh, ow = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
+    oh, ow = max_pool_out_size(h, w, kernel, stride, padding, dilation, ceil_mode)
     info = np.iinfo(x.q.dtype)
     pad = np.full((n, c, h + 2 * ph + sh * kh, w + 2 * pw + sw * kw), info.min, x.q.dtype)
     pad[:, :, ph:ph + h, pw:pw + w] = x.q
@@ -482,37 +494,45 @@ class IntegerModel:
 
     Call it with a float32 array or tensor; it returns float32 (the model's dequantized output).
     Integers flow between layers; float appears only where the PyTorch model itself had float
-    (before its first quantize and after each dequantize).
+    (before its first quantize and after each dequantize). The graph is compiled once (every
+    layer's parameters derived and checked when the model is built); ``threads`` (attribute, or
+    the call keyword) caps the worker threads of each conv / linear layer (default: the CPUs this
+    process may use; small layers use fewer). Results never depend on it.
 
     Example:
-        >>> # im = from_torch_quantized(convert_fx(prepared)); y = im(x_numpy)
+        >>> # im = from_torch_quantized(convert_fx(prepared)); y = im(x_numpy, threads=1)
     """
 
-    def __init__(self, steps: List[Tuple[fx.Node, Callable[..., Any]]], output: fx.Node,
-                 placeholders: List[fx.Node]) -> None:
-        self._steps = steps
-        self._output = output
-        self._placeholders = placeholders
+    def __init__(self, plan: rt.Plan, n_inputs: int, threads: Optional[int] = None) -> None:
+        self._plan = plan
+        self._n_inputs = n_inputs
+        self.threads = rt.check_threads(threads)
         self.trace: Dict[str, Any] = {}
 
-    def __call__(self, *inputs: Any, keep_trace: bool = False) -> Any:
-        env: Dict[fx.Node, Any] = {}
-        if len(inputs) != len(self._placeholders):
-            raise TypeError(f"the model takes {len(self._placeholders)} inputs, got {len(inputs)}")
-        for node, value in zip(self._placeholders, inputs):
+    def __call__(self, *inputs: Any, keep_trace: bool = False,
+                 threads: Optional[int] = None) -> Any:
+        if len(inputs) != self._n_inputs:
+            raise TypeError(f"the model takes {self._n_inputs} inputs, got {len(inputs)}")
+        values = []
+        for value in inputs:
             if isinstance(value, torch.Tensor):
                 value = value.detach().numpy()
-            env[node] = np.asarray(value, dtype=F32)
+            values.append(np.asarray(value, dtype=F32))
+        t = rt.check_threads(self.threads if threads is None else threads)
+        plan = self._plan
+        trace: Optional[Dict[str, Any]] = {} if keep_trace else None
+        out = plan.run(values, t, trace)
         self.trace = {}
+        if trace is not None:
+            self.trace = {n: _wrap(v, plan.metas.get(plan.names[n])) for n, v in trace.items()}
+        if isinstance(plan.output, int):
+            meta = plan.metas.get(plan.output)
+            return out if meta is None else QTensor(out, meta.scale, meta.zero_point).dequantize()
+        return out
 
-        def load(a: Any) -> Any:
-            return fx.node.map_arg(a, lambda n: env[n])
-        for node, fn in self._steps:
-            env[node] = fn(*load(node.args), **load(node.kwargs))
-            if keep_trace:
-                self.trace[node.name] = env[node]
-        out = load(self._output.args[0])
-        return out.dequantize() if isinstance(out, QTensor) else out
+
+def _wrap(v: Any, meta: Optional[rt.QMeta]) -> Any:
+    return v if meta is None else QTensor(v, meta.scale, meta.zero_point)
 
 
 def _trace(model: torch.nn.Module) -> fx.GraphModule:
@@ -531,11 +551,20 @@ def _unsupported(what: str) -> NotImplementedError:
         "before it, quantize after it) or add a handler to qkernels.torch.convert")
 
 
-def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None) -> IntegerModel:
+class _Dyn(NamedTuple):
+    """A graph value known only at run time: its slot and static quantization (None: float)."""
+
+    slot: int
+    meta: Optional[rt.QMeta]
+
+
+def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, *,
+                         threads: Optional[int] = None) -> IntegerModel:
     """An :class:`IntegerModel` running a PyTorch-quantized model on qkernels.
 
     ``engine`` is the PyTorch quantized engine the model runs with ("fbgemm", "x86" or
     "qnnpack"; default ``torch.backends.quantized.engine``): it picks the conv/linear preset.
+    ``threads``: the default thread cap of the returned model (see :class:`IntegerModel`).
 
     Supported: quantize_per_tensor, dequantize, quantized Conv2d / ConvReLU2d / Linear / LinearReLU
     (per-tensor or per-channel weights), quantized add / add_relu, ReLU, ReLU6 / Hardtanh,
@@ -555,37 +584,103 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None) 
         raise ValueError(f"engine must be fbgemm, x86 or qnnpack; got {engine!r}")
     preset = "qnnpack" if engine == "qnnpack" else "fbgemm"
     gm = _trace(qmodel.eval())
-    steps: List[Tuple[fx.Node, Callable[..., Any]]] = []
-    placeholders: List[fx.Node] = []
-    output: Optional[fx.Node] = None
+    steps: List[Tuple[rt.Kernel, Tuple[int, ...], int, str]] = []
+    inputs: List[int] = []
+    metas: Dict[int, rt.QMeta] = {}
+    values: Dict[fx.Node, Any] = {}     # node -> _Dyn, or the constant of a get_attr node
+    slots: List[fx.Node] = []
+    output: Any = None
 
     def const(v: Any) -> Any:
         return v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v
 
+    def new_slot(node: fx.Node, meta: Optional[rt.QMeta]) -> _Dyn:
+        d = _Dyn(len(slots), meta)
+        slots.append(node)
+        values[node] = d
+        if meta is not None:
+            metas[d.slot] = meta
+        return d
+
     for node in gm.graph.nodes:
         if node.op == "placeholder":
-            placeholders.append(node)
+            inputs.append(new_slot(node, None).slot)
         elif node.op == "output":
-            output = node
+            output = _output_of(node.args[0], values)
         elif node.op == "get_attr":
             value = const(getattr(gm, node.target) if "." not in node.target
                           else gm.get_submodule(node.target.rsplit(".", 1)[0]).__getattr__(
                               node.target.rsplit(".", 1)[1]))
-            steps.append((node, (lambda v: lambda: v)(value)))
-        elif node.op == "call_module":
-            mod = gm.get_submodule(node.target)
-            steps.append((node, _module_handler(mod, node.target, nnq, nniq, preset)))
-        elif node.op in ("call_function", "call_method"):
-            steps.append((node, _function_handler(node, preset)))
+            d = new_slot(node, None)
+            steps.append((rt.per_sample((lambda v: lambda t: v)(value)), (), d.slot, node.name))
+            values[node] = value   # handlers see the constant itself
+        elif node.op in ("call_module", "call_function", "call_method"):
+            args = fx.node.map_arg(node.args, lambda n: values[n])
+            kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
+            if node.op == "call_module":
+                mod = gm.get_submodule(node.target)
+                x = args[0]
+                kernel, meta = _module_kernel(mod, node.target, x, nnq, nniq, preset)
+                ins: List[_Dyn] = [x]
+            else:
+                kernel, ins, meta = _function_kernel(node, args, kwargs, preset)
+            d = new_slot(node, meta)
+            steps.append((kernel, tuple(i.slot for i in ins), d.slot, node.name))
         else:  # pragma: no cover
             raise _unsupported(f"graph node {node.op} {node.target}")
     if output is None:
         raise TypeError("the traced model has no output")
-    return IntegerModel(steps, output, placeholders)
+    return IntegerModel(rt.Plan(len(slots), inputs, output, steps, metas), len(inputs), threads)
 
 
-def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any,
-                    preset: str) -> Callable[..., Any]:
+def _output_of(arg: Any, values: Dict[Any, Any]) -> Any:
+    """The output slot of a single-tensor output, or a function building a structured one."""
+    if isinstance(arg, fx.Node) and isinstance(values[arg], _Dyn):
+        return values[arg].slot
+    spec = fx.node.map_arg(arg, lambda n: values[n])
+
+    def build(env: List[Any]) -> Any:
+        def get(v: Any) -> Any:
+            if isinstance(v, _Dyn):
+                w = _wrap(env[v.slot], v.meta)
+                return w.dequantize() if isinstance(w, QTensor) else w
+            if isinstance(v, (tuple, list)):
+                return type(v)(get(a) for a in v)
+            if isinstance(v, dict):
+                return {k: get(a) for k, a in v.items()}
+            return v
+        return get(spec)
+    return build
+
+
+def _quantized_input(x: Any, what: str) -> rt.QMeta:
+    if not isinstance(x, _Dyn) or x.meta is None:
+        raise TypeError(f"{what} expects a quantized input (quantize it before this op)")
+    return x.meta
+
+
+def _clamp_bounds(meta: rt.QMeta, lo: Optional[float], hi: Optional[float]) -> Tuple[int, int]:
+    """q_clamp's integer bounds: quantize_val of each float bound (fbgemm scalar)."""
+    info = np.iinfo(meta.dtype)
+
+    def qv(v: float) -> int:
+        return int(qk.quantize(np.float32(v), F32(meta.scale), meta.zero_point, dtype=meta.dtype,
+                               flavor="fbgemm_scalar"))
+    return (int(info.min) if lo is None else qv(lo)), (int(info.max) if hi is None else qv(hi))
+
+
+def _clamp(x: _Dyn, lo: Optional[float], hi: Optional[float]) -> Tuple[rt.Kernel, Optional[rt.QMeta]]:
+    if x.meta is None:
+        flo = -np.inf if lo is None else lo
+        fhi = np.inf if hi is None else hi
+        return (lambda t, v: np.clip(v, flo, fhi)) if hi is not None else \
+            (lambda t, v: np.maximum(v, flo)), None
+    return rt.clamp_kernel(*_clamp_bounds(x.meta, lo, hi)), x.meta
+
+
+def _module_kernel(mod: torch.nn.Module, name: str, x: Any, nnq: Any, nniq: Any,
+                   preset: str) -> Tuple[rt.Kernel, Optional[rt.QMeta]]:
+    """The kernel of one call_module node and the static quantization of its output."""
     import torch.ao.nn.intrinsic.quantized.dynamic as nniqd
     import torch.ao.nn.quantized.dynamic as nnqd
 
@@ -596,71 +691,71 @@ def _module_handler(mod: torch.nn.Module, name: str, nnq: Any, nniq: Any,
         w, ws, wzp = _weight_params(mod.weight())
         b = _bias(mod.bias())
         relu = isinstance(mod, nniqd.LinearReLU)
-        return lambda x: linear_dynamic(x, w, ws, wzp, b, relu)
+        return (lambda t, v: linear_dynamic(v, w, ws, wzp, b, relu)), None
     if isinstance(mod, (nniq.ConvReLU2d, nnq.Conv2d)):
         if mod.padding_mode != "zeros":
             raise _unsupported(f"module {name} (padding_mode={mod.padding_mode})")
+        xm = _quantized_input(x, f"module {name}")
         w, ws, wzp = _weight_params(mod.weight())
-        b = _bias(mod.bias())
         relu = isinstance(mod, nniq.ConvReLU2d)
         packed = qk.pack_conv2d(w, groups=mod.groups, w_zero_point=wzp, w_scale=ws)
         out_s, out_zp = float(mod.scale), int(mod.zero_point)
-
-        def conv(x: QTensor) -> QTensor:
-            y = qk.qconv2d(x.q, packed, b, stride=mod.stride, padding=mod.padding,
-                           dilation=mod.dilation, groups=mod.groups, x_scale=F32(x.scale),
-                           x_zero_point=x.zero_point, w_scale=ws, w_zero_point=wzp,
-                           out_scale=F32(out_s), out_zero_point=out_zp, preset=preset,
-                           out_dtype=x.q.dtype, act_min=out_zp if relu else None)
-            return QTensor(y, out_s, out_zp)
-        return conv
+        k = rt.conv2d_kernel(packed, _bias(mod.bias()), mod.stride, mod.padding, mod.dilation, xm,
+                             ws, out_s, out_zp, preset, out_dtype=xm.dtype,
+                             act_min=out_zp if relu else None, w=w)
+        return k, rt.QMeta(out_s, out_zp, xm.dtype)
     if isinstance(mod, (nniq.LinearReLU, nnq.Linear)):
+        xm = _quantized_input(x, f"module {name}")
         w, ws, wzp = _weight_params(mod.weight())
-        b = _bias(mod.bias())
         relu = isinstance(mod, nniq.LinearReLU)
         packed = qk.pack_linear(w, w_zero_point=wzp, w_scale=ws)
         out_s, out_zp = float(mod.scale), int(mod.zero_point)
-
-        def linear(x: QTensor) -> QTensor:
-            y = qk.qlinear(x.q, packed, b, x_scale=F32(x.scale), x_zero_point=x.zero_point,
-                           w_scale=ws, w_zero_point=wzp, out_scale=F32(out_s),
-                           out_zero_point=out_zp, preset=preset, out_dtype=x.q.dtype,
-                           act_min=out_zp if relu else None)
-            return QTensor(y, out_s, out_zp)
-        return linear
+        k = rt.linear_kernel(packed, _bias(mod.bias()), xm, ws, out_s, out_zp, preset,
+                             out_dtype=xm.dtype, act_min=out_zp if relu else None)
+        return k, rt.QMeta(out_s, out_zp, xm.dtype)
     if isinstance(mod, nnq.LeakyReLU):
+        xm = _quantized_input(x, f"module {name}")
         slope, out_s, out_zp = float(mod.negative_slope), float(mod.scale), int(mod.zero_point)
-        return lambda x: q_leaky_relu(x, slope, out_s, out_zp)
+        return rt.leaky_relu_kernel(xm, slope, out_s, out_zp, lambda q: q_leaky_relu(
+            QTensor(q, xm.scale, xm.zero_point), slope, out_s, out_zp).q), \
+            rt.QMeta(out_s, out_zp, xm.dtype)
     if isinstance(mod, nnq.Quantize):
-        s, zp, dt = float(mod.scale), int(mod.zero_point), mod.dtype
-        return lambda x: _quantize(x, s, zp, dt)
+        return _quantize_kernel(float(mod.scale), int(mod.zero_point), mod.dtype)
     if isinstance(mod, nnq.DeQuantize):
-        return lambda x: x.dequantize() if isinstance(x, QTensor) else x
+        return _dequantize_kernel(x)
     # nnq.ReLU6 subclasses torch.nn.ReLU (not ReLU6): test it before ReLU
     if isinstance(mod, (torch.nn.ReLU6, nnq.ReLU6)):
-        return lambda x: q_clamp(x, 0.0, 6.0) if isinstance(x, QTensor) else np.clip(x, 0, 6)
+        return _clamp(x, 0.0, 6.0)
     if isinstance(mod, torch.nn.Hardtanh):
-        lo, hi = float(mod.min_val), float(mod.max_val)
-        return lambda x: q_clamp(x, lo, hi) if isinstance(x, QTensor) else np.clip(x, lo, hi)
+        return _clamp(x, float(mod.min_val), float(mod.max_val))
     if isinstance(mod, torch.nn.ReLU):
-        return lambda x: q_clamp(x, 0.0, None) if isinstance(x, QTensor) else np.maximum(x, 0)
+        return _clamp(x, 0.0, None)
     if isinstance(mod, torch.nn.MaxPool2d):
         if mod.return_indices:
             raise _unsupported(f"module {name} (MaxPool2d with return_indices)")
-        return lambda x: q_max_pool2d(x, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
-                                      mod.ceil_mode)
+        xm = _quantized_input(x, f"module {name}")
+        geo = (mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.ceil_mode)
+        return rt.max_pool2d_kernel(*geo, lambda h, w: max_pool_out_size(h, w, *geo),
+                                    lambda q: q_max_pool2d(QTensor(q, xm.scale, xm.zero_point),
+                                                           *geo).q), xm
     if isinstance(mod, torch.nn.AdaptiveAvgPool2d):
-        pool = q_adaptive_avg_pool2d_qnnpack if preset == "qnnpack" else q_adaptive_avg_pool2d
-        return lambda x: pool(x, mod.output_size)
+        xm = _quantized_input(x, f"module {name}")
+        size = mod.output_size
+        if preset == "qnnpack":
+            return rt.per_sample(lambda t, q: q_adaptive_avg_pool2d_qnnpack(
+                QTensor(q, xm.scale, xm.zero_point), size).q), xm
+        return rt.adaptive_avg_pool2d_kernel(size, lambda q: q_adaptive_avg_pool2d(
+            QTensor(q, xm.scale, xm.zero_point), size).q), xm
     if isinstance(mod, torch.nn.AvgPool2d):
+        xm = _quantized_input(x, f"module {name}")
         avg = q_avg_pool2d_qnnpack if preset == "qnnpack" else q_avg_pool2d
-        return lambda x: avg(x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
-                             mod.count_include_pad, mod.divisor_override)
+        return rt.per_sample(lambda t, q: avg(
+            QTensor(q, xm.scale, xm.zero_point), mod.kernel_size, mod.stride, mod.padding,
+            mod.ceil_mode, mod.count_include_pad, mod.divisor_override).q), xm
     if isinstance(mod, torch.nn.Flatten):
-        sd, ed = mod.start_dim, mod.end_dim
-        return lambda x: _flatten(x, sd, ed)
+        return rt.flatten_kernel(mod.start_dim, mod.end_dim), x.meta
     if isinstance(mod, (torch.nn.Dropout, torch.nn.Identity)):
-        return lambda x: x
+        return rt.identity_kernel(), x.meta
     raise _unsupported(f"module {name} ({type(mod).__module__}.{type(mod).__name__})")
 
 
@@ -687,44 +782,88 @@ def _quantize(x: Any, scale: Any, zp: Any, dtype: Any) -> QTensor:
                                flavor="torch"), s, z)
 
 
-def _function_handler(node: fx.Node, preset: str = "fbgemm") -> Callable[..., Any]:
+def _quantize_kernel(scale: Any, zp: Any, dtype: Any) -> Tuple[rt.Kernel, rt.QMeta]:
+    """torch.quantize_per_tensor with constant parameters (the result of :func:`_quantize`)."""
+    if dtype not in _TORCH_TO_NP:
+        raise _unsupported(f"quantize_per_tensor to {dtype}")
+    meta = rt.QMeta(float(scale), int(zp), np.dtype(_TORCH_TO_NP[dtype]))
+    info = np.iinfo(meta.dtype)
+    return rt.quantize_kernel(meta, int(info.min), int(info.max)), meta
+
+
+def _dequantize_kernel(x: Any) -> Tuple[rt.Kernel, None]:
+    if isinstance(x, _Dyn) and x.meta is not None:
+        return rt.dequantize_kernel(x.meta), None
+    return rt.identity_kernel(), None
+
+
+def _function_kernel(node: fx.Node, args: Tuple, kwargs: Dict[str, Any], preset: str = "fbgemm"
+                     ) -> Tuple[rt.Kernel, List[_Dyn], Optional[rt.QMeta]]:
+    """The kernel of one call_function / call_method node, its run-time inputs (in the order
+    the kernel takes them) and the static quantization of its output."""
     t = node.target
+    method = node.op == "call_method"
+
+    def bind(fn: Callable[..., Any]) -> Any:
+        return fn(*args, **kwargs)
     if t is torch.quantize_per_tensor:
-        return _quantize
-    if node.op == "call_method" and t == "dequantize":
-        return lambda x: x.dequantize() if isinstance(x, QTensor) else x
-    if t is torch.dequantize:
-        return lambda x: x.dequantize() if isinstance(x, QTensor) else x
+        def qpt(x: Any, scale: Any, zero_point: Any, dtype: Any) -> Any:
+            if any(isinstance(v, _Dyn) for v in (scale, zero_point)):
+                raise _unsupported("quantize_per_tensor with computed scale / zero point")
+            k, meta = _quantize_kernel(scale, zero_point, dtype)
+            return k, [x], meta
+        return bind(qpt)
+    if (method and t == "dequantize") or t is torch.dequantize:
+        x = args[0]
+        k, meta = _dequantize_kernel(x)
+        return k, [x], meta
     if t in (torch.ops.quantized.add, torch.ops.quantized.add_relu):
         relu = t is torch.ops.quantized.add_relu
-        def add(a: QTensor, b: QTensor, scale: Any = None, zero_point: Any = None) -> QTensor:
-            return q_add(a, b, float(scale), int(zero_point), relu)
-        return add
-    if t in (torch.flatten,) or (node.op == "call_method" and t == "flatten"):
-        return lambda x, start_dim=0, end_dim=-1: _flatten(x, start_dim, end_dim)
-    if t in (torch.nn.functional.relu, torch.relu) or (node.op == "call_method" and t == "relu"):
-        return lambda x, inplace=False: q_clamp(x, 0.0, None)
-    if node.op == "call_method" and t == "contiguous":
-        # memory layout only: the integer values and their NCHW positions are unchanged
-        return lambda x, memory_format=None: x
+
+        def add(a: Any, b: Any, scale: Any = None, zero_point: Any = None) -> Any:
+            am = _quantized_input(a, "quantized add")
+            bm = _quantized_input(b, "quantized add")
+            s, z = float(scale), int(zero_point)
+            return rt.add_kernel(am, bm, s, z, relu, lambda qa, qb: q_add(
+                QTensor(qa, am.scale, am.zero_point), QTensor(qb, bm.scale, bm.zero_point),
+                s, z, relu).q), [a, b], rt.QMeta(s, z, am.dtype)
+        return bind(add)
+    if t in (torch.flatten,) or (method and t == "flatten"):
+        def flat(x: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
+            return rt.flatten_kernel(start_dim, end_dim), [x], x.meta
+        return bind(flat)
+    if t in (torch.nn.functional.relu, torch.relu) or (method and t == "relu"):
+        def relu_(x: Any, inplace: bool = False) -> Any:
+            k, meta = _clamp(x, 0.0, None)
+            return k, [x], meta
+        return bind(relu_)
     if t is operator.getitem:
-        return lambda x, i: x[i]
+        x, i = args
+        return (lambda th, v: v[i]), [x], None
+    if method and t == "contiguous":
+        # memory layout only: the integer values and their NCHW positions are unchanged
+        return rt.identity_kernel(), [args[0]], args[0].meta
     if t in _AVG_POOL2D:
-        def avg_pool(x: QTensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
+        def avg_pool(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
                      ceil_mode: bool = False, count_include_pad: bool = True,
-                     divisor_override: Optional[int] = None) -> QTensor:
+                     divisor_override: Optional[int] = None) -> Any:
+            xm = _quantized_input(x, f"function {node.name}")
             avg = q_avg_pool2d_qnnpack if preset == "qnnpack" else q_avg_pool2d
-            return avg(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                       divisor_override)
-        return avg_pool
-    if t in _CAT:   # at::cat on quantized tensors: the first input's parameters
-        def cat(xs: Sequence[QTensor], dim: int = 0) -> QTensor:
-            return q_cat(list(xs), dim, xs[0].scale, xs[0].zero_point)
-        return cat
-    if t is torch.ops.quantized.cat:
-        def qcat(xs: Sequence[QTensor], dim: int, scale: Any = None,
-                 zero_point: Any = None) -> QTensor:
-            return q_cat(list(xs), dim, xs[0].scale if scale is None else float(scale),
-                         xs[0].zero_point if zero_point is None else int(zero_point))
-        return qcat
+            return rt.per_sample(lambda th, q: avg(
+                QTensor(q, xm.scale, xm.zero_point), kernel_size, stride, padding, ceil_mode,
+                count_include_pad, divisor_override).q), [x], xm
+        return bind(avg_pool)
+    if t in _CAT or t is torch.ops.quantized.cat:
+        def cat(xs: Sequence[Any], dim: int = 0, scale: Any = None, zero_point: Any = None) -> Any:
+            # at::cat on quantized tensors keeps the first input's parameters;
+            # quantized::cat names its own
+            ms = [_quantized_input(x, f"function {node.name}") for x in xs]
+            s = ms[0].scale if scale is None else float(scale)
+            z = ms[0].zero_point if zero_point is None else int(zero_point)
+
+            def kernel(th: int, *qs: np.ndarray) -> np.ndarray:
+                return q_cat([QTensor(q, m.scale, m.zero_point) for q, m in zip(qs, ms)],
+                             dim, s, z).q
+            return kernel, list(xs), rt.QMeta(s, z, ms[0].dtype)
+        return bind(cat)
     raise _unsupported(f"function {node.op} {getattr(t, '__name__', t)}")

@@ -35,9 +35,11 @@ from torch import fx
 
 import qkernels as qk
 
-from .convert import (_AVG_POOL2D, _CAT, F32, QTensor, _flatten, _unsupported, conv2d_dynamic,
-                      dynamic_quantize_input, linear_dynamic, q_adaptive_avg_pool2d, q_add,
-                      q_avg_pool2d, q_cat, q_clamp, q_layernorm, q_leaky_relu, q_max_pool2d)
+from . import _runtime as rt
+from .convert import (_AVG_POOL2D, _CAT, F32, QTensor, _clamp_bounds, _flatten, _unsupported,
+                      conv2d_dynamic, dynamic_quantize_input, linear_dynamic, max_pool_out_size,
+                      q_adaptive_avg_pool2d, q_add, q_avg_pool2d, q_cat, q_clamp, q_layernorm,
+                      q_leaky_relu, q_max_pool2d)
 from .observers import TorchHistogramObserver
 
 __all__ = ["TensorConfig", "QuantConfig", "IntegerModel", "quantize_model"]
@@ -208,17 +210,28 @@ class IntegerModel:
     ``fake_quant(x)`` runs float with the same quantization points; ``float_reference(x)`` runs the
     original float model; ``compare(x)`` reports per layer; ``accumulator_bounds()`` gives each
     conv/linear layer's worst-case int32 accumulator.
+
+    The integer run is compiled on first use (:meth:`_compile`): one kernel per graph node, with
+    every requantization parameter derived and checked once, run as a flat list of C calls.
+    ``threads`` (constructor, attribute, or ``model(x, threads=...)``) caps the threads (default:
+    the CPUs this process may use); results never depend on it.
+
+    Example:
+        >>> # im = quantize_model(net, calib); im.threads = 1; y = im(x)
     """
 
     def __init__(self, float_model: torch.nn.Module, gm: fx.GraphModule, config: QuantConfig,
                  qparams: Dict[str, Tuple[float, int]], layers: Dict[str, Dict[str, Any]],
-                 layernorms: Optional[Dict[str, Any]] = None) -> None:
+                 layernorms: Optional[Dict[str, Any]] = None,
+                 threads: Optional[int] = None) -> None:
         self.float_model = float_model
         self.graph_module = gm
         self.config = config
         self.qparams = qparams          # node name -> (scale, zero point) of its output
         self.layers = layers            # node name -> quantized weights, bias, ...
         self.layernorms: Dict[str, Any] = layernorms or {}  # node name -> qk.LayerNormParams
+        self.threads = rt.check_threads(threads)   # thread cap of the integer run (None: all CPUs)
+        self._plan: Optional[rt.Plan] = None        # the compiled integer graph (first int run)
 
     # -- execution ------------------------------------------------------------------------
     def _dynamic_input(self, x: np.ndarray) -> QTensor:
@@ -252,7 +265,9 @@ class IntegerModel:
         return y
 
     def _run(self, x: Any, mode: str, trace: Optional[Dict[str, Any]] = None,
-             raw: bool = False) -> np.ndarray:
+             raw: bool = False, threads: Optional[int] = None) -> np.ndarray:
+        if mode == "int":
+            return self._run_int(x, trace, raw, self.threads if threads is None else threads)
         gm = self.graph_module
         env: Dict[fx.Node, Any] = {}
         act = self.config.activation
@@ -284,6 +299,177 @@ class IntegerModel:
                 v = env[node]
                 trace[node.name] = v if raw or not isinstance(v, QTensor) else v.dequantize()
         raise RuntimeError("graph without output")
+
+    # -- the integer run: a compiled plan (qkernels.torch._runtime) -----------------------------
+    def _run_int(self, x: Any, trace: Optional[Dict[str, Any]], raw: bool,
+                 threads: Optional[int]) -> np.ndarray:
+        plan = self._plan if self._plan is not None else self._compile()
+        steps: Optional[Dict[str, Any]] = {} if trace is not None else None
+        out = plan.run((x,), threads, steps)
+        if steps is not None:
+            for name, v in steps.items():
+                m = plan.metas.get(plan.names[name])
+                if m is not None:
+                    v = QTensor(v, m.scale, m.zero_point)
+                    v = v if raw else v.dequantize()
+                trace[name] = v
+        if isinstance(plan.output, int):
+            m = plan.metas.get(plan.output)
+            return out if m is None else QTensor(out, m.scale, m.zero_point).dequantize()
+        return out
+
+    def _compile(self) -> rt.Plan:
+        """Compile the integer graph once: every node becomes one kernel with its parameters
+        derived and checked here (see :meth:`_int_kernel`); nodes without one run through
+        :meth:`_step` (the interpreted path)."""
+        act = self.config.activation
+        adt = act.dtype()
+        lo, hi = qk._checks.qrange(adt, bits=act.bits if act.bits < adt.itemsize * 8 else None)
+        slot: Dict[fx.Node, int] = {}
+        metas: Dict[int, rt.QMeta] = {}
+        steps: List[Tuple[rt.Kernel, Tuple[int, ...], int, str]] = []
+        output: Any = None
+        for node in self.graph_module.graph.nodes:
+            if node.op == "output":
+                out = node.args[0]
+                if isinstance(out, fx.Node):
+                    output = slot[out]
+                else:
+                    output = self._structured_output(out, slot, metas)
+                continue
+            if node.op == "placeholder":   # slot 0 holds the float input of the call
+                meta: Optional[rt.QMeta] = rt.QMeta(*self.qparams[node.name], adt)
+                kernel, ins = rt.quantize_kernel(meta, lo, hi), [None]
+            else:
+                got = self._int_kernel(node, lambda n: metas.get(slot[n]))
+                if got is None:
+                    got = self._fallback_kernel(node, lambda n: metas.get(slot[n]))
+                kernel, ins, meta = got
+            slot[node] = len(slot) + 1
+            if meta is not None:
+                metas[slot[node]] = meta
+            steps.append((kernel, tuple(0 if n is None else slot[n] for n in ins), slot[node],
+                          node.name))
+        if output is None:
+            raise RuntimeError("graph without output")
+        self._plan = rt.Plan(len(slot) + 1, (0,), output, steps, metas)
+        return self._plan
+
+    def _int_kernel(self, node: fx.Node, meta_of: Callable[[fx.Node], Optional[rt.QMeta]]
+                    ) -> Optional[Tuple[rt.Kernel, List[fx.Node], Optional[rt.QMeta]]]:
+        """The one place that maps a graph node to its integer kernel: (kernel, the nodes whose
+        values it takes, the quantization of its output), or None to run the node through
+        :meth:`_step`. Add new layer kinds here."""
+        name = node.name
+        act = self.config.activation.dtype()
+        if node.op == "call_module":
+            x = node.args[0]
+            xm = meta_of(x) if isinstance(x, fx.Node) else None
+            if name in self.layers:
+                if xm is None:
+                    return None
+                return self._layer_kernel(name, xm), [x], rt.QMeta(*self.qparams[name], act)
+            mod = self.graph_module.get_submodule(node.target)
+            if isinstance(mod, (torch.nn.Dropout, torch.nn.Identity)):
+                return rt.identity_kernel(), [x], xm
+            if isinstance(mod, torch.nn.Flatten):
+                return rt.flatten_kernel(mod.start_dim, mod.end_dim), [x], xm
+            if xm is None:
+                return None
+            if isinstance(mod, torch.nn.ReLU6):
+                return rt.clamp_kernel(*_clamp_bounds(xm, 0.0, 6.0)), [x], xm
+            if isinstance(mod, torch.nn.ReLU):
+                return rt.clamp_kernel(*_clamp_bounds(xm, 0.0, None)), [x], xm
+            if isinstance(mod, torch.nn.Hardtanh):
+                return rt.clamp_kernel(*_clamp_bounds(xm, float(mod.min_val), float(mod.max_val))), \
+                    [x], xm
+            if isinstance(mod, torch.nn.MaxPool2d):
+                geo = (mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.ceil_mode)
+                return rt.max_pool2d_kernel(*geo, lambda h, w: max_pool_out_size(h, w, *geo),
+                                            lambda q: q_max_pool2d(QTensor(q, xm.scale, xm.zero_point),
+                                                                   *geo).q), [x], xm
+            if isinstance(mod, torch.nn.AdaptiveAvgPool2d):
+                size = mod.output_size
+                return rt.adaptive_avg_pool2d_kernel(size, lambda q: q_adaptive_avg_pool2d(
+                    QTensor(q, xm.scale, xm.zero_point), size).q), [x], xm
+            if isinstance(mod, torch.nn.LeakyReLU):
+                s, z = self.qparams[name]
+                slope = float(mod.negative_slope)
+                return rt.leaky_relu_kernel(xm, slope, s, z, lambda q: q_leaky_relu(
+                    QTensor(q, xm.scale, xm.zero_point), slope, s, z).q), [x], rt.QMeta(s, z, xm.dtype)
+            return None
+        if node.op != "call_function" or node.kwargs:
+            return None
+        if node.target in (torch.add, _operator_add()) and len(node.args) == 2 and \
+                all(isinstance(a, fx.Node) and meta_of(a) is not None for a in node.args):
+            a, b = node.args
+            am, bm = meta_of(a), meta_of(b)
+            s, z = self.qparams[name]
+            return rt.add_kernel(am, bm, s, z, False, lambda qa, qb: q_add(
+                QTensor(qa, am.scale, am.zero_point), QTensor(qb, bm.scale, bm.zero_point), s, z).q), \
+                [a, b], rt.QMeta(s, z, am.dtype)
+        if node.target is torch.flatten and isinstance(node.args[0], fx.Node):
+            def flat(x: fx.Node, start_dim: int = 0, end_dim: int = -1) -> Any:
+                return rt.flatten_kernel(start_dim, end_dim), [x], meta_of(x)
+            return flat(*node.args)
+        if node.target in (torch.nn.functional.relu, torch.relu) and len(node.args) == 1 and \
+                meta_of(node.args[0]) is not None:
+            xm = meta_of(node.args[0])
+            return rt.clamp_kernel(*_clamp_bounds(xm, 0.0, None)), [node.args[0]], xm
+        return None
+
+    def _layer_kernel(self, name: str, xm: rt.QMeta) -> rt.Kernel:
+        """A conv / linear layer with its requantization fixed (x quantized as ``xm``)."""
+        L = self.layers[name]
+        cfg = self.config
+        s, z = self.qparams[name]
+        act_min, act_max = self._act_range(name)
+        bias = L["bias"]
+        if bias is not None and cfg.preset in ("tflite", "pow2", "onnxruntime"):
+            bias = _int32_bias(bias, F32(xm.scale), L["w_scale"])
+        kw = dict(out_dtype=cfg.activation.dtype(), act_min=act_min, act_max=act_max)
+        if L["kind"] == "conv":
+            m = L["module"]
+            return rt.conv2d_kernel(L["packed"], bias, m.stride, m.padding, m.dilation, xm,
+                                    L["w_scale"], s, z, cfg.preset, w=L["w_int"], **kw)
+        return rt.linear_kernel(L["packed"], bias, xm, L["w_scale"], s, z, cfg.preset, **kw)
+
+    def _fallback_kernel(self, node: fx.Node, meta_of: Callable[[fx.Node], Optional[rt.QMeta]]
+                         ) -> Tuple[rt.Kernel, List[fx.Node], Optional[rt.QMeta]]:
+        """A node without a compiled kernel: :meth:`_step` on QTensors rebuilt from the slots."""
+        ins = list(node.all_input_nodes)
+        in_metas = [meta_of(n) for n in ins]
+        if node.name in self.qparams:
+            meta: Optional[rt.QMeta] = rt.QMeta(*self.qparams[node.name], self.config.activation.dtype())
+        else:
+            known = [m for m in in_metas if m is not None]
+            meta = known[0] if len(known) == 1 else None
+
+        def kernel(t: int, *vals: Any) -> Any:
+            env = {n: (v if m is None else QTensor(v, m.scale, m.zero_point))
+                   for n, v, m in zip(ins, vals, in_metas)}
+            args = fx.node.map_arg(node.args, lambda n: env[n])
+            kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+            r = self._step(node, args, kwargs, "int", None, self._fq_out)
+            if not isinstance(r, QTensor):
+                if meta is not None:
+                    raise RuntimeError(f"{node.name}: expected a quantized result")
+                return r
+            if meta is None or (float(r.scale), int(r.zero_point), r.q.dtype) != tuple(meta):
+                raise RuntimeError(f"{node.name}: its quantization parameters are not the ones "
+                                   f"the graph was compiled with")
+            return r.q
+        return kernel, ins, meta
+
+    def _structured_output(self, out: Any, slot: Dict[fx.Node, int],
+                           metas: Dict[int, rt.QMeta]) -> Callable[[List[Any]], Any]:
+        def build(env: List[Any]) -> Any:
+            def get(n: fx.Node) -> Any:
+                m = metas.get(slot[n])
+                v = env[slot[n]]
+                return v if m is None else QTensor(v, m.scale, m.zero_point).dequantize()
+            return fx.node.map_arg(out, get)
+        return build
 
     def _step(self, node: fx.Node, args: Tuple, kwargs: Dict, mode: str,
               q: Callable, fq: Callable) -> Any:
@@ -428,13 +614,18 @@ class IntegerModel:
         raise _unsupported(f"module {name} ({type(mod).__name__})")
 
     # -- public API -------------------------------------------------------------------------
-    def __call__(self, x: Any) -> np.ndarray:
-        """Integer-exact run on qkernels; returns the dequantized float32 output."""
+    def __call__(self, x: Any, *, threads: Optional[int] = None) -> np.ndarray:
+        """Integer-exact run on qkernels; returns the dequantized float32 output.
+
+        ``threads`` caps the worker threads of each conv / linear layer for this call (default:
+        the ``threads`` attribute; None there means the CPUs this process may use; small layers
+        use fewer). Results never depend on it.
+        """
         if self.config.mode == "weight_only":
             return self._run(x, "wo")
         if self.config.mode == "dynamic":
             return self._run(x, "dyn")
-        return self._run(x, "int")
+        return self._run(x, "int", threads=rt.check_threads(self.threads if threads is None else threads))
 
     def fake_quant(self, x: Any) -> np.ndarray:
         """Float run with fake quantization at the same points (weights and activations)."""

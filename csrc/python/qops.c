@@ -1,0 +1,178 @@
+/* qops.c -- Python glue of the quantized elementwise / pooling ops (csrc/qops.c), the integer
+ * model runtime of qkernels/torch uses them. Private functions (the callers validate the
+ * parameters once, when the model is built; the checks here keep a bad call from crashing):
+ *   _qadd(a, b, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu) -> new array like a
+ *   _qleaky_relu(x, x_scale, x_zp, slope, out_scale, out_zp) -> new array like x
+ *   _qclamp(x, lo, hi) -> new array like x
+ *   _qmax_pool2d(x NCHW, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow) -> (n, c, oh, ow)
+ *   _qadaptive_avg_pool2d(x NCHW, oh, ow) -> (n, c, oh, ow)
+ * Arrays are C-contiguous uint8 or int8. The GIL is released while a kernel runs. */
+#include "qk_numpy.h"
+
+#include "qops.h"
+
+/* x must be a C-contiguous uint8/int8 array (ndim >= min_ndim; exactly 4 when min_ndim is 4). */
+static int qk_py_q8(PyObject *o, const char *name, int ndim4, qk_dtype *t) {
+    if (!PyArray_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy array", name);
+        return -1;
+    }
+    PyArrayObject *a = (PyArrayObject *)o;
+    const int tn = PyArray_TYPE(a);
+    if (tn != NPY_UINT8 && tn != NPY_INT8) {
+        PyErr_Format(PyExc_TypeError, "%s must be uint8 or int8", name);
+        return -1;
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(a)) {
+        PyErr_Format(PyExc_ValueError, "%s must be C-contiguous", name);
+        return -1;
+    }
+    if (ndim4 && PyArray_NDIM(a) != 4) {
+        PyErr_Format(PyExc_ValueError, "%s must be NCHW (4 dimensions)", name);
+        return -1;
+    }
+    *t = tn == NPY_INT8 ? QK_DT_S8 : QK_DT_U8;
+    return 0;
+}
+
+static PyObject *qk_py_qops_result(qk_status st, PyObject *y) {
+    if (st != QK_OK) {
+        Py_DECREF(y);
+        PyErr_SetString(PyExc_ValueError, qk_status_str(st));
+        return NULL;
+    }
+    return y;
+}
+
+static PyObject *qk_py_like(PyArrayObject *x) {
+    return PyArray_NewLikeArray(x, NPY_CORDER, NULL, 0);
+}
+
+static PyObject *qk_py_qadd(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *ao, *bo;
+    float sa, sb, so;
+    int za, zb, zo, relu;
+    if (!PyArg_ParseTuple(args, "OOfififip", &ao, &bo, &sa, &za, &sb, &zb, &so, &zo, &relu))
+        return NULL;
+    qk_dtype ta, tb;
+    if (qk_py_q8(ao, "a", 0, &ta) < 0 || qk_py_q8(bo, "b", 0, &tb) < 0) return NULL;
+    PyArrayObject *a = (PyArrayObject *)ao, *b = (PyArrayObject *)bo;
+    if (ta != tb || !PyArray_SAMESHAPE(a, b)) {
+        PyErr_SetString(PyExc_ValueError, "a and b must have the same shape and dtype");
+        return NULL;
+    }
+    PyObject *y = qk_py_like(a);
+    if (y == NULL) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_qadd(PyArray_DATA(a), PyArray_DATA(b), ta, (size_t)PyArray_SIZE(a), sa, za, sb, zb,
+                 so, zo, relu, PyArray_DATA((PyArrayObject *)y));
+    Py_END_ALLOW_THREADS
+    return qk_py_qops_result(st, y);
+}
+
+static PyObject *qk_py_qleaky_relu(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo;
+    float sx, slope, so;
+    int zx, zo;
+    if (!PyArg_ParseTuple(args, "Ofiffi", &xo, &sx, &zx, &slope, &so, &zo)) return NULL;
+    qk_dtype t;
+    if (qk_py_q8(xo, "x", 0, &t) < 0) return NULL;
+    PyArrayObject *x = (PyArrayObject *)xo;
+    PyObject *y = qk_py_like(x);
+    if (y == NULL) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_qleaky_relu(PyArray_DATA(x), t, (size_t)PyArray_SIZE(x), sx, zx, slope, so, zo,
+                        PyArray_DATA((PyArrayObject *)y));
+    Py_END_ALLOW_THREADS
+    return qk_py_qops_result(st, y);
+}
+
+static PyObject *qk_py_qclamp(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo;
+    int lo, hi;
+    if (!PyArg_ParseTuple(args, "Oii", &xo, &lo, &hi)) return NULL;
+    qk_dtype t;
+    if (qk_py_q8(xo, "x", 0, &t) < 0) return NULL;
+    PyArrayObject *x = (PyArrayObject *)xo;
+    PyObject *y = qk_py_like(x);
+    if (y == NULL) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_qclamp(PyArray_DATA(x), t, (size_t)PyArray_SIZE(x), lo, hi,
+                   PyArray_DATA((PyArrayObject *)y));
+    Py_END_ALLOW_THREADS
+    return qk_py_qops_result(st, y);
+}
+
+static PyObject *qk_py_pool_out(PyArrayObject *x, Py_ssize_t oh, Py_ssize_t ow) {
+    npy_intp dims[4] = {PyArray_DIM(x, 0), PyArray_DIM(x, 1), (npy_intp)oh, (npy_intp)ow};
+    return PyArray_SimpleNew(4, dims, PyArray_TYPE(x));
+}
+
+static PyObject *qk_py_qmax_pool2d(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo;
+    Py_ssize_t kh, kw, sh, sw, ph, pw, dh, dw, oh, ow;
+    if (!PyArg_ParseTuple(args, "Onnnnnnnnnn", &xo, &kh, &kw, &sh, &sw, &ph, &pw, &dh, &dw, &oh,
+                          &ow))
+        return NULL;
+    qk_dtype t;
+    if (qk_py_q8(xo, "x", 1, &t) < 0) return NULL;
+    if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 || pw < 0 || dh < 1 || dw < 1 || oh < 0 ||
+        ow < 0) {
+        PyErr_SetString(PyExc_ValueError, "bad max-pool geometry");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)xo;
+    PyObject *y = qk_py_pool_out(x, oh, ow);
+    if (y == NULL) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_qmax_pool2d(PyArray_DATA(x), t, (size_t)(PyArray_DIM(x, 0) * PyArray_DIM(x, 1)),
+                        (size_t)PyArray_DIM(x, 2), (size_t)PyArray_DIM(x, 3), (size_t)kh,
+                        (size_t)kw, (size_t)sh, (size_t)sw, (size_t)ph, (size_t)pw, (size_t)dh,
+                        (size_t)dw, (size_t)oh, (size_t)ow, PyArray_DATA((PyArrayObject *)y));
+    Py_END_ALLOW_THREADS
+    return qk_py_qops_result(st, y);
+}
+
+static PyObject *qk_py_qadaptive_avg_pool2d(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo;
+    Py_ssize_t oh, ow;
+    if (!PyArg_ParseTuple(args, "Onn", &xo, &oh, &ow)) return NULL;
+    qk_dtype t;
+    if (qk_py_q8(xo, "x", 1, &t) < 0) return NULL;
+    PyArrayObject *x = (PyArrayObject *)xo;
+    if (oh < 1 || ow < 1 || PyArray_DIM(x, 2) < 1 || PyArray_DIM(x, 3) < 1) {
+        PyErr_SetString(PyExc_ValueError, "adaptive_avg_pool2d: empty input or output size");
+        return NULL;
+    }
+    PyObject *y = qk_py_pool_out(x, oh, ow);
+    if (y == NULL) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_qadaptive_avg_pool2d(PyArray_DATA(x), t,
+                                 (size_t)(PyArray_DIM(x, 0) * PyArray_DIM(x, 1)),
+                                 (size_t)PyArray_DIM(x, 2), (size_t)PyArray_DIM(x, 3), (size_t)oh,
+                                 (size_t)ow, PyArray_DATA((PyArrayObject *)y));
+    Py_END_ALLOW_THREADS
+    return qk_py_qops_result(st, y);
+}
+
+static PyMethodDef qk_py_qops_methods[] = {
+    {"_qadd", qk_py_qadd, METH_VARARGS, "_qadd(a, b, sa, za, sb, zb, so, zo, relu) -> array"},
+    {"_qleaky_relu", qk_py_qleaky_relu, METH_VARARGS, "_qleaky_relu(x, sx, zx, slope, so, zo)"},
+    {"_qclamp", qk_py_qclamp, METH_VARARGS, "_qclamp(x, lo, hi) -> array"},
+    {"_qmax_pool2d", qk_py_qmax_pool2d, METH_VARARGS,
+     "_qmax_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow) -> array"},
+    {"_qadaptive_avg_pool2d", qk_py_qadaptive_avg_pool2d, METH_VARARGS,
+     "_qadaptive_avg_pool2d(x, oh, ow) -> array"},
+    {NULL, NULL, 0, NULL}};
+
+int qk_py_register_qops(PyObject *module) { return PyModule_AddFunctions(module, qk_py_qops_methods); }

@@ -1,0 +1,447 @@
+"""The compiled integer graph behind ``IntegerModel.__call__`` (quantize_model and
+from_torch_quantized): a flat list of steps over numbered slots, each step a *kernel* whose
+parameters were derived and checked once, when the graph was compiled.
+
+A slot holds a plain array: integers for a quantized tensor (its scale, zero point and dtype are
+static, in :attr:`Plan.metas`) or float32. A kernel is called ``kernel(threads, *inputs)`` and
+returns the output array; ``threads`` is the caller's thread budget (``None``: the CPUs this
+process may use), spent on chunks of the batch run at once or inside the conv / linear calls
+(see :class:`Plan`). Results never depend on it.
+
+The kernels are bit-identical with the keyword API (``qconv2d`` / ``qlinear`` with the same
+arguments) and with the NumPy reference ops of :mod:`qkernels.torch.convert`: they call the same
+C functions with the parameters that API would derive, and the C elementwise / pooling ops
+(``csrc/qops.c``) that the tests compare with the NumPy references.
+
+Example:
+    >>> import numpy as np
+    >>> from qkernels.torch._runtime import Plan, QMeta, clamp_kernel
+    >>> p = Plan(2, [0], 1, [(clamp_kernel(10, 20), (0,), 1, "clip")], {0: QMeta(0.1, 0, np.dtype(np.uint8))})
+    >>> p.run([np.array([5, 15, 25], np.uint8)], None)
+    array([10, 15, 20], dtype=uint8)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import _checks as C
+from .. import _core
+from .. import linear as L
+
+F32 = np.float32
+Kernel = Callable[..., Any]
+
+_Q8 = (np.dtype(np.uint8), np.dtype(np.int8))
+# Thread grains (measured at batch 32 on the reference models, 2 CPUs): a conv / linear call
+# takes one thread per 4M multiply-accumulates (the kernels start their threads per call, which
+# costs more than it saves below that); a batch is split into chunks run at once when each chunk
+# has 5M (the chunks' Python steps share the GIL: darknet, 3.9M per half batch, ran slower split,
+# MobileNetV2, 6.2M, faster).
+_MACS_PER_THREAD = 4_000_000
+_MACS_PER_CHUNK = 5_000_000
+
+
+class QMeta(NamedTuple):
+    """Static quantization parameters of an integer slot."""
+
+    scale: float
+    zero_point: int
+    dtype: np.dtype
+
+
+def default_threads() -> int:
+    """The CPUs this process may use."""
+    return L._default_threads()
+
+
+def check_threads(threads: Optional[int]) -> Optional[int]:
+    """None or a positive int (the thread budget of a run)."""
+    if threads is None:
+        return None
+    return L._threads(threads)
+
+
+class Plan:
+    """Steps ``(kernel, input slots, output slot, node name)`` run in order over a slot list.
+
+    ``inputs``: the slots the call's inputs go to; ``output``: the output slot, or a callable
+    ``f(env) -> value`` for a structured output; ``metas``: slot -> :class:`QMeta` for the
+    integer slots (float slots are absent).
+
+    With a thread budget of 2 or more, a plan whose kernels all work image by image (each kernel
+    says so with ``kernel.per_sample = True``) runs the batch in up to ``threads`` chunks at once,
+    one thread per chunk (the kernels release the GIL), when each chunk has at least 4 images and
+    5M multiply-accumulates; otherwise each conv / linear kernel gets the budget (and takes one
+    thread per 4M multiply-accumulates of its own). The outputs are the same integers.
+    """
+
+    __slots__ = ("n_slots", "inputs", "output", "steps", "metas", "names", "per_sample", "_pool")
+
+    def __init__(self, n_slots: int, inputs: Sequence[int], output: Any,
+                 steps: List[Tuple[Kernel, Tuple[int, ...], int, str]],
+                 metas: Dict[int, QMeta]) -> None:
+        self.n_slots = n_slots
+        self.inputs = tuple(inputs)
+        self.output = output
+        self.steps = steps
+        self.metas = metas
+        self.names = {name: out for _, _, out, name in steps}   # node name -> its slot
+        made_by = {out: ins for _, ins, out, _ in steps}
+        self.per_sample = (len(self.inputs) == 1 and isinstance(output, int)
+                           and bool(made_by.get(output)) and
+                           all(getattr(k, "per_sample", False) for k, _, _, _ in steps))
+        self._pool: Any = None
+
+    def run(self, inputs: Sequence[Any], threads: Optional[int],
+            trace: Optional[Dict[str, Any]] = None) -> Any:
+        """Run the steps; returns the output slot's value (integers stay integers: the caller
+        dequantizes with :attr:`metas`). ``trace`` collects ``node name -> slot value``."""
+        t = default_threads() if threads is None else threads
+        if t > 1 and trace is None and self.per_sample:
+            x = inputs[0]
+            if hasattr(x, "detach"):
+                x = x.detach().numpy()
+            n = x.shape[0] if isinstance(x, np.ndarray) and x.ndim >= 2 else 0
+            chunks = min(t, n // 4, n * self.macs_per_image() // _MACS_PER_CHUNK)
+            if chunks > 1:
+                return self._run_chunks(x, chunks, max(1, t // chunks))
+        return self._run(inputs, t, trace)
+
+    def macs_per_image(self) -> int:
+        """Multiply-accumulates per image of the conv / linear kernels (``kernel.macs``; a conv
+        kernel knows it after its first call)."""
+        return sum(getattr(k, "macs", 0) for k, _, _, _ in self.steps)
+
+    def _run(self, inputs: Sequence[Any], t: int, trace: Optional[Dict[str, Any]]) -> Any:
+        env: List[Any] = [None] * self.n_slots
+        for slot, v in zip(self.inputs, inputs):
+            env[slot] = v
+        for k, ins, out, name in self.steps:
+            if len(ins) == 1:
+                env[out] = k(t, env[ins[0]])
+            else:
+                env[out] = k(t, *[env[i] for i in ins])
+            if trace is not None:
+                trace[name] = env[out]
+        o = self.output
+        return env[o] if isinstance(o, int) else o(env)
+
+    def _run_chunks(self, x: np.ndarray, chunks: int, t: int) -> np.ndarray:
+        from concurrent.futures import ThreadPoolExecutor
+
+        parts = np.array_split(x, chunks)
+        if self._pool is None or self._pool._max_workers < chunks - 1:
+            self._pool = ThreadPoolExecutor(max_workers=chunks - 1,
+                                            thread_name_prefix="qkernels-plan")
+        futures = [self._pool.submit(self._run, (p,), t, None) for p in parts[1:]]
+        try:
+            outs = [self._run((parts[0],), t, None)] + [f.result() for f in futures]
+        except Exception:
+            for f in futures:
+                f.cancel()
+            # the error again, from the whole batch (its message indexes the whole input)
+            return self._run((x,), t, None)
+        return np.concatenate(outs, axis=0)
+
+
+def per_sample(kernel: Kernel) -> Kernel:
+    """Mark a kernel as working image by image along axis 0 (the batch may be split)."""
+    kernel.per_sample = True  # type: ignore[attr-defined]
+    return kernel
+
+
+def _split_threads(t: int, macs: int) -> int:
+    return max(1, min(t, macs // _MACS_PER_THREAD))
+
+
+# ---- conv / linear -----------------------------------------------------------------------------
+def _epilogue_args(p: Any, preset: str, x_meta: QMeta, w_scale: Any, bias: Any, out_scale: float,
+                   out_zero_point: int, out_dtype: Any, act_min: Optional[int],
+                   act_max: Optional[int]) -> Tuple[int, tuple, np.dtype]:
+    """qlinear / qconv2d's checks and derived parameters, once: (x zero point, the epilogue
+    operands of the C call, output dtype)."""
+    probe = np.empty(0, x_meta.dtype)
+    xzp, e, odt, ozp, lo, hi = L._call_params(
+        p, preset, probe, F32(x_meta.scale), x_meta.zero_point, w_scale, F32(out_scale),
+        out_zero_point, out_dtype, act_min, act_max, bias, None, None, None, "half_up", "raise")
+    return xzp, (e.scheme, e.bias, e.fbias, e.scale, e.mult, e.shift, ozp, lo, hi, 0), odt
+
+
+# Output rows narrower than this run as one wide image (see _wide_layout): the conv kernel fills
+# its tiles along a row, and a tiny image leaves them mostly empty; its depthwise path works
+# plane by plane and gains from longer planes up to the wider bound (measured at batch 32:
+# 3x3 depthwise on 8x8, 64 channels, 330 -> 225 us; a dense 3x3 16 -> 16 on 8x8 loses).
+_WIDE_BELOW = 8
+_WIDE_BELOW_DEPTHWISE = 16
+
+
+def _wide_layout(x_shape: Tuple[int, ...], geo: tuple, ohw: Tuple[int, int], kw: int,
+                 depthwise: bool) -> Optional[Tuple[int, int, int, tuple]]:
+    """The batch side by side as one image, when that is exact and worth it.
+
+    Image i goes to columns [i*slot + left, i*slot + left + w) of a (1, C, H, N*slot) image whose
+    other columns hold the input zero point (``slot = w + left + right``: each image keeps its own
+    left / right padding, which contributes 0 as padding does); the top / bottom padding stays
+    the kernel's. Every output then sums exactly the products it sums in its own image, so the
+    int32 accumulators and the outputs are identical. Image i's outputs are the wide output's
+    columns [i*slot/sw, i*slot/sw + ow); an extra ``ew - sw`` zero-point columns on the right
+    make the wide output exactly N*slot/sw columns. Returns (slot, left, w, wide geometry) or
+    None."""
+    nb, _, _, w = x_shape
+    sh, sw, pt, pl, pb, pr, dh, dw = geo
+    slot = w + pl + pr
+    ew = dw * (kw - 1) + 1
+    if nb < 2 or ohw[1] >= (_WIDE_BELOW_DEPTHWISE if depthwise else _WIDE_BELOW) or \
+            slot % sw or ew < sw:
+        return None
+    return slot, pl, w, (sh, sw, pt, 0, pb, ew - sw, dh, dw)
+
+
+# A 1x1 convolution without padding is a GEMM over the pixels: with at least this many input
+# channels (or output rows under 8 wide) it runs through the linear kernel on NHWC rows (measured
+# at batch 32: 96 -> 24 channels on 4x4, 134 -> 45 us; 16 -> 64 on 8x8 loses, 61 -> 95 us).
+_GEMM_1X1_MIN_K = 24
+
+
+def conv2d_kernel(p: L.PackedConv2d, bias: Any, stride: Any, padding: Any, dilation: Any,
+                  x_meta: QMeta, w_scale: Any, out_scale: float, out_zero_point: int,
+                  preset: str, out_dtype: Any = None, act_min: Optional[int] = None,
+                  act_max: Optional[int] = None, w: Optional[np.ndarray] = None) -> Kernel:
+    """``qconv2d(x, p, bias, stride=..., ...)`` with the arguments fixed (x: NCHW, x_meta).
+
+    A batch of small images (output rows under 8 wide, 16 for depthwise) runs as one wide image,
+    the images side by side (:func:`_wide_layout`); given the weights ``w`` (OIHW, as packed),
+    an unpadded 1x1 convolution with enough input channels runs as a GEMM over its (strided)
+    pixels. Both give the same accumulators, and the same epilogue gives the same outputs."""
+    if x_meta.dtype not in _Q8:
+        raise TypeError(f"conv input must be uint8 or int8, got {x_meta.dtype}")
+    xzp, epi, odt = _epilogue_args(p, preset, x_meta, w_scale, bias, out_scale, out_zero_point,
+                                   out_dtype, act_min, act_max)
+    cap, n, k = p._cap, p.out_channels, p.k
+    gemm = None
+    if w is not None and p.kernel_size == (1, 1) and p.groups == 1:
+        w2 = np.ascontiguousarray(np.asarray(w).reshape(n, k))
+        pl = L.pack_linear(w2, w_zero_point=p.w_zero_point, w_scale=p.w_scale)
+        lzp, lepi, lodt = _epilogue_args(pl, preset, x_meta, w_scale, bias, out_scale,
+                                         out_zero_point, out_dtype, act_min, act_max)
+        assert (lzp, lodt) == (xzp, odt)
+        gemm = (pl._cap, lepi)
+    lin = _core._linear
+    geometry: Dict[Tuple[int, ...], Tuple[tuple, Tuple[int, int], int, Any]] = {}
+    conv = _core._conv2d
+    xdt = x_meta.dtype
+    zp_fill = xdt.type(x_meta.zero_point)
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        g = geometry.get(x.shape)
+        if g is None:
+            if x.dtype != xdt:
+                raise TypeError(f"conv input has dtype {x.dtype}, expected {xdt}")
+            geo, ohw = L._conv_geometry(x, p, stride, padding, dilation)
+            as_gemm = (gemm is not None and geo[2:6] == (0, 0, 0, 0) and
+                       (k >= _GEMM_1X1_MIN_K or ohw[1] < _WIDE_BELOW))
+            g = geometry[x.shape] = (geo, ohw, ohw[0] * ohw[1] * n * k,
+                                     "gemm" if as_gemm else
+                                     _wide_layout(x.shape, geo, ohw, p.kernel_size[1],
+                                                  p.groups > 1 and p.in_channels == p.groups))
+            kernel.macs = g[2]  # type: ignore[attr-defined]
+        geo, ohw, macs, wide = g
+        nb = x.shape[0]
+        threads = _split_threads(t, macs * nb)
+        if wide == "gemm":   # 1x1: rows of pixels (NHWC) times the weights
+            sh, sw = geo[0], geo[1]
+            xs = x if sh == sw == 1 else x[:, :, ::sh, ::sw]
+            rows = np.ascontiguousarray(xs.transpose(0, 2, 3, 1)).reshape(-1, k)
+            y = np.empty((rows.shape[0], n), odt)
+            st = lin(gemm[0], rows, xzp, y, *gemm[1], threads)
+            if st:
+                L._raise_status(st, "qconv2d")
+            return np.ascontiguousarray(y.reshape((nb,) + ohw + (n,)).transpose(0, 3, 1, 2))
+        if wide is not None:
+            slot, left, w, wgeo = wide
+            c, h = x.shape[1], x.shape[2]
+            xw = np.full((1, c, h, nb * slot), zp_fill, xdt)
+            xw.reshape(c, h, nb, slot)[:, :, :, left:left + w] = x.transpose(1, 2, 0, 3)
+            per = slot // geo[1]
+            y = np.empty((1, n, ohw[0], nb * per), odt)
+            st = conv(cap, xw, xzp, *wgeo, y, *epi, threads)
+            if st:
+                L._raise_status(st, "qconv2d")
+            return np.ascontiguousarray(
+                y.reshape(n, ohw[0], nb, per)[:, :, :, :ohw[1]].transpose(2, 0, 1, 3))
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        y = np.empty((nb, n) + ohw, odt)
+        st = conv(cap, x, xzp, *geo, y, *epi, threads)
+        if st:
+            L._raise_status(st, "qconv2d")
+        return y
+    return per_sample(kernel)
+
+
+def linear_kernel(p: L.PackedLinear, bias: Any, x_meta: QMeta, w_scale: Any, out_scale: float,
+                  out_zero_point: int, preset: str, out_dtype: Any = None,
+                  act_min: Optional[int] = None, act_max: Optional[int] = None) -> Kernel:
+    """``qlinear(x, p, bias, ...)`` with the arguments fixed (x: (..., K), x_meta)."""
+    if x_meta.dtype not in _Q8:
+        raise TypeError(f"linear input must be uint8 or int8, got {x_meta.dtype}")
+    xzp, epi, odt = _epilogue_args(p, preset, x_meta, w_scale, bias, out_scale, out_zero_point,
+                                   out_dtype, act_min, act_max)
+    cap, n, k = p._cap, p.out_channels, p.k
+    lin = _core._linear
+    xdt = x_meta.dtype
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if x.dtype != xdt or x.ndim < 1 or x.shape[-1] != k:
+            L._prepare_x(x, k)
+            raise TypeError(f"linear input has dtype {x.dtype}, expected {xdt}")
+        x2 = x if x.ndim == 2 and x.flags.c_contiguous else np.ascontiguousarray(x.reshape(-1, k))
+        y = np.empty(x.shape[:-1] + (n,), odt)
+        st = lin(cap, x2, xzp, y, *epi, _split_threads(t, x2.shape[0] * n * k))
+        if st:
+            L._raise_status(st, "qlinear")
+        return y
+    kernel.macs = n * k  # type: ignore[attr-defined]
+    return per_sample(kernel)
+
+
+# ---- elementwise and pooling -----------------------------------------------------------------
+def add_kernel(a: QMeta, b: QMeta, out_scale: float, out_zero_point: int, relu: bool,
+               fallback: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Kernel:
+    """PyTorch's quantized add (add_relu); ``fallback(a, b)`` (the NumPy reference) handles
+    what the C op does not (broadcasting, other dtypes)."""
+    sa, za, sb, zb = float(a.scale), int(a.zero_point), float(b.scale), int(b.zero_point)
+    so, zo, r = float(out_scale), int(out_zero_point), bool(relu)
+    qadd = _core._qadd
+    c_ok = a.dtype == b.dtype and a.dtype in _Q8
+
+    def kernel(t: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if c_ok and x.shape == y.shape and x.flags.c_contiguous and y.flags.c_contiguous:
+            return qadd(x, y, sa, za, sb, zb, so, zo, r)
+        return fallback(x, y)
+    return per_sample(kernel)
+
+
+def leaky_relu_kernel(x_meta: QMeta, slope: float, out_scale: float, out_zero_point: int,
+                      fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
+    sx, zx, so, zo, sl = float(x_meta.scale), int(x_meta.zero_point), float(out_scale), \
+        int(out_zero_point), float(slope)
+    op = _core._qleaky_relu
+    if x_meta.dtype not in _Q8:
+        return per_sample(lambda t, x: fallback(x))
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        return op(x, sx, zx, sl, so, zo)
+    return per_sample(kernel)
+
+
+def clamp_kernel(lo: int, hi: int) -> Kernel:
+    """Integer clamp to [lo, hi] (quantized ReLU / ReLU6 / Hardtanh)."""
+    lo, hi = int(lo), int(hi)
+    op = _core._qclamp
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if x.dtype in _Q8:
+            return op(np.ascontiguousarray(x), lo, hi)
+        return np.clip(x, lo, hi)
+    return per_sample(kernel)
+
+
+def max_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool,
+                      out_size: Callable[..., Tuple[int, int]],
+                      fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
+    """Integer max pooling; ``out_size(h, w)`` gives the output size (PyTorch's rule)."""
+    from .convert import _pair
+
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride if stride not in (None, []) else kernel_size)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    sizes: Dict[Tuple[int, int], Tuple[int, int]] = {}
+    op = _core._qmax_pool2d
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if x.dtype not in _Q8 or x.ndim != 4:
+            return fallback(x)
+        hw = x.shape[2:]
+        o = sizes.get(hw)
+        if o is None:
+            o = sizes[hw] = out_size(hw[0], hw[1])
+        return op(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, o[0], o[1])
+    return per_sample(kernel)
+
+
+def adaptive_avg_pool2d_kernel(output_size: Any,
+                               fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
+    """RNE(sum / count) over PyTorch's adaptive windows, in C when every window has the same
+    power-of-two size (where PyTorch's float steps give exactly that); ``fallback`` (the NumPy
+    op with PyTorch's float steps) otherwise."""
+    if isinstance(output_size, int):
+        oh, ow = output_size, output_size
+    else:
+        oh, ow = output_size
+    op = _core._qadaptive_avg_pool2d
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if x.dtype not in _Q8 or x.ndim != 4:
+            return fallback(x)
+        h = x.shape[2] if oh is None else oh
+        w = x.shape[3] if ow is None else ow
+        if x.shape[2] % h or x.shape[3] % w:
+            return fallback(x)
+        k = (x.shape[2] // h) * (x.shape[3] // w)
+        if k & (k - 1):
+            return fallback(x)
+        return op(np.ascontiguousarray(x), h, w)
+    return per_sample(kernel)
+
+
+def quantize_kernel(meta: QMeta, qmin: int, qmax: int) -> Kernel:
+    """Float input (array or tensor) -> integers, ``qkernels.quantize(flavor="torch")`` per
+    tensor: FBGEMM's one-rounding quantize for 8-bit outputs, the scalar one otherwise."""
+    dt, code = C.int_dtype(meta.dtype)
+    flavor = "fbgemm" if code in ("u8", "s8") else "fbgemm_scalar"
+    uf = getattr(_core, f"quantize_{flavor}_{code}")
+    s = F32(meta.scale)
+    C.scale_param(s, "scale")
+    zp = C.int_param(meta.zero_point, "zero_point", qmin, qmax)
+    args = (s, np.int32(zp), np.int32(qmin), np.int32(qmax))
+
+    def kernel(t: int, x: Any) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            x = x.detach().numpy() if hasattr(x, "detach") else np.asarray(x, F32)
+        if x.dtype != F32:
+            x = x.astype(F32)
+        with np.errstate(invalid="raise"):
+            try:
+                return uf(x, *args)
+            except FloatingPointError:
+                pass
+        C.raise_nan(x, "x")
+        raise RuntimeError("quantize reported an error that could not be located")
+    return per_sample(kernel)
+
+
+def dequantize_kernel(meta: QMeta) -> Kernel:
+    """``fl(s * (q - zp))`` (Tensor.dequantize)."""
+    s, zp = F32(meta.scale), np.int32(meta.zero_point)
+    dq = _core.dequantize
+    return per_sample(lambda t, q: dq(q, s, zp))
+
+
+def flatten_kernel(start: int, end: int) -> Kernel:
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        shape = x.shape
+        a, b = start % len(shape), end % len(shape)
+        return x.reshape(shape[:a] + (math.prod(shape[a:b + 1]),) + shape[b + 1:])
+    return per_sample(kernel) if start >= 1 else kernel
+
+
+def identity_kernel() -> Kernel:
+    return per_sample(lambda t, x: x)
+

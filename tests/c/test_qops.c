@@ -1,0 +1,143 @@
+/* test_qops.c -- the quantized add / LeakyReLU / clamp / pooling ops of csrc/qops.c against
+ * brute-force references (max pooling over an explicitly padded copy, average pooling by
+ * direct sums), on odd sizes that leave SIMD tails; under the sanitizers this also checks that
+ * no window reads outside the input. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qk_test.h"
+#include "qops.h"
+
+static void fill(uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) p[i] = (uint8_t)qk_test_next();
+}
+
+static int32_t val(const uint8_t *p, size_t i, int s8) { return s8 ? (int8_t)p[i] : p[i]; }
+
+static void test_maxpool(int s8, size_t h, size_t w, size_t k, size_t s, size_t pad, size_t d,
+                         int ceil_mode) {
+    const size_t planes = 3, eh = d * (k - 1) + 1;
+    const long num_h = (long)(h + 2 * pad) - (long)eh, num_w = (long)(w + 2 * pad) - (long)eh;
+    if (num_h < 0 || num_w < 0) return;
+    size_t oh = (size_t)(ceil_mode ? (num_h + (long)s - 1) / (long)s : num_h / (long)s) + 1;
+    size_t ow = (size_t)(ceil_mode ? (num_w + (long)s - 1) / (long)s : num_w / (long)s) + 1;
+    if (ceil_mode && (oh - 1) * s >= h + pad) oh--;
+    if (ceil_mode && (ow - 1) * s >= w + pad) ow--;
+    uint8_t *x = malloc(planes * h * w), *y = malloc(planes * oh * ow + 1);
+    fill(x, planes * h * w);
+    const qk_dtype t = s8 ? QK_DT_S8 : QK_DT_U8;
+    QK_CHECK(qk_qmax_pool2d(x, t, planes, h, w, k, k, s, s, pad, pad, d, d, oh, ow, y) == QK_OK,
+             "status");
+    int bad = 0;
+    for (size_t p = 0; p < planes; p++)
+        for (size_t i = 0; i < oh; i++)
+            for (size_t j = 0; j < ow; j++) {
+                int32_t m = s8 ? INT8_MIN : 0;
+                for (size_t a = 0; a < k; a++)
+                    for (size_t b = 0; b < k; b++) {
+                        const long r = (long)(i * s + a * d) - (long)pad;
+                        const long c = (long)(j * s + b * d) - (long)pad;
+                        if (r < 0 || c < 0 || r >= (long)h || c >= (long)w) continue;
+                        const int32_t v = val(x, p * h * w + (size_t)r * w + (size_t)c, s8);
+                        if (v > m) m = v;
+                    }
+                bad += val(y, (p * oh + i) * ow + j, s8) != m;
+            }
+    QK_CHECK(bad == 0, "max pool s8=%d %zux%zu k%zu s%zu p%zu d%zu ceil%d: %d wrong", s8, h, w, k,
+             s, pad, d, ceil_mode, bad);
+    free(x);
+    free(y);
+}
+
+static void test_avgpool(int s8, size_t h, size_t w, size_t oh, size_t ow) {
+    const size_t planes = 5;
+    uint8_t *x = malloc(planes * h * w), *y = malloc(planes * oh * ow);
+    fill(x, planes * h * w);
+    QK_CHECK(qk_qadaptive_avg_pool2d(x, s8 ? QK_DT_S8 : QK_DT_U8, planes, h, w, oh, ow, y) == QK_OK,
+             "status");
+    int bad = 0;
+    for (size_t p = 0; p < planes; p++)
+        for (size_t i = 0; i < oh; i++)
+            for (size_t j = 0; j < ow; j++) {
+                const size_t h0 = i * h / oh, h1 = ((i + 1) * h + oh - 1) / oh;
+                const size_t w0 = j * w / ow, w1 = ((j + 1) * w + ow - 1) / ow;
+                long sum = 0;
+                for (size_t a = h0; a < h1; a++)
+                    for (size_t b = w0; b < w1; b++) sum += val(x, p * h * w + a * w + b, s8);
+                const long cnt = (long)((h1 - h0) * (w1 - w0));
+                /* round half to even of sum / cnt, in integers */
+                long q = sum / cnt, r = sum % cnt;
+                if (r < 0) { q -= 1; r += cnt; }
+                if (2 * r > cnt || (2 * r == cnt && (q & 1))) q += 1;
+                bad += val(y, (p * oh + i) * ow + j, s8) != q;
+            }
+    QK_CHECK(bad == 0, "avg pool s8=%d %zux%zu -> %zux%zu: %d wrong", s8, h, w, oh, ow, bad);
+    free(x);
+    free(y);
+}
+
+static void test_elementwise(int s8, size_t n) {
+    uint8_t *a = malloc(n + 1), *b = malloc(n + 1), *y = malloc(n + 1);
+    fill(a, n);
+    fill(b, n);
+    const qk_dtype t = s8 ? QK_DT_S8 : QK_DT_U8;
+    const int32_t za = s8 ? -3 : 120, zb = s8 ? 5 : 131, zo = s8 ? 1 : 128;
+    const int32_t qmin = s8 ? -128 : 0, qmax = s8 ? 127 : 255;
+    int bad = 0;
+    for (int relu = 0; relu < 2; relu++) {
+        QK_CHECK(qk_qadd(a, b, t, n, 0.05f, za, 0.07f, zb, 0.1f, zo, relu, y) == QK_OK, "status");
+        for (size_t i = 0; i < n; i++) {
+            float c = fmaf((float)val(a, i, s8), 0.05f, -(0.05f * (float)za)) +
+                      fmaf((float)val(b, i, s8), 0.07f, -(0.07f * (float)zb));
+            if (relu && c < 0.0f) c = 0.0f;
+            long q = lrint((double)(c * (1.0f / 0.1f))) + zo;
+            q = q < qmin ? qmin : q > qmax ? qmax : q;
+            bad += val(y, i, s8) != q;
+        }
+    }
+    QK_CHECK(qk_qleaky_relu(a, t, n, 0.05f, za, 0.1f, 0.03f, zo, y) == QK_OK, "status");
+    for (size_t i = 0; i < n; i++) {
+        const float d = fmaf((float)val(a, i, s8), 0.05f, -(0.05f * (float)za));
+        const float v = d > 0.0f ? d : d * 0.1f;
+        long q = lrint((double)(v * (1.0f / 0.03f))) + zo;
+        q = q < qmin ? qmin : q > qmax ? qmax : q;
+        bad += val(y, i, s8) != q;
+    }
+    QK_CHECK(qk_qclamp(a, t, n, s8 ? -10 : 20, s8 ? 30 : 200, y) == QK_OK, "status");
+    for (size_t i = 0; i < n; i++) {
+        const int32_t lo = s8 ? -10 : 20, hi = s8 ? 30 : 200, v = val(a, i, s8);
+        bad += val(y, i, s8) != (v < lo ? lo : v > hi ? hi : v);
+    }
+    QK_CHECK(bad == 0, "elementwise s8=%d n=%zu: %d wrong", s8, n, bad);
+    free(a);
+    free(b);
+    free(y);
+}
+
+int main(void) {
+    for (int s8 = 0; s8 < 2; s8++) {
+        for (size_t n = 0; n < 40; n += 3) test_elementwise(s8, n);
+        test_elementwise(s8, 1001);
+        const size_t sizes[][2] = {{8, 8}, {7, 5}, {4, 9}, {1, 1}, {2, 3}};
+        for (size_t z = 0; z < 5; z++) {
+            const size_t h = sizes[z][0], w = sizes[z][1];
+            for (size_t k = 1; k <= 3; k++)
+                for (size_t s = 1; s <= 3; s++)
+                    for (size_t pad = 0; pad <= k / 2; pad++)
+                        for (size_t d = 1; d <= 2; d++)
+                            for (int c = 0; c < 2; c++) test_maxpool(s8, h, w, k, s, pad, d, c);
+            test_avgpool(s8, h, w, 1, 1);
+            test_avgpool(s8, h, w, 2, 3);
+            test_avgpool(s8, h, w, h, w);
+        }
+    }
+    uint8_t x[4] = {0}, y[4];
+    QK_CHECK(qk_qadd(x, x, QK_DT_S32, 4, 1.0f, 0, 1.0f, 0, 1.0f, 0, 0, y) == QK_ERR_ARG, "dtype");
+    QK_CHECK(qk_qadd(x, x, QK_DT_U8, 4, 0.0f, 0, 1.0f, 0, 1.0f, 0, 0, y) == QK_ERR_SCALE, "scale");
+    QK_CHECK(qk_qleaky_relu(x, QK_DT_S8, 4, 1.0f, 200, 0.1f, 1.0f, 0, y) == QK_ERR_ZERO_POINT, "zp");
+    QK_CHECK(qk_qmax_pool2d(x, QK_DT_U8, 1, 2, 2, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, y) == QK_ERR_ARG,
+             "kernel size 0");
+    return QK_TEST_SUMMARY();
+}
