@@ -53,15 +53,47 @@ def test_unsupported_module_is_named():
         def __init__(self):
             super().__init__()
             self.conv = torch.nn.Conv2d(1, 4, 3)
-            self.act = torch.nn.GELU()
+            self.act = torch.nn.Hardswish()   # quantized by the default mapping; no handler here
 
         def forward(self, x):
             return self.act(self.conv(x))
 
     x = torch.rand(8, 1, 8, 8)
     q = _quantize_fx(Odd().eval(), x)
-    with pytest.raises(NotImplementedError, match="act.*GELU|GELU"):
+    with pytest.raises(NotImplementedError, match="act.*Hardswish.*keep it in float"):
         from_torch_quantized(q)
+
+
+def test_float_layers_between_dequantize_and_quantize_run_in_float():
+    """A layer the user keeps in float (qconfig None: convert_fx puts dequantize before it and
+    quantize_per_tensor after it) runs in float on qkernels too; the output equals PyTorch's."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(1, 6, 3, padding=1)
+            self.act = torch.nn.GELU()
+            self.conv2 = torch.nn.Conv2d(6, 4, 3)
+            self.fc = torch.nn.Linear(4 * 6 * 6, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.conv2(self.act(self.conv1(x))), 1))
+
+    torch.manual_seed(1)
+    x = torch.rand(32, 1, 8, 8) * 2 - 1
+    mapping = get_default_qconfig_mapping("fbgemm").set_object_type(torch.nn.GELU, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(Net().eval(), mapping, example_inputs=(x,))
+        prepared(x)
+        q = convert_fx(prepared)
+    assert "dequantize" in q.code and "act" in q.code
+    with torch.no_grad():
+        ref = q(x).numpy()
+    got = from_torch_quantized(q)(x.numpy())
+    np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))
 
 
 class _EagerNet(torch.nn.Module):

@@ -5,6 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
+import qkernels as qk
+
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
 
@@ -103,9 +105,86 @@ def test_unsupported_layer_is_named(data):
         def forward(self, x):
             return self.act(self.conv(x))
 
-    im = quantize_model(Odd().eval(), calib)
-    with pytest.raises(NotImplementedError, match="act.*GELU"):
-        im(calib[0])
+    with pytest.raises(NotImplementedError, match=r"act \(GELU\).*float_modules=\('act',\).*"
+                                                  r"handlers=\{GELU: fn\}"):
+        quantize_model(Odd().eval(), calib)
+    with pytest.raises(ValueError, match="float_modules: nope"):
+        quantize_model(Odd().eval(), calib, config=QuantConfig(float_modules=("nope",)))
+
+
+class _ConvGeluNet(torch.nn.Module):
+    """conv -> GELU -> conv -> sigmoid (function) -> flatten -> linear: layers quantize_model has
+    no integer op for, between integer layers."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.act = torch.nn.GELU()
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, stride=2)
+        self.fc = torch.nn.Linear(8 * 3 * 3, 10)
+
+    def forward(self, x):
+        x = torch.sigmoid(self.conv2(self.act(self.conv1(x))))
+        return self.fc(torch.flatten(x, 1))
+
+
+def test_float_modules_run_in_float_between_integer_layers(data):
+    """float_modules: the named layers (by class name, and a function by its node name) run in
+    float on the dequantized input, their outputs are quantized with calibrated parameters, and
+    every integer layer around them equals its fake-quant twin fed the same integers."""
+    calib, x, _ = data
+    cfg = QuantConfig(float_modules=("GELU", "sigmoid"))
+    im = quantize_model(_ConvGeluNet().eval(), calib, config=cfg)
+    assert im.float_nodes == {"act", "sigmoid"}
+    y, ref = im(x), im.float_reference(x)
+    assert qk.sqnr_db(ref, y) > 25
+    rep = {r.name: r for r in im.compare(x)}
+    assert {"act", "sigmoid", "conv1", "fc"} <= set(rep)
+    assert all(r.steps_diff_vs_fake_quant <= 1 for r in rep.values())
+    # the float GELU output is the float op on the dequantized integers, then quantized
+    tr = {}
+    im._run(x, "int", trace=tr, raw=True)
+    s, z = im.qparams["act"]
+    g = torch.nn.functional.gelu(torch.from_numpy(tr["conv1"].dequantize())).numpy()
+    np.testing.assert_array_equal(tr["act"].q, qk.quantize(g, np.float32(s), z, dtype=np.uint8))
+    # YAML / dict spelling
+    assert QuantConfig.from_dict({"float_modules": ["act"]}).float_modules == ("act",)
+
+
+def test_handler_gives_the_integer_op(data):
+    """handlers={nn.GELU: fn}: fn gets the module, the integer input and the output's calibrated
+    parameters, and its integers are what the next layer receives."""
+    calib, x, _ = data
+    calls = []
+
+    def gelu_lut(mod, xq, scale, zp):
+        calls.append((type(mod).__name__, xq.q.dtype, scale, zp))
+        grid = np.arange(256, dtype=np.uint8)   # a 256-entry table: any uint8 op is a lookup
+        f = torch.nn.functional.gelu(torch.from_numpy(qk.dequantize(grid, np.float32(xq.scale),
+                                                                    xq.zero_point))).numpy()
+        lut = qk.quantize(f, np.float32(scale), zp, dtype=np.uint8)
+        return lut[xq.q]
+
+    cfg = QuantConfig(float_modules=("sigmoid",))
+    im = quantize_model(_ConvGeluNet().eval(), calib, config=cfg, handlers={torch.nn.GELU: gelu_lut})
+    tr = {}
+    im._run(x, "int", trace=tr, raw=True)
+    assert calls and calls[0][0] == "GELU" and calls[0][1] == np.uint8
+    assert tuple(calls[0][2:]) == im.qparams["act"]
+    # a lookup table of the same float op gives the same integers as the float path
+    im_f = quantize_model(_ConvGeluNet().eval(), calib, config=QuantConfig(
+        float_modules=("act", "sigmoid")))
+    tr_f = {}
+    im_f._run(x, "int", trace=tr_f, raw=True)
+    np.testing.assert_array_equal(tr["act"].q, tr_f["act"].q)
+    np.testing.assert_array_equal(im(x), im_f(x))
+
+    def bad(mod, xq, scale, zp):
+        return xq.q.astype(np.int32)
+    im_bad = quantize_model(_ConvGeluNet().eval(), calib, config=cfg, handlers={torch.nn.GELU: bad})
+    with pytest.raises(TypeError, match="handler of act returned int32"):
+        im_bad(x)
 
 
 def test_bad_arguments(data):

@@ -547,8 +547,9 @@ def _trace(model: torch.nn.Module) -> fx.GraphModule:
 
 def _unsupported(what: str) -> NotImplementedError:
     return NotImplementedError(
-        f"{what} is not supported by from_torch_quantized yet: keep it in float (dequantize "
-        "before it, quantize after it) or add a handler to qkernels.torch.convert")
+        f"{what} has no integer implementation in from_torch_quantized: keep it in float in the "
+        "PyTorch model (dequantize before it, quantize after it; qkernels then runs it in float "
+        "too) or give it an integer kernel in qkernels.torch.convert (_module_kernel)")
 
 
 class _Dyn(NamedTuple):
@@ -756,6 +757,12 @@ def _module_kernel(mod: torch.nn.Module, name: str, x: Any, nnq: Any, nniq: Any,
         return rt.flatten_kernel(mod.start_dim, mod.end_dim), x.meta
     if isinstance(mod, (torch.nn.Dropout, torch.nn.Identity)):
         return rt.identity_kernel(), x.meta
+    if isinstance(x, _Dyn) and x.meta is None:   # a float module between dequant and quant
+        def run_float(t: int, v: Any) -> Any:
+            with torch.no_grad():
+                r = mod(torch.from_numpy(np.ascontiguousarray(v, F32)))
+            return r.numpy() if isinstance(r, torch.Tensor) else r
+        return run_float, None
     raise _unsupported(f"module {name} ({type(mod).__module__}.{type(mod).__name__})")
 
 
@@ -866,4 +873,15 @@ def _function_kernel(node: fx.Node, args: Tuple, kwargs: Dict[str, Any], preset:
                              dim, s, z).q
             return kernel, list(xs), rt.QMeta(s, z, ms[0].dtype)
         return bind(cat)
+    dyn = [a for a in (*args, *kwargs.values()) if isinstance(a, _Dyn)]
+    if dyn and all(d.meta is None for d in dyn):   # float op between dequantize and quantize
+        def run_float(th: int, *vals: Any) -> Any:
+            env = {id(d): (torch.from_numpy(np.ascontiguousarray(v, F32))
+                           if isinstance(v, np.ndarray) else v) for d, v in zip(dyn, vals)}
+            a = [env.get(id(v), v) for v in args]
+            k = {n: env.get(id(v), v) for n, v in kwargs.items()}
+            with torch.no_grad():
+                r = getattr(a[0], t)(*a[1:], **k) if method else t(*a, **k)
+            return r.numpy() if isinstance(r, torch.Tensor) else r
+        return run_float, dyn, None
     raise _unsupported(f"function {node.op} {getattr(t, '__name__', t)}")

@@ -36,13 +36,19 @@ from torch import fx
 import qkernels as qk
 
 from . import _runtime as rt
-from .convert import (_AVG_POOL2D, _CAT, F32, QTensor, _clamp_bounds, _flatten, _unsupported,
+from .convert import (_AVG_POOL2D, _CAT, F32, QTensor, _clamp_bounds, _flatten,
                       conv2d_dynamic, dynamic_quantize_input, linear_dynamic, max_pool_out_size,
                       q_adaptive_avg_pool2d, q_add, q_avg_pool2d, q_cat, q_clamp, q_layernorm,
                       q_leaky_relu, q_max_pool2d)
 from .observers import TorchHistogramObserver
 
 __all__ = ["TensorConfig", "QuantConfig", "IntegerModel", "quantize_model"]
+
+#: An integer handler for a module type (``quantize_model(..., handlers={Type: fn})``):
+#: ``fn(module, x, scale, zero_point)`` gets the module, its quantized input (a ``QTensor``:
+#: ``.q`` integers, ``.scale``, ``.zero_point``) and the calibrated parameters of its output, and
+#: returns the output integers (the activation dtype).
+Handler = Callable[[torch.nn.Module, QTensor, float, int], np.ndarray]
 
 _OBSERVERS = {
     "minmax": qk.MinMaxObserver, "moving_average": qk.MovingAverageMinMaxObserver,
@@ -108,6 +114,11 @@ class QuantConfig:
             layers) or "weight_only" (float activations).
         layernorm: the integer LayerNorm method, "exact" or "sole" (SOLE's AILayerNorm); its input
             is PTF-quantized (FQ-ViT, ``qkernels.ptf_calibrate(method="fqvit")``).
+        float_modules: layers kept in float, each named by its module path (``"head"`` also
+            covers ``"head.0"``), its class name (``"GELU"``) or its graph node name (for
+            functions, e.g. ``"sigmoid"``). In the integer run their input is dequantized, the
+            float op runs, and its output is quantized with calibrated parameters (PyTorch's
+            DeQuantStub / QuantStub pair).
 
     Dynamic mode with the default uint8 affine activations and the fbgemm preset is PyTorch's
     fbgemm ``quantized::linear_dynamic`` (reduce_range [0, 127], its ChooseQuantizationParams);
@@ -123,6 +134,7 @@ class QuantConfig:
     preset: str = "fbgemm"
     mode: str = "static"
     layernorm: str = "exact"
+    float_modules: Tuple[str, ...] = ()
 
     @staticmethod
     def w8a8_pow2() -> "QuantConfig":
@@ -149,7 +161,9 @@ class QuantConfig:
         for k in ("preset", "mode", "layernorm"):
             if k in d:
                 kw[k] = d[k]
-        unknown = set(d) - {"weight", "activation", "preset", "mode", "layernorm"}
+        if "float_modules" in d:
+            kw["float_modules"] = tuple(str(m) for m in d["float_modules"] or ())
+        unknown = set(d) - {"weight", "activation", "preset", "mode", "layernorm", "float_modules"}
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
         return replace(base, **kw)
@@ -223,13 +237,16 @@ class IntegerModel:
     def __init__(self, float_model: torch.nn.Module, gm: fx.GraphModule, config: QuantConfig,
                  qparams: Dict[str, Tuple[float, int]], layers: Dict[str, Dict[str, Any]],
                  layernorms: Optional[Dict[str, Any]] = None,
-                 threads: Optional[int] = None) -> None:
+                 threads: Optional[int] = None, *, float_nodes: Iterable[str] = (),
+                 handlers: Optional[Dict[type, Handler]] = None) -> None:
         self.float_model = float_model
         self.graph_module = gm
         self.config = config
         self.qparams = qparams          # node name -> (scale, zero point) of its output
         self.layers = layers            # node name -> quantized weights, bias, ...
         self.layernorms: Dict[str, Any] = layernorms or {}  # node name -> qk.LayerNormParams
+        self.float_nodes = frozenset(float_nodes)   # nodes run in float (config.float_modules)
+        self.handlers: Dict[type, Handler] = dict(handlers or {})   # module type -> integer op
         self.threads = rt.check_threads(threads)   # thread cap of the integer run (None: all CPUs)
         self._plan: Optional[rt.Plan] = None        # the compiled integer graph (first int run)
 
@@ -362,6 +379,8 @@ class IntegerModel:
         :meth:`_step`. Add new layer kinds here."""
         name = node.name
         act = self.config.activation.dtype()
+        if name in self.float_nodes or self._handler(node) is not None:
+            return None
         if node.op == "call_module":
             x = node.args[0]
             xm = meta_of(x) if isinstance(x, fx.Node) else None
@@ -475,6 +494,8 @@ class IntegerModel:
               q: Callable, fq: Callable) -> Any:
         gm = self.graph_module
         name = node.name
+        if name in self.float_nodes or self._handler(node) is not None:
+            return self._float_or_handler(node, args, kwargs, mode, fq)
         if node.op == "call_module":
             mod = gm.get_submodule(node.target)
             if name in self.layers:
@@ -496,7 +517,54 @@ class IntegerModel:
             return self._cat(name, args, kwargs, mode, fq)
         if node.op == "call_function" and node.target in _AVG_POOL2D:
             return self._avg_pool2d(name, _avg_pool2d_args(*args, **kwargs), mode, fq)
-        raise _unsupported(f"{node.op} {getattr(node.target, '__name__', node.target)} ({name})")
+        raise _no_integer_op(f"{node.op} {getattr(node.target, '__name__', node.target)} ({name})",
+                             name)
+
+    def _handler(self, node: fx.Node) -> Optional[Handler]:
+        if node.op != "call_module" or not self.handlers:
+            return None
+        return self.handlers.get(type(self.graph_module.get_submodule(node.target)))
+
+    def _float_or_handler(self, node: fx.Node, args: Tuple, kwargs: Dict, mode: str,
+                          fq: Callable) -> Any:
+        """A node kept in float (``float_modules``) or with a user handler. Int mode: the
+        handler gets the integer input (a QTensor) and the output's calibrated (scale, zero
+        point) and returns the output integers; a float node dequantizes its inputs, runs the
+        float op and quantizes the result with those parameters. Other modes: the float op (then
+        fake quantization in "fq")."""
+        name = node.name
+        handler = self._handler(node)
+        if mode == "int" and handler is not None:
+            s, z = self.qparams[name]
+            y = np.asarray(handler(self.graph_module.get_submodule(node.target), args[0], s, z))
+            dt = self.config.activation.dtype()
+            if y.dtype != dt:
+                raise TypeError(f"the handler of {name} returned {y.dtype} integers; expected {dt}")
+            return QTensor(y, s, z)
+
+        def to_torch(v: Any) -> Any:
+            if isinstance(v, QTensor):
+                v = v.dequantize()
+            return torch.from_numpy(np.ascontiguousarray(v, F32)) if isinstance(v, np.ndarray) else v
+        targs = tuple(to_torch(v) for v in args)
+        tkwargs = {k: to_torch(v) for k, v in kwargs.items()}
+        with torch.no_grad():
+            if node.op == "call_module":
+                r = self.graph_module.get_submodule(node.target)(*targs, **tkwargs)
+            elif node.op == "call_method":
+                r = getattr(targs[0], node.target)(*targs[1:], **tkwargs)
+            else:
+                r = node.target(*targs, **tkwargs)
+        y = r.numpy() if isinstance(r, torch.Tensor) else np.asarray(r, F32)
+        if name not in self.qparams or mode in ("float", "wo", "dyn"):
+            return y
+        if mode == "fq":
+            return fq(y, name)
+        s, z = self.qparams[name]
+        act = self.config.activation
+        bits = act.bits if act.bits < act.dtype().itemsize * 8 else None
+        return QTensor(qk.quantize(y.astype(F32), F32(s), z, dtype=act.dtype(), bits=bits,
+                                   flavor="torch"), s, z)
 
     def _cat(self, name: str, args: Tuple, kwargs: Dict, mode: str, fq: Callable) -> Any:
         """torch.cat: int mode requantizes every input to the output's parameters (q_cat)."""
@@ -611,7 +679,7 @@ class IntegerModel:
         if isinstance(mod, torch.nn.LeakyReLU):
             s, z = self.qparams[name]
             return q_leaky_relu(x, float(mod.negative_slope), s, z)
-        raise _unsupported(f"module {name} ({type(mod).__name__})")
+        raise _no_integer_op(f"module {name} ({type(mod).__name__})", name, type(mod).__name__)
 
     # -- public API -------------------------------------------------------------------------
     def __call__(self, x: Any, *, threads: Optional[int] = None) -> np.ndarray:
@@ -982,10 +1050,15 @@ def _int32_bias(bias: np.ndarray, xs: np.float32, ws: Any) -> np.ndarray:
 
 
 def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], *,
-                   config: Optional[QuantConfig] = None) -> IntegerModel:
+                   config: Optional[QuantConfig] = None,
+                   handlers: Optional[Dict[type, Handler]] = None) -> IntegerModel:
     """Calibrate ``model`` on ``calib_data`` (an iterable of input batches) and return an
     :class:`IntegerModel` that runs it on qkernels' integer kernels. Dynamic mode
     (``QuantConfig(mode="dynamic")``) calibrates nothing: ``calib_data`` may be None.
+
+    A layer without an integer implementation is refused here, by name; keep it in float
+    (``QuantConfig(float_modules=("name",))``) or give its module type an integer ``handler``
+    (``handlers={nn.GELU: fn}``, see :data:`Handler`): both get calibrated output parameters.
 
     Raises:
         NotImplementedError: a layer without an integer implementation (the message names it and
@@ -1005,17 +1078,22 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         raise ValueError("dynamic mode quantizes activations to at most 8 bits (activation.bits)")
     float_model = copy.deepcopy(model).eval()
     gm = _fused_graph(model)
+    handlers = dict(handlers or {})
+    float_nodes = _float_nodes(gm, cfg.float_modules)
+    special = set(float_nodes) | {n.name for n in gm.graph.nodes if n.op == "call_module"
+                                  and type(gm.get_submodule(n.target)) in handlers}
     layers: Dict[str, Dict[str, Any]] = {}
     wcfg = cfg.weight
     for node in gm.graph.nodes:
-        if node.op != "call_module":
+        if node.op != "call_module" or node.name in special:
             continue
         mod = gm.get_submodule(node.target)
         base, act = _module_kind(mod)
         if base is None:
             continue
         if isinstance(base, torch.nn.Conv2d) and base.padding_mode != "zeros":
-            raise _unsupported(f"module {node.target} (padding_mode={base.padding_mode})")
+            raise _no_integer_op(f"module {node.target} (padding_mode={base.padding_mode})",
+                                 node.target)
         w = base.weight.detach().numpy().astype(F32)
         axis = 0 if wcfg.per_channel else None
         obs = wcfg.observer_for(axis) if wcfg.observer in ("minmax", "mode") else qk.MinMaxObserver(
@@ -1050,18 +1128,22 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     ln_nodes: Dict[str, fx.Node] = {}        # LayerNorm node -> its input: PTF calibration data
     ln_inputs: Dict[str, List[np.ndarray]] = {}
     if cfg.mode == "static":
+        _check_supported(gm, layers, special)
         for node in gm.graph.nodes:
-            if node.op == "call_module" and isinstance(gm.get_submodule(node.target), torch.nn.LayerNorm):
+            if node.name in special:
+                observers[node.name] = acfg.observer_for()
+            elif node.op == "call_module" and isinstance(gm.get_submodule(node.target), torch.nn.LayerNorm):
                 m = gm.get_submodule(node.target)
                 if len(m.normalized_shape) != 1 or cfg.activation.bits > 8:
-                    raise _unsupported(f"module {node.target} (LayerNorm over {tuple(m.normalized_shape)}"
-                                       f" with {cfg.activation.bits}-bit activations: the integer "
-                                       "LayerNorm normalizes the last axis, 8-bit)")
+                    raise _no_integer_op(f"module {node.target} (LayerNorm over "
+                                         f"{tuple(m.normalized_shape)} with {cfg.activation.bits}-bit "
+                                         "activations: the integer LayerNorm normalizes the last "
+                                         "axis, 8-bit)", node.target)
                 ln_nodes[node.name] = node
                 ln_inputs[node.args[0].name] = []
                 observers[node.name] = acfg.observer_for()
     for node in gm.graph.nodes:
-        if node.name in ln_nodes:
+        if node.name in ln_nodes or node.name in observers:
             continue
         if node.op in ("placeholder",) or node.name in layers:
             observers[node.name] = acfg.observer_for()
@@ -1086,7 +1168,8 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     rec = _Rec(gm)
     seen = 0
     if cfg.mode == "dynamic":  # nothing to calibrate: activations are quantized per call
-        return IntegerModel(float_model, gm, cfg, {}, layers)
+        return IntegerModel(float_model, gm, cfg, {}, layers, float_nodes=float_nodes,
+                            handlers=handlers)
     if calib_data is None:
         raise ValueError(f"calib_data is None: {cfg.mode} mode calibrates the activations, give "
                          "at least one batch (only mode='dynamic' needs none)")
@@ -1115,4 +1198,70 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         ptf = qk.ptf_calibrate(ln_inputs[node.args[0].name], method="fqvit")
         layernorms[name] = qk.prepare_layernorm(ptf, gamma, beta, method=cfg.layernorm,
                                                 out_scale=s, out_zero_point=kz, eps=float(m.eps))
-    return IntegerModel(float_model, gm, cfg, qparams, layers, layernorms)
+    return IntegerModel(float_model, gm, cfg, qparams, layers, layernorms,
+                        float_nodes=float_nodes, handlers=handlers)
+
+
+def _float_nodes(gm: fx.GraphModule, names: Iterable[str]) -> List[str]:
+    """The graph nodes ``QuantConfig.float_modules`` names (module path or prefix, class name,
+    or node name); an entry that matches nothing is an error (a typo would silently quantize)."""
+    names = list(names)
+    out: List[str] = []
+    used = set()
+    for node in gm.graph.nodes:
+        if node.op not in ("call_module", "call_function", "call_method"):
+            continue
+        keys = {node.name}
+        if node.op == "call_module":
+            keys |= {type(gm.get_submodule(node.target)).__name__}
+        for m in names:
+            hit = m in keys or (node.op == "call_module" and
+                                (node.target == m or node.target.startswith(m + ".")))
+            if hit:
+                used.add(m)
+                out.append(node.name)
+                break
+    missing = [m for m in names if m not in used]
+    if missing:
+        raise ValueError(f"float_modules: {', '.join(missing)} match no layer of the model "
+                         "(give a module path, a class name or a graph node name)")
+    return out
+
+
+_SUPPORTED_MODULES = (torch.nn.MaxPool2d, torch.nn.AdaptiveAvgPool2d, torch.nn.AvgPool2d,
+                      torch.nn.Flatten, torch.nn.Dropout, torch.nn.Identity, torch.nn.ReLU,
+                      torch.nn.ReLU6, torch.nn.Hardtanh, torch.nn.LeakyReLU, torch.nn.LayerNorm)
+
+
+def _check_supported(gm: fx.GraphModule, layers: Dict[str, Any], special: Iterable[str]) -> None:
+    """Refuse, before calibrating, a node the integer graph cannot run, naming it and saying
+    what to do."""
+    special = set(special)
+    functions = (torch.add, _operator_add(), torch.flatten, torch.nn.functional.relu, torch.relu,
+                 *_CAT, *_AVG_POOL2D)
+    for node in gm.graph.nodes:
+        if node.name in layers or node.name in special:
+            continue
+        if node.op == "call_module":
+            mod = gm.get_submodule(node.target)
+            if isinstance(mod, _SUPPORTED_MODULES):
+                continue
+            what, key, kind = f"module {node.target} ({type(mod).__name__})", node.target, \
+                type(mod).__name__
+        elif node.op in ("call_function", "call_method"):
+            if node.op == "call_function" and node.target in functions:
+                continue
+            what = f"{node.op} {getattr(node.target, '__name__', node.target)} (node {node.name})"
+            key, kind = node.name, None
+        else:
+            continue
+        raise _no_integer_op(what, key, kind)
+
+
+def _no_integer_op(what: str, key: str, kind: Optional[str] = None) -> NotImplementedError:
+    """The error for a layer quantize_model has no integer op for: it names the layer and says
+    what to do."""
+    advice = (f"keep it in float with QuantConfig(float_modules=({key!r},))" +
+              (f", or give it an integer handler: quantize_model(..., handlers={{{kind}: fn}})"
+               if kind else ""))
+    return NotImplementedError(f"{what} has no integer implementation in quantize_model: {advice}")
