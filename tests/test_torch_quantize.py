@@ -1,6 +1,7 @@
 """quantize_model on the reference models: integer-exact accuracy, agreement with fake quant,
 configs and presets, and errors."""
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -217,3 +218,50 @@ def test_weight_only_mode_uses_quantized_weights(data):
     out, ref = im(x), im.float_reference(x)
     assert not np.array_equal(out, ref)             # the 4-bit weights change the output
     assert _acc(out, y) >= _acc(ref, y) - 0.03      # and keep the accuracy
+
+
+def test_input_output_and_bias_configs(data, tmp_path):
+    """QuantConfig.input / .output / .bias: the model input and the returned tensor get their own
+    integer types and observers, the integer bias its own width (saturated, as a narrow bias
+    register would); fake quant models the same points, so int vs fake quant stays within one
+    step, and export reports each tensor with its own bit width."""
+    import json
+
+    calib, x, y = data
+    cfg = QuantConfig(preset="onnxruntime",
+                      input=TensorConfig(bits=8, symmetric=True, signed=True),
+                      output=TensorConfig(bits=4))
+    im = quantize_model(load("resnet"), calib, config=cfg)
+    tr = {}
+    im._run(x, "int", trace=tr, raw=True)
+    assert tr["x"].q.dtype == np.int8 and tr["x"].zero_point == 0
+    assert tr["fc"].q.dtype == np.uint8 and tr["fc"].q.max() <= 15       # 4-bit output
+    assert tr["layer1_conv1"].q.dtype == np.uint8 and tr["layer1_conv1"].q.max() > 15
+    assert _acc(im(x), y) > 0.97
+    assert max(r.steps_diff_vs_fake_quant for r in im.compare(x)) <= 1
+    im.export(str(tmp_path / "e"), x[:4])
+    rep = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert rep["tensors"]["fc"]["bitwidth"] == 4 and rep["tensors"]["x"]["symmetric"]
+    assert rep["output"]["bits"] == 4
+
+    # a 12-bit bias register saturates the integer bias; fake quant sees the same bias
+    b12 = QuantConfig(preset="tflite", activation=TensorConfig(signed=True),
+                      bias=TensorConfig(bits=12, signed=True, symmetric=True))
+    im12 = quantize_model(load("mlp"), calib, config=b12)
+    im32 = quantize_model(load("mlp"), calib, config=replace(b12, bias=None))
+    L = im12.layers["fc1"]
+    b = im12._bias_int(L["bias"], im12.qparams[L["input"]][0], L["w_scale"])
+    assert b.min() >= -2048 and b.max() <= 2047
+    assert (np.abs(im32._bias_int(L["bias"], im32.qparams[L["input"]][0], L["w_scale"]))
+            > 2047).any()                                  # so the 12 bits really saturate
+    assert max(r.steps_diff_vs_fake_quant for r in im12.compare(x)) <= 1
+    assert not np.array_equal(im12(x), im32(x))
+    assert QuantConfig.from_dict({"bias": {"bits": 16}}).bias == TensorConfig(
+        bits=16, symmetric=True, signed=True)
+
+    with pytest.raises(ValueError, match="bias: preset 'fbgemm' adds a float bias"):
+        quantize_model(load("mlp"), calib, config=QuantConfig(bias=TensorConfig(bits=16, signed=True)))
+    with pytest.raises(ValueError, match="input: preset 'fbgemm' takes uint8"):
+        quantize_model(load("mlp"), calib, config=QuantConfig(input=TensorConfig(signed=True)))
+    with pytest.raises(ValueError, match="output.bits=16"):
+        quantize_model(load("mlp"), calib, config=QuantConfig(output=TensorConfig(bits=16)))

@@ -62,7 +62,8 @@ class TensorConfig:
     """How one kind of tensor is quantized.
 
     Attributes:
-        bits: 2..16 (int8/uint8 storage up to 8 bits, int16/uint16 above).
+        bits: 2..16 (int8/uint8 storage up to 8 bits, int16/uint16 above; a bias config may
+            use up to 32 bits, int32 storage).
         symmetric: symmetric (zero point 0) or affine.
         per_channel: one scale per output channel (weights) instead of per tensor.
         signed: signed integers (int8) or unsigned (uint8).
@@ -81,7 +82,17 @@ class TensorConfig:
     def dtype(self) -> np.dtype:
         if self.bits <= 8:
             return np.dtype(np.int8 if self.signed else np.uint8)
-        return np.dtype(np.int16 if self.signed else np.uint16)
+        if self.bits <= 16:
+            return np.dtype(np.int16 if self.signed else np.uint16)
+        return np.dtype(np.int32)
+
+    def qbits(self) -> Optional[int]:
+        """``bits`` when narrower than the storage type (the ``bits=`` of the kernels), else None."""
+        return self.bits if self.bits < self.dtype().itemsize * 8 else None
+
+    def qrange(self) -> Tuple[int, int]:
+        """The integer range [qmin, qmax] of this config."""
+        return qk._checks.qrange(self.dtype(), bits=self.qbits())
 
     def observer_for(self, axis: Optional[int] = None) -> qk.Observer:
         if self.observer not in _OBSERVERS:
@@ -107,6 +118,12 @@ class QuantConfig:
     Attributes:
         weight, activation: :class:`TensorConfig` for weights and for activations (inputs and
             outputs of every layer).
+        input, output: :class:`TensorConfig` of the model's input and of the tensors it returns
+            (None: ``activation``). ``output`` applies to conv / linear / LayerNorm / float-kept
+            layers that produce a model output (others keep the activation storage type).
+        bias: :class:`TensorConfig` of the integer bias (presets tflite, pow2, onnxruntime, which
+            add an int32 bias with scale ``x_scale * w_scale``): ``bits`` (up to 32, signed)
+            saturates it, as hardware with a narrower bias register does. None: 32 bits.
         preset: fbgemm, qnnpack, onnxruntime, tflite or pow2 (the arithmetic of conv/linear).
         mode: "static" (calibrated activations), "dynamic" (like
             ``torch.ao.quantization.quantize_dynamic``: each conv/linear quantizes its input per
@@ -135,6 +152,9 @@ class QuantConfig:
     mode: str = "static"
     layernorm: str = "exact"
     float_modules: Tuple[str, ...] = ()
+    input: Optional[TensorConfig] = None
+    output: Optional[TensorConfig] = None
+    bias: Optional[TensorConfig] = None
 
     @staticmethod
     def w8a8_pow2() -> "QuantConfig":
@@ -158,12 +178,17 @@ class QuantConfig:
         for k in ("weight", "activation"):
             if k in d:
                 kw[k] = replace(getattr(base, k), **d[k])
+        for k in ("input", "output", "bias"):
+            if d.get(k) is not None:
+                base_kw = {"bits": 32, "symmetric": True, "signed": True} if k == "bias" else {}
+                kw[k] = TensorConfig(**{**base_kw, **d[k]})
         for k in ("preset", "mode", "layernorm"):
             if k in d:
                 kw[k] = d[k]
         if "float_modules" in d:
             kw["float_modules"] = tuple(str(m) for m in d["float_modules"] or ())
-        unknown = set(d) - {"weight", "activation", "preset", "mode", "layernorm", "float_modules"}
+        unknown = set(d) - {"weight", "activation", "preset", "mode", "layernorm", "float_modules",
+                            "input", "output", "bias"}
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
         return replace(base, **kw)
@@ -238,7 +263,8 @@ class IntegerModel:
                  qparams: Dict[str, Tuple[float, int]], layers: Dict[str, Dict[str, Any]],
                  layernorms: Optional[Dict[str, Any]] = None,
                  threads: Optional[int] = None, *, float_nodes: Iterable[str] = (),
-                 handlers: Optional[Dict[type, Handler]] = None) -> None:
+                 handlers: Optional[Dict[type, Handler]] = None,
+                 tensor_configs: Optional[Dict[str, TensorConfig]] = None) -> None:
         self.float_model = float_model
         self.graph_module = gm
         self.config = config
@@ -247,8 +273,21 @@ class IntegerModel:
         self.layernorms: Dict[str, Any] = layernorms or {}  # node name -> qk.LayerNormParams
         self.float_nodes = frozenset(float_nodes)   # nodes run in float (config.float_modules)
         self.handlers: Dict[type, Handler] = dict(handlers or {})   # module type -> integer op
+        # node name -> TensorConfig of its output where it is not config.activation (the model
+        # input and outputs, QuantConfig.input / .output)
+        self.tensor_configs: Dict[str, TensorConfig] = dict(tensor_configs or {})
         self.threads = rt.check_threads(threads)   # thread cap of the integer run (None: all CPUs)
         self._plan: Optional[rt.Plan] = None        # the compiled integer graph (first int run)
+
+    def _tc(self, name: str) -> TensorConfig:
+        """The TensorConfig of node ``name``'s output."""
+        return self.tensor_configs.get(name, self.config.activation)
+
+    def _bias_int(self, bias: np.ndarray, xs: Any, ws: Any) -> np.ndarray:
+        """The integer bias of the presets that add one: scale x_scale * w_scale, saturated to
+        ``config.bias.bits`` (default 32)."""
+        b = self.config.bias
+        return _int32_bias(bias, F32(xs), ws, 32 if b is None else b.bits)
 
     # -- execution ------------------------------------------------------------------------
     def _dynamic_input(self, x: np.ndarray) -> QTensor:
@@ -287,9 +326,6 @@ class IntegerModel:
             return self._run_int(x, trace, raw, self.threads if threads is None else threads)
         gm = self.graph_module
         env: Dict[fx.Node, Any] = {}
-        act = self.config.activation
-        adt = act.dtype()
-
         def arg(a: Any) -> Any:
             return fx.node.map_arg(a, lambda n: env[n])
 
@@ -297,9 +333,9 @@ class IntegerModel:
 
         def q(v: np.ndarray, name: str) -> QTensor:
             s, z = self.qparams[name]
-            bits = act.bits if act.bits < adt.itemsize * 8 else None
-            return QTensor(qk.quantize(np.asarray(v, F32), F32(s), z, dtype=adt, bits=bits,
-                                       flavor="torch"), s, z)
+            tc = self._tc(name)
+            return QTensor(qk.quantize(np.asarray(v, F32), F32(s), z, dtype=tc.dtype(),
+                                       bits=tc.qbits(), flavor="torch"), s, z)
 
         for node in gm.graph.nodes:
             if node.op == "placeholder":
@@ -339,9 +375,6 @@ class IntegerModel:
         """Compile the integer graph once: every node becomes one kernel with its parameters
         derived and checked here (see :meth:`_int_kernel`); nodes without one run through
         :meth:`_step` (the interpreted path)."""
-        act = self.config.activation
-        adt = act.dtype()
-        lo, hi = qk._checks.qrange(adt, bits=act.bits if act.bits < adt.itemsize * 8 else None)
         slot: Dict[fx.Node, int] = {}
         metas: Dict[int, rt.QMeta] = {}
         steps: List[Tuple[rt.Kernel, Tuple[int, ...], int, str]] = []
@@ -355,8 +388,9 @@ class IntegerModel:
                     output = self._structured_output(out, slot, metas)
                 continue
             if node.op == "placeholder":   # slot 0 holds the float input of the call
-                meta: Optional[rt.QMeta] = rt.QMeta(*self.qparams[node.name], adt)
-                kernel, ins = rt.quantize_kernel(meta, lo, hi), [None]
+                tc = self._tc(node.name)
+                meta: Optional[rt.QMeta] = rt.QMeta(*self.qparams[node.name], tc.dtype())
+                kernel, ins = rt.quantize_kernel(meta, *tc.qrange()), [None]
             else:
                 got = self._int_kernel(node, lambda n: metas.get(slot[n]))
                 if got is None:
@@ -378,7 +412,7 @@ class IntegerModel:
         values it takes, the quantization of its output), or None to run the node through
         :meth:`_step`. Add new layer kinds here."""
         name = node.name
-        act = self.config.activation.dtype()
+        act = self._tc(name).dtype()
         if name in self.float_nodes or self._handler(node) is not None:
             return None
         if node.op == "call_module":
@@ -445,8 +479,8 @@ class IntegerModel:
         act_min, act_max = self._act_range(name)
         bias = L["bias"]
         if bias is not None and cfg.preset in ("tflite", "pow2", "onnxruntime"):
-            bias = _int32_bias(bias, F32(xm.scale), L["w_scale"])
-        kw = dict(out_dtype=cfg.activation.dtype(), act_min=act_min, act_max=act_max)
+            bias = self._bias_int(bias, xm.scale, L["w_scale"])
+        kw = dict(out_dtype=self._tc(name).dtype(), act_min=act_min, act_max=act_max)
         if L["kind"] == "conv":
             m = L["module"]
             return rt.conv2d_kernel(L["packed"], bias, m.stride, m.padding, m.dilation, xm,
@@ -459,7 +493,7 @@ class IntegerModel:
         ins = list(node.all_input_nodes)
         in_metas = [meta_of(n) for n in ins]
         if node.name in self.qparams:
-            meta: Optional[rt.QMeta] = rt.QMeta(*self.qparams[node.name], self.config.activation.dtype())
+            meta: Optional[rt.QMeta] = rt.QMeta(*self.qparams[node.name], self._tc(node.name).dtype())
         else:
             known = [m for m in in_metas if m is not None]
             meta = known[0] if len(known) == 1 else None
@@ -537,7 +571,7 @@ class IntegerModel:
         if mode == "int" and handler is not None:
             s, z = self.qparams[name]
             y = np.asarray(handler(self.graph_module.get_submodule(node.target), args[0], s, z))
-            dt = self.config.activation.dtype()
+            dt = self._tc(name).dtype()
             if y.dtype != dt:
                 raise TypeError(f"the handler of {name} returned {y.dtype} integers; expected {dt}")
             return QTensor(y, s, z)
@@ -561,9 +595,8 @@ class IntegerModel:
         if mode == "fq":
             return fq(y, name)
         s, z = self.qparams[name]
-        act = self.config.activation
-        bits = act.bits if act.bits < act.dtype().itemsize * 8 else None
-        return QTensor(qk.quantize(y.astype(F32), F32(s), z, dtype=act.dtype(), bits=bits,
+        tc = self._tc(name)
+        return QTensor(qk.quantize(y.astype(F32), F32(s), z, dtype=tc.dtype(), bits=tc.qbits(),
                                    flavor="torch"), s, z)
 
     def _cat(self, name: str, args: Tuple, kwargs: Dict, mode: str, fq: Callable) -> Any:
@@ -572,9 +605,7 @@ class IntegerModel:
         dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
         if mode == "int":
             s, z = self.qparams[name]
-            act = self.config.activation
-            bits = act.bits if act.bits < act.dtype().itemsize * 8 else None
-            return q_cat(xs, dim, s, z, bits)
+            return q_cat(xs, dim, s, z, self._tc(name).qbits())
         y = np.concatenate([np.asarray(v, F32) for v in xs], axis=dim)
         return fq(y, name) if mode == "fq" else y
 
@@ -594,9 +625,8 @@ class IntegerModel:
         fake-quantizes the output."""
         ln = self.layernorms[name]
         if mode == "int":
-            act = self.config.activation
-            bits = act.bits if act.bits < act.dtype().itemsize * 8 else None
-            y = q_layernorm(x, ln, act.dtype(), bits)[0]
+            tc = self._tc(name)
+            y = q_layernorm(x, ln, tc.dtype(), tc.qbits())[0]
             s, z = self.qparams[name]   # the same numbers (ln.out_scale is float32(s))
             return QTensor(y.q, s, z)
         xf = np.ascontiguousarray(x, F32)
@@ -615,14 +645,14 @@ class IntegerModel:
             x = self._dynamic_input(x).dequantize()
         if mode == "int":
             s, z = self.qparams[name]
-            adt = cfg.activation.dtype()
+            adt = self._tc(name).dtype()
             act_min, act_max = self._act_range(name)
             kw = dict(x_scale=F32(x.scale), x_zero_point=x.zero_point, w_scale=L["w_scale"],
                       w_zero_point=0, out_scale=F32(s), out_zero_point=z, preset=cfg.preset,
                       out_dtype=adt, act_min=act_min, act_max=act_max)
             bias = L["bias"]
             if bias is not None and cfg.preset in ("tflite", "pow2", "onnxruntime"):
-                bias = _int32_bias(bias, F32(x.scale), L["w_scale"])
+                bias = self._bias_int(bias, x.scale, L["w_scale"])
             if L["kind"] == "conv":
                 m = L["module"]
                 y = qk.qconv2d(x.q, L["packed"], bias, stride=m.stride, padding=m.padding,
@@ -639,12 +669,10 @@ class IntegerModel:
 
     def _fq_out(self, y: np.ndarray, name: str) -> np.ndarray:
         """Fake-quantize y with the quantization parameters of node `name`."""
-        act = self.config.activation
-        adt = act.dtype()
         if name not in self.qparams:  # dynamic mode: no calibrated activation parameters
             return np.asarray(y, F32)
         s, z = self.qparams[name]
-        lo, hi = qk._checks.qrange(adt, bits=act.bits if act.bits < adt.itemsize * 8 else None)
+        lo, hi = self._tc(name).qrange()
         return qk.fake_quantize(np.asarray(y, F32), F32(s), z, lo, hi)
 
     def _elementwise(self, mod: torch.nn.Module, name: str, args: Tuple, mode: str,
@@ -793,7 +821,7 @@ class IntegerModel:
             n = w.shape[0]
             bias = L["bias"]
             if bias is not None and cfg.preset in ("tflite", "pow2", "onnxruntime"):
-                bias = _int32_bias(bias, F32(xs), L["w_scale"])
+                bias = self._bias_int(bias, xs, L["w_scale"])
             e = _epilogue(cfg.preset, n, np.ndim(L["w_scale"]) > 0, F32(xs), L["w_scale"], F32(os_),
                           bias, None, None, None, "half_up")
             a2 = w.reshape(n, -1).astype(np.int64).sum(axis=1).astype(np.int32)
@@ -829,10 +857,12 @@ class IntegerModel:
             layers_json[name] = self._export_layernorm(name, raw, out_dir, put, npz, header)
         if cfg.mode == "static":
             layers_json.update(self._export_pool_cat(raw, out_dir, put, npz))
-        tensors = {n: _tensor_json(np.float32(s), z, cfg.activation) for n, (s, z) in self.qparams.items()}
+        tensors = {n: _tensor_json(np.float32(s), z, self._tc(n)) for n, (s, z) in self.qparams.items()}
         report: Dict[str, Any] = {"preset": cfg.preset, "mode": cfg.mode,
                                   "weight": vars(cfg.weight) if hasattr(cfg.weight, "__dict__") else str(cfg.weight),
                                   "activation": vars(cfg.activation) if hasattr(cfg.activation, "__dict__") else str(cfg.activation),
+                                  **{k: vars(getattr(cfg, k)) for k in ("input", "output", "bias")
+                                     if getattr(cfg, k) is not None},
                                   "tensors": tensors, "layers": layers_json}
         if labels is not None:
             lab = np.asarray(labels)
@@ -976,9 +1006,8 @@ class IntegerModel:
 
     def _act_range(self, name: str) -> Tuple[int, int]:
         """The output clamping range of a conv/linear layer (fused ReLU / ReLU6 included)."""
-        cfg = self.config
-        adt = cfg.activation.dtype()
-        lo, hi = qk._checks.qrange(adt, bits=cfg.activation.bits if cfg.activation.bits < adt.itemsize * 8 else None)
+        adt = self._tc(name).dtype()
+        lo, hi = self._tc(name).qrange()
         L = self.layers[name]
         s, z = self.qparams[name]
         if L["act"] is not None:
@@ -1000,7 +1029,8 @@ class IntegerModel:
             k = int(np.prod(w.shape[1:]))
             if L["input"] in self.qparams:
                 xin = self.qparams[L["input"]][1]
-                xmax = max(abs(hi - xin), abs(lo - xin))
+                ilo, ihi = self._tc(L["input"]).qrange()
+                xmax = max(abs(ihi - xin), abs(ilo - xin))
             else:  # dynamic: the zero point is chosen per call within [lo, hi]
                 xmax = hi - lo
             res[n] = int(k * xmax * np.abs(w).max())
@@ -1043,10 +1073,12 @@ def _operator_add() -> Any:
     return operator.add
 
 
-def _int32_bias(bias: np.ndarray, xs: np.float32, ws: Any) -> np.ndarray:
-    """Bias quantized with scale x_scale * w_scale, zero point 0, int32 (TFLite, QNNPACK, ORT)."""
+def _int32_bias(bias: np.ndarray, xs: np.float32, ws: Any, bits: int = 32) -> np.ndarray:
+    """Bias quantized with scale x_scale * w_scale, zero point 0, saturated to ``bits`` signed
+    bits, stored as int32 (TFLite, QNNPACK, ORT)."""
     s = (np.float64(xs) * np.asarray(ws, np.float64))
-    return np.clip(np.rint(bias.astype(np.float64) / s), -(2**31), 2**31 - 1).astype(np.int32)
+    lim = 2 ** (int(bits) - 1)
+    return np.clip(np.rint(bias.astype(np.float64) / s), -lim, lim - 1).astype(np.int32)
 
 
 def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], *,
@@ -1076,6 +1108,23 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         raise ValueError(f"layernorm must be 'exact' or 'sole'; got {cfg.layernorm!r}")
     if cfg.mode == "dynamic" and cfg.activation.bits > 8:
         raise ValueError("dynamic mode quantizes activations to at most 8 bits (activation.bits)")
+    if cfg.mode == "static":
+        for kind in ("activation", "input", "output"):
+            tc = getattr(cfg, kind)
+            if tc is None:
+                continue
+            if not 2 <= tc.bits <= 8:
+                raise ValueError(f"{kind}.bits={tc.bits}: the integer conv / linear kernels take "
+                                 "and return 8-bit storage (bits 2..8)")
+            if tc.signed and cfg.preset in ("fbgemm", "qnnpack"):
+                raise ValueError(f"{kind}: preset {cfg.preset!r} takes uint8 activations "
+                                 "(signed=False); int8 ones need tflite, onnxruntime or pow2")
+    if cfg.bias is not None:
+        if cfg.preset not in ("tflite", "pow2", "onnxruntime"):
+            raise ValueError(f"bias: preset {cfg.preset!r} adds a float bias; an integer bias "
+                             "config applies to the tflite, pow2 and onnxruntime presets")
+        if not (cfg.bias.signed and 2 <= cfg.bias.bits <= 32):
+            raise ValueError(f"bias must be signed with 2..32 bits; got {cfg.bias}")
     float_model = copy.deepcopy(model).eval()
     gm = _fused_graph(model)
     handlers = dict(handlers or {})
@@ -1114,12 +1163,17 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         kind = "conv" if isinstance(base, torch.nn.Conv2d) else "linear"
         packed = (qk.pack_conv2d(w_int, groups=base.groups, w_scale=w_scale) if kind == "conv"
                   else qk.pack_linear(w_int, w_scale=w_scale))
-        layers[node.name] = dict(kind=kind, module=base, fused=mod, fq_module=fq_mod, w_int=w_int,
+        layers[node.name] = dict(kind=kind, module=base, fused=mod, fq_module=fq_mod,
+                                 fq_base=fq_base, w_int=w_int,
                                  w_scale=w_scale, packed=packed, act=act,
                                  bias=None if base.bias is None else base.bias.detach().numpy().astype(F32),
                                  input=node.args[0].name)
     # calibration: observe every node output that carries new quantization parameters
     acfg = cfg.activation
+    tcs = _tensor_configs(gm, cfg, layers, special) if cfg.mode == "static" else {}
+
+    def observer(name: str) -> qk.Observer:
+        return tcs.get(name, acfg).observer_for()
     observers: Dict[str, qk.Observer] = {}
     keep_qparams = (torch.nn.MaxPool2d, torch.nn.AdaptiveAvgPool2d, torch.nn.Flatten,
                     torch.nn.Dropout, torch.nn.Identity, torch.nn.ReLU, torch.nn.ReLU6,
@@ -1131,7 +1185,7 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         _check_supported(gm, layers, special)
         for node in gm.graph.nodes:
             if node.name in special:
-                observers[node.name] = acfg.observer_for()
+                observers[node.name] = observer(node.name)
             elif node.op == "call_module" and isinstance(gm.get_submodule(node.target), torch.nn.LayerNorm):
                 m = gm.get_submodule(node.target)
                 if len(m.normalized_shape) != 1 or cfg.activation.bits > 8:
@@ -1141,18 +1195,18 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
                                          "axis, 8-bit)", node.target)
                 ln_nodes[node.name] = node
                 ln_inputs[node.args[0].name] = []
-                observers[node.name] = acfg.observer_for()
+                observers[node.name] = observer(node.name)
     for node in gm.graph.nodes:
         if node.name in ln_nodes or node.name in observers:
             continue
         if node.op in ("placeholder",) or node.name in layers:
-            observers[node.name] = acfg.observer_for()
+            observers[node.name] = observer(node.name)
         elif node.op == "call_module" and isinstance(gm.get_submodule(node.target), keep_qparams):
             inherit[node.name] = node.args[0].name
         elif node.op == "call_module" and isinstance(gm.get_submodule(node.target), torch.nn.LeakyReLU):
-            observers[node.name] = acfg.observer_for()
+            observers[node.name] = observer(node.name)
         elif node.op == "call_function" and node.target in (torch.add, _operator_add(), *_CAT):
-            observers[node.name] = acfg.observer_for()
+            observers[node.name] = observer(node.name)
         elif node.op == "call_function" and node.target in _AVG_POOL2D:
             inherit[node.name] = node.args[0].name
         elif node.op == "call_function" and node.target in (torch.flatten, torch.nn.functional.relu, torch.relu):
@@ -1187,6 +1241,15 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
                                   int(np.asarray(p.zero_point).reshape(-1)[0]))
         elif node.name in inherit and inherit[node.name] in qparams:
             qparams[node.name] = qparams[inherit[node.name]]
+    if cfg.bias is not None:   # fake quant sees the saturated integer bias too
+        for name, L in layers.items():
+            if L["bias"] is None or L["input"] not in qparams:
+                continue
+            xs = F32(qparams[L["input"]][0])
+            b = _int32_bias(L["bias"], xs, L["w_scale"], cfg.bias.bits)
+            deq = (b * (np.float64(xs) * np.asarray(L["w_scale"], np.float64))).astype(F32)
+            with torch.no_grad():
+                L["fq_base"].bias.copy_(torch.from_numpy(deq))
     layernorms: Dict[str, Any] = {}
     for name, node in ln_nodes.items():
         m = gm.get_submodule(node.target)
@@ -1194,12 +1257,55 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         gamma = m.weight.detach().numpy() if m.weight is not None else np.ones(c, F32)
         beta = m.bias.detach().numpy() if m.bias is not None else np.zeros(c, F32)
         s, z = qparams[name]
-        kz = z - 128 if acfg.dtype() == np.uint8 else z   # the kernel's int8 output zero point
+        kz = z - 128 if tcs.get(name, acfg).dtype() == np.uint8 else z   # kernel's int8 zero point
         ptf = qk.ptf_calibrate(ln_inputs[node.args[0].name], method="fqvit")
         layernorms[name] = qk.prepare_layernorm(ptf, gamma, beta, method=cfg.layernorm,
                                                 out_scale=s, out_zero_point=kz, eps=float(m.eps))
     return IntegerModel(float_model, gm, cfg, qparams, layers, layernorms,
-                        float_nodes=float_nodes, handlers=handlers)
+                        float_nodes=float_nodes, handlers=handlers, tensor_configs=tcs)
+
+
+_OWN_OUTPUT_TYPE = (torch.nn.LayerNorm,)
+
+
+def _tensor_configs(gm: fx.GraphModule, cfg: QuantConfig, layers: Dict[str, Any],
+                    special: Iterable[str]) -> Dict[str, TensorConfig]:
+    """Node name -> TensorConfig where it differs from ``cfg.activation``: the placeholders
+    (``cfg.input``) and the nodes whose integers the model returns (``cfg.output``), followed
+    back through the ops that keep their input's parameters (flatten, pooling, ReLU, ...)."""
+    out: Dict[str, TensorConfig] = {}
+    if cfg.input is not None:
+        for node in gm.graph.nodes:
+            if node.op == "placeholder":
+                out[node.name] = cfg.input
+    if cfg.output is None:
+        return out
+    special = set(special)
+    own = set(layers) | special | {n.name for n in gm.graph.nodes if n.op == "call_module"
+                                   and isinstance(gm.get_submodule(n.target), _OWN_OUTPUT_TYPE)}
+    keep = (torch.nn.MaxPool2d, torch.nn.AdaptiveAvgPool2d, torch.nn.AvgPool2d, torch.nn.Flatten,
+            torch.nn.Dropout, torch.nn.Identity, torch.nn.ReLU, torch.nn.ReLU6, torch.nn.Hardtanh)
+    keep_fn = (torch.flatten, torch.nn.functional.relu, torch.relu, *_AVG_POOL2D)
+    for node in gm.graph.nodes:
+        if node.op != "output":
+            continue
+        for n in node.all_input_nodes:
+            while n.name not in own:
+                passes = ((n.op == "call_module" and isinstance(gm.get_submodule(n.target), keep))
+                          or (n.op == "call_function" and n.target in keep_fn))
+                if not passes or not isinstance(n.args[0], fx.Node):
+                    raise ValueError(f"output: the model output {n.name} comes from an op that "
+                                     "keeps the activation type; QuantConfig.output applies to "
+                                     "conv / linear / LayerNorm / float-kept layers")
+                n = n.args[0]
+            out[n.name] = cfg.output
+    for n in gm.graph.nodes:   # the ops after it that keep its parameters carry its config
+        passes = ((n.op == "call_module" and isinstance(gm.get_submodule(n.target), keep))
+                  or (n.op == "call_function" and n.target in keep_fn))
+        if passes and n.name not in own and isinstance(n.args[0], fx.Node) and \
+                n.args[0].name in out:
+            out[n.name] = out[n.args[0].name]
+    return out
 
 
 def _float_nodes(gm: fx.GraphModule, names: Iterable[str]) -> List[str]:
