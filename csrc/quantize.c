@@ -172,37 +172,67 @@ QK_TARGET_AVX2 static size_t qk__quantize_f32_avx2(const float *x, size_t n, flo
 }
 
 /* AVX-512: float32 -> u8 / s8 for the round-half-even flavours (all but tflite), 64 elements
- * an iteration; the same operations as the AVX2 loop on 16 lanes, then saturating narrowing
- * (exact: the values are already inside [qmin, qmax]). */
-QK_TARGET_AVX512 static size_t qk__quantize_f32_8bit_avx512(const float *x, size_t n,
-                                                            float scale, int32_t zp, int32_t qmin,
-                                                            int32_t qmax, void *yv, int flav,
-                                                            int is_signed) {
+ * an iteration; the same operations as the AVX2 loop on 16 lanes. The rounded values are already
+ * inside [qmin - off, qmax - off], so the int16 / 8-bit saturating packs are exact. Written without
+ * arrays of vectors (gcc -O2 keeps those in memory). */
+QK_TARGET_AVX512 static QK__AI __m512i qk__q16_avx512(__m512 x, __m512 k, __m512 zpf, __m512 lo,
+                                                      __m512 hi, int flav) {
+    __m512 t = flav == QK__FL_TORCH    ? _mm512_mul_ps(x, k)
+               : flav == QK__FL_FBGEMM ? _mm512_fmadd_ps(x, k, zpf)
+               : flav == QK__FL_FBGEMM_SCALAR ? _mm512_add_ps(_mm512_mul_ps(x, k), zpf)
+                                       : _mm512_div_ps(x, k);
+    return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(t, lo), hi)); /* RNE (MXCSR) */
+}
+
+QK_TARGET_AVX512 static QK__AI size_t qk__quantize_8bit_avx512_loop(const float *x, size_t n,
+                                                                    float scale, int32_t zp,
+                                                                    int32_t qmin, int32_t qmax,
+                                                                    uint8_t *y, int flav,
+                                                                    int is_signed) {
     const int fused = flav == QK__FL_FBGEMM || flav == QK__FL_FBGEMM_SCALAR;
     const __m512 k = _mm512_set1_ps(flav == QK__FL_TORCH || fused ? 1.0f / scale : scale);
     const __m512 zpf = _mm512_set1_ps((float)zp);
     const int32_t off = fused ? 0 : zp;
     const __m512 lo = _mm512_set1_ps((float)(qmin - off)), hi = _mm512_set1_ps((float)(qmax - off));
-    const __m512i vzp = _mm512_set1_epi32(off);
-    uint8_t *y = (uint8_t *)yv;
+    const __m512i off16 = _mm512_set1_epi16((int16_t)off);
+    const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     size_t i = 0;
     for (; i + 64 <= n; i += 64) {
-        __m512 v[4];
-        for (int j = 0; j < 4; j++) v[j] = _mm512_loadu_ps(x + i + 16 * j);
-        if (_mm512_cmp_ps_mask(v[0], v[1], _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v[2], v[3], _CMP_UNORD_Q))
+        const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
+        const __m512 x2 = _mm512_loadu_ps(x + i + 32), x3 = _mm512_loadu_ps(x + i + 48);
+        if (_mm512_cmp_ps_mask(x0, x1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(x2, x3, _CMP_UNORD_Q))
             return i;
-        for (int j = 0; j < 4; j++) {
-            __m512 t = flav == QK__FL_TORCH    ? _mm512_mul_ps(v[j], k)
-                       : flav == QK__FL_FBGEMM ? _mm512_fmadd_ps(v[j], k, zpf)
-                       : flav == QK__FL_FBGEMM_SCALAR ? _mm512_add_ps(_mm512_mul_ps(v[j], k), zpf)
-                                               : _mm512_div_ps(v[j], k);
-            t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
-            const __m512i r = _mm512_add_epi32(_mm512_cvtps_epi32(t), vzp); /* RNE (MXCSR) */
-            const __m128i b = is_signed ? _mm512_cvtsepi32_epi8(r) : _mm512_cvtusepi32_epi8(r);
-            _mm_storeu_si128((__m128i *)(y + i + 16 * j), b);
+        const __m512i v0 = qk__q16_avx512(x0, k, zpf, lo, hi, flav);
+        const __m512i v1 = qk__q16_avx512(x1, k, zpf, lo, hi, flav);
+        const __m512i v2 = qk__q16_avx512(x2, k, zpf, lo, hi, flav);
+        const __m512i v3 = qk__q16_avx512(x3, k, zpf, lo, hi, flav);
+        __m512i ab = _mm512_packs_epi32(v0, v1), cd = _mm512_packs_epi32(v2, v3);
+        if (!fused) {
+            ab = _mm512_add_epi16(ab, off16);
+            cd = _mm512_add_epi16(cd, off16);
         }
+        const __m512i r = is_signed ? _mm512_packs_epi16(ab, cd) : _mm512_packus_epi16(ab, cd);
+        _mm512_storeu_si512((void *)(y + i), _mm512_permutexvar_epi32(perm, r));
     }
     return i;
+}
+
+QK_TARGET_AVX512 static size_t qk__quantize_f32_8bit_avx512(const float *x, size_t n,
+                                                            float scale, int32_t zp, int32_t qmin,
+                                                            int32_t qmax, void *yv, int flav,
+                                                            int is_signed) {
+    uint8_t *y = (uint8_t *)yv;
+#define QK__Q_CASE(F)                                                                           \
+    case F: return is_signed ? qk__quantize_8bit_avx512_loop(x, n, scale, zp, qmin, qmax, y, F, 1) \
+                             : qk__quantize_8bit_avx512_loop(x, n, scale, zp, qmin, qmax, y, F, 0);
+    switch (flav) {
+        QK__Q_CASE(QK__FL_TORCH)
+        QK__Q_CASE(QK__FL_ONNX)
+        QK__Q_CASE(QK__FL_FBGEMM)
+        QK__Q_CASE(QK__FL_FBGEMM_SCALAR)
+        default: return 0;
+    }
+#undef QK__Q_CASE
 }
 #endif
 
