@@ -2,7 +2,8 @@
  *
  * Schemes (SPEC section 4): double_round (gemmlowp / TFLite reference / CMSIS-NN), single_round
  * (TFLITE_SINGLE_ROUNDING, ruy), fp32 (FBGEMM, QNNPACK, MLAS), and plain shifts with a chosen
- * rounding (power-of-two hardware). Each has a scalar loop; u8/s8 outputs have AVX2 loops too.
+ * rounding (power-of-two hardware). Each has a scalar loop; u8/s8 outputs have AVX2 and AVX-512
+ * loops too, which give the same bits.
  */
 #include "internal.h"
 
@@ -297,9 +298,11 @@ static inline int qk__fx_setup(int is_double, int32_t m, int32_t shift, qk__fx_p
 /* v for 8 accumulators. The sums p + c are formed in 64-bit lanes (even lanes, then odd lanes
  * moved down). For k >= 32, v = floor(sum / 2^k) = floor(floor(sum / 2^32) / 2^(k-32)): the high
  * dwords of the sums, gathered into one vector, then an int32 arithmetic shift by k - 32. For
- * k < 32 the sums are first shifted left by 32 - k (they stay below 2^63 in magnitude: see
- * qk__fx_setup). The sign correction (corr) picks cn by bit 63, which blendv_pd reads: the sign
- * of the odd lane, or of the even lane once shifted up. */
+ * k < 32 (k = 31 - shift with shift >= 0, so c = 2^(30-shift)) the sums are first shifted left
+ * by 32 - k = shift + 1, which keeps them exact: sum 2^(shift+1) = 2 (x 2^shift) m + 2^31 with
+ * x 2^shift inside int32 (checked for double_round; shift = 0 for single_round), below 2^63.
+ * The sign correction (corr) picks cn by bit 63, which blendv_pd reads: the sign of the odd lane,
+ * or of the even lane once shifted up. */
 QK_TARGET_AVX2 static QK__AI __m256i qk__fx8_avx2(__m256i x, __m256i vm, __m256i cp, __m256i cn,
                                                   __m128i sh, int corr, int k_lt32) {
     __m256i ce = cp, co = cp;
