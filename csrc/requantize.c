@@ -79,12 +79,13 @@ qk_status qk_quantize_multiplier(double m, int32_t *multiplier, int32_t *shift) 
  * clamp nest. */
 QK_TARGET_AVX2 static QK__AI void qk__narrow32_avx2(uint8_t *y, __m256i a, __m256i b, __m256i c,
                                                     __m256i d, __m256i zp16, __m256i lo8,
-                                                    __m256i hi8, int is_signed) {
+                                                    __m256i hi8, int is_signed, int clamp) {
     const __m256i ab = _mm256_adds_epi16(_mm256_packs_epi32(a, b), zp16);
     const __m256i cd = _mm256_adds_epi16(_mm256_packs_epi32(c, d), zp16);
     __m256i r = is_signed ? _mm256_packs_epi16(ab, cd) : _mm256_packus_epi16(ab, cd);
-    r = is_signed ? _mm256_min_epi8(_mm256_max_epi8(r, lo8), hi8)
-                  : _mm256_min_epu8(_mm256_max_epu8(r, lo8), hi8);
+    if (clamp) /* qmin / qmax narrower than the type */
+        r = is_signed ? _mm256_min_epi8(_mm256_max_epi8(r, lo8), hi8)
+                      : _mm256_min_epu8(_mm256_max_epu8(r, lo8), hi8);
     r = _mm256_permutevar8x32_epi32(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256((__m256i *)y, r);
 }
@@ -92,12 +93,14 @@ QK_TARGET_AVX2 static QK__AI void qk__narrow32_avx2(uint8_t *y, __m256i a, __m25
 /* The same for 64 outputs: the packs work in 128-bit lanes, one permute puts the dwords back. */
 QK_TARGET_AVX512 static QK__AI void qk__narrow64_avx512(uint8_t *y, __m512i a, __m512i b,
                                                         __m512i c, __m512i d, __m512i zp16,
-                                                        __m512i lo8, __m512i hi8, int is_signed) {
+                                                        __m512i lo8, __m512i hi8, int is_signed,
+                                                        int clamp) {
     const __m512i ab = _mm512_adds_epi16(_mm512_packs_epi32(a, b), zp16);
     const __m512i cd = _mm512_adds_epi16(_mm512_packs_epi32(c, d), zp16);
     __m512i r = is_signed ? _mm512_packs_epi16(ab, cd) : _mm512_packus_epi16(ab, cd);
-    r = is_signed ? _mm512_min_epi8(_mm512_max_epi8(r, lo8), hi8)
-                  : _mm512_min_epu8(_mm512_max_epu8(r, lo8), hi8);
+    if (clamp)
+        r = is_signed ? _mm512_min_epi8(_mm512_max_epi8(r, lo8), hi8)
+                      : _mm512_min_epu8(_mm512_max_epu8(r, lo8), hi8);
     const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     _mm512_storeu_si512((void *)y, _mm512_permutexvar_epi32(perm, r));
 }
@@ -153,7 +156,7 @@ QK_TARGET_AVX2 static QK__AI size_t qk__rq_avx2_loop(const int32_t *acc, size_t 
         const __m256i v1 = qk__rq8_avx2(_mm256_loadu_si256((const __m256i *)(acc + i + 8)), &c, scheme);
         const __m256i v2 = qk__rq8_avx2(_mm256_loadu_si256((const __m256i *)(acc + i + 16)), &c, scheme);
         const __m256i v3 = qk__rq8_avx2(_mm256_loadu_si256((const __m256i *)(acc + i + 24)), &c, scheme);
-        qk__narrow32_avx2(y + i, v0, v1, v2, v3, zp16, lo8, hi8, is_signed);
+        qk__narrow32_avx2(y + i, v0, v1, v2, v3, zp16, lo8, hi8, is_signed, 1);
     }
     return i;
 }
@@ -204,7 +207,7 @@ QK_TARGET_AVX512 static QK__AI size_t qk__rq_avx512_loop(const int32_t *acc, siz
         const __m512i v1 = qk__rq16_avx512(_mm512_loadu_si512((const void *)(acc + i + 16)), &c, scheme);
         const __m512i v2 = qk__rq16_avx512(_mm512_loadu_si512((const void *)(acc + i + 32)), &c, scheme);
         const __m512i v3 = qk__rq16_avx512(_mm512_loadu_si512((const void *)(acc + i + 48)), &c, scheme);
-        qk__narrow64_avx512(y + i, v0, v1, v2, v3, zp16, lo8, hi8, is_signed);
+        qk__narrow64_avx512(y + i, v0, v1, v2, v3, zp16, lo8, hi8, is_signed, 1);
     }
     return i;
 }
@@ -326,7 +329,7 @@ QK_TARGET_AVX2 static QK__AI size_t qk__fx_avx2_loop(const int32_t *acc, size_t 
                                                      const qk__fx_params *f, int32_t zp,
                                                      int32_t qmin, int32_t qmax, uint8_t *y,
                                                      int is_signed, int corr, int k_lt32,
-                                                     int check) {
+                                                     int check, int clamp) {
     const __m256i vm = _mm256_set1_epi32(f->m);
     const __m256i cp = _mm256_set1_epi64x(f->cp), cn = _mm256_set1_epi64x(f->cn);
     const __m128i sh = _mm_cvtsi32_si128(f->k < 32 ? 32 - f->k : f->k - 32);
@@ -350,7 +353,8 @@ QK_TARGET_AVX2 static QK__AI size_t qk__fx_avx2_loop(const int32_t *acc, size_t 
         qk__narrow32_avx2(y + i, qk__fx8_avx2(x0, vm, cp, cn, sh, corr, k_lt32),
                           qk__fx8_avx2(x1, vm, cp, cn, sh, corr, k_lt32),
                           qk__fx8_avx2(x2, vm, cp, cn, sh, corr, k_lt32),
-                          qk__fx8_avx2(x3, vm, cp, cn, sh, corr, k_lt32), zp16, lo8, hi8, is_signed);
+                          qk__fx8_avx2(x3, vm, cp, cn, sh, corr, k_lt32), zp16, lo8, hi8, is_signed,
+                          clamp);
     }
     return i;
 }
@@ -361,19 +365,29 @@ QK_TARGET_AVX2 static size_t qk__fx_avx2(const int32_t *acc, size_t n, const qk_
                                          int is_signed) {
     uint8_t *yb = (uint8_t *)y;
     const int lt32 = f->k < 32;
-#define QK__FX_CASE(S, C, L, K) return qk__fx_avx2_loop(acc, n, f, zp, qmin, qmax, yb, S, C, L, K)
+    const int cl = qmin != (is_signed ? INT8_MIN : 0) || qmax != (is_signed ? INT8_MAX : UINT8_MAX);
+#define QK__FX_CASE(S, C, L, K, CL) \
+    return qk__fx_avx2_loop(acc, n, f, zp, qmin, qmax, yb, S, C, L, K, CL)
     if (f->check) { /* double_round with a left shift: k < 32, no correction */
-        if (is_signed) QK__FX_CASE(1, 0, 1, 1);
-        QK__FX_CASE(0, 0, 1, 1);
+        if (is_signed) QK__FX_CASE(1, 0, 1, 1, 1);
+        QK__FX_CASE(0, 0, 1, 1, 1);
     }
     if (is_signed) {
-        if (f->corr) QK__FX_CASE(1, 1, 0, 0); /* the correction comes with k >= 32 */
-        if (lt32) QK__FX_CASE(1, 0, 1, 0);
-        QK__FX_CASE(1, 0, 0, 0);
+        if (f->corr) { /* the correction comes with k >= 32 */
+            if (cl) QK__FX_CASE(1, 1, 0, 0, 1);
+            QK__FX_CASE(1, 1, 0, 0, 0);
+        }
+        if (lt32) QK__FX_CASE(1, 0, 1, 0, 1);
+        if (cl) QK__FX_CASE(1, 0, 0, 0, 1);
+        QK__FX_CASE(1, 0, 0, 0, 0);
     }
-    if (f->corr) QK__FX_CASE(0, 1, 0, 0);
-    if (lt32) QK__FX_CASE(0, 0, 1, 0);
-    QK__FX_CASE(0, 0, 0, 0);
+    if (f->corr) {
+        if (cl) QK__FX_CASE(0, 1, 0, 0, 1);
+        QK__FX_CASE(0, 1, 0, 0, 0);
+    }
+    if (lt32) QK__FX_CASE(0, 0, 1, 0, 1);
+    if (cl) QK__FX_CASE(0, 0, 0, 0, 1);
+    QK__FX_CASE(0, 0, 0, 0, 0);
 #undef QK__FX_CASE
 }
 
@@ -403,7 +417,7 @@ QK_TARGET_AVX512 static QK__AI size_t qk__fx_avx512_loop(const int32_t *acc, siz
                                                          const qk__fx_params *f, int32_t zp,
                                                          int32_t qmin, int32_t qmax, uint8_t *y,
                                                          int is_signed, int corr, int k_lt32,
-                                                         int check) {
+                                                         int check, int clamp) {
     const __m512i vm = _mm512_set1_epi32(f->m);
     const __m512i cp = _mm512_set1_epi64(f->cp), dc = _mm512_set1_epi64(f->cp - f->cn);
     const __m128i sh = _mm_cvtsi32_si128(f->k < 32 ? 32 - f->k : f->k - 32);
@@ -425,7 +439,7 @@ QK_TARGET_AVX512 static QK__AI size_t qk__fx_avx512_loop(const int32_t *acc, siz
         const __m512i v1 = qk__fx16_avx512(x1, vm, cp, dc, sh, corr, k_lt32);
         const __m512i v2 = qk__fx16_avx512(x2, vm, cp, dc, sh, corr, k_lt32);
         const __m512i v3 = qk__fx16_avx512(x3, vm, cp, dc, sh, corr, k_lt32);
-        qk__narrow64_avx512(y + i, v0, v1, v2, v3, zp16, lo8, hi8, is_signed);
+        qk__narrow64_avx512(y + i, v0, v1, v2, v3, zp16, lo8, hi8, is_signed, clamp);
     }
     return i;
 }
@@ -435,19 +449,29 @@ QK_TARGET_AVX512 static size_t qk__fx_avx512(const int32_t *acc, size_t n, const
                                              int is_signed) {
     uint8_t *yb = (uint8_t *)y;
     const int lt32 = f->k < 32;
-#define QK__FX_CASE(S, C, L, K) return qk__fx_avx512_loop(acc, n, f, zp, qmin, qmax, yb, S, C, L, K)
+    const int cl = qmin != (is_signed ? INT8_MIN : 0) || qmax != (is_signed ? INT8_MAX : UINT8_MAX);
+#define QK__FX_CASE(S, C, L, K, CL) \
+    return qk__fx_avx512_loop(acc, n, f, zp, qmin, qmax, yb, S, C, L, K, CL)
     if (f->check) {
-        if (is_signed) QK__FX_CASE(1, 0, 1, 1);
-        QK__FX_CASE(0, 0, 1, 1);
+        if (is_signed) QK__FX_CASE(1, 0, 1, 1, 1);
+        QK__FX_CASE(0, 0, 1, 1, 1);
     }
     if (is_signed) {
-        if (f->corr) QK__FX_CASE(1, 1, 0, 0);
-        if (lt32) QK__FX_CASE(1, 0, 1, 0);
-        QK__FX_CASE(1, 0, 0, 0);
+        if (f->corr) {
+            if (cl) QK__FX_CASE(1, 1, 0, 0, 1);
+            QK__FX_CASE(1, 1, 0, 0, 0);
+        }
+        if (lt32) QK__FX_CASE(1, 0, 1, 0, 1);
+        if (cl) QK__FX_CASE(1, 0, 0, 0, 1);
+        QK__FX_CASE(1, 0, 0, 0, 0);
     }
-    if (f->corr) QK__FX_CASE(0, 1, 0, 0);
-    if (lt32) QK__FX_CASE(0, 0, 1, 0);
-    QK__FX_CASE(0, 0, 0, 0);
+    if (f->corr) {
+        if (cl) QK__FX_CASE(0, 1, 0, 0, 1);
+        QK__FX_CASE(0, 1, 0, 0, 0);
+    }
+    if (lt32) QK__FX_CASE(0, 0, 1, 0, 1);
+    if (cl) QK__FX_CASE(0, 0, 0, 0, 1);
+    QK__FX_CASE(0, 0, 0, 0, 0);
 #undef QK__FX_CASE
 }
 #endif
