@@ -101,6 +101,24 @@ try:
     qk.requantize(bad, 1 << 30, 2)
 except qk.AccumulatorOverflowError as e:
     out["overflow"] = np.array(str(e))
+# outputs that start at every offset from a 64-byte boundary (the scalar head before the SIMD
+# blocks), lengths shorter and longer than the head; an overflow inside the head
+a = accs(1583594044, -9, 300)
+ybuf = np.zeros(700, np.int8)
+for off in range(65):
+    for ln in (5, 63, 200, a.size):
+        ln = min(ln, a.size, ybuf.size - off)
+        y = ybuf[off:off + ln]
+        out[f"hd{off}_{ln}"] = qk.requantize(a[:ln], 1583594044, -9, 3, out=y).copy()
+        out[f"hs{off}_{ln}"] = qk.requantize(a[:ln], 1583594044, -9, 3, scheme="single_round", out=y).copy()
+        out[f"hf{off}_{ln}"] = qk.requantize_float(a[:ln], 0.001, 3, out=y).copy()
+        out[f"hh{off}_{ln}"] = qk.requantize_shift(a[:ln], 21, 3, rounding="half_even", out=y).copy()
+    b2 = bad[:300].copy()
+    b2[off % 50] = 1 << 29
+    try:
+        qk.requantize(b2, 1 << 30, 2, out=ybuf[off:off + 300])
+    except qk.AccumulatorOverflowError as e:
+        out[f"hov{off}"] = np.array(str(e))
 x = rng.standard_normal(4000).astype(np.float32) * 3
 for dt, zp, lo, hi in ((np.uint8, 128, None, None), (np.int8, -3, -100, 100)):
     for flavor in ("pt2e", "fbgemm", "onnx", "tflite"):
@@ -161,6 +179,7 @@ def test_elementwise_8bit_loops_on_their_edges_give_identical_bits(tmp_path):
     assert str(runs["scalar"]["isa"]) == "scalar"
     keys = [k for k in runs["scalar"].files if k != "isa"]
     assert len(keys) > 900 and "overflow" in keys and "index (1234,)" in str(runs["scalar"]["overflow"])
+    assert sum(k.startswith("hov") for k in keys) == 65
     for name in ("auto", "avx2"):
         assert set(runs[name].files) == set(runs["scalar"].files), name
         for k in keys:

@@ -201,6 +201,12 @@ static void test_requantize_random(void) {
     size_t bad_index = 0;
     QK_CHECK(qk_requantize_s32_u8_double(acc, N, 1583594044, 3, 100, 0, 255, yu, &bad_index) ==
                  QK_ERR_OVERFLOW && bad_index == 1234, "overflow index %zu", bad_index);
+    /* ... and inside the scalar head before a 64-byte boundary of the output */
+    for (int i = 0; i < 300; i++) acc[i] = i - 150;
+    acc[2] = 1 << 28;
+    const size_t off = 64 - (size_t)((uintptr_t)yu % 64) + 5; /* 5 bytes past a boundary */
+    QK_CHECK(qk_requantize_s32_u8_double(acc, 300, 1583594044, 3, 100, 0, 255, yu + off, &bad_index) ==
+                 QK_ERR_OVERFLOW && bad_index == 2, "overflow index in the head %zu", bad_index);
     /* v near INT32_MAX plus the zero point saturates (an int32 sum would wrap) */
     for (int i = 0; i < 256; i++) acc[i] = INT32_MAX;
     qk_requantize_s32_u8_double(acc, 256, INT32_MAX, 0, 10, 0, 255, yu, NULL);
