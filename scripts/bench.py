@@ -140,11 +140,23 @@ def bench_elementwise(quick: bool = False) -> str:
         row("dequantize u8->f32", n, "qkernels.dequantize(out=)", t_out, 5, t_torch)
         row("dequantize u8->f32", n, "torch Tensor.dequantize", t_torch, 5, t_torch)
         row("dequantize u8->f32", n, "ONNX Runtime DequantizeLinear", t_ort, 5, t_torch)
+        # what any new float32 output costs before a kernel computes anything: allocation and
+        # first touch (page faults, the OS zeroing the pages), and plain stores into a reused
+        # array; the faster of a float32 fill and a byte fill (memset) of the same 4n bytes
+        t_alloc = min(median_time(lambda: np.empty(n, np.float32).fill(1), repeat),
+                      median_time(lambda: np.empty(n, np.float32).view(np.uint8).fill(1), repeat))
+        t_fill = min(median_time(lambda: out_f.fill(1), repeat),
+                     median_time(lambda: out_f.view(np.uint8).fill(1), repeat))
         row("dequantize u8->f32", n, "NumPy (q.astype(f32)-zp)*s", t_np, 5, t_torch)
         row("dequantize u8->f32", n, "NumPy, same ops with out= buffers", t_npo, 5, t_torch)
+        row("dequantize u8->f32", n, "floor: np.empty(n, f32) + fill (no compute)", t_alloc, 5, t_torch)
+        row("dequantize u8->f32", n, "floor: fill of a reused f32 array (stores only)", t_fill, 5, t_torch)
         summary.append(f"dequantize {n:,}: new array {t_torch / t_qk:.2f}x torch, {t_np / t_qk:.1f}x "
-                       f"NumPy; out= {t_torch / t_out:.2f}x torch, {t_ort / t_out:.2f}x ORT, "
-                       f"{t_npo / t_out:.1f}x NumPy out=")
+                       f"NumPy (bounds with no computation at all: filling a new array "
+                       f"{t_alloc * 1e3:.3f} ms = {t_np / t_alloc:.1f}x NumPy, a reused one "
+                       f"{t_fill * 1e3:.3f} ms = {t_np / t_fill:.1f}x); out= {t_torch / t_out:.2f}x torch, "
+                       f"{t_ort / t_out:.2f}x ORT, {t_npo / t_out:.1f}x NumPy out=, "
+                       f"{t_np / t_out:.1f}x the NumPy expression")
         # ---- requantize s32 -> s8
         acc = rng.integers(-(1 << 20), 1 << 20, n).astype(np.int32)
         acct = torch.from_numpy(acc)
@@ -182,16 +194,19 @@ def bench_elementwise(quick: bool = False) -> str:
         summary.append(f"requantize {n:,}: new array {t_torch / t_qk:.2f}x torch quantize_per_tensor"
                        f"(acc.float()), {t_tex / t_qk:.2f}x torch expression, {t_np / t_qk:.1f}x NumPy; "
                        f"out= {t_torch / t_out:.2f}x torch, {t_npo / t_out:.1f}x NumPy out= (ONNX Runtime "
-                       "has no int32 -> int8 requantize op with a float scale)")
+                       "has no int32 -> int8 requantize op with a float scale); per scheme (new array) "
+                       + ", ".join(f"{name} {t_torch / t:.2f}x torch / {t_np / t:.1f}x NumPy"
+                                   for name, t in (("double_round", t_qk), ("single_round", t_qs),
+                                                   ("fp32", t_qf), ("shift", t_qsh))))
 
     head = ["## Elementwise kernels (1 thread)", "",
-            "Medians of repeated runs; each call allocates its output unless marked `out=`. On this "
-            "VM a fresh NumPy array costs page faults on first touch (about 1.7 ms for 4 MB, measured: "
-            "`np.empty(10**6, np.float32)` then `fill`: 1.7 ms, `fill` of a reused array: 0.07 ms), "
-            "because glibc returns large blocks to the kernel and NumPy asks for huge pages; PyTorch's "
-            "and ONNX Runtime's allocations reuse memory. So the kernel-to-kernel comparison is the "
-            "`out=` row against torch/ORT, and the NumPy comparison is like for like (both new arrays, "
-            "or both `out=`). "
+            "Medians of repeated runs; each call allocates its output unless marked `out=`. A new "
+            "output that glibc takes from the OS (blocks above its mmap threshold, which adapts at run "
+            "time) costs page faults and zeroing on first touch: the two `floor:` rows show what "
+            "filling a new float32 array, and storing into a reused one, cost with no computation at "
+            "all; no kernel that returns a new array can beat the first. So the kernel-to-kernel "
+            "comparison is the `out=` row against torch/ORT, and the NumPy comparison is like for "
+            "like (both new arrays, or both `out=`). "
             "GB/s counts the bytes read and written (5 per element); DRAM ~25 GB/s, so the "
             "memory-bound limit for f32 -> u8 is about 5e9 elements/s (10^6 elements fit in the "
             "caches, 1.6x10^7 do not). Ratio = torch time / this time (> 1 is faster than torch).",

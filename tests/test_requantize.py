@@ -238,3 +238,89 @@ def test_accumulator_to_float_is_one_fused_rounding(rng):
         np.testing.assert_array_equal(got[:, j], qk.accumulator_to_float(a2[:, j], s2[j], b2[j]))
     with pytest.raises(ValueError, match="bias"):
         qk.accumulator_to_float(a2, 1.0, np.inf)
+
+
+# ---- the 8-bit SIMD loops (64-bit lanes) on their edges ----------------------------------------
+def tie_accumulators(rng, m, shift, n=1500):
+    """Accumulators whose products x * m sit on, or one step beside, the rounding ties of the
+    first (2^31) and of the combined (2^(31 - shift)) division, plus the int32 edges."""
+    parts = [np.array([INT32_MIN, INT32_MIN + 1, INT32_MAX, INT32_MAX - 1, 0, 1, -1, 2, -2, 3, -3,
+                       1 << 30, -(1 << 30), (1 << 30) + 1, -(1 << 30) - 1], np.int64),
+             rng.integers(INT32_MIN, INT32_MAX, n, endpoint=True),
+             rng.integers(-5000, 5000, n // 2)]
+    if m > 0:
+        for k in {31, 31 - shift}:
+            ties = rng.integers(-(1 << 40), 1 << 40, n // 2) * (np.int64(1) << k) + (np.int64(1) << (k - 1))
+            for d in (-1, 0, 1):
+                x = ties // m + d
+                parts.append(x[(x >= INT32_MIN) & (x <= INT32_MAX)])
+    acc = np.concatenate(parts)
+    if shift > 0:  # double_round: acc << shift must fit int32
+        acc = np.clip(acc, INT32_MIN >> shift, INT32_MAX >> shift)
+    return acc.astype(np.int32)
+
+
+EIGHT_BIT_RANGES = [(np.int8, -4, None, None), (np.int8, 127, None, None), (np.int8, -128, None, None),
+                    (np.int8, 3, -20, 90), (np.uint8, 0, None, None), (np.uint8, 255, None, None),
+                    (np.uint8, 10, None, None), (np.uint8, 200, 7, 250)]
+
+
+@pytest.mark.parametrize("scheme", ["double_round", "single_round"])
+def test_fixed_point_8bit_every_shift_ties_and_edges(rng, scheme):
+    """Every shift in [-31, 30], multipliers 0 / 1 / 2^30 / INT32_MAX / random, accumulators on
+    the ties of both rounding steps, zero points at the ends of the range (v + zp must saturate,
+    not wrap), narrowed qmin/qmax: the exact integer reference."""
+    for shift in range(-31, 31):
+        for m in (0, 1, 3, 1 << 30, (1 << 30) + 1, 1583594044, INT32_MAX, int(rng.integers(0, 1 << 31))):
+            acc = tie_accumulators(rng, m, shift)
+            r = ref_double(acc, m, shift) if scheme == "double_round" else ref_single(acc, m, shift)
+            dt, zp, lo, hi = EIGHT_BIT_RANGES[(shift + m) % len(EIGHT_BIT_RANGES)]
+            got = qk.requantize(acc, m, shift, zp, scheme=scheme, dtype=dt, qmin=lo, qmax=hi)
+            np.testing.assert_array_equal(got, ref_clamp(r, zp, dt, lo, hi),
+                                          err_msg=f"m={m} shift={shift} zp={zp} {lo} {hi}")
+
+
+def test_fixed_point_8bit_saturating_zero_point():
+    """v near INT32_MAX plus a positive zero point: 255 / 127, never a wrapped value."""
+    acc = np.full(200, INT32_MAX, np.int32)
+    for scheme in ("double_round", "single_round"):
+        assert (qk.requantize(acc, INT32_MAX, 0, 10, scheme=scheme, dtype=np.uint8) == 255).all()
+        assert (qk.requantize(acc, INT32_MAX, 0, 5, scheme=scheme, dtype=np.int8) == 127).all()
+        assert (qk.requantize(-acc, INT32_MAX, 0, -5, scheme=scheme, dtype=np.int8) == -128).all()
+
+
+def test_double_round_overflow_inside_a_long_array(rng):
+    """The SIMD loop stops before the block holding the overflow; the error names its index."""
+    acc = rng.integers(-1000, 1000, 5000).astype(np.int32)
+    acc[1234] = 1 << 29
+    with pytest.raises(qk.AccumulatorOverflowError, match=r"acc at index \(1234,\)"):
+        qk.requantize(acc, 1 << 30, 2)
+    acc[1234] = (1 << 28) - 1  # just inside: (2^28 - 1) << 2 fits int32
+    got = qk.requantize(acc, 1 << 30, 2, dtype=np.int8)
+    np.testing.assert_array_equal(got, ref_clamp(ref_double(acc, 1 << 30, 2), 0, np.int8))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+def test_per_channel_fixed_point_8bit(rng, dtype):
+    """Per-channel on a leading axis (long contiguous runs: the SIMD loops) and on the last one."""
+    acc = rng.integers(-(1 << 24), 1 << 24, (5, 3000)).astype(np.int32)
+    m = rng.integers(1 << 30, 1 << 31, 5)
+    shift = rng.integers(-20, -5, 5)
+    zp = 0 if dtype == np.int8 else 10
+    got = qk.requantize(acc, m, shift, zp, dtype=dtype, axis=0)
+    np.testing.assert_array_equal(got, ref_clamp(ref_double(acc, m[:, None], shift[:, None]), zp, dtype))
+    got = qk.requantize(acc.T.copy(), m, shift, zp, dtype=dtype, axis=1, scheme="single_round")
+    np.testing.assert_array_equal(got, ref_clamp(ref_single(acc.T, m, shift), zp, dtype))
+
+
+@pytest.mark.parametrize("dt, zp, lo, hi", EIGHT_BIT_RANGES)
+def test_float_and_shift_8bit_ranges(rng, dt, zp, lo, hi):
+    acc = tie_accumulators(rng, 0, 0)
+    for scale in (1e-9, 0.00123, 0.5, 3.0, 1e6):
+        r = np.rint((acc.astype(np.float32) * np.float32(scale)).astype(np.float64))
+        got = qk.requantize_float(acc, scale, zp, dtype=dt, qmin=lo, qmax=hi)
+        np.testing.assert_array_equal(got, ref_clamp(np.clip(r, -(1 << 40), 1 << 40), zp, dt, lo, hi))
+    for shift in (1, 2, 9, 30, 31):
+        got = qk.requantize_shift(acc, shift, zp, rounding="half_up", dtype=dt, qmin=lo, qmax=hi)
+        r = (acc.astype(np.int64) + (1 << (shift - 1))) >> shift
+        np.testing.assert_array_equal(got, ref_clamp(r, zp, dt, lo, hi))

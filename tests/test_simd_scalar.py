@@ -55,7 +55,93 @@ np.savez(sys.argv[1], **out)
 """
 
 
-def _run(path, simd):
+# The elementwise 8-bit loops on their edges: every fixed-point shift, multipliers at the ends of
+# their domain, accumulators on the rounding ties of both double_round steps and at the int32
+# ends, zero points at the ends of the range, narrowed qmin/qmax, an overflow inside a long array
+# (double_round, shift > 0), outputs that start at every offset from a 64-byte boundary, and a
+# dequantize output large enough (48 MB) for the non-temporal stores.
+SCRIPT_EDGES = r"""
+import sys, numpy as np
+import qkernels as qk
+rng = np.random.default_rng(11)
+I32MIN, I32MAX = -(1 << 31), (1 << 31) - 1
+out = {"isa": np.array(qk.show_config(mode="dicts")["simd"]["chosen"])}
+def accs(m, shift, n=700):
+    parts = [np.array([I32MIN, I32MIN + 1, I32MAX, I32MAX - 1, 0, 1, -1, 2, -2, 1 << 30, -(1 << 30)]),
+             rng.integers(I32MIN, I32MAX, n, endpoint=True), rng.integers(-5000, 5000, n // 2)]
+    if m > 0:
+        for k in {31, 31 - shift}:
+            ties = rng.integers(-(1 << 40), 1 << 40, n // 2) * (1 << k) + (1 << (k - 1))
+            for d in (-1, 0, 1):
+                x = ties // m + d
+                parts.append(x[(x >= I32MIN) & (x <= I32MAX)])
+    a = np.concatenate(parts)
+    if shift > 0:
+        a = np.clip(a, I32MIN >> shift, I32MAX >> shift)
+    return a.astype(np.int32)
+ranges = [(np.int8, -4, None, None), (np.int8, 127, None, None), (np.int8, 3, -20, 90),
+          (np.uint8, 0, None, None), (np.uint8, 255, None, None), (np.uint8, 200, 7, 250)]
+for shift in range(-31, 31):
+    for m in (0, 1, 1 << 30, 1583594044, I32MAX, int(rng.integers(0, 1 << 31))):
+        a = accs(m, shift)
+        for j, (dt, zp, lo, hi) in enumerate(ranges[(shift + m) % 3::3]):
+            key = f"{shift}_{m}_{j}"
+            out["d" + key] = qk.requantize(a, m, shift, zp, dtype=dt, qmin=lo, qmax=hi)
+            out["s" + key] = qk.requantize(a, m, shift, zp, dtype=dt, qmin=lo, qmax=hi, scheme="single_round")
+a = accs(0, 0, 3000)
+for j, (dt, zp, lo, hi) in enumerate(ranges):
+    for scale in (1e-9, 0.00123, 0.5, 3.0, 1e6):
+        out[f"f{scale}_{j}"] = qk.requantize_float(a, scale, zp, dtype=dt, qmin=lo, qmax=hi)
+    for rounding in ("half_up", "half_even", "half_away", "floor"):
+        for shift in (-5, 0, 1, 2, 9, 30, 31):
+            out[f"h{rounding}{shift}_{j}"] = qk.requantize_shift(a, shift, zp, rounding=rounding, dtype=dt, qmin=lo, qmax=hi)
+bad = rng.integers(-1000, 1000, 5000).astype(np.int32)
+bad[1234] = 1 << 29
+try:
+    qk.requantize(bad, 1 << 30, 2)
+except qk.AccumulatorOverflowError as e:
+    out["overflow"] = np.array(str(e))
+# outputs that start at every offset from a 64-byte boundary (the scalar head before the SIMD
+# blocks), lengths shorter and longer than the head; an overflow inside the head
+a = accs(1583594044, -9, 300)
+ybuf = np.zeros(700, np.int8)
+for off in range(65):
+    for ln in (5, 63, 200, a.size):
+        ln = min(ln, a.size, ybuf.size - off)
+        y = ybuf[off:off + ln]
+        out[f"hd{off}_{ln}"] = qk.requantize(a[:ln], 1583594044, -9, 3, out=y).copy()
+        out[f"hs{off}_{ln}"] = qk.requantize(a[:ln], 1583594044, -9, 3, scheme="single_round", out=y).copy()
+        out[f"hf{off}_{ln}"] = qk.requantize_float(a[:ln], 0.001, 3, out=y).copy()
+        out[f"hh{off}_{ln}"] = qk.requantize_shift(a[:ln], 21, 3, rounding="half_even", out=y).copy()
+    b2 = bad[:300].copy()
+    b2[off % 50] = 1 << 29
+    try:
+        qk.requantize(b2, 1 << 30, 2, out=ybuf[off:off + 300])
+    except qk.AccumulatorOverflowError as e:
+        out[f"hov{off}"] = np.array(str(e))
+x = rng.standard_normal(4000).astype(np.float32) * 3
+for dt, zp, lo, hi in ((np.uint8, 128, None, None), (np.int8, -3, -100, 100)):
+    for flavor in ("pt2e", "fbgemm", "onnx", "tflite"):
+        out[f"q{flavor}_{np.dtype(dt).name}"] = qk.quantize(x, 0.02, zp, dtype=dt, qmin=lo, qmax=hi, flavor=flavor)
+buf = np.empty(5000, np.float32)
+for dt in (np.uint8, np.int8, np.uint16, np.int16):
+    info = np.iinfo(dt)
+    q = rng.integers(info.min, info.max, 4000, endpoint=True).astype(dt)
+    for off in range(17):  # every start offset (4-byte steps) from a 64-byte boundary
+        out[f"dq{np.dtype(dt).name}{off}"] = qk.dequantize(q[off:], 0.0173, int(q[0]) // 2, out=buf[off:4000]).copy()
+    # raw ufunc, zero point at the int32 ends (the int32 subtraction must not wrap)
+    for zp in (I32MIN, I32MAX):
+        out[f"dqraw{np.dtype(dt).name}{zp}"] = qk.ufuncs.dequantize(q, np.float32(0.5), np.int32(zp))
+big = rng.integers(0, 256, 12_600_001).astype(np.uint8)
+res = np.ones(big.size, np.float32)  # touched: resident pages
+qk.dequantize(big, 0.02, 77, out=res)
+out["dq_big"] = res
+out["dq_big_new"] = qk.dequantize(big[3:], 0.02, 77)
+np.savez(sys.argv[1], **out)
+"""
+
+
+def _run(path, simd, script=SCRIPT):
     env = dict(os.environ)
     env.pop("QKERNELS_SIMD", None)
     if simd != "auto":
@@ -63,7 +149,7 @@ def _run(path, simd):
     # the same qkernels this process imported (the source tree, or the sanitizer build)
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(qk.__file__)))
     env["PYTHONPATH"] = os.pathsep.join([pkg_parent, HERE, env.get("PYTHONPATH", "")])
-    subprocess.run([sys.executable, "-P", "-c", SCRIPT, str(path), HERE], check=True, env=env,
+    subprocess.run([sys.executable, "-P", "-c", script, str(path), HERE], check=True, env=env,
                    cwd=ROOT)
     return np.load(path)
 
@@ -83,3 +169,21 @@ def test_simd_and_scalar_loops_give_identical_bits(tmp_path):
             a, b = auto[k], other[k]
             assert a.dtype == b.dtype and a.shape == b.shape, k
             assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{k}: auto and {name} differ"
+
+
+@pytest.mark.skipif(not qk.show_config(mode="dicts")["simd"]["cpu_has_avx2_fma"],
+                    reason="this CPU has no AVX2+FMA: only the scalar path exists here")
+def test_elementwise_8bit_loops_on_their_edges_give_identical_bits(tmp_path):
+    """SCRIPT_EDGES under auto (AVX-512 where the CPU has it), avx2 and scalar: the same bits."""
+    runs = {simd: _run(tmp_path / f"{simd}.npz", simd, SCRIPT_EDGES) for simd in ("auto", "avx2", "scalar")}
+    assert str(runs["scalar"]["isa"]) == "scalar"
+    keys = [k for k in runs["scalar"].files if k != "isa"]
+    assert len(keys) > 900 and "overflow" in keys and "index (1234,)" in str(runs["scalar"]["overflow"])
+    assert sum(k.startswith("hov") for k in keys) == 65
+    for name in ("auto", "avx2"):
+        assert set(runs[name].files) == set(runs["scalar"].files), name
+        for k in keys:
+            a, b = runs[name][k], runs["scalar"][k]
+            assert a.dtype == b.dtype and a.shape == b.shape, k
+            assert np.array_equal(a.view(np.uint8) if a.dtype.kind != "U" else a,
+                                  b.view(np.uint8) if b.dtype.kind != "U" else b), f"{k}: {name} and scalar differ"

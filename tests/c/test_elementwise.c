@@ -189,6 +189,30 @@ static void test_requantize_random(void) {
         bad += y[i] != clampll((int64_t)rint(fmax(fmin(f, 1e9), -1e9)) + 3, -128, 127);
     }
     QK_CHECK(bad == 0, "fp32: %d mismatches", bad);
+    /* double_round with a left shift (SIMD blocks check acc << shift): exact, then an overflow
+     * inside a block is reported at its own index */
+    static uint8_t yu[N];
+    for (int i = 0; i < N; i++) acc[i] = (int32_t)(qk_test_next() % 200001) - 100000;
+    bad = 0;
+    qk_requantize_s32_u8_double(acc, N, 1583594044, 3, 100, 0, 255, yu, NULL);
+    for (int i = 0; i < N; i++) bad += yu[i] != clampll(ref_srdhm(acc[i] * 8, 1583594044) + 100, 0, 255);
+    QK_CHECK(bad == 0, "double, shift 3: %d mismatches", bad);
+    acc[1234] = 1 << 28;
+    size_t bad_index = 0;
+    QK_CHECK(qk_requantize_s32_u8_double(acc, N, 1583594044, 3, 100, 0, 255, yu, &bad_index) ==
+                 QK_ERR_OVERFLOW && bad_index == 1234, "overflow index %zu", bad_index);
+    /* ... and inside the scalar head before a 64-byte boundary of the output */
+    for (int i = 0; i < 300; i++) acc[i] = i - 150;
+    acc[2] = 1 << 28;
+    const size_t off = 64 - (size_t)((uintptr_t)yu % 64) + 5; /* 5 bytes past a boundary */
+    QK_CHECK(qk_requantize_s32_u8_double(acc, 300, 1583594044, 3, 100, 0, 255, yu + off, &bad_index) ==
+                 QK_ERR_OVERFLOW && bad_index == 2, "overflow index in the head %zu", bad_index);
+    /* v near INT32_MAX plus the zero point saturates (an int32 sum would wrap) */
+    for (int i = 0; i < 256; i++) acc[i] = INT32_MAX;
+    qk_requantize_s32_u8_double(acc, 256, INT32_MAX, 0, 10, 0, 255, yu, NULL);
+    bad = 0;
+    for (int i = 0; i < 256; i++) bad += yu[i] != 255;
+    QK_CHECK(bad == 0, "saturating zero point: %d mismatches", bad);
 }
 
 int main(void) {
