@@ -163,7 +163,8 @@ def _fmt_ratio(t_qk: float, t_other: Optional[float]) -> str:
     return "n/a" if t_other is None else f"{t_other / t_qk:.2f}x"
 
 
-def run(threads_list: Tuple[int, ...] = (1, 2), batches: Tuple[int, ...] = (1, 8), quick: bool = False) -> str:
+def run(threads_list: Tuple[int, ...] = (1, 2), batches: Tuple[int, ...] = (1, 8), quick: bool = False,
+        only: Optional[str] = None) -> str:
     torch, ortm = _torch(), _ort()
     cfg = qkernels.show_config("dicts")
     cpu, flags = cpu_info()
@@ -185,6 +186,8 @@ def run(threads_list: Tuple[int, ...] = (1, 2), batches: Tuple[int, ...] = (1, 8
     for t in threads_list:
         for nb in batches:
             for name, k, n in (LINEAR[:1] if quick else LINEAR):
+                if only is not None and only not in name:
+                    continue
                 m = 197 * nb
                 tq, tt, to = bench_linear(m, k, n, t, torch, ortm)
                 g = m * k * n / tq / 1e9 / t
@@ -192,6 +195,8 @@ def run(threads_list: Tuple[int, ...] = (1, 2), batches: Tuple[int, ...] = (1, 8
                              f"{tt*1e3 if tt else float('nan'):.3f} | {_fmt_ratio(tq, tt)} | "
                              f"{to*1e3 if to else float('nan'):.3f} | {_fmt_ratio(tq, to)} |")
             for name, c, h, o, k, s, pad, grp in (CONV[1:2] + CONV[5:6] if quick else CONV):
+                if only is not None and only not in name:
+                    continue
                 oh = (h + 2 * pad - k) // s + 1
                 macs = nb * o * oh * oh * (c // grp) * k * k
                 tq, tt, to = bench_conv(nb, c, h, o, k, s, pad, grp, t, torch, ortm)
@@ -207,9 +212,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one linear, one conv and one depthwise shape")
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     ap.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    ap.add_argument("--only", default=None, help="only the layers whose name contains this text")
     a = ap.parse_args()
     print(run(tuple(int(v) for v in a.threads.split(",")), tuple(int(v) for v in a.batches.split(",")),
-              a.quick))
+              a.quick, a.only))
 
 
 if __name__ == "__main__":
