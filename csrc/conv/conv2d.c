@@ -419,7 +419,24 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
     free(panels);
 }
 
-/* ---- phase 2b: one input channel per group (depthwise) ------------------------------------ */
+/* ---- phase 2b: one input channel per group (depthwise) ------------------------------------
+ * Each job range widens the input plane it needs into its own zero-bordered padded plane (the
+ * interior rows are written exactly, so the border stays 0 = the padding value of x - x_zp),
+ * runs the plane kernel and the epilogue: no image-wide pass, and the plane stays in L1/L2. */
+#if QK_X86
+QK_TARGET_AVX512 static void qk__widen_row_avx512(const void *src, qk_dtype xt, int32_t zp,
+                                                  size_t n, int16_t *d) {
+    const __m512i vzp = _mm512_set1_epi16((int16_t)zp);
+    for (size_t i = 0; i < n; i += 32) {
+        const __mmask32 m = n - i >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << (n - i)) - 1u);
+        const __m256i v = _mm512_castsi512_si256(
+            _mm512_maskz_loadu_epi8((__mmask64)m, (const uint8_t *)src + i));
+        const __m512i w = xt == QK_DT_U8 ? _mm512_cvtepu8_epi16(v) : _mm512_cvtepi8_epi16(v);
+        _mm512_mask_storeu_epi16(d + i, m, _mm512_sub_epi16(w, vzp));
+    }
+}
+#endif
+
 static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
     qk__conv_ctx *c = (qk__conv_ctx *)vctx;
     const qk_conv2d_shape *s = c->s;
@@ -427,18 +444,40 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
     const size_t n = w->n, osz = qk__dtype_size(c->ep->out_type), plane = c->hp * c->wp;
     const size_t opix = c->oh * c->ow;
     int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
-    if (acc == NULL) {
+    int16_t *xp = (int16_t *)calloc(plane + QK__SLACK, sizeof(int16_t));
+    if (acc == NULL || xp == NULL) {
+        free(acc);
+        free(xp);
         atomic_store(&c->status, QK_ERR_NOMEM);
         return;
     }
+#if QK_X86
+    const int v512 = qk__use_avx512();
+#endif
+    size_t have = (size_t)-1; /* the (image, channel) now in xp */
     for (size_t j = j0; j < j1; j++) { /* j = b * n + o */
-        const size_t b = j / n, o = j % n, ch = o / c->ocg;
-        c->dw(c->xp + (b * s->in_c + ch) * plane, c->wp, w->data + o * w->k2, w->kh, w->kw,
-              s->stride_h, s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, acc);
+        const size_t b = j / n, o = j % n, ch = o / c->ocg, bc = b * s->in_c + ch;
+        if (bc != have) {
+            const uint8_t *src = (const uint8_t *)c->x + bc * s->in_h * s->in_w;
+            for (size_t h = 0; h < s->in_h; h++) {
+                int16_t *dr = xp + (h + s->pad_top) * c->wp + s->pad_left;
+#if QK_X86
+                if (v512) {
+                    qk__widen_row_avx512(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
+                    continue;
+                }
+#endif
+                qk__widen_row(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
+            }
+            have = bc;
+        }
+        c->dw(xp, c->wp, w->data + o * w->k2, w->kh, w->kw, s->stride_h, s->stride_w, s->dil_h,
+              s->dil_w, c->oh, c->ow, acc);
         if (qk__epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) != QK_OK)
             atomic_store(&c->status, QK_ERR_OVERFLOW);
     }
     free(acc);
+    free(xp);
 }
 
 qk_status qk_conv2d_out_size(const qk_conv2d_shape *s, const qk_packed_weights *w,
@@ -522,6 +561,10 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         free(c.koff);
         return (qk_status)atomic_load(&c.status);
     }
+    if (c.cpg == 1) {
+        qk__parallel(s->batch * w->n, threads, qk__dw_jobs, &c);
+        return (qk_status)atomic_load(&c.status);
+    }
     c.xp = (int16_t *)malloc((img + QK__SLACK) * sizeof(int16_t));
     if (c.xp == NULL) {
         free(c.koff);
@@ -529,9 +572,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     }
     memset(c.xp + img, 0, QK__SLACK * sizeof(int16_t));
     qk__parallel(s->batch * s->in_c, threads, qk__pad_planes, &c);
-    if (c.cpg == 1) {
-        qk__parallel(s->batch * w->n, threads, qk__dw_jobs, &c);
-    } else {
+    {
         c.tiles_per_row = (ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         c.tiles = oh * c.tiles_per_row;
         c.jobs_per_group = (c.tiles + QK__CONV_TILES - 1) / QK__CONV_TILES;

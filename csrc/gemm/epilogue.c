@@ -193,13 +193,24 @@ typedef struct {
     char pad1[64 - sizeof(size_t)];
     _Atomic int refs;
     _Atomic int seats; /* helpers that may still join this call */
+    /* the caller sleeps on `cv` once it has spun a while (its core goes idle, so the OS may move
+     * a preempted helper there); whoever finishes the last job wakes it */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int sync_ok;       /* mu and cv were initialized */
     size_t njobs, chunk;
     qk__job_fn fn;
     void *ctx;
 } qk__pool_ctl;
 
 static void qk__pool_release(qk__pool_ctl *ctl) {
-    if (atomic_fetch_sub(&ctl->refs, 1) == 1) free(ctl);
+    if (atomic_fetch_sub(&ctl->refs, 1) == 1) {
+        if (ctl->sync_ok) {
+            pthread_cond_destroy(&ctl->cv);
+            pthread_mutex_destroy(&ctl->mu);
+        }
+        free(ctl);
+    }
 }
 
 static void qk__pool_work(qk__pool_ctl *ctl) {
@@ -208,7 +219,11 @@ static void qk__pool_work(qk__pool_ctl *ctl) {
         if (j >= ctl->njobs) break;
         const size_t j1 = ctl->njobs - j < ctl->chunk ? ctl->njobs : j + ctl->chunk;
         ctl->fn(ctl->ctx, j, j1);
-        atomic_fetch_add(&ctl->done, j1 - j);
+        if (atomic_fetch_add(&ctl->done, j1 - j) + (j1 - j) == ctl->njobs && ctl->sync_ok) {
+            pthread_mutex_lock(&ctl->mu); /* the last job: wake the caller if it sleeps */
+            pthread_cond_broadcast(&ctl->cv);
+            pthread_mutex_unlock(&ctl->mu);
+        }
     }
 }
 
@@ -331,6 +346,13 @@ void qk__parallel(size_t njobs, int threads, qk__job_fn fn, void *ctx) {
     atomic_init(&ctl->done, 0);
     atomic_init(&ctl->refs, 1);
     atomic_init(&ctl->seats, (int)(t - 1));
+    ctl->sync_ok = 0;
+    if (pthread_mutex_init(&ctl->mu, NULL) == 0) {
+        if (pthread_cond_init(&ctl->cv, NULL) == 0)
+            ctl->sync_ok = 1;
+        else
+            pthread_mutex_destroy(&ctl->mu);
+    }
     ctl->njobs = njobs;
     /* about 16 claims a thread: few enough not to bounce the counter's cache line per job,
      * enough to even out a helper that starts late */
@@ -343,11 +365,15 @@ void qk__parallel(size_t njobs, int threads, qk__job_fn fn, void *ctx) {
     else
         qk__spawn_helpers(ctl, t - 1);
     qk__pool_work(ctl);
-    for (int i = 0; atomic_load(&ctl->done) < njobs; i++) { /* jobs claimed by helpers */
-        if (i < QK__SPIN)
-            qk__cpu_relax();
-        else
-            sched_yield();
+    for (int i = 0; i < QK__SPIN && atomic_load(&ctl->done) < njobs; i++) qk__cpu_relax();
+    if (atomic_load(&ctl->done) < njobs) { /* jobs claimed by helpers still run */
+        if (ctl->sync_ok) {
+            pthread_mutex_lock(&ctl->mu);
+            while (atomic_load(&ctl->done) < njobs) pthread_cond_wait(&ctl->cv, &ctl->mu);
+            pthread_mutex_unlock(&ctl->mu);
+        } else {
+            while (atomic_load(&ctl->done) < njobs) sched_yield();
+        }
     }
     if (own) {
         qk__pool_unpublish();
