@@ -228,25 +228,38 @@ QK_TARGET_AVX2 static inline __m128i qk__tile_row8(const uint8_t *p, size_t stri
     return _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
 }
 
-QK_TARGET_AVX2 static void qk__build_panel8_avx2(const qk__conv_ctx *c, const uint8_t *src,
-                                                 const qk__segs *g, uint8_t *panel) {
-    const size_t k = c->w->k, sw = c->s->stride_w;
-    const __m128i lane = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    __m128i later[QK__SEGS];  /* lanes of run r and after */
-    for (size_t r = 1; r < g->n; r++)
-        later[r] = _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[r] - 1)));
-    for (size_t kk = 0; kk < c->w->k4; kk += 4) {
+/* One k row of a tile: nseg runs (1 to 3, a constant in each specialization below), lanes of
+ * run r taken from p + base[r] (vpblendvb with the run's lane mask). */
+QK_TARGET_AVX2 static inline __attribute__((always_inline)) __m128i
+qk__seg_row8(const uint8_t *p, const size_t *base, int nseg, size_t sw, __m128i m1, __m128i m2) {
+    __m128i v = qk__tile_row8(p + base[0], sw);
+    if (nseg > 1) v = _mm_blendv_epi8(v, qk__tile_row8(p + base[1], sw), m1);
+    if (nseg > 2) v = _mm_blendv_epi8(v, qk__tile_row8(p + base[2], sw), m2);
+    return v;
+}
+
+QK_TARGET_AVX2 static inline __attribute__((always_inline)) void
+qk__panel8_body(const uint8_t *src, const size_t *koff, size_t k, size_t k4, const size_t *base,
+                int nseg, size_t sw, __m128i m1, __m128i m2, uint8_t *panel) {
+    size_t kk = 0;
+    for (; kk + 4 <= k; kk += 4) {
+        const __m128i v0 = qk__seg_row8(src + koff[kk], base, nseg, sw, m1, m2);
+        const __m128i v1 = qk__seg_row8(src + koff[kk + 1], base, nseg, sw, m1, m2);
+        const __m128i v2 = qk__seg_row8(src + koff[kk + 2], base, nseg, sw, m1, m2);
+        const __m128i v3 = qk__seg_row8(src + koff[kk + 3], base, nseg, sw, m1, m2);
+        const __m128i a = _mm_unpacklo_epi8(v0, v1), a2 = _mm_unpackhi_epi8(v0, v1);
+        const __m128i b = _mm_unpacklo_epi8(v2, v3), b2 = _mm_unpackhi_epi8(v2, v3);
+        __m128i *d = (__m128i *)(panel + kk * 16);
+        _mm_storeu_si128(d, _mm_unpacklo_epi16(a, b));
+        _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(a, b));
+        _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(a2, b2));
+        _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(a2, b2));
+    }
+    if (kk < k4) { /* the last quad: k rows past k are zero */
         __m128i v[4];
-        for (size_t q = 0; q < 4; q++) {
-            if (kk + q < k) {
-                const uint8_t *p = src + c->koff[kk + q];
-                v[q] = qk__tile_row8(p + g->base[0], sw);
-                for (size_t r = 1; r < g->n; r++)
-                    v[q] = _mm_blendv_epi8(v[q], qk__tile_row8(p + g->base[r], sw), later[r]);
-            } else {
-                v[q] = _mm_setzero_si128();
-            }
-        }
+        for (size_t q = 0; q < 4; q++)
+            v[q] = kk + q < k ? qk__seg_row8(src + koff[kk + q], base, nseg, sw, m1, m2)
+                              : _mm_setzero_si128();
         const __m128i a = _mm_unpacklo_epi8(v[0], v[1]), a2 = _mm_unpackhi_epi8(v[0], v[1]);
         const __m128i b = _mm_unpacklo_epi8(v[2], v[3]), b2 = _mm_unpackhi_epi8(v[2], v[3]);
         __m128i *d = (__m128i *)(panel + kk * 16);
@@ -254,6 +267,39 @@ QK_TARGET_AVX2 static void qk__build_panel8_avx2(const qk__conv_ctx *c, const ui
         _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(a, b));
         _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(a2, b2));
         _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(a2, b2));
+    }
+}
+
+#define QK__PANEL8_SPEC(NAME, NSEG, SW)                                                          \
+    QK_TARGET_AVX2 static void NAME(const uint8_t *src, const size_t *koff, size_t k, size_t k4,  \
+                                    const size_t *base, __m128i m1, __m128i m2, uint8_t *panel) { \
+        qk__panel8_body(src, koff, k, k4, base, NSEG, SW, m1, m2, panel);                         \
+    }
+QK__PANEL8_SPEC(qk__panel8_s1n1, 1, 1)
+QK__PANEL8_SPEC(qk__panel8_s1n2, 2, 1)
+QK__PANEL8_SPEC(qk__panel8_s1n3, 3, 1)
+QK__PANEL8_SPEC(qk__panel8_s2n1, 1, 2)
+QK__PANEL8_SPEC(qk__panel8_s2n2, 2, 2)
+QK__PANEL8_SPEC(qk__panel8_s2n3, 3, 2)
+
+/* Returns 0 when the tile has more runs than the specializations cover (caller: scalar). */
+QK_TARGET_AVX2 static int qk__build_panel8_avx2(const qk__conv_ctx *c, const uint8_t *src,
+                                                const qk__segs *g, uint8_t *panel) {
+    const size_t k = c->w->k, sw = c->s->stride_w;
+    const __m128i lane = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m128i m1 = g->n > 1 ? _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[1] - 1)))
+                                : _mm_setzero_si128();
+    const __m128i m2 = g->n > 2 ? _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[2] - 1)))
+                                : _mm_setzero_si128();
+    const size_t k4 = c->w->k4;
+    switch (g->n * 4 + sw) {
+        case 5: qk__panel8_s1n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 9: qk__panel8_s1n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 13: qk__panel8_s1n3(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 6: qk__panel8_s2n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 10: qk__panel8_s2n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 14: qk__panel8_s2n3(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        default: return 0;
     }
 }
 #endif
@@ -292,7 +338,7 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
         atomic_store(&c->status, QK_ERR_NOMEM);
         return;
     }
-    int32_t tile[QK_VNNI_MR * QK_GEMM_NR];
+    int32_t tile[QK_VNNI_MR_MAX * QK_GEMM_NR];
     uint32_t pixsum[QK__CONV_TILES][QK_GEMM_NR];
 #if QK_X86
     const int simd = qk__use_avx2() && (s->stride_w == 1 || s->stride_w == 2);
@@ -322,8 +368,8 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             (void)ow0;
 #if QK_X86
             qk__segs segs;
-            if (simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs)) {
-                qk__build_panel8_avx2(c, src, &segs, panel);
+            if (simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs) &&
+                qk__build_panel8_avx2(c, src, &segs, panel)) {
             } else
 #endif
             {
@@ -345,11 +391,12 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                     }
             }
         }
-        for (size_t ob = 0; ob < c->ocg; ob += QK_VNNI_MR) {
-            const size_t mr = c->ocg - ob < QK_VNNI_MR ? c->ocg - ob : QK_VNNI_MR;
+        const size_t bmr = w->mr8;
+        for (size_t ob = 0; ob < c->ocg; ob += bmr) {
+            const size_t mr = c->ocg - ob < bmr ? c->ocg - ob : bmr;
             const size_t o0 = g * c->ocg + ob;
             for (size_t t = 0; t < nt; t++) {
-                c->uk8(k4 / 4, w->data8 + (g * w->nblk + ob / QK_VNNI_MR) * QK_VNNI_MR * k4,
+                c->uk8(k4 / 4, w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
                        panels + t * k4 * QK_GEMM_NR, tile);
                 char *yp = (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz;
                 if (qk__tile_out_conv(c->ep, w, c->corr, w->any_wzp8 ? pixsum[t] : NULL, o0, cnt[t],
@@ -537,7 +584,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     }
     if (w->vnni) {
         c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
-        c.uk8 = qk__gemm_s8u8_ukernel();
+        c.uk8 = qk__gemm_s8u8_ukernel(w->mr8);
         c.corr = qk__zp_correction(w, c.xz8);
         c.xp8 = (uint8_t *)malloc(img + QK__SLACK);
         if (c.corr == NULL || c.xp8 == NULL) {

@@ -70,15 +70,20 @@ typedef void (*qk_gemm_u8s8_ukernel)(size_t kq, const uint8_t *a, const int8_t *
 typedef void (*qk_gemm_s8u8_ukernel)(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 void qk_gemm_u8s8_12x16__scalar(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
 void qk_gemm_s8u8_12x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+/* Conv blocks may also have 16 rows (a [kq][16][4], c 16 x 16): see qk_packed_weights.mr8. */
+#define QK_VNNI_MR_MAX 16
+void qk_gemm_s8u8_16x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 #if QK_X86
 void qk_gemm_u8s8_12x16__avx512vnni(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
 void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+void qk_gemm_s8u8_16x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 #endif
 /* 1 when the AVX2 path is chosen and the CPU has AVX512F/BW/VNNI, unless QKERNELS_SIMD=avx2
  * (chosen once, like qk_isa()). Weights packed while it is 1 use the 8-bit layout. */
 int qk__use_vnni(void);
 qk_gemm_u8s8_ukernel qk__gemm_u8s8_ukernel(void);
-qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(void);
+/* The conv kernel for blocks of mr (12 or 16) rows. */
+qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(size_t mr);
 /* Per channel, modulo 2^32: k * xz8 * wzp8[o] - xz8 * colsum[o] (malloc'd, NULL on failure). The
  * exact sum is then S + corr[o] - wzp8[o] * sum_k x8 (see vnni.c). */
 uint32_t *qk__zp_correction(const qk_packed_weights *w, int32_t xz8);
@@ -109,9 +114,10 @@ struct qk_packed_weights {
     /* 8-bit layout (vnni == 1): weights w8 = w (s8) or w - 128 (u8), zero points wzp8 likewise */
     int vnni;
     size_t k4;         /* k rounded up to a multiple of 4 */
-    int8_t *data8;     /* linear: ceil(n/16) panels [k4/4][16][4]; conv: per group ceil(ocg/12)
-                          blocks [k4/4][12][4] (rows past ocg zero) */
-    size_t nblk;       /* conv, 8-bit: blocks of 12 output channels per group */
+    int8_t *data8;     /* linear: ceil(n/16) panels [k4/4][16][4]; conv: per group ceil(ocg/mr8)
+                          blocks [k4/4][mr8][4] (rows past ocg zero) */
+    size_t nblk;       /* conv, 8-bit: blocks of mr8 output channels per group */
+    size_t mr8;        /* conv, 8-bit: rows of a block, 12 or 16 (whichever pads ocg less) */
     int32_t *colsum;   /* n: sum_k w8[o,k] */
     int32_t *wzp8;     /* n */
     int any_wzp8;      /* some wzp8 != 0 (the activation-sum term is needed) */

@@ -61,19 +61,29 @@ void qk_gemm_u8s8_12x16__scalar(size_t kq, const uint8_t *a, const int8_t *b, in
     }
 }
 
-void qk_gemm_s8u8_12x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c) {
-    for (size_t r = 0; r < QK_VNNI_MR; r++) {
+static void qk__gemm_s8u8_scalar(size_t rows, size_t kq, const int8_t *a, const uint8_t *b,
+                                 int32_t *c) {
+    for (size_t r = 0; r < rows; r++) {
         uint32_t acc[16] = {0};
         for (size_t p = 0; p < kq; p++) {
             const uint8_t *bp = b + p * 64;
             for (size_t j = 0; j < 16; j++) {
                 int32_t s = 0;
-                for (size_t q = 0; q < 4; q++) s += (int32_t)a[48 * p + 4 * r + q] * bp[4 * j + q];
+                for (size_t q = 0; q < 4; q++)
+                    s += (int32_t)a[4 * rows * p + 4 * r + q] * bp[4 * j + q];
                 acc[j] += (uint32_t)s;
             }
         }
         for (size_t j = 0; j < 16; j++) c[r * 16 + j] = (int32_t)acc[j];
     }
+}
+
+void qk_gemm_s8u8_12x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c) {
+    qk__gemm_s8u8_scalar(12, kq, a, b, c);
+}
+
+void qk_gemm_s8u8_16x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c) {
+    qk__gemm_s8u8_scalar(16, kq, a, b, c);
 }
 
 #if QK_X86
@@ -105,6 +115,18 @@ QK_TARGET_VNNI void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, c
     }
     QK__ROWS12(QK__STORE)
 }
+
+#define QK__ROWS16(X) QK__ROWS12(X) X(12) X(13) X(14) X(15)
+QK_TARGET_VNNI void qk_gemm_s8u8_16x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
+                                                   int32_t *c) {
+    QK__ROWS16(QK__DECL)
+    for (size_t p = 0; p < kq; p++) {
+        const unsigned char *ap = (const unsigned char *)a + 64 * p;
+        const __m512i bv = _mm512_loadu_si512((const void *)(b + 64 * p));
+        QK__ROWS16(QK__STEP_SU)
+    }
+    QK__ROWS16(QK__STORE)
+}
 #endif
 
 qk_gemm_u8s8_ukernel qk__gemm_u8s8_ukernel(void) {
@@ -114,11 +136,11 @@ qk_gemm_u8s8_ukernel qk__gemm_u8s8_ukernel(void) {
     return qk_gemm_u8s8_12x16__scalar;
 }
 
-qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(void) {
+qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(size_t mr) {
 #if QK_X86
-    if (qk__use_vnni()) return qk_gemm_s8u8_12x16__avx512vnni;
+    if (qk__use_vnni()) return mr == 16 ? qk_gemm_s8u8_16x16__avx512vnni : qk_gemm_s8u8_12x16__avx512vnni;
 #endif
-    return qk_gemm_s8u8_12x16__scalar;
+    return mr == 16 ? qk_gemm_s8u8_16x16__scalar : qk_gemm_s8u8_12x16__scalar;
 }
 
 /* ---- tile output: zero-point correction + epilogue ------------------------------------------
