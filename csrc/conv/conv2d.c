@@ -35,6 +35,7 @@ typedef struct {
     int flat; /* 8-bit path, ow >= 8: tiles are 16 consecutive NCHW pixels, across rows */
     qk_gemm_ukernel uk;
     qk_dw_plane_kernel dw;
+    qk_dw8_plane_kernel dw8; /* 8-bit depthwise, when the weights have that layout and it fits */
     /* 8-bit path (w->vnni): padded u8 image (int8 activations + 128; padding = xz8) */
     uint8_t *xp8;
     int32_t xz8;
@@ -484,8 +485,63 @@ QK_TARGET_AVX512 static void qk__widen_row_avx512(const void *src, qk_dtype xt, 
 }
 #endif
 
+/* The 8-bit depthwise jobs: each widens nothing, it copies the input plane into its own u8
+ * plane bordered with the u8 zero point (int8 activations + 128: a flip of bit 7). */
+static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
+    const qk_conv2d_shape *s = c->s;
+    const qk_packed_weights *w = c->w;
+    const size_t n = w->n, osz = qk__dtype_size(c->ep->out_type), plane = c->hp * c->wp;
+    const size_t opix = c->oh * c->ow;
+    const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
+    const uint64_t flip8 = flip * UINT64_C(0x0101010101010101);
+    int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
+    uint8_t *xp = (uint8_t *)malloc(plane + QK__SLACK);
+    if (acc == NULL || xp == NULL) {
+        free(acc);
+        free(xp);
+        atomic_store(&c->status, QK_ERR_NOMEM);
+        return;
+    }
+    memset(xp, c->xz8, plane + QK__SLACK);
+    size_t have = (size_t)-1;
+    for (size_t j = j0; j < j1; j++) {
+        const size_t b = j / n, o = j % n, bc = b * s->in_c + o / c->ocg;
+        if (bc != have) {
+            const uint8_t *src = (const uint8_t *)c->x + bc * s->in_h * s->in_w;
+            for (size_t h = 0; h < s->in_h; h++) {
+                uint8_t *dr = xp + (h + s->pad_top) * c->wp + s->pad_left;
+                const uint8_t *sr = src + h * s->in_w;
+                if (!flip) {
+                    memcpy(dr, sr, s->in_w);
+                    continue;
+                }
+                size_t i = 0;
+                for (; i + 8 <= s->in_w; i += 8) {
+                    uint64_t v;
+                    memcpy(&v, sr + i, 8);
+                    v ^= flip8;
+                    memcpy(dr + i, &v, 8);
+                }
+                for (; i < s->in_w; i++) dr[i] = (uint8_t)(sr[i] ^ flip);
+            }
+            have = bc;
+        }
+        const uint32_t corr = 0u - (uint32_t)c->xz8 * (uint32_t)w->colsum[o];
+        c->dw8(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
+               s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, acc);
+        if (qk__epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) != QK_OK)
+            atomic_store(&c->status, QK_ERR_OVERFLOW);
+    }
+    free(acc);
+    free(xp);
+}
+
 static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
     qk__conv_ctx *c = (qk__conv_ctx *)vctx;
+    if (c->dw8 != NULL) {
+        qk__dw8_jobs(c, j0, j1);
+        return;
+    }
     const qk_conv2d_shape *s = c->s;
     const qk_packed_weights *w = c->w;
     const size_t n = w->n, osz = qk__dtype_size(c->ep->out_type), plane = c->hp * c->wp;
@@ -609,6 +665,11 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         return (qk_status)atomic_load(&c.status);
     }
     if (c.cpg == 1) {
+        if (w->dw8 != NULL && qk__dw8_fits(w->dwq, s->stride_w, s->dil_w) &&
+            w->kh * w->dwq <= 64) {
+            c.dw8 = qk__dw8_plane_kernel();
+            c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
+        }
         qk__parallel(s->batch * w->n, threads, qk__dw_jobs, &c);
         return (qk_status)atomic_load(&c.status);
     }

@@ -98,6 +98,29 @@ qk_status qk__tile_out_conv(const qk_epilogue *ep, const qk_packed_weights *w,
                             const uint32_t *corr, const uint32_t *pixsum, size_t o0, size_t cnt,
                             int32_t *tile, size_t mr, char *y, size_t ystride);
 
+/* 8-bit depthwise (vnni.c): one output plane of one channel from a padded u8 plane (int8
+ * activations + 128, padding = the u8 zero point), row pitch wp, with at least 64 bytes of
+ * readable slack after the last element a row block can reach. w8: kh rows of kq quads (kw
+ * padded to 4 kq with zero weights) of s8 taps. out[i * ow + j] = sum_taps x8 * w8 + corr
+ * (mod 2^32). Requires kw <= 4 kq, 15 * stride_w + (4 kq - 1) * dil_w < 64 (qk__dw8_ok). */
+typedef void (*qk_dw8_plane_kernel)(const uint8_t *x, size_t wp, const int8_t *w8, size_t kh,
+                                    size_t kq, size_t stride_h, size_t stride_w, size_t dil_h,
+                                    size_t dil_w, size_t oh, size_t ow, uint32_t corr,
+                                    int32_t *out);
+void qk_dw8_plane__scalar(const uint8_t *x, size_t wp, const int8_t *w8, size_t kh, size_t kq,
+                          size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
+                          size_t ow, uint32_t corr, int32_t *out);
+#if QK_X86
+void qk_dw8_plane__avx512vbmi(const uint8_t *x, size_t wp, const int8_t *w8, size_t kh, size_t kq,
+                              size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w,
+                              size_t oh, size_t ow, uint32_t corr, int32_t *out);
+#endif
+/* The 8-bit depthwise kernel when the CPU path has VNNI and VBMI, else NULL. */
+qk_dw8_plane_kernel qk__dw8_plane_kernel(void);
+static inline int qk__dw8_fits(size_t kq, size_t stride_w, size_t dil_w) {
+    return 15 * stride_w + (4 * kq - 1) * dil_w < 64;
+}
+
 /* The packed weights (opaque in the public header). */
 enum { QK__PACK_LINEAR = 1, QK__PACK_CONV = 2 };
 struct qk_packed_weights {
@@ -121,6 +144,10 @@ struct qk_packed_weights {
     int32_t *colsum;   /* n: sum_k w8[o,k] */
     int32_t *wzp8;     /* n */
     int any_wzp8;      /* some wzp8 != 0 (the activation-sum term is needed) */
+    /* depthwise (1 input channel a group) packed while the 8-bit path is on, with every wzp8 = 0:
+     * n x kh x dwq quads of s8 taps (w8, kw padded with zeros to 4 dwq), their sums in colsum */
+    int8_t *dw8;
+    size_t dwq;
 };
 
 /* Threads: run fn(ctx, j0, j1) over [0, njobs) split into `threads` contiguous ranges.

@@ -159,6 +159,26 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
         for (size_t i = 0; i < p->k; i++)
             p->data[o * p->k2 + i] =
                 (int16_t)(qk__wval(w, w_type, o * p->k + i) - w_zero_point[o]);
+    const int32_t shift = w_type == QK_DT_U8 ? 128 : 0;
+    int zp_ok = 1;
+    for (size_t o = 0; o < out_c; o++) zp_ok &= w_zero_point[o] == shift;
+    if (in_c_per_group == 1 && zp_ok && qk__dw8_plane_kernel() != NULL && kw <= 64) {
+        /* the 8-bit depthwise layout as well (the int16 one stays for shapes it does not fit) */
+        p->dwq = (kw + 3) / 4;
+        p->dw8 = (int8_t *)calloc(out_c * kh * p->dwq * 4, 1);
+        p->colsum = (int32_t *)calloc(out_c, sizeof(int32_t));
+        if (p->dw8 == NULL || p->colsum == NULL) {
+            qk_packed_weights_free(p);
+            return QK_ERR_NOMEM;
+        }
+        for (size_t o = 0; o < out_c; o++)
+            for (size_t r = 0; r < kh; r++)
+                for (size_t q = 0; q < kw; q++) {
+                    const int32_t v = qk__wval(w, w_type, (o * kh + r) * kw + q) - shift;
+                    p->dw8[(o * kh + r) * p->dwq * 4 + q] = (int8_t)v;
+                    p->colsum[o] += v;
+                }
+    }
     *out = p;
     return QK_OK;
 }
@@ -167,6 +187,7 @@ void qk_packed_weights_free(qk_packed_weights *w) {
     if (w == NULL) return;
     free(w->data);
     free(w->data8);
+    free(w->dw8);
     free(w->colsum);
     free(w->wzp8);
     free(w->abs_sum);
@@ -184,10 +205,11 @@ size_t qk_packed_weights_bytes(const qk_packed_weights *w) {
                                  : w->groups * w->nblk * w->mr8 * w->k4;
         return sizeof *w + bytes + w->n * (sizeof(int64_t) + 3 * sizeof(int32_t));
     }
+    const size_t dw8 = w->dw8 ? w->n * (w->kh * w->dwq * 4 + sizeof(int32_t)) : 0;
     size_t elems = w->kind == QK__PACK_LINEAR
                        ? ((w->n + QK_GEMM_NR - 1) / QK_GEMM_NR) * w->k2 * QK_GEMM_NR
                        : w->n * w->k2;
-    return sizeof *w + elems * sizeof(int16_t) + w->n * (sizeof(int64_t) + sizeof(int32_t));
+    return sizeof *w + elems * sizeof(int16_t) + w->n * (sizeof(int64_t) + sizeof(int32_t)) + dw8;
 }
 
 uint32_t *qk__zp_correction(const qk_packed_weights *w, int32_t xz8) {

@@ -362,3 +362,78 @@ QK_TARGET_VNNI size_t qk__epilogue_run_avx512(const qk_epilogue *ep, size_t o, c
     return i;
 }
 #endif
+
+/* ---- 8-bit depthwise plane -------------------------------------------------------------------
+ * Output j of a row, kernel row r, quad b of taps: the four bytes x[(j * sw) + (4b + q) * dw],
+ * q = 0..3, against the four s8 taps (zero past kw): one vpdpbusd per quad for 16 outputs, the
+ * dwords gathered from one 64-byte load by vpermb (VBMI). Sums wrap modulo 2^32, as the scalar
+ * twin's uint32 arithmetic. */
+void qk_dw8_plane__scalar(const uint8_t *x, size_t wp, const int8_t *w8, size_t kh, size_t kq,
+                          size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
+                          size_t ow, uint32_t corr, int32_t *out) {
+    for (size_t i = 0; i < oh; i++)
+        for (size_t j = 0; j < ow; j++) {
+            uint32_t acc = corr;
+            for (size_t r = 0; r < kh; r++) {
+                const uint8_t *xr = x + (i * stride_h + r * dil_h) * wp + j * stride_w;
+                for (size_t t = 0; t < 4 * kq; t++) {
+                    const int32_t wv = w8[r * 4 * kq + t];
+                    if (wv != 0) acc += (uint32_t)((int32_t)xr[t * dil_w] * wv);
+                }
+            }
+            out[i * ow + j] = (int32_t)acc;
+        }
+}
+
+#if QK_X86
+#define QK_TARGET_VBMI \
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vnni,avx512vbmi")))
+
+QK_TARGET_VBMI void qk_dw8_plane__avx512vbmi(const uint8_t *x, size_t wp, const int8_t *w8,
+                                             size_t kh, size_t kq, size_t stride_h,
+                                             size_t stride_w, size_t dil_h, size_t dil_w,
+                                             size_t oh, size_t ow, uint32_t corr, int32_t *out) {
+    enum { MAXQ = 64 };
+    if (kh * kq > MAXQ || !qk__dw8_fits(kq, stride_w, dil_w)) {
+        qk_dw8_plane__scalar(x, wp, w8, kh, kq, stride_h, stride_w, dil_h, dil_w, oh, ow, corr,
+                             out);
+        return;
+    }
+    uint8_t idxb[64];
+    for (size_t p = 0; p < 16; p++)
+        for (size_t q = 0; q < 4; q++) idxb[4 * p + q] = (uint8_t)(p * stride_w + q * dil_w);
+    const __m512i idx = _mm512_loadu_si512((const void *)idxb);
+    __m512i wv[MAXQ];
+    size_t off[MAXQ];
+    const size_t nq = kh * kq;
+    for (size_t t = 0; t < nq; t++) {
+        wv[t] = _mm512_set1_epi32(qk__ld32b(w8 + 4 * t));
+        off[t] = (t / kq) * dil_h * wp + (t % kq) * 4 * dil_w;
+    }
+    const __m512i vc = _mm512_set1_epi32((int32_t)corr);
+    for (size_t i = 0; i < oh; i++) {
+        const uint8_t *xrow = x + i * stride_h * wp;
+        int32_t *orow = out + i * ow;
+        for (size_t j = 0; j < ow; j += 16) {
+            const uint8_t *base = xrow + j * stride_w;
+            __m512i acc = vc;
+            for (size_t t = 0; t < nq; t++) {
+                const __m512i v = _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(base + off[t])));
+                acc = _mm512_dpbusd_epi32(acc, v, wv[t]);
+            }
+            const size_t left = ow - j;
+            _mm512_mask_storeu_epi32(orow + j, left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u), acc);
+        }
+    }
+}
+#endif
+
+qk_dw8_plane_kernel qk__dw8_plane_kernel(void) {
+#if QK_X86 && defined(__GNUC__)
+    if (qk__use_vnni()) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512vbmi")) return qk_dw8_plane__avx512vbmi;
+    }
+#endif
+    return NULL;
+}

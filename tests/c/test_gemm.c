@@ -99,6 +99,40 @@ static void test_twins8(void) {
 #endif
 }
 
+/* 8-bit depthwise plane: the VBMI kernel against its scalar twin (strides, dilations, taps,
+ * widths with tails, every byte value, the correction term). */
+static void test_dw8_twin(void) {
+#if QK_X86 && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi")))
+        return;
+    enum { CAP = 40 * 80 + 512 };
+    static uint8_t x[CAP];
+    static int32_t o1[40 * 40], o2[40 * 40];
+    for (int it = 0; it < 300; it++) {
+        const size_t kh = (size_t)rnd(1, 5), kw = (size_t)rnd(1, 9), kq = (kw + 3) / 4;
+        const size_t sh = (size_t)rnd(1, 3), sw = (size_t)rnd(1, 2);
+        const size_t dh = (size_t)rnd(1, 2), dw = (size_t)rnd(1, 3);
+        if (!qk__dw8_fits(kq, sw, dw)) continue;
+        const size_t oh = (size_t)rnd(1, 12), ow = (size_t)rnd(1, 37);
+        const size_t wp = (ow - 1) * sw + (4 * kq - 1) * dw + 1, hp = (oh - 1) * sh + (kh - 1) * dh + 1;
+        if (hp * wp + 192 > CAP) continue;
+        for (size_t i = 0; i < hp * wp + 192; i++) x[i] = (uint8_t)rnd(0, 255);
+        int8_t w8[5 * 12];
+        memset(w8, 0, sizeof w8);
+        for (size_t r = 0; r < kh; r++)
+            for (size_t q = 0; q < kw; q++) w8[r * 4 * kq + q] = (int8_t)rnd(-128, 127);
+        const uint32_t corr = (uint32_t)rnd(-1000000, 1000000);
+        qk_dw8_plane__scalar(x, wp, w8, kh, kq, sh, sw, dh, dw, oh, ow, corr, o1);
+        qk_dw8_plane__avx512vbmi(x, wp, w8, kh, kq, sh, sw, dh, dw, oh, ow, corr, o2);
+        QK_CHECK(memcmp(o1, o2, oh * ow * sizeof(int32_t)) == 0,
+                 "dw8 twin kh=%zu kw=%zu s=%zu,%zu d=%zu,%zu oh=%zu ow=%zu", kh, kw, sh, sw, dh, dw,
+                 oh, ow);
+    }
+#endif
+}
+
 static void test_linear(void) {
     for (int it = 0; it < 60; it++) {
         const size_t m = (size_t)rnd(1, 70), n = (size_t)rnd(1, 40), k = (size_t)rnd(1, 300);
@@ -271,6 +305,7 @@ int main(void) {
     printf("isa: %s, 8-bit VNNI GEMM path: %s\n", qk_isa_name(qk_isa()), qk__use_vnni() ? "yes" : "no");
     test_twins();
     test_twins8();
+    test_dw8_twin();
     test_linear();
     test_conv();
     test_errors();
