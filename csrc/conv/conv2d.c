@@ -485,6 +485,20 @@ QK_TARGET_AVX512 static void qk__widen_row_avx512(const void *src, qk_dtype xt, 
 }
 #endif
 
+#if QK_X86
+/* rows x n bytes (src rows n apart) to dst rows pitch apart, each byte ^ flip. */
+QK_TARGET_AVX512 static void qk__copy_rows8_avx512(const uint8_t *src, size_t rows, size_t n,
+                                                   uint8_t flip, uint8_t *dst, size_t pitch) {
+    const __m512i vf = _mm512_set1_epi8((char)flip);
+    for (size_t h = 0; h < rows; h++)
+        for (size_t i = 0; i < n; i += 64) {
+            const __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - i)) - 1);
+            const __m512i v = _mm512_maskz_loadu_epi8(m, src + h * n + i);
+            _mm512_mask_storeu_epi8(dst + h * pitch + i, m, _mm512_xor_si512(v, vf));
+        }
+}
+#endif
+
 /* The 8-bit depthwise jobs: each widens nothing, it copies the input plane into its own u8
  * plane bordered with the u8 zero point (int8 activations + 128: a flip of bit 7). */
 static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
@@ -504,11 +518,21 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
     }
     memset(xp, c->xz8, plane + QK__SLACK);
     size_t have = (size_t)-1;
+#if QK_X86
+    const int v512 = qk__use_avx512();
+#endif
     for (size_t j = j0; j < j1; j++) {
         const size_t b = j / n, o = j % n, bc = b * s->in_c + o / c->ocg;
         if (bc != have) {
             const uint8_t *src = (const uint8_t *)c->x + bc * s->in_h * s->in_w;
-            for (size_t h = 0; h < s->in_h; h++) {
+#if QK_X86
+            if (v512) {
+                qk__copy_rows8_avx512(src, s->in_h, s->in_w, flip,
+                                      xp + s->pad_top * c->wp + s->pad_left, c->wp);
+                have = bc;
+            }
+#endif
+            for (size_t h = 0; h < s->in_h && have != bc; h++) {
                 uint8_t *dr = xp + (h + s->pad_top) * c->wp + s->pad_left;
                 const uint8_t *sr = src + h * s->in_w;
                 if (!flip) {
