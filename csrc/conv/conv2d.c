@@ -121,22 +121,44 @@ static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
     }
 }
 
+#if QK_X86
+QK_TARGET_AVX512 static void qk__copy_rows8_avx512(const uint8_t *src, size_t rows, size_t n,
+                                                   uint8_t flip, uint8_t *dst, size_t pitch);
+#endif
+
 static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
     qk__conv_ctx *c = (qk__conv_ctx *)vctx;
     const qk_conv2d_shape *s = c->s;
     const size_t plane = c->hp * c->wp;
     const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
     const uint64_t flip8 = flip * UINT64_C(0x0101010101010101);
+#if QK_X86
+    const int v512 = qk__use_avx512();
+#endif
     for (size_t j = j0; j < j1; j++) {
         uint8_t *d = c->xp8 + j * plane;
-        memset(d, c->xz8, s->pad_top * c->wp);
-        memset(d + (s->pad_top + s->in_h) * c->wp, c->xz8, s->pad_bottom * c->wp);
+        const uint8_t *src0 = (const uint8_t *)c->x + j * s->in_h * s->in_w;
+        if (s->pad_top) memset(d, c->xz8, s->pad_top * c->wp);
+        if (s->pad_bottom) memset(d + (s->pad_top + s->in_h) * c->wp, c->xz8, s->pad_bottom * c->wp);
+        if (s->pad_left || s->pad_right)
+            for (size_t h = 0; h < s->in_h; h++) {
+                uint8_t *row = d + (h + s->pad_top) * c->wp;
+                memset(row, c->xz8, s->pad_left);
+                memset(row + s->pad_left + s->in_w, c->xz8, s->pad_right);
+            }
+        uint8_t *dst = d + s->pad_top * c->wp + s->pad_left;
+#if QK_X86
+        if (v512) {
+            if (c->wp == s->in_w) /* no side padding: the rows are one run */
+                qk__copy_rows8_avx512(src0, 1, s->in_h * s->in_w, flip, dst, 0);
+            else
+                qk__copy_rows8_avx512(src0, s->in_h, s->in_w, flip, dst, c->wp);
+            continue;
+        }
+#endif
         for (size_t h = 0; h < s->in_h; h++) {
-            uint8_t *row = d + (h + s->pad_top) * c->wp;
-            memset(row, c->xz8, s->pad_left);
-            memset(row + s->pad_left + s->in_w, c->xz8, s->pad_right);
-            uint8_t *dr = row + s->pad_left;
-            const uint8_t *src = (const uint8_t *)c->x + (j * s->in_h + h) * s->in_w;
+            uint8_t *dr = dst + h * c->wp;
+            const uint8_t *src = src0 + h * s->in_w;
             if (!flip) {
                 memcpy(dr, src, s->in_w);
                 continue;

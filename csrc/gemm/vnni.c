@@ -19,7 +19,8 @@
 
 #if QK_X86
 #include <immintrin.h>
-#define QK_TARGET_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vnni")))
+#define QK_TARGET_VNNI \
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
 #endif
 
 static _Atomic int qk__vnni_choice = -1;
@@ -33,7 +34,7 @@ int qk__use_vnni(void) {
 #if QK_X86 && defined(__GNUC__)
     if (qk__use_avx512()) {
         __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512vnni");
+        v = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
     }
 #endif
     atomic_store_explicit(&qk__vnni_choice, v, memory_order_relaxed);
@@ -165,7 +166,9 @@ QK_TARGET_VNNI static inline void qk__out16(const qk_epilogue *ep, __m512i acc, 
     f = _mm512_mul_ps(f, vsc);
     f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
     const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), vzp); /* inside the 8-bit range */
-    _mm512_mask_cvtepi32_storeu_epi8(y, mask, q);
+    /* narrowed in a register, then a masked byte store (the memory form of vpmovdb is slow on
+     * some cores) */
+    _mm_mask_storeu_epi8(y, mask, _mm512_cvtepi32_epi8(q));
 }
 
 /* Linear: tile rows are rows of x, columns 16 channels o0.. (all 16 valid). */
@@ -387,7 +390,7 @@ void qk_dw8_plane__scalar(const uint8_t *x, size_t wp, const int8_t *w8, size_t 
 
 #if QK_X86
 #define QK_TARGET_VBMI \
-    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vnni,avx512vbmi")))
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
 
 QK_TARGET_VBMI void qk_dw8_plane__avx512vbmi(const uint8_t *x, size_t wp, const int8_t *w8,
                                              size_t kh, size_t kq, size_t stride_h,
