@@ -166,9 +166,11 @@ QK_TARGET_VNNI static inline void qk__out16(const qk_epilogue *ep, __m512i acc, 
     f = _mm512_mul_ps(f, vsc);
     f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
     const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), vzp); /* inside the 8-bit range */
-    /* narrowed in a register, then a masked byte store (the memory form of vpmovdb is slow on
-     * some cores) */
-    _mm_mask_storeu_epi8(y, mask, _mm512_cvtepi32_epi8(q));
+    /* narrowed in a register, then a masked byte store: the memory form of vpmovdb is slow on
+     * some cores (Zen 4) */
+    __m128i b = _mm512_cvtepi32_epi8(q);
+    __asm__("" : "+v"(b)); /* keeps the compiler from folding the two into the memory form */
+    _mm_mask_storeu_epi8(y, mask, b);
 }
 
 /* Linear: tile rows are rows of x, columns 16 channels o0.. (all 16 valid). */
