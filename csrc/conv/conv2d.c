@@ -35,6 +35,7 @@ typedef struct {
     int flat; /* 8-bit path, ow >= 8: tiles are 16 consecutive NCHW pixels, across rows */
     qk_gemm_ukernel uk;
     qk_dw_plane_kernel dw;
+    int vbmi;                /* 8-bit panels built with vpermt2b (the dw8 kernel exists) */
     qk_dw8_plane_kernel dw8; /* 8-bit depthwise, when the weights have that layout and it fits */
     /* 8-bit path (w->vnni): padded u8 image (int8 activations + 128; padding = xz8) */
     uint8_t *xp8;
@@ -293,6 +294,73 @@ qk__panel8_body(const uint8_t *src, const size_t *koff, size_t k, size_t k4, con
     }
 }
 
+#define QK_TARGET_CONV_VBMI \
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vbmi")))
+
+QK_TARGET_CONV_VBMI static inline __attribute__((always_inline)) __m128i
+qk__seg_row8v(const uint8_t *p, const size_t *base, int nseg, size_t sw, __m128i m1, __m128i m2) {
+    __m128i v;
+    if (sw == 1) {
+        v = _mm_loadu_si128((const __m128i *)(p + base[0]));
+        if (nseg > 1) v = _mm_blendv_epi8(v, _mm_loadu_si128((const __m128i *)(p + base[1])), m1);
+        if (nseg > 2) v = _mm_blendv_epi8(v, _mm_loadu_si128((const __m128i *)(p + base[2])), m2);
+    } else {
+        v = qk__tile_row8(p + base[0], sw);
+        if (nseg > 1) v = _mm_blendv_epi8(v, qk__tile_row8(p + base[1], sw), m1);
+        if (nseg > 2) v = _mm_blendv_epi8(v, qk__tile_row8(p + base[2], sw), m2);
+    }
+    return v;
+}
+
+/* VBMI: the four rows of a quad go into two ymm and one vpermt2b interleaves them into the
+ * 64-byte [16][4] block (byte 4p + q = row q, pixel p). */
+QK_TARGET_CONV_VBMI static inline __attribute__((always_inline)) void
+qk__panel8v_body(const uint8_t *src, const size_t *koff, size_t k, size_t k4, const size_t *base,
+                 int nseg, size_t sw, __m128i m1, __m128i m2, uint8_t *panel) {
+    static const uint8_t idxb[64] = {
+        0, 16, 64, 80, 1, 17, 65, 81, 2, 18, 66, 82, 3, 19, 67, 83,
+        4, 20, 68, 84, 5, 21, 69, 85, 6, 22, 70, 86, 7, 23, 71, 87,
+        8, 24, 72, 88, 9, 25, 73, 89, 10, 26, 74, 90, 11, 27, 75, 91,
+        12, 28, 76, 92, 13, 29, 77, 93, 14, 30, 78, 94, 15, 31, 79, 95};
+    const __m512i idx = _mm512_loadu_si512((const void *)idxb);
+    size_t kk = 0;
+    for (; kk + 4 <= k; kk += 4) {
+        const __m128i v0 = qk__seg_row8v(src + koff[kk], base, nseg, sw, m1, m2);
+        const __m128i v1 = qk__seg_row8v(src + koff[kk + 1], base, nseg, sw, m1, m2);
+        const __m128i v2 = qk__seg_row8v(src + koff[kk + 2], base, nseg, sw, m1, m2);
+        const __m128i v3 = qk__seg_row8v(src + koff[kk + 3], base, nseg, sw, m1, m2);
+        const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(v0), v1, 1);
+        const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(v2), v3, 1);
+        _mm512_storeu_si512((void *)(panel + kk * 16),
+                            _mm512_permutex2var_epi8(_mm512_castsi256_si512(a), idx,
+                                                     _mm512_castsi256_si512(b)));
+    }
+    if (kk < k4) { /* the last quad: k rows past k are zero */
+        __m128i v[4];
+        for (size_t q = 0; q < 4; q++)
+            v[q] = kk + q < k ? qk__seg_row8v(src + koff[kk + q], base, nseg, sw, m1, m2)
+                              : _mm_setzero_si128();
+        const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(v[0]), v[1], 1);
+        const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(v[2]), v[3], 1);
+        _mm512_storeu_si512((void *)(panel + kk * 16),
+                            _mm512_permutex2var_epi8(_mm512_castsi256_si512(a), idx,
+                                                     _mm512_castsi256_si512(b)));
+    }
+}
+
+#define QK__PANEL8V_SPEC(NAME, NSEG, SW)                                                          \
+    QK_TARGET_CONV_VBMI static void NAME(const uint8_t *src, const size_t *koff, size_t k,         \
+                                         size_t k4, const size_t *base, __m128i m1, __m128i m2,    \
+                                         uint8_t *panel) {                                         \
+        qk__panel8v_body(src, koff, k, k4, base, NSEG, SW, m1, m2, panel);                         \
+    }
+QK__PANEL8V_SPEC(qk__panel8v_s1n1, 1, 1)
+QK__PANEL8V_SPEC(qk__panel8v_s1n2, 2, 1)
+QK__PANEL8V_SPEC(qk__panel8v_s1n3, 3, 1)
+QK__PANEL8V_SPEC(qk__panel8v_s2n1, 1, 2)
+QK__PANEL8V_SPEC(qk__panel8v_s2n2, 2, 2)
+QK__PANEL8V_SPEC(qk__panel8v_s2n3, 3, 2)
+
 #define QK__PANEL8_SPEC(NAME, NSEG, SW)                                                          \
     QK_TARGET_AVX2 static void NAME(const uint8_t *src, const size_t *koff, size_t k, size_t k4,  \
                                     const size_t *base, __m128i m1, __m128i m2, uint8_t *panel) { \
@@ -315,6 +383,15 @@ QK_TARGET_AVX2 static int qk__build_panel8_avx2(const qk__conv_ctx *c, const uin
     const __m128i m2 = g->n > 2 ? _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[2] - 1)))
                                 : _mm_setzero_si128();
     const size_t k4 = c->w->k4;
+    if (c->vbmi) switch (g->n * 4 + sw) {
+        case 5: qk__panel8v_s1n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 9: qk__panel8v_s1n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 13: qk__panel8v_s1n3(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 6: qk__panel8v_s2n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 10: qk__panel8v_s2n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 14: qk__panel8v_s2n3(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        default: return 0;
+    }
     switch (g->n * 4 + sw) {
         case 5: qk__panel8_s1n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
         case 9: qk__panel8_s1n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
@@ -687,6 +764,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     if (w->vnni) {
         c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
         c.uk8 = qk__gemm_s8u8_ukernel(w->mr8);
+        c.vbmi = qk__dw8_plane_kernel() != NULL; /* VNNI + VBMI */
         c.corr = qk__zp_correction(w, c.xz8);
         c.xp8 = (uint8_t *)malloc(img + QK__SLACK);
         if (c.corr == NULL || c.xp8 == NULL) {
