@@ -32,6 +32,7 @@ typedef struct {
     void *y;
     int16_t *xp;   /* padded image, batch x in_c x hp x wp (+ slack) */
     size_t hp, wp, oh, ow, cpg, ocg, tiles_per_row, tiles, jobs_per_group;
+    size_t tpj; /* tiles a job (up to QK__CONV_TILES; fewer when jobs would be too few) */
     int flat; /* 8-bit path, ow >= 8: tiles are 16 consecutive NCHW pixels, across rows */
     qk_gemm_ukernel uk;
     qk_dw_plane_kernel dw;
@@ -447,8 +448,8 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
         const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group;
         const size_t b = bg / w->groups, g = bg % w->groups;
         const uint8_t *src = c->xp8 + (b * s->in_c + g * c->cpg) * plane;
-        const size_t t0 = tj * QK__CONV_TILES;
-        const size_t nt = c->tiles - t0 < QK__CONV_TILES ? c->tiles - t0 : QK__CONV_TILES;
+        const size_t t0 = tj * c->tpj;
+        const size_t nt = c->tiles - t0 < c->tpj ? c->tiles - t0 : c->tpj;
         size_t pix0[QK__CONV_TILES], cnt[QK__CONV_TILES];
         for (size_t t = 0; t < nt; t++) {
             size_t oh, ow0;
@@ -531,8 +532,8 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
         const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group;
         const size_t b = bg / w->groups, g = bg % w->groups;
         const int16_t *src = c->xp + (b * s->in_c + g * c->cpg) * plane;
-        const size_t t0 = tj * QK__CONV_TILES;
-        const size_t nt = c->tiles - t0 < QK__CONV_TILES ? c->tiles - t0 : QK__CONV_TILES;
+        const size_t t0 = tj * c->tpj;
+        const size_t nt = c->tiles - t0 < c->tpj ? c->tiles - t0 : c->tpj;
         size_t pix0[QK__CONV_TILES], cnt[QK__CONV_TILES];
         for (size_t t = 0; t < nt; t++) {
             const size_t oh = (t0 + t) / c->tiles_per_row;
@@ -721,6 +722,16 @@ qk_status qk_conv2d_out_size(const qk_conv2d_shape *s, const qk_packed_weights *
     return QK_OK;
 }
 
+/* Tiles a job: QK__CONV_TILES, or fewer so that several threads get about 8 jobs each (the
+ * jobs are claimed dynamically; the split never changes a result). */
+static void qk__conv_split(qk__conv_ctx *c, int threads) {
+    const size_t t = threads < 1 ? 1 : (size_t)threads;
+    const size_t units = c->s->batch * c->w->groups * c->tiles;
+    c->tpj = QK__CONV_TILES;
+    while (t > 1 && c->tpj > 1 && units / c->tpj < 8 * t) c->tpj--;
+    c->jobs_per_group = (c->tiles + c->tpj - 1) / c->tpj;
+}
+
 qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
                     qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
                     int threads) {
@@ -781,7 +792,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
             c.flat = 1;
             c.tiles = (oh * ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         }
-        c.jobs_per_group = (c.tiles + QK__CONV_TILES - 1) / QK__CONV_TILES;
+        qk__conv_split(&c, threads);
         qk__parallel(s->batch * w->groups * c.jobs_per_group, threads, qk__conv_jobs, &c);
         free(c.corr);
         free(c.xp8);
@@ -807,7 +818,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     {
         c.tiles_per_row = (ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         c.tiles = oh * c.tiles_per_row;
-        c.jobs_per_group = (c.tiles + QK__CONV_TILES - 1) / QK__CONV_TILES;
+        qk__conv_split(&c, threads);
         qk__parallel(s->batch * w->groups * c.jobs_per_group, threads, qk__conv_jobs, &c);
     }
     free(c.xp);
