@@ -429,7 +429,30 @@ QK_TARGET_VBMI void qk_dw8_plane__avx512vbmi(const uint8_t *x, size_t wp, const 
         off[t] = (t / kq) * dil_h * wp + (t % kq) * 4 * dil_w;
     }
     const __m512i vc = _mm512_set1_epi32((int32_t)corr);
-    for (size_t i = 0; i < oh; i++) {
+    size_t i = 0;
+    for (; i + 4 <= oh; i += 4) { /* four rows at a time: four independent vpdpbusd chains */
+        const uint8_t *xrow = x + i * stride_h * wp;
+        const size_t rs = stride_h * wp;
+        for (size_t j = 0; j < ow; j += 16) {
+            const uint8_t *base = xrow + j * stride_w;
+            __m512i a0 = vc, a1 = vc, a2 = vc, a3 = vc;
+            for (size_t t = 0; t < nq; t++) {
+                const uint8_t *bt = base + off[t];
+                a0 = _mm512_dpbusd_epi32(a0, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)bt)), wv[t]);
+                a1 = _mm512_dpbusd_epi32(a1, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + rs))), wv[t]);
+                a2 = _mm512_dpbusd_epi32(a2, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + 2 * rs))), wv[t]);
+                a3 = _mm512_dpbusd_epi32(a3, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + 3 * rs))), wv[t]);
+            }
+            const size_t left = ow - j;
+            const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+            int32_t *o = out + i * ow + j;
+            _mm512_mask_storeu_epi32(o, m, a0);
+            _mm512_mask_storeu_epi32(o + ow, m, a1);
+            _mm512_mask_storeu_epi32(o + 2 * ow, m, a2);
+            _mm512_mask_storeu_epi32(o + 3 * ow, m, a3);
+        }
+    }
+    for (; i < oh; i++) {
         const uint8_t *xrow = x + i * stride_h * wp;
         int32_t *orow = out + i * ow;
         for (size_t j = 0; j < ow; j += 16) {
