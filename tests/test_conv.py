@@ -243,3 +243,40 @@ def test_conv_simd_equals_scalar_subprocess(simd):
     if simd == "scalar":
         assert other["isa"] == "scalar"
     assert other["h"] == _simd_fingerprint(2)
+
+
+def test_thread_pool_concurrent_callers_and_fork():
+    """The persistent helper pool: several application threads calling at once (one owns the
+    pool, the others start their own helpers), and a forked child (which starts from an empty
+    pool), all give the single-threaded bits."""
+    import os
+    import threading
+    rng = np.random.default_rng(5)
+    x, wq = rand_q(rng, U8, (2, 16, 12, 12)), rand_q(rng, I8, (24, 16, 3, 3))
+    kw_ = dict(x_scale=0.05, x_zero_point=3, w_scale=0.01, out_scale=0.4, preset="fbgemm")
+    ref = qkernels.qconv2d(x, wq, padding=1, threads=1, **kw_)
+    lin_ref = qkernels.qlinear(x.reshape(-1, 144), wq.reshape(24, -1), threads=1, **kw_)
+    bad = []
+
+    def work():
+        for _ in range(20):
+            if not np.array_equal(qkernels.qconv2d(x, wq, padding=1, threads=2, **kw_), ref):
+                bad.append("conv")
+            if not np.array_equal(qkernels.qlinear(x.reshape(-1, 144), wq.reshape(24, -1),
+                                                   threads=3, **kw_), lin_ref):
+                bad.append("linear")
+
+    ts = [threading.Thread(target=work) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert bad == []
+    if not hasattr(os, "fork"):
+        return
+    pid = os.fork()
+    if pid == 0:  # child: the pool's threads did not survive the fork
+        ok = np.array_equal(qkernels.qconv2d(x, wq, padding=1, threads=2, **kw_), ref)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
