@@ -43,6 +43,7 @@ typedef struct {
     int32_t xz8;
     uint32_t *corr;
     qk_gemm_s8u8_ukernel uk8;
+    qk_gemm_s8u8_ukernel uk8h; /* tiles of at most 8 pixels */
     size_t *koff;     /* k entries: offset of tap k (channel, row, column) in a group's image */
     _Atomic int status;
 } qk__conv_ctx;
@@ -497,8 +498,9 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             const size_t mr = c->ocg - ob < bmr ? c->ocg - ob : bmr;
             const size_t o0 = g * c->ocg + ob;
             for (size_t t = 0; t < nt; t++) {
-                c->uk8(k4 / 4, w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
-                       panels + t * k4 * QK_GEMM_NR, tile);
+                (cnt[t] <= 8 ? c->uk8h : c->uk8)(k4 / 4,
+                                                 w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
+                                                 panels + t * k4 * QK_GEMM_NR, tile);
                 char *yp = (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz;
                 if (qk__tile_out_conv(c->ep, w, c->corr, w->any_wzp8 ? pixsum[t] : NULL, o0, cnt[t],
                                       tile, mr, yp, opix * osz) != QK_OK)
@@ -775,6 +777,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     if (w->vnni) {
         c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
         c.uk8 = qk__gemm_s8u8_ukernel(w->mr8);
+        c.uk8h = qk__gemm_s8u8_half_ukernel(w->mr8);
         c.vbmi = qk__dw8_plane_kernel() != NULL; /* VNNI + VBMI */
         c.corr = qk__zp_correction(w, c.xz8);
         c.xp8 = (uint8_t *)malloc(img + QK__SLACK);

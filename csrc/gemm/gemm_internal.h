@@ -82,6 +82,15 @@ void qk_gemm_s8u8_16x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b
  * (chosen once, like qk_isa()). Weights packed while it is 1 use the 8-bit layout. */
 int qk__use_vnni(void);
 qk_gemm_u8s8_ukernel qk__gemm_u8s8_ukernel(void);
+/* Half tiles (tiles of at most 8 pixels): the same operands, columns 0-7 computed on 256-bit
+ * vectors, columns 8-15 of c set to 0. */
+void qk_gemm_s8u8_12x8__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+void qk_gemm_s8u8_16x8__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+#if QK_X86
+void qk_gemm_s8u8_12x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+void qk_gemm_s8u8_16x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+#endif
+qk_gemm_s8u8_ukernel qk__gemm_s8u8_half_ukernel(size_t mr);
 /* The conv kernel for blocks of mr (12 or 16) rows. */
 qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(size_t mr);
 /* Per channel, modulo 2^32: k * xz8 * wzp8[o] - xz8 * colsum[o] (malloc'd, NULL on failure). The

@@ -83,6 +83,31 @@ void qk_gemm_s8u8_12x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, in
     qk__gemm_s8u8_scalar(12, kq, a, b, c);
 }
 
+static void qk__gemm_s8u8_half_scalar(size_t rows, size_t kq, const int8_t *a, const uint8_t *b,
+                                      int32_t *c) {
+    for (size_t r = 0; r < rows; r++) {
+        uint32_t acc[8] = {0};
+        for (size_t p = 0; p < kq; p++) {
+            const uint8_t *bp = b + p * 64;
+            for (size_t j = 0; j < 8; j++) {
+                int32_t s = 0;
+                for (size_t q = 0; q < 4; q++)
+                    s += (int32_t)a[4 * rows * p + 4 * r + q] * bp[4 * j + q];
+                acc[j] += (uint32_t)s;
+            }
+        }
+        for (size_t j = 0; j < 16; j++) c[r * 16 + j] = j < 8 ? (int32_t)acc[j] : 0;
+    }
+}
+
+void qk_gemm_s8u8_12x8__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c) {
+    qk__gemm_s8u8_half_scalar(12, kq, a, b, c);
+}
+
+void qk_gemm_s8u8_16x8__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c) {
+    qk__gemm_s8u8_half_scalar(16, kq, a, b, c);
+}
+
 void qk_gemm_s8u8_16x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c) {
     qk__gemm_s8u8_scalar(16, kq, a, b, c);
 }
@@ -128,7 +153,41 @@ QK_TARGET_VNNI void qk_gemm_s8u8_16x16__avx512vnni(size_t kq, const int8_t *a, c
     }
     QK__ROWS16(QK__STORE)
 }
+
+#define QK__DECLH(r) __m256i acc##r = _mm256_setzero_si256();
+#define QK__STEPH(r) acc##r = _mm256_dpbusd_epi32(acc##r, bv, _mm256_set1_epi32(qk__ld32b(ap + 4 * r)));
+#define QK__STOREH(r)                                             \
+    _mm256_storeu_si256((__m256i *)(c + 16 * r), acc##r);         \
+    _mm256_storeu_si256((__m256i *)(c + 16 * r + 8), _mm256_setzero_si256());
+QK_TARGET_VNNI void qk_gemm_s8u8_12x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
+                                                  int32_t *c) {
+    QK__ROWS12(QK__DECLH)
+    for (size_t p = 0; p < kq; p++) {
+        const unsigned char *ap = (const unsigned char *)a + 48 * p;
+        const __m256i bv = _mm256_loadu_si256((const __m256i *)(b + 64 * p));
+        QK__ROWS12(QK__STEPH)
+    }
+    QK__ROWS12(QK__STOREH)
+}
+
+QK_TARGET_VNNI void qk_gemm_s8u8_16x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
+                                                  int32_t *c) {
+    QK__ROWS16(QK__DECLH)
+    for (size_t p = 0; p < kq; p++) {
+        const unsigned char *ap = (const unsigned char *)a + 64 * p;
+        const __m256i bv = _mm256_loadu_si256((const __m256i *)(b + 64 * p));
+        QK__ROWS16(QK__STEPH)
+    }
+    QK__ROWS16(QK__STOREH)
+}
 #endif
+
+qk_gemm_s8u8_ukernel qk__gemm_s8u8_half_ukernel(size_t mr) {
+#if QK_X86
+    if (qk__use_vnni()) return mr == 16 ? qk_gemm_s8u8_16x8__avx512vnni : qk_gemm_s8u8_12x8__avx512vnni;
+#endif
+    return mr == 16 ? qk_gemm_s8u8_16x8__scalar : qk_gemm_s8u8_12x8__scalar;
+}
 
 qk_gemm_u8s8_ukernel qk__gemm_u8s8_ukernel(void) {
 #if QK_X86

@@ -95,6 +95,15 @@ static void test_twins8(void) {
         qk_gemm_s8u8_16x16__scalar(kq, as, bu, c5);
         qk_gemm_s8u8_16x16__avx512vnni(kq, as, bu, c6);
         QK_CHECK(memcmp(c5, c6, sizeof c5) == 0, "s8u8 16-row twin kq=%zu", kq);
+        qk_gemm_s8u8_16x8__scalar(kq, as, bu, c5);
+        qk_gemm_s8u8_16x8__avx512vnni(kq, as, bu, c6);
+        QK_CHECK(memcmp(c5, c6, sizeof c5) == 0, "s8u8 16x8 twin kq=%zu", kq);
+        qk_gemm_s8u8_12x8__scalar(kq, as, bu, c3);
+        qk_gemm_s8u8_12x8__avx512vnni(kq, as, bu, c4);
+        QK_CHECK(memcmp(c3, c4, sizeof c3) == 0, "s8u8 12x8 twin kq=%zu", kq);
+        qk_gemm_s8u8_16x16__scalar(kq, as, bu, c6);
+        for (size_t r = 0; r < 16; r++) /* the half tile is the full tile's first 8 columns */
+            QK_CHECK(memcmp(c5 + 16 * r, c6 + 16 * r, 8 * sizeof(int32_t)) == 0, "16x8 vs 16x16");
     }
 #endif
 }
