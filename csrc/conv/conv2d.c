@@ -1,15 +1,21 @@
 /* conv2d.c -- qk_conv2d: NCHW integer convolution on packed OIHW weights.
  *
- * Phase 1: the input is widened once to a zero-padded int16 image of (x - x_zp) (padding taps
- * then contribute exactly 0, as SPEC section 5 requires).
- * Phase 2, general groups: the output of each (image, group) is cut into tiles of up to 16
- * consecutive pixels of one output row. A job builds the im2col^T panels of up to 4 tiles
- * ([k2/2][16][2] int16, the vector side of the 6 x 16 micro-kernel), then runs every block of 6
- * output channels of the group (the weights are the broadcast side) and writes NCHW directly.
- * Phase 2, one input channel per group (depthwise, any channel multiplier): a direct kernel per
- * output row.
- * Every output element is computed the same way whatever the thread split.
- */
+ * 8-bit path (CPUs with AVX512-VNNI, weights packed while it is on):
+ *   phase 1: the input is copied once into a padded u8 image (int8 activations + 128, padding =
+ *   the u8 zero point); phase 2: the output of each (image, group) is cut into tiles of 16
+ *   consecutive NCHW pixels (across output rows); a job builds the im2col panels [k4/4][16][4]
+ *   of up to 4 tiles (specialized per stride and number of row runs; vpermt2b where the CPU has
+ *   VBMI) and runs every block of 12 or 16 output channels over them (vpdpbusd; tiles of at most
+ *   8 pixels on 256-bit vectors); the zero-point correction and the epilogue write NCHW directly.
+ * int16 path (AVX2 without VNNI, and the scalar twins):
+ *   phase 1: the input is widened once to a zero-padded int16 image of (x - x_zp) (padding taps
+ *   then contribute exactly 0, as SPEC section 5 requires); phase 2: tiles of up to 16 pixels of
+ *   one output row, panels [k2/2][16][2], the 6 x 16 vpmaddwd micro-kernel.
+ * One input channel per group (depthwise, any channel multiplier): no image-wide pass; each job
+ * copies the input plane it needs into its own padded plane and runs a direct plane kernel (8-bit
+ * VNNI+VBMI kernel when the weights have that layout, else the int16 AVX-512 / AVX2 / scalar
+ * ones), then the epilogue.
+ * Every output element is computed the same way whatever the thread split. */
 #include "gemm/gemm_internal.h"
 
 #include <stdatomic.h>
