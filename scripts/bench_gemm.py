@@ -1,7 +1,7 @@
 """Benchmark of the integer linear / conv kernels (issue 3) against PyTorch's quantized ops
 (fbgemm engine) and ONNX Runtime (QLinearMatMul / QLinearConv), in the same process.
 
-    python scripts/bench_gemm.py [--quick] [--threads 1,2]
+    python scripts/bench_gemm.py [--quick] [--threads 1,2] [--batches 1,8] [--only TEXT]
 
 `run()` returns a markdown section: machine, threads, shapes, median times, GMAC/s (and per
 core), and the ratio qkernels / runtime of throughputs (> 1: qkernels is faster). Every runtime
