@@ -441,7 +441,9 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
     const qk_packed_weights *w = c->w;
     const size_t k4 = w->k4, n = w->n, osz = qk__dtype_size(c->ep->out_type);
     const size_t plane = c->hp * c->wp, opix = c->oh * c->ow;
-    uint8_t *panels = (uint8_t *)malloc(QK__CONV_TILES * k4 * QK_GEMM_NR);
+    /* 64-byte aligned: the panel rows are whole zmm loads and stores (a row split across two
+     * cache lines costs two accesses; plain malloc gives 16-byte alignment) */
+    uint8_t *panels = (uint8_t *)aligned_alloc(64, QK__CONV_TILES * k4 * QK_GEMM_NR);
     if (panels == NULL) {
         atomic_store(&c->status, QK_ERR_NOMEM);
         return;
