@@ -1,6 +1,7 @@
 /* epilogue.c -- the output stage shared by qk_linear and qk_conv2d: int32 bias, requantization
  * (fp32 / double_round / single_round / shifts, the cores of requantize.c), zero point, clamp;
  * the accumulator bound check; and the small thread pool split. */
+#define _POSIX_C_SOURCE 200809L /* sysconf */
 #include "gemm/gemm_internal.h"
 
 #include <pthread.h>
@@ -8,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 qk_status qk__epilogue_check(const qk_epilogue *ep, size_t n) {
     if (ep == NULL) return QK_ERR_ARG;
@@ -248,6 +250,10 @@ static size_t qk__pool_workers;             /* persistent helpers started (under
 static size_t qk__pool_sleepers;            /* helpers waiting on the condition (under the mutex) */
 static _Atomic int qk__pool_owned;          /* a caller owns the pool */
 
+/* Helpers spin only while they do not outnumber the CPUs (with more, spinning would take the
+ * caller's CPU time); written under the mutex, read relaxed. */
+static _Atomic int qk__pool_spin = 1;
+
 static void qk__pool_atfork_child(void) {
     pthread_mutex_init(&qk__pool_mu, NULL);
     pthread_cond_init(&qk__pool_cv, NULL);
@@ -255,6 +261,7 @@ static void qk__pool_atfork_child(void) {
     qk__pool_workers = 0;
     qk__pool_sleepers = 0;
     atomic_store(&qk__pool_owned, 0);
+    atomic_store(&qk__pool_spin, 1);
 }
 
 static void qk__pool_init_once(void) { pthread_atfork(NULL, NULL, qk__pool_atfork_child); }
@@ -268,7 +275,8 @@ static inline void qk__cpu_relax(void) {
 static void *qk__pool_worker(void *arg) {
     unsigned long seen = (unsigned long)(uintptr_t)arg;
     for (;;) {
-        for (int i = 0; i < QK__SPIN && atomic_load(&qk__pool_gen) == seen; i++) qk__cpu_relax();
+        const int spin = atomic_load_explicit(&qk__pool_spin, memory_order_relaxed) ? QK__SPIN : 0;
+        for (int i = 0; i < spin && atomic_load(&qk__pool_gen) == seen; i++) qk__cpu_relax();
         pthread_mutex_lock(&qk__pool_mu);
         while (atomic_load(&qk__pool_gen) == seen) {
             qk__pool_sleepers++;
@@ -316,6 +324,8 @@ static void qk__pool_publish(qk__pool_ctl *ctl, size_t want) {
                         break;
                     qk__pool_workers++;
                 }
+                const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+                atomic_store(&qk__pool_spin, ncpu < 1 || (long)qk__pool_workers + 1 <= ncpu);
             }
             pthread_attr_destroy(&attr);
         }
