@@ -1,7 +1,7 @@
 """Benchmark of the integer linear / conv kernels (issue 3) against PyTorch's quantized ops
 (fbgemm engine) and ONNX Runtime (QLinearMatMul / QLinearConv), in the same process.
 
-    python scripts/bench_gemm.py [--quick] [--threads 1,2]
+    python scripts/bench_gemm.py [--quick] [--threads 1,2] [--batches 1,8] [--only TEXT]
 
 `run()` returns a markdown section: machine, threads, shapes, median times, GMAC/s (and per
 core), and the ratio qkernels / runtime of throughputs (> 1: qkernels is faster). Every runtime
@@ -19,7 +19,10 @@ import time
 import warnings
 from typing import Callable, List, Optional, Tuple
 
-import numpy as np
+# OpenBLAS (NumPy's) server threads spin in the background after start-up; none of the timed
+# calls uses BLAS, and on a 2-core machine they steal a core from whichever contender runs next.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -42,22 +45,34 @@ CONV = [("resnet18 conv1 7x7/2 3->64 @224", 3, 224, 64, 7, 2, 3, 1),
 
 
 def _median_times(fns: List[Optional[Callable[[], object]]], min_time: float = 0.3,
-                  max_rounds: int = 300) -> List[Optional[float]]:
-    """Median time of each callable, sampled round-robin (one call of each per round) so that a
-    burst of load from other processes on a shared machine hits every contender alike."""
+                  max_rounds: int = 100, block: int = 5, warm: int = 2,
+                  warm_s: float = 0.02) -> List[Optional[float]]:
+    """Median time of each callable, sampled round-robin in short blocks: per round, each
+    callable runs `warm` untimed calls then `block` timed ones, so that a burst of load from other
+    processes on a shared machine hits every contender alike. The untimed calls matter with
+    several threads: each runtime's pool (OpenMP, ORT's, qkernels') keeps its threads spinning
+    for a while after a call, and on a machine with few cores the previous contender's spinning
+    threads would otherwise steal the cores of the next one's first calls (PyTorch's OpenMP
+    threads spin for about 200 ms: with several threads, pass warm_s=0.25)."""
     live = [f for f in fns if f is not None]
     for f in live:
         f()
     samples: List[List[float]] = [[] for _ in fns]
     start = time.perf_counter()
     rounds = 0
-    while rounds < 7 or (time.perf_counter() - start < min_time * len(live) and rounds < max_rounds):
+    while rounds < 3 or (time.perf_counter() - start < min_time * len(live) and rounds < max_rounds):
         for i, f in enumerate(fns):
             if f is None:
                 continue
-            t0 = time.perf_counter()
-            f()
-            samples[i].append(time.perf_counter() - t0)
+            t_end = time.perf_counter() + warm_s
+            for _ in range(warm):
+                f()
+            while time.perf_counter() < t_end:
+                f()
+            for _ in range(block):
+                t0 = time.perf_counter()
+                f()
+                samples[i].append(time.perf_counter() - t0)
         rounds += 1
     return [statistics.median(s) if s else None for s in samples]
 
@@ -120,7 +135,7 @@ def bench_linear(m: int, k: int, n: int, threads: int, torch, ortm) -> Tuple[flo
                                       ("wzp", np.int8(0)), ("os", np.float32(os_)), ("ozp", np.uint8(128))],
                          x, threads)
         f_ort = lambda: s.run(None, {"x": x})  # noqa: E731
-    t_qk, t_torch, t_ort = _median_times([f_qk, f_torch, f_ort])
+    t_qk, t_torch, t_ort = _median_times([f_qk, f_torch, f_ort], warm_s=0.25 if threads > 1 else 0.02)
     return t_qk, t_torch, t_ort
 
 
@@ -155,7 +170,7 @@ def bench_conv(nb: int, c: int, h: int, o: int, k: int, s: int, pad: int, g: int
                                          ("os", np.float32(os_)), ("ozp", np.uint8(128)), ("b", bq)],
                             x, threads)
         f_ort = lambda: sess.run(None, {"x": x})  # noqa: E731
-    t_qk, t_torch, t_ort = _median_times([f_qk, f_torch, f_ort])
+    t_qk, t_torch, t_ort = _median_times([f_qk, f_torch, f_ort], warm_s=0.25 if threads > 1 else 0.02)
     return t_qk, t_torch, t_ort
 
 
@@ -163,7 +178,8 @@ def _fmt_ratio(t_qk: float, t_other: Optional[float]) -> str:
     return "n/a" if t_other is None else f"{t_other / t_qk:.2f}x"
 
 
-def run(threads_list: Tuple[int, ...] = (1, 2), batches: Tuple[int, ...] = (1, 8), quick: bool = False) -> str:
+def run(threads_list: Tuple[int, ...] = (1, 2), batches: Tuple[int, ...] = (1, 8), quick: bool = False,
+        only: Optional[str] = None) -> str:
     torch, ortm = _torch(), _ort()
     cfg = qkernels.show_config("dicts")
     cpu, flags = cpu_info()
@@ -173,8 +189,9 @@ def run(threads_list: Tuple[int, ...] = (1, 2), batches: Tuple[int, ...] = (1, 8
              f"qkernels SIMD path: {cfg['simd']['chosen']}; "
              f"torch {torch.__version__ if torch else 'absent'} (engine fbgemm), "
              f"onnxruntime {ortm[0].__version__ if ortm else 'absent'}.",
-             "Medians of repeated calls in one process, sampled round-robin (qkernels, torch, ORT, "
-             "qkernels, ...); torch.set_num_threads and ORT intra_op_num_threads set to the thread count "
+             "Medians of repeated calls in one process, sampled round-robin in blocks (per round, for "
+             "qkernels, torch, ORT in turn: untimed calls for 20 ms, or 250 ms with several threads, "
+             "so that the previous runtime's spinning threads are asleep, then 5 timed calls); torch.set_num_threads and ORT intra_op_num_threads set to the thread count "
              "given to qkernels. GMAC/s/core = multiply-accumulates / time / threads. The issue quotes "
              f"about {PEAK_GMACS_PER_CORE:.0f} GMAC/s per core as the u8 x s8 limit of AVX2 without VNNI; "
              "on a CPU with AVX512-VNNI (vpdpbusd, 64 MAC per instruction) qkernels, FBGEMM and MLAS all "
@@ -185,6 +202,8 @@ def run(threads_list: Tuple[int, ...] = (1, 2), batches: Tuple[int, ...] = (1, 8
     for t in threads_list:
         for nb in batches:
             for name, k, n in (LINEAR[:1] if quick else LINEAR):
+                if only is not None and only not in name:
+                    continue
                 m = 197 * nb
                 tq, tt, to = bench_linear(m, k, n, t, torch, ortm)
                 g = m * k * n / tq / 1e9 / t
@@ -192,6 +211,8 @@ def run(threads_list: Tuple[int, ...] = (1, 2), batches: Tuple[int, ...] = (1, 8
                              f"{tt*1e3 if tt else float('nan'):.3f} | {_fmt_ratio(tq, tt)} | "
                              f"{to*1e3 if to else float('nan'):.3f} | {_fmt_ratio(tq, to)} |")
             for name, c, h, o, k, s, pad, grp in (CONV[1:2] + CONV[5:6] if quick else CONV):
+                if only is not None and only not in name:
+                    continue
                 oh = (h + 2 * pad - k) // s + 1
                 macs = nb * o * oh * oh * (c // grp) * k * k
                 tq, tt, to = bench_conv(nb, c, h, o, k, s, pad, grp, t, torch, ortm)
@@ -207,9 +228,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one linear, one conv and one depthwise shape")
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     ap.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    ap.add_argument("--only", default=None, help="only the layers whose name contains this text")
     a = ap.parse_args()
     print(run(tuple(int(v) for v in a.threads.split(",")), tuple(int(v) for v in a.batches.split(",")),
-              a.quick))
+              a.quick, a.only))
 
 
 if __name__ == "__main__":

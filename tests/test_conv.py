@@ -148,3 +148,135 @@ def test_conv_errors():
         qkernels.qconv2d(x, qkernels.pack_linear(np.zeros((2, 6), I8)), **kw)
     with pytest.raises(qkernels.AccumulatorOverflowError, match="overflow"):
         qkernels.conv2d_int32(np.zeros((1, 8192, 3, 3), U8), np.full((1, 8192, 3, 3), -128, I8))
+
+
+# ---- SIMD kernels against their scalar twins ------------------------------------------------
+# Shapes that reach every conv kernel: 8-bit VNNI tiles with 12- and 16-row weight blocks (ocg 12,
+# 16, 20, 24, 64), tiles spanning 1 to 3 output rows, stride 1 / 2 / 3, dilation, asymmetric
+# padding, groups, the depthwise plane kernels (narrow planes <= 16 wide, wide planes > 32, channel
+# multiplier, stride 2, dilation) and the fallbacks; int8 and uint8 activations, zero and
+# non-zero per-channel weight zero points, saturating inputs, odd K, several images.
+SIMD_CASES = [
+    # (batch, in_c, h, w, out_c, kh, kw, stride, padding, dilation, groups)
+    (2, 5, 9, 11, 16, 3, 3, 1, 1, 1, 1),
+    (1, 8, 14, 14, 24, 3, 3, 1, 1, 1, 1),
+    (1, 6, 13, 29, 20, 3, 3, 2, (0, 1, 2, 1), 1, 1),
+    (3, 16, 8, 8, 64, 3, 3, 1, 1, 1, 1),
+    (1, 4, 7, 5, 12, 2, 3, 1, (1, 0, 0, 2), (2, 1), 1),
+    (1, 12, 10, 19, 32, 3, 3, 1, 1, 1, 4),
+    (1, 3, 31, 37, 16, 7, 7, 2, 3, 1, 1),
+    (2, 6, 9, 9, 18, 1, 1, 3, 0, 1, 1),
+    (2, 7, 14, 14, 7, 3, 3, 1, 1, 1, 7),
+    (1, 5, 9, 40, 10, 3, 3, 1, 1, 1, 5),
+    (1, 6, 17, 35, 6, 3, 3, 2, 1, 1, 6),
+    (1, 4, 12, 12, 4, 3, 3, 1, 2, 2, 4),
+    (2, 3, 5, 3, 3, 5, 3, 1, (2, 1, 2, 1), 1, 3),
+]
+
+SIMD_SCRIPT = r"""
+import hashlib, json, sys
+sys.path.insert(0, sys.argv[1])
+import qkernels, test_conv as T
+out = {"isa": qkernels.show_config("dicts")["simd"]["chosen"], "h": T._simd_fingerprint(1)}
+print(json.dumps(out))
+"""
+
+
+def _simd_fingerprint(threads):
+    import hashlib
+    res = []
+    rng = np.random.default_rng(321)
+    for case in SIMD_CASES:
+        b, ci, h, w, co, kh, kw, s, pad, dil, g = _geom(case)
+        for xt, wt, wzp in [(U8, I8, False), (I8, I8, True), (U8, U8, True), (I8, U8, False)]:
+            x = rand_q(rng, xt, (b, ci, h, w))
+            x[..., 0, :] = np.iinfo(xt).max   # saturating rows and columns
+            x[..., :, -1] = np.iinfo(xt).min
+            wq = rand_q(rng, wt, (co, ci // g, kh, kw))
+            wq[0] = np.iinfo(wt).min
+            w_zp = rand_q(rng, wt, (co,)).astype(np.int32) if wzp else \
+                np.full(co, 128 if wt == U8 else 0, np.int32)
+            x_zp = int(rand_q(rng, xt, ()))
+            geo = dict(stride=s, padding=pad, dilation=dil, groups=g)
+            res.append(qkernels.conv2d_int32(x, wq, rng.integers(-999, 999, co).astype(np.int32),
+                                             x_zero_point=x_zp, w_zero_point=w_zp, threads=threads,
+                                             **geo))
+            if not wzp and wt == I8:
+                res.append(qkernels.qconv2d(x, wq, rng.normal(0, 3, co).astype(np.float32),
+                                            x_scale=0.05, x_zero_point=x_zp,
+                                            w_scale=rng.uniform(0.001, 0.02, co), out_scale=0.2,
+                                            out_zero_point=100, preset="fbgemm" if xt == U8 else
+                                            "onnxruntime", threads=threads, **geo))
+                res.append(qkernels.qconv2d(x, wq, rng.integers(-999, 999, co).astype(np.int32),
+                                            x_scale=0.05, x_zero_point=x_zp, w_scale=0.01,
+                                            out_scale=0.7, preset="tflite" if xt == I8 else
+                                            "onnxruntime", threads=threads, **geo))
+    return [hashlib.sha256(np.ascontiguousarray(r).tobytes()).hexdigest() for r in res]
+
+
+def test_conv_threads_1_2_3_same_bits_simd_cases():
+    ref = _simd_fingerprint(1)
+    assert len(ref) > 60
+    for t in (2, 3):
+        assert _simd_fingerprint(t) == ref
+
+
+@pytest.mark.skipif(not qkernels.show_config(mode="dicts")["simd"]["cpu_has_avx2_fma"],
+                    reason="this CPU has no AVX2+FMA: only the scalar path exists here")
+@pytest.mark.parametrize("simd", ["scalar", "avx2"])
+def test_conv_simd_equals_scalar_subprocess(simd):
+    """This process (AVX-512 / VNNI conv kernels where the CPU has them, else AVX2) against a
+    process forced to the scalar C path, and one forced to the AVX2 int16 kernels: same bits."""
+    import json
+    import os
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(qkernels.__file__)))
+    env_pp = os.environ.get("PYTHONPATH")
+    env = dict(os.environ, QKERNELS_SIMD=simd,
+               PYTHONPATH=os.pathsep.join([pkg_root, env_pp]) if env_pp else pkg_root)
+    r = subprocess.run([sys.executable, "-c", SIMD_SCRIPT, here], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    other = json.loads(r.stdout.strip().splitlines()[-1])
+    if simd == "scalar":
+        assert other["isa"] == "scalar"
+    assert other["h"] == _simd_fingerprint(2)
+
+
+def test_thread_pool_concurrent_callers_and_fork():
+    """The persistent helper pool: several application threads calling at once (one owns the
+    pool, the others start their own helpers), and a forked child (which starts from an empty
+    pool), all give the single-threaded bits."""
+    import os
+    import threading
+    rng = np.random.default_rng(5)
+    x, wq = rand_q(rng, U8, (2, 16, 12, 12)), rand_q(rng, I8, (24, 16, 3, 3))
+    kw_ = dict(x_scale=0.05, x_zero_point=3, w_scale=0.01, out_scale=0.4, preset="fbgemm")
+    ref = qkernels.qconv2d(x, wq, padding=1, threads=1, **kw_)
+    lin_ref = qkernels.qlinear(x.reshape(-1, 144), wq.reshape(24, -1), threads=1, **kw_)
+    bad = []
+
+    def work():
+        for _ in range(20):
+            if not np.array_equal(qkernels.qconv2d(x, wq, padding=1, threads=2, **kw_), ref):
+                bad.append("conv")
+            if not np.array_equal(qkernels.qlinear(x.reshape(-1, 144), wq.reshape(24, -1),
+                                                   threads=3, **kw_), lin_ref):
+                bad.append("linear")
+
+    ts = [threading.Thread(target=work) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert bad == []
+    if not hasattr(os, "fork"):
+        return
+    pid = os.fork()
+    if pid == 0:  # child: the pool's threads did not survive the fork
+        ok = np.array_equal(qkernels.qconv2d(x, wq, padding=1, threads=2, **kw_), ref)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -1,15 +1,21 @@
 /* conv2d.c -- qk_conv2d: NCHW integer convolution on packed OIHW weights.
  *
- * Phase 1: the input is widened once to a zero-padded int16 image of (x - x_zp) (padding taps
- * then contribute exactly 0, as SPEC section 5 requires).
- * Phase 2, general groups: the output of each (image, group) is cut into tiles of up to 16
- * consecutive pixels of one output row. A job builds the im2col^T panels of up to 4 tiles
- * ([k2/2][16][2] int16, the vector side of the 6 x 16 micro-kernel), then runs every block of 6
- * output channels of the group (the weights are the broadcast side) and writes NCHW directly.
- * Phase 2, one input channel per group (depthwise, any channel multiplier): a direct kernel per
- * output row.
- * Every output element is computed the same way whatever the thread split.
- */
+ * 8-bit path (CPUs with AVX512-VNNI, weights packed while it is on):
+ *   phase 1: the input is copied once into a padded u8 image (int8 activations + 128, padding =
+ *   the u8 zero point); phase 2: the output of each (image, group) is cut into tiles of 16
+ *   consecutive NCHW pixels (across output rows); a job builds the im2col panels [k4/4][16][4]
+ *   of up to 4 tiles (specialized per stride and number of row runs; vpermt2b where the CPU has
+ *   VBMI) and runs every block of 12 or 16 output channels over them (vpdpbusd; tiles of at most
+ *   8 pixels on 256-bit vectors); the zero-point correction and the epilogue write NCHW directly.
+ * int16 path (AVX2 without VNNI, and the scalar twins):
+ *   phase 1: the input is widened once to a zero-padded int16 image of (x - x_zp) (padding taps
+ *   then contribute exactly 0, as SPEC section 5 requires); phase 2: tiles of up to 16 pixels of
+ *   one output row, panels [k2/2][16][2], the 6 x 16 vpmaddwd micro-kernel.
+ * One input channel per group (depthwise, any channel multiplier): no image-wide pass; each job
+ * copies the input plane it needs into its own padded plane and runs a direct plane kernel (8-bit
+ * VNNI+VBMI kernel when the weights have that layout, else the int16 AVX-512 / AVX2 / scalar
+ * ones), then the epilogue.
+ * Every output element is computed the same way whatever the thread split. */
 #include "gemm/gemm_internal.h"
 
 #include <stdatomic.h>
@@ -32,14 +38,18 @@ typedef struct {
     void *y;
     int16_t *xp;   /* padded image, batch x in_c x hp x wp (+ slack) */
     size_t hp, wp, oh, ow, cpg, ocg, tiles_per_row, tiles, jobs_per_group;
+    size_t tpj; /* tiles a job (up to QK__CONV_TILES; fewer when jobs would be too few) */
     int flat; /* 8-bit path, ow >= 8: tiles are 16 consecutive NCHW pixels, across rows */
     qk_gemm_ukernel uk;
     qk_dw_plane_kernel dw;
+    int vbmi;                /* 8-bit panels built with vpermt2b (the dw8 kernel exists) */
+    qk_dw8_plane_kernel dw8; /* 8-bit depthwise, when the weights have that layout and it fits */
     /* 8-bit path (w->vnni): padded u8 image (int8 activations + 128; padding = xz8) */
     uint8_t *xp8;
     int32_t xz8;
     uint32_t *corr;
     qk_gemm_s8u8_ukernel uk8;
+    qk_gemm_s8u8_ukernel uk8h; /* tiles of at most 8 pixels */
     size_t *koff;     /* k entries: offset of tap k (channel, row, column) in a group's image */
     _Atomic int status;
 } qk__conv_ctx;
@@ -120,22 +130,44 @@ static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
     }
 }
 
+#if QK_X86
+QK_TARGET_AVX512 static void qk__copy_rows8_avx512(const uint8_t *src, size_t rows, size_t n,
+                                                   uint8_t flip, uint8_t *dst, size_t pitch);
+#endif
+
 static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
     qk__conv_ctx *c = (qk__conv_ctx *)vctx;
     const qk_conv2d_shape *s = c->s;
     const size_t plane = c->hp * c->wp;
     const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
     const uint64_t flip8 = flip * UINT64_C(0x0101010101010101);
+#if QK_X86
+    const int v512 = qk__use_avx512();
+#endif
     for (size_t j = j0; j < j1; j++) {
         uint8_t *d = c->xp8 + j * plane;
-        memset(d, c->xz8, s->pad_top * c->wp);
-        memset(d + (s->pad_top + s->in_h) * c->wp, c->xz8, s->pad_bottom * c->wp);
+        const uint8_t *src0 = (const uint8_t *)c->x + j * s->in_h * s->in_w;
+        if (s->pad_top) memset(d, c->xz8, s->pad_top * c->wp);
+        if (s->pad_bottom) memset(d + (s->pad_top + s->in_h) * c->wp, c->xz8, s->pad_bottom * c->wp);
+        if (s->pad_left || s->pad_right)
+            for (size_t h = 0; h < s->in_h; h++) {
+                uint8_t *row = d + (h + s->pad_top) * c->wp;
+                memset(row, c->xz8, s->pad_left);
+                memset(row + s->pad_left + s->in_w, c->xz8, s->pad_right);
+            }
+        uint8_t *dst = d + s->pad_top * c->wp + s->pad_left;
+#if QK_X86
+        if (v512) {
+            if (c->wp == s->in_w) /* no side padding: the rows are one run */
+                qk__copy_rows8_avx512(src0, 1, s->in_h * s->in_w, flip, dst, 0);
+            else
+                qk__copy_rows8_avx512(src0, s->in_h, s->in_w, flip, dst, c->wp);
+            continue;
+        }
+#endif
         for (size_t h = 0; h < s->in_h; h++) {
-            uint8_t *row = d + (h + s->pad_top) * c->wp;
-            memset(row, c->xz8, s->pad_left);
-            memset(row + s->pad_left + s->in_w, c->xz8, s->pad_right);
-            uint8_t *dr = row + s->pad_left;
-            const uint8_t *src = (const uint8_t *)c->x + (j * s->in_h + h) * s->in_w;
+            uint8_t *dr = dst + h * c->wp;
+            const uint8_t *src = src0 + h * s->in_w;
             if (!flip) {
                 memcpy(dr, src, s->in_w);
                 continue;
@@ -228,25 +260,38 @@ QK_TARGET_AVX2 static inline __m128i qk__tile_row8(const uint8_t *p, size_t stri
     return _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
 }
 
-QK_TARGET_AVX2 static void qk__build_panel8_avx2(const qk__conv_ctx *c, const uint8_t *src,
-                                                 const qk__segs *g, uint8_t *panel) {
-    const size_t k = c->w->k, sw = c->s->stride_w;
-    const __m128i lane = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    __m128i later[QK__SEGS];  /* lanes of run r and after */
-    for (size_t r = 1; r < g->n; r++)
-        later[r] = _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[r] - 1)));
-    for (size_t kk = 0; kk < c->w->k4; kk += 4) {
+/* One k row of a tile: nseg runs (1 to 3, a constant in each specialization below), lanes of
+ * run r taken from p + base[r] (vpblendvb with the run's lane mask). */
+QK_TARGET_AVX2 static inline __attribute__((always_inline)) __m128i
+qk__seg_row8(const uint8_t *p, const size_t *base, int nseg, size_t sw, __m128i m1, __m128i m2) {
+    __m128i v = qk__tile_row8(p + base[0], sw);
+    if (nseg > 1) v = _mm_blendv_epi8(v, qk__tile_row8(p + base[1], sw), m1);
+    if (nseg > 2) v = _mm_blendv_epi8(v, qk__tile_row8(p + base[2], sw), m2);
+    return v;
+}
+
+QK_TARGET_AVX2 static inline __attribute__((always_inline)) void
+qk__panel8_body(const uint8_t *src, const size_t *koff, size_t k, size_t k4, const size_t *base,
+                int nseg, size_t sw, __m128i m1, __m128i m2, uint8_t *panel) {
+    size_t kk = 0;
+    for (; kk + 4 <= k; kk += 4) {
+        const __m128i v0 = qk__seg_row8(src + koff[kk], base, nseg, sw, m1, m2);
+        const __m128i v1 = qk__seg_row8(src + koff[kk + 1], base, nseg, sw, m1, m2);
+        const __m128i v2 = qk__seg_row8(src + koff[kk + 2], base, nseg, sw, m1, m2);
+        const __m128i v3 = qk__seg_row8(src + koff[kk + 3], base, nseg, sw, m1, m2);
+        const __m128i a = _mm_unpacklo_epi8(v0, v1), a2 = _mm_unpackhi_epi8(v0, v1);
+        const __m128i b = _mm_unpacklo_epi8(v2, v3), b2 = _mm_unpackhi_epi8(v2, v3);
+        __m128i *d = (__m128i *)(panel + kk * 16);
+        _mm_storeu_si128(d, _mm_unpacklo_epi16(a, b));
+        _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(a, b));
+        _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(a2, b2));
+        _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(a2, b2));
+    }
+    if (kk < k4) { /* the last quad: k rows past k are zero */
         __m128i v[4];
-        for (size_t q = 0; q < 4; q++) {
-            if (kk + q < k) {
-                const uint8_t *p = src + c->koff[kk + q];
-                v[q] = qk__tile_row8(p + g->base[0], sw);
-                for (size_t r = 1; r < g->n; r++)
-                    v[q] = _mm_blendv_epi8(v[q], qk__tile_row8(p + g->base[r], sw), later[r]);
-            } else {
-                v[q] = _mm_setzero_si128();
-            }
-        }
+        for (size_t q = 0; q < 4; q++)
+            v[q] = kk + q < k ? qk__seg_row8(src + koff[kk + q], base, nseg, sw, m1, m2)
+                              : _mm_setzero_si128();
         const __m128i a = _mm_unpacklo_epi8(v[0], v[1]), a2 = _mm_unpackhi_epi8(v[0], v[1]);
         const __m128i b = _mm_unpacklo_epi8(v[2], v[3]), b2 = _mm_unpackhi_epi8(v[2], v[3]);
         __m128i *d = (__m128i *)(panel + kk * 16);
@@ -254,6 +299,115 @@ QK_TARGET_AVX2 static void qk__build_panel8_avx2(const qk__conv_ctx *c, const ui
         _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(a, b));
         _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(a2, b2));
         _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(a2, b2));
+    }
+}
+
+#define QK_TARGET_CONV_VBMI \
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vbmi")))
+
+QK_TARGET_CONV_VBMI static inline __attribute__((always_inline)) __m128i
+qk__seg_row8v(const uint8_t *p, const size_t *base, int nseg, size_t sw, __m128i m1, __m128i m2) {
+    __m128i v;
+    if (sw == 1) {
+        v = _mm_loadu_si128((const __m128i *)(p + base[0]));
+        if (nseg > 1) v = _mm_blendv_epi8(v, _mm_loadu_si128((const __m128i *)(p + base[1])), m1);
+        if (nseg > 2) v = _mm_blendv_epi8(v, _mm_loadu_si128((const __m128i *)(p + base[2])), m2);
+    } else {
+        v = qk__tile_row8(p + base[0], sw);
+        if (nseg > 1) v = _mm_blendv_epi8(v, qk__tile_row8(p + base[1], sw), m1);
+        if (nseg > 2) v = _mm_blendv_epi8(v, qk__tile_row8(p + base[2], sw), m2);
+    }
+    return v;
+}
+
+/* VBMI: the four rows of a quad go into two ymm and one vpermt2b interleaves them into the
+ * 64-byte [16][4] block (byte 4p + q = row q, pixel p). */
+QK_TARGET_CONV_VBMI static inline __attribute__((always_inline)) void
+qk__panel8v_body(const uint8_t *src, const size_t *koff, size_t k, size_t k4, const size_t *base,
+                 int nseg, size_t sw, __m128i m1, __m128i m2, uint8_t *panel) {
+    static const uint8_t idxb[64] = {
+        0, 16, 64, 80, 1, 17, 65, 81, 2, 18, 66, 82, 3, 19, 67, 83,
+        4, 20, 68, 84, 5, 21, 69, 85, 6, 22, 70, 86, 7, 23, 71, 87,
+        8, 24, 72, 88, 9, 25, 73, 89, 10, 26, 74, 90, 11, 27, 75, 91,
+        12, 28, 76, 92, 13, 29, 77, 93, 14, 30, 78, 94, 15, 31, 79, 95};
+    const __m512i idx = _mm512_loadu_si512((const void *)idxb);
+    size_t kk = 0;
+    for (; kk + 4 <= k; kk += 4) {
+        const __m128i v0 = qk__seg_row8v(src + koff[kk], base, nseg, sw, m1, m2);
+        const __m128i v1 = qk__seg_row8v(src + koff[kk + 1], base, nseg, sw, m1, m2);
+        const __m128i v2 = qk__seg_row8v(src + koff[kk + 2], base, nseg, sw, m1, m2);
+        const __m128i v3 = qk__seg_row8v(src + koff[kk + 3], base, nseg, sw, m1, m2);
+        const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(v0), v1, 1);
+        const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(v2), v3, 1);
+        _mm512_storeu_si512((void *)(panel + kk * 16),
+                            _mm512_permutex2var_epi8(_mm512_castsi256_si512(a), idx,
+                                                     _mm512_castsi256_si512(b)));
+    }
+    if (kk < k4) { /* the last quad: k rows past k are zero */
+        __m128i v[4];
+        for (size_t q = 0; q < 4; q++)
+            v[q] = kk + q < k ? qk__seg_row8v(src + koff[kk + q], base, nseg, sw, m1, m2)
+                              : _mm_setzero_si128();
+        const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(v[0]), v[1], 1);
+        const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(v[2]), v[3], 1);
+        _mm512_storeu_si512((void *)(panel + kk * 16),
+                            _mm512_permutex2var_epi8(_mm512_castsi256_si512(a), idx,
+                                                     _mm512_castsi256_si512(b)));
+    }
+}
+
+#define QK__PANEL8V_SPEC(NAME, NSEG, SW)                                                          \
+    QK_TARGET_CONV_VBMI static void NAME(const uint8_t *src, const size_t *koff, size_t k,         \
+                                         size_t k4, const size_t *base, __m128i m1, __m128i m2,    \
+                                         uint8_t *panel) {                                         \
+        qk__panel8v_body(src, koff, k, k4, base, NSEG, SW, m1, m2, panel);                         \
+    }
+QK__PANEL8V_SPEC(qk__panel8v_s1n1, 1, 1)
+QK__PANEL8V_SPEC(qk__panel8v_s1n2, 2, 1)
+QK__PANEL8V_SPEC(qk__panel8v_s1n3, 3, 1)
+QK__PANEL8V_SPEC(qk__panel8v_s2n1, 1, 2)
+QK__PANEL8V_SPEC(qk__panel8v_s2n2, 2, 2)
+QK__PANEL8V_SPEC(qk__panel8v_s2n3, 3, 2)
+
+#define QK__PANEL8_SPEC(NAME, NSEG, SW)                                                          \
+    QK_TARGET_AVX2 static void NAME(const uint8_t *src, const size_t *koff, size_t k, size_t k4,  \
+                                    const size_t *base, __m128i m1, __m128i m2, uint8_t *panel) { \
+        qk__panel8_body(src, koff, k, k4, base, NSEG, SW, m1, m2, panel);                         \
+    }
+QK__PANEL8_SPEC(qk__panel8_s1n1, 1, 1)
+QK__PANEL8_SPEC(qk__panel8_s1n2, 2, 1)
+QK__PANEL8_SPEC(qk__panel8_s1n3, 3, 1)
+QK__PANEL8_SPEC(qk__panel8_s2n1, 1, 2)
+QK__PANEL8_SPEC(qk__panel8_s2n2, 2, 2)
+QK__PANEL8_SPEC(qk__panel8_s2n3, 3, 2)
+
+/* Returns 0 when the tile has more runs than the specializations cover (caller: scalar). */
+QK_TARGET_AVX2 static int qk__build_panel8_avx2(const qk__conv_ctx *c, const uint8_t *src,
+                                                const qk__segs *g, uint8_t *panel) {
+    const size_t k = c->w->k, sw = c->s->stride_w;
+    const __m128i lane = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m128i m1 = g->n > 1 ? _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[1] - 1)))
+                                : _mm_setzero_si128();
+    const __m128i m2 = g->n > 2 ? _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[2] - 1)))
+                                : _mm_setzero_si128();
+    const size_t k4 = c->w->k4;
+    if (c->vbmi) switch (g->n * 4 + sw) {
+        case 5: qk__panel8v_s1n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 9: qk__panel8v_s1n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 13: qk__panel8v_s1n3(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 6: qk__panel8v_s2n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 10: qk__panel8v_s2n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 14: qk__panel8v_s2n3(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        default: return 0;
+    }
+    switch (g->n * 4 + sw) {
+        case 5: qk__panel8_s1n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 9: qk__panel8_s1n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 13: qk__panel8_s1n3(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 6: qk__panel8_s2n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 10: qk__panel8_s2n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        case 14: qk__panel8_s2n3(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
+        default: return 0;
     }
 }
 #endif
@@ -287,12 +441,14 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
     const qk_packed_weights *w = c->w;
     const size_t k4 = w->k4, n = w->n, osz = qk__dtype_size(c->ep->out_type);
     const size_t plane = c->hp * c->wp, opix = c->oh * c->ow;
-    uint8_t *panels = (uint8_t *)malloc(QK__CONV_TILES * k4 * QK_GEMM_NR);
+    /* 64-byte aligned: the panel rows are whole zmm loads and stores (a row split across two
+     * cache lines costs two accesses; plain malloc gives 16-byte alignment) */
+    uint8_t *panels = (uint8_t *)aligned_alloc(64, QK__CONV_TILES * k4 * QK_GEMM_NR);
     if (panels == NULL) {
         atomic_store(&c->status, QK_ERR_NOMEM);
         return;
     }
-    int32_t tile[QK_VNNI_MR * QK_GEMM_NR];
+    int32_t tile[QK_VNNI_MR_MAX * QK_GEMM_NR];
     uint32_t pixsum[QK__CONV_TILES][QK_GEMM_NR];
 #if QK_X86
     const int simd = qk__use_avx2() && (s->stride_w == 1 || s->stride_w == 2);
@@ -301,8 +457,8 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
         const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group;
         const size_t b = bg / w->groups, g = bg % w->groups;
         const uint8_t *src = c->xp8 + (b * s->in_c + g * c->cpg) * plane;
-        const size_t t0 = tj * QK__CONV_TILES;
-        const size_t nt = c->tiles - t0 < QK__CONV_TILES ? c->tiles - t0 : QK__CONV_TILES;
+        const size_t t0 = tj * c->tpj;
+        const size_t nt = c->tiles - t0 < c->tpj ? c->tiles - t0 : c->tpj;
         size_t pix0[QK__CONV_TILES], cnt[QK__CONV_TILES];
         for (size_t t = 0; t < nt; t++) {
             size_t oh, ow0;
@@ -322,8 +478,8 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             (void)ow0;
 #if QK_X86
             qk__segs segs;
-            if (simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs)) {
-                qk__build_panel8_avx2(c, src, &segs, panel);
+            if (simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs) &&
+                qk__build_panel8_avx2(c, src, &segs, panel)) {
             } else
 #endif
             {
@@ -345,12 +501,14 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                     }
             }
         }
-        for (size_t ob = 0; ob < c->ocg; ob += QK_VNNI_MR) {
-            const size_t mr = c->ocg - ob < QK_VNNI_MR ? c->ocg - ob : QK_VNNI_MR;
+        const size_t bmr = w->mr8;
+        for (size_t ob = 0; ob < c->ocg; ob += bmr) {
+            const size_t mr = c->ocg - ob < bmr ? c->ocg - ob : bmr;
             const size_t o0 = g * c->ocg + ob;
             for (size_t t = 0; t < nt; t++) {
-                c->uk8(k4 / 4, w->data8 + (g * w->nblk + ob / QK_VNNI_MR) * QK_VNNI_MR * k4,
-                       panels + t * k4 * QK_GEMM_NR, tile);
+                (cnt[t] <= 8 ? c->uk8h : c->uk8)(k4 / 4,
+                                                 w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
+                                                 panels + t * k4 * QK_GEMM_NR, tile);
                 char *yp = (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz;
                 if (qk__tile_out_conv(c->ep, w, c->corr, w->any_wzp8 ? pixsum[t] : NULL, o0, cnt[t],
                                       tile, mr, yp, opix * osz) != QK_OK)
@@ -384,8 +542,8 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
         const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group;
         const size_t b = bg / w->groups, g = bg % w->groups;
         const int16_t *src = c->xp + (b * s->in_c + g * c->cpg) * plane;
-        const size_t t0 = tj * QK__CONV_TILES;
-        const size_t nt = c->tiles - t0 < QK__CONV_TILES ? c->tiles - t0 : QK__CONV_TILES;
+        const size_t t0 = tj * c->tpj;
+        const size_t nt = c->tiles - t0 < c->tpj ? c->tiles - t0 : c->tpj;
         size_t pix0[QK__CONV_TILES], cnt[QK__CONV_TILES];
         for (size_t t = 0; t < nt; t++) {
             const size_t oh = (t0 + t) / c->tiles_per_row;
@@ -419,26 +577,144 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
     free(panels);
 }
 
-/* ---- phase 2b: one input channel per group (depthwise) ------------------------------------ */
+/* ---- phase 2b: one input channel per group (depthwise) ------------------------------------
+ * Each job range widens the input plane it needs into its own zero-bordered padded plane (the
+ * interior rows are written exactly, so the border stays 0 = the padding value of x - x_zp),
+ * runs the plane kernel and the epilogue: no image-wide pass, and the plane stays in L1/L2. */
+#if QK_X86
+QK_TARGET_AVX512 static void qk__widen_row_avx512(const void *src, qk_dtype xt, int32_t zp,
+                                                  size_t n, int16_t *d) {
+    const __m512i vzp = _mm512_set1_epi16((int16_t)zp);
+    for (size_t i = 0; i < n; i += 32) {
+        const __mmask32 m = n - i >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << (n - i)) - 1u);
+        const __m256i v = _mm512_castsi512_si256(
+            _mm512_maskz_loadu_epi8((__mmask64)m, (const uint8_t *)src + i));
+        const __m512i w = xt == QK_DT_U8 ? _mm512_cvtepu8_epi16(v) : _mm512_cvtepi8_epi16(v);
+        _mm512_mask_storeu_epi16(d + i, m, _mm512_sub_epi16(w, vzp));
+    }
+}
+#endif
+
+#if QK_X86
+/* rows x n bytes (src rows n apart) to dst rows pitch apart, each byte ^ flip. */
+QK_TARGET_AVX512 static void qk__copy_rows8_avx512(const uint8_t *src, size_t rows, size_t n,
+                                                   uint8_t flip, uint8_t *dst, size_t pitch) {
+    const __m512i vf = _mm512_set1_epi8((char)flip);
+    for (size_t h = 0; h < rows; h++)
+        for (size_t i = 0; i < n; i += 64) {
+            const __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - i)) - 1);
+            const __m512i v = _mm512_maskz_loadu_epi8(m, src + h * n + i);
+            _mm512_mask_storeu_epi8(dst + h * pitch + i, m, _mm512_xor_si512(v, vf));
+        }
+}
+#endif
+
+/* The 8-bit depthwise jobs: each widens nothing, it copies the input plane into its own u8
+ * plane bordered with the u8 zero point (int8 activations + 128: a flip of bit 7). */
+static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
+    const qk_conv2d_shape *s = c->s;
+    const qk_packed_weights *w = c->w;
+    const size_t n = w->n, osz = qk__dtype_size(c->ep->out_type), plane = c->hp * c->wp;
+    const size_t opix = c->oh * c->ow;
+    const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
+    const uint64_t flip8 = flip * UINT64_C(0x0101010101010101);
+    int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
+    uint8_t *xp = (uint8_t *)malloc(plane + QK__SLACK);
+    if (acc == NULL || xp == NULL) {
+        free(acc);
+        free(xp);
+        atomic_store(&c->status, QK_ERR_NOMEM);
+        return;
+    }
+    memset(xp, c->xz8, plane + QK__SLACK);
+    size_t have = (size_t)-1;
+#if QK_X86
+    const int v512 = qk__use_avx512();
+#endif
+    for (size_t j = j0; j < j1; j++) {
+        const size_t b = j / n, o = j % n, bc = b * s->in_c + o / c->ocg;
+        if (bc != have) {
+            const uint8_t *src = (const uint8_t *)c->x + bc * s->in_h * s->in_w;
+#if QK_X86
+            if (v512) {
+                qk__copy_rows8_avx512(src, s->in_h, s->in_w, flip,
+                                      xp + s->pad_top * c->wp + s->pad_left, c->wp);
+                have = bc;
+            }
+#endif
+            for (size_t h = 0; h < s->in_h && have != bc; h++) {
+                uint8_t *dr = xp + (h + s->pad_top) * c->wp + s->pad_left;
+                const uint8_t *sr = src + h * s->in_w;
+                if (!flip) {
+                    memcpy(dr, sr, s->in_w);
+                    continue;
+                }
+                size_t i = 0;
+                for (; i + 8 <= s->in_w; i += 8) {
+                    uint64_t v;
+                    memcpy(&v, sr + i, 8);
+                    v ^= flip8;
+                    memcpy(dr + i, &v, 8);
+                }
+                for (; i < s->in_w; i++) dr[i] = (uint8_t)(sr[i] ^ flip);
+            }
+            have = bc;
+        }
+        const uint32_t corr = 0u - (uint32_t)c->xz8 * (uint32_t)w->colsum[o];
+        c->dw8(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
+               s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, acc);
+        if (qk__epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) != QK_OK)
+            atomic_store(&c->status, QK_ERR_OVERFLOW);
+    }
+    free(acc);
+    free(xp);
+}
+
 static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
     qk__conv_ctx *c = (qk__conv_ctx *)vctx;
+    if (c->dw8 != NULL) {
+        qk__dw8_jobs(c, j0, j1);
+        return;
+    }
     const qk_conv2d_shape *s = c->s;
     const qk_packed_weights *w = c->w;
     const size_t n = w->n, osz = qk__dtype_size(c->ep->out_type), plane = c->hp * c->wp;
     const size_t opix = c->oh * c->ow;
     int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
-    if (acc == NULL) {
+    int16_t *xp = (int16_t *)calloc(plane + QK__SLACK, sizeof(int16_t));
+    if (acc == NULL || xp == NULL) {
+        free(acc);
+        free(xp);
         atomic_store(&c->status, QK_ERR_NOMEM);
         return;
     }
+#if QK_X86
+    const int v512 = qk__use_avx512();
+#endif
+    size_t have = (size_t)-1; /* the (image, channel) now in xp */
     for (size_t j = j0; j < j1; j++) { /* j = b * n + o */
-        const size_t b = j / n, o = j % n, ch = o / c->ocg;
-        c->dw(c->xp + (b * s->in_c + ch) * plane, c->wp, w->data + o * w->k2, w->kh, w->kw,
-              s->stride_h, s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, acc);
+        const size_t b = j / n, o = j % n, ch = o / c->ocg, bc = b * s->in_c + ch;
+        if (bc != have) {
+            const uint8_t *src = (const uint8_t *)c->x + bc * s->in_h * s->in_w;
+            for (size_t h = 0; h < s->in_h; h++) {
+                int16_t *dr = xp + (h + s->pad_top) * c->wp + s->pad_left;
+#if QK_X86
+                if (v512) {
+                    qk__widen_row_avx512(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
+                    continue;
+                }
+#endif
+                qk__widen_row(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
+            }
+            have = bc;
+        }
+        c->dw(xp, c->wp, w->data + o * w->k2, w->kh, w->kw, s->stride_h, s->stride_w, s->dil_h,
+              s->dil_w, c->oh, c->ow, acc);
         if (qk__epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) != QK_OK)
             atomic_store(&c->status, QK_ERR_OVERFLOW);
     }
     free(acc);
+    free(xp);
 }
 
 qk_status qk_conv2d_out_size(const qk_conv2d_shape *s, const qk_packed_weights *w,
@@ -454,6 +730,16 @@ qk_status qk_conv2d_out_size(const qk_conv2d_shape *s, const qk_packed_weights *
     *out_h = (hp - eh) / s->stride_h + 1;
     *out_w = (wp - ew) / s->stride_w + 1;
     return QK_OK;
+}
+
+/* Tiles a job: QK__CONV_TILES, or fewer so that several threads get about 8 jobs each (the
+ * jobs are claimed dynamically; the split never changes a result). */
+static void qk__conv_split(qk__conv_ctx *c, int threads) {
+    const size_t t = threads < 1 ? 1 : (size_t)threads;
+    const size_t units = c->s->batch * c->w->groups * c->tiles;
+    c->tpj = QK__CONV_TILES;
+    while (t > 1 && c->tpj > 1 && units / c->tpj < 8 * t) c->tpj--;
+    c->jobs_per_group = (c->tiles + c->tpj - 1) / c->tpj;
 }
 
 qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
@@ -498,7 +784,9 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     }
     if (w->vnni) {
         c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
-        c.uk8 = qk__gemm_s8u8_ukernel();
+        c.uk8 = qk__gemm_s8u8_ukernel(w->mr8);
+        c.uk8h = qk__gemm_s8u8_half_ukernel(w->mr8);
+        c.vbmi = qk__dw8_plane_kernel() != NULL; /* VNNI + VBMI */
         c.corr = qk__zp_correction(w, c.xz8);
         c.xp8 = (uint8_t *)malloc(img + QK__SLACK);
         if (c.corr == NULL || c.xp8 == NULL) {
@@ -515,11 +803,20 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
             c.flat = 1;
             c.tiles = (oh * ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         }
-        c.jobs_per_group = (c.tiles + QK__CONV_TILES - 1) / QK__CONV_TILES;
+        qk__conv_split(&c, threads);
         qk__parallel(s->batch * w->groups * c.jobs_per_group, threads, qk__conv_jobs, &c);
         free(c.corr);
         free(c.xp8);
         free(c.koff);
+        return (qk_status)atomic_load(&c.status);
+    }
+    if (c.cpg == 1) {
+        if (w->dw8 != NULL && qk__dw8_fits(w->dwq, s->stride_w, s->dil_w) &&
+            w->kh * w->dwq <= 64) {
+            c.dw8 = qk__dw8_plane_kernel();
+            c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
+        }
+        qk__parallel(s->batch * w->n, threads, qk__dw_jobs, &c);
         return (qk_status)atomic_load(&c.status);
     }
     c.xp = (int16_t *)malloc((img + QK__SLACK) * sizeof(int16_t));
@@ -529,12 +826,10 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     }
     memset(c.xp + img, 0, QK__SLACK * sizeof(int16_t));
     qk__parallel(s->batch * s->in_c, threads, qk__pad_planes, &c);
-    if (c.cpg == 1) {
-        qk__parallel(s->batch * w->n, threads, qk__dw_jobs, &c);
-    } else {
+    {
         c.tiles_per_row = (ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         c.tiles = oh * c.tiles_per_row;
-        c.jobs_per_group = (c.tiles + QK__CONV_TILES - 1) / QK__CONV_TILES;
+        qk__conv_split(&c, threads);
         qk__parallel(s->batch * w->groups * c.jobs_per_group, threads, qk__conv_jobs, &c);
     }
     free(c.xp);

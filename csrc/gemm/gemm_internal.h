@@ -70,15 +70,29 @@ typedef void (*qk_gemm_u8s8_ukernel)(size_t kq, const uint8_t *a, const int8_t *
 typedef void (*qk_gemm_s8u8_ukernel)(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 void qk_gemm_u8s8_12x16__scalar(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
 void qk_gemm_s8u8_12x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+/* Conv blocks may also have 16 rows (a [kq][16][4], c 16 x 16): see qk_packed_weights.mr8. */
+#define QK_VNNI_MR_MAX 16
+void qk_gemm_s8u8_16x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 #if QK_X86
 void qk_gemm_u8s8_12x16__avx512vnni(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
 void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+void qk_gemm_s8u8_16x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 #endif
 /* 1 when the AVX2 path is chosen and the CPU has AVX512F/BW/VNNI, unless QKERNELS_SIMD=avx2
  * (chosen once, like qk_isa()). Weights packed while it is 1 use the 8-bit layout. */
 int qk__use_vnni(void);
 qk_gemm_u8s8_ukernel qk__gemm_u8s8_ukernel(void);
-qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(void);
+/* Half tiles (tiles of at most 8 pixels): the same operands, columns 0-7 computed on 256-bit
+ * vectors, columns 8-15 of c set to 0. */
+void qk_gemm_s8u8_12x8__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+void qk_gemm_s8u8_16x8__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+#if QK_X86
+void qk_gemm_s8u8_12x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+void qk_gemm_s8u8_16x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
+#endif
+qk_gemm_s8u8_ukernel qk__gemm_s8u8_half_ukernel(size_t mr);
+/* The conv kernel for blocks of mr (12 or 16) rows. */
+qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(size_t mr);
 /* Per channel, modulo 2^32: k * xz8 * wzp8[o] - xz8 * colsum[o] (malloc'd, NULL on failure). The
  * exact sum is then S + corr[o] - wzp8[o] * sum_k x8 (see vnni.c). */
 uint32_t *qk__zp_correction(const qk_packed_weights *w, int32_t xz8);
@@ -92,6 +106,29 @@ qk_status qk__tile_out_linear(const qk_epilogue *ep, const qk_packed_weights *w,
 qk_status qk__tile_out_conv(const qk_epilogue *ep, const qk_packed_weights *w,
                             const uint32_t *corr, const uint32_t *pixsum, size_t o0, size_t cnt,
                             int32_t *tile, size_t mr, char *y, size_t ystride);
+
+/* 8-bit depthwise (vnni.c): one output plane of one channel from a padded u8 plane (int8
+ * activations + 128, padding = the u8 zero point), row pitch wp, with at least 64 bytes of
+ * readable slack after the last element a row block can reach. w8: kh rows of kq quads (kw
+ * padded to 4 kq with zero weights) of s8 taps. out[i * ow + j] = sum_taps x8 * w8 + corr
+ * (mod 2^32). Requires kw <= 4 kq, 15 * stride_w + (4 kq - 1) * dil_w < 64 (qk__dw8_ok). */
+typedef void (*qk_dw8_plane_kernel)(const uint8_t *x, size_t wp, const int8_t *w8, size_t kh,
+                                    size_t kq, size_t stride_h, size_t stride_w, size_t dil_h,
+                                    size_t dil_w, size_t oh, size_t ow, uint32_t corr,
+                                    int32_t *out);
+void qk_dw8_plane__scalar(const uint8_t *x, size_t wp, const int8_t *w8, size_t kh, size_t kq,
+                          size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
+                          size_t ow, uint32_t corr, int32_t *out);
+#if QK_X86
+void qk_dw8_plane__avx512vbmi(const uint8_t *x, size_t wp, const int8_t *w8, size_t kh, size_t kq,
+                              size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w,
+                              size_t oh, size_t ow, uint32_t corr, int32_t *out);
+#endif
+/* The 8-bit depthwise kernel when the CPU path has VNNI and VBMI, else NULL. */
+qk_dw8_plane_kernel qk__dw8_plane_kernel(void);
+static inline int qk__dw8_fits(size_t kq, size_t stride_w, size_t dil_w) {
+    return 15 * stride_w + (4 * kq - 1) * dil_w < 64;
+}
 
 /* The packed weights (opaque in the public header). */
 enum { QK__PACK_LINEAR = 1, QK__PACK_CONV = 2 };
@@ -109,12 +146,17 @@ struct qk_packed_weights {
     /* 8-bit layout (vnni == 1): weights w8 = w (s8) or w - 128 (u8), zero points wzp8 likewise */
     int vnni;
     size_t k4;         /* k rounded up to a multiple of 4 */
-    int8_t *data8;     /* linear: ceil(n/16) panels [k4/4][16][4]; conv: per group ceil(ocg/12)
-                          blocks [k4/4][12][4] (rows past ocg zero) */
-    size_t nblk;       /* conv, 8-bit: blocks of 12 output channels per group */
+    int8_t *data8;     /* linear: ceil(n/16) panels [k4/4][16][4]; conv: per group ceil(ocg/mr8)
+                          blocks [k4/4][mr8][4] (rows past ocg zero) */
+    size_t nblk;       /* conv, 8-bit: blocks of mr8 output channels per group */
+    size_t mr8;        /* conv, 8-bit: rows of a block, 12 or 16 (whichever pads ocg less) */
     int32_t *colsum;   /* n: sum_k w8[o,k] */
     int32_t *wzp8;     /* n */
     int any_wzp8;      /* some wzp8 != 0 (the activation-sum term is needed) */
+    /* depthwise (1 input channel a group) packed while the 8-bit path is on, with every wzp8 = 0:
+     * n x kh x dwq quads of s8 taps (w8, kw padded with zeros to 4 dwq), their sums in colsum */
+    int8_t *dw8;
+    size_t dwq;
 };
 
 /* Threads: run fn(ctx, j0, j1) over [0, njobs) split into `threads` contiguous ranges.

@@ -129,8 +129,12 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
     p->kw = kw;
     if (qk__use_vnni() && in_c_per_group > 1 && p->k < ((size_t)1 << 24)) {
         const size_t ocg = out_c / groups;
-        p->nblk = (ocg + QK_VNNI_MR - 1) / QK_VNNI_MR;
-        st = qk__pack8_common(p, w, groups * p->nblk * QK_VNNI_MR * ((p->k + 3) & ~(size_t)3));
+        /* 16-row blocks (more reuse of each im2col panel) unless they pad ocg more than 12 */
+        const size_t pad16 = (ocg + 15) / 16 * 16, pad12 = (ocg + 11) / 12 * 12;
+        const size_t mr = pad16 <= pad12 ? 16 : QK_VNNI_MR;
+        p->mr8 = mr;
+        p->nblk = (ocg + mr - 1) / mr;
+        st = qk__pack8_common(p, w, groups * p->nblk * mr * ((p->k + 3) & ~(size_t)3));
         if (st != QK_OK) {
             qk_packed_weights_free(p);
             return st;
@@ -138,9 +142,9 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
         const int32_t shift = w_type == QK_DT_U8 ? 128 : 0;
         for (size_t o = 0; o < out_c; o++) {
             const size_t g = o / ocg, lo = o % ocg;
-            int8_t *blk = p->data8 + (g * p->nblk + lo / QK_VNNI_MR) * p->k4 * QK_VNNI_MR;
+            int8_t *blk = p->data8 + (g * p->nblk + lo / mr) * p->k4 * mr;
             for (size_t i = 0; i < p->k; i++)
-                blk[(i / 4) * 4 * QK_VNNI_MR + (lo % QK_VNNI_MR) * 4 + (i & 3)] =
+                blk[(i / 4) * 4 * mr + (lo % mr) * 4 + (i & 3)] =
                     (int8_t)(qk__wval(w, w_type, o * p->k + i) - shift);
         }
         *out = p;
@@ -155,6 +159,26 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
         for (size_t i = 0; i < p->k; i++)
             p->data[o * p->k2 + i] =
                 (int16_t)(qk__wval(w, w_type, o * p->k + i) - w_zero_point[o]);
+    const int32_t shift = w_type == QK_DT_U8 ? 128 : 0;
+    int zp_ok = 1;
+    for (size_t o = 0; o < out_c; o++) zp_ok &= w_zero_point[o] == shift;
+    if (in_c_per_group == 1 && zp_ok && qk__dw8_plane_kernel() != NULL && kw <= 64) {
+        /* the 8-bit depthwise layout as well (the int16 one stays for shapes it does not fit) */
+        p->dwq = (kw + 3) / 4;
+        p->dw8 = (int8_t *)calloc(out_c * kh * p->dwq * 4, 1);
+        p->colsum = (int32_t *)calloc(out_c, sizeof(int32_t));
+        if (p->dw8 == NULL || p->colsum == NULL) {
+            qk_packed_weights_free(p);
+            return QK_ERR_NOMEM;
+        }
+        for (size_t o = 0; o < out_c; o++)
+            for (size_t r = 0; r < kh; r++)
+                for (size_t q = 0; q < kw; q++) {
+                    const int32_t v = qk__wval(w, w_type, (o * kh + r) * kw + q) - shift;
+                    p->dw8[(o * kh + r) * p->dwq * 4 + q] = (int8_t)v;
+                    p->colsum[o] += v;
+                }
+    }
     *out = p;
     return QK_OK;
 }
@@ -163,6 +187,7 @@ void qk_packed_weights_free(qk_packed_weights *w) {
     if (w == NULL) return;
     free(w->data);
     free(w->data8);
+    free(w->dw8);
     free(w->colsum);
     free(w->wzp8);
     free(w->abs_sum);
@@ -177,13 +202,14 @@ size_t qk_packed_weights_bytes(const qk_packed_weights *w) {
     if (w->vnni) {
         const size_t bytes = w->kind == QK__PACK_LINEAR
                                  ? ((w->n + QK_GEMM_NR - 1) / QK_GEMM_NR) * w->k4 * QK_GEMM_NR
-                                 : w->groups * w->nblk * QK_VNNI_MR * w->k4;
+                                 : w->groups * w->nblk * w->mr8 * w->k4;
         return sizeof *w + bytes + w->n * (sizeof(int64_t) + 3 * sizeof(int32_t));
     }
+    const size_t dw8 = w->dw8 ? w->n * (w->kh * w->dwq * 4 + sizeof(int32_t)) : 0;
     size_t elems = w->kind == QK__PACK_LINEAR
                        ? ((w->n + QK_GEMM_NR - 1) / QK_GEMM_NR) * w->k2 * QK_GEMM_NR
                        : w->n * w->k2;
-    return sizeof *w + elems * sizeof(int16_t) + w->n * (sizeof(int64_t) + sizeof(int32_t));
+    return sizeof *w + elems * sizeof(int16_t) + w->n * (sizeof(int64_t) + sizeof(int32_t)) + dw8;
 }
 
 uint32_t *qk__zp_correction(const qk_packed_weights *w, int32_t xz8) {

@@ -19,7 +19,8 @@
 
 #if QK_X86
 #include <immintrin.h>
-#define QK_TARGET_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vnni")))
+#define QK_TARGET_VNNI \
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
 #endif
 
 static _Atomic int qk__vnni_choice = -1;
@@ -33,7 +34,7 @@ int qk__use_vnni(void) {
 #if QK_X86 && defined(__GNUC__)
     if (qk__use_avx512()) {
         __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512vnni");
+        v = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
     }
 #endif
     atomic_store_explicit(&qk__vnni_choice, v, memory_order_relaxed);
@@ -61,19 +62,54 @@ void qk_gemm_u8s8_12x16__scalar(size_t kq, const uint8_t *a, const int8_t *b, in
     }
 }
 
-void qk_gemm_s8u8_12x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c) {
-    for (size_t r = 0; r < QK_VNNI_MR; r++) {
+static void qk__gemm_s8u8_scalar(size_t rows, size_t kq, const int8_t *a, const uint8_t *b,
+                                 int32_t *c) {
+    for (size_t r = 0; r < rows; r++) {
         uint32_t acc[16] = {0};
         for (size_t p = 0; p < kq; p++) {
             const uint8_t *bp = b + p * 64;
             for (size_t j = 0; j < 16; j++) {
                 int32_t s = 0;
-                for (size_t q = 0; q < 4; q++) s += (int32_t)a[48 * p + 4 * r + q] * bp[4 * j + q];
+                for (size_t q = 0; q < 4; q++)
+                    s += (int32_t)a[4 * rows * p + 4 * r + q] * bp[4 * j + q];
                 acc[j] += (uint32_t)s;
             }
         }
         for (size_t j = 0; j < 16; j++) c[r * 16 + j] = (int32_t)acc[j];
     }
+}
+
+void qk_gemm_s8u8_12x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c) {
+    qk__gemm_s8u8_scalar(12, kq, a, b, c);
+}
+
+static void qk__gemm_s8u8_half_scalar(size_t rows, size_t kq, const int8_t *a, const uint8_t *b,
+                                      int32_t *c) {
+    for (size_t r = 0; r < rows; r++) {
+        uint32_t acc[8] = {0};
+        for (size_t p = 0; p < kq; p++) {
+            const uint8_t *bp = b + p * 64;
+            for (size_t j = 0; j < 8; j++) {
+                int32_t s = 0;
+                for (size_t q = 0; q < 4; q++)
+                    s += (int32_t)a[4 * rows * p + 4 * r + q] * bp[4 * j + q];
+                acc[j] += (uint32_t)s;
+            }
+        }
+        for (size_t j = 0; j < 16; j++) c[r * 16 + j] = j < 8 ? (int32_t)acc[j] : 0;
+    }
+}
+
+void qk_gemm_s8u8_12x8__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c) {
+    qk__gemm_s8u8_half_scalar(12, kq, a, b, c);
+}
+
+void qk_gemm_s8u8_16x8__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c) {
+    qk__gemm_s8u8_half_scalar(16, kq, a, b, c);
+}
+
+void qk_gemm_s8u8_16x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c) {
+    qk__gemm_s8u8_scalar(16, kq, a, b, c);
 }
 
 #if QK_X86
@@ -105,7 +141,53 @@ QK_TARGET_VNNI void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, c
     }
     QK__ROWS12(QK__STORE)
 }
+
+#define QK__ROWS16(X) QK__ROWS12(X) X(12) X(13) X(14) X(15)
+QK_TARGET_VNNI void qk_gemm_s8u8_16x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
+                                                   int32_t *c) {
+    QK__ROWS16(QK__DECL)
+    for (size_t p = 0; p < kq; p++) {
+        const unsigned char *ap = (const unsigned char *)a + 64 * p;
+        const __m512i bv = _mm512_loadu_si512((const void *)(b + 64 * p));
+        QK__ROWS16(QK__STEP_SU)
+    }
+    QK__ROWS16(QK__STORE)
+}
+
+#define QK__DECLH(r) __m256i acc##r = _mm256_setzero_si256();
+#define QK__STEPH(r) acc##r = _mm256_dpbusd_epi32(acc##r, bv, _mm256_set1_epi32(qk__ld32b(ap + 4 * r)));
+#define QK__STOREH(r)                                             \
+    _mm256_storeu_si256((__m256i *)(c + 16 * r), acc##r);         \
+    _mm256_storeu_si256((__m256i *)(c + 16 * r + 8), _mm256_setzero_si256());
+QK_TARGET_VNNI void qk_gemm_s8u8_12x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
+                                                  int32_t *c) {
+    QK__ROWS12(QK__DECLH)
+    for (size_t p = 0; p < kq; p++) {
+        const unsigned char *ap = (const unsigned char *)a + 48 * p;
+        const __m256i bv = _mm256_loadu_si256((const __m256i *)(b + 64 * p));
+        QK__ROWS12(QK__STEPH)
+    }
+    QK__ROWS12(QK__STOREH)
+}
+
+QK_TARGET_VNNI void qk_gemm_s8u8_16x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
+                                                  int32_t *c) {
+    QK__ROWS16(QK__DECLH)
+    for (size_t p = 0; p < kq; p++) {
+        const unsigned char *ap = (const unsigned char *)a + 64 * p;
+        const __m256i bv = _mm256_loadu_si256((const __m256i *)(b + 64 * p));
+        QK__ROWS16(QK__STEPH)
+    }
+    QK__ROWS16(QK__STOREH)
+}
 #endif
+
+qk_gemm_s8u8_ukernel qk__gemm_s8u8_half_ukernel(size_t mr) {
+#if QK_X86
+    if (qk__use_vnni()) return mr == 16 ? qk_gemm_s8u8_16x8__avx512vnni : qk_gemm_s8u8_12x8__avx512vnni;
+#endif
+    return mr == 16 ? qk_gemm_s8u8_16x8__scalar : qk_gemm_s8u8_12x8__scalar;
+}
 
 qk_gemm_u8s8_ukernel qk__gemm_u8s8_ukernel(void) {
 #if QK_X86
@@ -114,11 +196,11 @@ qk_gemm_u8s8_ukernel qk__gemm_u8s8_ukernel(void) {
     return qk_gemm_u8s8_12x16__scalar;
 }
 
-qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(void) {
+qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(size_t mr) {
 #if QK_X86
-    if (qk__use_vnni()) return qk_gemm_s8u8_12x16__avx512vnni;
+    if (qk__use_vnni()) return mr == 16 ? qk_gemm_s8u8_16x16__avx512vnni : qk_gemm_s8u8_12x16__avx512vnni;
 #endif
-    return qk_gemm_s8u8_12x16__scalar;
+    return mr == 16 ? qk_gemm_s8u8_16x16__scalar : qk_gemm_s8u8_12x16__scalar;
 }
 
 /* ---- tile output: zero-point correction + epilogue ------------------------------------------
@@ -143,7 +225,11 @@ QK_TARGET_VNNI static inline void qk__out16(const qk_epilogue *ep, __m512i acc, 
     f = _mm512_mul_ps(f, vsc);
     f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
     const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), vzp); /* inside the 8-bit range */
-    _mm512_mask_cvtepi32_storeu_epi8(y, mask, q);
+    /* narrowed in a register, then a masked byte store: the memory form of vpmovdb is slow on
+     * some cores (Zen 4) */
+    __m128i b = _mm512_cvtepi32_epi8(q);
+    __asm__("" : "+v"(b)); /* keeps the compiler from folding the two into the memory form */
+    _mm_mask_storeu_epi8(y, mask, b);
 }
 
 /* Linear: tile rows are rows of x, columns 16 channels o0.. (all 16 valid). */
@@ -340,3 +426,114 @@ QK_TARGET_VNNI size_t qk__epilogue_run_avx512(const qk_epilogue *ep, size_t o, c
     return i;
 }
 #endif
+
+/* ---- 8-bit depthwise plane -------------------------------------------------------------------
+ * Output j of a row, kernel row r, quad b of taps: the four bytes x[(j * sw) + (4b + q) * dw],
+ * q = 0..3, against the four s8 taps (zero past kw): one vpdpbusd per quad for 16 outputs, the
+ * dwords gathered from one 64-byte load by vpermb (VBMI). Sums wrap modulo 2^32, as the scalar
+ * twin's uint32 arithmetic. */
+void qk_dw8_plane__scalar(const uint8_t *x, size_t wp, const int8_t *w8, size_t kh, size_t kq,
+                          size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
+                          size_t ow, uint32_t corr, int32_t *out) {
+    for (size_t i = 0; i < oh; i++)
+        for (size_t j = 0; j < ow; j++) {
+            uint32_t acc = corr;
+            for (size_t r = 0; r < kh; r++) {
+                const uint8_t *xr = x + (i * stride_h + r * dil_h) * wp + j * stride_w;
+                for (size_t t = 0; t < 4 * kq; t++) {
+                    const int32_t wv = w8[r * 4 * kq + t];
+                    if (wv != 0) acc += (uint32_t)((int32_t)xr[t * dil_w] * wv);
+                }
+            }
+            out[i * ow + j] = (int32_t)acc;
+        }
+}
+
+#if QK_X86
+#define QK_TARGET_VBMI \
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+
+QK_TARGET_VBMI void qk_dw8_plane__avx512vbmi(const uint8_t *x, size_t wp, const int8_t *w8,
+                                             size_t kh, size_t kq, size_t stride_h,
+                                             size_t stride_w, size_t dil_h, size_t dil_w,
+                                             size_t oh, size_t ow, uint32_t corr, int32_t *out) {
+    enum { MAXQ = 64 };
+    if (kh * kq > MAXQ || !qk__dw8_fits(kq, stride_w, dil_w)) {
+        qk_dw8_plane__scalar(x, wp, w8, kh, kq, stride_h, stride_w, dil_h, dil_w, oh, ow, corr,
+                             out);
+        return;
+    }
+    /* byte 4p + q of the gather: p * stride_w + q * dil_w, from the lane number l = 4p + q */
+    const __m512i lane = _mm512_set_epi8(63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49,
+                                         48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34,
+                                         33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19,
+                                         18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2,
+                                         1, 0);
+    const __m512i pq = _mm512_srli_epi16(_mm512_and_si512(lane, _mm512_set1_epi8((char)0xFC)), 2);
+    const __m512i qq = _mm512_and_si512(lane, _mm512_set1_epi8(3));
+    /* p * sw + q * dw < 64 (qk__dw8_fits): 16-bit products of bytes, low bytes kept */
+    const __m512i lo8 = _mm512_set1_epi16(0x00FF);
+    const __m512i m_even = _mm512_add_epi16(
+        _mm512_mullo_epi16(_mm512_and_si512(pq, lo8), _mm512_set1_epi16((short)stride_w)),
+        _mm512_mullo_epi16(_mm512_and_si512(qq, lo8), _mm512_set1_epi16((short)dil_w)));
+    const __m512i m_odd = _mm512_add_epi16(
+        _mm512_mullo_epi16(_mm512_srli_epi16(pq, 8), _mm512_set1_epi16((short)stride_w)),
+        _mm512_mullo_epi16(_mm512_srli_epi16(qq, 8), _mm512_set1_epi16((short)dil_w)));
+    const __m512i idx = _mm512_or_si512(_mm512_and_si512(m_even, lo8), _mm512_slli_epi16(m_odd, 8));
+    __m512i wv[MAXQ];
+    size_t off[MAXQ];
+    const size_t nq = kh * kq;
+    for (size_t t = 0; t < nq; t++) {
+        wv[t] = _mm512_set1_epi32(qk__ld32b(w8 + 4 * t));
+        off[t] = (t / kq) * dil_h * wp + (t % kq) * 4 * dil_w;
+    }
+    const __m512i vc = _mm512_set1_epi32((int32_t)corr);
+    size_t i = 0;
+    for (; i + 4 <= oh; i += 4) { /* four rows at a time: four independent vpdpbusd chains */
+        const uint8_t *xrow = x + i * stride_h * wp;
+        const size_t rs = stride_h * wp;
+        for (size_t j = 0; j < ow; j += 16) {
+            const uint8_t *base = xrow + j * stride_w;
+            __m512i a0 = vc, a1 = vc, a2 = vc, a3 = vc;
+            for (size_t t = 0; t < nq; t++) {
+                const uint8_t *bt = base + off[t];
+                a0 = _mm512_dpbusd_epi32(a0, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)bt)), wv[t]);
+                a1 = _mm512_dpbusd_epi32(a1, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + rs))), wv[t]);
+                a2 = _mm512_dpbusd_epi32(a2, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + 2 * rs))), wv[t]);
+                a3 = _mm512_dpbusd_epi32(a3, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + 3 * rs))), wv[t]);
+            }
+            const size_t left = ow - j;
+            const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+            int32_t *o = out + i * ow + j;
+            _mm512_mask_storeu_epi32(o, m, a0);
+            _mm512_mask_storeu_epi32(o + ow, m, a1);
+            _mm512_mask_storeu_epi32(o + 2 * ow, m, a2);
+            _mm512_mask_storeu_epi32(o + 3 * ow, m, a3);
+        }
+    }
+    for (; i < oh; i++) {
+        const uint8_t *xrow = x + i * stride_h * wp;
+        int32_t *orow = out + i * ow;
+        for (size_t j = 0; j < ow; j += 16) {
+            const uint8_t *base = xrow + j * stride_w;
+            __m512i acc = vc;
+            for (size_t t = 0; t < nq; t++) {
+                const __m512i v = _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(base + off[t])));
+                acc = _mm512_dpbusd_epi32(acc, v, wv[t]);
+            }
+            const size_t left = ow - j;
+            _mm512_mask_storeu_epi32(orow + j, left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u), acc);
+        }
+    }
+}
+#endif
+
+qk_dw8_plane_kernel qk__dw8_plane_kernel(void) {
+#if QK_X86 && defined(__GNUC__)
+    if (qk__use_vnni()) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512vbmi")) return qk_dw8_plane__avx512vbmi;
+    }
+#endif
+    return NULL;
+}

@@ -74,9 +74,9 @@ static void test_twins8(void) {
         return;
     for (int it = 0; it < 200; it++) {
         const size_t kq = (size_t)rnd(0, 30);
-        uint8_t a[30 * 48], bu[30 * 64];
-        int8_t as[30 * 48], bs[30 * 64];
-        for (size_t i = 0; i < kq * 48; i++) {
+        uint8_t a[30 * 64], bu[30 * 64];
+        int8_t as[30 * 64], bs[30 * 64];
+        for (size_t i = 0; i < kq * 64; i++) {
             a[i] = (uint8_t)rnd(0, 255);
             as[i] = (int8_t)rnd(-128, 127);
         }
@@ -91,6 +91,53 @@ static void test_twins8(void) {
         qk_gemm_s8u8_12x16__avx512vnni(kq, as, bu, c4);
         QK_CHECK(memcmp(c1, c2, sizeof c1) == 0, "u8s8 twin kq=%zu", kq);
         QK_CHECK(memcmp(c3, c4, sizeof c3) == 0, "s8u8 twin kq=%zu", kq);
+        int32_t c5[256], c6[256];
+        qk_gemm_s8u8_16x16__scalar(kq, as, bu, c5);
+        qk_gemm_s8u8_16x16__avx512vnni(kq, as, bu, c6);
+        QK_CHECK(memcmp(c5, c6, sizeof c5) == 0, "s8u8 16-row twin kq=%zu", kq);
+        qk_gemm_s8u8_16x8__scalar(kq, as, bu, c5);
+        qk_gemm_s8u8_16x8__avx512vnni(kq, as, bu, c6);
+        QK_CHECK(memcmp(c5, c6, sizeof c5) == 0, "s8u8 16x8 twin kq=%zu", kq);
+        qk_gemm_s8u8_12x8__scalar(kq, as, bu, c3);
+        qk_gemm_s8u8_12x8__avx512vnni(kq, as, bu, c4);
+        QK_CHECK(memcmp(c3, c4, sizeof c3) == 0, "s8u8 12x8 twin kq=%zu", kq);
+        qk_gemm_s8u8_16x16__scalar(kq, as, bu, c6);
+        for (size_t r = 0; r < 16; r++) /* the half tile is the full tile's first 8 columns */
+            QK_CHECK(memcmp(c5 + 16 * r, c6 + 16 * r, 8 * sizeof(int32_t)) == 0, "16x8 vs 16x16");
+    }
+#endif
+}
+
+/* 8-bit depthwise plane: the VBMI kernel against its scalar twin (strides, dilations, taps,
+ * widths with tails, every byte value, the correction term). */
+static void test_dw8_twin(void) {
+#if QK_X86 && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi")))
+        return;
+    enum { CAP = 40 * 80 + 512 };
+    static uint8_t x[CAP];
+    static int32_t o1[40 * 40], o2[40 * 40];
+    for (int it = 0; it < 300; it++) {
+        const size_t kh = (size_t)rnd(1, 5), kw = (size_t)rnd(1, 9), kq = (kw + 3) / 4;
+        const size_t sh = (size_t)rnd(1, 3), sw = (size_t)rnd(1, 2);
+        const size_t dh = (size_t)rnd(1, 2), dw = (size_t)rnd(1, 3);
+        if (!qk__dw8_fits(kq, sw, dw)) continue;
+        const size_t oh = (size_t)rnd(1, 12), ow = (size_t)rnd(1, 37);
+        const size_t wp = (ow - 1) * sw + (4 * kq - 1) * dw + 1, hp = (oh - 1) * sh + (kh - 1) * dh + 1;
+        if (hp * wp + 192 > CAP) continue;
+        for (size_t i = 0; i < hp * wp + 192; i++) x[i] = (uint8_t)rnd(0, 255);
+        int8_t w8[5 * 12];
+        memset(w8, 0, sizeof w8);
+        for (size_t r = 0; r < kh; r++)
+            for (size_t q = 0; q < kw; q++) w8[r * 4 * kq + q] = (int8_t)rnd(-128, 127);
+        const uint32_t corr = (uint32_t)rnd(-1000000, 1000000);
+        qk_dw8_plane__scalar(x, wp, w8, kh, kq, sh, sw, dh, dw, oh, ow, corr, o1);
+        qk_dw8_plane__avx512vbmi(x, wp, w8, kh, kq, sh, sw, dh, dw, oh, ow, corr, o2);
+        QK_CHECK(memcmp(o1, o2, oh * ow * sizeof(int32_t)) == 0,
+                 "dw8 twin kh=%zu kw=%zu s=%zu,%zu d=%zu,%zu oh=%zu ow=%zu", kh, kw, sh, sw, dh, dw,
+                 oh, ow);
     }
 #endif
 }
@@ -267,6 +314,7 @@ int main(void) {
     printf("isa: %s, 8-bit VNNI GEMM path: %s\n", qk_isa_name(qk_isa()), qk__use_vnni() ? "yes" : "no");
     test_twins();
     test_twins8();
+    test_dw8_twin();
     test_linear();
     test_conv();
     test_errors();
