@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 import warnings
-from typing import Callable, List, Optional, Tuple
+from typing import Optional, Tuple
 
 # OpenBLAS (NumPy's) server threads spin in the background after start-up; none of the timed
 # calls uses BLAS, and on a 2-core machine they steal a core from whichever contender runs next.
@@ -27,7 +26,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qkernels  # noqa: E402
-from benchutil import cpu_info  # noqa: E402
+from benchutil import cpu_info, median_times  # noqa: E402
 
 PEAK_GMACS_PER_CORE = 83.0  # u8 x s8 on AVX2 without VNNI (issue 3); see the note in the output
 
@@ -42,39 +41,6 @@ CONV = [("resnet18 conv1 7x7/2 3->64 @224", 3, 224, 64, 7, 2, 3, 1),
         ("resnet18 1x1/2 64->128 @56", 64, 56, 128, 1, 2, 0, 1),
         ("mobilenetv2 dw 3x3 144 @56", 144, 56, 144, 3, 1, 1, 144),
         ("mobilenetv2 dw 3x3 384 @14", 384, 14, 384, 3, 1, 1, 384)]
-
-
-def _median_times(fns: List[Optional[Callable[[], object]]], min_time: float = 0.3,
-                  max_rounds: int = 100, block: int = 5, warm: int = 2,
-                  warm_s: float = 0.02) -> List[Optional[float]]:
-    """Median time of each callable, sampled round-robin in short blocks: per round, each
-    callable runs `warm` untimed calls then `block` timed ones, so that a burst of load from other
-    processes on a shared machine hits every contender alike. The untimed calls matter with
-    several threads: each runtime's pool (OpenMP, ORT's, qkernels') keeps its threads spinning
-    for a while after a call, and on a machine with few cores the previous contender's spinning
-    threads would otherwise steal the cores of the next one's first calls (PyTorch's OpenMP
-    threads spin for about 200 ms: with several threads, pass warm_s=0.25)."""
-    live = [f for f in fns if f is not None]
-    for f in live:
-        f()
-    samples: List[List[float]] = [[] for _ in fns]
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < 3 or (time.perf_counter() - start < min_time * len(live) and rounds < max_rounds):
-        for i, f in enumerate(fns):
-            if f is None:
-                continue
-            t_end = time.perf_counter() + warm_s
-            for _ in range(warm):
-                f()
-            while time.perf_counter() < t_end:
-                f()
-            for _ in range(block):
-                t0 = time.perf_counter()
-                f()
-                samples[i].append(time.perf_counter() - t0)
-        rounds += 1
-    return [statistics.median(s) if s else None for s in samples]
 
 
 def _torch():
@@ -135,7 +101,7 @@ def bench_linear(m: int, k: int, n: int, threads: int, torch, ortm) -> Tuple[flo
                                       ("wzp", np.int8(0)), ("os", np.float32(os_)), ("ozp", np.uint8(128))],
                          x, threads)
         f_ort = lambda: s.run(None, {"x": x})  # noqa: E731
-    t_qk, t_torch, t_ort = _median_times([f_qk, f_torch, f_ort], warm_s=0.25 if threads > 1 else 0.02)
+    t_qk, t_torch, t_ort = median_times([f_qk, f_torch, f_ort], warm_s=0.25 if threads > 1 else 0.02)
     return t_qk, t_torch, t_ort
 
 
@@ -170,7 +136,7 @@ def bench_conv(nb: int, c: int, h: int, o: int, k: int, s: int, pad: int, g: int
                                          ("os", np.float32(os_)), ("ozp", np.uint8(128)), ("b", bq)],
                             x, threads)
         f_ort = lambda: sess.run(None, {"x": x})  # noqa: E731
-    t_qk, t_torch, t_ort = _median_times([f_qk, f_torch, f_ort], warm_s=0.25 if threads > 1 else 0.02)
+    t_qk, t_torch, t_ort = median_times([f_qk, f_torch, f_ort], warm_s=0.25 if threads > 1 else 0.02)
     return t_qk, t_torch, t_ort
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchutil import median_time  # noqa: E402
+from benchutil import median_times  # noqa: E402
 
 
 def run(quick: bool = False) -> str:
@@ -30,8 +30,9 @@ def run(quick: bool = False) -> str:
             "qkernels `quantize_model` (W8A8 per-channel, fbgemm preset) and `from_torch_quantized` "
             "(PyTorch's own FX-quantized model run on qkernels) against the same model quantized by "
             "PyTorch (fbgemm engine) and the float model; threads = `torch.set_num_threads` for "
-            "PyTorch and the `threads=` cap of the IntegerModel call (with 2 threads a batch of "
-            "enough work runs as two half batches at once). These networks are tiny (about 1 MMAC "
+            "PyTorch and the `threads=` cap of the IntegerModel call; medians of calls sampled "
+            "round-robin in short blocks, each after untimed warm-up calls (PyTorch's OpenMP threads "
+            "spin ~200 ms after a call and would steal the next contender's second core). These networks are tiny (about 1 MMAC "
             "per image or less): at batch 1 the per-layer dispatch dominates (the IntegerModel runs "
             "a graph compiled once, one C call per layer), at batch 32 the conv kernels.", "",
             "| model | batch | threads | qkernels quantize_model | qkernels from_torch | torch quantized | torch float | vs torch quantized |",
@@ -50,11 +51,11 @@ def run(quick: bool = False) -> str:
             xn = xb.numpy()
             for threads in (1, 2):
                 torch.set_num_threads(threads)
-                t_im = median_time(lambda: im(xn, threads=threads), 7)
-                t_ft = median_time(lambda: ft(xn, threads=threads), 7)
                 with torch.no_grad():
-                    t_tq = median_time(lambda: tq(xb), 7)
-                    t_fm = median_time(lambda: fm(xb), 7)
+                    t_im, t_ft, t_tq, t_fm = median_times(
+                        [lambda: im(xn, threads=threads), lambda: ft(xn, threads=threads),
+                         lambda: tq(xb), lambda: fm(xb)],
+                        min_time=0.25, warm_s=0.25 if threads > 1 else 0.02)
                 ips = [batch / t for t in (t_im, t_ft, t_tq, t_fm)]
                 rows.append(f"| {name} | {batch} | {threads} | {ips[0]:,.0f} | {ips[1]:,.0f} | "
                             f"{ips[2]:,.0f} | {ips[3]:,.0f} | {t_tq / t_im:.2f}x |")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
-from typing import Callable, Tuple
+from typing import Callable, List, Optional, Tuple
 
 
 def median_time(fn: Callable[[], object], repeat: int, min_time: float = 0.2) -> float:
@@ -21,6 +21,39 @@ def median_time(fn: Callable[[], object], repeat: int, min_time: float = 0.2) ->
             fn()
         samples.append((time.perf_counter() - t0) / inner)
     return statistics.median(samples)
+
+
+def median_times(fns: List[Optional[Callable[[], object]]], min_time: float = 0.3,
+                  max_rounds: int = 100, block: int = 5, warm: int = 2,
+                  warm_s: float = 0.02) -> List[Optional[float]]:
+    """Median time of each callable, sampled round-robin in short blocks: per round, each
+    callable runs `warm` untimed calls then `block` timed ones, so that a burst of load from other
+    processes on a shared machine hits every contender alike. The untimed calls matter with
+    several threads: each runtime's pool (OpenMP, ORT's, qkernels') keeps its threads spinning
+    for a while after a call, and on a machine with few cores the previous contender's spinning
+    threads would otherwise steal the cores of the next one's first calls (PyTorch's OpenMP
+    threads spin for about 200 ms: with several threads, pass warm_s=0.25)."""
+    live = [f for f in fns if f is not None]
+    for f in live:
+        f()
+    samples: List[List[float]] = [[] for _ in fns]
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < 3 or (time.perf_counter() - start < min_time * len(live) and rounds < max_rounds):
+        for i, f in enumerate(fns):
+            if f is None:
+                continue
+            t_end = time.perf_counter() + warm_s
+            for _ in range(warm):
+                f()
+            while time.perf_counter() < t_end:
+                f()
+            for _ in range(block):
+                t0 = time.perf_counter()
+                f()
+                samples[i].append(time.perf_counter() - t0)
+        rounds += 1
+    return [statistics.median(s) if s else None for s in samples]
 
 
 def cpu_info() -> Tuple[str, str]:

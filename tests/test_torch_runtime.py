@@ -56,7 +56,10 @@ def test_compiled_kernels_equal_interpreted_path(data, name, cfg):
 
 
 @pytest.mark.parametrize("name", ["resnet", "mobilenetv2"])
-def test_batch_split_over_threads_gives_the_same_output(data, name):
+def test_batch_split_over_threads_gives_the_same_output(data, name, monkeypatch):
+    from qkernels.torch import _runtime as rt
+
+    monkeypatch.setattr(rt, "_MACS_PER_CHUNK", 1_000_000)   # split even this small batch
     calib, x = data
     im = quantize_model(load(name), calib)
     y1 = im(x, threads=1)
@@ -72,7 +75,10 @@ def test_batch_split_over_threads_gives_the_same_output(data, name):
     _assert_same(im(x), y1)
 
 
-def test_from_torch_threads_and_trace(data):
+def test_from_torch_threads_and_trace(data, monkeypatch):
+    from qkernels.torch import _runtime as rt
+
+    monkeypatch.setattr(rt, "_MACS_PER_CHUNK", 1_000_000)   # split even this small batch
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 

@@ -36,12 +36,12 @@ Kernel = Callable[..., Any]
 
 _Q8 = (np.dtype(np.uint8), np.dtype(np.int8))
 # Thread grains (measured at batch 32 on the reference models, 2 CPUs): a conv / linear call
-# takes one thread per 4M multiply-accumulates (the kernels start their threads per call, which
-# costs more than it saves below that); a batch is split into chunks run at once when each chunk
-# has 5M (the chunks' Python steps share the GIL: darknet, 3.9M per half batch, ran slower split,
-# MobileNetV2, 6.2M, faster).
+# takes one thread per 4M multiply-accumulates; a batch is split into chunks run at once only
+# when each chunk has 64M. The chunks' Python steps share the GIL, and on these small networks
+# (0.24-0.53M MACs per image) a split batch of 32 ran up to 1.7x slower than one thread
+# (resnet 0.63 vs 0.36 ms), while in-kernel threads never cost more than noise.
 _MACS_PER_THREAD = 4_000_000
-_MACS_PER_CHUNK = 5_000_000
+_MACS_PER_CHUNK = 64_000_000
 
 
 class QMeta(NamedTuple):
@@ -171,11 +171,10 @@ def _epilogue_args(p: Any, preset: str, x_meta: QMeta, w_scale: Any, bias: Any, 
 
 
 # Output rows narrower than this run as one wide image (see _wide_layout): the conv kernel fills
-# its tiles along a row, and a tiny image leaves them mostly empty; its depthwise path works
-# plane by plane and gains from longer planes up to the wider bound (measured at batch 32:
-# 3x3 depthwise on 8x8, 64 channels, 330 -> 225 us; a dense 3x3 16 -> 16 on 8x8 loses).
+# its tiles along a row, and a tiny image leaves them mostly empty. Depthwise convs stay per
+# image: their kernel works plane by plane and, since it got its own 8-bit plane kernel, the
+# wide planes cost more than they save (MobileNetV2-tiny at batch 32: 0.94 -> 0.83 ms without).
 _WIDE_BELOW = 8
-_WIDE_BELOW_DEPTHWISE = 16
 
 
 def _wide_layout(x_shape: Tuple[int, ...], geo: tuple, ohw: Tuple[int, int], kw: int,
@@ -194,8 +193,7 @@ def _wide_layout(x_shape: Tuple[int, ...], geo: tuple, ohw: Tuple[int, int], kw:
     sh, sw, pt, pl, pb, pr, dh, dw = geo
     slot = w + pl + pr
     ew = dw * (kw - 1) + 1
-    if nb < 2 or ohw[1] >= (_WIDE_BELOW_DEPTHWISE if depthwise else _WIDE_BELOW) or \
-            slot % sw or ew < sw:
+    if nb < 2 or depthwise or ohw[1] >= _WIDE_BELOW or slot % sw or ew < sw:
         return None
     return slot, pl, w, (sh, sw, pt, 0, pb, ew - sw, dh, dw)
 
@@ -212,7 +210,7 @@ def conv2d_kernel(p: L.PackedConv2d, bias: Any, stride: Any, padding: Any, dilat
                   act_max: Optional[int] = None, w: Optional[np.ndarray] = None) -> Kernel:
     """``qconv2d(x, p, bias, stride=..., ...)`` with the arguments fixed (x: NCHW, x_meta).
 
-    A batch of small images (output rows under 8 wide, 16 for depthwise) runs as one wide image,
+    A batch of small images (output rows under 8 wide, not depthwise) runs as one wide image,
     the images side by side (:func:`_wide_layout`); given the weights ``w`` (OIHW, as packed),
     an unpadded 1x1 convolution with enough input channels runs as a GEMM over its (strided)
     pixels. Both give the same accumulators, and the same epilogue gives the same outputs."""
