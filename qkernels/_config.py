@@ -14,8 +14,9 @@ def show_config(mode: str = "stdout") -> Optional[Dict[str, Any]]:
     """Print (or return, with ``mode="dicts"``) the build and run-time configuration.
 
     Like ``numpy.show_config()``: the version, the compiler that built the C kernels, the SIMD
-    path chosen on this CPU (AVX2+FMA when present, portable scalar C otherwise, or scalar when
-    ``QKERNELS_SIMD=scalar`` was set before import), and the NumPy versions.
+    path chosen on this CPU (AVX2+FMA when present, with AVX-512 loops for the hot elementwise
+    kernels where the CPU has AVX-512 F/BW, portable scalar C otherwise; ``QKERNELS_SIMD=avx2``
+    or ``=scalar`` set before import forces a path), and the NumPy versions.
 
     Example:
         >>> import qkernels
@@ -30,7 +31,8 @@ def show_config(mode: str = "stdout") -> Optional[Dict[str, Any]]:
         "version": __version__,
         "c_library": {"version": info["version"], "compiler": info["compiler"],
                       "header": "csrc/include/qkernels.h", "static_library": "make lib"},
-        "simd": {"chosen": info["isa"], "gemm": info["gemm_isa"],
+        "simd": {"chosen": info["isa"], "avx512_loops": bool(info["avx512_loops"]),
+                 "gemm": info["gemm_isa"],
                  "cpu_has_avx2_fma": bool(info["cpu_has_avx2"]),
                  "machine": platform.machine()},
         "numpy": {"built_against": info["numpy_build_version"], "running": np.__version__},
@@ -42,7 +44,8 @@ def show_config(mode: str = "stdout") -> Optional[Dict[str, Any]]:
         raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
     print(f"qkernels {cfg['version']}")
     print(f"  C library : {info['version']}, built by {info['compiler']}")
-    print(f"  SIMD path : {info['isa']} (CPU has AVX2+FMA: "
+    avx512 = ", AVX-512 F/BW hot loops" if info["avx512_loops"] else ""
+    print(f"  SIMD path : {info['isa']}{avx512} (CPU has AVX2+FMA: "
           f"{'yes' if info['cpu_has_avx2'] else 'no'}; machine {platform.machine()})")
     print(f"  GEMM/conv : {info['gemm_isa']}  (QKERNELS_SIMD=avx2 or =scalar forces a path)")
     print(f"  NumPy     : built against {info['numpy_build_version']}, running {np.__version__}")

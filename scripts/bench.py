@@ -35,7 +35,10 @@ DRAM_GBPS = 25.0  # this machine's DRAM bandwidth, GB/s (DEVELOPERS.md)
 def machine() -> str:
     cpu, _ = cpu_info()
     cfg = qk.show_config(mode="dicts")
-    parts = [f"CPU: {cpu}, {os.cpu_count()} cores; qkernels SIMD path: {cfg['simd']['chosen']}; "
+    simd = cfg["simd"]["chosen"] + (" with AVX-512 F/BW hot loops" if cfg["simd"]["avx512_loops"]
+                                     else "")
+    parts = [f"CPU: {cpu}, {os.cpu_count()} cores; qkernels SIMD path: {simd}, 8-bit GEMM/conv "
+             f"{cfg['simd']['gemm']}; "
              f"{cfg['c_library']['compiler']}", f"Python {platform.python_version()}, "
              f"NumPy {np.__version__}"]
     try:
