@@ -139,8 +139,12 @@ def _key_of(v: Any) -> Any:
     if t in _SIMPLE_TYPES:
         return (t, v)
     if t is np.ndarray:
+        if v.dtype.hasobject:
+            raise TypeError("unkeyable")
         return (v.dtype.str, v.shape, v.tobytes())
     if isinstance(v, np.generic):
+        if v.dtype.hasobject:
+            raise TypeError("unkeyable")
         return (v.dtype.str, v.tobytes())
     if isinstance(v, np.dtype):
         return ("dtype", v.str)
@@ -151,23 +155,51 @@ def _key_of(v: Any) -> Any:
     raise TypeError("unkeyable")
 
 
-def _memo_key(*args: Any) -> Any:
-    try:
-        return tuple([_key_of(a) for a in args])
-    except (TypeError, ValueError):
-        return None
+def _memo_key(bias: Any, *args: Any) -> Any:
+    """Exact key of the call arguments, or None when one cannot be keyed (no memoisation).
+
+    Python scalars, strings and None enter by value, tagged by type (``1``, ``1.0`` and ``True``
+    differ); arrays and NumPy scalars by dtype, shape and bytes, so mutating an array in place
+    between calls gives a different key (never a stale entry). ``bias`` (usually the one array)
+    is keyed on its own so that the common all-scalar rest needs no per-argument Python work."""
+    types = tuple(map(type, args))
+    if not _SIMPLE_TYPES.issuperset(types):
+        try:
+            args = tuple([v if type(v) in _SIMPLE_TYPES else _key_of(v) for v in args])
+        except (TypeError, ValueError):
+            return None
+    tb = type(bias)
+    if tb is np.ndarray and not bias.dtype.hasobject:
+        bkey: Any = (tb, bias.dtype, bias.shape, bias.tobytes())
+    else:
+        try:
+            bkey = (tb, _key_of(bias))
+        except (TypeError, ValueError):
+            return None
+    return (types, args, bkey)
 
 
-def _memo_get(p: "_Packed", key: Any, build: Any) -> Any:
+def _owned(a: Any) -> Any:
+    """A private copy of an array kept in the memo (it may alias a caller's array)."""
+    return None if a is None else np.array(a, copy=True)
+
+
+def _memo_put(p: "_Packed", key: Any, value: tuple) -> None:
     if key is None:
-        return build()
-    hit = p._memo.get(key)
-    if hit is None:
-        hit = build()
-        if len(p._memo) >= _MEMO_SIZE:
-            p._memo.pop(next(iter(p._memo)), None)
-        p._memo[key] = hit
-    return hit
+        return
+    if len(p._memo) >= _MEMO_SIZE:
+        p._memo.pop(next(iter(p._memo)), None)
+    p._memo[key] = value
+
+
+def _memo_epi(e: "_Epi") -> "_Epi":
+    """The epilogue with its arrays copied, so that a memo entry can never see a caller's later
+    in-place change (e.g. an int32 bias or a multiplier array passed through without a copy)."""
+    c = _Epi()
+    c.scheme = e.scheme
+    c.bias, c.fbias, c.scale = _owned(e.bias), _owned(e.fbias), _owned(e.scale)
+    c.mult, c.shift = _owned(e.mult), _owned(e.shift)
+    return c
 
 
 class PackedLinear(_Packed):
@@ -608,15 +640,29 @@ def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[Arra
     """
     preset = _choice(preset, PRESETS, "preset")
     x = _q8_input(x, "x")
-    key = _memo_key("qlinear", preset, x.dtype, x_scale, x_zero_point, w_scale, w_zero_point,
-                    out_scale, out_zero_point, out_dtype, act_min, act_max, multiplier, shift,
-                    scheme, rounding, overflow, bias) if isinstance(w, PackedLinear) else None
-    p = _as_linear_packed(w, w_zero_point, w_scale)
-    x = _prepare_x(x, p.k)
-
-    xzp, e, odt, ozp, lo, hi = _memo_get(p, key, lambda: _call_params(
-        p, preset, x, x_scale, x_zero_point, w_scale, out_scale, out_zero_point, out_dtype,
-        act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow))
+    # Memo of the checked, derived parameters on the packed weights, keyed by the exact values of
+    # every argument that the checks and derivations read (x only through its dtype and K). A hit
+    # is a call whose checks all passed before, so it goes straight to the kernel.
+    key = hit = None
+    if isinstance(w, PackedLinear):
+        key = _memo_key(bias, "qlinear", preset, x.dtype.str, x_scale, x_zero_point, w_scale,
+                        w_zero_point, out_scale, out_zero_point, out_dtype, act_min, act_max,
+                        multiplier, shift, scheme, rounding, overflow)
+        if key is not None:
+            key = (x.shape[-1:], key)
+            hit = w._memo.get(key)
+    if hit is None:
+        p = _as_linear_packed(w, w_zero_point, w_scale)
+        x = _prepare_x(x, p.k)
+        xzp, e, odt, ozp, lo, hi = _call_params(
+            p, preset, x, x_scale, x_zero_point, w_scale, out_scale, out_zero_point, out_dtype,
+            act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow)
+        if key is not None:
+            e = _memo_epi(e)
+            _memo_put(p, key, (xzp, e, odt, ozp, lo, hi))
+    else:
+        p = w
+        xzp, e, odt, ozp, lo, hi = hit
     return _run_linear(p, x, xzp, e, odt, ozp, lo, hi, overflow == "wrap",
                        _threads(threads, x.size * p.out_channels), out)
 
@@ -758,15 +804,27 @@ def qconv2d(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional[Arra
     """
     preset = _choice(preset, PRESETS, "preset")
     x = _q8_input(x, "x")
-    key = _memo_key("qconv2d", preset, x.dtype, x_scale, x_zero_point, w_scale, w_zero_point,
-                    out_scale, out_zero_point, out_dtype, act_min, act_max, multiplier, shift,
-                    scheme, rounding, overflow, bias) if isinstance(w, PackedConv2d) else None
-    p = _as_conv_packed(w, groups, w_zero_point, w_scale)
-    geo, ohw = _conv_geometry(x, p, stride, padding, dilation)
-
-    xzp, e, odt, ozp, lo, hi = _memo_get(p, key, lambda: _call_params(
-        p, preset, x, x_scale, x_zero_point, w_scale, out_scale, out_zero_point, out_dtype,
-        act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow))
+    # As in qlinear, plus the geometry: the key holds x's shape and stride/padding/dilation/groups.
+    key = hit = None
+    if isinstance(w, PackedConv2d):
+        key = _memo_key(bias, "qconv2d", preset, x.dtype.str, stride, padding, dilation, groups,
+                        x_scale, x_zero_point, w_scale, w_zero_point, out_scale, out_zero_point,
+                        out_dtype, act_min, act_max, multiplier, shift, scheme, rounding, overflow)
+        if key is not None:
+            key = (x.shape, key)
+            hit = w._memo.get(key)
+    if hit is None:
+        p = _as_conv_packed(w, groups, w_zero_point, w_scale)
+        geo, ohw = _conv_geometry(x, p, stride, padding, dilation)
+        xzp, e, odt, ozp, lo, hi = _call_params(
+            p, preset, x, x_scale, x_zero_point, w_scale, out_scale, out_zero_point, out_dtype,
+            act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow)
+        if key is not None:
+            e = _memo_epi(e)
+            _memo_put(p, key, (xzp, e, odt, ozp, lo, hi, geo, ohw))
+    else:
+        p = w
+        xzp, e, odt, ozp, lo, hi, geo, ohw = hit
     return _run_conv(p, x, xzp, geo, ohw, e, odt, ozp, lo, hi, overflow == "wrap",
                      _threads(threads, x.shape[0] * ohw[0] * ohw[1] * p.out_channels * p.k), out)
 
