@@ -60,6 +60,8 @@ def _threads(threads: Optional[int], macs: float = float("inf")) -> int:
     """Explicit counts are used as given (capped at 256); the default is the CPUs this process
     may use, but no more than one thread per ~1M multiply-accumulates (starting a thread costs
     more than it saves below that). Results never depend on the count."""
+    if type(threads) is int and threads >= 1:   # fast path of the checks below
+        return threads if threads <= 256 else 256
     if threads is None:
         return max(1, min(_default_threads(), int(macs // 1_000_000)))
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
@@ -561,11 +563,13 @@ def _run_linear(p: PackedLinear, x: np.ndarray, xzp: int, e: _Epi, odt: np.dtype
     lead = x.shape[:-1]
     x2 = np.ascontiguousarray(x.reshape(-1, p.k))
     shape = lead + (p.out_channels,)
-    C.check_out(out, shape, odt)
+    if out is not None:
+        C.check_out(out, shape, odt)
     y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
     st = _core._linear(p._cap, x2, xzp, y, e.scheme, e.bias, e.fbias, e.scale, e.mult, e.shift,
                        ozp, lo, hi, int(wrap), threads)
-    _raise_status(st, "qlinear")
+    if st != _ST_OK:
+        _raise_status(st, "qlinear")
     if out is not None and y is not out:
         out[...] = y
         return out
@@ -645,11 +649,11 @@ def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[Arra
     # is a call whose checks all passed before, so it goes straight to the kernel.
     key = hit = None
     if isinstance(w, PackedLinear):
-        key = _memo_key(bias, "qlinear", preset, x.dtype.str, x_scale, x_zero_point, w_scale,
-                        w_zero_point, out_scale, out_zero_point, out_dtype, act_min, act_max,
-                        multiplier, shift, scheme, rounding, overflow)
-        if key is not None:
-            key = (x.shape[-1:], key)
+        key = _memo_key(bias, x_scale, x_zero_point, w_scale, w_zero_point, out_scale,
+                        out_zero_point, out_dtype, act_min, act_max, multiplier, shift, scheme,
+                        rounding, overflow)
+        if key is not None:   # preset is a checked str; x's dtype is uint8 or int8
+            key = (x.shape[-1:], x.dtype.char, preset, key)
             hit = w._memo.get(key)
     if hit is None:
         p = _as_linear_packed(w, w_zero_point, w_scale)
@@ -762,11 +766,13 @@ def _run_conv(p: PackedConv2d, x: np.ndarray, xzp: int, geo: Tuple[int, ...], oh
               e: _Epi, odt: np.dtype, ozp: int, lo: int, hi: int, wrap: bool, threads: int,
               out: Optional[np.ndarray]) -> np.ndarray:
     shape = (x.shape[0], p.out_channels) + ohw
-    C.check_out(out, shape, odt)
+    if out is not None:
+        C.check_out(out, shape, odt)
     y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
     st = _core._conv2d(p._cap, np.ascontiguousarray(x), xzp, *geo, y, e.scheme, e.bias, e.fbias,
                        e.scale, e.mult, e.shift, ozp, lo, hi, int(wrap), threads)
-    _raise_status(st, "qconv2d")
+    if st != _ST_OK:
+        _raise_status(st, "qconv2d")
     if out is not None and y is not out:
         out[...] = y
         return out
@@ -807,11 +813,11 @@ def qconv2d(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional[Arra
     # As in qlinear, plus the geometry: the key holds x's shape and stride/padding/dilation/groups.
     key = hit = None
     if isinstance(w, PackedConv2d):
-        key = _memo_key(bias, "qconv2d", preset, x.dtype.str, stride, padding, dilation, groups,
-                        x_scale, x_zero_point, w_scale, w_zero_point, out_scale, out_zero_point,
-                        out_dtype, act_min, act_max, multiplier, shift, scheme, rounding, overflow)
-        if key is not None:
-            key = (x.shape, key)
+        key = _memo_key(bias, stride, padding, dilation, groups, x_scale, x_zero_point, w_scale,
+                        w_zero_point, out_scale, out_zero_point, out_dtype, act_min, act_max,
+                        multiplier, shift, scheme, rounding, overflow)
+        if key is not None:   # preset is a checked str; x's dtype is uint8 or int8
+            key = (x.shape, x.dtype.char, preset, key)
             hit = w._memo.get(key)
     if hit is None:
         p = _as_conv_packed(w, groups, w_zero_point, w_scale)
