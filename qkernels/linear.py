@@ -123,9 +123,10 @@ class _Packed:
         self.per_channel_zp = per_channel_zp
         self.abs_sum = np.abs(w2d.astype(np.int64) - zp[:, None].astype(np.int64)).sum(axis=1)
         self.nbytes = int(_core._packed_bytes(cap))
-        # Checked, derived per-call parameters (requantization scales, int32 bias, ranges) keyed by
-        # the exact call arguments, so that repeated calls skip the Python-side derivation. Only
-        # successful derivations are stored; at most _MEMO_SIZE entries.
+        # Checked, derived per-call parameters (requantization scales, int32 bias, ranges, conv
+        # geometry) keyed by the exact call arguments and x's shape and dtype, so that repeated
+        # calls skip the Python-side checks and derivation. Only calls whose checks all passed are
+        # stored, with private copies of their arrays; at most _MEMO_SIZE entries (FIFO).
         self._memo: dict = {}
 
 
