@@ -60,6 +60,8 @@ def _threads(threads: Optional[int], macs: float = float("inf")) -> int:
     """Explicit counts are used as given (capped at 256); the default is the CPUs this process
     may use, but no more than one thread per ~1M multiply-accumulates (starting a thread costs
     more than it saves below that). Results never depend on the count."""
+    if type(threads) is int and threads >= 1:   # fast path of the checks below
+        return threads if threads <= 256 else 256
     if threads is None:
         return max(1, min(_default_threads(), int(macs // 1_000_000)))
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
@@ -121,9 +123,10 @@ class _Packed:
         self.per_channel_zp = per_channel_zp
         self.abs_sum = np.abs(w2d.astype(np.int64) - zp[:, None].astype(np.int64)).sum(axis=1)
         self.nbytes = int(_core._packed_bytes(cap))
-        # Checked, derived per-call parameters (requantization scales, int32 bias, ranges) keyed by
-        # the exact call arguments, so that repeated calls skip the Python-side derivation. Only
-        # successful derivations are stored; at most _MEMO_SIZE entries.
+        # Checked, derived per-call parameters (requantization scales, int32 bias, ranges, conv
+        # geometry) keyed by the exact call arguments and x's shape and dtype, so that repeated
+        # calls skip the Python-side checks and derivation. Only calls whose checks all passed are
+        # stored, with private copies of their arrays; at most _MEMO_SIZE entries (FIFO).
         self._memo: dict = {}
 
 
@@ -139,8 +142,12 @@ def _key_of(v: Any) -> Any:
     if t in _SIMPLE_TYPES:
         return (t, v)
     if t is np.ndarray:
+        if v.dtype.hasobject:
+            raise TypeError("unkeyable")
         return (v.dtype.str, v.shape, v.tobytes())
     if isinstance(v, np.generic):
+        if v.dtype.hasobject:
+            raise TypeError("unkeyable")
         return (v.dtype.str, v.tobytes())
     if isinstance(v, np.dtype):
         return ("dtype", v.str)
@@ -151,23 +158,51 @@ def _key_of(v: Any) -> Any:
     raise TypeError("unkeyable")
 
 
-def _memo_key(*args: Any) -> Any:
-    try:
-        return tuple([_key_of(a) for a in args])
-    except (TypeError, ValueError):
-        return None
+def _memo_key(bias: Any, *args: Any) -> Any:
+    """Exact key of the call arguments, or None when one cannot be keyed (no memoisation).
+
+    Python scalars, strings and None enter by value, tagged by type (``1``, ``1.0`` and ``True``
+    differ); arrays and NumPy scalars by dtype, shape and bytes, so mutating an array in place
+    between calls gives a different key (never a stale entry). ``bias`` (usually the one array)
+    is keyed on its own so that the common all-scalar rest needs no per-argument Python work."""
+    types = tuple(map(type, args))
+    if not _SIMPLE_TYPES.issuperset(types):
+        try:
+            args = tuple([v if type(v) in _SIMPLE_TYPES else _key_of(v) for v in args])
+        except (TypeError, ValueError):
+            return None
+    tb = type(bias)
+    if tb is np.ndarray and not bias.dtype.hasobject:
+        bkey: Any = (tb, bias.dtype, bias.shape, bias.tobytes())
+    else:
+        try:
+            bkey = (tb, _key_of(bias))
+        except (TypeError, ValueError):
+            return None
+    return (types, args, bkey)
 
 
-def _memo_get(p: "_Packed", key: Any, build: Any) -> Any:
+def _owned(a: Any) -> Any:
+    """A private copy of an array kept in the memo (it may alias a caller's array)."""
+    return None if a is None else np.array(a, copy=True)
+
+
+def _memo_put(p: "_Packed", key: Any, value: tuple) -> None:
     if key is None:
-        return build()
-    hit = p._memo.get(key)
-    if hit is None:
-        hit = build()
-        if len(p._memo) >= _MEMO_SIZE:
-            p._memo.pop(next(iter(p._memo)), None)
-        p._memo[key] = hit
-    return hit
+        return
+    if len(p._memo) >= _MEMO_SIZE:
+        p._memo.pop(next(iter(p._memo)), None)
+    p._memo[key] = value
+
+
+def _memo_epi(e: "_Epi") -> "_Epi":
+    """The epilogue with its arrays copied, so that a memo entry can never see a caller's later
+    in-place change (e.g. an int32 bias or a multiplier array passed through without a copy)."""
+    c = _Epi()
+    c.scheme = e.scheme
+    c.bias, c.fbias, c.scale = _owned(e.bias), _owned(e.fbias), _owned(e.scale)
+    c.mult, c.shift = _owned(e.mult), _owned(e.shift)
+    return c
 
 
 class PackedLinear(_Packed):
@@ -529,11 +564,13 @@ def _run_linear(p: PackedLinear, x: np.ndarray, xzp: int, e: _Epi, odt: np.dtype
     lead = x.shape[:-1]
     x2 = np.ascontiguousarray(x.reshape(-1, p.k))
     shape = lead + (p.out_channels,)
-    C.check_out(out, shape, odt)
+    if out is not None:
+        C.check_out(out, shape, odt)
     y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
     st = _core._linear(p._cap, x2, xzp, y, e.scheme, e.bias, e.fbias, e.scale, e.mult, e.shift,
                        ozp, lo, hi, int(wrap), threads)
-    _raise_status(st, "qlinear")
+    if st != _ST_OK:
+        _raise_status(st, "qlinear")
     if out is not None and y is not out:
         out[...] = y
         return out
@@ -608,15 +645,29 @@ def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[Arra
     """
     preset = _choice(preset, PRESETS, "preset")
     x = _q8_input(x, "x")
-    key = _memo_key("qlinear", preset, x.dtype, x_scale, x_zero_point, w_scale, w_zero_point,
-                    out_scale, out_zero_point, out_dtype, act_min, act_max, multiplier, shift,
-                    scheme, rounding, overflow, bias) if isinstance(w, PackedLinear) else None
-    p = _as_linear_packed(w, w_zero_point, w_scale)
-    x = _prepare_x(x, p.k)
-
-    xzp, e, odt, ozp, lo, hi = _memo_get(p, key, lambda: _call_params(
-        p, preset, x, x_scale, x_zero_point, w_scale, out_scale, out_zero_point, out_dtype,
-        act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow))
+    # Memo of the checked, derived parameters on the packed weights, keyed by the exact values of
+    # every argument that the checks and derivations read (x only through its dtype and K). A hit
+    # is a call whose checks all passed before, so it goes straight to the kernel.
+    key = hit = None
+    if isinstance(w, PackedLinear):
+        key = _memo_key(bias, x_scale, x_zero_point, w_scale, w_zero_point, out_scale,
+                        out_zero_point, out_dtype, act_min, act_max, multiplier, shift, scheme,
+                        rounding, overflow)
+        if key is not None:   # preset is a checked str; x's dtype is uint8 or int8
+            key = (x.shape[-1:], x.dtype.char, preset, key)
+            hit = w._memo.get(key)
+    if hit is None:
+        p = _as_linear_packed(w, w_zero_point, w_scale)
+        x = _prepare_x(x, p.k)
+        xzp, e, odt, ozp, lo, hi = _call_params(
+            p, preset, x, x_scale, x_zero_point, w_scale, out_scale, out_zero_point, out_dtype,
+            act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow)
+        if key is not None:
+            e = _memo_epi(e)
+            _memo_put(p, key, (xzp, e, odt, ozp, lo, hi))
+    else:
+        p = w
+        xzp, e, odt, ozp, lo, hi = hit
     return _run_linear(p, x, xzp, e, odt, ozp, lo, hi, overflow == "wrap",
                        _threads(threads, x.size * p.out_channels), out)
 
@@ -716,11 +767,13 @@ def _run_conv(p: PackedConv2d, x: np.ndarray, xzp: int, geo: Tuple[int, ...], oh
               e: _Epi, odt: np.dtype, ozp: int, lo: int, hi: int, wrap: bool, threads: int,
               out: Optional[np.ndarray]) -> np.ndarray:
     shape = (x.shape[0], p.out_channels) + ohw
-    C.check_out(out, shape, odt)
+    if out is not None:
+        C.check_out(out, shape, odt)
     y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
     st = _core._conv2d(p._cap, np.ascontiguousarray(x), xzp, *geo, y, e.scheme, e.bias, e.fbias,
                        e.scale, e.mult, e.shift, ozp, lo, hi, int(wrap), threads)
-    _raise_status(st, "qconv2d")
+    if st != _ST_OK:
+        _raise_status(st, "qconv2d")
     if out is not None and y is not out:
         out[...] = y
         return out
@@ -758,15 +811,27 @@ def qconv2d(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional[Arra
     """
     preset = _choice(preset, PRESETS, "preset")
     x = _q8_input(x, "x")
-    key = _memo_key("qconv2d", preset, x.dtype, x_scale, x_zero_point, w_scale, w_zero_point,
-                    out_scale, out_zero_point, out_dtype, act_min, act_max, multiplier, shift,
-                    scheme, rounding, overflow, bias) if isinstance(w, PackedConv2d) else None
-    p = _as_conv_packed(w, groups, w_zero_point, w_scale)
-    geo, ohw = _conv_geometry(x, p, stride, padding, dilation)
-
-    xzp, e, odt, ozp, lo, hi = _memo_get(p, key, lambda: _call_params(
-        p, preset, x, x_scale, x_zero_point, w_scale, out_scale, out_zero_point, out_dtype,
-        act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow))
+    # As in qlinear, plus the geometry: the key holds x's shape and stride/padding/dilation/groups.
+    key = hit = None
+    if isinstance(w, PackedConv2d):
+        key = _memo_key(bias, stride, padding, dilation, groups, x_scale, x_zero_point, w_scale,
+                        w_zero_point, out_scale, out_zero_point, out_dtype, act_min, act_max,
+                        multiplier, shift, scheme, rounding, overflow)
+        if key is not None:   # preset is a checked str; x's dtype is uint8 or int8
+            key = (x.shape, x.dtype.char, preset, key)
+            hit = w._memo.get(key)
+    if hit is None:
+        p = _as_conv_packed(w, groups, w_zero_point, w_scale)
+        geo, ohw = _conv_geometry(x, p, stride, padding, dilation)
+        xzp, e, odt, ozp, lo, hi = _call_params(
+            p, preset, x, x_scale, x_zero_point, w_scale, out_scale, out_zero_point, out_dtype,
+            act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow)
+        if key is not None:
+            e = _memo_epi(e)
+            _memo_put(p, key, (xzp, e, odt, ozp, lo, hi, geo, ohw))
+    else:
+        p = w
+        xzp, e, odt, ozp, lo, hi, geo, ohw = hit
     return _run_conv(p, x, xzp, geo, ohw, e, odt, ozp, lo, hi, overflow == "wrap",
                      _threads(threads, x.shape[0] * ohw[0] * ohw[1] * p.out_channels * p.k), out)
 

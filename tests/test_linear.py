@@ -309,3 +309,133 @@ def test_packed_reuse_with_changing_parameters():
         qkernels.qlinear(x, p, bias, x_scale=-1.0, out_scale=1.0, preset="fbgemm")
     with pytest.raises(ValueError, match="x_scale must be finite"):   # errors are never memoized
         qkernels.qlinear(x, p, bias, x_scale=-1.0, out_scale=1.0, preset="fbgemm")
+
+
+def _mutation_cases(rng, n):
+    """(name, kwargs factory) pairs for the memo tests: every array argument is a caller-owned
+    array that the test mutates in place between calls."""
+    return [
+        ("fbgemm", dict(bias=rng.normal(0, 1, n).astype(np.float32),
+                        w_scale=np.linspace(0.005, 0.02, n).astype(np.float32)),
+         dict(x_scale=0.05, x_zero_point=3, out_scale=0.2, out_zero_point=100, preset="fbgemm")),
+        ("onnxruntime", dict(bias=rng.integers(-3000, 3000, n).astype(np.int32),
+                             w_scale=np.linspace(0.005, 0.02, n).astype(np.float32)),
+         dict(x_scale=0.05, x_zero_point=3, out_scale=0.2, out_zero_point=100,
+              preset="onnxruntime")),
+        ("explicit", dict(bias=rng.integers(-3000, 3000, n).astype(np.int32),
+                          multiplier=rng.integers(1 << 29, 1 << 30, n).astype(np.int32),
+                          shift=np.full(n, -8, np.int32)),
+         dict(x_zero_point=3, out_zero_point=5, preset="onnxruntime")),
+    ]
+
+
+@pytest.mark.parametrize("case", [0, 1, 2])
+@pytest.mark.parametrize("op", ["linear", "conv"])
+def test_packed_memo_never_stale_after_in_place_mutation(op, case):
+    """The memo on packed weights must never hand back parameters derived from old array values:
+    mutate every array argument in place, then pass the old values again in a *different* array
+    (an int32 bias, a multiplier or a per-channel scale may be used without a copy, so a memo
+    entry that kept a reference would see the mutation)."""
+    rng = np.random.default_rng(40 + case)
+    n = 6
+    if op == "linear":
+        x, w = rand_q(rng, U8, (4, 24)), rand_q(rng, I8, (n, 24))
+        fn, pack, extra = qkernels.qlinear, qkernels.pack_linear, {}
+    else:
+        x, w = rand_q(rng, U8, (2, 3, 7, 7)), rand_q(rng, I8, (n, 3, 3, 3))
+        fn, pack, extra = qkernels.qconv2d, qkernels.pack_conv2d, dict(padding=1)
+    name, arrays, kw = _mutation_cases(rng, n)[case]
+    p = pack(w)
+    originals = {k: v.copy() for k, v in arrays.items()}
+    ref0 = fn(x, w, **originals, **kw, **extra)
+    np.testing.assert_array_equal(fn(x, p, **arrays, **kw, **extra), ref0)
+    for step in range(3):
+        for k, v in arrays.items():          # in place, keeping every value valid
+            if v.dtype == np.float32:
+                v *= np.float32(1.25)
+            elif k == "shift":
+                v -= 1
+            elif k == "multiplier":
+                v[::2] += 12345
+            else:
+                v += 777
+        ref = fn(x, w, **{k: v.copy() for k, v in arrays.items()}, **kw, **extra)
+        assert not np.array_equal(ref, ref0)
+        np.testing.assert_array_equal(fn(x, p, **arrays, **kw, **extra), ref)
+        np.testing.assert_array_equal(fn(x, p, **arrays, **kw, **extra), ref)
+        # the first values again, in fresh arrays: must give the first result
+        fresh = {k: v.copy() for k, v in originals.items()}
+        np.testing.assert_array_equal(fn(x, p, **fresh, **kw, **extra), ref0)
+
+
+def test_packed_memo_shapes_threads_and_value_types():
+    """Cached calls follow changes of x's shape, of threads, of stride/padding spelling, and give
+    the same bits for the same values spelled as Python float, np.float32 or 0-d arrays."""
+    rng = np.random.default_rng(50)
+    w = rand_q(rng, I8, (8, 4, 3, 3))
+    p = qkernels.pack_conv2d(w, w_scale=0.01)
+    bias = rng.normal(0, 1, 8).astype(np.float32)
+    spellings = [dict(x_scale=0.05, out_scale=0.25, x_zero_point=7, out_zero_point=90),
+                 dict(x_scale=np.float32(0.05), out_scale=np.float32(0.25),
+                      x_zero_point=np.uint8(7), out_zero_point=np.int32(90)),
+                 dict(x_scale=np.array(0.05, np.float32), out_scale=np.array(0.25),
+                      x_zero_point=np.array(7), out_zero_point=np.array(90, np.int64)),
+                 dict(x_scale=np.float64(0.05), out_scale=0.25, x_zero_point=7, out_zero_point=90)]
+    geoms = [dict(stride=1, padding=1), dict(stride=(1, 1), padding=(1, 1)),
+             dict(stride=[1, 1], padding=(1, 1, 1, 1)), dict(stride=np.int64(1), padding=1)]
+    for shape in [(1, 4, 9, 9), (3, 4, 9, 9), (1, 4, 5, 12), (2, 4, 3, 3), (1, 4, 9, 9)]:
+        x = rand_q(rng, U8, shape)
+        ref = qkernels.qconv2d(x, w, bias, w_scale=0.01, preset="fbgemm", stride=1, padding=1,
+                               **spellings[0])
+        for threads in (1, 2, 3, None):
+            for sp in spellings:
+                for g in geoms:
+                    y = qkernels.qconv2d(x, p, bias, preset="fbgemm", threads=threads, **g, **sp)
+                    np.testing.assert_array_equal(y, ref)
+    pl = qkernels.pack_linear(w.reshape(8, 36), w_scale=0.01)
+    for lead in [(5,), (2, 5), (1,), (3, 1, 2)]:
+        x = rand_q(rng, U8, lead + (36,))
+        ref = qkernels.qlinear(x, w.reshape(8, 36), bias, w_scale=0.01, preset="fbgemm",
+                               **spellings[0])
+        for threads in (1, 2, None):
+            for sp in spellings:
+                np.testing.assert_array_equal(
+                    qkernels.qlinear(x, pl, bias, preset="fbgemm", threads=threads, **sp), ref)
+
+
+def test_packed_memo_keeps_every_error():
+    """After a successful (memoised) call, arguments equal by == but of another type, or a bad
+    x, still raise exactly as on a first call."""
+    rng = np.random.default_rng(51)
+    w = rand_q(rng, I8, (8, 4, 3, 3))
+    p = qkernels.pack_conv2d(w, w_scale=0.01)
+    x = rand_q(rng, I8, (1, 4, 6, 6))
+    kw = dict(x_scale=0.05, out_scale=0.25, preset="tflite")
+    qkernels.qconv2d(x, p, stride=1, act_min=-5, **kw)
+    qkernels.qconv2d(x, p, stride=1, act_min=-5, **kw)
+    with pytest.raises(TypeError, match="stride"):
+        qkernels.qconv2d(x, p, stride=True, act_min=-5, **kw)
+    with pytest.raises(TypeError, match="act_min"):
+        qkernels.qconv2d(x, p, stride=1, act_min=True, **kw)
+    with pytest.raises(TypeError, match="act_min"):
+        qkernels.qconv2d(x, p, stride=1, act_min=-5.0, **kw)
+    with pytest.raises(ValueError, match="w_zero_point differs"):
+        qkernels.qconv2d(x, p, stride=1, act_min=-5, w_zero_point=1, **kw)
+    with pytest.raises(ValueError, match="groups=2 differs"):
+        qkernels.qconv2d(x, p, stride=1, act_min=-5, groups=2, **kw)
+    with pytest.raises(ValueError, match="input channels"):
+        qkernels.qconv2d(rand_q(rng, I8, (1, 5, 6, 6)), p, stride=1, act_min=-5, **kw)
+    with pytest.raises(TypeError, match="x must be int8"):
+        qkernels.qconv2d(x.view(U8), p, stride=1, act_min=-5, **kw)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        qkernels.qconv2d(x[:, :, :2], p, stride=1, act_min=-5, **kw)
+    pl = qkernels.pack_linear(w.reshape(8, 36), w_scale=0.01)
+    xl = rand_q(rng, I8, (2, 36))
+    qkernels.qlinear(xl, pl, x_zero_point=0, **kw)
+    qkernels.qlinear(xl, pl, x_zero_point=0, **kw)
+    with pytest.raises(TypeError, match="x_zero_point"):
+        qkernels.qlinear(xl, pl, x_zero_point=0.0, **kw)
+    with pytest.raises(ValueError, match="K = 35"):
+        qkernels.qlinear(xl[:, :35], pl, x_zero_point=0, **kw)
+    with pytest.raises(ValueError, match="w_zero_point differs"):
+        qkernels.qlinear(xl, pl, x_zero_point=0, w_zero_point=np.full(8, 2), **kw)
