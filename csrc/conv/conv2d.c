@@ -147,14 +147,15 @@ static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
     for (size_t j = j0; j < j1; j++) {
         uint8_t *d = c->xp8 + j * plane;
         const uint8_t *src0 = (const uint8_t *)c->x + j * s->in_h * s->in_w;
-        if (s->pad_top) memset(d, c->xz8, s->pad_top * c->wp);
-        if (s->pad_bottom) memset(d + (s->pad_top + s->in_h) * c->wp, c->xz8, s->pad_bottom * c->wp);
-        if (s->pad_left || s->pad_right)
-            for (size_t h = 0; h < s->in_h; h++) {
-                uint8_t *row = d + (h + s->pad_top) * c->wp;
-                memset(row, c->xz8, s->pad_left);
-                memset(row + s->pad_left + s->in_w, c->xz8, s->pad_right);
-            }
+        if (s->pad_left || s->pad_right) {
+            /* side padding: one fill of the whole plane (the rows are then written over it)
+             * costs less than two small memset calls a row */
+            memset(d, c->xz8, plane);
+        } else {
+            if (s->pad_top) memset(d, c->xz8, s->pad_top * c->wp);
+            if (s->pad_bottom)
+                memset(d + (s->pad_top + s->in_h) * c->wp, c->xz8, s->pad_bottom * c->wp);
+        }
         uint8_t *dst = d + s->pad_top * c->wp + s->pad_left;
 #if QK_X86
         if (v512) {
@@ -777,10 +778,11 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         const size_t taps = w->kh * w->kw;
         c.koff = (size_t *)malloc(w->k * sizeof(size_t));
         if (c.koff == NULL) return QK_ERR_NOMEM;
-        for (size_t kk = 0; kk < w->k; kk++) {
-            const size_t ch = kk / taps, t = kk % taps;
-            c.koff[kk] = ch * c.hp * c.wp + (t / w->kw) * s->dil_h * c.wp + (t % w->kw) * s->dil_w;
-        }
+        size_t kk = 0; /* tap kk = (channel, row, column), no divisions (k can be thousands) */
+        for (size_t ch = 0; ch < w->k / taps; ch++)
+            for (size_t r = 0; r < w->kh; r++)
+                for (size_t q = 0; q < w->kw; q++)
+                    c.koff[kk++] = ch * c.hp * c.wp + r * s->dil_h * c.wp + q * s->dil_w;
     }
     if (w->vnni) {
         c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
