@@ -536,12 +536,17 @@ def _raise_status(st: int, what: str) -> None:
     raise ValueError(f"{what}: {_ST_MESSAGES.get(st, f'status {st}')}")
 
 
+def _check_packed_zero_point(w: "_Packed", w_zero_point: Any) -> None:
+    """A w_zero_point given with packed weights must be the one they were packed with."""
+    if w_zero_point is not None:
+        zp = _zp_vector(w_zero_point, w.out_channels, w.w_dtype, "w_zero_point")
+        if not np.array_equal(zp, w.w_zero_point):
+            raise ValueError("w_zero_point differs from the one the weights were packed with")
+
+
 def _as_linear_packed(w: Any, w_zero_point: Any, w_scale: Any) -> PackedLinear:
     if isinstance(w, PackedLinear):
-        if w_zero_point is not None:
-            zp = _zp_vector(w_zero_point, w.out_channels, w.w_dtype, "w_zero_point")
-            if not np.array_equal(zp, w.w_zero_point):
-                raise ValueError("w_zero_point differs from the one the weights were packed with")
+        _check_packed_zero_point(w, w_zero_point)
         return w
     if isinstance(w, PackedConv2d):
         raise TypeError("w is a PackedConv2d; qlinear needs raw (N, K) weights or a PackedLinear")
@@ -727,10 +732,7 @@ def _as_conv_packed(w: Any, groups: Optional[int], w_zero_point: Any, w_scale: A
     if isinstance(w, PackedConv2d):
         if groups is not None and C._int_scalar(groups, "groups") != w.groups:
             raise ValueError(f"groups={groups} differs from the packed weights' groups={w.groups}")
-        if w_zero_point is not None:
-            zp = _zp_vector(w_zero_point, w.out_channels, w.w_dtype, "w_zero_point")
-            if not np.array_equal(zp, w.w_zero_point):
-                raise ValueError("w_zero_point differs from the one the weights were packed with")
+        _check_packed_zero_point(w, w_zero_point)
         return w
     if isinstance(w, PackedLinear):
         raise TypeError("w is a PackedLinear; qconv2d needs OIHW weights or a PackedConv2d")

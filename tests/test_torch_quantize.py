@@ -181,6 +181,14 @@ def test_handler_gives_the_integer_op(data):
     np.testing.assert_array_equal(tr["act"].q, tr_f["act"].q)
     np.testing.assert_array_equal(im(x), im_f(x))
 
+    def const(mod, xq, scale, zp):   # its integers, not a float GELU, reach the next layer
+        return np.full_like(xq.q, zp)
+    im_c = quantize_model(_ConvGeluNet().eval(), calib, config=cfg, handlers={torch.nn.GELU: const})
+    tr_c = {}
+    im_c._run(x, "int", trace=tr_c, raw=True)
+    assert (tr_c["act"].q == im_c.qparams["act"][1]).all()
+    assert not np.array_equal(im_c(x), im_f(x))
+
     def bad(mod, xq, scale, zp):
         return xq.q.astype(np.int32)
     im_bad = quantize_model(_ConvGeluNet().eval(), calib, config=cfg, handlers={torch.nn.GELU: bad})

@@ -171,7 +171,7 @@ def q_adaptive_avg_pool2d(x: QTensor, output_size: Any, *, channels_last: bool =
             s = x.q[:, :, h0:h1, w0:w1].astype(np.int64).sum(axis=(2, 3))
             if not channels_last:
                 r = F32(F32(F32(1) / F32(h1 - h0)) / F32(w1 - w0))
-                out[:, :, i, j] = np.clip(np.rint(s.astype(F32) * r), *_qlimits(x.q.dtype))
+                out[:, :, i, j] = np.clip(np.rint(s.astype(F32) * r), *qk._checks.qrange(x.q.dtype))
                 continue
             acc = (s - k * x.zero_point).astype(F32)
             sc = F32(1) / (F32(1) / F32(k))
@@ -222,6 +222,31 @@ def _pool_out_size(i: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
     return o
 
 
+def _avg_pool_sums(x: QTensor, kernel: Any, stride: Any, padding: Any, ceil_mode: bool,
+                   fill: int) -> Tuple[np.ndarray, Tuple[int, ...]]:
+    """The int64 window sums of avg_pool2d over ``x.q`` padded with ``fill``, and the checked
+    geometry (kh, kw, sh, sw, ph, pw, h, w, oh, ow)."""
+    kh, kw = _pair(kernel)
+    sh, sw = _pair(stride if stride not in (None, []) else kernel)
+    ph, pw = _pair(padding)
+    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0:
+        raise ValueError("avg_pool2d: kernel and stride must be positive, padding non-negative")
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError("avg_pool2d: padding must be at most half the kernel size")
+    if x.q.ndim != 4:
+        raise ValueError(f"avg_pool2d: expected an NCHW tensor, got shape {x.q.shape}")
+    n, c, h, w = x.q.shape
+    oh, ow = _pool_out_size(h, kh, sh, ph, ceil_mode), _pool_out_size(w, kw, sw, pw, ceil_mode)
+    hh, ww = max((oh - 1) * sh + kh, ph + h), max((ow - 1) * sw + kw, pw + w)
+    pad = np.full((n, c, hh, ww), fill, np.int64)
+    pad[:, :, ph:ph + h, pw:pw + w] = x.q
+    acc = np.zeros((n, c, oh, ow), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            acc += pad[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
+    return acc, (kh, kw, sh, sw, ph, pw, h, w, oh, ow)
+
+
 def q_avg_pool2d(x: QTensor, kernel: Any, stride: Any = None, padding: Any = 0,
                  ceil_mode: bool = False, count_include_pad: bool = True,
                  divisor_override: Optional[int] = None) -> QTensor:
@@ -238,26 +263,10 @@ def q_avg_pool2d(x: QTensor, kernel: Any, stride: Any = None, padding: Any = 0,
         array([[ 2,  4],
                [10, 12]], dtype=uint8)
     """
-    kh, kw = _pair(kernel)
-    sh, sw = _pair(stride if stride not in (None, []) else kernel)
-    ph, pw = _pair(padding)
-    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0:
-        raise ValueError("avg_pool2d: kernel and stride must be positive, padding non-negative")
-    if ph > kh // 2 or pw > kw // 2:
-        raise ValueError("avg_pool2d: padding must be at most half the kernel size")
     if divisor_override is not None and int(divisor_override) == 0:
         raise ValueError("avg_pool2d: divisor_override must not be zero")
-    if x.q.ndim != 4:
-        raise ValueError(f"avg_pool2d: expected an NCHW tensor, got shape {x.q.shape}")
-    n, c, h, w = x.q.shape
-    oh, ow = _pool_out_size(h, kh, sh, ph, ceil_mode), _pool_out_size(w, kw, sw, pw, ceil_mode)
-    hh, ww = max((oh - 1) * sh + kh, ph + h), max((ow - 1) * sw + kw, pw + w)
-    pad = np.zeros((n, c, hh, ww), np.int64)
-    pad[:, :, ph:ph + h, pw:pw + w] = x.q
-    acc = np.zeros((n, c, oh, ow), np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            acc += pad[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
+    acc, (kh, kw, sh, sw, ph, pw, h, w, oh, ow) = _avg_pool_sums(x, kernel, stride, padding,
+                                                                 ceil_mode, 0)
 
     def extent(o: int, k: int, s: int, p: int, size: int) -> Tuple[np.ndarray, np.ndarray]:
         start = np.arange(o) * s - p
@@ -308,11 +317,6 @@ def q_layernorm(x: QTensor, ln: "qk.LayerNormParams", out_dtype: Any = np.int8,
         lo, hi = qk._checks.qrange(dt, bits=bits)
         y = np.clip(y, lo, hi).astype(dt)
     return QTensor(y, float(ln.out_scale), zp), q_ptf
-
-
-def _qlimits(dtype: np.dtype) -> Tuple[int, int]:
-    info = np.iinfo(dtype)
-    return int(info.min), int(info.max)
 
 
 def _qnnpack_average(acc: np.ndarray, k: int, x: QTensor) -> QTensor:
@@ -367,22 +371,9 @@ def q_avg_pool2d_qnnpack(x: QTensor, kernel: Any, stride: Any = None, padding: A
     if x.q.dtype != np.uint8 or ceil_mode:
         return q_avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad,
                             divisor_override)
-    kh, kw = _pair(kernel)
-    sh, sw = _pair(stride if stride not in (None, []) else kernel)
-    ph, pw = _pair(padding)
-    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0:
-        raise ValueError("avg_pool2d: kernel and stride must be positive, padding non-negative")
-    if x.q.ndim != 4:
-        raise ValueError(f"avg_pool2d: expected an NCHW tensor, got shape {x.q.shape}")
-    n, c, h, w = x.q.shape
-    oh, ow = _pool_out_size(h, kh, sh, ph, False), _pool_out_size(w, kw, sw, pw, False)
-    pad = np.full((n, c, h + 2 * ph, w + 2 * pw), x.zero_point, np.int64)
-    pad[:, :, ph:ph + h, pw:pw + w] = x.q
-    acc = np.zeros((n, c, oh, ow), np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            acc += pad[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
-    return _qnnpack_average(acc - kh * kw * x.zero_point, kh * kw, x)
+    acc, geo = _avg_pool_sums(x, kernel, stride, padding, False, x.zero_point)
+    k = geo[0] * geo[1]   # padding holds the zero point: every window has kh * kw values
+    return _qnnpack_average(acc - k * x.zero_point, k, x)
 
 
 # ---- dynamic quantization (fbgemm quantized::linear_dynamic) -------------------------------------

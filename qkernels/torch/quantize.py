@@ -283,6 +283,13 @@ class IntegerModel:
         """The TensorConfig of node ``name``'s output."""
         return self.tensor_configs.get(name, self.config.activation)
 
+    def _quantize_as(self, v: Any, name: str) -> QTensor:
+        """Float values quantized with node ``name``'s calibrated parameters and type."""
+        s, z = self.qparams[name]
+        tc = self._tc(name)
+        return QTensor(qk.quantize(np.asarray(v, F32), F32(s), z, dtype=tc.dtype(),
+                                   bits=tc.qbits(), flavor="torch"), s, z)
+
     def _bias_int(self, bias: np.ndarray, xs: Any, ws: Any) -> np.ndarray:
         """The integer bias of the presets that add one: scale x_scale * w_scale, saturated to
         ``config.bias.bits`` (default 32)."""
@@ -331,11 +338,7 @@ class IntegerModel:
 
         fq = self._fq_out
 
-        def q(v: np.ndarray, name: str) -> QTensor:
-            s, z = self.qparams[name]
-            tc = self._tc(name)
-            return QTensor(qk.quantize(np.asarray(v, F32), F32(s), z, dtype=tc.dtype(),
-                                       bits=tc.qbits(), flavor="torch"), s, z)
+        q = self._quantize_as
 
         for node in gm.graph.nodes:
             if node.op == "placeholder":
@@ -594,10 +597,7 @@ class IntegerModel:
             return y
         if mode == "fq":
             return fq(y, name)
-        s, z = self.qparams[name]
-        tc = self._tc(name)
-        return QTensor(qk.quantize(y.astype(F32), F32(s), z, dtype=tc.dtype(), bits=tc.qbits(),
-                                   flavor="torch"), s, z)
+        return self._quantize_as(y, name)
 
     def _cat(self, name: str, args: Tuple, kwargs: Dict, mode: str, fq: Callable) -> Any:
         """torch.cat: int mode requantizes every input to the output's parameters (q_cat)."""
@@ -1175,9 +1175,6 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     def observer(name: str) -> qk.Observer:
         return tcs.get(name, acfg).observer_for()
     observers: Dict[str, qk.Observer] = {}
-    keep_qparams = (torch.nn.MaxPool2d, torch.nn.AdaptiveAvgPool2d, torch.nn.Flatten,
-                    torch.nn.Dropout, torch.nn.Identity, torch.nn.ReLU, torch.nn.ReLU6,
-                    torch.nn.Hardtanh, torch.nn.AvgPool2d)
     inherit: Dict[str, str] = {}
     ln_nodes: Dict[str, fx.Node] = {}        # LayerNorm node -> its input: PTF calibration data
     ln_inputs: Dict[str, List[np.ndarray]] = {}
@@ -1201,16 +1198,12 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
             continue
         if node.op in ("placeholder",) or node.name in layers:
             observers[node.name] = observer(node.name)
-        elif node.op == "call_module" and isinstance(gm.get_submodule(node.target), keep_qparams):
+        elif _keeps_qparams(gm, node):
             inherit[node.name] = node.args[0].name
         elif node.op == "call_module" and isinstance(gm.get_submodule(node.target), torch.nn.LeakyReLU):
             observers[node.name] = observer(node.name)
         elif node.op == "call_function" and node.target in (torch.add, _operator_add(), *_CAT):
             observers[node.name] = observer(node.name)
-        elif node.op == "call_function" and node.target in _AVG_POOL2D:
-            inherit[node.name] = node.args[0].name
-        elif node.op == "call_function" and node.target in (torch.flatten, torch.nn.functional.relu, torch.relu):
-            inherit[node.name] = node.args[0].name
     class _Rec(fx.Interpreter):
         def run_node(self, n: fx.Node) -> Any:
             r = super().run_node(n)
@@ -1266,6 +1259,16 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
 
 
 _OWN_OUTPUT_TYPE = (torch.nn.LayerNorm,)
+# Ops whose output carries their input's quantization parameters (and integer type).
+_KEEP_QPARAMS = (torch.nn.MaxPool2d, torch.nn.AdaptiveAvgPool2d, torch.nn.AvgPool2d,
+                 torch.nn.Flatten, torch.nn.Dropout, torch.nn.Identity, torch.nn.ReLU,
+                 torch.nn.ReLU6, torch.nn.Hardtanh)
+_KEEP_QPARAMS_FN = (torch.flatten, torch.nn.functional.relu, torch.relu, *_AVG_POOL2D)
+
+
+def _keeps_qparams(gm: fx.GraphModule, n: fx.Node) -> bool:
+    return ((n.op == "call_module" and isinstance(gm.get_submodule(n.target), _KEEP_QPARAMS))
+            or (n.op == "call_function" and n.target in _KEEP_QPARAMS_FN))
 
 
 def _tensor_configs(gm: fx.GraphModule, cfg: QuantConfig, layers: Dict[str, Any],
@@ -1283,26 +1286,19 @@ def _tensor_configs(gm: fx.GraphModule, cfg: QuantConfig, layers: Dict[str, Any]
     special = set(special)
     own = set(layers) | special | {n.name for n in gm.graph.nodes if n.op == "call_module"
                                    and isinstance(gm.get_submodule(n.target), _OWN_OUTPUT_TYPE)}
-    keep = (torch.nn.MaxPool2d, torch.nn.AdaptiveAvgPool2d, torch.nn.AvgPool2d, torch.nn.Flatten,
-            torch.nn.Dropout, torch.nn.Identity, torch.nn.ReLU, torch.nn.ReLU6, torch.nn.Hardtanh)
-    keep_fn = (torch.flatten, torch.nn.functional.relu, torch.relu, *_AVG_POOL2D)
     for node in gm.graph.nodes:
         if node.op != "output":
             continue
         for n in node.all_input_nodes:
             while n.name not in own:
-                passes = ((n.op == "call_module" and isinstance(gm.get_submodule(n.target), keep))
-                          or (n.op == "call_function" and n.target in keep_fn))
-                if not passes or not isinstance(n.args[0], fx.Node):
+                if not _keeps_qparams(gm, n) or not isinstance(n.args[0], fx.Node):
                     raise ValueError(f"output: the model output {n.name} comes from an op that "
                                      "keeps the activation type; QuantConfig.output applies to "
                                      "conv / linear / LayerNorm / float-kept layers")
                 n = n.args[0]
             out[n.name] = cfg.output
     for n in gm.graph.nodes:   # the ops after it that keep its parameters carry its config
-        passes = ((n.op == "call_module" and isinstance(gm.get_submodule(n.target), keep))
-                  or (n.op == "call_function" and n.target in keep_fn))
-        if passes and n.name not in own and isinstance(n.args[0], fx.Node) and \
+        if _keeps_qparams(gm, n) and n.name not in own and isinstance(n.args[0], fx.Node) and \
                 n.args[0].name in out:
             out[n.name] = out[n.args[0].name]
     return out
@@ -1334,17 +1330,14 @@ def _float_nodes(gm: fx.GraphModule, names: Iterable[str]) -> List[str]:
     return out
 
 
-_SUPPORTED_MODULES = (torch.nn.MaxPool2d, torch.nn.AdaptiveAvgPool2d, torch.nn.AvgPool2d,
-                      torch.nn.Flatten, torch.nn.Dropout, torch.nn.Identity, torch.nn.ReLU,
-                      torch.nn.ReLU6, torch.nn.Hardtanh, torch.nn.LeakyReLU, torch.nn.LayerNorm)
+_SUPPORTED_MODULES = _KEEP_QPARAMS + (torch.nn.LeakyReLU, torch.nn.LayerNorm)
 
 
 def _check_supported(gm: fx.GraphModule, layers: Dict[str, Any], special: Iterable[str]) -> None:
     """Refuse, before calibrating, a node the integer graph cannot run, naming it and saying
     what to do."""
     special = set(special)
-    functions = (torch.add, _operator_add(), torch.flatten, torch.nn.functional.relu, torch.relu,
-                 *_CAT, *_AVG_POOL2D)
+    functions = (torch.add, _operator_add(), *_CAT, *_KEEP_QPARAMS_FN)
     for node in gm.graph.nodes:
         if node.name in layers or node.name in special:
             continue
