@@ -171,6 +171,41 @@ QK_TARGET_AVX2 static size_t qk__quantize_f32_avx2(const float *x, size_t n, flo
     return i;
 }
 
+#endif
+
+/* Non-temporal stores: used when a call reads and writes QK__STREAM_BYTES or more (more than
+ * the caches hold: the output would be evicted before it is read again) and the output pages
+ * are resident (below). */
+#define QK__STREAM_BYTES ((size_t)48 << 20)
+
+/* 1 when the page holding p has been touched before (or when this cannot be asked). Non-temporal
+ * stores are chosen only then: a new large NumPy array is fresh memory whose pages fault on first
+ * touch, and the kernel zeroes each page then, which leaves it in the caches, where ordinary
+ * stores are faster (measured on Zen 4 with 64 MB outputs: 7 ms against 9 ms, while into a
+ * reused output non-temporal stores take 2.5 ms against 3.0 ms). One mincore call, for calls
+ * of QK__STREAM_BYTES or more only. */
+static inline int qk__page_resident(const void *p) {
+#if defined(__linux__)
+    const long pg = sysconf(_SC_PAGESIZE);
+    unsigned char v = 1;
+    if (pg <= 0 || mincore((void *)((uintptr_t)p & ~((uintptr_t)pg - 1)), 1, &v) != 0) return 1;
+    return v & 1;
+#else
+    (void)p;
+    return 1;
+#endif
+}
+
+/* Elements before y + i is `align`-byte aligned (at most n). */
+static inline size_t qk__head_to_align(const void *y, size_t elem, size_t align, size_t n) {
+    const size_t mis = (size_t)((uintptr_t)y % align);
+    if (mis == 0) return 0;
+    if (mis % elem != 0) return n; /* cannot be aligned: all scalar (not for valid C pointers) */
+    const size_t head = (align - mis) / elem;
+    return head < n ? head : n;
+}
+
+#if QK_X86
 /* AVX-512: float32 -> u8 / s8 for the round-half-even flavours (all but tflite), 64 elements
  * an iteration; the same operations as the AVX2 loop on 16 lanes. The rounded values are already
  * inside [qmin - off, qmax - off], so the int16 / 8-bit saturating packs are exact. Written without
@@ -188,7 +223,7 @@ QK_TARGET_AVX512 static QK__AI size_t qk__quantize_8bit_avx512_loop(const float 
                                                                     float scale, int32_t zp,
                                                                     int32_t qmin, int32_t qmax,
                                                                     uint8_t *y, int flav,
-                                                                    int is_signed) {
+                                                                    int is_signed, int stream) {
     const int fused = flav == QK__FL_FBGEMM || flav == QK__FL_FBGEMM_SCALAR;
     const __m512 k = _mm512_set1_ps(flav == QK__FL_TORCH || fused ? 1.0f / scale : scale);
     const __m512 zpf = _mm512_set1_ps((float)zp);
@@ -197,11 +232,14 @@ QK_TARGET_AVX512 static QK__AI size_t qk__quantize_8bit_avx512_loop(const float 
     const __m512i off16 = _mm512_set1_epi16((int16_t)off);
     const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
+    /* streaming: the elements before the first 64-byte boundary of y by a block whose store is
+     * masked to them, then aligned non-temporal stores (n >= 64 here) */
+    const size_t head = stream ? qk__head_to_align(y, 1, 64, n) : 0;
+    for (int first = head > 0; i + 64 <= n; i += 64) {
         const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
         const __m512 x2 = _mm512_loadu_ps(x + i + 32), x3 = _mm512_loadu_ps(x + i + 48);
         if (_mm512_cmp_ps_mask(x0, x1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(x2, x3, _CMP_UNORD_Q))
-            return i;
+            break;
         const __m512i v0 = qk__q16_avx512(x0, k, zpf, lo, hi, flav);
         const __m512i v1 = qk__q16_avx512(x1, k, zpf, lo, hi, flav);
         const __m512i v2 = qk__q16_avx512(x2, k, zpf, lo, hi, flav);
@@ -211,9 +249,19 @@ QK_TARGET_AVX512 static QK__AI size_t qk__quantize_8bit_avx512_loop(const float 
             ab = _mm512_add_epi16(ab, off16);
             cd = _mm512_add_epi16(cd, off16);
         }
-        const __m512i r = is_signed ? _mm512_packs_epi16(ab, cd) : _mm512_packus_epi16(ab, cd);
-        _mm512_storeu_si512((void *)(y + i), _mm512_permutexvar_epi32(perm, r));
+        const __m512i r = _mm512_permutexvar_epi32(
+            perm, is_signed ? _mm512_packs_epi16(ab, cd) : _mm512_packus_epi16(ab, cd));
+        if (!stream) {
+            _mm512_storeu_si512((void *)(y + i), r);
+        } else if (first) {
+            _mm512_mask_storeu_epi8((void *)y, ((__mmask64)1 << head) - 1, r);
+            i = head - 64; /* the loop goes on at y + head, aligned */
+            first = 0;
+        } else {
+            _mm512_stream_si512((void *)(y + i), r);
+        }
     }
+    if (stream) _mm_sfence();
     return i;
 }
 
@@ -222,9 +270,13 @@ QK_TARGET_AVX512 static size_t qk__quantize_f32_8bit_avx512(const float *x, size
                                                             int32_t qmax, void *yv, int flav,
                                                             int is_signed) {
     uint8_t *y = (uint8_t *)yv;
+    const int stream = n >= 64 && n * (sizeof(float) + 1) >= QK__STREAM_BYTES &&
+                       qk__page_resident(y + n / 2);
 #define QK__Q_CASE(F)                                                                           \
-    case F: return is_signed ? qk__quantize_8bit_avx512_loop(x, n, scale, zp, qmin, qmax, y, F, 1) \
-                             : qk__quantize_8bit_avx512_loop(x, n, scale, zp, qmin, qmax, y, F, 0);
+    case F:                                                                                    \
+        return is_signed                                                                       \
+                   ? qk__quantize_8bit_avx512_loop(x, n, scale, zp, qmin, qmax, y, F, 1, stream) \
+                   : qk__quantize_8bit_avx512_loop(x, n, scale, zp, qmin, qmax, y, F, 0, stream);
     switch (flav) {
         QK__Q_CASE(QK__FL_TORCH)
         QK__Q_CASE(QK__FL_ONNX)
@@ -303,39 +355,10 @@ QK__FOR_EACH_OUT(QK__QUANTIZE_PUBLIC_F64)
  * raw C API takes any int32 zero point; the scalar loop subtracts in int64).
  * Stores: the destination is first brought to a 64-byte boundary by the scalar loop (NumPy's
  * large arrays start 16 bytes past one, and a 64-byte store that straddles two cache lines costs
- * about half as much again); outputs of QK__DEQ_STREAM_BYTES or more, which cannot stay in the
+ * about half as much again); outputs of QK__STREAM_BYTES or more, which cannot stay in the
  * caches anyway, are written with non-temporal stores if their pages are resident (no
  * read-for-ownership of the destination lines: about a third less memory traffic). */
-#define QK__DEQ_STREAM_BYTES ((size_t)48 << 20)
 #define QK__DEQ_ZP_SIMD_OK(zp) ((zp) >= INT32_MIN + 65536 && (zp) <= INT32_MAX - 65536)
-
-/* 1 when the page holding p has been touched before (or when this cannot be asked). Non-temporal
- * stores are chosen only then: a new large NumPy array is fresh memory whose pages fault on first
- * touch, and the kernel zeroes each page then, which leaves it in the caches, where ordinary
- * stores are faster (measured on Zen 4 with 64 MB outputs: 7 ms against 9 ms, while into a
- * reused output non-temporal stores take 2.5 ms against 3.0 ms). One mincore call, for outputs
- * of 48 MB or more only. */
-static inline int qk__page_resident(const void *p) {
-#if defined(__linux__)
-    const long pg = sysconf(_SC_PAGESIZE);
-    unsigned char v = 1;
-    if (pg <= 0 || mincore((void *)((uintptr_t)p & ~((uintptr_t)pg - 1)), 1, &v) != 0) return 1;
-    return v & 1;
-#else
-    (void)p;
-    return 1;
-#endif
-}
-
-/* Elements before y + i is `align`-byte aligned (at most n). */
-static inline size_t qk__head_to_align(const void *y, size_t elem, size_t align, size_t n) {
-    const size_t mis = (size_t)((uintptr_t)y % align);
-    if (mis == 0) return 0;
-    if (mis % elem != 0) return n; /* cannot be aligned: all scalar (not for valid C pointers) */
-    const size_t head = (align - mis) / elem;
-    return head < n ? head : n;
-}
-
 #if QK_X86
 /* kind: 0 = u8, 1 = s8, 2 = u16, 3 = s16. 16 values as int32 lanes. */
 QK_TARGET_AVX512 static QK__AI __m512i qk__deq_load16(const void *q, size_t i, int kind) {
@@ -376,7 +399,8 @@ QK_TARGET_AVX512 static QK__AI size_t qk__deq_avx512_loop(const void *q, size_t 
 
 QK_TARGET_AVX512 static size_t qk__dequantize_avx512(const void *q, size_t n, float scale,
                                                      int32_t zp, float *y, int kind) {
-    const int stream = n * sizeof(float) >= QK__DEQ_STREAM_BYTES && qk__page_resident(y + n / 2);
+    const int stream = n * (sizeof(float) + (kind <= 1 ? 1 : 2)) >= QK__STREAM_BYTES &&
+                       qk__page_resident(y + n / 2);
 #define QK__DEQ_CASE(K)                                                                         \
     case K: return stream ? qk__deq_avx512_loop(q, n, scale, zp, y, K, 1)                       \
                           : qk__deq_avx512_loop(q, n, scale, zp, y, K, 0);
@@ -428,7 +452,8 @@ QK_TARGET_AVX2 static QK__AI size_t qk__deq_avx2_loop(const void *q, size_t n, f
 
 QK_TARGET_AVX2 static size_t qk__dequantize_avx2(const void *q, size_t n, float scale, int32_t zp,
                                                  float *y, int kind) {
-    const int stream = n * sizeof(float) >= QK__DEQ_STREAM_BYTES && qk__page_resident(y + n / 2);
+    const int stream = n * (sizeof(float) + (kind <= 1 ? 1 : 2)) >= QK__STREAM_BYTES &&
+                       qk__page_resident(y + n / 2);
 #define QK__DEQ_CASE(K)                                                                         \
     case K: return stream ? qk__deq_avx2_loop(q, n, scale, zp, y, K, 1)                         \
                           : qk__deq_avx2_loop(q, n, scale, zp, y, K, 0);

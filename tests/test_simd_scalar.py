@@ -58,8 +58,8 @@ np.savez(sys.argv[1], **out)
 # The elementwise 8-bit loops on their edges: every fixed-point shift, multipliers at the ends of
 # their domain, accumulators on the rounding ties of both double_round steps and at the int32
 # ends, zero points at the ends of the range, narrowed qmin/qmax, an overflow inside a long array
-# (double_round, shift > 0), outputs that start at every offset from a 64-byte boundary, and a
-# dequantize output large enough (48 MB) for the non-temporal stores.
+# (double_round, shift > 0), outputs that start at every offset from a 64-byte boundary, and
+# dequantize and quantize calls large enough (48 MB) for the non-temporal stores.
 SCRIPT_EDGES = r"""
 import sys, numpy as np
 import qkernels as qk
@@ -137,6 +137,22 @@ res = np.ones(big.size, np.float32)  # touched: resident pages
 qk.dequantize(big, 0.02, 77, out=res)
 out["dq_big"] = res
 out["dq_big_new"] = qk.dequantize(big[3:], 0.02, 77)
+# quantize calls large enough (48 MB read + written) for the non-temporal stores, into resident
+# outputs at several offsets from a 64-byte boundary, and a NaN in the first (masked head) block
+# and far inside
+bigx = (rng.standard_normal(10_100_001) * 60).astype(np.float32)
+bigx[::1001] = 0.5 + rng.integers(-200, 200, bigx[::1001].size)  # ties
+for dt, off in ((np.uint8, 0), (np.uint8, 1), (np.int8, 37)):
+    res = np.ones(bigx.size + 64, dt)[off:off + bigx.size]
+    qk.quantize(bigx, 0.37, 3 if dt == np.int8 else 131, dtype=dt, out=res)
+    out[f"q_big_{np.dtype(dt).name}{off}"] = res
+for pos in (5, 9_000_000):
+    x2 = bigx.copy()
+    x2[pos] = np.nan
+    try:
+        qk.quantize(x2, 0.37, 131, dtype=np.uint8, out=np.ones(x2.size, np.uint8))
+    except ValueError as e:
+        out[f"q_big_nan{pos}"] = np.array(str(e))
 np.savez(sys.argv[1], **out)
 """
 
@@ -180,6 +196,8 @@ def test_elementwise_8bit_loops_on_their_edges_give_identical_bits(tmp_path):
     keys = [k for k in runs["scalar"].files if k != "isa"]
     assert len(keys) > 900 and "overflow" in keys and "index (1234,)" in str(runs["scalar"]["overflow"])
     assert sum(k.startswith("hov") for k in keys) == 65
+    for pos in (5, 9_000_000):
+        assert f"({pos},)" in str(runs["scalar"][f"q_big_nan{pos}"])
     for name in ("auto", "avx2"):
         assert set(runs[name].files) == set(runs["scalar"].files), name
         for k in keys:
