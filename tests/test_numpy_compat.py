@@ -1,10 +1,12 @@
-"""The extension, built against NumPy 2.x headers, runs under the oldest NumPy we support (1.24,
-`pyproject.toml`), with the same bits.
+"""`pip install .` (a real wheel, not the editable tree) runs under the oldest NumPy we support
+(1.24, `pyproject.toml`), built against NumPy 2.x headers, with the same bits.
 
-A throw-away venv gets numpy==1.24.4 from the package index (the one `make test` installs from);
-the extension built in this source tree is imported there, SCRIPT runs the ufuncs (broadcasting,
-`out=`, strided views, per-channel), the gufunc and the integer kernels, and its results must equal
-the same script run under this process's NumPy, byte for byte. About 15 s.
+`pip wheel .` builds the package in pip's isolated build environment (numpy>=2.0 from the package
+index, as `pyproject.toml` asks); a throw-away venv gets numpy==1.24.4 from the index (the one
+`make test` installs from) and that wheel. There, outside the source tree, SCRIPT runs the ufuncs
+(broadcasting, `out=`, strided views, per-channel), the gufunc and the integer kernels; its results
+must equal the same script run here (the in-place build, this process's NumPy), byte for byte.
+About 30 s. Not in the sanitizer run: it builds and tests a normal (unsanitized) wheel.
 """
 import os
 import subprocess
@@ -16,6 +18,9 @@ import pytest
 
 import qkernels as qk
 
+pytestmark = pytest.mark.skipif(os.environ.get("QKERNELS_SANITIZED") == "1",
+                                reason="packaging test: builds and runs a normal, unsanitized wheel")
+
 OLDEST = "1.24.4"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(qk.__file__)))
 
@@ -24,7 +29,7 @@ import sys
 import numpy as np
 import qkernels as qk
 rng = np.random.default_rng(5)
-out = {"numpy": np.array(np.__version__)}
+out = {"numpy": np.array(np.__version__), "origin": np.array(qk.__file__)}
 x = (rng.standard_normal((37, 65)) * 4).astype(np.float32)
 x[::3, ::5] = np.round(x[::3, ::5] * 8) / 8 + 1 / 16  # ties in units of the scale
 for flavor in ("torch", "onnx", "tflite"):
@@ -67,28 +72,44 @@ np.savez(sys.argv[1], **out)
 """
 
 
-def _run(python, path):
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    subprocess.run([python, "-c", SCRIPT, str(path)], check=True, env=env, cwd=str(path.parent))
+def _run(python, path, pythonpath):
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    subprocess.run([python, "-P", "-c", SCRIPT, str(path)], check=True, env=env, cwd=str(path.parent))
     return np.load(path)
 
 
-def test_oldest_supported_numpy_gives_the_same_bits(tmp_path):
+def _pip(python, *args):
+    return subprocess.run([python, "-m", "pip", "-q", "--disable-pip-version-check", *args],
+                          capture_output=True, text=True)
+
+
+def test_wheel_under_oldest_supported_numpy_gives_the_same_bits(tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = str(env_dir / "bin" / "python")
-    pip = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                          f"numpy=={OLDEST}"], capture_output=True, text=True)
+    pip = _pip(python, "install", f"numpy=={OLDEST}")
     if pip.returncode != 0:
         # a CI with the package index fails here rather than skip: the claim must be proven there
         if os.environ.get("CI"):
             pytest.fail(f"pip could not install numpy=={OLDEST}: {pip.stderr[-2000:]}")
         pytest.skip(f"numpy=={OLDEST} could not be installed (no package index?): {pip.stderr[-300:]}")
-    old = _run(python, tmp_path / "old.npz")
-    new = _run(sys.executable, tmp_path / "new.npz")
+    wheels = tmp_path / "wheels"
+    built = _pip(sys.executable, "wheel", "--no-deps", "-w", str(wheels), ROOT)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = wheels.glob("qkernels-*.whl")
+    installed = _pip(python, "install", "--no-deps", str(wheel))
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    run_dir = tmp_path / "elsewhere"
+    run_dir.mkdir()
+    old = _run(python, run_dir / "old.npz", None)
+    new = _run(sys.executable, tmp_path / "new.npz", ROOT)
     assert str(old["numpy"]) == OLDEST and str(new["numpy"]) == np.__version__
-    keys = [k for k in new.files if k != "numpy"]
-    assert set(keys) == set(old.files) - {"numpy"} and len(keys) >= 20
+    assert str(old["origin"]).startswith(str(env_dir)), str(old["origin"])  # the wheel, not the tree
+    keys = [k for k in new.files if k not in ("numpy", "origin")]
+    assert set(keys) == set(old.files) - {"numpy", "origin"} and len(keys) >= 20
     for k in keys:
         a, b = old[k], new[k]
         assert a.dtype == b.dtype and a.shape == b.shape, k
