@@ -171,6 +171,9 @@ qk_status qk_linear(const qk_packed_weights *w, const void *x, qk_dtype x_type, 
     if (st != QK_OK) return st;
     if (m == 0) return QK_OK;
     if (x == NULL || y == NULL) return QK_ERR_ARG;
+    if (qk__linear_vnni_ok(w, ep))
+        return qk__linear_vnni(w, x, x_type, m, x_zero_point + (x_type == QK_DT_S8 ? 128 : 0), ep,
+                               y, threads);
     qk__lin_ctx c;
     memset(&c, 0, sizeof c);
     c.w = w;

@@ -1,0 +1,280 @@
+/* linear_vnni.c -- qk_linear on the AVX512-VNNI 8-bit path with the fp32 / int32 epilogues
+ * (the schemes the AVX-512 tile output handles; the others keep the 12 x 16 tiles of linear.c).
+ *
+ * Register tile: 6 rows of x (u8 dwords broadcast) x up to 4 zmm of output channels (4 weight
+ * panels [k4/4][16][4] read side by side: no repacking), so one k-quad costs 6 broadcasts and 4
+ * loads for 24 vpdpbusd. The rows are read straight from x when it is uint8 with K a multiple
+ * of 4 (otherwise from a u8 copy, int8 + 128, K padded with zeros to k4); rows of a partial block
+ * repeat the last row (computed, never stored). The output stage runs on the accumulators in
+ * registers: v = raw + (corr[o] + bias[o]) - wzp8[o] * rowsum (mod 2^32, the rowsum term only
+ * when some wzp8 != 0), then the fp32 / int32 epilogue of vnni.c's qk__out16, lane for lane:
+ * the same operations in the same order as the scalar qk__epi1, so the same bits.
+ *
+ * Work: jobs of (a group of 4 panels = 64 channels) x (a chunk of row blocks), group-major so
+ * a thread's consecutive jobs reuse the group's panels from cache. Every element is computed the
+ * same way whatever the split: the result does not depend on the thread count.
+ */
+#include "gemm/gemm_internal.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if QK_X86
+#include <immintrin.h>
+#define QK_TARGET_VNNI \
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+enum { QK__L8_MR = 6, QK__L8_NZ = 4 };
+
+typedef struct {
+    const uint8_t *a;      /* rows of u8, lda bytes apart, at least 4 * kq readable each */
+    size_t lda, m, kq;
+    const int8_t *b;       /* w->data8 */
+    size_t bstride;        /* bytes between panels: k4 * 16 */
+    size_t panels, groups, rchunks, rows_per_chunk;
+    const qk_epilogue *ep;
+    int fp32, any_wz;
+    const uint32_t *cb;    /* panels * 16: corr[o] + bias[o] (mod 2^32), 0 past n */
+    const int32_t *wz;     /* panels * 16: wzp8[o], 0 past n */
+    const float *fb, *sc;  /* panels * 16: float_bias[o] (0 when absent), scale[o] (fp32) */
+    const uint32_t *rowsum;/* m (when any_wz) */
+    size_t n;
+    char *y;
+    size_t osz;
+} qk__l8_ctx;
+
+static inline int32_t qk__l8_ld32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* One block: rows r0 .. r0+mr-1 (mr <= 6), panels p0 .. p0+NZ-1 (channels o0 = 16 p0 ..). */
+QK_TARGET_VNNI static inline __attribute__((always_inline)) void
+qk__l8_block(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0, const int NZ) {
+    const size_t lda = c->lda, kq = c->kq;
+    const uint8_t *a0 = c->a + r0 * lda;
+    const uint8_t *ar[QK__L8_MR];
+    for (size_t r = 0; r < QK__L8_MR; r++) ar[r] = a0 + (r < mr ? r : mr - 1) * lda;
+    const int8_t *b = c->b + p0 * c->bstride;
+    const size_t bs = c->bstride;
+    /* the k loop on named registers (arrays there make GCC shuffle and spill accumulators) */
+#define QK__L8_Z(r, z) __m512i c##r##z = _mm512_setzero_si512();
+#define QK__L8_R(r) QK__L8_Z(r, 0) QK__L8_Z(r, 1) QK__L8_Z(r, 2) QK__L8_Z(r, 3)
+    QK__L8_R(0) QK__L8_R(1) QK__L8_R(2) QK__L8_R(3) QK__L8_R(4) QK__L8_R(5)
+#undef QK__L8_Z
+    const uint8_t *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
+    const uint8_t *a0r = ar[0];
+    for (size_t p = 0; p < kq; p++) {
+        const int8_t *bp = b + 64 * p;
+        const __m512i b0 = _mm512_loadu_si512((const void *)bp);
+        const __m512i b1 = NZ > 1 ? _mm512_loadu_si512((const void *)(bp + bs)) : b0;
+        const __m512i b2 = NZ > 2 ? _mm512_loadu_si512((const void *)(bp + 2 * bs)) : b0;
+        const __m512i b3 = NZ > 3 ? _mm512_loadu_si512((const void *)(bp + 3 * bs)) : b0;
+#define QK__L8_STEP(r, ap)                                                     \
+        {                                                                      \
+            const __m512i av = _mm512_set1_epi32(qk__l8_ld32(ap + 4 * p));     \
+            c##r##0 = _mm512_dpbusd_epi32(c##r##0, av, b0);                    \
+            if (NZ > 1) c##r##1 = _mm512_dpbusd_epi32(c##r##1, av, b1);        \
+            if (NZ > 2) c##r##2 = _mm512_dpbusd_epi32(c##r##2, av, b2);        \
+            if (NZ > 3) c##r##3 = _mm512_dpbusd_epi32(c##r##3, av, b3);        \
+        }
+        QK__L8_STEP(0, a0r) QK__L8_STEP(1, a1) QK__L8_STEP(2, a2) QK__L8_STEP(3, a3)
+        QK__L8_STEP(4, a4) QK__L8_STEP(5, a5)
+#undef QK__L8_STEP
+    }
+    /* through a tile in memory: the output stage needs registers of its own */
+    int32_t tile[QK__L8_MR][64];
+#define QK__L8_Z(r, z) if (z < NZ) _mm512_storeu_si512((void *)&tile[r][16 * z], c##r##z);
+    QK__L8_R(0) QK__L8_R(1) QK__L8_R(2) QK__L8_R(3) QK__L8_R(4) QK__L8_R(5)
+#undef QK__L8_Z
+#undef QK__L8_R
+    /* output stage */
+    const qk_epilogue *ep = c->ep;
+    const size_t o0 = 16 * p0;
+    const size_t cols = c->n - o0; /* channels left from o0 (> 0) */
+    const __m512 flo = _mm512_set1_ps((float)(ep->act_min - ep->zero_point));
+    const __m512 fhi = _mm512_set1_ps((float)(ep->act_max - ep->zero_point));
+    const __m512i vzp = _mm512_set1_epi32(ep->zero_point);
+    __mmask16 mask[QK__L8_NZ];
+#pragma GCC unroll 4
+    for (int z = 0; z < NZ; z++) {
+        const size_t left = cols > 16 * (size_t)z ? cols - 16 * (size_t)z : 0;
+        mask[z] = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+    }
+    const int any_wz = c->any_wz, fp32 = c->fp32;
+    const uint32_t *cb = c->cb + o0;
+    const int32_t *wz = c->wz + o0;
+    const float *fb = c->fb + o0, *sc = c->sc + o0;
+    const size_t ystride = c->n * c->osz;
+    char *y0 = c->y + (r0 * c->n + o0) * c->osz;
+#define QK__L8_OUT(r, z)                                                                       \
+    if (z < NZ) {                                                                              \
+        __m512i v = _mm512_add_epi32(_mm512_loadu_si512((const void *)&tile[r][16 * z]),      \
+                                     _mm512_loadu_si512((const void *)(cb + 16 * z)));         \
+        if (any_wz)                                                                            \
+            v = _mm512_sub_epi32(v, _mm512_mullo_epi32(                                        \
+                    _mm512_loadu_si512((const void *)(wz + 16 * z)), vrs));                    \
+        if (!fp32) {                                                                           \
+            _mm512_mask_storeu_epi32(yr + 64 * z, mask[z], v);                                 \
+        } else {                                                                               \
+            __m512 f = _mm512_cvtepi32_ps(v);                                                  \
+            f = _mm512_add_ps(f, _mm512_loadu_ps(fb + 16 * z));                                \
+            f = _mm512_mul_ps(f, _mm512_loadu_ps(sc + 16 * z));                                \
+            f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);                                     \
+            __m128i q = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), vzp));    \
+            __asm__("" : "+v"(q)); /* register vpmovdb, then a store (vnni.c qk__out16) */     \
+            _mm_mask_storeu_epi8(yr + 16 * z, mask[z], q);                                     \
+        }                                                                                      \
+    }
+#define QK__L8_ROW(r)                                                                          \
+    if (r < mr) {                                                                              \
+        char *yr = y0 + r * ystride;                                                           \
+        const __m512i vrs = any_wz ? _mm512_set1_epi32((int32_t)c->rowsum[r0 + r])             \
+                                   : _mm512_setzero_si512();                                   \
+        QK__L8_OUT(r, 0) QK__L8_OUT(r, 1) QK__L8_OUT(r, 2) QK__L8_OUT(r, 3)                    \
+    }
+    QK__L8_ROW(0) QK__L8_ROW(1) QK__L8_ROW(2) QK__L8_ROW(3) QK__L8_ROW(4) QK__L8_ROW(5)
+#undef QK__L8_ROW
+#undef QK__L8_OUT
+}
+
+QK_TARGET_VNNI static void qk__l8_block4(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+    qk__l8_block(c, r0, mr, p0, 4);
+}
+QK_TARGET_VNNI static void qk__l8_block3(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+    qk__l8_block(c, r0, mr, p0, 3);
+}
+QK_TARGET_VNNI static void qk__l8_block2(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+    qk__l8_block(c, r0, mr, p0, 2);
+}
+QK_TARGET_VNNI static void qk__l8_block1(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+    qk__l8_block(c, r0, mr, p0, 1);
+}
+
+static void qk__l8_jobs(void *vctx, size_t j0, size_t j1) {
+    const qk__l8_ctx *c = (const qk__l8_ctx *)vctx;
+    for (size_t j = j0; j < j1; j++) {
+        const size_t g = j / c->rchunks, rc = j % c->rchunks;
+        const size_t p0 = g * QK__L8_NZ;
+        const size_t nz = c->panels - p0 < QK__L8_NZ ? c->panels - p0 : QK__L8_NZ;
+        const size_t rbeg = rc * c->rows_per_chunk;
+        const size_t rend = rbeg + c->rows_per_chunk < c->m ? rbeg + c->rows_per_chunk : c->m;
+        for (size_t r = rbeg; r < rend; r += QK__L8_MR) {
+            const size_t mr = rend - r < QK__L8_MR ? rend - r : QK__L8_MR;
+            switch (nz) {
+                case 4: qk__l8_block4(c, r, mr, p0); break;
+                case 3: qk__l8_block3(c, r, mr, p0); break;
+                case 2: qk__l8_block2(c, r, mr, p0); break;
+                default: qk__l8_block1(c, r, mr, p0); break;
+            }
+        }
+    }
+}
+#endif
+
+int qk__linear_vnni_ok(const qk_packed_weights *w, const qk_epilogue *ep) {
+#if QK_X86
+    return w->vnni && qk__use_vnni() && w->k > 0 &&
+           (ep->scheme == QK_REQ_FP32 || ep->scheme == QK_REQ_NONE);
+#else
+    (void)w;
+    (void)ep;
+    return 0;
+#endif
+}
+
+qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt, size_t m,
+                          int32_t xz8, const qk_epilogue *ep, void *y, int threads) {
+#if QK_X86
+    const size_t n = w->n, k = w->k, k4 = w->k4;
+    const size_t panels = (n + QK_GEMM_NR - 1) / QK_GEMM_NR, np = panels * QK_GEMM_NR;
+    const int direct = xt == QK_DT_U8 && (k & 3) == 0;
+    const int any_wz = w->any_wzp8;
+    /* one allocation: cb, wz, fb, sc (np each), rowsum (m), then the u8 copy of x */
+    const size_t head = 4 * np * 4 + (any_wz ? m * 4 : 0);
+    const size_t hpad = (head + 63) & ~(size_t)63;
+    char *mem = (char *)malloc(hpad + (direct ? 0 : m * k4));
+    if (mem == NULL) return QK_ERR_NOMEM;
+    uint32_t *cb = (uint32_t *)mem;
+    int32_t *wz = (int32_t *)(cb + np);
+    float *fb = (float *)(wz + np);
+    float *sc = fb + np;
+    uint32_t *rowsum = (uint32_t *)(sc + np);
+    for (size_t o = 0; o < np; o++) {
+        if (o < n) {
+            uint32_t v = (uint32_t)k * (uint32_t)xz8 * (uint32_t)w->wzp8[o] -
+                         (uint32_t)xz8 * (uint32_t)w->colsum[o];
+            if (ep->bias) v += (uint32_t)ep->bias[o];
+            cb[o] = v;
+            wz[o] = w->wzp8[o];
+            fb[o] = ep->float_bias ? ep->float_bias[o] : 0.0f;
+            sc[o] = ep->scale ? ep->scale[o] : 0.0f;
+        } else {
+            cb[o] = 0;
+            wz[o] = 0;
+            fb[o] = 0.0f;
+            sc[o] = 0.0f;
+        }
+    }
+    const uint8_t *a = (const uint8_t *)x;
+    size_t lda = k;
+    const uint8_t flip = xt == QK_DT_S8 ? 0x80 : 0;
+    if (!direct) {
+        uint8_t *abuf = (uint8_t *)(mem + hpad);
+        for (size_t r = 0; r < m; r++) {
+            const uint8_t *s = (const uint8_t *)x + r * k;
+            uint8_t *d = abuf + r * k4;
+            for (size_t i = 0; i < k; i++) d[i] = (uint8_t)(s[i] ^ flip);
+            for (size_t i = k; i < k4; i++) d[i] = 0;
+        }
+        a = abuf;
+        lda = k4;
+    }
+    if (any_wz)
+        for (size_t r = 0; r < m; r++) {
+            const uint8_t *s = a + r * lda;
+            uint32_t sum = 0;
+            for (size_t i = 0; i < k; i++) sum += s[i];
+            rowsum[r] = sum;
+        }
+    qk__l8_ctx c;
+    memset(&c, 0, sizeof c);
+    c.a = a;
+    c.lda = lda;
+    c.m = m;
+    c.kq = k4 / 4;
+    c.b = w->data8;
+    c.bstride = k4 * QK_GEMM_NR;
+    c.panels = panels;
+    c.groups = (panels + QK__L8_NZ - 1) / QK__L8_NZ;
+    c.ep = ep;
+    c.fp32 = ep->scheme == QK_REQ_FP32;
+    c.any_wz = any_wz;
+    c.cb = cb;
+    c.wz = wz;
+    c.fb = fb;
+    c.sc = sc;
+    c.rowsum = rowsum;
+    c.n = n;
+    c.y = (char *)y;
+    c.osz = qk__dtype_size(ep->out_type);
+    const size_t t = threads < 1 ? 1 : (size_t)threads;
+    const size_t blocks = (m + QK__L8_MR - 1) / QK__L8_MR;
+    size_t rchunks = 1;
+    if (t > 1) { /* about 16 jobs a thread (the pool claims them dynamically) */
+        rchunks = (16 * t + c.groups - 1) / c.groups;
+        if (rchunks > blocks) rchunks = blocks;
+    }
+    const size_t bpc = (blocks + rchunks - 1) / rchunks;
+    c.rows_per_chunk = bpc * QK__L8_MR;
+    c.rchunks = (m + c.rows_per_chunk - 1) / c.rows_per_chunk;
+    qk__parallel(c.groups * c.rchunks, (int)t, qk__l8_jobs, &c);
+    free(mem);
+    return QK_OK;
+#else
+    (void)w; (void)x; (void)xt; (void)m; (void)xz8; (void)ep; (void)y; (void)threads;
+    return QK_ERR_ARG;
+#endif
+}
