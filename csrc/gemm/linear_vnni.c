@@ -153,6 +153,44 @@ QK_TARGET_VNNI static void qk__l8_block1(const qk__l8_ctx *c, size_t r0, size_t 
     qk__l8_block(c, r0, mr, p0, 1);
 }
 
+/* sum of n bytes (vpsadbw, 64 at a time, a masked tail) */
+QK_TARGET_VNNI static uint32_t qk__l8_sum(const uint8_t *s, size_t n) {
+    __m512i acc = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_loadu_si512((const void *)(s + i)),
+                                                    _mm512_setzero_si512()));
+    if (i < n) {
+        const __mmask64 m = (__mmask64)((~0ull) >> (64 - (n - i)));
+        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_maskz_loadu_epi8(m, s + i),
+                                                    _mm512_setzero_si512()));
+    }
+    return (uint32_t)_mm512_reduce_add_epi64(acc);
+}
+
+/* The per-channel vectors of a call, 16 channels at a time (masked past n; zeros there):
+ * cb = k * xz8 * wzp8 - xz8 * colsum + bias (mod 2^32), wz, fb (0 without a float bias), sc. */
+QK_TARGET_VNNI static void qk__l8_setup(const qk_packed_weights *w, int32_t xz8,
+                                        const qk_epilogue *ep, uint32_t *cb, int32_t *wz,
+                                        float *fb, float *sc, size_t np) {
+    const size_t n = w->n;
+    const __m512i kx = _mm512_set1_epi32((int32_t)((uint32_t)w->k * (uint32_t)xz8));
+    const __m512i vx = _mm512_set1_epi32(xz8);
+    for (size_t o = 0; o < np; o += 16) {
+        const __mmask16 m = n - o >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - o)) - 1u);
+        const __m512i z = _mm512_maskz_loadu_epi32(m, w->wzp8 + o);
+        __m512i v = _mm512_sub_epi32(_mm512_mullo_epi32(kx, z),
+                                     _mm512_mullo_epi32(vx, _mm512_maskz_loadu_epi32(m, w->colsum + o)));
+        if (ep->bias) v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, ep->bias + o));
+        _mm512_storeu_si512((void *)(cb + o), v);
+        _mm512_storeu_si512((void *)(wz + o), z);
+        _mm512_storeu_ps(fb + o, ep->float_bias ? _mm512_maskz_loadu_ps(m, ep->float_bias + o)
+                                                : _mm512_setzero_ps());
+        _mm512_storeu_ps(sc + o, ep->scale ? _mm512_maskz_loadu_ps(m, ep->scale + o)
+                                           : _mm512_setzero_ps());
+    }
+}
+
 static void qk__l8_jobs(void *vctx, size_t j0, size_t j1) {
     const qk__l8_ctx *c = (const qk__l8_ctx *)vctx;
     for (size_t j = j0; j < j1; j++) {
@@ -202,22 +240,7 @@ qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt
     float *fb = (float *)(wz + np);
     float *sc = fb + np;
     uint32_t *rowsum = (uint32_t *)(sc + np);
-    for (size_t o = 0; o < np; o++) {
-        if (o < n) {
-            uint32_t v = (uint32_t)k * (uint32_t)xz8 * (uint32_t)w->wzp8[o] -
-                         (uint32_t)xz8 * (uint32_t)w->colsum[o];
-            if (ep->bias) v += (uint32_t)ep->bias[o];
-            cb[o] = v;
-            wz[o] = w->wzp8[o];
-            fb[o] = ep->float_bias ? ep->float_bias[o] : 0.0f;
-            sc[o] = ep->scale ? ep->scale[o] : 0.0f;
-        } else {
-            cb[o] = 0;
-            wz[o] = 0;
-            fb[o] = 0.0f;
-            sc[o] = 0.0f;
-        }
-    }
+    qk__l8_setup(w, xz8, ep, cb, wz, fb, sc, np);
     const uint8_t *a = (const uint8_t *)x;
     size_t lda = k;
     const uint8_t flip = xt == QK_DT_S8 ? 0x80 : 0;
@@ -233,12 +256,7 @@ qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt
         lda = k4;
     }
     if (any_wz)
-        for (size_t r = 0; r < m; r++) {
-            const uint8_t *s = a + r * lda;
-            uint32_t sum = 0;
-            for (size_t i = 0; i < k; i++) sum += s[i];
-            rowsum[r] = sum;
-        }
+        for (size_t r = 0; r < m; r++) rowsum[r] = qk__l8_sum(a + r * lda, k);
     qk__l8_ctx c;
     memset(&c, 0, sizeof c);
     c.a = a;
