@@ -1,5 +1,4 @@
-/* linear_vnni.c -- qk_linear on the AVX512-VNNI 8-bit path with the fp32 / int32 epilogues
- * (the schemes the AVX-512 tile output handles; the others keep the 12 x 16 tiles of linear.c).
+/* linear_vnni.c -- qk_linear on the AVX512-VNNI 8-bit path.
  *
  * Register tile: 6 rows of x (u8 dwords broadcast) x up to 4 zmm of output channels (4 weight
  * panels [k4/4][16][4] read side by side: no repacking), so one k-quad costs 6 broadcasts and 4
@@ -8,7 +7,9 @@
  * repeat the last row (computed, never stored). The output stage runs on the accumulators in
  * registers: v = raw + (corr[o] + bias[o]) - wzp8[o] * rowsum (mod 2^32, the rowsum term only
  * when some wzp8 != 0), then the fp32 / int32 epilogue of vnni.c's qk__out16, lane for lane:
- * the same operations in the same order as the scalar qk__epi1, so the same bits.
+ * the same operations in the same order as the scalar qk__epi1, so the same bits. Other schemes
+ * (fixed point, shifts): the tile goes through memory, gets the same integer corrections
+ * (without the bias), and the shared qk__epilogue_channels.
  *
  * Work: jobs of (a group of 4 panels = 64 channels) x (a chunk of row blocks), group-major so
  * a thread's consecutive jobs reuse the group's panels from cache. Every element is computed the
@@ -35,6 +36,9 @@ typedef struct {
     size_t panels, groups, rchunks, rows_per_chunk;
     const qk_epilogue *ep;
     int fp32, any_wz;
+    int vec;               /* fp32 / int32 scheme: the output stage below; else the shared
+                              qk__epilogue_channels on the corrected tile (cb without bias) */
+    _Atomic int status;
     const uint32_t *cb;    /* panels * 16: corr[o] + bias[o] (mod 2^32), 0 past n */
     const int32_t *wz;     /* panels * 16: wzp8[o], 0 past n */
     const float *fb, *sc;  /* panels * 16: float_bias[o] (0 when absent), scale[o] (fp32) */
@@ -103,6 +107,19 @@ qk__l8_block(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0, const int NZ)
         const size_t left = cols > 16 * (size_t)z ? cols - 16 * (size_t)z : 0;
         mask[z] = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
     }
+    if (!c->vec) {
+        const size_t cnt = cols < 16 * (size_t)NZ ? cols : 16 * (size_t)NZ;
+        for (size_t r = 0; r < mr; r++) {
+            const uint32_t rs = c->any_wz ? c->rowsum[r0 + r] : 0u;
+            int32_t *t = tile[r];
+            for (size_t q = 0; q < cnt; q++)
+                t[q] = (int32_t)((uint32_t)t[q] + c->cb[o0 + q] - (uint32_t)c->wz[o0 + q] * rs);
+            if (qk__epilogue_channels(ep, o0, t, cnt,
+                                      c->y + ((r0 + r) * c->n + o0) * c->osz) != QK_OK)
+                atomic_store((_Atomic int *)&c->status, QK_ERR_OVERFLOW);
+        }
+        return;
+    }
     const int any_wz = c->any_wz, fp32 = c->fp32;
     const uint32_t *cb = c->cb + o0;
     const int32_t *wz = c->wz + o0;
@@ -169,10 +186,11 @@ QK_TARGET_VNNI static uint32_t qk__l8_sum(const uint8_t *s, size_t n) {
 }
 
 /* The per-channel vectors of a call, 16 channels at a time (masked past n; zeros there):
- * cb = k * xz8 * wzp8 - xz8 * colsum + bias (mod 2^32), wz, fb (0 without a float bias), sc. */
+ * cb = k * xz8 * wzp8 - xz8 * colsum [+ bias when vec] (mod 2^32), wz, fb (0 without a float
+ * bias), sc. */
 QK_TARGET_VNNI static void qk__l8_setup(const qk_packed_weights *w, int32_t xz8,
                                         const qk_epilogue *ep, uint32_t *cb, int32_t *wz,
-                                        float *fb, float *sc, size_t np) {
+                                        float *fb, float *sc, size_t np, int vec) {
     const size_t n = w->n;
     const __m512i kx = _mm512_set1_epi32((int32_t)((uint32_t)w->k * (uint32_t)xz8));
     const __m512i vx = _mm512_set1_epi32(xz8);
@@ -181,7 +199,7 @@ QK_TARGET_VNNI static void qk__l8_setup(const qk_packed_weights *w, int32_t xz8,
         const __m512i z = _mm512_maskz_loadu_epi32(m, w->wzp8 + o);
         __m512i v = _mm512_sub_epi32(_mm512_mullo_epi32(kx, z),
                                      _mm512_mullo_epi32(vx, _mm512_maskz_loadu_epi32(m, w->colsum + o)));
-        if (ep->bias) v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, ep->bias + o));
+        if (ep->bias && vec) v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, ep->bias + o));
         _mm512_storeu_si512((void *)(cb + o), v);
         _mm512_storeu_si512((void *)(wz + o), z);
         _mm512_storeu_ps(fb + o, ep->float_bias ? _mm512_maskz_loadu_ps(m, ep->float_bias + o)
@@ -214,8 +232,8 @@ static void qk__l8_jobs(void *vctx, size_t j0, size_t j1) {
 
 int qk__linear_vnni_ok(const qk_packed_weights *w, const qk_epilogue *ep) {
 #if QK_X86
-    return w->vnni && qk__use_vnni() && w->k > 0 &&
-           (ep->scheme == QK_REQ_FP32 || ep->scheme == QK_REQ_NONE);
+    (void)ep;
+    return w->vnni && qk__use_vnni() && w->k > 0;
 #else
     (void)w;
     (void)ep;
@@ -240,7 +258,8 @@ qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt
     float *fb = (float *)(wz + np);
     float *sc = fb + np;
     uint32_t *rowsum = (uint32_t *)(sc + np);
-    qk__l8_setup(w, xz8, ep, cb, wz, fb, sc, np);
+    const int vec = ep->scheme == QK_REQ_FP32 || ep->scheme == QK_REQ_NONE;
+    qk__l8_setup(w, xz8, ep, cb, wz, fb, sc, np, vec);
     const uint8_t *a = (const uint8_t *)x;
     size_t lda = k;
     const uint8_t flip = xt == QK_DT_S8 ? 0x80 : 0;
@@ -269,6 +288,8 @@ qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt
     c.groups = (panels + QK__L8_NZ - 1) / QK__L8_NZ;
     c.ep = ep;
     c.fp32 = ep->scheme == QK_REQ_FP32;
+    c.vec = vec;
+    atomic_init(&c.status, QK_OK);
     c.any_wz = any_wz;
     c.cb = cb;
     c.wz = wz;
@@ -290,7 +311,7 @@ qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt
     c.rchunks = (m + c.rows_per_chunk - 1) / c.rows_per_chunk;
     qk__parallel(c.groups * c.rchunks, (int)t, qk__l8_jobs, &c);
     free(mem);
-    return QK_OK;
+    return (qk_status)atomic_load(&c.status);
 #else
     (void)w; (void)x; (void)xt; (void)m; (void)xz8; (void)ep; (void)y; (void)threads;
     return QK_ERR_ARG;
