@@ -131,9 +131,8 @@ static inline int qk__dw8_fits(size_t kq, size_t stride_w, size_t dil_w) {
 }
 
 /* ---- linear, AVX512-VNNI path with the fused fp32 / int32 output stage (linear_vnni.c) ---- */
-/* 1 when qk__linear_vnni handles this call: 8-bit packed weights, the VNNI path on, K > 0. */
-int qk__linear_vnni_ok(const qk_packed_weights *w, const qk_epilogue *ep);
-/* qk_linear after its checks (m > 0), xz8 = the activation zero point as u8. */
+/* qk_linear on weights packed in the 8-bit layout (w->vnni: the VNNI path is on), after its
+ * checks (m > 0); xz8 = the activation zero point as u8 (+128 for int8 activations). */
 qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt, size_t m,
                           int32_t xz8, const qk_epilogue *ep, void *y, int threads);
 

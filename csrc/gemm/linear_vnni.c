@@ -230,17 +230,6 @@ static void qk__l8_jobs(void *vctx, size_t j0, size_t j1) {
 }
 #endif
 
-int qk__linear_vnni_ok(const qk_packed_weights *w, const qk_epilogue *ep) {
-#if QK_X86
-    (void)ep;
-    return w->vnni && qk__use_vnni() && w->k > 0;
-#else
-    (void)w;
-    (void)ep;
-    return 0;
-#endif
-}
-
 qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt, size_t m,
                           int32_t xz8, const qk_epilogue *ep, void *y, int threads) {
 #if QK_X86
