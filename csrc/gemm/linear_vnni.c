@@ -2,8 +2,9 @@
  *
  * Register tile: 6 rows of x (u8 dwords broadcast) x up to 4 zmm of output channels (4 weight
  * panels [k4/4][16][4] read side by side: no repacking), so one k-quad costs 6 broadcasts and 4
- * loads for 24 vpdpbusd. The rows are read straight from x when it is uint8 with K a multiple
- * of 4 (otherwise from a u8 copy, int8 + 128, K padded with zeros to k4); rows of a partial block
+ * loads for 24 vpdpbusd. The rows are read straight from x when K is a multiple of 4 (int8 x
+ * turned into u8 x + 128 by a vpxord of each broadcast; otherwise from a u8 copy, K padded with
+ * zeros to k4); rows of a partial block
  * repeat the last row (computed, never stored). The k loop keeps the 24 accumulators in
  * registers; the 6 x 64 tile then goes through the stack (the output stage needs registers of
  * its own: keeping both in registers measured no faster) and straight into y:
@@ -40,6 +41,7 @@ typedef struct {
     size_t panels, groups, rchunks, rows_per_chunk;
     const qk_epilogue *ep;
     int fp32, any_wz;
+    int flip;              /* a holds int8 x: bytes ^ 0x80 before use */
     int vec;               /* fp32 / int32 scheme: the output stage below; else the shared
                               qk__epilogue_channels on the corrected tile (cb without bias) */
     _Atomic int status;
@@ -60,7 +62,7 @@ static inline int32_t qk__l8_ld32(const void *p) {
 
 /* One block: rows r0 .. r0+mr-1 (mr <= 6), panels p0 .. p0+NZ-1 (channels o0 = 16 p0 ..). */
 QK_TARGET_VNNI static inline __attribute__((always_inline)) void
-qk__l8_block(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0, const int NZ) {
+qk__l8_block(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0, const int NZ, const int FLIP) {
     const size_t lda = c->lda, kq = c->kq;
     const uint8_t *a0 = c->a + r0 * lda;
     const uint8_t *ar[QK__L8_MR];
@@ -74,6 +76,7 @@ qk__l8_block(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0, const int NZ)
 #undef QK__L8_Z
     const uint8_t *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
     const uint8_t *a0r = ar[0];
+    const __m512i vflip = _mm512_set1_epi32((int32_t)0x80808080u); /* int8 x: x + 128 as u8 */
     for (size_t p = 0; p < kq; p++) {
         const int8_t *bp = b + 64 * p;
         const __m512i b0 = _mm512_loadu_si512((const void *)bp);
@@ -82,7 +85,8 @@ qk__l8_block(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0, const int NZ)
         const __m512i b3 = NZ > 3 ? _mm512_loadu_si512((const void *)(bp + 3 * bs)) : b0;
 #define QK__L8_STEP(r, ap)                                                     \
         {                                                                      \
-            const __m512i av = _mm512_set1_epi32(qk__l8_ld32(ap + 4 * p));     \
+            __m512i av = _mm512_set1_epi32(qk__l8_ld32(ap + 4 * p));           \
+            if (FLIP) av = _mm512_xor_si512(av, vflip);                        \
             c##r##0 = _mm512_dpbusd_epi32(c##r##0, av, b0);                    \
             if (NZ > 1) c##r##1 = _mm512_dpbusd_epi32(c##r##1, av, b1);        \
             if (NZ > 2) c##r##2 = _mm512_dpbusd_epi32(c##r##2, av, b2);        \
@@ -162,29 +166,43 @@ qk__l8_block(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0, const int NZ)
 }
 
 QK_TARGET_VNNI static void qk__l8_block4(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
-    qk__l8_block(c, r0, mr, p0, 4);
+    qk__l8_block(c, r0, mr, p0, 4, 0);
+}
+QK_TARGET_VNNI static void qk__l8_block4f(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+    qk__l8_block(c, r0, mr, p0, 4, 1);
 }
 QK_TARGET_VNNI static void qk__l8_block3(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
-    qk__l8_block(c, r0, mr, p0, 3);
+    qk__l8_block(c, r0, mr, p0, 3, 0);
+}
+QK_TARGET_VNNI static void qk__l8_block3f(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+    qk__l8_block(c, r0, mr, p0, 3, 1);
 }
 QK_TARGET_VNNI static void qk__l8_block2(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
-    qk__l8_block(c, r0, mr, p0, 2);
+    qk__l8_block(c, r0, mr, p0, 2, 0);
+}
+QK_TARGET_VNNI static void qk__l8_block2f(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+    qk__l8_block(c, r0, mr, p0, 2, 1);
 }
 QK_TARGET_VNNI static void qk__l8_block1(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
-    qk__l8_block(c, r0, mr, p0, 1);
+    qk__l8_block(c, r0, mr, p0, 1, 0);
+}
+QK_TARGET_VNNI static void qk__l8_block1f(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+    qk__l8_block(c, r0, mr, p0, 1, 1);
 }
 
-/* sum of n bytes (vpsadbw, 64 at a time, a masked tail) */
-QK_TARGET_VNNI static uint32_t qk__l8_sum(const uint8_t *s, size_t n) {
+/* sum of the n bytes s[i] ^ flip (vpsadbw, 64 at a time, a masked tail) */
+QK_TARGET_VNNI static uint32_t qk__l8_sum(const uint8_t *s, size_t n, uint8_t flip) {
+    const __m512i vf = _mm512_set1_epi8((char)flip);
     __m512i acc = _mm512_setzero_si512();
     size_t i = 0;
     for (; i + 64 <= n; i += 64)
-        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_loadu_si512((const void *)(s + i)),
-                                                    _mm512_setzero_si512()));
+        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(
+            _mm512_xor_si512(_mm512_loadu_si512((const void *)(s + i)), vf), _mm512_setzero_si512()));
     if (i < n) {
         const __mmask64 m = (__mmask64)((~0ull) >> (64 - (n - i)));
-        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_maskz_loadu_epi8(m, s + i),
-                                                    _mm512_setzero_si512()));
+        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(
+            _mm512_maskz_mov_epi8(m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, s + i), vf)),
+            _mm512_setzero_si512()));
     }
     return (uint32_t)_mm512_reduce_add_epi64(acc);
 }
@@ -223,11 +241,20 @@ static void qk__l8_jobs(void *vctx, size_t j0, size_t j1) {
         const size_t rend = rbeg + c->rows_per_chunk < c->m ? rbeg + c->rows_per_chunk : c->m;
         for (size_t r = rbeg; r < rend; r += QK__L8_MR) {
             const size_t mr = rend - r < QK__L8_MR ? rend - r : QK__L8_MR;
-            switch (nz) {
-                case 4: qk__l8_block4(c, r, mr, p0); break;
-                case 3: qk__l8_block3(c, r, mr, p0); break;
-                case 2: qk__l8_block2(c, r, mr, p0); break;
-                default: qk__l8_block1(c, r, mr, p0); break;
+            if (c->flip) {
+                switch (nz) {
+                    case 4: qk__l8_block4f(c, r, mr, p0); break;
+                    case 3: qk__l8_block3f(c, r, mr, p0); break;
+                    case 2: qk__l8_block2f(c, r, mr, p0); break;
+                    default: qk__l8_block1f(c, r, mr, p0); break;
+                }
+            } else {
+                switch (nz) {
+                    case 4: qk__l8_block4(c, r, mr, p0); break;
+                    case 3: qk__l8_block3(c, r, mr, p0); break;
+                    case 2: qk__l8_block2(c, r, mr, p0); break;
+                    default: qk__l8_block1(c, r, mr, p0); break;
+                }
             }
         }
     }
@@ -239,7 +266,8 @@ qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt
 #if QK_X86
     const size_t n = w->n, k = w->k, k4 = w->k4;
     const size_t panels = (n + QK_GEMM_NR - 1) / QK_GEMM_NR, np = panels * QK_GEMM_NR;
-    const int direct = xt == QK_DT_U8 && (k & 3) == 0;
+    /* rows straight from x when whole quads cover K (int8 x: flipped to u8 in the kernel) */
+    const int direct = (k & 3) == 0;
     const int any_wz = w->any_wzp8;
     /* one allocation: cb, wz, fb, sc (np each), rowsum (m), then the u8 copy of x */
     const size_t head = 4 * np * 4 + (any_wz ? m * 4 : 0);
@@ -268,11 +296,12 @@ qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt
         lda = k4;
     }
     if (any_wz)
-        for (size_t r = 0; r < m; r++) rowsum[r] = qk__l8_sum(a + r * lda, k);
+        for (size_t r = 0; r < m; r++) rowsum[r] = qk__l8_sum(a + r * lda, k, direct ? flip : 0);
     qk__l8_ctx c;
     memset(&c, 0, sizeof c);
     c.a = a;
     c.lda = lda;
+    c.flip = direct && flip;
     c.m = m;
     c.kq = k4 / 4;
     c.b = w->data8;
