@@ -130,6 +130,12 @@ static inline int qk__dw8_fits(size_t kq, size_t stride_w, size_t dil_w) {
     return 15 * stride_w + (4 * kq - 1) * dil_w < 64;
 }
 
+/* ---- linear, AVX512-VNNI path with the fused fp32 / int32 output stage (linear_vnni.c) ---- */
+/* qk_linear on weights packed in the 8-bit layout (w->vnni: the VNNI path is on), after its
+ * checks (m > 0); xz8 = the activation zero point as u8 (+128 for int8 activations). */
+qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt, size_t m,
+                          int32_t xz8, const qk_epilogue *ep, void *y, int threads);
+
 /* The packed weights (opaque in the public header). */
 enum { QK__PACK_LINEAR = 1, QK__PACK_CONV = 2 };
 struct qk_packed_weights {
