@@ -16,7 +16,7 @@
  * VNNI+VBMI kernel when the weights have that layout, else the int16 AVX-512 / AVX2 / scalar
  * ones), then the epilogue.
  * Every output element is computed the same way whatever the thread split. */
-#include "gemm/gemm_internal.h"
+#include "conv/conv_internal.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -51,6 +51,8 @@ typedef struct {
     qk_gemm_s8u8_ukernel uk8;
     qk_gemm_s8u8_ukernel uk8h; /* tiles of at most 8 pixels */
     size_t *koff;     /* k entries: offset of tap k (channel, row, column) in a group's image */
+    qk__conv_fused_kernel fk;  /* 8-bit tiles of more than 8 pixels, output fused (or NULL) */
+    qk__dw8_fused_kernel dw8f; /* 8-bit depthwise plane, output fused (or NULL) */
     _Atomic int status;
 } qk__conv_ctx;
 
@@ -147,6 +149,9 @@ static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
     for (size_t j = j0; j < j1; j++) {
         uint8_t *d = c->xp8 + j * plane;
         const uint8_t *src0 = (const uint8_t *)c->x + j * s->in_h * s->in_w;
+        if (qk__pad_plane8(src0, s->in_h, s->in_w, flip, (uint8_t)c->xz8, s->pad_top,
+                           s->pad_left, c->hp, c->wp, d))
+            continue;
         if (s->pad_left || s->pad_right) {
             /* side padding: one fill of the whole plane (the rows are then written over it)
              * costs less than two small memset calls a row */
@@ -507,6 +512,13 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             const size_t mr = c->ocg - ob < bmr ? c->ocg - ob : bmr;
             const size_t o0 = g * c->ocg + ob;
             for (size_t t = 0; t < nt; t++) {
+                if (cnt[t] > 8 && c->fk != NULL) {
+                    c->fk(k4 / 4, w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
+                          panels + t * k4 * QK_GEMM_NR, c->ep, w->wzp8, c->corr,
+                          w->any_wzp8 ? pixsum[t] : NULL, o0, mr, cnt[t],
+                          (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz, opix * osz);
+                    continue;
+                }
                 (cnt[t] <= 8 ? c->uk8h : c->uk8)(k4 / 4,
                                                  w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
                                                  panels + t * k4 * QK_GEMM_NR, tile);
@@ -636,8 +648,11 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
         const size_t b = j / n, o = j % n, bc = b * s->in_c + o / c->ocg;
         if (bc != have) {
             const uint8_t *src = (const uint8_t *)c->x + bc * s->in_h * s->in_w;
+            if (qk__pad_plane8(src, s->in_h, s->in_w, flip, (uint8_t)c->xz8, s->pad_top,
+                               s->pad_left, c->hp, c->wp, xp))
+                have = bc;
 #if QK_X86
-            if (v512) {
+            if (v512 && have != bc) {
                 qk__copy_rows8_avx512(src, s->in_h, s->in_w, flip,
                                       xp + s->pad_top * c->wp + s->pad_left, c->wp);
                 have = bc;
@@ -662,6 +677,12 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
             have = bc;
         }
         const uint32_t corr = 0u - (uint32_t)c->xz8 * (uint32_t)w->colsum[o];
+        if (c->dw8f != NULL) {
+            c->dw8f(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
+                    s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, c->ep, o,
+                    (uint8_t *)c->y + (b * n + o) * opix);
+            continue;
+        }
         c->dw8(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
                s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, acc);
         if (qk__epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) != QK_OK)
@@ -790,6 +811,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         c.uk8h = qk__gemm_s8u8_half_ukernel(w->mr8);
         c.vbmi = qk__dw8_plane_kernel() != NULL; /* VNNI + VBMI */
         c.corr = qk__zp_correction(w, c.xz8);
+        if (qk__conv_fused_ok(ep)) c.fk = qk__conv_fused_kernel_for(w->mr8);
         c.xp8 = (uint8_t *)malloc(img + QK__SLACK);
         if (c.corr == NULL || c.xp8 == NULL) {
             free(c.corr);
@@ -817,6 +839,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
             w->kh * w->dwq <= 64) {
             c.dw8 = qk__dw8_plane_kernel();
             c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
+            if (qk__conv_fused_ok(ep)) c.dw8f = qk__dw8_fused_kernel_get();
         }
         qk__parallel(s->batch * w->n, threads, qk__dw_jobs, &c);
         return (qk_status)atomic_load(&c.status);

@@ -1,0 +1,248 @@
+/* conv_fused.c -- conv kernels with the output stage fused (see conv_internal.h): the GEMM tiles
+ * of the 8-bit path (12 or 16 channels x 16 pixels, vpdpbusd) and the 8-bit depthwise plane
+ * (VBMI), each requantizing its int32 sums in registers and storing bytes; plus the padded-plane
+ * copy of the depthwise jobs (whole-block stores). Bit for bit the unfused path: same integer
+ * sums (wrapping modulo 2^32), then the operations of vnni.c's qk__out16 in the same order. */
+#include "conv/conv_internal.h"
+
+#include <string.h>
+
+#if QK_X86
+#include <immintrin.h>
+#define QK_TARGET_CVNNI \
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define QK_TARGET_CVBMI \
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+#endif
+
+int qk__conv_fused_ok(const qk_epilogue *ep) {
+    return qk__use_vnni() && ep->scheme == QK_REQ_FP32 &&
+           (ep->out_type == QK_DT_U8 || ep->out_type == QK_DT_S8);
+}
+
+#if QK_X86
+static inline int32_t qk__ld32c(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* The per-call constants of the output stage. */
+typedef struct {
+    __m512 flo, fhi;
+    __m512i vzp;
+} qk__fz;
+
+QK_TARGET_CVNNI static inline qk__fz qk__fz_make(const qk_epilogue *ep) {
+    qk__fz z;
+    z.flo = _mm512_set1_ps((float)(ep->act_min - ep->zero_point));
+    z.fhi = _mm512_set1_ps((float)(ep->act_max - ep->zero_point));
+    z.vzp = _mm512_set1_epi32(ep->zero_point);
+    return z;
+}
+
+/* 16 sums of channel o (corr already added) -> 16 output bytes (qk__out16, fp32 scheme). */
+QK_TARGET_CVNNI static inline __attribute__((always_inline)) __m128i
+qk__req16(const qk_epilogue *ep, size_t o, __m512i acc, const qk__fz *z) {
+    if (ep->bias) acc = _mm512_add_epi32(acc, _mm512_set1_epi32(ep->bias[o]));
+    __m512 f = _mm512_cvtepi32_ps(acc);
+    if (ep->float_bias) f = _mm512_add_ps(f, _mm512_set1_ps(ep->float_bias[o]));
+    f = _mm512_mul_ps(f, _mm512_set1_ps(ep->scale[o]));
+    f = _mm512_min_ps(_mm512_max_ps(f, z->flo), z->fhi);
+    __m128i b = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), z->vzp));
+    __asm__("" : "+v"(b)); /* register vpmovdb, then a plain store (the memory form is slow) */
+    return b;
+}
+
+/* ---- GEMM tiles ------------------------------------------------------------------------- */
+#define QK__F12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define QK__F16(X) QK__F12(X) X(12) X(13) X(14) X(15)
+#define QK__FDECL(r) __m512i acc##r = _mm512_setzero_si512();
+#define QK__FSTEP(r) \
+    acc##r = _mm512_dpbusd_epi32(acc##r, bv, _mm512_set1_epi32(qk__ld32c(ap + 4 * (r))));
+#define QK__FOUT(r)                                                                             \
+    if ((r) < mr) {                                                                             \
+        const size_t o = o0 + (r);                                                              \
+        __m512i v = _mm512_add_epi32(acc##r, _mm512_set1_epi32((int32_t)corr[o]));              \
+        if (pixsum) v = _mm512_sub_epi32(v, _mm512_mullo_epi32(_mm512_set1_epi32(wzp8[o]), vps)); \
+        const __m128i q = qk__req16(ep, o, v, &z);                                              \
+        if (full)                                                                               \
+            _mm_storeu_si128((__m128i *)(y + (r) * ystride), q);                                \
+        else                                                                                    \
+            _mm_mask_storeu_epi8(y + (r) * ystride, mask, q);                                   \
+    }
+
+#define QK__FUSED_GEMM(NAME, ROWS, MR)                                                          \
+    QK_TARGET_CVNNI static void NAME(size_t kq, const int8_t *a, const uint8_t *b,              \
+                                     const qk_epilogue *ep, const int32_t *wzp8,                \
+                                     const uint32_t *corr, const uint32_t *pixsum, size_t o0,   \
+                                     size_t mr, size_t cnt, char *y, size_t ystride) {          \
+        ROWS(QK__FDECL)                                                                         \
+        for (size_t p = 0; p < kq; p++) {                                                       \
+            const unsigned char *ap = (const unsigned char *)a + 4 * (MR) * p;                  \
+            const __m512i bv = _mm512_loadu_si512((const void *)(b + 64 * p));                 \
+            ROWS(QK__FSTEP)                                                                     \
+        }                                                                                       \
+        const qk__fz z = qk__fz_make(ep);                                                       \
+        const __m512i vps =                                                                     \
+            pixsum ? _mm512_loadu_si512((const void *)pixsum) : _mm512_setzero_si512();         \
+        const int full = cnt == 16;                                                             \
+        const __mmask16 mask = (__mmask16)((1u << cnt) - 1u);                                   \
+        ROWS(QK__FOUT)                                                                          \
+    }
+QK__FUSED_GEMM(qk__conv_fused_12x16, QK__F12, 12)
+QK__FUSED_GEMM(qk__conv_fused_16x16, QK__F16, 16)
+#endif
+
+qk__conv_fused_kernel qk__conv_fused_kernel_for(size_t mr8) {
+#if QK_X86
+    if (qk__use_vnni()) return mr8 == 16 ? qk__conv_fused_16x16 : qk__conv_fused_12x16;
+#endif
+    (void)mr8;
+    return NULL;
+}
+
+/* ---- depthwise plane --------------------------------------------------------------------
+ * The sums of qk_dw8_plane__avx512vbmi (vnni.c): output j of a row, kernel row r, quad t of
+ * taps, one vpdpbusd per quad for 16 outputs on dwords gathered by vpermb from one 64-byte
+ * load; then the output stage of channel o. Row i of the plane is stored at y + i * ow: whole
+ * 16-byte stores, masked only where they would reach past the plane's last byte or over an
+ * output already written (a row of at most 16 outputs spills into the next row, written next). */
+#if QK_X86
+QK_TARGET_CVBMI static inline __attribute__((always_inline)) void
+qk__dw8f_store(uint8_t *y, size_t i, size_t j, size_t oh, size_t ow, __m128i q) {
+    const size_t left = ow - j;
+    uint8_t *p = y + i * ow + j;
+    if (left >= 16 || (ow <= 16 && i + 1 < oh))
+        _mm_storeu_si128((__m128i *)p, q);
+    else
+        _mm_mask_storeu_epi8(p, (__mmask16)((1u << left) - 1u), q);
+}
+
+QK_TARGET_CVBMI static void qk__dw8_fused(const uint8_t *x, size_t wp, const int8_t *w8,
+                                          size_t kh, size_t kq, size_t stride_h, size_t stride_w,
+                                          size_t dil_h, size_t dil_w, size_t oh, size_t ow,
+                                          uint32_t corr, const qk_epilogue *ep, size_t o,
+                                          uint8_t *y) {
+    enum { MAXQ = 64 };
+    const __m512i lane = _mm512_set_epi8(63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49,
+                                         48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34,
+                                         33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19,
+                                         18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2,
+                                         1, 0);
+    const __m512i pq = _mm512_srli_epi16(_mm512_and_si512(lane, _mm512_set1_epi8((char)0xFC)), 2);
+    const __m512i qq = _mm512_and_si512(lane, _mm512_set1_epi8(3));
+    const __m512i lo8 = _mm512_set1_epi16(0x00FF);
+    const __m512i m_even = _mm512_add_epi16(
+        _mm512_mullo_epi16(_mm512_and_si512(pq, lo8), _mm512_set1_epi16((short)stride_w)),
+        _mm512_mullo_epi16(_mm512_and_si512(qq, lo8), _mm512_set1_epi16((short)dil_w)));
+    const __m512i m_odd = _mm512_add_epi16(
+        _mm512_mullo_epi16(_mm512_srli_epi16(pq, 8), _mm512_set1_epi16((short)stride_w)),
+        _mm512_mullo_epi16(_mm512_srli_epi16(qq, 8), _mm512_set1_epi16((short)dil_w)));
+    const __m512i idx = _mm512_or_si512(_mm512_and_si512(m_even, lo8), _mm512_slli_epi16(m_odd, 8));
+    __m512i wv[MAXQ];
+    size_t off[MAXQ];
+    const size_t nq = kh * kq;
+    for (size_t t = 0; t < nq; t++) {
+        wv[t] = _mm512_set1_epi32(qk__ld32c(w8 + 4 * t));
+        off[t] = (t / kq) * dil_h * wp + (t % kq) * 4 * dil_w;
+    }
+    const __m512i vc = _mm512_set1_epi32((int32_t)corr);
+    const qk__fz z = qk__fz_make(ep);
+    size_t i = 0;
+    for (; i + 4 <= oh; i += 4) {
+        const uint8_t *xrow = x + i * stride_h * wp;
+        const size_t rs = stride_h * wp;
+        for (size_t j = 0; j < ow; j += 16) {
+            const uint8_t *base = xrow + j * stride_w;
+            __m512i a0 = vc, a1 = vc, a2 = vc, a3 = vc;
+            for (size_t t = 0; t < nq; t++) {
+                const uint8_t *bt = base + off[t];
+                a0 = _mm512_dpbusd_epi32(a0, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)bt)), wv[t]);
+                a1 = _mm512_dpbusd_epi32(a1, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + rs))), wv[t]);
+                a2 = _mm512_dpbusd_epi32(a2, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + 2 * rs))), wv[t]);
+                a3 = _mm512_dpbusd_epi32(a3, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + 3 * rs))), wv[t]);
+            }
+            qk__dw8f_store(y, i, j, oh, ow, qk__req16(ep, o, a0, &z));
+            qk__dw8f_store(y, i + 1, j, oh, ow, qk__req16(ep, o, a1, &z));
+            qk__dw8f_store(y, i + 2, j, oh, ow, qk__req16(ep, o, a2, &z));
+            qk__dw8f_store(y, i + 3, j, oh, ow, qk__req16(ep, o, a3, &z));
+        }
+    }
+    for (; i < oh; i++) {
+        const uint8_t *xrow = x + i * stride_h * wp;
+        for (size_t j = 0; j < ow; j += 16) {
+            const uint8_t *base = xrow + j * stride_w;
+            __m512i acc = vc;
+            for (size_t t = 0; t < nq; t++) {
+                const __m512i v = _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(base + off[t])));
+                acc = _mm512_dpbusd_epi32(acc, v, wv[t]);
+            }
+            qk__dw8f_store(y, i, j, oh, ow, qk__req16(ep, o, acc, &z));
+        }
+    }
+}
+#endif
+
+qk__dw8_fused_kernel qk__dw8_fused_kernel_get(void) {
+#if QK_X86
+    if (qk__dw8_plane_kernel() != NULL) return qk__dw8_fused; /* VNNI + VBMI */
+#endif
+    return NULL;
+}
+
+/* ---- padded plane copy ------------------------------------------------------------------- */
+#if QK_X86
+QK_TARGET_AVX512 static inline void qk__store64(uint8_t *d, size_t total, size_t a, __m512i v) {
+    if (a + 64 <= total)
+        _mm512_storeu_si512((void *)(d + a), v);
+    else
+        _mm512_mask_storeu_epi8(d + a, ((__mmask64)1 << (total - a)) - 1, v);
+}
+
+QK_TARGET_AVX512 static void qk__pad_plane8_avx512(const uint8_t *src, size_t rows, size_t n,
+                                                  uint8_t flip, uint8_t fill, size_t pad_top,
+                                                  size_t pad_left, size_t hp, size_t wp,
+                                                  uint8_t *d) {
+    const __m512i vf = _mm512_set1_epi8((char)flip), vfill = _mm512_set1_epi8((char)fill);
+    /* rows in order, whole 64-byte blocks: a block that runs past its row is overwritten by the
+     * rows written after it; a block that would reach past the plane is a masked store */
+    const size_t total = hp * wp;
+    for (size_t h = 0; h < hp; h++) {
+        if (h < pad_top || h >= pad_top + rows) {
+            for (size_t c0 = 0; c0 < wp; c0 += 64) qk__store64(d, total, h * wp + c0, vfill);
+            continue;
+        }
+        /* source bytes: padded column c0 + l reads src row byte c0 + l - pad_left */
+        const uintptr_t sr = (uintptr_t)(src + (h - pad_top) * n);
+        for (size_t c0 = 0; c0 < wp; c0 += 64) {
+            /* lanes l with pad_left <= c0 + l < pad_left + n */
+            const size_t lo = c0 < pad_left ? pad_left - c0 : 0;
+            const size_t hi = pad_left + n > c0 ? pad_left + n - c0 : 0;
+            __mmask64 m = 0;
+            if (hi > lo && lo < 64) {
+                const size_t h64 = hi < 64 ? hi : 64;
+                m = (h64 == 64 ? ~(__mmask64)0 : (((__mmask64)1 << h64) - 1)) &
+                    ~(((__mmask64)1 << lo) - 1);
+            }
+            /* masked-off lanes are not read (no fault): the address may lie before the row */
+            const __m512i v = _mm512_maskz_loadu_epi8(m, (const void *)(sr + c0 - pad_left));
+            const __m512i r = _mm512_mask_mov_epi8(vfill, m, _mm512_xor_si512(v, vf));
+            qk__store64(d, total, h * wp + c0, r);
+        }
+    }
+}
+#endif
+
+int qk__pad_plane8(const uint8_t *src, size_t rows, size_t n, uint8_t flip, uint8_t fill,
+                   size_t pad_top, size_t pad_left, size_t hp, size_t wp, uint8_t *d) {
+#if QK_X86
+    if (qk__use_avx512()) {
+        qk__pad_plane8_avx512(src, rows, n, flip, fill, pad_top, pad_left, hp, wp, d);
+        return 1;
+    }
+#endif
+    (void)src, (void)rows, (void)n, (void)flip, (void)fill, (void)pad_top, (void)pad_left;
+    (void)hp, (void)wp, (void)d;
+    return 0;
+}

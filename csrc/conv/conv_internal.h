@@ -1,0 +1,46 @@
+/* conv_internal.h -- conv-only kernels with the output stage fused (conv_fused.c); not public.
+ *
+ * "Fused" kernels requantize in registers and store the output bytes directly: the int32 sums
+ * never go through memory. They apply exactly the operations of the AVX-512 tile output
+ * (vnni.c qk__out16, fp32 scheme, same order, same bits as the scalar epilogue):
+ *   v = raw + corr[o] - wzp8[o] * pixsum (mod 2^32); v += bias[o] (int, wrapping);
+ *   f = (float)v (+ float_bias[o]) * scale[o]; clamped to [act_min - zp, act_max - zp];
+ *   q = RNE(f) + zp, one byte (u8 or s8 output).
+ * Only for the fp32 scheme with an 8-bit output (qk__conv_fused_ok); the callers keep the
+ * unfused path for every other epilogue. */
+#ifndef QKERNELS_CONV_INTERNAL_H
+#define QKERNELS_CONV_INTERNAL_H
+
+#include "gemm/gemm_internal.h"
+
+/* 1 when the fused kernels apply to this epilogue (fp32 scheme, u8/s8 output) and the CPU path
+ * has VNNI. */
+int qk__conv_fused_ok(const qk_epilogue *ep);
+
+/* GEMM tile with fused output: rows = mr8 (12 or 16) channels o0.. of a packed block a
+ * ([kq][mr8][4]), columns = 16 pixels of panel b; writes rows r < mr (channel o0 + r) at
+ * y + r * ystride, lanes < cnt (cnt 9..16), one byte each. pixsum: NULL when every wzp8 is 0. */
+typedef void (*qk__conv_fused_kernel)(size_t kq, const int8_t *a, const uint8_t *b,
+                                      const qk_epilogue *ep, const int32_t *wzp8,
+                                      const uint32_t *corr, const uint32_t *pixsum, size_t o0,
+                                      size_t mr, size_t cnt, char *y, size_t ystride);
+/* The kernel for blocks of mr8 rows, or NULL (no VNNI). */
+qk__conv_fused_kernel qk__conv_fused_kernel_for(size_t mr8);
+
+/* 8-bit depthwise plane with fused output (VBMI): as qk_dw8_plane__avx512vbmi (same operands,
+ * same fit conditions: qk__dw8_fits, kh * kq <= 64), then the output stage of channel o; y: the
+ * oh * ow output bytes of the plane (contiguous). NULL when the CPU lacks VBMI. */
+typedef void (*qk__dw8_fused_kernel)(const uint8_t *x, size_t wp, const int8_t *w8, size_t kh,
+                                     size_t kq, size_t stride_h, size_t stride_w, size_t dil_h,
+                                     size_t dil_w, size_t oh, size_t ow, uint32_t corr,
+                                     const qk_epilogue *ep, size_t o, uint8_t *y);
+qk__dw8_fused_kernel qk__dw8_fused_kernel_get(void);
+
+/* Copies rows x n bytes (source rows n apart, each byte ^ flip) into a padded plane of hp rows
+ * of pitch wp bytes at d, the interior at (pad_top, pad_left); every other byte of the plane
+ * set to fill. Writes exactly the plane's hp * wp bytes. AVX-512BW; returns 0 when not available
+ * (the caller then copies its own way). */
+int qk__pad_plane8(const uint8_t *src, size_t rows, size_t n, uint8_t flip, uint8_t fill,
+                   size_t pad_top, size_t pad_left, size_t hp, size_t wp, uint8_t *d);
+
+#endif
