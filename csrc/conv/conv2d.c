@@ -53,6 +53,7 @@ typedef struct {
     size_t *koff;     /* k entries: offset of tap k (channel, row, column) in a group's image */
     qk__conv_fused_kernel fk;  /* 8-bit tiles of more than 8 pixels, output fused (or NULL) */
     qk__dw8_fused_kernel dw8f; /* 8-bit depthwise plane, output fused (or NULL) */
+    qk__plane_blocks pb;       /* with dw8f: the padded plane as 64-byte blocks */
     _Atomic int status;
 } qk__conv_ctx;
 
@@ -632,7 +633,8 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
     const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
     const uint64_t flip8 = flip * UINT64_C(0x0101010101010101);
     int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
-    uint8_t *xp = (uint8_t *)malloc(plane + QK__SLACK);
+    /* 64-byte aligned (the block copy's stores), a whole number of blocks */
+    uint8_t *xp = (uint8_t *)aligned_alloc(64, (plane + QK__SLACK + 63) & ~(size_t)63);
     if (acc == NULL || xp == NULL) {
         free(acc);
         free(xp);
@@ -646,6 +648,11 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
 #endif
     for (size_t j = j0; j < j1; j++) {
         const size_t b = j / n, o = j % n, bc = b * s->in_c + o / c->ocg;
+        if (bc != have && c->dw8f != NULL) {
+            qk__plane_blocks_copy(&c->pb, (const uint8_t *)c->x + bc * s->in_h * s->in_w, flip,
+                                  (uint8_t)c->xz8, xp);
+            have = bc;
+        }
         if (bc != have) {
             const uint8_t *src = (const uint8_t *)c->x + bc * s->in_h * s->in_w;
             if (qk__pad_plane8(src, s->in_h, s->in_w, flip, (uint8_t)c->xz8, s->pad_top,
@@ -840,8 +847,12 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
             c.dw8 = qk__dw8_plane_kernel();
             c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
             if (qk__conv_fused_ok(ep)) c.dw8f = qk__dw8_fused_kernel_get();
+            if (c.dw8f != NULL &&
+                !qk__plane_blocks_init(&c.pb, s->in_h, s->in_w, s->pad_top, s->pad_left, c.hp, c.wp))
+                return QK_ERR_NOMEM;
         }
         qk__parallel(s->batch * w->n, threads, qk__dw_jobs, &c);
+        qk__plane_blocks_free(&c.pb);
         return (qk_status)atomic_load(&c.status);
     }
     c.xp = (int16_t *)malloc((img + QK__SLACK) * sizeof(int16_t));

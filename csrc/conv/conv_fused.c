@@ -5,6 +5,7 @@
  * sums (wrapping modulo 2^32), then the operations of vnni.c's qk__out16 in the same order. */
 #include "conv/conv_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if QK_X86
@@ -143,10 +144,11 @@ QK_TARGET_CVBMI static void qk__dw8_fused(const uint8_t *x, size_t wp, const int
     __m512i wv[MAXQ];
     size_t off[MAXQ];
     const size_t nq = kh * kq;
-    for (size_t t = 0; t < nq; t++) {
-        wv[t] = _mm512_set1_epi32(qk__ld32c(w8 + 4 * t));
-        off[t] = (t / kq) * dil_h * wp + (t % kq) * 4 * dil_w;
-    }
+    for (size_t r = 0, t = 0; r < kh; r++) /* no divisions: they would cost more than a plane */
+        for (size_t q = 0; q < kq; q++, t++) {
+            wv[t] = _mm512_set1_epi32(qk__ld32c(w8 + 4 * t));
+            off[t] = r * dil_h * wp + q * 4 * dil_w;
+        }
     const __m512i vc = _mm512_set1_epi32((int32_t)corr);
     const qk__fz z = qk__fz_make(ep);
     size_t i = 0;
@@ -168,6 +170,22 @@ QK_TARGET_CVBMI static void qk__dw8_fused(const uint8_t *x, size_t wp, const int
             qk__dw8f_store(y, i + 2, j, oh, ow, qk__req16(ep, o, a2, &z));
             qk__dw8f_store(y, i + 3, j, oh, ow, qk__req16(ep, o, a3, &z));
         }
+    }
+    if (i + 2 <= oh) { /* two rows: two independent chains */
+        const uint8_t *xrow = x + i * stride_h * wp;
+        const size_t rs = stride_h * wp;
+        for (size_t j = 0; j < ow; j += 16) {
+            const uint8_t *base = xrow + j * stride_w;
+            __m512i a0 = vc, a1 = vc;
+            for (size_t t = 0; t < nq; t++) {
+                const uint8_t *bt = base + off[t];
+                a0 = _mm512_dpbusd_epi32(a0, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)bt)), wv[t]);
+                a1 = _mm512_dpbusd_epi32(a1, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + rs))), wv[t]);
+            }
+            qk__dw8f_store(y, i, j, oh, ow, qk__req16(ep, o, a0, &z));
+            qk__dw8f_store(y, i + 1, j, oh, ow, qk__req16(ep, o, a1, &z));
+        }
+        i += 2;
     }
     for (; i < oh; i++) {
         const uint8_t *xrow = x + i * stride_h * wp;
@@ -245,4 +263,73 @@ int qk__pad_plane8(const uint8_t *src, size_t rows, size_t n, uint8_t flip, uint
     (void)src, (void)rows, (void)n, (void)flip, (void)fill, (void)pad_top, (void)pad_left;
     (void)hp, (void)wp, (void)d;
     return 0;
+}
+
+/* ---- padded plane by 64-byte blocks ------------------------------------------------------ */
+int qk__plane_blocks_init(qk__plane_blocks *t, size_t rows, size_t n, size_t pad_top,
+                          size_t pad_left, size_t hp, size_t wp) {
+    memset(t, 0, sizeof *t);
+    const size_t total = hp * wp;
+    t->nblk = (total + 63) / 64;
+    t->mask = (uint64_t *)calloc(t->nblk, sizeof(uint64_t));
+    t->start = (uint32_t *)calloc(t->nblk, sizeof(uint32_t));
+    t->cnt = (uint32_t *)calloc(t->nblk, sizeof(uint32_t));
+    t->idx = (uint8_t *)calloc(t->nblk * 64, 1);
+    if (t->mask == NULL || t->start == NULL || t->cnt == NULL || t->idx == NULL) {
+        qk__plane_blocks_free(t);
+        return 0;
+    }
+    size_t src = 0; /* input bytes placed so far */
+    for (size_t b = 0; b < t->nblk; b++) t->start[b] = (uint32_t)-1;
+    for (size_t h = 0; h < rows; h++) {
+        const size_t p0 = (pad_top + h) * wp + pad_left;
+        for (size_t i = 0; i < n; i++, src++) {
+            const size_t p = p0 + i, b = p / 64;
+            if (t->start[b] == (uint32_t)-1) t->start[b] = (uint32_t)src;
+            t->mask[b] |= (uint64_t)1 << (p % 64);
+            t->idx[p] = (uint8_t)(src - t->start[b]);
+            t->cnt[b]++;
+        }
+    }
+    for (size_t b = 0; b < t->nblk; b++)
+        if (t->start[b] == (uint32_t)-1) t->start[b] = 0;
+    return 1;
+}
+
+void qk__plane_blocks_free(qk__plane_blocks *t) {
+    free(t->mask);
+    free(t->start);
+    free(t->cnt);
+    free(t->idx);
+    memset(t, 0, sizeof *t);
+}
+
+#if QK_X86
+QK_TARGET_CVBMI static void qk__plane_blocks_copy_vbmi(const qk__plane_blocks *t,
+                                                       const uint8_t *src, uint8_t flip,
+                                                       uint8_t fill, uint8_t *d) {
+    const __m512i vf = _mm512_set1_epi8((char)flip), vfill = _mm512_set1_epi8((char)fill);
+    for (size_t b = 0; b < t->nblk; b++) {
+        const __mmask64 m = t->mask[b];
+        __m512i v = vfill;
+        if (m) {
+            const uint32_t c = t->cnt[b];
+            const __mmask64 lm = c >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << c) - 1);
+            const __m512i x = _mm512_maskz_loadu_epi8(lm, src + t->start[b]);
+            v = _mm512_mask_permutexvar_epi8(vfill, m,
+                                             _mm512_loadu_si512((const void *)(t->idx + 64 * b)),
+                                             _mm512_xor_si512(x, vf));
+        }
+        _mm512_store_si512((void *)(d + 64 * b), v);
+    }
+}
+#endif
+
+void qk__plane_blocks_copy(const qk__plane_blocks *t, const uint8_t *src, uint8_t flip,
+                           uint8_t fill, uint8_t *d) {
+#if QK_X86
+    qk__plane_blocks_copy_vbmi(t, src, flip, fill, d);
+#else
+    (void)t, (void)src, (void)flip, (void)fill, (void)d;
+#endif
 }

@@ -43,4 +43,22 @@ qk__dw8_fused_kernel qk__dw8_fused_kernel_get(void);
 int qk__pad_plane8(const uint8_t *src, size_t rows, size_t n, uint8_t flip, uint8_t fill,
                    size_t pad_top, size_t pad_left, size_t hp, size_t wp, uint8_t *d);
 
+/* A padded plane (hp rows of pitch wp, the rows x n input at (pad_top, pad_left), the rest a
+ * fill byte) as 64-byte blocks: block b takes cnt[b] consecutive input bytes from start[b],
+ * lane l of the block = byte idx[64 b + l] of them when bit l of mask[b] is set, else fill.
+ * Tables built once per call (qk__plane_blocks_init, 0 on allocation failure), applied per
+ * plane by qk__plane_blocks_copy (VBMI; the destination 64-byte aligned, the last block's 64
+ * bytes written whole: up to 63 bytes past the plane). */
+typedef struct {
+    size_t nblk;
+    uint64_t *mask;
+    uint32_t *start, *cnt;
+    uint8_t *idx;
+} qk__plane_blocks;
+int qk__plane_blocks_init(qk__plane_blocks *t, size_t rows, size_t n, size_t pad_top,
+                          size_t pad_left, size_t hp, size_t wp);
+void qk__plane_blocks_free(qk__plane_blocks *t);
+void qk__plane_blocks_copy(const qk__plane_blocks *t, const uint8_t *src, uint8_t flip,
+                           uint8_t fill, uint8_t *d);
+
 #endif
