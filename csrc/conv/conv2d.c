@@ -54,6 +54,8 @@ typedef struct {
     qk__conv_fused_kernel fk;  /* 8-bit tiles of more than 8 pixels, output fused (or NULL) */
     qk__dw8_fused_kernel dw8f; /* 8-bit depthwise plane, output fused (or NULL) */
     qk__plane_blocks pb;       /* with dw8f: the padded plane as 64-byte blocks */
+    int cq8;                   /* w->cq8: channel-quad image (conv_internal.h), k = (tap, c) */
+    size_t *tapoff;            /* cq8: pixel offset of each tap (r, q) in a plane */
     _Atomic int status;
 } qk__conv_ctx;
 
@@ -188,6 +190,28 @@ static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
             }
             for (; i < s->in_w; i++) dr[i] = (uint8_t)(src[i] ^ flip);
         }
+    }
+}
+
+/* cq8: job j = b * in_c / 4 + quad: the quad's channel-quad plane from its 4 input planes. */
+static void qk__pad_quads8(void *vctx, size_t j0, size_t j1) {
+    qk__conv_ctx *c = (qk__conv_ctx *)vctx;
+    const qk_conv2d_shape *s = c->s;
+    const size_t plane = c->hp * c->wp, pin = s->in_h * s->in_w;
+    const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
+    for (size_t j = j0; j < j1; j++) {
+        uint8_t *d = c->xp8 + j * 4 * plane;
+        const uint8_t *src = (const uint8_t *)c->x + j * 4 * pin;
+        if (qk__pad_quad8(src, pin, s->in_h, s->in_w, flip, (uint8_t)c->xz8, s->pad_top,
+                          s->pad_left, c->hp, c->wp, d))
+            continue;
+        /* portable: element (channel q, padded row h, column x) at ((h * wp + x) * 4 + q) */
+        memset(d, c->xz8, 4 * plane);
+        for (size_t q = 0; q < 4; q++)
+            for (size_t h = 0; h < s->in_h; h++)
+                for (size_t x = 0; x < s->in_w; x++)
+                    d[((h + s->pad_top) * c->wp + x + s->pad_left) * 4 + q] =
+                        (uint8_t)(src[q * pin + h * s->in_w + x] ^ flip);
     }
 }
 
@@ -485,8 +509,11 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             (void)ow0;
 #if QK_X86
             qk__segs segs;
-            if (simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs) &&
-                qk__build_panel8_avx2(c, src, &segs, panel)) {
+            if (c->cq8 && simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs)) {
+                qk__panel_cq8(src, plane * 4, c->tapoff, w->kh * w->kw, c->cpg / 4, segs.n,
+                              segs.start, segs.base, s->stride_w, panel);
+            } else if (!c->cq8 && simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs) &&
+                       qk__build_panel8_avx2(c, src, &segs, panel)) {
             } else
 #endif
             {
@@ -494,6 +521,7 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                 for (size_t i = 0; i < cnt[t]; i++) {
                     const size_t q = pix0[t] + i;
                     off[i] = (q / c->ow) * s->stride_h * c->wp + (q % c->ow) * s->stride_w;
+                    if (c->cq8) off[i] *= 4; /* 4 bytes a pixel */
                 }
                 qk__build_panel8_scalar(c, src, off, cnt[t], panel);
             }
@@ -807,10 +835,27 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         c.koff = (size_t *)malloc(w->k * sizeof(size_t));
         if (c.koff == NULL) return QK_ERR_NOMEM;
         size_t kk = 0; /* tap kk = (channel, row, column), no divisions (k can be thousands) */
-        for (size_t ch = 0; ch < w->k / taps; ch++)
+        if (w->cq8) { /* k = (row, column, channel); channel ch at byte 4 * pixel + ch % 4 of
+                       * the plane of its quad */
+            c.cq8 = 1;
+            c.tapoff = (size_t *)malloc(taps * sizeof(size_t));
+            if (c.tapoff == NULL) {
+                free(c.koff);
+                return QK_ERR_NOMEM;
+            }
             for (size_t r = 0; r < w->kh; r++)
-                for (size_t q = 0; q < w->kw; q++)
-                    c.koff[kk++] = ch * c.hp * c.wp + r * s->dil_h * c.wp + q * s->dil_w;
+                for (size_t q = 0; q < w->kw; q++) {
+                    c.tapoff[r * w->kw + q] = r * s->dil_h * c.wp + q * s->dil_w;
+                    for (size_t ch = 0; ch < c.cpg; ch++)
+                        c.koff[kk++] = ((ch / 4) * c.hp * c.wp + c.tapoff[r * w->kw + q]) * 4 +
+                                       ch % 4;
+                }
+        } else {
+            for (size_t ch = 0; ch < w->k / taps; ch++)
+                for (size_t r = 0; r < w->kh; r++)
+                    for (size_t q = 0; q < w->kw; q++)
+                        c.koff[kk++] = ch * c.hp * c.wp + r * s->dil_h * c.wp + q * s->dil_w;
+        }
     }
     if (w->vnni) {
         c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
@@ -824,10 +869,14 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
             free(c.corr);
             free(c.xp8);
             free(c.koff);
+            free(c.tapoff);
             return QK_ERR_NOMEM;
         }
         memset(c.xp8 + img, 0, QK__SLACK);
-        qk__parallel(s->batch * s->in_c, threads, qk__pad_planes8, &c);
+        if (c.cq8)
+            qk__parallel(s->batch * s->in_c / 4, threads, qk__pad_quads8, &c);
+        else
+            qk__parallel(s->batch * s->in_c, threads, qk__pad_planes8, &c);
         c.tiles_per_row = (ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         c.tiles = oh * c.tiles_per_row;
         if (ow >= 8) { /* a tile then spans at most 3 output rows (runs) */
@@ -839,6 +888,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         free(c.corr);
         free(c.xp8);
         free(c.koff);
+        free(c.tapoff);
         return (qk_status)atomic_load(&c.status);
     }
     if (c.cpg == 1) {

@@ -108,13 +108,14 @@ qk__conv_fused_kernel qk__conv_fused_kernel_for(size_t mr8) {
  * taps, one vpdpbusd per quad for 16 outputs on dwords gathered by vpermb from one 64-byte
  * load; then the output stage of channel o. Row i of the plane is stored at y + i * ow: whole
  * 16-byte stores, masked only where they would reach past the plane's last byte or over an
- * output already written (a row of at most 16 outputs spills into the next row, written next). */
+ * output already written (rows of at most 16 outputs spill only into rows written after them). */
 #if QK_X86
 QK_TARGET_CVBMI static inline __attribute__((always_inline)) void
 qk__dw8f_store(uint8_t *y, size_t i, size_t j, size_t oh, size_t ow, __m128i q) {
     const size_t left = ow - j;
     uint8_t *p = y + i * ow + j;
-    if (left >= 16 || (ow <= 16 && i + 1 < oh))
+    /* rows of at most 16 outputs are written in row order: a spill lands on rows written later */
+    if (left >= 16 || (ow <= 16 && i * ow + 16 <= oh * ow))
         _mm_storeu_si128((__m128i *)p, q);
     else
         _mm_mask_storeu_epi8(p, (__mmask16)((1u << left) - 1u), q);
@@ -331,5 +332,117 @@ void qk__plane_blocks_copy(const qk__plane_blocks *t, const uint8_t *src, uint8_
     qk__plane_blocks_copy_vbmi(t, src, flip, fill, d);
 #else
     (void)t, (void)src, (void)flip, (void)fill, (void)d;
+#endif
+}
+
+/* ---- channel-quad image and its panels ---------------------------------------------------- */
+#if QK_X86
+QK_TARGET_CVNNI static void qk__pad_quad8_avx512(const uint8_t *src, size_t plane_in, size_t rows,
+                                                 size_t n, uint8_t flip, uint8_t fill,
+                                                 size_t pad_top, size_t pad_left, size_t hp,
+                                                 size_t wp, uint8_t *d) {
+    const __m128i vf = _mm_set1_epi8((char)flip), vfill = _mm_set1_epi8((char)fill);
+    const __m512i zfill = _mm512_set1_epi8((char)fill);
+    const size_t total = hp * wp * 4;
+    /* rows in order, 16 pixels (64 bytes) a store: a store past a row's end is overwritten by
+     * the next row; one past the plane is masked */
+    for (size_t h = 0; h < hp; h++) {
+        if (h < pad_top || h >= pad_top + rows) {
+            for (size_t x0 = 0; x0 < wp; x0 += 16) qk__store64(d, total, (h * wp + x0) * 4, zfill);
+            continue;
+        }
+        const uintptr_t sr = (uintptr_t)(src + (h - pad_top) * n);
+        for (size_t x0 = 0; x0 < wp; x0 += 16) {
+            const size_t lo = x0 < pad_left ? pad_left - x0 : 0;
+            const size_t hi = pad_left + n > x0 ? pad_left + n - x0 : 0;
+            __mmask16 m = 0;
+            if (hi > lo && lo < 16) {
+                const size_t h16 = hi < 16 ? hi : 16;
+                m = (__mmask16)(((1u << h16) - 1u) & ~((1u << lo) - 1u));
+            }
+            const uintptr_t a = sr + x0 - pad_left; /* masked-off lanes are not read */
+            __m128i v[4];
+            for (size_t c = 0; c < 4; c++)
+                v[c] = _mm_mask_mov_epi8(
+                    vfill, m,
+                    _mm_xor_si128(_mm_maskz_loadu_epi8(m, (const void *)(a + c * plane_in)), vf));
+            const __m128i p01 = _mm_unpacklo_epi8(v[0], v[1]), q01 = _mm_unpackhi_epi8(v[0], v[1]);
+            const __m128i p23 = _mm_unpacklo_epi8(v[2], v[3]), q23 = _mm_unpackhi_epi8(v[2], v[3]);
+            __m512i z = _mm512_castsi128_si512(_mm_unpacklo_epi16(p01, p23));
+            z = _mm512_inserti32x4(z, _mm_unpackhi_epi16(p01, p23), 1);
+            z = _mm512_inserti32x4(z, _mm_unpacklo_epi16(q01, q23), 2);
+            z = _mm512_inserti32x4(z, _mm_unpackhi_epi16(q01, q23), 3);
+            qk__store64(d, total, (h * wp + x0) * 4, z);
+        }
+    }
+}
+
+/* 16 pixels (dwords) of a run: at p + 4 * (i * sw) for lane i. */
+QK_TARGET_CVNNI static inline __attribute__((always_inline)) __m512i
+qk__cq_row(const uint8_t *p, size_t sw, __m512i even) {
+    if (sw == 1) return _mm512_loadu_si512((const void *)p);
+    return _mm512_permutex2var_epi32(_mm512_loadu_si512((const void *)p), even,
+                                     _mm512_loadu_si512((const void *)(p + 64)));
+}
+
+QK_TARGET_CVNNI static inline __attribute__((always_inline)) void
+qk__panel_cq8_body(const uint8_t *src, size_t plane4, const size_t *tapoff, size_t taps,
+                   size_t nq, size_t nseg, const size_t *start, const size_t *base, size_t sw,
+                   uint8_t *panel) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    __mmask16 ms[4] = {0, 0, 0, 0};
+    for (size_t r = 1; r < nseg; r++) ms[r] = (__mmask16)(0xFFFFu << start[r]);
+    for (size_t t = 0; t < taps; t++) {
+        const uint8_t *p0 = src + (tapoff[t] + base[0]) * 4;
+        for (size_t cq = 0; cq < nq; cq++) {
+            __m512i v = qk__cq_row(p0 + cq * plane4, sw, even);
+            for (size_t r = 1; r < nseg; r++)
+                v = _mm512_mask_mov_epi32(
+                    v, ms[r], qk__cq_row(src + (tapoff[t] + base[r]) * 4 + cq * plane4, sw, even));
+            _mm512_store_si512((void *)(panel + (t * nq + cq) * 64), v);
+        }
+    }
+}
+
+QK_TARGET_CVNNI static void qk__panel_cq8_s1(const uint8_t *src, size_t plane4,
+                                             const size_t *tapoff, size_t taps, size_t nq,
+                                             size_t nseg, const size_t *start, const size_t *base,
+                                             uint8_t *panel) {
+    qk__panel_cq8_body(src, plane4, tapoff, taps, nq, nseg, start, base, 1, panel);
+}
+
+QK_TARGET_CVNNI static void qk__panel_cq8_s2(const uint8_t *src, size_t plane4,
+                                             const size_t *tapoff, size_t taps, size_t nq,
+                                             size_t nseg, const size_t *start, const size_t *base,
+                                             uint8_t *panel) {
+    qk__panel_cq8_body(src, plane4, tapoff, taps, nq, nseg, start, base, 2, panel);
+}
+#endif
+
+int qk__pad_quad8(const uint8_t *src, size_t plane_in, size_t rows, size_t n, uint8_t flip,
+                  uint8_t fill, size_t pad_top, size_t pad_left, size_t hp, size_t wp,
+                  uint8_t *d) {
+#if QK_X86
+    if (qk__use_vnni()) {
+        qk__pad_quad8_avx512(src, plane_in, rows, n, flip, fill, pad_top, pad_left, hp, wp, d);
+        return 1;
+    }
+#endif
+    (void)src, (void)plane_in, (void)rows, (void)n, (void)flip, (void)fill, (void)pad_top;
+    (void)pad_left, (void)hp, (void)wp, (void)d;
+    return 0;
+}
+
+void qk__panel_cq8(const uint8_t *src, size_t plane4, const size_t *tapoff, size_t taps,
+                   size_t nq, size_t nseg, const size_t *start, const size_t *base, size_t sw,
+                   uint8_t *panel) {
+#if QK_X86
+    if (sw == 1)
+        qk__panel_cq8_s1(src, plane4, tapoff, taps, nq, nseg, start, base, panel);
+    else
+        qk__panel_cq8_s2(src, plane4, tapoff, taps, nq, nseg, start, base, panel);
+#else
+    (void)src, (void)plane4, (void)tapoff, (void)taps, (void)nq, (void)nseg, (void)start;
+    (void)base, (void)sw, (void)panel;
 #endif
 }

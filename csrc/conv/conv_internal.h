@@ -61,4 +61,21 @@ void qk__plane_blocks_free(qk__plane_blocks *t);
 void qk__plane_blocks_copy(const qk__plane_blocks *t, const uint8_t *src, uint8_t flip,
                            uint8_t fill, uint8_t *d);
 
+/* Channel-quad image (weights with cq8, see gemm_internal.h): the padded u8 image of 4
+ * consecutive channels as one plane of hp x wp pixels of 4 bytes (byte c of pixel p = channel
+ * 4 cq + c), so that the 4 k values of a quad (4 channels at one tap) of 16 pixels are 64
+ * contiguous bytes. qk__pad_quad8: one such plane from the 4 source planes (rows x n bytes each,
+ * src, src + plane_in, ...), interior at (pad_top, pad_left), the rest fill; writes exactly
+ * hp * wp * 4 bytes. AVX-512BW/VL (the 8-bit path has them); returns 0 otherwise. */
+int qk__pad_quad8(const uint8_t *src, size_t plane_in, size_t rows, size_t n, uint8_t flip,
+                  uint8_t fill, size_t pad_top, size_t pad_left, size_t hp, size_t wp,
+                  uint8_t *d);
+/* The [taps * nq][16][4] panel of one tile from a channel-quad image (src: the group's first
+ * quad plane, quad planes plane4 bytes apart): quad (tap, cq) lane i = pixel
+ * base[r] + i * sw + tapoff[tap] of plane cq, for the run r holding lane i (runs as in conv2d.c:
+ * lane i >= start[r]). Reads up to 64 * sw bytes past a run's first pixel. sw 1 or 2. */
+void qk__panel_cq8(const uint8_t *src, size_t plane4, const size_t *tapoff, size_t taps,
+                   size_t nq, size_t nseg, const size_t *start, const size_t *base, size_t sw,
+                   uint8_t *panel);
+
 #endif
