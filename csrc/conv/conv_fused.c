@@ -59,8 +59,13 @@ qk__req16(const qk_epilogue *ep, size_t o, __m512i acc, const qk__fz *z) {
 #define QK__F12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define QK__F16(X) QK__F12(X) X(12) X(13) X(14) X(15)
 #define QK__FDECL(r) __m512i acc##r = _mm512_setzero_si512();
-#define QK__FSTEP(r) \
-    acc##r = _mm512_dpbusd_epi32(acc##r, bv, _mm512_set1_epi32(qk__ld32c(ap + 4 * (r))));
+/* vpdpbusd with the weight dword as an embedded broadcast ({1to16}): one instruction a row
+ * instead of vpbroadcastd + vpdpbusd (3-6% more MAC/s on Zen 4; compilers do not fold the
+ * broadcast themselves). The "m" operand tells the compiler the step reads memory at ap. */
+#define QK__FSTEP(r)                                                                   \
+    __asm__("vpdpbusd " #r "*4(%[p])%{1to16%}, %[b], %[acc]"                            \
+            : [acc] "+v"(acc##r)                                                       \
+            : [b] "v"(bv), [p] "r"(ap), "m"(*(const unsigned char(*)[64])ap));
 #define QK__FOUT(r)                                                                             \
     if ((r) < mr) {                                                                             \
         const size_t o = o0 + (r);                                                              \
