@@ -228,6 +228,11 @@ def _simd_fingerprint(threads):
                                             x_scale=0.05, x_zero_point=x_zp, w_scale=0.01,
                                             out_scale=0.7, preset="tflite" if xt == I8 else
                                             "onnxruntime", threads=threads, **geo))
+            if wzp:  # requantized output with the activation-sum term (weight zero points)
+                res.append(qkernels.qconv2d(x, wq, rng.integers(-999, 999, co).astype(np.int32),
+                                            x_scale=0.05, x_zero_point=x_zp, w_scale=0.01,
+                                            w_zero_point=w_zp, out_scale=0.7, out_zero_point=3,
+                                            preset="onnxruntime", threads=threads, **geo))
     return [hashlib.sha256(np.ascontiguousarray(r).tobytes()).hexdigest() for r in res]
 
 

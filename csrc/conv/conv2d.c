@@ -541,6 +541,16 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             const size_t mr = c->ocg - ob < bmr ? c->ocg - ob : bmr;
             const size_t o0 = g * c->ocg + ob;
             for (size_t t = 0; t < nt; t++) {
+#if QK_X86
+                if (cnt[t] <= 8 && c->fk != NULL) {
+                    qk__conv_fused_tail(k4 / 4, w->data8 + (g * w->nblk + ob / bmr) * bmr * k4, bmr,
+                                        panels + t * k4 * QK_GEMM_NR, c->ep, w->wzp8, c->corr,
+                                        w->any_wzp8 ? pixsum[t] : NULL, o0, mr, cnt[t],
+                                        (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz,
+                                        opix * osz);
+                    continue;
+                }
+#endif
                 if (cnt[t] > 8 && c->fk != NULL) {
                     c->fk(k4 / 4, w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
                           panels + t * k4 * QK_GEMM_NR, c->ep, w->wzp8, c->corr,

@@ -98,7 +98,71 @@ qk__req16(const qk_epilogue *ep, size_t o, __m512i acc, const qk__fz *z) {
     }
 QK__FUSED_GEMM(qk__conv_fused_12x16, QK__F12, 12)
 QK__FUSED_GEMM(qk__conv_fused_16x16, QK__F16, 16)
+
+/* Tiles of at most 8 pixels, transposed: the channels are the vector lanes (the weight block's
+ * quad p, [mr8][4] bytes, is one vector), each pixel a broadcast of its panel dword, one
+ * accumulator a pixel; two sets of accumulators (even and odd quads) for independent chains,
+ * summed at the end (sums modulo 2^32: the same bits in any order). Output: the same per-element
+ * operations as qk__req16 with the channel parameters as vectors, bytes transposed to rows. */
+#define QK__TDECL(i) __m512i e##i = _mm512_setzero_si512(), d##i = _mm512_setzero_si512();
+#define QK__TSTEP(A, i, P)                                                               \
+    if ((i) < cnt)                                                                       \
+        A##i = _mm512_dpbusd_epi32(A##i, _mm512_set1_epi32(qk__ld32c(b + 64 * (P) + 4 * (i))), wv);
+#define QK__T8(X, A, P) X(A, 0, P) X(A, 1, P) X(A, 2, P) X(A, 3, P) X(A, 4, P) X(A, 5, P) X(A, 6, P) X(A, 7, P)
+#define QK__TOUT(i)                                                                      \
+    if ((i) < cnt) {                                                                     \
+        __m512i v = _mm512_add_epi32(_mm512_add_epi32(e##i, d##i), vcorr);              \
+        if (pixsum)                                                                      \
+            v = _mm512_sub_epi32(v, _mm512_mullo_epi32(vwz, _mm512_set1_epi32((int32_t)pixsum[i]))); \
+        if (ep->bias) v = _mm512_add_epi32(v, vbias);                                    \
+        __m512 f = _mm512_cvtepi32_ps(v);                                                \
+        if (ep->float_bias) f = _mm512_add_ps(f, vfb);                                   \
+        f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(f, vsc), z.flo), z.fhi);          \
+        _mm_storeu_si128((__m128i *)(q + 16 * (i)),                                      \
+                         _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), z.vzp))); \
+    }
+#define QK__T8I(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
+QK_TARGET_CVNNI static void qk__conv_fused_tail_avx512(size_t kq, const int8_t *a, size_t mr8,
+                                                       const uint8_t *b, const qk_epilogue *ep,
+                                                       const int32_t *wzp8, const uint32_t *corr,
+                                                       const uint32_t *pixsum, size_t o0,
+                                                       size_t mr, size_t cnt, char *y,
+                                                       size_t ystride) {
+    QK__T8I(QK__TDECL)
+    const __mmask16 wm = (__mmask16)((1u << mr8) - 1u); /* mr8 = 12: 48-byte quads */
+    size_t p = 0;
+    for (; p + 2 <= kq; p += 2) {
+        __m512i wv = _mm512_maskz_loadu_epi32(wm, a + 4 * mr8 * p);
+        QK__T8(QK__TSTEP, e, p)
+        wv = _mm512_maskz_loadu_epi32(wm, a + 4 * mr8 * (p + 1));
+        QK__T8(QK__TSTEP, d, p + 1)
+    }
+    if (p < kq) {
+        const __m512i wv = _mm512_maskz_loadu_epi32(wm, a + 4 * mr8 * p);
+        QK__T8(QK__TSTEP, e, p)
+    }
+    const qk__fz z = qk__fz_make(ep);
+    const __mmask16 cm = (__mmask16)((1u << mr) - 1u); /* channels o0 .. o0 + mr - 1 exist */
+    const __m512i vcorr = _mm512_maskz_loadu_epi32(cm, corr + o0);
+    const __m512i vwz = _mm512_maskz_loadu_epi32(cm, wzp8 + o0);
+    const __m512i vbias = ep->bias ? _mm512_maskz_loadu_epi32(cm, ep->bias + o0) : _mm512_setzero_si512();
+    const __m512 vfb = ep->float_bias ? _mm512_maskz_loadu_ps(cm, ep->float_bias + o0) : _mm512_setzero_ps();
+    const __m512 vsc = _mm512_maskz_loadu_ps(cm, ep->scale + o0);
+    uint8_t q[8 * 16]; /* q[16 i + r]: pixel i, channel o0 + r */
+    QK__T8I(QK__TOUT)
+    for (size_t r = 0; r < mr; r++)
+        for (size_t i = 0; i < cnt; i++) y[r * ystride + i] = (char)q[16 * i + r];
+}
+
+void qk__conv_fused_tail(size_t kq, const int8_t *a, size_t mr8, const uint8_t *b,
+                         const qk_epilogue *ep, const int32_t *wzp8, const uint32_t *corr,
+                         const uint32_t *pixsum, size_t o0, size_t mr, size_t cnt, char *y,
+                         size_t ystride) {
+    qk__conv_fused_tail_avx512(kq, a, mr8, b, ep, wzp8, corr, pixsum, o0, mr, cnt, y, ystride);
+}
 #endif
+
 
 qk__conv_fused_kernel qk__conv_fused_kernel_for(size_t mr8) {
 #if QK_X86

@@ -26,6 +26,14 @@ typedef void (*qk__conv_fused_kernel)(size_t kq, const int8_t *a, const uint8_t 
                                       size_t mr, size_t cnt, char *y, size_t ystride);
 /* The kernel for blocks of mr8 rows, or NULL (no VNNI). */
 qk__conv_fused_kernel qk__conv_fused_kernel_for(size_t mr8);
+#if QK_X86
+/* The same for tiles of cnt <= 8 pixels (any mr8): channels as vector lanes, pixels broadcast.
+ * Only where qk__conv_fused_kernel_for gives a kernel. */
+void qk__conv_fused_tail(size_t kq, const int8_t *a, size_t mr8, const uint8_t *b,
+                         const qk_epilogue *ep, const int32_t *wzp8, const uint32_t *corr,
+                         const uint32_t *pixsum, size_t o0, size_t mr, size_t cnt, char *y,
+                         size_t ystride);
+#endif
 
 /* 8-bit depthwise plane with fused output (VBMI): as qk_dw8_plane__avx512vbmi (same operands,
  * same fit conditions: qk__dw8_fits, kh * kq <= 64), then the output stage of channel o; y: the
