@@ -42,10 +42,16 @@ QK_TARGET_CVNNI static inline qk__fz qk__fz_make(const qk_epilogue *ep) {
     return z;
 }
 
-/* 16 sums of channel o (corr already added) -> 16 output bytes (qk__out16, fp32 scheme). */
+/* corr[o] + bias[o] (mod 2^32): the integer terms added to a channel's sums. The kernels start
+ * their accumulators from it (integer sums modulo 2^32: the same bits in any order). */
+static inline int32_t qk__cb(const qk_epilogue *ep, const uint32_t *corr, size_t o) {
+    return (int32_t)(corr[o] + (ep->bias ? (uint32_t)ep->bias[o] : 0u));
+}
+
+/* 16 integer results of channel o (corr and bias in) -> 16 output bytes (the rest of qk__out16,
+ * fp32 scheme). */
 QK_TARGET_CVNNI static inline __attribute__((always_inline)) __m128i
 qk__req16(const qk_epilogue *ep, size_t o, __m512i acc, const qk__fz *z) {
-    if (ep->bias) acc = _mm512_add_epi32(acc, _mm512_set1_epi32(ep->bias[o]));
     __m512 f = _mm512_cvtepi32_ps(acc);
     if (ep->float_bias) f = _mm512_add_ps(f, _mm512_set1_ps(ep->float_bias[o]));
     f = _mm512_mul_ps(f, _mm512_set1_ps(ep->scale[o]));
@@ -58,7 +64,8 @@ qk__req16(const qk_epilogue *ep, size_t o, __m512i acc, const qk__fz *z) {
 /* ---- GEMM tiles ------------------------------------------------------------------------- */
 #define QK__F12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define QK__F16(X) QK__F12(X) X(12) X(13) X(14) X(15)
-#define QK__FDECL(r) __m512i acc##r = _mm512_setzero_si512();
+#define QK__FDECL(r) \
+    __m512i acc##r = _mm512_set1_epi32((r) < mr ? qk__cb(ep, corr, o0 + (r)) : 0);
 /* vpdpbusd with the weight dword as an embedded broadcast ({1to16}): one instruction a row
  * instead of vpbroadcastd + vpdpbusd (3-6% more MAC/s on Zen 4; compilers do not fold the
  * broadcast themselves). The "m" operand tells the compiler the step reads memory at ap. */
@@ -69,7 +76,7 @@ qk__req16(const qk_epilogue *ep, size_t o, __m512i acc, const qk__fz *z) {
 #define QK__FOUT(r)                                                                             \
     if ((r) < mr) {                                                                             \
         const size_t o = o0 + (r);                                                              \
-        __m512i v = _mm512_add_epi32(acc##r, _mm512_set1_epi32((int32_t)corr[o]));              \
+        __m512i v = acc##r;                                                                     \
         if (pixsum) v = _mm512_sub_epi32(v, _mm512_mullo_epi32(_mm512_set1_epi32(wzp8[o]), vps)); \
         const __m128i q = qk__req16(ep, o, v, &z);                                              \
         if (full)                                                                               \
@@ -219,7 +226,8 @@ QK_TARGET_CVBMI static void qk__dw8_fused(const uint8_t *x, size_t wp, const int
             wv[t] = _mm512_set1_epi32(qk__ld32c(w8 + 4 * t));
             off[t] = r * dil_h * wp + q * 4 * dil_w;
         }
-    const __m512i vc = _mm512_set1_epi32((int32_t)corr);
+    const __m512i vc =
+        _mm512_set1_epi32((int32_t)(corr + (ep->bias ? (uint32_t)ep->bias[o] : 0u)));
     const qk__fz z = qk__fz_make(ep);
     size_t i = 0;
     for (; i + 4 <= oh; i += 4) {
