@@ -7,6 +7,11 @@
  *   of up to 4 tiles (specialized per stride and number of row runs; vpermt2b where the CPU has
  *   VBMI) and runs every block of 12 or 16 output channels over them (vpdpbusd; tiles of at most
  *   8 pixels on 256-bit vectors); the zero-point correction and the epilogue write NCHW directly.
+ *   With the fp32 epilogue (fbgemm, onnxruntime presets) the tiles are the fused kernels of
+ *   conv_fused.c (requantized in registers; tiles of at most 8 pixels transposed: channels as
+ *   lanes). Weights with cq8 (in_c / groups a multiple of 4, several taps; see
+ *   gemm_internal.h) use a channel-quad image instead (4 channels interleaved a pixel): a tile's
+ *   panel rows are then 64-byte copies of image rows, no byte transpose per tap.
  * int16 path (AVX2 without VNNI, and the scalar twins):
  *   phase 1: the input is widened once to a zero-padded int16 image of (x - x_zp) (padding taps
  *   then contribute exactly 0, as SPEC section 5 requires); phase 2: tiles of up to 16 pixels of
@@ -14,7 +19,8 @@
  * One input channel per group (depthwise, any channel multiplier): no image-wide pass; each job
  * copies the input plane it needs into its own padded plane and runs a direct plane kernel (8-bit
  * VNNI+VBMI kernel when the weights have that layout, else the int16 AVX-512 / AVX2 / scalar
- * ones), then the epilogue.
+ * ones), then the epilogue (fused into the 8-bit plane kernel with the fp32 epilogue, the plane
+ * then copied by 64-byte blocks from per-call tables).
  * Every output element is computed the same way whatever the thread split. */
 #include "conv/conv_internal.h"
 
@@ -135,20 +141,12 @@ static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
     }
 }
 
-#if QK_X86
-QK_TARGET_AVX512 static void qk__copy_rows8_avx512(const uint8_t *src, size_t rows, size_t n,
-                                                   uint8_t flip, uint8_t *dst, size_t pitch);
-#endif
-
 static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
     qk__conv_ctx *c = (qk__conv_ctx *)vctx;
     const qk_conv2d_shape *s = c->s;
     const size_t plane = c->hp * c->wp;
     const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
     const uint64_t flip8 = flip * UINT64_C(0x0101010101010101);
-#if QK_X86
-    const int v512 = qk__use_avx512();
-#endif
     for (size_t j = j0; j < j1; j++) {
         uint8_t *d = c->xp8 + j * plane;
         const uint8_t *src0 = (const uint8_t *)c->x + j * s->in_h * s->in_w;
@@ -165,15 +163,6 @@ static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
                 memset(d + (s->pad_top + s->in_h) * c->wp, c->xz8, s->pad_bottom * c->wp);
         }
         uint8_t *dst = d + s->pad_top * c->wp + s->pad_left;
-#if QK_X86
-        if (v512) {
-            if (c->wp == s->in_w) /* no side padding: the rows are one run */
-                qk__copy_rows8_avx512(src0, 1, s->in_h * s->in_w, flip, dst, 0);
-            else
-                qk__copy_rows8_avx512(src0, s->in_h, s->in_w, flip, dst, c->wp);
-            continue;
-        }
-#endif
         for (size_t h = 0; h < s->in_h; h++) {
             uint8_t *dr = dst + h * c->wp;
             const uint8_t *src = src0 + h * s->in_w;
@@ -647,20 +636,6 @@ QK_TARGET_AVX512 static void qk__widen_row_avx512(const void *src, qk_dtype xt, 
 }
 #endif
 
-#if QK_X86
-/* rows x n bytes (src rows n apart) to dst rows pitch apart, each byte ^ flip. */
-QK_TARGET_AVX512 static void qk__copy_rows8_avx512(const uint8_t *src, size_t rows, size_t n,
-                                                   uint8_t flip, uint8_t *dst, size_t pitch) {
-    const __m512i vf = _mm512_set1_epi8((char)flip);
-    for (size_t h = 0; h < rows; h++)
-        for (size_t i = 0; i < n; i += 64) {
-            const __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - i)) - 1);
-            const __m512i v = _mm512_maskz_loadu_epi8(m, src + h * n + i);
-            _mm512_mask_storeu_epi8(dst + h * pitch + i, m, _mm512_xor_si512(v, vf));
-        }
-}
-#endif
-
 /* The 8-bit depthwise jobs: each widens nothing, it copies the input plane into its own u8
  * plane bordered with the u8 zero point (int8 activations + 128: a flip of bit 7). */
 static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
@@ -681,9 +656,6 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
     }
     memset(xp, c->xz8, plane + QK__SLACK);
     size_t have = (size_t)-1;
-#if QK_X86
-    const int v512 = qk__use_avx512();
-#endif
     for (size_t j = j0; j < j1; j++) {
         const size_t b = j / n, o = j % n, bc = b * s->in_c + o / c->ocg;
         if (bc != have && c->dw8f != NULL) {
@@ -696,13 +668,6 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
             if (qk__pad_plane8(src, s->in_h, s->in_w, flip, (uint8_t)c->xz8, s->pad_top,
                                s->pad_left, c->hp, c->wp, xp))
                 have = bc;
-#if QK_X86
-            if (v512 && have != bc) {
-                qk__copy_rows8_avx512(src, s->in_h, s->in_w, flip,
-                                      xp + s->pad_top * c->wp + s->pad_left, c->wp);
-                have = bc;
-            }
-#endif
             for (size_t h = 0; h < s->in_h && have != bc; h++) {
                 uint8_t *dr = xp + (h + s->pad_top) * c->wp + s->pad_left;
                 const uint8_t *sr = src + h * s->in_w;
