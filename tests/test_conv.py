@@ -32,6 +32,9 @@ CASES = [
     (1, 512, 3, 3, 5, 3, 3, 1, 1, 1, 1),      # K = 4608
     (2, 6, 7, 19, 10, 3, 3, 1, (1, 0, 2, 0), 1, 1),  # top / bottom padding only
     (1, 5, 9, 10, 12, 3, 3, 2, (0, 1, 0, 2), 1, 1),  # left / right padding only, stride 2
+    (2, 8, 14, 14, 16, 3, 3, 1, 1, 1, 1),     # channel-quad image (in_c / groups % 4 == 0)
+    (1, 16, 11, 9, 24, 3, 3, 2, (2, 0, 1, 1), 1, 2),  # channel-quad, stride 2, groups
+    (1, 8, 10, 10, 8, 3, 3, 3, 1, 2, 1),      # channel-quad, stride 3, dilation 2
 ]
 
 
@@ -173,6 +176,18 @@ SIMD_CASES = [
     (1, 6, 17, 35, 6, 3, 3, 2, 1, 1, 6),
     (1, 4, 12, 12, 4, 3, 3, 1, 2, 2, 4),
     (2, 3, 5, 3, 3, 5, 3, 1, (2, 1, 2, 1), 1, 3),
+    # channel-quad image (channels a group a multiple of 4, more than one tap): stride 1 / 2 / 3,
+    # tiles over 1 to 3 rows and across images' tails, groups of 4 and 8 channels, dilation,
+    # asymmetric padding, 12-row blocks, widths 8 to 17
+    (2, 8, 6, 8, 16, 3, 3, 1, 1, 1, 1),
+    (1, 8, 15, 21, 16, 3, 3, 2, 1, 1, 1),
+    (1, 12, 11, 17, 12, 3, 3, 3, (1, 2, 0, 1), 1, 1),
+    (1, 16, 9, 18, 24, 3, 3, 1, 1, 1, 4),
+    (2, 16, 10, 13, 32, 3, 3, 2, 2, 2, 2),
+    (1, 4, 9, 9, 20, 5, 5, 1, (0, 2, 1, 0), (1, 2), 1),
+    # depthwise planes narrower than 8 outputs (the fused plane kernel's row stores), batch 3
+    (3, 12, 9, 10, 12, 3, 3, 2, 1, 1, 12),
+    (2, 5, 4, 3, 5, 3, 3, 1, 1, 1, 5),
 ]
 
 SIMD_SCRIPT = r"""
@@ -213,6 +228,11 @@ def _simd_fingerprint(threads):
                                             x_scale=0.05, x_zero_point=x_zp, w_scale=0.01,
                                             out_scale=0.7, preset="tflite" if xt == I8 else
                                             "onnxruntime", threads=threads, **geo))
+            if wzp:  # requantized output with the activation-sum term (weight zero points)
+                res.append(qkernels.qconv2d(x, wq, rng.integers(-999, 999, co).astype(np.int32),
+                                            x_scale=0.05, x_zero_point=x_zp, w_scale=0.01,
+                                            w_zero_point=w_zp, out_scale=0.7, out_zero_point=3,
+                                            preset="onnxruntime", threads=threads, **geo))
     return [hashlib.sha256(np.ascontiguousarray(r).tobytes()).hexdigest() for r in res]
 
 

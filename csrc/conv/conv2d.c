@@ -7,6 +7,11 @@
  *   of up to 4 tiles (specialized per stride and number of row runs; vpermt2b where the CPU has
  *   VBMI) and runs every block of 12 or 16 output channels over them (vpdpbusd; tiles of at most
  *   8 pixels on 256-bit vectors); the zero-point correction and the epilogue write NCHW directly.
+ *   With the fp32 epilogue (fbgemm, onnxruntime presets) the tiles are the fused kernels of
+ *   conv_fused.c (requantized in registers; tiles of at most 8 pixels transposed: channels as
+ *   lanes). Weights with cq8 (in_c / groups a multiple of 4, several taps; see
+ *   gemm_internal.h) use a channel-quad image instead (4 channels interleaved a pixel): a tile's
+ *   panel rows are then 64-byte copies of image rows, no byte transpose per tap.
  * int16 path (AVX2 without VNNI, and the scalar twins):
  *   phase 1: the input is widened once to a zero-padded int16 image of (x - x_zp) (padding taps
  *   then contribute exactly 0, as SPEC section 5 requires); phase 2: tiles of up to 16 pixels of
@@ -14,9 +19,10 @@
  * One input channel per group (depthwise, any channel multiplier): no image-wide pass; each job
  * copies the input plane it needs into its own padded plane and runs a direct plane kernel (8-bit
  * VNNI+VBMI kernel when the weights have that layout, else the int16 AVX-512 / AVX2 / scalar
- * ones), then the epilogue.
+ * ones), then the epilogue (fused into the 8-bit plane kernel with the fp32 epilogue, the plane
+ * then copied by 64-byte blocks from per-call tables).
  * Every output element is computed the same way whatever the thread split. */
-#include "gemm/gemm_internal.h"
+#include "conv/conv_internal.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -51,6 +57,11 @@ typedef struct {
     qk_gemm_s8u8_ukernel uk8;
     qk_gemm_s8u8_ukernel uk8h; /* tiles of at most 8 pixels */
     size_t *koff;     /* k entries: offset of tap k (channel, row, column) in a group's image */
+    qk__conv_fused_kernel fk;  /* 8-bit tiles of more than 8 pixels, output fused (or NULL) */
+    qk__dw8_fused_kernel dw8f; /* 8-bit depthwise plane, output fused (or NULL) */
+    qk__plane_blocks pb;       /* with dw8f: the padded plane as 64-byte blocks */
+    int cq8;                   /* w->cq8: channel-quad image (conv_internal.h), k = (tap, c) */
+    size_t *tapoff;            /* cq8: pixel offset of each tap (r, q) in a plane */
     _Atomic int status;
 } qk__conv_ctx;
 
@@ -130,23 +141,18 @@ static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
     }
 }
 
-#if QK_X86
-QK_TARGET_AVX512 static void qk__copy_rows8_avx512(const uint8_t *src, size_t rows, size_t n,
-                                                   uint8_t flip, uint8_t *dst, size_t pitch);
-#endif
-
 static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
     qk__conv_ctx *c = (qk__conv_ctx *)vctx;
     const qk_conv2d_shape *s = c->s;
     const size_t plane = c->hp * c->wp;
     const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
     const uint64_t flip8 = flip * UINT64_C(0x0101010101010101);
-#if QK_X86
-    const int v512 = qk__use_avx512();
-#endif
     for (size_t j = j0; j < j1; j++) {
         uint8_t *d = c->xp8 + j * plane;
         const uint8_t *src0 = (const uint8_t *)c->x + j * s->in_h * s->in_w;
+        if (qk__pad_plane8(src0, s->in_h, s->in_w, flip, (uint8_t)c->xz8, s->pad_top,
+                           s->pad_left, c->hp, c->wp, d))
+            continue;
         if (s->pad_left || s->pad_right) {
             /* side padding: one fill of the whole plane (the rows are then written over it)
              * costs less than two small memset calls a row */
@@ -157,15 +163,6 @@ static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
                 memset(d + (s->pad_top + s->in_h) * c->wp, c->xz8, s->pad_bottom * c->wp);
         }
         uint8_t *dst = d + s->pad_top * c->wp + s->pad_left;
-#if QK_X86
-        if (v512) {
-            if (c->wp == s->in_w) /* no side padding: the rows are one run */
-                qk__copy_rows8_avx512(src0, 1, s->in_h * s->in_w, flip, dst, 0);
-            else
-                qk__copy_rows8_avx512(src0, s->in_h, s->in_w, flip, dst, c->wp);
-            continue;
-        }
-#endif
         for (size_t h = 0; h < s->in_h; h++) {
             uint8_t *dr = dst + h * c->wp;
             const uint8_t *src = src0 + h * s->in_w;
@@ -182,6 +179,28 @@ static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
             }
             for (; i < s->in_w; i++) dr[i] = (uint8_t)(src[i] ^ flip);
         }
+    }
+}
+
+/* cq8: job j = b * in_c / 4 + quad: the quad's channel-quad plane from its 4 input planes. */
+static void qk__pad_quads8(void *vctx, size_t j0, size_t j1) {
+    qk__conv_ctx *c = (qk__conv_ctx *)vctx;
+    const qk_conv2d_shape *s = c->s;
+    const size_t plane = c->hp * c->wp, pin = s->in_h * s->in_w;
+    const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
+    for (size_t j = j0; j < j1; j++) {
+        uint8_t *d = c->xp8 + j * 4 * plane;
+        const uint8_t *src = (const uint8_t *)c->x + j * 4 * pin;
+        if (qk__pad_quad8(src, pin, s->in_h, s->in_w, flip, (uint8_t)c->xz8, s->pad_top,
+                          s->pad_left, c->hp, c->wp, d))
+            continue;
+        /* portable: element (channel q, padded row h, column x) at ((h * wp + x) * 4 + q) */
+        memset(d, c->xz8, 4 * plane);
+        for (size_t q = 0; q < 4; q++)
+            for (size_t h = 0; h < s->in_h; h++)
+                for (size_t x = 0; x < s->in_w; x++)
+                    d[((h + s->pad_top) * c->wp + x + s->pad_left) * 4 + q] =
+                        (uint8_t)(src[q * pin + h * s->in_w + x] ^ flip);
     }
 }
 
@@ -479,8 +498,11 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             (void)ow0;
 #if QK_X86
             qk__segs segs;
-            if (simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs) &&
-                qk__build_panel8_avx2(c, src, &segs, panel)) {
+            if (c->cq8 && simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs)) {
+                qk__panel_cq8(src, plane * 4, c->tapoff, w->kh * w->kw, c->cpg / 4, segs.n,
+                              segs.start, segs.base, s->stride_w, panel);
+            } else if (!c->cq8 && simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs) &&
+                       qk__build_panel8_avx2(c, src, &segs, panel)) {
             } else
 #endif
             {
@@ -488,6 +510,7 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                 for (size_t i = 0; i < cnt[t]; i++) {
                     const size_t q = pix0[t] + i;
                     off[i] = (q / c->ow) * s->stride_h * c->wp + (q % c->ow) * s->stride_w;
+                    if (c->cq8) off[i] *= 4; /* 4 bytes a pixel */
                 }
                 qk__build_panel8_scalar(c, src, off, cnt[t], panel);
             }
@@ -507,6 +530,23 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             const size_t mr = c->ocg - ob < bmr ? c->ocg - ob : bmr;
             const size_t o0 = g * c->ocg + ob;
             for (size_t t = 0; t < nt; t++) {
+#if QK_X86
+                if (cnt[t] <= 8 && c->fk != NULL) {
+                    qk__conv_fused_tail(k4 / 4, w->data8 + (g * w->nblk + ob / bmr) * bmr * k4, bmr,
+                                        panels + t * k4 * QK_GEMM_NR, c->ep, w->wzp8, c->corr,
+                                        w->any_wzp8 ? pixsum[t] : NULL, o0, mr, cnt[t],
+                                        (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz,
+                                        opix * osz);
+                    continue;
+                }
+#endif
+                if (cnt[t] > 8 && c->fk != NULL) {
+                    c->fk(k4 / 4, w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
+                          panels + t * k4 * QK_GEMM_NR, c->ep, w->wzp8, c->corr,
+                          w->any_wzp8 ? pixsum[t] : NULL, o0, mr, cnt[t],
+                          (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz, opix * osz);
+                    continue;
+                }
                 (cnt[t] <= 8 ? c->uk8h : c->uk8)(k4 / 4,
                                                  w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
                                                  panels + t * k4 * QK_GEMM_NR, tile);
@@ -596,20 +636,6 @@ QK_TARGET_AVX512 static void qk__widen_row_avx512(const void *src, qk_dtype xt, 
 }
 #endif
 
-#if QK_X86
-/* rows x n bytes (src rows n apart) to dst rows pitch apart, each byte ^ flip. */
-QK_TARGET_AVX512 static void qk__copy_rows8_avx512(const uint8_t *src, size_t rows, size_t n,
-                                                   uint8_t flip, uint8_t *dst, size_t pitch) {
-    const __m512i vf = _mm512_set1_epi8((char)flip);
-    for (size_t h = 0; h < rows; h++)
-        for (size_t i = 0; i < n; i += 64) {
-            const __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - i)) - 1);
-            const __m512i v = _mm512_maskz_loadu_epi8(m, src + h * n + i);
-            _mm512_mask_storeu_epi8(dst + h * pitch + i, m, _mm512_xor_si512(v, vf));
-        }
-}
-#endif
-
 /* The 8-bit depthwise jobs: each widens nothing, it copies the input plane into its own u8
  * plane bordered with the u8 zero point (int8 activations + 128: a flip of bit 7). */
 static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
@@ -620,7 +646,8 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
     const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
     const uint64_t flip8 = flip * UINT64_C(0x0101010101010101);
     int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
-    uint8_t *xp = (uint8_t *)malloc(plane + QK__SLACK);
+    /* 64-byte aligned (the block copy's stores), a whole number of blocks */
+    uint8_t *xp = (uint8_t *)aligned_alloc(64, (plane + QK__SLACK + 63) & ~(size_t)63);
     if (acc == NULL || xp == NULL) {
         free(acc);
         free(xp);
@@ -629,20 +656,18 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
     }
     memset(xp, c->xz8, plane + QK__SLACK);
     size_t have = (size_t)-1;
-#if QK_X86
-    const int v512 = qk__use_avx512();
-#endif
     for (size_t j = j0; j < j1; j++) {
         const size_t b = j / n, o = j % n, bc = b * s->in_c + o / c->ocg;
+        if (bc != have && c->dw8f != NULL) {
+            qk__plane_blocks_copy(&c->pb, (const uint8_t *)c->x + bc * s->in_h * s->in_w, flip,
+                                  (uint8_t)c->xz8, xp);
+            have = bc;
+        }
         if (bc != have) {
             const uint8_t *src = (const uint8_t *)c->x + bc * s->in_h * s->in_w;
-#if QK_X86
-            if (v512) {
-                qk__copy_rows8_avx512(src, s->in_h, s->in_w, flip,
-                                      xp + s->pad_top * c->wp + s->pad_left, c->wp);
+            if (qk__pad_plane8(src, s->in_h, s->in_w, flip, (uint8_t)c->xz8, s->pad_top,
+                               s->pad_left, c->hp, c->wp, xp))
                 have = bc;
-            }
-#endif
             for (size_t h = 0; h < s->in_h && have != bc; h++) {
                 uint8_t *dr = xp + (h + s->pad_top) * c->wp + s->pad_left;
                 const uint8_t *sr = src + h * s->in_w;
@@ -662,6 +687,12 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
             have = bc;
         }
         const uint32_t corr = 0u - (uint32_t)c->xz8 * (uint32_t)w->colsum[o];
+        if (c->dw8f != NULL) {
+            c->dw8f(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
+                    s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, c->ep, o,
+                    (uint8_t *)c->y + (b * n + o) * opix);
+            continue;
+        }
         c->dw8(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
                s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, acc);
         if (qk__epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) != QK_OK)
@@ -779,10 +810,27 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         c.koff = (size_t *)malloc(w->k * sizeof(size_t));
         if (c.koff == NULL) return QK_ERR_NOMEM;
         size_t kk = 0; /* tap kk = (channel, row, column), no divisions (k can be thousands) */
-        for (size_t ch = 0; ch < w->k / taps; ch++)
+        if (w->cq8) { /* k = (row, column, channel); channel ch at byte 4 * pixel + ch % 4 of
+                       * the plane of its quad */
+            c.cq8 = 1;
+            c.tapoff = (size_t *)malloc(taps * sizeof(size_t));
+            if (c.tapoff == NULL) {
+                free(c.koff);
+                return QK_ERR_NOMEM;
+            }
             for (size_t r = 0; r < w->kh; r++)
-                for (size_t q = 0; q < w->kw; q++)
-                    c.koff[kk++] = ch * c.hp * c.wp + r * s->dil_h * c.wp + q * s->dil_w;
+                for (size_t q = 0; q < w->kw; q++) {
+                    c.tapoff[r * w->kw + q] = r * s->dil_h * c.wp + q * s->dil_w;
+                    for (size_t ch = 0; ch < c.cpg; ch++)
+                        c.koff[kk++] = ((ch / 4) * c.hp * c.wp + c.tapoff[r * w->kw + q]) * 4 +
+                                       ch % 4;
+                }
+        } else {
+            for (size_t ch = 0; ch < w->k / taps; ch++)
+                for (size_t r = 0; r < w->kh; r++)
+                    for (size_t q = 0; q < w->kw; q++)
+                        c.koff[kk++] = ch * c.hp * c.wp + r * s->dil_h * c.wp + q * s->dil_w;
+        }
     }
     if (w->vnni) {
         c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
@@ -790,15 +838,20 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         c.uk8h = qk__gemm_s8u8_half_ukernel(w->mr8);
         c.vbmi = qk__dw8_plane_kernel() != NULL; /* VNNI + VBMI */
         c.corr = qk__zp_correction(w, c.xz8);
+        if (qk__conv_fused_ok(ep)) c.fk = qk__conv_fused_kernel_for(w->mr8);
         c.xp8 = (uint8_t *)malloc(img + QK__SLACK);
         if (c.corr == NULL || c.xp8 == NULL) {
             free(c.corr);
             free(c.xp8);
             free(c.koff);
+            free(c.tapoff);
             return QK_ERR_NOMEM;
         }
         memset(c.xp8 + img, 0, QK__SLACK);
-        qk__parallel(s->batch * s->in_c, threads, qk__pad_planes8, &c);
+        if (c.cq8)
+            qk__parallel(s->batch * s->in_c / 4, threads, qk__pad_quads8, &c);
+        else
+            qk__parallel(s->batch * s->in_c, threads, qk__pad_planes8, &c);
         c.tiles_per_row = (ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         c.tiles = oh * c.tiles_per_row;
         if (ow >= 8) { /* a tile then spans at most 3 output rows (runs) */
@@ -810,6 +863,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         free(c.corr);
         free(c.xp8);
         free(c.koff);
+        free(c.tapoff);
         return (qk_status)atomic_load(&c.status);
     }
     if (c.cpg == 1) {
@@ -817,8 +871,13 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
             w->kh * w->dwq <= 64) {
             c.dw8 = qk__dw8_plane_kernel();
             c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
+            if (qk__conv_fused_ok(ep)) c.dw8f = qk__dw8_fused_kernel_get();
+            if (c.dw8f != NULL &&
+                !qk__plane_blocks_init(&c.pb, s->in_h, s->in_w, s->pad_top, s->pad_left, c.hp, c.wp))
+                return QK_ERR_NOMEM;
         }
         qk__parallel(s->batch * w->n, threads, qk__dw_jobs, &c);
+        qk__plane_blocks_free(&c.pb);
         return (qk_status)atomic_load(&c.status);
     }
     c.xp = (int16_t *)malloc((img + QK__SLACK) * sizeof(int16_t));

@@ -159,6 +159,9 @@ struct qk_packed_weights {
     int32_t *colsum;   /* n: sum_k w8[o,k] */
     int32_t *wzp8;     /* n */
     int any_wzp8;      /* some wzp8 != 0 (the activation-sum term is needed) */
+    /* conv, 8-bit, channels a group a multiple of 4 and more than one tap: k in (tap, channel)
+     * order, k = (r * kw + q) * cpg + c (each quad = 4 channels at one tap; see conv2d.c) */
+    int cq8;
     /* depthwise (1 input channel a group) packed while the 8-bit path is on, with every wzp8 = 0:
      * n x kh x dwq quads of s8 taps (w8, kw padded with zeros to 4 dwq), their sums in colsum */
     int8_t *dw8;

@@ -140,12 +140,17 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
             return st;
         }
         const int32_t shift = w_type == QK_DT_U8 ? 128 : 0;
+        p->cq8 = in_c_per_group % 4 == 0 && kh * kw > 1;
+        const size_t taps = kh * kw;
         for (size_t o = 0; o < out_c; o++) {
             const size_t g = o / ocg, lo = o % ocg;
             int8_t *blk = p->data8 + (g * p->nblk + lo / mr) * p->k4 * mr;
-            for (size_t i = 0; i < p->k; i++)
-                blk[(i / 4) * 4 * mr + (lo % mr) * 4 + (i & 3)] =
+            for (size_t i = 0; i < p->k; i++) {
+                /* OIHW index i = c * taps + tap; cq8: packed at kk = tap * cpg + c */
+                const size_t kk = p->cq8 ? (i % taps) * in_c_per_group + i / taps : i;
+                blk[(kk / 4) * 4 * mr + (lo % mr) * 4 + (kk & 3)] =
                     (int8_t)(qk__wval(w, w_type, o * p->k + i) - shift);
+            }
         }
         *out = p;
         return QK_OK;
