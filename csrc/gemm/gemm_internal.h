@@ -66,22 +66,18 @@ size_t qk__epilogue_run_avx512(const qk_epilogue *ep, size_t o, const int32_t *s
 #define QK_VNNI_MR 12
 /* a: a block [kq][12][4] (12 rows interleaved by quads of k; rows past the data are zero),
  * b: a panel [kq][16][4]; c: the full 12 x 16 int32 tile. */
-typedef void (*qk_gemm_u8s8_ukernel)(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
 typedef void (*qk_gemm_s8u8_ukernel)(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
-void qk_gemm_u8s8_12x16__scalar(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
 void qk_gemm_s8u8_12x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 /* Conv blocks may also have 16 rows (a [kq][16][4], c 16 x 16): see qk_packed_weights.mr8. */
 #define QK_VNNI_MR_MAX 16
 void qk_gemm_s8u8_16x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 #if QK_X86
-void qk_gemm_u8s8_12x16__avx512vnni(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c);
 void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 void qk_gemm_s8u8_16x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 #endif
 /* 1 when the AVX2 path is chosen and the CPU has AVX512F/BW/VNNI, unless QKERNELS_SIMD=avx2
  * (chosen once, like qk_isa()). Weights packed while it is 1 use the 8-bit layout. */
 int qk__use_vnni(void);
-qk_gemm_u8s8_ukernel qk__gemm_u8s8_ukernel(void);
 /* Half tiles (tiles of at most 8 pixels): the same operands, columns 0-7 computed on 256-bit
  * vectors, columns 8-15 of c set to 0. */
 void qk_gemm_s8u8_12x8__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
@@ -96,13 +92,9 @@ qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(size_t mr);
 /* Per channel, modulo 2^32: k * xz8 * wzp8[o] - xz8 * colsum[o] (malloc'd, NULL on failure). The
  * exact sum is then S + corr[o] - wzp8[o] * sum_k x8 (see vnni.c). */
 uint32_t *qk__zp_correction(const qk_packed_weights *w, int32_t xz8);
-/* 8-bit tiles to output: v = raw + corr[o] - wzp8[o] * xsum (mod 2^32), then the epilogue.
- * Linear: rows = rows of x (rowsum[r]), columns = channels o0 .. o0+cols-1, y rows ystride bytes
- * apart. Conv: rows = channels o0 + r, columns = cnt pixels (pixsum[i], or NULL when every
- * wzp8 is 0), y rows (channels) ystride bytes apart. AVX-512 when the 8-bit path is on. */
-qk_status qk__tile_out_linear(const qk_epilogue *ep, const qk_packed_weights *w,
-                              const uint32_t *corr, const uint32_t *rowsum, size_t o0,
-                              size_t cols, int32_t *tile, size_t mr, char *y, size_t ystride);
+/* 8-bit conv tiles to output: v = raw + corr[o] - wzp8[o] * xsum (mod 2^32), then the epilogue.
+ * Rows = channels o0 + r, columns = cnt pixels (pixsum[i], or NULL when every wzp8 is 0), y rows
+ * (channels) ystride bytes apart. AVX-512 when the 8-bit path is on. */
 qk_status qk__tile_out_conv(const qk_epilogue *ep, const qk_packed_weights *w,
                             const uint32_t *corr, const uint32_t *pixsum, size_t o0, size_t cnt,
                             int32_t *tile, size_t mr, char *y, size_t ystride);

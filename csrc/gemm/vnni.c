@@ -9,8 +9,8 @@
  * (sum w per channel is precomputed at pack time). Tiles: 12 rows (broadcast side) x 16 columns
  * (one zmm), K in quads: the vector side is a panel [K4/4][16][4] bytes, the broadcast side a
  * block [K4/4][12][4] bytes (12 rows interleaved by quads, so one pointer reaches all 12).
- *   qk_gemm_u8s8_12x16: broadcast u8 rows (activations), s8 panel (weights) -- linear.
- *   qk_gemm_s8u8_12x16: broadcast s8 rows (weights), u8 panel (im2col) -- conv.
+ *   qk_gemm_s8u8_12x16 / 16x16: broadcast s8 rows (weights), u8 panel (im2col) -- conv.
+ * (Linear has its own 6 x 64 tiles over the same weight panels: linear_vnni.c.)
  */
 #include "gemm/gemm_internal.h"
 
@@ -45,21 +45,6 @@ static inline int32_t qk__ld32b(const void *p) {
     int32_t v;
     memcpy(&v, p, 4);
     return v;
-}
-
-void qk_gemm_u8s8_12x16__scalar(size_t kq, const uint8_t *a, const int8_t *b, int32_t *c) {
-    for (size_t r = 0; r < QK_VNNI_MR; r++) {
-        uint32_t acc[16] = {0};
-        for (size_t p = 0; p < kq; p++) {
-            const int8_t *bp = b + p * 64;
-            for (size_t j = 0; j < 16; j++) {
-                int32_t s = 0;
-                for (size_t q = 0; q < 4; q++) s += (int32_t)a[48 * p + 4 * r + q] * bp[4 * j + q];
-                acc[j] += (uint32_t)s;
-            }
-        }
-        for (size_t j = 0; j < 16; j++) c[r * 16 + j] = (int32_t)acc[j];
-    }
 }
 
 static void qk__gemm_s8u8_scalar(size_t rows, size_t kq, const int8_t *a, const uint8_t *b,
@@ -117,19 +102,7 @@ void qk_gemm_s8u8_16x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, in
 #define QK__ROWS12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define QK__DECL(r) __m512i acc##r = _mm512_setzero_si512();
 #define QK__STORE(r) _mm512_storeu_si512((void *)(c + 16 * r), acc##r);
-#define QK__STEP_US(r) acc##r = _mm512_dpbusd_epi32(acc##r, _mm512_set1_epi32(qk__ld32b(ap + 4 * r)), bv);
 #define QK__STEP_SU(r) acc##r = _mm512_dpbusd_epi32(acc##r, bv, _mm512_set1_epi32(qk__ld32b(ap + 4 * r)));
-
-QK_TARGET_VNNI void qk_gemm_u8s8_12x16__avx512vnni(size_t kq, const uint8_t *a, const int8_t *b,
-                                                   int32_t *c) {
-    QK__ROWS12(QK__DECL)
-    for (size_t p = 0; p < kq; p++) {
-        const unsigned char *ap = (const unsigned char *)a + 48 * p;
-        const __m512i bv = _mm512_loadu_si512((const void *)(b + 64 * p));
-        QK__ROWS12(QK__STEP_US)
-    }
-    QK__ROWS12(QK__STORE)
-}
 
 QK_TARGET_VNNI void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
                                                    int32_t *c) {
@@ -189,13 +162,6 @@ qk_gemm_s8u8_ukernel qk__gemm_s8u8_half_ukernel(size_t mr) {
     return mr == 16 ? qk_gemm_s8u8_16x8__scalar : qk_gemm_s8u8_12x8__scalar;
 }
 
-qk_gemm_u8s8_ukernel qk__gemm_u8s8_ukernel(void) {
-#if QK_X86
-    if (qk__use_vnni()) return qk_gemm_u8s8_12x16__avx512vnni;
-#endif
-    return qk_gemm_u8s8_12x16__scalar;
-}
-
 qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(size_t mr) {
 #if QK_X86
     if (qk__use_vnni()) return mr == 16 ? qk_gemm_s8u8_16x16__avx512vnni : qk_gemm_s8u8_12x16__avx512vnni;
@@ -232,26 +198,6 @@ QK_TARGET_VNNI static inline void qk__out16(const qk_epilogue *ep, __m512i acc, 
     _mm_mask_storeu_epi8(y, mask, b);
 }
 
-/* Linear: tile rows are rows of x, columns 16 channels o0.. (all 16 valid). */
-QK_TARGET_VNNI static void qk__tile_linear_avx512(const qk_epilogue *ep, const int32_t *wzp8,
-                                                  const uint32_t *corr, const uint32_t *rowsum,
-                                                  size_t o0, const int32_t *tile, size_t mr,
-                                                  char *y, size_t ystride) {
-    const __m512i vcorr = _mm512_loadu_si512((const void *)(corr + o0));
-    const __m512i vwz = _mm512_loadu_si512((const void *)(wzp8 + o0));
-    const __m512i vbias = ep->bias ? _mm512_loadu_si512((const void *)(ep->bias + o0)) : _mm512_setzero_si512();
-    const __m512 vfb = ep->float_bias ? _mm512_loadu_ps(ep->float_bias + o0) : _mm512_setzero_ps();
-    const __m512 vsc = ep->scale ? _mm512_loadu_ps(ep->scale + o0) : _mm512_setzero_ps();
-    const __m512 flo = _mm512_set1_ps((float)(ep->act_min - ep->zero_point));
-    const __m512 fhi = _mm512_set1_ps((float)(ep->act_max - ep->zero_point));
-    const __m512i vzp = _mm512_set1_epi32(ep->zero_point);
-    for (size_t r = 0; r < mr; r++) {
-        __m512i acc = _mm512_add_epi32(_mm512_loadu_si512((const void *)(tile + 16 * r)), vcorr);
-        acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(vwz, _mm512_set1_epi32((int32_t)rowsum[r])));
-        qk__out16(ep, acc, vbias, vfb, vsc, flo, fhi, vzp, 0xFFFF, y + r * ystride);
-    }
-}
-
 /* Conv: tile rows are channels o0.., columns cnt <= 16 pixels (xsum per pixel). */
 QK_TARGET_VNNI static void qk__tile_conv_avx512(const qk_epilogue *ep, const int32_t *wzp8,
                                                 const uint32_t *corr, const uint32_t *pixsum,
@@ -274,25 +220,6 @@ QK_TARGET_VNNI static void qk__tile_conv_avx512(const qk_epilogue *ep, const int
     }
 }
 #endif
-
-qk_status qk__tile_out_linear(const qk_epilogue *ep, const qk_packed_weights *w,
-                              const uint32_t *corr, const uint32_t *rowsum, size_t o0,
-                              size_t cols, int32_t *tile, size_t mr, char *y, size_t ystride) {
-#if QK_X86
-    if (qk__use_vnni() && cols == 16 && qk__vec_ok(ep)) {
-        qk__tile_linear_avx512(ep, w->wzp8, corr, rowsum, o0, tile, mr, y, ystride);
-        return QK_OK;
-    }
-#endif
-    qk_status st = QK_OK;
-    for (size_t r = 0; r < mr; r++) {
-        int32_t *t = tile + r * 16;
-        for (size_t q = 0; q < cols; q++)
-            t[q] = (int32_t)((uint32_t)t[q] + corr[o0 + q] - (uint32_t)w->wzp8[o0 + q] * rowsum[r]);
-        if (qk__epilogue_channels(ep, o0, t, cols, y + r * ystride) != QK_OK) st = QK_ERR_OVERFLOW;
-    }
-    return st;
-}
 
 qk_status qk__tile_out_conv(const qk_epilogue *ep, const qk_packed_weights *w,
                             const uint32_t *corr, const uint32_t *pixsum, size_t o0, size_t cnt,

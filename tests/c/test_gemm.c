@@ -74,22 +74,15 @@ static void test_twins8(void) {
         return;
     for (int it = 0; it < 200; it++) {
         const size_t kq = (size_t)rnd(0, 30);
-        uint8_t a[30 * 64], bu[30 * 64];
-        int8_t as[30 * 64], bs[30 * 64];
+        uint8_t bu[30 * 64];
+        int8_t as[30 * 64];
         for (size_t i = 0; i < kq * 64; i++) {
-            a[i] = (uint8_t)rnd(0, 255);
             as[i] = (int8_t)rnd(-128, 127);
-        }
-        for (size_t i = 0; i < kq * 64; i++) {
             bu[i] = (uint8_t)rnd(0, 255);
-            bs[i] = (int8_t)rnd(-128, 127);
         }
-        int32_t c1[192], c2[192], c3[192], c4[192];
-        qk_gemm_u8s8_12x16__scalar(kq, a, bs, c1);
-        qk_gemm_u8s8_12x16__avx512vnni(kq, a, bs, c2);
+        int32_t c3[192], c4[192];
         qk_gemm_s8u8_12x16__scalar(kq, as, bu, c3);
         qk_gemm_s8u8_12x16__avx512vnni(kq, as, bu, c4);
-        QK_CHECK(memcmp(c1, c2, sizeof c1) == 0, "u8s8 twin kq=%zu", kq);
         QK_CHECK(memcmp(c3, c4, sizeof c3) == 0, "s8u8 twin kq=%zu", kq);
         int32_t c5[256], c6[256];
         qk_gemm_s8u8_16x16__scalar(kq, as, bu, c5);
