@@ -61,7 +61,7 @@ build/ctest/%: tests/c/%.c tests/c/qk_test.h build/libqkernels.a
 ctest: $(CTESTS)
 
 # Sanitizer run: the C test program and the Python kernel tests against an
-# -fsanitize=address,undefined build (tests marked torch/onnx stay out: see tests/conftest.py).
+# -fsanitize=address,undefined build (tests marked torch/onnx/packaging stay out: see tests/conftest.py).
 sanitize: $(STAMP)
 	@mkdir -p build/asan
 	for t in $(CTEST_SRCS); do \

@@ -3,7 +3,8 @@
 In the sanitizer run (`make sanitize`, QKERNELS_SANITIZED=1) the test modules marked `torch` or
 `onnx` are not even imported: PyTorch and ONNX Runtime are large prebuilt libraries that are not
 built with the sanitizers, and loading them under an LD_PRELOADed ASan runtime proves nothing about
-our C code. Every other test module runs there against the sanitized extension.
+our C code. The module marked `packaging` (it builds a normal wheel and runs it under another
+NumPy) stays out too. Every other test module runs there against the sanitized extension.
 """
 import os
 import re
@@ -11,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-_RUNTIME_MARK = re.compile(r"^pytestmark\s*=.*pytest\.mark\.(torch|onnx)", re.M)
+_RUNTIME_MARK = re.compile(r"^pytestmark\s*=.*pytest\.mark\.(torch|onnx|packaging)", re.M)
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -26,6 +27,7 @@ def pytest_ignore_collect(collection_path, config):
 def pytest_configure(config):
     config.addinivalue_line("markers", "torch: needs PyTorch (kept out of the sanitizer run)")
     config.addinivalue_line("markers", "onnx: needs onnx/onnxruntime (kept out of the sanitizer run)")
+    config.addinivalue_line("markers", "packaging: builds and runs a normal wheel (kept out of the sanitizer run)")
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ import pytest
 
 import qkernels as qk
 
-pytestmark = pytest.mark.skipif(os.environ.get("QKERNELS_SANITIZED") == "1",
-                                reason="packaging test: builds and runs a normal, unsanitized wheel")
+pytestmark = pytest.mark.packaging  # not in the sanitizer run (tests/conftest.py)
 
 OLDEST = "1.24.4"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(qk.__file__)))
