@@ -48,6 +48,8 @@ typedef struct {
     int16_t *xp;   /* padded image, batch x in_c x hp x wp (+ slack) */
     size_t hp, wp, oh, ow, cpg, ocg, tiles_per_row, tiles, jobs_per_group;
     size_t tpj; /* tiles a job (up to QK__CONV_TILES; fewer when jobs would be too few) */
+    size_t cparts; /* 8-bit path: parts of a group's output-channel blocks a job (tile jobs x
+                    * cparts jobs a group) */
     int flat; /* 8-bit path, ow >= 8: tiles are 16 consecutive NCHW pixels, across rows */
     qk_gemm_ukernel uk;
     qk_dw_plane_kernel dw;
@@ -479,7 +481,8 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
     const int simd = qk__use_avx2() && (s->stride_w == 1 || s->stride_w == 2);
 #endif
     for (size_t j = j0; j < j1; j++) {
-        const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group;
+        const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group / c->cparts;
+        const size_t part = j % c->jobs_per_group % c->cparts;
         const size_t b = bg / w->groups, g = bg % w->groups;
         const uint8_t *src = c->xp8 + (b * s->in_c + g * c->cpg) * plane;
         const size_t t0 = tj * c->tpj;
@@ -540,7 +543,9 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             }
         }
         const size_t bmr = w->mr8;
-        for (size_t ob = 0; ob < c->ocg; ob += bmr) {
+        /* blocks nblk * part / cparts .. nblk * (part + 1) / cparts of the group */
+        const size_t ob0 = w->nblk * part / c->cparts * bmr, ob1 = w->nblk * (part + 1) / c->cparts * bmr;
+        for (size_t ob = ob0; ob < ob1 && ob < c->ocg; ob += bmr) {
             const size_t mr = c->ocg - ob < bmr ? c->ocg - ob : bmr;
             const size_t o0 = g * c->ocg + ob;
             for (size_t t = 0; t < nt; t++) {
@@ -797,6 +802,15 @@ static void qk__conv_split(qk__conv_ctx *c, int threads) {
     c->tpj = QK__CONV_TILES;
     while (t > 1 && c->tpj > 1 && units / c->tpj < 8 * t) c->tpj--;
     c->jobs_per_group = (c->tiles + c->tpj - 1) / c->tpj;
+    c->cparts = 1;
+    /* tiles read straight from the image need no panel: with few tiles a thread, a job then
+     * takes a part of the output channels (about 16 jobs a thread; panels of the other tiles
+     * are built by each part) */
+    if (t > 1 && c->dk[0] != NULL) {
+        const size_t jobs = c->s->batch * c->w->groups * c->jobs_per_group;
+        while (jobs * c->cparts < 16 * t && c->cparts < c->w->nblk) c->cparts++;
+    }
+    c->jobs_per_group *= c->cparts;
 }
 
 qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
