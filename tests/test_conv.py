@@ -185,6 +185,12 @@ SIMD_CASES = [
     (1, 16, 9, 18, 24, 3, 3, 1, 1, 1, 4),
     (2, 16, 10, 13, 32, 3, 3, 2, 2, 2, 2),
     (1, 4, 9, 9, 20, 5, 5, 1, (0, 2, 1, 0), (1, 2), 1),
+    # stride 1, 16-pixel tiles read straight from the channel-quad image (runs over 1 and 2 rows;
+    # 3 rows and tails through panels), 16- and 12-row blocks, dilation, asymmetric padding
+    (1, 8, 7, 40, 16, 3, 3, 1, 1, 1, 1),
+    (2, 24, 6, 23, 12, 3, 3, 1, (2, 1, 0, 1), (2, 1), 1),
+    # few tiles, 3 blocks of 16 channels (the last of 8): jobs take parts of the blocks at 2, 3 threads
+    (1, 8, 6, 20, 40, 3, 3, 1, 1, 1, 1),
     # depthwise planes narrower than 8 outputs (the fused plane kernel's row stores), batch 3
     (3, 12, 9, 10, 12, 3, 3, 2, 1, 1, 12),
     (2, 5, 4, 3, 5, 3, 3, 1, 1, 1, 5),

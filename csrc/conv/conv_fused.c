@@ -106,6 +106,42 @@ qk__req16(const qk_epilogue *ep, size_t o, __m512i acc, const qk__fz *z) {
 QK__FUSED_GEMM(qk__conv_fused_12x16, QK__F12, 12)
 QK__FUSED_GEMM(qk__conv_fused_16x16, QK__F16, 16)
 
+/* The same tiles reading the channel-quad image directly (implicit GEMM, stride 1, 16 pixels,
+ * no weight zero points): quad (tap t, cq) of the panel is the 64 bytes at
+ * b0 + 4 * tapoff[t] + cq * plane4 (run 0), lanes of mask m1 replaced by those at
+ * b1 + 4 * tapoff[t] + cq * plane4 (run 1, NSEG 2): exactly the panel qk__panel_cq8 would build,
+ * without the copy. */
+#define QK__DIRECT_GEMM(NAME, ROWS, MR, NSEG)                                                   \
+    QK_TARGET_CVNNI static void NAME(size_t taps, size_t nq, const size_t *tapoff,              \
+                                     size_t plane4, const int8_t *a, const uint8_t *b0,         \
+                                     const uint8_t *b1, uint16_t m1, const qk_epilogue *ep,    \
+                                     const uint32_t *corr, size_t o0, size_t mr, char *y,       \
+                                     size_t ystride) {                                          \
+        ROWS(QK__FDECL)                                                                         \
+        const unsigned char *ap = (const unsigned char *)a;                                     \
+        for (size_t t = 0; t < taps; t++) {                                                     \
+            const uint8_t *p0 = b0 + 4 * tapoff[t];                                             \
+            const uint8_t *p1 = b1 + 4 * tapoff[t];                                             \
+            for (size_t cq = 0; cq < nq; cq++, ap += 4 * (MR)) {                                \
+                __m512i bv = _mm512_loadu_si512((const void *)(p0 + cq * plane4));              \
+                if ((NSEG) > 1)                                                                 \
+                    bv = _mm512_mask_loadu_epi32(bv, (__mmask16)m1, (const void *)(p1 + cq * plane4));     \
+                ROWS(QK__FSTEP)                                                                 \
+            }                                                                                   \
+        }                                                                                       \
+        const qk__fz z = qk__fz_make(ep);                                                       \
+        const int32_t *wzp8 = NULL;                                                             \
+        const __m512i vps = _mm512_setzero_si512();                                             \
+        const uint32_t *pixsum = NULL;                                                          \
+        const int full = 1;                                                                     \
+        const __mmask16 mask = 0xFFFF;                                                          \
+        ROWS(QK__FOUT)                                                                          \
+    }
+QK__DIRECT_GEMM(qk__conv_direct_12x16_1, QK__F12, 12, 1)
+QK__DIRECT_GEMM(qk__conv_direct_16x16_1, QK__F16, 16, 1)
+QK__DIRECT_GEMM(qk__conv_direct_12x16_2, QK__F12, 12, 2)
+QK__DIRECT_GEMM(qk__conv_direct_16x16_2, QK__F16, 16, 2)
+
 /* Tiles of at most 8 pixels, transposed: the channels are the vector lanes (the weight block's
  * quad p, [mr8][4] bytes, is one vector), each pixel a broadcast of its panel dword, one
  * accumulator a pixel; two sets of accumulators (even and odd quads) for independent chains,
@@ -176,6 +212,17 @@ qk__conv_fused_kernel qk__conv_fused_kernel_for(size_t mr8) {
     if (qk__use_vnni()) return mr8 == 16 ? qk__conv_fused_16x16 : qk__conv_fused_12x16;
 #endif
     (void)mr8;
+    return NULL;
+}
+
+qk__conv_direct_kernel qk__conv_direct_kernel_for(size_t mr8, size_t nseg) {
+#if QK_X86
+    if (qk__use_vnni()) {
+        if (nseg == 1) return mr8 == 16 ? qk__conv_direct_16x16_1 : qk__conv_direct_12x16_1;
+        if (nseg == 2) return mr8 == 16 ? qk__conv_direct_16x16_2 : qk__conv_direct_12x16_2;
+    }
+#endif
+    (void)mr8, (void)nseg;
     return NULL;
 }
 
