@@ -121,6 +121,49 @@ qk_dw8_plane_kernel qk__dw8_plane_kernel(void);
 static inline int qk__dw8_fits(size_t kq, size_t stride_w, size_t dil_w) {
     return 15 * stride_w + (4 * kq - 1) * dil_w < 64;
 }
+#if QK_X86
+#include <immintrin.h>
+/* The byte gather (vpermb) index of the 8-bit depthwise kernels: byte 4p + q of a pixel quad
+ * group reads byte p * stride_w + q * dil_w of the row (< 64 when qk__dw8_fits). */
+QK_TARGET_AVX512 static inline __m512i qk__dw8_gather_index(size_t stride_w, size_t dil_w) {
+    const __m512i lane = _mm512_set_epi8(63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49,
+                                         48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34,
+                                         33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19,
+                                         18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2,
+                                         1, 0);
+    const __m512i pq = _mm512_srli_epi16(_mm512_and_si512(lane, _mm512_set1_epi8((char)0xFC)), 2);
+    const __m512i qq = _mm512_and_si512(lane, _mm512_set1_epi8(3));
+    /* 16-bit products of bytes, low bytes kept */
+    const __m512i lo8 = _mm512_set1_epi16(0x00FF);
+    const __m512i m_even = _mm512_add_epi16(
+        _mm512_mullo_epi16(_mm512_and_si512(pq, lo8), _mm512_set1_epi16((short)stride_w)),
+        _mm512_mullo_epi16(_mm512_and_si512(qq, lo8), _mm512_set1_epi16((short)dil_w)));
+    const __m512i m_odd = _mm512_add_epi16(
+        _mm512_mullo_epi16(_mm512_srli_epi16(pq, 8), _mm512_set1_epi16((short)stride_w)),
+        _mm512_mullo_epi16(_mm512_srli_epi16(qq, 8), _mm512_set1_epi16((short)dil_w)));
+    return _mm512_or_si512(_mm512_and_si512(m_even, lo8), _mm512_slli_epi16(m_odd, 8));
+}
+/* The inner step of the 8-bit depthwise kernels: four output rows (input rows rs bytes apart) of
+ * 16 pixels from base, over the nq taps (weights wv[t], offsets off[t]): four independent
+ * vpdpbusd chains added to a[0..3]. */
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi"))) static inline
+    __attribute__((always_inline)) void
+    qk__dw8_rows4(const uint8_t *base, size_t rs, const size_t *off, const __m512i *wv, size_t nq,
+                  __m512i idx, __m512i a[4]) {
+    __m512i a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    for (size_t t = 0; t < nq; t++) {
+        const uint8_t *bt = base + off[t];
+        a0 = _mm512_dpbusd_epi32(a0, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)bt)), wv[t]);
+        a1 = _mm512_dpbusd_epi32(a1, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + rs))), wv[t]);
+        a2 = _mm512_dpbusd_epi32(a2, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + 2 * rs))), wv[t]);
+        a3 = _mm512_dpbusd_epi32(a3, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + 3 * rs))), wv[t]);
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+}
+#endif
 
 /* ---- linear, AVX512-VNNI path with the fused fp32 / int32 output stage (linear_vnni.c) ---- */
 /* qk_linear on weights packed in the 8-bit layout (w->vnni: the VNNI path is on), after its

@@ -390,23 +390,7 @@ QK_TARGET_VBMI void qk_dw8_plane__avx512vbmi(const uint8_t *x, size_t wp, const 
                              out);
         return;
     }
-    /* byte 4p + q of the gather: p * stride_w + q * dil_w, from the lane number l = 4p + q */
-    const __m512i lane = _mm512_set_epi8(63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49,
-                                         48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34,
-                                         33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19,
-                                         18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2,
-                                         1, 0);
-    const __m512i pq = _mm512_srli_epi16(_mm512_and_si512(lane, _mm512_set1_epi8((char)0xFC)), 2);
-    const __m512i qq = _mm512_and_si512(lane, _mm512_set1_epi8(3));
-    /* p * sw + q * dw < 64 (qk__dw8_fits): 16-bit products of bytes, low bytes kept */
-    const __m512i lo8 = _mm512_set1_epi16(0x00FF);
-    const __m512i m_even = _mm512_add_epi16(
-        _mm512_mullo_epi16(_mm512_and_si512(pq, lo8), _mm512_set1_epi16((short)stride_w)),
-        _mm512_mullo_epi16(_mm512_and_si512(qq, lo8), _mm512_set1_epi16((short)dil_w)));
-    const __m512i m_odd = _mm512_add_epi16(
-        _mm512_mullo_epi16(_mm512_srli_epi16(pq, 8), _mm512_set1_epi16((short)stride_w)),
-        _mm512_mullo_epi16(_mm512_srli_epi16(qq, 8), _mm512_set1_epi16((short)dil_w)));
-    const __m512i idx = _mm512_or_si512(_mm512_and_si512(m_even, lo8), _mm512_slli_epi16(m_odd, 8));
+    const __m512i idx = qk__dw8_gather_index(stride_w, dil_w);
     __m512i wv[MAXQ];
     size_t off[MAXQ];
     const size_t nq = kh * kq;
@@ -421,21 +405,15 @@ QK_TARGET_VBMI void qk_dw8_plane__avx512vbmi(const uint8_t *x, size_t wp, const 
         const size_t rs = stride_h * wp;
         for (size_t j = 0; j < ow; j += 16) {
             const uint8_t *base = xrow + j * stride_w;
-            __m512i a0 = vc, a1 = vc, a2 = vc, a3 = vc;
-            for (size_t t = 0; t < nq; t++) {
-                const uint8_t *bt = base + off[t];
-                a0 = _mm512_dpbusd_epi32(a0, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)bt)), wv[t]);
-                a1 = _mm512_dpbusd_epi32(a1, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + rs))), wv[t]);
-                a2 = _mm512_dpbusd_epi32(a2, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + 2 * rs))), wv[t]);
-                a3 = _mm512_dpbusd_epi32(a3, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt + 3 * rs))), wv[t]);
-            }
+            __m512i a[4] = {vc, vc, vc, vc};
+            qk__dw8_rows4(base, rs, off, wv, nq, idx, a);
             const size_t left = ow - j;
             const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
             int32_t *o = out + i * ow + j;
-            _mm512_mask_storeu_epi32(o, m, a0);
-            _mm512_mask_storeu_epi32(o + ow, m, a1);
-            _mm512_mask_storeu_epi32(o + 2 * ow, m, a2);
-            _mm512_mask_storeu_epi32(o + 3 * ow, m, a3);
+            _mm512_mask_storeu_epi32(o, m, a[0]);
+            _mm512_mask_storeu_epi32(o + ow, m, a[1]);
+            _mm512_mask_storeu_epi32(o + 2 * ow, m, a[2]);
+            _mm512_mask_storeu_epi32(o + 3 * ow, m, a[3]);
         }
     }
     for (; i < oh; i++) {
