@@ -191,6 +191,19 @@ SIMD_CASES = [
     (2, 24, 6, 23, 12, 3, 3, 1, (2, 1, 0, 1), (2, 1), 1),
     # few tiles, 3 blocks of 16 channels (the last of 8): jobs take parts of the blocks at 2, 3 threads
     (1, 8, 6, 20, 40, 3, 3, 1, 1, 1, 1),
+    # stride 1, tiles of at most 8 pixels (an image's tail: 1, 2, 5, 8 pixels; or every tile when
+    # ow < 8: widths 2, 6, 7) and tails of 13 and 15 pixels (over 1 and 2 rows); 16- and 12-row
+    # blocks, 3 blocks split at 2 and 3 threads, dilation, asymmetric padding, groups of 4
+    # channels, several images
+    (2, 4, 6, 11, 40, 3, 3, 1, 1, 1, 1),
+    (1, 4, 9, 13, 12, 3, 3, 1, 1, 1, 1),
+    (1, 4, 5, 8, 12, 3, 3, 1, 1, 1, 1),
+    (1, 12, 9, 9, 20, 3, 3, 1, 2, 2, 1),
+    (2, 8, 7, 7, 16, 3, 3, 1, 1, 1, 1),
+    (1, 8, 5, 3, 24, 3, 3, 1, (1, 0, 2, 1), 1, 1),
+    (1, 8, 6, 6, 8, 3, 3, 1, 1, 1, 2),
+    (1, 8, 5, 9, 12, 3, 3, 1, 1, 1, 1),
+    (2, 8, 7, 9, 24, 3, 3, 1, 1, 1, 1),
     # depthwise planes narrower than 8 outputs (the fused plane kernel's row stores), batch 3
     (3, 12, 9, 10, 12, 3, 3, 2, 1, 1, 12),
     (2, 5, 4, 3, 5, 3, 3, 1, 1, 1, 5),
