@@ -196,6 +196,13 @@ static inline int qk__page_resident(const void *p) {
 #endif
 }
 
+/* Non-temporal stores for a call over n elements of in_size bytes in and out_size bytes out (to
+ * y): big enough, and y's pages resident (asked of the page in the middle of the output). */
+static inline int qk__stream_ok(const void *y, size_t n, size_t in_size, size_t out_size) {
+    return n >= 64 && n * (in_size + out_size) >= QK__STREAM_BYTES &&
+           qk__page_resident((const char *)y + n / 2 * out_size);
+}
+
 /* Elements before y + i is `align`-byte aligned (at most n). */
 static inline size_t qk__head_to_align(const void *y, size_t elem, size_t align, size_t n) {
     const size_t mis = (size_t)((uintptr_t)y % align);
@@ -270,8 +277,7 @@ QK_TARGET_AVX512 static size_t qk__quantize_f32_8bit_avx512(const float *x, size
                                                             int32_t qmax, void *yv, int flav,
                                                             int is_signed) {
     uint8_t *y = (uint8_t *)yv;
-    const int stream = n >= 64 && n * (sizeof(float) + 1) >= QK__STREAM_BYTES &&
-                       qk__page_resident(y + n / 2);
+    const int stream = qk__stream_ok(y, n, sizeof(float), 1);
 #define QK__Q_CASE(F)                                                                           \
     case F:                                                                                    \
         return is_signed                                                                       \
@@ -399,8 +405,7 @@ QK_TARGET_AVX512 static QK__AI size_t qk__deq_avx512_loop(const void *q, size_t 
 
 QK_TARGET_AVX512 static size_t qk__dequantize_avx512(const void *q, size_t n, float scale,
                                                      int32_t zp, float *y, int kind) {
-    const int stream = n * (sizeof(float) + (kind <= 1 ? 1 : 2)) >= QK__STREAM_BYTES &&
-                       qk__page_resident(y + n / 2);
+    const int stream = qk__stream_ok(y, n, kind <= 1 ? 1 : 2, sizeof(float));
 #define QK__DEQ_CASE(K)                                                                         \
     case K: return stream ? qk__deq_avx512_loop(q, n, scale, zp, y, K, 1)                       \
                           : qk__deq_avx512_loop(q, n, scale, zp, y, K, 0);
@@ -452,8 +457,7 @@ QK_TARGET_AVX2 static QK__AI size_t qk__deq_avx2_loop(const void *q, size_t n, f
 
 QK_TARGET_AVX2 static size_t qk__dequantize_avx2(const void *q, size_t n, float scale, int32_t zp,
                                                  float *y, int kind) {
-    const int stream = n * (sizeof(float) + (kind <= 1 ? 1 : 2)) >= QK__STREAM_BYTES &&
-                       qk__page_resident(y + n / 2);
+    const int stream = qk__stream_ok(y, n, kind <= 1 ? 1 : 2, sizeof(float));
 #define QK__DEQ_CASE(K)                                                                         \
     case K: return stream ? qk__deq_avx2_loop(q, n, scale, zp, y, K, 1)                         \
                           : qk__deq_avx2_loop(q, n, scale, zp, y, K, 0);

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 from qkernels import _core  # noqa: E402
 from qkernels.torch import convert as cv  # noqa: E402
 

@@ -103,7 +103,7 @@ qk_status qk__tile_out_conv(const qk_epilogue *ep, const qk_packed_weights *w,
  * activations + 128, padding = the u8 zero point), row pitch wp, with at least 64 bytes of
  * readable slack after the last element a row block can reach. w8: kh rows of kq quads (kw
  * padded to 4 kq with zero weights) of s8 taps. out[i * ow + j] = sum_taps x8 * w8 + corr
- * (mod 2^32). Requires kw <= 4 kq, 15 * stride_w + (4 kq - 1) * dil_w < 64 (qk__dw8_ok). */
+ * (mod 2^32). Requires kw <= 4 kq, 15 * stride_w + (4 kq - 1) * dil_w < 64 (qk__dw8_fits). */
 typedef void (*qk_dw8_plane_kernel)(const uint8_t *x, size_t wp, const int8_t *w8, size_t kh,
                                     size_t kq, size_t stride_h, size_t stride_w, size_t dil_h,
                                     size_t dil_w, size_t oh, size_t ow, uint32_t corr,
