@@ -42,7 +42,7 @@ def _geom(c):
     b, ci, h, w, co, kh, kw, s, p, d, g = c
     pad = (p, p, p, p) if isinstance(p, int) else p
     dil = (d, d) if isinstance(d, int) else d
-    return b, ci, h, w, co, kh, kw, (s, s), pad, dil, g
+    return b, ci, h, w, co, kh, kw, (s, s) if isinstance(s, int) else s, pad, dil, g
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -204,6 +204,21 @@ SIMD_CASES = [
     (1, 8, 6, 6, 8, 3, 3, 1, 1, 1, 2),
     (1, 8, 5, 9, 12, 3, 3, 1, 1, 1, 1),
     (2, 8, 7, 9, 24, 3, 3, 1, 1, 1, 1),
+    # stride-1 direct tiles with border rows (output rows whose windows reach into the top or
+    # bottom padding run only their kernel rows of input): 1 to 3 border rows at each end
+    # (3x3, 5x5, 7x7), rows that are both (5x5 on 3 rows), dilation, stride (2, 1), asymmetric
+    # padding, row tails of 4 and 9-15 pixels (transposed / masked), flat tails of 9-15 pixels,
+    # 12- and 16-row blocks, groups of 8 channels, several images; pad 3 on a 3x3 kernel (rows of
+    # padding only: flat tiles)
+    (1, 8, 14, 14, 16, 3, 3, 1, 1, 1, 1),
+    (2, 8, 12, 25, 24, 5, 5, 1, 2, 1, 1),
+    (1, 12, 10, 18, 12, 7, 7, 1, 3, 1, 1),
+    (1, 8, 3, 40, 16, 5, 5, 1, 2, 1, 1),
+    (1, 8, 12, 17, 16, 3, 3, 1, 2, 2, 1),
+    (1, 8, 13, 20, 16, 3, 3, (2, 1), 1, 1, 1),
+    (2, 16, 11, 21, 32, 3, 3, 1, (2, 1, 0, 1), 1, 2),
+    (1, 8, 9, 30, 16, 3, 3, 1, (0, 1, 1, 1), 1, 1),
+    (1, 8, 6, 20, 16, 3, 3, 1, 3, 1, 1),
     # depthwise planes narrower than 8 outputs (the fused plane kernel's row stores), batch 3
     (3, 12, 9, 10, 12, 3, 3, 2, 1, 1, 12),
     (2, 5, 4, 3, 5, 3, 3, 1, 1, 1, 5),

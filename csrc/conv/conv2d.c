@@ -35,7 +35,7 @@
 #include <immintrin.h>
 #endif
 
-enum { QK__CONV_TILES = 4, QK__SLACK = 192 };
+enum { QK__CONV_TILES = 4, QK__SLACK = 192, QK__BROWS = 8 };
 
 typedef struct {
     const qk_conv2d_shape *s;
@@ -69,6 +69,12 @@ typedef struct {
     size_t *tapoff;            /* cq8: pixel offset of each tap (r, q) in a plane */
     qk__conv_direct_kernel dk[2]; /* cq8, stride 1, fused, no wzp8: tiles of 1 / 2 runs read
                                    * straight from the image (or NULL) */
+    /* With dk: the output rows whose windows reach into the top or bottom padding (btop
+     * leading, bbot trailing; 0 when not used) are tiled row by row and run only kernel rows
+     * rlo[i] .. rhi[i] (border row i: rows 0 .. btop - 1, then oh - bbot .. oh - 1); bcorr
+     * (i * n + o): corr[o] plus what the skipped rows of padding would have added. */
+    size_t btop, bbot, rlo[QK__BROWS], rhi[QK__BROWS];
+    uint32_t *bcorr;
     _Atomic int status;
 } qk__conv_ctx;
 
@@ -263,6 +269,40 @@ enum { QK__SEGS = 4 };
 typedef struct {
     size_t n, start[QK__SEGS], base[QK__SEGS];
 } qk__segs;
+
+/* Tile t of an (image, group), 8-bit path: cnt pixels from NCHW pixel pix0 (output row oh,
+ * column ow0); brow: its border row (ctx btop / bbot), or -1. Order: the btop top border rows
+ * (tiles_per_row tiles each), the rows between as flat tiles of 16 consecutive pixels across
+ * rows (when ctx flat; else tiles_per_row tiles a row), then the bbot bottom border rows. */
+typedef struct {
+    size_t pix0, cnt, oh, ow0;
+    int brow;
+} qk__tile;
+
+static void qk__tile_at(const qk__conv_ctx *c, size_t t, qk__tile *d) {
+    const size_t tpr = c->tiles_per_row, top = c->btop * tpr;
+    const size_t mid = c->tiles - (c->btop + c->bbot) * tpr;
+    d->brow = -1;
+    if (c->flat && t >= top && t < top + mid) {
+        const size_t end = (c->oh - c->bbot) * c->ow;
+        d->pix0 = c->btop * c->ow + (t - top) * QK_GEMM_NR;
+        d->cnt = end - d->pix0 < QK_GEMM_NR ? end - d->pix0 : QK_GEMM_NR;
+        d->oh = d->pix0 / c->ow;
+        d->ow0 = d->pix0 % c->ow;
+        return;
+    }
+    size_t row = t / tpr, col = t % tpr;
+    if (c->flat) { /* a border tile: u-th of the top tiles, then the bottom ones */
+        const size_t u = t < top ? t : t - mid, bi = u / tpr;
+        d->brow = (int)bi;
+        row = bi < c->btop ? bi : c->oh - c->bbot + (bi - c->btop);
+        col = u % tpr;
+    }
+    d->oh = row;
+    d->ow0 = col * QK_GEMM_NR;
+    d->cnt = c->ow - d->ow0 < QK_GEMM_NR ? c->ow - d->ow0 : QK_GEMM_NR;
+    d->pix0 = d->oh * c->ow + d->ow0;
+}
 
 /* 8-bit panel [k4/4][16][4] u8 of one tile; k rows past k are zero; lanes >= cnt are zero
  * (scalar) or don't-care (SIMD). Lane i reads the image at off[i] (+ the tap's offset). */
@@ -488,31 +528,30 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
         const size_t t0 = tj * c->tpj;
         const size_t nt = c->tiles - t0 < c->tpj ? c->tiles - t0 : c->tpj;
         size_t pix0[QK__CONV_TILES], cnt[QK__CONV_TILES];
+        int brow[QK__CONV_TILES]; /* a direct tile's border row, or -1 */
 #if QK_X86
         qk__segs dsegs[QK__CONV_TILES]; /* dsegs[t].n: 0, or the runs of a direct tile */
 #endif
         for (size_t t = 0; t < nt; t++) {
-            size_t oh, ow0;
-            if (c->flat) {
-                pix0[t] = (t0 + t) * QK_GEMM_NR;
-                cnt[t] = opix - pix0[t] < QK_GEMM_NR ? opix - pix0[t] : QK_GEMM_NR;
-                oh = pix0[t] / c->ow;
-                ow0 = pix0[t] % c->ow;
-            } else {
-                oh = (t0 + t) / c->tiles_per_row;
-                ow0 = ((t0 + t) % c->tiles_per_row) * QK_GEMM_NR;
-                cnt[t] = c->ow - ow0 < QK_GEMM_NR ? c->ow - ow0 : QK_GEMM_NR;
-                pix0[t] = oh * c->ow + ow0;
-            }
+            qk__tile d;
+            qk__tile_at(c, t0 + t, &d);
+            const size_t oh = d.oh, ow0 = d.ow0;
+            pix0[t] = d.pix0;
+            cnt[t] = d.cnt;
+            brow[t] = -1;
             uint8_t *panel = panels + t * k4 * QK_GEMM_NR;
             (void)oh;
             (void)ow0;
 #if QK_X86
             qk__segs segs;
             dsegs[t].n = 0;
-            if (c->dk[0] != NULL && cnt[t] == QK_GEMM_NR && qk__tile_segs(c, oh, ow0, cnt[t], &segs) &&
+            /* more than 8 pixels: no panel, the kernel reads the image (a border row's tile
+             * only its kernel rows rlo .. rhi); fewer: the transposed tile on a panel of every
+             * tap, padding included */
+            if (c->dk[0] != NULL && cnt[t] > 8 && qk__tile_segs(c, oh, ow0, cnt[t], &segs) &&
                 segs.n <= 2) {
-                dsegs[t] = segs; /* no panel: the kernel reads the image */
+                dsegs[t] = segs;
+                brow[t] = d.brow;
                 continue;
             }
             if (c->cq8 && simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs)) {
@@ -554,10 +593,19 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                     const qk__segs *d = &dsegs[t];
                     const size_t b1 = d->n > 1 ? d->base[1] : d->base[0];
                     const uint16_t m1 = d->n > 1 ? (uint16_t)(0xFFFFu << d->start[1]) : 0;
-                    c->dk[d->n - 1](w->kh * w->kw, c->cpg / 4, c->tapoff, plane * 4,
-                                    w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
-                                    src + 4 * d->base[0], src + 4 * b1, m1, c->ep, c->corr, o0,
-                                    mr, (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz,
+                    size_t tap0 = 0, taps = w->kh * w->kw;
+                    const uint32_t *corr = c->corr;
+                    if (brow[t] >= 0) { /* kernel rows rlo .. rhi only: taps (rlo, 0) .. */
+                        tap0 = c->rlo[brow[t]] * w->kw;
+                        taps = (c->rhi[brow[t]] + 1) * w->kw - tap0;
+                        corr = c->bcorr + (size_t)brow[t] * n;
+                    }
+                    c->dk[d->n - 1](taps, c->cpg / 4, c->tapoff + tap0, plane * 4,
+                                    w->data8 + (g * w->nblk + ob / bmr) * bmr * k4 +
+                                        tap0 * c->cpg * bmr,
+                                    src + 4 * d->base[0], src + 4 * b1, m1, c->ep, corr, o0,
+                                    mr, cnt[t],
+                                    (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz,
                                     opix * osz);
                     continue;
                 }
@@ -794,6 +842,78 @@ qk_status qk_conv2d_out_size(const qk_conv2d_shape *s, const qk_packed_weights *
     return QK_OK;
 }
 
+/* The kernel rows lo .. hi of output row i that read input rows (the others read padding); 0
+ * when every kernel row of it reads padding. */
+static int qk__krows(const qk__conv_ctx *c, size_t i, size_t *lo, size_t *hi) {
+    const qk_conv2d_shape *s = c->s;
+    const size_t kh = c->w->kh, top = s->pad_top, end = s->pad_top + s->in_h;
+    size_t r = 0;
+    while (r < kh && i * s->stride_h + r * s->dil_h < top) r++;
+    if (r == kh || i * s->stride_h + r * s->dil_h >= end) return 0;
+    size_t h = r;
+    while (h + 1 < kh && i * s->stride_h + (h + 1) * s->dil_h < end) h++;
+    *lo = r;
+    *hi = h;
+    return 1;
+}
+
+/* Lanes x taps of the 8-bit tiles: a tile of more than 8 pixels costs 16 lanes. */
+static size_t qk__tile_cost(size_t cnt, size_t taps) { return (cnt > 8 ? QK_GEMM_NR : cnt) * taps; }
+
+/* Border rows (ctx btop, bbot): the output rows whose windows reach into the top or bottom
+ * padding, tiled row by row so that their tiles skip the kernel rows of padding (bcorr adds
+ * back what those would have added: the zero point times the rows' weight sums). Used when the
+ * direct tiles apply, at most QK__BROWS rows, every row reads some input, and fewer lanes x
+ * taps are run than with flat tiles only. Sets c->tiles. Returns 0 when out of memory. */
+static int qk__conv_border_rows(qk__conv_ctx *c) {
+    const qk_packed_weights *w = c->w;
+    const size_t kh = w->kh, taps = kh * w->kw, tpr = c->tiles_per_row, opix = c->oh * c->ow;
+    size_t top = 0, bot = 0, lo, hi, rl[QK__BROWS], rh[QK__BROWS];
+    for (; top < c->oh; top++) {
+        if (!qk__krows(c, top, &lo, &hi)) return 1;
+        if (lo == 0) break;
+        if (top == QK__BROWS) return 1;
+        c->rlo[top] = lo;
+        c->rhi[top] = hi;
+    }
+    for (; bot < c->oh - top; bot++) {
+        if (!qk__krows(c, c->oh - 1 - bot, &lo, &hi)) return 1;
+        if (hi == kh - 1) break;
+        if (top + bot == QK__BROWS) return 1;
+        rl[bot] = lo;
+        rh[bot] = hi;
+    }
+    if (top + bot == 0) return 1;
+    for (size_t j = 0; j < bot; j++) { /* border row top + j is output row oh - bot + j */
+        c->rlo[top + j] = rl[bot - 1 - j];
+        c->rhi[top + j] = rh[bot - 1 - j];
+    }
+    size_t flat = opix / QK_GEMM_NR * QK_GEMM_NR * taps + qk__tile_cost(opix % QK_GEMM_NR, taps);
+    const size_t mid = (c->oh - top - bot) * c->ow;
+    size_t cost = mid / QK_GEMM_NR * QK_GEMM_NR * taps + qk__tile_cost(mid % QK_GEMM_NR, taps);
+    for (size_t i = 0; i < top + bot; i++) {
+        const size_t rt = (c->rhi[i] - c->rlo[i] + 1) * w->kw;
+        cost += c->ow / QK_GEMM_NR * QK_GEMM_NR * rt;
+        if (c->ow % QK_GEMM_NR) /* a tail of at most 8 pixels runs every tap */
+            cost += c->ow % QK_GEMM_NR > 8 ? QK_GEMM_NR * rt : qk__tile_cost(c->ow % QK_GEMM_NR, taps);
+    }
+    if (cost >= flat) return 1;
+    c->bcorr = (uint32_t *)malloc((top + bot) * w->n * sizeof(uint32_t));
+    if (c->bcorr == NULL) return 0;
+    for (size_t i = 0; i < top + bot; i++)
+        for (size_t o = 0; o < w->n; o++) {
+            uint32_t v = c->corr[o];
+            for (size_t r = 0; r < kh; r++)
+                if (r < c->rlo[i] || r > c->rhi[i])
+                    v += (uint32_t)c->xz8 * (uint32_t)w->rowsum8[o * kh + r];
+            c->bcorr[i * w->n + o] = v;
+        }
+    c->btop = top;
+    c->bbot = bot;
+    c->tiles = (top + bot) * tpr + (mid + QK_GEMM_NR - 1) / QK_GEMM_NR;
+    return 1;
+}
+
 /* Tiles a job: QK__CONV_TILES, or fewer so that several threads get about 8 jobs each (the
  * jobs are claimed dynamically; the split never changes a result). */
 static void qk__conv_split(qk__conv_ctx *c, int threads) {
@@ -902,8 +1022,16 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
             c.flat = 1;
             c.tiles = (oh * ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         }
+        if (c.flat && c.dk[0] != NULL && !qk__conv_border_rows(&c)) {
+            free(c.corr);
+            free(c.xp8);
+            free(c.koff);
+            free(c.tapoff);
+            return QK_ERR_NOMEM;
+        }
         qk__conv_split(&c, threads);
         qk__parallel(s->batch * w->groups * c.jobs_per_group, threads, qk__conv_jobs, &c);
+        free(c.bcorr);
         free(c.corr);
         free(c.xp8);
         free(c.koff);

@@ -115,8 +115,8 @@ QK__FUSED_GEMM(qk__conv_fused_16x16, QK__F16, 16)
     QK_TARGET_CVNNI static void NAME(size_t taps, size_t nq, const size_t *tapoff,              \
                                      size_t plane4, const int8_t *a, const uint8_t *b0,         \
                                      const uint8_t *b1, uint16_t m1, const qk_epilogue *ep,    \
-                                     const uint32_t *corr, size_t o0, size_t mr, char *y,       \
-                                     size_t ystride) {                                          \
+                                     const uint32_t *corr, size_t o0, size_t mr, size_t cnt,    \
+                                     char *y, size_t ystride) {                                 \
         ROWS(QK__FDECL)                                                                         \
         const unsigned char *ap = (const unsigned char *)a;                                     \
         for (size_t t = 0; t < taps; t++) {                                                     \
@@ -133,8 +133,8 @@ QK__FUSED_GEMM(qk__conv_fused_16x16, QK__F16, 16)
         const int32_t *wzp8 = NULL;                                                             \
         const __m512i vps = _mm512_setzero_si512();                                             \
         const uint32_t *pixsum = NULL;                                                          \
-        const int full = 1;                                                                     \
-        const __mmask16 mask = 0xFFFF;                                                          \
+        const int full = cnt == 16;                                                             \
+        const __mmask16 mask = (__mmask16)((1u << cnt) - 1u);                                   \
         ROWS(QK__FOUT)                                                                          \
     }
 QK__DIRECT_GEMM(qk__conv_direct_12x16_1, QK__F12, 12, 1)

@@ -28,13 +28,14 @@ typedef void (*qk__conv_fused_kernel)(size_t kq, const int8_t *a, const uint8_t 
 qk__conv_fused_kernel qk__conv_fused_kernel_for(size_t mr8);
 /* The same tile of 16 pixels at stride 1 read straight from a channel-quad image (see
  * qk__panel_cq8; no panel), every wzp8 0: quad (tap t, cq) lane i is the dword at
- * b0 + 4 * (tapoff[t] + i) + cq * plane4, or b1 + ... for the lanes of m1 (nseg 2). Writes 16
- * bytes of rows r < mr. */
+ * b0 + 4 * (tapoff[t] + i) + cq * plane4, or b1 + ... for the lanes of m1 (nseg 2); a holds
+ * the taps' quads in the same order ([taps][nq][mr8][4]). Writes lanes < cnt (1..16) of rows
+ * r < mr; all 16 lanes are read (up to 15 pixels past the last one written). */
 typedef void (*qk__conv_direct_kernel)(size_t taps, size_t nq, const size_t *tapoff,
                                        size_t plane4, const int8_t *a, const uint8_t *b0,
                                        const uint8_t *b1, uint16_t m1, const qk_epilogue *ep,
-                                       const uint32_t *corr, size_t o0, size_t mr, char *y,
-                                       size_t ystride);
+                                       const uint32_t *corr, size_t o0, size_t mr, size_t cnt,
+                                       char *y, size_t ystride);
 /* The kernel for blocks of mr8 rows and tiles of nseg (1 or 2) runs, or NULL. */
 qk__conv_direct_kernel qk__conv_direct_kernel_for(size_t mr8, size_t nseg);
 #if QK_X86

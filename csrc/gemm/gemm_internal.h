@@ -197,6 +197,8 @@ struct qk_packed_weights {
     /* conv, 8-bit, channels a group a multiple of 4 and more than one tap: k in (tap, channel)
      * order, k = (r * kw + q) * cpg + c (each quad = 4 channels at one tap; see conv2d.c) */
     int cq8;
+    int32_t *rowsum8;  /* cq8: n x kh, sum of w8 over the taps of kernel row r (all columns and
+                          channels): the term a padded row adds, times the zero point */
     /* depthwise (1 input channel a group) packed while the 8-bit path is on, with every wzp8 = 0:
      * n x kh x dwq quads of s8 taps (w8, kw padded with zeros to 4 dwq), their sums in colsum */
     int8_t *dw8;

@@ -142,14 +142,22 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
         const int32_t shift = w_type == QK_DT_U8 ? 128 : 0;
         p->cq8 = in_c_per_group % 4 == 0 && kh * kw > 1;
         const size_t taps = kh * kw;
+        if (p->cq8) {
+            p->rowsum8 = (int32_t *)calloc(out_c * kh, sizeof(int32_t));
+            if (p->rowsum8 == NULL) {
+                qk_packed_weights_free(p);
+                return QK_ERR_NOMEM;
+            }
+        }
         for (size_t o = 0; o < out_c; o++) {
             const size_t g = o / ocg, lo = o % ocg;
             int8_t *blk = p->data8 + (g * p->nblk + lo / mr) * p->k4 * mr;
             for (size_t i = 0; i < p->k; i++) {
                 /* OIHW index i = c * taps + tap; cq8: packed at kk = tap * cpg + c */
                 const size_t kk = p->cq8 ? (i % taps) * in_c_per_group + i / taps : i;
-                blk[(kk / 4) * 4 * mr + (lo % mr) * 4 + (kk & 3)] =
-                    (int8_t)(qk__wval(w, w_type, o * p->k + i) - shift);
+                const int32_t v = qk__wval(w, w_type, o * p->k + i) - shift;
+                blk[(kk / 4) * 4 * mr + (lo % mr) * 4 + (kk & 3)] = (int8_t)v;
+                if (p->cq8) p->rowsum8[o * kh + (i % taps) / kw] += v;
             }
         }
         *out = p;
@@ -194,6 +202,7 @@ void qk_packed_weights_free(qk_packed_weights *w) {
     free(w->data8);
     free(w->dw8);
     free(w->colsum);
+    free(w->rowsum8);
     free(w->wzp8);
     free(w->abs_sum);
     free(w->w_zp);
@@ -208,7 +217,8 @@ size_t qk_packed_weights_bytes(const qk_packed_weights *w) {
         const size_t bytes = w->kind == QK__PACK_LINEAR
                                  ? ((w->n + QK_GEMM_NR - 1) / QK_GEMM_NR) * w->k4 * QK_GEMM_NR
                                  : w->groups * w->nblk * w->mr8 * w->k4;
-        return sizeof *w + bytes + w->n * (sizeof(int64_t) + 3 * sizeof(int32_t));
+        const size_t rows = w->rowsum8 ? w->n * w->kh * sizeof(int32_t) : 0;
+        return sizeof *w + bytes + w->n * (sizeof(int64_t) + 3 * sizeof(int32_t)) + rows;
     }
     const size_t dw8 = w->dw8 ? w->n * (w->kh * w->dwq * 4 + sizeof(int32_t)) : 0;
     size_t elems = w->kind == QK__PACK_LINEAR
