@@ -12,9 +12,12 @@
  *   lanes). Weights with cq8 (in_c / groups a multiple of 4, several taps; see
  *   gemm_internal.h) use a channel-quad image instead (4 channels interleaved a pixel): a tile's
  *   panel rows are then 64-byte copies of image rows, no byte transpose per tap; at stride 1
- *   with the fused output and no weight zero points, 16-pixel tiles over 1 or 2 output rows
- *   build no panel at all: the kernel loads those rows from the image itself (implicit GEMM,
- *   one masked load merging the second run; 2-7% faster on the resnet18 3x3 layers).
+ *   with the fused output and no weight zero points, tiles of 9 to 16 pixels over 1 or 2
+ *   output rows build no panel at all: the kernel loads those rows from the image itself
+ *   (implicit GEMM, one masked load merging the second run; 2-7% faster on the resnet18 3x3
+ *   layers). There the output rows whose windows reach into the top or bottom padding (border
+ *   rows) are tiled row by row and skip their kernel rows of padding, the zero point's share
+ *   of them added back in the start value (qk__conv_border_rows; 3-5% on 256->256@14).
  * int16 path (AVX2 without VNNI, and the scalar twins):
  *   phase 1: the input is widened once to a zero-padded int16 image of (x - x_zp) (padding taps
  *   then contribute exactly 0, as SPEC section 5 requires); phase 2: tiles of up to 16 pixels of
