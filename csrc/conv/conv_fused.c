@@ -22,11 +22,6 @@ int qk__conv_fused_ok(const qk_epilogue *ep) {
 }
 
 #if QK_X86
-static inline int32_t qk__ld32c(const void *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* The per-call constants of the output stage. */
 typedef struct {
@@ -150,7 +145,7 @@ QK__DIRECT_GEMM(qk__conv_direct_16x16_2, QK__F16, 16, 2)
 #define QK__TDECL(i) __m512i e##i = _mm512_setzero_si512(), d##i = _mm512_setzero_si512();
 #define QK__TSTEP(A, i, P)                                                               \
     if ((i) < cnt)                                                                       \
-        A##i = _mm512_dpbusd_epi32(A##i, _mm512_set1_epi32(qk__ld32c(b + 64 * (P) + 4 * (i))), wv);
+        A##i = _mm512_dpbusd_epi32(A##i, _mm512_set1_epi32(qk__ld32(b + 64 * (P) + 4 * (i))), wv);
 #define QK__T8(X, A, P) X(A, 0, P) X(A, 1, P) X(A, 2, P) X(A, 3, P) X(A, 4, P) X(A, 5, P) X(A, 6, P) X(A, 7, P)
 #define QK__TOUT(i)                                                                      \
     if ((i) < cnt) {                                                                     \
@@ -254,11 +249,7 @@ QK_TARGET_CVBMI static void qk__dw8_fused(const uint8_t *x, size_t wp, const int
     __m512i wv[MAXQ];
     size_t off[MAXQ];
     const size_t nq = kh * kq;
-    for (size_t r = 0, t = 0; r < kh; r++) /* no divisions: they would cost more than a plane */
-        for (size_t q = 0; q < kq; q++, t++) {
-            wv[t] = _mm512_set1_epi32(qk__ld32c(w8 + 4 * t));
-            off[t] = r * dil_h * wp + q * 4 * dil_w;
-        }
+    qk__dw8_taps(w8, kh, kq, dil_h, dil_w, wp, wv, off);
     const __m512i vc =
         _mm512_set1_epi32((int32_t)(corr + (ep->bias ? (uint32_t)ep->bias[o] : 0u)));
     const qk__fz z = qk__fz_make(ep);
@@ -323,6 +314,16 @@ QK_TARGET_AVX512 static inline void qk__store64(uint8_t *d, size_t total, size_t
         _mm512_mask_storeu_epi8(d + a, ((__mmask64)1 << (total - a)) - 1, v);
 }
 
+/* The lanes l < width (at most 64) of a block starting at padded column c0 that hold input
+ * columns (pad_left <= c0 + l < pad_left + n), as a bit mask. */
+static inline uint64_t qk__pad_lanes(size_t c0, size_t pad_left, size_t n, size_t width) {
+    const size_t lo = c0 < pad_left ? pad_left - c0 : 0;
+    const size_t hi = pad_left + n > c0 ? pad_left + n - c0 : 0;
+    if (hi <= lo || lo >= width) return 0;
+    const size_t h = hi < width ? hi : width;
+    return (h == 64 ? ~(uint64_t)0 : ((uint64_t)1 << h) - 1) & ~(((uint64_t)1 << lo) - 1);
+}
+
 QK_TARGET_AVX512 static void qk__pad_plane8_avx512(const uint8_t *src, size_t rows, size_t n,
                                                   uint8_t flip, uint8_t fill, size_t pad_top,
                                                   size_t pad_left, size_t hp, size_t wp,
@@ -339,15 +340,7 @@ QK_TARGET_AVX512 static void qk__pad_plane8_avx512(const uint8_t *src, size_t ro
         /* source bytes: padded column c0 + l reads src row byte c0 + l - pad_left */
         const uintptr_t sr = (uintptr_t)(src + (h - pad_top) * n);
         for (size_t c0 = 0; c0 < wp; c0 += 64) {
-            /* lanes l with pad_left <= c0 + l < pad_left + n */
-            const size_t lo = c0 < pad_left ? pad_left - c0 : 0;
-            const size_t hi = pad_left + n > c0 ? pad_left + n - c0 : 0;
-            __mmask64 m = 0;
-            if (hi > lo && lo < 64) {
-                const size_t h64 = hi < 64 ? hi : 64;
-                m = (h64 == 64 ? ~(__mmask64)0 : (((__mmask64)1 << h64) - 1)) &
-                    ~(((__mmask64)1 << lo) - 1);
-            }
+            const __mmask64 m = qk__pad_lanes(c0, pad_left, n, 64);
             /* masked-off lanes are not read (no fault): the address may lie before the row */
             const __m512i v = _mm512_maskz_loadu_epi8(m, (const void *)(sr + c0 - pad_left));
             const __m512i r = _mm512_mask_mov_epi8(vfill, m, _mm512_xor_si512(v, vf));
@@ -457,13 +450,7 @@ QK_TARGET_CVNNI static void qk__pad_quad8_avx512(const uint8_t *src, size_t plan
         }
         const uintptr_t sr = (uintptr_t)(src + (h - pad_top) * n);
         for (size_t x0 = 0; x0 < wp; x0 += 16) {
-            const size_t lo = x0 < pad_left ? pad_left - x0 : 0;
-            const size_t hi = pad_left + n > x0 ? pad_left + n - x0 : 0;
-            __mmask16 m = 0;
-            if (hi > lo && lo < 16) {
-                const size_t h16 = hi < 16 ? hi : 16;
-                m = (__mmask16)(((1u << h16) - 1u) & ~((1u << lo) - 1u));
-            }
+            const __mmask16 m = (__mmask16)qk__pad_lanes(x0, pad_left, n, 16);
             const uintptr_t a = sr + x0 - pad_left; /* masked-off lanes are not read */
             __m128i v[4];
             for (size_t c = 0; c < 4; c++)

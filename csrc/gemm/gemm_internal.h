@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define QK_GEMM_MR 6
 #define QK_GEMM_NR 16
@@ -121,6 +122,12 @@ qk_dw8_plane_kernel qk__dw8_plane_kernel(void);
 static inline int qk__dw8_fits(size_t kq, size_t stride_w, size_t dil_w) {
     return 15 * stride_w + (4 * kq - 1) * dil_w < 64;
 }
+/* The 4 bytes at p (any alignment) as an int32. */
+static inline int32_t qk__ld32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
 #if QK_X86
 #include <immintrin.h>
 /* The byte gather (vpermb) index of the 8-bit depthwise kernels: byte 4p + q of a pixel quad
@@ -142,6 +149,18 @@ QK_TARGET_AVX512 static inline __m512i qk__dw8_gather_index(size_t stride_w, siz
         _mm512_mullo_epi16(_mm512_srli_epi16(pq, 8), _mm512_set1_epi16((short)stride_w)),
         _mm512_mullo_epi16(_mm512_srli_epi16(qq, 8), _mm512_set1_epi16((short)dil_w)));
     return _mm512_or_si512(_mm512_and_si512(m_even, lo8), _mm512_slli_epi16(m_odd, 8));
+}
+/* The nq = kh * kq tap quads of a depthwise channel (w8: [kh][kq][4] s8) for the kernels
+ * below: wv[t] the quad's weights broadcast, off[t] its byte offset in a padded plane of pitch
+ * wp (no divisions: they would cost more than a small plane). */
+QK_TARGET_AVX512 static inline void qk__dw8_taps(const int8_t *w8, size_t kh, size_t kq,
+                                                 size_t dil_h, size_t dil_w, size_t wp,
+                                                 __m512i *wv, size_t *off) {
+    for (size_t r = 0, t = 0; r < kh; r++)
+        for (size_t q = 0; q < kq; q++, t++) {
+            wv[t] = _mm512_set1_epi32(qk__ld32(w8 + 4 * t));
+            off[t] = r * dil_h * wp + q * 4 * dil_w;
+        }
 }
 /* The inner step of the 8-bit depthwise kernels: four output rows (input rows rs bytes apart) of
  * 16 pixels from base, over the nq taps (weights wv[t], offsets off[t]): four independent

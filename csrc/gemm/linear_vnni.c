@@ -54,11 +54,6 @@ typedef struct {
     size_t osz;
 } qk__l8_ctx;
 
-static inline int32_t qk__l8_ld32(const void *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* One block: rows r0 .. r0+mr-1 (mr <= 6), panels p0 .. p0+NZ-1 (channels o0 = 16 p0 ..). */
 QK_TARGET_VNNI static inline __attribute__((always_inline)) void
@@ -85,7 +80,7 @@ qk__l8_block(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0, const int NZ,
         const __m512i b3 = NZ > 3 ? _mm512_loadu_si512((const void *)(bp + 3 * bs)) : b0;
 #define QK__L8_STEP(r, ap)                                                     \
         {                                                                      \
-            __m512i av = _mm512_set1_epi32(qk__l8_ld32(ap + 4 * p));           \
+            __m512i av = _mm512_set1_epi32(qk__ld32(ap + 4 * p));           \
             if (FLIP) av = _mm512_xor_si512(av, vflip);                        \
             c##r##0 = _mm512_dpbusd_epi32(c##r##0, av, b0);                    \
             if (NZ > 1) c##r##1 = _mm512_dpbusd_epi32(c##r##1, av, b1);        \

@@ -31,12 +31,6 @@ void qk_gemm_s16_6x16__scalar(size_t mr, size_t kp, const int16_t *a, size_t lda
 }
 
 #if QK_X86
-static inline int32_t qk__ld32(const int16_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 QK_TARGET_AVX2 void qk_gemm_s16_6x16__avx2(size_t mr, size_t kp, const int16_t *a, size_t lda,
                                            const int16_t *b, int32_t *c) {
     const int16_t *a0 = a;

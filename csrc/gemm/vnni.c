@@ -41,11 +41,6 @@ int qk__use_vnni(void) {
     return v;
 }
 
-static inline int32_t qk__ld32b(const void *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 static void qk__gemm_s8u8_scalar(size_t rows, size_t kq, const int8_t *a, const uint8_t *b,
                                  int32_t *c) {
@@ -102,7 +97,7 @@ void qk_gemm_s8u8_16x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, in
 #define QK__ROWS12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define QK__DECL(r) __m512i acc##r = _mm512_setzero_si512();
 #define QK__STORE(r) _mm512_storeu_si512((void *)(c + 16 * r), acc##r);
-#define QK__STEP_SU(r) acc##r = _mm512_dpbusd_epi32(acc##r, bv, _mm512_set1_epi32(qk__ld32b(ap + 4 * r)));
+#define QK__STEP_SU(r) acc##r = _mm512_dpbusd_epi32(acc##r, bv, _mm512_set1_epi32(qk__ld32(ap + 4 * r)));
 
 QK_TARGET_VNNI void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
                                                    int32_t *c) {
@@ -128,7 +123,7 @@ QK_TARGET_VNNI void qk_gemm_s8u8_16x16__avx512vnni(size_t kq, const int8_t *a, c
 }
 
 #define QK__DECLH(r) __m256i acc##r = _mm256_setzero_si256();
-#define QK__STEPH(r) acc##r = _mm256_dpbusd_epi32(acc##r, bv, _mm256_set1_epi32(qk__ld32b(ap + 4 * r)));
+#define QK__STEPH(r) acc##r = _mm256_dpbusd_epi32(acc##r, bv, _mm256_set1_epi32(qk__ld32(ap + 4 * r)));
 #define QK__STOREH(r)                                             \
     _mm256_storeu_si256((__m256i *)(c + 16 * r), acc##r);         \
     _mm256_storeu_si256((__m256i *)(c + 16 * r + 8), _mm256_setzero_si256());
@@ -394,10 +389,7 @@ QK_TARGET_VBMI void qk_dw8_plane__avx512vbmi(const uint8_t *x, size_t wp, const 
     __m512i wv[MAXQ];
     size_t off[MAXQ];
     const size_t nq = kh * kq;
-    for (size_t t = 0; t < nq; t++) {
-        wv[t] = _mm512_set1_epi32(qk__ld32b(w8 + 4 * t));
-        off[t] = (t / kq) * dil_h * wp + (t % kq) * 4 * dil_w;
-    }
+    qk__dw8_taps(w8, kh, kq, dil_h, dil_w, wp, wv, off);
     const __m512i vc = _mm512_set1_epi32((int32_t)corr);
     size_t i = 0;
     for (; i + 4 <= oh; i += 4) { /* four rows at a time: four independent vpdpbusd chains */
