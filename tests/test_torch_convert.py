@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
 
-from qkernels.torch.convert import from_torch_quantized  # noqa: E402
+from qkernels.torch import from_torch_quantized  # noqa: E402
 from qkernels.torch.reference_models import MODELS, digits, load  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -53,14 +53,14 @@ def test_unsupported_module_is_named():
         def __init__(self):
             super().__init__()
             self.conv = torch.nn.Conv2d(1, 4, 3)
-            self.act = torch.nn.Hardswish()   # quantized by the default mapping; no handler here
+            self.act = torch.nn.ELU()   # quantized by the default mapping; no integer op here
 
         def forward(self, x):
             return self.act(self.conv(x))
 
     x = torch.rand(8, 1, 8, 8)
     q = _quantize_fx(Odd().eval(), x)
-    with pytest.raises(NotImplementedError, match="act.*Hardswish.*keep it in float"):
+    with pytest.raises(NotImplementedError, match="act.*ELU.*keep it in float"):
         from_torch_quantized(q)
 
 
@@ -223,7 +223,7 @@ def test_adaptive_avg_pool2d_equals_pytorch(engine):
     """AdaptiveAvgPool2d == PyTorch's quantized kernel of each engine, every element: windows of
     1 to 49 values (power-of-two and not, uneven windows), channel counts around the vector
     width, zero points 0..255 (ties round differently per path), NCHW and channels-last input."""
-    from qkernels.torch.convert import (QTensor, q_adaptive_avg_pool2d,
+    from qkernels.torch.qarith import (QTensor, q_adaptive_avg_pool2d,
                                         q_adaptive_avg_pool2d_qnnpack)
     rng = np.random.default_rng(11)
     torch.backends.quantized.engine = engine

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
 
-from qkernels.torch.quantize import QuantConfig, TensorConfig, quantize_model  # noqa: E402
+from qkernels.torch import QuantConfig, TensorConfig, quantize_model  # noqa: E402
 from qkernels.torch.reference_models import digits, load  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -59,8 +59,8 @@ def test_dynamic_mlp_equals_quantize_dynamic(per_channel):
     for name in ("fc1", "fc2", "fc3"):   # the weights are quantize_dynamic's, integer for integer
         tw = getattr(ref_model, name).weight()
         ts = tw.q_per_channel_scales().numpy() if per_channel else np.float32(tw.q_scale())
-        np.testing.assert_array_equal(im.layers[name]["w_int"], tw.int_repr().numpy())
-        np.testing.assert_array_equal(im.layers[name]["w_scale"], np.asarray(ts, np.float32))
+        np.testing.assert_array_equal(im.layers[name].w_int, tw.int_repr().numpy())
+        np.testing.assert_array_equal(im.layers[name].w_scale, np.asarray(ts, np.float32))
     rng = np.random.default_rng(11)
     n_el = n_in = 0
     batches = [xte[:1], xte[1:2], xte[:7], xte]
@@ -109,16 +109,16 @@ def test_dynamic_other_configs_run_and_report(tmp_path):
         acc_float = float(np.mean(im.float_reference(xte).argmax(1) == yte.numpy()))
         assert acc_int >= acc_float - 0.02, (acc_int, acc_float)
         rep = im.compare(xte[:32])
-        assert {r.name for r in rep} == set(im.layers)
+        assert {r.name for r in rep} == set(im.compute_layers())
         for r in rep:
             assert r.cosine > 0.99 and r.steps_diff_vs_fake_quant <= 1.0, r
         b = im.accumulator_bounds()
-        assert set(b) == set(im.layers) and all(0 < v < 2**31 for v in b.values())
+        assert set(b) == set(im.compute_layers()) and all(0 < v < 2**31 for v in b.values())
     paths = im.export(str(tmp_path), xte[:4])
     from qkernels.io import read_array
-    name = next(iter(im.layers))
+    name = next(iter(im.compute_layers()))
     d = tmp_path / "layers" / name
-    assert np.array_equal(read_array(str(d / "weights.txt")), im.layers[name]["w_int"])
+    assert np.array_equal(read_array(str(d / "weights.txt")), im.layers[name].w_int)
     acc = read_array(str(d / "accumulator.txt"))
     assert acc.shape[0] == 4 and str(d / "params.txt") in paths
 

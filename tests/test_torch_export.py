@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requ
 pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
 
 from qkernels import io as qio  # noqa: E402
-from qkernels.torch.quantize import QuantConfig, TensorConfig, quantize_model  # noqa: E402
+from qkernels.torch import QuantConfig, TensorConfig, quantize_model  # noqa: E402
 from qkernels.torch.reference_models import digits, load  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -40,14 +40,14 @@ def test_export_round_trip_and_c_program(tmp_path, golden_exe, preset):
     paths = im.export(str(out), xte[:2].numpy(), labels=None)
     assert all(os.path.exists(p) for p in paths)
     npz = np.load(out / "model.npz")
-    for name in im.layers:
+    for name, L in im.compute_layers().items():
         d = out / "layers" / name
-        np.testing.assert_array_equal(qio.read_array(d / "weights.txt"), im.layers[name]["w_int"])
+        np.testing.assert_array_equal(qio.read_array(d / "weights.txt"), L.w_int)
         np.testing.assert_array_equal(qio.read_array(d / "weights.txt"), npz[f"{name}/weights"])
         np.testing.assert_array_equal(qio.read_array(d / "output.txt"), npz[f"{name}/output"])
-        a2 = im.layers[name]["w_int"].reshape(len(im.layers[name]["w_int"]), -1).sum(axis=1)
+        a2 = L.w_int.reshape(len(L.w_int), -1).sum(axis=1)
         np.testing.assert_array_equal(qio.read_array(d / "a2.txt"), a2)
-        if im.layers[name]["kind"] == "conv":
+        if L.op == "conv2d":
             r = subprocess.run([golden_exe, str(d)], capture_output=True, text=True)
             assert r.returncode == 0 and " 0 differ" in r.stdout, r.stdout + r.stderr
     report = json.loads((out / "report.json").read_text())

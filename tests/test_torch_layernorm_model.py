@@ -9,7 +9,8 @@ torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requ
 
 import qkernels as qk  # noqa: E402
 from qkernels.io import read_array  # noqa: E402
-from qkernels.torch.quantize import QuantConfig, TensorConfig, quantize_model  # noqa: E402
+from qkernels.torch import QuantConfig, TensorConfig, quantize_model  # noqa: E402
+from qkernels.torch.layers import LayerNormLayer  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -45,7 +46,8 @@ def _data():
 
 
 def _ln_node(im):
-    return next(n for n in im.graph_module.graph.nodes if n.name in im.layernorms)
+    return next(n for n in im.graph_module.graph.nodes
+                if isinstance(im.layers.get(n.name), LayerNormLayer))
 
 
 @pytest.mark.parametrize("method", ["exact", "sole"])
@@ -54,10 +56,9 @@ def test_layernorm_block_int_equals_ptf_kernels(method):
     net = _block()
     im = quantize_model(net, calib, config=QuantConfig(layernorm=method))
     node = _ln_node(im)
-    ln = im.layernorms[node.name]
+    ln = im.layers[node.name].ln
     assert ln.method == method
-    raw = {}
-    im._run(x, "int", raw, raw=True)
+    raw = im.intermediates(x)
     # the int run's LayerNorm output == the PTF kernels applied directly to its integer input,
     # with parameters prepared here independently from the float model and the calibration data
     with torch.no_grad():
@@ -77,7 +78,7 @@ def test_layernorm_block_int_equals_ptf_kernels(method):
     np.testing.assert_array_equal(got.q.astype(np.int16) - 128, direct)
     # accuracy: integer vs float, at the LayerNorm and at the output
     tf = {}
-    im._run(x, "float", tf)
+    im.reference.run(x, "float", tf)
     ln_sqnr = qk.sqnr_db(tf[node.name], got.dequantize())
     out_sqnr = qk.sqnr_db(im.float_reference(x), im(x))
     rep = {r.name: r for r in im.compare(x)}
@@ -100,7 +101,7 @@ def test_layernorm_block_export_and_modes(tmp_path):
     node = _ln_node(im)
     im.export(str(tmp_path), x[:2])
     d = tmp_path / "layers" / node.name
-    ln = im.layernorms[node.name]
+    ln = im.layers[node.name].ln
     np.testing.assert_array_equal(read_array(str(d / "lut.txt")), ln.lut)
     np.testing.assert_array_equal(read_array(str(d / "gamma_int.txt")), ln.gamma_int)
     np.testing.assert_array_equal(read_array(str(d / "alpha.txt")), ln.ptf.alpha)
@@ -112,7 +113,7 @@ def test_layernorm_block_export_and_modes(tmp_path):
     # dynamic and weight-only modes keep the LayerNorm in float
     for mode, limit in (("dynamic", 26), ("weight_only", 40)):   # measured 28.4 / 45.6 dB
         imf = quantize_model(net, calib, config=QuantConfig(mode=mode))
-        assert not imf.layernorms
+        assert not any(isinstance(L, LayerNormLayer) for L in imf.layers.values())
         assert qk.sqnr_db(imf.float_reference(x), imf(x)) > limit
     with pytest.raises(ValueError, match="activation.bits=16"):   # 8-bit integer kernels
         quantize_model(net, calib, config=QuantConfig(activation=TensorConfig(bits=16)))

@@ -11,7 +11,7 @@ import qkernels as qk
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
 
-from qkernels.torch.quantize import QuantConfig, TensorConfig, quantize_model  # noqa: E402
+from qkernels.torch import QuantConfig, TensorConfig, quantize_model  # noqa: E402
 from qkernels.torch.reference_models import MODELS, digits, load  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -67,8 +67,8 @@ def test_w8a8_pow2_reports_exponents(data):
     im = quantize_model(load("resnet"), calib, config=QuantConfig.w8a8_pow2())
     for name, (s, z) in im.qparams.items():
         assert z == 0 and s == 2.0 ** round(np.log2(s)), (name, s)
-    for name, L in im.layers.items():
-        e = np.log2(L["w_scale"])
+    for name, L in im.compute_layers().items():
+        e = np.log2(L.w_scale)
         assert np.all(e == np.round(e)), name
 
 
@@ -76,7 +76,7 @@ def test_accumulator_bounds(data):
     calib, _, _ = data
     im = quantize_model(load("darknet"), calib)
     b = im.accumulator_bounds()
-    assert set(b) == set(im.layers) and all(0 < v < 2**31 for v in b.values())
+    assert set(b) == set(im.compute_layers()) and all(0 < v < 2**31 for v in b.values())
 
 
 def test_config_from_dict_and_yaml(tmp_path):
@@ -144,8 +144,7 @@ def test_float_modules_run_in_float_between_integer_layers(data):
     assert {"act", "sigmoid", "conv1", "fc"} <= set(rep)
     assert all(r.steps_diff_vs_fake_quant <= 1 for r in rep.values())
     # the float GELU output is the float op on the dequantized integers, then quantized
-    tr = {}
-    im._run(x, "int", trace=tr, raw=True)
+    tr = im.intermediates(x)
     s, z = im.qparams["act"]
     g = torch.nn.functional.gelu(torch.from_numpy(tr["conv1"].dequantize())).numpy()
     np.testing.assert_array_equal(tr["act"].q, qk.quantize(g, np.float32(s), z, dtype=np.uint8))
@@ -169,23 +168,20 @@ def test_handler_gives_the_integer_op(data):
 
     cfg = QuantConfig(float_modules=("sigmoid",))
     im = quantize_model(_ConvGeluNet().eval(), calib, config=cfg, handlers={torch.nn.GELU: gelu_lut})
-    tr = {}
-    im._run(x, "int", trace=tr, raw=True)
+    tr = im.intermediates(x)
     assert calls and calls[0][0] == "GELU" and calls[0][1] == np.uint8
     assert tuple(calls[0][2:]) == im.qparams["act"]
     # a lookup table of the same float op gives the same integers as the float path
     im_f = quantize_model(_ConvGeluNet().eval(), calib, config=QuantConfig(
         float_modules=("act", "sigmoid")))
-    tr_f = {}
-    im_f._run(x, "int", trace=tr_f, raw=True)
+    tr_f = im_f.intermediates(x)
     np.testing.assert_array_equal(tr["act"].q, tr_f["act"].q)
     np.testing.assert_array_equal(im(x), im_f(x))
 
     def const(mod, xq, scale, zp):   # its integers, not a float GELU, reach the next layer
         return np.full_like(xq.q, zp)
     im_c = quantize_model(_ConvGeluNet().eval(), calib, config=cfg, handlers={torch.nn.GELU: const})
-    tr_c = {}
-    im_c._run(x, "int", trace=tr_c, raw=True)
+    tr_c = im_c.intermediates(x)
     assert (tr_c["act"].q == im_c.qparams["act"][1]).all()
     assert not np.array_equal(im_c(x), im_f(x))
 
@@ -240,8 +236,7 @@ def test_input_output_and_bias_configs(data, tmp_path):
                       input=TensorConfig(bits=8, symmetric=True, signed=True),
                       output=TensorConfig(bits=4))
     im = quantize_model(load("resnet"), calib, config=cfg)
-    tr = {}
-    im._run(x, "int", trace=tr, raw=True)
+    tr = im.intermediates(x)
     assert tr["x"].q.dtype == np.int8 and tr["x"].zero_point == 0
     assert tr["fc"].q.dtype == np.uint8 and tr["fc"].q.max() <= 15       # 4-bit output
     assert tr["layer1_conv1"].q.dtype == np.uint8 and tr["layer1_conv1"].q.max() > 15
@@ -257,11 +252,9 @@ def test_input_output_and_bias_configs(data, tmp_path):
                       bias=TensorConfig(bits=12, signed=True, symmetric=True))
     im12 = quantize_model(load("mlp"), calib, config=b12)
     im32 = quantize_model(load("mlp"), calib, config=replace(b12, bias=None))
-    L = im12.layers["fc1"]
-    b = im12._bias_int(L["bias"], im12.qparams[L["input"]][0], L["w_scale"])
-    assert b.min() >= -2048 and b.max() <= 2047
-    assert (np.abs(im32._bias_int(L["bias"], im32.qparams[L["input"]][0], L["w_scale"]))
-            > 2047).any()                                  # so the 12 bits really saturate
+    b = im12.layers["fc1"].bias                            # the integer bias the kernel adds
+    assert b.dtype == np.int32 and b.min() >= -2048 and b.max() <= 2047
+    assert (np.abs(im32.layers["fc1"].bias) > 2047).any()  # so the 12 bits really saturate
     assert max(r.steps_diff_vs_fake_quant for r in im12.compare(x)) <= 1
     assert not np.array_equal(im12(x), im32(x))
     assert QuantConfig.from_dict({"bias": {"bits": 16}}).bias == TensorConfig(

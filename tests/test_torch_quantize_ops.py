@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
 
-from qkernels.torch.convert import QTensor, q_avg_pool2d, q_cat  # noqa: E402
-from qkernels.torch.quantize import QuantConfig, quantize_model  # noqa: E402
+from qkernels.torch.qarith import QTensor, q_avg_pool2d, q_cat  # noqa: E402
+from qkernels.torch import QuantConfig, quantize_model  # noqa: E402
 from qkernels.torch.reference_models import digits  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -113,8 +113,7 @@ def test_model_with_cat_and_avg_pool(tmp_path):
     x = xte[:64]
     # inside the model, cat / pools give exactly what PyTorch's quantized ops give on the same
     # integer inputs
-    raw = {}
-    im._run(x, "int", raw, raw=True)
+    raw = im.intermediates(x)
     ops = {}
     for node in im.graph_module.graph.nodes:
         if node.op == "call_function" and node.target is torch.cat:
@@ -171,7 +170,7 @@ def test_pytorch_quantized_model_with_cat_and_avg_pool_runs_on_qkernels():
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    from qkernels.torch.convert import from_torch_quantized
+    from qkernels.torch import from_torch_quantized
 
     (xtr, _), (xte, _) = digits()
     torch.manual_seed(0)
@@ -194,7 +193,7 @@ def test_avg_pool2d_qnnpack_equals_pytorch():
     subtracted before the float scale and RNE); q_avg_pool2d_qnnpack == PyTorch, every element,
     over kernels, strides, paddings, channel counts around the vector widths and zero points
     (ties fall differently from the fbgemm rounding)."""
-    from qkernels.torch.convert import QTensor, q_avg_pool2d_qnnpack
+    from qkernels.torch.qarith import QTensor, q_avg_pool2d_qnnpack
 
     rng = np.random.default_rng(3)
     torch.backends.quantized.engine = "qnnpack"
@@ -225,7 +224,7 @@ def test_from_torch_quantized_qnnpack_avg_pool_model():
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    from qkernels.torch.convert import from_torch_quantized
+    from qkernels.torch import from_torch_quantized
 
     class Net(torch.nn.Module):
         def __init__(self):

@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
 
-from qkernels.torch.convert import QTensor, from_torch_quantized  # noqa: E402
-from qkernels.torch.quantize import QuantConfig, quantize_model  # noqa: E402
+from qkernels.torch import QTensor, from_torch_quantized  # noqa: E402
+from qkernels.torch import QuantConfig, quantize_model  # noqa: E402
 from qkernels.torch.reference_models import MODELS, digits, load  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -24,8 +24,8 @@ def data():
 
 
 def _raw_trace(im, x, threads=1):
-    tr = {}
-    out = im._run(x, "int", tr, raw=True, threads=threads)
+    out = im(x, threads=threads)
+    tr = im.intermediates(x, threads=threads)
     return out, {k: (v.q if isinstance(v, QTensor) else v) for k, v in tr.items()}
 
 
@@ -46,7 +46,7 @@ def test_compiled_kernels_equal_interpreted_path(data, name, cfg):
     assert im._plan is not None and all(getattr(k, "per_sample", False) for k, *_ in im._plan.steps)
     # every node through _step (qconv2d / qlinear keyword API, NumPy reference ops)
     ref = quantize_model(load(name), calib, config=config)
-    ref._int_kernel = lambda node, meta_of: None
+    ref._compile(reference=True)
     y_ref, trace_ref = _raw_trace(ref, x)
     assert not any(getattr(k, "per_sample", False) for k, _, out, _ in ref._plan.steps[1:])
     _assert_same(y, y_ref)
@@ -126,11 +126,12 @@ def test_nan_input_is_named(data):
 
 @pytest.mark.parametrize("dt", [np.uint8, np.int8])
 def test_conv_kernel_equals_qconv2d_every_geometry(dt):
-    """conv2d_kernel (including the batch-as-one-wide-image layout for narrow outputs and the
+    """Conv2dLayer's kernel (including the batch-as-one-wide-image layout for narrow outputs and the
     1x1-as-GEMM path) == the keyword qconv2d, over kernel sizes, strides, paddings (asymmetric too), dilations, groups,
     batch sizes and widths."""
     import qkernels as qk
     from qkernels.torch import _runtime as rt
+    from qkernels.torch.layers import Conv2dLayer
 
     rng = np.random.default_rng(11)
     info = np.iinfo(dt)
@@ -148,7 +149,9 @@ def test_conv_kernel_equals_qconv2d_every_geometry(dt):
         bias = rng.normal(0, 1, 8).astype(np.float32) if preset == "fbgemm" else \
             rng.integers(-500, 500, 8).astype(np.int32)
         xm = rt.QMeta(0.03, int(rng.integers(info.min, info.max)), np.dtype(dt))
-        kern = rt.conv2d_kernel(p, bias, s, pad, d, xm, ws, 0.2, 5, preset, act_min=None, w=w)
+        kern = Conv2dLayer("conv", ("x",), rt.QMeta(0.2, 5, np.dtype(dt)), x=xm, w_int=w,
+                           w_scale=ws, packed=p, bias=bias, preset=qk.presets.get(preset),
+                           stride=s, padding=pad, dilation=d, groups=g).kernel()
         for nb in (1, 2, 5):
             for hw in ((5, 5), (4, 7), (9, 3), (8, 8), (3, 12)):
                 x = rng.integers(info.min, info.max, (nb, 4) + hw, endpoint=True).astype(dt)

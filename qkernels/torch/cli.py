@@ -92,7 +92,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     import torch
 
-    from .quantize import QuantConfig, quantize_model
+    from .config import QuantConfig
+    from .quantize import quantize_model
 
     torch.set_num_threads(1)
     cfg = QuantConfig.from_yaml(args.config) if args.config else QuantConfig()
