@@ -22,8 +22,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("(model demo skipped: PyTorch is not installed)")
         return 0
     from qkernels.torch.cli import print_report
-    from qkernels.torch.convert import from_torch_quantized
-    from qkernels.torch.quantize import QuantConfig, quantize_model
+    from qkernels.torch import from_torch_quantized
+    from qkernels.torch import QuantConfig, quantize_model
     from qkernels.torch.reference_models import MODELS, digits, load
 
     warnings.filterwarnings("ignore")
@@ -70,7 +70,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("\n== Dynamic mode (quantize_model(mode=\"dynamic\")) vs torch's quantize_dynamic (fbgemm)")
     from torch.ao.quantization import quantize_dynamic
 
-    from qkernels.torch.quantize import TensorConfig
+    from qkernels.torch import TensorConfig
     dyn = QuantConfig(weight=TensorConfig(bits=8, symmetric=True, signed=True), mode="dynamic")
     imd = quantize_model(load("mlp"), None, config=dyn)
     qd = quantize_dynamic(load("mlp"), {torch.nn.Linear}, dtype=torch.qint8)

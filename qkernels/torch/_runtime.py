@@ -206,51 +206,61 @@ def conv2d_kernel(conv: PreparedQConv2d, gemm: Optional[PreparedQLinear] = None,
     zp_fill = xdt.type(conv.x_zero_point)
     plans: Dict[Tuple[int, ...], Tuple[Any, ...]] = {}
 
+    def plan(x: np.ndarray) -> Tuple[Any, ...]:
+        geo, ohw = conv._geometry(x.shape)
+        macs = ohw[0] * ohw[1] * n * k
+        kernel.macs = macs  # type: ignore[attr-defined]
+        if gemm is not None and geo[2:6] == (0, 0, 0, 0) and \
+                (k >= _GEMM_1X1_MIN_K or ohw[1] < _WIDE_BELOW):
+            return geo, ohw, macs, "gemm", gemm.runner()
+        if with_padding is not None:
+            wide = _wide_layout(x.shape, geo, ohw, p.kernel_size[1], depthwise)
+            if wide is not None:
+                slot = wide[0]
+                wshape = (1, x.shape[1], x.shape[2], x.shape[0] * slot)
+                return geo, ohw, macs, wide[:3], with_padding(wide[3]).runner(wshape)
+        return geo, ohw, macs, None, conv.runner(x.shape)
+
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if x.dtype != xdt:
+            raise TypeError(f"conv input has dtype {x.dtype}, expected {xdt}")
         g = plans.get(x.shape)
         if g is None:
-            if x.dtype != xdt:
-                raise TypeError(f"conv input has dtype {x.dtype}, expected {xdt}")
-            geo, ohw = conv._geometry(x.shape)
-            macs = ohw[0] * ohw[1] * n * k
-            how: Any = None
-            if gemm is not None and geo[2:6] == (0, 0, 0, 0) and \
-                    (k >= _GEMM_1X1_MIN_K or ohw[1] < _WIDE_BELOW):
-                how = "gemm"
-            elif with_padding is not None:
-                wide = _wide_layout(x.shape, geo, ohw, p.kernel_size[1], depthwise)
-                if wide is not None:
-                    how = wide[:3] + (with_padding(wide[3]),)
-            g = plans[x.shape] = (geo, ohw, macs, how)
-            kernel.macs = macs  # type: ignore[attr-defined]
-        geo, ohw, macs, how = g
+            g = plans[x.shape] = plan(x)
+        geo, ohw, macs, how, run = g
         nb = x.shape[0]
         threads = _split_threads(t, macs * nb)
+        if how is None:
+            return run(x if x.flags.c_contiguous else np.ascontiguousarray(x), threads)
         if how == "gemm":   # 1x1: rows of pixels (NHWC) times the weights
             sh, sw = geo[0], geo[1]
             xs = x if sh == sw == 1 else x[:, :, ::sh, ::sw]
             rows = np.ascontiguousarray(xs.transpose(0, 2, 3, 1)).reshape(-1, k)
-            y = gemm(rows, threads=threads)
+            y = run(rows, threads)
             return np.ascontiguousarray(y.reshape((nb,) + ohw + (n,)).transpose(0, 3, 1, 2))
-        if how is not None:
-            slot, left, w, wconv = how
-            c, h = x.shape[1], x.shape[2]
-            xw = np.full((1, c, h, nb * slot), zp_fill, xdt)
-            xw.reshape(c, h, nb, slot)[:, :, :, left:left + w] = x.transpose(1, 2, 0, 3)
-            per = slot // geo[1]
-            y = wconv(xw, threads=threads)
-            return np.ascontiguousarray(
-                y.reshape(n, ohw[0], nb, per)[:, :, :, :ohw[1]].transpose(2, 0, 1, 3))
-        return conv(x, threads=threads)
+        slot, left, w = how
+        c, h = x.shape[1], x.shape[2]
+        xw = np.full((1, c, h, nb * slot), zp_fill, xdt)
+        xw.reshape(c, h, nb, slot)[:, :, :, left:left + w] = x.transpose(1, 2, 0, 3)
+        per = slot // geo[1]
+        y = run(xw, threads)
+        return np.ascontiguousarray(
+            y.reshape(n, ohw[0], nb, per)[:, :, :, :ohw[1]].transpose(2, 0, 1, 3))
     return per_sample(kernel)
 
 
 def linear_kernel(lin: PreparedQLinear) -> Kernel:
     """A prepared linear as a kernel (x: (..., K) of ``lin.x_dtype``)."""
     n, k = lin.packed.out_channels, lin.packed.k
+    xdt = lin.x_dtype
+    run = lin.runner()
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
-        return lin(x, threads=_split_threads(t, (x.size // k if x.ndim else 0) * n * k))
+        if x.dtype != xdt or x.ndim < 1 or x.shape[-1] != k:
+            return lin(x)   # raises the keyword API's error
+        x2 = x if x.ndim == 2 and x.flags.c_contiguous else np.ascontiguousarray(x.reshape(-1, k))
+        y = run(x2, _split_threads(t, x2.shape[0] * n * k))
+        return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (n,))
     kernel.macs = n * k  # type: ignore[attr-defined]
     return per_sample(kernel)
 
@@ -297,12 +307,12 @@ def clamp_kernel(lo: int, hi: int) -> Kernel:
 def max_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool,
                       fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
     """Integer max pooling (PyTorch's output size rule)."""
-    op = qops.qmax_pool2d
+    pool = qops.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode)
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         if x.dtype not in _Q8 or x.ndim != 4:
             return fallback(x)
-        return op(x, kernel_size, stride, padding, dilation, ceil_mode)
+        return pool(x)
     return per_sample(kernel)
 
 
@@ -347,7 +357,13 @@ def quantize_kernel(meta: QMeta, qmin: int, qmax: int) -> Kernel:
             x = x.detach().numpy() if hasattr(x, "detach") else np.asarray(x, F32)
         if x.dtype != F32:
             x = x.astype(F32)
-        return C.run_ufunc(uf, (x,) + args, None, lambda: C.raise_nan(x, "x"))
+        with np.errstate(invalid="raise"):
+            try:
+                return uf(x, *args)
+            except FloatingPointError:
+                pass
+        C.raise_nan(x, "x")
+        raise RuntimeError("quantize reported an error that could not be located")
     return per_sample(kernel)
 
 
