@@ -412,24 +412,36 @@ def _dequantize_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args:
 
 
 # ---- Hardswish: a 256-entry table -----------------------------------------------------------------
-def hardswish_table(x: QMeta, out: QMeta) -> np.ndarray:
-    """PyTorch's quantized hardswish of every 8-bit input, as its CPU kernel computes it
-    (``qhardswish_kernel``, aten/src/ATen/native/quantized/cpu/kernels/QuantizedOpKernels.cpp):
-    ``dx = fl(fma(s, q, -fl(s*zp)))`` (the Vectorized dequantize), ``y = dx * min(max(dx + 3,
-    0), 6) / 6`` in float32 (``fl(fl(dx * fl(min(max(fl(dx + 3), 0), 6))) / 6)``), then the
-    Vectorized quantize ``RNE(fl(y * fl(1/s_out))) + zp_out`` clamped."""
+def hardswish_table(x: QMeta, out: QMeta, engine: str = "fbgemm") -> np.ndarray:
+    """PyTorch's quantized hardswish of every 8-bit input, as the engine's CPU kernel computes it.
+
+    fbgemm / x86 (``qhardswish_kernel``, aten/src/ATen/native/quantized/cpu/kernels/
+    QuantizedOpKernels.cpp): ``dx = fl(fma(s, q, -fl(s*zp)))`` (the Vectorized dequantize),
+    ``y = fl(fl(dx * min(max(fl(dx + 3), 0), 6)) / 6)``, then the Vectorized quantize
+    ``RNE(fl(y * fl(1/s_out))) + zp_out`` clamped.
+    qnnpack, uint8 (``pytorch_qnnp_create_hardswish_nc_q8``, qnnpack/src/hardswish.c): a table
+    built with ``x = fl(s * (float)(q - zp))``, the same hardswish in float, ``v = fl(fl(fl(1/s_out)
+    * y) + zp_out)`` clamped to [0, 255], ``lrintf(v)`` (RNE).
+    """
     info = np.iinfo(x.dtype)
     q = np.arange(int(info.min), int(info.max) + 1).astype(x.dtype)
-    dx = qa._vec_dequantize(qa.QTensor(q, x.scale, x.zero_point))
+    if engine == "qnnpack" and np.dtype(x.dtype) == np.uint8:
+        dx = (F32(x.scale) * (q.astype(np.int32) - int(x.zero_point)).astype(F32)).astype(F32)
+    else:
+        dx = qa._vec_dequantize(qa.QTensor(q, x.scale, x.zero_point))
     t = np.minimum(np.maximum((dx + F32(3)).astype(F32), F32(0)), F32(6)).astype(F32)
     y = ((dx * t).astype(F32) / F32(6)).astype(F32)
+    if engine == "qnnpack" and np.dtype(x.dtype) == np.uint8:
+        inv = F32(F32(1) / F32(out.scale))
+        v = ((inv * y).astype(F32) + F32(out.zero_point)).astype(F32)
+        return np.rint(np.clip(v, F32(0), F32(255))).astype(np.uint8)
     return qa._vec_quantize(y, out.scale, out.zero_point, np.dtype(out.dtype))
 
 
-def _hardswish_layer(name: str, x: Any, out: QMeta) -> Ly.Layer:
+def _hardswish_layer(name: str, x: Any, out: QMeta, engine: str = "fbgemm") -> Ly.Layer:
     xm = _qin(x, f"hardswish {name}")
     out = QMeta(out.scale, out.zero_point, xm.dtype)
-    return Ly.LookupLayer(name, (x.name,), out, x=xm, table=hardswish_table(xm, out),
+    return Ly.LookupLayer(name, (x.name,), out, x=xm, table=hardswish_table(xm, out, engine),
                           function="hardswish")
 
 
@@ -441,7 +453,8 @@ def _hardswish_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
 def _hardswish_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
                               kwargs: Dict) -> Ly.Layer:
     xm = _qin(args[0], f"module {name}")
-    return _hardswish_layer(name, args[0], QMeta(float(mod.scale), int(mod.zero_point), xm.dtype))
+    return _hardswish_layer(name, args[0], QMeta(float(mod.scale), int(mod.zero_point), xm.dtype),
+                            ctx.engine)
 
 
 # ---- the table ------------------------------------------------------------------------------------
