@@ -830,15 +830,26 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
     free(xp);
 }
 
+/* The padded extent in + pad0 + pad1 and the dilated kernel extent dil * (k - 1) + 1, checked
+ * (0 when one of them does not fit; see qk__sz_add). */
+static int qk__conv_extent(size_t in, size_t pad0, size_t pad1, size_t dil, size_t k, size_t *padded,
+                           size_t *eff) {
+    return qk__sz_add(in, pad0, padded) && qk__sz_add(*padded, pad1, padded) &&
+           qk__sz_mul(dil, k - 1, eff) && qk__sz_add(*eff, 1, eff);
+}
+
 qk_status qk_conv2d_out_size(const qk_conv2d_shape *s, const qk_packed_weights *w,
                              size_t *out_h, size_t *out_w) {
     if (s == NULL || w == NULL || w->kind != QK__PACK_CONV || out_h == NULL || out_w == NULL)
         return QK_ERR_ARG;
     if (s->stride_h == 0 || s->stride_w == 0 || s->dil_h == 0 || s->dil_w == 0) return QK_ERR_ARG;
+    /* groups * (in_c / groups) <= n * k, which qk_pack_conv2d keeps small */
     if (s->in_c != w->groups * (w->k / (w->kh * w->kw))) return QK_ERR_ARG;
     if (s->in_h == 0 || s->in_w == 0) return QK_ERR_ARG;
-    const size_t hp = s->in_h + s->pad_top + s->pad_bottom, wp = s->in_w + s->pad_left + s->pad_right;
-    const size_t eh = s->dil_h * (w->kh - 1) + 1, ew = s->dil_w * (w->kw - 1) + 1;
+    size_t hp, wp, eh, ew;
+    if (!qk__conv_extent(s->in_h, s->pad_top, s->pad_bottom, s->dil_h, w->kh, &hp, &eh) ||
+        !qk__conv_extent(s->in_w, s->pad_left, s->pad_right, s->dil_w, w->kw, &wp, &ew))
+        return QK_ERR_ARG;
     if (eh > hp || ew > wp) return QK_ERR_ARG;
     *out_h = (hp - eh) / s->stride_h + 1;
     *out_w = (wp - ew) / s->stride_w + 1;
@@ -946,6 +957,14 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     if (st != QK_OK) return st;
     st = qk__bound_check(w, x_type, x_zero_point, ep);
     if (st != QK_OK) return st;
+    /* the caller's arrays (input, output) must be addressable, and so must the int32 plane of
+     * sums the unfused paths keep a job */
+    size_t in_elems, out_bytes, acc_bytes;
+    if (!qk__sz_mul4(s->batch, s->in_c, s->in_h, s->in_w, &in_elems) ||
+        !qk__sz_mul4(s->batch, w->n, oh, ow, &out_bytes) ||
+        !qk__sz_mul(out_bytes, qk__dtype_size(ep->out_type), &out_bytes) ||
+        !qk__sz_mul4(oh, ow, sizeof(int32_t), 1, &acc_bytes))
+        return QK_ERR_ARG;
     if (s->batch == 0) return QK_OK;
     if (x == NULL || y == NULL) return QK_ERR_ARG;
     qk__conv_ctx c;
@@ -966,7 +985,15 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     c.uk = qk__gemm_ukernel();
     c.dw = qk__dw_plane_kernel();
     atomic_init(&c.status, QK_OK);
-    const size_t img = s->batch * s->in_c * c.hp * c.wp;
+    /* the padded image (every input plane; int16 on the int16 path) or, with one input channel
+     * a group, one padded plane a job (int16, or u8 rounded up to 64-byte blocks): sizes that do
+     * not fit are memory that cannot be had */
+    size_t plane, img = 0, bytes;
+    if (!qk__sz_mul(c.hp, c.wp, &plane) ||
+        !qk__sz_mul(plane + QK__SLACK + 64, sizeof(int16_t), &bytes) ||
+        (c.cpg > 1 && (!qk__sz_mul4(s->batch, s->in_c, plane, 1, &img) ||
+                       !qk__sz_mul(img + QK__SLACK, sizeof(int16_t), &bytes))))
+        return QK_ERR_NOMEM;
     if (c.cpg > 1) {
         const size_t taps = w->kh * w->kw;
         c.koff = (size_t *)malloc(w->k * sizeof(size_t));
@@ -1046,7 +1073,9 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
             w->kh * w->dwq <= 64) {
             c.dw8 = qk__dw8_plane_kernel();
             c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
-            if (qk__conv_fused_ok(ep)) c.dw8f = qk__dw8_fused_kernel_get();
+            /* the block tables hold input offsets as uint32 */
+            if (qk__conv_fused_ok(ep) && s->in_h * s->in_w <= UINT32_MAX)
+                c.dw8f = qk__dw8_fused_kernel_get();
             if (c.dw8f != NULL &&
                 !qk__plane_blocks_init(&c.pb, s->in_h, s->in_w, s->pad_top, s->pad_left, c.hp, c.wp))
                 return QK_ERR_NOMEM;
