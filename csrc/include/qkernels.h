@@ -308,7 +308,9 @@ qk_status qk_linear(const qk_packed_weights *w, const void *x, qk_dtype x_type, 
  * x_zero_point (contribute 0). out_h = (in_h + pad_top + pad_bottom - dil_h*(kh-1) - 1)/stride_h + 1,
  * likewise out_w; both must be >= 1 (QK_ERR_ARG). The padded extents in + pads and the dilated
  * kernel extents dil*(k-1)+1 must be at most PTRDIFF_MAX, and so must the bytes of x and y
- * (QK_ERR_ARG). */
+ * (QK_ERR_ARG). Memory follows the work, not the padding: the padded copy of the input the fast
+ * paths make is at most 4 x (input + output) elements + 64K; windows of mostly padding (huge
+ * padding, stride or dilation) run a direct loop over the taps that read the input instead. */
 typedef struct qk_conv2d_shape {
     size_t batch, in_c, in_h, in_w;
     size_t stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w;
