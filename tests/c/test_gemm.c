@@ -4,7 +4,7 @@
  *   - every SIMD micro-kernel against its scalar twin on the same inputs (when the CPU has AVX2);
  *   - threads=1 and threads=3 give the same bits;
  *   - bad arguments and the accumulator bound. */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 #include "qk_test.h"
 
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * k = (in_c / groups) * kh * kw in OIHW order. Both keep sum_k |w - w_zp| per channel for the
  * accumulator bound.
  */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -28,7 +28,7 @@
  * ones), then the epilogue (fused into the 8-bit plane kernel with the fp32 epilogue, the plane
  * then copied by 64-byte blocks from per-call tables).
  * Every output element is computed the same way whatever the thread split. */
-#include "conv/conv_internal.h"
+#include "ukernels/ukernels.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>

@@ -8,7 +8,7 @@
  * integers (tests/test_layernorm.py forces the scalar path with QKERNELS_SIMD=scalar).
  * The formulas and bit widths are documented in qkernels.h.
  */
-#include "internal.h"
+#include "core/core.h"
 
 #include <string.h>
 

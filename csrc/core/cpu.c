@@ -1,5 +1,5 @@
 /* cpu.c -- library information and the one-time choice of instruction set. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>

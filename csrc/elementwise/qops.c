@@ -2,7 +2,7 @@
  * tensors, as PyTorch's quantized CPU kernels compute them (see qops.h for the formulas). */
 #include "qops.h"
 
-#include "internal.h"
+#include "core/core.h"
 
 #include <math.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  * int32 exactly (|a|, |b| <= 255 here), vpaddd accumulates modulo 2^32. The scalar twin does the
  * same sums in uint32.
  */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 
 #include <string.h>
 

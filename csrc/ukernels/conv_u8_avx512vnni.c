@@ -3,7 +3,7 @@
  * (VBMI), each requantizing its int32 sums in registers and storing bytes; plus the padded-plane
  * copy of the depthwise jobs (whole-block stores). Bit for bit the unfused path: same integer
  * sums (wrapping modulo 2^32), then the operations of vnni.c's qk__out16 in the same order. */
-#include "conv/conv_internal.h"
+#include "ukernels/ukernels.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * rounding (power-of-two hardware). Each has a scalar loop; u8/s8 outputs have AVX2 and AVX-512
  * loops too, which give the same bits.
  */
-#include "internal.h"
+#include "core/core.h"
 
 #if QK_X86
 #include <immintrin.h>

@@ -2,7 +2,7 @@
  * (fp32 / double_round / single_round / shifts, the cores of requantize.c), zero point, clamp;
  * the accumulator bound check; and the small thread pool split. */
 #define _POSIX_C_SOURCE 200809L /* sysconf */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 
 #include <pthread.h>
 #include <sched.h>

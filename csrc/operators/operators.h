@@ -15,7 +15,7 @@
 #ifndef QKERNELS_GEMM_INTERNAL_H
 #define QKERNELS_GEMM_INTERNAL_H
 
-#include "internal.h"
+#include "core/core.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  *   qk_gemm_s8u8_12x16 / 16x16: broadcast s8 rows (weights), u8 panel (im2col) -- conv.
  * (Linear has its own 6 x 64 tiles over the same weight panels: linear_vnni.c.)
  */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 
 #include <stdatomic.h>
 #include <string.h>

@@ -20,7 +20,7 @@
  * a thread's consecutive jobs reuse the group's panels from cache. Every element is computed the
  * same way whatever the split: the result does not depend on the thread count.
  */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  * has an AVX2 loop (8 lanes, the divisor picked by a lane permute) and its scalar twin; both give
  * the same bits (QKERNELS_SIMD=scalar forces the scalar one).
  */
-#include "internal.h"
+#include "core/core.h"
 
 #if QK_X86
 #include <immintrin.h>

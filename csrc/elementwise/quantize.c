@@ -8,7 +8,7 @@
 #if defined(__linux__) && !defined(_DEFAULT_SOURCE)
 #define _DEFAULT_SOURCE /* mincore */
 #endif
-#include "internal.h"
+#include "core/core.h"
 
 #include <string.h>
 #if defined(__linux__)
