@@ -50,7 +50,7 @@ build/clib/%.o: csrc/%.c $(HEADERS)
 	$(CC) $(CFLAGS_LIB) -c $< -o $@
 
 build/libqkernels.a: $(LIB_OBJS)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 # The C test programs (one per tests/c/test_*.c), linked against the static library only;
 # tests/test_clib.py runs each of them.

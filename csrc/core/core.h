@@ -1,28 +1,18 @@
-/* internal.h -- shared by the kernel files of the C library; not installed, not public. */
-#ifndef QKERNELS_INTERNAL_H
-#define QKERNELS_INTERNAL_H
+/* core.h -- the bottom layer of the C library, included by every kernel file: the public types
+ * (qkernels.h), the ISA vocabulary (isa.h), the level chosen for this process (cpu.h), the
+ * fixed-point primitives (fixedpoint.h) and the small checks below. Not installed, not public.
+ * (The thread pool, core/pool.h, is included by the files that split work.) */
+#ifndef QKERNELS_CORE_H
+#define QKERNELS_CORE_H
 
 #include "qkernels.h"
 
 #include <math.h>
 #include <stdint.h>
 
-#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
-#define QK_X86 1
-#define QK_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define QK_X86 0
-#endif
-
-/* 1 when the elementwise AVX-512 (F + BW) loops are to be used: the CPU has them, the AVX2 level
- * is chosen, and QKERNELS_SIMD is not "avx2" (chosen once, thread-safe). */
-int qk__use_avx512(void);
-#if QK_X86
-#define QK_TARGET_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw")))
-#endif
-
-/* 1 when the AVX2 loops are to be used (chosen once; see qk_isa()). */
-static inline int qk__use_avx2(void) { return qk_isa() == QK_ISA_AVX2; }
+#include "core/cpu.h"
+#include "core/fixedpoint.h"
+#include "core/isa.h"
 
 static inline int qk__scale_ok(float s) { return isfinite(s) && s > 0.0f; }
 
@@ -44,37 +34,6 @@ static inline double qk__clampd(double v, double lo, double hi) {
 /* RHAZ of a double without libm's errno games: round() is exact for every double. */
 static inline double qk__rhaz(double v) { return round(v); }
 
-/* Per-element requantization cores (SPEC section 4), shared by requantize.c and the GEMM
- * epilogue. The fixed-point primitives qk_srdhm / qk_rdbpot are in requantize.c. */
-/* double_round; returns 0 when acc * 2^left overflows int32. */
-static inline int qk__req_double(int32_t acc, int32_t m, int32_t shift, int32_t *r) {
-    int32_t x = acc;
-    if (shift > 0) {
-        const int64_t wide = (int64_t)acc * (INT64_C(1) << shift);
-        if (wide < INT32_MIN || wide > INT32_MAX) return 0;
-        x = (int32_t)wide;
-    }
-    *r = qk_rdbpot(qk_srdhm(x, m), shift > 0 ? 0 : -shift);
-    return 1;
-}
-
-static inline int64_t qk__req_single(int32_t acc, int32_t m, int32_t shift) {
-    const int t = 31 - shift; /* 1..62 */
-    return ((int64_t)acc * m + (INT64_C(1) << (t - 1))) >> t;
-}
-
-static inline int64_t qk__shift_round(int32_t acc, int32_t n, int rounding) {
-    const int64_t x = acc;
-    if (n <= 0) return x * (INT64_C(1) << -n); /* exact left shift, |x| * 2^31 < 2^62 */
-    const int64_t q = x >> n, rem = x & ((INT64_C(1) << n) - 1), half = INT64_C(1) << (n - 1);
-    switch (rounding) {
-        case 0: return q + (rem >= half);                                   /* half_up */
-        case 1: return q + (rem > half || (rem == half && (q & 1)));        /* half_even */
-        case 2: return q + (rem > half || (rem == half && x >= 0));         /* half_away */
-        default: return q;                                                  /* floor */
-    }
-}
-
 /* The output types, for the X-macro instantiations. (name, C type, min, max) */
 #define QK__FOR_EACH_OUT(X)                        \
     X(u8, uint8_t, 0, UINT8_MAX)                   \
@@ -83,4 +42,4 @@ static inline int64_t qk__shift_round(int32_t acc, int32_t n, int rounding) {
     X(s16, int16_t, INT16_MIN, INT16_MAX)          \
     X(s32, int32_t, INT32_MIN, INT32_MAX)
 
-#endif /* QKERNELS_INTERNAL_H */
+#endif /* QKERNELS_CORE_H */

@@ -1,48 +1,52 @@
-/* cpu.c -- library information and the one-time choice of instruction set. */
+/* cpu.c -- the one place that asks the CPU what it has: the instruction-set level of this
+ * process, chosen once; and the library's information strings. */
 #include "core/core.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-int qk_cpu_has_avx2(void) {
 #if QK_X86 && defined(__GNUC__)
+#define QK__HAS(feature) __builtin_cpu_supports(feature)
+#endif
+
+int qk_cpu_has_avx2(void) {
+#ifdef QK__HAS
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return QK__HAS("avx2") && QK__HAS("fma");
 #else
     return 0;
 #endif
 }
 
-static _Atomic int qk__isa_choice = -1;
+_Atomic int qk__level_chosen = -1;
 
-qk_isa_kind qk_isa(void) {
-    int v = atomic_load_explicit(&qk__isa_choice, memory_order_relaxed);
-    if (v >= 0) return (qk_isa_kind)v;
+/* The highest level the CPU has (each level needs the one below), capped by QKERNELS_SIMD:
+ * "scalar" keeps the portable C, "avx2" the AVX2 loops (no AVX-512). */
+qk__isa_level qk__level_detect(void) {
+    int v = QK_LEVEL_SCALAR;
     const char *env = getenv("QKERNELS_SIMD");
-    v = (env != NULL && strcmp(env, "scalar") == 0) ? QK_ISA_SCALAR
-        : (qk_cpu_has_avx2() ? QK_ISA_AVX2 : QK_ISA_SCALAR);
-    /* Every thread computes the same value; storing it twice is harmless. */
-    atomic_store_explicit(&qk__isa_choice, v, memory_order_relaxed);
-    return (qk_isa_kind)v;
-}
-
-static _Atomic int qk__avx512_choice = -1;
-
-int qk__use_avx512(void) {
-    int v = atomic_load_explicit(&qk__avx512_choice, memory_order_relaxed);
-    if (v >= 0) return v;
-    v = 0;
-#if QK_X86 && defined(__GNUC__)
-    const char *env = getenv("QKERNELS_SIMD");
-    if (qk_isa() == QK_ISA_AVX2 && !(env != NULL && strcmp(env, "avx2") == 0)) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    const int scalar = env != NULL && strcmp(env, "scalar") == 0;
+    const int avx2_only = env != NULL && strcmp(env, "avx2") == 0;
+#ifdef QK__HAS
+    if (!scalar && qk_cpu_has_avx2()) {
+        v = QK_LEVEL_AVX2;
+        if (!avx2_only && QK__HAS("avx512f") && QK__HAS("avx512bw")) {
+            v = QK_LEVEL_AVX512;
+            if (QK__HAS("avx512vnni") && QK__HAS("avx512vl")) {
+                v = QK_LEVEL_AVX512VNNI;
+                if (QK__HAS("avx512vbmi")) v = QK_LEVEL_AVX512VBMI;
+            }
+        }
     }
+#else
+    (void)scalar, (void)avx2_only;
 #endif
-    atomic_store_explicit(&qk__avx512_choice, v, memory_order_relaxed);
-    return v;
+    /* Every thread computes the same value; storing it twice is harmless. */
+    atomic_store_explicit(&qk__level_chosen, v, memory_order_relaxed);
+    return (qk__isa_level)v;
 }
+
+qk_isa_kind qk_isa(void) { return qk__level() >= QK_LEVEL_AVX2 ? QK_ISA_AVX2 : QK_ISA_SCALAR; }
 
 const char *qk_isa_name(qk_isa_kind isa) {
     switch (isa) {
