@@ -7,8 +7,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-stamp
 CC     ?= cc
 
-HEADERS   := $(wildcard csrc/include/*.h csrc/*.h csrc/*/*.h)
-LIB_SRCS  := $(wildcard csrc/*.c csrc/gemm/*.c csrc/conv/*.c)
+# The C library by layer (see docs-csrc-architecture.md); csrc/python (the NumPy glue) and
+# csrc/examples are not part of it.
+LIB_DIRS  := core elementwise ukernels operators
+HEADERS   := $(wildcard csrc/include/*.h csrc/*.h $(LIB_DIRS:%=csrc/%/*.h))
+LIB_SRCS  := $(wildcard $(LIB_DIRS:%=csrc/%/*.c))
 LIB_OBJS  := $(patsubst csrc/%.c,build/clib/%.o,$(LIB_SRCS))
 CFLAGS_LIB := -std=c11 -O2 -ffp-contract=off -fno-math-errno -Wall -Wextra -Werror -pthread \
               -Icsrc/include -Icsrc
@@ -47,7 +50,7 @@ build/clib/%.o: csrc/%.c $(HEADERS)
 	$(CC) $(CFLAGS_LIB) -c $< -o $@
 
 build/libqkernels.a: $(LIB_OBJS)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 # The C test programs (one per tests/c/test_*.c), linked against the static library only;
 # tests/test_clib.py runs each of them.

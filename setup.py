@@ -1,6 +1,7 @@
 """Build of the qkernels C extension (qkernels._core).
 
-The C library sources are every .c file under csrc/ (kernels) and csrc/python/ (NumPy glue).
+The sources are the C library's layers (csrc/core, csrc/elementwise, csrc/ukernels,
+csrc/operators) and the NumPy glue (csrc/python); csrc/examples holds stand-alone programs.
 SIMD loops carry their own target attributes and are chosen at run time, so the flags here are
 portable: no -march. Set QKERNELS_WERROR=1 for -Werror (the Makefile and CI do), and
 QKERNELS_SANITIZE=1 for an -fsanitize=address,undefined build.
@@ -14,9 +15,11 @@ from setuptools import Extension, setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+LAYERS = ("core", "elementwise", "ukernels", "operators", "python")
+
+
 def _sources():
-    kernels = sorted(glob.glob("csrc/*.c") + glob.glob("csrc/*/*.c"))
-    return [s for s in kernels if "/examples/" not in s.replace(os.sep, "/")]
+    return sorted(s for layer in LAYERS for s in glob.glob(os.path.join("csrc", layer, "*.c")))
 
 
 cflags = ["-std=c11", "-O3", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wextra",

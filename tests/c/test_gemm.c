@@ -4,7 +4,7 @@
  *   - every SIMD micro-kernel against its scalar twin on the same inputs (when the CPU has AVX2);
  *   - threads=1 and threads=3 give the same bits;
  *   - bad arguments and the accumulator bound. */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 #include "qk_test.h"
 
 #include <stdlib.h>
@@ -304,7 +304,7 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    printf("isa: %s, 8-bit VNNI GEMM path: %s\n", qk_isa_name(qk_isa()), qk__use_vnni() ? "yes" : "no");
+    printf("isa: %s, 8-bit VNNI GEMM path: %s\n", qk_isa_name(qk_isa()), qk__level() >= QK_LEVEL_AVX512VNNI ? "yes" : "no");
     test_twins();
     test_twins8();
     test_dw8_twin();

@@ -11,7 +11,7 @@
 #ifndef QKERNELS_CONV_INTERNAL_H
 #define QKERNELS_CONV_INTERNAL_H
 
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 
 /* 1 when the fused kernels apply to this epilogue (fp32 scheme, u8/s8 output) and the CPU path
  * has VNNI. */

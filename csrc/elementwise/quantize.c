@@ -8,7 +8,7 @@
 #if defined(__linux__) && !defined(_DEFAULT_SOURCE)
 #define _DEFAULT_SOURCE /* mincore */
 #endif
-#include "internal.h"
+#include "core/core.h"
 
 #include <string.h>
 #if defined(__linux__)
@@ -18,7 +18,6 @@
 
 #if QK_X86
 #include <immintrin.h>
-#define QK__AI inline __attribute__((always_inline))
 #endif
 
 /* ---------------------------------------------------------------------------------------- */
@@ -217,7 +216,7 @@ static inline size_t qk__head_to_align(const void *y, size_t elem, size_t align,
  * an iteration; the same operations as the AVX2 loop on 16 lanes. The rounded values are already
  * inside [qmin - off, qmax - off], so the int16 / 8-bit saturating packs are exact. Written without
  * arrays of vectors (gcc -O2 keeps those in memory). */
-QK_TARGET_AVX512 static QK__AI __m512i qk__q16_avx512(__m512 x, __m512 k, __m512 zpf, __m512 lo,
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__q16_avx512(__m512 x, __m512 k, __m512 zpf, __m512 lo,
                                                       __m512 hi, int flav) {
     __m512 t = flav == QK__FL_TORCH    ? _mm512_mul_ps(x, k)
                : flav == QK__FL_FBGEMM ? _mm512_fmadd_ps(x, k, zpf)
@@ -226,7 +225,7 @@ QK_TARGET_AVX512 static QK__AI __m512i qk__q16_avx512(__m512 x, __m512 k, __m512
     return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(t, lo), hi)); /* RNE (MXCSR) */
 }
 
-QK_TARGET_AVX512 static QK__AI size_t qk__quantize_8bit_avx512_loop(const float *x, size_t n,
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE size_t qk__quantize_8bit_avx512_loop(const float *x, size_t n,
                                                                     float scale, int32_t zp,
                                                                     int32_t qmin, int32_t qmax,
                                                                     uint8_t *y, int flav,
@@ -309,10 +308,10 @@ QK_TARGET_AVX512 static size_t qk__quantize_f32_8bit_avx512(const float *x, size
 #define QK__KIND_s16 3
 /* float32 -> 8/16-bit: AVX2 blocks, then the scalar loop for the tail (or the NaN block). */
 #define QK__QUANTIZE_SIMD_PART(IN, OUT, FLAV)                                                  \
-    if (QK__KIND_##OUT <= 1 && QK__FLAV_ID_##FLAV != QK__FL_TFLITE && qk__use_avx512()) {     \
+    if (QK__KIND_##OUT <= 1 && QK__FLAV_ID_##FLAV != QK__FL_TFLITE && qk__level() >= QK_LEVEL_AVX512) {     \
         done = qk__quantize_f32_8bit_avx512(x, n, scale, zero_point, qmin, qmax, y,            \
                                             QK__FLAV_ID_##FLAV, QK__KIND_##OUT == 1);          \
-    } else if (qk__use_avx2()) {                                                               \
+    } else if (qk__level() >= QK_LEVEL_AVX2) {                                                               \
         done = qk__quantize_f32_avx2(x, n, scale, zero_point, qmin, qmax, y,                   \
                                      QK__FLAV_ID_##FLAV, QK__KIND_##OUT);                      \
     }
@@ -367,7 +366,7 @@ QK__FOR_EACH_OUT(QK__QUANTIZE_PUBLIC_F64)
 #define QK__DEQ_ZP_SIMD_OK(zp) ((zp) >= INT32_MIN + 65536 && (zp) <= INT32_MAX - 65536)
 #if QK_X86
 /* kind: 0 = u8, 1 = s8, 2 = u16, 3 = s16. 16 values as int32 lanes. */
-QK_TARGET_AVX512 static QK__AI __m512i qk__deq_load16(const void *q, size_t i, int kind) {
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__deq_load16(const void *q, size_t i, int kind) {
     if (kind <= 1) {
         const __m128i b = _mm_loadu_si128((const __m128i *)((const uint8_t *)q + i));
         return kind == 0 ? _mm512_cvtepu8_epi32(b) : _mm512_cvtepi8_epi32(b);
@@ -377,7 +376,7 @@ QK_TARGET_AVX512 static QK__AI __m512i qk__deq_load16(const void *q, size_t i, i
 }
 
 /* y (64-byte aligned) from q, 64 elements an iteration; returns the elements done. */
-QK_TARGET_AVX512 static QK__AI size_t qk__deq_avx512_loop(const void *q, size_t n, float scale,
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE size_t qk__deq_avx512_loop(const void *q, size_t n, float scale,
                                                           int32_t zp, float *y, int kind,
                                                           int stream) {
     const __m512 s = _mm512_set1_ps(scale);
@@ -420,7 +419,7 @@ QK_TARGET_AVX512 static size_t qk__dequantize_avx512(const void *q, size_t n, fl
 }
 
 /* AVX2: y 32-byte aligned, 32 elements an iteration. */
-QK_TARGET_AVX2 static QK__AI __m256i qk__deq_load8(const void *q, size_t i, int kind) {
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m256i qk__deq_load8(const void *q, size_t i, int kind) {
     if (kind <= 1) {
         const __m128i b = _mm_loadl_epi64((const __m128i *)((const uint8_t *)q + i));
         return kind == 0 ? _mm256_cvtepu8_epi32(b) : _mm256_cvtepi8_epi32(b);
@@ -429,7 +428,7 @@ QK_TARGET_AVX2 static QK__AI __m256i qk__deq_load8(const void *q, size_t i, int 
     return kind == 2 ? _mm256_cvtepu16_epi32(h) : _mm256_cvtepi16_epi32(h);
 }
 
-QK_TARGET_AVX2 static QK__AI size_t qk__deq_avx2_loop(const void *q, size_t n, float scale,
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE size_t qk__deq_avx2_loop(const void *q, size_t n, float scale,
                                                       int32_t zp, float *y, int kind,
                                                       int stream) {
     const __m256 s = _mm256_set1_ps(scale);
@@ -473,8 +472,8 @@ QK_TARGET_AVX2 static size_t qk__dequantize_avx2(const void *q, size_t n, float 
 
 /* Head (scalar) to the alignment, the SIMD blocks, the tail (scalar). */
 #define QK__DEQ_SIMD(IN, KIND)                                                                   \
-    if ((KIND) >= 0 && QK__DEQ_ZP_SIMD_OK(zero_point) && qk__use_avx2()) {                     \
-        const int w512 = qk__use_avx512();                                                     \
+    if ((KIND) >= 0 && QK__DEQ_ZP_SIMD_OK(zero_point) && qk__level() >= QK_LEVEL_AVX2) {                     \
+        const int w512 = qk__level() >= QK_LEVEL_AVX512;                                                     \
         const size_t head = qk__head_to_align(y, sizeof(float), w512 ? 64 : 32, n);            \
         qk__dequantize_##IN##_scalar(q, head, scale, zero_point, y);                           \
         done = head + (w512 ? qk__dequantize_avx512(q + head, n - head, scale, zero_point,     \
@@ -557,7 +556,7 @@ qk_status qk_accumulator_to_f32_fma(const int32_t *acc, size_t n, float scale, f
     if (n > 0 && (acc == NULL || y == NULL)) return QK_ERR_ARG;
     size_t i = 0;
 #if QK_X86
-    if (qk__use_avx2()) i = qk__acc_to_f32_avx2(acc, n, scale, bias, y);
+    if (qk__level() >= QK_LEVEL_AVX2) i = qk__acc_to_f32_avx2(acc, n, scale, bias, y);
 #endif
     for (; i < n; i++) y[i] = fmaf((float)acc[i], scale, bias);
     return QK_OK;

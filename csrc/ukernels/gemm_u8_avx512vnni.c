@@ -12,35 +12,14 @@
  *   qk_gemm_s8u8_12x16 / 16x16: broadcast s8 rows (weights), u8 panel (im2col) -- conv.
  * (Linear has its own 6 x 64 tiles over the same weight panels: linear_vnni.c.)
  */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 
 #include <stdatomic.h>
 #include <string.h>
 
 #if QK_X86
 #include <immintrin.h>
-#define QK_TARGET_VNNI \
-    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
 #endif
-
-static _Atomic int qk__vnni_choice = -1;
-
-/* The AVX-512 level is chosen (CPU support, QKERNELS_SIMD; see qk__use_avx512) and the CPU also
- * has VNNI. Cached once, thread-safe. */
-int qk__use_vnni(void) {
-    int v = atomic_load_explicit(&qk__vnni_choice, memory_order_relaxed);
-    if (v >= 0) return v;
-    v = 0;
-#if QK_X86 && defined(__GNUC__)
-    if (qk__use_avx512()) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
-    }
-#endif
-    atomic_store_explicit(&qk__vnni_choice, v, memory_order_relaxed);
-    return v;
-}
-
 
 static void qk__gemm_s8u8_scalar(size_t rows, size_t kq, const int8_t *a, const uint8_t *b,
                                  int32_t *c) {
@@ -99,7 +78,7 @@ void qk_gemm_s8u8_16x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, in
 #define QK__STORE(r) _mm512_storeu_si512((void *)(c + 16 * r), acc##r);
 #define QK__STEP_SU(r) acc##r = _mm512_dpbusd_epi32(acc##r, bv, _mm512_set1_epi32(qk__ld32(ap + 4 * r)));
 
-QK_TARGET_VNNI void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
+QK_TARGET_AVX512VNNI void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
                                                    int32_t *c) {
     QK__ROWS12(QK__DECL)
     for (size_t p = 0; p < kq; p++) {
@@ -111,7 +90,7 @@ QK_TARGET_VNNI void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, c
 }
 
 #define QK__ROWS16(X) QK__ROWS12(X) X(12) X(13) X(14) X(15)
-QK_TARGET_VNNI void qk_gemm_s8u8_16x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
+QK_TARGET_AVX512VNNI void qk_gemm_s8u8_16x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
                                                    int32_t *c) {
     QK__ROWS16(QK__DECL)
     for (size_t p = 0; p < kq; p++) {
@@ -127,7 +106,7 @@ QK_TARGET_VNNI void qk_gemm_s8u8_16x16__avx512vnni(size_t kq, const int8_t *a, c
 #define QK__STOREH(r)                                             \
     _mm256_storeu_si256((__m256i *)(c + 16 * r), acc##r);         \
     _mm256_storeu_si256((__m256i *)(c + 16 * r + 8), _mm256_setzero_si256());
-QK_TARGET_VNNI void qk_gemm_s8u8_12x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
+QK_TARGET_AVX512VNNI void qk_gemm_s8u8_12x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
                                                   int32_t *c) {
     QK__ROWS12(QK__DECLH)
     for (size_t p = 0; p < kq; p++) {
@@ -138,7 +117,7 @@ QK_TARGET_VNNI void qk_gemm_s8u8_12x8__avx512vnni(size_t kq, const int8_t *a, co
     QK__ROWS12(QK__STOREH)
 }
 
-QK_TARGET_VNNI void qk_gemm_s8u8_16x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
+QK_TARGET_AVX512VNNI void qk_gemm_s8u8_16x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
                                                   int32_t *c) {
     QK__ROWS16(QK__DECLH)
     for (size_t p = 0; p < kq; p++) {
@@ -152,14 +131,14 @@ QK_TARGET_VNNI void qk_gemm_s8u8_16x8__avx512vnni(size_t kq, const int8_t *a, co
 
 qk_gemm_s8u8_ukernel qk__gemm_s8u8_half_ukernel(size_t mr) {
 #if QK_X86
-    if (qk__use_vnni()) return mr == 16 ? qk_gemm_s8u8_16x8__avx512vnni : qk_gemm_s8u8_12x8__avx512vnni;
+    if (qk__level() >= QK_LEVEL_AVX512VNNI) return mr == 16 ? qk_gemm_s8u8_16x8__avx512vnni : qk_gemm_s8u8_12x8__avx512vnni;
 #endif
     return mr == 16 ? qk_gemm_s8u8_16x8__scalar : qk_gemm_s8u8_12x8__scalar;
 }
 
 qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(size_t mr) {
 #if QK_X86
-    if (qk__use_vnni()) return mr == 16 ? qk_gemm_s8u8_16x16__avx512vnni : qk_gemm_s8u8_12x16__avx512vnni;
+    if (qk__level() >= QK_LEVEL_AVX512VNNI) return mr == 16 ? qk_gemm_s8u8_16x16__avx512vnni : qk_gemm_s8u8_12x16__avx512vnni;
 #endif
     return mr == 16 ? qk_gemm_s8u8_16x16__scalar : qk_gemm_s8u8_12x16__scalar;
 }
@@ -169,11 +148,11 @@ qk_gemm_s8u8_ukernel qk__gemm_s8u8_ukernel(size_t mr) {
  * qk__epilogue_channels / qk__epilogue_run. The AVX-512 form does the same operations on 16
  * lanes (vpmulld / vpaddd wrap like uint32; fp32 scheme as in epilogue.c), bit for bit. */
 #if QK_X86
-QK_TARGET_VNNI static int qk__vec_ok(const qk_epilogue *ep) {
+QK_TARGET_AVX512VNNI static int qk__vec_ok(const qk_epilogue *ep) {
     return ep->scheme == QK_REQ_FP32 || ep->scheme == QK_REQ_NONE;
 }
 
-QK_TARGET_VNNI static inline void qk__out16(const qk_epilogue *ep, __m512i acc, __m512i vbias,
+QK_TARGET_AVX512VNNI static inline void qk__out16(const qk_epilogue *ep, __m512i acc, __m512i vbias,
                                             __m512 vfb, __m512 vsc, __m512 flo, __m512 fhi,
                                             __m512i vzp, __mmask16 mask, char *y) {
     if (ep->bias) acc = _mm512_add_epi32(acc, vbias);
@@ -194,7 +173,7 @@ QK_TARGET_VNNI static inline void qk__out16(const qk_epilogue *ep, __m512i acc, 
 }
 
 /* Conv: tile rows are channels o0.., columns cnt <= 16 pixels (xsum per pixel). */
-QK_TARGET_VNNI static void qk__tile_conv_avx512(const qk_epilogue *ep, const int32_t *wzp8,
+QK_TARGET_AVX512VNNI static void qk__tile_conv_avx512(const qk_epilogue *ep, const int32_t *wzp8,
                                                 const uint32_t *corr, const uint32_t *pixsum,
                                                 size_t o0, const int32_t *tile, size_t mr,
                                                 size_t cnt, char *y, size_t ystride) {
@@ -220,7 +199,7 @@ qk_status qk__tile_out_conv(const qk_epilogue *ep, const qk_packed_weights *w,
                             const uint32_t *corr, const uint32_t *pixsum, size_t o0, size_t cnt,
                             int32_t *tile, size_t mr, char *y, size_t ystride) {
 #if QK_X86
-    if (qk__use_vnni() && qk__vec_ok(ep)) {
+    if (qk__level() >= QK_LEVEL_AVX512VNNI && qk__vec_ok(ep)) {
         qk__tile_conv_avx512(ep, w->wzp8, corr, pixsum, o0, tile, mr, cnt, y, ystride);
         return QK_OK;
     }
@@ -241,14 +220,14 @@ qk_status qk__tile_out_conv(const qk_epilogue *ep, const qk_packed_weights *w,
  * 32 lanes of int16; stride 2 keeps the even elements with vpmovdw. Reads may run up to
  * 2 * 32 + 63 elements past the last input the plane needs (the caller's slack). */
 #if QK_X86
-QK_TARGET_VNNI static inline __m512i qk__dw_load32(const int16_t *p, size_t stride_w) {
+QK_TARGET_AVX512VNNI static inline __m512i qk__dw_load32(const int16_t *p, size_t stride_w) {
     if (stride_w == 1) return _mm512_loadu_si512((const void *)p);
     const __m256i lo = _mm512_cvtepi32_epi16(_mm512_loadu_si512((const void *)p));
     const __m256i hi = _mm512_cvtepi32_epi16(_mm512_loadu_si512((const void *)(p + 32)));
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-QK_TARGET_VNNI void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
+QK_TARGET_AVX512VNNI void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
                                         size_t kw, size_t stride_h, size_t stride_w, size_t dil_h,
                                         size_t dil_w, size_t oh, size_t ow, int32_t *out) {
     enum { MAXT = 64 };
@@ -325,7 +304,7 @@ QK_TARGET_VNNI void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16
 /* One channel's run of raw sums (fp32 / int32 schemes), 16 lanes at a time and a masked tail;
  * returns the elements done (all of them, or 0 for the other schemes). Same bits as qk__epi1. */
 #if QK_X86
-QK_TARGET_VNNI size_t qk__epilogue_run_avx512(const qk_epilogue *ep, size_t o, const int32_t *src,
+QK_TARGET_AVX512VNNI size_t qk__epilogue_run_avx512(const qk_epilogue *ep, size_t o, const int32_t *src,
                                               size_t cnt, void *y) {
     if (!qk__vec_ok(ep)) return 0;
     const size_t osz = ep->out_type == QK_DT_S32 ? 4 : 1;
@@ -372,10 +351,8 @@ void qk_dw8_plane__scalar(const uint8_t *x, size_t wp, const int8_t *w8, size_t 
 }
 
 #if QK_X86
-#define QK_TARGET_VBMI \
-    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
 
-QK_TARGET_VBMI void qk_dw8_plane__avx512vbmi(const uint8_t *x, size_t wp, const int8_t *w8,
+QK_TARGET_AVX512VBMI void qk_dw8_plane__avx512vbmi(const uint8_t *x, size_t wp, const int8_t *w8,
                                              size_t kh, size_t kq, size_t stride_h,
                                              size_t stride_w, size_t dil_h, size_t dil_w,
                                              size_t oh, size_t ow, uint32_t corr, int32_t *out) {
@@ -426,11 +403,8 @@ QK_TARGET_VBMI void qk_dw8_plane__avx512vbmi(const uint8_t *x, size_t wp, const 
 #endif
 
 qk_dw8_plane_kernel qk__dw8_plane_kernel(void) {
-#if QK_X86 && defined(__GNUC__)
-    if (qk__use_vnni()) {
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512vbmi")) return qk_dw8_plane__avx512vbmi;
-    }
+#if QK_X86
+    if (qk__level() >= QK_LEVEL_AVX512VBMI) return qk_dw8_plane__avx512vbmi;
 #endif
     return NULL;
 }

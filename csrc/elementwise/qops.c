@@ -2,7 +2,7 @@
  * tensors, as PyTorch's quantized CPU kernels compute them (see qops.h for the formulas). */
 #include "qops.h"
 
-#include "internal.h"
+#include "core/core.h"
 
 #include <math.h>
 #include <string.h>
@@ -83,7 +83,7 @@ qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_sc
     uint8_t *py = (uint8_t *)y;
     size_t i = 0;
 #if QK_X86
-    if (qk__use_avx2())
+    if (qk__level() >= QK_LEVEL_AVX2)
         i = qk__qadd_avx2(pa, pb, s8, n, a_scale, nba, b_scale, nbb, inv, (float)lo, (float)hi,
                           out_zp, relu, py);
 #endif
@@ -133,7 +133,7 @@ qk_status qk_qleaky_relu(const void *x, qk_dtype t, size_t n, float x_scale, int
     uint8_t *py = (uint8_t *)y;
     size_t i = 0;
 #if QK_X86
-    if (qk__use_avx2())
+    if (qk__level() >= QK_LEVEL_AVX2)
         i = qk__qleaky_avx2(px, s8, n, x_scale, nbx, slope, inv, (float)lo, (float)hi, out_zp, py);
 #endif
     for (; i < n; i++) {

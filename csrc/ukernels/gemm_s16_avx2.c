@@ -6,7 +6,7 @@
  * int32 exactly (|a|, |b| <= 255 here), vpaddd accumulates modulo 2^32. The scalar twin does the
  * same sums in uint32.
  */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 
 #include <string.h>
 
@@ -84,7 +84,7 @@ QK_TARGET_AVX2 void qk_gemm_s16_6x16__avx2(size_t mr, size_t kp, const int16_t *
 
 qk_gemm_ukernel qk__gemm_ukernel(void) {
 #if QK_X86
-    if (qk__use_avx2()) return qk_gemm_s16_6x16__avx2;
+    if (qk__level() >= QK_LEVEL_AVX2) return qk_gemm_s16_6x16__avx2;
 #endif
     return qk_gemm_s16_6x16__scalar;
 }
@@ -164,8 +164,8 @@ QK_TARGET_AVX2 void qk_dw_plane__avx2(const int16_t *x, size_t wp, const int16_t
 
 qk_dw_plane_kernel qk__dw_plane_kernel(void) {
 #if QK_X86
-    if (qk__use_vnni()) return qk_dw_plane__avx512;
-    if (qk__use_avx2()) return qk_dw_plane__avx2;
+    if (qk__level() >= QK_LEVEL_AVX512VNNI) return qk_dw_plane__avx512;
+    if (qk__level() >= QK_LEVEL_AVX2) return qk_dw_plane__avx2;
 #endif
     return qk_dw_plane__scalar;
 }

@@ -35,7 +35,7 @@
  *   Memory is then ow + k int32 a job: it follows the work, never the padding. Portable C on
  *   every path (the same bits), the shared unfused epilogue.
  * Every output element is computed the same way whatever the thread split. */
-#include "conv/conv_internal.h"
+#include "ukernels/ukernels.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -119,7 +119,7 @@ QK_TARGET_AVX2 static void qk__widen_row_over_avx2(const void *src, qk_dtype xt,
 static void qk__widen_row(const void *src, qk_dtype xt, int32_t zp, size_t n, int16_t *d) {
     size_t i = 0;
 #if QK_X86
-    if (qk__use_avx2()) i = qk__widen_row_avx2(src, xt, zp, n, d);
+    if (qk__level() >= QK_LEVEL_AVX2) i = qk__widen_row_avx2(src, xt, zp, n, d);
 #endif
     if (xt == QK_DT_U8) {
         const uint8_t *s8 = (const uint8_t *)src;
@@ -144,7 +144,7 @@ static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
              * in the padded image: they may read up to 15 bytes of the following input rows and
              * write up to 15 elements after the row (later rows and padding, written after). */
             const size_t w16 = (s->in_w + 15) & ~(size_t)15;
-            if (qk__use_avx2() && h * s->in_w + w16 <= s->in_h * s->in_w &&
+            if (qk__level() >= QK_LEVEL_AVX2 && h * s->in_w + w16 <= s->in_h * s->in_w &&
                 (size_t)(dr - d) + w16 <= (s->pad_top + h + 1) * c->wp + s->pad_left + s->in_w &&
                 (size_t)(dr - d) + w16 <= plane && h + 1 < s->in_h) {
                 qk__widen_row_over_avx2(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
@@ -379,10 +379,8 @@ qk__panel8_body(const uint8_t *src, const size_t *koff, size_t k, size_t k4, con
     }
 }
 
-#define QK_TARGET_CONV_VBMI \
-    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vbmi")))
 
-QK_TARGET_CONV_VBMI static inline __attribute__((always_inline)) __m128i
+QK_TARGET_AVX512VBMI static inline __attribute__((always_inline)) __m128i
 qk__seg_row8v(const uint8_t *p, const size_t *base, int nseg, size_t sw, __m128i m1, __m128i m2) {
     __m128i v;
     if (sw == 1) {
@@ -399,7 +397,7 @@ qk__seg_row8v(const uint8_t *p, const size_t *base, int nseg, size_t sw, __m128i
 
 /* VBMI: the four rows of a quad go into two ymm and one vpermt2b interleaves them into the
  * 64-byte [16][4] block (byte 4p + q = row q, pixel p). */
-QK_TARGET_CONV_VBMI static inline __attribute__((always_inline)) void
+QK_TARGET_AVX512VBMI static inline __attribute__((always_inline)) void
 qk__panel8v_body(const uint8_t *src, const size_t *koff, size_t k, size_t k4, const size_t *base,
                  int nseg, size_t sw, __m128i m1, __m128i m2, uint8_t *panel) {
     static const uint8_t idxb[64] = {
@@ -434,7 +432,7 @@ qk__panel8v_body(const uint8_t *src, const size_t *koff, size_t k, size_t k4, co
 }
 
 #define QK__PANEL8V_SPEC(NAME, NSEG, SW)                                                          \
-    QK_TARGET_CONV_VBMI static void NAME(const uint8_t *src, const size_t *koff, size_t k,         \
+    QK_TARGET_AVX512VBMI static void NAME(const uint8_t *src, const size_t *koff, size_t k,         \
                                          size_t k4, const size_t *base, __m128i m1, __m128i m2,    \
                                          uint8_t *panel) {                                         \
         qk__panel8v_body(src, koff, k, k4, base, NSEG, SW, m1, m2, panel);                         \
@@ -528,7 +526,7 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
     int32_t tile[QK_VNNI_MR_MAX * QK_GEMM_NR];
     uint32_t pixsum[QK__CONV_TILES][QK_GEMM_NR];
 #if QK_X86
-    const int simd = qk__use_avx2() && (s->stride_w == 1 || s->stride_w == 2);
+    const int simd = qk__level() >= QK_LEVEL_AVX2 && (s->stride_w == 1 || s->stride_w == 2);
 #endif
     for (size_t j = j0; j < j1; j++) {
         const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group / c->cparts;
@@ -665,7 +663,7 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
     }
     int32_t tile[QK_GEMM_MR * QK_GEMM_NR];
 #if QK_X86
-    const int simd = qk__use_avx2() && (s->stride_w == 1 || s->stride_w == 2);
+    const int simd = qk__level() >= QK_LEVEL_AVX2 && (s->stride_w == 1 || s->stride_w == 2);
 #endif
     for (size_t j = j0; j < j1; j++) {
         const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group;
@@ -809,7 +807,7 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
         return;
     }
 #if QK_X86
-    const int v512 = qk__use_avx512();
+    const int v512 = qk__level() >= QK_LEVEL_AVX512;
 #endif
     size_t have = (size_t)-1; /* the (image, channel) now in xp */
     for (size_t j = j0; j < j1; j++) { /* j = b * n + o */

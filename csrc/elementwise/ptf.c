@@ -6,7 +6,7 @@
  * has an AVX2 loop (8 lanes, the divisor picked by a lane permute) and its scalar twin; both give
  * the same bits (QKERNELS_SIMD=scalar forces the scalar one).
  */
-#include "internal.h"
+#include "core/core.h"
 
 #if QK_X86
 #include <immintrin.h>
@@ -73,7 +73,7 @@ qk_status qk_ptf_quantize_f32_u8(const float *x, size_t tokens, size_t channels,
         uint8_t *qr = q + t * channels;
         size_t c0 = 0;
 #if QK_X86
-        if (qk__use_avx2()) c0 = qk__ptf_quantize_row_avx2(xr, channels, div, alpha, zero_point, qr);
+        if (qk__level() >= QK_LEVEL_AVX2) c0 = qk__ptf_quantize_row_avx2(xr, channels, div, alpha, zero_point, qr);
 #endif
         for (size_t c = c0; c < channels; c++) {
             const float v = xr[c];

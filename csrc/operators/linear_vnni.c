@@ -20,7 +20,7 @@
  * a thread's consecutive jobs reuse the group's panels from cache. Every element is computed the
  * same way whatever the split: the result does not depend on the thread count.
  */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -28,8 +28,6 @@
 
 #if QK_X86
 #include <immintrin.h>
-#define QK_TARGET_VNNI \
-    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 enum { QK__L8_MR = 6, QK__L8_NZ = 4 };
 
@@ -56,7 +54,7 @@ typedef struct {
 
 
 /* One block: rows r0 .. r0+mr-1 (mr <= 6), panels p0 .. p0+NZ-1 (channels o0 = 16 p0 ..). */
-QK_TARGET_VNNI static inline __attribute__((always_inline)) void
+QK_TARGET_AVX512VNNI static inline __attribute__((always_inline)) void
 qk__l8_block(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0, const int NZ, const int FLIP) {
     const size_t lda = c->lda, kq = c->kq;
     const uint8_t *a0 = c->a + r0 * lda;
@@ -160,33 +158,33 @@ qk__l8_block(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0, const int NZ,
 #undef QK__L8_OUT
 }
 
-QK_TARGET_VNNI static void qk__l8_block4(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+QK_TARGET_AVX512VNNI static void qk__l8_block4(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
     qk__l8_block(c, r0, mr, p0, 4, 0);
 }
-QK_TARGET_VNNI static void qk__l8_block4f(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+QK_TARGET_AVX512VNNI static void qk__l8_block4f(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
     qk__l8_block(c, r0, mr, p0, 4, 1);
 }
-QK_TARGET_VNNI static void qk__l8_block3(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+QK_TARGET_AVX512VNNI static void qk__l8_block3(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
     qk__l8_block(c, r0, mr, p0, 3, 0);
 }
-QK_TARGET_VNNI static void qk__l8_block3f(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+QK_TARGET_AVX512VNNI static void qk__l8_block3f(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
     qk__l8_block(c, r0, mr, p0, 3, 1);
 }
-QK_TARGET_VNNI static void qk__l8_block2(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+QK_TARGET_AVX512VNNI static void qk__l8_block2(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
     qk__l8_block(c, r0, mr, p0, 2, 0);
 }
-QK_TARGET_VNNI static void qk__l8_block2f(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+QK_TARGET_AVX512VNNI static void qk__l8_block2f(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
     qk__l8_block(c, r0, mr, p0, 2, 1);
 }
-QK_TARGET_VNNI static void qk__l8_block1(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+QK_TARGET_AVX512VNNI static void qk__l8_block1(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
     qk__l8_block(c, r0, mr, p0, 1, 0);
 }
-QK_TARGET_VNNI static void qk__l8_block1f(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
+QK_TARGET_AVX512VNNI static void qk__l8_block1f(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0) {
     qk__l8_block(c, r0, mr, p0, 1, 1);
 }
 
 /* sum of the n bytes s[i] ^ flip (vpsadbw, 64 at a time, a masked tail) */
-QK_TARGET_VNNI static uint32_t qk__l8_sum(const uint8_t *s, size_t n, uint8_t flip) {
+QK_TARGET_AVX512VNNI static uint32_t qk__l8_sum(const uint8_t *s, size_t n, uint8_t flip) {
     const __m512i vf = _mm512_set1_epi8((char)flip);
     __m512i acc = _mm512_setzero_si512();
     size_t i = 0;
@@ -205,7 +203,7 @@ QK_TARGET_VNNI static uint32_t qk__l8_sum(const uint8_t *s, size_t n, uint8_t fl
 /* The per-channel vectors of a call, 16 channels at a time (masked past n; zeros there):
  * cb = k * xz8 * wzp8 - xz8 * colsum [+ bias when vec] (mod 2^32), wz, fb (0 without a float
  * bias), sc. */
-QK_TARGET_VNNI static void qk__l8_setup(const qk_packed_weights *w, int32_t xz8,
+QK_TARGET_AVX512VNNI static void qk__l8_setup(const qk_packed_weights *w, int32_t xz8,
                                         const qk_epilogue *ep, uint32_t *cb, int32_t *wz,
                                         float *fb, float *sc, size_t np, int vec) {
     const size_t n = w->n;

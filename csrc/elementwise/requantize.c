@@ -5,36 +5,21 @@
  * rounding (power-of-two hardware). Each has a scalar loop; u8/s8 outputs have AVX2 and AVX-512
  * loops too, which give the same bits.
  */
-#include "internal.h"
+#include "core/core.h"
 
 #if QK_X86
 #include <immintrin.h>
 #endif
 
 /* ---------------------------------------------------------------------------------------- */
-/* Fixed-point primitives (gemmlowp fixedpoint.h semantics)                                  */
+/* Fixed-point primitives (core/fixedpoint.h; gemmlowp fixedpoint.h semantics)              */
 /* ---------------------------------------------------------------------------------------- */
-int32_t qk_srdhm(int32_t a, int32_t b) {
-    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
-    const int64_t ab = (int64_t)a * b;
-    const int64_t nudge = ab >= 0 ? (INT64_C(1) << 30) : (1 - (INT64_C(1) << 30));
-    return (int32_t)((ab + nudge) / (INT64_C(1) << 31)); /* C division truncates toward zero */
-}
+int32_t qk_srdhm(int32_t a, int32_t b) { return qk__srdhm(a, b); }
 
-int32_t qk_rdbpot(int32_t x, int32_t exponent) {
-    if (exponent <= 0) return x;
-    if (exponent > 31) exponent = 31;
-    const int32_t mask = (int32_t)((UINT32_C(1) << exponent) - 1u);
-    const int32_t rem = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0);
-    return (x >> exponent) + (rem > threshold);
-}
+int32_t qk_rdbpot(int32_t x, int32_t exponent) { return qk__rdbpot(x, exponent); }
 
 int32_t qk_mul_by_quantized_multiplier(int32_t acc, int32_t multiplier, int32_t shift) {
-    const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    /* TFLite computes acc * (1 << left) in int32; do the same two's-complement wrap, defined. */
-    const int32_t shifted = (int32_t)((uint32_t)acc << left);
-    return qk_rdbpot(qk_srdhm(shifted, multiplier), right);
+    return qk__mul_by_quantized_multiplier(acc, multiplier, shift);
 }
 
 qk_status qk_quantize_multiplier(double m, int32_t *multiplier, int32_t *shift) {
@@ -63,21 +48,14 @@ qk_status qk_quantize_multiplier(double m, int32_t *multiplier, int32_t *shift) 
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Per-element cores                                                                          */
-/* ---------------------------------------------------------------------------------------- */
-/* qk__req_double, qk__req_single, qk__shift_round: in internal.h (shared with the GEMM epilogue). */
-
-/* ---------------------------------------------------------------------------------------- */
 /* AVX2 loops for u8 / s8 outputs                                                             */
 /* ---------------------------------------------------------------------------------------- */
 #if QK_X86
-#define QK__AI inline __attribute__((always_inline))
-
 /* 8-bit output of four int32 vectors: saturate to int16, add the zero point with int16
  * saturation, saturate to 8 bits, clamp to [qmin, qmax]. Exact for any int32 values: once
  * |v| > 2^15 the sum is beyond the 8-bit range either way, and the saturations and the final
  * clamp nest. */
-QK_TARGET_AVX2 static QK__AI void qk__narrow32_avx2(uint8_t *y, __m256i a, __m256i b, __m256i c,
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE void qk__narrow32_avx2(uint8_t *y, __m256i a, __m256i b, __m256i c,
                                                     __m256i d, __m256i zp16, __m256i lo8,
                                                     __m256i hi8, int is_signed, int clamp) {
     const __m256i ab = _mm256_adds_epi16(_mm256_packs_epi32(a, b), zp16);
@@ -91,7 +69,7 @@ QK_TARGET_AVX2 static QK__AI void qk__narrow32_avx2(uint8_t *y, __m256i a, __m25
 }
 
 /* The same for 64 outputs: the packs work in 128-bit lanes, one permute puts the dwords back. */
-QK_TARGET_AVX512 static QK__AI void qk__narrow64_avx512(uint8_t *y, __m512i a, __m512i b,
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE void qk__narrow64_avx512(uint8_t *y, __m512i a, __m512i b,
                                                         __m512i c, __m512i d, __m512i zp16,
                                                         __m512i lo8, __m512i hi8, int is_signed,
                                                         int clamp) {
@@ -105,8 +83,7 @@ QK_TARGET_AVX512 static QK__AI void qk__narrow64_avx512(uint8_t *y, __m512i a, _
     _mm512_storeu_si512((void *)y, _mm512_permutexvar_epi32(perm, r));
 }
 
-/* fp32 and shift schemes. scheme: 2 fp32, 3 + rounding (0 half_up, 1 half_even, 2 half_away,
- * 3 floor) for a right shift >= 1. v before the zero point; the fp32 value is clamped in float
+/* fp32 and shift schemes (scheme: QK_REQ_FP32, or QK_REQ_SHIFT_* for a right shift >= 1). v before the zero point; the fp32 value is clamped in float
  * to [qmin - zp, qmax - zp] first (exact: the bounds are integers), so the conversion cannot
  * overflow. */
 typedef struct {
@@ -115,26 +92,26 @@ typedef struct {
     __m128i cnt, cnt1;
 } qk__rq_avx2;
 
-QK_TARGET_AVX2 static QK__AI __m256i qk__rq8_avx2(__m256i x, const qk__rq_avx2 *c, int scheme) {
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m256i qk__rq8_avx2(__m256i x, const qk__rq_avx2 *c, int scheme) {
     const __m256i one = _mm256_set1_epi32(1);
-    if (scheme == 2) {
+    if (scheme == QK_REQ_FP32) {
         const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(x), c->s);
         return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(f, c->flo), c->fhi)); /* RNE */
     }
     const __m256i q = _mm256_sra_epi32(x, c->cnt);
-    if (scheme == 3) /* half_up: floor + bit (shift-1) */
+    if (scheme == QK_REQ_SHIFT_HALF_UP) /* floor + bit (shift-1) */
         return _mm256_add_epi32(q, _mm256_and_si256(_mm256_sra_epi32(x, c->cnt1), one));
-    if (scheme == 6) return q; /* floor */
+    if (scheme == QK_REQ_SHIFT_FLOOR) return q;
     const __m256i rem = _mm256_and_si256(x, c->lowmask);
     const __m256i gt = _mm256_cmpgt_epi32(rem, c->half);
     const __m256i eq = _mm256_cmpeq_epi32(rem, c->half);
-    const __m256i tie_up = scheme == 4 /* half_even: at a tie, up when q is odd */
+    const __m256i tie_up = scheme == QK_REQ_SHIFT_HALF_EVEN /* at a tie, up when q is odd */
         ? _mm256_cmpeq_epi32(_mm256_and_si256(q, one), one)
         : _mm256_cmpgt_epi32(x, _mm256_set1_epi32(-1)); /* half_away: up when x >= 0 */
     return _mm256_sub_epi32(q, _mm256_or_si256(gt, _mm256_and_si256(eq, tie_up)));
 }
 
-QK_TARGET_AVX2 static QK__AI size_t qk__rq_avx2_loop(const int32_t *acc, size_t n, int32_t shift,
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE size_t qk__rq_avx2_loop(const int32_t *acc, size_t n, int32_t shift,
                                                      float scale, int32_t zp, int32_t qmin,
                                                      int32_t qmax, uint8_t *y, int is_signed,
                                                      int scheme) {
@@ -168,25 +145,25 @@ typedef struct {
     __m128i cnt, cnt1;
 } qk__rq_avx512;
 
-QK_TARGET_AVX512 static QK__AI __m512i qk__rq16_avx512(__m512i x, const qk__rq_avx512 *c,
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__rq16_avx512(__m512i x, const qk__rq_avx512 *c,
                                                        int scheme) {
     const __m512i one = _mm512_set1_epi32(1);
-    if (scheme == 2) {
+    if (scheme == QK_REQ_FP32) {
         const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(x), c->s);
         return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(f, c->flo), c->fhi));
     }
     const __m512i q = _mm512_sra_epi32(x, c->cnt);
-    if (scheme == 3) return _mm512_add_epi32(q, _mm512_and_si512(_mm512_sra_epi32(x, c->cnt1), one));
-    if (scheme == 6) return q;
+    if (scheme == QK_REQ_SHIFT_HALF_UP) return _mm512_add_epi32(q, _mm512_and_si512(_mm512_sra_epi32(x, c->cnt1), one));
+    if (scheme == QK_REQ_SHIFT_FLOOR) return q;
     const __m512i rem = _mm512_and_si512(x, c->lowmask);
     const __mmask16 gt = _mm512_cmpgt_epi32_mask(rem, c->half);
     const __mmask16 eq = _mm512_cmpeq_epi32_mask(rem, c->half);
-    const __mmask16 tie_up = scheme == 4 ? _mm512_test_epi32_mask(q, one)
+    const __mmask16 tie_up = scheme == QK_REQ_SHIFT_HALF_EVEN ? _mm512_test_epi32_mask(q, one)
                                          : _mm512_cmpge_epi32_mask(x, _mm512_setzero_si512());
     return _mm512_mask_add_epi32(q, gt | (eq & tie_up), q, one);
 }
 
-QK_TARGET_AVX512 static QK__AI size_t qk__rq_avx512_loop(const int32_t *acc, size_t n,
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE size_t qk__rq_avx512_loop(const int32_t *acc, size_t n,
                                                          int32_t shift, float scale, int32_t zp,
                                                          int32_t qmin, int32_t qmax, uint8_t *y,
                                                          int is_signed, int scheme) {
@@ -214,19 +191,17 @@ QK_TARGET_AVX512 static QK__AI size_t qk__rq_avx512_loop(const int32_t *acc, siz
 
 /* Dispatch to the loops above, specialised per scheme and signedness; returns elements done. */
 #define QK__RQ_SPECIALISE(LOOP)                                                                \
-    switch (scheme * 2 + is_signed) {                                                          \
-        case 4: return LOOP(acc, n, shift, scale, zp, qmin, qmax, yb, 0, 2);                   \
-        case 5: return LOOP(acc, n, shift, scale, zp, qmin, qmax, yb, 1, 2);                   \
-        case 6: return LOOP(acc, n, shift, scale, zp, qmin, qmax, yb, 0, 3);                   \
-        case 7: return LOOP(acc, n, shift, scale, zp, qmin, qmax, yb, 1, 3);                   \
-        case 8: return LOOP(acc, n, shift, scale, zp, qmin, qmax, yb, 0, 4);                   \
-        case 9: return LOOP(acc, n, shift, scale, zp, qmin, qmax, yb, 1, 4);                   \
-        case 10: return LOOP(acc, n, shift, scale, zp, qmin, qmax, yb, 0, 5);                  \
-        case 11: return LOOP(acc, n, shift, scale, zp, qmin, qmax, yb, 1, 5);                  \
-        case 12: return LOOP(acc, n, shift, scale, zp, qmin, qmax, yb, 0, 6);                  \
-        case 13: return LOOP(acc, n, shift, scale, zp, qmin, qmax, yb, 1, 6);                  \
+    switch (scheme) {                                                                          \
+        case QK_REQ_FP32: QK__RQ_SIGNS(LOOP, QK_REQ_FP32)                                      \
+        case QK_REQ_SHIFT_HALF_UP: QK__RQ_SIGNS(LOOP, QK_REQ_SHIFT_HALF_UP)                    \
+        case QK_REQ_SHIFT_HALF_EVEN: QK__RQ_SIGNS(LOOP, QK_REQ_SHIFT_HALF_EVEN)                \
+        case QK_REQ_SHIFT_HALF_AWAY: QK__RQ_SIGNS(LOOP, QK_REQ_SHIFT_HALF_AWAY)                \
+        case QK_REQ_SHIFT_FLOOR: QK__RQ_SIGNS(LOOP, QK_REQ_SHIFT_FLOOR)                        \
         default: return 0;                                                                     \
     }
+#define QK__RQ_SIGNS(LOOP, SCHEME)                                                             \
+    return is_signed ? LOOP(acc, n, shift, scale, zp, qmin, qmax, yb, 1, SCHEME)               \
+                     : LOOP(acc, n, shift, scale, zp, qmin, qmax, yb, 0, SCHEME);
 QK_TARGET_AVX2 static size_t qk__requantize_avx2(const int32_t *acc, size_t n, int scheme,
                                                  int32_t shift, float scale, int32_t zp,
                                                  int32_t qmin, int32_t qmax, void *y,
@@ -242,6 +217,7 @@ QK_TARGET_AVX512 static size_t qk__requantize_avx512(const int32_t *acc, size_t 
     QK__RQ_SPECIALISE(qk__rq_avx512_loop)
 }
 #undef QK__RQ_SPECIALISE
+#undef QK__RQ_SIGNS
 #endif
 
 /* ---------------------------------------------------------------------------------------- */
@@ -306,7 +282,7 @@ static inline int qk__fx_setup(int is_double, int32_t m, int32_t shift, qk__fx_p
  * x 2^shift inside int32 (checked for double_round; shift = 0 for single_round), below 2^63.
  * The sign correction (corr) picks cn by bit 63, which blendv_pd reads: the sign of the odd lane,
  * or of the even lane once shifted up. */
-QK_TARGET_AVX2 static QK__AI __m256i qk__fx8_avx2(__m256i x, __m256i vm, __m256i cp, __m256i cn,
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m256i qk__fx8_avx2(__m256i x, __m256i vm, __m256i cp, __m256i cn,
                                                   __m128i sh, int corr, int k_lt32) {
     __m256i ce = cp, co = cp;
     if (corr) {
@@ -325,7 +301,7 @@ QK_TARGET_AVX2 static QK__AI __m256i qk__fx8_avx2(__m256i x, __m256i vm, __m256i
     return k_lt32 ? h : _mm256_sra_epi32(h, sh);
 }
 
-QK_TARGET_AVX2 static QK__AI size_t qk__fx_avx2_loop(const int32_t *acc, size_t n,
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE size_t qk__fx_avx2_loop(const int32_t *acc, size_t n,
                                                      const qk__fx_params *f, int32_t zp,
                                                      int32_t qmin, int32_t qmax, uint8_t *y,
                                                      int is_signed, int corr, int k_lt32,
@@ -393,7 +369,7 @@ QK_TARGET_AVX2 static size_t qk__fx_avx2(const int32_t *acc, size_t n, const qk_
 
 /* AVX-512: the same on 16 lanes; the correction by a compare of the product (p < 0 selects
  * like x < 0: see above) and a masked subtraction. */
-QK_TARGET_AVX512 static QK__AI __m512i qk__fx16_avx512(__m512i x, __m512i vm, __m512i cp,
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__fx16_avx512(__m512i x, __m512i vm, __m512i cp,
                                                        __m512i dc, __m128i sh, int corr,
                                                        int k_lt32) {
     const __m512i pe = _mm512_mul_epi32(x, vm);
@@ -413,7 +389,7 @@ QK_TARGET_AVX512 static QK__AI __m512i qk__fx16_avx512(__m512i x, __m512i vm, __
     return k_lt32 ? h : _mm512_sra_epi32(h, sh);
 }
 
-QK_TARGET_AVX512 static QK__AI size_t qk__fx_avx512_loop(const int32_t *acc, size_t n,
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE size_t qk__fx_avx512_loop(const int32_t *acc, size_t n,
                                                          const qk__fx_params *f, int32_t zp,
                                                          int32_t qmin, int32_t qmax, uint8_t *y,
                                                          int is_signed, int corr, int k_lt32,
@@ -480,7 +456,7 @@ QK_TARGET_AVX512 static size_t qk__fx_avx512(const int32_t *acc, size_t n, const
 /* Public entry points                                                                        */
 /* ---------------------------------------------------------------------------------------- */
 #if QK_X86
-#define QK__REQ_SIMD_OK(OUT) (qk__use_avx2() && (QK__IS8_##OUT))
+#define QK__REQ_SIMD_OK(OUT) (qk__level() >= QK_LEVEL_AVX2 && (QK__IS8_##OUT))
 #else
 #define QK__REQ_SIMD_OK(OUT) 0
 #endif
@@ -505,13 +481,13 @@ static inline size_t qk__req_head(const void *y, size_t n) {
 }
 
 #if QK_X86
-/* fp32 (SCHEME 2) and shift (3 + rounding) schemes, u8 / s8 outputs: the scalar head (SCALAR
+/* fp32 (QK_REQ_FP32) and shift (QK_REQ_SHIFT_*) schemes, u8 / s8 outputs: the scalar head (SCALAR
  * runs the scalar loop over a range), then the SIMD blocks; the scalar tail starts at `done`. */
 #define QK__REQ_AVX2(OUT, SCHEME, SHIFT, SCALE, SCALAR)                                         \
     if (QK__REQ_SIMD_OK(OUT)) {                                                                 \
         const size_t head = qk__req_head(y, n);                                                 \
         SCALAR(0, head)                                                                         \
-        done = head + (qk__use_avx512()                                                         \
+        done = head + (qk__level() >= QK_LEVEL_AVX512                                                         \
                            ? qk__requantize_avx512(acc + head, n - head, SCHEME, SHIFT, SCALE,   \
                                                    zero_point, qmin, qmax, y + head,            \
                                                    QK__SIGNED_##OUT)                            \
@@ -526,7 +502,7 @@ static inline size_t qk__req_head(const void *y, size_t n) {
         if (qk__fx_setup(IS_DOUBLE, M, SHIFT, &fx)) {                                           \
             const size_t head = qk__req_head(y, n);                                             \
             SCALAR(0, head)                                                                     \
-            done = head + (qk__use_avx512()                                                     \
+            done = head + (qk__level() >= QK_LEVEL_AVX512                                                     \
                                ? qk__fx_avx512(acc + head, n - head, &fx, zero_point, qmin,     \
                                                qmax, y + head, QK__SIGNED_##OUT)                \
                                : qk__fx_avx2(acc + head, n - head, &fx, zero_point, qmin, qmax, \
@@ -561,7 +537,7 @@ static inline size_t qk__req_head(const void *y, size_t n) {
     }
 #define QK__SHIFT_LOOP(B, E)                                                                    \
     for (size_t i = (B); i < (E); i++)                                                          \
-        y[i] = (OUTT)qk__clamp64(qk__shift_round(acc[i], shift, rid) + zero_point, qmin, qmax);
+        y[i] = (OUTT)qk__clamp64(qk__shift_round(acc[i], shift, scheme) + zero_point, qmin, qmax);
 
 #define QK__REQUANTIZE_PUBLIC(OUT, OUTT_, TMIN, TMAX)                                           \
     qk_status qk_requantize_s32_##OUT##_double(const int32_t *acc, size_t n, int32_t multiplier, \
@@ -601,28 +577,28 @@ static inline size_t qk__req_head(const void *y, size_t n) {
         if (st != QK_OK) return st;                                                             \
         if (n > 0 && (acc == NULL || y == NULL)) return QK_ERR_ARG;                             \
         size_t done = 0;                                                                        \
-        QK__REQ_AVX2(OUT, 2, 0, scale, QK__FP32_LOOP)                                           \
+        QK__REQ_AVX2(OUT, QK_REQ_FP32, 0, scale, QK__FP32_LOOP)                                \
         QK__FP32_LOOP(done, n)                                                                  \
         return QK_OK;                                                                           \
     }                                                                                           \
-    QK__REQUANTIZE_SHIFT(OUT, OUTT_, TMIN, TMAX, half_up, 0)                                    \
-    QK__REQUANTIZE_SHIFT(OUT, OUTT_, TMIN, TMAX, half_even, 1)                                  \
-    QK__REQUANTIZE_SHIFT(OUT, OUTT_, TMIN, TMAX, half_away, 2)                                  \
-    QK__REQUANTIZE_SHIFT(OUT, OUTT_, TMIN, TMAX, floor, 3)
+    QK__REQUANTIZE_SHIFT(OUT, OUTT_, TMIN, TMAX, half_up, QK_REQ_SHIFT_HALF_UP)                 \
+    QK__REQUANTIZE_SHIFT(OUT, OUTT_, TMIN, TMAX, half_even, QK_REQ_SHIFT_HALF_EVEN)             \
+    QK__REQUANTIZE_SHIFT(OUT, OUTT_, TMIN, TMAX, half_away, QK_REQ_SHIFT_HALF_AWAY)             \
+    QK__REQUANTIZE_SHIFT(OUT, OUTT_, TMIN, TMAX, floor, QK_REQ_SHIFT_FLOOR)
 
-#define QK__REQUANTIZE_SHIFT(OUT, OUTT_, TMIN, TMAX, RND, RID)                                  \
+#define QK__REQUANTIZE_SHIFT(OUT, OUTT_, TMIN, TMAX, RND, SCHEME)                               \
     qk_status qk_requantize_s32_##OUT##_shift_##RND(const int32_t *acc, size_t n, int32_t shift, \
                                                     int32_t zero_point, int32_t qmin,           \
                                                     int32_t qmax, OUTT_ *y) {                   \
         typedef OUTT_ OUTT;                                                                     \
-        const int rid = RID;                                                                    \
+        const qk_requant_scheme scheme = SCHEME;                                                \
         if (shift < -31 || shift > 31) return QK_ERR_SHIFT;                                     \
         qk_status st = qk__check_range(zero_point, qmin, qmax, TMIN, TMAX);                     \
         if (st != QK_OK) return st;                                                             \
         if (n > 0 && (acc == NULL || y == NULL)) return QK_ERR_ARG;                             \
         size_t done = 0;                                                                        \
         if (shift >= 1) {                                                                       \
-            QK__REQ_AVX2(OUT, 3 + RID, shift, 1.0f, QK__SHIFT_LOOP)                             \
+            QK__REQ_AVX2(OUT, SCHEME, shift, 1.0f, QK__SHIFT_LOOP)                              \
         }                                                                                       \
         QK__SHIFT_LOOP(done, n)                                                                 \
         return QK_OK;                                                                           \

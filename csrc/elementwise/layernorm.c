@@ -8,7 +8,7 @@
  * integers (tests/test_layernorm.py forces the scalar path with QKERNELS_SIMD=scalar).
  * The formulas and bit widths are documented in qkernels.h.
  */
-#include "internal.h"
+#include "core/core.h"
 
 #include <string.h>
 
@@ -254,7 +254,7 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
         int64_t s2 = 0;
         int32_t c0 = 0;
 #if QK_X86
-        if (qk__use_avx2()) c0 = qk__ln_sums_avx2(q, alpha, C, zp, &s1, &s2);
+        if (qk__level() >= QK_LEVEL_AVX2) c0 = qk__ln_sums_avx2(q, alpha, C, zp, &s1, &s2);
 #endif
         for (int32_t c = c0; c < C; c++) {
             /* |x| <= 255 * 2^7 < 2^15, so x and x^2 (< 2^30) are int32 */
@@ -273,7 +273,7 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     uint64_t ex2 = 0;
     int32_t c0 = 0;
 #if QK_X86
-    if (qk__use_avx2()) c0 = qk__ln_sole_sums_avx2(q, alpha, C, zp, rnd_hi, rnd_lo, &s1, &ex2);
+    if (qk__level() >= QK_LEVEL_AVX2) c0 = qk__ln_sole_sums_avx2(q, alpha, C, zp, rnd_hi, rnd_lo, &s1, &ex2);
 #endif
     for (int32_t c = c0; c < C; c++) {
         const int32_t d = (int32_t)q[c] - zp;
@@ -378,7 +378,7 @@ static inline void qk__ln_output(const qk_layernorm_params *p, const uint8_t *q,
     const int64_t b = (rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0) - s1 * mult;
     int32_t done = 0;
 #if QK_X86
-    if (qk__use_avx2()) done = qk__ln_output_avx2(p, q, a, b, rshift, y);
+    if (qk__level() >= QK_LEVEL_AVX2) done = qk__ln_output_avx2(p, q, a, b, rshift, y);
 #endif
     qk__ln_output_scalar(p, q, a, b, rshift, done, y);
 }

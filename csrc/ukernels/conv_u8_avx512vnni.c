@@ -3,21 +3,17 @@
  * (VBMI), each requantizing its int32 sums in registers and storing bytes; plus the padded-plane
  * copy of the depthwise jobs (whole-block stores). Bit for bit the unfused path: same integer
  * sums (wrapping modulo 2^32), then the operations of vnni.c's qk__out16 in the same order. */
-#include "conv/conv_internal.h"
+#include "ukernels/ukernels.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #if QK_X86
 #include <immintrin.h>
-#define QK_TARGET_CVNNI \
-    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define QK_TARGET_CVBMI \
-    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
 #endif
 
 int qk__conv_fused_ok(const qk_epilogue *ep) {
-    return qk__use_vnni() && ep->scheme == QK_REQ_FP32 &&
+    return qk__level() >= QK_LEVEL_AVX512VNNI && ep->scheme == QK_REQ_FP32 &&
            (ep->out_type == QK_DT_U8 || ep->out_type == QK_DT_S8);
 }
 
@@ -29,7 +25,7 @@ typedef struct {
     __m512i vzp;
 } qk__fz;
 
-QK_TARGET_CVNNI static inline qk__fz qk__fz_make(const qk_epilogue *ep) {
+QK_TARGET_AVX512VNNI static inline qk__fz qk__fz_make(const qk_epilogue *ep) {
     qk__fz z;
     z.flo = _mm512_set1_ps((float)(ep->act_min - ep->zero_point));
     z.fhi = _mm512_set1_ps((float)(ep->act_max - ep->zero_point));
@@ -45,7 +41,7 @@ static inline int32_t qk__cb(const qk_epilogue *ep, const uint32_t *corr, size_t
 
 /* 16 integer results of channel o (corr and bias in) -> 16 output bytes (the rest of qk__out16,
  * fp32 scheme). */
-QK_TARGET_CVNNI static inline __attribute__((always_inline)) __m128i
+QK_TARGET_AVX512VNNI static inline __attribute__((always_inline)) __m128i
 qk__req16(const qk_epilogue *ep, size_t o, __m512i acc, const qk__fz *z) {
     __m512 f = _mm512_cvtepi32_ps(acc);
     if (ep->float_bias) f = _mm512_add_ps(f, _mm512_set1_ps(ep->float_bias[o]));
@@ -81,7 +77,7 @@ qk__req16(const qk_epilogue *ep, size_t o, __m512i acc, const qk__fz *z) {
     }
 
 #define QK__FUSED_GEMM(NAME, ROWS, MR)                                                          \
-    QK_TARGET_CVNNI static void NAME(size_t kq, const int8_t *a, const uint8_t *b,              \
+    QK_TARGET_AVX512VNNI static void NAME(size_t kq, const int8_t *a, const uint8_t *b,              \
                                      const qk_epilogue *ep, const int32_t *wzp8,                \
                                      const uint32_t *corr, const uint32_t *pixsum, size_t o0,   \
                                      size_t mr, size_t cnt, char *y, size_t ystride) {          \
@@ -107,7 +103,7 @@ QK__FUSED_GEMM(qk__conv_fused_16x16, QK__F16, 16)
  * b1 + 4 * tapoff[t] + cq * plane4 (run 1, NSEG 2): exactly the panel qk__panel_cq8 would build,
  * without the copy. */
 #define QK__DIRECT_GEMM(NAME, ROWS, MR, NSEG)                                                   \
-    QK_TARGET_CVNNI static void NAME(size_t taps, size_t nq, const size_t *tapoff,              \
+    QK_TARGET_AVX512VNNI static void NAME(size_t taps, size_t nq, const size_t *tapoff,              \
                                      size_t plane4, const int8_t *a, const uint8_t *b0,         \
                                      const uint8_t *b1, uint16_t m1, const qk_epilogue *ep,    \
                                      const uint32_t *corr, size_t o0, size_t mr, size_t cnt,    \
@@ -161,7 +157,7 @@ QK__DIRECT_GEMM(qk__conv_direct_16x16_2, QK__F16, 16, 2)
     }
 #define QK__T8I(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
-QK_TARGET_CVNNI static void qk__conv_fused_tail_avx512(size_t kq, const int8_t *a, size_t mr8,
+QK_TARGET_AVX512VNNI static void qk__conv_fused_tail_avx512(size_t kq, const int8_t *a, size_t mr8,
                                                        const uint8_t *b, const qk_epilogue *ep,
                                                        const int32_t *wzp8, const uint32_t *corr,
                                                        const uint32_t *pixsum, size_t o0,
@@ -204,7 +200,7 @@ void qk__conv_fused_tail(size_t kq, const int8_t *a, size_t mr8, const uint8_t *
 
 qk__conv_fused_kernel qk__conv_fused_kernel_for(size_t mr8) {
 #if QK_X86
-    if (qk__use_vnni()) return mr8 == 16 ? qk__conv_fused_16x16 : qk__conv_fused_12x16;
+    if (qk__level() >= QK_LEVEL_AVX512VNNI) return mr8 == 16 ? qk__conv_fused_16x16 : qk__conv_fused_12x16;
 #endif
     (void)mr8;
     return NULL;
@@ -212,7 +208,7 @@ qk__conv_fused_kernel qk__conv_fused_kernel_for(size_t mr8) {
 
 qk__conv_direct_kernel qk__conv_direct_kernel_for(size_t mr8, size_t nseg) {
 #if QK_X86
-    if (qk__use_vnni()) {
+    if (qk__level() >= QK_LEVEL_AVX512VNNI) {
         if (nseg == 1) return mr8 == 16 ? qk__conv_direct_16x16_1 : qk__conv_direct_12x16_1;
         if (nseg == 2) return mr8 == 16 ? qk__conv_direct_16x16_2 : qk__conv_direct_12x16_2;
     }
@@ -228,7 +224,7 @@ qk__conv_direct_kernel qk__conv_direct_kernel_for(size_t mr8, size_t nseg) {
  * 16-byte stores, masked only where they would reach past the plane's last byte or over an
  * output already written (rows of at most 16 outputs spill only into rows written after them). */
 #if QK_X86
-QK_TARGET_CVBMI static inline __attribute__((always_inline)) void
+QK_TARGET_AVX512VBMI static inline __attribute__((always_inline)) void
 qk__dw8f_store(uint8_t *y, size_t i, size_t j, size_t oh, size_t ow, __m128i q) {
     const size_t left = ow - j;
     uint8_t *p = y + i * ow + j;
@@ -239,7 +235,7 @@ qk__dw8f_store(uint8_t *y, size_t i, size_t j, size_t oh, size_t ow, __m128i q) 
         _mm_mask_storeu_epi8(p, (__mmask16)((1u << left) - 1u), q);
 }
 
-QK_TARGET_CVBMI static void qk__dw8_fused(const uint8_t *x, size_t wp, const int8_t *w8,
+QK_TARGET_AVX512VBMI static void qk__dw8_fused(const uint8_t *x, size_t wp, const int8_t *w8,
                                           size_t kh, size_t kq, size_t stride_h, size_t stride_w,
                                           size_t dil_h, size_t dil_w, size_t oh, size_t ow,
                                           uint32_t corr, const qk_epilogue *ep, size_t o,
@@ -353,7 +349,7 @@ QK_TARGET_AVX512 static void qk__pad_plane8_avx512(const uint8_t *src, size_t ro
 int qk__pad_plane8(const uint8_t *src, size_t rows, size_t n, uint8_t flip, uint8_t fill,
                    size_t pad_top, size_t pad_left, size_t hp, size_t wp, uint8_t *d) {
 #if QK_X86
-    if (qk__use_avx512()) {
+    if (qk__level() >= QK_LEVEL_AVX512) {
         qk__pad_plane8_avx512(src, rows, n, flip, fill, pad_top, pad_left, hp, wp, d);
         return 1;
     }
@@ -403,7 +399,7 @@ void qk__plane_blocks_free(qk__plane_blocks *t) {
 }
 
 #if QK_X86
-QK_TARGET_CVBMI static void qk__plane_blocks_copy_vbmi(const qk__plane_blocks *t,
+QK_TARGET_AVX512VBMI static void qk__plane_blocks_copy_vbmi(const qk__plane_blocks *t,
                                                        const uint8_t *src, uint8_t flip,
                                                        uint8_t fill, uint8_t *d) {
     const __m512i vf = _mm512_set1_epi8((char)flip), vfill = _mm512_set1_epi8((char)fill);
@@ -434,7 +430,7 @@ void qk__plane_blocks_copy(const qk__plane_blocks *t, const uint8_t *src, uint8_
 
 /* ---- channel-quad image and its panels ---------------------------------------------------- */
 #if QK_X86
-QK_TARGET_CVNNI static void qk__pad_quad8_avx512(const uint8_t *src, size_t plane_in, size_t rows,
+QK_TARGET_AVX512VNNI static void qk__pad_quad8_avx512(const uint8_t *src, size_t plane_in, size_t rows,
                                                  size_t n, uint8_t flip, uint8_t fill,
                                                  size_t pad_top, size_t pad_left, size_t hp,
                                                  size_t wp, uint8_t *d) {
@@ -469,14 +465,14 @@ QK_TARGET_CVNNI static void qk__pad_quad8_avx512(const uint8_t *src, size_t plan
 }
 
 /* 16 pixels (dwords) of a run: at p + 4 * (i * sw) for lane i. */
-QK_TARGET_CVNNI static inline __attribute__((always_inline)) __m512i
+QK_TARGET_AVX512VNNI static inline __attribute__((always_inline)) __m512i
 qk__cq_row(const uint8_t *p, size_t sw, __m512i even) {
     if (sw == 1) return _mm512_loadu_si512((const void *)p);
     return _mm512_permutex2var_epi32(_mm512_loadu_si512((const void *)p), even,
                                      _mm512_loadu_si512((const void *)(p + 64)));
 }
 
-QK_TARGET_CVNNI static inline __attribute__((always_inline)) void
+QK_TARGET_AVX512VNNI static inline __attribute__((always_inline)) void
 qk__panel_cq8_body(const uint8_t *src, size_t plane4, const size_t *tapoff, size_t taps,
                    size_t nq, size_t nseg, const size_t *start, const size_t *base, size_t sw,
                    uint8_t *panel) {
@@ -495,14 +491,14 @@ qk__panel_cq8_body(const uint8_t *src, size_t plane4, const size_t *tapoff, size
     }
 }
 
-QK_TARGET_CVNNI static void qk__panel_cq8_s1(const uint8_t *src, size_t plane4,
+QK_TARGET_AVX512VNNI static void qk__panel_cq8_s1(const uint8_t *src, size_t plane4,
                                              const size_t *tapoff, size_t taps, size_t nq,
                                              size_t nseg, const size_t *start, const size_t *base,
                                              uint8_t *panel) {
     qk__panel_cq8_body(src, plane4, tapoff, taps, nq, nseg, start, base, 1, panel);
 }
 
-QK_TARGET_CVNNI static void qk__panel_cq8_s2(const uint8_t *src, size_t plane4,
+QK_TARGET_AVX512VNNI static void qk__panel_cq8_s2(const uint8_t *src, size_t plane4,
                                              const size_t *tapoff, size_t taps, size_t nq,
                                              size_t nseg, const size_t *start, const size_t *base,
                                              uint8_t *panel) {
@@ -514,7 +510,7 @@ int qk__pad_quad8(const uint8_t *src, size_t plane_in, size_t rows, size_t n, ui
                   uint8_t fill, size_t pad_top, size_t pad_left, size_t hp, size_t wp,
                   uint8_t *d) {
 #if QK_X86
-    if (qk__use_vnni()) {
+    if (qk__level() >= QK_LEVEL_AVX512VNNI) {
         qk__pad_quad8_avx512(src, plane_in, rows, n, flip, fill, pad_top, pad_left, hp, wp, d);
         return 1;
     }

@@ -5,7 +5,7 @@
  * k = (in_c / groups) * kh * kw in OIHW order. Both keep sum_k |w - w_zp| per channel for the
  * accumulator bound.
  */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +84,7 @@ qk_status qk_pack_linear(const void *w, qk_dtype w_type, size_t n, size_t k,
     if (st != QK_OK) return st;
     p->kind = QK__PACK_LINEAR;
     const size_t panels = (n + QK_GEMM_NR - 1) / QK_GEMM_NR;
-    if (qk__use_vnni() && k < ((size_t)1 << 24)) {
+    if (qk__level() >= QK_LEVEL_AVX512VNNI && k < ((size_t)1 << 24)) {
         st = qk__pack8_common(p, w, panels * ((k + 3) & ~(size_t)3) * QK_GEMM_NR);
         if (st != QK_OK) {
             qk_packed_weights_free(p);
@@ -132,7 +132,7 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
     p->groups = groups;
     p->kh = kh;
     p->kw = kw;
-    if (qk__use_vnni() && in_c_per_group > 1 && p->k < ((size_t)1 << 24)) {
+    if (qk__level() >= QK_LEVEL_AVX512VNNI && in_c_per_group > 1 && p->k < ((size_t)1 << 24)) {
         const size_t ocg = out_c / groups;
         /* 16-row blocks (more reuse of each im2col panel) unless they pad ocg more than 12 */
         const size_t pad16 = (ocg + 15) / 16 * 16, pad12 = (ocg + 11) / 12 * 12;

@@ -15,7 +15,7 @@
 #ifndef QKERNELS_GEMM_INTERNAL_H
 #define QKERNELS_GEMM_INTERNAL_H
 
-#include "internal.h"
+#include "core/core.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -76,9 +76,6 @@ void qk_gemm_s8u8_16x16__scalar(size_t kq, const int8_t *a, const uint8_t *b, in
 void qk_gemm_s8u8_12x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 void qk_gemm_s8u8_16x16__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
 #endif
-/* 1 when the AVX2 path is chosen and the CPU has AVX512F/BW/VNNI, unless QKERNELS_SIMD=avx2
- * (chosen once, like qk_isa()). Weights packed while it is 1 use the 8-bit layout. */
-int qk__use_vnni(void);
 /* Half tiles (tiles of at most 8 pixels): the same operands, columns 0-7 computed on 256-bit
  * vectors, columns 8-15 of c set to 0. */
 void qk_gemm_s8u8_12x8__scalar(size_t kq, const int8_t *a, const uint8_t *b, int32_t *c);
@@ -165,8 +162,7 @@ QK_TARGET_AVX512 static inline void qk__dw8_taps(const int8_t *w8, size_t kh, si
 /* The inner step of the 8-bit depthwise kernels: four output rows (input rows rs bytes apart) of
  * 16 pixels from base, over the nq taps (weights wv[t], offsets off[t]): four independent
  * vpdpbusd chains added to a[0..3]. */
-__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi"))) static inline
-    __attribute__((always_inline)) void
+QK_TARGET_AVX512VBMI static QK_ALWAYS_INLINE void
     qk__dw8_rows4(const uint8_t *base, size_t rs, const size_t *off, const __m512i *wv, size_t nq,
                   __m512i idx, __m512i a[4]) {
     __m512i a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];

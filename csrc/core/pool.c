@@ -2,7 +2,7 @@
  * (fp32 / double_round / single_round / shifts, the cores of requantize.c), zero point, clamp;
  * the accumulator bound check; and the small thread pool split. */
 #define _POSIX_C_SOURCE 200809L /* sysconf */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -90,16 +90,13 @@ static inline int qk__epi1(const qk_epilogue *ep, size_t o, int32_t raw, int32_t
             int32_t r;
             if (!qk__req_double(acc, ep->multiplier[o], ep->shift[o], &r)) {
                 if (!ep->wrap) return 0;
-                r = qk_mul_by_quantized_multiplier(acc, ep->multiplier[o], ep->shift[o]);
+                r = qk__mul_by_quantized_multiplier(acc, ep->multiplier[o], ep->shift[o]);
             }
             v = (int64_t)r;
             break;
         }
         case QK_REQ_SINGLE: v = qk__req_single(acc, ep->multiplier[o], ep->shift[o]); break;
-        case QK_REQ_SHIFT_HALF_UP: v = qk__shift_round(acc, ep->shift[o], 0); break;
-        case QK_REQ_SHIFT_HALF_EVEN: v = qk__shift_round(acc, ep->shift[o], 1); break;
-        case QK_REQ_SHIFT_HALF_AWAY: v = qk__shift_round(acc, ep->shift[o], 2); break;
-        default: v = qk__shift_round(acc, ep->shift[o], 3); break;
+        default: v = qk__shift_round(acc, ep->shift[o], ep->scheme); break; /* QK_REQ_SHIFT_* */
     }
     *q = (int32_t)qk__clamp64(v + ep->zero_point, ep->act_min, ep->act_max);
     return 1;
@@ -159,8 +156,8 @@ qk_status qk__epilogue_run(const qk_epilogue *ep, size_t o, const int32_t *src, 
                            void *y) {
     size_t i = 0;
 #if QK_X86
-    if (qk__use_vnni()) i = qk__epilogue_run_avx512(ep, o, src, cnt, y);
-    if (qk__use_avx2())
+    if (qk__level() >= QK_LEVEL_AVX512VNNI) i = qk__epilogue_run_avx512(ep, o, src, cnt, y);
+    if (qk__level() >= QK_LEVEL_AVX2)
         i += qk__epi_avx2(ep, o, 0, src + i, cnt - i,
                           (char *)y + i * (ep->out_type == QK_DT_S32 ? 4 : 1));
 #endif
@@ -171,7 +168,7 @@ qk_status qk__epilogue_channels(const qk_epilogue *ep, size_t o0, const int32_t 
                                 void *y) {
     size_t i = 0;
 #if QK_X86
-    if (qk__use_avx2()) i = qk__epi_avx2(ep, o0, 1, src, cnt, y);
+    if (qk__level() >= QK_LEVEL_AVX2) i = qk__epi_avx2(ep, o0, 1, src, cnt, y);
 #endif
     return qk__epi_tail(ep, o0, 1, src, i, cnt, y);
 }

@@ -7,7 +7,7 @@
  * result does not depend on the thread count. Weights packed in the 8-bit layout (AVX512-VNNI)
  * go to linear_vnni.c instead.
  */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
