@@ -412,6 +412,16 @@ def _epilogue_of(p: _Packed, preset: Preset, x_dtype: np.dtype, x_scale: Any, w_
     return preset.epilogue(p.out_channels, per_ch, x_scale, ws, out_scale, bias, scheme, rounding)
 
 
+def _finish(st: int, y: np.ndarray, out: Optional[np.ndarray], what: str) -> np.ndarray:
+    """After a C call: raise its status, or hand back ``out`` (filled) or ``y``."""
+    if st != _ST_OK:
+        _raise_status(st, what)
+    if out is not None and y is not out:
+        out[...] = y
+        return out
+    return y
+
+
 # ---- prepared calls -----------------------------------------------------------------------------
 class _Prepared:
     """Common part of the prepared calls: the packed weights and the checked, derived output
@@ -434,6 +444,27 @@ class _Prepared:
         self.wrap = wrap
         # the C call's operands after (packed, x, x_zp, [geometry], y)
         self._args = e.args() + (ozp, lo, hi, int(wrap))
+
+    def _runner(self, c_call: Any, geometry: Tuple[int, ...], shape_of: Any, what: str) -> Any:
+        """``run(x, threads) -> y``: the C call with every operand but x bound."""
+        cap, head, args, odt = self.packed._cap, (self.x_zero_point,) + tuple(geometry), \
+            self._args, self.out_dtype
+        empty = np.empty
+
+        def run(x: np.ndarray, threads: int) -> np.ndarray:
+            y = empty(shape_of(x), odt)
+            st = c_call(cap, x, *head, y, *args, threads)
+            if st:
+                _raise_status(st, what)
+            return y
+        return run
+
+    def _out(self, shape: Tuple[int, ...], out: Optional[np.ndarray]) -> np.ndarray:
+        """The array the C call writes: ``out`` itself when it can, else a new one."""
+        if out is None:
+            return np.empty(shape, self.out_dtype)
+        C.check_out(out, shape, self.out_dtype)
+        return out if out.flags.c_contiguous else np.empty(shape, self.out_dtype)
 
     def _x(self, x: Any) -> np.ndarray:
         if type(x) is not np.ndarray:
@@ -487,17 +518,8 @@ class PreparedQLinear(_Prepared):
     def runner(self) -> Any:
         """A bare runner ``run(x2d, threads) -> y`` for C-contiguous (m, K) inputs of the prepared
         dtype (the C call checks the layout): what the PyTorch bridge calls per batch."""
-        p = self.packed
-        cap, n, xzp, args, odt = p._cap, p.out_channels, self.x_zero_point, self._args, self.out_dtype
-        lin, empty = _core._linear, np.empty
-
-        def run(x2: np.ndarray, threads: int) -> np.ndarray:
-            y = empty((x2.shape[0], n), odt)
-            st = lin(cap, x2, xzp, y, *args, threads)
-            if st:
-                _raise_status(st, "qlinear")
-            return y
-        return run
+        n = self.packed.out_channels
+        return self._runner(_core._linear, (), lambda x2: (x2.shape[0], n), "qlinear")
 
     def __call__(self, x: ArrayLike, *, threads: Optional[int] = None,
                  out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -507,18 +529,10 @@ class PreparedQLinear(_Prepared):
             _prepare_x(x, p.k)
         lead = x.shape[:-1]
         x2 = x if x.ndim == 2 and x.flags.c_contiguous else np.ascontiguousarray(x.reshape(-1, p.k))
-        shape = lead + (p.out_channels,)
-        if out is not None:
-            C.check_out(out, shape, self.out_dtype)
-        y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, self.out_dtype)
+        y = self._out(lead + (p.out_channels,), out)
         st = _core._linear(p._cap, x2, self.x_zero_point, y, *self._args,
                            _threads(threads, x2.shape[0] * p.out_channels * p.k))
-        if st != _ST_OK:
-            _raise_status(st, "qlinear")
-        if out is not None and y is not out:
-            out[...] = y
-            return out
-        return y
+        return _finish(st, y, out, "qlinear")
 
     def __repr__(self) -> str:
         return (f"PreparedQLinear({self.packed.out_channels}x{self.packed.k}, preset="
@@ -563,18 +577,8 @@ class PreparedQConv2d(_Prepared):
         the prepared dtype (checked here once; the C call checks the layout): what the PyTorch
         bridge calls per batch."""
         geo, ohw = self._geometry(tuple(x_shape))
-        p = self.packed
-        shape = (x_shape[0], p.out_channels) + ohw
-        cap, head, args, odt = p._cap, (self.x_zero_point,) + geo, self._args, self.out_dtype
-        conv, empty = _core._conv2d, np.empty
-
-        def run(x: np.ndarray, threads: int) -> np.ndarray:
-            y = empty(shape, odt)
-            st = conv(cap, x, *head, y, *args, threads)
-            if st:
-                _raise_status(st, "qconv2d")
-            return y
-        return run
+        shape = (x_shape[0], self.packed.out_channels) + ohw
+        return self._runner(_core._conv2d, geo, lambda x: shape, "qconv2d")
 
     def __call__(self, x: ArrayLike, *, threads: Optional[int] = None,
                  out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -582,20 +586,12 @@ class PreparedQConv2d(_Prepared):
         geo, ohw = self._geometry(x.shape)
         p = self.packed
         nb = x.shape[0]
-        shape = (nb, p.out_channels) + ohw
-        if out is not None:
-            C.check_out(out, shape, self.out_dtype)
-        y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, self.out_dtype)
+        y = self._out((nb, p.out_channels) + ohw, out)
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         st = _core._conv2d(p._cap, x, self.x_zero_point, *geo, y, *self._args,
                            _threads(threads, nb * ohw[0] * ohw[1] * p.out_channels * p.k))
-        if st != _ST_OK:
-            _raise_status(st, "qconv2d")
-        if out is not None and y is not out:
-            out[...] = y
-            return out
-        return y
+        return _finish(st, y, out, "qconv2d")
 
     def __repr__(self) -> str:
         p = self.packed

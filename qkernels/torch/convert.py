@@ -121,7 +121,7 @@ def _layer(ctx: O.QuantizedContext, gm: fx.GraphModule, node: fx.Node, args: Any
         if spec is not None and (not all_float or spec.name in _FLOAT_INPUT_OPS):
             return spec.from_quantized(ctx, name, mod, args, kwargs)
         if all_float:
-            return _float(node, mod, args, kwargs)
+            return O.float_layer(node, mod, args, kwargs, None)
         raise O.unsupported(f"module {node.target} ({type(mod).__module__}.{type(mod).__name__})")
     if node.target is operator.getitem:
         x, i = args
@@ -130,7 +130,7 @@ def _layer(ctx: O.QuantizedContext, gm: fx.GraphModule, node: fx.Node, args: Any
     if spec is not None and (not all_float or spec.name in _FLOAT_INPUT_OPS):
         return spec.from_quantized(ctx, name, None, args, kwargs)
     if all_float:
-        return _float(node, None, args, kwargs)
+        return O.float_layer(node, None, args, kwargs, None)
     raise O.unsupported(f"function {node.op} {getattr(node.target, '__name__', node.target)}")
 
 
@@ -149,15 +149,3 @@ def _values(a: Any) -> List[O.Value]:
     visit(a)
     return out
 
-
-def _float(node: fx.Node, mod: Optional[torch.nn.Module], args: Any, kwargs: Dict) -> Ly.Layer:
-    a, k, found = Ly.arg_template(args, kwargs, lambda v: isinstance(v, O.Value))
-    if mod is not None:
-        fn, method = mod, False
-    elif node.op == "call_method":
-        fn, method = node.target, True
-    else:
-        fn, method = node.target, False
-    what = type(mod).__name__ if mod is not None else str(getattr(node.target, "__name__", node.target))
-    return Ly.FloatLayer(node.name, tuple(v.name for v in found), None, fn=fn, args=a, kwargs=k,
-                         in_metas=tuple(v.meta for v in found), method=method, what=what)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import TYPE_CHECKING, Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 
@@ -28,9 +28,6 @@ import qkernels as qk
 
 from . import layers as Ly
 from .qarith import QTensor
-
-if TYPE_CHECKING:   # pragma: no cover
-    from .model import IntegerModel
 
 F32 = np.float32
 
@@ -89,9 +86,9 @@ def _exported(L: Ly.Layer) -> bool:
         not isinstance(L, (Ly.ConstantLayer, Ly.GetItemLayer))
 
 
-def export_model(im: "IntegerModel", out_dir: str, x: Any, labels: Any = None) -> List[str]:
-    """Write every integer of ``im`` for the sample ``x`` (see the module docstring); returns
-    the paths written."""
+def export_model(im: Any, out_dir: str, x: Any, labels: Any = None) -> List[str]:
+    """Write every integer of ``im`` (a :class:`qkernels.torch.IntegerModel`) for the sample
+    ``x`` (see the module docstring); returns the paths written."""
     from .. import io as qio
 
     raw = im.intermediates(x)

@@ -604,34 +604,33 @@ class _Slot:
         self.i = i
 
 
+def map_nested(v: Any, is_leaf: Callable[[Any], bool], f: Callable[[Any], Any]) -> Any:
+    """``v`` with every leaf (``is_leaf``) inside tuples, lists and dicts replaced by ``f(leaf)``."""
+    if is_leaf(v):
+        return f(v)
+    if isinstance(v, (tuple, list)):
+        return type(v)(map_nested(a, is_leaf, f) for a in v)
+    if isinstance(v, dict):
+        return {k: map_nested(a, is_leaf, f) for k, a in v.items()}
+    return v
+
+
 def arg_template(args: Any, kwargs: Dict[str, Any], is_input: Callable[[Any], bool]
                  ) -> Tuple[Any, Dict[str, Any], List[Any]]:
     """(args, kwargs) with every run-time input replaced by a placeholder, and those inputs in
     order (the float op's kernel gets them as its slots)."""
     found: List[Any] = []
 
-    def sub(v: Any) -> Any:
-        if is_input(v):
-            found.append(v)
-            return _Slot(len(found) - 1)
-        if isinstance(v, (tuple, list)):
-            return type(v)(sub(a) for a in v)
-        if isinstance(v, dict):
-            return {k: sub(a) for k, a in v.items()}
-        return v
-    a = sub(tuple(args))
-    k = {n: sub(v) for n, v in kwargs.items()}
+    def slot(v: Any) -> _Slot:
+        found.append(v)
+        return _Slot(len(found) - 1)
+    a = map_nested(tuple(args), is_input, slot)
+    k = {n: map_nested(v, is_input, slot) for n, v in kwargs.items()}
     return a, k, found
 
 
 def _fill(t: Any, vals: Sequence[Any]) -> Any:
-    if isinstance(t, _Slot):
-        return vals[t.i]
-    if isinstance(t, (tuple, list)):
-        return type(t)(_fill(a, vals) for a in t)
-    if isinstance(t, dict):
-        return {k: _fill(a, vals) for k, a in t.items()}
-    return t
+    return map_nested(t, lambda v: isinstance(v, _Slot), lambda v: vals[v.i])
 
 
 @dataclass(eq=False)

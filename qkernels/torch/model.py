@@ -146,17 +146,11 @@ class IntegerModel:
         spec = self.output
 
         def build(env: List[Any]) -> Any:
-            def get(v: Any) -> Any:
-                if isinstance(v, OutputRef):
-                    m = metas.get(slot[v.name])
-                    val = env[slot[v.name]]
-                    return val if m is None else QTensor(val, m.scale, m.zero_point).dequantize()
-                if isinstance(v, (tuple, list)):
-                    return type(v)(get(a) for a in v)
-                if isinstance(v, dict):
-                    return {k: get(a) for k, a in v.items()}
-                return v
-            return get(spec)
+            def get(v: OutputRef) -> Any:
+                m = metas.get(slot[v.name])
+                val = env[slot[v.name]]
+                return val if m is None else QTensor(val, m.scale, m.zero_point).dequantize()
+            return Ly.map_nested(spec, lambda v: isinstance(v, OutputRef), get)
         return build
 
     def _run(self, inputs: Sequence[Any], threads: Optional[int],
@@ -422,14 +416,4 @@ def structured_output(spec: Any, is_value: Callable[[Any], bool], name_of: Calla
     with :class:`OutputRef` in place of each run-time value."""
     if is_value(spec):
         return name_of(spec)
-
-    def sub(v: Any) -> Any:
-        if is_value(v):
-            return OutputRef(name_of(v))
-        if isinstance(v, (tuple, list)):
-            return type(v)(sub(a) for a in v)
-        if isinstance(v, dict):
-            return {k: sub(a) for k, a in v.items()}
-        return v
-    return sub(spec)
-
+    return Ly.map_nested(spec, is_value, lambda v: OutputRef(name_of(v)))

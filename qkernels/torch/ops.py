@@ -457,6 +457,21 @@ def _hardswish_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: 
                             ctx.engine)
 
 
+# ---- float ops ------------------------------------------------------------------------------------
+def float_layer(node: Any, mod: Optional[torch.nn.Module], args: Tuple, kwargs: Dict,
+                out: Optional[QMeta]) -> Ly.Layer:
+    """A graph node run in float (both front ends): its torch op on the (dequantized) inputs,
+    the output quantized with ``out`` when it has one."""
+    a, k, found = Ly.arg_template(args, kwargs, lambda v: isinstance(v, Value))
+    if mod is not None:
+        fn, method = mod, False
+    else:
+        fn, method = node.target, node.op == "call_method"
+    what = type(mod).__name__ if mod is not None else str(getattr(node.target, "__name__", node.target))
+    return Ly.FloatLayer(node.name, tuple(v.name for v in found), out, fn=fn, args=a, kwargs=k,
+                         in_metas=tuple(v.meta for v in found), method=method, what=what)
+
+
 # ---- the table ------------------------------------------------------------------------------------
 def _table() -> List[OpSpec]:
     import torch.ao.nn.intrinsic as nni

@@ -449,7 +449,7 @@ def _build(float_model: torch.nn.Module, gm: fx.GraphModule, cfg: QuantConfig,
             L = Ly.HandlerLayer(name, (args[0].name,), out(name), module=mod,
                                 handler=handlers[type(mod)], x=xm)
         elif name in float_set or (not static and name not in weights):
-            L = _float_layer(node, mod, args, kwargs, out(name) if static else None)
+            L = O.float_layer(node, mod, args, kwargs, out(name) if static else None)
         else:
             spec = _spec(gm, node) if name not in weights else \
                 O.by_name("conv2d" if weights[name].kind == "conv" else "linear")
@@ -465,18 +465,3 @@ def _build(float_model: torch.nn.Module, gm: fx.GraphModule, cfg: QuantConfig,
     return IntegerModel(layers, inputs, output, preset=cfg.preset_obj, config=cfg, reference=ref,
                         mode=cfg.mode, tensor_configs=tcs)
 
-
-def _float_layer(node: fx.Node, mod: Optional[torch.nn.Module], args: Tuple, kwargs: Dict,
-                 out: Optional[QMeta]) -> Ly.Layer:
-    """A node run in float: its torch op on the (dequantized) inputs, the output quantized with
-    ``out`` when it has one."""
-    a, k, found = Ly.arg_template(args, kwargs, lambda v: isinstance(v, O.Value))
-    if node.op == "call_module":
-        fn, method = mod, False
-    elif node.op == "call_method":
-        fn, method = node.target, True
-    else:
-        fn, method = node.target, False
-    what = type(mod).__name__ if mod is not None else str(getattr(node.target, "__name__", node.target))
-    return Ly.FloatLayer(node.name, tuple(v.name for v in found), out, fn=fn, args=a, kwargs=k,
-                         in_metas=tuple(v.meta for v in found), method=method, what=what)
