@@ -21,7 +21,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ImportError:
         print("(model demo skipped: PyTorch is not installed)")
         return 0
-    from qkernels.torch.cli import print_report
+    from qkernels.torch.quantize_cli import print_report
     from qkernels.torch import from_torch_quantized
     from qkernels.torch import QuantConfig, quantize_model
     from qkernels.torch.reference_models import MODELS, digits, load

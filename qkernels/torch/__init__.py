@@ -19,7 +19,7 @@ try:
     import torch as _torch  # noqa: F401
 except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ImportError("qkernels.torch needs PyTorch: pip install 'qkernels[torch]' "
-                      f"({_exc})") from _exc
+                      f"({_exc})", name="torch") from _exc
 
 from .config import QuantConfig, TensorConfig
 from .convert import from_torch_quantized
