@@ -1,6 +1,8 @@
 /* cpu.c -- the one place that asks the CPU what it has: the instruction-set level of this
  * process, chosen once; and the library's information strings. */
-#include "core/core.h"
+#include "core/cpu.h"
+
+#include "qkernels.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -79,7 +79,7 @@ qk_status qk_pack_linear(const void *w, qk_dtype w_type, size_t n, size_t k,
     if (st != QK_OK) return st;
     p->kind = QK__PACK_LINEAR;
     const size_t panels = (n + QK_GEMM_NR - 1) / QK_GEMM_NR;
-    if (qk__level() >= QK_LEVEL_AVX512VNNI && k < ((size_t)1 << 24)) {
+    if (qk__uk()->pack_u8 && k < ((size_t)1 << 24)) {
         st = qk__pack8_common(p, w, panels * ((k + 3) & ~(size_t)3) * QK_GEMM_NR);
         if (st != QK_OK) {
             qk_packed_weights_free(p);
@@ -127,7 +127,7 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
     p->groups = groups;
     p->kh = kh;
     p->kw = kw;
-    if (qk__level() >= QK_LEVEL_AVX512VNNI && in_c_per_group > 1 && p->k < ((size_t)1 << 24)) {
+    if (qk__uk()->pack_u8 && in_c_per_group > 1 && p->k < ((size_t)1 << 24)) {
         const size_t ocg = out_c / groups;
         /* 16-row blocks (more reuse of each im2col panel) unless they pad ocg more than 12 */
         const size_t pad16 = (ocg + 15) / 16 * 16, pad12 = (ocg + 11) / 12 * 12;
@@ -175,7 +175,7 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
     const int32_t shift = w_type == QK_DT_U8 ? 128 : 0;
     int zp_ok = 1;
     for (size_t o = 0; o < out_c; o++) zp_ok &= w_zero_point[o] == shift;
-    if (in_c_per_group == 1 && zp_ok && qk__dw8_plane_kernel() != NULL && kw <= 64) {
+    if (in_c_per_group == 1 && zp_ok && qk__uk()->dw8 != NULL && kw <= 64) {
         /* the 8-bit depthwise layout as well (the int16 one stays for shapes it does not fit) */
         p->dwq = (kw + 3) / 4;
         p->dw8 = (int8_t *)calloc(out_c * kh * p->dwq * 4, 1);
