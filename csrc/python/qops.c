@@ -1,5 +1,5 @@
-/* qops.c -- Python glue of the quantized elementwise / pooling ops (csrc/qops.c), the integer
- * model runtime of qkernels/torch uses them. Private functions (the callers validate the
+/* qops.c -- Python glue of the quantized elementwise / pooling ops (csrc/elementwise/qops.c);
+ * the integer model runtime of qkernels/torch uses them. Private functions (the callers validate the
  * parameters once, when the model is built; the checks here keep a bad call from crashing):
  *   _qadd(a, b, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu) -> new array like a
  *   _qleaky_relu(x, x_scale, x_zp, slope, out_scale, out_zp) -> new array like x
@@ -8,8 +8,6 @@
  *   _qadaptive_avg_pool2d(x NCHW, oh, ow) -> (n, c, oh, ow)
  * Arrays are C-contiguous uint8 or int8. The GIL is released while a kernel runs. */
 #include "qk_numpy.h"
-
-#include "qops.h"
 
 /* x must be a C-contiguous uint8/int8 array (ndim >= min_ndim; exactly 4 when min_ndim is 4). */
 static int qk_py_q8(PyObject *o, const char *name, int ndim4, qk_dtype *t) {
