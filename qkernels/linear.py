@@ -40,9 +40,11 @@ PRESETS = ("fbgemm", "qnnpack", "onnxruntime", "tflite", "pow2")
 SCHEMES = ("double_round", "single_round")
 ROUNDINGS = ("half_up", "half_even", "half_away", "floor")
 
-# C enums (csrc/include/qkernels.h, qk_requant_scheme and qk_status)
-_REQ_NONE, _REQ_FP32, _REQ_DOUBLE, _REQ_SINGLE = 0, 1, 2, 3
-_REQ_SHIFT = {"half_up": 4, "half_even": 5, "half_away": 6, "floor": 7}
+# C enums: qk_requant_scheme as the glue exports it (csrc/include/qkernels.h), and qk_status
+_REQ_NONE, _REQ_FP32, _REQ_DOUBLE, _REQ_SINGLE = (_core.REQ_NONE, _core.REQ_FP32,
+                                                  _core.REQ_DOUBLE, _core.REQ_SINGLE)
+_REQ_SHIFT = {"half_up": _core.REQ_SHIFT_HALF_UP, "half_even": _core.REQ_SHIFT_HALF_EVEN,
+              "half_away": _core.REQ_SHIFT_HALF_AWAY, "floor": _core.REQ_SHIFT_FLOOR}
 _ST_OK, _ST_OVERFLOW, _ST_NOMEM = 0, 7, 9
 _ST_MESSAGES = {1: "input contains NaN", 2: "scale must be finite and > 0",
                 3: "zero point outside its range", 4: "bad activation range", 5: "shift out of range",
