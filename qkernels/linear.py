@@ -40,15 +40,11 @@ PRESETS = ("fbgemm", "qnnpack", "onnxruntime", "tflite", "pow2")
 SCHEMES = ("double_round", "single_round")
 ROUNDINGS = ("half_up", "half_even", "half_away", "floor")
 
-# C enums: qk_requant_scheme as the glue exports it (csrc/include/qkernels.h), and qk_status
+# The C enum qk_requant_scheme (csrc/include/qkernels.h), as the glue exports it
 _REQ_NONE, _REQ_FP32, _REQ_DOUBLE, _REQ_SINGLE = (_core.REQ_NONE, _core.REQ_FP32,
                                                   _core.REQ_DOUBLE, _core.REQ_SINGLE)
 _REQ_SHIFT = {"half_up": _core.REQ_SHIFT_HALF_UP, "half_even": _core.REQ_SHIFT_HALF_EVEN,
               "half_away": _core.REQ_SHIFT_HALF_AWAY, "floor": _core.REQ_SHIFT_FLOOR}
-_ST_OK, _ST_OVERFLOW, _ST_NOMEM = 0, 7, 9
-_ST_MESSAGES = {1: "input contains NaN", 2: "scale must be finite and > 0",
-                3: "zero point outside its range", 4: "bad activation range", 5: "shift out of range",
-                6: "multiplier invalid", 8: "invalid argument"}
 
 
 def _default_threads() -> int:
@@ -526,18 +522,6 @@ def _bound_check(p: _Packed, x_dtype: np.dtype, xzp: int, bias: Optional[np.ndar
             f"two's-complement wrapping)")
 
 
-def _raise_status(st: int, what: str) -> None:
-    if st == _ST_OK:
-        return
-    if st == _ST_OVERFLOW:
-        raise C.AccumulatorOverflowError(
-            f"{what}: a double_round left shift (shift > 0) overflowed int32 (TFLite would wrap; "
-            f"pass overflow='wrap' to do the same)")
-    if st == _ST_NOMEM:
-        raise MemoryError(f"{what}: out of memory")
-    raise ValueError(f"{what}: {_ST_MESSAGES.get(st, f'status {st}')}")
-
-
 def _check_packed_zero_point(w: "_Packed", w_zero_point: Any) -> None:
     """A w_zero_point given with packed weights must be the one they were packed with."""
     if w_zero_point is not None:
@@ -574,10 +558,8 @@ def _run_linear(p: PackedLinear, x: np.ndarray, xzp: int, e: _Epi, odt: np.dtype
     if out is not None:
         C.check_out(out, shape, odt)
     y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
-    st = _core._linear(p._cap, x2, xzp, y, e.scheme, e.bias, e.fbias, e.scale, e.mult, e.shift,
-                       ozp, lo, hi, int(wrap), threads)
-    if st != _ST_OK:
-        _raise_status(st, "qlinear")
+    _core._linear(p._cap, x2, xzp, y, e.scheme, e.bias, e.fbias, e.scale, e.mult, e.shift, ozp,
+                  lo, hi, int(wrap), threads)
     if out is not None and y is not out:
         out[...] = y
         return out
@@ -774,10 +756,8 @@ def _run_conv(p: PackedConv2d, x: np.ndarray, xzp: int, geo: Tuple[int, ...], oh
     if out is not None:
         C.check_out(out, shape, odt)
     y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
-    st = _core._conv2d(p._cap, np.ascontiguousarray(x), xzp, *geo, y, e.scheme, e.bias, e.fbias,
-                       e.scale, e.mult, e.shift, ozp, lo, hi, int(wrap), threads)
-    if st != _ST_OK:
-        _raise_status(st, "qconv2d")
+    _core._conv2d(p._cap, np.ascontiguousarray(x), xzp, *geo, y, e.scheme, e.bias, e.fbias,
+                  e.scale, e.mult, e.shift, ozp, lo, hi, int(wrap), threads)
     if out is not None and y is not out:
         out[...] = y
         return out

@@ -254,9 +254,7 @@ def conv2d_kernel(p: L.PackedConv2d, bias: Any, stride: Any, padding: Any, dilat
             xs = x if sh == sw == 1 else x[:, :, ::sh, ::sw]
             rows = np.ascontiguousarray(xs.transpose(0, 2, 3, 1)).reshape(-1, k)
             y = np.empty((rows.shape[0], n), odt)
-            st = lin(gemm[0], rows, xzp, y, *gemm[1], threads)
-            if st:
-                L._raise_status(st, "qconv2d")
+            lin(gemm[0], rows, xzp, y, *gemm[1], threads)
             return np.ascontiguousarray(y.reshape((nb,) + ohw + (n,)).transpose(0, 3, 1, 2))
         if wide is not None:
             slot, left, w, wgeo = wide
@@ -265,17 +263,13 @@ def conv2d_kernel(p: L.PackedConv2d, bias: Any, stride: Any, padding: Any, dilat
             xw.reshape(c, h, nb, slot)[:, :, :, left:left + w] = x.transpose(1, 2, 0, 3)
             per = slot // geo[1]
             y = np.empty((1, n, ohw[0], nb * per), odt)
-            st = conv(cap, xw, xzp, *wgeo, y, *epi, threads)
-            if st:
-                L._raise_status(st, "qconv2d")
+            conv(cap, xw, xzp, *wgeo, y, *epi, threads)
             return np.ascontiguousarray(
                 y.reshape(n, ohw[0], nb, per)[:, :, :, :ohw[1]].transpose(2, 0, 1, 3))
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         y = np.empty((nb, n) + ohw, odt)
-        st = conv(cap, x, xzp, *geo, y, *epi, threads)
-        if st:
-            L._raise_status(st, "qconv2d")
+        conv(cap, x, xzp, *geo, y, *epi, threads)
         return y
     return per_sample(kernel)
 
@@ -298,9 +292,7 @@ def linear_kernel(p: L.PackedLinear, bias: Any, x_meta: QMeta, w_scale: Any, out
             raise TypeError(f"linear input has dtype {x.dtype}, expected {xdt}")
         x2 = x if x.ndim == 2 and x.flags.c_contiguous else np.ascontiguousarray(x.reshape(-1, k))
         y = np.empty(x.shape[:-1] + (n,), odt)
-        st = lin(cap, x2, xzp, y, *epi, _split_threads(t, x2.shape[0] * n * k))
-        if st:
-            L._raise_status(st, "qlinear")
+        lin(cap, x2, xzp, y, *epi, _split_threads(t, x2.shape[0] * n * k))
         return y
     kernel.macs = n * k  # type: ignore[attr-defined]
     return per_sample(kernel)
