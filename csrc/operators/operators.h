@@ -47,6 +47,9 @@ struct qk_packed_weights {
      * n x kh x dwq quads of s8 taps (w8, kw padded with zeros to 4 dwq), their sums in colsum */
     int8_t *dw8;
     size_t dwq;
+    /* conv 1x1, one group: the same weights packed for qk_linear (out_c x in_c), for the
+     * 1x1-as-GEMM path of qk_conv2d (conv2d.c) */
+    qk_packed_weights *lin;
 };
 
 size_t qk__dtype_size(qk_dtype t);

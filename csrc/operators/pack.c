@@ -127,6 +127,14 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
     p->groups = groups;
     p->kh = kh;
     p->kw = kw;
+    if (kh == 1 && kw == 1 && groups == 1) { /* OIHW with 1 x 1 taps is the (n, k) matrix */
+        st = qk_pack_linear(w, w_type, out_c, in_c_per_group, w_zero_point, &p->lin);
+        if (st != QK_OK) {
+            qk_packed_weights_free(p);
+            *out = NULL;
+            return st;
+        }
+    }
     if (qk__uk()->pack_u8 && in_c_per_group > 1 && p->k < ((size_t)1 << 24)) {
         const size_t ocg = out_c / groups;
         /* 16-row blocks (more reuse of each im2col panel) unless they pad ocg more than 12 */
@@ -198,6 +206,7 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
 
 void qk_packed_weights_free(qk_packed_weights *w) {
     if (w == NULL) return;
+    qk_packed_weights_free(w->lin);
     free(w->data);
     free(w->data8);
     free(w->dw8);
@@ -213,18 +222,20 @@ size_t qk_packed_weights_n(const qk_packed_weights *w) { return w ? w->n : 0; }
 size_t qk_packed_weights_k(const qk_packed_weights *w) { return w ? w->k : 0; }
 size_t qk_packed_weights_bytes(const qk_packed_weights *w) {
     if (w == NULL) return 0;
+    const size_t lin = qk_packed_weights_bytes(w->lin); /* 1x1 conv: the linear packing too */
     if (w->vnni) {
         const size_t bytes = w->kind == QK__PACK_LINEAR
                                  ? ((w->n + QK_GEMM_NR - 1) / QK_GEMM_NR) * w->k4 * QK_GEMM_NR
                                  : w->groups * w->nblk * w->mr8 * w->k4;
         const size_t rows = w->rowsum8 ? w->n * w->kh * sizeof(int32_t) : 0;
-        return sizeof *w + bytes + w->n * (sizeof(int64_t) + 3 * sizeof(int32_t)) + rows;
+        return sizeof *w + bytes + w->n * (sizeof(int64_t) + 3 * sizeof(int32_t)) + rows + lin;
     }
     const size_t dw8 = w->dw8 ? w->n * (w->kh * w->dwq * 4 + sizeof(int32_t)) : 0;
     size_t elems = w->kind == QK__PACK_LINEAR
                        ? ((w->n + QK_GEMM_NR - 1) / QK_GEMM_NR) * w->k2 * QK_GEMM_NR
                        : w->n * w->k2;
-    return sizeof *w + elems * sizeof(int16_t) + w->n * (sizeof(int64_t) + sizeof(int32_t)) + dw8;
+    return sizeof *w + elems * sizeof(int16_t) + w->n * (sizeof(int64_t) + sizeof(int32_t)) + dw8 +
+           lin;
 }
 
 uint32_t *qk__zp_correction(const qk_packed_weights *w, int32_t xz8) {

@@ -368,7 +368,7 @@ typedef struct qk_segs {
  * qk_im2col_u8x4: the [taps * nq][16][4] panel of one tile from a channel-quad image (src: the
  * group's first quad plane, quad planes plane4 bytes apart): quad (tap, cq) lane i = pixel
  * base[r] + i * stride_w + tapoff[tap] of plane cq, for the run r holding lane i. Reads up to
- * 64 * stride_w bytes past a run's first pixel; stride_w 1 or 2. */
+ * 64 * stride_w bytes past a run's first pixel; stride_w 1 or 2; the panel 64-byte aligned. */
 void qk_im2col_u8__scalar(const uint8_t *src, const size_t *koff, size_t k, size_t k4,
                           const size_t *off, size_t cnt, uint8_t *panel);
 typedef int (*qk_im2col_u8_fn)(const uint8_t *src, const size_t *koff, size_t k, size_t k4,
