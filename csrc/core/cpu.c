@@ -1,6 +1,8 @@
 /* cpu.c -- the one place that asks the CPU what it has: the instruction-set level of this
  * process, chosen once; and the library's information strings. */
-#include "core/core.h"
+#include "core/cpu.h"
+
+#include "qkernels.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +79,9 @@ const char *qk_status_str(qk_status status) {
         case QK_ERR_QRANGE: return "qmin/qmax invalid for the output type (or qmin > qmax)";
         case QK_ERR_SHIFT: return "shift out of range";
         case QK_ERR_MULTIPLIER: return "multiplier invalid (negative or not finite)";
-        case QK_ERR_OVERFLOW: return "int32 accumulator overflow";
+        case QK_ERR_OVERFLOW:
+            return "int32 accumulator overflow (past the worst-case bound, or in a double_round "
+                   "left shift acc * 2^shift)";
         case QK_ERR_ARG: return "invalid argument";
         case QK_ERR_NOMEM: return "out of memory";
     }

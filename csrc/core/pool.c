@@ -1,8 +1,8 @@
-/* epilogue.c -- the output stage shared by qk_linear and qk_conv2d: int32 bias, requantization
- * (fp32 / double_round / single_round / shifts, the cores of requantize.c), zero point, clamp;
- * the accumulator bound check; and the small thread pool split. */
+/* pool.c -- the thread pool of the C library: qk__parallel (core/pool.h). */
 #define _POSIX_C_SOURCE 200809L /* sysconf */
-#include "operators/operators.h"
+#include "core/pool.h"
+
+#include "core/isa.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -11,170 +11,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-qk_status qk__epilogue_check(const qk_epilogue *ep, size_t n) {
-    if (ep == NULL) return QK_ERR_ARG;
-    const qk_requant_scheme s = ep->scheme;
-    if ((int)s < (int)QK_REQ_NONE || (int)s > (int)QK_REQ_SHIFT_FLOOR) return QK_ERR_ARG;
-    if (s == QK_REQ_NONE) {
-        if (ep->out_type != QK_DT_S32 || ep->float_bias != NULL) return QK_ERR_ARG;
-        return QK_OK;
-    }
-    if (ep->out_type != QK_DT_U8 && ep->out_type != QK_DT_S8) return QK_ERR_ARG;
-    if (ep->float_bias != NULL && s != QK_REQ_FP32) return QK_ERR_ARG;
-    const int64_t tmin = ep->out_type == QK_DT_U8 ? 0 : -128;
-    const int64_t tmax = ep->out_type == QK_DT_U8 ? 255 : 127;
-    qk_status st = qk__check_range(ep->zero_point, ep->act_min, ep->act_max, tmin, tmax);
-    if (st != QK_OK) return st;
-    if (s == QK_REQ_FP32) {
-        if (ep->scale == NULL) return QK_ERR_ARG;
-        for (size_t o = 0; o < n; o++) {
-            if (!qk__scale_ok(ep->scale[o])) return QK_ERR_SCALE;
-            if (ep->float_bias != NULL && !isfinite(ep->float_bias[o])) return QK_ERR_ARG;
-        }
-    } else if (s == QK_REQ_DOUBLE || s == QK_REQ_SINGLE) {
-        if (ep->multiplier == NULL || ep->shift == NULL) return QK_ERR_ARG;
-        for (size_t o = 0; o < n; o++) {
-            if (ep->multiplier[o] < 0) return QK_ERR_MULTIPLIER;
-            if (ep->shift[o] < -31 || ep->shift[o] > 30) return QK_ERR_SHIFT;
-        }
-    } else {
-        if (ep->shift == NULL) return QK_ERR_ARG;
-        for (size_t o = 0; o < n; o++)
-            if (ep->shift[o] < -31 || ep->shift[o] > 31) return QK_ERR_SHIFT;
-    }
-    return QK_OK;
-}
-
-qk_status qk__bound_check(const qk_packed_weights *w, qk_dtype x_type, int32_t x_zp,
-                          const qk_epilogue *ep) {
-    if (x_type != QK_DT_U8 && x_type != QK_DT_S8) return QK_ERR_ARG;
-    const int32_t lo = x_type == QK_DT_U8 ? 0 : -128, hi = x_type == QK_DT_U8 ? 255 : 127;
-    if (x_zp < lo || x_zp > hi) return QK_ERR_ZERO_POINT;
-    if (ep->wrap) return QK_OK;
-    const int64_t xmax = (x_zp - lo) > (hi - x_zp) ? (x_zp - lo) : (hi - x_zp);
-    for (size_t o = 0; o < w->n; o++) {
-        int64_t b = ep->bias ? (int64_t)ep->bias[o] : 0;
-        b = b < 0 ? -b : b;
-        /* abs_sum <= 255 * 2^40, xmax <= 255: the product fits in int64 */
-        if (xmax * w->abs_sum[o] + b > INT32_MAX) return QK_ERR_OVERFLOW;
-    }
-    return QK_OK;
-}
-
-static inline void qk__store(qk_dtype t, void *y, size_t i, int32_t v) {
-    if (t == QK_DT_U8)
-        ((uint8_t *)y)[i] = (uint8_t)v;
-    else if (t == QK_DT_S8)
-        ((int8_t *)y)[i] = (int8_t)v;
-    else
-        ((int32_t *)y)[i] = v;
-}
-
-/* One element; returns 0 on a strict double-round overflow. */
-static inline int qk__epi1(const qk_epilogue *ep, size_t o, int32_t raw, int32_t *q) {
-    const int32_t acc = ep->bias ? (int32_t)((uint32_t)raw + (uint32_t)ep->bias[o]) : raw;
-    int64_t v;
-    switch (ep->scheme) {
-        case QK_REQ_NONE: *q = acc; return 1;
-        case QK_REQ_FP32: {
-            float f = (float)acc;
-            if (ep->float_bias) f = f + ep->float_bias[o];
-            f = f * ep->scale[o];
-            const float flo = (float)(ep->act_min - ep->zero_point);
-            const float fhi = (float)(ep->act_max - ep->zero_point);
-            f = f < flo ? flo : (f > fhi ? fhi : f);
-            *q = (int32_t)nearbyintf(f) + ep->zero_point;
-            return 1;
-        }
-        case QK_REQ_DOUBLE: {
-            int32_t r;
-            if (!qk__req_double(acc, ep->multiplier[o], ep->shift[o], &r)) {
-                if (!ep->wrap) return 0;
-                r = qk__mul_by_quantized_multiplier(acc, ep->multiplier[o], ep->shift[o]);
-            }
-            v = (int64_t)r;
-            break;
-        }
-        case QK_REQ_SINGLE: v = qk__req_single(acc, ep->multiplier[o], ep->shift[o]); break;
-        default: v = qk__shift_round(acc, ep->shift[o], ep->scheme); break; /* QK_REQ_SHIFT_* */
-    }
-    *q = (int32_t)qk__clamp64(v + ep->zero_point, ep->act_min, ep->act_max);
-    return 1;
-}
-
 #if QK_X86
 #include <immintrin.h>
-
-/* The fp32 and int32 (no requantization) schemes, 8 elements at a time, bit-identical to
- * qk__epi1: vpaddd wraps like the uint32 add, cvtdq2ps and cvtps2dq round to nearest even as
- * the scalar conversions and nearbyintf do in the default rounding mode, and the clamp happens
- * on integral float bounds. per_ch: channel o + i for element i (linear); else channel o. */
-QK_TARGET_AVX2 static size_t qk__epi_avx2(const qk_epilogue *ep, size_t o, int per_ch,
-                                          const int32_t *src, size_t cnt, void *y) {
-    const int fp32 = ep->scheme == QK_REQ_FP32;
-    if (!fp32 && ep->scheme != QK_REQ_NONE) return 0;
-    const __m256 flo = _mm256_set1_ps((float)(ep->act_min - ep->zero_point));
-    const __m256 fhi = _mm256_set1_ps((float)(ep->act_max - ep->zero_point));
-    const __m256i vzp = _mm256_set1_epi32(ep->zero_point);
-    const int is_s8 = ep->out_type == QK_DT_S8;
-    size_t i = 0;
-    for (; i + 8 <= cnt; i += 8) {
-        __m256i acc = _mm256_loadu_si256((const __m256i *)(src + i));
-        if (ep->bias)
-            acc = _mm256_add_epi32(acc, per_ch ? _mm256_loadu_si256((const __m256i *)(ep->bias + o + i))
-                                               : _mm256_set1_epi32(ep->bias[o]));
-        if (!fp32) {
-            _mm256_storeu_si256((__m256i *)((int32_t *)y + i), acc);
-            continue;
-        }
-        __m256 f = _mm256_cvtepi32_ps(acc);
-        if (ep->float_bias)
-            f = _mm256_add_ps(f, per_ch ? _mm256_loadu_ps(ep->float_bias + o + i)
-                                        : _mm256_set1_ps(ep->float_bias[o]));
-        f = _mm256_mul_ps(f, per_ch ? _mm256_loadu_ps(ep->scale + o + i) : _mm256_set1_ps(ep->scale[o]));
-        f = _mm256_min_ps(_mm256_max_ps(f, flo), fhi);
-        const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(f), vzp);
-        const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-        const __m128i b8 = is_s8 ? _mm_packs_epi16(w16, w16) : _mm_packus_epi16(w16, w16);
-        _mm_storel_epi64((__m128i *)((uint8_t *)y + i), b8);
-    }
-    return i;
-}
 #endif
 
-static qk_status qk__epi_tail(const qk_epilogue *ep, size_t o, int per_ch, const int32_t *src,
-                              size_t i, size_t cnt, void *y) {
-    for (; i < cnt; i++) {
-        int32_t q;
-        if (!qk__epi1(ep, per_ch ? o + i : o, src[i], &q)) return QK_ERR_OVERFLOW;
-        qk__store(ep->out_type, y, i, q);
-    }
-    return QK_OK;
-}
-
-qk_status qk__epilogue_run(const qk_epilogue *ep, size_t o, const int32_t *src, size_t cnt,
-                           void *y) {
-    size_t i = 0;
-#if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX512VNNI) i = qk__epilogue_run_avx512(ep, o, src, cnt, y);
-    if (qk__level() >= QK_LEVEL_AVX2)
-        i += qk__epi_avx2(ep, o, 0, src + i, cnt - i,
-                          (char *)y + i * (ep->out_type == QK_DT_S32 ? 4 : 1));
-#endif
-    return qk__epi_tail(ep, o, 0, src, i, cnt, y);
-}
-
-qk_status qk__epilogue_channels(const qk_epilogue *ep, size_t o0, const int32_t *src, size_t cnt,
-                                void *y) {
-    size_t i = 0;
-#if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX2) i = qk__epi_avx2(ep, o0, 1, src, cnt, y);
-#endif
-    return qk__epi_tail(ep, o0, 1, src, i, cnt, y);
-}
-
-/* ---- threads ---------------------------------------------------------------------------
- * Dynamic split: the calling thread and up to threads - 1 helpers claim jobs from a shared
+/* Dynamic split: the calling thread and up to threads - 1 helpers claim jobs from a shared
  * counter, so a helper that the OS schedules late (a busy machine) takes fewer jobs instead of
  * holding everyone up. The caller waits for every *claimed* job to finish, never for a helper
  * that has not started: the control block of a call is reference counted (a late helper finds no

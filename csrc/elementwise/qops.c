@@ -1,7 +1,5 @@
 /* qops.c -- quantized add, LeakyReLU, clamp, max pooling and adaptive average pooling on 8-bit
- * tensors, as PyTorch's quantized CPU kernels compute them (see qops.h for the formulas). */
-#include "qops.h"
-
+ * tensors, as PyTorch's quantized CPU kernels compute them (the formulas are in qkernels.h). */
 #include "core/core.h"
 
 #include <math.h>

@@ -35,15 +35,11 @@
  *   Memory is then ow + k int32 a job: it follows the work, never the padding. Portable C on
  *   every path (the same bits), the shared unfused epilogue.
  * Every output element is computed the same way whatever the thread split. */
-#include "ukernels/ukernels.h"
+#include "operators/operators.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if QK_X86
-#include <immintrin.h>
-#endif
 
 enum { QK__CONV_TILES = 4, QK__SLACK = 192, QK__BROWS = 8 };
 
@@ -61,9 +57,7 @@ typedef struct {
     size_t cparts; /* 8-bit path: parts of a group's output-channel blocks a job (tile jobs x
                     * cparts jobs a group) */
     int flat; /* 8-bit path, ow >= 8: tiles are 16 consecutive NCHW pixels, across rows */
-    qk_gemm_ukernel uk;
-    qk_dw_plane_kernel dw;
-    int vbmi;                /* 8-bit panels built with vpermt2b (the dw8 kernel exists) */
+    const qk__ukernels *uk;  /* this process's micro-kernels */
     qk_dw8_plane_kernel dw8; /* 8-bit depthwise, when the weights have that layout and it fits */
     /* 8-bit path (w->vnni): padded u8 image (int8 activations + 128; padding = xz8) */
     uint8_t *xp8;
@@ -72,12 +66,12 @@ typedef struct {
     qk_gemm_s8u8_ukernel uk8;
     qk_gemm_s8u8_ukernel uk8h; /* tiles of at most 8 pixels */
     size_t *koff;     /* k entries: offset of tap k (channel, row, column) in a group's image */
-    qk__conv_fused_kernel fk;  /* 8-bit tiles of more than 8 pixels, output fused (or NULL) */
-    qk__dw8_fused_kernel dw8f; /* 8-bit depthwise plane, output fused (or NULL) */
-    qk__plane_blocks pb;       /* with dw8f: the padded plane as 64-byte blocks */
+    qk_conv_fused_kernel fk;   /* 8-bit tiles of more than 8 pixels, output fused (or NULL) */
+    qk_dw8_fused_kernel dw8f;  /* 8-bit depthwise plane, output fused (or NULL) */
+    qk_pad_u8_blocks pb;       /* with dw8f: the padded plane as 64-byte blocks */
     int cq8;                   /* w->cq8: channel-quad image (conv_internal.h), k = (tap, c) */
     size_t *tapoff;            /* cq8: pixel offset of each tap (r, q) in a plane */
-    qk__conv_direct_kernel dk[2]; /* cq8, stride 1, fused, no wzp8: tiles of 1 / 2 runs read
+    qk_conv_direct_kernel dk[2];  /* cq8, stride 1, fused, no wzp8: tiles of 1 / 2 runs read
                                    * straight from the image (or NULL) */
     /* With dk: the output rows whose windows reach into the top or bottom padding (btop
      * leading, bbot trailing; 0 when not used) are tiled row by row and run only kernel rows
@@ -88,48 +82,7 @@ typedef struct {
     _Atomic int status;
 } qk__conv_ctx;
 
-#if QK_X86
-QK_TARGET_AVX2 static size_t qk__widen_row_avx2(const void *src, qk_dtype xt, int32_t zp, size_t n,
-                                                int16_t *d) {
-    const __m256i vzp = _mm256_set1_epi16((int16_t)zp);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m128i v = _mm_loadu_si128((const __m128i *)((const uint8_t *)src + i));
-        const __m256i w = xt == QK_DT_U8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v);
-        _mm256_storeu_si256((__m256i *)(d + i), _mm256_sub_epi16(w, vzp));
-    }
-    return i;
-}
-#endif
-
-#if QK_X86
-QK_TARGET_AVX2 static void qk__widen_row_over_avx2(const void *src, qk_dtype xt, int32_t zp,
-                                                   size_t n, int16_t *d) {
-    const __m256i vzp = _mm256_set1_epi16((int16_t)zp);
-    for (size_t i = 0; i < n; i += 16) {
-        const __m128i v = _mm_loadu_si128((const __m128i *)((const uint8_t *)src + i));
-        const __m256i w = xt == QK_DT_U8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v);
-        _mm256_storeu_si256((__m256i *)(d + i), _mm256_sub_epi16(w, vzp));
-    }
-}
-#endif
-
 /* ---- phase 1: padded int16 image ---------------------------------------------------------- */
-/* One row: d[i] = x[i] - zp for n elements (u8 or s8 source). */
-static void qk__widen_row(const void *src, qk_dtype xt, int32_t zp, size_t n, int16_t *d) {
-    size_t i = 0;
-#if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX2) i = qk__widen_row_avx2(src, xt, zp, n, d);
-#endif
-    if (xt == QK_DT_U8) {
-        const uint8_t *s8 = (const uint8_t *)src;
-        for (; i < n; i++) d[i] = (int16_t)((int32_t)s8[i] - zp);
-    } else {
-        const int8_t *s8 = (const int8_t *)src;
-        for (; i < n; i++) d[i] = (int16_t)((int32_t)s8[i] - zp);
-    }
-}
-
 static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
     qk__conv_ctx *c = (qk__conv_ctx *)vctx;
     const qk_conv2d_shape *s = c->s;
@@ -139,19 +92,17 @@ static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
         const uint8_t *src = (const uint8_t *)c->x + j * s->in_h * s->in_w;
         for (size_t h = 0; h < s->in_h; h++) {
             int16_t *dr = d + (h + s->pad_top) * c->wp + s->pad_left;
-#if QK_X86
             /* Whole 16-element blocks when they stay inside this plane, both in the input and
              * in the padded image: they may read up to 15 bytes of the following input rows and
              * write up to 15 elements after the row (later rows and padding, written after). */
             const size_t w16 = (s->in_w + 15) & ~(size_t)15;
-            if (qk__level() >= QK_LEVEL_AVX2 && h * s->in_w + w16 <= s->in_h * s->in_w &&
+            if (c->uk->widen_s16_over != NULL && h * s->in_w + w16 <= s->in_h * s->in_w &&
                 (size_t)(dr - d) + w16 <= (s->pad_top + h + 1) * c->wp + s->pad_left + s->in_w &&
                 (size_t)(dr - d) + w16 <= plane && h + 1 < s->in_h) {
-                qk__widen_row_over_avx2(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
+                c->uk->widen_s16_over(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
                 continue;
             }
-#endif
-            qk__widen_row(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
+            c->uk->widen_s16(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
         }
         /* padding last: it overwrites what the 16-element blocks spilled */
         memset(d, 0, s->pad_top * c->wp * sizeof(int16_t));
@@ -169,40 +120,10 @@ static void qk__pad_planes8(void *vctx, size_t j0, size_t j1) {
     const qk_conv2d_shape *s = c->s;
     const size_t plane = c->hp * c->wp;
     const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
-    const uint64_t flip8 = flip * UINT64_C(0x0101010101010101);
-    for (size_t j = j0; j < j1; j++) {
-        uint8_t *d = c->xp8 + j * plane;
-        const uint8_t *src0 = (const uint8_t *)c->x + j * s->in_h * s->in_w;
-        if (qk__pad_plane8(src0, s->in_h, s->in_w, flip, (uint8_t)c->xz8, s->pad_top,
-                           s->pad_left, c->hp, c->wp, d))
-            continue;
-        if (s->pad_left || s->pad_right) {
-            /* side padding: one fill of the whole plane (the rows are then written over it)
-             * costs less than two small memset calls a row */
-            memset(d, c->xz8, plane);
-        } else {
-            if (s->pad_top) memset(d, c->xz8, s->pad_top * c->wp);
-            if (s->pad_bottom)
-                memset(d + (s->pad_top + s->in_h) * c->wp, c->xz8, s->pad_bottom * c->wp);
-        }
-        uint8_t *dst = d + s->pad_top * c->wp + s->pad_left;
-        for (size_t h = 0; h < s->in_h; h++) {
-            uint8_t *dr = dst + h * c->wp;
-            const uint8_t *src = src0 + h * s->in_w;
-            if (!flip) {
-                memcpy(dr, src, s->in_w);
-                continue;
-            }
-            size_t i = 0;
-            for (; i + 8 <= s->in_w; i += 8) { /* int8 activations: + 128 is a flip of bit 7 */
-                uint64_t v;
-                memcpy(&v, src + i, 8);
-                v ^= flip8;
-                memcpy(dr + i, &v, 8);
-            }
-            for (; i < s->in_w; i++) dr[i] = (uint8_t)(src[i] ^ flip);
-        }
-    }
+    for (size_t j = j0; j < j1; j++)
+        c->uk->pad_u8((const uint8_t *)c->x + j * s->in_h * s->in_w, s->in_h, s->in_w, flip,
+                      (uint8_t)c->xz8, s->pad_top, s->pad_left, c->hp, c->wp,
+                      c->xp8 + j * plane);
 }
 
 /* cq8: job j = b * in_c / 4 + quad: the quad's channel-quad plane from its 4 input planes. */
@@ -211,74 +132,11 @@ static void qk__pad_quads8(void *vctx, size_t j0, size_t j1) {
     const qk_conv2d_shape *s = c->s;
     const size_t plane = c->hp * c->wp, pin = s->in_h * s->in_w;
     const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
-    for (size_t j = j0; j < j1; j++) {
-        uint8_t *d = c->xp8 + j * 4 * plane;
-        const uint8_t *src = (const uint8_t *)c->x + j * 4 * pin;
-        if (qk__pad_quad8(src, pin, s->in_h, s->in_w, flip, (uint8_t)c->xz8, s->pad_top,
-                          s->pad_left, c->hp, c->wp, d))
-            continue;
-        /* portable: element (channel q, padded row h, column x) at ((h * wp + x) * 4 + q) */
-        memset(d, c->xz8, 4 * plane);
-        for (size_t q = 0; q < 4; q++)
-            for (size_t h = 0; h < s->in_h; h++)
-                for (size_t x = 0; x < s->in_w; x++)
-                    d[((h + s->pad_top) * c->wp + x + s->pad_left) * 4 + q] =
-                        (uint8_t)(src[q * pin + h * s->in_w + x] ^ flip);
-    }
+    for (size_t j = j0; j < j1; j++)
+        c->uk->pad_u8x4((const uint8_t *)c->x + j * 4 * pin, pin, s->in_h, s->in_w, flip,
+                        (uint8_t)c->xz8, s->pad_top, s->pad_left, c->hp, c->wp,
+                        c->xp8 + j * 4 * plane);
 }
-
-/* ---- phase 2a: im2col^T panel of one tile -------------------------------------------------- */
-/* src: the padded plane of the group's first channel; base: offset of the tile's first pixel
- * (oh * stride_h * wp + ow0 * stride_w); cnt valid pixels. */
-static void qk__build_panel_scalar(const qk__conv_ctx *c, const int16_t *src, size_t base,
-                                   size_t cnt, int16_t *panel) {
-    const size_t k = c->w->k, sw = c->s->stride_w;
-    for (size_t kk = 0; kk < k; kk++) {
-        const int16_t *p = src + c->koff[kk] + base;
-        int16_t *d = panel + (kk / 2) * 2 * QK_GEMM_NR + (kk & 1);
-        size_t i = 0;
-        for (; i < cnt; i++) d[2 * i] = p[i * sw];
-        for (; i < QK_GEMM_NR; i++) d[2 * i] = 0;
-    }
-    if (k & 1) {
-        int16_t *d = panel + (k / 2) * 2 * QK_GEMM_NR + 1;
-        for (size_t i = 0; i < QK_GEMM_NR; i++) d[2 * i] = 0;
-    }
-}
-
-#if QK_X86
-/* Loads the 16 int16 of one k row for the tile (stride 1 or 2); lanes >= cnt are garbage that
- * only reaches output columns that are never stored. */
-QK_TARGET_AVX2 static inline __m256i qk__tile_row(const int16_t *p, size_t stride_w) {
-    if (stride_w == 1) return _mm256_loadu_si256((const __m256i *)p);
-    const __m256i m = _mm256_set1_epi32(0xFFFF);
-    const __m256i v0 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), m);
-    const __m256i v1 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(p + 16)), m);
-    return _mm256_permute4x64_epi64(_mm256_packus_epi32(v0, v1), 0xD8);
-}
-
-QK_TARGET_AVX2 static void qk__build_panel_avx2(const qk__conv_ctx *c, const int16_t *src,
-                                                size_t base, int16_t *panel) {
-    const size_t k = c->w->k, sw = c->s->stride_w;
-    const __m256i zero = _mm256_setzero_si256();
-    for (size_t kk = 0; kk < k; kk += 2) {
-        const __m256i v0 = qk__tile_row(src + c->koff[kk] + base, sw);
-        const __m256i v1 = kk + 1 < k ? qk__tile_row(src + c->koff[kk + 1] + base, sw) : zero;
-        const __m256i lo = _mm256_unpacklo_epi16(v0, v1), hi = _mm256_unpackhi_epi16(v0, v1);
-        _mm256_storeu_si256((__m256i *)(panel + kk * QK_GEMM_NR),
-                            _mm256_permute2x128_si256(lo, hi, 0x20));
-        _mm256_storeu_si256((__m256i *)(panel + kk * QK_GEMM_NR + 16),
-                            _mm256_permute2x128_si256(lo, hi, 0x31));
-    }
-}
-#endif
-
-/* The lanes of one tile: up to QK__SEGS runs of consecutive lanes on one output row each. Lane
- * i of run r (i >= start[r]) reads the image at base[r] + i * stride_w. */
-enum { QK__SEGS = 4 };
-typedef struct {
-    size_t n, start[QK__SEGS], base[QK__SEGS];
-} qk__segs;
 
 /* Tile t of an (image, group), 8-bit path: cnt pixels from NCHW pixel pix0 (output row oh,
  * column ow0); brow: its border row (ctx btop / bbot), or -1. Order: the btop top border rows
@@ -314,189 +172,15 @@ static void qk__tile_at(const qk__conv_ctx *c, size_t t, qk__tile *d) {
     d->pix0 = d->oh * c->ow + d->ow0;
 }
 
-/* 8-bit panel [k4/4][16][4] u8 of one tile; k rows past k are zero; lanes >= cnt are zero
- * (scalar) or don't-care (SIMD). Lane i reads the image at off[i] (+ the tap's offset). */
-static void qk__build_panel8_scalar(const qk__conv_ctx *c, const uint8_t *src, const size_t *off,
-                                    size_t cnt, uint8_t *panel) {
-    const size_t k = c->w->k;
-    for (size_t kk = 0; kk < c->w->k4; kk++) {
-        uint8_t *d = panel + (kk / 4) * 64 + (kk & 3);
-        size_t i = 0;
-        if (kk < k) {
-            const uint8_t *p = src + c->koff[kk];
-            for (; i < cnt; i++) d[4 * i] = p[off[i]];
-        }
-        for (; i < QK_GEMM_NR; i++) d[4 * i] = 0;
-    }
-}
-
-#if QK_X86
-QK_TARGET_AVX2 static inline __m128i qk__tile_row8(const uint8_t *p, size_t stride_w) {
-    if (stride_w == 1) return _mm_loadu_si128((const __m128i *)p);
-    const __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), _mm256_set1_epi16(0xFF));
-    return _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-}
-
-/* One k row of a tile: nseg runs (1 to 3, a constant in each specialization below), lanes of
- * run r taken from p + base[r] (vpblendvb with the run's lane mask). */
-QK_TARGET_AVX2 static inline __attribute__((always_inline)) __m128i
-qk__seg_row8(const uint8_t *p, const size_t *base, int nseg, size_t sw, __m128i m1, __m128i m2) {
-    __m128i v = qk__tile_row8(p + base[0], sw);
-    if (nseg > 1) v = _mm_blendv_epi8(v, qk__tile_row8(p + base[1], sw), m1);
-    if (nseg > 2) v = _mm_blendv_epi8(v, qk__tile_row8(p + base[2], sw), m2);
-    return v;
-}
-
-QK_TARGET_AVX2 static inline __attribute__((always_inline)) void
-qk__panel8_body(const uint8_t *src, const size_t *koff, size_t k, size_t k4, const size_t *base,
-                int nseg, size_t sw, __m128i m1, __m128i m2, uint8_t *panel) {
-    size_t kk = 0;
-    for (; kk + 4 <= k; kk += 4) {
-        const __m128i v0 = qk__seg_row8(src + koff[kk], base, nseg, sw, m1, m2);
-        const __m128i v1 = qk__seg_row8(src + koff[kk + 1], base, nseg, sw, m1, m2);
-        const __m128i v2 = qk__seg_row8(src + koff[kk + 2], base, nseg, sw, m1, m2);
-        const __m128i v3 = qk__seg_row8(src + koff[kk + 3], base, nseg, sw, m1, m2);
-        const __m128i a = _mm_unpacklo_epi8(v0, v1), a2 = _mm_unpackhi_epi8(v0, v1);
-        const __m128i b = _mm_unpacklo_epi8(v2, v3), b2 = _mm_unpackhi_epi8(v2, v3);
-        __m128i *d = (__m128i *)(panel + kk * 16);
-        _mm_storeu_si128(d, _mm_unpacklo_epi16(a, b));
-        _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(a, b));
-        _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(a2, b2));
-        _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(a2, b2));
-    }
-    if (kk < k4) { /* the last quad: k rows past k are zero */
-        __m128i v[4];
-        for (size_t q = 0; q < 4; q++)
-            v[q] = kk + q < k ? qk__seg_row8(src + koff[kk + q], base, nseg, sw, m1, m2)
-                              : _mm_setzero_si128();
-        const __m128i a = _mm_unpacklo_epi8(v[0], v[1]), a2 = _mm_unpackhi_epi8(v[0], v[1]);
-        const __m128i b = _mm_unpacklo_epi8(v[2], v[3]), b2 = _mm_unpackhi_epi8(v[2], v[3]);
-        __m128i *d = (__m128i *)(panel + kk * 16);
-        _mm_storeu_si128(d, _mm_unpacklo_epi16(a, b));
-        _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(a, b));
-        _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(a2, b2));
-        _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(a2, b2));
-    }
-}
-
-
-QK_TARGET_AVX512VBMI static inline __attribute__((always_inline)) __m128i
-qk__seg_row8v(const uint8_t *p, const size_t *base, int nseg, size_t sw, __m128i m1, __m128i m2) {
-    __m128i v;
-    if (sw == 1) {
-        v = _mm_loadu_si128((const __m128i *)(p + base[0]));
-        if (nseg > 1) v = _mm_blendv_epi8(v, _mm_loadu_si128((const __m128i *)(p + base[1])), m1);
-        if (nseg > 2) v = _mm_blendv_epi8(v, _mm_loadu_si128((const __m128i *)(p + base[2])), m2);
-    } else {
-        v = qk__tile_row8(p + base[0], sw);
-        if (nseg > 1) v = _mm_blendv_epi8(v, qk__tile_row8(p + base[1], sw), m1);
-        if (nseg > 2) v = _mm_blendv_epi8(v, qk__tile_row8(p + base[2], sw), m2);
-    }
-    return v;
-}
-
-/* VBMI: the four rows of a quad go into two ymm and one vpermt2b interleaves them into the
- * 64-byte [16][4] block (byte 4p + q = row q, pixel p). */
-QK_TARGET_AVX512VBMI static inline __attribute__((always_inline)) void
-qk__panel8v_body(const uint8_t *src, const size_t *koff, size_t k, size_t k4, const size_t *base,
-                 int nseg, size_t sw, __m128i m1, __m128i m2, uint8_t *panel) {
-    static const uint8_t idxb[64] = {
-        0, 16, 64, 80, 1, 17, 65, 81, 2, 18, 66, 82, 3, 19, 67, 83,
-        4, 20, 68, 84, 5, 21, 69, 85, 6, 22, 70, 86, 7, 23, 71, 87,
-        8, 24, 72, 88, 9, 25, 73, 89, 10, 26, 74, 90, 11, 27, 75, 91,
-        12, 28, 76, 92, 13, 29, 77, 93, 14, 30, 78, 94, 15, 31, 79, 95};
-    const __m512i idx = _mm512_loadu_si512((const void *)idxb);
-    size_t kk = 0;
-    for (; kk + 4 <= k; kk += 4) {
-        const __m128i v0 = qk__seg_row8v(src + koff[kk], base, nseg, sw, m1, m2);
-        const __m128i v1 = qk__seg_row8v(src + koff[kk + 1], base, nseg, sw, m1, m2);
-        const __m128i v2 = qk__seg_row8v(src + koff[kk + 2], base, nseg, sw, m1, m2);
-        const __m128i v3 = qk__seg_row8v(src + koff[kk + 3], base, nseg, sw, m1, m2);
-        const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(v0), v1, 1);
-        const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(v2), v3, 1);
-        _mm512_storeu_si512((void *)(panel + kk * 16),
-                            _mm512_permutex2var_epi8(_mm512_castsi256_si512(a), idx,
-                                                     _mm512_castsi256_si512(b)));
-    }
-    if (kk < k4) { /* the last quad: k rows past k are zero */
-        __m128i v[4];
-        for (size_t q = 0; q < 4; q++)
-            v[q] = kk + q < k ? qk__seg_row8v(src + koff[kk + q], base, nseg, sw, m1, m2)
-                              : _mm_setzero_si128();
-        const __m256i a = _mm256_inserti128_si256(_mm256_castsi128_si256(v[0]), v[1], 1);
-        const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(v[2]), v[3], 1);
-        _mm512_storeu_si512((void *)(panel + kk * 16),
-                            _mm512_permutex2var_epi8(_mm512_castsi256_si512(a), idx,
-                                                     _mm512_castsi256_si512(b)));
-    }
-}
-
-#define QK__PANEL8V_SPEC(NAME, NSEG, SW)                                                          \
-    QK_TARGET_AVX512VBMI static void NAME(const uint8_t *src, const size_t *koff, size_t k,         \
-                                         size_t k4, const size_t *base, __m128i m1, __m128i m2,    \
-                                         uint8_t *panel) {                                         \
-        qk__panel8v_body(src, koff, k, k4, base, NSEG, SW, m1, m2, panel);                         \
-    }
-QK__PANEL8V_SPEC(qk__panel8v_s1n1, 1, 1)
-QK__PANEL8V_SPEC(qk__panel8v_s1n2, 2, 1)
-QK__PANEL8V_SPEC(qk__panel8v_s1n3, 3, 1)
-QK__PANEL8V_SPEC(qk__panel8v_s2n1, 1, 2)
-QK__PANEL8V_SPEC(qk__panel8v_s2n2, 2, 2)
-QK__PANEL8V_SPEC(qk__panel8v_s2n3, 3, 2)
-
-#define QK__PANEL8_SPEC(NAME, NSEG, SW)                                                          \
-    QK_TARGET_AVX2 static void NAME(const uint8_t *src, const size_t *koff, size_t k, size_t k4,  \
-                                    const size_t *base, __m128i m1, __m128i m2, uint8_t *panel) { \
-        qk__panel8_body(src, koff, k, k4, base, NSEG, SW, m1, m2, panel);                         \
-    }
-QK__PANEL8_SPEC(qk__panel8_s1n1, 1, 1)
-QK__PANEL8_SPEC(qk__panel8_s1n2, 2, 1)
-QK__PANEL8_SPEC(qk__panel8_s1n3, 3, 1)
-QK__PANEL8_SPEC(qk__panel8_s2n1, 1, 2)
-QK__PANEL8_SPEC(qk__panel8_s2n2, 2, 2)
-QK__PANEL8_SPEC(qk__panel8_s2n3, 3, 2)
-
-/* Returns 0 when the tile has more runs than the specializations cover (caller: scalar). */
-QK_TARGET_AVX2 static int qk__build_panel8_avx2(const qk__conv_ctx *c, const uint8_t *src,
-                                                const qk__segs *g, uint8_t *panel) {
-    const size_t k = c->w->k, sw = c->s->stride_w;
-    const __m128i lane = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m128i m1 = g->n > 1 ? _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[1] - 1)))
-                                : _mm_setzero_si128();
-    const __m128i m2 = g->n > 2 ? _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[2] - 1)))
-                                : _mm_setzero_si128();
-    const size_t k4 = c->w->k4;
-    if (c->vbmi) switch (g->n * 4 + sw) {
-        case 5: qk__panel8v_s1n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
-        case 9: qk__panel8v_s1n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
-        case 13: qk__panel8v_s1n3(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
-        case 6: qk__panel8v_s2n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
-        case 10: qk__panel8v_s2n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
-        case 14: qk__panel8v_s2n3(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
-        default: return 0;
-    }
-    switch (g->n * 4 + sw) {
-        case 5: qk__panel8_s1n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
-        case 9: qk__panel8_s1n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
-        case 13: qk__panel8_s1n3(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
-        case 6: qk__panel8_s2n1(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
-        case 10: qk__panel8_s2n2(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
-        case 14: qk__panel8_s2n3(src, c->koff, k, k4, g->base, m1, m2, panel); return 1;
-        default: return 0;
-    }
-}
-#endif
-
-#if QK_X86
 /* The runs of a tile of cnt pixels starting at output row oh, column ow0. Returns 0 when a run's
  * base would be negative or there are too many runs (the caller then builds the tile lane by
  * lane). */
-static int qk__tile_segs(const qk__conv_ctx *c, size_t oh, size_t ow0, size_t cnt, qk__segs *g) {
+static int qk__tile_segs(const qk__conv_ctx *c, size_t oh, size_t ow0, size_t cnt, qk_segs *g) {
     const qk_conv2d_shape *s = c->s;
     g->n = 0;
     size_t i = 0, row = oh, col = ow0;
     while (i < cnt) {
-        if (g->n == QK__SEGS) return 0;
+        if (g->n == QK_SEGS) return 0;
         const size_t run = c->ow - col < cnt - i ? c->ow - col : cnt - i;
         const size_t pos = row * s->stride_h * c->wp + col * s->stride_w;
         if (pos < i * s->stride_w) return 0;
@@ -509,7 +193,6 @@ static int qk__tile_segs(const qk__conv_ctx *c, size_t oh, size_t ow0, size_t cn
     }
     return 1;
 }
-#endif
 
 static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
     const qk_conv2d_shape *s = c->s;
@@ -525,9 +208,7 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
     }
     int32_t tile[QK_VNNI_MR_MAX * QK_GEMM_NR];
     uint32_t pixsum[QK__CONV_TILES][QK_GEMM_NR];
-#if QK_X86
-    const int simd = qk__level() >= QK_LEVEL_AVX2 && (s->stride_w == 1 || s->stride_w == 2);
-#endif
+    const int simd = s->stride_w == 1 || s->stride_w == 2; /* the SIMD panel kernels' strides */
     for (size_t j = j0; j < j1; j++) {
         const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group / c->cparts;
         const size_t part = j % c->jobs_per_group % c->cparts;
@@ -537,9 +218,7 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
         const size_t nt = c->tiles - t0 < c->tpj ? c->tiles - t0 : c->tpj;
         size_t pix0[QK__CONV_TILES], cnt[QK__CONV_TILES];
         int brow[QK__CONV_TILES]; /* a direct tile's border row, or -1 */
-#if QK_X86
-        qk__segs dsegs[QK__CONV_TILES]; /* dsegs[t].n: 0, or the runs of a direct tile */
-#endif
+        qk_segs dsegs[QK__CONV_TILES]; /* dsegs[t].n: 0, or the runs of a direct tile */
         for (size_t t = 0; t < nt; t++) {
             qk__tile d;
             qk__tile_at(c, t0 + t, &d);
@@ -548,10 +227,7 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             cnt[t] = d.cnt;
             brow[t] = -1;
             uint8_t *panel = panels + t * k4 * QK_GEMM_NR;
-            (void)oh;
-            (void)ow0;
-#if QK_X86
-            qk__segs segs;
+            qk_segs segs;
             dsegs[t].n = 0;
             /* more than 8 pixels: no panel, the kernel reads the image (a border row's tile
              * only its kernel rows rlo .. rhi); fewer: the transposed tile on a panel of every
@@ -563,20 +239,19 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                 continue;
             }
             if (c->cq8 && simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs)) {
-                qk__panel_cq8(src, plane * 4, c->tapoff, w->kh * w->kw, c->cpg / 4, segs.n,
-                              segs.start, segs.base, s->stride_w, panel);
-            } else if (!c->cq8 && simd && qk__tile_segs(c, oh, ow0, cnt[t], &segs) &&
-                       qk__build_panel8_avx2(c, src, &segs, panel)) {
-            } else
-#endif
-            {
+                c->uk->im2col_u8x4(src, plane * 4, c->tapoff, w->kh * w->kw, c->cpg / 4, &segs,
+                                   s->stride_w, panel);
+            } else if (!c->cq8 && simd && c->uk->im2col_u8 != NULL &&
+                       qk__tile_segs(c, oh, ow0, cnt[t], &segs) &&
+                       c->uk->im2col_u8(src, c->koff, w->k, k4, &segs, s->stride_w, panel)) {
+            } else {
                 size_t off[QK_GEMM_NR];
                 for (size_t i = 0; i < cnt[t]; i++) {
                     const size_t q = pix0[t] + i;
                     off[i] = (q / c->ow) * s->stride_h * c->wp + (q % c->ow) * s->stride_w;
                     if (c->cq8) off[i] *= 4; /* 4 bytes a pixel */
                 }
-                qk__build_panel8_scalar(c, src, off, cnt[t], panel);
+                qk_im2col_u8__scalar(src, c->koff, w->k, k4, off, cnt[t], panel);
             }
             if (w->any_wzp8) {
                 for (size_t i = 0; i < QK_GEMM_NR; i++) pixsum[t][i] = 0;
@@ -596,9 +271,8 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
             const size_t mr = c->ocg - ob < bmr ? c->ocg - ob : bmr;
             const size_t o0 = g * c->ocg + ob;
             for (size_t t = 0; t < nt; t++) {
-#if QK_X86
                 if (dsegs[t].n != 0) {
-                    const qk__segs *d = &dsegs[t];
+                    const qk_segs *d = &dsegs[t];
                     const size_t b1 = d->n > 1 ? d->base[1] : d->base[0];
                     const uint16_t m1 = d->n > 1 ? (uint16_t)(0xFFFFu << d->start[1]) : 0;
                     size_t tap0 = 0, taps = w->kh * w->kw;
@@ -618,14 +292,14 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                     continue;
                 }
                 if (cnt[t] <= 8 && c->fk != NULL) {
-                    qk__conv_fused_tail(k4 / 4, w->data8 + (g * w->nblk + ob / bmr) * bmr * k4, bmr,
-                                        panels + t * k4 * QK_GEMM_NR, c->ep, w->wzp8, c->corr,
-                                        w->any_wzp8 ? pixsum[t] : NULL, o0, mr, cnt[t],
-                                        (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz,
-                                        opix * osz);
+                    c->uk->conv_fused_tail(k4 / 4, w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
+                                           bmr, panels + t * k4 * QK_GEMM_NR, c->ep, w->wzp8,
+                                           c->corr, w->any_wzp8 ? pixsum[t] : NULL, o0, mr,
+                                           cnt[t],
+                                           (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz,
+                                           opix * osz);
                     continue;
                 }
-#endif
                 if (cnt[t] > 8 && c->fk != NULL) {
                     c->fk(k4 / 4, w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
                           panels + t * k4 * QK_GEMM_NR, c->ep, w->wzp8, c->corr,
@@ -637,8 +311,8 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                                                  w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
                                                  panels + t * k4 * QK_GEMM_NR, tile);
                 char *yp = (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz;
-                if (qk__tile_out_conv(c->ep, w, c->corr, w->any_wzp8 ? pixsum[t] : NULL, o0, cnt[t],
-                                      tile, mr, yp, opix * osz) != QK_OK)
+                if (c->uk->conv_tile_out(c->ep, w->wzp8, c->corr, w->any_wzp8 ? pixsum[t] : NULL,
+                                         o0, cnt[t], tile, mr, yp, opix * osz) != QK_OK)
                     atomic_store(&c->status, QK_ERR_OVERFLOW);
             }
         }
@@ -662,9 +336,6 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
         return;
     }
     int32_t tile[QK_GEMM_MR * QK_GEMM_NR];
-#if QK_X86
-    const int simd = qk__level() >= QK_LEVEL_AVX2 && (s->stride_w == 1 || s->stride_w == 2);
-#endif
     for (size_t j = j0; j < j1; j++) {
         const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group;
         const size_t b = bg / w->groups, g = bg % w->groups;
@@ -678,23 +349,18 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
             cnt[t] = c->ow - ow0 < QK_GEMM_NR ? c->ow - ow0 : QK_GEMM_NR;
             pix0[t] = oh * c->ow + ow0;
             const size_t base = oh * s->stride_h * c->wp + ow0 * s->stride_w;
-            int16_t *panel = panels + t * k2 * QK_GEMM_NR;
-#if QK_X86
-            if (simd) {
-                qk__build_panel_avx2(c, src, base, panel);
-                continue;
-            }
-#endif
-            qk__build_panel_scalar(c, src, base, cnt[t], panel);
+            c->uk->im2col_s16(src, c->koff, w->k, s->stride_w, base, cnt[t],
+                              panels + t * k2 * QK_GEMM_NR);
         }
         for (size_t ob = 0; ob < c->ocg; ob += QK_GEMM_MR) {
             const size_t mr = c->ocg - ob < QK_GEMM_MR ? c->ocg - ob : QK_GEMM_MR;
             const size_t o0 = g * c->ocg + ob;
             for (size_t t = 0; t < nt; t++) {
-                c->uk(mr, k2 / 2, w->data + o0 * k2, k2, panels + t * k2 * QK_GEMM_NR, tile);
+                c->uk->gemm_s16(mr, k2 / 2, w->data + o0 * k2, k2, panels + t * k2 * QK_GEMM_NR,
+                                tile);
                 for (size_t r = 0; r < mr; r++) {
                     char *yp = (char *)c->y + ((b * n + o0 + r) * opix + pix0[t]) * osz;
-                    if (qk__epilogue_run(c->ep, o0 + r, tile + r * QK_GEMM_NR, cnt[t], yp) !=
+                    if (c->uk->epilogue_run(c->ep, o0 + r, tile + r * QK_GEMM_NR, cnt[t], yp) !=
                         QK_OK)
                         atomic_store(&c->status, QK_ERR_OVERFLOW);
                 }
@@ -708,20 +374,6 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
  * Each job range widens the input plane it needs into its own zero-bordered padded plane (the
  * interior rows are written exactly, so the border stays 0 = the padding value of x - x_zp),
  * runs the plane kernel and the epilogue: no image-wide pass, and the plane stays in L1/L2. */
-#if QK_X86
-QK_TARGET_AVX512 static void qk__widen_row_avx512(const void *src, qk_dtype xt, int32_t zp,
-                                                  size_t n, int16_t *d) {
-    const __m512i vzp = _mm512_set1_epi16((int16_t)zp);
-    for (size_t i = 0; i < n; i += 32) {
-        const __mmask32 m = n - i >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << (n - i)) - 1u);
-        const __m256i v = _mm512_castsi512_si256(
-            _mm512_maskz_loadu_epi8((__mmask64)m, (const uint8_t *)src + i));
-        const __m512i w = xt == QK_DT_U8 ? _mm512_cvtepu8_epi16(v) : _mm512_cvtepi8_epi16(v);
-        _mm512_mask_storeu_epi16(d + i, m, _mm512_sub_epi16(w, vzp));
-    }
-}
-#endif
-
 /* The 8-bit depthwise jobs: each widens nothing, it copies the input plane into its own u8
  * plane bordered with the u8 zero point (int8 activations + 128: a flip of bit 7). */
 static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
@@ -730,7 +382,6 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
     const size_t n = w->n, osz = qk__dtype_size(c->ep->out_type), plane = c->hp * c->wp;
     const size_t opix = c->oh * c->ow;
     const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
-    const uint64_t flip8 = flip * UINT64_C(0x0101010101010101);
     int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
     /* 64-byte aligned (the block copy's stores), a whole number of blocks */
     uint8_t *xp = (uint8_t *)aligned_alloc(64, (plane + QK__SLACK + 63) & ~(size_t)63);
@@ -744,32 +395,13 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
     size_t have = (size_t)-1;
     for (size_t j = j0; j < j1; j++) {
         const size_t b = j / n, o = j % n, bc = b * s->in_c + o / c->ocg;
-        if (bc != have && c->dw8f != NULL) {
-            qk__plane_blocks_copy(&c->pb, (const uint8_t *)c->x + bc * s->in_h * s->in_w, flip,
-                                  (uint8_t)c->xz8, xp);
-            have = bc;
-        }
         if (bc != have) {
             const uint8_t *src = (const uint8_t *)c->x + bc * s->in_h * s->in_w;
-            if (qk__pad_plane8(src, s->in_h, s->in_w, flip, (uint8_t)c->xz8, s->pad_top,
-                               s->pad_left, c->hp, c->wp, xp))
-                have = bc;
-            for (size_t h = 0; h < s->in_h && have != bc; h++) {
-                uint8_t *dr = xp + (h + s->pad_top) * c->wp + s->pad_left;
-                const uint8_t *sr = src + h * s->in_w;
-                if (!flip) {
-                    memcpy(dr, sr, s->in_w);
-                    continue;
-                }
-                size_t i = 0;
-                for (; i + 8 <= s->in_w; i += 8) {
-                    uint64_t v;
-                    memcpy(&v, sr + i, 8);
-                    v ^= flip8;
-                    memcpy(dr + i, &v, 8);
-                }
-                for (; i < s->in_w; i++) dr[i] = (uint8_t)(sr[i] ^ flip);
-            }
+            if (c->dw8f != NULL)
+                c->uk->pad_u8_blocks(&c->pb, src, flip, (uint8_t)c->xz8, xp);
+            else
+                c->uk->pad_u8(src, s->in_h, s->in_w, flip, (uint8_t)c->xz8, s->pad_top,
+                              s->pad_left, c->hp, c->wp, xp);
             have = bc;
         }
         const uint32_t corr = 0u - (uint32_t)c->xz8 * (uint32_t)w->colsum[o];
@@ -781,7 +413,8 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
         }
         c->dw8(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
                s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, acc);
-        if (qk__epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) != QK_OK)
+        if (c->uk->epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) !=
+            QK_OK)
             atomic_store(&c->status, QK_ERR_OVERFLOW);
     }
     free(acc);
@@ -806,29 +439,20 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
         atomic_store(&c->status, QK_ERR_NOMEM);
         return;
     }
-#if QK_X86
-    const int v512 = qk__level() >= QK_LEVEL_AVX512;
-#endif
     size_t have = (size_t)-1; /* the (image, channel) now in xp */
     for (size_t j = j0; j < j1; j++) { /* j = b * n + o */
         const size_t b = j / n, o = j % n, ch = o / c->ocg, bc = b * s->in_c + ch;
         if (bc != have) {
             const uint8_t *src = (const uint8_t *)c->x + bc * s->in_h * s->in_w;
-            for (size_t h = 0; h < s->in_h; h++) {
-                int16_t *dr = xp + (h + s->pad_top) * c->wp + s->pad_left;
-#if QK_X86
-                if (v512) {
-                    qk__widen_row_avx512(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
-                    continue;
-                }
-#endif
-                qk__widen_row(src + h * s->in_w, c->xt, c->xzp, s->in_w, dr);
-            }
+            for (size_t h = 0; h < s->in_h; h++)
+                c->uk->widen_s16(src + h * s->in_w, c->xt, c->xzp, s->in_w,
+                                 xp + (h + s->pad_top) * c->wp + s->pad_left);
             have = bc;
         }
-        c->dw(xp, c->wp, w->data + o * w->k2, w->kh, w->kw, s->stride_h, s->stride_w, s->dil_h,
-              s->dil_w, c->oh, c->ow, acc);
-        if (qk__epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) != QK_OK)
+        c->uk->dw_s16(xp, c->wp, w->data + o * w->k2, w->kh, w->kw, s->stride_h, s->stride_w,
+                      s->dil_h, s->dil_w, c->oh, c->ow, acc);
+        if (c->uk->epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) !=
+            QK_OK)
             atomic_store(&c->status, QK_ERR_OVERFLOW);
     }
     free(acc);
@@ -1035,7 +659,7 @@ static void qk__direct_jobs(void *vctx, size_t j0, size_t j1) {
                     }
                 acc[jj] = sum;
             }
-            if (qk__epilogue_run(c->ep, o, (const int32_t *)acc, c->ow, yp + i * c->ow * osz) !=
+            if (c->uk->epilogue_run(c->ep, o, (const int32_t *)acc, c->ow, yp + i * c->ow * osz) !=
                 QK_OK)
                 atomic_store(&c->status, QK_ERR_OVERFLOW);
         }
@@ -1062,6 +686,122 @@ static int qk__conv_sparse(const qk_conv2d_shape *s, size_t hp, size_t wp, size_
     return img > lim;
 }
 
+/* ---- the choice of algorithm ---------------------------------------------------------------
+ * A 1x1 convolution without padding is a GEMM over the pixels: with at least QK__GEMM_MIN_K
+ * input channels (or output rows under QK__WIDE_BELOW wide) it runs through qk_linear on the
+ * (strided) pixels as NHWC rows, on weights packed for it (w->lin). Measured at batch 32 when
+ * this choice was made in the PyTorch bridge: 96 -> 24 channels on 4x4, 134 -> 45 us; 16 -> 64
+ * on 8x8 loses, 61 -> 95 us.
+ * A batch of small images (output rows under QK__WIDE_BELOW wide) runs as one wide image, the
+ * images side by side: the tiles fill along a row, and a tiny image leaves them mostly empty.
+ * Depthwise convs stay per image: their kernel works plane by plane and, since it got its own
+ * 8-bit plane kernel, the wide planes cost more than they save (MobileNetV2-tiny at batch 32:
+ * 0.94 -> 0.83 ms without).
+ * Both give the same accumulators as the tiles, and the same output stage gives the same
+ * outputs. */
+enum { QK__GEMM_MIN_K = 24, QK__WIDE_BELOW = 8 };
+typedef enum { QK__CONV_TILED, QK__CONV_GEMM, QK__CONV_WIDE } qk__conv_algo;
+
+static qk__conv_algo qk__conv_path(const qk_conv2d_shape *s, const qk_packed_weights *w,
+                                   size_t ow, int sparse) {
+    if (sparse) return QK__CONV_TILED; /* the tiled driver's direct path: see qk__conv_sparse */
+    if (w->lin != NULL && s->pad_top == 0 && s->pad_left == 0 && s->pad_bottom == 0 &&
+        s->pad_right == 0 && (w->k >= QK__GEMM_MIN_K || ow < QK__WIDE_BELOW))
+        return QK__CONV_GEMM;
+    const size_t slot = s->in_w + s->pad_left + s->pad_right, ew = s->dil_w * (w->kw - 1) + 1;
+    const int depthwise = w->groups > 1 && s->in_c == w->groups;
+    if (s->batch >= 2 && !depthwise && ow < QK__WIDE_BELOW && slot % s->stride_w == 0 &&
+        ew >= s->stride_w)
+        return QK__CONV_WIDE;
+    return QK__CONV_TILED;
+}
+
+static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weights *w,
+                                  const void *x, qk_dtype x_type, int32_t x_zero_point,
+                                  const qk_epilogue *ep, void *y, int threads, size_t oh,
+                                  size_t ow, int sparse);
+
+/* dst (cols x rows, contiguous) = the transpose of a rows x cols matrix of esz-byte elements,
+ * element (r, c) at src + (r * sp + c * cstep) * esz; in tiles of 16 x 16 (both sides stay in
+ * the cache). */
+static void qk__transpose(const char *src, size_t rows, size_t cols, size_t sp, size_t cstep,
+                          size_t esz, char *dst) {
+    enum { T = 16 };
+    for (size_t r0 = 0; r0 < rows; r0 += T)
+        for (size_t c0 = 0; c0 < cols; c0 += T) {
+            const size_t r1 = r0 + T < rows ? r0 + T : rows, c1 = c0 + T < cols ? c0 + T : cols;
+            for (size_t c = c0; c < c1; c++)
+                for (size_t r = r0; r < r1; r++)
+                    memcpy(dst + (c * rows + r) * esz, src + (r * sp + c * cstep) * esz, esz);
+        }
+}
+
+/* 1x1, no padding: y[b, o, p] = linear(rows)[b * P + p, o] with rows[b * P + p, c] =
+ * x[b, c, pixel p of the stride grid], P = oh * ow. */
+static qk_status qk__conv2d_gemm(const qk_conv2d_shape *s, const qk_packed_weights *w,
+                                 const void *x, qk_dtype x_type, int32_t x_zero_point,
+                                 const qk_epilogue *ep, void *y, int threads) {
+    const size_t oh = (s->in_h - 1) / s->stride_h + 1, ow = (s->in_w - 1) / s->stride_w + 1;
+    const size_t P = oh * ow, c = s->in_c, n = w->n, osz = qk__dtype_size(ep->out_type);
+    const size_t m = s->batch * P;
+    char *rows = (char *)malloc(m * c + m * n * osz);
+    if (rows == NULL) return QK_ERR_NOMEM;
+    char *yr = rows + m * c;
+    for (size_t b = 0; b < s->batch; b++)
+        for (size_t i = 0; i < oh; i++) /* output row i: input row i * stride_h */
+            qk__transpose((const char *)x + (b * c * s->in_h + i * s->stride_h) * s->in_w, c, ow,
+                          s->in_h * s->in_w, s->stride_w, 1, rows + (b * P + i * ow) * c);
+    const qk_status st = qk_linear(w->lin, rows, x_type, m, x_zero_point, ep, yr, threads);
+    if (st == QK_OK)
+        for (size_t b = 0; b < s->batch; b++)
+            qk__transpose(yr + b * P * n * osz, P, n, n, 1, osz, (char *)y + b * n * P * osz);
+    free(rows);
+    return st;
+}
+
+/* A batch of small images as one wide image: image i goes to columns [i slot + pad_left,
+ * i slot + pad_left + in_w) of a (1, C, H, batch * slot) image whose other columns hold the
+ * input zero point (slot = in_w + pad_left + pad_right: each image keeps its own left / right
+ * padding, which contributes 0 as padding does); the top / bottom padding stays the conv's.
+ * Every output then sums exactly the products it sums in its own image. Image i's outputs are
+ * the wide output's columns [i slot / stride_w, i slot / stride_w + ow); an extra
+ * ew - stride_w zero-point columns on the right make the wide output exactly
+ * batch * slot / stride_w columns. */
+static qk_status qk__conv2d_wide(const qk_conv2d_shape *s, const qk_packed_weights *w,
+                                 const void *x, qk_dtype x_type, int32_t x_zero_point,
+                                 const qk_epilogue *ep, void *y, int threads, size_t oh,
+                                 size_t ow) {
+    const size_t nb = s->batch, c = s->in_c, h = s->in_h, iw = s->in_w, n = w->n;
+    const size_t slot = iw + s->pad_left + s->pad_right, per = slot / s->stride_w;
+    const size_t osz = qk__dtype_size(ep->out_type), ew = s->dil_w * (w->kw - 1) + 1;
+    qk_conv2d_shape ws = *s;
+    ws.batch = 1;
+    ws.in_w = nb * slot;
+    ws.pad_left = 0;
+    ws.pad_right = ew - s->stride_w;
+    size_t woh = 0, wow = 0;
+    qk_status st = qk_conv2d_out_size(&ws, w, &woh, &wow);
+    if (st != QK_OK || woh != oh || wow != nb * per) return QK_ERR_ARG; /* cannot happen */
+    char *xw = (char *)malloc(c * h * nb * slot + n * oh * wow * osz);
+    if (xw == NULL) return QK_ERR_NOMEM;
+    char *yw = xw + c * h * nb * slot;
+    memset(xw, (int)(uint8_t)x_zero_point, c * h * nb * slot);
+    for (size_t ch = 0; ch < c; ch++)
+        for (size_t r = 0; r < h; r++)
+            for (size_t i = 0; i < nb; i++)
+                memcpy(xw + (ch * h + r) * nb * slot + i * slot + s->pad_left,
+                       (const char *)x + ((i * c + ch) * h + r) * iw, iw);
+    st = qk__conv2d_tiles(&ws, w, xw, x_type, x_zero_point, ep, yw, threads, oh, wow, 0);
+    if (st == QK_OK)
+        for (size_t i = 0; i < nb; i++)
+            for (size_t o = 0; o < n; o++)
+                for (size_t r = 0; r < oh; r++)
+                    memcpy((char *)y + (((i * n + o) * oh + r) * ow) * osz,
+                           yw + ((o * oh + r) * wow + i * per) * osz, ow * osz);
+    free(xw);
+    return st;
+}
+
 qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
                     qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
                     int threads) {
@@ -1082,6 +822,21 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         return QK_ERR_ARG;
     if (s->batch == 0) return QK_OK;
     if (x == NULL || y == NULL) return QK_ERR_ARG;
+    const int sparse = qk__conv_sparse(s, s->in_h + s->pad_top + s->pad_bottom,
+                                       s->in_w + s->pad_left + s->pad_right, in_elems, out_elems);
+    switch (qk__conv_path(s, w, ow, sparse)) { /* the algorithm: see the top of the file */
+        case QK__CONV_GEMM: return qk__conv2d_gemm(s, w, x, x_type, x_zero_point, ep, y, threads);
+        case QK__CONV_WIDE:
+            return qk__conv2d_wide(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow);
+        default:
+            return qk__conv2d_tiles(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow, sparse);
+    }
+}
+
+static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weights *w,
+                                  const void *x, qk_dtype x_type, int32_t x_zero_point,
+                                  const qk_epilogue *ep, void *y, int threads, size_t oh,
+                                  size_t ow, int sparse) {
     qk__conv_ctx c;
     memset(&c, 0, sizeof c);
     c.s = s;
@@ -1097,10 +852,9 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     c.ow = ow;
     c.cpg = s->in_c / w->groups;
     c.ocg = w->n / w->groups;
-    c.uk = qk__gemm_ukernel();
-    c.dw = qk__dw_plane_kernel();
+    c.uk = qk__uk();
     atomic_init(&c.status, QK_OK);
-    if (qk__conv_sparse(s, c.hp, c.wp, in_elems, out_elems)) {
+    if (sparse) {
         c.cpg = s->in_c / w->groups;
         qk__parallel(s->batch * w->n, threads, qk__direct_jobs, &c);
         return (qk_status)atomic_load(&c.status);
@@ -1135,14 +889,14 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     }
     if (w->vnni) {
         c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
-        c.uk8 = qk__gemm_s8u8_ukernel(w->mr8);
-        c.uk8h = qk__gemm_s8u8_half_ukernel(w->mr8);
-        c.vbmi = qk__dw8_plane_kernel() != NULL; /* VNNI + VBMI */
+        const int m16 = w->mr8 == 16;
+        c.uk8 = c.uk->gemm_u8[m16][0];
+        c.uk8h = c.uk->gemm_u8[m16][1];
         c.corr = qk__zp_correction(w, c.xz8);
-        if (qk__conv_fused_ok(ep)) c.fk = qk__conv_fused_kernel_for(w->mr8);
+        if (qk__epilogue_fused(ep)) c.fk = c.uk->conv_fused[m16];
         if (c.fk != NULL && c.cq8 && s->stride_w == 1 && !w->any_wzp8) {
-            c.dk[0] = qk__conv_direct_kernel_for(w->mr8, 1);
-            c.dk[1] = qk__conv_direct_kernel_for(w->mr8, 2);
+            c.dk[0] = c.uk->conv_direct[m16][0];
+            c.dk[1] = c.uk->conv_direct[m16][1];
             if (c.dk[1] == NULL) c.dk[0] = NULL;
         }
         c.xp8 = (uint8_t *)malloc(img + QK__SLACK);
@@ -1183,17 +937,17 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     if (c.cpg == 1) {
         if (w->dw8 != NULL && qk__dw8_fits(w->dwq, s->stride_w, s->dil_w) &&
             w->kh * w->dwq <= 64) {
-            c.dw8 = qk__dw8_plane_kernel();
+            c.dw8 = c.uk->dw8;
             c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
             /* the block tables hold input offsets as uint32 */
-            if (qk__conv_fused_ok(ep) && s->in_h * s->in_w <= UINT32_MAX)
-                c.dw8f = qk__dw8_fused_kernel_get();
+            if (qk__epilogue_fused(ep) && s->in_h * s->in_w <= UINT32_MAX)
+                c.dw8f = c.uk->dw8_fused;
             if (c.dw8f != NULL &&
-                !qk__plane_blocks_init(&c.pb, s->in_h, s->in_w, s->pad_top, s->pad_left, c.hp, c.wp))
+                !qk_pad_u8_blocks_init(&c.pb, s->in_h, s->in_w, s->pad_top, s->pad_left, c.hp, c.wp))
                 return QK_ERR_NOMEM;
         }
         qk__parallel(s->batch * w->n, threads, qk__dw_jobs, &c);
-        qk__plane_blocks_free(&c.pb);
+        qk_pad_u8_blocks_free(&c.pb);
         return (qk_status)atomic_load(&c.status);
     }
     c.xp = (int16_t *)malloc((img + QK__SLACK) * sizeof(int16_t));

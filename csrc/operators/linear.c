@@ -24,7 +24,7 @@ typedef struct {
     const qk_epilogue *ep;
     void *y;
     size_t nsplit, panels;
-    qk_gemm_ukernel uk;
+    const qk__ukernels *uk;
     _Atomic int status;
 } qk__lin_ctx;
 
@@ -65,10 +65,10 @@ static void qk__lin_jobs(void *vctx, size_t j0, size_t j1) {
             const size_t cols = n - o0 < QK_GEMM_NR ? n - o0 : QK_GEMM_NR;
             for (size_t rb = 0; rb < rows; rb += QK_GEMM_MR) {
                 const size_t mr = rows - rb < QK_GEMM_MR ? rows - rb : QK_GEMM_MR;
-                c->uk(mr, k2 / 2, abuf + rb * k2, k2, panel, tile);
+                c->uk->gemm_s16(mr, k2 / 2, abuf + rb * k2, k2, panel, tile);
                 for (size_t r = 0; r < mr; r++) {
                     char *yrow = (char *)c->y + ((r0 + rb + r) * n + o0) * osz;
-                    if (qk__epilogue_channels(c->ep, o0, tile + r * QK_GEMM_NR, cols, yrow) !=
+                    if (c->uk->epilogue_channels(c->ep, o0, tile + r * QK_GEMM_NR, cols, yrow) !=
                         QK_OK)
                         atomic_store(&c->status, QK_ERR_OVERFLOW);
                 }
@@ -106,7 +106,7 @@ qk_status qk_linear(const qk_packed_weights *w, const void *x, qk_dtype x_type, 
     c.xzp = x_zero_point;
     c.ep = ep;
     c.y = y;
-    c.uk = qk__gemm_ukernel();
+    c.uk = qk__uk();
     c.panels = (w->n + QK_GEMM_NR - 1) / QK_GEMM_NR;
     const size_t mchunks = (m + QK__LIN_MC - 1) / QK__LIN_MC;
     const size_t t = threads < 1 ? 1 : (size_t)threads;

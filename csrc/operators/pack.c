@@ -84,7 +84,7 @@ qk_status qk_pack_linear(const void *w, qk_dtype w_type, size_t n, size_t k,
     if (st != QK_OK) return st;
     p->kind = QK__PACK_LINEAR;
     const size_t panels = (n + QK_GEMM_NR - 1) / QK_GEMM_NR;
-    if (qk__level() >= QK_LEVEL_AVX512VNNI && k < ((size_t)1 << 24)) {
+    if (qk__uk()->pack_u8 && k < ((size_t)1 << 24)) {
         st = qk__pack8_common(p, w, panels * ((k + 3) & ~(size_t)3) * QK_GEMM_NR);
         if (st != QK_OK) {
             qk_packed_weights_free(p);
@@ -132,7 +132,15 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
     p->groups = groups;
     p->kh = kh;
     p->kw = kw;
-    if (qk__level() >= QK_LEVEL_AVX512VNNI && in_c_per_group > 1 && p->k < ((size_t)1 << 24)) {
+    if (kh == 1 && kw == 1 && groups == 1) { /* OIHW with 1 x 1 taps is the (n, k) matrix */
+        st = qk_pack_linear(w, w_type, out_c, in_c_per_group, w_zero_point, &p->lin);
+        if (st != QK_OK) {
+            qk_packed_weights_free(p);
+            *out = NULL;
+            return st;
+        }
+    }
+    if (qk__uk()->pack_u8 && in_c_per_group > 1 && p->k < ((size_t)1 << 24)) {
         const size_t ocg = out_c / groups;
         /* 16-row blocks (more reuse of each im2col panel) unless they pad ocg more than 12 */
         const size_t pad16 = (ocg + 15) / 16 * 16, pad12 = (ocg + 11) / 12 * 12;
@@ -180,7 +188,7 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
     const int32_t shift = w_type == QK_DT_U8 ? 128 : 0;
     int zp_ok = 1;
     for (size_t o = 0; o < out_c; o++) zp_ok &= w_zero_point[o] == shift;
-    if (in_c_per_group == 1 && zp_ok && qk__dw8_plane_kernel() != NULL && kw <= 64) {
+    if (in_c_per_group == 1 && zp_ok && qk__uk()->dw8 != NULL && kw <= 64) {
         /* the 8-bit depthwise layout as well (the int16 one stays for shapes it does not fit) */
         p->dwq = (kw + 3) / 4;
         p->dw8 = (int8_t *)calloc(out_c * kh * p->dwq * 4, 1);
@@ -203,6 +211,7 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
 
 void qk_packed_weights_free(qk_packed_weights *w) {
     if (w == NULL) return;
+    qk_packed_weights_free(w->lin);
     free(w->data);
     free(w->data8);
     free(w->dw8);
@@ -218,18 +227,20 @@ size_t qk_packed_weights_n(const qk_packed_weights *w) { return w ? w->n : 0; }
 size_t qk_packed_weights_k(const qk_packed_weights *w) { return w ? w->k : 0; }
 size_t qk_packed_weights_bytes(const qk_packed_weights *w) {
     if (w == NULL) return 0;
+    const size_t lin = qk_packed_weights_bytes(w->lin); /* 1x1 conv: the linear packing too */
     if (w->vnni) {
         const size_t bytes = w->kind == QK__PACK_LINEAR
                                  ? ((w->n + QK_GEMM_NR - 1) / QK_GEMM_NR) * w->k4 * QK_GEMM_NR
                                  : w->groups * w->nblk * w->mr8 * w->k4;
         const size_t rows = w->rowsum8 ? w->n * w->kh * sizeof(int32_t) : 0;
-        return sizeof *w + bytes + w->n * (sizeof(int64_t) + 3 * sizeof(int32_t)) + rows;
+        return sizeof *w + bytes + w->n * (sizeof(int64_t) + 3 * sizeof(int32_t)) + rows + lin;
     }
     const size_t dw8 = w->dw8 ? w->n * (w->kh * w->dwq * 4 + sizeof(int32_t)) : 0;
     size_t elems = w->kind == QK__PACK_LINEAR
                        ? ((w->n + QK_GEMM_NR - 1) / QK_GEMM_NR) * w->k2 * QK_GEMM_NR
                        : w->n * w->k2;
-    return sizeof *w + elems * sizeof(int16_t) + w->n * (sizeof(int64_t) + sizeof(int32_t)) + dw8;
+    return sizeof *w + elems * sizeof(int16_t) + w->n * (sizeof(int64_t) + sizeof(int32_t)) + dw8 +
+           lin;
 }
 
 uint32_t *qk__zp_correction(const qk_packed_weights *w, int32_t xz8) {

@@ -33,7 +33,7 @@ PyMODINIT_FUNC PyInit__core(void) {
     import_umath();
     PyObject *m = PyModule_Create(&qk_py_module);
     if (m == NULL) return NULL;
-    if (qk_py_register_elementwise(m) < 0) {
+    if (qk_py_register_status(m) < 0 || qk_py_register_elementwise(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -155,97 +155,26 @@ def _split_threads(t: int, macs: int) -> int:
 
 
 # ---- conv / linear -----------------------------------------------------------------------------
-# Output rows narrower than this run as one wide image (see _wide_layout): the conv kernel fills
-# its tiles along a row, and a tiny image leaves them mostly empty. Depthwise convs stay per
-# image: their kernel works plane by plane and, since it got its own 8-bit plane kernel, the
-# wide planes cost more than they save (MobileNetV2-tiny at batch 32: 0.94 -> 0.83 ms without).
-_WIDE_BELOW = 8
-
-
-def _wide_layout(x_shape: Tuple[int, ...], geo: tuple, ohw: Tuple[int, int], kw: int,
-                 depthwise: bool) -> Optional[Tuple[int, int, int, tuple]]:
-    """The batch side by side as one image, when that is exact and worth it.
-
-    Image i goes to columns [i*slot + left, i*slot + left + w) of a (1, C, H, N*slot) image whose
-    other columns hold the input zero point (``slot = w + left + right``: each image keeps its own
-    left / right padding, which contributes 0 as padding does); the top / bottom padding stays
-    the kernel's. Every output then sums exactly the products it sums in its own image, so the
-    int32 accumulators and the outputs are identical. Image i's outputs are the wide output's
-    columns [i*slot/sw, i*slot/sw + ow); an extra ``ew - sw`` zero-point columns on the right
-    make the wide output exactly N*slot/sw columns. Returns (slot, left, w, wide padding) or
-    None."""
-    nb, _, _, w = x_shape
-    sh, sw, pt, pl, pb, pr, dh, dw = geo
-    slot = w + pl + pr
-    ew = dw * (kw - 1) + 1
-    if nb < 2 or depthwise or ohw[1] >= _WIDE_BELOW or slot % sw or ew < sw:
-        return None
-    return slot, pl, w, (pt, 0, pb, ew - sw)
-
-
-# A 1x1 convolution without padding is a GEMM over the pixels: with at least this many input
-# channels (or output rows under 8 wide) it runs through the linear kernel on NHWC rows (measured
-# at batch 32: 96 -> 24 channels on 4x4, 134 -> 45 us; 16 -> 64 on 8x8 loses, 61 -> 95 us).
-_GEMM_1X1_MIN_K = 24
-
-
-def conv2d_kernel(conv: PreparedQConv2d, gemm: Optional[PreparedQLinear] = None,
-                  with_padding: Optional[Callable[[Tuple[int, int, int, int]], PreparedQConv2d]] = None
-                  ) -> Kernel:
-    """A prepared conv as a kernel (x: NCHW of ``conv.x_dtype``).
-
-    A batch of small images (output rows under 8 wide, not depthwise) runs as one wide image,
-    the images side by side (:func:`_wide_layout`; ``with_padding(p)`` gives the same conv with
-    padding ``p``); given ``gemm`` (the same layer as a linear over the input channels), an
-    unpadded 1x1 convolution with enough input channels runs as a GEMM over its (strided)
-    pixels. Both give the same accumulators, and the same epilogue gives the same outputs."""
+def conv2d_kernel(conv: PreparedQConv2d) -> Kernel:
+    """A prepared conv as a kernel (x: NCHW of ``conv.x_dtype``). ``qk_conv2d`` chooses the
+    algorithm (1x1 as a GEMM over the pixels, a batch of small images as one wide image, tiles),
+    in C, for every caller."""
     p = conv.packed
-    n, k = p.out_channels, p.k
-    depthwise = p.groups > 1 and p.in_channels == p.groups
     xdt = conv.x_dtype
-    zp_fill = xdt.type(conv.x_zero_point)
-    plans: Dict[Tuple[int, ...], Tuple[Any, ...]] = {}
-
-    def plan(x: np.ndarray) -> Tuple[Any, ...]:
-        geo, ohw = conv._geometry(x.shape)
-        macs = ohw[0] * ohw[1] * n * k
-        kernel.macs = macs  # type: ignore[attr-defined]
-        if gemm is not None and geo[2:6] == (0, 0, 0, 0) and \
-                (k >= _GEMM_1X1_MIN_K or ohw[1] < _WIDE_BELOW):
-            return geo, ohw, macs, "gemm", gemm.runner()
-        if with_padding is not None:
-            wide = _wide_layout(x.shape, geo, ohw, p.kernel_size[1], depthwise)
-            if wide is not None:
-                slot = wide[0]
-                wshape = (1, x.shape[1], x.shape[2], x.shape[0] * slot)
-                return geo, ohw, macs, wide[:3], with_padding(wide[3]).runner(wshape)
-        return geo, ohw, macs, None, conv.runner(x.shape)
+    runs: Dict[Tuple[int, ...], Tuple[Any, int]] = {}
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         if x.dtype != xdt:
             raise TypeError(f"conv input has dtype {x.dtype}, expected {xdt}")
-        g = plans.get(x.shape)
+        g = runs.get(x.shape)
         if g is None:
-            g = plans[x.shape] = plan(x)
-        geo, ohw, macs, how, run = g
-        nb = x.shape[0]
-        threads = _split_threads(t, macs * nb)
-        if how is None:
-            return run(x if x.flags.c_contiguous else np.ascontiguousarray(x), threads)
-        if how == "gemm":   # 1x1: rows of pixels (NHWC) times the weights
-            sh, sw = geo[0], geo[1]
-            xs = x if sh == sw == 1 else x[:, :, ::sh, ::sw]
-            rows = np.ascontiguousarray(xs.transpose(0, 2, 3, 1)).reshape(-1, k)
-            y = run(rows, threads)
-            return np.ascontiguousarray(y.reshape((nb,) + ohw + (n,)).transpose(0, 3, 1, 2))
-        slot, left, w = how
-        c, h = x.shape[1], x.shape[2]
-        xw = np.full((1, c, h, nb * slot), zp_fill, xdt)
-        xw.reshape(c, h, nb, slot)[:, :, :, left:left + w] = x.transpose(1, 2, 0, 3)
-        per = slot // geo[1]
-        y = run(xw, threads)
-        return np.ascontiguousarray(
-            y.reshape(n, ohw[0], nb, per)[:, :, :, :ohw[1]].transpose(2, 0, 1, 3))
+            ohw = conv._geometry(x.shape)[1]
+            macs = ohw[0] * ohw[1] * p.out_channels * p.k
+            kernel.macs = macs  # type: ignore[attr-defined]
+            g = runs[x.shape] = (conv.runner(x.shape), macs)
+        run, macs = g
+        return run(x if x.flags.c_contiguous else np.ascontiguousarray(x),
+                   _split_threads(t, macs * x.shape[0]))
     return per_sample(kernel)
 
 

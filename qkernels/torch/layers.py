@@ -183,27 +183,16 @@ class Conv2dLayer(_WeightedLayer):
     op: ClassVar[str] = "conv2d"
     _prep: Any = field(default=None, repr=False)
 
-    def prepared(self, padding: Any = None) -> qk.PreparedQConv2d:
-        """The prepared call (qkernels.prepare_qconv2d) of this layer (another ``padding`` for
-        the runtime's wide-batch layout)."""
-        if padding is None and self._prep is not None:
-            return self._prep
-        c = qk.prepare_qconv2d(self.packed, self.bias, x_dtype=self.x.dtype, stride=self.stride,
-                               padding=self.padding if padding is None else padding,
-                               dilation=self.dilation, **self._call_kw())
-        if padding is None:
-            self._prep = c
-        return c
+    def prepared(self) -> qk.PreparedQConv2d:
+        """The prepared call (qkernels.prepare_qconv2d) of this layer."""
+        if self._prep is None:
+            self._prep = qk.prepare_qconv2d(self.packed, self.bias, x_dtype=self.x.dtype,
+                                            stride=self.stride, padding=self.padding,
+                                            dilation=self.dilation, **self._call_kw())
+        return self._prep
 
     def kernel(self) -> Kernel:
-        gemm = None
-        if self.packed.kernel_size == (1, 1) and self.groups == 1:
-            n = self.w_int.shape[0]
-            w2 = np.ascontiguousarray(self.w_int.reshape(n, -1))
-            pl = qk.pack_linear(w2, w_zero_point=self.packed.w_zero_point,
-                                w_scale=self.packed.w_scale)
-            gemm = qk.prepare_qlinear(pl, self.bias, x_dtype=self.x.dtype, **self._call_kw())
-        return rt.conv2d_kernel(self.prepared(), gemm, self.prepared)
+        return rt.conv2d_kernel(self.prepared())
 
     def reference_kernel(self) -> Kernel:
         kw = self._call_kw()

@@ -9,7 +9,6 @@
 
 #include "qk_test.h"
 #include "qkernels.h"
-#include "qops.h"
 
 #define P31 ((size_t)1 << 31)
 
