@@ -53,7 +53,7 @@ build/libqkernels.a: $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 # The C test programs (one per tests/c/test_*.c), linked against the static library only;
-# tests/test_clib.py runs each of them.
+# tests/c/test_clib.py runs each of them.
 CTEST_SRCS := $(wildcard tests/c/test_*.c)
 CTESTS     := $(patsubst tests/c/%.c,build/ctest/%,$(CTEST_SRCS))
 

@@ -92,10 +92,11 @@ print(json.dumps({"isa": qkernels.show_config("dicts")["simd"]["chosen"], "h": T
 @pytest.mark.parametrize("simd", ["scalar", "avx2"])
 def test_vnni_linear_equals_other_paths(simd):
     here = os.path.dirname(os.path.abspath(__file__))
+    helpers = os.path.dirname(here)   # tests/: the helper modules
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(qkernels.__file__)))
     env_pp = os.environ.get("PYTHONPATH")
     env = dict(os.environ, QKERNELS_SIMD=simd,
-               PYTHONPATH=os.pathsep.join([pkg_root, env_pp]) if env_pp else pkg_root)
+               PYTHONPATH=os.pathsep.join([pkg_root, helpers] + ([env_pp] if env_pp else [])))
     r = subprocess.run([sys.executable, "-c", SCRIPT, here], capture_output=True, text=True,
                        env=env, timeout=600)
     assert r.returncode == 0, r.stderr

@@ -13,7 +13,7 @@ import pytest
 
 import qkernels as qk
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # tests/: the helper modules
 ROOT = os.path.dirname(HERE)
 
 SCRIPT = r"""

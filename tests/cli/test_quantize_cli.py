@@ -9,7 +9,7 @@ pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements
 pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
 
 pytestmark = pytest.mark.torch
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run(*args):

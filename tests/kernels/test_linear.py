@@ -196,10 +196,11 @@ def test_simd_equals_scalar_subprocess(simd):
     """This process (AVX512-VNNI 8-bit kernels where the CPU has them, else AVX2) against a process
     forced to the scalar C path, and one forced to the int16 AVX2 kernels: the same bits."""
     here = os.path.dirname(os.path.abspath(__file__))
+    helpers = os.path.dirname(here)   # tests/: the helper modules
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(qkernels.__file__)))
     env_pp = os.environ.get("PYTHONPATH")
     env = dict(os.environ, QKERNELS_SIMD=simd,
-               PYTHONPATH=os.pathsep.join([pkg_root, env_pp]) if env_pp else pkg_root)
+               PYTHONPATH=os.pathsep.join([pkg_root, helpers] + ([env_pp] if env_pp else [])))
     r = subprocess.run([sys.executable, "-c", SCALAR_SCRIPT, here], capture_output=True, text=True,
                        env=env, timeout=300)
     assert r.returncode == 0, r.stderr

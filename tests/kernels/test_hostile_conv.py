@@ -17,6 +17,7 @@ import qkernels as qk
 from _hostile_ref import conv_acc_sparse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+HELPERS = os.path.dirname(HERE)   # tests/: the helper modules
 
 # (name, x shape, w shape, groups, stride, padding (t, l, b, r), dilation)
 CASES = [
@@ -84,7 +85,7 @@ def inputs(xs, ws):
 @pytest.fixture(scope="module", params=["auto", "avx2", "scalar"])
 def path_results(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("hostile") / f"{request.param}.json"
-    env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, HELPERS, os.environ.get("PYTHONPATH", "")]))
     env.pop("QKERNELS_SIMD", None)
     if request.param != "auto":
         env["QKERNELS_SIMD"] = request.param

@@ -8,7 +8,7 @@ import pytest
 
 from qkernels import io as qio
 
-FIXTURE = Path(__file__).parent / "fixtures" / "quantized_small"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "quantized_small"
 
 
 def _fixture_data():

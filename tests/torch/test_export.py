@@ -15,7 +15,7 @@ from qkernels.torch import QuantConfig, TensorConfig, quantize_model  # noqa: E4
 from qkernels.torch.reference_models import digits, load  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning")]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CONFIGS = {
     "fbgemm": QuantConfig(),

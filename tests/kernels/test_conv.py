@@ -288,10 +288,11 @@ def test_conv_simd_equals_scalar_subprocess(simd):
     import subprocess
     import sys
     here = os.path.dirname(os.path.abspath(__file__))
+    helpers = os.path.dirname(here)   # tests/: the helper modules
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(qkernels.__file__)))
     env_pp = os.environ.get("PYTHONPATH")
     env = dict(os.environ, QKERNELS_SIMD=simd,
-               PYTHONPATH=os.pathsep.join([pkg_root, env_pp]) if env_pp else pkg_root)
+               PYTHONPATH=os.pathsep.join([pkg_root, helpers] + ([env_pp] if env_pp else [])))
     r = subprocess.run([sys.executable, "-c", SIMD_SCRIPT, here], capture_output=True, text=True,
                        env=env, timeout=300)
     assert r.returncode == 0, r.stderr

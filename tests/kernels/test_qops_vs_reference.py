@@ -15,7 +15,7 @@ from qkernels.torch import qarith as cv  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # tests/: the helper modules
 DTYPES = (np.uint8, np.int8)
 
 
