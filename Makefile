@@ -22,8 +22,10 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-o
 all: build
 
 $(STAMP): requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-dev.txt
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing the pinned requirements into $(VENV) (first run only: about 1.6 GB --"
+	@echo "PyTorch CPU, ONNX Runtime, transformers, scikit-learn -- a few minutes)"
+	$(PY) -m pip install --progress-bar off -r requirements-dev.txt
 	QKERNELS_WERROR=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
@@ -81,7 +83,7 @@ sanitize: $(STAMP)
 	  ../../../$(PY) -P -m pytest -q -p no:cacheprovider -m "not torch and not onnx" ../../../tests
 
 clean:
-	rm -rf build qkernels/*.so
+	rm -rf build qkernels/*.so qkernels/lib
 
 # The C example of the PTF / integer LayerNorm pipeline (reads data/quantized/, see make demo-layernorm).
 build/layernorm_golden: csrc/examples/layernorm_golden.c build/libqkernels.a
