@@ -1,25 +1,35 @@
 """IntegerModel.export: every integer of a model, in files a C or RTL test bench reads.
 
-``out_dir/layers/<layer>/`` holds, for every integer layer, ``params.txt`` (its scalars: kind,
-zero points, clamping range, geometry, the requantization scheme by number and name), its
-constant arrays one number a line (conv / linear: ``weights.txt``, ``w_scale.txt``, ``a2.txt`` (the
-sum of the weights per output channel), the output stage the C epilogue takes:
-``requant_scale.txt`` and ``float_bias.txt`` (in accumulator units) for the float-scale presets,
-``multiplier.txt`` / ``shift.txt`` for fixed point and shifts, ``bias.txt`` int32; LayerNorm: the
-prepared integer parameters; a lookup layer: ``table.txt``), and the golden ``input.txt`` (or
-``input<i>.txt``) / ``output.txt`` integers of that layer for the sample ``x``.
-``out_dir/model.npz`` holds all of it, ``out_dir/model.h`` the constant arrays as C arrays, and
-``out_dir/report.json`` the per-tensor and per-layer parameters (SPEC section 8), with the float /
-fake-quant / integer accuracies when ``labels`` are given. Writes are atomic.
+One export folder describes exactly one model. It is written beside the target and swapped in
+at the end, so an interrupted export leaves the previous one (or nothing), never a mix; the
+target must be absent, empty, or a previous export (it has ``manifest.json``). Files follow the
+process umask. The folder holds:
+
+- ``layers/<layer>/``: for every integer layer ``params.txt`` (its scalars: kind, zero points,
+  clamping range, geometry, the requantization scheme by name), its constant arrays and its
+  golden input (``input.txt``, or ``input<i>.txt``) and ``output.txt`` for the sample, one number
+  a line; every integer array also as ``<name>.hex``, the ``$readmemh`` format (two's complement
+  at the array's storage width, one word a line, :mod:`qkernels.io.hexmem`);
+- ``model.h`` / ``model.c``: every scalar and array as C (:mod:`qkernels.io.cmodel`);
+- ``model.json`` + ``model.npz`` (+ ``float_ops.pt`` for float ops): the model itself,
+  ``IntegerModel.load(folder)`` rebuilds it (:mod:`qkernels.torch.saving`);
+- ``report.json``: per tensor scale / zero point / bit width (powers of two as ``2^(-9)`` and
+  ``x >> 9``), per layer its parameters (M0 / shift, ``a2``, accumulator bound), the graph
+  (inputs, shapes, dtypes) and the per-layer error figures of ``compare``; accuracies when
+  labels are given;
+- ``README.md``: what each file is; ``manifest.json``: every file with its size and SHA-256.
 
 Example:
-    >>> # paths = im.export("out/resnet", x_test[:1])
+    >>> # paths = im.export("out/resnet", x_test[:1], labels=y_test[:1])
 """
 from __future__ import annotations
 
+import hashlib
+import io as _io
 import json
 import os
-import re
+import shutil
+import tempfile
 from typing import Any, Callable, Dict, List
 
 import numpy as np
@@ -86,26 +96,78 @@ def _exported(L: Ly.Layer) -> bool:
         not isinstance(L, (Ly.ConstantLayer, Ly.GetItemLayer))
 
 
-def export_model(im: Any, out_dir: str, x: Any, labels: Any = None) -> List[str]:
-    """Write every integer of ``im`` (a :class:`qkernels.torch.IntegerModel`) for the sample
-    ``x`` (see the module docstring); returns the paths written."""
-    from .. import io as qio
+def _prepare_target(out_dir: str) -> None:
+    if os.path.exists(out_dir):
+        if not os.path.isdir(out_dir):
+            raise ValueError(f"export folder {out_dir} exists and is not a folder")
+        if os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, "manifest.json")):
+            raise ValueError(f"export folder {out_dir} is not empty and holds no qkernels export "
+                             "(no manifest.json): give a new or empty folder")
 
+
+def export_model(im: Any, out_dir: str, x: Any, labels: Any = None, *,
+                 hex_files: bool = True) -> List[str]:
+    """Write every integer of ``im`` (a :class:`qkernels.torch.IntegerModel`) for the sample
+    ``x`` into ``out_dir`` (see the module docstring); returns the paths written."""
+    from .. import io as qio
+    from ..io.cmodel import format_c_model
+    from .saving import save_model
+
+    out_dir = os.path.abspath(out_dir)
+    _prepare_target(out_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".tmp", dir=parent)
+    try:
+        rel = _write_all(im, tmp, x, labels, hex_files, qio, format_c_model, save_model)
+        mode = 0o777 & ~qio.umask()
+        for root, dirs, _files in os.walk(tmp):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), mode)
+        os.chmod(tmp, mode)
+        old = None
+        if os.path.exists(out_dir):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".old", dir=parent)
+            os.rmdir(old)
+            os.rename(out_dir, old)
+        os.rename(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [os.path.join(out_dir, r) for r in rel]
+
+
+def _write_all(im: Any, root: str, x: Any, labels: Any, hex_files: bool, qio: Any,
+               format_c_model: Callable, save_model: Callable) -> List[str]:
     raw = im.intermediates(x)
     written: List[str] = []
 
-    def put(path: str, text: str) -> None:
+    def put(relpath: str, data: Any) -> None:
+        path = os.path.join(root, relpath)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        qio.atomic_write_text(path, text)
-        written.append(path)
+        if isinstance(data, bytes):
+            qio.atomic_write_bytes(path, data)
+        else:
+            qio.atomic_write_text(path, data)
+        written.append(relpath)
 
     cfg = im.config
     tcs = im.tensor_configs
     bounds = im.accumulator_bounds()
     npz: Dict[str, np.ndarray] = {}
-    header: Dict[str, np.ndarray] = {}
+    c_layers = []
     layers_json: Dict[str, Any] = {}
+    graph: List[Dict[str, Any]] = []
     for name, L in im.layers.items():
+        node: Dict[str, Any] = {"name": name, "op": L.op, "inputs": list(L.inputs)}
+        y = _value(raw.get(name))
+        if isinstance(y, np.ndarray):
+            node.update(shape=list(y.shape), dtype=y.dtype.name)
+        if L.out is not None:
+            node.update(scale=float(L.out.scale), zero_point=int(L.out.zero_point))
+        graph.append(node)
         if not _exported(L):
             continue
         params = L.params()
@@ -119,14 +181,16 @@ def export_model(im: Any, out_dir: str, x: Any, labels: Any = None) -> List[str]
             xq = L.quantized_input(_value(raw[L.inputs[0]]))
             params.update(x_scale=float(xq.scale), x_zero_point=int(xq.zero_point),
                           x_dtype=np.dtype(xq.q.dtype).name)
-        d = os.path.join(out_dir, "layers", name)
-        for key, val in {**consts, **golden}.items():
+        d = f"layers/{name}"
+        arrays = {**consts, **golden}
+        for key, val in arrays.items():
             val = np.asarray(val)
-            put(os.path.join(d, f"{key}.txt"), qio.format_array(val, f"{name} {key}"))
+            put(f"{d}/{key}.txt", qio.format_array(val, f"{name} {key}"))
+            if hex_files and val.dtype.kind in "iu":
+                put(f"{d}/{key}.hex", qio.format_hex(val))
             npz[f"{name}/{key}"] = val
-            if key in consts:
-                header[f"{name}_{key}"] = val
-        put(os.path.join(d, "params.txt"), qio.format_params(params))
+        put(f"{d}/params.txt", qio.format_params(params))
+        c_layers.append((name, L.op, params, arrays))
         entry = dict(params)
         if isinstance(L, (Ly.Conv2dLayer, Ly.LinearLayer)):
             real = (np.float64(L.x.scale) * np.asarray(L.w_scale, np.float64) /
@@ -155,11 +219,14 @@ def export_model(im: Any, out_dir: str, x: Any, labels: Any = None) -> List[str]
         sym = tc.symmetric if tc is not None else False
         tensors[n] = tensor_json(np.float32(L.out.scale), L.out.zero_point, bits, sym)
     report: Dict[str, Any] = {"preset": im.preset.name if im.preset is not None else None,
-                              "mode": im.mode, "tensors": tensors, "layers": layers_json}
+                              "mode": im.mode, "tensors": tensors, "layers": layers_json,
+                              "graph": {"inputs": list(im.inputs), "nodes": graph}}
     if cfg is not None:
         report.update(weight=vars(cfg.weight), activation=vars(cfg.activation),
                       **{k: vars(getattr(cfg, k)) for k in ("input", "output", "bias")
                          if getattr(cfg, k) is not None})
+    if im.reference is not None:
+        report["compare"] = [vars(r) for r in im.compare(x)]
     if labels is not None:
         lab = np.asarray(labels)
         runs: Dict[str, Callable[[Any], Any]] = {"integer": im}
@@ -168,12 +235,85 @@ def export_model(im: Any, out_dir: str, x: Any, labels: Any = None) -> List[str]
                                                      if cfg is not None else {}), **runs}
         report["accuracy"] = {k: float(np.mean(np.asarray(f(x)).argmax(1) == lab))
                               for k, f in runs.items()}
-    put(os.path.join(out_dir, "report.json"), json.dumps(report, indent=1, default=_json_default) + "\n")
-    path = os.path.join(out_dir, "model.npz")
-    os.makedirs(out_dir, exist_ok=True)
-    qio.atomic_savez(path, **npz)
-    written.append(path)
-    put(os.path.join(out_dir, "model.h"), qio.format_c_arrays(
-        {re.sub(r"\W", "_", k): v for k, v in header.items()}, "QK_MODEL_H"))
+    put("report.json", json.dumps(report, indent=1, default=_json_default) + "\n")
+    model_json, model_arrays, objects = save_model(im)
+    npz.update(model_arrays)
+    put("model.json", model_json)
+    buf = _io.BytesIO()
+    np.savez_compressed(buf, **npz)
+    put("model.npz", buf.getvalue())
+    if objects:
+        import torch
+
+        buf = _io.BytesIO()
+        try:
+            torch.save(objects, buf)
+        except Exception as exc:
+            raise ValueError(f"the float ops / handlers of this model cannot be saved "
+                             f"({type(exc).__name__}: {exc}); a handler must be an importable "
+                             "function") from None
+        put("float_ops.pt", buf.getvalue())
+    h, c = format_c_model(c_layers, title=f"{len(c_layers)} layers, preset "
+                          f"{report['preset']}, mode {im.mode}")
+    put("model.h", h)
+    put("model.c", c)
+    put("README.md", _readme(im, report))
+    manifest = {"format": "qkernels-export/1", "qkernels": qk.__version__,
+                "layers": list(layers_json), "files": {}}
+    for r in written:
+        with open(os.path.join(root, r), "rb") as f:
+            data = f.read()
+        manifest["files"][r] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    put("manifest.json", json.dumps(manifest, indent=1) + "\n")
     return written
+
+
+_KEYS = {
+    "weights": "integer weights (conv: OIHW, linear: (N, K))",
+    "w_scale": "weight scale per output channel (float32)",
+    "a2": "sum of the integer weights per output channel (the zero-point term x_zp * a2)",
+    "requant_scale": "float32 requantization scale per output channel (scheme fp32): "
+                     "y = RNE(fl(fl(acc + float_bias) * requant_scale)) + out_zero_point",
+    "float_bias": "float bias in ACCUMULATOR units, bias / (x_scale * w_scale), added in float "
+                  "before requant_scale (FBGEMM); a dynamic layer's float_bias is in output units",
+    "multiplier": "fixed-point M0 per output channel (schemes double_round / single_round)",
+    "shift": "shift per output channel (fixed point: TFLite convention, > 0 is a left shift; "
+             "shift schemes: acc >> shift)",
+    "bias": "int32 bias in accumulator units (scale x_scale * w_scale, zero point 0)",
+    "input": "golden input integers of the sample (input<i>: the i-th input)",
+    "output": "golden output integers of the sample",
+    "table": "256-entry lookup table: y = table[q - qmin]",
+    "x_q": "dynamic layer: the input quantized per call (x_scale, x_zero_point in params.txt)",
+    "accumulator": "dynamic layer: the int32 accumulators",
+    "alpha": "LayerNorm: PTF exponent per channel", "gamma_int": "LayerNorm: integer gamma",
+    "beta_int": "LayerNorm: integer beta", "lut": "LayerNorm: inverse square root table (sole)",
+    "gamma": "LayerNorm: float gamma", "beta": "LayerNorm: float beta",
+}
+
+
+def _readme(im: Any, report: Dict[str, Any]) -> str:
+    lines = [f"# qkernels export: {len(report['layers'])} integer layers, preset "
+             f"{report['preset']}, mode {report['mode']}", "",
+             "Generated by `IntegerModel.export`; `IntegerModel.load(this folder)` rebuilds the "
+             "model. `manifest.json` lists every file with its SHA-256.", "",
+             "## Files", "",
+             "- `layers/<layer>/params.txt`: the layer's scalars, `key value` a line (`scheme` by "
+             "name: none, fp32, double_round, single_round, shift_half_up, shift_half_even, "
+             "shift_half_away, shift_floor; the `qk_requant_scheme` of qkernels.h).",
+             "- `layers/<layer>/<array>.txt`: `# comment`, `# shape`, the count, one number a line.",
+             "- `layers/<layer>/<array>.hex`: the same integers for Verilog `$readmemh`: two's "
+             "complement at the array's storage width (int8 / uint8: 2 hex digits, int32: 8), "
+             "one word a line, C order.",
+             "- `model.h` / `model.c`: every scalar (`QK_<LAYER>_<KEY>`) and array "
+             "(`qk_<layer>_<key>`) as C, and the table `qk_model_layers`.",
+             "- `model.json`, `model.npz` (`float_ops.pt`): the model for `IntegerModel.load`.",
+             "- `report.json`: tensors, layers, graph, per-layer errors, accuracies.", "",
+             "## Arrays", ""]
+    lines += [f"- `{k}`: {v}" for k, v in _KEYS.items()]
+    lines += ["", "## Layers", "", "| layer | kind | inputs | output shape |", "|---|---|---|---|"]
+    for n in report["graph"]["nodes"]:
+        if n["name"] in report["layers"]:
+            lines.append(f"| {n['name']} | {n['op']} | {', '.join(n['inputs'])} | "
+                         f"{'x'.join(map(str, n.get('shape', [])))} |")
+    return "\n".join(lines) + "\n"
 

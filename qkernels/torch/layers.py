@@ -84,6 +84,34 @@ class Layer:
         """Worst-case |int32 accumulator| (layers with one), else None."""
         return None
 
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        if "packed" in state:          # C packed weights: rebuilt from the integers
+            state["packed"] = None
+        state.pop("_prep", None)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "_prep" in type(self).__dataclass_fields__:
+            self._prep = None
+        if "packed" in state and state["packed"] is None:
+            repack(self)
+
+
+def repack(L: Layer) -> Layer:
+    """The C packed weights of a conv / linear layer, rebuilt from its integers (after loading
+    or unpickling)."""
+    w = getattr(L, "w_int", None)
+    if w is None:
+        return L
+    if isinstance(L, Conv2dLayer) or getattr(L, "kind", "") == "conv":
+        L.packed = qk.pack_conv2d(w, groups=L.groups, w_zero_point=L.w_zero_point,
+                                  w_scale=L.w_scale)
+    else:
+        L.packed = qk.pack_linear(w, w_zero_point=L.w_zero_point, w_scale=L.w_scale)
+    return L
+
 
 # ---- quantize / dequantize -----------------------------------------------------------------------
 @dataclass(eq=False)
@@ -148,8 +176,8 @@ class _WeightedLayer(Layer):
         e = self.epilogue()
         lo, hi = (self.act_min, self.act_max)
         info = np.iinfo(self.out.dtype)
-        return dict(super().params(), preset=self.preset.name, scheme=int(e.scheme),
-                    scheme_name=e.scheme_name, x_scale=float(self.x.scale),
+        return dict(super().params(), preset=self.preset.name, scheme=e.scheme_name,
+                    x_scale=float(self.x.scale),
                     x_zero_point=int(self.x.zero_point), x_dtype=np.dtype(self.x.dtype).name,
                     act_min=int(info.min) if lo is None else int(lo),
                     act_max=int(info.max) if hi is None else int(hi),
@@ -158,6 +186,7 @@ class _WeightedLayer(Layer):
     def arrays(self) -> Dict[str, np.ndarray]:
         n = self.w_int.shape[0]
         out = {"weights": self.w_int, "w_scale": np.broadcast_to(self.w_scale, (n,)).astype(F32),
+               "w_zero_point": np.broadcast_to(np.asarray(self.w_zero_point, np.int32), (n,)).copy(),
                "a2": self.a2()}
         out.update(self.epilogue().arrays())
         return out

@@ -251,7 +251,31 @@ class IntegerModel:
                                    float(np.mean(steps > 0.5)) if steps.size else 0.0))
         return out
 
-    # -- files ------------------------------------------------------------------------------
+    # -- files and pickling ----------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str, threads: Optional[int] = None) -> "IntegerModel":
+        """The model an :meth:`export` wrote to folder ``path``: the same layers and integers,
+        without the original PyTorch model (no reference: ``compare`` / ``fake_quant`` need
+        the model that built it).
+
+        Example:
+            >>> # im.export("out/resnet", x[:1]); same = IntegerModel.load("out/resnet")
+        """
+        from .saving import load_model
+
+        return load_model(path, threads)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_plan"] = None      # compiled closures: rebuilt on first use
+        state["trace"] = {}
+        if isinstance(self.reference, TorchReference):   # PyTorch's converted graphs do not pickle
+            state["reference"] = None
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     def export(self, out_dir: str, x: Any, labels: Any = None) -> List[str]:
         """Write every integer of the model for C / RTL test benches; returns the paths written
         (see :func:`qkernels.torch.export.export_model`)."""
@@ -281,6 +305,23 @@ class OutputRef:
 
 
 # ---- references -----------------------------------------------------------------------------------
+def fused_graph(model: torch.nn.Module) -> fx.GraphModule:
+    """A copy of ``model`` captured with torch.fx, BatchNorm folded and ReLU fused (``fuse_fx``,
+    eval mode): the graph :func:`~qkernels.torch.quantize_model` quantizes. Deterministic: the
+    same model gives the same node names."""
+    import copy
+
+    from torch.ao.quantization.quantize_fx import fuse_fx
+
+    model = copy.deepcopy(model).eval()
+    try:
+        gm = fuse_fx(model)
+    except Exception as exc:
+        raise TypeError(f"{type(model).__name__} could not be traced with torch.fx ({exc}); keep "
+                        "the untraceable part out of the quantized region") from exc
+    gm.eval()
+    return gm
+
 class GraphReference:
     """The float model of :func:`~qkernels.torch.quantize_model` and its fake-quant twin.
 
@@ -303,6 +344,15 @@ class GraphReference:
         with torch.no_grad():
             t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, F32))
             return self.float_model(t).numpy()
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state["graph_module"] = None   # traced again from the float model (same node names)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.graph_module = fused_graph(self.float_model)
 
     def op_name(self, name: str, layer: Ly.Layer) -> str:
         node = self._nodes().get(name)

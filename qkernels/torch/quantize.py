@@ -36,8 +36,8 @@ from . import layers as Ly
 from . import ops as O
 from ._runtime import QMeta
 from .config import QuantConfig, TensorConfig
-from .model import GraphReference, IntegerModel, structured_output
-from .qarith import QTensor, dynamic_quantize_input
+from .model import GraphReference, IntegerModel, fused_graph, structured_output
+from .qarith import QTensor
 
 __all__ = ["quantize_model", "Handler"]
 
@@ -50,20 +50,7 @@ F32 = np.float32
 Handler = Callable[[torch.nn.Module, QTensor, float, int], np.ndarray]
 
 
-# ---- graph preparation ------------------------------------------------------------------------
-def _fused_graph(model: torch.nn.Module) -> fx.GraphModule:
-    from torch.ao.quantization.quantize_fx import fuse_fx
-
-    model = copy.deepcopy(model).eval()
-    try:
-        gm = fuse_fx(model)
-    except Exception as exc:
-        raise TypeError(f"{type(model).__name__} could not be traced with torch.fx ({exc}); keep "
-                        "the untraceable part out of the quantized region") from exc
-    gm.eval()
-    return gm
-
-
+# ---- weights ------------------------------------------------------------------------------
 @dataclass
 class WeightInfo:
     """The quantized weights of one conv / linear node (and what its reference runs)."""
@@ -130,15 +117,17 @@ def _quantize_weights(gm: fx.GraphModule, node: fx.Node, mod: torch.nn.Module,
                       node.args[0].name)
 
 
-def _dynamic_quantizer(cfg: QuantConfig) -> Tuple[Callable[[np.ndarray], QTensor], Tuple[int, int]]:
-    """Dynamic mode: how a conv / linear input is quantized per call, and the range its zero
-    point lies in (see QuantConfig)."""
-    act = cfg.activation
-    if act == TensorConfig() and cfg.preset_name == "fbgemm":
-        return (lambda x: dynamic_quantize_input(x, reduce_range=True)), (0, 127)
-    adt, bits = act.dtype(), act.qbits()
+class DynamicQuantizer:
+    """Dynamic mode with an activation config PyTorch has no counterpart for: each call
+    quantizes its input from its own min / max with :func:`qkernels.choose_qparams` and the
+    config's bits, symmetry and power-of-two rule (flavor torch)."""
 
-    def quantize_input(x: np.ndarray) -> QTensor:
+    def __init__(self, activation: TensorConfig) -> None:
+        self.activation = activation
+
+    def __call__(self, x: np.ndarray) -> QTensor:
+        act = self.activation
+        adt, bits = act.dtype(), act.qbits()
         x = np.asarray(x, F32)
         mn, mx = (F32(x.min()), F32(x.max())) if x.size else (F32(0), F32(0))
         p = qk.choose_qparams(mn, mx, dtype=adt, symmetric=act.symmetric,
@@ -146,7 +135,15 @@ def _dynamic_quantizer(cfg: QuantConfig) -> Tuple[Callable[[np.ndarray], QTensor
         s = float(np.asarray(p.scale).reshape(-1)[0])
         z = int(np.asarray(p.zero_point).reshape(-1)[0])
         return QTensor(qk.quantize(x, F32(s), z, dtype=adt, bits=bits, flavor="torch"), s, z)
-    return quantize_input, act.qrange()
+
+
+def _dynamic_quantizer(cfg: QuantConfig) -> Tuple[Optional[DynamicQuantizer], Tuple[int, int]]:
+    """Dynamic mode: how a conv / linear input is quantized per call (None: fbgemm's
+    reduce_range uint8, PyTorch's quantize_dynamic) and the range its zero point lies in."""
+    act = cfg.activation
+    if act == TensorConfig() and cfg.preset_name == "fbgemm":
+        return None, (0, 127)
+    return DynamicQuantizer(act), act.qrange()
 
 
 # ---- node classification ------------------------------------------------------------------------
@@ -299,7 +296,7 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         raise TypeError(f"config must be a QuantConfig, got {type(cfg).__name__}")
     _check_config(cfg)
     float_model = copy.deepcopy(model).eval()
-    gm = _fused_graph(model)
+    gm = fused_graph(model)
     handlers = dict(handlers or {})
     float_nodes = _float_nodes(gm, cfg.float_modules)
     special = set(float_nodes) | {n.name for n in gm.graph.nodes if n.op == "call_module"

@@ -27,7 +27,7 @@ CONFIGS = {
 
 @pytest.fixture(scope="module")
 def golden_exe():
-    subprocess.run(["make", "-s", "build/conv_layer_golden"], cwd=ROOT, check=True)
+    subprocess.run(["make", "-s", "build/conv_layer_golden", "lib"], cwd=ROOT, check=True)
     return os.path.join(ROOT, "build", "conv_layer_golden")
 
 
@@ -59,7 +59,18 @@ def test_export_round_trip_and_c_program(tmp_path, golden_exe, preset):
     lay = report["layers"]["stem_0"]
     assert {"M0", "shift", "a2", "accumulator_bound", "w_scale"} <= set(lay)
     header = (out / "model.h").read_text()
-    assert "static const int8_t stem_0_weights[" in header
+    assert "extern const int8_t qk_stem_0_weights[" in header        # declared once ...
+    assert "const int8_t qk_stem_0_weights[" in (out / "model.c").read_text()   # ... defined once
+    assert "#define QK_STEM_0_X_ZERO_POINT" in header and "QK_STEM_0_SCHEME QK_REQ_" in header
+    # a C bench compiled with model.c runs every conv / linear layer and reproduces the goldens
+    exe = tmp_path / "model_golden"
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", os.path.join(ROOT, "csrc", "include"),
+                    "-I", str(out), os.path.join(ROOT, "csrc", "examples", "model_golden.c"),
+                    str(out / "model.c"), os.path.join(ROOT, "build", "libqkernels.a"), "-lm",
+                    "-pthread", "-o", str(exe)], check=True)
+    r = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0 and " 0 differ from the golden outputs" in r.stdout, r.stdout + r.stderr
+    assert f"{len(im.compute_layers())} conv / linear layers" in r.stdout
 
 
 def test_export_with_accuracy(tmp_path):

@@ -46,6 +46,13 @@ def test_reference_model_equals_pytorch_fbgemm(data, name):
     np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32))
     acc = float(np.mean(got.argmax(1) == yte.numpy()))
     assert acc > 0.9
+    # compare() against PyTorch's own quantized run: 0 steps apart at every layer
+    rows = im.compare(xte[:64])
+    assert rows and all(r.steps_diff_vs_fake_quant == 0 for r in rows), rows
+    # pickled (without PyTorch's graph, which does not pickle): the same outputs
+    import pickle
+    again = pickle.loads(pickle.dumps(im))
+    np.testing.assert_array_equal(again(xte.numpy()).view(np.int32), ref.view(np.int32))
 
 
 def test_unsupported_module_is_named():
