@@ -88,7 +88,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     q.add_argument("--preset", help="override the config's preset")
     q.add_argument("--batch", type=int, default=64)
     q.add_argument("--out", help="export directory (integer parameters, goldens, JSON report)")
+    from .datagen import cli as datagen_cli
+
+    datagen_cli.register(sub)
     args = ap.parse_args(argv)
+    if args.cmd == "datagen":
+        return datagen_cli.run(args)
 
     import torch
 
