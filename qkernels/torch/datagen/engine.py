@@ -326,7 +326,7 @@ def _run(model: nn.Module, n_images: int, size: Tuple[int, int], cfg: DataGenCon
         for b in mine:
             x = pipe.finalize(imgs[b])
             net(x)
-            local[b] = torch.cat([batch_vector([moments(a, False) for a in layer_acts(x)]),
+            local[b] = torch.cat([batch_vector([moments(a, per_image) for a in layer_acts(x)]),
                                   torch.zeros(3)])
     rows = gather(local, n_stats + 3)
     pooled_stats = pool(rows)
