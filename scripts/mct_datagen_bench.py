@@ -19,7 +19,7 @@ Not a dependency of qkernels. Facts this script works around:
   (``default_data_init_fn(crop=32)``): ``--no-crop-margin`` sets it to 0, so that the images
   optimized are the size qkernels optimizes (output + extra_pixels).
 
-Prints one JSON line: the time of every iteration (tqdm of MCT's loop, timed per step).
+Prints one JSON line: the wall and CPU time of every iteration (MCT's tqdm loop, timed).
 """
 import argparse
 import importlib.util
@@ -111,10 +111,10 @@ def main() -> int:
             self.it = it
 
         def __iter__(self):
-            stamps.append(time.perf_counter())
+            stamps.append((time.perf_counter(), time.process_time()))
             for v in self.it:
                 yield v
-                stamps.append(time.perf_counter())
+                stamps.append((time.perf_counter(), time.process_time()))
 
         def set_description(self, text):
             pass
@@ -122,9 +122,11 @@ def main() -> int:
     cfg = mct.data_generation.get_pytorch_data_generation_config(
         n_iter=args.n_iter, data_gen_batch_size=32, image_normalization_type=norm)
     imgs = mct.data_generation.pytorch_data_generation_experimental(net, args.n_images, args.size, cfg)
-    per_iter = [b - a for a, b in zip(stamps, stamps[1:])]
+    per_iter = [b[0] - a[0] for a, b in zip(stamps, stamps[1:])]
+    per_iter_cpu = [b[1] - a[1] for a, b in zip(stamps, stamps[1:])]
     print(json.dumps({"mct": mct.__version__, "model": args.model, "channels": ch,
-                      "image": list(imgs[0].shape), "per_iter": per_iter}))
+                      "image": list(imgs[0].shape), "per_iter": per_iter,
+                      "per_iter_cpu": per_iter_cpu}))
     return 0
 
 

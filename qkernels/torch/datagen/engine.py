@@ -46,6 +46,8 @@ class DataGenResult:
         bn_loss, out_loss: the same for the weighted BatchNorm loss and the output loss.
         final_mean, final_std: per layer, the statistics of all images in the last iteration.
         seconds: wall time of the optimisation (this process).
+        iter_seconds: wall time of every iteration (this process).
+        iter_cpu_seconds: CPU time of this process in every iteration (all its threads).
     """
 
     images: torch.Tensor
@@ -59,6 +61,8 @@ class DataGenResult:
     final_mean: Dict[str, torch.Tensor] = field(default_factory=dict)
     final_std: Dict[str, torch.Tensor] = field(default_factory=dict)
     seconds: float = 0.0
+    iter_seconds: List[float] = field(default_factory=list)
+    iter_cpu_seconds: List[float] = field(default_factory=list)
 
 
 def _dist_info(distributed: Optional[bool]) -> Tuple[int, int, Any]:
@@ -335,6 +339,7 @@ def _run(model: nn.Module, n_images: int, size: Tuple[int, int], cfg: DataGenCon
     bar = _Bar(cfg.n_iter, progress and rank == 0)
     t0 = time.time()
     for it in range(cfg.n_iter):
+        t_it, c_it = time.perf_counter(), time.process_time()
         sums = pooled_stats.double() * n_images
         local = {}
         for b in mine:
@@ -382,6 +387,8 @@ def _run(model: nn.Module, n_images: int, size: Tuple[int, int], cfg: DataGenCon
         res.loss.append(lt[0])
         res.bn_loss.append(lt[1])
         res.out_loss.append(lt[2])
+        res.iter_seconds.append(time.perf_counter() - t_it)
+        res.iter_cpu_seconds.append(time.process_time() - c_it)
         bar.update(it + 1, *lt)
     res.seconds = time.time() - t0
     probe.remove()
