@@ -112,7 +112,7 @@ def accuracy_table(seeds: List[int], n_iter: int, figdir: str) -> Tuple[List[str
     gap = []
     for m, q in SETTINGS:
         r, n, g = (np.mean(acc[(m, q, k)]) for k in kinds)
-        gap.append(f"{100 * (g - n) / (r - n):.0f}%" if r - n >= 5 else f"(gap {r - n:.2f} < 5)")
+        gap.append(f"{100 * (g - n) / (r - n):.0f}%" if r - n >= 5 else f"(gap {abs(r - n):.2f} < 5)" if abs(r - n) < 0.005 else f"(gap {r - n:.2f} < 5)")
     rows.append("| gap noise -> real closed by generated | " + " | ".join(gap) + " |")
     extra["gen_seconds"] = gen_seconds
     extra["acc"] = acc

@@ -14,6 +14,15 @@ from qkernels.torch.datagen.pipeline import ImagePipeline, gaussian_kernel, init
 
 pytestmark = pytest.mark.torch
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread (two OpenMP threads only wait on each other on a shared machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 UNIT = dict(image_normalization="custom", normalization_mean=(0.0,), normalization_std=(255.0,))
 
 

@@ -14,6 +14,15 @@ from qkernels.torch.datagen.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread (two OpenMP threads only wait on each other on a shared machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--model", "reference:resnet", "--n-images", "24", "--size", "8", "--n-iter", "4",
          "--batch-size", "8", "--normalization", "custom", "--norm-mean", "0", "--norm-std", "255",
