@@ -154,6 +154,20 @@ def test_batchnorm1d_after_linear_and_a_user_type():
     assert torch.equal(m, torch.ones(3, 4)) and torch.equal(q, torch.ones(3, 4))
 
 
+def test_unused_batchnorm_layer_is_left_out_with_a_warning():
+    class WithHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = small_net()
+            self.aux_bn = nn.BatchNorm2d(3)  # an auxiliary head, not called in forward
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x)
+    with pytest.warns(UserWarning, match="aux_bn are not called"):
+        r = dg.generate(WithHead().eval(), 4, 6, cfg())
+    assert r.layers == ["image_input", "body.1", "body.4"]
+
+
 def test_batchnorm_without_running_stats_is_refused():
     net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2, track_running_stats=False)).eval()
     with pytest.raises(ValueError, match="'1'.*running_mean"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -256,6 +257,16 @@ def _run(model: nn.Module, n_images: int, size: Tuple[int, int], cfg: DataGenCon
     per_image = cfg.image_granularity is ImageGranularity.ImageWise
     pooled = cfg.image_granularity is ImageGranularity.AllImages
 
+    # one forward pass on a blank image: which aligned layers the model really calls (a layer
+    # that is never called, e.g. of an unused head, is left out with a warning)
+    with torch.no_grad():
+        net(torch.zeros((1, ch) + size))
+    unused = [n for n, _ in probe.bn if n not in probe.acts]
+    if unused:
+        warnings.warn(f"layers {', '.join(unused)} are not called in the forward pass: not aligned")
+        probe.bn = [(n, m) for n, m in probe.bn if n in probe.acts]
+        if not probe.bn:
+            raise ValueError("none of the model's bn_layer_types layers is called in its forward pass")
     layers = ([INPUT] if cfg.input_alignment else []) + [n for n, _ in probe.bn]
     t_mean = {n: m.running_mean.detach().float().flatten().clone() for n, m in probe.bn}
     t_std = {n: torch.sqrt(m.running_var.detach().float().flatten()) for n, m in probe.bn}
@@ -281,9 +292,7 @@ def _run(model: nn.Module, n_images: int, size: Tuple[int, int], cfg: DataGenCon
     def layer_acts(x: torch.Tensor) -> List[torch.Tensor]:
         acts = [x] if cfg.input_alignment else []
         for (n, m) in probe.bn:
-            a = probe.acts.get(n)
-            if a is None:
-                raise ValueError(f"BatchNorm layer {n!r} was not called in the forward pass")
+            a = probe.acts[n]
             if a.dim() < 2 or a.shape[1] != t_mean[n].numel():
                 raise ValueError(f"layer {n!r}: input of shape {tuple(a.shape)} does not have its "
                                  f"{t_mean[n].numel()} channels on axis 1")
