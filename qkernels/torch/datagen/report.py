@@ -51,7 +51,9 @@ def save_grid(path: str, generated: np.ndarray, real: Optional[np.ndarray] = Non
     the valid input range ``lo_hi``."""
     plt = _plt()
     panels = [("generated", generated[:n])] + ([("real", real[:n])] if real is not None else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
+    rows = -(-min(n, max(len(p[1]) for p in panels)) // cols)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2 * rows / cols + 0.9),
+                             squeeze=False)
     for ax, (name, imgs) in zip(axes[0], panels):
         ax.imshow(_tile(np.asarray(imgs, np.float32), cols, *lo_hi), cmap="gray", vmin=0, vmax=1,
                   interpolation="nearest")
