@@ -179,7 +179,8 @@ class DataGenConfig:
         extra_pixels: margin (height, width) added around the output size for the random crop of
             the smoothing-and-augmentation pipeline.
         bn_layer_types: module types whose inputs are aligned; any type with ``running_mean``
-            and ``running_var`` buffers (BatchNorm1d/2d/3d, SyncBatchNorm, your own).
+            and ``running_var`` buffers (default BatchNorm1d/2d/3d; MCT's default is BatchNorm2d
+            alone; SyncBatchNorm or your own types too).
         last_layer_types: layer types searched, backwards from the model's output, for the
             regularized output loss.
         clip_images: clip the images fed to the model (straight-through: the gradient passes
