@@ -11,6 +11,8 @@ statistics): writes docs/datagen_results.md and its figures in docs/datagen/.
 2. The BatchNorm alignment loss per layer during generation (PNG), the per-layer statistics of
    generated / real / noise images against the stored running statistics, the pixel statistics.
 3. torchrun with 2 processes against 1 process: time, and the images compared with ==.
+4. Speed against MCT (scripts/bench_datagen.py). Then ``python scripts/datagen_vs_mct.py`` adds
+   the accuracy of calibration on MCT's own generated images (it needs MCT's venv).
 """
 from __future__ import annotations
 

@@ -50,9 +50,15 @@ def main() -> int:
     ap.add_argument("--norm-mean", type=float, default=None)
     ap.add_argument("--norm-std", type=float, default=None)
     ap.add_argument("--no-crop-margin", action="store_true")
+    ap.add_argument("--extra-pixels", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0, help="torch and numpy global seeds (MCT uses both)")
+    ap.add_argument("--save", help="write the generated images to this .npy file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
+    import numpy as np
+
+    np.random.seed(args.seed)
 
     torch.library.define("torchvision::nms", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     torch.library.define("torchvision::qnms", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
@@ -120,8 +126,11 @@ def main() -> int:
             pass
     pdg.tqdm = Timed
     cfg = mct.data_generation.get_pytorch_data_generation_config(
-        n_iter=args.n_iter, data_gen_batch_size=32, image_normalization_type=norm)
+        n_iter=args.n_iter, data_gen_batch_size=32, image_normalization_type=norm,
+        extra_pixels=args.extra_pixels)
     imgs = mct.data_generation.pytorch_data_generation_experimental(net, args.n_images, args.size, cfg)
+    if args.save:
+        np.save(args.save, torch.cat(imgs).numpy())
     per_iter = [b[0] - a[0] for a, b in zip(stamps, stamps[1:])]
     per_iter_cpu = [b[1] - a[1] for a, b in zip(stamps, stamps[1:])]
     print(json.dumps({"mct": mct.__version__, "model": args.model, "channels": ch,
