@@ -413,3 +413,19 @@ def test_generated_data_calibrates_where_noise_fails():
         accs[name] = float(np.mean(np.asarray(im(xte)).argmax(1) == yte.numpy()))
     assert accs["noise"] < accs["real"] - 0.2, accs
     assert accs["generated"] > accs["real"] - 0.03, accs
+
+
+@pytest.mark.parametrize("name", ["qkernels.torch.datagen", "qkernels.torch.datagen.config",
+                                  "qkernels.torch.datagen.engine", "qkernels.torch.datagen.mct",
+                                  "qkernels.torch.datagen.pipeline", "qkernels.torch.datagen.losses"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(name)
+    tests = doctest.DocTestFinder(exclude_empty=True).find(mod, name)
+    assert sum(len(t.examples) for t in tests) > 0, f"{name} has no examples"
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for t in tests:
+        runner.run(t)
+    assert runner.summarize(verbose=False).failed == 0
