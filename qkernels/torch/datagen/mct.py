@@ -11,7 +11,8 @@ pipeline with a 32-pixel margin, torchvision normalization, BatchNorm2d layers, 
 
 Differences (all in the direction of fewer surprises): the number of input channels follows
 the model (MCT hard-codes 3), the identity pipeline returns images of ``output_image_size``
-(MCT's adds its 32-pixel crop margin to them), the batches of an iteration see each other's
+(MCT's adds its 32-pixel crop margin to them), the diverse initialization keeps the image size
+(MCT's 5x5 filter with padding 1 takes 2 pixels off), the batches of an iteration see each other's
 statistics of the previous iteration (MCT: as updated so far in the iteration, in a random
 order), and ``BNLayerWeightingType.GRAD`` works (MCT declares it without an implementation).
 """
