@@ -11,17 +11,9 @@ torch = pytest.importorskip("torch", reason="the datagen command needs PyTorch")
 
 from qkernels.torch import datagen as dg  # noqa: E402
 from qkernels.torch.datagen.cli import main  # noqa: E402
+from test_datagen import one_thread  # noqa: E402,F401 (autouse: one torch thread)
 
 pytestmark = pytest.mark.torch
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread (two OpenMP threads only wait on each other on a shared machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--model", "reference:resnet", "--n-images", "24", "--size", "8", "--n-iter", "4",
