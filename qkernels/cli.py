@@ -25,6 +25,8 @@ COMMANDS = {
                  "quantize a PyTorch model, run it integer-exact, report and export it"),
     "collect": ("qkernels.collect",
                 "LayerNorm inputs of a real transformer -> PTF -> integer LayerNorm goldens"),
+    "datagen": ("qkernels.torch.datagen.cli",
+                "synthetic calibration images from a model's BatchNorm statistics"),
 }
 
 EPILOG = """examples:

@@ -78,14 +78,14 @@ def load_torch_model(spec: str) -> Any:
         return load(name)
     if kind == "file":
         if not os.path.exists(spec):
-            raise ModelError(f"model file {spec} not found")
+            raise ModelError(f"--model {spec}: model file not found")
         try:
             obj = torch.load(spec, map_location="cpu", weights_only=False)
         except Exception as exc:
-            raise ModelError(f"{spec}: not a model saved with torch.save "
+            raise ModelError(f"--model {spec}: not a model saved with torch.save "
                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         if not isinstance(obj, torch.nn.Module):
-            raise ModelError(f"{spec} holds a {type(obj).__name__}, not a whole model: save "
+            raise ModelError(f"--model {spec}: holds a {type(obj).__name__}, not a whole model: save "
                              "it with torch.save(model) or use --model module:factory")
         return obj.eval()
     if kind == "factory":
@@ -93,10 +93,10 @@ def load_torch_model(spec: str) -> Any:
         try:
             factory = getattr(importlib.import_module(mod), fn)
         except (ImportError, AttributeError) as exc:
-            raise ModelError(f"cannot load {spec}: {exc}") from None
+            raise ModelError(f"--model {spec}: cannot load it: {exc}") from None
         net = factory()
         if not isinstance(net, torch.nn.Module):
-            raise ModelError(f"{spec} returned a {type(net).__name__}, not a torch.nn.Module")
+            raise ModelError(f"--model {spec}: returned a {type(net).__name__}, not a torch.nn.Module")
         return net.eval()
     raise ModelError(f"--model {spec!r}: use reference:<name>, module:factory, a .pt file or "
                      "a local Hugging Face model folder")
