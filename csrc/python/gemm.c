@@ -138,7 +138,10 @@ static int qk_py_epilogue(const qk_py_epi_args *a, size_t n, PyArrayObject *out,
         if (qk_py_check_arr(a->fbias, NPY_FLOAT32, (npy_intp)n, "float_bias") < 0) return -1;
         ep->float_bias = (const float *)PyArray_DATA((PyArrayObject *)a->fbias);
     }
-    if (a->scale != Py_None) {
+    if (a->scale != Py_None && a->scheme == QK_REQ_FP64) {   /* a float64 scale */
+        if (qk_py_check_arr(a->scale, NPY_FLOAT64, (npy_intp)n, "scale") < 0) return -1;
+        ep->scale64 = (const double *)PyArray_DATA((PyArrayObject *)a->scale);
+    } else if (a->scale != Py_None) {
         if (qk_py_check_arr(a->scale, NPY_FLOAT32, (npy_intp)n, "scale") < 0) return -1;
         ep->scale = (const float *)PyArray_DATA((PyArrayObject *)a->scale);
     }

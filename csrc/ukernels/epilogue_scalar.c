@@ -29,6 +29,13 @@ static inline int qk__epi1(const qk_epilogue *ep, size_t o, int32_t raw, int32_t
             *q = (int32_t)nearbyintf(f) + ep->zero_point;
             return 1;
         }
+        case QK_REQ_FP64: {   /* clamped before rounding: the bounds are integers, so the same */
+            const double d = (double)acc * ep->scale64[o];
+            *q = (int32_t)qk__rhaz(qk__clampd(d, (double)ep->act_min - ep->zero_point,
+                                              (double)ep->act_max - ep->zero_point)) +
+                 ep->zero_point;
+            return 1;
+        }
         case QK_REQ_DOUBLE: {
             int32_t r;
             if (!qk__req_double(acc, ep->multiplier[o], ep->shift[o], &r)) {
