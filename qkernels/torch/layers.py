@@ -44,7 +44,9 @@ __all__ = ["Layer", "QuantizeLayer", "DequantizeLayer", "Conv2dLayer", "LinearLa
            "DynamicLayer", "AddLayer", "ClampLayer", "LeakyReLULayer", "LookupLayer",
            "MaxPool2dLayer", "AvgPool2dLayer", "AdaptiveAvgPool2dLayer", "CatLayer",
            "FlattenLayer", "IdentityLayer", "LayerNormLayer", "FloatLayer", "HandlerLayer",
-           "ConstantLayer", "GetItemLayer"]
+           "ConstantLayer", "GetItemLayer", "TFLiteInputLayer", "TFLiteAddLayer",
+           "TFLitePool2dLayer", "TFLiteMeanLayer", "TFLiteConcatLayer", "TFLiteReshapeLayer",
+           "TFLiteSoftmaxLayer"]
 
 
 def _q(meta: Optional[QMeta]) -> Callable[[np.ndarray], QTensor]:
@@ -748,3 +750,185 @@ class GetItemLayer(Layer):
     def kernel(self) -> Kernel:
         i = self.index
         return lambda t, v: v[i]
+
+
+# ---- TFLite-semantics layers (qkernels.tflite_ops; built by qkernels.torch.tflite) --------------
+def _nchw_axis(axis: int, rank: int, nchw: bool) -> int:
+    """A TFLite (NHWC) axis as the axis of the tensor held here (NCHW when ``nchw``)."""
+    axis = axis % rank
+    return (0, 2, 3, 1)[axis] if nchw and rank == 4 else axis
+
+
+@dataclass(eq=False)
+class TFLiteInputLayer(Layer):
+    """A model input: float -> integers with TFLite's QUANTIZE (``quantize(flavor="tflite")``:
+    round half away from zero of ``x / scale``); a 4-D NHWC input is held NCHW."""
+
+    nhwc: bool = False
+    op: ClassVar[str] = "tflite_input"
+
+    def kernel(self) -> Kernel:
+        out, nhwc = self.out, self.nhwc
+        lo, hi = out.qrange()
+
+        def kernel(t: int, x: Any) -> np.ndarray:
+            x = np.asarray(x, F32)
+            if nhwc:
+                x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+            return qk.quantize(x, F32(out.scale), out.zero_point, dtype=out.dtype, qmin=lo,
+                               qmax=hi, flavor="tflite")
+        return rt.per_sample(kernel)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), flavor="tflite", layout="NCHW (from NHWC)" if self.nhwc
+                    else "as given")
+
+
+@dataclass(eq=False)
+class TFLiteAddLayer(Layer):
+    """TFLite's int8 ADD / MUL (``kind``): :func:`qkernels.tflite_ops.add` / ``mul``."""
+
+    a: QMeta = None       # type: ignore[assignment]
+    b: QMeta = None       # type: ignore[assignment]
+    kind: str = "add"
+    act_min: int = -128
+    act_max: int = 127
+    op: ClassVar[str] = "tflite_add"
+
+    def _p(self) -> Any:
+        from qkernels import tflite_ops as T
+        f = T.add_params if self.kind == "add" else T.mul_params
+        return f(self.a.scale, self.a.zero_point, self.b.scale, self.b.zero_point,
+                 self.out.scale, self.out.zero_point, self.act_min, self.act_max)
+
+    def kernel(self) -> Kernel:
+        from qkernels import tflite_ops as T
+        p, f = self._p(), (T.add if self.kind == "add" else T.mul)
+        return rt.per_sample(lambda t, x, y: f(x, y, p))
+
+    def params(self) -> Dict[str, Any]:
+        import dataclasses as dc
+        return dict(super().params(), op_kind=self.kind, **dc.asdict(self._p()),
+                    input0_scale=float(self.a.scale), input1_scale=float(self.b.scale))
+
+
+@dataclass(eq=False)
+class TFLitePool2dLayer(Layer):
+    """TFLite's int8 AVERAGE_POOL_2D / MAX_POOL_2D (``kind`` "avg" / "max") on NCHW: padding
+    (top, left, bottom, right) excluded, average rounded half away from zero."""
+
+    kind: str = "avg"
+    kernel_size: Tuple[int, int] = (2, 2)
+    stride: Tuple[int, int] = (2, 2)
+    padding: Tuple[int, int, int, int] = (0, 0, 0, 0)
+    act_min: int = -128
+    act_max: int = 127
+    op: ClassVar[str] = "tflite_pool2d"
+
+    def kernel(self) -> Kernel:
+        from qkernels import tflite_ops as T
+        f = T.avg_pool2d if self.kind == "avg" else T.max_pool2d
+        a = (tuple(self.kernel_size), tuple(self.stride), tuple(self.padding), self.act_min,
+             self.act_max)
+        return rt.per_sample(lambda t, x: f(x, *a))
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), pool=self.kind, kernel=list(self.kernel_size),
+                    stride=list(self.stride), padding_tlbr=list(self.padding),
+                    act_min=int(self.act_min), act_max=int(self.act_max))
+
+
+@dataclass(eq=False)
+class TFLiteMeanLayer(Layer):
+    """TFLite's int8 MEAN over ``axes`` (of the tensor as held here)."""
+
+    x: QMeta = None       # type: ignore[assignment]
+    axes: Tuple[int, ...] = (2, 3)
+    keepdims: bool = False
+    op: ClassVar[str] = "tflite_mean"
+
+    def _p(self) -> Any:
+        from qkernels import tflite_ops as T
+        return T.mean_params(self.x.scale, self.x.zero_point, self.out.scale, self.out.zero_point)
+
+    def kernel(self) -> Kernel:
+        from qkernels import tflite_ops as T
+        p, axes, keep = self._p(), tuple(self.axes), self.keepdims
+        return rt.per_sample(lambda t, x: T.mean(x, axes, p, keep))
+
+    def params(self) -> Dict[str, Any]:
+        p = self._p()
+        return dict(super().params(), axes=list(self.axes), keepdims=bool(self.keepdims),
+                    x_scale=float(self.x.scale), x_zero_point=int(self.x.zero_point),
+                    multiplier=p.m, shift=p.shift)
+
+
+@dataclass(eq=False)
+class TFLiteConcatLayer(Layer):
+    """TFLite's int8 CONCATENATION along ``axis`` (inputs with the output's scale and zero
+    point, as TFLite requires for int8: a copy)."""
+
+    axis: int = 1
+    op: ClassVar[str] = "tflite_concat"
+
+    def kernel(self) -> Kernel:
+        axis = self.axis
+        return rt.per_sample(lambda t, *xs: np.concatenate(xs, axis=axis))
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), axis=int(self.axis))
+
+
+@dataclass(eq=False)
+class TFLiteReshapeLayer(Layer):
+    """TFLite's RESHAPE (and the layout changes around it): the integers in NHWC order
+    reshaped to ``shape`` (batch first, -1 allowed); ``in_nchw`` / ``out_nchw``: a 4-D input /
+    output held NCHW here."""
+
+    shape: Tuple[int, ...] = (-1,)
+    in_nchw: bool = False
+    out_nchw: bool = False
+    op: ClassVar[str] = "tflite_reshape"
+
+    def kernel(self) -> Kernel:
+        shape, i4, o4 = tuple(self.shape), self.in_nchw, self.out_nchw
+
+        def kernel(t: int, x: np.ndarray) -> np.ndarray:
+            if i4:
+                x = x.transpose(0, 2, 3, 1)
+            y = x.reshape((x.shape[0],) + shape[1:])
+            return np.ascontiguousarray(y.transpose(0, 3, 1, 2) if o4 else y)
+        return rt.per_sample(kernel)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), shape=list(self.shape), in_nchw=bool(self.in_nchw),
+                    out_nchw=bool(self.out_nchw))
+
+
+@dataclass(eq=False)
+class TFLiteSoftmaxLayer(Layer):
+    """TFLite's int8 SOFTMAX (reference kernel, gemmlowp fixed point) along ``axis``."""
+
+    x: QMeta = None       # type: ignore[assignment]
+    beta: float = 1.0
+    axis: int = -1
+    op: ClassVar[str] = "tflite_softmax"
+
+    def _p(self) -> Any:
+        from qkernels import tflite_ops as T
+        return T.softmax_params(self.beta, self.x.scale)
+
+    def kernel(self) -> Kernel:
+        from qkernels import tflite_ops as T
+        p, axis = self._p(), self.axis
+
+        def kernel(t: int, x: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(np.moveaxis(T.softmax(np.moveaxis(x, axis, -1), p), -1,
+                                                    axis))
+        return rt.per_sample(kernel)
+
+    def params(self) -> Dict[str, Any]:
+        p = self._p()
+        return dict(super().params(), beta=float(self.beta), axis=int(self.axis),
+                    x_scale=float(self.x.scale), input_multiplier=p.input_multiplier,
+                    input_left_shift=p.input_left_shift, diff_min=p.diff_min)
