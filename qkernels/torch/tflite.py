@@ -278,6 +278,12 @@ class _Builder:
         m = self.m
         shape_only = {op.inputs[1] for op in m.operators if op.name == "RESHAPE"
                       and len(op.inputs) > 1}
+        skip = set()
+        for k in range(len(m.operators) - 1, -1, -1):   # the ops that only compute a target shape
+            op = m.operators[k]
+            if op.name in _SHAPE_OPS and all(o in shape_only for o in op.outputs):
+                skip.add(k)
+                shape_only.update(op.inputs)
         inputs = []
         for i in m.inputs:
             t = self.t(i)
@@ -288,8 +294,8 @@ class _Builder:
             L = Ly.TFLiteInputLayer(f"input_{len(inputs) - 1}", (t.name,), self.meta(i),
                                     nhwc=len(t.shape) == 4)
             self.add(L, i, len(t.shape) == 4)
-        for op in m.operators:
-            if op.name in _SHAPE_OPS and all(o in shape_only for o in op.outputs):
+        for k, op in enumerate(m.operators):
+            if k in skip:
                 continue
             f = self.OPS.get(op.name)
             if f is None:

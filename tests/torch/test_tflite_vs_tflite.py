@@ -1,0 +1,141 @@
+"""qkernels' TFLite presets, ops and .tflite front end against LiteRT's interpreter.
+
+The reference data (tests/fixtures/tflite/, made by scripts/make_tflite_fixtures.py with
+TensorFlow 2.21 and ai-edge-litert 2.3.0 in their own venv): small Keras models converted with
+full-integer quantization, random int8 inputs over the full range (>= 10^5 output elements per
+op), ``*_tie`` models rewritten to power-of-two scales (exact rounding ties), and the
+interpreter's outputs with its reference kernels (BUILTIN_REF), with the XNNPACK delegate (AUTO)
+and with the optimized built-ins. Every comparison is ``==`` on every element.
+"""
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from qkernels.io.tflite import read_model
+from qkernels.torch import IntegerModel
+from qkernels.torch.tflite import from_tflite
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+FIX = os.path.join(ROOT, "tests", "fixtures", "tflite")
+CASES = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(FIX, "*.npz")))
+# XNNPACK's own arithmetic for these ops differs from the reference kernels (see
+# docs/tflite.md); the XNNPACK preset covers conv, depthwise and fully connected, and the ops
+# whose results XNNPACK shares with the reference kernels (or does not take).
+XNN_DIFFERENT = {"add", "mul", "mul_tie", "mean", "mean_tie", "softmax", "cnn_dws",
+                 "cnn_residual"}
+
+
+def load_case(directory, name):
+    """(npz, float inputs that quantize back to the int8 inputs, ref, xnn, opt outputs)."""
+    z = np.load(os.path.join(directory, name + ".npz"))
+    m = read_model(os.path.join(directory, name + ".tflite"))
+    rng = np.random.default_rng(int(z["seed"]))
+    xs = [rng.integers(-128, 128, (int(z["batch"]),) + m.tensors[i].shape[1:]).astype(np.int8)
+          for i in m.inputs]
+    h = hashlib.sha256()
+    for x in xs:
+        h.update(x.tobytes())
+    assert h.hexdigest() == str(z["x_sha256"]), "the inputs are not the ones the fixture used"
+    fl = [((x.astype(np.float32) - np.float32(m.tensors[i].zero_point[0]))
+           * np.float32(m.tensors[i].scale[0])).astype(np.float32) for x, i in zip(xs, m.inputs)]
+    ref = z["ref"]
+    runs = {"ref": ref}
+    for r in ("xnn", "opt"):
+        v = ref.reshape(-1).copy()
+        v[z[f"{r}_idx"]] = z[f"{r}_val"]
+        runs[r] = v.reshape(ref.shape)
+    return z, fl, runs
+
+
+def integers(directory, name, preset, fl):
+    im = from_tflite(os.path.join(directory, name + ".tflite"), preset=preset)
+    return im, im.intermediates(*fl)[im.output].q
+
+
+def test_fixtures_present():
+    assert len(CASES) >= 31, CASES
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_reference_kernels(name):
+    """preset tflite == the interpreter's reference kernels, every element."""
+    z, fl, runs = load_case(FIX, name)
+    _, q = integers(FIX, name, "tflite", fl)
+    assert q.dtype == np.int8 and q.shape == runs["ref"].shape
+    assert runs["ref"].size >= (5120 if name.startswith("cnn") else 100_000)
+    assert int((q != runs["ref"]).sum()) == 0
+
+
+@pytest.mark.parametrize("name", [c for c in CASES if c not in XNN_DIFFERENT])
+def test_xnnpack_delegate(name):
+    """preset tflite_xnnpack == the interpreter with its default XNNPACK delegate."""
+    z, fl, runs = load_case(FIX, name)
+    _, q = integers(FIX, name, "tflite_xnnpack", fl)
+    assert int((q != runs["xnn"]).sum()) == 0
+
+
+@pytest.mark.parametrize("name", ["conv_same_relu_tie", "dw_m2_s2_same_relu6_tie", "dense_pc_tie"])
+def test_ties_tell_the_runtimes_apart(name):
+    """On the tie models the runtimes disagree on thousands of elements: the comparisons above
+    can fail (and cmsis_nn's double rounding differs from the fp64 FullyConnected)."""
+    z, fl, runs = load_case(FIX, name)
+    assert int((runs["ref"] != runs["xnn"]).sum()) > 1000
+    _, q = integers(FIX, name, "tflite_xnnpack", fl)
+    assert int((q != runs["ref"]).sum()) > 1000
+    if name.startswith("dense"):
+        _, q = integers(FIX, name, "cmsis_nn", fl)
+        assert int((q != runs["ref"]).sum()) > 1000
+
+
+def test_export_reproduced_by_c_example(tmp_path):
+    """An imported .tflite model exports like any other; csrc/examples/model_golden.c runs its
+    conv / depthwise / fully-connected layers (fp64 FullyConnected included) from model.c and
+    reproduces the goldens; IntegerModel.load gives the same integers."""
+    lib = os.path.join(ROOT, "build", "libqkernels.a")
+    if not os.path.exists(lib):
+        subprocess.run(["make", "-C", ROOT, "lib"], check=True, capture_output=True)
+    z, fl, runs = load_case(FIX, "cnn_dws")
+    im = from_tflite(os.path.join(FIX, "cnn_dws.tflite"))
+    x = fl[0][:3]
+    out = tmp_path / "cnn_dws"
+    im.export(str(out), x)
+    exe = tmp_path / "model_golden"
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I",
+                    os.path.join(ROOT, "csrc", "include"), "-I", str(out),
+                    os.path.join(ROOT, "csrc", "examples", "model_golden.c"), str(out / "model.c"),
+                    lib, "-lm", "-pthread", "-o", str(exe)], check=True)
+    r = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0 and "5 conv / linear layers" in r.stdout, r.stdout + r.stderr
+    assert " 0 differ from the golden outputs" in r.stdout
+    im2 = IntegerModel.load(str(out))
+    assert np.array_equal(im2.intermediates(*fl)[im2.output].q, runs["ref"])
+
+
+def _venv_python():
+    venv = os.environ.get("QKERNELS_TFLITE_VENV", "/work/venvs/tflite")
+    py = os.path.join(venv, "bin", "python")
+    return py if os.path.exists(py) else None
+
+
+@pytest.mark.skipif(_venv_python() is None,
+                    reason="no TensorFlow / LiteRT venv (QKERNELS_TFLITE_VENV or "
+                           "/work/venvs/tflite): the committed fixtures are compared instead")
+def test_live_interpreter(tmp_path):
+    """Fresh models and inputs (other seeds) from the live interpreter."""
+    names = ["conv_same_relu", "dense_pc", "cnn_residual"]
+    subprocess.run([_venv_python(), os.path.join(ROOT, "scripts", "make_tflite_fixtures.py"),
+                    "--out", str(tmp_path), "--seed", "5000", "--only", *names], check=True,
+                   capture_output=True)
+    for name in names + ["conv_same_relu_tie", "dense_pc_tie"]:
+        z, fl, runs = load_case(str(tmp_path), name)
+        _, q = integers(str(tmp_path), name, "tflite", fl)
+        assert int((q != runs["ref"]).sum()) == 0, name
+        if name not in XNN_DIFFERENT:
+            _, q = integers(str(tmp_path), name, "tflite_xnnpack", fl)
+            assert int((q != runs["xnn"]).sum()) == 0, name
