@@ -230,7 +230,7 @@ def _per_channel_sqnr(x: np.ndarray) -> float:
 
 
 def build_layer(name: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *,
-                eps: float = 1e-12, method: str = "seed", K: int = 3,
+                eps: float = 1e-12, method: str = "seed", K: Optional[int] = None,
                 out_scale: Optional[float] = None, out_zero_point: int = 0) -> LayerResult:
     """Calibrate, quantize, run both integer LayerNorms, and assemble the files' contents.
 
@@ -248,6 +248,7 @@ def build_layer(name: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *
     p0 = ptf_calibrate(x, method=method, K=K)
     S, zp, a_seed = p0.to_seed()
     S = qio.snap_f10(S)
+    K = p0.K
     params = PTFParams.from_seed(S, zp, a_seed, K=K)
     q = params.quantize(x)
     ref = layernorm_reference(x, g, b, eps)
@@ -409,7 +410,7 @@ def format_summary(rep: Dict[str, Any]) -> str:
 def run(model: str = DEFAULT_MODEL, *, layer: Union[str, int, None] = None,
         out_dir: Union[str, Path] = "data/quantized", image: Optional[str] = None,
         from_npy: Optional[str] = None, sentences: Sequence[str] = DEFAULT_SENTENCES,
-        method: str = "seed", K: int = 3, seed: int = 0, max_vectors: Optional[int] = None,
+        method: str = "seed", K: Optional[int] = None, seed: int = 0, max_vectors: Optional[int] = None,
         progress: bool = True) -> List[LayerResult]:
     """The whole pipeline; returns one :class:`LayerResult` per LayerNorm written.
 
@@ -454,7 +455,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", default="data/quantized", help="output folder")
     ap.add_argument("--method", default="seed", choices=["seed", "fqvit"],
                     help="PTF calibration method")
-    ap.add_argument("-K", type=int, default=3, help="largest PTF exponent (default 3)")
+    ap.add_argument("-K", type=int, default=None,
+                    help="largest PTF exponent (default: unlimited for --method seed, as the seed's "
+                         "script; 3 for fqvit)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (token subsampling, torch)")
     ap.add_argument("--max-vectors", type=int, default=None, help="keep at most N tokens")
     ap.add_argument("--check", action="store_true",
