@@ -73,6 +73,19 @@ def load_calib(spec: str, batch: int) -> Tuple[List[np.ndarray], Optional[Tuple[
     return arrays, None
 
 
+def _check_input(model: Any, batch: np.ndarray, where: str) -> None:
+    """One float forward pass on one sample, before any long work: a wrong shape names the data."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(torch.from_numpy(np.ascontiguousarray(batch[:1], np.float32)))
+    except Exception as exc:   # any model error: the user needs the data and the model's words
+        raise CliError(f"--calib {where}: the model cannot take batches of shape "
+                       f"{tuple(batch.shape)} ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:200]})") from None
+
+
 def command(args: argparse.Namespace) -> int:
     """Run the ``quantize`` command."""
     import torch
@@ -95,6 +108,7 @@ def command(args: argparse.Namespace) -> int:
             raise CliError(f"--out {args.out}: exists and is not a folder")
         model = load_torch_model(args.model)
         calib, held_out = load_calib(args.calib, args.batch)
+        _check_input(model, calib[0], args.calib)
     except (ModelError, CliError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
