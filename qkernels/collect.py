@@ -297,8 +297,10 @@ def build_layer(name: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *
     return LayerResult(name, data, params, prepared, report)
 
 
-def write_layer(out_dir: Union[str, Path], res: LayerResult, progress: bool = True) -> None:
-    """Write the text files (SPEC section 8), ``quantized.npz``, the C headers and the report."""
+def write_layer(out_dir: Union[str, Path], res: LayerResult, progress: bool = True,
+                plots: bool = False) -> List[str]:
+    """Write the text files (SPEC section 8), ``quantized.npz``, the C headers and the report
+    (and with ``plots`` the PNG of the per-channel ranges and PTF steps); returns the PNG paths."""
     d = Path(out_dir)
     n = res.data.num_vectors
     bar = Progress("writing vectors", n, progress)
@@ -323,6 +325,13 @@ def write_layer(out_dir: Union[str, Path], res: LayerResult, progress: bool = Tr
     header = "".join(qio.format_layernorm_header(res.prepared[t]) for t in GOLDEN_METHODS)
     qio.atomic_write_text(d / "layernorm_params.h", header)
     qio.atomic_write_text(d / "report.json", json.dumps(res.report, indent=2, default=float) + "\n")
+    if not plots:
+        return []
+    from .plots import plot_ptf
+
+    return [plot_ptf(res.data.raw, res.params, str(d / "ptf_channels.png"),
+                     title=f"{res.name}: PTF ({res.report.get('method', '')}), "
+                           f"{res.data.num_vectors} vectors")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,7 +420,7 @@ def run(model: str = DEFAULT_MODEL, *, layer: Union[str, int, None] = None,
         out_dir: Union[str, Path] = "data/quantized", image: Optional[str] = None,
         from_npy: Optional[str] = None, sentences: Sequence[str] = DEFAULT_SENTENCES,
         method: str = "seed", K: Optional[int] = None, seed: int = 0, max_vectors: Optional[int] = None,
-        progress: bool = True) -> List[LayerResult]:
+        progress: bool = True, plots: bool = False) -> List[LayerResult]:
     """The whole pipeline; returns one :class:`LayerResult` per LayerNorm written.
 
     One LayerNorm writes into ``out_dir``; ``layer="all"`` writes one sub-folder per LayerNorm.
@@ -434,7 +443,8 @@ def run(model: str = DEFAULT_MODEL, *, layer: Union[str, int, None] = None,
             x = x[np.sort(rng.choice(x.shape[0], max_vectors, replace=False))]
         res = build_layer(name, x, c["gamma"], c["beta"], eps=c["eps"], method=method, K=K)
         d = Path(out_dir) if len(captured) == 1 else Path(out_dir) / name.replace("/", "_")
-        write_layer(d, res, progress)
+        for png in write_layer(d, res, progress, plots):
+            res.report.setdefault("plots", []).append(png)
         results.append(res)
     return results
 
@@ -463,6 +473,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--check", action="store_true",
                     help="only re-read --out and validate the files")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--plots", action="store_true",
+                    help="also write ptf_channels.png (per-channel ranges and PTF steps; matplotlib)")
 
 
 DESCRIPTION = ("Collect real LayerNorm inputs, PTF-quantize them, run the integer LayerNorm, and "
@@ -485,12 +497,14 @@ def command(a: argparse.Namespace) -> int:
             return 0
         results = run(a.model, layer=a.layer, out_dir=a.out, image=a.image,
                       from_npy=a.from_npy, method=a.method, K=a.K, seed=a.seed,
-                      max_vectors=a.max_vectors, progress=not a.quiet)
+                      max_vectors=a.max_vectors, progress=not a.quiet, plots=a.plots)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for r in results:
         print(format_summary(r.report))
+        for png in r.report.get("plots", []):
+            print(f"picture: {png}")
     print(f"wrote {a.out}")
     return 0
 

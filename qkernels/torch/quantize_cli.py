@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import os
 import sys
 import time
@@ -41,6 +42,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "repeatable")
     ap.add_argument("--batch", type=int, default=64, help="calibration batch size (default 64)")
     ap.add_argument("--out", help="export folder (integer parameters, goldens, JSON report)")
+    ap.add_argument("--plots", action="store_true",
+                    help="with --out: also plots/layer_errors.png (per-layer SQNR and cosine of "
+                         "the integer and fake-quant runs; needs matplotlib)")
 
 
 def load_calib(spec: str, batch: int) -> Tuple[List[np.ndarray], Optional[Tuple[np.ndarray, np.ndarray]]]:
@@ -106,6 +110,10 @@ def command(args: argparse.Namespace) -> int:
             cfg = replace(cfg, float_modules=tuple(cfg.float_modules) + tuple(args.float_modules))
         if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
             raise CliError(f"--out {args.out}: exists and is not a folder")
+        if args.plots and not args.out:
+            raise CliError("--plots writes into the export folder: give --out too")
+        if args.plots and importlib.util.find_spec("matplotlib") is None:
+            raise CliError("--plots needs matplotlib: pip install 'qkernels[plot]'")
         model = load_torch_model(args.model)
         calib, held_out = load_calib(args.calib, args.batch)
         _check_input(model, calib[0], args.calib)
@@ -124,8 +132,12 @@ def command(args: argparse.Namespace) -> int:
     x_eval = held_out[0] if held_out else calib[0]
     print_report(im, x_eval[:64], held_out)
     if args.out:
-        paths = im.export(args.out, x_eval[:1])
+        labels = held_out[1][:1] if held_out else None
+        paths = im.export(args.out, x_eval[:1], labels=labels, plots=args.plots)
         print(f"exported {len(paths)} files to {args.out}")
+        for p in paths:
+            if p.endswith(".png"):
+                print(f"picture: {p}")
     return 0
 
 
