@@ -292,13 +292,14 @@ class IntegerModel:
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
 
-    def export(self, out_dir: str, x: Any, labels: Any = None, *, plots: bool = False) -> List[str]:
+    def export(self, out_dir: str, x: Any, labels: Any = None, *, plots: bool = False,
+               eval_data: Any = None) -> List[str]:
         """Write every integer of the model for C / RTL test benches; returns the paths written
         (see :func:`qkernels.torch.export.export_model`; ``plots``: also the per-layer error
-        picture, matplotlib)."""
+        picture, matplotlib; ``eval_data`` = (inputs, labels): the accuracies of the report)."""
         from .export import export_model
 
-        return export_model(self, out_dir, x, labels, plots=plots)
+        return export_model(self, out_dir, x, labels, plots=plots, eval_data=eval_data)
 
     def __repr__(self) -> str:
         kinds: Dict[str, int] = {}

@@ -132,8 +132,7 @@ def command(args: argparse.Namespace) -> int:
     x_eval = held_out[0] if held_out else calib[0]
     print_report(im, x_eval[:64], held_out)
     if args.out:
-        labels = held_out[1][:1] if held_out else None
-        paths = im.export(args.out, x_eval[:1], labels=labels, plots=args.plots)
+        paths = im.export(args.out, x_eval[:1], plots=args.plots, eval_data=held_out)
         print(f"exported {len(paths)} files to {args.out}")
         for p in paths:
             if p.endswith(".png"):
