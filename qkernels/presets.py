@@ -53,6 +53,7 @@ import numpy as np
 
 from . import _checks as C
 from . import _core
+from ._elementwise import FLAVORS
 
 __all__ = ["Preset", "Epilogue", "PRESETS", "SCHEMES", "ROUNDINGS", "get", "names"]
 
@@ -103,6 +104,10 @@ class Preset:
             kernels and per-tensor optimized FullyConnected, ``GetQuantizedConvolutionMultipler``).
         linear: the preset of fully-connected layers when the runtime's FC kernel differs from
             its convolutions (e.g. ``tflite``: fp64 FC, double-rounding conv); None: this one.
+        quantize_flavor: the runtime's float -> integer QUANTIZE rounding, a
+            :func:`qkernels.quantize` flavor (``tflite``: "tflite", half away from zero of
+            ``x / s``; ``tflite_xnnpack``: "pt2e", half to even of ``x * fl(1/s)``); used where a
+            front end quantizes model inputs as the runtime does (:mod:`qkernels.torch.tflite`).
         source: where the arithmetic was read (documentation).
     """
 
@@ -119,6 +124,7 @@ class Preset:
     bias_bits: int = 32
     multiplier_product: str = "double"
     linear: Optional["Preset"] = None
+    quantize_flavor: str = "torch"
     source: str = ""
     _x: Tuple[np.dtype, ...] = field(init=False, repr=False, compare=False)
     _w: Tuple[np.dtype, ...] = field(init=False, repr=False, compare=False)
@@ -128,7 +134,8 @@ class Preset:
             raise ValueError("Preset.name must be a non-empty string")
         for attr, allowed in (("requant", _REQUANTS), ("bias", _BIASES),
                               ("fp32_scale", ("divide", "reciprocal")), ("rounding", ROUNDINGS),
-                              ("multiplier_product", ("double", "float"))):
+                              ("multiplier_product", ("double", "float")),
+                              ("quantize_flavor", FLAVORS)):
             if getattr(self, attr) not in allowed:
                 raise ValueError(f"Preset.{attr} must be one of {', '.join(allowed)}; got "
                                  f"{getattr(self, attr)!r}")
@@ -369,9 +376,10 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in (
     Preset("onnxruntime", x_dtypes=("uint8", "int8"), w_dtypes=("int8", "uint8"), requant="fp32",
            bias="int32", source="onnxruntime core/mlas/lib/qgemm.cpp, QLinearConv"),
     Preset("tflite", x_dtypes=("int8",), w_dtypes=("int8",), requant="double_round", bias="int32",
-           symmetric_weights=True, out_dtype="int8",
+           symmetric_weights=True, out_dtype="int8", quantize_flavor="tflite",
            linear=Preset("tflite", x_dtypes=("int8",), w_dtypes=("int8",), requant="fp64",
                          bias="int32", symmetric_weights=True, out_dtype="int8",
+                         quantize_flavor="tflite",
                          source="LiteRT tflite/kernels/internal/reference/integer_ops/"
                                 "fully_connected.h (requant in double, round())"),
            source="LiteRT (TFLite) reference kernels, default build (TFLITE_SINGLE_ROUNDING=0): "
@@ -380,12 +388,12 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in (
                   "PopulateConvolutionQuantizationParams); FullyConnected: fully_connected.h "
                   "round((double)acc * xs*ws/os) (since 2025-04, 'do requant in float')"),
     Preset("tflite_xnnpack", x_dtypes=("int8",), w_dtypes=("int8",), requant="fp32",
-           bias="int32", symmetric_weights=True, out_dtype="int8",
+           bias="int32", symmetric_weights=True, out_dtype="int8", quantize_flavor="pt2e",
            source="XNNPACK (LiteRT's default delegate): src/operators/convolution-nhwc.c, "
                   "fully-connected-nc.c (scale fl(fl(xs*ws)/os)); qs8-qc8w gemm / dwconv "
                   "fp32 requantization (cvtps2dq, round half to even)"),
     Preset("cmsis_nn", x_dtypes=("int8",), w_dtypes=("int8",), requant="double_round",
-           bias="int32", symmetric_weights=True, out_dtype="int8",
+           bias="int32", symmetric_weights=True, out_dtype="int8", quantize_flavor="tflite",
            source="CMSIS-NN arm_nn_requantize (default: double rounding; "
                   "CMSIS_NN_USE_SINGLE_ROUNDING: scheme='single_round'), arm_convolve_s8, "
                   "arm_depthwise_conv_s8, arm_fully_connected_s8; TFLite Micro reference kernels"),

@@ -16,7 +16,9 @@ outputs of LiteRT's interpreter with the reference kernels (``BUILTIN_REF``: ``r
 with the default XNNPACK delegate (``AUTO``: stored as the elements that differ from ``ref``,
 ``xnn_idx`` / ``xnn_val``) and with the optimized built-ins without delegate
 (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``: ``opt_idx`` / ``opt_val``), and the ops each run executed
-(``ops_ref``, ``ops_xnn``: ``DELEGATE`` where XNNPACK took the op).
+(``ops_ref``, ``ops_xnn``: ``DELEGATE`` where XNNPACK took the op). The ``quantize`` case has a
+float input (the model's own QUANTIZE): its float inputs are stored too (``x0``, see
+``float_inputs``: near-ties and values beyond the int32 range).
 
 ``*_tie`` cases rewrite a converted model's scales (and, for weighted layers, its weights) to
 powers of two so that many accumulators land exactly on a rounding tie (acc * 2^-k with a
@@ -131,14 +133,17 @@ CASES: Dict[str, Tuple[Callable[[], keras.Model], Tuple[float, ...], bool]] = {
     "cnn_plain": (_plain_cnn, (1.0,), False),
     "cnn_dws": (_dws_cnn, (1.0,), False),
     "cnn_residual": (_residual_cnn, (1.0,), False),
+    "quantize": (lambda: _single((256,), L.Reshape((16, 16))), (2.0,), False),
 }
+#: cases with a float input (TFLite's QUANTIZE in the model): their inputs are stored (``x0``)
+FLOAT_INPUT = ("quantize",)
 #: cases whose converted model is rewritten to power-of-two scales (exact rounding ties)
 TIES = ("conv_same_relu", "dw_m2_s2_same_relu6", "dense_pc", "dense_pt", "add", "mul",
         "mean")
 
 
 def convert(model: keras.Model, scales: Sequence[float], per_tensor_dense: bool,
-            seed: int) -> bytes:
+            seed: int, float_input: bool = False) -> bytes:
     rng = np.random.default_rng(seed)
     shapes = [tuple(i.shape[1:]) for i in model.inputs]
 
@@ -150,7 +155,8 @@ def convert(model: keras.Model, scales: Sequence[float], per_tensor_dense: bool,
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
+    if not float_input:
+        conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     if per_tensor_dense:
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
@@ -227,8 +233,9 @@ def run(tfl: bytes, inputs: List[np.ndarray], resolver: str) -> Tuple[np.ndarray
     return out, ops
 
 
-def batch_for(tfl: bytes, n_in: int, shapes: List[Tuple[int, ...]], cnn: bool) -> int:
-    x = [np.zeros((1,) + s, np.int8) for s in shapes]
+def batch_for(tfl: bytes, n_in: int, shapes: List[Tuple[int, ...]], cnn: bool,
+              float_in: bool = False) -> int:
+    x = [np.zeros((1,) + s, np.float32 if float_in else np.int8) for s in shapes]
     y, _ = run(tfl, x, "ref")
     per = int(y.size)
     return 512 if cnn else max(1, -(-MIN_ELEMENTS // per))
@@ -237,6 +244,33 @@ def batch_for(tfl: bytes, n_in: int, shapes: List[Tuple[int, ...]], cnn: bool) -
 def make_inputs(shapes: List[Tuple[int, ...]], batch: int, seed: int) -> List[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(-128, 128, (batch,) + s).astype(np.int8) for s in shapes]
+
+
+def float_inputs(tfl: bytes, shape: Tuple[int, ...], batch: int, seed: int) -> np.ndarray:
+    """Float inputs of the QUANTIZE case (s: the scale of its int8 output): a third uniform over
+    130 steps of s either side of 0, two thirds within 2 ulps of the rounding ties
+    ``(k + 1/2) s``, and at the start the values whose ``x / s`` is beyond the int32 range
+    (+-inf, +-3e38, +-s 2^31, +-s 2^32) and a few others (+-s 2^30, +-0, the range's ends)."""
+    it = litert.Interpreter(model_content=tfl)
+    s = np.float32(next(d["quantization"][0] for d in it.get_tensor_details()
+                        if d["dtype"] == np.int8 and d["quantization"][0] > 0))
+    rng = np.random.default_rng(seed)
+    n = batch * int(np.prod(shape))
+    u = (rng.uniform(-130, 130, n // 3) * s).astype(np.float32)
+    k = rng.integers(-140, 140, n - u.size).astype(np.float32)
+    near = ((k + np.float32(0.5)) * s).astype(np.float32)
+    steps = rng.integers(-2, 3, near.size)
+    for _ in range(2):
+        near = np.where(steps > 0, np.nextafter(near, np.float32(np.inf)), near)
+        near = np.where(steps < 0, np.nextafter(near, np.float32(-np.inf)), near)
+        steps = steps - np.sign(steps)
+    x = np.concatenate([u, near]).astype(np.float32)
+    rng.shuffle(x)
+    special = np.array([np.inf, -np.inf, 3e38, -3e38, s * 2.0 ** 31, -s * 2.0 ** 31,
+                        s * 2.0 ** 32, -s * 2.0 ** 32, s * 2.0 ** 30, -s * 2.0 ** 30,
+                        0.0, -0.0, 127.5 * s, -128.5 * s], np.float32)
+    x[:special.size] = special
+    return x.reshape((batch,) + shape)
 
 
 def sparse(a: np.ndarray, ref: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -248,13 +282,15 @@ def make_case(name: str, out_dir: str, seed: int, tie: bool) -> Dict[str, Any]:
     build, scales, pt = CASES[name]
     tf.keras.utils.set_random_seed(seed)
     model = build()
-    tfl = convert(model, scales, pt, seed)
+    float_in = name in FLOAT_INPUT
+    tfl = convert(model, scales, pt, seed, float_in)
     if tie:
         tfl = tie_rewrite(tfl, seed)
         name = name + "_tie"
     shapes = [tuple(int(d) for d in i.shape[1:]) for i in model.inputs]
-    batch = batch_for(tfl, len(shapes), shapes, name.startswith("cnn"))
-    xs = make_inputs(shapes, batch, seed + 1)
+    batch = batch_for(tfl, len(shapes), shapes, name.startswith("cnn"), float_in)
+    xs = ([float_inputs(tfl, shapes[0], batch, seed + 1)] if float_in
+          else make_inputs(shapes, batch, seed + 1))
     outs, opsets = {}, {}
     for r in RESOLVERS:
         outs[r], opsets[r] = run(tfl, xs, r)
@@ -266,6 +302,8 @@ def make_case(name: str, out_dir: str, seed: int, tie: bool) -> Dict[str, Any]:
               "x_sha256": np.array(h.hexdigest()), "ref": outs["ref"]}
     for r in ("xnn", "opt"):
         arrays[f"{r}_idx"], arrays[f"{r}_val"] = sparse(outs[r], outs["ref"])
+    if float_in:
+        arrays["x0"] = xs[0]
     with open(os.path.join(out_dir, name + ".tflite"), "wb") as f:
         f.write(tfl)
     np.savez_compressed(os.path.join(out_dir, name + ".npz"), **arrays,
@@ -295,14 +333,17 @@ def main(argv: Sequence[str] = ()) -> int:
     except Exception:  # pragma: no cover
         pass
     names = args.only or list(CASES)
-    for k, name in enumerate(names):
-        seed = args.seed + k * 17
+    path = os.path.join(args.out, "summary.json")
+    if args.only and os.path.exists(path):      # the other cases' figures stay
+        with open(path) as f:
+            summary["cases"] = json.load(f)["cases"]
+    for name in names:
+        seed = args.seed + list(CASES).index(name) * 17     # a case's seed: its place in CASES
         summary["cases"][name] = make_case(name, args.out, seed, False)
         if name in TIES:
             summary["cases"][name + "_tie"] = make_case(name, args.out, seed, True)
-    if not args.only:
-        with open(os.path.join(args.out, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1, sort_keys=True)
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
     return 0
 
 

@@ -761,14 +761,19 @@ def _nchw_axis(axis: int, rank: int, nchw: bool) -> int:
 
 @dataclass(eq=False)
 class TFLiteInputLayer(Layer):
-    """A model input: float -> integers with TFLite's QUANTIZE (``quantize(flavor="tflite")``:
-    round half away from zero of ``x / scale``); a 4-D NHWC input is held NCHW."""
+    """A model input: float -> integers with the runtime's QUANTIZE: ``flavor="tflite"``
+    (LiteRT's reference kernel: round half away from zero of ``x / scale``) or ``"pt2e"`` (the
+    XNNPACK delegate: round half to even of ``x * fl(1/scale)``); see :func:`qkernels.quantize`.
+    A 4-D NHWC input is held NCHW. Values with ``|x / scale| >= 2^31`` (and +-inf) saturate;
+    LiteRT's reference and optimized kernels give the lowest value there (an undefined
+    float-to-int32 cast), XNNPACK saturates too."""
 
     nhwc: bool = False
+    flavor: str = "tflite"
     op: ClassVar[str] = "tflite_input"
 
     def kernel(self) -> Kernel:
-        out, nhwc = self.out, self.nhwc
+        out, nhwc, flavor = self.out, self.nhwc, self.flavor
         lo, hi = out.qrange()
 
         def kernel(t: int, x: Any) -> np.ndarray:
@@ -776,11 +781,11 @@ class TFLiteInputLayer(Layer):
             if nhwc:
                 x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
             return qk.quantize(x, F32(out.scale), out.zero_point, dtype=out.dtype, qmin=lo,
-                               qmax=hi, flavor="tflite")
+                               qmax=hi, flavor=flavor)
         return rt.per_sample(kernel)
 
     def params(self) -> Dict[str, Any]:
-        return dict(super().params(), flavor="tflite", layout="NCHW (from NHWC)" if self.nhwc
+        return dict(super().params(), flavor=self.flavor, layout="NCHW (from NHWC)" if self.nhwc
                     else "as given")
 
 

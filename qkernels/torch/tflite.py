@@ -9,8 +9,10 @@ TFLite's own arithmetic, and ADD, MUL, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, CONCA
 RESHAPE, SOFTMAX as the ``TFLite*`` layers (:mod:`qkernels.tflite_ops`). The shape ops that
 only compute a RESHAPE's target (SHAPE, STRIDED_SLICE, PACK) are folded into it.
 
-The model takes and returns what the TFLite model does, in float: NHWC inputs (quantized as
-TFLite's QUANTIZE does, so the dequantized int8 input ``s * (q - zp)`` gives back exactly ``q``),
+The model takes and returns what the TFLite model does, in float: NHWC inputs (quantized as the
+preset's runtime does its QUANTIZE, ``Preset.quantize_flavor``: half away from zero for the
+reference kernels, half to even for XNNPACK; the dequantized int8 input ``s * (q - zp)`` gives
+back exactly ``q``),
 and the dequantized output in TFLite's layout. 4-D tensors are held NCHW inside (qkernels'
 conv layout); ``im.intermediates(x)[name].q`` has the integers of every layer.
 
@@ -264,7 +266,8 @@ class _Builder:
         x, out = op.inputs[0], op.outputs[0]
         if x in self.m.inputs and self.t(x).dtype == np.dtype(np.float32):
             L = Ly.TFLiteInputLayer(self.name(op), (self.t(x).name,), self.meta(out),
-                                    nhwc=len(self.t(x).shape) == 4)
+                                    nhwc=len(self.t(x).shape) == 4,
+                                    flavor=self.preset.quantize_flavor)
             self.add(L, out, len(self.t(x).shape) == 4)
             return
         raise _unsupported(op, "(a requantization between integer tensors) ")
@@ -292,7 +295,7 @@ class _Builder:
                 self.value[i] = t.name      # a QUANTIZE op follows
                 continue
             L = Ly.TFLiteInputLayer(f"input_{len(inputs) - 1}", (t.name,), self.meta(i),
-                                    nhwc=len(t.shape) == 4)
+                                    nhwc=len(t.shape) == 4, flavor=self.preset.quantize_flavor)
             self.add(L, i, len(t.shape) == 4)
         for k, op in enumerate(m.operators):
             if k in skip:
