@@ -30,6 +30,11 @@ LOGISTIC, TANH      a 256-entry table made in float32 (``LUTPopulate``: ``fl(s *
 HARD_SWISH          int16 fixed point (``reference/hard_swish.h``)
 ==================  ==========================================================================
 
+LiteRT's default XNNPACK delegate computes ADD, MUL and MEAN its own way (:func:`xnn_add`,
+:func:`xnn_mul`, :func:`xnn_mean`) and leaves SOFTMAX to TFLite's optimized built-in kernel
+(:func:`softmax_optimized`, a float32 exp table); its pools, CONCATENATION, RESHAPE and the
+table ops give the reference kernels' integers (docs/tflite.md has the measurements).
+
 Example:
     >>> import numpy as np
     >>> from qkernels import tflite_ops as T
@@ -51,7 +56,8 @@ from ._elementwise import quantize_multiplier, requantize
 __all__ = ["mbqm", "same_padding", "AddParams", "add_params", "add", "MulParams", "mul_params",
            "mul", "avg_pool2d", "max_pool2d", "MeanParams", "mean_params", "mean",
            "SoftmaxParams", "softmax_params", "softmax", "lut_table", "logistic_table",
-           "tanh_table", "hard_swish_table", "activation_range"]
+           "tanh_table", "hard_swish_table", "activation_range", "xnn_add_supported", "xnn_add",
+           "xnn_mul_supported", "xnn_mul", "xnn_mean", "softmax_optimized"]
 
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -347,6 +353,89 @@ def softmax(x: np.ndarray, p: SoftmaxParams) -> np.ndarray:
     out = _rdbpot(_srdhm(scale, e), exponent) - 128
     out = np.clip(out, -128, 127)
     return np.where(ok, out, -128).astype(np.int8)
+
+
+# ---- the XNNPACK delegate and the optimized built-ins, where they differ -------------------------
+def _f32(v: float) -> np.float32:
+    return np.float32(v)
+
+
+def xnn_add_supported(s1: float, s2: float, s_out: float) -> bool:
+    """XNNPACK takes an int8 ADD when both ``fl(s_i / s_out)`` lie in [2^-10, 2^8); otherwise
+    the op stays with TFLite's built-in kernel (the reference arithmetic, :func:`add`)."""
+    return all(2.0 ** -10 <= _f32(_f32(si) / _f32(s_out)) < 2.0 ** 8 for si in (s1, s2))
+
+
+def xnn_add(a: np.ndarray, b: np.ndarray, s1: float, zp1: int, s2: float, zp2: int,
+            s_out: float, zp_out: int, act_min: int = -128, act_max: int = 127) -> np.ndarray:
+    """int8 ADD as the XNNPACK delegate computes it (``xnn_init_qs8_add_minmax_scalar_params``,
+    qs8-vadd): ``r_i = fl(s_i / s_out)``; ``shift = 20 - exponent(max r_i)``; multipliers
+    ``M_i = lrintf(r_i * 2^shift)`` (21 bits); ``y = ((M1 (a - zp1) + M2 (b - zp2) +
+    2^(shift-1)) >> shift) + zp_out`` (arithmetic shift: ties upward), clamped.
+    Where XNNPACK refuses the scales (:func:`xnn_add_supported`) this is :func:`add`."""
+    if not xnn_add_supported(s1, s2, s_out):
+        return add(a, b, add_params(s1, zp1, s2, zp2, s_out, zp_out, act_min, act_max))
+    r1, r2 = _f32(_f32(s1) / _f32(s_out)), _f32(_f32(s2) / _f32(s_out))
+    exponent = int(np.array(max(r1, r2), np.float32).view(np.uint32) >> 23) - 127
+    shift = 20 - exponent
+    m1, m2 = (int(np.rint(_f32(r * _f32(2.0 ** shift)))) for r in (r1, r2))
+    acc = (m1 * (np.asarray(a, np.int64) - int(zp1)) + m2 * (np.asarray(b, np.int64) - int(zp2))
+           + (1 << (shift - 1)))
+    return np.clip((acc >> shift) + int(zp_out), act_min, act_max).astype(np.int8)
+
+
+def xnn_mul_supported(s1: float, s2: float, s_out: float) -> bool:
+    """XNNPACK takes an int8 MUL when ``fl(fl(s1 s2) / s_out)`` lies in [2^-16, 2^8)."""
+    return 2.0 ** -16 <= _f32(_f32(_f32(s1) * _f32(s2)) / _f32(s_out)) < 2.0 ** 8
+
+
+def xnn_mul(a: np.ndarray, b: np.ndarray, s1: float, zp1: int, s2: float, zp2: int,
+            s_out: float, zp_out: int, act_min: int = -128, act_max: int = 127) -> np.ndarray:
+    """int8 MUL as the XNNPACK delegate computes it (``xnn_init_qs8_mul_minmax_scalar_params``,
+    qs8-vmul fp32): ``RNE(fl((float)((a - zpa)(b - zpb)) * fl(fl(sa sb) / so))) + zp_out``,
+    clamped. Where XNNPACK refuses the scales this is :func:`mul`."""
+    if not xnn_mul_supported(s1, s2, s_out):
+        return mul(a, b, mul_params(s1, zp1, s2, zp2, s_out, zp_out, act_min, act_max))
+    scale = _f32(_f32(_f32(s1) * _f32(s2)) / _f32(s_out))
+    prod = (np.asarray(a, np.int64) - int(zp1)) * (np.asarray(b, np.int64) - int(zp2))
+    v = (prod.astype(np.float32) * scale).astype(np.float32)
+    return np.clip(np.rint(v).astype(np.int64) + int(zp_out), act_min,
+                   act_max).astype(np.int8)
+
+
+def xnn_mean(x: np.ndarray, axes: Sequence[int], s_in: float, zp_in: int, s_out: float,
+             zp_out: int, keepdims: bool = False) -> np.ndarray:
+    """int8 MEAN as the XNNPACK delegate computes it (measured against LiteRT 2.3.0: the exact
+    integer sum, then float32 and round half to even): ``RNE(fl((float)(sum - n zp_in) *
+    fl(s_in / fl(s_out n)))) + zp_out``, clamped to int8. (Other ways of forming the float scale
+    give the same integers on every measured case; the reference kernel's fixed point differs
+    on about 10% of the elements.)"""
+    n = int(np.prod([x.shape[a] for a in axes]))
+    total = np.asarray(x, np.int64).sum(axis=tuple(axes), keepdims=keepdims) - n * int(zp_in)
+    scale = _f32(_f32(s_in) / _f32(_f32(s_out) * _f32(n)))
+    v = (total.astype(np.float32) * scale).astype(np.float32)
+    return np.clip(np.rint(v).astype(np.int64) + int(zp_out), -128, 127).astype(np.int8)
+
+
+def softmax_optimized(x: np.ndarray, s_in: float, beta: float = 1.0, s_out: float = 1 / 256,
+                      zp_out: int = -128) -> np.ndarray:
+    """int8 SOFTMAX along the last axis as TFLite's optimized built-in computes it (the kernel
+    the XNNPACK delegate leaves it to; ``optimized_ops.h`` PopulateSoftmaxLookupTable and
+    Softmax): a float32 table ``T[255 - d] = expf(fl(-s_in beta) d)``, per row the float32 sum
+    of ``T[255 - max + q]`` in order, ``inv = fl(1 / fl(sum s_out))``, ``y = round(fl(T[.] inv))
+    + zp_out`` (half away from zero), clamped."""
+    expf = _f32_fn("expf")
+    sc = _f32(-_f32(s_in) * _f32(beta))
+    table = np.array([expf(_f32(sc * _f32(255 - i))) for i in range(256)], np.float32)
+    q = np.asarray(x, np.int64)
+    vals = table[255 - q.max(axis=-1, keepdims=True) + q]
+    total = np.zeros(q.shape[:-1], np.float32)
+    for j in range(q.shape[-1]):           # the kernel's order: one float32 sum a row
+        total = (total + vals[..., j]).astype(np.float32)
+    inv = (np.float32(1) / (total * _f32(s_out)).astype(np.float32)).astype(np.float32)
+    p = (vals * inv[..., None]).astype(np.float32)
+    r = np.floor(p.astype(np.float64) + 0.5)          # p >= 0: half away from zero
+    return np.clip(r.astype(np.int64) + int(zp_out), -128, 127).astype(np.int8)
 
 
 # ---- unary ops as 256-entry tables --------------------------------------------------------------

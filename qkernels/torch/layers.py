@@ -753,6 +753,16 @@ class GetItemLayer(Layer):
 
 
 # ---- TFLite-semantics layers (qkernels.tflite_ops; built by qkernels.torch.tflite) --------------
+#: which of LiteRT's kernels a TFLite layer reproduces where they differ
+TFLITE_RUNTIMES = ("reference", "xnnpack")
+
+
+def _check_runtime(layer: Any) -> None:
+    if layer.runtime not in TFLITE_RUNTIMES:
+        raise ValueError(f"{layer.name}: runtime must be one of {', '.join(TFLITE_RUNTIMES)}; "
+                         f"got {layer.runtime!r}")
+
+
 def _nchw_axis(axis: int, rank: int, nchw: bool) -> int:
     """A TFLite (NHWC) axis as the axis of the tensor held here (NCHW when ``nchw``)."""
     axis = axis % rank
@@ -791,14 +801,20 @@ class TFLiteInputLayer(Layer):
 
 @dataclass(eq=False)
 class TFLiteAddLayer(Layer):
-    """TFLite's int8 ADD / MUL (``kind``): :func:`qkernels.tflite_ops.add` / ``mul``."""
+    """TFLite's int8 ADD / MUL (``kind``): :func:`qkernels.tflite_ops.add` / ``mul`` (``runtime``
+    "reference": LiteRT's reference kernels) or ``xnn_add`` / ``xnn_mul`` ("xnnpack": its XNNPACK
+    delegate)."""
 
     a: QMeta = None       # type: ignore[assignment]
     b: QMeta = None       # type: ignore[assignment]
     kind: str = "add"
     act_min: int = -128
     act_max: int = 127
+    runtime: str = "reference"
     op: ClassVar[str] = "tflite_add"
+
+    def __post_init__(self) -> None:
+        _check_runtime(self)
 
     def _p(self) -> Any:
         from qkernels import tflite_ops as T
@@ -808,13 +824,19 @@ class TFLiteAddLayer(Layer):
 
     def kernel(self) -> Kernel:
         from qkernels import tflite_ops as T
-        p, f = self._p(), (T.add if self.kind == "add" else T.mul)
-        return rt.per_sample(lambda t, x, y: f(x, y, p))
+        if self.runtime == "xnnpack":
+            f = T.xnn_add if self.kind == "add" else T.xnn_mul
+            a = (self.a.scale, self.a.zero_point, self.b.scale, self.b.zero_point, self.out.scale,
+                 self.out.zero_point, self.act_min, self.act_max)
+            return rt.per_sample(lambda t, x, y: f(x, y, *a))
+        p, g = self._p(), (T.add if self.kind == "add" else T.mul)
+        return rt.per_sample(lambda t, x, y: g(x, y, p))
 
     def params(self) -> Dict[str, Any]:
         import dataclasses as dc
-        return dict(super().params(), op_kind=self.kind, **dc.asdict(self._p()),
-                    input0_scale=float(self.a.scale), input1_scale=float(self.b.scale))
+        return dict(super().params(), op_kind=self.kind, runtime=self.runtime,
+                    **dc.asdict(self._p()), input0_scale=float(self.a.scale),
+                    input1_scale=float(self.b.scale))
 
 
 @dataclass(eq=False)
@@ -845,12 +867,18 @@ class TFLitePool2dLayer(Layer):
 
 @dataclass(eq=False)
 class TFLiteMeanLayer(Layer):
-    """TFLite's int8 MEAN over ``axes`` (of the tensor as held here)."""
+    """TFLite's int8 MEAN over ``axes`` (of the tensor as held here): the reference kernel's
+    fixed point (``runtime`` "reference") or XNNPACK's float32 scale ("xnnpack",
+    :func:`qkernels.tflite_ops.xnn_mean`)."""
 
     x: QMeta = None       # type: ignore[assignment]
     axes: Tuple[int, ...] = (2, 3)
     keepdims: bool = False
+    runtime: str = "reference"
     op: ClassVar[str] = "tflite_mean"
+
+    def __post_init__(self) -> None:
+        _check_runtime(self)
 
     def _p(self) -> Any:
         from qkernels import tflite_ops as T
@@ -859,11 +887,15 @@ class TFLiteMeanLayer(Layer):
     def kernel(self) -> Kernel:
         from qkernels import tflite_ops as T
         p, axes, keep = self._p(), tuple(self.axes), self.keepdims
+        if self.runtime == "xnnpack":
+            a = (self.x.scale, self.x.zero_point, self.out.scale, self.out.zero_point)
+            return rt.per_sample(lambda t, x: T.xnn_mean(x, axes, *a, keepdims=keep))
         return rt.per_sample(lambda t, x: T.mean(x, axes, p, keep))
 
     def params(self) -> Dict[str, Any]:
         p = self._p()
         return dict(super().params(), axes=list(self.axes), keepdims=bool(self.keepdims),
+                    runtime=self.runtime,
                     x_scale=float(self.x.scale), x_zero_point=int(self.x.zero_point),
                     multiplier=p.m, shift=p.shift)
 
@@ -912,12 +944,19 @@ class TFLiteReshapeLayer(Layer):
 
 @dataclass(eq=False)
 class TFLiteSoftmaxLayer(Layer):
-    """TFLite's int8 SOFTMAX (reference kernel, gemmlowp fixed point) along ``axis``."""
+    """TFLite's int8 SOFTMAX along ``axis``: the reference kernel's gemmlowp fixed point
+    (``runtime`` "reference"), or, under the XNNPACK delegate (which leaves SOFTMAX to TFLite),
+    the optimized built-in's float32 exp table ("xnnpack",
+    :func:`qkernels.tflite_ops.softmax_optimized`)."""
 
     x: QMeta = None       # type: ignore[assignment]
     beta: float = 1.0
     axis: int = -1
+    runtime: str = "reference"
     op: ClassVar[str] = "tflite_softmax"
+
+    def __post_init__(self) -> None:
+        _check_runtime(self)
 
     def _p(self) -> Any:
         from qkernels import tflite_ops as T
@@ -926,14 +965,19 @@ class TFLiteSoftmaxLayer(Layer):
     def kernel(self) -> Kernel:
         from qkernels import tflite_ops as T
         p, axis = self._p(), self.axis
+        if self.runtime == "xnnpack":
+            a = (self.x.scale, self.beta, self.out.scale, self.out.zero_point)
+            f: Callable[[np.ndarray], np.ndarray] = lambda v: T.softmax_optimized(v, *a)
+        else:
+            f = lambda v: T.softmax(v, p)     # noqa: E731
 
         def kernel(t: int, x: np.ndarray) -> np.ndarray:
-            return np.ascontiguousarray(np.moveaxis(T.softmax(np.moveaxis(x, axis, -1), p), -1,
-                                                    axis))
+            return np.ascontiguousarray(np.moveaxis(f(np.moveaxis(x, axis, -1)), -1, axis))
         return rt.per_sample(kernel)
 
     def params(self) -> Dict[str, Any]:
         p = self._p()
         return dict(super().params(), beta=float(self.beta), axis=int(self.axis),
+                    runtime=self.runtime,
                     x_scale=float(self.x.scale), input_multiplier=p.input_multiplier,
                     input_left_shift=p.input_left_shift, diff_min=p.diff_min)

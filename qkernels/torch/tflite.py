@@ -55,6 +55,9 @@ class _Builder:
     def __init__(self, m: TFLiteModel, preset: P.Preset) -> None:
         self.m = m
         self.preset = preset
+        # the XNNPACK delegate computes ADD, MUL, MEAN (and, through TFLite's optimized built-in,
+        # SOFTMAX) its own way; the other presets follow the reference kernels
+        self.runtime = "xnnpack" if preset.name == "tflite_xnnpack" else "reference"
         self.layers: List[Ly.Layer] = []
         self.value: Dict[int, str] = {}      # tensor index -> the layer (or input) holding it
         self.nchw: Dict[int, bool] = {}      # tensor index -> held NCHW (a 4-D activation)
@@ -180,7 +183,8 @@ class _Builder:
         lo, hi = self.act(op, out)
         L = Ly.TFLiteAddLayer(self.name(op), (self.src(a), self.src(b)), self.meta(out),
                               a=self.meta(a), b=self.meta(b),
-                              kind="add" if op.name == "ADD" else "mul", act_min=lo, act_max=hi)
+                              kind="add" if op.name == "ADD" else "mul", act_min=lo, act_max=hi,
+                              runtime=self.runtime)
         self.add(L, out, self.nchw.get(a, False))
 
     def pool(self, op: Operator) -> None:
@@ -207,7 +211,7 @@ class _Builder:
                             for a in np.ravel(self.const(ax, "axis"))))
         keep = bool(op.options.get("keep_dims", False))
         L = Ly.TFLiteMeanLayer(self.name(op), (self.src(x),), self.meta(out), x=self.meta(x),
-                               axes=axes, keepdims=keep)
+                               axes=axes, keepdims=keep, runtime=self.runtime)
         self.add(L, out, nchw and keep)
 
     def concat(self, op: Operator) -> None:
@@ -245,7 +249,8 @@ class _Builder:
         nchw = self.nchw.get(x, False)
         axis = Ly._nchw_axis(-1, len(self.t(x).shape), nchw)
         L = Ly.TFLiteSoftmaxLayer(self.name(op), (self.src(x),), om, x=self.meta(x),
-                                  beta=float(op.options.get("beta", 1.0)), axis=axis)
+                                  beta=float(op.options.get("beta", 1.0)), axis=axis,
+                                  runtime=self.runtime)
         self.add(L, out, nchw)
 
     def unary(self, op: Operator) -> None:
@@ -321,10 +326,12 @@ def from_tflite(source: Union[str, os.PathLike, bytes], preset: Any = "tflite",
                 threads: Optional[int] = None) -> IntegerModel:
     """An int8 ``.tflite`` model (path or bytes) as an :class:`IntegerModel` on qkernels.
 
-    ``preset``: the conv / fully-connected arithmetic: "tflite" (LiteRT's reference kernels,
-    ``OpResolverType.BUILTIN_REF``), "tflite_xnnpack" (its default XNNPACK delegate), "cmsis_nn"
-    (CMSIS-NN / TFLite Micro), or a :class:`~qkernels.presets.Preset`. The other ops follow
-    LiteRT's reference kernels (:mod:`qkernels.tflite_ops`).
+    ``preset``: the runtime reproduced: "tflite" (LiteRT's reference kernels,
+    ``OpResolverType.BUILTIN_REF``), "tflite_xnnpack" (its default XNNPACK delegate: conv /
+    fully connected in float32, and ADD, MUL, MEAN, SOFTMAX as that runtime computes them),
+    "cmsis_nn" (CMSIS-NN / TFLite Micro), or a :class:`~qkernels.presets.Preset` (its conv /
+    linear arithmetic; the other ops then follow LiteRT's reference kernels,
+    :mod:`qkernels.tflite_ops`).
 
     Raises:
         ValueError: not a .tflite file, or parameters TFLite itself refuses.
