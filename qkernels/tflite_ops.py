@@ -405,16 +405,18 @@ def xnn_mul(a: np.ndarray, b: np.ndarray, s1: float, zp1: int, s2: float, zp2: i
 
 def xnn_mean(x: np.ndarray, axes: Sequence[int], s_in: float, zp_in: int, s_out: float,
              zp_out: int, keepdims: bool = False) -> np.ndarray:
-    """int8 MEAN as the XNNPACK delegate computes it (measured against LiteRT 2.3.0: the exact
-    integer sum, then float32 and round half to even): ``RNE(fl((float)(sum - n zp_in) *
-    fl(s_in / fl(s_out n)))) + zp_out``, clamped to int8. (Other ways of forming the float scale
-    give the same integers on every measured case; the reference kernel's fixed point differs
-    on about 10% of the elements.)"""
+    """int8 MEAN as the XNNPACK delegate computes it (measured against LiteRT 2.3.0): the exact
+    integer sum of the raw int8 values, then float32 with both zero points folded into one float
+    offset added *before* rounding half to even: with ``c = fl(s_in / fl(s_out n))``,
+    ``y = RNE(fl(fl(sum c) + fl(zp_out - fl(fl(zp_in n) c))))``, clamped to int8. Adding the
+    zero point before the rounding matters on exact ties (power-of-two scales: an odd zp_out
+    moves every tie); the reference kernel's fixed point differs on about 10% of elements."""
     n = int(np.prod([x.shape[a] for a in axes]))
-    total = np.asarray(x, np.int64).sum(axis=tuple(axes), keepdims=keepdims) - n * int(zp_in)
-    scale = _f32(_f32(s_in) / _f32(_f32(s_out) * _f32(n)))
-    v = (total.astype(np.float32) * scale).astype(np.float32)
-    return np.clip(np.rint(v).astype(np.int64) + int(zp_out), -128, 127).astype(np.int8)
+    total = np.asarray(x, np.int64).sum(axis=tuple(axes), keepdims=keepdims)
+    c = _f32(_f32(s_in) / _f32(_f32(s_out) * _f32(n)))
+    offset = _f32(_f32(zp_out) - _f32(_f32(int(zp_in) * n) * c))
+    v = ((total.astype(np.float32) * c).astype(np.float32) + offset).astype(np.float32)
+    return np.clip(np.rint(v), -128, 127).astype(np.int8)
 
 
 def softmax_optimized(x: np.ndarray, s_in: float, beta: float = 1.0, s_out: float = 1 / 256,
