@@ -683,10 +683,11 @@ def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[Arra
             per channel; they replace the preset altogether (bias must then be int32): the call
             is the generic ``sum (x - x_zp)(w - w_zp)`` with the caller's arithmetic, so the
             preset's operand rules (types, tflite's symmetric weights) do not apply.
-        scheme: "double_round" or "single_round": the rounding of explicit multipliers
-            (default double_round), or overriding a TFLite-family preset's (``tflite``: conv
-            double_round, fully connected fp64; ``single_round`` is TFLITE_SINGLE_ROUNDING /
-            CMSIS_NN_USE_SINGLE_ROUNDING builds).
+        scheme: "double_round", "single_round" or "double_round_half_up": the rounding of
+            explicit multipliers (default double_round), or overriding a TFLite-family preset's
+            (``tflite``: conv double_round, fully connected fp64; ``single_round`` is
+            TFLITE_SINGLE_ROUNDING / CMSIS_NN_USE_SINGLE_ROUNDING builds;
+            ``double_round_half_up`` the optimized built-ins, preset ``tflite_optimized``).
         rounding: shift rounding (pow2): "half_up" (the preset's default), "half_even",
             "half_away", "floor"; refused for presets that do not requantize by a shift.
         overflow: "raise" (default) or "wrap" (two's-complement int32 accumulators).

@@ -21,6 +21,9 @@ tflite          int8 / int8 symmetric           int32       conv / depthwise: fi
                                                             (LiteRT's reference kernels)
 tflite_xnnpack  int8 / int8 symmetric           int32       fp32 ``fl(fl(xs*ws)/os)``, round half
                                                             to even (the XNNPACK delegate)
+tflite_         int8 / int8 symmetric           int32       fixed point: SRDHM, then a shift
+optimized                                                   rounding ties toward +inf (LiteRT's
+                                                            optimized built-ins on x86)
 cmsis_nn        int8 / int8 symmetric           int32       fixed point, double rounding, every
                                                             op (CMSIS-NN, TFLite Micro)
 pow2            any / any, power-of-two scales  int32       shift, round half up
@@ -64,14 +67,15 @@ SCHEME_CODES: Dict[str, int] = {
     "single_round": _core.REQ_SINGLE, "shift_half_up": _core.REQ_SHIFT_HALF_UP,
     "shift_half_even": _core.REQ_SHIFT_HALF_EVEN, "shift_half_away": _core.REQ_SHIFT_HALF_AWAY,
     "shift_floor": _core.REQ_SHIFT_FLOOR, "fp64": _core.REQ_FP64,
+    "double_round_half_up": _core.REQ_DOUBLE_HALF_UP,
 }
 SCHEME_NAMES: Dict[int, str] = {v: k for k, v in SCHEME_CODES.items()}
 #: Fixed-point schemes (``scheme=`` of qlinear / qconv2d).
-SCHEMES = ("double_round", "single_round")
+SCHEMES = ("double_round", "single_round", "double_round_half_up")
 #: Roundings of the ``shift`` requantization (``rounding=``).
 ROUNDINGS = ("half_up", "half_even", "half_away", "floor")
 
-_REQUANTS = ("fp32", "double_round", "single_round", "shift", "fp64")
+_REQUANTS = ("fp32", "double_round", "single_round", "double_round_half_up", "shift", "fp64")
 _BIASES = ("float", "quantize", "int32")
 
 
@@ -83,7 +87,8 @@ class Preset:
         name: the preset's name (used in messages, memo keys and exports).
         x_dtypes, w_dtypes: activation and weight types the runtime takes ("uint8", "int8").
         requant: "fp32" (float scale, round half to even), "double_round" / "single_round"
-            (fixed-point M0 and shift, SPEC.md section 4), "fp64" (``RHAZ((double)acc * s)``
+            (fixed-point M0 and shift, SPEC.md section 4), "double_round_half_up" (SRDHM, then
+            the right shift rounds ties toward +inf: TFLite's optimized kernels), "fp64" (``RHAZ((double)acc * s)``
             with ``s = (double)xs * (double)ws / (double)os``, TFLite's reference
             FullyConnected) or "shift" (power-of-two scales only).
         bias: "float" (a float bias added to the float-converted accumulator, FBGEMM: per channel
@@ -392,6 +397,19 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in (
            source="XNNPACK (LiteRT's default delegate): src/operators/convolution-nhwc.c, "
                   "fully-connected-nc.c (scale fl(fl(xs*ws)/os)); qs8-qc8w gemm / dwconv "
                   "fp32 requantization (cvtps2dq, round half to even)"),
+    Preset("tflite_optimized", x_dtypes=("int8",), w_dtypes=("int8",),
+           requant="double_round_half_up", bias="int32", symmetric_weights=True, out_dtype="int8",
+           quantize_flavor="pt2e",
+           linear=Preset("tflite_optimized", x_dtypes=("int8",), w_dtypes=("int8",),
+                         requant="double_round_half_up", bias="int32", symmetric_weights=True,
+                         out_dtype="int8", quantize_flavor="pt2e", multiplier_product="float",
+                         source="LiteRT optimized_integer_ops FullyConnected (x86)"),
+           source="LiteRT (TFLite) optimized built-in kernels on x86 "
+                  "(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES): conv, depthwise and fully "
+                  "connected requantize with SRDHM then a rounding shift whose ties go toward "
+                  "+inf (NEON vqrdmulh / vrshl through NEON_2_SSE), not the reference kernels' "
+                  "RoundingDivideByPOT (ties away from zero); QUANTIZE rounds x * fl(1/s) half to "
+                  "even (measured against LiteRT 2.3.0)"),
     Preset("cmsis_nn", x_dtypes=("int8",), w_dtypes=("int8",), requant="double_round",
            bias="int32", symmetric_weights=True, out_dtype="int8", quantize_flavor="tflite",
            source="CMSIS-NN arm_nn_requantize (default: double rounding; "

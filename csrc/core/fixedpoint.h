@@ -51,6 +51,22 @@ static inline int qk__req_double(int32_t acc, int32_t m, int32_t shift, int32_t 
     return 1;
 }
 
+/* double rounding with a half-up final shift (NEON vrshl: TFLite's optimized kernels):
+ * *r = RHU(SRDHM(acc * 2^max(shift,0), m) / 2^max(-shift,0)); 0 on the same left-shift overflow
+ * as qk__req_double. The shift is exact in int64 ((x + 2^(e-1)) >> e never overflows there). */
+static inline int qk__req_double_half_up(int32_t acc, int32_t m, int32_t shift, int32_t *r) {
+    int32_t x = acc;
+    if (shift > 0) {
+        const int64_t wide = (int64_t)acc * (INT64_C(1) << shift);
+        if (wide < INT32_MIN || wide > INT32_MAX) return 0;
+        x = (int32_t)wide;
+    }
+    const int64_t h = qk__srdhm(x, m);
+    const int e = shift > 0 ? 0 : (-shift > 31 ? 31 : -shift);
+    *r = e == 0 ? (int32_t)h : (int32_t)((h + (INT64_C(1) << (e - 1))) >> e);
+    return 1;
+}
+
 /* single_round: (acc * m + 2^(30 - shift)) >> (31 - shift), exact in int64 (shift <= 30). */
 static inline int64_t qk__req_single(int32_t acc, int32_t m, int32_t shift) {
     const int t = 31 - shift; /* 1..62 */

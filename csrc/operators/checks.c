@@ -5,7 +5,7 @@
 qk_status qk__epilogue_check(const qk_epilogue *ep, size_t n) {
     if (ep == NULL) return QK_ERR_ARG;
     const qk_requant_scheme s = ep->scheme;
-    if ((int)s < (int)QK_REQ_NONE || (int)s > (int)QK_REQ_FP64) return QK_ERR_ARG;
+    if ((int)s < (int)QK_REQ_NONE || (int)s > (int)QK_REQ_DOUBLE_HALF_UP) return QK_ERR_ARG;
     if (s == QK_REQ_NONE) {
         if (ep->out_type != QK_DT_S32 || ep->float_bias != NULL) return QK_ERR_ARG;
         return QK_OK;
@@ -28,7 +28,7 @@ qk_status qk__epilogue_check(const qk_epilogue *ep, size_t n) {
         if (ep->scale64 == NULL) return QK_ERR_ARG;
         for (size_t o = 0; o < n; o++)
             if (!(isfinite(ep->scale64[o]) && ep->scale64[o] > 0.0)) return QK_ERR_SCALE;
-    } else if (s == QK_REQ_DOUBLE || s == QK_REQ_SINGLE) {
+    } else if (s == QK_REQ_DOUBLE || s == QK_REQ_SINGLE || s == QK_REQ_DOUBLE_HALF_UP) {
         if (ep->multiplier == NULL || ep->shift == NULL) return QK_ERR_ARG;
         for (size_t o = 0; o < n; o++) {
             if (ep->multiplier[o] < 0) return QK_ERR_MULTIPLIER;

@@ -45,6 +45,17 @@ static inline int qk__epi1(const qk_epilogue *ep, size_t o, int32_t raw, int32_t
             v = (int64_t)r;
             break;
         }
+        case QK_REQ_DOUBLE_HALF_UP: {
+            int32_t r;
+            if (!qk__req_double_half_up(acc, ep->multiplier[o], ep->shift[o], &r)) {
+                if (!ep->wrap) return 0;
+                const int32_t sh = ep->shift[o];
+                const int32_t x = sh > 0 ? (int32_t)((uint32_t)acc << sh) : acc;
+                (void)qk__req_double_half_up(x, ep->multiplier[o], sh > 0 ? 0 : sh, &r);
+            }
+            v = (int64_t)r;
+            break;
+        }
         case QK_REQ_SINGLE: v = qk__req_single(acc, ep->multiplier[o], ep->shift[o]); break;
         default: v = qk__shift_round(acc, ep->shift[o], ep->scheme); break; /* QK_REQ_SHIFT_* */
     }

@@ -754,7 +754,9 @@ class GetItemLayer(Layer):
 
 # ---- TFLite-semantics layers (qkernels.tflite_ops; built by qkernels.torch.tflite) --------------
 #: which of LiteRT's kernels a TFLite layer reproduces where they differ
-TFLITE_RUNTIMES = ("reference", "xnnpack")
+#: ("optimized": TFLite's optimized built-ins, which give the reference integers for ADD, MUL
+#: and MEAN, and compute SOFTMAX with a float32 table, as under XNNPACK)
+TFLITE_RUNTIMES = ("reference", "xnnpack", "optimized")
 
 
 def _check_runtime(layer: Any) -> None:
@@ -945,8 +947,8 @@ class TFLiteReshapeLayer(Layer):
 @dataclass(eq=False)
 class TFLiteSoftmaxLayer(Layer):
     """TFLite's int8 SOFTMAX along ``axis``: the reference kernel's gemmlowp fixed point
-    (``runtime`` "reference"), or, under the XNNPACK delegate (which leaves SOFTMAX to TFLite),
-    the optimized built-in's float32 exp table ("xnnpack",
+    (``runtime`` "reference"), or the optimized built-in's float32 exp table ("optimized", and
+    "xnnpack": the XNNPACK delegate leaves SOFTMAX to that kernel,
     :func:`qkernels.tflite_ops.softmax_optimized`)."""
 
     x: QMeta = None       # type: ignore[assignment]
@@ -965,7 +967,7 @@ class TFLiteSoftmaxLayer(Layer):
     def kernel(self) -> Kernel:
         from qkernels import tflite_ops as T
         p, axis = self._p(), self.axis
-        if self.runtime == "xnnpack":
+        if self.runtime in ("xnnpack", "optimized"):
             a = (self.x.scale, self.beta, self.out.scale, self.out.zero_point)
             f: Callable[[np.ndarray], np.ndarray] = lambda v: T.softmax_optimized(v, *a)
         else:

@@ -40,7 +40,7 @@ from .model import IntegerModel
 __all__ = ["from_tflite", "TFLITE_PRESETS"]
 
 #: The presets a TFLite model can run with (each the arithmetic of one runtime).
-TFLITE_PRESETS = ("tflite", "tflite_xnnpack", "cmsis_nn")
+TFLITE_PRESETS = ("tflite", "tflite_xnnpack", "tflite_optimized", "cmsis_nn")
 _SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
 
 
@@ -57,7 +57,8 @@ class _Builder:
         self.preset = preset
         # the XNNPACK delegate computes ADD, MUL, MEAN (and, through TFLite's optimized built-in,
         # SOFTMAX) its own way; the other presets follow the reference kernels
-        self.runtime = "xnnpack" if preset.name == "tflite_xnnpack" else "reference"
+        self.runtime = {"tflite_xnnpack": "xnnpack",
+                        "tflite_optimized": "optimized"}.get(preset.name, "reference")
         self.layers: List[Ly.Layer] = []
         self.value: Dict[int, str] = {}      # tensor index -> the layer (or input) holding it
         self.nchw: Dict[int, bool] = {}      # tensor index -> held NCHW (a 4-D activation)
@@ -329,7 +330,8 @@ def from_tflite(source: Union[str, os.PathLike, bytes], preset: Any = "tflite",
     ``preset``: the runtime reproduced: "tflite" (LiteRT's reference kernels,
     ``OpResolverType.BUILTIN_REF``), "tflite_xnnpack" (its default XNNPACK delegate: conv /
     fully connected in float32, and ADD, MUL, MEAN, SOFTMAX as that runtime computes them),
-    "cmsis_nn" (CMSIS-NN / TFLite Micro), or a :class:`~qkernels.presets.Preset` (its conv /
+    "tflite_optimized" (its optimized built-ins without a delegate,
+    ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``), "cmsis_nn" (CMSIS-NN / TFLite Micro), or a :class:`~qkernels.presets.Preset` (its conv /
     linear arithmetic; the other ops then follow LiteRT's reference kernels,
     :mod:`qkernels.tflite_ops`).
 

@@ -3,7 +3,8 @@
 (TFLite-generated CMSIS-NN test vectors have e.g. out_zp -128 with [-109, 127]); qconv2d /
 qlinear take these calls and equal the reference of tests/_gemm_ref.py (written from TFLite's
 integer_ops kernels) on every element, with the explicit per-channel multipliers and shifts those
-vectors carry, with both roundings, on every SIMD path (AVX-512 / AVX2 / scalar)."""
+vectors carry, with the three fixed-point roundings (double, single, and double with the
+half-up shift of TFLite's optimized kernels), on every SIMD path (AVX-512 / AVX2 / scalar)."""
 import json
 import os
 import subprocess
@@ -61,19 +62,19 @@ def mismatches():
     out = {}
     for k, (op, zp, lo, hi) in enumerate(PATTERNS):
         x, w, bias, m0, shift, x_zp, geo = _case(op, 100 + k, (lo + hi) / 2 - zp)
-        for scheme in ("double_round", "single_round"):
+        for scheme in ("double_round", "single_round", "double_round_half_up"):
             kw = dict(x_zero_point=x_zp, out_zero_point=zp, act_min=lo, act_max=hi,
                       multiplier=m0, shift=shift, scheme=scheme, out_dtype=I8)
-            single = scheme == "single_round"
+            single, up = scheme == "single_round", scheme == "double_round_half_up"
             if op == "fc":
                 got = qkernels.qlinear(x, w, bias, **kw)
                 acc = R.linear_acc(x, w, x_zp, 0, bias)
-                ref = R.tflite_output(acc, m0, shift, zp, lo, hi, 1, single=single)
+                ref = R.tflite_output(acc, m0, shift, zp, lo, hi, 1, single=single, half_up=up)
             else:
                 got = qkernels.qconv2d(x, w, bias, **geo, **kw)
                 pad = geo["padding"]
                 acc = R.conv_acc(x, w, x_zp, 0, geo["stride"], pad, (1, 1), geo["groups"], bias)
-                ref = R.tflite_output(acc, m0, shift, zp, lo, hi, 1, single=single)
+                ref = R.tflite_output(acc, m0, shift, zp, lo, hi, 1, single=single, half_up=up)
             out[f"{k}:{op}:{scheme}"] = (int(ref.size), int((got != ref).sum()),
                                          int((ref == lo).sum()), int((ref == hi).sum()))
     return out
@@ -81,7 +82,7 @@ def mismatches():
 
 def test_zero_point_outside_the_clamp():
     res = mismatches()
-    assert len(res) == 14
+    assert len(res) == 21
     for key, (n, bad, at_lo, at_hi) in res.items():
         assert bad == 0, (key, bad, n)
         assert at_lo > 0 and at_hi > 0, key      # the clamp cut on both sides
@@ -106,4 +107,4 @@ def test_zero_point_outside_the_clamp_every_simd_path(simd):
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout.strip().splitlines()[-1])
-    assert len(res) == 14 and all(v[1] == 0 for v in res.values()), res
+    assert len(res) == 21 and all(v[1] == 0 for v in res.values()), res

@@ -128,6 +128,18 @@ def test_xnnpack_delegate(name):
     assert int((q != runs["xnn"]).sum()) == 0
 
 
+@pytest.mark.parametrize("name", CASES)
+def test_optimized_builtins(name):
+    """preset tflite_optimized == the interpreter's optimized built-ins without a delegate
+    (conv / depthwise / FC: SRDHM then a half-up rounding shift; SOFTMAX's float32 table;
+    QUANTIZE half to even, with the out-of-int32 cast excluded as for the reference kernels)."""
+    z, fl, runs = load_case(FIX, name)
+    _, q = integers(FIX, name, "tflite_optimized", fl)
+    beyond = beyond_int32(z, fl, FIX, name)
+    keep = np.ones(q.size, bool) if beyond is None else ~beyond.reshape(-1)
+    assert int((q.reshape(-1) != runs["opt"].reshape(-1))[keep].sum()) == 0
+
+
 @pytest.mark.parametrize("name", ["conv_same_relu_tie", "dw_m2_s2_same_relu6_tie", "dense_pc_tie",
                                   "mul_tie", "mean", "cnn_residual"])
 def test_ties_tell_the_runtimes_apart(name):
@@ -190,3 +202,5 @@ def test_live_interpreter(tmp_path):
         assert int((q.reshape(-1) != runs["ref"].reshape(-1))[keep].sum()) == 0, name
         _, q = integers(str(tmp_path), name, "tflite_xnnpack", fl)
         assert int((q != runs["xnn"]).sum()) == 0, name
+        _, q = integers(str(tmp_path), name, "tflite_optimized", fl)
+        assert int((q.reshape(-1) != runs["opt"].reshape(-1))[keep].sum()) == 0, name
