@@ -9,6 +9,9 @@
  *   qk_qmax_pool2d    integer maximum over each window (padding taps ignored)
  *   qk_qadaptive_avg_pool2d  RNE(sum / count) over PyTorch's adaptive windows
  *
+ * Scales: the input scales finite, > 0 and at most 2^118 (every dequantized value and the sum
+ * of two stay finite), the output scale finite, > 0 and with fl(1/out_scale) finite (> 2^-128);
+ * QK_ERR_SCALE otherwise. Then no intermediate is NaN.
  * The elementwise loops have an AVX2 path and a scalar twin that give the same bits. */
 #ifndef QKERNELS_QOPS_H
 #define QKERNELS_QOPS_H

@@ -137,6 +137,23 @@ def scale_param(scale: Any, name: str = "scale") -> np.ndarray:
     return s
 
 
+def reciprocal_scale(s: np.ndarray, name: str, what: str) -> None:
+    """For kernels that multiply by ``fl(1/scale)``: that reciprocal must be finite as well.
+
+    A float32 scale at or below 2**-128 (denormal) has an infinite reciprocal, and ``0 * inf`` is
+    NaN, which has no quantized value; such scales are rejected (the C kernels agree: they
+    return QK_ERR_SCALE, on the SIMD and scalar paths alike).
+    """
+    with np.errstate(divide="ignore", over="ignore"):
+        bad = ~np.isfinite(np.float32(1) / np.asarray(s, np.float32))
+    if bad.any():
+        idx = _first_index(bad)
+        val = np.asarray(s)[idx] if np.ndim(s) else s
+        raise ValueError(f"{name}={float(val):.9g}{'' if np.ndim(s) == 0 else f' (index {idx})'} "
+                         f"is too small for {what}: 1/{name} overflows float32 (a denormal "
+                         f"scale); it must be > 2**-128 (about 2.94e-39)")
+
+
 def int_param(v: Any, name: str, lo: int, hi: int) -> np.ndarray:
     """int32 parameter(s) with every value in [lo, hi]."""
     if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
@@ -234,3 +251,36 @@ def raise_nan(x: np.ndarray, name: str = "x", partial_out: bool = False) -> None
         idx = _first_index(nan)
         tail = " (out= may be partly written)" if partial_out else ""
         raise ValueError(f"{name} contains NaN at index {idx}; NaN has no quantized value{tail}")
+
+
+def _scale_args(x_scale: Any, w_scale: Any, out_scale: Any) -> str:
+    def show(v: Any) -> str:
+        a = np.asarray(v)
+        return f"{float(a):.9g}" if a.ndim == 0 else f"array of {a.size}"
+    return f"x_scale={show(x_scale)}, w_scale={show(w_scale)}, out_scale={show(out_scale)}"
+
+
+def requant_scale(scale: Optional[np.ndarray], x_scale: Any, w_scale: Any, out_scale: Any) -> None:
+    """The float32 requantization scale a preset derived from x_scale * w_scale / out_scale must
+    be finite and > 0: a ratio that overflows (or underflows to 0) names the three scales."""
+    if scale is None:
+        return
+    bad = ~(np.isfinite(scale) & (scale > 0))
+    if bad.any():
+        o = int(np.argmax(bad))
+        what = "overflows float32" if not np.isfinite(scale[o]) else "underflows to 0 in float32"
+        raise ValueError(f"the requantization scale x_scale * w_scale / out_scale {what} (output "
+                         f"channel {o}: {_scale_args(x_scale, w_scale, out_scale)})")
+
+
+def requant_multiplier(real: np.ndarray, x_scale: Any, w_scale: Any, out_scale: Any) -> None:
+    """A real multiplier for fixed-point requantization: requantize takes shift <= 30, which
+    TFLite's QuantizeMultiplier gives exactly for m < 2**30 - 0.25 (above, the mantissa rounds
+    up to 2**31 or the exponent is larger)."""
+    bad = ~(real < 2.0 ** 30 - 0.25)
+    if bad.any():
+        o = int(np.argmax(bad))
+        raise ValueError(f"x_scale * w_scale / out_scale = {float(real[o]):.9g} (output channel "
+                         f"{o}: {_scale_args(x_scale, w_scale, out_scale)}) is too large for "
+                         f"fixed-point requantization: it needs a shift above 30 (it must be "
+                         f"< 2**30 - 0.25)")

@@ -422,6 +422,7 @@ def _epilogue(preset: str, n: int, per_channel_w: bool, x_scale: Any, w_scale: A
         else:
             real = np.full(n, np.float64(np.float32(xs * ws[0])) / np.float64(os_))
         from ._elementwise import quantize_multiplier
+        C.requant_multiplier(real, x_scale, w_scale, out_scale)
         e.mult, e.shift = (np.ascontiguousarray(a, np.int32) for a in quantize_multiplier(real))
         e.scheme = _REQ_DOUBLE if sch == "double_round" else _REQ_SINGLE
         e.bias = _int32_bias(bias, n, preset)
@@ -596,6 +597,7 @@ def _call_params(p: "_Packed", preset: str, x: np.ndarray, x_scale: Any, x_zero_
     per_ch = ws is not None and np.ndim(ws) > 0
     e = _epilogue(preset, p.out_channels, per_ch, x_scale, ws, out_scale, bias, multiplier,
                   shift, scheme, rounding)
+    C.requant_scale(e.scale, x_scale, ws, out_scale)
     _bound_check(p, x.dtype, xzp, e.bias, overflow)
     return xzp, e, odt, ozp, lo, hi
 

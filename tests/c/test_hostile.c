@@ -3,6 +3,7 @@
  * exact result), never a crash, an endless loop or a write outside the caller's arrays.
  * Run by tests/test_clib.py on every path (auto = VNNI where the CPU has it, avx2, scalar) and by
  * `make sanitize` under ASan/UBSan. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,6 +289,92 @@ static void test_sparse_vs_reference(void) {
     }
 }
 
+/* TFLite's QuantizeMultiplier when the mantissa rounds up to 2^31: multiplier 2^30, shift + 1
+ * (also at the top of the range: 2^30 - 2^-2 gives shift 31); beyond shift 31, QK_ERR_SHIFT. */
+static void test_quantize_multiplier_edges(void) {
+    const struct {
+        double m;
+        int32_t m0, shift;
+        qk_status st;
+    } c[] = {
+        {1073741824.0 - 0.25, 1 << 30, 31, QK_OK},
+        {1073741824.0 - 0x1p-20, 1 << 30, 31, QK_OK},
+        {1073741824.0 - 0.5, 2147483647, 30, QK_OK}, /* q * 2^31 = 2^31 - 1 exactly */
+        {1073741824.0, 1 << 30, 31, QK_OK},
+        {2147483648.0 - 1.0, 2147483647, 31, QK_OK},
+        {2147483648.0 - 0.5, 0, 0, QK_ERR_SHIFT}, /* rounds up to shift 32 */
+        {0.5 - 0x1p-34, 1 << 30, 0, QK_OK},
+        {0.25 - 0x1p-35, 1 << 30, -1, QK_OK},
+        {0x1p-32 - 0x1p-66, 1 << 30, -31, QK_OK}, /* rounds up into the range */
+        {0x1p-33, 0, 0, QK_OK},                  /* shift < -31: zero */
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        int32_t m0 = -1, sh = -99;
+        const qk_status st = qk_quantize_multiplier(c[i].m, &m0, &sh);
+        QK_CHECK(st == c[i].st, "m=%.17g: status %d", c[i].m, (int)st);
+        if (st == QK_OK && c[i].st == QK_OK)
+            QK_CHECK(m0 == c[i].m0 && sh == c[i].shift, "m=%.17g: (%d, %d), want (%d, %d)", c[i].m,
+                     m0, sh, c[i].m0, c[i].shift);
+    }
+}
+
+/* Scales whose reciprocal overflows (denormals at or below 2^-128) are QK_ERR_SCALE for every
+ * kernel that multiplies by fl(1/scale); the division flavours take them, and on every path the
+ * result is the same (checked here against the formula: 0 / tiny = 0, 1 / tiny saturates). */
+static void test_denormal_scales(void) {
+    const float tiny[] = {1e-39f, 0x1p-128f, 0x1p-149f};
+    float x[40];
+    for (int i = 0; i < 40; i++) x[i] = i % 3 == 0 ? 0.0f : (i % 3 == 1 ? 1e-45f : -1.0f);
+    for (size_t t = 0; t < 3; t++) {
+        const float s = tiny[t];
+        uint8_t yu[40];
+        int8_t ys[40];
+        int32_t y32[40];
+        float yf[40];
+        memset(ys, 77, sizeof ys);
+        QK_CHECK(qk_quantize_f32_s8_pt2e(x, 40, s, 5, -128, 127, ys, NULL) == QK_ERR_SCALE &&
+                     ys[0] == 77,
+                 "pt2e s=%g", (double)s);
+        QK_CHECK(qk_quantize_f32_u8_fbgemm(x, 40, s, 5, 0, 255, yu, NULL) == QK_ERR_SCALE, "fbgemm");
+        QK_CHECK(qk_quantize_f32_s32_fbgemm_scalar(x, 40, s, 5, INT32_MIN, INT32_MAX, y32, NULL) ==
+                     QK_ERR_SCALE,
+                 "fbgemm_scalar");
+        double xd[2] = {0.0, 1.0};
+        int16_t y16[2];
+        QK_CHECK(qk_quantize_f64_s16_pt2e(xd, 2, s, 0, INT16_MIN, INT16_MAX, y16, NULL) ==
+                     QK_ERR_SCALE,
+                 "f64 pt2e");
+        QK_CHECK(qk_fake_quantize_f32_torch(x, 40, s, 0, -128, 127, yf, NULL) == QK_ERR_SCALE,
+                 "fake quantize");
+        /* division flavours: defined and equal to the formula on every path */
+        QK_CHECK(qk_quantize_f32_s8_onnx(x, 40, s, 5, -128, 127, ys, NULL) == QK_OK, "onnx");
+        for (int i = 0; i < 40; i++) {
+            const float q = x[i] / s;
+            const int32_t want = q != q ? -999 : (q > 122.0f ? 127 : (q < -133.0f ? -128 : (int32_t)nearbyintf(q) + 5));
+            QK_CHECK(ys[i] == want, "onnx s=%g x=%g: %d want %d", (double)s, (double)x[i], ys[i], want);
+        }
+        QK_CHECK(qk_quantize_f32_s8_tflite(x, 40, s, 5, -128, 127, ys, NULL) == QK_OK, "tflite");
+        uint8_t qa[16] = {0}, qy[16];
+        QK_CHECK(qk_qadd(qa, qa, QK_DT_U8, 16, 0.5f, 0, 0.5f, 0, s, 0, 0, qy) == QK_ERR_SCALE,
+                 "qadd out_scale");
+        QK_CHECK(qk_qleaky_relu(qa, QK_DT_U8, 16, 0.5f, 0, 0.1f, s, 0, qy) == QK_ERR_SCALE,
+                 "qleaky out_scale");
+    }
+    /* the smallest scale with a finite reciprocal is accepted */
+    const float ok_s = nextafterf(0x1p-128f, 1.0f);
+    int8_t ys[40];
+    QK_CHECK(qk_quantize_f32_s8_pt2e(x, 40, ok_s, 5, -128, 127, ys, NULL) == QK_OK, "2^-128 + ulp");
+    /* input scales of the quantized add beyond 2^118: inf - inf would be NaN */
+    uint8_t qa[16], qb[16], qy[16];
+    for (int i = 0; i < 16; i++) qa[i] = 255, qb[i] = 0;
+    QK_CHECK(qk_qadd(qa, qb, QK_DT_U8, 16, 3e38f, 0, 3e38f, 255, 1.0f, 0, 0, qy) == QK_ERR_SCALE,
+             "qadd huge input scales");
+    QK_CHECK(qk_qleaky_relu(qa, QK_DT_U8, 16, 3e38f, 255, 0.0f, 1.0f, 0, qy) == QK_ERR_SCALE,
+             "qleaky huge input scale");
+    QK_CHECK(qk_qadd(qa, qb, QK_DT_U8, 16, 0x1p118f, 0, 0x1p118f, 255, 1.0f, 0, 0, qy) == QK_OK,
+             "qadd 2^118");
+}
+
 int main(void) {
     for (size_t c = 1; c <= 4; c += 3)
         for (int t = 0; t < 2; t++)
@@ -297,5 +384,7 @@ int main(void) {
     test_pool_sizes();
     test_ptf_layernorm_sizes();
     test_sparse_vs_reference();
+    test_quantize_multiplier_edges();
+    test_denormal_scales();
     return QK_TEST_SUMMARY();
 }
