@@ -14,7 +14,7 @@ CFLAGS_LIB := -std=c11 -O2 -ffp-contract=off -fno-math-errno -Wall -Wextra -Werr
               -Icsrc/include -Icsrc
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g
 
-.PHONY: all venv build test demo lib ctest bench sanitize clean demo-layernorm
+.PHONY: all venv build test demo lib ctest bench sanitize clean demo-layernorm fuzz fuzz-c fuzz-py
 
 all: build
 
@@ -90,3 +90,38 @@ demo-layernorm: build build/layernorm_golden
 # The C example that runs one exported conv layer (IntegerModel.export) from its text files.
 build/conv_layer_golden: csrc/examples/conv_layer_golden.c build/libqkernels.a
 	$(CC) $(CFLAGS_LIB) $< -Lbuild -lqkernels -lm -pthread -o $@
+
+# ---- fuzzing: `make fuzz` (FUZZ_SECONDS per fuzzer, default 60; corpora kept in build/fuzz) ------
+# fuzz-c: libFuzzer over every C entry point (fuzz/c/ops.c), under ASan + UBSan, with the library
+# linked twice: copy A on the CPU's best path, copy B (symbols renamed qkB_*, its getenv routed by
+# fuzz/c/fuzz_c.c) forced to QKERNELS_SIMD=$$FUZZ_B_SIMD (default scalar); every status and output
+# byte must agree, and copy A checks the contract against references.
+# fuzz-py: atheris over the Python API (fuzz/py/fuzz_api.py) against a clang ASan/UBSan build of
+# the extension. Needs clang with libFuzzer (Debian: apt-get install -y clang).
+CLANG ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
+FUZZ_FLAGS := -std=c11 -g -O1 -fno-omit-frame-pointer -ffp-contract=off -fno-math-errno \
+              -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
+              -Icsrc/include -Icsrc
+FUZZ_SRCS := $(LIB_SRCS) fuzz/c/ops.c
+
+build/fuzz/fuzz_c: fuzz/c/fuzz_c.c $(FUZZ_SRCS) $(HEADERS)
+	@command -v $(CLANG) >/dev/null || { echo "make fuzz needs clang with libFuzzer (apt-get install -y clang)"; exit 1; }
+	rm -rf build/fuzz/obj && mkdir -p build/fuzz/obj
+	for s in $(FUZZ_SRCS); do \
+	  $(CLANG) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $$s -o build/fuzz/obj/$$(echo $$s | tr / _).o || exit 1; \
+	done
+	ld -r -o build/fuzz/copy_a.o build/fuzz/obj/*.o
+	nm -g --defined-only build/fuzz/copy_a.o | awk '{print $$3" qkB_"$$3}' > build/fuzz/rename_b.txt
+	echo "getenv qkB_getenv" >> build/fuzz/rename_b.txt
+	objcopy --redefine-syms=build/fuzz/rename_b.txt build/fuzz/copy_a.o build/fuzz/copy_b.o
+	$(CLANG) $(FUZZ_FLAGS) -fsanitize=fuzzer $< build/fuzz/copy_a.o build/fuzz/copy_b.o -lm -pthread -o $@
+
+fuzz-c: build/fuzz/fuzz_c
+	@mkdir -p build/fuzz/corpus_c
+	build/fuzz/fuzz_c -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=30 -rss_limit_mb=4096 \
+	  -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) -artifact_prefix=build/fuzz/ -print_final_stats=1 \
+	  build/fuzz/corpus_c
+
+fuzz: fuzz-c fuzz-py

@@ -31,8 +31,8 @@ typedef struct {
 
 QK_TARGET_CVNNI static inline qk__fz qk__fz_make(const qk_epilogue *ep) {
     qk__fz z;
-    z.flo = _mm512_set1_ps((float)(ep->act_min - ep->zero_point));
-    z.fhi = _mm512_set1_ps((float)(ep->act_max - ep->zero_point));
+    z.flo = _mm512_set1_ps(qk__ep_flo(ep));
+    z.fhi = _mm512_set1_ps(qk__ep_fhi(ep));
     z.vzp = _mm512_set1_epi32(ep->zero_point);
     return z;
 }

@@ -243,5 +243,14 @@ qk_status qk__epilogue_run(const qk_epilogue *ep, size_t o, const int32_t *src, 
 qk_status qk__epilogue_channels(const qk_epilogue *ep, size_t o0, const int32_t *src, size_t cnt,
                                 void *y);
 size_t qk__dtype_size(qk_dtype t);
+/* The fp32 clamp bounds act_min - zero_point and act_max - zero_point as floats, computed wide:
+ * with QK_REQ_NONE those fields are not checked (nor used), and an int32 difference of
+ * unchecked values could overflow. */
+static inline float qk__ep_flo(const qk_epilogue *ep) {
+    return (float)((int64_t)ep->act_min - ep->zero_point);
+}
+static inline float qk__ep_fhi(const qk_epilogue *ep) {
+    return (float)((int64_t)ep->act_max - ep->zero_point);
+}
 
 #endif

@@ -101,8 +101,8 @@ qk__l8_block(const qk__l8_ctx *c, size_t r0, size_t mr, size_t p0, const int NZ,
     const qk_epilogue *ep = c->ep;
     const size_t o0 = 16 * p0;
     const size_t cols = c->n - o0; /* channels left from o0 (> 0) */
-    const __m512 flo = _mm512_set1_ps((float)(ep->act_min - ep->zero_point));
-    const __m512 fhi = _mm512_set1_ps((float)(ep->act_max - ep->zero_point));
+    const __m512 flo = _mm512_set1_ps(qk__ep_flo(ep));
+    const __m512 fhi = _mm512_set1_ps(qk__ep_fhi(ep));
     const __m512i vzp = _mm512_set1_epi32(ep->zero_point);
     __mmask16 mask[QK__L8_NZ];
 #pragma GCC unroll 4

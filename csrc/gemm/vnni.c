@@ -199,8 +199,8 @@ QK_TARGET_VNNI static void qk__tile_conv_avx512(const qk_epilogue *ep, const int
                                                 size_t o0, const int32_t *tile, size_t mr,
                                                 size_t cnt, char *y, size_t ystride) {
     const __m512i vps = pixsum ? _mm512_loadu_si512((const void *)pixsum) : _mm512_setzero_si512();
-    const __m512 flo = _mm512_set1_ps((float)(ep->act_min - ep->zero_point));
-    const __m512 fhi = _mm512_set1_ps((float)(ep->act_max - ep->zero_point));
+    const __m512 flo = _mm512_set1_ps(qk__ep_flo(ep));
+    const __m512 fhi = _mm512_set1_ps(qk__ep_fhi(ep));
     const __m512i vzp = _mm512_set1_epi32(ep->zero_point);
     const __mmask16 mask = (__mmask16)((1u << cnt) - 1u);
     for (size_t r = 0; r < mr; r++) {
@@ -329,8 +329,8 @@ QK_TARGET_VNNI size_t qk__epilogue_run_avx512(const qk_epilogue *ep, size_t o, c
                                               size_t cnt, void *y) {
     if (!qk__vec_ok(ep)) return 0;
     const size_t osz = ep->out_type == QK_DT_S32 ? 4 : 1;
-    const __m512 flo = _mm512_set1_ps((float)(ep->act_min - ep->zero_point));
-    const __m512 fhi = _mm512_set1_ps((float)(ep->act_max - ep->zero_point));
+    const __m512 flo = _mm512_set1_ps(qk__ep_flo(ep));
+    const __m512 fhi = _mm512_set1_ps(qk__ep_fhi(ep));
     const __m512i vzp = _mm512_set1_epi32(ep->zero_point);
     const __m512i vbias = ep->bias ? _mm512_set1_epi32(ep->bias[o]) : _mm512_setzero_si512();
     const __m512 vfb = ep->float_bias ? _mm512_set1_ps(ep->float_bias[o]) : _mm512_setzero_ps();

@@ -123,6 +123,17 @@ static void test_overflowing_sizes(void) {
     y[0] = -7;
     QK_CHECK(qk_linear(pw, x, QK_DT_U8, SIZE_MAX / 2, 0, &ep, y, 1) == QK_ERR_ARG && y[0] == -7,
              "linear m too large");
+    /* fuzz finding: with QK_REQ_NONE the (unused, unchecked) act_min and zero_point fed an int32
+     * subtraction that overflowed (UB) in the SIMD output stages */
+    uint8_t x16[16 * 4];
+    int32_t y16[16 * 4];
+    memset(x16, 3, sizeof x16);
+    ep.act_min = INT32_MIN;
+    ep.act_max = INT32_MAX;
+    ep.zero_point = INT32_MAX;
+    QK_CHECK(qk_linear(pw, x16, QK_DT_U8, 16, 0, &ep, y16, 1) == QK_OK && y16[0] == 3 &&
+                 y16[63] == 0,
+             "int32 out with unused act_min/zero_point: %d %d", y16[0], y16[63]);
     qk_packed_weights_free(pw);
 }
 
@@ -148,6 +159,12 @@ static void test_pool_sizes(void) {
              "max pool stride 2^40: %d %d %d %d", y[0], y[1], y[2], y[3]);
     QK_CHECK(qk_qadaptive_avg_pool2d(x, QK_DT_U8, 1, 2, 2, SIZE_MAX / 2, 1, y) == QK_ERR_ARG,
              "avg pool oh * h");
+    /* fuzz finding: an empty output (ow = 0) with oh = 2^40 looped 2^40 times over nothing */
+    QK_CHECK(qk_qmax_pool2d(x, QK_DT_S8, 2, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, (size_t)1 << 40, 0, y) ==
+                 QK_OK,
+             "max pool, empty output, huge oh");
+    QK_CHECK(qk_qadaptive_avg_pool2d(x, QK_DT_U8, 0, 2, 2, (size_t)1 << 40, 1, y) == QK_OK,
+             "avg pool, no planes, huge oh");
 }
 
 static void test_ptf_layernorm_sizes(void) {
