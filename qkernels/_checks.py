@@ -233,12 +233,44 @@ def check_out(out: Optional[np.ndarray], shape: Sequence[int], dtype: np.dtype,
         raise ValueError(f"{name} is read-only")
 
 
+def overlaps(out: Optional[np.ndarray], *inputs: Any) -> bool:
+    """True when ``out`` may share memory with one of the input arrays (np.may_share_memory:
+    exact for simple layouts, conservative otherwise; a false alarm only costs a copy)."""
+    if out is None:
+        return False
+    return any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in inputs)
+
+
+def kernel_out(out: Optional[np.ndarray], shape: Sequence[int], dtype: Any,
+               *inputs: Any) -> np.ndarray:
+    """The array a C kernel should write: ``out`` itself when it is C-contiguous and shares no
+    memory with any input, else a new array (the caller copies it into ``out`` afterwards).
+
+    As NumPy does for ufuncs: an output that overlaps an input is computed into a temporary, so
+    a kernel never reads an input element that it has already overwritten.
+    """
+    if out is not None and out.flags.c_contiguous and not overlaps(out, *inputs):
+        return out
+    return np.empty(shape, dtype)
+
+
 def run_ufunc(ufunc: np.ufunc, args: Sequence[Any], out: Optional[np.ndarray],
               on_error: Callable[[], None]) -> Any:
-    """Call a ufunc whose loops flag data errors as 'invalid'; on_error() raises the right one."""
+    """Call a ufunc whose loops flag data errors as 'invalid'; on_error() raises the right one.
+
+    An ``out`` that overlaps an input is filled only when the call succeeded (through a
+    temporary), so that on_error() still sees the inputs as they were given.
+    """
+    direct = out is not None and not overlaps(out, *args)
     with np.errstate(invalid="raise"):
         try:
-            return ufunc(*args, out=out) if out is not None else ufunc(*args)
+            if direct:
+                return ufunc(*args, out=out)
+            res = ufunc(*args)
+            if out is None:
+                return res
+            out[...] = res
+            return out
         except FloatingPointError:
             pass
     on_error()

@@ -572,7 +572,7 @@ def _run_linear(p: PackedLinear, x: np.ndarray, xzp: int, e: _Epi, odt: np.dtype
     shape = lead + (p.out_channels,)
     if out is not None:
         C.check_out(out, shape, odt)
-    y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
+    y = C.kernel_out(out, shape, odt, x2, e.bias, e.fbias, e.scale, e.mult, e.shift)
     st = _core._linear(p._cap, x2, xzp, y, e.scheme, e.bias, e.fbias, e.scale, e.mult, e.shift,
                        ozp, lo, hi, int(wrap), threads)
     if st != _ST_OK:
@@ -773,8 +773,9 @@ def _run_conv(p: PackedConv2d, x: np.ndarray, xzp: int, geo: Tuple[int, ...], oh
     shape = (x.shape[0], p.out_channels) + ohw
     if out is not None:
         C.check_out(out, shape, odt)
-    y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
-    st = _core._conv2d(p._cap, np.ascontiguousarray(x), xzp, *geo, y, e.scheme, e.bias, e.fbias,
+    x = np.ascontiguousarray(x)
+    y = C.kernel_out(out, shape, odt, x, e.bias, e.fbias, e.scale, e.mult, e.shift)
+    st = _core._conv2d(p._cap, x, xzp, *geo, y, e.scheme, e.bias, e.fbias,
                        e.scale, e.mult, e.shift, ozp, lo, hi, int(wrap), threads)
     if st != _ST_OK:
         _raise_status(st, "qconv2d")

@@ -478,7 +478,7 @@ def ptf_layernorm(q: ArrayLike, params: Union[PTFParams, LayerNormParams],
                         f"{type(params).__name__}")
     qa = _ln_input(q, prep.channels)
     C.check_out(out, qa.shape, np.dtype(np.int8))
-    res = out if (out is not None and out.flags.c_contiguous) else np.empty(qa.shape, np.int8)
+    res = C.kernel_out(out, qa.shape, np.int8, qa)
     _core._layernorm_run(qa, *prep._args(), res)
     if out is not None and res is not out:
         out[...] = res
