@@ -85,9 +85,14 @@ def _int_scalar(v: Any, name: str) -> int:
     return int(v)
 
 
+def native(a: np.ndarray) -> np.ndarray:
+    """``a`` in the machine's byte order (big-endian data, e.g. from a file, is converted)."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
 def float_input(x: Any, name: str = "x") -> np.ndarray:
-    """float32 or float64 data (other real numbers are converted to float32)."""
-    a = np.asarray(x)
+    """float32 or float64 data (other real numbers are converted to float32; any byte order)."""
+    a = native(np.asarray(x))
     if a.dtype in (np.float32, np.float64):
         return a
     if a.dtype == np.float16 or a.dtype.kind in "iu":
@@ -96,8 +101,9 @@ def float_input(x: Any, name: str = "x") -> np.ndarray:
 
 
 def int_input(q: Any, name: str) -> np.ndarray:
-    """Integer data of one of the kernel types (uint8, int8, uint16, int16, int32)."""
-    a = np.asarray(q)
+    """Integer data of one of the kernel types (uint8, int8, uint16, int16, int32; any byte
+    order)."""
+    a = native(np.asarray(q))
     if a.dtype in INT_CODES:
         return a
     raise TypeError(f"{name} must be an integer array of dtype uint8, int8, uint16, int16 or "
@@ -106,7 +112,7 @@ def int_input(q: Any, name: str) -> np.ndarray:
 
 def int32_input(acc: Any, name: str = "acc") -> np.ndarray:
     """int32 accumulators. Other integer dtypes are accepted when every value fits in int32."""
-    a = np.asarray(acc)
+    a = native(np.asarray(acc))
     if a.dtype == np.int32:
         return a
     if a.dtype.kind not in "iu":
@@ -316,3 +322,49 @@ def requant_multiplier(real: np.ndarray, x_scale: Any, w_scale: Any, out_scale: 
                          f"{o}: {_scale_args(x_scale, w_scale, out_scale)}) is too large for "
                          f"fixed-point requantization: it needs a shift above 30 (it must be "
                          f"< 2**30 - 0.25)")
+
+
+_SSIZE_MAX = (1 << 63) - 1
+
+
+def conv_geometry(in_hw: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                  padding: Sequence[int], dilation: Sequence[int]) -> None:
+    """Limits of a conv geometry (the C library's, in Python integers): every stride, padding
+    and dilation below 2**63, the padded extents in + pads and the dilated kernel extents
+    dil * (k - 1) + 1 at most 2**63 - 1. Each error names the argument and the value."""
+    for name, vals in (("stride", stride), ("padding", padding), ("dilation", dilation)):
+        for v in vals:
+            if v > _SSIZE_MAX:
+                raise ValueError(f"{name}={tuple(vals)} is too large: each value must be below "
+                                 f"2**63 (got {v})")
+    pt, pl, pb, pr = padding
+    for axis, n, p0, p1, d, k in (("height", in_hw[0], pt, pb, dilation[0], kernel[0]),
+                                  ("width", in_hw[1], pl, pr, dilation[1], kernel[1])):
+        if n + p0 + p1 > _SSIZE_MAX:
+            raise ValueError(f"padding={tuple(padding)} is too large: the padded {axis} "
+                             f"{n} + {p0} + {p1} = {n + p0 + p1} exceeds 2**63 - 1")
+        if d * (k - 1) + 1 > _SSIZE_MAX:
+            raise ValueError(f"dilation={tuple(dilation)} is too large: the dilated kernel "
+                             f"{axis} {d} * ({k} - 1) + 1 exceeds 2**63 - 1")
+
+
+def output_size(shape: Sequence[int], dtype: Any, what: str) -> None:
+    """An output whose byte size cannot exist (beyond 2**63 - 1) is refused by name; smaller
+    ones that do not fit in memory raise NumPy's MemoryError (which gives the size)."""
+    n = int(np.prod([int(d) for d in shape], dtype=object)) * np.dtype(dtype).itemsize
+    if n > _SSIZE_MAX:
+        raise ValueError(f"{what}: the output would have shape {tuple(int(d) for d in shape)} "
+                         f"({n} bytes, beyond any memory); check stride, padding and dilation")
+
+
+def pow2_rounding(preset: str, rounding: Any, explicit: bool, allowed: Sequence[str]) -> None:
+    """``rounding=`` picks the shift rounding of preset 'pow2'; other presets (and explicit
+    multiplier/shift) round as their runtime does, so a rounding given to them is refused
+    rather than silently ignored (only the default 'half_up' passes)."""
+    if not isinstance(rounding, str) or rounding not in allowed:
+        raise ValueError(f"rounding must be one of {', '.join(repr(a) for a in allowed)}; "
+                         f"got {rounding!r}")
+    if rounding != "half_up" and (preset != "pow2" or explicit):
+        raise ValueError(f"rounding={rounding!r} applies to preset 'pow2' only; "
+                         + ("explicit multiplier/shift use scheme=" if explicit else
+                            f"preset {preset!r} rounds as its runtime does"))

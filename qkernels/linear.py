@@ -590,6 +590,7 @@ def _call_params(p: "_Packed", preset: str, x: np.ndarray, x_scale: Any, x_zero_
     """Checks and derived parameters of one qlinear/qconv2d call (memoised on the packed weights):
     input zero point, epilogue, output type, zero point and clamping range."""
     ws = p.w_scale if w_scale is None else w_scale
+    C.pow2_rounding(preset, rounding, multiplier is not None, ROUNDINGS)
     if multiplier is None:
         _check_types(preset, x, p.w_dtype, p.w_zero_point)
     xzp = _x_zero_point(x_zero_point, x.dtype)
@@ -756,6 +757,7 @@ def _conv_geometry(x: np.ndarray, p: PackedConv2d, stride: Any, padding: Any,
     dh, dw = _pair(dilation, "dilation", 1)
     pt, pl, pb, pr = _padding(padding)
     kh, kw = p.kernel_size
+    C.conv_geometry(x.shape[2:], (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw))
     hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
     eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     if x.shape[2] == 0 or x.shape[3] == 0:
@@ -771,6 +773,7 @@ def _run_conv(p: PackedConv2d, x: np.ndarray, xzp: int, geo: Tuple[int, ...], oh
               e: _Epi, odt: np.dtype, ozp: int, lo: int, hi: int, wrap: bool, threads: int,
               out: Optional[np.ndarray]) -> np.ndarray:
     shape = (x.shape[0], p.out_channels) + ohw
+    C.output_size(shape, odt, "qconv2d")
     if out is not None:
         C.check_out(out, shape, odt)
     x = np.ascontiguousarray(x)

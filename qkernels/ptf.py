@@ -256,6 +256,10 @@ def ptf_calibrate(x: Union[ArrayLike, Iterable[ArrayLike]], *, method: str = "se
       the alpha in 0..K with the least squared error (may clip; ties go to the smaller alpha).
       FQ-ViT scores its last batch only; here the error is summed over every batch.
 
+    Raises:
+        ValueError: x holds NaN or +-inf, has no channels, or (``"seed"``) max|x| is so small
+            (below about 1.2e-35 with K = 3) that the scale is not a normal float32.
+
     Example:
         >>> import numpy as np, qkernels
         >>> x = np.array([[1, 2, 4, 8], [-0.5, -1, -2, -4]], np.float32)
@@ -277,6 +281,10 @@ def ptf_calibrate(x: Union[ArrayLike, Iterable[ArrayLike]], *, method: str = "se
         with np.errstate(divide="ignore"):
             alpha_seed = np.where(ratio < 1, 0, -np.floor(np.log2(ratio)))
         alpha_seed = np.clip(alpha_seed, -K, 0).astype(np.int32)
+        if not np.float32(np.ldexp(S, int(alpha_seed.min()))) >= np.finfo(np.float32).tiny:
+            raise ValueError(f"x: max|x| = {amax:.9g} is too small to calibrate: the PTF scale "
+                             f"max|x| / 127 * 2^{int(alpha_seed.min())} is not a normal float32 "
+                             f"(a max|x| of {127 * 2.0 ** (K - 126):.3g} or more always works)")
         return PTFParams.from_seed(float(S), 128, alpha_seed, K=K)
     xmin = min(float(b.min()) for b in batches)
     xmax = max(float(b.max()) for b in batches)

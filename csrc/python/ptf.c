@@ -36,7 +36,8 @@ static void qk_py_ptf_quantize_loop(char **args, npy_intp const *dims, npy_intp 
     }
     feclearexcept(FE_ALL_EXCEPT & ~FE_INVALID);
     if (st != QK_OK) {
-        qk_py_zero_outputs(args[4], n, steps[4], 1);
+        if (st != QK_ERR_NAN && st != QK_ERR_OVERFLOW) /* refused before writing anything */
+            qk_py_zero_outputs(args[4], n, steps[4], 1);
         feraiseexcept(FE_INVALID);
     }
 }
@@ -67,7 +68,8 @@ static void qk_py_ptf_dequantize_loop(char **args, npy_intp const *dims, npy_int
     }
     feclearexcept(FE_ALL_EXCEPT & ~FE_INVALID);
     if (st != QK_OK) {
-        qk_py_zero_outputs(args[4], n, steps[4], 4);
+        if (st != QK_ERR_NAN && st != QK_ERR_OVERFLOW) /* refused before writing anything */
+            qk_py_zero_outputs(args[4], n, steps[4], 4);
         feraiseexcept(FE_INVALID);
     }
 }

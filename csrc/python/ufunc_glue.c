@@ -70,7 +70,8 @@ void qk_py_elementwise_loop(char **args, npy_intp const *dims, npy_intp const *s
      * design (x * inv -> inf clamps to qmax); only an error of ours is reported. */
     feclearexcept(FE_ALL_EXCEPT & ~FE_INVALID);
     if (st != QK_OK) {
-        qk_py_zero_outputs(args[nin], n, steps[nin], d->ysize);
+        if (st != QK_ERR_NAN && st != QK_ERR_OVERFLOW) /* refused before writing anything */
+            qk_py_zero_outputs(args[nin], n, steps[nin], d->ysize);
         feraiseexcept(FE_INVALID);
     }
 }
