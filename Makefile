@@ -124,4 +124,28 @@ fuzz-c: build/fuzz/fuzz_c
 	  -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) -artifact_prefix=build/fuzz/ -print_final_stats=1 \
 	  build/fuzz/corpus_c
 
+FUZZ_PY := build/fuzz/pyvenv/bin/python
+$(FUZZ_PY): fuzz/requirements.txt
+	@command -v $(CLANG) >/dev/null || { echo "make fuzz needs clang with libFuzzer (apt-get install -y clang)"; exit 1; }
+	test -x $(FUZZ_PY) || $(PYTHON) -m venv build/fuzz/pyvenv
+	$(FUZZ_PY) -m pip install -q -r fuzz/requirements.txt
+	touch $@
+
+# the extension built by clang with ASan + UBSan and libFuzzer's coverage hooks
+build/fuzz/pkg/.stamp: $(FUZZ_PY) $(LIB_SRCS) $(wildcard csrc/python/*.c csrc/python/*.h) $(HEADERS) $(wildcard qkernels/*.py qkernels/*/*.py)
+	rm -rf build/fuzz/pkg && mkdir -p build/fuzz/pkg
+	CC=$(CLANG) CFLAGS="-fsanitize=fuzzer-no-link" QKERNELS_SANITIZE=1 $(FUZZ_PY) setup.py -q \
+	  build_ext --build-lib build/fuzz/pkg --build-temp build/fuzz/pytmp --force
+	cp qkernels/*.py build/fuzz/pkg/qkernels/
+	for d in qkernels/*/; do [ -d "$$d" ] && [ "$$(basename $$d)" != "__pycache__" ] && cp -r "$$d" build/fuzz/pkg/qkernels/ || true; done
+	touch $@
+
+fuzz-py: build/fuzz/pkg/.stamp
+	@mkdir -p build/fuzz/corpus_py
+	cd build/fuzz/pkg && PYTHONPATH=$(CURDIR)/build/fuzz/pkg \
+	  ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  LD_PRELOAD="$$($(CURDIR)/$(FUZZ_PY) -c 'import atheris, os; print(os.path.join(atheris.path(), "asan_with_fuzzer.so"))')" \
+	  $(CURDIR)/$(FUZZ_PY) -P $(CURDIR)/fuzz/py/fuzz_api.py -max_total_time=$(FUZZ_SECONDS) -timeout=60 \
+	  -rss_limit_mb=4096 -artifact_prefix=$(CURDIR)/build/fuzz/py- -print_final_stats=1 $(CURDIR)/build/fuzz/corpus_py
+
 fuzz: fuzz-c fuzz-py
