@@ -103,7 +103,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_JOBS ?= 1
 FUZZ_FLAGS := -std=c11 -g -O1 -fno-omit-frame-pointer -ffp-contract=off -fno-math-errno \
               -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
-              -Icsrc/include -Icsrc
+              -Icsrc/include -Icsrc -Itests/c
 FUZZ_SRCS := $(LIB_SRCS) fuzz/c/ops.c
 
 build/fuzz/fuzz_c: fuzz/c/fuzz_c.c $(FUZZ_SRCS) $(HEADERS)

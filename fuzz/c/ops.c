@@ -8,6 +8,7 @@
  * `check` set (copy A), the contract is also asserted here: parameter errors write nothing, a
  * NaN is reported at its first index, int32 linear/conv sums equal an int64 reference.
  * A broken contract aborts (libFuzzer then saves the input). */
+#include "conv_ref.h"
 #include "qkernels.h"
 #include "qops.h"
 
@@ -346,10 +347,6 @@ static void fz_requantize(fz_in *r, fz_out *o, int check) {
 }
 
 /* ---- linear and conv ---------------------------------------------------------------------- */
-static int32_t fz_q8(const uint8_t *p, qk_dtype t, size_t i) {
-    return t == QK_DT_U8 ? (int32_t)p[i] : (int32_t)(int8_t)p[i];
-}
-
 enum { FZ_MAXC = 48 };
 
 /* A random epilogue over n channels (arrays owned by the caller, FZ_MAXC long). */
@@ -416,7 +413,7 @@ static void fz_linear(fz_in *r, fz_out *o, int check) {
             for (size_t c = 0; c < n; c++) {
                 int64_t acc = ep.bias ? ep.bias[c] : 0;
                 for (size_t q = 0; q < k; q++)
-                    acc += (int64_t)(fz_q8(x, xt, i * k + q) - xzp) * (fz_q8(w, wt, c * k + q) - wzp[c]);
+                    acc += (int64_t)(qk_ref_q8(x, xt, i * k + q) - xzp) * (qk_ref_q8(w, wt, c * k + q) - wzp[c]);
                 int32_t got;
                 memcpy(&got, y + (i * n + c) * 4, 4);
                 if (got != (int32_t)(uint32_t)(uint64_t)acc || (!ep.wrap && acc != got))
@@ -433,13 +430,6 @@ static size_t fz_geo(fz_in *r, size_t lo, size_t small) {
         case 2: return ((size_t)1 << fz_range(r, 8, 33)) + fz_range(r, 0, 3) - 1;
         default: return fz_range(r, lo, small);
     }
-}
-
-static long long fz_coord(size_t o, size_t st, size_t k, size_t dil, size_t pad, size_t n) {
-    /* o * st + k * dil - pad, or -1 when it is padding; computed wide (no wrap) */
-    const unsigned __int128 v = (unsigned __int128)o * st + (unsigned __int128)k * dil;
-    if (v < pad || v - pad >= n) return -1;
-    return (long long)(v - pad);
 }
 
 static void fz_conv(fz_in *r, fz_out *o, int check) {
@@ -504,17 +494,9 @@ static void fz_conv(fz_in *r, fz_out *o, int check) {
                 for (size_t c = 0; c < oc; c++)
                     for (size_t i = 0; i < oh; i++)
                         for (size_t j = 0; j < ow; j++) {
-                            int64_t acc = ep.bias ? ep.bias[c] : 0;
-                            for (size_t ch = 0; ch < cpg; ch++)
-                                for (size_t rr = 0; rr < kh; rr++)
-                                    for (size_t q = 0; q < kw; q++) {
-                                        const long long ih = fz_coord(i, s.stride_h, rr, s.dil_h, s.pad_top, s.in_h);
-                                        const long long iw = fz_coord(j, s.stride_w, q, s.dil_w, s.pad_left, s.in_w);
-                                        if (ih < 0 || iw < 0) continue;
-                                        const size_t xc = b * s.in_c + c / ocg * cpg + ch;
-                                        acc += (int64_t)(fz_q8(x, xt, (xc * s.in_h + (size_t)ih) * s.in_w + (size_t)iw) - xzp) *
-                                               (fz_q8(w, wt, ((c * cpg + ch) * kh + rr) * kw + q) - wzp[c]);
-                                    }
+                            const int64_t acc = (ep.bias ? ep.bias[c] : 0) +
+                                                qk_ref_conv_acc(&s, x, xt, xzp, w, wt, wzp, ocg,
+                                                                cpg, kh, kw, b, c, i, j);
                             int32_t got;
                             memcpy(&got, y + (((b * oc + c) * oh + i) * ow + j) * 4, 4);
                             if (got != (int32_t)(uint32_t)(uint64_t)acc || (!ep.wrap && acc != got))

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_ref.h"
 #include "qk_test.h"
 #include "qkernels.h"
 #include "qops.h"
@@ -189,16 +190,6 @@ static void test_ptf_layernorm_sizes(void) {
 }
 
 static size_t urnd(size_t lo, size_t hi) { return lo + (size_t)(qk_test_next() % (hi - lo + 1)); }
-static int32_t val8(const uint8_t *p, qk_dtype t, size_t i) {
-    return t == QK_DT_U8 ? (int32_t)p[i] : (int32_t)(int8_t)p[i];
-}
-/* The padded coordinate o * stride + k * dil - pad as an input index, or -1 when it is padding
- * (all in long double-free 64-bit: the test geometry stays below 2^40). */
-static long long in_coord(size_t o, size_t stride, size_t k, size_t dil, size_t pad, size_t n) {
-    const long long v = (long long)(o * stride + k * dil) - (long long)pad;
-    return v >= 0 && v < (long long)n ? v : -1;
-}
-
 /* Huge padding, stride and dilation (the direct path: windows of mostly padding) and small
  * ordinary ones (the dense paths), against an int64 reference; the fp32 epilogue against
  * qk_requantize_s32_u8_fp32 of the int32 result; threads 1 and 3 the same bits. */
@@ -264,20 +255,10 @@ static void test_sparse_vs_reference(void) {
         for (size_t b = 0; b < s.batch; b++)
             for (size_t o = 0; o < oc; o++)
                 for (size_t i = 0; i < oh; i++)
-                    for (size_t j = 0; j < ow; j++) {
-                        int64_t acc = bias[o];
-                        for (size_t c = 0; c < cpg; c++)
-                            for (size_t r = 0; r < kh; r++)
-                                for (size_t t = 0; t < kw; t++) {
-                                    const long long ih = in_coord(i, s.stride_h, r, s.dil_h, s.pad_top, s.in_h);
-                                    const long long iw = in_coord(j, s.stride_w, t, s.dil_w, s.pad_left, s.in_w);
-                                    if (ih < 0 || iw < 0) continue;
-                                    const size_t ch = o / ocg * cpg + c;
-                                    acc += (int64_t)(val8(x, xt, ((b * s.in_c + ch) * s.in_h + (size_t)ih) * s.in_w + (size_t)iw) - xzp) *
-                                           (val8(w, wt, ((o * cpg + c) * kh + r) * kw + t) - wzp[o]);
-                                }
-                        bad += acc != y1[((b * oc + o) * oh + i) * ow + j];
-                    }
+                    for (size_t j = 0; j < ow; j++)
+                        bad += bias[o] + qk_ref_conv_acc(&s, x, xt, xzp, w, wt, wzp, ocg, cpg, kh,
+                                                         kw, b, o, i, j) !=
+                               y1[((b * oc + o) * oh + i) * ow + j];
         QK_CHECK(bad == 0, "it=%d huge=%d: %zu of %zu differ from the reference (pads %zu %zu %zu "
                  "%zu, stride %zu %zu, dil %zu %zu)", it, huge, bad, ny, s.pad_top, s.pad_left,
                  s.pad_bottom, s.pad_right, s.stride_h, s.stride_w, s.dil_h, s.dil_w);
