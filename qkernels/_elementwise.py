@@ -51,7 +51,10 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
 
     Args:
         x: float32 or float64 data (float32 arithmetic for float32 input, double for float64).
-        scale: scale(s), rounded to float32; finite and > 0.
+        scale: scale(s), rounded to float32; finite and > 0. The flavours that multiply by
+            ``fl(1/scale)`` (torch, pt2e, fbgemm, fbgemm_scalar) also need that reciprocal
+            finite: scale > 2**-128 (denormal scales at or below it are refused by name, on
+            every SIMD path alike); onnx and tflite divide and take any positive scale.
         zero_point: integer zero point(s) in [qmin, qmax].
         dtype: output type: uint8, int8, uint16, int16 or int32.
         axis: per-channel axis; scale and zero_point are then 1-D of length x.shape[axis].
@@ -128,7 +131,8 @@ def fake_quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, qmin: i
 
     Args:
         x: float32 data (float64 is computed in double and returned as float64).
-        scale, zero_point: per-tensor or per-channel (with ``axis``) parameters.
+        scale, zero_point: per-tensor or per-channel (with ``axis``) parameters; scale finite,
+            > 0 and > 2**-128 (its float32 reciprocal must be finite).
         qmin, qmax: the integer range, e.g. 0, 255 or -128, 127.
         out: optional output array (same dtype as x).
 
