@@ -14,7 +14,7 @@ CFLAGS_LIB := -std=c11 -O2 -ffp-contract=off -fno-math-errno -Wall -Wextra -Werr
               -Icsrc/include -Icsrc
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g
 
-.PHONY: all venv build test demo lib ctest bench sanitize clean demo-layernorm fuzz fuzz-c fuzz-py
+.PHONY: all venv build test demo lib ctest bench sanitize clean demo-layernorm fuzz fuzz-c fuzz-py fuzz-cov
 
 all: build
 
@@ -149,3 +149,16 @@ fuzz-py: build/fuzz/pkg/.stamp
 	  -rss_limit_mb=4096 -artifact_prefix=$(CURDIR)/build/fuzz/py- -print_final_stats=1 $(CURDIR)/build/fuzz/corpus_py
 
 fuzz: fuzz-c fuzz-py
+
+# Source-based line/region coverage of the C library reached by the fuzz-c corpus (replayed on
+# the auto, avx2 and scalar paths).
+fuzz-cov:
+	$(CLANG) -std=c11 -O1 -g -ffp-contract=off -fprofile-instr-generate -fcoverage-mapping \
+	  -fsanitize=fuzzer -DQK_FUZZ_COVERAGE -Icsrc/include -Icsrc -Itests/c fuzz/c/fuzz_c.c \
+	  fuzz/c/ops.c $(LIB_SRCS) -lm -pthread -o build/fuzz/fuzz_cov
+	for simd in auto avx2 scalar; do \
+	  QKERNELS_SIMD=$$simd LLVM_PROFILE_FILE=build/fuzz/cov_$$simd.profraw build/fuzz/fuzz_cov -runs=0 build/fuzz/corpus_c 2>/dev/null; \
+	done
+	llvm-profdata merge -sparse build/fuzz/cov_auto.profraw build/fuzz/cov_avx2.profraw \
+	  build/fuzz/cov_scalar.profraw -o build/fuzz/cov.profdata
+	llvm-cov report build/fuzz/fuzz_cov -instr-profile=build/fuzz/cov.profdata $(LIB_SRCS)
