@@ -9,6 +9,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import _core
+
 # Integer output types of the kernels, and the suffix of their ufunc names.
 INT_CODES: Dict[np.dtype, str] = {
     np.dtype(np.uint8): "u8",
@@ -27,8 +29,9 @@ _INFO: Dict[np.dtype, Tuple[int, int, int]] = {
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
-class AccumulatorOverflowError(OverflowError, ValueError):
-    """An int32 accumulator overflowed (or would overflow) where the hardware would wrap."""
+# An int32 accumulator overflowed (or would overflow) where the hardware would wrap: an
+# OverflowError and a ValueError, defined by the C glue (csrc/python/status.c), which raises it.
+AccumulatorOverflowError = _core.AccumulatorOverflowError
 
 
 def int_dtype(dtype: Any, name: str = "dtype") -> Tuple[np.dtype, str]:
@@ -355,16 +358,3 @@ def output_size(shape: Sequence[int], dtype: Any, what: str) -> None:
     if n > _SSIZE_MAX:
         raise ValueError(f"{what}: the output would have shape {tuple(int(d) for d in shape)} "
                          f"({n} bytes, beyond any memory); check stride, padding and dilation")
-
-
-def pow2_rounding(preset: str, rounding: Any, explicit: bool, allowed: Sequence[str]) -> None:
-    """``rounding=`` picks the shift rounding of preset 'pow2'; other presets (and explicit
-    multiplier/shift) round as their runtime does, so a rounding given to them is refused
-    rather than silently ignored (only the default 'half_up' passes)."""
-    if not isinstance(rounding, str) or rounding not in allowed:
-        raise ValueError(f"rounding must be one of {', '.join(repr(a) for a in allowed)}; "
-                         f"got {rounding!r}")
-    if rounding != "half_up" and (preset != "pow2" or explicit):
-        raise ValueError(f"rounding={rounding!r} applies to preset 'pow2' only; "
-                         + ("explicit multiplier/shift use scheme=" if explicit else
-                            f"preset {preset!r} rounds as its runtime does"))

@@ -243,22 +243,28 @@ def _batches(x: Any) -> List[np.ndarray]:
 
 
 def ptf_calibrate(x: Union[ArrayLike, Iterable[ArrayLike]], *, method: str = "seed",
-                  K: int = 3) -> PTFParams:
+                  K: Optional[int] = None) -> PTFParams:
     """Choose PTF parameters from calibration data (one array or an iterable of batches).
 
     Methods (SPEC section 6), statistics over all batches, channels on the last axis:
 
     - ``"seed"``: ``S = max|x| / 127``, ``zp = 128``, per channel the largest power-of-two
-      stretch that does not clip: ``alpha_seed[c] = -floor(log2(127 / (max|x_c| / S)))``
-      limited to ``-K``; then ``scale = S * 2^min(alpha_seed)``, ``alpha = alpha_seed - min``.
+      stretch that does not clip: ``alpha_seed[c] = -floor(log2(127 / (max|x_c| / S)))``; then
+      ``scale = S * 2^min(alpha_seed)``, ``alpha = alpha_seed - min``. With ``K=None`` (the
+      default) nothing limits the stretch, exactly as the seed's script computes it (only the
+      kernel's own limit, ``MAX_ALPHA`` = 7, and all-zero channels get 0); an explicit ``K``
+      limits it to ``-K`` (FQ-ViT's K = 3: a narrow channel may then clip).
     - ``"fqvit"`` (FQ-ViT ``PtfObserver``): ``scale8 = (max - min) / 255`` over all channels,
       ``zp = clamp(-round(min / scale8), 0, 255)``, ``scale = scale8 / 2^K``, and per channel
       the alpha in 0..K with the least squared error (may clip; ties go to the smaller alpha).
-      FQ-ViT scores its last batch only; here the error is summed over every batch.
+      FQ-ViT scores its last batch only; here the error is summed over every batch. ``K=None``
+      is FQ-ViT's 3.
 
     Raises:
         ValueError: x holds NaN or +-inf, has no channels, or (``"seed"``) max|x| is so small
-            (below about 1.2e-35 with K = 3) that the scale is not a normal float32.
+            that the scale ``S * 2^min(alpha_seed)`` is not a normal float32 (possible below
+            ``127 * 2^(limit - 126)``: about 1.9e-34 with the default limit 7, 1.2e-35 with
+            K = 3).
 
     Example:
         >>> import numpy as np, qkernels
@@ -267,7 +273,7 @@ def ptf_calibrate(x: Union[ArrayLike, Iterable[ArrayLike]], *, method: str = "se
         array([0, 1, 2, 3], dtype=int32)
     """
     _choice(method, CALIBRATION_METHODS, "method")
-    K = _k_param(K)
+    limit = MAX_ALPHA if K is None else _k_param(K)
     batches = _batches(x)
     if method == "seed":
         amax_c = np.max([np.abs(b).max(axis=0) for b in batches], axis=0)
@@ -280,12 +286,16 @@ def ptf_calibrate(x: Union[ArrayLike, Iterable[ArrayLike]], *, method: str = "se
         ratio[nz] = amax / amax_c[nz]
         with np.errstate(divide="ignore"):
             alpha_seed = np.where(ratio < 1, 0, -np.floor(np.log2(ratio)))
-        alpha_seed = np.clip(alpha_seed, -K, 0).astype(np.int32)
-        if not np.float32(np.ldexp(S, int(alpha_seed.min()))) >= np.finfo(np.float32).tiny:
+        alpha_seed[~nz] = 0 if K is None else -limit   # an all-zero channel: any step is exact
+        alpha_seed = np.clip(alpha_seed, -limit, 0).astype(np.int32)
+        amin = int(alpha_seed.min()) if alpha_seed.size else 0
+        if not np.float32(np.ldexp(S, amin)) >= np.finfo(np.float32).tiny:
             raise ValueError(f"x: max|x| = {amax:.9g} is too small to calibrate: the PTF scale "
-                             f"max|x| / 127 * 2^{int(alpha_seed.min())} is not a normal float32 "
-                             f"(a max|x| of {127 * 2.0 ** (K - 126):.3g} or more always works)")
-        return PTFParams.from_seed(float(S), 128, alpha_seed, K=K)
+                             f"max|x| / 127 * 2^{amin} is not a normal float32 "
+                             f"(a max|x| of {127 * 2.0 ** (limit - 126):.3g} or more always works)")
+        k = limit if K is not None else int(max(3, -amin))
+        return PTFParams.from_seed(float(S), 128, alpha_seed, K=k)
+    K = 3 if K is None else limit
     xmin = min(float(b.min()) for b in batches)
     xmax = max(float(b.max()) for b in batches)
     scale8 = max((xmax - xmin) / 255.0, 2.0 ** -23)

@@ -462,6 +462,52 @@ qk_status qk_layernorm_ptf_stats(const qk_layernorm_params *p, const uint8_t *q,
 /* Floor integer square root (Newton iteration from above, as I-BERT's int_sqrt). */
 uint64_t qk_isqrt_u64(uint64_t n);
 
+/* ---- section: quantized elementwise and pooling ops (PyTorch's quantized CPU backend) ---- */
+/*
+ * 8-bit tensors (t = QK_DT_U8 or QK_DT_S8), one scale and zero point a tensor, bit-exact with
+ * PyTorch's quantized CPU kernels (quantized::add / add_relu, leaky_relu, clamp, max_pool2d,
+ * adaptive_avg_pool2d), as the NumPy references of qkernels.torch compute them. Float steps
+ * are float32 operations; "dequantize" below is Vectorized<quint8>::dequantize,
+ * d = fmaf((float)q, s, -fl(s * zp)) (one rounding), and "quantize" is
+ * y = clamp(RNE(fl(v * fl(1 / out_scale))) + out_zp, type range).
+ *
+ * qk_qadd(a, b, t, n, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu, y)
+ *   c = fl(da + db) of the two dequantized inputs (n elements each); relu != 0: c = max(c, 0);
+ *   y = quantize(c).
+ * qk_qleaky_relu(x, t, n, x_scale, x_zp, slope, out_scale, out_zp, y)
+ *   dy = dx > 0 ? dx : fl(dx * slope); y = quantize(dy). slope finite (QK_ERR_ARG).
+ *   Both: the input scales finite, > 0 and at most 2^118 (every dequantized value and the sum
+ *   of two stay finite), the output scale finite, > 0 and with fl(1 / out_scale) finite
+ *   (> 2^-128), else QK_ERR_SCALE (then no intermediate is NaN); every zero point within t
+ *   (QK_ERR_ZERO_POINT). An AVX2 loop beside the scalar twin, the same bits.
+ * qk_qclamp(x, t, n, lo, hi, y)
+ *   y = min(max(x, lo), hi) on the integers, lo and hi first clamped to t's range.
+ * qk_qmax_pool2d(x, t, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, y)
+ *   x: planes x h x w (NCHW with planes = N * C), y: planes x oh x ow (the caller's output size:
+ *   PyTorch's floor or ceil rule). Output (i, j) is the maximum over input rows
+ *   i * sh - ph + a * dh (a < kh) and columns j * sw - pw + b * dw (b < kw), in-bounds taps
+ *   only (padding never wins); a window without an in-bounds tap gives t's minimum. Kernel
+ *   sizes, strides and dilations >= 1 (QK_ERR_ARG).
+ * qk_qadaptive_avg_pool2d(x, t, planes, h, w, oh, ow, y)
+ *   Output (i, j) = RNE(sum / count) over PyTorch's adaptive window: rows
+ *   floor(i h / oh) .. ceil((i + 1) h / oh) - 1, columns likewise (the sum exact in int64, the
+ *   quotient correctly rounded). h, w >= 1 (QK_ERR_ARG). PyTorch's own float steps give the
+ *   same result only where every window has the same power-of-two size (qkernels.torch uses
+ *   this kernel there).
+ * All: t not 8-bit, or NULL arrays with elements to do: QK_ERR_ARG.
+ */
+qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_scale,
+                  int32_t a_zp, float b_scale, int32_t b_zp, float out_scale, int32_t out_zp,
+                  int relu, void *y);
+qk_status qk_qleaky_relu(const void *x, qk_dtype t, size_t n, float x_scale, int32_t x_zp,
+                         float slope, float out_scale, int32_t out_zp, void *y);
+qk_status qk_qclamp(const void *x, qk_dtype t, size_t n, int32_t lo, int32_t hi, void *y);
+qk_status qk_qmax_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, size_t w, size_t kh,
+                         size_t kw, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh,
+                         size_t dw, size_t oh, size_t ow, void *y);
+qk_status qk_qadaptive_avg_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, size_t w,
+                                  size_t oh, size_t ow, void *y);
+
 #ifdef __cplusplus
 }
 #endif

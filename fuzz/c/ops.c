@@ -10,7 +10,6 @@
  * A broken contract aborts (libFuzzer then saves the input). */
 #include "conv_ref.h"
 #include "qkernels.h"
-#include "qops.h"
 
 #include <float.h>
 #include <math.h>

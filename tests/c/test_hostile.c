@@ -11,7 +11,6 @@
 #include "conv_ref.h"
 #include "qk_test.h"
 #include "qkernels.h"
-#include "qops.h"
 
 #define P31 ((size_t)1 << 31)
 
