@@ -26,9 +26,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 #else
 size_t qkB_fuzz_ops(const uint8_t *data, size_t size, uint8_t *res, size_t cap, int check);
-qk_isa_kind qkB_qk_isa(void);
-int qkB_qk__use_vnni(void);
-int qk__use_vnni(void);
+/* core/cpu.h's level (an int here: the enum is internal), of copy A and copy B */
+int qk__level_detect(void);
+int qkB_qk__level_detect(void);
 char *qkB_getenv(const char *name);
 
 char *qkB_getenv(const char *name) {
@@ -43,9 +43,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    fprintf(stderr, "fuzz_c: copy A %s%s, copy B %s%s\n", qk_isa_name(qk_isa()),
-            qk__use_vnni() ? " + AVX512-VNNI" : "", qk_isa_name(qkB_qk_isa()),
-            qkB_qk__use_vnni() ? " + AVX512-VNNI" : "");
+    static const char *const names[] = {"scalar", "avx2", "avx512", "avx512vnni", "avx512vbmi"};
+    const int a = qk__level_detect(), b = qkB_qk__level_detect();
+    fprintf(stderr, "fuzz_c: copy A %s, copy B %s\n", a >= 0 && a < 5 ? names[a] : "?",
+            b >= 0 && b < 5 ? names[b] : "?");
     return 0;
 }
 
