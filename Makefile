@@ -65,13 +65,17 @@ build/ctest/%: tests/c/%.c tests/c/qk_test.h build/libqkernels.a
 
 ctest: $(CTESTS)
 
-# Sanitizer run: the C test program and the Python kernel tests against an
-# -fsanitize=address,undefined build (tests marked torch/onnx/packaging stay out: see tests/conftest.py).
+# Sanitizer run: the C test programs (each on the best, the AVX2 and the scalar path) and the
+# Python kernel tests against an -fsanitize=address,undefined build (tests marked
+# torch/onnx/packaging stay out: see tests/conftest.py).
 sanitize: $(STAMP)
 	@mkdir -p build/asan
 	for t in $(CTEST_SRCS); do \
-	  $(CC) $(CFLAGS_LIB) $(SAN_FLAGS) -O1 -Itests/c $$t $(LIB_SRCS) -lm -pthread -o build/asan/$$(basename $$t .c) && \
-	  ASAN_OPTIONS=detect_leaks=0 build/asan/$$(basename $$t .c) || exit 1; \
+	  $(CC) $(CFLAGS_LIB) $(SAN_FLAGS) -O1 -Itests/c $$t $(LIB_SRCS) -lm -pthread -o build/asan/$$(basename $$t .c) || exit 1; \
+	  for simd in auto avx2 scalar; do \
+	    echo "$$(basename $$t .c) QKERNELS_SIMD=$$simd"; \
+	    QKERNELS_SIMD=$$simd ASAN_OPTIONS=detect_leaks=0 build/asan/$$(basename $$t .c) || exit 1; \
+	  done; \
 	done
 	rm -rf build/asan/pkg && mkdir -p build/asan/pkg
 	QKERNELS_WERROR=1 QKERNELS_SANITIZE=1 $(PY) setup.py -q build_ext --build-lib build/asan/pkg --build-temp build/asan/tmp --force

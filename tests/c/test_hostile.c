@@ -286,6 +286,61 @@ static void test_sparse_vs_reference(void) {
     }
 }
 
+/* The paths that stage the image in one buffer with the outputs after it (qk__conv2d_wide: a
+ * batch of small images as one wide image; qk__conv2d_gemm: an unpadded 1x1 conv as qk_linear):
+ * with an input part whose byte size is not a multiple of 4, the int32 outputs must still be
+ * aligned (the scalar output stage stores int32_t; UBSan in make sanitize checks it, on every
+ * path) and equal the reference. Found by make fuzz-c. */
+static void test_staged_int32_outputs(void) {
+    static const struct { size_t nb, groups, cpg, ocg, h, w, k, pad; } cases[] = {
+        {2, 1, 3, 2, 3, 3, 3, 1},  /* wide: 3*3*2*5 = 90 input bytes */
+        {2, 3, 2, 1, 3, 3, 3, 1},  /* wide, grouped (the fuzzer's case) */
+        {3, 1, 1, 3, 1, 5, 3, 2},  /* wide: 1*1*3*9 = 27 */
+        {1, 1, 25, 3, 1, 3, 1, 0}, /* gemm: 3 pixels x 25 channels = 75 bytes */
+        {2, 1, 27, 5, 1, 1, 1, 0}, /* gemm: 2 x 27 = 54 */
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        qk_conv2d_shape s;
+        memset(&s, 0, sizeof s);
+        const size_t oc = cases[t].ocg * cases[t].groups, cpg = cases[t].cpg, k = cases[t].k;
+        s.batch = cases[t].nb;
+        s.in_c = cpg * cases[t].groups;
+        s.in_h = cases[t].h;
+        s.in_w = cases[t].w;
+        s.pad_top = s.pad_left = s.pad_bottom = s.pad_right = cases[t].pad;
+        s.stride_h = s.stride_w = s.dil_h = s.dil_w = 1;
+        uint8_t w[5 * 27 * 9];
+        for (size_t i = 0; i < oc * cpg * k * k; i++) w[i] = (uint8_t)qk_test_next();
+        int32_t wzp[8] = {0}, bias[8];
+        for (size_t o = 0; o < oc; o++) bias[o] = (int32_t)urnd(0, 2000) - 1000;
+        qk_packed_weights *pw = NULL;
+        QK_CHECK(qk_pack_conv2d(w, QK_DT_S8, oc, cpg, k, k, cases[t].groups, wzp, &pw) == QK_OK,
+                 "pack case %zu", t);
+        size_t oh, ow;
+        QK_CHECK(qk_conv2d_out_size(&s, pw, &oh, &ow) == QK_OK, "out size case %zu", t);
+        const size_t nx = s.batch * s.in_c * s.in_h * s.in_w, ny = s.batch * oc * oh * ow;
+        uint8_t x[256];
+        for (size_t i = 0; i < nx; i++) x[i] = (uint8_t)qk_test_next();
+        int32_t y[256];
+        qk_epilogue ep;
+        memset(&ep, 0, sizeof ep);
+        ep.scheme = QK_REQ_NONE;
+        ep.out_type = QK_DT_S32;
+        ep.bias = bias;
+        QK_CHECK(qk_conv2d(&s, pw, x, QK_DT_U8, 7, &ep, y, 1) == QK_OK, "conv case %zu", t);
+        size_t bad = 0;
+        for (size_t b = 0; b < s.batch; b++)
+            for (size_t o = 0; o < oc; o++)
+                for (size_t i = 0; i < oh; i++)
+                    for (size_t j = 0; j < ow; j++)
+                        bad += bias[o] + qk_ref_conv_acc(&s, x, QK_DT_U8, 7, w, QK_DT_S8, wzp,
+                                                         cases[t].ocg, cpg, k, k, b, o, i, j) !=
+                               y[((b * oc + o) * oh + i) * ow + j];
+        QK_CHECK(bad == 0, "case %zu: %zu of %zu differ from the reference", t, bad, ny);
+        qk_packed_weights_free(pw);
+    }
+}
+
 /* TFLite's QuantizeMultiplier when the mantissa rounds up to 2^31: multiplier 2^30, shift + 1
  * (also at the top of the range: 2^30 - 2^-2 gives shift 31); beyond shift 31, QK_ERR_SHIFT. */
 static void test_quantize_multiplier_edges(void) {
@@ -381,6 +436,7 @@ int main(void) {
     test_pool_sizes();
     test_ptf_layernorm_sizes();
     test_sparse_vs_reference();
+    test_staged_int32_outputs();
     test_quantize_multiplier_edges();
     test_denormal_scales();
     return QK_TEST_SUMMARY();
