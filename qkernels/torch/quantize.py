@@ -1083,10 +1083,18 @@ def _int32_bias(bias: np.ndarray, xs: np.float32, ws: Any, bits: int = 32) -> np
 
 def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], *,
                    config: Optional[QuantConfig] = None,
-                   handlers: Optional[Dict[type, Handler]] = None) -> IntegerModel:
+                   handlers: Optional[Dict[type, Handler]] = None,
+                   fixed_qparams: Optional[Dict[str, Any]] = None) -> IntegerModel:
     """Calibrate ``model`` on ``calib_data`` (an iterable of input batches) and return an
     :class:`IntegerModel` that runs it on qkernels' integer kernels. Dynamic mode
     (``QuantConfig(mode="dynamic")``) calibrates nothing: ``calib_data`` may be None.
+
+    ``fixed_qparams`` gives parameters instead of observing them (e.g. the scales QAT learned):
+    ``{node: (scale, zero_point)}`` for the output of a node that is calibrated (a key of
+    ``IntegerModel.qparams`` that does not just inherit its input's), ``{node + ".weight":
+    scale}`` (a scalar, or one a channel with per-channel weights) for a conv / linear layer's
+    weights. Node names are the fused graph's (``IntegerModel.qparams`` / ``.layers`` keys); a
+    name that is no such point is a ValueError.
 
     A layer without an integer implementation is refused here, by name; keep it in float
     (``QuantConfig(float_modules=("name",))``) or give its module type an integer ``handler``
@@ -1150,6 +1158,12 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
             bits=wcfg.bits if wcfg.bits != wcfg.dtype().itemsize * 8 else None)
         obs.update(w)
         wq = obs.calculate_qparams()
+        if node.name + ".weight" in (fixed_qparams or {}):
+            ws = np.asarray(fixed_qparams[node.name + ".weight"], F32)   # type: ignore[index]
+            if ws.size not in (1, np.size(wq.scale)) or not np.all(np.isfinite(ws) & (ws > 0)):
+                raise ValueError(f"fixed_qparams[{node.name + '.weight'!r}]: {np.size(wq.scale)} "
+                                 f"finite positive scale(s) expected, got {ws}")
+            wq = replace(wq, scale=np.broadcast_to(ws.reshape(-1), np.shape(wq.scale)).copy())
         if np.any(np.asarray(wq.zero_point) != 0):
             raise ValueError("weights must be symmetric (zero point 0) for the integer kernels")
         bits = wcfg.bits if wcfg.bits != wcfg.dtype().itemsize * 8 else None
@@ -1212,6 +1226,10 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
             if n.name in ln_inputs and isinstance(r, torch.Tensor):
                 ln_inputs[n.name].append(r.detach().numpy().reshape(-1, r.shape[-1]).copy())
             return r
+    unknown = set(fixed_qparams or {}) - set(observers) - {n + ".weight" for n in layers}
+    if unknown:
+        raise ValueError(f"fixed_qparams: {', '.join(sorted(unknown))} are not calibrated nodes or "
+                         "'<layer>.weight' of this model (see IntegerModel.qparams / .layers)")
     rec = _Rec(gm)
     seen = 0
     if cfg.mode == "dynamic":  # nothing to calibrate: activations are quantized per call
@@ -1228,7 +1246,12 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         raise ValueError("calib_data is empty: give at least one batch")
     qparams: Dict[str, Tuple[float, int]] = {}
     for node in gm.graph.nodes:
-        if node.name in observers:
+        if node.name in (fixed_qparams or {}):
+            s, z = fixed_qparams[node.name]   # type: ignore[index]
+            if not (math.isfinite(float(s)) and float(s) > 0):
+                raise ValueError(f"fixed_qparams[{node.name!r}]: scale must be finite and > 0")
+            qparams[node.name] = (float(s), int(z))
+        elif node.name in observers:
             p = observers[node.name].calculate_qparams()
             qparams[node.name] = (float(np.asarray(p.scale).reshape(-1)[0]),
                                   int(np.asarray(p.zero_point).reshape(-1)[0]))
