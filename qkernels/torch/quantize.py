@@ -451,8 +451,8 @@ class IntegerModel:
             if isinstance(mod, torch.nn.LeakyReLU):
                 s, z = self.qparams[name]
                 slope = float(mod.negative_slope)
-                return rt.leaky_relu_kernel(xm, slope, s, z, lambda q: q_leaky_relu(
-                    QTensor(q, xm.scale, xm.zero_point), slope, s, z).q), [x], rt.QMeta(s, z, xm.dtype)
+                return self._in_bits(name, rt.leaky_relu_kernel(xm, slope, s, z, lambda q: q_leaky_relu(
+                    QTensor(q, xm.scale, xm.zero_point), slope, s, z).q)), [x], rt.QMeta(s, z, xm.dtype)
             return None
         if node.op != "call_function" or node.kwargs:
             return None
@@ -461,8 +461,8 @@ class IntegerModel:
             a, b = node.args
             am, bm = meta_of(a), meta_of(b)
             s, z = self.qparams[name]
-            return rt.add_kernel(am, bm, s, z, False, lambda qa, qb: q_add(
-                QTensor(qa, am.scale, am.zero_point), QTensor(qb, bm.scale, bm.zero_point), s, z).q), \
+            return self._in_bits(name, rt.add_kernel(am, bm, s, z, False, lambda qa, qb: q_add(
+                QTensor(qa, am.scale, am.zero_point), QTensor(qb, bm.scale, bm.zero_point), s, z).q)), \
                 [a, b], rt.QMeta(s, z, am.dtype)
         if node.target is torch.flatten and isinstance(node.args[0], fx.Node):
             def flat(x: fx.Node, start_dim: int = 0, end_dim: int = -1) -> Any:
@@ -473,6 +473,21 @@ class IntegerModel:
             xm = meta_of(node.args[0])
             return rt.clamp_kernel(*_clamp_bounds(xm, 0.0, None)), [node.args[0]], xm
         return None
+
+    def _in_bits(self, name: str, kernel: rt.Kernel) -> rt.Kernel:
+        """``kernel`` with its output clamped to node ``name``'s bit range when that is narrower
+        than the storage type (4-bit activations in int8: [-8, 7]); the quantized add and
+        LeakyReLU saturate to the storage type only."""
+        tc = self._tc(name)
+        if tc.qbits() is None:
+            return kernel
+        lo, hi = tc.qrange()
+        return rt.per_sample(lambda t, *xs: np.clip(kernel(t, *xs), lo, hi))
+
+    def _clip_bits(self, name: str, x: QTensor) -> QTensor:
+        """:meth:`_in_bits` for the interpreted path."""
+        tc = self._tc(name)
+        return x if tc.qbits() is None else QTensor(np.clip(x.q, *tc.qrange()), x.scale, x.zero_point)
 
     def _layer_kernel(self, name: str, xm: rt.QMeta) -> rt.Kernel:
         """A conv / linear layer with its requantization fixed (x quantized as ``xm``)."""
@@ -542,7 +557,7 @@ class IntegerModel:
             a, b = args[0], args[1]
             if mode == "int":
                 s, z = self.qparams[name]
-                return q_add(a, b, s, z)
+                return self._clip_bits(name, q_add(a, b, s, z))
             return fq(np.asarray(a) + np.asarray(b), name) if mode == "fq" else a + b
         if node.op == "call_function" and node.target is torch.flatten:
             def flat(x: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
@@ -706,7 +721,7 @@ class IntegerModel:
             return q_adaptive_avg_pool2d(x, mod.output_size)
         if isinstance(mod, torch.nn.LeakyReLU):
             s, z = self.qparams[name]
-            return q_leaky_relu(x, float(mod.negative_slope), s, z)
+            return self._clip_bits(name, q_leaky_relu(x, float(mod.negative_slope), s, z))
         raise _no_integer_op(f"module {name} ({type(mod).__name__})", name, type(mod).__name__)
 
     # -- public API -------------------------------------------------------------------------
