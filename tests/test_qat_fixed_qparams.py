@@ -1,4 +1,6 @@
 """quantize_model(..., fixed_qparams=...): given scales (e.g. learned by QAT) instead of observed ones."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -36,6 +38,16 @@ def test_given_scales_replace_observed_ones(data):
         assert im.qparams[n] == base.qparams[n], n
     y = im(x)  # runs integer-exact with the given parameters
     assert y.shape == (64, 10) and np.isfinite(y).all()
+
+
+def test_per_tensor_weight_scale(data):
+    calib, _ = data
+    cfg = QuantConfig.w8a8_pow2()
+    cfg = QuantConfig(weight=replace(cfg.weight, per_channel=False), activation=cfg.activation,
+                      preset="pow2")
+    for given in (2.0 ** -8, np.float32([2.0 ** -8])):   # a scalar or a one-element array
+        im = quantize_model(load("mlp"), calib, config=cfg, fixed_qparams={"fc2.weight": given})
+        assert np.shape(im.layers["fc2"]["w_scale"]) == () and im.layers["fc2"]["w_scale"] == 2.0 ** -8
 
 
 def test_unknown_or_bad_fixed_qparams(data):

@@ -1178,7 +1178,8 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
             if ws.size not in (1, np.size(wq.scale)) or not np.all(np.isfinite(ws) & (ws > 0)):
                 raise ValueError(f"fixed_qparams[{node.name + '.weight'!r}]: {np.size(wq.scale)} "
                                  f"finite positive scale(s) expected, got {ws}")
-            wq = replace(wq, scale=np.broadcast_to(ws.reshape(-1), np.shape(wq.scale)).copy())
+            ws = ws.reshape(()) if ws.size == 1 else ws.reshape(-1)
+            wq = replace(wq, scale=np.broadcast_to(ws, np.shape(wq.scale)).copy())
         if np.any(np.asarray(wq.zero_point) != 0):
             raise ValueError("weights must be symmetric (zero point 0) for the integer kernels")
         bits = wcfg.bits if wcfg.bits != wcfg.dtype().itemsize * 8 else None
