@@ -88,7 +88,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     q.add_argument("--preset", help="override the config's preset")
     q.add_argument("--batch", type=int, default=64)
     q.add_argument("--out", help="export directory (integer parameters, goldens, JSON report)")
+    from .qat.cli import register as register_qat   # ptq, qat
+
+    register_qat(sub)
     args = ap.parse_args(argv)
+    if getattr(args, "run", None) is not None:
+        return args.run(args)
 
     import torch
 

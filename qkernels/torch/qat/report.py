@@ -1,0 +1,142 @@
+"""The JSON report of the pipeline (the replaced tool's layout plus ours) and the accuracy curve.
+
+The tool's keys, in its order: ``quantization_type``, ``pipeline_steps``, ``config`` (the
+``quantization`` section), ``final_quantization_details`` (per tensor ``scale``, ``power_of_2``
+like ``"2^(-9)"``, ``hardware_op`` like ``"x >> 9"``, ``bitwidth``), ``initial_accuracy``,
+``ptq_accuracy``, ``qat_best_accuracy``, ``final_accuracy``, ``total_improvement`` (percent).
+Ours are under ``"qkernels"``: the integer-exact accuracy, every layer's requantizing shift, the
+integer / fake-quant comparison per layer, the training history and the whole configuration.
+"""
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ... import io as qio
+from ...qparams import QParams
+
+__all__ = ["tensor_entry", "quantization_details", "layer_shifts", "write_json", "write_curve"]
+
+
+def _exponents(scale: Any) -> np.ndarray:
+    m, e = np.frexp(np.asarray(scale, np.float64))
+    if not np.all(m == 0.5):
+        raise ValueError(f"not a power of two: {scale}")
+    return (e - 1).astype(np.int32)
+
+
+def tensor_entry(scale: Any, bitwidth: int) -> Dict[str, Any]:
+    """``{"scale", "power_of_2", "hardware_op", "bitwidth"}`` of a power-of-two scale (lists for
+    per-channel scales).
+
+    Example:
+        >>> tensor_entry(2.0 ** -9, 8)
+        {'scale': 0.001953125, 'power_of_2': '2^(-9)', 'hardware_op': 'x >> 9', 'bitwidth': 8}
+    """
+    s = np.asarray(scale, np.float64)
+    ex = _exponents(s)
+    p = QParams(scale=s.astype(np.float32), zero_point=np.zeros(s.shape, np.int32), qmin=0, qmax=0,
+                exponent=ex)
+    p2, op = p.power_of_2(), p.hardware_op()
+    if s.ndim:
+        return {"scale": s.tolist(), "power_of_2": [str(v) for v in p2],
+                "hardware_op": [str(v) for v in op], "bitwidth": int(bitwidth)}
+    return {"scale": float(s), "power_of_2": str(p2), "hardware_op": str(op), "bitwidth": int(bitwidth)}
+
+
+def quantization_details(im: Any, weight_bits: int, bias_bits: Optional[int],
+                         targets: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
+    """``final_quantization_details``: for every conv / linear layer (named by its module path,
+    as the tool names them) ``<path>.weight``, ``<path>.bias`` (its int32 scale ``s_in * s_w``;
+    with quantized activations), ``<path>.input`` and ``<path>.output``; for every other tensor
+    the integer model quantizes (model input, residual adds, ...) ``<node>.output``."""
+    out: Dict[str, Dict[str, Any]] = {}
+    static = im.config.mode == "static"
+    for name, L in im.layers.items():
+        path = targets.get(name, name)
+        w = np.asarray(L["w_scale"], np.float64)
+        out[f"{path}.weight"] = tensor_entry(w, weight_bits)
+        if not static:
+            continue
+        xs = np.float64(im.qparams[L["input"]][0])
+        if L["bias"] is not None and bias_bits is not None:
+            out[f"{path}.bias"] = tensor_entry(xs * w, bias_bits)
+        out[f"{path}.input"] = tensor_entry(xs, im._tc(L["input"]).bits)
+        out[f"{path}.output"] = tensor_entry(im.qparams[name][0], im._tc(name).bits)
+    if static:
+        for name, (s, _) in im.qparams.items():
+            if name not in im.layers:
+                out[f"{name}.output"] = tensor_entry(s, im._tc(name).bits)
+    return out
+
+
+def layer_shifts(im: Any, targets: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
+    """Per conv / linear layer of a static pow2 integer model: the exponents of its scales and
+    the requantizing shift of each output channel, ``n = e_out - e_in - e_w``
+    (``y = clamp(((acc + bias) + 2**(n-1)) >> n + zp)``; ``n < 0`` is an exact left shift)."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for name, L in im.layers.items():
+        ex = int(_exponents(im.qparams[L["input"]][0]))
+        ew = _exponents(L["w_scale"]).reshape(-1)
+        eo = int(_exponents(im.qparams[name][0]))
+        n = eo - ex - ew
+        zp = int(im.qparams[name][1])
+        lo, hi = im._act_range(name)
+        out[name] = {
+            "module": targets.get(name, name), "kind": L["kind"],
+            "input_exponent": ex, "weight_exponent": ew.tolist(), "output_exponent": eo,
+            "input_zero_point": int(im.qparams[L["input"]][1]), "output_zero_point": zp,
+            "shift": np.broadcast_to(n, (L["w_int"].shape[0],)).tolist(),
+            "hardware_op": [f"(acc + {1 << (int(v) - 1)}) >> {int(v)}" if v > 0 else
+                            (f"acc << {-int(v)}" if v < 0 else "acc") for v in np.atleast_1d(n)],
+            "rounding": "half_up", "act_min": int(lo), "act_max": int(hi),
+            "bias_scale_exponent": (ex + ew).tolist(),
+        }
+    return out
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def write_json(path: str, report: Dict[str, Any]) -> None:
+    """Write the report atomically (temp file, then rename)."""
+    qio.atomic_write_text(path, json.dumps(report, indent=2, default=_default) + "\n")
+
+
+def write_curve(path: str, epochs: Sequence[int], accuracy: Sequence[float],
+                lines: Dict[str, float], title: str) -> bool:
+    """A PNG of the accuracy per epoch, with horizontal lines for the reference accuracies
+    (``{"float": 98.9, ...}``), written atomically. Returns False (nothing written) when
+    matplotlib is not installed (it is an optional dependency)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(list(epochs), list(accuracy), marker="o", label="QAT (eval, fake-quant)")
+    styles: List[str] = ["--", ":", "-.", (0, (1, 3))]  # type: ignore[list-item]
+    for i, (label, v) in enumerate(lines.items()):
+        ax.axhline(v, linestyle=styles[i % len(styles)], color=f"C{i + 1}", label=f"{label} {v:.2f}%")
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    qio.atomic_write_bytes(path, buf.getvalue())
+    return True
