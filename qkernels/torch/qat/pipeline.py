@@ -419,7 +419,7 @@ def _report(r: _Run, im: IntegerModel, qat: Optional[QATModel], history: List[Ep
         "ptq_accuracy": round(ptq, 4),
         "qat_best_accuracy": None if best is None else round(best, 4),
         "final_accuracy": round(final, 4),
-        "total_improvement": round(final - initial, 4),
+        "total_improvement": round(round(final, 4) - round(initial, 4), 4),
         "qkernels": ours,
     }
 
