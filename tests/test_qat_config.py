@@ -99,6 +99,7 @@ def test_shipped_configs_load(name):
     ({"quantization": {"activation": {}}}, r"^quantization\.activation: unknown key"),
     ({"ptq": {"max_eval_batches": 0}}, r"^ptq\.max_eval_batches: 0 is out of range"),
     ({"qat": {"mode": "both"}}, r"^qat\.mode: must be one of weight_only, full"),
+    ({"ptq": {"observer": "max"}}, r"^ptq\.observer: must be one of minmax, moving_average"),
     ({"model": "resnet"}, r"^model: expected a mapping of name"),
     ({"model": {"name": ""}}, r"^model\.name: expected a non-empty string"),
 ])

@@ -25,6 +25,8 @@ runs (an unknown key or a wrong type is a :class:`ConfigError` naming the key pa
     ptq:
       max_eval_batches: null        # batches of the held-out set evaluated (null: all)
       calibration_batches: 8        # training batches the activation ranges are calibrated on
+      observer: minmax              # ours: minmax | moving_average | percentile | mse | entropy
+                                    #   | histogram | mode (the activation range observer)
     qat:                            # ours
       mode: weight_only             # weight_only (the tool's step 2) | full (activations too)
       learn_scales: false           # TQT: train log2 of every scale (powers of two stay powers of two)
@@ -47,6 +49,7 @@ SCHEDULERS = ("StepLR", "CosineAnnealingLR")
 CRITERIA = ("CrossEntropyLoss", "MSELoss")
 QAT_MODES = ("weight_only", "full")
 ROUNDINGS = ("ceil", "round")
+OBSERVERS = ("minmax", "moving_average", "percentile", "mse", "entropy", "histogram", "mode")
 TENSORS = ("weight", "input", "output", "bias")
 #: the widest activation the integer conv / linear kernels read and write
 MAX_ACT_BITS = 8
@@ -85,6 +88,7 @@ class TrainingSpec:
 class PTQSpec:
     max_eval_batches: Optional[int] = None
     calibration_batches: int = 8
+    observer: str = "minmax"
 
 
 @dataclass(frozen=True)
@@ -169,9 +173,10 @@ class PipelineConfig:
             step_size=_int(sch, "step_size", "training.scheduler", b.step_size, (1, None)),
             gamma=_float(sch, "gamma", "training.scheduler", b.gamma, positive=True),
             criterion=_choice(tr, "criterion", "training", b.criterion, CRITERIA))
-        p = _section(d.get("ptq"), "ptq", ("max_eval_batches", "calibration_batches"))
+        p = _section(d.get("ptq"), "ptq", ("max_eval_batches", "calibration_batches", "observer"))
         ptq = PTQSpec(max_eval_batches=_int(p, "max_eval_batches", "ptq", None, (1, None), True),
-                      calibration_batches=_int(p, "calibration_batches", "ptq", 8, (1, None)))
+                      calibration_batches=_int(p, "calibration_batches", "ptq", 8, (1, None)),
+                      observer=_choice(p, "observer", "ptq", "minmax", OBSERVERS))
         a = _section(d.get("qat"), "qat", ("mode", "learn_scales", "scale_learning_rate",
                                            "scale_rounding"))
         qb = QATSpec()

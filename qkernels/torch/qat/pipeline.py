@@ -110,14 +110,15 @@ class _Silent(Progress):
 
 
 # ---- configuration -> QuantConfig ---------------------------------------------------------------
-def _act(spec: TensorSpec) -> TensorConfig:
+def _act(spec: TensorSpec, observer: str) -> TensorConfig:
     return TensorConfig(bits=spec.bitwidth, symmetric=spec.symmetric, signed=spec.symmetric,
-                        power_of_two="ceil")
+                        power_of_two="ceil", observer=observer)
 
 
 def quant_config(cfg: PipelineConfig, mode: str = "static") -> QuantConfig:
     """The :class:`~qkernels.torch.quantize.QuantConfig` of the pipeline's configuration: pow2
-    preset, power-of-two (ceil) min-max scales, symmetric weights (per channel or per tensor),
+    preset, power-of-two (ceil) scales (min-max weights, activations by ``ptq.observer``),
+    symmetric weights (per channel or per tensor),
     ``input`` for every activation a layer reads (and the model input), ``output`` for the
     tensors the model returns (when it differs from ``input``), the int32 bias saturated to
     ``bias.bitwidth`` bits.
@@ -128,7 +129,7 @@ def quant_config(cfg: PipelineConfig, mode: str = "static") -> QuantConfig:
     """
     q = cfg.quantization
     w = q["weight"]
-    act, out = _act(q["input"]), _act(q["output"])
+    act, out = _act(q["input"], cfg.ptq.observer), _act(q["output"], cfg.ptq.observer)
     return QuantConfig(
         weight=TensorConfig(bits=w.bitwidth, symmetric=True, per_channel=w.per_channel, signed=True,
                             power_of_two="ceil"),
