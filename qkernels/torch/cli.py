@@ -90,7 +90,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     q.add_argument("--out", help="export directory (integer parameters, goldens, JSON report)")
     from .qat.cli import register as register_qat   # ptq, qat
 
-    register_qat(sub)
+    register_qat(sub, load_model)
     args = ap.parse_args(argv)
     if getattr(args, "run", None) is not None:
         return args.run(args)

@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 COMMANDS = ("ptq", "qat")
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``ptq`` and ``qat`` subcommands to an argparse subparsers object."""
+def register(subparsers: Any, load_model: Callable[[str], Any]) -> None:
+    """Add the ``ptq`` and ``qat`` subcommands to an argparse subparsers object;
+    ``load_model(spec)`` turns ``--model`` / ``model.name`` into a module (the ``quantize``
+    command's loader: reference:<name>, module:factory, a .pt file)."""
     for cmd, help_ in (("ptq", "power-of-two PTQ of a model, integer-exact, with the JSON report"),
                        ("qat", "power-of-two PTQ -> QAT -> PTQ, integer-exact, with the JSON report")):
         p = subparsers.add_parser(cmd, help=help_, description=help_)
@@ -45,14 +47,13 @@ def register(subparsers: Any) -> None:
                            help="full QAT: activations fake-quantized too (qat.mode: full)")
             p.add_argument("--learn-scales", action="store_true",
                            help="train the log2 of every scale (qat.learn_scales: true)")
-        p.set_defaults(run=run)
+        p.set_defaults(run=run, load_model=load_model)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``ptq`` or ``qat`` subcommand; returns the exit status."""
     import torch
 
-    from ..cli import load_model
     from .config import ConfigError, load_config
     from .pipeline import Progress, load_data, run_ptq, run_qat
     from .report import write_curve, write_json
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("error: --threads must be >= 1\n")
         return 2
     torch.set_num_threads(args.threads)
-    model = load_model(cfg.model)
+    model = args.load_model(cfg.model)
     try:
         data = load_data(cfg.dataset)
     except ValueError as exc:
@@ -135,10 +136,3 @@ def _summary(r: Dict[str, Any]) -> None:
                   f"{min(sh)}..{max(sh)}" if min(sh) != max(sh) else
                   f"  {n:<{w}}  2^{L['input_exponent']:<3d} 2^{L['output_exponent']:<3d} {sh[0]}")
 
-
-if __name__ == "__main__":   # python -m qkernels.torch.qat.cli qat ...
-    ap = argparse.ArgumentParser(prog="python -m qkernels")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    register(sub)
-    ns = ap.parse_args()
-    sys.exit(ns.run(ns))

@@ -17,6 +17,7 @@ import numpy as np
 
 from ... import io as qio
 from ...qparams import QParams
+from ..quantize import _json_default
 
 __all__ = ["tensor_entry", "quantization_details", "layer_shifts", "write_json", "write_curve"]
 
@@ -98,17 +99,9 @@ def layer_shifts(im: Any, targets: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
     return out
 
 
-def _default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON serializable")
-
-
 def write_json(path: str, report: Dict[str, Any]) -> None:
     """Write the report atomically (temp file, then rename)."""
-    qio.atomic_write_text(path, json.dumps(report, indent=2, default=_default) + "\n")
+    qio.atomic_write_text(path, json.dumps(report, indent=2, default=_json_default) + "\n")
 
 
 def write_curve(path: str, epochs: Sequence[int], accuracy: Sequence[float],
