@@ -217,3 +217,20 @@ def test_cli_qat_user_model_and_data(tmp_path):
     png = (out / "accuracy.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert "integer-exact" in r.stdout
+
+
+def test_cli_ptq(tmp_path, capsys):
+    from qkernels.torch.cli import main
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("quantization: {weight: {bitwidth: 8, per_channel: true}}\n"
+                   "ptq: {max_eval_batches: 2, calibration_batches: 2}\n")
+    assert main(["ptq", "--config", str(cfg), "--model", "reference:mlp",
+                 "--out", str(tmp_path / "o")]) == 0
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert list(rep) == TOOL_KEYS and rep["quantization_type"] == "PTQ"
+    assert rep["qat_best_accuracy"] is None and len(rep["pipeline_steps"]) == 2
+    assert isinstance(rep["final_quantization_details"]["fc1.weight"]["scale"], list)  # per channel
+    assert not (tmp_path / "o" / "accuracy.png").exists()
+    out = capsys.readouterr().out
+    assert "integer-exact" in out and "fc1" in out
