@@ -3,9 +3,6 @@
 shift read back equals the shift the integer kernels use), the command line."""
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,7 +18,6 @@ from qkernels.torch.qat.report import write_json  # noqa: E402
 from qkernels.torch.reference_models import load  # noqa: E402
 
 pytestmark = pytest.mark.torch
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL_KEYS = ["quantization_type", "pipeline_steps", "config", "final_quantization_details",
              "initial_accuracy", "ptq_accuracy", "qat_best_accuracy", "final_accuracy",
              "total_improvement", "qkernels"]
@@ -184,11 +180,12 @@ def test_report_shifts_are_the_kernels(full_resnet, data, tmp_path):
                 layers[name]["bias_scale_exponent"]))
 
 
-def test_cli_qat_user_model_and_data(tmp_path):
+def test_cli_qat_user_model_and_data(tmp_path, monkeypatch, capsys):
     """python -m qkernels qat with a module:factory model and data set: report, curve, plain
     progress lines (stderr is not a terminal)."""
-    pkg = tmp_path / "userpkg.py"
-    pkg.write_text(
+    from qkernels.torch.cli import main
+
+    (tmp_path / "userpkg_qat.py").write_text(
         "import torch\n"
         "def build():\n"
         "    torch.manual_seed(0)\n"
@@ -199,24 +196,22 @@ def test_cli_qat_user_model_and_data(tmp_path):
         "    x = torch.rand(300, 1, 4, 4, generator=g)\n"
         "    y = (x.flatten(1)[:, :3].argmax(1))\n"
         "    return (x[:240], y[:240]), (x[240:], y[240:])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("model: {name: 'userpkg:build'}\ndata: {dataset: 'userpkg:data'}\n"
+    cfg.write_text("model: {name: 'userpkg_qat:build'}\ndata: {dataset: 'userpkg_qat:data'}\n"
                    "training: {epochs: 3, learning_rate: 0.01, batch_size: 32}\n"
                    "qat: {mode: full, learn_scales: true}\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path),
-                                                       os.environ.get("PYTHONPATH", "")]))
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "qkernels", "qat", "--config", str(cfg),
-                        "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr
+    assert main(["qat", "--config", str(cfg), "--out", str(out)]) == 0
+    cap = capsys.readouterr()
     for e in (1, 2, 3):
-        assert f"epoch {e}/3  loss " in r.stderr and "accuracy" in r.stderr
+        assert f"epoch {e}/3  loss " in cap.err and "accuracy" in cap.err
     rep = json.loads((out / "report.json").read_text())
     assert list(rep) == TOOL_KEYS and rep["qkernels"]["qat_mode"] == "full"
     assert set(rep["final_quantization_details"]) >= {"1.weight", "1.bias", "3.output"}
     png = (out / "accuracy.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert "integer-exact" in r.stdout
+    assert "integer-exact" in cap.out
 
 
 def test_cli_ptq(tmp_path, capsys):

@@ -19,7 +19,7 @@ original model carrying the trained folded weights (its BatchNorms set to identi
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -242,8 +242,3 @@ def _set_module(gm: nn.Module, target: str, module: nn.Module) -> None:
     parent, _, leaf = target.rpartition(".")
     setattr(gm.get_submodule(parent) if parent else gm, leaf, module)
 
-
-def folded_layers(model: QATModel) -> Dict[str, Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    """Layer node name -> (weight, bias) the model trains (the folded float values)."""
-    return {n: (L.weight.detach(), None if L.bias is None else L.bias.detach())
-            for n, L in model.layers.items()}

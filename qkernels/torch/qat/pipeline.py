@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import copy
 import importlib
-import math
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
