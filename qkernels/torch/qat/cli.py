@@ -125,8 +125,9 @@ def _summary(r: Dict[str, Any]) -> None:
     best = r["qat_best_accuracy"]
     print(f"accuracy ({k['evaluated_samples']} held-out samples): float {r['initial_accuracy']:.2f}%  "
           f"PTQ {r['ptq_accuracy']:.2f}%" + (f"  QAT best {best:.2f}%" if best is not None else "") +
-          f"  final {r['final_accuracy']:.2f}%  integer-exact {k['integer_exact_accuracy']:.2f}%  "
-          f"({r['total_improvement']:+.2f})")
+          f"  final {r['final_accuracy']:.2f}%" +
+          (f"  integer-exact {k['integer_exact_accuracy']:.2f}%" if k["mode"] == "static" else
+           " (weights quantized, activations float)") + f"  ({r['total_improvement']:+.2f})")
     if k.get("layers"):
         w = max(len(n) for n in k["layers"])
         print(f"  {'layer':<{w}}  in  out  requantizing shift (per channel: min..max)")

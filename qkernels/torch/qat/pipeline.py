@@ -297,7 +297,10 @@ def run_qat(cfg: PipelineConfig, model: nn.Module, data: Data, *, final_ptq: boo
                      seconds=time.perf_counter() - t_start, ptq_int=ptq_int)
     k = report["qkernels"]
     r.progress.line(f"final: {report['final_accuracy']:.2f}% (fake-quant), "
-                    f"{k['integer_exact_accuracy']:.2f}% integer-exact; float {initial:.2f}%")
+                    f"{k['integer_exact_accuracy']:.2f}% integer-exact; float {initial:.2f}%"
+                    if final_ptq else
+                    f"final (weights quantized, activations float): "
+                    f"{k['integer_exact_accuracy']:.2f}%; float {initial:.2f}%")
     return PipelineResult(im, qat, history, report)
 
 
