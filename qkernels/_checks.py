@@ -9,6 +9,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import _core
+
 # Integer output types of the kernels, and the suffix of their ufunc names.
 INT_CODES: Dict[np.dtype, str] = {
     np.dtype(np.uint8): "u8",
@@ -27,8 +29,9 @@ _INFO: Dict[np.dtype, Tuple[int, int, int]] = {
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
-class AccumulatorOverflowError(OverflowError, ValueError):
-    """An int32 accumulator overflowed (or would overflow) where the hardware would wrap."""
+# An int32 accumulator overflowed (or would overflow) where the hardware would wrap: an
+# OverflowError and a ValueError, defined by the C glue (csrc/python/status.c), which raises it.
+AccumulatorOverflowError = _core.AccumulatorOverflowError
 
 
 def int_dtype(dtype: Any, name: str = "dtype") -> Tuple[np.dtype, str]:

@@ -12,6 +12,9 @@
  *   - Data errors (a NaN input, an accumulator that overflows a left shift) are found while
  *     the loop runs: the elements before the bad one may already be written, and
  *     `*bad_index` (when the pointer is not NULL) receives the index of the first bad element.
+ *   - Sizes are checked: a size whose product (elements of an array, bytes of a buffer the
+ *     function needs, a padded extent, a window coordinate) does not fit in size_t or exceeds
+ *     PTRDIFF_MAX returns QK_ERR_ARG before anything is read or written; no size wraps.
  *   - Functions are reentrant and thread safe: no global state except the CPU-feature choice,
  *     made once (see qk_isa()).
  *   - Rounding names: RNE = round half to even, RHAZ = round half away from zero,
@@ -253,11 +256,12 @@ typedef struct qk_packed_weights qk_packed_weights;
 
 /* w: n x k row-major (u8 or s8 as w_type); w_zero_point: n values (per output channel; repeat
  * the value for per-tensor), each within the range of w_type. *out receives a new object (free
- * it with qk_packed_weights_free). Errors: QK_ERR_ARG (NULL, n or k == 0, bad type),
- * QK_ERR_ZERO_POINT, QK_ERR_NOMEM. */
+ * it with qk_packed_weights_free). Errors: QK_ERR_ARG (NULL, n or k == 0, bad type, n or k
+ * above 2^40, n * k above PTRDIFF_MAX / 256), QK_ERR_ZERO_POINT, QK_ERR_NOMEM. */
 qk_status qk_pack_linear(const void *w, qk_dtype w_type, size_t n, size_t k,
                          const int32_t *w_zero_point, qk_packed_weights **out);
-/* w: OIHW, out_c x (in_c / groups) x kh x kw; out_c must be divisible by groups. */
+/* w: OIHW, out_c x (in_c / groups) x kh x kw; out_c must be divisible by groups; kh, kw at
+ * most 4096 (QK_ERR_ARG). */
 qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in_c_per_group,
                          size_t kh, size_t kw, size_t groups, const int32_t *w_zero_point,
                          qk_packed_weights **out);
@@ -302,7 +306,11 @@ qk_status qk_linear(const qk_packed_weights *w, const void *x, qk_dtype x_type, 
 
 /* 2-D convolution, NCHW in and out, OIHW weights (packed by qk_pack_conv2d). Padding taps read
  * x_zero_point (contribute 0). out_h = (in_h + pad_top + pad_bottom - dil_h*(kh-1) - 1)/stride_h + 1,
- * likewise out_w; both must be >= 1 (QK_ERR_ARG). */
+ * likewise out_w; both must be >= 1 (QK_ERR_ARG). The padded extents in + pads and the dilated
+ * kernel extents dil*(k-1)+1 must be at most PTRDIFF_MAX, and so must the bytes of x and y
+ * (QK_ERR_ARG). Memory follows the work, not the padding: the padded copy of the input the fast
+ * paths make is at most 4 x (input + output) elements + 64K; windows of mostly padding (huge
+ * padding, stride or dilation) run a direct loop over the taps that read the input instead. */
 typedef struct qk_conv2d_shape {
     size_t batch, in_c, in_h, in_w;
     size_t stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w;
@@ -445,6 +453,50 @@ qk_status qk_layernorm_ptf_stats(const qk_layernorm_params *p, const uint8_t *q,
                                  int64_t *s1, int64_t *d);
 /* Floor integer square root (Newton iteration from above, as I-BERT's int_sqrt). */
 uint64_t qk_isqrt_u64(uint64_t n);
+
+/* ---- section: quantized elementwise and pooling ops (PyTorch's quantized CPU backend) ---- */
+/*
+ * 8-bit tensors (t = QK_DT_U8 or QK_DT_S8), one scale and zero point a tensor, bit-exact with
+ * PyTorch's quantized CPU kernels (quantized::add / add_relu, leaky_relu, clamp, max_pool2d,
+ * adaptive_avg_pool2d), as the NumPy references of qkernels.torch compute them. Float steps
+ * are float32 operations; "dequantize" below is Vectorized<quint8>::dequantize,
+ * d = fmaf((float)q, s, -fl(s * zp)) (one rounding), and "quantize" is
+ * y = clamp(RNE(fl(v * fl(1 / out_scale))) + out_zp, type range).
+ *
+ * qk_qadd(a, b, t, n, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu, y)
+ *   c = fl(da + db) of the two dequantized inputs (n elements each); relu != 0: c = max(c, 0);
+ *   y = quantize(c).
+ * qk_qleaky_relu(x, t, n, x_scale, x_zp, slope, out_scale, out_zp, y)
+ *   dy = dx > 0 ? dx : fl(dx * slope); y = quantize(dy). slope finite (QK_ERR_ARG).
+ *   Both: every scale finite and > 0 (QK_ERR_SCALE), every zero point within t
+ *   (QK_ERR_ZERO_POINT). An AVX2 loop beside the scalar twin, the same bits.
+ * qk_qclamp(x, t, n, lo, hi, y)
+ *   y = min(max(x, lo), hi) on the integers, lo and hi first clamped to t's range.
+ * qk_qmax_pool2d(x, t, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, y)
+ *   x: planes x h x w (NCHW with planes = N * C), y: planes x oh x ow (the caller's output size:
+ *   PyTorch's floor or ceil rule). Output (i, j) is the maximum over input rows
+ *   i * sh - ph + a * dh (a < kh) and columns j * sw - pw + b * dw (b < kw), in-bounds taps
+ *   only (padding never wins); a window without an in-bounds tap gives t's minimum. Kernel
+ *   sizes, strides and dilations >= 1 (QK_ERR_ARG).
+ * qk_qadaptive_avg_pool2d(x, t, planes, h, w, oh, ow, y)
+ *   Output (i, j) = RNE(sum / count) over PyTorch's adaptive window: rows
+ *   floor(i h / oh) .. ceil((i + 1) h / oh) - 1, columns likewise (the sum exact in int64, the
+ *   quotient correctly rounded). h, w >= 1 (QK_ERR_ARG). PyTorch's own float steps give the
+ *   same result only where every window has the same power-of-two size (qkernels.torch uses
+ *   this kernel there).
+ * All: t not 8-bit, or NULL arrays with elements to do: QK_ERR_ARG.
+ */
+qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_scale,
+                  int32_t a_zp, float b_scale, int32_t b_zp, float out_scale, int32_t out_zp,
+                  int relu, void *y);
+qk_status qk_qleaky_relu(const void *x, qk_dtype t, size_t n, float x_scale, int32_t x_zp,
+                         float slope, float out_scale, int32_t out_zp, void *y);
+qk_status qk_qclamp(const void *x, qk_dtype t, size_t n, int32_t lo, int32_t hi, void *y);
+qk_status qk_qmax_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, size_t w, size_t kh,
+                         size_t kw, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh,
+                         size_t dw, size_t oh, size_t ow, void *y);
+qk_status qk_qadaptive_avg_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, size_t w,
+                                  size_t oh, size_t ow, void *y);
 
 #ifdef __cplusplus
 }

@@ -5,8 +5,9 @@
  *   _pack_linear(w (n,k) u8/s8, w_zp int32 (n,)) -> capsule
  *   _pack_conv2d(w (o,i/g,kh,kw) u8/s8, w_zp int32 (o,), groups) -> capsule
  *   _packed_bytes(capsule) -> int
- *   _linear(capsule, x (m,k), x_zp, out (m,n), epilogue..., threads) -> status (int)
+ *   _linear(capsule, x (m,k), x_zp, out (m,n), epilogue..., threads) -> None
  *   _conv2d(capsule, x NCHW, x_zp, sh, sw, pt, pl, pb, pr, dh, dw, out, epilogue..., threads)
+ *     -> None; a status other than QK_OK raises (status.c), naming qlinear / qconv2d
  * and the gufunc linear_int32 (m,k),(n,k),(),(n)->(m,n): sum (x - x_zp)(w - w_zp) in int32.
  * The GIL is released while a kernel runs; a packed object may be used from several threads.
  */
@@ -46,12 +47,8 @@ static int qk_py_check_arr(PyObject *o, int type, npy_intp size, const char *nam
     return 0;
 }
 
-static PyObject *qk_py_capsule(qk_status st, qk_packed_weights *w) {
-    if (st == QK_ERR_NOMEM) return PyErr_NoMemory();
-    if (st != QK_OK) {
-        PyErr_SetString(PyExc_ValueError, qk_status_str(st));
-        return NULL;
-    }
+static PyObject *qk_py_capsule(qk_status st, qk_packed_weights *w, const char *op) {
+    if (st != QK_OK) return qk_py_status_error(st, op);
     PyObject *cap = PyCapsule_New(w, QK_PACKED_NAME, qk_py_packed_free);
     if (cap == NULL) qk_packed_weights_free(w);
     return cap;
@@ -77,7 +74,7 @@ static PyObject *qk_py_pack_linear(PyObject *self, PyObject *args) {
     st = qk_pack_linear(PyArray_DATA(w), t, (size_t)n, (size_t)k,
                         (const int32_t *)PyArray_DATA((PyArrayObject *)zo), &pw);
     Py_END_ALLOW_THREADS
-    return qk_py_capsule(st, pw);
+    return qk_py_capsule(st, pw, "pack_linear");
 }
 
 static PyObject *qk_py_pack_conv2d(PyObject *self, PyObject *args) {
@@ -102,7 +99,7 @@ static PyObject *qk_py_pack_conv2d(PyObject *self, PyObject *args) {
                         (size_t)PyArray_DIM(w, 2), (size_t)PyArray_DIM(w, 3), (size_t)groups,
                         (const int32_t *)PyArray_DATA((PyArrayObject *)zo), &pw);
     Py_END_ALLOW_THREADS
-    return qk_py_capsule(st, pw);
+    return qk_py_capsule(st, pw, "pack_conv2d");
 }
 
 static qk_packed_weights *qk_py_packed(PyObject *cap) {
@@ -195,7 +192,8 @@ static PyObject *qk_py_linear(PyObject *self, PyObject *args) {
     st = qk_linear(w, PyArray_DATA(x), xt, (size_t)m, xzp, &ep,
                    PyArray_DATA((PyArrayObject *)oo), e.threads);
     Py_END_ALLOW_THREADS
-    return PyLong_FromLong((long)st);
+    if (st != QK_OK) return qk_py_status_error(st, "qlinear");
+    Py_RETURN_NONE;
 }
 
 static PyObject *qk_py_conv2d(PyObject *self, PyObject *args) {
@@ -234,7 +232,7 @@ static PyObject *qk_py_conv2d(PyObject *self, PyObject *args) {
     s.dil_w = (size_t)dw;
     size_t oh = 0, ow = 0;
     qk_status st = qk_conv2d_out_size(&s, w, &oh, &ow);
-    if (st != QK_OK) return PyLong_FromLong((long)st);
+    if (st != QK_OK) return qk_py_status_error(st, "qconv2d");
     const size_t n = qk_packed_weights_n(w);
     if (!PyArray_Check(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
         (size_t)PyArray_SIZE((PyArrayObject *)oo) != s.batch * n * oh * ow ||
@@ -248,7 +246,8 @@ static PyObject *qk_py_conv2d(PyObject *self, PyObject *args) {
     st = qk_conv2d(&s, w, PyArray_DATA(x), xt, xzp, &ep, PyArray_DATA((PyArrayObject *)oo),
                    e.threads);
     Py_END_ALLOW_THREADS
-    return PyLong_FromLong((long)st);
+    if (st != QK_OK) return qk_py_status_error(st, "qconv2d");
+    Py_RETURN_NONE;
 }
 
 /* ---- gufunc linear_int32: (m,k),(n,k),(),(n)->(m,n) -------------------------------------- */
@@ -321,8 +320,8 @@ static PyMethodDef qk_py_gemm_methods[] = {
     {"_pack_linear", qk_py_pack_linear, METH_VARARGS, "_pack_linear(w, w_zp) -> capsule"},
     {"_pack_conv2d", qk_py_pack_conv2d, METH_VARARGS, "_pack_conv2d(w, w_zp, groups) -> capsule"},
     {"_packed_bytes", qk_py_packed_bytes, METH_O, "_packed_bytes(capsule) -> int"},
-    {"_linear", qk_py_linear, METH_VARARGS, "_linear(...) -> status (see qkernels/linear.py)"},
-    {"_conv2d", qk_py_conv2d, METH_VARARGS, "_conv2d(...) -> status (see qkernels/linear.py)"},
+    {"_linear", qk_py_linear, METH_VARARGS, "_linear(...) -> None, raises on a bad status (see qkernels/linear.py)"},
+    {"_conv2d", qk_py_conv2d, METH_VARARGS, "_conv2d(...) -> None, raises on a bad status (see qkernels/linear.py)"},
     {NULL, NULL, 0, NULL}};
 
 int qk_py_register_gemm(PyObject *module) {

@@ -6,17 +6,16 @@
 #define QK_NUMPY_BUILD "unknown"
 #endif
 
-int qk__use_vnni(void);   /* csrc/gemm: the 8-bit AVX512-VNNI GEMM path is in use */
-int qk__use_avx512(void); /* csrc/cpu.c: AVX-512 loops for the hot elementwise kernels */
+#include "core/cpu.h" /* the level chosen for this process */
 
 static PyObject *qk_py_info(PyObject *self, PyObject *noargs) {
     (void)self;
     (void)noargs;
     return Py_BuildValue("{s:s,s:s,s:s,s:s,s:O,s:O,s:s}", "version", qk_version(), "compiler",
                          qk_compiler(), "isa", qk_isa_name(qk_isa()), "gemm_isa",
-                         qk__use_vnni() ? "avx512-vnni (8-bit GEMM)" : qk_isa_name(qk_isa()),
+                         qk__level() >= QK_LEVEL_AVX512VNNI ? "avx512-vnni (8-bit GEMM)" : qk_isa_name(qk_isa()),
                          "cpu_has_avx2", qk_cpu_has_avx2() ? Py_True : Py_False,
-                         "avx512_loops", qk__use_avx512() ? Py_True : Py_False,
+                         "avx512_loops", qk__level() >= QK_LEVEL_AVX512 ? Py_True : Py_False,
                          "numpy_build_version", QK_NUMPY_BUILD);
 }
 
@@ -34,7 +33,7 @@ PyMODINIT_FUNC PyInit__core(void) {
     import_umath();
     PyObject *m = PyModule_Create(&qk_py_module);
     if (m == NULL) return NULL;
-    if (qk_py_register_elementwise(m) < 0) {
+    if (qk_py_register_status(m) < 0 || qk_py_register_elementwise(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -67,11 +67,6 @@ static void qk_py_ptf_dequantize_loop(char **args, npy_intp const *dims, npy_int
 }
 
 /* ---- LayerNorm -------------------------------------------------------------------------- */
-static PyObject *qk_py_status_error(qk_status st, const char *what) {
-    PyErr_Format(PyExc_ValueError, "%s: %s", what, qk_status_str(st));
-    return NULL;
-}
-
 /* A 1-D or 2-D C-contiguous array of the given type and exact element count (-1: any). */
 static int qk_py_check_array(PyObject *o, int type, npy_intp count, const char *name) {
     if (!PyArray_Check(o)) {

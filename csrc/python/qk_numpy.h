@@ -50,7 +50,13 @@ void qk_py_elementwise_loop(char **args, npy_intp const *dims, npy_intp const *s
 int qk_py_add_ufunc(PyObject *module, const char *name, const char *doc, int nin, int nout,
                     int ntypes, PyUFuncGenericFunction *funcs, void **data, char *types);
 
-/* Registration of each kernel family (one file each). */
+/* status.c: raises the exception of a C status (not QK_OK) for operator `op` and returns NULL.
+ * The only place a status becomes an exception. */
+PyObject *qk_py_status_error(qk_status st, const char *op);
+
+/* Registration of each kernel family (one file each), and of the exception type and constants
+ * (status.c). */
+int qk_py_register_status(PyObject *module);
 int qk_py_register_elementwise(PyObject *module);
 int qk_py_register_ptf(PyObject *module);
 int qk_py_register_gemm(PyObject *module);

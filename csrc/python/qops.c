@@ -1,5 +1,5 @@
-/* qops.c -- Python glue of the quantized elementwise / pooling ops (csrc/qops.c), the integer
- * model runtime of qkernels/torch uses them. Private functions (the callers validate the
+/* qops.c -- Python glue of the quantized elementwise / pooling ops (csrc/elementwise/qops.c);
+ * the integer model runtime of qkernels/torch uses them. Private functions (the callers validate the
  * parameters once, when the model is built; the checks here keep a bad call from crashing):
  *   _qadd(a, b, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu) -> new array like a
  *   _qleaky_relu(x, x_scale, x_zp, slope, out_scale, out_zp) -> new array like x
@@ -8,8 +8,6 @@
  *   _qadaptive_avg_pool2d(x NCHW, oh, ow) -> (n, c, oh, ow)
  * Arrays are C-contiguous uint8 or int8. The GIL is released while a kernel runs. */
 #include "qk_numpy.h"
-
-#include "qops.h"
 
 /* x must be a C-contiguous uint8/int8 array (ndim >= min_ndim; exactly 4 when min_ndim is 4). */
 static int qk_py_q8(PyObject *o, const char *name, int ndim4, qk_dtype *t) {
@@ -35,11 +33,10 @@ static int qk_py_q8(PyObject *o, const char *name, int ndim4, qk_dtype *t) {
     return 0;
 }
 
-static PyObject *qk_py_qops_result(qk_status st, PyObject *y) {
+static PyObject *qk_py_qops_result(qk_status st, PyObject *y, const char *op) {
     if (st != QK_OK) {
         Py_DECREF(y);
-        PyErr_SetString(PyExc_ValueError, qk_status_str(st));
-        return NULL;
+        return qk_py_status_error(st, op);
     }
     return y;
 }
@@ -69,7 +66,7 @@ static PyObject *qk_py_qadd(PyObject *self, PyObject *args) {
     st = qk_qadd(PyArray_DATA(a), PyArray_DATA(b), ta, (size_t)PyArray_SIZE(a), sa, za, sb, zb,
                  so, zo, relu, PyArray_DATA((PyArrayObject *)y));
     Py_END_ALLOW_THREADS
-    return qk_py_qops_result(st, y);
+    return qk_py_qops_result(st, y, "qadd");
 }
 
 static PyObject *qk_py_qleaky_relu(PyObject *self, PyObject *args) {
@@ -88,7 +85,7 @@ static PyObject *qk_py_qleaky_relu(PyObject *self, PyObject *args) {
     st = qk_qleaky_relu(PyArray_DATA(x), t, (size_t)PyArray_SIZE(x), sx, zx, slope, so, zo,
                         PyArray_DATA((PyArrayObject *)y));
     Py_END_ALLOW_THREADS
-    return qk_py_qops_result(st, y);
+    return qk_py_qops_result(st, y, "qleaky_relu");
 }
 
 static PyObject *qk_py_qclamp(PyObject *self, PyObject *args) {
@@ -106,7 +103,7 @@ static PyObject *qk_py_qclamp(PyObject *self, PyObject *args) {
     st = qk_qclamp(PyArray_DATA(x), t, (size_t)PyArray_SIZE(x), lo, hi,
                    PyArray_DATA((PyArrayObject *)y));
     Py_END_ALLOW_THREADS
-    return qk_py_qops_result(st, y);
+    return qk_py_qops_result(st, y, "qclamp");
 }
 
 static PyObject *qk_py_pool_out(PyArrayObject *x, Py_ssize_t oh, Py_ssize_t ow) {
@@ -138,7 +135,7 @@ static PyObject *qk_py_qmax_pool2d(PyObject *self, PyObject *args) {
                         (size_t)kw, (size_t)sh, (size_t)sw, (size_t)ph, (size_t)pw, (size_t)dh,
                         (size_t)dw, (size_t)oh, (size_t)ow, PyArray_DATA((PyArrayObject *)y));
     Py_END_ALLOW_THREADS
-    return qk_py_qops_result(st, y);
+    return qk_py_qops_result(st, y, "qmax_pool2d");
 }
 
 static PyObject *qk_py_qadaptive_avg_pool2d(PyObject *self, PyObject *args) {
@@ -162,7 +159,7 @@ static PyObject *qk_py_qadaptive_avg_pool2d(PyObject *self, PyObject *args) {
                                  (size_t)PyArray_DIM(x, 2), (size_t)PyArray_DIM(x, 3), (size_t)oh,
                                  (size_t)ow, PyArray_DATA((PyArrayObject *)y));
     Py_END_ALLOW_THREADS
-    return qk_py_qops_result(st, y);
+    return qk_py_qops_result(st, y, "qadaptive_avg_pool2d");
 }
 
 static PyMethodDef qk_py_qops_methods[] = {

@@ -4,7 +4,7 @@
  *   - every SIMD micro-kernel against its scalar twin on the same inputs (when the CPU has AVX2);
  *   - threads=1 and threads=3 give the same bits;
  *   - bad arguments and the accumulator bound. */
-#include "gemm/gemm_internal.h"
+#include "operators/operators.h"
 #include "qk_test.h"
 
 #include <stdlib.h>
@@ -263,6 +263,196 @@ static void test_conv(void) {
     }
 }
 
+/* The int32 sums of one conv against a naive int64 reference. */
+static int conv_matches_reference(const qk_conv2d_shape *s, const void *x, qk_dtype xt, int32_t xzp,
+                                  const void *w, qk_dtype wt, const int32_t *wzp, size_t oc,
+                                  size_t cpg, size_t groups, size_t kh, size_t kw, size_t oh,
+                                  size_t ow, const int32_t *y) {
+    const size_t ocg = oc / groups;
+    for (size_t b = 0; b < s->batch; b++)
+        for (size_t o = 0; o < oc; o++)
+            for (size_t i = 0; i < oh; i++)
+                for (size_t j = 0; j < ow; j++) {
+                    int64_t acc = 0;
+                    for (size_t c = 0; c < cpg; c++)
+                        for (size_t r = 0; r < kh; r++)
+                            for (size_t q = 0; q < kw; q++) {
+                                const long ih = (long)(i * s->stride_h + r * s->dil_h) - (long)s->pad_top;
+                                const long iw = (long)(j * s->stride_w + q * s->dil_w) - (long)s->pad_left;
+                                if (ih < 0 || iw < 0 || ih >= (long)s->in_h || iw >= (long)s->in_w) continue;
+                                const size_t xi = ((b * s->in_c + o / ocg * cpg + c) * s->in_h + (size_t)ih) * s->in_w + (size_t)iw;
+                                const size_t wi = ((o * cpg + c) * kh + r) * kw + q;
+                                acc += (int64_t)(val(x, xt, xi) - xzp) * (val(w, wt, wi) - wzp[o]);
+                            }
+                    if (acc != y[((b * oc + o) * oh + i) * ow + j]) return 0;
+                }
+    return 1;
+}
+
+/* The algorithms qk_conv2d chooses besides its tiles: 1x1 convs without padding as a GEMM over
+ * the pixels (many input channels, or narrow outputs), and a batch of small images as one wide
+ * image; each against the reference, at 1 and 2 threads, with a requantized output too. */
+static void test_conv_paths(void) {
+    /* batch, in_c, in_h, in_w, out_c, groups, k, stride, pad, dilation */
+    static const size_t cases[][10] = {
+        {3, 30, 5, 6, 7, 1, 1, 1, 0, 1},  {2, 64, 9, 9, 20, 1, 1, 2, 0, 1},
+        {1, 3, 4, 5, 9, 1, 1, 1, 0, 1},   {2, 40, 17, 19, 33, 1, 1, 2, 0, 1},
+        {1, 24, 12, 30, 16, 1, 1, 1, 0, 1}, {4, 5, 4, 4, 6, 1, 3, 1, 1, 1},
+        {3, 4, 6, 5, 5, 1, 3, 2, 1, 1},   {2, 6, 5, 7, 4, 2, 2, 1, 0, 2},
+        {3, 1, 8, 8, 8, 1, 3, 1, 1, 1},   {2, 16, 3, 3, 12, 1, 3, 1, 1, 1},
+        {2, 8, 6, 6, 8, 8, 3, 1, 1, 1},   {5, 12, 4, 4, 10, 1, 1, 1, 1, 1}};
+    for (size_t it = 0; it < sizeof cases / sizeof cases[0]; it++) {
+        const size_t *c = cases[it];
+        qk_conv2d_shape s;
+        memset(&s, 0, sizeof s);
+        s.batch = c[0];
+        s.in_c = c[1];
+        s.in_h = c[2];
+        s.in_w = c[3];
+        s.stride_h = s.stride_w = c[7];
+        s.pad_top = s.pad_left = s.pad_bottom = s.pad_right = c[8];
+        s.dil_h = s.dil_w = c[9];
+        const size_t oc = c[4], groups = c[5], k = c[6], cpg = s.in_c / groups;
+        for (int types = 0; types < 2; types++) {
+            const qk_dtype xt = types ? QK_DT_S8 : QK_DT_U8, wt = types ? QK_DT_U8 : QK_DT_S8;
+            const size_t nx = s.batch * s.in_c * s.in_h * s.in_w, nw = oc * cpg * k * k;
+            void *x = malloc(nx), *w = malloc(nw);
+            fill(x, xt, nx);
+            fill(w, wt, nw);
+            int32_t *wzp = (int32_t *)malloc(oc * 4);
+            for (size_t o = 0; o < oc; o++) wzp[o] = wt == QK_DT_U8 ? rnd(0, 255) : rnd(-128, 127);
+            const int32_t xzp = xt == QK_DT_U8 ? rnd(0, 255) : rnd(-128, 127);
+            qk_packed_weights *pw = NULL;
+            QK_CHECK(qk_pack_conv2d(w, wt, oc, cpg, k, k, groups, wzp, &pw) == QK_OK, "pack");
+            size_t oh = 0, ow = 0;
+            QK_CHECK(qk_conv2d_out_size(&s, pw, &oh, &ow) == QK_OK, "out size");
+            const size_t ny = s.batch * oc * oh * ow;
+            int32_t *y1 = (int32_t *)malloc(ny * 4), *y2 = (int32_t *)malloc(ny * 4);
+            uint8_t *q1 = (uint8_t *)malloc(ny), *q2 = (uint8_t *)malloc(ny);
+            qk_epilogue ep;
+            memset(&ep, 0, sizeof ep);
+            ep.scheme = QK_REQ_NONE;
+            ep.out_type = QK_DT_S32;
+            QK_CHECK(qk_conv2d(&s, pw, x, xt, xzp, &ep, y1, 1) == QK_OK, "conv");
+            QK_CHECK(qk_conv2d(&s, pw, x, xt, xzp, &ep, y2, 2) == QK_OK, "conv t2");
+            QK_CHECK(conv_matches_reference(&s, x, xt, xzp, w, wt, wzp, oc, cpg, groups, k, k, oh,
+                                            ow, y1),
+                     "conv path vs reference, case %zu", it);
+            QK_CHECK(memcmp(y1, y2, ny * 4) == 0, "conv path threads, case %zu", it);
+            /* requantized: the fp32 output stage of each element's int32 sum */
+            float *sc = (float *)malloc(oc * sizeof(float));
+            for (size_t o = 0; o < oc; o++) sc[o] = 0.001f * (float)(1 + o % 7);
+            ep.scheme = QK_REQ_FP32;
+            ep.out_type = QK_DT_U8;
+            ep.scale = sc;
+            ep.zero_point = 128;
+            ep.act_min = 0;
+            ep.act_max = 255;
+            QK_CHECK(qk_conv2d(&s, pw, x, xt, xzp, &ep, q1, 2) == QK_OK, "conv fp32");
+            for (size_t b = 0; b < s.batch; b++)
+                for (size_t o = 0; o < oc; o++)
+                    qk_requantize_s32_u8_fp32(y1 + (b * oc + o) * oh * ow, oh * ow, sc[o], 128, 0,
+                                              255, q2 + (b * oc + o) * oh * ow);
+            QK_CHECK(memcmp(q1, q2, ny) == 0, "conv path requantized, case %zu", it);
+            qk_packed_weights_free(pw);
+            free(x); free(w); free(wzp); free(y1); free(y2); free(q1); free(q2); free(sc);
+        }
+    }
+}
+
+/* The padded-image copies and tile panels of the conv: every SIMD form against its scalar twin
+ * (random geometry, both flips, fills, strides and run layouts). */
+static void test_im2col_twins(void) {
+    const qk__ukernels *uk = qk__uk();
+    enum { CAP = 64 * 64 * 4 + 1024 };
+    static uint8_t src[CAP], d1[CAP], d2[CAP];
+    for (size_t i = 0; i < CAP; i++) src[i] = (uint8_t)rnd(0, 255);
+    for (int it = 0; it < 200; it++) {
+        const size_t rows = (size_t)rnd(1, 20), n = (size_t)rnd(1, 70);
+        const size_t pt = (size_t)rnd(0, 3), pl = (size_t)rnd(0, 3);
+        const size_t hp = rows + pt + (size_t)rnd(0, 3), wp = n + pl + (size_t)rnd(0, 3);
+        const uint8_t flip = rnd(0, 1) ? 0x80 : 0, fill = (uint8_t)rnd(0, 255);
+        memset(d1, 0xAB, CAP);
+        memset(d2, 0xAB, CAP);
+        qk_pad_u8__scalar(src, rows, n, flip, fill, pt, pl, hp, wp, d1);
+        uk->pad_u8(src, rows, n, flip, fill, pt, pl, hp, wp, d2);
+        QK_CHECK(memcmp(d1, d2, CAP) == 0, "pad_u8 twin rows=%zu n=%zu", rows, n);
+        if (4 * hp * wp <= CAP && 4 * rows * n <= CAP) {
+            memset(d1, 0xAB, CAP);
+            memset(d2, 0xAB, CAP);
+            qk_pad_u8x4__scalar(src, rows * n, rows, n, flip, fill, pt, pl, hp, wp, d1);
+            uk->pad_u8x4(src, rows * n, rows, n, flip, fill, pt, pl, hp, wp, d2);
+            QK_CHECK(memcmp(d1, d2, CAP) == 0, "pad_u8x4 twin rows=%zu n=%zu", rows, n);
+        }
+        if (uk->pad_u8_blocks != NULL) {
+            qk_pad_u8_blocks t;
+            QK_CHECK(qk_pad_u8_blocks_init(&t, rows, n, pt, pl, hp, wp), "blocks init");
+            uint8_t *a = (uint8_t *)aligned_alloc(64, t.nblk * 64), *b = (uint8_t *)aligned_alloc(64, t.nblk * 64);
+            qk_pad_u8_blocks__scalar(&t, src, flip, fill, a);
+            uk->pad_u8_blocks(&t, src, flip, fill, b);
+            QK_CHECK(memcmp(a, b, t.nblk * 64) == 0, "pad_u8_blocks twin");
+            /* the same plane as qk_pad_u8 */
+            qk_pad_u8__scalar(src, rows, n, flip, fill, pt, pl, hp, wp, d1);
+            QK_CHECK(memcmp(a, d1, hp * wp) == 0, "pad_u8_blocks = pad_u8");
+            free(a);
+            free(b);
+            qk_pad_u8_blocks_free(&t);
+        }
+    }
+    /* panels: k rows at offsets koff (into a plane), runs of a tile */
+    static size_t koff[64];
+    _Alignas(64) static uint8_t p1[64 * 64], p2[64 * 64]; /* panels are 64-byte aligned */
+    for (int it = 0; it < 300; it++) {
+        const size_t k = (size_t)rnd(1, 40), k4 = (k + 3) & ~(size_t)3, sw = (size_t)rnd(1, 2);
+        for (size_t kk = 0; kk < k; kk++) koff[kk] = (size_t)rnd(0, 2000);
+        qk_segs g;
+        g.n = (size_t)rnd(1, 3);
+        g.start[0] = 0;
+        g.base[0] = (size_t)rnd(0, 500);
+        for (size_t r = 1; r < g.n; r++) {
+            g.start[r] = g.start[r - 1] + (size_t)rnd(1, 15 / (int)g.n);
+            g.base[r] = (size_t)rnd(0, 500);
+        }
+        size_t off[16];
+        for (size_t i = 0, r = 0; i < 16; i++) {
+            while (r + 1 < g.n && g.start[r + 1] <= i) r++;
+            off[i] = g.base[r] + i * sw;
+        }
+        if (uk->im2col_u8 != NULL) {
+            qk_im2col_u8__scalar(src, koff, k, k4, off, 16, p1);
+            QK_CHECK(uk->im2col_u8(src, koff, k, k4, &g, sw, p2) == 1, "im2col_u8 covers");
+            QK_CHECK(memcmp(p1, p2, k4 * 16) == 0, "im2col_u8 twin k=%zu sw=%zu n=%zu", k, sw, g.n);
+        }
+        const size_t taps = (size_t)rnd(1, 9), nq = (size_t)rnd(1, 3), plane4 = 4 * 600;
+        size_t tapoff[9];
+        for (size_t t = 0; t < taps; t++) tapoff[t] = (size_t)rnd(0, 60);
+        if (taps * nq * 64 <= sizeof p1) {
+            qk_im2col_u8x4__scalar(src, plane4, tapoff, taps, nq, &g, sw, p1);
+            uk->im2col_u8x4(src, plane4, tapoff, taps, nq, &g, sw, p2);
+            QK_CHECK(memcmp(p1, p2, taps * nq * 64) == 0, "im2col_u8x4 twin");
+        }
+    }
+    /* int16: widened rows and panels */
+    static int16_t w1[200], w2[200], s16[4096], q1[64 * 32], q2[64 * 32];
+    for (int it = 0; it < 200; it++) {
+        const size_t n = (size_t)rnd(0, 150);
+        const qk_dtype xt = rnd(0, 1) ? QK_DT_U8 : QK_DT_S8;
+        const int32_t zp = xt == QK_DT_U8 ? rnd(0, 255) : rnd(-128, 127);
+        qk_widen_s16__scalar(src, xt, zp, n, w1);
+        uk->widen_s16(src, xt, zp, n, w2);
+        QK_CHECK(memcmp(w1, w2, n * 2) == 0, "widen_s16 twin n=%zu", n);
+        const size_t k = (size_t)rnd(1, 60), sw = (size_t)rnd(1, 3), base = (size_t)rnd(0, 100);
+        const size_t cnt = 16;
+        for (size_t i = 0; i < 4096; i++) s16[i] = (int16_t)rnd(-255, 255);
+        for (size_t kk = 0; kk < k; kk++) koff[kk % 64] = (size_t)rnd(0, 2000);
+        if (k <= 64) {
+            qk_im2col_s16__scalar(s16, koff, k, sw, base, cnt, q1);
+            uk->im2col_s16(s16, koff, k, sw, base, cnt, q2);
+            QK_CHECK(memcmp(q1, q2, ((k + 1) / 2) * 32 * 2) == 0, "im2col_s16 twin k=%zu", k);
+        }
+    }
+}
+
 static void test_errors(void) {
     int8_t w[4 * 3000];
     memset(w, -128, sizeof w);
@@ -304,12 +494,14 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    printf("isa: %s, 8-bit VNNI GEMM path: %s\n", qk_isa_name(qk_isa()), qk__use_vnni() ? "yes" : "no");
+    printf("isa: %s, 8-bit VNNI GEMM path: %s\n", qk_isa_name(qk_isa()), qk__level() >= QK_LEVEL_AVX512VNNI ? "yes" : "no");
     test_twins();
     test_twins8();
     test_dw8_twin();
     test_linear();
     test_conv();
+    test_conv_paths();
+    test_im2col_twins();
     test_errors();
     return QK_TEST_SUMMARY();
 }

@@ -1,4 +1,4 @@
-/* test_qops.c -- the quantized add / LeakyReLU / clamp / pooling ops of csrc/qops.c against
+/* test_qops.c -- the quantized add / LeakyReLU / clamp / pooling ops of csrc/elementwise/qops.c against
  * brute-force references (max pooling over an explicitly padded copy, average pooling by
  * direct sums), on odd sizes that leave SIMD tails; under the sanitizers this also checks that
  * no window reads outside the input. */
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "qk_test.h"
-#include "qops.h"
+#include "qkernels.h"
 
 static void fill(uint8_t *p, size_t n) {
     for (size_t i = 0; i < n; i++) p[i] = (uint8_t)qk_test_next();

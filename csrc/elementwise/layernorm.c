@@ -1,0 +1,472 @@
+/* layernorm.c -- integer LayerNorm on PTF-quantized uint8 input, int8 output (SPEC section 7).
+ *
+ * Two methods share one output stage: `exact` (exact int64 sums, integer square root by Newton,
+ * a dyadic per-token reciprocal) and `sole` (SOLE's AILayerNorm: 4-bit dynamic compression of
+ * the squares, a 16-entry square table, a 256-entry inverse-square-root table, int8 gamma and
+ * beta). All float work happens in qk_layernorm_prepare(); the kernels are integer-only.
+ * The output stage has an AVX2 loop (int64 lanes) beside its scalar twin; both give the same
+ * integers (tests/test_layernorm.py forces the scalar path with QKERNELS_SIMD=scalar).
+ * The formulas and bit widths are documented in qkernels.h.
+ */
+#include "core/core.h"
+
+#include <string.h>
+
+#if QK_X86
+#include <immintrin.h>
+#endif
+
+enum { QK__LN_ZF = 16 };                  /* fraction bits of the normalized value z */
+#define QK__LN_ZMAX (INT64_C(1) << 24)    /* |z| clamp (only the sole method can reach it) */
+
+/* Round half up of v / 2^n, n >= 0 (arithmetic shift). */
+static inline int64_t qk__rhu64(int64_t v, int n) {
+    return n <= 0 ? v : (v + (INT64_C(1) << (n - 1))) >> n;
+}
+
+static inline int qk__bitlen64(uint64_t v) {
+    int b = 0;
+    while (v) {
+        b++;
+        v >>= 1;
+    }
+    return b;
+}
+
+uint64_t qk_isqrt_u64(uint64_t n) {
+    if (n < 2) return n;
+    /* Start above sqrt(n): 2^ceil(bitlen/2) >= sqrt(n); Newton steps decrease monotonically
+     * to floor(sqrt(n)) (I-BERT int_sqrt). */
+    uint64_t x = UINT64_C(1) << ((qk__bitlen64(n) + 1) / 2);
+    for (;;) {
+        const uint64_t y = (x + n / x) >> 1;
+        if (y >= x) return x;
+        x = y;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Prepare                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+static int qk__fits(double v, double limit) { return fabs(v) + 0.5 < limit; }
+
+qk_status qk_layernorm_prepare(qk_layernorm_params *p, qk_layernorm_method method,
+                               size_t channels, float in_scale, const int32_t *alpha,
+                               int32_t in_zero_point, const float *gamma, const float *beta,
+                               float eps, float out_scale, int32_t out_zero_point,
+                               int32_t *gamma_buf, int64_t *beta_buf, uint8_t *alpha_buf) {
+    if (p == NULL || gamma == NULL || beta == NULL || alpha == NULL || gamma_buf == NULL ||
+        beta_buf == NULL || alpha_buf == NULL)
+        return QK_ERR_ARG;
+    if (method != QK_LAYERNORM_EXACT && method != QK_LAYERNORM_SOLE_ROUND &&
+        method != QK_LAYERNORM_SOLE_TRUNCATE)
+        return QK_ERR_ARG;
+    if (channels < 1 || channels > QK_LAYERNORM_MAX_CHANNELS) return QK_ERR_ARG;
+    if (!qk__scale_ok(in_scale) || !qk__scale_ok(out_scale)) return QK_ERR_SCALE;
+    if (!isfinite(eps) || eps < 0.0f) return QK_ERR_ARG;
+    if (in_zero_point < 0 || in_zero_point > 255) return QK_ERR_ZERO_POINT;
+    if (out_zero_point < INT8_MIN || out_zero_point > INT8_MAX) return QK_ERR_ZERO_POINT;
+    double gmax = 0.0, bmax = 0.0;
+    for (size_t c = 0; c < channels; c++) {
+        if (alpha[c] < 0 || alpha[c] > QK_PTF_MAX_ALPHA) return QK_ERR_SHIFT;
+        if (!isfinite(gamma[c]) || !isfinite(beta[c])) return QK_ERR_ARG;
+        if (fabs((double)gamma[c]) > gmax) gmax = fabs((double)gamma[c]);
+        if (fabs((double)beta[c]) > bmax) bmax = fabs((double)beta[c]);
+    }
+    const double C = (double)channels, os = (double)out_scale;
+    const double e_int = (double)eps * C * C / ((double)in_scale * (double)in_scale);
+    if (!(e_int < 0x1p60)) return QK_ERR_ARG;
+
+    /* Per-channel factors in units of the output scale, and the largest Gf that fits. */
+    float gs = 0.0f, bs = 0.0f;
+    double gunit, bunit; /* magnitude bounds of G_i / 2^Gf and B_i / 2^(16+Gf) */
+    if (method == QK_LAYERNORM_EXACT) {
+        gunit = gmax / os;
+        bunit = bmax / os;
+    } else {
+        gs = gmax > 0.0 ? (float)(gmax / 127.0) : 1.0f;
+        bs = bmax > 0.0 ? (float)(bmax / 127.0) : 1.0f;
+        if (!qk__scale_ok(gs) || !qk__scale_ok(bs)) return QK_ERR_SCALE;
+        gunit = 127.0 * ((double)gs / os);
+        bunit = 127.0 * ((double)bs / os);
+    }
+    int gf = -1;
+    for (int f = 40; f >= 0; f--) {
+        if (qk__fits(gunit * ldexp(1.0, f), 0x1p30) &&
+            qk__fits(bunit * ldexp(1.0, QK__LN_ZF + f), 0x1p60)) {
+            gf = f;
+            break;
+        }
+    }
+    if (gf < 0) return QK_ERR_SCALE;
+
+    /* Everything checked: fill the buffers and the struct. */
+    p->method = (int32_t)method;
+    p->channels = (int32_t)channels;
+    p->in_zero_point = in_zero_point;
+    p->out_zero_point = out_zero_point;
+    p->out_qmin = INT8_MIN;
+    p->out_qmax = INT8_MAX;
+    p->shift = QK__LN_ZF + gf;
+    p->eps_term = (int64_t)qk__rhaz(e_int);
+    p->sole_gamma_scale = gs;
+    p->sole_beta_scale = bs;
+    for (size_t c = 0; c < channels; c++) alpha_buf[c] = (uint8_t)alpha[c];
+    for (int m = 0; m < 256; m++)
+        p->inv_sqrt_lut[m] = method == QK_LAYERNORM_EXACT || m == 0
+                                 ? 0u
+                                 : (uint32_t)qk__rhaz(65536.0 / sqrt((double)m));
+    if (method == QK_LAYERNORM_EXACT) {
+        p->gamma_multiplier = 1;
+        p->beta_multiplier = 1;
+        for (size_t c = 0; c < channels; c++) {
+            gamma_buf[c] = (int32_t)qk__rhaz((double)gamma[c] / os * ldexp(1.0, gf));
+            beta_buf[c] = (int64_t)qk__rhaz((double)beta[c] / os * ldexp(1.0, QK__LN_ZF + gf));
+        }
+    } else {
+        p->gamma_multiplier = (int64_t)qk__rhaz((double)gs / os * ldexp(1.0, gf));
+        p->beta_multiplier = (int64_t)qk__rhaz((double)bs / os * ldexp(1.0, QK__LN_ZF + gf));
+        for (size_t c = 0; c < channels; c++) {
+            gamma_buf[c] = (int32_t)qk__clampd(qk__rhaz((double)gamma[c] / (double)gs), -127, 127);
+            beta_buf[c] = (int64_t)qk__clampd(qk__rhaz((double)beta[c] / (double)bs), -127, 127);
+        }
+    }
+    p->alpha = alpha_buf;
+    p->gamma = gamma_buf;
+    p->beta = beta_buf;
+    return QK_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Kernels                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+static qk_status qk__ln_check(const qk_layernorm_params *p, const uint8_t *q, size_t tokens,
+                              const void *y) {
+    if (p == NULL || p->alpha == NULL || p->gamma == NULL || p->beta == NULL) return QK_ERR_ARG;
+    if (p->channels < 1 || p->channels > QK_LAYERNORM_MAX_CHANNELS) return QK_ERR_ARG;
+    if (p->shift < QK__LN_ZF || p->shift > QK__LN_ZF + 40 || p->eps_term < 0) return QK_ERR_ARG;
+    if (p->in_zero_point < 0 || p->in_zero_point > 255) return QK_ERR_ZERO_POINT;
+    if (p->out_qmin < INT8_MIN || p->out_qmax > INT8_MAX || p->out_qmin > p->out_qmax)
+        return QK_ERR_QRANGE;
+    if (p->out_zero_point < p->out_qmin || p->out_zero_point > p->out_qmax)
+        return QK_ERR_ZERO_POINT;
+    if (tokens > 0 && (q == NULL || y == NULL)) return QK_ERR_ARG;
+    size_t bytes; /* tokens x channels (and per-token int64 statistics) must be addressable */
+    if (!qk__sz_mul4(tokens, (size_t)p->channels, sizeof(int64_t), 1, &bytes)) return QK_ERR_ARG;
+    /* The bounds the int64 arithmetic relies on (prepare guarantees them; a struct filled by
+     * hand is checked too): |G_i| < 2^30, |B_i| < 2^60, alpha <= 7, lut[m] <= 2^16, E <= 2^60.
+     * O(channels) per call, small next to the tokens * channels of the kernel. */
+    const int64_t gm = p->gamma_multiplier, bm = p->beta_multiplier;
+    const int64_t lim30 = INT64_C(1) << 30, lim60 = INT64_C(1) << 60;
+    if (gm < 0 || gm >= lim30 || bm < 0 || bm >= lim60 || p->eps_term > lim60) return QK_ERR_ARG;
+    for (int32_t c = 0; c < p->channels; c++) {
+        const int64_t g = p->gamma[c] < 0 ? -(int64_t)p->gamma[c] : p->gamma[c];
+        const int64_t b = p->beta[c];
+        if (p->alpha[c] > QK_PTF_MAX_ALPHA || g * gm >= lim30) return QK_ERR_ARG;
+        if (b <= -lim60 || b >= lim60 || (bm > 0 && (b < 0 ? -b : b) > (lim60 - 1) / bm))
+            return QK_ERR_ARG;
+    }
+    for (int m = 0; m < 256; m++)
+        if (p->inv_sqrt_lut[m] > 65536u) return QK_ERR_ARG;
+    return QK_OK;
+}
+
+#if QK_X86
+/* S1 and S2 of the exact method over channels [0, n & ~15), 16 at a time in int16 lanes:
+ * x = (q - zp) * 2^alpha fits int16 (|x| <= 255 * 128 = 32640), a pair x0^2 + x1^2 <= 2 * 32640^2
+ * fits int32 (_mm256_madd_epi16), and the int32 sums of S1 stay below 2^31 for n <= 32768
+ * (n / 16 * 2 * 32640 < 2^27). S2 is widened to int64 on every step. Returns the channels done. */
+QK_TARGET_AVX2 static int32_t qk__ln_sums_avx2(const uint8_t *q, const uint8_t *alpha, int32_t n,
+                                               int32_t zp, int64_t *s1, int64_t *s2) {
+    const int32_t n16 = n & ~15;
+    const __m256i vzp = _mm256_set1_epi16((int16_t)zp), ones = _mm256_set1_epi16(1);
+    const __m128i pow2 = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m256i acc1 = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
+    for (int32_t c = 0; c < n16; c += 16) {
+        const __m256i d = _mm256_sub_epi16(
+            _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + c))), vzp);
+        const __m256i pw = _mm256_cvtepu8_epi16(
+            _mm_shuffle_epi8(pow2, _mm_loadu_si128((const __m128i *)(alpha + c))));
+        const __m256i x = _mm256_mullo_epi16(d, pw);
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(x, ones));
+        const __m256i sq = _mm256_madd_epi16(x, x); /* 8 x int32, each <= 2130739200 */
+        acc2 = _mm256_add_epi64(acc2, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(sq)));
+        acc2 = _mm256_add_epi64(acc2, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(sq, 1)));
+    }
+    int32_t a1[8];
+    int64_t a2[4];
+    _mm256_storeu_si256((__m256i *)a1, acc1);
+    _mm256_storeu_si256((__m256i *)a2, acc2);
+    for (int k = 0; k < 8; k++) *s1 += a1[k];
+    for (int k = 0; k < 4; k++) *s2 += a2[k];
+    return n16;
+}
+#endif
+
+#if QK_X86
+/* S1 and Ex2 of the sole method over channels [0, n & ~7), 8 at a time in int32 lanes: the
+ * same compression as the scalar loop, c^2 computed (the 16-entry table holds exactly c^2),
+ * each term (c^2 << 4 flag) << 2 alpha < 2^26 widened to int64 before it is summed. */
+QK_TARGET_AVX2 static int32_t qk__ln_sole_sums_avx2(const uint8_t *q, const uint8_t *alpha,
+                                                    int32_t n, int32_t zp, uint32_t rnd_hi,
+                                                    uint32_t rnd_lo, int64_t *s1, uint64_t *ex2) {
+    const int32_t n8 = n & ~7;
+    const __m256i vzp = _mm256_set1_epi32(zp), c63 = _mm256_set1_epi32(63);
+    const __m256i rh = _mm256_set1_epi32((int32_t)rnd_hi), rl = _mm256_set1_epi32((int32_t)rnd_lo);
+    const __m256i c15 = _mm256_set1_epi32(15);
+    __m256i acc1 = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
+    for (int32_t c = 0; c < n8; c += 8) {
+        const __m256i al = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(alpha + c)));
+        const __m256i d = _mm256_sub_epi32(
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + c))), vzp);
+        acc1 = _mm256_add_epi32(acc1, _mm256_sllv_epi32(d, al));
+        const __m256i a = _mm256_abs_epi32(d);
+        const __m256i flag = _mm256_cmpgt_epi32(a, c63); /* a >= 64 */
+        const __m256i hi = _mm256_srli_epi32(_mm256_add_epi32(a, rh), 4);
+        const __m256i lo = _mm256_srli_epi32(_mm256_add_epi32(a, rl), 2);
+        const __m256i cv = _mm256_min_epi32(_mm256_blendv_epi8(lo, hi, flag), c15);
+        /* shift = 4 * flag + 2 * alpha */
+        const __m256i sh = _mm256_add_epi32(_mm256_and_si256(flag, _mm256_set1_epi32(4)),
+                                            _mm256_slli_epi32(al, 1));
+        const __m256i t = _mm256_sllv_epi32(_mm256_mullo_epi32(cv, cv), sh);
+        acc2 = _mm256_add_epi64(acc2, _mm256_cvtepu32_epi64(_mm256_castsi256_si128(t)));
+        acc2 = _mm256_add_epi64(acc2, _mm256_cvtepu32_epi64(_mm256_extracti128_si256(t, 1)));
+    }
+    int32_t a1[8];
+    int64_t a2[4];
+    _mm256_storeu_si256((__m256i *)a1, acc1);
+    _mm256_storeu_si256((__m256i *)a2, acc2);
+    for (int k = 0; k < 8; k++) *s1 += a1[k];
+    for (int k = 0; k < 4; k++) *ex2 += (uint64_t)a2[k];
+    return n8;
+}
+#endif
+
+/* The per-row statistics: S1 and D (before E) of the method. One pass over the row; the
+ * parameters are copied to locals first (the int8 output may alias anything, so reading them
+ * through p in the loops would reload them on every element). */
+static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t *q, int64_t *s1_out,
+                                    int64_t *d_out) {
+    const int32_t C = p->channels, zp = p->in_zero_point;
+    const uint8_t *alpha = p->alpha;
+    int64_t s1 = 0;
+    if (p->method == QK_LAYERNORM_EXACT) {
+        int64_t s2 = 0;
+        int32_t c0 = 0;
+#if QK_X86
+        if (qk__level() >= QK_LEVEL_AVX2) c0 = qk__ln_sums_avx2(q, alpha, C, zp, &s1, &s2);
+#endif
+        for (int32_t c = c0; c < C; c++) {
+            /* |x| <= 255 * 2^7 < 2^15, so x and x^2 (< 2^30) are int32 */
+            const int32_t x = ((int32_t)q[c] - zp) * (1 << alpha[c]);
+            s1 += x;
+            s2 += (int64_t)(x * x);
+        }
+        *s1_out = s1;
+        *d_out = (int64_t)C * s2 - s1 * s1;
+        return;
+    }
+    /* sole: 4-bit compression of |q - zp|, squares from a 16-entry table */
+    static const uint8_t sq[16] = {0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121, 144, 169, 196, 225};
+    const uint32_t rnd_hi = p->method == QK_LAYERNORM_SOLE_ROUND ? 8u : 0u;
+    const uint32_t rnd_lo = p->method == QK_LAYERNORM_SOLE_ROUND ? 2u : 0u;
+    uint64_t ex2 = 0;
+    int32_t c0 = 0;
+#if QK_X86
+    if (qk__level() >= QK_LEVEL_AVX2) c0 = qk__ln_sole_sums_avx2(q, alpha, C, zp, rnd_hi, rnd_lo, &s1, &ex2);
+#endif
+    for (int32_t c = c0; c < C; c++) {
+        const int32_t d = (int32_t)q[c] - zp;
+        s1 += (int64_t)d * ((int64_t)1 << alpha[c]);
+        const uint32_t a = (uint32_t)(d < 0 ? -d : d);
+        const uint32_t flag = a >= 64;
+        uint32_t cv = flag ? (a + rnd_hi) >> 4 : (a + rnd_lo) >> 2;
+        if (cv > 15) cv = 15;
+        ex2 += ((uint64_t)sq[cv] << (4 * flag)) << (2 * alpha[c]);
+    }
+    const int64_t e2 = (int64_t)((ex2 << 4) / (uint64_t)C);
+    const int64_t dd = e2 * C * C - s1 * s1;
+    *s1_out = s1;
+    *d_out = dd > 0 ? dd : 0;
+}
+
+/* Scalar loop over channels [c0, n): the reference twin of the AVX2 loop below. */
+static inline void qk__ln_output_scalar(const qk_layernorm_params *p, const uint8_t *q, int64_t a,
+                                        int64_t b, int rshift, int32_t c0, int8_t *y) {
+    const int32_t n = p->channels, zp = p->in_zero_point, shift = p->shift;
+    const int64_t gm = p->gamma_multiplier, bm = p->beta_multiplier;
+    const int64_t ozp = p->out_zero_point, qmin = p->out_qmin, qmax = p->out_qmax;
+    const uint8_t *alpha = p->alpha;
+    const int32_t *gamma = p->gamma;
+    const int64_t *beta = p->beta;
+    const int64_t oround = INT64_C(1) << (shift - 1);
+    for (int32_t c = c0; c < n; c++) {
+        const int64_t x = (int64_t)((int32_t)q[c] - zp) * ((int64_t)1 << alpha[c]);
+        int64_t z = (x * a + b) >> rshift;
+        z = z > QK__LN_ZMAX ? QK__LN_ZMAX : (z < -QK__LN_ZMAX ? -QK__LN_ZMAX : z);
+        const int64_t acc = z * ((int64_t)gamma[c] * gm) + beta[c] * bm;
+        int64_t v = ((acc + oround) >> shift) + ozp;
+        v = v < qmin ? qmin : (v > qmax ? qmax : v);
+        y[c] = (int8_t)v;
+    }
+}
+
+#if QK_X86
+/* Arithmetic right shift of int64 lanes (AVX2 has none): flip negatives, shift, flip back. */
+QK_TARGET_AVX2 static inline __m256i qk__sra64(__m256i v, __m128i count) {
+    const __m256i neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
+    return _mm256_xor_si256(_mm256_srl_epi64(_mm256_xor_si256(v, neg), count), neg);
+}
+
+/* Channels [0, n & ~3) four at a time, int64 lanes; the same integers as the scalar loop.
+ * x * a with a < 2^47 is built from three 21-bit pieces of a (each product fits
+ * _mm256_mul_epi32: |x| < 2^15, piece < 2^21), z and G_i fit int32. Returns the channels done. */
+QK_TARGET_AVX2 static int32_t qk__ln_output_avx2(const qk_layernorm_params *p, const uint8_t *q,
+                                                 int64_t a, int64_t b, int rshift, int8_t *y) {
+    const int32_t n4 = p->channels & ~3;
+    const int64_t gm = p->gamma_multiplier, bm = p->beta_multiplier;
+    const __m256i zp = _mm256_set1_epi64x(p->in_zero_point);
+    const __m256i a0 = _mm256_set1_epi64x(a & 0x1FFFFF), a1 = _mm256_set1_epi64x((a >> 21) & 0x1FFFFF);
+    const __m256i a2 = _mm256_set1_epi64x(a >> 42);
+    const __m256i vb = _mm256_set1_epi64x(b);
+    const __m128i rs = _mm_cvtsi32_si128(rshift), sh = _mm_cvtsi32_si128(p->shift);
+    const __m256i zmax = _mm256_set1_epi64x(QK__LN_ZMAX), zmin = _mm256_set1_epi64x(-QK__LN_ZMAX);
+    const __m256i orr = _mm256_set1_epi64x(INT64_C(1) << (p->shift - 1));
+    const __m256i ozp = _mm256_set1_epi64x(p->out_zero_point);
+    const __m256i qmin = _mm256_set1_epi64x(p->out_qmin), qmax = _mm256_set1_epi64x(p->out_qmax);
+    const __m256i lo_dwords = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    for (int32_t c = 0; c < n4; c += 4) {
+        int32_t q4, a4;
+        memcpy(&q4, q + c, 4);
+        memcpy(&a4, p->alpha + c, 4);
+        const __m256i al = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(a4));
+        const __m256i x = _mm256_sllv_epi64(
+            _mm256_sub_epi64(_mm256_cvtepu8_epi64(_mm_cvtsi32_si128(q4)), zp), al);
+        /* x * a = ((x*a2 << 21) + x*a1) << 21 + x*a0 */
+        __m256i xa = _mm256_mul_epi32(x, a2);
+        xa = _mm256_add_epi64(_mm256_slli_epi64(xa, 21), _mm256_mul_epi32(x, a1));
+        xa = _mm256_add_epi64(_mm256_slli_epi64(xa, 21), _mm256_mul_epi32(x, a0));
+        __m256i z = qk__sra64(_mm256_add_epi64(xa, vb), rs);
+        z = _mm256_blendv_epi8(z, zmax, _mm256_cmpgt_epi64(z, zmax));
+        z = _mm256_blendv_epi8(z, zmin, _mm256_cmpgt_epi64(zmin, z));
+        const __m256i g = _mm256_setr_epi64x((int64_t)p->gamma[c] * gm, (int64_t)p->gamma[c + 1] * gm,
+                                             (int64_t)p->gamma[c + 2] * gm, (int64_t)p->gamma[c + 3] * gm);
+        const __m256i bb = _mm256_setr_epi64x(p->beta[c] * bm, p->beta[c + 1] * bm,
+                                              p->beta[c + 2] * bm, p->beta[c + 3] * bm);
+        const __m256i acc = _mm256_add_epi64(_mm256_mul_epi32(z, g), bb);
+        __m256i v = _mm256_add_epi64(qk__sra64(_mm256_add_epi64(acc, orr), sh), ozp);
+        v = _mm256_blendv_epi8(v, qmax, _mm256_cmpgt_epi64(v, qmax));
+        v = _mm256_blendv_epi8(v, qmin, _mm256_cmpgt_epi64(qmin, v));
+        /* the low dword of each lane holds the int8 value: pack 4 lanes to 4 bytes */
+        const __m128i d = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v, lo_dwords));
+        const __m128i b8 = _mm_packs_epi16(_mm_packs_epi32(d, d), _mm_setzero_si128());
+        const int32_t out4 = _mm_cvtsi128_si32(b8);
+        memcpy(y + c, &out4, 4);
+    }
+    return n4;
+}
+#endif
+
+/* y_i = clamp(RHU(z_i * G_i + B_i, F) + zp) for one row, with
+ * z_i = clamp(RHU(v_i * mult, rshift), -2^24, 2^24) and v_i = C x_i - S1.
+ * v_i * mult is evaluated as x_i * (C * mult) + (2^(rshift-1) - S1 * mult): the same integer
+ * (|C * mult| < 2^47, |x_i * C * mult| and |S1 * mult| < 2^62, their sum is |v_i * mult| + the
+ * rounding term < 2^63), one multiplication fewer per element. */
+static inline void qk__ln_output(const qk_layernorm_params *p, const uint8_t *q, int64_t s1,
+                                 int64_t mult, int rshift, int8_t *y) {
+    const int64_t a = (int64_t)p->channels * mult;
+    const int64_t b = (rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0) - s1 * mult;
+    int32_t done = 0;
+#if QK_X86
+    if (qk__level() >= QK_LEVEL_AVX2) done = qk__ln_output_avx2(p, q, a, b, rshift, y);
+#endif
+    qk__ln_output_scalar(p, q, a, b, rshift, done, y);
+}
+
+qk_status qk_layernorm_ptf_u8_s8_exact(const qk_layernorm_params *p, const uint8_t *q,
+                                       size_t tokens, int8_t *y) {
+    const qk_status st = qk__ln_check(p, q, tokens, y);
+    if (st != QK_OK) return st;
+    if (p->method != QK_LAYERNORM_EXACT) return QK_ERR_ARG;
+    const size_t C = (size_t)p->channels;
+    for (size_t t = 0; t < tokens; t++) {
+        const uint8_t *qr = q + t * C;
+        int64_t s1, d;
+        qk__ln_row_stats(p, qr, &s1, &d);
+        d += p->eps_term;
+        int64_t m = 0;
+        int rshift = 0;
+        if (d > 0) {
+            const int j = (61 - qk__bitlen64((uint64_t)d)) / 2;
+            const uint64_t r = qk_isqrt_u64((uint64_t)d << (2 * j));
+            m = (int64_t)(((UINT64_C(1) << 61) + r / 2) / r);
+            rshift = 45 - j;
+        }
+        qk__ln_output(p, qr, s1, m, rshift, y + t * C);
+    }
+    return QK_OK;
+}
+
+/* The 256-entry table lookup: 1/sqrt(d) ~= lut[m] * 2^-(16 + e/2). */
+static inline void qk__ln_inv_sqrt_lut(const qk_layernorm_params *p, int64_t d, int64_t *mult,
+                                       int *rshift) {
+    if (d <= 0) {
+        *mult = 0;
+        *rshift = 0;
+        return;
+    }
+    int e = 0;
+    int64_t m = d;
+    if (d >= 256) {
+        e = qk__bitlen64((uint64_t)d) - 8;
+        if (e & 1) e++;
+        m = qk__rhu64(d, e);
+        if (m >= 256) {
+            e += 2;
+            m = qk__rhu64(d, e);
+        }
+    }
+    /* m is in [1, 255] here (after the second step m <= 65); the mask only tells the compiler */
+    *mult = (int64_t)p->inv_sqrt_lut[m & 255];
+    *rshift = e / 2;
+}
+
+qk_status qk_layernorm_ptf_u8_s8_sole(const qk_layernorm_params *p, const uint8_t *q,
+                                      size_t tokens, int8_t *y) {
+    const qk_status st = qk__ln_check(p, q, tokens, y);
+    if (st != QK_OK) return st;
+    if (p->method != QK_LAYERNORM_SOLE_ROUND && p->method != QK_LAYERNORM_SOLE_TRUNCATE)
+        return QK_ERR_ARG;
+    const size_t C = (size_t)p->channels;
+    for (size_t t = 0; t < tokens; t++) {
+        const uint8_t *qr = q + t * C;
+        int64_t s1, d;
+        qk__ln_row_stats(p, qr, &s1, &d);
+        d += p->eps_term;
+        int64_t m;
+        int rshift;
+        qk__ln_inv_sqrt_lut(p, d, &m, &rshift);
+        qk__ln_output(p, qr, s1, m, rshift, y + t * C);
+    }
+    return QK_OK;
+}
+
+qk_status qk_layernorm_ptf_u8_s8(const qk_layernorm_params *p, const uint8_t *q, size_t tokens,
+                                 int8_t *y) {
+    if (p == NULL) return QK_ERR_ARG;
+    return p->method == QK_LAYERNORM_EXACT ? qk_layernorm_ptf_u8_s8_exact(p, q, tokens, y)
+                                           : qk_layernorm_ptf_u8_s8_sole(p, q, tokens, y);
+}
+
+qk_status qk_layernorm_ptf_stats(const qk_layernorm_params *p, const uint8_t *q, size_t tokens,
+                                 int64_t *s1, int64_t *d) {
+    const qk_status st = qk__ln_check(p, q, tokens, s1);
+    if (st != QK_OK) return st;
+    if (tokens > 0 && d == NULL) return QK_ERR_ARG;
+    const size_t C = (size_t)p->channels;
+    for (size_t t = 0; t < tokens; t++) {
+        const uint8_t *qr = q + t * C;
+        qk__ln_row_stats(p, qr, &s1[t], &d[t]);
+    }
+    return QK_OK;
+}

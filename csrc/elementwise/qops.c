@@ -1,0 +1,308 @@
+/* qops.c -- quantized add, LeakyReLU, clamp, max pooling and adaptive average pooling on 8-bit
+ * tensors, as PyTorch's quantized CPU kernels compute them (the formulas are in qkernels.h). */
+#include "core/core.h"
+
+#include <math.h>
+#include <string.h>
+
+#if QK_X86
+#include <immintrin.h>
+#endif
+
+/* ---- scalar cores ------------------------------------------------------------------------ */
+/* Vectorized<quint8>::dequantize: one rounding, fmaf(q, s, -fl(s * zp)). */
+static inline float qk__dq(int32_t q, float s, float nb) { return fmaf((float)q, s, nb); }
+
+/* Vectorized<quint8>::quantize (pt2e): RNE(fl(v * inv)) + zp, clamped to [qmin, qmax]; lo/hi
+ * are qmin - zp and qmax - zp. */
+static inline int32_t qk__q(float v, float inv, double lo, double hi, int32_t zp) {
+    const double t = qk__clampd((double)(v * inv), lo, hi);
+    return (int32_t)rint(t) + zp;
+}
+
+#if QK_X86
+/* 8 integers of type T (u8: zero-extended, s8: sign-extended) as floats. */
+QK_TARGET_AVX2 static inline __m256 qk__load8f(const void *p, int is_s8) {
+    const __m128i v = _mm_loadl_epi64((const __m128i *)p);
+    return _mm256_cvtepi32_ps(is_s8 ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v));
+}
+
+/* RNE(fl(v * inv)) clamped to [lo, hi] (integers as floats), + zp, stored as 8 bytes. The clamp
+ * before the rounding gives the scalar path's result: both bounds are integers. */
+QK_TARGET_AVX2 static inline void qk__store8q(void *p, __m256 v, __m256 inv, __m256 lo, __m256 hi,
+                                              __m256i zp, int is_s8) {
+    __m256 t = _mm256_mul_ps(v, inv);
+    t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+    t = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(t), zp);
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    _mm_storel_epi64((__m128i *)p, is_s8 ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w));
+}
+#endif
+
+/* ---- quantized add ------------------------------------------------------------------------ */
+#if QK_X86
+QK_TARGET_AVX2 static size_t qk__qadd_avx2(const uint8_t *a, const uint8_t *b, int is_s8,
+                                           size_t n, float sa, float nba, float sb, float nbb,
+                                           float inv, float lo, float hi, int32_t zo, int relu,
+                                           uint8_t *y) {
+    const __m256 vsa = _mm256_set1_ps(sa), vna = _mm256_set1_ps(nba);
+    const __m256 vsb = _mm256_set1_ps(sb), vnb = _mm256_set1_ps(nbb);
+    const __m256 vinv = _mm256_set1_ps(inv), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    const __m256i vzo = _mm256_set1_epi32(zo);
+    const __m256 zero = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 da = _mm256_fmadd_ps(qk__load8f(a + i, is_s8), vsa, vna);
+        const __m256 db = _mm256_fmadd_ps(qk__load8f(b + i, is_s8), vsb, vnb);
+        __m256 c = _mm256_add_ps(da, db);
+        if (relu) c = _mm256_max_ps(c, zero);
+        qk__store8q(y + i, c, vinv, vlo, vhi, vzo, is_s8);
+    }
+    return i;
+}
+#endif
+
+qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_scale,
+                  int32_t a_zp, float b_scale, int32_t b_zp, float out_scale, int32_t out_zp,
+                  int relu, void *y) {
+    if (t != QK_DT_U8 && t != QK_DT_S8) return QK_ERR_ARG;
+    if (!qk__scale_ok(a_scale) || !qk__scale_ok(b_scale) || !qk__scale_ok(out_scale))
+        return QK_ERR_SCALE;
+    const int s8 = t == QK_DT_S8;
+    const int32_t qmin = s8 ? INT8_MIN : 0, qmax = s8 ? INT8_MAX : UINT8_MAX;
+    if (out_zp < qmin || out_zp > qmax || a_zp < qmin || a_zp > qmax || b_zp < qmin || b_zp > qmax)
+        return QK_ERR_ZERO_POINT;
+    if (n > 0 && (a == NULL || b == NULL || y == NULL)) return QK_ERR_ARG;
+    const float nba = -(a_scale * (float)a_zp), nbb = -(b_scale * (float)b_zp);
+    const float inv = 1.0f / out_scale;
+    const double lo = (double)qmin - out_zp, hi = (double)qmax - out_zp;
+    const uint8_t *pa = (const uint8_t *)a, *pb = (const uint8_t *)b;
+    uint8_t *py = (uint8_t *)y;
+    size_t i = 0;
+#if QK_X86
+    if (qk__level() >= QK_LEVEL_AVX2)
+        i = qk__qadd_avx2(pa, pb, s8, n, a_scale, nba, b_scale, nbb, inv, (float)lo, (float)hi,
+                          out_zp, relu, py);
+#endif
+    for (; i < n; i++) {
+        const int32_t qa = s8 ? (int32_t)(int8_t)pa[i] : (int32_t)pa[i];
+        const int32_t qb = s8 ? (int32_t)(int8_t)pb[i] : (int32_t)pb[i];
+        float c = qk__dq(qa, a_scale, nba) + qk__dq(qb, b_scale, nbb);
+        if (relu && c < 0.0f) c = 0.0f;
+        const int32_t r = qk__q(c, inv, lo, hi, out_zp);
+        py[i] = s8 ? (uint8_t)(int8_t)r : (uint8_t)r;
+    }
+    return QK_OK;
+}
+
+/* ---- quantized LeakyReLU ------------------------------------------------------------------ */
+#if QK_X86
+QK_TARGET_AVX2 static size_t qk__qleaky_avx2(const uint8_t *x, int is_s8, size_t n, float sx,
+                                             float nbx, float slope, float inv, float lo,
+                                             float hi, int32_t zo, uint8_t *y) {
+    const __m256 vs = _mm256_set1_ps(sx), vn = _mm256_set1_ps(nbx), vsl = _mm256_set1_ps(slope);
+    const __m256 vinv = _mm256_set1_ps(inv), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    const __m256i vzo = _mm256_set1_epi32(zo);
+    const __m256 zero = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 d = _mm256_fmadd_ps(qk__load8f(x + i, is_s8), vs, vn);
+        const __m256 pos = _mm256_cmp_ps(d, zero, _CMP_GT_OQ);
+        const __m256 v = _mm256_blendv_ps(_mm256_mul_ps(d, vsl), d, pos);
+        qk__store8q(y + i, v, vinv, vlo, vhi, vzo, is_s8);
+    }
+    return i;
+}
+#endif
+
+qk_status qk_qleaky_relu(const void *x, qk_dtype t, size_t n, float x_scale, int32_t x_zp,
+                         float slope, float out_scale, int32_t out_zp, void *y) {
+    if (t != QK_DT_U8 && t != QK_DT_S8) return QK_ERR_ARG;
+    if (!qk__scale_ok(x_scale) || !qk__scale_ok(out_scale)) return QK_ERR_SCALE;
+    if (!isfinite(slope)) return QK_ERR_ARG;
+    const int s8 = t == QK_DT_S8;
+    const int32_t qmin = s8 ? INT8_MIN : 0, qmax = s8 ? INT8_MAX : UINT8_MAX;
+    if (out_zp < qmin || out_zp > qmax || x_zp < qmin || x_zp > qmax) return QK_ERR_ZERO_POINT;
+    if (n > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;
+    const float nbx = -(x_scale * (float)x_zp), inv = 1.0f / out_scale;
+    const double lo = (double)qmin - out_zp, hi = (double)qmax - out_zp;
+    const uint8_t *px = (const uint8_t *)x;
+    uint8_t *py = (uint8_t *)y;
+    size_t i = 0;
+#if QK_X86
+    if (qk__level() >= QK_LEVEL_AVX2)
+        i = qk__qleaky_avx2(px, s8, n, x_scale, nbx, slope, inv, (float)lo, (float)hi, out_zp, py);
+#endif
+    for (; i < n; i++) {
+        const int32_t q = s8 ? (int32_t)(int8_t)px[i] : (int32_t)px[i];
+        const float d = qk__dq(q, x_scale, nbx);
+        const float v = d > 0.0f ? d : d * slope;
+        const int32_t r = qk__q(v, inv, lo, hi, out_zp);
+        py[i] = s8 ? (uint8_t)(int8_t)r : (uint8_t)r;
+    }
+    return QK_OK;
+}
+
+/* ---- clamp -------------------------------------------------------------------------------- */
+qk_status qk_qclamp(const void *x, qk_dtype t, size_t n, int32_t lo, int32_t hi, void *y) {
+    if (t != QK_DT_U8 && t != QK_DT_S8) return QK_ERR_ARG;
+    if (n > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;
+    if (t == QK_DT_U8) {
+        const uint8_t l = (uint8_t)(lo < 0 ? 0 : lo > 255 ? 255 : lo);
+        const uint8_t h = (uint8_t)(hi < 0 ? 0 : hi > 255 ? 255 : hi);
+        const uint8_t *px = (const uint8_t *)x;
+        uint8_t *py = (uint8_t *)y;
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t v = px[i] < l ? l : px[i];
+            py[i] = v > h ? h : v;
+        }
+    } else {
+        const int8_t l = (int8_t)(lo < -128 ? -128 : lo > 127 ? 127 : lo);
+        const int8_t h = (int8_t)(hi < -128 ? -128 : hi > 127 ? 127 : hi);
+        const int8_t *px = (const int8_t *)x;
+        int8_t *py = (int8_t *)y;
+        for (size_t i = 0; i < n; i++) {
+            const int8_t v = px[i] < l ? l : px[i];
+            py[i] = v > h ? h : v;
+        }
+    }
+    return QK_OK;
+}
+
+/* ---- pooling ------------------------------------------------------------------------------ */
+/* The taps a in [*a0, *a1) of a window starting at o*s - p (dilation d) that fall in [0, n). */
+static inline void qk__taps(size_t o, size_t s, size_t p, size_t d, size_t k, size_t n,
+                            size_t *a0, size_t *a1) {
+    const size_t start = o * s; /* + p: coordinates of the padded input */
+    size_t lo = 0, hi = k;
+    if (start < p) lo = (p - start + d - 1) / d;
+    /* start + a*d - p < n  <=>  a*d < n + p - start */
+    if (n + p <= start) {
+        hi = 0;
+    } else {
+        const size_t lim = (n + p - start + d - 1) / d;
+        if (lim < hi) hi = lim;
+    }
+    if (lo > hi) lo = hi;
+    *a0 = lo;
+    *a1 = hi;
+}
+
+#define QK__MAXPOOL(T, TMIN)                                                                     \
+    static void qk__maxpool_##T(const T *x, size_t planes, size_t h, size_t w, size_t kh,       \
+                                size_t kw, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh, \
+                                size_t dw, size_t oh, size_t ow, T *y) {                        \
+        if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 &&       \
+            dw == 1 && 2 * oh <= h && 2 * ow <= w) {                                            \
+            /* the common 2x2 / stride 2 window, every tap in bounds */                        \
+            for (size_t p = 0; p < planes; p++) {                                               \
+                const T *xp = x + p * h * w;                                                    \
+                for (size_t i = 0; i < oh; i++) {                                               \
+                    const T *r0 = xp + 2 * i * w, *r1 = r0 + w;                                 \
+                    for (size_t j = 0; j < ow; j++) {                                           \
+                        const T a = r0[2 * j] > r0[2 * j + 1] ? r0[2 * j] : r0[2 * j + 1];      \
+                        const T b = r1[2 * j] > r1[2 * j + 1] ? r1[2 * j] : r1[2 * j + 1];      \
+                        y[j] = a > b ? a : b;                                                   \
+                    }                                                                           \
+                    y += ow;                                                                    \
+                }                                                                               \
+            }                                                                                   \
+            return;                                                                             \
+        }                                                                                       \
+        for (size_t p = 0; p < planes; p++) {                                                   \
+            const T *xp = x + p * h * w;                                                        \
+            for (size_t i = 0; i < oh; i++) {                                                   \
+                size_t a0, a1;                                                                  \
+                qk__taps(i, sh, ph, dh, kh, h, &a0, &a1);                                       \
+                for (size_t j = 0; j < ow; j++) {                                               \
+                    size_t b0, b1;                                                              \
+                    qk__taps(j, sw, pw, dw, kw, w, &b0, &b1);                                   \
+                    T m = TMIN;                                                                 \
+                    for (size_t a = a0; a < a1; a++) {                                          \
+                        const T *row = xp + (i * sh + a * dh - ph) * w;                         \
+                        for (size_t b = b0; b < b1; b++) /* in-bounds columns only */           \
+                            if (row[j * sw + b * dw - pw] > m) m = row[j * sw + b * dw - pw];   \
+                    }                                                                           \
+                    *y++ = m;                                                                   \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+    }
+QK__MAXPOOL(uint8_t, 0)
+QK__MAXPOOL(int8_t, INT8_MIN)
+
+qk_status qk_qmax_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, size_t w, size_t kh,
+                         size_t kw, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh,
+                         size_t dw, size_t oh, size_t ow, void *y) {
+    if ((t != QK_DT_U8 && t != QK_DT_S8) || kh == 0 || kw == 0 || sh == 0 || sw == 0 ||
+        dh == 0 || dw == 0)
+        return QK_ERR_ARG;
+    /* the arrays, and every window coordinate (last window start plus its dilated extent, the
+     * padded extent plus a dilation step) must fit: no wrapped index */
+    size_t v, e;
+    if (!qk__sz_mul4(planes, h, w, 1, &v) || !qk__sz_mul4(planes, oh, ow, 1, &v) ||
+        !qk__sz_add(h, ph, &v) || !qk__sz_add(v, dh, &v) || !qk__sz_add(w, pw, &v) ||
+        !qk__sz_add(v, dw, &v) ||
+        (oh > 0 && (!qk__sz_mul(oh - 1, sh, &v) || !qk__sz_mul(kh - 1, dh, &e) ||
+                    !qk__sz_add(v, e, &v))) ||
+        (ow > 0 && (!qk__sz_mul(ow - 1, sw, &v) || !qk__sz_mul(kw - 1, dw, &e) ||
+                    !qk__sz_add(v, e, &v))))
+        return QK_ERR_ARG;
+    if (planes * oh * ow > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;
+    if (t == QK_DT_U8)
+        qk__maxpool_uint8_t((const uint8_t *)x, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh,
+                            ow, (uint8_t *)y);
+    else
+        qk__maxpool_int8_t((const int8_t *)x, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh,
+                           ow, (int8_t *)y);
+    return QK_OK;
+}
+
+/* RNE(sum / count): the quotient of two integers below 2^53 is correctly rounded in double. */
+static inline double qk__avg(int64_t s, size_t count) { return nearbyint((double)s / (double)count); }
+
+#define QK__AVGPOOL(T)                                                                           \
+    static void qk__avgpool_##T(const T *x, size_t planes, size_t h, size_t w, size_t oh,       \
+                                size_t ow, T *y) {                                              \
+        if (oh == 1 && ow == 1 && h * w <= ((size_t)1 << 23)) { /* global: int32 sums */        \
+            const size_t hw = h * w;                                                            \
+            for (size_t p = 0; p < planes; p++) {                                               \
+                const T *xp = x + p * hw;                                                       \
+                int32_t s = 0;                                                                  \
+                for (size_t a = 0; a < hw; a++) s += xp[a];                                     \
+                y[p] = (T)qk__avg(s, hw);                                                       \
+            }                                                                                   \
+            return;                                                                             \
+        }                                                                                       \
+        for (size_t p = 0; p < planes; p++) {                                                   \
+            const T *xp = x + p * h * w;                                                        \
+            for (size_t i = 0; i < oh; i++) {                                                   \
+                const size_t h0 = i * h / oh, h1 = ((i + 1) * h + oh - 1) / oh;                 \
+                for (size_t j = 0; j < ow; j++) {                                               \
+                    const size_t w0 = j * w / ow, w1 = ((j + 1) * w + ow - 1) / ow;             \
+                    int64_t s = 0;                                                              \
+                    for (size_t a = h0; a < h1; a++)                                            \
+                        for (size_t b = w0; b < w1; b++) s += xp[a * w + b];                    \
+                    *y++ = (T)qk__avg(s, (h1 - h0) * (w1 - w0));                                \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+    }
+QK__AVGPOOL(uint8_t)
+QK__AVGPOOL(int8_t)
+
+qk_status qk_qadaptive_avg_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, size_t w,
+                                  size_t oh, size_t ow, void *y) {
+    if ((t != QK_DT_U8 && t != QK_DT_S8) || h == 0 || w == 0) return QK_ERR_ARG;
+    size_t v; /* the arrays and the window bounds (i + 1) * h, (j + 1) * w must fit */
+    if (!qk__sz_mul4(planes, h, w, 1, &v) || !qk__sz_mul4(planes, oh, ow, 1, &v) ||
+        !qk__sz_mul(oh, h, &v) || !qk__sz_mul(ow, w, &v))
+        return QK_ERR_ARG;
+    if (planes * oh * ow > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;
+    if (t == QK_DT_U8)
+        qk__avgpool_uint8_t((const uint8_t *)x, planes, h, w, oh, ow, (uint8_t *)y);
+    else
+        qk__avgpool_int8_t((const int8_t *)x, planes, h, w, oh, ow, (int8_t *)y);
+    return QK_OK;
+}

@@ -1,0 +1,44 @@
+/* dw_s16_avx2.c -- the int16 depthwise plane on AVX2 (twin: dw_s16_scalar.c). */
+#include "ukernels/simd_avx2.h"
+
+#if QK_X86
+/* 16 outputs of a row at a time; taps are taken in pairs, interleaved (unpacklo/hi) and
+ * multiplied by the weight pair with vpmaddwd (exact for |x|, |w| <= 255); an odd last tap pairs
+ * with weight 0. The last block of a row computes 16 outputs and keeps ow - j of them: reads may
+ * run up to 2 * 16 + 31 elements past the last input the plane needs (the caller provides that
+ * slack; the extra lanes are discarded). Strides other than 1 and 2: the scalar twin. */
+QK_TARGET_AVX2 void qk_dw_plane__avx2(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
+                                      size_t kw, size_t stride_h, size_t stride_w, size_t dil_h,
+                                      size_t dil_w, size_t oh, size_t ow, int32_t *out) {
+    enum { MAXT = 64 };
+    const size_t taps = kh * kw;
+    if (!(stride_w == 1 || stride_w == 2) || taps > MAXT) {
+        qk_dw_plane__scalar(x, wp, w, kh, kw, stride_h, stride_w, dil_h, dil_w, oh, ow, out);
+        return;
+    }
+    size_t off[MAXT + 1];
+    int32_t wpair[MAXT / 2 + 1];
+    qk__dw_s16_taps(w, kh, kw, dil_h, dil_w, wp, off, wpair);
+    int32_t tmp[16];
+    for (size_t i = 0; i < oh; i++) {
+        const int16_t *xrow = x + i * stride_h * wp;
+        int32_t *orow = out + i * ow;
+        for (size_t j = 0; j < ow; j += 16) {
+            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+            const int16_t *base = xrow + j * stride_w;
+            for (size_t t = 0; t < taps; t += 2) {
+                const __m256i v0 = qk__load16_s16__avx2(base + off[t], stride_w);
+                const __m256i v1 = qk__load16_s16__avx2(base + off[t + 1], stride_w);
+                const __m256i wv = _mm256_set1_epi32(wpair[t / 2]);
+                lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(v0, v1), wv));
+                hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(v0, v1), wv));
+            }
+            int32_t *dst = j + 16 <= ow ? orow + j : tmp;
+            _mm256_storeu_si256((__m256i *)dst, _mm256_permute2x128_si256(lo, hi, 0x20));
+            _mm256_storeu_si256((__m256i *)(dst + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+            if (dst == tmp)
+                for (size_t q = 0; j + q < ow; q++) orow[j + q] = tmp[q];
+        }
+    }
+}
+#endif

@@ -1,0 +1,55 @@
+/* epilogue_avx2.c -- the output stage on AVX2 (twin: epilogue_scalar.c): the fp32 and int32
+ * schemes 8 elements at a time, the rest (other schemes, tails) by the scalar form. */
+#include "ukernels/ukernels.h"
+
+#if QK_X86
+#include <immintrin.h>
+
+/* The fp32 and int32 (no requantization) schemes, 8 elements at a time, bit-identical to
+ * qk__epi1: vpaddd wraps like the uint32 add, cvtdq2ps and cvtps2dq round to nearest even as
+ * the scalar conversions and nearbyintf do in the default rounding mode, and the clamp happens
+ * on integral float bounds. per_ch: channel o + i for element i (linear); else channel o. */
+QK_TARGET_AVX2 static size_t qk__epi_avx2(const qk_epilogue *ep, size_t o, int per_ch,
+                                          const int32_t *src, size_t cnt, void *y) {
+    const int fp32 = ep->scheme == QK_REQ_FP32;
+    if (!fp32 && ep->scheme != QK_REQ_NONE) return 0;
+    const __m256 flo = _mm256_set1_ps((float)(ep->act_min - ep->zero_point));
+    const __m256 fhi = _mm256_set1_ps((float)(ep->act_max - ep->zero_point));
+    const __m256i vzp = _mm256_set1_epi32(ep->zero_point);
+    const int is_s8 = ep->out_type == QK_DT_S8;
+    size_t i = 0;
+    for (; i + 8 <= cnt; i += 8) {
+        __m256i acc = _mm256_loadu_si256((const __m256i *)(src + i));
+        if (ep->bias)
+            acc = _mm256_add_epi32(acc, per_ch ? _mm256_loadu_si256((const __m256i *)(ep->bias + o + i))
+                                               : _mm256_set1_epi32(ep->bias[o]));
+        if (!fp32) {
+            _mm256_storeu_si256((__m256i *)((int32_t *)y + i), acc);
+            continue;
+        }
+        __m256 f = _mm256_cvtepi32_ps(acc);
+        if (ep->float_bias)
+            f = _mm256_add_ps(f, per_ch ? _mm256_loadu_ps(ep->float_bias + o + i)
+                                        : _mm256_set1_ps(ep->float_bias[o]));
+        f = _mm256_mul_ps(f, per_ch ? _mm256_loadu_ps(ep->scale + o + i) : _mm256_set1_ps(ep->scale[o]));
+        f = _mm256_min_ps(_mm256_max_ps(f, flo), fhi);
+        const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(f), vzp);
+        const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        const __m128i b8 = is_s8 ? _mm_packs_epi16(w16, w16) : _mm_packus_epi16(w16, w16);
+        _mm_storel_epi64((__m128i *)((uint8_t *)y + i), b8);
+    }
+    return i;
+}
+
+qk_status qk_epilogue_run__avx2(const qk_epilogue *ep, size_t o, const int32_t *src, size_t cnt,
+                                void *y) {
+    const size_t i = qk__epi_avx2(ep, o, 0, src, cnt, y);
+    return qk_epilogue_tail__scalar(ep, o, 0, src, i, cnt, y);
+}
+
+qk_status qk_epilogue_channels__avx2(const qk_epilogue *ep, size_t o, const int32_t *src,
+                                     size_t cnt, void *y) {
+    const size_t i = qk__epi_avx2(ep, o, 1, src, cnt, y);
+    return qk_epilogue_tail__scalar(ep, o, 1, src, i, cnt, y);
+}
+#endif

@@ -1,0 +1,77 @@
+/* simd_avx2.h -- small inline helpers shared by the AVX2 micro-kernels (and by the AVX-512 ones,
+ * whose targets include AVX2). Not installed, not public. */
+#ifndef QKERNELS_UKERNELS_SIMD_AVX2_H
+#define QKERNELS_UKERNELS_SIMD_AVX2_H
+
+#include "ukernels/ukernels.h"
+
+#if QK_X86
+#include <immintrin.h>
+
+/* 16 int16 at p, p + s, ..., p + 15 s for a stride s of 1 or 2 (stride 2: the even elements of
+ * 32, read whole). */
+QK_TARGET_AVX2 static inline __m256i qk__load16_s16__avx2(const int16_t *p, size_t stride) {
+    if (stride == 1) return _mm256_loadu_si256((const __m256i *)p);
+    const __m256i m = _mm256_set1_epi32(0xFFFF);
+    const __m256i v0 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), m);
+    const __m256i v1 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(p + 16)), m);
+    return _mm256_permute4x64_epi64(_mm256_packus_epi32(v0, v1), 0xD8);
+}
+
+/* The same for 16 bytes (stride 2: the even bytes of 32, read whole). */
+QK_TARGET_AVX2 static inline __m128i qk__load16_u8__avx2(const uint8_t *p, size_t stride) {
+    if (stride == 1) return _mm_loadu_si128((const __m128i *)p);
+    const __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), _mm256_set1_epi16(0xFF));
+    return _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+/* One k row of a u8 tile panel: the 16 lanes of up to 3 runs (nseg, a constant where this is
+ * inlined), lanes of run r from p + base[r] (vpblendvb with the run's lane mask m1, m2). */
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m128i qk__seg_row_u8__avx2(const uint8_t *p,
+                                                                     const size_t *base, int nseg,
+                                                                     size_t sw, __m128i m1,
+                                                                     __m128i m2) {
+    __m128i v = qk__load16_u8__avx2(p + base[0], sw);
+    if (nseg > 1) v = _mm_blendv_epi8(v, qk__load16_u8__avx2(p + base[1], sw), m1);
+    if (nseg > 2) v = _mm_blendv_epi8(v, qk__load16_u8__avx2(p + base[2], sw), m2);
+    return v;
+}
+
+/* The body of a u8 tile panel (qk_im2col_u8), one quad of k rows at a time: STORE4(d, v0, v1,
+ * v2, v3) interleaves the four rows into the 64-byte [16][4] block d (an always-inline function
+ * of the including file's ISA); the last quad's rows past k are zero. Expanded inside a function
+ * with src, koff, k, k4, base, nseg, sw, m1, m2, panel in scope. */
+#define QK__IM2COL_U8_ROW(KK) qk__seg_row_u8__avx2(src + koff[KK], base, nseg, sw, m1, m2)
+#define QK__IM2COL_U8_LAST(KK) ((KK) < k ? QK__IM2COL_U8_ROW(KK) : _mm_setzero_si128())
+#define QK__IM2COL_U8_BODY(STORE4)                                                  \
+    size_t kk = 0;                                                                  \
+    for (; kk + 4 <= k; kk += 4)                                                    \
+        STORE4(panel + kk * 16, QK__IM2COL_U8_ROW(kk), QK__IM2COL_U8_ROW(kk + 1),   \
+               QK__IM2COL_U8_ROW(kk + 2), QK__IM2COL_U8_ROW(kk + 3));               \
+    if (kk < k4)                                                                    \
+        STORE4(panel + kk * 16, QK__IM2COL_U8_LAST(kk), QK__IM2COL_U8_LAST(kk + 1), \
+               QK__IM2COL_U8_LAST(kk + 2), QK__IM2COL_U8_LAST(kk + 3));
+
+/* qk_im2col_u8 of an ISA from its body, specialized for stride 1 and 2 and 1 to 3 runs (NAME:
+ * the function, TARGET its attribute, BODY(nseg, sw) an always-inline function of the rest). */
+#define QK__IM2COL_U8_DISPATCH(NAME, TARGET, BODY)                                                \
+    TARGET int NAME(const uint8_t *src, const size_t *koff, size_t k, size_t k4,                  \
+                    const qk_segs *g, size_t stride_w, uint8_t *panel) {                          \
+        const __m128i lane = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
+        const __m128i m1 = g->n > 1 ? _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[1] - 1))) \
+                                    : _mm_setzero_si128();                                        \
+        const __m128i m2 = g->n > 2 ? _mm_cmpgt_epi8(lane, _mm_set1_epi8((char)((int)g->start[2] - 1))) \
+                                    : _mm_setzero_si128();                                        \
+        switch (g->n * 4 + stride_w) {                                                            \
+            case 5: BODY(src, koff, k, k4, g->base, 1, 1, m1, m2, panel); return 1;               \
+            case 9: BODY(src, koff, k, k4, g->base, 2, 1, m1, m2, panel); return 1;               \
+            case 13: BODY(src, koff, k, k4, g->base, 3, 1, m1, m2, panel); return 1;              \
+            case 6: BODY(src, koff, k, k4, g->base, 1, 2, m1, m2, panel); return 1;               \
+            case 10: BODY(src, koff, k, k4, g->base, 2, 2, m1, m2, panel); return 1;              \
+            case 14: BODY(src, koff, k, k4, g->base, 3, 2, m1, m2, panel); return 1;              \
+            default: return 0;                                                                    \
+        }                                                                                         \
+    }
+#endif
+
+#endif /* QKERNELS_UKERNELS_SIMD_AVX2_H */
