@@ -41,6 +41,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from ..config import OBSERVERS, read_yaml
+
 __all__ = ["ConfigError", "TensorSpec", "TrainingSpec", "PTQSpec", "QATSpec", "PipelineConfig",
            "load_config"]
 
@@ -49,7 +51,6 @@ SCHEDULERS = ("StepLR", "CosineAnnealingLR")
 CRITERIA = ("CrossEntropyLoss", "MSELoss")
 QAT_MODES = ("weight_only", "full")
 ROUNDINGS = ("ceil", "round")
-OBSERVERS = ("minmax", "moving_average", "percentile", "mse", "entropy", "histogram", "mode")
 TENSORS = ("weight", "input", "output", "bias")
 #: the widest activation the integer conv / linear kernels read and write
 MAX_ACT_BITS = 8
@@ -232,15 +233,12 @@ def load_config(path: Optional[str] = None, overrides: Optional[Mapping[str, Any
     """
     data: Any = {}
     if path is not None:
-        import yaml
-
         try:
-            with open(path) as f:
-                data = yaml.safe_load(f)
+            data = read_yaml(path)
         except OSError as exc:
             raise ConfigError(f"cannot read the configuration {path}: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         if data is None:
             data = {}
         if not isinstance(data, dict):
