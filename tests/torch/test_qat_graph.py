@@ -78,9 +78,9 @@ def test_trained_user_graph_deploys_exactly():
     k = res.report["qkernels"]
     assert all(r["fraction_differing"] == 0 for r in k["integer_vs_fake_quant"])
     assert k["integer_exact_accuracy"] == pytest.approx(res.report["final_accuracy"], abs=1e-4)
-    assert res.integer_model.tensor_configs   # the 8-bit output config is in the integer model
     out = [n for n in res.integer_model.graph_module.graph.nodes if n.op == "output"][0]
-    assert res.integer_model._tc(out.args[0].name).bits == 8
+    assert res.integer_model.tensor_configs[out.args[0].name].bits == 8   # the output config
+    assert res.integer_model.layers["c1"].out.bits == 4
     assert {"c1.weight", "c1.bias", "a.weight", "cat.output", "pool.output"} <= \
         set(res.report["final_quantization_details"])
     assert "a.bias" not in res.report["final_quantization_details"]

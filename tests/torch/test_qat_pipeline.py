@@ -12,7 +12,7 @@ pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test 
 pytest.importorskip("yaml", reason="PyYAML is a test requirement (requirements-dev.txt)")
 
 import qkernels as qk  # noqa: E402
-from qkernels.linear import _epilogue  # noqa: E402
+from qkernels.torch import layers as Ly  # noqa: E402
 from qkernels.torch.qat import load_config, load_data, run_qat  # noqa: E402
 from qkernels.torch.qat.report import write_json  # noqa: E402
 from qkernels.torch.reference_models import load  # noqa: E402
@@ -65,12 +65,17 @@ def test_three_steps_weight_only(data):
     assert len(res.history) == 2
     assert r["qat_best_accuracy"] == pytest.approx(max(h.accuracy for h in res.history), abs=1e-4)
     assert r["total_improvement"] == pytest.approx(r["final_accuracy"] - r["initial_accuracy"])
-    assert im.config.preset == "pow2" and im.config.mode == "static"
+    assert im.preset.name == "pow2" and im.mode == "static"
     assert not any(q.enabled for q in res.qat_model.quantizers.values())   # activations float
     # step 3 calibrated the activations on the trained model; the weights are the trained ones
     for name, L in res.qat_model.layers.items():
-        assert torch.equal(im.layers[name]["module"].weight, L.weight.detach())
-        np.testing.assert_array_equal(im.layers[name]["w_scale"], L.weight_q.scale(L.weight).numpy())
+        folded = im.graph_module.get_submodule(res.qat_model.targets[name])
+        folded = folded[0] if isinstance(folded, torch.nn.Sequential) else folded   # LinearReLU
+        assert torch.equal(folded.weight, L.weight.detach())
+        np.testing.assert_array_equal(im.layers[name].w_scale, L.weight_q.scale(L.weight).numpy())
+        np.testing.assert_array_equal(
+            qk.dequantize(im.layers[name].w_int, im.layers[name].w_scale, 0, axis=0),
+            L.quantized_weight().detach().numpy())
     details = r["final_quantization_details"]
     assert set(details) == {f"{m}.{t}" for m in ("fc1", "fc2", "fc3")
                             for t in ("weight", "bias", "input", "output")} | {"x.output", "flatten.output"}
@@ -89,18 +94,17 @@ def test_no_final_ptq_is_weight_only(data):
     res = run_qat(_cfg(quantization={"weight": {"bitwidth": 4}}), load("mlp"), data,
                   final_ptq=False)
     r, im = res.report, res.integer_model
-    assert im.config.mode == "weight_only"
+    assert im.mode == "weight_only"
     assert r["quantization_type"] == "PTQ → Weight-Only QAT" and len(r["pipeline_steps"]) == 2
     assert set(r["final_quantization_details"]) == {"fc1.weight", "fc2.weight", "fc3.weight"}
     assert r["final_quantization_details"]["fc1.weight"]["bitwidth"] == 4
+    fq = im.reference.fq_modules
     for name, L in res.qat_model.layers.items():
         w = L.weight_q(L.weight).detach().numpy()    # what QAT ended with, fake-quantized
-        np.testing.assert_array_equal(
-            qk.dequantize(im.layers[name]["w_int"], im.layers[name]["w_scale"], 0), w)
-    # a 16-bit output config trains weight-only without the final PTQ
-    cfg16 = _cfg(quantization={"weight": {"bitwidth": 4}, "output": {"bitwidth": 16}})
-    assert run_qat(cfg16, load("mlp"), data, final_ptq=False).integer_model.config.mode == \
-        "weight_only"
+        m = fq[name][0] if isinstance(fq[name], torch.nn.Sequential) else fq[name]
+        np.testing.assert_array_equal(m.weight.detach().numpy(), w)
+    y = im(data[1][0][:8].numpy())   # the weight-only model runs those weights, float activations
+    np.testing.assert_array_equal(y, res.qat_model.eval()(data[1][0][:8]).detach().numpy())
 
 
 def test_full_qat_learned_scales_are_deployed_exactly(full_resnet):
@@ -110,7 +114,7 @@ def test_full_qat_learned_scales_are_deployed_exactly(full_resnet):
     for name, L in qat.layers.items():
         s = L.weight_q.scale(L.weight).detach().numpy()
         assert L.weight_q.log2_scale is not None and _is_pow2(s)
-        np.testing.assert_array_equal(im.layers[name]["w_scale"], s)
+        np.testing.assert_array_equal(im.layers[name].w_scale, s)
     for name in qat.calibrated:
         assert im.qparams[name] == fixed[name] and _is_pow2(fixed[name][0])
     assert any(q.log2_scale is not None for q in qat.quantizers.values())
@@ -123,7 +127,7 @@ def test_integer_equals_fake_quant(full_resnet, data):
     res = full_resnet
     k = res.report["qkernels"]
     rows = k["integer_vs_fake_quant"]
-    assert {r["node"] for r in rows} >= set(res.integer_model.layers)
+    assert {r["node"] for r in rows} >= set(res.integer_model.compute_layers())
     for r in rows:
         assert r["max_steps"] <= 1, r
         assert r["fraction_differing"] <= 0.01, r
@@ -134,98 +138,42 @@ def test_integer_equals_fake_quant(full_resnet, data):
 
 
 def test_report_shifts_are_the_kernels(full_resnet, data, tmp_path):
-    """Read the JSON back: every layer's shift is the one the integer kernels use (the pow2
-    epilogue's), and requantizing that layer's exact int32 accumulators with it reproduces the
+    """Read the JSON back: every layer's shift is the one the integer kernels use (the layer's
+    pow2 epilogue), and requantizing that layer's exact int32 accumulators with it reproduces the
     layer's integer output."""
     res = full_resnet
     im = res.integer_model
     path = tmp_path / "report.json"
     write_json(str(path), res.report)
     layers = json.loads(path.read_text())["qkernels"]["layers"]
-    assert set(layers) == set(im.layers)
+    compute = im.compute_layers()
+    assert set(layers) == set(compute)
     x = data[1][0][:16].numpy()
-    raw = {}
-    im._run(x, "int", raw, raw=True)
-    for name, L in im.layers.items():
+    raw = im.intermediates(x)
+    for name, L in compute.items():
         j = layers[name]
-        xs, xz = im.qparams[L["input"]]
-        os_, oz = im.qparams[name]
-        ws = np.broadcast_to(L["w_scale"], (L["w_int"].shape[0],))
-        e = _epilogue("pow2", len(ws), True, np.float32(xs), ws, np.float32(os_), None, None,
-                      None, None, "half_up")
-        assert j["shift"] == e.shift.tolist(), name
+        e = L.epilogue()
+        assert e.scheme_name == "shift_half_up" and j["shift"] == e.shift.tolist(), name
         assert j["output_exponent"] - j["input_exponent"] - np.array(j["weight_exponent"]) == \
             pytest.approx(np.array(j["shift"]))
-        xin = raw[L["input"]]
-        if L["kind"] == "conv":
-            m = L["module"]
-            acc = qk.conv2d_int32(xin.q, L["w_int"], stride=m.stride, padding=m.padding,
-                                  dilation=m.dilation, groups=m.groups, x_zero_point=xz)
+        xin = raw[L.inputs[0]]
+        xz = int(L.x.zero_point)
+        if isinstance(L, Ly.Conv2dLayer):
+            acc = qk.conv2d_int32(xin.q, L.w_int, stride=L.stride, padding=L.padding,
+                                  dilation=L.dilation, groups=L.groups, x_zero_point=xz)
             axis = 1
         else:
-            acc = qk.linear_int32(xin.q, L["w_int"], x_zero_point=xz)
+            acc = qk.linear_int32(xin.q, L.w_int, x_zero_point=xz)
             axis = acc.ndim - 1
-        if L["bias"] is not None:
-            b = np.clip(np.rint(L["bias"].astype(np.float64) / (np.float64(xs) * ws)),
-                        -2 ** 31, 2 ** 31 - 1).astype(np.int64)
-            acc = (acc + b.reshape((-1,) + (1,) * (acc.ndim - 1 - axis))).astype(np.int32)
-        y = qk.requantize_shift(acc, np.array(j["shift"], np.int32), oz, axis=axis,
-                                dtype=raw[name].q.dtype, qmin=j["act_min"], qmax=j["act_max"])
+        if e.bias is not None:
+            acc = (acc + e.bias.reshape((-1,) + (1,) * (acc.ndim - 1 - axis))).astype(np.int32)
+        y = qk.requantize_shift(acc, np.array(j["shift"], np.int32), int(L.out.zero_point),
+                                axis=axis, dtype=raw[name].q.dtype, qmin=j["act_min"],
+                                qmax=j["act_max"])
         np.testing.assert_array_equal(y, raw[name].q, err_msg=name)
     d = res.report["final_quantization_details"]
-    for name, L in im.layers.items():   # bias scale = input scale * weight scale, 32 bits
+    for name in compute:   # bias scale = input scale * weight scale, 32 bits
         t = layers[name]["module"]
         if f"{t}.bias" in d:
             assert np.all(np.log2(d[f"{t}.bias"]["scale"]) == np.array(
                 layers[name]["bias_scale_exponent"]))
-
-
-def test_cli_qat_user_model_and_data(tmp_path, monkeypatch, capsys):
-    """python -m qkernels qat with a module:factory model and data set: report, curve, plain
-    progress lines (stderr is not a terminal)."""
-    from qkernels.torch.cli import main
-
-    (tmp_path / "userpkg_qat.py").write_text(
-        "import torch\n"
-        "def build():\n"
-        "    torch.manual_seed(0)\n"
-        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 32),\n"
-        "                               torch.nn.ReLU(), torch.nn.Linear(32, 3))\n"
-        "def data():\n"
-        "    g = torch.Generator().manual_seed(1)\n"
-        "    x = torch.rand(300, 1, 4, 4, generator=g)\n"
-        "    y = (x.flatten(1)[:, :3].argmax(1))\n"
-        "    return (x[:240], y[:240]), (x[240:], y[240:])\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("model: {name: 'userpkg_qat:build'}\ndata: {dataset: 'userpkg_qat:data'}\n"
-                   "training: {epochs: 3, learning_rate: 0.01, batch_size: 32}\n"
-                   "qat: {mode: full, learn_scales: true}\n")
-    out = tmp_path / "out"
-    assert main(["qat", "--config", str(cfg), "--out", str(out)]) == 0
-    cap = capsys.readouterr()
-    for e in (1, 2, 3):
-        assert f"epoch {e}/3  loss " in cap.err and "accuracy" in cap.err
-    rep = json.loads((out / "report.json").read_text())
-    assert list(rep) == TOOL_KEYS and rep["qkernels"]["qat_mode"] == "full"
-    assert set(rep["final_quantization_details"]) >= {"1.weight", "1.bias", "3.output"}
-    png = (out / "accuracy.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert "integer-exact" in cap.out
-
-
-def test_cli_ptq(tmp_path, capsys):
-    from qkernels.torch.cli import main
-
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("quantization: {weight: {bitwidth: 8, per_channel: true}}\n"
-                   "ptq: {max_eval_batches: 2, calibration_batches: 2}\n")
-    assert main(["ptq", "--config", str(cfg), "--model", "reference:mlp",
-                 "--out", str(tmp_path / "o")]) == 0
-    rep = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert list(rep) == TOOL_KEYS and rep["quantization_type"] == "PTQ"
-    assert rep["qat_best_accuracy"] is None and len(rep["pipeline_steps"]) == 2
-    assert isinstance(rep["final_quantization_details"]["fc1.weight"]["scale"], list)  # per channel
-    assert not (tmp_path / "o" / "accuracy.png").exists()
-    out = capsys.readouterr().out
-    assert "integer-exact" in out and "fc1" in out

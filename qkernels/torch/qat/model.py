@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..convert import _AVG_POOL2D, _CAT
-from ..quantize import IntegerModel, _keeps_qparams
+from .. import layers as Ly
+from ..model import IntegerModel
+from ..quantize import _module_kind, _spec
 from .fake_quant import ActQuantizer, WeightQuantizer, bias_fake_quant
 
 __all__ = ["QATLayer", "QATModel", "build_qat_model"]
@@ -158,51 +159,54 @@ class QATModel(nn.Module):
 def build_qat_model(im: IntegerModel, *, weight_bits: int, per_channel: bool, bias_bits: int,
                     learn_weight_scales: bool = False, learn_act_scales: bool = False,
                     rounding: str = "ceil") -> QATModel:
-    """A :class:`QATModel` on the graph of ``im`` (a ``quantize_model`` result, pow2 preset, static
-    or weight-only mode), its quantizers initialized from ``im``'s scales.
+    """A :class:`QATModel` on the graph of ``im`` (a static ``quantize_model`` result with the
+    pow2 preset), its quantizers initialized from ``im``'s scales.
 
     Example:
         >>> # im = quantize_model(net, calib, config=cfg)     # power-of-two PTQ
         >>> # qat = build_qat_model(im, weight_bits=4, per_channel=True, bias_bits=32)
         >>> # qat.train(); loss = F.cross_entropy(qat(x), y); loss.backward(); ...
     """
-    if im.config.mode not in ("static", "weight_only") or im.config.preset != "pow2":
-        raise ValueError("build_qat_model needs a static or weight-only integer model with the "
-                         "pow2 preset")
-    for what, bad in (("float_modules", im.float_nodes), ("handlers", im.handlers),
-                      ("LayerNorm", im.layernorms)):
+    if im.mode != "static" or im.preset is None or im.preset.name != "pow2" or \
+            im.graph_module is None:
+        raise ValueError("build_qat_model needs a static integer model of a float model "
+                         "(quantize_model) with the pow2 preset")
+    for what, types in (("float_modules", (Ly.FloatLayer,)), ("handlers", (Ly.HandlerLayer,)),
+                        ("LayerNorm", (Ly.LayerNormLayer,))):
+        bad = [n for n, L in im.layers.items() if isinstance(L, types)]
         if bad:
             raise NotImplementedError(f"QAT does not train models with {what} "
-                                      f"({', '.join(sorted(map(str, bad)))}) yet")
+                                      f"({', '.join(sorted(bad))}) yet")
     gm = copy.deepcopy(im.graph_module)
     gm.train()
     layers: Dict[str, QATLayer] = {}
     quantizers: Dict[str, ActQuantizer] = {}
     calibrated: List[str] = []
     targets: Dict[str, str] = {}
+    compute = im.compute_layers()
     nodes = list(gm.graph.nodes)
     for node in nodes:   # the activation quantizers, in graph order
-        if node.name not in im.qparams:
+        L = im.layers.get(node.name)
+        if L is None or L.out is None:
             continue
-        src = node.args[0] if node.op != "placeholder" and node.name not in im.layers and \
-            _keeps_qparams(gm, node) and isinstance(node.args[0], fx.Node) else None
+        src = node.args[0] if node.op != "placeholder" and node.name not in compute and \
+            _inherits(gm, node) and isinstance(node.args[0], fx.Node) else None
         if src is not None and src.name in quantizers:
             quantizers[node.name] = quantizers[src.name]
             continue
-        s, z = im.qparams[node.name]
-        lo, hi = im._tc(node.name).qrange()
-        quantizers[node.name] = ActQuantizer(s, z, lo, hi, learn=learn_act_scales, rounding=rounding)
+        lo, hi = L.out.qrange()
+        quantizers[node.name] = ActQuantizer(float(L.out.scale), int(L.out.zero_point), lo, hi,
+                                             learn=learn_act_scales, rounding=rounding)
         calibrated.append(node.name)
     for node in nodes:   # the layers
-        if node.name not in im.layers:
+        L = compute.get(node.name)
+        if L is None:
             continue
-        L = im.layers[node.name]
-        base = gm.get_submodule(node.target)
-        base = base[0] if isinstance(base, nn.Sequential) else base
-        init = torch.from_numpy(np.asarray(L["w_scale"], np.float32))
+        base, act = _module_kind(gm.get_submodule(node.target))
+        init = torch.from_numpy(np.asarray(L.w_scale, np.float32))
         wq = WeightQuantizer(weight_bits, per_channel, base.weight.shape[0],
                              learn=learn_weight_scales, init_scale=init, rounding=rounding)
-        layer = QATLayer(base, L["act"] is not None, wq, quantizers.get(L["input"]), bias_bits)
+        layer = QATLayer(base, act is not None, wq, quantizers.get(L.inputs[0]), bias_bits)
         _set_module(gm, node.target, layer)
         layers[node.name] = layer
         targets[node.name] = node.target
@@ -215,7 +219,7 @@ def build_qat_model(im: IntegerModel, *, weight_bits: int, per_channel: bool, bi
             continue
         with gm.graph.inserting_after(node):
             fq = gm.graph.call_module(names[id(quantizers[node.name])], (node,),
-                                      {"rounding": _value_rounding(gm, node, im)})
+                                      {"rounding": _value_rounding(gm, node, compute)})
         node.replace_all_uses_with(fq, delete_user_cb=lambda u: u is not fq)
     gm.graph.lint()
     gm.recompile()
@@ -224,21 +228,24 @@ def build_qat_model(im: IntegerModel, *, weight_bits: int, per_channel: bool, bi
     return QATModel(gm, layers, quantizers, calibrated, targets)
 
 
-def _value_rounding(gm: fx.GraphModule, node: fx.Node, im: IntegerModel) -> str:
+def _inherits(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """The node's integer op keeps its input's parameters (the op table's "inherit")."""
+    spec = _spec(gm, node)
+    return spec is not None and spec.calibrate == "inherit"
+
+
+def _value_rounding(gm: fx.GraphModule, node: fx.Node, compute: Dict[str, Any]) -> str:
     """How the integer op producing ``node`` rounds (see ``fake_quant.VALUE_ROUNDINGS``)."""
-    if node.name in im.layers:
+    if node.name in compute:
         return "half_up"            # the pow2 requantizing shift
     if node.op == "placeholder":
         return "half_even_zp"       # FBGEMM quantize of the input
-    if node.op == "call_module" and isinstance(
-            gm.get_submodule(node.target), (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
-        return "half_even_zp"       # quantized average pools add the zero point, then round
-    if node.op == "call_function" and node.target in (*_AVG_POOL2D, *_CAT):
-        return "half_even_zp"
+    spec = _spec(gm, node)
+    if spec is not None and spec.name in ("avg_pool2d", "adaptive_avg_pool2d", "cat"):
+        return "half_even_zp"       # quantized average pools and cat: zero point, then round
     return "half_even"              # vectorized quantize (add, LeakyReLU); ops on the grid
 
 
 def _set_module(gm: nn.Module, target: str, module: nn.Module) -> None:
     parent, _, leaf = target.rpartition(".")
     setattr(gm.get_submodule(parent) if parent else gm, leaf, module)
-

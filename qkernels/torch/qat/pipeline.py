@@ -28,12 +28,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..quantize import IntegerModel, QuantConfig, TensorConfig, quantize_model
+from ..._progress import Progress
+from .. import layers as Ly
+from ..config import QuantConfig, TensorConfig
+from ..model import IntegerModel
+from ..quantize import quantize_model
 from . import report as rep
 from .config import PipelineConfig, TensorSpec
 from .model import QATModel, build_qat_model
 
-__all__ = ["Data", "EpochStats", "PipelineResult", "Progress", "quant_config", "load_data",
+__all__ = ["Data", "EpochStats", "PipelineResult", "quant_config", "load_data",
            "run_ptq", "run_qat", "accuracy", "simulation_model"]
 
 #: ((x_train, y_train), (x_test, y_test))
@@ -65,49 +69,6 @@ class PipelineResult:
     report: Dict[str, Any] = field(default_factory=dict)
 
 
-class Progress:
-    """Progress on stderr: a tqdm bar per epoch with the running loss when ``bars`` (tqdm
-    installed and stderr a terminal), and one plain line per epoch and per step."""
-
-    def __init__(self, bars: Optional[bool] = None, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        if bars is None:
-            bars = _has_tqdm() and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.bars = bool(bars)
-
-    def line(self, text: str) -> None:
-        if self.bars:
-            from tqdm import tqdm
-            tqdm.write(text, file=self.stream)
-        else:
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-    def batches(self, items: Sequence[Any], desc: str) -> Tuple[Iterator[Any], Callable[[float], None]]:
-        """(iterator over items, set_loss) for one epoch."""
-        if not self.bars:
-            return iter(items), lambda loss: None
-        from tqdm import tqdm
-        bar = tqdm(items, desc=desc, leave=False, file=self.stream, dynamic_ncols=True)
-        return iter(bar), lambda loss: bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-
-
-def _has_tqdm() -> bool:
-    try:
-        import tqdm  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-class _Silent(Progress):
-    def __init__(self) -> None:
-        super().__init__(bars=False)
-
-    def line(self, text: str) -> None:
-        pass
-
-
 # ---- configuration -> QuantConfig ---------------------------------------------------------------
 def _act(spec: TensorSpec, observer: str) -> TensorConfig:
     return TensorConfig(bits=spec.bitwidth, symmetric=spec.symmetric, signed=spec.symmetric,
@@ -133,7 +94,9 @@ def quant_config(cfg: PipelineConfig, mode: str = "static") -> QuantConfig:
         weight=TensorConfig(bits=w.bitwidth, symmetric=True, per_channel=w.per_channel, signed=True,
                             power_of_two="ceil"),
         activation=act, input=None, output=None if out == act else out,
-        bias=TensorConfig(bits=q["bias"].bitwidth, symmetric=True, signed=True),
+        # weight-only: float activations, so no activation scale to quantize the bias with
+        bias=None if mode == "weight_only" else
+        TensorConfig(bits=q["bias"].bitwidth, symmetric=True, signed=True),
         preset="pow2", mode=mode)
 
 
@@ -196,17 +159,23 @@ class _Run:
     """State shared by the steps of one run."""
 
     def __init__(self, cfg: PipelineConfig, model: nn.Module, data: Data,
-                 progress: Optional[Progress]) -> None:
+                 progress: bool) -> None:
         self.cfg, self.model = cfg, copy.deepcopy(model).eval()
         (self.xtr, self.ytr), (xte, yte) = data
         n_eval = len(xte) if cfg.ptq.max_eval_batches is None else \
             min(len(xte), cfg.ptq.max_eval_batches * cfg.training.batch_size)
         self.xte, self.yte = xte[:n_eval], yte[:n_eval]
-        self.progress = progress or _Silent()
+        self.verbose = bool(progress)
         g = torch.Generator().manual_seed(cfg.training.seed)
         perm = torch.randperm(len(self.xtr), generator=g)
         self.calib = _batches(self.xtr[perm], cfg.training.batch_size, cfg.ptq.calibration_batches)
         self.bs = cfg.training.batch_size
+
+    def line(self, text: str) -> None:
+        """A progress line on stderr (when the run shows progress)."""
+        if self.verbose:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
 
     def acc(self, f: Any) -> float:
         return accuracy(f, self.xte, self.yte, self.bs)
@@ -218,7 +187,7 @@ class _Run:
 
 
 def run_ptq(cfg: PipelineConfig, model: nn.Module, data: Data, *,
-            progress: Optional[Progress] = None) -> PipelineResult:
+            progress: bool = False) -> PipelineResult:
     """Power-of-two PTQ only: weights, biases and activations (calibrated on
     ``ptq.calibration_batches`` training batches), integer-exact with the pow2 preset.
 
@@ -230,25 +199,25 @@ def run_ptq(cfg: PipelineConfig, model: nn.Module, data: Data, *,
     r = _Run(cfg, model, data, progress)
     t0 = time.perf_counter()
     initial = r.acc(r.model)
-    r.progress.line(f"float accuracy {initial:.2f}%")
+    r.line(f"float accuracy {initial:.2f}%")
     wo = r.quantize(r.model, "weight_only")
     ptq_w = r.acc(wo)
     im = r.quantize(r.model, "static")
     report = _report(r, im, None, [], initial=initial, ptq=ptq_w, best=None, final_ptq=True,
                      kind="PTQ", steps=[STEP1, "Step 2: PTQ of inputs and outputs (activation "
                                         "calibration)"], seconds=time.perf_counter() - t0)
-    r.progress.line(f"PTQ: weights only {ptq_w:.2f}%  integer-exact "
+    r.line(f"PTQ: weights only {ptq_w:.2f}%  integer-exact "
                     f"{report['qkernels']['integer_exact_accuracy']:.2f}%")
     return PipelineResult(im, None, [], report)
 
 
 def run_qat(cfg: PipelineConfig, model: nn.Module, data: Data, *, final_ptq: bool = True,
-            progress: Optional[Progress] = None) -> PipelineResult:
+            progress: bool = False) -> PipelineResult:
     """PTQ -> QAT -> final PTQ (see the module docstring); ``final_ptq=False`` stops after QAT
     with the weight-only integer model.
 
     Example:
-        >>> # cfg = load_config("configs/qat_pow2_w4a4.yaml")
+        >>> # cfg = load_config("examples/qat_pow2_w4a4.yaml")
         >>> # res = run_qat(cfg, load_model("reference:resnet"), load_data("digits"))
         >>> # res.integer_model(x)          # integer-exact, the scales QAT learned
     """
@@ -259,16 +228,15 @@ def run_qat(cfg: PipelineConfig, model: nn.Module, data: Data, *, final_ptq: boo
     t_start = time.perf_counter()
     torch.manual_seed(tc.seed)
     initial = r.acc(r.model)
-    r.progress.line(f"{STEP1} (float accuracy {initial:.2f}%)")
+    r.line(f"{STEP1} (float accuracy {initial:.2f}%)")
     wo = r.quantize(r.model, "weight_only")
     ptq_w = r.acc(wo)
-    deployable = final_ptq or full
-    ptq_full = r.quantize(r.model, "static") if deployable else None
-    ptq_int = r.acc(ptq_full) if ptq_full is not None else None
-    r.progress.line(f"  PTQ weights only {ptq_w:.2f}%" + (
-        f", weights and activations (integer-exact) {ptq_int:.2f}%" if ptq_int is not None else ""))
+    ptq_full = r.quantize(r.model, "static")   # QAT starts from its scales and graph
+    ptq_int = r.acc(ptq_full)
+    r.line(f"  PTQ weights only {ptq_w:.2f}%, weights and activations (integer-exact) "
+           f"{ptq_int:.2f}%")
     q = cfg.quantization
-    qat = build_qat_model(ptq_full if ptq_full is not None else wo,
+    qat = build_qat_model(ptq_full,
                           weight_bits=q["weight"].bitwidth, per_channel=q["weight"].per_channel,
                           bias_bits=q["bias"].bitwidth, learn_weight_scales=qc.learn_scales,
                           learn_act_scales=qc.learn_scales and full, rounding=qc.scale_rounding)
@@ -276,14 +244,14 @@ def run_qat(cfg: PipelineConfig, model: nn.Module, data: Data, *, final_ptq: boo
     step2 = STEP2 if not full else ("Step 2: Full QAT training (weights and activations "
                                     "fake-quantized" + (", learned power-of-two scales)"
                                                         if qc.learn_scales else ")"))
-    r.progress.line(f"{step2}: {tc.epochs} epochs")
+    r.line(f"{step2}: {tc.epochs} epochs")
     history = _train(r, qat)
     best = max((h.accuracy for h in history), default=r.acc(qat.eval()))
     deploy = qat.deployable(r.model)
     if final_ptq:
         step3 = STEP3 if not full else ("Step 3: Final integer model with the scales QAT "
                                         "trained (no recalibration)")
-        r.progress.line(step3)
+        r.line(step3)
         im = r.quantize(deploy, "static", qat.fixed_qparams(activations=full))
     else:
         im = r.quantize(deploy, "weight_only", qat.fixed_qparams(activations=False))
@@ -296,7 +264,7 @@ def run_qat(cfg: PipelineConfig, model: nn.Module, data: Data, *, final_ptq: boo
                      final_ptq=final_ptq, kind=kind, steps=steps,
                      seconds=time.perf_counter() - t_start, ptq_int=ptq_int)
     k = report["qkernels"]
-    r.progress.line(f"final: {report['final_accuracy']:.2f}% (fake-quant), "
+    r.line(f"final: {report['final_accuracy']:.2f}% (fake-quant), "
                     f"{k['integer_exact_accuracy']:.2f}% integer-exact; float {initial:.2f}%"
                     if final_ptq else
                     f"final (weights quantized, activations float): "
@@ -328,10 +296,10 @@ def _train(r: _Run, qat: QATModel) -> List[EpochStats]:
         t0 = time.perf_counter()
         perm = torch.randperm(len(r.xtr), generator=g)
         idx = [perm[i:i + r.bs] for i in range(0, len(perm), r.bs)]
-        it, set_loss = r.progress.batches(idx, f"epoch {epoch}/{tc.epochs}")
+        bar = Progress(f"epoch {epoch}/{tc.epochs}", len(idx), enabled=r.verbose)
         total, count = 0.0, 0
         lr = opt.param_groups[0]["lr"]
-        for b in it:
+        for b in idx:
             xb, yb = r.xtr[b], r.ytr[b]
             out = qat(xb)
             if mse and yb.dim() == 1 and not yb.dtype.is_floating_point:
@@ -345,33 +313,48 @@ def _train(r: _Run, qat: QATModel) -> List[EpochStats]:
             opt.step()
             total += loss.item() * len(b)
             count += len(b)
-            set_loss(total / count)
+            bar.postfix(loss=total / count)
+            bar.step()
+        bar.close()
         sched.step()
         seconds = time.perf_counter() - t0
         qat.eval()
         acc = r.acc(qat)
         history.append(EpochStats(epoch, total / max(count, 1), acc, seconds, lr))
-        r.progress.line(f"epoch {epoch}/{tc.epochs}  loss {total / max(count, 1):.4f}  "
+        r.line(f"epoch {epoch}/{tc.epochs}  loss {total / max(count, 1):.4f}  "
                         f"accuracy {acc:.2f}%  ({seconds:.2f} s)")
     qat.eval()
     return history
 
 
 def _check_deployed(qat: QATModel, im: IntegerModel) -> None:
-    """The integer model runs exactly the weights and scales QAT ended with."""
-    want = qat.fixed_qparams(activations=im.config.mode == "static" and
-                             any(q.enabled for q in qat.quantizers.values()))
+    """The integer model runs exactly the weights and scales QAT ended with: its dequantized
+    weights are QAT's fake-quantized ones, bit for bit, and so are its weight and activation
+    scales."""
+    full = im.mode == "static" and any(q.enabled for q in qat.quantizers.values())
+    want = qat.fixed_qparams(activations=full)
+    fq = getattr(im.reference, "fq_modules", {})
     for name, L in qat.layers.items():
+        w = L.quantized_weight().detach().numpy()
         got = im.layers.get(name)
-        if got is None or not torch.equal(got["module"].weight.detach(), L.weight.detach()):
-            raise RuntimeError(f"layer {name}: the integer model's folded weights are not the "
-                               "trained ones")
-        if not np.array_equal(np.broadcast_to(got["w_scale"], np.shape(want[name + ".weight"])),
-                              want[name + ".weight"]):
-            raise RuntimeError(f"layer {name}: weight scale differs from the trained one")
+        if isinstance(got, (Ly.Conv2dLayer, Ly.LinearLayer)):
+            ws = np.asarray(got.w_scale, np.float32)
+            deq = got.w_int.astype(np.float32) * (ws.reshape((-1,) + (1,) * (w.ndim - 1))
+                                                  if ws.ndim else ws)
+            if not np.array_equal(np.broadcast_to(ws, np.shape(want[name + ".weight"])),
+                                  want[name + ".weight"]):
+                raise RuntimeError(f"layer {name}: weight scale differs from the trained one")
+        elif name in fq:   # weight-only: the float layer runs the quantized-dequantized weights
+            m = fq[name]
+            deq = (m[0] if isinstance(m, nn.Sequential) else m).weight.detach().numpy()
+        else:
+            raise RuntimeError(f"layer {name}: not in the integer model")
+        if not np.array_equal(deq, w):
+            raise RuntimeError(f"layer {name}: the integer model's weights are not the trained ones")
+    qp = im.qparams
     for name, v in want.items():
-        if not name.endswith(".weight") and tuple(im.qparams[name]) != tuple(v):
-            raise RuntimeError(f"{name}: activation parameters {im.qparams[name]} differ from the "
+        if not name.endswith(".weight") and tuple(qp[name]) != tuple(v):
+            raise RuntimeError(f"{name}: activation parameters {qp[name]} differ from the "
                                f"trained {v}")
 
 
@@ -380,8 +363,11 @@ def _report(r: _Run, im: IntegerModel, qat: Optional[QATModel], history: List[Ep
             steps: List[str], seconds: float, ptq_int: Optional[float] = None) -> Dict[str, Any]:
     cfg = r.cfg
     q = cfg.quantization
-    targets = {n.name: str(n.target) for n in im.graph_module.graph.nodes if n.name in im.layers}
-    static = im.config.mode == "static"
+    static = im.mode == "static"
+    # layer -> weight scale(s): the integer layers', or (weight-only) those QAT ended with
+    w_scales = {n: L.w_scale for n, L in im.compute_layers().items()} if static else \
+        {n[:-len(".weight")]: v for n, v in qat.fixed_qparams(activations=False).items()}
+    targets = {n.name: str(n.target) for n in im.graph_module.graph.nodes if n.name in w_scales}
     integer = r.acc(im)
     sim = simulation_model(im, q["weight"].bitwidth, q["weight"].per_channel, q["bias"].bitwidth) \
         if static else None
@@ -393,7 +379,7 @@ def _report(r: _Run, im: IntegerModel, qat: Optional[QATModel], history: List[Ep
         "ptq_integer_exact_accuracy": ptq_int if qat is not None else integer,
         "float_accuracy": initial,
         "evaluated_samples": len(r.yte),
-        "preset": im.config.preset, "mode": im.config.mode,
+        "preset": im.preset.name, "mode": im.mode,
         "qat_mode": None if qat is None else cfg.qat.mode,
         "learned_scales": bool(qat is not None and cfg.qat.learn_scales),
         "final_ptq": final_ptq, "seconds": seconds,
@@ -417,7 +403,7 @@ def _report(r: _Run, im: IntegerModel, qat: Optional[QATModel], history: List[Ep
         "config": {k: {"bitwidth": v.bitwidth, "symmetric": v.symmetric, "power_of_2": v.power_of_2}
                    for k, v in q.items()},
         "final_quantization_details": rep.quantization_details(
-            im, q["weight"].bitwidth, q["bias"].bitwidth if static else None, targets),
+            im, w_scales, q["weight"].bitwidth, q["bias"].bitwidth if static else None, targets),
         "initial_accuracy": round(initial, 4),
         "ptq_accuracy": round(ptq, 4),
         "qat_best_accuracy": None if best is None else round(best, 4),
@@ -452,14 +438,14 @@ def _integer_vs_qat(im: IntegerModel, qat: QATModel, x: np.ndarray) -> List[Dict
             return v
     with torch.no_grad():
         _Rec(qat.graph_module).run(torch.from_numpy(x))
-    ti: Dict[str, Any] = {}
-    im._run(x, "int", ti)
+    ti = im.intermediates(x, dequantize=True)
+    qp = im.qparams
     out = []
     for node in im.graph_module.graph.nodes:
-        if node.name not in seen or node.name not in im.qparams:
+        if node.name not in seen or node.name not in qp:
             continue
         steps = np.abs(np.asarray(ti[node.name], np.float64) - seen[node.name].double().numpy()) \
-            / im.qparams[node.name][0]
+            / qp[node.name][0]
         out.append({"node": node.name, "max_steps": float(np.rint(steps.max())),
                     "fraction_differing": float(np.mean(steps > 0.5))})
     return out

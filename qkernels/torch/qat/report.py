@@ -1,4 +1,4 @@
-"""The JSON report of the pipeline (the replaced tool's layout plus ours) and the accuracy curve.
+"""The JSON report of the pipeline (the replaced tool's layout plus ours).
 
 The tool's keys, in its order: ``quantization_type``, ``pipeline_steps``, ``config`` (the
 ``quantization`` section), ``final_quantization_details`` (per tensor ``scale``, ``power_of_2``
@@ -9,7 +9,6 @@ integer / fake-quant comparison per layer, the training history and the whole co
 """
 from __future__ import annotations
 
-import io
 import json
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -17,9 +16,9 @@ import numpy as np
 
 from ... import io as qio
 from ...qparams import QParams
-from ..quantize import _json_default
+from ..export import _json_default
 
-__all__ = ["tensor_entry", "quantization_details", "layer_shifts", "write_json", "write_curve"]
+__all__ = ["tensor_entry", "quantization_details", "layer_shifts", "write_json"]
 
 
 def _exponents(scale: Any) -> np.ndarray:
@@ -48,29 +47,37 @@ def tensor_entry(scale: Any, bitwidth: int) -> Dict[str, Any]:
     return {"scale": float(s), "power_of_2": str(p2), "hardware_op": str(op), "bitwidth": int(bitwidth)}
 
 
-def quantization_details(im: Any, weight_bits: int, bias_bits: Optional[int],
-                         targets: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
-    """``final_quantization_details``: for every conv / linear layer (named by its module path,
-    as the tool names them) ``<path>.weight``, ``<path>.bias`` (its int32 scale ``s_in * s_w``;
-    with quantized activations), ``<path>.input`` and ``<path>.output``; for every other tensor
-    the integer model quantizes (model input, residual adds, ...) ``<node>.output``."""
+def _bits(meta: Any) -> int:
+    """The bit width of an integer slot (its ``bits``, else its storage type's)."""
+    return int(meta.bits) if meta.bits is not None else 8 * np.dtype(meta.dtype).itemsize
+
+
+def quantization_details(im: Any, weight_scales: Dict[str, Any], weight_bits: int,
+                         bias_bits: Optional[int], targets: Dict[str, str]
+                         ) -> Dict[str, Dict[str, Any]]:
+    """``final_quantization_details``: for every conv / linear layer (``weight_scales``: layer
+    -> its weight scale(s); named by its module path, as the tool names them) ``<path>.weight``,
+    and in a static model ``<path>.bias`` (its int32 scale ``s_in * s_w``), ``<path>.input`` and
+    ``<path>.output``; for every other tensor the integer model quantizes (model input, residual
+    adds, ...) ``<node>.output``."""
     out: Dict[str, Dict[str, Any]] = {}
-    static = im.config.mode == "static"
-    for name, L in im.layers.items():
+    static = im.mode == "static"
+    for name, ws in weight_scales.items():
         path = targets.get(name, name)
-        w = np.asarray(L["w_scale"], np.float64)
+        w = np.asarray(ws, np.float64)
         out[f"{path}.weight"] = tensor_entry(w, weight_bits)
         if not static:
             continue
-        xs = np.float64(im.qparams[L["input"]][0])
-        if L["bias"] is not None and bias_bits is not None:
+        L = im.layers[name]
+        xs = np.float64(L.x.scale)
+        if L.bias is not None and bias_bits is not None:
             out[f"{path}.bias"] = tensor_entry(xs * w, bias_bits)
-        out[f"{path}.input"] = tensor_entry(xs, im._tc(L["input"]).bits)
-        out[f"{path}.output"] = tensor_entry(im.qparams[name][0], im._tc(name).bits)
+        out[f"{path}.input"] = tensor_entry(xs, _bits(L.x))
+        out[f"{path}.output"] = tensor_entry(L.out.scale, _bits(L.out))
     if static:
-        for name, (s, _) in im.qparams.items():
-            if name not in im.layers:
-                out[f"{name}.output"] = tensor_entry(s, im._tc(name).bits)
+        for name, L in im.layers.items():
+            if name not in weight_scales and L.out is not None:
+                out[f"{name}.output"] = tensor_entry(L.out.scale, _bits(L.out))
     return out
 
 
@@ -79,21 +86,22 @@ def layer_shifts(im: Any, targets: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
     the requantizing shift of each output channel, ``n = e_out - e_in - e_w``
     (``y = clamp(((acc + bias) + 2**(n-1)) >> n + zp)``; ``n < 0`` is an exact left shift)."""
     out: Dict[str, Dict[str, Any]] = {}
-    for name, L in im.layers.items():
-        ex = int(_exponents(im.qparams[L["input"]][0]))
-        ew = _exponents(L["w_scale"]).reshape(-1)
-        eo = int(_exponents(im.qparams[name][0]))
+    for name, L in im.compute_layers().items():
+        ex = int(_exponents(L.x.scale))
+        ew = _exponents(L.w_scale).reshape(-1)
+        eo = int(_exponents(L.out.scale))
         n = eo - ex - ew
-        zp = int(im.qparams[name][1])
-        lo, hi = im._act_range(name)
+        lo, hi = L.out.qrange()
         out[name] = {
-            "module": targets.get(name, name), "kind": L["kind"],
+            "module": targets.get(name, name), "kind": L.op,
             "input_exponent": ex, "weight_exponent": ew.tolist(), "output_exponent": eo,
-            "input_zero_point": int(im.qparams[L["input"]][1]), "output_zero_point": zp,
-            "shift": np.broadcast_to(n, (L["w_int"].shape[0],)).tolist(),
+            "input_zero_point": int(L.x.zero_point), "output_zero_point": int(L.out.zero_point),
+            "shift": np.broadcast_to(n, (L.w_int.shape[0],)).tolist(),
             "hardware_op": [f"(acc + {1 << (int(v) - 1)}) >> {int(v)}" if v > 0 else
                             (f"acc << {-int(v)}" if v < 0 else "acc") for v in np.atleast_1d(n)],
-            "rounding": "half_up", "act_min": int(lo), "act_max": int(hi),
+            "rounding": "half_up",
+            "act_min": int(lo if L.act_min is None else L.act_min),
+            "act_max": int(hi if L.act_max is None else L.act_max),
             "bias_scale_exponent": (ex + ew).tolist(),
         }
     return out
@@ -102,34 +110,3 @@ def layer_shifts(im: Any, targets: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
 def write_json(path: str, report: Dict[str, Any]) -> None:
     """Write the report atomically (temp file, then rename)."""
     qio.atomic_write_text(path, json.dumps(report, indent=2, default=_json_default) + "\n")
-
-
-def write_curve(path: str, epochs: Sequence[int], accuracy: Sequence[float],
-                lines: Dict[str, float], title: str) -> bool:
-    """A PNG of the accuracy per epoch, with horizontal lines for the reference accuracies
-    (``{"float": 98.9, ...}``), written atomically. Returns False (nothing written) when
-    matplotlib is not installed (it is an optional dependency)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot(list(epochs), list(accuracy), marker="o", label="QAT (eval, fake-quant)")
-    styles: List[str] = ["--", ":", "-.", (0, (1, 3))]  # type: ignore[list-item]
-    for i, (label, v) in enumerate(lines.items()):
-        ax.axhline(v, linestyle=styles[i % len(styles)], color=f"C{i + 1}", label=f"{label} {v:.2f}%")
-    from matplotlib.ticker import MaxNLocator
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    qio.atomic_write_bytes(path, buf.getvalue())
-    return True
