@@ -1,6 +1,7 @@
 """python -m qkernels qat / ptq: a user's model and data, the reference models, config errors
 before any training (one error: line, exit code 2)."""
 import json
+import os
 
 import pytest
 
@@ -8,34 +9,10 @@ pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements
 pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
 pytest.importorskip("yaml", reason="PyYAML is a test requirement (requirements-dev.txt)")
 
+from _util import QAT_REPORT_KEYS as TOOL_KEYS  # noqa: E402
+
 pytestmark = pytest.mark.torch
-TOOL_KEYS = ["quantization_type", "pipeline_steps", "config", "final_quantization_details",
-             "initial_accuracy", "ptq_accuracy", "qat_best_accuracy", "final_accuracy",
-             "total_improvement", "qkernels"]
-TOOL_EXAMPLE = """
-quantization:
-  weight:    {bitwidth: 4,  symmetric: true,  power_of_2: true}
-  input:     {bitwidth: 8,  symmetric: false, power_of_2: true}
-  output:    {bitwidth: 16, symmetric: false, power_of_2: true}
-  bias:      {bitwidth: 32, symmetric: true,  power_of_2: true}
-training:
-  epochs: 20
-  learning_rate: 0.0001
-  weight_decay: 0.01
-  batch_size: 64
-  optimizer:
-    type: "AdamW"
-  scheduler:
-    type: "CosineAnnealingLR"
-  criterion: MSELoss
-ptq:
-  max_eval_batches: 100
-  calibration_batches: 50
-model:
-  name: reference:mlp
-data:
-  dataset: digits
-"""
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_cli_qat_user_model_and_data(tmp_path, monkeypatch, capsys):
@@ -98,6 +75,7 @@ def test_cli_reports_config_errors_before_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "error: training.optimizer.type: must be one of AdamW, Adam, SGD" in err
     assert "epoch" not in err and not (tmp_path / "o").exists()
-    p.write_text(TOOL_EXAMPLE)   # 16-bit outputs: only weight-only QAT without the final PTQ
-    assert main(["qat", "--config", str(p), "--out", str(tmp_path / "o")]) == 2
+    # the tool's example (16-bit outputs): only weight-only QAT without the final PTQ
+    mixed = os.path.join(ROOT, "examples", "qat_pow2_mixed_4_8_16_32.yaml")
+    assert main(["qat", "--config", mixed, "--out", str(tmp_path / "o")]) == 2
     assert "quantization.output.bitwidth: 16" in capsys.readouterr().err

@@ -17,10 +17,9 @@ from qkernels.torch.qat import load_config, load_data, run_qat  # noqa: E402
 from qkernels.torch.qat.report import write_json  # noqa: E402
 from qkernels.torch.reference_models import load  # noqa: E402
 
+from _util import QAT_REPORT_KEYS as TOOL_KEYS  # noqa: E402
+
 pytestmark = pytest.mark.torch
-TOOL_KEYS = ["quantization_type", "pipeline_steps", "config", "final_quantization_details",
-             "initial_accuracy", "ptq_accuracy", "qat_best_accuracy", "final_accuracy",
-             "total_improvement", "qkernels"]
 
 
 def _cfg(**over):

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 
 from ..._progress import Progress
+from ...loaders import ModelError, load_factory
 from .. import layers as Ly
 from ..config import QuantConfig, TensorConfig
 from ..model import IntegerModel
@@ -110,11 +110,10 @@ def load_data(spec: str) -> Data:
         return digits()
     if ":" not in spec:
         raise ValueError(f"data.dataset {spec!r}: use digits or module:factory")
-    mod, fn = spec.split(":", 1)
     try:
-        factory = getattr(importlib.import_module(mod), fn)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"data.dataset {spec!r}: cannot load it: {exc}") from exc
+        factory = load_factory(spec, "data.dataset")
+    except ModelError as exc:
+        raise ValueError(str(exc)) from None
     got = factory()
     try:
         (xtr, ytr), (xte, yte) = got
