@@ -104,6 +104,11 @@ def test_no_final_ptq_is_weight_only(data):
         np.testing.assert_array_equal(m.weight.detach().numpy(), w)
     y = im(data[1][0][:8].numpy())   # the weight-only model runs those weights, float activations
     np.testing.assert_array_equal(y, res.qat_model.eval()(data[1][0][:8]).detach().numpy())
+    # the tool's mixed example: 16-bit outputs train weight-only without the final PTQ
+    cfg16 = _cfg(quantization={"weight": {"bitwidth": 4}, "output": {"bitwidth": 16}})
+    res16 = run_qat(cfg16, load("mlp"), data, final_ptq=False)
+    assert res16.integer_model.mode == "weight_only"
+    assert res16.report["qkernels"]["ptq_integer_exact_accuracy"] is None
 
 
 def test_full_qat_learned_scales_are_deployed_exactly(full_resnet):

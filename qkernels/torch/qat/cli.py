@@ -115,6 +115,7 @@ def run(args: argparse.Namespace, cmd: str) -> int:
             lines = {"float": r["initial_accuracy"], "PTQ (weights)": r["ptq_accuracy"],
                      "PTQ integer-exact": r["qkernels"]["ptq_integer_exact_accuracy"],
                      "final integer-exact": r["qkernels"]["integer_exact_accuracy"]}
+            lines = {k: v for k, v in lines.items() if v is not None}
             written.append(plot_accuracy([h.epoch for h in res.history],
                                          [h.accuracy for h in res.history],
                                          os.path.join(args.out, "accuracy.png"), lines,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -230,10 +230,18 @@ def run_qat(cfg: PipelineConfig, model: nn.Module, data: Data, *, final_ptq: boo
     r.line(f"{STEP1} (float accuracy {initial:.2f}%)")
     wo = r.quantize(r.model, "weight_only")
     ptq_w = r.acc(wo)
-    ptq_full = r.quantize(r.model, "static")   # QAT starts from its scales and graph
-    ptq_int = r.acc(ptq_full)
-    r.line(f"  PTQ weights only {ptq_w:.2f}%, weights and activations (integer-exact) "
-           f"{ptq_int:.2f}%")
+    deployable = final_ptq or full
+    if deployable:   # QAT starts from the PTQ integer model's graph and scales
+        ptq_full = r.quantize(r.model, "static")
+        ptq_int: Optional[float] = r.acc(ptq_full)
+    else:   # weight-only to the end: only the graph and weight scales are needed, and the
+        # configured activations may be wider than the integer kernels take (16-bit outputs)
+        qc8 = quant_config(cfg, "static")
+        a8 = _act(TensorSpec(bitwidth=8, symmetric=True, power_of_2=True), cfg.ptq.observer)
+        ptq_full = quantize_model(r.model, r.calib, config=replace(qc8, activation=a8, output=None))
+        ptq_int = None
+    r.line(f"  PTQ weights only {ptq_w:.2f}%" + (
+        f", weights and activations (integer-exact) {ptq_int:.2f}%" if ptq_int is not None else ""))
     q = cfg.quantization
     qat = build_qat_model(ptq_full,
                           weight_bits=q["weight"].bitwidth, per_channel=q["weight"].per_channel,
