@@ -1,0 +1,443 @@
+/* softmax.c -- integer softmax over the last axis (rows of `cols` elements): I-BERT's i-exp
+ * polynomial, SOLE's E2Softmax and a 256-entry exponent table; uint8 probabilities (scale 1/256)
+ * or SOLE's log2-quantized form. The arithmetic, step by step, is in qkernels.h.
+ *
+ * Every method maps an element to an integer "exponent value" V_i that depends only on the
+ * difference d_i = max_j x_j - x_i >= 0 of its row, then normalizes the row with V_i and
+ * sum_j V_j. With 8-bit inputs d_i is in [0, 255], so a call first evaluates the method's exact
+ * integer arithmetic once for each of the 256 differences (a table; for QK_SOFTMAX_LUT the table
+ * is the prepared one) and the rows then only look values up: the same integers as evaluating
+ * each element, at the cost of 256 evaluations a call. int32 inputs are evaluated element by
+ * element (I-BERT and SOLE only).
+ *
+ * The row loops over 8-bit input (maximum, table look-up and sum, normalization) have AVX2 and
+ * AVX-512 (F + BW) versions beside the portable scalar twin; all give the same bits.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if QK_X86
+#include <immintrin.h>
+#endif
+
+/* ---- the exact integer arithmetic of each method, one element ------------------------------ */
+
+/* RNE(v / 2^sh) for v >= 0 (sh >= 0; sh >= 64 gives 0, as v < 2^63). */
+static inline int64_t qk__rne_shift_pos(int64_t v, int sh) {
+    if (sh == 0) return v;
+    if (sh >= 64) return 0;
+    if (sh == 63) return v > (INT64_C(1) << 62) ? 1 : 0; /* v < 2^63: v/2^63 < 1, half at 2^62 */
+    const int64_t q = v >> sh, rem = v & ((INT64_C(1) << sh) - 1), half = INT64_C(1) << (sh - 1);
+    return q + (rem > half || (rem == half && (q & 1)));
+}
+
+/* I-BERT i-exp of d = x - max <= 0, requantized to 16 bits (see qkernels.h). */
+static inline uint32_t qk__ibert_exp16(const qk_softmax_params *p, int64_t d) {
+    const int64_t x0 = p->x0;
+    if (d < 30 * x0) d = 30 * x0;
+    /* q = floor(d / x0) >= 0 (d <= 0, x0 < 0): C division truncates, both operands negative or
+     * d == 0, so the truncated quotient is the floor */
+    const int64_t q = d / x0;
+    const int64_t r = d - x0 * q; /* in (x0, 0] */
+    const int64_t z = (r + p->b) * r + p->c;
+    if (z <= 0) return 0; /* I-BERT clamps exp_int at 0 */
+    /* e = z << (30 - q); e16 = RNE(e * m16 / 2^e16) = RNE(z * m16 / 2^(e16 - 30 + q)) exactly */
+    const int64_t v = z * (int64_t)p->m16; /* z < 2^32, m16 < 2^31 (checked) */
+    const int64_t e16 = qk__rne_shift_pos(v, p->e16 - 30 + (int)q);
+    return (uint32_t)(e16 > 32767 ? 32767 : e16);
+}
+
+/* SOLE Log2Exp of d = x - max <= 0: k in [0, 15]. */
+static inline uint32_t qk__sole_k(const qk_softmax_params *p, int64_t d) {
+    const int64_t prod = d * (int64_t)p->sole_mult; /* |d| < 2^32, mult <= 2^30 */
+    /* v = floor(prod / 2^shift): arithmetic shift of a negative value rounds toward -inf */
+    const int64_t v = prod >> p->sole_shift;
+    const int64_t t = v + (v >> 1) - (v >> 4); /* ~ 1.4375 v = v log2(e), shifts and adds */
+    const int64_t k = p->sole_round ? -((t + 32768) >> 16) : -(t >> 16);
+    return (uint32_t)(k > 15 ? 15 : k);
+}
+
+/* ---- parameter checks ------------------------------------------------------------------------ */
+static qk_status qk__softmax_check(const qk_softmax_params *p, qk_dtype xt) {
+    if (p == NULL) return QK_ERR_ARG;
+    if (xt != QK_DT_U8 && xt != QK_DT_S8 && xt != QK_DT_S32) return QK_ERR_ARG;
+    switch (p->method) {
+        case QK_SOFTMAX_IBERT:
+            if (p->x0 >= 0 || p->x0 < -((INT64_C(1) << 31))) return QK_ERR_ARG;
+            if (p->b < 0 || p->b >= (INT64_C(1) << 32)) return QK_ERR_ARG;
+            if (p->c < 1 || p->c > INT32_MAX) return QK_ERR_ARG;
+            /* z = (r + b) r + c with r in (x0, 0]: |z| < 2^32 keeps z * m16 < 2^63 */
+            if (-p->x0 * (-p->x0 + p->b) + p->c >= (INT64_C(1) << 32)) return QK_ERR_ARG;
+            if (p->m16 < 0 || p->e16 < 30 || p->e16 > 126) return QK_ERR_ARG;
+            return QK_OK;
+        case QK_SOFTMAX_SOLE:
+            if (p->sole_mult < 0 || p->sole_mult > (1 << 30)) return QK_ERR_ARG;
+            if (p->sole_shift < 0 || p->sole_shift > 62) return QK_ERR_ARG;
+            if (p->sole_round != 0 && p->sole_round != 1) return QK_ERR_ARG;
+            return QK_OK;
+        case QK_SOFTMAX_LUT:
+            if (xt == QK_DT_S32) return QK_ERR_ARG;
+            for (int i = 0; i < 256; i++)
+                if (p->lut[i] > 32768) return QK_ERR_ARG;
+            if (p->lut[0] == 0) return QK_ERR_ARG;
+            return QK_OK;
+        default: return QK_ERR_ARG;
+    }
+}
+
+/* The value table of the 256 differences of 8-bit input: V[d] and (SOLE) k[d]. */
+static void qk__softmax_table(const qk_softmax_params *p, uint32_t *vt, uint8_t *kt) {
+    for (int d = 0; d < 256; d++) {
+        if (p->method == QK_SOFTMAX_IBERT) {
+            vt[d] = qk__ibert_exp16(p, -d);
+        } else if (p->method == QK_SOFTMAX_SOLE) {
+            const uint32_t k = qk__sole_k(p, -d);
+            kt[d] = (uint8_t)k;
+            vt[d] = UINT32_C(1) << (16 - k);
+        } else {
+            vt[d] = p->lut[d];
+        }
+    }
+}
+
+/* ---- row kernels (8-bit input): max, look-up + sum, normalization ---------------------------- */
+/* Normalization of I-BERT and the LUT form: y = min((V * f + rnd) >> 24, 255), f = 2^32 / sum.
+ * SOLE: y = (C * V + 2^(w-1)) >> w. Both on the row's V values (uint32, in `v`). */
+typedef struct {
+    int sole;        /* SOLE's normalization */
+    uint64_t f, rnd; /* I-BERT / LUT */
+    uint32_t cmul;   /* SOLE: C (209 or 145) */
+    int w;           /* SOLE: leading one of the sum */
+} qk__norm;
+
+static void qk__norm_setup(const qk_softmax_params *p, uint64_t sum, qk__norm *nm,
+                           uint8_t *row_bit) {
+    memset(nm, 0, sizeof *nm);
+    if (p->method == QK_SOFTMAX_SOLE) {
+        /* sum >= 2^16 (the row's maximum has k = 0) */
+        int w = 0;
+        while ((sum >> (w + 1)) != 0) w++;
+        const int bit = (int)((sum >> (w - 1)) & 1);
+        nm->sole = 1;
+        nm->w = w;
+        nm->cmul = bit ? QK_SOLE_C1 : QK_SOLE_C0;
+        if (row_bit) *row_bit = (uint8_t)bit;
+    } else {
+        nm->f = sum ? (UINT64_C(1) << 32) / sum : 0;
+        nm->rnd = p->method == QK_SOFTMAX_LUT ? (UINT64_C(1) << 23) : 0;
+    }
+}
+
+static void qk__norm_row_scalar(const qk__norm *nm, const uint32_t *v, size_t n, uint8_t *y) {
+    if (nm->sole) {
+        for (size_t i = 0; i < n; i++)
+            y[i] = (uint8_t)(((uint64_t)nm->cmul * v[i] + (UINT64_C(1) << (nm->w - 1))) >> nm->w);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            const uint64_t q = ((uint64_t)v[i] * nm->f + nm->rnd) >> 24;
+            y[i] = (uint8_t)(q > 255 ? 255 : q);
+        }
+    }
+}
+
+static int32_t qk__row_max8_scalar(const void *x, qk_dtype t, size_t n) {
+    int32_t m = t == QK_DT_U8 ? 0 : -128;
+    if (t == QK_DT_U8) {
+        const uint8_t *s = (const uint8_t *)x;
+        for (size_t i = 0; i < n; i++) m = s[i] > m ? s[i] : m;
+    } else {
+        const int8_t *s = (const int8_t *)x;
+        for (size_t i = 0; i < n; i++) m = s[i] > m ? s[i] : m;
+    }
+    return m;
+}
+
+static uint64_t qk__row_lookup8_scalar(const void *x, qk_dtype t, size_t n, int32_t mx,
+                                       const uint32_t *vt, uint32_t *v) {
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++) {
+        const int32_t xi = t == QK_DT_U8 ? (int32_t)((const uint8_t *)x)[i]
+                                         : (int32_t)((const int8_t *)x)[i];
+        v[i] = vt[mx - xi];
+        s += v[i];
+    }
+    return s;
+}
+
+#if QK_X86
+/* AVX2: 32 bytes at a time for the maximum, 8 gathers of V at a time. */
+QK_TARGET_AVX2 static int32_t qk__row_max8_avx2(const void *x, qk_dtype t, size_t n) {
+    const uint8_t *s = (const uint8_t *)x;
+    /* signed input: flip to unsigned order (x ^ 0x80), take the unsigned max, flip back */
+    const __m256i flip = _mm256_set1_epi8(t == QK_DT_S8 ? (char)0x80 : 0);
+    __m256i m = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        m = _mm256_max_epu8(m, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(s + i)), flip));
+    __m128i h = _mm_max_epu8(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+    h = _mm_max_epu8(h, _mm_srli_si128(h, 8));
+    h = _mm_max_epu8(h, _mm_srli_si128(h, 4));
+    h = _mm_max_epu8(h, _mm_srli_si128(h, 2));
+    h = _mm_max_epu8(h, _mm_srli_si128(h, 1));
+    int32_t mu = _mm_cvtsi128_si32(h) & 0xFF;
+    const int32_t fl = t == QK_DT_S8 ? 0x80 : 0;
+    for (; i < n; i++) {
+        const int32_t u = s[i] ^ fl;
+        mu = u > mu ? u : mu;
+    }
+    return t == QK_DT_S8 ? mu - 128 : mu;
+}
+
+QK_TARGET_AVX2 static uint64_t qk__row_lookup8_avx2(const void *x, qk_dtype t, size_t n,
+                                                    int32_t mx, const uint32_t *vt, uint32_t *v) {
+    const uint8_t *s = (const uint8_t *)x;
+    const __m256i vmx = _mm256_set1_epi32(mx);
+    __m256i acc = _mm256_setzero_si256(); /* 8 uint32 lanes, each <= n/8 * 2^16 */
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i b = _mm_loadl_epi64((const __m128i *)(s + i));
+        const __m256i xi = t == QK_DT_U8 ? _mm256_cvtepu8_epi32(b) : _mm256_cvtepi8_epi32(b);
+        const __m256i g = _mm256_i32gather_epi32((const int *)vt, _mm256_sub_epi32(vmx, xi), 4);
+        _mm256_storeu_si256((__m256i *)(v + i), g);
+        acc = _mm256_add_epi32(acc, g);
+    }
+    uint32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, acc);
+    uint64_t sum = 0;
+    for (int l = 0; l < 8; l++) sum += lanes[l];
+    return sum + qk__row_lookup8_scalar(s + i, t, n - i, mx, vt, v + i);
+}
+
+QK_TARGET_AVX2 static void qk__norm_row_avx2(const qk__norm *nm, const uint32_t *v, size_t n,
+                                             uint8_t *y) {
+    size_t i = 0;
+    if (nm->sole) {
+        if (nm->w <= 31) { /* C V < 2^24, + 2^(w-1) < 2^32 */
+            const __m256i c = _mm256_set1_epi32((int32_t)nm->cmul);
+            const __m256i r = _mm256_set1_epi32((int32_t)(UINT32_C(1) << (nm->w - 1)));
+            const __m128i sh = _mm_cvtsi32_si128(nm->w);
+            for (; i + 8 <= n; i += 8) {
+                __m256i q = _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(v + i)), c);
+                q = _mm256_srl_epi32(_mm256_add_epi32(q, r), sh);
+                const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+                _mm_storel_epi64((__m128i *)(y + i), _mm_packus_epi16(w16, w16));
+            }
+        }
+    } else {
+        const __m256i f = _mm256_set1_epi64x((long long)nm->f);
+        const __m256i r = _mm256_set1_epi64x((long long)nm->rnd);
+        const __m256i lim = _mm256_set1_epi32(255);
+        for (; i + 8 <= n; i += 8) {
+            const __m256i vv = _mm256_loadu_si256((const __m256i *)(v + i));
+            /* V * f in 64-bit lanes (V <= 2^15, f <= 2^32 / V_max: the product <= 2^32) */
+            const __m256i pe = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epu32(vv, f), r), 24);
+            const __m256i po = _mm256_srli_epi64(
+                _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(vv, 32), f), r), 24);
+            /* even results in the low dwords, odd ones moved to the high dwords (< 2^9 each) */
+            __m256i q = _mm256_or_si256(pe, _mm256_slli_epi64(po, 32));
+            q = _mm256_min_epu32(q, lim);
+            const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+            _mm_storel_epi64((__m128i *)(y + i), _mm_packus_epi16(w16, w16));
+        }
+    }
+    qk__norm_row_scalar(nm, v + i, n - i, y + i);
+}
+
+/* AVX-512 (F + BW): 64 bytes at a time for the maximum, 16 gathers at a time. */
+QK_TARGET_AVX512 static int32_t qk__row_max8_avx512(const void *x, qk_dtype t, size_t n) {
+    const uint8_t *s = (const uint8_t *)x;
+    const __m512i flip = _mm512_set1_epi8(t == QK_DT_S8 ? (char)0x80 : 0);
+    __m512i m = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        m = _mm512_max_epu8(m, _mm512_xor_si512(_mm512_loadu_si512((const void *)(s + i)), flip));
+    if (i < n) { /* masked tail: the masked-off lanes stay 0, the smallest unsigned value */
+        const __mmask64 k = (__mmask64)((~0ull) >> (64 - (n - i)));
+        m = _mm512_max_epu8(m, _mm512_maskz_mov_epi8(k, _mm512_xor_si512(_mm512_maskz_loadu_epi8(k, s + i), flip)));
+    }
+    __m256i h = _mm256_max_epu8(_mm512_castsi512_si256(m), _mm512_extracti64x4_epi64(m, 1));
+    __m128i g = _mm_max_epu8(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    g = _mm_max_epu8(g, _mm_srli_si128(g, 8));
+    g = _mm_max_epu8(g, _mm_srli_si128(g, 4));
+    g = _mm_max_epu8(g, _mm_srli_si128(g, 2));
+    g = _mm_max_epu8(g, _mm_srli_si128(g, 1));
+    const int32_t mu = _mm_cvtsi128_si32(g) & 0xFF;
+    return t == QK_DT_S8 ? mu - 128 : mu;
+}
+
+QK_TARGET_AVX512 static uint64_t qk__row_lookup8_avx512(const void *x, qk_dtype t, size_t n,
+                                                        int32_t mx, const uint32_t *vt,
+                                                        uint32_t *v) {
+    const uint8_t *s = (const uint8_t *)x;
+    const __m512i vmx = _mm512_set1_epi32(mx);
+    __m512i acc = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i < n; i += 16) {
+        const size_t cnt = n - i < 16 ? n - i : 16;
+        const __mmask16 k = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1u);
+        const __m128i b = _mm512_castsi512_si128(_mm512_maskz_loadu_epi8((__mmask64)k, s + i));
+        const __m512i xi = t == QK_DT_U8 ? _mm512_cvtepu8_epi32(b) : _mm512_cvtepi8_epi32(b);
+        /* masked-off lanes are not gathered (they stay 0) */
+        const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k,
+                                                      _mm512_sub_epi32(vmx, xi), (const void *)vt, 4);
+        _mm512_mask_storeu_epi32(v + i, k, g);
+        acc = _mm512_add_epi32(acc, g);
+    }
+    /* lanes <= n/16 * 2^16: summed in 64 bits */
+    const __m512i lo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(acc));
+    const __m512i hi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(acc, 1));
+    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi));
+}
+
+QK_TARGET_AVX512 static void qk__norm_row_avx512(const qk__norm *nm, const uint32_t *v, size_t n,
+                                                 uint8_t *y) {
+    size_t i = 0;
+    if (nm->sole) {
+        if (nm->w > 31) {
+            memset(y, 0, n); /* C V < 2^24 < 2^(w-1): every output rounds to 0 */
+            return;
+        }
+        const __m512i c = _mm512_set1_epi32((int32_t)nm->cmul);
+        const __m512i r = _mm512_set1_epi32((int32_t)(UINT32_C(1) << (nm->w - 1)));
+        const __m128i sh = _mm_cvtsi32_si128(nm->w);
+        for (; i < n; i += 16) {
+            const size_t cnt = n - i < 16 ? n - i : 16;
+            const __mmask16 k = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1u);
+            __m512i q = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(k, v + i), c);
+            q = _mm512_srl_epi32(_mm512_add_epi32(q, r), sh);
+            __m128i bq = _mm512_cvtepi32_epi8(q); /* < 2^8 */
+            __asm__("" : "+v"(bq)); /* register vpmovdb, then a masked store (see vnni.c) */
+            _mm512_mask_storeu_epi8(y + i, (__mmask64)k, _mm512_castsi128_si512(bq));
+        }
+        return;
+    }
+    const __m512i f = _mm512_set1_epi64((long long)nm->f);
+    const __m512i r = _mm512_set1_epi64((long long)nm->rnd);
+    const __m512i lim = _mm512_set1_epi32(255);
+    for (; i < n; i += 16) {
+        const size_t cnt = n - i < 16 ? n - i : 16;
+        const __mmask16 k = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1u);
+        const __m512i vv = _mm512_maskz_loadu_epi32(k, v + i);
+        const __m512i pe = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(vv, f), r), 24);
+        const __m512i po = _mm512_srli_epi64(
+            _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(vv, 32), f), r), 24);
+        __m512i q = _mm512_or_si512(pe, _mm512_slli_epi64(po, 32));
+        q = _mm512_min_epu32(q, lim);
+        __m128i bq = _mm512_cvtepi32_epi8(q);
+        __asm__("" : "+v"(bq));
+        _mm512_mask_storeu_epi8(y + i, (__mmask64)k, _mm512_castsi128_si512(bq));
+    }
+}
+#endif
+
+typedef int32_t (*qk__max_fn)(const void *, qk_dtype, size_t);
+typedef uint64_t (*qk__lookup_fn)(const void *, qk_dtype, size_t, int32_t, const uint32_t *,
+                                  uint32_t *);
+typedef void (*qk__norm_fn)(const qk__norm *, const uint32_t *, size_t, uint8_t *);
+
+/* ---- the public kernels ------------------------------------------------------------------------ */
+static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_dtype xt,
+                                 size_t rows, size_t cols, uint8_t *y, uint8_t *expo,
+                                 uint8_t *row_bit) {
+    qk_status st = qk__softmax_check(p, xt);
+    if (st != QK_OK) return st;
+    if (cols > ((size_t)1 << 24)) return QK_ERR_ARG;
+    if (rows == 0 || cols == 0) return QK_OK;
+    if (x == NULL || (y == NULL && expo == NULL)) return QK_ERR_ARG;
+    uint32_t vt[256];
+    uint8_t kt[256];
+    uint32_t *v = (uint32_t *)malloc(cols * sizeof(uint32_t));
+    uint8_t *kr = p->method == QK_SOFTMAX_SOLE ? (uint8_t *)malloc(cols) : NULL;
+    if (v == NULL || (p->method == QK_SOFTMAX_SOLE && kr == NULL)) {
+        free(v);
+        free(kr);
+        return QK_ERR_NOMEM;
+    }
+    qk__max_fn fmax = qk__row_max8_scalar;
+    qk__lookup_fn flook = qk__row_lookup8_scalar;
+    qk__norm_fn fnorm = qk__norm_row_scalar;
+#if QK_X86
+    if (qk__use_avx512()) {
+        fmax = qk__row_max8_avx512;
+        flook = qk__row_lookup8_avx512;
+        fnorm = qk__norm_row_avx512;
+    } else if (qk__use_avx2()) {
+        fmax = qk__row_max8_avx2;
+        flook = qk__row_lookup8_avx2;
+        fnorm = qk__norm_row_avx2;
+    }
+#endif
+    const int eight = xt != QK_DT_S32;
+    if (eight) qk__softmax_table(p, vt, kt);
+    const size_t xsz = eight ? 1 : 4;
+    for (size_t r = 0; r < rows; r++) {
+        const char *xr = (const char *)x + r * cols * xsz;
+        uint64_t sum;
+        int32_t mx8 = 0;
+        if (eight) {
+            mx8 = fmax(xr, xt, cols);
+            sum = flook(xr, xt, cols, mx8, vt, v);
+            if (kr)
+                for (size_t i = 0; i < cols; i++) {
+                    const int32_t xi = xt == QK_DT_U8 ? (int32_t)((const uint8_t *)xr)[i]
+                                                      : (int32_t)((const int8_t *)xr)[i];
+                    kr[i] = kt[mx8 - xi];
+                }
+        } else {
+            const int32_t *xi = (const int32_t *)xr;
+            int32_t mx = xi[0];
+            for (size_t i = 1; i < cols; i++) mx = xi[i] > mx ? xi[i] : mx;
+            sum = 0;
+            for (size_t i = 0; i < cols; i++) {
+                const int64_t d = (int64_t)xi[i] - mx;
+                if (p->method == QK_SOFTMAX_IBERT) {
+                    v[i] = qk__ibert_exp16(p, d);
+                } else {
+                    const uint32_t k = qk__sole_k(p, d);
+                    kr[i] = (uint8_t)k;
+                    v[i] = UINT32_C(1) << (16 - k);
+                }
+                sum += v[i];
+            }
+        }
+        qk__norm nm;
+        qk__norm_setup(p, sum, &nm, row_bit ? row_bit + r : NULL);
+        if (expo != NULL) { /* SOLE's log2 form: e = k + w - 16 */
+            for (size_t i = 0; i < cols; i++) expo[r * cols + i] = (uint8_t)(kr[i] + nm.w - 16);
+        } else {
+            fnorm(&nm, v, cols, y + r * cols);
+        }
+    }
+    free(v);
+    free(kr);
+    return QK_OK;
+}
+
+qk_status qk_softmax_u8(const qk_softmax_params *p, const void *x, qk_dtype x_type, size_t rows,
+                        size_t cols, uint8_t *y) {
+    return qk__softmax_run(p, x, x_type, rows, cols, y, NULL, NULL);
+}
+
+qk_status qk_softmax_sole_log2(const qk_softmax_params *p, const void *x, qk_dtype x_type,
+                               size_t rows, size_t cols, uint8_t *exponent, uint8_t *row_bit) {
+    if (p == NULL || p->method != QK_SOFTMAX_SOLE) return QK_ERR_ARG;
+    if (rows > 0 && cols > 0 && (exponent == NULL || row_bit == NULL)) return QK_ERR_ARG;
+    return qk__softmax_run(p, x, x_type, rows, cols, NULL, exponent, row_bit);
+}
+
+qk_status qk_softmax_table(const qk_softmax_params *p, uint32_t *value, uint8_t *k) {
+    const qk_status st = qk__softmax_check(p, QK_DT_U8);
+    if (st != QK_OK) return st;
+    if (value == NULL) return QK_ERR_ARG;
+    uint8_t kt[256];
+    qk__softmax_table(p, value, kt);
+    if (k != NULL) {
+        if (p->method == QK_SOFTMAX_SOLE)
+            memcpy(k, kt, 256);
+        else
+            memset(k, 0, 256);
+    }
+    return QK_OK;
+}
