@@ -59,6 +59,8 @@ _REQ_NONE, _REQ_FP32, _REQ_DOUBLE, _REQ_SINGLE = 0, 1, 2, 3
 _REQ_SHIFT = {"half_up": 4, "half_even": 5, "half_away": 6, "floor": 7}
 _ST_OVERFLOW, _ST_NOMEM = 7, 9
 _F32 = np.float32
+# (min, max) of the 8-bit types (np.iinfo costs microseconds a call)
+_R8 = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127)}
 
 
 def _choice(value: Any, allowed: Tuple[str, ...], name: str) -> str:
@@ -141,6 +143,8 @@ def _per_batch(v: Any, batch: Tuple[int, ...], name: str, kind: str, lo: int = 0
         p = _scales(v, name)
     else:
         p = C.int_param(v, name, lo, hi)
+    if p.ndim == 0:   # per tensor: the common case, without broadcasting machinery
+        return np.full(math.prod(batch), p, p.dtype)
     try:
         full = np.broadcast_to(p, batch)
     except ValueError:
@@ -159,10 +163,14 @@ def _run_bmm(a: np.ndarray, b: np.ndarray, transpose_b: bool, batch: Tuple[int, 
              scale: Optional[np.ndarray], mult: Optional[np.ndarray], shift: Optional[np.ndarray],
              ozp: int, lo: int, hi: int, overflow: str, threads: Optional[int],
              out: Optional[np.ndarray]) -> np.ndarray:
-    nb = int(np.prod(batch)) if batch else 1
-    a3 = np.ascontiguousarray(np.broadcast_to(a, batch + (m, k))).reshape(nb, m, k)
+    nb = math.prod(batch)
     bshape = batch + ((n, k) if transpose_b else (k, n))
-    b3 = np.ascontiguousarray(np.broadcast_to(b, bshape)).reshape((nb,) + bshape[-2:])
+    if a.shape[:-2] != batch:
+        a = np.broadcast_to(a, batch + (m, k))
+    if b.shape[:-2] != batch:
+        b = np.broadcast_to(b, bshape)
+    a3 = np.ascontiguousarray(a).reshape(nb, m, k)
+    b3 = np.ascontiguousarray(b).reshape((nb,) + bshape[-2:])
     shape = batch + (m, n)
     C.check_out(out, shape, odt)
     y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
@@ -204,9 +212,8 @@ def matmul_int32(a: ArrayLike, b: ArrayLike, *, a_zero_point: ArrayLike = 0,
                 [11, 25]]], dtype=int32)
     """
     a, b, batch, m, k, n = _operands(a, b, transpose_b)
-    ia, ib = np.iinfo(a.dtype), np.iinfo(b.dtype)
-    za = _per_batch(a_zero_point, batch, "a_zero_point", "int", int(ia.min), int(ia.max))
-    zb = _per_batch(b_zero_point, batch, "b_zero_point", "int", int(ib.min), int(ib.max))
+    za = _per_batch(a_zero_point, batch, "a_zero_point", "int", *_R8[a.dtype])
+    zb = _per_batch(b_zero_point, batch, "b_zero_point", "int", *_R8[b.dtype])
     return _run_bmm(a, b, bool(transpose_b), batch, m, k, n, za, zb, np.dtype(np.int32), _REQ_NONE,
                     None, None, None, 0, 0, 0, overflow, threads, out)
 
@@ -257,9 +264,8 @@ def qmatmul(a: ArrayLike, b: ArrayLike, *, a_scale: ArrayLike, b_scale: ArrayLik
     """
     preset = _choice(preset, MATMUL_PRESETS, "preset")
     a, b, batch, m, k, n = _operands(a, b, transpose_b)
-    ia, ib = np.iinfo(a.dtype), np.iinfo(b.dtype)
-    za = _per_batch(a_zero_point, batch, "a_zero_point", "int", int(ia.min), int(ia.max))
-    zb = _per_batch(b_zero_point, batch, "b_zero_point", "int", int(ib.min), int(ib.max))
+    za = _per_batch(a_zero_point, batch, "a_zero_point", "int", *_R8[a.dtype])
+    zb = _per_batch(b_zero_point, batch, "b_zero_point", "int", *_R8[b.dtype])
     if out_dtype is None:
         odt = np.dtype(a.dtype)
     else:
@@ -269,16 +275,16 @@ def qmatmul(a: ArrayLike, b: ArrayLike, *, a_scale: ArrayLike, b_scale: ArrayLik
             raise TypeError(f"out_dtype: not a dtype: {out_dtype!r}") from exc
         if odt not in (np.uint8, np.int8):
             raise TypeError(f"out_dtype must be uint8 or int8, got {odt}")
-    info = np.iinfo(odt)
-    lo = int(info.min) if act_min is None else C._int_scalar(act_min, "act_min")
-    hi = int(info.max) if act_max is None else C._int_scalar(act_max, "act_max")
-    if lo < info.min or hi > info.max or lo > hi:
+    tmin, tmax = _R8[odt]
+    lo = tmin if act_min is None else C._int_scalar(act_min, "act_min")
+    hi = tmax if act_max is None else C._int_scalar(act_max, "act_max")
+    if lo < tmin or hi > tmax or lo > hi:
         raise ValueError(f"act_min/act_max [{lo}, {hi}] must be an ordered range within {odt}")
     ozp = C._int_scalar(out_zero_point, "out_zero_point")
     if not lo <= ozp <= hi:
         raise ValueError(f"out_zero_point={ozp} is outside [act_min, act_max] = [{lo}, {hi}] "
                          f"of {odt}")
-    nb = int(np.prod(batch)) if batch else 1
+    nb = math.prod(batch)
     if (multiplier is None) != (shift is None):
         raise TypeError("multiplier and shift must be given together")
     if multiplier is not None:

@@ -25,6 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if QK_X86
+#include <immintrin.h>
+#endif
+
 enum { QK__BMM_MC = 48 };
 
 typedef struct {
@@ -46,62 +50,182 @@ typedef struct {
     _Atomic int status;
 } qk__bmm_ctx;
 
-static inline int32_t qk__bmm_aval(const qk__bmm_ctx *c, size_t bi, size_t r, size_t i) {
-    const size_t idx = (bi * c->m + r) * c->k + i;
-    return c->at == QK_DT_U8 ? (int32_t)((const uint8_t *)c->a)[idx]
-                             : (int32_t)((const int8_t *)c->a)[idx];
+/* The value of byte u of an operand of type t (u8 or s8). */
+static inline int32_t qk__bmm_v(qk_dtype t, uint8_t u) {
+    return t == QK_DT_U8 ? (int32_t)u : (int32_t)(int8_t)u;
 }
 
-/* B[n][k] of batch item bi, whatever the stored layout */
-static inline int32_t qk__bmm_bval(const qk__bmm_ctx *c, size_t bi, size_t j, size_t i) {
-    const size_t idx = bi * c->n * c->k + (c->b_kn ? i * c->n + j : j * c->k + i);
-    return c->bt == QK_DT_U8 ? (int32_t)((const uint8_t *)c->b)[idx]
-                             : (int32_t)((const int8_t *)c->b)[idx];
+#if QK_X86
+/* ---- 8-bit packing (the VNNI path, so AVX-512 F/BW/VL are there) ----------------------------- */
+#define QK_TARGET_BMM8 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl")))
+
+/* sum of the n bytes p[i] ^ x (vpsadbw, 64 at a time, a masked tail) */
+QK_TARGET_BMM8 static uint32_t qk__bmm_bytesum(const uint8_t *p, size_t n, uint8_t x) {
+    const __m512i vx = _mm512_set1_epi8((char)x);
+    __m512i acc = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_xor_si512(_mm512_loadu_si512((const void *)(p + i)), vx),
+                                                    _mm512_setzero_si512()));
+    if (i < n) {
+        const __mmask64 m = (__mmask64)((~0ull) >> (64 - (n - i)));
+        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(
+            _mm512_maskz_mov_epi8(m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, p + i), vx)),
+            _mm512_setzero_si512()));
+    }
+    return (uint32_t)_mm512_reduce_add_epi64(acc);
 }
 
-/* Phase 1: pack B of items j0..j1-1 (and its sums). */
+/* B' of one item into ceil(n/16) panels [kq][16][4] (u8: s8 B + 128) and its column sums. */
+QK_TARGET_BMM8 static void qk__bmm_pack_b8(const qk__bmm_ctx *c, const uint8_t *src, uint8_t *dst,
+                                           uint32_t *cs) {
+    const size_t n = c->n, k = c->k, pstride = c->kq * 4 * QK_GEMM_NR;
+    const uint8_t flip = c->bt == QK_DT_S8 ? 0x80 : 0;
+    if (!c->b_kn) { /* rows of B are contiguous in k: quads are 4-byte copies */
+        const uint32_t flip4 = flip * UINT32_C(0x01010101);
+        for (size_t j = 0; j < n; j++) {
+            uint8_t *panel = dst + (j / QK_GEMM_NR) * pstride + 4 * (j % QK_GEMM_NR);
+            const uint8_t *row = src + j * k;
+            cs[j] = qk__bmm_bytesum(row, k, flip);
+            size_t i = 0;
+            for (; i + 4 <= k; i += 4) {
+                const uint32_t w = (uint32_t)qk__ld32(row + i) ^ flip4;
+                memcpy(panel + (i >> 2) * 4 * QK_GEMM_NR, &w, 4);
+            }
+            for (; i < k; i++) panel[(i >> 2) * 4 * QK_GEMM_NR + (i & 3)] = (uint8_t)(row[i] ^ flip);
+        }
+        return;
+    }
+    /* B stored k x n: 4 rows of 16 columns transposed into one 64-byte quad row of a panel */
+    const __m128i vf = _mm_set1_epi8((char)flip);
+    memset(cs, 0, c->npad * sizeof(uint32_t));
+    for (size_t i0 = 0; i0 < k; i0 += 4) {
+        const size_t kr = k - i0 < 4 ? k - i0 : 4;
+        for (size_t j0 = 0; j0 < n; j0 += QK_GEMM_NR) {
+            const size_t cnt = n - j0 < QK_GEMM_NR ? n - j0 : QK_GEMM_NR;
+            const __mmask16 m = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1u);
+            __m128i r[4];
+            for (size_t q = 0; q < 4; q++)
+                r[q] = q < kr ? _mm_maskz_mov_epi8(m, _mm_xor_si128(_mm_maskz_loadu_epi8(m, src + (i0 + q) * n + j0), vf))
+                              : _mm_setzero_si128();
+            __m512i acc = _mm512_loadu_si512((const void *)(cs + j0));
+            for (size_t q = 0; q < kr; q++) acc = _mm512_add_epi32(acc, _mm512_cvtepu8_epi32(r[q]));
+            _mm512_storeu_si512((void *)(cs + j0), acc);
+            const __m128i t0 = _mm_unpacklo_epi8(r[0], r[1]), t1 = _mm_unpackhi_epi8(r[0], r[1]);
+            const __m128i t2 = _mm_unpacklo_epi8(r[2], r[3]), t3 = _mm_unpackhi_epi8(r[2], r[3]);
+            uint8_t *d = dst + (j0 / QK_GEMM_NR) * pstride + (i0 >> 2) * 4 * QK_GEMM_NR;
+            _mm_storeu_si128((__m128i *)d, _mm_unpacklo_epi16(t0, t2));
+            _mm_storeu_si128((__m128i *)(d + 16), _mm_unpackhi_epi16(t0, t2));
+            _mm_storeu_si128((__m128i *)(d + 32), _mm_unpacklo_epi16(t1, t3));
+            _mm_storeu_si128((__m128i *)(d + 48), _mm_unpackhi_epi16(t1, t3));
+        }
+    }
+}
+
+/* rows of A' (s8: u8 A - 128) into blocks [kq][12][4], and their sums. */
+QK_TARGET_BMM8 static void qk__bmm_pack_a8(const qk__bmm_ctx *c, const uint8_t *asrc, size_t nrows,
+                                           int8_t *abuf, size_t abytes, int32_t *rowsum) {
+    const size_t k = c->k;
+    const uint8_t flip = c->at == QK_DT_U8 ? 0x80 : 0;
+    const uint32_t flip4 = flip * UINT32_C(0x01010101);
+    memset(abuf, 0, abytes);
+    for (size_t r = 0; r < nrows; r++) {
+        int8_t *blk = abuf + (r / QK_VNNI_MR) * c->kq * 4 * QK_VNNI_MR + 4 * (r % QK_VNNI_MR);
+        const uint8_t *row = asrc + r * k;
+        /* sum of A' = sum of the bytes ^ flip ^ 0x80 as u8, minus 128 k */
+        rowsum[r] = (int32_t)(qk__bmm_bytesum(row, k, (uint8_t)(flip ^ 0x80)) - (uint32_t)(128 * k));
+        size_t i = 0;
+        for (; i + 4 <= k; i += 4) {
+            const uint32_t w = (uint32_t)qk__ld32(row + i) ^ flip4;
+            memcpy(blk + (i >> 2) * 4 * QK_VNNI_MR, &w, 4);
+        }
+        for (; i < k; i++) blk[(i >> 2) * 4 * QK_VNNI_MR + (i & 3)] = (int8_t)(uint8_t)(row[i] ^ flip);
+    }
+}
+#endif
+
+/* Phase 1: pack B of items j0..j1-1 (and its sums). The 8-bit panel holds B' = byte ^ flip
+ * (s8 B + 128 as u8), the int16 panel B - zb. */
 static void qk__bmm_pack_b(void *vctx, size_t j0, size_t j1) {
     qk__bmm_ctx *c = (qk__bmm_ctx *)vctx;
+    const size_t n = c->n, k = c->k;
     for (size_t bi = j0; bi < j1; bi++) {
+        const uint8_t *src = (const uint8_t *)c->b + bi * n * k;
         unsigned char *dst = c->bpack + bi * c->bstride;
         const int32_t zb = c->bzp[bi];
-        int64_t amax = 0;
         if (c->vnni) {
-            uint8_t *p8 = (uint8_t *)dst;
-            uint32_t *cs = c->colsum + bi * c->npad;
-            const int32_t ob = c->bt == QK_DT_S8 ? 128 : 0;
-            for (size_t j = 0; j < c->n; j++) {
-                uint8_t *panel = p8 + (j / QK_GEMM_NR) * c->kq * 4 * QK_GEMM_NR;
-                const size_t jj = j % QK_GEMM_NR;
-                uint32_t s = 0;
-                int64_t as = 0;
-                for (size_t i = 0; i < c->k; i++) {
-                    const int32_t v = qk__bmm_bval(c, bi, j, i);
-                    const uint8_t u = (uint8_t)(v + ob);
-                    panel[(i / 4) * 4 * QK_GEMM_NR + 4 * jj + (i & 3)] = u;
-                    s += u;
-                    const int32_t d = v - zb;
-                    as += d < 0 ? -d : d;
-                }
-                cs[j] = s;
-                if (as > amax) amax = as;
-            }
+#if QK_X86
+            qk__bmm_pack_b8(c, src, (uint8_t *)dst, c->colsum + bi * c->npad);
+#endif
         } else {
             int16_t *p16 = (int16_t *)dst;
-            for (size_t j = 0; j < c->n; j++) {
-                int16_t *panel = p16 + (j / QK_GEMM_NR) * c->k2 * QK_GEMM_NR;
-                const size_t jj = j % QK_GEMM_NR;
+            const size_t pstride = c->k2 * QK_GEMM_NR;
+            if (!c->b_kn) {
+                for (size_t j = 0; j < n; j++) {
+                    int16_t *panel = p16 + (j / QK_GEMM_NR) * pstride + 2 * (j % QK_GEMM_NR);
+                    const uint8_t *row = src + j * k;
+                    for (size_t i = 0; i < k; i++)
+                        panel[(i >> 1) * 2 * QK_GEMM_NR + (i & 1)] =
+                            (int16_t)(qk__bmm_v(c->bt, row[i]) - zb);
+                }
+            } else {
+                for (size_t i = 0; i < k; i++) {
+                    const uint8_t *row = src + i * n;
+                    int16_t *d = p16 + (i >> 1) * 2 * QK_GEMM_NR + (i & 1);
+                    for (size_t j = 0; j < n; j++)
+                        d[(j / QK_GEMM_NR) * pstride + 2 * (j % QK_GEMM_NR)] =
+                            (int16_t)(qk__bmm_v(c->bt, row[j]) - zb);
+                }
+            }
+        }
+        if (c->need_abs) { /* max_j sum_k |B - zb|, for the bound */
+            int64_t amax = 0;
+            for (size_t j = 0; j < n; j++) {
                 int64_t as = 0;
-                for (size_t i = 0; i < c->k; i++) {
-                    const int32_t d = qk__bmm_bval(c, bi, j, i) - zb;
-                    panel[(i / 2) * 2 * QK_GEMM_NR + 2 * jj + (i & 1)] = (int16_t)d;
+                for (size_t i = 0; i < k; i++) {
+                    const int32_t d = qk__bmm_v(c->bt, src[c->b_kn ? i * n + j : j * k + i]) - zb;
                     as += d < 0 ? -d : d;
                 }
                 if (as > amax) amax = as;
             }
+            c->babs[bi] = amax;
         }
-        if (c->need_abs) c->babs[bi] = amax;
     }
+}
+
+/* The 8-bit tile's rows r < mr (16 sums each) corrected to the exact sums, into the row buffer:
+ * out[r][q] = tile[r][q] + colterm[q] + rowterm[r], modulo 2^32. The AVX-512 twin is used with
+ * the VNNI kernels (which imply AVX-512); the scalar loop is the reference. */
+static void qk__bmm_tile_fix_scalar(const int32_t *tile, size_t mr, const uint32_t *colterm,
+                                    const uint32_t *rowterm, int32_t *out, size_t ostride) {
+    for (size_t r = 0; r < mr; r++)
+        for (size_t q = 0; q < QK_GEMM_NR; q++)
+            out[r * ostride + q] =
+                (int32_t)((uint32_t)tile[r * QK_GEMM_NR + q] + colterm[q] + rowterm[r]);
+}
+
+#if QK_X86
+__attribute__((target("avx2,fma,avx512f"))) static void qk__bmm_tile_fix_avx512(
+    const int32_t *tile, size_t mr, const uint32_t *colterm, const uint32_t *rowterm,
+    int32_t *out, size_t ostride) {
+    const __m512i ct = _mm512_loadu_si512((const void *)colterm);
+    for (size_t r = 0; r < mr; r++) {
+        const __m512i v = _mm512_add_epi32(_mm512_loadu_si512((const void *)(tile + r * QK_GEMM_NR)),
+                                           _mm512_add_epi32(ct, _mm512_set1_epi32((int32_t)rowterm[r])));
+        _mm512_storeu_si512((void *)(out + r * ostride), v);
+    }
+}
+#endif
+
+static void qk__bmm_tile_fix(const int32_t *tile, size_t mr, const uint32_t *colterm,
+                             const uint32_t *rowterm, int32_t *out, size_t ostride) {
+#if QK_X86
+    if (qk__use_vnni()) {
+        qk__bmm_tile_fix_avx512(tile, mr, colterm, rowterm, out, ostride);
+        return;
+    }
+#endif
+    qk__bmm_tile_fix_scalar(tile, mr, colterm, rowterm, out, ostride);
 }
 
 /* Phase 2: jobs (batch item, chunk of rows). */
@@ -114,13 +238,17 @@ static void qk__bmm_jobs(void *vctx, size_t j0, size_t j1) {
     const size_t abytes = c->vnni ? QK__BMM_MC * c->kq * 4 : QK__BMM_MC * c->k2 * 2;
     unsigned char *abuf = (unsigned char *)malloc(abytes + 16);
     int32_t *rows = (int32_t *)malloc(mr_blk * c->npad * sizeof(int32_t) + 64);
-    if (abuf == NULL || rows == NULL) {
+    uint32_t *colterm = (uint32_t *)malloc(c->npad * sizeof(uint32_t) + 64);
+    size_t colterm_item = (size_t)-1;
+    if (abuf == NULL || rows == NULL || colterm == NULL) {
         free(abuf);
         free(rows);
+        free(colterm);
         atomic_store(&c->status, QK_ERR_NOMEM);
         return;
     }
     int32_t rowsum[QK__BMM_MC];
+    uint32_t rowterm[QK__BMM_MC];
     int32_t tile[QK_VNNI_MR_MAX * QK_GEMM_NR];
     const qk_gemm_s8u8_ukernel uk8 = c->vnni ? qk__gemm_s8u8_ukernel(QK_VNNI_MR) : NULL;
     const qk_gemm_ukernel uk16 = c->vnni ? NULL : qk__gemm_ukernel();
@@ -131,64 +259,63 @@ static void qk__bmm_jobs(void *vctx, size_t j0, size_t j1) {
         const int32_t za = c->azp[bi], zb = c->bzp[bi];
         const unsigned char *bp = c->bpack + bi * c->bstride;
         /* pack this chunk of A */
+        const uint8_t *asrc = (const uint8_t *)c->a + (bi * c->m + r0) * c->k;
         if (c->vnni) {
-            const int32_t oa = c->at == QK_DT_U8 ? 128 : 0;
-            memset(abuf, 0, abytes);
-            for (size_t r = 0; r < nrows; r++) {
-                int8_t *blk = (int8_t *)abuf + (r / QK_VNNI_MR) * c->kq * 4 * QK_VNNI_MR;
-                const size_t rr = r % QK_VNNI_MR;
-                int32_t s = 0;
-                for (size_t i = 0; i < c->k; i++) {
-                    const int32_t v = qk__bmm_aval(c, bi, r0 + r, i) - oa;
-                    blk[(i / 4) * 4 * QK_VNNI_MR + 4 * rr + (i & 3)] = (int8_t)v;
-                    s += v;
-                }
-                rowsum[r] = s;
-            }
+#if QK_X86
+            qk__bmm_pack_a8(c, asrc, nrows, (int8_t *)abuf, abytes, rowsum);
+#endif
         } else {
             int16_t *a16 = (int16_t *)abuf;
             for (size_t r = 0; r < nrows; r++) {
                 int16_t *d = a16 + r * c->k2;
-                for (size_t i = 0; i < c->k; i++) d[i] = (int16_t)(qk__bmm_aval(c, bi, r0 + r, i) - za);
+                const uint8_t *row = asrc + r * c->k;
+                if (c->at == QK_DT_U8)
+                    for (size_t i = 0; i < c->k; i++) d[i] = (int16_t)((int32_t)row[i] - za);
+                else
+                    for (size_t i = 0; i < c->k; i++) d[i] = (int16_t)((int32_t)(int8_t)row[i] - za);
                 if (c->k2 > c->k) d[c->k] = 0;
             }
         }
-        /* 8-bit correction terms (mod 2^32) */
-        const int32_t alpha = (c->at == QK_DT_U8 ? 128 : 0) - za;
-        const int32_t beta = -(c->bt == QK_DT_S8 ? 128 : 0) - zb;
-        const uint32_t kab = (uint32_t)c->k * (uint32_t)alpha * (uint32_t)beta;
-        const uint32_t *cs = c->vnni ? c->colsum + bi * c->npad : NULL;
+        /* 8-bit correction (mod 2^32): column term alpha sum_k B' + K alpha beta, row term
+         * beta sum_k A' */
+        const uint32_t beta = (uint32_t)(-(c->bt == QK_DT_S8 ? 128 : 0) - zb);
+        if (c->vnni && bi != colterm_item) {
+            const uint32_t alpha = (uint32_t)((c->at == QK_DT_U8 ? 128 : 0) - za);
+            const uint32_t kab = (uint32_t)c->k * alpha * beta;
+            const uint32_t *cs = c->colsum + bi * c->npad;
+            for (size_t q = 0; q < c->npad; q++) colterm[q] = alpha * cs[q] + kab;
+            colterm_item = bi;
+        }
+        if (c->vnni)
+            for (size_t r = 0; r < nrows; r++) rowterm[r] = beta * (uint32_t)rowsum[r];
         for (size_t rb = 0; rb < nrows; rb += mr_blk) {
             const size_t mr = nrows - rb < mr_blk ? nrows - rb : mr_blk;
             for (size_t p = 0; p < c->panels; p++) {
-                if (c->vnni) {
+                if (c->vnni)
                     uk8(c->kq, (const int8_t *)abuf + (rb / QK_VNNI_MR) * c->kq * 4 * QK_VNNI_MR,
                         bp + p * c->kq * 4 * QK_GEMM_NR, tile);
-                    for (size_t r = 0; r < mr; r++) {
-                        const uint32_t rt = (uint32_t)beta * (uint32_t)rowsum[rb + r] + kab;
-                        int32_t *dst = rows + r * c->npad + p * QK_GEMM_NR;
-                        const uint32_t *csp = cs + p * QK_GEMM_NR;
-                        for (size_t q = 0; q < QK_GEMM_NR; q++)
-                            dst[q] = (int32_t)((uint32_t)tile[r * QK_GEMM_NR + q] + rt +
-                                               (uint32_t)alpha * csp[q]);
-                    }
-                } else {
+                else
                     uk16(mr, c->k2 / 2, (const int16_t *)abuf + rb * c->k2, c->k2,
                          (const int16_t *)bp + p * c->k2 * QK_GEMM_NR, tile);
+                if (c->vnni)
+                    qk__bmm_tile_fix(tile, mr, colterm + p * QK_GEMM_NR, rowterm + rb,
+                                     rows + p * QK_GEMM_NR, c->npad);
+                else
                     for (size_t r = 0; r < mr; r++)
                         memcpy(rows + r * c->npad + p * QK_GEMM_NR, tile + r * QK_GEMM_NR,
                                QK_GEMM_NR * sizeof(int32_t));
-                }
             }
             for (size_t r = 0; r < mr; r++) {
+                int32_t *row = rows + r * c->npad;
                 char *yrow = (char *)c->y + ((bi * c->m + r0 + rb + r) * c->n) * osz;
-                if (qk__epilogue_run(ep, bi, rows + r * c->npad, c->n, yrow) != QK_OK)
+                if (qk__epilogue_run(ep, bi, row, c->n, yrow) != QK_OK)
                     atomic_store(&c->status, QK_ERR_OVERFLOW);
             }
         }
     }
     free(abuf);
     free(rows);
+    free(colterm);
 }
 
 qk_status qk_bmm(const void *a, qk_dtype a_type, const int32_t *a_zero_point, const void *b,
