@@ -225,13 +225,13 @@ QK_TARGET_AVX2 static void qk__norm_row_avx2(const qk__norm *nm, const uint32_t 
                 _mm_storel_epi64((__m128i *)(y + i), _mm_packus_epi16(w16, w16));
             }
         }
-    } else {
+    } else if (nm->f <= UINT32_MAX) { /* f = 2^32 (a sum of 1) needs the scalar loop */
         const __m256i f = _mm256_set1_epi64x((long long)nm->f);
         const __m256i r = _mm256_set1_epi64x((long long)nm->rnd);
         const __m256i lim = _mm256_set1_epi32(255);
         for (; i + 8 <= n; i += 8) {
             const __m256i vv = _mm256_loadu_si256((const __m256i *)(v + i));
-            /* V * f in 64-bit lanes (V <= 2^15, f <= 2^32 / V_max: the product <= 2^32) */
+            /* V * f in 64-bit lanes (V <= sum, f = floor(2^32 / sum) < 2^32: V f <= 2^32) */
             const __m256i pe = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epu32(vv, f), r), 24);
             const __m256i po = _mm256_srli_epi64(
                 _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(vv, 32), f), r), 24);
@@ -311,6 +311,10 @@ QK_TARGET_AVX512 static void qk__norm_row_avx512(const qk__norm *nm, const uint3
             __asm__("" : "+v"(bq)); /* register vpmovdb, then a masked store (see vnni.c) */
             _mm512_mask_storeu_epi8(y + i, (__mmask64)k, _mm512_castsi128_si512(bq));
         }
+        return;
+    }
+    if (nm->f > UINT32_MAX) { /* f = 2^32 (a sum of 1): vpmuludq takes 32 bits */
+        qk__norm_row_scalar(nm, v, n, y);
         return;
     }
     const __m512i f = _mm512_set1_epi64((long long)nm->f);
