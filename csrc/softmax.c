@@ -87,24 +87,28 @@ static qk_status qk__softmax_check(const qk_softmax_params *p, qk_dtype xt) {
     }
 }
 
-/* The value table of the 256 differences of 8-bit input: V[d] and (SOLE) k[d]. */
-static void qk__softmax_table(const qk_softmax_params *p, uint32_t *vt, uint8_t *kt) {
+/* The tables of the 256 differences of 8-bit input: V[d] (the exponent value) and the value the
+ * row loops keep per element, w16[d]: V for I-BERT and the LUT (<= 32768), k for SOLE. */
+static void qk__softmax_table(const qk_softmax_params *p, uint32_t *vt, uint16_t *w16) {
     for (int d = 0; d < 256; d++) {
         if (p->method == QK_SOFTMAX_IBERT) {
             vt[d] = qk__ibert_exp16(p, -d);
+            w16[d] = (uint16_t)vt[d];
         } else if (p->method == QK_SOFTMAX_SOLE) {
             const uint32_t k = qk__sole_k(p, -d);
-            kt[d] = (uint8_t)k;
+            w16[d] = (uint16_t)k;
             vt[d] = UINT32_C(1) << (16 - k);
         } else {
             vt[d] = p->lut[d];
+            w16[d] = (uint16_t)vt[d];
         }
     }
 }
 
-/* ---- row kernels (8-bit input): max, look-up + sum, normalization ---------------------------- */
-/* Normalization of I-BERT and the LUT form: y = min((V * f + rnd) >> 24, 255), f = 2^32 / sum.
- * SOLE: y = (C * V + 2^(w-1)) >> w. Both on the row's V values (uint32, in `v`). */
+/* ---- row kernels (8-bit input): max, look-up + sum, normalization ----------------------------
+ * Per element the loops keep w (uint16): V for I-BERT / the LUT, k for SOLE (V = 2^(16-k)).
+ * Normalization of I-BERT and the LUT: y = min((V f + rnd) >> 24, 255), f = floor(2^32 / sum);
+ * SOLE: y = ((C << (16 - k)) + 2^(w-1)) >> w. */
 typedef struct {
     int sole;        /* SOLE's normalization */
     uint64_t f, rnd; /* I-BERT / LUT */
@@ -130,10 +134,11 @@ static void qk__norm_setup(const qk_softmax_params *p, uint64_t sum, qk__norm *n
     }
 }
 
-static void qk__norm_row_scalar(const qk__norm *nm, const uint32_t *v, size_t n, uint8_t *y) {
+static void qk__norm_row_scalar(const qk__norm *nm, const uint16_t *v, size_t n, uint8_t *y) {
     if (nm->sole) {
         for (size_t i = 0; i < n; i++)
-            y[i] = (uint8_t)(((uint64_t)nm->cmul * v[i] + (UINT64_C(1) << (nm->w - 1))) >> nm->w);
+            y[i] = (uint8_t)((((uint64_t)nm->cmul << (16 - v[i])) + (UINT64_C(1) << (nm->w - 1))) >>
+                             nm->w);
     } else {
         for (size_t i = 0; i < n; i++) {
             const uint64_t q = ((uint64_t)v[i] * nm->f + nm->rnd) >> 24;
@@ -154,20 +159,21 @@ static int32_t qk__row_max8_scalar(const void *x, qk_dtype t, size_t n) {
     return m;
 }
 
+/* w16[mx - x_i] of each element into v, and the sum of the V (uint64) */
 static uint64_t qk__row_lookup8_scalar(const void *x, qk_dtype t, size_t n, int32_t mx,
-                                       const uint32_t *vt, uint32_t *v) {
+                                       const uint16_t *w16, int sole, uint16_t *v) {
     uint64_t s = 0;
     for (size_t i = 0; i < n; i++) {
         const int32_t xi = t == QK_DT_U8 ? (int32_t)((const uint8_t *)x)[i]
                                          : (int32_t)((const int8_t *)x)[i];
-        v[i] = vt[mx - xi];
-        s += v[i];
+        v[i] = w16[mx - xi];
+        s += sole ? (UINT64_C(1) << (16 - v[i])) : v[i];
     }
     return s;
 }
 
 #if QK_X86
-/* AVX2: 32 bytes at a time for the maximum, 8 gathers of V at a time. */
+/* AVX2: 32 bytes at a time for the maximum, 8 gathers of the (32-bit) table at a time. */
 QK_TARGET_AVX2 static int32_t qk__row_max8_avx2(const void *x, qk_dtype t, size_t n) {
     const uint8_t *s = (const uint8_t *)x;
     /* signed input: flip to unsigned order (x ^ 0x80), take the unsigned max, flip back */
@@ -191,35 +197,42 @@ QK_TARGET_AVX2 static int32_t qk__row_max8_avx2(const void *x, qk_dtype t, size_
 }
 
 QK_TARGET_AVX2 static uint64_t qk__row_lookup8_avx2(const void *x, qk_dtype t, size_t n,
-                                                    int32_t mx, const uint32_t *vt, uint32_t *v) {
+                                                    int32_t mx, const uint32_t *w32, int sole,
+                                                    uint16_t *v) {
     const uint8_t *s = (const uint8_t *)x;
     const __m256i vmx = _mm256_set1_epi32(mx);
+    const __m256i one = _mm256_set1_epi32(1), sixteen = _mm256_set1_epi32(16);
     __m256i acc = _mm256_setzero_si256(); /* 8 uint32 lanes, each <= n/8 * 2^16 */
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m128i b = _mm_loadl_epi64((const __m128i *)(s + i));
         const __m256i xi = t == QK_DT_U8 ? _mm256_cvtepu8_epi32(b) : _mm256_cvtepi8_epi32(b);
-        const __m256i g = _mm256_i32gather_epi32((const int *)vt, _mm256_sub_epi32(vmx, xi), 4);
-        _mm256_storeu_si256((__m256i *)(v + i), g);
-        acc = _mm256_add_epi32(acc, g);
+        const __m256i g = _mm256_i32gather_epi32((const int *)w32, _mm256_sub_epi32(vmx, xi), 4);
+        acc = _mm256_add_epi32(acc, sole ? _mm256_sllv_epi32(one, _mm256_sub_epi32(sixteen, g)) : g);
+        const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(g, g), 0x08);
+        _mm_storeu_si128((__m128i *)(v + i), _mm256_castsi256_si128(p));
     }
     uint32_t lanes[8];
     _mm256_storeu_si256((__m256i *)lanes, acc);
     uint64_t sum = 0;
     for (int l = 0; l < 8; l++) sum += lanes[l];
-    return sum + qk__row_lookup8_scalar(s + i, t, n - i, mx, vt, v + i);
+    uint16_t w16[256];
+    for (int d = 0; d < 256; d++) w16[d] = (uint16_t)w32[d];
+    return sum + qk__row_lookup8_scalar(s + i, t, n - i, mx, w16, sole, v + i);
 }
 
-QK_TARGET_AVX2 static void qk__norm_row_avx2(const qk__norm *nm, const uint32_t *v, size_t n,
+QK_TARGET_AVX2 static void qk__norm_row_avx2(const qk__norm *nm, const uint16_t *v, size_t n,
                                              uint8_t *y) {
     size_t i = 0;
     if (nm->sole) {
-        if (nm->w <= 31) { /* C V < 2^24, + 2^(w-1) < 2^32 */
+        if (nm->w <= 31) { /* C 2^(16-k) < 2^24, + 2^(w-1) < 2^32 */
             const __m256i c = _mm256_set1_epi32((int32_t)nm->cmul);
             const __m256i r = _mm256_set1_epi32((int32_t)(UINT32_C(1) << (nm->w - 1)));
+            const __m256i sixteen = _mm256_set1_epi32(16);
             const __m128i sh = _mm_cvtsi32_si128(nm->w);
             for (; i + 8 <= n; i += 8) {
-                __m256i q = _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(v + i)), c);
+                const __m256i k = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(v + i)));
+                __m256i q = _mm256_sllv_epi32(c, _mm256_sub_epi32(sixteen, k));
                 q = _mm256_srl_epi32(_mm256_add_epi32(q, r), sh);
                 const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
                 _mm_storel_epi64((__m128i *)(y + i), _mm_packus_epi16(w16, w16));
@@ -230,7 +243,7 @@ QK_TARGET_AVX2 static void qk__norm_row_avx2(const qk__norm *nm, const uint32_t 
         const __m256i r = _mm256_set1_epi64x((long long)nm->rnd);
         const __m256i lim = _mm256_set1_epi32(255);
         for (; i + 8 <= n; i += 8) {
-            const __m256i vv = _mm256_loadu_si256((const __m256i *)(v + i));
+            const __m256i vv = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(v + i)));
             /* V * f in 64-bit lanes (V <= sum, f = floor(2^32 / sum) < 2^32: V f <= 2^32) */
             const __m256i pe = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epu32(vv, f), r), 24);
             const __m256i po = _mm256_srli_epi64(
@@ -245,7 +258,8 @@ QK_TARGET_AVX2 static void qk__norm_row_avx2(const qk__norm *nm, const uint32_t 
     qk__norm_row_scalar(nm, v + i, n - i, y + i);
 }
 
-/* AVX-512 (F + BW): 64 bytes at a time for the maximum, 16 gathers at a time. */
+/* AVX-512 (F + BW): 64 bytes at a time for the maximum; the 256-entry uint16 table in eight
+ * registers, 32 look-ups with four vpermi2w and three blends on the index's bits 6 and 7. */
 QK_TARGET_AVX512 static int32_t qk__row_max8_avx512(const void *x, qk_dtype t, size_t n) {
     const uint8_t *s = (const uint8_t *)x;
     const __m512i flip = _mm512_set1_epi8(t == QK_DT_S8 ? (char)0x80 : 0);
@@ -268,22 +282,40 @@ QK_TARGET_AVX512 static int32_t qk__row_max8_avx512(const void *x, qk_dtype t, s
 }
 
 QK_TARGET_AVX512 static uint64_t qk__row_lookup8_avx512(const void *x, qk_dtype t, size_t n,
-                                                        int32_t mx, const uint32_t *vt,
-                                                        uint32_t *v) {
+                                                        int32_t mx, const uint16_t *w16,
+                                                        int sole, uint16_t *v) {
     const uint8_t *s = (const uint8_t *)x;
-    const __m512i vmx = _mm512_set1_epi32(mx);
+    __m512i tb[8];
+    for (int q = 0; q < 8; q++) tb[q] = _mm512_loadu_si512((const void *)(w16 + 32 * q));
+    const __m512i vmx = _mm512_set1_epi16((short)mx);
+    const __m512i b6 = _mm512_set1_epi16(64), b7 = _mm512_set1_epi16(128);
+    const __m512i one = _mm512_set1_epi32(1), sixteen = _mm512_set1_epi32(16);
     __m512i acc = _mm512_setzero_si512();
-    size_t i = 0;
-    for (; i < n; i += 16) {
-        const size_t cnt = n - i < 16 ? n - i : 16;
-        const __mmask16 k = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1u);
-        const __m128i b = _mm512_castsi512_si128(_mm512_maskz_loadu_epi8((__mmask64)k, s + i));
-        const __m512i xi = t == QK_DT_U8 ? _mm512_cvtepu8_epi32(b) : _mm512_cvtepi8_epi32(b);
-        /* masked-off lanes are not gathered (they stay 0) */
-        const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k,
-                                                      _mm512_sub_epi32(vmx, xi), (const void *)vt, 4);
-        _mm512_mask_storeu_epi32(v + i, k, g);
-        acc = _mm512_add_epi32(acc, g);
+    for (size_t i = 0; i < n; i += 32) {
+        const size_t cnt = n - i < 32 ? n - i : 32;
+        const __mmask32 k = cnt == 32 ? ~(__mmask32)0 : (((__mmask32)1 << cnt) - 1);
+        const __m256i b = _mm512_castsi512_si256(_mm512_maskz_loadu_epi8((__mmask64)k, s + i));
+        const __m512i xi = t == QK_DT_U8 ? _mm512_cvtepu8_epi16(b) : _mm512_cvtepi8_epi16(b);
+        const __m512i d = _mm512_sub_epi16(vmx, xi); /* 0..255 in the active lanes */
+        const __m512i r0 = _mm512_permutex2var_epi16(tb[0], d, tb[1]);
+        const __m512i r1 = _mm512_permutex2var_epi16(tb[2], d, tb[3]);
+        const __m512i r2 = _mm512_permutex2var_epi16(tb[4], d, tb[5]);
+        const __m512i r3 = _mm512_permutex2var_epi16(tb[6], d, tb[7]);
+        const __mmask32 m6 = _mm512_test_epi16_mask(d, b6), m7 = _mm512_test_epi16_mask(d, b7);
+        const __m512i w = _mm512_mask_blend_epi16(m7, _mm512_mask_blend_epi16(m6, r0, r1),
+                                                  _mm512_mask_blend_epi16(m6, r2, r3));
+        _mm512_mask_storeu_epi16(v + i, k, w);
+        /* the sum: masked-off lanes as 0 (V), or as k = 31 (SOLE: 1 << (16 - 31) is 0 in vpsllvd) */
+        const __m512i ws = sole ? _mm512_mask_mov_epi16(_mm512_set1_epi16(31), k, w)
+                                : _mm512_maskz_mov_epi16(k, w);
+        /* the two halves as uint32 (lane order does not matter for a sum) */
+        __m512i lo = _mm512_unpacklo_epi16(ws, _mm512_setzero_si512());
+        __m512i hi = _mm512_unpackhi_epi16(ws, _mm512_setzero_si512());
+        if (sole) {
+            lo = _mm512_sllv_epi32(one, _mm512_sub_epi32(sixteen, lo));
+            hi = _mm512_sllv_epi32(one, _mm512_sub_epi32(sixteen, hi));
+        }
+        acc = _mm512_add_epi32(acc, _mm512_add_epi32(lo, hi));
     }
     /* lanes <= n/16 * 2^16: summed in 64 bits */
     const __m512i lo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(acc));
@@ -291,21 +323,24 @@ QK_TARGET_AVX512 static uint64_t qk__row_lookup8_avx512(const void *x, qk_dtype 
     return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi));
 }
 
-QK_TARGET_AVX512 static void qk__norm_row_avx512(const qk__norm *nm, const uint32_t *v, size_t n,
+QK_TARGET_AVX512 static void qk__norm_row_avx512(const qk__norm *nm, const uint16_t *v, size_t n,
                                                  uint8_t *y) {
     size_t i = 0;
     if (nm->sole) {
         if (nm->w > 31) {
-            memset(y, 0, n); /* C V < 2^24 < 2^(w-1): every output rounds to 0 */
+            memset(y, 0, n); /* C 2^16 < 2^24 <= 2^(w-1): every output rounds to 0 */
             return;
         }
         const __m512i c = _mm512_set1_epi32((int32_t)nm->cmul);
         const __m512i r = _mm512_set1_epi32((int32_t)(UINT32_C(1) << (nm->w - 1)));
+        const __m512i sixteen = _mm512_set1_epi32(16);
         const __m128i sh = _mm_cvtsi32_si128(nm->w);
         for (; i < n; i += 16) {
             const size_t cnt = n - i < 16 ? n - i : 16;
             const __mmask16 k = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1u);
-            __m512i q = _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(k, v + i), c);
+            const __m512i kk = _mm512_cvtepu16_epi32(
+                _mm512_castsi512_si256(_mm512_maskz_loadu_epi16((__mmask32)k, v + i)));
+            __m512i q = _mm512_sllv_epi32(c, _mm512_sub_epi32(sixteen, kk));
             q = _mm512_srl_epi32(_mm512_add_epi32(q, r), sh);
             __m128i bq = _mm512_cvtepi32_epi8(q); /* < 2^8 */
             __asm__("" : "+v"(bq)); /* register vpmovdb, then a masked store (see vnni.c) */
@@ -323,7 +358,8 @@ QK_TARGET_AVX512 static void qk__norm_row_avx512(const qk__norm *nm, const uint3
     for (; i < n; i += 16) {
         const size_t cnt = n - i < 16 ? n - i : 16;
         const __mmask16 k = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1u);
-        const __m512i vv = _mm512_maskz_loadu_epi32(k, v + i);
+        const __m512i vv = _mm512_cvtepu16_epi32(
+            _mm512_castsi512_si256(_mm512_maskz_loadu_epi16((__mmask32)k, v + i)));
         const __m512i pe = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(vv, f), r), 24);
         const __m512i po = _mm512_srli_epi64(
             _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(vv, 32), f), r), 24);
@@ -336,11 +372,6 @@ QK_TARGET_AVX512 static void qk__norm_row_avx512(const qk__norm *nm, const uint3
 }
 #endif
 
-typedef int32_t (*qk__max_fn)(const void *, qk_dtype, size_t);
-typedef uint64_t (*qk__lookup_fn)(const void *, qk_dtype, size_t, int32_t, const uint32_t *,
-                                  uint32_t *);
-typedef void (*qk__norm_fn)(const qk__norm *, const uint32_t *, size_t, uint8_t *);
-
 /* ---- the public kernels ------------------------------------------------------------------------ */
 static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_dtype xt,
                                  size_t rows, size_t cols, uint8_t *y, uint8_t *expo,
@@ -350,72 +381,69 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
     if (cols > ((size_t)1 << 24)) return QK_ERR_ARG;
     if (rows == 0 || cols == 0) return QK_OK;
     if (x == NULL || (y == NULL && expo == NULL)) return QK_ERR_ARG;
+    const int sole = p->method == QK_SOFTMAX_SOLE;
     uint32_t vt[256];
-    uint8_t kt[256];
-    uint32_t *v = (uint32_t *)malloc(cols * sizeof(uint32_t));
-    uint8_t *kr = p->method == QK_SOFTMAX_SOLE ? (uint8_t *)malloc(cols) : NULL;
-    if (v == NULL || (p->method == QK_SOFTMAX_SOLE && kr == NULL)) {
-        free(v);
-        free(kr);
-        return QK_ERR_NOMEM;
-    }
-    qk__max_fn fmax = qk__row_max8_scalar;
-    qk__lookup_fn flook = qk__row_lookup8_scalar;
-    qk__norm_fn fnorm = qk__norm_row_scalar;
-#if QK_X86
-    if (qk__use_avx512()) {
-        fmax = qk__row_max8_avx512;
-        flook = qk__row_lookup8_avx512;
-        fnorm = qk__norm_row_avx512;
-    } else if (qk__use_avx2()) {
-        fmax = qk__row_max8_avx2;
-        flook = qk__row_lookup8_avx2;
-        fnorm = qk__norm_row_avx2;
-    }
-#endif
+    uint16_t w16[256];
+    uint16_t *v = (uint16_t *)malloc(cols * sizeof(uint16_t) + 64);
+    if (v == NULL) return QK_ERR_NOMEM;
     const int eight = xt != QK_DT_S32;
-    if (eight) qk__softmax_table(p, vt, kt);
+    if (eight) qk__softmax_table(p, vt, w16);
+    int path = 0; /* 0 scalar, 1 AVX2, 2 AVX-512 */
+#if QK_X86
+    path = qk__use_avx512() ? 2 : (qk__use_avx2() ? 1 : 0);
+#endif
     const size_t xsz = eight ? 1 : 4;
     for (size_t r = 0; r < rows; r++) {
         const char *xr = (const char *)x + r * cols * xsz;
-        uint64_t sum;
-        int32_t mx8 = 0;
+        uint64_t sum = 0;
         if (eight) {
-            mx8 = fmax(xr, xt, cols);
-            sum = flook(xr, xt, cols, mx8, vt, v);
-            if (kr)
-                for (size_t i = 0; i < cols; i++) {
-                    const int32_t xi = xt == QK_DT_U8 ? (int32_t)((const uint8_t *)xr)[i]
-                                                      : (int32_t)((const int8_t *)xr)[i];
-                    kr[i] = kt[mx8 - xi];
-                }
+#if QK_X86
+            if (path == 2) {
+                const int32_t mx = qk__row_max8_avx512(xr, xt, cols);
+                sum = qk__row_lookup8_avx512(xr, xt, cols, mx, w16, sole, v);
+            } else if (path == 1) {
+                const int32_t mx = qk__row_max8_avx2(xr, xt, cols);
+                uint32_t w32[256];
+                for (int d = 0; d < 256; d++) w32[d] = w16[d];
+                sum = qk__row_lookup8_avx2(xr, xt, cols, mx, w32, sole, v);
+            } else
+#endif
+            {
+                const int32_t mx = qk__row_max8_scalar(xr, xt, cols);
+                sum = qk__row_lookup8_scalar(xr, xt, cols, mx, w16, sole, v);
+            }
         } else {
             const int32_t *xi = (const int32_t *)xr;
             int32_t mx = xi[0];
             for (size_t i = 1; i < cols; i++) mx = xi[i] > mx ? xi[i] : mx;
-            sum = 0;
             for (size_t i = 0; i < cols; i++) {
                 const int64_t d = (int64_t)xi[i] - mx;
-                if (p->method == QK_SOFTMAX_IBERT) {
-                    v[i] = qk__ibert_exp16(p, d);
-                } else {
+                if (sole) {
                     const uint32_t k = qk__sole_k(p, d);
-                    kr[i] = (uint8_t)k;
-                    v[i] = UINT32_C(1) << (16 - k);
+                    v[i] = (uint16_t)k;
+                    sum += UINT64_C(1) << (16 - k);
+                } else {
+                    v[i] = (uint16_t)qk__ibert_exp16(p, d);
+                    sum += v[i];
                 }
-                sum += v[i];
             }
         }
         qk__norm nm;
         qk__norm_setup(p, sum, &nm, row_bit ? row_bit + r : NULL);
         if (expo != NULL) { /* SOLE's log2 form: e = k + w - 16 */
-            for (size_t i = 0; i < cols; i++) expo[r * cols + i] = (uint8_t)(kr[i] + nm.w - 16);
+            for (size_t i = 0; i < cols; i++) expo[r * cols + i] = (uint8_t)(v[i] + nm.w - 16);
         } else {
-            fnorm(&nm, v, cols, y + r * cols);
+#if QK_X86
+            if (path == 2)
+                qk__norm_row_avx512(&nm, v, cols, y + r * cols);
+            else if (path == 1)
+                qk__norm_row_avx2(&nm, v, cols, y + r * cols);
+            else
+#endif
+                qk__norm_row_scalar(&nm, v, cols, y + r * cols);
         }
     }
     free(v);
-    free(kr);
     return QK_OK;
 }
 
@@ -435,13 +463,9 @@ qk_status qk_softmax_table(const qk_softmax_params *p, uint32_t *value, uint8_t 
     const qk_status st = qk__softmax_check(p, QK_DT_U8);
     if (st != QK_OK) return st;
     if (value == NULL) return QK_ERR_ARG;
-    uint8_t kt[256];
-    qk__softmax_table(p, value, kt);
-    if (k != NULL) {
-        if (p->method == QK_SOFTMAX_SOLE)
-            memcpy(k, kt, 256);
-        else
-            memset(k, 0, 256);
-    }
+    uint16_t w16[256];
+    qk__softmax_table(p, value, w16);
+    if (k != NULL)
+        for (int d = 0; d < 256; d++) k[d] = p->method == QK_SOFTMAX_SOLE ? (uint8_t)w16[d] : 0;
     return QK_OK;
 }

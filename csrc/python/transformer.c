@@ -230,28 +230,44 @@ static void qk_py_softmax_loop(char **args, npy_intp const *dims, npy_intp const
         st = QK_ERR_NOMEM;
         goto done;
     }
+    /* rows that follow each other in memory go to the kernel as they are */
+    const int x_direct = xs == (npy_intp)xsz && steps[0] == n * (npy_intp)xsz;
+    const int y_direct = ys == 1 && steps[iy] == n && d->kind != QK_PY_SM_SOLE_LOG2;
     for (npy_intp it = 0; it < outer && st == QK_OK;) {
         qk_py_sm_params(d, args, steps, it, lut_step, p);
         npy_intp cnt = params_const ? (outer - it < block ? outer - it : block) : 1;
-        /* gather rows it .. it+cnt-1 */
-        for (npy_intp r = 0; r < cnt; r++) {
-            const char *src = args[0] + (it + r) * steps[0];
-            unsigned char *dst = xb + (size_t)(r * n) * xsz;
-            if (xs == (npy_intp)xsz)
-                memcpy(dst, src, (size_t)n * xsz);
-            else
-                for (npy_intp i = 0; i < n; i++) memcpy(dst + i * xsz, src + i * xs, xsz);
+        if (params_const && x_direct && (y_direct || d->kind == QK_PY_SM_SOLE_LOG2) &&
+            d->kind != QK_PY_SM_SOLE_LOG2)
+            cnt = outer - it; /* one kernel call: the 8-bit table is built once */
+        const unsigned char *xin = xb;
+        if (x_direct) {
+            xin = (const unsigned char *)args[0] + it * steps[0];
+        } else { /* gather rows it .. it+cnt-1 */
+            for (npy_intp r = 0; r < cnt; r++) {
+                const char *src = args[0] + (it + r) * steps[0];
+                unsigned char *dst = xb + (size_t)(r * n) * xsz;
+                if (xs == (npy_intp)xsz)
+                    memcpy(dst, src, (size_t)n * xsz);
+                else
+                    for (npy_intp i = 0; i < n; i++) memcpy(dst + i * xsz, src + i * xs, xsz);
+            }
         }
+        uint8_t *yout = y_direct ? (uint8_t *)args[iy] + it * steps[iy] : yb;
         if (d->kind == QK_PY_SM_SOLE_LOG2)
-            st = qk_softmax_sole_log2(p, xb, xt, (size_t)cnt, (size_t)n, yb, rb);
+            st = qk_softmax_sole_log2(p, xin, xt, (size_t)cnt, (size_t)n, yout, rb);
         else
-            st = qk_softmax_u8(p, xb, xt, (size_t)cnt, (size_t)n, yb);
+            st = qk_softmax_u8(p, xin, xt, (size_t)cnt, (size_t)n, yout);
         if (st != QK_OK) break;
-        for (npy_intp r = 0; r < cnt; r++) {
-            char *dst = args[iy] + (it + r) * steps[iy];
-            for (npy_intp i = 0; i < n; i++) dst[i * ys] = (char)yb[r * n + i];
-            if (d->kind == QK_PY_SM_SOLE_LOG2) *(args[iy + 1] + (it + r) * steps[iy + 1]) = (char)rb[r];
-        }
+        if (!y_direct)
+            for (npy_intp r = 0; r < cnt; r++) {
+                char *dst = args[iy] + (it + r) * steps[iy];
+                if (ys == 1)
+                    memcpy(dst, yb + r * n, (size_t)n);
+                else
+                    for (npy_intp i = 0; i < n; i++) dst[i * ys] = (char)yb[r * n + i];
+                if (d->kind == QK_PY_SM_SOLE_LOG2)
+                    *(args[iy + 1] + (it + r) * steps[iy + 1]) = (char)rb[r];
+            }
         it += cnt;
     }
 done:
