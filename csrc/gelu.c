@@ -17,7 +17,26 @@
 
 /* RNE(v * m / 2^e) for any int64 v, 0 <= m < 2^31, 0 <= e <= 126, exact (96-bit product),
  * saturated to +-2^40 (beyond any int32 output). RNE is symmetric: the magnitude is rounded. */
-static int64_t qk__mul_rne(int64_t v, uint32_t m, int e) {
+static int64_t qk__mul_rne_wide(int64_t v, uint32_t m, int e);
+
+static inline int64_t qk__mul_rne(int64_t v, uint32_t m, int e) {
+    const int neg = v < 0;
+    const uint64_t u = neg ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    if ((u >> 32) == 0 && e < 63) { /* u m < 2^63: one 64-bit product */
+        const uint64_t pr = u * m;
+        uint64_t q = e ? pr >> e : pr;
+        if (e) {
+            const uint64_t rem = pr & ((UINT64_C(1) << e) - 1), half = UINT64_C(1) << (e - 1);
+            q += rem > half || (rem == half && (q & 1));
+        }
+        const int64_t cap = INT64_C(1) << 40;
+        const int64_t r = q > (uint64_t)cap ? cap : (int64_t)q;
+        return neg ? -r : r;
+    }
+    return qk__mul_rne_wide(v, m, e);
+}
+
+static int64_t qk__mul_rne_wide(int64_t v, uint32_t m, int e) {
     const int neg = v < 0;
     const uint64_t u = neg ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     const uint64_t l = (u & 0xFFFFFFFFu) * m, h = (u >> 32) * m; /* u m = h 2^32 + l */

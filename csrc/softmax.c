@@ -37,9 +37,11 @@ static inline int64_t qk__rne_shift_pos(int64_t v, int sh) {
 static inline uint32_t qk__ibert_exp16(const qk_softmax_params *p, int64_t d) {
     const int64_t x0 = p->x0;
     if (d < 30 * x0) d = 30 * x0;
-    /* q = floor(d / x0) >= 0 (d <= 0, x0 < 0): C division truncates, both operands negative or
-     * d == 0, so the truncated quotient is the floor */
-    const int64_t q = d / x0;
+    /* q = floor(d / x0) >= 0 (d <= 0, x0 < 0). The double quotient of |d| < 2^38 by x0 is within
+     * one of it (relative error 2^-52); the integer checks below make it exact without an idiv. */
+    int64_t q = (int64_t)((double)d / (double)x0);
+    if (x0 * q < d) q--;             /* x0 q must be >= d */
+    else if (x0 * (q + 1) >= d) q++; /* and x0 (q + 1) < d */
     const int64_t r = d - x0 * q; /* in (x0, 0] */
     const int64_t z = (r + p->b) * r + p->c;
     if (z <= 0) return 0; /* I-BERT clamps exp_int at 0 */
