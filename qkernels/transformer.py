@@ -39,6 +39,7 @@ import numpy as np
 
 from . import _checks as C
 from . import _core
+from .linear import _out_range
 
 ArrayLike = Any
 DTypeLike = Any
@@ -268,24 +269,10 @@ def qmatmul(a: ArrayLike, b: ArrayLike, *, a_scale: ArrayLike, b_scale: ArrayLik
     a, b, batch, m, k, n = _operands(a, b, transpose_b)
     za = _per_batch(a_zero_point, batch, "a_zero_point", "int", *_R8[a.dtype])
     zb = _per_batch(b_zero_point, batch, "b_zero_point", "int", *_R8[b.dtype])
-    if out_dtype is None:
-        odt = np.dtype(a.dtype)
-    else:
-        try:
-            odt = np.dtype(out_dtype)
-        except TypeError as exc:
-            raise TypeError(f"out_dtype: not a dtype: {out_dtype!r}") from exc
-        if odt not in (np.uint8, np.int8):
-            raise TypeError(f"out_dtype must be uint8 or int8, got {odt}")
-    tmin, tmax = _R8[odt]
-    lo = tmin if act_min is None else C._int_scalar(act_min, "act_min")
-    hi = tmax if act_max is None else C._int_scalar(act_max, "act_max")
-    if lo < tmin or hi > tmax or lo > hi:
-        raise ValueError(f"act_min/act_max [{lo}, {hi}] must be an ordered range within {odt}")
-    ozp = C._int_scalar(out_zero_point, "out_zero_point")
-    if not lo <= ozp <= hi:
-        raise ValueError(f"out_zero_point={ozp} is outside [act_min, act_max] = [{lo}, {hi}] "
-                         f"of {odt}")
+    # the output type (default: a's), zero point and clamp, checked as qlinear's (preset
+    # "onnxruntime" there defaults to the input's type, as here)
+    odt, ozp, lo, hi = _out_range("onnxruntime", a.dtype, out_dtype, out_zero_point, act_min,
+                                  act_max)
     nb = math.prod(batch)
     if (multiplier is None) != (shift is None):
         raise TypeError("multiplier and shift must be given together")

@@ -19,20 +19,23 @@ Rows (every layer's data together; scales per layer, symmetric, from the layer's
 Reference: torch.softmax / torch.nn.functional.gelu on the float activations. The "uint8 output"
 row is the float softmax rounded to the 1/256 grid: the floor any uint8 softmax has.
 
-Usage: python scripts/transformer_kernel_errors.py [--out results.md]
+Usage: python scripts/transformer_kernel_errors.py [--out results.md] [--write]
+(--write replaces the section in BENCHMARKS.md.)
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from typing import Dict, List, Tuple
 
 import numpy as np
 
-import qkernels as qk
-from qkernels.collect import DEFAULT_MODEL, DEFAULT_SENTENCES, load_model
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qkernels as qk  # noqa: E402
+from qkernels.collect import DEFAULT_MODEL, DEFAULT_SENTENCES, load_model  # noqa: E402
 
 NUMPY_DOC_FUNCS = (
     "mean", "median", "std", "var", "sum", "prod", "cumsum", "diff", "gradient", "convolve",
@@ -215,6 +218,7 @@ def render(sm, ge, n_sent: int, n_layers: int, seconds: float) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", help="write the markdown table to this file too")
+    ap.add_argument("--write", action="store_true", help="replace its section in BENCHMARKS.md")
     args = ap.parse_args(argv)
     t0 = time.time()
     net, kind, tok = load_model(DEFAULT_MODEL)
@@ -227,6 +231,9 @@ def main(argv=None) -> int:
     if args.out:
         with open(args.out, "w") as f:
             f.write(md + "\n")
+    if args.write:
+        from bench_transformer import ROOT, replace_section
+        replace_section(os.path.join(ROOT, "BENCHMARKS.md"), md.split("\n")[0], md)
     return 0
 
 

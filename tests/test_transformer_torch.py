@@ -44,9 +44,9 @@ def _batch_frexp(x):
     return mi, 31 - e
 
 
-def test_gelu_constants_equal_ibert_code(rng):
-    s = _scales(rng, -5.5, -0.5, 20000)
-    sf = torch.from_numpy(s)
+def _ibert_gelu_consts(sf):
+    """IntGELU's b_int, c_int, the erf's scale (sigmoid_scaling_factor after the 2^14), the
+    shift_int and the output scale, from torch float32 scales, as IntGELU.int_erf / forward."""
     k, const = 1.4142, 14
     coeff = [-0.2888, -1.769, 1.0]
     coeff[2] /= coeff[0]
@@ -54,8 +54,12 @@ def test_gelu_constants_equal_ibert_code(rng):
     b = torch.floor(coeff[1] / sp)
     c = torch.floor(coeff[2] / sp ** 2)
     sig = sp ** 2 * coeff[0] * 2 ** const
-    shift = torch.floor(1.0 / sig)
-    out_sf = sf * sig / 2                                   # I-BERT's (negative) output scale
+    return b, c, sig, torch.floor(1.0 / sig), sf * sig / 2
+
+
+def test_gelu_constants_equal_ibert_code(rng):
+    s = _scales(rng, -5.5, -0.5, 20000)
+    b, c, sig, shift, out_sf = _ibert_gelu_consts(torch.from_numpy(s))
     p = qk.prepare_gelu(s, out_scale=0.05)
     assert np.array_equal(p.b, b.numpy().astype(np.int64))
     assert np.array_equal(p.c, c.numpy().astype(np.int64))
@@ -76,21 +80,12 @@ def test_gelu_equals_ibert_forward_where_exact(rng):
         x = rng.integers(-(1 << 13), 1 << 13, 50_000).astype(np.int32)
         sf = torch.tensor([s32])
         xi = torch.from_numpy(x.astype(np.float32))
-        k, const = 1.4142, 14
-        coeff = [-0.2888, -1.769, 1.0]
-        coeff[2] /= coeff[0]
-        sp = sf / k
-        b_int = torch.floor(coeff[1] / sp)
-        c_int = torch.floor(coeff[2] / sp ** 2)
+        b_int, c_int, _, shift_int, g_sf = _ibert_gelu_consts(sf)
         sign = torch.sign(xi)
         abs_int = torch.min(torch.abs(xi), -b_int)
         y_int = sign * ((abs_int + b_int) ** 2 + c_int)
-        sig_sf = sp ** 2 * coeff[0]
-        y_int = torch.floor(y_int / 2 ** const)
-        sig_sf = sig_sf * 2 ** const
-        shift_int = torch.floor(1.0 / sig_sf)
+        y_int = torch.floor(y_int / 2 ** 14)
         g = xi * (y_int + shift_int)
-        g_sf = sf * sig_sf / 2
         assert float(torch.abs(g).max()) < 2 ** 24
         out_s = np.float32(0.03)
         m, e = _batch_frexp(g_sf.numpy().astype(np.float64) / np.float64(out_s))
