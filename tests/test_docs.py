@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 MODULES = ["qkernels", "qkernels._elementwise", "qkernels.qparams", "qkernels.ufuncs",
-           "qkernels._config", "qkernels.observers", "qkernels.io.arrays"]
+           "qkernels._config", "qkernels.observers", "qkernels.io.arrays", "qkernels.transformer"]
 
 
 @pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.0.0",
