@@ -20,20 +20,29 @@
 static int64_t qk__mul_rne_wide(int64_t v, uint32_t m, int e);
 
 static inline int64_t qk__mul_rne(int64_t v, uint32_t m, int e) {
+    if (e < 32 || e >= 96) return qk__mul_rne_wide(v, m, e);
+    /* e in [32, 96) (every prepared output stage): u m = H 2^32 + Ll with H < 2^63, and the
+     * rounding looks at H's low bits and Ll only; no data-dependent branch (e is per channel) */
     const int neg = v < 0;
     const uint64_t u = neg ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    if ((u >> 32) == 0 && e < 63) { /* u m < 2^63: one 64-bit product */
-        const uint64_t pr = u * m;
-        uint64_t q = e ? pr >> e : pr;
-        if (e) {
-            const uint64_t rem = pr & ((UINT64_C(1) << e) - 1), half = UINT64_C(1) << (e - 1);
-            q += rem > half || (rem == half && (q & 1));
-        }
-        const int64_t cap = INT64_C(1) << 40;
-        const int64_t r = q > (uint64_t)cap ? cap : (int64_t)q;
-        return neg ? -r : r;
+    const uint64_t lp = (u & 0xFFFFFFFFu) * m;
+    const uint64_t h = (u >> 32) * m + (lp >> 32);
+    const uint64_t ll = lp & 0xFFFFFFFFu;
+    const int s = e - 32;
+    uint64_t q, half, below;
+    if (s == 0) {
+        q = h;
+        half = ll >> 31;
+        below = ll & 0x7FFFFFFFu;
+    } else {
+        q = h >> s;
+        half = (h >> (s - 1)) & 1;
+        below = (h & ((UINT64_C(1) << (s - 1)) - 1)) | ll;
     }
-    return qk__mul_rne_wide(v, m, e);
+    q += half & ((uint64_t)(below != 0) | (q & 1));
+    const int64_t cap = INT64_C(1) << 40;
+    const int64_t r = q > (uint64_t)cap ? cap : (int64_t)q;
+    return neg ? -r : r;
 }
 
 static int64_t qk__mul_rne_wide(int64_t v, uint32_t m, int e) {

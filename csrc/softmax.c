@@ -24,13 +24,16 @@
 
 /* ---- the exact integer arithmetic of each method, one element ------------------------------ */
 
-/* RNE(v / 2^sh) for v >= 0 (sh >= 0; sh >= 64 gives 0, as v < 2^63). */
+/* RNE(v / 2^sh) for 0 <= v < 2^63, sh >= 0 (sh >= 64 gives 0). Written without data-dependent
+ * branches (the shift changes with q from element to element): selects, not jumps. */
 static inline int64_t qk__rne_shift_pos(int64_t v, int sh) {
-    if (sh == 0) return v;
-    if (sh >= 64) return 0;
-    if (sh == 63) return v > (INT64_C(1) << 62) ? 1 : 0; /* v < 2^63: v/2^63 < 1, half at 2^62 */
-    const int64_t q = v >> sh, rem = v & ((INT64_C(1) << sh) - 1), half = INT64_C(1) << (sh - 1);
-    return q + (rem > half || (rem == half && (q & 1)));
+    if (sh == 0) return v; /* only with hand-made parameters (e16 = 30) */
+    const int s = sh < 62 ? sh : 62;
+    const int64_t q = v >> s, rem = v & ((INT64_C(1) << s) - 1), half = INT64_C(1) << (s - 1);
+    const int64_t r = q + ((rem > half) | ((rem == half) & (int)(q & 1)));
+    /* sh >= 63: v / 2^sh < 1; it rounds to 1 only when sh == 63 and v > 2^62 */
+    const int64_t big = sh == 63 ? (int64_t)(v > (INT64_C(1) << 62)) : 0;
+    return sh <= 62 ? r : big;
 }
 
 /* I-BERT i-exp of d = x - max <= 0, requantized to 16 bits (see qkernels.h). */
@@ -40,8 +43,8 @@ static inline uint32_t qk__ibert_exp16(const qk_softmax_params *p, int64_t d) {
     /* q = floor(d / x0) >= 0 (d <= 0, x0 < 0). The double quotient of |d| < 2^38 by x0 is within
      * one of it (relative error 2^-52); the integer checks below make it exact without an idiv. */
     int64_t q = (int64_t)((double)d / (double)x0);
-    if (x0 * q < d) q--;             /* x0 q must be >= d */
-    else if (x0 * (q + 1) >= d) q++; /* and x0 (q + 1) < d */
+    q -= x0 * q < d;        /* x0 q must be >= d */
+    q += x0 * (q + 1) >= d; /* and x0 (q + 1) < d */
     const int64_t r = d - x0 * q; /* in (x0, 0] */
     const int64_t z = (r + p->b) * r + p->c;
     if (z <= 0) return 0; /* I-BERT clamps exp_int at 0 */
