@@ -71,7 +71,11 @@ def run(quick: bool = False) -> str:
     torch.set_num_threads(1)
     min_time = 0.15 if quick else 0.6
     rng = np.random.default_rng(0)
+    import datetime
     lines = [HEADING, "",
+             f"Taken {datetime.date.today().isoformat()} with `python scripts/bench_transformer.py"
+             f"{' --quick' if quick else ''}` (a section of scripts/bench.py); load average at the "
+             f"start {os.getloadavg()[0]:.2f}.", "",
              "One thread (PyTorch, ONNX Runtime and qkernels alike) unless marked; medians of "
              "round-robin rounds on this shared 2-vCPU machine. `vs torch` = the PyTorch float32 "
              "op's time / this time (> 1: faster). The integer kernels take 8-bit or int32 input "

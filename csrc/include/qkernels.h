@@ -508,8 +508,8 @@ qk_status qk_bmm(const void *a, qk_dtype a_type, const int32_t *a_zero_point, co
  *      shift), S = mant 2^ex, sole_mult = RHAZ(mant 2^30), sole_shift = 14 - ex (exact for
  *      power-of-two S).
  *   2. Log2Exp: t = v + (v >> 1) - (v >> 4)   (= 1.4375 v ~ v log2 e, shifts and adds only)
- *      k = min(-floor(t / 2^16), 15)           sole_round = 0: -floor(x log2 e) (the paper's
- *                                              floor bracket), 4-bit k
+ *      k = min(-floor(t / 2^16), 15)           sole_round = 0: -floor(x log2 e) (the floor
+ *                                              bracket as quoted), 4-bit k
  *      k = min(-floor(t / 2^16 + 1/2), 15)     sole_round = 1: rounded
  *      exp(d S) ~ 2^-k, V = 2^(16 - k)
  *   3. reduction: s = sum V (an exact Q16 sum, >= 2^16: the row maximum has k = 0)
@@ -521,8 +521,10 @@ qk_status qk_bmm(const void *a, qk_dtype a_type, const int32_t *a_zero_point, co
  *   y_i = (C V_i + 2^(w-1)) >> w (the same bytes as rounding 0.818 / 0.568 times 2^(8 - e)).
  *   log2 output (qk_softmax_sole_log2): exponent[i] = e_i (uint8) and row_bit[r] = bit:
  *   p_i = C_bit 2^-e_i.
- *   Sources: the Log2Exp shift-add and the ALDivision leading-one / two-constant divider as
- *   the paper describes them (see qkernels/transformer.py for what was read, and how).
+ *   Sources: the paper's own text could not be retrieved; Log2Exp (the shift-add, 4 bits) is as
+ *   a review of the paper quotes it, the ALDivision (leading one, the bit below it choosing
+ *   0.818 or 0.568) as a public C model of E2Softmax has it (qkernels/transformer.py names both).
+ *   Check these steps against the paper's Algorithm 1 before relying on SOLE-exact goldens.
  *   Ranges: 0 <= sole_mult <= 2^30, 0 <= sole_shift <= 62, sole_round in {0, 1}.
  *
  * QK_SOFTMAX_LUT (8-bit input only): V = lut[d] (prepared: lut[d] = RHAZ(2^15 exp(-d S)),
