@@ -377,6 +377,139 @@ QK_TARGET_AVX512 static void qk__norm_row_avx512(const qk__norm *nm, const uint1
 }
 #endif
 
+static int32_t qk__row_max32_scalar(const int32_t *x, size_t n) {
+    int32_t m = x[0];
+    for (size_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+#if QK_X86
+QK_TARGET_AVX512 static int32_t qk__row_max32_avx512(const int32_t *x, size_t n) {
+    __m512i m = _mm512_set1_epi32(INT32_MIN);
+    for (size_t i = 0; i < n; i += 16) {
+        const size_t cnt = n - i < 16 ? n - i : 16;
+        const __mmask16 k = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1u);
+        m = _mm512_mask_max_epi32(m, k, m, _mm512_maskz_loadu_epi32(k, x + i));
+    }
+    return _mm512_reduce_max_epi32(m);
+}
+
+QK_TARGET_AVX2 static int32_t qk__row_max32_avx2(const int32_t *x, size_t n) {
+    __m256i m = _mm256_set1_epi32(INT32_MIN);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_epi32(m, _mm256_loadu_si256((const __m256i *)(x + i)));
+    int32_t l[8];
+    _mm256_storeu_si256((__m256i *)l, m);
+    int32_t r = l[0];
+    for (int j = 1; j < 8; j++) r = l[j] > r ? l[j] : r;
+    for (; i < n; i++) r = x[i] > r ? x[i] : r;
+    return r;
+}
+#endif
+
+/* ---- int32 input, I-BERT: the i-exp on 8 (AVX-512) or 4 (AVX2) elements at a time -------------
+ * The same integers as qk__ibert_exp16, for parameters whose intermediates fit 32-bit lanes
+ * (every prepared set; hand-made ones that do not take the scalar loop): 30 |x0| < 2^31,
+ * b >= |x0| and |x0| (|x0| + b) < 2^31 make d (after the clip), q, r and z int32, and e16 >= 31
+ * keeps the shift >= 1. q starts from d * (1/x0) in double (within one of floor(d / x0): |d| < 2^31,
+ * relative error 2^-51) and two integer compares make it exact. z m16 < 2^62 is one vpmuludq;
+ * the RNE shift varies per lane (vpsrlvq). */
+static int qk__ibert32_simd_ok(const qk_softmax_params *p) {
+    const int64_t ax0 = -p->x0;
+    return 30 * ax0 < (INT64_C(1) << 31) && p->b >= ax0 &&
+           ax0 * (ax0 + p->b) < (INT64_C(1) << 31) && p->e16 >= 31;
+}
+
+#if QK_X86
+QK_TARGET_AVX512 static size_t qk__ibert32_avx512(const qk_softmax_params *p, const int32_t *x,
+                                                  size_t n, int32_t mx, uint16_t *v,
+                                                  uint64_t *sum) {
+    const __m512i vmx = _mm512_set1_epi64(mx), clip = _mm512_set1_epi64(30 * p->x0);
+    const __m256i x0 = _mm256_set1_epi32((int32_t)p->x0), b = _mm256_set1_epi32((int32_t)p->b);
+    const __m256i c = _mm256_set1_epi32((int32_t)p->c), one32 = _mm256_set1_epi32(1);
+    const __m256i shoff = _mm256_set1_epi32(p->e16 - 30);
+    const __m512d inv = _mm512_set1_pd(1.0 / (double)p->x0); /* estimate; corrected below */
+    const __m512i m16 = _mm512_set1_epi64(p->m16), one = _mm512_set1_epi64(1);
+    const __m512i lim = _mm512_set1_epi64(32767), s63 = _mm512_set1_epi64(63);
+    __m512i acc = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m512i d64 = _mm512_sub_epi64(
+            _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(x + i))), vmx);
+        d64 = _mm512_max_epi64(d64, clip);
+        const __m256i d = _mm512_cvtepi64_epi32(d64);
+        __m256i q = _mm512_cvttpd_epi32(_mm512_mul_pd(_mm512_cvtepi32_pd(d), inv));
+        q = _mm256_add_epi32(q, _mm256_cmpgt_epi32(d, _mm256_mullo_epi32(x0, q)));  /* q-- */
+        q = _mm256_add_epi32(_mm256_add_epi32(q, one32), /* q++ unless d > x0 (q+1) */
+                             _mm256_cmpgt_epi32(d, _mm256_mullo_epi32(x0, _mm256_add_epi32(q, one32))));
+        const __m256i r = _mm256_sub_epi32(d, _mm256_mullo_epi32(x0, q));
+        __m256i z = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_add_epi32(r, b), r), c);
+        z = _mm256_max_epi32(z, _mm256_setzero_si256());                 /* exp clamped at 0 */
+        const __m512i prod = _mm512_mul_epu32(_mm512_cvtepu32_epi64(z), m16);
+        const __m512i sh = _mm512_cvtepi32_epi64(_mm256_add_epi32(q, shoff));
+        __m512i qq = _mm512_srlv_epi64(prod, sh);
+        const __m512i rem = _mm512_and_si512(prod, _mm512_sub_epi64(_mm512_sllv_epi64(one, sh), one));
+        const __m512i half = _mm512_sllv_epi64(one, _mm512_sub_epi64(sh, one));
+        const __mmask8 up = _mm512_cmpgt_epu64_mask(rem, half) |
+                            (_mm512_cmpeq_epi64_mask(rem, half) & _mm512_test_epi64_mask(qq, one));
+        qq = _mm512_mask_add_epi64(qq, up, qq, one);
+        qq = _mm512_maskz_mov_epi64(_mm512_cmple_epi64_mask(sh, s63), qq); /* shift >= 64: 0 */
+        qq = _mm512_min_epu64(qq, lim);
+        acc = _mm512_add_epi64(acc, qq);
+        _mm_storeu_si128((__m128i *)(v + i), _mm512_cvtepi64_epi16(qq));
+    }
+    *sum += (uint64_t)_mm512_reduce_add_epi64(acc);
+    return i;
+}
+
+QK_TARGET_AVX2 static size_t qk__ibert32_avx2(const qk_softmax_params *p, const int32_t *x,
+                                              size_t n, int32_t mx, uint16_t *v, uint64_t *sum) {
+    const __m256i vmx = _mm256_set1_epi64x(mx), clip = _mm256_set1_epi64x(30 * p->x0);
+    const __m128i x0 = _mm_set1_epi32((int32_t)p->x0), b = _mm_set1_epi32((int32_t)p->b);
+    const __m128i c = _mm_set1_epi32((int32_t)p->c), one32 = _mm_set1_epi32(1);
+    const __m128i shoff = _mm_set1_epi32(p->e16 - 30);
+    const __m256d inv = _mm256_set1_pd(1.0 / (double)p->x0);
+    const __m256i m16 = _mm256_set1_epi64x(p->m16), one = _mm256_set1_epi64x(1);
+    const __m256i lim = _mm256_set1_epi64x(32767), s63 = _mm256_set1_epi64x(63);
+    const __m256i lo32 = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    __m256i acc = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256i d64 = _mm256_sub_epi64(_mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(x + i))), vmx);
+        d64 = _mm256_blendv_epi8(d64, clip, _mm256_cmpgt_epi64(clip, d64));
+        const __m128i d = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(d64, lo32));
+        __m128i q = _mm256_cvttpd_epi32(_mm256_mul_pd(_mm256_cvtepi32_pd(d), inv));
+        q = _mm_add_epi32(q, _mm_cmpgt_epi32(d, _mm_mullo_epi32(x0, q)));
+        q = _mm_add_epi32(_mm_add_epi32(q, one32),
+                          _mm_cmpgt_epi32(d, _mm_mullo_epi32(x0, _mm_add_epi32(q, one32))));
+        const __m128i r = _mm_sub_epi32(d, _mm_mullo_epi32(x0, q));
+        __m128i z = _mm_add_epi32(_mm_mullo_epi32(_mm_add_epi32(r, b), r), c);
+        z = _mm_max_epi32(z, _mm_setzero_si128());
+        const __m256i prod = _mm256_mul_epu32(_mm256_cvtepu32_epi64(z), m16);
+        const __m256i sh = _mm256_cvtepi32_epi64(_mm_add_epi32(q, shoff));
+        __m256i qq = _mm256_srlv_epi64(prod, sh);
+        const __m256i rem = _mm256_and_si256(prod, _mm256_sub_epi64(_mm256_sllv_epi64(one, sh), one));
+        const __m256i half = _mm256_sllv_epi64(one, _mm256_sub_epi64(sh, one));
+        /* rem, half < 2^63: the signed compare is the unsigned one */
+        const __m256i up = _mm256_or_si256(
+            _mm256_cmpgt_epi64(rem, half),
+            _mm256_and_si256(_mm256_cmpeq_epi64(rem, half),
+                             _mm256_cmpeq_epi64(_mm256_and_si256(qq, one), one)));
+        qq = _mm256_sub_epi64(qq, up);
+        qq = _mm256_andnot_si256(_mm256_cmpgt_epi64(sh, s63), qq);
+        qq = _mm256_blendv_epi8(qq, lim, _mm256_cmpgt_epi64(qq, lim));
+        acc = _mm256_add_epi64(acc, qq);
+        int64_t lanes[4];
+        _mm256_storeu_si256((__m256i *)lanes, qq);
+        for (int l = 0; l < 4; l++) v[i + l] = (uint16_t)lanes[l];
+    }
+    int64_t a[4];
+    _mm256_storeu_si256((__m256i *)a, acc);
+    *sum += (uint64_t)(a[0] + a[1] + a[2] + a[3]);
+    return i;
+}
+#endif
+
 /* ---- the public kernels ------------------------------------------------------------------------ */
 static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_dtype xt,
                                  size_t rows, size_t cols, uint8_t *y, uint8_t *expo,
@@ -398,6 +531,7 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
     path = qk__use_avx512() ? 2 : (qk__use_avx2() ? 1 : 0);
 #endif
     const size_t xsz = eight ? 1 : 4;
+    const int simd32 = !eight && !sole && path > 0 && qk__ibert32_simd_ok(p);
     for (size_t r = 0; r < rows; r++) {
         const char *xr = (const char *)x + r * cols * xsz;
         uint64_t sum = 0;
@@ -419,9 +553,19 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
             }
         } else {
             const int32_t *xi = (const int32_t *)xr;
-            int32_t mx = xi[0];
-            for (size_t i = 1; i < cols; i++) mx = xi[i] > mx ? xi[i] : mx;
-            for (size_t i = 0; i < cols; i++) {
+#if QK_X86
+            const int32_t mx = path == 2 ? qk__row_max32_avx512(xi, cols)
+                               : (path == 1 ? qk__row_max32_avx2(xi, cols)
+                                            : qk__row_max32_scalar(xi, cols));
+#else
+            const int32_t mx = qk__row_max32_scalar(xi, cols);
+#endif
+            size_t i0 = 0;
+#if QK_X86
+            if (!sole && simd32) i0 = path == 2 ? qk__ibert32_avx512(p, xi, cols, mx, v, &sum)
+                                                : qk__ibert32_avx2(p, xi, cols, mx, v, &sum);
+#endif
+            for (size_t i = i0; i < cols; i++) {
                 const int64_t d = (int64_t)xi[i] - mx;
                 if (sole) {
                     const uint32_t k = qk__sole_k(p, d);

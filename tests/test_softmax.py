@@ -62,11 +62,13 @@ def test_ibert_rounding_ties_and_saturation(rng):
         for m16 in (1, 3, 77, 1001, 1 << 30, 1583594044, (1 << 31) - 1):
             for x0, b, c in ((-9, 34, 436), (-3, 11, 50), (-70, 270, 27900)):
                 xp = (x0, b, c, m16, e16)
-                x = rng.integers(-128, 128, (40, 77)).astype(np.int8)
-                y = _core.softmax_ibert(x, np.int64(x0), np.int64(b), np.int64(c), np.int32(m16),
-                                        np.int32(e16))
-                assert np.array_equal(y, ibert_softmax(x, *xp)), xp
-                total += y.size
+                # int8 (the 256-entry table) and int32 (the vector i-exp: e16 >= 31 here)
+                for x in (rng.integers(-128, 128, (40, 77)).astype(np.int8),
+                          rng.integers(-3000, 3000, (20, 77)).astype(np.int32)):
+                    y = _core.softmax_ibert(x, np.int64(x0), np.int64(b), np.int64(c),
+                                            np.int32(m16), np.int32(e16))
+                    assert np.array_equal(y, ibert_softmax(x, *xp)), (xp, x.dtype)
+                    total += y.size
     assert total > 100_000
 
 
