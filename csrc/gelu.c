@@ -234,6 +234,160 @@ static inline void qk__yput(void *y, qk_dtype t, size_t i, int32_t v) {
         ((int32_t *)y)[i] = v;
 }
 
+/* ---- int32 input: i-GELU and its requantization on 8 (AVX-512) or 4 (AVX2) int64 lanes -------
+ * The integers of qk__igelu_out. Used for int32 input with zero point 0 when every channel's
+ * rshift is in [32, 96) (every prepared set): then x, a + b and L + shift fit 32 bits (the
+ * bound checked by qk__gelu_check: |L + shift| < 2^31 for int32 input), so t^2 and x (L + shift)
+ * are single vpmuldq products, and the requantization splits |g| m into h 2^32 + low as in
+ * qk__mul_rne. Element i uses the parameters of p at index pi + i (per channel) or pi. */
+static int qk__igelu32_simd_ok(const qk_gelu_ibert_params *p) {
+    for (size_t ch = 0; ch < p->channels; ch++)
+        if (p->rshift[ch] < 32 || p->rshift[ch] >= 96) return 0;
+    return 1;
+}
+
+#if QK_X86
+QK_TARGET_AVX512 static size_t qk__igelu32_avx512(const qk_gelu_ibert_params *p, size_t pi, int pc,
+                                                  const int32_t *x, size_t n, void *y,
+                                                  qk_dtype yt, int32_t zp, int32_t lo,
+                                                  int32_t hi) {
+    const __m512i one = _mm512_set1_epi64(1), m32 = _mm512_set1_epi64(0xFFFFFFFFLL);
+    const __m512i m31 = _mm512_set1_epi64(0x7FFFFFFFLL), cap = _mm512_set1_epi64(INT64_C(1) << 40);
+    const __m512i vzp = _mm512_set1_epi64(zp), vlo = _mm512_set1_epi64(lo), vhi = _mm512_set1_epi64(hi);
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i b = _mm512_set1_epi64(p->b[pi]), c = _mm512_set1_epi64(p->c[pi]);
+    __m512i sh = _mm512_set1_epi64(p->shift[pi]), m = _mm512_set1_epi64(p->multiplier[pi]);
+    __m512i s = _mm512_set1_epi64(p->rshift[pi] - 32);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        if (pc) {
+            b = _mm512_loadu_si512((const void *)(p->b + pi + i));
+            c = _mm512_loadu_si512((const void *)(p->c + pi + i));
+            sh = _mm512_loadu_si512((const void *)(p->shift + pi + i));
+            m = _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(p->multiplier + pi + i)));
+            s = _mm512_sub_epi64(
+                _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(p->rshift + pi + i))),
+                _mm512_set1_epi64(32));
+        }
+        const __m512i xv = _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(x + i)));
+        const __m512i a = _mm512_min_epi64(_mm512_abs_epi64(xv), _mm512_sub_epi64(zero, b));
+        const __m512i t = _mm512_add_epi64(a, b);
+        __m512i yv = _mm512_add_epi64(_mm512_mul_epi32(t, t), c);
+        yv = _mm512_mask_sub_epi64(yv, _mm512_cmplt_epi64_mask(xv, zero), zero, yv);
+        yv = _mm512_maskz_mov_epi64(_mm512_cmpneq_epi64_mask(xv, zero), yv);
+        yv = _mm512_srai_epi64(yv, 14);
+        const __m512i g = _mm512_sub_epi64(zero, _mm512_mul_epi32(xv, _mm512_add_epi64(yv, sh)));
+        /* RNE(g m / 2^(32 + s)) on |g| */
+        const __mmask8 neg = _mm512_cmplt_epi64_mask(g, zero);
+        const __m512i u = _mm512_abs_epi64(g);
+        const __m512i lp = _mm512_mul_epu32(u, m);
+        const __m512i h = _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(u, 32), m),
+                                           _mm512_srli_epi64(lp, 32));
+        const __m512i ll = _mm512_and_si512(lp, m32);
+        __m512i q = _mm512_srlv_epi64(h, s);
+        const __m512i s1 = _mm512_sub_epi64(s, one);
+        __m512i half = _mm512_and_si512(_mm512_srlv_epi64(h, s1), one);
+        __m512i below = _mm512_or_si512(
+            _mm512_and_si512(h, _mm512_sub_epi64(_mm512_sllv_epi64(one, s1), one)), ll);
+        const __mmask8 s0 = _mm512_cmpeq_epi64_mask(s, zero); /* shift 32: the half bit is ll's 31 */
+        half = _mm512_mask_mov_epi64(half, s0, _mm512_srli_epi64(ll, 31));
+        below = _mm512_mask_mov_epi64(below, s0, _mm512_and_si512(ll, m31));
+        const __mmask8 up = _mm512_test_epi64_mask(half, one) &
+                            (_mm512_test_epi64_mask(below, below) | _mm512_test_epi64_mask(q, one));
+        q = _mm512_mask_add_epi64(q, up, q, one);
+        q = _mm512_min_epu64(q, cap);
+        q = _mm512_mask_sub_epi64(q, neg, zero, q);
+        q = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(q, vzp), vlo), vhi);
+        if (yt == QK_DT_S32)
+            _mm256_storeu_si256((__m256i *)((int32_t *)y + i), _mm512_cvtepi64_epi32(q));
+        else
+            _mm_storel_epi64((__m128i *)((uint8_t *)y + i), _mm512_cvtepi64_epi8(q));
+    }
+    return i;
+}
+
+/* AVX2 twin: 4 lanes; 64-bit abs, min and arithmetic shift built from compares and blends. */
+QK_TARGET_AVX2 static inline __m256i qk__abs64_avx2(__m256i v) {
+    const __m256i sg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
+    return _mm256_sub_epi64(_mm256_xor_si256(v, sg), sg);
+}
+
+QK_TARGET_AVX2 static size_t qk__igelu32_avx2(const qk_gelu_ibert_params *p, size_t pi, int pc,
+                                              const int32_t *x, size_t n, void *y, qk_dtype yt,
+                                              int32_t zp, int32_t lo, int32_t hi) {
+    const __m256i one = _mm256_set1_epi64x(1), m32 = _mm256_set1_epi64x(0xFFFFFFFFLL);
+    const __m256i m31 = _mm256_set1_epi64x(0x7FFFFFFFLL), cap = _mm256_set1_epi64x(INT64_C(1) << 40);
+    const __m256i vzp = _mm256_set1_epi64x(zp), vlo = _mm256_set1_epi64x(lo);
+    const __m256i vhi = _mm256_set1_epi64x(hi), zero = _mm256_setzero_si256();
+    __m256i b = _mm256_set1_epi64x(p->b[pi]), c = _mm256_set1_epi64x(p->c[pi]);
+    __m256i sh = _mm256_set1_epi64x(p->shift[pi]), m = _mm256_set1_epi64x(p->multiplier[pi]);
+    __m256i s = _mm256_set1_epi64x(p->rshift[pi] - 32);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        if (pc) {
+            b = _mm256_loadu_si256((const __m256i *)(p->b + pi + i));
+            c = _mm256_loadu_si256((const __m256i *)(p->c + pi + i));
+            sh = _mm256_loadu_si256((const __m256i *)(p->shift + pi + i));
+            m = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(p->multiplier + pi + i)));
+            s = _mm256_sub_epi64(_mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(p->rshift + pi + i))),
+                                 _mm256_set1_epi64x(32));
+        }
+        const __m256i xv = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(x + i)));
+        const __m256i nb = _mm256_sub_epi64(zero, b);
+        const __m256i ax = qk__abs64_avx2(xv);
+        const __m256i a = _mm256_blendv_epi8(ax, nb, _mm256_cmpgt_epi64(ax, nb));
+        const __m256i t = _mm256_add_epi64(a, b);
+        __m256i yv = _mm256_add_epi64(_mm256_mul_epi32(t, t), c);
+        const __m256i xneg = _mm256_cmpgt_epi64(zero, xv);
+        yv = _mm256_blendv_epi8(yv, _mm256_sub_epi64(zero, yv), xneg);
+        yv = _mm256_andnot_si256(_mm256_cmpeq_epi64(xv, zero), yv);
+        /* arithmetic shift by 14: the logical one, with the sign's ones put back on top */
+        const __m256i ysg = _mm256_cmpgt_epi64(zero, yv);
+        yv = _mm256_or_si256(_mm256_srli_epi64(yv, 14), _mm256_slli_epi64(ysg, 50));
+        const __m256i g = _mm256_sub_epi64(zero, _mm256_mul_epi32(xv, _mm256_add_epi64(yv, sh)));
+        const __m256i neg = _mm256_cmpgt_epi64(zero, g);
+        const __m256i u = qk__abs64_avx2(g);
+        const __m256i lp = _mm256_mul_epu32(u, m);
+        const __m256i h = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(u, 32), m),
+                                           _mm256_srli_epi64(lp, 32));
+        const __m256i ll = _mm256_and_si256(lp, m32);
+        __m256i q = _mm256_srlv_epi64(h, s);
+        const __m256i s1 = _mm256_sub_epi64(s, one);
+        __m256i half = _mm256_and_si256(_mm256_srlv_epi64(h, s1), one);
+        __m256i below = _mm256_or_si256(
+            _mm256_and_si256(h, _mm256_sub_epi64(_mm256_sllv_epi64(one, s1), one)), ll);
+        const __m256i s0 = _mm256_cmpeq_epi64(s, zero);
+        half = _mm256_blendv_epi8(half, _mm256_srli_epi64(ll, 31), s0);
+        below = _mm256_blendv_epi8(below, _mm256_and_si256(ll, m31), s0);
+        const __m256i nz = _mm256_xor_si256(_mm256_cmpeq_epi64(below, zero), _mm256_set1_epi64x(-1));
+        const __m256i odd = _mm256_cmpeq_epi64(_mm256_and_si256(q, one), one);
+        const __m256i up = _mm256_and_si256(_mm256_cmpeq_epi64(half, one), _mm256_or_si256(nz, odd));
+        q = _mm256_sub_epi64(q, up);
+        q = _mm256_blendv_epi8(q, cap, _mm256_cmpgt_epi64(q, cap));
+        q = _mm256_blendv_epi8(q, _mm256_sub_epi64(zero, q), neg);
+        q = _mm256_add_epi64(q, vzp);
+        q = _mm256_blendv_epi8(q, vlo, _mm256_cmpgt_epi64(vlo, q));
+        q = _mm256_blendv_epi8(q, vhi, _mm256_cmpgt_epi64(q, vhi));
+        int64_t lanes[4];
+        _mm256_storeu_si256((__m256i *)lanes, q);
+        for (int l = 0; l < 4; l++) qk__yput(y, yt, i + l, (int32_t)lanes[l]);
+    }
+    return i;
+}
+#endif
+
+/* The vector i-GELU over n elements (a whole per-tensor array, or one row of channels);
+ * returns the elements done. */
+static size_t qk__igelu32_vec(const qk_gelu_ibert_params *p, int pc, const int32_t *x, size_t n,
+                              void *y, qk_dtype yt, int32_t zp, int32_t lo, int32_t hi) {
+#if QK_X86
+    if (qk__use_avx512()) return qk__igelu32_avx512(p, 0, pc, x, n, y, yt, zp, lo, hi);
+    if (qk__use_avx2()) return qk__igelu32_avx2(p, 0, pc, x, n, y, yt, zp, lo, hi);
+#endif
+    (void)p; (void)pc; (void)x; (void)n; (void)y; (void)yt; (void)zp; (void)lo; (void)hi;
+    return 0;
+}
+
 qk_status qk_gelu_ibert(const qk_gelu_ibert_params *p, const void *x, qk_dtype x_type,
                         int32_t x_zero_point, size_t n, void *y, qk_dtype y_type,
                         int32_t y_zero_point, int32_t y_min, int32_t y_max) {
@@ -259,6 +413,20 @@ qk_status qk_gelu_ibert(const qk_gelu_ibert_params *p, const void *x, qk_dtype x
             const uint8_t *xb = (const uint8_t *)x;
             int32_t *yo = (int32_t *)y;
             for (size_t i = 0; i < n; i++) yo[i] = t32[xb[i]];
+        }
+        return QK_OK;
+    }
+    if (x_type == QK_DT_S32 && x_zero_point == 0 && qk__igelu32_simd_ok(p)) {
+        const int32_t *xi = (const int32_t *)x;
+        const size_t ysz = y_type == QK_DT_S32 ? 4 : 1;
+        const size_t rl = channels == 1 ? n : channels; /* one pass, or one row of channels */
+        for (size_t r0 = 0; r0 < n; r0 += rl) {
+            char *yr = (char *)y + r0 * ysz;
+            const size_t done = qk__igelu32_vec(p, channels > 1, xi + r0, rl, yr, y_type,
+                                                y_zero_point, y_min, y_max);
+            for (size_t i = done; i < rl; i++)
+                qk__yput(yr, y_type, i, qk__igelu_out(p, channels > 1 ? i : 0, xi[r0 + i],
+                                                      y_zero_point, y_min, y_max));
         }
         return QK_OK;
     }

@@ -55,17 +55,20 @@ def test_ibert_per_channel(rng):
 
 
 def test_requantization_ties(rng):
-    """multiplier 2^30 and a small rshift: RNE(g 2^30 / 2^rshift) has halves for odd g."""
-    x = rng.integers(-128, 128, 20_000).astype(np.int8)
-    for rshift in (31, 32, 33):
-        for mult in (1 << 30, 3 << 28):
-            args = dict(b=np.int64(-51), c=np.int64(-2771), shift=np.int64(-1))
-            y = np.empty(x.shape, np.int32)
-            _core.gelu_ibert(x, np.int32(0), args["b"], args["c"], args["shift"], np.int32(mult),
-                             np.int32(rshift), np.int32(0), np.int32(-(1 << 31)),
-                             np.int32((1 << 31) - 1), out=y, signature="billliiiii->i")
-            ref = ibert_gelu(x, 0, -51, -2771, -1, mult, rshift, 0, -(1 << 31), (1 << 31) - 1)
-            assert np.array_equal(y, ref), (mult, rshift)
+    """multiplier 2^30 and a small rshift: RNE(g 2^30 / 2^rshift) has halves for odd g (int8
+    input: the table; int32: the vector loop for rshift >= 32, the scalar one below)."""
+    for x, sig in ((rng.integers(-128, 128, 20_000).astype(np.int8), "billliiiii->i"),
+                   (rng.integers(-3000, 3000, 20_003).astype(np.int32), "iillliiiii->i")):
+        for rshift in (31, 32, 33, 40):
+            for mult in (1 << 30, 3 << 28, 12345):
+                args = dict(b=np.int64(-51), c=np.int64(-2771), shift=np.int64(-1))
+                y = np.empty(x.shape, np.int32)
+                _core.gelu_ibert(x, np.int32(0), args["b"], args["c"], args["shift"],
+                                 np.int32(mult), np.int32(rshift), np.int32(0),
+                                 np.int32(-(1 << 31)), np.int32((1 << 31) - 1), out=y,
+                                 signature=sig)
+                ref = ibert_gelu(x, 0, -51, -2771, -1, mult, rshift, 0, -(1 << 31), (1 << 31) - 1)
+                assert np.array_equal(y, ref), (x.dtype, mult, rshift)
 
 
 @pytest.mark.parametrize("xdt,xzp", [(np.int8, 0), (np.int8, -20), (np.uint8, 128), (np.uint8, 3)])
