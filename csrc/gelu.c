@@ -205,6 +205,7 @@ static qk_status qk__gelu_check(const qk_gelu_ibert_params *p, qk_dtype xt, int3
     if (yt != QK_DT_U8 && yt != QK_DT_S8 && yt != QK_DT_S32) return QK_ERR_ARG;
     const qk_status st = qk__check_range(yzp, lo, hi, tmin, tmax);
     if (st != QK_OK) return st;
+    const int64_t limit = (INT64_C(1) << 62) / xmax;
     for (size_t ch = 0; ch < p->channels; ch++) {
         const int64_t b = p->b[ch], c = p->c[ch], sh = p->shift[ch];
         if (b > 0 || b <= -(INT64_C(1) << 30)) return QK_ERR_ARG;
@@ -214,7 +215,7 @@ static qk_status qk__gelu_check(const qk_gelu_ibert_params *p, qk_dtype xt, int3
         /* |x (y + shift)| < 2^62 for every x of the input type */
         const int64_t ymag = ((b * b > -c ? b * b : -c) >> 14) + 1;
         const int64_t mag = ymag + (sh < 0 ? -sh : sh) + 1;
-        if (mag > (INT64_C(1) << 62) / xmax) return QK_ERR_ARG;
+        if (mag > limit) return QK_ERR_ARG;
     }
     return QK_OK;
 }

@@ -694,17 +694,17 @@ def qgelu(x: ArrayLike, params: GeluParams, *, out: Optional[np.ndarray] = None)
     _gelu_bound(params, a.dtype)
     C.check_out(out, a.shape, params.out_dtype)
     oinfo = np.iinfo(params.out_dtype)
-    y = out if out is not None else np.empty(a.shape, params.out_dtype)
-    shp = (ch,) if ch > 1 else ()
-    r = lambda v: v.reshape(shp)  # noqa: E731
-    i4, i8 = np.dtype(np.int32), np.dtype(np.int64)
-    with np.errstate(invalid="raise"):   # the loop is picked by the full signature
-        _core.gelu_ibert(a, np.int32(params.x_zero_point), r(params.b), r(params.c),
-                         r(params.shift), r(params.multiplier), r(params.rshift),
-                         np.int32(params.out_zero_point), np.int32(oinfo.min),
-                         np.int32(oinfo.max), out=y,
-                         signature=(a.dtype, i4, i8, i8, i8, i4, i4, i4, i4, i4,
-                                    params.out_dtype))
+    y = out if (out is not None and out.flags.c_contiguous) else np.empty(a.shape, params.out_dtype)
+    # one C call over the contiguous array (the parameters are checked once, not once a row as
+    # the ufunc gelu_ibert's inner loops would)
+    st = _core._gelu_ibert(np.ascontiguousarray(a), params.b, params.c, params.shift,
+                           params.multiplier, params.rshift, params.x_zero_point,
+                           params.out_zero_point, int(oinfo.min), int(oinfo.max), y)
+    if st != 0:
+        raise ValueError(f"qgelu: the kernel refused the parameters (status {st})")
+    if out is not None and y is not out:
+        out[...] = y
+        return out
     return y
 
 

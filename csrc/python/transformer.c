@@ -13,8 +13,9 @@
  *   gelu_lut           (),(256)->()                 x (u8/s8), table (u8 or s8) -> table's type
  * A kernel error raises the floating-point "invalid" flag (np.errstate); the keyword API in
  * qkernels/transformer.py checks every argument first and raises a named error.
- * Module function: _bmm(a, b, a_zp, b_zp, b_kn, out, scheme, scale, multiplier, shift, zp,
- *   act_min, act_max, wrap, threads) -> status (qk_bmm on C-contiguous arrays, GIL released).
+ * Module functions: _bmm(a, b, a_zp, b_zp, b_kn, out, scheme, scale, multiplier, shift, zp,
+ *   act_min, act_max, wrap, threads) -> status (qk_bmm on C-contiguous arrays, GIL released);
+ *   _gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> status.
  */
 #include "qk_numpy.h"
 
@@ -343,6 +344,52 @@ static void qk_py_gelu_ibert_loop(char **args, npy_intp const *dims, npy_intp co
     qk_py_flag(st);
 }
 
+/* _gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out): one kernel
+ * call over a C-contiguous x whose last axis holds the channels of the parameter arrays (one
+ * value each: per tensor), GIL released; the keyword API's path (the parameters are checked
+ * once, not once a row as the ufunc's inner loops must). */
+static PyObject *qk_py_gelu_ibert_run(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo, *bo, *co, *so, *mo, *ro, *oo;
+    int xzp, yzp, lo, hi;
+    if (!PyArg_ParseTuple(args, "OOOOOOiiiiO", &xo, &bo, &co, &so, &mo, &ro, &xzp, &yzp, &lo, &hi,
+                          &oo))
+        return NULL;
+    if (!PyArray_Check(xo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo) ||
+        !PyArray_ISALIGNED((PyArrayObject *)xo) || !PyArray_Check(oo) ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) || !PyArray_ISWRITEABLE((PyArrayObject *)oo) ||
+        PyArray_SIZE((PyArrayObject *)oo) != PyArray_SIZE((PyArrayObject *)xo)) {
+        PyErr_SetString(PyExc_TypeError, "x and out must be C-contiguous arrays of one size");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)xo, *o = (PyArrayObject *)oo;
+    const int xt = PyArray_TYPE(x), yt = PyArray_TYPE(o);
+    if ((xt != NPY_UINT8 && xt != NPY_INT8 && xt != NPY_INT32) ||
+        (yt != NPY_UINT8 && yt != NPY_INT8 && yt != NPY_INT32)) {
+        PyErr_SetString(PyExc_TypeError, "x and out must be uint8, int8 or int32");
+        return NULL;
+    }
+    if (qk_py_arr(bo, 1, "b") < 0) return NULL;
+    const npy_intp ch = PyArray_DIM((PyArrayObject *)bo, 0);
+    if (qk_py_vec(bo, NPY_INT64, ch, "b") < 0 || qk_py_vec(co, NPY_INT64, ch, "c") < 0 ||
+        qk_py_vec(so, NPY_INT64, ch, "shift") < 0 || qk_py_vec(mo, NPY_INT32, ch, "multiplier") < 0 ||
+        qk_py_vec(ro, NPY_INT32, ch, "rshift") < 0)
+        return NULL;
+    qk_gelu_ibert_params p;
+    p.channels = (size_t)ch;
+    p.b = (const int64_t *)PyArray_DATA((PyArrayObject *)bo);
+    p.c = (const int64_t *)PyArray_DATA((PyArrayObject *)co);
+    p.shift = (const int64_t *)PyArray_DATA((PyArrayObject *)so);
+    p.multiplier = (const int32_t *)PyArray_DATA((PyArrayObject *)mo);
+    p.rshift = (const int32_t *)PyArray_DATA((PyArrayObject *)ro);
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_gelu_ibert(&p, PyArray_DATA(x), qk_py_dt(xt), xzp, (size_t)PyArray_SIZE(x),
+                       PyArray_DATA(o), qk_py_dt(yt), yzp, lo, hi);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong((long)st);
+}
+
 /* ---- gelu_lut gufunc: (),(256)->() -------------------------------------------------------------- */
 static void qk_py_gelu_lut_loop(char **args, npy_intp const *dims, npy_intp const *steps,
                                 void *data) {
@@ -445,6 +492,9 @@ static PyMethodDef qk_py_tf_methods[] = {
     {"_bmm", qk_py_bmm, METH_VARARGS,
      "_bmm(a, b, a_zp, b_zp, b_kn, out, scheme, scale, multiplier, shift, zp, act_min, act_max,"
      " wrap, threads) -> status (qk_bmm; use qkernels.qmatmul)"},
+    {"_gelu_ibert", qk_py_gelu_ibert_run, METH_VARARGS,
+     "_gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> status"
+     " (qk_gelu_ibert on contiguous arrays; use qkernels.qgelu)"},
     {NULL, NULL, 0, NULL}};
 
 int qk_py_register_transformer(PyObject *module) {
