@@ -126,9 +126,9 @@ def run(quick: bool = False) -> str:
     lines += _fmt([(c[0], c[1], t) for c, t in zip(cands, ts)], ts[0])
 
     lines += ["", "8-bit inputs run from 256-entry tables (the method's own integers for each "
-              "possible input, evaluated once a call) with AVX-512 / AVX2 row loops; int32 input "
-              "runs I-BERT's i-exp 8 lanes at a time (AVX-512), while SOLE's Log2Exp and the "
-              "i-GELU (a 96-bit requantization per element) on int32 input are scalar C."]
+              "possible input, evaluated once a call) with AVX-512 / AVX2 row loops; on int32 "
+              "input I-BERT's i-exp and i-GELU (with its exact 96-bit requantization) run 8 int64 "
+              "lanes at a time (AVX-512; AVX2: 4), SOLE's Log2Exp is scalar C."]
 
     # ---- attention matmuls ----
     lines += ["", "Attention matmuls: `Q K^T` is (H, S, d) x (H, S, d)^T, `P V` is (H, S, S) x "
