@@ -240,6 +240,19 @@ static void test_softmax(void) {
             }
         }
         QK_CHECK(ok, "sole output, case %d", it);
+        {
+            uint32_t tv[256];
+            uint8_t tk[256];
+            int tok = qk_softmax_table(&p, tv, tk) == QK_OK;
+            for (int d = 0; d < 256 && tok; d++) {
+                const int64_t vq = (int64_t)(-d) * 8192;
+                const int64_t t = vq + fdiv(vq, 1) - fdiv(vq, 4);
+                const int64_t kk = p.sole_round ? -fdiv(t + 32768, 16) : -fdiv(t, 16);
+                const int k = (int)(kk > 15 ? 15 : kk);
+                tok = tk[d] == k && tv[d] == (UINT32_C(1) << (16 - k));
+            }
+            QK_CHECK(tok, "sole table, case %d", it);
+        }
         /* LUT */
         memset(&p, 0, sizeof p);
         p.method = QK_SOFTMAX_LUT;
@@ -260,6 +273,10 @@ static void test_softmax(void) {
         }
         QK_CHECK(ok, "lut output, case %d", it);
         QK_CHECK(qk_softmax_u8(&p, x32, QK_DT_S32, R, C, y) == QK_ERR_ARG, "lut refuses int32");
+        uint32_t tv[256];
+        uint8_t tk[256];
+        QK_CHECK(qk_softmax_table(&p, tv, tk) == QK_OK && memcmp(tv, p.lut, sizeof tv) == 0 &&
+                     tk[0] == 0 && tk[255] == 0, "lut table");
     }
     qk_softmax_params p;
     memset(&p, 0, sizeof p);
