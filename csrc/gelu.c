@@ -4,7 +4,8 @@
  * The table look-up (qk_gelu_lut, and qk_gelu_ibert on 8-bit input with one set of parameters,
  * which first evaluates its exact arithmetic for the 256 input bytes) has an AVX-512 VBMI loop
  * (vpermi2b: 64 look-ups in three instructions), an AVX2 loop (16 vpshufb over the nibbles) and
- * the portable scalar twin; all give the same bytes. int32 input is evaluated element by element.
+ * the portable scalar twin; all give the same bytes. int32 input (zero point 0) is evaluated 8
+ * (AVX-512) or 4 (AVX2) elements at a time, per tensor or per channel, beside the scalar twin.
  */
 #include "internal.h"
 

@@ -8,10 +8,11 @@
  * integer arithmetic once for each of the 256 differences (a table; for QK_SOFTMAX_LUT the table
  * is the prepared one) and the rows then only look values up: the same integers as evaluating
  * each element, at the cost of 256 evaluations a call. int32 inputs are evaluated element by
- * element (I-BERT and SOLE only).
+ * element (I-BERT and SOLE only): I-BERT's i-exp 8 (AVX-512) or 4 (AVX2) at a time, SOLE's
+ * Log2Exp in scalar C.
  *
- * The row loops over 8-bit input (maximum, table look-up and sum, normalization) have AVX2 and
- * AVX-512 (F + BW) versions beside the portable scalar twin; all give the same bits.
+ * The row loops (maximum, table look-up and sum, normalization) have AVX2 and AVX-512 (F + BW)
+ * versions beside the portable scalar twin; all give the same bits.
  */
 #include "internal.h"
 
