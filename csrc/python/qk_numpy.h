@@ -61,5 +61,6 @@ int qk_py_register_elementwise(PyObject *module);
 int qk_py_register_ptf(PyObject *module);
 int qk_py_register_gemm(PyObject *module);
 int qk_py_register_qops(PyObject *module);
+int qk_py_register_transformer(PyObject *module);
 
 #endif
