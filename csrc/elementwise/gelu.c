@@ -7,9 +7,8 @@
  * the portable scalar twin; all give the same bytes. int32 input (zero point 0) is evaluated 8
  * (AVX-512) or 4 (AVX2) elements at a time, per tensor or per channel, beside the scalar twin.
  */
-#include "internal.h"
+#include "core/core.h"
 
-#include <stdatomic.h>
 #include <string.h>
 
 #if QK_X86
@@ -131,8 +130,7 @@ QK_TARGET_AVX2 static size_t qk__lut8_avx2(const uint8_t *t, const uint8_t *x, s
     return i;
 }
 
-#define QK_TARGET_VBMI512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vbmi")))
-QK_TARGET_VBMI512 static size_t qk__lut8_vbmi(const uint8_t *t, const uint8_t *x, size_t n,
+QK_TARGET_AVX512VBMI static size_t qk__lut8_avx512vbmi(const uint8_t *t, const uint8_t *x, size_t n,
                                               uint8_t *y) {
     const __m512i t0 = _mm512_loadu_si512((const void *)t);
     const __m512i t1 = _mm512_loadu_si512((const void *)(t + 64));
@@ -151,29 +149,12 @@ QK_TARGET_VBMI512 static size_t qk__lut8_vbmi(const uint8_t *t, const uint8_t *x
 }
 #endif
 
-static _Atomic int qk__vbmi_choice = -1;
-
-/* AVX-512 level chosen (qk__use_avx512) and the CPU has VBMI; cached, thread-safe. */
-static int qk__use_vbmi(void) {
-    int v = atomic_load_explicit(&qk__vbmi_choice, memory_order_relaxed);
-    if (v >= 0) return v;
-    v = 0;
-#if QK_X86 && defined(__GNUC__)
-    if (qk__use_avx512()) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512vbmi");
-    }
-#endif
-    atomic_store_explicit(&qk__vbmi_choice, v, memory_order_relaxed);
-    return v;
-}
-
 static void qk__lut8(const uint8_t *t, const uint8_t *x, size_t n, uint8_t *y) {
     size_t i = 0;
 #if QK_X86
-    if (qk__use_vbmi())
-        i = qk__lut8_vbmi(t, x, n, y);
-    else if (qk__use_avx2())
+    if (qk__level() >= QK_LEVEL_AVX512VBMI)
+        i = qk__lut8_avx512vbmi(t, x, n, y);
+    else if (qk__level() >= QK_LEVEL_AVX2)
         i = qk__lut8_avx2(t, x, n, y);
 #endif
     qk__lut8_scalar(t, x + i, n - i, y + i);
@@ -225,15 +206,6 @@ static inline int64_t qk__xval(const void *x, qk_dtype t, size_t i) {
     return t == QK_DT_U8 ? (int64_t)((const uint8_t *)x)[i]
                          : (t == QK_DT_S8 ? (int64_t)((const int8_t *)x)[i]
                                           : (int64_t)((const int32_t *)x)[i]);
-}
-
-static inline void qk__yput(void *y, qk_dtype t, size_t i, int32_t v) {
-    if (t == QK_DT_U8)
-        ((uint8_t *)y)[i] = (uint8_t)v;
-    else if (t == QK_DT_S8)
-        ((int8_t *)y)[i] = (int8_t)v;
-    else
-        ((int32_t *)y)[i] = v;
 }
 
 /* ---- int32 input: i-GELU and its requantization on 8 (AVX-512) or 4 (AVX2) int64 lanes -------
@@ -372,7 +344,7 @@ QK_TARGET_AVX2 static size_t qk__igelu32_avx2(const qk_gelu_ibert_params *p, siz
         q = _mm256_blendv_epi8(q, vhi, _mm256_cmpgt_epi64(q, vhi));
         int64_t lanes[4];
         _mm256_storeu_si256((__m256i *)lanes, q);
-        for (int l = 0; l < 4; l++) qk__yput(y, yt, i + l, (int32_t)lanes[l]);
+        for (int l = 0; l < 4; l++) qk__store(yt, y, i + l, (int32_t)lanes[l]);
     }
     return i;
 }
@@ -383,8 +355,8 @@ QK_TARGET_AVX2 static size_t qk__igelu32_avx2(const qk_gelu_ibert_params *p, siz
 static size_t qk__igelu32_vec(const qk_gelu_ibert_params *p, int pc, const int32_t *x, size_t n,
                               void *y, qk_dtype yt, int32_t zp, int32_t lo, int32_t hi) {
 #if QK_X86
-    if (qk__use_avx512()) return qk__igelu32_avx512(p, 0, pc, x, n, y, yt, zp, lo, hi);
-    if (qk__use_avx2()) return qk__igelu32_avx2(p, 0, pc, x, n, y, yt, zp, lo, hi);
+    if (qk__level() >= QK_LEVEL_AVX512) return qk__igelu32_avx512(p, 0, pc, x, n, y, yt, zp, lo, hi);
+    if (qk__level() >= QK_LEVEL_AVX2) return qk__igelu32_avx2(p, 0, pc, x, n, y, yt, zp, lo, hi);
 #endif
     (void)p; (void)pc; (void)x; (void)n; (void)y; (void)yt; (void)zp; (void)lo; (void)hi;
     return 0;
@@ -427,14 +399,14 @@ qk_status qk_gelu_ibert(const qk_gelu_ibert_params *p, const void *x, qk_dtype x
             const size_t done = qk__igelu32_vec(p, channels > 1, xi + r0, rl, yr, y_type,
                                                 y_zero_point, y_min, y_max);
             for (size_t i = done; i < rl; i++)
-                qk__yput(yr, y_type, i, qk__igelu_out(p, channels > 1 ? i : 0, xi[r0 + i],
+                qk__store(y_type, yr, i, qk__igelu_out(p, channels > 1 ? i : 0, xi[r0 + i],
                                                       y_zero_point, y_min, y_max));
         }
         return QK_OK;
     }
     for (size_t i = 0, ch = 0; i < n; i++) {
         const int64_t xv = qk__xval(x, x_type, i) - x_zero_point;
-        qk__yput(y, y_type, i, qk__igelu_out(p, ch, xv, y_zero_point, y_min, y_max));
+        qk__store(y_type, y, i, qk__igelu_out(p, ch, xv, y_zero_point, y_min, y_max));
         if (++ch == channels) ch = 0;
     }
     return QK_OK;

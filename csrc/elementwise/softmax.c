@@ -14,7 +14,7 @@
  * The row loops (maximum, table look-up and sum, normalization) have AVX2 and AVX-512 (F + BW)
  * versions beside the portable scalar twin; all give the same bits.
  */
-#include "internal.h"
+#include "core/core.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -527,10 +527,7 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
     if (v == NULL) return QK_ERR_NOMEM;
     const int eight = xt != QK_DT_S32;
     if (eight) qk__softmax_table(p, vt, w16);
-    int path = 0; /* 0 scalar, 1 AVX2, 2 AVX-512 */
-#if QK_X86
-    path = qk__use_avx512() ? 2 : (qk__use_avx2() ? 1 : 0);
-#endif
+    const int path = qk__level() >= QK_LEVEL_AVX512 ? 2 : (qk__level() >= QK_LEVEL_AVX2 ? 1 : 0);
     const size_t xsz = eight ? 1 : 4;
     const int simd32 = !eight && !sole && path > 0 && qk__ibert32_simd_ok(p);
     for (size_t r = 0; r < rows; r++) {
