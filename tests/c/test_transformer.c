@@ -1,9 +1,11 @@
 /* test_transformer.c -- the transformer kernels from C alone: qk_bmm against plain sums and the
  * output stages, qk_softmax_* and qk_gelu_* against element-by-element re-statements of their
- * formulas (written here, independently of csrc/), and the status codes of bad calls. Run by
- * tests/test_clib.py under each SIMD path. */
+ * formulas (written here, independently of csrc/), the status codes of bad calls, and qk_bmm's
+ * micro-kernels (ukernels/bmm_u8_*) against their scalar twins. Run by tests/c/test_clib.py
+ * under each SIMD path. */
 #include "qk_test.h"
 #include "qkernels.h"
+#include "ukernels/ukernels.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -71,13 +73,7 @@ static void test_bmm(void) {
                               &ep, y32, 1 + (it % 3));
         QK_CHECK(st == QK_OK && memcmp(y32, ref, batch * m * n * 4) == 0, "int32 sums, case %d", it);
         /* fixed point (double round) per item, through the public requantize as the reference */
-        ep.scheme = QK_REQ_DOUBLE;
-        ep.out_type = QK_DT_S8;
-        ep.multiplier = mult;
-        ep.shift = shift;
-        ep.zero_point = 3;
-        ep.act_min = -128;
-        ep.act_max = 127;
+        qk_test_double_s8(&ep, mult, shift);
         st = qk_bmm(a, at, za, b, bt, zb, kn ? QK_BMM_B_KN : QK_BMM_B_NK, batch, m, k, n, &ep, y8, 2);
         int ok = st == QK_OK;
         for (size_t t = 0; t < batch && ok; t++) {
@@ -362,8 +358,58 @@ static void test_gelu(void) {
     QK_CHECK(qk_gelu_lut(NULL, xb, 10, yb) == QK_ERR_ARG, "NULL table");
 }
 
+/* The 8-bit packing and tile correction of this process's table against the scalar twins:
+ * random sizes around the quads and panels, both layouts of B, both flips. */
+static void test_bmm_twins(void) {
+    const qk__ukernels *uk = qk__uk();
+    enum { CAP = 70 * 80 + 64 };
+    static uint8_t src[CAP];
+    static uint8_t p1[6 * 20 * 64], p2[6 * 20 * 64];
+    static uint32_t c1[96], c2[96];
+    static int8_t a1[4 * 20 * 48], a2[4 * 20 * 48];
+    for (size_t i = 0; i < CAP; i++) src[i] = (uint8_t)rnd(0, 255);
+    for (int it = 0; it < 300; it++) {
+        const size_t n = (size_t)rnd(1, 80), k = (size_t)rnd(1, 70), kq = (k + 3) / 4;
+        const int kn = rnd(0, 1);
+        const uint8_t flip = rnd(0, 1) ? 0x80 : 0;
+        const size_t panels = (n + 15) / 16, bytes = panels * kq * 64;
+        memset(p1, 0, bytes);
+        memset(p2, 0, bytes);
+        memset(c1, 0xAB, sizeof c1);
+        memset(c2, 0xAB, sizeof c2);
+        qk_bmm_pack_b8__scalar(src, n, k, kn, flip, p1, c1);
+        uk->bmm_pack_b8(src, n, k, kn, flip, p2, c2);
+        QK_CHECK(memcmp(p1, p2, bytes) == 0 && memcmp(c1, c2, panels * 16 * 4) == 0,
+                 "bmm_pack_b8 twin n=%zu k=%zu kn=%d", n, k, kn);
+        /* the column sums are those of the bytes ^ flip, 0 past n */
+        uint32_t s0 = 0;
+        for (size_t i = 0; i < k; i++) s0 += (uint8_t)(src[kn ? i * n : i] ^ flip);
+        QK_CHECK(c1[0] == s0 && (n % 16 == 0 || c1[panels * 16 - 1] == 0), "bmm_pack_b8 sums");
+        const size_t rows = (size_t)rnd(1, 48), abytes = ((rows + 11) / 12) * kq * 48;
+        int32_t r1[48], r2[48];
+        memset(a1, 0x5A, sizeof a1);
+        memset(a2, 0x5A, sizeof a2);
+        qk_bmm_pack_a8__scalar(src, rows, k, flip, a1, abytes, r1);
+        uk->bmm_pack_a8(src, rows, k, flip, a2, abytes, r2);
+        QK_CHECK(memcmp(a1, a2, sizeof a1) == 0 && memcmp(r1, r2, rows * 4) == 0,
+                 "bmm_pack_a8 twin rows=%zu k=%zu", rows, k);
+        int32_t tile[12 * 16], o1[12 * 40], o2[12 * 40];
+        uint32_t ct[16], rt[12];
+        for (int i = 0; i < 12 * 16; i++) tile[i] = (int32_t)qk_test_next();
+        for (int i = 0; i < 16; i++) ct[i] = (uint32_t)qk_test_next();
+        for (int i = 0; i < 12; i++) rt[i] = (uint32_t)qk_test_next();
+        const size_t mr = (size_t)rnd(1, 12), ostride = (size_t)rnd(16, 40);
+        memset(o1, 0x33, sizeof o1);
+        memset(o2, 0x33, sizeof o2);
+        qk_bmm_tile_fix__scalar(tile, mr, ct, rt, o1, ostride);
+        uk->bmm_tile_fix(tile, mr, ct, rt, o2, ostride);
+        QK_CHECK(memcmp(o1, o2, sizeof o1) == 0, "bmm_tile_fix twin mr=%zu", mr);
+    }
+}
+
 int main(void) {
     test_bmm();
+    test_bmm_twins();
     test_softmax();
     test_gelu();
     return QK_TEST_SUMMARY();
