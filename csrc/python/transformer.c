@@ -13,20 +13,17 @@
  *   gelu_lut           (),(256)->()                 x (u8/s8), table (u8 or s8) -> table's type
  * A kernel error raises the floating-point "invalid" flag (np.errstate); the keyword API in
  * qkernels/transformer.py checks every argument first and raises a named error.
- * Module functions: _bmm(a, b, a_zp, b_zp, b_kn, out, scheme, scale, multiplier, shift, zp,
- *   act_min, act_max, wrap, threads) -> status (qk_bmm on C-contiguous arrays, GIL released);
- *   _gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> status.
+ * Module functions (GIL released while the kernel runs; a status other than QK_OK raises, see
+ * status.c):
+ *   _bmm(a, b, a_zp, b_zp, b_kn, out, epilogue...) -> None: qk_bmm on C-contiguous 3-D arrays,
+ *     the epilogue operands as _linear takes them (qk_numpy.h), naming qmatmul;
+ *   _gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> None,
+ *     naming qgelu.
  */
 #include "qk_numpy.h"
 
-#include <fenv.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void qk_py_flag(qk_status st) {
-    feclearexcept(FE_ALL_EXCEPT & ~FE_INVALID);
-    if (st != QK_OK) feraiseexcept(FE_INVALID);
-}
 
 static qk_dtype qk_py_dt(int npy) {
     return npy == NPY_UINT8 ? QK_DT_U8 : (npy == NPY_INT8 ? QK_DT_S8 : QK_DT_S32);
@@ -45,44 +42,32 @@ static int64_t qk_py_i64(const char *p) {
 }
 
 /* ---- _bmm ----------------------------------------------------------------------------------- */
-static int qk_py_arr(PyObject *o, int ndim, const char *name) {
+/* An aligned C-contiguous 3-D array (of uint8 or int8 when q8), else NULL with a Python error. */
+static PyArrayObject *qk_py_3d(PyObject *o, int q8, const char *name) {
     if (!PyArray_Check(o) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)o) ||
-        !PyArray_ISALIGNED((PyArrayObject *)o) || PyArray_NDIM((PyArrayObject *)o) != ndim) {
-        PyErr_Format(PyExc_TypeError, "%s: expected an aligned C-contiguous %d-D array", name, ndim);
-        return -1;
+        !PyArray_ISALIGNED((PyArrayObject *)o) || PyArray_NDIM((PyArrayObject *)o) != 3) {
+        PyErr_Format(PyExc_TypeError, "%s: expected an aligned C-contiguous 3-D array", name);
+        return NULL;
     }
-    return 0;
-}
-
-static int qk_py_vec(PyObject *o, int type, npy_intp n, const char *name) {
-    if (qk_py_arr(o, 1, name) < 0) return -1;
-    if (PyArray_TYPE((PyArrayObject *)o) != type || PyArray_DIM((PyArrayObject *)o, 0) != n) {
-        PyErr_Format(PyExc_TypeError, "%s: wrong dtype or length", name);
-        return -1;
-    }
-    return 0;
-}
-
-static int qk_py_q8(PyArrayObject *a, const char *name) {
-    const int t = PyArray_TYPE(a);
-    if (t != NPY_UINT8 && t != NPY_INT8) {
+    const int t = PyArray_TYPE((PyArrayObject *)o);
+    if (q8 && t != NPY_UINT8 && t != NPY_INT8) {
         PyErr_Format(PyExc_TypeError, "%s must be uint8 or int8", name);
-        return -1;
+        return NULL;
     }
-    return 0;
+    return (PyArrayObject *)o;
 }
 
 static PyObject *qk_py_bmm(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *ao, *bo, *azo, *bzo, *oo, *sco, *mo, *sho;
-    int b_kn, scheme, zp, amin, amax, wrap, threads;
-    if (!PyArg_ParseTuple(args, "OOOOiOiOOOiiiii", &ao, &bo, &azo, &bzo, &b_kn, &oo, &scheme,
-                          &sco, &mo, &sho, &zp, &amin, &amax, &wrap, &threads))
+    PyObject *ao, *bo, *azo, *bzo, *oo;
+    int b_kn;
+    qk_py_epi_args e;
+    if (!PyArg_ParseTuple(args, "OOOOiOiOOOOOiiiii", &ao, &bo, &azo, &bzo, &b_kn, &oo, &e.scheme,
+                          &e.bias, &e.fbias, &e.scale, &e.mult, &e.shift, &e.zp, &e.amin,
+                          &e.amax, &e.wrap, &e.threads))
         return NULL;
-    if (qk_py_arr(ao, 3, "a") < 0 || qk_py_arr(bo, 3, "b") < 0 || qk_py_arr(oo, 3, "out") < 0)
-        return NULL;
-    PyArrayObject *a = (PyArrayObject *)ao, *b = (PyArrayObject *)bo, *o = (PyArrayObject *)oo;
-    if (qk_py_q8(a, "a") < 0 || qk_py_q8(b, "b") < 0) return NULL;
+    PyArrayObject *a = qk_py_3d(ao, 1, "a"), *b = qk_py_3d(bo, 1, "b"), *o = qk_py_3d(oo, 0, "out");
+    if (a == NULL || b == NULL || o == NULL) return NULL;
     const npy_intp batch = PyArray_DIM(a, 0), m = PyArray_DIM(a, 1), k = PyArray_DIM(a, 2);
     const npy_intp n = b_kn ? PyArray_DIM(b, 2) : PyArray_DIM(b, 1);
     const npy_intp bk = b_kn ? PyArray_DIM(b, 1) : PyArray_DIM(b, 2);
@@ -91,49 +76,27 @@ static PyObject *qk_py_bmm(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "a, b and out shapes do not match (or out is read-only)");
         return NULL;
     }
-    if (qk_py_vec(azo, NPY_INT32, batch, "a_zero_point") < 0 ||
-        qk_py_vec(bzo, NPY_INT32, batch, "b_zero_point") < 0)
+    if (qk_py_check_arr(azo, NPY_INT32, batch, "a_zero_point") < 0 ||
+        qk_py_check_arr(bzo, NPY_INT32, batch, "b_zero_point") < 0)
         return NULL;
-    const int ot = PyArray_TYPE(o);
-    if (ot != NPY_UINT8 && ot != NPY_INT8 && ot != NPY_INT32) {
-        PyErr_SetString(PyExc_TypeError, "out must be uint8, int8 or int32");
-        return NULL;
-    }
     qk_epilogue ep;
-    memset(&ep, 0, sizeof ep);
-    ep.scheme = (qk_requant_scheme)scheme;
-    ep.out_type = qk_py_dt(ot);
-    if (sco != Py_None) {
-        if (qk_py_vec(sco, NPY_FLOAT32, batch, "scale") < 0) return NULL;
-        ep.scale = (const float *)PyArray_DATA((PyArrayObject *)sco);
-    }
-    if (mo != Py_None) {
-        if (qk_py_vec(mo, NPY_INT32, batch, "multiplier") < 0) return NULL;
-        ep.multiplier = (const int32_t *)PyArray_DATA((PyArrayObject *)mo);
-    }
-    if (sho != Py_None) {
-        if (qk_py_vec(sho, NPY_INT32, batch, "shift") < 0) return NULL;
-        ep.shift = (const int32_t *)PyArray_DATA((PyArrayObject *)sho);
-    }
-    ep.zero_point = zp;
-    ep.act_min = amin;
-    ep.act_max = amax;
-    ep.wrap = wrap;
+    if (qk_py_epilogue(&e, (size_t)batch, o, &ep) < 0) return NULL;
     qk_status st;
     Py_BEGIN_ALLOW_THREADS
     st = qk_bmm(PyArray_DATA(a), qk_py_dt(PyArray_TYPE(a)),
                 (const int32_t *)PyArray_DATA((PyArrayObject *)azo), PyArray_DATA(b),
                 qk_py_dt(PyArray_TYPE(b)), (const int32_t *)PyArray_DATA((PyArrayObject *)bzo),
                 b_kn ? QK_BMM_B_KN : QK_BMM_B_NK, (size_t)batch, (size_t)m, (size_t)k, (size_t)n,
-                &ep, PyArray_DATA(o), threads);
+                &ep, PyArray_DATA(o), e.threads);
     Py_END_ALLOW_THREADS
-    return PyLong_FromLong((long)st);
+    if (st != QK_OK) return qk_py_status_error(st, "qmatmul");
+    Py_RETURN_NONE;
 }
 
 /* ---- matmul_int32 gufunc: (m,k),(k,n),(),()->(m,n) ------------------------------------------- */
 static void qk_py_matmul_int32_loop(char **args, npy_intp const *dims, npy_intp const *steps,
                                     void *data) {
-    const int *types = (const int *)data; /* a's and b's qk_dtype */
+    const qk_dtype *types = (const qk_dtype *)data; /* a's and b's */
     const npy_intp outer = dims[0], m = dims[1], k = dims[2], n = dims[3];
     const npy_intp am = steps[5], ak = steps[6], bk = steps[7], bn = steps[8];
     const npy_intp om = steps[9], on = steps[10];
@@ -158,7 +121,7 @@ static void qk_py_matmul_int32_loop(char **args, npy_intp const *dims, npy_intp 
             for (npy_intp q = 0; q < k; q++) ab[i * k + q] = *(const uint8_t *)(ap + i * am + q * ak);
         for (npy_intp q = 0; q < k; q++)
             for (npy_intp j = 0; j < n; j++) bb[q * n + j] = *(const uint8_t *)(bp + q * bk + j * bn);
-        st = qk_bmm(ab, (qk_dtype)types[0], &za, bb, (qk_dtype)types[1], &zb, QK_BMM_B_KN, 1,
+        st = qk_bmm(ab, types[0], &za, bb, types[1], &zb, QK_BMM_B_KN, 1,
                     (size_t)m, (size_t)k, (size_t)n, &ep, yb, 1);
         if (st == QK_OK)
             for (npy_intp i = 0; i < m; i++)
@@ -168,7 +131,7 @@ done:
     free(ab);
     free(bb);
     free(yb);
-    qk_py_flag(st);
+    qk_py_loop_status(st);
 }
 
 /* ---- softmax gufuncs ---------------------------------------------------------------------------
@@ -276,7 +239,7 @@ done:
     free(yb);
     free(rb);
     free(p);
-    qk_py_flag(st);
+    qk_py_loop_status(st);
 }
 
 /* ---- gelu_ibert ufunc ------------------------------------------------------------------------- */
@@ -325,7 +288,7 @@ static void qk_py_gelu_ibert_loop(char **args, npy_intp const *dims, npy_intp co
                            ((uintptr_t)args[5] | (uintptr_t)args[6]) % 4 == 0)) {
             st = qk_gelu_ibert(&p, args[0], xt, qk_py_i32(args[1]), (size_t)n, args[10], yt,
                                qk_py_i32(args[7]), qk_py_i32(args[8]), qk_py_i32(args[9]));
-            qk_py_flag(st);
+            qk_py_loop_status(st);
             return;
         }
     }
@@ -341,7 +304,7 @@ static void qk_py_gelu_ibert_loop(char **args, npy_intp const *dims, npy_intp co
                            qk_py_i32(args[9] + i * steps[9]));
         if (st == QK_OK) memcpy(args[10] + i * steps[10], yv, (size_t)ysz);
     }
-    qk_py_flag(st);
+    qk_py_loop_status(st);
 }
 
 /* _gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out): one kernel
@@ -369,11 +332,11 @@ static PyObject *qk_py_gelu_ibert_run(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "x and out must be uint8, int8 or int32");
         return NULL;
     }
-    if (qk_py_arr(bo, 1, "b") < 0) return NULL;
-    const npy_intp ch = PyArray_DIM((PyArrayObject *)bo, 0);
-    if (qk_py_vec(bo, NPY_INT64, ch, "b") < 0 || qk_py_vec(co, NPY_INT64, ch, "c") < 0 ||
-        qk_py_vec(so, NPY_INT64, ch, "shift") < 0 || qk_py_vec(mo, NPY_INT32, ch, "multiplier") < 0 ||
-        qk_py_vec(ro, NPY_INT32, ch, "rshift") < 0)
+    if (qk_py_check_arr(bo, NPY_INT64, -1, "b") < 0) return NULL;
+    const npy_intp ch = PyArray_SIZE((PyArrayObject *)bo);
+    if (qk_py_check_arr(co, NPY_INT64, ch, "c") < 0 || qk_py_check_arr(so, NPY_INT64, ch, "shift") < 0 ||
+        qk_py_check_arr(mo, NPY_INT32, ch, "multiplier") < 0 ||
+        qk_py_check_arr(ro, NPY_INT32, ch, "rshift") < 0)
         return NULL;
     qk_gelu_ibert_params p;
     p.channels = (size_t)ch;
@@ -387,7 +350,8 @@ static PyObject *qk_py_gelu_ibert_run(PyObject *self, PyObject *args) {
     st = qk_gelu_ibert(&p, PyArray_DATA(x), qk_py_dt(xt), xzp, (size_t)PyArray_SIZE(x),
                        PyArray_DATA(o), qk_py_dt(yt), yzp, lo, hi);
     Py_END_ALLOW_THREADS
-    return PyLong_FromLong((long)st);
+    if (st != QK_OK) return qk_py_status_error(st, "qgelu");
+    Py_RETURN_NONE;
 }
 
 /* ---- gelu_lut gufunc: (),(256)->() -------------------------------------------------------------- */
@@ -416,16 +380,8 @@ static void qk_py_gelu_lut_loop(char **args, npy_intp const *dims, npy_intp cons
 }
 
 /* ---- registration ------------------------------------------------------------------------------- */
-static const int QK_MM_TYPES[4][2] = {
-    {QK_DT_U8, QK_DT_S8}, {QK_DT_S8, QK_DT_S8}, {QK_DT_U8, QK_DT_U8}, {QK_DT_S8, QK_DT_U8}};
 static PyUFuncGenericFunction qk_mm_funcs[4] = {qk_py_matmul_int32_loop, qk_py_matmul_int32_loop,
                                                 qk_py_matmul_int32_loop, qk_py_matmul_int32_loop};
-static void *qk_mm_data[4] = {(void *)QK_MM_TYPES[0], (void *)QK_MM_TYPES[1],
-                              (void *)QK_MM_TYPES[2], (void *)QK_MM_TYPES[3]};
-static char qk_mm_sig[4 * 5] = {
-    NPY_UINT8, NPY_INT8,  NPY_INT32, NPY_INT32, NPY_INT32, NPY_INT8,  NPY_INT8,
-    NPY_INT32, NPY_INT32, NPY_INT32, NPY_UINT8, NPY_UINT8, NPY_INT32, NPY_INT32,
-    NPY_INT32, NPY_INT8,  NPY_UINT8, NPY_INT32, NPY_INT32, NPY_INT32};
 
 static qk_py_smdef qk_sm_ibert[3] = {{QK_PY_SM_IBERT, NPY_UINT8}, {QK_PY_SM_IBERT, NPY_INT8},
                                      {QK_PY_SM_IBERT, NPY_INT32}};
@@ -475,83 +431,72 @@ static void *qk_gt_data[4] = {NULL, NULL, NULL, NULL};
 static char qk_gt_sig[4 * 3] = {NPY_UINT8, NPY_UINT8, NPY_UINT8, NPY_INT8, NPY_UINT8, NPY_UINT8,
                                 NPY_UINT8, NPY_INT8,  NPY_INT8,  NPY_INT8, NPY_INT8,  NPY_INT8};
 
-static int qk_py_add_gufunc(PyObject *module, PyUFuncGenericFunction *f, void **data, char *types,
-                            int ntypes, int nin, int nout, const char *name, const char *doc,
-                            const char *sig) {
-    PyObject *uf = PyUFunc_FromFuncAndDataAndSignature(f, data, types, ntypes, nin, nout,
-                                                       PyUFunc_None, name, doc, 0, sig);
-    if (uf == NULL) return -1;
-    if (PyModule_AddObject(module, name, uf) < 0) {
-        Py_DECREF(uf);
-        return -1;
-    }
-    return 0;
-}
-
 static PyMethodDef qk_py_tf_methods[] = {
     {"_bmm", qk_py_bmm, METH_VARARGS,
-     "_bmm(a, b, a_zp, b_zp, b_kn, out, scheme, scale, multiplier, shift, zp, act_min, act_max,"
-     " wrap, threads) -> status (qk_bmm; use qkernels.qmatmul)"},
+     "_bmm(a, b, a_zp, b_zp, b_kn, out, scheme, bias, float_bias, scale, multiplier, shift, zp,"
+     " act_min, act_max, wrap, threads) -> None, raises on a bad status (qk_bmm; use"
+     " qkernels.qmatmul)"},
     {"_gelu_ibert", qk_py_gelu_ibert_run, METH_VARARGS,
-     "_gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> status"
-     " (qk_gelu_ibert on contiguous arrays; use qkernels.qgelu)"},
+     "_gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> None,"
+     " raises on a bad status (qk_gelu_ibert on contiguous arrays; use qkernels.qgelu)"},
     {NULL, NULL, 0, NULL}};
+
+/* The ufuncs and gufuncs of this file (signature NULL: a plain ufunc). */
+static const struct {
+    const char *name, *doc, *signature;
+    int nin, nout, ntypes;
+    PyUFuncGenericFunction *funcs;
+    void **data;
+    char *types;
+} qk_py_tf_ufuncs[] = {
+    {"matmul_int32",
+     "matmul_int32(a, b, a_zero_point, b_zero_point, /, out=None, ...)\n\n"
+     "Exact int32 sums y[..., i, j] = sum_k (a[i,k] - a_zp) * (b[k,j] - b_zp), signature\n"
+     "(m,k),(k,n),(),()->(m,n); a, b uint8/int8, zero points int32 (they broadcast: per\n"
+     "batch item). A bad zero point or an accumulator bound beyond int32 raises the\n"
+     "floating-point 'invalid' flag; qkernels.matmul_int32 checks first.",
+     "(m,k),(k,n),(),()->(m,n)", 4, 1, 4, qk_mm_funcs, qk_py_q8pair_data, qk_py_q8pair_types},
+    {"softmax_ibert",
+     "softmax_ibert(x, x0, b, c, m16, e16, /, out=None, ...)\n\n"
+     "I-BERT integer softmax over the last axis, uint8 probabilities (scale 1/256); x "
+     "uint8/int8/int32; parameters from qkernels.prepare_softmax.",
+     "(n),(),(),(),(),()->(n)", 6, 1, 3, qk_sm_funcs, qk_sm_ibert_data, qk_sm_ibert_sig},
+    {"softmax_sole",
+     "softmax_sole(x, mult, shift, round, /, out=None, ...)\n\n"
+     "SOLE E2Softmax over the last axis, uint8 probabilities (scale 1/256).",
+     "(n),(),(),()->(n)", 4, 1, 3, qk_sm_funcs, qk_sm_sole_data, qk_sm_sole_sig},
+    {"softmax_sole_log2",
+     "softmax_sole_log2(x, mult, shift, round, /, out=(None, None), ...)\n\n"
+     "SOLE E2Softmax, log2 form: exponent e (uint8) per element and the row's ALDivision bit: "
+     "p = (0.568 if bit else 0.818) * 2^-e.",
+     "(n),(),(),()->(n),()", 4, 2, 3, qk_sm_funcs, qk_sm_sole2_data, qk_sm_sole2_sig},
+    {"softmax_lut",
+     "softmax_lut(x, lut, /, out=None, ...)\n\n"
+     "Integer softmax from a 256-entry exponent table of max - x (uint8 or int8 input), uint8 "
+     "probabilities (scale 1/256).",
+     "(n),(256)->(n)", 2, 1, 2, qk_sm_funcs, qk_sm_lut_data, qk_sm_lut_sig},
+    {"gelu_ibert",
+     "gelu_ibert(x, x_zp, b, c, shift, multiplier, rshift, y_zp, y_min, y_max, /, out=None, "
+     "...)\n\nI-BERT i-GELU, requantized (qkernels.h); x uint8/int8/int32; parameters from "
+     "qkernels.prepare_gelu (they broadcast: per-channel along the last axis). The output type "
+     "picks the loop: pass out= or signature= for int8/int32.",
+     NULL, 10, 1, 9, qk_gl_funcs, qk_gl_data, qk_gl_sig},
+    {"gelu_lut",
+     "gelu_lut(x, table, /, out=None, ...)\n\n"
+     "y = table[byte of x] (GELU from a 256-entry table, qkernels.prepare_gelu(method='lut')); "
+     "x uint8/int8, table uint8 or int8 (the output type).",
+     "(),(256)->()", 2, 1, 4, qk_gt_funcs, qk_gt_data, qk_gt_sig},
+};
 
 int qk_py_register_transformer(PyObject *module) {
     if (PyModule_AddFunctions(module, qk_py_tf_methods) < 0) return -1;
-    if (qk_py_add_gufunc(
-            module, qk_mm_funcs, qk_mm_data, qk_mm_sig, 4, 4, 1, "matmul_int32",
-            "matmul_int32(a, b, a_zero_point, b_zero_point, /, out=None, ...)\n\n"
-            "Exact int32 sums y[..., i, j] = sum_k (a[i,k] - a_zp) * (b[k,j] - b_zp), signature\n"
-            "(m,k),(k,n),(),()->(m,n); a, b uint8/int8, zero points int32 (they broadcast: per\n"
-            "batch item). A bad zero point or an accumulator bound beyond int32 raises the\n"
-            "floating-point 'invalid' flag; qkernels.matmul_int32 checks first.",
-            "(m,k),(k,n),(),()->(m,n)") < 0)
-        return -1;
-    if (qk_py_add_gufunc(module, qk_sm_funcs, qk_sm_ibert_data, qk_sm_ibert_sig, 3, 6, 1,
-                         "softmax_ibert",
-                         "softmax_ibert(x, x0, b, c, m16, e16, /, out=None, ...)\n\n"
-                         "I-BERT integer softmax over the last axis, uint8 probabilities (scale"
-                         " 1/256); x uint8/int8/int32; parameters from qkernels.prepare_softmax.",
-                         "(n),(),(),(),(),()->(n)") < 0)
-        return -1;
-    if (qk_py_add_gufunc(module, qk_sm_funcs, qk_sm_sole_data, qk_sm_sole_sig, 3, 4, 1,
-                         "softmax_sole",
-                         "softmax_sole(x, mult, shift, round, /, out=None, ...)\n\n"
-                         "SOLE E2Softmax over the last axis, uint8 probabilities (scale 1/256).",
-                         "(n),(),(),()->(n)") < 0)
-        return -1;
-    if (qk_py_add_gufunc(module, qk_sm_funcs, qk_sm_sole2_data, qk_sm_sole2_sig, 3, 4, 2,
-                         "softmax_sole_log2",
-                         "softmax_sole_log2(x, mult, shift, round, /, out=(None, None), ...)\n\n"
-                         "SOLE E2Softmax, log2 form: exponent e (uint8) per element and the"
-                         " row's ALDivision bit: p = (0.568 if bit else 0.818) * 2^-e.",
-                         "(n),(),(),()->(n),()") < 0)
-        return -1;
-    if (qk_py_add_gufunc(module, qk_sm_funcs, qk_sm_lut_data, qk_sm_lut_sig, 2, 2, 1,
-                         "softmax_lut",
-                         "softmax_lut(x, lut, /, out=None, ...)\n\n"
-                         "Integer softmax from a 256-entry exponent table of max - x (uint8 or"
-                         " int8 input), uint8 probabilities (scale 1/256).",
-                         "(n),(256)->(n)") < 0)
-        return -1;
-    PyObject *uf = PyUFunc_FromFuncAndData(
-        qk_gl_funcs, qk_gl_data, qk_gl_sig, 9, 10, 1, PyUFunc_None, "gelu_ibert",
-        "gelu_ibert(x, x_zp, b, c, shift, multiplier, rshift, y_zp, y_min, y_max, /, out=None, "
-        "...)\n\nI-BERT i-GELU, requantized (qkernels.h); x uint8/int8/int32; parameters from "
-        "qkernels.prepare_gelu (they broadcast: per-channel along the last axis). The output "
-        "type picks the loop: pass out= or signature= for int8/int32.",
-        0);
-    if (uf == NULL) return -1;
-    if (PyModule_AddObject(module, "gelu_ibert", uf) < 0) {
-        Py_DECREF(uf);
-        return -1;
+    for (size_t i = 0; i < sizeof qk_py_tf_ufuncs / sizeof qk_py_tf_ufuncs[0]; i++) {
+        const char *name = qk_py_tf_ufuncs[i].name;
+        if (qk_py_add_gufunc(module, name, qk_py_tf_ufuncs[i].doc, qk_py_tf_ufuncs[i].nin,
+                             qk_py_tf_ufuncs[i].nout, qk_py_tf_ufuncs[i].ntypes,
+                             qk_py_tf_ufuncs[i].funcs, qk_py_tf_ufuncs[i].data,
+                             qk_py_tf_ufuncs[i].types, qk_py_tf_ufuncs[i].signature) < 0)
+            return -1;
     }
-    if (qk_py_add_gufunc(module, qk_gt_funcs, qk_gt_data, qk_gt_sig, 4, 2, 1, "gelu_lut",
-                         "gelu_lut(x, table, /, out=None, ...)\n\n"
-                         "y = table[byte of x] (GELU from a 256-entry table, qkernels.prepare_gelu"
-                         "(method='lut')); x uint8/int8, table uint8 or int8 (the output type).",
-                         "(),(256)->()") < 0)
-        return -1;
     return 0;
 }
