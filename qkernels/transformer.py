@@ -1,15 +1,16 @@
 """Integer transformer kernels: attention's batched matmul, integer softmax, integer GELU.
 
-Each kernel is integer-only C (``csrc/gemm/bmm.c``, ``csrc/softmax.c``, ``csrc/gelu.c``; the
-arithmetic is stated in ``csrc/include/qkernels.h``). The float work happens once, when the
+Each kernel is integer-only C (``csrc/operators/bmm.c``, ``csrc/elementwise/softmax.c``,
+``csrc/elementwise/gelu.c``; the arithmetic is stated in ``csrc/include/qkernels.h``). The float work happens once, when the
 parameters are prepared (:func:`prepare_softmax`, :func:`prepare_gelu`, or inside
 :func:`qmatmul` for the requantization), exactly as the source each method cites.
 
 * :func:`qmatmul` / :func:`matmul_int32`: int8 x int8 batched matmul of two activations (``Q K^T``
   with ``transpose_b=True``, ``P V``), exact int32 sums, per-tensor or per-head parameters, and the
-  requantization of a runtime: ``onnxruntime`` (``QLinearMatMul``: fp32 scale, the FBGEMM / ONNX
-  Runtime formula), ``tflite`` (``BATCH_MATMUL``: fixed point, double or single rounding),
-  ``pow2`` (shifts), ``torch`` (``torch.ops.quantized.matmul``).
+  requantization of a runtime (:mod:`qkernels.presets`): ``onnxruntime`` (``QLinearMatMul``: fp32
+  scale, the FBGEMM / ONNX Runtime formula), ``tflite`` (``BATCH_MATMUL``: fixed point, double or
+  single rounding), ``pow2`` (shifts), a :class:`~qkernels.presets.Preset` of your own, or
+  ``torch`` (``torch.ops.quantized.matmul``).
 * :func:`qsoftmax`: I-BERT's i-exp (Kim et al. 2021, Algorithms 1-3), SOLE's E2Softmax (Wang et
   al., ICCAD 2023) and a 256-entry exponent table; uint8 probabilities of scale 1/256, or SOLE's
   log2 form.
@@ -31,7 +32,6 @@ of Log2Exp's bracket.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple, Union
 
@@ -39,11 +39,15 @@ import numpy as np
 
 from . import _checks as C
 from . import _core
-from .linear import _out_range
+from . import presets as P
+from .linear import _explicit_epilogue, _finish, _out_range, _q8_input, _threads
+from .presets import Epilogue, PresetLike
 
 ArrayLike = Any
 DTypeLike = Any
 
+#: The preset names qmatmul takes: the presets of a requantized integer product, and "torch"
+#: (PyTorch's float path). A :class:`~qkernels.presets.Preset` object is taken too.
 MATMUL_PRESETS = ("onnxruntime", "tflite", "pow2", "torch")
 SOFTMAX_METHODS = ("ibert", "sole", "lut")
 SOFTMAX_OUTPUTS = ("uint8", "log2")
@@ -55,20 +59,10 @@ SOFTMAX_OUT_SCALE = 1.0 / 256.0
 SOLE_CONSTANTS = (0.818, 0.568)
 SOLE_CONSTANTS_Q8 = (209, 145)
 
-# C enums (qkernels.h)
-_REQ_NONE, _REQ_FP32, _REQ_DOUBLE, _REQ_SINGLE = 0, 1, 2, 3
-_REQ_SHIFT = {"half_up": 4, "half_even": 5, "half_away": 6, "floor": 7}
-_ST_OVERFLOW, _ST_NOMEM = 7, 9
 _F32 = np.float32
+_choice = P._choice
 # (min, max) of the 8-bit types (np.iinfo costs microseconds a call)
 _R8 = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127)}
-
-
-def _choice(value: Any, allowed: Tuple[str, ...], name: str) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; "
-                         f"got {value!r}")
-    return value
 
 
 def _rhaz_mantissa(ratio: np.ndarray, bits: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -89,28 +83,8 @@ def _scales(v: ArrayLike, name: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Batched matmul of two activations
 # ---------------------------------------------------------------------------------------------
-def _default_threads(macs: float) -> int:
-    try:
-        cpus = max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = max(1, os.cpu_count() or 1)
-    return max(1, min(cpus, int(macs // 1_000_000)))
-
-
-def _threads(threads: Optional[int], macs: float) -> int:
-    if threads is None:
-        return _default_threads(macs)
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-        raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
-    if int(threads) < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    return min(int(threads), 256)
-
-
 def _q8(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype not in (np.uint8, np.int8):
-        raise TypeError(f"{name} must be a uint8 or int8 array, got dtype {a.dtype}")
+    a = _q8_input(x, name)
     if a.ndim < 2:
         raise ValueError(f"{name} must have at least 2 dimensions (..., rows, cols); got shape "
                          f"{a.shape}")
@@ -137,33 +111,32 @@ def _operands(a: Any, b: Any, transpose_b: bool) -> Tuple[np.ndarray, np.ndarray
     return a, b, tuple(batch), int(m), int(k), int(n)
 
 
-def _per_batch(v: Any, batch: Tuple[int, ...], name: str, kind: str, lo: int = 0,
-               hi: int = 0) -> np.ndarray:
-    """A per-tensor or per-batch-item (e.g. per-head) parameter as a flat array of len(batch)."""
-    if kind == "scale":
-        p = _scales(v, name)
-    else:
-        p = C.int_param(v, name, lo, hi)
-    if p.ndim == 0:   # per tensor: the common case, without broadcasting machinery
-        return np.full(math.prod(batch), p, p.dtype)
+def _flat(v: Any, batch: Tuple[int, ...], name: str) -> Any:
+    """A scalar as it is, else the values of a per-batch-item (e.g. per-head) parameter in batch
+    order, one per item (not checked here: the consumer checks them and names them)."""
+    p = np.asarray(v)
+    if p.ndim == 0:
+        return v
     try:
-        full = np.broadcast_to(p, batch)
+        return np.ascontiguousarray(np.broadcast_to(p, batch).reshape(-1))
     except ValueError:
-        raise ValueError(f"{name} of shape {np.shape(p)} does not broadcast to the batch shape "
+        raise ValueError(f"{name} of shape {p.shape} does not broadcast to the batch shape "
                          f"{batch} (a scalar, or one value per batch item, e.g. per head)") from None
-    return np.ascontiguousarray(full.reshape(-1))
 
 
-def _is_pow2(s: np.ndarray) -> np.ndarray:
-    mant, _ = np.frexp(s.astype(np.float64))
-    return mant == 0.5
+def _zero_points(v: Any, batch: Tuple[int, ...], name: str, dtype: np.dtype) -> np.ndarray:
+    """A zero point (scalar or per batch item) as one int32 per batch item, checked."""
+    p = C.int_param(_flat(v, batch, name), name, *_R8[dtype])
+    if p.ndim == 0:   # per tensor: the common case, without broadcasting machinery
+        return np.full(math.prod(batch), p, np.int32)
+    return p.astype(np.int32)
 
 
 def _run_bmm(a: np.ndarray, b: np.ndarray, transpose_b: bool, batch: Tuple[int, ...], m: int,
-             k: int, n: int, za: np.ndarray, zb: np.ndarray, odt: np.dtype, scheme: int,
-             scale: Optional[np.ndarray], mult: Optional[np.ndarray], shift: Optional[np.ndarray],
+             k: int, n: int, za: np.ndarray, zb: np.ndarray, odt: np.dtype, ep: Epilogue,
              ozp: int, lo: int, hi: int, overflow: str, threads: Optional[int],
              out: Optional[np.ndarray]) -> np.ndarray:
+    """qk_bmm over the broadcast batch (the C call raises its own errors)."""
     nb = math.prod(batch)
     bshape = batch + ((n, k) if transpose_b else (k, n))
     if a.shape[:-2] != batch:
@@ -176,21 +149,9 @@ def _run_bmm(a: np.ndarray, b: np.ndarray, transpose_b: bool, batch: Tuple[int, 
     C.check_out(out, shape, odt)
     y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
     wrap = _choice(overflow, ("raise", "wrap"), "overflow") == "wrap"
-    st = _core._bmm(a3, b3, za, zb, 0 if transpose_b else 1, y.reshape(nb, m, n), scheme, scale,
-                    mult, shift, ozp, lo, hi, int(wrap), _threads(threads, float(nb) * m * n * k))
-    if st == _ST_OVERFLOW:
-        raise C.AccumulatorOverflowError(
-            f"the int32 accumulator can overflow: K = {k} times max|a - a_zero_point| times "
-            f"max|b - b_zero_point| (or b's own column sums) exceeds 2**31 - 1, or a double_round "
-            f"left shift overflowed (pass overflow='wrap' for two's-complement wrapping)")
-    if st == _ST_NOMEM:
-        raise MemoryError("qmatmul: out of memory")
-    if st != 0:
-        raise ValueError(f"qmatmul: invalid argument (status {st})")
-    if out is not None and y is not out:
-        out[...] = y
-        return out
-    return y
+    _core._bmm(a3, b3, za, zb, 0 if transpose_b else 1, y.reshape(nb, m, n), *ep.args(), ozp, lo,
+               hi, int(wrap), _threads(threads, float(nb) * m * n * k))
+    return _finish(y, out)
 
 
 def matmul_int32(a: ArrayLike, b: ArrayLike, *, a_zero_point: ArrayLike = 0,
@@ -213,23 +174,37 @@ def matmul_int32(a: ArrayLike, b: ArrayLike, *, a_zero_point: ArrayLike = 0,
                 [11, 25]]], dtype=int32)
     """
     a, b, batch, m, k, n = _operands(a, b, transpose_b)
-    za = _per_batch(a_zero_point, batch, "a_zero_point", "int", *_R8[a.dtype])
-    zb = _per_batch(b_zero_point, batch, "b_zero_point", "int", *_R8[b.dtype])
-    return _run_bmm(a, b, bool(transpose_b), batch, m, k, n, za, zb, np.dtype(np.int32), _REQ_NONE,
-                    None, None, None, 0, 0, 0, overflow, threads, out)
+    za = _zero_points(a_zero_point, batch, "a_zero_point", a.dtype)
+    zb = _zero_points(b_zero_point, batch, "b_zero_point", b.dtype)
+    return _run_bmm(a, b, bool(transpose_b), batch, m, k, n, za, zb, np.dtype(np.int32),
+                    Epilogue(), 0, 0, 0, overflow, threads, out)
+
+
+def _matmul_preset(preset: Any) -> Any:
+    """"torch", or the Preset of a name of MATMUL_PRESETS (or a Preset object itself)."""
+    if isinstance(preset, P.Preset) or (isinstance(preset, str) and preset == "torch"):
+        return preset
+    if not isinstance(preset, str) or preset not in MATMUL_PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(repr(p) for p in MATMUL_PRESETS)} or "
+                         f"a qkernels.presets.Preset; got {preset!r}")
+    return P.get(preset)
 
 
 def qmatmul(a: ArrayLike, b: ArrayLike, *, a_scale: ArrayLike, b_scale: ArrayLike,
             out_scale: ArrayLike, a_zero_point: ArrayLike = 0, b_zero_point: ArrayLike = 0,
-            out_zero_point: int = 0, transpose_b: bool = False, preset: str = "onnxruntime",
-            out_dtype: DTypeLike = None, act_min: Optional[int] = None,
-            act_max: Optional[int] = None, multiplier: Optional[ArrayLike] = None,
-            shift: Optional[ArrayLike] = None, scheme: Optional[str] = None,
-            rounding: str = "half_up", overflow: str = "raise", threads: Optional[int] = None,
+            out_zero_point: int = 0, transpose_b: bool = False,
+            preset: PresetLike = "onnxruntime", out_dtype: DTypeLike = None,
+            act_min: Optional[int] = None, act_max: Optional[int] = None,
+            multiplier: Optional[ArrayLike] = None, shift: Optional[ArrayLike] = None,
+            scheme: Optional[str] = None, rounding: Optional[str] = None,
+            overflow: str = "raise", threads: Optional[int] = None,
             out: Optional[np.ndarray] = None) -> np.ndarray:
     """Quantized batched matmul of two activations (attention's ``Q K^T`` and ``P V``).
 
-    ``acc = sum_k (a - a_zp)(b - b_zp)`` exact in int32 (SPEC section 5), then per batch item:
+    ``acc = sum_k (a - a_zp)(b - b_zp)`` exact in int32 (SPEC section 5), then per batch item the
+    requantization of a preset (:meth:`qkernels.presets.Preset.matmul_epilogue`: each batch item
+    is the per-tensor case of a layer, ``a`` in the place of its activations, ``b`` of its
+    weights):
 
     ============  =========================================================================
     preset        requantization of acc (``sa, sb, so``: a_scale, b_scale, out_scale)
@@ -237,9 +212,12 @@ def qmatmul(a: ArrayLike, b: ArrayLike, *, a_scale: ArrayLike, b_scale: ArrayLik
     onnxruntime   ``clamp(RNE(fl(fl(acc) * fl(fl(sa*sb)/so))) + out_zp)``: ``QLinearMatMul``
                   (ONNX Runtime MLAS), the fp32 scheme of FBGEMM
     tflite        double_round (``scheme="single_round"``) with M0, shift of
-                  ``(double)sa * (double)sb / (double)so`` (TFLite ``BATCH_MATMUL``)
+                  ``(double)fl(sa*sb) / (double)so`` (TFLite ``BATCH_MATMUL``:
+                  ``GetQuantizedConvolutionMultipler``); int8 output by default
     pow2          every scale a power of two: ``acc / 2^(log2 so - log2 sa - log2 sb)``
-                  rounded by ``rounding`` (half_up, half_even, half_away, floor)
+                  rounded by ``rounding`` (half_up by default, half_even, half_away, floor)
+    a Preset      your own :class:`~qkernels.presets.Preset`: its requantization (its
+                  operand types and bias are a layer's, not applied here)
     torch         ``torch.ops.quantized.matmul`` (x86: dequantize, float matmul,
                   ``quantize_per_tensor``): ``RNE(fma(fl(acc * fl(sa*sb)), fl(1/so), out_zp))``;
                   bit-exact while PyTorch's float matmul is exact (power-of-two ``sa``, ``sb``
@@ -252,7 +230,8 @@ def qmatmul(a: ArrayLike, b: ArrayLike, *, a_scale: ArrayLike, b_scale: ArrayLik
     ``scheme="single_round"``). Scales and zero points are scalars or arrays that broadcast to the
     batch shape ``a.shape[:-2]``: per head, shape ``(H,)`` for ``(H, M, K)`` inputs and
     ``(1, H)`` or ``(B, H)`` for ``(B, H, M, K)``. ``transpose_b=True`` takes ``b`` as
-    ``(..., N, K)`` (``K`` for ``Q K^T``); else ``(..., K, N)`` (``V`` for ``P V``).
+    ``(..., N, K)`` (``K`` for ``Q K^T``); else ``(..., K, N)`` (``V`` for ``P V``). The output
+    type defaults to the preset's (``a``'s for onnxruntime and pow2).
 
     Raises:
         AccumulatorOverflowError: the int32 sums can overflow (``overflow="wrap"`` wraps).
@@ -265,89 +244,65 @@ def qmatmul(a: ArrayLike, b: ArrayLike, *, a_scale: ArrayLike, b_scale: ArrayLik
         array([[[ 3, -3],
                 [-3, 13]]], dtype=int8)
     """
-    preset = _choice(preset, MATMUL_PRESETS, "preset")
+    pr = _matmul_preset(preset)
     a, b, batch, m, k, n = _operands(a, b, transpose_b)
-    za = _per_batch(a_zero_point, batch, "a_zero_point", "int", *_R8[a.dtype])
-    zb = _per_batch(b_zero_point, batch, "b_zero_point", "int", *_R8[b.dtype])
-    # the output type (default: a's), zero point and clamp, checked as qlinear's (preset
-    # "onnxruntime" there defaults to the input's type, as here)
-    odt, ozp, lo, hi = _out_range("onnxruntime", a.dtype, out_dtype, out_zero_point, act_min,
-                                  act_max)
+    za = _zero_points(a_zero_point, batch, "a_zero_point", a.dtype)
+    zb = _zero_points(b_zero_point, batch, "b_zero_point", b.dtype)
+    if not isinstance(pr, P.Preset):
+        return _qmatmul_torch(a, b, bool(transpose_b), batch, m, k, n, za, zb, a_scale, b_scale,
+                              out_scale, out_zero_point, out_dtype, act_min, act_max, overflow,
+                              threads, out)
+    # the output type, zero point and clamp, checked as qlinear's
+    odt, ozp, lo, hi = _out_range(pr, a.dtype, out_dtype, out_zero_point, act_min, act_max)
     nb = math.prod(batch)
-    if (multiplier is None) != (shift is None):
-        raise TypeError("multiplier and shift must be given together")
-    if multiplier is not None:
-        sch = _choice(scheme or "double_round", ("double_round", "single_round"), "scheme")
-        mu = _per_batch(multiplier, batch, "multiplier", "int", 0, (1 << 31) - 1)
-        sh = _per_batch(shift, batch, "shift", "int", -31, 30)
-        return _run_bmm(a, b, bool(transpose_b), batch, m, k, n, za, zb, odt,
-                        _REQ_DOUBLE if sch == "double_round" else _REQ_SINGLE, None, mu, sh, ozp,
-                        lo, hi, overflow, threads, out)
-    sa = _per_batch(a_scale, batch, "a_scale", "scale")
-    sb = _per_batch(b_scale, batch, "b_scale", "scale")
-    so = _per_batch(out_scale, batch, "out_scale", "scale")
-    if scheme is not None and preset != "tflite":
-        raise ValueError("scheme= applies to fixed-point requantization (preset 'tflite' or "
-                         "explicit multiplier/shift)")
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        sab = (sa * sb).astype(np.float32)
-    if preset == "onnxruntime":
-        with np.errstate(over="ignore", under="ignore"):
-            scale = (sab / so).astype(np.float32)
-        if not (np.isfinite(scale).all() and (scale > 0).all()):
-            raise ValueError("a_scale * b_scale / out_scale is not a positive finite float32")
-        return _run_bmm(a, b, bool(transpose_b), batch, m, k, n, za, zb, odt, _REQ_FP32, scale,
-                        None, None, ozp, lo, hi, overflow, threads, out)
-    if preset == "tflite":
-        sch = _choice(scheme or "double_round", ("double_round", "single_round"), "scheme")
-        real = sa.astype(np.float64) * sb.astype(np.float64) / so.astype(np.float64)
-        from ._elementwise import quantize_multiplier
-        mu, sh = (np.ascontiguousarray(np.broadcast_to(v, (nb,)), np.int32)
-                  for v in quantize_multiplier(real))
-        return _run_bmm(a, b, bool(transpose_b), batch, m, k, n, za, zb, odt,
-                        _REQ_DOUBLE if sch == "double_round" else _REQ_SINGLE, None, mu, sh, ozp,
-                        lo, hi, overflow, threads, out)
-    if preset == "pow2":
-        for name, v in (("a_scale", sa), ("b_scale", sb), ("out_scale", so)):
-            bad = ~_is_pow2(v)
-            if bad.any():
-                raise ValueError(f"preset 'pow2' needs power-of-two scales; {name}="
-                                 f"{np.format_float_positional(v[int(np.argmax(bad))])} is not")
-        e2 = lambda v: np.frexp(v.astype(np.float64))[1].astype(np.int64) - 1  # noqa: E731
-        sh = e2(so) - e2(sa) - e2(sb)
-        if (sh < -31).any() or (sh > 31).any():
-            raise ValueError("pow2 shift out_scale / (a_scale * b_scale) is outside 2^[-31, 31]")
-        return _run_bmm(a, b, bool(transpose_b), batch, m, k, n, za, zb, odt,
-                        _REQ_SHIFT[_choice(rounding, tuple(_REQ_SHIFT), "rounding")], None, None,
-                        np.ascontiguousarray(sh, np.int32), ozp, lo, hi, overflow, threads, out)
-    # torch: the exact sums, then PyTorch's float path (dequantize - matmul - quantize_per_tensor)
+    ep = _explicit_epilogue(nb, _flat(multiplier, batch, "multiplier"),
+                            _flat(shift, batch, "shift"), scheme, rounding, None)
+    if ep is None:
+        ep = pr.matmul_epilogue(nb, _flat(a_scale, batch, "a_scale"),
+                                _flat(b_scale, batch, "b_scale"),
+                                _flat(out_scale, batch, "out_scale"), scheme, rounding)
+    return _run_bmm(a, b, bool(transpose_b), batch, m, k, n, za, zb, odt, ep, ozp, lo, hi,
+                    overflow, threads, out)
+
+
+def _qmatmul_torch(a: np.ndarray, b: np.ndarray, transpose_b: bool, batch: Tuple[int, ...],
+                   m: int, k: int, n: int, za: np.ndarray, zb: np.ndarray, a_scale: Any,
+                   b_scale: Any, out_scale: Any, out_zero_point: Any, out_dtype: Any,
+                   act_min: Any, act_max: Any, overflow: str, threads: Optional[int],
+                   out: Optional[np.ndarray]) -> np.ndarray:
+    """preset "torch": the exact sums, then PyTorch's float path (dequantize - matmul -
+    quantize_per_tensor)."""
     if a.dtype != b.dtype:
         raise TypeError(f"preset 'torch' needs a and b of one dtype (torch.ops.quantized.matmul "
                         f"checks it); got {a.dtype} and {b.dtype}")
-    if odt != a.dtype:
-        raise TypeError("preset 'torch' writes a's dtype (torch.ops.quantized.matmul does)")
-    if not (np.isfinite(sab).all() and (sab > 0).all()):
-        raise ValueError("a_scale * b_scale is not a positive finite float32")
     if act_min is not None or act_max is not None:
         raise ValueError("preset 'torch' has no act_min/act_max (quantize_per_tensor clamps to "
                          "the dtype)")
-    acc = _run_bmm(a, b, bool(transpose_b), batch, m, k, n, za, zb, np.dtype(np.int32), _REQ_NONE,
-                   None, None, None, 0, 0, 0, overflow, threads, None)
+    odt, ozp, _, _ = _out_range(P.get("onnxruntime"), a.dtype, out_dtype, out_zero_point, None,
+                                None)
+    if odt != a.dtype:
+        raise TypeError("preset 'torch' writes a's dtype (torch.ops.quantized.matmul does)")
+    shape = batch + (1, 1) if batch else ()
+    sa, sb, so = (np.broadcast_to(_scales(_flat(v, batch, name), name), (math.prod(batch),))
+                  .reshape(shape)
+                  for v, name in ((a_scale, "a_scale"), (b_scale, "b_scale"),
+                                  (out_scale, "out_scale")))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        sab = (sa * sb).astype(np.float32)
+    if not (np.isfinite(sab).all() and (sab > 0).all()):
+        raise ValueError("a_scale * b_scale is not a positive finite float32")
+    acc = _run_bmm(a, b, transpose_b, batch, m, k, n, za, zb, np.dtype(np.int32), Epilogue(), 0,
+                   0, 0, overflow, threads, None)
     from ._elementwise import accumulator_to_float, quantize
-    sab_b = sab.reshape(batch + (1, 1)) if batch else sab.reshape(())
-    so_b = so.reshape(batch + (1, 1)) if batch else so.reshape(())
-    rc = accumulator_to_float(acc, sab_b, 0.0)             # fl(acc * fl(sa sb))
-    if (so_b == so_b.reshape(-1)[0]).all():
-        res = quantize(rc, float(so_b.reshape(-1)[0]), ozp, dtype=odt, flavor="torch")
+    rc = accumulator_to_float(acc, sab, 0.0)             # fl(acc * fl(sa sb))
+    if (so == so.reshape(-1)[0]).all():
+        res = quantize(rc, float(so.reshape(-1)[0]), ozp, dtype=odt, flavor="torch")
     else:
         res = np.empty(rc.shape, odt)
         for i in np.ndindex(*batch):
-            res[i] = quantize(rc[i], float(so_b[i]), ozp, dtype=odt, flavor="torch")
-    if out is not None:
-        C.check_out(out, res.shape, odt)
-        out[...] = res
-        return out
-    return res
+            res[i] = quantize(rc[i], float(so[i]), ozp, dtype=odt, flavor="torch")
+    C.check_out(out, res.shape, odt)
+    return _finish(res, out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -697,15 +652,10 @@ def qgelu(x: ArrayLike, params: GeluParams, *, out: Optional[np.ndarray] = None)
     y = out if (out is not None and out.flags.c_contiguous) else np.empty(a.shape, params.out_dtype)
     # one C call over the contiguous array (the parameters are checked once, not once a row as
     # the ufunc gelu_ibert's inner loops would)
-    st = _core._gelu_ibert(np.ascontiguousarray(a), params.b, params.c, params.shift,
-                           params.multiplier, params.rshift, params.x_zero_point,
-                           params.out_zero_point, int(oinfo.min), int(oinfo.max), y)
-    if st != 0:
-        raise ValueError(f"qgelu: the kernel refused the parameters (status {st})")
-    if out is not None and y is not out:
-        out[...] = y
-        return out
-    return y
+    _core._gelu_ibert(np.ascontiguousarray(a), params.b, params.c, params.shift,
+                      params.multiplier, params.rshift, params.x_zero_point,
+                      params.out_zero_point, int(oinfo.min), int(oinfo.max), y)
+    return _finish(y, out)
 
 
 def _gelu_bound(p: GeluParams, xdt: np.dtype) -> None:
