@@ -27,7 +27,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 import qkernels as qk  # noqa: E402
-from benchutil import median_times  # noqa: E402
+from benchutil import median_times, ort_session  # noqa: E402
 
 HEADING = "## Integer transformer kernels (issue 16)"
 
@@ -44,24 +44,13 @@ def _fmt(rows: List[Tuple[str, str, Optional[float]]], ref: Optional[float]) -> 
 
 def _ort_qlinearmatmul(a: np.ndarray, b: np.ndarray):
     try:
-        import onnxruntime as ort
-        from onnx import TensorProto, helper, numpy_helper
+        from onnx import helper
     except ImportError:
         return None
-    T = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8}
     node = helper.make_node("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "so", "zo"], ["y"])
     inits = [("sa", np.float32(0.05)), ("za", np.zeros((), a.dtype)), ("sb", np.float32(0.05)),
              ("zb", np.zeros((), b.dtype)), ("so", np.float32(0.5)), ("zo", np.zeros((), a.dtype))]
-    g = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("a", T[a.dtype], list(a.shape)),
-                      helper.make_tensor_value_info("b", T[b.dtype], list(b.shape))],
-        [helper.make_tensor_value_info("y", T[a.dtype], None)],
-        initializer=[numpy_helper.from_array(np.asarray(v), n) for n, v in inits])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = 10
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    s = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    s = ort_session(node, [("a", a), ("b", b)], a.dtype, inits)
     return lambda: s.run(None, {"a": a, "b": b})
 
 

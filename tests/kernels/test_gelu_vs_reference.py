@@ -2,14 +2,14 @@
 tests/_transformer_ref.py, bit for bit: more than 10^6 outputs per method, int8 / uint8 / int32
 inputs, per-channel I-BERT parameters, outputs that saturate, exact rounding ties of the output
 requantization (hand-made multipliers), SIMD == scalar, errors that name the argument. The float32
-parameter derivation against I-BERT's own PyTorch code: tests/test_transformer_torch.py."""
+parameter derivation against I-BERT's own PyTorch code: test_ibert_vs_torch.py."""
 import numpy as np
 import pytest
 
 import qkernels as qk
 from qkernels import _core
 from _transformer_ref import gelu_table, ibert_gelu
-from test_softmax import run_simd_paths
+from _util import run_simd_paths
 
 
 def _ref(x, p):

@@ -8,26 +8,15 @@ import qkernels
 
 onnx = pytest.importorskip("onnx", reason="onnx is a test requirement (requirements-dev.txt)")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is a test requirement (requirements-dev.txt)")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import helper  # noqa: E402
+from _ort import ort_session  # noqa: E402
 
 pytestmark = pytest.mark.onnx
-
-T = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8}
 
 
 def _session(a, b, inits, ydt):
     node = helper.make_node("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "so", "zo"], ["y"])
-    g = helper.make_graph(
-        [node], "g",
-        [helper.make_tensor_value_info("a", T[a.dtype], list(a.shape)),
-         helper.make_tensor_value_info("b", T[b.dtype], list(b.shape))],
-        [helper.make_tensor_value_info("y", T[np.dtype(ydt)], None)],
-        initializer=[numpy_helper.from_array(np.asarray(v), n) for n, v in inits])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = 10
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort_session(node, [("a", a), ("b", b)], ydt, inits)
 
 
 def _q(rng, dtype, shape):

@@ -2,7 +2,7 @@
 int64 sums and the SPEC section 4 requantizations, bit for bit: every type pair, both layouts of
 b, K at and around the 4-byte quads, zero points at the type ends, per-head parameters, the
 accumulator bound, threads 1 == 2, SIMD == scalar, and errors that name the argument. The
-runtimes themselves: tests/test_matmul_onnx.py (QLinearMatMul), test_matmul_torch.py."""
+runtimes themselves: test_matmul_vs_onnxruntime.py (QLinearMatMul), test_matmul_vs_torch.py."""
 import math
 
 import numpy as np
@@ -11,7 +11,7 @@ import pytest
 import qkernels as qk
 from _gemm_ref import quantize_multiplier, requant_double, requant_single
 from _transformer_ref import matmul_acc, requant_fp32, requant_shift
-from test_softmax import run_simd_paths
+from _util import run_simd_paths
 
 TYPES = [(np.int8, np.int8), (np.uint8, np.int8), (np.uint8, np.uint8), (np.int8, np.uint8)]
 
@@ -57,11 +57,17 @@ def test_onnxruntime_preset_equals_fp32_reference(rng, at, bt):
 @pytest.mark.parametrize("scheme", ["double_round", "single_round"])
 def test_tflite_preset_equals_fixed_point_reference(rng, scheme):
     a, b = _rand(rng, np.int8, (6, 64, 48)), _rand(rng, np.int8, (6, 48, 40))
-    sa, sb, so = 0.021, 0.013, 0.37
+    # TFLite BATCH_MATMUL: GetQuantizedConvolutionMultipler(lhs, rhs, output) takes
+    # (double)(lhs_scale * rhs_scale) / (double)output_scale, the product in float32; with these
+    # scales the product in double would give another M0
+    sa, sb, so = 0.7013718485832214, 0.008619743399322033, 0.01861998625099659
     y = qk.qmatmul(a, b, a_scale=sa, b_scale=sb, out_scale=so, a_zero_point=-3, b_zero_point=0,
                    out_zero_point=5, preset="tflite", scheme=scheme)
-    m0, shift = quantize_multiplier(float(np.float32(sa)) * float(np.float32(sb)) /
-                                    float(np.float32(so)))
+    f32 = np.float32
+    m0, shift = quantize_multiplier(float(f32(f32(sa) * f32(sb))) / float(f32(so)))
+    assert m0 != quantize_multiplier(float(f32(sa)) * float(f32(sb)) / float(f32(so)))[0]
+    e = qk.presets.get("tflite").matmul_epilogue(6, sa, sb, so)
+    assert (e.mult == m0).all() and (e.shift == shift).all()
     acc = matmul_acc(a, b, -3, 0)
     r = requant_single(acc, m0, shift) if scheme == "single_round" else requant_double(acc, m0, shift)
     assert np.array_equal(y, np.clip(r + 5, -128, 127))
@@ -86,6 +92,18 @@ def test_pow2_preset_equals_shift_reference(rng, rounding):
                    preset="pow2", rounding=rounding)
     ref = requant_shift(matmul_acc(a, b, 0, 0), np.full(3, 8), rounding)
     assert np.array_equal(y, np.clip(ref - 1, -128, 127))
+
+
+def test_user_preset(rng):
+    """A Preset object of the user's own hardware: its requantization (shift, half_even)."""
+    npu = qk.presets.Preset("my_npu", x_dtypes=("int8",), w_dtypes=("int8",), requant="shift",
+                            bias="int32", rounding="half_even")
+    a, b = _rand(rng, np.int8, (2, 7, 16)), _rand(rng, np.int8, (2, 16, 9))
+    y = qk.qmatmul(a, b, a_scale=2.0 ** -5, b_scale=2.0 ** -4, out_scale=2.0 ** -3, preset=npu)
+    ref = requant_shift(matmul_acc(a, b, 0, 0), np.full(2, 6), "half_even")
+    assert y.dtype == np.int8 and np.array_equal(y, np.clip(ref, -128, 127))
+    with pytest.raises(ValueError, match="preset must be one of"):
+        qk.qmatmul(a, b, a_scale=1.0, b_scale=1.0, out_scale=1.0, preset="fbgemm")
 
 
 def test_per_head_parameters(rng):

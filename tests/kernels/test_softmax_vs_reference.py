@@ -3,18 +3,13 @@ tests/_transformer_ref.py, bit for bit: more than 10^6 outputs per method, inclu
 saturate (one dominant element, differences beyond I-BERT's 30 ln 2 clip, int32 extremes), rows
 of equal values, and hand-made I-BERT parameters whose 16-bit requantization lands on exact
 rounding ties. SIMD == scalar in subprocesses; bad input raises errors that name the argument."""
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 import qkernels as qk
 from qkernels import _core
 from _transformer_ref import ibert_softmax, lut_softmax, lut_table, sole_softmax
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from _util import run_simd_paths
 
 
 def _scores(rng, rows, cols, dtype, spread):
@@ -201,21 +196,6 @@ for dt, s, sp in ((np.int8, 0.08, 30), (np.uint8, 0.02, 70), (np.int32, 1e-3, 30
         out[f"bit_{np.dtype(dt).name}_{cols}"] = b
 np.savez(sys.argv[1], **out)
 """
-
-
-def run_simd_paths(script, tmp_path):
-    """Runs `script` (writes an .npz to argv[1]) under each SIMD path; returns the three results."""
-    res = {}
-    for simd in ("auto", "avx2", "scalar"):
-        env = dict(os.environ)
-        env.pop("QKERNELS_SIMD", None)
-        if simd != "auto":
-            env["QKERNELS_SIMD"] = simd
-        env["PYTHONPATH"] = HERE + os.pathsep + env.get("PYTHONPATH", "")
-        f = tmp_path / f"{simd}.npz"
-        subprocess.run([sys.executable, "-c", script, str(f)], check=True, env=env)
-        res[simd] = dict(np.load(f))
-    return res
 
 
 def test_simd_paths_give_the_same_bits(tmp_path):
