@@ -77,6 +77,7 @@ sanitize: $(STAMP)
 	QKERNELS_WERROR=1 QKERNELS_SANITIZE=1 $(PY) setup.py -q build_ext --build-lib build/asan/pkg --build-temp build/asan/tmp --force
 	cp qkernels/*.py build/asan/pkg/qkernels/
 	for d in qkernels/*/; do [ -d "$$d" ] && [ "$$(basename $$d)" != "__pycache__" ] && cp -r "$$d" build/asan/pkg/qkernels/ || true; done
+	mkdir -p build/asan/pkg/qkernels/include && cp csrc/include/qkernels.h build/asan/pkg/qkernels/include/
 	cd build/asan/pkg && PYTHONPATH=$(CURDIR)/build/asan/pkg QKERNELS_SANITIZED=1 ASAN_OPTIONS=detect_leaks=0 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from . import __version__
 
@@ -36,6 +36,14 @@ EPILOG = """examples:
 run 'qkernels COMMAND --help' for a command's options."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one ``error:`` line naming the argument (and where to look), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
 def _chosen(argv: Sequence[str]) -> Optional[str]:
     for a in argv:
         if not a.startswith("-"):
@@ -46,12 +54,12 @@ def _chosen(argv: Sequence[str]) -> Optional[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="qkernels", description="qkernels: an integer golden model for quantized neural "
         "networks (bit-exact C kernels, PyTorch bridge, golden files for test benches).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"qkernels {__version__}")
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     parsers = {name: sub.add_parser(name, help=help_, description=help_)
                for name, (_, help_) in COMMANDS.items()}
     name = _chosen(argv)
@@ -66,7 +74,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
         parsers[name].description = getattr(mod, "DESCRIPTION", parsers[name].description)
         mod.add_arguments(parsers[name])
-    args = ap.parse_args(argv)
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
     if args.command is None:
         ap.print_help(sys.stderr)
         return 2

@@ -230,7 +230,7 @@ def _per_channel_sqnr(x: np.ndarray) -> float:
 
 
 def build_layer(name: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *,
-                eps: float = 1e-12, method: str = "seed", K: int = 3,
+                eps: float = 1e-12, method: str = "seed", K: Optional[int] = None,
                 out_scale: Optional[float] = None, out_zero_point: int = 0) -> LayerResult:
     """Calibrate, quantize, run both integer LayerNorms, and assemble the files' contents.
 
@@ -248,6 +248,7 @@ def build_layer(name: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *
     p0 = ptf_calibrate(x, method=method, K=K)
     S, zp, a_seed = p0.to_seed()
     S = qio.snap_f10(S)
+    K = p0.K
     params = PTFParams.from_seed(S, zp, a_seed, K=K)
     q = params.quantize(x)
     ref = layernorm_reference(x, g, b, eps)
@@ -296,8 +297,10 @@ def build_layer(name: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *
     return LayerResult(name, data, params, prepared, report)
 
 
-def write_layer(out_dir: Union[str, Path], res: LayerResult, progress: bool = True) -> None:
-    """Write the text files (SPEC section 8), ``quantized.npz``, the C headers and the report."""
+def write_layer(out_dir: Union[str, Path], res: LayerResult, progress: bool = True,
+                plots: bool = False) -> List[str]:
+    """Write the text files (SPEC section 8), ``quantized.npz``, the C headers and the report
+    (and with ``plots`` the PNG of the per-channel ranges and PTF steps); returns the PNG paths."""
     d = Path(out_dir)
     n = res.data.num_vectors
     bar = Progress("writing vectors", n, progress)
@@ -322,6 +325,13 @@ def write_layer(out_dir: Union[str, Path], res: LayerResult, progress: bool = Tr
     header = "".join(qio.format_layernorm_header(res.prepared[t]) for t in GOLDEN_METHODS)
     qio.atomic_write_text(d / "layernorm_params.h", header)
     qio.atomic_write_text(d / "report.json", json.dumps(res.report, indent=2, default=float) + "\n")
+    if not plots:
+        return []
+    from .plots import plot_ptf
+
+    return [plot_ptf(res.data.raw, res.params, str(d / "ptf_channels.png"),
+                     title=f"{res.name}: PTF ({res.report.get('method', '')}), "
+                           f"{res.data.num_vectors} vectors")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,8 +419,8 @@ def format_summary(rep: Dict[str, Any]) -> str:
 def run(model: str = DEFAULT_MODEL, *, layer: Union[str, int, None] = None,
         out_dir: Union[str, Path] = "data/quantized", image: Optional[str] = None,
         from_npy: Optional[str] = None, sentences: Sequence[str] = DEFAULT_SENTENCES,
-        method: str = "seed", K: int = 3, seed: int = 0, max_vectors: Optional[int] = None,
-        progress: bool = True) -> List[LayerResult]:
+        method: str = "seed", K: Optional[int] = None, seed: int = 0, max_vectors: Optional[int] = None,
+        progress: bool = True, plots: bool = False) -> List[LayerResult]:
     """The whole pipeline; returns one :class:`LayerResult` per LayerNorm written.
 
     One LayerNorm writes into ``out_dir``; ``layer="all"`` writes one sub-folder per LayerNorm.
@@ -433,7 +443,8 @@ def run(model: str = DEFAULT_MODEL, *, layer: Union[str, int, None] = None,
             x = x[np.sort(rng.choice(x.shape[0], max_vectors, replace=False))]
         res = build_layer(name, x, c["gamma"], c["beta"], eps=c["eps"], method=method, K=K)
         d = Path(out_dir) if len(captured) == 1 else Path(out_dir) / name.replace("/", "_")
-        write_layer(d, res, progress)
+        for png in write_layer(d, res, progress, plots):
+            res.report.setdefault("plots", []).append(png)
         results.append(res)
     return results
 
@@ -454,12 +465,16 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", default="data/quantized", help="output folder")
     ap.add_argument("--method", default="seed", choices=["seed", "fqvit"],
                     help="PTF calibration method")
-    ap.add_argument("-K", type=int, default=3, help="largest PTF exponent (default 3)")
+    ap.add_argument("-K", type=int, default=None,
+                    help="largest PTF exponent (default: unlimited for --method seed, as the seed's "
+                         "script; 3 for fqvit)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (token subsampling, torch)")
     ap.add_argument("--max-vectors", type=int, default=None, help="keep at most N tokens")
     ap.add_argument("--check", action="store_true",
                     help="only re-read --out and validate the files")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--plots", action="store_true",
+                    help="also write ptf_channels.png (per-channel ranges and PTF steps; matplotlib)")
 
 
 DESCRIPTION = ("Collect real LayerNorm inputs, PTF-quantize them, run the integer LayerNorm, and "
@@ -482,12 +497,14 @@ def command(a: argparse.Namespace) -> int:
             return 0
         results = run(a.model, layer=a.layer, out_dir=a.out, image=a.image,
                       from_npy=a.from_npy, method=a.method, K=a.K, seed=a.seed,
-                      max_vectors=a.max_vectors, progress=not a.quiet)
+                      max_vectors=a.max_vectors, progress=not a.quiet, plots=a.plots)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for r in results:
         print(format_summary(r.report))
+        for png in r.report.get("plots", []):
+            print(f"picture: {png}")
     print(f"wrote {a.out}")
     return 0
 

@@ -277,7 +277,10 @@ class QuantConfig:
             try:
                 data = yaml.safe_load(f)
             except yaml.YAMLError as exc:
-                raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+                mark = getattr(exc, "problem_mark", None)
+                where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise ValueError(f"{where}: not valid YAML: {problem}") from None
         try:
             return QuantConfig.from_dict(data or {})
         except ValueError as exc:

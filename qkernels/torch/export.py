@@ -106,9 +106,13 @@ def _prepare_target(out_dir: str) -> None:
 
 
 def export_model(im: Any, out_dir: str, x: Any, labels: Any = None, *,
-                 hex_files: bool = True) -> List[str]:
+                 hex_files: bool = True, plots: bool = False, eval_data: Any = None) -> List[str]:
     """Write every integer of ``im`` (a :class:`qkernels.torch.IntegerModel`) for the sample
-    ``x`` into ``out_dir`` (see the module docstring); returns the paths written."""
+    ``x`` into ``out_dir`` (see the module docstring); with ``plots`` also
+    ``plots/layer_errors.png`` (per-layer SQNR and cosine of the integer and fake-quant runs,
+    :func:`qkernels.plots.plot_layer_errors`). The accuracies of ``report.json`` are measured on
+    ``eval_data`` = (inputs, labels) when given, else on ``x`` with ``labels``. Returns the paths
+    written."""
     from .. import io as qio
     from ..io.cmodel import format_c_model
     from .saving import save_model
@@ -119,7 +123,9 @@ def export_model(im: Any, out_dir: str, x: Any, labels: Any = None, *,
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".tmp", dir=parent)
     try:
-        rel = _write_all(im, tmp, x, labels, hex_files, qio, format_c_model, save_model)
+        if eval_data is None and labels is not None:
+            eval_data = (x, labels)
+        rel = _write_all(im, tmp, x, eval_data, hex_files, plots, qio, format_c_model, save_model)
         mode = 0o777 & ~qio.umask()
         for root, dirs, _files in os.walk(tmp):
             for d in dirs:
@@ -139,7 +145,7 @@ def export_model(im: Any, out_dir: str, x: Any, labels: Any = None, *,
     return [os.path.join(out_dir, r) for r in rel]
 
 
-def _write_all(im: Any, root: str, x: Any, labels: Any, hex_files: bool, qio: Any,
+def _write_all(im: Any, root: str, x: Any, eval_data: Any, hex_files: bool, plots: bool, qio: Any,
                format_c_model: Callable, save_model: Callable) -> List[str]:
     raw = im.intermediates(x)
     written: List[str] = []
@@ -227,14 +233,23 @@ def _write_all(im: Any, root: str, x: Any, labels: Any, hex_files: bool, qio: An
                          if getattr(cfg, k) is not None})
     if im.reference is not None:
         report["compare"] = [vars(r) for r in im.compare(x)]
-    if labels is not None:
-        lab = np.asarray(labels)
+        if plots:
+            from ..plots import plot_layer_errors
+
+            os.makedirs(os.path.join(root, "plots"), exist_ok=True)
+            plot_layer_errors(report["compare"], os.path.join(root, "plots", "layer_errors.png"),
+                              title=f"per-layer error against the float model, preset "
+                                    f"{report['preset']}, mode {im.mode}")
+            written.append("plots/layer_errors.png")
+    if eval_data is not None:
+        xe, lab = eval_data[0], np.asarray(eval_data[1])
         runs: Dict[str, Callable[[Any], Any]] = {"integer": im}
         if im.reference is not None:
             runs = {"float": im.float_reference, **({"fake_quant": im.fake_quant}
                                                      if cfg is not None else {}), **runs}
-        report["accuracy"] = {k: float(np.mean(np.asarray(f(x)).argmax(1) == lab))
+        report["accuracy"] = {k: float(np.mean(np.asarray(f(xe)).argmax(1) == lab))
                               for k, f in runs.items()}
+        report["accuracy"]["samples"] = int(lab.size)
     put("report.json", json.dumps(report, indent=1, default=_json_default) + "\n")
     model_json, model_arrays, objects = save_model(im)
     npz.update(model_arrays)

@@ -46,7 +46,9 @@ class LayerReport:
     reference at this layer (the accumulated effect of quantization up to here);
     ``steps_diff_vs_fake_quant`` / ``frac_diff_vs_fake_quant``: how many quantization steps apart
     the integer op and its fake-quant twin fed the same inputs land, and on what fraction of
-    elements (for a PyTorch-quantized model: against PyTorch's own op, so 0 means exact)."""
+    elements (for a PyTorch-quantized model: against PyTorch's own op, so 0 means exact);
+    ``fake_quant_sqnr_db`` / ``fake_quant_cosine``: the fake-quant run against the float run at
+    this layer (NaN when the model has no fake-quant twin), beside the integer run's figures."""
 
     name: str
     op: str
@@ -55,6 +57,17 @@ class LayerReport:
     cosine: float
     steps_diff_vs_fake_quant: float
     frac_diff_vs_fake_quant: float
+    fake_quant_sqnr_db: float = float("nan")
+    fake_quant_cosine: float = float("nan")
+
+
+def _sqnr_cos(a: np.ndarray, f: np.ndarray) -> Tuple[float, float]:
+    """SQNR (dB) and cosine similarity of ``a`` against the reference ``f``."""
+    err = a - f
+    sq = float(np.sum(f ** 2))
+    sqnr = float("inf") if not np.any(err) else 10 * math.log10(max(sq, 1e-30) / np.sum(err ** 2))
+    cos = float(np.dot(a.ravel(), f.ravel()) / max(np.linalg.norm(a) * np.linalg.norm(f), 1e-30))
+    return sqnr, cos
 
 
 def _as_float_input(x: Any) -> np.ndarray:
@@ -223,6 +236,9 @@ class IntegerModel:
         ti = self.intermediates(x, dequantize=True)
         tf: Dict[str, Any] = {}
         ref.run(x, "float", tf)
+        tq: Dict[str, Any] = {}
+        if isinstance(ref, GraphReference):
+            ref.run(x, "fq", tq)
         out: List[LayerReport] = []
         for name, L in self.layers.items():
             if L.out is None and not isinstance(L, Ly.DynamicLayer):
@@ -235,11 +251,10 @@ class IntegerModel:
             local = ref.local(name, {n: ti[n] for n in L.inputs if n in ti}, ti)
             local = f if local is None else np.asarray(local, np.float64)
             err = a - f
-            sq = float(np.sum(f ** 2))
-            sqnr = float("inf") if not np.any(err) else \
-                10 * math.log10(max(sq, 1e-30) / np.sum(err ** 2))
-            cos = float(np.dot(a.ravel(), f.ravel()) /
-                        max(np.linalg.norm(a) * np.linalg.norm(f), 1e-30))
+            sqnr, cos = _sqnr_cos(a, f)
+            fq_sqnr = fq_cos = float("nan")
+            if isinstance(tq.get(name), np.ndarray):
+                fq_sqnr, fq_cos = _sqnr_cos(np.asarray(tq[name], np.float64), f)
             if L.out is not None:
                 unit = float(L.out.scale)
             else:   # dynamic: in accumulator steps (x_scale * w_scale of this call)
@@ -248,7 +263,8 @@ class IntegerModel:
             steps = np.rint(np.abs(a - local) / unit)
             out.append(LayerReport(name, ref.op_name(name, L), sqnr, float(np.abs(err).max()),
                                    cos, float(steps.max()) if steps.size else 0.0,
-                                   float(np.mean(steps > 0.5)) if steps.size else 0.0))
+                                   float(np.mean(steps > 0.5)) if steps.size else 0.0,
+                                   fq_sqnr, fq_cos))
         return out
 
     # -- files and pickling ----------------------------------------------------------------
@@ -276,12 +292,14 @@ class IntegerModel:
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
 
-    def export(self, out_dir: str, x: Any, labels: Any = None) -> List[str]:
+    def export(self, out_dir: str, x: Any, labels: Any = None, *, plots: bool = False,
+               eval_data: Any = None) -> List[str]:
         """Write every integer of the model for C / RTL test benches; returns the paths written
-        (see :func:`qkernels.torch.export.export_model`)."""
+        (see :func:`qkernels.torch.export.export_model`; ``plots``: also the per-layer error
+        picture, matplotlib; ``eval_data`` = (inputs, labels): the accuracies of the report)."""
         from .export import export_model
 
-        return export_model(self, out_dir, x, labels)
+        return export_model(self, out_dir, x, labels, plots=plots, eval_data=eval_data)
 
     def __repr__(self) -> str:
         kinds: Dict[str, int] = {}

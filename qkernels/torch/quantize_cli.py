@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import os
 import sys
 import time
@@ -41,6 +42,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "repeatable")
     ap.add_argument("--batch", type=int, default=64, help="calibration batch size (default 64)")
     ap.add_argument("--out", help="export folder (integer parameters, goldens, JSON report)")
+    ap.add_argument("--plots", action="store_true",
+                    help="with --out: also plots/layer_errors.png (per-layer SQNR and cosine of "
+                         "the integer and fake-quant runs; needs matplotlib)")
 
 
 def load_calib(spec: str, batch: int) -> Tuple[List[np.ndarray], Optional[Tuple[np.ndarray, np.ndarray]]]:
@@ -73,6 +77,19 @@ def load_calib(spec: str, batch: int) -> Tuple[List[np.ndarray], Optional[Tuple[
     return arrays, None
 
 
+def _check_input(model: Any, batch: np.ndarray, where: str) -> None:
+    """One float forward pass on one sample, before any long work: a wrong shape names the data."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(torch.from_numpy(np.ascontiguousarray(batch[:1], np.float32)))
+    except Exception as exc:   # any model error: the user needs the data and the model's words
+        raise CliError(f"--calib {where}: the model cannot take batches of shape "
+                       f"{tuple(batch.shape)} ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:200]})") from None
+
+
 def command(args: argparse.Namespace) -> int:
     """Run the ``quantize`` command."""
     import torch
@@ -93,8 +110,13 @@ def command(args: argparse.Namespace) -> int:
             cfg = replace(cfg, float_modules=tuple(cfg.float_modules) + tuple(args.float_modules))
         if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
             raise CliError(f"--out {args.out}: exists and is not a folder")
+        if args.plots and not args.out:
+            raise CliError("--plots writes into the export folder: give --out too")
+        if args.plots and importlib.util.find_spec("matplotlib") is None:
+            raise CliError("--plots needs matplotlib: pip install 'qkernels[plot]'")
         model = load_torch_model(args.model)
         calib, held_out = load_calib(args.calib, args.batch)
+        _check_input(model, calib[0], args.calib)
     except (ModelError, CliError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -110,8 +132,11 @@ def command(args: argparse.Namespace) -> int:
     x_eval = held_out[0] if held_out else calib[0]
     print_report(im, x_eval[:64], held_out)
     if args.out:
-        paths = im.export(args.out, x_eval[:1])
+        paths = im.export(args.out, x_eval[:1], plots=args.plots, eval_data=held_out)
         print(f"exported {len(paths)} files to {args.out}")
+        for p in paths:
+            if p.endswith(".png"):
+                print(f"picture: {p}")
     return 0
 
 

@@ -138,9 +138,29 @@ def test_deit_input_sqnr():
     assert s_seed >= 41.0                # SPEC: 41.3
     assert s_fqvit >= 37.0               # SPEC: 37.4
     assert s_seed > s_fqvit > base
-    # what the seed method chose on this data
-    assert seed.zero_point == 128 and seed.alpha.max() == 3
+    # what the seed method chose on this data (one channel needs a stretch of 2^4)
+    assert seed.zero_point == 128 and seed.alpha.max() == 4 and seed.K == 4
     assert fqvit.K == 3 and 0 <= fqvit.zero_point <= 255
+
+
+def test_seed_method_is_the_seed_script():
+    """method="seed" with no K is the seed's collection script exactly: S = max|x| / 127,
+    alpha_seed[c] = -floor(log2(127 / max|x_c / S|)) (0 when that ratio is below 1), nothing
+    clipped; K=3 given explicitly clips the one channel of the DeiT data that needs 2^4
+    (189 of 75,648 quantized values then differ)."""
+    x, _, _ = load_deit()
+    p = qk.ptf_calibrate(x, method="seed")
+    S = np.float32(np.abs(x).max() / 127.0)
+    ratio = 127.0 / np.abs(x / S).max(axis=0)
+    want = np.where(ratio < 1, 0, -np.floor(np.log2(ratio))).astype(np.int32)   # the script's
+    S_seed, zp, alpha_seed = p.to_seed()
+    assert zp == 128 and np.array_equal(alpha_seed, want)
+    assert np.isclose(S_seed, S, rtol=1e-6)
+    q = p.quantize(x)
+    q3 = qk.ptf_calibrate(x, method="seed", K=3).quantize(x)
+    differ = int(np.sum(q != q3))
+    assert differ == 189 and int(np.sum(np.any(q != q3, axis=0))) == 1, differ
+    assert q.size == 75_648
 
 
 def test_deit_quantize_matches_reference():

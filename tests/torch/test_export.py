@@ -78,4 +78,5 @@ def test_export_with_accuracy(tmp_path):
     im = quantize_model(load("mlp"), [xtr[:256]])
     im.export(str(tmp_path), xte.numpy(), labels=yte.numpy())
     acc = json.loads((tmp_path / "report.json").read_text())["accuracy"]
-    assert set(acc) == {"float", "fake_quant", "integer"} and acc["integer"] > 0.9
+    assert set(acc) == {"float", "fake_quant", "integer", "samples"} and acc["integer"] > 0.9
+    assert acc["samples"] == len(yte)

@@ -266,3 +266,22 @@ def test_input_output_and_bias_configs(data, tmp_path):
         quantize_model(load("mlp"), calib, config=QuantConfig(input=TensorConfig(signed=True)))
     with pytest.raises(ValueError, match="output.bits=16"):
         quantize_model(load("mlp"), calib, config=QuantConfig(output=TensorConfig(bits=16)))
+
+
+def test_example_config_file_is_complete_and_loads():
+    """examples/quant_config.yaml (the README's config file) names every key of QuantConfig and
+    TensorConfig and loads to the values it shows."""
+    import dataclasses
+    import os
+
+    import yaml
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.path.join(root, "examples", "quant_config.yaml")
+    raw = yaml.safe_load(open(path))
+    assert set(raw) == {f.name for f in dataclasses.fields(QuantConfig)}
+    for k in ("weight", "activation"):
+        assert set(raw[k]) == {f.name for f in dataclasses.fields(TensorConfig)}
+    cfg = QuantConfig.from_yaml(path)
+    assert cfg.preset == "tflite" and cfg.activation.signed and cfg.weight.per_channel
+    assert cfg.bias == TensorConfig(bits=32, symmetric=True, signed=True)
