@@ -87,11 +87,19 @@ def _module_kind(mod: torch.nn.Module) -> Tuple[Optional[torch.nn.Module], Optio
 
 def _quantize_weights(gm: fx.GraphModule, node: fx.Node, mod: torch.nn.Module,
                       cfg: QuantConfig) -> Optional[WeightInfo]:
+    return quantize_weights(mod, cfg, str(node.target), node.args[0].name)
+
+
+def quantize_weights(mod: torch.nn.Module, cfg: QuantConfig, name: str,
+                     input_name: str) -> Optional[WeightInfo]:
+    """The :class:`WeightInfo` of a conv / linear module (plain or fused with ReLU) quantized as
+    ``cfg.weight`` says (None for any other module); ``name`` names the module in errors,
+    ``input_name`` is the value it reads."""
     base, act = _module_kind(mod)
     if base is None:
         return None
     if isinstance(base, torch.nn.Conv2d) and base.padding_mode != "zeros":
-        raise _no_integer_op(f"module {node.target} (padding_mode={base.padding_mode})", node.target)
+        raise _no_integer_op(f"module {name} (padding_mode={base.padding_mode})", name)
     wcfg = cfg.weight
     w = base.weight.detach().numpy().astype(F32)
     axis = 0 if wcfg.per_channel else None
@@ -114,7 +122,7 @@ def _quantize_weights(gm: fx.GraphModule, node: fx.Node, mod: torch.nn.Module,
               else qk.pack_linear(w_int, w_scale=w_scale))
     return WeightInfo(kind, base, mod, fq_mod, fq_base, w_int, w_scale, packed, act,
                       None if base.bias is None else base.bias.detach().numpy().astype(F32),
-                      node.args[0].name)
+                      input_name)
 
 
 class DynamicQuantizer:

