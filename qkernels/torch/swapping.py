@@ -55,8 +55,6 @@ FLOAT_OPS = ("linear", "layernorm")
 _HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
                "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
 _NP = {torch.quint8: np.uint8, torch.qint8: np.int8, torch.qint32: np.int32}
-_TORCH_Q = {np.dtype(np.uint8): torch.quint8, np.dtype(np.int8): torch.qint8,
-            np.dtype(np.int32): torch.qint32}
 
 
 def _to_numpy(x: Any) -> Tuple[np.ndarray, Optional[QMeta]]:
@@ -93,9 +91,8 @@ class IntegerModule(torch.nn.Module):
     swapped into a float model (``float_boundary``) quantizes its float input with ``in_quant``
     (``quantize_per_tensor``'s arithmetic; None: the layer takes float32, e.g. LayerNorm's PTF),
     runs its integer layer and returns the output dequantized: integer-exact inside, float at its
-    boundary. With
-    ``compare=True`` each call also runs the original module on the same input and accumulates
-    the integer-vs-PyTorch figures that :meth:`report` returns.
+    boundary. With ``compare=True`` each call also runs the original module on the same input and
+    accumulates the integer-vs-PyTorch figures that :meth:`report` returns.
 
     Example:
         >>> # with swap(qmodel, compare=True) as swapped: qmodel(x)
@@ -227,8 +224,9 @@ def _float_targets(model: torch.nn.Module, ops: Sequence[str]) -> Dict[str, torc
     for name, mod in model.named_modules():
         if name and isinstance(mod, types) and not isinstance(mod, IntegerModule):
             if isinstance(mod, torch.nn.LayerNorm) and len(mod.normalized_shape) != 1:
-                raise NotImplementedError(f"module {name}: LayerNorm over {tuple(mod.normalized_shape)}"
-                                          "; the integer LayerNorm normalizes the last axis only")
+                raise NotImplementedError(f"module {name}: LayerNorm over "
+                                          f"{tuple(mod.normalized_shape)}; the integer LayerNorm "
+                                          "normalizes the last axis only")
             found[name] = mod
     return found
 
@@ -334,7 +332,7 @@ def swap(model: torch.nn.Module, calibrate: Any = None, *, config: Any = None,
     (Hugging Face BERT / MiniLM) are swapped as well.
 
     Example:
-        >>> # qmodel = torch.ao.quantization.quantize_dynamic(minilm, {torch.nn.Linear}, dtype=torch.qint8)
+        >>> # qmodel = quantize_dynamic(minilm, {torch.nn.Linear}, dtype=torch.qint8)
         >>> # with swap(qmodel): out = qmodel(**tokens)   # == PyTorch's, element for element
         >>> # with swap(minilm, [tokens]) as s: out = minilm(**tokens)   # calibrated, then integer
     """
@@ -346,9 +344,9 @@ def swap(model: torch.nn.Module, calibrate: Any = None, *, config: Any = None,
         raise TypeError("ops must be a sequence of op-table names, e.g. ('linear_dynamic',)")
     unknown = [o for o in ops if o not in allowed]
     if unknown:
-        raise ValueError(f"ops: {unknown[0]!r} cannot be swapped "
-                         f"{'in a PyTorch-quantized model' if calibrate is None else 'after calibration'}"
-                         f"; choose from {', '.join(allowed)}")
+        where = "in a PyTorch-quantized model" if calibrate is None else "after calibration"
+        raise ValueError(f"ops: {unknown[0]!r} cannot be swapped {where}; choose from "
+                         f"{', '.join(allowed)}")
     threads = None if threads is None else check_threads(threads)
     found: Dict[str, IntegerModule] = {}
     if calibrate is not None:

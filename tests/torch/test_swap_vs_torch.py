@@ -178,7 +178,7 @@ def test_docstring_examples_run():
     assert runner.summarize(verbose=False).failed == 0
 
 
-# ---- a float model: calibrate, then swap ----------------------------------------------------------
+# ---- a float model: calibrate, then swap --------------------------------------------------------
 class _Untraceable(torch.nn.Module):
     """torch.fx cannot trace it (item assignment on a Proxy), as Hugging Face BERT."""
 
