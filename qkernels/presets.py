@@ -187,7 +187,7 @@ class Preset:
             raise ValueError(f"out_scale must be a scalar; got shape {os_.shape}")
         xs, os_ = np.float32(xs), np.float32(os_)
         e, xw = self._requant(n, per_channel_w, xs, ws, os_, scheme, rounding,
-                              ("x_scale", "w_scale", "out_scale"))
+                              ("x_scale", "w_scale", "out_scale"), (x_scale, w_scale, out_scale))
         if self.bias == "float":
             fb = float_bias(bias, n, self.name)
             if fb is not None:
@@ -229,14 +229,16 @@ class Preset:
         so = _scale_vector(_need(out_scale, "out_scale", self.name), n, "out_scale",
                            "one per batch item")
         return self._requant(n, False, sa, sb, so, scheme, rounding,
-                             ("a_scale", "b_scale", "out_scale"))[0]
+                             ("a_scale", "b_scale", "out_scale"), (a_scale, b_scale, out_scale))[0]
 
     def _requant(self, n: int, per_channel_w: bool, xs: Any, ws: np.ndarray, os_: Any,
                  scheme: Optional[str], rounding: Optional[str],
-                 names: Tuple[str, str, str]) -> Tuple["Epilogue", np.ndarray]:
+                 names: Tuple[str, str, str],
+                 given: Tuple[Any, Any, Any]) -> Tuple["Epilogue", np.ndarray]:
         """The requantization of :meth:`epilogue` (scheme, scale or multiplier and shift) for
         float32 scales ``xs``, ``ws``, ``os_`` (scalars or length ``n``, named ``names`` in
-        errors); returns it with ``fl(xs * ws)``."""
+        errors; ``given``: the caller's values, shown by the range checks of ``_checks``);
+        returns it with ``fl(xs * ws)``."""
         nx, nw, no = names
         if scheme is not None and not self.fixed_point:
             raise ValueError(f"scheme= applies to fixed-point requantization (tflite, or explicit "
@@ -257,15 +259,16 @@ class Preset:
                     e.scale = (xw / os_).astype(np.float32)                     # fl(fl(xs*ws)/os)
                 else:
                     e.scale = (xw * np.float32(np.float32(1.0) / os_)).astype(np.float32)
-            if not (np.isfinite(e.scale).all() and (e.scale > 0).all()):
-                raise ValueError(f"the requantization scale {nx} * {nw} / {no} is not a positive "
-                                 f"finite float32 ({nx}={xs}, {no}={os_})")
+            C.requant_scale(e.scale, *given)
         elif self.fixed_point:
-            if per_channel_w:
-                real = np.float64(xs) * ws.astype(np.float64) / np.float64(os_)
-            else:   # TFLite per tensor: (double)fl(in_s * w_s) / out_s
-                real = np.broadcast_to(xw.astype(np.float64) / np.asarray(os_, np.float64), (n,))
+            with np.errstate(over="ignore"):   # an overflow is refused below, naming the scales
+                if per_channel_w:
+                    real = np.float64(xs) * ws.astype(np.float64) / np.float64(os_)
+                else:   # TFLite per tensor: (double)fl(in_s * w_s) / out_s
+                    real = np.broadcast_to(xw.astype(np.float64) / np.asarray(os_, np.float64),
+                                           (n,))
             from ._elementwise import quantize_multiplier
+            C.requant_multiplier(real, *given)
             e.mult, e.shift = (np.ascontiguousarray(a, np.int32) for a in quantize_multiplier(real))
             e.scheme = SCHEME_CODES[_choice(scheme or self.requant, SCHEMES, "scheme")]
         else:   # shift

@@ -57,3 +57,9 @@ def run_simd_paths(script, tmp_path, paths=("auto", "avx2", "scalar")):
         subprocess.run([sys.executable, "-P", "-c", script, str(f)], check=True, env=env)
         res[simd] = dict(np.load(f))
     return res
+
+
+#: The top-level keys of the QAT pipeline's JSON report, in the replaced tool's order (ours last).
+QAT_REPORT_KEYS = ["quantization_type", "pipeline_steps", "config", "final_quantization_details",
+                   "initial_accuracy", "ptq_accuracy", "qat_best_accuracy", "final_accuracy",
+                   "total_improvement", "qkernels"]

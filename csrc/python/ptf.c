@@ -33,7 +33,7 @@ static void qk_py_ptf_quantize_loop(char **args, npy_intp const *dims, npy_intp 
             if (st == QK_OK) *(uint8_t *)(args[4] + i * steps[4]) = q;
         }
     }
-    qk_py_loop_status(st);
+    qk_py_loop_end(st, args[4], n, steps[4], 1);
 }
 
 static void qk_py_ptf_dequantize_loop(char **args, npy_intp const *dims, npy_intp const *steps,
@@ -60,7 +60,7 @@ static void qk_py_ptf_dequantize_loop(char **args, npy_intp const *dims, npy_int
             if (st == QK_OK) memcpy(args[4] + i * steps[4], &y, 4);
         }
     }
-    qk_py_loop_status(st);
+    qk_py_loop_end(st, args[4], n, steps[4], 4);
 }
 
 /* ---- LayerNorm -------------------------------------------------------------------------- */

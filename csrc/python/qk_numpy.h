@@ -39,15 +39,27 @@ typedef struct qk_py_loopdef {
     int params[6]; /* QK_P_* for operands 1..nparams */
 } qk_py_loopdef;
 
-/* The generic ufunc inner loop; `data` is a qk_py_loopdef. On a kernel error it raises the
- * floating-point "invalid" flag, which NumPy turns into a warning or FloatingPointError per
- * np.errstate; the keyword API in qkernels/ raises a ValueError that names the argument. */
+/* The generic ufunc inner loop; `data` is a qk_py_loopdef. On a kernel error it sets the outputs
+ * of this inner loop to 0 (a refused parameter; a NaN leaves the elements before it written)
+ * and raises the floating-point "invalid" flag, which NumPy turns into a
+ * warning or FloatingPointError per np.errstate; the keyword API in qkernels/ raises a
+ * ValueError that names the argument. */
 void qk_py_elementwise_loop(char **args, npy_intp const *dims, npy_intp const *steps,
                             void *data);
 
 /* The end of every ufunc loop: clears the floating-point flags our kernels raise by design and
  * raises "invalid" when st is an error (the keyword API then names the argument). */
 void qk_py_loop_status(qk_status st);
+
+/* n output elements of `size` bytes, `step` apart, set to 0: what an inner loop leaves in its
+ * output when its kernel refused a parameter (it wrote nothing; the output is then defined,
+ * never the buffer's old contents). A data error (NaN, overflow) leaves the elements before it
+ * written, as the kernels document. */
+void qk_py_zero_outputs(char *y, npy_intp n, npy_intp step, int size);
+
+/* The end of an elementwise loop: qk_py_zero_outputs of its output when st refused a parameter
+ * (not QK_ERR_NAN / QK_ERR_OVERFLOW), then qk_py_loop_status. */
+void qk_py_loop_end(qk_status st, char *y, npy_intp n, npy_intp step, int size);
 
 /* Creates a ufunc (or, with a signature, a gufunc) and stores it in the module under `name`.
  * The arrays must live forever (static storage). Returns 0, or -1 with a Python error set. */

@@ -68,7 +68,7 @@ void qk_py_elementwise_loop(char **args, npy_intp const *dims, npy_intp const *s
                                    steps[nin], 1, &p);
         }
     }
-    qk_py_loop_status(st);
+    qk_py_loop_end(st, args[nin], n, steps[nin], d->ysize);
 }
 
 void qk_py_loop_status(qk_status st) {
@@ -76,6 +76,16 @@ void qk_py_loop_status(qk_status st) {
      * design (x * inv -> inf clamps to qmax); only an error of ours is reported. */
     feclearexcept(FE_ALL_EXCEPT & ~FE_INVALID);
     if (st != QK_OK) feraiseexcept(FE_INVALID);
+}
+
+void qk_py_loop_end(qk_status st, char *y, npy_intp n, npy_intp step, int size) {
+    if (st != QK_OK && st != QK_ERR_NAN && st != QK_ERR_OVERFLOW) /* refused before writing */
+        qk_py_zero_outputs(y, n, step, size);
+    qk_py_loop_status(st);
+}
+
+void qk_py_zero_outputs(char *y, npy_intp n, npy_intp step, int size) {
+    for (npy_intp i = 0; i < n; i++) memset(y + i * step, 0, (size_t)size);
 }
 
 int qk_py_add_gufunc(PyObject *module, const char *name, const char *doc, int nin, int nout,
