@@ -378,17 +378,26 @@ def _x_dtype(x_dtype: Any) -> np.dtype:
     return dt
 
 
+def _explicit_epilogue(n: int, multiplier: Any, shift: Any, scheme: Optional[str],
+                       rounding: Optional[str], bias: Any) -> Optional[Epilogue]:
+    """The output stage of the caller's own M0 / shift (None when neither is given), checked."""
+    if (multiplier is None) != (shift is None):
+        raise TypeError("multiplier and shift must be given together")
+    if multiplier is None:
+        return None
+    if rounding is not None:
+        raise ValueError("rounding= applies to shift requantization (pow2); explicit "
+                         "multiplier/shift requantize in fixed point (scheme=)")
+    return P.explicit_epilogue(n, multiplier, shift, scheme, bias)
+
+
 def _epilogue_of(p: _Packed, preset: Preset, x_dtype: np.dtype, x_scale: Any, w_scale: Any,
                  out_scale: Any, bias: Any, multiplier: Any, shift: Any, scheme: Optional[str],
                  rounding: Optional[str]) -> Epilogue:
     """The output stage of one call: the preset's derivation, or the caller's M0 / shift."""
-    if (multiplier is None) != (shift is None):
-        raise TypeError("multiplier and shift must be given together")
-    if multiplier is not None:
-        if rounding is not None:
-            raise ValueError("rounding= applies to shift requantization (pow2); explicit "
-                             "multiplier/shift requantize in fixed point (scheme=)")
-        return P.explicit_epilogue(p.out_channels, multiplier, shift, scheme, bias)
+    e = _explicit_epilogue(p.out_channels, multiplier, shift, scheme, rounding, bias)
+    if e is not None:
+        return e
     preset = preset.for_op("linear" if isinstance(p, PackedLinear) else "conv")
     preset.check_operands(x_dtype, p.w_dtype, p.w_zero_point)
     ws = p.w_scale if w_scale is None else w_scale

@@ -45,7 +45,9 @@ A user's own accelerator is one more ``Preset``, passed wherever a preset name i
     array([[-1]], dtype=int8)
 
 :func:`get` turns a name or a ``Preset`` into a ``Preset``; :meth:`Preset.epilogue` derives the
-exact operands of the C output stage (:class:`Epilogue`) for one layer.
+exact operands of the C output stage (:class:`Epilogue`) for one layer, and
+:meth:`Preset.matmul_epilogue` for a product of two activations (``qkernels.qmatmul``: each batch
+item, e.g. each attention head, is the per-tensor case).
 """
 from __future__ import annotations
 
@@ -231,61 +233,8 @@ class Preset:
         if os_.ndim != 0:
             raise ValueError(f"out_scale must be a scalar; got shape {os_.shape}")
         xs, os_ = np.float32(xs), np.float32(os_)
-        if scheme is not None and not (self.fixed_point or self.requant == "fp64"):
-            raise ValueError(f"scheme= applies to fixed-point requantization (tflite, or explicit "
-                             f"multiplier/shift); preset {self.name!r} requantizes with "
-                             f"{self.requant}" + ("; use rounding=" if self.requant == "shift" else ""))
-        if rounding is not None and self.requant != "shift":
-            raise ValueError(f"rounding= applies to shift requantization (pow2); preset "
-                             f"{self.name!r} requantizes with {self.requant}")
-        with np.errstate(over="ignore", under="ignore"):
-            xw = (xs * ws).astype(np.float32)                                   # fl(in_s * w_s)
-        e = Epilogue()
-        if self.requant == "fp32":
-            if not (np.isfinite(xw).all() and (xw > 0).all()):
-                raise ValueError("x_scale * w_scale is not a positive finite float32")
-            e.scheme = SCHEME_CODES["fp32"]
-            with np.errstate(over="ignore", under="ignore"):
-                if self.fp32_scale == "divide":
-                    e.scale = (xw / os_).astype(np.float32)                     # fl(fl(xs*ws)/os)
-                else:
-                    e.scale = (xw * np.float32(np.float32(1.0) / os_)).astype(np.float32)
-            C.requant_scale(e.scale, x_scale, w_scale, out_scale)
-        elif self.fixed_point or self.requant == "fp64":
-            with np.errstate(over="ignore"):   # an overflow is refused below, naming the scales
-                if per_channel_w or self.multiplier_product == "double":
-                    # TFLite PopulateConvolutionQuantizationParams, FullyConnected per channel and
-                    # its reference kernels: (double)xs * (double)ws[c] / (double)os
-                    real = np.float64(xs) * ws.astype(np.float64) / np.float64(os_)
-                else:   # GetQuantizedConvolutionMultipler: (double)fl(in_s * w_s) / out_s
-                    real = np.full(n, np.float64(np.float32(xs * ws[0])) / np.float64(os_))
-            if scheme is None and self.requant == "fp64":
-                e.scheme = SCHEME_CODES["fp64"]
-                e.scale = np.ascontiguousarray(real, np.float64)
-                if not (np.isfinite(e.scale).all() and (e.scale > 0).all()):
-                    raise ValueError(f"the requantization scale x_scale * w_scale / out_scale is "
-                                     f"not a positive finite number (x_scale={xs}, "
-                                     f"out_scale={os_})")
-            else:
-                from ._elementwise import quantize_multiplier
-                C.requant_multiplier(real, x_scale, w_scale, out_scale)
-                e.mult, e.shift = (np.ascontiguousarray(a, np.int32)
-                                   for a in quantize_multiplier(real))
-                e.scheme = SCHEME_CODES[_choice(scheme or self.requant, SCHEMES, "scheme")]
-        else:   # shift
-            for name, v in (("x_scale", np.atleast_1d(xs)), ("w_scale", ws),
-                            ("out_scale", np.atleast_1d(os_))):
-                bad = ~_is_pow2(v)
-                if bad.any():
-                    val = np.format_float_positional(np.float32(v[int(np.argmax(bad))]))
-                    raise ValueError(f"preset {self.name!r} needs power-of-two scales; {name}={val} "
-                                     f"is not a power of two")
-            sh = _exp2(os_) - _exp2(xs) - _exp2(ws)   # acc * 2^-(sh)
-            if (sh < -31).any() or (sh > 31).any():
-                raise ValueError(f"{self.name} shift out_scale / (x_scale * w_scale) = "
-                                 f"2^{int(sh.max())} is outside [-31, 31]")
-            e.shift = np.ascontiguousarray(np.broadcast_to(sh, (n,)), np.int32)
-            e.scheme = SCHEME_CODES["shift_" + _choice(rounding or self.rounding, ROUNDINGS, "rounding")]
+        e, xw = self._requant(n, per_channel_w, xs, ws, os_, scheme, rounding,
+                              ("x_scale", "w_scale", "out_scale"), (x_scale, w_scale, out_scale))
         if self.bias == "float":
             fb = float_bias(bias, n, self.name)
             if fb is not None:
@@ -306,6 +255,96 @@ class Preset:
         else:
             e.bias = int32_bias(bias, n, self.name)
         return e
+
+    def matmul_epilogue(self, n: int, a_scale: Any, b_scale: Any, out_scale: Any,
+                        scheme: Optional[str] = None,
+                        rounding: Optional[str] = None) -> "Epilogue":
+        """The output stage of a product of two activations (attention's ``Q K^T`` and ``P V``,
+        :func:`qkernels.qmatmul`) over ``n`` batch items: each item is the per-tensor case of
+        :meth:`epilogue`, ``a`` in the place of ``x`` and ``b`` of ``w``, with its own scales
+        (scalars, or ``n`` values: per head). TFLite's ``BATCH_MATMUL`` takes
+        ``(double)fl(a_scale * b_scale) / out_scale``, as its per-tensor conv. No bias.
+
+        Example:
+            >>> from qkernels import presets
+            >>> e = presets.get("onnxruntime").matmul_epilogue(2, 0.5, [0.25, 0.5], 1.0)
+            >>> e.scheme_name, e.scale.tolist()
+            ('fp32', [0.125, 0.25])
+        """
+        sa = _scale_vector(_need(a_scale, "a_scale", self.name), n, "a_scale", "one per batch item")
+        sb = _scale_vector(_need(b_scale, "b_scale", self.name), n, "b_scale", "one per batch item")
+        so = _scale_vector(_need(out_scale, "out_scale", self.name), n, "out_scale",
+                           "one per batch item")
+        # TFLite's BATCH_MATMUL: GetQuantizedConvolutionMultipler, the product in float32
+        return self._requant(n, False, sa, sb, so, scheme, rounding,
+                             ("a_scale", "b_scale", "out_scale"), (a_scale, b_scale, out_scale),
+                             product="float")[0]
+
+    def _requant(self, n: int, per_channel_w: bool, xs: Any, ws: np.ndarray, os_: Any,
+                 scheme: Optional[str], rounding: Optional[str],
+                 names: Tuple[str, str, str], given: Tuple[Any, Any, Any],
+                 product: Optional[str] = None) -> Tuple["Epilogue", np.ndarray]:
+        """The requantization of :meth:`epilogue` (scheme, scale or multiplier and shift) for
+        float32 scales ``xs``, ``ws``, ``os_`` (scalars or length ``n``, named ``names`` in
+        errors; ``given``: the caller's values, shown by the range checks of ``_checks``;
+        ``product``: how a fixed-point multiplier forms ``xs * ws`` per tensor, when the op fixes
+        it instead of the preset's ``multiplier_product``); returns it with ``fl(xs * ws)``."""
+        nx, nw, no = names
+        if scheme is not None and not (self.fixed_point or self.requant == "fp64"):
+            raise ValueError(f"scheme= applies to fixed-point requantization (tflite, or explicit "
+                             f"multiplier/shift); preset {self.name!r} requantizes with "
+                             f"{self.requant}" + ("; use rounding=" if self.requant == "shift" else ""))
+        if rounding is not None and self.requant != "shift":
+            raise ValueError(f"rounding= applies to shift requantization (pow2); preset "
+                             f"{self.name!r} requantizes with {self.requant}")
+        with np.errstate(over="ignore", under="ignore"):
+            xw = (xs * ws).astype(np.float32)                                   # fl(in_s * w_s)
+        e = Epilogue()
+        if self.requant == "fp32":
+            if not (np.isfinite(xw).all() and (xw > 0).all()):
+                raise ValueError(f"{nx} * {nw} is not a positive finite float32")
+            e.scheme = SCHEME_CODES["fp32"]
+            with np.errstate(over="ignore", under="ignore"):
+                if self.fp32_scale == "divide":
+                    e.scale = (xw / os_).astype(np.float32)                     # fl(fl(xs*ws)/os)
+                else:
+                    e.scale = (xw * np.float32(np.float32(1.0) / os_)).astype(np.float32)
+            C.requant_scale(e.scale, *given)
+        elif self.fixed_point or self.requant == "fp64":
+            with np.errstate(over="ignore"):   # an overflow is refused below, naming the scales
+                if per_channel_w or (product or self.multiplier_product) == "double":
+                    # TFLite PopulateConvolutionQuantizationParams, FullyConnected per channel and
+                    # its reference kernels: (double)xs * (double)ws[c] / (double)os
+                    real = np.float64(xs) * ws.astype(np.float64) / np.float64(os_)
+                else:   # GetQuantizedConvolutionMultipler: (double)fl(in_s * w_s) / out_s
+                    real = np.broadcast_to(xw.astype(np.float64) / np.asarray(os_, np.float64),
+                                           (n,))
+            if scheme is None and self.requant == "fp64":
+                e.scheme = SCHEME_CODES["fp64"]
+                e.scale = np.ascontiguousarray(real, np.float64)
+                if not (np.isfinite(e.scale).all() and (e.scale > 0).all()):
+                    raise ValueError(f"the requantization scale {nx} * {nw} / {no} is not a "
+                                     f"positive finite number ({nx}={xs}, {no}={os_})")
+            else:
+                from ._elementwise import quantize_multiplier
+                C.requant_multiplier(real, *given)
+                e.mult, e.shift = (np.ascontiguousarray(a, np.int32)
+                                   for a in quantize_multiplier(real))
+                e.scheme = SCHEME_CODES[_choice(scheme or self.requant, SCHEMES, "scheme")]
+        else:   # shift
+            for name, v in ((nx, np.atleast_1d(xs)), (nw, ws), (no, np.atleast_1d(os_))):
+                bad = ~_is_pow2(v)
+                if bad.any():
+                    val = np.format_float_positional(np.float32(v[int(np.argmax(bad))]))
+                    raise ValueError(f"preset {self.name!r} needs power-of-two scales; {name}={val} "
+                                     f"is not a power of two")
+            sh = _exp2(os_) - _exp2(xs) - _exp2(ws)   # acc * 2^-(sh)
+            if (sh < -31).any() or (sh > 31).any():
+                raise ValueError(f"{self.name} shift {no} / ({nx} * {nw}) = "
+                                 f"2^{int(sh.max())} is outside [-31, 31]")
+            e.shift = np.ascontiguousarray(np.broadcast_to(sh, (n,)), np.int32)
+            e.scheme = SCHEME_CODES["shift_" + _choice(rounding or self.rounding, ROUNDINGS, "rounding")]
+        return e, xw
 
 
 class Epilogue:
@@ -459,13 +498,13 @@ def _need(v: Any, name: str, preset: str) -> Any:
     return v
 
 
-def _scale_vector(s: Any, n: int, name: str) -> np.ndarray:
+def _scale_vector(s: Any, n: int, name: str, what: str = "one per output channel") -> np.ndarray:
     v = C.scale_param(s, name)
     if v.ndim == 0:
         return np.full(n, v, np.float32)
     if v.shape != (n,):
         raise ValueError(f"{name} has shape {v.shape}; it must be a scalar or have length {n} "
-                         f"(one per output channel)")
+                         f"({what})")
     return np.ascontiguousarray(v, np.float32)
 
 

@@ -4,15 +4,6 @@
  * epilogue_avx512.c, and the fused kernels), which do the same operations in the same order. */
 #include "ukernels/ukernels.h"
 
-static inline void qk__store(qk_dtype t, void *y, size_t i, int32_t v) {
-    if (t == QK_DT_U8)
-        ((uint8_t *)y)[i] = (uint8_t)v;
-    else if (t == QK_DT_S8)
-        ((int8_t *)y)[i] = (int8_t)v;
-    else
-        ((int32_t *)y)[i] = v;
-}
-
 /* One element; returns 0 on a strict double-round overflow. */
 static inline int qk__epi1(const qk_epilogue *ep, size_t o, int32_t raw, int32_t *q) {
     const int32_t acc = ep->bias ? (int32_t)((uint32_t)raw + (uint32_t)ep->bias[o]) : raw;

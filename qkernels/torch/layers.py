@@ -592,9 +592,10 @@ class IdentityLayer(Layer):
 @dataclass(eq=False)
 class LayerNormLayer(Layer):
     """Integer LayerNorm over the last axis: the input requantized to PTF (``ln.ptf``), then
-    :func:`qkernels.ptf_layernorm` (``exact`` or ``sole``), integer-only."""
+    :func:`qkernels.ptf_layernorm` (``exact`` or ``sole``), integer-only. With ``x`` None the
+    input is float32, PTF-quantized directly (a module swapped into a float model)."""
 
-    x: QMeta = None            # type: ignore[assignment]
+    x: Optional[QMeta] = None
     ln: Any = None             # qkernels.LayerNormParams
     gamma: Optional[np.ndarray] = None
     beta: Optional[np.ndarray] = None
@@ -602,12 +603,13 @@ class LayerNormLayer(Layer):
 
     def run(self, q: np.ndarray) -> Tuple[QTensor, np.ndarray]:
         """(output in the model's type, the PTF uint8 input) of integers q."""
-        y, q_ptf = qa.q_layernorm(_q(self.x)(q), self.ln, self.out.dtype, self.out.bits)
+        xin = q if self.x is None else _q(self.x)(q)
+        y, q_ptf = qa.q_layernorm(xin, self.ln, self.out.dtype, self.out.bits)
         return QTensor(y.q, self.out.scale, self.out.zero_point), q_ptf
 
     def kernel_io(self, q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(PTF uint8 input, int8 output) of the C kernel ``qk_layernorm`` for integers q."""
-        y, q_ptf = qa.q_layernorm(_q(self.x)(q), self.ln)
+        y, q_ptf = qa.q_layernorm(q if self.x is None else _q(self.x)(q), self.ln)
         return q_ptf, y.q
 
     def kernel(self) -> Kernel:

@@ -175,13 +175,7 @@ static void test_linear(void) {
             sh[o] = rnd(-20, -5);
         }
         int8_t *q8 = (int8_t *)malloc(m * n), *r8 = (int8_t *)malloc(m * n);
-        ep.scheme = QK_REQ_DOUBLE;
-        ep.out_type = QK_DT_S8;
-        ep.multiplier = mult;
-        ep.shift = sh;
-        ep.zero_point = 3;
-        ep.act_min = -128;
-        ep.act_max = 127;
+        qk_test_double_s8(&ep, mult, sh);
         QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, q8, 2) == QK_OK, "linear double");
         ok = 1;
         for (size_t i = 0; i < m; i++)
