@@ -170,68 +170,23 @@ def _epilogue_args(p: Any, preset: str, x_meta: QMeta, w_scale: Any, bias: Any, 
     return xzp, (e.scheme, e.bias, e.fbias, e.scale, e.mult, e.shift, ozp, lo, hi, 0), odt
 
 
-# Output rows narrower than this run as one wide image (see _wide_layout): the conv kernel fills
-# its tiles along a row, and a tiny image leaves them mostly empty. Depthwise convs stay per
-# image: their kernel works plane by plane and, since it got its own 8-bit plane kernel, the
-# wide planes cost more than they save (MobileNetV2-tiny at batch 32: 0.94 -> 0.83 ms without).
-_WIDE_BELOW = 8
-
-
-def _wide_layout(x_shape: Tuple[int, ...], geo: tuple, ohw: Tuple[int, int], kw: int,
-                 depthwise: bool) -> Optional[Tuple[int, int, int, tuple]]:
-    """The batch side by side as one image, when that is exact and worth it.
-
-    Image i goes to columns [i*slot + left, i*slot + left + w) of a (1, C, H, N*slot) image whose
-    other columns hold the input zero point (``slot = w + left + right``: each image keeps its own
-    left / right padding, which contributes 0 as padding does); the top / bottom padding stays
-    the kernel's. Every output then sums exactly the products it sums in its own image, so the
-    int32 accumulators and the outputs are identical. Image i's outputs are the wide output's
-    columns [i*slot/sw, i*slot/sw + ow); an extra ``ew - sw`` zero-point columns on the right
-    make the wide output exactly N*slot/sw columns. Returns (slot, left, w, wide geometry) or
-    None."""
-    nb, _, _, w = x_shape
-    sh, sw, pt, pl, pb, pr, dh, dw = geo
-    slot = w + pl + pr
-    ew = dw * (kw - 1) + 1
-    if nb < 2 or depthwise or ohw[1] >= _WIDE_BELOW or slot % sw or ew < sw:
-        return None
-    return slot, pl, w, (sh, sw, pt, 0, pb, ew - sw, dh, dw)
-
-
-# A 1x1 convolution without padding is a GEMM over the pixels: with at least this many input
-# channels (or output rows under 8 wide) it runs through the linear kernel on NHWC rows (measured
-# at batch 32: 96 -> 24 channels on 4x4, 134 -> 45 us; 16 -> 64 on 8x8 loses, 61 -> 95 us).
-_GEMM_1X1_MIN_K = 24
-
-
 def conv2d_kernel(p: L.PackedConv2d, bias: Any, stride: Any, padding: Any, dilation: Any,
                   x_meta: QMeta, w_scale: Any, out_scale: float, out_zero_point: int,
                   preset: str, out_dtype: Any = None, act_min: Optional[int] = None,
                   act_max: Optional[int] = None, w: Optional[np.ndarray] = None) -> Kernel:
     """``qconv2d(x, p, bias, stride=..., ...)`` with the arguments fixed (x: NCHW, x_meta).
 
-    A batch of small images (output rows under 8 wide, not depthwise) runs as one wide image,
-    the images side by side (:func:`_wide_layout`); given the weights ``w`` (OIHW, as packed),
-    an unpadded 1x1 convolution with enough input channels runs as a GEMM over its (strided)
-    pixels. Both give the same accumulators, and the same epilogue gives the same outputs."""
+    The C conv chooses its algorithm (a batch of small images as one wide image, an unpadded 1x1
+    conv as a GEMM over its pixels, or its tiles: ``qk_conv2d`` in csrc/operators/conv2d.c).
+    ``w`` is not used (the 1x1-as-GEMM weights are packed by :func:`qkernels.pack_conv2d`)."""
     if x_meta.dtype not in _Q8:
         raise TypeError(f"conv input must be uint8 or int8, got {x_meta.dtype}")
     xzp, epi, odt = _epilogue_args(p, preset, x_meta, w_scale, bias, out_scale, out_zero_point,
                                    out_dtype, act_min, act_max)
-    cap, n, k = p._cap, p.out_channels, p.k
-    gemm = None
-    if w is not None and p.kernel_size == (1, 1) and p.groups == 1:
-        w2 = np.ascontiguousarray(np.asarray(w).reshape(n, k))
-        pl = L.pack_linear(w2, w_zero_point=p.w_zero_point, w_scale=p.w_scale)
-        lzp, lepi, lodt = _epilogue_args(pl, preset, x_meta, w_scale, bias, out_scale,
-                                         out_zero_point, out_dtype, act_min, act_max)
-        assert (lzp, lodt) == (xzp, odt)
-        gemm = (pl._cap, lepi)
-    lin = _core._linear
-    geometry: Dict[Tuple[int, ...], Tuple[tuple, Tuple[int, int], int, Any]] = {}
+    cap, n = p._cap, p.out_channels
+    geometry: Dict[Tuple[int, ...], Tuple[tuple, Tuple[int, int], int]] = {}
     conv = _core._conv2d
     xdt = x_meta.dtype
-    zp_fill = xdt.type(x_meta.zero_point)
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         g = geometry.get(x.shape)
@@ -239,37 +194,13 @@ def conv2d_kernel(p: L.PackedConv2d, bias: Any, stride: Any, padding: Any, dilat
             if x.dtype != xdt:
                 raise TypeError(f"conv input has dtype {x.dtype}, expected {xdt}")
             geo, ohw = L._conv_geometry(x, p, stride, padding, dilation)
-            as_gemm = (gemm is not None and geo[2:6] == (0, 0, 0, 0) and
-                       (k >= _GEMM_1X1_MIN_K or ohw[1] < _WIDE_BELOW))
-            g = geometry[x.shape] = (geo, ohw, ohw[0] * ohw[1] * n * k,
-                                     "gemm" if as_gemm else
-                                     _wide_layout(x.shape, geo, ohw, p.kernel_size[1],
-                                                  p.groups > 1 and p.in_channels == p.groups))
+            g = geometry[x.shape] = (geo, ohw, ohw[0] * ohw[1] * n * p.k)
             kernel.macs = g[2]  # type: ignore[attr-defined]
-        geo, ohw, macs, wide = g
-        nb = x.shape[0]
-        threads = _split_threads(t, macs * nb)
-        if wide == "gemm":   # 1x1: rows of pixels (NHWC) times the weights
-            sh, sw = geo[0], geo[1]
-            xs = x if sh == sw == 1 else x[:, :, ::sh, ::sw]
-            rows = np.ascontiguousarray(xs.transpose(0, 2, 3, 1)).reshape(-1, k)
-            y = np.empty((rows.shape[0], n), odt)
-            lin(gemm[0], rows, xzp, y, *gemm[1], threads)
-            return np.ascontiguousarray(y.reshape((nb,) + ohw + (n,)).transpose(0, 3, 1, 2))
-        if wide is not None:
-            slot, left, w, wgeo = wide
-            c, h = x.shape[1], x.shape[2]
-            xw = np.full((1, c, h, nb * slot), zp_fill, xdt)
-            xw.reshape(c, h, nb, slot)[:, :, :, left:left + w] = x.transpose(1, 2, 0, 3)
-            per = slot // geo[1]
-            y = np.empty((1, n, ohw[0], nb * per), odt)
-            conv(cap, xw, xzp, *wgeo, y, *epi, threads)
-            return np.ascontiguousarray(
-                y.reshape(n, ohw[0], nb, per)[:, :, :, :ohw[1]].transpose(2, 0, 1, 3))
+        geo, ohw, macs = g
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
-        y = np.empty((nb, n) + ohw, odt)
-        conv(cap, x, xzp, *geo, y, *epi, threads)
+        y = np.empty((x.shape[0], n) + ohw, odt)
+        conv(cap, x, xzp, *geo, y, *epi, _split_threads(t, macs * x.shape[0]))
         return y
     return per_sample(kernel)
 
