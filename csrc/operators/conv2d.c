@@ -1,5 +1,9 @@
 /* conv2d.c -- qk_conv2d: NCHW integer convolution on packed OIHW weights.
  *
+ * qk_conv2d first chooses its algorithm, in one place (qk__conv_path, with the measurements that
+ * set its rules): an unpadded 1x1 conv as a GEMM over its pixels (qk_linear on NHWC rows), a
+ * batch of small images as one wide image, or the tiles described here.
+ *
  * 8-bit path (CPUs with AVX512-VNNI, weights packed while it is on):
  *   phase 1: the input is copied once into a padded u8 image (int8 activations + 128, padding =
  *   the u8 zero point); phase 2: the output of each (image, group) is cut into tiles of 16
@@ -592,20 +596,21 @@ static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weig
                                   const qk_epilogue *ep, void *y, int threads, size_t oh,
                                   size_t ow);
 
-/* dst (cols x rows, contiguous) = the transpose of a rows x cols matrix of esz-byte elements,
- * element (r, c) at src + (r * sp + c * cstep) * esz; in tiles of 16 x 16 (both sides stay in
- * the cache). */
-static void qk__transpose(const char *src, size_t rows, size_t cols, size_t sp, size_t cstep,
-                          size_t esz, char *dst) {
-    enum { T = 16 };
-    for (size_t r0 = 0; r0 < rows; r0 += T)
-        for (size_t c0 = 0; c0 < cols; c0 += T) {
-            const size_t r1 = r0 + T < rows ? r0 + T : rows, c1 = c0 + T < cols ? c0 + T : cols;
-            for (size_t c = c0; c < c1; c++)
-                for (size_t r = r0; r < r1; r++)
-                    memcpy(dst + (c * rows + r) * esz, src + (r * sp + c * cstep) * esz, esz);
-        }
-}
+/* dst (cols x rows, contiguous) = the transpose of a rows x cols matrix of T, element (r, c) at
+ * src[r * sp + c * cstep]; in tiles of 16 x 16 (both sides stay in the cache). */
+#define QK__TRANSPOSE(NAME, T)                                                                  \
+    static void NAME(const T *src, size_t rows, size_t cols, size_t sp, size_t cstep, T *dst) { \
+        enum { B = 16 };                                                                        \
+        for (size_t r0 = 0; r0 < rows; r0 += B)                                                 \
+            for (size_t c0 = 0; c0 < cols; c0 += B) {                                           \
+                const size_t r1 = r0 + B < rows ? r0 + B : rows;                                \
+                const size_t c1 = c0 + B < cols ? c0 + B : cols;                                \
+                for (size_t c = c0; c < c1; c++)                                                \
+                    for (size_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * sp + c * cstep]; \
+            }                                                                                   \
+    }
+QK__TRANSPOSE(qk__transpose_u8, uint8_t)
+QK__TRANSPOSE(qk__transpose_u32, uint32_t)
 
 /* 1x1, no padding: y[b, o, p] = linear(rows)[b * P + p, o] with rows[b * P + p, c] =
  * x[b, c, pixel p of the stride grid], P = oh * ow. */
@@ -615,17 +620,27 @@ static qk_status qk__conv2d_gemm(const qk_conv2d_shape *s, const qk_packed_weigh
     const size_t oh = (s->in_h - 1) / s->stride_h + 1, ow = (s->in_w - 1) / s->stride_w + 1;
     const size_t P = oh * ow, c = s->in_c, n = w->n, osz = qk__dtype_size(ep->out_type);
     const size_t m = s->batch * P;
-    char *rows = (char *)malloc(m * c + m * n * osz);
+    const qk__ukernels *uk = qk__uk();
+    uint8_t *rows = (uint8_t *)malloc(m * c + m * n * osz);
     if (rows == NULL) return QK_ERR_NOMEM;
-    char *yr = rows + m * c;
-    for (size_t b = 0; b < s->batch; b++)
+    uint8_t *yr = rows + m * c;
+    for (size_t b = 0; b < s->batch; b++) {
+        const uint8_t *xb = (const uint8_t *)x + b * c * s->in_h * s->in_w;
+        if (s->stride_h == 1 && s->stride_w == 1) { /* the image's c x P matrix */
+            uk->transpose_u8(xb, c, P, P, rows + b * P * c);
+            continue;
+        }
         for (size_t i = 0; i < oh; i++) /* output row i: input row i * stride_h */
-            qk__transpose((const char *)x + (b * c * s->in_h + i * s->stride_h) * s->in_w, c, ow,
-                          s->in_h * s->in_w, s->stride_w, 1, rows + (b * P + i * ow) * c);
+            qk__transpose_u8(xb + i * s->stride_h * s->in_w, c, ow, s->in_h * s->in_w, s->stride_w,
+                             rows + (b * P + i * ow) * c);
+    }
     const qk_status st = qk_linear(w->lin, rows, x_type, m, x_zero_point, ep, yr, threads);
-    if (st == QK_OK)
-        for (size_t b = 0; b < s->batch; b++)
-            qk__transpose(yr + b * P * n * osz, P, n, n, 1, osz, (char *)y + b * n * P * osz);
+    for (size_t b = 0; b < s->batch && st == QK_OK; b++) {
+        if (osz == 1)
+            uk->transpose_u8(yr + b * P * n, P, n, n, (uint8_t *)y + b * n * P);
+        else
+            qk__transpose_u32((const uint32_t *)yr + b * P * n, P, n, n, 1, (uint32_t *)y + b * n * P);
+    }
     free(rows);
     return st;
 }
@@ -679,9 +694,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     size_t oh = 0, ow = 0;
     qk_status st = qk_conv2d_out_size(s, w, &oh, &ow);
     if (st != QK_OK) return st;
-    st = qk__epilogue_check(ep, w->n);
-    if (st != QK_OK) return st;
-    st = qk__bound_check(w, x_type, x_zero_point, ep);
+    st = qk__call_check(w, x_type, x_zero_point, ep);
     if (st != QK_OK) return st;
     if (s->batch == 0) return QK_OK;
     if (x == NULL || y == NULL) return QK_ERR_ARG;

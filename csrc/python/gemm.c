@@ -121,6 +121,17 @@ typedef struct {
     int scheme, zp, amin, amax, wrap, threads;
 } qk_py_epi_args;
 
+/* The data of o, a C-contiguous array of type and n elements, or NULL for None; on a bad array
+ * (or when *err is already set) NULL and *err = 1, with the Python error set once. */
+static const void *qk_py_opt_arr(PyObject *o, int type, size_t n, const char *name, int *err) {
+    if (*err || o == Py_None) return NULL;
+    if (qk_py_check_arr(o, type, (npy_intp)n, name) < 0) {
+        *err = 1;
+        return NULL;
+    }
+    return PyArray_DATA((PyArrayObject *)o);
+}
+
 static int qk_py_epilogue(const qk_py_epi_args *a, size_t n, PyArrayObject *out, qk_epilogue *ep) {
     memset(ep, 0, sizeof *ep);
     ep->scheme = (qk_requant_scheme)a->scheme;
@@ -130,26 +141,13 @@ static int qk_py_epilogue(const qk_py_epi_args *a, size_t n, PyArrayObject *out,
         PyErr_SetString(PyExc_TypeError, "out must be uint8, int8 or int32");
         return -1;
     }
-    if (a->bias != Py_None) {
-        if (qk_py_check_arr(a->bias, NPY_INT32, (npy_intp)n, "bias") < 0) return -1;
-        ep->bias = (const int32_t *)PyArray_DATA((PyArrayObject *)a->bias);
-    }
-    if (a->fbias != Py_None) {
-        if (qk_py_check_arr(a->fbias, NPY_FLOAT32, (npy_intp)n, "float_bias") < 0) return -1;
-        ep->float_bias = (const float *)PyArray_DATA((PyArrayObject *)a->fbias);
-    }
-    if (a->scale != Py_None) {
-        if (qk_py_check_arr(a->scale, NPY_FLOAT32, (npy_intp)n, "scale") < 0) return -1;
-        ep->scale = (const float *)PyArray_DATA((PyArrayObject *)a->scale);
-    }
-    if (a->mult != Py_None) {
-        if (qk_py_check_arr(a->mult, NPY_INT32, (npy_intp)n, "multiplier") < 0) return -1;
-        ep->multiplier = (const int32_t *)PyArray_DATA((PyArrayObject *)a->mult);
-    }
-    if (a->shift != Py_None) {
-        if (qk_py_check_arr(a->shift, NPY_INT32, (npy_intp)n, "shift") < 0) return -1;
-        ep->shift = (const int32_t *)PyArray_DATA((PyArrayObject *)a->shift);
-    }
+    int err = 0;
+    ep->bias = (const int32_t *)qk_py_opt_arr(a->bias, NPY_INT32, n, "bias", &err);
+    ep->float_bias = (const float *)qk_py_opt_arr(a->fbias, NPY_FLOAT32, n, "float_bias", &err);
+    ep->scale = (const float *)qk_py_opt_arr(a->scale, NPY_FLOAT32, n, "scale", &err);
+    ep->multiplier = (const int32_t *)qk_py_opt_arr(a->mult, NPY_INT32, n, "multiplier", &err);
+    ep->shift = (const int32_t *)qk_py_opt_arr(a->shift, NPY_INT32, n, "shift", &err);
+    if (err) return -1;
     ep->zero_point = a->zp;
     ep->act_min = a->amin;
     ep->act_max = a->amax;

@@ -432,6 +432,16 @@ static void test_im2col_twins(void) {
             QK_CHECK(memcmp(p1, p2, taps * nq * 64) == 0, "im2col_u8x4 twin");
         }
     }
+    /* byte transposes (every size around the 16 x 16 blocks) */
+    static uint8_t t1[40 * 40], t2[40 * 40];
+    for (int it = 0; it < 200; it++) {
+        const size_t rows = (size_t)rnd(1, 40), cols = (size_t)rnd(1, 40);
+        const size_t sp = cols + (size_t)rnd(0, 9);
+        qk_transpose_u8__scalar(src, rows, cols, sp, t1);
+        uk->transpose_u8(src, rows, cols, sp, t2);
+        QK_CHECK(memcmp(t1, t2, rows * cols) == 0, "transpose_u8 twin %zu x %zu", rows, cols);
+        QK_CHECK(t1[(cols - 1) * rows + rows - 1] == src[(rows - 1) * sp + cols - 1], "transpose");
+    }
     /* int16: widened rows and panels */
     static int16_t w1[200], w2[200], s16[4096], q1[64 * 32], q2[64 * 32];
     for (int it = 0; it < 200; it++) {
