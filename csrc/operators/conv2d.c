@@ -12,9 +12,9 @@
  *   VBMI) and runs every block of 12 or 16 output channels over them (vpdpbusd; tiles of at most
  *   8 pixels on 256-bit vectors); the zero-point correction and the epilogue write NCHW directly.
  *   With the fp32 epilogue (fbgemm, onnxruntime presets) the tiles are the fused kernels of
- *   conv_fused.c (requantized in registers; tiles of at most 8 pixels transposed: channels as
- *   lanes). Weights with cq8 (in_c / groups a multiple of 4, several taps; see
- *   gemm_internal.h) use a channel-quad image instead (4 channels interleaved a pixel): a tile's
+ *   ukernels/conv_u8_avx512vnni.c (requantized in registers; tiles of at most 8 pixels
+ *   transposed: channels as lanes). Weights with cq8 (in_c / groups a multiple of 4, several
+ *   taps; see operators.h) use a channel-quad image instead (4 channels interleaved a pixel): a tile's
  *   panel rows are then 64-byte copies of image rows, no byte transpose per tap; at stride 1
  *   with the fused output and no weight zero points, tiles of 9 to 16 pixels over 1 or 2
  *   output rows build no panel at all: the kernel loads those rows from the image itself
@@ -31,6 +31,8 @@
  * VNNI+VBMI kernel when the weights have that layout, else the int16 AVX-512 / AVX2 / scalar
  * ones), then the epilogue (fused into the 8-bit plane kernel with the fp32 epilogue, the plane
  * then copied by 64-byte blocks from per-call tables).
+ * The image copies, panels and tiles are micro-kernels (ukernels/im2col_*, gemm_*, conv_u8_*,
+ * dw_*), taken from this process's table (qk__uk()).
  * Every output element is computed the same way whatever the thread split. */
 #include "operators/operators.h"
 
@@ -66,7 +68,7 @@ typedef struct {
     qk_conv_fused_kernel fk;   /* 8-bit tiles of more than 8 pixels, output fused (or NULL) */
     qk_dw8_fused_kernel dw8f;  /* 8-bit depthwise plane, output fused (or NULL) */
     qk_pad_u8_blocks pb;       /* with dw8f: the padded plane as 64-byte blocks */
-    int cq8;                   /* w->cq8: channel-quad image (conv_internal.h), k = (tap, c) */
+    int cq8;                   /* w->cq8: channel-quad image (ukernels.h), k = (tap, c) */
     size_t *tapoff;            /* cq8: pixel offset of each tap (r, q) in a plane */
     qk_conv_direct_kernel dk[2];  /* cq8, stride 1, fused, no wzp8: tiles of 1 / 2 runs read
                                    * straight from the image (or NULL) */
