@@ -5,11 +5,12 @@ scripts/bench.py: the same workloads, qkernels calls only, in interleaved rounds
     python scripts/bench_ab.py --a ../base --b . [--rounds 5] [--rows elementwise,gemm,layernorm,models]
 
 Each tree must have its extension built in place (``make build``, or ``python setup.py build_ext
---inplace`` with this venv's Python). A round runs one worker process per tree (the order
-alternates: A B, B A, ...); a worker imports qkernels from its tree, times every row (median of
-repeated calls after a warm-up) and prints the medians as JSON. The report gives, per row, the
-median over rounds of each side, B/A (> 1: B slower), and each side's spread over rounds,
-(max - min) / median: on a shared machine, a difference inside the spread is noise.
+--inplace`` with this venv's Python). One worker process per tree imports qkernels from its tree
+and builds every row's workload; then, round after round, each row is timed in A and in B back
+to back (median of repeated calls after a warm-up; the order alternates), so that a burst of load
+from other processes hits both alike. The report gives, per row, the median over rounds of each
+side, B/A (> 1: B slower), and each side's spread over rounds, (max - min) / median: on a shared
+machine, a difference inside the spread is noise.
 """
 from __future__ import annotations
 
@@ -161,16 +162,20 @@ ROWS = {"elementwise": rows_elementwise, "gemm": rows_gemm, "layernorm": rows_la
 
 
 def worker(tree: str, rows: List[str]) -> None:
+    """Builds the rows, prints their names (one JSON line), then times the row named on each line
+    of stdin and prints the median seconds, until stdin closes."""
     sys.path.insert(0, tree)
     import numpy as np
 
     import qkernels as qk
     assert os.path.dirname(os.path.dirname(os.path.abspath(qk.__file__))) == os.path.abspath(tree)
-    res: Dict[str, float] = {}
+    fns: Dict[str, Callable[[], object]] = {}
     for r in rows:
         for name, fn in ROWS[r](qk, np).items():
-            res[f"{r}: {name}"] = _median_time(fn)
-    print(json.dumps(res))
+            fns[f"{r}: {name}"] = fn
+    print(json.dumps(list(fns)), flush=True)
+    for line in sys.stdin:
+        print(repr(_median_time(fns[line.strip()], repeat=5, min_time=0.15)), flush=True)
 
 
 def main() -> int:
@@ -179,8 +184,9 @@ def main() -> int:
     ap.add_argument("--b", required=True, help="tree B (the build under test)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rows", default="elementwise,gemm,layernorm,models")
+    ap.add_argument("--only", default=None, help="only the rows whose name contains this text")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--json", default=None, help="also write the raw per-round medians here")
+    ap.add_argument("--json", default=None, help="also write the raw samples here")
     a = ap.parse_args()
     rows = a.rows.split(",")
     if a.worker:
@@ -188,27 +194,41 @@ def main() -> int:
         return 0
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     env.pop("QKERNELS_SIMD", None)
-    runs: Dict[str, List[Dict[str, float]]] = {"A": [], "B": []}
+    procs = {side: subprocess.Popen([sys.executable, os.path.abspath(__file__), "--a", a.a, "--b",
+                                     a.b, "--rows", a.rows, "--worker", tree],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                    env=env)
+             for side, tree in (("A", a.a), ("B", a.b))}
+    names = [json.loads(procs[side].stdout.readline()) for side in ("A", "B")][0]
+    names = [n for n in names if a.only is None or a.only in n]
+    samples: Dict[str, Dict[str, List[float]]] = {"A": {n: [] for n in names},
+                                                  "B": {n: [] for n in names}}
+
+    def measure(side: str, name: str) -> float:
+        p = procs[side]
+        p.stdin.write(name + "\n")
+        p.stdin.flush()
+        return float(p.stdout.readline())
+
     for r in range(a.rounds):
-        for side in (("A", "B") if r % 2 == 0 else ("B", "A")):
-            tree = a.a if side == "A" else a.b
-            p = subprocess.run([sys.executable, os.path.abspath(__file__), "--a", a.a, "--b", a.b,
-                                "--rows", a.rows, "--worker", tree],
-                               capture_output=True, text=True, env=env, check=True)
-            runs[side].append(json.loads(p.stdout.strip().splitlines()[-1]))
-            print(f"round {r + 1} {side} done (load {os.getloadavg()[0]:.2f})", file=sys.stderr,
-                  flush=True)
+        for k, name in enumerate(names):  # A and B of a row back to back, the order alternating
+            for side in (("A", "B") if (r + k) % 2 == 0 else ("B", "A")):
+                samples[side][name].append(measure(side, name))
+        print(f"round {r + 1} done (load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
+    for p in procs.values():
+        p.stdin.close()
+        p.wait()
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(runs, f)
-    print(f"{a.rounds} rounds, A = {a.a}, B = {a.b}; medians over rounds, ms; spread = (max - min) "
-          f"/ median over rounds\n")
+            json.dump(samples, f)
+    print(f"{a.rounds} rounds, A = {a.a}, B = {a.b}; per row, A and B timed back to back in each "
+          f"round (order alternating), medians over rounds in ms; spread = (max - min) / median "
+          f"over rounds\n")
     print("| row | A ms | B ms | B/A | spread A | spread B |\n|---|---:|---:|---:|---:|---:|")
-    for key in runs["A"][0]:
-        va = [run[key] for run in runs["A"]]
-        vb = [run[key] for run in runs["B"]]
+    for name in names:
+        va, vb = samples["A"][name], samples["B"][name]
         ma, mb = statistics.median(va), statistics.median(vb)
-        print(f"| {key} | {ma * 1e3:.4f} | {mb * 1e3:.4f} | {mb / ma:.3f} | "
+        print(f"| {name} | {ma * 1e3:.4f} | {mb * 1e3:.4f} | {mb / ma:.3f} | "
               f"{(max(va) - min(va)) / ma:.1%} | {(max(vb) - min(vb)) / mb:.1%} |")
     return 0
 

@@ -565,11 +565,16 @@ static void qk__conv_split(qk__conv_ctx *c, int threads) {
 }
 
 /* ---- the choice of algorithm ---------------------------------------------------------------
- * A 1x1 convolution without padding is a GEMM over the pixels: with at least QK__GEMM_MIN_K
- * input channels (or output rows under QK__WIDE_BELOW wide) it runs through qk_linear on the
- * (strided) pixels as NHWC rows, on weights packed for it (w->lin). Measured at batch 32 when
- * this choice was made in the PyTorch bridge: 96 -> 24 channels on 4x4, 134 -> 45 us; 16 -> 64
- * on 8x8 loses, 61 -> 95 us.
+ * A 1x1 convolution without padding is a GEMM over the pixels: on small images (at most
+ * QK__GEMM_MAX_PIXELS output pixels each), with at least QK__GEMM_MIN_K input channels (or output
+ * rows under QK__WIDE_BELOW wide), it runs through qk_linear on the (strided) pixels of the
+ * whole batch as NHWC rows, on weights packed for it (w->lin). Measured at batch 32 when this
+ * choice was made in the PyTorch bridge: 96 -> 24 channels on 4x4, 134 -> 45 us; 16 -> 64 on
+ * 8x8 loses, 61 -> 95 us. Measured again in C (time of the GEMM path / the tiles, 1 thread,
+ * medians of 4 interleaved rounds on a shared machine): 64 -> 128 on 4x4 b32 0.29, 8x8 b32 0.62,
+ * 8x8 b1 0.99, 14x14 b1 1.11, 28x28 b8 1.28; 24 -> 96 on 8x8 b32 0.77, 14x14 b8 1.32, 56x56 b1
+ * 1.50; 96 -> 24 on 8x8 b32 0.42, 56x56 b1 1.24: the tiles win once an image has a few hundred
+ * pixels (they tile each image well, while the GEMM pays for the NHWC copies).
  * A batch of small images (output rows under QK__WIDE_BELOW wide) runs as one wide image, the
  * images side by side: the tiles fill along a row, and a tiny image leaves them mostly empty.
  * Depthwise convs stay per image: their kernel works plane by plane and, since it got its own
@@ -577,13 +582,14 @@ static void qk__conv_split(qk__conv_ctx *c, int threads) {
  * 0.94 -> 0.83 ms without).
  * Both give the same accumulators as the tiles, and the same output stage gives the same
  * outputs. */
-enum { QK__GEMM_MIN_K = 24, QK__WIDE_BELOW = 8 };
+enum { QK__GEMM_MIN_K = 24, QK__GEMM_MAX_PIXELS = 64, QK__WIDE_BELOW = 8 };
 typedef enum { QK__CONV_TILED, QK__CONV_GEMM, QK__CONV_WIDE } qk__conv_algo;
 
 static qk__conv_algo qk__conv_path(const qk_conv2d_shape *s, const qk_packed_weights *w,
-                                   size_t ow) {
+                                   size_t oh, size_t ow) {
     if (w->lin != NULL && s->pad_top == 0 && s->pad_left == 0 && s->pad_bottom == 0 &&
-        s->pad_right == 0 && (w->k >= QK__GEMM_MIN_K || ow < QK__WIDE_BELOW))
+        s->pad_right == 0 && oh * ow <= QK__GEMM_MAX_PIXELS &&
+        (w->k >= QK__GEMM_MIN_K || ow < QK__WIDE_BELOW))
         return QK__CONV_GEMM;
     const size_t slot = s->in_w + s->pad_left + s->pad_right, ew = s->dil_w * (w->kw - 1) + 1;
     const int depthwise = w->groups > 1 && s->in_c == w->groups;
@@ -611,8 +617,7 @@ static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weig
                     for (size_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * sp + c * cstep]; \
             }                                                                                   \
     }
-QK__TRANSPOSE(qk__transpose_u8, uint8_t)
-QK__TRANSPOSE(qk__transpose_u32, uint32_t)
+QK__TRANSPOSE(qk__transpose_u32, uint32_t) /* (the bytes: the transpose_u8 micro-kernel) */
 
 /* 1x1, no padding: y[b, o, p] = linear(rows)[b * P + p, o] with rows[b * P + p, c] =
  * x[b, c, pixel p of the stride grid], P = oh * ow. */
@@ -623,18 +628,23 @@ static qk_status qk__conv2d_gemm(const qk_conv2d_shape *s, const qk_packed_weigh
     const size_t P = oh * ow, c = s->in_c, n = w->n, osz = qk__dtype_size(ep->out_type);
     const size_t m = s->batch * P;
     const qk__ukernels *uk = qk__uk();
-    uint8_t *rows = (uint8_t *)malloc(m * c + m * n * osz);
+    const int strided = s->stride_h != 1 || s->stride_w != 1;
+    /* the NHWC rows, the linear output, and (strided) one image's c x P grid of pixels */
+    uint8_t *rows = (uint8_t *)malloc(m * c + m * n * osz + (strided ? c * P : 0));
     if (rows == NULL) return QK_ERR_NOMEM;
-    uint8_t *yr = rows + m * c;
+    uint8_t *yr = rows + m * c, *grid = yr + m * n * osz;
     for (size_t b = 0; b < s->batch; b++) {
         const uint8_t *xb = (const uint8_t *)x + b * c * s->in_h * s->in_w;
-        if (s->stride_h == 1 && s->stride_w == 1) { /* the image's c x P matrix */
-            uk->transpose_u8(xb, c, P, P, rows + b * P * c);
-            continue;
+        if (strided) { /* the pixels of the stride grid, each channel's contiguous */
+            for (size_t ch = 0; ch < c; ch++)
+                for (size_t i = 0; i < oh; i++) {
+                    const uint8_t *sr = xb + (ch * s->in_h + i * s->stride_h) * s->in_w;
+                    uint8_t *dr = grid + ch * P + i * ow;
+                    for (size_t j = 0; j < ow; j++) dr[j] = sr[j * s->stride_w];
+                }
+            xb = grid;
         }
-        for (size_t i = 0; i < oh; i++) /* output row i: input row i * stride_h */
-            qk__transpose_u8(xb + i * s->stride_h * s->in_w, c, ow, s->in_h * s->in_w, s->stride_w,
-                             rows + (b * P + i * ow) * c);
+        uk->transpose_u8(xb, c, P, P, rows + b * P * c); /* the c x P matrix to P x c */
     }
     const qk_status st = qk_linear(w->lin, rows, x_type, m, x_zero_point, ep, yr, threads);
     for (size_t b = 0; b < s->batch && st == QK_OK; b++) {
@@ -700,7 +710,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     if (st != QK_OK) return st;
     if (s->batch == 0) return QK_OK;
     if (x == NULL || y == NULL) return QK_ERR_ARG;
-    switch (qk__conv_path(s, w, ow)) { /* the algorithm: see the top of the file */
+    switch (qk__conv_path(s, w, oh, ow)) { /* the algorithm: see the top of the file */
         case QK__CONV_GEMM: return qk__conv2d_gemm(s, w, x, x_type, x_zero_point, ep, y, threads);
         case QK__CONV_WIDE:
             return qk__conv2d_wide(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow);

@@ -289,14 +289,16 @@ static int conv_matches_reference(const qk_conv2d_shape *s, const void *x, qk_dt
     return 1;
 }
 
-/* The algorithms qk_conv2d chooses besides its tiles: 1x1 convs without padding as a GEMM over
- * the pixels (many input channels, or narrow outputs), and a batch of small images as one wide
- * image; each against the reference, at 1 and 2 threads, with a requantized output too. */
+/* The algorithms qk_conv2d chooses besides its tiles: 1x1 convs without padding on small images
+ * as a GEMM over the pixels (many input channels, or narrow outputs), and a batch of small images
+ * as one wide image; each against the reference (and shapes just past the rules, which take the
+ * tiles), at 1 and 2 threads, with a requantized output too. */
 static void test_conv_paths(void) {
     /* batch, in_c, in_h, in_w, out_c, groups, k, stride, pad, dilation */
     static const size_t cases[][10] = {
         {3, 30, 5, 6, 7, 1, 1, 1, 0, 1},  {2, 64, 9, 9, 20, 1, 1, 2, 0, 1},
         {1, 3, 4, 5, 9, 1, 1, 1, 0, 1},   {2, 40, 17, 19, 33, 1, 1, 2, 0, 1},
+        {2, 40, 13, 15, 33, 1, 1, 2, 0, 1}, {3, 48, 7, 10, 9, 1, 1, 2, 0, 1},
         {1, 24, 12, 30, 16, 1, 1, 1, 0, 1}, {4, 5, 4, 4, 6, 1, 3, 1, 1, 1},
         {3, 4, 6, 5, 5, 1, 3, 2, 1, 1},   {2, 6, 5, 7, 4, 2, 2, 1, 0, 2},
         {3, 1, 8, 8, 8, 1, 3, 1, 1, 1},   {2, 16, 3, 3, 12, 1, 3, 1, 1, 1},
