@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-stamp
 CC     ?= cc
 
-# The C library by layer (see docs-csrc-architecture.md); csrc/python (the NumPy glue) and
+# The C library by layer (see ARCHITECTURE.md); csrc/python (the NumPy glue) and
 # csrc/examples are not part of it.
 LIB_DIRS  := core elementwise ukernels operators
 HEADERS   := $(wildcard csrc/include/*.h csrc/*.h $(LIB_DIRS:%=csrc/%/*.h))
@@ -22,8 +22,10 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-o
 all: build
 
 $(STAMP): requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-dev.txt
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing the pinned requirements into $(VENV) (first run only: about 1.6 GB --"
+	@echo "PyTorch CPU, ONNX Runtime, transformers, scikit-learn -- a few minutes)"
+	$(PY) -m pip install --progress-bar off -r requirements-dev.txt
 	QKERNELS_WERROR=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
@@ -53,7 +55,7 @@ build/libqkernels.a: $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 # The C test programs (one per tests/c/test_*.c), linked against the static library only;
-# tests/test_clib.py runs each of them.
+# tests/c/test_clib.py runs each of them.
 CTEST_SRCS := $(wildcard tests/c/test_*.c)
 CTESTS     := $(patsubst tests/c/%.c,build/ctest/%,$(CTEST_SRCS))
 
@@ -75,13 +77,14 @@ sanitize: $(STAMP)
 	QKERNELS_WERROR=1 QKERNELS_SANITIZE=1 $(PY) setup.py -q build_ext --build-lib build/asan/pkg --build-temp build/asan/tmp --force
 	cp qkernels/*.py build/asan/pkg/qkernels/
 	for d in qkernels/*/; do [ -d "$$d" ] && [ "$$(basename $$d)" != "__pycache__" ] && cp -r "$$d" build/asan/pkg/qkernels/ || true; done
+	mkdir -p build/asan/pkg/qkernels/include && cp csrc/include/qkernels.h build/asan/pkg/qkernels/include/
 	cd build/asan/pkg && PYTHONPATH=$(CURDIR)/build/asan/pkg QKERNELS_SANITIZED=1 ASAN_OPTIONS=detect_leaks=0 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  ../../../$(PY) -P -m pytest -q -p no:cacheprovider -m "not torch and not onnx" ../../../tests
 
 clean:
-	rm -rf build qkernels/*.so
+	rm -rf build qkernels/*.so qkernels/lib
 
 # The C example of the PTF / integer LayerNorm pipeline (reads data/quantized/, see make demo-layernorm).
 build/layernorm_golden: csrc/examples/layernorm_golden.c build/libqkernels.a

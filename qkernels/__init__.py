@@ -11,13 +11,14 @@ Example:
 """
 __version__ = "0.1.0"
 
-from . import ufuncs
+from . import presets, ufuncs
 from ._checks import AccumulatorOverflowError
-from ._config import show_config
+from ._config import get_include, get_library, show_config
 from ._elementwise import (accumulator_to_float, dequantize, fake_quantize, quantize,
                            quantize_multiplier, requantize, requantize_float, requantize_shift)
-from .linear import (PackedConv2d, PackedLinear, conv2d_int32, linear_int32, pack_conv2d,
-                     pack_linear, qconv2d, qlinear)
+from .linear import (PackedConv2d, PackedLinear, PreparedQConv2d, PreparedQLinear, conv2d_int32,
+                     linear_int32, pack_conv2d, pack_linear, prepare_qconv2d, prepare_qlinear,
+                     qconv2d, qlinear)
 from .observers import (EntropyObserver, MinMaxObserver, MovingAverageMinMaxObserver, MSEObserver,
                         Observer, PercentileObserver, PowerOfTwoModeObserver)
 from .ptf import (LayerNormParams, PTFParams, layernorm_errors, layernorm_reference,
@@ -28,10 +29,10 @@ from .qparams import QParams, choose_qparams
 __all__ = [
     "AccumulatorOverflowError", "EntropyObserver", "LayerNormParams", "MSEObserver",
     "MinMaxObserver", "MovingAverageMinMaxObserver", "Observer", "PTFParams", "PackedConv2d",
-    "PackedLinear", "PercentileObserver", "PowerOfTwoModeObserver", "QParams",
-    "accumulator_to_float", "choose_qparams", "conv2d_int32", "dequantize", "fake_quantize",
+    "PackedLinear", "PercentileObserver", "PreparedQConv2d", "PreparedQLinear", "PowerOfTwoModeObserver", "QParams",
+    "accumulator_to_float", "choose_qparams", "get_include", "get_library", "conv2d_int32", "dequantize", "fake_quantize",
     "layernorm_errors", "layernorm_reference", "linear_int32", "pack_conv2d", "pack_linear",
-    "prepare_layernorm", "ptf_calibrate", "ptf_dequantize", "ptf_layernorm", "ptf_layernorm_stats",
+    "prepare_layernorm", "prepare_qconv2d", "prepare_qlinear", "presets", "ptf_calibrate", "ptf_dequantize", "ptf_layernorm", "ptf_layernorm_stats",
     "ptf_quantize", "qconv2d", "qlinear", "quantize", "quantize_multiplier", "requantize",
     "requantize_float", "requantize_shift", "show_config", "sqnr_db", "ufuncs",
 ]

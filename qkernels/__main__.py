@@ -1,15 +1,7 @@
-"""``python -m qkernels ...``: command-line entry points (see ``python -m qkernels -h``)."""
+"""``python -m qkernels ...``: the command line (see ``python -m qkernels --help``)."""
 import sys
 
-
-def main() -> int:
-    try:
-        from .torch.cli import main as cli_main
-    except ImportError as exc:  # torch is an optional dependency
-        sys.stderr.write(f"error: the command line needs PyTorch (pip install qkernels[torch]): {exc}\n")
-        return 2
-    return cli_main()
-
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

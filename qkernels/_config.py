@@ -1,6 +1,7 @@
 """show_config(): what this build of qkernels is and which kernels it runs on this CPU."""
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from typing import Any, Dict, Optional
@@ -51,3 +52,38 @@ def show_config(mode: str = "stdout") -> Optional[Dict[str, Any]]:
     print(f"  NumPy     : built against {info['numpy_build_version']}, running {np.__version__}")
     print(f"  Python    : {cfg['python']}")
     return None
+
+
+_PKG = os.path.dirname(os.path.abspath(__file__))
+
+
+def get_include() -> str:
+    """The folder of the public C header ``qkernels.h`` (in the installed package, or the
+    source tree's ``csrc/include``), for a C test bench that links the same kernels.
+
+    Example:
+        >>> import os, qkernels
+        >>> os.path.exists(os.path.join(qkernels.get_include(), "qkernels.h"))
+        True
+    """
+    for d in (os.path.join(_PKG, "include"), os.path.join(os.path.dirname(_PKG), "csrc", "include")):
+        if os.path.exists(os.path.join(d, "qkernels.h")):
+            return d
+    raise FileNotFoundError("qkernels.h is not installed with this package (reinstall qkernels)")
+
+
+def get_library() -> str:
+    """The static C library ``libqkernels.a`` built with this package (the kernels without the
+    Python glue): ``cc -I$(qkernels include) bench.c $(qkernels lib) -lm -pthread``.
+
+    Example:
+        >>> import qkernels
+        >>> qkernels.get_library().endswith("libqkernels.a")
+        True
+    """
+    for p in (os.path.join(_PKG, "lib", "libqkernels.a"),
+              os.path.join(os.path.dirname(_PKG), "build", "libqkernels.a")):
+        if os.path.exists(p):
+            return p
+    raise FileNotFoundError("libqkernels.a was not built with this package: reinstall qkernels, "
+                            "or run `make lib` in the source tree")

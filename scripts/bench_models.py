@@ -18,8 +18,8 @@ def run(quick: bool = False) -> str:
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    from qkernels.torch.convert import from_torch_quantized
-    from qkernels.torch.quantize import quantize_model
+    from qkernels.torch import from_torch_quantized
+    from qkernels.torch import quantize_model
     from qkernels.torch.reference_models import MODELS, digits, load
 
     warnings.filterwarnings("ignore")

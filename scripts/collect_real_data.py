@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Collect real LayerNorm inputs, PTF-quantize them, run the integer LayerNorm and write
-data/quantized/ (SPEC section 8). A thin wrapper of ``python -m qkernels.collect``; see --help.
+data/quantized/ (SPEC section 8). The seed's entry point: ``python -m qkernels collect``; see --help.
 
     python scripts/collect_real_data.py                     # embedded MiniLM, first LayerNorm
     python scripts/collect_real_data.py --layer all --out data/quantized_all
@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from qkernels.collect import main  # noqa: E402
+from qkernels.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["collect", *sys.argv[1:]]))

@@ -107,7 +107,7 @@ def main() -> int:
     print("qkernels demo")
     qk.show_config()
     elementwise_report()
-    for name in ("demo_layernorm", "demo_models"):
+    for name in ("demo_layernorm", "demo_models", "demo_datagen"):
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -42,12 +43,15 @@ def _run_c_example(out_dir: Path) -> int:
 def _pipeline(title: str, out_dir: Path, **kw) -> int:
     print(f"\n== {title}")
     try:
-        results = collect.run(out_dir=out_dir, progress=sys.stderr.isatty(), **kw)
+        results = collect.run(out_dir=out_dir, progress=sys.stderr.isatty(),
+                              plots=importlib.util.find_spec("matplotlib") is not None, **kw)
     except collect.CollectError as exc:
         print(f"   skipped: {exc}")
         return 0
     for r in results:
         print(collect.format_summary(r.report))
+        for png in r.report.get("plots", []):
+            print(f"picture: {png}")
     s = collect.check_dir(out_dir)
     print(f"check OK: {s['vectors']} vectors, integer goldens reproduced by the Python kernels")
     return _run_c_example(out_dir)

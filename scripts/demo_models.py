@@ -4,6 +4,7 @@ three ways, run them integer-exact on qkernels, and compare with float and fake 
 that a model PyTorch quantized itself runs on qkernels with PyTorch's exact output."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import time
@@ -21,9 +22,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ImportError:
         print("(model demo skipped: PyTorch is not installed)")
         return 0
-    from qkernels.torch.cli import print_report
-    from qkernels.torch.convert import from_torch_quantized
-    from qkernels.torch.quantize import QuantConfig, quantize_model
+    from qkernels.torch.quantize_cli import print_report
+    from qkernels.torch import from_torch_quantized
+    from qkernels.torch import QuantConfig, quantize_model
     from qkernels.torch.reference_models import MODELS, digits, load
 
     warnings.filterwarnings("ignore")
@@ -70,7 +71,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("\n== Dynamic mode (quantize_model(mode=\"dynamic\")) vs torch's quantize_dynamic (fbgemm)")
     from torch.ao.quantization import quantize_dynamic
 
-    from qkernels.torch.quantize import TensorConfig
+    from qkernels.torch import TensorConfig
     dyn = QuantConfig(weight=TensorConfig(bits=8, symmetric=True, signed=True), mode="dynamic")
     imd = quantize_model(load("mlp"), None, config=dyn)
     qd = quantize_dynamic(load("mlp"), {torch.nn.Linear}, dtype=torch.qint8)
@@ -81,9 +82,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"   mlp          qkernels == PyTorch on {same} of {ref.size} output values; accuracy {acc(got):.2f}%")
     if hasattr(keep, "export"):
         out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "out", "resnet_w8a8")
-        paths = keep.export(out, xte[:1].numpy())
-        print(f"\n== Exported resnet W8A8: {len(paths)} files in {out} (report.json, model.h, model.npz, "
-              "one-number-a-line layer files, golden vectors)")
+        plots = importlib.util.find_spec("matplotlib") is not None
+        paths = keep.export(out, xte[:1].numpy(), plots=plots)
+        print(f"\n== Exported resnet W8A8: {len(paths)} files in {out} (report.json, model.h, "
+              "model.c, model.npz, one-number-a-line and $readmemh layer files, golden vectors)")
+        for p in paths:
+            if p.endswith(".png"):
+                print(f"   picture: {p}")
     return 0
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train the reference models on scikit-learn's digits and write data/models/<name>.pt.
+"""Train the reference models on scikit-learn's digits and write qkernels/torch/models/<name>.pt (shipped in the package).
 
     python scripts/train_reference_models.py [--epochs 60] [--only resnet]
 

@@ -8,6 +8,7 @@
 #include "qkernels.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/cpu.h"
@@ -15,6 +16,21 @@
 #include "core/isa.h"
 
 static inline int qk__scale_ok(float s) { return isfinite(s) && s > 0.0f; }
+
+/* Checked sizes. Every size the library computes from caller-given sizes goes through these:
+ * a result that does not fit in size_t, or exceeds PTRDIFF_MAX (no object can be that large, and
+ * pointer differences must stay defined), returns 0 and the caller returns QK_ERR_ARG (or takes
+ * another path); never a wrapped size. */
+static inline int qk__sz_add(size_t a, size_t b, size_t *r) {
+    return !__builtin_add_overflow(a, b, r) && *r <= (size_t)PTRDIFF_MAX;
+}
+static inline int qk__sz_mul(size_t a, size_t b, size_t *r) {
+    return !__builtin_mul_overflow(a, b, r) && *r <= (size_t)PTRDIFF_MAX;
+}
+/* a * b * c * d, checked (pass 1 for unused factors). */
+static inline int qk__sz_mul4(size_t a, size_t b, size_t c, size_t d, size_t *r) {
+    return qk__sz_mul(a, b, r) && qk__sz_mul(*r, c, r) && qk__sz_mul(*r, d, r);
+}
 
 /* Checks shared by every kernel that writes a clamped integer type. */
 static inline qk_status qk__check_range(int32_t zp, int32_t qmin, int32_t qmax, int64_t tmin,

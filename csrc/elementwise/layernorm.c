@@ -5,7 +5,7 @@
  * the squares, a 16-entry square table, a 256-entry inverse-square-root table, int8 gamma and
  * beta). All float work happens in qk_layernorm_prepare(); the kernels are integer-only.
  * The output stage has an AVX2 loop (int64 lanes) beside its scalar twin; both give the same
- * integers (tests/test_layernorm.py forces the scalar path with QKERNELS_SIMD=scalar).
+ * integers (tests/kernels/test_layernorm.py forces the scalar path with QKERNELS_SIMD=scalar).
  * The formulas and bit widths are documented in qkernels.h.
  */
 #include "core/core.h"
@@ -151,6 +151,8 @@ static qk_status qk__ln_check(const qk_layernorm_params *p, const uint8_t *q, si
     if (p->out_zero_point < p->out_qmin || p->out_zero_point > p->out_qmax)
         return QK_ERR_ZERO_POINT;
     if (tokens > 0 && (q == NULL || y == NULL)) return QK_ERR_ARG;
+    size_t bytes; /* tokens x channels (and per-token int64 statistics) must be addressable */
+    if (!qk__sz_mul4(tokens, (size_t)p->channels, sizeof(int64_t), 1, &bytes)) return QK_ERR_ARG;
     /* The bounds the int64 arithmetic relies on (prepare guarantees them; a struct filled by
      * hand is checked too): |G_i| < 2^30, |B_i| < 2^60, alpha <= 7, lut[m] <= 2^16, E <= 2^60.
      * O(channels) per call, small next to the tokens * channels of the kernel. */

@@ -61,6 +61,8 @@ qk_status qk_ptf_quantize_f32_u8(const float *x, size_t tokens, size_t channels,
     if (st != QK_OK) return st;
     if (tokens == 0 || channels == 0) return QK_OK;
     if (x == NULL || q == NULL) return QK_ERR_ARG;
+    size_t bytes; /* tokens x channels floats must be addressable */
+    if (!qk__sz_mul4(tokens, channels, sizeof(float), 1, &bytes)) return QK_ERR_ARG;
     /* The eight possible divisors, exact powers of two times the scale. */
     float div[QK_PTF_MAX_ALPHA + 1];
     for (int a = 0; a <= QK_PTF_MAX_ALPHA; a++) div[a] = ldexpf(scale, a);
@@ -95,6 +97,8 @@ qk_status qk_ptf_dequantize_u8_f32(const uint8_t *q, size_t tokens, size_t chann
     if (st != QK_OK) return st;
     if (tokens == 0 || channels == 0) return QK_OK;
     if (q == NULL || y == NULL) return QK_ERR_ARG;
+    size_t bytes; /* tokens x channels floats must be addressable */
+    if (!qk__sz_mul4(tokens, channels, sizeof(float), 1, &bytes)) return QK_ERR_ARG;
     for (size_t t = 0; t < tokens; t++) {
         for (size_t c = 0; c < channels; c++) {
             const float d = ldexpf(scale, alpha[c]);

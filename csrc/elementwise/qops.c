@@ -242,9 +242,9 @@ static inline void qk__taps(size_t o, size_t s, size_t p, size_t d, size_t k, si
                     qk__taps(j, sw, pw, dw, kw, w, &b0, &b1);                                   \
                     T m = TMIN;                                                                 \
                     for (size_t a = a0; a < a1; a++) {                                          \
-                        const T *row = xp + (i * sh + a * dh - ph) * w + j * sw - pw;           \
-                        for (size_t b = b0; b < b1; b++)                                        \
-                            if (row[b * dw] > m) m = row[b * dw];                               \
+                        const T *row = xp + (i * sh + a * dh - ph) * w;                         \
+                        for (size_t b = b0; b < b1; b++) /* in-bounds columns only */           \
+                            if (row[j * sw + b * dw - pw] > m) m = row[j * sw + b * dw - pw];   \
                     }                                                                           \
                     *y++ = m;                                                                   \
                 }                                                                               \
@@ -259,6 +259,17 @@ qk_status qk_qmax_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, siz
                          size_t dw, size_t oh, size_t ow, void *y) {
     if ((t != QK_DT_U8 && t != QK_DT_S8) || kh == 0 || kw == 0 || sh == 0 || sw == 0 ||
         dh == 0 || dw == 0)
+        return QK_ERR_ARG;
+    /* the arrays, and every window coordinate (last window start plus its dilated extent, the
+     * padded extent plus a dilation step) must fit: no wrapped index */
+    size_t v, e;
+    if (!qk__sz_mul4(planes, h, w, 1, &v) || !qk__sz_mul4(planes, oh, ow, 1, &v) ||
+        !qk__sz_add(h, ph, &v) || !qk__sz_add(v, dh, &v) || !qk__sz_add(w, pw, &v) ||
+        !qk__sz_add(v, dw, &v) ||
+        (oh > 0 && (!qk__sz_mul(oh - 1, sh, &v) || !qk__sz_mul(kh - 1, dh, &e) ||
+                    !qk__sz_add(v, e, &v))) ||
+        (ow > 0 && (!qk__sz_mul(ow - 1, sw, &v) || !qk__sz_mul(kw - 1, dw, &e) ||
+                    !qk__sz_add(v, e, &v))))
         return QK_ERR_ARG;
     if (planes * oh * ow > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;
     if (t == QK_DT_U8)
@@ -306,6 +317,10 @@ QK__AVGPOOL(int8_t)
 qk_status qk_qadaptive_avg_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, size_t w,
                                   size_t oh, size_t ow, void *y) {
     if ((t != QK_DT_U8 && t != QK_DT_S8) || h == 0 || w == 0) return QK_ERR_ARG;
+    size_t v; /* the arrays and the window bounds (i + 1) * h, (j + 1) * w must fit */
+    if (!qk__sz_mul4(planes, h, w, 1, &v) || !qk__sz_mul4(planes, oh, ow, 1, &v) ||
+        !qk__sz_mul(oh, h, &v) || !qk__sz_mul(ow, w, &v))
+        return QK_ERR_ARG;
     if (planes * oh * ow > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;
     if (t == QK_DT_U8)
         qk__avgpool_uint8_t((const uint8_t *)x, planes, h, w, oh, ow, (uint8_t *)y);

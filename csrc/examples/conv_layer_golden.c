@@ -4,7 +4,8 @@
  *   cc -std=c11 -I csrc/include csrc/examples/conv_layer_golden.c build/libqkernels.a -lm -pthread
  *   ./a.out out/resnet_w8a8/layers/stem_0
  *
- * The layer directory is what IntegerModel.export() writes: params.txt (key value lines),
+ * The layer directory is what IntegerModel.export() writes: params.txt (key value lines; the
+ * requantization scheme by its name),
  * weights.txt, input.txt, output.txt, and the epilogue arrays (requant_scale.txt + float_bias.txt,
  * or multiplier.txt + shift.txt, and bias.txt), each "# comment / # shape ... / count / values".
  */
@@ -75,6 +76,23 @@ static int param(const char *dir, const char *key, long *out, int max) {
     return found;
 }
 
+/* The requantization scheme params.txt names ("fp32", "double_round", ...); -1 if unknown. */
+static int scheme_of(const char *dir) {
+    static const char *const names[] = {"none", "fp32", "double_round", "single_round",
+                                        "shift_half_up", "shift_half_even", "shift_half_away",
+                                        "shift_floor"};
+    char path[4096], line[512], name[64] = "";
+    snprintf(path, sizeof path, "%s/params.txt", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "scheme %63s", name) == 1) break;
+    fclose(f);
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (strcmp(name, names[i]) == 0) return i; /* the qk_requant_scheme numbers */
+    return -1;
+}
+
 /* 1 when params.txt says the activations (input and output) are int8, 0 for uint8. */
 static int activations_signed(const char *dir) {
     char path[4096], line[512];
@@ -94,12 +112,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *dir = argv[1];
-    long in_shape[4], w_shape[4], out_shape[4], stride[2], pad[2], dil[2], groups, scheme, xzp, ozp,
-        amin, amax;
+    long in_shape[4], w_shape[4], out_shape[4], stride[2], pad[2], dil[2], groups, xzp, ozp, amin,
+        amax;
+    const int scheme = scheme_of(dir);
     if (param(dir, "input_shape", in_shape, 4) != 4 || param(dir, "weight_shape", w_shape, 4) != 4 ||
         param(dir, "output_shape", out_shape, 4) != 4 || param(dir, "stride", stride, 2) != 2 ||
         param(dir, "padding", pad, 2) != 2 || param(dir, "dilation", dil, 2) != 2 ||
-        param(dir, "groups", &groups, 1) != 1 || param(dir, "scheme", &scheme, 1) != 1 ||
+        param(dir, "groups", &groups, 1) != 1 || scheme < 0 ||
         param(dir, "x_zero_point", &xzp, 1) != 1 || param(dir, "out_zero_point", &ozp, 1) != 1 ||
         param(dir, "act_min", &amin, 1) != 1 || param(dir, "act_max", &amax, 1) != 1) {
         fprintf(stderr, "%s/params.txt: missing keys (is this a conv layer?)\n", dir);

@@ -12,6 +12,9 @@
  *   - Data errors (a NaN input, an accumulator that overflows a left shift) are found while
  *     the loop runs: the elements before the bad one may already be written, and
  *     `*bad_index` (when the pointer is not NULL) receives the index of the first bad element.
+ *   - Sizes are checked: a size whose product (elements of an array, bytes of a buffer the
+ *     function needs, a padded extent, a window coordinate) does not fit in size_t or exceeds
+ *     PTRDIFF_MAX returns QK_ERR_ARG before anything is read or written; no size wraps.
  *   - Functions are reentrant and thread safe: no global state except the CPU-feature choice,
  *     made once (see qk_isa()).
  *   - Rounding names: RNE = round half to even, RHAZ = round half away from zero,
@@ -253,11 +256,12 @@ typedef struct qk_packed_weights qk_packed_weights;
 
 /* w: n x k row-major (u8 or s8 as w_type); w_zero_point: n values (per output channel; repeat
  * the value for per-tensor), each within the range of w_type. *out receives a new object (free
- * it with qk_packed_weights_free). Errors: QK_ERR_ARG (NULL, n or k == 0, bad type),
- * QK_ERR_ZERO_POINT, QK_ERR_NOMEM. */
+ * it with qk_packed_weights_free). Errors: QK_ERR_ARG (NULL, n or k == 0, bad type, n or k
+ * above 2^40, n * k above PTRDIFF_MAX / 256), QK_ERR_ZERO_POINT, QK_ERR_NOMEM. */
 qk_status qk_pack_linear(const void *w, qk_dtype w_type, size_t n, size_t k,
                          const int32_t *w_zero_point, qk_packed_weights **out);
-/* w: OIHW, out_c x (in_c / groups) x kh x kw; out_c must be divisible by groups. */
+/* w: OIHW, out_c x (in_c / groups) x kh x kw; out_c must be divisible by groups; kh, kw at
+ * most 4096 (QK_ERR_ARG). */
 qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in_c_per_group,
                          size_t kh, size_t kw, size_t groups, const int32_t *w_zero_point,
                          qk_packed_weights **out);
@@ -302,7 +306,11 @@ qk_status qk_linear(const qk_packed_weights *w, const void *x, qk_dtype x_type, 
 
 /* 2-D convolution, NCHW in and out, OIHW weights (packed by qk_pack_conv2d). Padding taps read
  * x_zero_point (contribute 0). out_h = (in_h + pad_top + pad_bottom - dil_h*(kh-1) - 1)/stride_h + 1,
- * likewise out_w; both must be >= 1 (QK_ERR_ARG). */
+ * likewise out_w; both must be >= 1 (QK_ERR_ARG). The padded extents in + pads and the dilated
+ * kernel extents dil*(k-1)+1 must be at most PTRDIFF_MAX, and so must the bytes of x and y
+ * (QK_ERR_ARG). Memory follows the work, not the padding: the padded copy of the input the fast
+ * paths make is at most 4 x (input + output) elements + 64K; windows of mostly padding (huge
+ * padding, stride or dilation) run a direct loop over the taps that read the input instead. */
 typedef struct qk_conv2d_shape {
     size_t batch, in_c, in_h, in_w;
     size_t stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w;

@@ -31,6 +31,13 @@
  * VNNI+VBMI kernel when the weights have that layout, else the int16 AVX-512 / AVX2 / scalar
  * ones), then the epilogue (fused into the 8-bit plane kernel with the fp32 epilogue, the plane
  * then copied by 64-byte blocks from per-call tables).
+ * Windows of mostly padding (direct path): when the padded copy would hold more than
+ *   4 x (input + output) elements + 64K (huge padding, stride or dilation; or a copy whose size
+ *   does not even fit in size_t), nothing is copied: each output row of each (image, channel)
+ *   sums only the taps that land on the input (per row and per column a contiguous range of
+ *   kernel taps, found in O(1)); padding taps add exactly 0, so they are skipped, not read.
+ *   Memory is then ow + k int32 a job: it follows the work, never the padding. Portable C on
+ *   every path (the same bits), the shared unfused epilogue.
  * The image copies, panels and tiles are micro-kernels (ukernels/im2col_*, gemm_*, conv_u8_*,
  * dw_*), taken from this process's table (qk__uk()).
  * Every output element is computed the same way whatever the thread split. */
@@ -458,15 +465,26 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
     free(xp);
 }
 
+/* The padded extent in + pad0 + pad1 and the dilated kernel extent dil * (k - 1) + 1, checked
+ * (0 when one of them does not fit; see qk__sz_add). */
+static int qk__conv_extent(size_t in, size_t pad0, size_t pad1, size_t dil, size_t k, size_t *padded,
+                           size_t *eff) {
+    return qk__sz_add(in, pad0, padded) && qk__sz_add(*padded, pad1, padded) &&
+           qk__sz_mul(dil, k - 1, eff) && qk__sz_add(*eff, 1, eff);
+}
+
 qk_status qk_conv2d_out_size(const qk_conv2d_shape *s, const qk_packed_weights *w,
                              size_t *out_h, size_t *out_w) {
     if (s == NULL || w == NULL || w->kind != QK__PACK_CONV || out_h == NULL || out_w == NULL)
         return QK_ERR_ARG;
     if (s->stride_h == 0 || s->stride_w == 0 || s->dil_h == 0 || s->dil_w == 0) return QK_ERR_ARG;
+    /* groups * (in_c / groups) <= n * k, which qk_pack_conv2d keeps small */
     if (s->in_c != w->groups * (w->k / (w->kh * w->kw))) return QK_ERR_ARG;
     if (s->in_h == 0 || s->in_w == 0) return QK_ERR_ARG;
-    const size_t hp = s->in_h + s->pad_top + s->pad_bottom, wp = s->in_w + s->pad_left + s->pad_right;
-    const size_t eh = s->dil_h * (w->kh - 1) + 1, ew = s->dil_w * (w->kw - 1) + 1;
+    size_t hp, wp, eh, ew;
+    if (!qk__conv_extent(s->in_h, s->pad_top, s->pad_bottom, s->dil_h, w->kh, &hp, &eh) ||
+        !qk__conv_extent(s->in_w, s->pad_left, s->pad_right, s->dil_w, w->kw, &wp, &ew))
+        return QK_ERR_ARG;
     if (eh > hp || ew > wp) return QK_ERR_ARG;
     *out_h = (hp - eh) / s->stride_h + 1;
     *out_w = (wp - ew) / s->stride_w + 1;
@@ -564,6 +582,116 @@ static void qk__conv_split(qk__conv_ctx *c, int threads) {
     c->jobs_per_group *= c->cparts;
 }
 
+/* ---- sparse windows: the direct path ------------------------------------------------------
+ * Used when the padded image would be much larger than the work (qk__conv_sparse): no padded
+ * copy at all. A job computes one output row of one (image, output channel) at a time: for
+ * output row i only kernel rows r0 .. r1 - 1 read input rows, for column j only kernel columns
+ * q0 .. q1 - 1 (both ranges contiguous, found in O(1)); the other taps read padding and add
+ * exactly 0. Sums wrap modulo 2^32 like every other path (exact once the bound holds); the same
+ * epilogue as the unfused paths writes the row. Portable C only: the same bits on every path.
+ * Memory: ow int32 sums and k int32 weights a job. */
+
+/* The kernel taps r in [*r0, *r1) of the window starting at padded coordinate `start` (dilation
+ * d, k taps) that read the input [pad, pad + n); empty when none does. No product here can
+ * exceed the padded extent (checked by qk_conv2d_out_size). */
+static void qk__live_taps(size_t start, size_t pad, size_t n, size_t d, size_t k, size_t *r0,
+                          size_t *r1) {
+    size_t lo = 0, hi = 0;
+    if (start < pad + n) {
+        lo = start >= pad ? 0 : (pad - start + d - 1) / d;
+        hi = (pad + n - 1 - start) / d + 1;
+    }
+    if (hi > k) hi = k;
+    if (lo > hi) lo = hi;
+    *r0 = lo;
+    *r1 = hi;
+}
+
+/* w[o] - w_zp[o] of output channel o in OIHW order (k values), from whichever layout the
+ * weights were packed in. */
+static void qk__conv_weights(const qk_packed_weights *w, size_t o, int32_t *d) {
+    if (!w->vnni) {
+        for (size_t i = 0; i < w->k; i++) d[i] = w->data[o * w->k2 + i];
+        return;
+    }
+    const size_t ocg = w->n / w->groups, g = o / ocg, lo = o % ocg, mr = w->mr8;
+    const size_t taps = w->kh * w->kw, cpg = w->k / taps;
+    const int8_t *blk = w->data8 + (g * w->nblk + lo / mr) * w->k4 * mr;
+    for (size_t i = 0; i < w->k; i++) {
+        const size_t kk = w->cq8 ? (i % taps) * cpg + i / taps : i;
+        d[i] = (int32_t)blk[(kk / 4) * 4 * mr + (lo % mr) * 4 + (kk & 3)] - w->wzp8[o];
+    }
+}
+
+static void qk__direct_jobs(void *vctx, size_t j0, size_t j1) {
+    qk__conv_ctx *c = (qk__conv_ctx *)vctx;
+    const qk_conv2d_shape *s = c->s;
+    const qk_packed_weights *w = c->w;
+    const size_t n = w->n, kh = w->kh, kw = w->kw, osz = qk__dtype_size(c->ep->out_type);
+    const size_t opix = c->oh * c->ow, inpix = s->in_h * s->in_w;
+    int32_t *wv = (int32_t *)malloc(w->k * sizeof(int32_t));
+    uint32_t *acc = (uint32_t *)malloc(c->ow * sizeof(uint32_t));
+    if (wv == NULL || acc == NULL) {
+        free(wv);
+        free(acc);
+        atomic_store(&c->status, QK_ERR_NOMEM);
+        return;
+    }
+    size_t have = (size_t)-1;
+    for (size_t j = j0; j < j1; j++) { /* j = b * n + o */
+        const size_t b = j / n, o = j % n;
+        if (o != have) qk__conv_weights(w, o, wv);
+        have = o;
+        const uint8_t *xg = (const uint8_t *)c->x + (b * s->in_c + o / c->ocg * c->cpg) * inpix;
+        char *yp = (char *)c->y + (b * n + o) * opix * osz;
+        for (size_t i = 0; i < c->oh; i++) {
+            size_t r0, r1;
+            qk__live_taps(i * s->stride_h, s->pad_top, s->in_h, s->dil_h, kh, &r0, &r1);
+            for (size_t jj = 0; jj < c->ow; jj++) {
+                size_t q0, q1;
+                qk__live_taps(jj * s->stride_w, s->pad_left, s->in_w, s->dil_w, kw, &q0, &q1);
+                uint32_t sum = 0;
+                for (size_t ch = 0; ch < c->cpg && q0 < q1; ch++)
+                    for (size_t r = r0; r < r1; r++) {
+                        const size_t row = i * s->stride_h + r * s->dil_h - s->pad_top;
+                        const size_t col = jj * s->stride_w - s->pad_left; /* + q * dil_w */
+                        const uint8_t *xr = xg + ch * inpix + row * s->in_w;
+                        const int32_t *wr = wv + (ch * kh + r) * kw;
+                        for (size_t q = q0; q < q1; q++) {
+                            const uint8_t raw = xr[col + q * s->dil_w];
+                            const int32_t xv = c->xt == QK_DT_U8 ? (int32_t)raw : (int32_t)(int8_t)raw;
+                            sum += (uint32_t)(xv - c->xzp) * (uint32_t)wr[q];
+                        }
+                    }
+                acc[jj] = sum;
+            }
+            if (c->uk->epilogue_run(c->ep, o, (const int32_t *)acc, c->ow, yp + i * c->ow * osz) !=
+                QK_OK)
+                atomic_store(&c->status, QK_ERR_OVERFLOW);
+        }
+    }
+    free(wv);
+    free(acc);
+}
+
+/* 1 when the padded copy the dense paths make (batch x in_c planes of hp x wp) would hold more
+ * than 4 x (input + output) elements + 64K, or cannot be sized at all: the windows are then
+ * mostly padding (huge padding, stride or dilation) and the direct path runs instead, so that
+ * memory follows the work and never the padding. Normal layers (padding of a few pixels) stay
+ * far below the limit. */
+static int qk__conv_sparse(const qk_conv2d_shape *s, size_t hp, size_t wp, size_t in_elems,
+                           size_t out_elems) {
+    size_t plane, img, lim, bytes;
+    if (!qk__sz_mul(hp, wp, &plane) || !qk__sz_mul(plane + QK__SLACK + 64, sizeof(int16_t), &bytes) ||
+        !qk__sz_mul4(s->batch, s->in_c, plane, 1, &img) ||
+        !qk__sz_mul(img + QK__SLACK, sizeof(int16_t), &bytes))
+        return 1;
+    if (!qk__sz_add(in_elems, out_elems, &lim) || !qk__sz_mul(lim, 4, &lim) ||
+        !qk__sz_add(lim, (size_t)1 << 16, &lim))
+        return 0; /* the arrays themselves are that large: the copy is not what dominates */
+    return img > lim;
+}
+
 /* ---- the choice of algorithm ---------------------------------------------------------------
  * A 1x1 convolution without padding is a GEMM over the pixels: on small images (at most
  * QK__GEMM_MAX_PIXELS output pixels each), with at least QK__GEMM_MIN_K input channels (or output
@@ -586,7 +714,8 @@ enum { QK__GEMM_MIN_K = 24, QK__GEMM_MAX_PIXELS = 64, QK__WIDE_BELOW = 8 };
 typedef enum { QK__CONV_TILED, QK__CONV_GEMM, QK__CONV_WIDE } qk__conv_algo;
 
 static qk__conv_algo qk__conv_path(const qk_conv2d_shape *s, const qk_packed_weights *w,
-                                   size_t oh, size_t ow) {
+                                   size_t oh, size_t ow, int sparse) {
+    if (sparse) return QK__CONV_TILED; /* the tiled driver's direct path: see qk__conv_sparse */
     if (w->lin != NULL && s->pad_top == 0 && s->pad_left == 0 && s->pad_bottom == 0 &&
         s->pad_right == 0 && oh * ow <= QK__GEMM_MAX_PIXELS &&
         (w->k >= QK__GEMM_MIN_K || ow < QK__WIDE_BELOW))
@@ -602,7 +731,7 @@ static qk__conv_algo qk__conv_path(const qk_conv2d_shape *s, const qk_packed_wei
 static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weights *w,
                                   const void *x, qk_dtype x_type, int32_t x_zero_point,
                                   const qk_epilogue *ep, void *y, int threads, size_t oh,
-                                  size_t ow);
+                                  size_t ow, int sparse);
 
 /* dst (cols x rows, contiguous) = the transpose of a rows x cols matrix of T, element (r, c) at
  * src[r * sp + c * cstep]; in tiles of 16 x 16 (both sides stay in the cache). */
@@ -689,7 +818,7 @@ static qk_status qk__conv2d_wide(const qk_conv2d_shape *s, const qk_packed_weigh
             for (size_t i = 0; i < nb; i++)
                 memcpy(xw + (ch * h + r) * nb * slot + i * slot + s->pad_left,
                        (const char *)x + ((i * c + ch) * h + r) * iw, iw);
-    st = qk__conv2d_tiles(&ws, w, xw, x_type, x_zero_point, ep, yw, threads, oh, wow);
+    st = qk__conv2d_tiles(&ws, w, xw, x_type, x_zero_point, ep, yw, threads, oh, wow, 0);
     if (st == QK_OK)
         for (size_t i = 0; i < nb; i++)
             for (size_t o = 0; o < n; o++)
@@ -708,20 +837,31 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     if (st != QK_OK) return st;
     st = qk__call_check(w, x_type, x_zero_point, ep);
     if (st != QK_OK) return st;
+    /* the caller's arrays (input, output) must be addressable, and so must the int32 plane of
+     * sums the unfused paths keep a job */
+    size_t in_elems, out_elems, bytes;
+    if (!qk__sz_mul4(s->batch, s->in_c, s->in_h, s->in_w, &in_elems) ||
+        !qk__sz_mul4(s->batch, w->n, oh, ow, &out_elems) ||
+        !qk__sz_mul(out_elems, qk__dtype_size(ep->out_type), &bytes) ||
+        !qk__sz_mul4(oh, ow, sizeof(int32_t), 1, &bytes))
+        return QK_ERR_ARG;
     if (s->batch == 0) return QK_OK;
     if (x == NULL || y == NULL) return QK_ERR_ARG;
-    switch (qk__conv_path(s, w, oh, ow)) { /* the algorithm: see the top of the file */
+    const int sparse = qk__conv_sparse(s, s->in_h + s->pad_top + s->pad_bottom,
+                                       s->in_w + s->pad_left + s->pad_right, in_elems, out_elems);
+    switch (qk__conv_path(s, w, oh, ow, sparse)) { /* the algorithm: see the top of the file */
         case QK__CONV_GEMM: return qk__conv2d_gemm(s, w, x, x_type, x_zero_point, ep, y, threads);
         case QK__CONV_WIDE:
             return qk__conv2d_wide(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow);
-        default: return qk__conv2d_tiles(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow);
+        default:
+            return qk__conv2d_tiles(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow, sparse);
     }
 }
 
 static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weights *w,
                                   const void *x, qk_dtype x_type, int32_t x_zero_point,
                                   const qk_epilogue *ep, void *y, int threads, size_t oh,
-                                  size_t ow) {
+                                  size_t ow, int sparse) {
     qk__conv_ctx c;
     memset(&c, 0, sizeof c);
     c.s = s;
@@ -739,7 +879,12 @@ static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weig
     c.ocg = w->n / w->groups;
     c.uk = qk__uk();
     atomic_init(&c.status, QK_OK);
-    const size_t img = s->batch * s->in_c * c.hp * c.wp;
+    if (sparse) {
+        c.cpg = s->in_c / w->groups;
+        qk__parallel(s->batch * w->n, threads, qk__direct_jobs, &c);
+        return (qk_status)atomic_load(&c.status);
+    }
+    const size_t img = s->batch * s->in_c * c.hp * c.wp; /* fits: qk__conv_sparse */
     if (c.cpg > 1) {
         const size_t taps = w->kh * w->kw;
         c.koff = (size_t *)malloc(w->k * sizeof(size_t));
@@ -819,7 +964,9 @@ static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weig
             w->kh * w->dwq <= 64) {
             c.dw8 = c.uk->dw8;
             c.xz8 = x_zero_point + (x_type == QK_DT_S8 ? 128 : 0);
-            if (qk__epilogue_fused(ep)) c.dw8f = c.uk->dw8_fused;
+            /* the block tables hold input offsets as uint32 */
+            if (qk__epilogue_fused(ep) && s->in_h * s->in_w <= UINT32_MAX)
+                c.dw8f = c.uk->dw8_fused;
             if (c.dw8f != NULL &&
                 !qk_pad_u8_blocks_init(&c.pb, s->in_h, s->in_w, s->pad_top, s->pad_left, c.hp, c.wp))
                 return QK_ERR_NOMEM;

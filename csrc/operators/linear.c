@@ -83,6 +83,13 @@ qk_status qk_linear(const qk_packed_weights *w, const void *x, qk_dtype x_type, 
     if (w == NULL || w->kind != QK__PACK_LINEAR) return QK_ERR_ARG;
     const qk_status st = qk__call_check(w, x_type, x_zero_point, ep);
     if (st != QK_OK) return st;
+    /* x (m x k, and its copy padded to whole quads), y (m x n) and the per-row sums must be
+     * addressable */
+    size_t bytes;
+    if (!qk__sz_mul(m, w->k + 3, &bytes) ||
+        !qk__sz_mul4(m, w->n, qk__dtype_size(ep->out_type), 1, &bytes) ||
+        !qk__sz_mul(m, 4 * sizeof(uint32_t), &bytes))
+        return QK_ERR_ARG;
     if (m == 0) return QK_OK;
     if (x == NULL || y == NULL) return QK_ERR_ARG;
     if (w->vnni) /* weights packed in the 8-bit layout: linear_vnni.c */

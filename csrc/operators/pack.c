@@ -23,7 +23,12 @@ static qk_status qk__pack_common(const void *w, qk_dtype w_type, size_t n, size_
     *out = NULL;
     if (w == NULL || w_zp == NULL || n == 0 || k == 0) return QK_ERR_ARG;
     if (w_type != QK_DT_U8 && w_type != QK_DT_S8) return QK_ERR_ARG;
-    if (k > ((size_t)1 << 40) || n > ((size_t)1 << 40)) return QK_ERR_ARG;
+    /* n * k (the caller's array) with room for every packed layout (padded k, 16-column
+     * panels of int16, 64-byte conv panels) and their products in size_t */
+    size_t nk;
+    if (k > ((size_t)1 << 40) || n > ((size_t)1 << 40) || !qk__sz_mul(n, k, &nk) ||
+        nk > (size_t)PTRDIFF_MAX / 256)
+        return QK_ERR_ARG;
     const int32_t lo = w_type == QK_DT_U8 ? 0 : -128, hi = w_type == QK_DT_U8 ? 255 : 127;
     for (size_t o = 0; o < n; o++)
         if (w_zp[o] < lo || w_zp[o] > hi) return QK_ERR_ZERO_POINT;
@@ -116,12 +121,12 @@ qk_status qk_pack_conv2d(const void *w, qk_dtype w_type, size_t out_c, size_t in
                          size_t kh, size_t kw, size_t groups, const int32_t *w_zero_point,
                          qk_packed_weights **out) {
     if (out != NULL) *out = NULL;
+    size_t k;
     if (groups == 0 || out_c % groups != 0 || kh == 0 || kw == 0 || in_c_per_group == 0 ||
-        kh > 4096 || kw > 4096)
+        kh > 4096 || kw > 4096 || !qk__sz_mul4(in_c_per_group, kh, kw, 1, &k))
         return QK_ERR_ARG;
     qk_packed_weights *p = NULL;
-    qk_status st =
-        qk__pack_common(w, w_type, out_c, in_c_per_group * kh * kw, w_zero_point, out, &p);
+    qk_status st = qk__pack_common(w, w_type, out_c, k, w_zero_point, out, &p);
     if (st != QK_OK) return st;
     p->kind = QK__PACK_CONV;
     p->groups = groups;

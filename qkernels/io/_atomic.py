@@ -25,14 +25,30 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("ascii"))
 
 
+def umask() -> int:
+    """The process umask (read without changing it where the OS allows)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:   # pragma: no cover - not Linux
+        pass
+    m = os.umask(0o022)   # pragma: no cover
+    os.umask(m)
+    return m
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Bytes version of :func:`atomic_write_text`."""
+    """Bytes version of :func:`atomic_write_text`. The file gets the mode a plain ``open``
+    would give it (0666 minus the umask), not the temporary file's 0600."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, p)
     except BaseException:
         try:

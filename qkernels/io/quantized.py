@@ -30,7 +30,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -164,13 +164,18 @@ def format_alpha_factors(alpha_seed: np.ndarray) -> str:
                   "S * 2^alpha[c]", str(a.size)] + [str(int(v)) for v in a])
 
 
-def read_alpha_factors(path: PathLike) -> np.ndarray:
+def _read_counted_ints(path: PathLike, lo: int, hi: int, dtype: Any) -> np.ndarray:
+    """A comment line, a count, then that many integers in [lo, hi] (the seed's list files)."""
     r = _Lines(path)
     r.comment()
     n = r.int(1)
-    a = _ints(r, n, -7, 0).astype(np.int32)
+    v = _ints(r, n, lo, hi).astype(dtype)
     r.end()
-    return a
+    return v
+
+
+def read_alpha_factors(path: PathLike) -> np.ndarray:
+    return _read_counted_ints(path, -7, 0, np.int32)
 
 
 def format_vector(q: np.ndarray, index: int) -> str:
@@ -291,12 +296,7 @@ def format_golden_int(index: int, method: str, y: np.ndarray, out_scale: float,
 
 
 def read_golden_int(path: PathLike) -> np.ndarray:
-    r = _Lines(path)
-    r.comment()
-    n = r.int(1)
-    v = _ints(r, n, -128, 127).astype(np.int8)
-    r.end()
-    return v
+    return _read_counted_ints(path, -128, 127, np.int8)
 
 
 def format_layernorm_int_params(cfg: Dict[str, object]) -> str:

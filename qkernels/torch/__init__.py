@@ -1,5 +1,31 @@
 """PyTorch bridge (optional dependency: ``pip install qkernels[torch]``).
 
-``qkernels.torch.reference_models`` holds the small reference networks trained on scikit-learn's
-digits (see ``scripts/train_reference_models.py``); model quantization builds on them.
+Quantize a float model and run it integer-exact, or run a model PyTorch quantized itself, on
+qkernels' kernels; both give an :class:`IntegerModel` with the same ``__call__``, ``compare``,
+``intermediates`` and ``export``:
+
+    >>> from qkernels.torch import quantize_model, QuantConfig, TensorConfig, IntegerModel
+    >>> from qkernels.torch import from_torch_quantized
+
+Where things live: :mod:`~qkernels.torch.config` (QuantConfig, TensorConfig),
+:mod:`~qkernels.torch.ops` (the op table: one entry per supported op),
+:mod:`~qkernels.torch.layers` (the typed integer layers), :mod:`~qkernels.torch.model`
+(IntegerModel and its references), :mod:`~qkernels.torch.qarith` (PyTorch's quantized arithmetic
+in NumPy), :mod:`~qkernels.torch.quantize` and :mod:`~qkernels.torch.convert` (the two front
+ends), :mod:`~qkernels.torch.export` (files for test benches), :mod:`~qkernels.torch.reference_models`
+(small networks trained on scikit-learn's digits).
 """
+try:
+    import torch as _torch  # noqa: F401
+except ImportError as _exc:  # pragma: no cover - depends on the environment
+    raise ImportError("qkernels.torch needs PyTorch: pip install 'qkernels[torch]' "
+                      f"({_exc})", name="torch") from _exc
+
+from .config import QuantConfig, TensorConfig
+from .convert import from_torch_quantized
+from .model import IntegerModel, LayerReport
+from .qarith import QTensor
+from .quantize import quantize_model
+
+__all__ = ["IntegerModel", "LayerReport", "QTensor", "QuantConfig", "TensorConfig",
+           "from_torch_quantized", "quantize_model"]

@@ -1,6 +1,6 @@
-"""The compiled integer graph behind ``IntegerModel.__call__`` (quantize_model and
-from_torch_quantized): a flat list of steps over numbered slots, each step a *kernel* whose
-parameters were derived and checked once, when the graph was compiled.
+"""The compiled integer graph behind :class:`qkernels.torch.IntegerModel`: a flat list of steps
+over numbered slots, each step a *kernel* whose parameters were derived and checked once, when
+the graph was compiled.
 
 A slot holds a plain array: integers for a quantized tensor (its scale, zero point and dtype are
 static, in :attr:`Plan.metas`) or float32. A kernel is called ``kernel(threads, *inputs)`` and
@@ -8,10 +8,10 @@ returns the output array; ``threads`` is the caller's thread budget (``None``: t
 process may use), spent on chunks of the batch run at once or inside the conv / linear calls
 (see :class:`Plan`). Results never depend on it.
 
-The kernels are bit-identical with the keyword API (``qconv2d`` / ``qlinear`` with the same
-arguments) and with the NumPy reference ops of :mod:`qkernels.torch.convert`: they call the same
-C functions with the parameters that API would derive, and the C elementwise / pooling ops
-(``csrc/qops.c``) that the tests compare with the NumPy references.
+The kernels run on qkernels' public API only: the prepared conv / linear calls
+(:func:`qkernels.prepare_qconv2d`, :func:`qkernels.prepare_qlinear`), the C ops of
+:mod:`qkernels.qops` and the keyword functions; the typed layers (:mod:`qkernels.torch.layers`)
+build them.
 
 Example:
     >>> import numpy as np
@@ -27,9 +27,10 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import numpy as np
 
-from .. import _checks as C
-from .. import _core
-from .. import linear as L
+import qkernels as qk
+from qkernels import _checks as C
+from qkernels import qops, ufuncs
+from qkernels.linear import PreparedQConv2d, PreparedQLinear, check_threads, default_threads
 
 F32 = np.float32
 Kernel = Callable[..., Any]
@@ -43,25 +44,21 @@ _Q8 = (np.dtype(np.uint8), np.dtype(np.int8))
 _MACS_PER_THREAD = 4_000_000
 _MACS_PER_CHUNK = 64_000_000
 
+__all__ = ["QMeta", "Plan", "Kernel", "default_threads", "check_threads", "per_sample"]
+
 
 class QMeta(NamedTuple):
-    """Static quantization parameters of an integer slot."""
+    """Static quantization parameters of an integer slot: scale, zero point, integer type and
+    (when narrower than the type) the bit width."""
 
     scale: float
     zero_point: int
     dtype: np.dtype
+    bits: Optional[int] = None
 
-
-def default_threads() -> int:
-    """The CPUs this process may use."""
-    return L._default_threads()
-
-
-def check_threads(threads: Optional[int]) -> Optional[int]:
-    """None or a positive int (the thread budget of a run)."""
-    if threads is None:
-        return None
-    return L._threads(threads)
+    def qrange(self) -> Tuple[int, int]:
+        """The integer range [qmin, qmax]."""
+        return C.qrange(np.dtype(self.dtype), bits=self.bits)
 
 
 class Plan:
@@ -158,73 +155,41 @@ def _split_threads(t: int, macs: int) -> int:
 
 
 # ---- conv / linear -----------------------------------------------------------------------------
-def _epilogue_args(p: Any, preset: str, x_meta: QMeta, w_scale: Any, bias: Any, out_scale: float,
-                   out_zero_point: int, out_dtype: Any, act_min: Optional[int],
-                   act_max: Optional[int]) -> Tuple[int, tuple, np.dtype]:
-    """qlinear / qconv2d's checks and derived parameters, once: (x zero point, the epilogue
-    operands of the C call, output dtype)."""
-    probe = np.empty(0, x_meta.dtype)
-    xzp, e, odt, ozp, lo, hi = L._call_params(
-        p, preset, probe, F32(x_meta.scale), x_meta.zero_point, w_scale, F32(out_scale),
-        out_zero_point, out_dtype, act_min, act_max, bias, None, None, None, "half_up", "raise")
-    return xzp, (e.scheme, e.bias, e.fbias, e.scale, e.mult, e.shift, ozp, lo, hi, 0), odt
-
-
-def conv2d_kernel(p: L.PackedConv2d, bias: Any, stride: Any, padding: Any, dilation: Any,
-                  x_meta: QMeta, w_scale: Any, out_scale: float, out_zero_point: int,
-                  preset: str, out_dtype: Any = None, act_min: Optional[int] = None,
-                  act_max: Optional[int] = None, w: Optional[np.ndarray] = None) -> Kernel:
-    """``qconv2d(x, p, bias, stride=..., ...)`` with the arguments fixed (x: NCHW, x_meta).
-
-    The C conv chooses its algorithm (a batch of small images as one wide image, an unpadded 1x1
-    conv as a GEMM over its pixels, or its tiles: ``qk_conv2d`` in csrc/operators/conv2d.c).
-    ``w`` is not used (the 1x1-as-GEMM weights are packed by :func:`qkernels.pack_conv2d`)."""
-    if x_meta.dtype not in _Q8:
-        raise TypeError(f"conv input must be uint8 or int8, got {x_meta.dtype}")
-    xzp, epi, odt = _epilogue_args(p, preset, x_meta, w_scale, bias, out_scale, out_zero_point,
-                                   out_dtype, act_min, act_max)
-    cap, n = p._cap, p.out_channels
-    geometry: Dict[Tuple[int, ...], Tuple[tuple, Tuple[int, int], int]] = {}
-    conv = _core._conv2d
-    xdt = x_meta.dtype
+def conv2d_kernel(conv: PreparedQConv2d) -> Kernel:
+    """A prepared conv as a kernel (x: NCHW of ``conv.x_dtype``). ``qk_conv2d`` chooses the
+    algorithm (1x1 as a GEMM over the pixels, a batch of small images as one wide image, tiles),
+    in C, for every caller."""
+    p = conv.packed
+    xdt = conv.x_dtype
+    runs: Dict[Tuple[int, ...], Tuple[Any, int]] = {}
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
-        g = geometry.get(x.shape)
+        if x.dtype != xdt:
+            raise TypeError(f"conv input has dtype {x.dtype}, expected {xdt}")
+        g = runs.get(x.shape)
         if g is None:
-            if x.dtype != xdt:
-                raise TypeError(f"conv input has dtype {x.dtype}, expected {xdt}")
-            geo, ohw = L._conv_geometry(x, p, stride, padding, dilation)
-            g = geometry[x.shape] = (geo, ohw, ohw[0] * ohw[1] * n * p.k)
-            kernel.macs = g[2]  # type: ignore[attr-defined]
-        geo, ohw, macs = g
-        if not x.flags.c_contiguous:
-            x = np.ascontiguousarray(x)
-        y = np.empty((x.shape[0], n) + ohw, odt)
-        conv(cap, x, xzp, *geo, y, *epi, _split_threads(t, macs * x.shape[0]))
-        return y
+            ohw = conv._geometry(x.shape)[1]
+            macs = ohw[0] * ohw[1] * p.out_channels * p.k
+            kernel.macs = macs  # type: ignore[attr-defined]
+            g = runs[x.shape] = (conv.runner(x.shape), macs)
+        run, macs = g
+        return run(x if x.flags.c_contiguous else np.ascontiguousarray(x),
+                   _split_threads(t, macs * x.shape[0]))
     return per_sample(kernel)
 
 
-def linear_kernel(p: L.PackedLinear, bias: Any, x_meta: QMeta, w_scale: Any, out_scale: float,
-                  out_zero_point: int, preset: str, out_dtype: Any = None,
-                  act_min: Optional[int] = None, act_max: Optional[int] = None) -> Kernel:
-    """``qlinear(x, p, bias, ...)`` with the arguments fixed (x: (..., K), x_meta)."""
-    if x_meta.dtype not in _Q8:
-        raise TypeError(f"linear input must be uint8 or int8, got {x_meta.dtype}")
-    xzp, epi, odt = _epilogue_args(p, preset, x_meta, w_scale, bias, out_scale, out_zero_point,
-                                   out_dtype, act_min, act_max)
-    cap, n, k = p._cap, p.out_channels, p.k
-    lin = _core._linear
-    xdt = x_meta.dtype
+def linear_kernel(lin: PreparedQLinear) -> Kernel:
+    """A prepared linear as a kernel (x: (..., K) of ``lin.x_dtype``)."""
+    n, k = lin.packed.out_channels, lin.packed.k
+    xdt = lin.x_dtype
+    run = lin.runner()
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         if x.dtype != xdt or x.ndim < 1 or x.shape[-1] != k:
-            L._prepare_x(x, k)
-            raise TypeError(f"linear input has dtype {x.dtype}, expected {xdt}")
+            return lin(x)   # raises the keyword API's error
         x2 = x if x.ndim == 2 and x.flags.c_contiguous else np.ascontiguousarray(x.reshape(-1, k))
-        y = np.empty(x.shape[:-1] + (n,), odt)
-        lin(cap, x2, xzp, y, *epi, _split_threads(t, x2.shape[0] * n * k))
-        return y
+        y = run(x2, _split_threads(t, x2.shape[0] * n * k))
+        return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (n,))
     kernel.macs = n * k  # type: ignore[attr-defined]
     return per_sample(kernel)
 
@@ -236,7 +201,7 @@ def add_kernel(a: QMeta, b: QMeta, out_scale: float, out_zero_point: int, relu: 
     what the C op does not (broadcasting, other dtypes)."""
     sa, za, sb, zb = float(a.scale), int(a.zero_point), float(b.scale), int(b.zero_point)
     so, zo, r = float(out_scale), int(out_zero_point), bool(relu)
-    qadd = _core._qadd
+    qadd = qops.qadd
     c_ok = a.dtype == b.dtype and a.dtype in _Q8
 
     def kernel(t: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -250,50 +215,33 @@ def leaky_relu_kernel(x_meta: QMeta, slope: float, out_scale: float, out_zero_po
                       fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
     sx, zx, so, zo, sl = float(x_meta.scale), int(x_meta.zero_point), float(out_scale), \
         int(out_zero_point), float(slope)
-    op = _core._qleaky_relu
+    op = qops.qleaky_relu
     if x_meta.dtype not in _Q8:
         return per_sample(lambda t, x: fallback(x))
-
-    def kernel(t: int, x: np.ndarray) -> np.ndarray:
-        if not x.flags.c_contiguous:
-            x = np.ascontiguousarray(x)
-        return op(x, sx, zx, sl, so, zo)
-    return per_sample(kernel)
+    return per_sample(lambda t, x: op(x, sx, zx, sl, so, zo))
 
 
 def clamp_kernel(lo: int, hi: int) -> Kernel:
     """Integer clamp to [lo, hi] (quantized ReLU / ReLU6 / Hardtanh)."""
     lo, hi = int(lo), int(hi)
-    op = _core._qclamp
+    op = qops.qclamp
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         if x.dtype in _Q8:
-            return op(np.ascontiguousarray(x), lo, hi)
+            return op(x, lo, hi)
         return np.clip(x, lo, hi)
     return per_sample(kernel)
 
 
 def max_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool,
-                      out_size: Callable[..., Tuple[int, int]],
                       fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
-    """Integer max pooling; ``out_size(h, w)`` gives the output size (PyTorch's rule)."""
-    from .convert import _pair
-
-    kh, kw = _pair(kernel_size)
-    sh, sw = _pair(stride if stride not in (None, []) else kernel_size)
-    ph, pw = _pair(padding)
-    dh, dw = _pair(dilation)
-    sizes: Dict[Tuple[int, int], Tuple[int, int]] = {}
-    op = _core._qmax_pool2d
+    """Integer max pooling (PyTorch's output size rule)."""
+    pool = qops.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode)
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         if x.dtype not in _Q8 or x.ndim != 4:
             return fallback(x)
-        hw = x.shape[2:]
-        o = sizes.get(hw)
-        if o is None:
-            o = sizes[hw] = out_size(hw[0], hw[1])
-        return op(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, o[0], o[1])
+        return pool(x)
     return per_sample(kernel)
 
 
@@ -306,7 +254,7 @@ def adaptive_avg_pool2d_kernel(output_size: Any,
         oh, ow = output_size, output_size
     else:
         oh, ow = output_size
-    op = _core._qadaptive_avg_pool2d
+    op = qops.qadaptive_avg_pool2d
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         if x.dtype not in _Q8 or x.ndim != 4:
@@ -318,16 +266,16 @@ def adaptive_avg_pool2d_kernel(output_size: Any,
         k = (x.shape[2] // h) * (x.shape[3] // w)
         if k & (k - 1):
             return fallback(x)
-        return op(np.ascontiguousarray(x), h, w)
+        return op(x, (h, w))
     return per_sample(kernel)
 
 
 def quantize_kernel(meta: QMeta, qmin: int, qmax: int) -> Kernel:
     """Float input (array or tensor) -> integers, ``qkernels.quantize(flavor="torch")`` per
-    tensor: FBGEMM's one-rounding quantize for 8-bit outputs, the scalar one otherwise."""
+    tensor (the raw ufunc ``qkernels.ufuncs.quantize_torch_<type>``, parameters checked here
+    once): FBGEMM's one-rounding quantize for 8-bit outputs, the scalar one otherwise."""
     dt, code = C.int_dtype(meta.dtype)
-    flavor = "fbgemm" if code in ("u8", "s8") else "fbgemm_scalar"
-    uf = getattr(_core, f"quantize_{flavor}_{code}")
+    uf = getattr(ufuncs, f"quantize_torch_{code}")
     s = F32(meta.scale)
     C.scale_param(s, "scale")
     zp = C.int_param(meta.zero_point, "zero_point", qmin, qmax)
@@ -350,8 +298,8 @@ def quantize_kernel(meta: QMeta, qmin: int, qmax: int) -> Kernel:
 
 def dequantize_kernel(meta: QMeta) -> Kernel:
     """``fl(s * (q - zp))`` (Tensor.dequantize)."""
-    s, zp = F32(meta.scale), np.int32(meta.zero_point)
-    dq = _core.dequantize
+    s, zp = F32(meta.scale), int(meta.zero_point)
+    dq = qk.dequantize
     return per_sample(lambda t, q: dq(q, s, zp))
 
 
@@ -365,4 +313,3 @@ def flatten_kernel(start: int, end: int) -> Kernel:
 
 def identity_kernel() -> Kernel:
     return per_sample(lambda t, x: x)
-

@@ -1,529 +1,38 @@
 """Run a model that PyTorch itself quantized on qkernels' integer kernels.
 
 ``from_torch_quantized(qmodel)`` takes the output of ``torch.ao.quantization.quantize_fx.convert_fx``
-(or an eager ``convert``-ed model, which is traced with ``torch.fx``) and returns an
-:class:`IntegerModel` that executes every quantized op with qkernels: convolutions and linear
-layers through ``qconv2d`` / ``qlinear`` with the ``fbgemm`` preset, and the elementwise quantized
-ops (add, ReLU, ReLU6, LeakyReLU, max, average and adaptive average pooling, cat) with PyTorch's
-own integer arithmetic, reproduced operation for operation:
-
-=====================  =====================================================================
-op                     integer arithmetic (PyTorch CPU kernels, read and checked here)
-=====================  =====================================================================
-quantize_per_tensor    ``qkernels.quantize(flavor="torch")`` (FBGEMM: ``RNE(fma(x, 1/s, zp))``)
-quantized.add(_relu)   ``d = fl(fma(s, q, -fl(s*zp)))`` per input, ``c = fl(da + db)``,
-                       (relu), ``RNE(fl(c * fl(1/s_out))) + zp_out`` (the ``Vectorized`` path)
-LeakyReLU              the same dequantize, ``dy = dx * (dx > 0 ? 1 : slope)``, same quantize
-ReLU / ReLU6           integer clamp to ``[zp, quantize(6.0)]`` (qparams unchanged)
-MaxPool2d              integer maximum (qparams unchanged)
-AdaptiveAvgPool2d      ``RNE(sum / count)`` for power-of-two windows; otherwise PyTorch's float
-                       steps per path (see ``q_adaptive_avg_pool2d``); engine "qnnpack":
-                       QNNPACK's ``RNE(sum(q - zp) * scale) + zp`` (qparams unchanged)
-AvgPool2d              ``RNE(fl(fl(float(sum - n * zp) * fl(1 / divisor)) + zp))`` (qparams
-                       unchanged; ``avg_pool2d_out_frame``); engine "qnnpack", uint8: QNNPACK's
-                       ``RNE(sum(q - zp) * scale) + zp`` with divisor ``kh * kw``
-cat                    ``quantize_per_tensor(cat(dequantize(x_i)))`` to the output's qparams;
-                       inputs already on them are copied (``quantized_cat_impl``)
-dequantize             ``fl(s * (q - zp))``
-=====================  =====================================================================
+(or an eager ``convert``-ed model, which is traced with ``torch.fx``, or a ``quantize_dynamic``
+model) and returns an :class:`~qkernels.torch.IntegerModel` that executes every quantized op with
+qkernels, through the op table (:mod:`qkernels.torch.ops`): convolutions and linear layers with
+the preset of the engine (``fbgemm`` for fbgemm / x86, ``qnnpack``), the elementwise and pooling
+ops with PyTorch's own integer arithmetic (:mod:`qkernels.torch.qarith`), reproduced operation for
+operation. Float regions of the model (between a dequantize and a quantize) run in float.
 
 Example:
-    >>> import torch, qkernels.torch as qt
-    >>> from qkernels.torch.convert import from_torch_quantized
+    >>> from qkernels.torch import from_torch_quantized
     >>> # qmodel = convert_fx(prepare_fx(model, get_default_qconfig_mapping("fbgemm"), ...))
-    >>> # IntegerModel: im = from_torch_quantized(qmodel); im(x) == qmodel(x), element for element
+    >>> # im = from_torch_quantized(qmodel); im(x) == qmodel(x), element for element
 """
 from __future__ import annotations
 
+import functools
 import operator
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 from torch import fx
 
-import qkernels as qk
+from qkernels.linear import check_threads
 
-from . import _runtime as rt
+from . import layers as Ly
+from . import ops as O
+from .model import IntegerModel, TorchReference, structured_output
+from .qarith import QTensor
 
 __all__ = ["QTensor", "IntegerModel", "from_torch_quantized"]
 
 F32 = np.float32
-
-
-@dataclass
-class QTensor:
-    """An integer tensor with its per-tensor quantization parameters."""
-
-    q: np.ndarray
-    scale: float
-    zero_point: int
-
-    def dequantize(self) -> np.ndarray:
-        return qk.dequantize(self.q, F32(self.scale), self.zero_point)
-
-
-# ---- PyTorch's elementwise quantized arithmetic ------------------------------------------------
-def _vec_dequantize(t: QTensor) -> np.ndarray:
-    """Vectorized<quint8>::dequantize: fl(fma(scale, q, -fl(scale * zp))), one rounding (the
-    exact C fmaf of qkernels.accumulator_to_float)."""
-    s = F32(t.scale)
-    return qk.accumulator_to_float(t.q.astype(np.int32), s, -(s * F32(t.zero_point)))
-
-
-def _vec_quantize(x: np.ndarray, scale: float, zp: int, dtype: np.dtype) -> np.ndarray:
-    """Vectorized<quint8>::quantize: RNE(fl(x * fl(1/scale))) + zp, clamped."""
-    return qk.quantize(x.astype(F32, copy=False), F32(scale), zp, dtype=dtype, flavor="pt2e")
-
-
-def q_add(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = False) -> QTensor:
-    c = _vec_dequantize(a) + _vec_dequantize(b)
-    if relu:
-        c = np.maximum(c, F32(0))
-    return QTensor(_vec_quantize(c, scale, zp, a.q.dtype), scale, zp)
-
-
-def q_leaky_relu(x: QTensor, slope: float, scale: float, zp: int) -> QTensor:
-    dx = _vec_dequantize(x)
-    dy = dx * np.where(dx > 0, F32(1), F32(slope))
-    return QTensor(_vec_quantize(dy, scale, zp, x.q.dtype), scale, zp)
-
-
-def q_clamp(x: QTensor, lo: Optional[float], hi: Optional[float]) -> QTensor:
-    """quantized clamp / hardtanh / relu6 / relu: clamp to quantize_val(bound), qparams kept."""
-    def qv(v: float) -> int:
-        return int(qk.quantize(np.float32(v), F32(x.scale), x.zero_point, dtype=x.q.dtype,
-                               flavor="fbgemm_scalar"))
-    q = x.q
-    if lo is not None:
-        q = np.maximum(q, q.dtype.type(qv(lo)))
-    if hi is not None:
-        q = np.minimum(q, q.dtype.type(qv(hi)))
-    return QTensor(q, x.scale, x.zero_point)
-
-
-def _pair(v: Any) -> Tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
-def max_pool_out_size(h: int, w: int, kernel: Any, stride: Any, padding: Any, dilation: Any,
-                      ceil_mode: bool) -> Tuple[int, int]:
-    """Output (height, width) of max pooling (PyTorch's rule, ceil_mode included)."""
-    kh, kw = _pair(kernel)
-    sh, sw = _pair(stride if stride not in (None, []) else kernel)
-    ph, pw = _pair(padding)
-    dh, dw = _pair(dilation)
-
-    def size(i: int, k: int, s: int, p: int, d: int) -> int:
-        num = i + 2 * p - d * (k - 1) - 1
-        o = (-(-num // s) if ceil_mode else num // s) + 1
-        if ceil_mode and (o - 1) * s >= i + p:
-            o -= 1
-        return o
-    return size(h, kh, sh, ph, dh), size(w, kw, sw, pw, dw)
-
-
-def q_max_pool2d(x: QTensor, kernel: Any, stride: Any, padding: Any, dilation: Any,
-                 ceil_mode: bool) -> QTensor:
-    kh, kw = _pair(kernel)
-    sh, sw = _pair(stride if stride not in (None, []) else kernel)
-    ph, pw = _pair(padding)
-    dh, dw = _pair(dilation)
-    n, c, h, w = x.q.shape
-    oh, ow = max_pool_out_size(h, w, kernel, stride, padding, dilation, ceil_mode)
-    info = np.iinfo(x.q.dtype)
-    pad = np.full((n, c, h + 2 * ph + sh * kh, w + 2 * pw + sw * kw), info.min, x.q.dtype)
-    pad[:, :, ph:ph + h, pw:pw + w] = x.q
-    out = np.full((n, c, oh, ow), info.min, x.q.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            win = pad[:, :, i * dh: i * dh + sh * oh: sh, j * dw: j * dw + sw * ow: sw]
-            np.maximum(out, win[:, :, :oh, :ow], out=out)
-    return QTensor(out, x.scale, x.zero_point)
-
-
-def _adaptive_windows(i: int, o: int) -> List[Tuple[int, int]]:
-    """PyTorch's adaptive pooling windows: [floor(j*i/o), ceil((j+1)*i/o))."""
-    return [((j * i) // o, -((-(j + 1) * i) // o)) for j in range(o)]
-
-
-def q_adaptive_avg_pool2d(x: QTensor, output_size: Any, *, channels_last: bool = True,
-                          vec_width: int = 8) -> QTensor:
-    """AdaptiveAvgPool2d as PyTorch's CPU kernels compute it (qparams kept).
-
-    ``channels_last`` (the layout PyTorch's quantized conv hands on): per window of k values,
-    ``acc = sum(q) - k*zp`` in int32 and ``m = fl(1/k)``; channels in whole vectors of
-    ``vec_width`` (8: the AVX2 kernel, which PyTorch 2.13 runs on AVX-512 CPUs too) are
-    quantized with FBGEMM's vector ``Quantize`` (``RNE(fma(acc, fl(1/fl(1/m)), zp))``), the rest
-    with its scalar ``quantize_val``. NCHW-contiguous input: ``RNE(fl(sum * fl(fl(1/kh)/kw)))``.
-    For power-of-two windows all of these equal ``RNE(sum / k)``.
-    """
-    n, c, h, w = x.q.shape
-    oh, ow = _pair(output_size)
-    oh = h if oh is None else oh
-    ow = w if ow is None else ow
-    out = np.empty((n, c, oh, ow), x.q.dtype)
-    nvec = (c // vec_width) * vec_width
-    for i, (h0, h1) in enumerate(_adaptive_windows(h, oh)):
-        for j, (w0, w1) in enumerate(_adaptive_windows(w, ow)):
-            k = (h1 - h0) * (w1 - w0)
-            s = x.q[:, :, h0:h1, w0:w1].astype(np.int64).sum(axis=(2, 3))
-            if not channels_last:
-                r = F32(F32(F32(1) / F32(h1 - h0)) / F32(w1 - w0))
-                out[:, :, i, j] = np.clip(np.rint(s.astype(F32) * r), *qk._checks.qrange(x.q.dtype))
-                continue
-            acc = (s - k * x.zero_point).astype(F32)
-            sc = F32(1) / (F32(1) / F32(k))
-            for lo, hi, flavor in ((0, nvec, "fbgemm"), (nvec, c, "fbgemm_scalar")):
-                if hi > lo:
-                    out[:, lo:hi, i, j] = qk.quantize(acc[:, lo:hi], sc, x.zero_point,
-                                                      dtype=x.q.dtype, flavor=flavor)
-    return QTensor(out, x.scale, x.zero_point)
-
-
-def q_cat(xs: Sequence[QTensor], dim: int, scale: float, zp: int,
-          bits: Optional[int] = None) -> QTensor:
-    """PyTorch's ``quantized::cat`` on NCHW-contiguous tensors (``quantized_cat_impl``): every
-    input dequantized (``fl(s * (q - zp))``), concatenated, and quantized to the output's
-    parameters (``quantize_per_tensor``: fbgemm's ``RNE(fma(x, 1/s, zp))``). Inputs that already
-    carry the output's scale and zero point are copied (the round trip is the identity).
-
-    (PyTorch's channels-last fast path, ``qcat_nhwc_kernel``, rounds with its vectorized
-    dequantize / quantize instead; NCHW integers never take it.)
-
-    Example:
-        >>> import numpy as np
-        >>> a = QTensor(np.uint8([[10, 20]]), 0.5, 10); b = QTensor(np.uint8([[3]]), 1.0, 0)
-        >>> q_cat([a, b], 1, 0.5, 10).q
-        array([[10, 20, 16]], dtype=uint8)
-    """
-    if not xs:
-        raise ValueError("q_cat needs at least one input")
-    dt = xs[0].q.dtype
-    if any(x.q.dtype != dt for x in xs):
-        raise TypeError("q_cat: all inputs must have the same integer dtype")
-    parts = []
-    for x in xs:
-        if F32(x.scale) == F32(scale) and int(x.zero_point) == int(zp):
-            parts.append(x.q)
-        else:
-            f = qk.dequantize(x.q, F32(x.scale), x.zero_point)
-            parts.append(qk.quantize(f, F32(scale), zp, dtype=dt, bits=bits, flavor="torch"))
-    return QTensor(np.concatenate(parts, axis=dim), scale, zp)
-
-
-def _pool_out_size(i: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
-    """PyTorch's pooling_output_shape (dilation 1)."""
-    num = i + 2 * p - (k - 1) - 1
-    o = (-(-num // s) if ceil_mode else num // s) + 1
-    if ceil_mode and (o - 1) * s >= i + p:
-        o -= 1
-    return o
-
-
-def _avg_pool_sums(x: QTensor, kernel: Any, stride: Any, padding: Any, ceil_mode: bool,
-                   fill: int) -> Tuple[np.ndarray, Tuple[int, ...]]:
-    """The int64 window sums of avg_pool2d over ``x.q`` padded with ``fill``, and the checked
-    geometry (kh, kw, sh, sw, ph, pw, h, w, oh, ow)."""
-    kh, kw = _pair(kernel)
-    sh, sw = _pair(stride if stride not in (None, []) else kernel)
-    ph, pw = _pair(padding)
-    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0:
-        raise ValueError("avg_pool2d: kernel and stride must be positive, padding non-negative")
-    if ph > kh // 2 or pw > kw // 2:
-        raise ValueError("avg_pool2d: padding must be at most half the kernel size")
-    if x.q.ndim != 4:
-        raise ValueError(f"avg_pool2d: expected an NCHW tensor, got shape {x.q.shape}")
-    n, c, h, w = x.q.shape
-    oh, ow = _pool_out_size(h, kh, sh, ph, ceil_mode), _pool_out_size(w, kw, sw, pw, ceil_mode)
-    hh, ww = max((oh - 1) * sh + kh, ph + h), max((ow - 1) * sw + kw, pw + w)
-    pad = np.full((n, c, hh, ww), fill, np.int64)
-    pad[:, :, ph:ph + h, pw:pw + w] = x.q
-    acc = np.zeros((n, c, oh, ow), np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            acc += pad[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
-    return acc, (kh, kw, sh, sw, ph, pw, h, w, oh, ow)
-
-
-def q_avg_pool2d(x: QTensor, kernel: Any, stride: Any = None, padding: Any = 0,
-                 ceil_mode: bool = False, count_include_pad: bool = True,
-                 divisor_override: Optional[int] = None) -> QTensor:
-    """PyTorch's quantized ``avg_pool2d`` (NCHW ``avg_pool2d_out_frame``; fbgemm / x86 engines),
-    qparams kept: per window ``acc = sum(q) - n_valid * zp`` (exact integers), then
-    ``RNE(fl(fl(float(acc) * fl(1 / divisor)) + zp))`` clamped, where ``divisor`` is the window
-    clipped to the padded input (``count_include_pad``), the valid elements only, or
-    ``divisor_override``.
-
-    Example:
-        >>> import numpy as np
-        >>> x = QTensor(np.arange(16, dtype=np.uint8).reshape(1, 1, 4, 4), 0.1, 3)
-        >>> q_avg_pool2d(x, 2).q[0, 0]
-        array([[ 2,  4],
-               [10, 12]], dtype=uint8)
-    """
-    if divisor_override is not None and int(divisor_override) == 0:
-        raise ValueError("avg_pool2d: divisor_override must not be zero")
-    acc, (kh, kw, sh, sw, ph, pw, h, w, oh, ow) = _avg_pool_sums(x, kernel, stride, padding,
-                                                                 ceil_mode, 0)
-
-    def extent(o: int, k: int, s: int, p: int, size: int) -> Tuple[np.ndarray, np.ndarray]:
-        start = np.arange(o) * s - p
-        end = np.minimum(start + k, size + p)
-        return end - start, np.minimum(end, size) - np.maximum(start, 0)
-    pool_h, valid_h = extent(oh, kh, sh, ph, h)
-    pool_w, valid_w = extent(ow, kw, sw, pw, w)
-    valid = np.outer(valid_h, valid_w)
-    if divisor_override is not None:
-        div = np.full_like(valid, int(divisor_override))
-    else:
-        div = np.outer(pool_h, pool_w) if count_include_pad else valid
-    mult = (1.0 / div.astype(np.float64)).astype(F32)
-    s = (acc - valid * int(x.zero_point)).astype(F32)
-    y = np.rint((s * mult).astype(F32) + F32(x.zero_point))
-    info = np.iinfo(x.q.dtype)
-    return QTensor(np.clip(y, info.min, info.max).astype(x.q.dtype), x.scale, x.zero_point)
-
-
-def q_layernorm(x: QTensor, ln: "qk.LayerNormParams", out_dtype: Any = np.int8,
-                bits: Optional[int] = None) -> Tuple[QTensor, np.ndarray]:
-    """Integer LayerNorm over the last axis through qkernels' PTF kernels (FQ-ViT style).
-
-    The input is requantized to the PTF parameters ``ln.ptf`` (``ptf_quantize`` of its dequantized
-    value: one rounding, as every PyTorch elementwise quantized op does), then
-    :func:`qkernels.ptf_layernorm` runs integer-only and gives int8 with ``ln.out_scale`` /
-    ``ln.out_zero_point``. A uint8 ``out_dtype`` adds 128 to the integers and the zero point
-    (exact); ``bits`` below 8 clamps to that range. Returns the output and the PTF uint8 input.
-
-    Example:
-        >>> import numpy as np, qkernels
-        >>> p = qkernels.PTFParams(0.05, np.zeros(4, np.int32), 128)
-        >>> ln = qkernels.prepare_layernorm(p, np.ones(4), np.zeros(4), out_scale=2 / 127)
-        >>> y, _ = q_layernorm(QTensor(np.uint8([[100, 120, 140, 160]]), 0.05, 128), ln)
-        >>> y.q
-        array([[-85, -28,  28,  85]], dtype=int8)
-    """
-    q_ptf = ln.ptf.quantize(x.dequantize())
-    y = qk.ptf_layernorm(q_ptf, ln)
-    dt = np.dtype(out_dtype)
-    zp = int(ln.out_zero_point)
-    if dt == np.uint8:
-        y = (y.astype(np.int16) + 128).astype(np.uint8)
-        zp += 128
-    elif dt != np.int8:
-        raise TypeError(f"q_layernorm: out_dtype must be int8 or uint8, got {dt}")
-    if bits is not None:
-        lo, hi = qk._checks.qrange(dt, bits=bits)
-        y = np.clip(y, lo, hi).astype(dt)
-    return QTensor(y, float(ln.out_scale), zp), q_ptf
-
-
-def _qnnpack_average(acc: np.ndarray, k: int, x: QTensor) -> QTensor:
-    """QNNPACK's average pooling output stage for window sums ``acc = sum(q - zp)`` (int, exact)
-    over windows of ``k`` values: ``scale = fl(s / fl(s * k))`` (input and output scales are the
-    same), ``_mm_cvtps_epi32(fl(float(acc) * scale))`` (RNE), int16 saturation, ``+ zp``, uint8."""
-    s = F32(x.scale)
-    scale = s / (s * F32(k))
-    y = np.rint(acc.astype(F32) * scale).astype(np.int64)
-    y = np.clip(y, -32768, 32767) + x.zero_point                # _mm_packs_epi32, _mm_adds_epi16
-    return QTensor(np.clip(y, 0, 255).astype(np.uint8), x.scale, x.zero_point)
-
-
-def q_adaptive_avg_pool2d_qnnpack(x: QTensor, output_size: Any, *,
-                                  channels_last: bool = True) -> QTensor:
-    """AdaptiveAvgPool2d as PyTorch runs it with engine "qnnpack" (uint8, each input size a
-    multiple of the output size, not the identity): QNNPACK's average pooling, which subtracts
-    the zero point before it divides, ``clamp(RNE(fl(float(sum(q - zp)) * fl(s / fl(s*k)))) +
-    zp)``. A tie then rounds to even relative to the zero point, not in absolute value as in
-    the fbgemm path. Any other case falls back to PyTorch's generic kernel
-    (:func:`q_adaptive_avg_pool2d`)."""
-    n, c, h, w = x.q.shape
-    oh, ow = _pair(output_size)
-    oh = h if oh is None else oh
-    ow = w if ow is None else ow
-    if (x.q.dtype != np.uint8 or (oh, ow) == (h, w) or h % oh or w % ow):
-        return q_adaptive_avg_pool2d(x, output_size, channels_last=channels_last)
-    kh, kw = h // oh, w // ow
-    acc = x.q.astype(np.int64).reshape(n, c, oh, kh, ow, kw).sum(axis=(3, 5))
-    return _qnnpack_average(acc - kh * kw * x.zero_point, kh * kw, x)
-
-
-def q_avg_pool2d_qnnpack(x: QTensor, kernel: Any, stride: Any = None, padding: Any = 0,
-                         ceil_mode: bool = False, count_include_pad: bool = True,
-                         divisor_override: Optional[int] = None) -> QTensor:
-    """``avg_pool2d`` as PyTorch runs it with engine "qnnpack": for uint8 input without
-    ``ceil_mode`` QNNPACK's kernel, where padding holds the zero point and the divisor is always
-    ``kh * kw`` (``count_include_pad`` and ``divisor_override`` are not used, as in PyTorch), then
-    the output stage of :func:`q_adaptive_avg_pool2d_qnnpack`; otherwise PyTorch's generic
-    kernel (:func:`q_avg_pool2d`).
-
-    Example:
-        >>> import numpy as np
-        >>> x = QTensor(np.arange(16, dtype=np.uint8).reshape(1, 1, 4, 4), 0.1, 3)
-        >>> q_avg_pool2d_qnnpack(x, 2).q[0, 0]     # ties: (10 - 4*3)/4 = -0.5 -> 0 -> 3
-        array([[ 3,  5],
-               [11, 13]], dtype=uint8)
-        >>> q_avg_pool2d(x, 2).q[0, 0]             # fbgemm: 10/4 = 2.5 -> 2
-        array([[ 2,  4],
-               [10, 12]], dtype=uint8)
-    """
-    if x.q.dtype != np.uint8 or ceil_mode:
-        return q_avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad,
-                            divisor_override)
-    acc, geo = _avg_pool_sums(x, kernel, stride, padding, False, x.zero_point)
-    k = geo[0] * geo[1]   # padding holds the zero point: every window has kh * kw values
-    return _qnnpack_average(acc - k * x.zero_point, k, x)
-
-
-# ---- dynamic quantization (fbgemm quantized::linear_dynamic) -------------------------------------
-_SMALL_SCALE = float(F32(6.1e-5))
-
-
-def fbgemm_choose_qparams(mn: float, mx: float, qmin: int = 0, qmax: int = 255,
-                          reduce_range: bool = False) -> Tuple[float, int]:
-    """PyTorch's ``quant_utils::ChooseQuantizationParams`` (= fbgemm's), as the dynamic linear
-    uses it: double arithmetic, a 6.1e-5 floor on the scale, the zero point from whichever end
-    has the smaller error. Returns the double scale and the zero point."""
-    if reduce_range:
-        qmin, qmax = int(qmin / 2), int(qmax / 2)
-    mn, mx = min(F32(mn), F32(0)), max(F32(mx), F32(0))
-    scale = (float(mx) - float(mn)) / (qmax - qmin)
-    if F32(scale) == 0 or not np.isfinite(F32(1) / F32(scale)):
-        scale = 0.1
-    if scale < _SMALL_SCALE:
-        org = F32(scale)
-        scale = _SMALL_SCALE
-        if mn == 0:
-            mx = F32(F32(_SMALL_SCALE) * F32(qmax - qmin))
-        elif mx == 0:
-            mn = F32(-F32(_SMALL_SCALE) * F32(qmax - qmin))
-        else:
-            amp = F32(F32(_SMALL_SCALE) / org)
-            mn, mx = F32(mn * amp), F32(mx * amp)
-    z_min = qmin - float(mn) / scale
-    z_max = qmax - float(mx) / scale
-    e_min = abs(qmin) - abs(float(mn) / scale)
-    e_max = abs(qmax) - abs(float(mx) / scale)
-    z0 = z_min if e_min < e_max else z_max
-    zp = qmin if z0 < qmin else (qmax if z0 > qmax else int(np.rint(z0)))
-    return scale, zp
-
-
-def dynamic_quantize_input(x: np.ndarray, reduce_range: bool = True) -> QTensor:
-    """fbgemm's per-call input quantization (``quantized::linear_dynamic``): uint8 from the
-    tensor's min / max with :func:`fbgemm_choose_qparams` (``reduce_range``: [0, 127]) and
-    fbgemm's ``Quantize`` (``RNE(fma(x, 1/s, zp))``)."""
-    x = np.asarray(x, F32)
-    mn, mx = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-    scale_d, xzp = fbgemm_choose_qparams(mn, mx, 0, 255, reduce_range)
-    xs = F32(scale_d)
-    return QTensor(qk.quantize(x, xs, xzp, dtype=np.uint8, flavor="fbgemm"), float(xs), xzp)
-
-
-def _dynamic_output(acc: np.ndarray, xs: float, ws: Any, bias: Optional[np.ndarray], axis: int,
-                    relu: bool) -> np.ndarray:
-    """ReQuantizeForFloat: ``fmaf(acc, fl(x_scale * w_scale), bias)`` per output channel."""
-    mult = (F32(xs) * np.asarray(ws, F32)).astype(F32)
-    b = np.zeros(acc.shape[axis], F32) if bias is None else bias
-    y = qk.accumulator_to_float(acc, mult, b, axis=axis if np.ndim(mult) or np.ndim(b) else None)
-    return np.maximum(y, F32(0)) if relu else y
-
-
-def linear_dynamic(x: np.ndarray, w: Any, ws: Any, wzp: Any, bias: Optional[np.ndarray],
-                   relu: bool = False, reduce_range: bool = True,
-                   quantize_input: Optional[Callable[[np.ndarray], QTensor]] = None) -> np.ndarray:
-    """fbgemm's dynamic linear: quantize x per call (uint8, reduce_range), exact int32 GEMM,
-    then ``fmaf(acc, fl(x_scale * w_scale), bias)`` (ReQuantizeForFloat), optional ReLU.
-
-    ``w`` is the int8 (N, K) weight or a :class:`qkernels.PackedLinear`; ``quantize_input``
-    replaces fbgemm's input quantization (e.g. with other bits or a symmetric range).
-
-    Example:
-        >>> # y = linear_dynamic(x, w_int8, w_scale, 0, bias)  # == quantized::linear_dynamic
-    """
-    xq = (quantize_input or (lambda v: dynamic_quantize_input(v, reduce_range)))(np.asarray(x, F32))
-    acc = qk.linear_int32(xq.q, w, x_zero_point=xq.zero_point, w_zero_point=wzp)
-    return _dynamic_output(acc, xq.scale, ws, bias, -1, relu)
-
-
-def conv2d_dynamic(x: np.ndarray, w: Any, ws: Any, wzp: Any, bias: Optional[np.ndarray], *,
-                   stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
-                   relu: bool = False, reduce_range: bool = True,
-                   quantize_input: Optional[Callable[[np.ndarray], QTensor]] = None) -> np.ndarray:
-    """Dynamic convolution with the linear's arithmetic: input quantized per call, exact int32
-    accumulators, ``fmaf(acc, fl(x_scale * w_scale[c]), bias[c])``, float NCHW output.
-
-    PyTorch's ``quantized::conv2d_dynamic`` differs: it requantizes the accumulators to uint8
-    with the *input's* scale and zero point (``apply_impl(q_input, x_scale, x_zp)``, clipping
-    outputs outside the input's range) and dequantizes that; it is not reproduced here.
-    """
-    xq = (quantize_input or (lambda v: dynamic_quantize_input(v, reduce_range)))(np.asarray(x, F32))
-    acc = qk.conv2d_int32(xq.q, w, stride=stride, padding=padding, dilation=dilation,
-                          groups=groups, x_zero_point=xq.zero_point, w_zero_point=wzp)
-    return _dynamic_output(acc, xq.scale, ws, bias, 1, relu)
-
-
-# ---- weights of the quantized modules --------------------------------------------------------
-def _weight_params(w: torch.Tensor) -> Tuple[np.ndarray, Any, Any]:
-    q = w.int_repr().numpy()
-    if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-        return q, F32(w.q_scale()), int(w.q_zero_point())
-    if w.q_per_channel_axis() != 0:
-        raise NotImplementedError("per-channel weights must be quantized along the output axis")
-    return (q, w.q_per_channel_scales().numpy().astype(F32),
-            w.q_per_channel_zero_points().numpy().astype(np.int32))
-
-
-def _bias(b: Optional[torch.Tensor]) -> Optional[np.ndarray]:
-    return None if b is None else b.detach().numpy().astype(F32)
-
-
-# ---- the model -----------------------------------------------------------------------------------
-class IntegerModel:
-    """A graph of integer ops that reproduces a PyTorch-quantized model on qkernels.
-
-    Call it with a float32 array or tensor; it returns float32 (the model's dequantized output).
-    Integers flow between layers; float appears only where the PyTorch model itself had float
-    (before its first quantize and after each dequantize). The graph is compiled once (every
-    layer's parameters derived and checked when the model is built); ``threads`` (attribute, or
-    the call keyword) caps the worker threads of each conv / linear layer (default: the CPUs this
-    process may use; small layers use fewer). Results never depend on it.
-
-    Example:
-        >>> # im = from_torch_quantized(convert_fx(prepared)); y = im(x_numpy, threads=1)
-    """
-
-    def __init__(self, plan: rt.Plan, n_inputs: int, threads: Optional[int] = None) -> None:
-        self._plan = plan
-        self._n_inputs = n_inputs
-        self.threads = rt.check_threads(threads)
-        self.trace: Dict[str, Any] = {}
-
-    def __call__(self, *inputs: Any, keep_trace: bool = False,
-                 threads: Optional[int] = None) -> Any:
-        if len(inputs) != self._n_inputs:
-            raise TypeError(f"the model takes {self._n_inputs} inputs, got {len(inputs)}")
-        values = []
-        for value in inputs:
-            if isinstance(value, torch.Tensor):
-                value = value.detach().numpy()
-            values.append(np.asarray(value, dtype=F32))
-        t = rt.check_threads(self.threads if threads is None else threads)
-        plan = self._plan
-        trace: Optional[Dict[str, Any]] = {} if keep_trace else None
-        out = plan.run(values, t, trace)
-        self.trace = {}
-        if trace is not None:
-            self.trace = {n: _wrap(v, plan.metas.get(plan.names[n])) for n, v in trace.items()}
-        if isinstance(plan.output, int):
-            meta = plan.metas.get(plan.output)
-            return out if meta is None else QTensor(out, meta.scale, meta.zero_point).dequantize()
-        return out
-
-
-def _wrap(v: Any, meta: Optional[rt.QMeta]) -> Any:
-    return v if meta is None else QTensor(v, meta.scale, meta.zero_point)
 
 
 def _trace(model: torch.nn.Module) -> fx.GraphModule:
@@ -536,343 +45,107 @@ def _trace(model: torch.nn.Module) -> fx.GraphModule:
                         "convert it with quantize_fx.convert_fx, or make it traceable") from exc
 
 
-def _unsupported(what: str) -> NotImplementedError:
-    return NotImplementedError(
-        f"{what} has no integer implementation in from_torch_quantized: keep it in float in the "
-        "PyTorch model (dequantize before it, quantize after it; qkernels then runs it in float "
-        "too) or give it an integer kernel in qkernels.torch.convert (_module_kernel)")
-
-
-class _Dyn(NamedTuple):
-    """A graph value known only at run time: its slot and static quantization (None: float)."""
-
-    slot: int
-    meta: Optional[rt.QMeta]
-
-
 def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, *,
                          threads: Optional[int] = None) -> IntegerModel:
-    """An :class:`IntegerModel` running a PyTorch-quantized model on qkernels.
+    """An :class:`~qkernels.torch.IntegerModel` running a PyTorch-quantized model on qkernels.
 
     ``engine`` is the PyTorch quantized engine the model runs with ("fbgemm", "x86" or
-    "qnnpack"; default ``torch.backends.quantized.engine``): it picks the conv/linear preset.
-    ``threads``: the default thread cap of the returned model (see :class:`IntegerModel`).
+    "qnnpack"; default ``torch.backends.quantized.engine``): it picks the conv/linear preset and
+    the pooling arithmetic. ``threads``: the default thread cap of the returned model.
+    ``im.compare(x)`` reports, layer by layer, how many quantization steps qkernels and PyTorch
+    differ (0: exact).
 
-    Supported: quantize_per_tensor, dequantize, quantized Conv2d / ConvReLU2d / Linear / LinearReLU
-    (per-tensor or per-channel weights), quantized add / add_relu, ReLU, ReLU6 / Hardtanh,
-    LeakyReLU, MaxPool2d, AvgPool2d / avg_pool2d, AdaptiveAvgPool2d, cat / quantized.cat,
-    Flatten, Dropout and Identity. Anything else raises
+    Supported: every op of the op table (quantize_per_tensor, dequantize, quantized Conv2d /
+    ConvReLU2d / Linear / LinearReLU with per-tensor or per-channel weights, dynamic Linear,
+    quantized add / add_relu, ReLU, ReLU6 / Hardtanh, LeakyReLU, Hardswish, max / average /
+    adaptive average pooling (module and function), cat / quantized.cat, flatten, Dropout,
+    Identity, contiguous) and float ops between dequantize and quantize. Anything else raises
     NotImplementedError naming the module.
 
     Raises:
-        NotImplementedError: an op without an integer handler (the message names it).
+        NotImplementedError: an op without an integer implementation (the message names it).
         TypeError: a model torch.fx cannot trace.
     """
-    import torch.ao.nn.intrinsic.quantized as nniq
-    import torch.ao.nn.quantized as nnq
-
     engine = engine or torch.backends.quantized.engine
     if engine not in ("fbgemm", "x86", "qnnpack"):
         raise ValueError(f"engine must be fbgemm, x86 or qnnpack; got {engine!r}")
-    preset = "qnnpack" if engine == "qnnpack" else "fbgemm"
+    check_threads(threads)
+    ctx = O.QuantizedContext(engine)
     gm = _trace(qmodel.eval())
-    steps: List[Tuple[rt.Kernel, Tuple[int, ...], int, str]] = []
-    inputs: List[int] = []
-    metas: Dict[int, rt.QMeta] = {}
-    values: Dict[fx.Node, Any] = {}     # node -> _Dyn, or the constant of a get_attr node
-    slots: List[fx.Node] = []
+    values: Dict[fx.Node, Any] = {}     # node -> Value, or the constant of a get_attr node
+    layers: List[Ly.Layer] = []
+    inputs: List[str] = []
     output: Any = None
 
     def const(v: Any) -> Any:
         return v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v
 
-    def new_slot(node: fx.Node, meta: Optional[rt.QMeta]) -> _Dyn:
-        d = _Dyn(len(slots), meta)
-        slots.append(node)
-        values[node] = d
-        if meta is not None:
-            metas[d.slot] = meta
-        return d
-
     for node in gm.graph.nodes:
+        name = node.name
         if node.op == "placeholder":
-            inputs.append(new_slot(node, None).slot)
-        elif node.op == "output":
-            output = _output_of(node.args[0], values)
-        elif node.op == "get_attr":
-            value = const(getattr(gm, node.target) if "." not in node.target
-                          else gm.get_submodule(node.target.rsplit(".", 1)[0]).__getattr__(
-                              node.target.rsplit(".", 1)[1]))
-            d = new_slot(node, None)
-            steps.append((rt.per_sample((lambda v: lambda t: v)(value)), (), d.slot, node.name))
-            values[node] = value   # handlers see the constant itself
-        elif node.op in ("call_module", "call_function", "call_method"):
-            args = fx.node.map_arg(node.args, lambda n: values[n])
-            kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
-            if node.op == "call_module":
-                mod = gm.get_submodule(node.target)
-                x = args[0]
-                kernel, meta = _module_kernel(mod, node.target, x, nnq, nniq, preset)
-                ins: List[_Dyn] = [x]
-            else:
-                kernel, ins, meta = _function_kernel(node, args, kwargs, preset)
-            d = new_slot(node, meta)
-            steps.append((kernel, tuple(i.slot for i in ins), d.slot, node.name))
-        else:  # pragma: no cover
-            raise _unsupported(f"graph node {node.op} {node.target}")
+            inputs.append(name)
+            values[node] = O.Value(name, None)
+            continue
+        if node.op == "output":
+            output = structured_output(fx.node.map_arg(node.args[0], lambda n: values[n]),
+                                       lambda v: isinstance(v, O.Value), lambda v: v.name)
+            continue
+        if node.op == "get_attr":
+            values[node] = const(functools.reduce(getattr, node.target.split("."), gm))   # builders and float ops see the constant itself
+            continue
+        args = fx.node.map_arg(node.args, lambda n: values[n])
+        kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
+        L = _layer(ctx, gm, node, args, kwargs)
+        layers.append(L)
+        values[node] = O.Value(name, L.out)
     if output is None:
         raise TypeError("the traced model has no output")
-    return IntegerModel(rt.Plan(len(slots), inputs, output, steps, metas), len(inputs), threads)
+    return IntegerModel(layers, inputs, output, preset=ctx.preset, reference=TorchReference(gm),
+                        threads=threads, mode="static")
 
 
-def _output_of(arg: Any, values: Dict[Any, Any]) -> Any:
-    """The output slot of a single-tensor output, or a function building a structured one."""
-    if isinstance(arg, fx.Node) and isinstance(values[arg], _Dyn):
-        return values[arg].slot
-    spec = fx.node.map_arg(arg, lambda n: values[n])
-
-    def build(env: List[Any]) -> Any:
-        def get(v: Any) -> Any:
-            if isinstance(v, _Dyn):
-                w = _wrap(env[v.slot], v.meta)
-                return w.dequantize() if isinstance(w, QTensor) else w
-            if isinstance(v, (tuple, list)):
-                return type(v)(get(a) for a in v)
-            if isinstance(v, dict):
-                return {k: get(a) for k, a in v.items()}
-            return v
-        return get(spec)
-    return build
+# ops that take float inputs themselves; any other op whose run-time inputs are all float runs in
+# float (a float region between a dequantize and a quantize)
+_FLOAT_INPUT_OPS = ("linear_dynamic", "quantize", "dequantize", "flatten", "identity")
 
 
-def _quantized_input(x: Any, what: str) -> rt.QMeta:
-    if not isinstance(x, _Dyn) or x.meta is None:
-        raise TypeError(f"{what} expects a quantized input (quantize it before this op)")
-    return x.meta
-
-
-def _clamp_bounds(meta: rt.QMeta, lo: Optional[float], hi: Optional[float]) -> Tuple[int, int]:
-    """q_clamp's integer bounds: quantize_val of each float bound (fbgemm scalar)."""
-    info = np.iinfo(meta.dtype)
-
-    def qv(v: float) -> int:
-        return int(qk.quantize(np.float32(v), F32(meta.scale), meta.zero_point, dtype=meta.dtype,
-                               flavor="fbgemm_scalar"))
-    return (int(info.min) if lo is None else qv(lo)), (int(info.max) if hi is None else qv(hi))
-
-
-def _clamp(x: _Dyn, lo: Optional[float], hi: Optional[float]) -> Tuple[rt.Kernel, Optional[rt.QMeta]]:
-    if x.meta is None:
-        flo = -np.inf if lo is None else lo
-        fhi = np.inf if hi is None else hi
-        return (lambda t, v: np.clip(v, flo, fhi)) if hi is not None else \
-            (lambda t, v: np.maximum(v, flo)), None
-    return rt.clamp_kernel(*_clamp_bounds(x.meta, lo, hi)), x.meta
-
-
-def _module_kernel(mod: torch.nn.Module, name: str, x: Any, nnq: Any, nniq: Any,
-                   preset: str) -> Tuple[rt.Kernel, Optional[rt.QMeta]]:
-    """The kernel of one call_module node and the static quantization of its output."""
-    import torch.ao.nn.intrinsic.quantized.dynamic as nniqd
-    import torch.ao.nn.quantized.dynamic as nnqd
-
-    # dynamic modules subclass the static ones: match them first
-    if isinstance(mod, (nniqd.LinearReLU, nnqd.Linear)):
-        if mod.weight().dtype != torch.qint8:
-            raise _unsupported(f"module {name} (dynamic Linear with {mod.weight().dtype} weights)")
-        w, ws, wzp = _weight_params(mod.weight())
-        b = _bias(mod.bias())
-        relu = isinstance(mod, nniqd.LinearReLU)
-        return (lambda t, v: linear_dynamic(v, w, ws, wzp, b, relu)), None
-    if isinstance(mod, (nniq.ConvReLU2d, nnq.Conv2d)):
-        if mod.padding_mode != "zeros":
-            raise _unsupported(f"module {name} (padding_mode={mod.padding_mode})")
-        xm = _quantized_input(x, f"module {name}")
-        w, ws, wzp = _weight_params(mod.weight())
-        relu = isinstance(mod, nniq.ConvReLU2d)
-        packed = qk.pack_conv2d(w, groups=mod.groups, w_zero_point=wzp, w_scale=ws)
-        out_s, out_zp = float(mod.scale), int(mod.zero_point)
-        k = rt.conv2d_kernel(packed, _bias(mod.bias()), mod.stride, mod.padding, mod.dilation, xm,
-                             ws, out_s, out_zp, preset, out_dtype=xm.dtype,
-                             act_min=out_zp if relu else None, w=w)
-        return k, rt.QMeta(out_s, out_zp, xm.dtype)
-    if isinstance(mod, (nniq.LinearReLU, nnq.Linear)):
-        xm = _quantized_input(x, f"module {name}")
-        w, ws, wzp = _weight_params(mod.weight())
-        relu = isinstance(mod, nniq.LinearReLU)
-        packed = qk.pack_linear(w, w_zero_point=wzp, w_scale=ws)
-        out_s, out_zp = float(mod.scale), int(mod.zero_point)
-        k = rt.linear_kernel(packed, _bias(mod.bias()), xm, ws, out_s, out_zp, preset,
-                             out_dtype=xm.dtype, act_min=out_zp if relu else None)
-        return k, rt.QMeta(out_s, out_zp, xm.dtype)
-    if isinstance(mod, nnq.LeakyReLU):
-        xm = _quantized_input(x, f"module {name}")
-        slope, out_s, out_zp = float(mod.negative_slope), float(mod.scale), int(mod.zero_point)
-        return rt.leaky_relu_kernel(xm, slope, out_s, out_zp, lambda q: q_leaky_relu(
-            QTensor(q, xm.scale, xm.zero_point), slope, out_s, out_zp).q), \
-            rt.QMeta(out_s, out_zp, xm.dtype)
-    if isinstance(mod, nnq.Quantize):
-        return _quantize_kernel(float(mod.scale), int(mod.zero_point), mod.dtype)
-    if isinstance(mod, nnq.DeQuantize):
-        return _dequantize_kernel(x)
-    # nnq.ReLU6 subclasses torch.nn.ReLU (not ReLU6): test it before ReLU
-    if isinstance(mod, (torch.nn.ReLU6, nnq.ReLU6)):
-        return _clamp(x, 0.0, 6.0)
-    if isinstance(mod, torch.nn.Hardtanh):
-        return _clamp(x, float(mod.min_val), float(mod.max_val))
-    if isinstance(mod, torch.nn.ReLU):
-        return _clamp(x, 0.0, None)
-    if isinstance(mod, torch.nn.MaxPool2d):
-        if mod.return_indices:
-            raise _unsupported(f"module {name} (MaxPool2d with return_indices)")
-        xm = _quantized_input(x, f"module {name}")
-        geo = (mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.ceil_mode)
-        return rt.max_pool2d_kernel(*geo, lambda h, w: max_pool_out_size(h, w, *geo),
-                                    lambda q: q_max_pool2d(QTensor(q, xm.scale, xm.zero_point),
-                                                           *geo).q), xm
-    if isinstance(mod, torch.nn.AdaptiveAvgPool2d):
-        xm = _quantized_input(x, f"module {name}")
-        size = mod.output_size
-        if preset == "qnnpack":
-            return rt.per_sample(lambda t, q: q_adaptive_avg_pool2d_qnnpack(
-                QTensor(q, xm.scale, xm.zero_point), size).q), xm
-        return rt.adaptive_avg_pool2d_kernel(size, lambda q: q_adaptive_avg_pool2d(
-            QTensor(q, xm.scale, xm.zero_point), size).q), xm
-    if isinstance(mod, torch.nn.AvgPool2d):
-        xm = _quantized_input(x, f"module {name}")
-        avg = q_avg_pool2d_qnnpack if preset == "qnnpack" else q_avg_pool2d
-        return rt.per_sample(lambda t, q: avg(
-            QTensor(q, xm.scale, xm.zero_point), mod.kernel_size, mod.stride, mod.padding,
-            mod.ceil_mode, mod.count_include_pad, mod.divisor_override).q), xm
-    if isinstance(mod, torch.nn.Flatten):
-        return rt.flatten_kernel(mod.start_dim, mod.end_dim), x.meta
-    if isinstance(mod, (torch.nn.Dropout, torch.nn.Identity)):
-        return rt.identity_kernel(), x.meta
-    if isinstance(x, _Dyn) and x.meta is None:   # a float module between dequant and quant
-        def run_float(t: int, v: Any) -> Any:
-            with torch.no_grad():
-                r = mod(torch.from_numpy(np.ascontiguousarray(v, F32)))
-            return r.numpy() if isinstance(r, torch.Tensor) else r
-        return run_float, None
-    raise _unsupported(f"module {name} ({type(mod).__module__}.{type(mod).__name__})")
-
-
-def _flatten(x: Any, start: int, end: int) -> Any:
-    a = x.q if isinstance(x, QTensor) else x
-    shape = a.shape
-    start %= len(shape)
-    end %= len(shape)
-    new = shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:]
-    r = a.reshape(new)
-    return QTensor(r, x.scale, x.zero_point) if isinstance(x, QTensor) else r
-
-
-_AVG_POOL2D = (torch.nn.functional.avg_pool2d, torch._C._nn.avg_pool2d)
-_CAT = (torch.cat, torch.concat, torch.concatenate)
-
-_TORCH_TO_NP = {torch.quint8: np.uint8, torch.qint8: np.int8, torch.qint32: np.int32}
-
-
-def _quantize(x: Any, scale: Any, zp: Any, dtype: Any) -> QTensor:
-    s = float(scale)
-    z = int(zp)
-    return QTensor(qk.quantize(np.asarray(x, F32), F32(s), z, dtype=_TORCH_TO_NP[dtype],
-                               flavor="torch"), s, z)
-
-
-def _quantize_kernel(scale: Any, zp: Any, dtype: Any) -> Tuple[rt.Kernel, rt.QMeta]:
-    """torch.quantize_per_tensor with constant parameters (the result of :func:`_quantize`)."""
-    if dtype not in _TORCH_TO_NP:
-        raise _unsupported(f"quantize_per_tensor to {dtype}")
-    meta = rt.QMeta(float(scale), int(zp), np.dtype(_TORCH_TO_NP[dtype]))
-    info = np.iinfo(meta.dtype)
-    return rt.quantize_kernel(meta, int(info.min), int(info.max)), meta
-
-
-def _dequantize_kernel(x: Any) -> Tuple[rt.Kernel, None]:
-    if isinstance(x, _Dyn) and x.meta is not None:
-        return rt.dequantize_kernel(x.meta), None
-    return rt.identity_kernel(), None
-
-
-def _function_kernel(node: fx.Node, args: Tuple, kwargs: Dict[str, Any], preset: str = "fbgemm"
-                     ) -> Tuple[rt.Kernel, List[_Dyn], Optional[rt.QMeta]]:
-    """The kernel of one call_function / call_method node, its run-time inputs (in the order
-    the kernel takes them) and the static quantization of its output."""
-    t = node.target
-    method = node.op == "call_method"
-
-    def bind(fn: Callable[..., Any]) -> Any:
-        return fn(*args, **kwargs)
-    if t is torch.quantize_per_tensor:
-        def qpt(x: Any, scale: Any, zero_point: Any, dtype: Any) -> Any:
-            if any(isinstance(v, _Dyn) for v in (scale, zero_point)):
-                raise _unsupported("quantize_per_tensor with computed scale / zero point")
-            k, meta = _quantize_kernel(scale, zero_point, dtype)
-            return k, [x], meta
-        return bind(qpt)
-    if (method and t == "dequantize") or t is torch.dequantize:
-        x = args[0]
-        k, meta = _dequantize_kernel(x)
-        return k, [x], meta
-    if t in (torch.ops.quantized.add, torch.ops.quantized.add_relu):
-        relu = t is torch.ops.quantized.add_relu
-
-        def add(a: Any, b: Any, scale: Any = None, zero_point: Any = None) -> Any:
-            am = _quantized_input(a, "quantized add")
-            bm = _quantized_input(b, "quantized add")
-            s, z = float(scale), int(zero_point)
-            return rt.add_kernel(am, bm, s, z, relu, lambda qa, qb: q_add(
-                QTensor(qa, am.scale, am.zero_point), QTensor(qb, bm.scale, bm.zero_point),
-                s, z, relu).q), [a, b], rt.QMeta(s, z, am.dtype)
-        return bind(add)
-    if t in (torch.flatten,) or (method and t == "flatten"):
-        def flat(x: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
-            return rt.flatten_kernel(start_dim, end_dim), [x], x.meta
-        return bind(flat)
-    if t in (torch.nn.functional.relu, torch.relu) or (method and t == "relu"):
-        def relu_(x: Any, inplace: bool = False) -> Any:
-            k, meta = _clamp(x, 0.0, None)
-            return k, [x], meta
-        return bind(relu_)
-    if t is operator.getitem:
+def _layer(ctx: O.QuantizedContext, gm: fx.GraphModule, node: fx.Node, args: Any,
+           kwargs: Dict[str, Any]) -> Ly.Layer:
+    """The typed layer of one node of a PyTorch-quantized graph."""
+    name = node.name
+    vals = _values(args) + _values(kwargs)
+    all_float = bool(vals) and all(v.meta is None for v in vals)
+    if node.op == "call_module":
+        mod = gm.get_submodule(node.target)
+        spec = O.find_module(mod, quantized=True)
+        if spec is not None and (not all_float or spec.name in _FLOAT_INPUT_OPS):
+            return spec.from_quantized(ctx, name, mod, args, kwargs)
+        if all_float:
+            return O.float_layer(node, mod, args, kwargs, None)
+        raise O.unsupported(f"module {node.target} ({type(mod).__module__}.{type(mod).__name__})")
+    if node.target is operator.getitem:
         x, i = args
-        return (lambda th, v: v[i]), [x], None
-    if method and t == "contiguous":
-        # memory layout only: the integer values and their NCHW positions are unchanged
-        return rt.identity_kernel(), [args[0]], args[0].meta
-    if t in _AVG_POOL2D:
-        def avg_pool(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                     ceil_mode: bool = False, count_include_pad: bool = True,
-                     divisor_override: Optional[int] = None) -> Any:
-            xm = _quantized_input(x, f"function {node.name}")
-            avg = q_avg_pool2d_qnnpack if preset == "qnnpack" else q_avg_pool2d
-            return rt.per_sample(lambda th, q: avg(
-                QTensor(q, xm.scale, xm.zero_point), kernel_size, stride, padding, ceil_mode,
-                count_include_pad, divisor_override).q), [x], xm
-        return bind(avg_pool)
-    if t in _CAT or t is torch.ops.quantized.cat:
-        def cat(xs: Sequence[Any], dim: int = 0, scale: Any = None, zero_point: Any = None) -> Any:
-            # at::cat on quantized tensors keeps the first input's parameters;
-            # quantized::cat names its own
-            ms = [_quantized_input(x, f"function {node.name}") for x in xs]
-            s = ms[0].scale if scale is None else float(scale)
-            z = ms[0].zero_point if zero_point is None else int(zero_point)
+        return Ly.GetItemLayer(name, (x.name,), None, index=i)
+    spec = O.find_function(node.target, node.op == "call_method", quantized=True)
+    if spec is not None and (not all_float or spec.name in _FLOAT_INPUT_OPS):
+        return spec.from_quantized(ctx, name, None, args, kwargs)
+    if all_float:
+        return O.float_layer(node, None, args, kwargs, None)
+    raise O.unsupported(f"function {node.op} {getattr(node.target, '__name__', node.target)}")
 
-            def kernel(th: int, *qs: np.ndarray) -> np.ndarray:
-                return q_cat([QTensor(q, m.scale, m.zero_point) for q, m in zip(qs, ms)],
-                             dim, s, z).q
-            return kernel, list(xs), rt.QMeta(s, z, ms[0].dtype)
-        return bind(cat)
-    dyn = [a for a in (*args, *kwargs.values()) if isinstance(a, _Dyn)]
-    if dyn and all(d.meta is None for d in dyn):   # float op between dequantize and quantize
-        def run_float(th: int, *vals: Any) -> Any:
-            env = {id(d): (torch.from_numpy(np.ascontiguousarray(v, F32))
-                           if isinstance(v, np.ndarray) else v) for d, v in zip(dyn, vals)}
-            a = [env.get(id(v), v) for v in args]
-            k = {n: env.get(id(v), v) for n, v in kwargs.items()}
-            with torch.no_grad():
-                r = getattr(a[0], t)(*a[1:], **k) if method else t(*a, **k)
-            return r.numpy() if isinstance(r, torch.Tensor) else r
-        return run_float, dyn, None
-    raise _unsupported(f"function {node.op} {getattr(t, '__name__', t)}")
+
+def _values(a: Any) -> List[O.Value]:
+    out: List[O.Value] = []
+
+    def visit(v: Any) -> Any:
+        if isinstance(v, O.Value):
+            out.append(v)
+        elif isinstance(v, (tuple, list)):
+            for x in v:
+                visit(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                visit(x)
+    visit(a)
+    return out
+

@@ -3,7 +3,8 @@
 Four architectures that exercise what real quantized networks contain: a Darknet-19-style stack
 (3x3 / 1x1 convolutions, BatchNorm, LeakyReLU, max pooling), a ResNet-style network (residual adds,
 a strided 1x1 downsample), a MobileNetV2-style network (inverted residuals, depthwise convolutions,
-ReLU6) and an MLP. Trained weights: ``data/models/<name>.pt`` (``scripts/train_reference_models.py``).
+ReLU6) and an MLP. Trained weights: ``qkernels/torch/models/<name>.pt``, shipped in the package
+(``scripts/train_reference_models.py`` made them).
 
 Example:
     >>> import torch
@@ -21,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-# data/models of the source tree; QKERNELS_MODEL_DIR points elsewhere (e.g. for an installed package)
+# the trained weights shipped in the package (QKERNELS_MODEL_DIR points elsewhere)
 MODEL_DIR = os.environ.get("QKERNELS_MODEL_DIR") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data", "models")
+    os.path.dirname(os.path.abspath(__file__)), "models")
 
 
 def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -143,7 +144,7 @@ def build(name: str) -> nn.Module:
 
 
 def load(name: str, directory: str = MODEL_DIR) -> nn.Module:
-    """A trained reference model in eval mode, from ``data/models/<name>.pt``."""
+    """A trained reference model in eval mode, from ``qkernels/torch/models/<name>.pt``."""
     path = os.path.join(directory, f"{name}.pt")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: run `python scripts/train_reference_models.py` "

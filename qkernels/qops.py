@@ -1,0 +1,193 @@
+"""PyTorch's quantized elementwise and pooling ops on 8-bit tensors, bit for bit (C kernels).
+
+Each function reproduces one op of PyTorch's quantized CPU backend (engine fbgemm / x86) on
+uint8 or int8 integers with per-tensor parameters, as ``csrc/qops.c`` computes it
+(``qkernels.h`` states the arithmetic):
+
+=======================  ===============================================================
+function                 arithmetic
+=======================  ===============================================================
+qadd                     ``quantized::add(_relu)``: ``d = fmaf(s, q, -fl(s*zp))`` per input,
+                         ``c = fl(da + db)`` (relu: ``max(c, 0)``),
+                         ``y = clamp(RNE(fl(c * fl(1/s_out))) + zp_out)``
+qleaky_relu              the same dequantize, ``dy = dx > 0 ? dx : fl(dx * slope)``, the same
+                         quantize
+qclamp                   integer clamp to ``[lo, hi]`` (ReLU, ReLU6, Hardtanh on integers)
+qmax_pool2d              integer maximum over each window (padding taps ignored), NCHW
+qadaptive_avg_pool2d     ``RNE(sum / count)`` over PyTorch's adaptive windows, NCHW
+=======================  ===============================================================
+
+The NumPy reference implementations (every path of PyTorch's arithmetic, including the float
+steps of the non-power-of-two adaptive windows) are in :mod:`qkernels.torch.qarith`. These
+functions take C-contiguous arrays (others are copied) and release the GIL while they run.
+
+Example:
+    >>> import numpy as np
+    >>> from qkernels import qops
+    >>> qops.qadd(np.uint8([10, 200]), np.uint8([20, 100]), 0.1, 0, 0.1, 0, 0.2, 0)
+    array([ 15, 150], dtype=uint8)
+"""
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["qadd", "qleaky_relu", "qclamp", "qmax_pool2d", "MaxPool2d", "qadaptive_avg_pool2d",
+           "max_pool2d_output_size"]
+
+
+def _c(x: Any) -> np.ndarray:
+    return x if type(x) is np.ndarray and x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+def qadd(a: np.ndarray, b: np.ndarray, a_scale: float, a_zero_point: int, b_scale: float,
+         b_zero_point: int, out_scale: float, out_zero_point: int, relu: bool = False) -> np.ndarray:
+    """``quantized::add`` (``add_relu`` with ``relu=True``) of two same-shape 8-bit tensors.
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels import qops
+        >>> qops.qadd(np.uint8([0, 5]), np.uint8([0, 5]), 1.0, 5, 1.0, 5, 1.0, 5, relu=True)
+        array([5, 5], dtype=uint8)
+    """
+    return _core._qadd(_c(a), _c(b), a_scale, a_zero_point, b_scale, b_zero_point, out_scale,
+                       out_zero_point, bool(relu))
+
+
+def qleaky_relu(x: np.ndarray, x_scale: float, x_zero_point: int, slope: float, out_scale: float,
+                out_zero_point: int) -> np.ndarray:
+    """Quantized LeakyReLU (PyTorch's ``quantized::leaky_relu`` arithmetic).
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels import qops
+        >>> qops.qleaky_relu(np.uint8([0, 20]), 0.1, 10, 0.5, 0.1, 10)
+        array([ 5, 20], dtype=uint8)
+    """
+    return _core._qleaky_relu(_c(x), x_scale, x_zero_point, slope, out_scale, out_zero_point)
+
+
+def qclamp(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Integer clamp to ``[lo, hi]``, quantization parameters unchanged.
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels import qops
+        >>> qops.qclamp(np.int8([-100, 0, 100]), -5, 60)
+        array([-5,  0, 60], dtype=int8)
+    """
+    return _core._qclamp(_c(x), lo, hi)
+
+
+def _pair(v: Any) -> Tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
+
+
+def max_pool2d_output_size(h: int, w: int, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                           dilation: Any = 1, ceil_mode: bool = False) -> Tuple[int, int]:
+    """Output (height, width) of max pooling, PyTorch's rule (``ceil_mode`` included).
+
+    Example:
+        >>> from qkernels import qops
+        >>> qops.max_pool2d_output_size(7, 7, 3, 2, ceil_mode=True)
+        (3, 3)
+    """
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride if stride not in (None, []) else kernel_size)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+
+    def size(i: int, k: int, s: int, p: int, d: int) -> int:
+        num = i + 2 * p - d * (k - 1) - 1
+        o = (-(-num // s) if ceil_mode else num // s) + 1
+        if ceil_mode and (o - 1) * s >= i + p:
+            o -= 1
+        return o
+    return size(h, kh, sh, ph, dh), size(w, kw, sw, pw, dw)
+
+
+class MaxPool2d:
+    """Integer max pooling with its geometry fixed (PyTorch's ``nn.MaxPool2d`` arguments): call
+    it on NCHW 8-bit tensors; the output size of each input size is derived once.
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels import qops
+        >>> pool = qops.MaxPool2d(3, 2, 1)
+        >>> pool(np.arange(25, dtype=np.int8).reshape(1, 1, 5, 5))[0, 0]
+        array([[ 6,  8,  9],
+               [16, 18, 19],
+               [21, 23, 24]], dtype=int8)
+    """
+
+    __slots__ = ("geometry", "ceil_mode", "_sizes")
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+                 ceil_mode: bool = False) -> None:
+        kh, kw = _pair(kernel_size)
+        sh, sw = _pair(stride if stride not in (None, []) else kernel_size)
+        ph, pw = _pair(padding)
+        dh, dw = _pair(dilation)
+        if min(kh, kw, sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
+            raise ValueError("max_pool2d: kernel_size, stride and dilation must be >= 1, padding "
+                             f">= 0; got {kernel_size}, {stride}, {padding}, {dilation}")
+        self.geometry = (kh, kw, sh, sw, ph, pw, dh, dw)
+        self.ceil_mode = bool(ceil_mode)
+        self._sizes: dict = {}
+
+    def output_size(self, h: int, w: int) -> Tuple[int, int]:
+        o = self._sizes.get((h, w))
+        if o is None:
+            kh, kw, sh, sw, ph, pw, dh, dw = self.geometry
+            o = self._sizes[(h, w)] = max_pool2d_output_size(h, w, (kh, kw), (sh, sw), (ph, pw),
+                                                             (dh, dw), self.ceil_mode)
+        return o
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = _c(x)
+        if x.ndim != 4:
+            raise ValueError(f"x must be NCHW (4 dimensions); got shape {x.shape}")
+        oh, ow = self.output_size(x.shape[2], x.shape[3])
+        return _core._qmax_pool2d(x, *self.geometry, oh, ow)
+
+
+def qmax_pool2d(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                dilation: Any = 1, ceil_mode: bool = False) -> np.ndarray:
+    """Integer max pooling of an NCHW 8-bit tensor (``F.max_pool2d`` on a quantized tensor).
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels import qops
+        >>> qops.qmax_pool2d(np.arange(16, dtype=np.uint8).reshape(1, 1, 4, 4), 2)[0, 0]
+        array([[ 5,  7],
+               [13, 15]], dtype=uint8)
+    """
+    return MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode)(x)
+
+
+def qadaptive_avg_pool2d(x: np.ndarray, output_size: Any) -> np.ndarray:
+    """``RNE(sum / count)`` over PyTorch's adaptive windows (NCHW 8-bit input).
+
+    This is PyTorch's quantized ``adaptive_avg_pool2d`` exactly when every window has the same
+    power-of-two size (PyTorch's float steps then give the exact quotient); the other cases are
+    :func:`qkernels.torch.qarith.q_adaptive_avg_pool2d`.
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels import qops
+        >>> qops.qadaptive_avg_pool2d(np.uint8([[[[1, 2], [3, 4]]]]), 1)
+        array([[[[2]]]], dtype=uint8)
+    """
+    x = _c(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be NCHW (4 dimensions); got shape {x.shape}")
+    if output_size is None or isinstance(output_size, (int, np.integer)):
+        oh = ow = output_size
+    else:
+        oh, ow = output_size
+    oh = x.shape[2] if oh is None else int(oh)
+    ow = x.shape[3] if ow is None else int(ow)
+    return _core._qadaptive_avg_pool2d(x, oh, ow)

@@ -1,0 +1,750 @@
+"""The typed layers of an integer model: one dataclass per integer op, whatever front end built it
+(:func:`qkernels.torch.quantize_model` from a float model, :func:`qkernels.torch.from_torch_quantized`
+from a model PyTorch quantized).
+
+A layer holds everything its integer op needs, derived and checked when the model is built: the
+names of the values it reads (``inputs``), the quantization of its output (``out``, a
+:class:`~qkernels.torch._runtime.QMeta`, or None for a float value), and its own parameters
+(weights, zero points, geometry, the preset...). It knows
+
+- ``kernel()``: its compiled integer op (a :mod:`~qkernels.torch._runtime` kernel over qkernels'
+  public API: the prepared conv / linear calls, :mod:`qkernels.qops`, the keyword functions);
+- ``reference_kernel()``: the same op through the keyword API and the NumPy reference
+  arithmetic of :mod:`qkernels.torch.qarith` (the tests prove both give the same integers);
+- ``params()`` / ``arrays()``: what the export writes for it (scalars, and constant arrays such as
+  weights), and ``accumulator_bound()`` for layers with an int32 accumulator.
+
+Example:
+    >>> import numpy as np
+    >>> from qkernels.torch.layers import ClampLayer
+    >>> from qkernels.torch._runtime import QMeta
+    >>> relu = ClampLayer("relu", ("x",), QMeta(0.1, 10, np.dtype(np.uint8)), lo=10, hi=255)
+    >>> relu.kernel()(1, np.uint8([3, 12]))
+    array([10, 12], dtype=uint8)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+import qkernels as qk
+from qkernels.presets import Preset
+
+from . import _runtime as rt
+from . import qarith as qa
+from ._runtime import QMeta
+from .qarith import QTensor
+
+F32 = np.float32
+Kernel = rt.Kernel
+
+__all__ = ["Layer", "QuantizeLayer", "DequantizeLayer", "Conv2dLayer", "LinearLayer",
+           "DynamicLayer", "AddLayer", "ClampLayer", "LeakyReLULayer", "LookupLayer",
+           "MaxPool2dLayer", "AvgPool2dLayer", "AdaptiveAvgPool2dLayer", "CatLayer",
+           "FlattenLayer", "IdentityLayer", "LayerNormLayer", "FloatLayer", "HandlerLayer",
+           "ConstantLayer", "GetItemLayer"]
+
+
+def _q(meta: Optional[QMeta]) -> Callable[[np.ndarray], QTensor]:
+    return lambda v: QTensor(v, meta.scale, meta.zero_point)
+
+
+@dataclass(eq=False)
+class Layer:
+    """One node of the integer graph (see the module docstring)."""
+
+    name: str
+    inputs: Tuple[str, ...]
+    out: Optional[QMeta]
+    op: ClassVar[str] = "layer"
+
+    def kernel(self) -> Kernel:
+        raise NotImplementedError
+
+    def reference_kernel(self) -> Kernel:
+        """The op through the keyword API / NumPy reference arithmetic (default: kernel())."""
+        k = self.kernel()
+        return lambda t, *v: k(t, *v)
+
+    def params(self) -> Dict[str, Any]:
+        """The layer's scalars for the export (params.txt, report.json)."""
+        p: Dict[str, Any] = {"kind": self.op}
+        if self.out is not None:
+            p.update(out_scale=float(self.out.scale), out_zero_point=int(self.out.zero_point),
+                     out_dtype=np.dtype(self.out.dtype).name)
+        return p
+
+    def arrays(self) -> Dict[str, np.ndarray]:
+        """The layer's constant arrays for the export (weights, tables...)."""
+        return {}
+
+    def accumulator_bound(self) -> Optional[int]:
+        """Worst-case |int32 accumulator| (layers with one), else None."""
+        return None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        if "packed" in state:          # C packed weights: rebuilt from the integers
+            state["packed"] = None
+        state.pop("_prep", None)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "_prep" in type(self).__dataclass_fields__:
+            self._prep = None
+        if "packed" in state and state["packed"] is None:
+            repack(self)
+
+
+def repack(L: Layer) -> Layer:
+    """The C packed weights of a conv / linear layer, rebuilt from its integers (after loading
+    or unpickling)."""
+    w = getattr(L, "w_int", None)
+    if w is None:
+        return L
+    if isinstance(L, Conv2dLayer) or getattr(L, "kind", "") == "conv":
+        L.packed = qk.pack_conv2d(w, groups=L.groups, w_zero_point=L.w_zero_point,
+                                  w_scale=L.w_scale)
+    else:
+        L.packed = qk.pack_linear(w, w_zero_point=L.w_zero_point, w_scale=L.w_scale)
+    return L
+
+
+# ---- quantize / dequantize -----------------------------------------------------------------------
+@dataclass(eq=False)
+class QuantizeLayer(Layer):
+    """Float -> integers with the output's parameters (``quantize_per_tensor``, flavor torch)."""
+
+    op: ClassVar[str] = "quantize"
+
+    def kernel(self) -> Kernel:
+        lo, hi = self.out.qrange()
+        return rt.quantize_kernel(self.out, lo, hi)
+
+    def params(self) -> Dict[str, Any]:
+        lo, hi = self.out.qrange()
+        return dict(super().params(), qmin=lo, qmax=hi, flavor="torch")
+
+
+@dataclass(eq=False)
+class DequantizeLayer(Layer):
+    """Integers -> float32, ``fl(s * (q - zp))``."""
+
+    x: Optional[QMeta] = None
+    op: ClassVar[str] = "dequantize"
+
+    def kernel(self) -> Kernel:
+        return rt.dequantize_kernel(self.x) if self.x is not None else rt.identity_kernel()
+
+
+# ---- conv / linear --------------------------------------------------------------------------------
+@dataclass(eq=False)
+class _WeightedLayer(Layer):
+    """Common part of the conv and linear layers: int8 weights (per-channel or per-tensor scale
+    and zero point), the layer's bias as its preset takes it (float, or int32 in accumulator
+    units), the preset, and the output clamp (fused ReLU / ReLU6)."""
+
+    x: QMeta = None                       # type: ignore[assignment]
+    w_int: np.ndarray = None              # type: ignore[assignment]
+    w_scale: Any = None
+    w_zero_point: Any = 0
+    packed: Any = None
+    bias: Optional[np.ndarray] = None     # as the preset takes it (see Preset.quantize_bias)
+    preset: Preset = None                 # type: ignore[assignment]
+    act_min: Optional[int] = None
+    act_max: Optional[int] = None
+
+    def _call_kw(self) -> Dict[str, Any]:
+        return dict(x_scale=F32(self.x.scale), x_zero_point=int(self.x.zero_point),
+                    w_scale=self.w_scale, out_scale=F32(self.out.scale),
+                    out_zero_point=int(self.out.zero_point), preset=self.preset,
+                    out_dtype=self.out.dtype, act_min=self.act_min, act_max=self.act_max)
+
+    def a2(self) -> np.ndarray:
+        """Sum of the weights per output channel (the zero-point term ``x_zp * a2``)."""
+        n = self.w_int.shape[0]
+        return self.w_int.reshape(n, -1).astype(np.int64).sum(axis=1).astype(np.int32)
+
+    def epilogue(self) -> Any:
+        """The C output stage (:class:`qkernels.presets.Epilogue`) of this layer."""
+        return self.prepared().epilogue
+
+    def params(self) -> Dict[str, Any]:
+        e = self.epilogue()
+        lo, hi = (self.act_min, self.act_max)
+        info = np.iinfo(self.out.dtype)
+        return dict(super().params(), preset=self.preset.name, scheme=e.scheme_name,
+                    x_scale=float(self.x.scale),
+                    x_zero_point=int(self.x.zero_point), x_dtype=np.dtype(self.x.dtype).name,
+                    act_min=int(info.min) if lo is None else int(lo),
+                    act_max=int(info.max) if hi is None else int(hi),
+                    weight_shape=list(self.w_int.shape))
+
+    def arrays(self) -> Dict[str, np.ndarray]:
+        n = self.w_int.shape[0]
+        out = {"weights": self.w_int, "w_scale": np.broadcast_to(self.w_scale, (n,)).astype(F32),
+               "w_zero_point": np.broadcast_to(np.asarray(self.w_zero_point, np.int32), (n,)).copy(),
+               "a2": self.a2()}
+        out.update(self.epilogue().arrays())
+        return out
+
+    def accumulator_bound(self) -> int:
+        lo, hi = self.x.qrange()
+        xmax = max(abs(hi - self.x.zero_point), abs(lo - self.x.zero_point))
+        w = self.w_int.astype(np.int64)
+        return int(int(np.prod(w.shape[1:])) * xmax * np.abs(w).max())
+
+    def prepared(self) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(eq=False)
+class Conv2dLayer(_WeightedLayer):
+    """Integer Conv2d (NCHW, OIHW weights) with its preset's requantization."""
+
+    stride: Tuple[int, int] = (1, 1)
+    padding: Any = (0, 0)
+    dilation: Tuple[int, int] = (1, 1)
+    groups: int = 1
+    op: ClassVar[str] = "conv2d"
+    _prep: Any = field(default=None, repr=False)
+
+    def prepared(self) -> qk.PreparedQConv2d:
+        """The prepared call (qkernels.prepare_qconv2d) of this layer."""
+        if self._prep is None:
+            self._prep = qk.prepare_qconv2d(self.packed, self.bias, x_dtype=self.x.dtype,
+                                            stride=self.stride, padding=self.padding,
+                                            dilation=self.dilation, **self._call_kw())
+        return self._prep
+
+    def kernel(self) -> Kernel:
+        return rt.conv2d_kernel(self.prepared())
+
+    def reference_kernel(self) -> Kernel:
+        kw = self._call_kw()
+
+        def kernel(t: int, x: np.ndarray) -> np.ndarray:
+            return qk.qconv2d(x, self.packed, self.bias, stride=self.stride, padding=self.padding,
+                              dilation=self.dilation, groups=self.groups, **kw)
+        return kernel
+
+    def params(self) -> Dict[str, Any]:
+        pad = self.prepared().padding
+        return dict(super().params(), stride=list(self.stride), padding=list(pad[:2]),
+                    padding_tlbr=list(pad), dilation=list(self.dilation), groups=int(self.groups))
+
+
+@dataclass(eq=False)
+class LinearLayer(_WeightedLayer):
+    """Integer Linear (x: (..., K)) with its preset's requantization."""
+
+    op: ClassVar[str] = "linear"
+    _prep: Any = field(default=None, repr=False)
+
+    def prepared(self) -> qk.PreparedQLinear:
+        """The prepared call (qkernels.prepare_qlinear) of this layer."""
+        if self._prep is None:
+            self._prep = qk.prepare_qlinear(self.packed, self.bias, x_dtype=self.x.dtype,
+                                            **self._call_kw())
+        return self._prep
+
+    def kernel(self) -> Kernel:
+        return rt.linear_kernel(self.prepared())
+
+    def reference_kernel(self) -> Kernel:
+        kw = self._call_kw()
+        return lambda t, x: qk.qlinear(x, self.packed, self.bias, **kw)
+
+
+@dataclass(eq=False)
+class DynamicLayer(Layer):
+    """Dynamic quantization of a conv or linear (PyTorch's ``quantize_dynamic``): float in, the
+    input quantized per call by ``quantize_input`` (default: fbgemm's reduce_range uint8), exact
+    int32 accumulators, ``fmaf(acc, fl(x_scale * w_scale), bias)`` float out (then ReLU, and the
+    upper clamp ``act_max`` of a fused ReLU6)."""
+
+    kind: str = "linear"
+    w_int: np.ndarray = None              # type: ignore[assignment]
+    w_scale: Any = None
+    w_zero_point: Any = 0
+    packed: Any = None
+    bias: Optional[np.ndarray] = None
+    relu: bool = False
+    act_max: Optional[float] = None
+    quantize_input: Optional[Callable[[np.ndarray], QTensor]] = None
+    stride: Tuple[int, int] = (1, 1)
+    padding: Any = (0, 0)
+    dilation: Tuple[int, int] = (1, 1)
+    groups: int = 1
+    input_range: Tuple[int, int] = (0, 127)   # the range the per-call zero point lies in
+    op: ClassVar[str] = "dynamic"
+
+    def quantized_input(self, x: np.ndarray) -> QTensor:
+        """x quantized as this layer's call quantizes it."""
+        f = self.quantize_input or (lambda v: qa.dynamic_quantize_input(v, True))
+        return f(np.asarray(x, F32))
+
+    def accumulators(self, xq: QTensor) -> np.ndarray:
+        if self.kind == "conv":
+            return qk.conv2d_int32(xq.q, self.packed, stride=self.stride, padding=self.padding,
+                                   dilation=self.dilation, groups=self.groups,
+                                   x_zero_point=xq.zero_point, w_zero_point=self.w_zero_point)
+        return qk.linear_int32(xq.q, self.packed, x_zero_point=xq.zero_point,
+                               w_zero_point=self.w_zero_point)
+
+    def kernel(self) -> Kernel:
+        axis = 1 if self.kind == "conv" else -1
+        hi = None if self.act_max is None else F32(self.act_max)
+
+        def kernel(t: int, x: Any) -> np.ndarray:
+            xq = self.quantized_input(x)
+            y = qa.dynamic_output(self.accumulators(xq), xq.scale, self.w_scale, self.bias, axis,
+                                   self.relu)
+            return y if hi is None else np.minimum(y, hi)
+        return kernel
+
+    def params(self) -> Dict[str, Any]:
+        p = dict(super().params(), kind=self.kind, mode="dynamic", relu=bool(self.relu),
+                 weight_shape=list(self.w_int.shape),
+                 output="fmaf(accumulator, fl(x_scale * w_scale[c]), float_bias[c])")
+        if self.kind == "conv":
+            p.update(stride=list(self.stride), padding=list(np.broadcast_to(self.padding, 2)),
+                     dilation=list(self.dilation), groups=int(self.groups))
+        return p
+
+    def arrays(self) -> Dict[str, np.ndarray]:
+        n = self.w_int.shape[0]
+        return {"weights": self.w_int, "w_scale": np.broadcast_to(self.w_scale, (n,)).astype(F32),
+                "a2": self.w_int.reshape(n, -1).astype(np.int64).sum(axis=1).astype(np.int32),
+                "float_bias": np.zeros(n, F32) if self.bias is None else self.bias}
+
+    def accumulator_bound(self) -> int:
+        lo, hi = self.input_range
+        w = self.w_int.astype(np.int64)
+        return int(int(np.prod(w.shape[1:])) * (hi - lo) * np.abs(w).max())
+
+
+# ---- elementwise ----------------------------------------------------------------------------------
+@dataclass(eq=False)
+class AddLayer(Layer):
+    """PyTorch's ``quantized::add`` / ``add_relu`` of two integer tensors."""
+
+    a: QMeta = None       # type: ignore[assignment]
+    b: QMeta = None       # type: ignore[assignment]
+    relu: bool = False
+    op: ClassVar[str] = "add"
+
+    def _ref(self, qa_: np.ndarray, qb: np.ndarray) -> np.ndarray:
+        return qa.q_add(_q(self.a)(qa_), _q(self.b)(qb), self.out.scale, self.out.zero_point,
+                        self.relu).q
+
+    def kernel(self) -> Kernel:
+        return rt.add_kernel(self.a, self.b, self.out.scale, self.out.zero_point, self.relu,
+                             self._ref)
+
+    def reference_kernel(self) -> Kernel:
+        return lambda t, x, y: self._ref(x, y)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), relu=bool(self.relu),
+                    input0_scale=float(self.a.scale), input0_zero_point=int(self.a.zero_point),
+                    input1_scale=float(self.b.scale), input1_zero_point=int(self.b.zero_point))
+
+
+@dataclass(eq=False)
+class ClampLayer(Layer):
+    """Integer clamp (quantized ReLU, ReLU6, Hardtanh: ``[quantize(lo), quantize(hi)]``)."""
+
+    lo: int = 0
+    hi: int = 255
+    op: ClassVar[str] = "clamp"
+
+    def kernel(self) -> Kernel:
+        return rt.clamp_kernel(self.lo, self.hi)
+
+    def reference_kernel(self) -> Kernel:
+        lo, hi = self.lo, self.hi
+        return lambda t, x: np.clip(x, lo, hi).astype(x.dtype)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), lo=int(self.lo), hi=int(self.hi))
+
+
+@dataclass(eq=False)
+class LeakyReLULayer(Layer):
+    """PyTorch's quantized LeakyReLU (its own output parameters)."""
+
+    x: QMeta = None       # type: ignore[assignment]
+    slope: float = 0.01
+    op: ClassVar[str] = "leaky_relu"
+
+    def _ref(self, q: np.ndarray) -> np.ndarray:
+        return qa.q_leaky_relu(_q(self.x)(q), self.slope, self.out.scale, self.out.zero_point).q
+
+    def kernel(self) -> Kernel:
+        return rt.leaky_relu_kernel(self.x, self.slope, self.out.scale, self.out.zero_point,
+                                    self._ref)
+
+    def reference_kernel(self) -> Kernel:
+        return lambda t, q: self._ref(q)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), slope=float(self.slope), x_scale=float(self.x.scale),
+                    x_zero_point=int(self.x.zero_point))
+
+
+@dataclass(eq=False)
+class LookupLayer(Layer):
+    """Any op of one 8-bit input as a 256-entry table: ``y = table[q - qmin]`` (the table holds
+    the op's exact output for every input integer, computed once when the model is built)."""
+
+    x: QMeta = None            # type: ignore[assignment]
+    table: np.ndarray = None   # type: ignore[assignment]
+    function: str = ""
+    op: ClassVar[str] = "lookup"
+
+    def kernel(self) -> Kernel:
+        table = self.table
+        if np.dtype(self.x.dtype) == np.int8:
+            def kernel(t: int, q: np.ndarray) -> np.ndarray:
+                return table[q.view(np.uint8) ^ np.uint8(0x80)]
+            return rt.per_sample(kernel)
+        return rt.per_sample(lambda t, q: table[q])
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), function=self.function,
+                    index="q - qmin (q + 128 for int8, q for uint8)")
+
+    def arrays(self) -> Dict[str, np.ndarray]:
+        return {"table": self.table}
+
+
+# ---- pooling --------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class MaxPool2dLayer(Layer):
+    """Integer max pooling (qparams kept)."""
+
+    kernel_size: Any = 2
+    stride: Any = None
+    padding: Any = 0
+    dilation: Any = 1
+    ceil_mode: bool = False
+    op: ClassVar[str] = "max_pool2d"
+
+    def _geo(self) -> tuple:
+        return (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    def _ref(self, q: np.ndarray) -> np.ndarray:
+        return qa.q_max_pool2d(_q(self.out)(q), *self._geo()).q
+
+    def kernel(self) -> Kernel:
+        return rt.max_pool2d_kernel(*self._geo(), self._ref)
+
+    def reference_kernel(self) -> Kernel:
+        return lambda t, q: self._ref(q)
+
+    def params(self) -> Dict[str, Any]:
+        k = np.broadcast_to(self.kernel_size, 2)
+        return dict(super().params(), kernel=list(k),
+                    stride=list(np.broadcast_to(k if self.stride in (None, []) else self.stride, 2)),
+                    padding=list(np.broadcast_to(self.padding, 2)),
+                    dilation=list(np.broadcast_to(self.dilation, 2)), ceil_mode=bool(self.ceil_mode))
+
+
+@dataclass(eq=False)
+class AvgPool2dLayer(Layer):
+    """PyTorch's quantized avg_pool2d (qparams kept); ``engine`` "fbgemm" (avg_pool2d_out_frame)
+    or "qnnpack" (QNNPACK's kernel for uint8 without ceil_mode)."""
+
+    kernel_size: Any = 2
+    stride: Any = None
+    padding: Any = 0
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor_override: Optional[int] = None
+    engine: str = "fbgemm"
+    op: ClassVar[str] = "avg_pool2d"
+
+    def kernel(self) -> Kernel:
+        avg = qa.q_avg_pool2d_qnnpack if self.engine == "qnnpack" else qa.q_avg_pool2d
+        a = (self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+             self.divisor_override)
+        q = _q(self.out)
+        return rt.per_sample(lambda t, x: avg(q(x), *a).q)
+
+    def params(self) -> Dict[str, Any]:
+        k = np.broadcast_to(self.kernel_size, 2)
+        return dict(super().params(), kernel=list(k),
+                    stride=list(np.broadcast_to(k if self.stride in (None, []) else self.stride, 2)),
+                    padding=list(np.broadcast_to(self.padding, 2)), ceil_mode=bool(self.ceil_mode),
+                    count_include_pad=bool(self.count_include_pad),
+                    divisor_override=0 if self.divisor_override is None else int(self.divisor_override),
+                    engine=self.engine)
+
+
+@dataclass(eq=False)
+class AdaptiveAvgPool2dLayer(Layer):
+    """PyTorch's quantized adaptive_avg_pool2d (qparams kept), engine "fbgemm" or "qnnpack"."""
+
+    output_size: Any = 1
+    engine: str = "fbgemm"
+    op: ClassVar[str] = "adaptive_avg_pool2d"
+
+    def _ref(self, q: np.ndarray) -> np.ndarray:
+        if self.engine == "qnnpack":
+            return qa.q_adaptive_avg_pool2d_qnnpack(_q(self.out)(q), self.output_size).q
+        return qa.q_adaptive_avg_pool2d(_q(self.out)(q), self.output_size).q
+
+    def kernel(self) -> Kernel:
+        if self.engine == "qnnpack":
+            return rt.per_sample(lambda t, q: self._ref(q))
+        return rt.adaptive_avg_pool2d_kernel(self.output_size, self._ref)
+
+    def reference_kernel(self) -> Kernel:
+        return lambda t, q: self._ref(q)
+
+    def params(self) -> Dict[str, Any]:
+        o = self.output_size
+        o = [o, o] if isinstance(o, int) else [-1 if v is None else int(v) for v in o]
+        return dict(super().params(), output_size=o, engine=self.engine)
+
+
+# ---- shape ops ------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class CatLayer(Layer):
+    """``torch.cat`` / ``quantized::cat``: every input requantized to the output's parameters."""
+
+    in_metas: Tuple[QMeta, ...] = ()
+    dim: int = 0
+    op: ClassVar[str] = "cat"
+
+    def kernel(self) -> Kernel:
+        ms, dim, out = self.in_metas, self.dim, self.out
+
+        def kernel(t: int, *qs: np.ndarray) -> np.ndarray:
+            return qa.q_cat([QTensor(q, m.scale, m.zero_point) for q, m in zip(qs, ms)], dim,
+                            out.scale, out.zero_point, out.bits).q
+        return kernel
+
+    def params(self) -> Dict[str, Any]:
+        p = dict(super().params(), dim=int(self.dim))
+        for i, m in enumerate(self.in_metas):
+            p[f"input{i}_scale"] = float(m.scale)
+            p[f"input{i}_zero_point"] = int(m.zero_point)
+        return p
+
+
+@dataclass(eq=False)
+class FlattenLayer(Layer):
+    """``torch.flatten`` (qparams kept)."""
+
+    start: int = 0
+    end: int = -1
+    op: ClassVar[str] = "flatten"
+
+    def kernel(self) -> Kernel:
+        return rt.flatten_kernel(self.start, self.end)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), start_dim=int(self.start), end_dim=int(self.end))
+
+
+@dataclass(eq=False)
+class IdentityLayer(Layer):
+    """Dropout, Identity, ``contiguous``: the values pass unchanged."""
+
+    what: str = "identity"
+    op: ClassVar[str] = "identity"
+
+    def kernel(self) -> Kernel:
+        return rt.identity_kernel()
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), module=self.what)
+
+
+# ---- LayerNorm ------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class LayerNormLayer(Layer):
+    """Integer LayerNorm over the last axis: the input requantized to PTF (``ln.ptf``), then
+    :func:`qkernels.ptf_layernorm` (``exact`` or ``sole``), integer-only."""
+
+    x: QMeta = None            # type: ignore[assignment]
+    ln: Any = None             # qkernels.LayerNormParams
+    gamma: Optional[np.ndarray] = None
+    beta: Optional[np.ndarray] = None
+    op: ClassVar[str] = "layernorm"
+
+    def run(self, q: np.ndarray) -> Tuple[QTensor, np.ndarray]:
+        """(output in the model's type, the PTF uint8 input) of integers q."""
+        y, q_ptf = qa.q_layernorm(_q(self.x)(q), self.ln, self.out.dtype, self.out.bits)
+        return QTensor(y.q, self.out.scale, self.out.zero_point), q_ptf
+
+    def kernel_io(self, q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(PTF uint8 input, int8 output) of the C kernel ``qk_layernorm`` for integers q."""
+        y, q_ptf = qa.q_layernorm(_q(self.x)(q), self.ln)
+        return q_ptf, y.q
+
+    def kernel(self) -> Kernel:
+        return lambda t, q: self.run(q)[0].q
+
+    def params(self) -> Dict[str, Any]:
+        """The C kernel's parameters: PTF uint8 in, int8 out with ``out_zero_point``
+        (``model_out_*``: the model's own output type, +128 for uint8)."""
+        ln = self.ln
+        p = super().params()
+        p.update(model_out_dtype=p.pop("out_dtype"), model_out_zero_point=p.pop("out_zero_point"))
+        return dict(p, method=ln.method, rounding=ln.rounding or "none",
+                    ptf_scale=float(ln.ptf.scale), ptf_zero_point=int(ln.ptf.zero_point),
+                    K=int(ln.ptf.K), eps=float(ln.eps), out_scale=float(ln.out_scale),
+                    out_zero_point=int(ln.out_zero_point), out_dtype="int8", shift=int(ln.shift),
+                    eps_term=int(ln.eps_term), gamma_multiplier=int(ln.gamma_multiplier),
+                    beta_multiplier=int(ln.beta_multiplier), channels=int(ln.channels))
+
+    def arrays(self) -> Dict[str, np.ndarray]:
+        c = self.ln.channels
+        return {"alpha": np.asarray(self.ln.ptf.alpha, np.int32),
+                "gamma": np.ones(c, F32) if self.gamma is None else self.gamma,
+                "beta": np.zeros(c, F32) if self.beta is None else self.beta,
+                "gamma_int": self.ln.gamma_int, "beta_int": self.ln.beta_int, "lut": self.ln.lut}
+
+
+# ---- float ops, user handlers, constants ----------------------------------------------------------
+class _Slot:
+    """A placeholder for the i-th run-time input in a float op's argument template."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+
+def map_nested(v: Any, is_leaf: Callable[[Any], bool], f: Callable[[Any], Any]) -> Any:
+    """``v`` with every leaf (``is_leaf``) inside tuples, lists and dicts replaced by ``f(leaf)``."""
+    if is_leaf(v):
+        return f(v)
+    if isinstance(v, (tuple, list)):
+        return type(v)(map_nested(a, is_leaf, f) for a in v)
+    if isinstance(v, dict):
+        return {k: map_nested(a, is_leaf, f) for k, a in v.items()}
+    return v
+
+
+def arg_template(args: Any, kwargs: Dict[str, Any], is_input: Callable[[Any], bool]
+                 ) -> Tuple[Any, Dict[str, Any], List[Any]]:
+    """(args, kwargs) with every run-time input replaced by a placeholder, and those inputs in
+    order (the float op's kernel gets them as its slots)."""
+    found: List[Any] = []
+
+    def slot(v: Any) -> _Slot:
+        found.append(v)
+        return _Slot(len(found) - 1)
+    a = map_nested(tuple(args), is_input, slot)
+    k = {n: map_nested(v, is_input, slot) for n, v in kwargs.items()}
+    return a, k, found
+
+
+def _fill(t: Any, vals: Sequence[Any]) -> Any:
+    return map_nested(t, lambda v: isinstance(v, _Slot), lambda v: vals[v.i])
+
+
+@dataclass(eq=False)
+class FloatLayer(Layer):
+    """An op run in float between integer ones (``QuantConfig.float_modules``, a float region of a
+    PyTorch-quantized model, or any op of a float model): integer inputs dequantized, ``fn`` (a
+    torch module or function, under ``torch.no_grad``) called with the op's own positional and
+    keyword arguments, a tensor output quantized with ``out`` (None: returned as it is, e.g. an
+    int, a tuple or a float tensor)."""
+
+    fn: Any = None
+    args: Tuple[Any, ...] = ()          # template (arg_template)
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    in_metas: Tuple[Optional[QMeta], ...] = ()
+    method: bool = False                # fn is a Tensor method name
+    what: str = ""
+    op: ClassVar[str] = "float"
+
+    def kernel(self) -> Kernel:
+        import torch
+
+        metas, out = self.in_metas, self.out
+        fn, method, a_t, k_t = self.fn, self.method, self.args, self.kwargs
+
+        def to_torch(v: Any, m: Optional[QMeta]) -> Any:
+            if m is not None:
+                v = qk.dequantize(v, F32(m.scale), m.zero_point)
+            if isinstance(v, np.ndarray):
+                return torch.from_numpy(np.ascontiguousarray(v, F32) if v.dtype != F32
+                                        else np.ascontiguousarray(v))
+            return v
+
+        def kernel(t: int, *vals: Any) -> Any:
+            tv = [to_torch(v, m) for v, m in zip(vals, metas)]
+            a, k = _fill(a_t, tv), _fill(k_t, tv)
+            with torch.no_grad():
+                r = getattr(a[0], fn)(*a[1:], **k) if method else fn(*a, **k)
+            if isinstance(r, torch.Tensor):
+                r = r.detach().numpy()
+                if out is not None:
+                    lo, hi = out.qrange()
+                    return qk.quantize(np.asarray(r, F32), F32(out.scale), out.zero_point,
+                                       dtype=out.dtype, qmin=lo, qmax=hi, flavor="torch")
+            return r
+        return kernel
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), function=self.what)
+
+
+@dataclass(eq=False)
+class HandlerLayer(Layer):
+    """A user's integer op for a module type (``quantize_model(..., handlers={Type: fn})``):
+    ``fn(module, x, scale, zero_point)`` gets the module, the integer input (a QTensor) and the
+    output's parameters, and returns the output integers (the output dtype)."""
+
+    module: Any = None
+    handler: Any = None
+    x: QMeta = None     # type: ignore[assignment]
+    op: ClassVar[str] = "handler"
+
+    def kernel(self) -> Kernel:
+        mod, h, xm, out = self.module, self.handler, self.x, self.out
+        name = self.name
+
+        def kernel(t: int, q: np.ndarray) -> np.ndarray:
+            y = np.asarray(h(mod, QTensor(q, xm.scale, xm.zero_point), out.scale, out.zero_point))
+            if y.dtype != out.dtype:
+                raise TypeError(f"the handler of {name} returned {y.dtype} integers; expected "
+                                f"{out.dtype}")
+            return y
+        return kernel
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), module=type(self.module).__name__)
+
+
+@dataclass(eq=False)
+class ConstantLayer(Layer):
+    """A constant of the graph (a ``get_attr`` node)."""
+
+    value: Any = None
+    op: ClassVar[str] = "constant"
+
+    def kernel(self) -> Kernel:
+        v = self.value
+        return rt.per_sample(lambda t: v)
+
+
+@dataclass(eq=False)
+class GetItemLayer(Layer):
+    """``x[index]`` of a run-time value (e.g. an element of a tuple output)."""
+
+    index: Any = 0
+    op: ClassVar[str] = "getitem"
+
+    def kernel(self) -> Kernel:
+        i = self.index
+        return lambda t, v: v[i]

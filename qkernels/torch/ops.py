@@ -1,0 +1,578 @@
+"""The op table: for each PyTorch module / function the bridge supports, one :class:`OpSpec` entry
+that both front ends read.
+
+An entry names what it matches (float modules, functions and Tensor methods for
+:func:`~qkernels.torch.quantize_model`; PyTorch's quantized modules and ops for
+:func:`~qkernels.torch.from_torch_quantized`), how the output of a float model's node is
+calibrated (``"observe"``: its own observer; ``"inherit"``: the input's parameters;
+``"layernorm"``: PTF calibration of the input plus an observer), and how to build its typed
+integer layer (:mod:`qkernels.torch.layers`) from either front end. The layer knows its integer
+kernel and what the export writes; the float and fake-quant reference of a float model's node is
+the node's own torch op (with fake-quantized weights and outputs, see
+:class:`qkernels.torch.model.GraphReference`).
+
+Adding a layer type is one entry here (plus its kernel, if no existing layer fits, and its tests).
+For example ``nn.Hardswish`` is one entry that builds a :class:`~qkernels.torch.layers.LookupLayer`:
+a 256-entry table of PyTorch's quantized hardswish arithmetic.
+
+Example:
+    >>> import torch
+    >>> from qkernels.torch.ops import find_module
+    >>> find_module(torch.nn.ReLU6()).name
+    'relu6'
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+import qkernels as qk
+from qkernels import presets as P
+
+from . import layers as Ly
+from . import qarith as qa
+from ._runtime import QMeta
+
+F32 = np.float32
+_Q8 = (np.dtype(np.uint8), np.dtype(np.int8))
+
+__all__ = ["OpSpec", "TABLE", "find_module", "find_function", "Value", "FloatContext",
+           "QuantizedContext", "unsupported"]
+
+
+class Value(NamedTuple):
+    """A run-time value of the graph being built: the node that makes it and its quantization
+    (None: float, or not a tensor)."""
+
+    name: str
+    meta: Optional[QMeta]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One supported op (see the module docstring)."""
+
+    name: str
+    modules: Tuple[type, ...] = ()
+    functions: Tuple[Any, ...] = ()
+    methods: Tuple[str, ...] = ()
+    qmodules: Tuple[type, ...] = ()
+    qfunctions: Tuple[Any, ...] = ()
+    calibrate: str = "observe"
+    #: float model: ``from_float(ctx, node, module_or_None, args, kwargs) -> Layer``
+    from_float: Optional[Callable[..., Ly.Layer]] = None
+    #: PyTorch-quantized model: ``from_quantized(ctx, name, module_or_None, args, kwargs) -> Layer``
+    from_quantized: Optional[Callable[..., Ly.Layer]] = None
+
+
+# ---- the contexts the builders get ---------------------------------------------------------------
+class FloatContext:
+    """What quantize_model knows when it builds a float model's layers (after calibration):
+    ``meta(value)`` of an input, ``out(name)`` the calibrated output of a node, the config and
+    its preset, the quantized weights of each conv / linear node, the LayerNorm parameters."""
+
+    def __init__(self, config: Any, out: Callable[[str], Optional[QMeta]],
+                 weights: Dict[str, Any], layernorms: Dict[str, Any],
+                 bias_bits: Optional[int]) -> None:
+        self.config = config
+        self.preset: P.Preset = config.preset_obj
+        self.out = out
+        self.weights = weights
+        self.layernorms = layernorms
+        self.bias_bits = bias_bits
+
+
+class QuantizedContext:
+    """What from_torch_quantized knows: the engine and the conv / linear preset it implies."""
+
+    def __init__(self, engine: str) -> None:
+        self.engine = "qnnpack" if engine == "qnnpack" else "fbgemm"
+        self.preset = P.get("qnnpack" if engine == "qnnpack" else "fbgemm")
+
+
+def unsupported(what: str, front: str = "from_torch_quantized") -> NotImplementedError:
+    return NotImplementedError(
+        f"{what} has no integer implementation in {front}: keep it in float in the PyTorch model "
+        "(dequantize before it, quantize after it; qkernels then runs it in float too) or give it "
+        "an entry in the op table (qkernels/torch/ops.py)")
+
+
+def _qin(v: Any, what: str) -> QMeta:
+    if not isinstance(v, Value) or v.meta is None:
+        raise TypeError(f"{what} expects a quantized input (quantize it before this op)")
+    return v.meta
+
+
+def _pair(v: Any) -> Tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
+
+
+def clamp_bounds(meta: QMeta, lo: Optional[float], hi: Optional[float]) -> Tuple[int, int]:
+    """The integer bounds of a quantized clamp: ``quantize_val`` of each float bound (fbgemm
+    scalar), the type's limits for a missing one."""
+    info = np.iinfo(meta.dtype)
+
+    def qv(v: float) -> int:
+        return int(qk.quantize(np.float32(v), F32(meta.scale), meta.zero_point, dtype=meta.dtype,
+                               flavor="fbgemm_scalar"))
+    return (int(info.min) if lo is None else qv(lo)), (int(info.max) if hi is None else qv(hi))
+
+
+# ---- conv / linear --------------------------------------------------------------------------------
+def _weighted_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+    W = ctx.weights[node.name]
+    x = args[0]
+    cfg = ctx.config
+    if cfg.mode == "dynamic":
+        return Ly.DynamicLayer(node.name, (x.name,), None, kind=W.kind, w_int=W.w_int,
+                               w_scale=W.w_scale, w_zero_point=0, packed=W.packed, bias=W.bias,
+                               relu=W.act is not None,
+                               act_max=None if W.act is None else W.act[1],
+                               quantize_input=W.quantize_input, stride=W.module_attr("stride"),
+                               padding=W.module_attr("padding"),
+                               dilation=W.module_attr("dilation"),
+                               groups=W.module_attr("groups", 1), input_range=W.input_range)
+    if cfg.mode == "weight_only":
+        return Ly.FloatLayer(node.name, (x.name,), None, fn=W.fq_module, args=(Ly._Slot(0),),
+                             in_metas=(None,), what=f"{W.kind} (float, quantized weights)")
+    xm = _qin(x, f"layer {node.name}")
+    out = ctx.out(node.name)
+    lo, hi = out.qrange()
+    if W.act is not None:   # fused ReLU / ReLU6: clamp at the zero point (and quantize(6))
+        lo = max(lo, int(out.zero_point))
+        if W.act[1] is not None:
+            hi = min(hi, int(qk.quantize(np.float32(W.act[1]), F32(out.scale), out.zero_point,
+                                         dtype=out.dtype, flavor="torch")))
+    bias = ctx.preset.quantize_bias(W.bias, xm.scale, W.w_scale, ctx.bias_bits)
+    common = dict(x=xm, w_int=W.w_int, w_scale=W.w_scale, w_zero_point=0, packed=W.packed,
+                  bias=bias, preset=ctx.preset, act_min=lo, act_max=hi)
+    if W.kind == "conv":
+        m = W.base
+        return Ly.Conv2dLayer(node.name, (x.name,), out, stride=tuple(m.stride), padding=m.padding,
+                              dilation=tuple(m.dilation), groups=int(m.groups), **common)
+    return Ly.LinearLayer(node.name, (x.name,), out, **common)
+
+
+def _weight_params(w: torch.Tensor) -> Tuple[np.ndarray, Any, Any]:
+    q = w.int_repr().numpy()
+    if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return q, F32(w.q_scale()), int(w.q_zero_point())
+    if w.q_per_channel_axis() != 0:
+        raise NotImplementedError("per-channel weights must be quantized along the output axis")
+    return (q, w.q_per_channel_scales().numpy().astype(F32),
+            w.q_per_channel_zero_points().numpy().astype(np.int32))
+
+
+def _float_bias(b: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+    return None if b is None else b.detach().numpy().astype(F32)
+
+
+def _conv_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                         kwargs: Dict) -> Ly.Layer:
+    import torch.ao.nn.intrinsic.quantized as nniq
+
+    if mod.padding_mode != "zeros":
+        raise unsupported(f"module {name} (padding_mode={mod.padding_mode})")
+    x = args[0]
+    xm = _qin(x, f"module {name}")
+    w, ws, wzp = _weight_params(mod.weight())
+    out = QMeta(float(mod.scale), int(mod.zero_point), xm.dtype)
+    packed = qk.pack_conv2d(w, groups=mod.groups, w_zero_point=wzp, w_scale=ws)
+    relu = isinstance(mod, nniq.ConvReLU2d)
+    return Ly.Conv2dLayer(name, (x.name,), out, x=xm, w_int=w, w_scale=ws, w_zero_point=wzp,
+                          packed=packed, bias=_float_bias(mod.bias()), preset=ctx.preset,
+                          act_min=out.zero_point if relu else None, stride=tuple(mod.stride),
+                          padding=mod.padding, dilation=tuple(mod.dilation), groups=int(mod.groups))
+
+
+def _linear_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                           kwargs: Dict) -> Ly.Layer:
+    import torch.ao.nn.intrinsic.quantized as nniq
+
+    x = args[0]
+    xm = _qin(x, f"module {name}")
+    w, ws, wzp = _weight_params(mod.weight())
+    out = QMeta(float(mod.scale), int(mod.zero_point), xm.dtype)
+    packed = qk.pack_linear(w, w_zero_point=wzp, w_scale=ws)
+    relu = isinstance(mod, nniq.LinearReLU)
+    return Ly.LinearLayer(name, (x.name,), out, x=xm, w_int=w, w_scale=ws, w_zero_point=wzp,
+                          packed=packed, bias=_float_bias(mod.bias()), preset=ctx.preset,
+                          act_min=out.zero_point if relu else None)
+
+
+def _dynamic_linear_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                                   kwargs: Dict) -> Ly.Layer:
+    import torch.ao.nn.intrinsic.quantized.dynamic as nniqd
+
+    if mod.weight().dtype != torch.qint8:
+        raise unsupported(f"module {name} (dynamic Linear with {mod.weight().dtype} weights)")
+    w, ws, wzp = _weight_params(mod.weight())
+    return Ly.DynamicLayer(name, (args[0].name,), None, kind="linear", w_int=w, w_scale=ws,
+                           w_zero_point=wzp, packed=qk.pack_linear(w, w_zero_point=wzp),
+                           bias=_float_bias(mod.bias()), relu=isinstance(mod, nniqd.LinearReLU))
+
+
+# ---- add ------------------------------------------------------------------------------------------
+def _add_layer(name: str, a: Any, b: Any, out: QMeta, relu: bool) -> Ly.Layer:
+    am, bm = _qin(a, "quantized add"), _qin(b, "quantized add")
+    return Ly.AddLayer(name, (a.name, b.name), out, a=am, b=bm, relu=relu)
+
+
+def _add_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+    if len(args) != 2 or kwargs or not all(isinstance(a, Value) for a in args):
+        raise unsupported(f"function add (node {node.name}) with arguments {args!r}",
+                          "quantize_model")
+    return _add_layer(node.name, args[0], args[1], ctx.out(node.name), False)
+
+
+def _quantized_add(relu: bool) -> Callable[..., Ly.Layer]:
+    def build(ctx: QuantizedContext, name: str, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+        def bind(a: Any, b: Any, scale: Any = None, zero_point: Any = None) -> Ly.Layer:
+            am = _qin(a, "quantized add")
+            return _add_layer(name, a, b, QMeta(float(scale), int(zero_point), am.dtype), relu)
+        return bind(*args, **kwargs)
+    return build
+
+
+# ---- clamps ---------------------------------------------------------------------------------------
+def _clamp_layer(name: str, x: Any, lo: Optional[float], hi: Optional[float]) -> Ly.Layer:
+    if not isinstance(x, Value) or x.meta is None:   # float in: the float op
+        flo = -np.inf if lo is None else lo
+        fhi = np.inf if hi is None else hi
+        return Ly.FloatLayer(name, (x.name,), None, fn=torch.clamp, args=(Ly._Slot(0), flo, fhi),
+                             in_metas=(None,), what="clamp")
+    return Ly.ClampLayer(name, (x.name,), x.meta, *clamp_bounds(x.meta, lo, hi))
+
+
+def _clamp_builder(bounds: Callable[[Any], Tuple[Optional[float], Optional[float]]]
+                   ) -> Callable[..., Ly.Layer]:
+    """A builder for both front ends: bounds(module_or_None) -> (lo, hi) in float."""
+    def build(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+        name = getattr(node_or_name, "name", node_or_name)
+        return _clamp_layer(name, args[0], *bounds(mod))
+    return build
+
+
+# ---- LeakyReLU ------------------------------------------------------------------------------------
+def _leaky_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+    xm = _qin(args[0], f"module {node.name}")
+    out = ctx.out(node.name)
+    return Ly.LeakyReLULayer(node.name, (args[0].name,), QMeta(out.scale, out.zero_point, xm.dtype),
+                             x=xm, slope=float(mod.negative_slope))
+
+
+def _leaky_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                          kwargs: Dict) -> Ly.Layer:
+    xm = _qin(args[0], f"module {name}")
+    return Ly.LeakyReLULayer(name, (args[0].name,), QMeta(float(mod.scale), int(mod.zero_point),
+                                                          xm.dtype),
+                             x=xm, slope=float(mod.negative_slope))
+
+
+# ---- pooling --------------------------------------------------------------------------------------
+def _max_pool_args(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                   dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False) -> Tuple:
+    return input, kernel_size, stride, padding, dilation, ceil_mode, return_indices
+
+
+def _max_pool(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+    name = getattr(node_or_name, "name", node_or_name)
+    if mod is not None:
+        a = (args[0], mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.ceil_mode,
+             mod.return_indices)
+    else:
+        a = _max_pool_args(*args, **kwargs)
+    if a[6]:
+        raise unsupported(f"{name} (max pooling with return_indices)")
+    x = a[0]
+    xm = _qin(x, f"max pooling {name}")
+    return Ly.MaxPool2dLayer(name, (x.name,), xm, kernel_size=a[1], stride=a[2], padding=a[3],
+                             dilation=a[4], ceil_mode=bool(a[5]))
+
+
+def _avg_pool_args(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                   ceil_mode: bool = False, count_include_pad: bool = True,
+                   divisor_override: Optional[int] = None) -> Tuple:
+    """F.avg_pool2d's arguments, positional, in its order."""
+    return (input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def _avg_pool(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+    name = getattr(node_or_name, "name", node_or_name)
+    if mod is not None:
+        a = (args[0], mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
+             mod.count_include_pad, mod.divisor_override)
+    else:
+        a = _avg_pool_args(*args, **kwargs)
+    xm = _qin(a[0], f"average pooling {name}")
+    engine = getattr(ctx, "engine", "fbgemm")
+    return Ly.AvgPool2dLayer(name, (a[0].name,), xm, kernel_size=a[1], stride=a[2], padding=a[3],
+                             ceil_mode=bool(a[4]), count_include_pad=bool(a[5]),
+                             divisor_override=a[6], engine=engine)
+
+
+def _adaptive_pool(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+    name = getattr(node_or_name, "name", node_or_name)
+    if mod is not None:
+        x, size = args[0], mod.output_size
+    else:
+        def bind(input: Any, output_size: Any) -> Tuple:
+            return input, output_size
+        x, size = bind(*args, **kwargs)
+    xm = _qin(x, f"adaptive average pooling {name}")
+    return Ly.AdaptiveAvgPool2dLayer(name, (x.name,), xm, output_size=size,
+                                     engine=getattr(ctx, "engine", "fbgemm"))
+
+
+# ---- shape ops ------------------------------------------------------------------------------------
+def _cat_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+    def bind(tensors: Sequence[Any], dim: int = 0) -> Tuple:
+        return tensors, dim
+    xs, dim = bind(*args, **kwargs)
+    ms = tuple(_qin(x, f"function {node.name}") for x in xs)
+    return Ly.CatLayer(node.name, tuple(x.name for x in xs), ctx.out(node.name), in_metas=ms,
+                       dim=int(dim))
+
+
+def _cat_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                        kwargs: Dict) -> Ly.Layer:
+    def bind(tensors: Sequence[Any], dim: int = 0, scale: Any = None,
+             zero_point: Any = None) -> Tuple:
+        return tensors, dim, scale, zero_point
+    xs, dim, scale, zp = bind(*args, **kwargs)
+    # at::cat on quantized tensors keeps the first input's parameters; quantized::cat names its own
+    ms = tuple(_qin(x, f"function {name}") for x in xs)
+    s = ms[0].scale if scale is None else float(scale)
+    z = ms[0].zero_point if zp is None else int(zp)
+    return Ly.CatLayer(name, tuple(x.name for x in xs), QMeta(s, z, ms[0].dtype), in_metas=ms,
+                       dim=int(dim))
+
+
+def _flatten(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+    name = getattr(node_or_name, "name", node_or_name)
+    if mod is not None:
+        x, start, end = args[0], mod.start_dim, mod.end_dim
+    else:
+        def bind(input: Any, start_dim: int = 0, end_dim: int = -1) -> Tuple:
+            return input, start_dim, end_dim
+        x, start, end = bind(*args, **kwargs)
+    return Ly.FlattenLayer(name, (x.name,), x.meta, start=int(start), end=int(end))
+
+
+def _identity(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+    name = getattr(node_or_name, "name", node_or_name)
+    x = args[0]
+    what = type(mod).__name__ if mod is not None else "contiguous"
+    return Ly.IdentityLayer(name, (x.name,), x.meta, what=what)
+
+
+# ---- LayerNorm ------------------------------------------------------------------------------------
+def _layernorm_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
+                          kwargs: Dict) -> Ly.Layer:
+    x = args[0]
+    xm = _qin(x, f"module {node.name}")
+    c = int(mod.normalized_shape[0])
+    gamma = mod.weight.detach().numpy().astype(F32) if mod.weight is not None else np.ones(c, F32)
+    beta = mod.bias.detach().numpy().astype(F32) if mod.bias is not None else np.zeros(c, F32)
+    return Ly.LayerNormLayer(node.name, (x.name,), ctx.out(node.name), x=xm,
+                             ln=ctx.layernorms[node.name], gamma=gamma, beta=beta)
+
+
+# ---- quantize / dequantize (PyTorch-quantized models) ---------------------------------------------
+_TORCH_TO_NP = {torch.quint8: np.uint8, torch.qint8: np.int8, torch.qint32: np.int32}
+
+
+def _quantize_layer(name: str, x: Any, scale: Any, zp: Any, dtype: Any) -> Ly.Layer:
+    if any(isinstance(v, Value) for v in (scale, zp)):
+        raise unsupported("quantize_per_tensor with computed scale / zero point")
+    if dtype not in _TORCH_TO_NP:
+        raise unsupported(f"quantize_per_tensor to {dtype}")
+    return Ly.QuantizeLayer(name, (x.name,), QMeta(float(scale), int(zp),
+                                                   np.dtype(_TORCH_TO_NP[dtype])))
+
+
+def _quantize_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                             kwargs: Dict) -> Ly.Layer:
+    if mod is not None:
+        return _quantize_layer(name, args[0], float(mod.scale), int(mod.zero_point), mod.dtype)
+
+    def bind(input: Any, scale: Any, zero_point: Any, dtype: Any) -> Ly.Layer:
+        return _quantize_layer(name, input, scale, zero_point, dtype)
+    return bind(*args, **kwargs)
+
+
+def _dequantize_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                               kwargs: Dict) -> Ly.Layer:
+    x = args[0]
+    return Ly.DequantizeLayer(name, (x.name,), None, x=x.meta if isinstance(x, Value) else None)
+
+
+# ---- Hardswish: a 256-entry table -----------------------------------------------------------------
+def hardswish_table(x: QMeta, out: QMeta, engine: str = "fbgemm") -> np.ndarray:
+    """PyTorch's quantized hardswish of every 8-bit input, as the engine's CPU kernel computes it.
+
+    fbgemm / x86 (``qhardswish_kernel``, aten/src/ATen/native/quantized/cpu/kernels/
+    QuantizedOpKernels.cpp): ``dx = fl(fma(s, q, -fl(s*zp)))`` (the Vectorized dequantize),
+    ``y = fl(fl(dx * min(max(fl(dx + 3), 0), 6)) / 6)``, then the Vectorized quantize
+    ``RNE(fl(y * fl(1/s_out))) + zp_out`` clamped.
+    qnnpack, uint8 (``pytorch_qnnp_create_hardswish_nc_q8``, qnnpack/src/hardswish.c): a table
+    built with ``x = fl(s * (float)(q - zp))``, the same hardswish in float, ``v = fl(fl(fl(1/s_out)
+    * y) + zp_out)`` clamped to [0, 255], ``lrintf(v)`` (RNE).
+    """
+    info = np.iinfo(x.dtype)
+    q = np.arange(int(info.min), int(info.max) + 1).astype(x.dtype)
+    if engine == "qnnpack" and np.dtype(x.dtype) == np.uint8:
+        dx = (F32(x.scale) * (q.astype(np.int32) - int(x.zero_point)).astype(F32)).astype(F32)
+    else:
+        dx = qa._vec_dequantize(qa.QTensor(q, x.scale, x.zero_point))
+    t = np.minimum(np.maximum((dx + F32(3)).astype(F32), F32(0)), F32(6)).astype(F32)
+    y = ((dx * t).astype(F32) / F32(6)).astype(F32)
+    if engine == "qnnpack" and np.dtype(x.dtype) == np.uint8:
+        inv = F32(F32(1) / F32(out.scale))
+        v = ((inv * y).astype(F32) + F32(out.zero_point)).astype(F32)
+        return np.rint(np.clip(v, F32(0), F32(255))).astype(np.uint8)
+    return qa._vec_quantize(y, out.scale, out.zero_point, np.dtype(out.dtype))
+
+
+def _hardswish_layer(name: str, x: Any, out: QMeta, engine: str = "fbgemm") -> Ly.Layer:
+    xm = _qin(x, f"hardswish {name}")
+    out = QMeta(out.scale, out.zero_point, xm.dtype)
+    return Ly.LookupLayer(name, (x.name,), out, x=xm, table=hardswish_table(xm, out, engine),
+                          function="hardswish")
+
+
+def _hardswish_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
+                          kwargs: Dict) -> Ly.Layer:
+    return _hardswish_layer(node.name, args[0], ctx.out(node.name))
+
+
+def _hardswish_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                              kwargs: Dict) -> Ly.Layer:
+    xm = _qin(args[0], f"module {name}")
+    return _hardswish_layer(name, args[0], QMeta(float(mod.scale), int(mod.zero_point), xm.dtype),
+                            ctx.engine)
+
+
+# ---- float ops ------------------------------------------------------------------------------------
+def float_layer(node: Any, mod: Optional[torch.nn.Module], args: Tuple, kwargs: Dict,
+                out: Optional[QMeta]) -> Ly.Layer:
+    """A graph node run in float (both front ends): its torch op on the (dequantized) inputs,
+    the output quantized with ``out`` when it has one."""
+    a, k, found = Ly.arg_template(args, kwargs, lambda v: isinstance(v, Value))
+    if mod is not None:
+        fn, method = mod, False
+    else:
+        fn, method = node.target, node.op == "call_method"
+    what = type(mod).__name__ if mod is not None else str(getattr(node.target, "__name__", node.target))
+    return Ly.FloatLayer(node.name, tuple(v.name for v in found), out, fn=fn, args=a, kwargs=k,
+                         in_metas=tuple(v.meta for v in found), method=method, what=what)
+
+
+# ---- the table ------------------------------------------------------------------------------------
+def _table() -> List[OpSpec]:
+    import torch.ao.nn.intrinsic as nni
+    import torch.ao.nn.intrinsic.quantized as nniq
+    import torch.ao.nn.intrinsic.quantized.dynamic as nniqd
+    import torch.ao.nn.quantized as nnq
+    import torch.ao.nn.quantized.dynamic as nnqd
+
+    F = torch.nn.functional
+    return [
+        # dynamic modules subclass the static ones: they come first
+        OpSpec("linear_dynamic", qmodules=(nniqd.LinearReLU, nnqd.Linear),
+               from_quantized=_dynamic_linear_from_quantized),
+        OpSpec("conv2d", modules=(nni.ConvReLU2d, torch.nn.Conv2d),
+               qmodules=(nniq.ConvReLU2d, nnq.Conv2d), from_float=_weighted_from_float,
+               from_quantized=_conv_from_quantized),
+        OpSpec("linear", modules=(nni.LinearReLU, torch.nn.Linear),
+               qmodules=(nniq.LinearReLU, nnq.Linear), from_float=_weighted_from_float,
+               from_quantized=_linear_from_quantized),
+        OpSpec("add", functions=(torch.add, operator.add), qfunctions=(torch.ops.quantized.add,),
+               from_float=_add_from_float, from_quantized=_quantized_add(False)),
+        OpSpec("add_relu", qfunctions=(torch.ops.quantized.add_relu,),
+               from_quantized=_quantized_add(True)),
+        # nnq.ReLU6 subclasses nn.ReLU, nn.ReLU6 subclasses nn.Hardtanh: ReLU6 first
+        OpSpec("relu6", modules=(torch.nn.ReLU6,), functions=(F.relu6,),
+               qmodules=(nnq.ReLU6, torch.nn.ReLU6), calibrate="inherit",
+               from_float=_clamp_builder(lambda m: (0.0, 6.0)),
+               from_quantized=_clamp_builder(lambda m: (0.0, 6.0))),
+        OpSpec("hardtanh", modules=(torch.nn.Hardtanh,), qmodules=(torch.nn.Hardtanh,),
+               calibrate="inherit",
+               from_float=_clamp_builder(lambda m: (float(m.min_val), float(m.max_val))),
+               from_quantized=_clamp_builder(lambda m: (float(m.min_val), float(m.max_val)))),
+        OpSpec("relu", modules=(torch.nn.ReLU,), functions=(F.relu, torch.relu),
+               methods=("relu",), qmodules=(torch.nn.ReLU,), qfunctions=(F.relu, torch.relu),
+               calibrate="inherit", from_float=_clamp_builder(lambda m: (0.0, None)),
+               from_quantized=_clamp_builder(lambda m: (0.0, None))),
+        OpSpec("leaky_relu", modules=(torch.nn.LeakyReLU,), qmodules=(nnq.LeakyReLU,),
+               from_float=_leaky_from_float, from_quantized=_leaky_from_quantized),
+        OpSpec("hardswish", modules=(torch.nn.Hardswish,), qmodules=(nnq.Hardswish,),
+               from_float=_hardswish_from_float, from_quantized=_hardswish_from_quantized),
+        OpSpec("max_pool2d", modules=(torch.nn.MaxPool2d,), functions=(F.max_pool2d,),
+               qmodules=(torch.nn.MaxPool2d,), qfunctions=(F.max_pool2d,), calibrate="inherit",
+               from_float=_max_pool, from_quantized=_max_pool),
+        OpSpec("avg_pool2d", modules=(torch.nn.AvgPool2d,),
+               functions=(F.avg_pool2d, torch._C._nn.avg_pool2d), qmodules=(torch.nn.AvgPool2d,),
+               qfunctions=(F.avg_pool2d, torch._C._nn.avg_pool2d), calibrate="inherit",
+               from_float=_avg_pool, from_quantized=_avg_pool),
+        OpSpec("adaptive_avg_pool2d", modules=(torch.nn.AdaptiveAvgPool2d,),
+               functions=(F.adaptive_avg_pool2d,), qmodules=(torch.nn.AdaptiveAvgPool2d,),
+               qfunctions=(F.adaptive_avg_pool2d,), calibrate="inherit",
+               from_float=_adaptive_pool, from_quantized=_adaptive_pool),
+        OpSpec("cat", functions=(torch.cat, torch.concat, torch.concatenate),
+               qfunctions=(torch.cat, torch.concat, torch.concatenate, torch.ops.quantized.cat),
+               from_float=_cat_from_float, from_quantized=_cat_from_quantized),
+        OpSpec("flatten", modules=(torch.nn.Flatten,), functions=(torch.flatten,),
+               methods=("flatten",), qmodules=(torch.nn.Flatten,), qfunctions=(torch.flatten,),
+               calibrate="inherit", from_float=_flatten, from_quantized=_flatten),
+        OpSpec("identity", modules=(torch.nn.Dropout, torch.nn.Identity), methods=("contiguous",),
+               qmodules=(torch.nn.Dropout, torch.nn.Identity), calibrate="inherit",
+               from_float=_identity, from_quantized=_identity),
+        OpSpec("layernorm", modules=(torch.nn.LayerNorm,), calibrate="layernorm",
+               from_float=_layernorm_from_float),
+        OpSpec("quantize", qmodules=(nnq.Quantize,), qfunctions=(torch.quantize_per_tensor,),
+               from_quantized=_quantize_from_quantized),
+        OpSpec("dequantize", qmodules=(nnq.DeQuantize,), qfunctions=(torch.dequantize,),
+               from_quantized=_dequantize_from_quantized),
+    ]
+
+
+TABLE: List[OpSpec] = _table()
+#: The Tensor methods of PyTorch-quantized graphs, by name (the table's methods apply too).
+_Q_METHODS = {"dequantize": "dequantize", "contiguous": "identity", "flatten": "flatten",
+              "relu": "relu"}
+_BY_NAME = {s.name: s for s in TABLE}
+
+
+def by_name(name: str) -> OpSpec:
+    return _BY_NAME[name]
+
+
+def find_module(mod: Any, quantized: bool = False) -> Optional[OpSpec]:
+    """The entry of a module (float model; ``quantized``: a PyTorch-quantized model)."""
+    for spec in TABLE:
+        types = spec.qmodules if quantized else spec.modules
+        if types and isinstance(mod, types):
+            return spec
+    return None
+
+
+def find_function(target: Any, method: bool, quantized: bool = False) -> Optional[OpSpec]:
+    """The entry of a call_function target or (``method``) a Tensor method name."""
+    if method:
+        if quantized:
+            n = _Q_METHODS.get(target)
+            return _BY_NAME[n] if n else None
+        for spec in TABLE:
+            if target in spec.methods:
+                return spec
+        return None
+    for spec in TABLE:
+        fns = spec.qfunctions if quantized else spec.functions
+        if any(target is f for f in fns):
+            return spec
+    return None

@@ -1,0 +1,464 @@
+"""PyTorch's quantized arithmetic, in NumPy: the reference implementation of every quantized op
+the bridge runs, operation for operation as PyTorch's CPU kernels compute it (read from their
+source and checked against them in the tests).
+
+=====================  =====================================================================
+op                     integer arithmetic (PyTorch CPU kernels)
+=====================  =====================================================================
+quantize_per_tensor    ``qkernels.quantize(flavor="torch")`` (FBGEMM: ``RNE(fma(x, 1/s, zp))``)
+quantized.add(_relu)   ``d = fl(fma(s, q, -fl(s*zp)))`` per input, ``c = fl(da + db)``,
+                       (relu), ``RNE(fl(c * fl(1/s_out))) + zp_out`` (the ``Vectorized`` path)
+LeakyReLU              the same dequantize, ``dy = dx * (dx > 0 ? 1 : slope)``, same quantize
+ReLU / ReLU6           integer clamp to ``[zp, quantize(6.0)]`` (qparams unchanged)
+MaxPool2d              integer maximum (qparams unchanged)
+AdaptiveAvgPool2d      ``RNE(sum / count)`` for power-of-two windows; otherwise PyTorch's float
+                       steps per path (see ``q_adaptive_avg_pool2d``); engine "qnnpack":
+                       QNNPACK's ``RNE(sum(q - zp) * scale) + zp`` (qparams unchanged)
+AvgPool2d              ``RNE(fl(fl(float(sum - n * zp) * fl(1 / divisor)) + zp))`` (qparams
+                       unchanged; ``avg_pool2d_out_frame``); engine "qnnpack", uint8: QNNPACK's
+                       ``RNE(sum(q - zp) * scale) + zp`` with divisor ``kh * kw``
+cat                    ``quantize_per_tensor(cat(dequantize(x_i)))`` to the output's qparams;
+                       inputs already on them are copied (``quantized_cat_impl``)
+dequantize             ``fl(s * (q - zp))``
+linear_dynamic         fbgemm's per-call uint8 input quantization, exact int32 GEMM,
+                       ``fmaf(acc, fl(x_scale * w_scale), bias)``
+=====================  =====================================================================
+
+The C kernels of :mod:`qkernels.qops` compute the common cases of these ops; the integer model
+(:mod:`qkernels.torch.layers`) calls them, and these functions where the C op does not apply.
+
+Example:
+    >>> import numpy as np
+    >>> from qkernels.torch.qarith import QTensor, q_add
+    >>> a = QTensor(np.uint8([10, 200]), 0.1, 0); b = QTensor(np.uint8([20, 100]), 0.1, 0)
+    >>> q_add(a, b, 0.2, 0).q
+    array([ 15, 150], dtype=uint8)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+import qkernels as qk
+from qkernels.qops import max_pool2d_output_size
+
+__all__ = ["QTensor", "q_add", "q_leaky_relu", "q_clamp", "q_max_pool2d", "q_adaptive_avg_pool2d",
+           "q_cat", "q_avg_pool2d", "q_layernorm", "q_adaptive_avg_pool2d_qnnpack",
+           "q_avg_pool2d_qnnpack", "fbgemm_choose_qparams", "dynamic_quantize_input",
+           "linear_dynamic", "conv2d_dynamic", "dynamic_output", "max_pool_out_size", "flatten"]
+
+F32 = np.float32
+
+
+@dataclass
+class QTensor:
+    """An integer tensor with its per-tensor quantization parameters."""
+
+    q: np.ndarray
+    scale: float
+    zero_point: int
+
+    def dequantize(self) -> np.ndarray:
+        return qk.dequantize(self.q, F32(self.scale), self.zero_point)
+
+
+# ---- PyTorch's elementwise quantized arithmetic ------------------------------------------------
+def _vec_dequantize(t: QTensor) -> np.ndarray:
+    """Vectorized<quint8>::dequantize: fl(fma(scale, q, -fl(scale * zp))), one rounding (the
+    exact C fmaf of qkernels.accumulator_to_float)."""
+    s = F32(t.scale)
+    return qk.accumulator_to_float(t.q.astype(np.int32), s, -(s * F32(t.zero_point)))
+
+
+def _vec_quantize(x: np.ndarray, scale: float, zp: int, dtype: np.dtype) -> np.ndarray:
+    """Vectorized<quint8>::quantize: RNE(fl(x * fl(1/scale))) + zp, clamped."""
+    return qk.quantize(x.astype(F32, copy=False), F32(scale), zp, dtype=dtype, flavor="pt2e")
+
+
+def q_add(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = False) -> QTensor:
+    c = _vec_dequantize(a) + _vec_dequantize(b)
+    if relu:
+        c = np.maximum(c, F32(0))
+    return QTensor(_vec_quantize(c, scale, zp, a.q.dtype), scale, zp)
+
+
+def q_leaky_relu(x: QTensor, slope: float, scale: float, zp: int) -> QTensor:
+    dx = _vec_dequantize(x)
+    dy = dx * np.where(dx > 0, F32(1), F32(slope))
+    return QTensor(_vec_quantize(dy, scale, zp, x.q.dtype), scale, zp)
+
+
+def q_clamp(x: QTensor, lo: Optional[float], hi: Optional[float]) -> QTensor:
+    """quantized clamp / hardtanh / relu6 / relu: clamp to quantize_val(bound), qparams kept."""
+    def qv(v: float) -> int:
+        return int(qk.quantize(np.float32(v), F32(x.scale), x.zero_point, dtype=x.q.dtype,
+                               flavor="fbgemm_scalar"))
+    q = x.q
+    if lo is not None:
+        q = np.maximum(q, q.dtype.type(qv(lo)))
+    if hi is not None:
+        q = np.minimum(q, q.dtype.type(qv(hi)))
+    return QTensor(q, x.scale, x.zero_point)
+
+
+def _pair(v: Any) -> Tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def max_pool_out_size(h: int, w: int, kernel: Any, stride: Any, padding: Any, dilation: Any,
+                      ceil_mode: bool) -> Tuple[int, int]:
+    """Output (height, width) of max pooling (PyTorch's rule, ceil_mode included)."""
+    return max_pool2d_output_size(h, w, kernel, stride, padding, dilation, ceil_mode)
+
+
+def q_max_pool2d(x: QTensor, kernel: Any, stride: Any, padding: Any, dilation: Any,
+                 ceil_mode: bool) -> QTensor:
+    kh, kw = _pair(kernel)
+    sh, sw = _pair(stride if stride not in (None, []) else kernel)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    n, c, h, w = x.q.shape
+    oh, ow = max_pool_out_size(h, w, kernel, stride, padding, dilation, ceil_mode)
+    info = np.iinfo(x.q.dtype)
+    pad = np.full((n, c, h + 2 * ph + sh * kh, w + 2 * pw + sw * kw), info.min, x.q.dtype)
+    pad[:, :, ph:ph + h, pw:pw + w] = x.q
+    out = np.full((n, c, oh, ow), info.min, x.q.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            win = pad[:, :, i * dh: i * dh + sh * oh: sh, j * dw: j * dw + sw * ow: sw]
+            np.maximum(out, win[:, :, :oh, :ow], out=out)
+    return QTensor(out, x.scale, x.zero_point)
+
+
+def _adaptive_windows(i: int, o: int) -> List[Tuple[int, int]]:
+    """PyTorch's adaptive pooling windows: [floor(j*i/o), ceil((j+1)*i/o))."""
+    return [((j * i) // o, -((-(j + 1) * i) // o)) for j in range(o)]
+
+
+def q_adaptive_avg_pool2d(x: QTensor, output_size: Any, *, channels_last: bool = True,
+                          vec_width: int = 8) -> QTensor:
+    """AdaptiveAvgPool2d as PyTorch's CPU kernels compute it (qparams kept).
+
+    ``channels_last`` (the layout PyTorch's quantized conv hands on): per window of k values,
+    ``acc = sum(q) - k*zp`` in int32 and ``m = fl(1/k)``; channels in whole vectors of
+    ``vec_width`` (8: the AVX2 kernel, which PyTorch 2.13 runs on AVX-512 CPUs too) are
+    quantized with FBGEMM's vector ``Quantize`` (``RNE(fma(acc, fl(1/fl(1/m)), zp))``), the rest
+    with its scalar ``quantize_val``. NCHW-contiguous input: ``RNE(fl(sum * fl(fl(1/kh)/kw)))``.
+    For power-of-two windows all of these equal ``RNE(sum / k)``.
+    """
+    n, c, h, w = x.q.shape
+    oh, ow = _pair(output_size)
+    oh = h if oh is None else oh
+    ow = w if ow is None else ow
+    out = np.empty((n, c, oh, ow), x.q.dtype)
+    nvec = (c // vec_width) * vec_width
+    for i, (h0, h1) in enumerate(_adaptive_windows(h, oh)):
+        for j, (w0, w1) in enumerate(_adaptive_windows(w, ow)):
+            k = (h1 - h0) * (w1 - w0)
+            s = x.q[:, :, h0:h1, w0:w1].astype(np.int64).sum(axis=(2, 3))
+            if not channels_last:
+                r = F32(F32(F32(1) / F32(h1 - h0)) / F32(w1 - w0))
+                out[:, :, i, j] = np.clip(np.rint(s.astype(F32) * r), *qk._checks.qrange(x.q.dtype))
+                continue
+            acc = (s - k * x.zero_point).astype(F32)
+            sc = F32(1) / (F32(1) / F32(k))
+            for lo, hi, flavor in ((0, nvec, "fbgemm"), (nvec, c, "fbgemm_scalar")):
+                if hi > lo:
+                    out[:, lo:hi, i, j] = qk.quantize(acc[:, lo:hi], sc, x.zero_point,
+                                                      dtype=x.q.dtype, flavor=flavor)
+    return QTensor(out, x.scale, x.zero_point)
+
+
+def q_cat(xs: Sequence[QTensor], dim: int, scale: float, zp: int,
+          bits: Optional[int] = None) -> QTensor:
+    """PyTorch's ``quantized::cat`` on NCHW-contiguous tensors (``quantized_cat_impl``): every
+    input dequantized (``fl(s * (q - zp))``), concatenated, and quantized to the output's
+    parameters (``quantize_per_tensor``: fbgemm's ``RNE(fma(x, 1/s, zp))``). Inputs that already
+    carry the output's scale and zero point are copied (the round trip is the identity).
+
+    (PyTorch's channels-last fast path, ``qcat_nhwc_kernel``, rounds with its vectorized
+    dequantize / quantize instead; NCHW integers never take it.)
+
+    Example:
+        >>> import numpy as np
+        >>> a = QTensor(np.uint8([[10, 20]]), 0.5, 10); b = QTensor(np.uint8([[3]]), 1.0, 0)
+        >>> q_cat([a, b], 1, 0.5, 10).q
+        array([[10, 20, 16]], dtype=uint8)
+    """
+    if not xs:
+        raise ValueError("q_cat needs at least one input")
+    dt = xs[0].q.dtype
+    if any(x.q.dtype != dt for x in xs):
+        raise TypeError("q_cat: all inputs must have the same integer dtype")
+    parts = []
+    for x in xs:
+        if F32(x.scale) == F32(scale) and int(x.zero_point) == int(zp):
+            parts.append(x.q)
+        else:
+            f = qk.dequantize(x.q, F32(x.scale), x.zero_point)
+            parts.append(qk.quantize(f, F32(scale), zp, dtype=dt, bits=bits, flavor="torch"))
+    return QTensor(np.concatenate(parts, axis=dim), scale, zp)
+
+
+def _pool_out_size(i: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling_output_shape (dilation 1)."""
+    num = i + 2 * p - (k - 1) - 1
+    o = (-(-num // s) if ceil_mode else num // s) + 1
+    if ceil_mode and (o - 1) * s >= i + p:
+        o -= 1
+    return o
+
+
+def _avg_pool_sums(x: QTensor, kernel: Any, stride: Any, padding: Any, ceil_mode: bool,
+                   fill: int) -> Tuple[np.ndarray, Tuple[int, ...]]:
+    """The int64 window sums of avg_pool2d over ``x.q`` padded with ``fill``, and the checked
+    geometry (kh, kw, sh, sw, ph, pw, h, w, oh, ow)."""
+    kh, kw = _pair(kernel)
+    sh, sw = _pair(stride if stride not in (None, []) else kernel)
+    ph, pw = _pair(padding)
+    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0:
+        raise ValueError("avg_pool2d: kernel and stride must be positive, padding non-negative")
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError("avg_pool2d: padding must be at most half the kernel size")
+    if x.q.ndim != 4:
+        raise ValueError(f"avg_pool2d: expected an NCHW tensor, got shape {x.q.shape}")
+    n, c, h, w = x.q.shape
+    oh, ow = _pool_out_size(h, kh, sh, ph, ceil_mode), _pool_out_size(w, kw, sw, pw, ceil_mode)
+    hh, ww = max((oh - 1) * sh + kh, ph + h), max((ow - 1) * sw + kw, pw + w)
+    pad = np.full((n, c, hh, ww), fill, np.int64)
+    pad[:, :, ph:ph + h, pw:pw + w] = x.q
+    acc = np.zeros((n, c, oh, ow), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            acc += pad[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
+    return acc, (kh, kw, sh, sw, ph, pw, h, w, oh, ow)
+
+
+def q_avg_pool2d(x: QTensor, kernel: Any, stride: Any = None, padding: Any = 0,
+                 ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: Optional[int] = None) -> QTensor:
+    """PyTorch's quantized ``avg_pool2d`` (NCHW ``avg_pool2d_out_frame``; fbgemm / x86 engines),
+    qparams kept: per window ``acc = sum(q) - n_valid * zp`` (exact integers), then
+    ``RNE(fl(fl(float(acc) * fl(1 / divisor)) + zp))`` clamped, where ``divisor`` is the window
+    clipped to the padded input (``count_include_pad``), the valid elements only, or
+    ``divisor_override``.
+
+    Example:
+        >>> import numpy as np
+        >>> x = QTensor(np.arange(16, dtype=np.uint8).reshape(1, 1, 4, 4), 0.1, 3)
+        >>> q_avg_pool2d(x, 2).q[0, 0]
+        array([[ 2,  4],
+               [10, 12]], dtype=uint8)
+    """
+    if divisor_override is not None and int(divisor_override) == 0:
+        raise ValueError("avg_pool2d: divisor_override must not be zero")
+    acc, (kh, kw, sh, sw, ph, pw, h, w, oh, ow) = _avg_pool_sums(x, kernel, stride, padding,
+                                                                 ceil_mode, 0)
+
+    def extent(o: int, k: int, s: int, p: int, size: int) -> Tuple[np.ndarray, np.ndarray]:
+        start = np.arange(o) * s - p
+        end = np.minimum(start + k, size + p)
+        return end - start, np.minimum(end, size) - np.maximum(start, 0)
+    pool_h, valid_h = extent(oh, kh, sh, ph, h)
+    pool_w, valid_w = extent(ow, kw, sw, pw, w)
+    valid = np.outer(valid_h, valid_w)
+    if divisor_override is not None:
+        div = np.full_like(valid, int(divisor_override))
+    else:
+        div = np.outer(pool_h, pool_w) if count_include_pad else valid
+    mult = (1.0 / div.astype(np.float64)).astype(F32)
+    s = (acc - valid * int(x.zero_point)).astype(F32)
+    y = np.rint((s * mult).astype(F32) + F32(x.zero_point))
+    info = np.iinfo(x.q.dtype)
+    return QTensor(np.clip(y, info.min, info.max).astype(x.q.dtype), x.scale, x.zero_point)
+
+
+def q_layernorm(x: QTensor, ln: "qk.LayerNormParams", out_dtype: Any = np.int8,
+                bits: Optional[int] = None) -> Tuple[QTensor, np.ndarray]:
+    """Integer LayerNorm over the last axis through qkernels' PTF kernels (FQ-ViT style).
+
+    The input is requantized to the PTF parameters ``ln.ptf`` (``ptf_quantize`` of its dequantized
+    value: one rounding, as every PyTorch elementwise quantized op does), then
+    :func:`qkernels.ptf_layernorm` runs integer-only and gives int8 with ``ln.out_scale`` /
+    ``ln.out_zero_point``. A uint8 ``out_dtype`` adds 128 to the integers and the zero point
+    (exact); ``bits`` below 8 clamps to that range. Returns the output and the PTF uint8 input.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> p = qkernels.PTFParams(0.05, np.zeros(4, np.int32), 128)
+        >>> ln = qkernels.prepare_layernorm(p, np.ones(4), np.zeros(4), out_scale=2 / 127)
+        >>> y, _ = q_layernorm(QTensor(np.uint8([[100, 120, 140, 160]]), 0.05, 128), ln)
+        >>> y.q
+        array([[-85, -28,  28,  85]], dtype=int8)
+    """
+    q_ptf = ln.ptf.quantize(x.dequantize())
+    y = qk.ptf_layernorm(q_ptf, ln)
+    dt = np.dtype(out_dtype)
+    zp = int(ln.out_zero_point)
+    if dt == np.uint8:
+        y = (y.astype(np.int16) + 128).astype(np.uint8)
+        zp += 128
+    elif dt != np.int8:
+        raise TypeError(f"q_layernorm: out_dtype must be int8 or uint8, got {dt}")
+    if bits is not None:
+        lo, hi = qk._checks.qrange(dt, bits=bits)
+        y = np.clip(y, lo, hi).astype(dt)
+    return QTensor(y, float(ln.out_scale), zp), q_ptf
+
+
+def _qnnpack_average(acc: np.ndarray, k: int, x: QTensor) -> QTensor:
+    """QNNPACK's average pooling output stage for window sums ``acc = sum(q - zp)`` (int, exact)
+    over windows of ``k`` values: ``scale = fl(s / fl(s * k))`` (input and output scales are the
+    same), ``_mm_cvtps_epi32(fl(float(acc) * scale))`` (RNE), int16 saturation, ``+ zp``, uint8."""
+    s = F32(x.scale)
+    scale = s / (s * F32(k))
+    y = np.rint(acc.astype(F32) * scale).astype(np.int64)
+    y = np.clip(y, -32768, 32767) + x.zero_point                # _mm_packs_epi32, _mm_adds_epi16
+    return QTensor(np.clip(y, 0, 255).astype(np.uint8), x.scale, x.zero_point)
+
+
+def q_adaptive_avg_pool2d_qnnpack(x: QTensor, output_size: Any, *,
+                                  channels_last: bool = True) -> QTensor:
+    """AdaptiveAvgPool2d as PyTorch runs it with engine "qnnpack" (uint8, each input size a
+    multiple of the output size, not the identity): QNNPACK's average pooling, which subtracts
+    the zero point before it divides, ``clamp(RNE(fl(float(sum(q - zp)) * fl(s / fl(s*k)))) +
+    zp)``. A tie then rounds to even relative to the zero point, not in absolute value as in
+    the fbgemm path. Any other case falls back to PyTorch's generic kernel
+    (:func:`q_adaptive_avg_pool2d`)."""
+    n, c, h, w = x.q.shape
+    oh, ow = _pair(output_size)
+    oh = h if oh is None else oh
+    ow = w if ow is None else ow
+    if (x.q.dtype != np.uint8 or (oh, ow) == (h, w) or h % oh or w % ow):
+        return q_adaptive_avg_pool2d(x, output_size, channels_last=channels_last)
+    kh, kw = h // oh, w // ow
+    acc = x.q.astype(np.int64).reshape(n, c, oh, kh, ow, kw).sum(axis=(3, 5))
+    return _qnnpack_average(acc - kh * kw * x.zero_point, kh * kw, x)
+
+
+def q_avg_pool2d_qnnpack(x: QTensor, kernel: Any, stride: Any = None, padding: Any = 0,
+                         ceil_mode: bool = False, count_include_pad: bool = True,
+                         divisor_override: Optional[int] = None) -> QTensor:
+    """``avg_pool2d`` as PyTorch runs it with engine "qnnpack": for uint8 input without
+    ``ceil_mode`` QNNPACK's kernel, where padding holds the zero point and the divisor is always
+    ``kh * kw`` (``count_include_pad`` and ``divisor_override`` are not used, as in PyTorch), then
+    the output stage of :func:`q_adaptive_avg_pool2d_qnnpack`; otherwise PyTorch's generic
+    kernel (:func:`q_avg_pool2d`).
+
+    Example:
+        >>> import numpy as np
+        >>> x = QTensor(np.arange(16, dtype=np.uint8).reshape(1, 1, 4, 4), 0.1, 3)
+        >>> q_avg_pool2d_qnnpack(x, 2).q[0, 0]     # ties: (10 - 4*3)/4 = -0.5 -> 0 -> 3
+        array([[ 3,  5],
+               [11, 13]], dtype=uint8)
+        >>> q_avg_pool2d(x, 2).q[0, 0]             # fbgemm: 10/4 = 2.5 -> 2
+        array([[ 2,  4],
+               [10, 12]], dtype=uint8)
+    """
+    if x.q.dtype != np.uint8 or ceil_mode:
+        return q_avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad,
+                            divisor_override)
+    acc, geo = _avg_pool_sums(x, kernel, stride, padding, False, x.zero_point)
+    k = geo[0] * geo[1]   # padding holds the zero point: every window has kh * kw values
+    return _qnnpack_average(acc - k * x.zero_point, k, x)
+
+
+# ---- dynamic quantization (fbgemm quantized::linear_dynamic) -------------------------------------
+_SMALL_SCALE = float(F32(6.1e-5))
+
+
+def fbgemm_choose_qparams(mn: float, mx: float, qmin: int = 0, qmax: int = 255,
+                          reduce_range: bool = False) -> Tuple[float, int]:
+    """PyTorch's ``quant_utils::ChooseQuantizationParams`` (= fbgemm's), as the dynamic linear
+    uses it: double arithmetic, a 6.1e-5 floor on the scale, the zero point from whichever end
+    has the smaller error. Returns the double scale and the zero point."""
+    if reduce_range:
+        qmin, qmax = int(qmin / 2), int(qmax / 2)
+    mn, mx = min(F32(mn), F32(0)), max(F32(mx), F32(0))
+    scale = (float(mx) - float(mn)) / (qmax - qmin)
+    if F32(scale) == 0 or not np.isfinite(F32(1) / F32(scale)):
+        scale = 0.1
+    if scale < _SMALL_SCALE:
+        org = F32(scale)
+        scale = _SMALL_SCALE
+        if mn == 0:
+            mx = F32(F32(_SMALL_SCALE) * F32(qmax - qmin))
+        elif mx == 0:
+            mn = F32(-F32(_SMALL_SCALE) * F32(qmax - qmin))
+        else:
+            amp = F32(F32(_SMALL_SCALE) / org)
+            mn, mx = F32(mn * amp), F32(mx * amp)
+    z_min = qmin - float(mn) / scale
+    z_max = qmax - float(mx) / scale
+    e_min = abs(qmin) - abs(float(mn) / scale)
+    e_max = abs(qmax) - abs(float(mx) / scale)
+    z0 = z_min if e_min < e_max else z_max
+    zp = qmin if z0 < qmin else (qmax if z0 > qmax else int(np.rint(z0)))
+    return scale, zp
+
+
+def dynamic_quantize_input(x: np.ndarray, reduce_range: bool = True) -> QTensor:
+    """fbgemm's per-call input quantization (``quantized::linear_dynamic``): uint8 from the
+    tensor's min / max with :func:`fbgemm_choose_qparams` (``reduce_range``: [0, 127]) and
+    fbgemm's ``Quantize`` (``RNE(fma(x, 1/s, zp))``)."""
+    x = np.asarray(x, F32)
+    mn, mx = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    scale_d, xzp = fbgemm_choose_qparams(mn, mx, 0, 255, reduce_range)
+    xs = F32(scale_d)
+    return QTensor(qk.quantize(x, xs, xzp, dtype=np.uint8, flavor="fbgemm"), float(xs), xzp)
+
+
+def dynamic_output(acc: np.ndarray, xs: float, ws: Any, bias: Optional[np.ndarray], axis: int,
+                    relu: bool) -> np.ndarray:
+    """ReQuantizeForFloat: ``fmaf(acc, fl(x_scale * w_scale), bias)`` per output channel."""
+    mult = (F32(xs) * np.asarray(ws, F32)).astype(F32)
+    b = np.zeros(acc.shape[axis], F32) if bias is None else bias
+    y = qk.accumulator_to_float(acc, mult, b, axis=axis if np.ndim(mult) or np.ndim(b) else None)
+    return np.maximum(y, F32(0)) if relu else y
+
+
+def linear_dynamic(x: np.ndarray, w: Any, ws: Any, wzp: Any, bias: Optional[np.ndarray],
+                   relu: bool = False, reduce_range: bool = True,
+                   quantize_input: Optional[Callable[[np.ndarray], QTensor]] = None) -> np.ndarray:
+    """fbgemm's dynamic linear: quantize x per call (uint8, reduce_range), exact int32 GEMM,
+    then ``fmaf(acc, fl(x_scale * w_scale), bias)`` (ReQuantizeForFloat), optional ReLU.
+
+    ``w`` is the int8 (N, K) weight or a :class:`qkernels.PackedLinear`; ``quantize_input``
+    replaces fbgemm's input quantization (e.g. with other bits or a symmetric range).
+
+    Example:
+        >>> # y = linear_dynamic(x, w_int8, w_scale, 0, bias)  # == quantized::linear_dynamic
+    """
+    xq = (quantize_input or (lambda v: dynamic_quantize_input(v, reduce_range)))(np.asarray(x, F32))
+    acc = qk.linear_int32(xq.q, w, x_zero_point=xq.zero_point, w_zero_point=wzp)
+    return dynamic_output(acc, xq.scale, ws, bias, -1, relu)
+
+
+def conv2d_dynamic(x: np.ndarray, w: Any, ws: Any, wzp: Any, bias: Optional[np.ndarray], *,
+                   stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                   relu: bool = False, reduce_range: bool = True,
+                   quantize_input: Optional[Callable[[np.ndarray], QTensor]] = None) -> np.ndarray:
+    """Dynamic convolution with the linear's arithmetic: input quantized per call, exact int32
+    accumulators, ``fmaf(acc, fl(x_scale * w_scale[c]), bias[c])``, float NCHW output.
+
+    PyTorch's ``quantized::conv2d_dynamic`` differs: it requantizes the accumulators to uint8
+    with the *input's* scale and zero point (``apply_impl(q_input, x_scale, x_zp)``, clipping
+    outputs outside the input's range) and dequantizes that; it is not reproduced here.
+    """
+    xq = (quantize_input or (lambda v: dynamic_quantize_input(v, reduce_range)))(np.asarray(x, F32))
+    acc = qk.conv2d_int32(xq.q, w, stride=stride, padding=padding, dilation=dilation,
+                          groups=groups, x_zero_point=xq.zero_point, w_zero_point=wzp)
+    return dynamic_output(acc, xq.scale, ws, bias, 1, relu)
+
+
+def flatten(x: Any, start: int, end: int) -> Any:
+    """``torch.flatten`` of an array or a QTensor (qparams kept)."""
+    a = x.q if isinstance(x, QTensor) else x
+    shape = a.shape
+    start %= len(shape)
+    end %= len(shape)
+    new = shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:]
+    r = a.reshape(new)
+    return QTensor(r, x.scale, x.zero_point) if isinstance(x, QTensor) else r

@@ -1,0 +1,134 @@
+"""The C quantized elementwise / pooling ops behind the IntegerModel runtime (csrc/qops.c) give
+the same integers as the NumPy reference implementations in qkernels.torch.qarith (which the
+from_torch_quantized tests check against PyTorch element for element), and their AVX2 and scalar
+paths agree bit for bit."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
+from qkernels import _core, qops  # noqa: E402
+from qkernels.torch import qarith as cv  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # tests/: the helper modules
+DTYPES = (np.uint8, np.int8)
+
+
+def _q(rng, shape, dt):
+    info = np.iinfo(dt)
+    return rng.integers(info.min, info.max, shape, endpoint=True).astype(dt)
+
+
+def _zp(rng, dt):
+    info = np.iinfo(dt)
+    return int(rng.integers(info.min, info.max, endpoint=True))
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_qadd_matches_reference(dt, relu):
+    rng = np.random.default_rng(1)
+    for n in (1, 7, 8, 9, 1000, 4099):
+        a, b = _q(rng, (n,), dt), _q(rng, (n,), dt)
+        for sa, sb, so in ((0.05, 0.07, 0.1), (0.013, 0.013, 0.026), (1 / 3, 0.2, 0.01),
+                           (0.5, 0.25, 0.75)):
+            za, zb, zo = _zp(rng, dt), _zp(rng, dt), _zp(rng, dt)
+            ref = cv.q_add(cv.QTensor(a, sa, za), cv.QTensor(b, sb, zb), so, zo, relu).q
+            got = qops.qadd(a, b, sa, za, sb, zb, so, zo, relu)
+            assert got.dtype == ref.dtype and np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_qleaky_relu_matches_reference(dt):
+    rng = np.random.default_rng(2)
+    for n in (1, 8, 15, 3001):
+        x = _q(rng, (2, n), dt)
+        for sx, slope, so in ((0.05, 0.1, 0.04), (0.013, 0.01, 0.02), (1 / 3, 0.2, 0.3)):
+            zx, zo = _zp(rng, dt), _zp(rng, dt)
+            ref = cv.q_leaky_relu(cv.QTensor(x, sx, zx), slope, so, zo).q
+            got = qops.qleaky_relu(x, sx, zx, slope, so, zo)
+            assert got.shape == ref.shape and np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_qclamp_matches_reference(dt):
+    rng = np.random.default_rng(3)
+    x = _q(rng, (3, 5, 7), dt)
+    zp = _zp(rng, dt) // 2
+    for lo, hi in ((0.0, None), (0.0, 6.0), (-1.0, 1.0)):
+        ref = cv.q_clamp(cv.QTensor(x, 0.05, zp), lo, hi).q
+        qlo = int(ref.min()) if lo is None else cv.q_clamp(cv.QTensor(np.array([np.iinfo(dt).min], dt), 0.05, zp), lo, None).q[0]
+        qhi = np.iinfo(dt).max if hi is None else cv.q_clamp(cv.QTensor(np.array([np.iinfo(dt).max], dt), 0.05, zp), None, hi).q[0]
+        assert np.array_equal(qops.qclamp(x, int(qlo), int(qhi)), ref)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("geo", [(2, None, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 1, 1, True),
+                                 ((2, 3), (1, 2), (1, 0), (2, 1), True), (2, 2, 0, 1, True)])
+def test_qmax_pool2d_matches_reference(dt, geo):
+    rng = np.random.default_rng(4)
+    k, s, p, d, ceil = geo
+    for h, w in ((8, 8), (7, 5), (4, 9)):
+        x = _q(rng, (2, 3, h, w), dt)
+        ref = cv.q_max_pool2d(cv.QTensor(x, 0.1, 3), k, s, p, d, ceil).q
+        got = qops.qmax_pool2d(x, k, s, p, d, ceil)
+        assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_qadaptive_avg_pool2d_matches_reference(dt):
+    rng = np.random.default_rng(5)
+    for (h, w), out in (((8, 8), 1), ((4, 4), 1), ((7, 5), (3, 2)), ((5, 5), (5, 5)), ((6, 9), (4, 4))):
+        x = _q(rng, (3, 4, h, w), dt)
+        ref = cv.q_adaptive_avg_pool2d(cv.QTensor(x, 0.1, 0), out).q
+        got = qops.qadaptive_avg_pool2d(x, out)
+        assert np.array_equal(got, ref)
+
+
+def test_qops_bad_input_raises():
+    x = np.zeros((2, 3), np.uint8)
+    with pytest.raises(TypeError, match="uint8 or int8"):
+        _core._qclamp(x.astype(np.int16), 0, 1)
+    with pytest.raises(ValueError, match="same shape"):
+        _core._qadd(x, np.zeros((3, 2), np.uint8), 0.1, 0, 0.1, 0, 0.1, 0, False)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core._qleaky_relu(np.zeros((4, 4), np.uint8)[:, ::2], 0.1, 0, 0.1, 0.1, 0)
+    with pytest.raises(ValueError):
+        _core._qadd(x, x, 0.0, 0, 0.1, 0, 0.1, 0, False)  # scale must be > 0
+    with pytest.raises(ValueError, match="NCHW"):
+        _core._qadaptive_avg_pool2d(x, 1, 1)
+
+
+SCRIPT = r"""
+import sys, numpy as np
+from qkernels import _core
+rng = np.random.default_rng(9)
+out = {}
+for dt in (np.uint8, np.int8):
+    info = np.iinfo(dt)
+    a = rng.integers(info.min, info.max, 10_007, endpoint=True).astype(dt)
+    b = rng.integers(info.min, info.max, 10_007, endpoint=True).astype(dt)
+    for i, (sa, sb, so) in enumerate(((0.05, 0.07, 0.1), (0.013, 0.013, 0.026), (1 / 3, 0.2, 0.01))):
+        za, zb, zo = (int(v) for v in rng.integers(info.min, info.max, 3, endpoint=True))
+        for relu in (0, 1):
+            out[f"add_{info.dtype}_{i}_{relu}"] = _core._qadd(a, b, sa, za, sb, zb, so, zo, relu)
+        out[f"leaky_{info.dtype}_{i}"] = _core._qleaky_relu(a, sa, za, 0.1, so, zo)
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_qops_simd_matches_scalar(tmp_path):
+    outs = {}
+    for isa in ("scalar", "avx2"):
+        path = tmp_path / f"{isa}.npz"
+        env = dict(os.environ, QKERNELS_SIMD=isa)
+        subprocess.run([sys.executable, "-c", SCRIPT, str(path)], check=True, env=env, cwd=HERE)
+        outs[isa] = np.load(path)
+    assert set(outs["scalar"].files) == set(outs["avx2"].files) and outs["scalar"].files
+    for k in outs["scalar"].files:
+        assert np.array_equal(outs["scalar"][k], outs["avx2"][k]), k
