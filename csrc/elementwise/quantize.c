@@ -313,10 +313,8 @@ QK_TARGET_AVX512 static size_t qk__quantize_f32_8bit_avx512(const float *x, size
     qk_status qk_quantize_##IN##_##OUT##_##FLAV(const INT *x, size_t n, float scale,             \
                                                 int32_t zero_point, int32_t qmin, int32_t qmax, \
                                                 OUTT *y, size_t *bad_index) {                  \
-        if (!qk__scale_ok(scale)) return QK_ERR_SCALE;                                         \
-        qk_status st = qk__check_range(zero_point, qmin, qmax, TMIN, TMAX);                    \
+        qk_status st = qk__check_scaled(scale, zero_point, qmin, qmax, TMIN, TMAX, n, x, y);   \
         if (st != QK_OK) return st;                                                            \
-        if (n > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;                              \
         size_t done = 0;                                                                       \
         SIMD(IN, OUT, FLAV)                                                                    \
         st = qk__quantize_##IN##_##OUT##_##FLAV##_scalar(x + done, n - done, scale, zero_point, \
@@ -392,10 +390,9 @@ QK__DEQUANTIZE(s32, int32_t, -1)
     qk_status qk_fake_quantize_##IN##_torch(const INT *x, size_t n, float scale,               \
                                             int32_t zero_point, int32_t qmin, int32_t qmax,    \
                                             INT *y, size_t *bad_index) {                       \
-        if (!qk__scale_ok(scale)) return QK_ERR_SCALE;                                         \
-        qk_status st = qk__check_range(zero_point, qmin, qmax, INT32_MIN, INT32_MAX);          \
+        const qk_status st =                                                                   \
+            qk__check_scaled(scale, zero_point, qmin, qmax, INT32_MIN, INT32_MAX, n, x, y);    \
         if (st != QK_OK) return st;                                                            \
-        if (n > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;                              \
         const float inv = 1.0f / scale;                                                        \
         const double lo = (double)qmin - zero_point, hi = (double)qmax - zero_point;           \
         /* through an integer, as PyTorch does: -0.5 rounds to +0, never -0; then the exact    \

@@ -267,10 +267,9 @@ static inline size_t qk__req_head(const void *y, size_t n) {
                                              int32_t zero_point, int32_t qmin, int32_t qmax,     \
                                              OUTT_ *y) {                                         \
         typedef OUTT_ OUTT;                                                                     \
-        if (!qk__scale_ok(scale)) return QK_ERR_SCALE;                                          \
-        qk_status st = qk__check_range(zero_point, qmin, qmax, TMIN, TMAX);                     \
+        const qk_status st =                                                                    \
+            qk__check_scaled(scale, zero_point, qmin, qmax, TMIN, TMAX, n, acc, y);             \
         if (st != QK_OK) return st;                                                             \
-        if (n > 0 && (acc == NULL || y == NULL)) return QK_ERR_ARG;                             \
         size_t done = 0;                                                                        \
         QK__REQ_AVX2(OUT, QK_REQ_FP32, 0, scale, QK__FP32_LOOP)                                \
         QK__FP32_LOOP(done, n)                                                                  \
