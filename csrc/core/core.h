@@ -16,6 +16,8 @@
 #include "core/isa.h"
 
 static inline int qk__scale_ok(float s) { return isfinite(s) && s > 0.0f; }
+/* A scale the kernels multiply by the reciprocal of: also fl(1/s) finite (s > 2^-128). */
+static inline int qk__recip_scale_ok(float s) { return qk__scale_ok(s) && isfinite(1.0f / s); }
 
 /* Checked sizes. Every size the library computes from caller-given sizes goes through these:
  * a result that does not fit in size_t, or exceeds PTRDIFF_MAX (no object can be that large, and
@@ -41,11 +43,12 @@ static inline qk_status qk__check_range(int32_t zp, int32_t qmin, int32_t qmax, 
 }
 
 /* The checks of a scaled kernel that writes a clamped integer type, in the order every such
- * kernel reports them: the scale, the range and zero point, then the arrays (needed when n > 0). */
-static inline qk_status qk__check_scaled(float scale, int32_t zp, int32_t qmin, int32_t qmax,
+ * kernel reports them: the scale (scale_ok: qk__scale_ok, or qk__recip_scale_ok where the kernel
+ * divides by it), the range and zero point, then the arrays (needed when n > 0). */
+static inline qk_status qk__check_scaled(int scale_ok, int32_t zp, int32_t qmin, int32_t qmax,
                                          int64_t tmin, int64_t tmax, size_t n, const void *x,
                                          const void *y) {
-    if (!qk__scale_ok(scale)) return QK_ERR_SCALE;
+    if (!scale_ok) return QK_ERR_SCALE;
     const qk_status st = qk__check_range(zp, qmin, qmax, tmin, tmax);
     if (st != QK_OK) return st;
     return n > 0 && (x == NULL || y == NULL) ? QK_ERR_ARG : QK_OK;

@@ -53,6 +53,12 @@
 #define QK__FUSED_pt2e 0
 #define QK__FUSED_onnx 0
 #define QK__FUSED_tflite 0
+/* flavours that multiply by fl(1/scale): their scale must keep that reciprocal finite */
+#define QK__RECIP_fbgemm 1
+#define QK__RECIP_fbgemm_scalar 1
+#define QK__RECIP_pt2e 1
+#define QK__RECIP_onnx 0
+#define QK__RECIP_tflite 0
 /* onnx: true division (MLAS QuantizeLinear). */
 #define QK__PREP_onnx
 #define QK__T_onnx_f32(v) ((double)((v) / scale))
@@ -313,7 +319,9 @@ QK_TARGET_AVX512 static size_t qk__quantize_f32_8bit_avx512(const float *x, size
     qk_status qk_quantize_##IN##_##OUT##_##FLAV(const INT *x, size_t n, float scale,             \
                                                 int32_t zero_point, int32_t qmin, int32_t qmax, \
                                                 OUTT *y, size_t *bad_index) {                  \
-        qk_status st = qk__check_scaled(scale, zero_point, qmin, qmax, TMIN, TMAX, n, x, y);   \
+        const int scale_ok = QK__RECIP_##FLAV ? qk__recip_scale_ok(scale) : qk__scale_ok(scale);\
+        qk_status st =                                                                         \
+            qk__check_scaled(scale_ok, zero_point, qmin, qmax, TMIN, TMAX, n, x, y);           \
         if (st != QK_OK) return st;                                                            \
         size_t done = 0;                                                                       \
         SIMD(IN, OUT, FLAV)                                                                    \
@@ -390,8 +398,8 @@ QK__DEQUANTIZE(s32, int32_t, -1)
     qk_status qk_fake_quantize_##IN##_torch(const INT *x, size_t n, float scale,               \
                                             int32_t zero_point, int32_t qmin, int32_t qmax,    \
                                             INT *y, size_t *bad_index) {                       \
-        const qk_status st =                                                                   \
-            qk__check_scaled(scale, zero_point, qmin, qmax, INT32_MIN, INT32_MAX, n, x, y);    \
+        const qk_status st = qk__check_scaled(qk__recip_scale_ok(scale), zero_point, qmin, qmax,\
+                                              INT32_MIN, INT32_MAX, n, x, y);                  \
         if (st != QK_OK) return st;                                                            \
         const float inv = 1.0f / scale;                                                        \
         const double lo = (double)qmin - zero_point, hi = (double)qmax - zero_point;           \

@@ -41,7 +41,7 @@ qk_status qk_quantize_multiplier(double m, int32_t *multiplier, int32_t *shift) 
         e = 0;
         q_fixed = 0;
     }
-    if (e > 30) return QK_ERR_SHIFT;
+    if (e > 31) return QK_ERR_SHIFT; /* m >= 2^31 - 2^-1 */
     *multiplier = (int32_t)q_fixed;
     *shift = e;
     return QK_OK;
@@ -268,7 +268,7 @@ static inline size_t qk__req_head(const void *y, size_t n) {
                                              OUTT_ *y) {                                         \
         typedef OUTT_ OUTT;                                                                     \
         const qk_status st =                                                                    \
-            qk__check_scaled(scale, zero_point, qmin, qmax, TMIN, TMAX, n, acc, y);             \
+            qk__check_scaled(qk__scale_ok(scale), zero_point, qmin, qmax, TMIN, TMAX, n, acc, y); \
         if (st != QK_OK) return st;                                                             \
         size_t done = 0;                                                                        \
         QK__REQ_AVX2(OUT, QK_REQ_FP32, 0, scale, QK__FP32_LOOP)                                \

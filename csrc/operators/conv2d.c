@@ -759,9 +759,10 @@ static qk_status qk__conv2d_gemm(const qk_conv2d_shape *s, const qk_packed_weigh
     const qk__ukernels *uk = qk__uk();
     const int strided = s->stride_h != 1 || s->stride_w != 1;
     /* the NHWC rows, the linear output, and (strided) one image's c x P grid of pixels */
-    uint8_t *rows = (uint8_t *)malloc(m * c + m * n * osz + (strided ? c * P : 0));
+    const size_t xb = (m * c + 63) & ~(size_t)63; /* the int32 outputs after it stay aligned */
+    uint8_t *rows = (uint8_t *)malloc(xb + m * n * osz + (strided ? c * P : 0));
     if (rows == NULL) return QK_ERR_NOMEM;
-    uint8_t *yr = rows + m * c, *grid = yr + m * n * osz;
+    uint8_t *yr = rows + xb, *grid = yr + m * n * osz;
     for (size_t b = 0; b < s->batch; b++) {
         const uint8_t *xb = (const uint8_t *)x + b * c * s->in_h * s->in_w;
         if (strided) { /* the pixels of the stride grid, each channel's contiguous */
@@ -809,9 +810,10 @@ static qk_status qk__conv2d_wide(const qk_conv2d_shape *s, const qk_packed_weigh
     size_t woh = 0, wow = 0;
     qk_status st = qk_conv2d_out_size(&ws, w, &woh, &wow);
     if (st != QK_OK || woh != oh || wow != nb * per) return QK_ERR_ARG; /* cannot happen */
-    char *xw = (char *)malloc(c * h * nb * slot + n * oh * wow * osz);
+    const size_t xb = (c * h * nb * slot + 63) & ~(size_t)63; /* int32 outputs stay aligned */
+    char *xw = (char *)malloc(xb + n * oh * wow * osz);
     if (xw == NULL) return QK_ERR_NOMEM;
-    char *yw = xw + c * h * nb * slot;
+    char *yw = xw + xb;
     memset(xw, (int)(uint8_t)x_zero_point, c * h * nb * slot);
     for (size_t ch = 0; ch < c; ch++)
         for (size_t r = 0; r < h; r++)
