@@ -288,7 +288,14 @@ typedef enum qk_requant_scheme {
     QK_REQ_SHIFT_HALF_UP = 4,   /* acc / 2^shift[o], RHU; shift in [-31, 31] */
     QK_REQ_SHIFT_HALF_EVEN = 5, /* ... RNE */
     QK_REQ_SHIFT_HALF_AWAY = 6, /* ... RHAZ */
-    QK_REQ_SHIFT_FLOOR = 7      /* ... floor */
+    QK_REQ_SHIFT_FLOOR = 7,     /* ... floor */
+    QK_REQ_FP64 = 8,       /* RHAZ((double)acc * scale64[o]) (TFLite's reference FullyConnected:
+                            * round() of the double product; values beyond int32 saturate, where
+                            * TFLite's cast is undefined) */
+    QK_REQ_DOUBLE_HALF_UP = 9 /* SRDHM(acc * 2^max(shift,0), multiplier) then a rounding right
+                            * shift by max(-shift,0) with ties toward +inf (NEON vrshl; TFLite's
+                            * optimized built-in kernels on x86 through NEON_2_SSE), as DOUBLE
+                            * otherwise (same ranges, same overflow rule) */
 } qk_requant_scheme;
 
 /* Per-call output stage. Arrays hold one value per output channel (n), or are NULL when the
@@ -299,11 +306,14 @@ typedef struct qk_epilogue {
     const int32_t *bias;       /* int32 bias added to the accumulator (any scheme), or NULL */
     const float *float_bias;   /* QK_REQ_FP32 only: added in float, fl((float)acc + fb[o]) (FBGEMM) */
     const float *scale;        /* QK_REQ_FP32: finite and > 0 */
-    const int32_t *multiplier; /* QK_REQ_DOUBLE / SINGLE: >= 0 */
-    const int32_t *shift;      /* DOUBLE / SINGLE: [-31, 30]; SHIFT_*: [-31, 31] */
-    int32_t zero_point;        /* output zero point, within [act_min, act_max] */
+    const int32_t *multiplier; /* QK_REQ_DOUBLE / SINGLE / DOUBLE_HALF_UP: >= 0 */
+    const int32_t *shift;      /* DOUBLE / SINGLE / DOUBLE_HALF_UP: [-31, 30]; SHIFT_*: [-31, 31] */
+    int32_t zero_point;        /* output zero point, within out_type (it may lie outside
+                                * [act_min, act_max]: y = clamp(R(acc) + zero_point, act_min,
+                                * act_max), as TFLite and CMSIS-NN compute it) */
     int32_t act_min, act_max;  /* clamping range within out_type (ReLU: act_min = zero_point) */
     int wrap;                  /* 1: the sums wrap modulo 2^32 instead of QK_ERR_OVERFLOW */
+    const double *scale64;     /* QK_REQ_FP64: finite and > 0 */
 } qk_epilogue;
 
 /* y (m x n, ep->out_type) = epilogue(x (m x k, x_type) . w^T). x_zero_point within x_type.

@@ -144,7 +144,10 @@ static int qk_py_epilogue(const qk_py_epi_args *a, size_t n, PyArrayObject *out,
     int err = 0;
     ep->bias = (const int32_t *)qk_py_opt_arr(a->bias, NPY_INT32, n, "bias", &err);
     ep->float_bias = (const float *)qk_py_opt_arr(a->fbias, NPY_FLOAT32, n, "float_bias", &err);
-    ep->scale = (const float *)qk_py_opt_arr(a->scale, NPY_FLOAT32, n, "scale", &err);
+    if (a->scheme == QK_REQ_FP64) /* a float64 scale */
+        ep->scale64 = (const double *)qk_py_opt_arr(a->scale, NPY_FLOAT64, n, "scale", &err);
+    else
+        ep->scale = (const float *)qk_py_opt_arr(a->scale, NPY_FLOAT32, n, "scale", &err);
     ep->multiplier = (const int32_t *)qk_py_opt_arr(a->mult, NPY_INT32, n, "multiplier", &err);
     ep->shift = (const int32_t *)qk_py_opt_arr(a->shift, NPY_INT32, n, "shift", &err);
     if (err) return -1;

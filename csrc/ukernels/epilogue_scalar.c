@@ -29,11 +29,29 @@ static inline int qk__epi1(const qk_epilogue *ep, size_t o, int32_t raw, int32_t
             *q = (int32_t)nearbyintf(f) + ep->zero_point;
             return 1;
         }
+        case QK_REQ_FP64: {   /* clamped before rounding: the bounds are integers, so the same */
+            const double d = (double)acc * ep->scale64[o];
+            *q = (int32_t)qk__rhaz(qk__clampd(d, (double)ep->act_min - ep->zero_point,
+                                              (double)ep->act_max - ep->zero_point)) +
+                 ep->zero_point;
+            return 1;
+        }
         case QK_REQ_DOUBLE: {
             int32_t r;
             if (!qk__req_double(acc, ep->multiplier[o], ep->shift[o], &r)) {
                 if (!ep->wrap) return 0;
                 r = qk__mul_by_quantized_multiplier(acc, ep->multiplier[o], ep->shift[o]);
+            }
+            v = (int64_t)r;
+            break;
+        }
+        case QK_REQ_DOUBLE_HALF_UP: {
+            int32_t r;
+            if (!qk__req_double_half_up(acc, ep->multiplier[o], ep->shift[o], &r)) {
+                if (!ep->wrap) return 0;
+                const int32_t sh = ep->shift[o];
+                const int32_t x = sh > 0 ? (int32_t)((uint32_t)acc << sh) : acc;
+                (void)qk__req_double_half_up(x, ep->multiplier[o], sh > 0 ? 0 : sh, &r);
             }
             v = (int64_t)r;
             break;
