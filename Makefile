@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-stamp
 CC     ?= cc
 
-# The C library by layer (see docs-csrc-architecture.md); csrc/python (the NumPy glue) and
+# The C library by layer (see ARCHITECTURE.md); csrc/python (the NumPy glue) and
 # csrc/examples are not part of it.
 LIB_DIRS  := core elementwise ukernels operators
 HEADERS   := $(wildcard csrc/include/*.h csrc/*.h $(LIB_DIRS:%=csrc/%/*.h))

@@ -42,6 +42,18 @@ static inline qk_status qk__check_range(int32_t zp, int32_t qmin, int32_t qmax, 
     return QK_OK;
 }
 
+/* The checks of a scaled kernel that writes a clamped integer type, in the order every such
+ * kernel reports them: the scale (scale_ok: qk__scale_ok, or qk__recip_scale_ok where the kernel
+ * divides by it), the range and zero point, then the arrays (needed when n > 0). */
+static inline qk_status qk__check_scaled(int scale_ok, int32_t zp, int32_t qmin, int32_t qmax,
+                                         int64_t tmin, int64_t tmax, size_t n, const void *x,
+                                         const void *y) {
+    if (!scale_ok) return QK_ERR_SCALE;
+    const qk_status st = qk__check_range(zp, qmin, qmax, tmin, tmax);
+    if (st != QK_OK) return st;
+    return n > 0 && (x == NULL || y == NULL) ? QK_ERR_ARG : QK_OK;
+}
+
 static inline int64_t qk__clamp64(int64_t v, int64_t lo, int64_t hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }

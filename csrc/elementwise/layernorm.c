@@ -5,7 +5,7 @@
  * the squares, a 16-entry square table, a 256-entry inverse-square-root table, int8 gamma and
  * beta). All float work happens in qk_layernorm_prepare(); the kernels are integer-only.
  * The output stage has an AVX2 loop (int64 lanes) beside its scalar twin; both give the same
- * integers (tests/test_layernorm.py forces the scalar path with QKERNELS_SIMD=scalar).
+ * integers (tests/kernels/test_layernorm.py forces the scalar path with QKERNELS_SIMD=scalar).
  * The formulas and bit widths are documented in qkernels.h.
  */
 #include "core/core.h"
@@ -172,6 +172,17 @@ static qk_status qk__ln_check(const qk_layernorm_params *p, const uint8_t *q, si
 }
 
 #if QK_X86
+/* *s1 += the 8 int32 lanes of v1, *s2 += the 4 int64 lanes of v2. */
+QK_TARGET_AVX2 static inline void qk__ln_hsum_avx2(__m256i v1, __m256i v2, int64_t *s1,
+                                                   int64_t *s2) {
+    int32_t a1[8];
+    int64_t a2[4];
+    _mm256_storeu_si256((__m256i *)a1, v1);
+    _mm256_storeu_si256((__m256i *)a2, v2);
+    for (int k = 0; k < 8; k++) *s1 += a1[k];
+    for (int k = 0; k < 4; k++) *s2 += a2[k];
+}
+
 /* S1 and S2 of the exact method over channels [0, n & ~15), 16 at a time in int16 lanes:
  * x = (q - zp) * 2^alpha fits int16 (|x| <= 255 * 128 = 32640), a pair x0^2 + x1^2 <= 2 * 32640^2
  * fits int32 (_mm256_madd_epi16), and the int32 sums of S1 stay below 2^31 for n <= 32768
@@ -193,12 +204,7 @@ QK_TARGET_AVX2 static int32_t qk__ln_sums_avx2(const uint8_t *q, const uint8_t *
         acc2 = _mm256_add_epi64(acc2, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(sq)));
         acc2 = _mm256_add_epi64(acc2, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(sq, 1)));
     }
-    int32_t a1[8];
-    int64_t a2[4];
-    _mm256_storeu_si256((__m256i *)a1, acc1);
-    _mm256_storeu_si256((__m256i *)a2, acc2);
-    for (int k = 0; k < 8; k++) *s1 += a1[k];
-    for (int k = 0; k < 4; k++) *s2 += a2[k];
+    qk__ln_hsum_avx2(acc1, acc2, s1, s2);
     return n16;
 }
 #endif
@@ -232,12 +238,9 @@ QK_TARGET_AVX2 static int32_t qk__ln_sole_sums_avx2(const uint8_t *q, const uint
         acc2 = _mm256_add_epi64(acc2, _mm256_cvtepu32_epi64(_mm256_castsi256_si128(t)));
         acc2 = _mm256_add_epi64(acc2, _mm256_cvtepu32_epi64(_mm256_extracti128_si256(t, 1)));
     }
-    int32_t a1[8];
-    int64_t a2[4];
-    _mm256_storeu_si256((__m256i *)a1, acc1);
-    _mm256_storeu_si256((__m256i *)a2, acc2);
-    for (int k = 0; k < 8; k++) *s1 += a1[k];
-    for (int k = 0; k < 4; k++) *ex2 += (uint64_t)a2[k];
+    int64_t e = 0;
+    qk__ln_hsum_avx2(acc1, acc2, s1, &e);
+    *ex2 += (uint64_t)e; /* the same sum modulo 2^64 */
     return n8;
 }
 #endif
@@ -383,28 +386,16 @@ static inline void qk__ln_output(const qk_layernorm_params *p, const uint8_t *q,
     qk__ln_output_scalar(p, q, a, b, rshift, done, y);
 }
 
-qk_status qk_layernorm_ptf_u8_s8_exact(const qk_layernorm_params *p, const uint8_t *q,
-                                       size_t tokens, int8_t *y) {
-    const qk_status st = qk__ln_check(p, q, tokens, y);
-    if (st != QK_OK) return st;
-    if (p->method != QK_LAYERNORM_EXACT) return QK_ERR_ARG;
-    const size_t C = (size_t)p->channels;
-    for (size_t t = 0; t < tokens; t++) {
-        const uint8_t *qr = q + t * C;
-        int64_t s1, d;
-        qk__ln_row_stats(p, qr, &s1, &d);
-        d += p->eps_term;
-        int64_t m = 0;
-        int rshift = 0;
-        if (d > 0) {
-            const int j = (61 - qk__bitlen64((uint64_t)d)) / 2;
-            const uint64_t r = qk_isqrt_u64((uint64_t)d << (2 * j));
-            m = (int64_t)(((UINT64_C(1) << 61) + r / 2) / r);
-            rshift = 45 - j;
-        }
-        qk__ln_output(p, qr, s1, m, rshift, y + t * C);
+/* The exact method's 1/sqrt(d) as the dyadic mult / 2^rshift (qkernels.h). */
+static inline void qk__ln_inv_sqrt_exact(int64_t d, int64_t *mult, int *rshift) {
+    *mult = 0;
+    *rshift = 0;
+    if (d > 0) {
+        const int j = (61 - qk__bitlen64((uint64_t)d)) / 2;
+        const uint64_t r = qk_isqrt_u64((uint64_t)d << (2 * j));
+        *mult = (int64_t)(((UINT64_C(1) << 61) + r / 2) / r);
+        *rshift = 45 - j;
     }
-    return QK_OK;
 }
 
 /* The 256-entry table lookup: 1/sqrt(d) ~= lut[m] * 2^-(16 + e/2). */
@@ -431,24 +422,37 @@ static inline void qk__ln_inv_sqrt_lut(const qk_layernorm_params *p, int64_t d, 
     *rshift = e / 2;
 }
 
-qk_status qk_layernorm_ptf_u8_s8_sole(const qk_layernorm_params *p, const uint8_t *q,
-                                      size_t tokens, int8_t *y) {
+/* Every token: its statistics, 1/sqrt(D + E) by the method, the output stage. */
+static inline qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *q, size_t tokens,
+                                   int8_t *y, int sole) {
     const qk_status st = qk__ln_check(p, q, tokens, y);
     if (st != QK_OK) return st;
-    if (p->method != QK_LAYERNORM_SOLE_ROUND && p->method != QK_LAYERNORM_SOLE_TRUNCATE)
+    if (sole ? p->method != QK_LAYERNORM_SOLE_ROUND && p->method != QK_LAYERNORM_SOLE_TRUNCATE
+             : p->method != QK_LAYERNORM_EXACT)
         return QK_ERR_ARG;
     const size_t C = (size_t)p->channels;
     for (size_t t = 0; t < tokens; t++) {
         const uint8_t *qr = q + t * C;
-        int64_t s1, d;
-        qk__ln_row_stats(p, qr, &s1, &d);
-        d += p->eps_term;
-        int64_t m;
+        int64_t s1, d, m;
         int rshift;
-        qk__ln_inv_sqrt_lut(p, d, &m, &rshift);
+        qk__ln_row_stats(p, qr, &s1, &d);
+        if (sole)
+            qk__ln_inv_sqrt_lut(p, d + p->eps_term, &m, &rshift);
+        else
+            qk__ln_inv_sqrt_exact(d + p->eps_term, &m, &rshift);
         qk__ln_output(p, qr, s1, m, rshift, y + t * C);
     }
     return QK_OK;
+}
+
+qk_status qk_layernorm_ptf_u8_s8_exact(const qk_layernorm_params *p, const uint8_t *q,
+                                       size_t tokens, int8_t *y) {
+    return qk__ln_run(p, q, tokens, y, 0);
+}
+
+qk_status qk_layernorm_ptf_u8_s8_sole(const qk_layernorm_params *p, const uint8_t *q,
+                                      size_t tokens, int8_t *y) {
+    return qk__ln_run(p, q, tokens, y, 1);
 }
 
 qk_status qk_layernorm_ptf_u8_s8(const qk_layernorm_params *p, const uint8_t *q, size_t tokens,

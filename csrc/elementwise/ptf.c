@@ -27,6 +27,20 @@ static qk_status qk__ptf_check(size_t channels, float scale, const int32_t *alph
     return QK_OK;
 }
 
+/* The checks of both PTF entry points (in: tokens x channels, out: the same count): the
+ * parameters, then the arrays; *run = 0 when the call has nothing to do. */
+static qk_status qk__ptf_args(size_t tokens, size_t channels, float scale, const int32_t *alpha,
+                              int32_t zero_point, const void *in, const void *out, int *run) {
+    *run = 0;
+    const qk_status st = qk__ptf_check(channels, scale, alpha, zero_point);
+    if (st != QK_OK || tokens == 0 || channels == 0) return st;
+    if (in == NULL || out == NULL) return QK_ERR_ARG;
+    size_t bytes; /* tokens x channels floats must be addressable */
+    if (!qk__sz_mul4(tokens, channels, sizeof(float), 1, &bytes)) return QK_ERR_ARG;
+    *run = 1;
+    return QK_OK;
+}
+
 #if QK_X86
 _Static_assert(QK_PTF_MAX_ALPHA == 7, "the AVX2 loop holds the 8 divisors in one register");
 
@@ -57,12 +71,9 @@ QK_TARGET_AVX2 static size_t qk__ptf_quantize_row_avx2(const float *x, size_t n,
 qk_status qk_ptf_quantize_f32_u8(const float *x, size_t tokens, size_t channels, float scale,
                                  const int32_t *alpha, int32_t zero_point, uint8_t *q,
                                  size_t *bad_index) {
-    const qk_status st = qk__ptf_check(channels, scale, alpha, zero_point);
-    if (st != QK_OK) return st;
-    if (tokens == 0 || channels == 0) return QK_OK;
-    if (x == NULL || q == NULL) return QK_ERR_ARG;
-    size_t bytes; /* tokens x channels floats must be addressable */
-    if (!qk__sz_mul4(tokens, channels, sizeof(float), 1, &bytes)) return QK_ERR_ARG;
+    int run;
+    const qk_status st = qk__ptf_args(tokens, channels, scale, alpha, zero_point, x, q, &run);
+    if (st != QK_OK || !run) return st;
     /* The eight possible divisors, exact powers of two times the scale. */
     float div[QK_PTF_MAX_ALPHA + 1];
     for (int a = 0; a <= QK_PTF_MAX_ALPHA; a++) div[a] = ldexpf(scale, a);
@@ -93,12 +104,9 @@ qk_status qk_ptf_quantize_f32_u8(const float *x, size_t tokens, size_t channels,
 
 qk_status qk_ptf_dequantize_u8_f32(const uint8_t *q, size_t tokens, size_t channels, float scale,
                                    const int32_t *alpha, int32_t zero_point, float *y) {
-    const qk_status st = qk__ptf_check(channels, scale, alpha, zero_point);
-    if (st != QK_OK) return st;
-    if (tokens == 0 || channels == 0) return QK_OK;
-    if (q == NULL || y == NULL) return QK_ERR_ARG;
-    size_t bytes; /* tokens x channels floats must be addressable */
-    if (!qk__sz_mul4(tokens, channels, sizeof(float), 1, &bytes)) return QK_ERR_ARG;
+    int run;
+    const qk_status st = qk__ptf_args(tokens, channels, scale, alpha, zero_point, q, y, &run);
+    if (st != QK_OK || !run) return st;
     for (size_t t = 0; t < tokens; t++) {
         for (size_t c = 0; c < channels; c++) {
             const float d = ldexpf(scale, alpha[c]);

@@ -18,11 +18,38 @@ static inline int qk__in_scale_ok(float s) { return qk__scale_ok(s) && s <= 0x1p
 /* Vectorized<quint8>::dequantize: one rounding, fmaf(q, s, -fl(s * zp)). */
 static inline float qk__dq(int32_t q, float s, float nb) { return fmaf((float)q, s, nb); }
 
-/* Vectorized<quint8>::quantize (pt2e): RNE(fl(v * inv)) + zp, clamped to [qmin, qmax]; lo/hi
- * are qmin - zp and qmax - zp. */
-static inline int32_t qk__q(float v, float inv, double lo, double hi, int32_t zp) {
-    const double t = qk__clampd((double)(v * inv), lo, hi);
-    return (int32_t)rint(t) + zp;
+/* Vectorized<quint8>::quantize (pt2e) of the ops' outputs: RNE(fl(v * inv)) + zp, clamped to
+ * [qmin, qmax] of the 8-bit type t; lo / hi = qmin - zp, qmax - zp. */
+typedef struct {
+    int s8;
+    float inv;
+    double lo, hi;
+    int32_t zp;
+} qk__qout;
+
+/* The output stage of type t; 0 when out_zp is outside t. */
+static inline int qk__qout_init(qk__qout *o, qk_dtype t, float out_scale, int32_t out_zp) {
+    o->s8 = t == QK_DT_S8;
+    const int32_t qmin = o->s8 ? INT8_MIN : 0, qmax = o->s8 ? INT8_MAX : UINT8_MAX;
+    o->inv = 1.0f / out_scale;
+    o->lo = (double)qmin - out_zp;
+    o->hi = (double)qmax - out_zp;
+    o->zp = out_zp;
+    return out_zp >= qmin && out_zp <= qmax;
+}
+
+/* 1 when zp is a value of the 8-bit type t */
+static inline int qk__zp8_ok(qk_dtype t, int32_t zp) {
+    return t == QK_DT_S8 ? zp >= INT8_MIN && zp <= INT8_MAX : zp >= 0 && zp <= UINT8_MAX;
+}
+
+static inline uint8_t qk__qout1(const qk__qout *o, float v) {
+    const int32_t r = (int32_t)rint(qk__clampd((double)(v * o->inv), o->lo, o->hi)) + o->zp;
+    return o->s8 ? (uint8_t)(int8_t)r : (uint8_t)r;
+}
+
+static inline int32_t qk__in8(const uint8_t *p, size_t i, int s8) {
+    return s8 ? (int32_t)(int8_t)p[i] : (int32_t)p[i];
 }
 
 #if QK_X86
@@ -32,14 +59,27 @@ QK_TARGET_AVX2 static inline __m256 qk__load8f(const void *p, int is_s8) {
     return _mm256_cvtepi32_ps(is_s8 ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v));
 }
 
+typedef struct {
+    __m256 inv, lo, hi;
+    __m256i zp;
+} qk__qout_avx2;
+
+QK_TARGET_AVX2 static inline qk__qout_avx2 qk__qout_avx2_make(const qk__qout *o) {
+    qk__qout_avx2 v;
+    v.inv = _mm256_set1_ps(o->inv);
+    v.lo = _mm256_set1_ps((float)o->lo);
+    v.hi = _mm256_set1_ps((float)o->hi);
+    v.zp = _mm256_set1_epi32(o->zp);
+    return v;
+}
+
 /* RNE(fl(v * inv)) clamped to [lo, hi] (integers as floats), + zp, stored as 8 bytes. The clamp
  * before the rounding gives the scalar path's result: both bounds are integers. */
-QK_TARGET_AVX2 static inline void qk__store8q(void *p, __m256 v, __m256 inv, __m256 lo, __m256 hi,
-                                              __m256i zp, int is_s8) {
-    __m256 t = _mm256_mul_ps(v, inv);
-    t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+QK_TARGET_AVX2 static inline void qk__store8q(void *p, __m256 v, const qk__qout_avx2 *o, int is_s8) {
+    __m256 t = _mm256_mul_ps(v, o->inv);
+    t = _mm256_min_ps(_mm256_max_ps(t, o->lo), o->hi);
     t = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(t), zp);
+    const __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(t), o->zp);
     const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
     _mm_storel_epi64((__m128i *)p, is_s8 ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w));
 }
@@ -47,22 +87,20 @@ QK_TARGET_AVX2 static inline void qk__store8q(void *p, __m256 v, __m256 inv, __m
 
 /* ---- quantized add ------------------------------------------------------------------------ */
 #if QK_X86
-QK_TARGET_AVX2 static size_t qk__qadd_avx2(const uint8_t *a, const uint8_t *b, int is_s8,
-                                           size_t n, float sa, float nba, float sb, float nbb,
-                                           float inv, float lo, float hi, int32_t zo, int relu,
-                                           uint8_t *y) {
+QK_TARGET_AVX2 static size_t qk__qadd_avx2(const uint8_t *a, const uint8_t *b, size_t n, float sa,
+                                           float nba, float sb, float nbb, const qk__qout *q,
+                                           int relu, uint8_t *y) {
     const __m256 vsa = _mm256_set1_ps(sa), vna = _mm256_set1_ps(nba);
     const __m256 vsb = _mm256_set1_ps(sb), vnb = _mm256_set1_ps(nbb);
-    const __m256 vinv = _mm256_set1_ps(inv), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-    const __m256i vzo = _mm256_set1_epi32(zo);
-    const __m256 zero = _mm256_setzero_ps();
+    const qk__qout_avx2 o = qk__qout_avx2_make(q);
+    const int s8 = q->s8; /* a local: y may alias *q */
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 da = _mm256_fmadd_ps(qk__load8f(a + i, is_s8), vsa, vna);
-        const __m256 db = _mm256_fmadd_ps(qk__load8f(b + i, is_s8), vsb, vnb);
+        const __m256 da = _mm256_fmadd_ps(qk__load8f(a + i, s8), vsa, vna);
+        const __m256 db = _mm256_fmadd_ps(qk__load8f(b + i, s8), vsb, vnb);
         __m256 c = _mm256_add_ps(da, db);
-        if (relu) c = _mm256_max_ps(c, zero);
-        qk__store8q(y + i, c, vinv, vlo, vhi, vzo, is_s8);
+        if (relu) c = _mm256_max_ps(c, _mm256_setzero_ps());
+        qk__store8q(y + i, c, &o, s8);
     }
     return i;
 }
@@ -74,48 +112,38 @@ qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_sc
     if (t != QK_DT_U8 && t != QK_DT_S8) return QK_ERR_ARG;
     if (!qk__in_scale_ok(a_scale) || !qk__in_scale_ok(b_scale) || !qk__recip_scale_ok(out_scale))
         return QK_ERR_SCALE;
-    const int s8 = t == QK_DT_S8;
-    const int32_t qmin = s8 ? INT8_MIN : 0, qmax = s8 ? INT8_MAX : UINT8_MAX;
-    if (out_zp < qmin || out_zp > qmax || a_zp < qmin || a_zp > qmax || b_zp < qmin || b_zp > qmax)
+    qk__qout o;
+    if (!qk__qout_init(&o, t, out_scale, out_zp) || !qk__zp8_ok(t, a_zp) || !qk__zp8_ok(t, b_zp))
         return QK_ERR_ZERO_POINT;
     if (n > 0 && (a == NULL || b == NULL || y == NULL)) return QK_ERR_ARG;
     const float nba = -(a_scale * (float)a_zp), nbb = -(b_scale * (float)b_zp);
-    const float inv = 1.0f / out_scale;
-    const double lo = (double)qmin - out_zp, hi = (double)qmax - out_zp;
     const uint8_t *pa = (const uint8_t *)a, *pb = (const uint8_t *)b;
     uint8_t *py = (uint8_t *)y;
     size_t i = 0;
 #if QK_X86
     if (qk__level() >= QK_LEVEL_AVX2)
-        i = qk__qadd_avx2(pa, pb, s8, n, a_scale, nba, b_scale, nbb, inv, (float)lo, (float)hi,
-                          out_zp, relu, py);
+        i = qk__qadd_avx2(pa, pb, n, a_scale, nba, b_scale, nbb, &o, relu, py);
 #endif
     for (; i < n; i++) {
-        const int32_t qa = s8 ? (int32_t)(int8_t)pa[i] : (int32_t)pa[i];
-        const int32_t qb = s8 ? (int32_t)(int8_t)pb[i] : (int32_t)pb[i];
-        float c = qk__dq(qa, a_scale, nba) + qk__dq(qb, b_scale, nbb);
+        float c = qk__dq(qk__in8(pa, i, o.s8), a_scale, nba) + qk__dq(qk__in8(pb, i, o.s8), b_scale, nbb);
         if (relu && c < 0.0f) c = 0.0f;
-        const int32_t r = qk__q(c, inv, lo, hi, out_zp);
-        py[i] = s8 ? (uint8_t)(int8_t)r : (uint8_t)r;
+        py[i] = qk__qout1(&o, c);
     }
     return QK_OK;
 }
 
 /* ---- quantized LeakyReLU ------------------------------------------------------------------ */
 #if QK_X86
-QK_TARGET_AVX2 static size_t qk__qleaky_avx2(const uint8_t *x, int is_s8, size_t n, float sx,
-                                             float nbx, float slope, float inv, float lo,
-                                             float hi, int32_t zo, uint8_t *y) {
+QK_TARGET_AVX2 static size_t qk__qleaky_avx2(const uint8_t *x, size_t n, float sx, float nbx,
+                                             float slope, const qk__qout *q, uint8_t *y) {
     const __m256 vs = _mm256_set1_ps(sx), vn = _mm256_set1_ps(nbx), vsl = _mm256_set1_ps(slope);
-    const __m256 vinv = _mm256_set1_ps(inv), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-    const __m256i vzo = _mm256_set1_epi32(zo);
-    const __m256 zero = _mm256_setzero_ps();
+    const qk__qout_avx2 o = qk__qout_avx2_make(q);
+    const int s8 = q->s8; /* a local: y may alias *q */
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 d = _mm256_fmadd_ps(qk__load8f(x + i, is_s8), vs, vn);
-        const __m256 pos = _mm256_cmp_ps(d, zero, _CMP_GT_OQ);
-        const __m256 v = _mm256_blendv_ps(_mm256_mul_ps(d, vsl), d, pos);
-        qk__store8q(y + i, v, vinv, vlo, vhi, vzo, is_s8);
+        const __m256 d = _mm256_fmadd_ps(qk__load8f(x + i, s8), vs, vn);
+        const __m256 pos = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_GT_OQ);
+        qk__store8q(y + i, _mm256_blendv_ps(_mm256_mul_ps(d, vsl), d, pos), &o, s8);
     }
     return i;
 }
@@ -126,25 +154,19 @@ qk_status qk_qleaky_relu(const void *x, qk_dtype t, size_t n, float x_scale, int
     if (t != QK_DT_U8 && t != QK_DT_S8) return QK_ERR_ARG;
     if (!qk__in_scale_ok(x_scale) || !qk__recip_scale_ok(out_scale)) return QK_ERR_SCALE;
     if (!isfinite(slope)) return QK_ERR_ARG;
-    const int s8 = t == QK_DT_S8;
-    const int32_t qmin = s8 ? INT8_MIN : 0, qmax = s8 ? INT8_MAX : UINT8_MAX;
-    if (out_zp < qmin || out_zp > qmax || x_zp < qmin || x_zp > qmax) return QK_ERR_ZERO_POINT;
+    qk__qout o;
+    if (!qk__qout_init(&o, t, out_scale, out_zp) || !qk__zp8_ok(t, x_zp)) return QK_ERR_ZERO_POINT;
     if (n > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;
-    const float nbx = -(x_scale * (float)x_zp), inv = 1.0f / out_scale;
-    const double lo = (double)qmin - out_zp, hi = (double)qmax - out_zp;
+    const float nbx = -(x_scale * (float)x_zp);
     const uint8_t *px = (const uint8_t *)x;
     uint8_t *py = (uint8_t *)y;
     size_t i = 0;
 #if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX2)
-        i = qk__qleaky_avx2(px, s8, n, x_scale, nbx, slope, inv, (float)lo, (float)hi, out_zp, py);
+    if (qk__level() >= QK_LEVEL_AVX2) i = qk__qleaky_avx2(px, n, x_scale, nbx, slope, &o, py);
 #endif
     for (; i < n; i++) {
-        const int32_t q = s8 ? (int32_t)(int8_t)px[i] : (int32_t)px[i];
-        const float d = qk__dq(q, x_scale, nbx);
-        const float v = d > 0.0f ? d : d * slope;
-        const int32_t r = qk__q(v, inv, lo, hi, out_zp);
-        py[i] = s8 ? (uint8_t)(int8_t)r : (uint8_t)r;
+        const float d = qk__dq(qk__in8(px, i, o.s8), x_scale, nbx);
+        py[i] = qk__qout1(&o, d > 0.0f ? d : d * slope);
     }
     return QK_OK;
 }

@@ -70,6 +70,18 @@
 #define QK__T_tflite_f64(v) ((v) / (double)scale)
 #define QK__R_tflite(t) qk__rhaz(t)
 
+/* for i in [0, n): v = x[i]; a NaN returns QK_ERR_NAN with *bad_index = i (when bad_index is not
+ * NULL), any other v runs the statements given. */
+#define QK__FOR_EACH_NUMBER(INT, ...)                                                          \
+    for (size_t i = 0; i < n; i++) {                                                           \
+        const INT v = x[i];                                                                    \
+        if (v != v) {                                                                          \
+            if (bad_index) *bad_index = i;                                                     \
+            return QK_ERR_NAN;                                                                 \
+        }                                                                                      \
+        __VA_ARGS__                                                                            \
+    }
+
 /* Scalar loop: x[0..n) -> y, stops at the first NaN. lo/hi = qmin - zp, qmax - zp. */
 #define QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, FLAV)                                          \
     static qk_status qk__quantize_##IN##_##OUT##_##FLAV##_scalar(                              \
@@ -77,107 +89,21 @@
         size_t *bad_index) {                                                                   \
         QK__PREP_##FLAV const int32_t off = QK__FUSED_##FLAV ? 0 : zp;                         \
         const double lo = (double)qmin - off, hi = (double)qmax - off;                         \
-        for (size_t i = 0; i < n; i++) {                                                       \
-            const INT v = x[i];                                                                \
-            if (v != v) {                                                                      \
-                if (bad_index) *bad_index = i;                                                 \
-                return QK_ERR_NAN;                                                             \
-            }                                                                                  \
-            const double t = qk__clampd(QK__T_##FLAV##_##IN(v), lo, hi);                       \
-            y[i] = (OUTT)((int64_t)QK__R_##FLAV(t) + off);                                     \
-        }                                                                                      \
+        QK__FOR_EACH_NUMBER(INT, const double t = qk__clampd(QK__T_##FLAV##_##IN(v), lo, hi);  \
+                            y[i] = (OUTT)((int64_t)QK__R_##FLAV(t) + off);)                    \
         return QK_OK;                                                                          \
     }
 
 #define QK__QUANTIZE_SCALAR_FLAVOURS(IN, INT, OUT, OUTT) \
-    QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, fbgemm)      \
-    QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, fbgemm_scalar) \
-    QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, pt2e)        \
-    QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, onnx)        \
-    QK__QUANTIZE_SCALAR(IN, INT, OUT, OUTT, tflite)
+    QK__FOR_EACH_FLAVOUR(QK__QUANTIZE_SCALAR, IN, INT, OUT, OUTT)
 #define QK__QUANTIZE_SCALAR_F32(OUT, OUTT, TMIN, TMAX) QK__QUANTIZE_SCALAR_FLAVOURS(f32, float, OUT, OUTT)
 #define QK__QUANTIZE_SCALAR_F64(OUT, OUTT, TMIN, TMAX) QK__QUANTIZE_SCALAR_FLAVOURS(f64, double, OUT, OUTT)
 QK__FOR_EACH_OUT(QK__QUANTIZE_SCALAR_F32)
 QK__FOR_EACH_OUT(QK__QUANTIZE_SCALAR_F64)
 
 /* ---------------------------------------------------------------------------------------- */
-/* AVX2: float32 -> u8 / s8 / u16 / s16                                                       */
+/* SIMD loops                                                                                 */
 /* ---------------------------------------------------------------------------------------- */
-#if QK_X86
-enum { QK__FL_TORCH = 0, QK__FL_ONNX = 1, QK__FL_TFLITE = 2, QK__FL_FBGEMM = 3, QK__FL_FBGEMM_SCALAR = 4 };
-
-/* clamp(round(x / scale), lo, hi) as int32 lanes (x holds no NaN: the caller checked). */
-QK_TARGET_AVX2 static inline __m256i qk__q_lanes(__m256 x, __m256 k, __m256 zpf, __m256 lo,
-                                                 __m256 hi, int flav) {
-    __m256 t = flav == QK__FL_TORCH    ? _mm256_mul_ps(x, k)
-               : flav == QK__FL_FBGEMM ? _mm256_fmadd_ps(x, k, zpf)
-               : flav == QK__FL_FBGEMM_SCALAR ? _mm256_add_ps(_mm256_mul_ps(x, k), zpf)
-                                       : _mm256_div_ps(x, k);
-    t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
-    if (flav == QK__FL_TFLITE) {
-        /* RHAZ: truncate, then step away from zero when the dropped fraction is >= 0.5. */
-        const __m256 sign = _mm256_set1_ps(-0.0f);
-        const __m256 tr = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-        const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(t, tr));
-        const __m256 away = _mm256_or_ps(_mm256_and_ps(t, sign), _mm256_set1_ps(1.0f));
-        const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), away);
-        t = _mm256_add_ps(tr, step);
-    }
-    return _mm256_cvtps_epi32(t); /* RNE (default MXCSR); exact for torch/onnx after clamping */
-}
-
-/* kind: 0 = u8, 1 = s8, 2 = u16, 3 = s16. Returns the number of elements done before a block
- * that holds a NaN (or n rounded down to the block size). */
-QK_TARGET_AVX2 static size_t qk__quantize_f32_avx2(const float *x, size_t n, float scale,
-                                                   int32_t zp, int32_t qmin, int32_t qmax,
-                                                   void *yv, int flav, int kind) {
-    const int fused = flav == QK__FL_FBGEMM || flav == QK__FL_FBGEMM_SCALAR;
-    const __m256 k = _mm256_set1_ps(flav == QK__FL_TORCH || fused ? 1.0f / scale : scale);
-    const __m256 zpf = _mm256_set1_ps((float)zp);
-    const int32_t off = fused ? 0 : zp;
-    const __m256 lo = _mm256_set1_ps((float)(qmin - off)), hi = _mm256_set1_ps((float)(qmax - off));
-    const __m256i vzp = _mm256_set1_epi32(off);
-    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    size_t i = 0;
-    if (kind <= 1) {
-        uint8_t *y = (uint8_t *)yv;
-        for (; i + 32 <= n; i += 32) {
-            const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
-            const __m256 x2 = _mm256_loadu_ps(x + i + 16), x3 = _mm256_loadu_ps(x + i + 24);
-            /* one unordered compare tests two vectors: true where either lane is NaN */
-            const __m256 nan = _mm256_or_ps(_mm256_cmp_ps(x0, x1, _CMP_UNORD_Q),
-                                            _mm256_cmp_ps(x2, x3, _CMP_UNORD_Q));
-            if (_mm256_movemask_ps(nan)) return i;
-            __m256i a = qk__q_lanes(x0, k, zpf, lo, hi, flav), b = qk__q_lanes(x1, k, zpf, lo, hi, flav);
-            __m256i c = qk__q_lanes(x2, k, zpf, lo, hi, flav), d = qk__q_lanes(x3, k, zpf, lo, hi, flav);
-            if (!fused) { /* the fused flavours round with the zero point already in */
-                a = _mm256_add_epi32(a, vzp);
-                b = _mm256_add_epi32(b, vzp);
-                c = _mm256_add_epi32(c, vzp);
-                d = _mm256_add_epi32(d, vzp);
-            }
-            const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
-            __m256i r = kind == 0 ? _mm256_packus_epi16(ab, cd) : _mm256_packs_epi16(ab, cd);
-            r = _mm256_permutevar8x32_epi32(r, perm);
-            _mm256_storeu_si256((__m256i *)(y + i), r);
-        }
-    } else {
-        uint16_t *y = (uint16_t *)yv;
-        for (; i + 16 <= n; i += 16) {
-            const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
-            if (_mm256_movemask_ps(_mm256_cmp_ps(x0, x1, _CMP_UNORD_Q))) return i;
-            __m256i a = _mm256_add_epi32(qk__q_lanes(x0, k, zpf, lo, hi, flav), vzp);
-            __m256i b = _mm256_add_epi32(qk__q_lanes(x1, k, zpf, lo, hi, flav), vzp);
-            __m256i r = kind == 2 ? _mm256_packus_epi32(a, b) : _mm256_packs_epi32(a, b);
-            r = _mm256_permute4x64_epi64(r, 0xD8);
-            _mm256_storeu_si256((__m256i *)(y + i), r);
-        }
-    }
-    return i;
-}
-
-#endif
-
 /* Non-temporal stores: used when a call reads and writes QK__STREAM_BYTES or more (more than
  * the caches hold: the output would be evicted before it is read again) and the output pages
  * are resident (below). */
@@ -218,19 +144,82 @@ static inline size_t qk__head_to_align(const void *y, size_t elem, size_t align,
 }
 
 #if QK_X86
+enum { QK__FL_TORCH = 0, QK__FL_ONNX = 1, QK__FL_TFLITE = 2, QK__FL_FBGEMM = 3, QK__FL_FBGEMM_SCALAR = 4 };
+
+/* RHAZ of float32 lanes holding integers' neighbours (the tflite flavour): truncate, then step
+ * away from zero when the dropped fraction is >= 0.5. */
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m256 qk__rhaz_avx2(__m256 t) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 tr = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(t, tr));
+    const __m256 away = _mm256_or_ps(_mm256_and_ps(t, sign), _mm256_set1_ps(1.0f));
+    const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), away);
+    return _mm256_add_ps(tr, step);
+}
+
+/* The pieces written once for both ISAs (elementwise/quantize_isa.h): qk__q_lanes_<isa>, the
+ * dequantize loops qk__dequantize_<isa>. */
+#define QK_V_IS512 0
+#include "elementwise/quantize_isa.h"
+#undef QK_V_IS512
+#define QK_V_IS512 1
+#include "elementwise/quantize_isa.h"
+#undef QK_V_IS512
+
+/* AVX2: float32 -> u8 / s8 / u16 / s16. kind: 0 = u8, 1 = s8, 2 = u16, 3 = s16. Returns the number of elements done before a block
+ * that holds a NaN (or n rounded down to the block size). */
+QK_TARGET_AVX2 static size_t qk__quantize_f32_avx2(const float *x, size_t n, float scale,
+                                                   int32_t zp, int32_t qmin, int32_t qmax,
+                                                   void *yv, int flav, int kind) {
+    const int fused = flav == QK__FL_FBGEMM || flav == QK__FL_FBGEMM_SCALAR;
+    const __m256 k = _mm256_set1_ps(flav == QK__FL_TORCH || fused ? 1.0f / scale : scale);
+    const __m256 zpf = _mm256_set1_ps((float)zp);
+    const int32_t off = fused ? 0 : zp;
+    const __m256 lo = _mm256_set1_ps((float)(qmin - off)), hi = _mm256_set1_ps((float)(qmax - off));
+    const __m256i vzp = _mm256_set1_epi32(off);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    size_t i = 0;
+    if (kind <= 1) {
+        uint8_t *y = (uint8_t *)yv;
+        for (; i + 32 <= n; i += 32) {
+            const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+            const __m256 x2 = _mm256_loadu_ps(x + i + 16), x3 = _mm256_loadu_ps(x + i + 24);
+            /* one unordered compare tests two vectors: true where either lane is NaN */
+            const __m256 nan = _mm256_or_ps(_mm256_cmp_ps(x0, x1, _CMP_UNORD_Q),
+                                            _mm256_cmp_ps(x2, x3, _CMP_UNORD_Q));
+            if (_mm256_movemask_ps(nan)) return i;
+            __m256i a = qk__q_lanes_avx2(x0, k, zpf, lo, hi, flav), b = qk__q_lanes_avx2(x1, k, zpf, lo, hi, flav);
+            __m256i c = qk__q_lanes_avx2(x2, k, zpf, lo, hi, flav), d = qk__q_lanes_avx2(x3, k, zpf, lo, hi, flav);
+            if (!fused) { /* the fused flavours round with the zero point already in */
+                a = _mm256_add_epi32(a, vzp);
+                b = _mm256_add_epi32(b, vzp);
+                c = _mm256_add_epi32(c, vzp);
+                d = _mm256_add_epi32(d, vzp);
+            }
+            const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+            __m256i r = kind == 0 ? _mm256_packus_epi16(ab, cd) : _mm256_packs_epi16(ab, cd);
+            r = _mm256_permutevar8x32_epi32(r, perm);
+            _mm256_storeu_si256((__m256i *)(y + i), r);
+        }
+    } else {
+        uint16_t *y = (uint16_t *)yv;
+        for (; i + 16 <= n; i += 16) {
+            const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+            if (_mm256_movemask_ps(_mm256_cmp_ps(x0, x1, _CMP_UNORD_Q))) return i;
+            __m256i a = _mm256_add_epi32(qk__q_lanes_avx2(x0, k, zpf, lo, hi, flav), vzp);
+            __m256i b = _mm256_add_epi32(qk__q_lanes_avx2(x1, k, zpf, lo, hi, flav), vzp);
+            __m256i r = kind == 2 ? _mm256_packus_epi32(a, b) : _mm256_packs_epi32(a, b);
+            r = _mm256_permute4x64_epi64(r, 0xD8);
+            _mm256_storeu_si256((__m256i *)(y + i), r);
+        }
+    }
+    return i;
+}
+
 /* AVX-512: float32 -> u8 / s8 for the round-half-even flavours (all but tflite), 64 elements
  * an iteration; the same operations as the AVX2 loop on 16 lanes. The rounded values are already
  * inside [qmin - off, qmax - off], so the int16 / 8-bit saturating packs are exact. Written without
  * arrays of vectors (gcc -O2 keeps those in memory). */
-QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__q16_avx512(__m512 x, __m512 k, __m512 zpf, __m512 lo,
-                                                      __m512 hi, int flav) {
-    __m512 t = flav == QK__FL_TORCH    ? _mm512_mul_ps(x, k)
-               : flav == QK__FL_FBGEMM ? _mm512_fmadd_ps(x, k, zpf)
-               : flav == QK__FL_FBGEMM_SCALAR ? _mm512_add_ps(_mm512_mul_ps(x, k), zpf)
-                                       : _mm512_div_ps(x, k);
-    return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(t, lo), hi)); /* RNE (MXCSR) */
-}
-
 QK_TARGET_AVX512 static QK_ALWAYS_INLINE size_t qk__quantize_8bit_avx512_loop(const float *x, size_t n,
                                                                     float scale, int32_t zp,
                                                                     int32_t qmin, int32_t qmax,
@@ -252,10 +241,10 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE size_t qk__quantize_8bit_avx512_loop(co
         const __m512 x2 = _mm512_loadu_ps(x + i + 32), x3 = _mm512_loadu_ps(x + i + 48);
         if (_mm512_cmp_ps_mask(x0, x1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(x2, x3, _CMP_UNORD_Q))
             break;
-        const __m512i v0 = qk__q16_avx512(x0, k, zpf, lo, hi, flav);
-        const __m512i v1 = qk__q16_avx512(x1, k, zpf, lo, hi, flav);
-        const __m512i v2 = qk__q16_avx512(x2, k, zpf, lo, hi, flav);
-        const __m512i v3 = qk__q16_avx512(x3, k, zpf, lo, hi, flav);
+        const __m512i v0 = qk__q_lanes_avx512(x0, k, zpf, lo, hi, flav);
+        const __m512i v1 = qk__q_lanes_avx512(x1, k, zpf, lo, hi, flav);
+        const __m512i v2 = qk__q_lanes_avx512(x2, k, zpf, lo, hi, flav);
+        const __m512i v3 = qk__q_lanes_avx512(x3, k, zpf, lo, hi, flav);
         __m512i ab = _mm512_packs_epi32(v0, v1), cd = _mm512_packs_epi32(v2, v3);
         if (!fused) {
             ab = _mm512_add_epi16(ab, off16);
@@ -326,15 +315,14 @@ QK_TARGET_AVX512 static size_t qk__quantize_f32_8bit_avx512(const float *x, size
 #endif
 #define QK__QUANTIZE_NO_SIMD(IN, OUT, FLAV)
 
-#define QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, FLAV, SIMD)                        \
+#define QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, SIMD, FLAV)                        \
     qk_status qk_quantize_##IN##_##OUT##_##FLAV(const INT *x, size_t n, float scale,             \
                                                 int32_t zero_point, int32_t qmin, int32_t qmax, \
                                                 OUTT *y, size_t *bad_index) {                  \
-        if (!(QK__RECIP_##FLAV ? qk__recip_scale_ok(scale) : qk__scale_ok(scale)))              \
-            return QK_ERR_SCALE;                                                               \
-        qk_status st = qk__check_range(zero_point, qmin, qmax, TMIN, TMAX);                    \
+        const int scale_ok = QK__RECIP_##FLAV ? qk__recip_scale_ok(scale) : qk__scale_ok(scale);\
+        qk_status st =                                                                         \
+            qk__check_scaled(scale_ok, zero_point, qmin, qmax, TMIN, TMAX, n, x, y);           \
         if (st != QK_OK) return st;                                                            \
-        if (n > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;                              \
         size_t done = 0;                                                                       \
         SIMD(IN, OUT, FLAV)                                                                    \
         st = qk__quantize_##IN##_##OUT##_##FLAV##_scalar(x + done, n - done, scale, zero_point, \
@@ -344,11 +332,7 @@ QK_TARGET_AVX512 static size_t qk__quantize_f32_8bit_avx512(const float *x, size
     }
 
 #define QK__QUANTIZE_PUBLIC_FLAVOURS(IN, INT, OUT, OUTT, TMIN, TMAX, SIMD) \
-    QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, fbgemm, SIMD)      \
-    QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, fbgemm_scalar, SIMD) \
-    QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, pt2e, SIMD)        \
-    QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, onnx, SIMD)        \
-    QK__QUANTIZE_PUBLIC(IN, INT, OUT, OUTT, TMIN, TMAX, tflite, SIMD)
+    QK__FOR_EACH_FLAVOUR(QK__QUANTIZE_PUBLIC, IN, INT, OUT, OUTT, TMIN, TMAX, SIMD)
 
 QK__QUANTIZE_PUBLIC_FLAVOURS(f32, float, u8, uint8_t, 0, UINT8_MAX, QK__QUANTIZE_SIMD_PART)
 QK__QUANTIZE_PUBLIC_FLAVOURS(f32, float, s8, int8_t, INT8_MIN, INT8_MAX, QK__QUANTIZE_SIMD_PART)
@@ -372,111 +356,6 @@ QK__FOR_EACH_OUT(QK__QUANTIZE_PUBLIC_F64)
  * read-for-ownership of the destination lines: about a third less memory traffic). */
 #define QK__DEQ_ZP_SIMD_OK(zp) ((zp) >= INT32_MIN + 65536 && (zp) <= INT32_MAX - 65536)
 #if QK_X86
-/* kind: 0 = u8, 1 = s8, 2 = u16, 3 = s16. 16 values as int32 lanes. */
-QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__deq_load16(const void *q, size_t i, int kind) {
-    if (kind <= 1) {
-        const __m128i b = _mm_loadu_si128((const __m128i *)((const uint8_t *)q + i));
-        return kind == 0 ? _mm512_cvtepu8_epi32(b) : _mm512_cvtepi8_epi32(b);
-    }
-    const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)q + i));
-    return kind == 2 ? _mm512_cvtepu16_epi32(h) : _mm512_cvtepi16_epi32(h);
-}
-
-/* y (64-byte aligned) from q, 64 elements an iteration; returns the elements done. */
-QK_TARGET_AVX512 static QK_ALWAYS_INLINE size_t qk__deq_avx512_loop(const void *q, size_t n, float scale,
-                                                          int32_t zp, float *y, int kind,
-                                                          int stream) {
-    const __m512 s = _mm512_set1_ps(scale);
-    const __m512i vzp = _mm512_set1_epi32(zp);
-    size_t i = 0;
-#define QK__DEQ16(J)                                                                            \
-    do {                                                                                       \
-        const __m512 f = _mm512_mul_ps(                                                        \
-            s, _mm512_cvtepi32_ps(_mm512_sub_epi32(qk__deq_load16(q, i + 16 * (J), kind), vzp))); \
-        if (stream)                                                                            \
-            _mm512_stream_ps(y + i + 16 * (J), f);                                             \
-        else                                                                                   \
-            _mm512_store_ps(y + i + 16 * (J), f);                                              \
-    } while (0)
-    for (; i + 64 <= n; i += 64) {
-        QK__DEQ16(0);
-        QK__DEQ16(1);
-        QK__DEQ16(2);
-        QK__DEQ16(3);
-    }
-#undef QK__DEQ16
-    if (stream) _mm_sfence();
-    return i;
-}
-
-QK_TARGET_AVX512 static size_t qk__dequantize_avx512(const void *q, size_t n, float scale,
-                                                     int32_t zp, float *y, int kind) {
-    const int stream = qk__stream_ok(y, n, kind <= 1 ? 1 : 2, sizeof(float));
-#define QK__DEQ_CASE(K)                                                                         \
-    case K: return stream ? qk__deq_avx512_loop(q, n, scale, zp, y, K, 1)                       \
-                          : qk__deq_avx512_loop(q, n, scale, zp, y, K, 0);
-    switch (kind) {
-        QK__DEQ_CASE(0)
-        QK__DEQ_CASE(1)
-        QK__DEQ_CASE(2)
-        QK__DEQ_CASE(3)
-        default: return 0;
-    }
-#undef QK__DEQ_CASE
-}
-
-/* AVX2: y 32-byte aligned, 32 elements an iteration. */
-QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m256i qk__deq_load8(const void *q, size_t i, int kind) {
-    if (kind <= 1) {
-        const __m128i b = _mm_loadl_epi64((const __m128i *)((const uint8_t *)q + i));
-        return kind == 0 ? _mm256_cvtepu8_epi32(b) : _mm256_cvtepi8_epi32(b);
-    }
-    const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)q + i));
-    return kind == 2 ? _mm256_cvtepu16_epi32(h) : _mm256_cvtepi16_epi32(h);
-}
-
-QK_TARGET_AVX2 static QK_ALWAYS_INLINE size_t qk__deq_avx2_loop(const void *q, size_t n, float scale,
-                                                      int32_t zp, float *y, int kind,
-                                                      int stream) {
-    const __m256 s = _mm256_set1_ps(scale);
-    const __m256i vzp = _mm256_set1_epi32(zp);
-    size_t i = 0;
-#define QK__DEQ8(J)                                                                             \
-    do {                                                                                       \
-        const __m256 f = _mm256_mul_ps(                                                        \
-            s, _mm256_cvtepi32_ps(_mm256_sub_epi32(qk__deq_load8(q, i + 8 * (J), kind), vzp))); \
-        if (stream)                                                                            \
-            _mm256_stream_ps(y + i + 8 * (J), f);                                              \
-        else                                                                                   \
-            _mm256_store_ps(y + i + 8 * (J), f);                                               \
-    } while (0)
-    for (; i + 32 <= n; i += 32) {
-        QK__DEQ8(0);
-        QK__DEQ8(1);
-        QK__DEQ8(2);
-        QK__DEQ8(3);
-    }
-#undef QK__DEQ8
-    if (stream) _mm_sfence();
-    return i;
-}
-
-QK_TARGET_AVX2 static size_t qk__dequantize_avx2(const void *q, size_t n, float scale, int32_t zp,
-                                                 float *y, int kind) {
-    const int stream = qk__stream_ok(y, n, kind <= 1 ? 1 : 2, sizeof(float));
-#define QK__DEQ_CASE(K)                                                                         \
-    case K: return stream ? qk__deq_avx2_loop(q, n, scale, zp, y, K, 1)                         \
-                          : qk__deq_avx2_loop(q, n, scale, zp, y, K, 0);
-    switch (kind) {
-        QK__DEQ_CASE(0)
-        QK__DEQ_CASE(1)
-        QK__DEQ_CASE(2)
-        QK__DEQ_CASE(3)
-        default: return 0;
-    }
-#undef QK__DEQ_CASE
-}
-
 /* Head (scalar) to the alignment, the SIMD blocks, the tail (scalar). */
 #define QK__DEQ_SIMD(IN, KIND)                                                                   \
     if ((KIND) >= 0 && QK__DEQ_ZP_SIMD_OK(zero_point) && qk__level() >= QK_LEVEL_AVX2) {                     \
@@ -519,22 +398,16 @@ QK__DEQUANTIZE(s32, int32_t, -1)
     qk_status qk_fake_quantize_##IN##_torch(const INT *x, size_t n, float scale,               \
                                             int32_t zero_point, int32_t qmin, int32_t qmax,    \
                                             INT *y, size_t *bad_index) {                       \
-        if (!qk__recip_scale_ok(scale)) return QK_ERR_SCALE;                                   \
-        qk_status st = qk__check_range(zero_point, qmin, qmax, INT32_MIN, INT32_MAX);          \
+        const qk_status st = qk__check_scaled(qk__recip_scale_ok(scale), zero_point, qmin, qmax,\
+                                              INT32_MIN, INT32_MAX, n, x, y);                  \
         if (st != QK_OK) return st;                                                            \
-        if (n > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;                              \
         const float inv = 1.0f / scale;                                                        \
         const double lo = (double)qmin - zero_point, hi = (double)qmax - zero_point;           \
-        for (size_t i = 0; i < n; i++) {                                                       \
-            const INT v = x[i];                                                                \
-            if (v != v) {                                                                      \
-                if (bad_index) *bad_index = i;                                                 \
-                return QK_ERR_NAN;                                                             \
-            }                                                                                  \
-            /* through an integer, as PyTorch does: -0.5 rounds to +0, never -0 */              \
-            const int64_t r = (int64_t)rint(qk__clampd(QK__T_torch_##IN(v), lo, hi));          \
-            y[i] = (INT)((double)r * (double)scale); /* exact product, one rounding */         \
-        }                                                                                      \
+        /* through an integer, as PyTorch does: -0.5 rounds to +0, never -0; then the exact    \
+         * product, one rounding */                                                            \
+        QK__FOR_EACH_NUMBER(                                                                   \
+            INT, const int64_t r = (int64_t)rint(qk__clampd(QK__T_torch_##IN(v), lo, hi));     \
+            y[i] = (INT)((double)r * (double)scale);)                                          \
         return QK_OK;                                                                          \
     }
 QK__FAKE_QUANTIZE(f32, float)

@@ -107,12 +107,12 @@ const char *qk_version(void);
     qk_status qk_quantize_##IN##_##OUT##_##FLAV(const INT *x, size_t n, float scale,              \
                                                 int32_t zero_point, int32_t qmin, int32_t qmax, \
                                                 OUTT *y, size_t *bad_index);
+/* X(args..., flavour) for each flavour (also the library's own list of them). */
+#define QK__FOR_EACH_FLAVOUR(X, ...)                                                           \
+    X(__VA_ARGS__, fbgemm) X(__VA_ARGS__, fbgemm_scalar) X(__VA_ARGS__, pt2e)                  \
+    X(__VA_ARGS__, onnx) X(__VA_ARGS__, tflite)
 #define QK__DECLARE_QUANTIZE_FLAVOURS(IN, INT, OUT, OUTT) \
-    QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, fbgemm)      \
-    QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, fbgemm_scalar) \
-    QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, pt2e)        \
-    QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, onnx)        \
-    QK__DECLARE_QUANTIZE(IN, INT, OUT, OUTT, tflite)
+    QK__FOR_EACH_FLAVOUR(QK__DECLARE_QUANTIZE, IN, INT, OUT, OUTT)
 #define QK__DECLARE_QUANTIZE_OUTS(IN, INT)                  \
     QK__DECLARE_QUANTIZE_FLAVOURS(IN, INT, u8, uint8_t)     \
     QK__DECLARE_QUANTIZE_FLAVOURS(IN, INT, s8, int8_t)      \

@@ -57,3 +57,9 @@ qk_status qk__bound_check(const qk_packed_weights *w, qk_dtype x_type, int32_t x
     }
     return QK_OK;
 }
+
+qk_status qk__call_check(const qk_packed_weights *w, qk_dtype x_type, int32_t x_zp,
+                         const qk_epilogue *ep) {
+    const qk_status st = qk__epilogue_check(ep, w->n);
+    return st != QK_OK ? st : qk__bound_check(w, x_type, x_zp, ep);
+}

@@ -1,5 +1,9 @@
 /* conv2d.c -- qk_conv2d: NCHW integer convolution on packed OIHW weights.
  *
+ * qk_conv2d first chooses its algorithm, in one place (qk__conv_path, with the measurements that
+ * set its rules): an unpadded 1x1 conv as a GEMM over its pixels (qk_linear on NHWC rows), a
+ * batch of small images as one wide image, or the tiles described here.
+ *
  * 8-bit path (CPUs with AVX512-VNNI, weights packed while it is on):
  *   phase 1: the input is copied once into a padded u8 image (int8 activations + 128, padding =
  *   the u8 zero point); phase 2: the output of each (image, group) is cut into tiles of 16
@@ -8,9 +12,9 @@
  *   VBMI) and runs every block of 12 or 16 output channels over them (vpdpbusd; tiles of at most
  *   8 pixels on 256-bit vectors); the zero-point correction and the epilogue write NCHW directly.
  *   With the fp32 epilogue (fbgemm, onnxruntime presets) the tiles are the fused kernels of
- *   conv_fused.c (requantized in registers; tiles of at most 8 pixels transposed: channels as
- *   lanes). Weights with cq8 (in_c / groups a multiple of 4, several taps; see
- *   gemm_internal.h) use a channel-quad image instead (4 channels interleaved a pixel): a tile's
+ *   ukernels/conv_u8_avx512vnni.c (requantized in registers; tiles of at most 8 pixels
+ *   transposed: channels as lanes). Weights with cq8 (in_c / groups a multiple of 4, several
+ *   taps; see operators.h) use a channel-quad image instead (4 channels interleaved a pixel): a tile's
  *   panel rows are then 64-byte copies of image rows, no byte transpose per tap; at stride 1
  *   with the fused output and no weight zero points, tiles of 9 to 16 pixels over 1 or 2
  *   output rows build no panel at all: the kernel loads those rows from the image itself
@@ -34,6 +38,8 @@
  *   kernel taps, found in O(1)); padding taps add exactly 0, so they are skipped, not read.
  *   Memory is then ow + k int32 a job: it follows the work, never the padding. Portable C on
  *   every path (the same bits), the shared unfused epilogue.
+ * The image copies, panels and tiles are micro-kernels (ukernels/im2col_*, gemm_*, conv_u8_*,
+ * dw_*), taken from this process's table (qk__uk()).
  * Every output element is computed the same way whatever the thread split. */
 #include "operators/operators.h"
 
@@ -69,7 +75,7 @@ typedef struct {
     qk_conv_fused_kernel fk;   /* 8-bit tiles of more than 8 pixels, output fused (or NULL) */
     qk_dw8_fused_kernel dw8f;  /* 8-bit depthwise plane, output fused (or NULL) */
     qk_pad_u8_blocks pb;       /* with dw8f: the padded plane as 64-byte blocks */
-    int cq8;                   /* w->cq8: channel-quad image (conv_internal.h), k = (tap, c) */
+    int cq8;                   /* w->cq8: channel-quad image (ukernels.h), k = (tap, c) */
     size_t *tapoff;            /* cq8: pixel offset of each tap (r, q) in a plane */
     qk_conv_direct_kernel dk[2];  /* cq8, stride 1, fused, no wzp8: tiles of 1 / 2 runs read
                                    * straight from the image (or NULL) */
@@ -687,11 +693,16 @@ static int qk__conv_sparse(const qk_conv2d_shape *s, size_t hp, size_t wp, size_
 }
 
 /* ---- the choice of algorithm ---------------------------------------------------------------
- * A 1x1 convolution without padding is a GEMM over the pixels: with at least QK__GEMM_MIN_K
- * input channels (or output rows under QK__WIDE_BELOW wide) it runs through qk_linear on the
- * (strided) pixels as NHWC rows, on weights packed for it (w->lin). Measured at batch 32 when
- * this choice was made in the PyTorch bridge: 96 -> 24 channels on 4x4, 134 -> 45 us; 16 -> 64
- * on 8x8 loses, 61 -> 95 us.
+ * A 1x1 convolution without padding is a GEMM over the pixels: on small images (at most
+ * QK__GEMM_MAX_PIXELS output pixels each), with at least QK__GEMM_MIN_K input channels (or output
+ * rows under QK__WIDE_BELOW wide), it runs through qk_linear on the (strided) pixels of the
+ * whole batch as NHWC rows, on weights packed for it (w->lin). Measured at batch 32 when this
+ * choice was made in the PyTorch bridge: 96 -> 24 channels on 4x4, 134 -> 45 us; 16 -> 64 on
+ * 8x8 loses, 61 -> 95 us. Measured again in C (time of the GEMM path / the tiles, 1 thread,
+ * medians of 4 interleaved rounds on a shared machine): 64 -> 128 on 4x4 b32 0.29, 8x8 b32 0.62,
+ * 8x8 b1 0.99, 14x14 b1 1.11, 28x28 b8 1.28; 24 -> 96 on 8x8 b32 0.77, 14x14 b8 1.32, 56x56 b1
+ * 1.50; 96 -> 24 on 8x8 b32 0.42, 56x56 b1 1.24: the tiles win once an image has a few hundred
+ * pixels (they tile each image well, while the GEMM pays for the NHWC copies).
  * A batch of small images (output rows under QK__WIDE_BELOW wide) runs as one wide image, the
  * images side by side: the tiles fill along a row, and a tiny image leaves them mostly empty.
  * Depthwise convs stay per image: their kernel works plane by plane and, since it got its own
@@ -699,14 +710,15 @@ static int qk__conv_sparse(const qk_conv2d_shape *s, size_t hp, size_t wp, size_
  * 0.94 -> 0.83 ms without).
  * Both give the same accumulators as the tiles, and the same output stage gives the same
  * outputs. */
-enum { QK__GEMM_MIN_K = 24, QK__WIDE_BELOW = 8 };
+enum { QK__GEMM_MIN_K = 24, QK__GEMM_MAX_PIXELS = 64, QK__WIDE_BELOW = 8 };
 typedef enum { QK__CONV_TILED, QK__CONV_GEMM, QK__CONV_WIDE } qk__conv_algo;
 
 static qk__conv_algo qk__conv_path(const qk_conv2d_shape *s, const qk_packed_weights *w,
-                                   size_t ow, int sparse) {
+                                   size_t oh, size_t ow, int sparse) {
     if (sparse) return QK__CONV_TILED; /* the tiled driver's direct path: see qk__conv_sparse */
     if (w->lin != NULL && s->pad_top == 0 && s->pad_left == 0 && s->pad_bottom == 0 &&
-        s->pad_right == 0 && (w->k >= QK__GEMM_MIN_K || ow < QK__WIDE_BELOW))
+        s->pad_right == 0 && oh * ow <= QK__GEMM_MAX_PIXELS &&
+        (w->k >= QK__GEMM_MIN_K || ow < QK__WIDE_BELOW))
         return QK__CONV_GEMM;
     const size_t slot = s->in_w + s->pad_left + s->pad_right, ew = s->dil_w * (w->kw - 1) + 1;
     const int depthwise = w->groups > 1 && s->in_c == w->groups;
@@ -721,20 +733,20 @@ static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weig
                                   const qk_epilogue *ep, void *y, int threads, size_t oh,
                                   size_t ow, int sparse);
 
-/* dst (cols x rows, contiguous) = the transpose of a rows x cols matrix of esz-byte elements,
- * element (r, c) at src + (r * sp + c * cstep) * esz; in tiles of 16 x 16 (both sides stay in
- * the cache). */
-static void qk__transpose(const char *src, size_t rows, size_t cols, size_t sp, size_t cstep,
-                          size_t esz, char *dst) {
-    enum { T = 16 };
-    for (size_t r0 = 0; r0 < rows; r0 += T)
-        for (size_t c0 = 0; c0 < cols; c0 += T) {
-            const size_t r1 = r0 + T < rows ? r0 + T : rows, c1 = c0 + T < cols ? c0 + T : cols;
-            for (size_t c = c0; c < c1; c++)
-                for (size_t r = r0; r < r1; r++)
-                    memcpy(dst + (c * rows + r) * esz, src + (r * sp + c * cstep) * esz, esz);
-        }
-}
+/* dst (cols x rows, contiguous) = the transpose of a rows x cols matrix of T, element (r, c) at
+ * src[r * sp + c * cstep]; in tiles of 16 x 16 (both sides stay in the cache). */
+#define QK__TRANSPOSE(NAME, T)                                                                  \
+    static void NAME(const T *src, size_t rows, size_t cols, size_t sp, size_t cstep, T *dst) { \
+        enum { B = 16 };                                                                        \
+        for (size_t r0 = 0; r0 < rows; r0 += B)                                                 \
+            for (size_t c0 = 0; c0 < cols; c0 += B) {                                           \
+                const size_t r1 = r0 + B < rows ? r0 + B : rows;                                \
+                const size_t c1 = c0 + B < cols ? c0 + B : cols;                                \
+                for (size_t c = c0; c < c1; c++)                                                \
+                    for (size_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * sp + c * cstep]; \
+            }                                                                                   \
+    }
+QK__TRANSPOSE(qk__transpose_u32, uint32_t) /* (the bytes: the transpose_u8 micro-kernel) */
 
 /* 1x1, no padding: y[b, o, p] = linear(rows)[b * P + p, o] with rows[b * P + p, c] =
  * x[b, c, pixel p of the stride grid], P = oh * ow. */
@@ -744,18 +756,33 @@ static qk_status qk__conv2d_gemm(const qk_conv2d_shape *s, const qk_packed_weigh
     const size_t oh = (s->in_h - 1) / s->stride_h + 1, ow = (s->in_w - 1) / s->stride_w + 1;
     const size_t P = oh * ow, c = s->in_c, n = w->n, osz = qk__dtype_size(ep->out_type);
     const size_t m = s->batch * P;
+    const qk__ukernels *uk = qk__uk();
+    const int strided = s->stride_h != 1 || s->stride_w != 1;
+    /* the NHWC rows, the linear output, and (strided) one image's c x P grid of pixels */
     const size_t xb = (m * c + 63) & ~(size_t)63; /* the int32 outputs after it stay aligned */
-    char *rows = (char *)malloc(xb + m * n * osz);
+    uint8_t *rows = (uint8_t *)malloc(xb + m * n * osz + (strided ? c * P : 0));
     if (rows == NULL) return QK_ERR_NOMEM;
-    char *yr = rows + xb;
-    for (size_t b = 0; b < s->batch; b++)
-        for (size_t i = 0; i < oh; i++) /* output row i: input row i * stride_h */
-            qk__transpose((const char *)x + (b * c * s->in_h + i * s->stride_h) * s->in_w, c, ow,
-                          s->in_h * s->in_w, s->stride_w, 1, rows + (b * P + i * ow) * c);
+    uint8_t *yr = rows + xb, *grid = yr + m * n * osz;
+    for (size_t b = 0; b < s->batch; b++) {
+        const uint8_t *xb = (const uint8_t *)x + b * c * s->in_h * s->in_w;
+        if (strided) { /* the pixels of the stride grid, each channel's contiguous */
+            for (size_t ch = 0; ch < c; ch++)
+                for (size_t i = 0; i < oh; i++) {
+                    const uint8_t *sr = xb + (ch * s->in_h + i * s->stride_h) * s->in_w;
+                    uint8_t *dr = grid + ch * P + i * ow;
+                    for (size_t j = 0; j < ow; j++) dr[j] = sr[j * s->stride_w];
+                }
+            xb = grid;
+        }
+        uk->transpose_u8(xb, c, P, P, rows + b * P * c); /* the c x P matrix to P x c */
+    }
     const qk_status st = qk_linear(w->lin, rows, x_type, m, x_zero_point, ep, yr, threads);
-    if (st == QK_OK)
-        for (size_t b = 0; b < s->batch; b++)
-            qk__transpose(yr + b * P * n * osz, P, n, n, 1, osz, (char *)y + b * n * P * osz);
+    for (size_t b = 0; b < s->batch && st == QK_OK; b++) {
+        if (osz == 1)
+            uk->transpose_u8(yr + b * P * n, P, n, n, (uint8_t *)y + b * n * P);
+        else
+            qk__transpose_u32((const uint32_t *)yr + b * P * n, P, n, n, 1, (uint32_t *)y + b * n * P);
+    }
     free(rows);
     return st;
 }
@@ -810,9 +837,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     size_t oh = 0, ow = 0;
     qk_status st = qk_conv2d_out_size(s, w, &oh, &ow);
     if (st != QK_OK) return st;
-    st = qk__epilogue_check(ep, w->n);
-    if (st != QK_OK) return st;
-    st = qk__bound_check(w, x_type, x_zero_point, ep);
+    st = qk__call_check(w, x_type, x_zero_point, ep);
     if (st != QK_OK) return st;
     /* the caller's arrays (input, output) must be addressable, and so must the int32 plane of
      * sums the unfused paths keep a job */
@@ -826,7 +851,7 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
     if (x == NULL || y == NULL) return QK_ERR_ARG;
     const int sparse = qk__conv_sparse(s, s->in_h + s->pad_top + s->pad_bottom,
                                        s->in_w + s->pad_left + s->pad_right, in_elems, out_elems);
-    switch (qk__conv_path(s, w, ow, sparse)) { /* the algorithm: see the top of the file */
+    switch (qk__conv_path(s, w, oh, ow, sparse)) { /* the algorithm: see the top of the file */
         case QK__CONV_GEMM: return qk__conv2d_gemm(s, w, x, x_type, x_zero_point, ep, y, threads);
         case QK__CONV_WIDE:
             return qk__conv2d_wide(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow);

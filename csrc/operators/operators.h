@@ -59,6 +59,9 @@ size_t qk__dtype_size(qk_dtype t);
 qk_status qk__epilogue_check(const qk_epilogue *ep, size_t n);
 qk_status qk__bound_check(const qk_packed_weights *w, qk_dtype x_type, int32_t x_zp,
                           const qk_epilogue *ep);
+/* Both, for one call of qk_linear / qk_conv2d on w. */
+qk_status qk__call_check(const qk_packed_weights *w, qk_dtype x_type, int32_t x_zp,
+                         const qk_epilogue *ep);
 
 /* pack.c: per channel, modulo 2^32: k * xz8 * wzp8[o] - xz8 * colsum[o] (malloc'd, NULL on
  * failure). The exact sum is then S + corr[o] - wzp8[o] * sum_k x8 (see ukernels.h, gemm_u8). */

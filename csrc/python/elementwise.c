@@ -15,12 +15,7 @@
         return qk_quantize_##IN##_##OUT##_##FLAV((const INT *)x, n, p->scale, p->zero_point,    \
                                                  p->qmin, p->qmax, (OUTT *)y, NULL);            \
     }
-#define QK_PY_QUANTIZE_FL(IN, INT, OUT, OUTT)  \
-    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, fbgemm) \
-    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, fbgemm_scalar) \
-    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, pt2e)   \
-    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, onnx)  \
-    QK_PY_QUANTIZE(IN, INT, OUT, OUTT, tflite)
+#define QK_PY_QUANTIZE_FL(IN, INT, OUT, OUTT) QK__FOR_EACH_FLAVOUR(QK_PY_QUANTIZE, IN, INT, OUT, OUTT)
 #define QK_PY_QUANTIZE_IN(OUT, OUTT)           \
     QK_PY_QUANTIZE_FL(f32, float, OUT, OUTT)   \
     QK_PY_QUANTIZE_FL(f64, double, OUT, OUTT)
@@ -176,19 +171,13 @@ int qk_py_register_elementwise(PyObject *module) {
     static void *qm_data[1] = {NULL};
     static char qm_types[3] = {NPY_FLOAT64, NPY_INT32, NPY_INT32};
 
-    const char *flavours[5] = {"pt2e", "onnx", "tflite", "fbgemm", "fbgemm_scalar"};
-    const qk_py_kernel q32[5][5] = {
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _pt2e),
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _onnx),
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _tflite),
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _fbgemm),
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f32_, _fbgemm_scalar)};
-    const qk_py_kernel q64[5][5] = {
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _pt2e),
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _onnx),
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _tflite),
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _fbgemm),
-        QK_PY_KERNELS_BY_OUT(qk_py_quantize_f64_, _fbgemm_scalar)};
+#define QK_PY_FLAVOUR_NAME(UNUSED, FLAV) #FLAV,
+#define QK_PY_FLAVOUR_ROW(IN, FLAV) QK_PY_KERNELS_BY_OUT(qk_py_quantize_##IN##_, _##FLAV),
+    const char *flavours[5] = {QK__FOR_EACH_FLAVOUR(QK_PY_FLAVOUR_NAME, 0)};
+    const qk_py_kernel q32[5][5] = {QK__FOR_EACH_FLAVOUR(QK_PY_FLAVOUR_ROW, f32)};
+    const qk_py_kernel q64[5][5] = {QK__FOR_EACH_FLAVOUR(QK_PY_FLAVOUR_ROW, f64)};
+#undef QK_PY_FLAVOUR_NAME
+#undef QK_PY_FLAVOUR_ROW
     for (int f = 0; f < 5; f++) {
         for (int o = 0; o < 5; o++) {
             snprintf(name, sizeof name, "quantize_%s_%s", flavours[f], QK_OUTS[o].name);

@@ -8,59 +8,56 @@
 #include <string.h>
 
 /* ---- ufuncs: (x, scale, alpha, zero_point) -> q and (q, scale, alpha, zero_point) -> x ----- */
-static void qk_py_ptf_quantize_loop(char **args, npy_intp const *dims, npy_intp const *steps,
-                                    void *data) {
-    (void)data;
+/* One PTF kernel call: a row of n channels (contiguous v, alpha and out; one scale and zero
+ * point), or one element. */
+typedef qk_status (*qk_py_ptf_fn)(const void *v, size_t n, float s, const int32_t *alpha,
+                                  int32_t zp, void *out);
+static qk_status qk_py_ptf_quantize(const void *v, size_t n, float s, const int32_t *alpha,
+                                    int32_t zp, void *out) {
+    return qk_ptf_quantize_f32_u8((const float *)v, 1, n, s, alpha, zp, (uint8_t *)out, NULL);
+}
+static qk_status qk_py_ptf_dequantize(const void *v, size_t n, float s, const int32_t *alpha,
+                                      int32_t zp, void *out) {
+    return qk_ptf_dequantize_u8_f32((const uint8_t *)v, 1, n, s, alpha, zp, (float *)out);
+}
+
+/* The loop of both ufuncs: one kernel call over the inner dimension when the data operands are
+ * contiguous and scale / zero point constant, else one call per element. */
+static void qk_py_ptf_loop(char **args, npy_intp const *dims, npy_intp const *steps,
+                           qk_py_ptf_fn fn, npy_intp vsize, npy_intp osize) {
     const npy_intp n = dims[0];
     qk_status st = QK_OK;
-    if (steps[0] == 4 && steps[1] == 0 && steps[2] == 4 && steps[3] == 0 && steps[4] == 1) {
-        float s;
-        int32_t zp;
+    float s;
+    int32_t zp;
+    if (steps[0] == vsize && steps[1] == 0 && steps[2] == 4 && steps[3] == 0 && steps[4] == osize) {
         memcpy(&s, args[1], 4);
         memcpy(&zp, args[3], 4);
-        st = qk_ptf_quantize_f32_u8((const float *)args[0], 1, (size_t)n, s,
-                                    (const int32_t *)args[2], zp, (uint8_t *)args[4], NULL);
+        st = fn(args[0], (size_t)n, s, (const int32_t *)args[2], zp, args[4]);
     } else {
         for (npy_intp i = 0; i < n && st == QK_OK; i++) {
-            float x, s;
-            int32_t a, zp;
-            uint8_t q = 0;
-            memcpy(&x, args[0] + i * steps[0], 4);
+            _Alignas(4) unsigned char v[4], o[4] = {0, 0, 0, 0};
+            int32_t a;
+            memcpy(v, args[0] + i * steps[0], (size_t)vsize);
             memcpy(&s, args[1] + i * steps[1], 4);
             memcpy(&a, args[2] + i * steps[2], 4);
             memcpy(&zp, args[3] + i * steps[3], 4);
-            st = qk_ptf_quantize_f32_u8(&x, 1, 1, s, &a, zp, &q, NULL);
-            if (st == QK_OK) *(uint8_t *)(args[4] + i * steps[4]) = q;
+            st = fn(v, 1, s, &a, zp, o);
+            if (st == QK_OK) memcpy(args[4] + i * steps[4], o, (size_t)osize);
         }
     }
-    qk_py_loop_end(st, args[4], n, steps[4], 1);
+    qk_py_loop_end(st, args[4], n, steps[4], (int)osize);
+}
+
+static void qk_py_ptf_quantize_loop(char **args, npy_intp const *dims, npy_intp const *steps,
+                                    void *data) {
+    (void)data;
+    qk_py_ptf_loop(args, dims, steps, qk_py_ptf_quantize, 4, 1);
 }
 
 static void qk_py_ptf_dequantize_loop(char **args, npy_intp const *dims, npy_intp const *steps,
                                       void *data) {
     (void)data;
-    const npy_intp n = dims[0];
-    qk_status st = QK_OK;
-    if (steps[0] == 1 && steps[1] == 0 && steps[2] == 4 && steps[3] == 0 && steps[4] == 4) {
-        float s;
-        int32_t zp;
-        memcpy(&s, args[1], 4);
-        memcpy(&zp, args[3], 4);
-        st = qk_ptf_dequantize_u8_f32((const uint8_t *)args[0], 1, (size_t)n, s,
-                                      (const int32_t *)args[2], zp, (float *)args[4]);
-    } else {
-        for (npy_intp i = 0; i < n && st == QK_OK; i++) {
-            float s, y = 0.0f;
-            int32_t a, zp;
-            const uint8_t q = *(const uint8_t *)(args[0] + i * steps[0]);
-            memcpy(&s, args[1] + i * steps[1], 4);
-            memcpy(&a, args[2] + i * steps[2], 4);
-            memcpy(&zp, args[3] + i * steps[3], 4);
-            st = qk_ptf_dequantize_u8_f32(&q, 1, 1, s, &a, zp, &y);
-            if (st == QK_OK) memcpy(args[4] + i * steps[4], &y, 4);
-        }
-    }
-    qk_py_loop_end(st, args[4], n, steps[4], 4);
+    qk_py_ptf_loop(args, dims, steps, qk_py_ptf_dequantize, 1, 4);
 }
 
 /* ---- LayerNorm -------------------------------------------------------------------------- */

@@ -45,6 +45,13 @@ static PyObject *qk_py_like(PyArrayObject *x) {
     return PyArray_NewLikeArray(x, NPY_CORDER, NULL, 0);
 }
 
+/* An elementwise op's input x (checked as qk_py_q8 does, its type in *t) and a new output like
+ * it; NULL with a Python error set. */
+static PyObject *qk_py_q8_like(PyObject *xo, qk_dtype *t) {
+    if (qk_py_q8(xo, "x", 0, t) < 0) return NULL;
+    return qk_py_like((PyArrayObject *)xo);
+}
+
 static PyObject *qk_py_qadd(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *ao, *bo;
@@ -76,10 +83,9 @@ static PyObject *qk_py_qleaky_relu(PyObject *self, PyObject *args) {
     int zx, zo;
     if (!PyArg_ParseTuple(args, "Ofiffi", &xo, &sx, &zx, &slope, &so, &zo)) return NULL;
     qk_dtype t;
-    if (qk_py_q8(xo, "x", 0, &t) < 0) return NULL;
-    PyArrayObject *x = (PyArrayObject *)xo;
-    PyObject *y = qk_py_like(x);
+    PyObject *y = qk_py_q8_like(xo, &t);
     if (y == NULL) return NULL;
+    PyArrayObject *x = (PyArrayObject *)xo;
     qk_status st;
     Py_BEGIN_ALLOW_THREADS
     st = qk_qleaky_relu(PyArray_DATA(x), t, (size_t)PyArray_SIZE(x), sx, zx, slope, so, zo,
@@ -94,10 +100,9 @@ static PyObject *qk_py_qclamp(PyObject *self, PyObject *args) {
     int lo, hi;
     if (!PyArg_ParseTuple(args, "Oii", &xo, &lo, &hi)) return NULL;
     qk_dtype t;
-    if (qk_py_q8(xo, "x", 0, &t) < 0) return NULL;
-    PyArrayObject *x = (PyArrayObject *)xo;
-    PyObject *y = qk_py_like(x);
+    PyObject *y = qk_py_q8_like(xo, &t);
     if (y == NULL) return NULL;
+    PyArrayObject *x = (PyArrayObject *)xo;
     qk_status st;
     Py_BEGIN_ALLOW_THREADS
     st = qk_qclamp(PyArray_DATA(x), t, (size_t)PyArray_SIZE(x), lo, hi,

@@ -18,15 +18,13 @@ QK_TARGET_AVX512 static inline __m512i qk__dw_load32(const int16_t *p, size_t st
 QK_TARGET_AVX512 void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
                                           size_t kw, size_t stride_h, size_t stride_w, size_t dil_h,
                                           size_t dil_w, size_t oh, size_t ow, int32_t *out) {
-    enum { MAXT = 64 };
-    const size_t taps = kh * kw;
-    if (!(stride_w == 1 || stride_w == 2) || taps > MAXT) {
+    size_t off[QK_DW_S16_MAXT + 1];
+    int32_t wpair[QK_DW_S16_MAXT / 2 + 1];
+    if (!qk__dw_s16_taps(w, kh, kw, stride_w, dil_h, dil_w, wp, off, wpair)) {
         qk_dw_plane__scalar(x, wp, w, kh, kw, stride_h, stride_w, dil_h, dil_w, oh, ow, out);
         return;
     }
-    size_t off[MAXT + 1];
-    int32_t wpair[MAXT / 2 + 1];
-    qk__dw_s16_taps(w, kh, kw, dil_h, dil_w, wp, off, wpair);
+    const size_t taps = kh * kw;
     const __m512i ia = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
     const __m512i ib = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
     if (ow <= 16) {

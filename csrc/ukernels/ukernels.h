@@ -22,6 +22,7 @@
  *                                                                 avx512vnni, avx512vbmi
  *   epilogue   the output stage (requantization) of int32 sums    scalar, avx2, avx512
  *   bmm_u8     qk_bmm's 8-bit operand packing and tile correction  scalar, avx512vnni
+ *   transpose_u8  a byte matrix transposed (NCHW <-> NHWC)         scalar, avx2
  */
 #ifndef QKERNELS_UKERNELS_H
 #define QKERNELS_UKERNELS_H
@@ -88,16 +89,22 @@ void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16_t *w, size_t k
                          size_t ow, int32_t *out);
 /* The SIMD kernels' tap tables: off[t] the offset of tap t in the padded plane (off[taps] =
  * off[taps - 1] for an odd last pair), wpair[t / 2] taps t and t + 1 as one int16 pair (an odd
- * last tap pairs with weight 0). taps <= 64. */
-static inline void qk__dw_s16_taps(const int16_t *w, size_t kh, size_t kw, size_t dil_h,
-                                   size_t dil_w, size_t wp, size_t *off, int32_t *wpair) {
+ * last tap pairs with weight 0). Returns 0 (nothing set) when the SIMD kernels do not cover the
+ * plane: a stride_w other than 1 and 2, or more than QK_DW_S16_MAXT taps. */
+#define QK_DW_S16_MAXT 64
+static inline int qk__dw_s16_taps(const int16_t *w, size_t kh, size_t kw, size_t stride_w,
+                                  size_t dil_h, size_t dil_w, size_t wp,
+                                  size_t off[QK_DW_S16_MAXT + 1],
+                                  int32_t wpair[QK_DW_S16_MAXT / 2 + 1]) {
     const size_t taps = kh * kw;
+    if (!(stride_w == 1 || stride_w == 2) || taps > QK_DW_S16_MAXT) return 0;
     for (size_t t = 0; t < taps; t++) off[t] = (t / kw) * dil_h * wp + (t % kw) * dil_w;
     off[taps] = off[taps - 1];
     for (size_t t = 0; t < taps; t += 2) {
         const uint32_t w0 = (uint16_t)w[t], w1 = t + 1 < taps ? (uint16_t)w[t + 1] : 0u;
         wpair[t / 2] = (int32_t)(w0 | (w1 << 16));
     }
+    return 1;
 }
 
 /* ---- gemm_u8: u8 x s8 tiles (AVX512-VNNI) ----------------------------------------------------
@@ -429,6 +436,15 @@ void qk_bmm_tile_fix__scalar(const int32_t *tile, size_t mr, const uint32_t *col
 void qk_bmm_tile_fix__avx512vnni(const int32_t *tile, size_t mr, const uint32_t *colterm,
                                  const uint32_t *rowterm, int32_t *out, size_t ostride);
 
+/* ---- transpose_u8: a byte matrix transposed ----------------------------------------------------
+ * dst (cols x rows, contiguous) = the transpose of src (rows x cols, row pitch sp): the NCHW <->
+ * NHWC copies of the 1x1-as-GEMM conv. */
+typedef void (*qk_transpose_u8_fn)(const uint8_t *src, size_t rows, size_t cols, size_t sp,
+                                   uint8_t *dst);
+void qk_transpose_u8__scalar(const uint8_t *src, size_t rows, size_t cols, size_t sp,
+                             uint8_t *dst);
+void qk_transpose_u8__avx2(const uint8_t *src, size_t rows, size_t cols, size_t sp, uint8_t *dst);
+
 /* ---- the table ------------------------------------------------------------------------------
  * The micro-kernels of one level (dispatch.c: one constant table a level; qk__uk() returns the
  * one of the level core/cpu.c chose). The 8-bit path exists from QK_LEVEL_AVX512VNNI up (the
@@ -454,6 +470,7 @@ typedef struct qk__ukernels {
     qk_bmm_pack_a8_fn bmm_pack_a8;
     qk_bmm_pack_b8_fn bmm_pack_b8;
     qk_bmm_tile_fix_fn bmm_tile_fix;
+    qk_transpose_u8_fn transpose_u8;
     /* AVX512-VNNI only (NULL below) */
     qk_conv_fused_kernel conv_fused[2]; /* [16-row block] */
     qk_conv_direct_kernel conv_direct[2][2]; /* [16-row block][2 runs] */

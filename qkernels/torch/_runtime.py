@@ -297,10 +297,21 @@ def quantize_kernel(meta: QMeta, qmin: int, qmax: int) -> Kernel:
 
 
 def dequantize_kernel(meta: QMeta) -> Kernel:
-    """``fl(s * (q - zp))`` (Tensor.dequantize)."""
-    s, zp = F32(meta.scale), int(meta.zero_point)
-    dq = qk.dequantize
-    return per_sample(lambda t, q: dq(q, s, zp))
+    """``fl(s * (q - zp))`` (Tensor.dequantize): the raw ufunc ``qkernels.ufuncs.dequantize`` on
+    integers of the slot's type, parameters checked here once (any other input goes through
+    :func:`qkernels.dequantize` and its checks)."""
+    dt = np.dtype(meta.dtype)
+    info = np.iinfo(dt)
+    s = F32(meta.scale)
+    C.scale_param(s, "scale")
+    zp = np.int32(C.int_param(meta.zero_point, "zero_point", int(info.min), int(info.max)))
+    uf, dq = ufuncs.dequantize, qk.dequantize
+
+    def kernel(t: int, q: Any) -> np.ndarray:
+        if isinstance(q, np.ndarray) and q.dtype == dt:
+            return uf(q, s, zp)
+        return dq(q, s, int(zp))
+    return per_sample(kernel)
 
 
 def flatten_kernel(start: int, end: int) -> Kernel:

@@ -46,7 +46,7 @@ __all__ = ["Layer", "QuantizeLayer", "DequantizeLayer", "Conv2dLayer", "LinearLa
            "FlattenLayer", "IdentityLayer", "LayerNormLayer", "FloatLayer", "HandlerLayer",
            "ConstantLayer", "GetItemLayer", "TFLiteInputLayer", "TFLiteAddLayer",
            "TFLitePool2dLayer", "TFLiteMeanLayer", "TFLiteConcatLayer", "TFLiteReshapeLayer",
-           "TFLiteSoftmaxLayer"]
+           "TFLiteSoftmaxLayer", "OutputRef"]
 
 
 def _q(meta: Optional[QMeta]) -> Callable[[np.ndarray], QTensor]:
@@ -644,6 +644,18 @@ class _Slot:
 
     def __init__(self, i: int) -> None:
         self.i = i
+
+
+class OutputRef:
+    """A reference to a layer's value inside a structured (tuple / dict) model output."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"OutputRef({self.name!r})"
 
 
 def map_nested(v: Any, is_leaf: Callable[[Any], bool], f: Callable[[Any], Any]) -> Any:

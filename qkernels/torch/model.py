@@ -31,6 +31,7 @@ import qkernels as qk
 
 from . import _runtime as rt
 from . import layers as Ly
+from .layers import OutputRef
 from .qarith import QTensor
 
 F32 = np.float32
@@ -279,7 +280,8 @@ class IntegerModel:
         """
         from .saving import load_model
 
-        return load_model(path, threads)
+        layers, inputs, output, preset, mode = load_model(path)
+        return cls(layers, inputs, output, preset=preset, threads=threads, mode=mode)
 
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
@@ -308,18 +310,6 @@ class IntegerModel:
         body = ", ".join(f"{k} x{v}" for k, v in kinds.items())
         name = self.preset.name if self.preset is not None else None
         return f"IntegerModel({len(self.layers)} layers: {body}; preset={name!r}, mode={self.mode!r})"
-
-
-class OutputRef:
-    """A reference to a layer's value inside a structured (tuple / dict) model output."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"OutputRef({self.name!r})"
 
 
 # ---- references -----------------------------------------------------------------------------------

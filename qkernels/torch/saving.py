@@ -2,12 +2,13 @@
 
 :func:`save_model` writes ``model.json`` (the graph: layer order, types, inputs, every
 parameter; arrays by name) and returns the arrays to put in ``model.npz``; :func:`load_model`
-reads both back into an :class:`~qkernels.torch.IntegerModel` that gives the same integers,
-without the original PyTorch model (packed weights are rebuilt from the stored integers). Float
+reads both back: the layers, inputs, output and preset from which
+:class:`~qkernels.torch.IntegerModel` rebuilds a model that gives the same integers, without the
+original PyTorch model (packed weights are rebuilt from the stored integers). Float
 ops kept between integer layers (torch modules or functions) and user handlers are stored with
 ``torch.save`` in ``float_ops.pt`` beside them (handlers must be importable functions).
 :func:`qkernels.torch.IntegerModel.export` calls :func:`save_model`; ``IntegerModel.load(dir)``
-calls :func:`load_model`.
+builds the model from what :func:`load_model` reads.
 
 Example:
     >>> # im.export("out/resnet", x[:1]); im2 = IntegerModel.load("out/resnet")
@@ -143,20 +144,16 @@ def save_model(im: Any) -> Tuple[str, Dict[str, np.ndarray], Dict[str, Any]]:
 
 
 def _output_json(spec: Any) -> Any:
-    from .model import OutputRef
-
     if isinstance(spec, str):
         return spec
-    return Ly.map_nested(spec, lambda v: isinstance(v, OutputRef), lambda v: {"@ref": v.name})
+    return Ly.map_nested(spec, lambda v: isinstance(v, Ly.OutputRef), lambda v: {"@ref": v.name})
 
 
 def _output_spec(v: Any) -> Any:
-    from .model import OutputRef
-
     if isinstance(v, str):
         return v
     if isinstance(v, dict) and set(v) == {"@ref"}:
-        return OutputRef(v["@ref"])
+        return Ly.OutputRef(v["@ref"])
     if isinstance(v, list):
         return [_output_spec(a) for a in v]
     if isinstance(v, dict):
@@ -164,15 +161,14 @@ def _output_spec(v: Any) -> Any:
     return v
 
 
-def load_model(path: str, threads: Any = None) -> Any:
-    """The IntegerModel saved in folder ``path`` (an export): same layers, same integers.
+def load_model(path: str) -> Tuple[List[Ly.Layer], List[str], Any, Any, str]:
+    """What ``IntegerModel(...)`` needs to rebuild the model saved in folder ``path`` (an export):
+    (layers, inputs, output spec, preset, mode); same layers, same integers.
 
     Raises:
         FileNotFoundError / ValueError naming the file when the folder is not an export or a
         file is damaged.
     """
-    from .model import IntegerModel
-
     jpath = os.path.join(path, "model.json")
     if not os.path.exists(jpath):
         raise FileNotFoundError(f"{path}: no model.json; is this a folder IntegerModel.export wrote?")
@@ -200,5 +196,5 @@ def load_model(path: str, threads: Any = None) -> Any:
         kw = {k: _decode(v, arrays, objects) for k, v in rec["fields"].items()}
         layers.append(Ly.repack(cls(**kw)))
     preset = _decode(head["preset"], arrays, objects) if head.get("preset") else None
-    return IntegerModel(layers, head["inputs"], _output_spec(head["output"]), preset=preset,
-                        threads=threads, mode=head.get("mode", "static"))
+    return (layers, list(head["inputs"]), _output_spec(head["output"]), preset,
+            head.get("mode", "static"))

@@ -324,14 +324,16 @@ static int conv_matches_reference(const qk_conv2d_shape *s, const void *x, qk_dt
     return 1;
 }
 
-/* The algorithms qk_conv2d chooses besides its tiles: 1x1 convs without padding as a GEMM over
- * the pixels (many input channels, or narrow outputs), and a batch of small images as one wide
- * image; each against the reference, at 1 and 2 threads, with a requantized output too. */
+/* The algorithms qk_conv2d chooses besides its tiles: 1x1 convs without padding on small images
+ * as a GEMM over the pixels (many input channels, or narrow outputs), and a batch of small images
+ * as one wide image; each against the reference (and shapes just past the rules, which take the
+ * tiles), at 1 and 2 threads, with a requantized output too. */
 static void test_conv_paths(void) {
     /* batch, in_c, in_h, in_w, out_c, groups, k, stride, pad, dilation */
     static const size_t cases[][10] = {
         {3, 30, 5, 6, 7, 1, 1, 1, 0, 1},  {2, 64, 9, 9, 20, 1, 1, 2, 0, 1},
         {1, 3, 4, 5, 9, 1, 1, 1, 0, 1},   {2, 40, 17, 19, 33, 1, 1, 2, 0, 1},
+        {2, 40, 13, 15, 33, 1, 1, 2, 0, 1}, {3, 48, 7, 10, 9, 1, 1, 2, 0, 1},
         {1, 24, 12, 30, 16, 1, 1, 1, 0, 1}, {4, 5, 4, 4, 6, 1, 3, 1, 1, 1},
         {3, 4, 6, 5, 5, 1, 3, 2, 1, 1},   {2, 6, 5, 7, 4, 2, 2, 1, 0, 2},
         {3, 1, 8, 8, 8, 1, 3, 1, 1, 1},   {2, 16, 3, 3, 12, 1, 3, 1, 1, 1},
@@ -466,6 +468,16 @@ static void test_im2col_twins(void) {
             uk->im2col_u8x4(src, plane4, tapoff, taps, nq, &g, sw, p2);
             QK_CHECK(memcmp(p1, p2, taps * nq * 64) == 0, "im2col_u8x4 twin");
         }
+    }
+    /* byte transposes (every size around the 16 x 16 blocks) */
+    static uint8_t t1[40 * 40], t2[40 * 40];
+    for (int it = 0; it < 200; it++) {
+        const size_t rows = (size_t)rnd(1, 40), cols = (size_t)rnd(1, 40);
+        const size_t sp = cols + (size_t)rnd(0, 9);
+        qk_transpose_u8__scalar(src, rows, cols, sp, t1);
+        uk->transpose_u8(src, rows, cols, sp, t2);
+        QK_CHECK(memcmp(t1, t2, rows * cols) == 0, "transpose_u8 twin %zu x %zu", rows, cols);
+        QK_CHECK(t1[(cols - 1) * rows + rows - 1] == src[(rows - 1) * sp + cols - 1], "transpose");
     }
     /* int16: widened rows and panels */
     static int16_t w1[200], w2[200], s16[4096], q1[64 * 32], q2[64 * 32];

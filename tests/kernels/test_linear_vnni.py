@@ -1,9 +1,10 @@
-"""The AVX512-VNNI linear path (csrc/gemm/linear_vnni.c: 6-row x 64-channel register tiles, rows
-read from x, fused output stage) on its edges: M and N off the tile, K = 1, odd K, K > 4096, int8
-and uint8 activations, weight zero points (the row-sum term), per-tensor / per-channel, every
-preset, ReLU clamps, int32 output. Checked against exact references where there is one, against
-threads=2, and bit for bit against processes forced to the scalar C path and to the AVX2 int16
-kernels (on CPUs without VNNI all three runs take the same path and the test is trivially true)."""
+"""The AVX512-VNNI linear path (csrc/operators/linear_vnni.c, csrc/ukernels/linear_u8_avx512vnni.c:
+6-row x 64-channel register tiles, rows read from x, fused output stage) on its edges: M and N off
+the tile, K = 1, odd K, K > 4096, int8 and uint8 activations, weight zero points (the row-sum
+term), per-tensor / per-channel, every preset, ReLU clamps, int32 output. Checked against exact
+references where there is one, against threads=2, and bit for bit against processes forced to the
+scalar C path and to the AVX2 int16 kernels (on CPUs without VNNI all three runs take the same path
+and the test is trivially true)."""
 import hashlib
 import json
 import os

@@ -1,0 +1,237 @@
+#!/usr/bin/env python
+"""A/B speed of two qkernels trees (two builds, e.g. before and after a refactor) on the rows of
+scripts/bench.py: the same workloads, qkernels calls only, in interleaved rounds.
+
+    python scripts/bench_ab.py --a ../base --b . [--rounds 5] [--rows elementwise,gemm,layernorm,models]
+
+Each tree must have its extension built in place (``make build``, or ``python setup.py build_ext
+--inplace`` with this venv's Python). One worker process per tree imports qkernels from its tree
+and builds every row's workload; then, round after round, each row is timed in A and in B back
+to back (median of repeated calls after a warm-up; the order alternates), so that a burst of load
+from other processes hits both alike. The report gives, per row, the median over rounds of each
+side, B/A (> 1: B slower), and each side's spread over rounds, (max - min) / median: on a shared
+machine, a difference inside the spread is noise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _median_time(fn: Callable[[], object], repeat: int = 7, min_time: float = 0.25) -> float:
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-7)
+    inner = max(1, int(min_time / repeat / once))
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t0) / inner)
+    return statistics.median(samples)
+
+
+# ---- the rows (mirroring scripts/bench.py and its sections) ----------------------------------
+def rows_elementwise(qk, np) -> Dict[str, Callable[[], object]]:
+    rng = np.random.default_rng(0)
+    s, zp = np.float32(0.02), 128
+    m0, sh = qk.quantize_multiplier(0.0007)
+    rs = np.float32(0.0007)
+    out: Dict[str, Callable[[], object]] = {}
+    for n in (10 ** 6, 16 * 10 ** 6):
+        x = (rng.standard_normal(n) * 2).astype(np.float32)
+        q = qk.quantize(x, s, zp, dtype=np.uint8)
+        acc = rng.integers(-(1 << 20), 1 << 20, n).astype(np.int32)
+        ou8, of, os8 = np.empty(n, np.uint8), np.empty(n, np.float32), np.empty(n, np.int8)
+        out.update({
+            f"quantize f32->u8 {n}": lambda x=x: qk.quantize(x, s, zp, dtype=np.uint8),
+            f"quantize f32->u8 out= {n}": lambda x=x, o=ou8: qk.quantize(x, s, zp, dtype=np.uint8, out=o),
+            f"dequantize u8->f32 {n}": lambda q=q: qk.dequantize(q, s, zp),
+            f"dequantize u8->f32 out= {n}": lambda q=q, o=of: qk.dequantize(q, s, zp, out=o),
+            f"requantize double_round {n}": lambda a=acc: qk.requantize(a, m0, sh, 3),
+            f"requantize double_round out= {n}": lambda a=acc, o=os8: qk.requantize(a, m0, sh, 3, out=o),
+            f"requantize single_round {n}": lambda a=acc: qk.requantize(a, m0, sh, 3, scheme="single_round"),
+            f"requantize_float {n}": lambda a=acc: qk.requantize_float(a, rs, 3),
+            f"requantize_shift half_up {n}": lambda a=acc: qk.requantize_shift(a, 11, 3),
+        })
+    return out
+
+
+LINEAR = [("deit qkv 384->1152", 384, 1152), ("deit proj 384->384", 384, 384),
+          ("deit fc1 384->1536", 384, 1536), ("deit fc2 1536->384", 1536, 384)]
+CONV = [("resnet18 conv1 7x7/2 3->64 @224", 3, 224, 64, 7, 2, 3, 1),
+        ("resnet18 3x3 64->64 @56", 64, 56, 64, 3, 1, 1, 1),
+        ("resnet18 3x3 128->128 @28", 128, 28, 128, 3, 1, 1, 1),
+        ("resnet18 3x3 256->256 @14", 256, 14, 256, 3, 1, 1, 1),
+        ("resnet18 1x1/2 64->128 @56", 64, 56, 128, 1, 2, 0, 1),
+        ("mobilenetv2 dw 3x3 144 @56", 144, 56, 144, 3, 1, 1, 144),
+        ("mobilenetv2 dw 3x3 384 @14", 384, 14, 384, 3, 1, 1, 384)]
+
+
+def rows_gemm(qk, np) -> Dict[str, Callable[[], object]]:
+    out: Dict[str, Callable[[], object]] = {}
+    for t in (1, 2):
+        for nb in (1, 8):
+            for name, k, n in LINEAR:
+                rng = np.random.default_rng(0)
+                m = 197 * nb
+                x = rng.integers(0, 128, (m, k)).astype(np.uint8)
+                w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+                b = rng.normal(0, 1, n).astype(np.float32)
+                p = qk.pack_linear(w, w_scale=0.01)
+                out[f"{name} M={m} t{t}"] = (
+                    lambda x=x, p=p, b=b, t=t: qk.qlinear(x, p, b, x_scale=0.05, x_zero_point=64,
+                                                          out_scale=0.5, out_zero_point=128,
+                                                          preset="fbgemm", threads=t))
+            for name, c, h, o, k, s, pad, g in CONV:
+                rng = np.random.default_rng(1)
+                x = rng.integers(0, 128, (nb, c, h, h)).astype(np.uint8)
+                w = rng.integers(-127, 128, (o, c // g, k, k)).astype(np.int8)
+                b = rng.normal(0, 1, o).astype(np.float32)
+                p = qk.pack_conv2d(w, groups=g, w_scale=0.01)
+                out[f"{name} b{nb} t{t}"] = (
+                    lambda x=x, p=p, b=b, s=s, pad=pad, t=t: qk.qconv2d(
+                        x, p, b, stride=s, padding=pad, x_scale=0.05, x_zero_point=64,
+                        out_scale=0.5, out_zero_point=128, preset="fbgemm", threads=t))
+    return out
+
+
+def rows_layernorm(qk, np) -> Dict[str, Callable[[], object]]:
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((197, 384)) * np.linspace(0.2, 6, 384)).astype(np.float32)
+    g = rng.normal(1, 0.1, 384).astype(np.float32)
+    b = rng.normal(0, 0.1, 384).astype(np.float32)
+    p = qk.ptf_calibrate(x, method="seed")
+    q = qk.ptf_quantize(x, p.scale, p.alpha, p.zero_point)
+    y = np.empty(q.shape, np.int8)
+    out: Dict[str, Callable[[], object]] = {}
+    for method in ("exact", "sole"):
+        ln = qk.prepare_layernorm(p, g, b, method=method, out_scale=0.05)
+        out[f"ptf_layernorm {method}"] = lambda ln=ln: qk.ptf_layernorm(q, ln, out=y)
+    xx = np.resize(x, (4 * 10 ** 6 // 384, 384))
+    qq = np.empty(xx.shape, np.uint8)
+    out["ptf_quantize 4e6"] = lambda: qk.ptf_quantize(xx, p.scale, p.alpha, p.zero_point, out=qq)
+    return out
+
+
+def rows_models(qk, np) -> Dict[str, Callable[[], object]]:
+    import warnings
+
+    import torch
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from qkernels.torch.convert import from_torch_quantized
+    from qkernels.torch.quantize import quantize_model
+    from qkernels.torch.reference_models import MODELS, digits, load
+
+    warnings.filterwarnings("ignore")
+    torch.backends.quantized.engine = "fbgemm"
+    torch.set_num_threads(1)
+    (xtr, _), (xte, _) = digits()
+    calib = [xtr[i:i + 64] for i in range(0, 512, 64)]
+    out: Dict[str, Callable[[], object]] = {}
+    for name in MODELS:
+        im = quantize_model(load(name), calib)
+        prepared = prepare_fx(load(name), get_default_qconfig_mapping("fbgemm"),
+                              example_inputs=(xtr[:2],))
+        with torch.no_grad():
+            for b in calib:
+                prepared(b)
+        ft = from_torch_quantized(convert_fx(prepared))
+        for batch in (1, 32):
+            xn = xte[:batch].numpy()
+            for t in (1, 2):
+                out[f"{name} quantize_model b{batch} t{t}"] = lambda im=im, xn=xn, t=t: im(xn, threads=t)
+                out[f"{name} from_torch b{batch} t{t}"] = lambda ft=ft, xn=xn, t=t: ft(xn, threads=t)
+    return out
+
+
+ROWS = {"elementwise": rows_elementwise, "gemm": rows_gemm, "layernorm": rows_layernorm,
+        "models": rows_models}
+
+
+def worker(tree: str, rows: List[str]) -> None:
+    """Builds the rows, prints their names (one JSON line), then times the row named on each line
+    of stdin and prints the median seconds, until stdin closes."""
+    sys.path.insert(0, tree)
+    import numpy as np
+
+    import qkernels as qk
+    assert os.path.dirname(os.path.dirname(os.path.abspath(qk.__file__))) == os.path.abspath(tree)
+    fns: Dict[str, Callable[[], object]] = {}
+    for r in rows:
+        for name, fn in ROWS[r](qk, np).items():
+            fns[f"{r}: {name}"] = fn
+    print(json.dumps(list(fns)), flush=True)
+    for line in sys.stdin:
+        print(repr(_median_time(fns[line.strip()], repeat=5, min_time=0.15)), flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--a", required=True, help="tree A (the reference build)")
+    ap.add_argument("--b", required=True, help="tree B (the build under test)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rows", default="elementwise,gemm,layernorm,models")
+    ap.add_argument("--only", default=None, help="only the rows whose name contains this text")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--json", default=None, help="also write the raw samples here")
+    a = ap.parse_args()
+    rows = a.rows.split(",")
+    if a.worker:
+        worker(a.worker, rows)
+        return 0
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    env.pop("QKERNELS_SIMD", None)
+    procs = {side: subprocess.Popen([sys.executable, os.path.abspath(__file__), "--a", a.a, "--b",
+                                     a.b, "--rows", a.rows, "--worker", tree],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                    env=env)
+             for side, tree in (("A", a.a), ("B", a.b))}
+    names = [json.loads(procs[side].stdout.readline()) for side in ("A", "B")][0]
+    names = [n for n in names if a.only is None or a.only in n]
+    samples: Dict[str, Dict[str, List[float]]] = {"A": {n: [] for n in names},
+                                                  "B": {n: [] for n in names}}
+
+    def measure(side: str, name: str) -> float:
+        p = procs[side]
+        p.stdin.write(name + "\n")
+        p.stdin.flush()
+        return float(p.stdout.readline())
+
+    for r in range(a.rounds):
+        for k, name in enumerate(names):  # A and B of a row back to back, the order alternating
+            for side in (("A", "B") if (r + k) % 2 == 0 else ("B", "A")):
+                samples[side][name].append(measure(side, name))
+        print(f"round {r + 1} done (load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
+    for p in procs.values():
+        p.stdin.close()
+        p.wait()
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(samples, f)
+    print(f"{a.rounds} rounds, A = {a.a}, B = {a.b}; per row, A and B timed back to back in each "
+          f"round (order alternating), medians over rounds in ms; spread = (max - min) / median "
+          f"over rounds\n")
+    print("| row | A ms | B ms | B/A | spread A | spread B |\n|---|---:|---:|---:|---:|---:|")
+    for name in names:
+        va, vb = samples["A"][name], samples["B"][name]
+        ma, mb = statistics.median(va), statistics.median(vb)
+        print(f"| {name} | {ma * 1e3:.4f} | {mb * 1e3:.4f} | {mb / ma:.3f} | "
+              f"{(max(va) - min(va)) / ma:.1%} | {(max(vb) - min(vb)) / mb:.1%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
