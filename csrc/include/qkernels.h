@@ -399,8 +399,9 @@ qk_status qk_ptf_dequantize_u8_f32(const uint8_t *q, size_t tokens, size_t chann
  * wrong method for the function), NULL q/y with tokens > 0, or a p whose integers break the
  * bounds above (|G_i| >= 2^30, |B_i| >= 2^60, E > 2^60, alpha > 7, lut[m] > 2^16: checked on
  * every call, O(channels)). No allocation, reentrant.
- * qk_layernorm_ptf_u8_s8 dispatches on p->method. The output stage has an AVX2 loop (int64
- * lanes, chosen at run time) and a scalar twin that gives the same bits (QKERNELS_SIMD=scalar).
+ * qk_layernorm_ptf_u8_s8 dispatches on p->method. The output stage has AVX-512 and AVX2 loops
+ * (int64 lanes, chosen at run time) and a scalar twin that give the same bits
+ * (QKERNELS_SIMD=avx2 / scalar).
  * qk_layernorm_ptf_stats(p, q, tokens, s1, d): per-token S1 and D (before E is added) of the
  * method, for test benches and error reports: mean = in_scale * S1 / C,
  * var = in_scale^2 * D / C^2.
