@@ -58,7 +58,8 @@ def run(quick: bool = False) -> str:
     lines = ["## PTF quantization and integer LayerNorm", "",
              f"{what}, shape {x.shape[0]} x {x.shape[1]}, one thread, median of {repeat} runs; "
              f"{cpu_info()[0]}, {qk.show_config('dicts')['simd']['chosen']} path (integer LayerNorm: "
-             f"statistics and output stage in AVX2 with scalar twins; PTF quantize: AVX2). "
+             f"statistics in AVX2, output stage in AVX-512 / AVX2, with scalar twins; PTF quantize: "
+             f"AVX2). "
              f"Ratio = torch time / this time (> 1 is faster than torch).", "",
              "| op | us per call | tokens/s | vs torch float |", "|---|---:|---:|---:|"]
     for name, t, ratio in rows:

@@ -4,8 +4,8 @@
  * a dyadic per-token reciprocal) and `sole` (SOLE's AILayerNorm: 4-bit dynamic compression of
  * the squares, a 16-entry square table, a 256-entry inverse-square-root table, int8 gamma and
  * beta). All float work happens in qk_layernorm_prepare(); the kernels are integer-only.
- * The output stage has an AVX2 loop (int64 lanes) beside its scalar twin; both give the same
- * integers (tests/kernels/test_layernorm.py forces the scalar path with QKERNELS_SIMD=scalar).
+ * The output stage has AVX-512 and AVX2 loops (int64 lanes) beside its scalar twin; all give the
+ * same integers (tests/kernels/test_layernorm.py forces each path with QKERNELS_SIMD).
  * The formulas and bit widths are documented in qkernels.h.
  */
 #include "core/core.h"
@@ -24,13 +24,18 @@ static inline int64_t qk__rhu64(int64_t v, int n) {
     return n <= 0 ? v : (v + (INT64_C(1) << (n - 1))) >> n;
 }
 
+/* The number of significant bits of v (0 for 0): one instruction where the compiler has it. */
 static inline int qk__bitlen64(uint64_t v) {
+#if defined(__GNUC__) || defined(__clang__)
+    return v ? 64 - __builtin_clzll(v) : 0;
+#else
     int b = 0;
     while (v) {
         b++;
         v >>= 1;
     }
     return b;
+#endif
 }
 
 uint64_t qk_isqrt_u64(uint64_t n) {
@@ -293,21 +298,32 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     *d_out = dd > 0 ? dd : 0;
 }
 
-/* Scalar loop over channels [c0, n): the reference twin of the AVX2 loop below. */
-static inline void qk__ln_output_scalar(const qk_layernorm_params *p, const uint8_t *q, int64_t a,
-                                        int64_t b, int rshift, int32_t c0, int8_t *y) {
-    const int32_t n = p->channels, zp = p->in_zero_point, shift = p->shift;
-    const int64_t gm = p->gamma_multiplier, bm = p->beta_multiplier;
+/* A block of n channels of the output stage: their exponents and factors G_i = gamma_i *
+ * gamma_multiplier (|G_i| < 2^30) and B_i = beta_i * beta_multiplier (|B_i| < 2^60), as
+ * qk__ln_check bounds them. */
+typedef struct {
+    const uint8_t *alpha;
+    const int32_t *g;
+    const int64_t *b;
+    int32_t n;
+} qk__ln_factors;
+
+/* Scalar loop over the block's channels [c0, n): the reference twin of the AVX2 and AVX-512
+ * loops below (q and y point at the block's first channel). */
+static inline void qk__ln_output_scalar(const qk_layernorm_params *p, const qk__ln_factors *f,
+                                        const uint8_t *q, int64_t a, int64_t b, int rshift,
+                                        int32_t c0, int8_t *y) {
+    const int32_t n = f->n, zp = p->in_zero_point, shift = p->shift;
     const int64_t ozp = p->out_zero_point, qmin = p->out_qmin, qmax = p->out_qmax;
-    const uint8_t *alpha = p->alpha;
-    const int32_t *gamma = p->gamma;
-    const int64_t *beta = p->beta;
+    const uint8_t *alpha = f->alpha;
+    const int32_t *G = f->g;
+    const int64_t *B = f->b;
     const int64_t oround = INT64_C(1) << (shift - 1);
     for (int32_t c = c0; c < n; c++) {
         const int64_t x = (int64_t)((int32_t)q[c] - zp) * ((int64_t)1 << alpha[c]);
         int64_t z = (x * a + b) >> rshift;
         z = z > QK__LN_ZMAX ? QK__LN_ZMAX : (z < -QK__LN_ZMAX ? -QK__LN_ZMAX : z);
-        const int64_t acc = z * ((int64_t)gamma[c] * gm) + beta[c] * bm;
+        const int64_t acc = z * (int64_t)G[c] + B[c];
         int64_t v = ((acc + oround) >> shift) + ozp;
         v = v < qmin ? qmin : (v > qmax ? qmax : v);
         y[c] = (int8_t)v;
@@ -322,15 +338,14 @@ QK_TARGET_AVX2 static inline __m256i qk__sra64(__m256i v, __m128i count) {
 }
 
 /* Channels [0, n & ~3) four at a time, int64 lanes; the same integers as the scalar loop.
- * x * a with a < 2^47 is built from three 21-bit pieces of a (each product fits
- * _mm256_mul_epi32: |x| < 2^15, piece < 2^21), z and G_i fit int32. Returns the channels done. */
-QK_TARGET_AVX2 static int32_t qk__ln_output_avx2(const qk_layernorm_params *p, const uint8_t *q,
+ * x * a with 0 <= a < 2^47 is built from two 24-bit pieces of a (each product fits
+ * _mm256_mul_epi32: |x| < 2^15, piece < 2^24), z and G_i fit int32. Returns the channels done. */
+QK_TARGET_AVX2 static int32_t qk__ln_output_avx2(const qk_layernorm_params *p,
+                                                 const qk__ln_factors *f, const uint8_t *q,
                                                  int64_t a, int64_t b, int rshift, int8_t *y) {
-    const int32_t n4 = p->channels & ~3;
-    const int64_t gm = p->gamma_multiplier, bm = p->beta_multiplier;
+    const int32_t n4 = f->n & ~3;
     const __m256i zp = _mm256_set1_epi64x(p->in_zero_point);
-    const __m256i a0 = _mm256_set1_epi64x(a & 0x1FFFFF), a1 = _mm256_set1_epi64x((a >> 21) & 0x1FFFFF);
-    const __m256i a2 = _mm256_set1_epi64x(a >> 42);
+    const __m256i a0 = _mm256_set1_epi64x(a & 0xFFFFFF), a1 = _mm256_set1_epi64x(a >> 24);
     const __m256i vb = _mm256_set1_epi64x(b);
     const __m128i rs = _mm_cvtsi32_si128(rshift), sh = _mm_cvtsi32_si128(p->shift);
     const __m256i zmax = _mm256_set1_epi64x(QK__LN_ZMAX), zmin = _mm256_set1_epi64x(-QK__LN_ZMAX);
@@ -341,21 +356,18 @@ QK_TARGET_AVX2 static int32_t qk__ln_output_avx2(const qk_layernorm_params *p, c
     for (int32_t c = 0; c < n4; c += 4) {
         int32_t q4, a4;
         memcpy(&q4, q + c, 4);
-        memcpy(&a4, p->alpha + c, 4);
+        memcpy(&a4, f->alpha + c, 4);
         const __m256i al = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(a4));
         const __m256i x = _mm256_sllv_epi64(
             _mm256_sub_epi64(_mm256_cvtepu8_epi64(_mm_cvtsi32_si128(q4)), zp), al);
-        /* x * a = ((x*a2 << 21) + x*a1) << 21 + x*a0 */
-        __m256i xa = _mm256_mul_epi32(x, a2);
-        xa = _mm256_add_epi64(_mm256_slli_epi64(xa, 21), _mm256_mul_epi32(x, a1));
-        xa = _mm256_add_epi64(_mm256_slli_epi64(xa, 21), _mm256_mul_epi32(x, a0));
+        /* x * a = (x*a1 << 24) + x*a0 */
+        const __m256i xa = _mm256_add_epi64(_mm256_slli_epi64(_mm256_mul_epi32(x, a1), 24),
+                                            _mm256_mul_epi32(x, a0));
         __m256i z = qk__sra64(_mm256_add_epi64(xa, vb), rs);
         z = _mm256_blendv_epi8(z, zmax, _mm256_cmpgt_epi64(z, zmax));
         z = _mm256_blendv_epi8(z, zmin, _mm256_cmpgt_epi64(zmin, z));
-        const __m256i g = _mm256_setr_epi64x((int64_t)p->gamma[c] * gm, (int64_t)p->gamma[c + 1] * gm,
-                                             (int64_t)p->gamma[c + 2] * gm, (int64_t)p->gamma[c + 3] * gm);
-        const __m256i bb = _mm256_setr_epi64x(p->beta[c] * bm, p->beta[c + 1] * bm,
-                                              p->beta[c + 2] * bm, p->beta[c + 3] * bm);
+        const __m256i g = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(f->g + c)));
+        const __m256i bb = _mm256_loadu_si256((const __m256i *)(f->b + c));
         const __m256i acc = _mm256_add_epi64(_mm256_mul_epi32(z, g), bb);
         __m256i v = _mm256_add_epi64(qk__sra64(_mm256_add_epi64(acc, orr), sh), ozp);
         v = _mm256_blendv_epi8(v, qmax, _mm256_cmpgt_epi64(v, qmax));
@@ -370,20 +382,82 @@ QK_TARGET_AVX2 static int32_t qk__ln_output_avx2(const qk_layernorm_params *p, c
 }
 #endif
 
+#if QK_X86
+/* The AVX-512 output stage of 8 channels at c, up to the int64 value w_i = RHU(z_i G_i + B_i, F)
+ * + zp; the caller narrows it (|w_i| < 2^45). */
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_out8_avx512(
+    const uint8_t *q, const uint8_t *alpha, const int32_t *G, const int64_t *B, __m512i zp,
+    __m512i a0, __m512i a1, __m512i vb, __m128i rs, __m128i sh, __m512i zmin, __m512i zmax,
+    __m512i orr, __m512i ozp) {
+    const __m512i al = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)alpha));
+    const __m512i x = _mm512_sllv_epi64(
+        _mm512_sub_epi64(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)q)), zp), al);
+    /* x * a = (x*a1 << 24) + x*a0, as in the AVX2 loop */
+    const __m512i xa = _mm512_add_epi64(_mm512_slli_epi64(_mm512_mul_epi32(x, a1), 24),
+                                        _mm512_mul_epi32(x, a0));
+    __m512i z = _mm512_sra_epi64(_mm512_add_epi64(xa, vb), rs);
+    z = _mm512_max_epi64(_mm512_min_epi64(z, zmax), zmin);
+    const __m512i g = _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)G));
+    const __m512i acc = _mm512_add_epi64(_mm512_mul_epi32(z, g), _mm512_loadu_si512(B));
+    return _mm512_add_epi64(_mm512_sra_epi64(_mm512_add_epi64(acc, orr), sh), ozp);
+}
+
+/* Channels [0, n & ~7), sixteen (then eight) at a time: the AVX2 loop on 8 int64 lanes, with
+ * AVX-512's own arithmetic shift and min / max of int64 lanes. The clamp to [qmin, qmax] is done
+ * on bytes after a saturating narrowing: clamp(sat8(w), qmin, qmax) = clamp(w, qmin, qmax) for
+ * -128 <= qmin <= qmax <= 127. Returns the channels done. */
+QK_TARGET_AVX512 static int32_t qk__ln_output_avx512(const qk_layernorm_params *p,
+                                                     const qk__ln_factors *f, const uint8_t *q,
+                                                     int64_t a, int64_t b, int rshift, int8_t *y) {
+    const int32_t n = f->n, n8 = n & ~7;
+    const __m512i zp = _mm512_set1_epi64(p->in_zero_point);
+    const __m512i a0 = _mm512_set1_epi64(a & 0xFFFFFF), a1 = _mm512_set1_epi64(a >> 24);
+    const __m512i vb = _mm512_set1_epi64(b);
+    const __m128i rs = _mm_cvtsi32_si128(rshift), sh = _mm_cvtsi32_si128(p->shift);
+    const __m512i zmax = _mm512_set1_epi64(QK__LN_ZMAX), zmin = _mm512_set1_epi64(-QK__LN_ZMAX);
+    const __m512i orr = _mm512_set1_epi64(INT64_C(1) << (p->shift - 1));
+    const __m512i ozp = _mm512_set1_epi64(p->out_zero_point);
+    const __m128i qmin = _mm_set1_epi8((char)p->out_qmin), qmax = _mm_set1_epi8((char)p->out_qmax);
+    int32_t c = 0;
+    for (; c + 16 <= n; c += 16) {
+        const __m512i w0 = qk__ln_out8_avx512(q + c, f->alpha + c, f->g + c, f->b + c, zp, a0, a1,
+                                              vb, rs, sh, zmin, zmax, orr, ozp);
+        const __m512i w1 = qk__ln_out8_avx512(q + c + 8, f->alpha + c + 8, f->g + c + 8,
+                                              f->b + c + 8, zp, a0, a1, vb, rs, sh, zmin, zmax,
+                                              orr, ozp);
+        __m128i v = _mm_unpacklo_epi64(_mm512_cvtsepi64_epi8(w0), _mm512_cvtsepi64_epi8(w1));
+        v = _mm_max_epi8(_mm_min_epi8(v, qmax), qmin);
+        _mm_storeu_si128((__m128i *)(y + c), v);
+    }
+    if (c < n8) {
+        const __m512i w = qk__ln_out8_avx512(q + c, f->alpha + c, f->g + c, f->b + c, zp, a0, a1,
+                                             vb, rs, sh, zmin, zmax, orr, ozp);
+        const __m128i v = _mm_max_epi8(_mm_min_epi8(_mm512_cvtsepi64_epi8(w), qmax), qmin);
+        _mm_storel_epi64((__m128i *)(y + c), v);
+        c += 8;
+    }
+    return c;
+}
+#endif
+
 /* y_i = clamp(RHU(z_i * G_i + B_i, F) + zp) for one row, with
  * z_i = clamp(RHU(v_i * mult, rshift), -2^24, 2^24) and v_i = C x_i - S1.
  * v_i * mult is evaluated as x_i * (C * mult) + (2^(rshift-1) - S1 * mult): the same integer
  * (|C * mult| < 2^47, |x_i * C * mult| and |S1 * mult| < 2^62, their sum is |v_i * mult| + the
  * rounding term < 2^63), one multiplication fewer per element. */
-static inline void qk__ln_output(const qk_layernorm_params *p, const uint8_t *q, int64_t s1,
-                                 int64_t mult, int rshift, int8_t *y) {
+static inline void qk__ln_output(const qk_layernorm_params *p, const qk__ln_factors *f,
+                                 const uint8_t *q, int64_t s1, int64_t mult, int rshift,
+                                 int8_t *y) {
     const int64_t a = (int64_t)p->channels * mult;
     const int64_t b = (rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0) - s1 * mult;
     int32_t done = 0;
 #if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX2) done = qk__ln_output_avx2(p, q, a, b, rshift, y);
+    if (qk__level() >= QK_LEVEL_AVX512)
+        done = qk__ln_output_avx512(p, f, q, a, b, rshift, y);
+    else if (qk__level() >= QK_LEVEL_AVX2)
+        done = qk__ln_output_avx2(p, f, q, a, b, rshift, y);
 #endif
-    qk__ln_output_scalar(p, q, a, b, rshift, done, y);
+    qk__ln_output_scalar(p, f, q, a, b, rshift, done, y);
 }
 
 /* The exact method's 1/sqrt(d) as the dyadic mult / 2^rshift (qkernels.h). */
@@ -422,6 +496,11 @@ static inline void qk__ln_inv_sqrt_lut(const qk_layernorm_params *p, int64_t d, 
     *rshift = e / 2;
 }
 
+/* Tokens and channels in blocks, so that G_i and B_i are formed once for many tokens without an
+ * allocation: a block's token statistics first (stack arrays), then the output stage channel
+ * block by channel block (the factors on the stack, 12 bytes a channel). */
+enum { QK__LN_TOKENS = 32, QK__LN_CHANNELS = 512 };
+
 /* Every token: its statistics, 1/sqrt(D + E) by the method, the output stage. */
 static inline qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *q, size_t tokens,
                                    int8_t *y, int sole) {
@@ -431,16 +510,31 @@ static inline qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *
              : p->method != QK_LAYERNORM_EXACT)
         return QK_ERR_ARG;
     const size_t C = (size_t)p->channels;
-    for (size_t t = 0; t < tokens; t++) {
-        const uint8_t *qr = q + t * C;
-        int64_t s1, d, m;
-        int rshift;
-        qk__ln_row_stats(p, qr, &s1, &d);
-        if (sole)
-            qk__ln_inv_sqrt_lut(p, d + p->eps_term, &m, &rshift);
-        else
-            qk__ln_inv_sqrt_exact(d + p->eps_term, &m, &rshift);
-        qk__ln_output(p, qr, s1, m, rshift, y + t * C);
+    int32_t G[QK__LN_CHANNELS];
+    int64_t B[QK__LN_CHANNELS];
+    for (size_t t0 = 0; t0 < tokens; t0 += QK__LN_TOKENS) {
+        const size_t nt = tokens - t0 < QK__LN_TOKENS ? tokens - t0 : QK__LN_TOKENS;
+        int64_t s1[QK__LN_TOKENS], m[QK__LN_TOKENS];
+        int rshift[QK__LN_TOKENS];
+        for (size_t t = 0; t < nt; t++) {
+            int64_t d;
+            qk__ln_row_stats(p, q + (t0 + t) * C, &s1[t], &d);
+            if (sole)
+                qk__ln_inv_sqrt_lut(p, d + p->eps_term, &m[t], &rshift[t]);
+            else
+                qk__ln_inv_sqrt_exact(d + p->eps_term, &m[t], &rshift[t]);
+        }
+        for (size_t c0 = 0; c0 < C; c0 += QK__LN_CHANNELS) {
+            const size_t nc = C - c0 < QK__LN_CHANNELS ? C - c0 : QK__LN_CHANNELS;
+            for (size_t c = 0; c < nc; c++) {
+                G[c] = (int32_t)((int64_t)p->gamma[c0 + c] * p->gamma_multiplier);
+                B[c] = p->beta[c0 + c] * p->beta_multiplier;
+            }
+            const qk__ln_factors f = {p->alpha + c0, G, B, (int32_t)nc};
+            for (size_t t = 0; t < nt; t++)
+                qk__ln_output(p, &f, q + (t0 + t) * C + c0, s1[t], m[t], rshift[t],
+                              y + (t0 + t) * C + c0);
+        }
     }
     return QK_OK;
 }

@@ -216,6 +216,141 @@ static inline void qk__taps(size_t o, size_t s, size_t p, size_t d, size_t k, si
     *a1 = hi;
 }
 
+/* Max pooling by rows: for each output row, the maximum of its window's input rows (a vertical
+ * pass over whole rows, 8-bit lanes), then each output's maximum over its columns of that row.
+ * The same maximum over the same in-bounds taps as the tap-by-tap loop, in another order. */
+enum { QK__POOL_ROW = 4096 }; /* the widest input row pooled by rows (a stack row buffer) */
+
+/* v[x] = max(v[x], r[x]) for x in [x, n): the scalar twin of qk__vmax8_avx2. */
+static inline void qk__vmax8_scalar(uint8_t *v, const uint8_t *r, size_t x, size_t n, int s8) {
+    for (; x < n; x++) {
+        const int gt = s8 ? (int8_t)r[x] > (int8_t)v[x] : r[x] > v[x];
+        if (gt) v[x] = r[x];
+    }
+}
+
+#if QK_X86
+QK_TARGET_AVX2 static size_t qk__vmax8_avx2(uint8_t *v, const uint8_t *r, size_t n, int s8) {
+    size_t x = 0;
+    for (; x + 32 <= n; x += 32) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(v + x));
+        const __m256i b = _mm256_loadu_si256((const __m256i *)(r + x));
+        _mm256_storeu_si256((__m256i *)(v + x), s8 ? _mm256_max_epi8(a, b) : _mm256_max_epu8(a, b));
+    }
+    if (x + 16 <= n) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)(v + x));
+        const __m128i b = _mm_loadu_si128((const __m128i *)(r + x));
+        _mm_storeu_si128((__m128i *)(v + x), s8 ? _mm_max_epi8(a, b) : _mm_max_epu8(a, b));
+        x += 16;
+    }
+    return x;
+}
+
+/* The 3-wide, stride-2 window (3x3 / 2 pooling, ResNet's stem): y[j] = max(c[2j], c[2j+1],
+ * c[2j+2]) for j < n, 16 at a time; returns the outputs done (reads c[0 .. 2 * done + 1]
+ * plus one 32-byte load that stays below c + 2 * n + 1). Each pair (c[2j], c[2j+1]) is one
+ * 16-bit lane: its bytes widened in place (sign- or zero-extended), compared, packed back. */
+QK_TARGET_AVX2 static size_t qk__hmax3s2_avx2(const uint8_t *c, size_t n, int s8, uint8_t *y) {
+    size_t j = 0;
+    const __m256i lo8 = _mm256_set1_epi16(0xFF);
+    for (; j + 16 <= n && 2 * j + 34 <= 2 * n + 1; j += 16) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(c + 2 * j));
+        const __m256i b = _mm256_loadu_si256((const __m256i *)(c + 2 * j + 2));
+        __m256i m;
+        if (s8) {
+            const __m256i a0 = _mm256_srai_epi16(_mm256_slli_epi16(a, 8), 8);
+            const __m256i a1 = _mm256_srai_epi16(a, 8);
+            const __m256i b0 = _mm256_srai_epi16(_mm256_slli_epi16(b, 8), 8);
+            m = _mm256_max_epi16(_mm256_max_epi16(a0, a1), b0);
+            m = _mm256_packs_epi16(m, m);
+        } else {
+            const __m256i a0 = _mm256_and_si256(a, lo8), a1 = _mm256_srli_epi16(a, 8);
+            const __m256i b0 = _mm256_and_si256(b, lo8);
+            m = _mm256_max_epi16(_mm256_max_epi16(a0, a1), b0);
+            m = _mm256_packus_epi16(m, m);
+        }
+        /* the pack works per 128-bit half: the 8 bytes of each half are at qwords 0 and 2 */
+        m = _mm256_permute4x64_epi64(m, 0x08);
+        _mm_storeu_si128((__m128i *)(y + j), _mm256_castsi256_si128(m));
+    }
+    return j;
+}
+#endif
+
+static size_t qk__hmax3s2(const uint8_t *c, size_t n, int s8, uint8_t *y) {
+#if QK_X86
+    return qk__hmax3s2_avx2(c, n, s8, y);
+#else
+    (void)c, (void)n, (void)s8, (void)y;
+    return 0;
+#endif
+}
+
+static void qk__vmax8(uint8_t *v, const uint8_t *r, size_t n, int s8) {
+    size_t x = 0;
+#if QK_X86
+    if (qk__level() >= QK_LEVEL_AVX2) x = qk__vmax8_avx2(v, r, n, s8);
+#endif
+    qk__vmax8_scalar(v, r, x, n, s8);
+}
+
+/* Output columns [j0, j1) of one row from its vertical maxima v (only the in-bounds taps, as the
+ * tap-by-tap loop), and the whole pooling by rows. */
+#define QK__MAXPOOL_ROWS(T, TMIN)                                                                \
+    static void qk__pool_cols_##T(const T *v, size_t w, size_t kw, size_t sw, size_t pw,         \
+                                  size_t dw, size_t j0, size_t j1, T *y) {                       \
+        for (size_t j = j0; j < j1; j++) {                                                       \
+            size_t b0, b1;                                                                       \
+            qk__taps(j, sw, pw, dw, kw, w, &b0, &b1);                                            \
+            T m = TMIN;                                                                          \
+            for (size_t b = b0; b < b1; b++)                                                     \
+                if (v[j * sw + b * dw - pw] > m) m = v[j * sw + b * dw - pw];                    \
+            y[j] = m;                                                                            \
+        }                                                                                        \
+    }                                                                                            \
+    static void qk__maxpool_rows_##T(const T *x, size_t planes, size_t h, size_t w, size_t kh,   \
+                                     size_t kw, size_t sh, size_t sw, size_t ph, size_t pw,      \
+                                     size_t dh, size_t dw, size_t oh, size_t ow, T *y) {         \
+        T v[QK__POOL_ROW];                                                                       \
+        /* interior columns [jl, jr): every tap in bounds, j*sw >= pw and                        \
+         * j*sw - pw + (kw-1)*dw <= w - 1 */                                                     \
+        const size_t e = (kw - 1) * dw;                                                          \
+        size_t jl = (pw + sw - 1) / sw, jr = w - 1 + pw >= e ? (w - 1 + pw - e) / sw + 1 : 0;    \
+        if (jl > ow) jl = ow;                                                                    \
+        if (jr > ow) jr = ow;                                                                    \
+        if (jr < jl) jr = jl;                                                                    \
+        for (size_t p = 0; p < planes; p++) {                                                    \
+            const T *xp = x + p * h * w;                                                         \
+            for (size_t i = 0; i < oh; i++, y += ow) {                                           \
+                size_t a0, a1;                                                                   \
+                qk__taps(i, sh, ph, dh, kh, h, &a0, &a1);                                        \
+                if (a0 == a1) { /* no in-bounds row: t's minimum */                              \
+                    for (size_t j = 0; j < ow; j++) y[j] = TMIN;                                 \
+                    continue;                                                                    \
+                }                                                                                \
+                memcpy(v, xp + (i * sh + a0 * dh - ph) * w, w * sizeof(T));                      \
+                for (size_t a = a0 + 1; a < a1; a++)                                             \
+                    qk__vmax8((uint8_t *)v, (const uint8_t *)(xp + (i * sh + a * dh - ph) * w),  \
+                              w, (T)-1 < 0);                                                     \
+                qk__pool_cols_##T(v, w, kw, sw, pw, dw, 0, jl, y);                               \
+                size_t j = jl;                                                                   \
+                if (QK_X86 && kw == 3 && sw == 2 && dw == 1 && qk__level() >= QK_LEVEL_AVX2)     \
+                    j += qk__hmax3s2((const uint8_t *)(v + jl * 2 - pw), jr - jl, (T)-1 < 0,      \
+                                     (uint8_t *)(y + jl));                                \
+                for (; j < jr; j++) {                                                            \
+                    const T *c = v + j * sw - pw;                                                \
+                    T m = c[0];                                                                  \
+                    for (size_t b = 1; b < kw; b++)                                              \
+                        if (c[b * dw] > m) m = c[b * dw];                                        \
+                    y[j] = m;                                                                    \
+                }                                                                                \
+                qk__pool_cols_##T(v, w, kw, sw, pw, dw, jr, ow, y);                              \
+            }                                                                                    \
+        }                                                                                        \
+    }
+QK__MAXPOOL_ROWS(uint8_t, 0)
+QK__MAXPOOL_ROWS(int8_t, INT8_MIN)
+
 #define QK__MAXPOOL(T, TMIN)                                                                     \
     static void qk__maxpool_##T(const T *x, size_t planes, size_t h, size_t w, size_t kh,       \
                                 size_t kw, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh, \
@@ -235,6 +370,10 @@ static inline void qk__taps(size_t o, size_t s, size_t p, size_t d, size_t k, si
                     y += ow;                                                                    \
                 }                                                                               \
             }                                                                                   \
+            return;                                                                             \
+        }                                                                                       \
+        if (w <= QK__POOL_ROW) { /* by rows: a vertical pass, then the columns */                 \
+            qk__maxpool_rows_##T(x, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, y);    \
             return;                                                                             \
         }                                                                                       \
         for (size_t p = 0; p < planes; p++) {                                                   \

@@ -425,8 +425,9 @@ qk_status qk_ptf_dequantize_u8_f32(const uint8_t *q, size_t tokens, size_t chann
  * wrong method for the function), NULL q/y with tokens > 0, or a p whose integers break the
  * bounds above (|G_i| >= 2^30, |B_i| >= 2^60, E > 2^60, alpha > 7, lut[m] > 2^16: checked on
  * every call, O(channels)). No allocation, reentrant.
- * qk_layernorm_ptf_u8_s8 dispatches on p->method. The output stage has an AVX2 loop (int64
- * lanes, chosen at run time) and a scalar twin that gives the same bits (QKERNELS_SIMD=scalar).
+ * qk_layernorm_ptf_u8_s8 dispatches on p->method. The output stage has AVX-512 and AVX2 loops
+ * (int64 lanes, chosen at run time) and a scalar twin that give the same bits
+ * (QKERNELS_SIMD=avx2 / scalar).
  * qk_layernorm_ptf_stats(p, q, tokens, s1, d): per-token S1 and D (before E is added) of the
  * method, for test benches and error reports: mean = in_scale * S1 / C,
  * var = in_scale^2 * D / C^2.
@@ -497,7 +498,9 @@ uint64_t qk_isqrt_u64(uint64_t n);
  *   PyTorch's floor or ceil rule). Output (i, j) is the maximum over input rows
  *   i * sh - ph + a * dh (a < kh) and columns j * sw - pw + b * dw (b < kw), in-bounds taps
  *   only (padding never wins); a window without an in-bounds tap gives t's minimum. Kernel
- *   sizes, strides and dilations >= 1 (QK_ERR_ARG).
+ *   sizes, strides and dilations >= 1 (QK_ERR_ARG). Rows up to 4096 wide are pooled by rows (the
+ *   vertical maximum of a window's rows, AVX2 beside the scalar twin, then the columns; 3-wide
+ *   stride-2 windows in AVX2 too), wider ones tap by tap: the same maxima.
  * qk_qadaptive_avg_pool2d(x, t, planes, h, w, oh, ow, y)
  *   Output (i, j) = RNE(sum / count) over PyTorch's adaptive window: rows
  *   floor(i h / oh) .. ceil((i + 1) h / oh) - 1, columns likewise (the sum exact in int64, the

@@ -107,6 +107,47 @@ static void test_layernorm(void) {
     bad.inv_sqrt_lut[3] = 70000u;
     QK_CHECK(qk_layernorm_ptf_u8_s8(&bad, q, 1, y) == QK_ERR_ARG, "lut bound");
 
+    /* a C user's narrower output range [qmin, qmax] equals the full-range output clamped to it,
+     * on every path (tests/c/test_clib.py runs this program per QKERNELS_SIMD level) and every
+     * channel tail: 45 = 2 x 16 + 8 + 5 */
+    {
+        enum { NC = 45, NT = 3 };
+        int32_t al[NC], gb[NC];
+        float ga[NC], be[NC];
+        int64_t bb[NC];
+        uint8_t ab[NC], qq[NC * NT];
+        int8_t yf[NC * NT], yn[NC * NT];
+        uint32_t r = 12345u;
+        for (int c = 0; c < NC; c++) {
+            r = r * 1103515245u + 12345u;
+            al[c] = (int32_t)((r >> 16) % 8u);
+            ga[c] = (float)((int)((r >> 8) % 41u) - 20) / 8.0f;
+            be[c] = (float)((int)((r >> 4) % 17u) - 8) / 4.0f;
+        }
+        for (int i = 0; i < NC * NT; i++) {
+            r = r * 1103515245u + 12345u;
+            qq[i] = (uint8_t)(r >> 24);
+        }
+        for (int m = 0; m < 3; m++) {
+            qk_layernorm_params pn;
+            QK_CHECK(qk_layernorm_prepare(&pn, methods[m], NC, 0.05f, al, 120, ga, be, 1e-6f,
+                                          0.02f, 3, gb, bb, ab) == QK_OK, "prepare narrow %d", m);
+            QK_CHECK(qk_layernorm_ptf_u8_s8(&pn, qq, NT, yf) == QK_OK, "full range %d", m);
+            pn.out_qmin = -7;
+            pn.out_qmax = 21;
+            QK_CHECK(qk_layernorm_ptf_u8_s8(&pn, qq, NT, yn) == QK_OK, "narrow range %d", m);
+            int bad_i = -1, clipped = 0;
+            for (int i = 0; i < NC * NT; i++) {
+                const int w = yf[i] < -7 ? -7 : (yf[i] > 21 ? 21 : yf[i]);
+                clipped += w != yf[i];
+                if (yn[i] != w && bad_i < 0) bad_i = i;
+            }
+            QK_CHECK(bad_i < 0, "method %d: narrow output %d differs at %d", m,
+                     bad_i < 0 ? 0 : yn[bad_i], bad_i);
+            QK_CHECK(clipped > 0, "method %d: the range clips nothing", m);
+        }
+    }
+
     /* worst-case magnitudes: C = max, alpha = 7, full-scale rows (sanitizer checks overflow) */
     enum { CB = QK_LAYERNORM_MAX_CHANNELS };
     static int32_t ab[CB], gb[CB];

@@ -39,6 +39,23 @@ def test_random_bit_exact(method, rounding):
 
 
 @pytest.mark.parametrize("method,rounding", VARIANTS)
+def test_token_and_channel_blocks_bit_exact(method, rounding):
+    # the kernel works in blocks of 32 tokens and 512 channels: 70 tokens x 1100 channels cross
+    # both kinds of boundary, with a last partial block of each
+    rng = np.random.default_rng(11)
+    C = 1100
+    x = (rng.standard_normal((70, C)) * rng.uniform(0.05, 8, C)).astype(np.float32)
+    p = qk.ptf_calibrate(x, method="seed")
+    gamma = rng.uniform(-2, 2, C).astype(np.float32)
+    beta = rng.uniform(-1, 1, C).astype(np.float32)
+    q = p.quantize(x)
+    ln = qk.prepare_layernorm(p, gamma, beta, method=method, rounding=rounding, out_scale=0.05,
+                              out_zero_point=5)
+    np.testing.assert_array_equal(qk.ptf_layernorm(q, ln),
+                                  _ref(p, gamma, beta, method, rounding, 0.05, 5, 1e-12, q))
+
+
+@pytest.mark.parametrize("method,rounding", VARIANTS)
 def test_deit_bit_exact(method, rounding):
     x, gamma, beta = load_deit()
     p = qk.ptf_calibrate(x, method="seed")
@@ -189,16 +206,17 @@ def test_threads_share_prepared_params():
         np.testing.assert_array_equal(g, w)
 
 
-def test_scalar_and_avx2_paths_agree(tmp_path):
-    # QKERNELS_SIMD=scalar forces the portable loops (chosen once per process): run them in a
-    # subprocess and compare with this process (AVX2 where the CPU has it)
+def test_scalar_avx2_and_avx512_paths_agree(tmp_path):
+    # QKERNELS_SIMD=scalar / avx2 force those loops (chosen once per process): run each in a
+    # subprocess and compare with the best path of this CPU (AVX-512 where it has it); the
+    # channel counts cover every tail of the 16 / 8 / 4-channel loops
     import os
     import subprocess
     import sys
     rng = np.random.default_rng(5)
     cases = []
-    for C in (3, 4, 37, 384):
-        x = (rng.standard_normal((16, C)) * rng.uniform(0.1, 9, C)).astype(np.float32)
+    for C in (3, 4, 24, 37, 45, 384, 1100):
+        x = (rng.standard_normal((70 if C > 512 else 16, C)) * rng.uniform(0.1, 9, C)).astype(np.float32)
         cases.append(x)
     np.savez(tmp_path / "in.npz", *cases)
     script = f"""
@@ -228,12 +246,15 @@ for k in d.files:
             outs[f"{{k}}_zp{{zp}}_{{m}}_{{r}}"] = qk.ptf_layernorm(qq, ln)
 np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
 """
-    for mode in ("scalar", "auto"):
+    for mode in ("scalar", "avx2", "auto"):
         env = dict(os.environ, QKERNELS_SIMD=mode)
         r = subprocess.run([sys.executable, "-c", script.replace("OUT", mode)], env=env,
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
-    a, b = np.load(tmp_path / "scalar.npz"), np.load(tmp_path / "auto.npz")
-    assert sorted(a.files) == sorted(b.files) and len(a.files) == 40
-    for k in a.files:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    a = np.load(tmp_path / "scalar.npz")
+    assert len(a.files) == 70
+    for other in ("avx2", "auto"):
+        b = np.load(tmp_path / f"{other}.npz")
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{other}: {k}")
