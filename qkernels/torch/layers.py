@@ -330,26 +330,29 @@ class DynamicLayer(Layer):
 # ---- elementwise ----------------------------------------------------------------------------------
 @dataclass(eq=False)
 class AddLayer(Layer):
-    """PyTorch's ``quantized::add`` / ``add_relu`` of two integer tensors."""
+    """PyTorch's ``quantized::add`` / ``add_relu`` of two integer tensors; ``engine`` "qnnpack":
+    QNNPACK's integer add for uint8 (PyTorch's route with that engine)."""
 
     a: QMeta = None       # type: ignore[assignment]
     b: QMeta = None       # type: ignore[assignment]
     relu: bool = False
+    engine: str = "fbgemm"
     op: ClassVar[str] = "add"
 
     def _ref(self, qa_: np.ndarray, qb: np.ndarray) -> np.ndarray:
-        return qa.q_add(_q(self.a)(qa_), _q(self.b)(qb), self.out.scale, self.out.zero_point,
-                        self.relu).q
+        add = qa.q_add_qnnpack if self.engine == "qnnpack" and qa_.dtype == np.uint8 else qa.q_add
+        return add(_q(self.a)(qa_), _q(self.b)(qb), self.out.scale, self.out.zero_point,
+                   self.relu).q
 
     def kernel(self) -> Kernel:
         return rt.add_kernel(self.a, self.b, self.out.scale, self.out.zero_point, self.relu,
-                             self._ref)
+                             self._ref, engine=self.engine)
 
     def reference_kernel(self) -> Kernel:
         return lambda t, x, y: self._ref(x, y)
 
     def params(self) -> Dict[str, Any]:
-        return dict(super().params(), relu=bool(self.relu),
+        return dict(super().params(), relu=bool(self.relu), engine=self.engine,
                     input0_scale=float(self.a.scale), input0_zero_point=int(self.a.zero_point),
                     input1_scale=float(self.b.scale), input1_zero_point=int(self.b.zero_point))
 

@@ -217,9 +217,10 @@ def _dynamic_linear_from_quantized(ctx: QuantizedContext, name: str, mod: Any, a
 
 
 # ---- add ------------------------------------------------------------------------------------------
-def _add_layer(name: str, a: Any, b: Any, out: QMeta, relu: bool) -> Ly.Layer:
+def _add_layer(name: str, a: Any, b: Any, out: QMeta, relu: bool,
+               engine: str = "fbgemm") -> Ly.Layer:
     am, bm = _qin(a, "quantized add"), _qin(b, "quantized add")
-    return Ly.AddLayer(name, (a.name, b.name), out, a=am, b=bm, relu=relu)
+    return Ly.AddLayer(name, (a.name, b.name), out, a=am, b=bm, relu=relu, engine=engine)
 
 
 def _add_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
@@ -233,7 +234,8 @@ def _quantized_add(relu: bool) -> Callable[..., Ly.Layer]:
     def build(ctx: QuantizedContext, name: str, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
         def bind(a: Any, b: Any, scale: Any = None, zero_point: Any = None) -> Ly.Layer:
             am = _qin(a, "quantized add")
-            return _add_layer(name, a, b, QMeta(float(scale), int(zero_point), am.dtype), relu)
+            return _add_layer(name, a, b, QMeta(float(scale), int(zero_point), am.dtype), relu,
+                              ctx.engine)
         return bind(*args, **kwargs)
     return build
 

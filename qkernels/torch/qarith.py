@@ -7,7 +7,8 @@ op                     integer arithmetic (PyTorch CPU kernels)
 =====================  =====================================================================
 quantize_per_tensor    ``qkernels.quantize(flavor="torch")`` (FBGEMM: ``RNE(fma(x, 1/s, zp))``)
 quantized.add(_relu)   ``d = fl(fma(s, q, -fl(s*zp)))`` per input, ``c = fl(da + db)``,
-                       (relu), ``RNE(fl(c * fl(1/s_out))) + zp_out`` (the ``Vectorized`` path)
+                       (relu), ``RNE(fl(c * fl(1/s_out))) + zp_out`` (the ``Vectorized`` path);
+                       engine "qnnpack", uint8: QNNPACK's integer add (``q_add_qnnpack``)
 LeakyReLU              the same dequantize, ``dy = dx * (dx > 0 ? 1 : slope)``, same quantize
 ReLU / ReLU6           integer clamp to ``[zp, quantize(6.0)]`` (qparams unchanged)
 MaxPool2d              integer maximum (qparams unchanged)
@@ -45,7 +46,7 @@ import qkernels as qk
 from qkernels.qops import max_pool2d_output_size
 
 __all__ = ["QTensor", "q_add", "q_leaky_relu", "q_clamp", "q_max_pool2d", "q_adaptive_avg_pool2d",
-           "q_cat", "q_avg_pool2d", "q_layernorm", "q_adaptive_avg_pool2d_qnnpack",
+           "q_cat", "q_avg_pool2d", "q_add_qnnpack", "q_layernorm", "q_adaptive_avg_pool2d_qnnpack",
            "q_avg_pool2d_qnnpack", "fbgemm_choose_qparams", "dynamic_quantize_input",
            "linear_dynamic", "conv2d_dynamic", "dynamic_output", "max_pool_out_size", "flatten"]
 
@@ -82,6 +83,34 @@ def q_add(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = False) -> 
     if relu:
         c = np.maximum(c, F32(0))
     return QTensor(_vec_quantize(c, scale, zp, a.q.dtype), scale, zp)
+
+
+def q_add_qnnpack(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = False) -> QTensor:
+    """``quantized::add(_relu)`` of uint8 tensors with engine "qnnpack": QNNPACK's add operator
+    (``pytorch_qnnp_compute_add_quantization_params`` and the q8vadd kernels), integers only.
+
+    ``r_x = fl(s_x / s_out)``; with ``e`` the float exponent of ``max(r_a, r_b)``,
+    ``shift = 21 - e``, ``m_x = RNE(r_x * 2^shift)``; ``acc = m_a (a - za) + m_b (b - zb)``;
+    ``y = round_half_away(acc / 2^shift) + zp``, clamped to ``[relu ? zp : 0, 255]``.
+
+    Example:
+        >>> import numpy as np
+        >>> a = QTensor(np.uint8([5, 7]), 0.5, 0); b = QTensor(np.uint8([0, 0]), 0.5, 0)
+        >>> q_add_qnnpack(a, b, 1.0, 0).q      # 2.5 -> 3, 3.5 -> 4 (fbgemm: 2, 4)
+        array([3, 4], dtype=uint8)
+    """
+    ra, rb = F32(F32(a.scale) / F32(scale)), F32(F32(b.scale) / F32(scale))
+    lo, hi = F32(2.0 ** -14), F32(2.0 ** 8)
+    if not (lo <= ra < hi and lo <= rb < hi):
+        raise ValueError(f"q_add_qnnpack: scale ratios {ra}, {rb} outside QNNPACK's [2^-14, 2^8)")
+    shift = 21 - (int(np.frexp(max(ra, rb))[1]) - 1)
+    if shift > 31:
+        raise ValueError("q_add_qnnpack: scale ratios below 2^-10 (QNNPACK's shift would exceed 31)")
+    ma, mb = (int(np.rint(F32(r * F32(2.0 ** shift)))) for r in (ra, rb))
+    acc = ma * (a.q.astype(np.int64) - int(a.zero_point)) + mb * (b.q.astype(np.int64) - int(b.zero_point))
+    mag = (np.abs(acc) + (1 << (shift - 1))) >> shift       # half away from zero
+    y = np.sign(acc) * mag + int(zp)
+    return QTensor(np.clip(y, int(zp) if relu else 0, 255).astype(np.uint8), scale, zp)
 
 
 def q_leaky_relu(x: QTensor, slope: float, scale: float, zp: int) -> QTensor:
