@@ -113,6 +113,7 @@ def _layer(ctx: O.QuantizedContext, gm: fx.GraphModule, node: fx.Node, args: Any
            kwargs: Dict[str, Any]) -> Ly.Layer:
     """The typed layer of one node of a PyTorch-quantized graph."""
     name = node.name
+    ctx.node = node
     vals = _values(args) + _values(kwargs)
     all_float = bool(vals) and all(v.meta is None for v in vals)
     if node.op == "call_module":
@@ -124,8 +125,8 @@ def _layer(ctx: O.QuantizedContext, gm: fx.GraphModule, node: fx.Node, args: Any
             return O.float_layer(node, mod, args, kwargs, None)
         raise O.unsupported(f"module {node.target} ({type(mod).__module__}.{type(mod).__name__})")
     if node.target is operator.getitem:
-        x, i = args
-        return Ly.GetItemLayer(name, (x.name,), None, index=i)
+        x, i = args     # an element of a quantized tensor or of a tuple of them keeps its qparams
+        return Ly.GetItemLayer(name, (x.name,), x.meta, index=i)
     spec = O.find_function(node.target, node.op == "call_method", quantized=True)
     if spec is not None and (not all_float or spec.name in _FLOAT_INPUT_OPS):
         return spec.from_quantized(ctx, name, None, args, kwargs)

@@ -9,6 +9,8 @@ quantize_per_tensor    ``qkernels.quantize(flavor="torch")`` (FBGEMM: ``RNE(fma(
 quantized.add(_relu)   ``d = fl(fma(s, q, -fl(s*zp)))`` per input, ``c = fl(da + db)``,
                        (relu), ``RNE(fl(c * fl(1/s_out))) + zp_out`` (the ``Vectorized`` path);
                        engine "qnnpack", uint8: QNNPACK's integer add (``q_add_qnnpack``)
+quantized.mul(_relu)   ``c = (a - za)(b - zb)`` (int32), ``RNE(fl(c * m)) + zp_out`` with
+                       ``m = fl(s_a * s_b / s_out)`` (``requantize_from_int``), both engines
 LeakyReLU              the same dequantize, ``dy = dx * (dx > 0 ? 1 : slope)``, same quantize
 ReLU / ReLU6           integer clamp to ``[zp, quantize(6.0)]`` (qparams unchanged)
 MaxPool2d              integer maximum (qparams unchanged)
@@ -46,7 +48,7 @@ import qkernels as qk
 from qkernels.qops import max_pool2d_output_size
 
 __all__ = ["QTensor", "q_add", "q_leaky_relu", "q_clamp", "q_max_pool2d", "q_adaptive_avg_pool2d",
-           "q_cat", "q_avg_pool2d", "q_add_qnnpack", "q_layernorm", "q_adaptive_avg_pool2d_qnnpack",
+           "q_cat", "q_avg_pool2d", "q_add_qnnpack", "q_mul", "q_layernorm", "q_adaptive_avg_pool2d_qnnpack",
            "q_avg_pool2d_qnnpack", "fbgemm_choose_qparams", "dynamic_quantize_input",
            "linear_dynamic", "conv2d_dynamic", "dynamic_output", "max_pool_out_size", "flatten"]
 
@@ -111,6 +113,26 @@ def q_add_qnnpack(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = Fa
     mag = (np.abs(acc) + (1 << (shift - 1))) >> shift       # half away from zero
     y = np.sign(acc) * mag + int(zp)
     return QTensor(np.clip(y, int(zp) if relu else 0, 255).astype(np.uint8), scale, zp)
+
+
+def q_mul(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = False) -> QTensor:
+    """PyTorch's ``quantized::mul`` (``mul_relu``; ``qmul_kernel``, broadcasting): the integer
+    product ``c = (a - za) * (b - zb)``, then ``requantize_from_int``: ``RNE(fl(float(c) * m)) +
+    zp`` clamped, with ``m = fl(s_a * s_b * (1 / s_out))`` computed in double.
+
+    Example:
+        >>> import numpy as np
+        >>> a = QTensor(np.uint8([10, 20]), 0.5, 10); b = QTensor(np.uint8([14, 14]), 0.25, 10)
+        >>> q_mul(a, b, 0.125, 3).q      # c = (0, 40), m = 1: 3, 43
+        array([ 3, 43], dtype=uint8)
+    """
+    m = F32(float(a.scale) * float(b.scale) * (1.0 / float(scale)))
+    c = (a.q.astype(np.int32) - np.int32(a.zero_point)) * (b.q.astype(np.int32) - np.int32(b.zero_point))
+    y = np.rint(c.astype(F32) * m).astype(np.int64) + int(zp)
+    lo, hi = qk._checks.qrange(a.q.dtype)
+    if relu:
+        lo = max(lo, int(zp))
+    return QTensor(np.clip(y, lo, hi).astype(a.q.dtype), scale, zp)
 
 
 def q_leaky_relu(x: QTensor, slope: float, scale: float, zp: int) -> QTensor:
