@@ -381,6 +381,29 @@ class MulLayer(Layer):
 
 
 @dataclass(eq=False)
+class ScalarLayer(Layer):
+    """PyTorch's ``quantized::add`` / ``mul`` of an integer tensor and a constant (``function``
+    "add" or "mul"; :func:`~qkernels.torch.qarith.q_add_scalar` / ``q_mul_scalar``): the output
+    parameters follow from the input's and the constant."""
+
+    x: QMeta = None       # type: ignore[assignment]
+    value: float = 0.0
+    relu: bool = False
+    function: str = "add"
+    op: ClassVar[str] = "scalar"
+
+    def kernel(self) -> Kernel:
+        f = qa.q_add_scalar if self.function == "add" else qa.q_mul_scalar
+        xm, c, r = self.x, float(self.value), bool(self.relu)
+        return rt.per_sample(lambda t, q: f(QTensor(q, xm.scale, xm.zero_point), c, r).q)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), function=self.function, value=float(self.value),
+                    relu=bool(self.relu), input_scale=float(self.x.scale),
+                    input_zero_point=int(self.x.zero_point))
+
+
+@dataclass(eq=False)
 class ClampLayer(Layer):
     """Integer clamp (quantized ReLU, ReLU6, Hardtanh: ``[quantize(lo), quantize(hi)]``)."""
 

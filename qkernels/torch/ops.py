@@ -232,9 +232,21 @@ def _add_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs:
     return _add_layer(node.name, args[0], args[1], ctx.out(node.name), False)
 
 
+def _scalar_layer(name: str, x: Any, c: Any, relu: bool, function: str) -> Ly.Layer:
+    """quantized add / mul of a tensor and a constant; the output parameters as PyTorch sets
+    them (computed once, from an empty tensor)."""
+    xm = _qin(x, f"quantized {function} {name}")
+    f = qa.q_add_scalar if function == "add" else qa.q_mul_scalar
+    y = f(qa.QTensor(np.zeros(0, xm.dtype), xm.scale, xm.zero_point), float(c), relu)
+    return Ly.ScalarLayer(name, (x.name,), QMeta(float(y.scale), int(y.zero_point), xm.dtype),
+                          x=xm, value=float(c), relu=relu, function=function)
+
+
 def _quantized_add(relu: bool) -> Callable[..., Ly.Layer]:
     def build(ctx: QuantizedContext, name: str, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
         def bind(a: Any, b: Any, scale: Any = None, zero_point: Any = None) -> Ly.Layer:
+            if not isinstance(b, Value):
+                return _scalar_layer(name, a, b, relu, "add")
             am = _qin(a, "quantized add")
             return _add_layer(name, a, b, QMeta(float(scale), int(zero_point), am.dtype), relu,
                               ctx.engine)
@@ -245,6 +257,8 @@ def _quantized_add(relu: bool) -> Callable[..., Ly.Layer]:
 def _quantized_mul(relu: bool) -> Callable[..., Ly.Layer]:
     def build(ctx: QuantizedContext, name: str, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
         def bind(a: Any, b: Any, scale: Any = None, zero_point: Any = None) -> Ly.Layer:
+            if not isinstance(b, Value):
+                return _scalar_layer(name, a, b, relu, "mul")
             am, bm = _qin(a, f"quantized mul {name}"), _qin(b, f"quantized mul {name}")
             return Ly.MulLayer(name, (a.name, b.name), QMeta(float(scale), int(zero_point), am.dtype),
                                a=am, b=bm, relu=relu)
@@ -571,9 +585,11 @@ def _table() -> List[OpSpec]:
         OpSpec("linear", modules=(nni.LinearReLU, torch.nn.Linear),
                qmodules=(nniq.LinearReLU, nnq.Linear), from_float=_weighted_from_float,
                from_quantized=_linear_from_quantized),
-        OpSpec("add", functions=(torch.add, operator.add), qfunctions=(torch.ops.quantized.add,),
+        OpSpec("add", functions=(torch.add, operator.add),
+               qfunctions=(torch.ops.quantized.add, torch.ops.quantized.add_scalar),
                from_float=_add_from_float, from_quantized=_quantized_add(False)),
-        OpSpec("add_relu", qfunctions=(torch.ops.quantized.add_relu,),
+        OpSpec("add_relu", qfunctions=(torch.ops.quantized.add_relu,
+                                       torch.ops.quantized.add_scalar_relu),
                from_quantized=_quantized_add(True)),
         # nnq.ReLU6 subclasses nn.ReLU, nn.ReLU6 subclasses nn.Hardtanh: ReLU6 first
         OpSpec("relu6", modules=(torch.nn.ReLU6,), functions=(F.relu6,),
@@ -594,8 +610,10 @@ def _table() -> List[OpSpec]:
                from_float=_hardswish_from_float, from_quantized=_hardswish_from_quantized),
         OpSpec("hardsigmoid", qmodules=(torch.nn.Hardsigmoid,), qfunctions=(F.hardsigmoid,),
                from_quantized=_hardsigmoid_from_quantized),
-        OpSpec("mul", qfunctions=(torch.ops.quantized.mul,), from_quantized=_quantized_mul(False)),
-        OpSpec("mul_relu", qfunctions=(torch.ops.quantized.mul_relu,),
+        OpSpec("mul", qfunctions=(torch.ops.quantized.mul, torch.ops.quantized.mul_scalar),
+               from_quantized=_quantized_mul(False)),
+        OpSpec("mul_relu", qfunctions=(torch.ops.quantized.mul_relu,
+                                       torch.ops.quantized.mul_scalar_relu),
                from_quantized=_quantized_mul(True)),
         OpSpec("mean", qfunctions=(torch.mean,), from_quantized=_quantized_mean),
         OpSpec("shape", qfunctions=(torch.transpose, torch.permute, torch.reshape, torch.chunk,

@@ -11,6 +11,9 @@ quantized.add(_relu)   ``d = fl(fma(s, q, -fl(s*zp)))`` per input, ``c = fl(da +
                        engine "qnnpack", uint8: QNNPACK's integer add (``q_add_qnnpack``)
 quantized.mul(_relu)   ``c = (a - za)(b - zb)`` (int32), ``RNE(fl(c * m)) + zp_out`` with
                        ``m = fl(s_a * s_b / s_out)`` (``requantize_from_int``), both engines
+add / mul scalar       ``quantized::add(x, c)``: new qparams from ``c_q = RNE(c / s)``
+                       (``_add_scalar_out``); ``mul(x, c)``: ``s * |c|``, integers kept or
+                       mirrored (``_mul_scalar_out``)
 LeakyReLU              the same dequantize, ``dy = dx * (dx > 0 ? 1 : slope)``, same quantize
 ReLU / ReLU6           integer clamp to ``[zp, quantize(6.0)]`` (qparams unchanged)
 MaxPool2d              integer maximum (qparams unchanged)
@@ -48,7 +51,7 @@ import qkernels as qk
 from qkernels.qops import max_pool2d_output_size
 
 __all__ = ["QTensor", "q_add", "q_leaky_relu", "q_clamp", "q_max_pool2d", "q_adaptive_avg_pool2d",
-           "q_cat", "q_avg_pool2d", "q_add_qnnpack", "q_mul", "q_layernorm", "q_adaptive_avg_pool2d_qnnpack",
+           "q_cat", "q_avg_pool2d", "q_add_qnnpack", "q_mul", "q_add_scalar", "q_mul_scalar", "q_layernorm", "q_adaptive_avg_pool2d_qnnpack",
            "q_avg_pool2d_qnnpack", "fbgemm_choose_qparams", "dynamic_quantize_input",
            "linear_dynamic", "conv2d_dynamic", "dynamic_output", "max_pool_out_size", "flatten"]
 
@@ -133,6 +136,68 @@ def q_mul(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = False) -> 
     if relu:
         lo = max(lo, int(zp))
     return QTensor(np.clip(y, lo, hi).astype(a.q.dtype), scale, zp)
+
+
+def q_add_scalar(x: QTensor, c: float, relu: bool = False) -> QTensor:
+    """PyTorch's ``quantized::add(x, scalar)`` (``add_relu``; ``_add_scalar_out``): the output
+    parameters follow the constant, ``c_q = RNE(c / s)`` (double). If ``z - c_q`` is a valid
+    zero point the integers are kept and ``z' = z - c_q``; otherwise the output range is moved
+    to fit (``s'`` from the double formula, ``z'`` at the type's end) and every element is
+    ``requantize_from_int``: ``RNE(fl(float(q - z + c_q) * fl(fl(s) * fl(1 / fl(s'))))) + z'``.
+    ``relu``: clamp at ``z'``.
+
+    Example:
+        >>> import numpy as np
+        >>> y = q_add_scalar(QTensor(np.uint8([0, 100, 255]), 0.1, 50), 1.0)
+        >>> y.q, y.zero_point          # the integers kept, the zero point moved by 10
+        (array([  0, 100, 255], dtype=uint8), 40)
+    """
+    info = np.iinfo(x.q.dtype)
+    qmin, qmax = int(info.min), int(info.max)
+    s, z = float(x.scale), int(x.zero_point)
+    c_q = int(np.rint(float(c) / s))
+    if qmin <= z - c_q <= qmax:
+        q = x.q.copy()
+        zp = z - c_q
+        if relu:
+            q = np.maximum(q, x.q.dtype.type(zp))
+        return QTensor(q, s, zp)
+    if qmin > z - c_q:
+        s2, z2 = (float(qmax) - (z - c_q)) / (float(qmax) - qmin) * s, qmin
+    else:
+        s2, z2 = (float(z - c_q) - qmin) / (float(qmax) - qmin) * s, qmax
+    m = F32(F32(s) * F32(F32(1) / F32(s2)))
+    v = (x.q.astype(np.int64) - z + c_q).astype(F32)
+    y = np.rint((v * m).astype(F32)).astype(np.int64) + z2
+    y = np.clip(y, z2 if relu else qmin, qmax)
+    return QTensor(np.clip(y, qmin, qmax).astype(x.q.dtype), s2, z2)
+
+
+def q_mul_scalar(x: QTensor, c: float, relu: bool = False) -> QTensor:
+    """PyTorch's ``quantized::mul(x, scalar)`` (``mul_relu``; ``_mul_scalar_out``): ``c > 0``:
+    integers kept, scale ``c * s`` (relu: clamp at the zero point); ``c == 0``: zeros with scale
+    1, zero point 0; ``c < 0``: integers mirrored ``qmax + qmin - q``, scale ``|c| * s``, zero point
+    ``qmax - (z - qmin)`` (relu: clamp at it).
+
+    Example:
+        >>> import numpy as np
+        >>> y = q_mul_scalar(QTensor(np.uint8([0, 100, 255]), 0.1, 50), -2.0)
+        >>> y.q, round(y.scale, 6), y.zero_point
+        (array([255, 155,   0], dtype=uint8), 0.2, 205)
+    """
+    info = np.iinfo(x.q.dtype)
+    qmin, qmax = int(info.min), int(info.max)
+    s, z, c = float(x.scale), int(x.zero_point), float(c)
+    if c > 0:
+        q = np.maximum(x.q, x.q.dtype.type(z)) if relu else x.q.copy()
+        return QTensor(q, c * s, z)
+    if c == 0:
+        return QTensor(np.zeros_like(x.q), 1.0, 0)
+    zp = qmax - (z - qmin)
+    q = (qmax + qmin - x.q.astype(np.int64)).astype(x.q.dtype)
+    if relu:
+        q = np.maximum(q, x.q.dtype.type(zp))
+    return QTensor(q, abs(c) * s, zp)
 
 
 def q_leaky_relu(x: QTensor, slope: float, scale: float, zp: int) -> QTensor:

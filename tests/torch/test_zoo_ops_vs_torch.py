@@ -108,3 +108,55 @@ def test_shape_ops_network_equals_pytorch(engine):
     with torch.no_grad():
         ref = q(x).numpy()
     np.testing.assert_array_equal(im(x.numpy()), ref)
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_add_and_mul_scalar_equal_pytorch(engine, dt):
+    """quantized.add / mul with a scalar (and the relu forms): integers, scale and zero point ==
+    PyTorch, including constants that push the zero point out of range (requantized) and
+    negative / zero multipliers."""
+    from qkernels.torch.qarith import q_add_scalar, q_mul_scalar
+    rng = np.random.default_rng(9)
+    info = np.iinfo(dt)
+    q = np.arange(info.min, info.max + 1).astype(dt)
+    for i in range(80):
+        s = float(np.float32(10 ** rng.uniform(-3, 0)))
+        z = int(rng.integers(info.min, info.max + 1))
+        c = float(rng.normal(0, 200 * s)) if i % 2 else float(rng.choice([0.0, 1.5, -2.0, 3.0]))
+        for relu in (False, True):
+            for ours, op in ((q_add_scalar, torch.ops.quantized.add_scalar_relu if relu
+                              else torch.ops.quantized.add_scalar),
+                             (q_mul_scalar, torch.ops.quantized.mul_scalar_relu if relu
+                              else torch.ops.quantized.mul_scalar)):
+                ref = op(_q(q, s, z), c)
+                got = ours(QTensor(q, s, z), c, relu)
+                np.testing.assert_array_equal(got.q, ref.int_repr().numpy())
+                assert (got.scale, got.zero_point) == (ref.q_scale(), ref.q_zero_point())
+
+
+class _Scalars(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = torch.nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        y = self.c(x)
+        return (y + 1.5) * 0.5, torch.add(y, -40.0), torch.mul(y, -3)
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+def test_scalar_ops_network_equals_pytorch(engine):
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 5, 5)
+    p = prepare_fx(_Scalars().eval(), get_default_qconfig_mapping(engine), example_inputs=(x,))
+    p(x)
+    q = convert_fx(p)
+    im = from_torch_quantized(q, engine=engine)
+    assert sum(L.op == "scalar" for L in im.layers.values()) == 4
+    with torch.no_grad():
+        ref = q(x)
+    for g, r in zip(im(x.numpy()), ref):
+        np.testing.assert_array_equal(g, r.numpy())
