@@ -400,6 +400,22 @@ def _identity(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) 
 
 #: shape ops whose result is not a tensor (no quantization parameters)
 _SHAPE_QUERIES = ("size", "dim", "numel")
+#: data-movement ops on integer tensors (ShapeLayer), as Tensor methods and torch functions
+_SHAPE_METHODS = _SHAPE_QUERIES + ("view", "reshape", "transpose", "permute", "chunk", "split",
+                                   "squeeze", "unsqueeze", "contiguous")
+_SHAPE_FUNCTIONS = (torch.transpose, torch.permute, torch.reshape, torch.chunk, torch.split,
+                    torch.squeeze, torch.unsqueeze)
+
+
+def _getitem_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
+                        kwargs: Dict) -> Ly.Layer:
+    """``x[i]`` of a run-time value: an element of a quantized tensor or tuple keeps its
+    parameters; of anything else (sizes, float tuples) it is the value itself."""
+    x, i = args
+    if not isinstance(x, Value) or any(isinstance(v, Value) for v in Ly.arg_template((i,), {},
+                                       lambda v: isinstance(v, Value))[2]):
+        return float_layer(node, None, args, kwargs, None)
+    return Ly.GetItemLayer(node.name, (x.name,), x.meta, index=i)
 
 
 def _shape_op(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
@@ -616,9 +632,11 @@ def _table() -> List[OpSpec]:
                                        torch.ops.quantized.mul_scalar_relu),
                from_quantized=_quantized_mul(True)),
         OpSpec("mean", qfunctions=(torch.mean,), from_quantized=_quantized_mean),
-        OpSpec("shape", qfunctions=(torch.transpose, torch.permute, torch.reshape, torch.chunk,
-                                    torch.split, torch.squeeze, torch.unsqueeze),
+        OpSpec("shape", functions=_SHAPE_FUNCTIONS, methods=_SHAPE_METHODS,
+               qfunctions=_SHAPE_FUNCTIONS, calibrate="inherit", from_float=_shape_op,
                from_quantized=_shape_op),
+        OpSpec("getitem", functions=(operator.getitem,), calibrate="inherit",
+               from_float=_getitem_from_float),
         OpSpec("max_pool2d", modules=(torch.nn.MaxPool2d,), functions=(F.max_pool2d,),
                qmodules=(torch.nn.MaxPool2d,), qfunctions=(F.max_pool2d,), calibrate="inherit",
                from_float=_max_pool, from_quantized=_max_pool),
@@ -636,7 +654,7 @@ def _table() -> List[OpSpec]:
         OpSpec("flatten", modules=(torch.nn.Flatten,), functions=(torch.flatten,),
                methods=("flatten",), qmodules=(torch.nn.Flatten,), qfunctions=(torch.flatten,),
                calibrate="inherit", from_float=_flatten, from_quantized=_flatten),
-        OpSpec("identity", modules=(torch.nn.Dropout, torch.nn.Identity), methods=("contiguous",),
+        OpSpec("identity", modules=(torch.nn.Dropout, torch.nn.Identity),
                qmodules=(torch.nn.Dropout, torch.nn.Identity), calibrate="inherit",
                from_float=_identity, from_quantized=_identity),
         OpSpec("layernorm", modules=(torch.nn.LayerNorm,), calibrate="layernorm",
@@ -651,9 +669,7 @@ def _table() -> List[OpSpec]:
 TABLE: List[OpSpec] = _table()
 #: The Tensor methods of PyTorch-quantized graphs, by name (the table's methods apply too).
 _Q_METHODS = {"dequantize": "dequantize", "contiguous": "shape", "flatten": "flatten",
-              "relu": "relu", "mean": "mean", **{m: "shape" for m in ("size", "dim", "numel", "view", "reshape",
-                                                      "transpose", "permute", "chunk", "split",
-                                                      "squeeze", "unsqueeze")}}
+              "relu": "relu", "mean": "mean", **{m: "shape" for m in _SHAPE_METHODS}}
 _BY_NAME = {s.name: s for s in TABLE}
 
 

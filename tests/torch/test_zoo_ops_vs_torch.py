@@ -160,3 +160,36 @@ def test_scalar_ops_network_equals_pytorch(engine):
         ref = q(x)
     for g, r in zip(im(x.numpy()), ref):
         np.testing.assert_array_equal(g, r.numpy())
+
+
+def test_quantize_model_runs_shape_ops_and_int_ops_kept_in_float():
+    """quantize_model: integer shape ops (size, view, transpose, contiguous, chunk) run on the
+    integers with the input's parameters; an int op kept in float (floordiv of a size) gets no
+    observer (it used to stop calibration: 'observed no data'); the result follows the float
+    model."""
+    from qkernels.torch import QuantConfig, quantize_model
+
+    class Shuffle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(4 * 36, 5)
+
+        def forward(self, x):
+            x = torch.relu(self.c1(x))
+            n, c, h, w = x.size()
+            x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+            a, b = x.chunk(2, dim=1)
+            return self.fc(torch.flatten(a + b, 1))
+
+    torch.manual_seed(5)
+    net = Shuffle().eval()
+    xs = [torch.randn(8, 3, 6, 6).numpy() for _ in range(4)]
+    im = quantize_model(net, xs, config=QuantConfig(float_modules=("floordiv",)))
+    assert {"shape", "getitem"} <= {L.op for L in im.layers.values()}
+    x = xs[0]
+    with torch.no_grad():
+        f = net(torch.from_numpy(x)).numpy()
+    y = im(x)
+    sqnr = 10 * np.log10((f ** 2).sum() / ((f - y) ** 2).sum())
+    assert sqnr > 25, sqnr
