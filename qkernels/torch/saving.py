@@ -34,7 +34,8 @@ _LAYERS = {cls.__name__: cls for cls in (
     Ly.QuantizeLayer, Ly.DequantizeLayer, Ly.Conv2dLayer, Ly.LinearLayer, Ly.DynamicLayer,
     Ly.AddLayer, Ly.ClampLayer, Ly.LeakyReLULayer, Ly.LookupLayer, Ly.MaxPool2dLayer,
     Ly.AvgPool2dLayer, Ly.AdaptiveAvgPool2dLayer, Ly.CatLayer, Ly.FlattenLayer, Ly.IdentityLayer,
-    Ly.LayerNormLayer, Ly.FloatLayer, Ly.HandlerLayer, Ly.ConstantLayer, Ly.GetItemLayer)}
+    Ly.LayerNormLayer, Ly.FloatLayer, Ly.HandlerLayer, Ly.ConstantLayer, Ly.GetItemLayer,
+    Ly.MulLayer, Ly.ScalarLayer, Ly.MeanLayer, Ly.ShapeLayer)}
 _SKIP = ("packed", "_prep")   # rebuilt on load
 
 
