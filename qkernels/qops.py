@@ -70,8 +70,8 @@ def qadd(a: np.ndarray, b: np.ndarray, a_scale: float, a_zero_point: int, b_scal
         raise ValueError(f"engine must be fbgemm, x86 or qnnpack; got {engine!r}")
     a, b = _c(a), _c(b)
     if engine == "qnnpack" and a.dtype == np.uint8:
-        return _core._qadd_qnnpack(a, b, a_scale, a_zero_point, b_scale, b_zero_point,
-                                   out_scale, out_zero_point, bool(relu))
+        return _core._qadd(a, b, a_scale, a_zero_point, b_scale, b_zero_point, out_scale,
+                           out_zero_point, bool(relu), True)
     return _core._qadd(a, b, a_scale, a_zero_point, b_scale, b_zero_point, out_scale,
                        out_zero_point, bool(relu))
 

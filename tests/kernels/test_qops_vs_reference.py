@@ -121,7 +121,7 @@ for dt in (np.uint8, np.int8):
         if dt is np.uint8:      # QNNPACK's integer add (engine "qnnpack")
             for relu in (0, 1):
                 zq = min(zo, 254)
-                out[f"addq_{i}_{relu}"] = _core._qadd_qnnpack(a, b, sa, za, sb, zb, so, zq, relu)
+                out[f"addq_{i}_{relu}"] = _core._qadd(a, b, sa, za, sb, zb, so, zq, relu, True)
 np.savez(sys.argv[1], **out)
 """
 
