@@ -88,9 +88,14 @@ def _int_scalar(v: Any, name: str) -> int:
     return int(v)
 
 
+def native(a: np.ndarray) -> np.ndarray:
+    """``a`` in the machine's byte order (big-endian data, e.g. from a file, is converted)."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
 def float_input(x: Any, name: str = "x") -> np.ndarray:
-    """float32 or float64 data (other real numbers are converted to float32)."""
-    a = np.asarray(x)
+    """float32 or float64 data (other real numbers are converted to float32; any byte order)."""
+    a = native(np.asarray(x))
     if a.dtype in (np.float32, np.float64):
         return a
     if a.dtype == np.float16 or a.dtype.kind in "iu":
@@ -99,8 +104,9 @@ def float_input(x: Any, name: str = "x") -> np.ndarray:
 
 
 def int_input(q: Any, name: str) -> np.ndarray:
-    """Integer data of one of the kernel types (uint8, int8, uint16, int16, int32)."""
-    a = np.asarray(q)
+    """Integer data of one of the kernel types (uint8, int8, uint16, int16, int32; any byte
+    order)."""
+    a = native(np.asarray(q))
     if a.dtype in INT_CODES:
         return a
     raise TypeError(f"{name} must be an integer array of dtype uint8, int8, uint16, int16 or "
@@ -109,7 +115,7 @@ def int_input(q: Any, name: str) -> np.ndarray:
 
 def int32_input(acc: Any, name: str = "acc") -> np.ndarray:
     """int32 accumulators. Other integer dtypes are accepted when every value fits in int32."""
-    a = np.asarray(acc)
+    a = native(np.asarray(acc))
     if a.dtype == np.int32:
         return a
     if a.dtype.kind not in "iu":
@@ -138,6 +144,23 @@ def scale_param(scale: Any, name: str = "scale") -> np.ndarray:
         raise ValueError(f"{name} must be finite and > 0 (as float32); got {a[idx] if a.ndim else a}"
                          f"{'' if a.ndim == 0 else f' at index {idx}'}")
     return s
+
+
+def reciprocal_scale(s: np.ndarray, name: str, what: str) -> None:
+    """For kernels that multiply by ``fl(1/scale)``: that reciprocal must be finite as well.
+
+    A float32 scale at or below 2**-128 (denormal) has an infinite reciprocal, and ``0 * inf`` is
+    NaN, which has no quantized value; such scales are rejected (the C kernels agree: they
+    return QK_ERR_SCALE, on the SIMD and scalar paths alike).
+    """
+    with np.errstate(divide="ignore", over="ignore"):
+        bad = ~np.isfinite(np.float32(1) / np.asarray(s, np.float32))
+    if bad.any():
+        idx = _first_index(bad)
+        val = np.asarray(s)[idx] if np.ndim(s) else s
+        raise ValueError(f"{name}={float(val):.9g}{'' if np.ndim(s) == 0 else f' (index {idx})'} "
+                         f"is too small for {what}: 1/{name} overflows float32 (a denormal "
+                         f"scale); it must be > 2**-128 (about 2.94e-39)")
 
 
 def int_param(v: Any, name: str, lo: int, hi: int) -> np.ndarray:
@@ -219,12 +242,44 @@ def check_out(out: Optional[np.ndarray], shape: Sequence[int], dtype: np.dtype,
         raise ValueError(f"{name} is read-only")
 
 
+def overlaps(out: Optional[np.ndarray], *inputs: Any) -> bool:
+    """True when ``out`` may share memory with one of the input arrays (np.may_share_memory:
+    exact for simple layouts, conservative otherwise; a false alarm only costs a copy)."""
+    if out is None:
+        return False
+    return any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in inputs)
+
+
+def kernel_out(out: Optional[np.ndarray], shape: Sequence[int], dtype: Any,
+               *inputs: Any) -> np.ndarray:
+    """The array a C kernel should write: ``out`` itself when it is C-contiguous and shares no
+    memory with any input, else a new array (the caller copies it into ``out`` afterwards).
+
+    As NumPy does for ufuncs: an output that overlaps an input is computed into a temporary, so
+    a kernel never reads an input element that it has already overwritten.
+    """
+    if out is not None and out.flags.c_contiguous and not overlaps(out, *inputs):
+        return out
+    return np.empty(shape, dtype)
+
+
 def run_ufunc(ufunc: np.ufunc, args: Sequence[Any], out: Optional[np.ndarray],
               on_error: Callable[[], None]) -> Any:
-    """Call a ufunc whose loops flag data errors as 'invalid'; on_error() raises the right one."""
+    """Call a ufunc whose loops flag data errors as 'invalid'; on_error() raises the right one.
+
+    An ``out`` that overlaps an input is filled only when the call succeeded (through a
+    temporary), so that on_error() still sees the inputs as they were given.
+    """
+    direct = out is not None and not overlaps(out, *args)
     with np.errstate(invalid="raise"):
         try:
-            return ufunc(*args, out=out) if out is not None else ufunc(*args)
+            if direct:
+                return ufunc(*args, out=out)
+            res = ufunc(*args)
+            if out is None:
+                return res
+            out[...] = res
+            return out
         except FloatingPointError:
             pass
     on_error()
@@ -237,3 +292,69 @@ def raise_nan(x: np.ndarray, name: str = "x", partial_out: bool = False) -> None
         idx = _first_index(nan)
         tail = " (out= may be partly written)" if partial_out else ""
         raise ValueError(f"{name} contains NaN at index {idx}; NaN has no quantized value{tail}")
+
+
+def _scale_args(x_scale: Any, w_scale: Any, out_scale: Any) -> str:
+    def show(v: Any) -> str:
+        a = np.asarray(v)
+        return f"{float(a):.9g}" if a.ndim == 0 else f"array of {a.size}"
+    return f"x_scale={show(x_scale)}, w_scale={show(w_scale)}, out_scale={show(out_scale)}"
+
+
+def requant_scale(scale: Optional[np.ndarray], x_scale: Any, w_scale: Any, out_scale: Any) -> None:
+    """The float32 requantization scale a preset derived from x_scale * w_scale / out_scale must
+    be finite and > 0: a ratio that overflows (or underflows to 0) names the three scales."""
+    if scale is None:
+        return
+    bad = ~(np.isfinite(scale) & (scale > 0))
+    if bad.any():
+        o = int(np.argmax(bad))
+        what = "overflows float32" if not np.isfinite(scale[o]) else "underflows to 0 in float32"
+        raise ValueError(f"the requantization scale x_scale * w_scale / out_scale {what} (output "
+                         f"channel {o}: {_scale_args(x_scale, w_scale, out_scale)})")
+
+
+def requant_multiplier(real: np.ndarray, x_scale: Any, w_scale: Any, out_scale: Any) -> None:
+    """A real multiplier for fixed-point requantization: requantize takes shift <= 30, which
+    TFLite's QuantizeMultiplier gives exactly for m < 2**30 - 0.25 (above, the mantissa rounds
+    up to 2**31 or the exponent is larger)."""
+    bad = ~(real < 2.0 ** 30 - 0.25)
+    if bad.any():
+        o = int(np.argmax(bad))
+        raise ValueError(f"x_scale * w_scale / out_scale = {float(real[o]):.9g} (output channel "
+                         f"{o}: {_scale_args(x_scale, w_scale, out_scale)}) is too large for "
+                         f"fixed-point requantization: it needs a shift above 30 (it must be "
+                         f"< 2**30 - 0.25)")
+
+
+_SSIZE_MAX = (1 << 63) - 1
+
+
+def conv_geometry(in_hw: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                  padding: Sequence[int], dilation: Sequence[int]) -> None:
+    """Limits of a conv geometry (the C library's, in Python integers): every stride, padding
+    and dilation below 2**63, the padded extents in + pads and the dilated kernel extents
+    dil * (k - 1) + 1 at most 2**63 - 1. Each error names the argument and the value."""
+    for name, vals in (("stride", stride), ("padding", padding), ("dilation", dilation)):
+        for v in vals:
+            if v > _SSIZE_MAX:
+                raise ValueError(f"{name}={tuple(vals)} is too large: each value must be below "
+                                 f"2**63 (got {v})")
+    pt, pl, pb, pr = padding
+    for axis, n, p0, p1, d, k in (("height", in_hw[0], pt, pb, dilation[0], kernel[0]),
+                                  ("width", in_hw[1], pl, pr, dilation[1], kernel[1])):
+        if n + p0 + p1 > _SSIZE_MAX:
+            raise ValueError(f"padding={tuple(padding)} is too large: the padded {axis} "
+                             f"{n} + {p0} + {p1} = {n + p0 + p1} exceeds 2**63 - 1")
+        if d * (k - 1) + 1 > _SSIZE_MAX:
+            raise ValueError(f"dilation={tuple(dilation)} is too large: the dilated kernel "
+                             f"{axis} {d} * ({k} - 1) + 1 exceeds 2**63 - 1")
+
+
+def output_size(shape: Sequence[int], dtype: Any, what: str) -> None:
+    """An output whose byte size cannot exist (beyond 2**63 - 1) is refused by name; smaller
+    ones that do not fit in memory raise NumPy's MemoryError (which gives the size)."""
+    n = int(np.prod([int(d) for d in shape], dtype=object)) * np.dtype(dtype).itemsize
+    if n > _SSIZE_MAX:
+        raise ValueError(f"{what}: the output would have shape {tuple(int(d) for d in shape)} "
+                         f"({n} bytes, beyond any memory); check stride, padding and dilation")

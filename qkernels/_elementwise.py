@@ -51,7 +51,10 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
 
     Args:
         x: float32 or float64 data (float32 arithmetic for float32 input, double for float64).
-        scale: scale(s), rounded to float32; finite and > 0.
+        scale: scale(s), rounded to float32; finite and > 0. The flavours that multiply by
+            ``fl(1/scale)`` (torch, pt2e, fbgemm, fbgemm_scalar) also need that reciprocal
+            finite: scale > 2**-128 (denormal scales at or below it are refused by name, on
+            every SIMD path alike); onnx and tflite divide and take any positive scale.
         zero_point: integer zero point(s) in [qmin, qmax].
         dtype: output type: uint8, int8, uint16, int16 or int32.
         axis: per-channel axis; scale and zero_point are then 1-D of length x.shape[axis].
@@ -76,6 +79,8 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
     lo, hi = C.qrange(dt, qmin, qmax, bits=bits, narrow_range=narrow_range)
     _choice(flavor, FLAVORS, "flavor")
     s = C.scale_param(scale, "scale")
+    if flavor not in ("onnx", "tflite"):
+        C.reciprocal_scale(s, "scale", f"flavor {flavor!r} (it multiplies by fl(1/scale))")
     zp = C.int_param(zero_point, "zero_point", lo, hi)
     s, zp = C.channel_params(x.shape, axis, scale=s, zero_point=zp)
     C.check_out(out, x.shape, dt)
@@ -126,7 +131,8 @@ def fake_quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, qmin: i
 
     Args:
         x: float32 data (float64 is computed in double and returned as float64).
-        scale, zero_point: per-tensor or per-channel (with ``axis``) parameters.
+        scale, zero_point: per-tensor or per-channel (with ``axis``) parameters; scale finite,
+            > 0 and > 2**-128 (its float32 reciprocal must be finite).
         qmin, qmax: the integer range, e.g. 0, 255 or -128, 127.
         out: optional output array (same dtype as x).
 
@@ -143,6 +149,7 @@ def fake_quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, qmin: i
     if lo < -(1 << 31) or hi > (1 << 31) - 1:
         raise ValueError("qmin and qmax must fit in int32")
     s = C.scale_param(scale, "scale")
+    C.reciprocal_scale(s, "scale", "fake_quantize (it multiplies by fl(1/scale))")
     zp = C.int_param(zero_point, "zero_point", lo, hi)
     s, zp = C.channel_params(x.shape, axis, scale=s, zero_point=zp)
     C.check_out(out, x.shape, x.dtype)
@@ -154,10 +161,13 @@ def quantize_multiplier(m: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
     """Real multiplier(s) to fixed point, exactly TFLite's ``QuantizeMultiplier``.
 
     ``m ~= multiplier * 2**(shift - 31)`` with ``multiplier`` in [2**30, 2**31 - 1] (0 for m == 0
-    or m < 2**-32) and ``shift`` in [-31, 30]; shift > 0 is a left shift. Elementwise over arrays.
+    or m < 2**-32) and ``shift`` in [-31, 31]; shift > 0 is a left shift. Elementwise over arrays.
+    As in TFLite, a mantissa that rounds up to 2**31 gives ``multiplier = 2**30`` and ``shift + 1``:
+    ``quantize_multiplier(2**30 - 0.25)`` is ``(2**30, 31)``. :func:`requantize` takes shift in
+    [-31, 30], so multipliers of ``2**30 - 0.25`` or more (shift 31) cannot be used there.
 
     Raises:
-        ValueError: m negative, NaN or infinite, or m >= 2**30 (shift would exceed 30).
+        ValueError: m negative, NaN or infinite, or m >= 2**31 - 0.5 (shift would exceed 31).
 
     Example:
         >>> import qkernels
@@ -171,9 +181,10 @@ def quantize_multiplier(m: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
     bad = ~np.isfinite(a) | (a < 0)
     if bad.any():
         raise ValueError(f"m must be finite and >= 0; got {a[C._first_index(bad)]}")
-    big = a >= 2.0 ** 30
+    big = a >= 2.0 ** 31 - 0.5
     if big.any():
-        raise ValueError(f"m={a[C._first_index(big)]} is too large: shift would exceed 30")
+        raise ValueError(f"m={a[C._first_index(big)]!r} is too large: m >= 2**31 - 0.5 needs a "
+                         f"shift above 31")
     return _core.quantize_multiplier(a)
 
 

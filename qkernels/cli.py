@@ -27,12 +27,17 @@ COMMANDS = {
                 "LayerNorm inputs of a real transformer -> PTF -> integer LayerNorm goldens"),
     "datagen": ("qkernels.torch.datagen.cli",
                 "synthetic calibration images from a model's BatchNorm statistics"),
+    "ptq": ("qkernels.torch.qat.ptq_cli",
+            "power-of-two PTQ (YAML config), integer-exact, with the JSON report"),
+    "qat": ("qkernels.torch.qat.cli",
+            "power-of-two PTQ -> QAT -> PTQ (YAML config), integer-exact, with the JSON report"),
 }
 
 EPILOG = """examples:
   qkernels quantize --model reference:resnet --calib digits --out out/resnet
   qkernels quantize --model mypkg.models:build --calib calib_npy_dir/ --config cfg.yaml
   qkernels collect --layer all --out data/quantized_all
+  qkernels qat --config examples/qat_pow2_w4a4_full.yaml --out out/qat
 run 'qkernels COMMAND --help' for a command's options."""
 
 

@@ -163,17 +163,51 @@ def collect_inputs(net, kind: str, proc, layers: Sequence[str], *,
     return out
 
 
-def load_npy_dir(path: Union[str, Path]) -> Dict[str, Any]:
-    """``ln_input.npy``, ``gamma.npy``, ``beta.npy`` (and eps 1e-12) from a folder."""
-    d = Path(path)
+def _load_npy(path: Path) -> np.ndarray:
+    """One real-valued .npy array (any byte order, converted to float32); CollectError naming
+    the file for anything else (missing, truncated, text, pickled objects, complex values)."""
     try:
-        x = np.load(d / "ln_input.npy")
-        g, b = np.load(d / "gamma.npy"), np.load(d / "beta.npy")
-    except FileNotFoundError as exc:
-        raise CollectError(f"--from-npy {d}: {exc.filename} not found (expected ln_input.npy, "
-                           f"gamma.npy, beta.npy)") from None
-    return {"x": np.asarray(x, np.float32).reshape(-1, x.shape[-1]),
-            "gamma": np.asarray(g, np.float32), "beta": np.asarray(b, np.float32), "eps": 1e-12}
+        a = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CollectError(f"{path}: file not found (--from-npy needs ln_input.npy, gamma.npy, "
+                           f"beta.npy)") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise CollectError(f"{path}: not a readable .npy array ({str(exc).splitlines()[0]})") \
+            from None
+    if not isinstance(a, np.ndarray):
+        a.close()
+        raise CollectError(f"{path}: an .npz archive, not an .npy array")
+    if a.dtype.kind not in "fiub":
+        raise CollectError(f"{path}: dtype {a.dtype} is not real numbers (complex or other "
+                           f"values have no LayerNorm input meaning)")
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = a.astype(np.float32)   # native byte order whatever the file's
+    bad = ~np.isfinite(f)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise CollectError(f"{path}: value {a[idx]!r} at index {idx} is not a finite float32")
+    return f
+
+
+def load_npy_dir(path: Union[str, Path]) -> Dict[str, Any]:
+    """``ln_input.npy`` (..., C), ``gamma.npy`` and ``beta.npy`` (C,) from a folder (eps 1e-12).
+
+    Any byte order is read; every problem is a CollectError that names the file.
+    """
+    d = Path(path)
+    x = _load_npy(d / "ln_input.npy")
+    if x.ndim == 0 or x.size == 0:
+        raise CollectError(f"{d / 'ln_input.npy'}: shape {x.shape}; expected (..., C) with at "
+                           f"least one vector of C >= 1 channels")
+    C = x.shape[-1]
+    out = {"x": x.reshape(-1, C), "eps": 1e-12}
+    for name in ("gamma", "beta"):
+        v = _load_npy(d / f"{name}.npy")
+        if v.size != C or v.ndim != 1:
+            raise CollectError(f"{d / (name + '.npy')}: shape {v.shape}; ln_input.npy has "
+                               f"C = {C} channels, so {name} must have shape ({C},)")
+        out[name] = v
+    return out
 
 
 def embedded_model_tensor(layer: str = "encoder.layer.0.attention.output.LayerNorm"
@@ -340,25 +374,33 @@ def write_layer(out_dir: Union[str, Path], res: LayerResult, progress: bool = Tr
 def check_dir(path: Union[str, Path]) -> Dict[str, Any]:
     """Re-read a written folder and validate it; raises CollectError on the first problem.
 
-    Checks the formats (counts, ranges), that quantizing the raw vectors with the file's
-    parameters gives the vector files, that the integer LayerNorm prepared from the files gives
-    the integer goldens bit for bit, and that the float goldens are the LayerNorm of the raw
-    vectors (to the 1e-6 of ``%.6f``). Returns a small summary.
+    Checks the formats (counts, ranges, finite numbers), that quantizing the raw vectors with the
+    file's parameters gives the vector files, that the integer LayerNorm prepared from the files
+    gives the integer goldens bit for bit, and that the float goldens are the LayerNorm of the
+    raw vectors (to the 1e-6 of ``%.6f``). Every message starts ``<file>:<line>:``. Returns a
+    small summary.
     """
+    d = Path(path)
     try:
-        data = qio.read_quantized_dir(path)
+        return _check_dir(d)
     except qio.FormatError as exc:
-        raise CollectError(f"--check: {exc}") from None
+        raise CollectError(str(exc)) from None
+    except (ValueError, OverflowError) as exc:  # files each valid, together not computable
+        raise CollectError(f"{d}: {exc}") from None
+
+
+def _check_dir(d: Path) -> Dict[str, Any]:
+    data = qio.read_quantized_dir(d, known_methods=list(GOLDEN_METHODS))
     if not data.config:
-        raise CollectError(f"--check: {path} has no {qio.quantized.LAYERNORM_INT_PARAMS}")
+        raise CollectError(f"{d / qio.quantized.LAYERNORM_INT_PARAMS}: file not found")
+    cfg = data.config
     p = data.ptf_params()
     q = p.quantize(data.raw)
     bad = np.argwhere(q != data.vectors)
     if bad.size:
         i, c = bad[0]
-        raise CollectError(f"--check: vector_{i:03d}.txt channel {c}: file has "
+        raise CollectError(f"{d}/vector_{i:03d}.txt:{c + 3}: channel {c}: file has "
                            f"{data.vectors[i, c]}, quantizing raw_vec_{i:03d} gives {q[i, c]}")
-    cfg = data.config
     for tag in cfg["methods"]:  # type: ignore[union-attr]
         m, r = GOLDEN_METHODS[tag]
         ln = prepare_layernorm(p, data.gamma, data.beta, method=m, rounding=r,
@@ -368,18 +410,24 @@ def check_dir(path: Union[str, Path]) -> Dict[str, Any]:
         bad = np.argwhere(y != data.golden_int[tag])
         if bad.size:
             i, c = bad[0]
-            raise CollectError(f"--check: golden_int_{tag}_vec{i:03d}.txt channel {c}: file "
+            raise CollectError(f"{d}/golden_int_{tag}_vec{i:03d}.txt:{c + 3}: channel {c}: file "
                                f"{data.golden_int[tag][i, c]}, kernel {y[i, c]}")
     ref = layernorm_reference(data.raw, data.gamma, data.beta, float(cfg["eps"]))  # type: ignore
     gold = np.stack([g.output for g in data.golden_ref])
-    err = float(np.abs(gold - ref).max()) if gold.size else 0.0
-    if err > 1e-5:
-        raise CollectError(f"--check: float goldens differ from the LayerNorm of the raw vectors "
-                           f"by {err:.2e}")
+    diff = np.abs(gold - ref)
+    err = float(diff.max()) if gold.size else 0.0
+    if not err <= 1e-5:  # NaN-safe: a NaN golden fails here too
+        i, c = np.unravel_index(int(np.argmax(~(diff <= 1e-5))), diff.shape)
+        raise CollectError(f"{d}/golden_ref_vec{i:03d}.txt:{c + 9}: channel {c}: float golden "
+                           f"{gold[i, c]!r} differs from the LayerNorm of the raw vector "
+                           f"({ref[i, c]:.6f}) by more than 1e-5")
     for i, g in enumerate(data.golden_ref):
-        if g.zp != data.zero_point or abs(g.S - data.S) > 1e-9:
-            raise CollectError(f"--check: golden_ref_vec{i:03d}.txt: Global S/ZP differ from "
-                               f"global_params.txt")
+        if g.zp != data.zero_point:
+            raise CollectError(f"{d}/golden_ref_vec{i:03d}.txt:3: Global ZP {g.zp} differs from "
+                               f"global_params.txt ({data.zero_point})")
+        if not abs(g.S - data.S) <= 1e-9:
+            raise CollectError(f"{d}/golden_ref_vec{i:03d}.txt:2: Global S {g.S!r} differs from "
+                               f"global_params.txt ({data.S!r})")
     return {"vectors": data.num_vectors, "channels": data.hidden_dim,
             "methods": list(cfg["methods"]), "max_float_golden_err": err}  # type: ignore
 
@@ -500,6 +548,10 @@ def command(a: argparse.Namespace) -> int:
                       max_vectors=a.max_vectors, progress=not a.quiet, plots=a.plots)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # full disk, read-only folder, ...: the file and the reason
+        where = exc.filename if exc.filename is not None else a.out
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     for r in results:
         print(format_summary(r.report))

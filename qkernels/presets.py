@@ -203,15 +203,15 @@ class Preset:
                     e.scale = (xw / os_).astype(np.float32)                     # fl(fl(xs*ws)/os)
                 else:
                     e.scale = (xw * np.float32(np.float32(1.0) / os_)).astype(np.float32)
-            if not (np.isfinite(e.scale).all() and (e.scale > 0).all()):
-                raise ValueError(f"the requantization scale x_scale * w_scale / out_scale is not a "
-                                 f"positive finite float32 (x_scale={xs}, out_scale={os_})")
+            C.requant_scale(e.scale, x_scale, w_scale, out_scale)
         elif self.fixed_point:
-            if per_channel_w:
-                real = np.float64(xs) * ws.astype(np.float64) / np.float64(os_)
-            else:   # TFLite per tensor: (double)fl(in_s * w_s) / out_s
-                real = np.full(n, np.float64(np.float32(xs * ws[0])) / np.float64(os_))
+            with np.errstate(over="ignore"):   # an overflow is refused below, naming the scales
+                if per_channel_w:
+                    real = np.float64(xs) * ws.astype(np.float64) / np.float64(os_)
+                else:   # TFLite per tensor: (double)fl(in_s * w_s) / out_s
+                    real = np.full(n, np.float64(np.float32(xs * ws[0])) / np.float64(os_))
             from ._elementwise import quantize_multiplier
+            C.requant_multiplier(real, x_scale, w_scale, out_scale)
             e.mult, e.shift = (np.ascontiguousarray(a, np.int32) for a in quantize_multiplier(real))
             e.scheme = SCHEME_CODES[_choice(scheme or self.requant, SCHEMES, "scheme")]
         else:   # shift

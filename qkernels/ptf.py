@@ -260,6 +260,12 @@ def ptf_calibrate(x: Union[ArrayLike, Iterable[ArrayLike]], *, method: str = "se
       FQ-ViT scores its last batch only; here the error is summed over every batch. ``K=None``
       is FQ-ViT's 3.
 
+    Raises:
+        ValueError: x holds NaN or +-inf, has no channels, or (``"seed"``) max|x| is so small
+            that the scale ``S * 2^min(alpha_seed)`` is not a normal float32 (possible below
+            ``127 * 2^(limit - 126)``: about 1.9e-34 with the default limit 7, 1.2e-35 with
+            K = 3).
+
     Example:
         >>> import numpy as np, qkernels
         >>> x = np.array([[1, 2, 4, 8], [-0.5, -1, -2, -4]], np.float32)
@@ -282,7 +288,12 @@ def ptf_calibrate(x: Union[ArrayLike, Iterable[ArrayLike]], *, method: str = "se
             alpha_seed = np.where(ratio < 1, 0, -np.floor(np.log2(ratio)))
         alpha_seed[~nz] = 0 if K is None else -limit   # an all-zero channel: any step is exact
         alpha_seed = np.clip(alpha_seed, -limit, 0).astype(np.int32)
-        k = limit if K is not None else int(max(3, -int(alpha_seed.min()) if alpha_seed.size else 0))
+        amin = int(alpha_seed.min()) if alpha_seed.size else 0
+        if not np.float32(np.ldexp(S, amin)) >= np.finfo(np.float32).tiny:
+            raise ValueError(f"x: max|x| = {amax:.9g} is too small to calibrate: the PTF scale "
+                             f"max|x| / 127 * 2^{amin} is not a normal float32 "
+                             f"(a max|x| of {127 * 2.0 ** (limit - 126):.3g} or more always works)")
+        k = limit if K is not None else int(max(3, -amin))
         return PTFParams.from_seed(float(S), 128, alpha_seed, K=k)
     K = 3 if K is None else limit
     xmin = min(float(b.min()) for b in batches)
@@ -485,7 +496,7 @@ def ptf_layernorm(q: ArrayLike, params: Union[PTFParams, LayerNormParams],
                         f"{type(params).__name__}")
     qa = _ln_input(q, prep.channels)
     C.check_out(out, qa.shape, np.dtype(np.int8))
-    res = out if (out is not None and out.flags.c_contiguous) else np.empty(qa.shape, np.int8)
+    res = C.kernel_out(out, qa.shape, np.int8, qa)
     _core._layernorm_run(qa, *prep._args(), res)
     if out is not None and res is not out:
         out[...] = res

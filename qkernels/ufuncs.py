@@ -5,7 +5,9 @@ checks. Parameters are operands (they broadcast); the dtype they take is fixed: 
 zero point / multiplier / shift / qmin / qmax int32. A NaN input or a bad parameter raises the
 floating-point "invalid" flag, which NumPy reports per ``np.errstate`` (a RuntimeWarning by default,
 FloatingPointError under ``np.errstate(invalid="raise")``); the keyword API turns it into a
-ValueError naming the argument.
+ValueError naming the argument. The outputs are then defined: 0 where a bad parameter was refused
+(and for a whole ``(m, n)`` block of ``linear_int32``), the right values before a NaN.
+The SIMD and scalar loops give the same outputs and the same flag on every input.
 
 Names: ``quantize_<flavor>_<out>`` with flavor in fbgemm, fbgemm_scalar, pt2e, onnx, tflite;
 ``quantize_torch_<out>``, the formula of ``torch.quantize_per_tensor`` for that type (the same

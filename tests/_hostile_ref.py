@@ -2,6 +2,8 @@
 SPEC.md section 5 and independent of qkernels: it never materialises the padded image, only the
 taps that land on the input, with Python integers for the coordinates (no wrap at any size) and
 int64 sums."""
+import re
+
 import numpy as np
 
 
@@ -40,3 +42,21 @@ def conv_acc_sparse(x, w, x_zp, w_zp, stride, padding, dilation, groups=1, bias=
     if bias is not None:
         out += np.asarray(bias, np.int64)[None, :, None, None]
     return out
+
+
+# The public argument names an error message may name (the hostile tests and fuzz/py require
+# every ValueError/TypeError to name one).
+ARG_NAMES = ("x", "q", "w", "acc", "scale", "zero_point", "qmin", "qmax", "bits", "dtype",
+             "flavor", "shift", "multiplier", "m", "bias", "stride", "padding", "dilation",
+             "groups", "out", "x_scale", "w_scale", "out_scale", "x_zero_point", "w_zero_point",
+             "out_zero_point", "act_min", "act_max", "alpha", "K", "axis", "S", "gamma", "beta",
+             "eps", "rounding", "scheme", "preset", "threads", "overflow", "int32 accumulator",
+             "kernel", "channels", "input channels", "method", "float_bias")
+
+
+def named_error(exc: BaseException) -> bool:
+    """ValueError/TypeError whose message names one of the public arguments."""
+    if not isinstance(exc, (ValueError, TypeError)):
+        return False
+    msg = str(exc)
+    return any(re.search(rf"(^|[^a-z_]){re.escape(a)}([^a-z_]|$)", msg) for a in ARG_NAMES)

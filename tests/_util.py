@@ -33,3 +33,9 @@ def same_bits(a, b):
     assert a.dtype == b.dtype and a.shape == b.shape
     iv = {4: np.int32, 8: np.int64}[a.dtype.itemsize]
     return np.array_equal(a.view(iv), b.view(iv))
+
+
+#: The top-level keys of the QAT pipeline's JSON report, in the replaced tool's order (ours last).
+QAT_REPORT_KEYS = ["quantization_type", "pipeline_steps", "config", "final_quantization_details",
+                   "initial_accuracy", "ptq_accuracy", "qat_best_accuracy", "final_accuracy",
+                   "total_improvement", "qkernels"]

@@ -16,6 +16,8 @@
 #include "core/isa.h"
 
 static inline int qk__scale_ok(float s) { return isfinite(s) && s > 0.0f; }
+/* A scale the kernels multiply by the reciprocal of: also fl(1/s) finite (s > 2^-128). */
+static inline int qk__recip_scale_ok(float s) { return qk__scale_ok(s) && isfinite(1.0f / s); }
 
 /* Checked sizes. Every size the library computes from caller-given sizes goes through these:
  * a result that does not fit in size_t, or exceeds PTRDIFF_MAX (no object can be that large, and

@@ -10,6 +10,11 @@
 #endif
 
 /* ---- scalar cores ------------------------------------------------------------------------ */
+/* An input scale: finite, > 0 and at most 2^118, so that every dequantized value (|q - zp| <=
+ * 255) and the sum of two stay finite: no inf - inf or inf * 0 (NaN) anywhere, and the SIMD and
+ * scalar loops agree on every input. */
+static inline int qk__in_scale_ok(float s) { return qk__scale_ok(s) && s <= 0x1p118f; }
+
 /* Vectorized<quint8>::dequantize: one rounding, fmaf(q, s, -fl(s * zp)). */
 static inline float qk__dq(int32_t q, float s, float nb) { return fmaf((float)q, s, nb); }
 
@@ -67,7 +72,7 @@ qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_sc
                   int32_t a_zp, float b_scale, int32_t b_zp, float out_scale, int32_t out_zp,
                   int relu, void *y) {
     if (t != QK_DT_U8 && t != QK_DT_S8) return QK_ERR_ARG;
-    if (!qk__scale_ok(a_scale) || !qk__scale_ok(b_scale) || !qk__scale_ok(out_scale))
+    if (!qk__in_scale_ok(a_scale) || !qk__in_scale_ok(b_scale) || !qk__recip_scale_ok(out_scale))
         return QK_ERR_SCALE;
     const int s8 = t == QK_DT_S8;
     const int32_t qmin = s8 ? INT8_MIN : 0, qmax = s8 ? INT8_MAX : UINT8_MAX;
@@ -208,7 +213,7 @@ QK_TARGET_AVX2 static size_t qk__qleaky_avx2(const uint8_t *x, int is_s8, size_t
 qk_status qk_qleaky_relu(const void *x, qk_dtype t, size_t n, float x_scale, int32_t x_zp,
                          float slope, float out_scale, int32_t out_zp, void *y) {
     if (t != QK_DT_U8 && t != QK_DT_S8) return QK_ERR_ARG;
-    if (!qk__scale_ok(x_scale) || !qk__scale_ok(out_scale)) return QK_ERR_SCALE;
+    if (!qk__in_scale_ok(x_scale) || !qk__recip_scale_ok(out_scale)) return QK_ERR_SCALE;
     if (!isfinite(slope)) return QK_ERR_ARG;
     const int s8 = t == QK_DT_S8;
     const int32_t qmin = s8 ? INT8_MIN : 0, qmax = s8 ? INT8_MAX : UINT8_MAX;
@@ -338,7 +343,8 @@ qk_status qk_qmax_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, siz
         (ow > 0 && (!qk__sz_mul(ow - 1, sw, &v) || !qk__sz_mul(kw - 1, dw, &e) ||
                     !qk__sz_add(v, e, &v))))
         return QK_ERR_ARG;
-    if (planes * oh * ow > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;
+    if (planes * oh * ow == 0) return QK_OK; /* no output: no loop over the other sizes */
+    if (x == NULL || y == NULL) return QK_ERR_ARG;
     if (t == QK_DT_U8)
         qk__maxpool_uint8_t((const uint8_t *)x, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh,
                             ow, (uint8_t *)y);
@@ -388,7 +394,8 @@ qk_status qk_qadaptive_avg_pool2d(const void *x, qk_dtype t, size_t planes, size
     if (!qk__sz_mul4(planes, h, w, 1, &v) || !qk__sz_mul4(planes, oh, ow, 1, &v) ||
         !qk__sz_mul(oh, h, &v) || !qk__sz_mul(ow, w, &v))
         return QK_ERR_ARG;
-    if (planes * oh * ow > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;
+    if (planes * oh * ow == 0) return QK_OK; /* no output: no loop over the other sizes */
+    if (x == NULL || y == NULL) return QK_ERR_ARG;
     if (t == QK_DT_U8)
         qk__avgpool_uint8_t((const uint8_t *)x, planes, h, w, oh, ow, (uint8_t *)y);
     else

@@ -53,6 +53,12 @@
 #define QK__FUSED_pt2e 0
 #define QK__FUSED_onnx 0
 #define QK__FUSED_tflite 0
+/* flavours that multiply by fl(1/scale): their scale must keep that reciprocal finite */
+#define QK__RECIP_fbgemm 1
+#define QK__RECIP_fbgemm_scalar 1
+#define QK__RECIP_pt2e 1
+#define QK__RECIP_onnx 0
+#define QK__RECIP_tflite 0
 /* onnx: true division (MLAS QuantizeLinear). */
 #define QK__PREP_onnx
 #define QK__T_onnx_f32(v) ((double)((v) / scale))
@@ -324,7 +330,8 @@ QK_TARGET_AVX512 static size_t qk__quantize_f32_8bit_avx512(const float *x, size
     qk_status qk_quantize_##IN##_##OUT##_##FLAV(const INT *x, size_t n, float scale,             \
                                                 int32_t zero_point, int32_t qmin, int32_t qmax, \
                                                 OUTT *y, size_t *bad_index) {                  \
-        if (!qk__scale_ok(scale)) return QK_ERR_SCALE;                                         \
+        if (!(QK__RECIP_##FLAV ? qk__recip_scale_ok(scale) : qk__scale_ok(scale)))              \
+            return QK_ERR_SCALE;                                                               \
         qk_status st = qk__check_range(zero_point, qmin, qmax, TMIN, TMAX);                    \
         if (st != QK_OK) return st;                                                            \
         if (n > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;                              \
@@ -512,7 +519,7 @@ QK__DEQUANTIZE(s32, int32_t, -1)
     qk_status qk_fake_quantize_##IN##_torch(const INT *x, size_t n, float scale,               \
                                             int32_t zero_point, int32_t qmin, int32_t qmax,    \
                                             INT *y, size_t *bad_index) {                       \
-        if (!qk__scale_ok(scale)) return QK_ERR_SCALE;                                         \
+        if (!qk__recip_scale_ok(scale)) return QK_ERR_SCALE;                                   \
         qk_status st = qk__check_range(zero_point, qmin, qmax, INT32_MIN, INT32_MAX);          \
         if (st != QK_OK) return st;                                                            \
         if (n > 0 && (x == NULL || y == NULL)) return QK_ERR_ARG;                              \

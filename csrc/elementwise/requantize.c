@@ -41,7 +41,7 @@ qk_status qk_quantize_multiplier(double m, int32_t *multiplier, int32_t *shift) 
         e = 0;
         q_fixed = 0;
     }
-    if (e > 30) return QK_ERR_SHIFT;
+    if (e > 31) return QK_ERR_SHIFT; /* m >= 2^31 - 2^-1 */
     *multiplier = (int32_t)q_fixed;
     *shift = e;
     return QK_OK;

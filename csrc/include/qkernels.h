@@ -95,7 +95,11 @@ const char *qk_version(void);
  * For f32 input the products and quotients are float32 operations (exactly what the runtimes
  * compute); for f64 input they are double operations with `scale` widened to double.
  * +inf and -inf saturate to qmax and qmin. A NaN returns QK_ERR_NAN (elements before it are
- * written). scale must be finite and > 0 (QK_ERR_SCALE); qmin <= qmax within the output type
+ * written). scale must be finite and > 0 (QK_ERR_SCALE); the flavours that multiply by
+ * fl(1/scale) (pt2e, fbgemm, fbgemm_scalar) also need that reciprocal finite, i.e. scale >
+ * 2^-128 (QK_ERR_SCALE for the denormal scales at or below it: x * inf would be NaN for x = 0,
+ * and a NaN has no quantized value). With these rules no intermediate is NaN, and the SIMD and
+ * scalar loops give the same bits on every input. qmin <= qmax within the output type
  * (QK_ERR_QRANGE); qmin <= zero_point <= qmax (QK_ERR_ZERO_POINT).
  * Sub-byte widths (2..7 bits, 9..15 bits) are expressed by qmin/qmax.
  */
@@ -139,7 +143,8 @@ QK__DECLARE_DEQUANTIZE(s32, int32_t)
  * qk_fake_quantize_<io>_torch(x, n, scale, zero_point, qmin, qmax, y):
  *   q = clamp(RNE(x * fl(1/scale)) + zero_point, qmin, qmax);  y = (q - zero_point) * scale
  *   (PyTorch fake_quantize_per_tensor_affine / _per_channel_affine). io: f32 or f64 (double
- *   arithmetic). qmin/qmax may be any int32 range (no output type); NaN -> QK_ERR_NAN.
+ *   arithmetic). qmin/qmax may be any int32 range (no output type); NaN -> QK_ERR_NAN. scale as
+ *   for the pt2e quantizers: finite, > 0 and fl(1/scale) finite (scale > 2^-128).
  */
 qk_status qk_fake_quantize_f32_torch(const float *x, size_t n, float scale, int32_t zero_point,
                                      int32_t qmin, int32_t qmax, float *y, size_t *bad_index);
@@ -161,8 +166,11 @@ qk_status qk_accumulator_to_f32_fma(const int32_t *acc, size_t n, float scale, f
 /* ------------------------------------------------------------------------------------------ */
 /*
  * m ~= multiplier * 2^(shift - 31), multiplier in [2^30, 2^31 - 1] (or 0 when m == 0 or
- * m < 2^-32). shift > 0 means a left shift. m must be finite and >= 0 (QK_ERR_MULTIPLIER);
- * m >= 2^30 would need shift > 30 and returns QK_ERR_SHIFT.
+ * m < 2^-32), shift in [-31, 31]; shift > 0 means a left shift. As TFLite, a mantissa that
+ * rounds up to 2^31 gives multiplier 2^30 and shift + 1 (m = 2^30 - 2^-2 gives (2^30, 31)).
+ * m must be finite and >= 0 (QK_ERR_MULTIPLIER); m >= 2^31 - 2^-1 would need shift > 31 and
+ * returns QK_ERR_SHIFT. The requantize functions take shift in [-31, 30]: a multiplier with
+ * shift 31 (m >= 2^30 - 2^-2) is representable here but not usable there.
  */
 qk_status qk_quantize_multiplier(double m, int32_t *multiplier, int32_t *shift);
 
@@ -476,7 +484,9 @@ uint64_t qk_isqrt_u64(uint64_t n);
  *   out_zp = 255 (QNNPACK refuses the empty range): QK_ERR_ARG. AVX2 loop, same bits.
  * qk_qleaky_relu(x, t, n, x_scale, x_zp, slope, out_scale, out_zp, y)
  *   dy = dx > 0 ? dx : fl(dx * slope); y = quantize(dy). slope finite (QK_ERR_ARG).
- *   Both: every scale finite and > 0 (QK_ERR_SCALE), every zero point within t
+ *   Both: the input scales finite, > 0 and at most 2^118 (every dequantized value and the sum
+ *   of two stay finite), the output scale finite, > 0 and with fl(1 / out_scale) finite
+ *   (> 2^-128), else QK_ERR_SCALE (then no intermediate is NaN); every zero point within t
  *   (QK_ERR_ZERO_POINT). An AVX2 loop beside the scalar twin, the same bits.
  * qk_qclamp(x, t, n, lo, hi, y)
  *   y = min(max(x, lo), hi) on the integers, lo and hi first clamped to t's range.

@@ -744,9 +744,10 @@ static qk_status qk__conv2d_gemm(const qk_conv2d_shape *s, const qk_packed_weigh
     const size_t oh = (s->in_h - 1) / s->stride_h + 1, ow = (s->in_w - 1) / s->stride_w + 1;
     const size_t P = oh * ow, c = s->in_c, n = w->n, osz = qk__dtype_size(ep->out_type);
     const size_t m = s->batch * P;
-    char *rows = (char *)malloc(m * c + m * n * osz);
+    const size_t xb = (m * c + 63) & ~(size_t)63; /* the int32 outputs after it stay aligned */
+    char *rows = (char *)malloc(xb + m * n * osz);
     if (rows == NULL) return QK_ERR_NOMEM;
-    char *yr = rows + m * c;
+    char *yr = rows + xb;
     for (size_t b = 0; b < s->batch; b++)
         for (size_t i = 0; i < oh; i++) /* output row i: input row i * stride_h */
             qk__transpose((const char *)x + (b * c * s->in_h + i * s->stride_h) * s->in_w, c, ow,
@@ -782,9 +783,10 @@ static qk_status qk__conv2d_wide(const qk_conv2d_shape *s, const qk_packed_weigh
     size_t woh = 0, wow = 0;
     qk_status st = qk_conv2d_out_size(&ws, w, &woh, &wow);
     if (st != QK_OK || woh != oh || wow != nb * per) return QK_ERR_ARG; /* cannot happen */
-    char *xw = (char *)malloc(c * h * nb * slot + n * oh * wow * osz);
+    const size_t xb = (c * h * nb * slot + 63) & ~(size_t)63; /* int32 outputs stay aligned */
+    char *xw = (char *)malloc(xb + n * oh * wow * osz);
     if (xw == NULL) return QK_ERR_NOMEM;
-    char *yw = xw + c * h * nb * slot;
+    char *yw = xw + xb;
     memset(xw, (int)(uint8_t)x_zero_point, c * h * nb * slot);
     for (size_t ch = 0; ch < c; ch++)
         for (size_t r = 0; r < h; r++)

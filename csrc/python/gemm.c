@@ -265,10 +265,15 @@ static void qk_py_linear_int32_loop(char **args, npy_intp const *dims, npy_intp 
     int32_t *zb = (int32_t *)malloc((size_t)n * sizeof(int32_t));
     int32_t *yb = (int32_t *)malloc((size_t)(m * n) * sizeof(int32_t));
     if (xb == NULL || wb == NULL || zb == NULL || yb == NULL) {
-        bad = 1;
+        bad = 1; /* out of memory: zeros too */
+        const int32_t zero = 0;
+        for (npy_intp it = 0; it < outer; it++)
+            for (npy_intp i = 0; i < m; i++)
+                for (npy_intp o = 0; o < n; o++)
+                    memcpy(args[4] + it * steps[4] + i * os_m + o * os_n, &zero, 4);
         goto done;
     }
-    for (npy_intp it = 0; it < outer && !bad; it++) {
+    for (npy_intp it = 0; it < outer; it++) {
         const char *xp = args[0] + it * steps[0], *wp = args[1] + it * steps[1];
         const char *zxp = args[2] + it * steps[2], *zwp = args[3] + it * steps[3];
         char *op = args[4] + it * steps[4];
@@ -289,14 +294,16 @@ static void qk_py_linear_int32_loop(char **args, npy_intp const *dims, npy_intp 
             ep.scheme = QK_REQ_NONE;
             ep.out_type = QK_DT_S32;
             if (qk_pack_linear(wb, wt, (size_t)n, (size_t)k, zb, &pw) != QK_OK ||
-                qk_linear(pw, xb, xt, (size_t)m, xzp, &ep, yb, 1) != QK_OK)
+                qk_linear(pw, xb, xt, (size_t)m, xzp, &ep, yb, 1) != QK_OK) {
+                /* a rejected call (zero point outside its type, or a worst case beyond int32)
+                 * writes zeros, never what the buffer held, and raises 'invalid' */
                 bad = 1;
+                memset(yb, 0, (size_t)(m * n) * sizeof(int32_t));
+            }
             qk_packed_weights_free(pw);
         }
-        if (!bad)
-            for (npy_intp i = 0; i < m; i++)
-                for (npy_intp o = 0; o < n; o++)
-                    memcpy(op + i * os_m + o * os_n, &yb[i * n + o], 4);
+        for (npy_intp i = 0; i < m; i++)
+            for (npy_intp o = 0; o < n; o++) memcpy(op + i * os_m + o * os_n, &yb[i * n + o], 4);
     }
 done:
     free(xb);
@@ -331,8 +338,10 @@ int qk_py_register_gemm(PyObject *module) {
         "linear_int32(x, w, x_zero_point, w_zero_point, /, out=None, ...)\n\n"
         "Exact int32 sums y[..., i, o] = sum_k (x[i,k] - x_zp) * (w[o,k] - w_zp[o]), signature\n"
         "(m,k),(n,k),(),(n)->(m,n). x uint8/int8, w int8/uint8, zero points int32. A bad zero\n"
-        "point or an accumulator bound beyond int32 raises the floating-point 'invalid' flag;\n"
-        "qkernels.linear_int32 checks first and raises a named error.",
+        "point or an accumulator bound beyond int32 makes that (m,n) block all zeros and raises\n"
+        "the floating-point 'invalid' flag (a RuntimeWarning by default, FloatingPointError\n"
+        "under np.errstate(invalid='raise')); qkernels.linear_int32 checks first and raises a\n"
+        "named error.",
         0, "(m,k),(n,k),(),(n)->(m,n)");
     if (uf == NULL) return -1;
     if (PyModule_AddObject(module, "linear_int32", uf) < 0) {

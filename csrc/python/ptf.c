@@ -35,7 +35,11 @@ static void qk_py_ptf_quantize_loop(char **args, npy_intp const *dims, npy_intp 
         }
     }
     feclearexcept(FE_ALL_EXCEPT & ~FE_INVALID);
-    if (st != QK_OK) feraiseexcept(FE_INVALID);
+    if (st != QK_OK) {
+        if (st != QK_ERR_NAN && st != QK_ERR_OVERFLOW) /* refused before writing anything */
+            qk_py_zero_outputs(args[4], n, steps[4], 1);
+        feraiseexcept(FE_INVALID);
+    }
 }
 
 static void qk_py_ptf_dequantize_loop(char **args, npy_intp const *dims, npy_intp const *steps,
@@ -63,7 +67,11 @@ static void qk_py_ptf_dequantize_loop(char **args, npy_intp const *dims, npy_int
         }
     }
     feclearexcept(FE_ALL_EXCEPT & ~FE_INVALID);
-    if (st != QK_OK) feraiseexcept(FE_INVALID);
+    if (st != QK_OK) {
+        if (st != QK_ERR_NAN && st != QK_ERR_OVERFLOW) /* refused before writing anything */
+            qk_py_zero_outputs(args[4], n, steps[4], 4);
+        feraiseexcept(FE_INVALID);
+    }
 }
 
 /* ---- LayerNorm -------------------------------------------------------------------------- */

@@ -39,11 +39,19 @@ typedef struct qk_py_loopdef {
     int params[6]; /* QK_P_* for operands 1..nparams */
 } qk_py_loopdef;
 
-/* The generic ufunc inner loop; `data` is a qk_py_loopdef. On a kernel error it raises the
- * floating-point "invalid" flag, which NumPy turns into a warning or FloatingPointError per
- * np.errstate; the keyword API in qkernels/ raises a ValueError that names the argument. */
+/* The generic ufunc inner loop; `data` is a qk_py_loopdef. On a kernel error it sets the outputs
+ * of this inner loop to 0 (a refused parameter; a NaN leaves the elements before it written)
+ * and raises the floating-point "invalid" flag, which NumPy turns into a
+ * warning or FloatingPointError per np.errstate; the keyword API in qkernels/ raises a
+ * ValueError that names the argument. */
 void qk_py_elementwise_loop(char **args, npy_intp const *dims, npy_intp const *steps,
                             void *data);
+
+/* n output elements of `size` bytes, `step` apart, set to 0: what an inner loop leaves in its
+ * output when its kernel refused a parameter (it wrote nothing; the output is then defined,
+ * never the buffer's old contents). A data error (NaN, overflow) leaves the elements before it
+ * written, as the kernels document. */
+void qk_py_zero_outputs(char *y, npy_intp n, npy_intp step, int size);
 
 /* Creates a ufunc and stores it in the module under `name`. The arrays must live forever
  * (static storage). Returns 0, or -1 with a Python error set. */

@@ -69,7 +69,15 @@ void qk_py_elementwise_loop(char **args, npy_intp const *dims, npy_intp const *s
     /* Our kernels can raise overflow/underflow flags in intermediate products that saturate by
      * design (x * inv -> inf clamps to qmax); only an error of ours is reported. */
     feclearexcept(FE_ALL_EXCEPT & ~FE_INVALID);
-    if (st != QK_OK) feraiseexcept(FE_INVALID);
+    if (st != QK_OK) {
+        if (st != QK_ERR_NAN && st != QK_ERR_OVERFLOW) /* refused before writing anything */
+            qk_py_zero_outputs(args[nin], n, steps[nin], d->ysize);
+        feraiseexcept(FE_INVALID);
+    }
+}
+
+void qk_py_zero_outputs(char *y, npy_intp n, npy_intp step, int size) {
+    for (npy_intp i = 0; i < n; i++) memset(y + i * step, 0, (size_t)size);
 }
 
 int qk_py_add_ufunc(PyObject *module, const char *name, const char *doc, int nin, int nout,

@@ -13,8 +13,8 @@ QK_TARGET_AVX2 static size_t qk__epi_avx2(const qk_epilogue *ep, size_t o, int p
                                           const int32_t *src, size_t cnt, void *y) {
     const int fp32 = ep->scheme == QK_REQ_FP32;
     if (!fp32 && ep->scheme != QK_REQ_NONE) return 0;
-    const __m256 flo = _mm256_set1_ps((float)(ep->act_min - ep->zero_point));
-    const __m256 fhi = _mm256_set1_ps((float)(ep->act_max - ep->zero_point));
+    const __m256 flo = _mm256_set1_ps(qk__ep_flo(ep));
+    const __m256 fhi = _mm256_set1_ps(qk__ep_fhi(ep));
     const __m256i vzp = _mm256_set1_epi32(ep->zero_point);
     const int is_s8 = ep->out_type == QK_DT_S8;
     size_t i = 0;

@@ -23,8 +23,8 @@ static inline int qk__epi1(const qk_epilogue *ep, size_t o, int32_t raw, int32_t
             float f = (float)acc;
             if (ep->float_bias) f = f + ep->float_bias[o];
             f = f * ep->scale[o];
-            const float flo = (float)(ep->act_min - ep->zero_point);
-            const float fhi = (float)(ep->act_max - ep->zero_point);
+            const float flo = qk__ep_flo(ep);
+            const float fhi = qk__ep_fhi(ep);
             f = f < flo ? flo : (f > fhi ? fhi : f);
             *q = (int32_t)nearbyintf(f) + ep->zero_point;
             return 1;

@@ -22,8 +22,8 @@ typedef struct {
 
 QK_TARGET_AVX512 static inline qk__outc_avx512 qk__outc__avx512(const qk_epilogue *ep) {
     qk__outc_avx512 z;
-    z.flo = _mm512_set1_ps((float)(ep->act_min - ep->zero_point));
-    z.fhi = _mm512_set1_ps((float)(ep->act_max - ep->zero_point));
+    z.flo = _mm512_set1_ps(qk__ep_flo(ep));
+    z.fhi = _mm512_set1_ps(qk__ep_fhi(ep));
     z.vzp = _mm512_set1_epi32(ep->zero_point);
     return z;
 }

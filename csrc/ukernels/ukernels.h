@@ -31,6 +31,16 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The fp32 clamp bounds act_min - zero_point and act_max - zero_point as floats, computed wide:
+ * with QK_REQ_NONE those fields are not checked (nor used), and an int32 difference of
+ * unchecked values could overflow. */
+static inline float qk__ep_flo(const qk_epilogue *ep) {
+    return (float)((int64_t)ep->act_min - ep->zero_point);
+}
+static inline float qk__ep_fhi(const qk_epilogue *ep) {
+    return (float)((int64_t)ep->act_max - ep->zero_point);
+}
+
 /* The 4 bytes at p (any alignment) as an int32. */
 static inline int32_t qk__ld32(const void *p) {
     int32_t v;

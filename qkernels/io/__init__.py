@@ -9,7 +9,8 @@ Example:
     >>> io.read_alpha_factors(p)
     array([ 0, -2], dtype=int32)
 """
-from ._atomic import atomic_savez, atomic_write_bytes, atomic_write_text, umask
+from ._atomic import (atomic_savez, atomic_write_bytes, atomic_write_text, clean_stale_temps,
+                      umask)
 from .arrays import format_array, format_c_arrays, format_params, read_array, read_params
 from .cheader import format_layernorm_header
 from .hexmem import format_hex, read_hex
@@ -27,7 +28,8 @@ __all__ = [
     "format_array", "format_c_arrays", "format_params", "read_array", "read_params",
     "format_hex", "read_hex", "umask",
     "FormatError", "GoldenRef", "QuantizedData", "atomic_savez", "atomic_write_bytes",
-    "atomic_write_text", "format_alpha_factors", "format_global_params", "format_golden_int",
+    "atomic_write_text", "clean_stale_temps", "format_alpha_factors", "format_global_params",
+    "format_golden_int",
     "format_golden_ref", "format_layernorm_header", "format_layernorm_int",
     "format_layernorm_int_params",
     "format_layernorm_weights", "format_quantized_param", "format_raw_vector", "format_vector",

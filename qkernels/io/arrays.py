@@ -54,30 +54,93 @@ def format_array(values: np.ndarray, comment: str = "") -> str:
 
 
 def read_array(path: PathLike, dtype: Union[str, np.dtype, None] = None) -> np.ndarray:
-    """Read a file written by :func:`format_array` (integers unless a value has a '.' or 'e')."""
+    """Read a file written by :func:`format_array` (integers unless a value has a '.' or 'e').
+
+    Integers are read into int64 (or ``dtype``), floats into float32 (or ``dtype``). Raises
+    :class:`~qkernels.io.FormatError` (a ValueError) naming the file and line for a value that
+    is not a number, an integer outside the target type (a 20-digit integer does not fit in
+    int64), a finite value that overflows a float type, a count or shape that does not match.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from qkernels.io import format_array, read_array
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "w.txt"
+        >>> _ = p.write_text(format_array(np.int8([[1, -2]])))
+        >>> read_array(p)
+        array([[ 1, -2]])
+    """
+    from .quantized import FormatError
+
+    def fail(line: int, what: str) -> FormatError:
+        return FormatError(f"{path}:{line}: {what}")
+
     shape = None
     vals = []
     count = None
-    with open(path) as f:
-        for line in f:
-            s = line.strip()
-            if not s:
-                continue
-            if s.startswith("#"):
-                m = re.match(r"#\s*shape\s*(.*)$", s)
-                if m:
+    count_line = 0
+    try:
+        with open(path, encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not an ASCII text file ({exc.reason} at byte "
+                          f"{exc.start})") from None
+    for ln, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("#"):
+            m = re.match(r"#\s*shape\s*(.*)$", s)
+            if m:
+                try:
                     shape = tuple(int(t) for t in m.group(1).split())
-                continue
-            if count is None:
+                except ValueError:
+                    raise fail(ln, f"bad shape line {s!r}") from None
+                if any(d < 0 for d in shape):
+                    raise fail(ln, f"negative dimension in {s!r}")
+            continue
+        if count is None:
+            try:
                 count = int(s)
-                continue
-            vals.append(s)
+            except ValueError:
+                raise fail(ln, f"expected the value count, got {s!r}") from None
+            if count < 0:
+                raise fail(ln, f"negative count {count}")
+            count_line = ln
+            continue
+        vals.append((s, ln))
     if count is None or len(vals) != count:
-        raise ValueError(f"{path}: expected {count} values, found {len(vals)}")
-    is_float = any(("." in v or "e" in v.lower() or "n" in v.lower()) for v in vals)
-    arr = np.array([float(v) for v in vals] if is_float else [int(v) for v in vals],
-                   dtype=dtype or (np.float32 if is_float else np.int64))
-    return arr.reshape(shape) if shape is not None else arr
+        raise fail(count_line or len(lines), f"expected {count} values, found {len(vals)}")
+    if shape is not None and int(np.prod(shape, dtype=object)) != count:
+        raise fail(count_line, f"shape {shape} holds {int(np.prod(shape, dtype=object))} "
+                               f"values, the count is {count}")
+    is_float = any(("." in v or "e" in v.lower() or "n" in v.lower()) for v, _ in vals)
+    dt = np.dtype(dtype) if dtype is not None else np.dtype(np.float32 if is_float else np.int64)
+    out = np.empty(count, dt)
+    if dt.kind in "iub" and not is_float:
+        info = np.iinfo(dt) if dt.kind != "b" else None
+        for i, (v, ln) in enumerate(vals):
+            try:
+                n = int(v)
+            except ValueError:
+                raise fail(ln, f"expected an integer, got {v!r}") from None
+            if info is not None and not info.min <= n <= info.max:
+                raise fail(ln, f"{v} does not fit in {dt} [{info.min}, {info.max}]")
+            out[i] = n
+    else:
+        if dt.kind in "iub":
+            raise fail(vals[0][1] if vals else count_line,
+                       f"float values cannot be read as {dt}")
+        for i, (v, ln) in enumerate(vals):
+            try:
+                x = float(v)
+            except ValueError:
+                raise fail(ln, f"expected a number, got {v!r}") from None
+            with np.errstate(over="ignore"):
+                y = np.array(x, dt)
+            if np.isfinite(x) and not np.isfinite(y):
+                raise fail(ln, f"{v} overflows {dt}")
+            out[i] = y
+    return out.reshape(shape) if shape is not None else out
 
 
 def format_c_arrays(arrays: Mapping[str, np.ndarray], guard: str,

@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._atomic import atomic_write_text
+from ._atomic import atomic_write_text, clean_stale_temps
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -58,11 +58,17 @@ class _Lines:
     def __init__(self, path: PathLike) -> None:
         self.path = Path(path)
         try:
-            self.lines = self.path.read_text(encoding="ascii").splitlines()
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             raise FormatError(f"{self.path}: file not found") from None
-        except UnicodeDecodeError:
-            raise FormatError(f"{self.path}: not an ASCII text file") from None
+        except IsADirectoryError:
+            raise FormatError(f"{self.path}: a folder, not a file") from None
+        try:
+            self.lines = raw.decode("ascii").splitlines()
+        except UnicodeDecodeError as exc:
+            line = raw[:exc.start].count(b"\n") + 1
+            raise FormatError(f"{self.path}:{line}: not an ASCII text file (byte "
+                              f"0x{raw[exc.start]:02x})") from None
         self.i = 0
 
     def fail(self, what: str) -> FormatError:
@@ -83,23 +89,36 @@ class _Lines:
         return line
 
     def int(self, lo: Optional[int] = None, hi: Optional[int] = None) -> int:
-        line = self.next()
+        return self.integer(self.next(), lo, hi)
+
+    def float(self, f32: bool = False, positive: bool = False) -> float:
+        """A finite number (finite as float32 too with ``f32``; > 0 with ``positive``)."""
+        return self.number(self.next(), f32, positive)
+
+    def number(self, text: str, f32: bool = False, positive: bool = False,
+               what: str = "a number") -> float:
         try:
-            v = int(line)
+            v = float(text)
         except ValueError:
-            raise self.fail(f"expected an integer, got {line!r}") from None
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise self.fail(f"{v} is outside [{lo}, {hi}]")
+            raise self.fail(f"expected {what}, got {text!r}") from None
+        if not np.isfinite(v):
+            raise self.fail(f"{text!r} is not finite")
+        if f32:
+            with np.errstate(over="ignore"):
+                if not np.isfinite(np.float32(v)):
+                    raise self.fail(f"{text!r} overflows float32")
+        if positive and not (np.float32(v) > 0 if f32 else v > 0):
+            raise self.fail(f"{text!r} must be > 0" + (" (as float32)" if f32 else ""))
         return v
 
-    def float(self) -> float:
-        line = self.next()
+    def integer(self, text: str, lo: Optional[int] = None, hi: Optional[int] = None,
+                what: str = "an integer") -> int:
         try:
-            v = float(line)
+            v = int(text)
         except ValueError:
-            raise self.fail(f"expected a number, got {line!r}") from None
-        if not np.isfinite(v):
-            raise self.fail(f"{line!r} is not finite")
+            raise self.fail(f"expected {what}, got {text!r}") from None
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise self.fail(f"{v} is outside [{lo}, {hi}]")
         return v
 
     def labelled(self, label: str) -> str:
@@ -120,7 +139,8 @@ def _ints(lines: _Lines, n: int, lo: int, hi: int) -> np.ndarray:
 
 
 def _floats(lines: _Lines, n: int) -> np.ndarray:
-    return np.array([lines.float() for _ in range(n)], np.float64)
+    """n float32 values (finite as float32: a C bench reads them into float)."""
+    return np.array([lines.float(f32=True) for _ in range(n)], np.float64)
 
 
 def _join(lines: Sequence[str]) -> str:
@@ -151,10 +171,9 @@ def read_global_params(path: PathLike) -> Tuple[int, int, float, int]:
     """``(hidden_dim, num_vectors, S, zp)``; S is rounded to float32 as the kernels use it."""
     r = _Lines(path)
     r.comment()
-    c, n, s, zp = r.int(1), r.int(0), r.float(), r.int(0, 255)
+    # every vector has a file of its own: a folder of 0 vectors is not one this format describes
+    c, n, s, zp = r.int(1), r.int(1), r.float(f32=True, positive=True), r.int(0, 255)
     r.end()
-    if not s > 0:
-        raise FormatError(f"{path}: global_s must be > 0, got {s}")
     return c, n, float(np.float32(s)), zp
 
 
@@ -236,7 +255,7 @@ def read_quantized_param(path: PathLike) -> Tuple[np.ndarray, float, int]:
     r.comment()
     r.comment()
     n = r.int(1)
-    s, zp = r.float(), r.int(-128, 127)
+    s, zp = r.float(f32=True, positive=True), r.int(-128, 127)
     v = _ints(r, n, -128, 127).astype(np.int8)
     r.end()
     return v, s, zp
@@ -269,21 +288,19 @@ def read_golden_ref(path: PathLike, channels: Optional[int] = None) -> GoldenRef
     r = _Lines(path)
     r.comment()
 
-    def num(label: str) -> float:
-        t = r.labelled(label)
-        try:
-            return float(t)
-        except ValueError:
-            raise r.fail(f"{label} {t!r} is not a number") from None
+    def num(label: str, **kw) -> float:
+        return r.number(r.labelled(label), what=f"a number after {label!r}", **kw)
 
-    S = num("Global S:")
-    zp = int(num("Global ZP:"))
+    S = num("Global S:", f32=True, positive=True)
+    zp = r.integer(r.labelled("Global ZP:"), 0, 255, what="an integer after 'Global ZP:'")
     om, ov = num("ORIGINAL Mean:"), num("ORIGINAL Variance:")
     rm, rv = num("Reconstructed Mean:"), num("Reconstructed Variance:")
     r.labelled("Output:")
-    vals = [float(ln) for ln in r.lines[r.i:] if ln.strip()]
+    vals = []
+    while any(ln.strip() for ln in r.lines[r.i:]):
+        vals.append(r.float(f32=True))
     if channels is not None and len(vals) != channels:
-        raise FormatError(f"{path}: {len(vals)} output values, expected {channels}")
+        raise FormatError(f"{path}:{r.i}: {len(vals)} output values, expected {channels}")
     return GoldenRef(S, zp, om, ov, rm, rv, np.array(vals, np.float64))
 
 
@@ -311,27 +328,62 @@ def format_layernorm_int_params(cfg: Dict[str, object]) -> str:
     return _join(lines)
 
 
+_INT_PARAM_KEYS = ("eps", "out_scale", "out_zero_point", "K", "sole_rounding", "methods")
+
+
 def read_layernorm_int_params(path: PathLike) -> Dict[str, object]:
+    """The ``key value`` lines, each checked (a bad value names its line): eps finite and
+    >= 0, out_scale finite and > 0 as float32, out_zero_point in [-128, 127], K in [0, 7],
+    sole_rounding ``round`` or ``truncate``, methods a comma-separated list of names."""
     r = _Lines(path)
     r.comment()
-    cfg: Dict[str, object] = {}
-    for ln in r.lines[1:]:
-        if not ln.strip():
+    out: Dict[str, object] = {}
+    lines: Dict[str, int] = {}
+    while any(ln.strip() for ln in r.lines[r.i:]):
+        ln = r.next()
+        if not ln:
             continue
         parts = ln.split()
         if len(parts) != 2:
-            raise FormatError(f"{path}: bad line {ln!r} (expected 'key value')")
-        cfg[parts[0]] = parts[1]
-    try:
-        out = {"eps": float(cfg["eps"]), "out_scale": float(np.float32(float(cfg["out_scale"]))),
-               "out_zero_point": int(cfg["out_zero_point"]), "K": int(cfg["K"]),
-               "sole_rounding": str(cfg["sole_rounding"]),
-               "methods": str(cfg["methods"]).split(",")}
-    except KeyError as exc:
-        raise FormatError(f"{path}: missing key {exc.args[0]!r}") from None
-    except ValueError as exc:
-        raise FormatError(f"{path}: {exc}") from None
+            raise r.fail(f"bad line {ln!r} (expected 'key value')")
+        k, v = parts
+        if k not in _INT_PARAM_KEYS:
+            raise r.fail(f"unknown key {k!r} (expected one of {', '.join(_INT_PARAM_KEYS)})")
+        if k in lines:
+            raise r.fail(f"key {k!r} repeated (first on line {lines[k]})")
+        lines[k] = r.i
+        if k == "eps":
+            e = r.number(v, what="eps, a number")
+            if e < 0:
+                raise r.fail(f"eps {v!r} must be >= 0")
+            out[k] = e
+        elif k == "out_scale":
+            out[k] = float(np.float32(r.number(v, f32=True, positive=True, what="out_scale")))
+        elif k == "out_zero_point":
+            out[k] = r.integer(v, -128, 127, what="out_zero_point, an integer")
+        elif k == "K":
+            out[k] = r.integer(v, 0, 7, what="K, an integer")
+        elif k == "sole_rounding":
+            if v not in ("round", "truncate"):
+                raise r.fail(f"sole_rounding {v!r} must be 'round' or 'truncate'")
+            out[k] = v
+        else:
+            names = v.split(",")
+            if not all(re.fullmatch(r"[a-z_]+", m) for m in names):
+                raise r.fail(f"methods {v!r} must be comma-separated names")
+            out[k] = names
+    missing = [k for k in _INT_PARAM_KEYS if k not in out]
+    if missing:
+        raise FormatError(f"{path}:{r.i}: missing key {missing[0]!r}")
     return out
+
+
+def key_line(path: PathLike, key: str) -> int:
+    """The 1-based line of ``key value`` in a key-value file (0 when absent), for messages."""
+    for i, ln in enumerate(Path(path).read_text(encoding="ascii", errors="replace").splitlines()):
+        if ln.split()[:1] == [key]:
+            return i + 1
+    return 0
 
 
 def format_layernorm_int(tag: str, ln) -> str:
@@ -430,8 +482,12 @@ def write_quantized_dir(out_dir: PathLike, data: QuantizedData,
         >>> # see qkernels.collect.write_outputs for the full pipeline
     """
     d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    (d / RAW_DIR).mkdir(exist_ok=True)
+    for sub in (d, d / RAW_DIR):
+        try:
+            sub.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, str(sub)) from None
+        clean_stale_temps(sub)   # leftovers of a run that was killed mid-write
     n, c = data.vectors.shape
     written = []
 
@@ -465,10 +521,13 @@ def write_quantized_dir(out_dir: PathLike, data: QuantizedData,
     return written
 
 
-def read_quantized_dir(in_dir: PathLike) -> QuantizedData:
+def read_quantized_dir(in_dir: PathLike,
+                       known_methods: Optional[Sequence[str]] = None) -> QuantizedData:
     """Read a ``data/quantized/`` folder back (the inverse of :func:`write_quantized_dir`).
 
     Checks counts and ranges line by line; raises :class:`FormatError` naming the file and line.
+    With ``known_methods``, every method named in ``layernorm_int_params.txt`` must be one of
+    them.
     """
     d = Path(in_dir)
     if not d.is_dir():
@@ -476,10 +535,10 @@ def read_quantized_dir(in_dir: PathLike) -> QuantizedData:
     c, n, S, zp = read_global_params(d / GLOBAL_PARAMS)
     alpha = read_alpha_factors(d / ALPHA_FACTORS)
     if alpha.size != c:
-        raise FormatError(f"{d / ALPHA_FACTORS}: {alpha.size} alphas, hidden_dim is {c}")
+        raise FormatError(f"{d / ALPHA_FACTORS}:2: {alpha.size} alphas, hidden_dim is {c}")
     gamma, beta = read_layernorm_weights(d / LAYERNORM_WEIGHTS)
     if gamma.size != c:
-        raise FormatError(f"{d / LAYERNORM_WEIGHTS}: {gamma.size} weights, hidden_dim is {c}")
+        raise FormatError(f"{d / LAYERNORM_WEIGHTS}:1: {gamma.size} weights, hidden_dim is {c}")
     gq = read_quantized_param(d / GAMMA_QUANTIZED)
     bq = read_quantized_param(d / BETA_QUANTIZED)
     cfg = read_layernorm_int_params(d / LAYERNORM_INT_PARAMS) \
@@ -488,18 +547,25 @@ def read_quantized_dir(in_dir: PathLike) -> QuantizedData:
     raw = np.zeros((n, c), np.float32)
     refs = []
     methods = list(cfg.get("methods", [])) if cfg else []  # type: ignore[arg-type]
+    for m in methods:
+        if known_methods is not None and m not in known_methods:
+            f = d / LAYERNORM_INT_PARAMS
+            raise FormatError(f"{f}:{key_line(f, 'methods')}: unknown method {m!r} (known: "
+                              f"{', '.join(known_methods)})")
     gint = {m: np.zeros((n, c), np.int8) for m in methods}
     for i in range(n):
         for name, arr, reader in ((f"vector_{i:03d}.txt", vecs, read_vector),
                                   (f"{RAW_DIR}/raw_vec_{i:03d}.txt", raw, read_raw_vector)):
             v = reader(d / name)
             if v.size != c:
-                raise FormatError(f"{d / name}: {v.size} values, hidden_dim is {c}")
+                raise FormatError(f"{d / name}:{1 if name.startswith(RAW_DIR) else 2}: "
+                                  f"{v.size} values, hidden_dim is {c}")
             arr[i] = v
         refs.append(read_golden_ref(d / f"golden_ref_vec{i:03d}.txt", c))
         for m in methods:
             v = read_golden_int(d / f"golden_int_{m}_vec{i:03d}.txt")
             if v.size != c:
-                raise FormatError(f"golden_int_{m}_vec{i:03d}.txt: {v.size} values, expected {c}")
+                raise FormatError(f"{d}/golden_int_{m}_vec{i:03d}.txt:2: {v.size} values, "
+                                  f"hidden_dim is {c}")
             gint[m][i] = v
     return QuantizedData(S, zp, alpha, vecs, raw, gamma, beta, gq, bq, refs, gint, cfg)

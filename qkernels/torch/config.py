@@ -269,22 +269,32 @@ class QuantConfig:
     @staticmethod
     def from_yaml(path: str) -> "QuantConfig":
         """Read a YAML file (needs PyYAML: ``pip install qkernels[yaml]``); errors name the file."""
-        try:
-            import yaml
-        except ImportError as exc:   # pragma: no cover - depends on the environment
-            raise ImportError("reading a YAML config needs PyYAML: pip install pyyaml") from exc
-        with open(path) as f:
-            try:
-                data = yaml.safe_load(f)
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-                raise ValueError(f"{where}: not valid YAML: {problem}") from None
+        data = read_yaml(path)
         try:
             return QuantConfig.from_dict(data or {})
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
+
+
+def read_yaml(path: str) -> Any:
+    """The content of a YAML file (``safe_load``); a syntax error is a ValueError naming
+    ``file:line:column``. Needs PyYAML.
+
+    Example:
+        >>> # read_yaml("examples/quant_config.yaml")["preset"]
+    """
+    try:
+        import yaml
+    except ImportError as exc:   # pragma: no cover - depends on the environment
+        raise ImportError("reading a YAML config needs PyYAML: pip install pyyaml") from exc
+    with open(path) as f:
+        try:
+            return yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ValueError(f"{where}: not valid YAML: {problem}") from None
 
 
 _TC_FIELDS = tuple(f.name for f in fields(TensorConfig))

@@ -51,6 +51,26 @@ def _q(meta: Optional[QMeta]) -> Callable[[np.ndarray], QTensor]:
     return lambda v: QTensor(v, meta.scale, meta.zero_point)
 
 
+def _saturating(out: QMeta, kernel: Kernel) -> Kernel:
+    """``kernel`` with its output clamped to ``out``'s bit range when that is narrower than the
+    storage type (4-bit activations in int8: [-8, 7]); PyTorch's quantized add and LeakyReLU
+    saturate to the storage type only."""
+    if out.bits is None:
+        return kernel
+    lo, hi = out.qrange()
+    k = rt.per_sample(lambda t, *xs: np.clip(kernel(t, *xs), lo, hi))
+    k.per_sample = getattr(kernel, "per_sample", False)   # type: ignore[attr-defined]
+    return k
+
+
+def _bits_params(out: QMeta) -> Dict[str, Any]:
+    """``qmin`` / ``qmax`` for the export when the output is narrower than its storage type."""
+    if out.bits is None:
+        return {}
+    lo, hi = out.qrange()
+    return {"qmin": int(lo), "qmax": int(hi)}
+
+
 @dataclass(eq=False)
 class Layer:
     """One node of the integer graph (see the module docstring)."""
@@ -345,14 +365,16 @@ class AddLayer(Layer):
                    self.relu).q
 
     def kernel(self) -> Kernel:
-        return rt.add_kernel(self.a, self.b, self.out.scale, self.out.zero_point, self.relu,
-                             self._ref, engine=self.engine)
+        return _saturating(self.out, rt.add_kernel(self.a, self.b, self.out.scale,
+                                                   self.out.zero_point, self.relu, self._ref,
+                                                   engine=self.engine))
 
     def reference_kernel(self) -> Kernel:
-        return lambda t, x, y: self._ref(x, y)
+        return _saturating(self.out, lambda t, x, y: self._ref(x, y))
 
     def params(self) -> Dict[str, Any]:
-        return dict(super().params(), relu=bool(self.relu), engine=self.engine,
+        return dict(super().params(), **_bits_params(self.out), relu=bool(self.relu),
+                    engine=self.engine,
                     input0_scale=float(self.a.scale), input0_zero_point=int(self.a.zero_point),
                     input1_scale=float(self.b.scale), input1_zero_point=int(self.b.zero_point))
 
@@ -434,14 +456,14 @@ class LeakyReLULayer(Layer):
         return qa.q_leaky_relu(_q(self.x)(q), self.slope, self.out.scale, self.out.zero_point).q
 
     def kernel(self) -> Kernel:
-        return rt.leaky_relu_kernel(self.x, self.slope, self.out.scale, self.out.zero_point,
-                                    self._ref)
+        return _saturating(self.out, rt.leaky_relu_kernel(self.x, self.slope, self.out.scale,
+                                                          self.out.zero_point, self._ref))
 
     def reference_kernel(self) -> Kernel:
-        return lambda t, q: self._ref(q)
+        return _saturating(self.out, lambda t, q: self._ref(q))
 
     def params(self) -> Dict[str, Any]:
-        return dict(super().params(), slope=float(self.slope), x_scale=float(self.x.scale),
+        return dict(super().params(), **_bits_params(self.out), slope=float(self.slope), x_scale=float(self.x.scale),
                     x_zero_point=int(self.x.zero_point))
 
 

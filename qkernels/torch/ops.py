@@ -288,9 +288,15 @@ def _clamp_builder(bounds: Callable[[Any], Tuple[Optional[float], Optional[float
 # ---- LeakyReLU ------------------------------------------------------------------------------------
 def _leaky_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
     xm = _qin(args[0], f"module {node.name}")
-    out = ctx.out(node.name)
-    return Ly.LeakyReLULayer(node.name, (args[0].name,), QMeta(out.scale, out.zero_point, xm.dtype),
+    return Ly.LeakyReLULayer(node.name, (args[0].name,), _out_like(ctx.out(node.name), xm),
                              x=xm, slope=float(mod.negative_slope))
+
+
+def _out_like(out: QMeta, x: QMeta) -> QMeta:
+    """The output parameters of an op whose integers keep the input's storage type (LeakyReLU,
+    Hardswish), with the calibrated bit width when the types agree."""
+    same = np.dtype(out.dtype) == np.dtype(x.dtype)
+    return QMeta(out.scale, out.zero_point, x.dtype, out.bits if same else None)
 
 
 def _leaky_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
@@ -550,9 +556,11 @@ def _hardsigmoid_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args
 
 def _hardswish_layer(name: str, x: Any, out: QMeta, engine: str = "fbgemm") -> Ly.Layer:
     xm = _qin(x, f"hardswish {name}")
-    out = QMeta(out.scale, out.zero_point, xm.dtype)
-    return Ly.LookupLayer(name, (x.name,), out, x=xm, table=hardswish_table(xm, out, engine),
-                          function="hardswish")
+    out = _out_like(out, xm)
+    table = hardswish_table(xm, out, engine)
+    if out.bits is not None:   # saturate to the bit range as every other op does
+        table = np.clip(table, *out.qrange()).astype(table.dtype)
+    return Ly.LookupLayer(name, (x.name,), out, x=xm, table=table, function="hardswish")
 
 
 def _hardswish_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
@@ -86,7 +87,7 @@ def _module_kind(mod: torch.nn.Module) -> Tuple[Optional[torch.nn.Module], Optio
 
 
 def _quantize_weights(gm: fx.GraphModule, node: fx.Node, mod: torch.nn.Module,
-                      cfg: QuantConfig) -> Optional[WeightInfo]:
+                      cfg: QuantConfig, fixed_scale: Any = None) -> Optional[WeightInfo]:
     base, act = _module_kind(mod)
     if base is None:
         return None
@@ -100,6 +101,14 @@ def _quantize_weights(gm: fx.GraphModule, node: fx.Node, mod: torch.nn.Module,
         bits=wcfg.qbits())
     obs.update(w)
     wq = obs.calculate_qparams()
+    if fixed_scale is not None:   # given (e.g. learned by QAT) instead of observed
+        key = f"fixed_qparams[{node.name + '.weight'!r}]"
+        ws = np.asarray(fixed_scale, F32)
+        if ws.size not in (1, np.size(wq.scale)) or not np.all(np.isfinite(ws) & (ws > 0)):
+            raise ValueError(f"{key}: {np.size(wq.scale)} finite positive scale(s) expected, "
+                             f"got {ws}")
+        ws = ws.reshape(()) if ws.size == 1 else ws.reshape(-1)
+        wq = replace(wq, scale=np.broadcast_to(ws, np.shape(wq.scale)).copy())
     if np.any(np.asarray(wq.zero_point) != 0):
         raise ValueError("weights must be symmetric (zero point 0) for the integer kernels")
     w_int = qk.quantize(w, wq.scale, 0, dtype=wcfg.dtype(), bits=wcfg.qbits(), axis=axis,
@@ -273,7 +282,8 @@ def _check_config(cfg: QuantConfig) -> None:
 # ---- quantize_model ---------------------------------------------------------------------------------
 def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], *,
                    config: Optional[QuantConfig] = None,
-                   handlers: Optional[Dict[type, Handler]] = None) -> IntegerModel:
+                   handlers: Optional[Dict[type, Handler]] = None,
+                   fixed_qparams: Optional[Dict[str, Any]] = None) -> IntegerModel:
     """Calibrate ``model`` on ``calib_data`` (an iterable of input batches) and return an
     :class:`~qkernels.torch.IntegerModel` that runs it on qkernels' integer kernels. Dynamic mode
     (``QuantConfig(mode="dynamic")``) calibrates nothing: ``calib_data`` may be None.
@@ -281,6 +291,13 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     A layer without an integer implementation is refused here, by name; keep it in float
     (``QuantConfig(float_modules=("name",))``) or give its module type an integer ``handler``
     (``handlers={nn.GELU: fn}``, see :data:`Handler`): both get calibrated output parameters.
+
+    ``fixed_qparams`` gives parameters instead of observing them (e.g. the scales QAT learned):
+    ``{node: (scale, zero_point)}`` for the output of a node that is calibrated (its own
+    observer: a model input, a conv / linear, an add, ...; not one that keeps its input's
+    parameters), ``{node + ".weight": scale}`` (a scalar, or one a channel with per-channel
+    weights) for a conv / linear layer's weights. Node names are the fused graph's (the keys of
+    ``IntegerModel.layers``); a name that is no such point is a ValueError.
 
     Raises:
         NotImplementedError: a layer without an integer implementation (the message names it and
@@ -297,6 +314,7 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     _check_config(cfg)
     float_model = copy.deepcopy(model).eval()
     gm = fused_graph(model)
+    fixed = dict(fixed_qparams or {})
     handlers = dict(handlers or {})
     float_nodes = _float_nodes(gm, cfg.float_modules)
     special = set(float_nodes) | {n.name for n in gm.graph.nodes if n.op == "call_module"
@@ -304,10 +322,15 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     weights: Dict[str, WeightInfo] = {}
     for node in gm.graph.nodes:
         if node.op == "call_module" and node.name not in special:
-            W = _quantize_weights(gm, node, gm.get_submodule(node.target), cfg)
+            W = _quantize_weights(gm, node, gm.get_submodule(node.target), cfg,
+                                  fixed.get(node.name + ".weight"))
             if W is not None:
                 weights[node.name] = W
     if cfg.mode == "dynamic":
+        acts = sorted(k for k in fixed if not k.endswith(".weight"))
+        if acts:
+            raise ValueError(f"fixed_qparams: {', '.join(acts)}: dynamic mode quantizes "
+                             "activations per call; only '<layer>.weight' scales can be given")
         qi, rng = _dynamic_quantizer(cfg)
         for W in weights.values():
             W.quantize_input, W.input_range = qi, rng
@@ -354,6 +377,10 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
             if n.name in ln_inputs and isinstance(r, torch.Tensor):
                 ln_inputs[n.name].append(r.detach().numpy().reshape(-1, r.shape[-1]).copy())
             return r
+    unknown = set(fixed) - set(observers) - {n + ".weight" for n in weights}
+    if unknown:
+        raise ValueError(f"fixed_qparams: {', '.join(sorted(unknown))} are not calibrated nodes or "
+                         "'<layer>.weight' of this model (see IntegerModel.layers)")
     if calib_data is None:
         raise ValueError(f"calib_data is None: {cfg.mode} mode calibrates the activations, give "
                          "at least one batch (only mode='dynamic' needs none)")
@@ -367,7 +394,12 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         raise ValueError("calib_data is empty: give at least one batch")
     qparams: Dict[str, Tuple[float, int]] = {}
     for node in gm.graph.nodes:
-        if node.name in observers and node.name in observed:
+        if node.name in fixed:
+            s, z = fixed[node.name]
+            if not (math.isfinite(float(s)) and float(s) > 0):
+                raise ValueError(f"fixed_qparams[{node.name!r}]: scale must be finite and > 0")
+            qparams[node.name] = (float(s), int(z))
+        elif node.name in observers and node.name in observed:
             p = observers[node.name].calculate_qparams()
             qparams[node.name] = (float(np.asarray(p.scale).reshape(-1)[0]),
                                   int(np.asarray(p.zero_point).reshape(-1)[0]))

@@ -3,10 +3,12 @@
  * exact result), never a crash, an endless loop or a write outside the caller's arrays.
  * Run by tests/test_clib.py on every path (auto = VNNI where the CPU has it, avx2, scalar) and by
  * `make sanitize` under ASan/UBSan. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_ref.h"
 #include "qk_test.h"
 #include "qkernels.h"
 
@@ -121,6 +123,17 @@ static void test_overflowing_sizes(void) {
     y[0] = -7;
     QK_CHECK(qk_linear(pw, x, QK_DT_U8, SIZE_MAX / 2, 0, &ep, y, 1) == QK_ERR_ARG && y[0] == -7,
              "linear m too large");
+    /* fuzz finding: with QK_REQ_NONE the (unused, unchecked) act_min and zero_point fed an int32
+     * subtraction that overflowed (UB) in the SIMD output stages */
+    uint8_t x16[16 * 4];
+    int32_t y16[16 * 4];
+    memset(x16, 3, sizeof x16);
+    ep.act_min = INT32_MIN;
+    ep.act_max = INT32_MAX;
+    ep.zero_point = INT32_MAX;
+    QK_CHECK(qk_linear(pw, x16, QK_DT_U8, 16, 0, &ep, y16, 1) == QK_OK && y16[0] == 3 &&
+                 y16[63] == 0,
+             "int32 out with unused act_min/zero_point: %d %d", y16[0], y16[63]);
     qk_packed_weights_free(pw);
 }
 
@@ -146,6 +159,12 @@ static void test_pool_sizes(void) {
              "max pool stride 2^40: %d %d %d %d", y[0], y[1], y[2], y[3]);
     QK_CHECK(qk_qadaptive_avg_pool2d(x, QK_DT_U8, 1, 2, 2, SIZE_MAX / 2, 1, y) == QK_ERR_ARG,
              "avg pool oh * h");
+    /* fuzz finding: an empty output (ow = 0) with oh = 2^40 looped 2^40 times over nothing */
+    QK_CHECK(qk_qmax_pool2d(x, QK_DT_S8, 2, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, (size_t)1 << 40, 0, y) ==
+                 QK_OK,
+             "max pool, empty output, huge oh");
+    QK_CHECK(qk_qadaptive_avg_pool2d(x, QK_DT_U8, 0, 2, 2, (size_t)1 << 40, 1, y) == QK_OK,
+             "avg pool, no planes, huge oh");
 }
 
 static void test_ptf_layernorm_sizes(void) {
@@ -170,16 +189,6 @@ static void test_ptf_layernorm_sizes(void) {
 }
 
 static size_t urnd(size_t lo, size_t hi) { return lo + (size_t)(qk_test_next() % (hi - lo + 1)); }
-static int32_t val8(const uint8_t *p, qk_dtype t, size_t i) {
-    return t == QK_DT_U8 ? (int32_t)p[i] : (int32_t)(int8_t)p[i];
-}
-/* The padded coordinate o * stride + k * dil - pad as an input index, or -1 when it is padding
- * (all in long double-free 64-bit: the test geometry stays below 2^40). */
-static long long in_coord(size_t o, size_t stride, size_t k, size_t dil, size_t pad, size_t n) {
-    const long long v = (long long)(o * stride + k * dil) - (long long)pad;
-    return v >= 0 && v < (long long)n ? v : -1;
-}
-
 /* Huge padding, stride and dilation (the direct path: windows of mostly padding) and small
  * ordinary ones (the dense paths), against an int64 reference; the fp32 epilogue against
  * qk_requantize_s32_u8_fp32 of the int32 result; threads 1 and 3 the same bits. */
@@ -245,20 +254,10 @@ static void test_sparse_vs_reference(void) {
         for (size_t b = 0; b < s.batch; b++)
             for (size_t o = 0; o < oc; o++)
                 for (size_t i = 0; i < oh; i++)
-                    for (size_t j = 0; j < ow; j++) {
-                        int64_t acc = bias[o];
-                        for (size_t c = 0; c < cpg; c++)
-                            for (size_t r = 0; r < kh; r++)
-                                for (size_t t = 0; t < kw; t++) {
-                                    const long long ih = in_coord(i, s.stride_h, r, s.dil_h, s.pad_top, s.in_h);
-                                    const long long iw = in_coord(j, s.stride_w, t, s.dil_w, s.pad_left, s.in_w);
-                                    if (ih < 0 || iw < 0) continue;
-                                    const size_t ch = o / ocg * cpg + c;
-                                    acc += (int64_t)(val8(x, xt, ((b * s.in_c + ch) * s.in_h + (size_t)ih) * s.in_w + (size_t)iw) - xzp) *
-                                           (val8(w, wt, ((o * cpg + c) * kh + r) * kw + t) - wzp[o]);
-                                }
-                        bad += acc != y1[((b * oc + o) * oh + i) * ow + j];
-                    }
+                    for (size_t j = 0; j < ow; j++)
+                        bad += bias[o] + qk_ref_conv_acc(&s, x, xt, xzp, w, wt, wzp, ocg, cpg, kh,
+                                                         kw, b, o, i, j) !=
+                               y1[((b * oc + o) * oh + i) * ow + j];
         QK_CHECK(bad == 0, "it=%d huge=%d: %zu of %zu differ from the reference (pads %zu %zu %zu "
                  "%zu, stride %zu %zu, dil %zu %zu)", it, huge, bad, ny, s.pad_top, s.pad_left,
                  s.pad_bottom, s.pad_right, s.stride_h, s.stride_w, s.dil_h, s.dil_w);
@@ -287,6 +286,147 @@ static void test_sparse_vs_reference(void) {
     }
 }
 
+/* The paths that stage the image in one buffer with the outputs after it (qk__conv2d_wide: a
+ * batch of small images as one wide image; qk__conv2d_gemm: an unpadded 1x1 conv as qk_linear):
+ * with an input part whose byte size is not a multiple of 4, the int32 outputs must still be
+ * aligned (the scalar output stage stores int32_t; UBSan in make sanitize checks it, on every
+ * path) and equal the reference. Found by make fuzz-c. */
+static void test_staged_int32_outputs(void) {
+    static const struct { size_t nb, groups, cpg, ocg, h, w, k, pad; } cases[] = {
+        {2, 1, 3, 2, 3, 3, 3, 1},  /* wide: 3*3*2*5 = 90 input bytes */
+        {2, 3, 2, 1, 3, 3, 3, 1},  /* wide, grouped (the fuzzer's case) */
+        {3, 1, 1, 3, 1, 5, 3, 2},  /* wide: 1*1*3*9 = 27 */
+        {1, 1, 25, 3, 1, 3, 1, 0}, /* gemm: 3 pixels x 25 channels = 75 bytes */
+        {2, 1, 27, 5, 1, 1, 1, 0}, /* gemm: 2 x 27 = 54 */
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        qk_conv2d_shape s;
+        memset(&s, 0, sizeof s);
+        const size_t oc = cases[t].ocg * cases[t].groups, cpg = cases[t].cpg, k = cases[t].k;
+        s.batch = cases[t].nb;
+        s.in_c = cpg * cases[t].groups;
+        s.in_h = cases[t].h;
+        s.in_w = cases[t].w;
+        s.pad_top = s.pad_left = s.pad_bottom = s.pad_right = cases[t].pad;
+        s.stride_h = s.stride_w = s.dil_h = s.dil_w = 1;
+        uint8_t w[5 * 27 * 9];
+        for (size_t i = 0; i < oc * cpg * k * k; i++) w[i] = (uint8_t)qk_test_next();
+        int32_t wzp[8] = {0}, bias[8];
+        for (size_t o = 0; o < oc; o++) bias[o] = (int32_t)urnd(0, 2000) - 1000;
+        qk_packed_weights *pw = NULL;
+        QK_CHECK(qk_pack_conv2d(w, QK_DT_S8, oc, cpg, k, k, cases[t].groups, wzp, &pw) == QK_OK,
+                 "pack case %zu", t);
+        size_t oh, ow;
+        QK_CHECK(qk_conv2d_out_size(&s, pw, &oh, &ow) == QK_OK, "out size case %zu", t);
+        const size_t nx = s.batch * s.in_c * s.in_h * s.in_w, ny = s.batch * oc * oh * ow;
+        uint8_t x[256];
+        for (size_t i = 0; i < nx; i++) x[i] = (uint8_t)qk_test_next();
+        int32_t y[256];
+        qk_epilogue ep;
+        memset(&ep, 0, sizeof ep);
+        ep.scheme = QK_REQ_NONE;
+        ep.out_type = QK_DT_S32;
+        ep.bias = bias;
+        QK_CHECK(qk_conv2d(&s, pw, x, QK_DT_U8, 7, &ep, y, 1) == QK_OK, "conv case %zu", t);
+        size_t bad = 0;
+        for (size_t b = 0; b < s.batch; b++)
+            for (size_t o = 0; o < oc; o++)
+                for (size_t i = 0; i < oh; i++)
+                    for (size_t j = 0; j < ow; j++)
+                        bad += bias[o] + qk_ref_conv_acc(&s, x, QK_DT_U8, 7, w, QK_DT_S8, wzp,
+                                                         cases[t].ocg, cpg, k, k, b, o, i, j) !=
+                               y[((b * oc + o) * oh + i) * ow + j];
+        QK_CHECK(bad == 0, "case %zu: %zu of %zu differ from the reference", t, bad, ny);
+        qk_packed_weights_free(pw);
+    }
+}
+
+/* TFLite's QuantizeMultiplier when the mantissa rounds up to 2^31: multiplier 2^30, shift + 1
+ * (also at the top of the range: 2^30 - 2^-2 gives shift 31); beyond shift 31, QK_ERR_SHIFT. */
+static void test_quantize_multiplier_edges(void) {
+    const struct {
+        double m;
+        int32_t m0, shift;
+        qk_status st;
+    } c[] = {
+        {1073741824.0 - 0.25, 1 << 30, 31, QK_OK},
+        {1073741824.0 - 0x1p-20, 1 << 30, 31, QK_OK},
+        {1073741824.0 - 0.5, 2147483647, 30, QK_OK}, /* q * 2^31 = 2^31 - 1 exactly */
+        {1073741824.0, 1 << 30, 31, QK_OK},
+        {2147483648.0 - 1.0, 2147483647, 31, QK_OK},
+        {2147483648.0 - 0.5, 0, 0, QK_ERR_SHIFT}, /* rounds up to shift 32 */
+        {0.5 - 0x1p-34, 1 << 30, 0, QK_OK},
+        {0.25 - 0x1p-35, 1 << 30, -1, QK_OK},
+        {0x1p-32 - 0x1p-66, 1 << 30, -31, QK_OK}, /* rounds up into the range */
+        {0x1p-33, 0, 0, QK_OK},                  /* shift < -31: zero */
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        int32_t m0 = -1, sh = -99;
+        const qk_status st = qk_quantize_multiplier(c[i].m, &m0, &sh);
+        QK_CHECK(st == c[i].st, "m=%.17g: status %d", c[i].m, (int)st);
+        if (st == QK_OK && c[i].st == QK_OK)
+            QK_CHECK(m0 == c[i].m0 && sh == c[i].shift, "m=%.17g: (%d, %d), want (%d, %d)", c[i].m,
+                     m0, sh, c[i].m0, c[i].shift);
+    }
+}
+
+/* Scales whose reciprocal overflows (denormals at or below 2^-128) are QK_ERR_SCALE for every
+ * kernel that multiplies by fl(1/scale); the division flavours take them, and on every path the
+ * result is the same (checked here against the formula: 0 / tiny = 0, 1 / tiny saturates). */
+static void test_denormal_scales(void) {
+    const float tiny[] = {1e-39f, 0x1p-128f, 0x1p-149f};
+    float x[40];
+    for (int i = 0; i < 40; i++) x[i] = i % 3 == 0 ? 0.0f : (i % 3 == 1 ? 1e-45f : -1.0f);
+    for (size_t t = 0; t < 3; t++) {
+        const float s = tiny[t];
+        uint8_t yu[40];
+        int8_t ys[40];
+        int32_t y32[40];
+        float yf[40];
+        memset(ys, 77, sizeof ys);
+        QK_CHECK(qk_quantize_f32_s8_pt2e(x, 40, s, 5, -128, 127, ys, NULL) == QK_ERR_SCALE &&
+                     ys[0] == 77,
+                 "pt2e s=%g", (double)s);
+        QK_CHECK(qk_quantize_f32_u8_fbgemm(x, 40, s, 5, 0, 255, yu, NULL) == QK_ERR_SCALE, "fbgemm");
+        QK_CHECK(qk_quantize_f32_s32_fbgemm_scalar(x, 40, s, 5, INT32_MIN, INT32_MAX, y32, NULL) ==
+                     QK_ERR_SCALE,
+                 "fbgemm_scalar");
+        double xd[2] = {0.0, 1.0};
+        int16_t y16[2];
+        QK_CHECK(qk_quantize_f64_s16_pt2e(xd, 2, s, 0, INT16_MIN, INT16_MAX, y16, NULL) ==
+                     QK_ERR_SCALE,
+                 "f64 pt2e");
+        QK_CHECK(qk_fake_quantize_f32_torch(x, 40, s, 0, -128, 127, yf, NULL) == QK_ERR_SCALE,
+                 "fake quantize");
+        /* division flavours: defined and equal to the formula on every path */
+        QK_CHECK(qk_quantize_f32_s8_onnx(x, 40, s, 5, -128, 127, ys, NULL) == QK_OK, "onnx");
+        for (int i = 0; i < 40; i++) {
+            const float q = x[i] / s;
+            const int32_t want = q != q ? -999 : (q > 122.0f ? 127 : (q < -133.0f ? -128 : (int32_t)nearbyintf(q) + 5));
+            QK_CHECK(ys[i] == want, "onnx s=%g x=%g: %d want %d", (double)s, (double)x[i], ys[i], want);
+        }
+        QK_CHECK(qk_quantize_f32_s8_tflite(x, 40, s, 5, -128, 127, ys, NULL) == QK_OK, "tflite");
+        uint8_t qa[16] = {0}, qy[16];
+        QK_CHECK(qk_qadd(qa, qa, QK_DT_U8, 16, 0.5f, 0, 0.5f, 0, s, 0, 0, qy) == QK_ERR_SCALE,
+                 "qadd out_scale");
+        QK_CHECK(qk_qleaky_relu(qa, QK_DT_U8, 16, 0.5f, 0, 0.1f, s, 0, qy) == QK_ERR_SCALE,
+                 "qleaky out_scale");
+    }
+    /* the smallest scale with a finite reciprocal is accepted */
+    const float ok_s = nextafterf(0x1p-128f, 1.0f);
+    int8_t ys[40];
+    QK_CHECK(qk_quantize_f32_s8_pt2e(x, 40, ok_s, 5, -128, 127, ys, NULL) == QK_OK, "2^-128 + ulp");
+    /* input scales of the quantized add beyond 2^118: inf - inf would be NaN */
+    uint8_t qa[16], qb[16], qy[16];
+    for (int i = 0; i < 16; i++) qa[i] = 255, qb[i] = 0;
+    QK_CHECK(qk_qadd(qa, qb, QK_DT_U8, 16, 3e38f, 0, 3e38f, 255, 1.0f, 0, 0, qy) == QK_ERR_SCALE,
+             "qadd huge input scales");
+    QK_CHECK(qk_qleaky_relu(qa, QK_DT_U8, 16, 3e38f, 255, 0.0f, 1.0f, 0, qy) == QK_ERR_SCALE,
+             "qleaky huge input scale");
+    QK_CHECK(qk_qadd(qa, qb, QK_DT_U8, 16, 0x1p118f, 0, 0x1p118f, 255, 1.0f, 0, 0, qy) == QK_OK,
+             "qadd 2^118");
+}
+
 int main(void) {
     for (size_t c = 1; c <= 4; c += 3)
         for (int t = 0; t < 2; t++)
@@ -296,5 +436,8 @@ int main(void) {
     test_pool_sizes();
     test_ptf_layernorm_sizes();
     test_sparse_vs_reference();
+    test_staged_int32_outputs();
+    test_quantize_multiplier_edges();
+    test_denormal_scales();
     return QK_TEST_SUMMARY();
 }

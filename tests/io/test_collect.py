@@ -72,7 +72,7 @@ def test_check_mode_finds_a_changed_golden(deit_out, tmp_path, capsys):
     lines[10] = str(int(lines[10]) + 1)
     p.write_text("\n".join(lines) + "\n")
     assert collect.main(["--check", "--out", str(tmp_path)]) == 2
-    assert "golden_int_sole_vec005.txt channel 8" in capsys.readouterr().err
+    assert "golden_int_sole_vec005.txt:11: channel 8" in capsys.readouterr().err
 
 
 def test_c_example_reproduces_goldens(deit_out):
@@ -105,7 +105,7 @@ def test_cli_subsample_is_deterministic(tmp_path, capsys):
 
 def test_pipeline_errors(tmp_path, capsys):
     assert collect.main(["--from-npy", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
-    assert "ln_input.npy not found" in capsys.readouterr().err
+    assert "ln_input.npy: file not found" in capsys.readouterr().err
     assert collect.main(["--check", "--out", str(tmp_path / "nothing")]) == 2
     assert "not a folder" in capsys.readouterr().err
     with pytest.raises(collect.CollectError, match=r"no LayerNorm named 'ln9'; the model has 2: "
