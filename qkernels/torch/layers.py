@@ -44,6 +44,7 @@ __all__ = ["Layer", "QuantizeLayer", "DequantizeLayer", "Conv2dLayer", "LinearLa
            "DynamicLayer", "AddLayer", "ClampLayer", "LeakyReLULayer", "LookupLayer",
            "MaxPool2dLayer", "AvgPool2dLayer", "AdaptiveAvgPool2dLayer", "CatLayer",
            "FlattenLayer", "IdentityLayer", "LayerNormLayer", "FloatLayer", "HandlerLayer",
+           "MulLayer", "ScalarLayer", "MeanLayer", "ShapeLayer",
            "ConstantLayer", "GetItemLayer"]
 
 
@@ -757,12 +758,9 @@ def _fill(t: Any, vals: Sequence[Any]) -> Any:
 
 
 @dataclass(eq=False)
-class FloatLayer(Layer):
-    """An op run in float between integer ones (``QuantConfig.float_modules``, a float region of a
-    PyTorch-quantized model, or any op of a float model): integer inputs dequantized, ``fn`` (a
-    torch module or function, under ``torch.no_grad``) called with the op's own positional and
-    keyword arguments, a tensor output quantized with ``out`` (None: returned as it is, e.g. an
-    int, a tuple or a float tensor)."""
+class _TorchCallLayer(Layer):
+    """A torch module / function / Tensor method called on the run-time values with the node's
+    own positional and keyword arguments (the common part of FloatLayer and ShapeLayer)."""
 
     fn: Any = None
     args: Tuple[Any, ...] = ()          # template (arg_template)
@@ -770,10 +768,6 @@ class FloatLayer(Layer):
     in_metas: Tuple[Optional[QMeta], ...] = ()
     method: bool = False                # fn is a Tensor method name
     what: str = ""
-    op: ClassVar[str] = "float"
-
-    def kernel(self) -> Kernel:
-        return self._torch_kernel(dequantize=True)
 
     def _torch_kernel(self, dequantize: bool) -> Kernel:
         """The torch call on the run-time values; ``dequantize``: integer inputs dequantized and
@@ -819,7 +813,21 @@ class FloatLayer(Layer):
 
 
 @dataclass(eq=False)
-class ShapeLayer(FloatLayer):
+class FloatLayer(_TorchCallLayer):
+    """An op run in float between integer ones (``QuantConfig.float_modules``, a float region of a
+    PyTorch-quantized model, or any op of a float model): integer inputs dequantized, ``fn`` (a
+    torch module or function, under ``torch.no_grad``) called with the op's own positional and
+    keyword arguments, a tensor output quantized with ``out`` (None: returned as it is, e.g. an
+    int, a tuple or a float tensor)."""
+
+    op: ClassVar[str] = "float"
+
+    def kernel(self) -> Kernel:
+        return self._torch_kernel(dequantize=True)
+
+
+@dataclass(eq=False)
+class ShapeLayer(_TorchCallLayer):
     """A data-movement op on integer tensors (``size``, ``view`` / ``reshape``, ``transpose`` /
     ``permute``, ``chunk`` / ``split``, ``squeeze`` / ``unsqueeze``...): the torch op runs on the
     integers themselves, so the values are exact and the quantization parameters are kept
