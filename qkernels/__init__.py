@@ -25,14 +25,18 @@ from .ptf import (LayerNormParams, PTFParams, layernorm_errors, layernorm_refere
                   prepare_layernorm, ptf_calibrate, ptf_dequantize, ptf_layernorm,
                   ptf_layernorm_stats, ptf_quantize, sqnr_db)
 from .qparams import QParams, choose_qparams
+from .transformer import (GeluParams, SoftmaxParams, matmul_int32, prepare_gelu, prepare_softmax,
+                          qgelu, qmatmul, qsoftmax, softmax_dequantize)
 
 __all__ = [
-    "AccumulatorOverflowError", "EntropyObserver", "LayerNormParams", "MSEObserver",
+    "AccumulatorOverflowError", "EntropyObserver", "GeluParams", "LayerNormParams", "MSEObserver",
     "MinMaxObserver", "MovingAverageMinMaxObserver", "Observer", "PTFParams", "PackedConv2d",
     "PackedLinear", "PercentileObserver", "PreparedQConv2d", "PreparedQLinear", "PowerOfTwoModeObserver", "QParams",
-    "accumulator_to_float", "choose_qparams", "get_include", "get_library", "conv2d_int32", "dequantize", "fake_quantize",
-    "layernorm_errors", "layernorm_reference", "linear_int32", "pack_conv2d", "pack_linear",
-    "prepare_layernorm", "prepare_qconv2d", "prepare_qlinear", "presets", "ptf_calibrate", "ptf_dequantize", "ptf_layernorm", "ptf_layernorm_stats",
-    "ptf_quantize", "qconv2d", "qlinear", "quantize", "quantize_multiplier", "requantize",
-    "requantize_float", "requantize_shift", "show_config", "sqnr_db", "ufuncs",
+    "SoftmaxParams", "accumulator_to_float", "choose_qparams", "get_include", "get_library", "conv2d_int32",
+    "dequantize", "fake_quantize", "layernorm_errors", "layernorm_reference", "linear_int32", "matmul_int32",
+    "pack_conv2d", "pack_linear", "prepare_gelu", "prepare_layernorm", "prepare_qconv2d", "prepare_qlinear",
+    "prepare_softmax", "presets", "ptf_calibrate", "ptf_dequantize", "ptf_layernorm", "ptf_layernorm_stats",
+    "ptf_quantize", "qconv2d", "qgelu", "qlinear", "qmatmul", "qsoftmax", "quantize", "quantize_multiplier",
+    "requantize", "requantize_float", "requantize_shift", "show_config", "softmax_dequantize", "sqnr_db",
+    "ufuncs",
 ]

@@ -311,8 +311,8 @@ def _out_range(preset: Preset, x_dtype: np.dtype, out_dtype: Any, out_zero_point
         if not isinstance(out_zero_point, np.ndarray) else int(C.int_param(out_zero_point, "out_zero_point", -2**31, 2**31 - 1))
     if not info.min <= ozp <= info.max:
         raise ValueError(f"out_zero_point={ozp} is outside {odt} [{info.min}, {info.max}]")
-    if not lo <= ozp <= hi:
-        raise ValueError(f"out_zero_point={ozp} is outside [act_min, act_max] = [{lo}, {hi}]")
+    # [act_min, act_max] need not contain the zero point: y = clamp(R(acc) + zp, act_min,
+    # act_max), as TFLite and CMSIS-NN compute it (e.g. zp -128 with act_min -109)
     return odt, ozp, lo, hi
 
 
@@ -378,17 +378,27 @@ def _x_dtype(x_dtype: Any) -> np.dtype:
     return dt
 
 
+def _explicit_epilogue(n: int, multiplier: Any, shift: Any, scheme: Optional[str],
+                       rounding: Optional[str], bias: Any) -> Optional[Epilogue]:
+    """The output stage of the caller's own M0 / shift (None when neither is given), checked."""
+    if (multiplier is None) != (shift is None):
+        raise TypeError("multiplier and shift must be given together")
+    if multiplier is None:
+        return None
+    if rounding is not None:
+        raise ValueError("rounding= applies to shift requantization (pow2); explicit "
+                         "multiplier/shift requantize in fixed point (scheme=)")
+    return P.explicit_epilogue(n, multiplier, shift, scheme, bias)
+
+
 def _epilogue_of(p: _Packed, preset: Preset, x_dtype: np.dtype, x_scale: Any, w_scale: Any,
                  out_scale: Any, bias: Any, multiplier: Any, shift: Any, scheme: Optional[str],
                  rounding: Optional[str]) -> Epilogue:
     """The output stage of one call: the preset's derivation, or the caller's M0 / shift."""
-    if (multiplier is None) != (shift is None):
-        raise TypeError("multiplier and shift must be given together")
-    if multiplier is not None:
-        if rounding is not None:
-            raise ValueError("rounding= applies to shift requantization (pow2); explicit "
-                             "multiplier/shift requantize in fixed point (scheme=)")
-        return P.explicit_epilogue(p.out_channels, multiplier, shift, scheme, bias)
+    e = _explicit_epilogue(p.out_channels, multiplier, shift, scheme, rounding, bias)
+    if e is not None:
+        return e
+    preset = preset.for_op("linear" if isinstance(p, PackedLinear) else "conv")
     preset.check_operands(x_dtype, p.w_dtype, p.w_zero_point)
     ws = p.w_scale if w_scale is None else w_scale
     per_ch = ws is not None and np.ndim(ws) > 0
@@ -664,8 +674,9 @@ def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[Arra
 
     Bit-exact with the runtime named by ``preset`` (:mod:`qkernels.presets`): ``"fbgemm"``
     (``torch.ao.nn.quantized.Linear`` with the fbgemm or x86 engine), ``"qnnpack"``,
-    ``"onnxruntime"`` (``QLinearMatMul``), ``"tflite"`` (reference ``FullyConnected``), ``"pow2"``,
-    or a :class:`~qkernels.presets.Preset` of your own.
+    ``"onnxruntime"`` (``QLinearMatMul``), ``"tflite"`` (LiteRT's reference ``FullyConnected``),
+    ``"tflite_xnnpack"`` (LiteRT's XNNPACK delegate), ``"cmsis_nn"``, ``"pow2"``, or a
+    :class:`~qkernels.presets.Preset` of your own.
 
     Args:
         x: activations (..., K), uint8 or int8 as the preset allows.
@@ -677,10 +688,18 @@ def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[Arra
         out_scale, out_zero_point: output quantization.
         out_dtype: uint8 or int8 (default: uint8 for fbgemm/qnnpack, int8 for tflite, x's dtype
             otherwise).
-        act_min, act_max: output clamp in the integer domain (ReLU: ``act_min=out_zero_point``).
+        act_min, act_max: output clamp in the integer domain (ReLU: ``act_min=out_zero_point``);
+            ``y = clamp(R(acc) + out_zero_point, act_min, act_max)``, the zero point may lie
+            outside the clamp (TFLite, CMSIS-NN).
         multiplier, shift: explicit fixed-point requantization (M0, TFLite shift), per tensor or
-            per channel; they replace the preset's derivation (bias must then be int32).
-        scheme: "double_round" (default) or "single_round", for tflite and explicit multipliers.
+            per channel; they replace the preset altogether (bias must then be int32): the call
+            is the generic ``sum (x - x_zp)(w - w_zp)`` with the caller's arithmetic, so the
+            preset's operand rules (types, tflite's symmetric weights) do not apply.
+        scheme: "double_round", "single_round" or "double_round_half_up": the rounding of
+            explicit multipliers (default double_round), or overriding a TFLite-family preset's
+            (``tflite``: conv double_round, fully connected fp64; ``single_round`` is
+            TFLITE_SINGLE_ROUNDING / CMSIS_NN_USE_SINGLE_ROUNDING builds;
+            ``double_round_half_up`` the optimized built-ins, preset ``tflite_optimized``).
         rounding: shift rounding (pow2): "half_up" (the preset's default), "half_even",
             "half_away", "floor"; refused for presets that do not requantize by a shift.
         overflow: "raise" (default) or "wrap" (two's-complement int32 accumulators).

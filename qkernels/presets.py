@@ -7,18 +7,30 @@ types the runtime takes, how it adds the bias (in float, or as int32 with scale
 or twice, or a plain shift), how it derives that scale or multiplier from the float scales, and
 its rounding. The built-in presets each reproduce one runtime bit for bit:
 
-============  ==============================  ===========================  =========================
-preset        activations / weights           bias                         requantization
-============  ==============================  ===========================  =========================
-fbgemm        uint8 / int8                    float, added in float         fp32 ``fl(fl(xs*ws)/os)``
-                                                                           (PyTorch fbgemm / x86)
-qnnpack       uint8 / int8                    float, quantized to int32     fp32 ``fl(fl(ws*xs) *
-                                              (``quantize_per_tensor``)      fl(1/os))`` (QNNPACK)
-onnxruntime   uint8 or int8 / int8 or uint8   int32                         fp32 ``fl(fl(xs*ws)/os)``
-tflite        int8 / int8 symmetric           int32                         fixed point, double
-                                                                           rounding (TFLite reference)
-pow2          any / any, power-of-two scales  int32                         shift, round half up
-============  ==============================  ===========================  =========================
+==============  ==============================  ==========  ======================================
+preset          activations / weights           bias        requantization
+==============  ==============================  ==========  ======================================
+fbgemm          uint8 / int8                    float       fp32 ``fl(fl(xs*ws)/os)`` (PyTorch
+                                                            fbgemm / x86)
+qnnpack         uint8 / int8                    float ->    fp32 ``fl(fl(ws*xs) * fl(1/os))``
+                                                int32       (QNNPACK)
+onnxruntime     uint8 or int8 / int8 or uint8   int32       fp32 ``fl(fl(xs*ws)/os)``
+tflite          int8 / int8 symmetric           int32       conv / depthwise: fixed point, double
+                                                            rounding; fully connected: fp64
+                                                            ``round((double)acc * xs*ws/os)``
+                                                            (LiteRT's reference kernels)
+tflite_xnnpack  int8 / int8 symmetric           int32       fp32 ``fl(fl(xs*ws)/os)``, round half
+                                                            to even (the XNNPACK delegate)
+tflite_         int8 / int8 symmetric           int32       fixed point: SRDHM, then a shift
+optimized                                                   rounding ties toward +inf (LiteRT's
+                                                            optimized built-ins on x86)
+cmsis_nn        int8 / int8 symmetric           int32       fixed point, double rounding, every
+                                                            op (CMSIS-NN, TFLite Micro)
+pow2            any / any, power-of-two scales  int32       shift, round half up
+==============  ==============================  ==========  ======================================
+
+A runtime whose fully-connected kernel rounds differently from its convolutions says so with
+``Preset.linear`` (a preset of its own for ``qlinear``; :meth:`Preset.for_op`).
 
 A user's own accelerator is one more ``Preset``, passed wherever a preset name is accepted
 (``qlinear(..., preset=p)``, ``qconv2d``, ``QuantConfig(preset=p)``, the export):
@@ -33,7 +45,9 @@ A user's own accelerator is one more ``Preset``, passed wherever a preset name i
     array([[-1]], dtype=int8)
 
 :func:`get` turns a name or a ``Preset`` into a ``Preset``; :meth:`Preset.epilogue` derives the
-exact operands of the C output stage (:class:`Epilogue`) for one layer.
+exact operands of the C output stage (:class:`Epilogue`) for one layer, and
+:meth:`Preset.matmul_epilogue` for a product of two activations (``qkernels.qmatmul``: each batch
+item, e.g. each attention head, is the per-tensor case).
 """
 from __future__ import annotations
 
@@ -44,6 +58,7 @@ import numpy as np
 
 from . import _checks as C
 from . import _core
+from ._elementwise import FLAVORS
 
 __all__ = ["Preset", "Epilogue", "PRESETS", "SCHEMES", "ROUNDINGS", "get", "names"]
 
@@ -53,15 +68,16 @@ SCHEME_CODES: Dict[str, int] = {
     "none": _core.REQ_NONE, "fp32": _core.REQ_FP32, "double_round": _core.REQ_DOUBLE,
     "single_round": _core.REQ_SINGLE, "shift_half_up": _core.REQ_SHIFT_HALF_UP,
     "shift_half_even": _core.REQ_SHIFT_HALF_EVEN, "shift_half_away": _core.REQ_SHIFT_HALF_AWAY,
-    "shift_floor": _core.REQ_SHIFT_FLOOR,
+    "shift_floor": _core.REQ_SHIFT_FLOOR, "fp64": _core.REQ_FP64,
+    "double_round_half_up": _core.REQ_DOUBLE_HALF_UP,
 }
 SCHEME_NAMES: Dict[int, str] = {v: k for k, v in SCHEME_CODES.items()}
 #: Fixed-point schemes (``scheme=`` of qlinear / qconv2d).
-SCHEMES = ("double_round", "single_round")
+SCHEMES = ("double_round", "single_round", "double_round_half_up")
 #: Roundings of the ``shift`` requantization (``rounding=``).
 ROUNDINGS = ("half_up", "half_even", "half_away", "floor")
 
-_REQUANTS = ("fp32", "double_round", "single_round", "shift")
+_REQUANTS = ("fp32", "double_round", "single_round", "double_round_half_up", "shift", "fp64")
 _BIASES = ("float", "quantize", "int32")
 
 
@@ -73,7 +89,10 @@ class Preset:
         name: the preset's name (used in messages, memo keys and exports).
         x_dtypes, w_dtypes: activation and weight types the runtime takes ("uint8", "int8").
         requant: "fp32" (float scale, round half to even), "double_round" / "single_round"
-            (fixed-point M0 and shift, SPEC.md section 4) or "shift" (power-of-two scales only).
+            (fixed-point M0 and shift, SPEC.md section 4), "double_round_half_up" (SRDHM, then
+            the right shift rounds ties toward +inf: TFLite's optimized kernels), "fp64" (``RHAZ((double)acc * s)``
+            with ``s = (double)xs * (double)ws / (double)os``, TFLite's reference
+            FullyConnected) or "shift" (power-of-two scales only).
         bias: "float" (a float bias added to the float-converted accumulator, FBGEMM: per channel
             ``fl(b / fl(xs*ws))``, per tensor ``b * fl(1.0 / (double)fl(xs*ws))``), "quantize"
             (a float bias quantized to int32 with scale ``fl(xs*ws)``, ``quantize_per_tensor``
@@ -86,6 +105,16 @@ class Preset:
         reduce_range: the runtime's activations use 7 bits ([0, 127]); a calibration hint for
             quantizers (FBGEMM without VNNI), not enforced by the kernels.
         bias_bits: width of the integer bias register (saturating), 2..32.
+        multiplier_product: how a fixed-point preset forms ``xs * ws`` for per-tensor weights:
+            "double" (``(double)xs * (double)ws / os``, as per channel: TFLite's int8 conv and
+            depthwise, CMSIS-NN) or "float" (``(double)fl(xs * ws) / os``: TFLite's uint8
+            kernels and per-tensor optimized FullyConnected, ``GetQuantizedConvolutionMultipler``).
+        linear: the preset of fully-connected layers when the runtime's FC kernel differs from
+            its convolutions (e.g. ``tflite``: fp64 FC, double-rounding conv); None: this one.
+        quantize_flavor: the runtime's float -> integer QUANTIZE rounding, a
+            :func:`qkernels.quantize` flavor (``tflite``: "tflite", half away from zero of
+            ``x / s``; ``tflite_xnnpack``: "pt2e", half to even of ``x * fl(1/s)``); used where a
+            front end quantizes model inputs as the runtime does (:mod:`qkernels.torch.tflite`).
         source: where the arithmetic was read (documentation).
     """
 
@@ -100,6 +129,9 @@ class Preset:
     out_dtype: Optional[str] = None
     reduce_range: bool = False
     bias_bits: int = 32
+    multiplier_product: str = "double"
+    linear: Optional["Preset"] = None
+    quantize_flavor: str = "torch"
     source: str = ""
     _x: Tuple[np.dtype, ...] = field(init=False, repr=False, compare=False)
     _w: Tuple[np.dtype, ...] = field(init=False, repr=False, compare=False)
@@ -108,7 +140,9 @@ class Preset:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError("Preset.name must be a non-empty string")
         for attr, allowed in (("requant", _REQUANTS), ("bias", _BIASES),
-                              ("fp32_scale", ("divide", "reciprocal")), ("rounding", ROUNDINGS)):
+                              ("fp32_scale", ("divide", "reciprocal")), ("rounding", ROUNDINGS),
+                              ("multiplier_product", ("double", "float")),
+                              ("quantize_flavor", FLAVORS)):
             if getattr(self, attr) not in allowed:
                 raise ValueError(f"Preset.{attr} must be one of {', '.join(allowed)}; got "
                                  f"{getattr(self, attr)!r}")
@@ -126,6 +160,8 @@ class Preset:
             raise ValueError(f"Preset.out_dtype must be uint8, int8 or None; got {self.out_dtype!r}")
         if not 2 <= int(self.bias_bits) <= 32:
             raise ValueError(f"Preset.bias_bits must be in 2..32; got {self.bias_bits}")
+        if self.linear is not None and not isinstance(self.linear, Preset):
+            raise TypeError(f"Preset.linear must be a Preset or None; got {self.linear!r}")
         object.__setattr__(self, "_x", types["x_dtypes"])
         object.__setattr__(self, "_w", types["w_dtypes"])
 
@@ -139,6 +175,19 @@ class Preset:
     def fixed_point(self) -> bool:
         """Requantization by a fixed-point multiplier (double or single rounding)."""
         return self.requant in SCHEMES
+
+    def for_op(self, op: str) -> "Preset":
+        """The preset of one kind of layer: ``linear`` (fully connected) or ``conv`` (conv and
+        depthwise); :attr:`linear` for fully-connected layers when it is set.
+
+        Example:
+            >>> from qkernels import presets
+            >>> presets.get("tflite").for_op("linear").requant, presets.get("tflite").requant
+            ('fp64', 'double_round')
+        """
+        if op not in ("linear", "conv"):
+            raise ValueError(f"op must be 'linear' or 'conv'; got {op!r}")
+        return self.linear if op == "linear" and self.linear is not None else self
 
     def default_out_dtype(self, x_dtype: Any) -> np.dtype:
         """The output type when the caller names none."""
@@ -184,50 +233,8 @@ class Preset:
         if os_.ndim != 0:
             raise ValueError(f"out_scale must be a scalar; got shape {os_.shape}")
         xs, os_ = np.float32(xs), np.float32(os_)
-        if scheme is not None and not self.fixed_point:
-            raise ValueError(f"scheme= applies to fixed-point requantization (tflite, or explicit "
-                             f"multiplier/shift); preset {self.name!r} requantizes with "
-                             f"{self.requant}" + ("; use rounding=" if self.requant == "shift" else ""))
-        if rounding is not None and self.requant != "shift":
-            raise ValueError(f"rounding= applies to shift requantization (pow2); preset "
-                             f"{self.name!r} requantizes with {self.requant}")
-        with np.errstate(over="ignore", under="ignore"):
-            xw = (xs * ws).astype(np.float32)                                   # fl(in_s * w_s)
-        e = Epilogue()
-        if self.requant == "fp32":
-            if not (np.isfinite(xw).all() and (xw > 0).all()):
-                raise ValueError("x_scale * w_scale is not a positive finite float32")
-            e.scheme = SCHEME_CODES["fp32"]
-            with np.errstate(over="ignore", under="ignore"):
-                if self.fp32_scale == "divide":
-                    e.scale = (xw / os_).astype(np.float32)                     # fl(fl(xs*ws)/os)
-                else:
-                    e.scale = (xw * np.float32(np.float32(1.0) / os_)).astype(np.float32)
-            C.requant_scale(e.scale, x_scale, w_scale, out_scale)
-        elif self.fixed_point:
-            with np.errstate(over="ignore"):   # an overflow is refused below, naming the scales
-                if per_channel_w:
-                    real = np.float64(xs) * ws.astype(np.float64) / np.float64(os_)
-                else:   # TFLite per tensor: (double)fl(in_s * w_s) / out_s
-                    real = np.full(n, np.float64(np.float32(xs * ws[0])) / np.float64(os_))
-            from ._elementwise import quantize_multiplier
-            C.requant_multiplier(real, x_scale, w_scale, out_scale)
-            e.mult, e.shift = (np.ascontiguousarray(a, np.int32) for a in quantize_multiplier(real))
-            e.scheme = SCHEME_CODES[_choice(scheme or self.requant, SCHEMES, "scheme")]
-        else:   # shift
-            for name, v in (("x_scale", np.atleast_1d(xs)), ("w_scale", ws),
-                            ("out_scale", np.atleast_1d(os_))):
-                bad = ~_is_pow2(v)
-                if bad.any():
-                    val = np.format_float_positional(np.float32(v[int(np.argmax(bad))]))
-                    raise ValueError(f"preset {self.name!r} needs power-of-two scales; {name}={val} "
-                                     f"is not a power of two")
-            sh = _exp2(os_) - _exp2(xs) - _exp2(ws)   # acc * 2^-(sh)
-            if (sh < -31).any() or (sh > 31).any():
-                raise ValueError(f"{self.name} shift out_scale / (x_scale * w_scale) = "
-                                 f"2^{int(sh.max())} is outside [-31, 31]")
-            e.shift = np.ascontiguousarray(np.broadcast_to(sh, (n,)), np.int32)
-            e.scheme = SCHEME_CODES["shift_" + _choice(rounding or self.rounding, ROUNDINGS, "rounding")]
+        e, xw = self._requant(n, per_channel_w, xs, ws, os_, scheme, rounding,
+                              ("x_scale", "w_scale", "out_scale"), (x_scale, w_scale, out_scale))
         if self.bias == "float":
             fb = float_bias(bias, n, self.name)
             if fb is not None:
@@ -249,6 +256,96 @@ class Preset:
             e.bias = int32_bias(bias, n, self.name)
         return e
 
+    def matmul_epilogue(self, n: int, a_scale: Any, b_scale: Any, out_scale: Any,
+                        scheme: Optional[str] = None,
+                        rounding: Optional[str] = None) -> "Epilogue":
+        """The output stage of a product of two activations (attention's ``Q K^T`` and ``P V``,
+        :func:`qkernels.qmatmul`) over ``n`` batch items: each item is the per-tensor case of
+        :meth:`epilogue`, ``a`` in the place of ``x`` and ``b`` of ``w``, with its own scales
+        (scalars, or ``n`` values: per head). TFLite's ``BATCH_MATMUL`` takes
+        ``(double)fl(a_scale * b_scale) / out_scale``, as its per-tensor conv. No bias.
+
+        Example:
+            >>> from qkernels import presets
+            >>> e = presets.get("onnxruntime").matmul_epilogue(2, 0.5, [0.25, 0.5], 1.0)
+            >>> e.scheme_name, e.scale.tolist()
+            ('fp32', [0.125, 0.25])
+        """
+        sa = _scale_vector(_need(a_scale, "a_scale", self.name), n, "a_scale", "one per batch item")
+        sb = _scale_vector(_need(b_scale, "b_scale", self.name), n, "b_scale", "one per batch item")
+        so = _scale_vector(_need(out_scale, "out_scale", self.name), n, "out_scale",
+                           "one per batch item")
+        # TFLite's BATCH_MATMUL: GetQuantizedConvolutionMultipler, the product in float32
+        return self._requant(n, False, sa, sb, so, scheme, rounding,
+                             ("a_scale", "b_scale", "out_scale"), (a_scale, b_scale, out_scale),
+                             product="float")[0]
+
+    def _requant(self, n: int, per_channel_w: bool, xs: Any, ws: np.ndarray, os_: Any,
+                 scheme: Optional[str], rounding: Optional[str],
+                 names: Tuple[str, str, str], given: Tuple[Any, Any, Any],
+                 product: Optional[str] = None) -> Tuple["Epilogue", np.ndarray]:
+        """The requantization of :meth:`epilogue` (scheme, scale or multiplier and shift) for
+        float32 scales ``xs``, ``ws``, ``os_`` (scalars or length ``n``, named ``names`` in
+        errors; ``given``: the caller's values, shown by the range checks of ``_checks``;
+        ``product``: how a fixed-point multiplier forms ``xs * ws`` per tensor, when the op fixes
+        it instead of the preset's ``multiplier_product``); returns it with ``fl(xs * ws)``."""
+        nx, nw, no = names
+        if scheme is not None and not (self.fixed_point or self.requant == "fp64"):
+            raise ValueError(f"scheme= applies to fixed-point requantization (tflite, or explicit "
+                             f"multiplier/shift); preset {self.name!r} requantizes with "
+                             f"{self.requant}" + ("; use rounding=" if self.requant == "shift" else ""))
+        if rounding is not None and self.requant != "shift":
+            raise ValueError(f"rounding= applies to shift requantization (pow2); preset "
+                             f"{self.name!r} requantizes with {self.requant}")
+        with np.errstate(over="ignore", under="ignore"):
+            xw = (xs * ws).astype(np.float32)                                   # fl(in_s * w_s)
+        e = Epilogue()
+        if self.requant == "fp32":
+            if not (np.isfinite(xw).all() and (xw > 0).all()):
+                raise ValueError(f"{nx} * {nw} is not a positive finite float32")
+            e.scheme = SCHEME_CODES["fp32"]
+            with np.errstate(over="ignore", under="ignore"):
+                if self.fp32_scale == "divide":
+                    e.scale = (xw / os_).astype(np.float32)                     # fl(fl(xs*ws)/os)
+                else:
+                    e.scale = (xw * np.float32(np.float32(1.0) / os_)).astype(np.float32)
+            C.requant_scale(e.scale, *given)
+        elif self.fixed_point or self.requant == "fp64":
+            with np.errstate(over="ignore"):   # an overflow is refused below, naming the scales
+                if per_channel_w or (product or self.multiplier_product) == "double":
+                    # TFLite PopulateConvolutionQuantizationParams, FullyConnected per channel and
+                    # its reference kernels: (double)xs * (double)ws[c] / (double)os
+                    real = np.float64(xs) * ws.astype(np.float64) / np.float64(os_)
+                else:   # GetQuantizedConvolutionMultipler: (double)fl(in_s * w_s) / out_s
+                    real = np.broadcast_to(xw.astype(np.float64) / np.asarray(os_, np.float64),
+                                           (n,))
+            if scheme is None and self.requant == "fp64":
+                e.scheme = SCHEME_CODES["fp64"]
+                e.scale = np.ascontiguousarray(real, np.float64)
+                if not (np.isfinite(e.scale).all() and (e.scale > 0).all()):
+                    raise ValueError(f"the requantization scale {nx} * {nw} / {no} is not a "
+                                     f"positive finite number ({nx}={xs}, {no}={os_})")
+            else:
+                from ._elementwise import quantize_multiplier
+                C.requant_multiplier(real, *given)
+                e.mult, e.shift = (np.ascontiguousarray(a, np.int32)
+                                   for a in quantize_multiplier(real))
+                e.scheme = SCHEME_CODES[_choice(scheme or self.requant, SCHEMES, "scheme")]
+        else:   # shift
+            for name, v in ((nx, np.atleast_1d(xs)), (nw, ws), (no, np.atleast_1d(os_))):
+                bad = ~_is_pow2(v)
+                if bad.any():
+                    val = np.format_float_positional(np.float32(v[int(np.argmax(bad))]))
+                    raise ValueError(f"preset {self.name!r} needs power-of-two scales; {name}={val} "
+                                     f"is not a power of two")
+            sh = _exp2(os_) - _exp2(xs) - _exp2(ws)   # acc * 2^-(sh)
+            if (sh < -31).any() or (sh > 31).any():
+                raise ValueError(f"{self.name} shift {no} / ({nx} * {nw}) = "
+                                 f"2^{int(sh.max())} is outside [-31, 31]")
+            e.shift = np.ascontiguousarray(np.broadcast_to(sh, (n,)), np.int32)
+            e.scheme = SCHEME_CODES["shift_" + _choice(rounding or self.rounding, ROUNDINGS, "rounding")]
+        return e, xw
+
 
 class Epilogue:
     """The operands of the C output stage of one conv / linear layer (``qk_epilogue``).
@@ -257,7 +354,8 @@ class Epilogue:
         scheme: the ``qk_requant_scheme`` number (:data:`SCHEME_CODES`); ``scheme_name`` names it.
         bias: int32 bias (or None), in accumulator units (scale ``x_scale * w_scale``).
         fbias: float bias already divided by ``x_scale * w_scale`` (FBGEMM), or None.
-        scale: float32 requantization scale per output channel (fp32 scheme), or None.
+        scale: requantization scale per output channel: float32 (fp32 scheme), float64 (fp64
+            scheme), or None.
         mult, shift: int32 M0 and shift per output channel (fixed point), or the shift (pow2).
     """
 
@@ -322,9 +420,40 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in (
     Preset("onnxruntime", x_dtypes=("uint8", "int8"), w_dtypes=("int8", "uint8"), requant="fp32",
            bias="int32", source="onnxruntime core/mlas/lib/qgemm.cpp, QLinearConv"),
     Preset("tflite", x_dtypes=("int8",), w_dtypes=("int8",), requant="double_round", bias="int32",
-           symmetric_weights=True, out_dtype="int8",
-           source="TFLite kernels/internal/reference/integer_ops/conv.h, fully_connected.h; "
-                  "MultiplyByQuantizedMultiplier"),
+           symmetric_weights=True, out_dtype="int8", quantize_flavor="tflite",
+           linear=Preset("tflite", x_dtypes=("int8",), w_dtypes=("int8",), requant="fp64",
+                         bias="int32", symmetric_weights=True, out_dtype="int8",
+                         quantize_flavor="tflite",
+                         source="LiteRT tflite/kernels/internal/reference/integer_ops/"
+                                "fully_connected.h (requant in double, round())"),
+           source="LiteRT (TFLite) reference kernels, default build (TFLITE_SINGLE_ROUNDING=0): "
+                  "reference/integer_ops/conv.h, depthwise_conv.h (MultiplyByQuantizedMultiplier, "
+                  "double rounding; multipliers from kernel_util.cc "
+                  "PopulateConvolutionQuantizationParams); FullyConnected: fully_connected.h "
+                  "round((double)acc * xs*ws/os) (since 2025-04, 'do requant in float')"),
+    Preset("tflite_xnnpack", x_dtypes=("int8",), w_dtypes=("int8",), requant="fp32",
+           bias="int32", symmetric_weights=True, out_dtype="int8", quantize_flavor="pt2e",
+           source="XNNPACK (LiteRT's default delegate): src/operators/convolution-nhwc.c, "
+                  "fully-connected-nc.c (scale fl(fl(xs*ws)/os)); qs8-qc8w gemm / dwconv "
+                  "fp32 requantization (cvtps2dq, round half to even)"),
+    Preset("tflite_optimized", x_dtypes=("int8",), w_dtypes=("int8",),
+           requant="double_round_half_up", bias="int32", symmetric_weights=True, out_dtype="int8",
+           quantize_flavor="pt2e",
+           linear=Preset("tflite_optimized", x_dtypes=("int8",), w_dtypes=("int8",),
+                         requant="double_round_half_up", bias="int32", symmetric_weights=True,
+                         out_dtype="int8", quantize_flavor="pt2e", multiplier_product="float",
+                         source="LiteRT optimized_integer_ops FullyConnected (x86)"),
+           source="LiteRT (TFLite) optimized built-in kernels on x86 "
+                  "(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES): conv, depthwise and fully "
+                  "connected requantize with SRDHM then a rounding shift whose ties go toward "
+                  "+inf (NEON vqrdmulh / vrshl through NEON_2_SSE), not the reference kernels' "
+                  "RoundingDivideByPOT (ties away from zero); QUANTIZE rounds x * fl(1/s) half to "
+                  "even (measured against LiteRT 2.3.0)"),
+    Preset("cmsis_nn", x_dtypes=("int8",), w_dtypes=("int8",), requant="double_round",
+           bias="int32", symmetric_weights=True, out_dtype="int8", quantize_flavor="tflite",
+           source="CMSIS-NN arm_nn_requantize (default: double rounding; "
+                  "CMSIS_NN_USE_SINGLE_ROUNDING: scheme='single_round'), arm_convolve_s8, "
+                  "arm_depthwise_conv_s8, arm_fully_connected_s8; TFLite Micro reference kernels"),
     Preset("pow2", x_dtypes=("uint8", "int8"), w_dtypes=("int8", "uint8"), requant="shift",
            bias="int32", rounding="half_up", source="power-of-two hardware: (acc + 2^(n-1)) >> n"),
 )}
@@ -369,13 +498,13 @@ def _need(v: Any, name: str, preset: str) -> Any:
     return v
 
 
-def _scale_vector(s: Any, n: int, name: str) -> np.ndarray:
+def _scale_vector(s: Any, n: int, name: str, what: str = "one per output channel") -> np.ndarray:
     v = C.scale_param(s, name)
     if v.ndim == 0:
         return np.full(n, v, np.float32)
     if v.shape != (n,):
         raise ValueError(f"{name} has shape {v.shape}; it must be a scalar or have length {n} "
-                         f"(one per output channel)")
+                         f"({what})")
     return np.ascontiguousarray(v, np.float32)
 
 

@@ -220,7 +220,8 @@ def bench_elementwise(quick: bool = False) -> str:
 
 
 SECTIONS: Dict[str, str] = {"elementwise": "", "gemm": "bench_gemm", "layernorm": "bench_layernorm",
-                            "models": "bench_models", "datagen": "bench_datagen"}
+                            "transformer": "bench_transformer", "models": "bench_models",
+                            "datagen": "bench_datagen"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

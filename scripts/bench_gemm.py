@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qkernels  # noqa: E402
-from benchutil import cpu_info, median_times  # noqa: E402
+from benchutil import cpu_info, median_times, ort_session  # noqa: E402
 
 PEAK_GMACS_PER_CORE = 83.0  # u8 x s8 on AVX2 without VNNI (issue 3); see the note in the output
 
@@ -61,18 +61,8 @@ def _ort():
         return None
 
 
-def _ort_session(mods, node, inits, x, threads):
-    ort, TensorProto, helper, numpy_helper = mods
-    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, list(x.shape))],
-                          [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
-                          initializer=[numpy_helper.from_array(np.asarray(v), n) for n, v in inits])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = 10
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+def _ort_session(node, inits, x, threads):
+    return ort_session(node, [("x", x)], np.uint8, inits, threads)
 
 
 def bench_linear(m: int, k: int, n: int, threads: int, torch, ortm) -> Tuple[float, Optional[float], Optional[float]]:
@@ -96,7 +86,7 @@ def bench_linear(m: int, k: int, n: int, threads: int, torch, ortm) -> Tuple[flo
     if ortm is not None:
         _, _, helper, _ = ortm
         node = helper.make_node("QLinearMatMul", ["x", "xs", "xzp", "w", "ws", "wzp", "os", "ozp"], ["y"])
-        s = _ort_session(ortm, node, [("xs", np.float32(xs)), ("xzp", np.uint8(64)),
+        s = _ort_session(node, [("xs", np.float32(xs)), ("xzp", np.uint8(64)),
                                       ("w", np.ascontiguousarray(w.T)), ("ws", np.float32(ws)),
                                       ("wzp", np.int8(0)), ("os", np.float32(os_)), ("ozp", np.uint8(128))],
                          x, threads)
@@ -131,7 +121,7 @@ def bench_conv(nb: int, c: int, h: int, o: int, k: int, s: int, pad: int, g: int
         bq = np.round(b / (xs * ws)).astype(np.int32)
         node = helper.make_node("QLinearConv", ["x", "xs", "xzp", "w", "ws", "wzp", "os", "ozp", "b"],
                                 ["y"], strides=[s, s], pads=[pad] * 4, group=g, kernel_shape=[k, k])
-        sess = _ort_session(ortm, node, [("xs", np.float32(xs)), ("xzp", np.uint8(64)), ("w", w),
+        sess = _ort_session(node, [("xs", np.float32(xs)), ("xzp", np.uint8(64)), ("w", w),
                                          ("ws", np.float32(ws)), ("wzp", np.int8(0)),
                                          ("os", np.float32(os_)), ("ozp", np.uint8(128)), ("b", bq)],
                             x, threads)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import platform
 import statistics
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 
 def median_time(fn: Callable[[], object], repeat: int, min_time: float = 0.2) -> float:
@@ -69,3 +71,25 @@ def cpu_info() -> Tuple[str, str]:
     except OSError:
         pass
     return name, flags
+
+
+def ort_session(node: Any, inputs: Sequence[Tuple[str, np.ndarray]], y_dtype: Any,
+                inits: Sequence[Tuple[str, Any]], threads: int = 1) -> Any:
+    """An ONNX Runtime CPU session of the graph made of one `node`: `inputs` (name, array) are the
+    graph inputs (their 8-bit dtypes and shapes), "y" the output (y_dtype, 8-bit), `inits`
+    (name, value) the initializers; opset 21, `threads` intra-op threads, all optimizations."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    t = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8}
+    g = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info(n, t[a.dtype], list(a.shape)) for n, a in inputs],
+        [helper.make_tensor_value_info("y", t[np.dtype(y_dtype)], None)],
+        initializer=[numpy_helper.from_array(np.asarray(v), n) for n, v in inits])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])

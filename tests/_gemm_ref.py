@@ -89,6 +89,15 @@ def requant_double(acc, m0, shift):
     return rdbpot(srdhm(acc * (np.int64(1) << left), m0), right)
 
 
+def requant_double_half_up(acc, m0, shift):
+    """TFLite's optimized kernels (NEON vqrdmulh, vrshl): SRDHM, then (h + 2^(e-1)) >> e."""
+    acc = np.asarray(acc, np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-np.asarray(shift), 0)
+    h = srdhm(acc * (np.int64(1) << left), m0)
+    return np.where(right > 0, (h + (np.int64(1) << np.maximum(right - 1, 0))) >> right, h)
+
+
 def requant_single(acc, m0, shift):
     t = 31 - np.asarray(shift, np.int64)
     return (np.asarray(acc, np.int64) * np.asarray(m0, np.int64) + (np.int64(1) << (t - 1))) >> t
@@ -106,10 +115,12 @@ def tflite_multipliers(x_scale, w_scale, out_scale, per_channel):
     return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
 
 
-def tflite_output(acc, m0, shift, out_zp, act_min, act_max, channel_axis, single=False):
+def tflite_output(acc, m0, shift, out_zp, act_min, act_max, channel_axis, single=False,
+                  half_up=False):
     shape = [1] * acc.ndim
     shape[channel_axis] = -1
     m0 = np.asarray(m0).reshape(shape)
     shift = np.asarray(shift).reshape(shape)
-    r = requant_single(acc, m0, shift) if single else requant_double(acc, m0, shift)
+    r = requant_single(acc, m0, shift) if single else (
+        requant_double_half_up(acc, m0, shift) if half_up else requant_double(acc, m0, shift))
     return np.clip(r + out_zp, act_min, act_max).astype(np.int8)

@@ -1,4 +1,9 @@
-"""Helpers shared by the tests (value sets with near-ties, bit-exact comparison)."""
+"""Helpers shared by the tests (value sets with near-ties, bit-exact comparison, the SIMD paths
+in subprocesses)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 
@@ -33,6 +38,25 @@ def same_bits(a, b):
     assert a.dtype == b.dtype and a.shape == b.shape
     iv = {4: np.int32, 8: np.int64}[a.dtype.itemsize]
     return np.array_equal(a.view(iv), b.view(iv))
+
+
+def run_simd_paths(script, tmp_path, paths=("auto", "avx2", "scalar")):
+    """Runs ``script`` (it writes an .npz to ``sys.argv[1]``) in a subprocess under each
+    QKERNELS_SIMD path (the level is chosen once a process) with the qkernels this process
+    imported; returns ``{path: dict of the arrays}``."""
+    import qkernels
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(qkernels.__file__)))
+    res = {}
+    for simd in paths:
+        env = dict(os.environ)
+        env.pop("QKERNELS_SIMD", None)
+        if simd != "auto":
+            env["QKERNELS_SIMD"] = simd
+        env["PYTHONPATH"] = os.pathsep.join([pkg_parent, env.get("PYTHONPATH", "")])
+        f = tmp_path / f"{simd}.npz"
+        subprocess.run([sys.executable, "-P", "-c", script, str(f)], check=True, env=env)
+        res[simd] = dict(np.load(f))
+    return res
 
 
 #: The top-level keys of the QAT pipeline's JSON report, in the replaced tool's order (ours last).

@@ -49,6 +49,16 @@ static inline double qk__clampd(double v, double lo, double hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
+/* Element i of an array of type t (QK_DT_U8, QK_DT_S8 or QK_DT_S32) set to v (already within t). */
+static inline void qk__store(qk_dtype t, void *y, size_t i, int32_t v) {
+    if (t == QK_DT_U8)
+        ((uint8_t *)y)[i] = (uint8_t)v;
+    else if (t == QK_DT_S8)
+        ((int8_t *)y)[i] = (int8_t)v;
+    else
+        ((int32_t *)y)[i] = v;
+}
+
 /* RHAZ of a double without libm's errno games: round() is exact for every double. */
 static inline double qk__rhaz(double v) { return round(v); }
 

@@ -38,16 +38,37 @@ static inline int32_t qk__mul_by_quantized_multiplier(int32_t acc, int32_t multi
     return qk__rdbpot(qk__srdhm(shifted, multiplier), right);
 }
 
+/* *x = acc * 2^max(shift,0) in int32; returns 0 (and leaves *x) when that overflows, where
+ * TFLite would wrap. */
+static inline int qk__shl_checked(int32_t acc, int32_t shift, int32_t *x) {
+    if (shift <= 0) {
+        *x = acc;
+        return 1;
+    }
+    const int64_t wide = (int64_t)acc * (INT64_C(1) << shift);
+    if (wide < INT32_MIN || wide > INT32_MAX) return 0;
+    *x = (int32_t)wide;
+    return 1;
+}
+
 /* double_round, checked: *r = RDBPOT(SRDHM(acc * 2^max(shift,0), m), max(-shift,0)); returns 0
  * (and leaves *r) when acc * 2^shift overflows int32, where TFLite would wrap. */
 static inline int qk__req_double(int32_t acc, int32_t m, int32_t shift, int32_t *r) {
-    int32_t x = acc;
-    if (shift > 0) {
-        const int64_t wide = (int64_t)acc * (INT64_C(1) << shift);
-        if (wide < INT32_MIN || wide > INT32_MAX) return 0;
-        x = (int32_t)wide;
-    }
+    int32_t x;
+    if (!qk__shl_checked(acc, shift, &x)) return 0;
     *r = qk__rdbpot(qk__srdhm(x, m), shift > 0 ? 0 : -shift);
+    return 1;
+}
+
+/* double rounding with a half-up final shift (NEON vrshl: TFLite's optimized kernels):
+ * *r = RHU(SRDHM(acc * 2^max(shift,0), m) / 2^max(-shift,0)); 0 on the same left-shift overflow
+ * as qk__req_double. The shift is exact in int64 ((x + 2^(e-1)) >> e never overflows there). */
+static inline int qk__req_double_half_up(int32_t acc, int32_t m, int32_t shift, int32_t *r) {
+    int32_t x;
+    if (!qk__shl_checked(acc, shift, &x)) return 0;
+    const int64_t h = qk__srdhm(x, m);
+    const int e = shift > 0 ? 0 : (-shift > 31 ? 31 : -shift);
+    *r = e == 0 ? (int32_t)h : (int32_t)((h + (INT64_C(1) << (e - 1))) >> e);
     return 1;
 }
 

@@ -59,7 +59,12 @@ static long run_layer(const qk_model_layer *L) {
     ep.scheme = (qk_requant_scheme)scheme;
     ep.out_type = y->dtype == QK_MODEL_U8 ? QK_DT_U8 : QK_DT_S8;
     const qk_model_array *a;
-    if ((a = array_of(L, "requant_scale")) != NULL) ep.scale = (const float *)a->data;
+    if ((a = array_of(L, "requant_scale")) != NULL) {   /* float32, or float64 (QK_REQ_FP64) */
+        if (a->dtype == QK_MODEL_F64)
+            ep.scale64 = (const double *)a->data;
+        else
+            ep.scale = (const float *)a->data;
+    }
     if ((a = array_of(L, "float_bias")) != NULL) ep.float_bias = (const float *)a->data;
     if ((a = array_of(L, "multiplier")) != NULL) ep.multiplier = (const int32_t *)a->data;
     if ((a = array_of(L, "shift")) != NULL) ep.shift = (const int32_t *)a->data;

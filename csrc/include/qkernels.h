@@ -288,7 +288,14 @@ typedef enum qk_requant_scheme {
     QK_REQ_SHIFT_HALF_UP = 4,   /* acc / 2^shift[o], RHU; shift in [-31, 31] */
     QK_REQ_SHIFT_HALF_EVEN = 5, /* ... RNE */
     QK_REQ_SHIFT_HALF_AWAY = 6, /* ... RHAZ */
-    QK_REQ_SHIFT_FLOOR = 7      /* ... floor */
+    QK_REQ_SHIFT_FLOOR = 7,     /* ... floor */
+    QK_REQ_FP64 = 8,       /* RHAZ((double)acc * scale64[o]) (TFLite's reference FullyConnected:
+                            * round() of the double product; values beyond int32 saturate, where
+                            * TFLite's cast is undefined) */
+    QK_REQ_DOUBLE_HALF_UP = 9 /* SRDHM(acc * 2^max(shift,0), multiplier) then a rounding right
+                            * shift by max(-shift,0) with ties toward +inf (NEON vrshl; TFLite's
+                            * optimized built-in kernels on x86 through NEON_2_SSE), as DOUBLE
+                            * otherwise (same ranges, same overflow rule) */
 } qk_requant_scheme;
 
 /* Per-call output stage. Arrays hold one value per output channel (n), or are NULL when the
@@ -299,11 +306,14 @@ typedef struct qk_epilogue {
     const int32_t *bias;       /* int32 bias added to the accumulator (any scheme), or NULL */
     const float *float_bias;   /* QK_REQ_FP32 only: added in float, fl((float)acc + fb[o]) (FBGEMM) */
     const float *scale;        /* QK_REQ_FP32: finite and > 0 */
-    const int32_t *multiplier; /* QK_REQ_DOUBLE / SINGLE: >= 0 */
-    const int32_t *shift;      /* DOUBLE / SINGLE: [-31, 30]; SHIFT_*: [-31, 31] */
-    int32_t zero_point;        /* output zero point, within [act_min, act_max] */
+    const int32_t *multiplier; /* QK_REQ_DOUBLE / SINGLE / DOUBLE_HALF_UP: >= 0 */
+    const int32_t *shift;      /* DOUBLE / SINGLE / DOUBLE_HALF_UP: [-31, 30]; SHIFT_*: [-31, 31] */
+    int32_t zero_point;        /* output zero point, within out_type (it may lie outside
+                                * [act_min, act_max]: y = clamp(R(acc) + zero_point, act_min,
+                                * act_max), as TFLite and CMSIS-NN compute it) */
     int32_t act_min, act_max;  /* clamping range within out_type (ReLU: act_min = zero_point) */
     int wrap;                  /* 1: the sums wrap modulo 2^32 instead of QK_ERR_OVERFLOW */
+    const double *scale64;     /* QK_REQ_FP64: finite and > 0 */
 } qk_epilogue;
 
 /* y (m x n, ep->out_type) = epilogue(x (m x k, x_type) . w^T). x_zero_point within x_type.
@@ -518,6 +528,164 @@ qk_status qk_qmax_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, siz
                          size_t dw, size_t oh, size_t ow, void *y);
 qk_status qk_qadaptive_avg_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, size_t w,
                                   size_t oh, size_t ow, void *y);
+
+/* ---- section: integer transformer kernels (issue 16) ---- */
+/*
+ * qk_bmm: batched int8 x int8 matrix product of two activations (attention's Q K^T and P V).
+ *
+ *   a: batch x m x k (u8 or s8), row-major;  b: batch x n x k (QK_BMM_B_NK, as K for Q K^T) or
+ *   batch x k x n (QK_BMM_B_KN, as V for P V), u8 or s8; y: batch x m x n of ep->out_type.
+ *   acc[t][i][j] = sum_k (a[t][i][k] - a_zp[t]) * (b[t][j][k] - b_zp[t])      exact, int32
+ *   y[t][i][j]   = epilogue(acc) with item t's parameters: ep->scale[t] (QK_REQ_FP32),
+ *                  ep->multiplier[t] / ep->shift[t] (double / single round), ep->shift[t]
+ *                  (QK_REQ_SHIFT_*), or the raw int32 (QK_REQ_NONE), then + zero_point, clamp
+ *                  (SPEC section 4; the same output stage as qk_linear).
+ * Every epilogue array and both zero-point arrays hold `batch` values, one per batch item (a
+ * head: per-head parameters; repeat a value for per-tensor). ep->bias and ep->float_bias must be
+ * NULL. Zero points within their type (QK_ERR_ZERO_POINT); k < 2^24 (QK_ERR_ARG).
+ * Overflow: before anything is written, k * max|a - a_zp| * max|b - b_zp| (over the types'
+ * whole ranges) is compared with INT32_MAX; when it is larger, the bound is taken with b's own
+ * values, max|a - a_zp| * max_j sum_k |b[t][j][k] - b_zp[t]| (as qk_linear does with its
+ * weights), and beyond INT32_MAX the call returns QK_ERR_OVERFLOW, unless ep->wrap (sums
+ * modulo 2^32). A double-round left shift that overflows returns QK_ERR_OVERFLOW while running.
+ * Paths (same bits): AVX512-VNNI (raw u8 x s8 bytes, zero points applied afterwards, exactly
+ * modulo 2^32), AVX2 and portable C (int16 operands minus their zero points), as qk_linear.
+ * `threads` <= 1 runs on the calling thread; results do not depend on the count.
+ */
+typedef enum qk_bmm_layout { QK_BMM_B_NK = 0, QK_BMM_B_KN = 1 } qk_bmm_layout;
+qk_status qk_bmm(const void *a, qk_dtype a_type, const int32_t *a_zero_point, const void *b,
+                 qk_dtype b_type, const int32_t *b_zero_point, qk_bmm_layout b_layout,
+                 size_t batch, size_t m, size_t k, size_t n, const qk_epilogue *ep, void *y,
+                 int threads);
+
+/*
+ * Integer softmax over the last axis: x is rows x cols (u8, s8 or s32), y rows x cols uint8.
+ * Softmax is shift invariant, so zero points never enter: each method works on
+ *   d_i = x_i - max_j x_j  (<= 0; int64)
+ * and gives an integer exponent value V_i; the row is then normalized. The parameters come from
+ * the float input scale S, derived once (qkernels.prepare_softmax does it; the formulas below).
+ *
+ * QK_SOFTMAX_IBERT (I-BERT, Kim et al. 2021, Alg. 2 i-exp over Alg. 1 i-poly, Alg. 3
+ * i-softmax; the arithmetic of IntSoftmax in kssteven418/I-BERT quant_modules.py):
+ *   prepared in float32 as that code does (fl = float32 rounding):
+ *     x0 = floor(fl(fl(1/S) * fl(-0.6931)))                       (-ln 2 / S, < 0)
+ *     b  = floor(fl(fl(1/S) * fl(0.96963238 / 0.35815147)))
+ *     c  = floor(fl(fl(1/fl(S*S)) * fl(1 / 0.35815147)))          (1 <= c < 2^31)
+ *     m16, e16: the 16-bit activation quantizer after the exponent (QuantAct(16), calibrated on
+ *       the largest exponent value c 2^30): ratio = 32767 / (c 2^30) in double, m16 =
+ *       RHAZ(mant * 2^31), e16 = 31 - exp with ratio = mant 2^exp, mant in [0.5, 1)
+ *   per element:
+ *     d  = max(d, 30 x0);  q = floor(d / x0) in [0, 30];  r = d - x0 q  in (x0, 0]
+ *     z  = (r + b) r + c                                          (i-poly, scale 0.358 S^2)
+ *     e  = max(z << (30 - q), 0)                                  (i-exp, scale 0.358 S^2 / 2^30)
+ *     V  = min(RNE(e * m16 / 2^e16), 32767)                       (exact; 16-bit exponent)
+ *   row: s = sum V (int64), f = floor(2^32 / s),  y_i = min(floor(V_i f / 2^24), 255)
+ *   I-BERT's output_bit = 8: scale 1/256; a single dominant element would be 256 in I-BERT (a
+ *   9-bit value): here it saturates at 255.
+ *   Parameter ranges (QK_ERR_ARG otherwise): -2^31 <= x0 < 0, 0 <= b < 2^32, 1 <= c < 2^31,
+ *   |x0| (|x0| + b) + c < 2^32, 0 <= m16, 30 <= e16 <= 126.
+ *
+ * QK_SOFTMAX_SOLE (E2Softmax, Wang et al., ICCAD 2023: log2-quantized exponent and approximate
+ * log-based division). Steps:
+ *   1. v = floor(d S 2^16) in fixed point Q16: v = (d * sole_mult) >> sole_shift (arithmetic
+ *      shift), S = mant 2^ex, sole_mult = RHAZ(mant 2^30), sole_shift = 14 - ex (exact for
+ *      power-of-two S).
+ *   2. Log2Exp: t = v + (v >> 1) - (v >> 4)   (= 1.4375 v ~ v log2 e, shifts and adds only)
+ *      k = min(-floor(t / 2^16), 15)           sole_round = 0: -floor(x log2 e) (the floor
+ *                                              bracket as quoted), 4-bit k
+ *      k = min(-floor(t / 2^16 + 1/2), 15)     sole_round = 1: rounded
+ *      exp(d S) ~ 2^-k, V = 2^(16 - k)
+ *   3. reduction: s = sum V (an exact Q16 sum, >= 2^16: the row maximum has k = 0)
+ *   4. ALDivision: w = floor(log2 s) (leading one), bit = bit w-1 of s (s = 2^w (1 + f):
+ *      bit = [f >= 1/2]); 1 / (1 + f) ~ C_bit with C_0 = 0.818, C_1 = 0.568, so
+ *      p_i ~ C_bit 2^-(k_i + w - 16).
+ *   uint8 output (qk_softmax_u8): y_i = RHU(C_bit 2^(8 - e_i)), e_i = k_i + w - 16, with the
+ *   constants in 8-bit fixed point, QK_SOLE_C0 = 209 (0.8164), QK_SOLE_C1 = 145 (0.5664):
+ *   y_i = (C V_i + 2^(w-1)) >> w (the same bytes as rounding 0.818 / 0.568 times 2^(8 - e)).
+ *   log2 output (qk_softmax_sole_log2): exponent[i] = e_i (uint8) and row_bit[r] = bit:
+ *   p_i = C_bit 2^-e_i.
+ *   Sources: the paper's own text could not be retrieved; Log2Exp (the shift-add, 4 bits) is as
+ *   a review of the paper quotes it, the ALDivision (leading one, the bit below it choosing
+ *   0.818 or 0.568) as a public C model of E2Softmax has it (qkernels/transformer.py names both).
+ *   Check these steps against the paper's Algorithm 1 before relying on SOLE-exact goldens.
+ *   Ranges: 0 <= sole_mult <= 2^30, 0 <= sole_shift <= 62, sole_round in {0, 1}.
+ *
+ * QK_SOFTMAX_LUT (8-bit input only): V = lut[d] (prepared: lut[d] = RHAZ(2^15 exp(-d S)),
+ *   d = 0..255, lut[0] = 32768), then I-BERT's normalization with rounding:
+ *   y_i = min(floor((V_i f + 2^23) / 2^24), 255). lut values <= 32768, lut[0] > 0.
+ *
+ * Output scale 1/256 (uint8, zero point 0) for every method: I-BERT's output_bit 8 and
+ * TFLite's uint8 softmax; a power of two, so P V's requantization is a shift, and 1.0 is the only
+ * value lost (it saturates at 255/256).
+ * 8-bit input: the method's arithmetic runs once for each of the 256 possible d (the same
+ * integers), and the row loops (max, look-up and sum, normalization) use AVX-512 (F+BW) or
+ * AVX2 with a scalar twin, same bits; int32 input runs I-BERT's i-exp 8 (AVX-512) or 4 (AVX2)
+ * elements at a time for parameters with 30 |x0| < 2^31, b >= |x0|, |x0| (|x0| + b) < 2^31 and
+ * e16 >= 31 (every prepared set), same bits. cols <= 2^24 (QK_ERR_ARG); rows * cols == 0 is a
+ * no-op.
+ * qk_softmax_table(p, value, k): the 256 values V[d] (and SOLE's k[d], zeros otherwise) the
+ * kernel uses for 8-bit input, for test benches.
+ */
+typedef enum qk_softmax_method {
+    QK_SOFTMAX_IBERT = 0,
+    QK_SOFTMAX_SOLE = 1,
+    QK_SOFTMAX_LUT = 2
+} qk_softmax_method;
+#define QK_SOLE_C0 209 /* 0.818 in 8-bit fixed point: 1 / (1 + f), f < 1/2 */
+#define QK_SOLE_C1 145 /* 0.568: f >= 1/2 */
+typedef struct qk_softmax_params {
+    int32_t method;     /* qk_softmax_method */
+    int32_t m16, e16;   /* IBERT */
+    int32_t sole_mult, sole_shift, sole_round; /* SOLE */
+    int64_t x0, b, c;   /* IBERT */
+    uint32_t lut[256];  /* LUT */
+} qk_softmax_params;
+qk_status qk_softmax_u8(const qk_softmax_params *p, const void *x, qk_dtype x_type, size_t rows,
+                        size_t cols, uint8_t *y);
+qk_status qk_softmax_sole_log2(const qk_softmax_params *p, const void *x, qk_dtype x_type,
+                               size_t rows, size_t cols, uint8_t *exponent, uint8_t *row_bit);
+qk_status qk_softmax_table(const qk_softmax_params *p, uint32_t *value, uint8_t *k);
+
+/*
+ * Integer GELU.
+ *
+ * qk_gelu_ibert(p, x, x_type, x_zp, n, y, y_type, y_zp, y_min, y_max): I-BERT's i-GELU (Kim et
+ * al. 2021, Alg. 2 with the i-erf polynomial; IntGELU in quant_modules.py) on n elements; element
+ * i uses channel i % p->channels of the parameter arrays (p->channels == 1: per tensor; per-channel
+ * input scales, e.g. a Linear's int32 accumulators with per-channel weights, along the last axis).
+ *   prepared in float32 as IntGELU does (S the input scale, fl = float32):
+ *     S' = fl(S / fl(1.4142));  b = floor(fl(fl(1/S') * fl(-1.769)))            (< 0)
+ *     c = floor(fl(fl(1/fl(S'*S')) * fl(1 / -0.2888)))                         (< 0)
+ *     sig = fl(fl(fl(S'*S') * fl(-0.2888)) * 2^14);  shift = floor(fl(1 / sig)) (< 0)
+ *     I-BERT's output scale S sig / 2 is negative; here y has the positive scale S |sig| / 2
+ *     (g below is I-BERT's integer negated), requantized as I-BERT's QuantAct (fixedpoint_mul):
+ *     ratio = (S |sig| / 2) / out_scale in double, multiplier = RHAZ(mant 2^31), rshift =
+ *     31 - exp (ratio = mant 2^exp).
+ *   per element, x = input - x_zp (int64):
+ *     a = min(|x|, -b);  L = sign(x) ((a + b)^2 + c);  L = floor(L / 2^14)     (i-erf, Alg. 2)
+ *     g = -x (L + shift)                                                        (i-GELU)
+ *     y = clamp(RNE(g * multiplier / 2^rshift) + y_zp, y_min, y_max)            (exact, 96-bit)
+ *   y_type u8, s8 or s32 (y_min <= y_zp <= y_max within it). Ranges (QK_ERR_ARG): -2^30 < b <= 0,
+ *   -2^60 < c <= 0, |shift| < 2^47, multiplier >= 0, 0 <= rshift <= 126, and
+ *   max|x| (max((-b)^2, -c) / 2^14 + |shift| + 2) < 2^62 over the input type's range (for int32
+ *   input this needs S above about 1e-6). n a multiple of channels.
+ *   8-bit input with one channel (and n >= 512) evaluates the 256 input bytes once and looks the
+ *   results up (the same bytes); int32 input with zero point 0 runs 8 (AVX-512) or 4 (AVX2)
+ *   elements at a time when every rshift is in [32, 96) (every prepared set), same bits.
+ * qk_gelu_lut(table, x, n, y): y[i] = table[byte x[i]] (u8 or s8 bytes; the table holds the
+ *   output bytes, indexed by the input's byte: qkernels.prepare_gelu(method="lut") fills
+ *   table[q] = clamp(RNE(gelu((q - x_zp) x_scale) / out_scale) + out_zp) with the exact erf GELU
+ *   in double). AVX-512 VBMI / AVX2 / scalar, same bytes.
+ */
+typedef struct qk_gelu_ibert_params {
+    size_t channels;              /* >= 1; each array below holds `channels` values */
+    const int64_t *b, *c, *shift;
+    const int32_t *multiplier, *rshift;
+} qk_gelu_ibert_params;
+qk_status qk_gelu_ibert(const qk_gelu_ibert_params *p, const void *x, qk_dtype x_type,
+                        int32_t x_zero_point, size_t n, void *y, qk_dtype y_type,
+                        int32_t y_zero_point, int32_t y_min, int32_t y_max);
+qk_status qk_gelu_lut(const uint8_t *table, const void *x, size_t n, void *y);
 
 #ifdef __cplusplus
 }

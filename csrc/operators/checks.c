@@ -5,7 +5,7 @@
 qk_status qk__epilogue_check(const qk_epilogue *ep, size_t n) {
     if (ep == NULL) return QK_ERR_ARG;
     const qk_requant_scheme s = ep->scheme;
-    if ((int)s < (int)QK_REQ_NONE || (int)s > (int)QK_REQ_SHIFT_FLOOR) return QK_ERR_ARG;
+    if ((int)s < (int)QK_REQ_NONE || (int)s > (int)QK_REQ_DOUBLE_HALF_UP) return QK_ERR_ARG;
     if (s == QK_REQ_NONE) {
         if (ep->out_type != QK_DT_S32 || ep->float_bias != NULL) return QK_ERR_ARG;
         return QK_OK;
@@ -14,15 +14,21 @@ qk_status qk__epilogue_check(const qk_epilogue *ep, size_t n) {
     if (ep->float_bias != NULL && s != QK_REQ_FP32) return QK_ERR_ARG;
     const int64_t tmin = ep->out_type == QK_DT_U8 ? 0 : -128;
     const int64_t tmax = ep->out_type == QK_DT_U8 ? 255 : 127;
-    qk_status st = qk__check_range(ep->zero_point, ep->act_min, ep->act_max, tmin, tmax);
-    if (st != QK_OK) return st;
+    /* The zero point lies within the type; the clamp [act_min, act_max] need not contain it
+     * (TFLite / CMSIS-NN: clamp(R(acc) + zp, act_min, act_max), e.g. zp -128, act_min -109). */
+    if (ep->act_min > ep->act_max || ep->act_min < tmin || ep->act_max > tmax) return QK_ERR_QRANGE;
+    if (ep->zero_point < tmin || ep->zero_point > tmax) return QK_ERR_ZERO_POINT;
     if (s == QK_REQ_FP32) {
         if (ep->scale == NULL) return QK_ERR_ARG;
         for (size_t o = 0; o < n; o++) {
             if (!qk__scale_ok(ep->scale[o])) return QK_ERR_SCALE;
             if (ep->float_bias != NULL && !isfinite(ep->float_bias[o])) return QK_ERR_ARG;
         }
-    } else if (s == QK_REQ_DOUBLE || s == QK_REQ_SINGLE) {
+    } else if (s == QK_REQ_FP64) {
+        if (ep->scale64 == NULL) return QK_ERR_ARG;
+        for (size_t o = 0; o < n; o++)
+            if (!(isfinite(ep->scale64[o]) && ep->scale64[o] > 0.0)) return QK_ERR_SCALE;
+    } else if (s == QK_REQ_DOUBLE || s == QK_REQ_SINGLE || s == QK_REQ_DOUBLE_HALF_UP) {
         if (ep->multiplier == NULL || ep->shift == NULL) return QK_ERR_ARG;
         for (size_t o = 0; o < n; o++) {
             if (ep->multiplier[o] < 0) return QK_ERR_MULTIPLIER;

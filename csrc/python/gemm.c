@@ -35,18 +35,6 @@ static int qk_py_w_type(PyArrayObject *a, qk_dtype *t) {
     return 0;
 }
 
-/* A C-contiguous array of the given type and total size (or -1 for any size). */
-static int qk_py_check_arr(PyObject *o, int type, npy_intp size, const char *name) {
-    if (!PyArray_Check(o) || PyArray_TYPE((PyArrayObject *)o) != type ||
-        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)o) ||
-        (size >= 0 && PyArray_SIZE((PyArrayObject *)o) != size)) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a C-contiguous array of the right dtype and size",
-                     name);
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *qk_py_capsule(qk_status st, qk_packed_weights *w, const char *op) {
     if (st != QK_OK) return qk_py_status_error(st, op);
     PyObject *cap = PyCapsule_New(w, QK_PACKED_NAME, qk_py_packed_free);
@@ -111,50 +99,6 @@ static PyObject *qk_py_packed_bytes(PyObject *self, PyObject *cap) {
     qk_packed_weights *w = qk_py_packed(cap);
     if (w == NULL) return NULL;
     return PyLong_FromSize_t(qk_packed_weights_bytes(w));
-}
-
-/* Epilogue operands, in this order after `out`:
- *   scheme, bias|None, float_bias|None, scale|None, multiplier|None, shift|None, zero_point,
- *   act_min, act_max, wrap, threads */
-typedef struct {
-    PyObject *bias, *fbias, *scale, *mult, *shift;
-    int scheme, zp, amin, amax, wrap, threads;
-} qk_py_epi_args;
-
-static int qk_py_epilogue(const qk_py_epi_args *a, size_t n, PyArrayObject *out, qk_epilogue *ep) {
-    memset(ep, 0, sizeof *ep);
-    ep->scheme = (qk_requant_scheme)a->scheme;
-    const int ot = PyArray_TYPE(out);
-    ep->out_type = ot == NPY_UINT8 ? QK_DT_U8 : ot == NPY_INT8 ? QK_DT_S8 : QK_DT_S32;
-    if (ot != NPY_UINT8 && ot != NPY_INT8 && ot != NPY_INT32) {
-        PyErr_SetString(PyExc_TypeError, "out must be uint8, int8 or int32");
-        return -1;
-    }
-    if (a->bias != Py_None) {
-        if (qk_py_check_arr(a->bias, NPY_INT32, (npy_intp)n, "bias") < 0) return -1;
-        ep->bias = (const int32_t *)PyArray_DATA((PyArrayObject *)a->bias);
-    }
-    if (a->fbias != Py_None) {
-        if (qk_py_check_arr(a->fbias, NPY_FLOAT32, (npy_intp)n, "float_bias") < 0) return -1;
-        ep->float_bias = (const float *)PyArray_DATA((PyArrayObject *)a->fbias);
-    }
-    if (a->scale != Py_None) {
-        if (qk_py_check_arr(a->scale, NPY_FLOAT32, (npy_intp)n, "scale") < 0) return -1;
-        ep->scale = (const float *)PyArray_DATA((PyArrayObject *)a->scale);
-    }
-    if (a->mult != Py_None) {
-        if (qk_py_check_arr(a->mult, NPY_INT32, (npy_intp)n, "multiplier") < 0) return -1;
-        ep->multiplier = (const int32_t *)PyArray_DATA((PyArrayObject *)a->mult);
-    }
-    if (a->shift != Py_None) {
-        if (qk_py_check_arr(a->shift, NPY_INT32, (npy_intp)n, "shift") < 0) return -1;
-        ep->shift = (const int32_t *)PyArray_DATA((PyArrayObject *)a->shift);
-    }
-    ep->zero_point = a->zp;
-    ep->act_min = a->amin;
-    ep->act_max = a->amax;
-    ep->wrap = a->wrap;
-    return 0;
 }
 
 static PyObject *qk_py_linear(PyObject *self, PyObject *args) {
@@ -253,8 +197,7 @@ static PyObject *qk_py_conv2d(PyObject *self, PyObject *args) {
 /* ---- gufunc linear_int32: (m,k),(n,k),(),(n)->(m,n) -------------------------------------- */
 static void qk_py_linear_int32_loop(char **args, npy_intp const *dims, npy_intp const *steps,
                                     void *data) {
-    const qk_dtype xt = ((const int *)data)[0] ? QK_DT_S8 : QK_DT_U8;
-    const qk_dtype wt = ((const int *)data)[1] ? QK_DT_S8 : QK_DT_U8;
+    const qk_dtype xt = ((const qk_dtype *)data)[0], wt = ((const qk_dtype *)data)[1];
     const npy_intp outer = dims[0], m = dims[1], k = dims[2], n = dims[3];
     const npy_intp xs_m = steps[5], xs_k = steps[6], ws_n = steps[7], ws_k = steps[8];
     const npy_intp zs_n = steps[9], os_m = steps[10], os_n = steps[11];
@@ -313,15 +256,8 @@ done:
     if (bad) feraiseexcept(FE_INVALID);
 }
 
-static const int QK_LIN_DATA[4][2] = {{0, 1}, {1, 1}, {0, 0}, {1, 0}};
 static PyUFuncGenericFunction qk_lin_funcs[4] = {qk_py_linear_int32_loop, qk_py_linear_int32_loop,
                                                  qk_py_linear_int32_loop, qk_py_linear_int32_loop};
-static void *qk_lin_data[4] = {(void *)QK_LIN_DATA[0], (void *)QK_LIN_DATA[1],
-                               (void *)QK_LIN_DATA[2], (void *)QK_LIN_DATA[3]};
-static char qk_lin_types[4 * 5] = {
-    NPY_UINT8, NPY_INT8,  NPY_INT32, NPY_INT32, NPY_INT32, NPY_INT8,  NPY_INT8,
-    NPY_INT32, NPY_INT32, NPY_INT32, NPY_UINT8, NPY_UINT8, NPY_INT32, NPY_INT32,
-    NPY_INT32, NPY_INT8,  NPY_UINT8, NPY_INT32, NPY_INT32, NPY_INT32};
 
 static PyMethodDef qk_py_gemm_methods[] = {
     {"_pack_linear", qk_py_pack_linear, METH_VARARGS, "_pack_linear(w, w_zp) -> capsule"},
@@ -333,8 +269,8 @@ static PyMethodDef qk_py_gemm_methods[] = {
 
 int qk_py_register_gemm(PyObject *module) {
     if (PyModule_AddFunctions(module, qk_py_gemm_methods) < 0) return -1;
-    PyObject *uf = PyUFunc_FromFuncAndDataAndSignature(
-        qk_lin_funcs, qk_lin_data, qk_lin_types, 4, 4, 1, PyUFunc_None, "linear_int32",
+    return qk_py_add_gufunc(
+        module, "linear_int32",
         "linear_int32(x, w, x_zero_point, w_zero_point, /, out=None, ...)\n\n"
         "Exact int32 sums y[..., i, o] = sum_k (x[i,k] - x_zp) * (w[o,k] - w_zp[o]), signature\n"
         "(m,k),(n,k),(),(n)->(m,n). x uint8/int8, w int8/uint8, zero points int32. A bad zero\n"
@@ -342,11 +278,6 @@ int qk_py_register_gemm(PyObject *module) {
         "the floating-point 'invalid' flag (a RuntimeWarning by default, FloatingPointError\n"
         "under np.errstate(invalid='raise')); qkernels.linear_int32 checks first and raises a\n"
         "named error.",
-        0, "(m,k),(n,k),(),(n)->(m,n)");
-    if (uf == NULL) return -1;
-    if (PyModule_AddObject(module, "linear_int32", uf) < 0) {
-        Py_DECREF(uf);
-        return -1;
-    }
-    return 0;
+        4, 1, 4, qk_lin_funcs, qk_py_q8pair_data, qk_py_q8pair_types,
+        "(m,k),(n,k),(),(n)->(m,n)");
 }

@@ -40,5 +40,6 @@ PyMODINIT_FUNC PyInit__core(void) {
     if (qk_py_register_ptf(m) < 0) { Py_DECREF(m); return NULL; }
     if (qk_py_register_gemm(m) < 0) { Py_DECREF(m); return NULL; }
     if (qk_py_register_qops(m) < 0) { Py_DECREF(m); return NULL; }
+    if (qk_py_register_transformer(m) < 0) { Py_DECREF(m); return NULL; }
     return m;
 }

@@ -5,7 +5,6 @@
  */
 #include "qk_numpy.h"
 
-#include <fenv.h>
 #include <string.h>
 
 /* ---- ufuncs: (x, scale, alpha, zero_point) -> q and (q, scale, alpha, zero_point) -> x ----- */
@@ -34,12 +33,7 @@ static void qk_py_ptf_quantize_loop(char **args, npy_intp const *dims, npy_intp 
             if (st == QK_OK) *(uint8_t *)(args[4] + i * steps[4]) = q;
         }
     }
-    feclearexcept(FE_ALL_EXCEPT & ~FE_INVALID);
-    if (st != QK_OK) {
-        if (st != QK_ERR_NAN && st != QK_ERR_OVERFLOW) /* refused before writing anything */
-            qk_py_zero_outputs(args[4], n, steps[4], 1);
-        feraiseexcept(FE_INVALID);
-    }
+    qk_py_loop_end(st, args[4], n, steps[4], 1);
 }
 
 static void qk_py_ptf_dequantize_loop(char **args, npy_intp const *dims, npy_intp const *steps,
@@ -66,33 +60,10 @@ static void qk_py_ptf_dequantize_loop(char **args, npy_intp const *dims, npy_int
             if (st == QK_OK) memcpy(args[4] + i * steps[4], &y, 4);
         }
     }
-    feclearexcept(FE_ALL_EXCEPT & ~FE_INVALID);
-    if (st != QK_OK) {
-        if (st != QK_ERR_NAN && st != QK_ERR_OVERFLOW) /* refused before writing anything */
-            qk_py_zero_outputs(args[4], n, steps[4], 4);
-        feraiseexcept(FE_INVALID);
-    }
+    qk_py_loop_end(st, args[4], n, steps[4], 4);
 }
 
 /* ---- LayerNorm -------------------------------------------------------------------------- */
-/* A 1-D or 2-D C-contiguous array of the given type and exact element count (-1: any). */
-static int qk_py_check_array(PyObject *o, int type, npy_intp count, const char *name) {
-    if (!PyArray_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a numpy array", name);
-        return -1;
-    }
-    PyArrayObject *a = (PyArrayObject *)o;
-    if (PyArray_TYPE(a) != type || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
-        PyErr_Format(PyExc_TypeError, "%s: wrong dtype or not C-contiguous", name);
-        return -1;
-    }
-    if (count >= 0 && PyArray_SIZE(a) != count) {
-        PyErr_Format(PyExc_ValueError, "%s must have %zd elements", name, (Py_ssize_t)count);
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *qk_py_layernorm_prepare(PyObject *self, PyObject *args) {
     (void)self;
     int method, in_zp, out_zp;
@@ -101,10 +72,10 @@ static PyObject *qk_py_layernorm_prepare(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "ifOiOOffi", &method, &in_scale, &alpha_o, &in_zp, &gamma_o,
                           &beta_o, &eps, &out_scale, &out_zp))
         return NULL;
-    if (qk_py_check_array(alpha_o, NPY_INT32, -1, "alpha") < 0) return NULL;
+    if (qk_py_check_arr(alpha_o, NPY_INT32, -1, "alpha") < 0) return NULL;
     const npy_intp C = PyArray_SIZE((PyArrayObject *)alpha_o);
-    if (qk_py_check_array(gamma_o, NPY_FLOAT32, C, "gamma") < 0 ||
-        qk_py_check_array(beta_o, NPY_FLOAT32, C, "beta") < 0)
+    if (qk_py_check_arr(gamma_o, NPY_FLOAT32, C, "gamma") < 0 ||
+        qk_py_check_arr(beta_o, NPY_FLOAT32, C, "beta") < 0)
         return NULL;
     npy_intp dims[1] = {C}, ldims[1] = {256};
     PyArrayObject *g = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_INT32);
@@ -150,12 +121,12 @@ static npy_intp qk_py_ln_parse(PyObject *args, qk_layernorm_params *p, PyArrayOb
     if (!PyArg_ParseTuple(args, "OiiiiLLLOOOOO", &q_o, &method, &in_zp, &out_zp, &shift,
                           &eps_term, &gm, &bm, &alpha_o, &gamma_o, &beta_o, &lut_o, out))
         return -1;
-    if (qk_py_check_array(alpha_o, NPY_UINT8, -1, "alpha") < 0) return -1;
+    if (qk_py_check_arr(alpha_o, NPY_UINT8, -1, "alpha") < 0) return -1;
     const npy_intp C = PyArray_SIZE((PyArrayObject *)alpha_o);
-    if (qk_py_check_array(gamma_o, NPY_INT32, C, "gamma") < 0 ||
-        qk_py_check_array(beta_o, NPY_INT64, C, "beta") < 0 ||
-        qk_py_check_array(lut_o, NPY_UINT32, 256, "lut") < 0 ||
-        qk_py_check_array(q_o, NPY_UINT8, -1, "q") < 0)
+    if (qk_py_check_arr(gamma_o, NPY_INT32, C, "gamma") < 0 ||
+        qk_py_check_arr(beta_o, NPY_INT64, C, "beta") < 0 ||
+        qk_py_check_arr(lut_o, NPY_UINT32, 256, "lut") < 0 ||
+        qk_py_check_arr(q_o, NPY_UINT8, -1, "q") < 0)
         return -1;
     if (C < 1 || PyArray_SIZE((PyArrayObject *)q_o) % C != 0) {
         PyErr_SetString(PyExc_ValueError, "q: size is not a multiple of the channel count");
@@ -195,7 +166,7 @@ static PyObject *qk_py_layernorm_run(PyObject *self, PyObject *args) {
     PyObject *out;
     const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out);
     if (tokens < 0) return NULL;
-    if (qk_py_check_array(out, NPY_INT8, PyArray_SIZE(q), "out") < 0) return NULL;
+    if (qk_py_check_arr(out, NPY_INT8, PyArray_SIZE(q), "out") < 0) return NULL;
     if (!PyArray_ISWRITEABLE((PyArrayObject *)out)) {
         PyErr_SetString(PyExc_ValueError, "out is read-only");
         return NULL;
@@ -216,7 +187,7 @@ static PyObject *qk_py_layernorm_stats(PyObject *self, PyObject *args) {
     PyObject *out;
     const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out);
     if (tokens < 0) return NULL;
-    if (qk_py_check_array(out, NPY_INT64, 2 * tokens, "out") < 0) return NULL;
+    if (qk_py_check_arr(out, NPY_INT64, 2 * tokens, "out") < 0) return NULL;
     if (!PyArray_ISWRITEABLE((PyArrayObject *)out)) {
         PyErr_SetString(PyExc_ValueError, "out is read-only");
         return NULL;

@@ -47,16 +47,52 @@ typedef struct qk_py_loopdef {
 void qk_py_elementwise_loop(char **args, npy_intp const *dims, npy_intp const *steps,
                             void *data);
 
+/* The end of every ufunc loop: clears the floating-point flags our kernels raise by design and
+ * raises "invalid" when st is an error (the keyword API then names the argument). */
+void qk_py_loop_status(qk_status st);
+
 /* n output elements of `size` bytes, `step` apart, set to 0: what an inner loop leaves in its
  * output when its kernel refused a parameter (it wrote nothing; the output is then defined,
  * never the buffer's old contents). A data error (NaN, overflow) leaves the elements before it
  * written, as the kernels document. */
 void qk_py_zero_outputs(char *y, npy_intp n, npy_intp step, int size);
 
-/* Creates a ufunc and stores it in the module under `name`. The arrays must live forever
- * (static storage). Returns 0, or -1 with a Python error set. */
+/* The end of an elementwise loop: qk_py_zero_outputs of its output when st refused a parameter
+ * (not QK_ERR_NAN / QK_ERR_OVERFLOW), then qk_py_loop_status. */
+void qk_py_loop_end(qk_status st, char *y, npy_intp n, npy_intp step, int size);
+
+/* Creates a ufunc (or, with a signature, a gufunc) and stores it in the module under `name`.
+ * The arrays must live forever (static storage). Returns 0, or -1 with a Python error set. */
 int qk_py_add_ufunc(PyObject *module, const char *name, const char *doc, int nin, int nout,
                     int ntypes, PyUFuncGenericFunction *funcs, void **data, char *types);
+int qk_py_add_gufunc(PyObject *module, const char *name, const char *doc, int nin, int nout,
+                     int ntypes, PyUFuncGenericFunction *funcs, void **data, char *types,
+                     const char *signature);
+
+/* The loops of the int32 gufuncs of two 8-bit operands (linear_int32, matmul_int32): the four
+ * (first, second) type pairs, uint8/int8, each with three int32 operands after them (two zero
+ * points, the output), and each loop's data: its pair as `const qk_dtype[2]`. */
+extern char qk_py_q8pair_types[4 * 5];
+extern void *qk_py_q8pair_data[4];
+
+/* ---- Module functions ---------------------------------------------------------------------- */
+
+/* o is an aligned C-contiguous array of NumPy type `type` with `count` elements (-1: any);
+ * else -1 with a TypeError / ValueError naming `name`. */
+int qk_py_check_arr(PyObject *o, int type, npy_intp count, const char *name);
+
+/* The output-stage operands of a module function (qkernels.presets.Epilogue.args() and the
+ * scalars after it), in the order the call takes them:
+ *   scheme, bias|None, float_bias|None, scale|None, multiplier|None, shift|None, zero_point,
+ *   act_min, act_max, wrap, threads */
+typedef struct {
+    PyObject *bias, *fbias, *scale, *mult, *shift;
+    int scheme, zp, amin, amax, wrap, threads;
+} qk_py_epi_args;
+
+/* The qk_epilogue of n output channels (or batch items) writing `out`'s type; -1 with a Python
+ * error on a wrong operand. The arrays stay owned by the caller's arguments. */
+int qk_py_epilogue(const qk_py_epi_args *a, size_t n, PyArrayObject *out, qk_epilogue *ep);
 
 /* status.c: raises the exception of a C status (not QK_OK) for operator `op` and returns NULL.
  * The only place a status becomes an exception. */
@@ -69,5 +105,6 @@ int qk_py_register_elementwise(PyObject *module);
 int qk_py_register_ptf(PyObject *module);
 int qk_py_register_gemm(PyObject *module);
 int qk_py_register_qops(PyObject *module);
+int qk_py_register_transformer(PyObject *module);
 
 #endif

@@ -1,4 +1,6 @@
-/* ufunc_glue.c -- the strided ufunc loop shared by all elementwise kernels, and ufunc creation.
+/* ufunc_glue.c -- what the glue files share: the strided ufunc loop of the elementwise kernels,
+ * the status flag of every ufunc loop, ufunc / gufunc creation, the array checks of the module
+ * functions and the output stage (qk_epilogue) they read from their arguments.
  *
  * Fast path: every parameter operand has stride 0 (a scalar, or a per-channel value constant
  * along the inner loop) and the data operands are contiguous: one call of the C kernel.
@@ -66,24 +68,31 @@ void qk_py_elementwise_loop(char **args, npy_intp const *dims, npy_intp const *s
                                    steps[nin], 1, &p);
         }
     }
+    qk_py_loop_end(st, args[nin], n, steps[nin], d->ysize);
+}
+
+void qk_py_loop_status(qk_status st) {
     /* Our kernels can raise overflow/underflow flags in intermediate products that saturate by
      * design (x * inv -> inf clamps to qmax); only an error of ours is reported. */
     feclearexcept(FE_ALL_EXCEPT & ~FE_INVALID);
-    if (st != QK_OK) {
-        if (st != QK_ERR_NAN && st != QK_ERR_OVERFLOW) /* refused before writing anything */
-            qk_py_zero_outputs(args[nin], n, steps[nin], d->ysize);
-        feraiseexcept(FE_INVALID);
-    }
+    if (st != QK_OK) feraiseexcept(FE_INVALID);
+}
+
+void qk_py_loop_end(qk_status st, char *y, npy_intp n, npy_intp step, int size) {
+    if (st != QK_OK && st != QK_ERR_NAN && st != QK_ERR_OVERFLOW) /* refused before writing */
+        qk_py_zero_outputs(y, n, step, size);
+    qk_py_loop_status(st);
 }
 
 void qk_py_zero_outputs(char *y, npy_intp n, npy_intp step, int size) {
     for (npy_intp i = 0; i < n; i++) memset(y + i * step, 0, (size_t)size);
 }
 
-int qk_py_add_ufunc(PyObject *module, const char *name, const char *doc, int nin, int nout,
-                    int ntypes, PyUFuncGenericFunction *funcs, void **data, char *types) {
-    PyObject *uf = PyUFunc_FromFuncAndData(funcs, data, types, ntypes, nin, nout, PyUFunc_None,
-                                           name, doc, 0);
+int qk_py_add_gufunc(PyObject *module, const char *name, const char *doc, int nin, int nout,
+                     int ntypes, PyUFuncGenericFunction *funcs, void **data, char *types,
+                     const char *signature) {
+    PyObject *uf = PyUFunc_FromFuncAndDataAndSignature(funcs, data, types, ntypes, nin, nout,
+                                                       PyUFunc_None, name, doc, 0, signature);
     if (uf == NULL) return -1;
     if (PyModule_AddObject(module, name, uf) < 0) {
         Py_DECREF(uf);
@@ -91,3 +100,77 @@ int qk_py_add_ufunc(PyObject *module, const char *name, const char *doc, int nin
     }
     return 0;
 }
+
+int qk_py_add_ufunc(PyObject *module, const char *name, const char *doc, int nin, int nout,
+                    int ntypes, PyUFuncGenericFunction *funcs, void **data, char *types) {
+    return qk_py_add_gufunc(module, name, doc, nin, nout, ntypes, funcs, data, types, NULL);
+}
+
+int qk_py_check_arr(PyObject *o, int type, npy_intp count, const char *name) {
+    if (!PyArray_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy array", name);
+        return -1;
+    }
+    PyArrayObject *a = (PyArrayObject *)o;
+    if (PyArray_TYPE(a) != type || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+        PyErr_Format(PyExc_TypeError, "%s: wrong dtype or not C-contiguous", name);
+        return -1;
+    }
+    if (count >= 0 && PyArray_SIZE(a) != count) {
+        PyErr_Format(PyExc_ValueError, "%s must have %zd elements", name, (Py_ssize_t)count);
+        return -1;
+    }
+    return 0;
+}
+
+/* *p = the data of o (n elements of `type`), or NULL for None. */
+static int qk_py_optional(PyObject *o, int type, size_t n, const char *name, const void **p) {
+    *p = NULL;
+    if (o == Py_None) return 0;
+    if (qk_py_check_arr(o, type, (npy_intp)n, name) < 0) return -1;
+    *p = PyArray_DATA((PyArrayObject *)o);
+    return 0;
+}
+
+int qk_py_epilogue(const qk_py_epi_args *a, size_t n, PyArrayObject *out, qk_epilogue *ep) {
+    memset(ep, 0, sizeof *ep);
+    ep->scheme = (qk_requant_scheme)a->scheme;
+    const int ot = PyArray_TYPE(out);
+    ep->out_type = ot == NPY_UINT8 ? QK_DT_U8 : ot == NPY_INT8 ? QK_DT_S8 : QK_DT_S32;
+    if (ot != NPY_UINT8 && ot != NPY_INT8 && ot != NPY_INT32) {
+        PyErr_SetString(PyExc_TypeError, "out must be uint8, int8 or int32");
+        return -1;
+    }
+    const void *bias, *fbias, *scale, *mult, *shift;
+    if (qk_py_optional(a->bias, NPY_INT32, n, "bias", &bias) < 0 ||
+        qk_py_optional(a->fbias, NPY_FLOAT32, n, "float_bias", &fbias) < 0 ||
+        /* QK_REQ_FP64 (TFLite's reference FullyConnected) takes a float64 scale */
+        qk_py_optional(a->scale, a->scheme == QK_REQ_FP64 ? NPY_FLOAT64 : NPY_FLOAT32, n, "scale",
+                       &scale) < 0 ||
+        qk_py_optional(a->mult, NPY_INT32, n, "multiplier", &mult) < 0 ||
+        qk_py_optional(a->shift, NPY_INT32, n, "shift", &shift) < 0)
+        return -1;
+    ep->bias = (const int32_t *)bias;
+    ep->float_bias = (const float *)fbias;
+    if (a->scheme == QK_REQ_FP64)
+        ep->scale64 = (const double *)scale;
+    else
+        ep->scale = (const float *)scale;
+    ep->multiplier = (const int32_t *)mult;
+    ep->shift = (const int32_t *)shift;
+    ep->zero_point = a->zp;
+    ep->act_min = a->amin;
+    ep->act_max = a->amax;
+    ep->wrap = a->wrap;
+    return 0;
+}
+
+/* (x, w) = (u8, s8), (s8, s8), (u8, u8), (s8, u8): NumPy's loop order of the int32 gufuncs. */
+static const qk_dtype QK_PY_Q8PAIRS[4][2] = {
+    {QK_DT_U8, QK_DT_S8}, {QK_DT_S8, QK_DT_S8}, {QK_DT_U8, QK_DT_U8}, {QK_DT_S8, QK_DT_U8}};
+void *qk_py_q8pair_data[4] = {(void *)QK_PY_Q8PAIRS[0], (void *)QK_PY_Q8PAIRS[1],
+                              (void *)QK_PY_Q8PAIRS[2], (void *)QK_PY_Q8PAIRS[3]};
+char qk_py_q8pair_types[4 * 5] = {
+    NPY_UINT8, NPY_INT8,  NPY_INT32, NPY_INT32, NPY_INT32, NPY_INT8,  NPY_INT8,
+    NPY_INT32, NPY_INT32, NPY_INT32, NPY_UINT8, NPY_UINT8, NPY_INT32, NPY_INT32,
+    NPY_INT32, NPY_INT8,  NPY_UINT8, NPY_INT32, NPY_INT32, NPY_INT32};

@@ -29,7 +29,8 @@
     .epilogue_run = qk_epilogue_run__scalar, .epilogue_channels = qk_epilogue_channels__scalar, \
     .gemm_u8 = QK__GEMM_U8(scalar), .conv_tile_out = qk_conv_tile_out__scalar,                  \
     .pad_u8 = qk_pad_u8__scalar, .pad_u8x4 = qk_pad_u8x4__scalar,                               \
-    .im2col_u8x4 = qk_im2col_u8x4__scalar
+    .im2col_u8x4 = qk_im2col_u8x4__scalar, .bmm_pack_a8 = qk_bmm_pack_a8__scalar,               \
+    .bmm_pack_b8 = qk_bmm_pack_b8__scalar, .bmm_tile_fix = qk_bmm_tile_fix__scalar
 
 #define QK__LEVEL_AVX2                                                                 \
     QK__LEVEL_SCALAR, .gemm_s16 = qk_gemm_s16_6x16__avx2, .dw_s16 = qk_dw_plane__avx2, \
@@ -51,7 +52,9 @@
                         {qk_conv_direct_16x16_1__avx512vnni, qk_conv_direct_16x16_2__avx512vnni}}, \
         .conv_fused_tail = qk_conv_fused_tail__avx512vnni,                                        \
         .linear_u8 = qk_linear_u8_6x64__avx512vnni,                                               \
-        .linear_u8_setup = qk_linear_u8_setup__avx512vnni, .sum_u8 = qk_sum_u8__avx512vnni
+        .linear_u8_setup = qk_linear_u8_setup__avx512vnni, .sum_u8 = qk_sum_u8__avx512vnni,     \
+        .bmm_pack_a8 = qk_bmm_pack_a8__avx512vnni, .bmm_pack_b8 = qk_bmm_pack_b8__avx512vnni,     \
+        .bmm_tile_fix = qk_bmm_tile_fix__avx512vnni
 
 #define QK__LEVEL_AVX512VBMI                                                                      \
     QK__LEVEL_AVX512VNNI, .im2col_u8 = qk_im2col_u8__avx512vbmi, .dw8 = qk_dw8_plane__avx512vbmi, \

@@ -4,15 +4,6 @@
  * epilogue_avx512.c, and the fused kernels), which do the same operations in the same order. */
 #include "ukernels/ukernels.h"
 
-static inline void qk__store(qk_dtype t, void *y, size_t i, int32_t v) {
-    if (t == QK_DT_U8)
-        ((uint8_t *)y)[i] = (uint8_t)v;
-    else if (t == QK_DT_S8)
-        ((int8_t *)y)[i] = (int8_t)v;
-    else
-        ((int32_t *)y)[i] = v;
-}
-
 /* One element; returns 0 on a strict double-round overflow. */
 static inline int qk__epi1(const qk_epilogue *ep, size_t o, int32_t raw, int32_t *q) {
     const int32_t acc = ep->bias ? (int32_t)((uint32_t)raw + (uint32_t)ep->bias[o]) : raw;
@@ -29,11 +20,29 @@ static inline int qk__epi1(const qk_epilogue *ep, size_t o, int32_t raw, int32_t
             *q = (int32_t)nearbyintf(f) + ep->zero_point;
             return 1;
         }
+        case QK_REQ_FP64: {   /* clamped before rounding: the bounds are integers, so the same */
+            const double d = (double)acc * ep->scale64[o];
+            *q = (int32_t)qk__rhaz(qk__clampd(d, (double)ep->act_min - ep->zero_point,
+                                              (double)ep->act_max - ep->zero_point)) +
+                 ep->zero_point;
+            return 1;
+        }
         case QK_REQ_DOUBLE: {
             int32_t r;
             if (!qk__req_double(acc, ep->multiplier[o], ep->shift[o], &r)) {
                 if (!ep->wrap) return 0;
                 r = qk__mul_by_quantized_multiplier(acc, ep->multiplier[o], ep->shift[o]);
+            }
+            v = (int64_t)r;
+            break;
+        }
+        case QK_REQ_DOUBLE_HALF_UP: {
+            int32_t r;
+            if (!qk__req_double_half_up(acc, ep->multiplier[o], ep->shift[o], &r)) {
+                if (!ep->wrap) return 0;
+                const int32_t sh = ep->shift[o];
+                const int32_t x = sh > 0 ? (int32_t)((uint32_t)acc << sh) : acc;
+                (void)qk__req_double_half_up(x, ep->multiplier[o], sh > 0 ? 0 : sh, &r);
             }
             v = (int64_t)r;
             break;

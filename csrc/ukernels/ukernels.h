@@ -21,6 +21,7 @@
  *   im2col_u8  the u8 padded images and the tile panels           scalar, avx2, avx512,
  *                                                                 avx512vnni, avx512vbmi
  *   epilogue   the output stage (requantization) of int32 sums    scalar, avx2, avx512
+ *   bmm_u8     qk_bmm's 8-bit operand packing and tile correction  scalar, avx512vnni
  */
 #ifndef QKERNELS_UKERNELS_H
 #define QKERNELS_UKERNELS_H
@@ -396,6 +397,38 @@ void qk_im2col_u8x4__avx512vnni(const uint8_t *src, size_t plane4, const size_t 
                                 size_t taps, size_t nq, const qk_segs *g, size_t stride_w,
                                 uint8_t *panel);
 
+/* ---- bmm_u8: the 8-bit operands of qk_bmm (operators/bmm.c) -------------------------------
+ * Both operands of the batched matmul are activations, packed at every call for the gemm_u8
+ * tiles: A (the broadcast side) as s8 blocks, B as u8 panels; the zero points are applied
+ * afterwards through the byte sums (see operators/bmm.c).
+ * qk_bmm_pack_b8: one batch item of B (n x k rows, or k x n with b_kn) into ceil(n/16) panels
+ *   [kq][16][4] (kq = ceil(k/4), panel p at dst + p * kq * 64) of the bytes ^ flip, and cs[j] =
+ *   sum_k of those bytes for the ceil(n/16) * 16 columns (0 past n). dst must be zeroed by the
+ *   caller (the k pad and the columns past n are not written).
+ * qk_bmm_pack_a8: nrows (<= 48) rows of A (k bytes each, contiguous) into blocks [kq][12][4] of
+ *   the bytes ^ flip as s8 (abuf, abytes bytes, zeroed first), and rowsum[r] = sum_k of those
+ *   s8 values.
+ * qk_bmm_tile_fix: rows r < mr of a 12 x 16 gemm_u8 tile corrected to the exact sums:
+ *   out[r * ostride + q] = tile[r][q] + colterm[q] + rowterm[r], modulo 2^32. */
+typedef void (*qk_bmm_pack_b8_fn)(const uint8_t *src, size_t n, size_t k, int b_kn, uint8_t flip,
+                                  uint8_t *dst, uint32_t *cs);
+void qk_bmm_pack_b8__scalar(const uint8_t *src, size_t n, size_t k, int b_kn, uint8_t flip,
+                            uint8_t *dst, uint32_t *cs);
+void qk_bmm_pack_b8__avx512vnni(const uint8_t *src, size_t n, size_t k, int b_kn, uint8_t flip,
+                                uint8_t *dst, uint32_t *cs);
+typedef void (*qk_bmm_pack_a8_fn)(const uint8_t *src, size_t nrows, size_t k, uint8_t flip,
+                                  int8_t *abuf, size_t abytes, int32_t *rowsum);
+void qk_bmm_pack_a8__scalar(const uint8_t *src, size_t nrows, size_t k, uint8_t flip,
+                            int8_t *abuf, size_t abytes, int32_t *rowsum);
+void qk_bmm_pack_a8__avx512vnni(const uint8_t *src, size_t nrows, size_t k, uint8_t flip,
+                                int8_t *abuf, size_t abytes, int32_t *rowsum);
+typedef void (*qk_bmm_tile_fix_fn)(const int32_t *tile, size_t mr, const uint32_t *colterm,
+                                   const uint32_t *rowterm, int32_t *out, size_t ostride);
+void qk_bmm_tile_fix__scalar(const int32_t *tile, size_t mr, const uint32_t *colterm,
+                             const uint32_t *rowterm, int32_t *out, size_t ostride);
+void qk_bmm_tile_fix__avx512vnni(const int32_t *tile, size_t mr, const uint32_t *colterm,
+                                 const uint32_t *rowterm, int32_t *out, size_t ostride);
+
 /* ---- the table ------------------------------------------------------------------------------
  * The micro-kernels of one level (dispatch.c: one constant table a level; qk__uk() returns the
  * one of the level core/cpu.c chose). The 8-bit path exists from QK_LEVEL_AVX512VNNI up (the
@@ -418,6 +451,9 @@ typedef struct qk__ukernels {
     qk_pad_u8x4_fn pad_u8x4;
     qk_im2col_u8_fn im2col_u8;          /* NULL: qk_im2col_u8__scalar only */
     qk_im2col_u8x4_fn im2col_u8x4;
+    qk_bmm_pack_a8_fn bmm_pack_a8;
+    qk_bmm_pack_b8_fn bmm_pack_b8;
+    qk_bmm_tile_fix_fn bmm_tile_fix;
     /* AVX512-VNNI only (NULL below) */
     qk_conv_fused_kernel conv_fused[2]; /* [16-row block] */
     qk_conv_direct_kernel conv_direct[2][2]; /* [16-row block][2 runs] */

@@ -348,11 +348,13 @@ static void fz_requantize(fz_in *r, fz_out *o, int check) {
 /* ---- linear and conv ---------------------------------------------------------------------- */
 enum { FZ_MAXC = 48 };
 
+static double fz_scale64[FZ_MAXC]; /* QK_REQ_FP64's scales (the fuzzer runs one input at a time) */
+
 /* A random epilogue over n channels (arrays owned by the caller, FZ_MAXC long). */
 static void fz_epilogue(fz_in *r, size_t n, qk_epilogue *ep, int32_t *bias, float *fbias,
                         float *scale, int32_t *mult, int32_t *shift) {
     memset(ep, 0, sizeof *ep);
-    ep->scheme = (qk_requant_scheme)fz_range(r, 0, 8); /* 8: an invalid scheme */
+    ep->scheme = (qk_requant_scheme)fz_range(r, 0, 10); /* 10: an invalid scheme */
     ep->out_type = ep->scheme == QK_REQ_NONE ? QK_DT_S32 : (fz_u8(r) & 1 ? QK_DT_U8 : QK_DT_S8);
     if (fz_u8(r) % 7 == 0) ep->out_type = (qk_dtype)fz_range(r, 0, 3);
     const int32_t tmin = ep->out_type == QK_DT_U8 ? 0 : -128, tmax = ep->out_type == QK_DT_U8 ? 255 : 127;
@@ -371,13 +373,16 @@ static void fz_epilogue(fz_in *r, size_t n, qk_epilogue *ep, int32_t *bias, floa
         fbias[o] = fz_u8(r) & 7 ? (float)fz_i32(r, -100, 100) * 0.25f : fz_f32bits(r);
         scale[o] = fz_u8(r) & 7 ? (float)fz_range(r, 1, 100000) * 1e-6f : fz_scale(r);
         mult[o] = fz_i32(r, 1 << 30, INT32_MAX);
+        fz_scale64[o] = fz_u8(r) & 7 ? (double)scale[o] : (double)fz_f32bits(r);
         shift[o] = fz_u8(r) & 7 ? (int32_t)fz_range(r, 0, 20) - 15 : fz_i32(r, -31, 31);
     }
     const uint32_t use = fz_u8(r);
     ep->bias = use & 1 ? bias : NULL;
     ep->float_bias = ep->scheme == QK_REQ_FP32 && (use & 2) ? fbias : NULL;
     ep->scale = ep->scheme == QK_REQ_FP32 || (use & 4) ? scale : NULL;
-    ep->multiplier = ep->scheme == QK_REQ_DOUBLE || ep->scheme == QK_REQ_SINGLE || (use & 8) ? mult : NULL;
+    ep->multiplier = ep->scheme == QK_REQ_DOUBLE || ep->scheme == QK_REQ_SINGLE ||
+                             ep->scheme == QK_REQ_DOUBLE_HALF_UP || (use & 8) ? mult : NULL;
+    ep->scale64 = ep->scheme == QK_REQ_FP64 || (use & 32) ? fz_scale64 : NULL;
     ep->shift = ep->scheme >= QK_REQ_DOUBLE || (use & 16) ? shift : NULL;
 }
 

@@ -32,7 +32,8 @@ _CTYPES = {"uint8": ("uint8_t", "U8"), "int8": ("int8_t", "S8"), "uint16": ("uin
 _SCHEMES = {"none": "QK_REQ_NONE", "fp32": "QK_REQ_FP32", "double_round": "QK_REQ_DOUBLE",
             "single_round": "QK_REQ_SINGLE", "shift_half_up": "QK_REQ_SHIFT_HALF_UP",
             "shift_half_even": "QK_REQ_SHIFT_HALF_EVEN", "shift_half_away": "QK_REQ_SHIFT_HALF_AWAY",
-            "shift_floor": "QK_REQ_SHIFT_FLOOR"}
+            "shift_floor": "QK_REQ_SHIFT_FLOOR", "fp64": "QK_REQ_FP64",
+            "double_round_half_up": "QK_REQ_DOUBLE_HALF_UP"}
 
 Layer = Tuple[str, str, Dict[str, Any], Dict[str, np.ndarray]]
 

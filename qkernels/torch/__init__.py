@@ -7,13 +7,19 @@ qkernels' kernels; both give an :class:`IntegerModel` with the same ``__call__``
     >>> from qkernels.torch import quantize_model, QuantConfig, TensorConfig, IntegerModel
     >>> from qkernels.torch import from_torch_quantized
 
+or swap a live model's PyTorch-quantized modules for integer ones in place, without tracing
+(:func:`swap`, a context manager; works where ``torch.fx`` cannot trace, e.g. Hugging Face BERT):
+
+    >>> from qkernels.torch import swap
+
 Where things live: :mod:`~qkernels.torch.config` (QuantConfig, TensorConfig),
 :mod:`~qkernels.torch.ops` (the op table: one entry per supported op),
 :mod:`~qkernels.torch.layers` (the typed integer layers), :mod:`~qkernels.torch.model`
 (IntegerModel and its references), :mod:`~qkernels.torch.qarith` (PyTorch's quantized arithmetic
 in NumPy), :mod:`~qkernels.torch.quantize` and :mod:`~qkernels.torch.convert` (the two front
-ends), :mod:`~qkernels.torch.export` (files for test benches), :mod:`~qkernels.torch.reference_models`
-(small networks trained on scikit-learn's digits).
+ends), :mod:`~qkernels.torch.swapping` (the module swap), :mod:`~qkernels.torch.export` (files
+for test benches), :mod:`~qkernels.torch.reference_models` (small networks trained on
+scikit-learn's digits).
 """
 try:
     import torch as _torch  # noqa: F401
@@ -26,6 +32,7 @@ from .convert import from_torch_quantized
 from .model import IntegerModel, LayerReport
 from .qarith import QTensor
 from .quantize import quantize_model
+from .swapping import IntegerModule, swap
 
-__all__ = ["IntegerModel", "LayerReport", "QTensor", "QuantConfig", "TensorConfig",
-           "from_torch_quantized", "quantize_model"]
+__all__ = ["IntegerModel", "IntegerModule", "LayerReport", "QTensor", "QuantConfig", "TensorConfig",
+           "from_torch_quantized", "quantize_model", "swap"]

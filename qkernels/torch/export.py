@@ -291,7 +291,8 @@ _KEYS = {
                      "y = RNE(fl(fl(acc + float_bias) * requant_scale)) + out_zero_point",
     "float_bias": "float bias in ACCUMULATOR units, bias / (x_scale * w_scale), added in float "
                   "before requant_scale (FBGEMM); a dynamic layer's float_bias is in output units",
-    "multiplier": "fixed-point M0 per output channel (schemes double_round / single_round)",
+    "multiplier": "fixed-point M0 per output channel (schemes double_round / single_round / "
+                  "double_round_half_up)",
     "shift": "shift per output channel (fixed point: TFLite convention, > 0 is a left shift; "
              "shift schemes: acc >> shift)",
     "bias": "int32 bias in accumulator units (scale x_scale * w_scale, zero point 0)",
@@ -314,7 +315,8 @@ def _readme(im: Any, report: Dict[str, Any]) -> str:
              "## Files", "",
              "- `layers/<layer>/params.txt`: the layer's scalars, `key value` a line (`scheme` by "
              "name: none, fp32, double_round, single_round, shift_half_up, shift_half_even, "
-             "shift_half_away, shift_floor; the `qk_requant_scheme` of qkernels.h).",
+             "shift_half_away, shift_floor, fp64, double_round_half_up; the "
+             "`qk_requant_scheme` of qkernels.h).",
              "- `layers/<layer>/<array>.txt`: `# comment`, `# shape`, the count, one number a line.",
              "- `layers/<layer>/<array>.hex`: the same integers for Verilog `$readmemh`: two's "
              "complement at the array's storage width (int8 / uint8: 2 hex digits, int32: 8), "

@@ -45,7 +45,9 @@ __all__ = ["Layer", "QuantizeLayer", "DequantizeLayer", "Conv2dLayer", "LinearLa
            "MaxPool2dLayer", "AvgPool2dLayer", "AdaptiveAvgPool2dLayer", "CatLayer",
            "FlattenLayer", "IdentityLayer", "LayerNormLayer", "FloatLayer", "HandlerLayer",
            "MulLayer", "ScalarLayer", "MeanLayer", "ShapeLayer",
-           "ConstantLayer", "GetItemLayer"]
+           "ConstantLayer", "GetItemLayer", "TFLiteInputLayer", "TFLiteAddLayer",
+           "TFLitePool2dLayer", "TFLiteMeanLayer", "TFLiteConcatLayer", "TFLiteReshapeLayer",
+           "TFLiteSoftmaxLayer"]
 
 
 def _q(meta: Optional[QMeta]) -> Callable[[np.ndarray], QTensor]:
@@ -676,9 +678,10 @@ class IdentityLayer(Layer):
 @dataclass(eq=False)
 class LayerNormLayer(Layer):
     """Integer LayerNorm over the last axis: the input requantized to PTF (``ln.ptf``), then
-    :func:`qkernels.ptf_layernorm` (``exact`` or ``sole``), integer-only."""
+    :func:`qkernels.ptf_layernorm` (``exact`` or ``sole``), integer-only. With ``x`` None the
+    input is float32, PTF-quantized directly (a module swapped into a float model)."""
 
-    x: QMeta = None            # type: ignore[assignment]
+    x: Optional[QMeta] = None
     ln: Any = None             # qkernels.LayerNormParams
     gamma: Optional[np.ndarray] = None
     beta: Optional[np.ndarray] = None
@@ -686,12 +689,13 @@ class LayerNormLayer(Layer):
 
     def run(self, q: np.ndarray) -> Tuple[QTensor, np.ndarray]:
         """(output in the model's type, the PTF uint8 input) of integers q."""
-        y, q_ptf = qa.q_layernorm(_q(self.x)(q), self.ln, self.out.dtype, self.out.bits)
+        xin = q if self.x is None else _q(self.x)(q)
+        y, q_ptf = qa.q_layernorm(xin, self.ln, self.out.dtype, self.out.bits)
         return QTensor(y.q, self.out.scale, self.out.zero_point), q_ptf
 
     def kernel_io(self, q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(PTF uint8 input, int8 output) of the C kernel ``qk_layernorm`` for integers q."""
-        y, q_ptf = qa.q_layernorm(_q(self.x)(q), self.ln)
+        y, q_ptf = qa.q_layernorm(q if self.x is None else _q(self.x)(q), self.ln)
         return q_ptf, y.q
 
     def kernel(self) -> Kernel:
@@ -888,3 +892,236 @@ class GetItemLayer(Layer):
     def kernel(self) -> Kernel:
         i = self.index
         return lambda t, v: v[i]
+
+
+# ---- TFLite-semantics layers (qkernels.tflite_ops; built by qkernels.torch.tflite) --------------
+#: which of LiteRT's kernels a TFLite layer reproduces where they differ
+#: ("optimized": TFLite's optimized built-ins, which give the reference integers for ADD, MUL
+#: and MEAN, and compute SOFTMAX with a float32 table, as under XNNPACK)
+TFLITE_RUNTIMES = ("reference", "xnnpack", "optimized")
+
+
+def _check_runtime(layer: Any) -> None:
+    if layer.runtime not in TFLITE_RUNTIMES:
+        raise ValueError(f"{layer.name}: runtime must be one of {', '.join(TFLITE_RUNTIMES)}; "
+                         f"got {layer.runtime!r}")
+
+
+def _nchw_axis(axis: int, rank: int, nchw: bool) -> int:
+    """A TFLite (NHWC) axis as the axis of the tensor held here (NCHW when ``nchw``)."""
+    axis = axis % rank
+    return (0, 2, 3, 1)[axis] if nchw and rank == 4 else axis
+
+
+@dataclass(eq=False)
+class TFLiteInputLayer(Layer):
+    """A model input: float -> integers with the runtime's QUANTIZE: ``flavor="tflite"``
+    (LiteRT's reference kernel: round half away from zero of ``x / scale``) or ``"pt2e"`` (the
+    XNNPACK delegate: round half to even of ``x * fl(1/scale)``); see :func:`qkernels.quantize`.
+    A 4-D NHWC input is held NCHW. Values with ``|x / scale| >= 2^31`` (and +-inf) saturate;
+    LiteRT's reference and optimized kernels give the lowest value there (an undefined
+    float-to-int32 cast), XNNPACK saturates too."""
+
+    nhwc: bool = False
+    flavor: str = "tflite"
+    op: ClassVar[str] = "tflite_input"
+
+    def kernel(self) -> Kernel:
+        out, nhwc, flavor = self.out, self.nhwc, self.flavor
+        lo, hi = out.qrange()
+
+        def kernel(t: int, x: Any) -> np.ndarray:
+            x = np.asarray(x, F32)
+            if nhwc:
+                x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+            return qk.quantize(x, F32(out.scale), out.zero_point, dtype=out.dtype, qmin=lo,
+                               qmax=hi, flavor=flavor)
+        return rt.per_sample(kernel)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), flavor=self.flavor, layout="NCHW (from NHWC)" if self.nhwc
+                    else "as given")
+
+
+@dataclass(eq=False)
+class TFLiteAddLayer(Layer):
+    """TFLite's int8 ADD / MUL (``kind``): :func:`qkernels.tflite_ops.add` / ``mul`` (``runtime``
+    "reference": LiteRT's reference kernels) or ``xnn_add`` / ``xnn_mul`` ("xnnpack": its XNNPACK
+    delegate)."""
+
+    a: QMeta = None       # type: ignore[assignment]
+    b: QMeta = None       # type: ignore[assignment]
+    kind: str = "add"
+    act_min: int = -128
+    act_max: int = 127
+    runtime: str = "reference"
+    op: ClassVar[str] = "tflite_add"
+
+    def __post_init__(self) -> None:
+        _check_runtime(self)
+
+    def _p(self) -> Any:
+        from qkernels import tflite_ops as T
+        f = T.add_params if self.kind == "add" else T.mul_params
+        return f(self.a.scale, self.a.zero_point, self.b.scale, self.b.zero_point,
+                 self.out.scale, self.out.zero_point, self.act_min, self.act_max)
+
+    def kernel(self) -> Kernel:
+        from qkernels import tflite_ops as T
+        if self.runtime == "xnnpack":
+            f = T.xnn_add if self.kind == "add" else T.xnn_mul
+            a = (self.a.scale, self.a.zero_point, self.b.scale, self.b.zero_point, self.out.scale,
+                 self.out.zero_point, self.act_min, self.act_max)
+            return rt.per_sample(lambda t, x, y: f(x, y, *a))
+        p, g = self._p(), (T.add if self.kind == "add" else T.mul)
+        return rt.per_sample(lambda t, x, y: g(x, y, p))
+
+    def params(self) -> Dict[str, Any]:
+        import dataclasses as dc
+        return dict(super().params(), op_kind=self.kind, runtime=self.runtime,
+                    **dc.asdict(self._p()), input0_scale=float(self.a.scale),
+                    input1_scale=float(self.b.scale))
+
+
+@dataclass(eq=False)
+class TFLitePool2dLayer(Layer):
+    """TFLite's int8 AVERAGE_POOL_2D / MAX_POOL_2D (``kind`` "avg" / "max") on NCHW: padding
+    (top, left, bottom, right) excluded, average rounded half away from zero."""
+
+    kind: str = "avg"
+    kernel_size: Tuple[int, int] = (2, 2)
+    stride: Tuple[int, int] = (2, 2)
+    padding: Tuple[int, int, int, int] = (0, 0, 0, 0)
+    act_min: int = -128
+    act_max: int = 127
+    op: ClassVar[str] = "tflite_pool2d"
+
+    def kernel(self) -> Kernel:
+        from qkernels import tflite_ops as T
+        f = T.avg_pool2d if self.kind == "avg" else T.max_pool2d
+        a = (tuple(self.kernel_size), tuple(self.stride), tuple(self.padding), self.act_min,
+             self.act_max)
+        return rt.per_sample(lambda t, x: f(x, *a))
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), pool=self.kind, kernel=list(self.kernel_size),
+                    stride=list(self.stride), padding_tlbr=list(self.padding),
+                    act_min=int(self.act_min), act_max=int(self.act_max))
+
+
+@dataclass(eq=False)
+class TFLiteMeanLayer(Layer):
+    """TFLite's int8 MEAN over ``axes`` (of the tensor as held here): the reference kernel's
+    fixed point (``runtime`` "reference") or XNNPACK's float32 scale ("xnnpack",
+    :func:`qkernels.tflite_ops.xnn_mean`)."""
+
+    x: QMeta = None       # type: ignore[assignment]
+    axes: Tuple[int, ...] = (2, 3)
+    keepdims: bool = False
+    runtime: str = "reference"
+    op: ClassVar[str] = "tflite_mean"
+
+    def __post_init__(self) -> None:
+        _check_runtime(self)
+
+    def _p(self) -> Any:
+        from qkernels import tflite_ops as T
+        return T.mean_params(self.x.scale, self.x.zero_point, self.out.scale, self.out.zero_point)
+
+    def kernel(self) -> Kernel:
+        from qkernels import tflite_ops as T
+        p, axes, keep = self._p(), tuple(self.axes), self.keepdims
+        if self.runtime == "xnnpack":
+            a = (self.x.scale, self.x.zero_point, self.out.scale, self.out.zero_point)
+            return rt.per_sample(lambda t, x: T.xnn_mean(x, axes, *a, keepdims=keep))
+        return rt.per_sample(lambda t, x: T.mean(x, axes, p, keep))
+
+    def params(self) -> Dict[str, Any]:
+        p = self._p()
+        return dict(super().params(), axes=list(self.axes), keepdims=bool(self.keepdims),
+                    runtime=self.runtime,
+                    x_scale=float(self.x.scale), x_zero_point=int(self.x.zero_point),
+                    multiplier=p.m, shift=p.shift)
+
+
+@dataclass(eq=False)
+class TFLiteConcatLayer(Layer):
+    """TFLite's int8 CONCATENATION along ``axis`` (inputs with the output's scale and zero
+    point, as TFLite requires for int8: a copy)."""
+
+    axis: int = 1
+    op: ClassVar[str] = "tflite_concat"
+
+    def kernel(self) -> Kernel:
+        axis = self.axis
+        return rt.per_sample(lambda t, *xs: np.concatenate(xs, axis=axis))
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), axis=int(self.axis))
+
+
+@dataclass(eq=False)
+class TFLiteReshapeLayer(Layer):
+    """TFLite's RESHAPE (and the layout changes around it): the integers in NHWC order
+    reshaped to ``shape`` (batch first, -1 allowed); ``in_nchw`` / ``out_nchw``: a 4-D input /
+    output held NCHW here."""
+
+    shape: Tuple[int, ...] = (-1,)
+    in_nchw: bool = False
+    out_nchw: bool = False
+    op: ClassVar[str] = "tflite_reshape"
+
+    def kernel(self) -> Kernel:
+        shape, i4, o4 = tuple(self.shape), self.in_nchw, self.out_nchw
+
+        def kernel(t: int, x: np.ndarray) -> np.ndarray:
+            if i4:
+                x = x.transpose(0, 2, 3, 1)
+            y = x.reshape((x.shape[0],) + shape[1:])
+            return np.ascontiguousarray(y.transpose(0, 3, 1, 2) if o4 else y)
+        return rt.per_sample(kernel)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), shape=list(self.shape), in_nchw=bool(self.in_nchw),
+                    out_nchw=bool(self.out_nchw))
+
+
+@dataclass(eq=False)
+class TFLiteSoftmaxLayer(Layer):
+    """TFLite's int8 SOFTMAX along ``axis``: the reference kernel's gemmlowp fixed point
+    (``runtime`` "reference"), or the optimized built-in's float32 exp table ("optimized", and
+    "xnnpack": the XNNPACK delegate leaves SOFTMAX to that kernel,
+    :func:`qkernels.tflite_ops.softmax_optimized`)."""
+
+    x: QMeta = None       # type: ignore[assignment]
+    beta: float = 1.0
+    axis: int = -1
+    runtime: str = "reference"
+    op: ClassVar[str] = "tflite_softmax"
+
+    def __post_init__(self) -> None:
+        _check_runtime(self)
+
+    def _p(self) -> Any:
+        from qkernels import tflite_ops as T
+        return T.softmax_params(self.beta, self.x.scale)
+
+    def kernel(self) -> Kernel:
+        from qkernels import tflite_ops as T
+        p, axis = self._p(), self.axis
+        if self.runtime in ("xnnpack", "optimized"):
+            a = (self.x.scale, self.beta, self.out.scale, self.out.zero_point)
+            f: Callable[[np.ndarray], np.ndarray] = lambda v: T.softmax_optimized(v, *a)
+        else:
+            f = lambda v: T.softmax(v, p)     # noqa: E731
+
+        def kernel(t: int, x: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(np.moveaxis(f(np.moveaxis(x, axis, -1)), -1, axis))
+        return rt.per_sample(kernel)
+
+    def params(self) -> Dict[str, Any]:
+        p = self._p()
+        return dict(super().params(), beta=float(self.beta), axis=int(self.axis),
+                    runtime=self.runtime,
+                    x_scale=float(self.x.scale), input_multiplier=p.input_multiplier,
+                    input_left_shift=p.input_left_shift, diff_min=p.diff_min)

@@ -391,12 +391,13 @@ def q_avg_pool2d(x: QTensor, kernel: Any, stride: Any = None, padding: Any = 0,
     return QTensor(np.clip(y, info.min, info.max).astype(x.q.dtype), x.scale, x.zero_point)
 
 
-def q_layernorm(x: QTensor, ln: "qk.LayerNormParams", out_dtype: Any = np.int8,
+def q_layernorm(x: Any, ln: "qk.LayerNormParams", out_dtype: Any = np.int8,
                 bits: Optional[int] = None) -> Tuple[QTensor, np.ndarray]:
     """Integer LayerNorm over the last axis through qkernels' PTF kernels (FQ-ViT style).
 
     The input is requantized to the PTF parameters ``ln.ptf`` (``ptf_quantize`` of its dequantized
-    value: one rounding, as every PyTorch elementwise quantized op does), then
+    value: one rounding, as every PyTorch elementwise quantized op does; a float32 array ``x`` is
+    PTF-quantized as it is), then
     :func:`qkernels.ptf_layernorm` runs integer-only and gives int8 with ``ln.out_scale`` /
     ``ln.out_zero_point``. A uint8 ``out_dtype`` adds 128 to the integers and the zero point
     (exact); ``bits`` below 8 clamps to that range. Returns the output and the PTF uint8 input.
@@ -409,7 +410,7 @@ def q_layernorm(x: QTensor, ln: "qk.LayerNormParams", out_dtype: Any = np.int8,
         >>> y.q
         array([[-85, -28,  28,  85]], dtype=int8)
     """
-    q_ptf = ln.ptf.quantize(x.dequantize())
+    q_ptf = ln.ptf.quantize(x.dequantize() if isinstance(x, QTensor) else np.asarray(x, F32))
     y = qk.ptf_layernorm(q_ptf, ln)
     dt = np.dtype(out_dtype)
     zp = int(ln.out_zero_point)

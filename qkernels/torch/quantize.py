@@ -88,11 +88,22 @@ def _module_kind(mod: torch.nn.Module) -> Tuple[Optional[torch.nn.Module], Optio
 
 def _quantize_weights(gm: fx.GraphModule, node: fx.Node, mod: torch.nn.Module,
                       cfg: QuantConfig, fixed_scale: Any = None) -> Optional[WeightInfo]:
+    return quantize_weights(mod, cfg, str(node.target), node.args[0].name, fixed_scale,
+                            node.name + ".weight")
+
+
+def quantize_weights(mod: torch.nn.Module, cfg: QuantConfig, name: str, input_name: str,
+                     fixed_scale: Any = None,
+                     fixed_key: Optional[str] = None) -> Optional[WeightInfo]:
+    """The :class:`WeightInfo` of a conv / linear module (plain or fused with ReLU) quantized as
+    ``cfg.weight`` says (None for any other module); ``name`` names the module in errors,
+    ``input_name`` is the value it reads; ``fixed_scale`` (named ``fixed_key`` in errors) replaces
+    the observed weight scale."""
     base, act = _module_kind(mod)
     if base is None:
         return None
     if isinstance(base, torch.nn.Conv2d) and base.padding_mode != "zeros":
-        raise _no_integer_op(f"module {node.target} (padding_mode={base.padding_mode})", node.target)
+        raise _no_integer_op(f"module {name} (padding_mode={base.padding_mode})", name)
     wcfg = cfg.weight
     w = base.weight.detach().numpy().astype(F32)
     axis = 0 if wcfg.per_channel else None
@@ -102,7 +113,7 @@ def _quantize_weights(gm: fx.GraphModule, node: fx.Node, mod: torch.nn.Module,
     obs.update(w)
     wq = obs.calculate_qparams()
     if fixed_scale is not None:   # given (e.g. learned by QAT) instead of observed
-        key = f"fixed_qparams[{node.name + '.weight'!r}]"
+        key = f"fixed_qparams[{fixed_key or name + '.weight'!r}]"
         ws = np.asarray(fixed_scale, F32)
         if ws.size not in (1, np.size(wq.scale)) or not np.all(np.isfinite(ws) & (ws > 0)):
             raise ValueError(f"{key}: {np.size(wq.scale)} finite positive scale(s) expected, "
@@ -123,7 +134,7 @@ def _quantize_weights(gm: fx.GraphModule, node: fx.Node, mod: torch.nn.Module,
               else qk.pack_linear(w_int, w_scale=w_scale))
     return WeightInfo(kind, base, mod, fq_mod, fq_base, w_int, w_scale, packed, act,
                       None if base.bias is None else base.bias.detach().numpy().astype(F32),
-                      node.args[0].name)
+                      input_name)
 
 
 class DynamicQuantizer:

@@ -3,6 +3,12 @@ print the per-layer report, and (with --out) export every integer.
 
     python -m qkernels quantize --model reference:resnet --calib digits --out out/resnet
     python -m qkernels quantize --model mypkg.models:build --calib calib_dir/ --config cfg.yaml
+    python -m qkernels quantize --model model.tflite --preset tflite --out out/model
+
+A ``.tflite`` model (int8, converted by TFLite) is imported instead of quantized
+(:func:`qkernels.torch.tflite.from_tflite`): ``--preset`` picks the runtime it reproduces
+(tflite: LiteRT's reference kernels, default; tflite_xnnpack; cmsis_nn), ``--calib`` a .npy of
+float NHWC sample inputs (default: random inputs over the int8 input range).
 """
 from __future__ import annotations
 
@@ -30,8 +36,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
     ap.add_argument("--model", required=True,
                     help="reference:<name> (bundled reference network), module:factory (a "
-                         "function returning an nn.Module) or a .pt file saved with "
-                         "torch.save(model)")
+                         "function returning an nn.Module), a .pt file saved with "
+                         "torch.save(model), or an int8 .tflite model (imported, not quantized)")
     ap.add_argument("--calib", default="digits",
                     help="calibration data: 'digits' (scikit-learn's bundled digits), a folder "
                          "of .npy batches or one .npy file (default: digits)")
@@ -101,6 +107,8 @@ def command(args: argparse.Namespace) -> int:
     from .quantize import quantize_model
 
     torch.set_num_threads(1)
+    if args.model.endswith(".tflite"):
+        return _import_tflite(args)
     try:
         cfg = QuantConfig.from_yaml(args.config) if args.config else QuantConfig()
         from dataclasses import replace
@@ -137,6 +145,44 @@ def command(args: argparse.Namespace) -> int:
         for p in paths:
             if p.endswith(".png"):
                 print(f"picture: {p}")
+    return 0
+
+
+def _import_tflite(args: argparse.Namespace) -> int:
+    """``--model x.tflite``: import (no calibration), run the sample, export with --out."""
+    from qkernels.io.tflite import read_model
+
+    from .tflite import TFLITE_PRESETS, from_tflite
+
+    preset = args.preset or "tflite"
+    try:
+        if preset not in TFLITE_PRESETS:
+            raise CliError(f"--preset {preset}: a .tflite model runs with one of "
+                           f"{', '.join(TFLITE_PRESETS)}")
+        if not os.path.exists(args.model):
+            raise CliError(f"{args.model}: not found")
+        if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise CliError(f"--out {args.out}: exists and is not a folder")
+        im = from_tflite(args.model, preset=preset)
+        m = read_model(args.model)
+        t = m.tensors[m.inputs[0]]
+        if args.calib != "digits":
+            x = load_calib(args.calib, args.batch)[0][0]
+        else:
+            q = np.random.default_rng(0).integers(-128, 128, (4,) + t.shape[1:])
+            x = ((q - int(t.zero_point[0])) * np.float32(t.scale[0])).astype(np.float32)
+        y = im(x)
+    except (CliError, ValueError, NotImplementedError, OSError, TypeError) as exc:
+        print(f"error: {args.model}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(f"imported {args.model} ({preset}, {len(im.layers)} layers, no calibration: the "
+          f"model's own scales and zero points)")
+    for name, L in im.layers.items():
+        print(f"  {name:<24} {L.op}")
+    print(f"output {tuple(np.shape(y))} on {len(x)} sample inputs")
+    if args.out:
+        paths = im.export(args.out, x[:1])
+        print(f"exported {len(paths)} files to {args.out}")
     return 0
 
 

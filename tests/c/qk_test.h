@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 
+#include "qkernels.h"
+
 static int qk_test_passed = 0, qk_test_failed = 0;
 
 #define QK_CHECK(cond, ...)                                           \
@@ -31,6 +33,19 @@ static inline unsigned long long qk_test_next(void) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
+}
+
+/* Sets the output stage of *ep (other fields kept) to double-round requantization with per
+ * channel (or per item) M0 mult and shift, zero point 3, int8 output over the whole int8 range:
+ * the output stage the tests compare with qk_requantize_s32_s8_double. */
+static inline void qk_test_double_s8(qk_epilogue *ep, const int32_t *mult, const int32_t *shift) {
+    ep->scheme = QK_REQ_DOUBLE;
+    ep->out_type = QK_DT_S8;
+    ep->multiplier = mult;
+    ep->shift = shift;
+    ep->zero_point = 3;
+    ep->act_min = -128;
+    ep->act_max = 127;
 }
 
 #endif

@@ -175,13 +175,7 @@ static void test_linear(void) {
             sh[o] = rnd(-20, -5);
         }
         int8_t *q8 = (int8_t *)malloc(m * n), *r8 = (int8_t *)malloc(m * n);
-        ep.scheme = QK_REQ_DOUBLE;
-        ep.out_type = QK_DT_S8;
-        ep.multiplier = mult;
-        ep.shift = sh;
-        ep.zero_point = 3;
-        ep.act_min = -128;
-        ep.act_max = 127;
+        qk_test_double_s8(&ep, mult, sh);
         QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, q8, 2) == QK_OK, "linear double");
         ok = 1;
         for (size_t i = 0; i < m; i++)
@@ -191,10 +185,51 @@ static void test_linear(void) {
                 ok &= r8[i * n + o] == q8[i * n + o];
             }
         QK_CHECK(ok, "double_round epilogue");
+        /* double rounding with a half-up final shift (TFLite's optimized kernels), against its
+         * definition: SRDHM in int64, then (h + 2^(e-1)) >> e */
+        ep.scheme = QK_REQ_DOUBLE_HALF_UP;
+        QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, q8, 2) == QK_OK, "linear double half up");
+        ok = 1;
+        for (size_t i = 0; i < m; i++)
+            for (size_t o = 0; o < n; o++) {
+                const int64_t ab = (int64_t)y1[i * n + o] * mult[o];
+                const int64_t nudge = ab >= 0 ? (INT64_C(1) << 30) : 1 - (INT64_C(1) << 30);
+                const int64_t h = (ab + nudge) / (INT64_C(1) << 31);
+                const int e = -sh[o];
+                int64_t r = ((h + (INT64_C(1) << (e - 1))) >> e) + 3;
+                r = r < -128 ? -128 : (r > 127 ? 127 : r);
+                ok &= r == q8[i * n + o];
+            }
+        QK_CHECK(ok, "double_round_half_up epilogue");
         free(mult); free(sh); free(q8); free(r8);
         qk_packed_weights_free(pw);
         free(x); free(w); free(wzp); free(bias); free(y1); free(y2);
     }
+}
+
+/* The tie that tells QK_REQ_DOUBLE_HALF_UP from QK_REQ_DOUBLE: acc -2, M0 2^30, shift -1:
+ * SRDHM gives -1, then -1 / 2 rounds to 0 (ties toward +inf) or -1 (ties away from zero). */
+static void test_double_half_up_tie(void) {
+    const int8_t x[2] = {-2, 2}, w[1] = {1};
+    qk_packed_weights *pw = NULL;
+    const int32_t wzp[1] = {0};
+    QK_CHECK(qk_pack_linear(w, QK_DT_S8, 1, 1, wzp, &pw) == QK_OK, "pack 1x1");
+    const int32_t mult[1] = {1 << 30}, sh[1] = {-1};
+    qk_epilogue ep;
+    memset(&ep, 0, sizeof ep);
+    ep.out_type = QK_DT_S8;
+    ep.multiplier = mult;
+    ep.shift = sh;
+    ep.act_min = -128;
+    ep.act_max = 127;
+    int8_t y[2];
+    ep.scheme = QK_REQ_DOUBLE_HALF_UP;
+    QK_CHECK(qk_linear(pw, x, QK_DT_S8, 2, 0, &ep, y, 1) == QK_OK, "half up");
+    QK_CHECK(y[0] == 0 && y[1] == 1, "half up: %d %d", y[0], y[1]);
+    ep.scheme = QK_REQ_DOUBLE;
+    QK_CHECK(qk_linear(pw, x, QK_DT_S8, 2, 0, &ep, y, 1) == QK_OK, "double");
+    QK_CHECK(y[0] == -1 && y[1] == 1, "double: %d %d", y[0], y[1]);
+    qk_packed_weights_free(pw);
 }
 
 static void test_conv(void) {
@@ -499,6 +534,7 @@ int main(void) {
     test_twins8();
     test_dw8_twin();
     test_linear();
+    test_double_half_up_tie();
     test_conv();
     test_conv_paths();
     test_im2col_twins();

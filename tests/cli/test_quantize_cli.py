@@ -46,3 +46,17 @@ def test_cli_dynamic_mode_from_yaml(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "dynamic" in r.stdout and "integer-exact" in r.stdout
     assert (tmp_path / "out" / "layers" / "fc1" / "accumulator.txt").exists()
+
+
+def test_cli_imports_tflite(tmp_path):
+    """--model x.tflite imports the int8 model (no calibration) and exports it."""
+    model = os.path.join(ROOT, "tests", "fixtures", "tflite", "cnn_residual.tflite")
+    r = _run("quantize", "--model", model, "--preset", "tflite_xnnpack", "--out",
+             str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert "imported" in r.stdout and "tflite_add" in r.stdout and "conv2d" in r.stdout
+    assert (tmp_path / "out" / "model.c").exists()
+    r = _run("quantize", "--model", model, "--preset", "fbgemm")
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "tflite" in r.stderr
+    r = _run("quantize", "--model", str(tmp_path / "missing.tflite"))
+    assert r.returncode == 2 and "not found" in r.stderr

@@ -86,7 +86,7 @@ def test_help_version_and_no_command(capsys):
     out = capsys.readouterr().out
     for opt in ("--model", "--calib", "--batch", "--preset", "--float", "--out"):
         assert opt in out
-    assert "{fbgemm,qnnpack,onnxruntime,tflite,pow2}" in out
+    assert "{fbgemm,qnnpack,onnxruntime,tflite,tflite_xnnpack,tflite_optimized,cmsis_nn,pow2}" in out
     assert main([]) == 2
 
 

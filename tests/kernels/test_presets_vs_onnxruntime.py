@@ -8,23 +8,16 @@ import qkernels
 
 onnx = pytest.importorskip("onnx", reason="onnx is a test requirement (requirements-dev.txt)")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is a test requirement (requirements-dev.txt)")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import helper  # noqa: E402
+from _ort import ort_session  # noqa: E402
 
 pytestmark = pytest.mark.onnx
 
-T = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8}
 TYPES = [(np.uint8, np.int8), (np.uint8, np.uint8), (np.int8, np.int8)]
 
 
 def _session(node, inits, x):
-    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", T[x.dtype], list(x.shape))],
-                          [helper.make_tensor_value_info("y", T[x.dtype], None)],
-                          initializer=[numpy_helper.from_array(np.asarray(v), n) for n, v in inits])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = 10
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort_session(node, [("x", x)], x.dtype, inits)
 
 
 def rand_q(rng, dtype, shape):

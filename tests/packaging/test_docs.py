@@ -7,7 +7,7 @@ import pytest
 
 MODULES = ["qkernels", "qkernels._elementwise", "qkernels.qparams", "qkernels.ufuncs",
            "qkernels._config", "qkernels.observers", "qkernels.io.arrays", "qkernels.presets",
-           "qkernels.qops", "qkernels.linear"]
+           "qkernels.qops", "qkernels.linear", "qkernels.transformer"]
 
 
 @pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.0.0",

@@ -1,0 +1,502 @@
+/* transformer.c -- Python glue of the integer transformer kernels (issue 16): batched matmul of two
+ * activations, integer softmax, integer GELU.
+ *
+ * gufuncs / ufuncs (prepared integer parameters are operands, so they broadcast: per-head softmax
+ * or matmul parameters, per-channel GELU parameters along the last axis):
+ *   matmul_int32       (m,k),(k,n),(),()->(m,n)     sum (a - a_zp)(b - b_zp), int32
+ *   softmax_ibert      (n),(),(),(),(),()->(n)      x, x0, b, c (int64), m16, e16 (int32) -> u8
+ *   softmax_sole       (n),(),(),()->(n)            x, mult, shift, round (int32) -> u8
+ *   softmax_sole_log2  (n),(),(),()->(n),()         -> exponent (u8), row bit (u8)
+ *   softmax_lut        (n),(256)->(n)               x (u8/s8), lut (uint32) -> u8
+ *   gelu_ibert         x, x_zp, b, c, shift (int64), multiplier, rshift, y_zp, y_min, y_max
+ *                      (int32) -> y (u8, s8 or int32: the loop's output type)
+ *   gelu_lut           (),(256)->()                 x (u8/s8), table (u8 or s8) -> table's type
+ * A kernel error raises the floating-point "invalid" flag (np.errstate); the keyword API in
+ * qkernels/transformer.py checks every argument first and raises a named error.
+ * Module functions (GIL released while the kernel runs; a status other than QK_OK raises, see
+ * status.c):
+ *   _bmm(a, b, a_zp, b_zp, b_kn, out, epilogue...) -> None: qk_bmm on C-contiguous 3-D arrays,
+ *     the epilogue operands as _linear takes them (qk_numpy.h), naming qmatmul;
+ *   _gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> None,
+ *     naming qgelu.
+ */
+#include "qk_numpy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static qk_dtype qk_py_dt(int npy) {
+    return npy == NPY_UINT8 ? QK_DT_U8 : (npy == NPY_INT8 ? QK_DT_S8 : QK_DT_S32);
+}
+
+static int32_t qk_py_i32(const char *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static int64_t qk_py_i64(const char *p) {
+    int64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* ---- _bmm ----------------------------------------------------------------------------------- */
+/* An aligned C-contiguous 3-D array (of uint8 or int8 when q8), else NULL with a Python error. */
+static PyArrayObject *qk_py_3d(PyObject *o, int q8, const char *name) {
+    if (!PyArray_Check(o) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)o) ||
+        !PyArray_ISALIGNED((PyArrayObject *)o) || PyArray_NDIM((PyArrayObject *)o) != 3) {
+        PyErr_Format(PyExc_TypeError, "%s: expected an aligned C-contiguous 3-D array", name);
+        return NULL;
+    }
+    const int t = PyArray_TYPE((PyArrayObject *)o);
+    if (q8 && t != NPY_UINT8 && t != NPY_INT8) {
+        PyErr_Format(PyExc_TypeError, "%s must be uint8 or int8", name);
+        return NULL;
+    }
+    return (PyArrayObject *)o;
+}
+
+static PyObject *qk_py_bmm(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *ao, *bo, *azo, *bzo, *oo;
+    int b_kn;
+    qk_py_epi_args e;
+    if (!PyArg_ParseTuple(args, "OOOOiOiOOOOOiiiii", &ao, &bo, &azo, &bzo, &b_kn, &oo, &e.scheme,
+                          &e.bias, &e.fbias, &e.scale, &e.mult, &e.shift, &e.zp, &e.amin,
+                          &e.amax, &e.wrap, &e.threads))
+        return NULL;
+    PyArrayObject *a = qk_py_3d(ao, 1, "a"), *b = qk_py_3d(bo, 1, "b"), *o = qk_py_3d(oo, 0, "out");
+    if (a == NULL || b == NULL || o == NULL) return NULL;
+    const npy_intp batch = PyArray_DIM(a, 0), m = PyArray_DIM(a, 1), k = PyArray_DIM(a, 2);
+    const npy_intp n = b_kn ? PyArray_DIM(b, 2) : PyArray_DIM(b, 1);
+    const npy_intp bk = b_kn ? PyArray_DIM(b, 1) : PyArray_DIM(b, 2);
+    if (PyArray_DIM(b, 0) != batch || bk != k || PyArray_DIM(o, 0) != batch ||
+        PyArray_DIM(o, 1) != m || PyArray_DIM(o, 2) != n || !PyArray_ISWRITEABLE(o)) {
+        PyErr_SetString(PyExc_ValueError, "a, b and out shapes do not match (or out is read-only)");
+        return NULL;
+    }
+    if (qk_py_check_arr(azo, NPY_INT32, batch, "a_zero_point") < 0 ||
+        qk_py_check_arr(bzo, NPY_INT32, batch, "b_zero_point") < 0)
+        return NULL;
+    qk_epilogue ep;
+    if (qk_py_epilogue(&e, (size_t)batch, o, &ep) < 0) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_bmm(PyArray_DATA(a), qk_py_dt(PyArray_TYPE(a)),
+                (const int32_t *)PyArray_DATA((PyArrayObject *)azo), PyArray_DATA(b),
+                qk_py_dt(PyArray_TYPE(b)), (const int32_t *)PyArray_DATA((PyArrayObject *)bzo),
+                b_kn ? QK_BMM_B_KN : QK_BMM_B_NK, (size_t)batch, (size_t)m, (size_t)k, (size_t)n,
+                &ep, PyArray_DATA(o), e.threads);
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) return qk_py_status_error(st, "qmatmul");
+    Py_RETURN_NONE;
+}
+
+/* ---- matmul_int32 gufunc: (m,k),(k,n),(),()->(m,n) ------------------------------------------- */
+static void qk_py_matmul_int32_loop(char **args, npy_intp const *dims, npy_intp const *steps,
+                                    void *data) {
+    const qk_dtype *types = (const qk_dtype *)data; /* a's and b's */
+    const npy_intp outer = dims[0], m = dims[1], k = dims[2], n = dims[3];
+    const npy_intp am = steps[5], ak = steps[6], bk = steps[7], bn = steps[8];
+    const npy_intp om = steps[9], on = steps[10];
+    qk_status st = QK_OK;
+    if (m == 0 || n == 0) return;
+    uint8_t *ab = (uint8_t *)malloc((size_t)(m * (k ? k : 1)));
+    uint8_t *bb = (uint8_t *)malloc((size_t)(n * (k ? k : 1)));
+    int32_t *yb = (int32_t *)malloc((size_t)(m * n) * sizeof(int32_t));
+    if (ab == NULL || bb == NULL || yb == NULL) {
+        st = QK_ERR_NOMEM;
+        goto done;
+    }
+    qk_epilogue ep;
+    memset(&ep, 0, sizeof ep);
+    ep.scheme = QK_REQ_NONE;
+    ep.out_type = QK_DT_S32;
+    for (npy_intp it = 0; it < outer && st == QK_OK; it++) {
+        const char *ap = args[0] + it * steps[0], *bp = args[1] + it * steps[1];
+        const int32_t za = qk_py_i32(args[2] + it * steps[2]), zb = qk_py_i32(args[3] + it * steps[3]);
+        char *op = args[4] + it * steps[4];
+        for (npy_intp i = 0; i < m; i++)
+            for (npy_intp q = 0; q < k; q++) ab[i * k + q] = *(const uint8_t *)(ap + i * am + q * ak);
+        for (npy_intp q = 0; q < k; q++)
+            for (npy_intp j = 0; j < n; j++) bb[q * n + j] = *(const uint8_t *)(bp + q * bk + j * bn);
+        st = qk_bmm(ab, types[0], &za, bb, types[1], &zb, QK_BMM_B_KN, 1,
+                    (size_t)m, (size_t)k, (size_t)n, &ep, yb, 1);
+        if (st == QK_OK)
+            for (npy_intp i = 0; i < m; i++)
+                for (npy_intp j = 0; j < n; j++) memcpy(op + i * om + j * on, &yb[i * n + j], 4);
+    }
+done:
+    free(ab);
+    free(bb);
+    free(yb);
+    qk_py_loop_status(st);
+}
+
+/* ---- softmax gufuncs ---------------------------------------------------------------------------
+ * Rows are gathered into blocks (contiguous input as it is, else copied) and the kernel runs once
+ * per block of rows that share their parameters (8-bit input builds its 256-entry table once a
+ * call). */
+enum { QK_PY_SM_IBERT = 0, QK_PY_SM_SOLE = 1, QK_PY_SM_SOLE_LOG2 = 2, QK_PY_SM_LUT = 3 };
+typedef struct {
+    int kind;    /* QK_PY_SM_* */
+    int x_npy;   /* input type */
+} qk_py_smdef;
+
+/* Reads the parameters of row `it` into *p. */
+static void qk_py_sm_params(const qk_py_smdef *d, char **args, npy_intp const *steps, npy_intp it,
+                            npy_intp lut_step, qk_softmax_params *p) {
+    memset(p, 0, sizeof *p);
+    if (d->kind == QK_PY_SM_IBERT) {
+        p->method = QK_SOFTMAX_IBERT;
+        p->x0 = qk_py_i64(args[1] + it * steps[1]);
+        p->b = qk_py_i64(args[2] + it * steps[2]);
+        p->c = qk_py_i64(args[3] + it * steps[3]);
+        p->m16 = qk_py_i32(args[4] + it * steps[4]);
+        p->e16 = qk_py_i32(args[5] + it * steps[5]);
+    } else if (d->kind == QK_PY_SM_LUT) {
+        p->method = QK_SOFTMAX_LUT;
+        const char *l = args[1] + it * steps[1];
+        for (int i = 0; i < 256; i++) memcpy(&p->lut[i], l + i * lut_step, 4);
+    } else {
+        p->method = QK_SOFTMAX_SOLE;
+        p->sole_mult = qk_py_i32(args[1] + it * steps[1]);
+        p->sole_shift = qk_py_i32(args[2] + it * steps[2]);
+        p->sole_round = qk_py_i32(args[3] + it * steps[3]);
+    }
+}
+
+static void qk_py_softmax_loop(char **args, npy_intp const *dims, npy_intp const *steps,
+                               void *data) {
+    const qk_py_smdef *d = (const qk_py_smdef *)data;
+    const npy_intp outer = dims[0], n = dims[1];
+    /* operand indices: x 0, params 1..np, outputs after */
+    const int np = d->kind == QK_PY_SM_IBERT ? 5 : (d->kind == QK_PY_SM_LUT ? 1 : 3);
+    const int iy = 1 + np;                                   /* y (or exponent) */
+    const int nargs = iy + (d->kind == QK_PY_SM_SOLE_LOG2 ? 2 : 1);
+    const npy_intp lut_step = d->kind == QK_PY_SM_LUT ? steps[nargs + 1] : 0;
+    const npy_intp xs = steps[nargs], ys = steps[nargs + (d->kind == QK_PY_SM_LUT ? 2 : 1)];
+    const qk_dtype xt = qk_py_dt(d->x_npy);
+    const size_t xsz = xt == QK_DT_S32 ? 4 : 1;
+    qk_status st = QK_OK;
+    if (outer == 0 || n == 0) return;
+    int params_const = 1;
+    for (int i = 1; i <= np; i++) params_const &= steps[i] == 0;
+    npy_intp block = 65536 / n;
+    if (block < 1) block = 1;
+    if (block > outer) block = outer;
+    unsigned char *xb = (unsigned char *)malloc((size_t)(block * n) * xsz);
+    uint8_t *yb = (uint8_t *)malloc((size_t)(block * n));
+    uint8_t *rb = (uint8_t *)malloc((size_t)block);
+    qk_softmax_params *p = (qk_softmax_params *)malloc(sizeof *p);
+    if (xb == NULL || yb == NULL || rb == NULL || p == NULL) {
+        st = QK_ERR_NOMEM;
+        goto done;
+    }
+    /* rows that follow each other in memory go to the kernel as they are */
+    const int x_direct = xs == (npy_intp)xsz && steps[0] == n * (npy_intp)xsz;
+    const int y_direct = ys == 1 && steps[iy] == n && d->kind != QK_PY_SM_SOLE_LOG2;
+    for (npy_intp it = 0; it < outer && st == QK_OK;) {
+        qk_py_sm_params(d, args, steps, it, lut_step, p);
+        npy_intp cnt = params_const ? (outer - it < block ? outer - it : block) : 1;
+        if (params_const && x_direct && (y_direct || d->kind == QK_PY_SM_SOLE_LOG2) &&
+            d->kind != QK_PY_SM_SOLE_LOG2)
+            cnt = outer - it; /* one kernel call: the 8-bit table is built once */
+        const unsigned char *xin = xb;
+        if (x_direct) {
+            xin = (const unsigned char *)args[0] + it * steps[0];
+        } else { /* gather rows it .. it+cnt-1 */
+            for (npy_intp r = 0; r < cnt; r++) {
+                const char *src = args[0] + (it + r) * steps[0];
+                unsigned char *dst = xb + (size_t)(r * n) * xsz;
+                if (xs == (npy_intp)xsz)
+                    memcpy(dst, src, (size_t)n * xsz);
+                else
+                    for (npy_intp i = 0; i < n; i++) memcpy(dst + i * xsz, src + i * xs, xsz);
+            }
+        }
+        uint8_t *yout = y_direct ? (uint8_t *)args[iy] + it * steps[iy] : yb;
+        if (d->kind == QK_PY_SM_SOLE_LOG2)
+            st = qk_softmax_sole_log2(p, xin, xt, (size_t)cnt, (size_t)n, yout, rb);
+        else
+            st = qk_softmax_u8(p, xin, xt, (size_t)cnt, (size_t)n, yout);
+        if (st != QK_OK) break;
+        if (!y_direct)
+            for (npy_intp r = 0; r < cnt; r++) {
+                char *dst = args[iy] + (it + r) * steps[iy];
+                if (ys == 1)
+                    memcpy(dst, yb + r * n, (size_t)n);
+                else
+                    for (npy_intp i = 0; i < n; i++) dst[i * ys] = (char)yb[r * n + i];
+                if (d->kind == QK_PY_SM_SOLE_LOG2)
+                    *(args[iy + 1] + (it + r) * steps[iy + 1]) = (char)rb[r];
+            }
+        it += cnt;
+    }
+done:
+    free(xb);
+    free(yb);
+    free(rb);
+    free(p);
+    qk_py_loop_status(st);
+}
+
+/* ---- gelu_ibert ufunc ------------------------------------------------------------------------- */
+typedef struct {
+    int x_npy, y_npy;
+} qk_py_geludef;
+
+static void qk_py_gelu_ibert_loop(char **args, npy_intp const *dims, npy_intp const *steps,
+                                  void *data) {
+    const qk_py_geludef *d = (const qk_py_geludef *)data;
+    const npy_intp n = dims[0];
+    const qk_dtype xt = qk_py_dt(d->x_npy), yt = qk_py_dt(d->y_npy);
+    const npy_intp xsz = xt == QK_DT_S32 ? 4 : 1, ysz = yt == QK_DT_S32 ? 4 : 1;
+    qk_status st = QK_OK;
+    /* operands: 0 x, 1 x_zp, 2 b, 3 c, 4 shift, 5 mult, 6 rshift, 7 y_zp, 8 y_min, 9 y_max, 10 y */
+    const int scal_const = steps[1] == 0 && steps[7] == 0 && steps[8] == 0 && steps[9] == 0;
+    const int per_tensor = steps[2] == 0 && steps[3] == 0 && steps[4] == 0 && steps[5] == 0 &&
+                           steps[6] == 0;
+    const int per_elem = steps[2] == 8 && steps[3] == 8 && steps[4] == 8 && steps[5] == 4 &&
+                         steps[6] == 4;
+    if (n == 0) return;
+    if (scal_const && (per_tensor || per_elem) && steps[0] == xsz && steps[10] == ysz) {
+        qk_gelu_ibert_params p;
+        p.channels = per_tensor ? 1 : (size_t)n;
+        p.b = (const int64_t *)args[2];
+        p.c = (const int64_t *)args[3];
+        p.shift = (const int64_t *)args[4];
+        p.multiplier = (const int32_t *)args[5];
+        p.rshift = (const int32_t *)args[6];
+        /* the arrays of a ufunc loop may be unaligned: copy the per-tensor values */
+        int64_t b1, c1, s1;
+        int32_t m1, r1;
+        if (per_tensor) {
+            b1 = qk_py_i64(args[2]);
+            c1 = qk_py_i64(args[3]);
+            s1 = qk_py_i64(args[4]);
+            m1 = qk_py_i32(args[5]);
+            r1 = qk_py_i32(args[6]);
+            p.b = &b1;
+            p.c = &c1;
+            p.shift = &s1;
+            p.multiplier = &m1;
+            p.rshift = &r1;
+        }
+        if (per_tensor || (((uintptr_t)args[2] | (uintptr_t)args[3] | (uintptr_t)args[4]) % 8 == 0 &&
+                           ((uintptr_t)args[5] | (uintptr_t)args[6]) % 4 == 0)) {
+            st = qk_gelu_ibert(&p, args[0], xt, qk_py_i32(args[1]), (size_t)n, args[10], yt,
+                               qk_py_i32(args[7]), qk_py_i32(args[8]), qk_py_i32(args[9]));
+            qk_py_loop_status(st);
+            return;
+        }
+    }
+    for (npy_intp i = 0; i < n && st == QK_OK; i++) {
+        int64_t b1 = qk_py_i64(args[2] + i * steps[2]), c1 = qk_py_i64(args[3] + i * steps[3]);
+        int64_t s1 = qk_py_i64(args[4] + i * steps[4]);
+        int32_t m1 = qk_py_i32(args[5] + i * steps[5]), r1 = qk_py_i32(args[6] + i * steps[6]);
+        qk_gelu_ibert_params p = {1, &b1, &c1, &s1, &m1, &r1};
+        unsigned char xv[4], yv[4];
+        memcpy(xv, args[0] + i * steps[0], (size_t)xsz);
+        st = qk_gelu_ibert(&p, xv, xt, qk_py_i32(args[1] + i * steps[1]), 1, yv, yt,
+                           qk_py_i32(args[7] + i * steps[7]), qk_py_i32(args[8] + i * steps[8]),
+                           qk_py_i32(args[9] + i * steps[9]));
+        if (st == QK_OK) memcpy(args[10] + i * steps[10], yv, (size_t)ysz);
+    }
+    qk_py_loop_status(st);
+}
+
+/* _gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out): one kernel
+ * call over a C-contiguous x whose last axis holds the channels of the parameter arrays (one
+ * value each: per tensor), GIL released; the keyword API's path (the parameters are checked
+ * once, not once a row as the ufunc's inner loops must). */
+static PyObject *qk_py_gelu_ibert_run(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo, *bo, *co, *so, *mo, *ro, *oo;
+    int xzp, yzp, lo, hi;
+    if (!PyArg_ParseTuple(args, "OOOOOOiiiiO", &xo, &bo, &co, &so, &mo, &ro, &xzp, &yzp, &lo, &hi,
+                          &oo))
+        return NULL;
+    if (!PyArray_Check(xo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo) ||
+        !PyArray_ISALIGNED((PyArrayObject *)xo) || !PyArray_Check(oo) ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) || !PyArray_ISWRITEABLE((PyArrayObject *)oo) ||
+        PyArray_SIZE((PyArrayObject *)oo) != PyArray_SIZE((PyArrayObject *)xo)) {
+        PyErr_SetString(PyExc_TypeError, "x and out must be C-contiguous arrays of one size");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)xo, *o = (PyArrayObject *)oo;
+    const int xt = PyArray_TYPE(x), yt = PyArray_TYPE(o);
+    if ((xt != NPY_UINT8 && xt != NPY_INT8 && xt != NPY_INT32) ||
+        (yt != NPY_UINT8 && yt != NPY_INT8 && yt != NPY_INT32)) {
+        PyErr_SetString(PyExc_TypeError, "x and out must be uint8, int8 or int32");
+        return NULL;
+    }
+    if (qk_py_check_arr(bo, NPY_INT64, -1, "b") < 0) return NULL;
+    const npy_intp ch = PyArray_SIZE((PyArrayObject *)bo);
+    if (qk_py_check_arr(co, NPY_INT64, ch, "c") < 0 || qk_py_check_arr(so, NPY_INT64, ch, "shift") < 0 ||
+        qk_py_check_arr(mo, NPY_INT32, ch, "multiplier") < 0 ||
+        qk_py_check_arr(ro, NPY_INT32, ch, "rshift") < 0)
+        return NULL;
+    qk_gelu_ibert_params p;
+    p.channels = (size_t)ch;
+    p.b = (const int64_t *)PyArray_DATA((PyArrayObject *)bo);
+    p.c = (const int64_t *)PyArray_DATA((PyArrayObject *)co);
+    p.shift = (const int64_t *)PyArray_DATA((PyArrayObject *)so);
+    p.multiplier = (const int32_t *)PyArray_DATA((PyArrayObject *)mo);
+    p.rshift = (const int32_t *)PyArray_DATA((PyArrayObject *)ro);
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_gelu_ibert(&p, PyArray_DATA(x), qk_py_dt(xt), xzp, (size_t)PyArray_SIZE(x),
+                       PyArray_DATA(o), qk_py_dt(yt), yzp, lo, hi);
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) return qk_py_status_error(st, "qgelu");
+    Py_RETURN_NONE;
+}
+
+/* ---- gelu_lut gufunc: (),(256)->() -------------------------------------------------------------- */
+static void qk_py_gelu_lut_loop(char **args, npy_intp const *dims, npy_intp const *steps,
+                                void *data) {
+    (void)data;
+    const npy_intp n = dims[0], ts = steps[3];
+    uint8_t t[256];
+    const char *tp = NULL;
+    for (npy_intp i = 0; i < n;) {
+        const char *tbl = args[1] + i * steps[1];
+        if (tbl != tp) {
+            for (int j = 0; j < 256; j++) t[j] = *(const uint8_t *)(tbl + j * ts);
+            tp = tbl;
+        }
+        /* the run of elements that share this table */
+        npy_intp cnt = steps[1] == 0 ? n - i : 1;
+        if (steps[0] == 1 && steps[2] == 1) {
+            (void)qk_gelu_lut(t, args[0] + i, (size_t)cnt, args[2] + i);
+        } else {
+            for (npy_intp j = 0; j < cnt; j++)
+                *(uint8_t *)(args[2] + (i + j) * steps[2]) = t[*(const uint8_t *)(args[0] + (i + j) * steps[0])];
+        }
+        i += cnt;
+    }
+}
+
+/* ---- registration ------------------------------------------------------------------------------- */
+static PyUFuncGenericFunction qk_mm_funcs[4] = {qk_py_matmul_int32_loop, qk_py_matmul_int32_loop,
+                                                qk_py_matmul_int32_loop, qk_py_matmul_int32_loop};
+
+static qk_py_smdef qk_sm_ibert[3] = {{QK_PY_SM_IBERT, NPY_UINT8}, {QK_PY_SM_IBERT, NPY_INT8},
+                                     {QK_PY_SM_IBERT, NPY_INT32}};
+static qk_py_smdef qk_sm_sole[3] = {{QK_PY_SM_SOLE, NPY_UINT8}, {QK_PY_SM_SOLE, NPY_INT8},
+                                    {QK_PY_SM_SOLE, NPY_INT32}};
+static qk_py_smdef qk_sm_sole2[3] = {{QK_PY_SM_SOLE_LOG2, NPY_UINT8},
+                                     {QK_PY_SM_SOLE_LOG2, NPY_INT8},
+                                     {QK_PY_SM_SOLE_LOG2, NPY_INT32}};
+static qk_py_smdef qk_sm_lut[2] = {{QK_PY_SM_LUT, NPY_UINT8}, {QK_PY_SM_LUT, NPY_INT8}};
+static PyUFuncGenericFunction qk_sm_funcs[3] = {qk_py_softmax_loop, qk_py_softmax_loop,
+                                                qk_py_softmax_loop};
+static void *qk_sm_ibert_data[3] = {&qk_sm_ibert[0], &qk_sm_ibert[1], &qk_sm_ibert[2]};
+static void *qk_sm_sole_data[3] = {&qk_sm_sole[0], &qk_sm_sole[1], &qk_sm_sole[2]};
+static void *qk_sm_sole2_data[3] = {&qk_sm_sole2[0], &qk_sm_sole2[1], &qk_sm_sole2[2]};
+static void *qk_sm_lut_data[2] = {&qk_sm_lut[0], &qk_sm_lut[1]};
+#define QK_IB(X) X, NPY_INT64, NPY_INT64, NPY_INT64, NPY_INT32, NPY_INT32, NPY_UINT8
+static char qk_sm_ibert_sig[3 * 7] = {QK_IB(NPY_UINT8), QK_IB(NPY_INT8), QK_IB(NPY_INT32)};
+#define QK_SO(X) X, NPY_INT32, NPY_INT32, NPY_INT32, NPY_UINT8
+static char qk_sm_sole_sig[3 * 5] = {QK_SO(NPY_UINT8), QK_SO(NPY_INT8), QK_SO(NPY_INT32)};
+#define QK_SO2(X) X, NPY_INT32, NPY_INT32, NPY_INT32, NPY_UINT8, NPY_UINT8
+static char qk_sm_sole2_sig[3 * 6] = {QK_SO2(NPY_UINT8), QK_SO2(NPY_INT8), QK_SO2(NPY_INT32)};
+static char qk_sm_lut_sig[2 * 3] = {NPY_UINT8, NPY_UINT32, NPY_UINT8, NPY_INT8, NPY_UINT32,
+                                    NPY_UINT8};
+
+static qk_py_geludef qk_gl_defs[9] = {
+    {NPY_UINT8, NPY_UINT8}, {NPY_UINT8, NPY_INT8}, {NPY_UINT8, NPY_INT32},
+    {NPY_INT8, NPY_UINT8},  {NPY_INT8, NPY_INT8},  {NPY_INT8, NPY_INT32},
+    {NPY_INT32, NPY_UINT8}, {NPY_INT32, NPY_INT8}, {NPY_INT32, NPY_INT32}};
+static PyUFuncGenericFunction qk_gl_funcs[9] = {
+    qk_py_gelu_ibert_loop, qk_py_gelu_ibert_loop, qk_py_gelu_ibert_loop,
+    qk_py_gelu_ibert_loop, qk_py_gelu_ibert_loop, qk_py_gelu_ibert_loop,
+    qk_py_gelu_ibert_loop, qk_py_gelu_ibert_loop, qk_py_gelu_ibert_loop};
+static void *qk_gl_data[9] = {&qk_gl_defs[0], &qk_gl_defs[1], &qk_gl_defs[2],
+                              &qk_gl_defs[3], &qk_gl_defs[4], &qk_gl_defs[5],
+                              &qk_gl_defs[6], &qk_gl_defs[7], &qk_gl_defs[8]};
+#define QK_GL(X, Y)                                                                             \
+    X, NPY_INT32, NPY_INT64, NPY_INT64, NPY_INT64, NPY_INT32, NPY_INT32, NPY_INT32, NPY_INT32, \
+        NPY_INT32, Y
+static char qk_gl_sig[9 * 11] = {
+    QK_GL(NPY_UINT8, NPY_UINT8), QK_GL(NPY_UINT8, NPY_INT8), QK_GL(NPY_UINT8, NPY_INT32),
+    QK_GL(NPY_INT8, NPY_UINT8),  QK_GL(NPY_INT8, NPY_INT8),  QK_GL(NPY_INT8, NPY_INT32),
+    QK_GL(NPY_INT32, NPY_UINT8), QK_GL(NPY_INT32, NPY_INT8), QK_GL(NPY_INT32, NPY_INT32)};
+
+static PyUFuncGenericFunction qk_gt_funcs[4] = {qk_py_gelu_lut_loop, qk_py_gelu_lut_loop,
+                                                qk_py_gelu_lut_loop, qk_py_gelu_lut_loop};
+static void *qk_gt_data[4] = {NULL, NULL, NULL, NULL};
+static char qk_gt_sig[4 * 3] = {NPY_UINT8, NPY_UINT8, NPY_UINT8, NPY_INT8, NPY_UINT8, NPY_UINT8,
+                                NPY_UINT8, NPY_INT8,  NPY_INT8,  NPY_INT8, NPY_INT8,  NPY_INT8};
+
+static PyMethodDef qk_py_tf_methods[] = {
+    {"_bmm", qk_py_bmm, METH_VARARGS,
+     "_bmm(a, b, a_zp, b_zp, b_kn, out, scheme, bias, float_bias, scale, multiplier, shift, zp,"
+     " act_min, act_max, wrap, threads) -> None, raises on a bad status (qk_bmm; use"
+     " qkernels.qmatmul)"},
+    {"_gelu_ibert", qk_py_gelu_ibert_run, METH_VARARGS,
+     "_gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> None,"
+     " raises on a bad status (qk_gelu_ibert on contiguous arrays; use qkernels.qgelu)"},
+    {NULL, NULL, 0, NULL}};
+
+/* The ufuncs and gufuncs of this file (signature NULL: a plain ufunc). */
+static const struct {
+    const char *name, *doc, *signature;
+    int nin, nout, ntypes;
+    PyUFuncGenericFunction *funcs;
+    void **data;
+    char *types;
+} qk_py_tf_ufuncs[] = {
+    {"matmul_int32",
+     "matmul_int32(a, b, a_zero_point, b_zero_point, /, out=None, ...)\n\n"
+     "Exact int32 sums y[..., i, j] = sum_k (a[i,k] - a_zp) * (b[k,j] - b_zp), signature\n"
+     "(m,k),(k,n),(),()->(m,n); a, b uint8/int8, zero points int32 (they broadcast: per\n"
+     "batch item). A bad zero point or an accumulator bound beyond int32 raises the\n"
+     "floating-point 'invalid' flag; qkernels.matmul_int32 checks first.",
+     "(m,k),(k,n),(),()->(m,n)", 4, 1, 4, qk_mm_funcs, qk_py_q8pair_data, qk_py_q8pair_types},
+    {"softmax_ibert",
+     "softmax_ibert(x, x0, b, c, m16, e16, /, out=None, ...)\n\n"
+     "I-BERT integer softmax over the last axis, uint8 probabilities (scale 1/256); x "
+     "uint8/int8/int32; parameters from qkernels.prepare_softmax.",
+     "(n),(),(),(),(),()->(n)", 6, 1, 3, qk_sm_funcs, qk_sm_ibert_data, qk_sm_ibert_sig},
+    {"softmax_sole",
+     "softmax_sole(x, mult, shift, round, /, out=None, ...)\n\n"
+     "SOLE E2Softmax over the last axis, uint8 probabilities (scale 1/256).",
+     "(n),(),(),()->(n)", 4, 1, 3, qk_sm_funcs, qk_sm_sole_data, qk_sm_sole_sig},
+    {"softmax_sole_log2",
+     "softmax_sole_log2(x, mult, shift, round, /, out=(None, None), ...)\n\n"
+     "SOLE E2Softmax, log2 form: exponent e (uint8) per element and the row's ALDivision bit: "
+     "p = (0.568 if bit else 0.818) * 2^-e.",
+     "(n),(),(),()->(n),()", 4, 2, 3, qk_sm_funcs, qk_sm_sole2_data, qk_sm_sole2_sig},
+    {"softmax_lut",
+     "softmax_lut(x, lut, /, out=None, ...)\n\n"
+     "Integer softmax from a 256-entry exponent table of max - x (uint8 or int8 input), uint8 "
+     "probabilities (scale 1/256).",
+     "(n),(256)->(n)", 2, 1, 2, qk_sm_funcs, qk_sm_lut_data, qk_sm_lut_sig},
+    {"gelu_ibert",
+     "gelu_ibert(x, x_zp, b, c, shift, multiplier, rshift, y_zp, y_min, y_max, /, out=None, "
+     "...)\n\nI-BERT i-GELU, requantized (qkernels.h); x uint8/int8/int32; parameters from "
+     "qkernels.prepare_gelu (they broadcast: per-channel along the last axis). The output type "
+     "picks the loop: pass out= or signature= for int8/int32.",
+     NULL, 10, 1, 9, qk_gl_funcs, qk_gl_data, qk_gl_sig},
+    {"gelu_lut",
+     "gelu_lut(x, table, /, out=None, ...)\n\n"
+     "y = table[byte of x] (GELU from a 256-entry table, qkernels.prepare_gelu(method='lut')); "
+     "x uint8/int8, table uint8 or int8 (the output type).",
+     "(),(256)->()", 2, 1, 4, qk_gt_funcs, qk_gt_data, qk_gt_sig},
+};
+
+int qk_py_register_transformer(PyObject *module) {
+    if (PyModule_AddFunctions(module, qk_py_tf_methods) < 0) return -1;
+    for (size_t i = 0; i < sizeof qk_py_tf_ufuncs / sizeof qk_py_tf_ufuncs[0]; i++) {
+        const char *name = qk_py_tf_ufuncs[i].name;
+        if (qk_py_add_gufunc(module, name, qk_py_tf_ufuncs[i].doc, qk_py_tf_ufuncs[i].nin,
+                             qk_py_tf_ufuncs[i].nout, qk_py_tf_ufuncs[i].ntypes,
+                             qk_py_tf_ufuncs[i].funcs, qk_py_tf_ufuncs[i].data,
+                             qk_py_tf_ufuncs[i].types, qk_py_tf_ufuncs[i].signature) < 0)
+            return -1;
+    }
+    return 0;
+}

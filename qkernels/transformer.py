@@ -1,0 +1,675 @@
+"""Integer transformer kernels: attention's batched matmul, integer softmax, integer GELU.
+
+Each kernel is integer-only C (``csrc/operators/bmm.c``, ``csrc/elementwise/softmax.c``,
+``csrc/elementwise/gelu.c``; the arithmetic is stated in ``csrc/include/qkernels.h``). The float work happens once, when the
+parameters are prepared (:func:`prepare_softmax`, :func:`prepare_gelu`, or inside
+:func:`qmatmul` for the requantization), exactly as the source each method cites.
+
+* :func:`qmatmul` / :func:`matmul_int32`: int8 x int8 batched matmul of two activations (``Q K^T``
+  with ``transpose_b=True``, ``P V``), exact int32 sums, per-tensor or per-head parameters, and the
+  requantization of a runtime (:mod:`qkernels.presets`): ``onnxruntime`` (``QLinearMatMul``: fp32
+  scale, the FBGEMM / ONNX Runtime formula), ``tflite`` (``BATCH_MATMUL``: fixed point, double or
+  single rounding), ``pow2`` (shifts), a :class:`~qkernels.presets.Preset` of your own, or
+  ``torch`` (``torch.ops.quantized.matmul``).
+* :func:`qsoftmax`: I-BERT's i-exp (Kim et al. 2021, Algorithms 1-3), SOLE's E2Softmax (Wang et
+  al., ICCAD 2023) and a 256-entry exponent table; uint8 probabilities of scale 1/256, or SOLE's
+  log2 form.
+* :func:`qgelu`: I-BERT's i-GELU (second-order polynomial erf) and a 256-entry table.
+
+What was read for each method (the public code and descriptions, via the project's search tools):
+I-BERT's ``IntSoftmax`` / ``IntGELU`` / ``QuantAct`` / ``batch_frexp`` in
+``kssteven418/I-BERT fairseq/quantization/utils/quant_modules.py`` and its Hugging Face port
+``transformers/models/ibert/quant_modules.py`` (their float32 parameter formulas are reproduced
+bit for bit: ``scalar / tensor`` is ``fl(fl(1/t) * fl(scalar))`` in PyTorch); FQ-ViT's
+``QIntSoftmax`` (``megvii-research/FQ-ViT models/ptq/layers.py``, the same i-exp); for SOLE,
+the paper itself could not be retrieved with the tools: its Log2Exp (``-floor(x + x>>1 - x>>4)``,
+4-bit) is as quoted by a review of the paper (themoonlight.io), and its ALDivision (leading one
+of the sum, the bit below it choosing the constant 0.818 or 0.568) as in the public C model
+``BillyYehYeh/Nonlinear_Project Csim/Softmax.h``. Check those two steps against the paper's
+Algorithm 1 before relying on SOLE-exact goldens; ``rounding="round"`` is the alternative reading
+of Log2Exp's bracket.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _checks as C
+from . import _core
+from . import presets as P
+from .linear import _explicit_epilogue, _finish, _out_range, _q8_input, _threads
+from .presets import Epilogue, PresetLike
+
+ArrayLike = Any
+DTypeLike = Any
+
+#: The preset names qmatmul takes: the presets of a requantized integer product, and "torch"
+#: (PyTorch's float path). A :class:`~qkernels.presets.Preset` object is taken too.
+MATMUL_PRESETS = ("onnxruntime", "tflite", "pow2", "torch")
+SOFTMAX_METHODS = ("ibert", "sole", "lut")
+SOFTMAX_OUTPUTS = ("uint8", "log2")
+SOLE_ROUNDINGS = ("floor", "round")
+GELU_METHODS = ("ibert", "lut")
+#: Scale of the uint8 softmax output (I-BERT's output_bit = 8, TFLite's uint8 softmax).
+SOFTMAX_OUT_SCALE = 1.0 / 256.0
+#: SOLE's ALDivision constants (1 / (1 + f) for f < 1/2 and f >= 1/2) and their 8-bit forms.
+SOLE_CONSTANTS = (0.818, 0.568)
+SOLE_CONSTANTS_Q8 = (209, 145)
+
+_F32 = np.float32
+_choice = P._choice
+# (min, max) of the 8-bit types (np.iinfo costs microseconds a call)
+_R8 = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127)}
+
+
+def _rhaz_mantissa(ratio: np.ndarray, bits: int) -> Tuple[np.ndarray, np.ndarray]:
+    """I-BERT's batch_frexp: ratio = mant 2^ex, M = RHAZ(mant 2^bits), E = bits - ex (M < 2^bits)."""
+    mant, ex = np.frexp(np.asarray(ratio, np.float64))
+    m = np.floor(mant * 2.0 ** bits + 0.5)   # exact: mant * 2^bits is a double, >= 2^(bits-1)
+    top = m >= 2.0 ** bits
+    m = np.where(top, 2.0 ** (bits - 1), m)
+    ex = np.where(top, ex + 1, ex)
+    return m.astype(np.int64), (bits - ex).astype(np.int64)
+
+
+def _scales(v: ArrayLike, name: str) -> np.ndarray:
+    s = C.scale_param(v, name)
+    return np.asarray(s, np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched matmul of two activations
+# ---------------------------------------------------------------------------------------------
+def _q8(x: Any, name: str) -> np.ndarray:
+    a = _q8_input(x, name)
+    if a.ndim < 2:
+        raise ValueError(f"{name} must have at least 2 dimensions (..., rows, cols); got shape "
+                         f"{a.shape}")
+    return a
+
+
+def _operands(a: Any, b: Any, transpose_b: bool) -> Tuple[np.ndarray, np.ndarray, Tuple[int, ...],
+                                                            int, int, int]:
+    a = _q8(a, "a")
+    b = _q8(b, "b")
+    if not isinstance(transpose_b, (bool, np.bool_)):
+        raise TypeError(f"transpose_b must be a bool, got {type(transpose_b).__name__}")
+    m, k = a.shape[-2:]
+    bk, n = (b.shape[-1], b.shape[-2]) if transpose_b else b.shape[-2:]
+    if bk != k:
+        raise ValueError(f"a has K = {k} (last dimension) but b has K = {bk} "
+                         f"({'last' if transpose_b else 'second to last'} dimension"
+                         f"{', transpose_b=True' if transpose_b else ''})")
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"the batch dimensions of a {a.shape[:-2]} and b {b.shape[:-2]} do not "
+                         f"broadcast") from None
+    return a, b, tuple(batch), int(m), int(k), int(n)
+
+
+def _flat(v: Any, batch: Tuple[int, ...], name: str) -> Any:
+    """A scalar as it is, else the values of a per-batch-item (e.g. per-head) parameter in batch
+    order, one per item (not checked here: the consumer checks them and names them)."""
+    p = np.asarray(v)
+    if p.ndim == 0:
+        return v
+    try:
+        return np.ascontiguousarray(np.broadcast_to(p, batch).reshape(-1))
+    except ValueError:
+        raise ValueError(f"{name} of shape {p.shape} does not broadcast to the batch shape "
+                         f"{batch} (a scalar, or one value per batch item, e.g. per head)") from None
+
+
+def _zero_points(v: Any, batch: Tuple[int, ...], name: str, dtype: np.dtype) -> np.ndarray:
+    """A zero point (scalar or per batch item) as one int32 per batch item, checked."""
+    p = C.int_param(_flat(v, batch, name), name, *_R8[dtype])
+    if p.ndim == 0:   # per tensor: the common case, without broadcasting machinery
+        return np.full(math.prod(batch), p, np.int32)
+    return p.astype(np.int32)
+
+
+def _run_bmm(a: np.ndarray, b: np.ndarray, transpose_b: bool, batch: Tuple[int, ...], m: int,
+             k: int, n: int, za: np.ndarray, zb: np.ndarray, odt: np.dtype, ep: Epilogue,
+             ozp: int, lo: int, hi: int, overflow: str, threads: Optional[int],
+             out: Optional[np.ndarray]) -> np.ndarray:
+    """qk_bmm over the broadcast batch (the C call raises its own errors)."""
+    nb = math.prod(batch)
+    bshape = batch + ((n, k) if transpose_b else (k, n))
+    if a.shape[:-2] != batch:
+        a = np.broadcast_to(a, batch + (m, k))
+    if b.shape[:-2] != batch:
+        b = np.broadcast_to(b, bshape)
+    a3 = np.ascontiguousarray(a).reshape(nb, m, k)
+    b3 = np.ascontiguousarray(b).reshape((nb,) + bshape[-2:])
+    shape = batch + (m, n)
+    C.check_out(out, shape, odt)
+    y = out if (out is not None and out.flags.c_contiguous) else np.empty(shape, odt)
+    wrap = _choice(overflow, ("raise", "wrap"), "overflow") == "wrap"
+    _core._bmm(a3, b3, za, zb, 0 if transpose_b else 1, y.reshape(nb, m, n), *ep.args(), ozp, lo,
+               hi, int(wrap), _threads(threads, float(nb) * m * n * k))
+    return _finish(y, out)
+
+
+def matmul_int32(a: ArrayLike, b: ArrayLike, *, a_zero_point: ArrayLike = 0,
+                 b_zero_point: ArrayLike = 0, transpose_b: bool = False, overflow: str = "raise",
+                 threads: Optional[int] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Exact int32 batched matmul of two 8-bit activations, no requantization.
+
+    ``y[..., i, j] = sum_k (a[..., i, k] - a_zp) * (b[..., k, j] - b_zp)`` (``b[..., j, k]`` with
+    ``transpose_b=True``, as ``Q K^T``). Batch dimensions broadcast; zero points are scalars or
+    one per batch item (per head). The worst case ``K * max|a - a_zp| * max|b - b_zp|`` is checked
+    before running (with b's own sums when the type range alone exceeds int32):
+    :class:`~qkernels.AccumulatorOverflowError`, or ``overflow="wrap"``. Also the gufunc
+    ``qkernels.ufuncs.matmul_int32`` with signature ``(m,k),(k,n),(),()->(m,n)``.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> a = np.array([[[1, 2], [3, 4]]], np.int8)
+        >>> qkernels.matmul_int32(a, a, transpose_b=True)
+        array([[[ 5, 11],
+                [11, 25]]], dtype=int32)
+    """
+    a, b, batch, m, k, n = _operands(a, b, transpose_b)
+    za = _zero_points(a_zero_point, batch, "a_zero_point", a.dtype)
+    zb = _zero_points(b_zero_point, batch, "b_zero_point", b.dtype)
+    return _run_bmm(a, b, bool(transpose_b), batch, m, k, n, za, zb, np.dtype(np.int32),
+                    Epilogue(), 0, 0, 0, overflow, threads, out)
+
+
+def _matmul_preset(preset: Any) -> Any:
+    """"torch", or the Preset of a name of MATMUL_PRESETS (or a Preset object itself)."""
+    if isinstance(preset, P.Preset) or (isinstance(preset, str) and preset == "torch"):
+        return preset
+    if not isinstance(preset, str) or preset not in MATMUL_PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(repr(p) for p in MATMUL_PRESETS)} or "
+                         f"a qkernels.presets.Preset; got {preset!r}")
+    return P.get(preset)
+
+
+def qmatmul(a: ArrayLike, b: ArrayLike, *, a_scale: ArrayLike, b_scale: ArrayLike,
+            out_scale: ArrayLike, a_zero_point: ArrayLike = 0, b_zero_point: ArrayLike = 0,
+            out_zero_point: int = 0, transpose_b: bool = False,
+            preset: PresetLike = "onnxruntime", out_dtype: DTypeLike = None,
+            act_min: Optional[int] = None, act_max: Optional[int] = None,
+            multiplier: Optional[ArrayLike] = None, shift: Optional[ArrayLike] = None,
+            scheme: Optional[str] = None, rounding: Optional[str] = None,
+            overflow: str = "raise", threads: Optional[int] = None,
+            out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Quantized batched matmul of two activations (attention's ``Q K^T`` and ``P V``).
+
+    ``acc = sum_k (a - a_zp)(b - b_zp)`` exact in int32 (SPEC section 5), then per batch item the
+    requantization of a preset (:meth:`qkernels.presets.Preset.matmul_epilogue`: each batch item
+    is the per-tensor case of a layer, ``a`` in the place of its activations, ``b`` of its
+    weights):
+
+    ============  =========================================================================
+    preset        requantization of acc (``sa, sb, so``: a_scale, b_scale, out_scale)
+    ============  =========================================================================
+    onnxruntime   ``clamp(RNE(fl(fl(acc) * fl(fl(sa*sb)/so))) + out_zp)``: ``QLinearMatMul``
+                  (ONNX Runtime MLAS), the fp32 scheme of FBGEMM
+    tflite        double_round (``scheme="single_round"``) with M0, shift of
+                  ``(double)fl(sa*sb) / (double)so`` (TFLite ``BATCH_MATMUL``:
+                  ``GetQuantizedConvolutionMultipler``); int8 output by default
+    pow2          every scale a power of two: ``acc / 2^(log2 so - log2 sa - log2 sb)``
+                  rounded by ``rounding`` (half_up by default, half_even, half_away, floor)
+    a Preset      your own :class:`~qkernels.presets.Preset`: its requantization (its
+                  operand types and bias are a layer's, not applied here)
+    torch         ``torch.ops.quantized.matmul`` (x86: dequantize, float matmul,
+                  ``quantize_per_tensor``): ``RNE(fma(fl(acc * fl(sa*sb)), fl(1/so), out_zp))``;
+                  bit-exact while PyTorch's float matmul is exact (power-of-two ``sa``, ``sb``
+                  and ``K max|a-a_zp| max|b-b_zp| < 2^24``); with other scales PyTorch's own
+                  float rounding moves about 7 outputs in 10^6 by one (12x128x64x128, measured);
+                  both inputs of one dtype, the output too
+    ============  =========================================================================
+
+    ``multiplier=`` / ``shift=`` (M0 and the TFLite shift) replace the preset (double_round, or
+    ``scheme="single_round"``). Scales and zero points are scalars or arrays that broadcast to the
+    batch shape ``a.shape[:-2]``: per head, shape ``(H,)`` for ``(H, M, K)`` inputs and
+    ``(1, H)`` or ``(B, H)`` for ``(B, H, M, K)``. ``transpose_b=True`` takes ``b`` as
+    ``(..., N, K)`` (``K`` for ``Q K^T``); else ``(..., K, N)`` (``V`` for ``P V``). The output
+    type defaults to the preset's (``a``'s for onnxruntime and pow2).
+
+    Raises:
+        AccumulatorOverflowError: the int32 sums can overflow (``overflow="wrap"`` wraps).
+        TypeError / ValueError: wrong dtypes or shapes, bad scales or zero points (named).
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> q = np.array([[[10, -20], [30, 40]]], np.int8)
+        >>> qkernels.qmatmul(q, q, transpose_b=True, a_scale=0.05, b_scale=0.05, out_scale=0.5)
+        array([[[ 3, -3],
+                [-3, 13]]], dtype=int8)
+    """
+    pr = _matmul_preset(preset)
+    a, b, batch, m, k, n = _operands(a, b, transpose_b)
+    za = _zero_points(a_zero_point, batch, "a_zero_point", a.dtype)
+    zb = _zero_points(b_zero_point, batch, "b_zero_point", b.dtype)
+    if not isinstance(pr, P.Preset):
+        return _qmatmul_torch(a, b, bool(transpose_b), batch, m, k, n, za, zb, a_scale, b_scale,
+                              out_scale, out_zero_point, out_dtype, act_min, act_max, overflow,
+                              threads, out)
+    # the output type, zero point and clamp, checked as qlinear's
+    odt, ozp, lo, hi = _out_range(pr, a.dtype, out_dtype, out_zero_point, act_min, act_max)
+    nb = math.prod(batch)
+    ep = _explicit_epilogue(nb, _flat(multiplier, batch, "multiplier"),
+                            _flat(shift, batch, "shift"), scheme, rounding, None)
+    if ep is None:
+        ep = pr.matmul_epilogue(nb, _flat(a_scale, batch, "a_scale"),
+                                _flat(b_scale, batch, "b_scale"),
+                                _flat(out_scale, batch, "out_scale"), scheme, rounding)
+    return _run_bmm(a, b, bool(transpose_b), batch, m, k, n, za, zb, odt, ep, ozp, lo, hi,
+                    overflow, threads, out)
+
+
+def _qmatmul_torch(a: np.ndarray, b: np.ndarray, transpose_b: bool, batch: Tuple[int, ...],
+                   m: int, k: int, n: int, za: np.ndarray, zb: np.ndarray, a_scale: Any,
+                   b_scale: Any, out_scale: Any, out_zero_point: Any, out_dtype: Any,
+                   act_min: Any, act_max: Any, overflow: str, threads: Optional[int],
+                   out: Optional[np.ndarray]) -> np.ndarray:
+    """preset "torch": the exact sums, then PyTorch's float path (dequantize - matmul -
+    quantize_per_tensor)."""
+    if a.dtype != b.dtype:
+        raise TypeError(f"preset 'torch' needs a and b of one dtype (torch.ops.quantized.matmul "
+                        f"checks it); got {a.dtype} and {b.dtype}")
+    if act_min is not None or act_max is not None:
+        raise ValueError("preset 'torch' has no act_min/act_max (quantize_per_tensor clamps to "
+                         "the dtype)")
+    odt, ozp, _, _ = _out_range(P.get("onnxruntime"), a.dtype, out_dtype, out_zero_point, None,
+                                None)
+    if odt != a.dtype:
+        raise TypeError("preset 'torch' writes a's dtype (torch.ops.quantized.matmul does)")
+    shape = batch + (1, 1) if batch else ()
+    sa, sb, so = (np.broadcast_to(_scales(_flat(v, batch, name), name), (math.prod(batch),))
+                  .reshape(shape)
+                  for v, name in ((a_scale, "a_scale"), (b_scale, "b_scale"),
+                                  (out_scale, "out_scale")))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        sab = (sa * sb).astype(np.float32)
+    if not (np.isfinite(sab).all() and (sab > 0).all()):
+        raise ValueError("a_scale * b_scale is not a positive finite float32")
+    acc = _run_bmm(a, b, transpose_b, batch, m, k, n, za, zb, np.dtype(np.int32), Epilogue(), 0,
+                   0, 0, overflow, threads, None)
+    from ._elementwise import accumulator_to_float, quantize
+    rc = accumulator_to_float(acc, sab, 0.0)             # fl(acc * fl(sa sb))
+    if (so == so.reshape(-1)[0]).all():
+        res = quantize(rc, float(so.reshape(-1)[0]), ozp, dtype=odt, flavor="torch")
+    else:
+        res = np.empty(rc.shape, odt)
+        for i in np.ndindex(*batch):
+            res[i] = quantize(rc[i], float(so[i]), ozp, dtype=odt, flavor="torch")
+    C.check_out(out, res.shape, odt)
+    return _finish(res, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Integer softmax
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class SoftmaxParams:
+    """Prepared parameters of :func:`qsoftmax` (made by :func:`prepare_softmax`).
+
+    Arrays have the shape of ``x_scale`` (a scalar, or per head / per row: they broadcast
+    against the input's leading dimensions). ``ibert``: ``x0, b, c`` (int64) and ``m16, e16``
+    (int32); ``sole``: ``sole_mult, sole_shift`` and ``sole_round`` (int32); ``lut``: ``lut``
+    (uint32, ``shape + (256,)``). See ``qkernels.h`` for the arithmetic.
+    """
+
+    method: str
+    output: str
+    rounding: Optional[str]
+    x_scale: np.ndarray
+    x0: Optional[np.ndarray] = None
+    b: Optional[np.ndarray] = None
+    c: Optional[np.ndarray] = None
+    m16: Optional[np.ndarray] = None
+    e16: Optional[np.ndarray] = None
+    sole_mult: Optional[np.ndarray] = None
+    sole_shift: Optional[np.ndarray] = None
+    sole_round: Optional[np.ndarray] = None
+    lut: Optional[np.ndarray] = None
+
+    @property
+    def out_scale(self) -> float:
+        """Scale of the uint8 output: 1/256."""
+        return SOFTMAX_OUT_SCALE
+
+
+def _ibert_softmax_consts(s: np.ndarray) -> Tuple[np.ndarray, ...]:
+    """I-BERT IntSoftmax's integer constants, in float32 exactly as its PyTorch code."""
+    with np.errstate(over="ignore", divide="ignore"):
+        inv = (_F32(1) / s).astype(np.float32)                              # reciprocal(S)
+        x0 = np.floor(inv * _F32(-0.6931))                                   # x0 / S
+        b = np.floor(inv * _F32(0.96963238 / 0.35815147))                    # coef[1] / S
+        c = np.floor((_F32(1) / (s * s)).astype(np.float32) * _F32(1.0 / 0.35815147))
+    return x0.astype(np.float64), b.astype(np.float64), c.astype(np.float64)
+
+
+def prepare_softmax(x_scale: ArrayLike, *, method: str = "ibert", output: str = "uint8",
+                    rounding: str = "floor") -> SoftmaxParams:
+    """Prepare the integer softmax once (all float work; the kernel is integer-only).
+
+    Methods (``x_scale`` is the scale of the integer input: int8/uint8 scores, or the int32
+    accumulators of ``Q K^T`` with the ``1/sqrt(d)`` folded into the scale):
+
+    - ``"ibert"`` (I-BERT, Algorithms 1-3): ``x0 = floor(-0.6931 / S)``, ``b``, ``c`` of the
+      polynomial ``0.35815147 (r + b)^2 + 1`` (float32 as I-BERT's code), the exponent
+      requantized to 16 bits (``QuantAct(16)`` calibrated on its maximum), then
+      ``floor(V * floor(2^32 / sum V) / 2^24)``. Needs ``3.6e-5 <= x_scale <= 1.6``
+      (``1 <= c < 2^31``).
+    - ``"sole"`` (SOLE E2Softmax): ``k = -floor(1.4375 (x - max) S)`` by shifts and adds, 4 bits
+      (``rounding="round"``: rounded instead of floored), ``V = 2^(16-k)``, the sum's leading
+      one ``w`` and the bit below it pick ``0.818`` or ``0.568``: ``p = C 2^-(k + w - 16)``.
+    - ``"lut"`` (8-bit input only): ``V = round(2^15 exp(-(max - x) S))`` from a 256-entry
+      table, I-BERT's normalization with rounding.
+
+    ``output="uint8"``: probabilities of scale 1/256 (``out_scale``), 255 at most (a power of two:
+    ``P V`` requantizes with a shift; only p = 1 saturates, to 255/256). ``output="log2"``
+    (``sole`` only): the exponent ``e`` per element and the row's ALDivision bit.
+
+    Example:
+        >>> import qkernels
+        >>> p = qkernels.prepare_softmax(0.05, method="ibert")
+        >>> int(p.x0), int(p.b), int(p.c)
+        (-14, 54, 1116)
+    """
+    _choice(method, SOFTMAX_METHODS, "method")
+    _choice(output, SOFTMAX_OUTPUTS, "output")
+    if output == "log2" and method != "sole":
+        raise ValueError("output='log2' is SOLE's form (method='sole'); ibert and lut write "
+                         "uint8 probabilities")
+    rnd = _choice(rounding, SOLE_ROUNDINGS, "rounding") if method == "sole" else None
+    s = _scales(x_scale, "x_scale")
+    if method == "ibert":
+        x0, b, c = _ibert_softmax_consts(s)
+        bad = ~((c >= 1) & (c <= 2.0 ** 31 - 1) & (-x0 * (-x0 + b) + c < 2.0 ** 32))
+        if bad.any():
+            v = s.reshape(-1)[int(np.argmax(bad.reshape(-1)))]
+            raise ValueError(f"x_scale={float(v):.6g} is outside I-BERT's integer range: the "
+                             f"polynomial constant c = floor(2.792 / x_scale^2) must be in "
+                             f"[1, 2^31) (x_scale between about 3.6e-5 and 1.6)")
+        m16, e16 = _rhaz_mantissa(32767.0 / (c * 2.0 ** 30), 31)
+        return SoftmaxParams("ibert", output, None, s, x0=x0.astype(np.int64),
+                             b=b.astype(np.int64), c=c.astype(np.int64),
+                             m16=m16.astype(np.int32), e16=e16.astype(np.int32))
+    if method == "sole":
+        mant, ex = np.frexp(s.astype(np.float64))
+        mult = np.floor(mant * 2.0 ** 30 + 0.5)
+        shift = 14 - ex
+        bad = (shift < 0) | (shift > 62)
+        if bad.any():
+            v = s.reshape(-1)[int(np.argmax(bad.reshape(-1)))]
+            raise ValueError(f"x_scale={float(v):.6g} is outside SOLE's fixed-point range "
+                             f"[2^-48, 2^14)")
+        return SoftmaxParams("sole", output, rnd, s, sole_mult=mult.astype(np.int32),
+                             sole_shift=shift.astype(np.int32),
+                             sole_round=np.full(s.shape, 1 if rnd == "round" else 0, np.int32))
+    d = np.arange(256, dtype=np.float64)
+    lut = np.floor(32768.0 * np.exp(-d * s.astype(np.float64)[..., None]) + 0.5)
+    return SoftmaxParams("lut", output, None, s, lut=lut.astype(np.uint32))
+
+
+def _softmax_input(x: Any, params: SoftmaxParams) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype not in (np.uint8, np.int8, np.int32):
+        raise TypeError(f"x must be a uint8, int8 or int32 array (quantized scores), got dtype "
+                        f"{a.dtype}")
+    if a.dtype == np.int32 and params.method == "lut":
+        raise TypeError("method 'lut' indexes a 256-entry table: x must be uint8 or int8")
+    if a.ndim < 1:
+        raise ValueError("x must have at least one dimension (the softmax axis is the last)")
+    lead = a.shape[:-1]
+    try:
+        b = np.broadcast_shapes(lead, params.x_scale.shape)
+    except ValueError:
+        b = None
+    if b != lead:
+        raise ValueError(f"the prepared parameters of shape {params.x_scale.shape} do not "
+                         f"broadcast to the rows of x {lead}")
+    return a
+
+
+def qsoftmax(x: ArrayLike, params: SoftmaxParams, *,
+             out: Optional[np.ndarray] = None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    """Integer softmax over the last axis (rows of ``x``), with prepared :class:`SoftmaxParams`.
+
+    Returns uint8 probabilities of scale 1/256 (``output="uint8"``), or for SOLE's
+    ``output="log2"`` a pair ``(exponent, row_bit)``: ``p = (0.568 if row_bit else 0.818) *
+    2^-exponent``. Zero points do not matter (softmax is shift invariant). The kernel is
+    integer-only C; 8-bit input evaluates the method's arithmetic once for each of the 256 row
+    differences and looks it up (same integers).
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> x = np.array([[10, 0, -10, -128]], np.int8)
+        >>> qkernels.qsoftmax(x, qkernels.prepare_softmax(0.1))
+        array([[169,  62,  23,   0]], dtype=uint8)
+    """
+    if not isinstance(params, SoftmaxParams):
+        raise TypeError(f"params must be SoftmaxParams (qkernels.prepare_softmax), got "
+                        f"{type(params).__name__}")
+    a = _softmax_input(x, params)
+    if params.output == "log2":
+        if out is not None:
+            raise ValueError("out= is not supported with output='log2' (two outputs)")
+        with np.errstate(invalid="raise"):
+            return _core.softmax_sole_log2(a, params.sole_mult, params.sole_shift,
+                                           params.sole_round)
+    C.check_out(out, a.shape, np.dtype(np.uint8))
+    kw = {} if out is None else {"out": out}
+    with np.errstate(invalid="raise"):
+        if params.method == "ibert":
+            return _core.softmax_ibert(a, params.x0, params.b, params.c, params.m16, params.e16,
+                                       **kw)
+        if params.method == "sole":
+            return _core.softmax_sole(a, params.sole_mult, params.sole_shift, params.sole_round,
+                                      **kw)
+        return _core.softmax_lut(a, params.lut, **kw)
+
+
+def softmax_dequantize(y: Union[np.ndarray, Tuple[np.ndarray, np.ndarray]],
+                       params: SoftmaxParams) -> np.ndarray:
+    """The float probabilities of a :func:`qsoftmax` result (float64).
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> qkernels.softmax_dequantize(np.array([128, 64], np.uint8), qkernels.prepare_softmax(0.1))
+        array([0.5 , 0.25])
+    """
+    if params.output == "log2":
+        e, bit = y
+        c = np.where(np.asarray(bit)[..., None] != 0, SOLE_CONSTANTS[1], SOLE_CONSTANTS[0])
+        return c * np.ldexp(1.0, -np.asarray(e, np.int64))
+    return np.asarray(y, np.float64) * SOFTMAX_OUT_SCALE
+
+
+# ---------------------------------------------------------------------------------------------
+# Integer GELU
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class GeluParams:
+    """Prepared parameters of :func:`qgelu` (made by :func:`prepare_gelu`).
+
+    ``ibert``: per channel (or one value) ``b, c, shift`` (int64) and the output requantization
+    ``multiplier, rshift`` (int32), with ``raw_scale`` the positive scale of I-BERT's integer
+    output (before the requantization). ``lut``: the 256-byte ``table`` indexed by the input byte.
+    """
+
+    method: str
+    x_scale: np.ndarray
+    x_zero_point: int
+    out_scale: float
+    out_zero_point: int
+    out_dtype: np.dtype
+    x_dtype: Optional[np.dtype] = None
+    b: Optional[np.ndarray] = None
+    c: Optional[np.ndarray] = None
+    shift: Optional[np.ndarray] = None
+    multiplier: Optional[np.ndarray] = None
+    rshift: Optional[np.ndarray] = None
+    raw_scale: Optional[np.ndarray] = None
+    table: Optional[np.ndarray] = None
+
+    @property
+    def channels(self) -> int:
+        return int(self.x_scale.size)
+
+
+def _ibert_gelu_consts(s: np.ndarray) -> Tuple[np.ndarray, ...]:
+    """I-BERT IntGELU's integer constants, float32 exactly as its PyTorch code."""
+    with np.errstate(over="ignore", divide="ignore", under="ignore"):
+        sp = (s / _F32(1.4142)).astype(np.float32)                    # scaling_factor / k
+        sp2 = (sp * sp).astype(np.float32)
+        b = np.floor((_F32(1) / sp).astype(np.float32) * _F32(-1.769))
+        c = np.floor((_F32(1) / sp2).astype(np.float32) * _F32(1.0 / -0.2888))
+        sig = ((sp2 * _F32(-0.2888)).astype(np.float32) * _F32(2.0 ** 14)).astype(np.float32)
+        shift = np.floor((_F32(1) / sig).astype(np.float32))
+        raw = ((s * sig).astype(np.float32) / _F32(2)).astype(np.float32)   # negative
+    return b, c, shift, -raw
+
+
+def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
+                 out_zero_point: int = 0, out_dtype: DTypeLike = np.int8,
+                 x_zero_point: int = 0, x_dtype: DTypeLike = None) -> GeluParams:
+    """Prepare the integer GELU once (all float work; the kernel is integer-only).
+
+    - ``"ibert"`` (I-BERT's i-GELU, IntGELU): ``S' = S / 1.4142``, ``b = floor(-1.769 / S')``,
+      ``c = floor(1 / (-0.2888 S'^2))``, ``sig = -0.2888 S'^2 2^14``, ``shift = floor(1/sig)``
+      (float32 as I-BERT's code); per element ``L = floor(sign(x)((min(|x|, -b) + b)^2 + c) / 2^14)``,
+      ``g = -x (L + shift)`` with the positive scale ``S |sig| / 2`` (``raw_scale``), then
+      I-BERT's QuantAct requantization ``RNE(g M / 2^E) + out_zp`` (``M, E`` from
+      ``raw_scale / out_scale``). ``x_scale`` may be per channel (an array along the last axis:
+      a Linear's int32 accumulators with per-channel weights). Input uint8/int8/int32.
+    - ``"lut"``: ``table[q] = clamp(RNE(gelu((q - x_zp) S) / out_scale) + out_zp)`` for the 256
+      values of ``x_dtype`` (uint8 or int8), exact erf GELU in double.
+
+    Example:
+        >>> import qkernels
+        >>> p = qkernels.prepare_gelu(0.05, out_scale=0.05)
+        >>> int(p.b[0]), int(p.c[0]), int(p.shift[0])
+        (-51, -2771, -1)
+    """
+    _choice(method, GELU_METHODS, "method")
+    try:
+        odt = np.dtype(out_dtype)
+    except TypeError as exc:
+        raise TypeError(f"out_dtype: not a dtype: {out_dtype!r}") from exc
+    if odt not in (np.uint8, np.int8, np.int32):
+        raise TypeError(f"out_dtype must be uint8, int8 or int32, got {odt}")
+    if method == "lut" and odt == np.int32:
+        raise TypeError("method 'lut' writes 8-bit outputs (uint8 or int8)")
+    os_ = _scales(out_scale, "out_scale")
+    if os_.ndim != 0:
+        raise ValueError("out_scale must be a scalar")
+    oinfo = np.iinfo(odt)
+    ozp = C._int_scalar(out_zero_point, "out_zero_point")
+    if not oinfo.min <= ozp <= oinfo.max:
+        raise ValueError(f"out_zero_point={ozp} is outside {odt} [{oinfo.min}, {oinfo.max}]")
+    s = _scales(x_scale, "x_scale")
+    xzp = C._int_scalar(x_zero_point, "x_zero_point")
+    if method == "lut":
+        if s.ndim != 0:
+            raise ValueError("method 'lut' needs one x_scale (one table)")
+        xdt = np.dtype(x_dtype if x_dtype is not None else np.int8)
+        if xdt not in (np.uint8, np.int8):
+            raise TypeError(f"x_dtype must be uint8 or int8 for method 'lut', got {xdt}")
+        xinfo = np.iinfo(xdt)
+        if not xinfo.min <= xzp <= xinfo.max:
+            raise ValueError(f"x_zero_point={xzp} is outside {xdt} [{xinfo.min}, {xinfo.max}]")
+        q = np.arange(256, dtype=np.uint8).view(xdt).astype(np.float64)
+        v = (q - xzp) * float(s)
+        g = 0.5 * v * (1.0 + np.array([math.erf(t / math.sqrt(2.0)) for t in v]))
+        t = np.clip(np.rint(g / float(os_)) + ozp, oinfo.min, oinfo.max).astype(odt)
+        table = np.ascontiguousarray(t)
+        table.setflags(write=False)
+        return GeluParams("lut", s, xzp, float(os_), ozp, odt, x_dtype=xdt, table=table)
+    if x_dtype is not None:
+        xdt = np.dtype(x_dtype)
+        if xdt not in (np.uint8, np.int8, np.int32):
+            raise TypeError(f"x_dtype must be uint8, int8 or int32, got {xdt}")
+    if s.ndim > 1:
+        raise ValueError(f"x_scale must be a scalar or 1-D (per channel), got shape {s.shape}")
+    b, c, shift, raw = _ibert_gelu_consts(s)
+    ok = ((b <= 0) & (b > -2.0 ** 30) & (c <= 0) & (c > -2.0 ** 60) & (np.abs(shift) < 2.0 ** 47)
+          & np.isfinite(raw) & (raw > 0))
+    if not ok.all():
+        v = s.reshape(-1)[int(np.argmax(~ok.reshape(-1)))]
+        raise ValueError(f"x_scale={float(v):.6g} is outside I-BERT's i-GELU integer range")
+    mult, rsh = _rhaz_mantissa(raw.astype(np.float64) / float(os_), 31)
+    bad = (rsh < 0) | (rsh > 126)
+    if bad.any():
+        raise ValueError("out_scale is out of range for the output requantization "
+                         "(raw_scale / out_scale must be in [2^-95, 2^31))")
+    vec = lambda a, t: np.ascontiguousarray(np.atleast_1d(a).astype(t))  # noqa: E731
+    return GeluParams("ibert", s, xzp, float(os_), ozp, odt, x_dtype=None, b=vec(b, np.int64),
+                      c=vec(c, np.int64), shift=vec(shift, np.int64),
+                      multiplier=vec(mult, np.int32), rshift=vec(rsh, np.int32),
+                      raw_scale=np.atleast_1d(raw).astype(np.float32))
+
+
+def qgelu(x: ArrayLike, params: GeluParams, *, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Integer GELU with prepared :class:`GeluParams` (output of ``params.out_dtype``).
+
+    Per-channel ``ibert`` parameters apply along the last axis. The kernel is integer-only C.
+
+    Raises:
+        TypeError / ValueError: a wrong input dtype, a last axis that does not match the
+            per-channel parameters, or an int32 input whose scale makes ``x (L + shift)`` leave
+            int64 (the message says which).
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> p = qkernels.prepare_gelu(0.05, method="lut", out_scale=0.05)
+        >>> qkernels.qgelu(np.array([-60, -20, 0, 20, 60], np.int8), p)
+        array([ 0, -3,  0, 17, 60], dtype=int8)
+    """
+    if not isinstance(params, GeluParams):
+        raise TypeError(f"params must be GeluParams (qkernels.prepare_gelu), got "
+                        f"{type(params).__name__}")
+    a = np.asarray(x)
+    if params.method == "lut":
+        if a.dtype != params.x_dtype:
+            raise TypeError(f"x must be {params.x_dtype} (the table was prepared for it), got "
+                            f"{a.dtype}")
+        C.check_out(out, a.shape, params.out_dtype)
+        kw = {} if out is None else {"out": out}
+        return _core.gelu_lut(a, params.table, **kw)
+    if a.dtype not in (np.uint8, np.int8, np.int32):
+        raise TypeError(f"x must be a uint8, int8 or int32 array, got dtype {a.dtype}")
+    info = np.iinfo(a.dtype)
+    if a.dtype != np.int32 and not info.min <= params.x_zero_point <= info.max:
+        raise ValueError(f"x_zero_point={params.x_zero_point} is outside {a.dtype}")
+    ch = params.channels
+    if ch > 1 and (a.ndim < 1 or a.shape[-1] != ch):
+        raise ValueError(f"x has shape {a.shape}; its last axis must have {ch} channels (the "
+                         f"per-channel x_scale)")
+    _gelu_bound(params, a.dtype)
+    C.check_out(out, a.shape, params.out_dtype)
+    oinfo = np.iinfo(params.out_dtype)
+    y = out if (out is not None and out.flags.c_contiguous) else np.empty(a.shape, params.out_dtype)
+    # one C call over the contiguous array (the parameters are checked once, not once a row as
+    # the ufunc gelu_ibert's inner loops would)
+    _core._gelu_ibert(np.ascontiguousarray(a), params.b, params.c, params.shift,
+                      params.multiplier, params.rshift, params.x_zero_point,
+                      params.out_zero_point, int(oinfo.min), int(oinfo.max), y)
+    return _finish(y, out)
+
+
+def _gelu_bound(p: GeluParams, xdt: np.dtype) -> None:
+    """The kernel's int64 bound (qkernels.h), checked here to raise a message that says why."""
+    info = np.iinfo(xdt)
+    xmax = float(max(p.x_zero_point - int(info.min), int(info.max) - p.x_zero_point))
+    if xdt == np.int32:
+        xmax = 2.0 ** 31 + abs(p.x_zero_point)
+    bb = -p.b.astype(np.float64)
+    ymag = np.floor(np.maximum(bb * bb, -p.c.astype(np.float64)) / 2.0 ** 14) + 1
+    mag = ymag + np.abs(p.shift.astype(np.float64)) + 1
+    bad = mag > 2.0 ** 62 / xmax
+    if bad.any():
+        v = p.x_scale.reshape(-1)[int(np.argmax(bad))]
+        raise ValueError(f"x_scale={float(v):.6g} is too small for {xdt} input: x * (L + shift) "
+                         f"can leave int64 (I-BERT's i-GELU needs x_scale above about 1e-6 for "
+                         f"int32 input)")

@@ -1,0 +1,206 @@
+"""qkernels' TFLite presets, ops and .tflite front end against LiteRT's interpreter.
+
+The reference data (tests/fixtures/tflite/, made by scripts/make_tflite_fixtures.py with
+TensorFlow 2.21 and ai-edge-litert 2.3.0 in their own venv): small Keras models converted with
+full-integer quantization, random int8 inputs over the full range (>= 10^5 output elements per
+op), ``*_tie`` models rewritten to power-of-two scales (exact rounding ties), and the
+interpreter's outputs with its reference kernels (BUILTIN_REF), with the XNNPACK delegate (AUTO)
+and with the optimized built-ins. Every comparison is ``==`` on every element.
+"""
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from qkernels.io.tflite import read_model
+from qkernels.torch import IntegerModel
+from qkernels.torch.tflite import from_tflite
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+FIX = os.path.join(ROOT, "tests", "fixtures", "tflite")
+CASES = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(FIX, "*.npz")))
+
+
+def load_case(directory, name):
+    """(npz, float inputs that quantize back to the int8 inputs, ref, xnn, opt outputs)."""
+    z = np.load(os.path.join(directory, name + ".npz"))
+    m = read_model(os.path.join(directory, name + ".tflite"))
+    runs = {"ref": z["ref"]}
+    for r in ("xnn", "opt"):
+        v = z["ref"].reshape(-1).copy()
+        v[z[f"{r}_idx"]] = z[f"{r}_val"]
+        runs[r] = v.reshape(z["ref"].shape)
+    if "x0" in z:        # a float input (the model's QUANTIZE): stored as it was given
+        return z, [z["x0"]], runs
+    rng = np.random.default_rng(int(z["seed"]))
+    xs = [rng.integers(-128, 128, (int(z["batch"]),) + m.tensors[i].shape[1:]).astype(np.int8)
+          for i in m.inputs]
+    h = hashlib.sha256()
+    for x in xs:
+        h.update(x.tobytes())
+    assert h.hexdigest() == str(z["x_sha256"]), "the inputs are not the ones the fixture used"
+    fl = [((x.astype(np.float32) - np.float32(m.tensors[i].zero_point[0]))
+           * np.float32(m.tensors[i].scale[0])).astype(np.float32) for x, i in zip(xs, m.inputs)]
+    return z, fl, runs
+
+
+def beyond_int32(z, fl, directory, name):
+    """Elements whose QUANTIZE has ``|fl(x / s)| >= 2^31`` (+-inf included): LiteRT's reference
+    and optimized kernels cast that float to int32 (undefined; x86 gives INT32_MIN, then + zp),
+    qkernels saturates as XNNPACK does (docs/tflite.md). None where the input is int8."""
+    if "x0" not in z:
+        return None
+    m = read_model(os.path.join(directory, name + ".tflite"))
+    s = np.float32(m.tensors[m.operators[0].outputs[0]].scale[0])
+    with np.errstate(over="ignore"):
+        return ~(np.abs(fl[0] / s) < np.float32(2.0 ** 31))
+
+
+def integers(directory, name, preset, fl):
+    im = from_tflite(os.path.join(directory, name + ".tflite"), preset=preset)
+    return im, im.intermediates(*fl)[im.output].q
+
+
+def test_fixtures_present():
+    assert len(CASES) >= 31, CASES
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_reference_kernels(name):
+    """preset tflite == the interpreter's reference kernels, every element."""
+    z, fl, runs = load_case(FIX, name)
+    _, q = integers(FIX, name, "tflite", fl)
+    assert q.dtype == np.int8 and q.shape == runs["ref"].shape
+    assert runs["ref"].size >= (5120 if name.startswith("cnn") else 100_000)
+    beyond = beyond_int32(z, fl, FIX, name)
+    if beyond is not None:          # the documented difference (test_quantize_beyond_int32)
+        q, ref = q.reshape(beyond.shape)[~beyond], runs["ref"].reshape(beyond.shape)[~beyond]
+        assert int((q != ref).sum()) == 0
+    else:
+        assert int((q != runs["ref"]).sum()) == 0
+
+
+def test_quantize_ties_and_beyond_int32():
+    """QUANTIZE: LiteRT's reference kernel rounds fl(x / s) half away from zero (flavor
+    "tflite"); XNNPACK and the optimized built-in round fl(x * fl(1/s)) half to even ("pt2e");
+    the inputs hold thousands of exact ties, where the two disagree. Beyond the int32 range the
+    reference and optimized kernels give the same value on both sides (the x86 cast gives
+    INT32_MIN; + zp: -128, or 127 when zp < 0 wraps); qkernels and XNNPACK saturate."""
+    import qkernels as qk
+    z, fl, runs = load_case(FIX, "quantize")
+    x = fl[0]
+    m = read_model(os.path.join(FIX, "quantize.tflite"))
+    t = m.tensors[m.operators[0].outputs[0]]
+    s, zp = np.float32(t.scale[0]), int(t.zero_point[0])
+    beyond = beyond_int32(z, fl, FIX, "quantize")
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = x / s
+        ties = int(((np.abs(d - np.trunc(d)) == 0.5) & ~beyond).sum())
+    assert ties > 10_000 and beyond.sum() == 8
+    # INT32_MIN + zp: -128 when zp >= 0; wraps to near INT32_MAX (127) when zp < 0
+    cast = -128 if zp >= 0 else 127
+    assert (runs["ref"].reshape(x.shape)[beyond] == cast).all()
+    assert (runs["opt"].reshape(x.shape)[beyond] == cast).all()
+    sat = np.where(x[beyond] > 0, 127, -128)
+    assert (runs["xnn"].reshape(x.shape)[beyond] == sat).all()
+    tfl = qk.quantize(x, s, zp, dtype=np.int8, flavor="tflite")
+    pt2e = qk.quantize(x, s, zp, dtype=np.int8, flavor="pt2e")
+    assert (tfl[beyond] == sat).all() and (pt2e[beyond] == sat).all()
+    ref, xnn, opt = (runs[k].reshape(x.shape) for k in ("ref", "xnn", "opt"))
+    assert int((tfl[~beyond] != ref[~beyond]).sum()) == 0
+    assert int((pt2e != xnn).sum()) == 0
+    assert int((pt2e[~beyond] != opt[~beyond]).sum()) == 0
+    assert int((tfl != pt2e).sum()) > 5000          # the ties tell the two roundings apart
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_xnnpack_delegate(name):
+    """preset tflite_xnnpack == the interpreter with its default XNNPACK delegate (conv / FC in
+    float32, ADD, MUL, MEAN in XNNPACK's arithmetic, SOFTMAX by the optimized built-in that
+    XNNPACK leaves it to, QUANTIZE half to even), every element of every case."""
+    z, fl, runs = load_case(FIX, name)
+    _, q = integers(FIX, name, "tflite_xnnpack", fl)
+    assert int((q != runs["xnn"]).sum()) == 0
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_optimized_builtins(name):
+    """preset tflite_optimized == the interpreter's optimized built-ins without a delegate
+    (conv / depthwise / FC: SRDHM then a half-up rounding shift; SOFTMAX's float32 table;
+    QUANTIZE half to even, with the out-of-int32 cast excluded as for the reference kernels)."""
+    z, fl, runs = load_case(FIX, name)
+    _, q = integers(FIX, name, "tflite_optimized", fl)
+    beyond = beyond_int32(z, fl, FIX, name)
+    keep = np.ones(q.size, bool) if beyond is None else ~beyond.reshape(-1)
+    assert int((q.reshape(-1) != runs["opt"].reshape(-1))[keep].sum()) == 0
+
+
+@pytest.mark.parametrize("name", ["conv_same_relu_tie", "dw_m2_s2_same_relu6_tie", "dense_pc_tie",
+                                  "mul_tie", "mean", "cnn_residual"])
+def test_ties_tell_the_runtimes_apart(name):
+    """On the tie models the runtimes disagree on thousands of elements: the comparisons above
+    can fail (and cmsis_nn's double rounding differs from the fp64 FullyConnected)."""
+    z, fl, runs = load_case(FIX, name)
+    least = 100 if name.startswith("cnn") else 1000
+    assert int((runs["ref"] != runs["xnn"]).sum()) > least
+    _, q = integers(FIX, name, "tflite_xnnpack", fl)
+    assert int((q != runs["ref"]).sum()) > least
+    if name.startswith("dense"):
+        _, q = integers(FIX, name, "cmsis_nn", fl)
+        assert int((q != runs["ref"]).sum()) > 1000
+
+
+def test_export_reproduced_by_c_example(tmp_path):
+    """An imported .tflite model exports like any other; csrc/examples/model_golden.c runs its
+    conv / depthwise / fully-connected layers (fp64 FullyConnected included) from model.c and
+    reproduces the goldens; IntegerModel.load gives the same integers."""
+    lib = os.path.join(ROOT, "build", "libqkernels.a")
+    if not os.path.exists(lib):
+        subprocess.run(["make", "-C", ROOT, "lib"], check=True, capture_output=True)
+    z, fl, runs = load_case(FIX, "cnn_dws")
+    im = from_tflite(os.path.join(FIX, "cnn_dws.tflite"))
+    x = fl[0][:3]
+    out = tmp_path / "cnn_dws"
+    im.export(str(out), x)
+    exe = tmp_path / "model_golden"
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I",
+                    os.path.join(ROOT, "csrc", "include"), "-I", str(out),
+                    os.path.join(ROOT, "csrc", "examples", "model_golden.c"), str(out / "model.c"),
+                    lib, "-lm", "-pthread", "-o", str(exe)], check=True)
+    r = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0 and "5 conv / linear layers" in r.stdout, r.stdout + r.stderr
+    assert " 0 differ from the golden outputs" in r.stdout
+    im2 = IntegerModel.load(str(out))
+    assert np.array_equal(im2.intermediates(*fl)[im2.output].q, runs["ref"])
+
+
+def _venv_python():
+    venv = os.environ.get("QKERNELS_TFLITE_VENV", "/work/venvs/tflite")
+    py = os.path.join(venv, "bin", "python")
+    return py if os.path.exists(py) else None
+
+
+@pytest.mark.skipif(_venv_python() is None,
+                    reason="no TensorFlow / LiteRT venv (QKERNELS_TFLITE_VENV or "
+                           "/work/venvs/tflite): the committed fixtures are compared instead")
+def test_live_interpreter(tmp_path):
+    """Fresh models and inputs (other seeds) from the live interpreter."""
+    names = ["conv_same_relu", "dense_pc", "cnn_residual", "cnn_dws", "mul", "mean", "quantize"]
+    subprocess.run([_venv_python(), os.path.join(ROOT, "scripts", "make_tflite_fixtures.py"),
+                    "--out", str(tmp_path), "--seed", "5000", "--only", *names], check=True,
+                   capture_output=True)
+    for name in names + ["conv_same_relu_tie", "dense_pc_tie", "mul_tie", "mean_tie"]:
+        z, fl, runs = load_case(str(tmp_path), name)
+        _, q = integers(str(tmp_path), name, "tflite", fl)
+        beyond = beyond_int32(z, fl, str(tmp_path), name)
+        keep = np.ones(q.size, bool) if beyond is None else ~beyond.reshape(-1)
+        assert int((q.reshape(-1) != runs["ref"].reshape(-1))[keep].sum()) == 0, name
+        _, q = integers(str(tmp_path), name, "tflite_xnnpack", fl)
+        assert int((q != runs["xnn"]).sum()) == 0, name
+        _, q = integers(str(tmp_path), name, "tflite_optimized", fl)
+        assert int((q.reshape(-1) != runs["opt"].reshape(-1))[keep].sum()) == 0, name
