@@ -21,11 +21,12 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-o
 
 all: build
 
-$(STAMP): requirements-dev.txt
+$(STAMP): requirements-dev.txt requirements-zoo.txt
 	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	@echo "installing the pinned requirements into $(VENV) (first run only: about 1.6 GB --"
 	@echo "PyTorch CPU, ONNX Runtime, transformers, scikit-learn -- a few minutes)"
 	$(PY) -m pip install --progress-bar off -r requirements-dev.txt
+	$(PY) -m pip install --progress-bar off -q --no-deps --upgrade --target $(VENV)/torchvision-zoo -r requirements-zoo.txt
 	QKERNELS_WERROR=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 

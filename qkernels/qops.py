@@ -10,6 +10,9 @@ function                 arithmetic
 qadd                     ``quantized::add(_relu)``: ``d = fmaf(s, q, -fl(s*zp))`` per input,
                          ``c = fl(da + db)`` (relu: ``max(c, 0)``),
                          ``y = clamp(RNE(fl(c * fl(1/s_out))) + zp_out)``
+qadd (engine="qnnpack")  ``quantized::add(_relu)`` of uint8 with engine "qnnpack" (QNNPACK's
+                         integer add: fixed-point multipliers of ``s / s_out``, a rounding
+                         right shift, ties away from zero)
 qleaky_relu              the same dequantize, ``dy = dx > 0 ? dx : fl(dx * slope)``, the same
                          quantize
 qclamp                   integer clamp to ``[lo, hi]`` (ReLU, ReLU6, Hardtanh on integers)
@@ -44,16 +47,32 @@ def _c(x: Any) -> np.ndarray:
 
 
 def qadd(a: np.ndarray, b: np.ndarray, a_scale: float, a_zero_point: int, b_scale: float,
-         b_zero_point: int, out_scale: float, out_zero_point: int, relu: bool = False) -> np.ndarray:
+         b_zero_point: int, out_scale: float, out_zero_point: int, relu: bool = False, *,
+         engine: str = "fbgemm") -> np.ndarray:
     """``quantized::add`` (``add_relu`` with ``relu=True``) of two same-shape 8-bit tensors.
+
+    ``engine``: the PyTorch quantized engine whose arithmetic to reproduce ("fbgemm", "x86" or
+    "qnnpack"). With "qnnpack", uint8 inputs take QNNPACK's integer add (as PyTorch does; it
+    refuses scale ratios ``s / s_out`` outside [2^-14, 2^8), and so does this, as do ratios
+    below 2^-10, where QNNPACK's shift is undefined); int8 keeps the fbgemm arithmetic.
 
     Example:
         >>> import numpy as np
         >>> from qkernels import qops
         >>> qops.qadd(np.uint8([0, 5]), np.uint8([0, 5]), 1.0, 5, 1.0, 5, 1.0, 5, relu=True)
         array([5, 5], dtype=uint8)
+        >>> qops.qadd(np.uint8([3]), np.uint8([0]), 0.5, 0, 0.5, 0, 1.0, 0)   # 1.5: RNE -> 2
+        array([2], dtype=uint8)
+        >>> qops.qadd(np.uint8([5]), np.uint8([0]), 0.5, 0, 0.5, 0, 1.0, 0, engine="qnnpack")
+        array([3], dtype=uint8)
     """
-    return _core._qadd(_c(a), _c(b), a_scale, a_zero_point, b_scale, b_zero_point, out_scale,
+    if engine not in ("fbgemm", "x86", "qnnpack"):
+        raise ValueError(f"engine must be fbgemm, x86 or qnnpack; got {engine!r}")
+    a, b = _c(a), _c(b)
+    if engine == "qnnpack" and a.dtype == np.uint8:
+        return _core._qadd(a, b, a_scale, a_zero_point, b_scale, b_zero_point, out_scale,
+                           out_zero_point, bool(relu), True)
+    return _core._qadd(a, b, a_scale, a_zero_point, b_scale, b_zero_point, out_scale,
                        out_zero_point, bool(relu))
 
 

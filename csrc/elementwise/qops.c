@@ -132,6 +132,95 @@ qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_sc
     return QK_OK;
 }
 
+/* ---- quantized add, QNNPACK (engine "qnnpack", uint8) ----------------------------------- */
+/* pytorch_qnnp_compute_add_quantization_params: ratios r = fl(s / s_out); with e the exponent of
+ * the larger one, shift = 21 - e and multipliers m = lrintf(r * 2^shift) (exact power-of-two
+ * scaling, then RNE); acc = m_a (a - za) + m_b (b - zb) in int32 (|acc| < 2^31: m < 2^22);
+ * rounding right shift, ties away from zero; + zo; clamp to [y_min, 255]. */
+typedef struct {
+    int32_t ma, mb, zpp, mask, thr, zo, ymin;
+    int shift;
+} qk__qnnp_add;
+
+static inline int32_t qk__qnnp_add1(const qk__qnnp_add *p, int32_t a, int32_t b) {
+    const int32_t acc = p->zpp + a * p->ma + b * p->mb;
+    const int32_t rem = (acc & p->mask) - (int32_t)(acc < 0);
+    /* arithmetic shift right of a negative value, written without implementation-defined >> */
+    const int32_t q = acc >= 0 ? acc >> p->shift : -(int32_t)((~(uint32_t)acc) >> p->shift) - 1;
+    int32_t y = q + (int32_t)(rem > p->thr) + p->zo;
+    y = y < p->ymin ? p->ymin : y;
+    return y > 255 ? 255 : y;
+}
+
+#if QK_X86
+QK_TARGET_AVX2 static size_t qk__qadd_qnnpack_avx2(const uint8_t *a, const uint8_t *b, size_t n,
+                                                   const qk__qnnp_add *p, uint8_t *y) {
+    const __m256i vma = _mm256_set1_epi32(p->ma), vmb = _mm256_set1_epi32(p->mb);
+    const __m256i vzpp = _mm256_set1_epi32(p->zpp), vmask = _mm256_set1_epi32(p->mask);
+    const __m256i vthr = _mm256_set1_epi32(p->thr), vzo = _mm256_set1_epi32(p->zo);
+    const __m256i vmin = _mm256_set1_epi32(p->ymin), vmax = _mm256_set1_epi32(255);
+    const __m128i vshift = _mm_cvtsi32_si128(p->shift);
+    const __m256i zero = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i va = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(a + i)));
+        const __m256i vb = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + i)));
+        const __m256i acc = _mm256_add_epi32(
+            _mm256_add_epi32(vzpp, _mm256_mullo_epi32(va, vma)), _mm256_mullo_epi32(vb, vmb));
+        /* (acc < 0) is -1 in the compare mask: rem = (acc & mask) - (acc < 0) */
+        const __m256i rem = _mm256_add_epi32(_mm256_and_si256(acc, vmask),
+                                             _mm256_cmpgt_epi32(zero, acc));
+        __m256i r = _mm256_sub_epi32(_mm256_sra_epi32(acc, vshift), _mm256_cmpgt_epi32(rem, vthr));
+        r = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(r, vzo), vmin), vmax);
+        const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storel_epi64((__m128i *)(y + i), _mm_packus_epi16(w, w));
+    }
+    return i;
+}
+#endif
+
+static uint32_t qk__f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+qk_status qk_qadd_qnnpack(const uint8_t *a, const uint8_t *b, size_t n, float a_scale,
+                          int32_t a_zp, float b_scale, int32_t b_zp, float out_scale,
+                          int32_t out_zp, int relu, uint8_t *y) {
+    if (!qk__scale_ok(a_scale) || !qk__scale_ok(b_scale) || !qk__scale_ok(out_scale))
+        return QK_ERR_SCALE;
+    if (out_zp < 0 || out_zp > 255 || a_zp < 0 || a_zp > 255 || b_zp < 0 || b_zp > 255)
+        return QK_ERR_ZERO_POINT;
+    if (relu && out_zp == 255) return QK_ERR_ARG;   /* QNNPACK: output range [255, 255] refused */
+    const float ra = a_scale / out_scale, rb = b_scale / out_scale;
+    /* QNNPACK refuses ratios outside [2^-14, 2^8); below 2^-10 its shift exceeds 31 (undefined
+     * shifts in its parameter set-up), refused here too */
+    if (!(ra >= 0x1.0p-14f && ra < 0x1.0p+8f && rb >= 0x1.0p-14f && rb < 0x1.0p+8f))
+        return QK_ERR_SCALE;
+    const float rmax = ra > rb ? ra : rb;
+    const int e = (int)(qk__f32_bits(rmax) >> 23) - 127;
+    const int shift = 21 - e;
+    if (shift > 31) return QK_ERR_SCALE;
+    if (n > 0 && (a == NULL || b == NULL || y == NULL)) return QK_ERR_ARG;
+    const float pw = ldexpf(1.0f, shift);
+    qk__qnnp_add p;
+    p.ma = (int32_t)lrintf(ra * pw);
+    p.mb = (int32_t)lrintf(rb * pw);
+    p.zpp = -(p.ma * a_zp + p.mb * b_zp);
+    p.shift = shift;
+    p.mask = (int32_t)((UINT32_C(1) << shift) - 1u);
+    p.thr = (int32_t)((uint32_t)p.mask >> 1);
+    p.zo = out_zp;
+    p.ymin = relu ? out_zp : 0;
+    size_t i = 0;
+#if QK_X86
+    if (qk__level() >= QK_LEVEL_AVX2) i = qk__qadd_qnnpack_avx2(a, b, n, &p, y);
+#endif
+    for (; i < n; i++) y[i] = (uint8_t)qk__qnnp_add1(&p, a[i], b[i]);
+    return QK_OK;
+}
+
 /* ---- quantized LeakyReLU ------------------------------------------------------------------ */
 #if QK_X86
 QK_TARGET_AVX2 static size_t qk__qleaky_avx2(const uint8_t *x, size_t n, float sx, float nbx,

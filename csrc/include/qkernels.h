@@ -485,6 +485,14 @@ uint64_t qk_isqrt_u64(uint64_t n);
  * qk_qadd(a, b, t, n, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu, y)
  *   c = fl(da + db) of the two dequantized inputs (n elements each); relu != 0: c = max(c, 0);
  *   y = quantize(c).
+ * qk_qadd_qnnpack(a, b, n, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu, y)
+ *   quantized::add(_relu) of uint8 tensors as PyTorch runs it with engine "qnnpack" (QNNPACK's
+ *   add operator, integer only): ratios r_a = fl(a_scale / out_scale), r_b likewise; with e the
+ *   exponent of max(r_a, r_b), shift = 21 - e and m_x = lrintf(r_x * 2^shift);
+ *   acc = m_a (a - a_zp) + m_b (b - b_zp) (int32, exact); y = (acc >> shift) rounded half away
+ *   from zero, + out_zp, clamped to [relu ? out_zp : 0, 255]. Ratios outside [2^-14, 2^8)
+ *   (QNNPACK refuses them) or with max(r_a, r_b) < 2^-10 (shift > 31): QK_ERR_SCALE; relu with
+ *   out_zp = 255 (QNNPACK refuses the empty range): QK_ERR_ARG. AVX2 loop, same bits.
  * qk_qleaky_relu(x, t, n, x_scale, x_zp, slope, out_scale, out_zp, y)
  *   dy = dx > 0 ? dx : fl(dx * slope); y = quantize(dy). slope finite (QK_ERR_ARG).
  *   Both: the input scales finite, > 0 and at most 2^118 (every dequantized value and the sum
@@ -512,6 +520,9 @@ uint64_t qk_isqrt_u64(uint64_t n);
 qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_scale,
                   int32_t a_zp, float b_scale, int32_t b_zp, float out_scale, int32_t out_zp,
                   int relu, void *y);
+qk_status qk_qadd_qnnpack(const uint8_t *a, const uint8_t *b, size_t n, float a_scale,
+                          int32_t a_zp, float b_scale, int32_t b_zp, float out_scale,
+                          int32_t out_zp, int relu, uint8_t *y);
 qk_status qk_qleaky_relu(const void *x, qk_dtype t, size_t n, float x_scale, int32_t x_zp,
                          float slope, float out_scale, int32_t out_zp, void *y);
 qk_status qk_qclamp(const void *x, qk_dtype t, size_t n, int32_t lo, int32_t hi, void *y);

@@ -1,7 +1,8 @@
 /* qops.c -- Python glue of the quantized elementwise / pooling ops (csrc/elementwise/qops.c);
  * the integer model runtime of qkernels/torch uses them. Private functions (the callers validate the
  * parameters once, when the model is built; the checks here keep a bad call from crashing):
- *   _qadd(a, b, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu) -> new array like a
+ *   _qadd(a, b, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu[, qnnpack]) -> new array
+ *     like a; qnnpack: QNNPACK's integer add (uint8 only)
  *   _qleaky_relu(x, x_scale, x_zp, slope, out_scale, out_zp) -> new array like x
  *   _qclamp(x, lo, hi) -> new array like x
  *   _qmax_pool2d(x NCHW, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow) -> (n, c, oh, ow)
@@ -56,24 +57,30 @@ static PyObject *qk_py_qadd(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *ao, *bo;
     float sa, sb, so;
-    int za, zb, zo, relu;
-    if (!PyArg_ParseTuple(args, "OOfififip", &ao, &bo, &sa, &za, &sb, &zb, &so, &zo, &relu))
+    int za, zb, zo, relu, qnnpack = 0;
+    if (!PyArg_ParseTuple(args, "OOfififip|p", &ao, &bo, &sa, &za, &sb, &zb, &so, &zo, &relu,
+                          &qnnpack))
         return NULL;
     qk_dtype ta, tb;
     if (qk_py_q8(ao, "a", 0, &ta) < 0 || qk_py_q8(bo, "b", 0, &tb) < 0) return NULL;
     PyArrayObject *a = (PyArrayObject *)ao, *b = (PyArrayObject *)bo;
-    if (ta != tb || !PyArray_SAMESHAPE(a, b)) {
-        PyErr_SetString(PyExc_ValueError, "a and b must have the same shape and dtype");
+    if (ta != tb || !PyArray_SAMESHAPE(a, b) || (qnnpack && ta != QK_DT_U8)) {
+        PyErr_SetString(PyExc_ValueError, qnnpack ? "a and b must be uint8 arrays of the same shape"
+                                                  : "a and b must have the same shape and dtype");
         return NULL;
     }
     PyObject *y = qk_py_like(a);
     if (y == NULL) return NULL;
     qk_status st;
+    const size_t n = (size_t)PyArray_SIZE(a);
+    void *py = PyArray_DATA((PyArrayObject *)y);
     Py_BEGIN_ALLOW_THREADS
-    st = qk_qadd(PyArray_DATA(a), PyArray_DATA(b), ta, (size_t)PyArray_SIZE(a), sa, za, sb, zb,
-                 so, zo, relu, PyArray_DATA((PyArrayObject *)y));
+    st = qnnpack ? qk_qadd_qnnpack(PyArray_DATA(a), PyArray_DATA(b), n, sa, za, sb, zb, so, zo,
+                                   relu, py)
+                 : qk_qadd(PyArray_DATA(a), PyArray_DATA(b), ta, n, sa, za, sb, zb, so, zo, relu,
+                           py);
     Py_END_ALLOW_THREADS
-    return qk_py_qops_result(st, y, "qadd");
+    return qk_py_qops_result(st, y, qnnpack ? "qadd_qnnpack" : "qadd");
 }
 
 static PyObject *qk_py_qleaky_relu(PyObject *self, PyObject *args) {
@@ -168,7 +175,8 @@ static PyObject *qk_py_qadaptive_avg_pool2d(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef qk_py_qops_methods[] = {
-    {"_qadd", qk_py_qadd, METH_VARARGS, "_qadd(a, b, sa, za, sb, zb, so, zo, relu) -> array"},
+    {"_qadd", qk_py_qadd, METH_VARARGS,
+     "_qadd(a, b, sa, za, sb, zb, so, zo, relu, qnnpack=False) -> array"},
     {"_qleaky_relu", qk_py_qleaky_relu, METH_VARARGS, "_qleaky_relu(x, sx, zx, slope, so, zo)"},
     {"_qclamp", qk_py_qclamp, METH_VARARGS, "_qclamp(x, lo, hi) -> array"},
     {"_qmax_pool2d", qk_py_qmax_pool2d, METH_VARARGS,

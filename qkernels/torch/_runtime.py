@@ -22,6 +22,8 @@ Example:
 """
 from __future__ import annotations
 
+import functools
+
 import math
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -196,12 +198,13 @@ def linear_kernel(lin: PreparedQLinear) -> Kernel:
 
 # ---- elementwise and pooling -----------------------------------------------------------------
 def add_kernel(a: QMeta, b: QMeta, out_scale: float, out_zero_point: int, relu: bool,
-               fallback: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Kernel:
-    """PyTorch's quantized add (add_relu); ``fallback(a, b)`` (the NumPy reference) handles
-    what the C op does not (broadcasting, other dtypes)."""
+               fallback: Callable[[np.ndarray, np.ndarray], np.ndarray],
+               engine: str = "fbgemm") -> Kernel:
+    """PyTorch's quantized add (add_relu) with the arithmetic of ``engine``; ``fallback(a, b)``
+    (the NumPy reference) handles what the C op does not (broadcasting, other dtypes)."""
     sa, za, sb, zb = float(a.scale), int(a.zero_point), float(b.scale), int(b.zero_point)
     so, zo, r = float(out_scale), int(out_zero_point), bool(relu)
-    qadd = qops.qadd
+    qadd = functools.partial(qops.qadd, engine=engine)
     c_ok = a.dtype == b.dtype and a.dtype in _Q8
 
     def kernel(t: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -57,10 +57,12 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, 
 
     Supported: every op of the op table (quantize_per_tensor, dequantize, quantized Conv2d /
     ConvReLU2d / Linear / LinearReLU with per-tensor or per-channel weights, dynamic Linear,
-    quantized add / add_relu, ReLU, ReLU6 / Hardtanh, LeakyReLU, Hardswish, max / average /
-    adaptive average pooling (module and function), cat / quantized.cat, flatten, Dropout,
-    Identity, contiguous) and float ops between dequantize and quantize. Anything else raises
-    NotImplementedError naming the module.
+    quantized add / add_relu (QNNPACK's integer add under engine "qnnpack"), mul / mul_relu,
+    add / mul with a constant, ReLU, ReLU6 / Hardtanh, LeakyReLU, Hardswish, Hardsigmoid, max /
+    average / adaptive average pooling (module and function), mean, cat / quantized.cat,
+    flatten, Dropout, Identity, the shape ops on integers (size, view / reshape, transpose /
+    permute, contiguous, chunk / split, squeeze / unsqueeze, getitem)) and float ops between
+    dequantize and quantize. Anything else raises NotImplementedError naming the module.
 
     Raises:
         NotImplementedError: an op without an integer implementation (the message names it).
@@ -113,6 +115,7 @@ def _layer(ctx: O.QuantizedContext, gm: fx.GraphModule, node: fx.Node, args: Any
            kwargs: Dict[str, Any]) -> Ly.Layer:
     """The typed layer of one node of a PyTorch-quantized graph."""
     name = node.name
+    ctx.node = node
     vals = _values(args) + _values(kwargs)
     all_float = bool(vals) and all(v.meta is None for v in vals)
     if node.op == "call_module":
@@ -124,8 +127,8 @@ def _layer(ctx: O.QuantizedContext, gm: fx.GraphModule, node: fx.Node, args: Any
             return O.float_layer(node, mod, args, kwargs, None)
         raise O.unsupported(f"module {node.target} ({type(mod).__module__}.{type(mod).__name__})")
     if node.target is operator.getitem:
-        x, i = args
-        return Ly.GetItemLayer(name, (x.name,), None, index=i)
+        x, i = args     # an element of a quantized tensor or of a tuple of them keeps its qparams
+        return Ly.GetItemLayer(name, (x.name,), x.meta, index=i)
     spec = O.find_function(node.target, node.op == "call_method", quantized=True)
     if spec is not None and (not all_float or spec.name in _FLOAT_INPUT_OPS):
         return spec.from_quantized(ctx, name, None, args, kwargs)

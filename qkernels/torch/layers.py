@@ -44,6 +44,7 @@ __all__ = ["Layer", "QuantizeLayer", "DequantizeLayer", "Conv2dLayer", "LinearLa
            "DynamicLayer", "AddLayer", "ClampLayer", "LeakyReLULayer", "LookupLayer",
            "MaxPool2dLayer", "AvgPool2dLayer", "AdaptiveAvgPool2dLayer", "CatLayer",
            "FlattenLayer", "IdentityLayer", "LayerNormLayer", "FloatLayer", "HandlerLayer",
+           "MulLayer", "ScalarLayer", "MeanLayer", "ShapeLayer",
            "ConstantLayer", "GetItemLayer", "TFLiteInputLayer", "TFLiteAddLayer",
            "TFLitePool2dLayer", "TFLiteMeanLayer", "TFLiteConcatLayer", "TFLiteReshapeLayer",
            "TFLiteSoftmaxLayer", "OutputRef"]
@@ -352,28 +353,79 @@ class DynamicLayer(Layer):
 # ---- elementwise ----------------------------------------------------------------------------------
 @dataclass(eq=False)
 class AddLayer(Layer):
-    """PyTorch's ``quantized::add`` / ``add_relu`` of two integer tensors."""
+    """PyTorch's ``quantized::add`` / ``add_relu`` of two integer tensors; ``engine`` "qnnpack":
+    QNNPACK's integer add for uint8 (PyTorch's route with that engine)."""
 
     a: QMeta = None       # type: ignore[assignment]
     b: QMeta = None       # type: ignore[assignment]
     relu: bool = False
+    engine: str = "fbgemm"
     op: ClassVar[str] = "add"
 
     def _ref(self, qa_: np.ndarray, qb: np.ndarray) -> np.ndarray:
-        return qa.q_add(_q(self.a)(qa_), _q(self.b)(qb), self.out.scale, self.out.zero_point,
-                        self.relu).q
+        add = qa.q_add_qnnpack if self.engine == "qnnpack" and qa_.dtype == np.uint8 else qa.q_add
+        return add(_q(self.a)(qa_), _q(self.b)(qb), self.out.scale, self.out.zero_point,
+                   self.relu).q
 
     def kernel(self) -> Kernel:
         return _saturating(self.out, rt.add_kernel(self.a, self.b, self.out.scale,
-                                                   self.out.zero_point, self.relu, self._ref))
+                                                   self.out.zero_point, self.relu, self._ref,
+                                                   engine=self.engine))
 
     def reference_kernel(self) -> Kernel:
         return _saturating(self.out, lambda t, x, y: self._ref(x, y))
 
     def params(self) -> Dict[str, Any]:
         return dict(super().params(), **_bits_params(self.out), relu=bool(self.relu),
+                    engine=self.engine,
                     input0_scale=float(self.a.scale), input0_zero_point=int(self.a.zero_point),
                     input1_scale=float(self.b.scale), input1_zero_point=int(self.b.zero_point))
+
+
+@dataclass(eq=False)
+class MulLayer(Layer):
+    """PyTorch's ``quantized::mul`` / ``mul_relu`` of two integer tensors (broadcasting; e.g. the
+    squeeze-excitation scale), :func:`~qkernels.torch.qarith.q_mul`."""
+
+    a: QMeta = None       # type: ignore[assignment]
+    b: QMeta = None       # type: ignore[assignment]
+    relu: bool = False
+    op: ClassVar[str] = "mul"
+
+    def _ref(self, qa_: np.ndarray, qb: np.ndarray) -> np.ndarray:
+        return qa.q_mul(_q(self.a)(qa_), _q(self.b)(qb), self.out.scale, self.out.zero_point,
+                        self.relu).q
+
+    def kernel(self) -> Kernel:
+        return rt.per_sample(lambda t, x, y: self._ref(x, y))
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), relu=bool(self.relu),
+                    input0_scale=float(self.a.scale), input0_zero_point=int(self.a.zero_point),
+                    input1_scale=float(self.b.scale), input1_zero_point=int(self.b.zero_point))
+
+
+@dataclass(eq=False)
+class ScalarLayer(Layer):
+    """PyTorch's ``quantized::add`` / ``mul`` of an integer tensor and a constant (``function``
+    "add" or "mul"; :func:`~qkernels.torch.qarith.q_add_scalar` / ``q_mul_scalar``): the output
+    parameters follow from the input's and the constant."""
+
+    x: QMeta = None       # type: ignore[assignment]
+    value: float = 0.0
+    relu: bool = False
+    function: str = "add"
+    op: ClassVar[str] = "scalar"
+
+    def kernel(self) -> Kernel:
+        f = qa.q_add_scalar if self.function == "add" else qa.q_mul_scalar
+        xm, c, r = self.x, float(self.value), bool(self.relu)
+        return rt.per_sample(lambda t, q: f(QTensor(q, xm.scale, xm.zero_point), c, r).q)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), function=self.function, value=float(self.value),
+                    relu=bool(self.relu), input_scale=float(self.x.scale),
+                    input_zero_point=int(self.x.zero_point))
 
 
 @dataclass(eq=False)
@@ -534,6 +586,40 @@ class AdaptiveAvgPool2dLayer(Layer):
         return dict(super().params(), output_size=o, engine=self.engine)
 
 
+@dataclass(eq=False)
+class MeanLayer(Layer):
+    """``mean`` of a quantized tensor (qparams kept), as ``mean_out_quantized_cpu`` computes it:
+    uint8 NCHW over dims (2, 3) with engine "qnnpack": QNNPACK's global average pooling
+    (:func:`~qkernels.torch.qarith.q_adaptive_avg_pool2d_qnnpack` to 1x1); otherwise
+    dequantize, float mean (torch), ``quantize_per_tensor`` with the input's parameters."""
+
+    dim: Tuple[int, ...] = ()
+    keepdim: bool = False
+    engine: str = "fbgemm"
+    op: ClassVar[str] = "mean"
+
+    def kernel(self) -> Kernel:
+        import torch
+
+        m, dims, keep = self.out, tuple(int(d) for d in self.dim), bool(self.keepdim)
+        qnnpack = self.engine == "qnnpack" and np.dtype(m.dtype) == np.uint8
+
+        def kernel(t: int, q: np.ndarray) -> np.ndarray:
+            if qnnpack and q.ndim == 4 and dims == (2, 3):
+                y = qa.q_adaptive_avg_pool2d_qnnpack(QTensor(q, m.scale, m.zero_point), 1).q
+                return y if keep else y.reshape(y.shape[:2])
+            x = torch.from_numpy(qk.dequantize(q, F32(m.scale), m.zero_point))
+            r = torch.mean(x, dims, keep).numpy()
+            lo, hi = m.qrange()
+            return qk.quantize(np.asarray(r, F32), F32(m.scale), m.zero_point, dtype=m.dtype,
+                               qmin=lo, qmax=hi, flavor="torch")
+        return rt.per_sample(kernel)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), dim=list(self.dim), keepdim=bool(self.keepdim),
+                    engine=self.engine)
+
+
 # ---- shape ops ------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class CatLayer(Layer):
@@ -688,12 +774,9 @@ def _fill(t: Any, vals: Sequence[Any]) -> Any:
 
 
 @dataclass(eq=False)
-class FloatLayer(Layer):
-    """An op run in float between integer ones (``QuantConfig.float_modules``, a float region of a
-    PyTorch-quantized model, or any op of a float model): integer inputs dequantized, ``fn`` (a
-    torch module or function, under ``torch.no_grad``) called with the op's own positional and
-    keyword arguments, a tensor output quantized with ``out`` (None: returned as it is, e.g. an
-    int, a tuple or a float tensor)."""
+class _TorchCallLayer(Layer):
+    """A torch module / function / Tensor method called on the run-time values with the node's
+    own positional and keyword arguments (the common part of FloatLayer and ShapeLayer)."""
 
     fn: Any = None
     args: Tuple[Any, ...] = ()          # template (arg_template)
@@ -701,15 +784,19 @@ class FloatLayer(Layer):
     in_metas: Tuple[Optional[QMeta], ...] = ()
     method: bool = False                # fn is a Tensor method name
     what: str = ""
-    op: ClassVar[str] = "float"
 
-    def kernel(self) -> Kernel:
+    def _torch_kernel(self, dequantize: bool) -> Kernel:
+        """The torch call on the run-time values; ``dequantize``: integer inputs dequantized and
+        a tensor result quantized with ``out`` (float op); otherwise the integers themselves go
+        through (data movement) and come back as NumPy arrays (a tuple of them for a tuple)."""
         import torch
 
         metas, out = self.in_metas, self.out
         fn, method, a_t, k_t = self.fn, self.method, self.args, self.kwargs
 
         def to_torch(v: Any, m: Optional[QMeta]) -> Any:
+            if not dequantize and isinstance(v, np.ndarray):
+                return torch.from_numpy(v)
             if m is not None:
                 v = qk.dequantize(v, F32(m.scale), m.zero_point)
             if isinstance(v, np.ndarray):
@@ -717,22 +804,55 @@ class FloatLayer(Layer):
                                         else np.ascontiguousarray(v))
             return v
 
+        def back(r: Any) -> Any:
+            if isinstance(r, torch.Tensor):
+                r = r.detach().numpy()
+                if dequantize and out is not None:
+                    lo, hi = out.qrange()
+                    return qk.quantize(np.asarray(r, F32), F32(out.scale), out.zero_point,
+                                       dtype=out.dtype, qmin=lo, qmax=hi, flavor="torch")
+                return r
+            if not dequantize and isinstance(r, (tuple, list)):
+                return tuple(back(v) for v in r)
+            return r
+
         def kernel(t: int, *vals: Any) -> Any:
             tv = [to_torch(v, m) for v, m in zip(vals, metas)]
             a, k = _fill(a_t, tv), _fill(k_t, tv)
             with torch.no_grad():
                 r = getattr(a[0], fn)(*a[1:], **k) if method else fn(*a, **k)
-            if isinstance(r, torch.Tensor):
-                r = r.detach().numpy()
-                if out is not None:
-                    lo, hi = out.qrange()
-                    return qk.quantize(np.asarray(r, F32), F32(out.scale), out.zero_point,
-                                       dtype=out.dtype, qmin=lo, qmax=hi, flavor="torch")
-            return r
+            return back(r)
         return kernel
 
     def params(self) -> Dict[str, Any]:
         return dict(super().params(), function=self.what)
+
+
+@dataclass(eq=False)
+class FloatLayer(_TorchCallLayer):
+    """An op run in float between integer ones (``QuantConfig.float_modules``, a float region of a
+    PyTorch-quantized model, or any op of a float model): integer inputs dequantized, ``fn`` (a
+    torch module or function, under ``torch.no_grad``) called with the op's own positional and
+    keyword arguments, a tensor output quantized with ``out`` (None: returned as it is, e.g. an
+    int, a tuple or a float tensor)."""
+
+    op: ClassVar[str] = "float"
+
+    def kernel(self) -> Kernel:
+        return self._torch_kernel(dequantize=True)
+
+
+@dataclass(eq=False)
+class ShapeLayer(_TorchCallLayer):
+    """A data-movement op on integer tensors (``size``, ``view`` / ``reshape``, ``transpose`` /
+    ``permute``, ``chunk`` / ``split``, ``squeeze`` / ``unsqueeze``...): the torch op runs on the
+    integers themselves, so the values are exact and the quantization parameters are kept
+    (``out``: the input's; None for ops that return ints)."""
+
+    op: ClassVar[str] = "shape"
+
+    def kernel(self) -> Kernel:
+        return self._torch_kernel(dequantize=False)
 
 
 @dataclass(eq=False)

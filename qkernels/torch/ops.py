@@ -92,6 +92,8 @@ class QuantizedContext:
     def __init__(self, engine: str) -> None:
         self.engine = "qnnpack" if engine == "qnnpack" else "fbgemm"
         self.preset = P.get("qnnpack" if engine == "qnnpack" else "fbgemm")
+        #: the graph node being built (set by the front end; builders of generic ops read its target)
+        self.node: Any = None
 
 
 def unsupported(what: str, front: str = "from_torch_quantized") -> NotImplementedError:
@@ -217,9 +219,10 @@ def _dynamic_linear_from_quantized(ctx: QuantizedContext, name: str, mod: Any, a
 
 
 # ---- add ------------------------------------------------------------------------------------------
-def _add_layer(name: str, a: Any, b: Any, out: QMeta, relu: bool) -> Ly.Layer:
+def _add_layer(name: str, a: Any, b: Any, out: QMeta, relu: bool,
+               engine: str = "fbgemm") -> Ly.Layer:
     am, bm = _qin(a, "quantized add"), _qin(b, "quantized add")
-    return Ly.AddLayer(name, (a.name, b.name), out, a=am, b=bm, relu=relu)
+    return Ly.AddLayer(name, (a.name, b.name), out, a=am, b=bm, relu=relu, engine=engine)
 
 
 def _add_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
@@ -229,11 +232,36 @@ def _add_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs:
     return _add_layer(node.name, args[0], args[1], ctx.out(node.name), False)
 
 
+def _scalar_layer(name: str, x: Any, c: Any, relu: bool, function: str) -> Ly.Layer:
+    """quantized add / mul of a tensor and a constant; the output parameters as PyTorch sets
+    them (computed once, from an empty tensor)."""
+    xm = _qin(x, f"quantized {function} {name}")
+    f = qa.q_add_scalar if function == "add" else qa.q_mul_scalar
+    y = f(qa.QTensor(np.zeros(0, xm.dtype), xm.scale, xm.zero_point), float(c), relu)
+    return Ly.ScalarLayer(name, (x.name,), QMeta(float(y.scale), int(y.zero_point), xm.dtype),
+                          x=xm, value=float(c), relu=relu, function=function)
+
+
 def _quantized_add(relu: bool) -> Callable[..., Ly.Layer]:
     def build(ctx: QuantizedContext, name: str, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
         def bind(a: Any, b: Any, scale: Any = None, zero_point: Any = None) -> Ly.Layer:
+            if not isinstance(b, Value):
+                return _scalar_layer(name, a, b, relu, "add")
             am = _qin(a, "quantized add")
-            return _add_layer(name, a, b, QMeta(float(scale), int(zero_point), am.dtype), relu)
+            return _add_layer(name, a, b, QMeta(float(scale), int(zero_point), am.dtype), relu,
+                              ctx.engine)
+        return bind(*args, **kwargs)
+    return build
+
+
+def _quantized_mul(relu: bool) -> Callable[..., Ly.Layer]:
+    def build(ctx: QuantizedContext, name: str, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+        def bind(a: Any, b: Any, scale: Any = None, zero_point: Any = None) -> Ly.Layer:
+            if not isinstance(b, Value):
+                return _scalar_layer(name, a, b, relu, "mul")
+            am, bm = _qin(a, f"quantized mul {name}"), _qin(b, f"quantized mul {name}")
+            return Ly.MulLayer(name, (a.name, b.name), QMeta(float(scale), int(zero_point), am.dtype),
+                               a=am, b=bm, relu=relu)
         return bind(*args, **kwargs)
     return build
 
@@ -376,6 +404,55 @@ def _identity(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) 
     return Ly.IdentityLayer(name, (x.name,), x.meta, what=what)
 
 
+#: shape ops whose result is not a tensor (no quantization parameters)
+_SHAPE_QUERIES = ("size", "dim", "numel")
+#: data-movement ops on integer tensors (ShapeLayer), as Tensor methods and torch functions
+_SHAPE_METHODS = _SHAPE_QUERIES + ("view", "reshape", "transpose", "permute", "chunk", "split",
+                                   "squeeze", "unsqueeze", "contiguous")
+_SHAPE_FUNCTIONS = (torch.transpose, torch.permute, torch.reshape, torch.chunk, torch.split,
+                    torch.squeeze, torch.unsqueeze)
+
+
+def _getitem_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
+                        kwargs: Dict) -> Ly.Layer:
+    """``x[i]`` of a run-time value: an element of a quantized tensor or tuple keeps its
+    parameters; of anything else (sizes, float tuples) it is the value itself."""
+    x, i = args
+    if not isinstance(x, Value) or any(isinstance(v, Value) for v in Ly.arg_template((i,), {},
+                                       lambda v: isinstance(v, Value))[2]):
+        return float_layer(node, None, args, kwargs, None)
+    return Ly.GetItemLayer(node.name, (x.name,), x.meta, index=i)
+
+
+def _shape_op(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+    """A data-movement op on an integer tensor, run by torch on the integers (qparams kept)."""
+    name = getattr(node_or_name, "name", node_or_name)
+    fn = getattr(node_or_name, "target", None) or ctx.node.target
+    a, k, found = Ly.arg_template(args, kwargs, lambda v: isinstance(v, Value))
+    metas = tuple(v.meta for v in found)
+    q = [m for m in metas if m is not None]
+    if not q:
+        raise unsupported(f"shape op {name} without a quantized input")
+    method = isinstance(fn, str)
+    what = fn if method else str(getattr(fn, "__name__", fn))
+    out = None if what in _SHAPE_QUERIES else q[0]
+    return Ly.ShapeLayer(name, tuple(v.name for v in found), out, fn=fn, args=a, kwargs=k,
+                         in_metas=metas, method=method, what=what)
+
+
+def _quantized_mean(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                    kwargs: Dict) -> Ly.Layer:
+    """``mean`` of a quantized tensor (:class:`~qkernels.torch.layers.MeanLayer`)."""
+    def bind(input: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tuple:
+        return input, dim, keepdim, dtype
+    x, dim, keepdim, dtype = bind(*args, **kwargs)
+    xm = _qin(x, f"mean {name}")
+    if dim is None or dtype is not None or any(isinstance(v, Value) for v in (dim, keepdim)):
+        raise unsupported(f"mean {name} without constant dims (or with a dtype)")
+    dims = (int(dim),) if isinstance(dim, int) else tuple(int(d) for d in dim)
+    return Ly.MeanLayer(name, (x.name,), xm, dim=dims, keepdim=bool(keepdim), engine=ctx.engine)
+
+
 # ---- LayerNorm ------------------------------------------------------------------------------------
 def _layernorm_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
                           kwargs: Dict) -> Ly.Layer:
@@ -418,6 +495,25 @@ def _dequantize_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args:
 
 
 # ---- Hardswish: a 256-entry table -----------------------------------------------------------------
+def _hard_table(x: QMeta, out: QMeta, engine: str, swish: bool) -> np.ndarray:
+    """hardswish (``swish``) or hardsigmoid of every 8-bit input, as the engine's kernel
+    computes it (see :func:`hardswish_table`)."""
+    info = np.iinfo(x.dtype)
+    q = np.arange(int(info.min), int(info.max) + 1).astype(x.dtype)
+    qnnpack = engine == "qnnpack" and np.dtype(x.dtype) == np.uint8
+    if qnnpack:
+        dx = (F32(x.scale) * (q.astype(np.int32) - int(x.zero_point)).astype(F32)).astype(F32)
+    else:
+        dx = qa._vec_dequantize(qa.QTensor(q, x.scale, x.zero_point))
+    t = np.minimum(np.maximum((dx + F32(3)).astype(F32), F32(0)), F32(6)).astype(F32)
+    y = (((dx * t).astype(F32) if swish else t) / F32(6)).astype(F32)
+    if qnnpack:
+        inv = F32(F32(1) / F32(out.scale))
+        v = ((inv * y).astype(F32) + F32(out.zero_point)).astype(F32)
+        return np.rint(np.clip(v, F32(0), F32(255))).astype(np.uint8)
+    return qa._vec_quantize(y, out.scale, out.zero_point, np.dtype(out.dtype))
+
+
 def hardswish_table(x: QMeta, out: QMeta, engine: str = "fbgemm") -> np.ndarray:
     """PyTorch's quantized hardswish of every 8-bit input, as the engine's CPU kernel computes it.
 
@@ -429,19 +525,33 @@ def hardswish_table(x: QMeta, out: QMeta, engine: str = "fbgemm") -> np.ndarray:
     built with ``x = fl(s * (float)(q - zp))``, the same hardswish in float, ``v = fl(fl(fl(1/s_out)
     * y) + zp_out)`` clamped to [0, 255], ``lrintf(v)`` (RNE).
     """
-    info = np.iinfo(x.dtype)
-    q = np.arange(int(info.min), int(info.max) + 1).astype(x.dtype)
-    if engine == "qnnpack" and np.dtype(x.dtype) == np.uint8:
-        dx = (F32(x.scale) * (q.astype(np.int32) - int(x.zero_point)).astype(F32)).astype(F32)
-    else:
-        dx = qa._vec_dequantize(qa.QTensor(q, x.scale, x.zero_point))
-    t = np.minimum(np.maximum((dx + F32(3)).astype(F32), F32(0)), F32(6)).astype(F32)
-    y = ((dx * t).astype(F32) / F32(6)).astype(F32)
-    if engine == "qnnpack" and np.dtype(x.dtype) == np.uint8:
-        inv = F32(F32(1) / F32(out.scale))
-        v = ((inv * y).astype(F32) + F32(out.zero_point)).astype(F32)
-        return np.rint(np.clip(v, F32(0), F32(255))).astype(np.uint8)
-    return qa._vec_quantize(y, out.scale, out.zero_point, np.dtype(out.dtype))
+    return _hard_table(x, out, engine, True)
+
+
+def hardsigmoid_table(x: QMeta, out: QMeta, engine: str = "fbgemm") -> np.ndarray:
+    """PyTorch's quantized hardsigmoid of every 8-bit input: ``qhardsigmoid_kernel`` (fbgemm /
+    x86: ``y = fl(min(max(fl(dx + 3), 0), 6) / 6)`` between the Vectorized dequantize and
+    quantize) or, uint8 under qnnpack, QNNPACK's table (``hardsigmoid.c``, the arithmetic of
+    :func:`hardswish_table` without the product). The output parameters are fixed by PyTorch:
+    scale 1/256, zero point 0 (uint8) or -128 (int8).
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels.torch._runtime import QMeta
+        >>> t = hardsigmoid_table(QMeta(0.1, 128, np.dtype(np.uint8)), QMeta(1 / 256, 0, np.dtype(np.uint8)))
+        >>> int(t[128]), int(t[0]), int(t[255])          # x = 0 -> 0.5; x <= -3 -> 0; x >= 3 -> 1
+        (128, 0, 255)
+    """
+    return _hard_table(x, out, engine, False)
+
+
+def _hardsigmoid_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                                kwargs: Dict) -> Ly.Layer:
+    x = args[0]
+    xm = _qin(x, f"hardsigmoid {name}")
+    out = QMeta(1.0 / 256, 0 if np.dtype(xm.dtype) == np.uint8 else -128, xm.dtype)
+    return Ly.LookupLayer(name, (x.name,), out, x=xm, table=hardsigmoid_table(xm, out, ctx.engine),
+                          function="hardsigmoid")
 
 
 def _hardswish_layer(name: str, x: Any, out: QMeta, engine: str = "fbgemm") -> Ly.Layer:
@@ -499,9 +609,11 @@ def _table() -> List[OpSpec]:
         OpSpec("linear", modules=(nni.LinearReLU, torch.nn.Linear),
                qmodules=(nniq.LinearReLU, nnq.Linear), from_float=_weighted_from_float,
                from_quantized=_linear_from_quantized),
-        OpSpec("add", functions=(torch.add, operator.add), qfunctions=(torch.ops.quantized.add,),
+        OpSpec("add", functions=(torch.add, operator.add),
+               qfunctions=(torch.ops.quantized.add, torch.ops.quantized.add_scalar),
                from_float=_add_from_float, from_quantized=_quantized_add(False)),
-        OpSpec("add_relu", qfunctions=(torch.ops.quantized.add_relu,),
+        OpSpec("add_relu", qfunctions=(torch.ops.quantized.add_relu,
+                                       torch.ops.quantized.add_scalar_relu),
                from_quantized=_quantized_add(True)),
         # nnq.ReLU6 subclasses nn.ReLU, nn.ReLU6 subclasses nn.Hardtanh: ReLU6 first
         OpSpec("relu6", modules=(torch.nn.ReLU6,), functions=(F.relu6,),
@@ -520,6 +632,19 @@ def _table() -> List[OpSpec]:
                from_float=_leaky_from_float, from_quantized=_leaky_from_quantized),
         OpSpec("hardswish", modules=(torch.nn.Hardswish,), qmodules=(nnq.Hardswish,),
                from_float=_hardswish_from_float, from_quantized=_hardswish_from_quantized),
+        OpSpec("hardsigmoid", qmodules=(torch.nn.Hardsigmoid,), qfunctions=(F.hardsigmoid,),
+               from_quantized=_hardsigmoid_from_quantized),
+        OpSpec("mul", qfunctions=(torch.ops.quantized.mul, torch.ops.quantized.mul_scalar),
+               from_quantized=_quantized_mul(False)),
+        OpSpec("mul_relu", qfunctions=(torch.ops.quantized.mul_relu,
+                                       torch.ops.quantized.mul_scalar_relu),
+               from_quantized=_quantized_mul(True)),
+        OpSpec("mean", qfunctions=(torch.mean,), from_quantized=_quantized_mean),
+        OpSpec("shape", functions=_SHAPE_FUNCTIONS, methods=_SHAPE_METHODS,
+               qfunctions=_SHAPE_FUNCTIONS, calibrate="inherit", from_float=_shape_op,
+               from_quantized=_shape_op),
+        OpSpec("getitem", functions=(operator.getitem,), calibrate="inherit",
+               from_float=_getitem_from_float),
         OpSpec("max_pool2d", modules=(torch.nn.MaxPool2d,), functions=(F.max_pool2d,),
                qmodules=(torch.nn.MaxPool2d,), qfunctions=(F.max_pool2d,), calibrate="inherit",
                from_float=_max_pool, from_quantized=_max_pool),
@@ -537,7 +662,7 @@ def _table() -> List[OpSpec]:
         OpSpec("flatten", modules=(torch.nn.Flatten,), functions=(torch.flatten,),
                methods=("flatten",), qmodules=(torch.nn.Flatten,), qfunctions=(torch.flatten,),
                calibrate="inherit", from_float=_flatten, from_quantized=_flatten),
-        OpSpec("identity", modules=(torch.nn.Dropout, torch.nn.Identity), methods=("contiguous",),
+        OpSpec("identity", modules=(torch.nn.Dropout, torch.nn.Identity),
                qmodules=(torch.nn.Dropout, torch.nn.Identity), calibrate="inherit",
                from_float=_identity, from_quantized=_identity),
         OpSpec("layernorm", modules=(torch.nn.LayerNorm,), calibrate="layernorm",
@@ -551,8 +676,8 @@ def _table() -> List[OpSpec]:
 
 TABLE: List[OpSpec] = _table()
 #: The Tensor methods of PyTorch-quantized graphs, by name (the table's methods apply too).
-_Q_METHODS = {"dequantize": "dequantize", "contiguous": "identity", "flatten": "flatten",
-              "relu": "relu"}
+_Q_METHODS = {"dequantize": "dequantize", "contiguous": "shape", "flatten": "flatten",
+              "relu": "relu", "mean": "mean", **{m: "shape" for m in _SHAPE_METHODS}}
 _BY_NAME = {s.name: s for s in TABLE}
 
 

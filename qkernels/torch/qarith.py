@@ -7,7 +7,13 @@ op                     integer arithmetic (PyTorch CPU kernels)
 =====================  =====================================================================
 quantize_per_tensor    ``qkernels.quantize(flavor="torch")`` (FBGEMM: ``RNE(fma(x, 1/s, zp))``)
 quantized.add(_relu)   ``d = fl(fma(s, q, -fl(s*zp)))`` per input, ``c = fl(da + db)``,
-                       (relu), ``RNE(fl(c * fl(1/s_out))) + zp_out`` (the ``Vectorized`` path)
+                       (relu), ``RNE(fl(c * fl(1/s_out))) + zp_out`` (the ``Vectorized`` path);
+                       engine "qnnpack", uint8: QNNPACK's integer add (``q_add_qnnpack``)
+quantized.mul(_relu)   ``c = (a - za)(b - zb)`` (int32), ``RNE(fl(c * m)) + zp_out`` with
+                       ``m = fl(s_a * s_b / s_out)`` (``requantize_from_int``), both engines
+add / mul scalar       ``quantized::add(x, c)``: new qparams from ``c_q = RNE(c / s)``
+                       (``_add_scalar_out``); ``mul(x, c)``: ``s * |c|``, integers kept or
+                       mirrored (``_mul_scalar_out``)
 LeakyReLU              the same dequantize, ``dy = dx * (dx > 0 ? 1 : slope)``, same quantize
 ReLU / ReLU6           integer clamp to ``[zp, quantize(6.0)]`` (qparams unchanged)
 MaxPool2d              integer maximum (qparams unchanged)
@@ -45,7 +51,7 @@ import qkernels as qk
 from qkernels.qops import max_pool2d_output_size
 
 __all__ = ["QTensor", "q_add", "q_leaky_relu", "q_clamp", "q_max_pool2d", "q_adaptive_avg_pool2d",
-           "q_cat", "q_avg_pool2d", "q_layernorm", "q_adaptive_avg_pool2d_qnnpack",
+           "q_cat", "q_avg_pool2d", "q_add_qnnpack", "q_mul", "q_add_scalar", "q_mul_scalar", "q_layernorm", "q_adaptive_avg_pool2d_qnnpack",
            "q_avg_pool2d_qnnpack", "fbgemm_choose_qparams", "dynamic_quantize_input",
            "linear_dynamic", "conv2d_dynamic", "dynamic_output", "max_pool_out_size", "flatten"]
 
@@ -82,6 +88,116 @@ def q_add(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = False) -> 
     if relu:
         c = np.maximum(c, F32(0))
     return QTensor(_vec_quantize(c, scale, zp, a.q.dtype), scale, zp)
+
+
+def q_add_qnnpack(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = False) -> QTensor:
+    """``quantized::add(_relu)`` of uint8 tensors with engine "qnnpack": QNNPACK's add operator
+    (``pytorch_qnnp_compute_add_quantization_params`` and the q8vadd kernels), integers only.
+
+    ``r_x = fl(s_x / s_out)``; with ``e`` the float exponent of ``max(r_a, r_b)``,
+    ``shift = 21 - e``, ``m_x = RNE(r_x * 2^shift)``; ``acc = m_a (a - za) + m_b (b - zb)``;
+    ``y = round_half_away(acc / 2^shift) + zp``, clamped to ``[relu ? zp : 0, 255]``.
+
+    Example:
+        >>> import numpy as np
+        >>> a = QTensor(np.uint8([5, 7]), 0.5, 0); b = QTensor(np.uint8([0, 0]), 0.5, 0)
+        >>> q_add_qnnpack(a, b, 1.0, 0).q      # 2.5 -> 3, 3.5 -> 4 (fbgemm: 2, 4)
+        array([3, 4], dtype=uint8)
+    """
+    ra, rb = F32(F32(a.scale) / F32(scale)), F32(F32(b.scale) / F32(scale))
+    lo, hi = F32(2.0 ** -14), F32(2.0 ** 8)
+    if not (lo <= ra < hi and lo <= rb < hi):
+        raise ValueError(f"q_add_qnnpack: scale ratios {ra}, {rb} outside QNNPACK's [2^-14, 2^8)")
+    shift = 21 - (int(np.frexp(max(ra, rb))[1]) - 1)
+    if shift > 31:
+        raise ValueError("q_add_qnnpack: scale ratios below 2^-10 (QNNPACK's shift would exceed 31)")
+    ma, mb = (int(np.rint(F32(r * F32(2.0 ** shift)))) for r in (ra, rb))
+    acc = ma * (a.q.astype(np.int64) - int(a.zero_point)) + mb * (b.q.astype(np.int64) - int(b.zero_point))
+    mag = (np.abs(acc) + (1 << (shift - 1))) >> shift       # half away from zero
+    y = np.sign(acc) * mag + int(zp)
+    return QTensor(np.clip(y, int(zp) if relu else 0, 255).astype(np.uint8), scale, zp)
+
+
+def q_mul(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = False) -> QTensor:
+    """PyTorch's ``quantized::mul`` (``mul_relu``; ``qmul_kernel``, broadcasting): the integer
+    product ``c = (a - za) * (b - zb)``, then ``requantize_from_int``: ``RNE(fl(float(c) * m)) +
+    zp`` clamped, with ``m = fl(s_a * s_b * (1 / s_out))`` computed in double.
+
+    Example:
+        >>> import numpy as np
+        >>> a = QTensor(np.uint8([10, 20]), 0.5, 10); b = QTensor(np.uint8([14, 14]), 0.25, 10)
+        >>> q_mul(a, b, 0.125, 3).q      # c = (0, 40), m = 1: 3, 43
+        array([ 3, 43], dtype=uint8)
+    """
+    m = F32(float(a.scale) * float(b.scale) * (1.0 / float(scale)))
+    c = (a.q.astype(np.int32) - np.int32(a.zero_point)) * (b.q.astype(np.int32) - np.int32(b.zero_point))
+    y = np.rint(c.astype(F32) * m).astype(np.int64) + int(zp)
+    lo, hi = qk._checks.qrange(a.q.dtype)
+    if relu:
+        lo = max(lo, int(zp))
+    return QTensor(np.clip(y, lo, hi).astype(a.q.dtype), scale, zp)
+
+
+def q_add_scalar(x: QTensor, c: float, relu: bool = False) -> QTensor:
+    """PyTorch's ``quantized::add(x, scalar)`` (``add_relu``; ``_add_scalar_out``): the output
+    parameters follow the constant, ``c_q = RNE(c / s)`` (double). If ``z - c_q`` is a valid
+    zero point the integers are kept and ``z' = z - c_q``; otherwise the output range is moved
+    to fit (``s'`` from the double formula, ``z'`` at the type's end) and every element is
+    ``requantize_from_int``: ``RNE(fl(float(q - z + c_q) * fl(fl(s) * fl(1 / fl(s'))))) + z'``.
+    ``relu``: clamp at ``z'``.
+
+    Example:
+        >>> import numpy as np
+        >>> y = q_add_scalar(QTensor(np.uint8([0, 100, 255]), 0.1, 50), 1.0)
+        >>> y.q, y.zero_point          # the integers kept, the zero point moved by 10
+        (array([  0, 100, 255], dtype=uint8), 40)
+    """
+    info = np.iinfo(x.q.dtype)
+    qmin, qmax = int(info.min), int(info.max)
+    s, z = float(x.scale), int(x.zero_point)
+    c_q = int(np.rint(float(c) / s))
+    if qmin <= z - c_q <= qmax:
+        q = x.q.copy()
+        zp = z - c_q
+        if relu:
+            q = np.maximum(q, x.q.dtype.type(zp))
+        return QTensor(q, s, zp)
+    if qmin > z - c_q:
+        s2, z2 = (float(qmax) - (z - c_q)) / (float(qmax) - qmin) * s, qmin
+    else:
+        s2, z2 = (float(z - c_q) - qmin) / (float(qmax) - qmin) * s, qmax
+    m = F32(F32(s) * F32(F32(1) / F32(s2)))
+    v = (x.q.astype(np.int64) - z + c_q).astype(F32)
+    y = np.rint((v * m).astype(F32)).astype(np.int64) + z2
+    y = np.clip(y, z2 if relu else qmin, qmax)
+    return QTensor(np.clip(y, qmin, qmax).astype(x.q.dtype), s2, z2)
+
+
+def q_mul_scalar(x: QTensor, c: float, relu: bool = False) -> QTensor:
+    """PyTorch's ``quantized::mul(x, scalar)`` (``mul_relu``; ``_mul_scalar_out``): ``c > 0``:
+    integers kept, scale ``c * s`` (relu: clamp at the zero point); ``c == 0``: zeros with scale
+    1, zero point 0; ``c < 0``: integers mirrored ``qmax + qmin - q``, scale ``|c| * s``, zero point
+    ``qmax - (z - qmin)`` (relu: clamp at it).
+
+    Example:
+        >>> import numpy as np
+        >>> y = q_mul_scalar(QTensor(np.uint8([0, 100, 255]), 0.1, 50), -2.0)
+        >>> y.q, round(y.scale, 6), y.zero_point
+        (array([255, 155,   0], dtype=uint8), 0.2, 205)
+    """
+    info = np.iinfo(x.q.dtype)
+    qmin, qmax = int(info.min), int(info.max)
+    s, z, c = float(x.scale), int(x.zero_point), float(c)
+    if c > 0:
+        q = np.maximum(x.q, x.q.dtype.type(z)) if relu else x.q.copy()
+        return QTensor(q, c * s, z)
+    if c == 0:
+        return QTensor(np.zeros_like(x.q), 1.0, 0)
+    zp = qmax - (z - qmin)
+    q = (qmax + qmin - x.q.astype(np.int64)).astype(x.q.dtype)
+    if relu:
+        q = np.maximum(q, x.q.dtype.type(zp))
+    return QTensor(q, abs(c) * s, zp)
 
 
 def q_leaky_relu(x: QTensor, slope: float, scale: float, zp: int) -> QTensor:

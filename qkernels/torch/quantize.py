@@ -377,11 +377,14 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         elif s.calibrate == "observe":
             observers[node.name] = tcs.get(node.name, acfg).observer_for()
 
+    observed: set = set()   # nodes whose output was a tensor (ints, tuples: no parameters)
+
     class _Rec(fx.Interpreter):
         def run_node(self, n: fx.Node) -> Any:
             r = super().run_node(n)
-            if n.name in observers and isinstance(r, torch.Tensor):
+            if n.name in observers and isinstance(r, torch.Tensor) and r.is_floating_point():
                 observers[n.name].update(r.detach().numpy())
+                observed.add(n.name)
             if n.name in ln_inputs and isinstance(r, torch.Tensor):
                 ln_inputs[n.name].append(r.detach().numpy().reshape(-1, r.shape[-1]).copy())
             return r
@@ -407,7 +410,7 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
             if not (math.isfinite(float(s)) and float(s) > 0):
                 raise ValueError(f"fixed_qparams[{node.name!r}]: scale must be finite and > 0")
             qparams[node.name] = (float(s), int(z))
-        elif node.name in observers:
+        elif node.name in observers and node.name in observed:
             p = observers[node.name].calculate_qparams()
             qparams[node.name] = (float(np.asarray(p.scale).reshape(-1)[0]),
                                   int(np.asarray(p.zero_point).reshape(-1)[0]))

@@ -36,6 +36,7 @@ _LAYERS = {cls.__name__: cls for cls in (
     Ly.AddLayer, Ly.ClampLayer, Ly.LeakyReLULayer, Ly.LookupLayer, Ly.MaxPool2dLayer,
     Ly.AvgPool2dLayer, Ly.AdaptiveAvgPool2dLayer, Ly.CatLayer, Ly.FlattenLayer, Ly.IdentityLayer,
     Ly.LayerNormLayer, Ly.FloatLayer, Ly.HandlerLayer, Ly.ConstantLayer, Ly.GetItemLayer,
+    Ly.MulLayer, Ly.ScalarLayer, Ly.MeanLayer, Ly.ShapeLayer,
     Ly.TFLiteInputLayer, Ly.TFLiteAddLayer, Ly.TFLitePool2dLayer, Ly.TFLiteMeanLayer,
     Ly.TFLiteConcatLayer, Ly.TFLiteReshapeLayer, Ly.TFLiteSoftmaxLayer)}
 _SKIP = ("packed", "_prep")   # rebuilt on load

@@ -136,6 +136,18 @@ int main(void) {
     uint8_t x[4] = {0}, y[4];
     QK_CHECK(qk_qadd(x, x, QK_DT_S32, 4, 1.0f, 0, 1.0f, 0, 1.0f, 0, 0, y) == QK_ERR_ARG, "dtype");
     QK_CHECK(qk_qadd(x, x, QK_DT_U8, 4, 0.0f, 0, 1.0f, 0, 1.0f, 0, 0, y) == QK_ERR_SCALE, "scale");
+    /* QNNPACK's add: ratios 0.5 -> multipliers 2^21, shift 22; 5 * 0.5 = 2.5 -> 3 (half away from
+     * zero), 7 * 0.5 = 3.5 -> 4; relu clamps to the zero point */
+    const uint8_t qa[3] = {5, 7, 0}, qb[3] = {0, 0, 1};
+    uint8_t qy[3];
+    QK_CHECK(qk_qadd_qnnpack(qa, qb, 3, 0.5f, 0, 0.5f, 0, 1.0f, 0, 0, qy) == QK_OK, "qnnpack add");
+    QK_CHECK(qy[0] == 3 && qy[1] == 4 && qy[2] == 1, "qnnpack add ties away from zero");
+    QK_CHECK(qk_qadd_qnnpack(qa, qb, 3, 0.5f, 10, 0.5f, 10, 1.0f, 9, 1, qy) == QK_OK, "relu");
+    QK_CHECK(qy[0] == 9 && qy[1] == 9 && qy[2] == 9, "qnnpack add_relu clamps at the zero point");
+    QK_CHECK(qk_qadd_qnnpack(qa, qb, 3, 256.0f, 0, 1.0f, 0, 1.0f, 0, 0, qy) == QK_ERR_SCALE, "ratio");
+    QK_CHECK(qk_qadd_qnnpack(qa, qb, 3, 1.0f, 0, 1.0f, 300, 1.0f, 0, 0, qy) == QK_ERR_ZERO_POINT,
+             "zp");
+    QK_CHECK(qk_qadd_qnnpack(qa, qb, 3, 1.0f, 0, 1.0f, 0, 1.0f, 255, 1, qy) == QK_ERR_ARG, "range");
     QK_CHECK(qk_qleaky_relu(x, QK_DT_S8, 4, 1.0f, 200, 0.1f, 1.0f, 0, y) == QK_ERR_ZERO_POINT, "zp");
     QK_CHECK(qk_qmax_pool2d(x, QK_DT_U8, 1, 2, 2, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, y) == QK_ERR_ARG,
              "kernel size 0");

@@ -118,6 +118,10 @@ for dt in (np.uint8, np.int8):
         for relu in (0, 1):
             out[f"add_{info.dtype}_{i}_{relu}"] = _core._qadd(a, b, sa, za, sb, zb, so, zo, relu)
         out[f"leaky_{info.dtype}_{i}"] = _core._qleaky_relu(a, sa, za, 0.1, so, zo)
+        if dt is np.uint8:      # QNNPACK's integer add (engine "qnnpack")
+            for relu in (0, 1):
+                zq = min(zo, 254)
+                out[f"addq_{i}_{relu}"] = _core._qadd(a, b, sa, za, sb, zb, so, zq, relu, True)
 np.savez(sys.argv[1], **out)
 """
 

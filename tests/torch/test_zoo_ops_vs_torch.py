@@ -1,0 +1,195 @@
+"""The ops the torchvision zoo added to from_torch_quantized, each against PyTorch's quantized op
+under both engines on random scales and zero points: Hardsigmoid (every 8-bit input),
+quantized.mul / mul_relu (broadcasting, saturating scales), mean over (2, 3) and the integer
+shape ops inside a small FX-quantized network."""
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
+
+from qkernels.torch import from_torch_quantized  # noqa: E402
+from qkernels.torch._runtime import QMeta  # noqa: E402
+from qkernels.torch.ops import hardsigmoid_table  # noqa: E402
+from qkernels.torch.qarith import QTensor, q_mul  # noqa: E402
+
+pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+ENGINES = ["fbgemm", "qnnpack"]
+
+
+@pytest.fixture
+def engine(request):
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = request.param
+    yield request.param
+    torch.backends.quantized.engine = old
+
+
+def _q(a, s, z):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch._make_per_tensor_quantized_tensor(torch.from_numpy(a), s, z)
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_hardsigmoid_table_equals_pytorch(engine, dt):
+    rng = np.random.default_rng(7)
+    info = np.iinfo(dt)
+    q = np.arange(info.min, info.max + 1).astype(dt)
+    for _ in range(60):
+        s = float(np.float32(10 ** rng.uniform(-3, 0)))
+        z = int(rng.integers(info.min, info.max + 1))
+        y = torch.nn.functional.hardsigmoid(_q(q, s, z))
+        out = QMeta(y.q_scale(), y.q_zero_point(), np.dtype(dt))
+        assert (out.scale, out.zero_point) == (1 / 256, 0 if dt is np.uint8 else -128)
+        t = hardsigmoid_table(QMeta(s, z, np.dtype(dt)), out, engine)
+        np.testing.assert_array_equal(t, y.int_repr().numpy())
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_q_mul_equals_pytorch(engine, dt):
+    rng = np.random.default_rng(8)
+    info = np.iinfo(dt)
+    total = 0
+    for i in range(40):
+        sa, sb = (float(np.float32(10 ** rng.uniform(-3, 0))) for _ in range(2))
+        so = float(np.float32(sa * sb * 10 ** rng.uniform(-1, 2.5)))     # incl. saturation
+        za, zb, zo = (int(v) for v in rng.integers(info.min, info.max + 1, 3))
+        a = rng.integers(info.min, info.max + 1, (2, 16, 9, 9)).astype(dt)
+        b = rng.integers(info.min, info.max + 1, (2, 16, 1, 1) if i % 2 else (2, 16, 9, 9)).astype(dt)
+        for relu in (False, True):
+            op = torch.ops.quantized.mul_relu if relu else torch.ops.quantized.mul
+            ref = op(_q(a, sa, za), _q(b, sb, zb), so, zo).int_repr().numpy()
+            got = q_mul(QTensor(a, sa, za), QTensor(b, sb, zb), so, zo, relu).q
+            np.testing.assert_array_equal(got, ref)
+            total += ref.size
+    assert total > 200_000
+
+
+class _Shuffle(torch.nn.Module):
+    """Channel shuffle, squeeze-excitation, hardsigmoid and a mean: the zoo's ops in one net."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(16, 16, 1)
+        self.hs = torch.nn.Hardsigmoid()
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.c1(x))
+        n, c, h, w = x.size()
+        x = x.view(n, 2, c // 2, h, w)
+        x = torch.transpose(x, 1, 2).contiguous().view(n, c, h, w)
+        s = self.hs(self.c2(torch.nn.functional.adaptive_avg_pool2d(x, 1)))
+        x = x * s
+        a, b = x.chunk(2, dim=1)
+        return self.fc(torch.cat([a, b], 1).permute(0, 2, 3, 1).reshape(n, h * w, 2, 8).mean([1, 2]))
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+def test_shape_ops_network_equals_pytorch(engine):
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    torch.manual_seed(3)
+    net = _Shuffle().eval()
+    x = torch.randn(4, 3, 12, 12)
+    p = prepare_fx(net, get_default_qconfig_mapping(engine), example_inputs=(x,))
+    for _ in range(3):
+        p(torch.randn(4, 3, 12, 12))
+    q = convert_fx(p)
+    im = from_torch_quantized(q, engine=engine)
+    ops = {L.op for L in im.layers.values()}
+    assert {"shape", "mul", "lookup", "mean"} <= ops, ops
+    with torch.no_grad():
+        ref = q(x).numpy()
+    np.testing.assert_array_equal(im(x.numpy()), ref)
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_add_and_mul_scalar_equal_pytorch(engine, dt):
+    """quantized.add / mul with a scalar (and the relu forms): integers, scale and zero point ==
+    PyTorch, including constants that push the zero point out of range (requantized) and
+    negative / zero multipliers."""
+    from qkernels.torch.qarith import q_add_scalar, q_mul_scalar
+    rng = np.random.default_rng(9)
+    info = np.iinfo(dt)
+    q = np.arange(info.min, info.max + 1).astype(dt)
+    for i in range(80):
+        s = float(np.float32(10 ** rng.uniform(-3, 0)))
+        z = int(rng.integers(info.min, info.max + 1))
+        c = float(rng.normal(0, 200 * s)) if i % 2 else float(rng.choice([0.0, 1.5, -2.0, 3.0]))
+        for relu in (False, True):
+            for ours, op in ((q_add_scalar, torch.ops.quantized.add_scalar_relu if relu
+                              else torch.ops.quantized.add_scalar),
+                             (q_mul_scalar, torch.ops.quantized.mul_scalar_relu if relu
+                              else torch.ops.quantized.mul_scalar)):
+                ref = op(_q(q, s, z), c)
+                got = ours(QTensor(q, s, z), c, relu)
+                np.testing.assert_array_equal(got.q, ref.int_repr().numpy())
+                assert (got.scale, got.zero_point) == (ref.q_scale(), ref.q_zero_point())
+
+
+class _Scalars(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = torch.nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        y = self.c(x)
+        return (y + 1.5) * 0.5, torch.add(y, -40.0), torch.mul(y, -3)
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+def test_scalar_ops_network_equals_pytorch(engine):
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 5, 5)
+    p = prepare_fx(_Scalars().eval(), get_default_qconfig_mapping(engine), example_inputs=(x,))
+    p(x)
+    q = convert_fx(p)
+    im = from_torch_quantized(q, engine=engine)
+    assert sum(L.op == "scalar" for L in im.layers.values()) == 4
+    with torch.no_grad():
+        ref = q(x)
+    for g, r in zip(im(x.numpy()), ref):
+        np.testing.assert_array_equal(g, r.numpy())
+
+
+def test_quantize_model_runs_shape_ops_and_int_ops_kept_in_float():
+    """quantize_model: integer shape ops (size, view, transpose, contiguous, chunk) run on the
+    integers with the input's parameters; an int op kept in float (floordiv of a size) gets no
+    observer (it used to stop calibration: 'observed no data'); the result follows the float
+    model."""
+    from qkernels.torch import QuantConfig, quantize_model
+
+    class Shuffle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(4 * 36, 5)
+
+        def forward(self, x):
+            x = torch.relu(self.c1(x))
+            n, c, h, w = x.size()
+            x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+            a, b = x.chunk(2, dim=1)
+            return self.fc(torch.flatten(a + b, 1))
+
+    torch.manual_seed(5)
+    net = Shuffle().eval()
+    xs = [torch.randn(8, 3, 6, 6).numpy() for _ in range(4)]
+    im = quantize_model(net, xs, config=QuantConfig(float_modules=("floordiv",)))
+    assert {"shape", "getitem"} <= {L.op for L in im.layers.values()}
+    x = xs[0]
+    with torch.no_grad():
+        f = net(torch.from_numpy(x)).numpy()
+    y = im(x)
+    sqnr = 10 * np.log10((f ** 2).sum() / ((f - y) ** 2).sum())
+    assert sqnr > 25, sqnr
