@@ -461,7 +461,7 @@ QK__MAXPOOL_ROWS(int8_t, INT8_MIN)
             }                                                                                   \
             return;                                                                             \
         }                                                                                       \
-        if (w <= QK__POOL_ROW) { /* by rows: a vertical pass, then the columns */                 \
+        if (w >= 1 && w <= QK__POOL_ROW) { /* by rows: a vertical pass, then the columns */      \
             qk__maxpool_rows_##T(x, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, y);    \
             return;                                                                             \
         }                                                                                       \

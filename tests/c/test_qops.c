@@ -151,5 +151,19 @@ int main(void) {
     QK_CHECK(qk_qleaky_relu(x, QK_DT_S8, 4, 1.0f, 200, 0.1f, 1.0f, 0, y) == QK_ERR_ZERO_POINT, "zp");
     QK_CHECK(qk_qmax_pool2d(x, QK_DT_U8, 1, 2, 2, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, y) == QK_ERR_ARG,
              "kernel size 0");
+    /* an empty input row (w = 0, or h = 0) under a non-empty output: every window has no
+     * in-bounds tap, so every output is the type's minimum (never the row buffer's contents) */
+    {
+        int8_t ys[6] = {1, 2, 3, 4, 5, 6};
+        QK_CHECK(qk_qmax_pool2d(x, QK_DT_S8, 1, 3, 0, 2, 2, 1, 1, 1, 0, 1, 1, 2, 3, ys) == QK_OK,
+                 "w = 0");
+        int all_min = 1;
+        for (int i = 0; i < 6; i++) all_min &= ys[i] == INT8_MIN;
+        QK_CHECK(all_min, "w = 0 gives the minimum: %d %d %d", ys[0], ys[1], ys[2]);
+        uint8_t yu[4] = {7, 7, 7, 7};
+        QK_CHECK(qk_qmax_pool2d(x, QK_DT_U8, 2, 0, 5, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2, yu) == QK_OK,
+                 "h = 0");
+        QK_CHECK(yu[0] == 0 && yu[1] == 0 && yu[2] == 0 && yu[3] == 0, "h = 0 gives the minimum");
+    }
     return QK_TEST_SUMMARY();
 }
