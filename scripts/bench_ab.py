@@ -20,25 +20,11 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from typing import Callable, Dict, List
 
+from benchutil import CONV, LINEAR, median_time
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _median_time(fn: Callable[[], object], repeat: int = 7, min_time: float = 0.25) -> float:
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, 1e-7)
-    inner = max(1, int(min_time / repeat / once))
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner)
-    return statistics.median(samples)
 
 
 # ---- the rows (mirroring scripts/bench.py and its sections) ----------------------------------
@@ -67,15 +53,6 @@ def rows_elementwise(qk, np) -> Dict[str, Callable[[], object]]:
     return out
 
 
-LINEAR = [("deit qkv 384->1152", 384, 1152), ("deit proj 384->384", 384, 384),
-          ("deit fc1 384->1536", 384, 1536), ("deit fc2 1536->384", 1536, 384)]
-CONV = [("resnet18 conv1 7x7/2 3->64 @224", 3, 224, 64, 7, 2, 3, 1),
-        ("resnet18 3x3 64->64 @56", 64, 56, 64, 3, 1, 1, 1),
-        ("resnet18 3x3 128->128 @28", 128, 28, 128, 3, 1, 1, 1),
-        ("resnet18 3x3 256->256 @14", 256, 14, 256, 3, 1, 1, 1),
-        ("resnet18 1x1/2 64->128 @56", 64, 56, 128, 1, 2, 0, 1),
-        ("mobilenetv2 dw 3x3 144 @56", 144, 56, 144, 3, 1, 1, 144),
-        ("mobilenetv2 dw 3x3 384 @14", 384, 14, 384, 3, 1, 1, 384)]
 
 
 def rows_gemm(qk, np) -> Dict[str, Callable[[], object]]:
@@ -175,7 +152,7 @@ def worker(tree: str, rows: List[str]) -> None:
             fns[f"{r}: {name}"] = fn
     print(json.dumps(list(fns)), flush=True)
     for line in sys.stdin:
-        print(repr(_median_time(fns[line.strip()], repeat=5, min_time=0.15)), flush=True)
+        print(repr(median_time(fns[line.strip()], repeat=5, min_time=0.15)), flush=True)
 
 
 def main() -> int:

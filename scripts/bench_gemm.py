@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import warnings
 from typing import Optional, Tuple
 
@@ -26,21 +25,10 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qkernels  # noqa: E402
-from benchutil import cpu_info, median_times, ort_session  # noqa: E402
+from benchutil import CONV, LINEAR, cpu_info, median_times, ort_session  # noqa: E402
 
 PEAK_GMACS_PER_CORE = 83.0  # u8 x s8 on AVX2 without VNNI (issue 3); see the note in the output
 
-# DeiT-small linear layers (tokens 197): (K, N)
-LINEAR = [("deit qkv 384->1152", 384, 1152), ("deit proj 384->384", 384, 384),
-          ("deit fc1 384->1536", 384, 1536), ("deit fc2 1536->384", 1536, 384)]
-# (name, C, H, O, k, stride, pad, groups)
-CONV = [("resnet18 conv1 7x7/2 3->64 @224", 3, 224, 64, 7, 2, 3, 1),
-        ("resnet18 3x3 64->64 @56", 64, 56, 64, 3, 1, 1, 1),
-        ("resnet18 3x3 128->128 @28", 128, 28, 128, 3, 1, 1, 1),
-        ("resnet18 3x3 256->256 @14", 256, 14, 256, 3, 1, 1, 1),
-        ("resnet18 1x1/2 64->128 @56", 64, 56, 128, 1, 2, 0, 1),
-        ("mobilenetv2 dw 3x3 144 @56", 144, 56, 144, 3, 1, 1, 144),
-        ("mobilenetv2 dw 3x3 384 @14", 384, 14, 384, 3, 1, 1, 384)]
 
 
 def _torch():

@@ -93,3 +93,17 @@ def ort_session(node: Any, inputs: Sequence[Tuple[str, np.ndarray]], y_dtype: An
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+# The layer shapes of the gemm section (bench_gemm.py) and of its A/B rows (bench_ab.py).
+# DeiT-small linear layers (tokens 197): (K, N)
+LINEAR = [("deit qkv 384->1152", 384, 1152), ("deit proj 384->384", 384, 384),
+          ("deit fc1 384->1536", 384, 1536), ("deit fc2 1536->384", 1536, 384)]
+# (name, C, H, O, k, stride, pad, groups)
+CONV = [("resnet18 conv1 7x7/2 3->64 @224", 3, 224, 64, 7, 2, 3, 1),
+        ("resnet18 3x3 64->64 @56", 64, 56, 64, 3, 1, 1, 1),
+        ("resnet18 3x3 128->128 @28", 128, 28, 128, 3, 1, 1, 1),
+        ("resnet18 3x3 256->256 @14", 256, 14, 256, 3, 1, 1, 1),
+        ("resnet18 1x1/2 64->128 @56", 64, 56, 128, 1, 2, 0, 1),
+        ("mobilenetv2 dw 3x3 144 @56", 144, 56, 144, 3, 1, 1, 144),
+        ("mobilenetv2 dw 3x3 384 @14", 384, 14, 384, 3, 1, 1, 384)]
