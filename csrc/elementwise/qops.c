@@ -404,7 +404,8 @@ static void qk__vmax8(uint8_t *v, const uint8_t *r, size_t n, int s8) {
         /* interior columns [jl, jr): every tap in bounds, j*sw >= pw and                        \
          * j*sw - pw + (kw-1)*dw <= w - 1 */                                                     \
         const size_t e = (kw - 1) * dw;                                                          \
-        size_t jl = (pw + sw - 1) / sw, jr = w - 1 + pw >= e ? (w - 1 + pw - e) / sw + 1 : 0;    \
+        size_t jl = pw / sw + (pw % sw != 0), /* ceil(pw / sw) without pw + sw - 1 */            \
+               jr = w - 1 + pw >= e ? (w - 1 + pw - e) / sw + 1 : 0;                            \
         if (jl > ow) jl = ow;                                                                    \
         if (jr > ow) jr = ow;                                                                    \
         if (jr < jl) jr = jl;                                                                    \

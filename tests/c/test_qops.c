@@ -164,6 +164,14 @@ int main(void) {
         QK_CHECK(qk_qmax_pool2d(x, QK_DT_U8, 2, 0, 5, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2, yu) == QK_OK,
                  "h = 0");
         QK_CHECK(yu[0] == 0 && yu[1] == 0 && yu[2] == 0 && yu[3] == 0, "h = 0 gives the minimum");
+        /* a huge padding with a stride near SIZE_MAX (one output column, so the stride is not
+         * bounded; pw + sw - 1 would wrap): the one window lies in the padding, so the minimum,
+         * and nothing read outside x (the sanitizer run checks) */
+        uint8_t y1 = 9;
+        QK_CHECK(qk_qmax_pool2d(x, QK_DT_U8, 1, 1, 4, 1, 1, 1, SIZE_MAX - 10, 0,
+                                (size_t)1 << (sizeof(size_t) * 8 - 2), 1, 1, 1, 1, &y1) == QK_OK &&
+                     y1 == 0,
+                 "huge padding and stride: %d", y1);
     }
     return QK_TEST_SUMMARY();
 }
