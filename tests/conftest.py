@@ -33,3 +33,14 @@ def pytest_configure(config):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261123)
+
+
+@pytest.fixture
+def engine(request):
+    """PyTorch's quantized engine set to the test's parameter (parametrize it with
+    ``indirect=True``), and put back afterwards."""
+    import torch
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = request.param
+    yield request.param
+    torch.backends.quantized.engine = old

@@ -24,14 +24,6 @@ ENGINES = [e for e in ("fbgemm", "x86", "qnnpack") if e in torch.backends.quanti
 WEIGHTS = ["per_tensor", "per_tensor_zp", "per_channel", "per_channel_zp"]
 
 
-@pytest.fixture
-def engine(request):
-    old = torch.backends.quantized.engine
-    torch.backends.quantized.engine = request.param
-    yield request.param
-    torch.backends.quantized.engine = old
-
-
 def _weights(rng, shape, kind):
     o = shape[0]
     w = rng.integers(-128, 128, shape).astype(np.int8)

@@ -19,14 +19,6 @@ pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning
 ENGINES = ["fbgemm", "qnnpack"]
 
 
-@pytest.fixture
-def engine(request):
-    old = torch.backends.quantized.engine
-    torch.backends.quantized.engine = request.param
-    yield request.param
-    torch.backends.quantized.engine = old
-
-
 def _q(a, s, z):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
