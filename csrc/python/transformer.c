@@ -43,6 +43,15 @@ static int64_t qk_py_i64(const char *p) {
 
 /* ---- _bmm ----------------------------------------------------------------------------------- */
 /* An aligned C-contiguous 3-D array (of uint8 or int8 when q8), else NULL with a Python error. */
+/* A refused gufunc call leaves zeros in every output it was given (never stale or partial
+ * numbers): `outer` items of `rows` x `cols` elements of `size` bytes, with their strides. */
+static void qk_py_zero_core(char *y, npy_intp outer, npy_intp so, npy_intp rows, npy_intp sr,
+                            npy_intp cols, npy_intp sc, int size) {
+    for (npy_intp it = 0; it < outer; it++)
+        for (npy_intp i = 0; i < rows; i++)
+            qk_py_zero_outputs(y + it * so + i * sr, cols, sc, size);
+}
+
 static PyArrayObject *qk_py_3d(PyObject *o, int q8, const char *name) {
     if (!PyArray_Check(o) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)o) ||
         !PyArray_ISALIGNED((PyArrayObject *)o) || PyArray_NDIM((PyArrayObject *)o) != 3) {
@@ -113,7 +122,7 @@ static void qk_py_matmul_int32_loop(char **args, npy_intp const *dims, npy_intp 
     memset(&ep, 0, sizeof ep);
     ep.scheme = QK_REQ_NONE;
     ep.out_type = QK_DT_S32;
-    for (npy_intp it = 0; it < outer && st == QK_OK; it++) {
+    for (npy_intp it = 0; it < outer; it++) {
         const char *ap = args[0] + it * steps[0], *bp = args[1] + it * steps[1];
         const int32_t za = qk_py_i32(args[2] + it * steps[2]), zb = qk_py_i32(args[3] + it * steps[3]);
         char *op = args[4] + it * steps[4];
@@ -121,16 +130,20 @@ static void qk_py_matmul_int32_loop(char **args, npy_intp const *dims, npy_intp 
             for (npy_intp q = 0; q < k; q++) ab[i * k + q] = *(const uint8_t *)(ap + i * am + q * ak);
         for (npy_intp q = 0; q < k; q++)
             for (npy_intp j = 0; j < n; j++) bb[q * n + j] = *(const uint8_t *)(bp + q * bk + j * bn);
-        st = qk_bmm(ab, types[0], &za, bb, types[1], &zb, QK_BMM_B_KN, 1,
-                    (size_t)m, (size_t)k, (size_t)n, &ep, yb, 1);
-        if (st == QK_OK)
+        const qk_status s1 = qk_bmm(ab, types[0], &za, bb, types[1], &zb, QK_BMM_B_KN, 1,
+                                    (size_t)m, (size_t)k, (size_t)n, &ep, yb, 1);
+        if (s1 == QK_OK)
             for (npy_intp i = 0; i < m; i++)
                 for (npy_intp j = 0; j < n; j++) memcpy(op + i * om + j * on, &yb[i * n + j], 4);
+        else /* this item refused (zero point, bound beyond int32): zeros, the others go on */
+            qk_py_zero_core(op, 1, 0, m, om, n, on, 4);
+        if (st == QK_OK) st = s1;
     }
 done:
     free(ab);
     free(bb);
     free(yb);
+    if (st == QK_ERR_NOMEM) qk_py_zero_core(args[4], outer, steps[4], m, om, n, on, 4);
     qk_py_loop_status(st);
 }
 
@@ -197,7 +210,7 @@ static void qk_py_softmax_loop(char **args, npy_intp const *dims, npy_intp const
     /* rows that follow each other in memory go to the kernel as they are */
     const int x_direct = xs == (npy_intp)xsz && steps[0] == n * (npy_intp)xsz;
     const int y_direct = ys == 1 && steps[iy] == n && d->kind != QK_PY_SM_SOLE_LOG2;
-    for (npy_intp it = 0; it < outer && st == QK_OK;) {
+    for (npy_intp it = 0; it < outer;) {
         qk_py_sm_params(d, args, steps, it, lut_step, p);
         npy_intp cnt = params_const ? (outer - it < block ? outer - it : block) : 1;
         if (params_const && x_direct && (y_direct || d->kind == QK_PY_SM_SOLE_LOG2) &&
@@ -217,11 +230,19 @@ static void qk_py_softmax_loop(char **args, npy_intp const *dims, npy_intp const
             }
         }
         uint8_t *yout = y_direct ? (uint8_t *)args[iy] + it * steps[iy] : yb;
+        qk_status s1;
         if (d->kind == QK_PY_SM_SOLE_LOG2)
-            st = qk_softmax_sole_log2(p, xin, xt, (size_t)cnt, (size_t)n, yout, rb);
+            s1 = qk_softmax_sole_log2(p, xin, xt, (size_t)cnt, (size_t)n, yout, rb);
         else
-            st = qk_softmax_u8(p, xin, xt, (size_t)cnt, (size_t)n, yout);
-        if (st != QK_OK) break;
+            s1 = qk_softmax_u8(p, xin, xt, (size_t)cnt, (size_t)n, yout);
+        if (s1 != QK_OK) { /* these rows' parameters refused: zeros, the other rows go on */
+            qk_py_zero_core(args[iy] + it * steps[iy], cnt, steps[iy], 1, 0, n, ys, 1);
+            if (d->kind == QK_PY_SM_SOLE_LOG2)
+                qk_py_zero_core(args[iy + 1] + it * steps[iy + 1], cnt, steps[iy + 1], 1, 0, 1, 0, 1);
+            if (st == QK_OK) st = s1;
+            it += cnt;
+            continue;
+        }
         if (!y_direct)
             for (npy_intp r = 0; r < cnt; r++) {
                 char *dst = args[iy] + (it + r) * steps[iy];
@@ -239,6 +260,11 @@ done:
     free(yb);
     free(rb);
     free(p);
+    if (st == QK_ERR_NOMEM) {
+        qk_py_zero_core(args[iy], outer, steps[iy], 1, 0, n, ys, 1);
+        if (d->kind == QK_PY_SM_SOLE_LOG2)
+            qk_py_zero_core(args[iy + 1], outer, steps[iy + 1], 1, 0, 1, 0, 1);
+    }
     qk_py_loop_status(st);
 }
 
@@ -288,21 +314,28 @@ static void qk_py_gelu_ibert_loop(char **args, npy_intp const *dims, npy_intp co
                            ((uintptr_t)args[5] | (uintptr_t)args[6]) % 4 == 0)) {
             st = qk_gelu_ibert(&p, args[0], xt, qk_py_i32(args[1]), (size_t)n, args[10], yt,
                                qk_py_i32(args[7]), qk_py_i32(args[8]), qk_py_i32(args[9]));
-            qk_py_loop_status(st);
-            return;
+            if (st == QK_OK || per_tensor) { /* one parameter set: refused means all zeros */
+                if (st != QK_OK) qk_py_zero_outputs(args[10], n, steps[10], (int)ysz);
+                qk_py_loop_status(st);
+                return;
+            }
+            st = QK_OK; /* a refused channel: element by element below, zeros only there */
         }
     }
-    for (npy_intp i = 0; i < n && st == QK_OK; i++) {
+    for (npy_intp i = 0; i < n; i++) {
         int64_t b1 = qk_py_i64(args[2] + i * steps[2]), c1 = qk_py_i64(args[3] + i * steps[3]);
         int64_t s1 = qk_py_i64(args[4] + i * steps[4]);
         int32_t m1 = qk_py_i32(args[5] + i * steps[5]), r1 = qk_py_i32(args[6] + i * steps[6]);
         qk_gelu_ibert_params p = {1, &b1, &c1, &s1, &m1, &r1};
         unsigned char xv[4], yv[4];
         memcpy(xv, args[0] + i * steps[0], (size_t)xsz);
-        st = qk_gelu_ibert(&p, xv, xt, qk_py_i32(args[1] + i * steps[1]), 1, yv, yt,
-                           qk_py_i32(args[7] + i * steps[7]), qk_py_i32(args[8] + i * steps[8]),
-                           qk_py_i32(args[9] + i * steps[9]));
-        if (st == QK_OK) memcpy(args[10] + i * steps[10], yv, (size_t)ysz);
+        const qk_status sr = qk_gelu_ibert(&p, xv, xt, qk_py_i32(args[1] + i * steps[1]), 1, yv, yt,
+                                           qk_py_i32(args[7] + i * steps[7]),
+                                           qk_py_i32(args[8] + i * steps[8]),
+                                           qk_py_i32(args[9] + i * steps[9]));
+        if (sr != QK_OK) memset(yv, 0, sizeof yv); /* refused: a zero, the others go on */
+        memcpy(args[10] + i * steps[10], yv, (size_t)ysz);
+        if (st == QK_OK) st = sr;
     }
     qk_py_loop_status(st);
 }

@@ -11,6 +11,11 @@ from qkernels import _core
 from _transformer_ref import gelu_table, ibert_gelu
 from _util import run_simd_paths
 
+# The bit-exactness tests also run I-BERT's i-GELU at 8-bit scales where prepare_gelu warns that
+# the approximation is coarse (test_transformer_gufunc_refusals.py checks that warning): the
+# arithmetic must still equal the reference there.
+pytestmark = pytest.mark.filterwarnings("ignore:x_scale=.*too coarse for I-BERT:UserWarning")
+
 
 def _ref(x, p):
     info = np.iinfo(p.out_dtype)
