@@ -42,6 +42,21 @@ static void test_ptf_quantize(void) {
     QK_CHECK(qk_ptf_quantize_f32_u8(x, 2, 3, 0.25f, alpha, 256, keep, NULL) == QK_ERR_ZERO_POINT, "zp");
     QK_CHECK(qk_ptf_quantize_f32_u8(x, 2, 3, NAN, alpha, 128, keep, NULL) == QK_ERR_SCALE, "scale");
     QK_CHECK(qk_ptf_quantize_f32_u8(x, 2, 3, 0.25f, NULL, 128, keep, NULL) == QK_ERR_ARG, "null");
+    /* every alpha outside [0, 7] is refused, whatever its bits (the check ORs them) */
+    const int32_t outside[6] = {-1, 8, 15, 9, INT32_MIN, INT32_MAX};
+    for (int i = 0; i < 6; i++) {
+        const int32_t ba[3] = {3, outside[i], 0};
+        QK_CHECK(qk_ptf_quantize_f32_u8(x, 2, 3, 0.25f, ba, 128, keep, NULL) == QK_ERR_SHIFT,
+                 "alpha %d", (int)outside[i]);
+        QK_CHECK(qk_ptf_dequantize_u8_f32(q, 1, 3, 0.25f, ba, 128, y) == QK_ERR_SHIFT,
+                 "dequantize alpha %d", (int)outside[i]);
+    }
+    /* a scale near FLT_MAX: fine while scale * 2^max(alpha) is finite, refused beyond */
+    const float big = 0x1p125f;
+    const int32_t a_small[3] = {0, 1, 2}, a_big[3] = {0, 3, 1};
+    QK_CHECK(qk_ptf_quantize_f32_u8(x, 2, 3, big, a_small, 128, q, NULL) == QK_OK, "big scale");
+    QK_CHECK(qk_ptf_quantize_f32_u8(x, 2, 3, big, a_big, 128, keep, NULL) == QK_ERR_SCALE,
+             "big scale, alpha 3");
     QK_CHECK(keep[0] == 7 && keep[5] == 7, "nothing written");
     const float xn[4] = {1.0f, 2.0f, NAN, 3.0f};
     const int32_t a1[1] = {0};
