@@ -60,7 +60,8 @@ from . import _checks as C
 from . import _core
 from ._elementwise import FLAVORS
 
-__all__ = ["Preset", "Epilogue", "PRESETS", "SCHEMES", "ROUNDINGS", "get", "names"]
+__all__ = ["Preset", "Epilogue", "PRESETS", "SCHEMES", "ROUNDINGS", "TFLITE_RUNTIMES", "get",
+           "names"]
 
 #: Requantization schemes of the C output stage, by name, with their numbers in the public C enum
 #: ``qk_requant_scheme`` (csrc/include/qkernels.h).
@@ -77,6 +78,8 @@ SCHEMES = ("double_round", "single_round", "double_round_half_up")
 #: Roundings of the ``shift`` requantization (``rounding=``).
 ROUNDINGS = ("half_up", "half_even", "half_away", "floor")
 
+#: The LiteRT kernels a preset's non-conv ops can follow (:attr:`Preset.tflite_runtime`).
+TFLITE_RUNTIMES = ("reference", "xnnpack", "optimized")
 _REQUANTS = ("fp32", "double_round", "single_round", "double_round_half_up", "shift", "fp64")
 _BIASES = ("float", "quantize", "int32")
 
@@ -115,6 +118,11 @@ class Preset:
             :func:`qkernels.quantize` flavor (``tflite``: "tflite", half away from zero of
             ``x / s``; ``tflite_xnnpack``: "pt2e", half to even of ``x * fl(1/s)``); used where a
             front end quantizes model inputs as the runtime does (:mod:`qkernels.torch.tflite`).
+        tflite_runtime: the LiteRT kernels whose arithmetic a model's other ops follow (ADD,
+            MUL, pooling, MEAN, CONCATENATION, SOFTMAX, LOGISTIC, TANH, HARD_SWISH, fused
+            activation clamps, :mod:`qkernels.tflite_ops`): "reference" (the reference kernels),
+            "xnnpack" (the XNNPACK delegate), "optimized" (the optimized built-ins); None: the
+            front end's own (PyTorch's quantized ops in :func:`qkernels.torch.quantize_model`).
         source: where the arithmetic was read (documentation).
     """
 
@@ -132,6 +140,7 @@ class Preset:
     multiplier_product: str = "double"
     linear: Optional["Preset"] = None
     quantize_flavor: str = "torch"
+    tflite_runtime: Optional[str] = None
     source: str = ""
     _x: Tuple[np.dtype, ...] = field(init=False, repr=False, compare=False)
     _w: Tuple[np.dtype, ...] = field(init=False, repr=False, compare=False)
@@ -156,6 +165,9 @@ class Preset:
                 raise ValueError(f"Preset.{attr} must name uint8 and/or int8; got {v!r}")
             object.__setattr__(self, attr, tuple(d.name for d in dts))
             types[attr] = dts
+        if self.tflite_runtime not in TFLITE_RUNTIMES + (None,):
+            raise ValueError(f"Preset.tflite_runtime must be one of {', '.join(TFLITE_RUNTIMES)} "
+                             f"or None; got {self.tflite_runtime!r}")
         if self.out_dtype is not None and np.dtype(self.out_dtype) not in (np.uint8, np.int8):
             raise ValueError(f"Preset.out_dtype must be uint8, int8 or None; got {self.out_dtype!r}")
         if not 2 <= int(self.bias_bits) <= 32:
@@ -421,9 +433,10 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in (
            bias="int32", source="onnxruntime core/mlas/lib/qgemm.cpp, QLinearConv"),
     Preset("tflite", x_dtypes=("int8",), w_dtypes=("int8",), requant="double_round", bias="int32",
            symmetric_weights=True, out_dtype="int8", quantize_flavor="tflite",
+           tflite_runtime="reference",
            linear=Preset("tflite", x_dtypes=("int8",), w_dtypes=("int8",), requant="fp64",
                          bias="int32", symmetric_weights=True, out_dtype="int8",
-                         quantize_flavor="tflite",
+                         quantize_flavor="tflite", tflite_runtime="reference",
                          source="LiteRT tflite/kernels/internal/reference/integer_ops/"
                                 "fully_connected.h (requant in double, round())"),
            source="LiteRT (TFLite) reference kernels, default build (TFLITE_SINGLE_ROUNDING=0): "
@@ -433,15 +446,17 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in (
                   "round((double)acc * xs*ws/os) (since 2025-04, 'do requant in float')"),
     Preset("tflite_xnnpack", x_dtypes=("int8",), w_dtypes=("int8",), requant="fp32",
            bias="int32", symmetric_weights=True, out_dtype="int8", quantize_flavor="pt2e",
+           tflite_runtime="xnnpack",
            source="XNNPACK (LiteRT's default delegate): src/operators/convolution-nhwc.c, "
                   "fully-connected-nc.c (scale fl(fl(xs*ws)/os)); qs8-qc8w gemm / dwconv "
                   "fp32 requantization (cvtps2dq, round half to even)"),
     Preset("tflite_optimized", x_dtypes=("int8",), w_dtypes=("int8",),
            requant="double_round_half_up", bias="int32", symmetric_weights=True, out_dtype="int8",
-           quantize_flavor="pt2e",
+           quantize_flavor="pt2e", tflite_runtime="optimized",
            linear=Preset("tflite_optimized", x_dtypes=("int8",), w_dtypes=("int8",),
                          requant="double_round_half_up", bias="int32", symmetric_weights=True,
                          out_dtype="int8", quantize_flavor="pt2e", multiplier_product="float",
+                         tflite_runtime="optimized",
                          source="LiteRT optimized_integer_ops FullyConnected (x86)"),
            source="LiteRT (TFLite) optimized built-in kernels on x86 "
                   "(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES): conv, depthwise and fully "

@@ -51,13 +51,14 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._elementwise import quantize_multiplier, requantize
+from ._elementwise import quantize_multiplier
 
-__all__ = ["mbqm", "same_padding", "AddParams", "add_params", "add", "MulParams", "mul_params",
-           "mul", "avg_pool2d", "max_pool2d", "MeanParams", "mean_params", "mean",
-           "SoftmaxParams", "softmax_params", "softmax", "lut_table", "logistic_table",
-           "tanh_table", "hard_swish_table", "activation_range", "xnn_add_supported", "xnn_add",
-           "xnn_mul_supported", "xnn_mul", "xnn_mean", "softmax_optimized"]
+__all__ = ["mbqm", "quantize_bound", "requantize", "same_padding", "AddParams", "add_params",
+           "add", "MulParams", "mul_params", "mul", "avg_pool2d", "max_pool2d", "MeanParams",
+           "mean_params", "mean", "SoftmaxParams", "softmax_params", "softmax", "lut_table",
+           "logistic_table", "tanh_table", "hard_swish_table", "activation_range",
+           "xnn_add_supported", "xnn_add", "xnn_mul_supported", "xnn_mul", "xnn_mean",
+           "softmax_optimized"]
 
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -129,7 +130,7 @@ def activation_range(act: str, scale: float, zero_point: int, dtype: np.dtype) -
     lo, hi = int(info.min), int(info.max)
 
     def q(v: float) -> int:
-        return int(zero_point) + _rhaz(np.float32(np.float32(v) / np.float32(scale)))
+        return quantize_bound(v, scale, zero_point)
     if act == "NONE":
         return lo, hi
     if act == "RELU":
@@ -139,6 +140,37 @@ def activation_range(act: str, scale: float, zero_point: int, dtype: np.dtype) -
     if act == "RELU_N1_TO_1":
         return max(lo, q(-1.0)), min(hi, q(1.0))
     raise NotImplementedError(f"fused activation {act} has no integer form in TFLite")
+
+
+def quantize_bound(value: float, scale: float, zero_point: int) -> int:
+    """A float clamp bound as TFLite quantizes it for a fused activation or RELU / RELU6
+    (``zp + (int32)TfLiteRound(v / s)``, float32 division, half away from zero; not saturated).
+
+    Example:
+        >>> from qkernels.tflite_ops import quantize_bound
+        >>> quantize_bound(6.0, 0.125, -128), quantize_bound(6.0, 0.08, -128)
+        (-80, -53)
+    """
+    return int(zero_point) + _rhaz(np.float32(np.float32(value) / np.float32(scale)))
+
+
+def requantize(x: np.ndarray, s_in: float, zp_in: int, s_out: float, zp_out: int,
+               dtype: np.dtype = np.dtype(np.int8)) -> np.ndarray:
+    """TFLite's integer QUANTIZE (a requantization, e.g. before a CONCATENATION whose inputs
+    have other scales): ``MultiplyByQuantizedMultiplier(q - zp_in, M, shift) + zp_out`` with
+    ``M, shift = QuantizeMultiplier((double)s_in / (double)s_out)``, clamped (``quantize.cc``
+    Prepare, ``reference/requantize.h``).
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels.tflite_ops import requantize
+        >>> requantize(np.int8([-128, 0, 3, 127]), 0.5, 0, 1.0, 0)
+        array([-64,   0,   2,  64], dtype=int8)
+    """
+    m, sh = _qm(float(np.float32(s_in)) / float(np.float32(s_out)))
+    out = mbqm(np.asarray(x, np.int64) - int(zp_in), m, sh) + int(zp_out)
+    info = np.iinfo(dtype)
+    return np.clip(out, info.min, info.max).astype(dtype)
 
 
 def same_padding(size: int, k: int, stride: int, dilation: int = 1) -> Tuple[int, int, int]:

@@ -43,6 +43,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 from ai_edge_litert import interpreter as litert  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import litertutil as LU  # noqa: E402
+
 keras = tf.keras
 L = keras.layers
 
@@ -213,24 +216,11 @@ def tie_rewrite(tfl: bytes, seed: int) -> bytes:
     return bytes(fu.convert_object_to_bytearray(m))
 
 
-# ---- running the interpreter ---------------------------------------------------------------------
-RESOLVERS = {"ref": litert.OpResolverType.BUILTIN_REF, "xnn": litert.OpResolverType.AUTO,
-             "opt": litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-
-
-def run(tfl: bytes, inputs: List[np.ndarray], resolver: str) -> Tuple[np.ndarray, List[str]]:
-    it = litert.Interpreter(model_content=tfl, experimental_op_resolver_type=RESOLVERS[resolver],
-                            num_threads=1)
-    dets = it.get_input_details()
-    for d, x in zip(dets, inputs):
-        it.resize_tensor_input(d["index"], list(x.shape))
-    it.allocate_tensors()
-    for d, x in zip(it.get_input_details(), inputs):
-        it.set_tensor(d["index"], x)
-    it.invoke()
-    out = it.get_tensor(it.get_output_details()[0]["index"]).copy()
-    ops = [o["op_name"] for o in it._get_ops_details()]
-    return out, ops
+# ---- running the interpreter (scripts/litertutil.py, shared with the tests) ---------------------
+RESOLVERS = LU.RESOLVERS
+run = LU.run
+make_inputs = LU.make_inputs
+float_inputs = LU.float_inputs
 
 
 def batch_for(tfl: bytes, n_in: int, shapes: List[Tuple[int, ...]], cnn: bool,
@@ -239,38 +229,6 @@ def batch_for(tfl: bytes, n_in: int, shapes: List[Tuple[int, ...]], cnn: bool,
     y, _ = run(tfl, x, "ref")
     per = int(y.size)
     return 512 if cnn else max(1, -(-MIN_ELEMENTS // per))
-
-
-def make_inputs(shapes: List[Tuple[int, ...]], batch: int, seed: int) -> List[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(-128, 128, (batch,) + s).astype(np.int8) for s in shapes]
-
-
-def float_inputs(tfl: bytes, shape: Tuple[int, ...], batch: int, seed: int) -> np.ndarray:
-    """Float inputs of the QUANTIZE case (s: the scale of its int8 output): a third uniform over
-    130 steps of s either side of 0, two thirds within 2 ulps of the rounding ties
-    ``(k + 1/2) s``, and at the start the values whose ``x / s`` is beyond the int32 range
-    (+-inf, +-3e38, +-s 2^31, +-s 2^32) and a few others (+-s 2^30, +-0, the range's ends)."""
-    it = litert.Interpreter(model_content=tfl)
-    s = np.float32(next(d["quantization"][0] for d in it.get_tensor_details()
-                        if d["dtype"] == np.int8 and d["quantization"][0] > 0))
-    rng = np.random.default_rng(seed)
-    n = batch * int(np.prod(shape))
-    u = (rng.uniform(-130, 130, n // 3) * s).astype(np.float32)
-    k = rng.integers(-140, 140, n - u.size).astype(np.float32)
-    near = ((k + np.float32(0.5)) * s).astype(np.float32)
-    steps = rng.integers(-2, 3, near.size)
-    for _ in range(2):
-        near = np.where(steps > 0, np.nextafter(near, np.float32(np.inf)), near)
-        near = np.where(steps < 0, np.nextafter(near, np.float32(-np.inf)), near)
-        steps = steps - np.sign(steps)
-    x = np.concatenate([u, near]).astype(np.float32)
-    rng.shuffle(x)
-    special = np.array([np.inf, -np.inf, 3e38, -3e38, s * 2.0 ** 31, -s * 2.0 ** 31,
-                        s * 2.0 ** 32, -s * 2.0 ** 32, s * 2.0 ** 30, -s * 2.0 ** 30,
-                        0.0, -0.0, 127.5 * s, -128.5 * s], np.float32)
-    x[:special.size] = special
-    return x.reshape((batch,) + shape)
 
 
 def sparse(a: np.ndarray, ref: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -224,9 +224,14 @@ def _write_all(im: Any, root: str, x: Any, eval_data: Any, hex_files: bool, plot
         bits = L.out.bits or np.iinfo(L.out.dtype).bits
         sym = tc.symmetric if tc is not None else False
         tensors[n] = tensor_json(np.float32(L.out.scale), L.out.zero_point, bits, sym)
+    exported = [im.layers[n] for n in layers_json]
     report: Dict[str, Any] = {"preset": im.preset.name if im.preset is not None else None,
                               "mode": im.mode, "tensors": tensors, "layers": layers_json,
-                              "graph": {"inputs": list(im.inputs), "nodes": graph}}
+                              "graph": {"inputs": list(im.inputs), "nodes": graph},
+                              "c_library": {
+                                  "computed": [L.name for L in exported if L.in_c],
+                                  "golden_only": {L.name: L.op for L in exported
+                                                  if not L.in_c}}}
     if cfg is not None:
         report.update(weight=vars(cfg.weight), activation=vars(cfg.activation),
                       **{k: vars(getattr(cfg, k)) for k in ("input", "output", "bias")
@@ -327,10 +332,22 @@ def _readme(im: Any, report: Dict[str, Any]) -> str:
              "- `report.json`: tensors, layers, graph, per-layer errors, accuracies.", "",
              "## Arrays", ""]
     lines += [f"- `{k}`: {v}" for k, v in _KEYS.items()]
-    lines += ["", "## Layers", "", "| layer | kind | inputs | output shape |", "|---|---|---|---|"]
+    c = report["c_library"]
+    lines += ["", "## Layers", "", "| layer | kind | inputs | output shape | in C |",
+              "|---|---|---|---|---|"]
     for n in report["graph"]["nodes"]:
         if n["name"] in report["layers"]:
             lines.append(f"| {n['name']} | {n['op']} | {', '.join(n['inputs'])} | "
-                         f"{'x'.join(map(str, n.get('shape', [])))} |")
+                         f"{'x'.join(map(str, n.get('shape', [])))} | "
+                         f"{'yes' if n['name'] in c['computed'] else 'golden only'} |")
+    lines += ["", "## What the C library reproduces", "",
+              f"`csrc/examples/model_golden.c` (compiled with `model.c` and `libqkernels.a`) "
+              f"computes the {len(c['computed'])} conv / linear layers from `model.h` and compares "
+              f"them with their goldens."]
+    if c["golden_only"]:
+        lines += ["", f"The C library has no kernel for the other {len(c['golden_only'])} layers "
+                  f"({', '.join(sorted(set(c['golden_only'].values())))}): their folders hold "
+                  "their parameters and golden input / output only; a bench computes them itself "
+                  "(`report.json` `c_library.golden_only` lists them)."]
     return "\n".join(lines) + "\n"
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tupl
 import numpy as np
 
 import qkernels as qk
-from qkernels.presets import Preset
+from qkernels.presets import TFLITE_RUNTIMES, Preset
 
 from . import _runtime as rt
 from . import qarith as qa
@@ -82,6 +82,9 @@ class Layer:
     inputs: Tuple[str, ...]
     out: Optional[QMeta]
     op: ClassVar[str] = "layer"
+    #: the C library computes this layer from its export (csrc/examples/model_golden.c runs it);
+    #: the others' exports hold their parameters and goldens only
+    in_c: ClassVar[bool] = False
 
     def kernel(self) -> Kernel:
         raise NotImplementedError
@@ -233,6 +236,7 @@ class Conv2dLayer(_WeightedLayer):
     dilation: Tuple[int, int] = (1, 1)
     groups: int = 1
     op: ClassVar[str] = "conv2d"
+    in_c: ClassVar[bool] = True
     _prep: Any = field(default=None, repr=False)
 
     def prepared(self) -> qk.PreparedQConv2d:
@@ -265,6 +269,7 @@ class LinearLayer(_WeightedLayer):
     """Integer Linear (x: (..., K)) with its preset's requantization."""
 
     op: ClassVar[str] = "linear"
+    in_c: ClassVar[bool] = True
     _prep: Any = field(default=None, repr=False)
 
     def prepared(self) -> qk.PreparedQLinear:
@@ -907,10 +912,10 @@ class GetItemLayer(Layer):
 
 
 # ---- TFLite-semantics layers (qkernels.tflite_ops; built by qkernels.torch.tflite) --------------
-#: which of LiteRT's kernels a TFLite layer reproduces where they differ
-#: ("optimized": TFLite's optimized built-ins, which give the reference integers for ADD, MUL
-#: and MEAN, and compute SOFTMAX with a float32 table, as under XNNPACK)
-TFLITE_RUNTIMES = ("reference", "xnnpack", "optimized")
+# which of LiteRT's kernels a TFLite layer reproduces where they differ: ``runtime`` one of
+# qkernels.presets.TFLITE_RUNTIMES ("optimized": TFLite's optimized built-ins, which give the
+# reference integers for ADD, MUL and MEAN, and compute SOFTMAX with a float32 table, as under
+# XNNPACK)
 
 
 def _check_runtime(layer: Any) -> None:
@@ -1031,10 +1036,22 @@ class TFLiteMeanLayer(Layer):
     axes: Tuple[int, ...] = (2, 3)
     keepdims: bool = False
     runtime: str = "reference"
+    #: the MEAN op's own keep_dims (None: ``keepdims``); False with ``keepdims`` True is TFLite's
+    #: MEAN without keep_dims followed by a RESHAPE that puts the reduced axes back (the same
+    #: integers with the reference kernels and XNNPACK; the optimized built-ins have another
+    #: kernel for a 4-D MEAN over H and W with keep_dims, not reproduced here)
+    op_keep_dims: Optional[bool] = None
     op: ClassVar[str] = "tflite_mean"
 
     def __post_init__(self) -> None:
         _check_runtime(self)
+        keep = self.keepdims if self.op_keep_dims is None else self.op_keep_dims
+        if self.runtime == "optimized" and keep and len(self.axes) == 2:
+            raise NotImplementedError(
+                f"{self.name}: MEAN with keep_dims over two axes on TFLite's optimized built-ins "
+                "(optimized_integer_ops::Mean, float arithmetic) is not reproduced by qkernels "
+                "(it differs from the reference kernel on about 18% of elements); MEAN without "
+                "keep_dims (then a RESHAPE) is")
 
     def _p(self) -> Any:
         from qkernels import tflite_ops as T
@@ -1050,26 +1067,49 @@ class TFLiteMeanLayer(Layer):
 
     def params(self) -> Dict[str, Any]:
         p = self._p()
+        keep = self.keepdims if self.op_keep_dims is None else self.op_keep_dims
         return dict(super().params(), axes=list(self.axes), keepdims=bool(self.keepdims),
-                    runtime=self.runtime,
+                    op_keep_dims=bool(keep), runtime=self.runtime,
                     x_scale=float(self.x.scale), x_zero_point=int(self.x.zero_point),
                     multiplier=p.m, shift=p.shift)
 
 
 @dataclass(eq=False)
 class TFLiteConcatLayer(Layer):
-    """TFLite's int8 CONCATENATION along ``axis`` (inputs with the output's scale and zero
-    point, as TFLite requires for int8: a copy)."""
+    """TFLite's int8 CONCATENATION along ``axis``: a copy of inputs with the output's scale and
+    zero point (TFLite's int8 kernel takes no others). An input whose parameters ``in_metas``
+    gives and that differ from the output's is first requantized by TFLite's integer QUANTIZE
+    (what the converter puts before it, :func:`qkernels.tflite_ops.requantize`: LiteRT's
+    reference kernel)."""
 
     axis: int = 1
+    in_metas: Tuple[QMeta, ...] = ()
     op: ClassVar[str] = "tflite_concat"
 
+    def _requantized(self) -> List[Optional[QMeta]]:
+        """Per input: its parameters where it is requantized first, else None."""
+        o = self.out
+        return [m if m is not None and (F32(m.scale), int(m.zero_point)) !=
+                (F32(o.scale), int(o.zero_point)) else None
+                for m in (self.in_metas or (None,) * len(self.inputs))]
+
     def kernel(self) -> Kernel:
-        axis = self.axis
-        return rt.per_sample(lambda t, *xs: np.concatenate(xs, axis=axis))
+        from qkernels import tflite_ops as T
+        axis, req, o = self.axis, self._requantized(), self.out
+
+        def kernel(t: int, *xs: np.ndarray) -> np.ndarray:
+            ys = [x if m is None else T.requantize(x, m.scale, m.zero_point, o.scale,
+                                                   o.zero_point, o.dtype)
+                  for x, m in zip(xs, req)]
+            return np.concatenate(ys, axis=axis)
+        return rt.per_sample(kernel)
 
     def params(self) -> Dict[str, Any]:
-        return dict(super().params(), axis=int(self.axis))
+        p = dict(super().params(), axis=int(self.axis))
+        for i, m in enumerate(self.in_metas):
+            p[f"input{i}_scale"] = float(m.scale)
+            p[f"input{i}_zero_point"] = int(m.zero_point)
+        return p
 
 
 @dataclass(eq=False)

@@ -32,6 +32,7 @@ import torch
 
 import qkernels as qk
 from qkernels import presets as P
+from qkernels import tflite_ops as T
 
 from . import layers as Ly
 from . import qarith as qa
@@ -67,6 +68,8 @@ class OpSpec:
     from_float: Optional[Callable[..., Ly.Layer]] = None
     #: PyTorch-quantized model: ``from_quantized(ctx, name, module_or_None, args, kwargs) -> Layer``
     from_quantized: Optional[Callable[..., Ly.Layer]] = None
+    #: ``from_float`` builds a layer only with a TFLite preset (``Preset.tflite_runtime``)
+    tflite_only: bool = False
 
 
 # ---- the contexts the builders get ---------------------------------------------------------------
@@ -124,6 +127,32 @@ def clamp_bounds(meta: QMeta, lo: Optional[float], hi: Optional[float]) -> Tuple
     return (int(info.min) if lo is None else qv(lo)), (int(info.max) if hi is None else qv(hi))
 
 
+def tflite_runtime(ctx: Any) -> Optional[str]:
+    """The LiteRT kernels whose arithmetic the context's preset gives the non-conv ops
+    (:attr:`qkernels.presets.Preset.tflite_runtime`: "reference", "xnnpack", "optimized"), or
+    None: PyTorch's quantized ops."""
+    return getattr(getattr(ctx, "preset", None), "tflite_runtime", None)
+
+
+def tflite_clamp_bounds(meta: QMeta, lo: Optional[float], hi: Optional[float]) -> Tuple[int, int]:
+    """The integer bounds of a clamp (a fused activation, RELU, RELU6) as TFLite computes them:
+    ``zp + round(v / s)`` in float32, half away from zero
+    (:func:`qkernels.tflite_ops.quantize_bound`), within the output's range."""
+    qlo, qhi = meta.qrange()
+    return (qlo if lo is None else max(qlo, T.quantize_bound(lo, meta.scale, meta.zero_point)),
+            qhi if hi is None else min(qhi, T.quantize_bound(hi, meta.scale, meta.zero_point)))
+
+
+def _tflite_only(ctx: Any, what: str) -> str:
+    """The TFLite runtime of the preset, or the error for an op only the TFLite presets run."""
+    rt_ = tflite_runtime(ctx)
+    if rt_ is None:
+        raise unsupported(f"{what} with preset {getattr(ctx.preset, 'name', ctx.preset)!r} (it "
+                          "has an integer implementation with the TFLite presets only: tflite, "
+                          "tflite_xnnpack, tflite_optimized)", "quantize_model")
+    return rt_
+
+
 # ---- conv / linear --------------------------------------------------------------------------------
 def _weighted_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
     W = ctx.weights[node.name]
@@ -144,7 +173,9 @@ def _weighted_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kw
     xm = _qin(x, f"layer {node.name}")
     out = ctx.out(node.name)
     lo, hi = out.qrange()
-    if W.act is not None:   # fused ReLU / ReLU6: clamp at the zero point (and quantize(6))
+    if W.act is not None and tflite_runtime(ctx) is not None:   # TFLite's fused activation range
+        lo, hi = tflite_clamp_bounds(out, *W.act)
+    elif W.act is not None:   # fused ReLU / ReLU6: clamp at the zero point (and quantize(6))
         lo = max(lo, int(out.zero_point))
         if W.act[1] is not None:
             hi = min(hi, int(qk.quantize(np.float32(W.act[1]), F32(out.scale), out.zero_point,
@@ -225,11 +256,37 @@ def _add_layer(name: str, a: Any, b: Any, out: QMeta, relu: bool,
     return Ly.AddLayer(name, (a.name, b.name), out, a=am, b=bm, relu=relu, engine=engine)
 
 
+def _binary_args(node: Any, args: Tuple, kwargs: Dict, what: str) -> Tuple[Value, Value]:
+    if len(args) != 2 or kwargs or not all(isinstance(a, Value) and a.meta is not None
+                                           for a in args):
+        raise unsupported(f"function {what} (node {node.name}) with arguments {args!r} (two "
+                          "quantized tensors are supported)", "quantize_model")
+    return args[0], args[1]
+
+
+def _tflite_binary(ctx: FloatContext, node: Any, a: Value, b: Value, kind: str) -> Ly.Layer:
+    """TFLite's ADD / MUL (kind "add" / "mul") of two int8 tensors, the output's range as its
+    fused clamp."""
+    out = ctx.out(node.name)
+    lo, hi = out.qrange()
+    return Ly.TFLiteAddLayer(node.name, (a.name, b.name), out, a=a.meta, b=b.meta, kind=kind,
+                             act_min=lo, act_max=hi, runtime=tflite_runtime(ctx))
+
+
 def _add_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
-    if len(args) != 2 or kwargs or not all(isinstance(a, Value) for a in args):
-        raise unsupported(f"function add (node {node.name}) with arguments {args!r}",
-                          "quantize_model")
-    return _add_layer(node.name, args[0], args[1], ctx.out(node.name), False)
+    a, b = _binary_args(node, args, kwargs, "add")
+    if tflite_runtime(ctx) is not None:
+        return _tflite_binary(ctx, node, a, b, "add")
+    return _add_layer(node.name, a, b, ctx.out(node.name), False)
+
+
+def _mul_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+    """The product of two quantized tensors: TFLite's MUL with a TFLite preset, else
+    PyTorch's ``quantized::mul`` (:class:`~qkernels.torch.layers.MulLayer`)."""
+    a, b = _binary_args(node, args, kwargs, "mul")
+    if tflite_runtime(ctx) is not None:
+        return _tflite_binary(ctx, node, a, b, "mul")
+    return Ly.MulLayer(node.name, (a.name, b.name), ctx.out(node.name), a=a.meta, b=b.meta)
 
 
 def _scalar_layer(name: str, x: Any, c: Any, relu: bool, function: str) -> Ly.Layer:
@@ -278,10 +335,15 @@ def _clamp_layer(name: str, x: Any, lo: Optional[float], hi: Optional[float]) ->
 
 def _clamp_builder(bounds: Callable[[Any], Tuple[Optional[float], Optional[float]]]
                    ) -> Callable[..., Ly.Layer]:
-    """A builder for both front ends: bounds(module_or_None) -> (lo, hi) in float."""
+    """A builder for both front ends: bounds(module_or_None) -> (lo, hi) in float; with a TFLite
+    preset the bounds are quantized as TFLite's RELU / RELU6 do (:func:`tflite_clamp_bounds`)."""
     def build(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
         name = getattr(node_or_name, "name", node_or_name)
-        return _clamp_layer(name, args[0], *bounds(mod))
+        x = args[0]
+        if tflite_runtime(ctx) is not None and isinstance(x, Value) and x.meta is not None:
+            return Ly.ClampLayer(name, (x.name,), x.meta, *tflite_clamp_bounds(x.meta,
+                                                                               *bounds(mod)))
+        return _clamp_layer(name, x, *bounds(mod))
     return build
 
 
@@ -324,6 +386,11 @@ def _max_pool(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) 
         raise unsupported(f"{name} (max pooling with return_indices)")
     x = a[0]
     xm = _qin(x, f"max pooling {name}")
+    if tflite_runtime(ctx) is not None:
+        if _pair(a[4]) != (1, 1) or a[5]:
+            raise unsupported(f"max pooling {name} with dilation {a[4]} / ceil_mode {a[5]} (TFLite's "
+                              "MAX_POOL_2D has neither)", "quantize_model")
+        return _tflite_pool(name, x, xm, "max", a[1], a[2], a[3])
     return Ly.MaxPool2dLayer(name, (x.name,), xm, kernel_size=a[1], stride=a[2], padding=a[3],
                              dilation=a[4], ceil_mode=bool(a[5]))
 
@@ -343,10 +410,30 @@ def _avg_pool(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) 
     else:
         a = _avg_pool_args(*args, **kwargs)
     xm = _qin(a[0], f"average pooling {name}")
+    if tflite_runtime(ctx) is not None:
+        if a[4] or a[6] is not None or (a[5] and _pair(a[3]) != (0, 0)):
+            raise unsupported(f"average pooling {name} with ceil_mode={a[4]}, count_include_pad="
+                              f"{a[5]}, padding={a[3]}, divisor_override={a[6]} (TFLite's "
+                              "AVERAGE_POOL_2D divides by the number of cells inside the input: "
+                              "give padding=0 or count_include_pad=False)", "quantize_model")
+        return _tflite_pool(name, a[0], xm, "avg", a[1], a[2], a[3])
     engine = getattr(ctx, "engine", "fbgemm")
     return Ly.AvgPool2dLayer(name, (a[0].name,), xm, kernel_size=a[1], stride=a[2], padding=a[3],
                              ceil_mode=bool(a[4]), count_include_pad=bool(a[5]),
                              divisor_override=a[6], engine=engine)
+
+
+def _tflite_pool(name: str, x: Value, xm: QMeta, kind: str, kernel: Any, stride: Any,
+                 padding: Any) -> Ly.Layer:
+    """TFLite's AVERAGE_POOL_2D / MAX_POOL_2D (padding (top, left, bottom, right) excluded from
+    the window), the output's range as its fused clamp."""
+    k = _pair(kernel)
+    s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) \
+        else _pair(stride)
+    p = _pair(padding)
+    lo, hi = xm.qrange()
+    return Ly.TFLitePool2dLayer(name, (x.name,), xm, kind=kind, kernel_size=k, stride=s,
+                                padding=(p[0], p[1], p[0], p[1]), act_min=lo, act_max=hi)
 
 
 def _adaptive_pool(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
@@ -358,6 +445,12 @@ def _adaptive_pool(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: D
             return input, output_size
         x, size = bind(*args, **kwargs)
     xm = _qin(x, f"adaptive average pooling {name}")
+    if tflite_runtime(ctx) is not None:
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        if tuple(size) != (1, 1):
+            raise unsupported(f"adaptive average pooling {name} to {size} (with a TFLite preset "
+                              "the global one, output size 1, is TFLite's MEAN)", "quantize_model")
+        return _tflite_mean(name, x, xm, xm, (2, 3), True, tflite_runtime(ctx))
     return Ly.AdaptiveAvgPool2dLayer(name, (x.name,), xm, output_size=size,
                                      engine=getattr(ctx, "engine", "fbgemm"))
 
@@ -368,8 +461,18 @@ def _cat_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs:
         return tensors, dim
     xs, dim = bind(*args, **kwargs)
     ms = tuple(_qin(x, f"function {node.name}") for x in xs)
-    return Ly.CatLayer(node.name, tuple(x.name for x in xs), ctx.out(node.name), in_metas=ms,
-                       dim=int(dim))
+    out = ctx.out(node.name)
+    rt_ = tflite_runtime(ctx)
+    if rt_ is not None:
+        same = all((F32(m.scale), m.zero_point) == (F32(out.scale), out.zero_point) for m in ms)
+        if not same and rt_ != "reference":
+            raise unsupported(f"concatenation {node.name} of inputs with other scales than its "
+                              f"output with preset {ctx.preset.name!r} (TFLite requantizes them "
+                              "with an integer QUANTIZE, reproduced for the reference kernels "
+                              "only: preset 'tflite')", "quantize_model")
+        return Ly.TFLiteConcatLayer(node.name, tuple(x.name for x in xs), out, axis=int(dim),
+                                    in_metas=ms)
+    return Ly.CatLayer(node.name, tuple(x.name for x in xs), out, in_metas=ms, dim=int(dim))
 
 
 def _cat_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
@@ -565,7 +668,90 @@ def _hardswish_layer(name: str, x: Any, out: QMeta, engine: str = "fbgemm") -> L
 
 def _hardswish_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
                           kwargs: Dict) -> Ly.Layer:
+    if tflite_runtime(ctx) is not None:   # TFLite's HARD_SWISH (int16 fixed point) as a table
+        x = args[0]
+        xm = _qin(x, f"hardswish {node.name}")
+        out = _out_like(ctx.out(node.name), xm)
+        table = T.hard_swish_table(xm.scale, xm.zero_point, out.scale, out.zero_point, xm.dtype)
+        table = np.clip(table, *out.qrange()).astype(table.dtype)
+        return Ly.LookupLayer(node.name, (x.name,), out, x=xm, table=table,
+                              function="tflite hard_swish")
     return _hardswish_layer(node.name, args[0], ctx.out(node.name))
+
+
+# ---- TFLite-only ops: softmax, sigmoid, tanh, mean ------------------------------------------------
+#: TFLite's int8 output parameters of SOFTMAX and LOGISTIC (1/256, -128) and TANH (1/128, 0)
+_PROB = (1.0 / 256, -128)
+_TANH = (1.0 / 128, 0)
+
+
+def _int8_input(x: Any, what: str) -> QMeta:
+    xm = _qin(x, what)
+    if np.dtype(xm.dtype) != np.int8:
+        raise unsupported(f"{what} on {np.dtype(xm.dtype)} (TFLite's kernel is int8 here)",
+                          "quantize_model")
+    return xm
+
+
+def _softmax_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
+                        kwargs: Dict) -> Ly.Layer:
+    """TFLite's SOFTMAX (int8, output 1/256 and -128) along ``dim``."""
+    rt_ = _tflite_only(ctx, f"softmax {node.name}")
+    if mod is not None:
+        x, dim = args[0], mod.dim
+    else:
+        def bind(input: Any, dim: Any = None, _stacklevel: int = 3, dtype: Any = None) -> Tuple:
+            if dtype is not None:
+                raise unsupported(f"softmax {node.name} with a dtype", "quantize_model")
+            return input, dim
+        x, dim = bind(*args, **kwargs)
+    xm = _int8_input(x, f"softmax {node.name}")
+    if dim is None or isinstance(dim, Value):
+        raise unsupported(f"softmax {node.name} without a constant dim", "quantize_model")
+    return Ly.TFLiteSoftmaxLayer(node.name, (x.name,), QMeta(*_PROB, np.dtype(np.int8)), x=xm,
+                                 beta=1.0, axis=int(dim), runtime=rt_)
+
+
+def _table_from_float(kind: str) -> Callable[..., Ly.Layer]:
+    """TFLite's LOGISTIC (``kind`` "sigmoid") or TANH as a 256-entry table, with the output
+    parameters TFLite fixes for int8."""
+    def build(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+        _tflite_only(ctx, f"{kind} {node.name}")
+        x = args[0]
+        xm = _int8_input(x, f"{kind} {node.name}")
+        s, z = _PROB if kind == "sigmoid" else _TANH
+        out = QMeta(s, z, np.dtype(np.int8))
+        f = T.logistic_table if kind == "sigmoid" else T.tanh_table
+        table = f(xm.scale, xm.zero_point, s, z, xm.dtype)
+        name = "logistic" if kind == "sigmoid" else "tanh"
+        return Ly.LookupLayer(node.name, (x.name,), out, x=xm, table=table,
+                              function=f"tflite {name}")
+    return build
+
+
+def _mean_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
+                     kwargs: Dict) -> Ly.Layer:
+    """TFLite's MEAN over constant dims (its own calibrated output parameters)."""
+    rt_ = _tflite_only(ctx, f"mean {node.name}")
+
+    def bind(input: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tuple:
+        return input, dim, keepdim, dtype
+    x, dim, keepdim, dtype = bind(*args, **kwargs)
+    xm = _int8_input(x, f"mean {node.name}")
+    if dim is None or dtype is not None or any(isinstance(v, Value) for v in (dim, keepdim)):
+        raise unsupported(f"mean {node.name} without constant dims (or with a dtype)",
+                          "quantize_model")
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    return _tflite_mean(node.name, x, xm, ctx.out(node.name), tuple(int(d) for d in dims),
+                        bool(keepdim), rt_)
+
+
+def _tflite_mean(name: str, x: Value, xm: QMeta, out: QMeta, axes: Tuple[int, ...], keep: bool,
+                 rt_: str) -> Ly.Layer:
+    """TFLite's MEAN; with the optimized built-ins a kept-dims mean is MEAN without keep_dims
+    and a RESHAPE (their kept-dims kernel over H and W is not reproduced)."""
+    return Ly.TFLiteMeanLayer(name, (x.name,), out, x=xm, axes=axes, keepdims=keep, runtime=rt_,
+                              op_keep_dims=False if rt_ == "optimized" else None)
 
 
 def _hardswish_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
@@ -634,12 +820,20 @@ def _table() -> List[OpSpec]:
                from_float=_hardswish_from_float, from_quantized=_hardswish_from_quantized),
         OpSpec("hardsigmoid", qmodules=(torch.nn.Hardsigmoid,), qfunctions=(F.hardsigmoid,),
                from_quantized=_hardsigmoid_from_quantized),
-        OpSpec("mul", qfunctions=(torch.ops.quantized.mul, torch.ops.quantized.mul_scalar),
-               from_quantized=_quantized_mul(False)),
+        OpSpec("mul", functions=(torch.mul, operator.mul),
+               qfunctions=(torch.ops.quantized.mul, torch.ops.quantized.mul_scalar),
+               from_float=_mul_from_float, from_quantized=_quantized_mul(False)),
         OpSpec("mul_relu", qfunctions=(torch.ops.quantized.mul_relu,
                                        torch.ops.quantized.mul_scalar_relu),
                from_quantized=_quantized_mul(True)),
-        OpSpec("mean", qfunctions=(torch.mean,), from_quantized=_quantized_mean),
+        OpSpec("mean", functions=(torch.mean,), methods=("mean",), qfunctions=(torch.mean,),
+               from_float=_mean_from_float, from_quantized=_quantized_mean, tflite_only=True),
+        OpSpec("softmax", modules=(torch.nn.Softmax,), functions=(F.softmax, torch.softmax),
+               methods=("softmax",), from_float=_softmax_from_float, tflite_only=True),
+        OpSpec("sigmoid", modules=(torch.nn.Sigmoid,), functions=(torch.sigmoid, F.sigmoid),
+               methods=("sigmoid",), from_float=_table_from_float("sigmoid"), tflite_only=True),
+        OpSpec("tanh", modules=(torch.nn.Tanh,), functions=(torch.tanh, F.tanh),
+               methods=("tanh",), from_float=_table_from_float("tanh"), tflite_only=True),
         OpSpec("shape", functions=_SHAPE_FUNCTIONS, methods=_SHAPE_METHODS,
                qfunctions=_SHAPE_FUNCTIONS, calibrate="inherit", from_float=_shape_op,
                from_quantized=_shape_op),

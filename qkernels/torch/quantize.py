@@ -212,7 +212,8 @@ def _no_integer_op(what: str, key: str, kind: Optional[str] = None) -> NotImplem
     return NotImplementedError(f"{what} has no integer implementation in quantize_model: {advice}")
 
 
-def _check_supported(gm: fx.GraphModule, weights: Dict[str, WeightInfo], special: set) -> None:
+def _check_supported(gm: fx.GraphModule, weights: Dict[str, WeightInfo], special: set,
+                     cfg: QuantConfig) -> None:
     """Refuse, before calibrating, a node the integer graph cannot run, naming it and saying
     what to do."""
     for node in gm.graph.nodes:
@@ -220,14 +221,17 @@ def _check_supported(gm: fx.GraphModule, weights: Dict[str, WeightInfo], special
                 node.op in ("placeholder", "output", "get_attr"):
             continue
         spec = _spec(gm, node)
-        if spec is not None and spec.from_float is not None:
+        if spec is not None and spec.from_float is not None and \
+                (not spec.tflite_only or cfg.preset_obj.tflite_runtime is not None):
             continue
+        only = (f" with preset {cfg.preset_name!r} (integer with the TFLite presets only)"
+                if spec is not None and spec.tflite_only else "")
         if node.op == "call_module":
             mod = gm.get_submodule(node.target)
-            raise _no_integer_op(f"module {node.target} ({type(mod).__name__})", node.target,
-                                 type(mod).__name__)
+            raise _no_integer_op(f"module {node.target} ({type(mod).__name__}){only}",
+                                 node.target, type(mod).__name__)
         raise _no_integer_op(f"{node.op} {getattr(node.target, '__name__', node.target)} "
-                             f"(node {node.name})", node.name)
+                             f"(node {node.name}){only}", node.name)
 
 
 def _tensor_configs(gm: fx.GraphModule, cfg: QuantConfig, own: set) -> Dict[str, TensorConfig]:
@@ -347,7 +351,7 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
             W.quantize_input, W.input_range = qi, rng
         return _build(float_model, gm, cfg, weights, {}, {}, {}, float_nodes, handlers)
     if cfg.mode == "static":
-        _check_supported(gm, weights, special)
+        _check_supported(gm, weights, special, cfg)
     # calibration: observe every node output that carries new quantization parameters
     specs = {n.name: _spec(gm, n) for n in gm.graph.nodes}
     own = set(weights) | special | {n for n, s in specs.items() if s is not None and
@@ -471,7 +475,11 @@ def _build(float_model: torch.nn.Module, gm: fx.GraphModule, cfg: QuantConfig,
             if static:
                 raw = f"{name}:float"
                 inputs.append(raw)
-                layers.append(Ly.QuantizeLayer(name, (raw,), out(name)))
+                if cfg.preset_obj.tflite_runtime is not None:   # the runtime's QUANTIZE
+                    layers.append(Ly.TFLiteInputLayer(name, (raw,), out(name),
+                                                      flavor=cfg.preset_obj.quantize_flavor))
+                else:
+                    layers.append(Ly.QuantizeLayer(name, (raw,), out(name)))
             else:
                 inputs.append(name)
             values[node] = O.Value(name, out(name) if static else None)

@@ -57,8 +57,7 @@ class _Builder:
         self.preset = preset
         # the XNNPACK delegate computes ADD, MUL, MEAN (and, through TFLite's optimized built-in,
         # SOFTMAX) its own way; the other presets follow the reference kernels
-        self.runtime = {"tflite_xnnpack": "xnnpack",
-                        "tflite_optimized": "optimized"}.get(preset.name, "reference")
+        self.runtime = preset.tflite_runtime or "reference"
         self.layers: List[Ly.Layer] = []
         self.value: Dict[int, str] = {}      # tensor index -> the layer (or input) holding it
         self.nchw: Dict[int, bool] = {}      # tensor index -> held NCHW (a 4-D activation)

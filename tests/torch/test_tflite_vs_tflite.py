@@ -21,6 +21,8 @@ from qkernels.io.tflite import read_model
 from qkernels.torch import IntegerModel
 from qkernels.torch.tflite import from_tflite
 
+from _litert import float_inputs, litert_or_skip, make_inputs, run  # noqa: E402
+
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 FIX = os.path.join(ROOT, "tests", "fixtures", "tflite")
 CASES = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(FIX, "*.npz")))
@@ -177,6 +179,46 @@ def test_export_reproduced_by_c_example(tmp_path):
     assert " 0 differ from the golden outputs" in r.stdout
     im2 = IntegerModel.load(str(out))
     assert np.array_equal(im2.intermediates(*fl)[im2.output].q, runs["ref"])
+
+
+#: a fresh seed for the live runs (the fixtures used their own)
+LIVE_SEED = 7919
+LIVE = (("ref", "tflite"), ("xnn", "tflite_xnnpack"), ("opt", "tflite_optimized"))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_live_interpreter_in_process(name):
+    """LiteRT's interpreter (ai-edge-litert, no TensorFlow) runs each committed .tflite model on
+    fresh inputs (another seed: int8 uniform over the full range, or for QUANTIZE floats near
+    its ties and beyond the int32 range), with its reference kernels, the XNNPACK delegate and
+    the optimized built-ins; each preset == its runtime on every element."""
+    litert_or_skip()
+    path = os.path.join(FIX, name + ".tflite")
+    with open(path, "rb") as f:
+        tfl = f.read()
+    z = np.load(os.path.join(FIX, name + ".npz"))
+    m = read_model(path)
+    shapes = [m.tensors[i].shape[1:] for i in m.inputs]
+    batch, seed = int(z["batch"]), int(z["seed"]) + LIVE_SEED
+    if "x0" in z:
+        xs = [float_inputs(tfl, shapes[0], batch, seed)]
+        fl = xs
+        s = np.float32(m.tensors[m.operators[0].outputs[0]].scale[0])
+        with np.errstate(over="ignore"):
+            beyond = ~(np.abs(fl[0] / s) < np.float32(2.0 ** 31)).reshape(-1)
+    else:
+        xs = make_inputs(shapes, batch, seed)
+        fl = [((x.astype(np.float32) - np.float32(m.tensors[i].zero_point[0]))
+               * np.float32(m.tensors[i].scale[0])).astype(np.float32)
+              for x, i in zip(xs, m.inputs)]
+        beyond = None
+    for resolver, preset in LIVE:
+        y, _ = run(tfl, xs, resolver)
+        assert y.size >= (5120 if name.startswith("cnn") else 100_000)
+        _, q = integers(FIX, name, preset, fl)
+        keep = np.ones(q.size, bool) if beyond is None or resolver == "xnn" else ~beyond
+        bad = int((q.reshape(-1) != y.reshape(-1))[keep].sum())
+        assert bad == 0, f"{name} {preset}: {bad} of {int(keep.sum())} elements differ"
 
 
 def _venv_python():
