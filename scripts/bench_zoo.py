@@ -35,8 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import glob
-import importlib.util
+import importlib
 import os
 import platform
 import shutil
@@ -52,6 +51,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
+sys.path.append(os.path.join(ROOT, "tests"))
+from _torchvision import import_torchvision  # noqa: E402  (the zoo as the Makefile installs it)
 from benchutil import median_times  # noqa: E402
 
 HEADING = "## Whole torchvision models: four runtimes"
@@ -61,36 +62,6 @@ MODELS: List[Tuple[str, int]] = [("resnet18", 224), ("resnet50", 224), ("mobilen
                                  ("googlenet", 224), ("inception_v3", 299),
                                  ("mobilenet_v3_large", 224)]
 QUICK_MODELS = ("resnet18", "mobilenet_v2")
-RUNTIMES = ("qkernels", "PyTorch fbgemm", "ONNX Runtime", "OpenVINO int8")
-
-_TV_LIBS: List[Any] = []
-
-
-def import_torchvision() -> Any:
-    """``torchvision.models.quantization``, from ``<sys.prefix>/torchvision-zoo`` if there (where the
-    Makefile installs the index's torchvision 0.28.0, whose C extension does not load on the CPU
-    torch: then the two detection-op schemas its import registers fake kernels for are defined
-    here; no detection op runs). Raises ImportError when torchvision is not installed."""
-    import torch
-
-    zoo = os.path.join(sys.prefix, "torchvision-zoo")
-    if os.path.isdir(zoo) and zoo not in sys.path:
-        sys.path.append(zoo)
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None or spec.origin is None:
-        raise ImportError(f"torchvision is not installed (make venv puts it in {zoo})")
-    ext = glob.glob(os.path.join(os.path.dirname(spec.origin), "_C*.so"))
-    try:
-        if ext:
-            torch.ops.load_library(ext[0])
-    except OSError:
-        if not _TV_LIBS:
-            lib = torch.library.Library("torchvision", "FRAGMENT")
-            for op in ("nms", "qnms"):
-                lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            _TV_LIBS.append(lib)
-    import torchvision.models.quantization as tvq
-    return tvq
 
 
 def float_model(name: str, size: int, seed: int = 0) -> Any:
