@@ -152,6 +152,24 @@ def onnx_qdq(model: Any, calib: np.ndarray, workdir: str, name: str) -> str:
     return qdq
 
 
+def float_ops(path: str) -> Dict[str, int]:
+    """Operator types of the QDQ model at `path` that take a float activation not produced by a
+    DequantizeLinear (layers quantize_static left in float), with their counts."""
+    import onnx
+
+    g = onnx.load(path).graph
+    made_by = {o: n.op_type for n in g.node for o in n.output}
+    consts = {i.name for i in g.initializer}
+    left: Dict[str, int] = {}
+    for n in g.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        acts = [i for i in n.input if i and i not in consts and made_by.get(i) != "Constant"]
+        if any(made_by.get(i) != "DequantizeLinear" for i in acts):
+            left[n.op_type] = left.get(n.op_type, 0) + 1
+    return left
+
+
 def ort_session(path: str, threads: int) -> Any:
     import onnxruntime as ort
 
@@ -267,7 +285,7 @@ def run(quick: bool = False, models: Optional[Sequence[str]] = None,
                     own_model = quantize_model(fm, [xcal])
                 except Exception as exc:
                     notes.append(f"{name}: qkernels `quantize_model` refused it ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0][:120]})")
+                                 f"{str(exc).splitlines()[0]})")
             qdq = None if skip["ONNX Runtime"] else onnx_qdq(fm, xcal.numpy(), workdir, name)
 
             # sanity: the same network and quantization scheme on every runtime
@@ -290,6 +308,9 @@ def run(quick: bool = False, models: Optional[Sequence[str]] = None,
                      f"outputs"]
             if export_diff is not None:
                 parts.append(f"float .onnx on ORT vs PyTorch float: max |diff| {export_diff:.1e}")
+                left = float_ops(qdq)
+                parts.append("QDQ ops on a float input: " + (", ".join(
+                    f"{k} x{v}" for k, v in sorted(left.items())) or "none"))
             top_f = y_f.argmax(1)
             for rt, y in outs.items():
                 parts.append(f"{rt} vs float: top-1 {int((y.argmax(1) == top_f).sum())}/{len(top_f)}, "
