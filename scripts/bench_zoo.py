@@ -24,11 +24,20 @@ OpenVINO ``INFERENCE_NUM_THREADS`` (one stream, latency hint), qkernels ``thread
 medians of calls sampled round-robin in short blocks after untimed warm-up calls
 (benchutil.median_times), so a burst of load on a shared machine hits every runtime alike.
 
-A runtime that is not installed in this Python is skipped with the reason printed. OpenVINO is a
-benchmark peer only, never a dependency of qkernels: run this script with a Python that has it,
-e.g. a separate venv with torch==2.13.0 (CPU), onnx, onnxruntime, openvino, pillow and
-torchvision 0.28.0 (--no-deps, into <venv>/torchvision-zoo as the Makefile does); qkernels is
-imported from this checkout (build it first: ``make build``).
+OpenVINO is a benchmark peer only, never a dependency of qkernels. It runs in the same process as
+the others (interleaved timing), so when this Python lacks it the whole section re-runs itself
+under $QKERNELS_OPENVINO_PYTHON (default /work/venvs/openvino/bin/python) if that exists: a venv
+that shares the project's pins, made with
+
+    python3 -m venv /work/venvs/openvino
+    /work/venvs/openvino/bin/pip install torch==2.13.0 numpy==2.4.6 onnx==1.23.2 \
+        onnxruntime==1.32.0 pillow openvino
+    /work/venvs/openvino/bin/pip install --no-deps --target /work/venvs/openvino/torchvision-zoo \
+        torchvision==0.28.0
+
+(torch 2.13.0 CPU resolves from the wheel on disk, as in the Makefile; qkernels is imported from
+this checkout: ``make build`` first). Otherwise a runtime that is not installed is skipped with
+the reason printed.
 """
 from __future__ import annotations
 
@@ -39,6 +48,7 @@ import importlib
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -56,6 +66,7 @@ from _torchvision import import_torchvision  # noqa: E402  (the zoo as the Makef
 from benchutil import median_times  # noqa: E402
 
 HEADING = "## Whole torchvision models: four runtimes"
+OPENVINO_PYTHON = os.environ.get("QKERNELS_OPENVINO_PYTHON", "/work/venvs/openvino/bin/python")
 
 # (name, input size); inception_v3 at its native 299
 MODELS: List[Tuple[str, int]] = [("resnet18", 224), ("resnet50", 224), ("mobilenet_v2", 224),
@@ -241,7 +252,15 @@ def run(quick: bool = False, models: Optional[Sequence[str]] = None,
         batches: Sequence[int] = (1, 8), threads: Sequence[int] = (1, 2), calib: int = 8,
         own: bool = False, ov_precision: str = "f32", log: Callable[[str], None] = lambda s: print(s, file=sys.stderr,
                                                                         flush=True)) -> str:
-    """The markdown section: one row per (model, batch, threads), with the sanity lines."""
+    """The markdown section: one row per (model, batch, threads), with the sanity lines; re-run
+    under OPENVINO_PYTHON (a subprocess, same arguments) when this Python has no openvino."""
+    argv = _argv(quick, models, batches, threads, calib, own, ov_precision)
+    if _have("openvino") and os.path.exists(OPENVINO_PYTHON) \
+            and os.path.realpath(sys.prefix) != os.path.realpath(
+                os.path.dirname(os.path.dirname(OPENVINO_PYTHON))):
+        log(f"openvino is not installed here: running under {OPENVINO_PYTHON}")
+        return subprocess.run([OPENVINO_PYTHON, os.path.abspath(__file__)] + argv, check=True,
+                              stdout=subprocess.PIPE, text=True).stdout.rstrip("\n") + "\n"
     import torch
 
     warnings.filterwarnings("ignore")
@@ -353,11 +372,7 @@ def run(quick: bool = False, models: Optional[Sequence[str]] = None,
         shutil.rmtree(workdir, ignore_errors=True)
     torch.set_num_threads(1)
 
-    opts = (" --quick" if quick else "") + (f" --models {' '.join(models)}" if models else "")
-    opts += "".join(f" --{k} {' '.join(map(str, v))}" for k, v, d in
-                    (("batch", batches, (1, 8)), ("threads", threads, (1, 2))) if tuple(v) != d)
-    opts += (f" --calib {calib}" if calib != 8 else "") + (" --own" if own else "")
-    opts += f" --ov-precision {ov_precision}" if ov_precision != "f32" else ""
+    opts = "".join(" " + a for a in argv)
     head = [HEADING, "",
             f"Taken {datetime.date.today().isoformat()} with `python scripts/bench_zoo.py{opts}` "
             f"(also the `zoo` section of scripts/bench.py); load "
@@ -392,6 +407,17 @@ def run(quick: bool = False, models: Optional[Sequence[str]] = None,
     if notes or skipped:
         tail += [""] + skipped + [f"- {n}" for n in notes]
     return "\n".join(head + [cols, sep] + rows + tail) + "\n"
+
+
+def _argv(quick: bool, models: Optional[Sequence[str]], batches: Sequence[int],
+          threads: Sequence[int], calib: int, own: bool, ov_precision: str) -> List[str]:
+    """The command-line options that give these run() arguments (defaults left out)."""
+    a = (["--quick"] if quick else []) + (["--models", *models] if models else [])
+    for k, v, d in (("--batch", batches, (1, 8)), ("--threads", threads, (1, 2))):
+        if tuple(v) != d:
+            a += [k, *map(str, v)]
+    a += (["--calib", str(calib)] if calib != 8 else []) + (["--own"] if own else [])
+    return a + (["--ov-precision", ov_precision] if ov_precision != "f32" else [])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
