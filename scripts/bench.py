@@ -221,7 +221,7 @@ def bench_elementwise(quick: bool = False) -> str:
 
 SECTIONS: Dict[str, str] = {"elementwise": "", "gemm": "bench_gemm", "layernorm": "bench_layernorm",
                             "transformer": "bench_transformer", "models": "bench_models",
-                            "datagen": "bench_datagen"}
+                            "zoo": "bench_zoo", "datagen": "bench_datagen"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -5,17 +5,7 @@ PyTorch's quantized model on every output element (``==``), for engines fbgemm a
 Small inputs (64x64; inception_v3 at 75x75, its minimum) keep the run short; resnet18 runs at
 224x224.
 
-torchvision 0.28.0 (requirements-zoo.txt) is the index's CUDA build: its C extension does not load
-on the CPU torch, and torchvision's import then stops at registering fake kernels for its detection
-ops. The Makefile installs it outside site-packages (.venv/torchvision-zoo, so that nothing else,
-e.g. transformers, imports it); ``_import_torchvision`` puts that folder on sys.path and defines
-the two schemas the import needs (``torchvision::nms``, ``torchvision::qnms``; no detection op
-runs here) when, and only when, the extension does not load, so the pure-Python model
-definitions import."""
-import glob
-import importlib.util
-import os
-import sys
+torchvision is imported as the Makefile installs it (tests/_torchvision.py)."""
 import warnings
 
 import numpy as np
@@ -23,34 +13,19 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 
+from _torchvision import import_torchvision  # noqa: E402
+
 from qkernels.torch import from_torch_quantized  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-_LIBS = []
-
 
 def _import_torchvision():
-    zoo = os.path.join(sys.prefix, "torchvision-zoo")
-    if os.path.isdir(zoo) and zoo not in sys.path:
-        sys.path.append(zoo)
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None:
-        pytest.fail("torchvision is a test requirement: `make venv` installs requirements-zoo.txt "
-                    f"into {zoo}")
-    ext = glob.glob(os.path.join(os.path.dirname(spec.origin), "_C*.so"))
     try:
-        if ext:
-            torch.ops.load_library(ext[0])
-    except OSError:
-        if not _LIBS:
-            lib = torch.library.Library("torchvision", "FRAGMENT")
-            for op in ("nms", "qnms"):
-                lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            _LIBS.append(lib)
-    import torchvision.models.quantization as tvq
-    return tvq
+        return import_torchvision()
+    except ImportError as exc:
+        pytest.fail(str(exc))
 
 
 def _quantized(name, engine, size):
