@@ -209,3 +209,101 @@ def test_live_interpreter(tmp_path):
         assert int((q != runs["xnn"]).sum()) == 0, name
         _, q = integers(str(tmp_path), name, "tflite_optimized", fl)
         assert int((q.reshape(-1) != runs["opt"].reshape(-1))[keep].sum()) == 0, name
+
+
+# ---- 16x8 (int16 activations, int8 weights, int64 bias) and INT4 weights --------------------------
+CASES16 = [c for c in CASES if "16_" in c]
+CASES4 = [c for c in CASES if c[:-len(c.split("4_", 1)[-1])].endswith("4_")]
+
+
+def test_16x8_and_int4_fixtures():
+    """>= 10^5 outputs an op (a case and its tie case for 16x8), int16 tensors with zero point 0
+    and int64 biases; INT4 weights (TensorType 17) unpacked to [-8, 7], using the whole range."""
+    per_op = {}
+    for name in CASES16 + CASES4:
+        m = read_model(os.path.join(FIX, name + ".tflite"))
+        z = np.load(os.path.join(FIX, name + ".npz"))
+        op = m.operators[0]
+        per_op[(op.name, name in CASES16)] = per_op.get((op.name, name in CASES16), 0) + \
+            z["ref"].size
+        w, b = m.tensors[op.inputs[1]], m.tensors[op.inputs[2]]
+        if name in CASES16:
+            assert m.tensors[op.inputs[0]].dtype == np.int16 and z["ref"].dtype == np.int16
+            assert int(m.tensors[op.inputs[0]].zero_point[0]) == 0
+            assert b.data.dtype == np.int64 and w.data.dtype == np.int8
+        else:
+            assert w.type == 17 and w.data.dtype == np.int8
+            assert w.data.min() == -8 and w.data.max() == 7
+    assert len(per_op) == 6 and min(per_op.values()) >= 100_000, per_op
+
+
+@pytest.mark.parametrize("name", CASES16)
+def test_16x8_arithmetic_is_the_kernels(name):
+    """Each 16x8 op's rounding, told apart on the fixtures: conv / depthwise follow the int64
+    MultiplyByQuantizedMultiplier (a 16-bit multiplier, ties toward +inf), fully connected the
+    double ``round()``; the other one differs (on the tie cases by hundreds of elements), and so
+    does CMSIS-NN's fully connected (fixed point) from LiteRT's."""
+    import qkernels as qk
+    m = read_model(os.path.join(FIX, name + ".tflite"))
+    z, fl, runs = load_case(FIX, name)
+    op = m.operators[0]
+    xt, wt, bt, ot = (m.tensors[i] for i in (op.inputs[0], op.inputs[1], op.inputs[2],
+                                             op.outputs[0]))
+    rng = np.random.default_rng(int(z["seed"]))
+    x = rng.integers(-32768, 32768, (int(z["batch"]),) + xt.shape[1:]).astype(np.int16)
+    kw = dict(x_scale=xt.scale[0], w_scale=wt.scale, out_scale=ot.scale[0])
+    lo = 0 if op.options.get("activation") == "RELU" else None
+    if op.name == "FULLY_CONNECTED":
+        def run(**k):
+            return qk.qlinear(x, wt.data, bt.data, act_min=lo, **kw, **k)
+        mine, other = "fp64", "reduced"
+    else:
+        dw = op.name == "DEPTHWISE_CONV_2D"
+        w = wt.data[0].transpose(2, 0, 1)[:, None] if dw else wt.data.transpose(0, 3, 1, 2)
+        from qkernels.tflite_ops import same_padding
+        pt, pb, _ = same_padding(xt.shape[1], 3, op.options["stride_h"], 1)
+        pl, pr, _ = same_padding(xt.shape[2], 3, op.options["stride_w"], 1)
+
+        def run(**k):
+            y = qk.qconv2d(x.transpose(0, 3, 1, 2), np.ascontiguousarray(w), bt.data,
+                           stride=(op.options["stride_h"], op.options["stride_w"]),
+                           padding=(pt, pl, pb, pr), groups=xt.shape[3] if dw else 1,
+                           act_min=lo, **kw, **k)
+            return y.transpose(0, 2, 3, 1)
+        mine, other = "reduced", "fp64"
+    ref = runs["ref"].reshape(-1)
+    assert int((run().reshape(-1) != ref).sum()) == 0
+    assert int((run(scheme=mine).reshape(-1) != ref).sum()) == 0
+    least = 200 if name.endswith("_tie") else 1
+    if not (lo == 0 and name.endswith("_tie")):   # ReLU clamps the negative ties to 0, where
+        # the two roundings part; the exact power-of-two multiplier leaves no other difference
+        assert int((run(scheme=other).reshape(-1) != ref).sum()) >= least
+    if op.name == "FULLY_CONNECTED":
+        assert int((run(preset="cmsis_nn").reshape(-1) != ref).sum()) >= least
+
+
+def test_16x8_bad_models():
+    """A nonzero int16 zero point (the interpreter refuses it) and an int32 bias (16x8 with an
+    int32 bias runs other TFLite kernels) are refused, naming the tensor."""
+    from qkernels import presets as P
+    from qkernels.torch.tflite import _Builder
+    m = read_model(os.path.join(FIX, "conv16_same_relu.tflite"))
+    m.tensors[m.operators[0].inputs[0]].zero_point[:] = 5
+    with pytest.raises(ValueError, match="zero point 5; TFLite's 16x8 kernels require 0"):
+        _Builder(m, P.get("tflite")).build()
+    m = read_model(os.path.join(FIX, "dense16_pc.tflite"))
+    b = m.tensors[m.operators[0].inputs[2]]
+    b.data = b.data.astype(np.int32)
+    with pytest.raises(NotImplementedError, match="int32; int64 expected"):
+        _Builder(m, P.get("tflite")).build()
+
+
+def test_int4_unpacking():
+    """INT4 constants: two a byte, low nibble first, sign-extended; an odd count uses the low
+    nibble of the last byte; too few bytes is an error naming the tensor."""
+    from qkernels.io.tflite import unpack_int4
+    raw = np.array([0x10, 0xF8, 0x7E, 0x05], np.uint8)
+    assert unpack_int4(raw, (7,)).tolist() == [0, 1, -8, -1, -2, 7, 5]
+    assert unpack_int4(raw, (2, 4)).tolist() == [[0, 1, -8, -1], [-2, 7, 5, 0]]
+    with pytest.raises(ValueError, match="'w4'.*fewer"):
+        unpack_int4(raw, (9,), "w4")
