@@ -126,7 +126,7 @@ def repack(L: Layer) -> Layer:
     """The C packed weights of a conv / linear layer, rebuilt from its integers (after loading
     or unpickling)."""
     w = getattr(L, "w_int", None)
-    if w is None:
+    if w is None or isinstance(L, (Conv2d16Layer, Linear16Layer)):   # int16 x: no packing
         return L
     if isinstance(L, Conv2dLayer) or getattr(L, "kind", "") == "conv":
         L.packed = qk.pack_conv2d(w, groups=L.groups, w_zero_point=L.w_zero_point,

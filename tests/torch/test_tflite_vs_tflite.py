@@ -307,3 +307,19 @@ def test_int4_unpacking():
     assert unpack_int4(raw, (2, 4)).tolist() == [[0, 1, -8, -1], [-2, 7, 5, 0]]
     with pytest.raises(ValueError, match="'w4'.*fewer"):
         unpack_int4(raw, (9,), "w4")
+
+
+@pytest.mark.parametrize("name", ["conv16_same_relu", "dense16_pc"])
+def test_16x8_export_and_load(tmp_path, name):
+    """A 16x8 model exports (kind conv2d_s16 / linear_s16, its scheme by name, int64 bias,
+    M0 / shift or the fp64 scale) and loads back to the same integers (== the interpreter)."""
+    z, fl, runs = load_case(FIX, name)
+    im = from_tflite(os.path.join(FIX, name + ".tflite"))
+    x = fl[0][:4]
+    im.export(str(tmp_path / "m"), x)
+    L = next(L for L in im.layers.values() if L.op.endswith("_s16"))
+    params = (tmp_path / "m" / "layers" / L.name / "params.txt").read_text()
+    assert f"kind {L.op}" in params
+    assert ("scheme reduced" if L.op == "conv2d_s16" else "scheme fp64") in params
+    im2 = IntegerModel.load(str(tmp_path / "m"))
+    assert np.array_equal(im2.intermediates(*fl)[im2.output].q, runs["ref"])
