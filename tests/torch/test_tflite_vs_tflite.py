@@ -323,3 +323,17 @@ def test_16x8_export_and_load(tmp_path, name):
     assert ("scheme reduced" if L.op == "conv2d_s16" else "scheme fp64") in params
     im2 = IntegerModel.load(str(tmp_path / "m"))
     assert np.array_equal(im2.intermediates(*fl)[im2.output].q, runs["ref"])
+    # csrc/examples/model_golden.c runs the layer from model.c with qk_conv2d_s16s8 /
+    # qk_linear_s16s8 and reproduces the goldens
+    lib = os.path.join(ROOT, "build", "libqkernels.a")
+    if not os.path.exists(lib):
+        subprocess.run(["make", "-C", ROOT, "lib"], check=True, capture_output=True)
+    exe = tmp_path / "model_golden"
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I",
+                    os.path.join(ROOT, "csrc", "include"), "-I", str(tmp_path / "m"),
+                    os.path.join(ROOT, "csrc", "examples", "model_golden.c"),
+                    str(tmp_path / "m" / "model.c"), lib, "-lm", "-pthread", "-o", str(exe)],
+                   check=True)
+    r = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0 and "1 conv / linear layers" in r.stdout, r.stdout + r.stderr
+    assert " 0 differ from the golden outputs" in r.stdout
