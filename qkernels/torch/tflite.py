@@ -1,4 +1,4 @@
-""".tflite in: an int8 TFLite model as an :class:`~qkernels.torch.IntegerModel` on qkernels.
+""".tflite in: an int8 (or 16x8) TFLite model as an :class:`~qkernels.torch.IntegerModel` on qkernels.
 
 :func:`from_tflite` reads the flatbuffer (:mod:`qkernels.io.tflite`, no TensorFlow) and builds
 one typed layer per operator: CONV_2D and DEPTHWISE_CONV_2D as :class:`~qkernels.torch.layers.
@@ -8,6 +8,13 @@ LOGISTIC / TANH / HARD_SWISH as 256-entry :class:`~qkernels.torch.layers.LookupL
 TFLite's own arithmetic, and ADD, MUL, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, CONCATENATION,
 RESHAPE, SOFTMAX as the ``TFLite*`` layers (:mod:`qkernels.tflite_ops`). The shape ops that
 only compute a RESHAPE's target (SHAPE, STRIDED_SLICE, PACK) are folded into it.
+
+16x8 models (int16 activations, int8 weights, int64 bias: TFLite's
+``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``) import their CONV_2D,
+DEPTHWISE_CONV_2D and FULLY_CONNECTED as :class:`~qkernels.torch.layers.Conv2d16Layer` /
+:class:`~qkernels.torch.layers.Linear16Layer` (:mod:`qkernels.linear16`); INT4 weights are
+unpacked to int8 in [-8, 7] (:func:`qkernels.io.tflite.unpack_int4`) and run on the 8-bit
+kernels. ``docs/tflite.md`` says which kernel of each runtime that reproduces.
 
 The model takes and returns what the TFLite model does, in float: NHWC inputs (quantized as the
 preset's runtime does its QUANTIZE, ``Preset.quantize_flavor``: half away from zero for the
@@ -354,7 +361,8 @@ class _Builder:
 
 def from_tflite(source: Union[str, os.PathLike, bytes], preset: Any = "tflite",
                 threads: Optional[int] = None) -> IntegerModel:
-    """An int8 ``.tflite`` model (path or bytes) as an :class:`IntegerModel` on qkernels.
+    """An int8 (or 16x8, or INT4-weight) ``.tflite`` model (path or bytes) as an
+    :class:`IntegerModel` on qkernels.
 
     ``preset``: the runtime reproduced: "tflite" (LiteRT's reference kernels,
     ``OpResolverType.BUILTIN_REF``), "tflite_xnnpack" (its default XNNPACK delegate: conv /
