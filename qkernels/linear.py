@@ -790,27 +790,8 @@ def linear_int32(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional
 
 
 # ---- convolution ------------------------------------------------------------------------------
-def _pair(v: Any, name: str, minimum: int) -> Tuple[int, int]:
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        t = (int(v), int(v))
-    elif isinstance(v, (tuple, list)) and len(v) == 2:
-        t = (C._int_scalar(v[0], name), C._int_scalar(v[1], name))
-    else:
-        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
-    if min(t) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
-    return t
-
-
-def _padding(v: Any) -> Tuple[int, int, int, int]:
-    """int, (ph, pw) or (top, left, bottom, right)."""
-    if isinstance(v, (tuple, list)) and len(v) == 4:
-        t = tuple(C._int_scalar(a, "padding") for a in v)
-        if min(t) < 0:
-            raise ValueError(f"padding must be >= 0, got {v!r}")
-        return t  # type: ignore[return-value]
-    ph, pw = _pair(v, "padding", 0)
-    return ph, pw, ph, pw
+_pair = C.pair
+_padding = C.padding4
 
 
 def _as_conv_packed(w: Any, groups: Optional[int], w_zero_point: Any, w_scale: Any) -> PackedConv2d:

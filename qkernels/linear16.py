@@ -243,7 +243,6 @@ def qconv2d16(x: Any, w: Any, bias: Any = None, *, stride: Union[int, Sequence[i
         ...                  out_scale=64.0, padding=1)[0, 0, 0]    # TFLite CONV_2D 16x8
         array([156, 281, 375, 281], dtype=int16)
     """
-    from .linear import _padding, _pair
     x = np.ascontiguousarray(x)
     if x.dtype != _INT16 or x.ndim != 4:
         raise ValueError(f"x must be an int16 NCHW array; got {x.dtype} shape {x.shape}")
@@ -252,9 +251,9 @@ def qconv2d16(x: Any, w: Any, bias: Any = None, *, stride: Union[int, Sequence[i
     if g < 1 or x.shape[1] % g or w4.shape[0] % g or w4.shape[1] * g != x.shape[1]:
         raise ValueError(f"x has {x.shape[1]} channels; w {w4.shape} with groups={g} expects "
                          f"{w4.shape[1] * g}")
-    sh_, sw_ = _pair(stride, "stride", 1)
-    dh, dw = _pair(dilation, "dilation", 1)
-    pt, pl, pb, pr = _padding(padding)
+    sh_, sw_ = C.pair(stride, "stride", 1)
+    dh, dw = C.pair(dilation, "dilation", 1)
+    pt, pl, pb, pr = C.padding4(padding)
     kh, kw = w4.shape[2:]
     C.conv_geometry(x.shape[2:], (kh, kw), (sh_, sw_), (pt, pl, pb, pr), (dh, dw))
     hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr

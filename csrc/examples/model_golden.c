@@ -37,6 +37,18 @@ static long iscalar(const qk_model_layer *L, const char *name, int *ok) {
     return (long)v;
 }
 
+/* The geometry of a conv layer of input x (NCHW) from its scalars. */
+static qk_conv2d_shape conv_shape(const qk_model_layer *L, const qk_model_array *x, int *ok) {
+    const qk_conv2d_shape s = {x->shape[0], x->shape[1], x->shape[2], x->shape[3],
+                               (size_t)iscalar(L, "stride_0", ok), (size_t)iscalar(L, "stride_1", ok),
+                               (size_t)iscalar(L, "padding_tlbr_0", ok),
+                               (size_t)iscalar(L, "padding_tlbr_1", ok),
+                               (size_t)iscalar(L, "padding_tlbr_2", ok),
+                               (size_t)iscalar(L, "padding_tlbr_3", ok),
+                               (size_t)iscalar(L, "dilation_0", ok), (size_t)iscalar(L, "dilation_1", ok)};
+    return s;
+}
+
 /* Runs one conv2d_s16 / linear_s16 layer (int16 x int8, int64 sums: TFLite 16x8, CMSIS-NN
  * s16); returns the number of outputs that differ, -1 on error. */
 static long run_layer_s16(const qk_model_layer *L) {
@@ -64,13 +76,7 @@ static long run_layer_s16(const qk_model_layer *L) {
     }
     qk_status st;
     if (conv) {
-        qk_conv2d_shape s = {x->shape[0], x->shape[1], x->shape[2], x->shape[3],
-                             (size_t)iscalar(L, "stride_0", &ok), (size_t)iscalar(L, "stride_1", &ok),
-                             (size_t)iscalar(L, "padding_tlbr_0", &ok),
-                             (size_t)iscalar(L, "padding_tlbr_1", &ok),
-                             (size_t)iscalar(L, "padding_tlbr_2", &ok),
-                             (size_t)iscalar(L, "padding_tlbr_3", &ok),
-                             (size_t)iscalar(L, "dilation_0", &ok), (size_t)iscalar(L, "dilation_1", &ok)};
+        const qk_conv2d_shape s = conv_shape(L, x, &ok);
         st = qk_conv2d_s16s8(&s, (const int8_t *)w->data, w->shape[0], w->shape[2], w->shape[3],
                              (size_t)iscalar(L, "groups", &ok), (const int16_t *)x->data, &ep, out);
     } else {
@@ -131,13 +137,7 @@ static long run_layer(const qk_model_layer *L) {
     if (conv) {
         st = qk_pack_conv2d((const int8_t *)w->data, QK_DT_S8, n, w->shape[1], w->shape[2],
                             w->shape[3], (size_t)iscalar(L, "groups", &ok), wzp, &pw);
-        qk_conv2d_shape s = {x->shape[0], x->shape[1], x->shape[2], x->shape[3],
-                             (size_t)iscalar(L, "stride_0", &ok), (size_t)iscalar(L, "stride_1", &ok),
-                             (size_t)iscalar(L, "padding_tlbr_0", &ok),
-                             (size_t)iscalar(L, "padding_tlbr_1", &ok),
-                             (size_t)iscalar(L, "padding_tlbr_2", &ok),
-                             (size_t)iscalar(L, "padding_tlbr_3", &ok),
-                             (size_t)iscalar(L, "dilation_0", &ok), (size_t)iscalar(L, "dilation_1", &ok)};
+        const qk_conv2d_shape s = conv_shape(L, x, &ok);
         if (st == QK_OK && ok) st = qk_conv2d(&s, pw, x->data, xt, xzp, &ep, out, 1);
     } else {
         st = qk_pack_linear((const int8_t *)w->data, QK_DT_S8, n, w->shape[1], wzp, &pw);

@@ -309,7 +309,7 @@ class Conv2d16Layer(Conv2dLayer):
                                        groups=self.groups, **kw)
 
     def params(self) -> Dict[str, Any]:
-        pad = qk.linear._padding(self.padding)
+        pad = qk._checks.padding4(self.padding)
         return dict(_WeightedLayer.params(self), stride=list(self.stride), padding=list(pad[:2]),
                     padding_tlbr=list(pad), dilation=list(self.dilation), groups=int(self.groups))
 
