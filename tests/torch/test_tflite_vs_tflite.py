@@ -337,3 +337,21 @@ def test_16x8_export_and_load(tmp_path, name):
     r = subprocess.run([str(exe)], capture_output=True, text=True)
     assert r.returncode == 0 and "1 conv / linear layers" in r.stdout, r.stdout + r.stderr
     assert " 0 differ from the golden outputs" in r.stdout
+
+
+@pytest.mark.skipif(_venv_python() is None,
+                    reason="no TensorFlow / LiteRT venv (QKERNELS_TFLITE_VENV or "
+                           "/work/venvs/tflite): the committed fixtures are compared instead")
+def test_live_interpreter_16x8_and_int4(tmp_path):
+    """Fresh 16x8 and INT4-weight models and inputs (other seeds) from the live interpreter,
+    every preset against its runtime."""
+    names = ["conv16_same_relu", "dw16_m2_s2_same", "dense16_pc", "dw4_m1_same", "dense4_pc"]
+    subprocess.run([_venv_python(), os.path.join(ROOT, "scripts", "make_tflite_fixtures.py"),
+                    "--out", str(tmp_path), "--seed", "7000", "--only", *names], check=True,
+                   capture_output=True)
+    for name in names + ["dense16_pc_tie", "dw16_m2_s2_same_tie"]:
+        z, fl, runs = load_case(str(tmp_path), name)
+        for preset, run in (("tflite", "ref"), ("tflite_xnnpack", "xnn"),
+                            ("tflite_optimized", "opt")):
+            _, q = integers(str(tmp_path), name, preset, fl)
+            assert int((q != runs[run]).sum()) == 0, (name, preset)
