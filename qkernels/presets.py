@@ -32,6 +32,12 @@ pow2            any / any, power-of-two scales  int32       shift, round half up
 A runtime whose fully-connected kernel rounds differently from its convolutions says so with
 ``Preset.linear`` (a preset of its own for ``qlinear``; :meth:`Preset.for_op`).
 
+int16 activations with int8 weights (TFLite's 16x8 mode, CMSIS-NN's s16 kernels; int64 sums and
+bias, :mod:`qkernels.linear16`) requantize as ``Preset.s16_conv`` / ``s16_linear`` say: the
+three TFLite presets ``"reduced"`` (conv, depthwise: the int64 MultiplyByQuantizedMultiplier)
+and ``"fp64"`` (fully connected), ``cmsis_nn`` ``"reduced_cmsis"`` (arm_nn_requantize_s64) for
+every op; the other presets take no int16.
+
 A user's own accelerator is one more ``Preset``, passed wherever a preset name is accepted
 (``qlinear(..., preset=p)``, ``qconv2d``, ``QuantConfig(preset=p)``, the export):
 
