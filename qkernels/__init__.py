@@ -11,7 +11,7 @@ Example:
 """
 __version__ = "0.1.0"
 
-from . import presets, ufuncs
+from . import linear16, presets, ufuncs
 from ._checks import AccumulatorOverflowError
 from ._config import get_include, get_library, show_config
 from ._elementwise import (accumulator_to_float, dequantize, fake_quantize, quantize,

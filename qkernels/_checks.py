@@ -330,6 +330,30 @@ def requant_multiplier(real: np.ndarray, x_scale: Any, w_scale: Any, out_scale: 
 _SSIZE_MAX = (1 << 63) - 1
 
 
+def pair(v: Any, name: str, minimum: int) -> Tuple[int, int]:
+    """An int or a pair of ints (stride, dilation, padding), each >= minimum, as a pair."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        t = (int(v), int(v))
+    elif isinstance(v, (tuple, list)) and len(v) == 2:
+        t = (_int_scalar(v[0], name), _int_scalar(v[1], name))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    if min(t) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
+    return t
+
+
+def padding4(v: Any) -> Tuple[int, int, int, int]:
+    """Conv padding: int, (ph, pw) or (top, left, bottom, right), as (top, left, bottom, right)."""
+    if isinstance(v, (tuple, list)) and len(v) == 4:
+        t = tuple(_int_scalar(a, "padding") for a in v)
+        if min(t) < 0:
+            raise ValueError(f"padding must be >= 0, got {v!r}")
+        return t  # type: ignore[return-value]
+    ph, pw = pair(v, "padding", 0)
+    return ph, pw, ph, pw
+
+
 def conv_geometry(in_hw: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
                   padding: Sequence[int], dilation: Sequence[int]) -> None:
     """Limits of a conv geometry (the C library's, in Python integers): every stride, padding

@@ -89,8 +89,19 @@ def _threads(threads: Optional[int], macs: float = float("inf")) -> int:
 def _q8_input(a: Any, name: str) -> np.ndarray:
     arr = np.asarray(a)
     if arr.dtype not in (np.uint8, np.int8):
-        raise TypeError(f"{name} must be a uint8 or int8 array, got dtype {arr.dtype}")
+        raise TypeError(f"{name} must be a uint8 or int8 array (or int16 for qlinear / qconv2d: "
+                        f"TFLite 16x8, CMSIS-NN s16), got dtype {arr.dtype}")
     return arr
+
+
+def _is_int16(x: Any) -> bool:
+    return getattr(x, "dtype", None) == np.int16
+
+
+def _unpacked(w: Any) -> Any:
+    if isinstance(w, _Packed):
+        raise TypeError("w is packed (for 8-bit x); int16 x takes the int8 weight array")
+    return w
 
 
 def _zp_vector(zp: Any, n: int, dtype: np.dtype, name: str) -> np.ndarray:
@@ -719,7 +730,18 @@ def qlinear(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional[Arra
         >>> qkernels.qlinear(x, w, np.float32([0.5, -0.25]), x_scale=0.05, x_zero_point=128,
         ...                  w_scale=0.02, out_scale=0.01, out_zero_point=100, preset="fbgemm")
         array([[168,  74]], dtype=uint8)
+
+    int16 ``x`` (TFLite's 16x8 mode, CMSIS-NN's s16 kernels: int8 ``w``, int64 ``bias``, zero
+    points 0, int16 out) runs :func:`qkernels.linear16.qlinear16` with these keywords.
     """
+    if _is_int16(x):
+        from .linear16 import qlinear16
+        return qlinear16(x, _unpacked(w), bias, x_scale=x_scale, x_zero_point=x_zero_point,
+                         w_scale=w_scale, w_zero_point=w_zero_point, out_scale=out_scale,
+                         out_zero_point=out_zero_point, preset=preset, out_dtype=out_dtype,
+                         act_min=act_min, act_max=act_max, multiplier=multiplier, shift=shift,
+                         scheme=scheme, rounding=rounding, overflow=overflow, threads=threads,
+                         out=out)
     x = _q8_input(x, "x")
     # The prepared call is memoised on the packed weights, keyed by the exact values of every
     # argument the checks and derivations read (x only through its dtype): a hit is a call whose
@@ -768,27 +790,8 @@ def linear_int32(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional
 
 
 # ---- convolution ------------------------------------------------------------------------------
-def _pair(v: Any, name: str, minimum: int) -> Tuple[int, int]:
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        t = (int(v), int(v))
-    elif isinstance(v, (tuple, list)) and len(v) == 2:
-        t = (C._int_scalar(v[0], name), C._int_scalar(v[1], name))
-    else:
-        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
-    if min(t) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
-    return t
-
-
-def _padding(v: Any) -> Tuple[int, int, int, int]:
-    """int, (ph, pw) or (top, left, bottom, right)."""
-    if isinstance(v, (tuple, list)) and len(v) == 4:
-        t = tuple(C._int_scalar(a, "padding") for a in v)
-        if min(t) < 0:
-            raise ValueError(f"padding must be >= 0, got {v!r}")
-        return t  # type: ignore[return-value]
-    ph, pw = _pair(v, "padding", 0)
-    return ph, pw, ph, pw
+_pair = C.pair
+_padding = C.padding4
 
 
 def _as_conv_packed(w: Any, groups: Optional[int], w_zero_point: Any, w_scale: Any) -> PackedConv2d:
@@ -859,7 +862,19 @@ def qconv2d(x: ArrayLike, w: Union[ArrayLike, PackedConv2d], bias: Optional[Arra
                  [ 7, 12, 14, 10],
                  [13, 21, 23, 16],
                  [11, 17, 18, 13]]]], dtype=int8)
+
+    int16 ``x`` (TFLite's 16x8 CONV_2D / DEPTHWISE_CONV_2D, CMSIS-NN's s16 kernels) runs
+    :func:`qkernels.linear16.qconv2d16` with these keywords.
     """
+    if _is_int16(x):
+        from .linear16 import qconv2d16
+        return qconv2d16(x, _unpacked(w), bias, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, x_scale=x_scale,
+                         x_zero_point=x_zero_point, w_scale=w_scale, w_zero_point=w_zero_point,
+                         out_scale=out_scale, out_zero_point=out_zero_point, preset=preset,
+                         out_dtype=out_dtype, act_min=act_min, act_max=act_max,
+                         multiplier=multiplier, shift=shift, scheme=scheme, rounding=rounding,
+                         overflow=overflow, threads=threads, out=out)
     x = _q8_input(x, "x")
     # As in qlinear; the prepared call keeps the output size of each input shape.
     key = prep = None

@@ -32,6 +32,12 @@ pow2            any / any, power-of-two scales  int32       shift, round half up
 A runtime whose fully-connected kernel rounds differently from its convolutions says so with
 ``Preset.linear`` (a preset of its own for ``qlinear``; :meth:`Preset.for_op`).
 
+int16 activations with int8 weights (TFLite's 16x8 mode, CMSIS-NN's s16 kernels; int64 sums and
+bias, :mod:`qkernels.linear16`) requantize as ``Preset.s16_conv`` / ``s16_linear`` say: the
+three TFLite presets ``"reduced"`` (conv, depthwise: the int64 MultiplyByQuantizedMultiplier)
+and ``"fp64"`` (fully connected), ``cmsis_nn`` ``"reduced_cmsis"`` (arm_nn_requantize_s64) for
+every op; the other presets take no int16.
+
 A user's own accelerator is one more ``Preset``, passed wherever a preset name is accepted
 (``qlinear(..., preset=p)``, ``qconv2d``, ``QuantConfig(preset=p)``, the export):
 
@@ -71,6 +77,7 @@ SCHEME_CODES: Dict[str, int] = {
     "shift_half_even": _core.REQ_SHIFT_HALF_EVEN, "shift_half_away": _core.REQ_SHIFT_HALF_AWAY,
     "shift_floor": _core.REQ_SHIFT_FLOOR, "fp64": _core.REQ_FP64,
     "double_round_half_up": _core.REQ_DOUBLE_HALF_UP,
+    "reduced": _core.REQ_REDUCED, "reduced_cmsis": _core.REQ_REDUCED_CMSIS,
 }
 SCHEME_NAMES: Dict[int, str] = {v: k for k, v in SCHEME_CODES.items()}
 #: Fixed-point schemes (``scheme=`` of qlinear / qconv2d).
@@ -81,6 +88,10 @@ ROUNDINGS = ("half_up", "half_even", "half_away", "floor")
 #: The LiteRT kernels a preset's non-conv ops can follow (:attr:`Preset.tflite_runtime`).
 TFLITE_RUNTIMES = ("reference", "xnnpack", "optimized")
 _REQUANTS = ("fp32", "double_round", "single_round", "double_round_half_up", "shift", "fp64")
+#: Requantizations of int16 activations x int8 weights (int64 sums; ``Preset.s16_conv`` /
+#: ``s16_linear``): "reduced" (TFLite's int64 MultiplyByQuantizedMultiplier), "reduced_cmsis"
+#: (CMSIS-NN arm_nn_requantize_s64), "fp64" (TFLite's FullyConnected in double).
+S16_SCHEMES = ("reduced", "reduced_cmsis", "fp64")
 _BIASES = ("float", "quantize", "int32")
 
 
@@ -114,6 +125,10 @@ class Preset:
             kernels and per-tensor optimized FullyConnected, ``GetQuantizedConvolutionMultipler``).
         linear: the preset of fully-connected layers when the runtime's FC kernel differs from
             its convolutions (e.g. ``tflite``: fp64 FC, double-rounding conv); None: this one.
+        s16_conv, s16_linear: the requantization of int16 activations x int8 weights (TFLite's
+            16x8 mode, CMSIS-NN's s16 kernels; int64 sums and bias) for conv / depthwise and for
+            fully connected, one of :data:`S16_SCHEMES`, or None where the runtime has no such
+            kernel (``qconv2d`` / ``qlinear`` then refuse int16 ``x``).
         quantize_flavor: the runtime's float -> integer QUANTIZE rounding, a
             :func:`qkernels.quantize` flavor (``tflite``: "tflite", half away from zero of
             ``x / s``; ``tflite_xnnpack``: "pt2e", half to even of ``x * fl(1/s)``); used where a
@@ -141,6 +156,8 @@ class Preset:
     linear: Optional["Preset"] = None
     quantize_flavor: str = "torch"
     tflite_runtime: Optional[str] = None
+    s16_conv: Optional[str] = None
+    s16_linear: Optional[str] = None
     source: str = ""
     _x: Tuple[np.dtype, ...] = field(init=False, repr=False, compare=False)
     _w: Tuple[np.dtype, ...] = field(init=False, repr=False, compare=False)
@@ -155,6 +172,10 @@ class Preset:
             if getattr(self, attr) not in allowed:
                 raise ValueError(f"Preset.{attr} must be one of {', '.join(allowed)}; got "
                                  f"{getattr(self, attr)!r}")
+        for attr in ("s16_conv", "s16_linear"):
+            if getattr(self, attr) not in S16_SCHEMES + (None,):
+                raise ValueError(f"Preset.{attr} must be one of {', '.join(S16_SCHEMES)} or None; "
+                                 f"got {getattr(self, attr)!r}")
         types = {}
         for attr in ("x_dtypes", "w_dtypes"):
             v = getattr(self, attr)
@@ -433,42 +454,52 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in (
            bias="int32", source="onnxruntime core/mlas/lib/qgemm.cpp, QLinearConv"),
     Preset("tflite", x_dtypes=("int8",), w_dtypes=("int8",), requant="double_round", bias="int32",
            symmetric_weights=True, out_dtype="int8", quantize_flavor="tflite",
-           tflite_runtime="reference",
+           tflite_runtime="reference", s16_conv="reduced", s16_linear="fp64",
            linear=Preset("tflite", x_dtypes=("int8",), w_dtypes=("int8",), requant="fp64",
                          bias="int32", symmetric_weights=True, out_dtype="int8",
                          quantize_flavor="tflite", tflite_runtime="reference",
+                         s16_conv="reduced", s16_linear="fp64",
                          source="LiteRT tflite/kernels/internal/reference/integer_ops/"
                                 "fully_connected.h (requant in double, round())"),
            source="LiteRT (TFLite) reference kernels, default build (TFLITE_SINGLE_ROUNDING=0): "
                   "reference/integer_ops/conv.h, depthwise_conv.h (MultiplyByQuantizedMultiplier, "
                   "double rounding; multipliers from kernel_util.cc "
                   "PopulateConvolutionQuantizationParams); FullyConnected: fully_connected.h "
-                  "round((double)acc * xs*ws/os) (since 2025-04, 'do requant in float')"),
+                  "round((double)acc * xs*ws/os) (since 2025-04, 'do requant in float'); "
+                  "16x8 (int64 bias): ConvPerChannel / DepthwiseConvPerChannel<int64> with the "
+                  "int64 MultiplyByQuantizedMultiplier (common.cc), FullyConnected in double"),
     Preset("tflite_xnnpack", x_dtypes=("int8",), w_dtypes=("int8",), requant="fp32",
            bias="int32", symmetric_weights=True, out_dtype="int8", quantize_flavor="pt2e",
            tflite_runtime="xnnpack",
+           s16_conv="reduced", s16_linear="fp64",
            source="XNNPACK (LiteRT's default delegate): src/operators/convolution-nhwc.c, "
                   "fully-connected-nc.c (scale fl(fl(xs*ws)/os)); qs8-qc8w gemm / dwconv "
-                  "fp32 requantization (cvtps2dq, round half to even)"),
+                  "fp32 requantization (cvtps2dq, round half to even); 16x8 ops are not "
+                  "delegated (measured): the built-ins run them as the reference kernels"),
     Preset("tflite_optimized", x_dtypes=("int8",), w_dtypes=("int8",),
            requant="double_round_half_up", bias="int32", symmetric_weights=True, out_dtype="int8",
-           quantize_flavor="pt2e", tflite_runtime="optimized",
+           quantize_flavor="pt2e", tflite_runtime="optimized", s16_conv="reduced",
+           s16_linear="fp64",
            linear=Preset("tflite_optimized", x_dtypes=("int8",), w_dtypes=("int8",),
                          requant="double_round_half_up", bias="int32", symmetric_weights=True,
                          out_dtype="int8", quantize_flavor="pt2e", multiplier_product="float",
-                         tflite_runtime="optimized",
+                         tflite_runtime="optimized", s16_conv="reduced", s16_linear="fp64",
                          source="LiteRT optimized_integer_ops FullyConnected (x86)"),
            source="LiteRT (TFLite) optimized built-in kernels on x86 "
                   "(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES): conv, depthwise and fully "
                   "connected requantize with SRDHM then a rounding shift whose ties go toward "
                   "+inf (NEON vqrdmulh / vrshl through NEON_2_SSE), not the reference kernels' "
                   "RoundingDivideByPOT (ties away from zero); QUANTIZE rounds x * fl(1/s) half to "
-                  "even (measured against LiteRT 2.3.0)"),
+                  "even (measured against LiteRT 2.3.0); 16x8 with an int64 bias falls back to "
+                  "the reference kernels (conv.cc, depthwise_conv.cc, fully_connected.cc)"),
     Preset("cmsis_nn", x_dtypes=("int8",), w_dtypes=("int8",), requant="double_round",
            bias="int32", symmetric_weights=True, out_dtype="int8", quantize_flavor="tflite",
+           s16_conv="reduced_cmsis", s16_linear="reduced_cmsis",
            source="CMSIS-NN arm_nn_requantize (default: double rounding; "
                   "CMSIS_NN_USE_SINGLE_ROUNDING: scheme='single_round'), arm_convolve_s8, "
-                  "arm_depthwise_conv_s8, arm_fully_connected_s8; TFLite Micro reference kernels"),
+                  "arm_depthwise_conv_s8, arm_fully_connected_s8; TFLite Micro reference kernels; "
+                  "s16 (int64 bias): arm_convolve_s16, arm_depthwise_conv_s16, "
+                  "arm_fully_connected_s16 with arm_nn_requantize_s64 (REDUCE_MULTIPLIER)"),
     Preset("pow2", x_dtypes=("uint8", "int8"), w_dtypes=("int8", "uint8"), requant="shift",
            bias="int32", rounding="half_up", source="power-of-two hardware: (acc + 2^(n-1)) >> n"),
 )}

@@ -43,10 +43,13 @@ def run(tfl: bytes, inputs: Sequence[np.ndarray], resolver: str) -> Tuple[np.nda
     return out, ops
 
 
-def make_inputs(shapes: Sequence[Tuple[int, ...]], batch: int, seed: int) -> List[np.ndarray]:
-    """int8 inputs uniform over the full range: ``default_rng(seed).integers(-128, 128, (batch,)
-    + shape)`` for each input in turn."""
+def make_inputs(shapes: Sequence[Tuple[int, ...]], batch: int, seed: int,
+                int16: bool = False) -> List[np.ndarray]:
+    """int8 (or, with ``int16``, int16) inputs uniform over the full range:
+    ``default_rng(seed).integers(min, max + 1, (batch,) + shape)`` for each input in turn."""
     rng = np.random.default_rng(seed)
+    if int16:
+        return [rng.integers(-32768, 32768, (batch,) + tuple(s)).astype(np.int16) for s in shapes]
     return [rng.integers(-128, 128, (batch,) + tuple(s)).astype(np.int8) for s in shapes]
 
 

@@ -138,6 +138,27 @@ CASES: Dict[str, Tuple[Callable[[], keras.Model], Tuple[float, ...], bool]] = {
     "cnn_residual": (_residual_cnn, (1.0,), False),
     "quantize": (lambda: _single((256,), L.Reshape((16, 16))), (2.0,), False),
 }
+#: 16x8 cases (int16 activations, int8 weights, int64 bias: the converter's
+#: EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8), int16 in and out, inputs
+#: uniform over the whole int16 range; about 5 * 10^4 outputs each, 10^5 an op with its tie case
+CASES16: Dict[str, Tuple[Callable[[], keras.Model], Tuple[float, ...], bool]] = {
+    "conv16_same_relu": (lambda: _single((10, 10, 8), L.Conv2D(
+        16, 3, padding="same", activation="relu", bias_initializer="random_normal")), (1.0,),
+        False),
+    "dw16_m2_s2_same": (lambda: _single((13, 13, 8), L.DepthwiseConv2D(
+        3, strides=2, padding="same", depth_multiplier=2, bias_initializer="random_normal")),
+        (1.0,), False),
+    "dense16_pc": (lambda: _single((96,), L.Dense(48, bias_initializer="random_normal")),
+                   (1.0,), False),
+}
+TIES16 = ("conv16_same_relu", "dw16_m2_s2_same", "dense16_pc")
+#: int4-weight cases: TF 2.21's converter writes no INT4 tensors (its options have no 4-bit
+#: weights; the deprecated StableHLO ``_experimental_quantization_options`` with
+#: ``BIT_WIDTH_4`` weights still gives int8), so an int8 conversion is rewritten
+#: (:func:`int4_rewrite`) and LiteRT runs the INT4 filters (``UnpackPackedIntToInt8``)
+INT4 = {"conv4_same": "conv_same_relu", "dw4_m1_same": "dw_m1_same", "dense4_pc": "dense_pc"}
+MIN_ELEMENTS16 = 50_000
+
 #: cases with a float input (TFLite's QUANTIZE in the model): their inputs are stored (``x0``)
 FLOAT_INPUT = ("quantize",)
 #: cases whose converted model is rewritten to power-of-two scales (exact rounding ties)
@@ -146,7 +167,7 @@ TIES = ("conv_same_relu", "dw_m2_s2_same_relu6", "dense_pc", "dense_pt", "add", 
 
 
 def convert(model: keras.Model, scales: Sequence[float], per_tensor_dense: bool,
-            seed: int, float_input: bool = False) -> bytes:
+            seed: int, float_input: bool = False, int16: bool = False) -> bytes:
     rng = np.random.default_rng(seed)
     shapes = [tuple(i.shape[1:]) for i in model.inputs]
 
@@ -157,20 +178,24 @@ def convert(model: keras.Model, scales: Sequence[float], per_tensor_dense: bool,
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if int16 else
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    act = tf.int16 if int16 else tf.int8
     if not float_input:
-        conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+        conv.inference_input_type = act
+    conv.inference_output_type = act
     if per_tensor_dense:
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
     return conv.convert()
 
 
 # ---- power-of-two rewrite (ties) -----------------------------------------------------------------
-def tie_rewrite(tfl: bytes, seed: int) -> bytes:
+def tie_rewrite(tfl: bytes, seed: int, out_shifts: Tuple[int, int] = (2, 5)) -> bytes:
     """Scales rewritten to powers of two (activations 2^-4 .. 2^-2, weights 2^-5, biases their
     product), weights to small integers, so that requantization multipliers are exact powers of
-    two and exact ties are common."""
+    two and exact ties are common (outputs acc * 2^-k, k in ``range(*out_shifts)``; 16x8 cases
+    5 .. 6, which keeps int16 outputs mostly unsaturated)."""
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
     m = fu.convert_bytearray_to_object(bytearray(tfl))
@@ -211,8 +236,34 @@ def tie_rewrite(tfl: bytes, seed: int) -> bytes:
                                             act_scale[xin] * 2.0 ** -5, np.float32)
         # output: acc * 2^-2 .. 2^-4 (exact ties on 1/4 .. 1/16 of the accumulators)
         out = op.outputs[0]
-        act_scale[out] = act_scale[xin] * 2.0 ** -5 * 2.0 ** int(rng.integers(2, 5))
+        act_scale[out] = act_scale[xin] * 2.0 ** -5 * 2.0 ** int(rng.integers(*out_shifts))
         sg.tensors[out].quantization.scale = np.array([act_scale[out]], np.float32)
+    return bytes(fu.convert_object_to_bytearray(m))
+
+
+def int4_rewrite(tfl: bytes, seed: int) -> bytes:
+    """The weights of every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED drawn uniformly from
+    [-8, 7] and stored as TFLite INT4 (two a byte, low nibble first), their scales times 16
+    (outputs in about the same range as before)."""
+    from tensorflow.lite.python import schema_py_generated as S
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    m = fu.convert_bytearray_to_object(bytearray(tfl))
+    rng = np.random.default_rng(seed)
+    sg = m.subgraphs[0]
+    names = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
+    for op in sg.operators:
+        code = names.get(m.operatorCodes[op.opcodeIndex].builtinCode, "")
+        if code not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        wt = sg.tensors[op.inputs[1]]
+        n = int(np.prod(wt.shape))
+        w4 = rng.integers(-8, 8, n + (n % 2)).astype(np.int64)
+        packed = ((w4[0::2] & 0x0F) | ((w4[1::2] & 0x0F) << 4)).astype(np.uint8)
+        m.buffers[wt.buffer].data = packed
+        wt.type = S.TensorType.INT4
+        wt.quantization.scale = (np.asarray(wt.quantization.scale, np.float32) * 16).astype(
+            np.float32)
     return bytes(fu.convert_object_to_bytearray(m))
 
 
@@ -224,11 +275,12 @@ float_inputs = LU.float_inputs
 
 
 def batch_for(tfl: bytes, n_in: int, shapes: List[Tuple[int, ...]], cnn: bool,
-              float_in: bool = False) -> int:
-    x = [np.zeros((1,) + s, np.float32 if float_in else np.int8) for s in shapes]
+              float_in: bool = False, int16: bool = False) -> int:
+    x = [np.zeros((1,) + s, np.float32 if float_in else np.int16 if int16 else np.int8)
+         for s in shapes]
     y, _ = run(tfl, x, "ref")
     per = int(y.size)
-    return 512 if cnn else max(1, -(-MIN_ELEMENTS // per))
+    return 512 if cnn else max(1, -(-(MIN_ELEMENTS16 if int16 else MIN_ELEMENTS) // per))
 
 
 def sparse(a: np.ndarray, ref: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -237,18 +289,22 @@ def sparse(a: np.ndarray, ref: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def make_case(name: str, out_dir: str, seed: int, tie: bool) -> Dict[str, Any]:
-    build, scales, pt = CASES[name]
+    int16 = name in CASES16
+    build, scales, pt = (CASES16[name] if int16 else CASES[INT4[name]] if name in INT4 else
+                         CASES[name])
     tf.keras.utils.set_random_seed(seed)
     model = build()
     float_in = name in FLOAT_INPUT
-    tfl = convert(model, scales, pt, seed, float_in)
+    tfl = convert(model, scales, pt, seed, float_in, int16)
+    if name in INT4:
+        tfl = int4_rewrite(tfl, seed)
     if tie:
-        tfl = tie_rewrite(tfl, seed)
+        tfl = tie_rewrite(tfl, seed, (5, 7) if int16 else (2, 5))
         name = name + "_tie"
     shapes = [tuple(int(d) for d in i.shape[1:]) for i in model.inputs]
-    batch = batch_for(tfl, len(shapes), shapes, name.startswith("cnn"), float_in)
+    batch = batch_for(tfl, len(shapes), shapes, name.startswith("cnn"), float_in, int16)
     xs = ([float_inputs(tfl, shapes[0], batch, seed + 1)] if float_in
-          else make_inputs(shapes, batch, seed + 1))
+          else make_inputs(shapes, batch, seed + 1, int16))
     outs, opsets = {}, {}
     for r in RESOLVERS:
         outs[r], opsets[r] = run(tfl, xs, r)
@@ -290,15 +346,16 @@ def main(argv: Sequence[str] = ()) -> int:
         summary["ai_edge_litert"] = getattr(ai_edge_litert, "__version__", "?")
     except Exception:  # pragma: no cover
         pass
-    names = args.only or list(CASES)
+    names = args.only or list(CASES) + list(CASES16) + list(INT4)
     path = os.path.join(args.out, "summary.json")
     if args.only and os.path.exists(path):      # the other cases' figures stay
         with open(path) as f:
             summary["cases"] = json.load(f)["cases"]
     for name in names:
-        seed = args.seed + list(CASES).index(name) * 17     # a case's seed: its place in CASES
+        # a case's seed: its place in CASES (then CASES16)
+        seed = args.seed + (list(CASES) + list(CASES16) + list(INT4)).index(name) * 17
         summary["cases"][name] = make_case(name, args.out, seed, False)
-        if name in TIES:
+        if name in TIES or name in TIES16:
             summary["cases"][name + "_tie"] = make_case(name, args.out, seed, True)
     with open(path, "w") as f:
         json.dump(summary, f, indent=1, sort_keys=True)

@@ -92,4 +92,31 @@ static inline int64_t qk__shift_round(int32_t acc, int32_t n, qk_requant_scheme 
     }
 }
 
+/* The 16-bit multiplier of the int64 requantizations (TFLite's int64
+ * MultiplyByQuantizedMultiplier, CMSIS-NN REDUCE_MULTIPLIER): m rounded to Q15, 0x7FFF at most. */
+static inline int64_t qk__reduced_multiplier(int32_t m) {
+    return m < 0x7FFF0000 ? (int64_t)((m + (INT32_C(1) << 15)) >> 16) : INT64_C(0x7FFF);
+}
+
+/* The low 32 bits of v as int32 (two's complement), without implementation-defined casts. */
+static inline int32_t qk__wrap32(int64_t v) {
+    const uint32_t u = (uint32_t)(uint64_t)v;
+    return u <= (uint32_t)INT32_MAX ? (int32_t)u : (int32_t)(u - UINT32_C(0x80000000)) + INT32_MIN;
+}
+
+/* TFLite's int64 MultiplyByQuantizedMultiplier (kernels/internal/common.cc, default build):
+ * (acc * rm + 2^(14 - shift)) >> (15 - shift), the int64 result cast to int32 (it wraps).
+ * |acc| < 2^47, m >= 0, shift in [-31, 7]: the product and the sum stay within int64. */
+static inline int32_t qk__req_reduced(int64_t acc, int32_t m, int32_t shift) {
+    const int t = 15 - shift;
+    return qk__wrap32((acc * qk__reduced_multiplier(m) + (INT64_C(1) << (t - 1))) >> t);
+}
+
+/* CMSIS-NN arm_nn_requantize_s64: r = int32((acc * rm) >> (14 - shift)), then (r + 1) >> 1 in
+ * int32 (the add wraps on Arm); the same ranges as qk__req_reduced. */
+static inline int32_t qk__req_reduced_cmsis(int64_t acc, int32_t m, int32_t shift) {
+    const int32_t r = qk__wrap32((acc * qk__reduced_multiplier(m)) >> (14 - shift));
+    return qk__wrap32((int64_t)r + 1) >> 1;
+}
+
 #endif /* QKERNELS_CORE_FIXEDPOINT_H */

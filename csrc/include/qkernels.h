@@ -292,10 +292,20 @@ typedef enum qk_requant_scheme {
     QK_REQ_FP64 = 8,       /* RHAZ((double)acc * scale64[o]) (TFLite's reference FullyConnected:
                             * round() of the double product; values beyond int32 saturate, where
                             * TFLite's cast is undefined) */
-    QK_REQ_DOUBLE_HALF_UP = 9 /* SRDHM(acc * 2^max(shift,0), multiplier) then a rounding right
+    QK_REQ_DOUBLE_HALF_UP = 9, /* SRDHM(acc * 2^max(shift,0), multiplier) then a rounding right
                             * shift by max(-shift,0) with ties toward +inf (NEON vrshl; TFLite's
                             * optimized built-in kernels on x86 through NEON_2_SSE), as DOUBLE
                             * otherwise (same ranges, same overflow rule) */
+    /* int64 accumulators only (qk_conv2d_s16s8 / qk_linear_s16s8; refused by the 8-bit
+     * operators): the 16-bit "reduced" multiplier rm = multiplier < 0x7FFF0000 ?
+     * (multiplier + 2^15) >> 16 : 0x7FFF, shift in [-31, 7] */
+    QK_REQ_REDUCED = 10,   /* (acc * rm + 2^(14 - shift)) >> (15 - shift), then int32 (two's
+                            * complement wrap): TFLite's int64 MultiplyByQuantizedMultiplier
+                            * (kernels/internal/common.cc, default build) */
+    QK_REQ_REDUCED_CMSIS = 11 /* r = int32((acc * rm) >> (14 - shift)) (wrap), then (r + 1) >> 1
+                            * with the int32 add wrapping: CMSIS-NN arm_nn_requantize_s64; the
+                            * same as QK_REQ_REDUCED wherever (acc * rm) >> (14 - shift) fits in
+                            * int32 */
 } qk_requant_scheme;
 
 /* Per-call output stage. Arrays hold one value per output channel (n), or are NULL when the
@@ -338,6 +348,49 @@ qk_status qk_conv2d_out_size(const qk_conv2d_shape *s, const qk_packed_weights *
 qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
                     qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
                     int threads);
+
+
+/* ---- section: int16 activations x int8 weights (TFLite 16x8, CMSIS-NN s16) (issue 12) ---- */
+/*
+ * TFLite's 16x8 mode (int16 activations, int8 weights, int64 bias) and CMSIS-NN's s16 kernels:
+ *
+ *   acc[o] = sum_k x[k] * w[o,k] + bias[o]      exact int64; no zero points (both runtimes
+ *                                               take symmetric int16 activations and weights)
+ *   y[o]   = clamp(R(acc[o]), act_min, act_max)  int16, R = ep->scheme:
+ *     QK_REQ_REDUCED        TFLite CONV_2D / DEPTHWISE_CONV_2D (reference and optimized
+ *                           built-ins: reference_integer_ops::ConvPerChannel /
+ *                           DepthwiseConvPerChannel with an int64 bias)
+ *     QK_REQ_REDUCED_CMSIS  CMSIS-NN arm_convolve_s16, arm_depthwise_conv_s16,
+ *                           arm_fully_connected_s16 (int64 bias)
+ *     QK_REQ_FP64           RHAZ((double)acc * scale64[o]) saturated to int32: TFLite
+ *                           FULLY_CONNECTED (reference_integer_ops::FullyConnected[PerChannel],
+ *                           the float-scale overload, run for int64 biases by every kernel type)
+ *
+ * Before anything is written the worst case 32768 * sum_k |w[o,k]| + |bias[o]| is compared with
+ * 2^47 (the input range TFLite's int64 MultiplyByQuantizedMultiplier assumes; beyond it
+ * acc * rm could leave int64): beyond it the call returns QK_ERR_OVERFLOW. One scalar loop
+ * (exact first; no SIMD twin), on the calling thread.
+ */
+typedef struct qk_epilogue_s16 {
+    qk_requant_scheme scheme;  /* QK_REQ_REDUCED, QK_REQ_REDUCED_CMSIS or QK_REQ_FP64 */
+    const int64_t *bias;       /* n values, or NULL */
+    const int32_t *multiplier; /* REDUCED*: n values >= 0 (TFLite's Q31 M0) */
+    const int32_t *shift;      /* REDUCED*: n values in [-31, 7] */
+    const double *scale64;     /* FP64: n values, finite and > 0 */
+    int32_t act_min, act_max;  /* within int16, act_min <= act_max */
+} qk_epilogue_s16;
+
+/* 2-D convolution, NCHW int16 in and out, OIHW int8 weights out_c x (in_c / groups) x kh x kw
+ * (unpacked), groups dividing in_c and out_c (depthwise: groups == in_c). Geometry as qk_conv2d
+ * (padding taps contribute 0). Errors: QK_ERR_ARG (NULL, sizes, geometry), QK_ERR_QRANGE,
+ * QK_ERR_MULTIPLIER, QK_ERR_SHIFT, QK_ERR_SCALE, QK_ERR_OVERFLOW (the bound above). */
+qk_status qk_conv2d_s16s8(const qk_conv2d_shape *s, const int8_t *w, size_t out_c, size_t kh,
+                          size_t kw, size_t groups, const int16_t *x,
+                          const qk_epilogue_s16 *ep, int16_t *y);
+/* y (m x n) = R(x (m x k, int16) . w^T (w: n x k, int8)): the 1 x 1 convolution of m images of
+ * k channels and one pixel. Errors as qk_conv2d_s16s8. */
+qk_status qk_linear_s16s8(const int8_t *w, size_t n, size_t k, const int16_t *x, size_t m,
+                          const qk_epilogue_s16 *ep, int16_t *y);
 
 
 /* ---- section: PTF and integer LayerNorm (issue 4) ---- */

@@ -8,6 +8,8 @@
  *   _linear(capsule, x (m,k), x_zp, out (m,n), epilogue..., threads) -> None
  *   _conv2d(capsule, x NCHW, x_zp, sh, sw, pt, pl, pb, pr, dh, dw, out, epilogue..., threads)
  *     -> None; a status other than QK_OK raises (status.c), naming qlinear / qconv2d
+ *   _conv2d_s16(x int16 NCHW, w int8 OIHW, groups, geometry, out, scheme, bias64, multiplier,
+ *     shift, scale64, act_min, act_max) -> None (int16 x int8, TFLite 16x8 / CMSIS-NN s16)
  * and the gufunc linear_int32 (m,k),(n,k),(),(n)->(m,n): sum (x - x_zp)(w - w_zp) in int32.
  * The GIL is released while a kernel runs; a packed object may be used from several threads.
  */
@@ -194,6 +196,76 @@ static PyObject *qk_py_conv2d(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- int16 x int8 (TFLite 16x8, CMSIS-NN s16): _conv2d_s16 ------------------------------- */
+/* data of o (n elements of type), or NULL for None */
+static int qk_py_opt_data(PyObject *o, int type, size_t n, const char *name, const void **p) {
+    *p = NULL;
+    if (o == Py_None) return 0;
+    if (qk_py_check_arr(o, type, (npy_intp)n, name) < 0) return -1;
+    *p = PyArray_DATA((PyArrayObject *)o);
+    return 0;
+}
+
+/* _conv2d_s16(x int16 NCHW, w int8 OIHW, groups, sh, sw, pt, pl, pb, pr, dh, dw, out int16,
+ * scheme, bias int64 | None, multiplier int32 | None, shift int32 | None, scale64 | None,
+ * act_min, act_max) -> None; qlinear's int16 path passes a (m, k, 1, 1) x and (n, k, 1, 1) w. */
+static PyObject *qk_py_conv2d_s16(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo, *wo, *oo, *bo, *mo, *so, *fo;
+    Py_ssize_t groups, sh, sw, pt, pl, pb, pr, dh, dw;
+    int scheme, amin, amax;
+    if (!PyArg_ParseTuple(args, "OOnnnnnnnnnOiOOOOii", &xo, &wo, &groups, &sh, &sw, &pt, &pl, &pb,
+                          &pr, &dh, &dw, &oo, &scheme, &bo, &mo, &so, &fo, &amin, &amax))
+        return NULL;
+    if (qk_py_check_arr(xo, NPY_INT16, -1, "x") < 0 || qk_py_check_arr(wo, NPY_INT8, -1, "w") < 0 ||
+        qk_py_check_arr(oo, NPY_INT16, -1, "out") < 0)
+        return NULL;
+    PyArrayObject *x = (PyArrayObject *)xo, *w = (PyArrayObject *)wo, *out = (PyArrayObject *)oo;
+    if (PyArray_NDIM(x) != 4 || PyArray_NDIM(w) != 4 || PyArray_NDIM(out) != 4 ||
+        !PyArray_ISWRITEABLE(out) || groups < 1 || sh < 1 || sw < 1 || dh < 1 || dw < 1 ||
+        pt < 0 || pl < 0 || pb < 0 || pr < 0) {
+        PyErr_SetString(PyExc_ValueError, "x, w, out must be 4-D (out writeable); bad geometry");
+        return NULL;
+    }
+    const qk_conv2d_shape s = {(size_t)PyArray_DIM(x, 0), (size_t)PyArray_DIM(x, 1),
+                               (size_t)PyArray_DIM(x, 2), (size_t)PyArray_DIM(x, 3),
+                               (size_t)sh, (size_t)sw, (size_t)pt, (size_t)pl, (size_t)pb,
+                               (size_t)pr, (size_t)dh, (size_t)dw};
+    const size_t n = (size_t)PyArray_DIM(w, 0), kh = (size_t)PyArray_DIM(w, 2),
+                 kw = (size_t)PyArray_DIM(w, 3);
+    /* out must be (batch, n, oh, ow) for the geometry qk_conv2d_s16s8 checks in full */
+    const size_t hp = s.in_h + s.pad_top + s.pad_bottom, wp = s.in_w + s.pad_left + s.pad_right;
+    const size_t eh = s.dil_h * (kh - 1) + 1, ew = s.dil_w * (kw - 1) + 1;
+    if (kh == 0 || kw == 0 || (size_t)PyArray_DIM(w, 1) * (size_t)groups != s.in_c || eh > hp ||
+        ew > wp || (size_t)PyArray_DIM(out, 0) != s.batch || (size_t)PyArray_DIM(out, 1) != n ||
+        (size_t)PyArray_DIM(out, 2) != (hp - eh) / s.stride_h + 1 ||
+        (size_t)PyArray_DIM(out, 3) != (wp - ew) / s.stride_w + 1) {
+        PyErr_SetString(PyExc_ValueError, "w, out: shapes do not match x and the geometry");
+        return NULL;
+    }
+    qk_epilogue_s16 ep;
+    const void *b, *m, *sf, *f;
+    if (qk_py_opt_data(bo, NPY_INT64, n, "bias", &b) < 0 ||
+        qk_py_opt_data(mo, NPY_INT32, n, "multiplier", &m) < 0 ||
+        qk_py_opt_data(so, NPY_INT32, n, "shift", &sf) < 0 ||
+        qk_py_opt_data(fo, NPY_FLOAT64, n, "scale64", &f) < 0)
+        return NULL;
+    ep.scheme = (qk_requant_scheme)scheme;
+    ep.bias = (const int64_t *)b;
+    ep.multiplier = (const int32_t *)m;
+    ep.shift = (const int32_t *)sf;
+    ep.scale64 = (const double *)f;
+    ep.act_min = amin;
+    ep.act_max = amax;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_conv2d_s16s8(&s, (const int8_t *)PyArray_DATA(w), n, kh, kw, (size_t)groups,
+                         (const int16_t *)PyArray_DATA(x), &ep, (int16_t *)PyArray_DATA(out));
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) return qk_py_status_error(st, "qconv2d/qlinear (int16)");
+    Py_RETURN_NONE;
+}
+
 /* ---- gufunc linear_int32: (m,k),(n,k),(),(n)->(m,n) -------------------------------------- */
 static void qk_py_linear_int32_loop(char **args, npy_intp const *dims, npy_intp const *steps,
                                     void *data) {
@@ -265,6 +337,7 @@ static PyMethodDef qk_py_gemm_methods[] = {
     {"_packed_bytes", qk_py_packed_bytes, METH_O, "_packed_bytes(capsule) -> int"},
     {"_linear", qk_py_linear, METH_VARARGS, "_linear(...) -> None, raises on a bad status (see qkernels/linear.py)"},
     {"_conv2d", qk_py_conv2d, METH_VARARGS, "_conv2d(...) -> None, raises on a bad status (see qkernels/linear.py)"},
+    {"_conv2d_s16", qk_py_conv2d_s16, METH_VARARGS, "_conv2d_s16(...) -> None: int16 x int8, int64 sums (see qkernels/linear16.py)"},
     {NULL, NULL, 0, NULL}};
 
 int qk_py_register_gemm(PyObject *module) {

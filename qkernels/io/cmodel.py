@@ -33,7 +33,8 @@ _SCHEMES = {"none": "QK_REQ_NONE", "fp32": "QK_REQ_FP32", "double_round": "QK_RE
             "single_round": "QK_REQ_SINGLE", "shift_half_up": "QK_REQ_SHIFT_HALF_UP",
             "shift_half_even": "QK_REQ_SHIFT_HALF_EVEN", "shift_half_away": "QK_REQ_SHIFT_HALF_AWAY",
             "shift_floor": "QK_REQ_SHIFT_FLOOR", "fp64": "QK_REQ_FP64",
-            "double_round_half_up": "QK_REQ_DOUBLE_HALF_UP"}
+            "double_round_half_up": "QK_REQ_DOUBLE_HALF_UP", "reduced": "QK_REQ_REDUCED",
+            "reduced_cmsis": "QK_REQ_REDUCED_CMSIS"}   # in qk_requant_scheme's order
 
 Layer = Tuple[str, str, Dict[str, Any], Dict[str, np.ndarray]]
 

@@ -22,8 +22,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ["TFLiteModel", "Tensor", "Operator", "read_model", "BUILTIN_NAMES", "TENSOR_TYPES",
-           "ACTIVATIONS"]
+__all__ = ["TFLiteModel", "Tensor", "Operator", "read_model", "unpack_int4", "BUILTIN_NAMES",
+           "TENSOR_TYPES", "PACKED_BITS", "ACTIVATIONS"]
 
 #: BuiltinOperator codes of schema.fbs (those an int8 CNN uses, and a few to name in errors)
 BUILTIN_NAMES: Dict[int, str] = {
@@ -38,8 +38,11 @@ TENSOR_TYPES: Dict[int, Optional[np.dtype]] = {
     0: np.dtype(np.float32), 1: np.dtype(np.float16), 2: np.dtype(np.int32),
     3: np.dtype(np.uint8), 4: np.dtype(np.int64), 6: np.dtype(np.bool_),
     7: np.dtype(np.int16), 9: np.dtype(np.int8), 10: np.dtype(np.float64),
-    17: None,  # INT4 (two a byte)
+    17: np.dtype(np.int8),  # INT4, two a byte: unpacked to int8 values in [-8, 7]
 }
+#: Packed sub-byte tensor types -> bits: constant data unpacked to int8 as TFLite does
+#: (``tensor_utils::UnpackPackedIntToInt8``: low nibble first, sign-extended)
+PACKED_BITS: Dict[int, int] = {17: 4}
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 
 
@@ -180,6 +183,23 @@ def _options(name: str, t: Optional[_Table]) -> Dict[str, Any]:
     return {}
 
 
+def unpack_int4(raw: np.ndarray, shape: Tuple[int, ...], name: str = "") -> np.ndarray:
+    """Two int4 values a byte, low nibble first, sign-extended (TFLite's
+    ``UnpackPackedIntToInt8``), as int8 of ``shape``.
+
+    Example:
+        >>> unpack_int4(np.array([0x8F, 0x07], np.uint8), (3,)).tolist()
+        [-1, -8, 7]
+    """
+    n = int(np.prod(shape, dtype=np.int64))
+    if raw.size < (n + 1) // 2:
+        raise ValueError(f"INT4 tensor {name!r}: {raw.size} bytes hold fewer than its {n} values")
+    b = raw[:(n + 1) // 2].astype(np.int16)
+    lo = ((b & 0x0F) ^ 0x08) - 0x08
+    hi = ((b >> 4) ^ 0x08) - 0x08
+    return np.stack([lo, hi], axis=1).reshape(-1)[:n].astype(np.int8).reshape(shape)
+
+
 def read_model(source: Union[str, os.PathLike, bytes]) -> TFLiteModel:
     """Read a .tflite file (path or bytes). Raises ValueError on a file that is not one."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -224,7 +244,9 @@ def _read(buf: bytes) -> TFLiteModel:
         data = None
         if 0 < bidx < len(buffers):
             raw = buffers[bidx].vector(0, np.uint8)
-            if raw is not None and raw.size and dt is not None:
+            if raw is not None and raw.size and ttype in PACKED_BITS:
+                data = unpack_int4(raw, tuple(int(v) for v in shape), t.string(3))
+            elif raw is not None and raw.size and dt is not None:
                 data = raw.view(dt).reshape(tuple(int(v) for v in shape))
             elif raw is not None and raw.size:
                 data = raw

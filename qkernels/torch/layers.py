@@ -129,7 +129,7 @@ def repack(L: Layer) -> Layer:
     """The C packed weights of a conv / linear layer, rebuilt from its integers (after loading
     or unpickling)."""
     w = getattr(L, "w_int", None)
-    if w is None:
+    if w is None or isinstance(L, (Conv2d16Layer, Linear16Layer)):   # int16 x: no packing
         return L
     if isinstance(L, Conv2dLayer) or getattr(L, "kind", "") == "conv":
         L.packed = qk.pack_conv2d(w, groups=L.groups, w_zero_point=L.w_zero_point,
@@ -285,6 +285,62 @@ class LinearLayer(_WeightedLayer):
     def reference_kernel(self) -> Kernel:
         kw = self._call_kw()
         return lambda t, x: qk.qlinear(x, self.packed, self.bias, **kw)
+
+
+@dataclass(eq=False)
+class Conv2d16Layer(Conv2dLayer):
+    """Conv2d of int16 activations and int8 weights (TFLite's 16x8 CONV_2D / DEPTHWISE_CONV_2D,
+    CMSIS-NN's s16 kernels): int64 ``bias``, zero points 0, int16 out
+    (:mod:`qkernels.linear16`); ``packed`` is unused."""
+
+    op: ClassVar[str] = "conv2d_s16"
+
+    def prepared(self) -> Any:
+        raise TypeError("int16 x int8 layers run qkernels.qconv2d on the int8 weights; "
+                        "there is no prepared (8-bit) call")
+
+    def epilogue(self) -> Any:
+        return qk.linear16.epilogue16("conv", self.w_int, self.bias, x_scale=F32(self.x.scale),
+                                      w_scale=self.w_scale, out_scale=F32(self.out.scale),
+                                      preset=self.preset)
+
+    def kernel(self) -> Kernel:
+        return rt.per_sample(self.reference_kernel())
+
+    def reference_kernel(self) -> Kernel:
+        kw = self._call_kw()
+        return lambda t, x: qk.qconv2d(x, self.w_int, self.bias, stride=self.stride,
+                                       padding=self.padding, dilation=self.dilation,
+                                       groups=self.groups, **kw)
+
+    def params(self) -> Dict[str, Any]:
+        pad = qk._checks.padding4(self.padding)
+        return dict(_WeightedLayer.params(self), stride=list(self.stride), padding=list(pad[:2]),
+                    padding_tlbr=list(pad), dilation=list(self.dilation), groups=int(self.groups))
+
+
+@dataclass(eq=False)
+class Linear16Layer(LinearLayer):
+    """Linear of int16 activations and int8 weights (TFLite's 16x8 FULLY_CONNECTED, CMSIS-NN's
+    arm_fully_connected_s16): int64 ``bias``, zero points 0, int16 out."""
+
+    op: ClassVar[str] = "linear_s16"
+
+    def prepared(self) -> Any:
+        raise TypeError("int16 x int8 layers run qkernels.qlinear on the int8 weights; "
+                        "there is no prepared (8-bit) call")
+
+    def epilogue(self) -> Any:
+        return qk.linear16.epilogue16("linear", self.w_int, self.bias,
+                                      x_scale=F32(self.x.scale), w_scale=self.w_scale,
+                                      out_scale=F32(self.out.scale), preset=self.preset)
+
+    def kernel(self) -> Kernel:
+        return rt.per_sample(self.reference_kernel())
+
+    def reference_kernel(self) -> Kernel:
+        kw = self._call_kw()
+        return lambda t, x: qk.qlinear(x, self.w_int, self.bias, **kw)
 
 
 @dataclass(eq=False)

@@ -38,7 +38,8 @@ _LAYERS = {cls.__name__: cls for cls in (
     Ly.LayerNormLayer, Ly.FloatLayer, Ly.HandlerLayer, Ly.ConstantLayer, Ly.GetItemLayer,
     Ly.MulLayer, Ly.ScalarLayer, Ly.MeanLayer, Ly.ShapeLayer,
     Ly.TFLiteInputLayer, Ly.TFLiteAddLayer, Ly.TFLitePool2dLayer, Ly.TFLiteMeanLayer,
-    Ly.TFLiteConcatLayer, Ly.TFLiteReshapeLayer, Ly.TFLiteSoftmaxLayer)}
+    Ly.TFLiteConcatLayer, Ly.TFLiteReshapeLayer, Ly.TFLiteSoftmaxLayer, Ly.Conv2d16Layer,
+    Ly.Linear16Layer)}
 _SKIP = ("packed", "_prep")   # rebuilt on load
 
 

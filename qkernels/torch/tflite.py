@@ -1,4 +1,4 @@
-""".tflite in: an int8 TFLite model as an :class:`~qkernels.torch.IntegerModel` on qkernels.
+""".tflite in: an int8 (or 16x8) TFLite model as an :class:`~qkernels.torch.IntegerModel` on qkernels.
 
 :func:`from_tflite` reads the flatbuffer (:mod:`qkernels.io.tflite`, no TensorFlow) and builds
 one typed layer per operator: CONV_2D and DEPTHWISE_CONV_2D as :class:`~qkernels.torch.layers.
@@ -8,6 +8,13 @@ LOGISTIC / TANH / HARD_SWISH as 256-entry :class:`~qkernels.torch.layers.LookupL
 TFLite's own arithmetic, and ADD, MUL, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, CONCATENATION,
 RESHAPE, SOFTMAX as the ``TFLite*`` layers (:mod:`qkernels.tflite_ops`). The shape ops that
 only compute a RESHAPE's target (SHAPE, STRIDED_SLICE, PACK) are folded into it.
+
+16x8 models (int16 activations, int8 weights, int64 bias: TFLite's
+``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``) import their CONV_2D,
+DEPTHWISE_CONV_2D and FULLY_CONNECTED as :class:`~qkernels.torch.layers.Conv2d16Layer` /
+:class:`~qkernels.torch.layers.Linear16Layer` (:mod:`qkernels.linear16`); INT4 weights are
+unpacked to int8 in [-8, 7] (:func:`qkernels.io.tflite.unpack_int4`) and run on the 8-bit
+kernels. ``docs/tflite.md`` says which kernel of each runtime that reproduces.
 
 The model takes and returns what the TFLite model does, in float: NHWC inputs (quantized as the
 preset's runtime does its QUANTIZE, ``Preset.quantize_flavor``: half away from zero for the
@@ -31,7 +38,7 @@ import numpy as np
 import qkernels as qk
 from qkernels import presets as P
 from qkernels import tflite_ops as T
-from qkernels.io.tflite import Operator, Tensor, TFLiteModel, read_model
+from qkernels.io.tflite import PACKED_BITS, Operator, Tensor, TFLiteModel, read_model
 
 from . import layers as Ly
 from ._runtime import QMeta
@@ -69,10 +76,12 @@ class _Builder:
 
     def meta(self, i: int) -> QMeta:
         t = self.t(i)
-        if not t.quantized or t.dtype not in (np.dtype(np.int8), np.dtype(np.uint8)):
+        if not t.quantized or t.dtype not in (np.dtype(np.int8), np.dtype(np.uint8),
+                                              np.dtype(np.int16)):
             raise NotImplementedError(f"tensor {t.name!r} is {t.dtype} "
                                       f"{'quantized' if t.quantized else 'not quantized'}; "
-                                      f"from_tflite runs int8 models")
+                                      f"from_tflite runs int8 models (and 16x8 conv / fully "
+                                      f"connected)")
         if t.scale.size != 1:
             raise NotImplementedError(f"activation {t.name!r} is quantized per channel")
         return QMeta(float(np.float32(t.scale[0])), int(t.zero_point[0]), t.dtype)
@@ -119,13 +128,30 @@ class _Builder:
                                       f"int8 kernels take symmetric weights)")
         return s if s.size > 1 else np.float32(s[0])
 
-    def bias(self, i: int) -> Optional[np.ndarray]:
+    def bias(self, i: int, int16: bool = False) -> Optional[np.ndarray]:
         if i < 0:
             return None
         b = self.const(i, "bias")
-        if b.dtype != np.int32:
-            raise NotImplementedError(f"bias {self.t(i).name!r} is {b.dtype}; int32 expected")
+        want = np.int64 if int16 else np.int32
+        if b.dtype != want:
+            raise NotImplementedError(
+                f"bias {self.t(i).name!r} is {b.dtype}; {np.dtype(want).name} expected" +
+                (" (16x8 with an int32 bias runs other TFLite kernels, not reproduced here)"
+                 if int16 else ""))
         return np.ascontiguousarray(b.reshape(-1))
+
+    def int16(self, op: Operator, x: int, out: int) -> bool:
+        """The op is TFLite's 16x8 mode (int16 activations): checked as the interpreter does."""
+        xm, om = self.meta(x), self.meta(out)
+        is16 = xm.dtype == np.dtype(np.int16)
+        if is16 != (om.dtype == np.dtype(np.int16)):
+            raise NotImplementedError(f"{op.name} with {xm.dtype} input and {om.dtype} output")
+        if is16:
+            for m, t in ((xm, x), (om, out)):
+                if m.zero_point != 0:
+                    raise ValueError(f"{op.name}: int16 tensor {self.t(t).name!r} has zero "
+                                     f"point {m.zero_point}; TFLite's 16x8 kernels require 0")
+        return is16
 
     # -- ops -------------------------------------------------------------------------------
     def conv(self, op: Operator) -> None:
@@ -146,12 +172,19 @@ class _Builder:
         pad = self.padding(op, h, wd, wq.shape[2], wq.shape[3], dh, dw)
         ws = self.weight_scale(wt)
         lo, hi = self.act(op, out)
-        L = Ly.Conv2dLayer(self.name(op), (self.src(x),), self.meta(out), x=xm, w_int=wq,
-                           w_scale=ws, w_zero_point=0,
-                           packed=qk.pack_conv2d(wq, groups=groups, w_scale=ws),
-                           bias=self.bias(b_i), preset=self.preset, act_min=lo, act_max=hi,
-                           stride=(o["stride_h"], o["stride_w"]), padding=pad,
-                           dilation=(dh, dw), groups=groups)
+        is16 = self.int16(op, x, out)
+        Cls = Ly.Conv2d16Layer if is16 else Ly.Conv2dLayer
+        preset = self.preset
+        if self.runtime == "xnnpack" and wt.type in PACKED_BITS:
+            # measured (LiteRT 2.3.0): the XNNPACK delegate leaves CONV_2D / DEPTHWISE_CONV_2D
+            # with INT4 filters to the optimized built-ins (it takes FULLY_CONNECTED's)
+            preset = P.get("tflite_optimized")
+        L = Cls(self.name(op), (self.src(x),), self.meta(out), x=xm, w_int=wq,
+                w_scale=ws, w_zero_point=0,
+                packed=None if is16 else qk.pack_conv2d(wq, groups=groups, w_scale=ws),
+                bias=self.bias(b_i, is16), preset=preset, act_min=lo, act_max=hi,
+                stride=(o["stride_h"], o["stride_w"]), padding=pad,
+                dilation=(dh, dw), groups=groups)
         self.add(L, out, True)
 
     def fully_connected(self, op: Operator) -> None:
@@ -170,9 +203,12 @@ class _Builder:
             src = R.name
         ws = self.weight_scale(self.t(w_i))
         lo, hi = self.act(op, out)
-        L = Ly.LinearLayer(self.name(op), (src,), self.meta(out), x=self.meta(x), w_int=w,
-                           w_scale=ws, w_zero_point=0, packed=qk.pack_linear(w, w_scale=ws),
-                           bias=self.bias(b_i), preset=self.preset, act_min=lo, act_max=hi)
+        is16 = self.int16(op, x, out)
+        Cls = Ly.Linear16Layer if is16 else Ly.LinearLayer
+        L = Cls(self.name(op), (src,), self.meta(out), x=self.meta(x), w_int=w,
+                w_scale=ws, w_zero_point=0,
+                packed=None if is16 else qk.pack_linear(w, w_scale=ws),
+                bias=self.bias(b_i, is16), preset=self.preset, act_min=lo, act_max=hi)
         self.add(L, out, False)
 
     def binary(self, op: Operator) -> None:
@@ -324,7 +360,8 @@ class _Builder:
 
 def from_tflite(source: Union[str, os.PathLike, bytes], preset: Any = "tflite",
                 threads: Optional[int] = None) -> IntegerModel:
-    """An int8 ``.tflite`` model (path or bytes) as an :class:`IntegerModel` on qkernels.
+    """An int8 (or 16x8, or INT4-weight) ``.tflite`` model (path or bytes) as an
+    :class:`IntegerModel` on qkernels.
 
     ``preset``: the runtime reproduced: "tflite" (LiteRT's reference kernels,
     ``OpResolverType.BUILTIN_REF``), "tflite_xnnpack" (its default XNNPACK delegate: conv /

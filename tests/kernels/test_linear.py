@@ -220,7 +220,7 @@ def test_errors_shapes_and_dtypes():
     with pytest.raises(ValueError, match="K = 7.*K = 8"):
         qkernels.qlinear(np.zeros((2, 7), I8), w, **_ok_kwargs())
     with pytest.raises(TypeError, match="x must be a uint8 or int8"):
-        qkernels.qlinear(x.astype(np.int16), w, **_ok_kwargs())
+        qkernels.qlinear(x.astype(np.int32), w, **_ok_kwargs())   # (int16: qkernels.linear16)
     with pytest.raises(TypeError, match="x must be uint8 for preset 'fbgemm'"):
         qkernels.qlinear(x, w, preset="fbgemm", **_ok_kwargs())
     with pytest.raises(TypeError, match="w must be int8 for preset 'tflite'"):
