@@ -44,7 +44,7 @@ __all__ = ["Layer", "QuantizeLayer", "DequantizeLayer", "Conv2dLayer", "LinearLa
            "DynamicLayer", "AddLayer", "ClampLayer", "LeakyReLULayer", "LookupLayer",
            "MaxPool2dLayer", "AvgPool2dLayer", "AdaptiveAvgPool2dLayer", "CatLayer",
            "FlattenLayer", "IdentityLayer", "LayerNormLayer", "FloatLayer", "HandlerLayer",
-           "MulLayer", "ScalarLayer", "MeanLayer", "ShapeLayer",
+           "MulLayer", "ScalarLayer", "MeanLayer", "ShapeLayer", "BatchNormLayer", "UpsampleNearestLayer",
            "ConstantLayer", "GetItemLayer", "TFLiteInputLayer", "TFLiteAddLayer",
            "TFLitePool2dLayer", "TFLiteMeanLayer", "TFLiteConcatLayer", "TFLiteReshapeLayer",
            "TFLiteSoftmaxLayer", "OutputRef"]
@@ -496,6 +496,63 @@ class LookupLayer(Layer):
         return {"table": self.table}
 
 
+def batch_norm_params(weight: Optional[np.ndarray], bias: Optional[np.ndarray], mean: np.ndarray,
+                      var: np.ndarray, eps: float, in_scale: float,
+                      out_scale: float) -> Tuple[np.ndarray, np.ndarray]:
+    """PyTorch's quantized BatchNorm per-channel factors (``compute_fused_params``,
+    aten/src/ATen/native/quantized/cpu/qbatch_norm.cpp), float32 as it rounds them:
+    ``inv = fl(1.0 / sqrtf(var + fl(eps)))`` (double division), ``alpha = fl(fl(inv * w) *
+    (s_in / s_out))``, ``beta = fl(fl(b - fl(fl(mean * inv) * w)) / s_out)`` (the ratios and the
+    divisions in double)."""
+    var = np.asarray(var, F32)
+    c = var.shape[0]
+    w = np.ones(c, F32) if weight is None else np.asarray(weight, F32)
+    b = np.zeros(c, F32) if bias is None else np.asarray(bias, F32)
+    inv = (1.0 / np.sqrt((var + F32(eps)).astype(F32)).astype(np.float64)).astype(F32)
+    alpha = ((inv * w).astype(F32).astype(np.float64) *
+             (float(in_scale) / float(out_scale))).astype(F32)
+    mi = ((np.asarray(mean, F32) * inv).astype(F32) * w).astype(F32)
+    beta = ((b - mi).astype(F32).astype(np.float64) / float(out_scale)).astype(F32)
+    return alpha, beta
+
+
+@dataclass(eq=False)
+class BatchNormLayer(Layer):
+    """PyTorch's ``quantized::batch_norm2d(_relu)`` (a BatchNorm no convolution absorbs, e.g.
+    DenseNet's BN-ReLU-conv), as ``q_batch_norm_kernel`` computes it: per channel c
+    ``y = RNE(fmaf(alpha[c], q - zp_in, beta[c])) + zp_out`` clamped to the type (then ``max(y,
+    zp_out)`` with ReLU), ``alpha`` / ``beta`` from :func:`batch_norm_params`. NCHW, channel axis 1."""
+
+    x: QMeta = None             # type: ignore[assignment]
+    alpha: np.ndarray = None    # type: ignore[assignment]
+    beta: np.ndarray = None     # type: ignore[assignment]
+    relu: bool = False
+    op: ClassVar[str] = "batch_norm"
+
+    def _ref(self, q: np.ndarray) -> np.ndarray:
+        if q.ndim < 2 or q.shape[1] != self.alpha.shape[0]:
+            raise ValueError(f"{self.name}: BatchNorm of {self.alpha.shape[0]} channels got an "
+                             f"input of shape {q.shape} (channels on axis 1)")
+        acc = q.astype(np.int32) - np.int32(self.x.zero_point)
+        v = qk.accumulator_to_float(acc, self.alpha, self.beta, axis=1)
+        out = self.out
+        y = qk.quantize(v, F32(1), out.zero_point, dtype=out.dtype, flavor="pt2e")
+        if self.relu:
+            y = np.maximum(y, np.asarray(out.zero_point, out.dtype))
+        return y
+
+    def kernel(self) -> Kernel:
+        return _saturating(self.out, rt.per_sample(lambda t, q: self._ref(q)))
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), **_bits_params(self.out), relu=bool(self.relu),
+                    x_scale=float(self.x.scale), x_zero_point=int(self.x.zero_point),
+                    formula="RNE(fmaf(alpha[c], q - x_zero_point, beta[c])) + out_zero_point")
+
+    def arrays(self) -> Dict[str, np.ndarray]:
+        return {"alpha": self.alpha, "beta": self.beta}
+
+
 # ---- pooling --------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class MaxPool2dLayer(Layer):
@@ -672,6 +729,30 @@ class IdentityLayer(Layer):
 
     def params(self) -> Dict[str, Any]:
         return dict(super().params(), module=self.what)
+
+
+@dataclass(eq=False)
+class UpsampleNearestLayer(Layer):
+    """Nearest upsampling (``F.interpolate(mode="nearest")``, ``nn.Upsample``) of an integer
+    tensor: every output element is a copy of one input element (PyTorch's quantized
+    ``upsample_nearest2d`` keeps the input's parameters), so torch's float op on the integers
+    (exact in float32) gives them. ``kwargs``: size / scale_factor / align_corners ..."""
+
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    op: ClassVar[str] = "upsample_nearest"
+
+    def kernel(self) -> Kernel:
+        import torch
+
+        kw = {k: v for k, v in self.kwargs.items() if v is not None}
+
+        def kernel(t: int, q: np.ndarray) -> np.ndarray:
+            y = torch.nn.functional.interpolate(torch.from_numpy(q.astype(F32)), **kw)
+            return y.numpy().astype(q.dtype)
+        return rt.per_sample(kernel)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), **{k: v for k, v in self.kwargs.items() if v is not None})
 
 
 # ---- LayerNorm ------------------------------------------------------------------------------------

@@ -101,21 +101,21 @@ def test_unsupported_layer_is_named(data):
         def __init__(self):
             super().__init__()
             self.conv = torch.nn.Conv2d(1, 4, 3)
-            self.act = torch.nn.GELU()
+            self.act = torch.nn.Softmax(dim=1)
 
         def forward(self, x):
             return self.act(self.conv(x))
 
-    with pytest.raises(NotImplementedError, match=r"act \(GELU\).*float_modules=\('act',\).*"
-                                                  r"handlers=\{GELU: fn\}"):
+    with pytest.raises(NotImplementedError, match=r"act \(Softmax\).*float_modules=\('act',\).*"
+                                                  r"handlers=\{Softmax: fn\}"):
         quantize_model(Odd().eval(), calib)
     with pytest.raises(ValueError, match="float_modules: nope"):
         quantize_model(Odd().eval(), calib, config=QuantConfig(float_modules=("nope",)))
 
 
 class _ConvGeluNet(torch.nn.Module):
-    """conv -> GELU -> conv -> sigmoid (function) -> flatten -> linear: layers quantize_model has
-    no integer op for, between integer layers."""
+    """conv -> GELU -> conv -> sigmoid (function) -> flatten -> linear: GELU and sigmoid kept in
+    float (or given a handler) between integer layers."""
 
     def __init__(self):
         super().__init__()

@@ -1,0 +1,67 @@
+"""The torchvision model zoo for the tests and scripts/zoo_sqnr.py: import and random models.
+
+torchvision 0.28.0 (requirements-zoo.txt) is the index's CUDA build: its C extension does not load
+on the CPU torch, and torchvision's import then stops at registering fake kernels for its detection
+ops. The Makefile installs it outside site-packages (.venv/torchvision-zoo, so that nothing else,
+e.g. transformers, imports it); :func:`import_torchvision` puts that folder on sys.path and defines
+the two schemas the import needs (``torchvision::nms``, ``torchvision::qnms``; no detection op
+runs here) when, and only when, the extension does not load, so the pure-Python model definitions
+import.
+"""
+import glob
+import importlib.util
+import os
+import sys
+
+import torch
+
+_LIBS = []
+
+#: torchvision's quantizable architectures (torchvision.models.quantization)
+QUANTIZABLE = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "shufflenet_v2_x1_0",
+               "googlenet", "inception_v3")
+#: plain torchvision models (torchvision.models) with ops the quantizable ones do not have
+PLAIN = ("efficientnet_b0", "regnet_x_400mf", "squeezenet1_1", "densenet121", "mnasnet0_5")
+
+
+def import_torchvision():
+    """torchvision (from .venv/torchvision-zoo when it is there); RuntimeError if missing."""
+    zoo = os.path.join(sys.prefix, "torchvision-zoo")
+    if os.path.isdir(zoo) and zoo not in sys.path:
+        sys.path.append(zoo)
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None:
+        raise RuntimeError("torchvision is a test requirement: `make venv` installs "
+                           f"requirements-zoo.txt into {zoo}")
+    ext = glob.glob(os.path.join(os.path.dirname(spec.origin), "_C*.so"))
+    try:
+        if ext:
+            torch.ops.load_library(ext[0])
+    except OSError:
+        if not _LIBS:
+            lib = torch.library.Library("torchvision", "FRAGMENT")
+            for op in ("nms", "qnms"):
+                lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+            _LIBS.append(lib)
+    import torchvision
+    import torchvision.models.quantization  # noqa: F401
+    return torchvision
+
+
+def random_model(name: str, size: int, seed: int = 0) -> torch.nn.Module:
+    """torchvision model ``name`` (the quantizable version for the names of QUANTIZABLE) with
+    random weights and BatchNorm statistics from one training-mode pass on random images of
+    ``size`` x ``size``, in eval mode."""
+    tv = import_torchvision()
+    torch.manual_seed(seed)
+    kw = dict(weights=None)
+    if name in ("inception_v3", "googlenet"):
+        kw.update(aux_logits=False, init_weights=False)
+    if name in QUANTIZABLE:
+        m = getattr(tv.models.quantization, name)(quantize=False, **kw)
+    else:
+        m = getattr(tv.models, name)(**kw)
+    m.train()
+    with torch.no_grad():
+        m(torch.randn(4, 3, size, size))        # BatchNorm statistics that are not the identity
+    return m.eval()
