@@ -98,6 +98,7 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, 
         args = fx.node.map_arg(node.args, lambda n: values[n])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
         L = _layer(ctx, gm, node, args, kwargs)
+        ctx.track_layout(L)
         layers.append(L)
         values[node] = O.Value(name, L.out)
     if output is None:

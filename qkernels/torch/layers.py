@@ -533,8 +533,14 @@ class BatchNormLayer(Layer):
         if q.ndim < 2 or q.shape[1] != self.alpha.shape[0]:
             raise ValueError(f"{self.name}: BatchNorm of {self.alpha.shape[0]} channels got an "
                              f"input of shape {q.shape} (channels on axis 1)")
-        acc = q.astype(np.int32) - np.int32(self.x.zero_point)
-        v = qk.accumulator_to_float(acc, self.alpha, self.beta, axis=1)
+        # fmaf(alpha, a, beta) == fmaf(|alpha|, sign(alpha) a, beta) (exact sign flips); alpha 0
+        # gives beta (fmaf(1, 0, beta)); accumulator_to_float takes positive scales
+        a = self.alpha
+        sign = np.where(a < 0, -1, np.where(a > 0, 1, 0)).astype(np.int32)
+        shape = (1, a.shape[0]) + (1,) * (q.ndim - 2)
+        acc = (q.astype(np.int32) - np.int32(self.x.zero_point)) * sign.reshape(shape)
+        scale = np.where(a == 0, F32(1), np.abs(a)).astype(F32)
+        v = qk.accumulator_to_float(acc, scale, self.beta, axis=1)
         out = self.out
         y = qk.quantize(v, F32(1), out.zero_point, dtype=out.dtype, flavor="pt2e")
         if self.relu:
@@ -597,14 +603,21 @@ class AvgPool2dLayer(Layer):
     count_include_pad: bool = True
     divisor_override: Optional[int] = None
     engine: str = "fbgemm"
+    #: the input is channels-last in PyTorch (a conv / BatchNorm output): its NHWC kernel
+    channels_last: bool = False
+    #: its channels per vector (:func:`~qkernels.torch.qarith.torch_pool_vec_width`)
+    vec_width: int = 8
     op: ClassVar[str] = "avg_pool2d"
 
     def kernel(self) -> Kernel:
-        avg = qa.q_avg_pool2d_qnnpack if self.engine == "qnnpack" else qa.q_avg_pool2d
         a = (self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
              self.divisor_override)
         q = _q(self.out)
-        return rt.per_sample(lambda t, x: avg(q(x), *a).q)
+        if self.engine == "qnnpack":
+            return rt.per_sample(lambda t, x: qa.q_avg_pool2d_qnnpack(q(x), *a).q)
+        cl, vw = bool(self.channels_last), int(self.vec_width)
+        return rt.per_sample(lambda t, x: qa.q_avg_pool2d(q(x), *a, channels_last=cl,
+                                                          vec_width=vw).q)
 
     def params(self) -> Dict[str, Any]:
         k = np.broadcast_to(self.kernel_size, 2)
@@ -613,7 +626,8 @@ class AvgPool2dLayer(Layer):
                     padding=list(np.broadcast_to(self.padding, 2)), ceil_mode=bool(self.ceil_mode),
                     count_include_pad=bool(self.count_include_pad),
                     divisor_override=0 if self.divisor_override is None else int(self.divisor_override),
-                    engine=self.engine)
+                    engine=self.engine, channels_last=bool(self.channels_last),
+                    vec_width=int(self.vec_width))
 
 
 @dataclass(eq=False)

@@ -99,6 +99,22 @@ class QuantizedContext:
         self.preset = P.get("qnnpack" if engine == "qnnpack" else "fbgemm")
         #: the graph node being built (set by the front end; builders of generic ops read its target)
         self.node: Any = None
+        #: the values PyTorch holds channels-last (see :func:`track_layout`)
+        self.channels_last: set = set()
+
+    def track_layout(self, layer: Ly.Layer) -> None:
+        """Record whether PyTorch holds ``layer``'s output channels-last: quantized conv and
+        BatchNorm outputs are; elementwise ops and pooling keep their (first) input's layout,
+        cat the layout all its inputs share; anything else is NCHW. Pooling kernels that
+        round differently by layout read it (:class:`~qkernels.torch.layers.AvgPool2dLayer`)."""
+        keep = (Ly.ClampLayer, Ly.IdentityLayer, Ly.LookupLayer, Ly.LeakyReLULayer, Ly.AddLayer,
+                Ly.MulLayer, Ly.ScalarLayer, Ly.MaxPool2dLayer, Ly.AvgPool2dLayer,
+                Ly.AdaptiveAvgPool2dLayer)
+        ins = [i in self.channels_last for i in layer.inputs]
+        if isinstance(layer, (Ly.Conv2dLayer, Ly.BatchNormLayer)) or \
+                (isinstance(layer, keep) and ins and ins[0]) or \
+                (isinstance(layer, Ly.CatLayer) and ins and all(ins)):
+            self.channels_last.add(layer.name)
 
 
 def unsupported(what: str, front: str = "from_torch_quantized") -> NotImplementedError:
@@ -364,7 +380,9 @@ def _avg_pool(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) 
     engine = getattr(ctx, "engine", "fbgemm")
     return Ly.AvgPool2dLayer(name, (a[0].name,), xm, kernel_size=a[1], stride=a[2], padding=a[3],
                              ceil_mode=bool(a[4]), count_include_pad=bool(a[5]),
-                             divisor_override=a[6], engine=engine)
+                             divisor_override=a[6], engine=engine,
+                             channels_last=a[0].name in getattr(ctx, "channels_last", ()),
+                             vec_width=qa.torch_pool_vec_width())
 
 
 def _adaptive_pool(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:

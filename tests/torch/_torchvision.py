@@ -65,3 +65,51 @@ def random_model(name: str, size: int, seed: int = 0) -> torch.nn.Module:
     with torch.no_grad():
         m(torch.randn(4, 3, size, size))        # BatchNorm statistics that are not the identity
     return m.eval()
+
+
+def sqnr_db(y, ref) -> float:
+    """10 log10(sum ref^2 / sum (y - ref)^2) in dB (inf when equal)."""
+    import numpy as np
+
+    y = np.asarray(y, np.float64)
+    ref = np.asarray(ref, np.float64)
+    err = float(np.sum((y - ref) ** 2))
+    return float("inf") if err == 0 else 10 * float(np.log10(np.sum(ref ** 2) / err))
+
+
+def zoo_sqnr(name: str, size: int, engine: str = "fbgemm", n_calib: int = 4, n_eval: int = 8,
+             batch: int = 4, seed: int = 0):
+    """(qkernels quantize_model SQNR, PyTorch FX SQNR) against the float model, in dB, on the same
+    ``n_eval`` random images of ``size`` x ``size``: qkernels with the engine's preset and its
+    default QuantConfig (W8A8, per-channel weights, min/max calibration), PyTorch with
+    ``prepare_fx`` / ``convert_fx`` and the engine's default qconfig mapping; both calibrated on
+    the same ``n_calib`` batches of ``batch`` random images."""
+    import warnings
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from qkernels.torch import QuantConfig, quantize_model
+
+    m = random_model(name, size, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    calib = [torch.randn(batch, 3, size, size, generator=g) for _ in range(n_calib)]
+    x = torch.randn(n_eval, 3, size, size, generator=g)
+    with torch.no_grad():
+        ref = m(x).numpy()
+    im = quantize_model(m, calib, config=QuantConfig(preset=engine))
+    ours = sqnr_db(im(x.numpy()), ref)
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = prepare_fx(m, get_default_qconfig_mapping(engine), example_inputs=(x[:1],))
+            with torch.no_grad():
+                for b in calib:
+                    p(b)
+                q = convert_fx(p)
+                theirs = sqnr_db(q(x).numpy(), ref)
+    finally:
+        torch.backends.quantized.engine = old
+    return ours, theirs
