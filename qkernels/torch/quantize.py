@@ -317,6 +317,15 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     :class:`~qkernels.torch.IntegerModel` that runs it on qkernels' integer kernels. Dynamic mode
     (``QuantConfig(mode="dynamic")``) calibrates nothing: ``calib_data`` may be None.
 
+    Integer ops: every entry of the op table (conv / linear, add / mul of tensors and with
+    numbers, ReLU variants, Hardswish / Hardsigmoid, any other elementwise op of one 8-bit
+    input as a 256-entry table of the float op (SiLU, Sigmoid, Tanh, GELU...), BatchNorm2d /
+    BNReLU2d that no conv absorbs (PyTorch's quantized batch_norm2d), pooling, mean, cat,
+    LayerNorm, Dropout / stochastic depth, nearest interpolate, the shape ops). Values computed
+    from no model input (constants, Parameters, sizes) run in float as they are; an op of
+    quantized and float tensors (a class token Parameter concatenated with patches) runs in
+    float with its output calibrated and quantized.
+
     A layer without an integer implementation is refused here, by name; keep it in float
     (``QuantConfig(float_modules=("name",))``) or give its module type an integer ``handler``
     (``handlers={nn.GELU: fn}``, see :data:`Handler`): both get calibrated output parameters.
