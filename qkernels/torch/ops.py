@@ -604,13 +604,19 @@ def _hardsigmoid_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args
                           function="hardsigmoid")
 
 
-def _hardswish_layer(name: str, x: Any, out: QMeta, engine: str = "fbgemm") -> Ly.Layer:
-    xm = _qin(x, f"hardswish {name}")
+def _hard_layer(name: str, x: Any, out: QMeta, engine: str, swish: bool) -> Ly.Layer:
+    """Hardswish (``swish``) or Hardsigmoid with calibrated output parameters, as a table."""
+    what = "hardswish" if swish else "hardsigmoid"
+    xm = _qin(x, f"{what} {name}")
     out = _out_like(out, xm)
-    table = hardswish_table(xm, out, engine)
+    table = _hard_table(xm, out, engine, swish)
     if out.bits is not None:   # saturate to the bit range as every other op does
         table = np.clip(table, *out.qrange()).astype(table.dtype)
-    return Ly.LookupLayer(name, (x.name,), out, x=xm, table=table, function="hardswish")
+    return Ly.LookupLayer(name, (x.name,), out, x=xm, table=table, function=what)
+
+
+def _hardswish_layer(name: str, x: Any, out: QMeta, engine: str = "fbgemm") -> Ly.Layer:
+    return _hard_layer(name, x, out, engine, True)
 
 
 def _hardswish_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
@@ -627,13 +633,7 @@ def _hardswish_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: 
 
 def _hardsigmoid_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
                             kwargs: Dict) -> Ly.Layer:
-    x = args[0]
-    xm = _qin(x, f"hardsigmoid {node.name}")
-    out = _out_like(ctx.out(node.name), xm)
-    table = hardsigmoid_table(xm, out, ctx.engine)
-    if out.bits is not None:
-        table = np.clip(table, *out.qrange()).astype(table.dtype)
-    return Ly.LookupLayer(node.name, (x.name,), out, x=xm, table=table, function="hardsigmoid")
+    return _hard_layer(node.name, args[0], ctx.out(node.name), ctx.engine, False)
 
 
 # ---- any other op of one 8-bit input: a table -------------------------------------------------------
