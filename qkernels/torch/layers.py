@@ -556,7 +556,7 @@ class BatchNormLayer(Layer):
                     formula="RNE(fmaf(alpha[c], q - x_zero_point, beta[c])) + out_zero_point")
 
     def arrays(self) -> Dict[str, np.ndarray]:
-        return {"alpha": self.alpha, "beta": self.beta}
+        return {"bn_alpha": self.alpha, "bn_beta": self.beta}
 
 
 # ---- pooling --------------------------------------------------------------------------------------
