@@ -368,6 +368,7 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
                                   fixed.get(node.name + ".weight"))
             if W is not None:
                 weights[node.name] = W
+    qvalues = _quantized_values(gm, weights, special)
     if cfg.mode == "dynamic":
         acts = sorted(k for k in fixed if not k.endswith(".weight"))
         if acts:
@@ -378,7 +379,6 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
             W.quantize_input, W.input_range = qi, rng
         return _build(float_model, gm, cfg, weights, {}, {}, {}, float_nodes, handlers, qvalues,
                       set())
-    qvalues = _quantized_values(gm, weights, special)
     if cfg.mode == "static":
         _check_supported(gm, weights, special, qvalues)
     # calibration: observe every node output that carries new quantization parameters
