@@ -12,7 +12,7 @@ at 32 their last feature map is 1x1 and PyTorch's own quantized model fails in i
 ("required rank 4 tensor to use channels_last format"). squeezenet1_1 runs at 64x64 too: at 32
 (1x1 maps in its last four fire modules) this two-image estimate gave ours 21.8 dB against
 PyTorch's 28.1. The figures on more data are scripts/zoo_sqnr.py's table (BENCHMARKS.md, 64x64,
-16 calibration and 8 evaluation images), where ours is the higher on every model."""
+16 calibration and 8 evaluation images), where ours is the higher on every model measured."""
 import math
 import os
 import sys
