@@ -1,5 +1,6 @@
-"""The torchvision model zoo as the Makefile installs it, for the zoo test
-(tests/torch/test_torchvision_zoo_vs_torch.py) and the whole-model benchmark (scripts/bench_zoo.py).
+"""The torchvision model zoo as the Makefile installs it, for the zoo tests
+(tests/torch/test_torchvision_zoo_*.py), the whole-model benchmark (scripts/bench_zoo.py) and
+scripts/zoo_sqnr.py: the import, random models and the SQNR comparison with PyTorch FX.
 
 torchvision 0.28.0 (requirements-zoo.txt) is the index's CUDA build: its C extension does not load
 on the CPU torch, and torchvision's import then stops at registering fake kernels for its detection
@@ -15,6 +16,12 @@ import sys
 from typing import Any, List
 
 _LIBS: List[Any] = []
+
+#: torchvision's quantizable architectures (torchvision.models.quantization)
+QUANTIZABLE = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "shufflenet_v2_x1_0",
+               "googlenet", "inception_v3")
+#: plain torchvision models (torchvision.models) with ops the quantizable ones do not have
+PLAIN = ("efficientnet_b0", "regnet_x_400mf", "squeezenet1_1", "densenet121", "mnasnet0_5")
 
 
 def import_torchvision() -> Any:
@@ -46,3 +53,74 @@ def import_torchvision() -> Any:
             _LIBS.append(lib)
     import torchvision.models.quantization as tvq
     return tvq
+
+
+def random_model(name: str, size: int, seed: int = 0) -> Any:
+    """torchvision model ``name`` (the quantizable version for the names of QUANTIZABLE) with
+    random weights and BatchNorm statistics from one training-mode pass on random images of
+    ``size`` x ``size``, in eval mode."""
+    import torch
+
+    tvq = import_torchvision()
+    import torchvision
+    torch.manual_seed(seed)
+    kw = dict(weights=None)
+    if name in ("inception_v3", "googlenet"):
+        kw.update(aux_logits=False, init_weights=False)
+    if name in QUANTIZABLE:
+        m = getattr(tvq, name)(quantize=False, **kw)
+    else:
+        m = getattr(torchvision.models, name)(**kw)
+    m.train()
+    with torch.no_grad():
+        m(torch.randn(4, 3, size, size))        # BatchNorm statistics that are not the identity
+    return m.eval()
+
+
+def sqnr_db(y, ref) -> float:
+    """10 log10(sum ref^2 / sum (y - ref)^2) in dB (inf when equal)."""
+    import numpy as np
+
+    y = np.asarray(y, np.float64)
+    ref = np.asarray(ref, np.float64)
+    err = float(np.sum((y - ref) ** 2))
+    return float("inf") if err == 0 else 10 * float(np.log10(np.sum(ref ** 2) / err))
+
+
+def zoo_sqnr(name: str, size: int, engine: str = "fbgemm", n_calib: int = 4, n_eval: int = 8,
+             batch: int = 4, seed: int = 0):
+    """(qkernels quantize_model SQNR, PyTorch FX SQNR) against the float model, in dB, on the same
+    ``n_eval`` random images of ``size`` x ``size``: qkernels with the engine's preset and its
+    default QuantConfig (W8A8, per-channel weights, min/max calibration), PyTorch with
+    ``prepare_fx`` / ``convert_fx`` and the engine's default qconfig mapping; both calibrated on
+    the same ``n_calib`` batches of ``batch`` random images."""
+    import warnings
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    import torch
+    from qkernels.torch import QuantConfig, quantize_model
+
+    m = random_model(name, size, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    calib = [torch.randn(batch, 3, size, size, generator=g) for _ in range(n_calib)]
+    x = torch.randn(n_eval, 3, size, size, generator=g)
+    with torch.no_grad():
+        ref = m(x).numpy()
+    im = quantize_model(m, calib, config=QuantConfig(preset=engine))
+    ours = sqnr_db(im(x.numpy()), ref)
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = prepare_fx(m, get_default_qconfig_mapping(engine), example_inputs=(x[:1],))
+            with torch.no_grad():
+                for b in calib:
+                    p(b)
+                q = convert_fx(p)
+                theirs = sqnr_db(q(x).numpy(), ref)
+    finally:
+        torch.backends.quantized.engine = old
+    return ours, theirs

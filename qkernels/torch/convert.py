@@ -58,11 +58,15 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, 
     Supported: every op of the op table (quantize_per_tensor, dequantize, quantized Conv2d /
     ConvReLU2d / Linear / LinearReLU with per-tensor or per-channel weights, dynamic Linear,
     quantized add / add_relu (QNNPACK's integer add under engine "qnnpack"), mul / mul_relu,
-    add / mul with a constant, ReLU, ReLU6 / Hardtanh, LeakyReLU, Hardswish, Hardsigmoid, max /
-    average / adaptive average pooling (module and function), mean, cat / quantized.cat,
-    flatten, Dropout, Identity, the shape ops on integers (size, view / reshape, transpose /
-    permute, contiguous, chunk / split, squeeze / unsqueeze, getitem)) and float ops between
-    dequantize and quantize. Anything else raises NotImplementedError naming the module.
+    add / mul with a constant, ReLU, ReLU6 / Hardtanh, LeakyReLU, Hardswish, Hardsigmoid,
+    BatchNorm2d / BNReLU2d (quantized batch_norm2d), max / average / adaptive average pooling
+    (module and function; average pooling of a channels-last conv / BatchNorm output as
+    PyTorch's NHWC kernel rounds it), mean, cat / quantized.cat, flatten, Dropout, Identity,
+    torchvision's stochastic_depth in eval, nearest interpolate / Upsample, the shape ops on
+    integers (size, view / reshape, transpose / permute, contiguous, chunk / split, squeeze /
+    unsqueeze, getitem)) and float ops between dequantize and quantize. Anything else
+    (quantized ConvTranspose2d, Sigmoid, bilinear interpolate...) raises NotImplementedError
+    naming the module.
 
     Raises:
         NotImplementedError: an op without an integer implementation (the message names it).
@@ -98,6 +102,7 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, 
         args = fx.node.map_arg(node.args, lambda n: values[n])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
         L = _layer(ctx, gm, node, args, kwargs)
+        ctx.track_layout(L)
         layers.append(L)
         values[node] = O.Value(name, L.out)
     if output is None:

@@ -309,6 +309,9 @@ _KEYS = {
     "alpha": "LayerNorm: PTF exponent per channel", "gamma_int": "LayerNorm: integer gamma",
     "beta_int": "LayerNorm: integer beta", "lut": "LayerNorm: inverse square root table (sole)",
     "gamma": "LayerNorm: float gamma", "beta": "LayerNorm: float beta",
+    "bn_alpha": "BatchNorm: float32 factor per channel, y = RNE(fmaf(bn_alpha[c], q - x_zero_point, "
+                "bn_beta[c])) + out_zero_point",
+    "bn_beta": "BatchNorm: float32 offset per channel in output steps",
 }
 
 

@@ -44,7 +44,7 @@ __all__ = ["Layer", "QuantizeLayer", "DequantizeLayer", "Conv2dLayer", "LinearLa
            "DynamicLayer", "AddLayer", "ClampLayer", "LeakyReLULayer", "LookupLayer",
            "MaxPool2dLayer", "AvgPool2dLayer", "AdaptiveAvgPool2dLayer", "CatLayer",
            "FlattenLayer", "IdentityLayer", "LayerNormLayer", "FloatLayer", "HandlerLayer",
-           "MulLayer", "ScalarLayer", "MeanLayer", "ShapeLayer",
+           "MulLayer", "ScalarLayer", "MeanLayer", "ShapeLayer", "BatchNormLayer", "UpsampleNearestLayer",
            "ConstantLayer", "GetItemLayer", "TFLiteInputLayer", "TFLiteAddLayer",
            "TFLitePool2dLayer", "TFLiteMeanLayer", "TFLiteConcatLayer", "TFLiteReshapeLayer",
            "TFLiteSoftmaxLayer", "OutputRef"]
@@ -557,6 +557,69 @@ class LookupLayer(Layer):
         return {"table": self.table}
 
 
+def batch_norm_params(weight: Optional[np.ndarray], bias: Optional[np.ndarray], mean: np.ndarray,
+                      var: np.ndarray, eps: float, in_scale: float,
+                      out_scale: float) -> Tuple[np.ndarray, np.ndarray]:
+    """PyTorch's quantized BatchNorm per-channel factors (``compute_fused_params``,
+    aten/src/ATen/native/quantized/cpu/qbatch_norm.cpp), float32 as it rounds them:
+    ``inv = fl(1.0 / sqrtf(var + fl(eps)))`` (double division), ``alpha = fl(fl(inv * w) *
+    (s_in / s_out))``, ``beta = fl(fl(b - fl(fl(mean * inv) * w)) / s_out)`` (the ratios and the
+    divisions in double)."""
+    var = np.asarray(var, F32)
+    c = var.shape[0]
+    w = np.ones(c, F32) if weight is None else np.asarray(weight, F32)
+    b = np.zeros(c, F32) if bias is None else np.asarray(bias, F32)
+    inv = (1.0 / np.sqrt((var + F32(eps)).astype(F32)).astype(np.float64)).astype(F32)
+    alpha = ((inv * w).astype(F32).astype(np.float64) *
+             (float(in_scale) / float(out_scale))).astype(F32)
+    mi = ((np.asarray(mean, F32) * inv).astype(F32) * w).astype(F32)
+    beta = ((b - mi).astype(F32).astype(np.float64) / float(out_scale)).astype(F32)
+    return alpha, beta
+
+
+@dataclass(eq=False)
+class BatchNormLayer(Layer):
+    """PyTorch's ``quantized::batch_norm2d(_relu)`` (a BatchNorm no convolution absorbs, e.g.
+    DenseNet's BN-ReLU-conv), as ``q_batch_norm_kernel`` computes it: per channel c
+    ``y = RNE(fmaf(alpha[c], q - zp_in, beta[c])) + zp_out`` clamped to the type (then ``max(y,
+    zp_out)`` with ReLU), ``alpha`` / ``beta`` from :func:`batch_norm_params`. NCHW, channel axis 1."""
+
+    x: QMeta = None             # type: ignore[assignment]
+    alpha: np.ndarray = None    # type: ignore[assignment]
+    beta: np.ndarray = None     # type: ignore[assignment]
+    relu: bool = False
+    op: ClassVar[str] = "batch_norm"
+
+    def _ref(self, q: np.ndarray) -> np.ndarray:
+        if q.ndim < 2 or q.shape[1] != self.alpha.shape[0]:
+            raise ValueError(f"{self.name}: BatchNorm of {self.alpha.shape[0]} channels got an "
+                             f"input of shape {q.shape} (channels on axis 1)")
+        # fmaf(alpha, a, beta) == fmaf(|alpha|, sign(alpha) a, beta) (exact sign flips); alpha 0
+        # gives beta (fmaf(1, 0, beta)); accumulator_to_float takes positive scales
+        a = self.alpha
+        sign = np.where(a < 0, -1, np.where(a > 0, 1, 0)).astype(np.int32)
+        shape = (1, a.shape[0]) + (1,) * (q.ndim - 2)
+        acc = (q.astype(np.int32) - np.int32(self.x.zero_point)) * sign.reshape(shape)
+        scale = np.where(a == 0, F32(1), np.abs(a)).astype(F32)
+        v = qk.accumulator_to_float(acc, scale, self.beta, axis=1)
+        out = self.out
+        y = qk.quantize(v, F32(1), out.zero_point, dtype=out.dtype, flavor="pt2e")
+        if self.relu:
+            y = np.maximum(y, np.asarray(out.zero_point, out.dtype))
+        return y
+
+    def kernel(self) -> Kernel:
+        return _saturating(self.out, rt.per_sample(lambda t, q: self._ref(q)))
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), **_bits_params(self.out), relu=bool(self.relu),
+                    x_scale=float(self.x.scale), x_zero_point=int(self.x.zero_point),
+                    formula="RNE(fmaf(alpha[c], q - x_zero_point, beta[c])) + out_zero_point")
+
+    def arrays(self) -> Dict[str, np.ndarray]:
+        return {"bn_alpha": self.alpha, "bn_beta": self.beta}
+
+
 # ---- pooling --------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class MaxPool2dLayer(Layer):
@@ -601,14 +664,21 @@ class AvgPool2dLayer(Layer):
     count_include_pad: bool = True
     divisor_override: Optional[int] = None
     engine: str = "fbgemm"
+    #: the input is channels-last in PyTorch (a conv / BatchNorm output): its NHWC kernel
+    channels_last: bool = False
+    #: its channels per vector (:func:`~qkernels.torch.qarith.torch_pool_vec_width`)
+    vec_width: int = 8
     op: ClassVar[str] = "avg_pool2d"
 
     def kernel(self) -> Kernel:
-        avg = qa.q_avg_pool2d_qnnpack if self.engine == "qnnpack" else qa.q_avg_pool2d
         a = (self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
              self.divisor_override)
         q = _q(self.out)
-        return rt.per_sample(lambda t, x: avg(q(x), *a).q)
+        if self.engine == "qnnpack":
+            return rt.per_sample(lambda t, x: qa.q_avg_pool2d_qnnpack(q(x), *a).q)
+        cl, vw = bool(self.channels_last), int(self.vec_width)
+        return rt.per_sample(lambda t, x: qa.q_avg_pool2d(q(x), *a, channels_last=cl,
+                                                          vec_width=vw).q)
 
     def params(self) -> Dict[str, Any]:
         k = np.broadcast_to(self.kernel_size, 2)
@@ -617,7 +687,8 @@ class AvgPool2dLayer(Layer):
                     padding=list(np.broadcast_to(self.padding, 2)), ceil_mode=bool(self.ceil_mode),
                     count_include_pad=bool(self.count_include_pad),
                     divisor_override=0 if self.divisor_override is None else int(self.divisor_override),
-                    engine=self.engine)
+                    engine=self.engine, channels_last=bool(self.channels_last),
+                    vec_width=int(self.vec_width))
 
 
 @dataclass(eq=False)
@@ -733,6 +804,30 @@ class IdentityLayer(Layer):
 
     def params(self) -> Dict[str, Any]:
         return dict(super().params(), module=self.what)
+
+
+@dataclass(eq=False)
+class UpsampleNearestLayer(Layer):
+    """Nearest upsampling (``F.interpolate(mode="nearest")``, ``nn.Upsample``) of an integer
+    tensor: every output element is a copy of one input element (PyTorch's quantized
+    ``upsample_nearest2d`` keeps the input's parameters), so torch's float op on the integers
+    (exact in float32) gives them. ``kwargs``: size / scale_factor / align_corners ..."""
+
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    op: ClassVar[str] = "upsample_nearest"
+
+    def kernel(self) -> Kernel:
+        import torch
+
+        kw = {k: v for k, v in self.kwargs.items() if v is not None}
+
+        def kernel(t: int, q: np.ndarray) -> np.ndarray:
+            y = torch.nn.functional.interpolate(torch.from_numpy(q.astype(F32)), **kw)
+            return y.numpy().astype(q.dtype)
+        return rt.per_sample(kernel)
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), **{k: v for k, v in self.kwargs.items() if v is not None})
 
 
 # ---- LayerNorm ------------------------------------------------------------------------------------

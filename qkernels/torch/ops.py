@@ -42,7 +42,7 @@ F32 = np.float32
 _Q8 = (np.dtype(np.uint8), np.dtype(np.int8))
 
 __all__ = ["OpSpec", "TABLE", "find_module", "find_function", "Value", "FloatContext",
-           "QuantizedContext", "unsupported"]
+           "QuantizedContext", "unsupported", "is_shape_query"]
 
 
 class Value(NamedTuple):
@@ -63,6 +63,9 @@ class OpSpec:
     methods: Tuple[str, ...] = ()
     qmodules: Tuple[type, ...] = ()
     qfunctions: Tuple[Any, ...] = ()
+    #: functions matched by ``module.qualname`` in both front ends (a package the bridge does not
+    #: import, e.g. torchvision's ``stochastic_depth``)
+    function_names: Tuple[str, ...] = ()
     calibrate: str = "observe"
     #: float model: ``from_float(ctx, node, module_or_None, args, kwargs) -> Layer``
     from_float: Optional[Callable[..., Ly.Layer]] = None
@@ -87,6 +90,8 @@ class FloatContext:
         self.weights = weights
         self.layernorms = layernorms
         self.bias_bits = bias_bits
+        #: the pooling / elementwise arithmetic: QNNPACK's with the qnnpack preset, else fbgemm's
+        self.engine = "qnnpack" if self.preset.name == "qnnpack" else "fbgemm"
 
 
 class QuantizedContext:
@@ -97,6 +102,22 @@ class QuantizedContext:
         self.preset = P.get("qnnpack" if engine == "qnnpack" else "fbgemm")
         #: the graph node being built (set by the front end; builders of generic ops read its target)
         self.node: Any = None
+        #: the values PyTorch holds channels-last (see :func:`track_layout`)
+        self.channels_last: set = set()
+
+    def track_layout(self, layer: Ly.Layer) -> None:
+        """Record whether PyTorch holds ``layer``'s output channels-last: quantized conv and
+        BatchNorm outputs are; elementwise ops and pooling keep their (first) input's layout,
+        cat the layout all its inputs share; anything else is NCHW. Pooling kernels that
+        round differently by layout read it (:class:`~qkernels.torch.layers.AvgPool2dLayer`)."""
+        keep = (Ly.ClampLayer, Ly.IdentityLayer, Ly.LookupLayer, Ly.LeakyReLULayer, Ly.AddLayer,
+                Ly.MulLayer, Ly.ScalarLayer, Ly.MaxPool2dLayer, Ly.AvgPool2dLayer,
+                Ly.AdaptiveAvgPool2dLayer)
+        ins = [i in self.channels_last for i in layer.inputs]
+        if isinstance(layer, (Ly.Conv2dLayer, Ly.BatchNormLayer)) or \
+                (isinstance(layer, keep) and ins and ins[0]) or \
+                (isinstance(layer, Ly.CatLayer) and ins and all(ins)):
+            self.channels_last.add(layer.name)
 
 
 def unsupported(what: str, front: str = "from_torch_quantized") -> NotImplementedError:
@@ -151,6 +172,13 @@ def _tflite_only(ctx: Any, what: str) -> str:
                           "has an integer implementation with the TFLite presets only: tflite, "
                           "tflite_xnnpack, tflite_optimized)", "quantize_model")
     return rt_
+
+
+def _tflite_or(tflite: Callable[..., Ly.Layer], other: Callable[..., Ly.Layer]) -> Callable[..., Ly.Layer]:
+    """A float-model builder that builds TFLite's op with a TFLite preset, else ``other``."""
+    def build(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+        return (tflite if tflite_runtime(ctx) is not None else other)(ctx, node, mod, args, kwargs)
+    return build
 
 
 # ---- conv / linear --------------------------------------------------------------------------------
@@ -256,14 +284,6 @@ def _add_layer(name: str, a: Any, b: Any, out: QMeta, relu: bool,
     return Ly.AddLayer(name, (a.name, b.name), out, a=am, b=bm, relu=relu, engine=engine)
 
 
-def _binary_args(node: Any, args: Tuple, kwargs: Dict, what: str) -> Tuple[Value, Value]:
-    if len(args) != 2 or kwargs or not all(isinstance(a, Value) and a.meta is not None
-                                           for a in args):
-        raise unsupported(f"function {what} (node {node.name}) with arguments {args!r} (two "
-                          "quantized tensors are supported)", "quantize_model")
-    return args[0], args[1]
-
-
 def _tflite_binary(ctx: FloatContext, node: Any, a: Value, b: Value, kind: str) -> Ly.Layer:
     """TFLite's ADD / MUL (kind "add" / "mul") of two int8 tensors, the output's range as its
     fused clamp."""
@@ -273,20 +293,32 @@ def _tflite_binary(ctx: FloatContext, node: Any, a: Value, b: Value, kind: str) 
                              act_min=lo, act_max=hi, runtime=tflite_runtime(ctx))
 
 
-def _add_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
-    a, b = _binary_args(node, args, kwargs, "add")
-    if tflite_runtime(ctx) is not None:
-        return _tflite_binary(ctx, node, a, b, "add")
-    return _add_layer(node.name, a, b, ctx.out(node.name), False)
-
-
-def _mul_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
-    """The product of two quantized tensors: TFLite's MUL with a TFLite preset, else
-    PyTorch's ``quantized::mul`` (:class:`~qkernels.torch.layers.MulLayer`)."""
-    a, b = _binary_args(node, args, kwargs, "mul")
-    if tflite_runtime(ctx) is not None:
-        return _tflite_binary(ctx, node, a, b, "mul")
-    return Ly.MulLayer(node.name, (a.name, b.name), ctx.out(node.name), a=a.meta, b=b.meta)
+def _binary_from_float(function: str) -> Callable[..., Ly.Layer]:
+    """``a + b`` / ``a * b`` in a float model: of two quantized tensors (PyTorch's
+    ``quantized::add`` / ``mul``, calibrated output; TFLite's ADD / MUL with a TFLite preset), or
+    of a quantized tensor and a number (``add_scalar`` / ``mul_scalar``: the output parameters
+    follow from the input's; refused with a TFLite preset)."""
+    def build(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+        if len(args) != 2 or kwargs:
+            raise unsupported(f"function {function} (node {node.name}) with arguments "
+                              f"{args!r} {kwargs!r}", "quantize_model")
+        a, b = args
+        if not isinstance(a, Value):
+            a, b = b, a
+        if tflite_runtime(ctx) is not None:
+            if not (isinstance(a, Value) and isinstance(b, Value) and a.meta is not None
+                    and b.meta is not None):
+                raise unsupported(f"function {function} (node {node.name}) with arguments "
+                                  f"{args!r} (the TFLite presets take two quantized tensors)",
+                                  "quantize_model")
+            return _tflite_binary(ctx, node, a, b, function)
+        if isinstance(b, (int, float)) and not isinstance(b, bool):
+            return _scalar_layer(node.name, a, b, False, function)
+        if function == "add":
+            return _add_layer(node.name, a, b, ctx.out(node.name), False)
+        am, bm = _qin(a, f"quantized mul {node.name}"), _qin(b, f"quantized mul {node.name}")
+        return Ly.MulLayer(node.name, (a.name, b.name), ctx.out(node.name), a=am, b=bm)
+    return build
 
 
 def _scalar_layer(name: str, x: Any, c: Any, relu: bool, function: str) -> Ly.Layer:
@@ -420,7 +452,9 @@ def _avg_pool(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) 
     engine = getattr(ctx, "engine", "fbgemm")
     return Ly.AvgPool2dLayer(name, (a[0].name,), xm, kernel_size=a[1], stride=a[2], padding=a[3],
                              ceil_mode=bool(a[4]), count_include_pad=bool(a[5]),
-                             divisor_override=a[6], engine=engine)
+                             divisor_override=a[6], engine=engine,
+                             channels_last=a[0].name in getattr(ctx, "channels_last", ()),
+                             vec_width=qa.torch_pool_vec_width())
 
 
 def _tflite_pool(name: str, x: Value, xm: QMeta, kind: str, kernel: Any, stride: Any,
@@ -508,12 +542,21 @@ def _identity(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) 
 
 
 #: shape ops whose result is not a tensor (no quantization parameters)
-_SHAPE_QUERIES = ("size", "dim", "numel")
+_SHAPE_QUERIES = ("size", "dim", "numel", "getattr")
 #: data-movement ops on integer tensors (ShapeLayer), as Tensor methods and torch functions
 _SHAPE_METHODS = _SHAPE_QUERIES + ("view", "reshape", "transpose", "permute", "chunk", "split",
                                    "squeeze", "unsqueeze", "contiguous")
 _SHAPE_FUNCTIONS = (torch.transpose, torch.permute, torch.reshape, torch.chunk, torch.split,
-                    torch.squeeze, torch.unsqueeze)
+                    torch.squeeze, torch.unsqueeze, getattr)
+#: what ``getattr`` of a quantized tensor may read (``x.shape[0]``)
+_SHAPE_ATTRIBUTES = ("shape", "ndim")
+
+
+def is_shape_query(node: Any) -> bool:
+    """Whether a graph node asks a tensor for its shape (an int or a tuple of ints, no tensor)."""
+    t = node.target
+    return (node.op == "call_method" and t in _SHAPE_QUERIES) or \
+        (node.op == "call_function" and t is getattr)
 
 
 def _getitem_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
@@ -538,14 +581,19 @@ def _shape_op(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) 
         raise unsupported(f"shape op {name} without a quantized input")
     method = isinstance(fn, str)
     what = fn if method else str(getattr(fn, "__name__", fn))
+    if fn is getattr and (len(a) != 2 or a[1] not in _SHAPE_ATTRIBUTES):
+        raise unsupported(f"getattr {name} ({a[1:]!r} of a quantized tensor; "
+                          f"only {', '.join(_SHAPE_ATTRIBUTES)})")
     out = None if what in _SHAPE_QUERIES else q[0]
     return Ly.ShapeLayer(name, tuple(v.name for v in found), out, fn=fn, args=a, kwargs=k,
                          in_metas=metas, method=method, what=what)
 
 
-def _quantized_mean(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+def _quantized_mean(ctx: Any, node_or_name: Any, mod: Any, args: Tuple,
                     kwargs: Dict) -> Ly.Layer:
-    """``mean`` of a quantized tensor (:class:`~qkernels.torch.layers.MeanLayer`)."""
+    """``mean`` of a quantized tensor (:class:`~qkernels.torch.layers.MeanLayer`; both front
+    ends, the engine's arithmetic)."""
+    name = getattr(node_or_name, "name", node_or_name)
     def bind(input: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tuple:
         return input, dim, keepdim, dtype
     x, dim, keepdim, dtype = bind(*args, **kwargs)
@@ -657,13 +705,19 @@ def _hardsigmoid_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args
                           function="hardsigmoid")
 
 
-def _hardswish_layer(name: str, x: Any, out: QMeta, engine: str = "fbgemm") -> Ly.Layer:
-    xm = _qin(x, f"hardswish {name}")
+def _hard_layer(name: str, x: Any, out: QMeta, engine: str, swish: bool) -> Ly.Layer:
+    """Hardswish (``swish``) or Hardsigmoid with calibrated output parameters, as a table."""
+    what = "hardswish" if swish else "hardsigmoid"
+    xm = _qin(x, f"{what} {name}")
     out = _out_like(out, xm)
-    table = hardswish_table(xm, out, engine)
+    table = _hard_table(xm, out, engine, swish)
     if out.bits is not None:   # saturate to the bit range as every other op does
         table = np.clip(table, *out.qrange()).astype(table.dtype)
-    return Ly.LookupLayer(name, (x.name,), out, x=xm, table=table, function="hardswish")
+    return Ly.LookupLayer(name, (x.name,), out, x=xm, table=table, function=what)
+
+
+def _hardswish_layer(name: str, x: Any, out: QMeta, engine: str = "fbgemm") -> Ly.Layer:
+    return _hard_layer(name, x, out, engine, True)
 
 
 def _hardswish_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
@@ -761,6 +815,136 @@ def _hardswish_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: 
                             ctx.engine)
 
 
+def _hardsigmoid_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
+                            kwargs: Dict) -> Ly.Layer:
+    return _hard_layer(node.name, args[0], ctx.out(node.name), ctx.engine, False)
+
+
+# ---- any other op of one 8-bit input: a table -------------------------------------------------------
+_LUT_MODULES = (torch.nn.SiLU, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.GELU, torch.nn.Mish,
+                torch.nn.ELU, torch.nn.SELU, torch.nn.CELU, torch.nn.Softplus, torch.nn.Softsign,
+                torch.nn.Tanhshrink, torch.nn.LogSigmoid)
+_LUT_FUNCTIONS = (torch.nn.functional.silu, torch.sigmoid, torch.nn.functional.sigmoid, torch.tanh,
+                  torch.nn.functional.tanh, torch.nn.functional.gelu, torch.nn.functional.mish,
+                  torch.nn.functional.elu, torch.exp, torch.abs, torch.square, torch.sqrt,
+                  torch.rsqrt, torch.neg, torch.nn.functional.softplus,
+                  torch.nn.functional.logsigmoid, torch.nn.functional.leaky_relu)
+_LUT_METHODS = ("sigmoid", "tanh", "exp", "abs", "square", "sqrt", "rsqrt", "neg")
+
+
+def _lookup_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
+                       kwargs: Dict) -> Ly.Layer:
+    """An elementwise op of one quantized 8-bit input (SiLU, Sigmoid, Tanh, GELU, ...) as a
+    :class:`~qkernels.torch.layers.LookupLayer`: the float op (with the node's own arguments) of
+    every dequantized input integer, quantized with the calibrated output parameters (PyTorch's
+    quantize_per_tensor), saturated to the output's bits. The table is exactly what the
+    fake-quant reference computes at this node."""
+    a, k, found = Ly.arg_template(args, kwargs, lambda v: isinstance(v, Value))
+    what = type(mod).__name__ if mod is not None else str(getattr(node.target, "__name__",
+                                                                  node.target))
+    if len(found) != 1:
+        raise unsupported(f"{what} (node {node.name}) of {len(found)} run-time inputs",
+                          "quantize_model")
+    x = found[0]
+    xm = _qin(x, f"{what} {node.name}")
+    if np.dtype(xm.dtype) not in _Q8:
+        raise unsupported(f"{what} (node {node.name}) of {np.dtype(xm.dtype).name} inputs "
+                          "(a table takes 8-bit ones)", "quantize_model")
+    out = _out_like(ctx.out(node.name), xm)
+    info = np.iinfo(xm.dtype)
+    q = np.arange(int(info.min), int(info.max) + 1).astype(xm.dtype)
+    t = torch.from_numpy(qk.dequantize(q, F32(xm.scale), xm.zero_point))
+    fa, fk = Ly._fill(a, [t]), Ly._fill(k, [t])
+    with torch.no_grad():
+        if mod is not None:
+            y = mod(*fa, **fk)
+        elif node.op == "call_method":
+            y = getattr(fa[0], node.target)(*fa[1:], **fk)
+        else:
+            y = node.target(*fa, **fk)
+    y = np.asarray(y.detach().numpy(), F32)
+    if y.shape != t.shape:
+        raise unsupported(f"{what} (node {node.name}): not elementwise", "quantize_model")
+    lo, hi = out.qrange()
+    table = qk.quantize(y, F32(out.scale), out.zero_point, dtype=out.dtype, qmin=lo, qmax=hi,
+                        flavor="torch")
+    return Ly.LookupLayer(node.name, (x.name,), out, x=xm, table=table, function=what)
+
+
+# ---- BatchNorm no convolution absorbs --------------------------------------------------------------
+def _batch_norm_layer(name: str, x: Any, bn: torch.nn.Module, out: QMeta, relu: bool) -> Ly.Layer:
+    xm = _qin(x, f"BatchNorm {name}")
+    if bn.running_mean is None or bn.running_var is None:
+        raise unsupported(f"module {name} (BatchNorm without running statistics)")
+    t = (lambda v: None if v is None else v.detach().numpy().astype(F32))
+    alpha, beta = Ly.batch_norm_params(t(bn.weight), t(bn.bias), t(bn.running_mean),
+                                       t(bn.running_var), float(bn.eps), xm.scale, out.scale)
+    return Ly.BatchNormLayer(name, (x.name,), _out_like(out, xm), x=xm, alpha=alpha, beta=beta,
+                             relu=relu)
+
+
+def _batch_norm_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
+                           kwargs: Dict) -> Ly.Layer:
+    import torch.ao.nn.intrinsic as nni
+
+    relu = isinstance(mod, nni.BNReLU2d)
+    return _batch_norm_layer(node.name, args[0], mod[0] if relu else mod, ctx.out(node.name), relu)
+
+
+def _batch_norm_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                               kwargs: Dict) -> Ly.Layer:
+    import torch.ao.nn.intrinsic.quantized as nniq
+
+    xm = _qin(args[0], f"module {name}")
+    return _batch_norm_layer(name, args[0], mod, QMeta(float(mod.scale), int(mod.zero_point),
+                                                        xm.dtype), isinstance(mod, nniq.BNReLU2d))
+
+
+# ---- identities in eval: Dropout, stochastic depth --------------------------------------------------
+_DROPOUTS = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d,
+             torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout)
+_STOCHASTIC_DEPTH = "torchvision.ops.stochastic_depth.stochastic_depth"
+
+
+def _stochastic_depth(ctx: Any, node_or_name: Any, mod: Any, args: Tuple,
+                      kwargs: Dict) -> Ly.Layer:
+    """torchvision's ``stochastic_depth(input, p, mode, training)``: the identity in eval mode."""
+    name = getattr(node_or_name, "name", node_or_name)
+
+    def bind(input: Any, p: float, mode: str, training: bool = True) -> Tuple:
+        return input, p, training
+    x, p, training = bind(*args, **kwargs)
+    if training and p > 0:
+        raise unsupported(f"stochastic_depth {name} in training mode (call model.eval() first)")
+    return Ly.IdentityLayer(name, (x.name,), x.meta, what="stochastic_depth")
+
+
+# ---- nearest upsampling: integers copied ---------------------------------------------------------
+def _upsample(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
+    """``F.interpolate`` / ``nn.Upsample`` with mode "nearest" on a quantized tensor: PyTorch's
+    quantized nearest upsampling copies input integers (the output keeps the input's
+    parameters), so the float op on the integers is exact. Other modes are refused by name."""
+    name = getattr(node_or_name, "name", node_or_name)
+    if mod is not None:
+        x = args[0]
+        kw = dict(size=mod.size, scale_factor=mod.scale_factor, mode=mod.mode,
+                  align_corners=mod.align_corners)
+    else:
+        def bind(input: Any, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
+                 align_corners: Any = None, recompute_scale_factor: Any = None,
+                 antialias: bool = False) -> Tuple:
+            return input, dict(size=size, scale_factor=scale_factor, mode=mode,
+                               align_corners=align_corners,
+                               recompute_scale_factor=recompute_scale_factor, antialias=antialias)
+        x, kw = bind(*args, **kwargs)
+    if kw["mode"] != "nearest" or any(isinstance(v, Value) for v in kw.values()):
+        front = "quantize_model" if isinstance(ctx, FloatContext) else "from_torch_quantized"
+        raise unsupported(f"interpolate {name} (mode {kw['mode']!r}; only 'nearest' with constant "
+                          "sizes is integer)", front)
+    xm = _qin(x, f"interpolate {name}")
+    return Ly.UpsampleNearestLayer(name, (x.name,), xm, kwargs=kw)
+
+
 # ---- float ops ------------------------------------------------------------------------------------
 def float_layer(node: Any, mod: Optional[torch.nn.Module], args: Tuple, kwargs: Dict,
                 out: Optional[QMeta]) -> Ly.Layer:
@@ -795,9 +979,9 @@ def _table() -> List[OpSpec]:
         OpSpec("linear", modules=(nni.LinearReLU, torch.nn.Linear),
                qmodules=(nniq.LinearReLU, nnq.Linear), from_float=_weighted_from_float,
                from_quantized=_linear_from_quantized),
-        OpSpec("add", functions=(torch.add, operator.add),
+        OpSpec("add", functions=(torch.add, operator.add), methods=("add",),
                qfunctions=(torch.ops.quantized.add, torch.ops.quantized.add_scalar),
-               from_float=_add_from_float, from_quantized=_quantized_add(False)),
+               from_float=_binary_from_float("add"), from_quantized=_quantized_add(False)),
         OpSpec("add_relu", qfunctions=(torch.ops.quantized.add_relu,
                                        torch.ops.quantized.add_scalar_relu),
                from_quantized=_quantized_add(True)),
@@ -818,22 +1002,33 @@ def _table() -> List[OpSpec]:
                from_float=_leaky_from_float, from_quantized=_leaky_from_quantized),
         OpSpec("hardswish", modules=(torch.nn.Hardswish,), qmodules=(nnq.Hardswish,),
                from_float=_hardswish_from_float, from_quantized=_hardswish_from_quantized),
-        OpSpec("hardsigmoid", qmodules=(torch.nn.Hardsigmoid,), qfunctions=(F.hardsigmoid,),
-               from_quantized=_hardsigmoid_from_quantized),
-        OpSpec("mul", functions=(torch.mul, operator.mul),
+        OpSpec("hardsigmoid", modules=(torch.nn.Hardsigmoid,), functions=(F.hardsigmoid,),
+               qmodules=(torch.nn.Hardsigmoid,), qfunctions=(F.hardsigmoid,),
+               from_float=_hardsigmoid_from_float, from_quantized=_hardsigmoid_from_quantized),
+        # sigmoid / tanh before "lookup" (the first match wins): TFLite's LOGISTIC / TANH with a
+        # TFLite preset, else the table of the float op as any other
+        OpSpec("sigmoid", modules=(torch.nn.Sigmoid,), functions=(torch.sigmoid, F.sigmoid),
+               methods=("sigmoid",),
+               from_float=_tflite_or(_table_from_float("sigmoid"), _lookup_from_float)),
+        OpSpec("tanh", modules=(torch.nn.Tanh,), functions=(torch.tanh, F.tanh),
+               methods=("tanh",), from_float=_tflite_or(_table_from_float("tanh"), _lookup_from_float)),
+        # any other op of one 8-bit input: a table of the float op
+        OpSpec("lookup", modules=_LUT_MODULES, functions=_LUT_FUNCTIONS, methods=_LUT_METHODS,
+               from_float=_lookup_from_float),
+        OpSpec("batch_norm", modules=(nni.BNReLU2d, torch.nn.BatchNorm2d),
+               qmodules=(nniq.BNReLU2d, nnq.BatchNorm2d), from_float=_batch_norm_from_float,
+               from_quantized=_batch_norm_from_quantized),
+        OpSpec("mul", functions=(torch.mul, operator.mul), methods=("mul",),
                qfunctions=(torch.ops.quantized.mul, torch.ops.quantized.mul_scalar),
-               from_float=_mul_from_float, from_quantized=_quantized_mul(False)),
+               from_float=_binary_from_float("mul"), from_quantized=_quantized_mul(False)),
         OpSpec("mul_relu", qfunctions=(torch.ops.quantized.mul_relu,
                                        torch.ops.quantized.mul_scalar_relu),
                from_quantized=_quantized_mul(True)),
         OpSpec("mean", functions=(torch.mean,), methods=("mean",), qfunctions=(torch.mean,),
-               from_float=_mean_from_float, from_quantized=_quantized_mean, tflite_only=True),
+               calibrate="inherit", from_float=_tflite_or(_mean_from_float, _quantized_mean),
+               from_quantized=_quantized_mean),
         OpSpec("softmax", modules=(torch.nn.Softmax,), functions=(F.softmax, torch.softmax),
                methods=("softmax",), from_float=_softmax_from_float, tflite_only=True),
-        OpSpec("sigmoid", modules=(torch.nn.Sigmoid,), functions=(torch.sigmoid, F.sigmoid),
-               methods=("sigmoid",), from_float=_table_from_float("sigmoid"), tflite_only=True),
-        OpSpec("tanh", modules=(torch.nn.Tanh,), functions=(torch.tanh, F.tanh),
-               methods=("tanh",), from_float=_table_from_float("tanh"), tflite_only=True),
         OpSpec("shape", functions=_SHAPE_FUNCTIONS, methods=_SHAPE_METHODS,
                qfunctions=_SHAPE_FUNCTIONS, calibrate="inherit", from_float=_shape_op,
                from_quantized=_shape_op),
@@ -856,9 +1051,16 @@ def _table() -> List[OpSpec]:
         OpSpec("flatten", modules=(torch.nn.Flatten,), functions=(torch.flatten,),
                methods=("flatten",), qmodules=(torch.nn.Flatten,), qfunctions=(torch.flatten,),
                calibrate="inherit", from_float=_flatten, from_quantized=_flatten),
-        OpSpec("identity", modules=(torch.nn.Dropout, torch.nn.Identity),
-               qmodules=(torch.nn.Dropout, torch.nn.Identity), calibrate="inherit",
+        OpSpec("identity", modules=_DROPOUTS + (torch.nn.Identity,),
+               functions=(F.dropout, F.dropout2d, F.alpha_dropout),
+               qmodules=_DROPOUTS + (torch.nn.Identity,),
+               qfunctions=(F.dropout, F.dropout2d, F.alpha_dropout), calibrate="inherit",
                from_float=_identity, from_quantized=_identity),
+        OpSpec("stochastic_depth", function_names=(_STOCHASTIC_DEPTH,), calibrate="inherit",
+               from_float=_stochastic_depth, from_quantized=_stochastic_depth),
+        OpSpec("upsample_nearest", modules=(torch.nn.Upsample,), functions=(F.interpolate,),
+               qmodules=(torch.nn.Upsample,), qfunctions=(F.interpolate,), calibrate="inherit",
+               from_float=_upsample, from_quantized=_upsample),
         OpSpec("layernorm", modules=(torch.nn.LayerNorm,), calibrate="layernorm",
                from_float=_layernorm_from_float),
         OpSpec("quantize", qmodules=(nnq.Quantize,), qfunctions=(torch.quantize_per_tensor,),
@@ -898,8 +1100,9 @@ def find_function(target: Any, method: bool, quantized: bool = False) -> Optiona
             if target in spec.methods:
                 return spec
         return None
+    qual = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}"
     for spec in TABLE:
         fns = spec.qfunctions if quantized else spec.functions
-        if any(target is f for f in fns):
+        if any(target is f for f in fns) or qual in spec.function_names:
             return spec
     return None

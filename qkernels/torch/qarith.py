@@ -352,14 +352,33 @@ def _avg_pool_sums(x: QTensor, kernel: Any, stride: Any, padding: Any, ceil_mode
     return acc, (kh, kw, sh, sw, ph, pw, h, w, oh, ow)
 
 
+def torch_pool_vec_width() -> int:
+    """Channels per vector in PyTorch's quantized NHWC average pooling on this machine
+    (``Vectorized<quint8>::size() / 4``): 16 when ATen runs its AVX-512 kernels, 8 with AVX2, 0
+    (no vector path) otherwise; ``torch.backends.cpu.get_cpu_capability()`` says which (the
+    ``ATEN_CPU_CAPABILITY`` environment variable can lower it)."""
+    import torch
+
+    cap = str(torch.backends.cpu.get_cpu_capability()).upper()
+    return 16 if cap.startswith("AVX512") else 8 if cap.startswith("AVX2") else 0
+
+
 def q_avg_pool2d(x: QTensor, kernel: Any, stride: Any = None, padding: Any = 0,
                  ceil_mode: bool = False, count_include_pad: bool = True,
-                 divisor_override: Optional[int] = None) -> QTensor:
+                 divisor_override: Optional[int] = None, *, channels_last: bool = False,
+                 vec_width: int = 8) -> QTensor:
     """PyTorch's quantized ``avg_pool2d`` (NCHW ``avg_pool2d_out_frame``; fbgemm / x86 engines),
     qparams kept: per window ``acc = sum(q) - n_valid * zp`` (exact integers), then
     ``RNE(fl(fl(float(acc) * fl(1 / divisor)) + zp))`` clamped, where ``divisor`` is the window
     clipped to the padded input (``count_include_pad``), the valid elements only, or
     ``divisor_override``.
+
+    ``channels_last`` (the layout PyTorch's quantized conv and BatchNorm hand on):
+    ``qavg_pool2d_nhwc_kernel``, whose channels in whole vectors of ``vec_width`` (8 with AVX2,
+    16 with AVX-512: :func:`torch_pool_vec_width`) are quantized with ``QuantizeAvx2`` /
+    ``QuantizeAvx512``, ``RNE(fl(float(acc) * fl(1 / divisor))) + zp``:
+    the zero point is added after the rounding, so a tie rounds to even relative to it; the
+    other channels as above.
 
     Example:
         >>> import numpy as np
@@ -387,6 +406,10 @@ def q_avg_pool2d(x: QTensor, kernel: Any, stride: Any = None, padding: Any = 0,
     mult = (1.0 / div.astype(np.float64)).astype(F32)
     s = (acc - valid * int(x.zero_point)).astype(F32)
     y = np.rint((s * mult).astype(F32) + F32(x.zero_point))
+    if channels_last and vec_width > 0:
+        nvec = (x.q.shape[1] // vec_width) * vec_width
+        m = (F32(1) / div.astype(F32)).astype(F32)
+        y[:, :nvec] = np.rint((s[:, :nvec] * m).astype(F32)) + F32(x.zero_point)
     info = np.iinfo(x.q.dtype)
     return QTensor(np.clip(y, info.min, info.max).astype(x.q.dtype), x.scale, x.zero_point)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import operator
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -212,12 +213,28 @@ def _no_integer_op(what: str, key: str, kind: Optional[str] = None) -> NotImplem
     return NotImplementedError(f"{what} has no integer implementation in quantize_model: {advice}")
 
 
+def _quantized_values(gm: fx.GraphModule, weights: Dict[str, WeightInfo], special: set) -> set:
+    """The nodes whose values are (or hold) quantized tensors: the model inputs and what is
+    computed from them, except shape queries (``x.size()``, ``x.shape``: ints). A node that
+    reads none of them (a constant, a Parameter, arithmetic on sizes, a float op on those) runs
+    in float as it is: no observer, no integer op."""
+    q: set = set()
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            q.add(node.name)
+        elif node.op in ("call_module", "call_function", "call_method") and \
+                any(n.name in q for n in node.all_input_nodes):
+            if node.name in weights or node.name in special or not O.is_shape_query(node):
+                q.add(node.name)
+    return q
+
+
 def _check_supported(gm: fx.GraphModule, weights: Dict[str, WeightInfo], special: set,
-                     cfg: QuantConfig) -> None:
+                     qvalues: set, cfg: QuantConfig) -> None:
     """Refuse, before calibrating, a node the integer graph cannot run, naming it and saying
     what to do."""
     for node in gm.graph.nodes:
-        if node.name in weights or node.name in special or \
+        if node.name in weights or node.name in special or node.name not in qvalues or \
                 node.op in ("placeholder", "output", "get_attr"):
             continue
         spec = _spec(gm, node)
@@ -303,6 +320,15 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     :class:`~qkernels.torch.IntegerModel` that runs it on qkernels' integer kernels. Dynamic mode
     (``QuantConfig(mode="dynamic")``) calibrates nothing: ``calib_data`` may be None.
 
+    Integer ops: every entry of the op table (conv / linear, add / mul of tensors and with
+    numbers, ReLU variants, Hardswish / Hardsigmoid, any other elementwise op of one 8-bit
+    input as a 256-entry table of the float op (SiLU, Sigmoid, Tanh, GELU...), BatchNorm2d /
+    BNReLU2d that no conv absorbs (PyTorch's quantized batch_norm2d), pooling, mean, cat,
+    LayerNorm, Dropout / stochastic depth, nearest interpolate, the shape ops). Values computed
+    from no model input (constants, Parameters, sizes) run in float as they are; an op of
+    quantized and float tensors (a class token Parameter concatenated with patches) runs in
+    float with its output calibrated and quantized.
+
     A layer without an integer implementation is refused here, by name; keep it in float
     (``QuantConfig(float_modules=("name",))``) or give its module type an integer ``handler``
     (``handlers={nn.GELU: fn}``, see :data:`Handler`): both get calibrated output parameters.
@@ -332,6 +358,10 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     fixed = dict(fixed_qparams or {})
     handlers = dict(handlers or {})
     float_nodes = _float_nodes(gm, cfg.float_modules)
+    for node in gm.graph.nodes:   # an element of a float-kept op's tuple is quantized there too
+        if node.target is operator.getitem and isinstance(node.args[0], fx.Node) and \
+                node.args[0].name in float_nodes:
+            float_nodes.append(node.name)
     special = set(float_nodes) | {n.name for n in gm.graph.nodes if n.op == "call_module"
                                   and type(gm.get_submodule(n.target)) in handlers}
     weights: Dict[str, WeightInfo] = {}
@@ -341,6 +371,7 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
                                   fixed.get(node.name + ".weight"))
             if W is not None:
                 weights[node.name] = W
+    qvalues = _quantized_values(gm, weights, special)
     if cfg.mode == "dynamic":
         acts = sorted(k for k in fixed if not k.endswith(".weight"))
         if acts:
@@ -349,9 +380,10 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         qi, rng = _dynamic_quantizer(cfg)
         for W in weights.values():
             W.quantize_input, W.input_range = qi, rng
-        return _build(float_model, gm, cfg, weights, {}, {}, {}, float_nodes, handlers)
+        return _build(float_model, gm, cfg, weights, {}, {}, {}, float_nodes, handlers, qvalues,
+                      set())
     if cfg.mode == "static":
-        _check_supported(gm, weights, special, cfg)
+        _check_supported(gm, weights, special, qvalues, cfg)
     # calibration: observe every node output that carries new quantization parameters
     specs = {n.name: _spec(gm, n) for n in gm.graph.nodes}
     own = set(weights) | special | {n for n, s in specs.items() if s is not None and
@@ -365,7 +397,7 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         s = specs[node.name]
         if node.op == "placeholder" or node.name in weights or node.name in special:
             observers[node.name] = tcs.get(node.name, acfg).observer_for()
-        elif s is None:
+        elif s is None or node.name not in qvalues:
             continue
         elif s.calibrate == "layernorm" and cfg.mode == "static":
             m = gm.get_submodule(node.target)
@@ -382,10 +414,19 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
             observers[node.name] = tcs.get(node.name, acfg).observer_for()
 
     observed: set = set()   # nodes whose output was a tensor (ints, tuples: no parameters)
+    float_values: set = set()   # float tensors outside the quantized values (Parameters, ...)
+    mixed: set = set()      # ops of quantized and float tensors: run in float, output observed
 
     class _Rec(fx.Interpreter):
         def run_node(self, n: fx.Node) -> Any:
+            if n.name in qvalues and n.name not in mixed and n.name not in special and \
+                    any(i.name in float_values for i in n.all_input_nodes):
+                mixed.add(n.name)
+                inherit.pop(n.name, None)
+                observers.setdefault(n.name, tcs.get(n.name, acfg).observer_for())
             r = super().run_node(n)
+            if n.name not in qvalues and isinstance(r, torch.Tensor) and r.is_floating_point():
+                float_values.add(n.name)
             if n.name in observers and isinstance(r, torch.Tensor) and r.is_floating_point():
                 observers[n.name].update(r.detach().numpy())
                 observed.add(n.name)
@@ -446,14 +487,17 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         layernorms[node.name] = qk.prepare_layernorm(ptf, gamma, beta, method=cfg.layernorm,
                                                      out_scale=sc, out_zero_point=kz,
                                                      eps=float(m.eps))
-    return _build(float_model, gm, cfg, weights, qparams, tcs, layernorms, float_nodes, handlers)
+    return _build(float_model, gm, cfg, weights, qparams, tcs, layernorms, float_nodes, handlers,
+                  qvalues, mixed)
 
 
 def _build(float_model: torch.nn.Module, gm: fx.GraphModule, cfg: QuantConfig,
            weights: Dict[str, WeightInfo], qparams: Dict[str, Tuple[float, int]],
            tcs: Dict[str, TensorConfig], layernorms: Dict[str, Any], float_nodes: List[str],
-           handlers: Dict[type, Handler]) -> IntegerModel:
-    """The typed layers of the calibrated graph, through the op table."""
+           handlers: Dict[type, Handler], qvalues: set, mixed: set) -> IntegerModel:
+    """The typed layers of the calibrated graph, through the op table: float values and the ops
+    of float and quantized tensors (``mixed``) in float (:class:`~qkernels.torch.layers.FloatLayer`,
+    the latter with their calibrated output)."""
     static = cfg.mode == "static"
 
     def out(name: str) -> Optional[QMeta]:
@@ -491,16 +535,19 @@ def _build(float_model: torch.nn.Module, gm: fx.GraphModule, cfg: QuantConfig,
         args = fx.node.map_arg(node.args, lambda n: values[n])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
         mod = gm.get_submodule(node.target) if node.op == "call_module" else None
-        if node.op == "get_attr":   # a constant: the ops that use it see it as it is
-            values[node] = functools.reduce(getattr, node.target.split("."), gm)
+        if node.op == "get_attr":   # a constant: the ops that use it see it as it is (no grad)
+            v = functools.reduce(getattr, node.target.split("."), gm)
+            values[node] = v.detach() if isinstance(v, torch.Tensor) else v
             continue
         L: Ly.Layer
         if mod is not None and type(mod) in handlers and static:
             xm = O._qin(args[0], f"module {node.target}")
             L = Ly.HandlerLayer(name, (args[0].name,), out(name), module=mod,
                                 handler=handlers[type(mod)], x=xm)
-        elif name in float_set or (not static and name not in weights):
+        elif name in float_set or name in mixed or (not static and name not in weights):
             L = O.float_layer(node, mod, args, kwargs, out(name) if static else None)
+        elif name not in qvalues:   # computed from constants and sizes only: float as it is
+            L = O.float_layer(node, mod, args, kwargs, None)
         else:
             spec = _spec(gm, node) if name not in weights else \
                 O.by_name("conv2d" if weights[name].kind == "conv" else "linear")

@@ -101,21 +101,21 @@ def test_unsupported_layer_is_named(data):
         def __init__(self):
             super().__init__()
             self.conv = torch.nn.Conv2d(1, 4, 3)
-            self.act = torch.nn.GELU()
+            self.act = torch.nn.Softmax(dim=1)
 
         def forward(self, x):
             return self.act(self.conv(x))
 
-    with pytest.raises(NotImplementedError, match=r"act \(GELU\).*float_modules=\('act',\).*"
-                                                  r"handlers=\{GELU: fn\}"):
+    with pytest.raises(NotImplementedError, match=r"act \(Softmax\).*float_modules=\('act',\).*"
+                                                  r"handlers=\{Softmax: fn\}"):
         quantize_model(Odd().eval(), calib)
     with pytest.raises(ValueError, match="float_modules: nope"):
         quantize_model(Odd().eval(), calib, config=QuantConfig(float_modules=("nope",)))
 
 
 class _ConvGeluNet(torch.nn.Module):
-    """conv -> GELU -> conv -> sigmoid (function) -> flatten -> linear: layers quantize_model has
-    no integer op for, between integer layers."""
+    """conv -> GELU -> conv -> sigmoid (function) -> flatten -> linear: GELU and sigmoid kept in
+    float (or given a handler) between integer layers."""
 
     def __init__(self):
         super().__init__()
@@ -285,3 +285,91 @@ def test_example_config_file_is_complete_and_loads():
     cfg = QuantConfig.from_yaml(path)
     assert cfg.preset == "tflite" and cfg.activation.signed and cfg.weight.per_channel
     assert cfg.bias == TensorConfig(bits=32, symmetric=True, signed=True)
+
+
+class _TinyViT(torch.nn.Module):
+    """A ViT's float parts between quantized ones: the class token (a Parameter, expanded to
+    the batch size read from ``x.shape``) concatenated with the quantized patches, a Parameter
+    position embedding added, nn.MultiheadAttention called with three inputs and a keyword,
+    its tuple output indexed."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.patch = torch.nn.Conv2d(3, 16, 4, stride=4)
+        self.cls_token = torch.nn.Parameter(torch.randn(1, 1, 16) * 0.5)
+        self.pos = torch.nn.Parameter(torch.randn(1, 17, 16) * 0.1)
+        self.attn = torch.nn.MultiheadAttention(16, 2, batch_first=True)
+        self.norm = torch.nn.LayerNorm(16)
+        self.head = torch.nn.Linear(16, 5)
+
+    def forward(self, x):
+        b = x.shape[0]
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1) + self.pos
+        y = self.attn(x, x, x, need_weights=False)[0]
+        x = self.norm(x + y)
+        return self.head(x[:, 0])
+
+
+def test_float_fallback_parameters_multi_argument_modules_and_sizes():
+    import qkernels.torch.layers as Ly
+
+    m = _TinyViT().eval()
+    g = torch.Generator().manual_seed(1)
+    calib = [torch.randn(8, 3, 16, 16, generator=g) for _ in range(3)]
+    x = torch.randn(4, 3, 16, 16, generator=g)
+    with pytest.raises(NotImplementedError, match=r"attn \(MultiheadAttention\).*"
+                                                  r"float_modules=\('attn',\)"):
+        quantize_model(m, calib)
+    im = quantize_model(m, calib, config=QuantConfig(float_modules=("attn",)))
+    L = im.layers
+    # float tensors from Parameters (no grad) meet quantized ones: the op runs in float and its
+    # output is calibrated and quantized; the constant-only ops stay float (no parameters)
+    assert isinstance(L["cat"], Ly.FloatLayer) and L["cat"].out is not None
+    assert isinstance(L["add"], Ly.FloatLayer) and L["add"].out is not None
+    assert isinstance(L["expand"], Ly.FloatLayer) and L["expand"].out is None
+    # the float-kept module gets all three inputs and the keyword; its tuple is not observed,
+    # the element taken from it is
+    assert len(L["attn"].inputs) == 3 and L["attn"].kwargs == {"need_weights": False}
+    assert L["attn"].out is None and L["getitem_1"].out is not None
+    assert isinstance(L["add_1"], Ly.AddLayer) and isinstance(L["norm"], Ly.LayerNormLayer)
+    y = im(x.numpy())
+    with torch.no_grad():
+        f = m(x).numpy()
+    np.testing.assert_allclose(y, im.fake_quant(x.numpy()), atol=2 * L["head"].out.scale)
+    assert 10 * np.log10(np.sum(f ** 2) / np.sum((y - f) ** 2)) > 25
+
+
+class _Shuffle(torch.nn.Module):
+    """ShuffleNet's channel shuffle (sizes, floordiv, view / transpose / contiguous / view),
+    a chunk and the quantized mean."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.conv(x)
+        b, c, h, w = x.size()
+        x = x.view(b, 2, c // 2, h, w).transpose(1, 2).contiguous().view(b, -1, h, w)
+        a, _ = x.chunk(2, dim=1)
+        return self.fc(a.mean([2, 3]))
+
+
+@pytest.mark.parametrize("float_modules", [(), ("size", "floordiv", "view", "transpose")])
+def test_shape_ops_and_int_results_get_no_observer(float_modules):
+    """Ints (``size``, ``c // 2``) get no observer, integer or kept in float; the data movement
+    (view, transpose, chunk) keeps the integers and their parameters."""
+    m = _Shuffle().eval()
+    g = torch.Generator().manual_seed(2)
+    calib = [torch.randn(4, 3, 8, 8, generator=g) for _ in range(2)]
+    x = torch.randn(3, 3, 8, 8, generator=g)
+    im = quantize_model(m, calib, config=QuantConfig(float_modules=float_modules))
+    for name in ("size", "floordiv"):
+        assert im.layers[name].out is None
+    assert im.layers["chunk"].out == im.layers["conv"].out
+    y = im(x.numpy())
+    np.testing.assert_allclose(y, im.fake_quant(x.numpy()), atol=2 * im.layers["fc"].out.scale)

@@ -185,3 +185,100 @@ def test_quantize_model_runs_shape_ops_and_int_ops_kept_in_float():
     y = im(x)
     sqnr = 10 * np.log10((f ** 2).sum() / ((f - y) ** 2).sum())
     assert sqnr > 25, sqnr
+
+
+class _Upsample(torch.nn.Module):
+    """A segmentation head's upsampling: F.interpolate (nearest, scale 2) and nn.Upsample (size)."""
+
+    def __init__(self, mode="nearest"):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.up = torch.nn.Upsample(size=(10, 12), mode=mode)
+        self.c2 = torch.nn.Conv2d(8, 4, 3, padding=1)
+        self.mode = mode
+
+    def forward(self, x):
+        y = torch.nn.functional.interpolate(self.c1(x), scale_factor=2, mode=self.mode)
+        return self.c2(self.up(torch.relu(y)))
+
+
+def _fx_quantized(net, engine, shape, seed):
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = prepare_fx(net.eval(), get_default_qconfig_mapping(engine), example_inputs=(x,))
+        for _ in range(2):
+            p(torch.randn(*shape, generator=g))
+        return convert_fx(p), x
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+def test_nearest_upsampling_equals_pytorch(engine):
+    """Quantized nearest upsampling copies integers (parameters kept): == PyTorch. (FX keeps
+    the ReLU after it and the nn.Upsample in float here; they run in float, also exact.)"""
+    torch.manual_seed(6)
+    q, x = _fx_quantized(_Upsample(), engine, (2, 3, 11, 9), 7)
+    im = from_torch_quantized(q, engine=engine)
+    assert im.layers["interpolate"].op == "upsample_nearest"
+    with torch.no_grad():
+        ref = q(x).numpy()
+    np.testing.assert_array_equal(im(x.numpy()), ref)
+
+
+def test_bilinear_upsampling_is_refused_by_name():
+    from qkernels.torch import quantize_model
+    torch.manual_seed(6)
+    q, _ = _fx_quantized(_Upsample("bilinear"), "fbgemm", (2, 3, 11, 9), 7)
+    with pytest.raises(NotImplementedError, match=r"interpolate.*'bilinear'.*keep it in float"):
+        from_torch_quantized(q, engine="fbgemm")
+    with pytest.raises(NotImplementedError, match=r"interpolate.*'bilinear'"):
+        quantize_model(_Upsample("bilinear").eval(), [torch.randn(2, 3, 11, 9)])
+
+
+class _EfficientBlock(torch.nn.Module):
+    """EfficientNet's ops in a float model: SiLU, squeeze-excitation (mean as a Tensor method,
+    SiLU, Sigmoid, the multiply), Dropout, a residual add, torch.sigmoid and tanh functions."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.act = torch.nn.SiLU()
+        self.fc1 = torch.nn.Conv2d(8, 4, 1)
+        self.fc2 = torch.nn.Conv2d(4, 8, 1)
+        self.gate = torch.nn.Sigmoid()
+        self.drop = torch.nn.Dropout(0.2)
+        self.head = torch.nn.Linear(8, 5)
+
+    def forward(self, x):
+        y = self.act(self.c1(x))
+        s = self.gate(self.fc2(self.act(self.fc1(y.mean((2, 3), keepdim=True)))))
+        y = self.drop(y * s) + y
+        y = torch.tanh(y) * 2 + torch.sigmoid(y)
+        return self.head(y.mean([2, 3]))
+
+
+def test_quantize_model_tables_multiplies_and_mean():
+    """quantize_model: SiLU / Sigmoid / tanh / sigmoid as 256-entry tables of the float op (the
+    integers equal the fake-quant run there: the table is that run on every input), the
+    squeeze-excitation multiply as quantized::mul, the scalar multiply as mul_scalar, mean."""
+    from qkernels.torch import quantize_model
+    torch.manual_seed(8)
+    net = _EfficientBlock().eval()
+    g = torch.Generator().manual_seed(9)
+    calib = [torch.randn(4, 3, 8, 8, generator=g) for _ in range(3)]
+    x = torch.randn(3, 3, 8, 8, generator=g).numpy()
+    im = quantize_model(net, calib)
+    ops = {n: L.op for n, L in im.layers.items()}
+    assert [ops[n] for n in ("act", "gate", "tanh", "sigmoid")] == ["lookup"] * 4
+    assert ops["mul"] == "mul" and ops["mul_1"] == "scalar" and ops["drop"] == "identity"
+    assert ops["mean"] == "mean"
+    rows = {r.name: r for r in im.compare(x)}
+    for n in ("act", "gate", "tanh", "sigmoid"):
+        assert rows[n].steps_diff_vs_fake_quant == 0, n
+    with torch.no_grad():
+        f = net(torch.from_numpy(x)).numpy()
+    y = im(x)
+    assert 10 * np.log10((f ** 2).sum() / ((f - y) ** 2).sum()) > 25
