@@ -134,8 +134,23 @@ def rows_models(qk, np) -> Dict[str, Callable[[], object]]:
     return out
 
 
+def rows_zoo(qk, np) -> Dict[str, Callable[[], object]]:
+    """torchvision resnet18 / resnet50 at 224x224 (scripts/zoo.py), batch 1 and 8, 1 and 2
+    threads."""
+    from zoo import quantized
+
+    out: Dict[str, Callable[[], object]] = {}
+    for name in ("resnet18", "resnet50"):
+        _, im = quantized(name, 224)
+        for batch in (1, 8):
+            x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
+            for t in (1, 2):
+                out[f"{name} b{batch} t{t}"] = lambda im=im, x=x, t=t: im(x, threads=t)
+    return out
+
+
 ROWS = {"elementwise": rows_elementwise, "gemm": rows_gemm, "layernorm": rows_layernorm,
-        "models": rows_models}
+        "models": rows_models, "zoo": rows_zoo}
 
 
 def worker(tree: str, rows: List[str]) -> None:
