@@ -2,75 +2,33 @@
 ``from_torch_quantized``: the whole-model workloads of the speed scripts (bench_ab.py's "zoo"
 rows, and a loop to run under ``perf record``).
 
-torchvision comes from ``.venv/torchvision-zoo`` (``make venv``), imported the way
-tests/torch/test_torchvision_zoo_vs_torch.py does (its C extension does not load on the CPU
-torch: the two schemas its import registers are defined here instead).
+The models are the zoo test's (tests/torch/test_torchvision_zoo_vs_torch.py, whose helpers import
+torchvision from ``.venv/torchvision-zoo``), at 224x224 here.
 
     python scripts/zoo.py --model resnet50 --batch 1 --threads 1 --seconds 20   # a loop for perf
 """
 from __future__ import annotations
 
 import argparse
-import glob
-import importlib.util
 import os
 import sys
 import time
-import warnings
 from typing import Any, Tuple
 
-_LIBS: list = []
-
-
-def import_torchvision_models() -> Any:
-    """torchvision.models.quantization, from the venv's torchvision-zoo folder."""
-    import torch
-    zoo = os.path.join(sys.prefix, "torchvision-zoo")
-    if os.path.isdir(zoo) and zoo not in sys.path:
-        sys.path.append(zoo)
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None:
-        raise SystemExit(f"torchvision not found: `make venv` installs it into {zoo}")
-    ext = glob.glob(os.path.join(os.path.dirname(spec.origin), "_C*.so"))
-    try:
-        if ext:
-            torch.ops.load_library(ext[0])
-    except OSError:
-        if not _LIBS:
-            lib = torch.library.Library("torchvision", "FRAGMENT")
-            for op in ("nms", "qnms"):
-                lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            _LIBS.append(lib)
-    import torchvision.models.quantization as tvq
-    return tvq
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def quantized(name: str, size: int = 224, engine: str = "fbgemm") -> Tuple[Any, Any]:
-    """(PyTorch's FX-quantized model, the qkernels IntegerModel of it), random weights (seed 0),
-    BatchNorm statistics from one training-mode pass, calibrated on 4 random images."""
+    """(PyTorch's FX-quantized model, the qkernels IntegerModel of it): the zoo test's model
+    (tests/torch/test_torchvision_zoo_vs_torch.py: random weights, seed 0, BatchNorm statistics
+    from one training-mode pass, calibrated on random images), imported for ``engine``."""
     import torch
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     from qkernels.torch import from_torch_quantized
-    tvq = import_torchvision_models()
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "torch"))
+    from test_torchvision_zoo_vs_torch import _quantized
     torch.backends.quantized.engine = engine
-    torch.manual_seed(0)
-    kw: dict = dict(weights=None, quantize=False)
-    if name in ("inception_v3", "googlenet"):
-        kw.update(aux_logits=False, init_weights=False)
-    m = getattr(tvq, name)(**kw)
-    m.train()
-    with torch.no_grad():
-        m(torch.randn(4, 3, size, size))
-    m.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p = prepare_fx(m, get_default_qconfig_mapping(engine),
-                       example_inputs=(torch.randn(1, 3, size, size),))
-        with torch.no_grad():
-            p(torch.randn(4, 3, size, size))
-        q = convert_fx(p)
+    q, _ = _quantized(name, engine, size)
     return q, from_torch_quantized(q, engine=engine)
 
 
