@@ -20,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from typing import Callable, Dict, List
 
 from benchutil import CONV, LINEAR, median_time
@@ -134,11 +135,26 @@ def rows_models(qk, np) -> Dict[str, Callable[[], object]]:
     return out
 
 
+def rows_zoo(qk, np) -> Dict[str, Callable[[], object]]:
+    """torchvision resnet18 / resnet50 at 224x224 (scripts/zoo.py), batch 1 and 8, 1 and 2
+    threads."""
+    from zoo import quantized
+
+    out: Dict[str, Callable[[], object]] = {}
+    for name in ("resnet18", "resnet50"):
+        _, im = quantized(name, 224)
+        for batch in (1, 8):
+            x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
+            for t in (1, 2):
+                out[f"{name} b{batch} t{t}"] = lambda im=im, x=x, t=t: im(x, threads=t)
+    return out
+
+
 ROWS = {"elementwise": rows_elementwise, "gemm": rows_gemm, "layernorm": rows_layernorm,
-        "models": rows_models}
+        "models": rows_models, "zoo": rows_zoo}
 
 
-def worker(tree: str, rows: List[str]) -> None:
+def worker(tree: str, rows: List[str], cpu: bool = False) -> None:
     """Builds the rows, prints their names (one JSON line), then times the row named on each line
     of stdin and prints the median seconds, until stdin closes."""
     sys.path.insert(0, tree)
@@ -152,7 +168,8 @@ def worker(tree: str, rows: List[str]) -> None:
             fns[f"{r}: {name}"] = fn
     print(json.dumps(list(fns)), flush=True)
     for line in sys.stdin:
-        print(repr(median_time(fns[line.strip()], repeat=5, min_time=0.15)), flush=True)
+        print(repr(median_time(fns[line.strip()], repeat=5, min_time=0.15,
+                               clock=time.process_time if cpu else time.perf_counter)), flush=True)
 
 
 def main() -> int:
@@ -164,15 +181,20 @@ def main() -> int:
     ap.add_argument("--only", default=None, help="only the rows whose name contains this text")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None, help="also write the raw samples here")
+    ap.add_argument("--cpu", action="store_true",
+                    help="time the process's CPU time instead of wall time (1-thread rows: the "
+                         "work without the waits for a CPU on a loaded machine; a 2-thread row "
+                         "would count its helper's spinning)")
     a = ap.parse_args()
     rows = a.rows.split(",")
     if a.worker:
-        worker(a.worker, rows)
+        worker(a.worker, rows, a.cpu)
         return 0
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     env.pop("QKERNELS_SIMD", None)
     procs = {side: subprocess.Popen([sys.executable, os.path.abspath(__file__), "--a", a.a, "--b",
-                                     a.b, "--rows", a.rows, "--worker", tree],
+                                     a.b, "--rows", a.rows, "--worker", tree]
+                                    + (["--cpu"] if a.cpu else []),
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                     env=env)
              for side, tree in (("A", a.a), ("B", a.b))}
@@ -198,7 +220,7 @@ def main() -> int:
     if a.json:
         with open(a.json, "w") as f:
             json.dump(samples, f)
-    print(f"{a.rounds} rounds, A = {a.a}, B = {a.b}; per row, A and B timed back to back in each "
+    print(f"{a.rounds} rounds, A = {a.a}, B = {a.b}, {'CPU' if a.cpu else 'wall'} time; per row, A and B timed back to back in each "
           f"round (order alternating), medians over rounds in ms; spread = (max - min) / median "
           f"over rounds\n")
     print("| row | A ms | B ms | B/A | spread A | spread B |\n|---|---:|---:|---:|---:|---:|")

@@ -52,58 +52,14 @@ static inline int32_t qk__in8(const uint8_t *p, size_t i, int s8) {
     return s8 ? (int32_t)(int8_t)p[i] : (int32_t)p[i];
 }
 
+/* ---- quantized add (and LeakyReLU below): their SIMD loops, once per ISA ---------------- */
 #if QK_X86
-/* 8 integers of type T (u8: zero-extended, s8: sign-extended) as floats. */
-QK_TARGET_AVX2 static inline __m256 qk__load8f(const void *p, int is_s8) {
-    const __m128i v = _mm_loadl_epi64((const __m128i *)p);
-    return _mm256_cvtepi32_ps(is_s8 ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v));
-}
-
-typedef struct {
-    __m256 inv, lo, hi;
-    __m256i zp;
-} qk__qout_avx2;
-
-QK_TARGET_AVX2 static inline qk__qout_avx2 qk__qout_avx2_make(const qk__qout *o) {
-    qk__qout_avx2 v;
-    v.inv = _mm256_set1_ps(o->inv);
-    v.lo = _mm256_set1_ps((float)o->lo);
-    v.hi = _mm256_set1_ps((float)o->hi);
-    v.zp = _mm256_set1_epi32(o->zp);
-    return v;
-}
-
-/* RNE(fl(v * inv)) clamped to [lo, hi] (integers as floats), + zp, stored as 8 bytes. The clamp
- * before the rounding gives the scalar path's result: both bounds are integers. */
-QK_TARGET_AVX2 static inline void qk__store8q(void *p, __m256 v, const qk__qout_avx2 *o, int is_s8) {
-    __m256 t = _mm256_mul_ps(v, o->inv);
-    t = _mm256_min_ps(_mm256_max_ps(t, o->lo), o->hi);
-    t = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(t), o->zp);
-    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-    _mm_storel_epi64((__m128i *)p, is_s8 ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w));
-}
-#endif
-
-/* ---- quantized add ------------------------------------------------------------------------ */
-#if QK_X86
-QK_TARGET_AVX2 static size_t qk__qadd_avx2(const uint8_t *a, const uint8_t *b, size_t n, float sa,
-                                           float nba, float sb, float nbb, const qk__qout *q,
-                                           int relu, uint8_t *y) {
-    const __m256 vsa = _mm256_set1_ps(sa), vna = _mm256_set1_ps(nba);
-    const __m256 vsb = _mm256_set1_ps(sb), vnb = _mm256_set1_ps(nbb);
-    const qk__qout_avx2 o = qk__qout_avx2_make(q);
-    const int s8 = q->s8; /* a local: y may alias *q */
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 da = _mm256_fmadd_ps(qk__load8f(a + i, s8), vsa, vna);
-        const __m256 db = _mm256_fmadd_ps(qk__load8f(b + i, s8), vsb, vnb);
-        __m256 c = _mm256_add_ps(da, db);
-        if (relu) c = _mm256_max_ps(c, _mm256_setzero_ps());
-        qk__store8q(y + i, c, &o, s8);
-    }
-    return i;
-}
+#define QK_V_IS512 0
+#include "elementwise/qops_isa.h"
+#undef QK_V_IS512
+#define QK_V_IS512 1
+#include "elementwise/qops_isa.h"
+#undef QK_V_IS512
 #endif
 
 qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_scale,
@@ -121,7 +77,9 @@ qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_sc
     uint8_t *py = (uint8_t *)y;
     size_t i = 0;
 #if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX2)
+    if (qk__level() >= QK_LEVEL_AVX512)
+        i = qk__qadd_avx512(pa, pb, n, a_scale, nba, b_scale, nbb, &o, relu, py);
+    else if (qk__level() >= QK_LEVEL_AVX2)
         i = qk__qadd_avx2(pa, pb, n, a_scale, nba, b_scale, nbb, &o, relu, py);
 #endif
     for (; i < n; i++) {
@@ -222,22 +180,6 @@ qk_status qk_qadd_qnnpack(const uint8_t *a, const uint8_t *b, size_t n, float a_
 }
 
 /* ---- quantized LeakyReLU ------------------------------------------------------------------ */
-#if QK_X86
-QK_TARGET_AVX2 static size_t qk__qleaky_avx2(const uint8_t *x, size_t n, float sx, float nbx,
-                                             float slope, const qk__qout *q, uint8_t *y) {
-    const __m256 vs = _mm256_set1_ps(sx), vn = _mm256_set1_ps(nbx), vsl = _mm256_set1_ps(slope);
-    const qk__qout_avx2 o = qk__qout_avx2_make(q);
-    const int s8 = q->s8; /* a local: y may alias *q */
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 d = _mm256_fmadd_ps(qk__load8f(x + i, s8), vs, vn);
-        const __m256 pos = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_GT_OQ);
-        qk__store8q(y + i, _mm256_blendv_ps(_mm256_mul_ps(d, vsl), d, pos), &o, s8);
-    }
-    return i;
-}
-#endif
-
 qk_status qk_qleaky_relu(const void *x, qk_dtype t, size_t n, float x_scale, int32_t x_zp,
                          float slope, float out_scale, int32_t out_zp, void *y) {
     if (t != QK_DT_U8 && t != QK_DT_S8) return QK_ERR_ARG;
@@ -251,7 +193,10 @@ qk_status qk_qleaky_relu(const void *x, qk_dtype t, size_t n, float x_scale, int
     uint8_t *py = (uint8_t *)y;
     size_t i = 0;
 #if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX2) i = qk__qleaky_avx2(px, n, x_scale, nbx, slope, &o, py);
+    if (qk__level() >= QK_LEVEL_AVX512)
+        i = qk__qleaky_avx512(px, n, x_scale, nbx, slope, &o, py);
+    else if (qk__level() >= QK_LEVEL_AVX2)
+        i = qk__qleaky_avx2(px, n, x_scale, nbx, slope, &o, py);
 #endif
     for (; i < n; i++) {
         const float d = qk__dq(qk__in8(px, i, o.s8), x_scale, nbx);

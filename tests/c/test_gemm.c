@@ -337,7 +337,13 @@ static void test_conv_paths(void) {
         {1, 24, 12, 30, 16, 1, 1, 1, 0, 1}, {4, 5, 4, 4, 6, 1, 3, 1, 1, 1},
         {3, 4, 6, 5, 5, 1, 3, 2, 1, 1},   {2, 6, 5, 7, 4, 2, 2, 1, 0, 2},
         {3, 1, 8, 8, 8, 1, 3, 1, 1, 1},   {2, 16, 3, 3, 12, 1, 3, 1, 1, 1},
-        {2, 8, 6, 6, 8, 8, 3, 1, 1, 1},   {5, 12, 4, 4, 10, 1, 1, 1, 1, 1}};
+        {2, 8, 6, 6, 8, 8, 3, 1, 1, 1},   {5, 12, 4, 4, 10, 1, 1, 1, 1, 1},
+        /* unpadded, u8: tiles read x itself when their reads stay inside it (1x1 at stride 1
+         * and 2, and a 3x3 whose last tile reads up to the last byte), else from a copy (a last
+         * tile of 4 pixels: its 16-byte rows would end past x) */
+        {1, 8, 12, 16, 20, 1, 1, 1, 0, 1}, {2, 12, 14, 14, 20, 1, 1, 1, 0, 1},
+        {1, 3, 18, 18, 10, 1, 3, 1, 0, 1}, {2, 16, 24, 24, 12, 1, 1, 2, 0, 1},
+        {1, 16, 20, 20, 12, 1, 1, 2, 0, 1}};
     for (size_t it = 0; it < sizeof cases / sizeof cases[0]; it++) {
         const size_t *c = cases[it];
         qk_conv2d_shape s;

@@ -298,10 +298,17 @@ def test_the_arithmetic_differs_from_pytorchs():
 
 
 def test_tflite_only_ops_refused_with_other_presets():
+    """Softmax has an integer form with the TFLite presets only; sigmoid and tanh are TFLite's
+    LOGISTIC / TANH (fixed output scales) with a TFLite preset and tables of the float op with
+    the others."""
     with pytest.raises(NotImplementedError, match="softmax.*TFLite presets only"):
         quantize_model(Separable().eval(), _calib(1), config=QuantConfig(preset="fbgemm"))
-    with pytest.raises(NotImplementedError, match="TFLite presets only"):
-        quantize_model(Mixed().eval(), _calib(1), config=QuantConfig(preset="fbgemm"))
+    im = quantize_model(Mixed().eval(), _calib(1), config=QuantConfig(preset="fbgemm"))
+    _, tf = build("mixed", "tflite")
+    for name in ("sigmoid", "tanh"):
+        assert not im.layers[name].function.startswith("tflite")
+        assert tf.layers[name].function.startswith("tflite")
+    assert tf.layers["sigmoid"].out.scale == 1 / 256 and tf.layers["sigmoid"].out.zero_point == -128
 
 
 def test_pooling_tflite_cannot_express_is_refused():

@@ -1,0 +1,85 @@
+/* qops_isa.h -- the quantized add and LeakyReLU loops of qops.c written once for every ISA. qops.c defines
+ * QK_V_IS512 (0: AVX2, 1: AVX-512 F/BW) and includes this file once per ISA (no include guard);
+ * the primitives are elementwise/simd_v.h. Every name defined here ends in the ISA. */
+#include "elementwise/simd_v.h"
+
+/* QK_V_LANES 8-bit integers (u8 zero-extended, s8 sign-extended) as floats. */
+QK_V_TARGET static QK_ALWAYS_INLINE QK_VF QK__N(qk__qops_loadf_)(const uint8_t *p, int s8) {
+    const __m128i b = QK__SEL(_mm_loadl_epi64, _mm_loadu_si128)((const __m128i *)p);
+    return QK_VF_CVT(s8 ? QK__SEL(_mm256_cvtepi8_epi32, _mm512_cvtepi8_epi32)(b)
+                        : QK__SEL(_mm256_cvtepu8_epi32, _mm512_cvtepu8_epi32)(b));
+}
+
+/* The output stage of the ops (qk__qout1 on QK_V_LANES lanes): RNE(fl(v * inv)) clamped to
+ * [lo, hi] (integers as floats: the clamp before the rounding gives the scalar result), + zp,
+ * stored as QK_V_LANES bytes (in range: the narrowing never saturates). */
+typedef struct {
+    QK_VF inv, lo, hi;
+    QK_V zp;
+    int s8;
+} QK__N(qk__qops_out_);
+
+QK_V_TARGET static QK_ALWAYS_INLINE QK__N(qk__qops_out_) QK__N(qk__qops_out_make_)(const qk__qout *q) {
+    QK__N(qk__qops_out_) o;
+    o.inv = QK_VF_SET1(q->inv);
+    o.lo = QK_VF_SET1((float)q->lo);
+    o.hi = QK_VF_SET1((float)q->hi);
+    o.zp = QK_V_SET1(q->zp);
+    o.s8 = q->s8; /* a copy: y may alias *q */
+    return o;
+}
+
+QK_V_TARGET static QK_ALWAYS_INLINE void QK__N(qk__qops_store_)(uint8_t *p, QK_VF v,
+                                                                 const QK__N(qk__qops_out_) *o) {
+    QK_VF t = QK_VF_MIN(QK_VF_MAX(QK_VF_MUL(v, o->inv), o->lo), o->hi);
+    t = QK__SEL(_mm256_round_ps, _mm512_roundscale_ps)(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const QK_V r = QK_V_ADD(QK_V_CVT_RNE(t), o->zp);
+#if QK_V_IS512
+    _mm_storeu_si128((__m128i *)p, o->s8 ? _mm512_cvtsepi32_epi8(r) : _mm512_cvtusepi32_epi8(r));
+#else
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    _mm_storel_epi64((__m128i *)p, o->s8 ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w));
+#endif
+}
+
+/* Quantized add: fl(fma(a, sa, nba) + fma(b, sb, nbb)), ReLU, the output stage; returns the
+ * elements done (whole vectors). */
+QK_V_TARGET static size_t QK__N(qk__qadd_)(const uint8_t *a, const uint8_t *b, size_t n, float sa,
+                                           float nba, float sb, float nbb, const qk__qout *q,
+                                           int relu, uint8_t *y) {
+    const QK_VF vsa = QK_VF_SET1(sa), vna = QK_VF_SET1(nba);
+    const QK_VF vsb = QK_VF_SET1(sb), vnb = QK_VF_SET1(nbb), zero = QK_VF_SET1(0.0f);
+    const QK__N(qk__qops_out_) o = QK__N(qk__qops_out_make_)(q);
+    const int s8 = o.s8;
+    size_t i = 0;
+    for (; i + QK_V_LANES <= n; i += QK_V_LANES) {
+        const QK_VF da = QK__SEL(_mm256_fmadd_ps, _mm512_fmadd_ps)(QK__N(qk__qops_loadf_)(a + i, s8), vsa, vna);
+        const QK_VF db = QK__SEL(_mm256_fmadd_ps, _mm512_fmadd_ps)(QK__N(qk__qops_loadf_)(b + i, s8), vsb, vnb);
+        QK_VF c = QK__SEL(_mm256_add_ps, _mm512_add_ps)(da, db);
+        if (relu) c = QK_VF_MAX(c, zero);
+        QK__N(qk__qops_store_)(y + i, c, &o);
+    }
+    return i;
+}
+
+/* Quantized LeakyReLU: d = fl(fma(x, sx, nbx)), d > 0 ? d : fl(d * slope), the output stage;
+ * returns the elements done (whole vectors). */
+QK_V_TARGET static size_t QK__N(qk__qleaky_)(const uint8_t *x, size_t n, float sx, float nbx,
+                                             float slope, const qk__qout *q, uint8_t *y) {
+    const QK_VF vs = QK_VF_SET1(sx), vn = QK_VF_SET1(nbx), vsl = QK_VF_SET1(slope);
+    const QK_VF zero = QK_VF_SET1(0.0f);
+    const QK__N(qk__qops_out_) o = QK__N(qk__qops_out_make_)(q);
+    const int s8 = o.s8;
+    size_t i = 0;
+    for (; i + QK_V_LANES <= n; i += QK_V_LANES) {
+        const QK_VF d = QK__SEL(_mm256_fmadd_ps, _mm512_fmadd_ps)(QK__N(qk__qops_loadf_)(x + i, s8), vs, vn);
+        const QK_VF neg = QK_VF_MUL(d, vsl);
+#if QK_V_IS512
+        const QK_VF v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(d, zero, _CMP_GT_OQ), neg, d);
+#else
+        const QK_VF v = _mm256_blendv_ps(neg, d, _mm256_cmp_ps(d, zero, _CMP_GT_OQ));
+#endif
+        QK__N(qk__qops_store_)(y + i, v, &o);
+    }
+    return i;
+}
