@@ -258,7 +258,8 @@ int32_t qk_mul_by_quantized_multiplier(int32_t acc, int32_t multiplier, int32_t 
  * environment keeps the int16 AVX2 kernels, QKERNELS_SIMD=scalar the portable C (see qk_isa()).
  * A packed object is laid out for the path chosen when it was packed.
  */
-typedef enum qk_dtype { QK_DT_U8 = 0, QK_DT_S8 = 1, QK_DT_S32 = 2 } qk_dtype;
+/* QK_DT_F32: the float32 output of QK_REQ_FLOAT (qk_linear's output only). */
+typedef enum qk_dtype { QK_DT_U8 = 0, QK_DT_S8 = 1, QK_DT_S32 = 2, QK_DT_F32 = 3 } qk_dtype;
 
 typedef struct qk_packed_weights qk_packed_weights;
 
@@ -292,20 +293,29 @@ typedef enum qk_requant_scheme {
     QK_REQ_FP64 = 8,       /* RHAZ((double)acc * scale64[o]) (TFLite's reference FullyConnected:
                             * round() of the double product; values beyond int32 saturate, where
                             * TFLite's cast is undefined) */
-    QK_REQ_DOUBLE_HALF_UP = 9 /* SRDHM(acc * 2^max(shift,0), multiplier) then a rounding right
+    QK_REQ_DOUBLE_HALF_UP = 9, /* SRDHM(acc * 2^max(shift,0), multiplier) then a rounding right
                             * shift by max(-shift,0) with ties toward +inf (NEON vrshl; TFLite's
                             * optimized built-in kernels on x86 through NEON_2_SSE), as DOUBLE
                             * otherwise (same ranges, same overflow rule) */
+    QK_REQ_FLOAT = 10      /* float32 out (out_type QK_DT_F32; qk_linear only, others return
+                            * QK_ERR_ARG): y = fmaf((float)acc, scale[o], float_bias[o]) with
+                            * acc = sum [+ bias[o]] (mod 2^32) and float_bias 0 when NULL: one
+                            * rounding after the exact int-to-float conversion (FBGEMM's
+                            * ReQuantizeForFloat behind PyTorch's dynamic quantized Linear, with
+                            * scale[o] = fl(x_scale * w_scale[o])); zero_point, act_min and
+                            * act_max are not used. scale finite and > 0, float_bias finite. */
 } qk_requant_scheme;
 
 /* Per-call output stage. Arrays hold one value per output channel (n), or are NULL when the
  * scheme does not use them. */
 typedef struct qk_epilogue {
     qk_requant_scheme scheme;
-    qk_dtype out_type;         /* QK_DT_U8 / QK_DT_S8 (requantized) or QK_DT_S32 (QK_REQ_NONE) */
+    qk_dtype out_type;         /* QK_DT_U8 / QK_DT_S8 (requantized), QK_DT_S32 (QK_REQ_NONE) or
+                                * QK_DT_F32 (QK_REQ_FLOAT) */
     const int32_t *bias;       /* int32 bias added to the accumulator (any scheme), or NULL */
-    const float *float_bias;   /* QK_REQ_FP32 only: added in float, fl((float)acc + fb[o]) (FBGEMM) */
-    const float *scale;        /* QK_REQ_FP32: finite and > 0 */
+    const float *float_bias;   /* QK_REQ_FP32: added in float, fl((float)acc + fb[o]) (FBGEMM);
+                                * QK_REQ_FLOAT: the addend of the fmaf */
+    const float *scale;        /* QK_REQ_FP32 / QK_REQ_FLOAT: finite and > 0 */
     const int32_t *multiplier; /* QK_REQ_DOUBLE / SINGLE / DOUBLE_HALF_UP: >= 0 */
     const int32_t *shift;      /* DOUBLE / SINGLE / DOUBLE_HALF_UP: [-31, 30]; SHIFT_*: [-31, 31] */
     int32_t zero_point;        /* output zero point, within out_type (it may lie outside

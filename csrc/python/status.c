@@ -45,7 +45,8 @@ int qk_py_register_status(PyObject *module) {
                      {"REQ_SHIFT_HALF_AWAY", QK_REQ_SHIFT_HALF_AWAY},
                      {"REQ_SHIFT_FLOOR", QK_REQ_SHIFT_FLOOR},
                      {"REQ_FP64", QK_REQ_FP64},
-                     {"REQ_DOUBLE_HALF_UP", QK_REQ_DOUBLE_HALF_UP}};
+                     {"REQ_DOUBLE_HALF_UP", QK_REQ_DOUBLE_HALF_UP},
+                     {"REQ_FLOAT", QK_REQ_FLOAT}};
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
         if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value) < 0) return -1;
     return 0;
