@@ -122,6 +122,21 @@ const char *qk_version(void);
 QK__DECLARE_QUANTIZE_OUTS(f32, float)
 QK__DECLARE_QUANTIZE_OUTS(f64, double)
 
+/*
+ * qk_quantize_dynamic_f32_u8(x, n, reduce_range, y, scale, zero_point): the per-call input
+ * quantization of PyTorch's dynamic Linear (fbgemm quantized::linear_dynamic): the range
+ * [min(min x, 0), max(max x, 0)], FBGEMM's ChooseQuantizationParams over [qmin, qmax] = [0, 255]
+ * ([0, 127] with reduce_range, PyTorch's default there) in double arithmetic (scale = (max -
+ * min) / (qmax - qmin); 0.1 when fl(scale) is 0 or its float reciprocal infinite; below
+ * fl(6.1e-5) the scale becomes fl(6.1e-5) and the range is widened as FBGEMM does; the zero
+ * point from the end with the smaller error, rounded to nearest even, clamped to [qmin, qmax]),
+ * then *scale = fl(scale) and y = the fbgemm flavour of qk_quantize into [0, 255]. Returns
+ * QK_ERR_NAN when x holds a NaN or an infinity (nothing written), QK_ERR_ARG for NULL pointers
+ * with n > 0. n = 0 gives scale 0.1, zero point 0 (FBGEMM's choice for the range [0, 0]).
+ */
+qk_status qk_quantize_dynamic_f32_u8(const float *x, size_t n, int reduce_range, uint8_t *y,
+                                     float *scale, int32_t *zero_point);
+
 /* ------------------------------------------------------------------------------------------ */
 /* 2. Dequantize: integer -> float32                                                          */
 /* ------------------------------------------------------------------------------------------ */
