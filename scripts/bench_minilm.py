@@ -5,7 +5,7 @@
     python scripts/bench_minilm.py --write      # ... and replace its section in BENCHMARKS.md
     python scripts/bench_minilm.py --profile    # cProfile of the qkernels models instead
 
-Four models in one process, timed round-robin (benchutil.median_times: every contender sees the
+Four models in one process, timed round-robin (every contender sees the
 same bursts of load from other processes on this shared machine): the float model, PyTorch's
 ``quantize_dynamic`` model (fbgemm, qint8 weights), that same dynamic model with its 37 Linear
 modules swapped for qkernels' (``qkernels.torch.swap``: equal to PyTorch element for element), and
@@ -15,6 +15,7 @@ the float model calibrated and swapped for qkernels' static W8A8 Linear and inte
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 import contextlib
 import copy
@@ -29,7 +30,6 @@ sys.path.insert(0, HERE)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench_transformer import replace_section  # noqa: E402
-from benchutil import median_times  # noqa: E402
 
 HEADING = "## MiniLM end to end, batch 1, sequence 128 (issue 16)"
 SEQ = 128
@@ -50,6 +50,23 @@ def _models():
         dyn = torch.ao.quantization.quantize_dynamic(copy.deepcopy(net), {torch.nn.Linear},
                                                      dtype=torch.qint8)
     return net, dyn, enc
+
+
+def _round_robin(fns, rounds: int):
+    """Medians of wall time and of this thread's CPU time, round-robin: per round each model
+    runs once untimed, then 3 timed calls (the CPU time leaves out the waits of a shared
+    machine; both are medians over the same calls)."""
+    wall = [[] for _ in fns]
+    cpu = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, f in enumerate(fns):
+            f()
+            for _ in range(3):
+                w0, c0 = time.perf_counter(), time.thread_time()
+                f()
+                cpu[i].append(time.thread_time() - c0)
+                wall[i].append(time.perf_counter() - w0)
+    return [statistics.median(v) for v in wall], [statistics.median(v) for v in cpu]
 
 
 def run(quick: bool = False, profile: bool = False) -> str:
@@ -88,20 +105,23 @@ def run(quick: bool = False, profile: bool = False) -> str:
                 print(f"---- {name}: 10 calls")
                 pstats.Stats(pr).sort_stats("tottime").print_stats(14)
             return ""
-        ts = median_times([f for _, f in cands], min_time=0.4 if quick else 1.5, block=3, warm=1)
+        ts, cpu = _round_robin([f for _, f in cands], 4 if quick else 12)
     import datetime
     lines = [HEADING, "",
              f"Taken {datetime.date.today().isoformat()} with `python scripts/bench_minilm.py"
              f"{' --quick' if quick else ''}`; load average at the start "
              f"{os.getloadavg()[0]:.2f} (a shared 2-vCPU AMD Zen 4 machine).", "",
              f"all-MiniLM-L6-v2 (embedded package, offline), batch 1, sequence {SEQ}, one thread "
-             "(torch.set_num_threads(1), qkernels threads=1); medians of round-robin rounds. "
+             "(torch.set_num_threads(1), qkernels threads=1); medians of round-robin rounds (wall "
+             "time, and this thread's CPU time, which leaves out the waits of the shared machine). "
              "`vs dynamic` = PyTorch's quantize_dynamic model's time / this time (> 1: faster). "
              f"The qkernels swap of the dynamic model equals PyTorch's output element for element "
              f"({mism} of {ref.numel()} last-hidden-state values differ in this run).", "",
-             "| model | ms | vs dynamic |", "|---|---:|---:|"]
-    for (name, _), t in zip(cands, ts):
-        lines.append(f"| {name} | {t * 1e3:.1f} | {ts[1] / t:.2f}x |")
+             "| model | wall ms | vs dynamic | CPU ms | vs dynamic (CPU) |",
+             "|---|---:|---:|---:|---:|"]
+    for (name, _), t, c in zip(cands, ts, cpu):
+        lines.append(f"| {name} | {t * 1e3:.1f} | {ts[1] / t:.2f}x | {c * 1e3:.1f} | "
+                     f"{cpu[1] / c:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
