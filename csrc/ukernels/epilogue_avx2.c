@@ -12,24 +12,8 @@
  * on integral float bounds. per_ch: channel o + i for element i (linear); else channel o. */
 QK_TARGET_AVX2 static size_t qk__epi_avx2(const qk_epilogue *ep, size_t o, int per_ch,
                                           const int32_t *src, size_t cnt, void *y) {
-    const int fp32 = ep->scheme == QK_REQ_FP32;
-    if (ep->scheme == QK_REQ_FLOAT) { /* float32 out: fmaf((float)acc, scale, float_bias) */
-        const __m256 zero = _mm256_setzero_ps();
-        size_t i = 0;
-        for (; i + 8 <= cnt; i += 8) {
-            __m256i acc = _mm256_loadu_si256((const __m256i *)(src + i));
-            if (ep->bias)
-                acc = _mm256_add_epi32(acc, per_ch ? _mm256_loadu_si256((const __m256i *)(ep->bias + o + i))
-                                                   : _mm256_set1_epi32(ep->bias[o]));
-            const __m256 fb = !ep->float_bias ? zero
-                              : per_ch ? _mm256_loadu_ps(ep->float_bias + o + i)
-                                       : _mm256_set1_ps(ep->float_bias[o]);
-            const __m256 sc = per_ch ? _mm256_loadu_ps(ep->scale + o + i) : _mm256_set1_ps(ep->scale[o]);
-            _mm256_storeu_ps((float *)y + i, _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), sc, fb));
-        }
-        return i;
-    }
-    if (!fp32 && ep->scheme != QK_REQ_NONE) return 0;
+    const int fp32 = ep->scheme == QK_REQ_FP32, flt = ep->scheme == QK_REQ_FLOAT;
+    if (!fp32 && !flt && ep->scheme != QK_REQ_NONE) return 0;
     const __m256 flo = _mm256_set1_ps(qk__ep_flo(ep));
     const __m256 fhi = _mm256_set1_ps(qk__ep_fhi(ep));
     const __m256i vzp = _mm256_set1_epi32(ep->zero_point);
@@ -40,6 +24,14 @@ QK_TARGET_AVX2 static size_t qk__epi_avx2(const qk_epilogue *ep, size_t o, int p
         if (ep->bias)
             acc = _mm256_add_epi32(acc, per_ch ? _mm256_loadu_si256((const __m256i *)(ep->bias + o + i))
                                                : _mm256_set1_epi32(ep->bias[o]));
+        if (flt) { /* float32 out: fmaf((float)acc, scale, float_bias) */
+            const __m256 fb = !ep->float_bias ? _mm256_setzero_ps()
+                              : per_ch ? _mm256_loadu_ps(ep->float_bias + o + i)
+                                       : _mm256_set1_ps(ep->float_bias[o]);
+            const __m256 sc = per_ch ? _mm256_loadu_ps(ep->scale + o + i) : _mm256_set1_ps(ep->scale[o]);
+            _mm256_storeu_ps((float *)y + i, _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), sc, fb));
+            continue;
+        }
         if (!fp32) {
             _mm256_storeu_si256((__m256i *)((int32_t *)y + i), acc);
             continue;
