@@ -293,6 +293,36 @@ def requantize_shift(acc: ArrayLike, shift: ArrayLike, zero_point: ArrayLike = 0
                        (a, sh, zp, np.int32(lo), np.int32(hi)), out, lambda: None)
 
 
+def quantize_dynamic(x: ArrayLike, *, reduce_range: bool = True) -> Tuple[np.ndarray, float, int]:
+    """PyTorch's per-call input quantization of a dynamic Linear (fbgemm
+    ``quantized::linear_dynamic``), in one C call: returns ``(q uint8, scale, zero_point)``.
+
+    The range ``[min(min x, 0), max(max x, 0)]``, FBGEMM's ``ChooseQuantizationParams`` over
+    [0, 255] ([0, 127] with ``reduce_range``, what PyTorch's dynamic Linear uses on x86) in double
+    arithmetic (the 6.1e-5 floor on the scale, the zero point from the end with the smaller
+    error), ``scale`` rounded to float32, then ``quantize(x, scale, zero_point, dtype=uint8,
+    flavor="fbgemm")``. x must be finite (a NaN or an infinity raises ValueError).
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> q, s, z = qkernels.quantize_dynamic(np.float32([1.0, 2.0, -3.0]))
+        >>> q, round(s, 6), z
+        (array([101, 127,   0], dtype=uint8), 0.03937, 76)
+    """
+    a = np.asarray(x)
+    if a.dtype != np.float32:
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"x must be real numbers, got dtype {a.dtype}")
+        a = a.astype(np.float32)
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    try:
+        return _core._quantize_dynamic(a, bool(reduce_range))
+    except ValueError as exc:
+        raise ValueError("x must be finite: a dynamic quantization range cannot hold a NaN or an "
+                         "infinity") from exc
+
+
 def accumulator_to_float(acc: ArrayLike, scale: ArrayLike, bias: ArrayLike = 0.0, *,
                          axis: Optional[int] = None,
                          out: Optional[np.ndarray] = None) -> np.ndarray:

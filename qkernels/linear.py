@@ -15,6 +15,8 @@ Three ways in, one arithmetic:
   once; the returned :class:`PreparedQLinear` / :class:`PreparedQConv2d` is called per batch (what
   ``qlinear`` uses inside, and what the PyTorch bridge runs).
 - :func:`linear_int32` / :func:`conv2d_int32`: the exact int32 accumulators.
+- :func:`linear_float`: float32 out, ``fmaf(acc, scale, float_bias)`` fused into the GEMM
+  (PyTorch's dynamic Linear; :func:`linear_float_runner` is its per-call form).
 
 Before running, the worst-case accumulator ``max|x - x_zp| * sum_k |w[o,k] - w_zp[o]| + |bias[o]|``
 (max over the activation type's whole range) is checked against int32: beyond it the call raises
@@ -787,6 +789,78 @@ def linear_int32(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional
     prep = _int32_call(p, x.dtype, x_zero_point, bias, overflow,
                        PreparedQLinear.__new__(PreparedQLinear))
     return prep(x, threads=threads, out=out)
+
+
+# ---- float32 output (dynamic quantization) --------------------------------------------------------
+def _float_operands(p: PackedLinear, float_bias: Any, bias: Any) -> Tuple[Optional[np.ndarray],
+                                                                          Optional[np.ndarray]]:
+    fb = None if float_bias is None else P.float_bias(float_bias, p.out_channels, "float output")
+    return fb, P.int32_bias(bias, p.out_channels, "float output")
+
+
+def linear_float(x: ArrayLike, w: Union[ArrayLike, PackedLinear], scale: ArrayLike,
+                 float_bias: Optional[ArrayLike] = None, *, bias: Optional[ArrayLike] = None,
+                 x_zero_point: ArrayLike = 0, w_zero_point: Optional[ArrayLike] = None,
+                 overflow: str = "raise", threads: Optional[int] = None,
+                 out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Linear with a float32 output stage fused into the GEMM (PyTorch's dynamic Linear).
+
+    ``y[..., o] = fmaf((float)acc, scale[o], float_bias[o])`` with the exact int32
+    ``acc = sum_k (x - x_zp)(w[o] - w_zp[o]) (+ bias[o])``: one rounding after the exact
+    int-to-float conversion, FBGEMM's ``ReQuantizeForFloat`` with ``scale[o] = fl(x_scale *
+    w_scale[o])`` (the output stage of ``torch.ao.quantization.quantize_dynamic``'s Linear). The
+    same bits as ``accumulator_to_float(linear_int32(x, w, bias, ...), scale, float_bias,
+    axis=-1)`` without the int32 array in between. ``scale`` per tensor or per output channel,
+    finite and > 0; ``float_bias`` None (0) or one finite value per output channel.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> qkernels.linear_float(np.array([[3, 1]], np.uint8), np.array([[2, -1], [1, 1]], np.int8),
+        ...                       0.5, np.float32([0.25, -1.0]), x_zero_point=1)
+        array([[2.25, 0.  ]], dtype=float32)
+    """
+    x = _q8_input(x, "x")
+    p = _as_linear_packed(w, w_zero_point, None)
+    x = _prepare_x(x, p.k)
+    xzp = _x_zero_point(x_zero_point, x.dtype)
+    s = P._scale_vector(scale, p.out_channels, "scale")
+    fb, b = _float_operands(p, float_bias, bias)
+    _bound_check(p, x.dtype, xzp, b, overflow)
+    x2 = x if x.ndim == 2 and x.flags.c_contiguous else np.ascontiguousarray(x.reshape(-1, p.k))
+    shape = x.shape[:-1] + (p.out_channels,)
+    f32 = np.dtype(np.float32)
+    C.check_out(out, shape, f32)
+    y = np.empty(shape, f32) if out is None else C.kernel_out(out, shape, f32, x2)
+    _core._linear(p._cap, x2, xzp, y, _core.REQ_FLOAT, b, fb, s, None, None, 0, 0, 0,
+                  int(overflow == "wrap"), _threads(threads, x2.shape[0] * p.out_channels * p.k))
+    return _finish(y, out)
+
+
+def linear_float_runner(w: PackedLinear, float_bias: Optional[ArrayLike] = None, *,
+                        bias: Optional[ArrayLike] = None) -> Any:
+    """The bare per-call form of :func:`linear_float` for the PyTorch bridge's dynamic Linear:
+    ``run(x2d, x_zero_point, scale, threads) -> y`` with ``x2d`` C-contiguous (m, K) uint8 / int8,
+    ``scale`` a float32 array of one value per output channel (``fl(x_scale * w_scale)``, new
+    each call). The biases are checked here once; the C call checks the rest (layout, zero
+    point, scales, the accumulator bound: ``AccumulatorOverflowError``).
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> run = qkernels.linear_float_runner(qkernels.pack_linear(np.int8([[2, -1]])))
+        >>> run(np.uint8([[3, 1]]), 1, np.float32([0.5]), 1)
+        array([[2.]], dtype=float32)
+    """
+    if not isinstance(w, PackedLinear):
+        raise TypeError(f"w must be a PackedLinear (qkernels.pack_linear); got {type(w).__name__}")
+    fb, b = _float_operands(w, float_bias, bias)
+    cap, n, lin, code, empty, f32 = w._cap, w.out_channels, _core._linear, _core.REQ_FLOAT, \
+        np.empty, np.float32
+
+    def run(x2: np.ndarray, x_zero_point: int, scale: np.ndarray, threads: int) -> np.ndarray:
+        y = empty((x2.shape[0], n), f32)
+        lin(cap, x2, x_zero_point, y, code, b, fb, scale, None, None, 0, 0, 0, 0, threads)
+        return y
+    return run
 
 
 # ---- convolution ------------------------------------------------------------------------------

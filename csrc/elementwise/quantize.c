@@ -414,6 +414,118 @@ QK__FAKE_QUANTIZE(f32, float)
 QK__FAKE_QUANTIZE(f64, double)
 
 /* ---------------------------------------------------------------------------------------- */
+/* Dynamic quantization (fbgemm quantized::linear_dynamic's input)                           */
+/* ---------------------------------------------------------------------------------------- */
+/* min and max of x; 0 when x holds a NaN or an infinity. The minimum and maximum of a set do
+ * not depend on the order of the comparisons (up to the sign of a zero, which the range
+ * [min(lo, 0), max(hi, 0)] then drops), so the SIMD loop and the scalar one agree. */
+static int qk__minmax_scalar(const float *x, size_t n, float *lo, float *hi) {
+    float a = *lo, b = *hi;
+    for (size_t i = 0; i < n; i++) {
+        const float v = x[i];
+        if (!isfinite(v)) return 0;
+        a = v < a ? v : a;
+        b = v > b ? v : b;
+    }
+    *lo = a;
+    *hi = b;
+    return 1;
+}
+
+#if QK_X86
+/* 32 floats an iteration (4 independent min / max chains); a lane that is NaN or infinite sets
+ * the flag (|v| == inf or unordered). Returns the elements done. */
+QK_TARGET_AVX2 static size_t qk__minmax_avx2(const float *x, size_t n, float *lo, float *hi,
+                                             int *bad) {
+    if (n < 32) return 0;
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 mn[4], mx[4], nf = _mm256_setzero_ps();
+    for (int j = 0; j < 4; j++) mn[j] = mx[j] = _mm256_loadu_ps(x + 8 * j);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int j = 0; j < 4; j++) {
+            const __m256 v = _mm256_loadu_ps(x + i + 8 * j);
+            /* not (|v| < inf): NaN (unordered) or an infinity */
+            nf = _mm256_or_ps(nf, _mm256_cmp_ps(_mm256_and_ps(v, absm), inf, _CMP_NLT_UQ));
+            mn[j] = _mm256_min_ps(mn[j], v);
+            mx[j] = _mm256_max_ps(mx[j], v);
+        }
+    if (_mm256_movemask_ps(nf)) {
+        *bad = 1;
+        return i;
+    }
+    const __m256 a = _mm256_min_ps(_mm256_min_ps(mn[0], mn[1]), _mm256_min_ps(mn[2], mn[3]));
+    const __m256 b = _mm256_max_ps(_mm256_max_ps(mx[0], mx[1]), _mm256_max_ps(mx[2], mx[3]));
+    float la[8], lb[8];
+    _mm256_storeu_ps(la, a);
+    _mm256_storeu_ps(lb, b);
+    float l = *lo, h = *hi;
+    for (int j = 0; j < 8; j++) {
+        l = la[j] < l ? la[j] : l;
+        h = lb[j] > h ? lb[j] : h;
+    }
+    *lo = l;
+    *hi = h;
+    return i;
+}
+#endif
+
+/* FBGEMM's ChooseQuantizationParams (fbgemm/src/QuantUtils.cc, as PyTorch's dynamic Linear calls
+ * it: preserve_sparsity false, force_scale_power_of_two false) for the finite range [mn, mx]. */
+static void qk__fbgemm_choose_qparams(float mn, float mx, int32_t qmin, int32_t qmax,
+                                      double *scale_out, int32_t *zp_out) {
+    const float small = 6.1e-5f;
+    mn = mn < 0.0f ? mn : 0.0f;
+    mx = mx > 0.0f ? mx : 0.0f;
+    double scale = ((double)mx - (double)mn) / (double)(qmax - qmin);
+    if ((float)scale == 0.0f || isinf(1.0f / (float)scale)) scale = 0.1;
+    if (scale < (double)small) {
+        const float org = (float)scale;
+        scale = (double)small;
+        if (mn == 0.0f) {
+            mx = small * (float)(qmax - qmin);
+        } else if (mx == 0.0f) {
+            mn = -small * (float)(qmax - qmin);
+        } else {
+            const float amp = small / org;
+            mn *= amp;
+            mx *= amp;
+        }
+    }
+    const double zmin = (double)qmin - (double)mn / scale;
+    const double zmax = (double)qmax - (double)mx / scale;
+    const double emin = fabs((double)qmin) - fabs((double)mn / scale);
+    const double emax = fabs((double)qmax) - fabs((double)mx / scale);
+    const double z0 = emin < emax ? zmin : zmax;
+    *zp_out = z0 < (double)qmin ? qmin : z0 > (double)qmax ? qmax : (int32_t)nearbyint(z0);
+    *scale_out = scale;
+}
+
+qk_status qk_quantize_dynamic_f32_u8(const float *x, size_t n, int reduce_range, uint8_t *y,
+                                     float *scale, int32_t *zero_point) {
+    if (scale == NULL || zero_point == NULL || (n > 0 && (x == NULL || y == NULL)))
+        return QK_ERR_ARG;
+    float lo = n ? x[0] : 0.0f, hi = lo;
+    size_t done = 0;
+    int bad = 0;
+#if QK_X86
+    if (qk__level() >= QK_LEVEL_AVX2) done = qk__minmax_avx2(x, n, &lo, &hi, &bad);
+#endif
+    if (bad || !qk__minmax_scalar(x + done, n - done, &lo, &hi)) return QK_ERR_NAN;
+    const int32_t qmax = reduce_range ? 127 : 255;
+    double sd;
+    int32_t zp;
+    qk__fbgemm_choose_qparams(lo, hi, 0, qmax, &sd, &zp);
+    const float s = (float)sd;
+    const qk_status st = qk_quantize_f32_u8_fbgemm(x, n, s, zp, 0, 255, y, NULL);
+    if (st != QK_OK) return st;
+    *scale = s;
+    *zero_point = zp;
+    return QK_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* int32 accumulators -> float with one fused rounding (FBGEMM ReQuantizeForFloat)           */
 /* ---------------------------------------------------------------------------------------- */
 #if QK_X86

@@ -511,6 +511,93 @@ QK_TARGET_AVX2 static size_t qk__ibert32_avx2(const qk_softmax_params *p, const 
 }
 #endif
 
+/* ---- int32 input, I-BERT, many elements a call: the i-exp as a table --------------------------
+ * V depends only on d = x - max clipped at 30 x0, i.e. on j = max - max(x, lo) in [0, span],
+ * span = -30 x0, lo = max(mx + 30 x0, INT32_MIN) (j then fits int32: x >= lo >= mx - span). When
+ * a call has at least twice as many elements as the table has entries (and span < 2^20), the
+ * i-exp runs once for each j (the same integers, by the same code) and the rows look V up:
+ * AVX-512 / AVX2 gathers beside the scalar loop, the same bits. */
+enum { QK__IEXP_TABLE_MAX = 1 << 20 };
+
+static uint64_t qk__iexp_lookup_scalar(const uint16_t *t, const int32_t *x, size_t n, int32_t mx,
+                                       int32_t lo, uint16_t *v) {
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++) {
+        const int32_t xi = x[i] < lo ? lo : x[i];
+        const uint16_t e = t[(int64_t)mx - xi];
+        v[i] = (uint16_t)e;
+        s += e;
+    }
+    return s;
+}
+
+#if QK_X86
+/* 16 lanes a step and a masked tail; the int32 lane sums (each value < 2^15) go to 64 bits every
+ * 2^12 steps. */
+QK_TARGET_AVX512 static size_t qk__iexp_lookup_avx512(const uint16_t *t, const int32_t *x, size_t n,
+                                                      int32_t mx, int32_t lo, uint16_t *v,
+                                                      uint64_t *sum) {
+    const __m512i vlo = _mm512_set1_epi32(lo), vmx = _mm512_set1_epi32(mx);
+    const __m512i m16 = _mm512_set1_epi32(0xFFFF);
+    __m512i acc = _mm512_setzero_si512();
+    uint64_t s = 0;
+    size_t i = 0, steps = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i j = _mm512_sub_epi32(
+            vmx, _mm512_max_epi32(_mm512_loadu_si512((const void *)(x + i)), vlo));
+        const __m512i e = _mm512_and_si512(_mm512_i32gather_epi32(j, (const void *)t, 2), m16);
+        _mm256_storeu_si256((__m256i *)(v + i), _mm512_cvtepi32_epi16(e));
+        acc = _mm512_add_epi32(acc, e);
+        if (++steps == 4096) {
+            s += (uint64_t)_mm512_reduce_add_epi32(acc);
+            acc = _mm512_setzero_si512();
+            steps = 0;
+        }
+    }
+    if (i < n) { /* the tail: masked-off lanes read nothing, gather t[0] and are dropped (a
+                  * masked gather measured slower on Zen 4) */
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+        const __m512i j = _mm512_maskz_sub_epi32(
+            k, vmx, _mm512_max_epi32(_mm512_maskz_loadu_epi32(k, x + i), vlo));
+        const __m512i e = _mm512_maskz_and_epi32(k, _mm512_i32gather_epi32(j, (const void *)t, 2), m16);
+        _mm512_mask_cvtepi32_storeu_epi16(v + i, k, e);
+        acc = _mm512_add_epi32(acc, e);
+        i = n;
+    }
+    *sum += s + (uint64_t)_mm512_reduce_add_epi32(acc);
+    return i;
+}
+
+QK_TARGET_AVX2 static size_t qk__iexp_lookup_avx2(const uint16_t *t, const int32_t *x, size_t n,
+                                                  int32_t mx, int32_t lo, uint16_t *v,
+                                                  uint64_t *sum) {
+    const __m256i vlo = _mm256_set1_epi32(lo), vmx = _mm256_set1_epi32(mx);
+    const __m256i m16 = _mm256_set1_epi32(0xFFFF);
+    __m256i acc = _mm256_setzero_si256();
+    uint64_t s = 0;
+    size_t i = 0, steps = 0;
+    int32_t l[8];
+    for (; i + 8 <= n; i += 8) {
+        const __m256i j = _mm256_sub_epi32(
+            vmx, _mm256_max_epi32(_mm256_loadu_si256((const __m256i *)(x + i)), vlo));
+        const __m256i e = _mm256_and_si256(_mm256_i32gather_epi32((const int *)t, j, 2), m16);
+        const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(e), _mm256_extracti128_si256(e, 1));
+        _mm_storeu_si128((__m128i *)(v + i), w);
+        acc = _mm256_add_epi32(acc, e);
+        if (++steps == 8192) {
+            _mm256_storeu_si256((__m256i *)l, acc);
+            for (int k = 0; k < 8; k++) s += (uint32_t)l[k];
+            acc = _mm256_setzero_si256();
+            steps = 0;
+        }
+    }
+    _mm256_storeu_si256((__m256i *)l, acc);
+    for (int k = 0; k < 8; k++) s += (uint32_t)l[k];
+    *sum += s;
+    return i;
+}
+#endif
+
 /* ---- the public kernels ------------------------------------------------------------------------ */
 static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_dtype xt,
                                  size_t rows, size_t cols, uint8_t *y, uint8_t *expo,
@@ -530,6 +617,35 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
     const int path = qk__level() >= QK_LEVEL_AVX512 ? 2 : (qk__level() >= QK_LEVEL_AVX2 ? 1 : 0);
     const size_t xsz = eight ? 1 : 4;
     const int simd32 = !eight && !sole && path > 0 && qk__ibert32_simd_ok(p);
+    /* int32 I-BERT over at least twice as many elements as the i-exp has distinct values: the
+     * i-exp of each j = -d in [0, span] once, as a table (see above) */
+    const int64_t span = -30 * p->x0;
+    uint16_t *tbl = NULL;
+    size_t jcap = (size_t)span; /* the clip of j: tbl[jcap .. span] all equal tbl[jcap] */
+    if (!eight && !sole && span < QK__IEXP_TABLE_MAX && rows * cols / 2 >= (size_t)span + 1) {
+        const size_t ne = (size_t)span + 1;
+        /* 16-bit entries read by 32-bit gathers (the low half kept): one entry of slack */
+        tbl = (uint16_t *)calloc(ne + 2, sizeof(uint16_t));
+        if (tbl == NULL) {
+            free(v);
+            return QK_ERR_NOMEM;
+        }
+        int32_t dx[1024];
+        for (size_t j0 = 0; j0 < ne; j0 += 1024) {
+            const size_t cnt = ne - j0 < 1024 ? ne - j0 : 1024;
+            for (size_t j = 0; j < cnt; j++) dx[j] = -(int32_t)(j0 + j);
+            size_t done = 0;
+            uint64_t unused = 0;
+#if QK_X86
+            if (simd32) done = path == 2 ? qk__ibert32_avx512(p, dx, cnt, 0, tbl + j0, &unused)
+                                         : qk__ibert32_avx2(p, dx, cnt, 0, tbl + j0, &unused);
+#endif
+            for (size_t j = done; j < cnt; j++) tbl[j0 + j] = (uint16_t)qk__ibert_exp16(p, dx[j]);
+        }
+        /* V is 0 from some j on (the 16-bit exponent underflows long before the 30 ln 2 clip):
+         * clip j there instead, so the look-ups stay within a table that fits the L1 cache */
+        while (jcap > 0 && tbl[jcap] == 0 && tbl[jcap - 1] == 0) jcap--;
+    }
     for (size_t r = 0; r < rows; r++) {
         const char *xr = (const char *)x + r * cols * xsz;
         uint64_t sum = 0;
@@ -559,9 +675,22 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
             const int32_t mx = qk__row_max32_scalar(xi, cols);
 #endif
             size_t i0 = 0;
+            if (tbl != NULL) {
+                const int64_t lo64 = (int64_t)mx - (int64_t)jcap;
+                const int32_t lo = lo64 < INT32_MIN ? INT32_MIN : (int32_t)lo64;
 #if QK_X86
-            if (!sole && simd32) i0 = path == 2 ? qk__ibert32_avx512(p, xi, cols, mx, v, &sum)
-                                                : qk__ibert32_avx2(p, xi, cols, mx, v, &sum);
+                if (path == 2)
+                    i0 = qk__iexp_lookup_avx512(tbl, xi, cols, mx, lo, v, &sum);
+                else if (path == 1)
+                    i0 = qk__iexp_lookup_avx2(tbl, xi, cols, mx, lo, v, &sum);
+#endif
+                sum += qk__iexp_lookup_scalar(tbl, xi + i0, cols - i0, mx, lo, v + i0);
+                i0 = cols;
+            }
+#if QK_X86
+            if (!sole && simd32 && tbl == NULL)
+                i0 = path == 2 ? qk__ibert32_avx512(p, xi, cols, mx, v, &sum)
+                               : qk__ibert32_avx2(p, xi, cols, mx, v, &sum);
 #endif
             for (size_t i = i0; i < cols; i++) {
                 const int64_t d = (int64_t)xi[i] - mx;
@@ -591,6 +720,7 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
         }
     }
     free(v);
+    free(tbl);
     return QK_OK;
 }
 

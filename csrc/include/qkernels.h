@@ -122,6 +122,21 @@ const char *qk_version(void);
 QK__DECLARE_QUANTIZE_OUTS(f32, float)
 QK__DECLARE_QUANTIZE_OUTS(f64, double)
 
+/*
+ * qk_quantize_dynamic_f32_u8(x, n, reduce_range, y, scale, zero_point): the per-call input
+ * quantization of PyTorch's dynamic Linear (fbgemm quantized::linear_dynamic): the range
+ * [min(min x, 0), max(max x, 0)], FBGEMM's ChooseQuantizationParams over [qmin, qmax] = [0, 255]
+ * ([0, 127] with reduce_range, PyTorch's default there) in double arithmetic (scale = (max -
+ * min) / (qmax - qmin); 0.1 when fl(scale) is 0 or its float reciprocal infinite; below
+ * fl(6.1e-5) the scale becomes fl(6.1e-5) and the range is widened as FBGEMM does; the zero
+ * point from the end with the smaller error, rounded to nearest even, clamped to [qmin, qmax]),
+ * then *scale = fl(scale) and y = the fbgemm flavour of qk_quantize into [0, 255]. Returns
+ * QK_ERR_NAN when x holds a NaN or an infinity (nothing written), QK_ERR_ARG for NULL pointers
+ * with n > 0. n = 0 gives scale 0.1, zero point 0 (FBGEMM's choice for the range [0, 0]).
+ */
+qk_status qk_quantize_dynamic_f32_u8(const float *x, size_t n, int reduce_range, uint8_t *y,
+                                     float *scale, int32_t *zero_point);
+
 /* ------------------------------------------------------------------------------------------ */
 /* 2. Dequantize: integer -> float32                                                          */
 /* ------------------------------------------------------------------------------------------ */
@@ -258,7 +273,8 @@ int32_t qk_mul_by_quantized_multiplier(int32_t acc, int32_t multiplier, int32_t 
  * environment keeps the int16 AVX2 kernels, QKERNELS_SIMD=scalar the portable C (see qk_isa()).
  * A packed object is laid out for the path chosen when it was packed.
  */
-typedef enum qk_dtype { QK_DT_U8 = 0, QK_DT_S8 = 1, QK_DT_S32 = 2 } qk_dtype;
+/* QK_DT_F32: the float32 output of QK_REQ_FLOAT (qk_linear's output only). */
+typedef enum qk_dtype { QK_DT_U8 = 0, QK_DT_S8 = 1, QK_DT_S32 = 2, QK_DT_F32 = 3 } qk_dtype;
 
 typedef struct qk_packed_weights qk_packed_weights;
 
@@ -302,20 +318,29 @@ typedef enum qk_requant_scheme {
     QK_REQ_REDUCED = 10,   /* (acc * rm + 2^(14 - shift)) >> (15 - shift), then int32 (two's
                             * complement wrap): TFLite's int64 MultiplyByQuantizedMultiplier
                             * (kernels/internal/common.cc, default build) */
-    QK_REQ_REDUCED_CMSIS = 11 /* r = int32((acc * rm) >> (14 - shift)) (wrap), then (r + 1) >> 1
+    QK_REQ_REDUCED_CMSIS = 11, /* r = int32((acc * rm) >> (14 - shift)) (wrap), then (r + 1) >> 1
                             * with the int32 add wrapping: CMSIS-NN arm_nn_requantize_s64; the
                             * same as QK_REQ_REDUCED wherever (acc * rm) >> (14 - shift) fits in
                             * int32 */
+    QK_REQ_FLOAT = 12      /* float32 out (out_type QK_DT_F32; qk_linear only, others return
+                            * QK_ERR_ARG): y = fmaf((float)acc, scale[o], float_bias[o]) with
+                            * acc = sum [+ bias[o]] (mod 2^32) and float_bias 0 when NULL: one
+                            * rounding after the exact int-to-float conversion (FBGEMM's
+                            * ReQuantizeForFloat behind PyTorch's dynamic quantized Linear, with
+                            * scale[o] = fl(x_scale * w_scale[o])); zero_point, act_min and
+                            * act_max are not used. scale finite and > 0, float_bias finite. */
 } qk_requant_scheme;
 
 /* Per-call output stage. Arrays hold one value per output channel (n), or are NULL when the
  * scheme does not use them. */
 typedef struct qk_epilogue {
     qk_requant_scheme scheme;
-    qk_dtype out_type;         /* QK_DT_U8 / QK_DT_S8 (requantized) or QK_DT_S32 (QK_REQ_NONE) */
+    qk_dtype out_type;         /* QK_DT_U8 / QK_DT_S8 (requantized), QK_DT_S32 (QK_REQ_NONE) or
+                                * QK_DT_F32 (QK_REQ_FLOAT) */
     const int32_t *bias;       /* int32 bias added to the accumulator (any scheme), or NULL */
-    const float *float_bias;   /* QK_REQ_FP32 only: added in float, fl((float)acc + fb[o]) (FBGEMM) */
-    const float *scale;        /* QK_REQ_FP32: finite and > 0 */
+    const float *float_bias;   /* QK_REQ_FP32: added in float, fl((float)acc + fb[o]) (FBGEMM);
+                                * QK_REQ_FLOAT: the addend of the fmaf */
+    const float *scale;        /* QK_REQ_FP32 / QK_REQ_FLOAT: finite and > 0 */
     const int32_t *multiplier; /* QK_REQ_DOUBLE / SINGLE / DOUBLE_HALF_UP: >= 0 */
     const int32_t *shift;      /* DOUBLE / SINGLE / DOUBLE_HALF_UP: [-31, 30]; SHIFT_*: [-31, 31] */
     int32_t zero_point;        /* output zero point, within out_type (it may lie outside

@@ -63,3 +63,21 @@ qk_status qk__call_check(const qk_packed_weights *w, qk_dtype x_type, int32_t x_
     const qk_status st = qk__epilogue_check(ep, w->n);
     return st != QK_OK ? st : qk__bound_check(w, x_type, x_zp, ep);
 }
+
+/* QK_REQ_FLOAT (qk_linear's float32 output): float32 out, finite positive scales, finite
+ * float biases; the integer output fields are not used. */
+static qk_status qk__float_epilogue_check(const qk_epilogue *ep, size_t n) {
+    if (ep->out_type != QK_DT_F32 || ep->scale == NULL) return QK_ERR_ARG;
+    for (size_t o = 0; o < n; o++) {
+        if (!qk__scale_ok(ep->scale[o])) return QK_ERR_SCALE;
+        if (ep->float_bias != NULL && !isfinite(ep->float_bias[o])) return QK_ERR_ARG;
+    }
+    return QK_OK;
+}
+
+qk_status qk__linear_call_check(const qk_packed_weights *w, qk_dtype x_type, int32_t x_zp,
+                                const qk_epilogue *ep) {
+    if (ep == NULL || ep->scheme != QK_REQ_FLOAT) return qk__call_check(w, x_type, x_zp, ep);
+    const qk_status st = qk__float_epilogue_check(ep, w->n);
+    return st != QK_OK ? st : qk__bound_check(w, x_type, x_zp, ep);
+}

@@ -81,7 +81,7 @@ static void qk__lin_jobs(void *vctx, size_t j0, size_t j1) {
 qk_status qk_linear(const qk_packed_weights *w, const void *x, qk_dtype x_type, size_t m,
                     int32_t x_zero_point, const qk_epilogue *ep, void *y, int threads) {
     if (w == NULL || w->kind != QK__PACK_LINEAR) return QK_ERR_ARG;
-    const qk_status st = qk__call_check(w, x_type, x_zero_point, ep);
+    const qk_status st = qk__linear_call_check(w, x_type, x_zero_point, ep);
     if (st != QK_OK) return st;
     /* x (m x k, and its copy padded to whole quads), y (m x n) and the per-row sums must be
      * addressable */

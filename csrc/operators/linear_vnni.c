@@ -55,7 +55,8 @@ qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt
     float *fb = (float *)(wz + np);
     float *sc = fb + np;
     uint32_t *rowsum = (uint32_t *)(sc + np);
-    const int vec = qk__epilogue_vec(ep);
+    const int flt = ep->scheme == QK_REQ_FLOAT;
+    const int vec = flt || qk__epilogue_vec(ep);
     uk->linear_u8_setup(n, k, w->wzp8, w->colsum, xz8, ep, vec, np, cb, wz, fb, sc);
     const uint8_t *a = (const uint8_t *)x;
     size_t lda = k;
@@ -85,6 +86,7 @@ qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt
     c.k.ep = ep;
     c.k.fp32 = ep->scheme == QK_REQ_FP32;
     c.k.vec = vec;
+    c.k.flt = flt;
     c.k.any_wz = any_wz;
     c.k.cb = cb;
     c.k.wz = wz;

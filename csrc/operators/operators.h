@@ -62,6 +62,10 @@ qk_status qk__bound_check(const qk_packed_weights *w, qk_dtype x_type, int32_t x
 /* Both, for one call of qk_linear / qk_conv2d on w. */
 qk_status qk__call_check(const qk_packed_weights *w, qk_dtype x_type, int32_t x_zp,
                          const qk_epilogue *ep);
+/* The same for qk_linear, which also takes QK_REQ_FLOAT (float32 out); the other operators
+ * reject it (qk__epilogue_check). */
+qk_status qk__linear_call_check(const qk_packed_weights *w, qk_dtype x_type, int32_t x_zp,
+                                const qk_epilogue *ep);
 
 /* pack.c: per channel, modulo 2^32: k * xz8 * wzp8[o] - xz8 * colsum[o] (malloc'd, NULL on
  * failure). The exact sum is then S + corr[o] - wzp8[o] * sum_k x8 (see ukernels.h, gemm_u8). */

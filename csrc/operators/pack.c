@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-size_t qk__dtype_size(qk_dtype t) { return t == QK_DT_S32 ? 4 : 1; }
+size_t qk__dtype_size(qk_dtype t) { return t == QK_DT_S32 || t == QK_DT_F32 ? 4 : 1; }
 
 static inline int32_t qk__wval(const void *w, qk_dtype t, size_t i) {
     return t == QK_DT_U8 ? (int32_t)((const uint8_t *)w)[i] : (int32_t)((const int8_t *)w)[i];

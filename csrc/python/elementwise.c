@@ -165,7 +165,43 @@ static const qk_py_out QK_OUTS[5] = {
 #define QK_PY_KERNELS_BY_OUT(PREFIX, SUFFIX) \
     { PREFIX##u8##SUFFIX, PREFIX##s8##SUFFIX, PREFIX##u16##SUFFIX, PREFIX##s16##SUFFIX, PREFIX##s32##SUFFIX }
 
+/* _quantize_dynamic(x float32 C-contiguous, reduce_range) -> (q uint8 of x's shape, scale,
+ * zero_point): qk_quantize_dynamic_f32_u8. */
+static PyObject *qk_py_quantize_dynamic(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo;
+    int reduce_range;
+    if (!PyArg_ParseTuple(args, "Op", &xo, &reduce_range)) return NULL;
+    if (!PyArray_Check(xo) || PyArray_TYPE((PyArrayObject *)xo) != NPY_FLOAT32 ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo)) {
+        PyErr_SetString(PyExc_TypeError, "x must be a C-contiguous float32 array");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)xo;
+    PyObject *y = PyArray_SimpleNew(PyArray_NDIM(x), PyArray_DIMS(x), NPY_UINT8);
+    if (y == NULL) return NULL;
+    float scale = 0.0f;
+    int32_t zp = 0;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_quantize_dynamic_f32_u8((const float *)PyArray_DATA(x), (size_t)PyArray_SIZE(x),
+                                    reduce_range, (uint8_t *)PyArray_DATA((PyArrayObject *)y),
+                                    &scale, &zp);
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) {
+        Py_DECREF(y);
+        return qk_py_status_error(st, "quantize_dynamic");
+    }
+    return Py_BuildValue("Ndi", y, (double)scale, (int)zp);
+}
+
+static PyMethodDef qk_py_elementwise_methods[] = {
+    {"_quantize_dynamic", qk_py_quantize_dynamic, METH_VARARGS,
+     "_quantize_dynamic(x, reduce_range) -> (q, scale, zero_point)"},
+    {NULL, NULL, 0, NULL}};
+
 int qk_py_register_elementwise(PyObject *module) {
+    if (PyModule_AddFunctions(module, qk_py_elementwise_methods) < 0) return -1;
     char name[48], doc[512];
     static PyUFuncGenericFunction qm_funcs[1] = {qk_py_quantize_multiplier_loop};
     static void *qm_data[1] = {NULL};

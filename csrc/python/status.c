@@ -47,7 +47,8 @@ int qk_py_register_status(PyObject *module) {
                      {"REQ_FP64", QK_REQ_FP64},
                      {"REQ_DOUBLE_HALF_UP", QK_REQ_DOUBLE_HALF_UP},
                      {"REQ_REDUCED", QK_REQ_REDUCED},
-                     {"REQ_REDUCED_CMSIS", QK_REQ_REDUCED_CMSIS}};
+                     {"REQ_REDUCED_CMSIS", QK_REQ_REDUCED_CMSIS},
+                     {"REQ_FLOAT", QK_REQ_FLOAT}};
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
         if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value) < 0) return -1;
     return 0;

@@ -136,9 +136,10 @@ int qk_py_epilogue(const qk_py_epi_args *a, size_t n, PyArrayObject *out, qk_epi
     memset(ep, 0, sizeof *ep);
     ep->scheme = (qk_requant_scheme)a->scheme;
     const int ot = PyArray_TYPE(out);
-    ep->out_type = ot == NPY_UINT8 ? QK_DT_U8 : ot == NPY_INT8 ? QK_DT_S8 : QK_DT_S32;
-    if (ot != NPY_UINT8 && ot != NPY_INT8 && ot != NPY_INT32) {
-        PyErr_SetString(PyExc_TypeError, "out must be uint8, int8 or int32");
+    ep->out_type = ot == NPY_UINT8 ? QK_DT_U8 : ot == NPY_INT8 ? QK_DT_S8
+                 : ot == NPY_FLOAT32 ? QK_DT_F32 : QK_DT_S32;
+    if (ot != NPY_UINT8 && ot != NPY_INT8 && ot != NPY_INT32 && ot != NPY_FLOAT32) {
+        PyErr_SetString(PyExc_TypeError, "out must be uint8, int8, int32 or float32");
         return -1;
     }
     const void *bias, *fbias, *scale, *mult, *shift;

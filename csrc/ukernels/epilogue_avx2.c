@@ -1,5 +1,6 @@
-/* epilogue_avx2.c -- the output stage on AVX2 (twin: epilogue_scalar.c): the fp32 and int32
- * schemes 8 elements at a time, the rest (other schemes, tails) by the scalar form. */
+/* epilogue_avx2.c -- the output stage on AVX2 (twin: epilogue_scalar.c): the fp32, int32 and
+ * float32-out schemes 8 elements at a time, the rest (other schemes, tails) by the scalar form.
+ * Float out: vcvtdq2ps is exact-then-RNE like (float)acc, vfmadd231ps rounds once like fmaf. */
 #include "ukernels/ukernels.h"
 
 #if QK_X86
@@ -11,8 +12,8 @@
  * on integral float bounds. per_ch: channel o + i for element i (linear); else channel o. */
 QK_TARGET_AVX2 static size_t qk__epi_avx2(const qk_epilogue *ep, size_t o, int per_ch,
                                           const int32_t *src, size_t cnt, void *y) {
-    const int fp32 = ep->scheme == QK_REQ_FP32;
-    if (!fp32 && ep->scheme != QK_REQ_NONE) return 0;
+    const int fp32 = ep->scheme == QK_REQ_FP32, flt = ep->scheme == QK_REQ_FLOAT;
+    if (!fp32 && !flt && ep->scheme != QK_REQ_NONE) return 0;
     const __m256 flo = _mm256_set1_ps(qk__ep_flo(ep));
     const __m256 fhi = _mm256_set1_ps(qk__ep_fhi(ep));
     const __m256i vzp = _mm256_set1_epi32(ep->zero_point);
@@ -23,6 +24,14 @@ QK_TARGET_AVX2 static size_t qk__epi_avx2(const qk_epilogue *ep, size_t o, int p
         if (ep->bias)
             acc = _mm256_add_epi32(acc, per_ch ? _mm256_loadu_si256((const __m256i *)(ep->bias + o + i))
                                                : _mm256_set1_epi32(ep->bias[o]));
+        if (flt) { /* float32 out: fmaf((float)acc, scale, float_bias) */
+            const __m256 fb = !ep->float_bias ? _mm256_setzero_ps()
+                              : per_ch ? _mm256_loadu_ps(ep->float_bias + o + i)
+                                       : _mm256_set1_ps(ep->float_bias[o]);
+            const __m256 sc = per_ch ? _mm256_loadu_ps(ep->scale + o + i) : _mm256_set1_ps(ep->scale[o]);
+            _mm256_storeu_ps((float *)y + i, _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), sc, fb));
+            continue;
+        }
         if (!fp32) {
             _mm256_storeu_si256((__m256i *)((int32_t *)y + i), acc);
             continue;

@@ -1,6 +1,6 @@
 /* epilogue_scalar.c -- the output stage of raw int32 sums in portable C: int32 bias,
  * requantization (fp32, or the fixed-point / shift cores of core/fixedpoint.h), zero point,
- * clamp; one element at a time. The reference of the SIMD forms (epilogue_avx2.c,
+ * clamp, or the float32 output of QK_REQ_FLOAT; one element at a time. The reference of the SIMD forms (epilogue_avx2.c,
  * epilogue_avx512.c, and the fused kernels), which do the same operations in the same order. */
 #include "ukernels/ukernels.h"
 
@@ -54,8 +54,18 @@ static inline int qk__epi1(const qk_epilogue *ep, size_t o, int32_t raw, int32_t
     return 1;
 }
 
+/* QK_REQ_FLOAT: float32 out, fmaf((float)acc, scale, float_bias) (one rounding). */
+static inline float qk__epi_float1(const qk_epilogue *ep, size_t o, int32_t raw) {
+    const int32_t acc = ep->bias ? (int32_t)((uint32_t)raw + (uint32_t)ep->bias[o]) : raw;
+    return fmaf((float)acc, ep->scale[o], ep->float_bias ? ep->float_bias[o] : 0.0f);
+}
+
 qk_status qk_epilogue_tail__scalar(const qk_epilogue *ep, size_t o, int per_ch,
                                    const int32_t *src, size_t i, size_t cnt, void *y) {
+    if (ep->scheme == QK_REQ_FLOAT) {
+        for (; i < cnt; i++) ((float *)y)[i] = qk__epi_float1(ep, per_ch ? o + i : o, src[i]);
+        return QK_OK;
+    }
     for (; i < cnt; i++) {
         int32_t q;
         if (!qk__epi1(ep, per_ch ? o + i : o, src[i], &q)) return QK_ERR_OVERFLOW;

@@ -8,7 +8,8 @@
  * stack (the output stage needs registers of its own: keeping both in registers measured no
  * faster) and straight into y: v = raw + cb[o] - wz[o] * rowsum (mod 2^32, the rowsum term only
  * when some wzp8 != 0), then the fp32 / int32 output stage of simd_avx512.h lane for lane: the
- * same operations in the same order as the scalar qk__epi1, so the same bits. Other schemes
+ * same operations in the same order as the scalar qk__epi1, so the same bits; or the float32
+ * output fmaf((float)v, scale, float_bias) of QK_REQ_FLOAT (one vfmadd, like fmaf). Other schemes
  * (fixed point, shifts): the same integer corrections without the bias, then the channels
  * output stage (which adds it).
  * Measured on Zen 4 (1 core): ~218 GMAC/s on the DeiT-small shapes, the vpdpbusd issue rate of
@@ -87,7 +88,7 @@ QK_TARGET_AVX512VNNI static QK_ALWAYS_INLINE qk_status qk__l8_block(const qk_lin
         }
         return st;
     }
-    const int any_wz = c->any_wz, fp32 = c->fp32;
+    const int any_wz = c->any_wz, fp32 = c->fp32, flt = c->flt;
     const uint32_t *cb = c->cb + o0;
     const int32_t *wz = c->wz + o0;
     const float *fb = c->fb + o0, *sc = c->sc + o0;
@@ -100,7 +101,12 @@ QK_TARGET_AVX512VNNI static QK_ALWAYS_INLINE qk_status qk__l8_block(const qk_lin
         if (any_wz)                                                                            \
             v = _mm512_sub_epi32(v, _mm512_mullo_epi32(                                        \
                     _mm512_loadu_si512((const void *)(wz + 16 * z)), vrs));                    \
-        if (!fp32) {                                                                           \
+        if (flt) {                                                                             \
+            _mm512_mask_storeu_ps(yr + 64 * z, mask[z],                                        \
+                                  _mm512_fmadd_ps(_mm512_cvtepi32_ps(v),                       \
+                                                  _mm512_loadu_ps(sc + 16 * z),                \
+                                                  _mm512_loadu_ps(fb + 16 * z)));              \
+        } else if (!fp32) {                                                                    \
             _mm512_mask_storeu_epi32(yr + 64 * z, mask[z], v);                                 \
         } else {                                                                               \
             _mm_mask_storeu_epi8(yr + 16 * z, mask[z],                                         \

@@ -153,7 +153,8 @@ qk_status qk_epilogue_run__avx512(const qk_epilogue *ep, size_t o, const int32_t
 /* Elements [i, cnt) in scalar code (the tail of the SIMD forms); per_ch as the channels form. */
 qk_status qk_epilogue_tail__scalar(const qk_epilogue *ep, size_t o, int per_ch,
                                    const int32_t *src, size_t i, size_t cnt, void *y);
-/* 1 for the schemes the SIMD output stages do (fp32, int32 out). */
+/* 1 for the schemes the SIMD output stages do (fp32, int32 out; QK_REQ_FLOAT, qk_linear's
+ * float32 out, only in the channels form and in linear_u8). */
 static inline int qk__epilogue_vec(const qk_epilogue *ep) {
     return ep->scheme == QK_REQ_FP32 || ep->scheme == QK_REQ_NONE;
 }
@@ -236,8 +237,9 @@ QK__DECLARE_CONV_DIRECT(qk_conv_direct_16x16_2__avx512vnni)
  * against nz (1..4) weight panels [kq][16][4] side by side from panel p0 (channels o0 = 16 p0
  * ..); each 6 x 64 tile goes through the stack into y:
  *   v = raw + cb[o] - wz[o] * rowsum[r] (mod 2^32; the rowsum term only with any_wz),
- * then with vec the fp32 (or int32) output stage of qk_conv_tile_out__avx512 lane for lane (cb
- * holds the bias too), else the channels output stage (cb without the bias). The twin of the
+ * then with vec the fp32 (or int32) output stage of qk_conv_tile_out__avx512 lane for lane, or
+ * with flt the float32 output fmaf((float)v, sc[o], fb[o]) (cb holds the bias too), else the
+ * channels output stage (cb without the bias). The twin of the
  * whole is qk_linear's int16 path (tests compare the two with QKERNELS_SIMD). */
 typedef struct qk_linear_u8_args {
     const uint8_t *a;       /* rows of u8, lda bytes apart */
@@ -245,7 +247,7 @@ typedef struct qk_linear_u8_args {
     const int8_t *b;        /* the weight panels (w->data8) */
     size_t bstride;         /* bytes between panels: k4 * 16 */
     const qk_epilogue *ep;
-    int fp32, any_wz, flip, vec;
+    int fp32, any_wz, flip, vec, flt; /* flt: QK_REQ_FLOAT (vec is then set too) */
     const uint32_t *cb;     /* panels * 16: corr[o] (+ bias[o] with vec), mod 2^32; 0 past n */
     const int32_t *wz;      /* panels * 16: wzp8[o], 0 past n */
     const float *fb, *sc;   /* panels * 16: float_bias[o] (0 when absent), scale[o] (fp32) */

@@ -196,6 +196,34 @@ def linear_kernel(lin: PreparedQLinear) -> Kernel:
     return per_sample(kernel)
 
 
+def dynamic_linear_kernel(packed: Any, w_scale: Any, bias: Optional[np.ndarray],
+                          quantize_input: Callable[[np.ndarray], Any], relu: bool,
+                          act_max: Optional[float]) -> Kernel:
+    """PyTorch's dynamic Linear as a kernel (float32 x (..., K) in, float32 out): the input
+    quantized per call by ``quantize_input`` (a QTensor: q, scale, zero_point), then one C call
+    with the float output stage fused into the GEMM (``qkernels.linear_float_runner``:
+    ``fmaf(acc, fl(x_scale * w_scale[o]), bias[o])``), then ReLU / the ReLU6 clamp."""
+    n, k = packed.out_channels, packed.k
+    run = qk.linear_float_runner(packed, bias)
+    ws = np.ascontiguousarray(np.broadcast_to(np.asarray(w_scale, np.float32), (n,)))
+    hi = None if act_max is None else np.float32(act_max)
+    f32, zero = np.float32, np.float32(0)
+
+    def kernel(t: int, x: Any) -> np.ndarray:
+        xq = quantize_input(x)
+        q = xq.q
+        x2 = q if q.ndim == 2 and q.flags.c_contiguous else np.ascontiguousarray(q.reshape(-1, k))
+        y = run(x2, int(xq.zero_point), f32(xq.scale) * ws,
+                _split_threads(t, x2.shape[0] * n * k))
+        if q.ndim != 2:
+            y = y.reshape(q.shape[:-1] + (n,))
+        if relu:
+            np.maximum(y, zero, out=y)
+        return y if hi is None else np.minimum(y, hi, out=y)
+    kernel.macs = n * k  # type: ignore[attr-defined]
+    return kernel
+
+
 # ---- elementwise and pooling -----------------------------------------------------------------
 def add_kernel(a: QMeta, b: QMeta, out_scale: float, out_zero_point: int, relu: bool,
                fallback: Callable[[np.ndarray, np.ndarray], np.ndarray],

@@ -380,6 +380,11 @@ class DynamicLayer(Layer):
                                w_zero_point=self.w_zero_point)
 
     def kernel(self) -> Kernel:
+        if self.kind == "linear" and isinstance(self.packed, qk.PackedLinear) and \
+                np.all(np.asarray(self.w_zero_point) == self.packed.w_zero_point):
+            # the float output stage fused into the GEMM (same bits as the path below)
+            return rt.dynamic_linear_kernel(self.packed, self.w_scale, self.bias,
+                                            self.quantized_input, self.relu, self.act_max)
         axis = 1 if self.kind == "conv" else -1
         hi = None if self.act_max is None else F32(self.act_max)
 

@@ -53,6 +53,7 @@ from qkernels.qops import max_pool2d_output_size
 __all__ = ["QTensor", "q_add", "q_leaky_relu", "q_clamp", "q_max_pool2d", "q_adaptive_avg_pool2d",
            "q_cat", "q_avg_pool2d", "q_add_qnnpack", "q_mul", "q_add_scalar", "q_mul_scalar", "q_layernorm", "q_adaptive_avg_pool2d_qnnpack",
            "q_avg_pool2d_qnnpack", "fbgemm_choose_qparams", "dynamic_quantize_input",
+           "dynamic_quantize_input_reference",
            "linear_dynamic", "conv2d_dynamic", "dynamic_output", "max_pool_out_size", "flatten"]
 
 F32 = np.float32
@@ -543,6 +544,13 @@ def dynamic_quantize_input(x: np.ndarray, reduce_range: bool = True) -> QTensor:
     """fbgemm's per-call input quantization (``quantized::linear_dynamic``): uint8 from the
     tensor's min / max with :func:`fbgemm_choose_qparams` (``reduce_range``: [0, 127]) and
     fbgemm's ``Quantize`` (``RNE(fma(x, 1/s, zp))``)."""
+    q, xs, xzp = qk.quantize_dynamic(x, reduce_range=reduce_range)   # one C call
+    return QTensor(q, xs, xzp)
+
+
+def dynamic_quantize_input_reference(x: np.ndarray, reduce_range: bool = True) -> QTensor:
+    """:func:`dynamic_quantize_input` in NumPy (min / max, :func:`fbgemm_choose_qparams`, then
+    ``qkernels.quantize``): the reference the C kernel is tested against."""
     x = np.asarray(x, F32)
     mn, mx = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
     scale_d, xzp = fbgemm_choose_qparams(mn, mx, 0, 255, reduce_range)

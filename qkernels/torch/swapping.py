@@ -114,6 +114,8 @@ class IntegerModule(torch.nn.Module):
         self._build = build
         self._layers: Dict[Optional[QMeta], Tuple[Ly.Layer, Any]] = {}
         self.threads = threads
+        # the thread budget, resolved once per module (not a CPU-affinity query per call)
+        self._t = default_threads() if threads is None else threads
         self.compare = compare
         self.in_quant = in_quant
         self.float_boundary = float_boundary
@@ -135,8 +137,7 @@ class IntegerModule(torch.nn.Module):
                             flavor="torch")
         self.layer(meta)
         L, kernel = self._layers[meta]
-        t = default_threads() if self.threads is None else self.threads
-        q = kernel(t, a)
+        q = kernel(self._t, a)
         if self.float_boundary and L.out is not None:
             y = torch.from_numpy(qk.dequantize(q, F32(L.out.scale), L.out.zero_point))
         else:

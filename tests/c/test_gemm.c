@@ -7,6 +7,7 @@
 #include "operators/operators.h"
 #include "qk_test.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -230,6 +231,103 @@ static void test_double_half_up_tie(void) {
     QK_CHECK(qk_linear(pw, x, QK_DT_S8, 2, 0, &ep, y, 1) == QK_OK, "double");
     QK_CHECK(y[0] == -1 && y[1] == 1, "double: %d %d", y[0], y[1]);
     qk_packed_weights_free(pw);
+}
+
+/* QK_REQ_FLOAT (qk_linear's float32 out, PyTorch's dynamic Linear): bit for bit
+ * fmaf((float)(sum + bias), scale[o], float_bias[o]) of the int64 reference, on every path the
+ * level gives (the direct and the copied rows of the 8-bit path: K a multiple of 4 or not;
+ * per-channel weight zero points; 1..4 panels a block; partial panels), threads 1 == 3; the
+ * other operators reject the scheme. */
+static float qk_test_f32(uint32_t bits) {
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+static void test_linear_float(void) {
+    for (int it = 0; it < 80; it++) {
+        const size_t m = (size_t)rnd(1, 40), n = (size_t)rnd(1, 150), k = (size_t)rnd(1, 200);
+        const qk_dtype xt = rnd(0, 1) ? QK_DT_U8 : QK_DT_S8, wt = rnd(0, 3) ? QK_DT_S8 : QK_DT_U8;
+        const int per_ch = rnd(0, 1), with_bias = rnd(0, 1), with_fb = rnd(0, 2) > 0;
+        void *x = malloc(m * k), *w = malloc(n * k);
+        fill(x, xt, m * k);
+        fill(w, wt, n * k);
+        int32_t *wzp = (int32_t *)malloc(n * 4), *bias = (int32_t *)malloc(n * 4);
+        float *scale = (float *)malloc(n * 4), *fb = (float *)malloc(n * 4);
+        const int32_t zp0 = wt == QK_DT_U8 ? rnd(0, 255) : (rnd(0, 1) ? 0 : rnd(-128, 127));
+        for (size_t o = 0; o < n; o++) {
+            wzp[o] = !per_ch ? zp0 : wt == QK_DT_U8 ? rnd(0, 255) : rnd(-128, 127);
+            bias[o] = rnd(-100000, 100000);
+            /* scales and biases of any magnitude (random exponent, random mantissa) */
+            scale[o] = qk_test_f32((uint32_t)rnd(90, 140) << 23 | (uint32_t)rnd(0, (1 << 23) - 1));
+            fb[o] = qk_test_f32((uint32_t)rnd(0, 1) << 31 | (uint32_t)rnd(100, 135) << 23 |
+                                (uint32_t)rnd(0, (1 << 23) - 1));
+        }
+        const int32_t xzp = xt == QK_DT_U8 ? rnd(0, 255) : rnd(-128, 127);
+        qk_packed_weights *pw = NULL;
+        QK_CHECK(qk_pack_linear(w, wt, n, k, wzp, &pw) == QK_OK, "pack");
+        float *y1 = (float *)malloc(m * n * 4), *y2 = (float *)malloc(m * n * 4);
+        qk_epilogue ep;
+        memset(&ep, 0, sizeof ep);
+        ep.scheme = QK_REQ_FLOAT;
+        ep.out_type = QK_DT_F32;
+        ep.bias = with_bias ? bias : NULL;
+        ep.float_bias = with_fb ? fb : NULL;
+        ep.scale = scale;
+        QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, y1, 1) == QK_OK, "linear float");
+        QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, y2, 3) == QK_OK, "linear float t3");
+        int ok = 1;
+        for (size_t i = 0; i < m; i++)
+            for (size_t o = 0; o < n; o++) {
+                int64_t s = with_bias ? bias[o] : 0;
+                for (size_t q = 0; q < k; q++)
+                    s += (int64_t)(val(x, xt, i * k + q) - xzp) * (val(w, wt, o * k + q) - wzp[o]);
+                const float r = fmaf((float)(int32_t)s, scale[o], with_fb ? fb[o] : 0.0f);
+                ok &= memcmp(&r, &y1[i * n + o], 4) == 0;
+            }
+        QK_CHECK(ok, "linear float vs fmaf reference m=%zu n=%zu k=%zu", m, n, k);
+        QK_CHECK(memcmp(y1, y2, m * n * 4) == 0, "linear float threads 1 vs 3");
+        /* checks: float out only with QK_REQ_FLOAT, a positive finite scale, finite biases */
+        ep.out_type = QK_DT_S32;
+        QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, y1, 1) == QK_ERR_ARG, "float: out type");
+        ep.out_type = QK_DT_F32;
+        const float s0 = scale[0];
+        scale[0] = 0.0f;
+        QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, y1, 1) == QK_ERR_SCALE, "float: scale 0");
+        scale[0] = s0;
+        if (with_fb) {
+            const float f0 = fb[0];
+            fb[0] = qk_test_f32(0x7fc00000u);
+            QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, y1, 1) == QK_ERR_ARG, "float: NaN bias");
+            fb[0] = f0;
+        }
+        ep.scale = NULL;
+        QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, y1, 1) == QK_ERR_ARG, "float: no scale");
+        ep.scale = scale;
+        ep.scheme = QK_REQ_NONE;
+        QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, y1, 1) == QK_ERR_ARG, "int32 into float");
+        qk_packed_weights_free(pw);
+        free(x); free(w); free(wzp); free(bias); free(scale); free(fb); free(y1); free(y2);
+    }
+    /* the convolution (and its 1x1 GEMM path) rejects the float output */
+    const int8_t w1[4] = {1, 2, 3, 4}, x1[4] = {1, 1, 1, 1};
+    const int32_t z1[4] = {0, 0, 0, 0};
+    const float sc1[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    qk_packed_weights *pc = NULL;
+    QK_CHECK(qk_pack_conv2d(w1, QK_DT_S8, 4, 1, 1, 1, 1, z1, &pc) == QK_OK, "pack conv 1x1");
+    qk_conv2d_shape cs;
+    memset(&cs, 0, sizeof cs);
+    cs.batch = cs.in_c = cs.in_h = 1;
+    cs.in_w = 4;
+    cs.stride_h = cs.stride_w = cs.dil_h = cs.dil_w = 1;
+    cs.in_c = 1;
+    float yc[16];
+    qk_epilogue ep;
+    memset(&ep, 0, sizeof ep);
+    ep.scheme = QK_REQ_FLOAT;
+    ep.out_type = QK_DT_F32;
+    ep.scale = sc1;
+    QK_CHECK(qk_conv2d(&cs, pc, x1, QK_DT_S8, 0, &ep, yc, 1) == QK_ERR_ARG, "conv rejects float");
+    qk_packed_weights_free(pc);
 }
 
 static void test_conv(void) {
@@ -553,6 +651,7 @@ int main(void) {
     test_dw8_twin();
     test_linear();
     test_double_half_up_tie();
+    test_linear_float();
     test_conv();
     test_conv_paths();
     test_im2col_twins();

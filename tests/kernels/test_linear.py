@@ -440,3 +440,61 @@ def test_packed_memo_keeps_every_error():
         qkernels.qlinear(xl[:, :35], pl, x_zero_point=0, **kw)
     with pytest.raises(ValueError, match="w_zero_point differs"):
         qkernels.qlinear(xl, pl, x_zero_point=0, w_zero_point=np.full(8, 2), **kw)
+
+
+# ---- linear_float: the float32 output stage fused into the GEMM -------------------------------
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_linear_float_equals_int32_then_accumulator_to_float(m, k, n):
+    """linear_float == accumulator_to_float(linear_int32(...)) bit for bit: fmaf((float)acc,
+    scale[o], float_bias[o]) with per-tensor and per-channel scales, int32 and float biases,
+    per-channel weight zero points, u8 and s8 activations, threads 1 and 2, the runner too."""
+    rng = np.random.default_rng(m * 1000 + k + n)
+    for xt in (U8, I8):
+        x = rand_q(rng, xt, (m, k))
+        w = rand_q(rng, I8, (n, k))
+        xz = int(rng.integers(np.iinfo(xt).min, np.iinfo(xt).max + 1))
+        wz = rng.integers(-128, 128, n)
+        sc = (rng.uniform(0.5, 2, n) * 10.0 ** rng.integers(-9, 2, n)).astype(np.float32)
+        fb = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, n)).astype(np.float32)
+        b = rng.integers(-5000, 5000, n).astype(np.int32)
+        acc = qkernels.linear_int32(x, w, b, x_zero_point=xz, w_zero_point=wz)
+        ref = qkernels.accumulator_to_float(acc, sc, fb, axis=-1)
+        p = qkernels.pack_linear(w, w_zero_point=wz)
+        for t in (1, 2):
+            got = qkernels.linear_float(x, p, sc, fb, bias=b, x_zero_point=xz, threads=t)
+            assert np.array_equal(got.view(np.int32), ref.view(np.int32))
+        run = qkernels.linear_float_runner(p, fb, bias=b)
+        assert np.array_equal(run(x, xz, sc, 1).view(np.int32), ref.view(np.int32))
+        # per-tensor scale, no biases: fmaf(acc, s, 0)
+        ref0 = qkernels.accumulator_to_float(qkernels.linear_int32(x, p, x_zero_point=xz), 0.0123)
+        got0 = qkernels.linear_float(x.reshape(1, m, k), p, 0.0123, x_zero_point=xz)
+        assert got0.shape == (1, m, n)
+        assert np.array_equal(got0[0].view(np.int32), ref0.view(np.int32))
+
+
+def test_linear_float_errors_and_out():
+    rng = np.random.default_rng(0)
+    x, w = rand_q(rng, U8, (4, 8)), rand_q(rng, I8, (3, 8))
+    for bad in (0.0, -1.0, np.nan, np.inf, [1.0, 1.0]):
+        with pytest.raises(ValueError, match="scale"):
+            qkernels.linear_float(x, w, bad)
+    with pytest.raises(ValueError, match="finite"):
+        qkernels.linear_float(x, w, 0.5, np.float32([0, np.nan, 0]))
+    with pytest.raises(ValueError, match="length 3"):
+        qkernels.linear_float(x, w, 0.5, np.float32([0, 0]))
+    with pytest.raises(TypeError, match="float"):
+        qkernels.linear_float(x, w, 0.5, np.int32([0, 0, 0]))
+    with pytest.raises(ValueError, match="x_zero_point"):
+        qkernels.linear_float(x, w, 0.5, x_zero_point=300)
+    with pytest.raises(TypeError, match="PackedLinear"):
+        qkernels.linear_float_runner(w)
+    big = qkernels.pack_linear(np.full((1, 70000), 127, I8))
+    with pytest.raises(qkernels.AccumulatorOverflowError):
+        qkernels.linear_float(np.zeros((1, 70000), U8), big, 1.0, x_zero_point=255)
+    run = qkernels.linear_float_runner(big)
+    with pytest.raises(qkernels.AccumulatorOverflowError):   # the C check, on the bare runner
+        run(np.zeros((1, 70000), U8), 255, np.float32([1.0]), 1)
+    out = np.full((4, 3), 7, np.float32)
+    y = qkernels.linear_float(x, w, 0.5, out=out)
+    assert y is out and np.array_equal(y, qkernels.accumulator_to_float(
+        qkernels.linear_int32(x, w), 0.5))

@@ -51,6 +51,23 @@ for dt in (np.uint8, np.int8, np.int16, np.int32):
             out[f"sh_{n}_{rounding}_{shift}"] = qk.requantize_shift(acc, shift, zp, rounding=rounding, dtype=dt)
 for scale, bias in ((1.37e-5, -0.3), (0.5, 0.25)):
     out[f"acc2f_{scale}"] = qk.accumulator_to_float(acc, scale, bias)
+# dynamic quantization (min / max loop, fbgemm's choice, quantize) and the float32-out linear
+for r in (True, False):
+    for j, xx in enumerate((rng.normal(0, 3, 10_007), rng.uniform(0, 1e-6, 5_003),
+                            -rng.uniform(0, 1, 77), np.zeros(40), rng.normal(5, 1, (33, 65)))):
+        q, sc, z = qk.quantize_dynamic(xx.astype(np.float32), reduce_range=r)
+        out[f"qd_{r}_{j}"], out[f"qds_{r}_{j}"], out[f"qdz_{r}_{j}"] = q, np.float64([sc]), np.int64([z])
+for k in (173, 384):   # K with a tail of the 8-bit path's quads, and a multiple of 4
+    w = rng.integers(-128, 128, (150, k)).astype(np.int8)
+    wz = rng.integers(-128, 128, 150)
+    sc = (rng.uniform(0.5, 2, 150) * 1e-4).astype(np.float32)
+    fb = rng.normal(0, 1, 150).astype(np.float32)
+    for xt, xz in ((np.uint8, 77), (np.int8, -5)):
+        info = np.iinfo(xt)
+        x = rng.integers(info.min, info.max, (37, k), endpoint=True).astype(xt)
+        out[f"lf_{k}_{xt.__name__}"] = qk.linear_float(x, w, sc, fb, x_zero_point=xz, threads=1)
+        out[f"lfz_{k}_{xt.__name__}"] = qk.linear_float(x, w, sc, x_zero_point=xz, w_zero_point=wz,
+                                                         threads=2)
 np.savez(sys.argv[1], **out)
 """
 

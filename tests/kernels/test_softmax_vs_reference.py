@@ -39,8 +39,10 @@ def test_ibert_8bit_equals_reference(rng, dtype, scale, spread):
     assert np.array_equal(qk.qsoftmax(x, p), ibert_softmax(x, *_ibert_args(p)))
 
 
-@pytest.mark.parametrize("scale,spread", [(1e-3, 3000), (4e-5, 1e5), (0.02, 300)])
+@pytest.mark.parametrize("scale,spread", [(1e-3, 3000), (4e-5, 1e5), (0.02, 300), (1e-3, 9000)])
 def test_ibert_int32_equals_reference(rng, scale, spread):
+    # 51200 elements: the i-exp table for 1e-3 and 0.02 (2 x 30 |x0| + 2 elements or more; the
+    # exponent's zero tail clipped), element by element for 4e-5
     p = qk.prepare_softmax(scale, method="ibert")
     x = _scores(rng, 400, 128, np.int32, spread)
     x[5, :64] = np.iinfo(np.int32).max            # differences of 2^32 - 1
@@ -194,6 +196,12 @@ for dt, s, sp in ((np.int8, 0.08, 30), (np.uint8, 0.02, 70), (np.int32, 1e-3, 30
         e, b = qk.qsoftmax(x, qk.prepare_softmax(s, method="sole", output="log2"))
         out[f"log2_{np.dtype(dt).name}_{cols}"] = e
         out[f"bit_{np.dtype(dt).name}_{cols}"] = b
+# int32 I-BERT over many elements: the i-exp table and its gathers (tails of every width)
+for cols in (197, 200, 211):
+    x = np.rint(rng.normal(0, 8000, (230, cols))).astype(np.int32)
+    x[0] = np.iinfo(np.int32).max
+    x[1, ::3] = np.iinfo(np.int32).min
+    out[f"ibert_table_{cols}"] = qk.qsoftmax(x, qk.prepare_softmax(1e-3, method="ibert"))
 np.savez(sys.argv[1], **out)
 """
 

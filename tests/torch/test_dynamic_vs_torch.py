@@ -142,3 +142,83 @@ def test_dynamic_transformer_block_equals_quantize_dynamic():
         with torch.no_grad():
             ref = ref_model(torch.from_numpy(x)).numpy()
         np.testing.assert_array_equal(im(x).view(np.int32), ref.view(np.int32))
+
+
+def _dynamic_inputs(rng):
+    """Ranges that take every branch of FBGEMM's ChooseQuantizationParams: both signs, one sign,
+    all zeros, empty, ranges below the 6.1e-5 scale floor (each side), huge values, and values on
+    the quantization ties."""
+    yield np.zeros(0, np.float32)
+    yield np.zeros((3, 5), np.float32)
+    for n in (1, 7, 31, 32, 33, 100, 1000, 49_152):
+        yield rng.normal(0, 3, n)
+        yield np.abs(rng.normal(0, 2, n))
+        yield -np.abs(rng.normal(0, 2, n))
+        yield rng.uniform(-1e-6, 1e-6, n)
+        yield rng.uniform(0, 1e-3, n)
+        yield -rng.uniform(0, 1e-5, n)
+        yield rng.normal(0, 1e30, n)
+    for s in (0.01, 0.0236, 1 / 3):   # on the ties x / s = k + 1/2 of some choice of scale
+        yield (rng.integers(-300, 300, 999) + 0.5) * s
+    yield rng.normal(4, 1, (7, 11, 13))
+
+
+def test_quantize_dynamic_equals_torch_choose_qparams_and_quantize():
+    """qkernels.quantize_dynamic (one C call: min / max, FBGEMM's ChooseQuantizationParams,
+    quantize) == torch._choose_qparams_per_tensor (FBGEMM's, as quantized::linear_dynamic calls
+    it) and torch.quantize_per_tensor(quint8), and == the NumPy reference of qarith."""
+    from qkernels import quantize_dynamic
+    from qkernels.torch.qarith import dynamic_quantize_input_reference
+
+    rng = np.random.default_rng(5)
+    cases = 0
+    for x in _dynamic_inputs(rng):
+        x = np.asarray(x, np.float32)
+        for rr in (True, False):
+            q, s, z = quantize_dynamic(x, reduce_range=rr)
+            ref = dynamic_quantize_input_reference(x, rr)
+            assert (s, z) == (ref.scale, ref.zero_point) and np.array_equal(q, ref.q)
+            if x.size:
+                ts, tz = torch._choose_qparams_per_tensor(torch.from_numpy(x), rr)
+                assert (s, z) == (float(np.float32(ts)), tz), (x.shape, rr)
+                tq = torch.quantize_per_tensor(torch.from_numpy(x), float(np.float32(ts)), tz,
+                                               torch.quint8).int_repr().numpy()
+                assert np.array_equal(q, tq)
+            cases += 1
+    assert cases > 100
+    with pytest.raises(ValueError, match="finite"):
+        quantize_dynamic(np.float32([1, np.nan]))
+    with pytest.raises(ValueError, match="finite"):
+        quantize_dynamic(np.float32([1, 2] * 40 + [-np.inf]))
+    with pytest.raises(TypeError, match="real numbers"):
+        quantize_dynamic(np.array(["a"]))
+
+
+def test_swapped_dynamic_linear_equals_torch_on_many_inputs():
+    """The swapped dynamic Linear (quantize_dynamic + float32 output fused into the GEMM) against
+    PyTorch's on per-tensor and per-channel weights, with and without bias, ReLU fused, 2-D and
+    3-D inputs, shapes that leave tails on every path."""
+    import torch.ao.nn.intrinsic as nni
+
+    from qkernels.torch import swap
+
+    rng = np.random.default_rng(3)
+    for per_channel in (False, True):
+        for k, n, bias, relu in ((5, 3, True, False), (64, 70, False, False), (173, 150, True, True),
+                                 (384, 1536, True, False)):
+            torch.manual_seed(k + n)
+            lin = torch.nn.Linear(k, n, bias=bias)
+            net = torch.nn.Sequential(nni.LinearReLU(lin, torch.nn.ReLU()) if relu else lin).eval()
+            from torch.ao.quantization import (default_dynamic_qconfig,
+                                               per_channel_dynamic_qconfig, quantize_dynamic)
+            qc = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+            q = quantize_dynamic(net, {torch.nn.Linear: qc, nni.LinearReLU: qc})
+            for shape in ((1, k), (37, k), (2, 9, k)):
+                x = torch.from_numpy((rng.standard_normal(shape) * rng.uniform(0.01, 10))
+                                     .astype(np.float32))
+                with torch.no_grad():
+                    ref = q(x)
+                    with swap(q, threads=2) as s:
+                        got = q(x)
+                assert len(s) == 1, (per_channel, k, n, relu, q)
+                np.testing.assert_array_equal(got.numpy().view(np.int32), ref.numpy().view(np.int32))
