@@ -1,0 +1,323 @@
+"""Integer transformer blocks for :func:`~qkernels.torch.swap`: attention, GELU MLP, residual add
+with LayerNorm, every op in integers on qkernels' kernels.
+
+A Hugging Face BERT / MiniLM encoder layer is four modules, each swapped for one block here:
+
+================  ==========================================================================
+module            integer block (``x8``: int8/uint8 activations, per-tensor scale; weights
+                  int8 symmetric per output channel; every requantization fixed point)
+================  ==========================================================================
+BertSelfAttention ``Q, K, V = requant(linear_int32(h8, W))`` (int8, symmetric);
+                  ``S = matmul_int32(Q_h, K_h^T)`` per head (int32, scale ``sq sk / sqrt(d)``,
+                  masked keys set to int32's minimum); ``P = qsoftmax(S)`` (I-BERT's i-exp on
+                  the int32 scores: uint8 probabilities of scale 1/256);
+                  ``C = qmatmul(P, V_h)`` (int8, fixed-point requantization)
+BertSelfOutput    ``acc = linear_int32(C8, W)``; ``t = requant32(acc) + requant32(r8 - zr)`` in
+BertOutput        int32 units ``u = S_ptf / 2^4``; the LayerNorm's PTF input
+                  ``q = clamp(round(t / 2^(4 + alpha_c)) + 128)`` (a per-channel shift);
+                  ``ptf_layernorm(q)`` (int8)
+BertIntermediate  ``acc = linear_int32(h8, W)`` (int32, per-channel scale ``sh sw_c``);
+                  ``qgelu(acc)`` (I-BERT's i-GELU on the int32 accumulators, uint8 out)
+================  ==========================================================================
+
+Each block takes and returns float tensors (the model's own code runs between blocks), but its
+input quantization is the producer's output quantization (both calibrated on the same tensor
+with the same observer), so ``quantize(dequantize(q)) == q`` at every boundary: the chain is
+integer from the embedding LayerNorm's output to the last LayerNorm's output.
+
+Calibration: forward hooks on the original modules record, while the user's ``calibrate``
+runs the float model, the ranges of every tensor the blocks quantize (the activation observer of
+the :class:`~qkernels.torch.QuantConfig`; symmetric int8 for Q, K, V) and the PTF parameters of
+each LayerNorm input (:func:`qkernels.ptf_calibrate`, ``method="seed"``: per-channel
+power-of-two factors up to 2^7, so the residual stream's outlier channels keep their range).
+
+Example:
+    >>> # with swap(minilm, [tokens], ops=TRANSFORMER_OPS) as s: out = minilm(**tokens)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+import qkernels as qk
+
+from ._runtime import QMeta, default_threads
+
+__all__ = ["BLOCK_KINDS", "block_kind", "BlockCalibration"]
+
+F32 = np.float32
+I32_MIN = np.iinfo(np.int32).min
+#: Extra bits of the residual sum below the PTF base step (the sum is exact in int32 units of
+#: ``S_ptf / 2^RESIDUAL_BITS``; the PTF rounding is the only rounding after the two requants).
+RESIDUAL_BITS = 4
+#: The module kinds of a BERT encoder layer swapped as integer blocks.
+BLOCK_KINDS = ("attention", "residual_layernorm", "intermediate")
+
+
+def block_kind(mod: torch.nn.Module) -> Optional[str]:
+    """Which integer block replaces ``mod`` (None: not a transformer block), by structure:
+    attention has ``query``/``key``/``value`` Linears and ``num_attention_heads``; a residual
+    LayerNorm has ``dense`` and ``LayerNorm`` and a two-argument forward; an intermediate has
+    ``dense`` and ``intermediate_act_fn`` (GELU)."""
+    lin, ln = torch.nn.Linear, torch.nn.LayerNorm
+    if all(isinstance(getattr(mod, n, None), lin) for n in ("query", "key", "value")) \
+            and hasattr(mod, "num_attention_heads") and hasattr(mod, "attention_head_size"):
+        return "attention"
+    if isinstance(getattr(mod, "dense", None), lin) and isinstance(getattr(mod, "LayerNorm", None),
+                                                                   ln):
+        return "residual_layernorm"
+    if isinstance(getattr(mod, "dense", None), lin) and hasattr(mod, "intermediate_act_fn"):
+        return "intermediate"
+    return None
+
+
+# ---- calibration ------------------------------------------------------------------------------
+class BlockCalibration:
+    """Observers on the tensors of the blocks found in a model, filled by forward hooks while
+    the float model runs; then :meth:`blocks` makes the integer blocks.
+
+    ``observer()`` makes an activation observer (the config's); Q, K and V get symmetric int8
+    MinMax observers.
+    """
+
+    def __init__(self, targets: Dict[str, Tuple[str, torch.nn.Module]],
+                 observer: Callable[[], qk.Observer], softmax: str = "ibert") -> None:
+        self.targets = targets
+        self.softmax = softmax
+        self.observer = observer
+        self.obs: Dict[str, qk.Observer] = {}
+        self.rows: Dict[str, List[np.ndarray]] = {}
+        self.handles: List[Any] = []
+
+    def _see(self, key: str, t: torch.Tensor, sym: bool = False) -> None:
+        if key not in self.obs:
+            self.obs[key] = qk.MinMaxObserver(dtype=np.int8, symmetric=True) if sym \
+                else self.observer()
+        self.obs[key].update(t.detach().float().numpy())
+
+    def attach(self) -> None:
+        for name, (kind, mod) in self.targets.items():
+            if kind == "attention":
+                self.handles.append(mod.register_forward_pre_hook(
+                    lambda m, a, k, n=name: self._see(n + ":x", a[0] if a else
+                                                      k["hidden_states"]), with_kwargs=True))
+                for p in ("query", "key", "value"):
+                    self.handles.append(getattr(mod, p).register_forward_hook(
+                        lambda m, a, o, n=name, p=p: self._see(f"{n}:{p}", o, sym=True)))
+                self.handles.append(mod.register_forward_hook(
+                    lambda m, a, o, n=name: self._see(n + ":out", o[0] if isinstance(o, tuple)
+                                                      else o)))
+            elif kind == "residual_layernorm":
+                def pre(m: Any, a: Tuple, n: str = name) -> None:
+                    self._see(n + ":x", a[0])
+                    self._see(n + ":r", a[1])
+                self.handles.append(mod.register_forward_pre_hook(pre))
+
+                def ln_in(m: Any, a: Tuple, o: Any, n: str = name) -> None:
+                    x = a[0].detach().float().numpy()
+                    self.rows.setdefault(n, []).append(x.reshape(-1, x.shape[-1]))
+                    self._see(n + ":out", o)
+                self.handles.append(mod.LayerNorm.register_forward_hook(ln_in))
+            else:
+                self.handles.append(mod.register_forward_pre_hook(
+                    lambda m, a, n=name: self._see(n + ":x", a[0])))
+                self.handles.append(mod.register_forward_hook(
+                    lambda m, a, o, n=name: self._see(n + ":out", o)))
+
+    def detach(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def meta(self, key: str, dtype: Any = np.int8) -> QMeta:
+        """The calibrated quantization of tensor ``key`` as ``dtype`` (an affine uint8 range
+        moved to int8 keeps its scale, zero point - 128)."""
+        p = self.obs[key].calculate_qparams()
+        s = float(np.asarray(p.scale).reshape(-1)[0])
+        z = int(np.asarray(p.zero_point).reshape(-1)[0])
+        src = self.obs[key].dtype
+        dt = np.dtype(dtype)
+        if src == np.uint8 and dt == np.int8:
+            z -= 128
+        elif src == np.int8 and dt == np.uint8:
+            z += 128
+        return QMeta(s, z, dt)
+
+    def seen(self, name: str) -> bool:
+        return name + ":x" in self.obs
+
+    def block(self, name: str, cfg: Any) -> Any:
+        """The integer block of target ``name`` from what was observed."""
+        kind, mod = self.targets[name]
+        if kind == "attention":
+            return Attention(mod, self.meta(name + ":x"), self.meta(name + ":query"),
+                             self.meta(name + ":key"), self.meta(name + ":value"),
+                             self.meta(name + ":out"), softmax=self.softmax)
+        if kind == "residual_layernorm":
+            ptf = qk.ptf_calibrate(self.rows.pop(name), method="seed")
+            return ResidualLayerNorm(mod.dense, mod.LayerNorm, self.meta(name + ":x"),
+                                     self.meta(name + ":r"), ptf, self.meta(name + ":out"),
+                                     method=getattr(cfg, "layernorm", "exact"))
+        return Intermediate(mod.dense, self.meta(name + ":x"),
+                            self.meta(name + ":out", np.uint8))
+
+
+# ---- the integer pieces ------------------------------------------------------------------------
+class IntLinear:
+    """An ``nn.Linear`` with int8 weights, symmetric per output channel (``s_c = max|w_c|/127``),
+    and its bias as int32 in the accumulator's units (``round(b / (s_x s_c))``)."""
+
+    def __init__(self, lin: torch.nn.Linear) -> None:
+        w = lin.weight.detach().float().numpy()
+        amax = np.abs(w).max(axis=1)
+        self.w_scale = np.where(amax > 0, amax / 127.0, 1.0).astype(F32)
+        self.wq = qk.quantize(w, self.w_scale, np.zeros(w.shape[0], np.int32), dtype=np.int8,
+                              axis=0, qmin=-127, qmax=127)
+        self.bias = None if lin.bias is None else lin.bias.detach().float().numpy()
+        self.packed = qk.pack_linear(self.wq)
+        self.out_features = int(w.shape[0])
+
+    def acc_scale(self, x_scale: float) -> np.ndarray:
+        """The per-channel scale of the int32 accumulators (float32 ``s_x s_c``)."""
+        return (F32(x_scale) * self.w_scale).astype(F32)
+
+    def int_bias(self, x_scale: float) -> Optional[np.ndarray]:
+        if self.bias is None:
+            return None
+        b = np.rint(self.bias.astype(np.float64) / self.acc_scale(x_scale).astype(np.float64))
+        return np.clip(b, -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+
+    def prepared(self, x: QMeta, out: QMeta) -> qk.PreparedQLinear:
+        """The fused int8 linear ``requant(acc)`` to ``out`` (TFLite's fixed point, double
+        rounding, per-channel multipliers)."""
+        m, sh = qk.quantize_multiplier(self.acc_scale(x.scale).astype(np.float64) / out.scale)
+        return qk.prepare_qlinear(self.packed, self.int_bias(x.scale), x_dtype=x.dtype,
+                                  x_zero_point=x.zero_point, multiplier=m, shift=sh,
+                                  out_zero_point=out.zero_point, out_dtype=out.dtype)
+
+
+def quant(t: torch.Tensor, m: QMeta) -> np.ndarray:
+    return qk.quantize(t.detach().float().contiguous().numpy(), F32(m.scale), m.zero_point,
+                       dtype=m.dtype, flavor="torch")
+
+
+def dequant(q: np.ndarray, m: QMeta) -> torch.Tensor:
+    return torch.from_numpy(qk.dequantize(q, F32(m.scale), m.zero_point))
+
+
+class ResidualLayerNorm:
+    """``LayerNorm(dense(x) + r)`` in integers (BertSelfOutput / BertOutput).
+
+    The dense accumulators (per-channel units ``s_x s_c``) and the residual ``r - zr`` (units
+    ``s_r``) are requantized (fixed point, single rounding) to int32 in the common unit
+    ``u = S / 2^RESIDUAL_BITS`` (``S``: the LayerNorm input's PTF base scale) and added; a
+    per-channel rounding shift by ``RESIDUAL_BITS + alpha_c`` gives the PTF uint8 input of the
+    integer LayerNorm (:func:`qkernels.ptf_layernorm`, int8 out)."""
+
+    def __init__(self, dense: torch.nn.Linear, ln: torch.nn.LayerNorm, x: QMeta, r: QMeta,
+                 ptf: qk.PTFParams, out: QMeta, method: str = "exact") -> None:
+        self.lin = IntLinear(dense)
+        self.x, self.r, self.ptf, self.out = x, r, ptf, out
+        self.bias = self.lin.int_bias(x.scale)
+        u = np.float64(ptf.scale) / 2.0 ** RESIDUAL_BITS
+        self.m_acc, self.sh_acc = qk.quantize_multiplier(
+            self.lin.acc_scale(x.scale).astype(np.float64) / u)
+        self.m_r, self.sh_r = qk.quantize_multiplier(np.float64(F32(r.scale)) / u)
+        self.shift = (ptf.alpha.astype(np.int32) + RESIDUAL_BITS)
+        gamma = ln.weight.detach().float().numpy()
+        beta = ln.bias.detach().float().numpy()
+        self.ln = qk.prepare_layernorm(ptf, gamma, beta, method=method, out_scale=out.scale,
+                                       out_zero_point=out.zero_point, eps=float(ln.eps))
+
+    def ptf_input(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
+        acc = qk.linear_int32(x8, self.lin.packed, self.bias, x_zero_point=self.x.zero_point,
+                              threads=threads)
+        a = qk.requantize(acc, self.m_acc, self.sh_acc, scheme="single_round", dtype=np.int32,
+                          axis=-1)
+        rr = qk.requantize(r8.astype(np.int32) - np.int32(self.r.zero_point), self.m_r,
+                           self.sh_r, scheme="single_round", dtype=np.int32)
+        # |a|, |rr| < 2^30 for any calibrated range below 2^(30 - 4 - 7) steps: int32 sum
+        t = np.add(a, rr, dtype=np.int64)
+        t = np.clip(t, I32_MIN, 2 ** 31 - 1).astype(np.int32)
+        return qk.requantize_shift(t, self.shift, self.ptf.zero_point, rounding="half_up",
+                                   dtype=np.uint8, axis=-1)
+
+    def __call__(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
+        return qk.ptf_layernorm(self.ptf_input(x8, r8, threads), self.ln)
+
+
+class Intermediate:
+    """``GELU(dense(x))`` in integers (BertIntermediate): int32 accumulators, then I-BERT's
+    i-GELU on them with the per-channel accumulator scale, uint8 out."""
+
+    def __init__(self, dense: torch.nn.Linear, x: QMeta, out: QMeta,
+                 method: str = "ibert") -> None:
+        self.lin = IntLinear(dense)
+        self.x, self.out = x, out
+        self.bias = self.lin.int_bias(x.scale)
+        self.gelu = qk.prepare_gelu(self.lin.acc_scale(x.scale), method="ibert",
+                                    out_scale=out.scale, out_zero_point=out.zero_point,
+                                    out_dtype=out.dtype)
+
+    def __call__(self, x8: np.ndarray, threads: int) -> np.ndarray:
+        acc = qk.linear_int32(x8, self.lin.packed, self.bias, x_zero_point=self.x.zero_point,
+                              threads=threads)
+        return qk.qgelu(acc, self.gelu)
+
+
+def keep_mask(mask: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+    """A Hugging Face attention mask (None, boolean keep-mask, or additive float with large
+    negative values at masked keys) as a boolean keep-mask broadcastable to (B, H, S, S)."""
+    if mask is None:
+        return None
+    m = mask.detach()
+    if m.dtype == torch.bool:
+        k = m.numpy()
+    else:
+        k = (m.float() > torch.finfo(torch.float32).min / 2).numpy()
+    if k.all():
+        return None
+    return k
+
+
+class Attention:
+    """Self-attention in integers (BertSelfAttention): see the module docstring."""
+
+    def __init__(self, mod: torch.nn.Module, x: QMeta, q: QMeta, k: QMeta, v: QMeta, out: QMeta,
+                 softmax: str = "ibert") -> None:
+        self.heads = int(mod.num_attention_heads)
+        self.d = int(mod.attention_head_size)
+        self.x, self.q, self.k, self.v, self.out = x, q, k, v, out
+        self.lq = IntLinear(mod.query).prepared(x, q)
+        self.lk = IntLinear(mod.key).prepared(x, k)
+        self.lv = IntLinear(mod.value).prepared(x, v)
+        scaling = float(getattr(mod, "scaling", self.d ** -0.5))
+        self.score_scale = float(F32(F32(q.scale) * F32(k.scale)) * F32(scaling))
+        self.softmax = qk.prepare_softmax(self.score_scale, method=softmax)
+        m, sh = qk.quantize_multiplier(np.float64(F32(qk.transformer.SOFTMAX_OUT_SCALE *
+                                                      v.scale)) / out.scale)
+        self.pv_mult, self.pv_shift = int(m), int(sh)
+
+    def _heads(self, t: np.ndarray, b: int, s: int) -> np.ndarray:
+        return np.ascontiguousarray(t.reshape(b, s, self.heads, self.d).transpose(0, 2, 1, 3))
+
+    def __call__(self, x8: np.ndarray, keep: Optional[np.ndarray],
+                 threads: int) -> Dict[str, np.ndarray]:
+        b, s = x8.shape[0], x8.shape[1]
+        q = self._heads(self.lq(x8, threads=threads), b, s)
+        k = self._heads(self.lk(x8, threads=threads), b, s)
+        v = self._heads(self.lv(x8, threads=threads), b, s)
+        scores = qk.matmul_int32(q, k, a_zero_point=self.q.zero_point,
+                                 b_zero_point=self.k.zero_point, transpose_b=True,
+                                 threads=threads)
+        if keep is not None:
+            scores = np.where(np.broadcast_to(keep, scores.shape), scores, np.int32(I32_MIN))
+        p = qk.qsoftmax(scores, self.softmax)
+        ctx = qk.qmatmul(p, v, a_scale=qk.transformer.SOFTMAX_OUT_SCALE, b_scale=self.v.scale,
+                         out_scale=self.out.scale, b_zero_point=self.v.zero_point,
+                         out_zero_point=self.out.zero_point, out_dtype=self.out.dtype,
+                         multiplier=self.pv_mult, shift=self.pv_shift, threads=threads)
+        out = np.ascontiguousarray(ctx.transpose(0, 2, 1, 3)).reshape(b, s, self.heads * self.d)
+        return {"q": q, "k": k, "v": v, "scores": scores, "probs": p, "context": out}
