@@ -36,14 +36,13 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
 
 import qkernels as qk
 
-from ._runtime import QMeta, default_threads
 
 __all__ = ["BLOCK_KINDS", "block_kind", "BlockCalibration"]
 
@@ -52,8 +51,15 @@ I32_MIN = np.iinfo(np.int32).min
 #: Extra bits of the residual sum below the PTF base step (the sum is exact in int32 units of
 #: ``S_ptf / 2^RESIDUAL_BITS``; the PTF rounding is the only rounding after the two requants).
 RESIDUAL_BITS = 4
+#: The channel-range percentile under which LayerNorm output channels keep factor 1 (the wider
+#: ones get power-of-two factors, see :meth:`BlockCalibration.meta`).
+CHANNEL_PERCENTILE = 90.0
+#: GELU outputs quantized with channel factors too (folded into BertOutput's dense weights).
+GELU_FACTORS = True
 #: The module kinds of a BERT encoder layer swapped as integer blocks.
 BLOCK_KINDS = ("attention", "residual_layernorm", "intermediate")
+#: Also a block when swapped with them: a LayerNorm outside the blocks (float input, PTF).
+_ALSO = ("layernorm",)
 
 
 def block_kind(mod: torch.nn.Module) -> Optional[str]:
@@ -70,6 +76,8 @@ def block_kind(mod: torch.nn.Module) -> Optional[str]:
         return "residual_layernorm"
     if isinstance(getattr(mod, "dense", None), lin) and hasattr(mod, "intermediate_act_fn"):
         return "intermediate"
+    if isinstance(mod, ln) and len(mod.normalized_shape) == 1:
+        return "layernorm"
     return None
 
 
@@ -94,7 +102,7 @@ class BlockCalibration:
     def _see(self, key: str, t: torch.Tensor, sym: bool = False) -> None:
         if key not in self.obs:
             self.obs[key] = qk.MinMaxObserver(dtype=np.int8, symmetric=True) if sym \
-                else self.observer()
+                else qk.MinMaxObserver(dtype=np.uint8, axis=-1)
         self.obs[key].update(t.detach().float().numpy())
 
     def attach(self) -> None:
@@ -120,6 +128,13 @@ class BlockCalibration:
                     self.rows.setdefault(n, []).append(x.reshape(-1, x.shape[-1]))
                     self._see(n + ":out", o)
                 self.handles.append(mod.LayerNorm.register_forward_hook(ln_in))
+            elif kind == "layernorm":
+                def ln_rows(m: Any, a: Tuple, o: Any, n: str = name) -> None:
+                    x = a[0].detach().float().numpy()
+                    self.rows.setdefault(n, []).append(x.reshape(-1, x.shape[-1]))
+                    self._see(n + ":x", a[0])
+                    self._see(n + ":out", o)
+                self.handles.append(mod.register_forward_hook(ln_rows))
             else:
                 self.handles.append(mod.register_forward_pre_hook(
                     lambda m, a, n=name: self._see(n + ":x", a[0])))
@@ -131,19 +146,33 @@ class BlockCalibration:
             h.remove()
         self.handles = []
 
-    def meta(self, key: str, dtype: Any = np.int8) -> QMeta:
+    def meta(self, key: str, dtype: Any = np.int8, factors: bool = False) -> ActQ:
         """The calibrated quantization of tensor ``key`` as ``dtype`` (an affine uint8 range
-        moved to int8 keeps its scale, zero point - 128)."""
-        p = self.obs[key].calculate_qparams()
+        moved to int8 keeps its scale, zero point - 128). ``factors=True``: per-channel
+        power-of-two factors ``k_c = 2^floor(log2(max(1, amax_c / T)))`` with ``T`` the
+        ``CHANNEL_PERCENTILE``-th percentile of the channels' ``amax_c``, the range that of
+        ``x_c / k_c`` (a deterministic function of the observed ranges: producer and consumer of
+        a tensor get the same)."""
+        o = self.obs[key]
+        mn, mx = np.asarray(o.min_val, np.float64), np.asarray(o.max_val, np.float64)
+        k = None
+        if o.axis is not None:
+            if factors:
+                amax = np.maximum(np.abs(mn), np.abs(mx))
+                t = max(float(np.percentile(amax, CHANNEL_PERCENTILE)), 1e-30)
+                k = np.exp2(np.floor(np.log2(np.maximum(1.0, amax / t)))).astype(F32)
+                mn, mx = mn / k, mx / k
+            mn, mx = np.float32(mn.min()), np.float32(mx.max())
+        p = qk.choose_qparams(mn.reshape(()), mx.reshape(()), dtype=o.dtype,
+                              symmetric=o.symmetric)
         s = float(np.asarray(p.scale).reshape(-1)[0])
         z = int(np.asarray(p.zero_point).reshape(-1)[0])
-        src = self.obs[key].dtype
         dt = np.dtype(dtype)
-        if src == np.uint8 and dt == np.int8:
+        if o.dtype == np.uint8 and dt == np.int8:
             z -= 128
-        elif src == np.int8 and dt == np.uint8:
+        elif o.dtype == np.int8 and dt == np.uint8:
             z += 128
-        return QMeta(s, z, dt)
+        return ActQ(s, z, dt, k)
 
     def seen(self, name: str) -> bool:
         return name + ":x" in self.obs
@@ -152,16 +181,25 @@ class BlockCalibration:
         """The integer block of target ``name`` from what was observed."""
         kind, mod = self.targets[name]
         if kind == "attention":
-            return Attention(mod, self.meta(name + ":x"), self.meta(name + ":query"),
+            return Attention(mod, self.meta(name + ":x", factors=True),
+                             self.meta(name + ":query"),
                              self.meta(name + ":key"), self.meta(name + ":value"),
                              self.meta(name + ":out"), softmax=self.softmax)
         if kind == "residual_layernorm":
             ptf = qk.ptf_calibrate(self.rows.pop(name), method="seed")
-            return ResidualLayerNorm(mod.dense, mod.LayerNorm, self.meta(name + ":x"),
-                                     self.meta(name + ":r"), ptf, self.meta(name + ":out"),
+            gelu_in = isinstance(getattr(mod.dense, "in_features", None), int) and \
+                mod.dense.in_features != mod.dense.out_features
+            return ResidualLayerNorm(mod.dense, mod.LayerNorm,
+                                     self.meta(name + ":x", factors=GELU_FACTORS and gelu_in),
+                                     self.meta(name + ":r", factors=True), ptf,
+                                     self.meta(name + ":out", factors=True),
                                      method=getattr(cfg, "layernorm", "exact"))
-        return Intermediate(mod.dense, self.meta(name + ":x"),
-                            self.meta(name + ":out", np.uint8))
+        if kind == "layernorm":
+            ptf = qk.ptf_calibrate(self.rows.pop(name), method="seed")
+            return LayerNorm(mod, ptf, self.meta(name + ":out", factors=True),
+                             method=getattr(cfg, "layernorm", "exact"))
+        return Intermediate(mod.dense, self.meta(name + ":x", factors=True),
+                            self.meta(name + ":out", np.uint8, factors=GELU_FACTORS))
 
 
 # ---- the integer pieces ------------------------------------------------------------------------
@@ -169,8 +207,10 @@ class IntLinear:
     """An ``nn.Linear`` with int8 weights, symmetric per output channel (``s_c = max|w_c|/127``),
     and its bias as int32 in the accumulator's units (``round(b / (s_x s_c))``)."""
 
-    def __init__(self, lin: torch.nn.Linear) -> None:
+    def __init__(self, lin: torch.nn.Linear, k: Optional[np.ndarray] = None) -> None:
         w = lin.weight.detach().float().numpy()
+        if k is not None:   # input channel c quantized with step s_x k_c: W[:, c] k_c
+            w = w * k[None, :]
         amax = np.abs(w).max(axis=1)
         self.w_scale = np.where(amax > 0, amax / 127.0, 1.0).astype(F32)
         self.wq = qk.quantize(w, self.w_scale, np.zeros(w.shape[0], np.int32), dtype=np.int8,
@@ -189,7 +229,7 @@ class IntLinear:
         b = np.rint(self.bias.astype(np.float64) / self.acc_scale(x_scale).astype(np.float64))
         return np.clip(b, -2 ** 31, 2 ** 31 - 1).astype(np.int32)
 
-    def prepared(self, x: QMeta, out: QMeta) -> qk.PreparedQLinear:
+    def prepared(self, x: ActQ, out: ActQ) -> qk.PreparedQLinear:
         """The fused int8 linear ``requant(acc)`` to ``out`` (TFLite's fixed point, double
         rounding, per-channel multipliers)."""
         m, sh = qk.quantize_multiplier(self.acc_scale(x.scale).astype(np.float64) / out.scale)
@@ -198,13 +238,35 @@ class IntLinear:
                                   out_zero_point=out.zero_point, out_dtype=out.dtype)
 
 
-def quant(t: torch.Tensor, m: QMeta) -> np.ndarray:
-    return qk.quantize(t.detach().float().contiguous().numpy(), F32(m.scale), m.zero_point,
-                       dtype=m.dtype, flavor="torch")
+class ActQ(NamedTuple):
+    """The quantization of an activation: per tensor (``k`` None), or with per-channel
+    power-of-two factors ``k`` on the last axis (channel c has the step ``scale * k[c]``: the
+    PTF form, used for LayerNorm outputs whose few outlier channels would otherwise set one
+    coarse step for all)."""
+
+    scale: float
+    zero_point: int
+    dtype: np.dtype
+    k: Optional[np.ndarray] = None
+
+    def steps(self) -> Any:
+        """float32 step(s): a scalar, or one per channel (exact: ``k`` are powers of two)."""
+        return F32(self.scale) if self.k is None else (F32(self.scale) * self.k).astype(F32)
 
 
-def dequant(q: np.ndarray, m: QMeta) -> torch.Tensor:
-    return torch.from_numpy(qk.dequantize(q, F32(m.scale), m.zero_point))
+def quant(t: torch.Tensor, m: ActQ) -> np.ndarray:
+    x = t.detach().float().contiguous().numpy()
+    if m.k is None:
+        return qk.quantize(x, F32(m.scale), m.zero_point, dtype=m.dtype, flavor="torch")
+    return qk.quantize(x, m.steps(), np.full(m.k.shape, m.zero_point, np.int32), dtype=m.dtype,
+                       axis=-1, flavor="torch")
+
+
+def dequant(q: np.ndarray, m: ActQ) -> torch.Tensor:
+    if m.k is None:
+        return torch.from_numpy(qk.dequantize(q, F32(m.scale), m.zero_point))
+    return torch.from_numpy(qk.dequantize(q, m.steps(), np.full(m.k.shape, m.zero_point,
+                                                                 np.int32), axis=-1))
 
 
 class ResidualLayerNorm:
@@ -216,20 +278,17 @@ class ResidualLayerNorm:
     per-channel rounding shift by ``RESIDUAL_BITS + alpha_c`` gives the PTF uint8 input of the
     integer LayerNorm (:func:`qkernels.ptf_layernorm`, int8 out)."""
 
-    def __init__(self, dense: torch.nn.Linear, ln: torch.nn.LayerNorm, x: QMeta, r: QMeta,
-                 ptf: qk.PTFParams, out: QMeta, method: str = "exact") -> None:
-        self.lin = IntLinear(dense)
+    def __init__(self, dense: torch.nn.Linear, ln: torch.nn.LayerNorm, x: ActQ, r: ActQ,
+                 ptf: qk.PTFParams, out: ActQ, method: str = "exact") -> None:
+        self.lin = IntLinear(dense, x.k)
         self.x, self.r, self.ptf, self.out = x, r, ptf, out
         self.bias = self.lin.int_bias(x.scale)
         u = np.float64(ptf.scale) / 2.0 ** RESIDUAL_BITS
         self.m_acc, self.sh_acc = qk.quantize_multiplier(
             self.lin.acc_scale(x.scale).astype(np.float64) / u)
-        self.m_r, self.sh_r = qk.quantize_multiplier(np.float64(F32(r.scale)) / u)
+        self.m_r, self.sh_r = qk.quantize_multiplier(np.asarray(r.steps(), np.float64) / u)
         self.shift = (ptf.alpha.astype(np.int32) + RESIDUAL_BITS)
-        gamma = ln.weight.detach().float().numpy()
-        beta = ln.bias.detach().float().numpy()
-        self.ln = qk.prepare_layernorm(ptf, gamma, beta, method=method, out_scale=out.scale,
-                                       out_zero_point=out.zero_point, eps=float(ln.eps))
+        self.ln = _ln_params(ln, ptf, out, method)
 
     def ptf_input(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
         acc = qk.linear_int32(x8, self.lin.packed, self.bias, x_zero_point=self.x.zero_point,
@@ -237,7 +296,8 @@ class ResidualLayerNorm:
         a = qk.requantize(acc, self.m_acc, self.sh_acc, scheme="single_round", dtype=np.int32,
                           axis=-1)
         rr = qk.requantize(r8.astype(np.int32) - np.int32(self.r.zero_point), self.m_r,
-                           self.sh_r, scheme="single_round", dtype=np.int32)
+                           self.sh_r, scheme="single_round", dtype=np.int32,
+                           axis=None if self.r.k is None else -1)
         # |a|, |rr| < 2^30 for any calibrated range below 2^(30 - 4 - 7) steps: int32 sum
         t = np.add(a, rr, dtype=np.int64)
         t = np.clip(t, I32_MIN, 2 ** 31 - 1).astype(np.int32)
@@ -248,17 +308,44 @@ class ResidualLayerNorm:
         return qk.ptf_layernorm(self.ptf_input(x8, r8, threads), self.ln)
 
 
+def _ln_params(ln: torch.nn.LayerNorm, ptf: qk.PTFParams, out: ActQ,
+               method: str) -> qk.LayerNormParams:
+    """The integer LayerNorm of ``ln`` on PTF input ``ptf``, int8 output ``out`` (its channel
+    factors folded into gamma and beta)."""
+    c = int(ln.normalized_shape[0])
+    gamma = ln.weight.detach().float().numpy() if ln.weight is not None else np.ones(c, F32)
+    beta = ln.bias.detach().float().numpy() if ln.bias is not None else np.zeros(c, F32)
+    if out.k is not None:   # output channel c with step s_out k_c: gamma_c / k_c
+        gamma, beta = gamma / out.k, beta / out.k
+    return qk.prepare_layernorm(ptf, gamma, beta, method=method, out_scale=out.scale,
+                                out_zero_point=out.zero_point, eps=float(ln.eps))
+
+
+class LayerNorm:
+    """A LayerNorm whose input is float (the embeddings' LayerNorm): the input PTF-quantized
+    (:func:`qkernels.ptf_quantize`, the model's input quantization), the integer LayerNorm."""
+
+    def __init__(self, ln: torch.nn.LayerNorm, ptf: qk.PTFParams, out: ActQ,
+                 method: str = "exact") -> None:
+        self.ptf, self.out = ptf, out
+        self.ln = _ln_params(ln, ptf, out, method)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return qk.ptf_layernorm(self.ptf.quantize(x), self.ln)
+
+
 class Intermediate:
     """``GELU(dense(x))`` in integers (BertIntermediate): int32 accumulators, then I-BERT's
     i-GELU on them with the per-channel accumulator scale, uint8 out."""
 
-    def __init__(self, dense: torch.nn.Linear, x: QMeta, out: QMeta,
+    def __init__(self, dense: torch.nn.Linear, x: ActQ, out: ActQ,
                  method: str = "ibert") -> None:
-        self.lin = IntLinear(dense)
+        self.lin = IntLinear(dense, x.k)
         self.x, self.out = x, out
         self.bias = self.lin.int_bias(x.scale)
         self.gelu = qk.prepare_gelu(self.lin.acc_scale(x.scale), method="ibert",
-                                    out_scale=out.scale, out_zero_point=out.zero_point,
+                                    out_scale=out.steps() if out.k is not None else out.scale,
+                                    out_zero_point=out.zero_point,
                                     out_dtype=out.dtype)
 
     def __call__(self, x8: np.ndarray, threads: int) -> np.ndarray:
@@ -285,14 +372,14 @@ def keep_mask(mask: Optional[torch.Tensor]) -> Optional[np.ndarray]:
 class Attention:
     """Self-attention in integers (BertSelfAttention): see the module docstring."""
 
-    def __init__(self, mod: torch.nn.Module, x: QMeta, q: QMeta, k: QMeta, v: QMeta, out: QMeta,
+    def __init__(self, mod: torch.nn.Module, x: ActQ, q: ActQ, k: ActQ, v: ActQ, out: ActQ,
                  softmax: str = "ibert") -> None:
         self.heads = int(mod.num_attention_heads)
         self.d = int(mod.attention_head_size)
         self.x, self.q, self.k, self.v, self.out = x, q, k, v, out
-        self.lq = IntLinear(mod.query).prepared(x, q)
-        self.lk = IntLinear(mod.key).prepared(x, k)
-        self.lv = IntLinear(mod.value).prepared(x, v)
+        self.lq = IntLinear(mod.query, x.k).prepared(x, q)
+        self.lk = IntLinear(mod.key, x.k).prepared(x, k)
+        self.lv = IntLinear(mod.value, x.k).prepared(x, v)
         scaling = float(getattr(mod, "scaling", self.d ** -0.5))
         self.score_scale = float(F32(F32(q.scale) * F32(k.scale)) * F32(scaling))
         self.softmax = qk.prepare_softmax(self.score_scale, method=softmax)

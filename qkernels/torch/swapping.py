@@ -238,6 +238,12 @@ class IntegerBlock(IntegerModule):
             out = qk.ptf_layernorm(q, bl.ln)
             ints = {"x": x8, "residual": r8, "ln_input": q, "out": out}
             y = B.dequant(out, bl.out)
+        elif self.kind == "layernorm":
+            x = args[0] if args else kwargs["input"]
+            q = bl.ptf.quantize(x.detach().float().contiguous().numpy())
+            out = qk.ptf_layernorm(q, bl.ln)
+            ints = {"ln_input": q, "out": out}
+            y = B.dequant(out, bl.out)
         else:
             x8 = B.quant(args[0] if args else kwargs["hidden_states"], bl.x)
             out = bl(x8, t)
@@ -303,6 +309,8 @@ def _block_targets(model: torch.nn.Module,
         if not name or isinstance(mod, IntegerModule):
             continue
         kind = B.block_kind(mod)
+        if kind == "layernorm" and not any(k in ops for k in B.BLOCK_KINDS):
+            continue   # alone, a LayerNorm is FLOAT_OPS' (per-tensor output) swap
         if kind is None or kind not in ops or any(name.startswith(p + ".") for p in found):
             continue
         found[name] = (kind, mod)
