@@ -325,7 +325,7 @@ def _calibrated(model: torch.nn.Module, calibrate: Any, cfg: Any, ops: Sequence[
 
     blocks = _block_targets(model, ops)
     targets = {n: m for n, m in _float_targets(model, ops).items()
-               if not any(n.startswith(b + ".") for b in blocks)}
+               if n not in blocks and not any(n.startswith(b + ".") for b in blocks)}
     act = cfg.activation
     obs = {n: (act.observer_for(), act.observer_for()) for n in targets}
     bcal = B.BlockCalibration(blocks, act.observer_for)
