@@ -192,7 +192,8 @@ class BlockCalibration:
             gelu_in = isinstance(getattr(mod.dense, "in_features", None), int) and \
                 mod.dense.in_features != mod.dense.out_features
             return ResidualLayerNorm(mod.dense, mod.LayerNorm,
-                                     self.meta(name + ":x", factors=GELU_FACTORS and gelu_in),
+                                     self.meta(name + ":x", np.uint8 if gelu_in else np.int8,
+                                               factors=GELU_FACTORS and gelu_in),
                                      self.meta(name + ":r", factors=True), ptf,
                                      self.meta(name + ":out", factors=True),
                                      method=getattr(cfg, "layernorm", "exact"))
