@@ -59,7 +59,7 @@ SOFTMAX_RENORM = True
 #: GELU outputs quantized with channel factors too (folded into BertOutput's dense weights).
 GELU_FACTORS = True
 #: The module kinds of a BERT encoder layer swapped as integer blocks.
-BLOCK_KINDS = ("attention", "residual_layernorm", "intermediate")
+BLOCK_KINDS = ("attention", "residual_layernorm", "intermediate", "encoder_block")
 #: Also a block when swapped with them: a LayerNorm outside the blocks (float input, PTF).
 _ALSO = ("layernorm",)
 
@@ -78,6 +78,10 @@ def block_kind(mod: torch.nn.Module) -> Optional[str]:
         return "residual_layernorm"
     if isinstance(getattr(mod, "dense", None), lin) and hasattr(mod, "intermediate_act_fn"):
         return "intermediate"
+    if isinstance(getattr(mod, "self_attention", None), torch.nn.MultiheadAttention) \
+            and isinstance(getattr(mod, "ln_1", None), ln) and isinstance(getattr(mod, "ln_2", None), ln) \
+            and isinstance(getattr(mod, "mlp", None), torch.nn.Sequential):
+        return "encoder_block"
     if isinstance(mod, ln) and len(mod.normalized_shape) == 1:
         return "layernorm"
     return None
@@ -130,6 +134,8 @@ class BlockCalibration:
                     self.rows.setdefault(n, []).append(x.reshape(-1, x.shape[-1]))
                     self._see(n + ":out", o)
                 self.handles.append(mod.LayerNorm.register_forward_hook(ln_in))
+            elif kind == "encoder_block":
+                self._attach_vit(name, mod)
             elif kind == "layernorm":
                 def ln_rows(m: Any, a: Tuple, o: Any, n: str = name) -> None:
                     x = a[0].detach().float().numpy()
@@ -142,6 +148,45 @@ class BlockCalibration:
                     lambda m, a, n=name: self._see(n + ":x", a[0])))
                 self.handles.append(mod.register_forward_hook(
                     lambda m, a, o, n=name: self._see(n + ":out", o)))
+
+    def _attach_vit(self, name: str, mod: torch.nn.Module) -> None:
+        """torchvision's EncoderBlock: its residual stream, both LayerNorms' inputs and outputs,
+        the attention's Q, K, V and context (recomputed in float from the block's own weights:
+        nn.MultiheadAttention calls no submodule), the GELU's output."""
+        mha = mod.self_attention
+
+        def block_io(m: Any, a: Tuple, o: Any) -> None:
+            self._see(name + ":x", a[0])
+            self._see(name + ":y", o)
+        self.handles.append(mod.register_forward_hook(block_io))
+        for ln in ("ln_1", "ln_2"):
+            def ln_rows(m: Any, a: Tuple, o: Any, k: str = f"{name}:{ln}") -> None:
+                x = a[0].detach().float().numpy()
+                self.rows.setdefault(k, []).append(x.reshape(-1, x.shape[-1]))
+                self._see(k, o)
+            self.handles.append(getattr(mod, ln).register_forward_hook(ln_rows))
+
+        def attn(m: Any, a: Tuple, o: Any) -> None:
+            x = a[0].detach().float()
+            e, h = mha.embed_dim, mha.num_heads
+            qkv = torch.nn.functional.linear(x, mha.in_proj_weight, mha.in_proj_bias)
+            for i, p in enumerate(("query", "key", "value")):
+                self._see(f"{name}:{p}", qkv[..., i * e:(i + 1) * e], sym=True)
+            sh = lambda t: t.reshape(*t.shape[:2], h, e // h).transpose(1, 2)  # noqa: E731
+            q, k, v = (sh(qkv[..., i * e:(i + 1) * e]) for i in range(3))
+            ctx = torch.softmax(q @ k.transpose(-1, -2) * (e // h) ** -0.5, -1) @ v
+            self._see(name + ":context", ctx.transpose(1, 2).reshape(x.shape))
+        self.handles.append(mha.register_forward_hook(attn))
+        self.handles.append(mod.mlp[1].register_forward_hook(
+            lambda m, a, o: self._see(name + ":gelu", o)))
+
+    def residual_unit(self) -> float:
+        """One power-of-two unit for every encoder block's int32 residual stream: the largest
+        observed |x| takes 2^23 units (float32 holds the dequantized stream exactly)."""
+        amax = max((float(max(np.abs(o.min_val).max(), np.abs(o.max_val).max()))
+                    for k, o in self.obs.items() if k.endswith(":x") or k.endswith(":y")),
+                   default=1.0)
+        return float(2.0 ** np.floor(np.log2(max(amax, 1e-30) / 2 ** 23)))
 
     def detach(self) -> None:
         for h in self.handles:
@@ -197,6 +242,8 @@ class BlockCalibration:
                                      self.meta(name + ":r", factors=True), ptf,
                                      self.meta(name + ":out", factors=True),
                                      method=getattr(cfg, "layernorm", "exact"))
+        if kind == "encoder_block":
+            return EncoderBlock(mod, self, name, method=getattr(cfg, "layernorm", "exact"))
         if kind == "layernorm":
             ptf = qk.ptf_calibrate(self.rows.pop(name), method="seed")
             return LayerNorm(mod, ptf, self.meta(name + ":out", factors=True),
@@ -377,12 +424,25 @@ class Attention:
 
     def __init__(self, mod: torch.nn.Module, x: ActQ, q: ActQ, k: ActQ, v: ActQ, out: ActQ,
                  softmax: str = "ibert") -> None:
-        self.heads = int(mod.num_attention_heads)
-        self.d = int(mod.attention_head_size)
+        if isinstance(mod, torch.nn.MultiheadAttention):
+            self.heads = int(mod.num_heads)
+            self.d = int(mod.embed_dim) // self.heads
+            e = int(mod.embed_dim)
+            lins = []
+            for i in range(3):
+                lin = torch.nn.Linear(e, e)
+                with torch.no_grad():
+                    lin.weight.copy_(mod.in_proj_weight[i * e:(i + 1) * e])
+                    lin.bias.copy_(mod.in_proj_bias[i * e:(i + 1) * e])
+                lins.append(lin)
+        else:
+            self.heads = int(mod.num_attention_heads)
+            self.d = int(mod.attention_head_size)
+            lins = [mod.query, mod.key, mod.value]
         self.x, self.q, self.k, self.v, self.out = x, q, k, v, out
-        self.lq = IntLinear(mod.query, x.k).prepared(x, q)
-        self.lk = IntLinear(mod.key, x.k).prepared(x, k)
-        self.lv = IntLinear(mod.value, x.k).prepared(x, v)
+        self.lq = IntLinear(lins[0], x.k).prepared(x, q)
+        self.lk = IntLinear(lins[1], x.k).prepared(x, k)
+        self.lv = IntLinear(lins[2], x.k).prepared(x, v)
         scaling = float(getattr(mod, "scaling", self.d ** -0.5))
         self.score_scale = float(F32(F32(q.scale) * F32(k.scale)) * F32(scaling))
         self.softmax = qk.prepare_softmax(self.score_scale, method=softmax)
@@ -429,3 +489,73 @@ class Attention:
                              shift=self.pv_shift, threads=threads)
         out = np.ascontiguousarray(ctx.transpose(0, 2, 1, 3)).reshape(b, s, self.heads * self.d)
         return {"q": q, "k": k, "v": v, "scores": scores, "probs": p, "context": out}
+
+
+class EncoderBlock:
+    """torchvision's ViT ``EncoderBlock`` (pre-LayerNorm) in integers.
+
+    The residual stream is int32 in one power-of-two unit ``u`` for all blocks
+    (:meth:`BlockCalibration.residual_unit`): ``x = RNE(x_float / u)`` at the first block (the
+    model's input quantization), then exact from block to block (``x u`` is exact in float32).
+    ``ln_1`` / ``ln_2``: the PTF input is a per-channel rounding shift of the stream (the PTF
+    base scale is ``u 2^m``), the integer LayerNorm (int8, channel factors). Attention as
+    :class:`Attention` (Q, K, V from ``in_proj``), ``out_proj``'s int32 sums requantized to ``u``
+    (fixed point, single rounding) and added; the MLP: ``fc1`` into i-GELU (uint8, channel
+    factors), ``fc2``'s sums requantized to ``u`` and added."""
+
+    def __init__(self, mod: torch.nn.Module, cal: BlockCalibration, name: str,
+                 method: str = "exact") -> None:
+        u = cal.residual_unit()
+        self.u = u
+        self.ptf, self.ln = [], []
+        for i, ln in enumerate((mod.ln_1, mod.ln_2)):
+            p = qk.ptf_calibrate(cal.rows.pop(f"{name}:ln_{i + 1}"), method="seed")
+            m = max(int(np.ceil(np.log2(p.scale / u))), 0)
+            ptf = qk.PTFParams(float(u * 2.0 ** m), p.alpha, p.zero_point, p.K)
+            out = cal.meta(f"{name}:ln_{i + 1}", factors=True)
+            self.ptf.append((ptf, (ptf.alpha.astype(np.int32) + m)))
+            self.ln.append((_ln_params(ln, ptf, out, method), out))
+        x1 = self.ln[0][1]
+        ctx = cal.meta(name + ":context")
+        self.attn = Attention(mod.self_attention, x1, cal.meta(name + ":query"),
+                              cal.meta(name + ":key"), cal.meta(name + ":value"), ctx,
+                              softmax=cal.softmax)
+        self.out_proj = IntLinear(mod.self_attention.out_proj)
+        self.out_bias = self.out_proj.int_bias(ctx.scale)
+        self.ctx = ctx
+        self.m_o, self.sh_o = qk.quantize_multiplier(
+            self.out_proj.acc_scale(ctx.scale).astype(np.float64) / u)
+        x2 = self.ln[1][1]
+        self.fc1 = Intermediate(mod.mlp[0], x2, cal.meta(name + ":gelu", np.uint8,
+                                                          factors=GELU_FACTORS))
+        g = self.fc1.out
+        self.fc2 = IntLinear(mod.mlp[3], g.k)
+        self.fc2_bias = self.fc2.int_bias(g.scale)
+        self.m_2, self.sh_2 = qk.quantize_multiplier(
+            self.fc2.acc_scale(g.scale).astype(np.float64) / u)
+
+    def _ln(self, i: int, x: np.ndarray) -> np.ndarray:
+        ptf, shift = self.ptf[i]
+        q = qk.requantize_shift(x, shift, ptf.zero_point, rounding="half_up", dtype=np.uint8,
+                                axis=-1)
+        return qk.ptf_layernorm(q, self.ln[i][0])
+
+    @staticmethod
+    def _add(x: np.ndarray, acc: np.ndarray, m: np.ndarray, sh: np.ndarray) -> np.ndarray:
+        a = qk.requantize(acc, m, sh, scheme="single_round", dtype=np.int32, axis=-1)
+        return np.clip(np.add(x, a, dtype=np.int64), I32_MIN, 2 ** 31 - 1).astype(np.int32)
+
+    def __call__(self, x: np.ndarray, threads: int) -> Dict[str, np.ndarray]:
+        """``x``: the int32 residual stream (units ``u``); returns the block's integers."""
+        h1 = self._ln(0, x)
+        a = self.attn(h1, None, threads)
+        acc = qk.linear_int32(a["context"], self.out_proj.packed, self.out_bias,
+                              x_zero_point=self.ctx.zero_point, threads=threads)
+        x1 = self._add(x, acc, self.m_o, self.sh_o)
+        h2 = self._ln(1, x1)
+        g = self.fc1(h2, threads)
+        acc2 = qk.linear_int32(g, self.fc2.packed, self.fc2_bias,
+                               x_zero_point=self.fc1.out.zero_point, threads=threads)
+        y = self._add(x1, acc2, self.m_2, self.sh_2)
+        return {"x": x, "ln_1": h1, "context": a["context"], "x1": x1, "ln_2": h2, "gelu": g,
+                "out": y}

@@ -238,6 +238,15 @@ class IntegerBlock(IntegerModule):
             out = qk.ptf_layernorm(q, bl.ln)
             ints = {"x": x8, "residual": r8, "ln_input": q, "out": out}
             y = B.dequant(out, bl.out)
+        elif self.kind == "encoder_block":
+            x = args[0] if args else kwargs["input"]
+            if x.dim() != 3:
+                raise ValueError(f"{self.name}: an encoder block takes (batch, sequence, "
+                                 f"hidden); got shape {tuple(x.shape)}")
+            xi = qk.quantize(x.detach().float().contiguous().numpy(), F32(bl.u), 0,
+                             dtype=np.int32, flavor="torch")
+            ints = bl(xi, t)
+            y = torch.from_numpy(qk.dequantize(ints["out"], F32(bl.u), 0))
         elif self.kind == "layernorm":
             x = args[0] if args else kwargs["input"]
             q = bl.ptf.quantize(x.detach().float().contiguous().numpy())
