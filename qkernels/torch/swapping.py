@@ -426,6 +426,13 @@ def swap(model: torch.nn.Module, calibrate: Any = None, *, config: Any = None,
       the fbgemm preset, the exact integer LayerNorm on PTF): the input quantized with its
       calibrated parameters, the integer Linear / LayerNorm, the output dequantized.
 
+    - a float transformer with ``calibrate`` and ``ops=TRANSFORMER_OPS``: its encoder blocks
+      are swapped whole for the integer blocks of :mod:`qkernels.torch.blocks` (Hugging Face
+      BertSelfAttention, BertSelfOutput / BertOutput, BertIntermediate; torchvision's ViT
+      EncoderBlock; a LayerNorm outside them), every op inside in integers; Linear and
+      LayerNorm modules outside the blocks as above. Block boundaries are lossless (each
+      block's input quantization is its producer's output quantization).
+
     ``threads`` is the kernels' thread count (None: chosen by size). ``compare=True`` runs each
     original module beside its stand-in and keeps the figures of :meth:`IntegerModule.report`
     (integer vs the original: 0 mismatches for a PyTorch-quantized model, the quantization error
