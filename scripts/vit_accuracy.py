@@ -21,9 +21,15 @@ import time
 from typing import Any, Sequence
 
 
+_LIBS: list = []
+
+
 def import_torchvision() -> Any:
     """torchvision from the project venv's torchvision-zoo folder (the Makefile installs it
-    there); its C ops are registered as stubs when its extension does not load."""
+    there: the index's CUDA build, whose C extension does not load on the CPU torch). When the
+    extension does not load, the two schemas torchvision's import registers fake kernels for
+    (``torchvision::nms``, ``torchvision::qnms``; no detection op runs here) are defined once, so
+    the pure-Python model definitions import. The one place that does it (the zoo tests too)."""
     import torch
 
     zoo = os.path.join(sys.prefix, "torchvision-zoo")
@@ -37,10 +43,11 @@ def import_torchvision() -> Any:
         if ext:
             torch.ops.load_library(ext[0])
     except OSError:
-        lib = torch.library.Library("torchvision", "FRAGMENT")
-        for op in ("nms", "qnms"):
-            lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        import_torchvision.lib = lib  # keep the registration alive
+        if not _LIBS:
+            lib = torch.library.Library("torchvision", "FRAGMENT")
+            for op in ("nms", "qnms"):
+                lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+            _LIBS.append(lib)   # kept alive: the schemas live as long as the library object
     import torchvision
     return torchvision
 

@@ -8,12 +8,11 @@ Small inputs (64x64; inception_v3 at 75x75, its minimum) keep the run short; res
 torchvision 0.28.0 (requirements-zoo.txt) is the index's CUDA build: its C extension does not load
 on the CPU torch, and torchvision's import then stops at registering fake kernels for its detection
 ops. The Makefile installs it outside site-packages (.venv/torchvision-zoo, so that nothing else,
-e.g. transformers, imports it); ``_import_torchvision`` puts that folder on sys.path and defines
+e.g. transformers, imports it); ``scripts/vit_accuracy.import_torchvision`` puts that folder on
+sys.path and defines
 the two schemas the import needs (``torchvision::nms``, ``torchvision::qnms``; no detection op
 runs here) when, and only when, the extension does not load, so the pure-Python model
 definitions import."""
-import glob
-import importlib.util
 import os
 import sys
 import warnings
@@ -28,27 +27,16 @@ from qkernels.torch import from_torch_quantized  # noqa: E402
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-_LIBS = []
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
+import vit_accuracy  # noqa: E402  (import_torchvision: the one place that imports it)
 
 
 def _import_torchvision():
-    zoo = os.path.join(sys.prefix, "torchvision-zoo")
-    if os.path.isdir(zoo) and zoo not in sys.path:
-        sys.path.append(zoo)
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None:
-        pytest.fail("torchvision is a test requirement: `make venv` installs requirements-zoo.txt "
-                    f"into {zoo}")
-    ext = glob.glob(os.path.join(os.path.dirname(spec.origin), "_C*.so"))
     try:
-        if ext:
-            torch.ops.load_library(ext[0])
-    except OSError:
-        if not _LIBS:
-            lib = torch.library.Library("torchvision", "FRAGMENT")
-            for op in ("nms", "qnms"):
-                lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            _LIBS.append(lib)
+        vit_accuracy.import_torchvision()
+    except ImportError as exc:
+        pytest.fail(f"torchvision is a test requirement: `make venv` installs requirements-zoo.txt "
+                    f"({exc})")
     import torchvision.models.quantization as tvq
     return tvq
 
