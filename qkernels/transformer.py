@@ -502,7 +502,7 @@ class GeluParams:
     method: str
     x_scale: np.ndarray
     x_zero_point: int
-    out_scale: float
+    out_scale: Union[float, np.ndarray]
     out_zero_point: int
     out_dtype: np.dtype
     x_dtype: Optional[np.dtype] = None
@@ -549,7 +549,9 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
       ``g = -x (L + shift)`` with the positive scale ``S |sig| / 2`` (``raw_scale``), then
       I-BERT's QuantAct requantization ``RNE(g M / 2^E) + out_zp`` (``M, E`` from
       ``raw_scale / out_scale``). ``x_scale`` may be per channel (an array along the last axis:
-      a Linear's int32 accumulators with per-channel weights). Input uint8/int8/int32.
+      a Linear's int32 accumulators with per-channel weights), and so may ``out_scale`` (an
+      output step per channel, e.g. folded into the next Linear's weights). Input
+      uint8/int8/int32.
     - ``"lut"``: ``table[q] = clamp(RNE(gelu((q - x_zp) S) / out_scale) + out_zp)`` for the 256
       values of ``x_dtype`` (uint8 or int8), exact erf GELU in double.
 
@@ -569,8 +571,9 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
     if method == "lut" and odt == np.int32:
         raise TypeError("method 'lut' writes 8-bit outputs (uint8 or int8)")
     os_ = _scales(out_scale, "out_scale")
-    if os_.ndim != 0:
-        raise ValueError("out_scale must be a scalar")
+    if os_.ndim != 0 and (method != "ibert" or os_.ndim != 1):
+        raise ValueError("out_scale must be a scalar (or 1-D, one per channel, for method "
+                         "'ibert')")
     oinfo = np.iinfo(odt)
     ozp = C._int_scalar(out_zero_point, "out_zero_point")
     if not oinfo.min <= ozp <= oinfo.max:
@@ -615,13 +618,17 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
             f"30 dB at 4e-3 and below 0 dB at 0.03). I-BERT runs i-GELU on the int32 sums of the "
             f"Linear before it (x_scale ~1e-4..2e-3); for 8-bit inputs use method='lut'",
             UserWarning, stacklevel=2)
-    mult, rsh = _rhaz_mantissa(raw.astype(np.float64) / float(os_), 31)
+    if os_.ndim == 1 and (s.ndim != 1 or os_.size != s.size):
+        raise ValueError(f"a per-channel out_scale ({os_.size} values) needs a per-channel "
+                         f"x_scale of the same length; got x_scale of shape {s.shape}")
+    mult, rsh = _rhaz_mantissa(raw.astype(np.float64) / os_.astype(np.float64), 31)
     bad = (rsh < 0) | (rsh > 126)
     if bad.any():
         raise ValueError("out_scale is out of range for the output requantization "
                          "(raw_scale / out_scale must be in [2^-95, 2^31))")
     vec = lambda a, t: np.ascontiguousarray(np.atleast_1d(a).astype(t))  # noqa: E731
-    return GeluParams("ibert", s, xzp, float(os_), ozp, odt, x_dtype=None, b=vec(b, np.int64),
+    return GeluParams("ibert", s, xzp, float(os_) if os_.ndim == 0 else os_, ozp, odt,
+                      x_dtype=None, b=vec(b, np.int64),
                       c=vec(c, np.int64), shift=vec(shift, np.int64),
                       multiplier=vec(mult, np.int32), rshift=vec(rsh, np.int32),
                       raw_scale=np.atleast_1d(raw).astype(np.float32))

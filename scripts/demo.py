@@ -3,7 +3,8 @@
 
 1. The elementwise kernels on a real tensor: how each quantization choice (per tensor, per channel,
    power of two, 4 bits) and each runtime's rounding changes the integers, with SQNR figures.
-2. The further pipelines (LayerNorm golden vectors, integer layers) when their scripts are present.
+2. The further pipelines (LayerNorm golden vectors, integer layers, the integer MiniLM) when their
+   scripts are present.
 """
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ def main() -> int:
     print("qkernels demo")
     qk.show_config()
     elementwise_report()
-    for name in ("demo_layernorm", "demo_models", "demo_datagen"):
+    for name in ("demo_layernorm", "demo_models", "demo_datagen", "demo_transformer"):
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -32,7 +32,7 @@ from .convert import from_torch_quantized
 from .model import IntegerModel, LayerReport
 from .qarith import QTensor
 from .quantize import quantize_model
-from .swapping import IntegerModule, swap
+from .swapping import TRANSFORMER_OPS, IntegerBlock, IntegerModule, swap
 
-__all__ = ["IntegerModel", "IntegerModule", "LayerReport", "QTensor", "QuantConfig", "TensorConfig",
-           "from_torch_quantized", "quantize_model", "swap"]
+__all__ = ["IntegerBlock", "IntegerModel", "IntegerModule", "LayerReport", "QTensor", "QuantConfig",
+           "TensorConfig", "TRANSFORMER_OPS", "from_torch_quantized", "quantize_model", "swap"]

@@ -41,17 +41,21 @@ import torch
 import qkernels as qk
 from qkernels.linear import check_threads
 
+from . import blocks as B
 from . import layers as Ly
 from . import ops as O
 from ._runtime import QMeta, default_threads
 
-__all__ = ["IntegerModule", "swap", "SWAPPED_OPS", "FLOAT_OPS"]
+__all__ = ["IntegerModule", "IntegerBlock", "swap", "SWAPPED_OPS", "FLOAT_OPS", "TRANSFORMER_OPS"]
 
 F32 = np.float32
 #: The op-table entries :func:`swap` replaces in a PyTorch-quantized model by default.
 SWAPPED_OPS = ("linear_dynamic", "linear", "conv2d")
 #: The modules :func:`swap` calibrates and replaces in a float model (``calibrate=`` given).
 FLOAT_OPS = ("linear", "layernorm")
+#: A float transformer swapped whole: its encoder blocks (:mod:`qkernels.torch.blocks`: attention,
+#: residual add + LayerNorm, GELU MLP) and the Linear / LayerNorm modules outside them.
+TRANSFORMER_OPS = B.BLOCK_KINDS + FLOAT_OPS
 _HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
                "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
 _NP = {torch.quint8: np.uint8, torch.qint8: np.int8, torch.qint32: np.int32}
@@ -192,6 +196,80 @@ def _set(model: torch.nn.Module, name: str, mod: torch.nn.Module) -> None:
     setattr(owner, leaf, mod)
 
 
+class IntegerBlock(IntegerModule):
+    """A transformer block swapped in by :func:`swap` (``ops`` with :data:`TRANSFORMER_OPS`):
+    one of :mod:`qkernels.torch.blocks`' integer blocks in place of a BertSelfAttention
+    (``kind="attention"``), a BertSelfOutput / BertOutput (``"residual_layernorm"``) or a
+    BertIntermediate (``"intermediate"``). It takes the original's arguments, quantizes its
+    float inputs with the calibrated parameters (the producer's output quantization: lossless),
+    runs the block's kernels and returns the output dequantized (attention: ``(context, None)``,
+    as the SDPA path of Hugging Face returns no weights). ``last`` keeps the integer tensors of
+    the last call when ``keep=True``.
+
+    Example:
+        >>> # with swap(minilm, [tokens], ops=TRANSFORMER_OPS, compare=True) as s: minilm(**tokens)
+        >>> # s["encoder.layer.0.attention.self"].report()["sqnr_db"]
+    """
+
+    def __init__(self, name: str, original: torch.nn.Module, kind: str, block: Any,
+                 threads: Optional[int] = None, compare: bool = False) -> None:
+        super().__init__(name, original, lambda m: None, threads, compare)  # type: ignore
+        self.kind = kind
+        self.block = block
+        self.keep = False
+        self.last: Dict[str, np.ndarray] = {}
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        t = default_threads() if self.threads is None else self.threads
+        bl = self.block
+        if self.kind == "attention":
+            h = args[0] if args else kwargs["hidden_states"]
+            mask = args[1] if len(args) > 1 else kwargs.get("attention_mask")
+            if h.dim() != 3:
+                raise ValueError(f"{self.name}: attention takes (batch, sequence, hidden); got "
+                                 f"shape {tuple(h.shape)}")
+            x8 = B.quant(h, bl.x)
+            ints = bl(x8, B.keep_mask(mask), t)
+            ints["x"] = x8
+            y: Any = (B.dequant(ints["context"], bl.out), None)
+        elif self.kind == "residual_layernorm":
+            x, r = (args + tuple(kwargs.values()))[:2]
+            x8, r8 = B.quant(x, bl.x), B.quant(r, bl.r)
+            q = bl.ptf_input(x8, r8, t)
+            out = qk.ptf_layernorm(q, bl.ln)
+            ints = {"x": x8, "residual": r8, "ln_input": q, "out": out}
+            y = B.dequant(out, bl.out)
+        elif self.kind == "encoder_block":
+            x = args[0] if args else kwargs["input"]
+            if x.dim() != 3:
+                raise ValueError(f"{self.name}: an encoder block takes (batch, sequence, "
+                                 f"hidden); got shape {tuple(x.shape)}")
+            xi = qk.quantize(x.detach().float().contiguous().numpy(), F32(bl.u), 0,
+                             dtype=np.int32, flavor="torch")
+            ints = bl(xi, t)
+            y = torch.from_numpy(qk.dequantize(ints["out"], F32(bl.u), 0))
+        elif self.kind == "layernorm":
+            x = args[0] if args else kwargs["input"]
+            q = bl.ptf.quantize(x.detach().float().contiguous().numpy())
+            out = qk.ptf_layernorm(q, bl.ln)
+            ints = {"ln_input": q, "out": out}
+            y = B.dequant(out, bl.out)
+        else:
+            x8 = B.quant(args[0] if args else kwargs["hidden_states"], bl.x)
+            out = bl(x8, t)
+            ints = {"x": x8, "out": out}
+            y = B.dequant(out, bl.out)
+        if self.keep:
+            self.__dict__["last"] = ints
+        self.__dict__["calls"] += 1
+        if self.compare:
+            with torch.no_grad():
+                ref = self.original.forward(*args, **kwargs)
+            first = (lambda v: v[0] if isinstance(v, tuple) else v)
+            self._accumulate(first(y), first(ref))
+        return y
+
+
 class _Node:
     """What the op table's float builders read of a graph node: its name."""
 
@@ -232,15 +310,35 @@ def _float_targets(model: torch.nn.Module, ops: Sequence[str]) -> Dict[str, torc
     return found
 
 
+def _block_targets(model: torch.nn.Module,
+                   ops: Sequence[str]) -> Dict[str, Tuple[str, torch.nn.Module]]:
+    """The model's transformer blocks of the kinds in ``ops`` (outermost first; a block inside
+    another is not taken twice)."""
+    found: Dict[str, Tuple[str, torch.nn.Module]] = {}
+    for name, mod in model.named_modules():
+        if not name or isinstance(mod, IntegerModule):
+            continue
+        kind = B.block_kind(mod)
+        if kind == "layernorm" and not any(k in ops for k in B.BLOCK_KINDS):
+            continue   # alone, a LayerNorm is FLOAT_OPS' (per-tensor output) swap
+        if kind is None or kind not in ops or any(name.startswith(p + ".") for p in found):
+            continue
+        found[name] = (kind, mod)
+    return found
+
+
 def _calibrated(model: torch.nn.Module, calibrate: Any, cfg: Any, ops: Sequence[str],
                 threads: Optional[int], compare: bool) -> Dict[str, IntegerModule]:
     """Observers on the inputs and outputs of the model's nn.Linear / nn.LayerNorm modules while
     ``calibrate`` runs, then one IntegerModule a module (float at its boundary)."""
     from .quantize import quantize_weights
 
-    targets = _float_targets(model, ops)
+    blocks = _block_targets(model, ops)
+    targets = {n: m for n, m in _float_targets(model, ops).items()
+               if n not in blocks and not any(n.startswith(b + ".") for b in blocks)}
     act = cfg.activation
     obs = {n: (act.observer_for(), act.observer_for()) for n in targets}
+    bcal = B.BlockCalibration(blocks, act.observer_for)
     rows: Dict[str, list] = {n: [] for n, m in targets.items() if isinstance(m, torch.nn.LayerNorm)}
 
     def hook(name: str) -> Callable[..., None]:
@@ -252,11 +350,13 @@ def _calibrated(model: torch.nn.Module, calibrate: Any, cfg: Any, ops: Sequence[
                 rows[name].append(x.reshape(-1, x.shape[-1]).astype(F32))
         return record
     handles = [m.register_forward_hook(hook(n)) for n, m in targets.items()]
+    bcal.attach()
     try:
         seen = _run_calibration(model, calibrate)
     finally:
         for h in handles:
             h.remove()
+        bcal.detach()
     if seen == 0:
         raise ValueError("calibrate is empty: give at least one batch")
 
@@ -265,6 +365,9 @@ def _calibrated(model: torch.nn.Module, calibrate: Any, cfg: Any, ops: Sequence[
         return QMeta(float(np.asarray(p.scale).reshape(-1)[0]),
                      int(np.asarray(p.zero_point).reshape(-1)[0]), act.dtype(), act.qbits())
     swapped: Dict[str, IntegerModule] = {}
+    for name, (kind, mod) in blocks.items():
+        if bcal.seen(name):
+            swapped[name] = IntegerBlock(name, mod, kind, bcal.block(name, cfg), threads, compare)
     for name, mod in targets.items():
         if not obs[name][0].batches:   # never called while calibrating: it stays float
             continue
@@ -324,6 +427,13 @@ def swap(model: torch.nn.Module, calibrate: Any = None, *, config: Any = None,
       the fbgemm preset, the exact integer LayerNorm on PTF): the input quantized with its
       calibrated parameters, the integer Linear / LayerNorm, the output dequantized.
 
+    - a float transformer with ``calibrate`` and ``ops=TRANSFORMER_OPS``: its encoder blocks
+      are swapped whole for the integer blocks of :mod:`qkernels.torch.blocks` (Hugging Face
+      BertSelfAttention, BertSelfOutput / BertOutput, BertIntermediate; torchvision's ViT
+      EncoderBlock; a LayerNorm outside them), every op inside in integers; Linear and
+      LayerNorm modules outside the blocks as above. Block boundaries are lossless (each
+      block's input quantization is its producer's output quantization).
+
     ``threads`` is the kernels' thread count (None: chosen by size). ``compare=True`` runs each
     original module beside its stand-in and keeps the figures of :meth:`IntegerModule.report`
     (integer vs the original: 0 mismatches for a PyTorch-quantized model, the quantization error
@@ -339,8 +449,8 @@ def swap(model: torch.nn.Module, calibrate: Any = None, *, config: Any = None,
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    allowed = SWAPPED_OPS if calibrate is None else FLOAT_OPS
-    ops = allowed if ops is None else ops
+    allowed = SWAPPED_OPS if calibrate is None else TRANSFORMER_OPS
+    ops = (SWAPPED_OPS if calibrate is None else FLOAT_OPS) if ops is None else ops
     if isinstance(ops, str) or not all(isinstance(o, str) for o in ops):
         raise TypeError("ops must be a sequence of op-table names, e.g. ('linear_dynamic',)")
     unknown = [o for o in ops if o not in allowed]

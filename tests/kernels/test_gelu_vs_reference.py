@@ -163,3 +163,25 @@ def test_simd_paths_give_the_same_bits(tmp_path):
             continue
         assert np.array_equal(res["auto"][key], res["scalar"][key]), key
         assert np.array_equal(res["avx2"][key], res["scalar"][key]), key
+
+
+def test_ibert_per_channel_out_scale(rng):
+    """A per-channel out_scale (one output step per channel, e.g. folded into the next Linear's
+    weights): each channel equals the one-channel call with its own scalar out_scale."""
+    c = 24
+    xs = (rng.uniform(1e-4, 5e-3, c)).astype(np.float32)
+    os_ = (rng.uniform(0.005, 0.2, c)).astype(np.float32)
+    x = rng.integers(-40000, 40000, (50, c)).astype(np.int32)
+    p = qk.prepare_gelu(xs, out_scale=os_, out_zero_point=3, out_dtype=np.uint8)
+    y = qk.qgelu(x, p)
+    for j in range(c):
+        pj = qk.prepare_gelu(xs[j:j + 1], out_scale=float(os_[j]), out_zero_point=3,
+                             out_dtype=np.uint8)
+        assert np.array_equal(y[:, j:j + 1], qk.qgelu(x[:, j:j + 1], pj))
+    assert len(np.unique(y)) > 20
+    with pytest.raises(ValueError, match="per-channel out_scale"):
+        qk.prepare_gelu(0.01, out_scale=os_)
+    with pytest.raises(ValueError, match="per-channel out_scale"):
+        qk.prepare_gelu(xs, out_scale=os_[:5])
+    with pytest.raises(ValueError, match="out_scale must be a scalar"):
+        qk.prepare_gelu(0.01, method="lut", out_scale=os_)

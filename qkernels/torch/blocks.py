@@ -1,0 +1,561 @@
+"""Integer transformer blocks for :func:`~qkernels.torch.swap`: attention, GELU MLP, residual add
+with LayerNorm, every op in integers on qkernels' kernels.
+
+A Hugging Face BERT / MiniLM encoder layer is four modules, each swapped for one block here:
+
+================  ==========================================================================
+module            integer block (``x8``: int8/uint8 activations, per-tensor scale; weights
+                  int8 symmetric per output channel; every requantization fixed point)
+================  ==========================================================================
+BertSelfAttention ``Q, K, V = requant(linear_int32(h8, W))`` (int8, symmetric);
+                  ``S = matmul_int32(Q_h, K_h^T)`` per head (int32, scale ``sq sk / sqrt(d)``,
+                  masked keys set to int32's minimum); ``P = qsoftmax(S)`` (I-BERT's i-exp on
+                  the int32 scores: uint8 probabilities of scale 1/256);
+                  ``C = qmatmul(P, V_h)`` (int8, fixed-point requantization)
+BertSelfOutput    ``acc = linear_int32(C8, W)``; ``t = requant32(acc) + requant32(r8 - zr)`` in
+BertOutput        int32 units ``u = S_ptf / 2^4``; the LayerNorm's PTF input
+                  ``q = clamp(round(t / 2^(4 + alpha_c)) + 128)`` (a per-channel shift);
+                  ``ptf_layernorm(q)`` (int8)
+BertIntermediate  ``acc = linear_int32(h8, W)`` (int32, per-channel scale ``sh sw_c``);
+                  ``qgelu(acc)`` (I-BERT's i-GELU on the int32 accumulators, uint8 out)
+================  ==========================================================================
+
+Each block takes and returns float tensors (the model's own code runs between blocks), but its
+input quantization is the producer's output quantization (both calibrated on the same tensor
+with the same observer), so ``quantize(dequantize(q)) == q`` at every boundary: the chain is
+integer from the embedding LayerNorm's output to the last LayerNorm's output.
+
+Calibration: forward hooks on the original modules record, while the user's ``calibrate``
+runs the float model, the ranges of every tensor the blocks quantize (the activation observer of
+the :class:`~qkernels.torch.QuantConfig`; symmetric int8 for Q, K, V) and the PTF parameters of
+each LayerNorm input (:func:`qkernels.ptf_calibrate`, ``method="seed"``: per-channel
+power-of-two factors up to 2^7, so the residual stream's outlier channels keep their range).
+
+Example:
+    >>> # with swap(minilm, [tokens], ops=TRANSFORMER_OPS) as s: out = minilm(**tokens)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+import torch
+
+import qkernels as qk
+
+
+__all__ = ["BLOCK_KINDS", "block_kind", "BlockCalibration"]
+
+F32 = np.float32
+I32_MIN = np.iinfo(np.int32).min
+#: Extra bits of the residual sum below the PTF base step (the sum is exact in int32 units of
+#: ``S_ptf / 2^RESIDUAL_BITS``; the PTF rounding is the only rounding after the two requants).
+RESIDUAL_BITS = 4
+#: The channel-range percentile under which LayerNorm output channels keep factor 1 (the wider
+#: ones get power-of-two factors, see :meth:`BlockCalibration.meta`).
+CHANNEL_PERCENTILE = 90.0
+#: P V normalised by the integer probabilities' row sums (see Attention._pv_renorm).
+SOFTMAX_RENORM = True
+#: GELU outputs quantized with channel factors too (folded into BertOutput's dense weights).
+GELU_FACTORS = True
+#: The module kinds of a BERT encoder layer swapped as integer blocks.
+BLOCK_KINDS = ("attention", "residual_layernorm", "intermediate", "encoder_block")
+#: Also a block when swapped with them: a LayerNorm outside the blocks (float input, PTF).
+_ALSO = ("layernorm",)
+
+
+def block_kind(mod: torch.nn.Module) -> Optional[str]:
+    """Which integer block replaces ``mod`` (None: not a transformer block), by structure:
+    attention has ``query``/``key``/``value`` Linears and ``num_attention_heads``; a residual
+    LayerNorm has ``dense`` and ``LayerNorm`` and a two-argument forward; an intermediate has
+    ``dense`` and ``intermediate_act_fn`` (GELU)."""
+    lin, ln = torch.nn.Linear, torch.nn.LayerNorm
+    if all(isinstance(getattr(mod, n, None), lin) for n in ("query", "key", "value")) \
+            and hasattr(mod, "num_attention_heads") and hasattr(mod, "attention_head_size"):
+        return "attention"
+    if isinstance(getattr(mod, "dense", None), lin) and isinstance(getattr(mod, "LayerNorm", None),
+                                                                   ln):
+        return "residual_layernorm"
+    if isinstance(getattr(mod, "dense", None), lin) and hasattr(mod, "intermediate_act_fn"):
+        return "intermediate"
+    if isinstance(getattr(mod, "self_attention", None), torch.nn.MultiheadAttention) \
+            and isinstance(getattr(mod, "ln_1", None), ln) and isinstance(getattr(mod, "ln_2", None), ln) \
+            and isinstance(getattr(mod, "mlp", None), torch.nn.Sequential):
+        return "encoder_block"
+    if isinstance(mod, ln) and len(mod.normalized_shape) == 1:
+        return "layernorm"
+    return None
+
+
+# ---- calibration ------------------------------------------------------------------------------
+class BlockCalibration:
+    """Observers on the tensors of the blocks found in a model, filled by forward hooks while
+    the float model runs; then :meth:`blocks` makes the integer blocks.
+
+    ``observer()`` makes an activation observer (the config's); Q, K and V get symmetric int8
+    MinMax observers.
+    """
+
+    def __init__(self, targets: Dict[str, Tuple[str, torch.nn.Module]],
+                 observer: Callable[[], qk.Observer], softmax: str = "ibert") -> None:
+        self.targets = targets
+        self.softmax = softmax
+        self.observer = observer
+        self.obs: Dict[str, qk.Observer] = {}
+        self.rows: Dict[str, List[np.ndarray]] = {}
+        self.handles: List[Any] = []
+
+    def _see(self, key: str, t: torch.Tensor, sym: bool = False) -> None:
+        if key not in self.obs:
+            self.obs[key] = qk.MinMaxObserver(dtype=np.int8, symmetric=True) if sym \
+                else qk.MinMaxObserver(dtype=np.uint8, axis=-1)
+        self.obs[key].update(t.detach().float().numpy())
+
+    def attach(self) -> None:
+        for name, (kind, mod) in self.targets.items():
+            if kind == "attention":
+                self.handles.append(mod.register_forward_pre_hook(
+                    lambda m, a, k, n=name: self._see(n + ":x", a[0] if a else
+                                                      k["hidden_states"]), with_kwargs=True))
+                for p in ("query", "key", "value"):
+                    self.handles.append(getattr(mod, p).register_forward_hook(
+                        lambda m, a, o, n=name, p=p: self._see(f"{n}:{p}", o, sym=True)))
+                self.handles.append(mod.register_forward_hook(
+                    lambda m, a, o, n=name: self._see(n + ":out", o[0] if isinstance(o, tuple)
+                                                      else o)))
+            elif kind == "residual_layernorm":
+                def pre(m: Any, a: Tuple, n: str = name) -> None:
+                    self._see(n + ":x", a[0])
+                    self._see(n + ":r", a[1])
+                self.handles.append(mod.register_forward_pre_hook(pre))
+
+                def ln_in(m: Any, a: Tuple, o: Any, n: str = name) -> None:
+                    x = a[0].detach().float().numpy()
+                    self.rows.setdefault(n, []).append(x.reshape(-1, x.shape[-1]))
+                    self._see(n + ":out", o)
+                self.handles.append(mod.LayerNorm.register_forward_hook(ln_in))
+            elif kind == "encoder_block":
+                self._attach_vit(name, mod)
+            elif kind == "layernorm":
+                def ln_rows(m: Any, a: Tuple, o: Any, n: str = name) -> None:
+                    x = a[0].detach().float().numpy()
+                    self.rows.setdefault(n, []).append(x.reshape(-1, x.shape[-1]))
+                    self._see(n + ":x", a[0])
+                    self._see(n + ":out", o)
+                self.handles.append(mod.register_forward_hook(ln_rows))
+            else:
+                self.handles.append(mod.register_forward_pre_hook(
+                    lambda m, a, n=name: self._see(n + ":x", a[0])))
+                self.handles.append(mod.register_forward_hook(
+                    lambda m, a, o, n=name: self._see(n + ":out", o)))
+
+    def _attach_vit(self, name: str, mod: torch.nn.Module) -> None:
+        """torchvision's EncoderBlock: its residual stream, both LayerNorms' inputs and outputs,
+        the attention's Q, K, V and context (recomputed in float from the block's own weights:
+        nn.MultiheadAttention calls no submodule), the GELU's output."""
+        mha = mod.self_attention
+
+        def block_io(m: Any, a: Tuple, o: Any) -> None:
+            self._see(name + ":x", a[0])
+            self._see(name + ":y", o)
+        self.handles.append(mod.register_forward_hook(block_io))
+        for ln in ("ln_1", "ln_2"):
+            def ln_rows(m: Any, a: Tuple, o: Any, k: str = f"{name}:{ln}") -> None:
+                x = a[0].detach().float().numpy()
+                self.rows.setdefault(k, []).append(x.reshape(-1, x.shape[-1]))
+                self._see(k, o)
+            self.handles.append(getattr(mod, ln).register_forward_hook(ln_rows))
+
+        def attn(m: Any, a: Tuple, o: Any) -> None:
+            x = a[0].detach().float()
+            e, h = mha.embed_dim, mha.num_heads
+            qkv = torch.nn.functional.linear(x, mha.in_proj_weight, mha.in_proj_bias)
+            for i, p in enumerate(("query", "key", "value")):
+                self._see(f"{name}:{p}", qkv[..., i * e:(i + 1) * e], sym=True)
+            sh = lambda t: t.reshape(*t.shape[:2], h, e // h).transpose(1, 2)  # noqa: E731
+            q, k, v = (sh(qkv[..., i * e:(i + 1) * e]) for i in range(3))
+            ctx = torch.softmax(q @ k.transpose(-1, -2) * (e // h) ** -0.5, -1) @ v
+            self._see(name + ":context", ctx.transpose(1, 2).reshape(x.shape))
+        self.handles.append(mha.register_forward_hook(attn))
+        self.handles.append(mod.mlp[1].register_forward_hook(
+            lambda m, a, o: self._see(name + ":gelu", o)))
+
+    def residual_unit(self) -> float:
+        """One power-of-two unit for every encoder block's int32 residual stream: the largest
+        observed |x| takes 2^23 units (float32 holds the dequantized stream exactly)."""
+        amax = max((float(max(np.abs(o.min_val).max(), np.abs(o.max_val).max()))
+                    for k, o in self.obs.items() if k.endswith(":x") or k.endswith(":y")),
+                   default=1.0)
+        return float(2.0 ** np.floor(np.log2(max(amax, 1e-30) / 2 ** 23)))
+
+    def detach(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def meta(self, key: str, dtype: Any = np.int8, factors: bool = False) -> ActQ:
+        """The calibrated quantization of tensor ``key`` as ``dtype`` (an affine uint8 range
+        moved to int8 keeps its scale, zero point - 128). ``factors=True``: per-channel
+        power-of-two factors ``k_c = 2^floor(log2(max(1, amax_c / T)))`` with ``T`` the
+        ``CHANNEL_PERCENTILE``-th percentile of the channels' ``amax_c``, the range that of
+        ``x_c / k_c`` (a deterministic function of the observed ranges: producer and consumer of
+        a tensor get the same)."""
+        o = self.obs[key]
+        mn, mx = np.asarray(o.min_val, np.float64), np.asarray(o.max_val, np.float64)
+        k = None
+        if o.axis is not None:
+            if factors:
+                amax = np.maximum(np.abs(mn), np.abs(mx))
+                t = max(float(np.percentile(amax, CHANNEL_PERCENTILE)), 1e-30)
+                k = np.exp2(np.floor(np.log2(np.maximum(1.0, amax / t)))).astype(F32)
+                mn, mx = mn / k, mx / k
+            mn, mx = np.float32(mn.min()), np.float32(mx.max())
+        p = qk.choose_qparams(mn.reshape(()), mx.reshape(()), dtype=o.dtype,
+                              symmetric=o.symmetric)
+        s = float(np.asarray(p.scale).reshape(-1)[0])
+        z = int(np.asarray(p.zero_point).reshape(-1)[0])
+        dt = np.dtype(dtype)
+        if o.dtype == np.uint8 and dt == np.int8:
+            z -= 128
+        elif o.dtype == np.int8 and dt == np.uint8:
+            z += 128
+        return ActQ(s, z, dt, k)
+
+    def seen(self, name: str) -> bool:
+        return name + ":x" in self.obs
+
+    def block(self, name: str, cfg: Any) -> Any:
+        """The integer block of target ``name`` from what was observed."""
+        kind, mod = self.targets[name]
+        if kind == "attention":
+            return Attention(mod, self.meta(name + ":x", factors=True),
+                             self.meta(name + ":query"),
+                             self.meta(name + ":key"), self.meta(name + ":value"),
+                             self.meta(name + ":out"), softmax=self.softmax)
+        if kind == "residual_layernorm":
+            ptf = qk.ptf_calibrate(self.rows.pop(name), method="seed")
+            gelu_in = isinstance(getattr(mod.dense, "in_features", None), int) and \
+                mod.dense.in_features != mod.dense.out_features
+            return ResidualLayerNorm(mod.dense, mod.LayerNorm,
+                                     self.meta(name + ":x", np.uint8 if gelu_in else np.int8,
+                                               factors=GELU_FACTORS and gelu_in),
+                                     self.meta(name + ":r", factors=True), ptf,
+                                     self.meta(name + ":out", factors=True),
+                                     method=getattr(cfg, "layernorm", "exact"))
+        if kind == "encoder_block":
+            return EncoderBlock(mod, self, name, method=getattr(cfg, "layernorm", "exact"))
+        if kind == "layernorm":
+            ptf = qk.ptf_calibrate(self.rows.pop(name), method="seed")
+            return LayerNorm(mod, ptf, self.meta(name + ":out", factors=True),
+                             method=getattr(cfg, "layernorm", "exact"))
+        return Intermediate(mod.dense, self.meta(name + ":x", factors=True),
+                            self.meta(name + ":out", np.uint8, factors=GELU_FACTORS))
+
+
+# ---- the integer pieces ------------------------------------------------------------------------
+class IntLinear:
+    """An ``nn.Linear`` with int8 weights, symmetric per output channel (``s_c = max|w_c|/127``),
+    and its bias as int32 in the accumulator's units (``round(b / (s_x s_c))``)."""
+
+    def __init__(self, lin: torch.nn.Linear, k: Optional[np.ndarray] = None) -> None:
+        w = lin.weight.detach().float().numpy()
+        if k is not None:   # input channel c quantized with step s_x k_c: W[:, c] k_c
+            w = w * k[None, :]
+        amax = np.abs(w).max(axis=1)
+        self.w_scale = np.where(amax > 0, amax / 127.0, 1.0).astype(F32)
+        self.wq = qk.quantize(w, self.w_scale, np.zeros(w.shape[0], np.int32), dtype=np.int8,
+                              axis=0, qmin=-127, qmax=127)
+        self.bias = None if lin.bias is None else lin.bias.detach().float().numpy()
+        self.packed = qk.pack_linear(self.wq)
+        self.out_features = int(w.shape[0])
+
+    def acc_scale(self, x_scale: float) -> np.ndarray:
+        """The per-channel scale of the int32 accumulators (float32 ``s_x s_c``)."""
+        return (F32(x_scale) * self.w_scale).astype(F32)
+
+    def int_bias(self, x_scale: float) -> Optional[np.ndarray]:
+        if self.bias is None:
+            return None
+        b = np.rint(self.bias.astype(np.float64) / self.acc_scale(x_scale).astype(np.float64))
+        return np.clip(b, -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+
+    def prepared(self, x: ActQ, out: ActQ) -> qk.PreparedQLinear:
+        """The fused int8 linear ``requant(acc)`` to ``out`` (TFLite's fixed point, double
+        rounding, per-channel multipliers)."""
+        m, sh = qk.quantize_multiplier(self.acc_scale(x.scale).astype(np.float64) / out.scale)
+        return qk.prepare_qlinear(self.packed, self.int_bias(x.scale), x_dtype=x.dtype,
+                                  x_zero_point=x.zero_point, multiplier=m, shift=sh,
+                                  out_zero_point=out.zero_point, out_dtype=out.dtype)
+
+
+class ActQ(NamedTuple):
+    """The quantization of an activation: per tensor (``k`` None), or with per-channel
+    power-of-two factors ``k`` on the last axis (channel c has the step ``scale * k[c]``: the
+    PTF form, used for LayerNorm outputs whose few outlier channels would otherwise set one
+    coarse step for all)."""
+
+    scale: float
+    zero_point: int
+    dtype: np.dtype
+    k: Optional[np.ndarray] = None
+
+    def steps(self) -> Any:
+        """float32 step(s): a scalar, or one per channel (exact: ``k`` are powers of two)."""
+        return F32(self.scale) if self.k is None else (F32(self.scale) * self.k).astype(F32)
+
+
+def quant(t: torch.Tensor, m: ActQ) -> np.ndarray:
+    x = t.detach().float().contiguous().numpy()
+    if m.k is None:
+        return qk.quantize(x, F32(m.scale), m.zero_point, dtype=m.dtype, flavor="torch")
+    return qk.quantize(x, m.steps(), np.full(m.k.shape, m.zero_point, np.int32), dtype=m.dtype,
+                       axis=-1, flavor="torch")
+
+
+def dequant(q: np.ndarray, m: ActQ) -> torch.Tensor:
+    if m.k is None:
+        return torch.from_numpy(qk.dequantize(q, F32(m.scale), m.zero_point))
+    return torch.from_numpy(qk.dequantize(q, m.steps(), np.full(m.k.shape, m.zero_point,
+                                                                 np.int32), axis=-1))
+
+
+class ResidualLayerNorm:
+    """``LayerNorm(dense(x) + r)`` in integers (BertSelfOutput / BertOutput).
+
+    The dense accumulators (per-channel units ``s_x s_c``) and the residual ``r - zr`` (units
+    ``s_r``) are requantized (fixed point, single rounding) to int32 in the common unit
+    ``u = S / 2^RESIDUAL_BITS`` (``S``: the LayerNorm input's PTF base scale) and added; a
+    per-channel rounding shift by ``RESIDUAL_BITS + alpha_c`` gives the PTF uint8 input of the
+    integer LayerNorm (:func:`qkernels.ptf_layernorm`, int8 out)."""
+
+    def __init__(self, dense: torch.nn.Linear, ln: torch.nn.LayerNorm, x: ActQ, r: ActQ,
+                 ptf: qk.PTFParams, out: ActQ, method: str = "exact") -> None:
+        self.lin = IntLinear(dense, x.k)
+        self.x, self.r, self.ptf, self.out = x, r, ptf, out
+        self.bias = self.lin.int_bias(x.scale)
+        u = np.float64(ptf.scale) / 2.0 ** RESIDUAL_BITS
+        self.m_acc, self.sh_acc = qk.quantize_multiplier(
+            self.lin.acc_scale(x.scale).astype(np.float64) / u)
+        self.m_r, self.sh_r = qk.quantize_multiplier(np.asarray(r.steps(), np.float64) / u)
+        self.shift = (ptf.alpha.astype(np.int32) + RESIDUAL_BITS)
+        self.ln = _ln_params(ln, ptf, out, method)
+
+    def ptf_input(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
+        acc = qk.linear_int32(x8, self.lin.packed, self.bias, x_zero_point=self.x.zero_point,
+                              threads=threads)
+        a = qk.requantize(acc, self.m_acc, self.sh_acc, scheme="single_round", dtype=np.int32,
+                          axis=-1)
+        rr = qk.requantize(r8.astype(np.int32) - np.int32(self.r.zero_point), self.m_r,
+                           self.sh_r, scheme="single_round", dtype=np.int32,
+                           axis=None if self.r.k is None else -1)
+        # |a|, |rr| < 2^30 for any calibrated range below 2^(30 - 4 - 7) steps: int32 sum
+        t = np.add(a, rr, dtype=np.int64)
+        t = np.clip(t, I32_MIN, 2 ** 31 - 1).astype(np.int32)
+        return qk.requantize_shift(t, self.shift, self.ptf.zero_point, rounding="half_up",
+                                   dtype=np.uint8, axis=-1)
+
+    def __call__(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
+        return qk.ptf_layernorm(self.ptf_input(x8, r8, threads), self.ln)
+
+
+def _ln_params(ln: torch.nn.LayerNorm, ptf: qk.PTFParams, out: ActQ,
+               method: str) -> qk.LayerNormParams:
+    """The integer LayerNorm of ``ln`` on PTF input ``ptf``, int8 output ``out`` (its channel
+    factors folded into gamma and beta)."""
+    c = int(ln.normalized_shape[0])
+    gamma = ln.weight.detach().float().numpy() if ln.weight is not None else np.ones(c, F32)
+    beta = ln.bias.detach().float().numpy() if ln.bias is not None else np.zeros(c, F32)
+    if out.k is not None:   # output channel c with step s_out k_c: gamma_c / k_c
+        gamma, beta = gamma / out.k, beta / out.k
+    return qk.prepare_layernorm(ptf, gamma, beta, method=method, out_scale=out.scale,
+                                out_zero_point=out.zero_point, eps=float(ln.eps))
+
+
+class LayerNorm:
+    """A LayerNorm whose input is float (the embeddings' LayerNorm): the input PTF-quantized
+    (:func:`qkernels.ptf_quantize`, the model's input quantization), the integer LayerNorm."""
+
+    def __init__(self, ln: torch.nn.LayerNorm, ptf: qk.PTFParams, out: ActQ,
+                 method: str = "exact") -> None:
+        self.ptf, self.out = ptf, out
+        self.ln = _ln_params(ln, ptf, out, method)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return qk.ptf_layernorm(self.ptf.quantize(x), self.ln)
+
+
+class Intermediate:
+    """``GELU(dense(x))`` in integers (BertIntermediate): int32 accumulators, then I-BERT's
+    i-GELU on them with the per-channel accumulator scale, uint8 out."""
+
+    def __init__(self, dense: torch.nn.Linear, x: ActQ, out: ActQ,
+                 method: str = "ibert") -> None:
+        self.lin = IntLinear(dense, x.k)
+        self.x, self.out = x, out
+        self.bias = self.lin.int_bias(x.scale)
+        self.gelu = qk.prepare_gelu(self.lin.acc_scale(x.scale), method="ibert",
+                                    out_scale=out.steps() if out.k is not None else out.scale,
+                                    out_zero_point=out.zero_point,
+                                    out_dtype=out.dtype)
+
+    def __call__(self, x8: np.ndarray, threads: int) -> np.ndarray:
+        acc = qk.linear_int32(x8, self.lin.packed, self.bias, x_zero_point=self.x.zero_point,
+                              threads=threads)
+        return qk.qgelu(acc, self.gelu)
+
+
+def keep_mask(mask: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+    """A Hugging Face attention mask (None, boolean keep-mask, or additive float with large
+    negative values at masked keys) as a boolean keep-mask broadcastable to (B, H, S, S)."""
+    if mask is None:
+        return None
+    m = mask.detach()
+    if m.dtype == torch.bool:
+        k = m.numpy()
+    else:
+        k = (m.float() > torch.finfo(torch.float32).min / 2).numpy()
+    if k.all():
+        return None
+    return k
+
+
+class Attention:
+    """Self-attention in integers (BertSelfAttention): see the module docstring."""
+
+    def __init__(self, mod: torch.nn.Module, x: ActQ, q: ActQ, k: ActQ, v: ActQ, out: ActQ,
+                 softmax: str = "ibert") -> None:
+        if isinstance(mod, torch.nn.MultiheadAttention):
+            self.heads = int(mod.num_heads)
+            self.d = int(mod.embed_dim) // self.heads
+            e = int(mod.embed_dim)
+            lins = []
+            for i in range(3):
+                lin = torch.nn.Linear(e, e)
+                with torch.no_grad():
+                    lin.weight.copy_(mod.in_proj_weight[i * e:(i + 1) * e])
+                    lin.bias.copy_(mod.in_proj_bias[i * e:(i + 1) * e])
+                lins.append(lin)
+        else:
+            self.heads = int(mod.num_attention_heads)
+            self.d = int(mod.attention_head_size)
+            lins = [mod.query, mod.key, mod.value]
+        self.x, self.q, self.k, self.v, self.out = x, q, k, v, out
+        self.lq = IntLinear(lins[0], x.k).prepared(x, q)
+        self.lk = IntLinear(lins[1], x.k).prepared(x, k)
+        self.lv = IntLinear(lins[2], x.k).prepared(x, v)
+        scaling = float(getattr(mod, "scaling", self.d ** -0.5))
+        self.score_scale = float(F32(F32(q.scale) * F32(k.scale)) * F32(scaling))
+        self.softmax = qk.prepare_softmax(self.score_scale, method=softmax)
+        m, sh = qk.quantize_multiplier(np.float64(F32(qk.transformer.SOFTMAX_OUT_SCALE *
+                                                      v.scale)) / out.scale)
+        self.pv_mult, self.pv_shift = int(m), int(sh)
+        m, sh = qk.quantize_multiplier(np.float64(F32(v.scale)) / 256.0 / out.scale)
+        self.rn_mult, self.rn_shift = int(m), int(sh)
+
+    def _pv_renorm(self, p: np.ndarray, v: np.ndarray, threads: int) -> np.ndarray:
+        """``P V`` normalised by the row sums of the integer probabilities (I-BERT's floored
+        uint8 probabilities sum to 0.94..0.98, a bias of the context's magnitude): ``t =
+        round(2^8 acc / sum_j P_ij)`` in int64 (round half up), then the fixed-point
+        requantization of ``t`` (unit ``s_v / 2^8``) to the context's int8."""
+        acc = qk.matmul_int32(p, v, b_zero_point=self.v.zero_point, threads=threads)
+        rs = p.sum(axis=-1, dtype=np.int64)[..., None]
+        t = (acc.astype(np.int64) * 512 + rs) // (2 * rs)
+        y = qk.requantize(t.astype(np.int32), self.rn_mult, self.rn_shift, self.out.zero_point,
+                          dtype=self.out.dtype)
+        return y
+
+    def _heads(self, t: np.ndarray, b: int, s: int) -> np.ndarray:
+        return np.ascontiguousarray(t.reshape(b, s, self.heads, self.d).transpose(0, 2, 1, 3))
+
+    def __call__(self, x8: np.ndarray, keep: Optional[np.ndarray],
+                 threads: int) -> Dict[str, np.ndarray]:
+        b, s = x8.shape[0], x8.shape[1]
+        q = self._heads(self.lq(x8, threads=threads), b, s)
+        k = self._heads(self.lk(x8, threads=threads), b, s)
+        v = self._heads(self.lv(x8, threads=threads), b, s)
+        scores = qk.matmul_int32(q, k, a_zero_point=self.q.zero_point,
+                                 b_zero_point=self.k.zero_point, transpose_b=True,
+                                 threads=threads)
+        if keep is not None:
+            scores = np.where(np.broadcast_to(keep, scores.shape), scores, np.int32(I32_MIN))
+        p = qk.qsoftmax(scores, self.softmax)
+        if SOFTMAX_RENORM:
+            ctx = self._pv_renorm(p, v, threads)
+        else:
+            ctx = qk.qmatmul(p, v, a_scale=qk.transformer.SOFTMAX_OUT_SCALE,
+                             b_scale=self.v.scale, out_scale=self.out.scale,
+                             b_zero_point=self.v.zero_point, out_zero_point=self.out.zero_point,
+                             out_dtype=self.out.dtype, multiplier=self.pv_mult,
+                             shift=self.pv_shift, threads=threads)
+        out = np.ascontiguousarray(ctx.transpose(0, 2, 1, 3)).reshape(b, s, self.heads * self.d)
+        return {"q": q, "k": k, "v": v, "scores": scores, "probs": p, "context": out}
+
+
+class EncoderBlock:
+    """torchvision's ViT ``EncoderBlock`` (pre-LayerNorm) in integers.
+
+    The residual stream is int32 in one power-of-two unit ``u`` for all blocks
+    (:meth:`BlockCalibration.residual_unit`): ``x = RNE(x_float / u)`` at the first block (the
+    model's input quantization), then exact from block to block (``x u`` is exact in float32).
+    ``ln_1`` / ``ln_2``: the PTF input is a per-channel rounding shift of the stream (the PTF
+    base scale is ``u 2^m``), the integer LayerNorm (int8, channel factors). Attention as
+    :class:`Attention` (Q, K, V from ``in_proj``), ``out_proj``'s int32 sums requantized to ``u``
+    (fixed point, single rounding) and added; the MLP: ``fc1`` into i-GELU (uint8, channel
+    factors), ``fc2``'s sums requantized to ``u`` and added."""
+
+    def __init__(self, mod: torch.nn.Module, cal: BlockCalibration, name: str,
+                 method: str = "exact") -> None:
+        u = cal.residual_unit()
+        self.u = u
+        self.ptf, self.ln = [], []
+        for i, ln in enumerate((mod.ln_1, mod.ln_2)):
+            p = qk.ptf_calibrate(cal.rows.pop(f"{name}:ln_{i + 1}"), method="seed")
+            m = max(int(np.ceil(np.log2(p.scale / u))), 0)
+            ptf = qk.PTFParams(float(u * 2.0 ** m), p.alpha, p.zero_point, p.K)
+            out = cal.meta(f"{name}:ln_{i + 1}", factors=True)
+            self.ptf.append((ptf, (ptf.alpha.astype(np.int32) + m)))
+            self.ln.append((_ln_params(ln, ptf, out, method), out))
+        x1 = self.ln[0][1]
+        ctx = cal.meta(name + ":context")
+        self.attn = Attention(mod.self_attention, x1, cal.meta(name + ":query"),
+                              cal.meta(name + ":key"), cal.meta(name + ":value"), ctx,
+                              softmax=cal.softmax)
+        self.out_proj = IntLinear(mod.self_attention.out_proj)
+        self.out_bias = self.out_proj.int_bias(ctx.scale)
+        self.ctx = ctx
+        self.m_o, self.sh_o = qk.quantize_multiplier(
+            self.out_proj.acc_scale(ctx.scale).astype(np.float64) / u)
+        x2 = self.ln[1][1]
+        self.fc1 = Intermediate(mod.mlp[0], x2, cal.meta(name + ":gelu", np.uint8,
+                                                          factors=GELU_FACTORS))
+        g = self.fc1.out
+        self.fc2 = IntLinear(mod.mlp[3], g.k)
+        self.fc2_bias = self.fc2.int_bias(g.scale)
+        self.m_2, self.sh_2 = qk.quantize_multiplier(
+            self.fc2.acc_scale(g.scale).astype(np.float64) / u)
+
+    def _ln(self, i: int, x: np.ndarray) -> np.ndarray:
+        ptf, shift = self.ptf[i]
+        q = qk.requantize_shift(x, shift, ptf.zero_point, rounding="half_up", dtype=np.uint8,
+                                axis=-1)
+        return qk.ptf_layernorm(q, self.ln[i][0])
+
+    @staticmethod
+    def _add(x: np.ndarray, acc: np.ndarray, m: np.ndarray, sh: np.ndarray) -> np.ndarray:
+        a = qk.requantize(acc, m, sh, scheme="single_round", dtype=np.int32, axis=-1)
+        return np.clip(np.add(x, a, dtype=np.int64), I32_MIN, 2 ** 31 - 1).astype(np.int32)
+
+    def __call__(self, x: np.ndarray, threads: int) -> Dict[str, np.ndarray]:
+        """``x``: the int32 residual stream (units ``u``); returns the block's integers."""
+        h1 = self._ln(0, x)
+        a = self.attn(h1, None, threads)
+        acc = qk.linear_int32(a["context"], self.out_proj.packed, self.out_bias,
+                              x_zero_point=self.ctx.zero_point, threads=threads)
+        x1 = self._add(x, acc, self.m_o, self.sh_o)
+        h2 = self._ln(1, x1)
+        g = self.fc1(h2, threads)
+        acc2 = qk.linear_int32(g, self.fc2.packed, self.fc2_bias,
+                               x_zero_point=self.fc1.out.zero_point, threads=threads)
+        y = self._add(x1, acc2, self.m_2, self.sh_2)
+        return {"x": x, "ln_1": h1, "context": a["context"], "x1": x1, "ln_2": h2, "gelu": g,
+                "out": y}
