@@ -111,6 +111,22 @@ def test_no_final_ptq_is_weight_only(data):
     assert res16.report["qkernels"]["ptq_integer_exact_accuracy"] is None
 
 
+def test_low_bit_weight_only_recommends_full_qat(data):
+    """Weight-only QAT then a final PTQ of 4-bit activations is where the replaced tool's steps do
+    not recover (docs/qat_results.md): the run says so and names the options that do."""
+    from qkernels.torch.qat.pipeline import weight_only_advice
+
+    a4 = {"weight": {"bitwidth": 4}, "input": {"bitwidth": 4}, "output": {"bitwidth": 4}}
+    cfg = _cfg(quantization=a4)
+    assert "--full --learn-scales" in weight_only_advice(cfg)
+    assert weight_only_advice(cfg, final_ptq=False) is None           # float activations
+    assert weight_only_advice(_cfg(quantization=a4, qat={"mode": "full"})) is None
+    assert weight_only_advice(_cfg(quantization={"output": {"bitwidth": 4}})) is not None
+    assert weight_only_advice(_cfg(quantization={"weight": {"bitwidth": 4}})) is None   # A8
+    with pytest.warns(UserWarning, match="qat.mode: full, qat.learn_scales: true"):
+        run_qat(_cfg(quantization=a4, training={"epochs": 0}), load("mlp"), data)
+
+
 def test_full_qat_learned_scales_are_deployed_exactly(full_resnet):
     res = full_resnet
     im, qat = res.integer_model, res.qat_model

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -38,7 +39,8 @@ from .config import PipelineConfig, TensorSpec
 from .model import QATModel, build_qat_model
 
 __all__ = ["Data", "EpochStats", "PipelineResult", "quant_config", "load_data",
-           "run_ptq", "run_qat", "accuracy", "simulation_model"]
+           "run_ptq", "run_qat", "accuracy", "simulation_model", "LOW_ACT_BITS",
+           "weight_only_advice"]
 
 #: ((x_train, y_train), (x_test, y_test))
 Data = Tuple[Tuple[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
@@ -67,6 +69,35 @@ class PipelineResult:
     qat_model: Optional[QATModel]
     history: List[EpochStats] = field(default_factory=list)
     report: Dict[str, Any] = field(default_factory=dict)
+
+
+#: Activations this narrow (bits) are where weight-only QAT followed by the final PTQ does not
+#: recover (docs/qat_results.md: W4A4 ends 6 to 67 points below float on the reference models,
+#: full QAT with learned scales within 1 point).
+LOW_ACT_BITS = 4
+
+
+def weight_only_advice(cfg: PipelineConfig, final_ptq: bool = True) -> Optional[str]:
+    """The recommendation for a run whose activations are :data:`LOW_ACT_BITS` bits or fewer and
+    quantized only by the final PTQ after weight-only QAT (the replaced tool's steps), or None
+    when it does not apply (full QAT, wider activations, or no final PTQ).
+
+    Example:
+        >>> from qkernels.torch.qat import load_config
+        >>> weight_only_advice(load_config(None, {"quantization": {"input": {"bitwidth": 8}}})) is None
+        True
+    """
+    if cfg.qat.mode == "full" or not final_ptq:
+        return None
+    q = cfg.quantization
+    bits = min(q["input"].bitwidth, q["output"].bitwidth)
+    if bits > LOW_ACT_BITS:
+        return None
+    return (f"{bits}-bit activations after weight-only QAT: the final PTQ calibrates activation "
+            "ranges the training never saw, which at 4 bits loses 6 to 67 points on the "
+            "reference models (docs/qat_results.md); full QAT with learned power-of-two scales "
+            "recovers to within 1 point of float there: --full --learn-scales "
+            "(qat.mode: full, qat.learn_scales: true)")
 
 
 # ---- configuration -> QuantConfig ---------------------------------------------------------------
@@ -222,6 +253,12 @@ def run_qat(cfg: PipelineConfig, model: nn.Module, data: Data, *, final_ptq: boo
     """
     cfg.check_deployable(final_ptq)
     r = _Run(cfg, model, data, progress)
+    advice = weight_only_advice(cfg, final_ptq)
+    if advice is not None:
+        if r.verbose:
+            r.line(f"note: {advice}")
+        else:
+            warnings.warn(advice, UserWarning, stacklevel=2)
     tc, qc = cfg.training, cfg.qat
     full = qc.mode == "full"
     t_start = time.perf_counter()
