@@ -5,7 +5,10 @@
 2. **QAT**: fine-tune with fake-quantized power-of-two weights (straight-through estimator) on
    the fused graph (BatchNorm folded), activations float (``qat.mode: weight_only``, the
    replaced tool's step 2) or fake-quantized too (``qat.mode: full``); with
-   ``qat.learn_scales`` every scale's log2 is trained (TQT), and stays a power of two.
+   ``qat.learn_scales`` every scale's log2 is trained (TQT), and stays a power of two; it
+   starts (``qat.scale_init: mse``, the default) at the power of two with the least squared
+   quantization error on the weights and calibration batches
+   (:meth:`~qkernels.torch.qat.model.QATModel.init_scales_mse`), or at the PTQ's (``ptq``).
 3. **Final PTQ**: the integer model of the trained weights, with the weight scales QAT ended with;
    the activations calibrated on the trained model (weight-only QAT) or with the scales QAT
    trained (full QAT). Without it (``final_ptq=False``, ``--no-final-ptq``) the result is the
@@ -285,6 +288,8 @@ def run_qat(cfg: PipelineConfig, model: nn.Module, data: Data, *, final_ptq: boo
                           bias_bits=q["bias"].bitwidth, learn_weight_scales=qc.learn_scales,
                           learn_act_scales=qc.learn_scales and full, rounding=qc.scale_rounding)
     qat.set_activation_quant(full)
+    if qc.learn_scales and qc.scale_init == "mse":
+        qat.init_scales_mse(r.calib)
     step2 = STEP2 if not full else ("Step 2: Full QAT training (weights and activations "
                                     "fake-quantized" + (", learned power-of-two scales)"
                                                         if qc.learn_scales else ")"))
