@@ -191,9 +191,37 @@ def test_report_shifts_are_the_kernels(full_resnet, data, tmp_path):
                                 axis=axis, dtype=raw[name].q.dtype, qmin=j["act_min"],
                                 qmax=j["act_max"])
         np.testing.assert_array_equal(y, raw[name].q, err_msg=name)
-    d = res.report["final_quantization_details"]
+        # the hardware op spelled out per channel: the same shift, the same rounding constant
+        ops = [f"(acc + {1 << (int(n) - 1)}) >> {int(n)}" if n > 0 else
+               (f"acc << {-int(n)}" if n < 0 else "acc") for n in np.atleast_1d(e.shift)]
+        assert j["hardware_op"] == ops, name
+    d = json.loads(path.read_text())["final_quantization_details"]
     for name in compute:   # bias scale = input scale * weight scale, 32 bits
         t = layers[name]["module"]
         if f"{t}.bias" in d:
             assert np.all(np.log2(d[f"{t}.bias"]["scale"]) == np.array(
                 layers[name]["bias_scale_exponent"]))
+
+    def shift_of(op):   # "x >> 9" -> -9, "x << 2" -> 2, "x" -> 0
+        return 0 if op == "x" else (-1 if ">>" in op else 1) * int(op.split()[-1])
+    # every tensor's scale and shift are the integer model's: weights, layer inputs and outputs,
+    # every other quantized tensor
+    seen = set()
+    for name, L in compute.items():
+        t = layers[name]["module"]
+        for key, scale in ((f"{t}.weight", L.w_scale), (f"{t}.input", L.x.scale),
+                           (f"{t}.output", L.out.scale)):
+            entry = d[key]
+            want = np.broadcast_to(np.asarray(scale, np.float64),
+                                   np.shape(entry["scale"])).tolist()
+            assert entry["scale"] == want, key
+            ops = np.atleast_1d(entry["hardware_op"])
+            assert [shift_of(o) for o in ops] == np.log2(np.atleast_1d(want)).astype(int).tolist()
+            seen.add(key)
+    for name, L in im.layers.items():
+        if name not in compute and L.out is not None:
+            entry = d[f"{name}.output"]
+            assert entry["scale"] == float(L.out.scale)
+            assert shift_of(entry["hardware_op"]) == int(np.log2(float(L.out.scale)))
+            seen.add(f"{name}.output")
+    assert set(d) - seen == {k for k in d if k.endswith(".bias")}
