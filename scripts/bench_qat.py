@@ -108,6 +108,9 @@ def main() -> int:
     ap.add_argument("--observer", default="minmax", help="ptq.observer of our runs")
     ap.add_argument("--brevitas", help="python of the Brevitas venv (runs the comparison)")
     ap.add_argument("--write", action="store_true", help="write the tables to docs/qat_results.md")
+    ap.add_argument("--section", default="",
+                    help="with --write: the generated block named NAME (markers "
+                    "'<!-- bench_qat.py NAME: begin -->' ... 'end -->'; default the main table)")
     ap.add_argument("--json", help="also dump every result to this file")
     args = ap.parse_args()
     rows: List[Dict[str, Any]] = []
@@ -143,7 +146,11 @@ def main() -> int:
         path = os.path.join(ROOT, "docs", "qat_results.md")
         with open(path) as fh:
             doc = fh.read()
-        a, b = doc.index(BEGIN) + len(BEGIN), doc.index(END)
+        begin, end = (BEGIN, END) if not args.section else (
+            f"<!-- bench_qat.py {args.section}: begin -->", f"<!-- bench_qat.py {args.section}: end -->")
+        if begin not in doc or end not in doc:
+            raise SystemExit(f"{path}: no {begin} ... {end} block")
+        a, b = doc.index(begin) + len(begin), doc.index(end)
         from qkernels.io import atomic_write_text
         atomic_write_text(path, doc[:a] + "\n" + text + doc[b:])
         print(f"wrote {path}")
