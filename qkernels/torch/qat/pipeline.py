@@ -75,8 +75,8 @@ class PipelineResult:
 
 
 #: Activations this narrow (bits) are where weight-only QAT followed by the final PTQ does not
-#: recover (docs/qat_results.md: W4A4 ends 6 to 67 points below float on the reference models,
-#: full QAT with learned scales within 1 point).
+#: recover (docs/qat_results.md: W4A4 ends 6 to 67 points below float on the reference models
+#: with min-max ranges, 2 to 4 with MSE ones; full QAT with learned scales within 1 point).
 LOW_ACT_BITS = 4
 
 
@@ -97,10 +97,11 @@ def weight_only_advice(cfg: PipelineConfig, final_ptq: bool = True) -> Optional[
     if bits > LOW_ACT_BITS:
         return None
     return (f"{bits}-bit activations after weight-only QAT: the final PTQ calibrates activation "
-            "ranges the training never saw, which at 4 bits loses 6 to 67 points on the "
-            "reference models (docs/qat_results.md); full QAT with learned power-of-two scales "
-            "recovers to within 1 point of float there: --full --learn-scales "
-            "(qat.mode: full, qat.learn_scales: true)")
+            "ranges the training never saw; at W4A4 the reference models end 6 to 67 points "
+            "below float with min-max ranges, 2 to 4 with ptq.observer: mse "
+            "(docs/qat_results.md). Full QAT with learned power-of-two scales ends within 1 "
+            "point of float there: --full --learn-scales (qat.mode: full, "
+            "qat.learn_scales: true)")
 
 
 # ---- configuration -> QuantConfig ---------------------------------------------------------------
