@@ -9,7 +9,8 @@ same models, bit widths and epochs trained by Brevitas (fixed-point quantizers) 
 
 Every run: one torch thread, seed 0, AdamW, cosine schedule, batch 64, per-channel 4/8-bit
 weights, symmetric signed activations, 32-bit bias, activation ranges calibrated on 8 training
-batches; accuracies are on the 355 held-out digits at the LAST epoch (no selection on the test
+batches; learned scales of full QAT start at the least-squared-error power of two
+(``--scale-init mse``; ``ptq``: the PTQ's min-max ones); accuracies are on the 355 held-out digits at the LAST epoch (no selection on the test
 set). Our runs and Brevitas's alternate (ours, theirs, ours, ...) so that both see the same load
 on a shared machine; time per epoch is the median over epochs of the training loop alone.
 ``--write`` puts the tables into docs/qat_results.md (between the generated-table markers).
@@ -33,7 +34,8 @@ BEGIN, END = "<!-- bench_qat.py: begin -->", "<!-- bench_qat.py: end -->"
 
 
 def ours(model: str, bits: str, epochs: int, lr: float, mode: str, learn: bool, seed: int = 0,
-         observer: str = "minmax") -> Dict[str, Any]:
+         observer: str = "minmax", scale_init: str = "mse", scale_lr: float = 0.01
+         ) -> Dict[str, Any]:
     import torch
 
     from qkernels.torch.qat import load_config, load_data, run_qat
@@ -47,7 +49,8 @@ def ours(model: str, bits: str, epochs: int, lr: float, mode: str, learn: bool, 
         "training": {"epochs": epochs, "learning_rate": lr, "weight_decay": 0.0,
                      "scheduler": {"type": "CosineAnnealingLR"}, "seed": seed},
         "ptq": {"calibration_batches": 8, "observer": observer},
-        "qat": {"mode": mode, "learn_scales": learn}})
+        "qat": {"mode": mode, "learn_scales": learn, "scale_init": scale_init,
+                "scale_learning_rate": scale_lr}})
     t0 = time.perf_counter()
     res = run_qat(cfg, load(model), load_data("digits"))
     r, k = res.report, res.report["qkernels"]
@@ -106,8 +109,15 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=1,
                     help="seeds 0..N-1 per row (accuracies averaged, times pooled)")
     ap.add_argument("--observer", default="minmax", help="ptq.observer of our runs")
+    ap.add_argument("--scale-init", default="mse", choices=("mse", "ptq"),
+                    help="qat.scale_init of our full QAT runs (default mse)")
+    ap.add_argument("--scale-lr", type=float, default=0.01,
+                    help="qat.scale_learning_rate of our full QAT runs (default 0.01)")
     ap.add_argument("--brevitas", help="python of the Brevitas venv (runs the comparison)")
     ap.add_argument("--write", action="store_true", help="write the tables to docs/qat_results.md")
+    ap.add_argument("--section", default="",
+                    help="with --write: the generated block named NAME (markers "
+                    "'<!-- bench_qat.py NAME: begin -->' ... 'end -->'; default the main table)")
     ap.add_argument("--json", help="also dump every result to this file")
     args = ap.parse_args()
     rows: List[Dict[str, Any]] = []
@@ -122,7 +132,7 @@ def main() -> int:
                     runs["brevitas"].append(theirs(args.brevitas, model, bits, args.epochs,
                                                    args.lr, seed))
                 runs["full"].append(ours(model, bits, args.epochs, args.lr, "full", True, seed,
-                                         args.observer))
+                                         args.observer, args.scale_init, args.scale_lr))
             for k, v in runs.items():
                 if v:
                     row[k] = _pool(v)
@@ -143,7 +153,11 @@ def main() -> int:
         path = os.path.join(ROOT, "docs", "qat_results.md")
         with open(path) as fh:
             doc = fh.read()
-        a, b = doc.index(BEGIN) + len(BEGIN), doc.index(END)
+        begin, end = (BEGIN, END) if not args.section else (
+            f"<!-- bench_qat.py {args.section}: begin -->", f"<!-- bench_qat.py {args.section}: end -->")
+        if begin not in doc or end not in doc:
+            raise SystemExit(f"{path}: no {begin} ... {end} block")
+        a, b = doc.index(begin) + len(begin), doc.index(end)
         from qkernels.io import atomic_write_text
         atomic_write_text(path, doc[:a] + "\n" + text + doc[b:])
         print(f"wrote {path}")

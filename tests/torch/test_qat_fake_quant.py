@@ -106,3 +106,61 @@ def test_quantizer_bad_input():
         WeightQuantizer(8, True, 4, learn=True)
     with pytest.raises(ValueError, match="rounding must be one of"):
         fake_quantize_pow2(torch.ones(2), torch.tensor(1.0), 0, -8, 7, "half_down")
+
+
+def _brute_mse_scale(x, qmin, qmax, smax, zp=lambda s: 0):
+    """Independent reference: the candidate 2**-j * smax (j < 4) with the least float64 squared
+    error of clamp(RNE(x / s) + zp, qmin, qmax), the coarsest of equal errors."""
+    best = None
+    for j in range(4):
+        s = smax * 2.0 ** -j
+        z = zp(s)
+        q = np.clip(np.round(x.astype(np.float64) / s) + z, qmin, qmax)
+        err = float(np.sum(((q - z) * s - x) ** 2))
+        if best is None or err < best[1]:
+            best = (s, err)
+    return best[0]
+
+
+@pytest.mark.parametrize("rounding", ["ceil", "round"])
+def test_mse_init_picks_the_least_error_power_of_two(rng, rounding):
+    """Weights per channel: outliers make the min-max power of two too coarse, and the MSE
+    initialization picks a finer one exactly where the brute-force reference does."""
+    w = rng.standard_normal((6, 3, 3, 3)).astype(np.float32) * 0.1
+    w[1, 0, 0, 0] = 0.5          # one outlier: clipping it costs less than a 2x coarser step
+    w[4] *= 0.01
+    wq = WeightQuantizer(4, True, 6, learn=True, init_scale=torch.ones(6), rounding=rounding)
+    wq.init_mse(torch.from_numpy(w))
+    got = wq.scale(torch.from_numpy(w)).detach().numpy()
+    want = [_brute_mse_scale(w[c], -8, 7, float(pow2_ceil_scale(torch.tensor(np.abs(w[c]).max()),
+                                                                 7))) for c in range(6)]
+    np.testing.assert_array_equal(got, np.float32(want))
+    assert got[1] < float(pow2_ceil_scale(torch.tensor(0.5), 7))     # the outlier is clipped
+    # per tensor
+    wt = WeightQuantizer(4, False, 6, learn=True, init_scale=torch.ones(1), rounding=rounding)
+    wt.init_mse(torch.from_numpy(w))
+    smax = float(pow2_ceil_scale(torch.tensor(np.abs(w).max()), 7))
+    assert float(wt.scale(torch.from_numpy(w)).detach()) == _brute_mse_scale(w, -8, 7, smax)
+    with pytest.raises(ValueError, match="learned scale"):
+        WeightQuantizer(4, True, 6).init_mse(torch.from_numpy(w))
+
+
+@pytest.mark.parametrize("zp, lo, hi", [(0, -8, 7), (3, 0, 15), (0, -128, 127)])
+def test_activation_mse_init(rng, zp, lo, hi):
+    """Activations: the error summed over batches at each candidate, the least one chosen; an
+    affine quantizer keeps its lowest value (zero point re-derived per candidate)."""
+    x = np.abs(rng.laplace(size=(4, 3000))).astype(np.float32) - (0.3 if zp else 1.0)
+    s0 = float(pow2_ceil_scale(torch.tensor(np.abs(x).max() if not zp else
+                                            (x.max() - x.min())), (hi - lo) // 2 if not zp
+                                 else hi - lo))
+    q = ActQuantizer(s0, zp, lo, hi, learn=True)
+    errs = sum(q.squared_errors(torch.from_numpy(b)) for b in x)
+    q.init_mse(errs)
+    lowest = (lo - zp) * s0
+    want = _brute_mse_scale(x.ravel(), lo, hi, s0, (lambda s: int(np.clip(
+        lo - np.round(lowest / s), lo, hi))) if zp else (lambda s: 0))
+    assert q.qparams()[0] == want
+    if hi - lo == 15:
+        assert want < s0             # a heavy-tailed 4-bit tensor: finer than min-max
+    with pytest.raises(ValueError, match="learned scale"):
+        ActQuantizer(s0, zp, lo, hi).init_mse(errs)

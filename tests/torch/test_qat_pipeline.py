@@ -111,6 +111,22 @@ def test_no_final_ptq_is_weight_only(data):
     assert res16.report["qkernels"]["ptq_integer_exact_accuracy"] is None
 
 
+def test_low_bit_weight_only_recommends_full_qat(data):
+    """Weight-only QAT then a final PTQ of 4-bit activations is where the replaced tool's steps do
+    not recover (docs/qat_results.md): the run says so and names the options that do."""
+    from qkernels.torch.qat.pipeline import weight_only_advice
+
+    a4 = {"weight": {"bitwidth": 4}, "input": {"bitwidth": 4}, "output": {"bitwidth": 4}}
+    cfg = _cfg(quantization=a4)
+    assert "--full --learn-scales" in weight_only_advice(cfg)
+    assert weight_only_advice(cfg, final_ptq=False) is None           # float activations
+    assert weight_only_advice(_cfg(quantization=a4, qat={"mode": "full"})) is None
+    assert weight_only_advice(_cfg(quantization={"output": {"bitwidth": 4}})) is not None
+    assert weight_only_advice(_cfg(quantization={"weight": {"bitwidth": 4}})) is None   # A8
+    with pytest.warns(UserWarning, match="qat.mode: full, qat.learn_scales: true"):
+        run_qat(_cfg(quantization=a4, training={"epochs": 0}), load("mlp"), data)
+
+
 def test_full_qat_learned_scales_are_deployed_exactly(full_resnet):
     res = full_resnet
     im, qat = res.integer_model, res.qat_model
@@ -175,9 +191,37 @@ def test_report_shifts_are_the_kernels(full_resnet, data, tmp_path):
                                 axis=axis, dtype=raw[name].q.dtype, qmin=j["act_min"],
                                 qmax=j["act_max"])
         np.testing.assert_array_equal(y, raw[name].q, err_msg=name)
-    d = res.report["final_quantization_details"]
+        # the hardware op spelled out per channel: the same shift, the same rounding constant
+        ops = [f"(acc + {1 << (int(n) - 1)}) >> {int(n)}" if n > 0 else
+               (f"acc << {-int(n)}" if n < 0 else "acc") for n in np.atleast_1d(e.shift)]
+        assert j["hardware_op"] == ops, name
+    d = json.loads(path.read_text())["final_quantization_details"]
     for name in compute:   # bias scale = input scale * weight scale, 32 bits
         t = layers[name]["module"]
         if f"{t}.bias" in d:
             assert np.all(np.log2(d[f"{t}.bias"]["scale"]) == np.array(
                 layers[name]["bias_scale_exponent"]))
+
+    def shift_of(op):   # "x >> 9" -> -9, "x << 2" -> 2, "x" -> 0
+        return 0 if op == "x" else (-1 if ">>" in op else 1) * int(op.split()[-1])
+    # every tensor's scale and shift are the integer model's: weights, layer inputs and outputs,
+    # every other quantized tensor
+    seen = set()
+    for name, L in compute.items():
+        t = layers[name]["module"]
+        for key, scale in ((f"{t}.weight", L.w_scale), (f"{t}.input", L.x.scale),
+                           (f"{t}.output", L.out.scale)):
+            entry = d[key]
+            want = np.broadcast_to(np.asarray(scale, np.float64),
+                                   np.shape(entry["scale"])).tolist()
+            assert entry["scale"] == want, key
+            ops = np.atleast_1d(entry["hardware_op"])
+            assert [shift_of(o) for o in ops] == np.log2(np.atleast_1d(want)).astype(int).tolist()
+            seen.add(key)
+    for name, L in im.layers.items():
+        if name not in compute and L.out is not None:
+            entry = d[f"{name}.output"]
+            assert entry["scale"] == float(L.out.scale)
+            assert shift_of(entry["hardware_op"]) == int(np.log2(float(L.out.scale)))
+            seen.add(f"{name}.output")
+    assert set(d) - seen == {k for k in d if k.endswith(".bias")}

@@ -32,6 +32,9 @@ runs (an unknown key or a wrong type is a :class:`ConfigError` naming the key pa
       learn_scales: false           # TQT: train log2 of every scale (powers of two stay powers of two)
       scale_learning_rate: 0.01     # learning rate of the log2 scales
       scale_rounding: ceil          # ceil (TQT) | round (LSQ-style) of the learned log2 scale
+      scale_init: mse               # learned scales start from: mse (the power-of-two scale with
+                                    #   the least squared error on the weights / calibration
+                                    #   batches) | ptq (the PTQ's min-max / observer scales)
 
 ``symmetric: true`` activations are signed with zero point 0; ``symmetric: false`` ones unsigned
 with a zero point. Weights are symmetric (the integer kernels take zero-point-0 weights).
@@ -51,6 +54,7 @@ SCHEDULERS = ("StepLR", "CosineAnnealingLR")
 CRITERIA = ("CrossEntropyLoss", "MSELoss")
 QAT_MODES = ("weight_only", "full")
 ROUNDINGS = ("ceil", "round")
+SCALE_INITS = ("mse", "ptq")
 TENSORS = ("weight", "input", "output", "bias")
 #: the widest activation the integer conv / linear kernels read and write
 MAX_ACT_BITS = 8
@@ -98,6 +102,7 @@ class QATSpec:
     learn_scales: bool = False
     scale_learning_rate: float = 0.01
     scale_rounding: str = "ceil"
+    scale_init: str = "mse"
 
 
 def _default_quantization() -> Dict[str, TensorSpec]:
@@ -179,13 +184,14 @@ class PipelineConfig:
                       calibration_batches=_int(p, "calibration_batches", "ptq", 8, (1, None)),
                       observer=_choice(p, "observer", "ptq", "minmax", OBSERVERS))
         a = _section(d.get("qat"), "qat", ("mode", "learn_scales", "scale_learning_rate",
-                                           "scale_rounding"))
+                                           "scale_rounding", "scale_init"))
         qb = QATSpec()
         qat = QATSpec(mode=_choice(a, "mode", "qat", qb.mode, QAT_MODES),
                       learn_scales=_bool(a, "learn_scales", "qat", qb.learn_scales),
                       scale_learning_rate=_float(a, "scale_learning_rate", "qat",
                                                  qb.scale_learning_rate, positive=True),
-                      scale_rounding=_choice(a, "scale_rounding", "qat", qb.scale_rounding, ROUNDINGS))
+                      scale_rounding=_choice(a, "scale_rounding", "qat", qb.scale_rounding, ROUNDINGS),
+                      scale_init=_choice(a, "scale_init", "qat", qb.scale_init, SCALE_INITS))
         return PipelineConfig(model=_str(model, "name", "model", PipelineConfig.model),
                               dataset=_str(data, "dataset", "data", PipelineConfig.dataset),
                               quantization=q, training=training, ptq=ptq, qat=qat)

@@ -30,8 +30,8 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-__all__ = ["VALUE_ROUNDINGS", "round_ste", "round_half_up_ste", "ceil_ste", "fake_quantize_pow2", "pow2_ceil_scale", "WeightQuantizer",
-           "ActQuantizer", "bias_fake_quant"]
+__all__ = ["VALUE_ROUNDINGS", "round_ste", "round_half_up_ste", "ceil_ste", "fake_quantize_pow2",
+           "pow2_ceil_scale", "MSE_CANDIDATES", "WeightQuantizer", "ActQuantizer", "bias_fake_quant"]
 
 _EPS32 = 2.0 ** -23   # the observers' minimum scale (torch.finfo(float32).eps)
 
@@ -87,6 +87,11 @@ def pow2_ceil_scale(amax: torch.Tensor, qmax_abs: int) -> torch.Tensor:
     return torch.ldexp(torch.ones_like(base), e)
 
 
+#: How many power-of-two scales the MSE initialization tries: the min-max one (no clipping) and
+#: the next finer ones, each halving the step and clipping more.
+MSE_CANDIDATES = 4
+
+
 def _exponent(u: torch.Tensor, rounding: str) -> torch.Tensor:
     return ceil_ste(u) if rounding == "ceil" else round_ste(u)
 
@@ -128,11 +133,29 @@ class WeightQuantizer(nn.Module):
         amax = w.detach().abs().flatten(1).amax(1) if self.per_channel else w.detach().abs().max()
         return pow2_ceil_scale(amax, min(self.qmax, -self.qmin))
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        s = self.scale(w)
+    def quantize_at(self, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``w`` fake-quantized at scale ``s`` (shape (C,) per channel, () per tensor)."""
         if s.dim():
             s = s.reshape((-1,) + (1,) * (w.dim() - 1))
         return fake_quantize_pow2(w, s, 0, self.qmin, self.qmax)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.quantize_at(w, self.scale(w))
+
+    @torch.no_grad()
+    def init_mse(self, w: torch.Tensor) -> None:
+        """Start the learned scale (per channel or per tensor) at the power of two, among the
+        min-max one and the :data:`MSE_CANDIDATES` - 1 finer ones, with the least squared
+        quantization error of ``w``."""
+        if self.log2_scale is None:
+            raise ValueError("init_mse needs a learned scale (learn=True)")
+        amax = w.abs().flatten(1).amax(1) if self.per_channel else w.abs().max()
+        smax = pow2_ceil_scale(amax, min(self.qmax, -self.qmin))
+        dims = tuple(range(1, w.dim())) if self.per_channel else tuple(range(w.dim()))
+        errs = torch.stack([((self.quantize_at(w, smax * 2.0 ** -j) - w) ** 2).sum(dims)
+                            for j in range(MSE_CANDIDATES)])
+        s = smax * torch.exp2(-errs.argmin(0).float())   # the first (coarsest) of equal errors
+        self.log2_scale.copy_(_log2_init(s.reshape(-1), self.rounding).expand_as(self.log2_scale))
 
 
 class ActQuantizer(nn.Module):
@@ -180,6 +203,29 @@ class ActQuantizer(nn.Module):
             return x
         s = self.scale()
         return fake_quantize_pow2(x, s, self.zero_point(s), self.qmin, self.qmax, rounding)
+
+    def mse_candidates(self) -> torch.Tensor:
+        """The scales :meth:`init_mse` chooses among: the calibrated one (min-max or the PTQ's
+        observer) and the :data:`MSE_CANDIDATES` - 1 finer powers of two."""
+        return self.init_scale * torch.exp2(-torch.arange(MSE_CANDIDATES, dtype=torch.float32))
+
+    @torch.no_grad()
+    def squared_errors(self, x: torch.Tensor, rounding: str = "half_even") -> torch.Tensor:
+        """The summed squared quantization error of ``x`` at each of :meth:`mse_candidates`."""
+        out = []
+        for s in self.mse_candidates():
+            y = fake_quantize_pow2(x, s, self.zero_point(s), self.qmin, self.qmax, rounding)
+            out.append(((y - x).double() ** 2).sum())
+        return torch.stack(out)
+
+    @torch.no_grad()
+    def init_mse(self, errors: torch.Tensor) -> None:
+        """Start the learned scale at the candidate with the least error (``errors``: summed
+        :meth:`squared_errors` over the calibration batches)."""
+        if self.log2_scale is None:
+            raise ValueError("init_mse needs a learned scale (learn=True)")
+        s = self.mse_candidates()[int(errors.argmin())]
+        self.log2_scale.copy_(_log2_init(s, self.rounding))
 
 
 def bias_fake_quant(b: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor, bits: int

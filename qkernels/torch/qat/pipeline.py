@@ -5,7 +5,10 @@
 2. **QAT**: fine-tune with fake-quantized power-of-two weights (straight-through estimator) on
    the fused graph (BatchNorm folded), activations float (``qat.mode: weight_only``, the
    replaced tool's step 2) or fake-quantized too (``qat.mode: full``); with
-   ``qat.learn_scales`` every scale's log2 is trained (TQT), and stays a power of two.
+   ``qat.learn_scales`` every scale's log2 is trained (TQT), and stays a power of two; it
+   starts (``qat.scale_init: mse``, the default) at the power of two with the least squared
+   quantization error on the weights and calibration batches
+   (:meth:`~qkernels.torch.qat.model.QATModel.init_scales_mse`), or at the PTQ's (``ptq``).
 3. **Final PTQ**: the integer model of the trained weights, with the weight scales QAT ended with;
    the activations calibrated on the trained model (weight-only QAT) or with the scales QAT
    trained (full QAT). Without it (``final_ptq=False``, ``--no-final-ptq``) the result is the
@@ -20,6 +23,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -38,7 +42,8 @@ from .config import PipelineConfig, TensorSpec
 from .model import QATModel, build_qat_model
 
 __all__ = ["Data", "EpochStats", "PipelineResult", "quant_config", "load_data",
-           "run_ptq", "run_qat", "accuracy", "simulation_model"]
+           "run_ptq", "run_qat", "accuracy", "simulation_model", "LOW_ACT_BITS",
+           "weight_only_advice"]
 
 #: ((x_train, y_train), (x_test, y_test))
 Data = Tuple[Tuple[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
@@ -67,6 +72,36 @@ class PipelineResult:
     qat_model: Optional[QATModel]
     history: List[EpochStats] = field(default_factory=list)
     report: Dict[str, Any] = field(default_factory=dict)
+
+
+#: Activations this narrow (bits) are where weight-only QAT followed by the final PTQ does not
+#: recover (docs/qat_results.md: W4A4 ends 6 to 67 points below float on the reference models
+#: with min-max ranges, 2 to 4 with MSE ones; full QAT with learned scales within 1 point).
+LOW_ACT_BITS = 4
+
+
+def weight_only_advice(cfg: PipelineConfig, final_ptq: bool = True) -> Optional[str]:
+    """The recommendation for a run whose activations are :data:`LOW_ACT_BITS` bits or fewer and
+    quantized only by the final PTQ after weight-only QAT (the replaced tool's steps), or None
+    when it does not apply (full QAT, wider activations, or no final PTQ).
+
+    Example:
+        >>> from qkernels.torch.qat import load_config
+        >>> weight_only_advice(load_config(None, {"quantization": {"input": {"bitwidth": 8}}})) is None
+        True
+    """
+    if cfg.qat.mode == "full" or not final_ptq:
+        return None
+    q = cfg.quantization
+    bits = min(q["input"].bitwidth, q["output"].bitwidth)
+    if bits > LOW_ACT_BITS:
+        return None
+    return (f"{bits}-bit activations after weight-only QAT: the final PTQ calibrates activation "
+            "ranges the training never saw; at W4A4 the reference models end 6 to 67 points "
+            "below float with min-max ranges, 2 to 4 with ptq.observer: mse "
+            "(docs/qat_results.md). Full QAT with learned power-of-two scales ends within 1 "
+            "point of float there: --full --learn-scales (qat.mode: full, "
+            "qat.learn_scales: true)")
 
 
 # ---- configuration -> QuantConfig ---------------------------------------------------------------
@@ -222,6 +257,12 @@ def run_qat(cfg: PipelineConfig, model: nn.Module, data: Data, *, final_ptq: boo
     """
     cfg.check_deployable(final_ptq)
     r = _Run(cfg, model, data, progress)
+    advice = weight_only_advice(cfg, final_ptq)
+    if advice is not None:
+        if r.verbose:
+            r.line(f"note: {advice}")
+        else:
+            warnings.warn(advice, UserWarning, stacklevel=2)
     tc, qc = cfg.training, cfg.qat
     full = qc.mode == "full"
     t_start = time.perf_counter()
@@ -248,6 +289,8 @@ def run_qat(cfg: PipelineConfig, model: nn.Module, data: Data, *, final_ptq: boo
                           bias_bits=q["bias"].bitwidth, learn_weight_scales=qc.learn_scales,
                           learn_act_scales=qc.learn_scales and full, rounding=qc.scale_rounding)
     qat.set_activation_quant(full)
+    if qc.learn_scales and qc.scale_init == "mse":
+        qat.init_scales_mse(r.calib)
     step2 = STEP2 if not full else ("Step 2: Full QAT training (weights and activations "
                                     "fake-quantized" + (", learned power-of-two scales)"
                                                         if qc.learn_scales else ")"))
