@@ -57,7 +57,21 @@ def _chosen(argv: Sequence[str]) -> Optional[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code."""
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code (130
+    after Ctrl-C, whenever it comes: also while the command's modules, e.g. torch, import).
+
+    Example:
+        >>> main(["no-such-command"])   # the usage and one error line go to stderr
+        2
+    """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = _Parser(
         prog="qkernels", description="qkernels: an integer golden model for quantized neural "
@@ -86,11 +100,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         ap.print_help(sys.stderr)
         return 2
-    try:
-        return int(mod.command(args))
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return 130
+    return int(mod.command(args))
 
 
 if __name__ == "__main__":  # pragma: no cover
