@@ -328,6 +328,48 @@ static void qk__vmax8(uint8_t *v, const uint8_t *r, size_t n, int s8) {
     qk__vmax8_scalar(v, r, x, n, s8);
 }
 
+/* The 3x3 window at stride 1 with padding 1 (the "same" pooling of GoogLeNet's and Inception's
+ * branches) over a whole plane of at most QK__POOL_ROW elements at once, every pass a max of
+ * long flat ranges (qk__vmax8: AVX2 and its scalar twin): rows first, V_i = max(x_i, x_i+1),
+ * then t_i = max(V_i-1, V_i) (t_0 = V_0, t_h-1 = V_h-2); then the columns over the flattened
+ * plane, y_k = max(t_k-1, t_k, t_k+1), whose first and last column of each row (which took a
+ * neighbour row's element) are redone from their in-bounds taps. The same maxima over the same
+ * in-bounds taps as the tap-by-tap loop. Small planes (7x7 to 56x56) are where the row-by-row
+ * path spent its time in calls and tails. */
+static void qk__maxpool3s1_plane(const uint8_t *x, size_t h, size_t w, int s8, uint8_t *t,
+                                 uint8_t *y) {
+    const size_t n = h * w;
+    if (h == 1) {
+        memcpy(t, x, n);
+    } else {
+        memcpy(y, x, n - w);                           /* y: V_i = max(x_i, x_i+1), i < h-1 */
+        qk__vmax8(y, x + w, n - w, s8);
+        memcpy(t, y, w);                               /* t_0 = V_0 */
+        if (h > 2) {                                   /* t_i = max(V_i-1, V_i), 0 < i < h-1 */
+            memcpy(t + w, y, n - 2 * w);
+            qk__vmax8(t + w, y + w, n - 2 * w, s8);
+        }
+        memcpy(t + n - w, y + n - 2 * w, w);           /* t_h-1 = V_h-2 */
+    }
+    if (n >= 3) {
+        memcpy(y + 1, t, n - 2);
+        qk__vmax8(y + 1, t + 1, n - 2, s8);
+        qk__vmax8(y + 1, t + 2, n - 2, s8);
+    }
+    for (size_t i = 0; i < h; i++) {                   /* the first and last column of each row */
+        const uint8_t *r = t + i * w;
+        uint8_t *o = y + i * w;
+        if (w == 1) {
+            o[0] = r[0];
+            continue;
+        }
+        const int gt0 = s8 ? (int8_t)r[1] > (int8_t)r[0] : r[1] > r[0];
+        const int gt1 = s8 ? (int8_t)r[w - 2] > (int8_t)r[w - 1] : r[w - 2] > r[w - 1];
+        o[0] = gt0 ? r[1] : r[0];
+        o[w - 1] = gt1 ? r[w - 2] : r[w - 1];
+    }
+}
+
 /* Output columns [j0, j1) of one row from its vertical maxima v (only the in-bounds taps, as the
  * tap-by-tap loop), and the whole pooling by rows. */
 #define QK__MAXPOOL_ROWS(T, TMIN)                                                                \
@@ -405,6 +447,15 @@ QK__MAXPOOL_ROWS(int8_t, INT8_MIN)
                     y += ow;                                                                    \
                 }                                                                               \
             }                                                                                   \
+            return;                                                                             \
+        }                                                                                       \
+        if (kh == 3 && kw == 3 && sh == 1 && sw == 1 && ph == 1 && pw == 1 && dh == 1 &&       \
+            dw == 1 && oh == h && ow == w && h >= 1 && w >= 1 && h <= QK__POOL_ROW / w) {        \
+            /* 3x3, stride 1, padding 1 over small planes: whole planes at once */              \
+            uint8_t t[QK__POOL_ROW];                                                            \
+            for (size_t p = 0; p < planes; p++)                                                 \
+                qk__maxpool3s1_plane((const uint8_t *)(x + p * h * w), h, w, (T)-1 < 0, t,      \
+                                     (uint8_t *)(y + p * h * w));                                \
             return;                                                                             \
         }                                                                                       \
         if (w >= 1 && w <= QK__POOL_ROW) { /* by rows: a vertical pass, then the columns */      \

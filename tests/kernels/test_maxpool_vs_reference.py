@@ -1,5 +1,5 @@
 """qk_qmax_pool2d (by rows: a vertical pass over whole rows, then the columns, with an AVX2 path
-for 3-wide stride-2 windows) against an independent NumPy reference written from qkernels.h's
+for 3-wide stride-2 windows; 3x3 / stride 1 / padding 1 over whole small planes) against an independent NumPy reference written from qkernels.h's
 definition: output (i, j) is the maximum over the in-bounds taps of its window, or the type's
 minimum when the window has none. Random geometries (kernel, stride, padding, dilation, output
 sizes beyond PyTorch's), rows wider than the row buffer (the tap-by-tap loop), and every SIMD
@@ -62,6 +62,25 @@ def test_random_geometries_equal_the_reference(dt):
         np.testing.assert_array_equal(_core._qmax_pool2d(x, *p), reference(x, *p), err_msg=str(g))
 
 
+SAME = [(h, w) for h in (1, 2, 3, 7, 14, 28) for w in (1, 2, 3, 7, 28, 56)] + [(64, 64), (65, 63)]
+
+
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_same_3x3_stride_1_planes_equal_the_reference(dt):
+    """GoogLeNet's / Inception's branch pooling (3x3, stride 1, padding 1): whole planes up to
+    4096 elements at once (1-row and 1-column planes included), larger ones by rows."""
+    rng = np.random.default_rng(7)
+    info = np.iinfo(dt)
+    for h, w in SAME:
+        x = rng.integers(info.min, info.max, (2, 5, h, w), endpoint=True).astype(dt)
+        if rng.random() < 0.4:
+            x[..., ::2, :] = info.min
+            x[..., :, 1::3] = info.max
+        p = (3, 3, 1, 1, 1, 1, 1, 1, h, w)
+        np.testing.assert_array_equal(_core._qmax_pool2d(x, *p), reference(x, *p),
+                                      err_msg=str((h, w)))
+
+
 @pytest.mark.parametrize("dt", [np.uint8, np.int8])
 def test_rows_wider_than_the_row_buffer(dt):
     # w > 4096 takes the tap-by-tap loop, the same maxima
@@ -85,6 +104,12 @@ for i, g in enumerate(geometries(6, 60)):
         info = np.iinfo(dt)
         x = rng.integers(info.min, info.max, (1, 2, h, w), endpoint=True).astype(dt)
         out[f"{i}_{info.dtype}"] = _core._qmax_pool2d(x, *p)
+from test_maxpool_vs_reference import SAME
+for h, w in SAME:                                               # 3x3 / 1 / 1 whole planes
+    for dt in (np.uint8, np.int8):
+        info = np.iinfo(dt)
+        x = rng.integers(info.min, info.max, (1, 3, h, w), endpoint=True).astype(dt)
+        out[f"same_{h}x{w}_{info.dtype}"] = _core._qmax_pool2d(x, 3, 3, 1, 1, 1, 1, 1, 1, h, w)
 x = rng.integers(0, 256, (1, 64, 112, 112)).astype(np.uint8)   # ResNet's stem pooling
 out["stem"] = _core._qmax_pool2d(x, 3, 3, 2, 2, 1, 1, 1, 1, 56, 56)
 np.savez(sys.argv[1], **out)
@@ -98,7 +123,7 @@ def test_simd_levels_agree(tmp_path):
         env = dict(os.environ, QKERNELS_SIMD=isa)
         subprocess.run([sys.executable, "-c", SCRIPT, str(path), HERE], check=True, env=env)
         outs[isa] = np.load(path)
-    assert len(outs["scalar"].files) == 121
+    assert len(outs["scalar"].files) == 121 + 2 * len(SAME)
     for isa in ("avx2", "auto"):
         assert outs[isa].files == outs["scalar"].files
         for k in outs["scalar"].files:
