@@ -59,13 +59,14 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, 
     ConvReLU2d / Linear / LinearReLU with per-tensor or per-channel weights, dynamic Linear,
     quantized add / add_relu (QNNPACK's integer add under engine "qnnpack"), mul / mul_relu,
     add / mul with a constant, ReLU, ReLU6 / Hardtanh, LeakyReLU, Hardswish, Hardsigmoid,
+    Sigmoid (nn.Sigmoid / torch.sigmoid / quantized.sigmoid: a table of PyTorch's own op),
     BatchNorm2d / BNReLU2d (quantized batch_norm2d), max / average / adaptive average pooling
     (module and function; average pooling of a channels-last conv / BatchNorm output as
     PyTorch's NHWC kernel rounds it), mean, cat / quantized.cat, flatten, Dropout, Identity,
     torchvision's stochastic_depth in eval, nearest interpolate / Upsample, the shape ops on
     integers (size, view / reshape, transpose / permute, contiguous, chunk / split, squeeze /
     unsqueeze, getitem)) and float ops between dequantize and quantize. Anything else
-    (quantized ConvTranspose2d, Sigmoid, bilinear interpolate...) raises NotImplementedError
+    (quantized ConvTranspose2d, bilinear interpolate...) raises NotImplementedError
     naming the module.
 
     Raises:

@@ -820,6 +820,72 @@ def _hardsigmoid_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple,
     return _hard_layer(node.name, args[0], ctx.out(node.name), ctx.engine, False)
 
 
+# ---- Sigmoid of a PyTorch-quantized model: PyTorch's own op on every input integer ----------------
+def _torch_qdtype(dt: Any) -> Any:
+    return torch.quint8 if np.dtype(dt) == np.uint8 else torch.qint8
+
+
+def sigmoid_table(x: QMeta, engine: str = "fbgemm",
+                  out: Optional[Tuple[float, int]] = None) -> Tuple[np.ndarray, QMeta]:
+    """(table, output parameters) of PyTorch's quantized sigmoid of every 8-bit input under
+    ``engine``: ``torch.sigmoid`` (``out`` None: output scale 1/256, zero point 0 for quint8 and
+    -128 for qint8) or ``torch.ops.quantized.sigmoid(x, *out)``, evaluated by PyTorch itself on
+    the 256 input integers with the engine set (and put back).
+
+    It is exact for tensors of any shape because PyTorch's result depends on the integer only,
+    not on its position: fbgemm / x86 (``qsigmoid_kernel``, QuantizedOpKernels.cpp) computes the
+    vector body with a vectorized ``exp`` and ``reciprocal`` and the tail in scalar code
+    (``1.0f / (1.0 + std::exp(-x))``), which agreed on every integer of 3,072,000 random
+    (scale, zero point, integer) draws, AVX-512 and AVX2 (tests/torch/test_sigmoid_vs_torch.py
+    checks lengths that are not multiples of the vector width); QNNPACK (quint8 under engine
+    qnnpack, ``pytorch_qnnp_create_sigmoid_nc_q8``) is a 256-entry table itself.
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels.torch._runtime import QMeta
+        >>> t, out = sigmoid_table(QMeta(0.05, 128, np.dtype(np.uint8)))
+        >>> out.scale, out.zero_point, int(t[128]), int(t[0]), int(t[255])
+        (0.00390625, 0, 128, 0, 255)
+    """
+    import warnings
+
+    if engine == "qnnpack" and np.dtype(x.dtype) == np.uint8 and out is not None and \
+            (float(out[0]) != 1 / 256 or int(out[1]) != 0):
+        raise ValueError(f"quantized sigmoid output scale / zero point {out}: QNNPACK's (engine "
+                         "qnnpack, quint8) takes 1/256 and 0 only; PyTorch fails on others")
+    info = np.iinfo(x.dtype)
+    q = torch.from_numpy(np.arange(int(info.min), int(info.max) + 1).astype(x.dtype))
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "qnnpack" if engine == "qnnpack" else "fbgemm"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            qx = torch._make_per_tensor_quantized_tensor(q, float(x.scale), int(x.zero_point))
+        y = torch.sigmoid(qx) if out is None else \
+            torch.ops.quantized.sigmoid(qx, float(out[0]), int(out[1]))
+    finally:
+        torch.backends.quantized.engine = old
+    return (y.int_repr().numpy().astype(x.dtype),
+            QMeta(float(y.q_scale()), int(y.q_zero_point()), np.dtype(x.dtype)))
+
+
+def _sigmoid_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                            kwargs: Dict) -> Ly.Layer:
+    """``nn.Sigmoid`` / ``torch.sigmoid`` / ``x.sigmoid()`` on a quantized tensor (output 1/256
+    and PyTorch's zero point) or ``torch.ops.quantized.sigmoid(x, scale, zero_point)``: a
+    :class:`~qkernels.torch.layers.LookupLayer` of :func:`sigmoid_table`."""
+    def bind(input: Any, output_scale: Any = None, output_zero_point: Any = None) -> Tuple:
+        return input, output_scale, output_zero_point
+    x, s, z = bind(*args, **kwargs)
+    xm = _qin(x, f"sigmoid {name}")
+    if np.dtype(xm.dtype) not in _Q8:
+        raise unsupported(f"sigmoid {name} of {np.dtype(xm.dtype)} (8-bit inputs only)")
+    if any(isinstance(v, Value) for v in (s, z)):
+        raise unsupported(f"sigmoid {name} with computed output scale / zero point")
+    table, out = sigmoid_table(xm, ctx.engine, None if s is None else (float(s), int(z)))
+    return Ly.LookupLayer(name, (x.name,), out, x=xm, table=table, function="sigmoid")
+
+
 # ---- any other op of one 8-bit input: a table -------------------------------------------------------
 _LUT_MODULES = (torch.nn.SiLU, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.GELU, torch.nn.Mish,
                 torch.nn.ELU, torch.nn.SELU, torch.nn.CELU, torch.nn.Softplus, torch.nn.Softsign,
@@ -1008,8 +1074,10 @@ def _table() -> List[OpSpec]:
         # sigmoid / tanh before "lookup" (the first match wins): TFLite's LOGISTIC / TANH with a
         # TFLite preset, else the table of the float op as any other
         OpSpec("sigmoid", modules=(torch.nn.Sigmoid,), functions=(torch.sigmoid, F.sigmoid),
-               methods=("sigmoid",),
-               from_float=_tflite_or(_table_from_float("sigmoid"), _lookup_from_float)),
+               methods=("sigmoid",), qmodules=(torch.nn.Sigmoid,),
+               qfunctions=(torch.sigmoid, F.sigmoid, torch.ops.quantized.sigmoid),
+               from_float=_tflite_or(_table_from_float("sigmoid"), _lookup_from_float),
+               from_quantized=_sigmoid_from_quantized),
         OpSpec("tanh", modules=(torch.nn.Tanh,), functions=(torch.tanh, F.tanh),
                methods=("tanh",), from_float=_tflite_or(_table_from_float("tanh"), _lookup_from_float)),
         # any other op of one 8-bit input: a table of the float op
@@ -1073,7 +1141,8 @@ def _table() -> List[OpSpec]:
 TABLE: List[OpSpec] = _table()
 #: The Tensor methods of PyTorch-quantized graphs, by name (the table's methods apply too).
 _Q_METHODS = {"dequantize": "dequantize", "contiguous": "shape", "flatten": "flatten",
-              "relu": "relu", "mean": "mean", **{m: "shape" for m in _SHAPE_METHODS}}
+              "relu": "relu", "mean": "mean", "sigmoid": "sigmoid",
+              **{m: "shape" for m in _SHAPE_METHODS}}
 _BY_NAME = {s.name: s for s in TABLE}
 
 

@@ -6,9 +6,8 @@ Small inputs (64x64; inception_v3 at 75x75, its minimum) keep the run short; res
 224x224.
 
 The plain torchvision models with ops the quantizable ones lack (DenseNet's BatchNorm before its
-convolutions, MNASNet's Tensor-method mean, SqueezeNet, RegNet) run exact at 32x32 too;
-EfficientNet's Sigmoid (PyTorch's quantized sigmoid computes Sleef's vectorized exp) is refused by
-name.
+convolutions, MNASNet's Tensor-method mean, SqueezeNet, RegNet, EfficientNet's quantized Sigmoid,
+squeeze-excitation multiply and float SiLU) run exact at 32x32 too.
 
 torchvision is imported as the Makefile installs it (tests/_torchvision.py: the index's 0.28.0
 wheel is a CUDA build whose C extension does not load on the CPU torch)."""
@@ -78,7 +77,7 @@ def test_torchvision_quantizable_model_equals_pytorch(name, size, engine):
     assert int((got != ref).sum()) == 0, f"{name} {engine}: {int((got != ref).sum())} of {ref.size} differ"
 
 
-PLAIN_EXACT = ["densenet121", "mnasnet0_5", "squeezenet1_1", "regnet_x_400mf"]
+PLAIN_EXACT = ["densenet121", "mnasnet0_5", "squeezenet1_1", "regnet_x_400mf", "efficientnet_b0"]
 
 
 def _quantized_plain(name, engine, size):
@@ -109,9 +108,3 @@ def test_torchvision_plain_model_equals_pytorch(name, engine):
     got = im(x.numpy())
     assert got.shape == ref.shape == (2, 1000)
     assert int((got != ref).sum()) == 0, f"{name} {engine}: {int((got != ref).sum())} differ"
-
-
-def test_efficientnet_sigmoid_is_refused_by_name():
-    q, _ = _quantized_plain("efficientnet_b0", "fbgemm", 32)
-    with pytest.raises(NotImplementedError, match=r"scale_activation.*Sigmoid.*keep it in float"):
-        from_torch_quantized(q, engine="fbgemm")
