@@ -63,10 +63,11 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, 
     BatchNorm2d / BNReLU2d (quantized batch_norm2d), max / average / adaptive average pooling
     (module and function; average pooling of a channels-last conv / BatchNorm output as
     PyTorch's NHWC kernel rounds it), mean, cat / quantized.cat, flatten, Dropout, Identity,
-    torchvision's stochastic_depth in eval, nearest interpolate / Upsample, the shape ops on
+    torchvision's stochastic_depth in eval, nearest and bilinear interpolate / Upsample /
+    UpsamplingBilinear2d, the shape ops on
     integers (size, view / reshape, transpose / permute, contiguous, chunk / split, squeeze /
     unsqueeze, getitem)) and float ops between dequantize and quantize. Anything else
-    (quantized ConvTranspose2d, bilinear interpolate...) raises NotImplementedError
+    (quantized ConvTranspose2d, bicubic interpolate...) raises NotImplementedError
     naming the module.
 
     Raises:

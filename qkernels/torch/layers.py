@@ -45,6 +45,7 @@ __all__ = ["Layer", "QuantizeLayer", "DequantizeLayer", "Conv2dLayer", "LinearLa
            "MaxPool2dLayer", "AvgPool2dLayer", "AdaptiveAvgPool2dLayer", "CatLayer",
            "FlattenLayer", "IdentityLayer", "LayerNormLayer", "FloatLayer", "HandlerLayer",
            "MulLayer", "ScalarLayer", "MeanLayer", "ShapeLayer", "BatchNormLayer", "UpsampleNearestLayer",
+           "UpsampleBilinearLayer",
            "ConstantLayer", "GetItemLayer", "TFLiteInputLayer", "TFLiteAddLayer",
            "TFLitePool2dLayer", "TFLiteMeanLayer", "TFLiteConcatLayer", "TFLiteReshapeLayer",
            "TFLiteSoftmaxLayer", "OutputRef"]
@@ -833,6 +834,50 @@ class UpsampleNearestLayer(Layer):
 
     def params(self) -> Dict[str, Any]:
         return dict(super().params(), **{k: v for k, v in self.kwargs.items() if v is not None})
+
+
+@dataclass(eq=False)
+class UpsampleBilinearLayer(Layer):
+    """Bilinear upsampling (``F.interpolate(mode="bilinear")``, ``nn.Upsample``,
+    ``nn.UpsamplingBilinear2d``) of an integer tensor as PyTorch's quantized
+    ``upsample_bilinear2d`` computes it (:func:`qkernels.torch.qarith.q_upsample_bilinear2d`;
+    the output keeps the input's parameters). ``size`` / ``scale_factor`` /
+    ``recompute_scale_factor`` as F.interpolate takes them; ``channels_last``: the input is held
+    channels-last by PyTorch (a quantized conv's output), whose kernel rounds differently;
+    ``vec_width``: its vector width (:func:`qkernels.torch.qarith.torch_pool_vec_width`)."""
+
+    x: QMeta = None                     # type: ignore[assignment]
+    size: Any = None
+    scale_factor: Any = None
+    recompute_scale_factor: Optional[bool] = None
+    align_corners: bool = False
+    channels_last: bool = False
+    vec_width: int = 16
+    op: ClassVar[str] = "upsample_bilinear"
+
+    def kernel(self) -> Kernel:
+        xm = self.x
+
+        def kernel(t: int, q: np.ndarray) -> np.ndarray:
+            if q.ndim != 4:
+                raise ValueError(f"bilinear upsampling {self.name} expects N x C x H x W, "
+                                 f"got {q.shape}")
+            out, scales = qa.upsample_output_size(q.shape[2], q.shape[3], self.size,
+                                                  self.scale_factor, self.recompute_scale_factor)
+            return qa.q_upsample_bilinear2d(QTensor(q, xm.scale, xm.zero_point), out,
+                                            bool(self.align_corners), scales,
+                                            channels_last=bool(self.channels_last),
+                                            vec_width=int(self.vec_width)).q
+        return rt.per_sample(kernel)
+
+    def params(self) -> Dict[str, Any]:
+        p = dict(super().params(), align_corners=bool(self.align_corners),
+                 channels_last=bool(self.channels_last), vec_width=int(self.vec_width))
+        for k in ("size", "scale_factor", "recompute_scale_factor"):
+            v = getattr(self, k)
+            if v is not None:
+                p[k] = list(v) if isinstance(v, (tuple, list)) else v
+        return p
 
 
 # ---- LayerNorm ------------------------------------------------------------------------------------

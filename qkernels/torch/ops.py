@@ -112,7 +112,7 @@ class QuantizedContext:
         round differently by layout read it (:class:`~qkernels.torch.layers.AvgPool2dLayer`)."""
         keep = (Ly.ClampLayer, Ly.IdentityLayer, Ly.LookupLayer, Ly.LeakyReLULayer, Ly.AddLayer,
                 Ly.MulLayer, Ly.ScalarLayer, Ly.MaxPool2dLayer, Ly.AvgPool2dLayer,
-                Ly.AdaptiveAvgPool2dLayer)
+                Ly.AdaptiveAvgPool2dLayer, Ly.UpsampleBilinearLayer)
         ins = [i in self.channels_last for i in layer.inputs]
         if isinstance(layer, (Ly.Conv2dLayer, Ly.BatchNormLayer)) or \
                 (isinstance(layer, keep) and ins and ins[0]) or \
@@ -985,16 +985,23 @@ def _stochastic_depth(ctx: Any, node_or_name: Any, mod: Any, args: Tuple,
     return Ly.IdentityLayer(name, (x.name,), x.meta, what="stochastic_depth")
 
 
-# ---- nearest upsampling: integers copied ---------------------------------------------------------
+# ---- upsampling: nearest (integers copied) and bilinear -------------------------------------------
 def _upsample(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) -> Ly.Layer:
-    """``F.interpolate`` / ``nn.Upsample`` with mode "nearest" on a quantized tensor: PyTorch's
-    quantized nearest upsampling copies input integers (the output keeps the input's
-    parameters), so the float op on the integers is exact. Other modes are refused by name."""
+    """``F.interpolate`` / ``nn.Upsample`` / ``nn.UpsamplingNearest2d`` /
+    ``nn.UpsamplingBilinear2d`` on a quantized tensor, both front ends; the output keeps the
+    input's parameters. Mode "nearest": PyTorch's quantized nearest upsampling copies input
+    integers, so the float op on the integers is exact. Mode "bilinear" (4-d input, no
+    antialias): PyTorch's quantized ``upsample_bilinear2d``
+    (:class:`~qkernels.torch.layers.UpsampleBilinearLayer`), with the channels-last kernel's
+    rounding where PyTorch holds the input channels-last (a quantized conv's output). Other modes
+    are refused by name."""
     name = getattr(node_or_name, "name", node_or_name)
+    front = "quantize_model" if isinstance(ctx, FloatContext) else "from_torch_quantized"
     if mod is not None:
         x = args[0]
         kw = dict(size=mod.size, scale_factor=mod.scale_factor, mode=mod.mode,
-                  align_corners=mod.align_corners)
+                  align_corners=mod.align_corners,
+                  recompute_scale_factor=getattr(mod, "recompute_scale_factor", None))
     else:
         def bind(input: Any, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
                  align_corners: Any = None, recompute_scale_factor: Any = None,
@@ -1003,12 +1010,22 @@ def _upsample(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: Dict) 
                                align_corners=align_corners,
                                recompute_scale_factor=recompute_scale_factor, antialias=antialias)
         x, kw = bind(*args, **kwargs)
-    if kw["mode"] != "nearest" or any(isinstance(v, Value) for v in kw.values()):
-        front = "quantize_model" if isinstance(ctx, FloatContext) else "from_torch_quantized"
-        raise unsupported(f"interpolate {name} (mode {kw['mode']!r}; only 'nearest' with constant "
-                          "sizes is integer)", front)
+    if kw["mode"] not in ("nearest", "bilinear") or any(isinstance(v, Value) for v in kw.values()):
+        raise unsupported(f"interpolate {name} (mode {kw['mode']!r}; only 'nearest' and "
+                          "'bilinear' with constant sizes are integer)", front)
     xm = _qin(x, f"interpolate {name}")
-    return Ly.UpsampleNearestLayer(name, (x.name,), xm, kwargs=kw)
+    if kw["mode"] == "nearest":
+        return Ly.UpsampleNearestLayer(name, (x.name,), xm, kwargs=kw)
+    if kw.get("antialias"):
+        raise unsupported(f"interpolate {name} (bilinear with antialias=True)", front)
+    if (kw["size"] is None) == (kw["scale_factor"] is None):
+        raise ValueError(f"interpolate {name}: give exactly one of size and scale_factor")
+    return Ly.UpsampleBilinearLayer(name, (x.name,), xm, x=xm, size=kw["size"],
+                                    scale_factor=kw["scale_factor"],
+                                    recompute_scale_factor=kw["recompute_scale_factor"],
+                                    align_corners=bool(kw["align_corners"]),
+                                    channels_last=x.name in getattr(ctx, "channels_last", ()),
+                                    vec_width=qa.torch_pool_vec_width())
 
 
 # ---- float ops ------------------------------------------------------------------------------------
@@ -1126,7 +1143,7 @@ def _table() -> List[OpSpec]:
                from_float=_identity, from_quantized=_identity),
         OpSpec("stochastic_depth", function_names=(_STOCHASTIC_DEPTH,), calibrate="inherit",
                from_float=_stochastic_depth, from_quantized=_stochastic_depth),
-        OpSpec("upsample_nearest", modules=(torch.nn.Upsample,), functions=(F.interpolate,),
+        OpSpec("interpolate", modules=(torch.nn.Upsample,), functions=(F.interpolate,),
                qmodules=(torch.nn.Upsample,), qfunctions=(F.interpolate,), calibrate="inherit",
                from_float=_upsample, from_quantized=_upsample),
         OpSpec("layernorm", modules=(torch.nn.LayerNorm,), calibrate="layernorm",

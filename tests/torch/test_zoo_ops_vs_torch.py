@@ -228,16 +228,6 @@ def test_nearest_upsampling_equals_pytorch(engine):
     np.testing.assert_array_equal(im(x.numpy()), ref)
 
 
-def test_bilinear_upsampling_is_refused_by_name():
-    from qkernels.torch import quantize_model
-    torch.manual_seed(6)
-    q, _ = _fx_quantized(_Upsample("bilinear"), "fbgemm", (2, 3, 11, 9), 7)
-    with pytest.raises(NotImplementedError, match=r"interpolate.*'bilinear'.*keep it in float"):
-        from_torch_quantized(q, engine="fbgemm")
-    with pytest.raises(NotImplementedError, match=r"interpolate.*'bilinear'"):
-        quantize_model(_Upsample("bilinear").eval(), [torch.randn(2, 3, 11, 9)])
-
-
 class _EfficientBlock(torch.nn.Module):
     """EfficientNet's ops in a float model: SiLU, squeeze-excitation (mean as a Tensor method,
     SiLU, Sigmoid, the multiply), Dropout, a residual add, torch.sigmoid and tanh functions."""
