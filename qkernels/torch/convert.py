@@ -56,7 +56,8 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, 
     differ (0: exact).
 
     Supported: every op of the op table (quantize_per_tensor, dequantize, quantized Conv2d /
-    ConvReLU2d / Linear / LinearReLU with per-tensor or per-channel weights, dynamic Linear,
+    ConvReLU2d / Linear / LinearReLU with per-tensor or per-channel weights, ConvTranspose2d
+    (per-tensor weights; per output channel under qnnpack), dynamic Linear,
     quantized add / add_relu (QNNPACK's integer add under engine "qnnpack"), mul / mul_relu,
     add / mul with a constant, ReLU, ReLU6 / Hardtanh, LeakyReLU, Hardswish, Hardsigmoid,
     Sigmoid (nn.Sigmoid / torch.sigmoid / quantized.sigmoid: a table of PyTorch's own op),
@@ -64,11 +65,10 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, 
     (module and function; average pooling of a channels-last conv / BatchNorm output as
     PyTorch's NHWC kernel rounds it), mean, cat / quantized.cat, flatten, Dropout, Identity,
     torchvision's stochastic_depth in eval, nearest and bilinear interpolate / Upsample /
-    UpsamplingBilinear2d, the shape ops on
-    integers (size, view / reshape, transpose / permute, contiguous, chunk / split, squeeze /
-    unsqueeze, getitem)) and float ops between dequantize and quantize. Anything else
-    (quantized ConvTranspose2d, bicubic interpolate...) raises NotImplementedError
-    naming the module.
+    UpsamplingBilinear2d, the shape ops on integers (size, view / reshape, transpose /
+    permute, contiguous, chunk / split, squeeze / unsqueeze, getitem)) and float ops between
+    dequantize and quantize. Anything else (bicubic interpolate, ConvTranspose3d...) raises
+    NotImplementedError naming the module.
 
     Raises:
         NotImplementedError: an op without an integer implementation (the message names it).

@@ -41,6 +41,7 @@ F32 = np.float32
 Kernel = rt.Kernel
 
 __all__ = ["Layer", "QuantizeLayer", "DequantizeLayer", "Conv2dLayer", "LinearLayer",
+           "ConvTranspose2dLayer", "conv_transpose_weights", "conv_transpose_geometry",
            "DynamicLayer", "AddLayer", "ClampLayer", "LeakyReLULayer", "LookupLayer",
            "MaxPool2dLayer", "AvgPool2dLayer", "AdaptiveAvgPool2dLayer", "CatLayer",
            "FlattenLayer", "IdentityLayer", "LayerNormLayer", "FloatLayer", "HandlerLayer",
@@ -263,6 +264,78 @@ class Conv2dLayer(_WeightedLayer):
         pad = self.prepared().padding
         return dict(super().params(), stride=list(self.stride), padding=list(pad[:2]),
                     padding_tlbr=list(pad), dilation=list(self.dilation), groups=int(self.groups))
+
+
+def conv_transpose_weights(w: np.ndarray, groups: int) -> np.ndarray:
+    """ConvTranspose2d weights (C_in, C_out / groups, kh, kw) as the weights of the equivalent
+    convolution (C_out, C_in / groups, kh, kw): per group, in and out swapped and both spatial
+    axes flipped."""
+    ci, opg, kh, kw = w.shape
+    ipg = ci // groups
+    v = w.reshape(groups, ipg, opg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    return np.ascontiguousarray(v.reshape(groups * opg, ipg, kh, kw))
+
+
+def conv_transpose_geometry(stride: Tuple[int, int], padding: Tuple[int, int],
+                            output_padding: Tuple[int, int], dilation: Tuple[int, int],
+                            kernel: Tuple[int, int]) -> Tuple[Tuple[int, int, int, int],
+                                                              Tuple[int, int, int, int]]:
+    """(crop, pad) of the equivalent convolution's input, each (top, left, bottom, right): the
+    zero-point-inserted input (``stride - 1`` zero points between neighbours) is padded with
+    ``dilation * (k - 1) - padding`` (plus ``output_padding`` at the bottom / right) zero points
+    per side, or cropped where that is negative."""
+    edge = [d * (k - 1) - p for d, k, p in zip(dilation, kernel, padding)]
+    sides = (edge[0], edge[1], edge[0] + output_padding[0], edge[1] + output_padding[1])
+    return (tuple(max(0, -v) for v in sides), tuple(max(0, v) for v in sides))  # type: ignore
+
+
+@dataclass(eq=False)
+class ConvTranspose2dLayer(Conv2dLayer):
+    """Integer ConvTranspose2d as the equivalent convolution, exactly: the input integers with
+    ``t_stride - 1`` zero points inserted between neighbours (a zero point contributes
+    ``(zx - zx) * w = 0`` to the sum, as the missing taps of the transposed convolution do),
+    cropped / padded with zero points by :func:`conv_transpose_geometry`, then a stride-1
+    convolution (this layer's ``dilation`` and ``groups``) with the flipped, swapped weights
+    (:func:`conv_transpose_weights`, held in ``w_int``) and the preset's requantization.
+    ``stride`` / ``padding`` are the equivalent convolution's (1 and the pads above)."""
+
+    t_stride: Tuple[int, int] = (1, 1)
+    t_padding: Tuple[int, int] = (0, 0)
+    output_padding: Tuple[int, int] = (0, 0)
+    crop: Tuple[int, int, int, int] = (0, 0, 0, 0)
+    op: ClassVar[str] = "conv_transpose2d"
+
+    def expand(self, x: np.ndarray) -> np.ndarray:
+        """The equivalent convolution's input: zero points inserted, then cropped."""
+        sh, sw = self.t_stride
+        n, c, h, w = x.shape
+        if (sh, sw) != (1, 1):
+            z = np.full((n, c, (h - 1) * sh + 1, (w - 1) * sw + 1), self.x.zero_point, x.dtype)
+            z[:, :, ::sh, ::sw] = x
+            x = z
+        t, left, b, r = self.crop
+        if t or left or b or r:
+            x = x[:, :, t:x.shape[2] - b, left:x.shape[3] - r]
+        return np.ascontiguousarray(x)
+
+    def kernel(self) -> Kernel:
+        inner = super().kernel()
+
+        def kernel(t: int, x: np.ndarray) -> np.ndarray:
+            y = inner(t, self.expand(x))
+            kernel.macs = getattr(inner, "macs", 0)  # type: ignore[attr-defined]
+            return y
+        return rt.per_sample(kernel)
+
+    def reference_kernel(self) -> Kernel:
+        inner = super().reference_kernel()
+        return lambda t, x: inner(t, self.expand(x))
+
+    def params(self) -> Dict[str, Any]:
+        return dict(super().params(), t_stride=list(self.t_stride),
+                    t_padding=list(self.t_padding), output_padding=list(self.output_padding),
+                    crop_tlbr=list(self.crop),
+                    weights_layout="equivalent convolution (flipped, in / out swapped)")
 
 
 @dataclass(eq=False)

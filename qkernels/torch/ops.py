@@ -186,6 +186,9 @@ def _weighted_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kw
     W = ctx.weights[node.name]
     x = args[0]
     cfg = ctx.config
+    if W.kind == "conv_transpose" and cfg.mode == "dynamic":
+        raise unsupported(f"ConvTranspose2d {node.name} in dynamic mode (static or weight_only)",
+                          "quantize_model")
     if cfg.mode == "dynamic":
         return Ly.DynamicLayer(node.name, (x.name,), None, kind=W.kind, w_int=W.w_int,
                                w_scale=W.w_scale, w_zero_point=0, packed=W.packed, bias=W.bias,
@@ -209,6 +212,9 @@ def _weighted_from_float(ctx: FloatContext, node: Any, mod: Any, args: Tuple, kw
             hi = min(hi, int(qk.quantize(np.float32(W.act[1]), F32(out.scale), out.zero_point,
                                          dtype=out.dtype, flavor="torch")))
     bias = ctx.preset.quantize_bias(W.bias, xm.scale, W.w_scale, ctx.bias_bits)
+    if W.kind == "conv_transpose":
+        return _conv_transpose_layer(node.name, x, xm, out, W.w_int, W.w_scale, 0, bias,
+                                     ctx.preset, W.base, lo, hi)
     common = dict(x=xm, w_int=W.w_int, w_scale=W.w_scale, w_zero_point=0, packed=W.packed,
                   bias=bias, preset=ctx.preset, act_min=lo, act_max=hi)
     if W.kind == "conv":
@@ -248,6 +254,51 @@ def _conv_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple
                           packed=packed, bias=_float_bias(mod.bias()), preset=ctx.preset,
                           act_min=out.zero_point if relu else None, stride=tuple(mod.stride),
                           padding=mod.padding, dilation=tuple(mod.dilation), groups=int(mod.groups))
+
+
+def _conv_transpose_layer(name: str, x: Value, xm: QMeta, out: QMeta, wc: np.ndarray, ws: Any,
+                          wzp: Any, bias: Optional[np.ndarray], preset: P.Preset, m: Any,
+                          act_min: Optional[int], act_max: Optional[int]) -> Ly.Layer:
+    """A :class:`~qkernels.torch.layers.ConvTranspose2dLayer` of the equivalent convolution's
+    weights ``wc`` (:func:`~qkernels.torch.layers.conv_transpose_weights`) and the module
+    ``m``'s geometry."""
+    if getattr(m, "padding_mode", "zeros") != "zeros":
+        raise unsupported(f"module {name} (ConvTranspose2d with padding_mode={m.padding_mode})")
+    groups = int(m.groups)
+    pair = (lambda v: tuple(int(a) for a in _pair(v)))
+    stride, padding, opad, dil = (pair(m.stride), pair(m.padding), pair(m.output_padding),
+                                  pair(m.dilation))
+    crop, pad = Ly.conv_transpose_geometry(stride, padding, opad, dil, tuple(wc.shape[2:]))
+    packed = qk.pack_conv2d(wc, groups=groups, w_zero_point=wzp, w_scale=ws)
+    return Ly.ConvTranspose2dLayer(name, (x.name,), out, x=xm, w_int=wc, w_scale=ws,
+                                   w_zero_point=wzp, packed=packed, bias=bias, preset=preset,
+                                   act_min=act_min, act_max=act_max, stride=(1, 1), padding=pad,
+                                   dilation=dil, groups=groups, t_stride=stride, t_padding=padding,
+                                   output_padding=opad, crop=crop)
+
+
+def _conv_transpose_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
+                                   kwargs: Dict) -> Ly.Layer:
+    """PyTorch's quantized ConvTranspose2d (fbgemm / x86 and qnnpack): the equivalent
+    convolution over the zero-point-inserted input, with the engine's conv requantization."""
+    x = args[0]
+    xm = _qin(x, f"module {name}")
+    if len(args) > 1 or kwargs:
+        raise unsupported(f"module {name} (ConvTranspose2d with an output_size argument)")
+    wt = mod.weight()
+    groups = int(mod.groups)
+    if wt.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        w, ws, wzp = _weight_params(wt)
+    elif wt.q_per_channel_axis() == 1 and groups == 1:   # qnnpack: one scale per output channel
+        w = wt.int_repr().numpy()
+        ws = wt.q_per_channel_scales().numpy().astype(F32)
+        wzp = wt.q_per_channel_zero_points().numpy().astype(np.int32)
+    else:
+        raise unsupported(f"module {name} (ConvTranspose2d with per-channel weights along axis "
+                          f"{wt.q_per_channel_axis()}, groups={groups})")
+    out = QMeta(float(mod.scale), int(mod.zero_point), xm.dtype)
+    return _conv_transpose_layer(name, x, xm, out, Ly.conv_transpose_weights(w, groups), ws, wzp,
+                                 _float_bias(mod.bias()), ctx.preset, mod, None, None)
 
 
 def _linear_from_quantized(ctx: QuantizedContext, name: str, mod: Any, args: Tuple,
@@ -1059,6 +1110,9 @@ def _table() -> List[OpSpec]:
         OpSpec("conv2d", modules=(nni.ConvReLU2d, torch.nn.Conv2d),
                qmodules=(nniq.ConvReLU2d, nnq.Conv2d), from_float=_weighted_from_float,
                from_quantized=_conv_from_quantized),
+        OpSpec("conv_transpose2d", modules=(torch.nn.ConvTranspose2d,),
+               qmodules=(nnq.ConvTranspose2d,), from_float=_weighted_from_float,
+               from_quantized=_conv_transpose_from_quantized),
         OpSpec("linear", modules=(nni.LinearReLU, torch.nn.Linear),
                qmodules=(nniq.LinearReLU, nnq.Linear), from_float=_weighted_from_float,
                from_quantized=_linear_from_quantized),

@@ -57,12 +57,12 @@ Handler = Callable[[torch.nn.Module, QTensor, float, int], np.ndarray]
 class WeightInfo:
     """The quantized weights of one conv / linear node (and what its reference runs)."""
 
-    kind: str                       # "conv" or "linear"
+    kind: str                       # "conv", "conv_transpose" or "linear"
     base: torch.nn.Module           # the Conv2d / Linear (inside a fused module)
     fused: torch.nn.Module          # the graph's module (ConvReLU2d, ...)
     fq_module: torch.nn.Module      # a copy of it with quantized-dequantized weights (and bias)
     fq_base: torch.nn.Module
-    w_int: np.ndarray
+    w_int: np.ndarray               # (ConvTranspose2d: the equivalent convolution's weights)
     w_scale: np.ndarray
     packed: Any
     act: Optional[Tuple[float, Optional[float]]]
@@ -101,12 +101,18 @@ def quantize_weights(mod: torch.nn.Module, cfg: QuantConfig, name: str, input_na
     ``input_name`` is the value it reads; ``fixed_scale`` (named ``fixed_key`` in errors) replaces
     the observed weight scale."""
     base, act = _module_kind(mod)
+    transposed = isinstance(mod, torch.nn.ConvTranspose2d)
+    if transposed:
+        base = mod
     if base is None:
         return None
-    if isinstance(base, torch.nn.Conv2d) and base.padding_mode != "zeros":
+    if isinstance(base, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and \
+            base.padding_mode != "zeros":
         raise _no_integer_op(f"module {name} (padding_mode={base.padding_mode})", name)
     wcfg = cfg.weight
     w = base.weight.detach().numpy().astype(F32)
+    if transposed:   # the equivalent convolution's weights, quantized per its output channel
+        w = Ly.conv_transpose_weights(w, int(base.groups))
     axis = 0 if wcfg.per_channel else None
     obs = wcfg.observer_for(axis) if wcfg.observer in ("minmax", "mode") else qk.MinMaxObserver(
         dtype=wcfg.dtype(), symmetric=wcfg.symmetric, axis=axis, power_of_two=wcfg.power_of_two,
@@ -129,9 +135,13 @@ def quantize_weights(mod: torch.nn.Module, cfg: QuantConfig, name: str, input_na
     fq_mod = copy.deepcopy(mod)
     with torch.no_grad():
         fq_base = fq_mod[0] if fq_mod is not base and hasattr(fq_mod, "__getitem__") else fq_mod
-        fq_base.weight.copy_(torch.from_numpy(qk.dequantize(w_int, w_scale, 0, axis=axis)))
-    kind = "conv" if isinstance(base, torch.nn.Conv2d) else "linear"
-    packed = (qk.pack_conv2d(w_int, groups=base.groups, w_scale=w_scale) if kind == "conv"
+        wd = qk.dequantize(w_int, w_scale, 0, axis=axis)
+        if transposed:   # back to (C_in, C_out / groups, kh, kw): the transform is its own inverse
+            wd = Ly.conv_transpose_weights(wd, int(base.groups))
+        fq_base.weight.copy_(torch.from_numpy(wd))
+    kind = "conv_transpose" if transposed else "conv" if isinstance(base, torch.nn.Conv2d) \
+        else "linear"
+    packed = (qk.pack_conv2d(w_int, groups=base.groups, w_scale=w_scale) if kind != "linear"
               else qk.pack_linear(w_int, w_scale=w_scale))
     return WeightInfo(kind, base, mod, fq_mod, fq_base, w_int, w_scale, packed, act,
                       None if base.bias is None else base.bias.detach().numpy().astype(F32),
@@ -320,11 +330,13 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     :class:`~qkernels.torch.IntegerModel` that runs it on qkernels' integer kernels. Dynamic mode
     (``QuantConfig(mode="dynamic")``) calibrates nothing: ``calib_data`` may be None.
 
-    Integer ops: every entry of the op table (conv / linear, add / mul of tensors and with
+    Integer ops: every entry of the op table (conv / linear, ConvTranspose2d (the equivalent
+    convolution over the zero-point-inserted input), add / mul of tensors and with
     numbers, ReLU variants, Hardswish / Hardsigmoid, any other elementwise op of one 8-bit
     input as a 256-entry table of the float op (SiLU, Sigmoid, Tanh, GELU...), BatchNorm2d /
     BNReLU2d that no conv absorbs (PyTorch's quantized batch_norm2d), pooling, mean, cat,
-    LayerNorm, Dropout / stochastic depth, nearest interpolate, the shape ops). Values computed
+    LayerNorm, Dropout / stochastic depth, nearest and bilinear interpolate (PyTorch's quantized
+    upsample_bilinear2d), the shape ops). Values computed
     from no model input (constants, Parameters, sizes) run in float as they are; an op of
     quantized and float tensors (a class token Parameter concatenated with patches) runs in
     float with its output calibrated and quantized.
@@ -550,7 +562,8 @@ def _build(float_model: torch.nn.Module, gm: fx.GraphModule, cfg: QuantConfig,
             L = O.float_layer(node, mod, args, kwargs, None)
         else:
             spec = _spec(gm, node) if name not in weights else \
-                O.by_name("conv2d" if weights[name].kind == "conv" else "linear")
+                O.by_name({"conv": "conv2d", "conv_transpose": "conv_transpose2d"}.get(
+                    weights[name].kind, "linear"))
             if spec is None or spec.from_float is None:   # pragma: no cover - checked before
                 raise _no_integer_op(f"{node.op} {node.target} (node {name})", name)
             L = spec.from_float(ctx, node, mod, args, kwargs)

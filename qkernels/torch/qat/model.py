@@ -247,6 +247,9 @@ def build_qat_model(im: IntegerModel, *, weight_bits: int, per_channel: bool, bi
         if L is None:
             continue
         base, act = _module_kind(gm.get_submodule(node.target))
+        if base is None:
+            raise NotImplementedError(f"QAT of {type(L).__name__} {node.name}: only Conv2d and "
+                                      "Linear layers train their weights here")
         init = torch.from_numpy(np.asarray(L.w_scale, np.float32))
         wq = WeightQuantizer(weight_bits, per_channel, base.weight.shape[0],
                              learn=learn_weight_scales, init_scale=init, rounding=rounding)
