@@ -57,7 +57,8 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, 
 
     Supported: every op of the op table (quantize_per_tensor, dequantize, quantized Conv2d /
     ConvReLU2d / Linear / LinearReLU with per-tensor or per-channel weights, ConvTranspose2d
-    (per-tensor weights; per output channel under qnnpack), dynamic Linear,
+    (per-tensor weights; per output channel under qnnpack; refused under engine x86, whose
+    oneDNN path PyTorch takes is not reproduced), dynamic Linear,
     quantized add / add_relu (QNNPACK's integer add under engine "qnnpack"), mul / mul_relu,
     add / mul with a constant, ReLU, ReLU6 / Hardtanh, LeakyReLU, Hardswish, Hardsigmoid,
     Sigmoid (nn.Sigmoid / torch.sigmoid / quantized.sigmoid: a table of PyTorch's own op),

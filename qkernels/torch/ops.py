@@ -98,6 +98,8 @@ class QuantizedContext:
     """What from_torch_quantized knows: the engine and the conv / linear preset it implies."""
 
     def __init__(self, engine: str) -> None:
+        #: the engine as given ("x86" runs some ops through oneDNN, not fbgemm)
+        self.torch_engine = engine
         self.engine = "qnnpack" if engine == "qnnpack" else "fbgemm"
         self.preset = P.get("qnnpack" if engine == "qnnpack" else "fbgemm")
         #: the graph node being built (set by the front end; builders of generic ops read its target)
@@ -285,6 +287,12 @@ def _conv_transpose_from_quantized(ctx: QuantizedContext, name: str, mod: Any, a
     xm = _qin(x, f"module {name}")
     if len(args) > 1 or kwargs:
         raise unsupported(f"module {name} (ConvTranspose2d with an output_size argument)")
+    if getattr(ctx, "torch_engine", ctx.engine) == "x86":
+        raise unsupported(f"module {name} (quantized ConvTranspose2d under engine 'x86': PyTorch "
+                          "runs it through oneDNN on VNNI CPUs, whose results are not reproduced "
+                          "(on the test machine they are up to 255 steps from the exact transposed "
+                          "convolution); quantize and run the model with engine 'fbgemm' or "
+                          "'qnnpack')")
     wt = mod.weight()
     groups = int(mod.groups)
     if wt.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):

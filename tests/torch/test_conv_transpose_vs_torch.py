@@ -139,3 +139,18 @@ def test_quantize_model_conv_transpose_layers_equal_pytorch(engine):
         if L.act_min is not None or L.act_max is not None:
             ref = np.clip(ref, L.act_min, L.act_max)
         np.testing.assert_array_equal(yi.q, ref)
+
+
+def test_x86_engine_conv_transpose_is_refused_by_name():
+    """Under engine x86 PyTorch runs ConvTranspose2d through oneDNN on VNNI CPUs; its results are
+    not reproduced (nor the exact transposed convolution's): refused, naming the way out."""
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "x86"
+    try:
+        torch.manual_seed(3)
+        q, _ = _try_fx(_Up(kernel_size=2, stride=2), "x86", (1, 3, 8, 8),
+                       torch.Generator().manual_seed(4))
+        with pytest.raises(NotImplementedError, match=r"module t .*engine 'x86'.*'fbgemm' or 'qnnpack'"):
+            from_torch_quantized(q, engine="x86")
+    finally:
+        torch.backends.quantized.engine = old
