@@ -63,3 +63,23 @@ def run_simd_paths(script, tmp_path, paths=("auto", "avx2", "scalar")):
 QAT_REPORT_KEYS = ["quantization_type", "pipeline_steps", "config", "final_quantization_details",
                    "initial_accuracy", "ptq_accuracy", "qat_best_accuracy", "final_accuracy",
                    "total_improvement", "qkernels"]
+
+
+def fx_quantized(net, engine, shape, seed, calib=2):
+    """(PyTorch's FX-quantized ``net`` (the engine's default qconfig mapping, ``calib`` random
+    batches of ``shape``), a random input of ``shape``); ``seed``: an int or a torch.Generator."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    g = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = prepare_fx(net.eval(), get_default_qconfig_mapping(engine), example_inputs=(x,))
+        with torch.no_grad():
+            for _ in range(calib):
+                p(torch.randn(*shape, generator=g))
+        return convert_fx(p), x

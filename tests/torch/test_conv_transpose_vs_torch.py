@@ -12,6 +12,8 @@ torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requ
 
 import torch.ao.nn.quantized as nnq  # noqa: E402
 
+from _util import fx_quantized  # noqa: E402
+
 from qkernels.torch import QuantConfig, TensorConfig, from_torch_quantized, quantize_model  # noqa: E402
 from qkernels.torch.layers import conv_transpose_weights  # noqa: E402
 
@@ -41,19 +43,6 @@ def _geometries(rng, n):
     return out
 
 
-def _try_fx(net, engine, shape, g):
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-    x = torch.randn(*shape, generator=g)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p = prepare_fx(net.eval(), get_default_qconfig_mapping(engine), example_inputs=(x,))
-        for _ in range(2):
-            p(torch.randn(*shape, generator=g))
-        q = convert_fx(p)
-    return q, x
-
-
 @pytest.mark.parametrize("engine", ENGINES, indirect=True)
 def test_fx_conv_transpose_equals_pytorch(engine):
     rng = np.random.default_rng(31 if engine == "fbgemm" else 32)
@@ -62,7 +51,7 @@ def test_fx_conv_transpose_equals_pytorch(engine):
     for i, kw in enumerate(_geometries(rng, 13)):
         torch.manual_seed(i)
         try:   # output_padding must be smaller than stride or dilation on each axis
-            q, x = _try_fx(_Up(**kw), engine, (2, 3, 9, 8), g)
+            q, x = fx_quantized(_Up(**kw), engine, (2, 3, 9, 8), g)
             with torch.no_grad():
                 ref = q(x).numpy()
         except RuntimeError:
@@ -148,7 +137,7 @@ def test_x86_engine_conv_transpose_is_refused_by_name():
     torch.backends.quantized.engine = "x86"
     try:
         torch.manual_seed(3)
-        q, _ = _try_fx(_Up(kernel_size=2, stride=2), "x86", (1, 3, 8, 8),
+        q, _ = fx_quantized(_Up(kernel_size=2, stride=2), "x86", (1, 3, 8, 8),
                        torch.Generator().manual_seed(4))
         with pytest.raises(NotImplementedError, match=r"module t .*engine 'x86'.*'fbgemm' or 'qnnpack'"):
             from_torch_quantized(q, engine="x86")

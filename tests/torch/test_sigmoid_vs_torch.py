@@ -10,6 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 
+from _util import fx_quantized  # noqa: E402
+
 from qkernels.torch import from_torch_quantized  # noqa: E402
 from qkernels.torch._runtime import QMeta  # noqa: E402
 from qkernels.torch.ops import sigmoid_table  # noqa: E402
@@ -90,15 +92,8 @@ class _SE(torch.nn.Module):
 
 @pytest.mark.parametrize("engine", ENGINES, indirect=True)
 def test_squeeze_excitation_network_equals_pytorch(engine):
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
     torch.manual_seed(5)
-    net = _SE().eval()
-    x = torch.randn(3, 3, 13, 11)
-    p = prepare_fx(net, get_default_qconfig_mapping(engine), example_inputs=(x,))
-    for _ in range(3):
-        p(torch.randn(3, 3, 13, 11))
-    q = convert_fx(p)
+    q, x = fx_quantized(_SE(), engine, (3, 3, 13, 11), 6, calib=3)
     im = from_torch_quantized(q, engine=engine)
     fns = [L.function for L in im.layers.values() if L.op == "lookup"]
     assert fns.count("sigmoid") == 2, fns

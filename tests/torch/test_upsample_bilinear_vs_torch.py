@@ -15,6 +15,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 
+from _util import fx_quantized  # noqa: E402
+
 from qkernels.torch import from_torch_quantized, quantize_model  # noqa: E402
 from qkernels.torch.qarith import (QTensor, fma32, q_upsample_bilinear2d,  # noqa: E402
                                    torch_pool_vec_width, upsample_output_size)
@@ -76,9 +78,10 @@ def test_q_upsample_bilinear2d_equals_pytorch(engine):
 
 def test_q_upsample_bilinear2d_equals_pytorch_avx2_kernels():
     """PyTorch's AVX2 kernels (ATEN_CPU_CAPABILITY=avx2: 8 channels a vector), in a subprocess."""
-    code = ("import sys; sys.path.insert(0, %r); import test_upsample_bilinear_vs_torch as t; "
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = ("import sys; sys.path[:0] = [%r, %r]; import test_upsample_bilinear_vs_torch as t; "
             "import qkernels.torch.qarith as qa; assert qa.torch_pool_vec_width() == 8; "
-            "print(*t._compare(23, 80))" % os.path.dirname(__file__))
+            "print(*t._compare(23, 80))" % (here, os.path.dirname(here)))
     env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=300)
@@ -118,23 +121,10 @@ class _Head(torch.nn.Module):
         return self.up2(y) + F.interpolate(y, size=(15, 19), mode="bilinear", align_corners=True)
 
 
-def _fx(net, engine, shape, seed):
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*shape, generator=g)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p = prepare_fx(net.eval(), get_default_qconfig_mapping(engine), example_inputs=(x,))
-        for _ in range(2):
-            p(torch.randn(*shape, generator=g))
-        return convert_fx(p), x
-
-
 @pytest.mark.parametrize("engine", ENGINES, indirect=True)
 def test_bilinear_head_through_from_torch_quantized_equals_pytorch(engine):
     torch.manual_seed(8)
-    q, x = _fx(_Head(), engine, (2, 3, 11, 9), 9)
+    q, x = fx_quantized(_Head(), engine, (2, 3, 11, 9), 9)
     im = from_torch_quantized(q, engine=engine)
     ups = [L for L in im.layers.values() if L.op == "upsample_bilinear"]
     assert len(ups) >= 2 and any(L.channels_last for L in ups), [L.name for L in ups]
@@ -173,7 +163,7 @@ def test_other_modes_are_refused_by_name():
         def forward(self, x):
             return F.interpolate(self.c(x), scale_factor=2, mode="bicubic")
     torch.manual_seed(6)
-    q, _ = _fx(Bicubic(), "fbgemm", (1, 3, 8, 8), 7)
+    q, _ = fx_quantized(Bicubic(), "fbgemm", (1, 3, 8, 8), 7)
     with pytest.raises(NotImplementedError, match=r"interpolate.*'bicubic'.*keep it in float"):
         from_torch_quantized(q, engine="fbgemm")
     with pytest.raises(NotImplementedError, match=r"interpolate.*'bicubic'"):

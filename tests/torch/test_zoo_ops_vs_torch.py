@@ -9,6 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 
+from _util import fx_quantized  # noqa: E402
+
 from qkernels.torch import from_torch_quantized  # noqa: E402
 from qkernels.torch._runtime import QMeta  # noqa: E402
 from qkernels.torch.ops import hardsigmoid_table  # noqa: E402
@@ -202,25 +204,12 @@ class _Upsample(torch.nn.Module):
         return self.c2(self.up(torch.relu(y)))
 
 
-def _fx_quantized(net, engine, shape, seed):
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*shape, generator=g)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p = prepare_fx(net.eval(), get_default_qconfig_mapping(engine), example_inputs=(x,))
-        for _ in range(2):
-            p(torch.randn(*shape, generator=g))
-        return convert_fx(p), x
-
-
 @pytest.mark.parametrize("engine", ENGINES, indirect=True)
 def test_nearest_upsampling_equals_pytorch(engine):
     """Quantized nearest upsampling copies integers (parameters kept): == PyTorch. (FX keeps
     the ReLU after it and the nn.Upsample in float here; they run in float, also exact.)"""
     torch.manual_seed(6)
-    q, x = _fx_quantized(_Upsample(), engine, (2, 3, 11, 9), 7)
+    q, x = fx_quantized(_Upsample(), engine, (2, 3, 11, 9), 7)
     im = from_torch_quantized(q, engine=engine)
     assert im.layers["interpolate"].op == "upsample_nearest"
     with torch.no_grad():
