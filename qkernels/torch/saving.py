@@ -39,7 +39,7 @@ _LAYERS = {cls.__name__: cls for cls in (
     Ly.MulLayer, Ly.ScalarLayer, Ly.MeanLayer, Ly.ShapeLayer,
     Ly.TFLiteInputLayer, Ly.TFLiteAddLayer, Ly.TFLitePool2dLayer, Ly.TFLiteMeanLayer,
     Ly.TFLiteConcatLayer, Ly.TFLiteReshapeLayer, Ly.TFLiteSoftmaxLayer, Ly.Conv2d16Layer,
-    Ly.Linear16Layer)}
+    Ly.Linear16Layer, Ly.ConvTranspose2dLayer, Ly.UpsampleBilinearLayer, Ly.UpsampleNearestLayer)}
 _SKIP = ("packed", "_prep")   # rebuilt on load
 
 

@@ -143,3 +143,35 @@ def test_x86_engine_conv_transpose_is_refused_by_name():
             from_torch_quantized(q, engine="x86")
     finally:
         torch.backends.quantized.engine = old
+
+
+class _Decoder(torch.nn.Module):
+    """ConvTranspose2d, bilinear and nearest upsampling, Sigmoid: the new layers in one net."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = torch.nn.Conv2d(3, 8, 3)
+        self.t = torch.nn.ConvTranspose2d(8, 6, 3, stride=2, padding=1, output_padding=1)
+        self.g = torch.nn.Sigmoid()
+
+    def forward(self, x):
+        y = torch.nn.functional.interpolate(self.t(self.c(x)), scale_factor=1.5, mode="bilinear")
+        return self.g(torch.nn.functional.interpolate(y, scale_factor=2, mode="nearest"))
+
+
+def test_export_and_load_keep_the_new_layers_exact(tmp_path):
+    from qkernels.torch import IntegerModel
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        torch.manual_seed(2)
+        q, x = fx_quantized(_Decoder(), "fbgemm", (2, 3, 9, 8), 3)
+        im = from_torch_quantized(q, engine="fbgemm")
+        ops = [L.op for L in im.layers.values()]
+        assert {"conv_transpose2d", "upsample_bilinear", "upsample_nearest", "lookup"} <= set(ops)
+        with torch.no_grad():
+            ref = q(x).numpy()
+        im.export(str(tmp_path / "m"), x.numpy()[:1])
+        np.testing.assert_array_equal(IntegerModel.load(str(tmp_path / "m"))(x.numpy()), ref)
+    finally:
+        torch.backends.quantized.engine = old
