@@ -269,7 +269,15 @@ class Conv2dLayer(_WeightedLayer):
 def conv_transpose_weights(w: np.ndarray, groups: int) -> np.ndarray:
     """ConvTranspose2d weights (C_in, C_out / groups, kh, kw) as the weights of the equivalent
     convolution (C_out, C_in / groups, kh, kw): per group, in and out swapped and both spatial
-    axes flipped."""
+    axes flipped. Applied twice (same groups) it gives the weights back.
+
+    Example:
+        >>> import numpy as np
+        >>> w = np.arange(8, dtype=np.int8).reshape(2, 1, 2, 2)     # C_in 2, C_out 1
+        >>> conv_transpose_weights(w, 1)[0, 1]
+        array([[7, 6],
+               [5, 4]], dtype=int8)
+    """
     ci, opg, kh, kw = w.shape
     ipg = ci // groups
     v = w.reshape(groups, ipg, opg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
@@ -283,7 +291,12 @@ def conv_transpose_geometry(stride: Tuple[int, int], padding: Tuple[int, int],
     """(crop, pad) of the equivalent convolution's input, each (top, left, bottom, right): the
     zero-point-inserted input (``stride - 1`` zero points between neighbours) is padded with
     ``dilation * (k - 1) - padding`` (plus ``output_padding`` at the bottom / right) zero points
-    per side, or cropped where that is negative."""
+    per side, or cropped where that is negative.
+
+    Example:
+        >>> conv_transpose_geometry((2, 2), (1, 3), (1, 0), (1, 1), (3, 3))
+        ((0, 1, 0, 1), (1, 0, 2, 0))
+    """
     edge = [d * (k - 1) - p for d, k, p in zip(dilation, kernel, padding)]
     sides = (edge[0], edge[1], edge[0] + output_padding[0], edge[1] + output_padding[1])
     return (tuple(max(0, -v) for v in sides), tuple(max(0, v) for v in sides))  # type: ignore

@@ -671,7 +671,14 @@ def upsample_output_size(h: int, w: int, size: Any = None, scale_factor: Any = N
                          ) -> Tuple[Tuple[int, int], Tuple[Optional[float], Optional[float]]]:
     """(output (h, w), the scales the op receives) of ``F.interpolate`` on a 4-d input:
     ``size`` as given, or ``floor(float(in) * scale)`` with the scales passed on unless
-    ``recompute_scale_factor``."""
+    ``recompute_scale_factor``.
+
+    Example:
+        >>> upsample_output_size(5, 7, scale_factor=1.5)
+        ((7, 10), (1.5, 1.5))
+        >>> upsample_output_size(5, 7, size=(9, 9))
+        ((9, 9), (None, None))
+    """
     if (size is None) == (scale_factor is None):
         raise ValueError("interpolate: give exactly one of size and scale_factor")
     if size is not None:
