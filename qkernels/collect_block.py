@@ -300,16 +300,8 @@ def write_block_dir(d: Union[str, Path], g: BlockGolden, hex_files: bool = True)
            if n != "pv_renorm" or int(g.scalars["pv_renorm"])]
     manifest = {"format": FORMAT, **g.info, "input": "x", "output": OUTPUT,
                 "tensors": list(g.tensors), "ops": ops, "scalars": sc, "files": files}
-    put("manifest.json", json.dumps(manifest, indent=1, default=_json) + "\n")
+    put("manifest.json", json.dumps(manifest, indent=1, default=qio.json_default) + "\n")
     return written
-
-
-def _json(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def is_block_dir(d: Union[str, Path]) -> bool:

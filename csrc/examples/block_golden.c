@@ -201,16 +201,27 @@ static char *key(const char *prefix, const char *suffix) {
     return b;
 }
 
+/* An output stage: int32 sums (QK_REQ_NONE, int32 out) or the int8 fixed-point requantization. */
+static qk_epilogue output_stage(qk_requant_scheme scheme, const int32_t *bias,
+                                const int32_t *multiplier, const int32_t *shift,
+                                int32_t zero_point) {
+    qk_epilogue ep;
+    memset(&ep, 0, sizeof ep);
+    ep.scheme = scheme;
+    ep.out_type = scheme == QK_REQ_NONE ? QK_DT_S32 : QK_DT_S8;
+    ep.bias = bias;
+    ep.multiplier = multiplier;
+    ep.shift = shift;
+    ep.zero_point = zero_point;
+    ep.act_min = scheme == QK_REQ_NONE ? INT32_MIN : -128;
+    ep.act_max = scheme == QK_REQ_NONE ? INT32_MAX : 127;
+    return ep;
+}
+
 /* y (m x n) = x (m x k) . w^T + bias, int32 sums (QK_REQ_NONE). */
 static void linear_acc(const qk_packed_weights *pw, const void *x, qk_dtype xt, size_t m,
                        int32_t xzp, const int32_t *bias, int32_t *acc) {
-    qk_epilogue ep;
-    memset(&ep, 0, sizeof ep);
-    ep.scheme = QK_REQ_NONE;
-    ep.out_type = QK_DT_S32;
-    ep.bias = bias;
-    ep.act_min = INT32_MIN;
-    ep.act_max = INT32_MAX;
+    const qk_epilogue ep = output_stage(QK_REQ_NONE, bias, NULL, NULL, 0);
     check(qk_linear(pw, x, xt, m, xzp, &ep, acc, 1), "qk_linear (int32 sums)");
 }
 
@@ -335,16 +346,8 @@ int main(int argc, char **argv) {
         check(qk_pack_linear(w, QK_DT_S8, C, C, zeros, &pw), "qk_pack_linear");
         linear_acc(pw, x, QK_DT_S8, M, xzp, bias, acc);
         cmp_s32(key(lin[p], "acc"), acc, NX);
-        qk_epilogue ep;
-        memset(&ep, 0, sizeof ep);
-        ep.scheme = QK_REQ_DOUBLE;
-        ep.out_type = QK_DT_S8;
-        ep.bias = bias;
-        ep.multiplier = mult;
-        ep.shift = shift;
-        ep.zero_point = (int32_t)pint(key(out[p], "zero_point"));
-        ep.act_min = -128;
-        ep.act_max = 127;
+        const qk_epilogue ep = output_stage(QK_REQ_DOUBLE, bias, mult, shift,
+                                            (int32_t)pint(key(out[p], "zero_point")));
         check(qk_linear(pw, x, QK_DT_S8, M, xzp, &ep, tmp, 1), "qk_linear (int8)");
         qkv[p] = xmalloc(NX);
         split_heads(tmp, qkv[p], B, T, H, D);
@@ -356,12 +359,7 @@ int main(int argc, char **argv) {
     /* scores = Q K^T per (batch, head), exact int32; masked keys INT32_MIN */
     int32_t *za = xmalloc(NH * sizeof *za), *zb = xmalloc(NH * sizeof *zb);
     int32_t *scores = xmalloc(NS * sizeof *scores);
-    qk_epilogue none;
-    memset(&none, 0, sizeof none);
-    none.scheme = QK_REQ_NONE;
-    none.out_type = QK_DT_S32;
-    none.act_min = INT32_MIN;
-    none.act_max = INT32_MAX;
+    const qk_epilogue none = output_stage(QK_REQ_NONE, NULL, NULL, NULL, 0);
     for (size_t i = 0; i < NH; i++) za[i] = (int32_t)pint("q_zero_point"), zb[i] = (int32_t)pint("k_zero_point");
     check(qk_bmm(qkv[0], QK_DT_S8, za, qkv[1], QK_DT_S8, zb, QK_BMM_B_NK, NH, T, D, T, &none, scores, 1),
           "qk_bmm (Q K^T)");

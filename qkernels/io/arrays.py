@@ -188,6 +188,23 @@ def format_c_arrays(arrays: Mapping[str, np.ndarray], guard: str,
     return "\n".join(out) + "\n"
 
 
+def json_default(o: object) -> object:
+    """``json.dumps(..., default=json_default)``: NumPy scalars and arrays as Python values,
+    anything else as its ``str``.
+
+    Example:
+        >>> import json, numpy as np
+        >>> from qkernels.io import json_default
+        >>> json.dumps({"a": np.int32(3), "b": np.arange(2)}, default=json_default)
+        '{"a": 3, "b": [0, 1]}'
+    """
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
 def format_params(params: Dict[str, object]) -> str:
     """``key value`` lines; a list value is written space-separated on its line."""
     def one(t: object) -> str:
