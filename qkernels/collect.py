@@ -8,6 +8,9 @@ any Hugging Face name or local folder whose weights are available locally (no do
 run time), ``--image PATH`` feeds a vision model, and ``--from-npy DIR`` skips the model and reads
 ``ln_input.npy``, ``gamma.npy``, ``beta.npy`` (the layout of shared/data/deit-small-ln0).
 
+``--block N`` writes, instead of one LayerNorm, the goldens of a whole integer encoder block of a
+BERT / MiniLM model swapped to integers (:mod:`qkernels.collect_block`, ``data/block<N>/``).
+
 Torch and transformers are optional dependencies: they are imported only when a model is loaded.
 """
 from __future__ import annotations
@@ -520,7 +523,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0, help="random seed (token subsampling, torch)")
     ap.add_argument("--max-vectors", type=int, default=None, help="keep at most N tokens")
     ap.add_argument("--check", action="store_true",
-                    help="only re-read --out and validate the files")
+                    help="only re-read --out and validate the files (a --block folder: the "
+                         "hashes, and every tensor recomputed from the input and parameters)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--plots", action="store_true",
                     help="also write ptf_channels.png (per-channel ranges and PTF steps; matplotlib)")

@@ -294,10 +294,11 @@ def write_block_dir(d: Union[str, Path], g: BlockGolden, hex_files: bool = True)
     np.savez_compressed(buf, **arrays)
     files["npz"] = {"file": "block.npz", "kind": "all arrays",
                     "sha256": put("block.npz", buf.getvalue())}
-    ops = [{"step": n, "computes": what, "inputs": [ALIASES.get(i, i) for i in ins],
+    renorm = int(g.scalars["pv_renorm"])
+    skip = {} if renorm else {"pv_renorm": "pv_acc"}   # P V requantized from its sums
+    ops = [{"step": n, "computes": what, "inputs": [skip.get(i, ALIASES.get(i, i)) for i in ins],
             "outputs": outs, "params": ps, "c_call": call}
-           for n, what, ins, outs, ps, call in STEPS
-           if n != "pv_renorm" or int(g.scalars["pv_renorm"])]
+           for n, what, ins, outs, ps, call in STEPS if n not in skip]
     manifest = {"format": FORMAT, **g.info, "input": "x", "output": OUTPUT,
                 "tensors": list(g.tensors), "ops": ops, "scalars": sc, "files": files}
     put("manifest.json", json.dumps(manifest, indent=1, default=qio.json_default) + "\n")
