@@ -107,7 +107,7 @@ def _act(q: B.ActQ) -> Dict[str, Any]:
     d: Dict[str, Any] = {"scale": float(q.scale), "zero_point": int(q.zero_point),
                          "dtype": np.dtype(q.dtype).name}
     if q.k is not None:
-        d["channel_factors"] = np.asarray(q.k).astype(int).tolist()
+        d["channel_factors"] = np.asarray(q.k, np.float64).tolist()   # powers of two
     return d
 
 
