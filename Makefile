@@ -102,6 +102,10 @@ demo-layernorm: build build/layernorm_golden
 build/conv_layer_golden: csrc/examples/conv_layer_golden.c build/libqkernels.a
 	$(CC) $(CFLAGS_LIB) $< -Lbuild -lqkernels -lm -pthread -o $@
 
+# The C example that reproduces a whole integer encoder block (python -m qkernels collect --block N).
+build/block_golden: csrc/examples/block_golden.c build/libqkernels.a
+	$(CC) $(CFLAGS_LIB) $< -Lbuild -lqkernels -lm -pthread -o $@
+
 # ---- fuzzing: `make fuzz` (FUZZ_SECONDS per fuzzer, default 60; corpora kept in build/fuzz) ------
 # fuzz-c: libFuzzer over every C entry point (fuzz/c/ops.c), under ASan + UBSan, with the library
 # linked twice: copy A on the CPU's best path, copy B (symbols renamed qkB_*, its getenv routed by

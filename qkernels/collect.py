@@ -8,6 +8,9 @@ any Hugging Face name or local folder whose weights are available locally (no do
 run time), ``--image PATH`` feeds a vision model, and ``--from-npy DIR`` skips the model and reads
 ``ln_input.npy``, ``gamma.npy``, ``beta.npy`` (the layout of shared/data/deit-small-ln0).
 
+``--block N`` writes, instead of one LayerNorm, the goldens of a whole integer encoder block of a
+BERT / MiniLM model swapped to integers (:mod:`qkernels.collect_block`, ``data/block<N>/``).
+
 Torch and transformers are optional dependencies: they are imported only when a model is loaded.
 """
 from __future__ import annotations
@@ -510,7 +513,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "preprocessed pixel values (3, H, W) / (N, 3, H, W)")
     ap.add_argument("--from-npy", default=None,
                     help="skip the model: read ln_input.npy, gamma.npy, beta.npy from this folder")
-    ap.add_argument("--out", default="data/quantized", help="output folder")
+    ap.add_argument("--out", default=None,
+                    help="output folder (default: data/quantized, or data/block<N> with --block)")
     ap.add_argument("--method", default="seed", choices=["seed", "fqvit"],
                     help="PTF calibration method")
     ap.add_argument("-K", type=int, default=None,
@@ -519,19 +523,45 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0, help="random seed (token subsampling, torch)")
     ap.add_argument("--max-vectors", type=int, default=None, help="keep at most N tokens")
     ap.add_argument("--check", action="store_true",
-                    help="only re-read --out and validate the files")
+                    help="only re-read --out and validate the files (a --block folder: the "
+                         "hashes, and every tensor recomputed from the input and parameters)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--plots", action="store_true",
                     help="also write ptf_channels.png (per-channel ranges and PTF steps; matplotlib)")
+    ap.add_argument("--block", type=int, default=None, metavar="N",
+                    help="instead of one LayerNorm: the goldens of integer encoder block N of a "
+                         "BERT / MiniLM model (negative counts from the end): the model "
+                         "calibrated on the built-in sentences and swapped to integers "
+                         "(qkernels.torch.swap, TRANSFORMER_OPS), its block N's integer input, "
+                         "every intermediate integer tensor in op order, every parameter and "
+                         "manifest.json; csrc/examples/block_golden.c reproduces them")
+    ap.add_argument("--sentences", type=int, default=2, metavar="K",
+                    help="--block: the golden input is the first K built-in sentences, one "
+                         "padded batch (default 2)")
+    ap.add_argument("--text", default=None, metavar="FILE",
+                    help="--block: the golden input's sentences from FILE, one a line "
+                         "(instead of the built-in ones)")
 
 
 DESCRIPTION = ("Collect real LayerNorm inputs, PTF-quantize them, run the integer LayerNorm, and "
-               "write data/quantized/ (SPEC section 8).")
+               "write data/quantized/ (SPEC section 8); or, with --block N, the goldens of a "
+               "whole integer encoder block (data/block<N>/).")
 
 
 def command(a: argparse.Namespace) -> int:
     """Run the ``collect`` command; 0 on success, 2 on a user-facing error."""
+    block = getattr(a, "block", None)
+    if a.out is None:
+        a.out = "data/quantized" if block is None else f"data/block{block}"
     try:
+        if a.check and _block_dir(a.out):
+            from .collect_block import check_block_dir
+
+            s = check_block_dir(a.out)
+            print(f"check OK: {a.out}: encoder block {s['block']}, input {s['shape']}: "
+                  f"{s['tensors']} integer tensors ({s['values']} values) reproduced bit for bit "
+                  f"from the input and the parameters; every file matches manifest.json")
+            return 0
         if a.check:
             s = check_dir(a.out)
             print(f"check OK: {a.out}: {s['vectors']} vectors x {s['channels']} channels; "
@@ -543,6 +573,8 @@ def command(a: argparse.Namespace) -> int:
             for i, n in enumerate(layernorm_names(net)):
                 print(f"[{i}] {n}")
             return 0
+        if block is not None:
+            return _run_block(a)
         results = run(a.model, layer=a.layer, out_dir=a.out, image=a.image,
                       from_npy=a.from_npy, method=a.method, K=a.K, seed=a.seed,
                       max_vectors=a.max_vectors, progress=not a.quiet, plots=a.plots)
@@ -558,6 +590,53 @@ def command(a: argparse.Namespace) -> int:
         for png in r.report.get("plots", []):
             print(f"picture: {png}")
     print(f"wrote {a.out}")
+    return 0
+
+
+def _block_dir(d: str) -> bool:
+    from .collect_block import is_block_dir
+
+    return is_block_dir(d)
+
+
+def _read_sentences(path: str) -> List[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.strip() for ln in f]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CollectError(f"--text {path}: cannot read ({exc})") from None
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        raise CollectError(f"--text {path}: no sentences (one a line)")
+    return lines
+
+
+def _run_block(a: argparse.Namespace) -> int:
+    """``--block N``: the goldens of one integer encoder block (qkernels.collect_block)."""
+    for opt, bad in (("--from-npy", a.from_npy), ("--image", a.image), ("--layer", a.layer),
+                     ("--max-vectors", a.max_vectors)):
+        if bad is not None:
+            raise CollectError(f"{opt} does not apply to --block (a text model's encoder block)")
+    if a.text is not None:
+        sentences = _read_sentences(a.text)
+    else:
+        if not 1 <= a.sentences <= len(DEFAULT_SENTENCES):
+            raise CollectError(f"--sentences must be in 1..{len(DEFAULT_SENTENCES)} (the "
+                               f"built-in sentences); got {a.sentences}")
+        sentences = list(DEFAULT_SENTENCES[:a.sentences])
+    torch = _import_torch()
+    torch.manual_seed(a.seed)
+    net, kind, proc = load_model(a.model)
+    if kind != "text":
+        raise CollectError(f"--block needs a BERT-style text model; {a.model} is a {kind} model")
+    from .collect_block import format_block_summary, write_block_dir
+    from .torch.block_golden import collect_block
+
+    g = collect_block(net, proc, a.block, DEFAULT_SENTENCES, sentences, model_name=a.model)
+    write_block_dir(a.out, g)
+    print(format_block_summary(g))
+    print(f"wrote {a.out} (check: python -m qkernels collect --check --out {a.out}; C: "
+          f"build/block_golden {a.out})")
     return 0
 
 

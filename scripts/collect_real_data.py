@@ -7,6 +7,8 @@ data/quantized/ (SPEC section 8). The seed's entry point: ``python -m qkernels c
     python scripts/collect_real_data.py --from-npy ../shared/data/deit-small-ln0
     python scripts/collect_real_data.py --model facebook/deit-small-patch16-224 --image cat.jpg
     python scripts/collect_real_data.py --check             # re-read and validate data/quantized
+    python scripts/collect_real_data.py --block 0           # a whole integer encoder block:
+    python scripts/collect_real_data.py --check --out data/block0   # data/block0, validated
 """
 import os
 import sys

@@ -11,7 +11,8 @@ Example:
 """
 from ._atomic import (atomic_savez, atomic_write_bytes, atomic_write_text, clean_stale_temps,
                       umask)
-from .arrays import format_array, format_c_arrays, format_params, read_array, read_params
+from .arrays import (format_array, format_c_arrays, format_params, json_default, read_array,
+                     read_params)
 from .cheader import format_layernorm_header
 from .hexmem import format_hex, read_hex
 from .quantized import (FormatError, GoldenRef, QuantizedData, format_alpha_factors,
@@ -25,7 +26,8 @@ from .quantized import (FormatError, GoldenRef, QuantizedData, format_alpha_fact
                         snap_f8, snap_f10, write_quantized_dir)
 
 __all__ = [
-    "format_array", "format_c_arrays", "format_params", "read_array", "read_params",
+    "format_array", "format_c_arrays", "format_params", "json_default", "read_array",
+    "read_params",
     "format_hex", "read_hex", "umask",
     "FormatError", "GoldenRef", "QuantizedData", "atomic_savez", "atomic_write_bytes",
     "atomic_write_text", "clean_stale_temps", "format_alpha_factors", "format_global_params",

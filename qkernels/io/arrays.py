@@ -113,9 +113,21 @@ def read_array(path: PathLike, dtype: Union[str, np.dtype, None] = None) -> np.n
     if shape is not None and int(np.prod(shape, dtype=object)) != count:
         raise fail(count_line, f"shape {shape} holds {int(np.prod(shape, dtype=object))} "
                                f"values, the count is {count}")
-    is_float = any(("." in v or "e" in v.lower() or "n" in v.lower()) for v, _ in vals)
+    blob = "".join(v for v, _ in vals).lower()
+    is_float = "." in blob or "e" in blob or "n" in blob
     dt = np.dtype(dtype) if dtype is not None else np.dtype(np.float32 if is_float else np.int64)
     out = np.empty(count, dt)
+    if dt.kind in "iu" and not is_float and vals:
+        # the whole file at once (Python's int() rules, as the loop below); any value that
+        # does not parse or does not fit goes to the loop, which names its line
+        try:
+            big = np.array([v for v, _ in vals], dtype=np.int64)
+        except (ValueError, OverflowError):
+            big = None
+        info = np.iinfo(dt)
+        if big is not None and int(big.min()) >= info.min and int(big.max()) <= info.max:
+            out[:] = big
+            return out.reshape(shape) if shape is not None else out
     if dt.kind in "iub" and not is_float:
         info = np.iinfo(dt) if dt.kind != "b" else None
         for i, (v, ln) in enumerate(vals):
@@ -174,6 +186,23 @@ def format_c_arrays(arrays: Mapping[str, np.ndarray], guard: str,
         out.append(f"static const {ctype} {name}[{max(flat.size, 1)}] = {{{body}}};")
     out += ["", f"#endif /* {guard} */"]
     return "\n".join(out) + "\n"
+
+
+def json_default(o: object) -> object:
+    """``json.dumps(..., default=json_default)``: NumPy scalars and arrays as Python values,
+    anything else as its ``str``.
+
+    Example:
+        >>> import json, numpy as np
+        >>> from qkernels.io import json_default
+        >>> json.dumps({"a": np.int32(3), "b": np.arange(2)}, default=json_default)
+        '{"a": 3, "b": [0, 1]}'
+    """
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
 
 
 def format_params(params: Dict[str, object]) -> str:

@@ -41,6 +41,14 @@ def format_hex(a: Any, bits: Optional[int] = None, per_word: int = 1) -> str:
     bits = hex_bits(v.dtype) if bits is None else int(bits)
     if not 1 <= bits <= 64 or per_word < 1 or bits * per_word > 4096:
         raise ValueError(f"bits must be in 1..64 and bits * per_word <= 4096; got {bits}, {per_word}")
+    digits = (bits * per_word + 3) // 4
+    if per_word == 1 and bits == 8 * v.dtype.itemsize:
+        # one value a word at the storage width: the two's complement bytes themselves
+        u = np.ascontiguousarray(v).reshape(-1).view(f"u{v.dtype.itemsize}")
+        if bits == 8:   # a 256-entry table of the words (MiniLM's weights: 1.8M values)
+            table = np.array([format(i, "02x") for i in range(256)])
+            return "".join(s + "\n" for s in table[u].tolist())
+        return "".join(format(x, f"0{digits}x") + "\n" for x in u.tolist())
     flat = v.reshape(-1).astype(object)
     lo, hi = (-(1 << (bits - 1)), (1 << bits) - 1) if v.dtype.kind == "i" else (0, (1 << bits) - 1)
     if flat.size and (min(flat) < lo or max(flat) > hi):

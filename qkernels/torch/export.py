@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List
 import numpy as np
 
 import qkernels as qk
+from qkernels.io import json_default
 
 from . import layers as Ly
 from .qarith import QTensor
@@ -57,14 +58,6 @@ def tensor_json(scale: Any, zero_point: Any, bits: int, symmetric: bool) -> Dict
         ops = [f"x >> {-v}" if v < 0 else (f"x << {v}" if v > 0 else "x") for v in np.ravel(ex)]
         d["hardware_op"] = ops if ex.ndim else ops[0]
     return d
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def _value(v: Any) -> Any:
@@ -255,7 +248,7 @@ def _write_all(im: Any, root: str, x: Any, eval_data: Any, hex_files: bool, plot
         report["accuracy"] = {k: float(np.mean(np.asarray(f(xe)).argmax(1) == lab))
                               for k, f in runs.items()}
         report["accuracy"]["samples"] = int(lab.size)
-    put("report.json", json.dumps(report, indent=1, default=_json_default) + "\n")
+    put("report.json", json.dumps(report, indent=1, default=json_default) + "\n")
     model_json, model_arrays, objects = save_model(im)
     npz.update(model_arrays)
     put("model.json", model_json)

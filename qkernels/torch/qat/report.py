@@ -16,7 +16,7 @@ import numpy as np
 
 from ... import io as qio
 from ...qparams import QParams
-from ..export import _json_default
+from ...io import json_default as _json_default
 
 __all__ = ["tensor_entry", "quantization_details", "layer_shifts", "write_json"]
 

@@ -1,0 +1,446 @@
+/* block_golden.c -- reproduce a whole integer encoder block (BERT / MiniLM) from the files of
+ * `python -m qkernels collect --block N` with the C library's public kernels, and compare every
+ * intermediate integer tensor with its golden, bit for bit. No Python involved.
+ *
+ *   make build/block_golden && build/block_golden data/block0
+ *   (or: cc -std=c11 -I csrc/include csrc/examples/block_golden.c build/libqkernels.a -lm -pthread)
+ *
+ * The folder holds params.txt ("key value" lines: sizes, zero points, the softmax constants, the
+ * LayerNorms' scalars) and one "<name>.txt" a tensor or parameter array ("# comment", "# shape
+ * d0 d1 ...", the count, one number a line); manifest.json lists them in op order. The block is
+ * computed from its input x alone: each step takes the C library's own output of the step before
+ * (not the golden), so 0 mismatches everywhere means the library computes the whole block.
+ *
+ * Steps and the kernel of each (manifest.json "ops" says the same):
+ *   query/key/value  qk_linear: int32 sums (QK_REQ_NONE) and int8 (QK_REQ_DOUBLE per channel)
+ *   scores           qk_bmm (B x heads items, K laid out n x k), QK_REQ_NONE; masked keys INT32_MIN
+ *   probs            qk_softmax_u8 (I-BERT)
+ *   pv_acc           qk_bmm (V laid out k x n), QK_REQ_NONE
+ *   pv_renorm        plain C here: the library has no kernel for the division of P V by the
+ *                    integer row sums (t = floor((512 acc + s) / (2 s)), s = sum_j P_ij, int64)
+ *   context          qk_requantize_s32_s8_double
+ *   <r>_dense_acc    qk_linear (QK_REQ_NONE)               r = attn, out (the two residual adds)
+ *   <r>_dense_rq     qk_requantize_s32_s32_single, per channel
+ *   <r>_residual_rq  qk_requantize_s32_s32_single of (residual - zp), per channel
+ *   <r>_sum          plain C: the int32 add (exact in int64, saturated; no library kernel)
+ *   <r>_ln_input     qk_requantize_s32_u8_shift_half_up, per channel (the PTF input)
+ *   <r>_ln_output    qk_layernorm_prepare (from the float gamma, beta, scales: its integers are
+ *                    compared with the files' too) + qk_layernorm_ptf_u8_s8
+ *   intermediate_acc qk_linear (QK_REQ_NONE)
+ *   gelu             qk_gelu_ibert (per-channel constants)
+ * Exit status: 0 when every tensor matches, 1 on any mismatch, 2 for unreadable files.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qkernels.h"
+
+static const char *g_dir;
+static long g_bad, g_values, g_tensors;
+
+static void die(const char *what, const char *name) {
+    fprintf(stderr, "%s/%s: %s\n", g_dir, name, what);
+    exit(2);
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (p == NULL) die("out of memory", "");
+    return p;
+}
+
+/* ---- params.txt -------------------------------------------------------------------------- */
+static char **g_keys, **g_vals;
+static size_t g_nparams;
+
+static void load_params(void) {
+    char path[4096], line[1024];
+    snprintf(path, sizeof path, "%s/params.txt", g_dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) die("cannot open", "params.txt");
+    size_t cap = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        char *sp = strchr(line, ' ');
+        if (line[0] == '#' || sp == NULL) continue;
+        *sp = 0;
+        if (g_nparams == cap) {
+            cap = cap ? 2 * cap : 64;
+            g_keys = realloc(g_keys, cap * sizeof *g_keys);
+            g_vals = realloc(g_vals, cap * sizeof *g_vals);
+            if (g_keys == NULL || g_vals == NULL) die("out of memory", "params.txt");
+        }
+        g_keys[g_nparams] = strcpy(xmalloc(strlen(line) + 1), line);
+        g_vals[g_nparams] = strcpy(xmalloc(strlen(sp + 1) + 1), sp + 1);
+        g_nparams++;
+    }
+    fclose(f);
+}
+
+static const char *pstr(const char *key) {
+    for (size_t i = 0; i < g_nparams; i++)
+        if (strcmp(g_keys[i], key) == 0) return g_vals[i];
+    fprintf(stderr, "%s/params.txt: no key %s\n", g_dir, key);
+    exit(2);
+}
+static long long pint(const char *key) {
+    char *end;
+    const char *s = pstr(key);
+    const long long v = strtoll(s, &end, 10);
+    if (end == s || *end != 0) die("not an integer", key);
+    return v;
+}
+static float pfloat(const char *key) {
+    char *end;
+    const char *s = pstr(key);
+    const float v = strtof(s, &end);
+    if (end == s || *end != 0) die("not a number", key);
+    return v;
+}
+
+/* ---- arrays: "# comment", "# shape ...", count, one number a line ------------------------- */
+typedef struct {
+    long long *i; /* integer files */
+    float *f;     /* float files */
+    size_t n;
+} arr_t;
+
+static arr_t read_arr(const char *name, size_t expect, int is_float) {
+    char path[4096], line[256];
+    snprintf(path, sizeof path, "%s/%s.txt", g_dir, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) die("cannot open (.txt)", name);
+    arr_t a = {NULL, NULL, 0};
+    long long count = -1;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (line[0] == '#' || line[0] == 0) continue;
+        char *end;
+        if (count < 0) {
+            count = strtoll(line, &end, 10);
+            if (end == line || *end != 0 || count < 0 || (size_t)count != expect) {
+                fprintf(stderr, "%s: count %s, expected %zu\n", path, line, expect);
+                exit(2);
+            }
+            if (is_float)
+                a.f = xmalloc((size_t)count * sizeof *a.f);
+            else
+                a.i = xmalloc((size_t)count * sizeof *a.i);
+            continue;
+        }
+        if (a.n == (size_t)count) die("more values than the count", name);
+        if (is_float)
+            a.f[a.n] = strtof(line, &end);
+        else
+            a.i[a.n] = strtoll(line, &end, 10);
+        if (end == line || *end != 0) die("not a number", name);
+        a.n++;
+    }
+    fclose(f);
+    if (count < 0 || a.n != (size_t)count) die("fewer values than the count", name);
+    return a;
+}
+
+#define CONVERTER(NAME, T)                                  \
+    static T *NAME(const char *name, size_t n) {            \
+        arr_t a = read_arr(name, n, 0);                     \
+        T *out = xmalloc(n * sizeof(T));                    \
+        for (size_t i = 0; i < n; i++) out[i] = (T)a.i[i];  \
+        free(a.i);                                          \
+        return out;                                         \
+    }
+CONVERTER(read_s8, int8_t)
+CONVERTER(read_u8, uint8_t)
+CONVERTER(read_s32, int32_t)
+CONVERTER(read_s64, int64_t)
+
+static float *read_f32(const char *name, size_t n) { return read_arr(name, n, 1).f; }
+
+/* Compares n computed values with the golden file <name>.txt; prints and counts the mismatches. */
+static long compare(const char *name, const long long *got, size_t n) {
+    arr_t g = read_arr(name, n, 0);
+    long bad = 0;
+    size_t first = 0;
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != g.i[i] && bad++ == 0) first = i;
+    printf("%-20s %9zu values, %6ld differ", name, n, bad);
+    if (bad) printf("  (first at %zu: C %lld, golden %lld)", first, got[first], g.i[first]);
+    printf("\n");
+    free(g.i);
+    g_bad += bad;
+    g_values += (long)n;
+    g_tensors++;
+    return bad;
+}
+
+#define COMPARE_AS(NAME, T)                                         \
+    static long NAME(const char *name, const T *v, size_t n) {      \
+        long long *w = xmalloc(n * sizeof *w);                      \
+        for (size_t i = 0; i < n; i++) w[i] = v[i];                 \
+        const long bad = compare(name, w, n);                       \
+        free(w);                                                    \
+        return bad;                                                 \
+    }
+COMPARE_AS(cmp_s8, int8_t)
+COMPARE_AS(cmp_u8, uint8_t)
+COMPARE_AS(cmp_s32, int32_t)
+
+static void check(qk_status st, const char *what) {
+    if (st != QK_OK) {
+        fprintf(stderr, "%s: %s\n", what, qk_status_str(st));
+        exit(2);
+    }
+}
+
+static char *key(const char *prefix, const char *suffix) {
+    static char buf[8][128];
+    static int k;
+    char *b = buf[k++ & 7];
+    snprintf(b, sizeof buf[0], "%s_%s", prefix, suffix);
+    return b;
+}
+
+/* An output stage: int32 sums (QK_REQ_NONE, int32 out) or the int8 fixed-point requantization. */
+static qk_epilogue output_stage(qk_requant_scheme scheme, const int32_t *bias,
+                                const int32_t *multiplier, const int32_t *shift,
+                                int32_t zero_point) {
+    qk_epilogue ep;
+    memset(&ep, 0, sizeof ep);
+    ep.scheme = scheme;
+    ep.out_type = scheme == QK_REQ_NONE ? QK_DT_S32 : QK_DT_S8;
+    ep.bias = bias;
+    ep.multiplier = multiplier;
+    ep.shift = shift;
+    ep.zero_point = zero_point;
+    ep.act_min = scheme == QK_REQ_NONE ? INT32_MIN : -128;
+    ep.act_max = scheme == QK_REQ_NONE ? INT32_MAX : 127;
+    return ep;
+}
+
+/* y (m x n) = x (m x k) . w^T + bias, int32 sums (QK_REQ_NONE). */
+static void linear_acc(const qk_packed_weights *pw, const void *x, qk_dtype xt, size_t m,
+                       int32_t xzp, const int32_t *bias, int32_t *acc) {
+    const qk_epilogue ep = output_stage(QK_REQ_NONE, bias, NULL, NULL, 0);
+    check(qk_linear(pw, x, xt, m, xzp, &ep, acc, 1), "qk_linear (int32 sums)");
+}
+
+/* (B, T, H, D) <-> (B, H, T, D) of 8-bit values. */
+static void split_heads(const int8_t *a, int8_t *h, size_t B, size_t T, size_t H, size_t D) {
+    for (size_t b = 0; b < B; b++)
+        for (size_t t = 0; t < T; t++)
+            for (size_t j = 0; j < H; j++)
+                memcpy(h + ((b * H + j) * T + t) * D, a + ((b * T + t) * H + j) * D, D);
+}
+static void merge_heads(const int8_t *h, int8_t *a, size_t B, size_t T, size_t H, size_t D) {
+    for (size_t b = 0; b < B; b++)
+        for (size_t t = 0; t < T; t++)
+            for (size_t j = 0; j < H; j++)
+                memcpy(a + ((b * T + t) * H + j) * D, h + ((b * H + j) * T + t) * D, D);
+}
+
+/* The residual add + LayerNorm r ("attn" or "out"): dense(x) (m x k, type xt) + res (m x c, int8).
+ * Returns the int8 LayerNorm output (m x c). */
+static int8_t *residual(const char *r, const void *x, qk_dtype xt, size_t k, const int8_t *res,
+                        size_t m, size_t c) {
+    const size_t n = m * c;
+    int8_t *w = read_s8(key(r, "dense_weight"), c * k);
+    int32_t *bias = read_s32(key(r, "dense_bias"), c), *zeros = calloc(c, sizeof(int32_t));
+    qk_packed_weights *pw = NULL;
+    if (zeros == NULL) die("out of memory", r);
+    check(qk_pack_linear(w, QK_DT_S8, c, k, zeros, &pw), "qk_pack_linear");
+    int32_t *acc = xmalloc(n * sizeof *acc);
+    linear_acc(pw, x, xt, m, (int32_t)pint(key(r, "x_zero_point")), bias, acc);
+    cmp_s32(key(r, "dense_acc"), acc, n);
+
+    int32_t *dm = read_s32(key(r, "dense_multiplier"), c), *ds = read_s32(key(r, "dense_shift"), c);
+    int32_t *rm = read_s32(key(r, "residual_multiplier"), c);
+    int32_t *rs = read_s32(key(r, "residual_shift"), c), *ps = read_s32(key(r, "ptf_shift"), c);
+    int32_t *a = xmalloc(n * sizeof *a), *rr = xmalloc(n * sizeof *rr), *t = xmalloc(n * sizeof *t);
+    const int32_t rzp = (int32_t)pint(key(r, "residual_zero_point"));
+    for (size_t i = 0; i < n; i++) {   /* per-channel multipliers: one call per element */
+        const size_t ch = i % c;
+        check(qk_requantize_s32_s32_single(acc + i, 1, dm[ch], ds[ch], 0, INT32_MIN, INT32_MAX,
+                                           a + i), "qk_requantize_s32_s32_single (dense)");
+        const int32_t d = (int32_t)res[i] - rzp;
+        check(qk_requantize_s32_s32_single(&d, 1, rm[ch], rs[ch], 0, INT32_MIN, INT32_MAX, rr + i),
+              "qk_requantize_s32_s32_single (residual)");
+    }
+    cmp_s32(key(r, "dense_rq"), a, n);
+    cmp_s32(key(r, "residual_rq"), rr, n);
+    /* plain C: the int32 residual add (exact in int64, saturated); the library has no kernel */
+    for (size_t i = 0; i < n; i++) {
+        const int64_t s = (int64_t)a[i] + rr[i];
+        t[i] = s > INT32_MAX ? INT32_MAX : s < INT32_MIN ? INT32_MIN : (int32_t)s;
+    }
+    cmp_s32(key(r, "sum"), t, n);
+    uint8_t *q = xmalloc(n);
+    const int32_t lzp = (int32_t)pint(key(r, "ln_in_zero_point"));
+    for (size_t i = 0; i < n; i++)
+        check(qk_requantize_s32_u8_shift_half_up(t + i, 1, ps[i % c], lzp, 0, 255, q + i),
+              "qk_requantize_s32_u8_shift_half_up");
+    cmp_u8(key(r, "ln_input"), q, n);
+
+    /* the LayerNorm prepared from the float parameters, its integers compared with the files' */
+    const char *meth = pstr(key(r, "ln_method"));
+    const qk_layernorm_method lm = strcmp(meth, "exact") == 0 ? QK_LAYERNORM_EXACT
+                                   : strcmp(meth, "sole_round") == 0 ? QK_LAYERNORM_SOLE_ROUND
+                                                                    : QK_LAYERNORM_SOLE_TRUNCATE;
+    int32_t *alpha = read_s32(key(r, "ln_alpha"), c), *gbuf = xmalloc(c * sizeof *gbuf);
+    float *gamma = read_f32(key(r, "ln_gamma"), c), *beta = read_f32(key(r, "ln_beta"), c);
+    int64_t *bbuf = xmalloc(c * sizeof *bbuf);
+    uint8_t *abuf = xmalloc(c);
+    qk_layernorm_params lp;
+    check(qk_layernorm_prepare(&lp, lm, c, pfloat(key(r, "ln_in_scale")), alpha, lzp, gamma, beta,
+                               pfloat(key(r, "ln_eps")), pfloat(key(r, "ln_out_scale")),
+                               (int32_t)pint(key(r, "ln_out_zero_point")), gbuf, bbuf, abuf),
+          "qk_layernorm_prepare");
+    cmp_s32(key(r, "ln_gamma_int"), gbuf, c);
+    long long *b64 = xmalloc(c * sizeof *b64);
+    for (size_t i = 0; i < c; i++) b64[i] = bbuf[i];
+    compare(key(r, "ln_beta_int"), b64, c);
+    const long long sc[4] = {lp.shift, lp.eps_term, lp.gamma_multiplier, lp.beta_multiplier};
+    const char *names[4] = {"ln_shift", "ln_eps_term", "ln_gamma_multiplier", "ln_beta_multiplier"};
+    for (int i = 0; i < 4; i++)
+        if (sc[i] != pint(key(r, names[i]))) {
+            printf("%-20s prepared %lld, params.txt %lld: DIFFERENT\n", key(r, names[i]), sc[i],
+                   pint(key(r, names[i])));
+            g_bad++;
+        }
+    int8_t *y = xmalloc(n);
+    check(qk_layernorm_ptf_u8_s8(&lp, q, m, y), "qk_layernorm_ptf_u8_s8");
+    cmp_s8(key(r, "ln_output"), y, n);
+
+    qk_packed_weights_free(pw);
+    free(w), free(bias), free(zeros), free(acc), free(dm), free(ds), free(rm), free(rs), free(ps);
+    free(a), free(rr), free(t), free(q), free(alpha), free(gbuf), free(gamma), free(beta);
+    free(bbuf), free(abuf), free(b64);
+    return y;
+}
+
+int main(int argc, char **argv) {
+    g_dir = argc > 1 ? argv[1] : "data/block0";
+    load_params();
+    const size_t B = (size_t)pint("batch"), T = (size_t)pint("tokens"), C = (size_t)pint("hidden"),
+                 H = (size_t)pint("heads"), D = (size_t)pint("head_dim"),
+                 I = (size_t)pint("intermediate");
+    if (B < 1 || T < 1 || H < 1 || D < 1 || H * D != C || I < 1) die("bad sizes", "params.txt");
+    const size_t M = B * T, NX = M * C, NS = B * H * T * T, NH = B * H;
+    printf("block: batch %zu, tokens %zu, hidden %zu = %zu heads x %zu, intermediate %zu (%s)\n",
+           B, T, C, H, D, I, qk_isa_name(qk_isa()));
+    int8_t *x = read_s8("x", NX);
+    uint8_t *mask = read_u8("mask", B * T * T);
+    const int32_t xzp = (int32_t)pint("x_zero_point");
+
+    /* Q, K, V: int32 sums, then the fused int8 linear (double rounding), split into heads */
+    const char *lin[3] = {"query", "key", "value"}, *out[3] = {"q", "k", "v"};
+    int8_t *qkv[3];
+    int32_t *zeros = calloc(C, sizeof(int32_t)), *acc = xmalloc(M * I * sizeof(int32_t));
+    int8_t *tmp = xmalloc(NX);
+    if (zeros == NULL) die("out of memory", "");
+    for (int p = 0; p < 3; p++) {
+        int8_t *w = read_s8(key(lin[p], "weight"), C * C);
+        int32_t *bias = read_s32(key(lin[p], "bias"), C), *mult = read_s32(key(lin[p], "multiplier"), C),
+                *shift = read_s32(key(lin[p], "shift"), C);
+        qk_packed_weights *pw = NULL;
+        check(qk_pack_linear(w, QK_DT_S8, C, C, zeros, &pw), "qk_pack_linear");
+        linear_acc(pw, x, QK_DT_S8, M, xzp, bias, acc);
+        cmp_s32(key(lin[p], "acc"), acc, NX);
+        const qk_epilogue ep = output_stage(QK_REQ_DOUBLE, bias, mult, shift,
+                                            (int32_t)pint(key(out[p], "zero_point")));
+        check(qk_linear(pw, x, QK_DT_S8, M, xzp, &ep, tmp, 1), "qk_linear (int8)");
+        qkv[p] = xmalloc(NX);
+        split_heads(tmp, qkv[p], B, T, H, D);
+        cmp_s8(out[p], qkv[p], NX);
+        qk_packed_weights_free(pw);
+        free(w), free(bias), free(mult), free(shift);
+    }
+
+    /* scores = Q K^T per (batch, head), exact int32; masked keys INT32_MIN */
+    int32_t *za = xmalloc(NH * sizeof *za), *zb = xmalloc(NH * sizeof *zb);
+    int32_t *scores = xmalloc(NS * sizeof *scores);
+    const qk_epilogue none = output_stage(QK_REQ_NONE, NULL, NULL, NULL, 0);
+    for (size_t i = 0; i < NH; i++) za[i] = (int32_t)pint("q_zero_point"), zb[i] = (int32_t)pint("k_zero_point");
+    check(qk_bmm(qkv[0], QK_DT_S8, za, qkv[1], QK_DT_S8, zb, QK_BMM_B_NK, NH, T, D, T, &none, scores, 1),
+          "qk_bmm (Q K^T)");
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t ij = 0; ij < T * T; ij++)
+                if (!mask[b * T * T + ij]) scores[(b * H + h) * T * T + ij] = INT32_MIN;
+    cmp_s32("scores", scores, NS);
+
+    /* probabilities: I-BERT's integer softmax, uint8 of scale 1/256 */
+    if (strcmp(pstr("softmax_method"), "ibert") != 0) die("softmax_method must be ibert", "params.txt");
+    qk_softmax_params sp;
+    memset(&sp, 0, sizeof sp);
+    sp.method = QK_SOFTMAX_IBERT;
+    sp.x0 = pint("softmax_x0");
+    sp.b = pint("softmax_b");
+    sp.c = pint("softmax_c");
+    sp.m16 = (int32_t)pint("softmax_m16");
+    sp.e16 = (int32_t)pint("softmax_e16");
+    uint8_t *probs = xmalloc(NS);
+    check(qk_softmax_u8(&sp, scores, QK_DT_S32, NH * T, T, probs), "qk_softmax_u8");
+    cmp_u8("probs", probs, NS);
+
+    /* P V, exact int32 */
+    int32_t *pv = xmalloc(NX * sizeof *pv);
+    for (size_t i = 0; i < NH; i++) za[i] = 0, zb[i] = (int32_t)pint("v_zero_point");
+    check(qk_bmm(probs, QK_DT_U8, za, qkv[2], QK_DT_S8, zb, QK_BMM_B_KN, NH, T, T, D, &none, pv, 1),
+          "qk_bmm (P V)");
+    cmp_s32("pv_acc", pv, NX);
+    if (pint("pv_renorm")) {
+        /* plain C (no library kernel): P V divided by the integer row sums s of P, rounded half
+         * up, t = floor((512 acc + s) / (2 s)) in int64 (a row of zeros gives 0) */
+        for (size_t row = 0; row < NH * T; row++) {
+            int64_t s = 0;
+            for (size_t j = 0; j < T; j++) s += probs[row * T + j];
+            for (size_t e = 0; e < D; e++) {
+                const int64_t num = (int64_t)pv[row * D + e] * 512 + s, den = 2 * s;
+                int64_t q = 0;
+                if (s > 0) q = num / den - ((num % den != 0) && ((num < 0) != (den < 0)));  /* floor */
+                pv[row * D + e] = (int32_t)q;
+            }
+        }
+        cmp_s32("pv_renorm", pv, NX);
+    }
+    check(qk_requantize_s32_s8_double(pv, NX, (int32_t)pint("pv_multiplier"), (int32_t)pint("pv_shift"),
+                                      (int32_t)pint("context_zero_point"), -128, 127, tmp, NULL),
+          "qk_requantize_s32_s8_double (context)");
+    int8_t *ctx = xmalloc(NX);
+    merge_heads(tmp, ctx, B, T, H, D);
+    cmp_s8("context", ctx, NX);
+
+    /* attention output: dense(context) + x, LayerNorm */
+    int8_t *h1 = residual("attn", ctx, QK_DT_S8, C, x, M, C);
+
+    /* intermediate: int32 sums, i-GELU (uint8) */
+    int8_t *wi = read_s8("intermediate_weight", I * C);
+    int32_t *bi = read_s32("intermediate_bias", I), *zi = calloc(I, sizeof(int32_t));
+    if (zi == NULL) die("out of memory", "");
+    qk_packed_weights *pw = NULL;
+    check(qk_pack_linear(wi, QK_DT_S8, I, C, zi, &pw), "qk_pack_linear");
+    linear_acc(pw, h1, QK_DT_S8, M, (int32_t)pint("intermediate_x_zero_point"), bi, acc);
+    cmp_s32("intermediate_acc", acc, M * I);
+    int64_t *gb = read_s64("gelu_b", I), *gc = read_s64("gelu_c", I), *gs = read_s64("gelu_shift", I);
+    int32_t *gm = read_s32("gelu_multiplier", I), *gr = read_s32("gelu_rshift", I);
+    const qk_gelu_ibert_params gp = {I, gb, gc, gs, gm, gr};
+    uint8_t *gelu = xmalloc(M * I);
+    check(qk_gelu_ibert(&gp, acc, QK_DT_S32, 0, M * I, gelu, QK_DT_U8, (int32_t)pint("gelu_zero_point"),
+                        0, 255),
+          "qk_gelu_ibert");
+    cmp_u8("gelu", gelu, M * I);
+
+    /* output: dense(gelu) + h1, LayerNorm: the block's output */
+    int8_t *y = residual("out", gelu, QK_DT_U8, I, h1, M, C);
+
+    printf("%ld tensors, %ld values: %ld differ from the goldens\n", g_tensors, g_values, g_bad);
+    qk_packed_weights_free(pw);
+    for (int p = 0; p < 3; p++) free(qkv[p]);
+    free(x), free(mask), free(zeros), free(acc), free(tmp), free(za), free(zb), free(scores);
+    free(probs), free(pv), free(ctx), free(h1), free(wi), free(bi), free(zi), free(gb), free(gc);
+    free(gs), free(gm), free(gr), free(gelu), free(y);
+    for (size_t i = 0; i < g_nparams; i++) free(g_keys[i]), free(g_vals[i]);
+    free(g_keys), free(g_vals);
+    return g_bad == 0 ? 0 : 1;
+}

@@ -1,0 +1,230 @@
+"""The integers of one BERT / MiniLM encoder block, taken from a model run with
+:func:`~qkernels.torch.swap` (``ops=TRANSFORMER_OPS``): what ``python -m qkernels collect
+--block N`` writes (:mod:`qkernels.collect_block`).
+
+The whole model is calibrated and swapped (every block integer, so block N's input is the
+integer output of the blocks before it), run on real sentences, and the four swapped modules of
+layer N (attention, attention output, intermediate, output) keep their integers. Their
+parameters are read from the integer blocks (:mod:`qkernels.torch.blocks`), the block is
+recomputed step by step (:func:`qkernels.collect_block.run_block`) and every tensor the
+swapped modules kept must equal the recomputation: the files describe the arithmetic the
+swapped model really ran, or nothing is written.
+
+Example:
+    >>> # g = collect_block(model, tokenizer, 0, calibration, sentences)
+    >>> # write_block_dir("data/block0", g)
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..collect_block import OUTPUT, BlockError, BlockGolden, run_block
+from . import blocks as B
+from .swapping import TRANSFORMER_OPS, swap
+
+__all__ = ["collect_block", "encoder_layers"]
+
+F32 = np.float32
+
+
+def encoder_layers(model: torch.nn.Module) -> Sequence[str]:
+    """Names of the model's BERT-style encoder layers (a module with ``attention.self``,
+    ``attention.output``, ``intermediate`` and ``output`` children), in order."""
+    names = []
+    for n, m in model.named_modules():
+        att = getattr(m, "attention", None)
+        if att is not None and B.block_kind(getattr(att, "self", None) or torch.nn.Module()) \
+                == "attention" and B.block_kind(getattr(att, "output", torch.nn.Module())) \
+                == "residual_layernorm" and hasattr(m, "intermediate") and hasattr(m, "output"):
+            names.append(n)
+    return names
+
+
+def _linear(prefix: str, lin: B.IntLinear, prepared: Any) -> Dict[str, np.ndarray]:
+    ep = prepared.epilogue
+    if ep.scheme_name != "double_round":
+        raise BlockError(f"{prefix}: requantization {ep.scheme_name}; the block goldens expect "
+                         f"double_round")
+    n = lin.out_features
+    return {f"{prefix}_weight": lin.wq, f"{prefix}_bias": _vec(ep.bias, n, np.int32),
+            f"{prefix}_multiplier": _vec(ep.mult, n, np.int32),
+            f"{prefix}_shift": _vec(ep.shift, n, np.int32)}
+
+
+def _vec(v: Any, n: int, dt: Any) -> np.ndarray:
+    a = np.zeros(n, dt) if v is None else np.asarray(v).astype(dt)
+    return np.ascontiguousarray(np.broadcast_to(a.reshape(-1) if a.size > 1 else a.reshape(()),
+                                                (n,)))
+
+
+def _residual(r: str, bl: B.ResidualLayerNorm,
+              mod: Any) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    ln = bl.ln
+    c = ln.channels
+    gamma, beta = _gamma_beta(mod, bl)
+    p = {f"{r}_dense_weight": bl.lin.wq, f"{r}_dense_bias": _vec(bl.bias, c, np.int32),
+         f"{r}_dense_multiplier": _vec(bl.m_acc, c, np.int32),
+         f"{r}_dense_shift": _vec(bl.sh_acc, c, np.int32),
+         f"{r}_residual_multiplier": _vec(bl.m_r, c, np.int32),
+         f"{r}_residual_shift": _vec(bl.sh_r, c, np.int32),
+         f"{r}_ptf_shift": _vec(bl.shift, c, np.int32),
+         f"{r}_ln_alpha": np.asarray(ln.ptf.alpha, np.int32),
+         f"{r}_ln_gamma": gamma, f"{r}_ln_beta": beta,
+         f"{r}_ln_gamma_int": np.asarray(ln.gamma_int, np.int32),
+         f"{r}_ln_beta_int": np.asarray(ln.beta_int, np.int64)}
+    method = "exact" if ln.method == "exact" else f"sole_{ln.rounding}"
+    if ln.method == "sole":
+        p[f"{r}_ln_lut"] = np.asarray(ln.lut, np.uint32)
+    s = {f"{r}_x_zero_point": int(bl.x.zero_point),
+         f"{r}_residual_zero_point": int(bl.r.zero_point),
+         f"{r}_ln_in_zero_point": int(ln.ptf.zero_point), f"{r}_ln_method": method,
+         f"{r}_ln_in_scale": float(ln.ptf.scale), f"{r}_ln_eps": float(F32(ln.eps)),
+         f"{r}_ln_out_scale": float(F32(ln.out_scale)),
+         f"{r}_ln_out_zero_point": int(ln.out_zero_point), f"{r}_ln_shift": int(ln.shift),
+         f"{r}_ln_eps_term": int(ln.eps_term),
+         f"{r}_ln_gamma_multiplier": int(ln.gamma_multiplier),
+         f"{r}_ln_beta_multiplier": int(ln.beta_multiplier)}
+    return p, s
+
+
+def _gamma_beta(mod: Any, bl: B.ResidualLayerNorm) -> Tuple[np.ndarray, np.ndarray]:
+    """The float gamma and beta the block prepared its LayerNorm with (the output's channel
+    factors folded in, as blocks._ln_params does; the folder's check prepares the LayerNorm
+    from them and compares the integers with the block's)."""
+    ln = mod.LayerNorm
+    c = int(ln.normalized_shape[0])
+    g = ln.weight.detach().float().numpy() if ln.weight is not None else np.ones(c, F32)
+    b = ln.bias.detach().float().numpy() if ln.bias is not None else np.zeros(c, F32)
+    if bl.out.k is not None:
+        g, b = g / bl.out.k, b / bl.out.k
+    return np.asarray(g, F32), np.asarray(b, F32)
+
+
+def _act(q: B.ActQ) -> Dict[str, Any]:
+    d: Dict[str, Any] = {"scale": float(q.scale), "zero_point": int(q.zero_point),
+                         "dtype": np.dtype(q.dtype).name}
+    if q.k is not None:
+        d["channel_factors"] = np.asarray(q.k, np.float64).tolist()   # powers of two
+    return d
+
+
+def collect_block(model: torch.nn.Module, tokenizer: Any, block: int,
+                  calibration: Sequence[str], sentences: Sequence[str], *,
+                  model_name: str = "", threads: int = 1) -> BlockGolden:
+    """Calibrate and swap ``model`` (a Hugging Face BERT / MiniLM) on the ``calibration``
+    sentences (one at a time), run it on ``sentences`` (one padded batch) and return the
+    goldens of encoder layer ``block`` (negative counts from the end)."""
+    layers = encoder_layers(model)
+    if not layers:
+        raise BlockError("the model has no BERT-style encoder layers (attention.self, "
+                         "attention.output, intermediate, output): --block supports BERT / "
+                         "MiniLM text models")
+    if not -len(layers) <= block < len(layers):
+        raise BlockError(f"block {block} is out of range; the model has {len(layers)} encoder "
+                         f"layers (0..{len(layers) - 1})")
+    name = layers[block]
+    if not sentences:
+        raise BlockError("give at least one sentence")
+    subs = {"attention": f"{name}.attention.self", "attn": f"{name}.attention.output",
+            "intermediate": f"{name}.intermediate", "out": f"{name}.output"}
+    cal = [dict(tokenizer(s, return_tensors="pt")) for s in calibration]
+    enc = dict(tokenizer(list(sentences), padding=True, return_tensors="pt"))
+    with torch.no_grad(), swap(model, cal, ops=TRANSFORMER_OPS, threads=threads) as sw:
+        missing = [m for m in subs.values() if m not in sw]
+        if missing:
+            raise BlockError(f"{', '.join(missing)}: not swapped (never called while "
+                             f"calibrating)")
+        for m in subs.values():
+            sw[m].keep = True
+        model(**enc)
+        last = {k: sw[m].last for k, m in subs.items()}
+        bl = {k: sw[m].block for k, m in subs.items()}
+    # the chain is integer at every boundary inside the block
+    links = (("attn", "x", "attention", "context"), ("attn", "residual", "attention", "x"),
+             ("intermediate", "x", "attn", "out"), ("out", "x", "intermediate", "out"),
+             ("out", "residual", "attn", "out"))
+    for a, ka, b_, kb in links:
+        if not np.array_equal(last[a][ka], last[b_][kb]):
+            raise BlockError(f"{subs[a]} input {ka!r} is not the integer output of {subs[b_]}: "
+                             f"the block boundary is not lossless")
+    att, inter = bl["attention"], bl["intermediate"]
+    mods = dict(model.named_modules())
+    tensors: Dict[str, np.ndarray] = {"x": last["attention"]["x"]}
+    keep = enc["attention_mask"].numpy().astype(np.uint8)          # (B, T): the keys kept
+    t = keep.shape[1]
+    tensors["mask"] = np.ascontiguousarray(np.broadcast_to(keep[:, None, :],
+                                                           (keep.shape[0], t, t)))
+    params: Dict[str, np.ndarray] = {}
+    amod = mods[subs["attention"]]
+    for p_, prep in (("query", att.lq), ("key", att.lk), ("value", att.lv)):
+        params.update(_linear(p_, B.IntLinear(getattr(amod, p_), att.x.k), prep))
+    renorm = bool(B.SOFTMAX_RENORM)
+    sm = att.softmax
+    scalars: Dict[str, Any] = {
+        "batch": int(tensors["x"].shape[0]), "tokens": t, "hidden": int(tensors["x"].shape[2]),
+        "heads": att.heads, "head_dim": att.d, "intermediate": int(inter.lin.out_features),
+        "x_zero_point": int(att.x.zero_point), "q_zero_point": int(att.q.zero_point),
+        "k_zero_point": int(att.k.zero_point), "v_zero_point": int(att.v.zero_point),
+        "score_scale": float(F32(att.score_scale)), "softmax_method": sm.method,
+        "softmax_x0": int(sm.x0), "softmax_b": int(sm.b), "softmax_c": int(sm.c),
+        "softmax_m16": int(sm.m16), "softmax_e16": int(sm.e16), "pv_renorm": int(renorm),
+        "pv_multiplier": int(att.rn_mult if renorm else att.pv_mult),
+        "pv_shift": int(att.rn_shift if renorm else att.pv_shift),
+        "context_zero_point": int(att.out.zero_point)}
+    for r in ("attn", "out"):
+        p, s = _residual(r, bl[r], mods[subs[r]])
+        params.update(p)
+        scalars.update(s)
+        if r == "attn":
+            params["intermediate_weight"] = inter.lin.wq
+            params["intermediate_bias"] = _vec(inter.bias, inter.lin.out_features, np.int32)
+            gp = inter.gelu
+            n = inter.lin.out_features
+            params.update(intermediate_acc_scale=_vec(gp.x_scale, n, F32),
+                          gelu_out_scale=_vec(gp.out_scale, n, F32),
+                          gelu_b=_vec(gp.b, n, np.int64), gelu_c=_vec(gp.c, n, np.int64),
+                          gelu_shift=_vec(gp.shift, n, np.int64),
+                          gelu_multiplier=_vec(gp.multiplier, n, np.int32),
+                          gelu_rshift=_vec(gp.rshift, n, np.int32))
+            scalars.update(intermediate_x_zero_point=int(inter.x.zero_point),
+                           gelu_zero_point=int(gp.out_zero_point))
+    ints = run_block(params, scalars, tensors["x"], tensors["mask"])
+    kept = {("attention", "q"): "q", ("attention", "k"): "k", ("attention", "v"): "v",
+            ("attention", "scores"): "scores", ("attention", "probs"): "probs",
+            ("attention", "context"): "context", ("attn", "ln_input"): "attn_ln_input",
+            ("attn", "out"): "attn_ln_output", ("intermediate", "out"): "gelu",
+            ("out", "ln_input"): "out_ln_input", ("out", "out"): OUTPUT}
+    for (k, key), n in kept.items():
+        if not np.array_equal(last[k][key], ints[n]):
+            bad = int(np.count_nonzero(last[k][key] != ints[n]))
+            raise BlockError(f"{subs[k]}: {n} of the swapped block differs from the step-by-step "
+                             f"recomputation in {bad} of {ints[n].size} values (the block's "
+                             f"arithmetic changed: update qkernels/collect_block.py)")
+    tensors.update(ints)
+    # the error of the block against the float layer on the same (dequantized) input
+    x_f = B.dequant(tensors["x"], att.x)
+    mask4 = (1.0 - enc["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
+    with torch.no_grad():
+        ref = mods[name](x_f, attention_mask=mask4)
+    ref = (ref[0] if isinstance(ref, tuple) else ref).numpy().astype(np.float64)
+    got = B.dequant(tensors[OUTPUT], bl["out"].out).numpy().astype(np.float64)
+    sel = keep.astype(bool)          # padded positions carry no meaning
+    r_, g_ = ref[sel], got[sel]
+    err = r_ - g_
+    info = {"model": model_name, "block": block if block >= 0 else len(layers) + block,
+            "module": name, "sentences": list(sentences),
+            "calibration_sentences": len(calibration), "verified_against_swap": len(kept),
+            "float_error": {"sqnr_db": float(10 * np.log10(np.sum(r_ ** 2) / np.sum(err ** 2))),
+                            "max_abs_err": float(np.abs(err).max()),
+                            "cosine": float(np.sum(r_ * g_) / np.sqrt(np.sum(r_ ** 2) *
+                                                                      np.sum(g_ ** 2))),
+                            "tokens": int(sel.sum())},
+            "quantization": {"x": _act(att.x), "q": _act(att.q), "k": _act(att.k),
+                             "v": _act(att.v), "context": _act(att.out),
+                             "attn_ln_output": _act(bl["attn"].out), "gelu": _act(inter.out),
+                             "out_ln_output": _act(bl["out"].out),
+                             "probs": {"scale": 1.0 / 256, "zero_point": 0, "dtype": "uint8"}}}
+    return BlockGolden(tensors, params, scalars, info)
