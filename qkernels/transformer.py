@@ -670,15 +670,19 @@ def qgelu(x: ArrayLike, params: GeluParams, *, out: Optional[np.ndarray] = None)
     if ch > 1 and (a.ndim < 1 or a.shape[-1] != ch):
         raise ValueError(f"x has shape {a.shape}; its last axis must have {ch} channels (the "
                          f"per-channel x_scale)")
-    _gelu_bound(params, a.dtype)
     C.check_out(out, a.shape, params.out_dtype)
     oinfo = np.iinfo(params.out_dtype)
     y = out if (out is not None and out.flags.c_contiguous) else np.empty(a.shape, params.out_dtype)
     # one C call over the contiguous array (the parameters are checked once, not once a row as
-    # the ufunc gelu_ibert's inner loops would)
-    _core._gelu_ibert(np.ascontiguousarray(a), params.b, params.c, params.shift,
-                      params.multiplier, params.rshift, params.x_zero_point,
-                      params.out_zero_point, int(oinfo.min), int(oinfo.max), y)
+    # the ufunc gelu_ibert's inner loops would); the kernel checks its parameters before it
+    # writes anything, and a refusal is explained here (the int64 bound), not on every call
+    try:
+        _core._gelu_ibert(np.ascontiguousarray(a), params.b, params.c, params.shift,
+                          params.multiplier, params.rshift, params.x_zero_point,
+                          params.out_zero_point, int(oinfo.min), int(oinfo.max), y)
+    except ValueError:
+        _gelu_bound(params, a.dtype)
+        raise
     return _finish(y, out)
 
 

@@ -76,6 +76,34 @@ def test_requantization_ties(rng):
                 assert np.array_equal(y, ref), (x.dtype, mult, rshift)
 
 
+def test_int32_to_8bit_ties_and_near_ties(rng):
+    """int32 input, 8-bit output: the loop that rounds in float and redoes lanes near a tie in
+    exact integers. Hand-made multipliers put many values exactly on a tie (2^30 / 2^31: halves)
+    or 1 / 2^31 beside one (2^30 +- 1), inside the output range and saturating; zero points that
+    are odd and even."""
+    x = np.concatenate([rng.integers(-3000, 3000, 6000), np.arange(-700, 700),
+                        rng.integers(-(1 << 31), 1 << 31, 300),
+                        [-(1 << 31), (1 << 31) - 1, 0, 1, -1]]).astype(np.int32)
+    for odt, ozp in ((np.int8, -3), (np.uint8, 128)):
+        info = np.iinfo(odt)
+        for rshift in (31, 33):
+            for mult in (1 << 30, (1 << 30) + 1, (1 << 30) - 1):
+                y = np.empty(x.shape, odt)
+                sig = "iillliiiii->" + ("b" if odt == np.int8 else "B")
+                _core.gelu_ibert(x, np.int32(0), np.int64(-51), np.int64(-2771), np.int64(-1),
+                                 np.int32(mult), np.int32(rshift), np.int32(ozp),
+                                 np.int32(info.min), np.int32(info.max), out=y, signature=sig)
+                ref = ibert_gelu(x, 0, -51, -2771, -1, mult, rshift, ozp, int(info.min),
+                                 int(info.max))
+                assert np.array_equal(y, ref), (odt, ozp, mult, rshift)
+                # the keyword path (one C call over the whole array) too
+                y2 = np.empty(x.shape, odt)
+                _core._gelu_ibert(x, np.array([-51]), np.array([-2771]), np.array([-1]),
+                                  np.array([mult], np.int32), np.array([rshift], np.int32), 0,
+                                  ozp, int(info.min), int(info.max), y2)
+                assert np.array_equal(y2, ref), (odt, ozp, mult, rshift)
+
+
 @pytest.mark.parametrize("xdt,xzp", [(np.int8, 0), (np.int8, -20), (np.uint8, 128), (np.uint8, 3)])
 @pytest.mark.parametrize("odt,ozp", [(np.int8, 0), (np.uint8, 10)])
 def test_lut_equals_reference(rng, xdt, xzp, odt, ozp):
