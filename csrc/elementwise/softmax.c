@@ -511,6 +511,57 @@ QK_TARGET_AVX2 static size_t qk__ibert32_avx2(const qk_softmax_params *p, const 
 }
 #endif
 
+/* ---- int32 input, I-BERT: the i-exp in int32 and float lanes ----------------------------------
+ * softmax_isa.h, 16 (AVX-512) or 8 (AVX2) lanes, for parameters with 30 |x0| < 2^31, b >= |x0|,
+ * |x0| (|x0| + b) < 2^31 (then |d|, q, r and z fit int32 lanes, as in qk__ibert32_simd_ok),
+ * |x0| < 270000, 1 <= s0 = e16 - 30 <= 90 (every prepared set):
+ *   |d| = mx - max(x, lo) in [0, 30 |x0|] (lo = max(mx + 30 x0, INT32_MIN): the clip);
+ *   q = floor(|d| / |x0|): trunc(fl(fl(|d|) inv)) with inv the largest float <= 1/|x0| is q or
+ *   q - 1 (|d| < 2^24 is exact; the product errs by < 2^-22 relative and |d| / |x0| stays at
+ *   least 1/|x0| below q + 1), so one correction (rr = |d| - q |x0| >= |x0|: q + 1) is exact;
+ *   r = -rr, z = (r + b) r + c, clamped at 0 (I-BERT's exp_int >= 0);
+ *   V = RNE(z m16 / 2^(s0 + q)) from vf = fl(fl(fl(z) A) 2^-q), A = fl(m16 2^-s0): three
+ *   roundings of relative error <= 2^-23 each (any rounding mode; 2^-q is exact and nothing is
+ *   subnormal: vf >= 2^-120 when z >= 1), |vf - v| < 2^-21.4 vf. A lane keeps RNE(vf) unless
+ *   fl(|vf - RNE(vf)| + vf 2^-21) >= 1/2, i.e. unless vf may be on the other side of a tie;
+ *   those lanes (exact ties included; about vf 2^-20 of them) take qk__ibert_exp16. */
+typedef struct {
+    int32_t ax0, b, c; /* |x0|, b, c */
+    float inv, a;      /* <= 1/|x0|; fl(m16 2^-s0) */
+} qk__iexp32_c;
+
+static int qk__iexp32_set(const qk_softmax_params *p, qk__iexp32_c *k) {
+    const int64_t ax0 = -p->x0;
+    if (!(30 * ax0 < (INT64_C(1) << 31) && p->b >= ax0 && ax0 * (ax0 + p->b) < (INT64_C(1) << 31) &&
+          ax0 < 270000 && p->e16 >= 31 && p->e16 - 30 <= 90))
+        return 0;
+    k->ax0 = (int32_t)ax0;
+    k->b = (int32_t)p->b;
+    k->c = (int32_t)p->c;
+    float inv = (float)(1.0 / (double)ax0);
+    while ((double)inv * (double)ax0 > 1.0) { /* exact products (24 x 19 bits): step down */
+        uint32_t u;
+        memcpy(&u, &inv, sizeof u);
+        u--;
+        memcpy(&inv, &u, sizeof u);
+    }
+    k->inv = inv;
+    const uint64_t eb = (uint64_t)(1023 - (p->e16 - 30)) << 52; /* 2^-s0 */
+    double e;
+    memcpy(&e, &eb, sizeof e);
+    k->a = (float)((double)p->m16 * e);
+    return 1;
+}
+
+#if QK_X86
+#define QK_V_IS512 0
+#include "elementwise/softmax_isa.h"
+#undef QK_V_IS512
+#define QK_V_IS512 1
+#include "elementwise/softmax_isa.h"
+#undef QK_V_IS512
+#endif
+
 /* ---- int32 input, I-BERT, many elements a call: the i-exp as a table --------------------------
  * V depends only on d = x - max clipped at 30 x0, i.e. on j = max - max(x, lo) in [0, span],
  * span = -30 x0, lo = max(mx + 30 x0, INT32_MIN) (j then fits int32: x >= lo >= mx - span). When
@@ -622,7 +673,10 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
     const int64_t span = -30 * p->x0;
     uint16_t *tbl = NULL;
     size_t jcap = (size_t)span; /* the clip of j: tbl[jcap .. span] all equal tbl[jcap] */
-    if (!eight && !sole && span < QK__IEXP_TABLE_MAX && rows * cols / 2 >= (size_t)span + 1) {
+    qk__iexp32_c ik;
+    const int iexp32 = !eight && !sole && path > 0 && qk__iexp32_set(p, &ik);
+    if (!iexp32 && !eight && !sole && span < QK__IEXP_TABLE_MAX &&
+        rows * cols / 2 >= (size_t)span + 1) {
         const size_t ne = (size_t)span + 1;
         /* 16-bit entries read by 32-bit gathers (the low half kept): one entry of slack */
         tbl = (uint16_t *)calloc(ne + 2, sizeof(uint16_t));
@@ -675,6 +729,15 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
             const int32_t mx = qk__row_max32_scalar(xi, cols);
 #endif
             size_t i0 = 0;
+#if QK_X86
+            if (iexp32) {
+                const int64_t lo64 = (int64_t)mx + 30 * p->x0;
+                const int32_t lo = lo64 < INT32_MIN ? INT32_MIN : (int32_t)lo64;
+                sum = path == 2 ? qk__iexp32_avx512(&ik, p, xi, cols, mx, lo, v)
+                                : qk__iexp32_avx2(&ik, p, xi, cols, mx, lo, v);
+                i0 = cols;
+            }
+#endif
             if (tbl != NULL) {
                 const int64_t lo64 = (int64_t)mx - (int64_t)jcap;
                 const int32_t lo = lo64 < INT32_MIN ? INT32_MIN : (int32_t)lo64;
@@ -688,7 +751,7 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
                 i0 = cols;
             }
 #if QK_X86
-            if (!sole && simd32 && tbl == NULL)
+            if (!sole && simd32 && tbl == NULL && !iexp32)
                 i0 = path == 2 ? qk__ibert32_avx512(p, xi, cols, mx, v, &sum)
                                : qk__ibert32_avx2(p, xi, cols, mx, v, &sum);
 #endif

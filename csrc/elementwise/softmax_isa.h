@@ -1,0 +1,79 @@
+/* softmax_isa.h -- the int32-input exponent loops of softmax.c, written once for every ISA
+ * (softmax.c defines QK_V_IS512 as 0 or 1 and includes it after qk__ibert_exp16 and the
+ * qk__iexp32_c / qk__sole32_c constants; the primitives are elementwise/simd_v.h). No include
+ * guard: it is included once per ISA. Why the arithmetic is exact: softmax.c. */
+#include "elementwise/simd_v.h"
+
+/* I-BERT: the V of one vector of x (the i-exp of max(x, lo) - mx). Lanes whose float value is
+ * within its error bound of a tie are redone by the exact scalar qk__ibert_exp16. */
+QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__iexp32_vec_)(const qk__iexp32_c *k,
+                                                                const qk_softmax_params *p,
+                                                                const int32_t *x, int32_t mx,
+                                                                int32_t lo) {
+    const QK_V zero = QK_V_SET1(0), ax0 = QK_V_SET1(k->ax0);
+    const QK_V xv = QK_V_MAX(QK_V_LOAD(x), QK_V_SET1(lo));
+    const QK_V ad = QK_V_SUB(QK_V_SET1(mx), xv); /* |d| in [0, 30 |x0|] */
+    /* q = floor(|d| / |x0|): a float estimate q or q - 1, then one correction */
+    QK_V q = QK_V_CVTT(QK_VF_MUL(QK_VF_CVT(ad), QK_VF_SET1(k->inv)));
+    QK_V rr = QK_V_SUB(ad, QK_V_MULLO(q, ax0)); /* -r, in [0, 2 |x0|) */
+    const QK_VM up = QK_V_GEU(rr, ax0);
+    q = QK_V_ADD_WHERE(q, up, QK_V_SET1(1));
+    rr = QK_V_SUB_WHERE(rr, up, ax0);
+    /* z = (r + b) r + c = c - rr (b - rr), clamped at 0 */
+    const QK_V z =
+        QK_V_MAX(QK_V_SUB(QK_V_SET1(k->c), QK_V_MULLO(rr, QK_V_SUB(QK_V_SET1(k->b), rr))), zero);
+    /* V = RNE(z m16 / 2^(s0 + q)): vf = fl(fl(z) A) 2^-q (A = fl(m16 2^-s0)) */
+    const QK_VF pq = QK_VF_BITS(QK_V_SLLI(QK_V_SUB(QK_V_SET1(127), q), 23));
+    const QK_VF vf = QK_VF_MUL(QK_VF_MUL(QK_VF_CVT(z), QK_VF_SET1(k->a)), pq);
+    const QK_VF r = QK_VF_ROUND_RNE(vf);
+    const QK_VM tie = QK_VF_GE(
+        QK_VF_ADD(QK_VF_ABS(QK_VF_SUB(vf, r)), QK_VF_MUL(vf, QK_VF_SET1(0x1p-21f))),
+        QK_VF_SET1(0.5f));
+    QK_V e = QK_V_MIN(QK_V_CVT_RNE(r), QK_V_SET1(32767));
+    if (QK_VM_ANY(tie)) {
+        int32_t l32[QK_V_LANES];
+        QK_V_STORE(l32, e);
+        unsigned bits = QK_VM_BITS(tie);
+        while (bits) {
+            const int l = __builtin_ctz(bits);
+            bits &= bits - 1;
+            l32[l] = (int32_t)qk__ibert_exp16(p, (int64_t)x[l] - mx);
+        }
+        e = QK_V_LOAD(l32);
+    }
+    return e;
+}
+
+/* v[i] = V of x[i] for a whole row (the tail through a padded copy); returns the sum of the V. */
+QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *k, const qk_softmax_params *p,
+                                               const int32_t *x, size_t n, int32_t mx, int32_t lo,
+                                               uint16_t *v) {
+    const QK_V zero = QK_V_SET1(0);
+    QK_V acc = zero;
+    uint64_t sum = 0;
+    size_t i = 0, steps = 0;
+    int32_t l32[QK_V_LANES];
+    for (; i + QK_V_LANES <= n; i += QK_V_LANES) {
+        const QK_V e = QK__N(qk__iexp32_vec_)(k, p, x + i, mx, lo);
+        QK_V_STORE_U16(v + i, e);
+        acc = QK_V_ADD(acc, e);
+        if (++steps == 4096) { /* lanes < 2^15 each: flush before 2^16 steps */
+            QK_V_STORE(l32, acc);
+            for (int l = 0; l < QK_V_LANES; l++) sum += (uint32_t)l32[l];
+            acc = zero;
+            steps = 0;
+        }
+    }
+    QK_V_STORE(l32, acc);
+    for (int l = 0; l < QK_V_LANES; l++) sum += (uint32_t)l32[l];
+    if (i < n) { /* padded with the row's maximum; only the n - i real lanes are kept */
+        int32_t xt[QK_V_LANES];
+        for (int l = 0; l < QK_V_LANES; l++) xt[l] = i + (size_t)l < n ? x[i + l] : mx;
+        QK_V_STORE(l32, QK__N(qk__iexp32_vec_)(k, p, xt, mx, lo));
+        for (size_t l = 0; i + l < n; l++) {
+            v[i + l] = (uint16_t)l32[l];
+            sum += (uint32_t)l32[l];
+        }
+    }
+    return sum;
+}
