@@ -97,6 +97,15 @@
 /* the low 16 bits of each lane (lanes within [0, 65535]) */
 #define QK_V_STORE_U16(p, v) QK__SEL(_mm_storeu_si128((__m128i *)(p), _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1))), _mm256_storeu_si256((__m256i *)(p), _mm512_cvtepi32_epi16(v)))
 
+/* t[idx] for idx in [0, 15], the table as one vector (AVX-512) or two halves (AVX2: bit 3 of
+ * idx, moved to the sign, picks the half) */
+#define qk__lookup16_avx512(lo, hi, idx) _mm512_permutexvar_epi32(idx, lo)
+QK_TARGET_AVX2 static inline __m256i qk__lookup16_avx2(__m256i lo, __m256i hi, __m256i idx) {
+    const __m256i a = _mm256_permutevar8x32_epi32(lo, idx), b = _mm256_permutevar8x32_epi32(hi, idx);
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b),
+                                                _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28))));
+}
+
 QK_TARGET_AVX2 static inline void qk__v_store8_avx2(uint8_t *p, __m256i v, int is_signed) {
     const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     _mm_storel_epi64((__m128i *)p, is_signed ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w));

@@ -553,6 +553,34 @@ static int qk__iexp32_set(const qk_softmax_params *p, qk__iexp32_c *k) {
     return 1;
 }
 
+/* ---- int32 input, SOLE: k by thresholds --------------------------------------------------------
+ * k(d) of qk__sole_k never decreases as j = -d = mx - x grows (prod = d mult and its floor shift
+ * v are monotone in d; t = v + (v >> 1) - (v >> 4) never decreases as v grows, each step of v
+ * adding 1 + {0, 1} - {0, 1}; k = -(t >> 16) or -((t + 2^15) >> 16), capped at 15). So
+ * k = #{i in 1..15 : j >= J_i}, J_i the least j in [0, 2^32) with k(-j) >= i (found once a call
+ * by bisection); i beyond kmax = k(-(2^32 - 1)) has no J_i: its entry is 2^32 - 1 and the count
+ * is capped at kmax. The rows then need only j = mx - x (exact in uint32) and four compares. */
+static uint32_t qk__sole_thresholds(const qk_softmax_params *p, uint32_t *t) {
+    const uint32_t kmax = qk__sole_k(p, -(int64_t)UINT32_MAX);
+    t[0] = 0;
+    for (uint32_t i = 1; i < 16; i++) {
+        if (i > kmax) {
+            t[i] = UINT32_MAX;
+            continue;
+        }
+        uint32_t lo = 0, hi = UINT32_MAX; /* k(-hi) >= i */
+        while (lo < hi) {
+            const uint32_t mid = lo + (hi - lo) / 2;
+            if (qk__sole_k(p, -(int64_t)mid) >= i)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        t[i] = lo;
+    }
+    return kmax;
+}
+
 #if QK_X86
 #define QK_V_IS512 0
 #include "elementwise/softmax_isa.h"
@@ -673,6 +701,8 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
     const int64_t span = -30 * p->x0;
     uint16_t *tbl = NULL;
     size_t jcap = (size_t)span; /* the clip of j: tbl[jcap .. span] all equal tbl[jcap] */
+    uint32_t sth[16] = {0}, skmax = 0;
+    if (!eight && sole && path > 0) skmax = qk__sole_thresholds(p, sth);
     qk__iexp32_c ik;
     const int iexp32 = !eight && !sole && path > 0 && qk__iexp32_set(p, &ik);
     if (!iexp32 && !eight && !sole && span < QK__IEXP_TABLE_MAX &&
@@ -730,6 +760,11 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
 #endif
             size_t i0 = 0;
 #if QK_X86
+            if (sole && path > 0) {
+                sum = path == 2 ? qk__sole32_avx512(sth, skmax, xi, cols, mx, v)
+                                : qk__sole32_avx2(sth, skmax, xi, cols, mx, v);
+                i0 = cols;
+            }
             if (iexp32) {
                 const int64_t lo64 = (int64_t)mx + 30 * p->x0;
                 const int32_t lo = lo64 < INT32_MIN ? INT32_MIN : (int32_t)lo64;

@@ -77,3 +77,54 @@ QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *k, const qk_s
     }
     return sum;
 }
+
+/* SOLE: v[i] = k of x[i] = the number of thresholds t[1..15] that j = mx - x[i] (uint32) reaches,
+ * found in four steps (k + 8, + 4, + 2, + 1) over the 16-entry table, capped at kmax; returns the
+ * sum of the 2^(16 - k). */
+QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__sole32_vec_)(const uint32_t *t, QK_V tlo,
+                                                                QK_V thi, const int32_t *x,
+                                                                QK_V vmx, QK_V kmax) {
+    (void)t;
+    (void)thi; /* AVX-512: the table is one vector */
+    const QK_V j = QK_V_SUB(vmx, QK_V_LOAD(x));
+    QK_V k = QK_V_SET1(0);
+    for (int s = 8; s >= 1; s >>= 1) {
+        const QK_V c = QK_V_ADD(k, QK_V_SET1(s));
+        k = QK_V_SELECT(QK_V_GEU(j, QK__N(qk__lookup16_)(tlo, thi, c)), c, k);
+    }
+    return QK_V_MINU(k, kmax);
+}
+
+QK_V_TARGET static uint64_t QK__N(qk__sole32_)(const uint32_t *t, uint32_t kmax, const int32_t *x,
+                                               size_t n, int32_t mx, uint16_t *v) {
+    const QK_V tlo = QK_V_LOAD(t), thi = QK_V_LOAD(t + (QK_V_LANES == 16 ? 0 : 8));
+    const QK_V vmx = QK_V_SET1(mx), vk = QK_V_SET1((int32_t)kmax);
+    const QK_V one = QK_V_SET1(1), sixteen = QK_V_SET1(16), zero = QK_V_SET1(0);
+    QK_V acc = zero;
+    uint64_t sum = 0;
+    size_t i = 0, steps = 0;
+    int32_t l32[QK_V_LANES];
+    for (; i + QK_V_LANES <= n; i += QK_V_LANES) {
+        const QK_V k = QK__N(qk__sole32_vec_)(t, tlo, thi, x + i, vmx, vk);
+        QK_V_STORE_U16(v + i, k);
+        acc = QK_V_ADD(acc, QK_V_SLLV(one, QK_V_SUB(sixteen, k)));
+        if (++steps == 4096) { /* lanes <= 2^16 each */
+            QK_V_STORE(l32, acc);
+            for (int l = 0; l < QK_V_LANES; l++) sum += (uint32_t)l32[l];
+            acc = zero;
+            steps = 0;
+        }
+    }
+    QK_V_STORE(l32, acc);
+    for (int l = 0; l < QK_V_LANES; l++) sum += (uint32_t)l32[l];
+    if (i < n) { /* padded with the row's maximum; only the n - i real lanes are kept */
+        int32_t xt[QK_V_LANES];
+        for (int l = 0; l < QK_V_LANES; l++) xt[l] = i + (size_t)l < n ? x[i + l] : mx;
+        QK_V_STORE(l32, QK__N(qk__sole32_vec_)(t, tlo, thi, xt, vmx, vk));
+        for (size_t l = 0; i + l < n; l++) {
+            v[i + l] = (uint16_t)l32[l];
+            sum += UINT64_C(1) << (16 - l32[l]);
+        }
+    }
+    return sum;
+}
