@@ -37,6 +37,7 @@
 #define QK_V_AND(a, b) QK__SEL(_mm256_and_si256, _mm512_and_si512)(a, b)
 #define QK_V_SRA(a, cnt) QK__SEL(_mm256_sra_epi32, _mm512_sra_epi32)(a, cnt)
 #define QK_V_GT(a, b) QK__SEL(_mm256_cmpgt_epi32, _mm512_cmpgt_epi32_mask)(a, b)
+#define QK_V_NE(a, b) QK__SEL(_mm256_xor_si256(_mm256_cmpeq_epi32(a, b), _mm256_set1_epi32(-1)), _mm512_cmpneq_epi32_mask(a, b))
 #define QK_V_EQ(a, b) QK__SEL(_mm256_cmpeq_epi32, _mm512_cmpeq_epi32_mask)(a, b)
 /* q odd; a >= 0; q + 1 where m (AVX2: m is -1 there) */
 #define QK_V_ODD(q, one) QK__SEL(_mm256_cmpeq_epi32(_mm256_and_si256(q, one), one), _mm512_test_epi32_mask(q, one))
@@ -85,6 +86,11 @@
 #define QK_V_CVTT(f) QK__SEL(_mm256_cvttps_epi32, _mm512_cvttps_epi32)(f)
 #define QK_VF_BITS(a) QK__SEL(_mm256_castsi256_ps, _mm512_castsi512_ps)(a)
 #define QK_V_MIN(a, b) QK__SEL(_mm256_min_epi32, _mm512_min_epi32)(a, b)
+#define QK_VF_FMADD(a, b, c) QK__SEL(_mm256_fmadd_ps, _mm512_fmadd_ps)(a, b, c)    /* a b + c */
+#define QK_VF_FNMADD(a, b, c) QK__SEL(_mm256_fnmadd_ps, _mm512_fnmadd_ps)(a, b, c)  /* c - a b */
+#define QK_VF_NE(a, b) QK__SEL(_mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_NEQ_UQ)), _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ))
+/* float -> int32, round to nearest even whatever MXCSR says (AVX-512: embedded rounding) */
+#define QK_V_CVT_RNE_X(a) QK__SEL(_mm256_cvtps_epi32(_mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), _mm512_cvt_roundps_epi32(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
 #define QK_VF_LOAD(p) QK__SEL(_mm256_loadu_ps, _mm512_loadu_ps)(p)
 #define QK_VF_SUB(a, b) QK__SEL(_mm256_sub_ps, _mm512_sub_ps)(a, b)
 #define QK_VF_ABS(a) QK__SEL(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a), _mm512_abs_ps(a))

@@ -354,23 +354,24 @@ QK_TARGET_AVX512 static void qk__norm_row_avx512(const qk__norm *nm, const uint1
         }
         return;
     }
-    if (nm->f > UINT32_MAX) { /* f = 2^32 (a sum of 1): vpmuludq takes 32 bits */
+    if (nm->f > UINT32_MAX || nm->f == 0) { /* f = 2^32 (a sum of 1) needs 33 bits */
         qk__norm_row_scalar(nm, v, n, y);
         return;
     }
-    const __m512i f = _mm512_set1_epi64((long long)nm->f);
-    const __m512i r = _mm512_set1_epi64((long long)nm->rnd);
+    /* V f + rnd in 32-bit lanes: it reaches 2^32 (then the result is >= 256: 255) exactly when
+     * V >= vt = ceil((2^32 - rnd) / f); below, the low 32 bits are the whole sum */
+    const __m512i f = _mm512_set1_epi32((int32_t)(uint32_t)nm->f);
+    const __m512i r = _mm512_set1_epi32((int32_t)(uint32_t)nm->rnd);
+    const uint64_t vt64 = ((UINT64_C(1) << 32) - nm->rnd + nm->f - 1) / nm->f;
+    const __m512i vt = _mm512_set1_epi32((int32_t)(uint32_t)(vt64 > 65536 ? 65536 : vt64));
     const __m512i lim = _mm512_set1_epi32(255);
     for (; i < n; i += 16) {
         const size_t cnt = n - i < 16 ? n - i : 16;
         const __mmask16 k = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1u);
         const __m512i vv = _mm512_cvtepu16_epi32(
             _mm512_castsi512_si256(_mm512_maskz_loadu_epi16((__mmask32)k, v + i)));
-        const __m512i pe = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(vv, f), r), 24);
-        const __m512i po = _mm512_srli_epi64(
-            _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(vv, 32), f), r), 24);
-        __m512i q = _mm512_or_si512(pe, _mm512_slli_epi64(po, 32));
-        q = _mm512_min_epu32(q, lim);
+        __m512i q = _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(vv, f), r), 24);
+        q = _mm512_mask_mov_epi32(q, _mm512_cmpge_epu32_mask(vv, vt), lim);
         __m128i bq = _mm512_cvtepi32_epi8(q);
         __asm__("" : "+v"(bq));
         _mm512_mask_storeu_epi8(y + i, (__mmask64)k, _mm512_castsi128_si512(bq));
@@ -520,20 +521,22 @@ QK_TARGET_AVX2 static size_t qk__ibert32_avx2(const qk_softmax_params *p, const 
  *   q - 1 (|d| < 2^24 is exact; the product errs by < 2^-22 relative and |d| / |x0| stays at
  *   least 1/|x0| below q + 1), so one correction (rr = |d| - q |x0| >= |x0|: q + 1) is exact;
  *   r = -rr, z = (r + b) r + c, clamped at 0 (I-BERT's exp_int >= 0);
- *   V = RNE(z m16 / 2^(s0 + q)) from vf = fl(fl(fl(z) A) 2^-q), A = fl(m16 2^-s0): three
- *   roundings of relative error <= 2^-23 each (any rounding mode; 2^-q is exact and nothing is
- *   subnormal: vf >= 2^-120 when z >= 1), |vf - v| < 2^-21.4 vf. A lane keeps RNE(vf) unless
- *   fl(|vf - RNE(vf)| + vf 2^-21) >= 1/2, i.e. unless vf may be on the other side of a tie;
- *   those lanes (exact ties included; about vf 2^-20 of them) take qk__ibert_exp16. */
+ *   V = RNE(z m16 / 2^(s0 + q)) from vf = fl(fl(z) A 2^-q), A = fl(m16 2^-s0) (m16 >= 1) and
+ *   A 2^-q exact (A's exponent field less q: A 2^-q >= 2^-120 is normal): three roundings of
+ *   relative error <= 2^-23 each (any rounding mode), so |v - vf| < 2^-21.41 vf. With
+ *   hi = fl(vf + vf 2^-20) >= v and lo = fl(vf - vf 2^-20) <= v (one rounding each, fused), a
+ *   lane keeps RNE(hi) when RNE(lo) == RNE(hi) (RNE is monotone); other lanes (exact ties
+ *   included; about vf 2^-19 of them) take qk__ibert_exp16. */
 typedef struct {
     int32_t ax0, b, c; /* |x0|, b, c */
-    float inv, a;      /* <= 1/|x0|; fl(m16 2^-s0) */
+    int32_t abits;     /* the bits of A = fl(m16 2^-s0) */
+    float inv;         /* <= 1/|x0| */
 } qk__iexp32_c;
 
 static int qk__iexp32_set(const qk_softmax_params *p, qk__iexp32_c *k) {
     const int64_t ax0 = -p->x0;
     if (!(30 * ax0 < (INT64_C(1) << 31) && p->b >= ax0 && ax0 * (ax0 + p->b) < (INT64_C(1) << 31) &&
-          ax0 < 270000 && p->e16 >= 31 && p->e16 - 30 <= 90))
+          ax0 < 270000 && p->e16 >= 31 && p->e16 - 30 <= 90 && p->m16 >= 1))
         return 0;
     k->ax0 = (int32_t)ax0;
     k->b = (int32_t)p->b;
@@ -549,7 +552,8 @@ static int qk__iexp32_set(const qk_softmax_params *p, qk__iexp32_c *k) {
     const uint64_t eb = (uint64_t)(1023 - (p->e16 - 30)) << 52; /* 2^-s0 */
     double e;
     memcpy(&e, &eb, sizeof e);
-    k->a = (float)((double)p->m16 * e);
+    const float a = (float)((double)p->m16 * e);
+    memcpy(&k->abits, &a, sizeof a);
     return 1;
 }
 

@@ -4,32 +4,37 @@
  * guard: it is included once per ISA. Why the arithmetic is exact: softmax.c. */
 #include "elementwise/simd_v.h"
 
+/* I-BERT: the constants of the loop, in vectors */
+typedef struct {
+    QK_V ax0, b, c, abits, one, zero;
+    QK_VF inv, del, flim;
+} QK__N(qk__iexp32_v_);
+
 /* I-BERT: the V of one vector of x (the i-exp of max(x, lo) - mx). Lanes whose float value is
  * within its error bound of a tie are redone by the exact scalar qk__ibert_exp16. */
-QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__iexp32_vec_)(const qk__iexp32_c *k,
+QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__iexp32_vec_)(const QK__N(qk__iexp32_v_) *k,
                                                                 const qk_softmax_params *p,
                                                                 const int32_t *x, int32_t mx,
-                                                                int32_t lo) {
-    const QK_V zero = QK_V_SET1(0), ax0 = QK_V_SET1(k->ax0);
-    const QK_V xv = QK_V_MAX(QK_V_LOAD(x), QK_V_SET1(lo));
-    const QK_V ad = QK_V_SUB(QK_V_SET1(mx), xv); /* |d| in [0, 30 |x0|] */
+                                                                QK_V vmx, QK_V vlo) {
+    const QK_V ad = QK_V_SUB(vmx, QK_V_MAX(QK_V_LOAD(x), vlo)); /* |d| in [0, 30 |x0|] */
     /* q = floor(|d| / |x0|): a float estimate q or q - 1, then one correction */
-    QK_V q = QK_V_CVTT(QK_VF_MUL(QK_VF_CVT(ad), QK_VF_SET1(k->inv)));
-    QK_V rr = QK_V_SUB(ad, QK_V_MULLO(q, ax0)); /* -r, in [0, 2 |x0|) */
-    const QK_VM up = QK_V_GEU(rr, ax0);
-    q = QK_V_ADD_WHERE(q, up, QK_V_SET1(1));
-    rr = QK_V_SUB_WHERE(rr, up, ax0);
+    QK_V q = QK_V_CVTT(QK_VF_MUL(QK_VF_CVT(ad), k->inv));
+    QK_V rr = QK_V_SUB(ad, QK_V_MULLO(q, k->ax0)); /* -r, in [0, 2 |x0|) */
+    const QK_VM up = QK_V_GEU(rr, k->ax0);
+    q = QK_V_ADD_WHERE(q, up, k->one);
+    rr = QK_V_SUB_WHERE(rr, up, k->ax0);
     /* z = (r + b) r + c = c - rr (b - rr), clamped at 0 */
-    const QK_V z =
-        QK_V_MAX(QK_V_SUB(QK_V_SET1(k->c), QK_V_MULLO(rr, QK_V_SUB(QK_V_SET1(k->b), rr))), zero);
-    /* V = RNE(z m16 / 2^(s0 + q)): vf = fl(fl(z) A) 2^-q (A = fl(m16 2^-s0)) */
-    const QK_VF pq = QK_VF_BITS(QK_V_SLLI(QK_V_SUB(QK_V_SET1(127), q), 23));
-    const QK_VF vf = QK_VF_MUL(QK_VF_MUL(QK_VF_CVT(z), QK_VF_SET1(k->a)), pq);
-    const QK_VF r = QK_VF_ROUND_RNE(vf);
-    const QK_VM tie = QK_VF_GE(
-        QK_VF_ADD(QK_VF_ABS(QK_VF_SUB(vf, r)), QK_VF_MUL(vf, QK_VF_SET1(0x1p-21f))),
-        QK_VF_SET1(0.5f));
-    QK_V e = QK_V_MIN(QK_V_CVT_RNE(r), QK_V_SET1(32767));
+    const QK_V z = QK_V_MAX(QK_V_SUB(k->c, QK_V_MULLO(rr, QK_V_SUB(k->b, rr))), k->zero);
+    /* V = RNE(z m16 / 2^(s0 + q)): vf = fl(fl(z) A 2^-q) (A 2^-q: A's exponent less q) */
+    const QK_VF aq = QK_VF_BITS(QK_V_SUB(k->abits, QK_V_SLLI(q, 23)));
+    /* capped at 32767 as I-BERT caps V (v near any vf >= 32767 rounds to >= 32767), so the
+     * conversions below stay in range */
+    const QK_VF vf = QK_VF_MIN(QK_VF_MUL(QK_VF_CVT(z), aq), k->flim);
+    /* RNE of vf (1 + 2^-20) and of vf (1 - 2^-20), each rounded once: when they agree, so does
+     * RNE(v) (v is within 2^-21.41 vf of vf; RNE is monotone) */
+    const QK_V rhi = QK_V_CVT_RNE_X(QK_VF_FMADD(vf, k->del, vf));
+    const QK_VM tie = QK_V_NE(QK_V_CVT_RNE_X(QK_VF_FNMADD(vf, k->del, vf)), rhi);
+    QK_V e = rhi;
     if (QK_VM_ANY(tie)) {
         int32_t l32[QK_V_LANES];
         QK_V_STORE(l32, e);
@@ -45,22 +50,32 @@ QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__iexp32_vec_)(const qk__iexp32
 }
 
 /* v[i] = V of x[i] for a whole row (the tail through a padded copy); returns the sum of the V. */
-QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *k, const qk_softmax_params *p,
+QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *kc, const qk_softmax_params *p,
                                                const int32_t *x, size_t n, int32_t mx, int32_t lo,
                                                uint16_t *v) {
-    const QK_V zero = QK_V_SET1(0);
-    QK_V acc = zero;
+    QK__N(qk__iexp32_v_) k;
+    k.ax0 = QK_V_SET1(kc->ax0);
+    k.b = QK_V_SET1(kc->b);
+    k.c = QK_V_SET1(kc->c);
+    k.abits = QK_V_SET1(kc->abits);
+    k.one = QK_V_SET1(1);
+    k.zero = QK_V_SET1(0);
+    k.flim = QK_VF_SET1(32767.0f);
+    k.inv = QK_VF_SET1(kc->inv);
+    k.del = QK_VF_SET1(0x1p-20f);
+    const QK_V vmx = QK_V_SET1(mx), vlo = QK_V_SET1(lo);
+    QK_V acc = k.zero;
     uint64_t sum = 0;
     size_t i = 0, steps = 0;
     int32_t l32[QK_V_LANES];
     for (; i + QK_V_LANES <= n; i += QK_V_LANES) {
-        const QK_V e = QK__N(qk__iexp32_vec_)(k, p, x + i, mx, lo);
+        const QK_V e = QK__N(qk__iexp32_vec_)(&k, p, x + i, mx, vmx, vlo);
         QK_V_STORE_U16(v + i, e);
         acc = QK_V_ADD(acc, e);
         if (++steps == 4096) { /* lanes < 2^15 each: flush before 2^16 steps */
             QK_V_STORE(l32, acc);
             for (int l = 0; l < QK_V_LANES; l++) sum += (uint32_t)l32[l];
-            acc = zero;
+            acc = k.zero;
             steps = 0;
         }
     }
@@ -69,7 +84,7 @@ QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *k, const qk_s
     if (i < n) { /* padded with the row's maximum; only the n - i real lanes are kept */
         int32_t xt[QK_V_LANES];
         for (int l = 0; l < QK_V_LANES; l++) xt[l] = i + (size_t)l < n ? x[i + l] : mx;
-        QK_V_STORE(l32, QK__N(qk__iexp32_vec_)(k, p, xt, mx, lo));
+        QK_V_STORE(l32, QK__N(qk__iexp32_vec_)(&k, p, xt, mx, vmx, vlo));
         for (size_t l = 0; i + l < n; l++) {
             v[i + l] = (uint16_t)l32[l];
             sum += (uint32_t)l32[l];
