@@ -365,6 +365,12 @@ QK_TARGET_AVX512 static void qk__norm_row_avx512(const qk__norm *nm, const uint1
     const uint64_t vt64 = ((UINT64_C(1) << 32) - nm->rnd + nm->f - 1) / nm->f;
     const __m512i vt = _mm512_set1_epi32((int32_t)(uint32_t)(vt64 > 65536 ? 65536 : vt64));
     const __m512i lim = _mm512_set1_epi32(255);
+    for (; i + 16 <= n; i += 16) { /* whole vectors, then the masked tail */
+        const __m512i vv = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(v + i)));
+        __m512i q = _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(vv, f), r), 24);
+        q = _mm512_mask_mov_epi32(q, _mm512_cmpge_epu32_mask(vv, vt), lim);
+        _mm_storeu_si128((__m128i *)(y + i), _mm512_cvtepi32_epi8(q));
+    }
     for (; i < n; i += 16) {
         const size_t cnt = n - i < 16 ? n - i : 16;
         const __mmask16 k = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1u);

@@ -10,12 +10,11 @@ typedef struct {
     QK_VF inv, del, flim;
 } QK__N(qk__iexp32_v_);
 
-/* I-BERT: the V of one vector of x (the i-exp of max(x, lo) - mx). Lanes whose float value is
- * within its error bound of a tie are redone by the exact scalar qk__ibert_exp16. */
+/* I-BERT: the V of one vector of x (the i-exp of max(x, lo) - mx); *tie_out marks the lanes
+ * whose float value may be on the other side of a tie (qk__iexp32_fix_ redoes them exactly). */
 QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__iexp32_vec_)(const QK__N(qk__iexp32_v_) *k,
-                                                                const qk_softmax_params *p,
-                                                                const int32_t *x, int32_t mx,
-                                                                QK_V vmx, QK_V vlo) {
+                                                                const int32_t *x, QK_V vmx,
+                                                                QK_V vlo, QK_VM *tie_out) {
     const QK_V ad = QK_V_SUB(vmx, QK_V_MAX(QK_V_LOAD(x), vlo)); /* |d| in [0, 30 |x0|] */
     /* q = floor(|d| / |x0|): a float estimate q or q - 1, then one correction */
     QK_V q = QK_V_CVTT(QK_VF_MUL(QK_VF_CVT(ad), k->inv));
@@ -34,19 +33,22 @@ QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__iexp32_vec_)(const QK__N(qk__
      * RNE(v) (v is within 2^-21.41 vf of vf; RNE is monotone) */
     const QK_V rhi = QK_V_CVT_RNE_X(QK_VF_FMADD(vf, k->del, vf));
     const QK_VM tie = QK_V_NE(QK_V_CVT_RNE_X(QK_VF_FNMADD(vf, k->del, vf)), rhi);
-    QK_V e = rhi;
-    if (QK_VM_ANY(tie)) {
-        int32_t l32[QK_V_LANES];
-        QK_V_STORE(l32, e);
-        unsigned bits = QK_VM_BITS(tie);
-        while (bits) {
-            const int l = __builtin_ctz(bits);
-            bits &= bits - 1;
-            l32[l] = (int32_t)qk__ibert_exp16(p, (int64_t)x[l] - mx);
-        }
-        e = QK_V_LOAD(l32);
+    *tie_out = tie;
+    return rhi;
+}
+
+/* the lanes of e marked in tie, redone exactly */
+QK_V_TARGET static QK_V QK__N(qk__iexp32_fix_)(QK_V e, QK_VM tie, const qk_softmax_params *p,
+                                               const int32_t *x, int32_t mx) {
+    int32_t l32[QK_V_LANES];
+    QK_V_STORE(l32, e);
+    unsigned bits = QK_VM_BITS(tie);
+    while (bits) {
+        const int l = __builtin_ctz(bits);
+        bits &= bits - 1;
+        l32[l] = (int32_t)qk__ibert_exp16(p, (int64_t)x[l] - mx);
     }
-    return e;
+    return QK_V_LOAD(l32);
 }
 
 /* v[i] = V of x[i] for a whole row (the tail through a padded copy); returns the sum of the V. */
@@ -68,11 +70,31 @@ QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *kc, const qk_
     uint64_t sum = 0;
     size_t i = 0, steps = 0;
     int32_t l32[QK_V_LANES];
+    for (; i + 2 * QK_V_LANES <= n; i += 2 * QK_V_LANES) { /* two vectors a step */
+        QK_VM t0, t1;
+        QK_V e0 = QK__N(qk__iexp32_vec_)(&k, x + i, vmx, vlo, &t0);
+        QK_V e1 = QK__N(qk__iexp32_vec_)(&k, x + i + QK_V_LANES, vmx, vlo, &t1);
+        if (QK_VM_ANY(QK_VM_OR(t0, t1))) {
+            e0 = QK__N(qk__iexp32_fix_)(e0, t0, p, x + i, mx);
+            e1 = QK__N(qk__iexp32_fix_)(e1, t1, p, x + i + QK_V_LANES, mx);
+        }
+        QK_V_STORE_U16(v + i, e0);
+        QK_V_STORE_U16(v + i + QK_V_LANES, e1);
+        acc = QK_V_ADD(acc, QK_V_ADD(e0, e1));
+        if (++steps == 2048) { /* lanes < 2^16 each step: flush before 2^15 steps */
+            QK_V_STORE(l32, acc);
+            for (int l = 0; l < QK_V_LANES; l++) sum += (uint32_t)l32[l];
+            acc = k.zero;
+            steps = 0;
+        }
+    }
     for (; i + QK_V_LANES <= n; i += QK_V_LANES) {
-        const QK_V e = QK__N(qk__iexp32_vec_)(&k, p, x + i, mx, vmx, vlo);
+        QK_VM t0;
+        QK_V e = QK__N(qk__iexp32_vec_)(&k, x + i, vmx, vlo, &t0);
+        if (QK_VM_ANY(t0)) e = QK__N(qk__iexp32_fix_)(e, t0, p, x + i, mx);
         QK_V_STORE_U16(v + i, e);
         acc = QK_V_ADD(acc, e);
-        if (++steps == 4096) { /* lanes < 2^15 each: flush before 2^16 steps */
+        if (++steps == 2048) {
             QK_V_STORE(l32, acc);
             for (int l = 0; l < QK_V_LANES; l++) sum += (uint32_t)l32[l];
             acc = k.zero;
@@ -84,7 +106,10 @@ QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *kc, const qk_
     if (i < n) { /* padded with the row's maximum; only the n - i real lanes are kept */
         int32_t xt[QK_V_LANES];
         for (int l = 0; l < QK_V_LANES; l++) xt[l] = i + (size_t)l < n ? x[i + l] : mx;
-        QK_V_STORE(l32, QK__N(qk__iexp32_vec_)(&k, p, xt, mx, vmx, vlo));
+        QK_VM t0;
+        QK_V e = QK__N(qk__iexp32_vec_)(&k, xt, vmx, vlo, &t0);
+        if (QK_VM_ANY(t0)) e = QK__N(qk__iexp32_fix_)(e, t0, p, xt, mx);
+        QK_V_STORE(l32, e);
         for (size_t l = 0; i + l < n; l++) {
             v[i + l] = (uint16_t)l32[l];
             sum += (uint32_t)l32[l];
