@@ -537,6 +537,7 @@ typedef struct {
     int32_t ax0, b, c; /* |x0|, b, c */
     int32_t abits;     /* the bits of A = fl(m16 2^-s0) */
     float inv;         /* <= 1/|x0| */
+    int zpos;          /* z >= 0 for every r (every prepared set): no clamp at 0 */
 } qk__iexp32_c;
 
 static int qk__iexp32_set(const qk_softmax_params *p, qk__iexp32_c *k) {
@@ -558,6 +559,10 @@ static int qk__iexp32_set(const qk_softmax_params *p, qk__iexp32_c *k) {
     const uint64_t eb = (uint64_t)(1023 - (p->e16 - 30)) << 52; /* 2^-s0 */
     double e;
     memcpy(&e, &eb, sizeof e);
+    /* min over rr in [0, |x0|) of z = c - rr (b - rr): rr (b - rr) grows up to rr = b / 2 */
+    int64_t rm = p->b / 2 < ax0 - 1 ? p->b / 2 : ax0 - 1, fm = rm * (p->b - rm);
+    if (rm + 1 <= ax0 - 1 && (rm + 1) * (p->b - rm - 1) > fm) fm = (rm + 1) * (p->b - rm - 1);
+    k->zpos = p->c - fm >= 0;
     const float a = (float)((double)p->m16 * e);
     memcpy(&k->abits, &a, sizeof a);
     return 1;

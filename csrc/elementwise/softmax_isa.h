@@ -14,7 +14,8 @@ typedef struct {
  * whose float value may be on the other side of a tie (qk__iexp32_fix_ redoes them exactly). */
 QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__iexp32_vec_)(const QK__N(qk__iexp32_v_) *k,
                                                                 const int32_t *x, QK_V vmx,
-                                                                QK_V vlo, QK_VM *tie_out) {
+                                                                QK_V vlo, QK_VM *tie_out,
+                                                                int clampz) {
     const QK_V ad = QK_V_SUB(vmx, QK_V_MAX(QK_V_LOAD(x), vlo)); /* |d| in [0, 30 |x0|] */
     /* q = floor(|d| / |x0|): a float estimate q or q - 1, then one correction */
     QK_V q = QK_V_CVTT(QK_VF_MUL(QK_VF_CVT(ad), k->inv));
@@ -23,7 +24,8 @@ QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__iexp32_vec_)(const QK__N(qk__
     q = QK_V_ADD_WHERE(q, up, k->one);
     rr = QK_V_SUB_WHERE(rr, up, k->ax0);
     /* z = (r + b) r + c = c - rr (b - rr), clamped at 0 */
-    const QK_V z = QK_V_MAX(QK_V_SUB(k->c, QK_V_MULLO(rr, QK_V_SUB(k->b, rr))), k->zero);
+    QK_V z = QK_V_SUB(k->c, QK_V_MULLO(rr, QK_V_SUB(k->b, rr)));
+    if (clampz) z = QK_V_MAX(z, k->zero); /* only parameters whose z can be < 0 need it */
     /* V = RNE(z m16 / 2^(s0 + q)): vf = fl(fl(z) A 2^-q) (A 2^-q: A's exponent less q) */
     const QK_VF aq = QK_VF_BITS(QK_V_SUB(k->abits, QK_V_SLLI(q, 23)));
     /* capped at 32767 as I-BERT caps V (v near any vf >= 32767 rounds to >= 32767), so the
@@ -52,9 +54,9 @@ QK_V_TARGET static QK_V QK__N(qk__iexp32_fix_)(QK_V e, QK_VM tie, const qk_softm
 }
 
 /* v[i] = V of x[i] for a whole row (the tail through a padded copy); returns the sum of the V. */
-QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *kc, const qk_softmax_params *p,
-                                               const int32_t *x, size_t n, int32_t mx, int32_t lo,
-                                               uint16_t *v) {
+QK_V_TARGET static QK_ALWAYS_INLINE uint64_t QK__N(qk__iexp32_row_)(
+    const qk__iexp32_c *kc, const qk_softmax_params *p, const int32_t *x, size_t n, int32_t mx,
+    int32_t lo, uint16_t *v, int clampz) {
     QK__N(qk__iexp32_v_) k;
     k.ax0 = QK_V_SET1(kc->ax0);
     k.b = QK_V_SET1(kc->b);
@@ -72,8 +74,8 @@ QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *kc, const qk_
     int32_t l32[QK_V_LANES];
     for (; i + 2 * QK_V_LANES <= n; i += 2 * QK_V_LANES) { /* two vectors a step */
         QK_VM t0, t1;
-        QK_V e0 = QK__N(qk__iexp32_vec_)(&k, x + i, vmx, vlo, &t0);
-        QK_V e1 = QK__N(qk__iexp32_vec_)(&k, x + i + QK_V_LANES, vmx, vlo, &t1);
+        QK_V e0 = QK__N(qk__iexp32_vec_)(&k, x + i, vmx, vlo, &t0, clampz);
+        QK_V e1 = QK__N(qk__iexp32_vec_)(&k, x + i + QK_V_LANES, vmx, vlo, &t1, clampz);
         if (QK_VM_ANY(QK_VM_OR(t0, t1))) {
             e0 = QK__N(qk__iexp32_fix_)(e0, t0, p, x + i, mx);
             e1 = QK__N(qk__iexp32_fix_)(e1, t1, p, x + i + QK_V_LANES, mx);
@@ -90,7 +92,7 @@ QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *kc, const qk_
     }
     for (; i + QK_V_LANES <= n; i += QK_V_LANES) {
         QK_VM t0;
-        QK_V e = QK__N(qk__iexp32_vec_)(&k, x + i, vmx, vlo, &t0);
+        QK_V e = QK__N(qk__iexp32_vec_)(&k, x + i, vmx, vlo, &t0, clampz);
         if (QK_VM_ANY(t0)) e = QK__N(qk__iexp32_fix_)(e, t0, p, x + i, mx);
         QK_V_STORE_U16(v + i, e);
         acc = QK_V_ADD(acc, e);
@@ -107,7 +109,7 @@ QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *kc, const qk_
         int32_t xt[QK_V_LANES];
         for (int l = 0; l < QK_V_LANES; l++) xt[l] = i + (size_t)l < n ? x[i + l] : mx;
         QK_VM t0;
-        QK_V e = QK__N(qk__iexp32_vec_)(&k, xt, vmx, vlo, &t0);
+        QK_V e = QK__N(qk__iexp32_vec_)(&k, xt, vmx, vlo, &t0, clampz);
         if (QK_VM_ANY(t0)) e = QK__N(qk__iexp32_fix_)(e, t0, p, xt, mx);
         QK_V_STORE(l32, e);
         for (size_t l = 0; i + l < n; l++) {
@@ -116,6 +118,13 @@ QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *kc, const qk_
         }
     }
     return sum;
+}
+
+QK_V_TARGET static uint64_t QK__N(qk__iexp32_)(const qk__iexp32_c *kc, const qk_softmax_params *p,
+                                               const int32_t *x, size_t n, int32_t mx, int32_t lo,
+                                               uint16_t *v) {
+    return kc->zpos ? QK__N(qk__iexp32_row_)(kc, p, x, n, mx, lo, v, 0)
+                    : QK__N(qk__iexp32_row_)(kc, p, x, n, mx, lo, v, 1);
 }
 
 /* SOLE: v[i] = k of x[i] = the number of thresholds t[1..15] that j = mx - x[i] (uint32) reaches,
