@@ -462,6 +462,17 @@ def qsoftmax(x: ArrayLike, params: SoftmaxParams, *,
             return _core.softmax_sole_log2(a, params.sole_mult, params.sole_shift,
                                            params.sole_round)
     C.check_out(out, a.shape, np.dtype(np.uint8))
+    if (params.method != "lut" and params.x_scale.ndim == 0 and a.size and a.flags.c_contiguous
+            and (out is None or out.flags.c_contiguous)):
+        # one set of parameters over a contiguous array: one kernel call (no gufunc loop)
+        y = np.empty(a.shape, np.uint8) if out is None else out
+        if params.method == "ibert":
+            _core._softmax_run(a, 0, int(params.x0), int(params.b), int(params.c),
+                               int(params.m16), int(params.e16), y)
+        else:
+            _core._softmax_run(a, 1, int(params.sole_mult), int(params.sole_shift),
+                               int(params.sole_round), 0, 0, y)
+        return y
     kw = {} if out is None else {"out": out}
     with np.errstate(invalid="raise"):
         if params.method == "ibert":
