@@ -179,6 +179,11 @@ for n in (1, 31, 32, 33, 63, 64, 65, 511, 512, 1000, 4099):
         out[f"ib_{n}_{np.dtype(xdt).name}"] = qk.qgelu(x, p)
     x = np.rint(rng.normal(0, 20000, n)).astype(np.int32)
     out[f"ib32_{n}"] = qk.qgelu(x, qk.prepare_gelu(1e-4, out_scale=0.03))
+    # per channel (40: whole vectors and a tail per row), per-channel out scale, uint8
+    sc = (10.0 ** rng.uniform(-4, -3, 40)).astype(np.float32)
+    pc = qk.prepare_gelu(sc, out_scale=(0.02 * (1 + rng.random(40))).astype(np.float32),
+                         out_dtype=np.uint8)
+    out[f"ib32pc_{n}"] = qk.qgelu(np.rint(rng.normal(0, 2, (n, 40)) / sc).astype(np.int32), pc)
 np.savez(sys.argv[1], **out)
 """
 
@@ -213,3 +218,17 @@ def test_ibert_per_channel_out_scale(rng):
         qk.prepare_gelu(xs, out_scale=os_[:5])
     with pytest.raises(ValueError, match="out_scale must be a scalar"):
         qk.prepare_gelu(0.01, method="lut", out_scale=os_)
+
+
+def test_int32_per_channel_a_million_values_equal_reference(rng):
+    """The MiniLM block's form: i-GELU on int32 FFN sums with per-channel input scales and
+    per-channel output scales, uint8 out (the float-rounded loop), > 10^6 values."""
+    c = 1536
+    scales = (10.0 ** rng.uniform(-4.1, -2.6, c)).astype(np.float32)
+    osc = (0.02 * (1 + rng.random(c))).astype(np.float32)
+    p = qk.prepare_gelu(scales, out_scale=osc, out_dtype=np.uint8)
+    x = np.rint(rng.normal(0, 2.0, (660, c)) / scales).astype(np.int32)
+    x[0] = np.iinfo(np.int32).min
+    x[1] = np.iinfo(np.int32).max
+    assert x.size >= 1_000_000
+    assert np.array_equal(qk.qgelu(x, p), _ref(x, p))
