@@ -422,6 +422,8 @@ def _softmax_input(x: Any, params: SoftmaxParams) -> np.ndarray:
         raise TypeError("method 'lut' indexes a 256-entry table: x must be uint8 or int8")
     if a.ndim < 1:
         raise ValueError("x must have at least one dimension (the softmax axis is the last)")
+    if params.x_scale.ndim == 0:          # one set of parameters: every x fits (the fast check)
+        return a
     lead = a.shape[:-1]
     try:
         b = np.broadcast_shapes(lead, params.x_scale.shape)
@@ -460,6 +462,17 @@ def qsoftmax(x: ArrayLike, params: SoftmaxParams, *,
             return _core.softmax_sole_log2(a, params.sole_mult, params.sole_shift,
                                            params.sole_round)
     C.check_out(out, a.shape, np.dtype(np.uint8))
+    if (params.method != "lut" and params.x_scale.ndim == 0 and a.size and a.flags.c_contiguous
+            and (out is None or out.flags.c_contiguous)):
+        # one set of parameters over a contiguous array: one kernel call (no gufunc loop)
+        y = np.empty(a.shape, np.uint8) if out is None else out
+        if params.method == "ibert":
+            _core._softmax_run(a, 0, int(params.x0), int(params.b), int(params.c),
+                               int(params.m16), int(params.e16), y)
+        else:
+            _core._softmax_run(a, 1, int(params.sole_mult), int(params.sole_shift),
+                               int(params.sole_round), 0, 0, y)
+        return y
     kw = {} if out is None else {"out": out}
     with np.errstate(invalid="raise"):
         if params.method == "ibert":
@@ -670,15 +683,19 @@ def qgelu(x: ArrayLike, params: GeluParams, *, out: Optional[np.ndarray] = None)
     if ch > 1 and (a.ndim < 1 or a.shape[-1] != ch):
         raise ValueError(f"x has shape {a.shape}; its last axis must have {ch} channels (the "
                          f"per-channel x_scale)")
-    _gelu_bound(params, a.dtype)
     C.check_out(out, a.shape, params.out_dtype)
     oinfo = np.iinfo(params.out_dtype)
     y = out if (out is not None and out.flags.c_contiguous) else np.empty(a.shape, params.out_dtype)
     # one C call over the contiguous array (the parameters are checked once, not once a row as
-    # the ufunc gelu_ibert's inner loops would)
-    _core._gelu_ibert(np.ascontiguousarray(a), params.b, params.c, params.shift,
-                      params.multiplier, params.rshift, params.x_zero_point,
-                      params.out_zero_point, int(oinfo.min), int(oinfo.max), y)
+    # the ufunc gelu_ibert's inner loops would); the kernel checks its parameters before it
+    # writes anything, and a refusal is explained here (the int64 bound), not on every call
+    try:
+        _core._gelu_ibert(np.ascontiguousarray(a), params.b, params.c, params.shift,
+                          params.multiplier, params.rshift, params.x_zero_point,
+                          params.out_zero_point, int(oinfo.min), int(oinfo.max), y)
+    except ValueError:
+        _gelu_bound(params, a.dtype)
+        raise
     return _finish(y, out)
 
 

@@ -9,6 +9,7 @@
  */
 #include "core/core.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if QK_X86
@@ -350,6 +351,86 @@ QK_TARGET_AVX2 static size_t qk__igelu32_avx2(const qk_gelu_ibert_params *p, siz
 }
 #endif
 
+/* ---- int32 input, 8-bit output: i-GELU in int32 lanes, the requantization in float ----------
+ * With 8-bit output only |RNE(v)| <= 383 matters (v = g M / 2^E, g = -x K, K = L + shift), so v
+ * need not be exact, only its rounding: the loop (gelu_isa.h, 16 or 8 lanes) computes
+ *   t = min(|x|, -b) + b in [b, 0], u = t^2 + cL (uint32: -b <= 65535), with c = cH 2^14 + cL,
+ *   0 <= cL < 2^14: L = floor(sign(x)(t^2 + c) / 2^14) = cH + floor(u / 2^14) for x > 0 and
+ *   -cH - ceil(u / 2^14) for x < 0 (x = 0 gives g = 0 with any K), so K is exact in int32 lanes;
+ *   vf = fl(fl(fl(x) K) mf), mf = -fl(M 2^-E) (|K| < 2^24 is exact in float; the products do not
+ *   overflow or go subnormal: 1 <= |x K| < 2^55, 2^-126 <= M 2^-E < 2^31). Four roundings of
+ *   relative error <= 2^-23 each (any rounding mode): |vf - v| <= 2^-20.98 |vf|.
+ *   w = clamp(vf, lo - zp, hi - zp) (integers, |.| <= 383); r = RNE(w); y = r + zp.
+ * If vf is inside the range, |vf - v| <= 384 2^-20.98 < 2^-12, so RNE(v) = r unless vf is within
+ * 2^-12 of a tie (|w - r| >= 0.5 - 2^-12): such lanes (about 2^-11 of them) are redone by the
+ * exact scalar qk__igelu_out. If vf is beyond a bound, v is too, by more than 1/2 less 2^-12
+ * (|vf| <= 2^10: absolute error < 2^-10; larger |vf|: v is beyond 2^9), so both saturate alike.
+ * Used when every channel has -b <= 65535 and |cH| + |shift| + 2^18 + 1 < 2^24 (every prepared
+ * set with x_scale >= 3.8e-5); other parameters take the int64 loops below. */
+typedef struct {
+    int32_t *nb, *cl, *ap, *an; /* -b, c mod 2^14, cH + shift, shift - cH */
+    float *mf;                  /* -fl(M 2^-E) */
+} qk__igelu_fc;
+
+static int qk__igelu_fc_set(const qk_gelu_ibert_params *p, size_t ch, qk__igelu_fc *f, size_t i) {
+    const int64_t b = p->b[ch], c = p->c[ch], sh = p->shift[ch];
+    if (-b > 65535) return 0;
+    const int64_t chi = -((-c + 16383) / 16384); /* floor(c / 2^14), c <= 0 */
+    const int64_t clo = c - chi * 16384;
+    const int64_t ach = chi < 0 ? -chi : chi, ash = sh < 0 ? -sh : sh;
+    if (ach + ash + (INT64_C(1) << 18) + 1 >= (INT64_C(1) << 24)) return 0;
+    f->nb[i] = (int32_t)-b;
+    f->cl[i] = (int32_t)clo;
+    f->ap[i] = (int32_t)(chi + sh);
+    f->an[i] = (int32_t)(sh - chi);
+    const uint64_t eb = (uint64_t)(1023 - p->rshift[ch]) << 52; /* 2^-E (0 <= E <= 126) */
+    double e;
+    memcpy(&e, &eb, sizeof e);
+    f->mf[i] = (float)-((double)p->multiplier[ch] * e);
+    return 1;
+}
+
+#if QK_X86
+#define QK_V_IS512 0
+#include "elementwise/gelu_isa.h"
+#undef QK_V_IS512
+#define QK_V_IS512 1
+#include "elementwise/gelu_isa.h"
+#undef QK_V_IS512
+#endif
+
+/* The float-requantized loop over all of x (rows of `channels`); 0: not applicable (then nothing
+ * was written), 1: done, -1: out of memory. */
+static int qk__igelu32f(const qk_gelu_ibert_params *p, const int32_t *x, size_t n, uint8_t *y,
+                        qk_dtype yt, int32_t zp, int32_t lo, int32_t hi) {
+#if QK_X86
+    const int lvl = qk__level() >= QK_LEVEL_AVX512 ? 2 : (qk__level() >= QK_LEVEL_AVX2 ? 1 : 0);
+    if (lvl == 0) return 0;
+    const size_t C = p->channels;
+    int32_t *buf = (int32_t *)malloc(C * 5 * sizeof(int32_t));
+    if (buf == NULL) return -1;
+    qk__igelu_fc f = {buf, buf + C, buf + 2 * C, buf + 3 * C, (float *)(buf + 4 * C)};
+    for (size_t ch = 0; ch < C; ch++)
+        if (!qk__igelu_fc_set(p, ch, &f, ch)) {
+            free(buf);
+            return 0;
+        }
+    const int sg = yt == QK_DT_S8;
+    const size_t rl = C == 1 ? n : C;
+    for (size_t r0 = 0; r0 < n; r0 += rl) {
+        const size_t done = lvl == 2 ? qk__igelu32f_avx512(&f, C > 1, p, x + r0, rl, y + r0, sg, zp, lo, hi)
+                                     : qk__igelu32f_avx2(&f, C > 1, p, x + r0, rl, y + r0, sg, zp, lo, hi);
+        for (size_t i = done; i < rl; i++)
+            y[r0 + i] = (uint8_t)qk__igelu_out(p, C > 1 ? i : 0, x[r0 + i], zp, lo, hi);
+    }
+    free(buf);
+    return 1;
+#else
+    (void)p; (void)x; (void)n; (void)y; (void)yt; (void)zp; (void)lo; (void)hi;
+    return 0;
+#endif
+}
+
 /* The vector i-GELU over n elements (a whole per-tensor array, or one row of channels);
  * returns the elements done. */
 static size_t qk__igelu32_vec(const qk_gelu_ibert_params *p, int pc, const int32_t *x, size_t n,
@@ -389,6 +470,12 @@ qk_status qk_gelu_ibert(const qk_gelu_ibert_params *p, const void *x, qk_dtype x
             for (size_t i = 0; i < n; i++) yo[i] = t32[xb[i]];
         }
         return QK_OK;
+    }
+    if (x_type == QK_DT_S32 && x_zero_point == 0 && y_type != QK_DT_S32) {
+        const int r = qk__igelu32f(p, (const int32_t *)x, n, (uint8_t *)y, y_type, y_zero_point,
+                                   y_min, y_max);
+        if (r < 0) return QK_ERR_NOMEM;
+        if (r > 0) return QK_OK;
     }
     if (x_type == QK_DT_S32 && x_zero_point == 0 && qk__igelu32_simd_ok(p)) {
         const int32_t *xi = (const int32_t *)x;

@@ -37,6 +37,7 @@
 #define QK_V_AND(a, b) QK__SEL(_mm256_and_si256, _mm512_and_si512)(a, b)
 #define QK_V_SRA(a, cnt) QK__SEL(_mm256_sra_epi32, _mm512_sra_epi32)(a, cnt)
 #define QK_V_GT(a, b) QK__SEL(_mm256_cmpgt_epi32, _mm512_cmpgt_epi32_mask)(a, b)
+#define QK_V_NE(a, b) QK__SEL(_mm256_xor_si256(_mm256_cmpeq_epi32(a, b), _mm256_set1_epi32(-1)), _mm512_cmpneq_epi32_mask(a, b))
 #define QK_V_EQ(a, b) QK__SEL(_mm256_cmpeq_epi32, _mm512_cmpeq_epi32_mask)(a, b)
 /* q odd; a >= 0; q + 1 where m (AVX2: m is -1 there) */
 #define QK_V_ODD(q, one) QK__SEL(_mm256_cmpeq_epi32(_mm256_and_si256(q, one), one), _mm512_test_epi32_mask(q, one))
@@ -66,6 +67,55 @@
             _mm512_permutexvar_epi32(                                                         \
                 _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), r))
 #define QK_V_STORE(p, v) QK__SEL(_mm256_storeu_si256((__m256i *)(p), v), _mm512_storeu_si512((void *)(p), v))
+/* for the integer transformer loops (gelu_isa.h, softmax_isa.h) */
+#define QK_V_ABS(a) QK__SEL(_mm256_abs_epi32, _mm512_abs_epi32)(a)
+#define QK_V_MINU(a, b) QK__SEL(_mm256_min_epu32, _mm512_min_epu32)(a, b)
+#define QK_V_MAX(a, b) QK__SEL(_mm256_max_epi32, _mm512_max_epi32)(a, b)
+#define QK_V_MULLO(a, b) QK__SEL(_mm256_mullo_epi32, _mm512_mullo_epi32)(a, b)
+#define QK_V_SRLI(a, imm) QK__SEL(_mm256_srli_epi32, _mm512_srli_epi32)(a, imm)
+#define QK_V_SLLI(a, imm) QK__SEL(_mm256_slli_epi32, _mm512_slli_epi32)(a, imm)
+#define QK_V_SLLV(a, b) QK__SEL(_mm256_sllv_epi32, _mm512_sllv_epi32)(a, b)
+#define QK_V_GEU(a, b) QK__SEL(_mm256_cmpeq_epi32(_mm256_max_epu32(a, b), a), _mm512_cmpge_epu32_mask(a, b))
+/* a where m, else b */
+#define QK_V_SELECT(m, a, b) QK__SEL(_mm256_blendv_epi8(b, a, m), _mm512_mask_blend_epi32(m, b, a))
+/* a + b where m, else a; a - b where m, else a */
+#define QK_V_ADD_WHERE(a, m, b) QK__SEL(_mm256_add_epi32(a, _mm256_and_si256(m, b)), _mm512_mask_add_epi32(a, m, a, b))
+#define QK_V_SUB_WHERE(a, m, b) QK__SEL(_mm256_sub_epi32(a, _mm256_and_si256(m, b)), _mm512_mask_sub_epi32(a, m, a, b))
+#define QK_VM_BITS(m) QK__SEL((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(m)), (unsigned)(m))
+#define QK_VF_ADD(a, b) QK__SEL(_mm256_add_ps, _mm512_add_ps)(a, b)
+#define QK_V_CVTT(f) QK__SEL(_mm256_cvttps_epi32, _mm512_cvttps_epi32)(f)
+#define QK_VF_BITS(a) QK__SEL(_mm256_castsi256_ps, _mm512_castsi512_ps)(a)
+#define QK_V_MIN(a, b) QK__SEL(_mm256_min_epi32, _mm512_min_epi32)(a, b)
+#define QK_VF_FMADD(a, b, c) QK__SEL(_mm256_fmadd_ps, _mm512_fmadd_ps)(a, b, c)    /* a b + c */
+#define QK_VF_FNMADD(a, b, c) QK__SEL(_mm256_fnmadd_ps, _mm512_fnmadd_ps)(a, b, c)  /* c - a b */
+#define QK_VF_NE(a, b) QK__SEL(_mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_NEQ_UQ)), _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ))
+/* float -> int32, round to nearest even whatever MXCSR says (AVX-512: embedded rounding) */
+#define QK_V_CVT_RNE_X(a) QK__SEL(_mm256_cvtps_epi32(_mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), _mm512_cvt_roundps_epi32(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+#define QK_VF_LOAD(p) QK__SEL(_mm256_loadu_ps, _mm512_loadu_ps)(p)
+#define QK_VF_SUB(a, b) QK__SEL(_mm256_sub_ps, _mm512_sub_ps)(a, b)
+#define QK_VF_ABS(a) QK__SEL(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a), _mm512_abs_ps(a))
+/* round to nearest, ties to even, whatever MXCSR says */
+#define QK_VF_ROUND_RNE(a) QK__SEL(_mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+#define QK_VF_GE(a, b) QK__SEL(_mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GE_OQ)), _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ))
+/* the low 8 bits of each lane, stored (lanes already within the 8-bit type: is_signed picks the
+ * AVX2 pack that keeps them) */
+#define QK_V_STORE_8(p, v, is_signed) QK__SEL(qk__v_store8_avx2(p, v, is_signed), _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(v)))
+/* the low 16 bits of each lane (lanes within [0, 65535]) */
+#define QK_V_STORE_U16(p, v) QK__SEL(_mm_storeu_si128((__m128i *)(p), _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1))), _mm256_storeu_si256((__m256i *)(p), _mm512_cvtepi32_epi16(v)))
+
+/* t[idx] for idx in [0, 15], the table as one vector (AVX-512) or two halves (AVX2: bit 3 of
+ * idx, moved to the sign, picks the half) */
+#define qk__lookup16_avx512(lo, hi, idx) _mm512_permutexvar_epi32(idx, lo)
+QK_TARGET_AVX2 static inline __m256i qk__lookup16_avx2(__m256i lo, __m256i hi, __m256i idx) {
+    const __m256i a = _mm256_permutevar8x32_epi32(lo, idx), b = _mm256_permutevar8x32_epi32(hi, idx);
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b),
+                                                _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28))));
+}
+
+QK_TARGET_AVX2 static inline void qk__v_store8_avx2(uint8_t *p, __m256i v, int is_signed) {
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_storel_epi64((__m128i *)p, is_signed ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w));
+}
 #endif
 
 #endif /* QKERNELS_ELEMENTWISE_SIMD_V_H */

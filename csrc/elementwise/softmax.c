@@ -354,23 +354,30 @@ QK_TARGET_AVX512 static void qk__norm_row_avx512(const qk__norm *nm, const uint1
         }
         return;
     }
-    if (nm->f > UINT32_MAX) { /* f = 2^32 (a sum of 1): vpmuludq takes 32 bits */
+    if (nm->f > UINT32_MAX || nm->f == 0) { /* f = 2^32 (a sum of 1) needs 33 bits */
         qk__norm_row_scalar(nm, v, n, y);
         return;
     }
-    const __m512i f = _mm512_set1_epi64((long long)nm->f);
-    const __m512i r = _mm512_set1_epi64((long long)nm->rnd);
+    /* V f + rnd in 32-bit lanes: it reaches 2^32 (then the result is >= 256: 255) exactly when
+     * V >= vt = ceil((2^32 - rnd) / f); below, the low 32 bits are the whole sum */
+    const __m512i f = _mm512_set1_epi32((int32_t)(uint32_t)nm->f);
+    const __m512i r = _mm512_set1_epi32((int32_t)(uint32_t)nm->rnd);
+    const uint64_t vt64 = ((UINT64_C(1) << 32) - nm->rnd + nm->f - 1) / nm->f;
+    const __m512i vt = _mm512_set1_epi32((int32_t)(uint32_t)(vt64 > 65536 ? 65536 : vt64));
     const __m512i lim = _mm512_set1_epi32(255);
+    for (; i + 16 <= n; i += 16) { /* whole vectors, then the masked tail */
+        const __m512i vv = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(v + i)));
+        __m512i q = _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(vv, f), r), 24);
+        q = _mm512_mask_mov_epi32(q, _mm512_cmpge_epu32_mask(vv, vt), lim);
+        _mm_storeu_si128((__m128i *)(y + i), _mm512_cvtepi32_epi8(q));
+    }
     for (; i < n; i += 16) {
         const size_t cnt = n - i < 16 ? n - i : 16;
         const __mmask16 k = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1u);
         const __m512i vv = _mm512_cvtepu16_epi32(
             _mm512_castsi512_si256(_mm512_maskz_loadu_epi16((__mmask32)k, v + i)));
-        const __m512i pe = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(vv, f), r), 24);
-        const __m512i po = _mm512_srli_epi64(
-            _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(vv, 32), f), r), 24);
-        __m512i q = _mm512_or_si512(pe, _mm512_slli_epi64(po, 32));
-        q = _mm512_min_epu32(q, lim);
+        __m512i q = _mm512_srli_epi32(_mm512_add_epi32(_mm512_mullo_epi32(vv, f), r), 24);
+        q = _mm512_mask_mov_epi32(q, _mm512_cmpge_epu32_mask(vv, vt), lim);
         __m128i bq = _mm512_cvtepi32_epi8(q);
         __asm__("" : "+v"(bq));
         _mm512_mask_storeu_epi8(y + i, (__mmask64)k, _mm512_castsi128_si512(bq));
@@ -511,6 +518,93 @@ QK_TARGET_AVX2 static size_t qk__ibert32_avx2(const qk_softmax_params *p, const 
 }
 #endif
 
+/* ---- int32 input, I-BERT: the i-exp in int32 and float lanes ----------------------------------
+ * softmax_isa.h, 16 (AVX-512) or 8 (AVX2) lanes, for parameters with 30 |x0| < 2^31, b >= |x0|,
+ * |x0| (|x0| + b) < 2^31 (then |d|, q, r and z fit int32 lanes, as in qk__ibert32_simd_ok),
+ * |x0| < 270000, 1 <= s0 = e16 - 30 <= 90 (every prepared set):
+ *   |d| = mx - max(x, lo) in [0, 30 |x0|] (lo = max(mx + 30 x0, INT32_MIN): the clip);
+ *   q = floor(|d| / |x0|): trunc(fl(fl(|d|) inv)) with inv the largest float <= 1/|x0| is q or
+ *   q - 1 (|d| < 2^24 is exact; the product errs by < 2^-22 relative and |d| / |x0| stays at
+ *   least 1/|x0| below q + 1), so one correction (rr = |d| - q |x0| >= |x0|: q + 1) is exact;
+ *   r = -rr, z = (r + b) r + c, clamped at 0 (I-BERT's exp_int >= 0);
+ *   V = RNE(z m16 / 2^(s0 + q)) from vf = fl(fl(z) A 2^-q), A = fl(m16 2^-s0) (m16 >= 1) and
+ *   A 2^-q exact (A's exponent field less q: A 2^-q >= 2^-120 is normal): three roundings of
+ *   relative error <= 2^-23 each (any rounding mode), so |v - vf| < 2^-21.41 vf. With
+ *   hi = fl(vf + vf 2^-20) >= v and lo = fl(vf - vf 2^-20) <= v (one rounding each, fused), a
+ *   lane keeps RNE(hi) when RNE(lo) == RNE(hi) (RNE is monotone); other lanes (exact ties
+ *   included; about vf 2^-19 of them) take qk__ibert_exp16. */
+typedef struct {
+    int32_t ax0, b, c; /* |x0|, b, c */
+    int32_t abits;     /* the bits of A = fl(m16 2^-s0) */
+    float inv;         /* <= 1/|x0| */
+    int zpos;          /* z >= 0 for every r (every prepared set): no clamp at 0 */
+} qk__iexp32_c;
+
+static int qk__iexp32_set(const qk_softmax_params *p, qk__iexp32_c *k) {
+    const int64_t ax0 = -p->x0;
+    if (!(30 * ax0 < (INT64_C(1) << 31) && p->b >= ax0 && ax0 * (ax0 + p->b) < (INT64_C(1) << 31) &&
+          ax0 < 270000 && p->e16 >= 31 && p->e16 - 30 <= 90 && p->m16 >= 1))
+        return 0;
+    k->ax0 = (int32_t)ax0;
+    k->b = (int32_t)p->b;
+    k->c = (int32_t)p->c;
+    float inv = (float)(1.0 / (double)ax0);
+    while ((double)inv * (double)ax0 > 1.0) { /* exact products (24 x 19 bits): step down */
+        uint32_t u;
+        memcpy(&u, &inv, sizeof u);
+        u--;
+        memcpy(&inv, &u, sizeof u);
+    }
+    k->inv = inv;
+    const uint64_t eb = (uint64_t)(1023 - (p->e16 - 30)) << 52; /* 2^-s0 */
+    double e;
+    memcpy(&e, &eb, sizeof e);
+    /* min over rr in [0, |x0|) of z = c - rr (b - rr): rr (b - rr) grows up to rr = b / 2 */
+    int64_t rm = p->b / 2 < ax0 - 1 ? p->b / 2 : ax0 - 1, fm = rm * (p->b - rm);
+    if (rm + 1 <= ax0 - 1 && (rm + 1) * (p->b - rm - 1) > fm) fm = (rm + 1) * (p->b - rm - 1);
+    k->zpos = p->c - fm >= 0;
+    const float a = (float)((double)p->m16 * e);
+    memcpy(&k->abits, &a, sizeof a);
+    return 1;
+}
+
+/* ---- int32 input, SOLE: k by thresholds --------------------------------------------------------
+ * k(d) of qk__sole_k never decreases as j = -d = mx - x grows (prod = d mult and its floor shift
+ * v are monotone in d; t = v + (v >> 1) - (v >> 4) never decreases as v grows, each step of v
+ * adding 1 + {0, 1} - {0, 1}; k = -(t >> 16) or -((t + 2^15) >> 16), capped at 15). So
+ * k = #{i in 1..15 : j >= J_i}, J_i the least j in [0, 2^32) with k(-j) >= i (found once a call
+ * by bisection); i beyond kmax = k(-(2^32 - 1)) has no J_i: its entry is 2^32 - 1 and the count
+ * is capped at kmax. The rows then need only j = mx - x (exact in uint32) and four compares. */
+static uint32_t qk__sole_thresholds(const qk_softmax_params *p, uint32_t *t) {
+    const uint32_t kmax = qk__sole_k(p, -(int64_t)UINT32_MAX);
+    t[0] = 0;
+    for (uint32_t i = 1; i < 16; i++) {
+        if (i > kmax) {
+            t[i] = UINT32_MAX;
+            continue;
+        }
+        uint32_t lo = 0, hi = UINT32_MAX; /* k(-hi) >= i */
+        while (lo < hi) {
+            const uint32_t mid = lo + (hi - lo) / 2;
+            if (qk__sole_k(p, -(int64_t)mid) >= i)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        t[i] = lo;
+    }
+    return kmax;
+}
+
+#if QK_X86
+#define QK_V_IS512 0
+#include "elementwise/softmax_isa.h"
+#undef QK_V_IS512
+#define QK_V_IS512 1
+#include "elementwise/softmax_isa.h"
+#undef QK_V_IS512
+#endif
+
 /* ---- int32 input, I-BERT, many elements a call: the i-exp as a table --------------------------
  * V depends only on d = x - max clipped at 30 x0, i.e. on j = max - max(x, lo) in [0, span],
  * span = -30 x0, lo = max(mx + 30 x0, INT32_MIN) (j then fits int32: x >= lo >= mx - span). When
@@ -622,7 +716,12 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
     const int64_t span = -30 * p->x0;
     uint16_t *tbl = NULL;
     size_t jcap = (size_t)span; /* the clip of j: tbl[jcap .. span] all equal tbl[jcap] */
-    if (!eight && !sole && span < QK__IEXP_TABLE_MAX && rows * cols / 2 >= (size_t)span + 1) {
+    uint32_t sth[16] = {0}, skmax = 0;
+    if (!eight && sole && path > 0) skmax = qk__sole_thresholds(p, sth);
+    qk__iexp32_c ik;
+    const int iexp32 = !eight && !sole && path > 0 && qk__iexp32_set(p, &ik);
+    if (!iexp32 && !eight && !sole && span < QK__IEXP_TABLE_MAX &&
+        rows * cols / 2 >= (size_t)span + 1) {
         const size_t ne = (size_t)span + 1;
         /* 16-bit entries read by 32-bit gathers (the low half kept): one entry of slack */
         tbl = (uint16_t *)calloc(ne + 2, sizeof(uint16_t));
@@ -675,6 +774,20 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
             const int32_t mx = qk__row_max32_scalar(xi, cols);
 #endif
             size_t i0 = 0;
+#if QK_X86
+            if (sole && path > 0) {
+                sum = path == 2 ? qk__sole32_avx512(sth, skmax, xi, cols, mx, v)
+                                : qk__sole32_avx2(sth, skmax, xi, cols, mx, v);
+                i0 = cols;
+            }
+            if (iexp32) {
+                const int64_t lo64 = (int64_t)mx + 30 * p->x0;
+                const int32_t lo = lo64 < INT32_MIN ? INT32_MIN : (int32_t)lo64;
+                sum = path == 2 ? qk__iexp32_avx512(&ik, p, xi, cols, mx, lo, v)
+                                : qk__iexp32_avx2(&ik, p, xi, cols, mx, lo, v);
+                i0 = cols;
+            }
+#endif
             if (tbl != NULL) {
                 const int64_t lo64 = (int64_t)mx - (int64_t)jcap;
                 const int32_t lo = lo64 < INT32_MIN ? INT32_MIN : (int32_t)lo64;
@@ -688,7 +801,7 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
                 i0 = cols;
             }
 #if QK_X86
-            if (!sole && simd32 && tbl == NULL)
+            if (!sole && simd32 && tbl == NULL && !iexp32)
                 i0 = path == 2 ? qk__ibert32_avx512(p, xi, cols, mx, v, &sum)
                                : qk__ibert32_avx2(p, xi, cols, mx, v, &sum);
 #endif

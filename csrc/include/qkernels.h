@@ -700,10 +700,13 @@ qk_status qk_bmm(const void *a, qk_dtype a_type, const int32_t *a_zero_point, co
  * value lost (it saturates at 255/256).
  * 8-bit input: the method's arithmetic runs once for each of the 256 possible d (the same
  * integers), and the row loops (max, look-up and sum, normalization) use AVX-512 (F+BW) or
- * AVX2 with a scalar twin, same bits; int32 input runs I-BERT's i-exp 8 (AVX-512) or 4 (AVX2)
- * elements at a time for parameters with 30 |x0| < 2^31, b >= |x0|, |x0| (|x0| + b) < 2^31 and
- * e16 >= 31 (every prepared set), same bits. cols <= 2^24 (QK_ERR_ARG); rows * cols == 0 is a
- * no-op.
+ * AVX2 with a scalar twin, same bits. int32 input, 16 (AVX-512) or 8 (AVX2) elements at a
+ * time, same bits: I-BERT's i-exp in int32 lanes with its final rounding from float products
+ * within a proven error bound, lanes that may lie across a tie redone in exact integers (for
+ * parameters with 30 |x0| < 2^31, b >= |x0|, |x0| (|x0| + b) < 2^31, |x0| < 270000,
+ * 31 <= e16 <= 120, m16 >= 1: every prepared set; others: 64-bit lanes or scalar C); SOLE's k
+ * from 15 thresholds of max - x found once a call (k never decreases as x falls). cols <= 2^24
+ * (QK_ERR_ARG); rows * cols == 0 is a no-op.
  * qk_softmax_table(p, value, k): the 256 values V[d] (and SOLE's k[d], zeros otherwise) the
  * kernel uses for 8-bit input, for test benches.
  */
@@ -751,8 +754,12 @@ qk_status qk_softmax_table(const qk_softmax_params *p, uint32_t *value, uint8_t 
  *   max|x| (max((-b)^2, -c) / 2^14 + |shift| + 2) < 2^62 over the input type's range (for int32
  *   input this needs S above about 1e-6). n a multiple of channels.
  *   8-bit input with one channel (and n >= 512) evaluates the 256 input bytes once and looks the
- *   results up (the same bytes); int32 input with zero point 0 runs 8 (AVX-512) or 4 (AVX2)
- *   elements at a time when every rshift is in [32, 96) (every prepared set), same bits.
+ *   results up (the same bytes). int32 input with zero point 0, same bits: to 8-bit output 16
+ *   (AVX-512) or 8 (AVX2) elements at a time, the i-erf in int32 lanes and the requantization
+ *   from float products within a proven error bound, lanes within 2^-12 of a tie redone in
+ *   exact integers (when every channel has -b <= 65535 and |floor(c / 2^14)| + |shift| + 2^18
+ *   < 2^24 - 1: every prepared set with x_scale >= 3.8e-5); to int32 output (or other
+ *   parameters) 8 or 4 int64 lanes when every rshift is in [32, 96), else scalar C.
  * qk_gelu_lut(table, x, n, y): y[i] = table[byte x[i]] (u8 or s8 bytes; the table holds the
  *   output bytes, indexed by the input's byte: qkernels.prepare_gelu(method="lut") fills
  *   table[q] = clamp(RNE(gelu((q - x_zp) x_scale) / out_scale) + out_zp) with the exact erf GELU

@@ -387,6 +387,64 @@ static PyObject *qk_py_gelu_ibert_run(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* _softmax_run(x, method, a, b, c, d, e, out): one qk_softmax_u8 call over a C-contiguous x (rows
+ * of its last axis) with one set of parameters, GIL released: the keyword API's path for
+ * I-BERT (method 0: x0, b, c, m16, e16) and SOLE (method 1: mult, shift, round, -, -). */
+static PyObject *qk_py_softmax_run(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo, *oo;
+    int method, d, e;
+    long long a, b, c;
+    if (!PyArg_ParseTuple(args, "OiLLLiiO", &xo, &method, &a, &b, &c, &d, &e, &oo)) return NULL;
+    if (!PyArray_Check(xo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo) ||
+        !PyArray_ISALIGNED((PyArrayObject *)xo) || PyArray_NDIM((PyArrayObject *)xo) < 1 ||
+        !PyArray_Check(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
+        !PyArray_ISWRITEABLE((PyArrayObject *)oo) || PyArray_TYPE((PyArrayObject *)oo) != NPY_UINT8 ||
+        PyArray_SIZE((PyArrayObject *)oo) != PyArray_SIZE((PyArrayObject *)xo)) {
+        PyErr_SetString(PyExc_TypeError, "x and out must be C-contiguous arrays of one size, out uint8");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)xo;
+    const int xt = PyArray_TYPE(x);
+    if (xt != NPY_UINT8 && xt != NPY_INT8 && xt != NPY_INT32) {
+        PyErr_SetString(PyExc_TypeError, "x must be uint8, int8 or int32");
+        return NULL;
+    }
+    qk_softmax_params p;
+    memset(&p, 0, sizeof p);
+    if (method == 0) {
+        p.method = QK_SOFTMAX_IBERT;
+        p.x0 = a;
+        p.b = b;
+        p.c = c;
+        p.m16 = d;
+        p.e16 = e;
+    } else if (method == 1) {
+        if (a < INT32_MIN || a > INT32_MAX || b < INT32_MIN || b > INT32_MAX || c < INT32_MIN ||
+            c > INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "qsoftmax: SOLE parameters out of range");
+            return NULL;
+        }
+        p.method = QK_SOFTMAX_SOLE;
+        p.sole_mult = (int32_t)a;
+        p.sole_shift = (int32_t)b;
+        p.sole_round = (int32_t)c;
+    } else {
+        PyErr_SetString(PyExc_ValueError, "_softmax_run: method must be 0 (ibert) or 1 (sole)");
+        return NULL;
+    }
+    const npy_intp cols = PyArray_DIM(x, PyArray_NDIM(x) - 1);
+    const npy_intp size = PyArray_SIZE(x);
+    const size_t rows = cols > 0 ? (size_t)(size / cols) : 0;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_softmax_u8(&p, PyArray_DATA(x), qk_py_dt(xt), rows, (size_t)cols,
+                       (uint8_t *)PyArray_DATA((PyArrayObject *)oo));
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) return qk_py_status_error(st, "qsoftmax");
+    Py_RETURN_NONE;
+}
+
 /* ---- gelu_lut gufunc: (),(256)->() -------------------------------------------------------------- */
 static void qk_py_gelu_lut_loop(char **args, npy_intp const *dims, npy_intp const *steps,
                                 void *data) {
@@ -469,6 +527,9 @@ static PyMethodDef qk_py_tf_methods[] = {
      "_bmm(a, b, a_zp, b_zp, b_kn, out, scheme, bias, float_bias, scale, multiplier, shift, zp,"
      " act_min, act_max, wrap, threads) -> None, raises on a bad status (qk_bmm; use"
      " qkernels.qmatmul)"},
+    {"_softmax_run", qk_py_softmax_run, METH_VARARGS,
+     "_softmax_run(x, method, a, b, c, d, e, out) -> None, raises on a bad status (qk_softmax_u8"
+     " on a contiguous array, one set of I-BERT (0) or SOLE (1) parameters; use qkernels.qsoftmax)"},
     {"_gelu_ibert", qk_py_gelu_ibert_run, METH_VARARGS,
      "_gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> None,"
      " raises on a bad status (qk_gelu_ibert on contiguous arrays; use qkernels.qgelu)"},

@@ -407,10 +407,79 @@ static void test_bmm_twins(void) {
     }
 }
 
+/* ---- int32 forms: SOLE by thresholds, i-GELU to 8 bits with float rounding and tie redo ---- */
+static void test_int32_forms(void) {
+    enum { R = 5, C = 203 };
+    int32_t x[R * C];
+    uint8_t e[R * C], bits[R];
+    for (int it = 0; it < 60; it++) {
+        for (int i = 0; i < R * C; i++) x[i] = rnd(-3000000, 3000000) * (it % 3 == 0 ? 700 : 1);
+        x[3] = INT32_MIN;
+        x[C + 7] = INT32_MAX;
+        qk_softmax_params p;
+        memset(&p, 0, sizeof p);
+        p.method = QK_SOFTMAX_SOLE;
+        p.sole_mult = rnd(1, 1 << 30);
+        p.sole_shift = rnd(20, 50);
+        p.sole_round = it & 1;
+        QK_CHECK(qk_softmax_sole_log2(&p, x, QK_DT_S32, R, C, e, bits) == QK_OK, "sole int32");
+        int ok = 1;
+        for (int r = 0; r < R; r++) {
+            int64_t mx = INT64_MIN;
+            for (int i = 0; i < C; i++) mx = x[r * C + i] > mx ? x[r * C + i] : mx;
+            int k[C];
+            uint64_t s = 0;
+            for (int i = 0; i < C; i++) {
+                const int64_t vq = fdiv((x[r * C + i] - mx) * (int64_t)p.sole_mult, p.sole_shift);
+                const int64_t t = vq + fdiv(vq, 1) - fdiv(vq, 4);
+                const int64_t kk = p.sole_round ? -fdiv(t + 32768, 16) : -fdiv(t, 16);
+                k[i] = (int)(kk > 15 ? 15 : kk);
+                s += (uint64_t)1 << (16 - k[i]);
+            }
+            int w = 63;
+            while (!((s >> w) & 1)) w--;
+            for (int i = 0; i < C; i++) ok &= e[r * C + i] == k[i] + w - 16;
+        }
+        QK_CHECK(ok, "sole int32 exponents, case %d", it);
+    }
+    /* i-GELU, int32 -> int8 / uint8: multiplier 2^30 +- {0, 1}, rshift 31 / 33 put values on
+     * and beside ties (the lanes redone in integers) */
+    enum { N = 4099 };
+    int32_t xg[N];
+    uint8_t y[N];
+    for (int i = 0; i < N; i++) xg[i] = i < 3000 ? i - 1500 : rnd(-3000, 3000);
+    xg[0] = INT32_MIN;
+    xg[1] = INT32_MAX;
+    int64_t b = -51, c = -2771, sh = -1;
+    for (int v = 0; v < 12; v++) {
+        int32_t mult = (1 << 30) + (v % 3) - 1, rsh = v & 1 ? 33 : 31;
+        const int sg = (v >> 1) & 1;
+        const int32_t zp = v >= 6 ? 3 : 0, lo = sg ? -128 : 0, hi = sg ? 127 : 255;
+        qk_gelu_ibert_params p = {1, &b, &c, &sh, &mult, &rsh};
+        QK_CHECK(qk_gelu_ibert(&p, xg, QK_DT_S32, 0, N, y, sg ? QK_DT_S8 : QK_DT_U8, zp, lo,
+                               hi) == QK_OK, "gelu ties");
+        int ok = 1;
+        for (int i = 0; i < N; i++) {
+            const int64_t xv = xg[i];
+            const int64_t a = llabs(xv) < -b ? llabs(xv) : -b;
+            int64_t L = (a + b) * (a + b) + c;
+            L = xv > 0 ? L : (xv < 0 ? -L : 0);
+            L = fdiv(L, 14);
+            const int64_t g = -(xv * (L + sh));
+            /* |g| <= 2^31 (|L + sh| <= 1 here): g m < 2^62 */
+            int64_t res = rne(g * mult, rsh) + zp;
+            res = res < lo ? lo : (res > hi ? hi : res);
+            ok &= (sg ? (int64_t)(int8_t)y[i] : (int64_t)y[i]) == res;
+        }
+        QK_CHECK(ok, "gelu int32 -> 8-bit at ties, case %d", v);
+    }
+}
+
 int main(void) {
     test_bmm();
     test_bmm_twins();
     test_softmax();
     test_gelu();
+    test_int32_forms();
     return QK_TEST_SUMMARY();
 }

@@ -76,6 +76,34 @@ def test_requantization_ties(rng):
                 assert np.array_equal(y, ref), (x.dtype, mult, rshift)
 
 
+def test_int32_to_8bit_ties_and_near_ties(rng):
+    """int32 input, 8-bit output: the loop that rounds in float and redoes lanes near a tie in
+    exact integers. Hand-made multipliers put many values exactly on a tie (2^30 / 2^31: halves)
+    or 1 / 2^31 beside one (2^30 +- 1), inside the output range and saturating; zero points that
+    are odd and even."""
+    x = np.concatenate([rng.integers(-3000, 3000, 6000), np.arange(-700, 700),
+                        rng.integers(-(1 << 31), 1 << 31, 300),
+                        [-(1 << 31), (1 << 31) - 1, 0, 1, -1]]).astype(np.int32)
+    for odt, ozp in ((np.int8, -3), (np.uint8, 128)):
+        info = np.iinfo(odt)
+        for rshift in (31, 33):
+            for mult in (1 << 30, (1 << 30) + 1, (1 << 30) - 1):
+                y = np.empty(x.shape, odt)
+                sig = "iillliiiii->" + ("b" if odt == np.int8 else "B")
+                _core.gelu_ibert(x, np.int32(0), np.int64(-51), np.int64(-2771), np.int64(-1),
+                                 np.int32(mult), np.int32(rshift), np.int32(ozp),
+                                 np.int32(info.min), np.int32(info.max), out=y, signature=sig)
+                ref = ibert_gelu(x, 0, -51, -2771, -1, mult, rshift, ozp, int(info.min),
+                                 int(info.max))
+                assert np.array_equal(y, ref), (odt, ozp, mult, rshift)
+                # the keyword path (one C call over the whole array) too
+                y2 = np.empty(x.shape, odt)
+                _core._gelu_ibert(x, np.array([-51]), np.array([-2771]), np.array([-1]),
+                                  np.array([mult], np.int32), np.array([rshift], np.int32), 0,
+                                  ozp, int(info.min), int(info.max), y2)
+                assert np.array_equal(y2, ref), (odt, ozp, mult, rshift)
+
+
 @pytest.mark.parametrize("xdt,xzp", [(np.int8, 0), (np.int8, -20), (np.uint8, 128), (np.uint8, 3)])
 @pytest.mark.parametrize("odt,ozp", [(np.int8, 0), (np.uint8, 10)])
 def test_lut_equals_reference(rng, xdt, xzp, odt, ozp):
@@ -151,6 +179,11 @@ for n in (1, 31, 32, 33, 63, 64, 65, 511, 512, 1000, 4099):
         out[f"ib_{n}_{np.dtype(xdt).name}"] = qk.qgelu(x, p)
     x = np.rint(rng.normal(0, 20000, n)).astype(np.int32)
     out[f"ib32_{n}"] = qk.qgelu(x, qk.prepare_gelu(1e-4, out_scale=0.03))
+    # per channel (40: whole vectors and a tail per row), per-channel out scale, uint8
+    sc = (10.0 ** rng.uniform(-4, -3, 40)).astype(np.float32)
+    pc = qk.prepare_gelu(sc, out_scale=(0.02 * (1 + rng.random(40))).astype(np.float32),
+                         out_dtype=np.uint8)
+    out[f"ib32pc_{n}"] = qk.qgelu(np.rint(rng.normal(0, 2, (n, 40)) / sc).astype(np.int32), pc)
 np.savez(sys.argv[1], **out)
 """
 
@@ -185,3 +218,17 @@ def test_ibert_per_channel_out_scale(rng):
         qk.prepare_gelu(xs, out_scale=os_[:5])
     with pytest.raises(ValueError, match="out_scale must be a scalar"):
         qk.prepare_gelu(0.01, method="lut", out_scale=os_)
+
+
+def test_int32_per_channel_a_million_values_equal_reference(rng):
+    """The MiniLM block's form: i-GELU on int32 FFN sums with per-channel input scales and
+    per-channel output scales, uint8 out (the float-rounded loop), > 10^6 values."""
+    c = 1536
+    scales = (10.0 ** rng.uniform(-4.1, -2.6, c)).astype(np.float32)
+    osc = (0.02 * (1 + rng.random(c))).astype(np.float32)
+    p = qk.prepare_gelu(scales, out_scale=osc, out_dtype=np.uint8)
+    x = np.rint(rng.normal(0, 2.0, (660, c)) / scales).astype(np.int32)
+    x[0] = np.iinfo(np.int32).min
+    x[1] = np.iinfo(np.int32).max
+    assert x.size >= 1_000_000
+    assert np.array_equal(qk.qgelu(x, p), _ref(x, p))

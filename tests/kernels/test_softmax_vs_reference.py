@@ -214,3 +214,22 @@ def test_simd_paths_give_the_same_bits(tmp_path):
             continue
         assert np.array_equal(res["auto"][key], res["scalar"][key]), key
         assert np.array_equal(res["avx2"][key], res["scalar"][key]), key
+
+
+@pytest.mark.parametrize("method", ["ibert", "sole"])
+def test_int32_a_million_values_equal_reference(rng, method):
+    """The int32 forms the MiniLM blocks call (Q K^T sums, scale s_q s_k / sqrt(32) ~ 3e-4):
+    > 10^6 values over rows of 197 (vector tails), masked keys at int32's minimum, saturating
+    rows, against the element-by-element references (I-BERT: its float-rounded lanes with their
+    exact redo near ties; SOLE: the threshold search)."""
+    p = qk.prepare_softmax(3.1e-4, method=method)
+    x = np.rint(rng.normal(0, 6000, (5200, 197))).astype(np.int32)
+    x[::7, 150:] = np.iinfo(np.int32).min                   # masked keys
+    x[3, :] = np.iinfo(np.int32).max                          # all equal
+    x[4, :5] = np.iinfo(np.int32).max                         # differences of ~2^32
+    assert x.size >= 1_000_000
+    if method == "ibert":
+        ref = ibert_softmax(x, *_ibert_args(p))
+    else:
+        ref = sole_softmax(x, int(p.sole_mult), int(p.sole_shift), int(p.sole_round))
+    assert np.array_equal(qk.qsoftmax(x, p), ref)
