@@ -164,12 +164,13 @@ static qk_status qk__ln_check(const qk_layernorm_params *p, const uint8_t *q, si
     const int64_t gm = p->gamma_multiplier, bm = p->beta_multiplier;
     const int64_t lim30 = INT64_C(1) << 30, lim60 = INT64_C(1) << 60;
     if (gm < 0 || gm >= lim30 || bm < 0 || bm >= lim60 || p->eps_term > lim60) return QK_ERR_ARG;
+    /* |b| * bm < 2^60 iff |b| <= (2^60 - 1) / bm: the division once, not once a channel */
+    const int64_t bq = bm > 0 ? (lim60 - 1) / bm : INT64_MAX;
     for (int32_t c = 0; c < p->channels; c++) {
         const int64_t g = p->gamma[c] < 0 ? -(int64_t)p->gamma[c] : p->gamma[c];
         const int64_t b = p->beta[c];
         if (p->alpha[c] > QK_PTF_MAX_ALPHA || g * gm >= lim30) return QK_ERR_ARG;
-        if (b <= -lim60 || b >= lim60 || (bm > 0 && (b < 0 ? -b : b) > (lim60 - 1) / bm))
-            return QK_ERR_ARG;
+        if (b <= -lim60 || b >= lim60 || (b < 0 ? -b : b) > bq) return QK_ERR_ARG;
     }
     for (int m = 0; m < 256; m++)
         if (p->inv_sqrt_lut[m] > 65536u) return QK_ERR_ARG;
@@ -250,6 +251,87 @@ QK_TARGET_AVX2 static int32_t qk__ln_sole_sums_avx2(const uint8_t *q, const uint
 }
 #endif
 
+#if QK_X86
+/* The AVX-512 statistics, 32 channels at a time in int16 lanes (AVX-512 BW): the AVX2 loops'
+ * arithmetic on twice the lanes. x = (q - zp) * 2^alpha fits int16 (|x| <= 32640); S1 is summed
+ * in int32 lanes (at most 1024 steps of 2 * 32640 < 2^17 a lane). Both return the channels done.
+ * d = q - zp of 32 channels (int16) and 2^alpha (*pw, int16). */
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_d32_avx512(const uint8_t *q,
+                                                                  const uint8_t *alpha,
+                                                                  __m512i vzp, __m256i pow2,
+                                                                  __m512i *pw) {
+    *pw = _mm512_cvtepu8_epi16(
+        _mm256_shuffle_epi8(pow2, _mm256_loadu_si256((const __m256i *)alpha)));
+    const __m512i d = _mm512_sub_epi16(
+        _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)q)), vzp);
+    return d;
+}
+
+/* exact: S2 from _mm512_madd_epi16(x, x) (pairs <= 2 * 32640^2 < 2^31, non-negative), its even
+ * and odd dwords added to int64 lanes on every step. */
+QK_TARGET_AVX512 static int32_t qk__ln_sums_avx512(const uint8_t *q, const uint8_t *alpha,
+                                                   int32_t n, int32_t zp, int64_t *s1,
+                                                   int64_t *s2) {
+    const int32_t n32 = n & ~31;
+    const __m512i vzp = _mm512_set1_epi16((int16_t)zp), ones = _mm512_set1_epi16(1);
+    const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFF);
+    const __m256i pow2 = _mm256_broadcastsi128_si256(
+        _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0, 0, 0, 0));
+    __m512i acc1 = _mm512_setzero_si512(), acc2 = _mm512_setzero_si512();
+    for (int32_t c = 0; c < n32; c += 32) {
+        __m512i pw;
+        const __m512i d = qk__ln_d32_avx512(q + c, alpha + c, vzp, pow2, &pw);
+        const __m512i x = _mm512_mullo_epi16(d, pw);
+        acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(x, ones));
+        const __m512i sq = _mm512_madd_epi16(x, x);
+        acc2 = _mm512_add_epi64(acc2, _mm512_and_si512(sq, lo32));
+        acc2 = _mm512_add_epi64(acc2, _mm512_srli_epi64(sq, 32));
+    }
+    *s1 += _mm512_reduce_add_epi32(acc1); /* |S1| <= 32768 * 32640 < 2^31 */
+    *s2 += _mm512_reduce_add_epi64(acc2);
+    return n32;
+}
+
+/* sole: the compressed square c^2 << 4 flag (<= 3600) in int16 lanes, times 4^alpha (<= 16384,
+ * 2^alpha squared) by _mm512_madd_epi16: a pair <= 2 * 3600 * 16384 < 2^27, so 16 steps add up in
+ * int32 lanes (< 2^31) before they are widened to int64. */
+QK_TARGET_AVX512 static int32_t qk__ln_sole_sums_avx512(const uint8_t *q, const uint8_t *alpha,
+                                                        int32_t n, int32_t zp, uint32_t rnd_hi,
+                                                        uint32_t rnd_lo, int64_t *s1,
+                                                        uint64_t *ex2) {
+    const int32_t n32 = n & ~31;
+    const __m512i vzp = _mm512_set1_epi16((int16_t)zp), ones = _mm512_set1_epi16(1);
+    const __m512i rh = _mm512_set1_epi16((int16_t)rnd_hi), rl = _mm512_set1_epi16((int16_t)rnd_lo);
+    const __m512i c15 = _mm512_set1_epi16(15), c63 = _mm512_set1_epi16(63);
+    const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFF);
+    const __m256i pow2 = _mm256_broadcastsi128_si256(
+        _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0, 0, 0, 0));
+    __m512i acc1 = _mm512_setzero_si512(), acc2 = _mm512_setzero_si512();
+    for (int32_t c = 0; c < n32;) {
+        const int32_t end = n32 - c > 16 * 32 ? c + 16 * 32 : n32;
+        __m512i e32 = _mm512_setzero_si512();
+        for (; c < end; c += 32) {
+            __m512i pw;
+            const __m512i d = qk__ln_d32_avx512(q + c, alpha + c, vzp, pow2, &pw);
+            acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(_mm512_mullo_epi16(d, pw), ones));
+            const __m512i a = _mm512_abs_epi16(d);
+            const __mmask32 flag = _mm512_cmpgt_epi16_mask(a, c63); /* a >= 64 */
+            const __m512i hi = _mm512_srli_epi16(_mm512_add_epi16(a, rh), 4);
+            const __m512i lo = _mm512_srli_epi16(_mm512_add_epi16(a, rl), 2);
+            const __m512i cv = _mm512_min_epi16(_mm512_mask_blend_epi16(flag, lo, hi), c15);
+            __m512i sq = _mm512_mullo_epi16(cv, cv);
+            sq = _mm512_mask_slli_epi16(sq, flag, sq, 4);
+            e32 = _mm512_add_epi32(e32, _mm512_madd_epi16(sq, _mm512_mullo_epi16(pw, pw)));
+        }
+        acc2 = _mm512_add_epi64(acc2, _mm512_and_si512(e32, lo32));
+        acc2 = _mm512_add_epi64(acc2, _mm512_srli_epi64(e32, 32));
+    }
+    *s1 += _mm512_reduce_add_epi32(acc1);
+    *ex2 += (uint64_t)_mm512_reduce_add_epi64(acc2);
+    return n32;
+}
+#endif
+
 /* The per-row statistics: S1 and D (before E) of the method. One pass over the row; the
  * parameters are copied to locals first (the int8 output may alias anything, so reading them
  * through p in the loops would reload them on every element). */
@@ -262,7 +344,9 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
         int64_t s2 = 0;
         int32_t c0 = 0;
 #if QK_X86
-        if (qk__level() >= QK_LEVEL_AVX2) c0 = qk__ln_sums_avx2(q, alpha, C, zp, &s1, &s2);
+        if (qk__level() >= QK_LEVEL_AVX512) c0 = qk__ln_sums_avx512(q, alpha, C, zp, &s1, &s2);
+        if (qk__level() >= QK_LEVEL_AVX2)
+            c0 += qk__ln_sums_avx2(q + c0, alpha + c0, C - c0, zp, &s1, &s2);
 #endif
         for (int32_t c = c0; c < C; c++) {
             /* |x| <= 255 * 2^7 < 2^15, so x and x^2 (< 2^30) are int32 */
@@ -281,7 +365,10 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     uint64_t ex2 = 0;
     int32_t c0 = 0;
 #if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX2) c0 = qk__ln_sole_sums_avx2(q, alpha, C, zp, rnd_hi, rnd_lo, &s1, &ex2);
+    if (qk__level() >= QK_LEVEL_AVX512)
+        c0 = qk__ln_sole_sums_avx512(q, alpha, C, zp, rnd_hi, rnd_lo, &s1, &ex2);
+    if (qk__level() >= QK_LEVEL_AVX2)
+        c0 += qk__ln_sole_sums_avx2(q + c0, alpha + c0, C - c0, zp, rnd_hi, rnd_lo, &s1, &ex2);
 #endif
     for (int32_t c = c0; c < C; c++) {
         const int32_t d = (int32_t)q[c] - zp;
@@ -440,22 +527,105 @@ QK_TARGET_AVX512 static int32_t qk__ln_output_avx512(const qk_layernorm_params *
 }
 #endif
 
+enum { QK__LN_FAST_FMIN = 32, QK__LN_FAST_FMAX = 52 };
+
+typedef struct {
+    const int64_t *ge, *go, *be, *bo;
+} qk__ln_pairs;
+
+#if QK_X86
+/* The AVX-512 output stage for F in [32, 52] (QK__LN_FAST_F*): 16 channels a step, x in int32
+ * lanes, its even and odd lanes multiplied as int64 by _mm512_mul_epi32 (which reads the low
+ * dword of each qword, sign-extended), so nothing is widened:
+ *   z = (x * a + b) >> rshift         a < 2^31: one product; else a = a1 2^24 + a0, two
+ *   (sole: clamped to +-2^24; exact: |z| <= sqrt(C - 1) 2^16 + 1 < 2^24 already, since
+ *    v_i^2 <= (C - 1) D for v_i = C x_i - S1 and D = C S2 - S1^2, and M / 2^(61-j) exceeds
+ *    1 / sqrt(D + E) by less than 2^-28 of it)
+ *   acc = z * G_i + B'_i              B'_i = B_i + 2^(F-1) + zp_out 2^F (|acc| < 2^62)
+ *   w = acc >> F = (acc >> 32) >> (F - 32): the high dwords of the even and odd products, put
+ *   back in channel order by one permute, shifted as int32 (|w| < 2^30), then narrowed with
+ *   signed saturation and clamped to [qmin, qmax] as bytes (as in qk__ln_output_avx512).
+ * The same integers as the scalar loop. G_i and B'_i of the even and of the odd channels of each
+ * 16 come as int64 arrays (G_i in the low dword): ge[k] = G_{2k}, go[k] = G_{2k+1}, alike be, bo.
+ * Returns the channels done (n & ~15). */
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_z8_avx512(__m512i x, __m512i a0,
+                                                                 __m512i a1, __m512i vb,
+                                                                 __m128i rs, int two, int clamp) {
+    __m512i t = _mm512_add_epi64(_mm512_mul_epi32(x, a0), vb);
+    if (two) t = _mm512_add_epi64(t, _mm512_slli_epi64(_mm512_mul_epi32(x, a1), 24));
+    __m512i z = _mm512_sra_epi64(t, rs);
+    if (clamp) {
+        z = _mm512_min_epi64(z, _mm512_set1_epi64(QK__LN_ZMAX));
+        z = _mm512_max_epi64(z, _mm512_set1_epi64(-QK__LN_ZMAX));
+    }
+    return z;
+}
+
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
+    const qk_layernorm_params *p, const qk__ln_factors *f, const qk__ln_pairs *pr,
+    const uint8_t *q, int64_t a, int64_t b, int rshift, int8_t *y, int two, int clamp) {
+    const int32_t n16 = f->n & ~15;
+    const uint8_t *alpha = f->alpha;
+    const int64_t *ge = pr->ge, *go = pr->go, *be = pr->be, *bo = pr->bo;
+    const __m512i zp = _mm512_set1_epi32(p->in_zero_point);
+    const __m512i a0 = _mm512_set1_epi64(two ? (a & 0xFFFFFF) : a);
+    const __m512i a1 = _mm512_set1_epi64(two ? (a >> 24) : 0);
+    const __m512i vb = _mm512_set1_epi64(b);
+    const __m128i rs = _mm_cvtsi32_si128(rshift), sh = _mm_cvtsi32_si128(p->shift - 32);
+    const __m512i hi_dwords =
+        _mm512_setr_epi32(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+    const __m128i qmin = _mm_set1_epi8((char)p->out_qmin), qmax = _mm_set1_epi8((char)p->out_qmax);
+    for (int32_t c = 0; c < n16; c += 16) {
+        const __m512i d = _mm512_sub_epi32(
+            _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + c))), zp);
+        const __m512i x = _mm512_sllv_epi32(
+            d, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(alpha + c))));
+        const __m512i ze = qk__ln_z8_avx512(x, a0, a1, vb, rs, two, clamp);
+        const __m512i zo = qk__ln_z8_avx512(_mm512_srli_epi64(x, 32), a0, a1, vb, rs, two, clamp);
+        const __m512i acce = _mm512_add_epi64(
+            _mm512_mul_epi32(ze, _mm512_loadu_si512(ge + c / 2)), _mm512_loadu_si512(be + c / 2));
+        const __m512i acco = _mm512_add_epi64(
+            _mm512_mul_epi32(zo, _mm512_loadu_si512(go + c / 2)), _mm512_loadu_si512(bo + c / 2));
+        const __m512i w = _mm512_sra_epi32(_mm512_permutex2var_epi32(acce, hi_dwords, acco), sh);
+        const __m128i v = _mm_max_epi8(_mm_min_epi8(_mm512_cvtsepi32_epi8(w), qmax), qmin);
+        _mm_storeu_si128((__m128i *)(y + c), v);
+    }
+    return n16;
+}
+
+QK_TARGET_AVX512 static int32_t qk__ln_fast_avx512(const qk_layernorm_params *p,
+                                                   const qk__ln_factors *f, const qk__ln_pairs *pr,
+                                                   const uint8_t *q, int64_t a, int64_t b,
+                                                   int rshift, int8_t *y) {
+    const int clamp = p->method != QK_LAYERNORM_EXACT;
+    if (a < (INT64_C(1) << 31))
+        return clamp ? qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, y, 0, 1)
+                     : qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, y, 0, 0);
+    return clamp ? qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, y, 1, 1)
+                 : qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, y, 1, 0);
+}
+#endif
+
 /* y_i = clamp(RHU(z_i * G_i + B_i, F) + zp) for one row, with
  * z_i = clamp(RHU(v_i * mult, rshift), -2^24, 2^24) and v_i = C x_i - S1.
  * v_i * mult is evaluated as x_i * (C * mult) + (2^(rshift-1) - S1 * mult): the same integer
  * (|C * mult| < 2^47, |x_i * C * mult| and |S1 * mult| < 2^62, their sum is |v_i * mult| + the
  * rounding term < 2^63), one multiplication fewer per element. */
 static inline void qk__ln_output(const qk_layernorm_params *p, const qk__ln_factors *f,
-                                 const uint8_t *q, int64_t s1, int64_t mult, int rshift,
-                                 int8_t *y) {
+                                 const qk__ln_pairs *pr, const uint8_t *q, int64_t s1,
+                                 int64_t mult, int rshift, int8_t *y) {
     const int64_t a = (int64_t)p->channels * mult;
     const int64_t b = (rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0) - s1 * mult;
     int32_t done = 0;
 #if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX512)
+    if (pr != NULL)
+        done = qk__ln_fast_avx512(p, f, pr, q, a, b, rshift, y);
+    else if (qk__level() >= QK_LEVEL_AVX512)
         done = qk__ln_output_avx512(p, f, q, a, b, rshift, y);
     else if (qk__level() >= QK_LEVEL_AVX2)
         done = qk__ln_output_avx2(p, f, q, a, b, rshift, y);
+#else
+    (void)pr;
 #endif
     qk__ln_output_scalar(p, f, q, a, b, rshift, done, y);
 }
@@ -512,6 +682,14 @@ static inline qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *
     const size_t C = (size_t)p->channels;
     int32_t G[QK__LN_CHANNELS];
     int64_t B[QK__LN_CHANNELS];
+    /* the AVX-512 fast output stage: F in its range, G_i and B'_i of even / odd channels */
+    int64_t pairs[4][QK__LN_CHANNELS / 2];
+    int fast = 0;
+#if QK_X86
+    fast = qk__level() >= QK_LEVEL_AVX512 && p->shift >= QK__LN_FAST_FMIN &&
+           p->shift <= QK__LN_FAST_FMAX;
+#endif
+    const qk__ln_pairs pr = {pairs[0], pairs[1], pairs[2], pairs[3]};
     for (size_t t0 = 0; t0 < tokens; t0 += QK__LN_TOKENS) {
         const size_t nt = tokens - t0 < QK__LN_TOKENS ? tokens - t0 : QK__LN_TOKENS;
         int64_t s1[QK__LN_TOKENS], m[QK__LN_TOKENS];
@@ -530,10 +708,20 @@ static inline qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *
                 G[c] = (int32_t)((int64_t)p->gamma[c0 + c] * p->gamma_multiplier);
                 B[c] = p->beta[c0 + c] * p->beta_multiplier;
             }
+            if (fast) {
+                const int64_t bias = (INT64_C(1) << (p->shift - 1)) +
+                                     (int64_t)p->out_zero_point * (INT64_C(1) << p->shift);
+                for (size_t k = 0; 2 * k + 1 < (nc & ~(size_t)15); k++) {
+                    pairs[0][k] = G[2 * k];
+                    pairs[1][k] = G[2 * k + 1];
+                    pairs[2][k] = B[2 * k] + bias;
+                    pairs[3][k] = B[2 * k + 1] + bias;
+                }
+            }
             const qk__ln_factors f = {p->alpha + c0, G, B, (int32_t)nc};
             for (size_t t = 0; t < nt; t++)
-                qk__ln_output(p, &f, q + (t0 + t) * C + c0, s1[t], m[t], rshift[t],
-                              y + (t0 + t) * C + c0);
+                qk__ln_output(p, &f, fast ? &pr : NULL, q + (t0 + t) * C + c0, s1[t], m[t],
+                              rshift[t], y + (t0 + t) * C + c0);
         }
     }
     return QK_OK;
