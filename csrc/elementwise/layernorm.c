@@ -38,11 +38,50 @@ static inline int qk__bitlen64(uint64_t v) {
 #endif
 }
 
+/* Newton's start for n in [2^59, 2^61) (the exact LayerNorm's D << 2j): ceil(sqrt((k + 65) 2^53))
+ * for n in [(k + 64) 2^53, (k + 65) 2^53), k = 0..191, so within 2^-7 above sqrt(n): three
+ * divisions where 2^ceil(bitlen/2) took five or six (the table is checked in tests/c/test_ptf.c;
+ * made by [math.isqrt(((k + 65) << 53) - 1) + 1 for k in range(192)]). */
+static const uint32_t qk__isqrt_start[192] = {
+    765158776u, 771022147u, 776841265u, 782617116u, 788350651u, 794042788u,
+    799694409u, 805306368u, 810879489u, 816414567u, 821912371u, 827373642u,
+    832799101u, 838189443u, 843545341u, 848867446u, 854156391u, 859412788u,
+    864637230u, 869830293u, 874992536u, 880124501u, 885226714u, 890299688u,
+    895343920u, 900359891u, 905348073u, 910308921u, 915242881u, 920150385u,
+    925031854u, 929887697u, 934718315u, 939524096u, 944305420u, 949062657u,
+    953796166u, 958506299u, 963193399u, 967857801u, 972499832u, 977119809u,
+    981718046u, 986294845u, 990850503u, 995385312u, 999899554u, 1004393507u,
+    1008867443u, 1013321625u, 1017756314u, 1022171764u, 1026568222u, 1030945931u,
+    1035305130u, 1039646051u, 1043968922u, 1048273967u, 1052561404u, 1056831448u,
+    1061084308u, 1065320190u, 1069539296u, 1073741824u, 1077927968u, 1082097918u,
+    1086251860u, 1090389977u, 1094512449u, 1098619452u, 1102711159u, 1106787739u,
+    1110849359u, 1114896183u, 1118928370u, 1122946079u, 1126949465u, 1130938679u,
+    1134913871u, 1138875188u, 1142822774u, 1146756771u, 1150677319u, 1154584553u,
+    1158478610u, 1162359621u, 1166227717u, 1170083026u, 1173925674u, 1177755784u,
+    1181573479u, 1185378878u, 1189172100u, 1192953261u, 1196722475u, 1200479855u,
+    1204225511u, 1207959552u, 1211682087u, 1215393220u, 1219093056u, 1222781697u,
+    1226459244u, 1230125797u, 1233781454u, 1237426311u, 1241060463u, 1244684005u,
+    1248297029u, 1251899625u, 1255491884u, 1259073894u, 1262645742u, 1266207514u,
+    1269759295u, 1273301169u, 1276833218u, 1280355523u, 1283868165u, 1287371222u,
+    1290864773u, 1294348895u, 1297823664u, 1301289154u, 1304745439u, 1308192593u,
+    1311630687u, 1315059793u, 1318479980u, 1321891318u, 1325293875u, 1328687719u,
+    1332072916u, 1335449532u, 1338817632u, 1342177280u, 1345528540u, 1348871473u,
+    1352206142u, 1355532607u, 1358850929u, 1362161168u, 1365463382u, 1368757629u,
+    1372043966u, 1375322451u, 1378593139u, 1381856086u, 1385111347u, 1388358974u,
+    1391599023u, 1394831546u, 1398056594u, 1401274220u, 1404484474u, 1407687408u,
+    1410883070u, 1414071510u, 1417252777u, 1420426920u, 1423593985u, 1426754020u,
+    1429907071u, 1433053185u, 1436192407u, 1439324783u, 1442450356u, 1445569171u,
+    1448681272u, 1451786702u, 1454885503u, 1457977718u, 1461063388u, 1464142556u,
+    1467215261u, 1470281545u, 1473341448u, 1476395008u, 1479442267u, 1482483261u,
+    1485518030u, 1488546613u, 1491569045u, 1494585366u, 1497595612u, 1500599818u,
+    1503598023u, 1506590261u, 1509576567u, 1512556978u, 1515531528u, 1518500250u};
+
 uint64_t qk_isqrt_u64(uint64_t n) {
     if (n < 2) return n;
-    /* Start above sqrt(n): 2^ceil(bitlen/2) >= sqrt(n); Newton steps decrease monotonically
-     * to floor(sqrt(n)) (I-BERT int_sqrt). */
-    uint64_t x = UINT64_C(1) << ((qk__bitlen64(n) + 1) / 2);
+    /* Start at or above floor(sqrt(n)): 2^ceil(bitlen/2) >= sqrt(n), or the table; Newton steps
+     * decrease monotonically to floor(sqrt(n)) (I-BERT int_sqrt). */
+    uint64_t x = n >> 59 != 0 && n >> 61 == 0 ? (uint64_t)qk__isqrt_start[(n >> 53) - 64]
+                                              : UINT64_C(1) << ((qk__bitlen64(n) + 1) / 2);
     for (;;) {
         const uint64_t y = (x + n / x) >> 1;
         if (y >= x) return x;
@@ -563,7 +602,7 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_z8_avx512(__m512i x, __m
 
 QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
     const qk_layernorm_params *p, const qk__ln_factors *f, const qk__ln_pairs *pr,
-    const uint8_t *q, int64_t a, int64_t b, int rshift, int8_t *y, int two, int clamp) {
+    const uint8_t *q, int64_t a, int64_t b, int rshift, int8_t *y, int two, int clamp, int full) {
     const int32_t n16 = f->n & ~15;
     const uint8_t *alpha = f->alpha;
     const int64_t *ge = pr->ge, *go = pr->go, *be = pr->be, *bo = pr->bo;
@@ -587,22 +626,35 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
         const __m512i acco = _mm512_add_epi64(
             _mm512_mul_epi32(zo, _mm512_loadu_si512(go + c / 2)), _mm512_loadu_si512(bo + c / 2));
         const __m512i w = _mm512_sra_epi32(_mm512_permutex2var_epi32(acce, hi_dwords, acco), sh);
-        const __m128i v = _mm_max_epi8(_mm_min_epi8(_mm512_cvtsepi32_epi8(w), qmax), qmin);
+        __m128i v = _mm512_cvtsepi32_epi8(w);
+        if (!full) v = _mm_max_epi8(_mm_min_epi8(v, qmax), qmin);
         _mm_storeu_si128((__m128i *)(y + c), v);
     }
     return n16;
 }
 
+/* The variant of the row: one product when a < 2^31; the z clamp only where z can reach it
+ * (sole rows whose z at the extreme x of the call, xlo and xhi, pass +-2^24: z is monotonic in
+ * x); the byte clamp only when [qmin, qmax] is narrower than int8. */
 QK_TARGET_AVX512 static int32_t qk__ln_fast_avx512(const qk_layernorm_params *p,
                                                    const qk__ln_factors *f, const qk__ln_pairs *pr,
                                                    const uint8_t *q, int64_t a, int64_t b,
-                                                   int rshift, int8_t *y) {
-    const int clamp = p->method != QK_LAYERNORM_EXACT;
-    if (a < (INT64_C(1) << 31))
-        return clamp ? qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, y, 0, 1)
-                     : qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, y, 0, 0);
-    return clamp ? qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, y, 1, 1)
-                 : qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, y, 1, 0);
+                                                   int rshift, int8_t *y, int64_t xlo,
+                                                   int64_t xhi) {
+    const int clamp = p->method != QK_LAYERNORM_EXACT &&
+                      ((xlo * a + b) >> rshift < -QK__LN_ZMAX ||
+                       (xhi * a + b) >> rshift > QK__LN_ZMAX);
+    const int full = p->out_qmin == INT8_MIN && p->out_qmax == INT8_MAX;
+    const int v = (a < (INT64_C(1) << 31) ? 0 : 4) + (clamp ? 2 : 0) + (full ? 1 : 0);
+    switch (v) {
+#define QK__LN_FAST(k)                                                                         \
+    case k:                                                                                    \
+        return qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, y, (k) >> 2, ((k) >> 1) & 1, (k) & 1);
+        QK__LN_FAST(0) QK__LN_FAST(1) QK__LN_FAST(2) QK__LN_FAST(3)
+        QK__LN_FAST(4) QK__LN_FAST(5) QK__LN_FAST(6) QK__LN_FAST(7)
+#undef QK__LN_FAST
+    }
+    return 0;
 }
 #endif
 
@@ -613,19 +665,21 @@ QK_TARGET_AVX512 static int32_t qk__ln_fast_avx512(const qk_layernorm_params *p,
  * rounding term < 2^63), one multiplication fewer per element. */
 static inline void qk__ln_output(const qk_layernorm_params *p, const qk__ln_factors *f,
                                  const qk__ln_pairs *pr, const uint8_t *q, int64_t s1,
-                                 int64_t mult, int rshift, int8_t *y) {
+                                 int64_t mult, int rshift, int64_t xlo, int64_t xhi, int8_t *y) {
     const int64_t a = (int64_t)p->channels * mult;
     const int64_t b = (rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0) - s1 * mult;
     int32_t done = 0;
 #if QK_X86
     if (pr != NULL)
-        done = qk__ln_fast_avx512(p, f, pr, q, a, b, rshift, y);
+        done = qk__ln_fast_avx512(p, f, pr, q, a, b, rshift, y, xlo, xhi);
     else if (qk__level() >= QK_LEVEL_AVX512)
         done = qk__ln_output_avx512(p, f, q, a, b, rshift, y);
     else if (qk__level() >= QK_LEVEL_AVX2)
         done = qk__ln_output_avx2(p, f, q, a, b, rshift, y);
 #else
     (void)pr;
+    (void)xlo;
+    (void)xhi;
 #endif
     qk__ln_output_scalar(p, f, q, a, b, rshift, done, y);
 }
@@ -690,6 +744,11 @@ static inline qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *
            p->shift <= QK__LN_FAST_FMAX;
 #endif
     const qk__ln_pairs pr = {pairs[0], pairs[1], pairs[2], pairs[3]};
+    /* every x of the call is in [xlo, xhi]: (0 - zp) and (255 - zp) times 2^max(alpha) */
+    int amax = 0;
+    for (size_t c = 0; c < C; c++) amax = p->alpha[c] > amax ? p->alpha[c] : amax;
+    const int64_t xlo = (int64_t)(-p->in_zero_point) * (1 << amax);
+    const int64_t xhi = (int64_t)(255 - p->in_zero_point) * (1 << amax);
     for (size_t t0 = 0; t0 < tokens; t0 += QK__LN_TOKENS) {
         const size_t nt = tokens - t0 < QK__LN_TOKENS ? tokens - t0 : QK__LN_TOKENS;
         int64_t s1[QK__LN_TOKENS], m[QK__LN_TOKENS];
@@ -721,7 +780,7 @@ static inline qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *
             const qk__ln_factors f = {p->alpha + c0, G, B, (int32_t)nc};
             for (size_t t = 0; t < nt; t++)
                 qk__ln_output(p, &f, fast ? &pr : NULL, q + (t0 + t) * C + c0, s1[t], m[t],
-                              rshift[t], y + (t0 + t) * C + c0);
+                              rshift[t], xlo, xhi, y + (t0 + t) * C + c0);
         }
     }
     return QK_OK;
