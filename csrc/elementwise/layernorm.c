@@ -602,11 +602,13 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_z8_avx512(__m512i x, __m
 
 QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
     const qk_layernorm_params *p, const qk__ln_factors *f, const qk__ln_pairs *pr,
-    const uint8_t *q, int64_t a, int64_t b, int rshift, int8_t *y, int two, int clamp, int full) {
+    const uint8_t *q, int64_t a, int64_t b, int rshift, int32_t s1, int8_t *y, int two, int vx,
+    int clamp, int full) {
     const int32_t n16 = f->n & ~15;
     const uint8_t *alpha = f->alpha;
     const int64_t *ge = pr->ge, *go = pr->go, *be = pr->be, *bo = pr->bo;
     const __m512i zp = _mm512_set1_epi32(p->in_zero_point);
+    const __m512i vc = _mm512_set1_epi32(p->channels), vs1 = _mm512_set1_epi32(s1);
     const __m512i a0 = _mm512_set1_epi64(two ? (a & 0xFFFFFF) : a);
     const __m512i a1 = _mm512_set1_epi64(two ? (a >> 24) : 0);
     const __m512i vb = _mm512_set1_epi64(b);
@@ -617,8 +619,9 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
     for (int32_t c = 0; c < n16; c += 16) {
         const __m512i d = _mm512_sub_epi32(
             _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + c))), zp);
-        const __m512i x = _mm512_sllv_epi32(
+        __m512i x = _mm512_sllv_epi32(
             d, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(alpha + c))));
+        if (vx) x = _mm512_sub_epi32(_mm512_mullo_epi32(x, vc), vs1); /* v = C x - S1 */
         const __m512i ze = qk__ln_z8_avx512(x, a0, a1, vb, rs, two, clamp);
         const __m512i zo = qk__ln_z8_avx512(_mm512_srli_epi64(x, 32), a0, a1, vb, rs, two, clamp);
         const __m512i acce = _mm512_add_epi64(
@@ -633,23 +636,37 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
     return n16;
 }
 
-/* The variant of the row: one product when a < 2^31; the z clamp only where z can reach it
- * (sole rows whose z at the extreme x of the call, xlo and xhi, pass +-2^24: z is monotonic in
- * x); the byte clamp only when [qmin, qmax] is narrower than int8. */
+/* The variant of the row. Exact rows: z = (v M' + 2^(rshift-1-k)) >> (rshift - k) with
+ * v = C x - S1 in int32 lanes (|v| <= 2 C 32640 < 2^31) and M = M' 2^k, M' < 2^31 (k = 0, or 1
+ * for an even M: M <= 2^31.5) -- the same integer as (x a + b) >> rshift, one product; an odd
+ * M >= 2^31 takes (x a + b) with a = C M in two products. Sole rows: a = C lut < 2^31 (C <= 32767),
+ * one product (else two); the z clamp only where z can reach it (z at the extreme x of the call,
+ * xlo and xhi, beyond +-2^24: z is monotonic in x). The byte clamp only when [qmin, qmax] is
+ * narrower than int8. */
 QK_TARGET_AVX512 static int32_t qk__ln_fast_avx512(const qk_layernorm_params *p,
                                                    const qk__ln_factors *f, const qk__ln_pairs *pr,
-                                                   const uint8_t *q, int64_t a, int64_t b,
-                                                   int rshift, int8_t *y, int64_t xlo,
-                                                   int64_t xhi) {
-    const int clamp = p->method != QK_LAYERNORM_EXACT &&
-                      ((xlo * a + b) >> rshift < -QK__LN_ZMAX ||
-                       (xhi * a + b) >> rshift > QK__LN_ZMAX);
+                                                   const uint8_t *q, int64_t s1, int64_t mult,
+                                                   int64_t a, int64_t b, int rshift, int8_t *y,
+                                                   int64_t xlo, int64_t xhi) {
+    const int64_t lim31 = INT64_C(1) << 31;
     const int full = p->out_qmin == INT8_MIN && p->out_qmax == INT8_MAX;
-    const int v = (a < (INT64_C(1) << 31) ? 0 : 4) + (clamp ? 2 : 0) + (full ? 1 : 0);
+    if (p->method == QK_LAYERNORM_EXACT) {
+        const int k = mult >= lim31 && (mult & 1) == 0;
+        if (mult >> k < lim31 && rshift - k >= 1) {
+            const int64_t m = mult >> k, r = INT64_C(1) << (rshift - 1 - k);
+            return full ? qk__ln_fast_avx512_(p, f, pr, q, m, r, rshift - k, (int32_t)s1, y, 0, 1, 0, 1)
+                        : qk__ln_fast_avx512_(p, f, pr, q, m, r, rshift - k, (int32_t)s1, y, 0, 1, 0, 0);
+        }
+        return full ? qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, 0, y, a >= lim31, 0, 0, 1)
+                    : qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, 0, y, a >= lim31, 0, 0, 0);
+    }
+    const int clamp = (xlo * a + b) >> rshift < -QK__LN_ZMAX || (xhi * a + b) >> rshift > QK__LN_ZMAX;
+    const int v = (a < lim31 ? 0 : 4) + (clamp ? 2 : 0) + (full ? 1 : 0);
     switch (v) {
 #define QK__LN_FAST(k)                                                                         \
     case k:                                                                                    \
-        return qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, y, (k) >> 2, ((k) >> 1) & 1, (k) & 1);
+        return qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, 0, y, (k) >> 2, 0, ((k) >> 1) & 1, \
+                                   (k) & 1);
         QK__LN_FAST(0) QK__LN_FAST(1) QK__LN_FAST(2) QK__LN_FAST(3)
         QK__LN_FAST(4) QK__LN_FAST(5) QK__LN_FAST(6) QK__LN_FAST(7)
 #undef QK__LN_FAST
@@ -671,7 +688,7 @@ static inline void qk__ln_output(const qk_layernorm_params *p, const qk__ln_fact
     int32_t done = 0;
 #if QK_X86
     if (pr != NULL)
-        done = qk__ln_fast_avx512(p, f, pr, q, a, b, rshift, y, xlo, xhi);
+        done = qk__ln_fast_avx512(p, f, pr, q, s1, mult, a, b, rshift, y, xlo, xhi);
     else if (qk__level() >= QK_LEVEL_AVX512)
         done = qk__ln_output_avx512(p, f, q, a, b, rshift, y);
     else if (qk__level() >= QK_LEVEL_AVX2)
