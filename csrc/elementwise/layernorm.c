@@ -310,7 +310,7 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_d32_avx512(const uint8_t
  * and odd dwords added to int64 lanes on every step. */
 QK_TARGET_AVX512 static int32_t qk__ln_sums_avx512(const uint8_t *q, const uint8_t *alpha,
                                                    int32_t n, int32_t zp, int64_t *s1,
-                                                   int64_t *s2) {
+                                                   int64_t *s2, int16_t *xb) {
     const int32_t n32 = n & ~31;
     const __m512i vzp = _mm512_set1_epi16((int16_t)zp), ones = _mm512_set1_epi16(1);
     const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFF);
@@ -321,6 +321,7 @@ QK_TARGET_AVX512 static int32_t qk__ln_sums_avx512(const uint8_t *q, const uint8
         __m512i pw;
         const __m512i d = qk__ln_d32_avx512(q + c, alpha + c, vzp, pow2, &pw);
         const __m512i x = _mm512_mullo_epi16(d, pw);
+        if (xb != NULL) _mm512_storeu_si512(xb + c, x);
         acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(x, ones));
         const __m512i sq = _mm512_madd_epi16(x, x);
         acc2 = _mm512_add_epi64(acc2, _mm512_and_si512(sq, lo32));
@@ -337,7 +338,7 @@ QK_TARGET_AVX512 static int32_t qk__ln_sums_avx512(const uint8_t *q, const uint8
 QK_TARGET_AVX512 static int32_t qk__ln_sole_sums_avx512(const uint8_t *q, const uint8_t *alpha,
                                                         int32_t n, int32_t zp, uint32_t rnd_hi,
                                                         uint32_t rnd_lo, int64_t *s1,
-                                                        uint64_t *ex2) {
+                                                        uint64_t *ex2, int16_t *xb) {
     const int32_t n32 = n & ~31;
     const __m512i vzp = _mm512_set1_epi16((int16_t)zp), ones = _mm512_set1_epi16(1);
     const __m512i rh = _mm512_set1_epi16((int16_t)rnd_hi), rl = _mm512_set1_epi16((int16_t)rnd_lo);
@@ -352,7 +353,9 @@ QK_TARGET_AVX512 static int32_t qk__ln_sole_sums_avx512(const uint8_t *q, const 
         for (; c < end; c += 32) {
             __m512i pw;
             const __m512i d = qk__ln_d32_avx512(q + c, alpha + c, vzp, pow2, &pw);
-            acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(_mm512_mullo_epi16(d, pw), ones));
+            const __m512i x = _mm512_mullo_epi16(d, pw);
+            if (xb != NULL) _mm512_storeu_si512(xb + c, x);
+            acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(x, ones));
             const __m512i a = _mm512_abs_epi16(d);
             const __mmask32 flag = _mm512_cmpgt_epi16_mask(a, c63); /* a >= 64 */
             const __m512i hi = _mm512_srli_epi16(_mm512_add_epi16(a, rh), 4);
@@ -373,17 +376,21 @@ QK_TARGET_AVX512 static int32_t qk__ln_sole_sums_avx512(const uint8_t *q, const 
 
 /* The per-row statistics: S1 and D (before E) of the method. One pass over the row; the
  * parameters are copied to locals first (the int8 output may alias anything, so reading them
- * through p in the loops would reload them on every element). */
+ * through p in the loops would reload them on every element). With xb (AVX-512 only), the row's
+ * x_i (int16) are also stored there for the output stage, channels [0, C & ~15). */
 static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t *q, int64_t *s1_out,
-                                    int64_t *d_out) {
+                                    int64_t *d_out, int16_t *xb) {
     const int32_t C = p->channels, zp = p->in_zero_point;
     const uint8_t *alpha = p->alpha;
     int64_t s1 = 0;
+    if (xb != NULL) /* what the 32-channel loops leave of [0, C & ~15) */
+        for (int32_t c = C & ~31; c < (C & ~15); c++) xb[c] = (int16_t)(((int32_t)q[c] - zp) * (1 << alpha[c]));
     if (p->method == QK_LAYERNORM_EXACT) {
         int64_t s2 = 0;
         int32_t c0 = 0;
 #if QK_X86
-        if (qk__level() >= QK_LEVEL_AVX512) c0 = qk__ln_sums_avx512(q, alpha, C, zp, &s1, &s2);
+        if (qk__level() >= QK_LEVEL_AVX512)
+            c0 = qk__ln_sums_avx512(q, alpha, C, zp, &s1, &s2, xb);
         if (qk__level() >= QK_LEVEL_AVX2)
             c0 += qk__ln_sums_avx2(q + c0, alpha + c0, C - c0, zp, &s1, &s2);
 #endif
@@ -405,7 +412,7 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     int32_t c0 = 0;
 #if QK_X86
     if (qk__level() >= QK_LEVEL_AVX512)
-        c0 = qk__ln_sole_sums_avx512(q, alpha, C, zp, rnd_hi, rnd_lo, &s1, &ex2);
+        c0 = qk__ln_sole_sums_avx512(q, alpha, C, zp, rnd_hi, rnd_lo, &s1, &ex2, xb);
     if (qk__level() >= QK_LEVEL_AVX2)
         c0 += qk__ln_sole_sums_avx2(q + c0, alpha + c0, C - c0, zp, rnd_hi, rnd_lo, &s1, &ex2);
 #endif
@@ -602,8 +609,8 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_z8_avx512(__m512i x, __m
 
 QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
     const qk_layernorm_params *p, const qk__ln_factors *f, const qk__ln_pairs *pr,
-    const uint8_t *q, int64_t a, int64_t b, int rshift, int32_t s1, int8_t *y, int two, int vx,
-    int clamp, int full) {
+    const uint8_t *q, const int16_t *xb, int64_t a, int64_t b, int rshift, int32_t s1, int8_t *y,
+    int two, int vx, int clamp, int full) {
     const int32_t n16 = f->n & ~15;
     const uint8_t *alpha = f->alpha;
     const int64_t *ge = pr->ge, *go = pr->go, *be = pr->be, *bo = pr->bo;
@@ -617,10 +624,15 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
         _mm512_setr_epi32(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
     const __m128i qmin = _mm_set1_epi8((char)p->out_qmin), qmax = _mm_set1_epi8((char)p->out_qmax);
     for (int32_t c = 0; c < n16; c += 16) {
-        const __m512i d = _mm512_sub_epi32(
-            _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + c))), zp);
-        __m512i x = _mm512_sllv_epi32(
-            d, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(alpha + c))));
+        __m512i x;
+        if (xb != NULL) { /* the x_i the statistics stored */
+            x = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(xb + c)));
+        } else {
+            const __m512i d = _mm512_sub_epi32(
+                _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + c))), zp);
+            x = _mm512_sllv_epi32(
+                d, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(alpha + c))));
+        }
         if (vx) x = _mm512_sub_epi32(_mm512_mullo_epi32(x, vc), vs1); /* v = C x - S1 */
         const __m512i ze = qk__ln_z8_avx512(x, a0, a1, vb, rs, two, clamp);
         const __m512i zo = qk__ln_z8_avx512(_mm512_srli_epi64(x, 32), a0, a1, vb, rs, two, clamp);
@@ -643,35 +655,45 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
  * one product (else two); the z clamp only where z can reach it (z at the extreme x of the call,
  * xlo and xhi, beyond +-2^24: z is monotonic in x). The byte clamp only when [qmin, qmax] is
  * narrower than int8. */
-QK_TARGET_AVX512 static int32_t qk__ln_fast_avx512(const qk_layernorm_params *p,
-                                                   const qk__ln_factors *f, const qk__ln_pairs *pr,
-                                                   const uint8_t *q, int64_t s1, int64_t mult,
-                                                   int64_t a, int64_t b, int rshift, int8_t *y,
-                                                   int64_t xlo, int64_t xhi) {
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_row_avx512(
+    const qk_layernorm_params *p, const qk__ln_factors *f, const qk__ln_pairs *pr,
+    const uint8_t *q, const int16_t *xb, int64_t s1, int64_t mult, int64_t a, int64_t b,
+    int rshift, int8_t *y, int64_t xlo, int64_t xhi) {
     const int64_t lim31 = INT64_C(1) << 31;
     const int full = p->out_qmin == INT8_MIN && p->out_qmax == INT8_MAX;
     if (p->method == QK_LAYERNORM_EXACT) {
         const int k = mult >= lim31 && (mult & 1) == 0;
         if (mult >> k < lim31 && rshift - k >= 1) {
             const int64_t m = mult >> k, r = INT64_C(1) << (rshift - 1 - k);
-            return full ? qk__ln_fast_avx512_(p, f, pr, q, m, r, rshift - k, (int32_t)s1, y, 0, 1, 0, 1)
-                        : qk__ln_fast_avx512_(p, f, pr, q, m, r, rshift - k, (int32_t)s1, y, 0, 1, 0, 0);
+            return full ? qk__ln_fast_avx512_(p, f, pr, q, xb, m, r, rshift - k, (int32_t)s1, y, 0, 1, 0, 1)
+                        : qk__ln_fast_avx512_(p, f, pr, q, xb, m, r, rshift - k, (int32_t)s1, y, 0, 1, 0, 0);
         }
-        return full ? qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, 0, y, a >= lim31, 0, 0, 1)
-                    : qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, 0, y, a >= lim31, 0, 0, 0);
+        return full ? qk__ln_fast_avx512_(p, f, pr, q, xb, a, b, rshift, 0, y, a >= lim31, 0, 0, 1)
+                    : qk__ln_fast_avx512_(p, f, pr, q, xb, a, b, rshift, 0, y, a >= lim31, 0, 0, 0);
     }
     const int clamp = (xlo * a + b) >> rshift < -QK__LN_ZMAX || (xhi * a + b) >> rshift > QK__LN_ZMAX;
     const int v = (a < lim31 ? 0 : 4) + (clamp ? 2 : 0) + (full ? 1 : 0);
     switch (v) {
 #define QK__LN_FAST(k)                                                                         \
     case k:                                                                                    \
-        return qk__ln_fast_avx512_(p, f, pr, q, a, b, rshift, 0, y, (k) >> 2, 0, ((k) >> 1) & 1, \
+        return qk__ln_fast_avx512_(p, f, pr, q, xb, a, b, rshift, 0, y, (k) >> 2, 0, ((k) >> 1) & 1, \
                                    (k) & 1);
         QK__LN_FAST(0) QK__LN_FAST(1) QK__LN_FAST(2) QK__LN_FAST(3)
         QK__LN_FAST(4) QK__LN_FAST(5) QK__LN_FAST(6) QK__LN_FAST(7)
 #undef QK__LN_FAST
     }
     return 0;
+}
+
+/* xb: the row's x_i stored by the statistics (or NULL: x_i from q and alpha) */
+QK_TARGET_AVX512 static int32_t qk__ln_fast_avx512(const qk_layernorm_params *p,
+                                                   const qk__ln_factors *f, const qk__ln_pairs *pr,
+                                                   const uint8_t *q, const int16_t *xb, int64_t s1,
+                                                   int64_t mult, int64_t a, int64_t b, int rshift,
+                                                   int8_t *y, int64_t xlo, int64_t xhi) {
+    if (xb != NULL)
+        return qk__ln_fast_row_avx512(p, f, pr, q, xb, s1, mult, a, b, rshift, y, xlo, xhi);
+    return qk__ln_fast_row_avx512(p, f, pr, q, NULL, s1, mult, a, b, rshift, y, xlo, xhi);
 }
 #endif
 
@@ -681,20 +703,22 @@ QK_TARGET_AVX512 static int32_t qk__ln_fast_avx512(const qk_layernorm_params *p,
  * (|C * mult| < 2^47, |x_i * C * mult| and |S1 * mult| < 2^62, their sum is |v_i * mult| + the
  * rounding term < 2^63), one multiplication fewer per element. */
 static inline void qk__ln_output(const qk_layernorm_params *p, const qk__ln_factors *f,
-                                 const qk__ln_pairs *pr, const uint8_t *q, int64_t s1,
-                                 int64_t mult, int rshift, int64_t xlo, int64_t xhi, int8_t *y) {
+                                 const qk__ln_pairs *pr, const uint8_t *q, const int16_t *xb,
+                                 int64_t s1, int64_t mult, int rshift, int64_t xlo, int64_t xhi,
+                                 int8_t *y) {
     const int64_t a = (int64_t)p->channels * mult;
     const int64_t b = (rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0) - s1 * mult;
     int32_t done = 0;
 #if QK_X86
     if (pr != NULL)
-        done = qk__ln_fast_avx512(p, f, pr, q, s1, mult, a, b, rshift, y, xlo, xhi);
+        done = qk__ln_fast_avx512(p, f, pr, q, xb, s1, mult, a, b, rshift, y, xlo, xhi);
     else if (qk__level() >= QK_LEVEL_AVX512)
         done = qk__ln_output_avx512(p, f, q, a, b, rshift, y);
     else if (qk__level() >= QK_LEVEL_AVX2)
         done = qk__ln_output_avx2(p, f, q, a, b, rshift, y);
 #else
     (void)pr;
+    (void)xb;
     (void)xlo;
     (void)xhi;
 #endif
@@ -737,6 +761,15 @@ static inline void qk__ln_inv_sqrt_lut(const qk_layernorm_params *p, int64_t d, 
     *rshift = e / 2;
 }
 
+/* 1/sqrt(D + E) by the method. */
+static inline void qk__ln_inv_sqrt(const qk_layernorm_params *p, int64_t d, int sole, int64_t *mult,
+                                   int *rshift) {
+    if (sole)
+        qk__ln_inv_sqrt_lut(p, d + p->eps_term, mult, rshift);
+    else
+        qk__ln_inv_sqrt_exact(d + p->eps_term, mult, rshift);
+}
+
 /* Tokens and channels in blocks, so that G_i and B_i are formed once for many tokens without an
  * allocation: a block's token statistics first (stack arrays), then the output stage channel
  * block by channel block (the factors on the stack, 12 bytes a channel). */
@@ -766,37 +799,53 @@ static inline qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *
     for (size_t c = 0; c < C; c++) amax = p->alpha[c] > amax ? p->alpha[c] : amax;
     const int64_t xlo = (int64_t)(-p->in_zero_point) * (1 << amax);
     const int64_t xhi = (int64_t)(255 - p->in_zero_point) * (1 << amax);
+    /* G_i and B_i (and the pairs) of a channel block; once a call when one block holds them */
+    const int one_block = C <= QK__LN_CHANNELS;
     for (size_t t0 = 0; t0 < tokens; t0 += QK__LN_TOKENS) {
         const size_t nt = tokens - t0 < QK__LN_TOKENS ? tokens - t0 : QK__LN_TOKENS;
         int64_t s1[QK__LN_TOKENS], m[QK__LN_TOKENS];
         int rshift[QK__LN_TOKENS];
-        for (size_t t = 0; t < nt; t++) {
-            int64_t d;
-            qk__ln_row_stats(p, q + (t0 + t) * C, &s1[t], &d);
-            if (sole)
-                qk__ln_inv_sqrt_lut(p, d + p->eps_term, &m[t], &rshift[t]);
-            else
-                qk__ln_inv_sqrt_exact(d + p->eps_term, &m[t], &rshift[t]);
+        if (!(fast && one_block)) {
+            for (size_t t = 0; t < nt; t++) {
+                int64_t d;
+                qk__ln_row_stats(p, q + (t0 + t) * C, &s1[t], &d, NULL);
+                qk__ln_inv_sqrt(p, d, sole, &m[t], &rshift[t]);
+            }
         }
         for (size_t c0 = 0; c0 < C; c0 += QK__LN_CHANNELS) {
             const size_t nc = C - c0 < QK__LN_CHANNELS ? C - c0 : QK__LN_CHANNELS;
-            for (size_t c = 0; c < nc; c++) {
-                G[c] = (int32_t)((int64_t)p->gamma[c0 + c] * p->gamma_multiplier);
-                B[c] = p->beta[c0 + c] * p->beta_multiplier;
-            }
-            if (fast) {
-                const int64_t bias = (INT64_C(1) << (p->shift - 1)) +
-                                     (int64_t)p->out_zero_point * (INT64_C(1) << p->shift);
-                for (size_t k = 0; 2 * k + 1 < (nc & ~(size_t)15); k++) {
-                    pairs[0][k] = G[2 * k];
-                    pairs[1][k] = G[2 * k + 1];
-                    pairs[2][k] = B[2 * k] + bias;
-                    pairs[3][k] = B[2 * k + 1] + bias;
+            if (!one_block || t0 == 0) {
+                for (size_t c = 0; c < nc; c++) {
+                    G[c] = (int32_t)((int64_t)p->gamma[c0 + c] * p->gamma_multiplier);
+                    B[c] = p->beta[c0 + c] * p->beta_multiplier;
+                }
+                if (fast) {
+                    const int64_t bias = (INT64_C(1) << (p->shift - 1)) +
+                                         (int64_t)p->out_zero_point * (INT64_C(1) << p->shift);
+                    for (size_t k = 0; 2 * k + 1 < (nc & ~(size_t)15); k++) {
+                        pairs[0][k] = G[2 * k];
+                        pairs[1][k] = G[2 * k + 1];
+                        pairs[2][k] = B[2 * k] + bias;
+                        pairs[3][k] = B[2 * k + 1] + bias;
+                    }
                 }
             }
             const qk__ln_factors f = {p->alpha + c0, G, B, (int32_t)nc};
+            if (fast && one_block) {
+                /* row by row: the statistics store the row's x_i, the output stage reads them */
+                _Alignas(64) int16_t xb[QK__LN_CHANNELS];
+                for (size_t t = 0; t < nt; t++) {
+                    const uint8_t *qr = q + (t0 + t) * C;
+                    int64_t d, mt;
+                    int rt;
+                    qk__ln_row_stats(p, qr, &s1[t], &d, xb);
+                    qk__ln_inv_sqrt(p, d, sole, &mt, &rt);
+                    qk__ln_output(p, &f, &pr, qr, xb, s1[t], mt, rt, xlo, xhi, y + (t0 + t) * C);
+                }
+                continue;
+            }
             for (size_t t = 0; t < nt; t++)
-                qk__ln_output(p, &f, fast ? &pr : NULL, q + (t0 + t) * C + c0, s1[t], m[t],
+                qk__ln_output(p, &f, fast ? &pr : NULL, q + (t0 + t) * C + c0, NULL, s1[t], m[t],
                               rshift[t], xlo, xhi, y + (t0 + t) * C + c0);
         }
     }
@@ -828,7 +877,7 @@ qk_status qk_layernorm_ptf_stats(const qk_layernorm_params *p, const uint8_t *q,
     const size_t C = (size_t)p->channels;
     for (size_t t = 0; t < tokens; t++) {
         const uint8_t *qr = q + t * C;
-        qk__ln_row_stats(p, qr, &s1[t], &d[t]);
+        qk__ln_row_stats(p, qr, &s1[t], &d[t], NULL);
     }
     return QK_OK;
 }
