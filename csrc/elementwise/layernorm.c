@@ -39,9 +39,9 @@ static inline int qk__bitlen64(uint64_t v) {
 }
 
 /* Newton's start for n in [2^59, 2^61) (the exact LayerNorm's D << 2j): ceil(sqrt((k + 65) 2^53))
- * for n in [(k + 64) 2^53, (k + 65) 2^53), k = 0..191, so within 2^-7 above sqrt(n): three
- * divisions where 2^ceil(bitlen/2) took five or six (the table is checked in tests/c/test_ptf.c;
- * made by [math.isqrt(((k + 65) << 53) - 1) + 1 for k in range(192)]). */
+ * for n in [(k + 64) 2^53, (k + 65) 2^53), k = 0..191, so within 2^-7 above sqrt(n): two
+ * divisions where 2^ceil(bitlen/2) took five or six (checked at every bucket's edges in
+ * tests/c/test_ptf.c; made by [math.isqrt(((k + 65) << 53) - 1) + 1 for k in range(192)]). */
 static const uint32_t qk__isqrt_start[192] = {
     765158776u, 771022147u, 776841265u, 782617116u, 788350651u, 794042788u,
     799694409u, 805306368u, 810879489u, 816414567u, 821912371u, 827373642u,
@@ -78,10 +78,17 @@ static const uint32_t qk__isqrt_start[192] = {
 
 uint64_t qk_isqrt_u64(uint64_t n) {
     if (n < 2) return n;
-    /* Start at or above floor(sqrt(n)): 2^ceil(bitlen/2) >= sqrt(n), or the table; Newton steps
-     * decrease monotonically to floor(sqrt(n)) (I-BERT int_sqrt). */
-    uint64_t x = n >> 59 != 0 && n >> 61 == 0 ? (uint64_t)qk__isqrt_start[(n >> 53) - 64]
-                                              : UINT64_C(1) << ((qk__bitlen64(n) + 1) / 2);
+    /* Newton's step x -> floor((x + floor(n / x)) / 2) never goes below floor(sqrt(n)) (AM-GM),
+     * and from above it decreases monotonically to it (I-BERT int_sqrt). */
+    if (n >> 59 != 0 && n >> 61 == 0) {
+        /* From the table's start (relative error e <= 2^-7), two steps (e -> e^2 / 2) leave
+         * x - sqrt(n) <= 2^-31 sqrt(n) < 1 (sqrt(n) < 2^30.5): x is floor(sqrt(n)) or one more. */
+        uint64_t x = qk__isqrt_start[(n >> 53) - 64];
+        x = (x + n / x) >> 1;
+        x = (x + n / x) >> 1;
+        return x * x > n ? x - 1 : x;
+    }
+    uint64_t x = UINT64_C(1) << ((qk__bitlen64(n) + 1) / 2); /* >= sqrt(n) */
     for (;;) {
         const uint64_t y = (x + n / x) >> 1;
         if (y >= x) return x;
