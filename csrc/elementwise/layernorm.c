@@ -616,13 +616,13 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_z8_avx512(__m512i x, __m
 
 QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
     const qk_layernorm_params *p, const qk__ln_factors *f, const qk__ln_pairs *pr,
-    const uint8_t *q, const int16_t *xb, int64_t a, int64_t b, int rshift, int32_t s1, int8_t *y,
-    int two, int vx, int clamp, int full) {
+    const uint8_t *q, const int16_t *xb, int64_t a, int64_t b, int rshift, int8_t *y, int two,
+    int vx, int clamp, int full) {
     const int32_t n16 = f->n & ~15;
     const uint8_t *alpha = f->alpha;
     const int64_t *ge = pr->ge, *go = pr->go, *be = pr->be, *bo = pr->bo;
     const __m512i zp = _mm512_set1_epi32(p->in_zero_point);
-    const __m512i vc = _mm512_set1_epi32(p->channels), vs1 = _mm512_set1_epi32(s1);
+    const __m512i vc = _mm512_set1_epi32(p->channels);
     const __m512i a0 = _mm512_set1_epi64(two ? (a & 0xFFFFFF) : a);
     const __m512i a1 = _mm512_set1_epi64(two ? (a >> 24) : 0);
     const __m512i vb = _mm512_set1_epi64(b);
@@ -640,7 +640,7 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
             x = _mm512_sllv_epi32(
                 d, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(alpha + c))));
         }
-        if (vx) x = _mm512_sub_epi32(_mm512_mullo_epi32(x, vc), vs1); /* v = C x - S1 */
+        if (vx) x = _mm512_mullo_epi32(x, vc); /* C x: -S1 M' is in b */
         const __m512i ze = qk__ln_z8_avx512(x, a0, a1, vb, rs, two, clamp);
         const __m512i zo = qk__ln_z8_avx512(_mm512_srli_epi64(x, 32), a0, a1, vb, rs, two, clamp);
         const __m512i acce = _mm512_add_epi64(
@@ -655,9 +655,10 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
     return n16;
 }
 
-/* The variant of the row. Exact rows: z = (v M' + 2^(rshift-1-k)) >> (rshift - k) with
- * v = C x - S1 in int32 lanes (|v| <= 2 C 32640 < 2^31) and M = M' 2^k, M' < 2^31 (k = 0, or 1
- * for an even M: M <= 2^31.5) -- the same integer as (x a + b) >> rshift, one product; an odd
+/* The variant of the row. Exact rows: z = ((C x) M' + 2^(rshift-1-k) - S1 M') >> (rshift - k)
+ * with C x in int32 lanes (|C x| < 2^30) and M = M' 2^k, M' < 2^31 (k = 0, or 1 for an even M:
+ * M <= 2^31.5; |C x M'| and |S1 M'| < 2^61) -- the same integer as (x a + b) >> rshift (it is
+ * (v M + 2^(rshift-1)) >> rshift, v = C x - S1), one product; an odd
  * M >= 2^31 takes (x a + b) with a = C M in two products. Sole rows: a = C lut < 2^31 (C <= 32767),
  * one product (else two); the z clamp only where z can reach it (z at the extreme x of the call,
  * xlo and xhi, beyond +-2^24: z is monotonic in x). The byte clamp only when [qmin, qmax] is
@@ -671,19 +672,19 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_row_avx512(
     if (p->method == QK_LAYERNORM_EXACT) {
         const int k = mult >= lim31 && (mult & 1) == 0;
         if (mult >> k < lim31 && rshift - k >= 1) {
-            const int64_t m = mult >> k, r = INT64_C(1) << (rshift - 1 - k);
-            return full ? qk__ln_fast_avx512_(p, f, pr, q, xb, m, r, rshift - k, (int32_t)s1, y, 0, 1, 0, 1)
-                        : qk__ln_fast_avx512_(p, f, pr, q, xb, m, r, rshift - k, (int32_t)s1, y, 0, 1, 0, 0);
+            const int64_t m = mult >> k, r = (INT64_C(1) << (rshift - 1 - k)) - s1 * m;
+            return full ? qk__ln_fast_avx512_(p, f, pr, q, xb, m, r, rshift - k, y, 0, 1, 0, 1)
+                        : qk__ln_fast_avx512_(p, f, pr, q, xb, m, r, rshift - k, y, 0, 1, 0, 0);
         }
-        return full ? qk__ln_fast_avx512_(p, f, pr, q, xb, a, b, rshift, 0, y, a >= lim31, 0, 0, 1)
-                    : qk__ln_fast_avx512_(p, f, pr, q, xb, a, b, rshift, 0, y, a >= lim31, 0, 0, 0);
+        return full ? qk__ln_fast_avx512_(p, f, pr, q, xb, a, b, rshift, y, a >= lim31, 0, 0, 1)
+                    : qk__ln_fast_avx512_(p, f, pr, q, xb, a, b, rshift, y, a >= lim31, 0, 0, 0);
     }
     const int clamp = (xlo * a + b) >> rshift < -QK__LN_ZMAX || (xhi * a + b) >> rshift > QK__LN_ZMAX;
     const int v = (a < lim31 ? 0 : 4) + (clamp ? 2 : 0) + (full ? 1 : 0);
     switch (v) {
 #define QK__LN_FAST(k)                                                                         \
     case k:                                                                                    \
-        return qk__ln_fast_avx512_(p, f, pr, q, xb, a, b, rshift, 0, y, (k) >> 2, 0, ((k) >> 1) & 1, \
+        return qk__ln_fast_avx512_(p, f, pr, q, xb, a, b, rshift, y, (k) >> 2, 0, ((k) >> 1) & 1,   \
                                    (k) & 1);
         QK__LN_FAST(0) QK__LN_FAST(1) QK__LN_FAST(2) QK__LN_FAST(3)
         QK__LN_FAST(4) QK__LN_FAST(5) QK__LN_FAST(6) QK__LN_FAST(7)
