@@ -4,8 +4,10 @@
  * a dyadic per-token reciprocal) and `sole` (SOLE's AILayerNorm: 4-bit dynamic compression of
  * the squares, a 16-entry square table, a 256-entry inverse-square-root table, int8 gamma and
  * beta). All float work happens in qk_layernorm_prepare(); the kernels are integer-only.
- * The output stage has AVX-512 and AVX2 loops (int64 lanes) beside its scalar twin; all give the
- * same integers (tests/kernels/test_layernorm.py forces each path with QKERNELS_SIMD).
+ * The statistics have AVX-512 and AVX2 loops, the output stage AVX-512 and AVX2 loops (int64
+ * lanes) and, on AVX-512 for F in [32, 52], a faster form in int32 lanes (qk__ln_fast_avx512);
+ * beside their scalar twins all give the same integers (tests/kernels/test_layernorm.py forces
+ * each path with QKERNELS_SIMD).
  * The formulas and bit widths are documented in qkernels.h.
  */
 #include "core/core.h"
@@ -780,7 +782,8 @@ static inline void qk__ln_inv_sqrt(const qk_layernorm_params *p, int64_t d, int 
 
 /* Tokens and channels in blocks, so that G_i and B_i are formed once for many tokens without an
  * allocation: a block's token statistics first (stack arrays), then the output stage channel
- * block by channel block (the factors on the stack, 12 bytes a channel). */
+ * block by channel block (the factors on the stack, 12 bytes a channel, and 16 for the fast
+ * path's pairs); with one channel block (C <= 512) on the fast path, row by row instead. */
 enum { QK__LN_TOKENS = 32, QK__LN_CHANNELS = 512 };
 
 /* Every token: its statistics, 1/sqrt(D + E) by the method, the output stage. */
