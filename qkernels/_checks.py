@@ -247,7 +247,10 @@ def overlaps(out: Optional[np.ndarray], *inputs: Any) -> bool:
     exact for simple layouts, conservative otherwise; a false alarm only costs a copy)."""
     if out is None:
         return False
-    return any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in inputs)
+    for a in inputs:  # a loop, not any(generator): this runs on every kernel call
+        if isinstance(a, np.ndarray) and np.may_share_memory(out, a):
+            return True
+    return False
 
 
 def kernel_out(out: Optional[np.ndarray], shape: Sequence[int], dtype: Any,

@@ -33,6 +33,7 @@ CALIBRATION_METHODS = ("seed", "fqvit")
 LAYERNORM_METHODS = ("exact", "sole")
 SOLE_ROUNDINGS = ("round", "truncate")
 _METHOD_CODES = {("exact", None): 0, ("sole", "round"): 1, ("sole", "truncate"): 2}
+_INT8 = np.dtype(np.int8)
 
 
 def _choice(value: Any, allowed: Tuple[str, ...], name: str) -> str:
@@ -363,10 +364,16 @@ class LayerNormParams:
     def method_code(self) -> int:
         return _METHOD_CODES[(self.method, self.rounding)]
 
+    def __post_init__(self) -> None:
+        # the kernel's arguments, formed once (a call is tens of microseconds: building this
+        # tuple on every call was a visible part of it)
+        object.__setattr__(self, "_argv", (
+            self.method_code, self.ptf.zero_point, self.out_zero_point, self.shift,
+            self.eps_term, self.gamma_multiplier, self.beta_multiplier, self._alpha_u8,
+            self.gamma_int, self.beta_int, self.lut))
+
     def _args(self) -> tuple:
-        return (self.method_code, self.ptf.zero_point, self.out_zero_point, self.shift,
-                self.eps_term, self.gamma_multiplier, self.beta_multiplier, self._alpha_u8,
-                self.gamma_int, self.beta_int, self.lut)
+        return self._argv  # type: ignore[attr-defined]
 
 
 def _vector(v: ArrayLike, name: str, n: int) -> np.ndarray:
@@ -495,8 +502,11 @@ def ptf_layernorm(q: ArrayLike, params: Union[PTFParams, LayerNormParams],
         raise TypeError(f"params must be PTFParams or LayerNormParams, got "
                         f"{type(params).__name__}")
     qa = _ln_input(q, prep.channels)
-    C.check_out(out, qa.shape, np.dtype(np.int8))
-    res = C.kernel_out(out, qa.shape, np.int8, qa)
+    if out is None:
+        res = np.empty(qa.shape, np.int8)
+    else:
+        C.check_out(out, qa.shape, _INT8)
+        res = C.kernel_out(out, qa.shape, np.int8, qa)
     _core._layernorm_run(qa, *prep._args(), res)
     if out is not None and res is not out:
         out[...] = res

@@ -1,15 +1,18 @@
 #!/usr/bin/env python
 """Benchmark section for the PTF / integer LayerNorm kernels (called by scripts/bench.py).
 
-One thread (torch.set_num_threads(1); the qkernels kernels are single-threaded), 197 x 384 tokens
-(the DeiT-small LayerNorm shape; the real data when it is beside the repository), medians of
-repeated runs after a warm-up.
+197 x 384 tokens (the DeiT-small LayerNorm shape; the real data when it is beside the repository):
+torch's float layer_norm on 1 thread (then 2) against the integer LayerNorm (single-threaded), in
+interleaved rounds in one process, wall and CPU-time medians.
 """
 from __future__ import annotations
 
+import os
+import statistics
 import sys
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, List, Tuple
 
 import numpy as np
 
@@ -31,40 +34,75 @@ def _data():
     return x, np.ones(384, np.float32), np.zeros(384, np.float32), "synthetic 197 x 384"
 
 
+def _interleaved(fns: List[Callable[[], object]], rounds: int, calls: int
+                 ) -> List[Tuple[float, float]]:
+    """(wall, CPU) median seconds per call of each callable, in interleaved rounds: each round
+    times `calls` calls of every callable in turn (after one untimed call), so that load from
+    other processes on a shared machine hits every contender alike. CPU time is the process's
+    (all its threads)."""
+    wall: List[List[float]] = [[] for _ in fns]
+    cpu: List[List[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, f in enumerate(fns):
+            f()
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(calls):
+                f()
+            wall[i].append((time.perf_counter() - t0) / calls)
+            cpu[i].append((time.process_time() - c0) / calls)
+    return [(statistics.median(w), statistics.median(c)) for w, c in zip(wall, cpu)]
+
+
 def run(quick: bool = False) -> str:
     """The markdown section: ptf_layernorm (exact, sole) vs torch layer_norm; ptf_quantize."""
     import torch
     torch.set_num_threads(1)
     repeat = 5 if quick else 21
+    rounds, calls = (5, 50) if quick else (41, 200)
     x, g, b, what = _data()
     x = np.ascontiguousarray(x, np.float32)
     p = qk.ptf_calibrate(x, method="seed")
     q = p.quantize(x)
     out_scale = 6.06 / 127
-    rows = []
     xt, gt, bt = torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(b)
-    t_torch = median_time(lambda: torch.nn.functional.layer_norm(xt, (x.shape[1],), gt, bt, 1e-12),
-                      repeat)
-    rows.append(("torch.nn.functional.layer_norm (float32)", t_torch, None))
     y = np.empty(q.shape, np.int8)
+    names = ["torch.nn.functional.layer_norm (float32)"]
+    fns: List[Callable[[], object]] = [
+        lambda: torch.nn.functional.layer_norm(xt, (x.shape[1],), gt, bt, 1e-12)]
     for method, rounding in (("exact", "round"), ("sole", "round"), ("sole", "truncate")):
         ln = qk.prepare_layernorm(p, g, b, method=method, rounding=rounding, out_scale=out_scale)
-        t = median_time(lambda: qk.ptf_layernorm(q, ln, out=y), repeat)
-        rows.append((f"qkernels.ptf_layernorm {method}"
-                     + (f" ({rounding})" if method == "sole" else "") + " (uint8 -> int8)", t,
-                     t_torch / t))
+        names.append(f"qkernels.ptf_layernorm {method}"
+                     + (f" ({rounding})" if method == "sole" else "") + " (uint8 -> int8, out=)")
+        fns.append(lambda ln=ln: qk.ptf_layernorm(q, ln, out=y))
+    t1 = _interleaved(fns, rounds, calls)
+    torch.set_num_threads(2)
+    t2 = _interleaved(fns[:2], rounds, calls)  # torch on 2 threads; the kernel has one
+    torch.set_num_threads(1)
     t_prep = median_time(lambda: qk.prepare_layernorm(p, g, b, out_scale=out_scale), repeat)
-    rows.append(("qkernels.prepare_layernorm (once per layer)", t_prep, None))
     lines = ["## PTF quantization and integer LayerNorm", "",
-             f"{what}, shape {x.shape[0]} x {x.shape[1]}, one thread, median of {repeat} runs; "
+             f"{what}, shape {x.shape[0]} x {x.shape[1]}, torch on 1 thread (then 2), "
              f"{cpu_info()[0]}, {qk.show_config('dicts')['simd']['chosen']} path (integer LayerNorm: "
-             f"statistics in AVX2, output stage in AVX-512 / AVX2, with scalar twins; PTF quantize: "
-             f"AVX2). "
-             f"Ratio = torch time / this time (> 1 is faster than torch).", "",
-             "| op | us per call | tokens/s | vs torch float |", "|---|---:|---:|---:|"]
-    for name, t, ratio in rows:
-        lines.append(f"| {name} | {t * 1e6:.1f} | {x.shape[0] / t:.3g} | "
-                     f"{'' if ratio is None else f'{ratio:.2f}x'} |")
+             f"statistics and output stage in AVX-512 where the CPU has it, else AVX2, with scalar "
+             f"twins; PTF quantize: AVX2). Interleaved rounds in one process "
+             f"(`scripts/bench_layernorm.py`: {rounds} rounds of {calls} calls of each, medians); "
+             f"load average {os.getloadavg()[0]:.2f} at the start (a shared 2-vCPU machine: "
+             f"wall time swings with the load, the process's CPU time much less). Ratio = torch "
+             f"time / this time (> 1 is faster than torch), on wall time and on CPU time.", "",
+             "| op | threads | us per call (wall) | us per call (CPU) | tokens/s (wall) "
+             "| vs torch (wall) | vs torch (CPU) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, (tw, tc) in zip(names, t1):
+        ratio = "" if name.startswith("torch") else (f"{t1[0][0] / tw:.2f}x | "
+                                                      f"{t1[0][1] / tc:.2f}x")
+        lines.append(f"| {name} | 1 | {tw * 1e6:.1f} | {tc * 1e6:.1f} | {x.shape[0] / tw:.3g} | "
+                     + (ratio if ratio else " | ") + " |")
+    tw, _ = t2[0]
+    lines.append(f"| {names[0]} | 2 | {tw * 1e6:.1f} | (2 threads) | {x.shape[0] / tw:.3g} |  |  |")
+    tw, tc = t2[1]
+    lines.append(f"| {names[1]} (one thread) beside it | 1 | {tw * 1e6:.1f} | {tc * 1e6:.1f} | "
+                 f"{x.shape[0] / tw:.3g} | {t2[0][0] / tw:.2f}x |  |")
+    lines.append(f"| qkernels.prepare_layernorm (once per layer) | 1 | {t_prep * 1e6:.1f} |  | "
+                 f"{x.shape[0] / t_prep:.3g} |  |  |")
     # ptf_quantize throughput
     lines += ["", "| op | elements | ms | elements/s |", "|---|---:|---:|---:|"]
     sizes = [x.size] if quick else [x.size, 4 * 10 ** 6]

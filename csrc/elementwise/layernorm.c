@@ -4,8 +4,10 @@
  * a dyadic per-token reciprocal) and `sole` (SOLE's AILayerNorm: 4-bit dynamic compression of
  * the squares, a 16-entry square table, a 256-entry inverse-square-root table, int8 gamma and
  * beta). All float work happens in qk_layernorm_prepare(); the kernels are integer-only.
- * The output stage has AVX-512 and AVX2 loops (int64 lanes) beside its scalar twin; all give the
- * same integers (tests/kernels/test_layernorm.py forces each path with QKERNELS_SIMD).
+ * The statistics have AVX-512 and AVX2 loops, the output stage AVX-512 and AVX2 loops (int64
+ * lanes) and, on AVX-512 for F in [32, 52], a faster form in int32 lanes (qk__ln_fast_avx512);
+ * beside their scalar twins all give the same integers (tests/kernels/test_layernorm.py forces
+ * each path with QKERNELS_SIMD).
  * The formulas and bit widths are documented in qkernels.h.
  */
 #include "core/core.h"
@@ -38,11 +40,57 @@ static inline int qk__bitlen64(uint64_t v) {
 #endif
 }
 
+/* Newton's start for n in [2^59, 2^61) (the exact LayerNorm's D << 2j): ceil(sqrt((k + 65) 2^53))
+ * for n in [(k + 64) 2^53, (k + 65) 2^53), k = 0..191, so within 2^-7 above sqrt(n): two
+ * divisions where 2^ceil(bitlen/2) took five or six (checked at every bucket's edges in
+ * tests/c/test_ptf.c; made by [math.isqrt(((k + 65) << 53) - 1) + 1 for k in range(192)]). */
+static const uint32_t qk__isqrt_start[192] = {
+    765158776u, 771022147u, 776841265u, 782617116u, 788350651u, 794042788u,
+    799694409u, 805306368u, 810879489u, 816414567u, 821912371u, 827373642u,
+    832799101u, 838189443u, 843545341u, 848867446u, 854156391u, 859412788u,
+    864637230u, 869830293u, 874992536u, 880124501u, 885226714u, 890299688u,
+    895343920u, 900359891u, 905348073u, 910308921u, 915242881u, 920150385u,
+    925031854u, 929887697u, 934718315u, 939524096u, 944305420u, 949062657u,
+    953796166u, 958506299u, 963193399u, 967857801u, 972499832u, 977119809u,
+    981718046u, 986294845u, 990850503u, 995385312u, 999899554u, 1004393507u,
+    1008867443u, 1013321625u, 1017756314u, 1022171764u, 1026568222u, 1030945931u,
+    1035305130u, 1039646051u, 1043968922u, 1048273967u, 1052561404u, 1056831448u,
+    1061084308u, 1065320190u, 1069539296u, 1073741824u, 1077927968u, 1082097918u,
+    1086251860u, 1090389977u, 1094512449u, 1098619452u, 1102711159u, 1106787739u,
+    1110849359u, 1114896183u, 1118928370u, 1122946079u, 1126949465u, 1130938679u,
+    1134913871u, 1138875188u, 1142822774u, 1146756771u, 1150677319u, 1154584553u,
+    1158478610u, 1162359621u, 1166227717u, 1170083026u, 1173925674u, 1177755784u,
+    1181573479u, 1185378878u, 1189172100u, 1192953261u, 1196722475u, 1200479855u,
+    1204225511u, 1207959552u, 1211682087u, 1215393220u, 1219093056u, 1222781697u,
+    1226459244u, 1230125797u, 1233781454u, 1237426311u, 1241060463u, 1244684005u,
+    1248297029u, 1251899625u, 1255491884u, 1259073894u, 1262645742u, 1266207514u,
+    1269759295u, 1273301169u, 1276833218u, 1280355523u, 1283868165u, 1287371222u,
+    1290864773u, 1294348895u, 1297823664u, 1301289154u, 1304745439u, 1308192593u,
+    1311630687u, 1315059793u, 1318479980u, 1321891318u, 1325293875u, 1328687719u,
+    1332072916u, 1335449532u, 1338817632u, 1342177280u, 1345528540u, 1348871473u,
+    1352206142u, 1355532607u, 1358850929u, 1362161168u, 1365463382u, 1368757629u,
+    1372043966u, 1375322451u, 1378593139u, 1381856086u, 1385111347u, 1388358974u,
+    1391599023u, 1394831546u, 1398056594u, 1401274220u, 1404484474u, 1407687408u,
+    1410883070u, 1414071510u, 1417252777u, 1420426920u, 1423593985u, 1426754020u,
+    1429907071u, 1433053185u, 1436192407u, 1439324783u, 1442450356u, 1445569171u,
+    1448681272u, 1451786702u, 1454885503u, 1457977718u, 1461063388u, 1464142556u,
+    1467215261u, 1470281545u, 1473341448u, 1476395008u, 1479442267u, 1482483261u,
+    1485518030u, 1488546613u, 1491569045u, 1494585366u, 1497595612u, 1500599818u,
+    1503598023u, 1506590261u, 1509576567u, 1512556978u, 1515531528u, 1518500250u};
+
 uint64_t qk_isqrt_u64(uint64_t n) {
     if (n < 2) return n;
-    /* Start above sqrt(n): 2^ceil(bitlen/2) >= sqrt(n); Newton steps decrease monotonically
-     * to floor(sqrt(n)) (I-BERT int_sqrt). */
-    uint64_t x = UINT64_C(1) << ((qk__bitlen64(n) + 1) / 2);
+    /* Newton's step x -> floor((x + floor(n / x)) / 2) never goes below floor(sqrt(n)) (AM-GM),
+     * and from above it decreases monotonically to it (I-BERT int_sqrt). */
+    if (n >> 59 != 0 && n >> 61 == 0) {
+        /* From the table's start (relative error e <= 2^-7), two steps (e -> e^2 / 2) leave
+         * x - sqrt(n) <= 2^-31 sqrt(n) < 1 (sqrt(n) < 2^30.5): x is floor(sqrt(n)) or one more. */
+        uint64_t x = qk__isqrt_start[(n >> 53) - 64];
+        x = (x + n / x) >> 1;
+        x = (x + n / x) >> 1;
+        return x * x > n ? x - 1 : x;
+    }
+    uint64_t x = UINT64_C(1) << ((qk__bitlen64(n) + 1) / 2); /* >= sqrt(n) */
     for (;;) {
         const uint64_t y = (x + n / x) >> 1;
         if (y >= x) return x;
@@ -164,12 +212,13 @@ static qk_status qk__ln_check(const qk_layernorm_params *p, const uint8_t *q, si
     const int64_t gm = p->gamma_multiplier, bm = p->beta_multiplier;
     const int64_t lim30 = INT64_C(1) << 30, lim60 = INT64_C(1) << 60;
     if (gm < 0 || gm >= lim30 || bm < 0 || bm >= lim60 || p->eps_term > lim60) return QK_ERR_ARG;
+    /* |b| * bm < 2^60 iff |b| <= (2^60 - 1) / bm: the division once, not once a channel */
+    const int64_t bq = bm > 0 ? (lim60 - 1) / bm : INT64_MAX;
     for (int32_t c = 0; c < p->channels; c++) {
         const int64_t g = p->gamma[c] < 0 ? -(int64_t)p->gamma[c] : p->gamma[c];
         const int64_t b = p->beta[c];
         if (p->alpha[c] > QK_PTF_MAX_ALPHA || g * gm >= lim30) return QK_ERR_ARG;
-        if (b <= -lim60 || b >= lim60 || (bm > 0 && (b < 0 ? -b : b) > (lim60 - 1) / bm))
-            return QK_ERR_ARG;
+        if (b <= -lim60 || b >= lim60 || (b < 0 ? -b : b) > bq) return QK_ERR_ARG;
     }
     for (int m = 0; m < 256; m++)
         if (p->inv_sqrt_lut[m] > 65536u) return QK_ERR_ARG;
@@ -250,19 +299,109 @@ QK_TARGET_AVX2 static int32_t qk__ln_sole_sums_avx2(const uint8_t *q, const uint
 }
 #endif
 
+#if QK_X86
+/* The AVX-512 statistics, 32 channels at a time in int16 lanes (AVX-512 BW): the AVX2 loops'
+ * arithmetic on twice the lanes. x = (q - zp) * 2^alpha fits int16 (|x| <= 32640); S1 is summed
+ * in int32 lanes (at most 1024 steps of 2 * 32640 < 2^17 a lane). Both return the channels done.
+ * d = q - zp of 32 channels (int16) and 2^alpha (*pw, int16). */
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_d32_avx512(const uint8_t *q,
+                                                                  const uint8_t *alpha,
+                                                                  __m512i vzp, __m256i pow2,
+                                                                  __m512i *pw) {
+    *pw = _mm512_cvtepu8_epi16(
+        _mm256_shuffle_epi8(pow2, _mm256_loadu_si256((const __m256i *)alpha)));
+    const __m512i d = _mm512_sub_epi16(
+        _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)q)), vzp);
+    return d;
+}
+
+/* exact: S2 from _mm512_madd_epi16(x, x) (pairs <= 2 * 32640^2 < 2^31, non-negative), its even
+ * and odd dwords added to int64 lanes on every step. */
+QK_TARGET_AVX512 static int32_t qk__ln_sums_avx512(const uint8_t *q, const uint8_t *alpha,
+                                                   int32_t n, int32_t zp, int64_t *s1,
+                                                   int64_t *s2, int16_t *xb) {
+    const int32_t n32 = n & ~31;
+    const __m512i vzp = _mm512_set1_epi16((int16_t)zp), ones = _mm512_set1_epi16(1);
+    const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFF);
+    const __m256i pow2 = _mm256_broadcastsi128_si256(
+        _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0, 0, 0, 0));
+    __m512i acc1 = _mm512_setzero_si512(), acc2 = _mm512_setzero_si512();
+    for (int32_t c = 0; c < n32; c += 32) {
+        __m512i pw;
+        const __m512i d = qk__ln_d32_avx512(q + c, alpha + c, vzp, pow2, &pw);
+        const __m512i x = _mm512_mullo_epi16(d, pw);
+        if (xb != NULL) _mm512_storeu_si512(xb + c, x);
+        acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(x, ones));
+        const __m512i sq = _mm512_madd_epi16(x, x);
+        acc2 = _mm512_add_epi64(acc2, _mm512_and_si512(sq, lo32));
+        acc2 = _mm512_add_epi64(acc2, _mm512_srli_epi64(sq, 32));
+    }
+    *s1 += _mm512_reduce_add_epi32(acc1); /* |S1| <= 32768 * 32640 < 2^31 */
+    *s2 += _mm512_reduce_add_epi64(acc2);
+    return n32;
+}
+
+/* sole: the compressed square c^2 << 4 flag (<= 3600) in int16 lanes, times 4^alpha (<= 16384,
+ * 2^alpha squared) by _mm512_madd_epi16: a pair <= 2 * 3600 * 16384 < 2^27, so 16 steps add up in
+ * int32 lanes (< 2^31) before they are widened to int64. */
+QK_TARGET_AVX512 static int32_t qk__ln_sole_sums_avx512(const uint8_t *q, const uint8_t *alpha,
+                                                        int32_t n, int32_t zp, uint32_t rnd_hi,
+                                                        uint32_t rnd_lo, int64_t *s1,
+                                                        uint64_t *ex2, int16_t *xb) {
+    const int32_t n32 = n & ~31;
+    const __m512i vzp = _mm512_set1_epi16((int16_t)zp), ones = _mm512_set1_epi16(1);
+    const __m512i rh = _mm512_set1_epi16((int16_t)rnd_hi), rl = _mm512_set1_epi16((int16_t)rnd_lo);
+    const __m512i c15 = _mm512_set1_epi16(15), c63 = _mm512_set1_epi16(63);
+    const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFF);
+    const __m256i pow2 = _mm256_broadcastsi128_si256(
+        _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0, 0, 0, 0));
+    __m512i acc1 = _mm512_setzero_si512(), acc2 = _mm512_setzero_si512();
+    for (int32_t c = 0; c < n32;) {
+        const int32_t end = n32 - c > 16 * 32 ? c + 16 * 32 : n32;
+        __m512i e32 = _mm512_setzero_si512();
+        for (; c < end; c += 32) {
+            __m512i pw;
+            const __m512i d = qk__ln_d32_avx512(q + c, alpha + c, vzp, pow2, &pw);
+            const __m512i x = _mm512_mullo_epi16(d, pw);
+            if (xb != NULL) _mm512_storeu_si512(xb + c, x);
+            acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(x, ones));
+            const __m512i a = _mm512_abs_epi16(d);
+            const __mmask32 flag = _mm512_cmpgt_epi16_mask(a, c63); /* a >= 64 */
+            const __m512i hi = _mm512_srli_epi16(_mm512_add_epi16(a, rh), 4);
+            const __m512i lo = _mm512_srli_epi16(_mm512_add_epi16(a, rl), 2);
+            const __m512i cv = _mm512_min_epi16(_mm512_mask_blend_epi16(flag, lo, hi), c15);
+            __m512i sq = _mm512_mullo_epi16(cv, cv);
+            sq = _mm512_mask_slli_epi16(sq, flag, sq, 4);
+            e32 = _mm512_add_epi32(e32, _mm512_madd_epi16(sq, _mm512_mullo_epi16(pw, pw)));
+        }
+        acc2 = _mm512_add_epi64(acc2, _mm512_and_si512(e32, lo32));
+        acc2 = _mm512_add_epi64(acc2, _mm512_srli_epi64(e32, 32));
+    }
+    *s1 += _mm512_reduce_add_epi32(acc1);
+    *ex2 += (uint64_t)_mm512_reduce_add_epi64(acc2);
+    return n32;
+}
+#endif
+
 /* The per-row statistics: S1 and D (before E) of the method. One pass over the row; the
  * parameters are copied to locals first (the int8 output may alias anything, so reading them
- * through p in the loops would reload them on every element). */
+ * through p in the loops would reload them on every element). With xb (AVX-512 only), the row's
+ * x_i (int16) are also stored there for the output stage, channels [0, C & ~15). */
 static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t *q, int64_t *s1_out,
-                                    int64_t *d_out) {
+                                    int64_t *d_out, int16_t *xb) {
     const int32_t C = p->channels, zp = p->in_zero_point;
     const uint8_t *alpha = p->alpha;
     int64_t s1 = 0;
+    if (xb != NULL) /* what the 32-channel loops leave of [0, C & ~15) */
+        for (int32_t c = C & ~31; c < (C & ~15); c++) xb[c] = (int16_t)(((int32_t)q[c] - zp) * (1 << alpha[c]));
     if (p->method == QK_LAYERNORM_EXACT) {
         int64_t s2 = 0;
         int32_t c0 = 0;
 #if QK_X86
-        if (qk__level() >= QK_LEVEL_AVX2) c0 = qk__ln_sums_avx2(q, alpha, C, zp, &s1, &s2);
+        if (qk__level() >= QK_LEVEL_AVX512)
+            c0 = qk__ln_sums_avx512(q, alpha, C, zp, &s1, &s2, xb);
+        if (qk__level() >= QK_LEVEL_AVX2)
+            c0 += qk__ln_sums_avx2(q + c0, alpha + c0, C - c0, zp, &s1, &s2);
 #endif
         for (int32_t c = c0; c < C; c++) {
             /* |x| <= 255 * 2^7 < 2^15, so x and x^2 (< 2^30) are int32 */
@@ -281,7 +420,10 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     uint64_t ex2 = 0;
     int32_t c0 = 0;
 #if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX2) c0 = qk__ln_sole_sums_avx2(q, alpha, C, zp, rnd_hi, rnd_lo, &s1, &ex2);
+    if (qk__level() >= QK_LEVEL_AVX512)
+        c0 = qk__ln_sole_sums_avx512(q, alpha, C, zp, rnd_hi, rnd_lo, &s1, &ex2, xb);
+    if (qk__level() >= QK_LEVEL_AVX2)
+        c0 += qk__ln_sole_sums_avx2(q + c0, alpha + c0, C - c0, zp, rnd_hi, rnd_lo, &s1, &ex2);
 #endif
     for (int32_t c = c0; c < C; c++) {
         const int32_t d = (int32_t)q[c] - zp;
@@ -440,22 +582,155 @@ QK_TARGET_AVX512 static int32_t qk__ln_output_avx512(const qk_layernorm_params *
 }
 #endif
 
+enum { QK__LN_FAST_FMIN = 32, QK__LN_FAST_FMAX = 52 };
+
+typedef struct {
+    const int64_t *ge, *go, *be, *bo;
+} qk__ln_pairs;
+
+#if QK_X86
+/* The AVX-512 output stage for F in [32, 52] (QK__LN_FAST_F*): 16 channels a step, x in int32
+ * lanes, its even and odd lanes multiplied as int64 by _mm512_mul_epi32 (which reads the low
+ * dword of each qword, sign-extended), so nothing is widened:
+ *   z = (x * a + b) >> rshift         a < 2^31: one product; else a = a1 2^24 + a0, two
+ *   (sole: clamped to +-2^24; exact: |z| <= sqrt(C - 1) 2^16 + 1 < 2^24 already, since
+ *    v_i^2 <= (C - 1) D for v_i = C x_i - S1 and D = C S2 - S1^2, and M / 2^(61-j) exceeds
+ *    1 / sqrt(D + E) by less than 2^-28 of it)
+ *   acc = z * G_i + B'_i              B'_i = B_i + 2^(F-1) + zp_out 2^F (|acc| < 2^62)
+ *   w = acc >> F = (acc >> 32) >> (F - 32): the high dwords of the even and odd products, put
+ *   back in channel order by one permute, shifted as int32 (|w| < 2^30), then narrowed with
+ *   signed saturation and clamped to [qmin, qmax] as bytes (as in qk__ln_output_avx512).
+ * The same integers as the scalar loop. G_i and B'_i of the even and of the odd channels of each
+ * 16 come as int64 arrays (G_i in the low dword): ge[k] = G_{2k}, go[k] = G_{2k+1}, alike be, bo.
+ * Returns the channels done (n & ~15). */
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_z8_avx512(__m512i x, __m512i a0,
+                                                                 __m512i a1, __m512i vb,
+                                                                 __m128i rs, int two, int clamp) {
+    __m512i t = _mm512_add_epi64(_mm512_mul_epi32(x, a0), vb);
+    if (two) t = _mm512_add_epi64(t, _mm512_slli_epi64(_mm512_mul_epi32(x, a1), 24));
+    __m512i z = _mm512_sra_epi64(t, rs);
+    if (clamp) {
+        z = _mm512_min_epi64(z, _mm512_set1_epi64(QK__LN_ZMAX));
+        z = _mm512_max_epi64(z, _mm512_set1_epi64(-QK__LN_ZMAX));
+    }
+    return z;
+}
+
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_avx512_(
+    const qk_layernorm_params *p, const qk__ln_factors *f, const qk__ln_pairs *pr,
+    const uint8_t *q, const int16_t *xb, int64_t a, int64_t b, int rshift, int8_t *y, int two,
+    int vx, int clamp, int full) {
+    const int32_t n16 = f->n & ~15;
+    const uint8_t *alpha = f->alpha;
+    const int64_t *ge = pr->ge, *go = pr->go, *be = pr->be, *bo = pr->bo;
+    const __m512i zp = _mm512_set1_epi32(p->in_zero_point);
+    const __m512i vc = _mm512_set1_epi32(p->channels);
+    const __m512i a0 = _mm512_set1_epi64(two ? (a & 0xFFFFFF) : a);
+    const __m512i a1 = _mm512_set1_epi64(two ? (a >> 24) : 0);
+    const __m512i vb = _mm512_set1_epi64(b);
+    const __m128i rs = _mm_cvtsi32_si128(rshift), sh = _mm_cvtsi32_si128(p->shift - 32);
+    const __m512i hi_dwords =
+        _mm512_setr_epi32(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+    const __m128i qmin = _mm_set1_epi8((char)p->out_qmin), qmax = _mm_set1_epi8((char)p->out_qmax);
+    for (int32_t c = 0; c < n16; c += 16) {
+        __m512i x;
+        if (xb != NULL) { /* the x_i the statistics stored */
+            x = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(xb + c)));
+        } else {
+            const __m512i d = _mm512_sub_epi32(
+                _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + c))), zp);
+            x = _mm512_sllv_epi32(
+                d, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(alpha + c))));
+        }
+        if (vx) x = _mm512_mullo_epi32(x, vc); /* C x: -S1 M' is in b */
+        const __m512i ze = qk__ln_z8_avx512(x, a0, a1, vb, rs, two, clamp);
+        const __m512i zo = qk__ln_z8_avx512(_mm512_srli_epi64(x, 32), a0, a1, vb, rs, two, clamp);
+        const __m512i acce = _mm512_add_epi64(
+            _mm512_mul_epi32(ze, _mm512_loadu_si512(ge + c / 2)), _mm512_loadu_si512(be + c / 2));
+        const __m512i acco = _mm512_add_epi64(
+            _mm512_mul_epi32(zo, _mm512_loadu_si512(go + c / 2)), _mm512_loadu_si512(bo + c / 2));
+        const __m512i w = _mm512_sra_epi32(_mm512_permutex2var_epi32(acce, hi_dwords, acco), sh);
+        __m128i v = _mm512_cvtsepi32_epi8(w);
+        if (!full) v = _mm_max_epi8(_mm_min_epi8(v, qmax), qmin);
+        _mm_storeu_si128((__m128i *)(y + c), v);
+    }
+    return n16;
+}
+
+/* The variant of the row. Exact rows: z = ((C x) M' + 2^(rshift-1-k) - S1 M') >> (rshift - k)
+ * with C x in int32 lanes (|C x| < 2^30) and M = M' 2^k, M' < 2^31 (k = 0, or 1 for an even M:
+ * M <= 2^31.5; |C x M'| and |S1 M'| < 2^61) -- the same integer as (x a + b) >> rshift (it is
+ * (v M + 2^(rshift-1)) >> rshift, v = C x - S1), one product; an odd
+ * M >= 2^31 takes (x a + b) with a = C M in two products. Sole rows: a = C lut < 2^31 (C <= 32767),
+ * one product (else two); the z clamp only where z can reach it (z at the extreme x of the call,
+ * xlo and xhi, beyond +-2^24: z is monotonic in x). The byte clamp only when [qmin, qmax] is
+ * narrower than int8. */
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE int32_t qk__ln_fast_row_avx512(
+    const qk_layernorm_params *p, const qk__ln_factors *f, const qk__ln_pairs *pr,
+    const uint8_t *q, const int16_t *xb, int64_t s1, int64_t mult, int64_t a, int64_t b,
+    int rshift, int8_t *y, int64_t xlo, int64_t xhi) {
+    const int64_t lim31 = INT64_C(1) << 31;
+    const int full = p->out_qmin == INT8_MIN && p->out_qmax == INT8_MAX;
+    if (p->method == QK_LAYERNORM_EXACT) {
+        const int k = mult >= lim31 && (mult & 1) == 0;
+        if (mult >> k < lim31 && rshift - k >= 1) {
+            const int64_t m = mult >> k, r = (INT64_C(1) << (rshift - 1 - k)) - s1 * m;
+            return full ? qk__ln_fast_avx512_(p, f, pr, q, xb, m, r, rshift - k, y, 0, 1, 0, 1)
+                        : qk__ln_fast_avx512_(p, f, pr, q, xb, m, r, rshift - k, y, 0, 1, 0, 0);
+        }
+        return full ? qk__ln_fast_avx512_(p, f, pr, q, xb, a, b, rshift, y, a >= lim31, 0, 0, 1)
+                    : qk__ln_fast_avx512_(p, f, pr, q, xb, a, b, rshift, y, a >= lim31, 0, 0, 0);
+    }
+    const int clamp = (xlo * a + b) >> rshift < -QK__LN_ZMAX || (xhi * a + b) >> rshift > QK__LN_ZMAX;
+    const int v = (a < lim31 ? 0 : 4) + (clamp ? 2 : 0) + (full ? 1 : 0);
+    switch (v) {
+#define QK__LN_FAST(k)                                                                         \
+    case k:                                                                                    \
+        return qk__ln_fast_avx512_(p, f, pr, q, xb, a, b, rshift, y, (k) >> 2, 0, ((k) >> 1) & 1,   \
+                                   (k) & 1);
+        QK__LN_FAST(0) QK__LN_FAST(1) QK__LN_FAST(2) QK__LN_FAST(3)
+        QK__LN_FAST(4) QK__LN_FAST(5) QK__LN_FAST(6) QK__LN_FAST(7)
+#undef QK__LN_FAST
+    }
+    return 0;
+}
+
+/* xb: the row's x_i stored by the statistics (or NULL: x_i from q and alpha) */
+QK_TARGET_AVX512 static int32_t qk__ln_fast_avx512(const qk_layernorm_params *p,
+                                                   const qk__ln_factors *f, const qk__ln_pairs *pr,
+                                                   const uint8_t *q, const int16_t *xb, int64_t s1,
+                                                   int64_t mult, int64_t a, int64_t b, int rshift,
+                                                   int8_t *y, int64_t xlo, int64_t xhi) {
+    if (xb != NULL)
+        return qk__ln_fast_row_avx512(p, f, pr, q, xb, s1, mult, a, b, rshift, y, xlo, xhi);
+    return qk__ln_fast_row_avx512(p, f, pr, q, NULL, s1, mult, a, b, rshift, y, xlo, xhi);
+}
+#endif
+
 /* y_i = clamp(RHU(z_i * G_i + B_i, F) + zp) for one row, with
  * z_i = clamp(RHU(v_i * mult, rshift), -2^24, 2^24) and v_i = C x_i - S1.
  * v_i * mult is evaluated as x_i * (C * mult) + (2^(rshift-1) - S1 * mult): the same integer
  * (|C * mult| < 2^47, |x_i * C * mult| and |S1 * mult| < 2^62, their sum is |v_i * mult| + the
  * rounding term < 2^63), one multiplication fewer per element. */
 static inline void qk__ln_output(const qk_layernorm_params *p, const qk__ln_factors *f,
-                                 const uint8_t *q, int64_t s1, int64_t mult, int rshift,
+                                 const qk__ln_pairs *pr, const uint8_t *q, const int16_t *xb,
+                                 int64_t s1, int64_t mult, int rshift, int64_t xlo, int64_t xhi,
                                  int8_t *y) {
     const int64_t a = (int64_t)p->channels * mult;
     const int64_t b = (rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0) - s1 * mult;
     int32_t done = 0;
 #if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX512)
+    if (pr != NULL)
+        done = qk__ln_fast_avx512(p, f, pr, q, xb, s1, mult, a, b, rshift, y, xlo, xhi);
+    else if (qk__level() >= QK_LEVEL_AVX512)
         done = qk__ln_output_avx512(p, f, q, a, b, rshift, y);
     else if (qk__level() >= QK_LEVEL_AVX2)
         done = qk__ln_output_avx2(p, f, q, a, b, rshift, y);
+#else
+    (void)pr;
+    (void)xb;
+    (void)xlo;
+    (void)xhi;
 #endif
     qk__ln_output_scalar(p, f, q, a, b, rshift, done, y);
 }
@@ -496,9 +771,19 @@ static inline void qk__ln_inv_sqrt_lut(const qk_layernorm_params *p, int64_t d, 
     *rshift = e / 2;
 }
 
+/* 1/sqrt(D + E) by the method. */
+static inline void qk__ln_inv_sqrt(const qk_layernorm_params *p, int64_t d, int sole, int64_t *mult,
+                                   int *rshift) {
+    if (sole)
+        qk__ln_inv_sqrt_lut(p, d + p->eps_term, mult, rshift);
+    else
+        qk__ln_inv_sqrt_exact(d + p->eps_term, mult, rshift);
+}
+
 /* Tokens and channels in blocks, so that G_i and B_i are formed once for many tokens without an
  * allocation: a block's token statistics first (stack arrays), then the output stage channel
- * block by channel block (the factors on the stack, 12 bytes a channel). */
+ * block by channel block (the factors on the stack, 12 bytes a channel, and 16 for the fast
+ * path's pairs); with one channel block (C <= 512) on the fast path, row by row instead. */
 enum { QK__LN_TOKENS = 32, QK__LN_CHANNELS = 512 };
 
 /* Every token: its statistics, 1/sqrt(D + E) by the method, the output stage. */
@@ -512,28 +797,67 @@ static inline qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *
     const size_t C = (size_t)p->channels;
     int32_t G[QK__LN_CHANNELS];
     int64_t B[QK__LN_CHANNELS];
+    /* the AVX-512 fast output stage: F in its range, G_i and B'_i of even / odd channels */
+    int64_t pairs[4][QK__LN_CHANNELS / 2];
+    int fast = 0;
+#if QK_X86
+    fast = qk__level() >= QK_LEVEL_AVX512 && p->shift >= QK__LN_FAST_FMIN &&
+           p->shift <= QK__LN_FAST_FMAX;
+#endif
+    const qk__ln_pairs pr = {pairs[0], pairs[1], pairs[2], pairs[3]};
+    /* every x of the call is in [xlo, xhi]: (0 - zp) and (255 - zp) times 2^max(alpha) */
+    int amax = 0;
+    for (size_t c = 0; c < C; c++) amax = p->alpha[c] > amax ? p->alpha[c] : amax;
+    const int64_t xlo = (int64_t)(-p->in_zero_point) * (1 << amax);
+    const int64_t xhi = (int64_t)(255 - p->in_zero_point) * (1 << amax);
+    /* G_i and B_i (and the pairs) of a channel block; once a call when one block holds them */
+    const int one_block = C <= QK__LN_CHANNELS;
     for (size_t t0 = 0; t0 < tokens; t0 += QK__LN_TOKENS) {
         const size_t nt = tokens - t0 < QK__LN_TOKENS ? tokens - t0 : QK__LN_TOKENS;
         int64_t s1[QK__LN_TOKENS], m[QK__LN_TOKENS];
         int rshift[QK__LN_TOKENS];
-        for (size_t t = 0; t < nt; t++) {
-            int64_t d;
-            qk__ln_row_stats(p, q + (t0 + t) * C, &s1[t], &d);
-            if (sole)
-                qk__ln_inv_sqrt_lut(p, d + p->eps_term, &m[t], &rshift[t]);
-            else
-                qk__ln_inv_sqrt_exact(d + p->eps_term, &m[t], &rshift[t]);
+        if (!(fast && one_block)) {
+            for (size_t t = 0; t < nt; t++) {
+                int64_t d;
+                qk__ln_row_stats(p, q + (t0 + t) * C, &s1[t], &d, NULL);
+                qk__ln_inv_sqrt(p, d, sole, &m[t], &rshift[t]);
+            }
         }
         for (size_t c0 = 0; c0 < C; c0 += QK__LN_CHANNELS) {
             const size_t nc = C - c0 < QK__LN_CHANNELS ? C - c0 : QK__LN_CHANNELS;
-            for (size_t c = 0; c < nc; c++) {
-                G[c] = (int32_t)((int64_t)p->gamma[c0 + c] * p->gamma_multiplier);
-                B[c] = p->beta[c0 + c] * p->beta_multiplier;
+            if (!one_block || t0 == 0) {
+                for (size_t c = 0; c < nc; c++) {
+                    G[c] = (int32_t)((int64_t)p->gamma[c0 + c] * p->gamma_multiplier);
+                    B[c] = p->beta[c0 + c] * p->beta_multiplier;
+                }
+                if (fast) {
+                    const int64_t bias = (INT64_C(1) << (p->shift - 1)) +
+                                         (int64_t)p->out_zero_point * (INT64_C(1) << p->shift);
+                    for (size_t k = 0; 2 * k + 1 < (nc & ~(size_t)15); k++) {
+                        pairs[0][k] = G[2 * k];
+                        pairs[1][k] = G[2 * k + 1];
+                        pairs[2][k] = B[2 * k] + bias;
+                        pairs[3][k] = B[2 * k + 1] + bias;
+                    }
+                }
             }
             const qk__ln_factors f = {p->alpha + c0, G, B, (int32_t)nc};
+            if (fast && one_block) {
+                /* row by row: the statistics store the row's x_i, the output stage reads them */
+                _Alignas(64) int16_t xb[QK__LN_CHANNELS];
+                for (size_t t = 0; t < nt; t++) {
+                    const uint8_t *qr = q + (t0 + t) * C;
+                    int64_t d, mt;
+                    int rt;
+                    qk__ln_row_stats(p, qr, &s1[t], &d, xb);
+                    qk__ln_inv_sqrt(p, d, sole, &mt, &rt);
+                    qk__ln_output(p, &f, &pr, qr, xb, s1[t], mt, rt, xlo, xhi, y + (t0 + t) * C);
+                }
+                continue;
+            }
             for (size_t t = 0; t < nt; t++)
-                qk__ln_output(p, &f, q + (t0 + t) * C + c0, s1[t], m[t], rshift[t],
-                              y + (t0 + t) * C + c0);
+                qk__ln_output(p, &f, fast ? &pr : NULL, q + (t0 + t) * C + c0, NULL, s1[t], m[t],
+                              rshift[t], xlo, xhi, y + (t0 + t) * C + c0);
         }
     }
     return QK_OK;
@@ -564,7 +888,7 @@ qk_status qk_layernorm_ptf_stats(const qk_layernorm_params *p, const uint8_t *q,
     const size_t C = (size_t)p->channels;
     for (size_t t = 0; t < tokens; t++) {
         const uint8_t *qr = q + t * C;
-        qk__ln_row_stats(p, qr, &s1[t], &d[t]);
+        qk__ln_row_stats(p, qr, &s1[t], &d[t], NULL);
     }
     return QK_OK;
 }

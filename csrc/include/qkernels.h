@@ -503,9 +503,13 @@ qk_status qk_ptf_dequantize_u8_f32(const uint8_t *q, size_t tokens, size_t chann
  * wrong method for the function), NULL q/y with tokens > 0, or a p whose integers break the
  * bounds above (|G_i| >= 2^30, |B_i| >= 2^60, E > 2^60, alpha > 7, lut[m] > 2^16: checked on
  * every call, O(channels)). No allocation, reentrant.
- * qk_layernorm_ptf_u8_s8 dispatches on p->method. The output stage has AVX-512 and AVX2 loops
- * (int64 lanes, chosen at run time) and a scalar twin that give the same bits
- * (QKERNELS_SIMD=avx2 / scalar).
+ * qk_layernorm_ptf_u8_s8 dispatches on p->method. The statistics have AVX-512 (32 channels a
+ * step) and AVX2 loops, the output stage AVX-512 and AVX2 loops (int64 lanes; on AVX-512 with
+ * F in [32, 52], int32 lanes whose even and odd halves are multiplied as int64, and for exact
+ * rows z = ((C x_i) M' + 2^(r-1-k) - S1 M') >> (r - k) with M = M' 2^k, M' < 2^31: the same
+ * integer), all chosen at run time beside a scalar twin that gives the same bits
+ * (QKERNELS_SIMD=avx2 / scalar). qk_isqrt_u64 takes two Newton steps from a 192-entry table
+ * on [2^59, 2^61) (then floor or floor + 1, corrected by one multiply): the same floor sqrt.
  * qk_layernorm_ptf_stats(p, q, tokens, s1, d): per-token S1 and D (before E is added) of the
  * method, for test benches and error reports: mean = in_scale * S1 / C,
  * var = in_scale^2 * D / C^2.

@@ -23,6 +23,24 @@ static void test_isqrt(void) {
         const uint64_t r = qk_isqrt_u64(n);
         QK_CHECK(r * r <= n && (r + 1) > n / (r + 1), "isqrt random %llu", (unsigned long long)n);
     }
+    /* [2^59, 2^61) starts from a table of 2^53-wide buckets: both ends of every bucket, the
+     * squares next to them, and random values of the range */
+    for (uint64_t k = 64; k <= 256; k++) {
+        const uint64_t e = k << 53, r0 = (uint64_t)sqrt((double)e);
+        for (uint64_t r = r0 - 2; r <= r0 + 2; r++) {
+            const uint64_t ns[6] = {e, e - 1, e + 1, r * r, r * r - 1, r * r + 1};
+            for (int i = 0; i < 6; i++) {
+                const uint64_t got = qk_isqrt_u64(ns[i]);
+                QK_CHECK(got * got <= ns[i] && (got + 1) > ns[i] / (got + 1), "isqrt table %llu",
+                         (unsigned long long)ns[i]);
+            }
+        }
+    }
+    for (int i = 0; i < 100000; i++) {
+        const uint64_t n = (UINT64_C(1) << 59) + (qk_test_next() >> 3) % (UINT64_C(3) << 59);
+        const uint64_t r = qk_isqrt_u64(n);
+        QK_CHECK(r * r <= n && (r + 1) > n / (r + 1), "isqrt range %llu", (unsigned long long)n);
+    }
 }
 
 static void test_ptf_quantize(void) {

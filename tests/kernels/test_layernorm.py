@@ -89,6 +89,40 @@ def test_extreme_rows_bit_exact():
     np.testing.assert_array_equal(y[0], np.clip(np.floor(beta / 0.05 + 0.5), -128, 127))
 
 
+@pytest.mark.parametrize("method,rounding", VARIANTS)
+def test_output_stage_variants_bit_exact(method, rounding):
+    # the AVX-512 output stage has a fast form for F = shift in [32, 52] (one or two products a
+    # row, the v = C x - S1 form for exact rows, a z clamp only where z can reach +-2^24) and
+    # the general loop outside it: out_scales that put F below, inside and above that range,
+    # rows of every spread (near-constant rows with large alpha drive the sole z to its clamp)
+    rng = np.random.default_rng(19)
+    shifts = set()
+    for C in (37, 64, 384):
+        alpha = rng.integers(0, 8, C).astype(np.int32)
+        alpha[:3] = 7
+        p = qk.PTFParams(0.02, alpha, 128, K=7)
+        q = rng.integers(0, 256, (48, C)).astype(np.uint8)
+        for t in range(0, 48, 3):  # rows of |q - zp| <= 1, 2, 4, 8 ...
+            w = 1 << (t // 3 % 8)
+            q[t] = rng.integers(128 - w // 2, 128 + (w + 1) // 2 + 1, C)
+        q[1] = 128
+        q[2] = 0
+        q[4] = np.tile([0, 255], C)[:C]
+        tiny = 50 * 0.02 ** 2 / C ** 2  # eps of 50 integer units: D = E alone on flat rows
+        for gain, out_scale, eps in ((2.0, 1e-4, tiny), (1.0, 0.05, 0.0), (1.0, 0.05, tiny),
+                                     (0.01, 5.0, 1e-5)):
+            gamma = (rng.uniform(-1, 1, C) * gain).astype(np.float32)
+            beta = rng.uniform(-1, 1, C).astype(np.float32)
+            ln = qk.prepare_layernorm(p, gamma, beta, method=method, rounding=rounding,
+                                      out_scale=out_scale, out_zero_point=-7, eps=eps)
+            shifts.add(ln.shift)
+            np.testing.assert_array_equal(
+                qk.ptf_layernorm(q, ln),
+                _ref(p, gamma, beta, method, rounding, out_scale, -7, eps, q),
+                err_msg=f"C={C} out_scale={out_scale} eps={eps} F={ln.shift}")
+    assert min(shifts) < 32 and max(shifts) > 52 and any(32 <= f <= 52 for f in shifts), shifts
+
+
 def test_shapes_out_and_prepare_equivalence():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 5, 32)).astype(np.float32)
@@ -228,10 +262,13 @@ for k in d.files:
     p = qk.ptf_calibrate(x, K=7)
     q = p.quantize(x)
     g = np.linspace(-2, 2, x.shape[1]).astype(np.float32)
-    for m, r in (("exact", "round"), ("sole", "round"), ("sole", "truncate")):
-        ln = qk.prepare_layernorm(p, g, g[::-1].copy(), method=m, rounding=r, out_scale=0.03,
+    # out_scales that put F below, inside and above the fast AVX-512 output stage's [32, 52]
+    for m, r, os_ in (("exact", "round", 0.03), ("sole", "round", 0.03), ("sole", "truncate", 0.03),
+                      ("exact", "round", 1e-4), ("sole", "round", 1e-4), ("exact", "round", 300.0),
+                      ("sole", "truncate", 300.0)):
+        ln = qk.prepare_layernorm(p, g, g[::-1].copy(), method=m, rounding=r, out_scale=os_,
                                   out_zero_point=-3)
-        outs[f"{{k}}_{{m}}_{{r}}"] = qk.ptf_layernorm(q, ln)
+        outs[f"{{k}}_{{m}}_{{r}}_{{os_}}"] = qk.ptf_layernorm(q, ln)
     outs[k + "_q"] = q
     # extreme zero points and exponents on raw codes (full-scale rows included)
     C = x.shape[1]
@@ -252,7 +289,7 @@ np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
     a = np.load(tmp_path / "scalar.npz")
-    assert len(a.files) == 70
+    assert len(a.files) == 98
     for other in ("avx2", "auto"):
         b = np.load(tmp_path / f"{other}.npz")
         assert sorted(a.files) == sorted(b.files)
