@@ -4,6 +4,21 @@
  * guard: it is included once per ISA. Why the arithmetic is exact: softmax.c. */
 #include "elementwise/simd_v.h"
 
+/* the sum of the lanes (each read as uint32) */
+QK_V_TARGET static QK_ALWAYS_INLINE uint64_t QK__N(qk__hsum_u32_)(QK_V acc) {
+    int32_t l32[QK_V_LANES];
+    QK_V_STORE(l32, acc);
+    uint64_t s = 0;
+    for (int l = 0; l < QK_V_LANES; l++) s += (uint32_t)l32[l];
+    return s;
+}
+
+/* the last n - i (< lanes) elements of x, padded with the row's maximum mx */
+QK_V_TARGET static QK_ALWAYS_INLINE void QK__N(qk__pad_tail_)(const int32_t *x, size_t n, size_t i,
+                                                              int32_t mx, int32_t *xt) {
+    for (int l = 0; l < QK_V_LANES; l++) xt[l] = i + (size_t)l < n ? x[i + l] : mx;
+}
+
 /* I-BERT: the constants of the loop, in vectors */
 typedef struct {
     QK_V ax0, b, c, abits, one, zero;
@@ -84,8 +99,7 @@ QK_V_TARGET static QK_ALWAYS_INLINE uint64_t QK__N(qk__iexp32_row_)(
         QK_V_STORE_U16(v + i + QK_V_LANES, e1);
         acc = QK_V_ADD(acc, QK_V_ADD(e0, e1));
         if (++steps == 2048) { /* lanes < 2^16 each step: flush before 2^15 steps */
-            QK_V_STORE(l32, acc);
-            for (int l = 0; l < QK_V_LANES; l++) sum += (uint32_t)l32[l];
+            sum += QK__N(qk__hsum_u32_)(acc);
             acc = k.zero;
             steps = 0;
         }
@@ -97,17 +111,15 @@ QK_V_TARGET static QK_ALWAYS_INLINE uint64_t QK__N(qk__iexp32_row_)(
         QK_V_STORE_U16(v + i, e);
         acc = QK_V_ADD(acc, e);
         if (++steps == 2048) {
-            QK_V_STORE(l32, acc);
-            for (int l = 0; l < QK_V_LANES; l++) sum += (uint32_t)l32[l];
+            sum += QK__N(qk__hsum_u32_)(acc);
             acc = k.zero;
             steps = 0;
         }
     }
-    QK_V_STORE(l32, acc);
-    for (int l = 0; l < QK_V_LANES; l++) sum += (uint32_t)l32[l];
+    sum += QK__N(qk__hsum_u32_)(acc);
     if (i < n) { /* padded with the row's maximum; only the n - i real lanes are kept */
         int32_t xt[QK_V_LANES];
-        for (int l = 0; l < QK_V_LANES; l++) xt[l] = i + (size_t)l < n ? x[i + l] : mx;
+        QK__N(qk__pad_tail_)(x, n, i, mx, xt);
         QK_VM t0;
         QK_V e = QK__N(qk__iexp32_vec_)(&k, xt, vmx, vlo, &t0, clampz);
         if (QK_VM_ANY(t0)) e = QK__N(qk__iexp32_fix_)(e, t0, p, xt, mx);
@@ -158,17 +170,15 @@ QK_V_TARGET static uint64_t QK__N(qk__sole32_)(const uint32_t *t, uint32_t kmax,
         QK_V_STORE_U16(v + i, k);
         acc = QK_V_ADD(acc, QK_V_SLLV(one, QK_V_SUB(sixteen, k)));
         if (++steps == 4096) { /* lanes <= 2^16 each */
-            QK_V_STORE(l32, acc);
-            for (int l = 0; l < QK_V_LANES; l++) sum += (uint32_t)l32[l];
+            sum += QK__N(qk__hsum_u32_)(acc);
             acc = zero;
             steps = 0;
         }
     }
-    QK_V_STORE(l32, acc);
-    for (int l = 0; l < QK_V_LANES; l++) sum += (uint32_t)l32[l];
+    sum += QK__N(qk__hsum_u32_)(acc);
     if (i < n) { /* padded with the row's maximum; only the n - i real lanes are kept */
         int32_t xt[QK_V_LANES];
-        for (int l = 0; l < QK_V_LANES; l++) xt[l] = i + (size_t)l < n ? x[i + l] : mx;
+        QK__N(qk__pad_tail_)(x, n, i, mx, xt);
         QK_V_STORE(l32, QK__N(qk__sole32_vec_)(t, tlo, thi, xt, vmx, vk));
         for (size_t l = 0; i + l < n; l++) {
             v[i + l] = (uint16_t)l32[l];
