@@ -315,24 +315,29 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_d32_avx512(const uint8_t
     return d;
 }
 
-/* exact: S2 from _mm512_madd_epi16(x, x) (pairs <= 2 * 32640^2 < 2^31, non-negative), its even
- * and odd dwords added to int64 lanes on every step. */
+/* exact: S2 from _mm512_madd_epi16(x, x) (pairs <= 2 * 32640^2 < 2^31, non-negative), summed in
+ * int32 lanes for `steps` steps (steps * the largest pair < 2^31: many when the largest alpha of
+ * the call is small), then its even and odd dwords added to int64 lanes. */
 QK_TARGET_AVX512 static int32_t qk__ln_sums_avx512(const uint8_t *q, const uint8_t *alpha,
                                                    int32_t n, int32_t zp, int64_t *s1,
-                                                   int64_t *s2, int16_t *xb) {
+                                                   int64_t *s2, int16_t *xb, int32_t steps) {
     const int32_t n32 = n & ~31;
     const __m512i vzp = _mm512_set1_epi16((int16_t)zp), ones = _mm512_set1_epi16(1);
     const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFF);
     const __m256i pow2 = _mm256_broadcastsi128_si256(
         _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0, 0, 0, 0));
     __m512i acc1 = _mm512_setzero_si512(), acc2 = _mm512_setzero_si512();
-    for (int32_t c = 0; c < n32; c += 32) {
-        __m512i pw;
-        const __m512i d = qk__ln_d32_avx512(q + c, alpha + c, vzp, pow2, &pw);
-        const __m512i x = _mm512_mullo_epi16(d, pw);
-        if (xb != NULL) _mm512_storeu_si512(xb + c, x);
-        acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(x, ones));
-        const __m512i sq = _mm512_madd_epi16(x, x);
+    for (int32_t c = 0; c < n32;) {
+        const int32_t end = (n32 - c) / 32 > steps ? c + 32 * steps : n32;
+        __m512i sq = _mm512_setzero_si512();
+        for (; c < end; c += 32) {
+            __m512i pw;
+            const __m512i d = qk__ln_d32_avx512(q + c, alpha + c, vzp, pow2, &pw);
+            const __m512i x = _mm512_mullo_epi16(d, pw);
+            if (xb != NULL) _mm512_storeu_si512(xb + c, x);
+            acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(x, ones));
+            sq = _mm512_add_epi32(sq, _mm512_madd_epi16(x, x));
+        }
         acc2 = _mm512_add_epi64(acc2, _mm512_and_si512(sq, lo32));
         acc2 = _mm512_add_epi64(acc2, _mm512_srli_epi64(sq, 32));
     }
@@ -388,7 +393,7 @@ QK_TARGET_AVX512 static int32_t qk__ln_sole_sums_avx512(const uint8_t *q, const 
  * through p in the loops would reload them on every element). With xb (AVX-512 only), the row's
  * x_i (int16) are also stored there for the output stage, channels [0, C & ~15). */
 static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t *q, int64_t *s1_out,
-                                    int64_t *d_out, int16_t *xb) {
+                                    int64_t *d_out, int16_t *xb, int32_t steps) {
     const int32_t C = p->channels, zp = p->in_zero_point;
     const uint8_t *alpha = p->alpha;
     int64_t s1 = 0;
@@ -399,7 +404,7 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
         int32_t c0 = 0;
 #if QK_X86
         if (qk__level() >= QK_LEVEL_AVX512)
-            c0 = qk__ln_sums_avx512(q, alpha, C, zp, &s1, &s2, xb);
+            c0 = qk__ln_sums_avx512(q, alpha, C, zp, &s1, &s2, xb, steps);
         if (qk__level() >= QK_LEVEL_AVX2)
             c0 += qk__ln_sums_avx2(q + c0, alpha + c0, C - c0, zp, &s1, &s2);
 #endif
@@ -810,6 +815,9 @@ static inline qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *
     for (size_t c = 0; c < C; c++) amax = p->alpha[c] > amax ? p->alpha[c] : amax;
     const int64_t xlo = (int64_t)(-p->in_zero_point) * (1 << amax);
     const int64_t xhi = (int64_t)(255 - p->in_zero_point) * (1 << amax);
+    /* 32-channel steps whose x^2 pair sums (<= 2 (255 2^amax)^2) add up in int32 */
+    const int64_t pair = 2 * (INT64_C(255) << amax) * (INT64_C(255) << amax);
+    const int32_t steps = (int32_t)(INT32_MAX / pair);
     /* G_i and B_i (and the pairs) of a channel block; once a call when one block holds them */
     const int one_block = C <= QK__LN_CHANNELS;
     for (size_t t0 = 0; t0 < tokens; t0 += QK__LN_TOKENS) {
@@ -819,7 +827,7 @@ static inline qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *
         if (!(fast && one_block)) {
             for (size_t t = 0; t < nt; t++) {
                 int64_t d;
-                qk__ln_row_stats(p, q + (t0 + t) * C, &s1[t], &d, NULL);
+                qk__ln_row_stats(p, q + (t0 + t) * C, &s1[t], &d, NULL, steps);
                 qk__ln_inv_sqrt(p, d, sole, &m[t], &rshift[t]);
             }
         }
@@ -849,7 +857,7 @@ static inline qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *
                     const uint8_t *qr = q + (t0 + t) * C;
                     int64_t d, mt;
                     int rt;
-                    qk__ln_row_stats(p, qr, &s1[t], &d, xb);
+                    qk__ln_row_stats(p, qr, &s1[t], &d, xb, steps);
                     qk__ln_inv_sqrt(p, d, sole, &mt, &rt);
                     qk__ln_output(p, &f, &pr, qr, xb, s1[t], mt, rt, xlo, xhi, y + (t0 + t) * C);
                 }
@@ -888,7 +896,7 @@ qk_status qk_layernorm_ptf_stats(const qk_layernorm_params *p, const uint8_t *q,
     const size_t C = (size_t)p->channels;
     for (size_t t = 0; t < tokens; t++) {
         const uint8_t *qr = q + t * C;
-        qk__ln_row_stats(p, qr, &s1[t], &d[t], NULL);
+        qk__ln_row_stats(p, qr, &s1[t], &d[t], NULL, 1);
     }
     return QK_OK;
 }
