@@ -571,6 +571,14 @@ uint64_t qk_isqrt_u64(uint64_t n);
  *   from zero, + out_zp, clamped to [relu ? out_zp : 0, 255]. Ratios outside [2^-14, 2^8)
  *   (QNNPACK refuses them) or with max(r_a, r_b) < 2^-10 (shift > 31): QK_ERR_SCALE; relu with
  *   out_zp = 255 (QNNPACK refuses the empty range): QK_ERR_ARG. AVX2 loop, same bits.
+ * qk_qmul(a, b, t, rows, cols, b_per_row, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu, y)
+ *   quantized::mul(_relu) (fbgemm and qnnpack engines alike): a and y hold rows x cols
+ *   elements; b holds as many (b_per_row 0) or one value a row (b_per_row 1: PyTorch's
+ *   broadcast of an (N, C, 1, 1) tensor over NCHW planes, as squeeze-excitation multiplies).
+ *   c = (a - a_zp)(b - b_zp) (exact int32), m = fl(fl(a_scale * b_scale) * fl(1 / out_scale))
+ *   (float, as PyTorch's qmul_kernel), y = clamp(RNE(fl((float)c * m)) + out_zp) to t's range,
+ *   relu: to [out_zp, qmax]. Scales finite and > 0, m <= 2^15 (|c m| < 2^31, where PyTorch's
+ *   vector and scalar paths agree), else QK_ERR_SCALE. AVX-512 / AVX2 loops, the same bits.
  * qk_qleaky_relu(x, t, n, x_scale, x_zp, slope, out_scale, out_zp, y)
  *   dy = dx > 0 ? dx : fl(dx * slope); y = quantize(dy). slope finite (QK_ERR_ARG).
  *   Both: the input scales finite, > 0 and at most 2^118 (every dequantized value and the sum
@@ -601,6 +609,9 @@ qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_sc
 qk_status qk_qadd_qnnpack(const uint8_t *a, const uint8_t *b, size_t n, float a_scale,
                           int32_t a_zp, float b_scale, int32_t b_zp, float out_scale,
                           int32_t out_zp, int relu, uint8_t *y);
+qk_status qk_qmul(const void *a, const void *b, qk_dtype t, size_t rows, size_t cols,
+                  int b_per_row, float a_scale, int32_t a_zp, float b_scale, int32_t b_zp,
+                  float out_scale, int32_t out_zp, int relu, void *y);
 qk_status qk_qleaky_relu(const void *x, qk_dtype t, size_t n, float x_scale, int32_t x_zp,
                          float slope, float out_scale, int32_t out_zp, void *y);
 qk_status qk_qclamp(const void *x, qk_dtype t, size_t n, int32_t lo, int32_t hi, void *y);

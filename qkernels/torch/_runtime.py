@@ -242,6 +242,33 @@ def add_kernel(a: QMeta, b: QMeta, out_scale: float, out_zero_point: int, relu: 
     return per_sample(kernel)
 
 
+def mul_kernel(a: QMeta, b: QMeta, out_scale: float, out_zero_point: int, relu: bool,
+               fallback: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Kernel:
+    """PyTorch's quantized mul (mul_relu): the C op (:func:`qkernels.qops.qmul`) on 8-bit
+    tensors of one dtype with ``y`` the shape of ``x`` or ``(N, C, 1, 1)`` of an NCHW ``x`` (the
+    squeeze-excitation scale), either operand order; ``fallback(x, y)`` (the NumPy reference)
+    for any other broadcast, dtype, or a multiplier the C op refuses (above 2^15)."""
+    sa, za, sb, zb = float(a.scale), int(a.zero_point), float(b.scale), int(b.zero_point)
+    so, zo, r = float(out_scale), int(out_zero_point), bool(relu)
+    f = np.float32
+    c_ok = (a.dtype == b.dtype and a.dtype in _Q8 and
+            f(f(f(sa) * f(sb)) * f(f(1) / f(so))) <= 2.0 ** 15)
+    op = qops.qmul
+
+    def per_plane(big: np.ndarray, small: np.ndarray) -> bool:
+        return (big.ndim == small.ndim >= 2 and big.shape[:2] == small.shape[:2] and
+                all(d == 1 for d in small.shape[2:]))
+
+    def kernel(t: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if c_ok and x.dtype == y.dtype == a.dtype:
+            if x.shape == y.shape or per_plane(x, y):
+                return op(x, y, sa, za, sb, zb, so, zo, r)
+            if per_plane(y, x):        # a product commutes (c and m alike): the plane first
+                return op(y, x, sb, zb, sa, za, so, zo, r)
+        return fallback(x, y)
+    return per_sample(kernel)
+
+
 def leaky_relu_kernel(x_meta: QMeta, slope: float, out_scale: float, out_zero_point: int,
                       fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
     sx, zx, so, zo, sl = float(x_meta.scale), int(x_meta.zero_point), float(out_scale), \
