@@ -22,6 +22,8 @@ qleaky_relu              the same dequantize, ``dy = dx > 0 ? dx : fl(dx * slope
 qclamp                   integer clamp to ``[lo, hi]`` (ReLU, ReLU6, Hardtanh on integers)
 qmax_pool2d              integer maximum over each window (padding taps ignored), NCHW
 qadaptive_avg_pool2d     ``RNE(sum / count)`` over PyTorch's adaptive windows, NCHW
+qglobal_avg_pool2d       adaptive_avg_pool2d to 1x1 of any plane size, PyTorch's channels-last
+                         steps: ``acc = sum - hw*zp``, fbgemm's Quantize by ``fl(1/fl(1/hw))``
 Lookup                   any op of one 8-bit input as its 256-entry table (hardswish,
                          hardsigmoid, ...): ``y = table[q - qmin]``
 =======================  ===============================================================
@@ -45,7 +47,7 @@ import numpy as np
 from . import _core
 
 __all__ = ["qadd", "qleaky_relu", "qclamp", "qmax_pool2d", "MaxPool2d", "qadaptive_avg_pool2d",
-           "max_pool2d_output_size", "Lookup", "qmul"]
+           "max_pool2d_output_size", "Lookup", "qmul", "qglobal_avg_pool2d"]
 
 
 def _c(x: Any) -> np.ndarray:
@@ -123,6 +125,29 @@ def qclamp(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
         array([-5,  0, 60], dtype=int8)
     """
     return _core._qclamp(_c(x), lo, hi)
+
+
+def qglobal_avg_pool2d(x: np.ndarray, zero_point: int, vec_width: int = 8) -> np.ndarray:
+    """Quantized ``adaptive_avg_pool2d(x, 1)`` of an NCHW 8-bit tensor of zero point
+    ``zero_point`` (parameters kept), any plane size, as PyTorch computes it on the channels-last
+    tensors its quantized convs hand on: ``acc = sum - hw * zp`` (int32), then fbgemm's Quantize
+    with scale ``fl(1/fl(1/hw))``: one rounding (``RNE(fma(acc, inv, zp))``) for the channels
+    its vector loop takes (``C`` rounded down to ``vec_width``: 8, PyTorch 2.13's AVX2 loop,
+    which it runs on AVX-512 CPUs too), two for the rest. Equal to
+    :func:`qkernels.torch.qarith.q_adaptive_avg_pool2d` with ``output_size=1``.
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels import qops
+        >>> qops.qglobal_avg_pool2d(np.uint8([[[[1, 2, 4]]]]), 0)     # 7 / 3 -> 2
+        array([[[[2]]]], dtype=uint8)
+    """
+    x = _c(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be NCHW (4 dimensions); got shape {x.shape}")
+    if vec_width < 1:
+        raise ValueError(f"vec_width must be >= 1, got {vec_width}")
+    return _core._qglobal_avg_pool2d(x, int(zero_point), x.shape[1] // vec_width * vec_width)
 
 
 class Lookup:

@@ -133,6 +133,51 @@ qk_status qk_qmul(const void *a, const void *b, qk_dtype t, size_t rows, size_t 
     return QK_OK;
 }
 
+/* ---- global average pooling, PyTorch's channels-last arithmetic ----------------------------- */
+/* The sum of a plane of n 8-bit values (exact: n * 255 < 2^63). */
+static int64_t qk__plane_sum(const uint8_t *x, size_t n, int s8) {
+    const uint8_t flip = s8 ? 0x80 : 0;
+    uint64_t s = 0;
+    size_t i = 0;
+#if QK_X86
+    if (qk__level() >= QK_LEVEL_AVX512)
+        i = qk__sum_bytes_avx512(x, n, flip, &s);
+    else if (qk__level() >= QK_LEVEL_AVX2)
+        i = qk__sum_bytes_avx2(x, n, flip, &s);
+#endif
+    for (; i < n; i++) s += (uint8_t)(x[i] ^ flip);
+    return (int64_t)s - (s8 ? 128 * (int64_t)n : 0);
+}
+
+qk_status qk_qglobal_avg_pool2d(const void *x, qk_dtype t, size_t n, size_t c, size_t hw,
+                                int32_t zp, size_t vec_channels, void *y) {
+    if ((t != QK_DT_U8 && t != QK_DT_S8) || hw == 0 || hw > (size_t)INT32_MAX / 255 ||
+        vec_channels > c)
+        return QK_ERR_ARG;
+    if (!qk__zp8_ok(t, zp)) return QK_ERR_ZERO_POINT;
+    size_t v;
+    if (!qk__sz_mul4(n, c, hw, 1, &v)) return QK_ERR_ARG;
+    if (n * c == 0) return QK_OK;
+    if (x == NULL || y == NULL) return QK_ERR_ARG;
+    const int s8 = t == QK_DT_S8;
+    const float qmin = s8 ? -128.0f : 0.0f, qmax = s8 ? 127.0f : 255.0f, fz = (float)zp;
+    const float scale = 1.0f / (1.0f / (float)hw), inv = 1.0f / scale; /* hw < 2^24: exact */
+    const uint8_t *px = (const uint8_t *)x;
+    uint8_t *py = (uint8_t *)y;
+    for (size_t b = 0; b < n; b++)
+        for (size_t ch = 0; ch < c; ch++) {
+            const size_t p = b * c + ch;
+            /* int32 as PyTorch: |sum - hw zp| <= 255 hw <= INT32_MAX */
+            const int32_t acc = (int32_t)(qk__plane_sum(px + p * hw, hw, s8) - (int64_t)hw * zp);
+            const float a = (float)acc;
+            /* fbgemm::Quantize: its vector loop fuses, its scalar tail adds after rounding */
+            float q = ch < vec_channels ? fmaf(a, inv, fz) : a * inv + fz;
+            q = nearbyintf(q < qmin ? qmin : (q > qmax ? qmax : q));
+            py[p] = s8 ? (uint8_t)(int8_t)q : (uint8_t)q;
+        }
+    return QK_OK;
+}
+
 /* ---- quantized add, QNNPACK (engine "qnnpack", uint8) ----------------------------------- */
 /* pytorch_qnnp_compute_add_quantization_params: ratios r = fl(s / s_out); with e the exponent of
  * the larger one, shift = 21 - e and multipliers m = lrintf(r * 2^shift) (exact power-of-two

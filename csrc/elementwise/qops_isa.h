@@ -86,6 +86,24 @@ QK_V_TARGET static size_t QK__N(qk__qmul_)(const uint8_t *a, const uint8_t *b, i
     return i;
 }
 
+/* The sum of the bytes x[i] ^ flip over whole vectors of 4 * QK_V_LANES bytes (psadbw against
+ * zero); returns the bytes done, their sum added to *s. */
+QK_V_TARGET static size_t QK__N(qk__sum_bytes_)(const uint8_t *x, size_t n, uint8_t flip,
+                                                uint64_t *s) {
+    const QK_V f = QK_V_SET1_8((char)flip);
+    const QK_V zero = QK__SEL(_mm256_setzero_si256(), _mm512_setzero_si512());
+    QK_V acc = zero;
+    size_t i = 0;
+    for (; i + 4 * QK_V_LANES <= n; i += 4 * QK_V_LANES) {
+        const QK_V v = QK__SEL(_mm256_xor_si256, _mm512_xor_si512)(QK_V_LOAD(x + i), f);
+        acc = QK__SEL(_mm256_add_epi64, _mm512_add_epi64)(acc, QK__SEL(_mm256_sad_epu8, _mm512_sad_epu8)(v, zero));
+    }
+    uint64_t lanes[QK_V_LANES / 2];
+    QK_V_STORE(lanes, acc);
+    for (size_t k = 0; k < QK_V_LANES / 2; k++) *s += lanes[k];
+    return i;
+}
+
 /* Quantized LeakyReLU: d = fl(fma(x, sx, nbx)), d > 0 ? d : fl(d * slope), the output stage;
  * returns the elements done (whole vectors). */
 QK_V_TARGET static size_t QK__N(qk__qleaky_)(const uint8_t *x, size_t n, float sx, float nbx,

@@ -5,6 +5,7 @@
  *     like a; qnnpack: QNNPACK's integer add (uint8 only)
  *   _qmul(a, b, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu) -> new array like a;
  *     b like a, or (N, C, 1, ...) of a's (N, C, ...) (one value a plane)
+ *   _qglobal_avg_pool2d(x NCHW, zp, vec_channels) -> (n, c, 1, 1)
  *   _qleaky_relu(x, x_scale, x_zp, slope, out_scale, out_zp) -> new array like x
  *   _qclamp(x, lo, hi) -> new array like x
  *   _qmax_pool2d(x NCHW, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow) -> (n, c, oh, ow)
@@ -123,6 +124,32 @@ static PyObject *qk_py_qmul(PyObject *self, PyObject *args) {
     return qk_py_qops_result(st, y, "qmul");
 }
 
+/* _qglobal_avg_pool2d(x NCHW, zp, vec_channels) -> (n, c, 1, 1) */
+static PyObject *qk_py_qglobal_avg_pool2d(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo;
+    int zp;
+    Py_ssize_t vc;
+    if (!PyArg_ParseTuple(args, "Oin", &xo, &zp, &vc)) return NULL;
+    qk_dtype t;
+    if (qk_py_q8(xo, "x", 1, &t) < 0) return NULL;
+    if (vc < 0) {
+        PyErr_SetString(PyExc_ValueError, "vec_channels must be >= 0");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)xo;
+    npy_intp dims[4] = {PyArray_DIM(x, 0), PyArray_DIM(x, 1), 1, 1};
+    PyObject *y = PyArray_SimpleNew(4, dims, PyArray_TYPE(x));
+    if (y == NULL) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_qglobal_avg_pool2d(PyArray_DATA(x), t, (size_t)dims[0], (size_t)dims[1],
+                               (size_t)(PyArray_DIM(x, 2) * PyArray_DIM(x, 3)), zp, (size_t)vc,
+                               PyArray_DATA((PyArrayObject *)y));
+    Py_END_ALLOW_THREADS
+    return qk_py_qops_result(st, y, "qglobal_avg_pool2d");
+}
+
 static PyObject *qk_py_qleaky_relu(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *xo;
@@ -219,6 +246,8 @@ static PyMethodDef qk_py_qops_methods[] = {
      "_qadd(a, b, sa, za, sb, zb, so, zo, relu, qnnpack=False) -> array"},
     {"_qmul", qk_py_qmul, METH_VARARGS,
      "_qmul(a, b, sa, za, sb, zb, so, zo, relu) -> array (b like a, or (N, C, 1, ...))"},
+    {"_qglobal_avg_pool2d", qk_py_qglobal_avg_pool2d, METH_VARARGS,
+     "_qglobal_avg_pool2d(x, zp, vec_channels) -> (n, c, 1, 1)"},
     {"_qleaky_relu", qk_py_qleaky_relu, METH_VARARGS, "_qleaky_relu(x, sx, zx, slope, so, zo)"},
     {"_qclamp", qk_py_qclamp, METH_VARARGS, "_qclamp(x, lo, hi) -> array"},
     {"_qmax_pool2d", qk_py_qmax_pool2d, METH_VARARGS,

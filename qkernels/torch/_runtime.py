@@ -304,15 +304,18 @@ def max_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, dilation: Any
 
 
 def adaptive_avg_pool2d_kernel(output_size: Any,
-                               fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
+                               fallback: Callable[[np.ndarray], np.ndarray],
+                               zero_point: Optional[int] = None) -> Kernel:
     """RNE(sum / count) over PyTorch's adaptive windows, in C when every window has the same
-    power-of-two size (where PyTorch's float steps give exactly that); ``fallback`` (the NumPy
-    op with PyTorch's float steps) otherwise."""
+    power-of-two size (where PyTorch's float steps give exactly that); with ``zero_point`` (the
+    tensor's), a 1x1 output of any plane size in C too (:func:`qkernels.qops.qglobal_avg_pool2d`:
+    PyTorch's channels-last steps, the squeeze-excitation pooling); ``fallback`` (the NumPy op
+    with PyTorch's float steps) otherwise."""
     if isinstance(output_size, int):
         oh, ow = output_size, output_size
     else:
         oh, ow = output_size
-    op = qops.qadaptive_avg_pool2d
+    op, glob = qops.qadaptive_avg_pool2d, qops.qglobal_avg_pool2d
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         if x.dtype not in _Q8 or x.ndim != 4:
@@ -323,6 +326,8 @@ def adaptive_avg_pool2d_kernel(output_size: Any,
             return fallback(x)
         k = (x.shape[2] // h) * (x.shape[3] // w)
         if k & (k - 1):
+            if h == w == 1 and zero_point is not None and k * 255 <= 2 ** 31 - 1:
+                return glob(x, zero_point)
             return fallback(x)
         return op(x, (h, w))
     return per_sample(kernel)

@@ -726,7 +726,7 @@ class AdaptiveAvgPool2dLayer(Layer):
     def kernel(self) -> Kernel:
         if self.engine == "qnnpack":
             return rt.per_sample(lambda t, q: self._ref(q))
-        return rt.adaptive_avg_pool2d_kernel(self.output_size, self._ref)
+        return rt.adaptive_avg_pool2d_kernel(self.output_size, self._ref, int(self.out.zero_point))
 
     def reference_kernel(self) -> Kernel:
         return lambda t, q: self._ref(q)

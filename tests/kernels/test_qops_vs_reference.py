@@ -128,6 +128,38 @@ def test_lookup_matches_table_indexing(dt):
         assert np.array_equal(lut(x), table[x.astype(np.int32) - info.min])
 
 
+@pytest.mark.parametrize("dt", DTYPES)
+def test_qglobal_avg_pool2d_matches_reference(dt):
+    """Every plane size the zoo pools globally (7x7, 14x14, 28x28, 56x56) and odd ones, channel
+    counts on both sides of the vector loop's 8, zero points at the type's ends."""
+    rng = np.random.default_rng(13)
+    info = np.iinfo(dt)
+    for h, w in ((1, 1), (7, 7), (3, 5), (9, 1), (14, 14), (28, 28), (56, 56), (13, 11)):
+        for c in (1, 7, 8, 9, 17, 72):
+            x = _q(rng, (2, c, h, w), dt)
+            for zp in (int(info.min), int(info.max), _zp(rng, dt)):
+                ref = cv.q_adaptive_avg_pool2d(cv.QTensor(x, 0.1, zp), 1).q
+                got = qops.qglobal_avg_pool2d(x, zp)
+                assert got.dtype == ref.dtype and np.array_equal(got, ref), (h, w, c, zp)
+
+
+def test_qglobal_avg_pool2d_equals_pytorch():
+    """Against PyTorch itself on channels-last tensors (the layout its quantized convs hand on),
+    plane sizes that are not powers of two."""
+    import torch
+    rng = np.random.default_rng(14)
+    for dt, tdt in ((np.uint8, torch.quint8), (np.int8, torch.qint8)):
+        info = np.iinfo(dt)
+        for h, w in ((7, 7), (14, 14), (28, 28), (5, 3)):
+            for c in (8, 20, 72):
+                x = _q(rng, (2, c, h, w), dt)
+                zp = _zp(rng, dt)
+                tq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), 0.05, zp)
+                tq = tq.contiguous(memory_format=torch.channels_last)
+                ref = torch.nn.functional.adaptive_avg_pool2d(tq, 1).int_repr().numpy()
+                assert np.array_equal(qops.qglobal_avg_pool2d(x, zp), ref), (dt, h, w, c)
+
+
 def test_qmul_and_lookup_bad_input_raise():
     a = np.zeros((2, 3, 4, 4), np.uint8)
     with pytest.raises(ValueError, match="shape"):
@@ -142,6 +174,12 @@ def test_qmul_and_lookup_bad_input_raise():
         qops.qmul(a, a, 0.1, 300, 0.1, 0, 0.1, 0)
     with pytest.raises(TypeError, match="uint8 or int8"):
         qops.qmul(a.astype(np.int16), a.astype(np.int16), 0.1, 0, 0.1, 0, 0.1, 0)
+    with pytest.raises(ValueError, match="zero point"):
+        qops.qglobal_avg_pool2d(a, 256)
+    with pytest.raises(ValueError, match="NCHW"):
+        qops.qglobal_avg_pool2d(a[0], 0)
+    with pytest.raises(ValueError, match="vec_width"):
+        qops.qglobal_avg_pool2d(a, 0, vec_width=0)
     with pytest.raises(ValueError, match="256"):
         qops.Lookup(np.zeros(255, np.uint8), np.uint8)
     with pytest.raises(ValueError, match="256"):
@@ -186,6 +224,8 @@ for dt in (np.uint8, np.int8):
             out[f"mul_{info.dtype}_{i}_{relu}"] = _core._qmul(a, b, sa, za, sb, zb, so, zo, relu)
             out[f"mulp_{info.dtype}_{i}_{relu}"] = _core._qmul(ap, bp, sa, za, sb, zb, so, zo, relu)
         out[f"lut_{info.dtype}_{i}"] = _core.gelu_lut(a, b[:256].view(np.uint8))
+        out[f"gap_{info.dtype}_{i}"] = _core._qglobal_avg_pool2d(ap, za, 8)
+        out[f"gapw_{info.dtype}_{i}"] = _core._qglobal_avg_pool2d(a[:9 * 1111].reshape(1, 9, 11, 101), za, 8)
         if dt is np.uint8:      # QNNPACK's integer add (engine "qnnpack")
             for relu in (0, 1):
                 zq = min(zo, 254)
