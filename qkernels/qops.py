@@ -13,11 +13,19 @@ qadd                     ``quantized::add(_relu)``: ``d = fmaf(s, q, -fl(s*zp))`
 qadd (engine="qnnpack")  ``quantized::add(_relu)`` of uint8 with engine "qnnpack" (QNNPACK's
                          integer add: fixed-point multipliers of ``s / s_out``, a rounding
                          right shift, ties away from zero)
+qmul                     ``quantized::mul(_relu)``: ``c = (a - za)(b - zb)`` (int32),
+                         ``y = clamp(RNE(fl(c * m)) + zp_out)``,
+                         ``m = fl(fl(s_a * s_b) * fl(1/s_out))``; b like a, or one value
+                         per (N, C) plane (squeeze-excitation)
 qleaky_relu              the same dequantize, ``dy = dx > 0 ? dx : fl(dx * slope)``, the same
                          quantize
 qclamp                   integer clamp to ``[lo, hi]`` (ReLU, ReLU6, Hardtanh on integers)
 qmax_pool2d              integer maximum over each window (padding taps ignored), NCHW
 qadaptive_avg_pool2d     ``RNE(sum / count)`` over PyTorch's adaptive windows, NCHW
+qglobal_avg_pool2d       adaptive_avg_pool2d to 1x1 of any plane size, PyTorch's channels-last
+                         steps: ``acc = sum - hw*zp``, fbgemm's Quantize by ``fl(1/fl(1/hw))``
+Lookup                   any op of one 8-bit input as its 256-entry table (hardswish,
+                         hardsigmoid, ...): ``y = table[q - qmin]``
 =======================  ===============================================================
 
 The NumPy reference implementations (every path of PyTorch's arithmetic, including the float
@@ -39,7 +47,7 @@ import numpy as np
 from . import _core
 
 __all__ = ["qadd", "qleaky_relu", "qclamp", "qmax_pool2d", "MaxPool2d", "qadaptive_avg_pool2d",
-           "max_pool2d_output_size"]
+           "max_pool2d_output_size", "Lookup", "qmul", "qglobal_avg_pool2d"]
 
 
 def _c(x: Any) -> np.ndarray:
@@ -76,6 +84,24 @@ def qadd(a: np.ndarray, b: np.ndarray, a_scale: float, a_zero_point: int, b_scal
                        out_zero_point, bool(relu))
 
 
+def qmul(a: np.ndarray, b: np.ndarray, a_scale: float, a_zero_point: int, b_scale: float,
+         b_zero_point: int, out_scale: float, out_zero_point: int, relu: bool = False) -> np.ndarray:
+    """``quantized::mul`` (``mul_relu`` with ``relu=True``) of two 8-bit tensors of one dtype
+    (both engines compute it alike): ``b`` has the shape of ``a``, or is ``(N, C, 1, ...)``
+    for an ``(N, C, ...)`` ``a`` (one factor a plane, PyTorch's broadcast of a
+    squeeze-excitation scale). Scale ratios with ``fl(fl(s_a * s_b) / s_out) > 2^15`` (products
+    beyond int32, where PyTorch's own vector and scalar paths differ) raise ValueError.
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels import qops
+        >>> qops.qmul(np.uint8([10, 20]), np.uint8([14, 14]), 0.5, 10, 0.25, 10, 0.125, 3)
+        array([ 3, 43], dtype=uint8)
+    """
+    return _core._qmul(_c(a), _c(b), a_scale, a_zero_point, b_scale, b_zero_point, out_scale,
+                       out_zero_point, bool(relu))
+
+
 def qleaky_relu(x: np.ndarray, x_scale: float, x_zero_point: int, slope: float, out_scale: float,
                 out_zero_point: int) -> np.ndarray:
     """Quantized LeakyReLU (PyTorch's ``quantized::leaky_relu`` arithmetic).
@@ -99,6 +125,65 @@ def qclamp(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
         array([-5,  0, 60], dtype=int8)
     """
     return _core._qclamp(_c(x), lo, hi)
+
+
+def qglobal_avg_pool2d(x: np.ndarray, zero_point: int, vec_width: int = 8) -> np.ndarray:
+    """Quantized ``adaptive_avg_pool2d(x, 1)`` of an NCHW 8-bit tensor of zero point
+    ``zero_point`` (parameters kept), any plane size, as PyTorch computes it on the channels-last
+    tensors its quantized convs hand on: ``acc = sum - hw * zp`` (int32), then fbgemm's Quantize
+    with scale ``fl(1/fl(1/hw))``: one rounding (``RNE(fma(acc, inv, zp))``) for the channels
+    its vector loop takes (``C`` rounded down to ``vec_width``: 8, PyTorch 2.13's AVX2 loop,
+    which it runs on AVX-512 CPUs too), two for the rest. Equal to
+    :func:`qkernels.torch.qarith.q_adaptive_avg_pool2d` with ``output_size=1``.
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels import qops
+        >>> qops.qglobal_avg_pool2d(np.uint8([[[[1, 2, 4]]]]), 0)     # 7 / 3 -> 2
+        array([[[[2]]]], dtype=uint8)
+    """
+    x = _c(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be NCHW (4 dimensions); got shape {x.shape}")
+    if vec_width < 1:
+        raise ValueError(f"vec_width must be >= 1, got {vec_width}")
+    return _core._qglobal_avg_pool2d(x, int(zero_point), x.shape[1] // vec_width * vec_width)
+
+
+class Lookup:
+    """Any op of one 8-bit input as a table of its 256 outputs: ``y = table[q - qmin]`` (``q``
+    for uint8, ``q + 128`` for int8), the table 8-bit too (uint8 or int8 outputs). The table is
+    reordered once for the input's bytes; each call is one C pass (the byte look-up of
+    :func:`qkernels.qgelu`'s "lut" method: AVX-512 VBMI / AVX2 / scalar, the same bytes).
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels import qops
+        >>> neg = qops.Lookup((128 - np.arange(256)).clip(-128, 127).astype(np.int8), np.int8)
+        >>> neg(np.int8([-128, -1, 0, 5]))      # y = -q (saturated)
+        array([127,   1,   0,  -5], dtype=int8)
+    """
+
+    __slots__ = ("x_dtype", "table", "_bytes")
+
+    def __init__(self, table: Any, x_dtype: Any) -> None:
+        t = np.asarray(table)
+        self.x_dtype = np.dtype(x_dtype)
+        if self.x_dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+            raise TypeError(f"x_dtype must be uint8 or int8, got {self.x_dtype}")
+        if t.shape != (256,) or t.dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+            raise ValueError(f"table must be 256 uint8 or int8 values, got shape {t.shape} "
+                             f"and dtype {t.dtype}")
+        self.table = t
+        # indexed by the input's byte: int8 q has byte q & 0xFF, entry q + 128 = byte ^ 0x80
+        self._bytes = np.ascontiguousarray(np.roll(t, 128) if self.x_dtype == np.int8 else t)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if type(x) is not np.ndarray or x.dtype != self.x_dtype:
+            x = np.asarray(x)
+            if x.dtype != self.x_dtype:
+                raise TypeError(f"x has dtype {x.dtype}; the table was made for {self.x_dtype}")
+        return _core.gelu_lut(x, self._bytes)
 
 
 def _pair(v: Any) -> Tuple[int, int]:

@@ -6,6 +6,7 @@ The models are the zoo test's (tests/torch/test_torchvision_zoo_vs_torch.py; tes
 imports torchvision from ``.venv/torchvision-zoo``), at 224x224 here.
 
     python scripts/zoo.py --model resnet50 --batch 1 --threads 1 --seconds 20   # a loop for perf
+    python scripts/zoo.py --model mobilenet_v3_large --steps 30    # time per step, by layer kind
 """
 from __future__ import annotations
 
@@ -33,6 +34,42 @@ def quantized(name: str, size: int = 224, engine: str = "fbgemm") -> Tuple[Any, 
     return q, from_torch_quantized(q, engine=engine)
 
 
+def step_profile(im: Any, x: Any, threads: int, runs: int, verbose: bool) -> None:
+    """Each step of the compiled plan timed on its own (the minimum over ``runs`` runs of the
+    whole plan, wall time), summed by layer kind: where a model's time goes, robust to a loaded
+    machine's bursts."""
+    import collections
+
+    im(x, threads=threads)
+    plan = im._plan
+    best: dict = {}
+    for _ in range(runs):
+        env = [None] * plan.n_slots
+        env[plan.inputs[0]] = x
+        for k, ins, out, name in plan.steps:
+            t0 = time.perf_counter()
+            env[out] = k(threads, *[env[i] for i in ins])
+            dt = time.perf_counter() - t0
+            best[name] = min(best.get(name, dt), dt)
+    kinds: Any = collections.Counter()
+    rows = []
+    for _, _, out, name in plan.steps:
+        L = im.layers[name]
+        kind = type(L).__name__
+        if hasattr(L, "groups") and hasattr(L, "w_int"):
+            kh, kw = L.w_int.shape[2:]
+            kind += f" {kh}x{kw} s{L.stride[0]}{' depthwise' if L.groups > 1 else ''}"
+        kinds[kind] += best[name]
+        rows.append((best[name], name, kind, getattr(env[out], "shape", None)))
+    total = sum(best.values())
+    print(f"sum of the per-step minima over {runs} runs: {total * 1e3:.2f} ms, {len(rows)} steps")
+    for kind, v in kinds.most_common():
+        print(f"  {v * 1e3:7.2f} ms {100 * v / total:5.1f}%  {kind}")
+    if verbose:
+        for v, name, kind, shape in rows:
+            print(f"  {v * 1e6:8.1f} us  {name:40s} {kind:32s} {shape}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="run one zoo model in a loop (for perf record)")
     ap.add_argument("--model", default="resnet18")
@@ -40,12 +77,20 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--steps", type=int, default=0, metavar="RUNS",
+                    help="instead of the loop: each step's minimum time over RUNS runs, by kind")
+    ap.add_argument("--verbose", action="store_true", help="with --steps: every step")
     a = ap.parse_args()
     import numpy as np
     import torch
     torch.set_num_threads(1)   # no OpenMP threads of PyTorch's left spinning beside ours
     _, im = quantized(a.model, a.size)
     x = np.random.default_rng(0).standard_normal((a.batch, 3, a.size, a.size)).astype(np.float32)
+    if a.steps:
+        import qkernels
+        print(f"{a.model} {a.size} b{a.batch} t{a.threads}, qkernels from {qkernels.__file__}")
+        step_profile(im, x, a.threads, a.steps, a.verbose)
+        return 0
     for _ in range(3):
         im(x, threads=a.threads)
     print(f"looping (pid {os.getpid()})", flush=True)

@@ -1,4 +1,4 @@
-/* qops.c -- quantized add, LeakyReLU, clamp, max pooling and adaptive average pooling on 8-bit
+/* qops.c -- quantized add, mul, LeakyReLU, clamp, max pooling and adaptive average pooling on 8-bit
  * tensors, as PyTorch's quantized CPU kernels compute them (the formulas are in qkernels.h). */
 #include "core/core.h"
 
@@ -87,6 +87,94 @@ qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_sc
         if (relu && c < 0.0f) c = 0.0f;
         py[i] = qk__qout1(&o, c);
     }
+    return QK_OK;
+}
+
+/* ---- quantized mul ---------------------------------------------------------------------- */
+/* quantized::mul(_relu) (qmul_kernel): m = fl(fl(a_scale * b_scale) * fl(1 / out_scale)) in
+ * float as PyTorch computes it; y = clamp(RNE(fl((float)c * m)) + out_zp) with c = (a - za) (b -
+ * zb) (exact: |c| <= 255^2 < 2^24), relu: the lower bound out_zp. m <= 2^15 keeps |c m| < 2^31,
+ * where PyTorch's vector (cvtps) and scalar (lrintf) paths agree. */
+qk_status qk_qmul(const void *a, const void *b, qk_dtype t, size_t rows, size_t cols, int b_per_row,
+                  float a_scale, int32_t a_zp, float b_scale, int32_t b_zp, float out_scale,
+                  int32_t out_zp, int relu, void *y) {
+    if (t != QK_DT_U8 && t != QK_DT_S8) return QK_ERR_ARG;
+    if (!qk__scale_ok(a_scale) || !qk__scale_ok(b_scale) || !qk__recip_scale_ok(out_scale))
+        return QK_ERR_SCALE;
+    const float m = (a_scale * b_scale) * (1.0f / out_scale);
+    if (!(m <= 0x1p15f)) return QK_ERR_SCALE; /* also NaN / inf */
+    qk__qout o;
+    if (!qk__qout_init(&o, t, out_scale, out_zp) || !qk__zp8_ok(t, a_zp) || !qk__zp8_ok(t, b_zp))
+        return QK_ERR_ZERO_POINT;
+    size_t n;
+    if (!qk__sz_mul(rows, cols, &n)) return QK_ERR_ARG;
+    if (n > 0 && (a == NULL || b == NULL || y == NULL)) return QK_ERR_ARG;
+    o.inv = m;
+    if (relu) o.lo = 0.0; /* max(y, out_zp) */
+    const uint8_t *pa = (const uint8_t *)a, *pb = (const uint8_t *)b;
+    uint8_t *py = (uint8_t *)y;
+    const size_t nr = b_per_row ? rows : 1, len = b_per_row ? cols : n;
+    for (size_t r = 0; r < nr; r++) {
+        const uint8_t *ar = pa + r * len, *br = b_per_row ? pb + r : pb;
+        uint8_t *yr = py + r * len;
+        size_t i = 0;
+#if QK_X86
+        if (qk__level() >= QK_LEVEL_AVX512)
+            i = qk__qmul_avx512(ar, br, b_per_row, len, a_zp, b_zp, &o, yr);
+        else if (qk__level() >= QK_LEVEL_AVX2)
+            i = qk__qmul_avx2(ar, br, b_per_row, len, a_zp, b_zp, &o, yr);
+#endif
+        for (; i < len; i++) {
+            const int32_t c = (qk__in8(ar, i, o.s8) - a_zp) *
+                              (qk__in8(br, b_per_row ? 0 : i, o.s8) - b_zp);
+            yr[i] = qk__qout1(&o, (float)c);
+        }
+    }
+    return QK_OK;
+}
+
+/* ---- global average pooling, PyTorch's channels-last arithmetic ----------------------------- */
+/* The sum of a plane of n 8-bit values (exact: n * 255 < 2^63). */
+static int64_t qk__plane_sum(const uint8_t *x, size_t n, int s8) {
+    const uint8_t flip = s8 ? 0x80 : 0;
+    uint64_t s = 0;
+    size_t i = 0;
+#if QK_X86
+    if (qk__level() >= QK_LEVEL_AVX512)
+        i = qk__sum_bytes_avx512(x, n, flip, &s);
+    else if (qk__level() >= QK_LEVEL_AVX2)
+        i = qk__sum_bytes_avx2(x, n, flip, &s);
+#endif
+    for (; i < n; i++) s += (uint8_t)(x[i] ^ flip);
+    return (int64_t)s - (s8 ? 128 * (int64_t)n : 0);
+}
+
+qk_status qk_qglobal_avg_pool2d(const void *x, qk_dtype t, size_t n, size_t c, size_t hw,
+                                int32_t zp, size_t vec_channels, void *y) {
+    if ((t != QK_DT_U8 && t != QK_DT_S8) || hw == 0 || hw > (size_t)INT32_MAX / 255 ||
+        vec_channels > c)
+        return QK_ERR_ARG;
+    if (!qk__zp8_ok(t, zp)) return QK_ERR_ZERO_POINT;
+    size_t v;
+    if (!qk__sz_mul4(n, c, hw, 1, &v)) return QK_ERR_ARG;
+    if (n * c == 0) return QK_OK;
+    if (x == NULL || y == NULL) return QK_ERR_ARG;
+    const int s8 = t == QK_DT_S8;
+    const float qmin = s8 ? -128.0f : 0.0f, qmax = s8 ? 127.0f : 255.0f, fz = (float)zp;
+    const float scale = 1.0f / (1.0f / (float)hw), inv = 1.0f / scale; /* hw < 2^24: exact */
+    const uint8_t *px = (const uint8_t *)x;
+    uint8_t *py = (uint8_t *)y;
+    for (size_t b = 0; b < n; b++)
+        for (size_t ch = 0; ch < c; ch++) {
+            const size_t p = b * c + ch;
+            /* int32 as PyTorch: |sum - hw zp| <= 255 hw <= INT32_MAX */
+            const int32_t acc = (int32_t)(qk__plane_sum(px + p * hw, hw, s8) - (int64_t)hw * zp);
+            const float a = (float)acc;
+            /* fbgemm::Quantize: its vector loop fuses, its scalar tail adds after rounding */
+            float q = ch < vec_channels ? fmaf(a, inv, fz) : a * inv + fz;
+            q = nearbyintf(q < qmin ? qmin : (q > qmax ? qmax : q));
+            py[p] = s8 ? (uint8_t)(int8_t)q : (uint8_t)q;
+        }
     return QK_OK;
 }
 

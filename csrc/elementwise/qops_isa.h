@@ -1,4 +1,4 @@
-/* qops_isa.h -- the quantized add and LeakyReLU loops of qops.c written once for every ISA. qops.c defines
+/* qops_isa.h -- the quantized add, mul and LeakyReLU loops of qops.c written once for every ISA. qops.c defines
  * QK_V_IS512 (0: AVX2, 1: AVX-512 F/BW) and includes this file once per ISA (no include guard);
  * the primitives are elementwise/simd_v.h. Every name defined here ends in the ISA. */
 #include "elementwise/simd_v.h"
@@ -59,6 +59,48 @@ QK_V_TARGET static size_t QK__N(qk__qadd_)(const uint8_t *a, const uint8_t *b, s
         if (relu) c = QK_VF_MAX(c, zero);
         QK__N(qk__qops_store_)(y + i, c, &o);
     }
+    return i;
+}
+
+/* Quantized mul: c = (a - za) (b - zb) exact in int32 (|c| <= 255^2), fl((float)c * m), the
+ * output stage with inv = m; b_one: b[0] for every element (one value a row); returns the
+ * elements done (whole vectors). */
+QK_V_TARGET static size_t QK__N(qk__qmul_)(const uint8_t *a, const uint8_t *b, int b_one, size_t n,
+                                           int32_t za, int32_t zb, const qk__qout *q, uint8_t *y) {
+    const QK__N(qk__qops_out_) o = QK__N(qk__qops_out_make_)(q);
+    const int s8 = o.s8;
+    const QK_V vza = QK_V_SET1(za), vzb = QK_V_SET1(zb);
+    const QK_V b1 = QK_V_SET1((s8 ? (int32_t)(int8_t)b[0] : (int32_t)b[0]) - zb);
+#define QK__QMUL_LOADI(p)                                                                     \
+    (s8 ? QK__SEL(_mm256_cvtepi8_epi32, _mm512_cvtepi8_epi32)(                                 \
+              QK__SEL(_mm_loadl_epi64, _mm_loadu_si128)((const __m128i *)(p)))                \
+        : QK__SEL(_mm256_cvtepu8_epi32, _mm512_cvtepu8_epi32)(                                 \
+              QK__SEL(_mm_loadl_epi64, _mm_loadu_si128)((const __m128i *)(p))))
+    size_t i = 0;
+    for (; i + QK_V_LANES <= n; i += QK_V_LANES) {
+        const QK_V va = QK_V_SUB(QK__QMUL_LOADI(a + i), vza);
+        const QK_V vb = b_one ? b1 : QK_V_SUB(QK__QMUL_LOADI(b + i), vzb);
+        QK__N(qk__qops_store_)(y + i, QK_VF_CVT(QK__SEL(_mm256_mullo_epi32, _mm512_mullo_epi32)(va, vb)), &o);
+    }
+#undef QK__QMUL_LOADI
+    return i;
+}
+
+/* The sum of the bytes x[i] ^ flip over whole vectors of 4 * QK_V_LANES bytes (psadbw against
+ * zero); returns the bytes done, their sum added to *s. */
+QK_V_TARGET static size_t QK__N(qk__sum_bytes_)(const uint8_t *x, size_t n, uint8_t flip,
+                                                uint64_t *s) {
+    const QK_V f = QK_V_SET1_8((char)flip);
+    const QK_V zero = QK__SEL(_mm256_setzero_si256(), _mm512_setzero_si512());
+    QK_V acc = zero;
+    size_t i = 0;
+    for (; i + 4 * QK_V_LANES <= n; i += 4 * QK_V_LANES) {
+        const QK_V v = QK__SEL(_mm256_xor_si256, _mm512_xor_si512)(QK_V_LOAD(x + i), f);
+        acc = QK__SEL(_mm256_add_epi64, _mm512_add_epi64)(acc, QK__SEL(_mm256_sad_epu8, _mm512_sad_epu8)(v, zero));
+    }
+    uint64_t lanes[QK_V_LANES / 2];
+    QK_V_STORE(lanes, acc);
+    for (size_t k = 0; k < QK_V_LANES / 2; k++) *s += lanes[k];
     return i;
 }
 

@@ -575,6 +575,23 @@ uint64_t qk_isqrt_u64(uint64_t n);
  *   from zero, + out_zp, clamped to [relu ? out_zp : 0, 255]. Ratios outside [2^-14, 2^8)
  *   (QNNPACK refuses them) or with max(r_a, r_b) < 2^-10 (shift > 31): QK_ERR_SCALE; relu with
  *   out_zp = 255 (QNNPACK refuses the empty range): QK_ERR_ARG. AVX2 loop, same bits.
+ * qk_qmul(a, b, t, rows, cols, b_per_row, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu, y)
+ *   quantized::mul(_relu) (fbgemm and qnnpack engines alike): a and y hold rows x cols
+ *   elements; b holds as many (b_per_row 0) or one value a row (b_per_row 1: PyTorch's
+ *   broadcast of an (N, C, 1, 1) tensor over NCHW planes, as squeeze-excitation multiplies).
+ *   c = (a - a_zp)(b - b_zp) (exact int32), m = fl(fl(a_scale * b_scale) * fl(1 / out_scale))
+ *   (float, as PyTorch's qmul_kernel), y = clamp(RNE(fl((float)c * m)) + out_zp) to t's range,
+ *   relu: to [out_zp, qmax]. Scales finite and > 0, m <= 2^15 (|c m| < 2^31, where PyTorch's
+ *   vector and scalar paths agree), else QK_ERR_SCALE. AVX-512 / AVX2 loops, the same bits.
+ * qk_qglobal_avg_pool2d(x, t, n, c, hw, zp, vec_channels, y)
+ *   quantized adaptive_avg_pool2d to 1 x 1 as PyTorch computes it on the channels-last tensors
+ *   its quantized convs hand on (any plane size; qk_qadaptive_avg_pool2d covers the
+ *   power-of-two ones): x is n x c planes of hw values (NCHW), y n x c values, parameters kept;
+ *   acc = sum - hw zp (exact, int32: hw <= INT32_MAX / 255, else QK_ERR_ARG), s = fl(1 /
+ *   fl(1 / hw)), inv = fl(1 / s); channels below vec_channels (the ones PyTorch's vector loop
+ *   takes: c rounded down to its vector width) y = RNE(fmaf(acc, inv, zp)), the others
+ *   RNE(fl(fl(acc inv) + zp)) (fbgemm::Quantize's vector and scalar steps), clamped to t.
+ *   The byte sums: AVX-512 / AVX2 psadbw beside the scalar loop (exact sums: the same bits).
  * qk_qleaky_relu(x, t, n, x_scale, x_zp, slope, out_scale, out_zp, y)
  *   dy = dx > 0 ? dx : fl(dx * slope); y = quantize(dy). slope finite (QK_ERR_ARG).
  *   Both: the input scales finite, > 0 and at most 2^118 (every dequantized value and the sum
@@ -605,6 +622,11 @@ qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_sc
 qk_status qk_qadd_qnnpack(const uint8_t *a, const uint8_t *b, size_t n, float a_scale,
                           int32_t a_zp, float b_scale, int32_t b_zp, float out_scale,
                           int32_t out_zp, int relu, uint8_t *y);
+qk_status qk_qmul(const void *a, const void *b, qk_dtype t, size_t rows, size_t cols,
+                  int b_per_row, float a_scale, int32_t a_zp, float b_scale, int32_t b_zp,
+                  float out_scale, int32_t out_zp, int relu, void *y);
+qk_status qk_qglobal_avg_pool2d(const void *x, qk_dtype t, size_t n, size_t c, size_t hw,
+                                int32_t zp, size_t vec_channels, void *y);
 qk_status qk_qleaky_relu(const void *x, qk_dtype t, size_t n, float x_scale, int32_t x_zp,
                          float slope, float out_scale, int32_t out_zp, void *y);
 qk_status qk_qclamp(const void *x, qk_dtype t, size_t n, int32_t lo, int32_t hi, void *y);

@@ -3,6 +3,9 @@
  * parameters once, when the model is built; the checks here keep a bad call from crashing):
  *   _qadd(a, b, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu[, qnnpack]) -> new array
  *     like a; qnnpack: QNNPACK's integer add (uint8 only)
+ *   _qmul(a, b, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu) -> new array like a;
+ *     b like a, or (N, C, 1, ...) of a's (N, C, ...) (one value a plane)
+ *   _qglobal_avg_pool2d(x NCHW, zp, vec_channels) -> (n, c, 1, 1)
  *   _qleaky_relu(x, x_scale, x_zp, slope, out_scale, out_zp) -> new array like x
  *   _qclamp(x, lo, hi) -> new array like x
  *   _qmax_pool2d(x NCHW, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow) -> (n, c, oh, ow)
@@ -81,6 +84,70 @@ static PyObject *qk_py_qadd(PyObject *self, PyObject *args) {
                            py);
     Py_END_ALLOW_THREADS
     return qk_py_qops_result(st, y, qnnpack ? "qadd_qnnpack" : "qadd");
+}
+
+/* _qmul(a, b, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu): b the shape of a, or of
+ * a's first two dimensions followed by ones (one value per (n, c) plane: PyTorch's broadcast of
+ * a squeeze-excitation scale). */
+static PyObject *qk_py_qmul(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *ao, *bo;
+    float sa, sb, so;
+    int za, zb, zo, relu;
+    if (!PyArg_ParseTuple(args, "OOfififip", &ao, &bo, &sa, &za, &sb, &zb, &so, &zo, &relu))
+        return NULL;
+    qk_dtype ta, tb;
+    if (qk_py_q8(ao, "a", 0, &ta) < 0 || qk_py_q8(bo, "b", 0, &tb) < 0) return NULL;
+    PyArrayObject *a = (PyArrayObject *)ao, *b = (PyArrayObject *)bo;
+    int per_row = 0;
+    const int nd = PyArray_NDIM(a);
+    if (ta == tb && !PyArray_SAMESHAPE(a, b) && nd >= 2 && PyArray_NDIM(b) == nd) {
+        per_row = 1; /* (n, c, 1, ..., 1) */
+        for (int d = 0; d < nd; d++)
+            if (PyArray_DIM(b, d) != (d < 2 ? PyArray_DIM(a, d) : 1)) per_row = 0;
+    }
+    if (ta != tb || (!per_row && !PyArray_SAMESHAPE(a, b))) {
+        PyErr_SetString(PyExc_ValueError, "a and b must have the same dtype, and b the shape of a "
+                                          "or (N, C, 1, ...) of a's (N, C, ...)");
+        return NULL;
+    }
+    PyObject *y = qk_py_like(a);
+    if (y == NULL) return NULL;
+    const size_t n = (size_t)PyArray_SIZE(a);
+    const size_t rows = per_row ? (size_t)PyArray_SIZE(b) : 1;
+    const size_t cols = per_row ? (rows ? n / rows : 0) : n;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_qmul(PyArray_DATA(a), PyArray_DATA(b), ta, rows, cols, per_row, sa, za,
+                 sb, zb, so, zo, relu, PyArray_DATA((PyArrayObject *)y));
+    Py_END_ALLOW_THREADS
+    return qk_py_qops_result(st, y, "qmul");
+}
+
+/* _qglobal_avg_pool2d(x NCHW, zp, vec_channels) -> (n, c, 1, 1) */
+static PyObject *qk_py_qglobal_avg_pool2d(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo;
+    int zp;
+    Py_ssize_t vc;
+    if (!PyArg_ParseTuple(args, "Oin", &xo, &zp, &vc)) return NULL;
+    qk_dtype t;
+    if (qk_py_q8(xo, "x", 1, &t) < 0) return NULL;
+    if (vc < 0) {
+        PyErr_SetString(PyExc_ValueError, "vec_channels must be >= 0");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)xo;
+    npy_intp dims[4] = {PyArray_DIM(x, 0), PyArray_DIM(x, 1), 1, 1};
+    PyObject *y = PyArray_SimpleNew(4, dims, PyArray_TYPE(x));
+    if (y == NULL) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_qglobal_avg_pool2d(PyArray_DATA(x), t, (size_t)dims[0], (size_t)dims[1],
+                               (size_t)(PyArray_DIM(x, 2) * PyArray_DIM(x, 3)), zp, (size_t)vc,
+                               PyArray_DATA((PyArrayObject *)y));
+    Py_END_ALLOW_THREADS
+    return qk_py_qops_result(st, y, "qglobal_avg_pool2d");
 }
 
 static PyObject *qk_py_qleaky_relu(PyObject *self, PyObject *args) {
@@ -177,6 +244,10 @@ static PyObject *qk_py_qadaptive_avg_pool2d(PyObject *self, PyObject *args) {
 static PyMethodDef qk_py_qops_methods[] = {
     {"_qadd", qk_py_qadd, METH_VARARGS,
      "_qadd(a, b, sa, za, sb, zb, so, zo, relu, qnnpack=False) -> array"},
+    {"_qmul", qk_py_qmul, METH_VARARGS,
+     "_qmul(a, b, sa, za, sb, zb, so, zo, relu) -> array (b like a, or (N, C, 1, ...))"},
+    {"_qglobal_avg_pool2d", qk_py_qglobal_avg_pool2d, METH_VARARGS,
+     "_qglobal_avg_pool2d(x, zp, vec_channels) -> (n, c, 1, 1)"},
     {"_qleaky_relu", qk_py_qleaky_relu, METH_VARARGS, "_qleaky_relu(x, sx, zx, slope, so, zo)"},
     {"_qclamp", qk_py_qclamp, METH_VARARGS, "_qclamp(x, lo, hi) -> array"},
     {"_qmax_pool2d", qk_py_qmax_pool2d, METH_VARARGS,

@@ -242,6 +242,33 @@ def add_kernel(a: QMeta, b: QMeta, out_scale: float, out_zero_point: int, relu: 
     return per_sample(kernel)
 
 
+def mul_kernel(a: QMeta, b: QMeta, out_scale: float, out_zero_point: int, relu: bool,
+               fallback: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Kernel:
+    """PyTorch's quantized mul (mul_relu): the C op (:func:`qkernels.qops.qmul`) on 8-bit
+    tensors of one dtype with ``y`` the shape of ``x`` or ``(N, C, 1, 1)`` of an NCHW ``x`` (the
+    squeeze-excitation scale), either operand order; ``fallback(x, y)`` (the NumPy reference)
+    for any other broadcast, dtype, or a multiplier the C op refuses (above 2^15)."""
+    sa, za, sb, zb = float(a.scale), int(a.zero_point), float(b.scale), int(b.zero_point)
+    so, zo, r = float(out_scale), int(out_zero_point), bool(relu)
+    f = np.float32
+    c_ok = (a.dtype == b.dtype and a.dtype in _Q8 and
+            f(f(f(sa) * f(sb)) * f(f(1) / f(so))) <= 2.0 ** 15)
+    op = qops.qmul
+
+    def per_plane(big: np.ndarray, small: np.ndarray) -> bool:
+        return (big.ndim == small.ndim >= 2 and big.shape[:2] == small.shape[:2] and
+                all(d == 1 for d in small.shape[2:]))
+
+    def kernel(t: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if c_ok and x.dtype == y.dtype == a.dtype:
+            if x.shape == y.shape or per_plane(x, y):
+                return op(x, y, sa, za, sb, zb, so, zo, r)
+            if per_plane(y, x):        # a product commutes (c and m alike): the plane first
+                return op(y, x, sb, zb, sa, za, so, zo, r)
+        return fallback(x, y)
+    return per_sample(kernel)
+
+
 def leaky_relu_kernel(x_meta: QMeta, slope: float, out_scale: float, out_zero_point: int,
                       fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
     sx, zx, so, zo, sl = float(x_meta.scale), int(x_meta.zero_point), float(out_scale), \
@@ -277,15 +304,18 @@ def max_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, dilation: Any
 
 
 def adaptive_avg_pool2d_kernel(output_size: Any,
-                               fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
+                               fallback: Callable[[np.ndarray], np.ndarray],
+                               zero_point: Optional[int] = None) -> Kernel:
     """RNE(sum / count) over PyTorch's adaptive windows, in C when every window has the same
-    power-of-two size (where PyTorch's float steps give exactly that); ``fallback`` (the NumPy
-    op with PyTorch's float steps) otherwise."""
+    power-of-two size (where PyTorch's float steps give exactly that); with ``zero_point`` (the
+    tensor's), a 1x1 output of any plane size in C too (:func:`qkernels.qops.qglobal_avg_pool2d`:
+    PyTorch's channels-last steps, the squeeze-excitation pooling); ``fallback`` (the NumPy op
+    with PyTorch's float steps) otherwise."""
     if isinstance(output_size, int):
         oh, ow = output_size, output_size
     else:
         oh, ow = output_size
-    op = qops.qadaptive_avg_pool2d
+    op, glob = qops.qadaptive_avg_pool2d, qops.qglobal_avg_pool2d
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         if x.dtype not in _Q8 or x.ndim != 4:
@@ -296,6 +326,8 @@ def adaptive_avg_pool2d_kernel(output_size: Any,
             return fallback(x)
         k = (x.shape[2] // h) * (x.shape[3] // w)
         if k & (k - 1):
+            if h == w == 1 and zero_point is not None and k * 255 <= 2 ** 31 - 1:
+                return glob(x, zero_point)
             return fallback(x)
         return op(x, (h, w))
     return per_sample(kernel)

@@ -30,6 +30,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tupl
 import numpy as np
 
 import qkernels as qk
+from qkernels import qops
 from qkernels.presets import TFLITE_RUNTIMES, Preset
 
 from . import _runtime as rt
@@ -39,6 +40,7 @@ from .qarith import QTensor
 
 F32 = np.float32
 Kernel = rt.Kernel
+_Q8 = (np.dtype(np.uint8), np.dtype(np.int8))
 
 __all__ = ["Layer", "QuantizeLayer", "DequantizeLayer", "Conv2dLayer", "LinearLayer",
            "ConvTranspose2dLayer", "conv_transpose_weights", "conv_transpose_geometry",
@@ -550,7 +552,11 @@ class MulLayer(Layer):
                         self.relu).q
 
     def kernel(self) -> Kernel:
-        return rt.per_sample(lambda t, x, y: self._ref(x, y))
+        return _saturating(self.out, rt.mul_kernel(self.a, self.b, self.out.scale,
+                                                   self.out.zero_point, self.relu, self._ref))
+
+    def reference_kernel(self) -> Kernel:
+        return _saturating(self.out, rt.per_sample(lambda t, x, y: self._ref(x, y)))
 
     def params(self) -> Dict[str, Any]:
         return dict(super().params(), relu=bool(self.relu),
@@ -634,6 +640,14 @@ class LookupLayer(Layer):
     op: ClassVar[str] = "lookup"
 
     def kernel(self) -> Kernel:
+        table = self.table
+        if np.dtype(self.x.dtype) in _Q8 and table.dtype in _Q8 and table.shape == (256,):
+            lut = qops.Lookup(table, self.x.dtype)     # one C pass (byte look-up)
+            return rt.per_sample(lambda t, q: lut(q))
+        return self.reference_kernel()
+
+    def reference_kernel(self) -> Kernel:
+        """NumPy indexing into the table."""
         table = self.table
         if np.dtype(self.x.dtype) == np.int8:
             def kernel(t: int, q: np.ndarray) -> np.ndarray:
@@ -799,7 +813,7 @@ class AdaptiveAvgPool2dLayer(Layer):
     def kernel(self) -> Kernel:
         if self.engine == "qnnpack":
             return rt.per_sample(lambda t, q: self._ref(q))
-        return rt.adaptive_avg_pool2d_kernel(self.output_size, self._ref)
+        return rt.adaptive_avg_pool2d_kernel(self.output_size, self._ref, int(self.out.zero_point))
 
     def reference_kernel(self) -> Kernel:
         return lambda t, q: self._ref(q)

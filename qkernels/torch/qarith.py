@@ -10,7 +10,8 @@ quantized.add(_relu)   ``d = fl(fma(s, q, -fl(s*zp)))`` per input, ``c = fl(da +
                        (relu), ``RNE(fl(c * fl(1/s_out))) + zp_out`` (the ``Vectorized`` path);
                        engine "qnnpack", uint8: QNNPACK's integer add (``q_add_qnnpack``)
 quantized.mul(_relu)   ``c = (a - za)(b - zb)`` (int32), ``RNE(fl(c * m)) + zp_out`` with
-                       ``m = fl(s_a * s_b / s_out)`` (``requantize_from_int``), both engines
+                       ``m = fl(fl(s_a * s_b) * fl(1 / s_out))`` (float32;
+                       ``requantize_from_int``), both engines
 add / mul scalar       ``quantized::add(x, c)``: new qparams from ``c_q = RNE(c / s)``
                        (``_add_scalar_out``); ``mul(x, c)``: ``s * |c|``, integers kept or
                        mirrored (``_mul_scalar_out``)
@@ -125,7 +126,9 @@ def q_add_qnnpack(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = Fa
 def q_mul(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = False) -> QTensor:
     """PyTorch's ``quantized::mul`` (``mul_relu``; ``qmul_kernel``, broadcasting): the integer
     product ``c = (a - za) * (b - zb)``, then ``requantize_from_int``: ``RNE(fl(float(c) * m)) +
-    zp`` clamped, with ``m = fl(s_a * s_b * (1 / s_out))`` computed in double.
+    zp`` clamped, with ``m = fl(fl(s_a * s_b) * fl(1 / s_out))`` computed in float32 (as
+    ``qmul_kernel`` does: ``float multiplier = self_scale * other_scale * inv_scale``; the double
+    product rounded once differs by an ulp for some scales, and then some outputs by 1).
 
     Example:
         >>> import numpy as np
@@ -133,7 +136,7 @@ def q_mul(a: QTensor, b: QTensor, scale: float, zp: int, relu: bool = False) -> 
         >>> q_mul(a, b, 0.125, 3).q      # c = (0, 40), m = 1: 3, 43
         array([ 3, 43], dtype=uint8)
     """
-    m = F32(float(a.scale) * float(b.scale) * (1.0 / float(scale)))
+    m = F32(F32(F32(a.scale) * F32(b.scale)) * F32(F32(1) / F32(scale)))
     c = (a.q.astype(np.int32) - np.int32(a.zero_point)) * (b.q.astype(np.int32) - np.int32(b.zero_point))
     y = np.rint(c.astype(F32) * m).astype(np.int64) + int(zp)
     lo, hi = qk._checks.qrange(a.q.dtype)

@@ -90,6 +90,106 @@ def test_qadaptive_avg_pool2d_matches_reference(dt):
         assert np.array_equal(got, ref)
 
 
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_qmul_matches_reference(dt, relu):
+    """Same shape, and one factor a (N, C) plane (either operand order in the bridge), every
+    plane length around the vector widths (8, 16)."""
+    rng = np.random.default_rng(11)
+    for hw in (1, 7, 8, 15, 16, 17, 33, 784):
+        for per_plane in (False, True):
+            a = _q(rng, (2, 3, hw, 1), dt)
+            b = _q(rng, (2, 3, 1, 1) if per_plane else a.shape, dt)
+            for sa, sb, so in ((0.05, 0.07, 0.01), (0.013, 1 / 256, 0.02), (1 / 3, 0.2, 0.5),
+                               (0.5, 0.25, 2.0 ** -12)):          # m = 2^9: mostly saturated
+                za, zb, zo = _zp(rng, dt), _zp(rng, dt), _zp(rng, dt)
+                ref = cv.q_mul(cv.QTensor(a, sa, za), cv.QTensor(b, sb, zb), so, zo, relu).q
+                got = qops.qmul(a, b, sa, za, sb, zb, so, zo, relu)
+                assert got.dtype == ref.dtype and got.shape == ref.shape
+                assert np.array_equal(got, ref), (hw, per_plane, sa, sb, so)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_lookup_matches_table_indexing(dt):
+    """qops.Lookup == table[q - qmin] for every input integer, lengths around the vector widths
+    (32, 64), a non-contiguous view, both table types."""
+    rng = np.random.default_rng(12)
+    info = np.iinfo(dt)
+    for tdt in DTYPES:
+        table = _q(rng, (256,), tdt)
+        lut = qops.Lookup(table, dt)
+        q = np.arange(info.min, info.max + 1).astype(dt)
+        assert np.array_equal(lut(q), table[q.astype(np.int32) - info.min])
+        for n in (1, 31, 32, 33, 63, 64, 65, 1000):
+            x = _q(rng, (n,), dt)
+            got = lut(x)
+            assert got.dtype == tdt and np.array_equal(got, table[x.astype(np.int32) - info.min])
+        x = _q(rng, (6, 40), dt)[:, ::3]
+        assert np.array_equal(lut(x), table[x.astype(np.int32) - info.min])
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_qglobal_avg_pool2d_matches_reference(dt):
+    """Every plane size the zoo pools globally (7x7, 14x14, 28x28, 56x56) and odd ones, channel
+    counts on both sides of the vector loop's 8, zero points at the type's ends."""
+    rng = np.random.default_rng(13)
+    info = np.iinfo(dt)
+    for h, w in ((1, 1), (7, 7), (3, 5), (9, 1), (14, 14), (28, 28), (56, 56), (13, 11)):
+        for c in (1, 7, 8, 9, 17, 72):
+            x = _q(rng, (2, c, h, w), dt)
+            for zp in (int(info.min), int(info.max), _zp(rng, dt)):
+                ref = cv.q_adaptive_avg_pool2d(cv.QTensor(x, 0.1, zp), 1).q
+                got = qops.qglobal_avg_pool2d(x, zp)
+                assert got.dtype == ref.dtype and np.array_equal(got, ref), (h, w, c, zp)
+
+
+def test_qglobal_avg_pool2d_equals_pytorch():
+    """Against PyTorch itself on channels-last tensors (the layout its quantized convs hand on),
+    plane sizes that are not powers of two."""
+    import torch
+    rng = np.random.default_rng(14)
+    for dt, tdt in ((np.uint8, torch.quint8), (np.int8, torch.qint8)):
+        info = np.iinfo(dt)
+        for h, w in ((7, 7), (14, 14), (28, 28), (5, 3)):
+            for c in (8, 20, 72):
+                x = _q(rng, (2, c, h, w), dt)
+                zp = _zp(rng, dt)
+                tq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), 0.05, zp)
+                tq = tq.contiguous(memory_format=torch.channels_last)
+                ref = torch.nn.functional.adaptive_avg_pool2d(tq, 1).int_repr().numpy()
+                assert np.array_equal(qops.qglobal_avg_pool2d(x, zp), ref), (dt, h, w, c)
+
+
+def test_qmul_and_lookup_bad_input_raise():
+    a = np.zeros((2, 3, 4, 4), np.uint8)
+    with pytest.raises(ValueError, match="shape"):
+        qops.qmul(a, np.zeros((2, 3, 4, 1), np.uint8), 0.1, 0, 0.1, 0, 0.1, 0)
+    with pytest.raises(ValueError, match="dtype"):
+        qops.qmul(a, a.astype(np.int8), 0.1, 0, 0.1, 0, 0.1, 0)
+    with pytest.raises(ValueError, match="scale"):     # m = 2^16: beyond int32 products
+        qops.qmul(a, a, 1.0, 0, 1.0, 0, 2.0 ** -16, 0)
+    with pytest.raises(ValueError, match="scale"):
+        qops.qmul(a, a, float("nan"), 0, 0.1, 0, 0.1, 0)
+    with pytest.raises(ValueError, match="zero point"):
+        qops.qmul(a, a, 0.1, 300, 0.1, 0, 0.1, 0)
+    with pytest.raises(TypeError, match="uint8 or int8"):
+        qops.qmul(a.astype(np.int16), a.astype(np.int16), 0.1, 0, 0.1, 0, 0.1, 0)
+    with pytest.raises(ValueError, match="zero point"):
+        qops.qglobal_avg_pool2d(a, 256)
+    with pytest.raises(ValueError, match="NCHW"):
+        qops.qglobal_avg_pool2d(a[0], 0)
+    with pytest.raises(ValueError, match="vec_width"):
+        qops.qglobal_avg_pool2d(a, 0, vec_width=0)
+    with pytest.raises(ValueError, match="256"):
+        qops.Lookup(np.zeros(255, np.uint8), np.uint8)
+    with pytest.raises(ValueError, match="256"):
+        qops.Lookup(np.zeros(256, np.int16), np.uint8)
+    with pytest.raises(TypeError, match="uint8 or int8"):
+        qops.Lookup(np.zeros(256, np.uint8), np.int16)
+    with pytest.raises(TypeError, match="made for uint8"):
+        qops.Lookup(np.zeros(256, np.uint8), np.uint8)(np.zeros(3, np.int8))
+
+
 def test_qops_bad_input_raises():
     x = np.zeros((2, 3), np.uint8)
     with pytest.raises(TypeError, match="uint8 or int8"):
@@ -118,6 +218,14 @@ for dt in (np.uint8, np.int8):
         for relu in (0, 1):
             out[f"add_{info.dtype}_{i}_{relu}"] = _core._qadd(a, b, sa, za, sb, zb, so, zo, relu)
         out[f"leaky_{info.dtype}_{i}"] = _core._qleaky_relu(a, sa, za, 0.1, so, zo)
+        bp = rng.integers(info.min, info.max, (7, 13, 1, 1), endpoint=True).astype(dt)
+        ap = rng.integers(info.min, info.max, (7, 13, 5, 11), endpoint=True).astype(dt)
+        for relu in (0, 1):
+            out[f"mul_{info.dtype}_{i}_{relu}"] = _core._qmul(a, b, sa, za, sb, zb, so, zo, relu)
+            out[f"mulp_{info.dtype}_{i}_{relu}"] = _core._qmul(ap, bp, sa, za, sb, zb, so, zo, relu)
+        out[f"lut_{info.dtype}_{i}"] = _core.gelu_lut(a, b[:256].view(np.uint8))
+        out[f"gap_{info.dtype}_{i}"] = _core._qglobal_avg_pool2d(ap, za, 8)
+        out[f"gapw_{info.dtype}_{i}"] = _core._qglobal_avg_pool2d(a[:9 * 1111].reshape(1, 9, 11, 101), za, 8)
         if dt is np.uint8:      # QNNPACK's integer add (engine "qnnpack")
             for relu in (0, 1):
                 zq = min(zo, 254)
@@ -128,11 +236,14 @@ np.savez(sys.argv[1], **out)
 
 def test_qops_simd_matches_scalar(tmp_path):
     outs = {}
-    for isa in ("scalar", "avx2"):
+    for isa in ("scalar", "avx2", "default"):
         path = tmp_path / f"{isa}.npz"
         env = dict(os.environ, QKERNELS_SIMD=isa)
+        if isa == "default":       # the machine's own level (AVX-512 / VBMI where it has them)
+            env.pop("QKERNELS_SIMD")
         subprocess.run([sys.executable, "-c", SCRIPT, str(path)], check=True, env=env, cwd=HERE)
         outs[isa] = np.load(path)
     assert set(outs["scalar"].files) == set(outs["avx2"].files) and outs["scalar"].files
-    for k in outs["scalar"].files:
-        assert np.array_equal(outs["scalar"][k], outs["avx2"][k]), k
+    for isa in ("avx2", "default"):
+        for k in outs["scalar"].files:
+            assert np.array_equal(outs["scalar"][k], outs[isa][k]), (isa, k)
