@@ -276,6 +276,27 @@ def max_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, dilation: Any
     return per_sample(kernel)
 
 
+def avg_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool,
+                      count_include_pad: bool, divisor_override: Optional[int], zero_point: int,
+                      vec_width: int, fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
+    """PyTorch's quantized avg_pool2d (fbgemm / x86 arithmetic) in C (:class:`qkernels.qops.
+    AvgPool2d`; ``vec_width`` > 0: PyTorch's channels-last kernel and its vector width);
+    ``fallback`` (the NumPy op) for other dtypes and for what the C op refuses (windows of more
+    than 2^22 taps, bad geometry: the NumPy op raises its own error)."""
+    try:
+        pool = qops.AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad,
+                              divisor_override, vec_width=vec_width)
+    except ValueError:
+        return per_sample(lambda t, x: fallback(x))
+    zp = int(zero_point)
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if x.dtype not in _Q8 or x.ndim != 4:
+            return fallback(x)
+        return pool(x, zp)
+    return per_sample(kernel)
+
+
 def adaptive_avg_pool2d_kernel(output_size: Any,
                                fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
     """RNE(sum / count) over PyTorch's adaptive windows, in C when every window has the same
