@@ -429,10 +429,88 @@ static void qk__maxpool3s1_plane(const uint8_t *x, size_t h, size_t w, int s8, u
 QK__MAXPOOL_ROWS(uint8_t, 0)
 QK__MAXPOOL_ROWS(int8_t, INT8_MIN)
 
+enum { QK__MAX_NARROW_KW = 32 }; /* the widest window of the narrow VBMI path */
+
+#if QK_X86
+
+/* Max pooling of planes at most 128 wide into output rows at most 64 wide (AVX-512 VBMI: ResNet's,
+ * GoogLeNet's and Inception's 3x3 pools from 112x112 down), one output row a vector: the
+ * vertical maximum of the window's in-bounds input rows (two 64-byte halves), then each output
+ * byte's maximum over its in-bounds columns by byte permutes (vpermt2b; a column outside the row
+ * gives 0). Signed bytes are compared as unsigned after flipping their top bit (the order is kept
+ * and the minimum, -128, becomes 0), so an output with no in-bounds tap is t's minimum. The same
+ * maxima over the same taps as the tap-by-tap loop. */
+QK_TARGET_AVX512VBMI static void qk__maxpool_narrow_vbmi(const uint8_t *x, size_t planes,
+                                                         size_t h, size_t w, size_t kh, size_t kw,
+                                                         size_t sh, size_t sw, size_t ph,
+                                                         size_t pw, size_t dh, size_t dw,
+                                                         size_t oh, size_t ow, int s8,
+                                                         uint8_t *y) {
+    const __m512i flip = _mm512_set1_epi8(s8 ? (char)0x80 : 0);
+    const __mmask64 m0 = w >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << w) - 1;
+    const __mmask64 m1 = w <= 64 ? 0 : w >= 128 ? ~(__mmask64)0 : ((__mmask64)1 << (w - 64)) - 1;
+    const __mmask64 mo = ow >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << ow) - 1;
+    __m512i idx[QK__MAX_NARROW_KW];
+    __mmask64 mk[QK__MAX_NARROW_KW];
+    size_t nt = 0; /* the column taps b that reach the row for some output byte */
+    for (size_t b = 0; b < kw; b++) {
+        uint8_t id[64];
+        __mmask64 m = 0;
+        for (size_t j = 0; j < 64; j++) {
+            const size_t col = j * sw + b * dw; /* + pw: padded coordinates */
+            id[j] = 0;
+            if (j < ow && col >= pw && col - pw < w) {
+                id[j] = (uint8_t)(col - pw);
+                m |= (__mmask64)1 << j;
+            }
+        }
+        if (m == 0) continue;
+        idx[nt] = _mm512_loadu_si512((const void *)id);
+        mk[nt++] = m;
+    }
+    for (size_t p = 0; p < planes; p++) {
+        const uint8_t *xp = x + p * h * w;
+        for (size_t i = 0; i < oh; i++, y += ow) {
+            size_t a0, a1;
+            qk__taps(i, sh, ph, dh, kh, h, &a0, &a1);
+            __m512i v0 = _mm512_setzero_si512(), v1 = v0;
+            for (size_t a = a0; a < a1; a++) {
+                const uint8_t *r = xp + (i * sh + a * dh - ph) * w;
+                v0 = _mm512_max_epu8(v0, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m0, r), flip));
+                if (m1)
+                    v1 = _mm512_max_epu8(
+                        v1, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m1, r + 64), flip));
+            }
+            __m512i o = _mm512_setzero_si512();
+            for (size_t t = 0; t < nt; t++)
+                o = _mm512_max_epu8(o, _mm512_maskz_permutex2var_epi8(mk[t], v0, idx[t], v1));
+            _mm512_mask_storeu_epi8(y, mo, _mm512_xor_si512(o, flip));
+        }
+    }
+}
+#endif
+
+static void qk__maxpool_narrow(const uint8_t *x, size_t planes, size_t h, size_t w, size_t kh,
+                               size_t kw, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh,
+                               size_t dw, size_t oh, size_t ow, int s8, uint8_t *y) {
+#if QK_X86
+    qk__maxpool_narrow_vbmi(x, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, s8, y);
+#else
+    (void)x, (void)planes, (void)h, (void)w, (void)kh, (void)kw, (void)sh, (void)sw, (void)ph;
+    (void)pw, (void)dh, (void)dw, (void)oh, (void)ow, (void)s8, (void)y;
+#endif
+}
+
 #define QK__MAXPOOL(T, TMIN)                                                                     \
     static void qk__maxpool_##T(const T *x, size_t planes, size_t h, size_t w, size_t kh,       \
                                 size_t kw, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh, \
                                 size_t dw, size_t oh, size_t ow, T *y) {                        \
+        if (QK_X86 && qk__level() >= QK_LEVEL_AVX512VBMI && w <= 128 && ow <= 64 &&            \
+            kw <= QK__MAX_NARROW_KW) {                                                          \
+            qk__maxpool_narrow((const uint8_t *)x, planes, h, w, kh, kw, sh, sw, ph, pw, dh,    \
+                               dw, oh, ow, (T)-1 < 0, (uint8_t *)y);                            \
+            return;                                                                             \
+        }                                                                                       \
         if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 &&       \
             dw == 1 && 2 * oh <= h && 2 * ow <= w) {                                            \
             /* the common 2x2 / stride 2 window, every tap in bounds */                        \

@@ -584,9 +584,11 @@ uint64_t qk_isqrt_u64(uint64_t n);
  *   PyTorch's floor or ceil rule). Output (i, j) is the maximum over input rows
  *   i * sh - ph + a * dh (a < kh) and columns j * sw - pw + b * dw (b < kw), in-bounds taps
  *   only (padding never wins); a window without an in-bounds tap gives t's minimum. Kernel
- *   sizes, strides and dilations >= 1 (QK_ERR_ARG). Rows up to 4096 wide are pooled by rows (the
- *   vertical maximum of a window's rows, AVX2 beside the scalar twin, then the columns; 3-wide
- *   stride-2 windows in AVX2 too), wider ones tap by tap: the same maxima.
+ *   sizes, strides and dilations >= 1 (QK_ERR_ARG). With AVX-512 VBMI, planes up to 128 wide
+ *   into output rows up to 64 wide (windows up to 32 columns): one output row a vector (byte
+ *   permutes). Otherwise rows up to 4096 wide are pooled by rows (the vertical maximum of a
+ *   window's rows, AVX2 beside the scalar twin, then the columns; 3-wide stride-2 windows in
+ *   AVX2 too), wider ones tap by tap: the same maxima.
  * qk_qadaptive_avg_pool2d(x, t, planes, h, w, oh, ow, y)
  *   Output (i, j) = RNE(sum / count) over PyTorch's adaptive window: rows
  *   floor(i h / oh) .. ceil((i + 1) h / oh) - 1, columns likewise (the sum exact in int64, the
