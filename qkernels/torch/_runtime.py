@@ -366,6 +366,29 @@ def dequantize_kernel(meta: QMeta) -> Kernel:
     return per_sample(kernel)
 
 
+def cat_kernel(in_metas: Sequence[QMeta], dim: int, out: QMeta,
+               fallback: Callable[..., np.ndarray]) -> Kernel:
+    """PyTorch's ``quantized::cat`` with its parameters derived once: the inputs already on the
+    output's scale and zero point copied, the others requantized by :func:`dequantize_kernel`
+    and :func:`quantize_kernel` (``fl(s * (q - zp))``, then ``quantize_per_tensor`` to the
+    output's parameters and bit range), all into one concatenation. ``fallback(*qs)`` (the
+    NumPy op, which raises its errors) for inputs of another dtype."""
+    dt = np.dtype(out.dtype)
+    so, zo = F32(out.scale), int(out.zero_point)
+    lo, hi = out.qrange()
+    q_out = quantize_kernel(out, lo, hi)
+    steps = [None if F32(m.scale) == so and int(m.zero_point) == zo else dequantize_kernel(m)
+             for m in in_metas]
+    n = len(steps)
+
+    def kernel(t: int, *qs: np.ndarray) -> np.ndarray:
+        if len(qs) != n or any(q.dtype != dt for q in qs):
+            return fallback(*qs)
+        return np.concatenate([q if dq is None else q_out(t, dq(t, q))
+                               for q, dq in zip(qs, steps)], axis=dim)
+    return kernel
+
+
 def flatten_kernel(start: int, end: int) -> Kernel:
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         shape = x.shape

@@ -776,13 +776,15 @@ class CatLayer(Layer):
     dim: int = 0
     op: ClassVar[str] = "cat"
 
-    def kernel(self) -> Kernel:
-        ms, dim, out = self.in_metas, self.dim, self.out
+    def _ref(self, *qs: np.ndarray) -> np.ndarray:
+        return qa.q_cat([QTensor(q, m.scale, m.zero_point) for q, m in zip(qs, self.in_metas)],
+                        self.dim, self.out.scale, self.out.zero_point, self.out.bits).q
 
-        def kernel(t: int, *qs: np.ndarray) -> np.ndarray:
-            return qa.q_cat([QTensor(q, m.scale, m.zero_point) for q, m in zip(qs, ms)], dim,
-                            out.scale, out.zero_point, out.bits).q
-        return kernel
+    def kernel(self) -> Kernel:
+        return rt.cat_kernel(self.in_metas, self.dim, self.out, self._ref)
+
+    def reference_kernel(self) -> Kernel:
+        return lambda t, *qs: self._ref(*qs)
 
     def params(self) -> Dict[str, Any]:
         p = dict(super().params(), dim=int(self.dim))
