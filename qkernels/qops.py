@@ -26,6 +26,10 @@ qglobal_avg_pool2d       adaptive_avg_pool2d to 1x1 of any plane size, PyTorch's
                          steps: ``acc = sum - hw*zp``, fbgemm's Quantize by ``fl(1/fl(1/hw))``
 Lookup                   any op of one 8-bit input as its 256-entry table (hardswish,
                          hardsigmoid, ...): ``y = table[q - qmin]``
+qavg_pool2d              ``quantized::avg_pool2d``: ``acc = sum - valid * zp``, then
+                         ``clamp(RNE(fl(fl(acc * fl(1/div)) + zp)))`` (``avg_pool2d_out_frame``)
+                         or, on the vector channels of PyTorch's channels-last kernel,
+                         ``clamp(RNE(fl(acc * fl(1/div))) + zp)``
 =======================  ===============================================================
 
 The NumPy reference implementations (every path of PyTorch's arithmetic, including the float
@@ -47,7 +51,8 @@ import numpy as np
 from . import _core
 
 __all__ = ["qadd", "qleaky_relu", "qclamp", "qmax_pool2d", "MaxPool2d", "qadaptive_avg_pool2d",
-           "max_pool2d_output_size", "Lookup", "qmul", "qglobal_avg_pool2d"]
+           "max_pool2d_output_size", "Lookup", "qmul", "qglobal_avg_pool2d", "AvgPool2d",
+           "qavg_pool2d"]
 
 
 def _c(x: Any) -> np.ndarray:
@@ -295,3 +300,94 @@ def qadaptive_avg_pool2d(x: np.ndarray, output_size: Any) -> np.ndarray:
     oh = x.shape[2] if oh is None else int(oh)
     ow = x.shape[3] if ow is None else int(ow)
     return _core._qadaptive_avg_pool2d(x, oh, ow)
+
+
+class AvgPool2d:
+    """PyTorch's quantized ``avg_pool2d`` (engines fbgemm / x86) with its geometry fixed: call it
+    on NCHW 8-bit integers with the tensor's zero point (the scale is kept, so it plays no
+    part); the output size of each input size is derived once (PyTorch's rule).
+
+    Per window: ``acc = sum - valid * zp`` over the in-bounds elements, ``div`` the window
+    clipped to the padded input (``count_include_pad``), the in-bounds count, or
+    ``divisor_override``; then ``clamp(RNE(fl(fl(acc * m) + zp)))`` with
+    ``m = (float)(1.0 / div)`` (``avg_pool2d_out_frame``). ``vec_width`` > 0: the tensor is
+    channels-last in PyTorch (a conv or BatchNorm output), whose kernel quantizes the channels
+    in whole vectors of ``vec_width`` (:func:`qkernels.torch.qarith.torch_pool_vec_width`) as
+    ``clamp(RNE(fl(acc * fl(1.0f / div))) + zp)``, the rest as above. Bit for bit
+    :func:`qkernels.torch.qarith.q_avg_pool2d`.
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels import qops
+        >>> pool = qops.AvgPool2d(2)
+        >>> pool(np.arange(16, dtype=np.uint8).reshape(1, 1, 4, 4), 3)[0, 0]
+        array([[ 2,  4],
+               [10, 12]], dtype=uint8)
+    """
+
+    __slots__ = ("geometry", "ceil_mode", "count_include_pad", "divisor_override", "vec_width",
+                 "_sizes")
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                 ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: Any = None, *, vec_width: int = 0) -> None:
+        kh, kw = _pair(kernel_size)
+        sh, sw = _pair(stride if stride not in (None, []) else kernel_size)
+        ph, pw = _pair(padding)
+        if min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0:
+            raise ValueError("avg_pool2d: kernel_size and stride must be >= 1, padding >= 0; got "
+                             f"{kernel_size}, {stride}, {padding}")
+        if ph > kh // 2 or pw > kw // 2:
+            raise ValueError("avg_pool2d: padding must be at most half the kernel size; got "
+                             f"padding {padding} for kernel_size {kernel_size}")
+        if kh * kw > 1 << 22:
+            raise ValueError(f"avg_pool2d: kernel_size {kernel_size} has more than 2^22 taps")
+        d = 0 if divisor_override is None else int(divisor_override)
+        if divisor_override is not None and (d == 0 or not -2**31 <= d < 2**31):
+            raise ValueError("avg_pool2d: divisor_override must be a nonzero int32; got "
+                             f"{divisor_override}")
+        if int(vec_width) < 0:
+            raise ValueError(f"avg_pool2d: vec_width must be >= 0; got {vec_width}")
+        self.geometry = (kh, kw, sh, sw, ph, pw)
+        self.ceil_mode = bool(ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+        self.divisor_override = d
+        self.vec_width = int(vec_width)
+        self._sizes: dict = {}
+
+    def output_size(self, h: int, w: int) -> Tuple[int, int]:
+        o = self._sizes.get((h, w))
+        if o is None:
+            kh, kw, sh, sw, ph, pw = self.geometry
+            o = self._sizes[(h, w)] = max_pool2d_output_size(h, w, (kh, kw), (sh, sw), (ph, pw),
+                                                             1, self.ceil_mode)
+        return o
+
+    def __call__(self, x: np.ndarray, zero_point: int) -> np.ndarray:
+        x = _c(x)
+        if x.ndim != 4:
+            raise ValueError(f"x must be NCHW (4 dimensions); got shape {x.shape}")
+        oh, ow = self.output_size(x.shape[2], x.shape[3])
+        if oh < 1 or ow < 1 or x.shape[2] < 1 or x.shape[3] < 1:
+            raise ValueError(f"avg_pool2d: input {x.shape[2]}x{x.shape[3]} is smaller than the "
+                             f"kernel {self.geometry[:2]} (output {oh}x{ow})")
+        vw, c = self.vec_width, x.shape[1]
+        nvec = (c // vw) * vw if vw else 0
+        return _core._qavg_pool2d(x, *self.geometry, oh, ow, self.count_include_pad,
+                                  self.divisor_override, int(zero_point), nvec)
+
+
+def qavg_pool2d(x: np.ndarray, zero_point: int, kernel_size: Any, stride: Any = None,
+                padding: Any = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+                divisor_override: Any = None, *, vec_width: int = 0) -> np.ndarray:
+    """PyTorch's quantized ``avg_pool2d`` of NCHW 8-bit integers with zero point
+    ``zero_point`` (see :class:`AvgPool2d`).
+
+    Example:
+        >>> import numpy as np
+        >>> from qkernels import qops
+        >>> qops.qavg_pool2d(np.uint8([[[[1, 2], [3, 5]]]]), 0, 2)    # 11 / 4 = 2.75
+        array([[[[3]]]], dtype=uint8)
+    """
+    return AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override, vec_width=vec_width)(x, zero_point)

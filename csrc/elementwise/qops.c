@@ -3,6 +3,7 @@
 #include "core/core.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if QK_X86
@@ -516,10 +517,88 @@ static void qk__maxpool3s1_plane(const uint8_t *x, size_t h, size_t w, int s8, u
 QK__MAXPOOL_ROWS(uint8_t, 0)
 QK__MAXPOOL_ROWS(int8_t, INT8_MIN)
 
+enum { QK__MAX_NARROW_KW = 32 }; /* the widest window of the narrow VBMI path */
+
+#if QK_X86
+
+/* Max pooling of planes at most 128 wide into output rows at most 64 wide (AVX-512 VBMI: ResNet's,
+ * GoogLeNet's and Inception's 3x3 pools from 112x112 down), one output row a vector: the
+ * vertical maximum of the window's in-bounds input rows (two 64-byte halves), then each output
+ * byte's maximum over its in-bounds columns by byte permutes (vpermt2b; a column outside the row
+ * gives 0). Signed bytes are compared as unsigned after flipping their top bit (the order is kept
+ * and the minimum, -128, becomes 0), so an output with no in-bounds tap is t's minimum. The same
+ * maxima over the same taps as the tap-by-tap loop. */
+QK_TARGET_AVX512VBMI static void qk__maxpool_narrow_vbmi(const uint8_t *x, size_t planes,
+                                                         size_t h, size_t w, size_t kh, size_t kw,
+                                                         size_t sh, size_t sw, size_t ph,
+                                                         size_t pw, size_t dh, size_t dw,
+                                                         size_t oh, size_t ow, int s8,
+                                                         uint8_t *y) {
+    const __m512i flip = _mm512_set1_epi8(s8 ? (char)0x80 : 0);
+    const __mmask64 m0 = w >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << w) - 1;
+    const __mmask64 m1 = w <= 64 ? 0 : w >= 128 ? ~(__mmask64)0 : ((__mmask64)1 << (w - 64)) - 1;
+    const __mmask64 mo = ow >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << ow) - 1;
+    __m512i idx[QK__MAX_NARROW_KW];
+    __mmask64 mk[QK__MAX_NARROW_KW];
+    size_t nt = 0; /* the column taps b that reach the row for some output byte */
+    for (size_t b = 0; b < kw; b++) {
+        uint8_t id[64];
+        __mmask64 m = 0;
+        for (size_t j = 0; j < 64; j++) {
+            const size_t col = j * sw + b * dw; /* + pw: padded coordinates */
+            id[j] = 0;
+            if (j < ow && col >= pw && col - pw < w) {
+                id[j] = (uint8_t)(col - pw);
+                m |= (__mmask64)1 << j;
+            }
+        }
+        if (m == 0) continue;
+        idx[nt] = _mm512_loadu_si512((const void *)id);
+        mk[nt++] = m;
+    }
+    for (size_t p = 0; p < planes; p++) {
+        const uint8_t *xp = x + p * h * w;
+        for (size_t i = 0; i < oh; i++, y += ow) {
+            size_t a0, a1;
+            qk__taps(i, sh, ph, dh, kh, h, &a0, &a1);
+            __m512i v0 = _mm512_setzero_si512(), v1 = v0;
+            for (size_t a = a0; a < a1; a++) {
+                const uint8_t *r = xp + (i * sh + a * dh - ph) * w;
+                v0 = _mm512_max_epu8(v0, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m0, r), flip));
+                if (m1)
+                    v1 = _mm512_max_epu8(
+                        v1, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m1, r + 64), flip));
+            }
+            __m512i o = _mm512_setzero_si512();
+            for (size_t t = 0; t < nt; t++)
+                o = _mm512_max_epu8(o, _mm512_maskz_permutex2var_epi8(mk[t], v0, idx[t], v1));
+            _mm512_mask_storeu_epi8(y, mo, _mm512_xor_si512(o, flip));
+        }
+    }
+}
+#endif
+
+static void qk__maxpool_narrow(const uint8_t *x, size_t planes, size_t h, size_t w, size_t kh,
+                               size_t kw, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh,
+                               size_t dw, size_t oh, size_t ow, int s8, uint8_t *y) {
+#if QK_X86
+    qk__maxpool_narrow_vbmi(x, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, s8, y);
+#else
+    (void)x, (void)planes, (void)h, (void)w, (void)kh, (void)kw, (void)sh, (void)sw, (void)ph;
+    (void)pw, (void)dh, (void)dw, (void)oh, (void)ow, (void)s8, (void)y;
+#endif
+}
+
 #define QK__MAXPOOL(T, TMIN)                                                                     \
     static void qk__maxpool_##T(const T *x, size_t planes, size_t h, size_t w, size_t kh,       \
                                 size_t kw, size_t sh, size_t sw, size_t ph, size_t pw, size_t dh, \
                                 size_t dw, size_t oh, size_t ow, T *y) {                        \
+        if (QK_X86 && qk__level() >= QK_LEVEL_AVX512VBMI && w <= 128 && ow <= 64 &&            \
+            kw <= QK__MAX_NARROW_KW) {                                                          \
+            qk__maxpool_narrow((const uint8_t *)x, planes, h, w, kh, kw, sh, sw, ph, pw, dh,    \
+                               dw, oh, ow, (T)-1 < 0, (uint8_t *)y);                            \
+            return;                                                                             \
+        }                                                                                       \
         if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 &&       \
             dw == 1 && 2 * oh <= h && 2 * ow <= w) {                                            \
             /* the common 2x2 / stride 2 window, every tap in bounds */                        \
@@ -646,5 +725,316 @@ qk_status qk_qadaptive_avg_pool2d(const void *x, qk_dtype t, size_t planes, size
         qk__avgpool_uint8_t((const uint8_t *)x, planes, h, w, oh, ow, (uint8_t *)y);
     else
         qk__avgpool_int8_t((const int8_t *)x, planes, h, w, oh, ow, (int8_t *)y);
+    return QK_OK;
+}
+
+/* ---- average pooling (PyTorch's quantized avg_pool2d, the formulas in qkernels.h) -------- */
+/* Scalar twins of qk__avg_vsum_ / qk__avg_hsum_ / qk__avg_out_ (qops_isa.h), from element k. */
+static inline void qk__avg_vsum_scalar(int32_t *v, const uint8_t *x, size_t stride, size_t na,
+                                       size_t k, size_t n, int s8) {
+    if (s8) {
+        const int8_t *xs = (const int8_t *)x;
+        for (; k < n; k++) {
+            int32_t acc = 0;
+            for (size_t a = 0; a < na; a++) acc += xs[a * stride + k];
+            v[k] = acc;
+        }
+    } else {
+        for (; k < n; k++) {
+            int32_t acc = 0;
+            for (size_t a = 0; a < na; a++) acc += x[a * stride + k];
+            v[k] = acc;
+        }
+    }
+}
+
+static inline void qk__avg_hsum_scalar(int32_t *s, const int32_t *v, size_t nb, size_t k,
+                                       size_t n) {
+    for (; k < n; k++) {
+        int32_t acc = 0;
+        for (size_t b = 0; b < nb; b++) acc += v[k + b];
+        s[k] = acc;
+    }
+}
+
+static inline void qk__avg_out_scalar(const int32_t *s, const int32_t *bias, const float *m,
+                                      size_t k, size_t n, int vecf, int32_t zp, int s8,
+                                      uint8_t *y) {
+    const int32_t qmin = s8 ? INT8_MIN : 0, qmax = s8 ? INT8_MAX : UINT8_MAX;
+    for (; k < n; k++) {
+        const float f = (float)(s[k] + bias[k]) * m[k];
+        int32_t r = vecf ? (int32_t)nearbyintf(f) + zp : (int32_t)nearbyintf(f + (float)zp);
+        r = r < qmin ? qmin : r > qmax ? qmax : r;
+        y[k] = s8 ? (uint8_t)(int8_t)r : (uint8_t)r;
+    }
+}
+
+/* The three steps at the CPU level (qk__level(): AVX-512, AVX2, then the scalar twin). */
+static void qk__avg_vsum(int32_t *v, const uint8_t *x, size_t stride, size_t na, size_t n,
+                         int s8) {
+    size_t k = 0;
+#if QK_X86
+    const qk__isa_level l = qk__level();
+    if (l >= QK_LEVEL_AVX512) k = qk__avg_vsum_avx512(v, x, stride, na, n, s8);
+    else if (l >= QK_LEVEL_AVX2) k = qk__avg_vsum_avx2(v, x, stride, na, n, s8);
+#endif
+    qk__avg_vsum_scalar(v, x, stride, na, k, n, s8);
+}
+
+static void qk__avg_hsum(int32_t *s, const int32_t *v, size_t nb, size_t n) {
+    size_t k = 0;
+#if QK_X86
+    const qk__isa_level l = qk__level();
+    if (l >= QK_LEVEL_AVX512) k = qk__avg_hsum_avx512(s, v, nb, n);
+    else if (l >= QK_LEVEL_AVX2) k = qk__avg_hsum_avx2(s, v, nb, n);
+#endif
+    qk__avg_hsum_scalar(s, v, nb, k, n);
+}
+
+static void qk__avg_out(const int32_t *s, const int32_t *bias, const float *m, size_t n, int vecf,
+                        int32_t zp, int s8, uint8_t *y) {
+    size_t k = 0;
+#if QK_X86
+    const qk__isa_level l = qk__level();
+    if (l >= QK_LEVEL_AVX512) k = qk__avg_out_avx512(s, bias, m, n, vecf, zp, s8, y);
+    else if (l >= QK_LEVEL_AVX2) k = qk__avg_out_avx2(s, bias, m, n, vecf, zp, s8, y);
+#endif
+    qk__avg_out_scalar(s, bias, m, k, n, vecf, zp, s8, y);
+}
+
+/* Columns j of row sums v (one output row, w wide) to window sums s[j] over the in-bounds taps,
+ * tap by tap (the borders and strides other than 1). */
+static inline void qk__avg_cols(const int32_t *v, size_t w, size_t kw, size_t sw, size_t pw,
+                                size_t j0, size_t j1, int32_t *s) {
+    for (size_t j = j0; j < j1; j++) {
+        /* in-bounds columns [lo, hi) of the window j*sw - pw .. + kw - 1 (kw > pw) */
+        const size_t start = j * sw, lo = start > pw ? start - pw : 0,
+                     hi = start + kw - pw < w ? start + kw - pw : w;
+        int32_t acc = 0;
+        for (size_t b = lo; b < hi; b++) acc += v[b];
+        s[j] = acc;
+    }
+}
+
+/* The window sums of one plane: v (oh x w) the sums over each output row's in-bounds input rows
+ * (stride 1: the rows whose taps are all in bounds as one flat range), then s (oh x ow) over
+ * the columns (interior columns at stride 1 as one range a row). */
+static void qk__avg_plane_sums(const uint8_t *x, size_t h, size_t w, size_t kh, size_t kw,
+                               size_t sh, size_t sw, size_t ph, size_t pw, size_t oh, size_t ow,
+                               int s8, int32_t *v, int32_t *s) {
+    /* stride 1: rows [ia, ib) have every tap in bounds (i - ph >= 0, i - ph + kh <= h) */
+    size_t ia = ph, ib = h + ph >= kh ? h + ph - kh + 1 : 0;
+    if (sh != 1) ib = 0;
+    if (ib > oh) ib = oh;
+    if (ia > ib) ia = ib;
+    for (size_t i = 0; i < oh; i++) {
+        if (i == ia && ib > ia) {
+            qk__avg_vsum(v + ia * w, x + (ia - ph) * w, w, kh, (ib - ia) * w, s8);
+            i = ib - 1;
+            continue;
+        }
+        size_t a0, a1;
+        qk__taps(i, sh, ph, 1, kh, h, &a0, &a1); /* a1 > a0: the caller checked the geometry */
+        qk__avg_vsum(v + i * w, x + (i * sh + a0 - ph) * w, w, a1 - a0, w, s8);
+    }
+    /* interior columns [jl, jr) at stride 1: every tap in bounds */
+    size_t jl = pw, jr = w + pw >= kw ? w + pw - kw + 1 : 0;
+    if (sw != 1) jl = jr = 0;
+    if (jr > ow) jr = ow;
+    if (jl > jr) jl = jr;
+    for (size_t i = 0; i < oh; i++) {
+        const int32_t *vr = v + i * w;
+        int32_t *sr = s + i * ow;
+        qk__avg_cols(vr, w, kw, sw, pw, 0, jl, sr);
+        if (jr > jl) qk__avg_hsum(sr + jl, vr + jl - pw, kw, jr - jl);
+        qk__avg_cols(vr, w, kw, sw, pw, jr, ow, sr);
+    }
+}
+
+/* "Same" pooling (stride 1, kh = 2 ph + 1, kw = 2 pw + 1: oh = h, ow = w; Inception's and
+ * GoogLeNet's branches) of np planes at once, stacked as one image of np * h rows, every pass one
+ * flat range: the rows, then the columns; then the rows and columns whose windows took a
+ * neighbour plane's or row's elements (each plane's first and last ph rows, each row's first
+ * and last pw columns) redone from their in-bounds taps. Small planes (5x5, 12x12) are where a
+ * plane at a time spent its time in tails. */
+static void qk__avg_same_sums(const uint8_t *x, size_t np, size_t h, size_t w, size_t ph,
+                              size_t pw, int s8, int32_t *v, int32_t *s) {
+    const size_t kh = 2 * ph + 1, kw = 2 * pw + 1, rows = np * h, nn = rows * w;
+    if (rows > 2 * ph) qk__avg_vsum(v + ph * w, x, w, kh, (rows - 2 * ph) * w, s8);
+    const size_t il = ph < h ? ph : h, ir = h > ph && h - ph > il ? h - ph : il;
+    for (size_t p = 0; p < np; p++)
+        for (size_t i = 0; i < h; i++) {
+            if (i == il) i = ir; /* rows [il, ir): every tap in the plane */
+            if (i >= h) break;
+            /* in-bounds rows [lo, hi) of the plane */
+            const size_t lo = i > ph ? i - ph : 0, hi = i + ph + 1 < h ? i + ph + 1 : h;
+            const size_t r = p * h + i;
+            if (w >= 16)
+                qk__avg_vsum(v + r * w, x + (p * h + lo) * w, w, hi - lo, w, s8);
+            else
+                qk__avg_vsum_scalar(v + r * w, x + (p * h + lo) * w, w, hi - lo, 0, w, s8);
+        }
+    if (nn > 2 * pw) qk__avg_hsum(s + pw, v, kw, nn - 2 * pw);
+    const size_t jl = pw < w ? pw : w, jr = w > pw && w - pw > jl ? w - pw : jl;
+    for (size_t r = 0; r < rows; r++) {
+        qk__avg_cols(v + r * w, w, kw, 1, pw, 0, jl, s + r * w);
+        qk__avg_cols(v + r * w, w, kw, 1, pw, jr, w, s + r * w);
+    }
+}
+
+/* In-bounds taps and clipped window size of output index o (window o*s - p .. + k - 1, input
+ * n, padding p each side). */
+static inline void qk__avg_extent(size_t o, size_t s, size_t p, size_t k, size_t n,
+                                  size_t *valid, size_t *pool) {
+    size_t a0, a1;
+    qk__taps(o, s, p, 1, k, n, &a0, &a1);
+    *valid = a1 - a0;
+    const size_t start = o * s, end = start + k < n + 2 * p ? start + k : n + 2 * p;
+    *pool = end - start; /* padded coordinates: start < n + p, so end > start */
+}
+
+enum { QK__AVG_BLOCK = 4096 }; /* elements of the planes "same" pooling takes at once */
+enum { QK__AVG_NARROW_KW = 32 }; /* the widest window of the narrow AVX-512 path */
+
+#if QK_X86
+/* Planes at most 16 wide (Inception's 12x12 and 5x5, any window of at most 32 columns), AVX-512:
+ * one output row is one vector, nothing left to a tail. The row sums of its window's in-bounds
+ * input rows (masked loads: lanes w.. are 0), then the columns by lane permutes (lane j takes
+ * lane j*sw + b - pw of the row sums, 0 where that is outside the row), then the output stage
+ * of qk__avg_out_ on the lanes of the row (masked store). The same sums and float steps as the
+ * other paths, in another order. */
+QK_TARGET_AVX512 static void qk__avg_narrow_avx512(const uint8_t *x, size_t planes, size_t c,
+                                                   size_t vec_channels, size_t h, size_t w,
+                                                   size_t kh, size_t kw, size_t sh, size_t sw,
+                                                   size_t ph, size_t pw, size_t oh, size_t ow,
+                                                   const int32_t *bias, const float *mvec,
+                                                   const float *mtail, int32_t zp, int s8,
+                                                   uint8_t *y) {
+    const __mmask64 mw = (__mmask64)((1u << w) - 1u);
+    const __mmask16 mo = (__mmask16)((1u << ow) - 1u);
+    __m512i idx[QK__AVG_NARROW_KW];
+    __mmask16 mk[QK__AVG_NARROW_KW];
+    size_t nt = 0; /* the column taps b that reach the row for some output lane */
+    for (size_t b = 0; b < kw; b++) {
+        int32_t id[16];
+        unsigned m = 0;
+        for (size_t j = 0; j < 16; j++) {
+            const size_t col = j * sw + b; /* + pw: padded coordinates */
+            id[j] = 0;
+            if (j < ow && col >= pw && col - pw < w) {
+                id[j] = (int32_t)(col - pw);
+                m |= 1u << j;
+            }
+        }
+        if (m == 0) continue;
+        idx[nt] = _mm512_loadu_si512((const void *)id);
+        mk[nt++] = (__mmask16)m;
+    }
+    const __m512i vzp = _mm512_set1_epi32(zp), qmin = _mm512_set1_epi32(s8 ? INT8_MIN : 0),
+                  qmax = _mm512_set1_epi32(s8 ? INT8_MAX : UINT8_MAX);
+    const __m512 fzp = _mm512_set1_ps((float)zp);
+    for (size_t p = 0; p < planes; p++) {
+        const int vecf = p % c < vec_channels;
+        const float *mult = vecf ? mvec : mtail;
+        const uint8_t *xp = x + p * h * w;
+        for (size_t i = 0; i < oh; i++, y += ow) {
+            const size_t start = i * sh, lo = start > ph ? start - ph : 0,
+                         hi = start + kh - ph < h ? start + kh - ph : h;
+            __m512i v = _mm512_setzero_si512();
+            for (size_t a = lo; a < hi; a++) {
+                const __m128i b = _mm512_castsi512_si128(_mm512_maskz_loadu_epi8(mw, xp + a * w));
+                v = _mm512_add_epi32(v, s8 ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b));
+            }
+            __m512i sum = _mm512_maskz_loadu_epi32(mo, bias + i * ow);
+            for (size_t t = 0; t < nt; t++)
+                sum = _mm512_add_epi32(sum, _mm512_maskz_permutexvar_epi32(mk[t], idx[t], v));
+            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(sum),
+                                           _mm512_maskz_loadu_ps(mo, mult + i * ow));
+            __m512i r = vecf ? _mm512_add_epi32(_mm512_cvtps_epi32(f), vzp)
+                             : _mm512_cvtps_epi32(_mm512_add_ps(f, fzp));
+            r = _mm512_min_epi32(_mm512_max_epi32(r, qmin), qmax);
+            _mm512_mask_cvtepi32_storeu_epi8(y, mo, r);
+        }
+    }
+}
+#endif
+
+qk_status qk_qavg_pool2d(const void *x, qk_dtype t, size_t n, size_t c, size_t h, size_t w,
+                         size_t kh, size_t kw, size_t sh, size_t sw, size_t ph, size_t pw,
+                         size_t oh, size_t ow, int count_include_pad, int32_t divisor_override,
+                         int32_t zp, size_t vec_channels, void *y) {
+    if ((t != QK_DT_U8 && t != QK_DT_S8) || kh == 0 || kw == 0 || sh == 0 || sw == 0 ||
+        ph > kh / 2 || pw > kw / 2 || kh > ((size_t)1 << 22) / kw || vec_channels > c)
+        return QK_ERR_ARG;
+    size_t planes, v, e;
+    /* the arrays and the padded extents */
+    if (!qk__sz_mul(n, c, &planes) || !qk__sz_mul4(planes, h, w, 1, &v) ||
+        !qk__sz_mul4(planes, oh, ow, 1, &v) || !qk__sz_mul4(oh, w, 4, 1, &v) ||
+        !qk__sz_mul4(oh, ow, 4, 4, &v) || !qk__sz_add(h, 2 * ph, &v) ||
+        !qk__sz_add(w, 2 * pw, &v) ||
+        (oh > 0 && (!qk__sz_mul(oh - 1, sh, &v) || !qk__sz_add(v, kh, &e) || v >= h + ph)) ||
+        (ow > 0 && (!qk__sz_mul(ow - 1, sw, &v) || !qk__sz_add(v, kw, &e) || v >= w + pw)))
+        return QK_ERR_ARG;
+    if (!qk__zp8_ok(t, zp)) return QK_ERR_ZERO_POINT;
+    if (planes * oh * ow == 0) return QK_OK; /* no output: no loop over the other sizes */
+    if (x == NULL || y == NULL || h == 0 || w == 0) return QK_ERR_ARG;
+    const int narrow = QK_X86 && qk__level() >= QK_LEVEL_AVX512 && w <= 16 && ow <= 16 &&
+                       kw <= QK__AVG_NARROW_KW;
+    const int same = !narrow && sh == 1 && sw == 1 && kh == 2 * ph + 1 && kw == 2 * pw + 1 &&
+                     oh == h && ow == w;
+    const size_t no = oh * ow;
+    size_t np = same && no < QK__AVG_BLOCK ? QK__AVG_BLOCK / no : 1;
+    if (np > planes) np = planes;
+    /* scratch for np planes: row sums v, window sums s, then per output position -valid * zp
+     * and the two multipliers (np copies of one plane's); fits: np * no <= max(4096, no) */
+    const size_t nv = np * oh * w, ns = np * no;
+    unsigned char *buf = (unsigned char *)malloc((nv + 4 * ns) * 4);
+    if (buf == NULL) return QK_ERR_NOMEM;
+    int32_t *vs = (int32_t *)buf, *ss = vs + nv, *bias = ss + ns;
+    float *mvec = (float *)(bias + ns), *mtail = mvec + ns;
+    for (size_t i = 0; i < oh; i++) {
+        size_t vh, pool_h;
+        qk__avg_extent(i, sh, ph, kh, h, &vh, &pool_h);
+        for (size_t j = 0; j < ow; j++) {
+            size_t vw, pool_w;
+            qk__avg_extent(j, sw, pw, kw, w, &vw, &pool_w);
+            const int32_t valid = (int32_t)(vh * vw);
+            const int32_t d = divisor_override != 0 ? divisor_override
+                              : count_include_pad   ? (int32_t)(pool_h * pool_w)
+                                                    : valid;
+            bias[i * ow + j] = -valid * zp;
+            mvec[i * ow + j] = 1.0f / (float)d;
+            mtail[i * ow + j] = (float)(1.0 / (double)d);
+        }
+    }
+    for (size_t q = 1; q < np; q++) {
+        memcpy(bias + q * no, bias, no * sizeof(int32_t));
+        memcpy(mvec + q * no, mvec, no * sizeof(float));
+        memcpy(mtail + q * no, mtail, no * sizeof(float));
+    }
+    const int s8 = t == QK_DT_S8;
+    const uint8_t *xb = (const uint8_t *)x;
+    uint8_t *yb = (uint8_t *)y;
+#if QK_X86
+    if (narrow) {
+        qk__avg_narrow_avx512(xb, planes, c, vec_channels, h, w, kh, kw, sh, sw, ph, pw, oh, ow,
+                              bias, mvec, mtail, zp, s8, yb);
+        free(buf);
+        return QK_OK;
+    }
+#endif
+    for (size_t p = 0; p < planes;) {
+        /* np planes at most, all of one formula: up to the next image or vec_channels */
+        const size_t ch = p % c, stop = ch < vec_channels ? vec_channels : c;
+        const size_t m = stop - ch < np ? stop - ch : np;
+        const int vecf = ch < vec_channels;
+        if (same)
+            qk__avg_same_sums(xb + p * h * w, m, h, w, ph, pw, s8, vs, ss);
+        else
+            qk__avg_plane_sums(xb + p * h * w, h, w, kh, kw, sh, sw, ph, pw, oh, ow, s8, vs, ss);
+        qk__avg_out(ss, bias, vecf ? mvec : mtail, m * no, vecf, zp, s8, yb + p * no);
+        p += m;
+    }
+    free(buf);
     return QK_OK;
 }

@@ -125,3 +125,63 @@ QK_V_TARGET static size_t QK__N(qk__qleaky_)(const uint8_t *x, size_t n, float s
     }
     return i;
 }
+
+/* ---- average pooling (qk_qavg_pool2d): window sums and the output stage ------------------- */
+/* QK_V_LANES 8-bit integers at p (u8 zero-extended, s8 sign-extended) as int32 lanes. */
+QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__avg_load8_)(const uint8_t *p, int s8) {
+    const __m128i b = QK__SEL(_mm_loadl_epi64, _mm_loadu_si128)((const __m128i *)p);
+    return s8 ? QK__SEL(_mm256_cvtepi8_epi32, _mm512_cvtepi8_epi32)(b)
+              : QK__SEL(_mm256_cvtepu8_epi32, _mm512_cvtepu8_epi32)(b);
+}
+
+/* v[k] = sum over a < na of x[k + a * stride] (8-bit, widened), k < n; returns the elements
+ * done (whole vectors; qk__avg_vsum_scalar does the rest). */
+QK_V_TARGET static size_t QK__N(qk__avg_vsum_)(int32_t *v, const uint8_t *x, size_t stride,
+                                               size_t na, size_t n, int s8) {
+    size_t k = 0;
+    for (; k + QK_V_LANES <= n; k += QK_V_LANES) {
+        QK_V acc = QK__N(qk__avg_load8_)(x + k, s8);
+        for (size_t a = 1; a < na; a++)
+            acc = QK_V_ADD(acc, QK__N(qk__avg_load8_)(x + a * stride + k, s8));
+        QK_V_STORE(v + k, acc);
+    }
+    return k;
+}
+
+/* s[k] = sum over b < nb of v[k + b], k < n; returns the elements done (whole vectors). */
+QK_V_TARGET static size_t QK__N(qk__avg_hsum_)(int32_t *s, const int32_t *v, size_t nb, size_t n) {
+    size_t k = 0;
+    for (; k + QK_V_LANES <= n; k += QK_V_LANES) {
+        QK_V acc = QK_V_LOAD(v + k);
+        for (size_t b = 1; b < nb; b++) acc = QK_V_ADD(acc, QK_V_LOAD(v + k + b));
+        QK_V_STORE(s + k, acc);
+    }
+    return k;
+}
+
+/* The output stage of qk_qavg_pool2d (qk__avg_out_scalar on QK_V_LANES lanes): f = fl((float)
+ * (s + bias) * m); vecf: RNE(f) + zp, else RNE(fl(f + zp)); clamped to [qmin, qmax], stored as
+ * bytes. |s + bias| < 2^30 and |m| <= 1: the conversions never overflow. Returns the elements
+ * done (whole vectors). */
+QK_V_TARGET static size_t QK__N(qk__avg_out_)(const int32_t *s, const int32_t *bias,
+                                              const float *m, size_t n, int vecf, int32_t zp,
+                                              int s8, uint8_t *y) {
+    const QK_V vzp = QK_V_SET1(zp), qmin = QK_V_SET1(s8 ? INT8_MIN : 0),
+               qmax = QK_V_SET1(s8 ? INT8_MAX : UINT8_MAX);
+    const QK_VF fzp = QK_VF_SET1((float)zp);
+    size_t k = 0;
+    for (; k + QK_V_LANES <= n; k += QK_V_LANES) {
+        const QK_V acc = QK_V_ADD(QK_V_LOAD(s + k), QK_V_LOAD(bias + k));
+        const QK_VF f = QK_VF_MUL(QK_VF_CVT(acc), QK__SEL(_mm256_loadu_ps, _mm512_loadu_ps)(m + k));
+        QK_V r = vecf ? QK_V_ADD(QK_V_CVT_RNE(f), vzp)
+                      : QK_V_CVT_RNE(QK__SEL(_mm256_add_ps, _mm512_add_ps)(f, fzp));
+        r = QK__SEL(_mm256_min_epi32, _mm512_min_epi32)(QK__SEL(_mm256_max_epi32, _mm512_max_epi32)(r, qmin), qmax);
+#if QK_V_IS512
+        _mm_storeu_si128((__m128i *)(y + k), _mm512_cvtepi32_epi8(r));
+#else
+        const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storel_epi64((__m128i *)(y + k), s8 ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w));
+#endif
+    }
+    return k;
+}

@@ -605,15 +605,38 @@ uint64_t qk_isqrt_u64(uint64_t n);
  *   PyTorch's floor or ceil rule). Output (i, j) is the maximum over input rows
  *   i * sh - ph + a * dh (a < kh) and columns j * sw - pw + b * dw (b < kw), in-bounds taps
  *   only (padding never wins); a window without an in-bounds tap gives t's minimum. Kernel
- *   sizes, strides and dilations >= 1 (QK_ERR_ARG). Rows up to 4096 wide are pooled by rows (the
- *   vertical maximum of a window's rows, AVX2 beside the scalar twin, then the columns; 3-wide
- *   stride-2 windows in AVX2 too), wider ones tap by tap: the same maxima.
+ *   sizes, strides and dilations >= 1 (QK_ERR_ARG). With AVX-512 VBMI, planes up to 128 wide
+ *   into output rows up to 64 wide (windows up to 32 columns): one output row a vector (byte
+ *   permutes). Otherwise rows up to 4096 wide are pooled by rows (the vertical maximum of a
+ *   window's rows, AVX2 beside the scalar twin, then the columns; 3-wide stride-2 windows in
+ *   AVX2 too), wider ones tap by tap: the same maxima.
  * qk_qadaptive_avg_pool2d(x, t, planes, h, w, oh, ow, y)
  *   Output (i, j) = RNE(sum / count) over PyTorch's adaptive window: rows
  *   floor(i h / oh) .. ceil((i + 1) h / oh) - 1, columns likewise (the sum exact in int64, the
  *   quotient correctly rounded). h, w >= 1 (QK_ERR_ARG). PyTorch's own float steps give the
  *   same result only where every window has the same power-of-two size (qkernels.torch uses
  *   this kernel there).
+ * qk_qavg_pool2d(x, t, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad,
+ *                divisor_override, zp, vec_channels, y)
+ *   PyTorch's quantized avg_pool2d (fbgemm / x86 engines; qparams kept, zp the tensor's zero
+ *   point). x: n x c x h x w (NCHW), y: n x c x oh x ow (the caller's output size: PyTorch's
+ *   floor or ceil rule). Window (i, j) starts at row i*sh - ph, column j*sw - pw; its sum over
+ *   the in-bounds taps (exact, int32), valid = the number of those taps, pool = the window
+ *   clipped to the padded input (rows up to h + ph, columns up to w + pw), and
+ *   acc = sum - valid * zp, d = divisor_override if nonzero, else pool (count_include_pad) or
+ *   valid. Channels below vec_channels of each image (the vector channels of PyTorch's NHWC
+ *   kernel, qavg_pool2d_nhwc_kernel with QuantizeAvx2 / QuantizeAvx512):
+ *     y = clamp(RNE(fl((float)acc * fl(1.0f / (float)d))) + zp);
+ *   the others (avg_pool2d_out_frame, and the NHWC kernel's scalar channels):
+ *     y = clamp(RNE(fl(fl((float)acc * (float)(1.0 / (double)d)) + (float)zp))),
+ *   clamped to t's range. Sizes and strides >= 1, ph <= kh / 2 and pw <= kw / 2 (as PyTorch
+ *   requires), kh * kw <= 2^22 (int32 sums), (oh - 1) * sh < h + ph and (ow - 1) * sw < w + pw
+ *   (every window holds an input element), vec_channels <= c: else QK_ERR_ARG; zp outside t:
+ *   QK_ERR_ZERO_POINT. The window sums are exact integers, so every order gives the same bits:
+ *   planes at most 16 wide, one output row a vector (AVX-512); "same" windows (stride 1,
+ *   k = 2 p + 1) over several planes stacked as one image, each pass one flat range; otherwise
+ *   a plane by rows. AVX2 and AVX-512 loops beside the scalar twin. Needs scratch memory
+ *   (QK_ERR_NOMEM).
  * All: t not 8-bit, or NULL arrays with elements to do: QK_ERR_ARG.
  */
 qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_scale,
@@ -635,6 +658,10 @@ qk_status qk_qmax_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, siz
                          size_t dw, size_t oh, size_t ow, void *y);
 qk_status qk_qadaptive_avg_pool2d(const void *x, qk_dtype t, size_t planes, size_t h, size_t w,
                                   size_t oh, size_t ow, void *y);
+qk_status qk_qavg_pool2d(const void *x, qk_dtype t, size_t n, size_t c, size_t h, size_t w,
+                         size_t kh, size_t kw, size_t sh, size_t sw, size_t ph, size_t pw,
+                         size_t oh, size_t ow, int count_include_pad, int32_t divisor_override,
+                         int32_t zp, size_t vec_channels, void *y);
 
 /* ---- section: integer transformer kernels (issue 16) ---- */
 /*

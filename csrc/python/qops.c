@@ -10,6 +10,8 @@
  *   _qclamp(x, lo, hi) -> new array like x
  *   _qmax_pool2d(x NCHW, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow) -> (n, c, oh, ow)
  *   _qadaptive_avg_pool2d(x NCHW, oh, ow) -> (n, c, oh, ow)
+ *   _qavg_pool2d(x NCHW, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad, divisor_override,
+ *                zp, vec_channels) -> (n, c, oh, ow)
  * Arrays are C-contiguous uint8 or int8. The GIL is released while a kernel runs. */
 #include "qk_numpy.h"
 
@@ -241,6 +243,35 @@ static PyObject *qk_py_qadaptive_avg_pool2d(PyObject *self, PyObject *args) {
     return qk_py_qops_result(st, y, "qadaptive_avg_pool2d");
 }
 
+static PyObject *qk_py_qavg_pool2d(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo;
+    Py_ssize_t kh, kw, sh, sw, ph, pw, oh, ow, vec_channels;
+    int cip, div, zp;
+    if (!PyArg_ParseTuple(args, "Onnnnnnnnpiin", &xo, &kh, &kw, &sh, &sw, &ph, &pw, &oh, &ow,
+                          &cip, &div, &zp, &vec_channels))
+        return NULL;
+    qk_dtype t;
+    if (qk_py_q8(xo, "x", 1, &t) < 0) return NULL;
+    if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 || pw < 0 || oh < 0 || ow < 0 ||
+        vec_channels < 0) {
+        PyErr_SetString(PyExc_ValueError, "bad avg-pool geometry");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)xo;
+    PyObject *y = qk_py_pool_out(x, oh, ow);
+    if (y == NULL) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_qavg_pool2d(PyArray_DATA(x), t, (size_t)PyArray_DIM(x, 0), (size_t)PyArray_DIM(x, 1),
+                        (size_t)PyArray_DIM(x, 2), (size_t)PyArray_DIM(x, 3), (size_t)kh,
+                        (size_t)kw, (size_t)sh, (size_t)sw, (size_t)ph, (size_t)pw, (size_t)oh,
+                        (size_t)ow, cip, div, zp, (size_t)vec_channels,
+                        PyArray_DATA((PyArrayObject *)y));
+    Py_END_ALLOW_THREADS
+    return qk_py_qops_result(st, y, "qavg_pool2d");
+}
+
 static PyMethodDef qk_py_qops_methods[] = {
     {"_qadd", qk_py_qadd, METH_VARARGS,
      "_qadd(a, b, sa, za, sb, zb, so, zo, relu, qnnpack=False) -> array"},
@@ -254,6 +285,9 @@ static PyMethodDef qk_py_qops_methods[] = {
      "_qmax_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow) -> array"},
     {"_qadaptive_avg_pool2d", qk_py_qadaptive_avg_pool2d, METH_VARARGS,
      "_qadaptive_avg_pool2d(x, oh, ow) -> array"},
+    {"_qavg_pool2d", qk_py_qavg_pool2d, METH_VARARGS,
+     "_qavg_pool2d(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad, divisor_override, zp, "
+     "vec_channels) -> array"},
     {NULL, NULL, 0, NULL}};
 
 int qk_py_register_qops(PyObject *module) { return PyModule_AddFunctions(module, qk_py_qops_methods); }

@@ -303,6 +303,27 @@ def max_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, dilation: Any
     return per_sample(kernel)
 
 
+def avg_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool,
+                      count_include_pad: bool, divisor_override: Optional[int], zero_point: int,
+                      vec_width: int, fallback: Callable[[np.ndarray], np.ndarray]) -> Kernel:
+    """PyTorch's quantized avg_pool2d (fbgemm / x86 arithmetic) in C (:class:`qkernels.qops.
+    AvgPool2d`; ``vec_width`` > 0: PyTorch's channels-last kernel and its vector width);
+    ``fallback`` (the NumPy op) for other dtypes and for what the C op refuses (windows of more
+    than 2^22 taps, bad geometry: the NumPy op raises its own error)."""
+    try:
+        pool = qops.AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad,
+                              divisor_override, vec_width=vec_width)
+    except ValueError:
+        return per_sample(lambda t, x: fallback(x))
+    zp = int(zero_point)
+
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        if x.dtype not in _Q8 or x.ndim != 4:
+            return fallback(x)
+        return pool(x, zp)
+    return per_sample(kernel)
+
+
 def adaptive_avg_pool2d_kernel(output_size: Any,
                                fallback: Callable[[np.ndarray], np.ndarray],
                                zero_point: Optional[int] = None) -> Kernel:
@@ -375,6 +396,29 @@ def dequantize_kernel(meta: QMeta) -> Kernel:
             return uf(q, s, zp)
         return dq(q, s, int(zp))
     return per_sample(kernel)
+
+
+def cat_kernel(in_metas: Sequence[QMeta], dim: int, out: QMeta,
+               fallback: Callable[..., np.ndarray]) -> Kernel:
+    """PyTorch's ``quantized::cat`` with its parameters derived once: the inputs already on the
+    output's scale and zero point copied, the others requantized by :func:`dequantize_kernel`
+    and :func:`quantize_kernel` (``fl(s * (q - zp))``, then ``quantize_per_tensor`` to the
+    output's parameters and bit range), all into one concatenation. ``fallback(*qs)`` (the
+    NumPy op, which raises its errors) for inputs of another dtype."""
+    dt = np.dtype(out.dtype)
+    so, zo = F32(out.scale), int(out.zero_point)
+    lo, hi = out.qrange()
+    q_out = quantize_kernel(out, lo, hi)
+    steps = [None if F32(m.scale) == so and int(m.zero_point) == zo else dequantize_kernel(m)
+             for m in in_metas]
+    n = len(steps)
+
+    def kernel(t: int, *qs: np.ndarray) -> np.ndarray:
+        if len(qs) != n or any(q.dtype != dt for q in qs):
+            return fallback(*qs)
+        return np.concatenate([q if dq is None else q_out(t, dq(t, q))
+                               for q, dq in zip(qs, steps)], axis=dim)
+    return kernel
 
 
 def flatten_kernel(start: int, end: int) -> Kernel:

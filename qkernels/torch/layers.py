@@ -776,15 +776,25 @@ class AvgPool2dLayer(Layer):
     vec_width: int = 8
     op: ClassVar[str] = "avg_pool2d"
 
-    def kernel(self) -> Kernel:
-        a = (self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
-             self.divisor_override)
-        q = _q(self.out)
+    def _args(self) -> tuple:
+        return (self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                self.count_include_pad, self.divisor_override)
+
+    def _ref(self, x: np.ndarray) -> np.ndarray:
+        q = _q(self.out)(x)
         if self.engine == "qnnpack":
-            return rt.per_sample(lambda t, x: qa.q_avg_pool2d_qnnpack(q(x), *a).q)
-        cl, vw = bool(self.channels_last), int(self.vec_width)
-        return rt.per_sample(lambda t, x: qa.q_avg_pool2d(q(x), *a, channels_last=cl,
-                                                          vec_width=vw).q)
+            return qa.q_avg_pool2d_qnnpack(q, *self._args()).q
+        return qa.q_avg_pool2d(q, *self._args(), channels_last=bool(self.channels_last),
+                               vec_width=int(self.vec_width)).q
+
+    def kernel(self) -> Kernel:
+        if self.engine == "qnnpack":
+            return rt.per_sample(lambda t, x: self._ref(x))
+        vw = int(self.vec_width) if self.channels_last else 0
+        return rt.avg_pool2d_kernel(*self._args(), self.out.zero_point, vw, self._ref)
+
+    def reference_kernel(self) -> Kernel:
+        return lambda t, x: self._ref(x)
 
     def params(self) -> Dict[str, Any]:
         k = np.broadcast_to(self.kernel_size, 2)
@@ -867,13 +877,15 @@ class CatLayer(Layer):
     dim: int = 0
     op: ClassVar[str] = "cat"
 
-    def kernel(self) -> Kernel:
-        ms, dim, out = self.in_metas, self.dim, self.out
+    def _ref(self, *qs: np.ndarray) -> np.ndarray:
+        return qa.q_cat([QTensor(q, m.scale, m.zero_point) for q, m in zip(qs, self.in_metas)],
+                        self.dim, self.out.scale, self.out.zero_point, self.out.bits).q
 
-        def kernel(t: int, *qs: np.ndarray) -> np.ndarray:
-            return qa.q_cat([QTensor(q, m.scale, m.zero_point) for q, m in zip(qs, ms)], dim,
-                            out.scale, out.zero_point, out.bits).q
-        return kernel
+    def kernel(self) -> Kernel:
+        return rt.cat_kernel(self.in_metas, self.dim, self.out, self._ref)
+
+    def reference_kernel(self) -> Kernel:
+        return lambda t, *qs: self._ref(*qs)
 
     def params(self) -> Dict[str, Any]:
         p = dict(super().params(), dim=int(self.dim))

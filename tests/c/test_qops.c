@@ -78,6 +78,110 @@ static void test_avgpool(int s8, size_t h, size_t w, size_t oh, size_t ow) {
     free(y);
 }
 
+/* qk_qavg_pool2d against its formulas in qkernels.h, brute force: int64 sums over the in-bounds
+ * taps of each window, the window clipped to the padded input, the divisor, then the two float
+ * output stages (vector channels: RNE(acc * fl(1.0f / d)) + zp; the others:
+ * RNE(fl(acc * (float)(1.0 / d)) + zp)). PyTorch's output size rule (floor or ceil). */
+static size_t pool_out(size_t n, size_t k, size_t s, size_t p, int ceil_mode) {
+    const long num = (long)(n + 2 * p) - (long)k;
+    if (num < 0) return 0;
+    size_t o = (size_t)(ceil_mode ? (num + (long)s - 1) / (long)s : num / (long)s) + 1;
+    if (ceil_mode && (o - 1) * s >= n + p) o--;
+    return o;
+}
+
+static int test_qavgpool(int s8, size_t nb, size_t c, size_t h, size_t w, size_t kh, size_t kw,
+                         size_t sh, size_t sw, size_t ph, size_t pw, int ceil_mode, int cip,
+                         int32_t dov, int32_t zp, size_t vecc) {
+    const size_t oh = pool_out(h, kh, sh, ph, ceil_mode), ow = pool_out(w, kw, sw, pw, ceil_mode);
+    const size_t planes = nb * c;
+    uint8_t *x = malloc(planes * h * w + 1), *y = malloc(planes * oh * ow + 1);
+    fill(x, planes * h * w);
+    const qk_dtype t = s8 ? QK_DT_S8 : QK_DT_U8;
+    const int32_t qmin = s8 ? -128 : 0, qmax = s8 ? 127 : 255;
+    QK_CHECK(qk_qavg_pool2d(x, t, nb, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, cip, dov, zp, vecc,
+                            y) == QK_OK,
+             "avg pool status");
+    int bad = 0;
+    for (size_t p = 0; p < planes; p++)
+        for (size_t i = 0; i < oh; i++)
+            for (size_t j = 0; j < ow; j++) {
+                const long r0 = (long)(i * sh) - (long)ph, c0 = (long)(j * sw) - (long)pw;
+                const long r1 = r0 + (long)kh < (long)(h + ph) ? r0 + (long)kh : (long)(h + ph);
+                const long c1 = c0 + (long)kw < (long)(w + pw) ? c0 + (long)kw : (long)(w + pw);
+                long sum = 0, valid = 0;
+                for (long r = r0; r < r0 + (long)kh; r++)
+                    for (long q = c0; q < c0 + (long)kw; q++) {
+                        if (r < 0 || q < 0 || r >= (long)h || q >= (long)w) continue;
+                        sum += val(x, p * h * w + (size_t)r * w + (size_t)q, s8);
+                        valid++;
+                    }
+                const long d = dov ? dov : cip ? (r1 - r0) * (c1 - c0) : valid;
+                const float acc = (float)(sum - valid * zp);
+                long q;
+                if (p % c < vecc)
+                    q = lrintf(acc * (1.0f / (float)d)) + zp;
+                else
+                    q = lrintf(acc * (float)(1.0 / (double)d) + (float)zp);
+                q = q < qmin ? qmin : q > qmax ? qmax : q;
+                bad += val(y, (p * oh + i) * ow + j, s8) != q;
+            }
+    free(x);
+    free(y);
+    return bad;
+}
+
+static void test_qavgpools(void) {
+    const size_t sizes[][2] = {{12, 12}, {5, 5}, {25, 25}, {7, 33}, {1, 1}, {3, 1}, {2, 17}, {8, 8}};
+    const size_t kers[][2] = {{3, 3}, {2, 2}, {1, 1}, {3, 2}, {5, 5}, {1, 3}};
+    const size_t strides[][2] = {{1, 1}, {2, 2}, {2, 1}, {3, 3}};
+    int bad = 0, cases = 0;
+    for (int s8 = 0; s8 < 2; s8++)
+        for (size_t z = 0; z < 8; z++)
+            for (size_t k = 0; k < 6; k++)
+                for (size_t st = 0; st < 4; st++)
+                    for (size_t pad = 0; pad < 3; pad++) {
+                        const size_t h = sizes[z][0], w = sizes[z][1], kh = kers[k][0],
+                                     kw = kers[k][1], ph = pad > kh / 2 ? kh / 2 : pad,
+                                     pw = pad > kw / 2 ? kw / 2 : pad;
+                        for (int cm = 0; cm < 2; cm++) {
+                            if (pool_out(h, kh, strides[st][0], ph, cm) == 0 ||
+                                pool_out(w, kw, strides[st][1], pw, cm) == 0)
+                                continue;
+                            const int cip = (int)((z + k + cm) & 1);
+                            const int32_t dov = (st + pad) % 5 == 4 ? (int32_t)(pad + 1) * 2 - 7 : 0;
+                            const int32_t zp = s8 ? (int32_t)(z * 29 % 255) - 127 : (int32_t)(k * 47 % 256);
+                            bad += test_qavgpool(s8, 2, 5, h, w, kh, kw, strides[st][0],
+                                                 strides[st][1], ph, pw, cm, cip, dov, zp,
+                                                 (z + st) % 6);
+                            cases++;
+                        }
+                    }
+    QK_CHECK(bad == 0 && cases > 1000, "avg pool: %d wrong in %d cases", bad, cases);
+    uint8_t x[16] = {0}, y[16];
+    QK_CHECK(qk_qavg_pool2d(x, QK_DT_U8, 1, 1, 4, 4, 3, 3, 1, 1, 2, 1, 4, 4, 1, 0, 0, 0, y) ==
+                 QK_ERR_ARG,
+             "avg pool: padding above half the kernel");
+    QK_CHECK(qk_qavg_pool2d(x, QK_DT_U8, 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 6, 4, 1, 0, 0, 0, y) ==
+                 QK_ERR_ARG,
+             "avg pool: a window wholly in the padding");
+    QK_CHECK(qk_qavg_pool2d(x, QK_DT_U8, 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 4, 4, 1, 0, 0, 2, y) ==
+                 QK_ERR_ARG,
+             "avg pool: vec_channels above c");
+    QK_CHECK(qk_qavg_pool2d(x, QK_DT_S8, 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 4, 4, 1, 0, 128, 0, y) ==
+                 QK_ERR_ZERO_POINT,
+             "avg pool: zero point outside int8");
+    QK_CHECK(qk_qavg_pool2d(x, QK_DT_U8, 1, 1, 4, 4, 4096, 1025, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, y) ==
+                 QK_ERR_ARG,
+             "avg pool: more than 2^22 taps");
+    QK_CHECK(qk_qavg_pool2d(x, QK_DT_S32, 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 4, 4, 1, 0, 0, 0, y) ==
+                 QK_ERR_ARG,
+             "avg pool: dtype");
+    QK_CHECK(qk_qavg_pool2d(NULL, QK_DT_U8, 0, 1, 4, 4, 3, 3, 1, 1, 1, 1, 4, 4, 1, 0, 0, 0, NULL) ==
+                 QK_OK,
+             "avg pool: nothing to do");
+}
+
 static void test_elementwise(int s8, size_t n) {
     uint8_t *a = malloc(n + 1), *b = malloc(n + 1), *y = malloc(n + 1);
     fill(a, n);
@@ -133,6 +237,7 @@ int main(void) {
             test_avgpool(s8, h, w, h, w);
         }
     }
+    test_qavgpools();
     uint8_t x[4] = {0}, y[4];
     QK_CHECK(qk_qadd(x, x, QK_DT_S32, 4, 1.0f, 0, 1.0f, 0, 1.0f, 0, 0, y) == QK_ERR_ARG, "dtype");
     QK_CHECK(qk_qadd(x, x, QK_DT_U8, 4, 0.0f, 0, 1.0f, 0, 1.0f, 0, 0, y) == QK_ERR_SCALE, "scale");

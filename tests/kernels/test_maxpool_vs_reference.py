@@ -1,4 +1,5 @@
-"""qk_qmax_pool2d (by rows: a vertical pass over whole rows, then the columns, with an AVX2 path
+"""qk_qmax_pool2d (AVX-512 VBMI: one output row a vector for planes up to 128 wide; by rows: a
+vertical pass over whole rows, then the columns, with an AVX2 path
 for 3-wide stride-2 windows; 3x3 / stride 1 / padding 1 over whole small planes) against an independent NumPy reference written from qkernels.h's
 definition: output (i, j) is the maximum over the in-bounds taps of its window, or the type's
 minimum when the window has none. Random geometries (kernel, stride, padding, dilation, output
@@ -79,6 +80,21 @@ def test_same_3x3_stride_1_planes_equal_the_reference(dt):
         p = (3, 3, 1, 1, 1, 1, 1, 1, h, w)
         np.testing.assert_array_equal(_core._qmax_pool2d(x, *p), reference(x, *p),
                                       err_msg=str((h, w)))
+
+
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_narrow_path_edges_equal_the_reference(dt):
+    """The AVX-512 VBMI path's limits: planes 64 / 65 / 128 / 129 wide (one or two 64-byte
+    halves, or the rows path), output rows of 64 / 65 bytes, windows of 32 / 33 columns."""
+    rng = np.random.default_rng(8)
+    info = np.iinfo(dt)
+    for w in (63, 64, 65, 127, 128, 129):
+        x = rng.integers(info.min, info.max, (1, 3, 9, w), endpoint=True).astype(dt)
+        for p in ((3, 3, 2, 2, 1, 1, 1, 1, 5, (w + 1) // 2), (3, 3, 1, 1, 1, 1, 1, 1, 9, w),
+                  (2, 32, 1, 1, 0, 16, 1, 1, 8, w + 1), (2, 33, 2, 1, 1, 16, 1, 2, 5, w),
+                  (3, 5, 1, 2, 1, 2, 2, 3, 9, min(w, 70))):
+            np.testing.assert_array_equal(_core._qmax_pool2d(x, *p), reference(x, *p),
+                                          err_msg=str((w, p)))
 
 
 @pytest.mark.parametrize("dt", [np.uint8, np.int8])

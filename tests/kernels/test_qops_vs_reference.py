@@ -2,6 +2,7 @@
 the same integers as the NumPy reference implementations in qkernels.torch.qarith (which the
 from_torch_quantized tests check against PyTorch element for element), and their AVX2 and scalar
 paths agree bit for bit."""
+import itertools
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import pytest
 pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 from qkernels import _core, qops  # noqa: E402
 from qkernels.torch import qarith as cv  # noqa: E402
+from _avg_pool_cases import avg_pool_outputs  # noqa: E402
+from _util import run_simd_paths  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -188,6 +191,60 @@ def test_qmul_and_lookup_bad_input_raise():
         qops.Lookup(np.zeros(256, np.uint8), np.int16)
     with pytest.raises(TypeError, match="made for uint8"):
         qops.Lookup(np.zeros(256, np.uint8), np.uint8)(np.zeros(3, np.int8))
+def test_qavg_pool2d_matches_reference():
+    """The C average pooling == q_avg_pool2d (the NumPy op the torch tests check against
+    PyTorch), every element, on random integers: odd sizes, both layouts' formulas, exact ties
+    (2x2 windows, divisor 2) and saturating outputs (divisor_override -3 and 2)."""
+    total = 0
+    for name, (x, zp, geo, vw, got) in avg_pool_outputs(6).items():
+        ref = cv.q_avg_pool2d(cv.QTensor(x, 0.1, zp), *geo, channels_last=vw > 0,
+                              vec_width=vw).q
+        assert got.shape == ref.shape and got.dtype == ref.dtype, name
+        assert np.array_equal(got, ref), (name, geo, x.shape, vw)
+        total += ref.size
+    assert total > 1_000_000
+
+
+AVG_SCRIPT = r"""
+import sys
+sys.path.insert(0, {tests!r})
+import numpy as np
+from _avg_pool_cases import avg_pool_outputs
+np.savez(sys.argv[1], **{{k: v[-1] for k, v in avg_pool_outputs(7).items()}})
+"""
+
+
+def test_qavg_pool2d_every_simd_level_matches_reference(tmp_path):
+    """The same cases under QKERNELS_SIMD=scalar, avx2 and this CPU's best level (AVX-512 on
+    the reference machine: the narrow-plane path): each == the NumPy reference."""
+    want = {k: cv.q_avg_pool2d(cv.QTensor(x, 0.1, zp), *geo, channels_last=vw > 0,
+                               vec_width=vw).q
+            for k, (x, zp, geo, vw, _) in avg_pool_outputs(7).items()}
+    runs = run_simd_paths(AVG_SCRIPT.format(tests=HERE), tmp_path)
+    for isa, got in runs.items():
+        assert set(got) == set(want)
+        for k in want:
+            assert np.array_equal(got[k], want[k]), (isa, k)
+
+
+def test_qavg_pool2d_bad_input_raises():
+    x = np.zeros((1, 2, 4, 4), np.uint8)
+    with pytest.raises(ValueError, match="padding must be at most half"):
+        qops.qavg_pool2d(x, 0, 3, 1, 2)
+    with pytest.raises(ValueError, match="divisor_override must be a nonzero"):
+        qops.qavg_pool2d(x, 0, 3, divisor_override=0)
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        qops.qavg_pool2d(x, 0, 5)
+    with pytest.raises(ValueError, match="NCHW"):
+        qops.qavg_pool2d(x[0], 0, 2)
+    with pytest.raises(ValueError, match="zero point"):
+        qops.qavg_pool2d(x.astype(np.int8), 128, 2)
+    with pytest.raises(TypeError, match="uint8 or int8"):
+        qops.qavg_pool2d(x.astype(np.int16), 0, 2)
+    with pytest.raises(ValueError, match="more than 2"):
+        qops.AvgPool2d((4096, 1025))
+    with pytest.raises(ValueError, match="vec_width"):
+        qops.AvgPool2d(2, vec_width=-1)
 
 
 def test_qops_bad_input_raises():

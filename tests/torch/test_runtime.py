@@ -167,3 +167,41 @@ def test_conv_kernel_equals_qconv2d_every_geometry(dt):
                     assert got.dtype == ref.dtype and np.array_equal(got, ref), (k, s, pad, d, g, nb, hw)
                 cases += 1
     assert cases > 80
+
+
+def test_cat_kernel_equals_q_cat():
+    """The compiled cat (inputs on the output's parameters copied, the others requantized by the
+    raw dequantize / quantize ufuncs, parameters checked once) == qarith.q_cat (the NumPy op the
+    qarith tests check against torch.ops.quantized.cat), every element: random axes (negative
+    too), 1-3 inputs, uint8 / int8, outputs narrower than their type (4 and 6 bits)."""
+    from qkernels.torch import _runtime as rt
+    from qkernels.torch import qarith as qa
+    from qkernels.torch._runtime import QMeta
+
+    rng = np.random.default_rng(12)
+    requantized = 0
+    for trial in range(300):
+        dt = (np.uint8, np.int8)[trial % 2]
+        info = np.iinfo(dt)
+        bits = (None, 4, 6)[trial % 3] if dt == np.int8 else None
+        lo, hi = (-8, 7) if bits == 4 else (-32, 31) if bits == 6 else (info.min, info.max)
+        out = QMeta(float(rng.uniform(0.01, 0.1)), int(rng.integers(lo, hi + 1)), np.dtype(dt),
+                    bits)
+        dim = int(rng.integers(-2, 4))
+        metas, xs = [], []
+        for _ in range(int(rng.integers(1, 4))):
+            shape = [2, 3, 4, 5]
+            shape[dim] = int(rng.integers(1, 6))
+            m = out if rng.random() < 0.4 else QMeta(float(rng.uniform(0.01, 0.1)),
+                                                     int(rng.integers(info.min, info.max)),
+                                                     np.dtype(dt))
+            requantized += m is not out
+            metas.append(m)
+            xs.append(rng.integers(info.min, info.max, shape, endpoint=True).astype(dt))
+        ref = qa.q_cat([qa.QTensor(q, m.scale, m.zero_point) for q, m in zip(xs, metas)], dim,
+                       out.scale, out.zero_point, out.bits).q
+        _assert_same(rt.cat_kernel(metas, dim, out, None)(1, *xs), ref)
+    assert requantized > 200
+    # another dtype goes to the fallback (the NumPy op and its error)
+    k = rt.cat_kernel([out], 1, out, lambda *qs: "fallback")
+    assert k(1, np.zeros((1, 2), np.int16)) == "fallback"
