@@ -20,8 +20,9 @@ from .linear import (PackedConv2d, PackedLinear, PreparedQConv2d, PreparedQLinea
                      linear_float, linear_float_runner, linear_int32, pack_conv2d, pack_linear,
                      prepare_qconv2d, prepare_qlinear,
                      qconv2d, qlinear)
-from .observers import (EntropyObserver, MinMaxObserver, MovingAverageMinMaxObserver, MSEObserver,
-                        Observer, PercentileObserver, PowerOfTwoModeObserver)
+from .observers import (EntropyObserver, L2RangeObserver, MinMaxObserver,
+                        MovingAverageMinMaxObserver, MSEObserver, Observer, PercentileObserver,
+                        PowerOfTwoModeObserver)
 from .ptf import (LayerNormParams, PTFParams, layernorm_errors, layernorm_reference,
                   prepare_layernorm, ptf_calibrate, ptf_dequantize, ptf_layernorm,
                   ptf_layernorm_stats, ptf_quantize, sqnr_db)
@@ -30,7 +31,8 @@ from .transformer import (GeluParams, SoftmaxParams, matmul_int32, prepare_gelu,
                           qgelu, qmatmul, qsoftmax, softmax_dequantize)
 
 __all__ = [
-    "AccumulatorOverflowError", "EntropyObserver", "GeluParams", "LayerNormParams", "MSEObserver",
+    "AccumulatorOverflowError", "EntropyObserver", "GeluParams", "L2RangeObserver",
+    "LayerNormParams", "MSEObserver",
     "MinMaxObserver", "MovingAverageMinMaxObserver", "Observer", "PTFParams", "PackedConv2d",
     "PackedLinear", "PercentileObserver", "PreparedQConv2d", "PreparedQLinear", "PowerOfTwoModeObserver", "QParams",
     "SoftmaxParams", "accumulator_to_float", "choose_qparams", "get_include", "get_library", "conv2d_int32",

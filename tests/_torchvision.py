@@ -88,19 +88,23 @@ def sqnr_db(y, ref) -> float:
 
 
 def zoo_sqnr(name: str, size: int, engine: str = "fbgemm", n_calib: int = 4, n_eval: int = 8,
-             batch: int = 4, seed: int = 0):
+             batch: int = 4, seed: int = 0, observer: Any = None, times: Any = None):
     """(qkernels quantize_model SQNR, PyTorch FX SQNR) against the float model, in dB, on the same
     ``n_eval`` random images of ``size`` x ``size``: qkernels with the engine's preset and its
     default QuantConfig (W8A8, per-channel weights, min/max calibration), PyTorch with
     ``prepare_fx`` / ``convert_fx`` and the engine's default qconfig mapping; both calibrated on
-    the same ``n_calib`` batches of ``batch`` random images."""
+    the same ``n_calib`` batches of ``batch`` random images. ``observer``: the activation
+    observer of ours (None: QuantConfig's default); ``times``: a dict that receives the seconds
+    each quantizer took to calibrate and convert (``"ours"``, ``"pytorch"``)."""
     import warnings
 
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     import torch
-    from qkernels.torch import QuantConfig, quantize_model
+    import time
+
+    from qkernels.torch import QuantConfig, TensorConfig, quantize_model
 
     m = random_model(name, size, seed)
     g = torch.Generator().manual_seed(seed + 1)
@@ -108,19 +112,28 @@ def zoo_sqnr(name: str, size: int, engine: str = "fbgemm", n_calib: int = 4, n_e
     x = torch.randn(n_eval, 3, size, size, generator=g)
     with torch.no_grad():
         ref = m(x).numpy()
-    im = quantize_model(m, calib, config=QuantConfig(preset=engine))
+    cfg = QuantConfig(preset=engine) if observer is None else QuantConfig(
+        preset=engine, activation=TensorConfig(observer=observer))
+    t0 = time.perf_counter()
+    im = quantize_model(m, calib, config=cfg)
+    t1 = time.perf_counter()
     ours = sqnr_db(im(x.numpy()), ref)
     old = torch.backends.quantized.engine
     torch.backends.quantized.engine = engine
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            t2 = time.perf_counter()
             p = prepare_fx(m, get_default_qconfig_mapping(engine), example_inputs=(x[:1],))
             with torch.no_grad():
                 for b in calib:
                     p(b)
                 q = convert_fx(p)
+            t3 = time.perf_counter()
+            with torch.no_grad():
                 theirs = sqnr_db(q(x).numpy(), ref)
     finally:
         torch.backends.quantized.engine = old
+    if times is not None:
+        times.update(ours=t1 - t0, pytorch=t3 - t2)
     return ours, theirs

@@ -33,7 +33,7 @@ from qkernels import presets as P
 __all__ = ["TensorConfig", "QuantConfig", "OBSERVERS"]
 
 #: Calibration observers by name (``TensorConfig.observer``).
-OBSERVERS = ("minmax", "moving_average", "percentile", "mse", "entropy", "mode", "histogram")
+OBSERVERS = ("minmax", "moving_average", "percentile", "mse", "entropy", "mode", "histogram", "l2")
 _MODES = ("static", "dynamic", "weight_only")
 _LAYERNORMS = ("exact", "sole")
 
@@ -44,7 +44,8 @@ def _observer_class(name: str) -> Any:
         return TorchHistogramObserver
     return {"minmax": qk.MinMaxObserver, "moving_average": qk.MovingAverageMinMaxObserver,
             "percentile": qk.PercentileObserver, "mse": qk.MSEObserver,
-            "entropy": qk.EntropyObserver, "mode": qk.PowerOfTwoModeObserver}[name]
+            "entropy": qk.EntropyObserver, "mode": qk.PowerOfTwoModeObserver,
+            "l2": qk.L2RangeObserver}[name]
 
 
 def _check_type(where: str, value: Any, typ: Any, what: str) -> None:
@@ -65,7 +66,8 @@ class TensorConfig:
         signed: signed integers (int8) or unsigned (uint8).
         power_of_two: None, "ceil" or "round" (scales snapped to powers of two).
         observer: minmax, moving_average, percentile, mse, entropy, histogram (PyTorch's
-            ``HistogramObserver``) or mode (power-of-two mode).
+            ``HistogramObserver``), l2 (:class:`qkernels.L2RangeObserver`: the range with the
+            least expected squared error on the grid it makes) or mode (power-of-two mode).
 
     Example:
         >>> TensorConfig(bits=4, symmetric=True, signed=True).qrange()
@@ -116,7 +118,7 @@ class TensorConfig:
         """A new calibration observer for this config (``axis``: per-channel)."""
         kw: Dict[str, Any] = dict(dtype=self.dtype(), symmetric=self.symmetric, bits=self.qbits(),
                                   power_of_two=self.power_of_two)
-        if self.observer in ("percentile", "mse", "entropy", "histogram"):
+        if self.observer in ("percentile", "mse", "entropy", "histogram", "l2"):
             if axis is not None:
                 raise ValueError(f"the {self.observer} observer is per tensor")
             return _observer_class(self.observer)(**kw)

@@ -205,7 +205,8 @@ def test_bad_arguments(data):
             activation=TensorConfig(observer="median")))
 
 
-@pytest.mark.parametrize("observer", ["moving_average", "percentile", "mse", "entropy", "histogram"])
+@pytest.mark.parametrize("observer", ["moving_average", "percentile", "mse", "entropy", "histogram",
+                                      "l2"])
 def test_activation_observers(data, observer):
     calib, x, y = data
     cfg = QuantConfig(activation=TensorConfig(observer=observer))
