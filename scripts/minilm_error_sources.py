@@ -242,11 +242,6 @@ def main(argv: Sequence[str] = ()) -> int:
         with patched(B.Attention, "__call__", float_softmax_call):
             run("all, float softmax + P V")
     if "ln" in rows:
-        orig_ptf = B.ResidualLayerNorm.ptf_input
-
-        def ptf_input(self: Any, x8: np.ndarray, r8: np.ndarray, threads: int) -> Any:
-            self._float_ln = True
-            return orig_ptf(self, x8, r8, threads)
         orig_fwd = SW.IntegerBlock.forward
 
         def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
