@@ -5,7 +5,9 @@
  * Fast path: every parameter operand has stride 0 (a scalar, or a per-channel value constant
  * along the inner loop) and the data operands are contiguous: one call of the C kernel.
  * Strided data: gathered into small stack buffers, one kernel call per block.
- * Parameters that vary along the inner loop (per-channel on the last axis): one call per element.
+ * Parameters that vary along the inner loop: one call per run of equal parameters (one element
+ * each for per-channel parameters on the last axis; qkernels' keyword API runs those on the
+ * transposed, channels-first array instead, see run_ufunc in qkernels/_checks.py).
  */
 #include "qk_numpy.h"
 
@@ -31,6 +33,15 @@ static void qk_py_read_params(const qk_py_loopdef *d, char **args, npy_intp i,
             default: break;
         }
     }
+}
+
+/* 1 when the parameter operands hold the same bytes at elements i and j. */
+static int qk_py_same_params(const qk_py_loopdef *d, char **args, npy_intp i, npy_intp j,
+                             npy_intp const *steps) {
+    for (int k = 1; k <= d->nparams; k++)
+        if (steps[k] != 0 && memcmp(args[k] + i * steps[k], args[k] + j * steps[k], 4) != 0)
+            return 0;
+    return 1;
 }
 
 static qk_status qk_py_run_strided(const qk_py_loopdef *d, const char *x, npy_intp sx, char *y,
@@ -62,10 +73,14 @@ void qk_py_elementwise_loop(char **args, npy_intp const *dims, npy_intp const *s
         qk_py_read_params(d, args, 0, steps, &p);
         st = qk_py_run_strided(d, args[0], steps[0], args[nin], steps[nin], n, &p);
     } else {
-        for (npy_intp i = 0; i < n && st == QK_OK; i++) {
+        /* one kernel call per run of equal parameters (a per-channel parameter broadcast along
+         * the rows of a channels-first array arrives as runs, e.g. from NumPy's buffers) */
+        for (npy_intp i = 0, j; i < n && st == QK_OK; i = j) {
             qk_py_read_params(d, args, i, steps, &p);
+            for (j = i + 1; j < n && qk_py_same_params(d, args, i, j, steps); j++) {
+            }
             st = qk_py_run_strided(d, args[0] + i * steps[0], steps[0], args[nin] + i * steps[nin],
-                                   steps[nin], 1, &p);
+                                   steps[nin], j - i, &p);
         }
     }
     qk_py_loop_end(st, args[nin], n, steps[nin], d->ysize);
