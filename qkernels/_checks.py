@@ -263,39 +263,33 @@ def kernel_out(out: Optional[np.ndarray], shape: Sequence[int], dtype: Any,
     return np.empty(shape, dtype)
 
 
-#: Rows (elements / channels) from which per-channel parameters on the last axis run on the
-#: transposed array: a per-channel parameter that changes from one element to the next costs a
-#: kernel call per element (~30 ns), a transpose ~1 ns an element.
-CHANNELS_FIRST_MIN_ROWS = 8
-
-
-def _channels_first(ufunc: np.ufunc, args: Sequence[Any],
-                    out: Optional[np.ndarray]) -> Optional[List[Any]]:
-    """The arguments of an elementwise ufunc whose parameters are per channel on the last axis of
-    a C-contiguous data array, transposed to (channels, rows) so that each parameter is constant
-    along the ufunc's inner loop (the same kernel on the same elements with the same parameters:
-    the same bits, one kernel call per channel instead of one per element); None when the call
-    is not of that form."""
+def _per_channel_last(ufunc: np.ufunc, args: Sequence[Any],
+                      out: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """An elementwise ufunc call whose parameters are per channel on the last axis of a
+    C-contiguous data array, run by ``_core._channels`` (tiles transposed to channel-major
+    order, one kernel call per channel and tile: the same kernel on the same elements with the
+    same parameters, the same bits, instead of one kernel call per element, which is what NumPy's
+    inner loop along the channels makes of it). Returns the result, ``None`` when a kernel
+    reported an error, or ``NotImplemented`` when the call is not of that form."""
     x = args[0]
     if ufunc.signature is not None or ufunc.nout != 1 or not isinstance(x, np.ndarray) \
             or x.ndim < 2 or not x.flags.c_contiguous:
-        return None
+        return NotImplemented
     c = x.shape[-1]
     per_channel = False
+    params = []
     for p in args[1:]:
-        n = p.ndim if isinstance(p, np.ndarray) else 0
-        if n == 0:
-            continue
-        if n != 1 or p.shape[0] != c:
-            return None
-        per_channel = True
-    if not per_channel or c < 2 or x.size < CHANNELS_FIRST_MIN_ROWS * c:
-        return None
+        a = np.asarray(p)
+        if a.ndim == 1 and a.shape[0] == c:
+            per_channel = True
+        elif a.ndim != 0:
+            return NotImplemented
+        params.append(a)
+    if not per_channel or c < 2 or x.size < 2 * c:
+        return NotImplemented
     if out is not None and (out.shape != x.shape or not out.flags.writeable):
-        return None
-    xt = np.ascontiguousarray(x.reshape(-1, c).T)
-    return [xt] + [p[:, None] if isinstance(p, np.ndarray) and p.ndim == 1 else p
-                   for p in args[1:]]
+        return NotImplemented
+    return _core._channels(ufunc, x.reshape(-1, c), tuple(params))
 
 
 def run_ufunc(ufunc: np.ufunc, args: Sequence[Any], out: Optional[np.ndarray],
@@ -305,21 +299,16 @@ def run_ufunc(ufunc: np.ufunc, args: Sequence[Any], out: Optional[np.ndarray],
     An ``out`` that overlaps an input is filled only when the call succeeded (through a
     temporary), so that on_error() still sees the inputs as they were given.
     """
-    cf = _channels_first(ufunc, args, out)
-    if cf is not None:
-        with np.errstate(invalid="raise"):
-            try:
-                res = ufunc(*cf)
-            except FloatingPointError:
-                res = None
-        if res is not None:   # back to channels last: (C, rows) -> (rows, C) -> args[0]'s shape
-            y = res.T.reshape(args[0].shape)
-            if out is None:
-                return np.ascontiguousarray(y)
-            out[...] = y
-            return out
+    res = _per_channel_last(ufunc, args, out)
+    if res is None:
         on_error()
         raise RuntimeError(f"{ufunc.__name__} reported an error that could not be located")
+    if res is not NotImplemented:
+        res = res.reshape(args[0].shape)
+        if out is None:
+            return res
+        out[...] = res
+        return out
     direct = out is not None and not overlaps(out, *args)
     with np.errstate(invalid="raise"):
         try:

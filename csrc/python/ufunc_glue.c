@@ -86,6 +86,51 @@ void qk_py_elementwise_loop(char **args, npy_intp const *dims, npy_intp const *s
     qk_py_loop_end(st, args[nin], n, steps[nin], d->ysize);
 }
 
+/* Tiles of QK_PY_TILE_C channels x QK_PY_TILE_R rows, transposed into channel-major buffers. */
+enum { QK_PY_TILE_C = 16, QK_PY_TILE_R = 128 };
+
+/* dst[j * nr + i] = src[i * row + j] for i < nr, j < nc (elements of `size` bytes; row in
+ * elements): a tile in or out of channel-major order. */
+#define QK_PY_TILE_COPY(T, DST, DROW, DCOL, SRC, SROW, SCOL)                                  \
+    for (npy_intp i = 0; i < nr; i++)                                                        \
+        for (npy_intp j = 0; j < nc; j++)                                                    \
+            memcpy((DST) + ((DROW) * i + (DCOL) * j) * (npy_intp)sizeof(T),                  \
+                   (SRC) + ((SROW) * i + (SCOL) * j) * (npy_intp)sizeof(T), sizeof(T));
+static void qk_py_tile(char *dst, npy_intp drow, npy_intp dcol, const char *src, npy_intp srow,
+                       npy_intp scol, npy_intp nr, npy_intp nc, int size) {
+    switch (size) {
+        case 1: QK_PY_TILE_COPY(uint8_t, dst, drow, dcol, src, srow, scol) break;
+        case 2: QK_PY_TILE_COPY(uint16_t, dst, drow, dcol, src, srow, scol) break;
+        case 4: QK_PY_TILE_COPY(uint32_t, dst, drow, dcol, src, srow, scol) break;
+        default: QK_PY_TILE_COPY(uint64_t, dst, drow, dcol, src, srow, scol) break;
+    }
+}
+
+qk_status qk_py_elementwise_channels(const qk_py_loopdef *d, const char *x, char *const *params,
+                                     const npy_intp *pstep, char *y, npy_intp rows,
+                                     npy_intp chans) {
+    _Alignas(64) char xb[QK_PY_TILE_C * QK_PY_TILE_R * 8], yb[QK_PY_TILE_C * QK_PY_TILE_R * 8];
+    const npy_intp zero[8] = {0};
+    qk_py_params p;
+    for (npy_intp r0 = 0; r0 < rows; r0 += QK_PY_TILE_R) {
+        const npy_intp nr = rows - r0 < QK_PY_TILE_R ? rows - r0 : QK_PY_TILE_R;
+        for (npy_intp c0 = 0; c0 < chans; c0 += QK_PY_TILE_C) {
+            const npy_intp nc = chans - c0 < QK_PY_TILE_C ? chans - c0 : QK_PY_TILE_C;
+            qk_py_tile(xb, 1, nr, x + (r0 * chans + c0) * d->xsize, chans, 1, nr, nc, d->xsize);
+            for (npy_intp j = 0; j < nc; j++) {
+                char *a[8];
+                for (int k = 0; k < d->nparams; k++) a[1 + k] = params[k] + (c0 + j) * pstep[k];
+                qk_py_read_params(d, a, 0, zero, &p);
+                const qk_status st = d->kernel(xb + j * nr * d->xsize, (size_t)nr, &p,
+                                               yb + j * nr * d->ysize);
+                if (st != QK_OK) return st;
+            }
+            qk_py_tile(y + (r0 * chans + c0) * d->ysize, chans, 1, yb, 1, nr, nr, nc, d->ysize);
+        }
+    }
+    return QK_OK;
+}
+
 void qk_py_loop_status(qk_status st) {
     /* Our kernels can raise overflow/underflow flags in intermediate products that saturate by
      * design (x * inv -> inf clamps to qmax); only an error of ours is reported. */

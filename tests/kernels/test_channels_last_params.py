@@ -1,12 +1,13 @@
-"""Per-channel parameters on the last axis (the channels-first path of qkernels._checks.run_ufunc,
-the glue's one kernel call per run of equal parameters): the same bits as one row at a time
-(a row is below CHANNELS_FIRST_MIN_ROWS, so it takes the element-by-element path), errors and
-out= as before."""
+"""Per-channel parameters on the last axis (qkernels._checks.run_ufunc's per-channel path,
+``_core._channels``: tiles of 16 channels x 256 rows, one kernel call per channel and tile): the
+same bits as one row at a time (a single row takes the ufunc's own element-by-element loop),
+errors and out= as before; and the glue's one kernel call per run of equal parameters (a
+channels-first broadcast) equals the per-element loop."""
 import numpy as np
 import pytest
 
 import qkernels as qk
-from qkernels import _checks as C
+from qkernels import _core
 
 
 def _rows(f, x, *a, **k):
@@ -19,7 +20,8 @@ def _steps(rng, c):
     return (np.float32(0.03) * np.exp2(rng.integers(-3, 4, c))).astype(np.float32)
 
 
-@pytest.mark.parametrize("shape", [(8, 2), (3, 17, 5), (1, 128, 384), (2, 9, 64)])
+@pytest.mark.parametrize("shape", [(8, 2), (3, 17, 5), (1, 128, 384), (2, 9, 64), (300, 33),
+                                   (2, 260, 17)])
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16])
 @pytest.mark.parametrize("flavor", ["torch", "fbgemm_scalar", "pt2e", "onnx", "tflite"])
 def test_quantize_per_channel_equals_rows(shape, dtype, flavor):
@@ -31,7 +33,7 @@ def test_quantize_per_channel_equals_rows(shape, dtype, flavor):
     if dtype == np.uint8:
         zp += 128
     got = qk.quantize(x, s, zp, dtype=dtype, axis=-1, flavor=flavor)
-    assert x.size >= C.CHANNELS_FIRST_MIN_ROWS * c   # the channels-first path
+    assert x.size >= 2 * c   # the per-channel path
     ref = _rows(lambda r: qk.quantize(r, s, zp, dtype=dtype, axis=-1, flavor=flavor), x)
     assert got.dtype == ref.dtype and np.array_equal(got, ref)
     d = qk.dequantize(got, s, zp, axis=-1)
@@ -84,3 +86,20 @@ def test_channels_first_nan_and_refusals():
     m, sh = qk.quantize_multiplier(np.full(16, 3.0))
     with pytest.raises(qk.AccumulatorOverflowError, match="overflows int32"):
         qk.requantize(acc, m, sh, axis=-1)
+
+
+def test_float64_input_and_runs_of_equal_parameters():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((70, 21)) * 5   # float64: 8-byte elements in the tiles
+    s = _steps(rng, 21)
+    got = qk.quantize(x, s, 0, dtype=np.int16, axis=-1, flavor="fbgemm_scalar")
+    ref = _rows(lambda r: qk.quantize(r, s, 0, dtype=np.int16, axis=-1, flavor="fbgemm_scalar"), x)
+    assert np.array_equal(got, ref)
+    # channels first, the parameter broadcast along the rows: the ufunc itself (NumPy's buffers
+    # hand the glue runs of equal parameters) == element by element
+    xt = np.ascontiguousarray(x.T).astype(np.float32)
+    uf = _core.quantize_fbgemm_scalar_s8
+    y = uf(xt, s[:, None], np.int32(0), np.int32(-128), np.int32(127))
+    one = np.stack([uf(xt[i], s[i], np.int32(0), np.int32(-128), np.int32(127))
+                    for i in range(21)])
+    assert np.array_equal(y, one)
