@@ -18,7 +18,6 @@ depend on them), 224x224, calibrated on that image.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import datetime
@@ -35,7 +34,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_transformer import replace_section  # noqa: E402
+from bench_transformer import section_main  # noqa: E402
 
 HEADING = "## MiniLM and vit_b_16 with integer encoder blocks, batch 1 (issue 16)"
 SEQ = 128
@@ -154,17 +153,8 @@ def run(quick: bool = False, profile: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Any = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--profile", action="store_true", help="cProfile the integer models")
-    ap.add_argument("--write", action="store_true", help="replace this section in BENCHMARKS.md")
-    args = ap.parse_args(argv)
-    text = run(args.quick, args.profile)
-    print(text)
-    if args.write and text:
-        replace_section(os.path.join(ROOT, "BENCHMARKS.md"), HEADING, text)
-    return 0
+def main(argv=None) -> int:
+    return section_main(__doc__, run, HEADING, argv)
 
 
 if __name__ == "__main__":
