@@ -5,7 +5,7 @@ call never writes to ``out=``, and every error names the argument that was wrong
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -266,6 +266,35 @@ def kernel_out(out: Optional[np.ndarray], shape: Sequence[int], dtype: Any,
     return np.empty(shape, dtype)
 
 
+def _per_channel_last(ufunc: np.ufunc, args: Sequence[Any],
+                      out: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """An elementwise ufunc call whose parameters are per channel on the last axis of a
+    C-contiguous data array, run by ``_core._channels`` (tiles transposed to channel-major
+    order, one kernel call per channel and tile: the same kernel on the same elements with the
+    same parameters, the same bits, instead of one kernel call per element, which is what NumPy's
+    inner loop along the channels makes of it). Returns the result, ``None`` when a kernel
+    reported an error, or ``NotImplemented`` when the call is not of that form."""
+    x = args[0]
+    if ufunc.signature is not None or ufunc.nout != 1 or not isinstance(x, np.ndarray) \
+            or x.ndim < 2 or not x.flags.c_contiguous:
+        return NotImplemented
+    c = x.shape[-1]
+    per_channel = False
+    params = []
+    for p in args[1:]:
+        a = np.asarray(p)
+        if a.ndim == 1 and a.shape[0] == c:
+            per_channel = True
+        elif a.ndim != 0:
+            return NotImplemented
+        params.append(a)
+    if not per_channel or c < 2 or x.size < 2 * c:
+        return NotImplemented
+    if out is not None and (out.shape != x.shape or not out.flags.writeable):
+        return NotImplemented
+    return _core._channels(ufunc, x.reshape(-1, c), tuple(params))
+
+
 def run_ufunc(ufunc: np.ufunc, args: Sequence[Any], out: Optional[np.ndarray],
               on_error: Callable[[], None]) -> Any:
     """Call a ufunc whose loops flag data errors as 'invalid'; on_error() raises the right one.
@@ -273,6 +302,16 @@ def run_ufunc(ufunc: np.ufunc, args: Sequence[Any], out: Optional[np.ndarray],
     An ``out`` that overlaps an input is filled only when the call succeeded (through a
     temporary), so that on_error() still sees the inputs as they were given.
     """
+    res = _per_channel_last(ufunc, args, out)
+    if res is None:
+        on_error()
+        raise RuntimeError(f"{ufunc.__name__} reported an error that could not be located")
+    if res is not NotImplemented:
+        res = res.reshape(args[0].shape)
+        if out is None:
+            return res
+        out[...] = res
+        return out
     direct = out is not None and not overlaps(out, *args)
     with np.errstate(invalid="raise"):
         try:

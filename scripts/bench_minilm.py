@@ -14,7 +14,6 @@ the float model calibrated and swapped for qkernels' static W8A8 Linear and inte
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 import contextlib
@@ -29,7 +28,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_transformer import replace_section  # noqa: E402
+from bench_transformer import section_main  # noqa: E402
 
 HEADING = "## MiniLM end to end, batch 1, sequence 128 (issue 16)"
 SEQ = 128
@@ -126,16 +125,7 @@ def run(quick: bool = False, profile: bool = False) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--profile", action="store_true", help="cProfile the qkernels models")
-    ap.add_argument("--write", action="store_true", help="replace this section in BENCHMARKS.md")
-    args = ap.parse_args(argv)
-    text = run(args.quick, args.profile)
-    print(text)
-    if args.write and text:
-        replace_section(os.path.join(ROOT, "BENCHMARKS.md"), HEADING, text)
-    return 0
+    return section_main(__doc__, run, HEADING, argv)
 
 
 if __name__ == "__main__":

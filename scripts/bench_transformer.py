@@ -187,6 +187,21 @@ def replace_section(path: str, heading: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def section_main(doc: str, run, heading: str, argv=None) -> int:
+    """The command line of a script that prints one BENCHMARKS.md section: ``--quick``,
+    ``--profile`` (cProfile instead of the table), ``--write`` (replace the section)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="cProfile the qkernels models")
+    ap.add_argument("--write", action="store_true", help="replace this section in BENCHMARKS.md")
+    args = ap.parse_args(argv)
+    text = run(args.quick, args.profile)
+    print(text)
+    if args.write and text:
+        replace_section(os.path.join(ROOT, "BENCHMARKS.md"), heading, text)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")

@@ -195,7 +195,69 @@ static PyObject *qk_py_quantize_dynamic(PyObject *self, PyObject *args) {
     return Py_BuildValue("Ndi", y, (double)scale, (int)zp);
 }
 
+/* _channels(ufunc, x, params) -> y or NotImplemented: an elementwise ufunc of this module over a
+ * C-contiguous 2-D x (rows, channels), each parameter a scalar (0-d) or one value per channel
+ * (1-D), by qk_py_elementwise_channels: what the ufunc computes for the same elements and
+ * parameters, without a kernel call per element. NotImplemented when the ufunc has no exact loop
+ * for these dtypes (the caller calls the ufunc); None when a kernel reported an error (the
+ * caller locates it). */
+static PyObject *qk_py_channels(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *ufo, *xo, *params;
+    if (!PyArg_ParseTuple(args, "OOO!", &ufo, &xo, &PyTuple_Type, &params)) return NULL;
+    if (!PyObject_TypeCheck(ufo, &PyUFunc_Type) || !PyArray_Check(xo)) Py_RETURN_NOTIMPLEMENTED;
+    PyUFuncObject *uf = (PyUFuncObject *)ufo;
+    PyArrayObject *x = (PyArrayObject *)xo;
+    const int nin = uf->nin, nargs = uf->nin + uf->nout;
+    const Py_ssize_t np_ = PyTuple_GET_SIZE(params);
+    if (uf->nout != 1 || np_ != nin - 1 || nargs > 8 || PyArray_NDIM(x) != 2 ||
+        !PyArray_IS_C_CONTIGUOUS(x) || !PyArray_ISALIGNED(x))
+        Py_RETURN_NOTIMPLEMENTED;
+    const npy_intp rows = PyArray_DIM(x, 0), cols = PyArray_DIM(x, 1);
+    int loop = -1;
+    for (int i = 0; i < uf->ntypes && loop < 0; i++) {
+        const char *ty = uf->types + (size_t)i * (size_t)nargs;
+        if (uf->functions[i] != qk_py_elementwise_loop || ty[0] != PyArray_TYPE(x)) continue;
+        int ok = 1;
+        for (int k = 0; k < np_ && ok; k++) {
+            PyObject *p = PyTuple_GET_ITEM(params, k);
+            ok = PyArray_Check(p) && PyArray_TYPE((PyArrayObject *)p) == ty[1 + k];
+        }
+        if (ok) loop = i;
+    }
+    if (loop < 0) Py_RETURN_NOTIMPLEMENTED;
+    const char *ty = uf->types + (size_t)loop * (size_t)nargs;
+    const qk_py_loopdef *d = (const qk_py_loopdef *)uf->data[loop];
+    char *pp[8];
+    npy_intp pstep[8];
+    for (int k = 0; k < np_; k++) {
+        PyArrayObject *p = (PyArrayObject *)PyTuple_GET_ITEM(params, k);
+        const int nd = PyArray_NDIM(p);
+        if (!PyArray_ISALIGNED(p) || (nd == 1 && (PyArray_DIM(p, 0) != cols ||
+                                                  !PyArray_IS_C_CONTIGUOUS(p))) || nd > 1)
+            Py_RETURN_NOTIMPLEMENTED;
+        pp[k] = PyArray_BYTES(p);
+        pstep[k] = nd == 1 ? PyArray_ITEMSIZE(p) : 0;
+    }
+    npy_intp dims[2] = {rows, cols};
+    PyArrayObject *y = (PyArrayObject *)PyArray_SimpleNew(2, dims, ty[nin]);
+    if (y == NULL) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_py_elementwise_channels(d, PyArray_BYTES(x), pp, pstep, PyArray_BYTES(y), rows, cols);
+    Py_END_ALLOW_THREADS
+    qk_py_loop_status(QK_OK); /* the flags our kernels raise by design, cleared once */
+    if (st != QK_OK) {
+        Py_DECREF(y);
+        Py_RETURN_NONE;
+    }
+    return (PyObject *)y;
+}
+
 static PyMethodDef qk_py_elementwise_methods[] = {
+    {"_channels", qk_py_channels, METH_VARARGS,
+     "_channels(ufunc, x, params) -> y | None | NotImplemented (see qkernels/_checks.py "
+     "run_ufunc)"},
     {"_quantize_dynamic", qk_py_quantize_dynamic, METH_VARARGS,
      "_quantize_dynamic(x, reduce_range) -> (q, scale, zero_point)"},
     {NULL, NULL, 0, NULL}};

@@ -5,7 +5,9 @@
  * Fast path: every parameter operand has stride 0 (a scalar, or a per-channel value constant
  * along the inner loop) and the data operands are contiguous: one call of the C kernel.
  * Strided data: gathered into small stack buffers, one kernel call per block.
- * Parameters that vary along the inner loop (per-channel on the last axis): one call per element.
+ * Parameters that vary along the inner loop: one call per run of equal parameters (one element
+ * each for per-channel parameters on the last axis; qkernels' keyword API runs those on the
+ * transposed, channels-first array instead, see run_ufunc in qkernels/_checks.py).
  */
 #include "qk_numpy.h"
 
@@ -31,6 +33,15 @@ static void qk_py_read_params(const qk_py_loopdef *d, char **args, npy_intp i,
             default: break;
         }
     }
+}
+
+/* 1 when the parameter operands hold the same bytes at elements i and j. */
+static int qk_py_same_params(const qk_py_loopdef *d, char **args, npy_intp i, npy_intp j,
+                             npy_intp const *steps) {
+    for (int k = 1; k <= d->nparams; k++)
+        if (steps[k] != 0 && memcmp(args[k] + i * steps[k], args[k] + j * steps[k], 4) != 0)
+            return 0;
+    return 1;
 }
 
 static qk_status qk_py_run_strided(const qk_py_loopdef *d, const char *x, npy_intp sx, char *y,
@@ -62,13 +73,62 @@ void qk_py_elementwise_loop(char **args, npy_intp const *dims, npy_intp const *s
         qk_py_read_params(d, args, 0, steps, &p);
         st = qk_py_run_strided(d, args[0], steps[0], args[nin], steps[nin], n, &p);
     } else {
-        for (npy_intp i = 0; i < n && st == QK_OK; i++) {
+        /* one kernel call per run of equal parameters (a per-channel parameter broadcast along
+         * the rows of a channels-first array arrives as runs, e.g. from NumPy's buffers) */
+        for (npy_intp i = 0, j; i < n && st == QK_OK; i = j) {
             qk_py_read_params(d, args, i, steps, &p);
+            for (j = i + 1; j < n && qk_py_same_params(d, args, i, j, steps); j++) {
+            }
             st = qk_py_run_strided(d, args[0] + i * steps[0], steps[0], args[nin] + i * steps[nin],
-                                   steps[nin], 1, &p);
+                                   steps[nin], j - i, &p);
         }
     }
     qk_py_loop_end(st, args[nin], n, steps[nin], d->ysize);
+}
+
+/* Tiles of QK_PY_TILE_C channels x QK_PY_TILE_R rows, transposed into channel-major buffers. */
+enum { QK_PY_TILE_C = 16, QK_PY_TILE_R = 128 };
+
+/* dst[j * nr + i] = src[i * row + j] for i < nr, j < nc (elements of `size` bytes; row in
+ * elements): a tile in or out of channel-major order. */
+#define QK_PY_TILE_COPY(T, DST, DROW, DCOL, SRC, SROW, SCOL)                                  \
+    for (npy_intp i = 0; i < nr; i++)                                                        \
+        for (npy_intp j = 0; j < nc; j++)                                                    \
+            memcpy((DST) + ((DROW) * i + (DCOL) * j) * (npy_intp)sizeof(T),                  \
+                   (SRC) + ((SROW) * i + (SCOL) * j) * (npy_intp)sizeof(T), sizeof(T));
+static void qk_py_tile(char *dst, npy_intp drow, npy_intp dcol, const char *src, npy_intp srow,
+                       npy_intp scol, npy_intp nr, npy_intp nc, int size) {
+    switch (size) {
+        case 1: QK_PY_TILE_COPY(uint8_t, dst, drow, dcol, src, srow, scol) break;
+        case 2: QK_PY_TILE_COPY(uint16_t, dst, drow, dcol, src, srow, scol) break;
+        case 4: QK_PY_TILE_COPY(uint32_t, dst, drow, dcol, src, srow, scol) break;
+        default: QK_PY_TILE_COPY(uint64_t, dst, drow, dcol, src, srow, scol) break;
+    }
+}
+
+qk_status qk_py_elementwise_channels(const qk_py_loopdef *d, const char *x, char *const *params,
+                                     const npy_intp *pstep, char *y, npy_intp rows,
+                                     npy_intp chans) {
+    _Alignas(64) char xb[QK_PY_TILE_C * QK_PY_TILE_R * 8], yb[QK_PY_TILE_C * QK_PY_TILE_R * 8];
+    const npy_intp zero[8] = {0};
+    qk_py_params p;
+    for (npy_intp r0 = 0; r0 < rows; r0 += QK_PY_TILE_R) {
+        const npy_intp nr = rows - r0 < QK_PY_TILE_R ? rows - r0 : QK_PY_TILE_R;
+        for (npy_intp c0 = 0; c0 < chans; c0 += QK_PY_TILE_C) {
+            const npy_intp nc = chans - c0 < QK_PY_TILE_C ? chans - c0 : QK_PY_TILE_C;
+            qk_py_tile(xb, 1, nr, x + (r0 * chans + c0) * d->xsize, chans, 1, nr, nc, d->xsize);
+            for (npy_intp j = 0; j < nc; j++) {
+                char *a[8];
+                for (int k = 0; k < d->nparams; k++) a[1 + k] = params[k] + (c0 + j) * pstep[k];
+                qk_py_read_params(d, a, 0, zero, &p);
+                const qk_status st = d->kernel(xb + j * nr * d->xsize, (size_t)nr, &p,
+                                               yb + j * nr * d->ysize);
+                if (st != QK_OK) return st;
+            }
+            qk_py_tile(y + (r0 * chans + c0) * d->ysize, chans, 1, yb, 1, nr, nr, nc, d->ysize);
+        }
+    }
+    return QK_OK;
 }
 
 void qk_py_loop_status(qk_status st) {

@@ -349,13 +349,21 @@ class ResidualLayerNorm:
                            self.sh_r, scheme="single_round", dtype=np.int32,
                            axis=None if self.r.k is None else -1)
         # |a|, |rr| < 2^30 for any calibrated range below 2^(30 - 4 - 7) steps: int32 sum
-        t = np.add(a, rr, dtype=np.int64)
-        t = np.clip(t, I32_MIN, 2 ** 31 - 1).astype(np.int32)
+        t = add_sat32(a, rr)
         return qk.requantize_shift(t, self.shift, self.ptf.zero_point, rounding="half_up",
                                    dtype=np.uint8, axis=-1)
 
     def __call__(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
         return qk.ptf_layernorm(self.ptf_input(x8, r8, threads), self.ln)
+
+
+def add_sat32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``clamp(a + b)`` to int32 for two int32 arrays of one shape: the int32 sum when the
+    operands' ranges cannot overflow (the calibrated case), else through int64."""
+    if int(a.max(initial=0)) + int(b.max(initial=0)) <= 2 ** 31 - 1 and \
+            int(a.min(initial=0)) + int(b.min(initial=0)) >= I32_MIN:
+        return np.add(a, b, dtype=np.int32)
+    return np.clip(np.add(a, b, dtype=np.int64), I32_MIN, 2 ** 31 - 1).astype(np.int32)
 
 
 def _ln_params(ln: torch.nn.LayerNorm, ptf: qk.PTFParams, out: ActQ,
@@ -419,6 +427,21 @@ def keep_mask(mask: Optional[torch.Tensor]) -> Optional[np.ndarray]:
     return k
 
 
+def renorm_floor(acc: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``floor((2^9 acc + rs) / (2 rs))`` as int32, ``rs`` the row sums of the uint8 ``p`` (rows
+    of ``acc``): in float64, exact (numerator and denominator are integers below 2^53 in
+    magnitude, so the floor of the correctly rounded quotient is the integer floor: a quotient
+    below an integer n is below it by at least 1/(2 rs), more than half an ulp of n), int64
+    arithmetic's result without its scalar division. A row of zeros has no sum: int64's
+    division by zero as before (0 with NumPy's warning), never silently another value."""
+    rs = p.sum(axis=-1, dtype=np.int64)[..., None]
+    if rs.min(initial=1) <= 0 or np.abs(acc).max(initial=0) >= 2 ** 42:
+        return ((acc.astype(np.int64) * 512 + rs) // (2 * rs)).astype(np.int32)
+    r = rs.astype(np.float64)
+    t = np.floor((acc * 512.0 + r) / (2.0 * r))
+    return t.astype(np.int32)
+
+
 class Attention:
     """Self-attention in integers (BertSelfAttention): see the module docstring."""
 
@@ -458,9 +481,7 @@ class Attention:
         round(2^8 acc / sum_j P_ij)`` in int64 (round half up), then the fixed-point
         requantization of ``t`` (unit ``s_v / 2^8``) to the context's int8."""
         acc = qk.matmul_int32(p, v, b_zero_point=self.v.zero_point, threads=threads)
-        rs = p.sum(axis=-1, dtype=np.int64)[..., None]
-        t = (acc.astype(np.int64) * 512 + rs) // (2 * rs)
-        y = qk.requantize(t.astype(np.int32), self.rn_mult, self.rn_shift, self.out.zero_point,
+        y = qk.requantize(renorm_floor(acc, p), self.rn_mult, self.rn_shift, self.out.zero_point,
                           dtype=self.out.dtype)
         return y
 
@@ -543,7 +564,7 @@ class EncoderBlock:
     @staticmethod
     def _add(x: np.ndarray, acc: np.ndarray, m: np.ndarray, sh: np.ndarray) -> np.ndarray:
         a = qk.requantize(acc, m, sh, scheme="single_round", dtype=np.int32, axis=-1)
-        return np.clip(np.add(x, a, dtype=np.int64), I32_MIN, 2 ** 31 - 1).astype(np.int32)
+        return add_sat32(x, a)
 
     def __call__(self, x: np.ndarray, threads: int) -> Dict[str, np.ndarray]:
         """``x``: the int32 residual stream (units ``u``); returns the block's integers."""

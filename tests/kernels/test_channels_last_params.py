@@ -1,0 +1,105 @@
+"""Per-channel parameters on the last axis (qkernels._checks.run_ufunc's per-channel path,
+``_core._channels``: tiles of 16 channels x 256 rows, one kernel call per channel and tile): the
+same bits as one row at a time (a single row takes the ufunc's own element-by-element loop),
+errors and out= as before; and the glue's one kernel call per run of equal parameters (a
+channels-first broadcast) equals the per-element loop."""
+import numpy as np
+import pytest
+
+import qkernels as qk
+from qkernels import _core
+
+
+def _rows(f, x, *a, **k):
+    """f on each row alone (the element-by-element path), stacked."""
+    x2 = x.reshape(-1, x.shape[-1])
+    return np.stack([f(x2[i:i + 1], *a, **k)[0] for i in range(x2.shape[0])]).reshape(x.shape)
+
+
+def _steps(rng, c):
+    return (np.float32(0.03) * np.exp2(rng.integers(-3, 4, c))).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(8, 2), (3, 17, 5), (1, 128, 384), (2, 9, 64), (300, 33),
+                                   (2, 260, 17)])
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16])
+@pytest.mark.parametrize("flavor", ["torch", "fbgemm_scalar", "pt2e", "onnx", "tflite"])
+def test_quantize_per_channel_equals_rows(shape, dtype, flavor):
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 4).astype(np.float32)
+    x.reshape(-1)[::7] = np.float32(0.5) * _steps(rng, 1)[0] * rng.integers(-300, 300)  # near-ties
+    c = shape[-1]
+    s, zp = _steps(rng, c), rng.integers(-5, 5, c).astype(np.int32)
+    if dtype == np.uint8:
+        zp += 128
+    got = qk.quantize(x, s, zp, dtype=dtype, axis=-1, flavor=flavor)
+    assert x.size >= 2 * c   # the per-channel path
+    ref = _rows(lambda r: qk.quantize(r, s, zp, dtype=dtype, axis=-1, flavor=flavor), x)
+    assert got.dtype == ref.dtype and np.array_equal(got, ref)
+    d = qk.dequantize(got, s, zp, axis=-1)
+    assert np.array_equal(d.view(np.int32),
+                          _rows(lambda r: qk.dequantize(r, s, zp, axis=-1), got).view(np.int32))
+
+
+@pytest.mark.parametrize("scheme", ["double_round", "single_round"])
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32])
+def test_requantize_per_channel_equals_rows(scheme, dtype):
+    rng = np.random.default_rng(5)
+    acc = rng.integers(-2 ** 24, 2 ** 24, (3, 40, 96)).astype(np.int32)
+    m, sh = qk.quantize_multiplier(rng.uniform(1e-6, 1e-2, 96))
+    zp = rng.integers(0, 20, 96).astype(np.int32)
+    got = qk.requantize(acc, m, sh, zp, scheme=scheme, dtype=dtype, axis=-1)
+    ref = _rows(lambda r: qk.requantize(r, m, sh, zp, scheme=scheme, dtype=dtype, axis=-1), acc)
+    assert np.array_equal(got, ref)
+    shifts = rng.integers(-3, 12, 96).astype(np.int32)
+    for rounding in ("half_up", "half_even", "half_away", "floor"):
+        got = qk.requantize_shift(acc, shifts, zp, rounding=rounding, dtype=dtype, axis=-1)
+        ref = _rows(lambda r: qk.requantize_shift(r, shifts, zp, rounding=rounding, dtype=dtype,
+                                                  axis=-1), acc)
+        assert np.array_equal(got, ref)
+
+
+def test_channels_first_out_and_overlap():
+    rng = np.random.default_rng(1)
+    acc = rng.integers(-2 ** 20, 2 ** 20, (64, 32)).astype(np.int32)
+    sh = rng.integers(0, 8, 32).astype(np.int32)
+    ref = qk.requantize_shift(acc, sh, dtype=np.int32, axis=-1)
+    out = np.empty_like(acc)
+    assert qk.requantize_shift(acc, sh, dtype=np.int32, axis=-1, out=out) is out
+    assert np.array_equal(out, ref)
+    a2 = acc.copy()   # in place: out is the input
+    qk.requantize_shift(a2, sh, dtype=np.int32, axis=-1, out=a2)
+    assert np.array_equal(a2, ref)
+    strided = np.empty((64, 64), np.int32)[:, ::2]   # a non-contiguous out
+    qk.requantize_shift(acc, sh, dtype=np.int32, axis=-1, out=strided)
+    assert np.array_equal(strided, ref)
+
+
+def test_channels_first_nan_and_refusals():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((32, 16)).astype(np.float32)
+    x[5, 3] = np.nan
+    s = _steps(rng, 16)
+    with pytest.raises(ValueError, match=r"NaN at index \(5, 3\)"):
+        qk.quantize(x, s, 0, dtype=np.int8, axis=-1)
+    acc = np.full((32, 16), 2 ** 30, np.int32)
+    m, sh = qk.quantize_multiplier(np.full(16, 3.0))
+    with pytest.raises(qk.AccumulatorOverflowError, match="overflows int32"):
+        qk.requantize(acc, m, sh, axis=-1)
+
+
+def test_float64_input_and_runs_of_equal_parameters():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((70, 21)) * 5   # float64: 8-byte elements in the tiles
+    s = _steps(rng, 21)
+    got = qk.quantize(x, s, 0, dtype=np.int16, axis=-1, flavor="fbgemm_scalar")
+    ref = _rows(lambda r: qk.quantize(r, s, 0, dtype=np.int16, axis=-1, flavor="fbgemm_scalar"), x)
+    assert np.array_equal(got, ref)
+    # channels first, the parameter broadcast along the rows: the ufunc itself (NumPy's buffers
+    # hand the glue runs of equal parameters) == element by element
+    xt = np.ascontiguousarray(x.T).astype(np.float32)
+    uf = _core.quantize_fbgemm_scalar_s8
+    y = uf(xt, s[:, None], np.int32(0), np.int32(-128), np.int32(127))
+    one = np.stack([uf(xt[i], s[i], np.int32(0), np.int32(-128), np.int32(127))
+                    for i in range(21)])
+    assert np.array_equal(y, one)
