@@ -135,13 +135,17 @@ def rows_models(qk, np) -> Dict[str, Callable[[], object]]:
     return out
 
 
+#: the torchvision models of the "zoo" rows (--zoo-models)
+ZOO_MODELS = ["resnet18", "resnet50"]
+
+
 def rows_zoo(qk, np) -> Dict[str, Callable[[], object]]:
-    """torchvision resnet18 / resnet50 at 224x224 (scripts/zoo.py), batch 1 and 8, 1 and 2
-    threads."""
+    """torchvision models (ZOO_MODELS, default resnet18 / resnet50) at 224x224
+    (scripts/zoo.py), batch 1 and 8, 1 and 2 threads."""
     from zoo import quantized
 
     out: Dict[str, Callable[[], object]] = {}
-    for name in ("resnet18", "resnet50"):
+    for name in ZOO_MODELS:
         _, im = quantized(name, 224)
         for batch in (1, 8):
             x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
@@ -179,6 +183,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rows", default="elementwise,gemm,layernorm,models")
     ap.add_argument("--only", default=None, help="only the rows whose name contains this text")
+    ap.add_argument("--zoo-models", default=",".join(ZOO_MODELS),
+                    help="the torchvision models of the zoo rows (comma-separated)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None, help="also write the raw samples here")
     ap.add_argument("--cpu", action="store_true",
@@ -187,13 +193,15 @@ def main() -> int:
                          "would count its helper's spinning)")
     a = ap.parse_args()
     rows = a.rows.split(",")
+    ZOO_MODELS[:] = a.zoo_models.split(",")
     if a.worker:
         worker(a.worker, rows, a.cpu)
         return 0
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     env.pop("QKERNELS_SIMD", None)
     procs = {side: subprocess.Popen([sys.executable, os.path.abspath(__file__), "--a", a.a, "--b",
-                                     a.b, "--rows", a.rows, "--worker", tree]
+                                     a.b, "--rows", a.rows, "--zoo-models", a.zoo_models,
+                                     "--worker", tree]
                                     + (["--cpu"] if a.cpu else []),
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                     env=env)
