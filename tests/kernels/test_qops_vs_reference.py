@@ -2,7 +2,6 @@
 the same integers as the NumPy reference implementations in qkernels.torch.qarith (which the
 from_torch_quantized tests check against PyTorch element for element), and their AVX2 and scalar
 paths agree bit for bit."""
-import itertools
 import os
 import subprocess
 import sys
@@ -13,23 +12,12 @@ import pytest
 pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 from qkernels import _core, qops  # noqa: E402
 from qkernels.torch import qarith as cv  # noqa: E402
-from _avg_pool_cases import avg_pool_outputs  # noqa: E402
+from _avg_pool_cases import DTYPES, _q, _zp, avg_pool_outputs  # noqa: E402
 from _util import run_simd_paths  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # tests/: the helper modules
-DTYPES = (np.uint8, np.int8)
-
-
-def _q(rng, shape, dt):
-    info = np.iinfo(dt)
-    return rng.integers(info.min, info.max, shape, endpoint=True).astype(dt)
-
-
-def _zp(rng, dt):
-    info = np.iinfo(dt)
-    return int(rng.integers(info.min, info.max, endpoint=True))
 
 
 @pytest.mark.parametrize("dt", DTYPES)
