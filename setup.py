@@ -39,6 +39,9 @@ if os.environ.get("QKERNELS_SANITIZE") == "1":
 ext = Extension(
     "qkernels._core",
     sources=_sources(),
+    # every header, so that `make build` (build_ext --inplace) recompiles after a change to one
+    # (the SIMD templates *_isa.h are included, not compiled on their own)
+    depends=sorted(glob.glob("csrc/**/*.h", recursive=True)),
     include_dirs=["csrc/include", "csrc", "csrc/python", np.get_include()],
     define_macros=[("QK_NUMPY_BUILD", '"%s"' % np.__version__)],
     extra_compile_args=cflags,
