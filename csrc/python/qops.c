@@ -192,6 +192,21 @@ static PyObject *qk_py_pool_out(PyArrayObject *x, Py_ssize_t oh, Py_ssize_t ow) 
     return PyArray_SimpleNew(4, dims, PyArray_TYPE(x));
 }
 
+/* A windowed pool's input x (NCHW, checked as qk_py_q8 does, its type in *t) and its new
+ * (n, c, oh, ow) output, once the window is valid: kernel and stride >= 1, padding and output
+ * size >= 0, and own_ok (the pool's own arguments: dilation, vec_channels); else NULL with a
+ * Python error set ("bad <what> geometry"). */
+static PyObject *qk_py_pool_new(PyObject *xo, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                                Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t oh,
+                                Py_ssize_t ow, int own_ok, const char *what, qk_dtype *t) {
+    if (qk_py_q8(xo, "x", 1, t) < 0) return NULL;
+    if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 || pw < 0 || oh < 0 || ow < 0 || !own_ok) {
+        PyErr_Format(PyExc_ValueError, "bad %s geometry", what);
+        return NULL;
+    }
+    return qk_py_pool_out((PyArrayObject *)xo, oh, ow);
+}
+
 static PyObject *qk_py_qmax_pool2d(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *xo;
@@ -200,15 +215,10 @@ static PyObject *qk_py_qmax_pool2d(PyObject *self, PyObject *args) {
                           &ow))
         return NULL;
     qk_dtype t;
-    if (qk_py_q8(xo, "x", 1, &t) < 0) return NULL;
-    if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 || pw < 0 || dh < 1 || dw < 1 || oh < 0 ||
-        ow < 0) {
-        PyErr_SetString(PyExc_ValueError, "bad max-pool geometry");
-        return NULL;
-    }
-    PyArrayObject *x = (PyArrayObject *)xo;
-    PyObject *y = qk_py_pool_out(x, oh, ow);
+    PyObject *y = qk_py_pool_new(xo, kh, kw, sh, sw, ph, pw, oh, ow, dh >= 1 && dw >= 1,
+                                 "max-pool", &t);
     if (y == NULL) return NULL;
+    PyArrayObject *x = (PyArrayObject *)xo;
     qk_status st;
     Py_BEGIN_ALLOW_THREADS
     st = qk_qmax_pool2d(PyArray_DATA(x), t, (size_t)(PyArray_DIM(x, 0) * PyArray_DIM(x, 1)),
@@ -252,15 +262,10 @@ static PyObject *qk_py_qavg_pool2d(PyObject *self, PyObject *args) {
                           &cip, &div, &zp, &vec_channels))
         return NULL;
     qk_dtype t;
-    if (qk_py_q8(xo, "x", 1, &t) < 0) return NULL;
-    if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 || pw < 0 || oh < 0 || ow < 0 ||
-        vec_channels < 0) {
-        PyErr_SetString(PyExc_ValueError, "bad avg-pool geometry");
-        return NULL;
-    }
-    PyArrayObject *x = (PyArrayObject *)xo;
-    PyObject *y = qk_py_pool_out(x, oh, ow);
+    PyObject *y = qk_py_pool_new(xo, kh, kw, sh, sw, ph, pw, oh, ow, vec_channels >= 0,
+                                 "avg-pool", &t);
     if (y == NULL) return NULL;
+    PyArrayObject *x = (PyArrayObject *)xo;
     qk_status st;
     Py_BEGIN_ALLOW_THREADS
     st = qk_qavg_pool2d(PyArray_DATA(x), t, (size_t)PyArray_DIM(x, 0), (size_t)PyArray_DIM(x, 1),
