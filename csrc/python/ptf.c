@@ -156,18 +156,24 @@ static npy_intp qk_py_ln_parse(PyObject *args, qk_layernorm_params *p, PyArrayOb
     return PyArray_SIZE((PyArrayObject *)q_o) / C;
 }
 
+/* out (the last argument of _layernorm_run / _layernorm_stats): a writeable C-contiguous array of
+ * `count` elements of `type`; else -1 with a Python error. */
+static int qk_py_ln_out(PyObject *out, int type, npy_intp count) {
+    if (qk_py_check_arr(out, type, count, "out") < 0) return -1;
+    if (!PyArray_ISWRITEABLE((PyArrayObject *)out)) {
+        PyErr_SetString(PyExc_ValueError, "out is read-only");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *qk_py_layernorm_run(PyObject *self, PyObject *args) {
     (void)self;
     qk_layernorm_params p;
     PyArrayObject *q;
     PyObject *out;
     const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out);
-    if (tokens < 0) return NULL;
-    if (qk_py_check_arr(out, NPY_INT8, PyArray_SIZE(q), "out") < 0) return NULL;
-    if (!PyArray_ISWRITEABLE((PyArrayObject *)out)) {
-        PyErr_SetString(PyExc_ValueError, "out is read-only");
-        return NULL;
-    }
+    if (tokens < 0 || qk_py_ln_out(out, NPY_INT8, PyArray_SIZE(q)) < 0) return NULL;
     qk_status st;
     Py_BEGIN_ALLOW_THREADS
     st = qk_layernorm_ptf_u8_s8(&p, (const uint8_t *)PyArray_DATA(q), (size_t)tokens,
@@ -183,12 +189,7 @@ static PyObject *qk_py_layernorm_stats(PyObject *self, PyObject *args) {
     PyArrayObject *q;
     PyObject *out;
     const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out);
-    if (tokens < 0) return NULL;
-    if (qk_py_check_arr(out, NPY_INT64, 2 * tokens, "out") < 0) return NULL;
-    if (!PyArray_ISWRITEABLE((PyArrayObject *)out)) {
-        PyErr_SetString(PyExc_ValueError, "out is read-only");
-        return NULL;
-    }
+    if (tokens < 0 || qk_py_ln_out(out, NPY_INT64, 2 * tokens) < 0) return NULL;
     int64_t *o = (int64_t *)PyArray_DATA((PyArrayObject *)out);
     qk_status st;
     Py_BEGIN_ALLOW_THREADS
