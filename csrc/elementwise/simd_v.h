@@ -96,6 +96,8 @@
 #define QK_VF_ABS(a) QK__SEL(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a), _mm512_abs_ps(a))
 /* round to nearest, ties to even, whatever MXCSR says */
 #define QK_VF_ROUND_RNE(a) QK__SEL(_mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+/* the 32 bits at byte offset 2 idx of base, for each lane (idx >= 0): 16-bit tables read by gathers */
+#define QK_V_GATHER32_X2(base, idx) QK__SEL(_mm256_i32gather_epi32((const int *)(base), idx, 2), _mm512_i32gather_epi32(idx, (const void *)(base), 2))
 #define QK_VF_GE(a, b) QK__SEL(_mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GE_OQ)), _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ))
 /* the low 8 bits of each lane, stored (lanes already within the 8-bit type: is_signed picks the
  * AVX2 pack that keeps them) */

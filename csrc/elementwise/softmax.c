@@ -610,7 +610,13 @@ static uint32_t qk__sole_thresholds(const qk_softmax_params *p, uint32_t *t) {
  * span = -30 x0, lo = max(mx + 30 x0, INT32_MIN) (j then fits int32: x >= lo >= mx - span). When
  * a call has at least twice as many elements as the table has entries (and span < 2^20), the
  * i-exp runs once for each j (the same integers, by the same code) and the rows look V up:
- * AVX-512 / AVX2 gathers beside the scalar loop, the same bits. */
+ * AVX-512 / AVX2 gathers (softmax_isa.h) beside the scalar loop, the same bits.
+ * Who takes it: on the scalar level every such call; on AVX2 / AVX-512 only the parameters the
+ * int32 lanes refuse (qk__iexp32_set) with |x0| <= 34952 (span < 2^20): e16 = 30 or e16 > 120,
+ * m16 = 0, b < |x0|, or |x0| (|x0| + b) >= 2^31 -- hand-made sets the C API accepts, never a
+ * prepared one (prepare_softmax's x_scale in [3.6e-5, 1.67]: |x0| <= 19222, b >= |x0|,
+ * |x0| (|x0| + b) < 1.82e9, e16 in [46, 77], m16 >= 2^30). tests/kernels/test_softmax_vs_reference.py
+ * forces each of them on every level. */
 enum { QK__IEXP_TABLE_MAX = 1 << 20 };
 
 static uint64_t qk__iexp_lookup_scalar(const uint16_t *t, const int32_t *x, size_t n, int32_t mx,
@@ -624,73 +630,6 @@ static uint64_t qk__iexp_lookup_scalar(const uint16_t *t, const int32_t *x, size
     }
     return s;
 }
-
-#if QK_X86
-/* 16 lanes a step and a masked tail; the int32 lane sums (each value < 2^15) go to 64 bits every
- * 2^12 steps. */
-QK_TARGET_AVX512 static size_t qk__iexp_lookup_avx512(const uint16_t *t, const int32_t *x, size_t n,
-                                                      int32_t mx, int32_t lo, uint16_t *v,
-                                                      uint64_t *sum) {
-    const __m512i vlo = _mm512_set1_epi32(lo), vmx = _mm512_set1_epi32(mx);
-    const __m512i m16 = _mm512_set1_epi32(0xFFFF);
-    __m512i acc = _mm512_setzero_si512();
-    uint64_t s = 0;
-    size_t i = 0, steps = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m512i j = _mm512_sub_epi32(
-            vmx, _mm512_max_epi32(_mm512_loadu_si512((const void *)(x + i)), vlo));
-        const __m512i e = _mm512_and_si512(_mm512_i32gather_epi32(j, (const void *)t, 2), m16);
-        _mm256_storeu_si256((__m256i *)(v + i), _mm512_cvtepi32_epi16(e));
-        acc = _mm512_add_epi32(acc, e);
-        if (++steps == 4096) {
-            s += (uint64_t)_mm512_reduce_add_epi32(acc);
-            acc = _mm512_setzero_si512();
-            steps = 0;
-        }
-    }
-    if (i < n) { /* the tail: masked-off lanes read nothing, gather t[0] and are dropped (a
-                  * masked gather measured slower on Zen 4) */
-        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
-        const __m512i j = _mm512_maskz_sub_epi32(
-            k, vmx, _mm512_max_epi32(_mm512_maskz_loadu_epi32(k, x + i), vlo));
-        const __m512i e = _mm512_maskz_and_epi32(k, _mm512_i32gather_epi32(j, (const void *)t, 2), m16);
-        _mm512_mask_cvtepi32_storeu_epi16(v + i, k, e);
-        acc = _mm512_add_epi32(acc, e);
-        i = n;
-    }
-    *sum += s + (uint64_t)_mm512_reduce_add_epi32(acc);
-    return i;
-}
-
-QK_TARGET_AVX2 static size_t qk__iexp_lookup_avx2(const uint16_t *t, const int32_t *x, size_t n,
-                                                  int32_t mx, int32_t lo, uint16_t *v,
-                                                  uint64_t *sum) {
-    const __m256i vlo = _mm256_set1_epi32(lo), vmx = _mm256_set1_epi32(mx);
-    const __m256i m16 = _mm256_set1_epi32(0xFFFF);
-    __m256i acc = _mm256_setzero_si256();
-    uint64_t s = 0;
-    size_t i = 0, steps = 0;
-    int32_t l[8];
-    for (; i + 8 <= n; i += 8) {
-        const __m256i j = _mm256_sub_epi32(
-            vmx, _mm256_max_epi32(_mm256_loadu_si256((const __m256i *)(x + i)), vlo));
-        const __m256i e = _mm256_and_si256(_mm256_i32gather_epi32((const int *)t, j, 2), m16);
-        const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(e), _mm256_extracti128_si256(e, 1));
-        _mm_storeu_si128((__m128i *)(v + i), w);
-        acc = _mm256_add_epi32(acc, e);
-        if (++steps == 8192) {
-            _mm256_storeu_si256((__m256i *)l, acc);
-            for (int k = 0; k < 8; k++) s += (uint32_t)l[k];
-            acc = _mm256_setzero_si256();
-            steps = 0;
-        }
-    }
-    _mm256_storeu_si256((__m256i *)l, acc);
-    for (int k = 0; k < 8; k++) s += (uint32_t)l[k];
-    *sum += s;
-    return i;
-}
-#endif
 
 /* ---- the public kernels ------------------------------------------------------------------------ */
 static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_dtype xt,
@@ -792,12 +731,12 @@ static qk_status qk__softmax_run(const qk_softmax_params *p, const void *x, qk_d
                 const int64_t lo64 = (int64_t)mx - (int64_t)jcap;
                 const int32_t lo = lo64 < INT32_MIN ? INT32_MIN : (int32_t)lo64;
 #if QK_X86
-                if (path == 2)
-                    i0 = qk__iexp_lookup_avx512(tbl, xi, cols, mx, lo, v, &sum);
-                else if (path == 1)
-                    i0 = qk__iexp_lookup_avx2(tbl, xi, cols, mx, lo, v, &sum);
+                if (path > 0)
+                    sum = path == 2 ? qk__iexp_lookup_avx512(tbl, xi, cols, mx, lo, v)
+                                    : qk__iexp_lookup_avx2(tbl, xi, cols, mx, lo, v);
+                else
 #endif
-                sum += qk__iexp_lookup_scalar(tbl, xi + i0, cols - i0, mx, lo, v + i0);
+                    sum = qk__iexp_lookup_scalar(tbl, xi, cols, mx, lo, v);
                 i0 = cols;
             }
 #if QK_X86

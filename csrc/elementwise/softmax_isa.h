@@ -187,3 +187,39 @@ QK_V_TARGET static uint64_t QK__N(qk__sole32_)(const uint32_t *t, uint32_t kmax,
     }
     return sum;
 }
+
+/* I-BERT by the i-exp table (softmax.c: the parameters the int32 lanes above refuse): v[i] =
+ * t[mx - max(x[i], lo)] by 32-bit gathers of the 16-bit entries (the low half kept; the table has
+ * one entry of slack), the tail through a padded copy (j = 0 in the padding); returns the sum of
+ * the V. */
+QK_V_TARGET static uint64_t QK__N(qk__iexp_lookup_)(const uint16_t *t, const int32_t *x, size_t n,
+                                                    int32_t mx, int32_t lo, uint16_t *v) {
+    const QK_V vlo = QK_V_SET1(lo), vmx = QK_V_SET1(mx), m16 = QK_V_SET1(0xFFFF);
+    const QK_V zero = QK_V_SET1(0);
+    QK_V acc = zero;
+    uint64_t sum = 0;
+    size_t i = 0, steps = 0;
+    for (; i + QK_V_LANES <= n; i += QK_V_LANES) {
+        const QK_V j = QK_V_SUB(vmx, QK_V_MAX(QK_V_LOAD(x + i), vlo));
+        const QK_V e = QK_V_AND(QK_V_GATHER32_X2(t, j), m16);
+        QK_V_STORE_U16(v + i, e);
+        acc = QK_V_ADD(acc, e);
+        if (++steps == 4096) { /* lanes < 2^15 each step */
+            sum += QK__N(qk__hsum_u32_)(acc);
+            acc = zero;
+            steps = 0;
+        }
+    }
+    sum += QK__N(qk__hsum_u32_)(acc);
+    if (i < n) { /* padded with the row's maximum; only the n - i real lanes are kept */
+        int32_t xt[QK_V_LANES], l32[QK_V_LANES];
+        QK__N(qk__pad_tail_)(x, n, i, mx, xt);
+        const QK_V j = QK_V_SUB(vmx, QK_V_MAX(QK_V_LOAD(xt), vlo));
+        QK_V_STORE(l32, QK_V_AND(QK_V_GATHER32_X2(t, j), m16));
+        for (size_t l = 0; i + l < n; l++) {
+            v[i + l] = (uint16_t)l32[l];
+            sum += (uint32_t)l32[l];
+        }
+    }
+    return sum;
+}

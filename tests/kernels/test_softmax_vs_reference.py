@@ -181,6 +181,81 @@ def test_errors_name_the_argument():
                             np.int32(40))
 
 
+# Hand-made I-BERT sets the int32 lanes refuse (qk__iexp32_set) but the C API accepts, over calls
+# of at least 2 (30 |x0| + 1) elements: the only parameters whose int32 input reaches the i-exp
+# table's AVX2 / AVX-512 gathers (prepared sets take the int32 lanes; see softmax.c). One set per
+# condition that keeps the table within 2^20 entries (e16 > 120 and m16 = 0 reach it too, but
+# their V is 0 everywhere: a table of one value).
+TABLE_SETS = {
+    "e16_30": dict(x0=-694, b=2707, c=2792120, m16=1000, e16=30),         # e16 < 31
+    "b_below_x0": dict(x0=-694, b=300, c=2792120, m16=1645, e16=53),      # b < |x0|
+    "x0_x0b_2_31": dict(x0=-1000, b=2_200_000, c=2_000_000_000, m16=1 << 30, e16=75),
+}                                                       # |x0| (|x0| + b) >= 2^31
+
+
+def _table_input(rng, name, rows, cols):
+    """int32 scores spread over the table's span (30 |x0|) and beyond, plus int32 extremes."""
+    x = np.rint(rng.normal(0, -10 * TABLE_SETS[name]["x0"], (rows, cols))).astype(np.int32)
+    x[0] = np.iinfo(np.int32).max
+    x[1, ::3] = np.iinfo(np.int32).min
+    return x
+
+
+def _table_rows(name):
+    """Rows enough for 2 (30 |x0| + 1) elements a call, and the call's column counts."""
+    return 2 * (30 * -TABLE_SETS[name]["x0"] + 1) // 197 + 1, (197, 203)
+
+
+def _run_table_set(x, xp):
+    y = np.empty(x.shape, np.uint8)
+    _core._softmax_run(x, 0, xp["x0"], xp["b"], xp["c"], xp["m16"], xp["e16"], y)
+    return y
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_SETS))
+def test_ibert_int32_table_sets_equal_reference(rng, name):
+    """The i-exp table path (its gathers on this CPU's level) against the reference, tails of
+    5 and 11 / 3 elements (197 and 203 columns on 16 and 8 lanes)."""
+    xp = TABLE_SETS[name]
+    rows, colss = _table_rows(name)
+    for cols in colss:
+        x = _table_input(rng, name, rows, cols)
+        assert x.size >= 2 * (30 * -xp["x0"] + 1)
+        ref = ibert_softmax(x, xp["x0"], xp["b"], xp["c"], xp["m16"], xp["e16"])
+        assert np.array_equal(_run_table_set(x, xp), ref), (name, cols)
+
+
+TABLE_SCRIPT = r"""
+import sys, numpy as np
+from qkernels import _core
+inp = np.load(INPUT)
+out = {}
+for key in inp.files:
+    if key.startswith("x_"):
+        x, xp = inp[key], [int(v) for v in inp["p_" + key[2:]]]
+        y = np.empty(x.shape, np.uint8)
+        _core._softmax_run(x, 0, *xp, y)
+        out[key[2:]] = y
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_ibert_int32_table_sets_simd_paths_give_the_same_bits(rng, tmp_path):
+    inp = {}
+    for name, xp in TABLE_SETS.items():
+        rows, colss = _table_rows(name)
+        for cols in colss:
+            inp[f"x_{name}_{cols}"] = _table_input(rng, name, rows, cols)
+            inp[f"p_{name}_{cols}"] = np.array([xp[k] for k in ("x0", "b", "c", "m16", "e16")])
+    np.savez(tmp_path / "input.npz", **inp)
+    res = run_simd_paths(TABLE_SCRIPT.replace("INPUT", repr(str(tmp_path / "input.npz"))),
+                         tmp_path)
+    assert len(res["scalar"]) == 2 * len(TABLE_SETS)
+    for key in res["scalar"]:
+        assert np.array_equal(res["auto"][key], res["scalar"][key]), key
+        assert np.array_equal(res["avx2"][key], res["scalar"][key]), key
+
+
 SIMD_SCRIPT = r"""
 import sys, numpy as np, qkernels as qk
 rng = np.random.default_rng(5)
