@@ -4,8 +4,9 @@
  * a dyadic per-token reciprocal) and `sole` (SOLE's AILayerNorm: 4-bit dynamic compression of
  * the squares, a 16-entry square table, a 256-entry inverse-square-root table, int8 gamma and
  * beta). All float work happens in qk_layernorm_prepare(); the kernels are integer-only.
- * The statistics have AVX-512 and AVX2 loops, the output stage AVX-512 and AVX2 loops (int64
- * lanes) and, on AVX-512 for F in [32, 52], a faster form in int32 lanes (qk__ln_fast_avx512);
+ * The statistics and the output stage (int64 lanes) have AVX2 and AVX-512 loops, written once
+ * (layernorm_isa.h), and, on AVX-512 for F in [32, 52], the output stage a faster form in int32
+ * lanes (qk__ln_fast_avx512);
  * beside their scalar twins all give the same integers (tests/kernels/test_layernorm.py forces
  * each path with QKERNELS_SIMD).
  * The formulas and bit widths are documented in qkernels.h.
@@ -225,167 +226,25 @@ static qk_status qk__ln_check(const qk_layernorm_params *p, const uint8_t *q, si
     return QK_OK;
 }
 
+/* A block of n channels of the output stage: their exponents and factors G_i = gamma_i *
+ * gamma_multiplier (|G_i| < 2^30) and B_i = beta_i * beta_multiplier (|B_i| < 2^60), as
+ * qk__ln_check bounds them. */
+typedef struct {
+    const uint8_t *alpha;
+    const int32_t *g;
+    const int64_t *b;
+    int32_t n;
+} qk__ln_factors;
+
+/* The statistics of both methods and the int64-lane output stage, once per ISA
+ * (elementwise/layernorm_isa.h): qk__ln_sums_<isa>, qk__ln_sole_sums_<isa>, qk__ln_output_<isa>. */
 #if QK_X86
-/* *s1 += the 8 int32 lanes of v1, *s2 += the 4 int64 lanes of v2. */
-QK_TARGET_AVX2 static inline void qk__ln_hsum_avx2(__m256i v1, __m256i v2, int64_t *s1,
-                                                   int64_t *s2) {
-    int32_t a1[8];
-    int64_t a2[4];
-    _mm256_storeu_si256((__m256i *)a1, v1);
-    _mm256_storeu_si256((__m256i *)a2, v2);
-    for (int k = 0; k < 8; k++) *s1 += a1[k];
-    for (int k = 0; k < 4; k++) *s2 += a2[k];
-}
-
-/* S1 and S2 of the exact method over channels [0, n & ~15), 16 at a time in int16 lanes:
- * x = (q - zp) * 2^alpha fits int16 (|x| <= 255 * 128 = 32640), a pair x0^2 + x1^2 <= 2 * 32640^2
- * fits int32 (_mm256_madd_epi16), and the int32 sums of S1 stay below 2^31 for n <= 32768
- * (n / 16 * 2 * 32640 < 2^27). S2 is widened to int64 on every step. Returns the channels done. */
-QK_TARGET_AVX2 static int32_t qk__ln_sums_avx2(const uint8_t *q, const uint8_t *alpha, int32_t n,
-                                               int32_t zp, int64_t *s1, int64_t *s2) {
-    const int32_t n16 = n & ~15;
-    const __m256i vzp = _mm256_set1_epi16((int16_t)zp), ones = _mm256_set1_epi16(1);
-    const __m128i pow2 = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0, 0, 0, 0);
-    __m256i acc1 = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
-    for (int32_t c = 0; c < n16; c += 16) {
-        const __m256i d = _mm256_sub_epi16(
-            _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + c))), vzp);
-        const __m256i pw = _mm256_cvtepu8_epi16(
-            _mm_shuffle_epi8(pow2, _mm_loadu_si128((const __m128i *)(alpha + c))));
-        const __m256i x = _mm256_mullo_epi16(d, pw);
-        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(x, ones));
-        const __m256i sq = _mm256_madd_epi16(x, x); /* 8 x int32, each <= 2130739200 */
-        acc2 = _mm256_add_epi64(acc2, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(sq)));
-        acc2 = _mm256_add_epi64(acc2, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(sq, 1)));
-    }
-    qk__ln_hsum_avx2(acc1, acc2, s1, s2);
-    return n16;
-}
-#endif
-
-#if QK_X86
-/* S1 and Ex2 of the sole method over channels [0, n & ~7), 8 at a time in int32 lanes: the
- * same compression as the scalar loop, c^2 computed (the 16-entry table holds exactly c^2),
- * each term (c^2 << 4 flag) << 2 alpha < 2^26 widened to int64 before it is summed. */
-QK_TARGET_AVX2 static int32_t qk__ln_sole_sums_avx2(const uint8_t *q, const uint8_t *alpha,
-                                                    int32_t n, int32_t zp, uint32_t rnd_hi,
-                                                    uint32_t rnd_lo, int64_t *s1, uint64_t *ex2) {
-    const int32_t n8 = n & ~7;
-    const __m256i vzp = _mm256_set1_epi32(zp), c63 = _mm256_set1_epi32(63);
-    const __m256i rh = _mm256_set1_epi32((int32_t)rnd_hi), rl = _mm256_set1_epi32((int32_t)rnd_lo);
-    const __m256i c15 = _mm256_set1_epi32(15);
-    __m256i acc1 = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
-    for (int32_t c = 0; c < n8; c += 8) {
-        const __m256i al = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(alpha + c)));
-        const __m256i d = _mm256_sub_epi32(
-            _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + c))), vzp);
-        acc1 = _mm256_add_epi32(acc1, _mm256_sllv_epi32(d, al));
-        const __m256i a = _mm256_abs_epi32(d);
-        const __m256i flag = _mm256_cmpgt_epi32(a, c63); /* a >= 64 */
-        const __m256i hi = _mm256_srli_epi32(_mm256_add_epi32(a, rh), 4);
-        const __m256i lo = _mm256_srli_epi32(_mm256_add_epi32(a, rl), 2);
-        const __m256i cv = _mm256_min_epi32(_mm256_blendv_epi8(lo, hi, flag), c15);
-        /* shift = 4 * flag + 2 * alpha */
-        const __m256i sh = _mm256_add_epi32(_mm256_and_si256(flag, _mm256_set1_epi32(4)),
-                                            _mm256_slli_epi32(al, 1));
-        const __m256i t = _mm256_sllv_epi32(_mm256_mullo_epi32(cv, cv), sh);
-        acc2 = _mm256_add_epi64(acc2, _mm256_cvtepu32_epi64(_mm256_castsi256_si128(t)));
-        acc2 = _mm256_add_epi64(acc2, _mm256_cvtepu32_epi64(_mm256_extracti128_si256(t, 1)));
-    }
-    int64_t e = 0;
-    qk__ln_hsum_avx2(acc1, acc2, s1, &e);
-    *ex2 += (uint64_t)e; /* the same sum modulo 2^64 */
-    return n8;
-}
-#endif
-
-#if QK_X86
-/* The AVX-512 statistics, 32 channels at a time in int16 lanes (AVX-512 BW): the AVX2 loops'
- * arithmetic on twice the lanes. x = (q - zp) * 2^alpha fits int16 (|x| <= 32640); S1 is summed
- * in int32 lanes (at most 1024 steps of 2 * 32640 < 2^17 a lane). Both return the channels done.
- * d = q - zp of 32 channels (int16) and 2^alpha (*pw, int16). */
-QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_d32_avx512(const uint8_t *q,
-                                                                  const uint8_t *alpha,
-                                                                  __m512i vzp, __m256i pow2,
-                                                                  __m512i *pw) {
-    *pw = _mm512_cvtepu8_epi16(
-        _mm256_shuffle_epi8(pow2, _mm256_loadu_si256((const __m256i *)alpha)));
-    const __m512i d = _mm512_sub_epi16(
-        _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)q)), vzp);
-    return d;
-}
-
-/* exact: S2 from _mm512_madd_epi16(x, x) (pairs <= 2 * 32640^2 < 2^31, non-negative), summed in
- * int32 lanes for `steps` steps (steps * the largest pair < 2^31: many when the largest alpha of
- * the call is small), then its even and odd dwords added to int64 lanes. */
-QK_TARGET_AVX512 static int32_t qk__ln_sums_avx512(const uint8_t *q, const uint8_t *alpha,
-                                                   int32_t n, int32_t zp, int64_t *s1,
-                                                   int64_t *s2, int16_t *xb, int32_t steps) {
-    const int32_t n32 = n & ~31;
-    const __m512i vzp = _mm512_set1_epi16((int16_t)zp), ones = _mm512_set1_epi16(1);
-    const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFF);
-    const __m256i pow2 = _mm256_broadcastsi128_si256(
-        _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0, 0, 0, 0));
-    __m512i acc1 = _mm512_setzero_si512(), acc2 = _mm512_setzero_si512();
-    for (int32_t c = 0; c < n32;) {
-        const int32_t end = (n32 - c) / 32 > steps ? c + 32 * steps : n32;
-        __m512i sq = _mm512_setzero_si512();
-        for (; c < end; c += 32) {
-            __m512i pw;
-            const __m512i d = qk__ln_d32_avx512(q + c, alpha + c, vzp, pow2, &pw);
-            const __m512i x = _mm512_mullo_epi16(d, pw);
-            if (xb != NULL) _mm512_storeu_si512(xb + c, x);
-            acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(x, ones));
-            sq = _mm512_add_epi32(sq, _mm512_madd_epi16(x, x));
-        }
-        acc2 = _mm512_add_epi64(acc2, _mm512_and_si512(sq, lo32));
-        acc2 = _mm512_add_epi64(acc2, _mm512_srli_epi64(sq, 32));
-    }
-    *s1 += _mm512_reduce_add_epi32(acc1); /* |S1| <= 32768 * 32640 < 2^31 */
-    *s2 += _mm512_reduce_add_epi64(acc2);
-    return n32;
-}
-
-/* sole: the compressed square c^2 << 4 flag (<= 3600) in int16 lanes, times 4^alpha (<= 16384,
- * 2^alpha squared) by _mm512_madd_epi16: a pair <= 2 * 3600 * 16384 < 2^27, so 16 steps add up in
- * int32 lanes (< 2^31) before they are widened to int64. */
-QK_TARGET_AVX512 static int32_t qk__ln_sole_sums_avx512(const uint8_t *q, const uint8_t *alpha,
-                                                        int32_t n, int32_t zp, uint32_t rnd_hi,
-                                                        uint32_t rnd_lo, int64_t *s1,
-                                                        uint64_t *ex2, int16_t *xb) {
-    const int32_t n32 = n & ~31;
-    const __m512i vzp = _mm512_set1_epi16((int16_t)zp), ones = _mm512_set1_epi16(1);
-    const __m512i rh = _mm512_set1_epi16((int16_t)rnd_hi), rl = _mm512_set1_epi16((int16_t)rnd_lo);
-    const __m512i c15 = _mm512_set1_epi16(15), c63 = _mm512_set1_epi16(63);
-    const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFF);
-    const __m256i pow2 = _mm256_broadcastsi128_si256(
-        _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0, 0, 0, 0));
-    __m512i acc1 = _mm512_setzero_si512(), acc2 = _mm512_setzero_si512();
-    for (int32_t c = 0; c < n32;) {
-        const int32_t end = n32 - c > 16 * 32 ? c + 16 * 32 : n32;
-        __m512i e32 = _mm512_setzero_si512();
-        for (; c < end; c += 32) {
-            __m512i pw;
-            const __m512i d = qk__ln_d32_avx512(q + c, alpha + c, vzp, pow2, &pw);
-            const __m512i x = _mm512_mullo_epi16(d, pw);
-            if (xb != NULL) _mm512_storeu_si512(xb + c, x);
-            acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(x, ones));
-            const __m512i a = _mm512_abs_epi16(d);
-            const __mmask32 flag = _mm512_cmpgt_epi16_mask(a, c63); /* a >= 64 */
-            const __m512i hi = _mm512_srli_epi16(_mm512_add_epi16(a, rh), 4);
-            const __m512i lo = _mm512_srli_epi16(_mm512_add_epi16(a, rl), 2);
-            const __m512i cv = _mm512_min_epi16(_mm512_mask_blend_epi16(flag, lo, hi), c15);
-            __m512i sq = _mm512_mullo_epi16(cv, cv);
-            sq = _mm512_mask_slli_epi16(sq, flag, sq, 4);
-            e32 = _mm512_add_epi32(e32, _mm512_madd_epi16(sq, _mm512_mullo_epi16(pw, pw)));
-        }
-        acc2 = _mm512_add_epi64(acc2, _mm512_and_si512(e32, lo32));
-        acc2 = _mm512_add_epi64(acc2, _mm512_srli_epi64(e32, 32));
-    }
-    *s1 += _mm512_reduce_add_epi32(acc1);
-    *ex2 += (uint64_t)_mm512_reduce_add_epi64(acc2);
-    return n32;
-}
+#define QK_V_IS512 0
+#include "elementwise/layernorm_isa.h"
+#undef QK_V_IS512
+#define QK_V_IS512 1
+#include "elementwise/layernorm_isa.h"
+#undef QK_V_IS512
 #endif
 
 /* The per-row statistics: S1 and D (before E) of the method. One pass over the row; the
@@ -397,8 +256,6 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     const int32_t C = p->channels, zp = p->in_zero_point;
     const uint8_t *alpha = p->alpha;
     int64_t s1 = 0;
-    if (xb != NULL) /* what the 32-channel loops leave of [0, C & ~15) */
-        for (int32_t c = C & ~31; c < (C & ~15); c++) xb[c] = (int16_t)(((int32_t)q[c] - zp) * (1 << alpha[c]));
     if (p->method == QK_LAYERNORM_EXACT) {
         int64_t s2 = 0;
         int32_t c0 = 0;
@@ -406,7 +263,8 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
         if (qk__level() >= QK_LEVEL_AVX512)
             c0 = qk__ln_sums_avx512(q, alpha, C, zp, &s1, &s2, xb, steps);
         if (qk__level() >= QK_LEVEL_AVX2)
-            c0 += qk__ln_sums_avx2(q + c0, alpha + c0, C - c0, zp, &s1, &s2);
+            c0 += qk__ln_sums_avx2(q + c0, alpha + c0, C - c0, zp, &s1, &s2,
+                                   xb != NULL ? xb + c0 : NULL, steps);
 #endif
         for (int32_t c = c0; c < C; c++) {
             /* |x| <= 255 * 2^7 < 2^15, so x and x^2 (< 2^30) are int32 */
@@ -428,7 +286,8 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     if (qk__level() >= QK_LEVEL_AVX512)
         c0 = qk__ln_sole_sums_avx512(q, alpha, C, zp, rnd_hi, rnd_lo, &s1, &ex2, xb);
     if (qk__level() >= QK_LEVEL_AVX2)
-        c0 += qk__ln_sole_sums_avx2(q + c0, alpha + c0, C - c0, zp, rnd_hi, rnd_lo, &s1, &ex2);
+        c0 += qk__ln_sole_sums_avx2(q + c0, alpha + c0, C - c0, zp, rnd_hi, rnd_lo, &s1, &ex2,
+                                    xb != NULL ? xb + c0 : NULL);
 #endif
     for (int32_t c = c0; c < C; c++) {
         const int32_t d = (int32_t)q[c] - zp;
@@ -444,16 +303,6 @@ static inline void qk__ln_row_stats(const qk_layernorm_params *p, const uint8_t 
     *s1_out = s1;
     *d_out = dd > 0 ? dd : 0;
 }
-
-/* A block of n channels of the output stage: their exponents and factors G_i = gamma_i *
- * gamma_multiplier (|G_i| < 2^30) and B_i = beta_i * beta_multiplier (|B_i| < 2^60), as
- * qk__ln_check bounds them. */
-typedef struct {
-    const uint8_t *alpha;
-    const int32_t *g;
-    const int64_t *b;
-    int32_t n;
-} qk__ln_factors;
 
 /* Scalar loop over the block's channels [c0, n): the reference twin of the AVX2 and AVX-512
  * loops below (q and y point at the block's first channel). */
@@ -477,116 +326,6 @@ static inline void qk__ln_output_scalar(const qk_layernorm_params *p, const qk__
     }
 }
 
-#if QK_X86
-/* Arithmetic right shift of int64 lanes (AVX2 has none): flip negatives, shift, flip back. */
-QK_TARGET_AVX2 static inline __m256i qk__sra64(__m256i v, __m128i count) {
-    const __m256i neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
-    return _mm256_xor_si256(_mm256_srl_epi64(_mm256_xor_si256(v, neg), count), neg);
-}
-
-/* Channels [0, n & ~3) four at a time, int64 lanes; the same integers as the scalar loop.
- * x * a with 0 <= a < 2^47 is built from two 24-bit pieces of a (each product fits
- * _mm256_mul_epi32: |x| < 2^15, piece < 2^24), z and G_i fit int32. Returns the channels done. */
-QK_TARGET_AVX2 static int32_t qk__ln_output_avx2(const qk_layernorm_params *p,
-                                                 const qk__ln_factors *f, const uint8_t *q,
-                                                 int64_t a, int64_t b, int rshift, int8_t *y) {
-    const int32_t n4 = f->n & ~3;
-    const __m256i zp = _mm256_set1_epi64x(p->in_zero_point);
-    const __m256i a0 = _mm256_set1_epi64x(a & 0xFFFFFF), a1 = _mm256_set1_epi64x(a >> 24);
-    const __m256i vb = _mm256_set1_epi64x(b);
-    const __m128i rs = _mm_cvtsi32_si128(rshift), sh = _mm_cvtsi32_si128(p->shift);
-    const __m256i zmax = _mm256_set1_epi64x(QK__LN_ZMAX), zmin = _mm256_set1_epi64x(-QK__LN_ZMAX);
-    const __m256i orr = _mm256_set1_epi64x(INT64_C(1) << (p->shift - 1));
-    const __m256i ozp = _mm256_set1_epi64x(p->out_zero_point);
-    const __m256i qmin = _mm256_set1_epi64x(p->out_qmin), qmax = _mm256_set1_epi64x(p->out_qmax);
-    const __m256i lo_dwords = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-    for (int32_t c = 0; c < n4; c += 4) {
-        int32_t q4, a4;
-        memcpy(&q4, q + c, 4);
-        memcpy(&a4, f->alpha + c, 4);
-        const __m256i al = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(a4));
-        const __m256i x = _mm256_sllv_epi64(
-            _mm256_sub_epi64(_mm256_cvtepu8_epi64(_mm_cvtsi32_si128(q4)), zp), al);
-        /* x * a = (x*a1 << 24) + x*a0 */
-        const __m256i xa = _mm256_add_epi64(_mm256_slli_epi64(_mm256_mul_epi32(x, a1), 24),
-                                            _mm256_mul_epi32(x, a0));
-        __m256i z = qk__sra64(_mm256_add_epi64(xa, vb), rs);
-        z = _mm256_blendv_epi8(z, zmax, _mm256_cmpgt_epi64(z, zmax));
-        z = _mm256_blendv_epi8(z, zmin, _mm256_cmpgt_epi64(zmin, z));
-        const __m256i g = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(f->g + c)));
-        const __m256i bb = _mm256_loadu_si256((const __m256i *)(f->b + c));
-        const __m256i acc = _mm256_add_epi64(_mm256_mul_epi32(z, g), bb);
-        __m256i v = _mm256_add_epi64(qk__sra64(_mm256_add_epi64(acc, orr), sh), ozp);
-        v = _mm256_blendv_epi8(v, qmax, _mm256_cmpgt_epi64(v, qmax));
-        v = _mm256_blendv_epi8(v, qmin, _mm256_cmpgt_epi64(qmin, v));
-        /* the low dword of each lane holds the int8 value: pack 4 lanes to 4 bytes */
-        const __m128i d = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v, lo_dwords));
-        const __m128i b8 = _mm_packs_epi16(_mm_packs_epi32(d, d), _mm_setzero_si128());
-        const int32_t out4 = _mm_cvtsi128_si32(b8);
-        memcpy(y + c, &out4, 4);
-    }
-    return n4;
-}
-#endif
-
-#if QK_X86
-/* The AVX-512 output stage of 8 channels at c, up to the int64 value w_i = RHU(z_i G_i + B_i, F)
- * + zp; the caller narrows it (|w_i| < 2^45). */
-QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__ln_out8_avx512(
-    const uint8_t *q, const uint8_t *alpha, const int32_t *G, const int64_t *B, __m512i zp,
-    __m512i a0, __m512i a1, __m512i vb, __m128i rs, __m128i sh, __m512i zmin, __m512i zmax,
-    __m512i orr, __m512i ozp) {
-    const __m512i al = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)alpha));
-    const __m512i x = _mm512_sllv_epi64(
-        _mm512_sub_epi64(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)q)), zp), al);
-    /* x * a = (x*a1 << 24) + x*a0, as in the AVX2 loop */
-    const __m512i xa = _mm512_add_epi64(_mm512_slli_epi64(_mm512_mul_epi32(x, a1), 24),
-                                        _mm512_mul_epi32(x, a0));
-    __m512i z = _mm512_sra_epi64(_mm512_add_epi64(xa, vb), rs);
-    z = _mm512_max_epi64(_mm512_min_epi64(z, zmax), zmin);
-    const __m512i g = _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)G));
-    const __m512i acc = _mm512_add_epi64(_mm512_mul_epi32(z, g), _mm512_loadu_si512(B));
-    return _mm512_add_epi64(_mm512_sra_epi64(_mm512_add_epi64(acc, orr), sh), ozp);
-}
-
-/* Channels [0, n & ~7), sixteen (then eight) at a time: the AVX2 loop on 8 int64 lanes, with
- * AVX-512's own arithmetic shift and min / max of int64 lanes. The clamp to [qmin, qmax] is done
- * on bytes after a saturating narrowing: clamp(sat8(w), qmin, qmax) = clamp(w, qmin, qmax) for
- * -128 <= qmin <= qmax <= 127. Returns the channels done. */
-QK_TARGET_AVX512 static int32_t qk__ln_output_avx512(const qk_layernorm_params *p,
-                                                     const qk__ln_factors *f, const uint8_t *q,
-                                                     int64_t a, int64_t b, int rshift, int8_t *y) {
-    const int32_t n = f->n, n8 = n & ~7;
-    const __m512i zp = _mm512_set1_epi64(p->in_zero_point);
-    const __m512i a0 = _mm512_set1_epi64(a & 0xFFFFFF), a1 = _mm512_set1_epi64(a >> 24);
-    const __m512i vb = _mm512_set1_epi64(b);
-    const __m128i rs = _mm_cvtsi32_si128(rshift), sh = _mm_cvtsi32_si128(p->shift);
-    const __m512i zmax = _mm512_set1_epi64(QK__LN_ZMAX), zmin = _mm512_set1_epi64(-QK__LN_ZMAX);
-    const __m512i orr = _mm512_set1_epi64(INT64_C(1) << (p->shift - 1));
-    const __m512i ozp = _mm512_set1_epi64(p->out_zero_point);
-    const __m128i qmin = _mm_set1_epi8((char)p->out_qmin), qmax = _mm_set1_epi8((char)p->out_qmax);
-    int32_t c = 0;
-    for (; c + 16 <= n; c += 16) {
-        const __m512i w0 = qk__ln_out8_avx512(q + c, f->alpha + c, f->g + c, f->b + c, zp, a0, a1,
-                                              vb, rs, sh, zmin, zmax, orr, ozp);
-        const __m512i w1 = qk__ln_out8_avx512(q + c + 8, f->alpha + c + 8, f->g + c + 8,
-                                              f->b + c + 8, zp, a0, a1, vb, rs, sh, zmin, zmax,
-                                              orr, ozp);
-        __m128i v = _mm_unpacklo_epi64(_mm512_cvtsepi64_epi8(w0), _mm512_cvtsepi64_epi8(w1));
-        v = _mm_max_epi8(_mm_min_epi8(v, qmax), qmin);
-        _mm_storeu_si128((__m128i *)(y + c), v);
-    }
-    if (c < n8) {
-        const __m512i w = qk__ln_out8_avx512(q + c, f->alpha + c, f->g + c, f->b + c, zp, a0, a1,
-                                             vb, rs, sh, zmin, zmax, orr, ozp);
-        const __m128i v = _mm_max_epi8(_mm_min_epi8(_mm512_cvtsepi64_epi8(w), qmax), qmin);
-        _mm_storel_epi64((__m128i *)(y + c), v);
-        c += 8;
-    }
-    return c;
-}
-#endif
-
 enum { QK__LN_FAST_FMIN = 32, QK__LN_FAST_FMAX = 52 };
 
 typedef struct {
@@ -604,7 +343,7 @@ typedef struct {
  *   acc = z * G_i + B'_i              B'_i = B_i + 2^(F-1) + zp_out 2^F (|acc| < 2^62)
  *   w = acc >> F = (acc >> 32) >> (F - 32): the high dwords of the even and odd products, put
  *   back in channel order by one permute, shifted as int32 (|w| < 2^30), then narrowed with
- *   signed saturation and clamped to [qmin, qmax] as bytes (as in qk__ln_output_avx512).
+ *   signed saturation and clamped to [qmin, qmax] as bytes.
  * The same integers as the scalar loop. G_i and B'_i of the even and of the odd channels of each
  * 16 come as int64 arrays (G_i in the low dword): ge[k] = G_{2k}, go[k] = G_{2k+1}, alike be, bo.
  * Returns the channels done (n & ~15). */

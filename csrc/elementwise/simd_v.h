@@ -8,6 +8,8 @@
 
 #include "core/core.h"
 
+#include <string.h>
+
 #if QK_X86
 #include <immintrin.h>
 
@@ -104,6 +106,77 @@
 #define QK_V_STORE_8(p, v, is_signed) QK__SEL(qk__v_store8_avx2(p, v, is_signed), _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(v)))
 /* the low 16 bits of each lane (lanes within [0, 65535]) */
 #define QK_V_STORE_U16(p, v) QK__SEL(_mm_storeu_si128((__m128i *)(p), _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1))), _mm256_storeu_si256((__m256i *)(p), _mm512_cvtepi32_epi16(v)))
+
+/* for layernorm_isa.h: int16 lanes (twice QK_V_LANES; masks QK_VM16) read from a half-width
+ * vector of bytes (QK_VH), and int64 lanes (half QK_V_LANES) */
+#define QK_VH QK__SEL(__m128i, __m256i)
+#define QK_VM16 QK__SEL(__m256i, __mmask32)
+#define QK_VH_LOAD(p) QK__SEL(_mm_loadu_si128((const __m128i *)(p)), _mm256_loadu_si256((const __m256i *)(p)))
+/* the bytes of t (16 bytes, repeated in each 128-bit lane on AVX-512) picked by idx (< 16) */
+#define QK_VH_SHUFFLE8(t, idx) QK__SEL(_mm_shuffle_epi8, _mm256_shuffle_epi8)(t, idx)
+#define QK_VH_BCAST128(v) QK__SEL(v, _mm256_broadcastsi128_si256(v))
+#define QK_V_CVTU8_16(h) QK__SEL(_mm256_cvtepu8_epi16, _mm512_cvtepu8_epi16)(h)
+#define QK_V_SUB16(a, b) QK__SEL(_mm256_sub_epi16, _mm512_sub_epi16)(a, b)
+#define QK_V_ADD16(a, b) QK__SEL(_mm256_add_epi16, _mm512_add_epi16)(a, b)
+#define QK_V_MULLO16(a, b) QK__SEL(_mm256_mullo_epi16, _mm512_mullo_epi16)(a, b)
+#define QK_V_MADD16(a, b) QK__SEL(_mm256_madd_epi16, _mm512_madd_epi16)(a, b) /* int32 pair sums */
+#define QK_V_ABS16(a) QK__SEL(_mm256_abs_epi16, _mm512_abs_epi16)(a)
+#define QK_V_MIN16(a, b) QK__SEL(_mm256_min_epi16, _mm512_min_epi16)(a, b)
+#define QK_V_SRLI16(a, imm) QK__SEL(_mm256_srli_epi16, _mm512_srli_epi16)(a, imm)
+#define QK_V_GT16(a, b) QK__SEL(_mm256_cmpgt_epi16, _mm512_cmpgt_epi16_mask)(a, b)
+/* a where m, else b; a << imm where m, else a */
+#define QK_V_SELECT16(m, a, b) QK__SEL(_mm256_blendv_epi8(b, a, m), _mm512_mask_blend_epi16(m, b, a))
+#define QK_V_SLLI16_WHERE(a, m, imm) QK__SEL(_mm256_blendv_epi8(a, _mm256_slli_epi16(a, imm), m), _mm512_mask_slli_epi16(a, m, a, imm))
+#define QK_V_ADD64(a, b) QK__SEL(_mm256_add_epi64, _mm512_add_epi64)(a, b)
+#define QK_V_SUB64(a, b) QK__SEL(_mm256_sub_epi64, _mm512_sub_epi64)(a, b)
+#define QK_V_SRLI64(a, imm) QK__SEL(_mm256_srli_epi64, _mm512_srli_epi64)(a, imm)
+#define QK_V_SLLI64(a, imm) QK__SEL(_mm256_slli_epi64, _mm512_slli_epi64)(a, imm)
+#define QK_V_SLLV64(a, b) QK__SEL(_mm256_sllv_epi64, _mm512_sllv_epi64)(a, b)
+#define QK_V_MUL32(a, b) QK__SEL(_mm256_mul_epi32, _mm512_mul_epi32)(a, b) /* low dwords, signed */
+/* AVX2 has no arithmetic shift, min or max of int64 lanes: qk__*64_avx2 below */
+#define QK_V_SRA64(a, cnt) QK__SEL(qk__sra64_avx2, _mm512_sra_epi64)(a, cnt)
+#define QK_V_MIN64(a, b) QK__SEL(qk__min64_avx2, _mm512_min_epi64)(a, b)
+#define QK_V_MAX64(a, b) QK__SEL(qk__max64_avx2, _mm512_max_epi64)(a, b)
+/* the lanes' sum: int32 lanes (wrapping like int32), int64 lanes */
+#define QK_V_HSUM32(a) QK__SEL(qk__hsum32_avx2, _mm512_reduce_add_epi32)(a)
+#define QK_V_HSUM64(a) QK__SEL(qk__hsum64_avx2, _mm512_reduce_add_epi64)(a)
+/* 4 (AVX2) or 8 (AVX-512) bytes, zero-extended to int64 lanes / int32 values sign-extended */
+#define QK_V64_LOADU8(p) QK__SEL(qk__v64_loadu8_avx2(p), _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(p))))
+#define QK_V64_LOAD32(p) QK__SEL(_mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(p))), _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(p))))
+/* the low byte of each int64 lane (lanes within int8), stored: 4 or 8 bytes */
+#define QK_V64_STORE8(p, v) QK__SEL(qk__v64_store8_avx2(p, v), _mm_storel_epi64((__m128i *)(p), _mm512_cvtepi64_epi8(v)))
+
+QK_TARGET_AVX2 static inline __m256i qk__sra64_avx2(__m256i v, __m128i count) {
+    const __m256i neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v); /* flip, shift, flip */
+    return _mm256_xor_si256(_mm256_srl_epi64(_mm256_xor_si256(v, neg), count), neg);
+}
+QK_TARGET_AVX2 static inline __m256i qk__min64_avx2(__m256i a, __m256i b) {
+    return _mm256_blendv_epi8(a, b, _mm256_cmpgt_epi64(a, b));
+}
+QK_TARGET_AVX2 static inline __m256i qk__max64_avx2(__m256i a, __m256i b) {
+    return _mm256_blendv_epi8(a, b, _mm256_cmpgt_epi64(b, a));
+}
+QK_TARGET_AVX2 static inline int32_t qk__hsum32_avx2(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+QK_TARGET_AVX2 static inline int64_t qk__hsum64_avx2(__m256i v) {
+    const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    return _mm_cvtsi128_si64(_mm_add_epi64(s, _mm_unpackhi_epi64(s, s)));
+}
+QK_TARGET_AVX2 static inline __m256i qk__v64_loadu8_avx2(const uint8_t *p) {
+    int32_t b4;
+    memcpy(&b4, p, 4);
+    return _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(b4));
+}
+QK_TARGET_AVX2 static inline void qk__v64_store8_avx2(int8_t *p, __m256i v) {
+    const __m128i d = _mm256_castsi256_si128(
+        _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
+    const int32_t b4 = _mm_cvtsi128_si32(_mm_packs_epi16(_mm_packs_epi32(d, d), d));
+    memcpy(p, &b4, 4);
+}
 
 /* t[idx] for idx in [0, 15], the table as one vector (AVX-512) or two halves (AVX2: bit 3 of
  * idx, moved to the sign, picks the half) */
