@@ -1,19 +1,26 @@
 /* layernorm_isa.h -- the statistics loops of both methods and the int64-lane output stage of
- * layernorm.c, written once for AVX2 and AVX-512 (layernorm.c defines QK_V_IS512 as 0 or 1 and
- * includes it after qk__ln_factors; the primitives are elementwise/simd_v.h). No include guard: it
- * is included once per ISA. The AVX-512-only output stage for F in [32, 52] (int32 lanes and a
+ * layernorm.c, written once for AVX2 and AVX-512 (layernorm.c includes it after qk__ln_factors
+ * through simd_twins.h, with QK_V_IS512 0 then 1; the primitives are elementwise/simd_v.h). No
+ * include guard: it is included once per ISA. The AVX-512-only output stage for F in [32, 52] (int32 lanes and a
  * two-source permute) stays in layernorm.c. Every loop gives the scalar loop's integers. */
 #include "elementwise/simd_v.h"
 
 /* int16 lanes: 16 (AVX2) or 32 (AVX-512) channels a step */
 #define QK__LN_L16 (2 * QK_V_LANES)
 
-/* d = q - zp of a step's channels (int16) and 2^alpha (*pw, int16, by a byte shuffle of the
- * powers 1..128) */
-QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__ln_d16_)(const uint8_t *q, const uint8_t *alpha,
-                                                            QK_V vzp, QK_VH pow2, QK_V *pw) {
-    *pw = QK_V_CVTU8_16(QK_VH_SHUFFLE8(pow2, QK_VH_LOAD(alpha)));
-    return QK_V_SUB16(QK_V_CVTU8_16(QK_VH_LOAD(q)), vzp);
+/* The step at channel c: d = q - zp (*d, int16), 2^alpha (*pw, int16, by a byte shuffle of the
+ * powers 1..128) and x = d 2^alpha (returned; stored at xb + c with xb), x added to S1's int32
+ * lanes (*s1: the pair sums of _mm*_madd_epi16 with ones). */
+QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__ln_x16_)(const uint8_t *q, const uint8_t *alpha,
+                                                            int32_t c, int16_t *xb, QK_V vzp,
+                                                            QK_VH pow2, QK_V *s1, QK_V *d,
+                                                            QK_V *pw) {
+    *pw = QK_V_CVTU8_16(QK_VH_SHUFFLE8(pow2, QK_VH_LOAD(alpha + c)));
+    *d = QK_V_SUB16(QK_V_CVTU8_16(QK_VH_LOAD(q + c)), vzp);
+    const QK_V x = QK_V_MULLO16(*d, *pw);
+    if (xb != NULL) QK_V_STORE(xb + c, x);
+    *s1 = QK_V_ADD(*s1, QK_V_MADD16(x, QK_V_SET1_16(1)));
+    return x;
 }
 
 #define QK__LN_POW2 \
@@ -30,7 +37,7 @@ QK_V_TARGET static int32_t QK__N(qk__ln_sums_)(const uint8_t *q, const uint8_t *
                                                int32_t zp, int64_t *s1, int64_t *s2, int16_t *xb,
                                                int32_t steps) {
     const int32_t nl = n & ~(QK__LN_L16 - 1);
-    const QK_V vzp = QK_V_SET1_16((int16_t)zp), ones = QK_V_SET1_16(1);
+    const QK_V vzp = QK_V_SET1_16((int16_t)zp);
     const QK_V lo32 = QK_V_SET1_64(0xFFFFFFFF), zero = QK_V_SET1(0);
     const QK_VH pow2 = QK__LN_POW2;
     QK_V acc1 = zero, acc2 = zero;
@@ -38,11 +45,8 @@ QK_V_TARGET static int32_t QK__N(qk__ln_sums_)(const uint8_t *q, const uint8_t *
         const int32_t end = (nl - c) / QK__LN_L16 > steps ? c + QK__LN_L16 * steps : nl;
         QK_V sq = zero;
         for (; c < end; c += QK__LN_L16) {
-            QK_V pw;
-            const QK_V d = QK__N(qk__ln_d16_)(q + c, alpha + c, vzp, pow2, &pw);
-            const QK_V x = QK_V_MULLO16(d, pw);
-            if (xb != NULL) QK_V_STORE(xb + c, x);
-            acc1 = QK_V_ADD(acc1, QK_V_MADD16(x, ones));
+            QK_V d, pw;
+            const QK_V x = QK__N(qk__ln_x16_)(q, alpha, c, xb, vzp, pow2, &acc1, &d, &pw);
             sq = QK_V_ADD(sq, QK_V_MADD16(x, x));
         }
         acc2 = QK_V_ADD64(acc2, QK_V_AND(sq, lo32));
@@ -63,7 +67,7 @@ QK_V_TARGET static int32_t QK__N(qk__ln_sole_sums_)(const uint8_t *q, const uint
                                                     uint32_t rnd_lo, int64_t *s1, uint64_t *ex2,
                                                     int16_t *xb) {
     const int32_t nl = n & ~(QK__LN_L16 - 1);
-    const QK_V vzp = QK_V_SET1_16((int16_t)zp), ones = QK_V_SET1_16(1);
+    const QK_V vzp = QK_V_SET1_16((int16_t)zp);
     const QK_V rh = QK_V_SET1_16((int16_t)rnd_hi), rl = QK_V_SET1_16((int16_t)rnd_lo);
     const QK_V c15 = QK_V_SET1_16(15), c63 = QK_V_SET1_16(63);
     const QK_V lo32 = QK_V_SET1_64(0xFFFFFFFF), zero = QK_V_SET1(0);
@@ -73,11 +77,8 @@ QK_V_TARGET static int32_t QK__N(qk__ln_sole_sums_)(const uint8_t *q, const uint
         const int32_t end = nl - c > 16 * QK__LN_L16 ? c + 16 * QK__LN_L16 : nl;
         QK_V e32 = zero;
         for (; c < end; c += QK__LN_L16) {
-            QK_V pw;
-            const QK_V d = QK__N(qk__ln_d16_)(q + c, alpha + c, vzp, pow2, &pw);
-            const QK_V x = QK_V_MULLO16(d, pw);
-            if (xb != NULL) QK_V_STORE(xb + c, x);
-            acc1 = QK_V_ADD(acc1, QK_V_MADD16(x, ones));
+            QK_V d, pw;
+            (void)QK__N(qk__ln_x16_)(q, alpha, c, xb, vzp, pow2, &acc1, &d, &pw);
             const QK_V a = QK_V_ABS16(d);
             const QK_VM16 flag = QK_V_GT16(a, c63); /* a >= 64 */
             const QK_V hi = QK_V_SRLI16(QK_V_ADD16(a, rh), 4);
