@@ -390,14 +390,8 @@ static int qk__igelu_fc_set(const qk_gelu_ibert_params *p, size_t ch, qk__igelu_
     return 1;
 }
 
-#if QK_X86
-#define QK_V_IS512 0
-#include "elementwise/gelu_isa.h"
-#undef QK_V_IS512
-#define QK_V_IS512 1
-#include "elementwise/gelu_isa.h"
-#undef QK_V_IS512
-#endif
+#define QK_TWINS_TEMPLATE "elementwise/gelu_isa.h"
+#include "elementwise/simd_twins.h"
 
 /* The float-requantized loop over all of x (rows of `channels`); 0: not applicable (then nothing
  * was written), 1: done, -1: out of memory. */

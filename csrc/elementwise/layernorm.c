@@ -238,14 +238,8 @@ typedef struct {
 
 /* The statistics of both methods and the int64-lane output stage, once per ISA
  * (elementwise/layernorm_isa.h): qk__ln_sums_<isa>, qk__ln_sole_sums_<isa>, qk__ln_output_<isa>. */
-#if QK_X86
-#define QK_V_IS512 0
-#include "elementwise/layernorm_isa.h"
-#undef QK_V_IS512
-#define QK_V_IS512 1
-#include "elementwise/layernorm_isa.h"
-#undef QK_V_IS512
-#endif
+#define QK_TWINS_TEMPLATE "elementwise/layernorm_isa.h"
+#include "elementwise/simd_twins.h"
 
 /* The per-row statistics: S1 and D (before E) of the method. One pass over the row; the
  * parameters are copied to locals first (the int8 output may alias anything, so reading them

@@ -54,14 +54,8 @@ static inline int32_t qk__in8(const uint8_t *p, size_t i, int s8) {
 }
 
 /* ---- quantized add (and LeakyReLU below): their SIMD loops, once per ISA ---------------- */
-#if QK_X86
-#define QK_V_IS512 0
-#include "elementwise/qops_isa.h"
-#undef QK_V_IS512
-#define QK_V_IS512 1
-#include "elementwise/qops_isa.h"
-#undef QK_V_IS512
-#endif
+#define QK_TWINS_TEMPLATE "elementwise/qops_isa.h"
+#include "elementwise/simd_twins.h"
 
 qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_scale,
                   int32_t a_zp, float b_scale, int32_t b_zp, float out_scale, int32_t out_zp,

@@ -159,12 +159,8 @@ QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m256 qk__rhaz_avx2(__m256 t) {
 
 /* The pieces written once for both ISAs (elementwise/quantize_isa.h): qk__q_lanes_<isa>, the
  * dequantize loops qk__dequantize_<isa>. */
-#define QK_V_IS512 0
-#include "elementwise/quantize_isa.h"
-#undef QK_V_IS512
-#define QK_V_IS512 1
-#include "elementwise/quantize_isa.h"
-#undef QK_V_IS512
+#define QK_TWINS_TEMPLATE "elementwise/quantize_isa.h"
+#include "elementwise/simd_twins.h"
 
 /* AVX2: float32 -> u8 / s8 / u16 / s16. kind: 0 = u8, 1 = s8, 2 = u16, 3 = s16. Returns the number of elements done before a block
  * that holds a NaN (or n rounded down to the block size). */

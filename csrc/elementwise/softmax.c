@@ -596,14 +596,8 @@ static uint32_t qk__sole_thresholds(const qk_softmax_params *p, uint32_t *t) {
     return kmax;
 }
 
-#if QK_X86
-#define QK_V_IS512 0
-#include "elementwise/softmax_isa.h"
-#undef QK_V_IS512
-#define QK_V_IS512 1
-#include "elementwise/softmax_isa.h"
-#undef QK_V_IS512
-#endif
+#define QK_TWINS_TEMPLATE "elementwise/softmax_isa.h"
+#include "elementwise/simd_twins.h"
 
 /* ---- int32 input, I-BERT, many elements a call: the i-exp as a table --------------------------
  * V depends only on d = x - max clipped at 30 x0, i.e. on j = max - max(x, lo) in [0, span],
