@@ -5,6 +5,7 @@ call never writes to ``out=``, and every error names the argument that was wrong
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -27,6 +28,32 @@ _INFO: Dict[np.dtype, Tuple[int, int, int]] = {
 
 
 _F32_MAX = float(np.finfo(np.float32).max)
+
+
+# ---- threads ------------------------------------------------------------------------------------
+def cpu_threads() -> int:
+    """The CPUs this process may use (the default thread budget; qkernels.linear.default_threads)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def threads(threads: Optional[int], macs: float = float("inf")) -> int:
+    """A ``threads=`` argument as a count: explicit counts are used as given (capped at 256); the
+    default (None) is the CPUs this process may use, but no more than one thread per ~1M
+    multiply-accumulates (starting a thread costs more than it saves below that; kernels whose
+    work is not MACs pass the default and decide in C). Results never depend on the count."""
+    if type(threads) is int and threads >= 1:   # fast path of the checks below
+        return threads if threads <= 256 else 256
+    if threads is None:
+        n = cpu_threads()
+        return n if macs == float("inf") else max(1, min(n, int(macs // 1_000_000)))
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
+    if int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    return min(int(threads), 256)
 
 
 # An int32 accumulator overflowed (or would overflow) where the hardware would wrap: an

@@ -24,7 +24,6 @@ Before running, the worst-case accumulator ``max|x - x_zp| * sum_k |w[o,k] - w_z
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -54,10 +53,7 @@ def default_threads() -> int:
         >>> L.default_threads() >= 1
         True
     """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return C.cpu_threads()
 
 
 def check_threads(threads: Optional[int]) -> Optional[int]:
@@ -73,19 +69,8 @@ def check_threads(threads: Optional[int]) -> Optional[int]:
     return _threads(threads)
 
 
-def _threads(threads: Optional[int], macs: float = float("inf")) -> int:
-    """Explicit counts are used as given (capped at 256); the default is the CPUs this process
-    may use, but no more than one thread per ~1M multiply-accumulates (starting a thread costs
-    more than it saves below that). Results never depend on the count."""
-    if type(threads) is int and threads >= 1:   # fast path of the checks below
-        return threads if threads <= 256 else 256
-    if threads is None:
-        return max(1, min(default_threads(), int(macs // 1_000_000)))
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-        raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
-    if int(threads) < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    return min(int(threads), 256)
+#: threads=None: the CPUs this process may use, at most one per ~1M multiply-accumulates
+_threads = C.threads
 
 
 def _q8_input(a: Any, name: str) -> np.ndarray:
