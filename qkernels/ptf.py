@@ -470,13 +470,16 @@ def ptf_layernorm(q: ArrayLike, params: Union[PTFParams, LayerNormParams],
                   gamma: Optional[ArrayLike] = None, beta: Optional[ArrayLike] = None, *,
                   method: Optional[str] = None, rounding: str = "round",
                   out_scale: Optional[float] = None, out_zero_point: int = 0,
-                  eps: float = 1e-12, out: Optional[np.ndarray] = None) -> np.ndarray:
+                  eps: float = 1e-12, out: Optional[np.ndarray] = None,
+                  threads: Optional[int] = None) -> np.ndarray:
     """Integer LayerNorm over the last axis of PTF uint8 data, int8 output (SPEC section 7).
 
     Either pass prepared :class:`LayerNormParams` (then gamma, beta, method and out_scale stay
     unset), or :class:`PTFParams` with gamma, beta, ``out_scale`` and the options of
     :func:`prepare_layernorm` (prepared on every call). The kernel is integer-only C and
-    releases the GIL.
+    releases the GIL. ``threads`` (default: the CPUs this process may use) splits the tokens
+    between threads when the call has at least 24576 tokens x channels; the result does not
+    depend on it.
 
     Example:
         >>> import numpy as np, qkernels
@@ -501,13 +504,14 @@ def ptf_layernorm(q: ArrayLike, params: Union[PTFParams, LayerNormParams],
     else:
         raise TypeError(f"params must be PTFParams or LayerNormParams, got "
                         f"{type(params).__name__}")
+    nt = C.threads(threads)
     qa = _ln_input(q, prep.channels)
     if out is None:
         res = np.empty(qa.shape, np.int8)
     else:
         C.check_out(out, qa.shape, _INT8)
         res = C.kernel_out(out, qa.shape, np.int8, qa)
-    _core._layernorm_run(qa, *prep._args(), res)
+    _core._layernorm_run(qa, *prep._args(), res, nt)
     if out is not None and res is not out:
         out[...] = res
         return out

@@ -503,7 +503,10 @@ qk_status qk_ptf_dequantize_u8_f32(const uint8_t *q, size_t tokens, size_t chann
  * wrong method for the function), NULL q/y with tokens > 0, or a p whose integers break the
  * bounds above (|G_i| >= 2^30, |B_i| >= 2^60, E > 2^60, alpha > 7, lut[m] > 2^16: checked on
  * every call, O(channels)). No allocation, reentrant.
- * qk_layernorm_ptf_u8_s8 dispatches on p->method. The statistics have AVX-512 (32 channels a
+ * qk_layernorm_ptf_u8_s8 dispatches on p->method; qk_layernorm_ptf_u8_s8_threads does too, with
+ * `threads` <= 1 on the calling thread, more splitting the tokens between the caller and up to
+ * threads - 1 helper threads when the call has at least 24576 tokens x channels (below that
+ * the calling thread does it all); results do not depend on the count. The statistics have AVX-512 (32 channels a
  * step) and AVX2 loops, the output stage AVX-512 and AVX2 loops (int64 lanes; on AVX-512 with
  * F in [32, 52], int32 lanes whose even and odd halves are multiplied as int64, and for exact
  * rows z = ((C x_i) M' + 2^(r-1-k) - S1 M') >> (r - k) with M = M' 2^k, M' < 2^31: the same
@@ -550,6 +553,8 @@ qk_status qk_layernorm_ptf_u8_s8_sole(const qk_layernorm_params *p, const uint8_
                                       size_t tokens, int8_t *y);
 qk_status qk_layernorm_ptf_u8_s8(const qk_layernorm_params *p, const uint8_t *q, size_t tokens,
                                  int8_t *y);
+qk_status qk_layernorm_ptf_u8_s8_threads(const qk_layernorm_params *p, const uint8_t *q,
+                                         size_t tokens, int8_t *y, int threads);
 qk_status qk_layernorm_ptf_stats(const qk_layernorm_params *p, const uint8_t *q, size_t tokens,
                                  int64_t *s1, int64_t *d);
 /* Floor integer square root (Newton iteration from above, as I-BERT's int_sqrt). */

@@ -109,14 +109,16 @@ fail:
 }
 
 /* Parses (q, method, in_zp, out_zp, shift, eps_term, gamma_mult, beta_mult, alpha, gamma,
- * beta, lut, out) into p; returns the number of tokens, or -1 with an error set. */
+ * beta, lut, out[, threads]) into p (threads: 1 when not given); returns the number of tokens, or
+ * -1 with an error set. */
 static npy_intp qk_py_ln_parse(PyObject *args, qk_layernorm_params *p, PyArrayObject **q,
-                               PyObject **out) {
+                               PyObject **out, int *threads) {
     int method, in_zp, out_zp, shift;
     long long eps_term, gm, bm;
     PyObject *q_o, *alpha_o, *gamma_o, *beta_o, *lut_o;
-    if (!PyArg_ParseTuple(args, "OiiiiLLLOOOOO", &q_o, &method, &in_zp, &out_zp, &shift,
-                          &eps_term, &gm, &bm, &alpha_o, &gamma_o, &beta_o, &lut_o, out))
+    *threads = 1;
+    if (!PyArg_ParseTuple(args, "OiiiiLLLOOOOO|i", &q_o, &method, &in_zp, &out_zp, &shift,
+                          &eps_term, &gm, &bm, &alpha_o, &gamma_o, &beta_o, &lut_o, out, threads))
         return -1;
     if (qk_py_check_arr(alpha_o, NPY_UINT8, -1, "alpha") < 0) return -1;
     const npy_intp C = PyArray_SIZE((PyArrayObject *)alpha_o);
@@ -172,12 +174,13 @@ static PyObject *qk_py_layernorm_run(PyObject *self, PyObject *args) {
     qk_layernorm_params p;
     PyArrayObject *q;
     PyObject *out;
-    const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out);
+    int threads;
+    const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out, &threads);
     if (tokens < 0 || qk_py_ln_out(out, NPY_INT8, PyArray_SIZE(q)) < 0) return NULL;
     qk_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = qk_layernorm_ptf_u8_s8(&p, (const uint8_t *)PyArray_DATA(q), (size_t)tokens,
-                                (int8_t *)PyArray_DATA((PyArrayObject *)out));
+    st = qk_layernorm_ptf_u8_s8_threads(&p, (const uint8_t *)PyArray_DATA(q), (size_t)tokens,
+                                        (int8_t *)PyArray_DATA((PyArrayObject *)out), threads);
     Py_END_ALLOW_THREADS
     if (st != QK_OK) return qk_py_status_error(st, "layernorm");
     Py_RETURN_NONE;
@@ -188,7 +191,8 @@ static PyObject *qk_py_layernorm_stats(PyObject *self, PyObject *args) {
     qk_layernorm_params p;
     PyArrayObject *q;
     PyObject *out;
-    const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out);
+    int threads; /* not used: the statistics run on the calling thread */
+    const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out, &threads);
     if (tokens < 0 || qk_py_ln_out(out, NPY_INT64, 2 * tokens) < 0) return NULL;
     int64_t *o = (int64_t *)PyArray_DATA((PyArrayObject *)out);
     qk_status st;
@@ -206,7 +210,8 @@ static PyMethodDef qk_py_ptf_methods[] = {
      " -> dict (qk_layernorm_prepare; use qkernels.prepare_layernorm)."},
     {"_layernorm_run", qk_py_layernorm_run, METH_VARARGS,
      "_layernorm_run(q, method, in_zp, out_zp, shift, eps_term, gamma_mult, beta_mult, alpha,"
-     " gamma, beta, lut, out) (qk_layernorm_ptf_u8_s8; use qkernels.ptf_layernorm)."},
+     " gamma, beta, lut, out, threads=1) (qk_layernorm_ptf_u8_s8_threads; use"
+     " qkernels.ptf_layernorm)."},
     {"_layernorm_stats", qk_py_layernorm_stats, METH_VARARGS,
      "Same arguments as _layernorm_run; out is int64 of 2*tokens (S1 then D)."},
     {NULL, NULL, 0, NULL}};

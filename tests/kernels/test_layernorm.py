@@ -224,6 +224,33 @@ def test_property_bit_exact(C, T, K, zp, out_zp, seed, variant, scale, out_scale
         _ref(p, gamma, beta, method, rounding, out_scale, out_zp, eps, q))
 
 
+@pytest.mark.parametrize("method,rounding", VARIANTS)
+def test_threads_1_and_2_give_the_same_bits(method, rounding):
+    # the C kernel splits the tokens over threads from 24576 tokens x channels on (jobs of 16
+    # tokens): both sides of that threshold, a last job shorter than 16 tokens, channel counts
+    # of one and of several 512-channel blocks, and F inside and outside the AVX-512 fast output
+    # stage's [32, 52] (out_scale 0.05 and 300); threads=1 runs on the calling thread
+    rng = np.random.default_rng(17)
+    for tokens, C in ((63, 384), (64, 384), (197, 384), (70, 1100), (33, 768)):
+        x = (rng.standard_normal((tokens, C)) * rng.uniform(0.1, 9, C)).astype(np.float32)
+        p = qk.ptf_calibrate(x, K=5)
+        q = p.quantize(x)
+        q[0] = 255
+        q[1] = rng.integers(0, 256, C)
+        for out_scale in (0.05, 300.0):
+            ln = qk.prepare_layernorm(p, rng.uniform(-2, 2, C), rng.uniform(-1, 1, C),
+                                      method=method, rounding=rounding, out_scale=out_scale,
+                                      out_zero_point=-3)
+            one = qk.ptf_layernorm(q, ln, threads=1)
+            for t in (2, 3, None):
+                np.testing.assert_array_equal(qk.ptf_layernorm(q, ln, threads=t), one,
+                                              err_msg=f"{tokens} x {C}, threads={t}")
+    with pytest.raises(ValueError, match="threads"):
+        qk.ptf_layernorm(q, ln, threads=0)
+    with pytest.raises(TypeError, match="threads"):
+        qk.ptf_layernorm(q, ln, threads=2.0)
+
+
 def test_threads_share_prepared_params():
     # the kernel releases the GIL and is reentrant: concurrent calls give the serial bits
     from concurrent.futures import ThreadPoolExecutor
