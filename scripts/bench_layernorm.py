@@ -2,8 +2,9 @@
 """Benchmark section for the PTF / integer LayerNorm kernels (called by scripts/bench.py).
 
 197 x 384 tokens (the DeiT-small LayerNorm shape; the real data when it is beside the repository):
-torch's float layer_norm on 1 thread (then 2) against the integer LayerNorm (single-threaded), in
-interleaved rounds in one process, wall and CPU-time medians.
+torch's float layer_norm on 1 thread (then 2) against the integer LayerNorm on 1 thread (then 2:
+ptf_layernorm(threads=2) splits the tokens), in interleaved rounds in one process, wall and
+CPU-time medians.
 """
 from __future__ import annotations
 
@@ -73,10 +74,13 @@ def run(quick: bool = False) -> str:
         ln = qk.prepare_layernorm(p, g, b, method=method, rounding=rounding, out_scale=out_scale)
         names.append(f"qkernels.ptf_layernorm {method}"
                      + (f" ({rounding})" if method == "sole" else "") + " (uint8 -> int8, out=)")
-        fns.append(lambda ln=ln: qk.ptf_layernorm(q, ln, out=y))
+        fns.append(lambda ln=ln: qk.ptf_layernorm(q, ln, out=y, threads=1))
     t1 = _interleaved(fns, rounds, calls)
     torch.set_num_threads(2)
-    t2 = _interleaved(fns[:2], rounds, calls)  # torch on 2 threads; the kernel has one
+    ln2 = qk.prepare_layernorm(p, g, b, method="exact", out_scale=out_scale)
+    # torch on 2 threads, the exact integer LayerNorm on 1, then on 2
+    t2 = _interleaved(fns[:2] + [lambda: qk.ptf_layernorm(q, ln2, out=y, threads=2)], rounds,
+                      calls)
     torch.set_num_threads(1)
     t_prep = median_time(lambda: qk.prepare_layernorm(p, g, b, out_scale=out_scale), repeat)
     lines = ["## PTF quantization and integer LayerNorm", "",
@@ -100,6 +104,9 @@ def run(quick: bool = False) -> str:
     lines.append(f"| {names[0]} | 2 | {tw * 1e6:.1f} | (2 threads) | {x.shape[0] / tw:.3g} |  |  |")
     tw, tc = t2[1]
     lines.append(f"| {names[1]} (one thread) beside it | 1 | {tw * 1e6:.1f} | {tc * 1e6:.1f} | "
+                 f"{x.shape[0] / tw:.3g} | {t2[0][0] / tw:.2f}x |  |")
+    tw, _ = t2[2]
+    lines.append(f"| {names[1]} beside it | 2 | {tw * 1e6:.1f} | (2 threads) | "
                  f"{x.shape[0] / tw:.3g} | {t2[0][0] / tw:.2f}x |  |")
     lines.append(f"| qkernels.prepare_layernorm (once per layer) | 1 | {t_prep * 1e6:.1f} |  | "
                  f"{x.shape[0] / t_prep:.3g} |  |  |")
