@@ -181,6 +181,41 @@ static void test_layernorm(void) {
         }
     }
 
+    /* the thread split (from 24576 tokens x channels: 100 x 300, jobs of 16 tokens, the last of
+     * 4): threads 2 and 4 give the bits of threads 1 (= qk_layernorm_ptf_u8_s8) */
+    {
+        enum { MC = 300, MT = 100 };
+        static int32_t al[MC], gb[MC];
+        static float ga[MC], be[MC];
+        static int64_t bb[MC];
+        static uint8_t ab[MC], qq[MC * MT];
+        static int8_t y1[MC * MT], yt[MC * MT];
+        uint32_t r = 777u;
+        for (int c = 0; c < MC; c++) {
+            r = r * 1103515245u + 12345u;
+            al[c] = (int32_t)((r >> 16) % 8u);
+            ga[c] = (float)((int)((r >> 8) % 41u) - 20) / 8.0f;
+            be[c] = (float)((int)((r >> 4) % 17u) - 8) / 4.0f;
+        }
+        for (int i = 0; i < MC * MT; i++) {
+            r = r * 1103515245u + 12345u;
+            qq[i] = (uint8_t)(r >> 24);
+        }
+        for (int m = 0; m < 3; m++) {
+            qk_layernorm_params pm;
+            QK_CHECK(qk_layernorm_prepare(&pm, methods[m], MC, 0.05f, al, 120, ga, be, 1e-6f,
+                                          0.02f, 3, gb, bb, ab) == QK_OK, "prepare mt %d", m);
+            QK_CHECK(qk_layernorm_ptf_u8_s8(&pm, qq, MT, y1) == QK_OK, "mt one thread %d", m);
+            for (int t = 2; t <= 4; t += 2) {
+                memset(yt, 0, sizeof yt);
+                QK_CHECK(qk_layernorm_ptf_u8_s8_threads(&pm, qq, MT, yt, t) == QK_OK,
+                         "mt run %d threads %d", m, t);
+                QK_CHECK(memcmp(y1, yt, sizeof yt) == 0, "method %d: threads %d differ", m, t);
+            }
+        }
+        QK_CHECK(qk_layernorm_ptf_u8_s8_threads(NULL, qq, MT, yt, 2) == QK_ERR_ARG, "mt NULL p");
+    }
+
     /* worst-case magnitudes: C = max, alpha = 7, full-scale rows (sanitizer checks overflow) */
     enum { CB = QK_LAYERNORM_MAX_CHANNELS };
     static int32_t ab[CB], gb[CB];
