@@ -83,6 +83,21 @@ static void test_ptf_quantize(void) {
     QK_CHECK(qk_ptf_quantize_f32_u8(NULL, 0, 3, 0.25f, alpha, 128, NULL, NULL) == QK_OK, "empty");
 }
 
+/* A LayerNorm case from a seed: nc exponents in [0, 7], gamma in [-2.5, 2.5] and beta in [-2, 2]
+ * (steps of 1/8 and 1/4), nt x nc random codes (a linear congruential generator). */
+static void ln_case(uint32_t r, int nc, int nt, int32_t *al, float *ga, float *be, uint8_t *qq) {
+    for (int c = 0; c < nc; c++) {
+        r = r * 1103515245u + 12345u;
+        al[c] = (int32_t)((r >> 16) % 8u);
+        ga[c] = (float)((int)((r >> 8) % 41u) - 20) / 8.0f;
+        be[c] = (float)((int)((r >> 4) % 17u) - 8) / 4.0f;
+    }
+    for (int i = 0; i < nc * nt; i++) {
+        r = r * 1103515245u + 12345u;
+        qq[i] = (uint8_t)(r >> 24);
+    }
+}
+
 static void test_layernorm(void) {
     const int32_t alpha[4] = {0, 0, 0, 0};
     const float gamma[4] = {1, 1, 1, 1}, beta[4] = {0, 0, 0, 0};
@@ -150,17 +165,7 @@ static void test_layernorm(void) {
         int64_t bb[NC];
         uint8_t ab[NC], qq[NC * NT];
         int8_t yf[NC * NT], yn[NC * NT];
-        uint32_t r = 12345u;
-        for (int c = 0; c < NC; c++) {
-            r = r * 1103515245u + 12345u;
-            al[c] = (int32_t)((r >> 16) % 8u);
-            ga[c] = (float)((int)((r >> 8) % 41u) - 20) / 8.0f;
-            be[c] = (float)((int)((r >> 4) % 17u) - 8) / 4.0f;
-        }
-        for (int i = 0; i < NC * NT; i++) {
-            r = r * 1103515245u + 12345u;
-            qq[i] = (uint8_t)(r >> 24);
-        }
+        ln_case(12345u, NC, NT, al, ga, be, qq);
         for (int m = 0; m < 3; m++) {
             qk_layernorm_params pn;
             QK_CHECK(qk_layernorm_prepare(&pn, methods[m], NC, 0.05f, al, 120, ga, be, 1e-6f,
@@ -190,17 +195,7 @@ static void test_layernorm(void) {
         static int64_t bb[MC];
         static uint8_t ab[MC], qq[MC * MT];
         static int8_t y1[MC * MT], yt[MC * MT];
-        uint32_t r = 777u;
-        for (int c = 0; c < MC; c++) {
-            r = r * 1103515245u + 12345u;
-            al[c] = (int32_t)((r >> 16) % 8u);
-            ga[c] = (float)((int)((r >> 8) % 41u) - 20) / 8.0f;
-            be[c] = (float)((int)((r >> 4) % 17u) - 8) / 4.0f;
-        }
-        for (int i = 0; i < MC * MT; i++) {
-            r = r * 1103515245u + 12345u;
-            qq[i] = (uint8_t)(r >> 24);
-        }
+        ln_case(777u, MC, MT, al, ga, be, qq);
         for (int m = 0; m < 3; m++) {
             qk_layernorm_params pm;
             QK_CHECK(qk_layernorm_prepare(&pm, methods[m], MC, 0.05f, al, 120, ga, be, 1e-6f,
