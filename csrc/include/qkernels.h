@@ -762,7 +762,9 @@ qk_status qk_bmm(const void *a, qk_dtype a_type, const int32_t *a_zero_point, co
  * time, same bits: I-BERT's i-exp in int32 lanes with its final rounding from float products
  * within a proven error bound, lanes that may lie across a tie redone in exact integers (for
  * parameters with 30 |x0| < 2^31, b >= |x0|, |x0| (|x0| + b) < 2^31, |x0| < 270000,
- * 31 <= e16 <= 120, m16 >= 1: every prepared set; others: 64-bit lanes or scalar C); SOLE's k
+ * 31 <= e16 <= 120, m16 >= 1: every prepared set; others: 64-bit lanes, or for a call of at
+ * least 2 (30 |x0| + 1) elements with 30 |x0| < 2^20 the i-exp once per difference and
+ * gathered, or scalar C); SOLE's k
  * from 15 thresholds of max - x found once a call (k never decreases as x falls). cols <= 2^24
  * (QK_ERR_ARG); rows * cols == 0 is a no-op.
  * qk_softmax_table(p, value, k): the 256 values V[d] (and SOLE's k[d], zeros otherwise) the
