@@ -408,7 +408,8 @@ def cat_kernel(in_metas: Sequence[QMeta], dim: int, out: QMeta,
 
     On 8-bit integers that requantization is a function of the byte alone: it runs as a table of
     its 256 outputs (:class:`qkernels.qops.Lookup`, one C pass), the table made once by the same
-    two kernels, so the same bytes (inception_v3 at batch 1: cat_3 84 -> 56 us, cat_11 86 -> 49 us)."""
+    two kernels, so the same bytes (inception_v3 at batch 1: cat_3 84 -> 56 us, cat_11 86 ->
+    49 us)."""
     dt = np.dtype(out.dtype)
     so, zo = F32(out.scale), int(out.zero_point)
     lo, hi = out.qrange()
