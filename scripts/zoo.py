@@ -85,7 +85,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--steps", type=int, default=0, metavar="RUNS",
                     help="instead of the loop: each step's minimum time over RUNS runs, by kind")
-    ap.add_argument("--verbose", action="store_true", help="with --steps: every step (a conv with its GMAC/s)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="with --steps: every step (a conv with its GMAC/s)")
     a = ap.parse_args()
     import numpy as np
     import torch
