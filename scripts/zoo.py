@@ -40,6 +40,7 @@ def step_profile(im: Any, x: Any, threads: int, runs: int, verbose: bool) -> Non
     machine's bursts."""
     import collections
 
+    import numpy as np
     im(x, threads=threads)
     plan = im._plan
     best: dict = {}
@@ -60,14 +61,19 @@ def step_profile(im: Any, x: Any, threads: int, runs: int, verbose: bool) -> Non
             kh, kw = L.w_int.shape[2:]
             kind += f" {kh}x{kw} s{L.stride[0]}{' depthwise' if L.groups > 1 else ''}"
         kinds[kind] += best[name]
-        rows.append((best[name], name, kind, getattr(env[out], "shape", None)))
+        shape = getattr(env[out], "shape", None)
+        macs = 0
+        if hasattr(L, "w_int") and shape is not None and len(shape) == 4:
+            macs = int(np.prod(shape)) * int(np.prod(L.w_int.shape[1:]))
+        rows.append((best[name], name, kind, shape, macs))
     total = sum(best.values())
     print(f"sum of the per-step minima over {runs} runs: {total * 1e3:.2f} ms, {len(rows)} steps")
     for kind, v in kinds.most_common():
         print(f"  {v * 1e3:7.2f} ms {100 * v / total:5.1f}%  {kind}")
     if verbose:
-        for v, name, kind, shape in rows:
-            print(f"  {v * 1e6:8.1f} us  {name:40s} {kind:32s} {shape}")
+        for v, name, kind, shape, macs in rows:   # conv: GMAC/s of the step
+            rate = f"{macs / v / 1e9:6.1f} GMAC/s" if macs else ""
+            print(f"  {v * 1e6:8.1f} us  {name:40s} {kind:32s} {str(shape):22s} {rate}")
 
 
 def main() -> int:
@@ -79,7 +85,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--steps", type=int, default=0, metavar="RUNS",
                     help="instead of the loop: each step's minimum time over RUNS runs, by kind")
-    ap.add_argument("--verbose", action="store_true", help="with --steps: every step")
+    ap.add_argument("--verbose", action="store_true",
+                    help="with --steps: every step (a conv with its GMAC/s)")
     a = ap.parse_args()
     import numpy as np
     import torch

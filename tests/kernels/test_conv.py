@@ -35,6 +35,7 @@ CASES = [
     (2, 8, 14, 14, 16, 3, 3, 1, 1, 1, 1),     # channel-quad image (in_c / groups % 4 == 0)
     (1, 16, 11, 9, 24, 3, 3, 2, (2, 0, 1, 1), 1, 2),  # channel-quad, stride 2, groups
     (1, 8, 10, 10, 8, 3, 3, 3, 1, 2, 1),      # channel-quad, stride 3, dilation 2
+    (2, 20, 17, 17, 24, 1, 1, 1, 0, 1, 1),    # 1x1 read in place, 289-pixel planes (tails)
 ]
 
 
@@ -219,6 +220,13 @@ SIMD_CASES = [
     (2, 16, 11, 21, 32, 3, 3, 1, (2, 1, 0, 1), 1, 2),
     (1, 8, 9, 30, 16, 3, 3, 1, (0, 1, 1, 1), 1, 1),
     (1, 8, 6, 20, 16, 3, 3, 1, 3, 1, 1),
+    # unpadded 1x1 convs read the input in place (no copy): planes of 289, 99 and 1225 pixels
+    # (flat tiles over two rows are one run; the last tiles of the last image, whose SIMD reads
+    # would pass the input's end, are built lane by lane), stride 2, several images
+    (1, 20, 17, 17, 24, 1, 1, 1, 0, 1, 1),
+    (2, 8, 9, 11, 16, 1, 1, 1, 0, 1, 1),
+    (1, 12, 35, 35, 12, 1, 1, 1, 0, 1, 1),
+    (2, 12, 23, 21, 16, 1, 1, 2, 0, 1, 1),
     # depthwise planes narrower than 8 outputs (the fused plane kernel's row stores), batch 3
     (3, 12, 9, 10, 12, 3, 3, 2, 1, 1, 12),
     (2, 5, 4, 3, 5, 3, 3, 1, 1, 1, 5),

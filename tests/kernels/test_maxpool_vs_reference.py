@@ -1,6 +1,7 @@
 """qk_qmax_pool2d (AVX-512 VBMI: one output row a vector for planes up to 128 wide; by rows: a
 vertical pass over whole rows, then the columns, with an AVX2 path
-for 3-wide stride-2 windows; 3x3 / stride 1 / padding 1 over whole small planes) against an independent NumPy reference written from qkernels.h's
+for 3-wide stride-2 windows; 3x3 / stride 1 / padding 1 over whole small planes, on AVX-512 64
+flat elements a vector for rows up to 64 wide) against an independent NumPy reference written from qkernels.h's
 definition: output (i, j) is the maximum over the in-bounds taps of its window, or the type's
 minimum when the window has none. Random geometries (kernel, stride, padding, dilation, output
 sizes beyond PyTorch's), rows wider than the row buffer (the tap-by-tap loop), and every SIMD
@@ -64,6 +65,9 @@ def test_random_geometries_equal_the_reference(dt):
 
 
 SAME = [(h, w) for h in (1, 2, 3, 7, 14, 28) for w in (1, 2, 3, 7, 28, 56)] + [(64, 64), (65, 63)]
+# the flat AVX-512 path (rows up to 64 wide, planes up to 4096): planes that end inside, at and
+# past a vector's end, rows of 63 / 64 / 65 (the narrow path), a plane of one column
+SAME += [(17, 17), (35, 35), (4, 16), (3, 64), (2, 65), (9, 63), (100, 1)]
 
 
 @pytest.mark.parametrize("dt", [np.uint8, np.int8])
