@@ -204,27 +204,26 @@ static int qk__tile_segs(const qk__conv_ctx *c, size_t oh, size_t ow0, size_t cn
 
 /* 1 when the 8-bit tiles can read the input itself instead of a padded copy: u8 input (no flip),
  * no padding (the padded image would be x byte for byte), plain planes (not the channel-quad
- * image), and every read of the SIMD panel builder stays inside the last plane of the last image:
- * a run of a tile reads 16 * stride_w bytes from its base, plus the offset of its tap (the
- * scalar builder, for tiles of other runs, reads only the pixels it takes). Saves the copy of
- * the whole input the 1x1 convs of a bottleneck made (resnet50 at 224: 3.5% of the time). */
+ * image) and a stride the SIMD panel builder takes. A tile whose SIMD reads would pass the end of
+ * its plane (qk__tile_overruns: the last tile of a plane whose pixel count is not a multiple of
+ * 16, e.g. 14x14) is built by the scalar builder, which reads only the pixels it takes: every
+ * read stays inside the input. Saves the copy of the whole input the 1x1 convs of a bottleneck
+ * made (resnet50 at 224: 3.5% of the time; a 384 -> 64 1x1 on 14x14: a third of the layer). */
 static int qk__conv_in_place(const qk__conv_ctx *c) {
     const qk_conv2d_shape *s = c->s;
+    return !c->cq8 && c->xt == QK_DT_U8 && c->hp == s->in_h && c->wp == s->in_w &&
+           c->uk->im2col_u8 != NULL && (s->stride_w == 1 || s->stride_w == 2);
+}
+
+/* 1 when the SIMD panel builder would read past the end of the plane for the runs g (a run
+ * reads 16 * stride_w bytes from its base, plus the offset of its tap). */
+static int qk__tile_overruns(const qk__conv_ctx *c, const qk_segs *g) {
+    const qk_conv2d_shape *s = c->s;
     const qk_packed_weights *w = c->w;
-    if (c->cq8 || c->xt != QK_DT_U8 || c->hp != s->in_h || c->wp != s->in_w ||
-        c->uk->im2col_u8 == NULL || (s->stride_w != 1 && s->stride_w != 2))
-        return 0;
-    const size_t plane = c->hp * c->wp;
     const size_t tapmax = (w->kh - 1) * s->dil_h * c->wp + (w->kw - 1) * s->dil_w;
-    for (size_t t = 0; t < c->tiles; t++) {
-        qk__tile d;
-        qk_segs g;
-        qk__tile_at(c, t, &d);
-        if (!qk__tile_segs(c, d.oh, d.ow0, d.cnt, &g)) continue; /* the scalar builder */
-        for (size_t r = 0; r < g.n; r++)
-            if (g.base[r] + tapmax + QK_GEMM_NR * s->stride_w > plane) return 0;
-    }
-    return 1;
+    for (size_t r = 0; r < g->n; r++)
+        if (g->base[r] + tapmax + QK_GEMM_NR * s->stride_w > c->hp * c->wp) return 1;
+    return 0;
 }
 
 static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
@@ -276,6 +275,7 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                                    s->stride_w, panel);
             } else if (!c->cq8 && simd && c->uk->im2col_u8 != NULL &&
                        qk__tile_segs(c, oh, ow0, cnt[t], &segs) &&
+                       (c->xp8 != NULL || !qk__tile_overruns(c, &segs)) &&
                        c->uk->im2col_u8(src, c->koff, w->k, k4, &segs, s->stride_w, panel)) {
             } else {
                 size_t off[QK_GEMM_NR];

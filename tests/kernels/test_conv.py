@@ -219,6 +219,12 @@ SIMD_CASES = [
     (2, 16, 11, 21, 32, 3, 3, 1, (2, 1, 0, 1), 1, 2),
     (1, 8, 9, 30, 16, 3, 3, 1, (0, 1, 1, 1), 1, 1),
     (1, 8, 6, 20, 16, 3, 3, 1, 3, 1, 1),
+    # unpadded 1x1 on u8 planes read in place (no padded copy) whose last tile is short (196,
+    # 81 and 100 pixels: the SIMD panel builder would read past the plane, the scalar one builds
+    # that tile), stride 1 and 2, several images (the last plane ends the input)
+    (2, 8, 14, 14, 16, 1, 1, 1, 0, 1, 1),
+    (1, 16, 9, 9, 24, 1, 1, 1, 0, 1, 1),
+    (2, 12, 19, 19, 16, 1, 1, 2, 0, 1, 1),
     # depthwise planes narrower than 8 outputs (the fused plane kernel's row stores), batch 3
     (3, 12, 9, 10, 12, 3, 3, 2, 1, 1, 12),
     (2, 5, 4, 3, 5, 3, 3, 1, 1, 1, 5),
