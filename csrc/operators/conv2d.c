@@ -415,10 +415,11 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
     const size_t n = w->n, osz = qk__dtype_size(c->ep->out_type), plane = c->hp * c->wp;
     const size_t opix = c->oh * c->ow;
     const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
-    int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
+    /* the int32 plane of sums: only without the fused plane kernel */
+    int32_t *acc = c->dw8f != NULL ? NULL : (int32_t *)malloc(opix * sizeof(int32_t));
     /* 64-byte aligned (the block copy's stores), a whole number of blocks */
     uint8_t *xp = (uint8_t *)aligned_alloc(64, (plane + QK__SLACK + 63) & ~(size_t)63);
-    if (acc == NULL || xp == NULL) {
+    if ((acc == NULL && c->dw8f == NULL) || xp == NULL) {
         free(acc);
         free(xp);
         atomic_store(&c->status, QK_ERR_NOMEM);
