@@ -6,8 +6,9 @@
  *
  * 8-bit path (CPUs with AVX512-VNNI, weights packed while it is on):
  *   phase 1: the input is copied once into a padded u8 image (int8 activations + 128, padding =
- *   the u8 zero point), except for an unpadded u8 input whose tiles' reads all stay inside it
- *   (qk__conv_in_place: the 1x1 convs of a bottleneck), which the tiles read as it is; phase 2: the output of each (image, group) is cut into tiles of 16
+ *   the u8 zero point), except for an unpadded u8 input (qk__conv_in_place: the 1x1 convs of a
+ *   bottleneck), which the tiles read as it is (a tile whose SIMD reads would pass its plane's
+ *   end is built by the scalar builder); phase 2: the output of each (image, group) is cut into tiles of 16
  *   consecutive NCHW pixels (across output rows); a job builds the im2col panels [k4/4][16][4]
  *   of up to 4 tiles (specialized per stride and number of row runs; vpermt2b where the CPU has
  *   VBMI) and runs every block of 12 or 16 output channels over them (vpdpbusd; tiles of at most
@@ -426,10 +427,11 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
     const size_t n = w->n, osz = qk__dtype_size(c->ep->out_type), plane = c->hp * c->wp;
     const size_t opix = c->oh * c->ow;
     const uint8_t flip = c->xt == QK_DT_S8 ? 0x80 : 0;
-    int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
+    /* the int32 plane of sums: only without the fused plane kernel */
+    int32_t *acc = c->dw8f != NULL ? NULL : (int32_t *)malloc(opix * sizeof(int32_t));
     /* 64-byte aligned (the block copy's stores), a whole number of blocks */
     uint8_t *xp = (uint8_t *)aligned_alloc(64, (plane + QK__SLACK + 63) & ~(size_t)63);
-    if (acc == NULL || xp == NULL) {
+    if ((acc == NULL && c->dw8f == NULL) || xp == NULL) {
         free(acc);
         free(xp);
         atomic_store(&c->status, QK_ERR_NOMEM);

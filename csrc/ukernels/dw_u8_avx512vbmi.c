@@ -40,6 +40,34 @@ QK_TARGET_AVX512 static inline __m512i qk__dw8_gather_index(size_t stride_w, siz
 #define QK__DW8_STEP(acc, bt) \
     acc = _mm512_dpbusd_epi32(acc, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(bt))), wv[t])
 
+/* The gathered quads of input row u of a 4-row block (base: the block's first input row). */
+#define QK__DW8_G(u) _mm512_permutexvar_epi8(idx, _mm512_loadu_si512((const void *)(base + (u) * wp)))
+/* Output row d of a 4-row block, stride SH, reads input rows d * SH + r against kernel row r
+ * (kq == 1: one quad a kernel row, wv[r]); g##u is input row u gathered. */
+#define QK__DW8_DP(a, u, r) a = _mm512_dpbusd_epi32(a, g##u, wv[r])
+#define QK__DW8_K3_ROWS4(SH)                                                               \
+    {                                                                                      \
+        a0 = vc, a1 = vc, a2 = vc, a3 = vc;                                                \
+        if ((SH) == 1) {                                                                   \
+            const __m512i g0 = QK__DW8_G(0), g1 = QK__DW8_G(1), g2 = QK__DW8_G(2);         \
+            QK__DW8_DP(a0, 0, 0); QK__DW8_DP(a0, 1, 1); QK__DW8_DP(a1, 1, 0);              \
+            QK__DW8_DP(a0, 2, 2); QK__DW8_DP(a1, 2, 1); QK__DW8_DP(a2, 2, 0);              \
+            const __m512i g3 = QK__DW8_G(3), g4 = QK__DW8_G(4), g5 = QK__DW8_G(5);         \
+            QK__DW8_DP(a1, 3, 2); QK__DW8_DP(a2, 3, 1); QK__DW8_DP(a3, 3, 0);              \
+            QK__DW8_DP(a2, 4, 2); QK__DW8_DP(a3, 4, 1); QK__DW8_DP(a3, 5, 2);              \
+        } else {                                                                           \
+            const __m512i g0 = QK__DW8_G(0), g1 = QK__DW8_G(1), g2 = QK__DW8_G(2);         \
+            QK__DW8_DP(a0, 0, 0); QK__DW8_DP(a0, 1, 1); QK__DW8_DP(a0, 2, 2);              \
+            QK__DW8_DP(a1, 2, 0);                                                          \
+            const __m512i g3 = QK__DW8_G(3), g4 = QK__DW8_G(4), g5 = QK__DW8_G(5);         \
+            QK__DW8_DP(a1, 3, 1); QK__DW8_DP(a1, 4, 2); QK__DW8_DP(a2, 4, 0);              \
+            QK__DW8_DP(a2, 5, 1);                                                          \
+            const __m512i g6 = QK__DW8_G(6), g7 = QK__DW8_G(7), g8 = QK__DW8_G(8);         \
+            QK__DW8_DP(a2, 6, 2); QK__DW8_DP(a3, 6, 0); QK__DW8_DP(a3, 7, 1);              \
+            QK__DW8_DP(a3, 8, 2);                                                          \
+        }                                                                                  \
+    }
+
 /* Stores the 16 results of row i from column j: int32 sums (masked to the row), or with the
  * output stage fused, bytes (see the top of the file). */
 QK_TARGET_AVX512VBMI static QK_ALWAYS_INLINE void qk__dw8_store(
@@ -82,6 +110,26 @@ QK_TARGET_AVX512VBMI static QK_ALWAYS_INLINE void qk__dw8_plane(
                                                         _mm512_setzero_si512()};
     const size_t rs = stride_h * wp;
     size_t i = 0;
+    if (kh == 3 && kq == 1 && dil_h == 1 && (stride_h == 1 || stride_h == 2)) {
+        /* 3 x (up to 4) kernels, stride 1 or 2: four output rows read 6 or 9 input rows; each
+         * input row is gathered once and feeds every output row that reads it (12 vpermb ->
+         * 6 or 9) */
+        for (; i + 4 <= oh; i += 4) {
+            const uint8_t *xrow = x + i * rs;
+            for (size_t j = 0; j < ow; j += 16) {
+                const uint8_t *base = xrow + j * stride_w;
+                __m512i a0, a1, a2, a3;
+                if (stride_h == 1)
+                    QK__DW8_K3_ROWS4(1)
+                else
+                    QK__DW8_K3_ROWS4(2)
+                qk__dw8_store(a0, i, j, oh, ow, out, ep, o, &z, y, fused);
+                qk__dw8_store(a1, i + 1, j, oh, ow, out, ep, o, &z, y, fused);
+                qk__dw8_store(a2, i + 2, j, oh, ow, out, ep, o, &z, y, fused);
+                qk__dw8_store(a3, i + 3, j, oh, ow, out, ep, o, &z, y, fused);
+            }
+        }
+    }
     for (; i + 4 <= oh; i += 4) { /* four rows: four independent vpdpbusd chains */
         const uint8_t *xrow = x + i * rs;
         for (size_t j = 0; j < ow; j += 16) {

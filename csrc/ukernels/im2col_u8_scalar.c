@@ -63,14 +63,21 @@ int qk_pad_u8_blocks_init(qk_pad_u8_blocks *t, size_t rows, size_t n, size_t pad
     }
     size_t src = 0; /* input bytes placed so far */
     for (size_t b = 0; b < t->nblk; b++) t->start[b] = (uint32_t)-1;
+    /* each row's pixels p0 .. p0 + n - 1 a block at a time (the input bytes of a block are
+     * consecutive, across rows too: idx counts them from the block's first) */
     for (size_t h = 0; h < rows; h++) {
-        const size_t p0 = (pad_top + h) * wp + pad_left;
-        for (size_t i = 0; i < n; i++, src++) {
-            const size_t p = p0 + i, b = p / 64;
+        size_t p = (pad_top + h) * wp + pad_left;
+        const size_t end = p + n;
+        while (p < end) {
+            const size_t b = p / 64, e = (b + 1) * 64 < end ? (b + 1) * 64 : end, len = e - p;
             if (t->start[b] == (uint32_t)-1) t->start[b] = (uint32_t)src;
-            t->mask[b] |= (uint64_t)1 << (p % 64);
-            t->idx[p] = (uint8_t)(src - t->start[b]);
-            t->cnt[b]++;
+            const uint64_t bits = len == 64 ? ~(uint64_t)0 : ((uint64_t)1 << len) - 1;
+            t->mask[b] |= bits << (p % 64);
+            const size_t first = src - t->start[b];
+            for (size_t l = 0; l < len; l++) t->idx[p + l] = (uint8_t)(first + l);
+            t->cnt[b] += (uint32_t)len;
+            src += len;
+            p = e;
         }
     }
     for (size_t b = 0; b < t->nblk; b++)

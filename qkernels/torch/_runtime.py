@@ -163,20 +163,22 @@ def conv2d_kernel(conv: PreparedQConv2d) -> Kernel:
     in C, for every caller."""
     p = conv.packed
     xdt = conv.x_dtype
-    runs: Dict[Tuple[int, ...], Tuple[Any, int]] = {}
+    # (input shape, thread budget) -> (runner, threads): the per-call work is a dict lookup
+    runs: Dict[Tuple[Tuple[int, ...], int], Tuple[Any, int]] = {}
 
     def kernel(t: int, x: np.ndarray) -> np.ndarray:
         if x.dtype != xdt:
             raise TypeError(f"conv input has dtype {x.dtype}, expected {xdt}")
-        g = runs.get(x.shape)
+        g = runs.get((x.shape, t))
         if g is None:
             ohw = conv._geometry(x.shape)[1]
             macs = ohw[0] * ohw[1] * p.out_channels * p.k
             kernel.macs = macs  # type: ignore[attr-defined]
-            g = runs[x.shape] = (conv.runner(x.shape), macs)
-        run, macs = g
-        return run(x if x.flags.c_contiguous else np.ascontiguousarray(x),
-                   _split_threads(t, macs * x.shape[0]))
+            if len(runs) >= 64:      # a bounded cache (many shapes or budgets: rebuilt)
+                runs.clear()
+            g = runs[(x.shape, t)] = (conv.runner(x.shape), _split_threads(t, macs * x.shape[0]))
+        run, nt = g
+        return run(x if x.flags.c_contiguous else np.ascontiguousarray(x), nt)
     return per_sample(kernel)
 
 

@@ -227,6 +227,16 @@ SIMD_CASES = [
     (2, 8, 9, 11, 16, 1, 1, 1, 0, 1, 1),
     (1, 12, 35, 35, 12, 1, 1, 1, 0, 1, 1),
     (2, 12, 23, 21, 16, 1, 1, 2, 0, 1, 1),
+    # unpadded 1x1 on u8 planes read in place (no padded copy) whose last tile is short (196,
+    # 81 and 100 pixels: the SIMD panel builder would read past the plane, the scalar one builds
+    # that tile), stride 1 and 2, several images (the last plane ends the input)
+    (2, 8, 14, 14, 16, 1, 1, 1, 0, 1, 1),
+    (1, 16, 9, 9, 24, 1, 1, 1, 0, 1, 1),
+    (2, 12, 19, 19, 16, 1, 1, 2, 0, 1, 1),
+    # depthwise 3-row kernels, four output rows sharing their gathered input rows: stride
+    # (2, 1) with dilation (1, 2), stride (1, 2) on a 3x2 kernel with a channel multiplier of 2
+    (1, 6, 13, 21, 6, 3, 3, (2, 1), 1, (1, 2), 6),
+    (2, 4, 11, 19, 8, 3, 2, (1, 2), (1, 0, 1, 1), 1, 4),
     # depthwise planes narrower than 8 outputs (the fused plane kernel's row stores), batch 3
     (3, 12, 9, 10, 12, 3, 3, 2, 1, 1, 12),
     (2, 5, 4, 3, 5, 3, 3, 1, 1, 1, 5),
