@@ -69,6 +69,8 @@ typedef struct {
     /* 8-bit path (w->vnni): padded u8 image (int8 activations + 128; padding = xz8) */
     uint8_t *xp8;
     const uint8_t *img8; /* the image the tiles read: xp8, or x itself (qk__conv_in_place) */
+    int in_place;        /* img8 is x: tiles with qk__segs_over take the scalar builder */
+    size_t tapmax;       /* offset of the last tap in a plane: (kh - 1) dil_h wp + (kw - 1) dil_w */
     int32_t xz8;
     uint32_t *corr;
     qk_gemm_s8u8_ukernel uk8;
@@ -202,29 +204,37 @@ static int qk__tile_segs(const qk__conv_ctx *c, size_t oh, size_t ow0, size_t cn
     return 1;
 }
 
+/* 1 when the SIMD panel builder, on runs g of a tile, would read past the plane it starts in:
+ * a run reads 16 * stride_w bytes from its base, plus the offset of its tap (ctx tapmax). */
+static int qk__segs_over(const qk__conv_ctx *c, const qk_segs *g) {
+    const size_t plane = c->hp * c->wp;
+    for (size_t r = 0; r < g->n; r++)
+        if (g->base[r] + c->tapmax + QK_GEMM_NR * c->s->stride_w > plane) return 1;
+    return 0;
+}
+
 /* 1 when the 8-bit tiles can read the input itself instead of a padded copy: u8 input (no flip),
  * no padding (the padded image would be x byte for byte), plain planes (not the channel-quad
- * image), and every read of the SIMD panel builder stays inside the last plane of the last image:
- * a run of a tile reads 16 * stride_w bytes from its base, plus the offset of its tap (the
- * scalar builder, for tiles of other runs, reads only the pixels it takes). Saves the copy of
- * the whole input the 1x1 convs of a bottleneck made (resnet50 at 224: 3.5% of the time). */
+ * image). The SIMD panel builder of a tile reads 16 * stride_w bytes from each run's base, plus
+ * the offset of its tap: a tile whose reads would leave the plane (qk__segs_over; past the last
+ * plane of the last image they would leave the input) is built by the scalar builder, which
+ * reads only the pixels it takes; at most 2 such tiles an image (an image's last tile, e.g. the
+ * 4 pixels after 12 tiles of a 14x14 plane), else the copy. Saves the copy of the whole input
+ * the 1x1 convs of a bottleneck made (resnet50 at 224: 3.5% of the time, and 1.5% more for the
+ * 1x1 convs on 14x14 until their last tile was built by the scalar builder). */
 static int qk__conv_in_place(const qk__conv_ctx *c) {
     const qk_conv2d_shape *s = c->s;
-    const qk_packed_weights *w = c->w;
     if (c->cq8 || c->xt != QK_DT_U8 || c->hp != s->in_h || c->wp != s->in_w ||
         c->uk->im2col_u8 == NULL || (s->stride_w != 1 && s->stride_w != 2))
         return 0;
-    const size_t plane = c->hp * c->wp;
-    const size_t tapmax = (w->kh - 1) * s->dil_h * c->wp + (w->kw - 1) * s->dil_w;
+    size_t over = 0; /* tiles whose SIMD reads would leave the plane: the scalar builder's */
     for (size_t t = 0; t < c->tiles; t++) {
         qk__tile d;
         qk_segs g;
         qk__tile_at(c, t, &d);
-        if (!qk__tile_segs(c, d.oh, d.ow0, d.cnt, &g)) continue; /* the scalar builder */
-        for (size_t r = 0; r < g.n; r++)
-            if (g.base[r] + tapmax + QK_GEMM_NR * s->stride_w > plane) return 0;
+        if (qk__tile_segs(c, d.oh, d.ow0, d.cnt, &g) && qk__segs_over(c, &g)) over++;
     }
-    return 1;
+    return over <= 2;
 }
 
 static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
@@ -276,6 +286,7 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                                    s->stride_w, panel);
             } else if (!c->cq8 && simd && c->uk->im2col_u8 != NULL &&
                        qk__tile_segs(c, oh, ow0, cnt[t], &segs) &&
+                       !(c->in_place && qk__segs_over(c, &segs)) &&
                        c->uk->im2col_u8(src, c->koff, w->k, k4, &segs, s->stride_w, panel)) {
             } else {
                 size_t off[QK_GEMM_NR];
@@ -976,7 +987,8 @@ static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weig
             c.flat = 1;
             c.tiles = (oh * ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         }
-        const int in_place = qk__conv_in_place(&c);
+        c.tapmax = (w->kh - 1) * s->dil_h * c.wp + (w->kw - 1) * s->dil_w;
+        const int in_place = c.in_place = qk__conv_in_place(&c);
         c.xp8 = in_place ? NULL : (uint8_t *)malloc(img + QK__SLACK);
         if (c.corr == NULL || (!in_place && c.xp8 == NULL)) {
             free(c.corr);

@@ -226,6 +226,12 @@ SIMD_CASES = [
     (2, 8, 14, 14, 16, 3, 3, 2, 1, 1, 1),
     (1, 8, 6, 6, 24, 3, 3, 1, 1, 1, 1),
     (2, 12, 7, 4, 16, 3, 3, 1, 1, 1, 1),
+    # unpadded uint8 inputs read in place, an image's last tiles (whose 16-lane reads would leave
+    # the plane, past the end of the input for the last image) built by the scalar builder: 1x1
+    # on 9x9 (5 tiles and 1 pixel), 1x1 stride 2 at batch 2, 3x3 of 3 channels (2 such tiles)
+    (1, 16, 9, 9, 16, 1, 1, 1, 0, 1, 1),
+    (2, 8, 19, 19, 24, 1, 1, 2, 0, 1, 1),
+    (1, 3, 12, 12, 16, 3, 3, 1, 0, 1, 1),
     # depthwise planes narrower than 8 outputs (the fused plane kernel's row stores), batch 3
     (3, 12, 9, 10, 12, 3, 3, 2, 1, 1, 12),
     (2, 5, 4, 3, 5, 3, 3, 1, 1, 1, 5),
