@@ -64,7 +64,7 @@ typedef struct {
     size_t tpj; /* tiles a job (up to QK__CONV_TILES; fewer when jobs would be too few) */
     size_t cparts; /* 8-bit path: parts of a group's output-channel blocks a job (tile jobs x
                     * cparts jobs a group) */
-    int flat; /* 8-bit path, ow >= 8: tiles are 16 consecutive NCHW pixels, across rows */
+    int flat; /* 8-bit path (qk__conv_flat): tiles are 16 consecutive NCHW pixels, across rows */
     const qk__ukernels *uk;  /* this process's micro-kernels */
     qk_dw8_plane_kernel dw8; /* 8-bit depthwise, when the weights have that layout and it fits */
     /* 8-bit path (w->vnni): padded u8 image (int8 activations + 128; padding = xz8) */
@@ -732,6 +732,18 @@ static int qk__conv_sparse(const qk_conv2d_shape *s, size_t hp, size_t wp, size_
     return img > lim;
 }
 
+/* 1 when the 8-bit tiles are 16 consecutive NCHW pixels across output rows (ctx flat): rows of
+ * 8 pixels or more (a tile then spans at most 3 runs), or with a channel-quad image (its panel
+ * builder takes 4 runs) rows of 5 to 7 (at most 4 runs). Row tiles would run a 7x7 output
+ * (layer4 of a resnet at 224) as 7 tiles of 7 pixels on the tail kernel, in 2 jobs at 1 thread,
+ * each reading all of the layer's weights (2.4 MB at 512 -> 512); flat, it is 3 tiles of 16 and
+ * one of 1 in one job. Measured (1 thread, CPU time, shared machine): resnet18's three 3x3
+ * 512 -> 512 layers at batch 1, in the model, 2.03 -> 1.93 ms (alone, with the weights warm in
+ * L3, the row tiles were 2-4% faster); at batch 8 see qk__conv_path. */
+static int qk__conv_flat(const qk_packed_weights *w, size_t ow) {
+    return ow >= 8 || (w->cq8 && ow >= 5);
+}
+
 /* ---- the choice of algorithm ---------------------------------------------------------------
  * A 1x1 convolution without padding is a GEMM over the pixels: on small images (at most
  * QK__GEMM_MAX_PIXELS output pixels each), with at least QK__GEMM_MIN_K input channels (or output
@@ -745,6 +757,13 @@ static int qk__conv_sparse(const qk_conv2d_shape *s, size_t hp, size_t wp, size_
  * pixels (they tile each image well, while the GEMM pays for the NHWC copies).
  * A batch of small images (output rows under QK__WIDE_BELOW wide) runs as one wide image, the
  * images side by side: the tiles fill along a row, and a tiny image leaves them mostly empty.
+ * Except on the 8-bit path when the rows can be flat tiles (qk__conv_flat: a channel-quad image,
+ * rows of 5 to 7): the images then stay apart, flat tiles of 16 pixels fill each image to its
+ * last tile, while a wide image would run the zero-point columns between the images too (7 of
+ * every 9 columns useful at 3x3 / pad 1) and copy the input and the output once more. Measured
+ * (1 thread, medians, CPU time, shared machine; wide -> per image): 3x3 512 -> 512 on 7x7 b8
+ * 5.27 -> 4.67 ms (175 -> 198 GMAC/s), stride 2 256 -> 512 from 14x14 b8 2.68 -> 2.41 ms,
+ * 64 -> 64 on 6x6 b8 79 -> 64 us, on 5x5 b8 62 -> 50 us.
  * Depthwise convs stay per image: their kernel works plane by plane and, since it got its own
  * 8-bit plane kernel, the wide planes cost more than they save (MobileNetV2-tiny at batch 32:
  * 0.94 -> 0.83 ms without).
@@ -762,7 +781,8 @@ static qk__conv_algo qk__conv_path(const qk_conv2d_shape *s, const qk_packed_wei
         return QK__CONV_GEMM;
     const size_t slot = s->in_w + s->pad_left + s->pad_right, ew = s->dil_w * (w->kw - 1) + 1;
     const int depthwise = w->groups > 1 && s->in_c == w->groups;
-    if (s->batch >= 2 && !depthwise && ow < QK__WIDE_BELOW && slot % s->stride_w == 0 &&
+    if (s->batch >= 2 && !depthwise && ow < QK__WIDE_BELOW && !(w->vnni && qk__conv_flat(w, ow)) &&
+        slot % s->stride_w == 0 &&
         ew >= s->stride_w)
         return QK__CONV_WIDE;
     return QK__CONV_TILED;
@@ -968,7 +988,7 @@ static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weig
         }
         c.tiles_per_row = (ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         c.tiles = oh * c.tiles_per_row;
-        if (ow >= 8) { /* a tile then spans at most 3 output rows (runs) */
+        if (qk__conv_flat(w, ow)) {
             c.flat = 1;
             c.tiles = (oh * ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         }

@@ -193,7 +193,7 @@ SIMD_CASES = [
     # few tiles, 3 blocks of 16 channels (the last of 8): jobs take parts of the blocks at 2, 3 threads
     (1, 8, 6, 20, 40, 3, 3, 1, 1, 1, 1),
     # stride 1, tiles of at most 8 pixels (an image's tail: 1, 2, 5, 8 pixels; or every tile when
-    # ow < 8: widths 2, 6, 7) and tails of 13 and 15 pixels (over 1 and 2 rows); 16- and 12-row
+    # ow < 5, else flat tiles over 3 or 4 rows: widths 2, 6, 7) and tails of 13 and 15 pixels (over 1 and 2 rows); 16- and 12-row
     # blocks, 3 blocks split at 2 and 3 threads, dilation, asymmetric padding, groups of 4
     # channels, several images
     (2, 4, 6, 11, 40, 3, 3, 1, 1, 1, 1),
@@ -237,6 +237,19 @@ SIMD_CASES = [
     # (2, 1) with dilation (1, 2), stride (1, 2) on a 3x2 kernel with a channel multiplier of 2
     (1, 6, 13, 21, 6, 3, 3, (2, 1), 1, (1, 2), 6),
     (2, 4, 11, 19, 8, 3, 2, (1, 2), (1, 0, 1, 1), 1, 4),
+    # channel-quad rows of 5 to 7 outputs as flat tiles of 16 pixels (up to 4 runs), batches of
+    # them per image instead of one wide image (the 7x7 layer4 of a resnet at 224, its stride-2
+    # conv from 14x14); a 4-wide row stays row by row (one wide image at batch 2)
+    (3, 8, 5, 5, 16, 3, 3, 1, 1, 1, 1),
+    (2, 8, 14, 14, 16, 3, 3, 2, 1, 1, 1),
+    (1, 8, 6, 6, 24, 3, 3, 1, 1, 1, 1),
+    (2, 12, 7, 4, 16, 3, 3, 1, 1, 1, 1),
+    # unpadded uint8 inputs read in place, an image's last tiles (whose 16-lane reads would leave
+    # the plane, past the end of the input for the last image) built by the scalar builder: 1x1
+    # on 9x9 (5 tiles and 1 pixel), 1x1 stride 2 at batch 2, 3x3 of 3 channels (2 such tiles)
+    (1, 16, 9, 9, 16, 1, 1, 1, 0, 1, 1),
+    (2, 8, 19, 19, 24, 1, 1, 2, 0, 1, 1),
+    (1, 3, 12, 12, 16, 3, 3, 1, 0, 1, 1),
     # depthwise planes narrower than 8 outputs (the fused plane kernel's row stores), batch 3
     (3, 12, 9, 10, 12, 3, 3, 2, 1, 1, 12),
     (2, 5, 4, 3, 5, 3, 3, 1, 1, 1, 5),
