@@ -18,7 +18,7 @@ from ._elementwise import (accumulator_to_float, dequantize, fake_quantize, quan
                            quantize_dynamic, quantize_multiplier, requantize, requantize_float, requantize_shift)
 from .linear import (PackedConv2d, PackedLinear, PreparedQConv2d, PreparedQLinear, conv2d_int32,
                      linear_float, linear_float_runner, linear_int32, pack_conv2d, pack_linear,
-                     prepare_qconv2d, prepare_qlinear,
+                     prepare_linear_int32, prepare_qconv2d, prepare_qlinear,
                      qconv2d, qlinear)
 from .observers import (EntropyObserver, L2RangeObserver, MinMaxObserver,
                         MovingAverageMinMaxObserver, MSEObserver, Observer, PercentileObserver,
@@ -38,7 +38,8 @@ __all__ = [
     "SoftmaxParams", "accumulator_to_float", "choose_qparams", "get_include", "get_library", "conv2d_int32",
     "dequantize", "fake_quantize", "layernorm_errors", "layernorm_reference", "linear_float",
     "linear_float_runner", "linear_int32", "matmul_int32",
-    "pack_conv2d", "pack_linear", "prepare_gelu", "prepare_layernorm", "prepare_qconv2d", "prepare_qlinear",
+    "pack_conv2d", "pack_linear", "prepare_gelu", "prepare_layernorm", "prepare_linear_int32",
+    "prepare_qconv2d", "prepare_qlinear",
     "prepare_softmax", "presets", "ptf_calibrate", "ptf_dequantize", "ptf_layernorm", "ptf_layernorm_stats",
     "ptf_quantize", "qconv2d", "qgelu", "qlinear", "qmatmul", "qsoftmax", "quantize", "quantize_dynamic",
     "quantize_multiplier",
