@@ -36,6 +36,7 @@ Example:
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -279,6 +280,11 @@ class IntLinear:
         b = np.rint(self.bias.astype(np.float64) / self.acc_scale(x_scale).astype(np.float64))
         return np.clip(b, -2 ** 31, 2 ** 31 - 1).astype(np.int32)
 
+    def int32(self, x: ActQ, bias: Optional[np.ndarray]) -> qk.PreparedQLinear:
+        """The int32 accumulators ``linear_int32(x8, W, bias)`` of input ``x``, checked once."""
+        return qk.prepare_linear_int32(self.packed, bias, x_dtype=x.dtype,
+                                       x_zero_point=x.zero_point)
+
     def prepared(self, x: ActQ, out: ActQ) -> qk.PreparedQLinear:
         """The fused int8 linear ``requant(acc)`` to ``out`` (TFLite's fixed point, double
         rounding, per-channel multipliers)."""
@@ -319,6 +325,62 @@ def dequant(q: np.ndarray, m: ActQ) -> torch.Tensor:
                                                                  np.int32), axis=-1))
 
 
+def same_quantization(a: ActQ, b: ActQ) -> bool:
+    """``a`` and ``b`` quantize alike (scale, zero point, dtype and channel factors equal)."""
+    if a is b:
+        return True
+    if a.scale != b.scale or a.zero_point != b.zero_point or np.dtype(a.dtype) != np.dtype(b.dtype):
+        return False
+    if a.k is None or b.k is None:
+        return a.k is None and b.k is None
+    return bool(np.array_equal(a.k, b.k))
+
+
+class Carry:
+    """The integer tensors behind the float outputs of one swap's blocks, so that a block whose
+    input is another block's output takes that integer tensor instead of quantizing the float
+    one again (the call path only: ``quant(dequant(q, m), m) == q`` exactly, as every block
+    boundary is lossless; see the module docstring).
+
+    :meth:`dequant` returns the float output and remembers ``q`` under it; :meth:`quant` gives
+    back the remembered ``q`` when it is handed that same tensor object, unmodified since
+    (``Tensor._version``), to quantize with the same parameters (:func:`same_quantization`), and
+    otherwise quantizes (:func:`quant`). An entry goes when its tensor is freed.
+
+    Example:
+        >>> # c = Carry(); y = c.dequant(q, m); c.quant(y, m) is q  -> True
+    """
+
+    def __init__(self) -> None:
+        self._by_id: Dict[int, Tuple[Any, int, ActQ, np.ndarray]] = {}
+        # (id(producer's ActQ), id(consumer's)) -> (both, kept so that the ids stay theirs,
+        # the answer)
+        self._same: Dict[Tuple[int, int], Tuple[ActQ, ActQ, bool]] = {}
+
+    def _forget(self, key: int, ref: Any) -> None:
+        e = self._by_id.get(key)
+        if e is not None and e[0] is ref:
+            del self._by_id[key]
+
+    def dequant(self, q: np.ndarray, m: ActQ) -> torch.Tensor:
+        t = dequant(q, m)
+        key = id(t)
+        ref = weakref.ref(t, lambda r, key=key: self._forget(key, r))
+        self._by_id[key] = (ref, t._version, m, q)
+        return t
+
+    def quant(self, t: torch.Tensor, m: ActQ) -> np.ndarray:
+        e = self._by_id.get(id(t))
+        if e is not None and e[0]() is t and e[1] == t._version:
+            pair = (id(e[2]), id(m))
+            known = self._same.get(pair)
+            if known is None:
+                known = self._same[pair] = (e[2], m, same_quantization(e[2], m))
+            if known[2]:
+                return e[3]
+        return quant(t, m)
+
+
 class ResidualLayerNorm:
     """``LayerNorm(dense(x) + r)`` in integers (BertSelfOutput / BertOutput).
 
@@ -333,6 +395,7 @@ class ResidualLayerNorm:
         self.lin = IntLinear(dense, x.k)
         self.x, self.r, self.ptf, self.out = x, r, ptf, out
         self.bias = self.lin.int_bias(x.scale)
+        self.acc = self.lin.int32(x, self.bias)
         u = np.float64(ptf.scale) / 2.0 ** RESIDUAL_BITS
         self.m_acc, self.sh_acc = qk.quantize_multiplier(
             self.lin.acc_scale(x.scale).astype(np.float64) / u)
@@ -341,8 +404,7 @@ class ResidualLayerNorm:
         self.ln = _ln_params(ln, ptf, out, method)
 
     def ptf_input(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
-        acc = qk.linear_int32(x8, self.lin.packed, self.bias, x_zero_point=self.x.zero_point,
-                              threads=threads)
+        acc = self.acc(x8, threads=threads)
         a = qk.requantize(acc, self.m_acc, self.sh_acc, scheme="single_round", dtype=np.int32,
                           axis=-1)
         rr = qk.requantize(r8.astype(np.int32) - np.int32(self.r.zero_point), self.m_r,
@@ -401,15 +463,14 @@ class Intermediate:
         self.lin = IntLinear(dense, x.k)
         self.x, self.out = x, out
         self.bias = self.lin.int_bias(x.scale)
+        self.acc = self.lin.int32(x, self.bias)
         self.gelu = qk.prepare_gelu(self.lin.acc_scale(x.scale), method="ibert",
                                     out_scale=out.steps() if out.k is not None else out.scale,
                                     out_zero_point=out.zero_point,
                                     out_dtype=out.dtype)
 
     def __call__(self, x8: np.ndarray, threads: int) -> np.ndarray:
-        acc = qk.linear_int32(x8, self.lin.packed, self.bias, x_zero_point=self.x.zero_point,
-                              threads=threads)
-        return qk.qgelu(acc, self.gelu)
+        return qk.qgelu(self.acc(x8, threads=threads), self.gelu)
 
 
 def keep_mask(mask: Optional[torch.Tensor]) -> Optional[np.ndarray]:
@@ -543,6 +604,7 @@ class EncoderBlock:
                               softmax=cal.softmax)
         self.out_proj = IntLinear(mod.self_attention.out_proj)
         self.out_bias = self.out_proj.int_bias(ctx.scale)
+        self.out_acc = self.out_proj.int32(ctx, self.out_bias)
         self.ctx = ctx
         self.m_o, self.sh_o = qk.quantize_multiplier(
             self.out_proj.acc_scale(ctx.scale).astype(np.float64) / u)
@@ -552,6 +614,7 @@ class EncoderBlock:
         g = self.fc1.out
         self.fc2 = IntLinear(mod.mlp[3], g.k)
         self.fc2_bias = self.fc2.int_bias(g.scale)
+        self.fc2_acc = self.fc2.int32(g, self.fc2_bias)
         self.m_2, self.sh_2 = qk.quantize_multiplier(
             self.fc2.acc_scale(g.scale).astype(np.float64) / u)
 
@@ -570,13 +633,11 @@ class EncoderBlock:
         """``x``: the int32 residual stream (units ``u``); returns the block's integers."""
         h1 = self._ln(0, x)
         a = self.attn(h1, None, threads)
-        acc = qk.linear_int32(a["context"], self.out_proj.packed, self.out_bias,
-                              x_zero_point=self.ctx.zero_point, threads=threads)
+        acc = self.out_acc(a["context"], threads=threads)
         x1 = self._add(x, acc, self.m_o, self.sh_o)
         h2 = self._ln(1, x1)
         g = self.fc1(h2, threads)
-        acc2 = qk.linear_int32(g, self.fc2.packed, self.fc2_bias,
-                               x_zero_point=self.fc1.out.zero_point, threads=threads)
+        acc2 = self.fc2_acc(g, threads=threads)
         y = self._add(x1, acc2, self.m_2, self.sh_2)
         return {"x": x, "ln_1": h1, "context": a["context"], "x1": x1, "ln_2": h2, "gelu": g,
                 "out": y}
