@@ -356,14 +356,28 @@ class Carry:
         # (id(producer's ActQ), id(consumer's)) -> (both, kept so that the ids stay theirs,
         # the answer)
         self._same: Dict[Tuple[int, int], Tuple[ActQ, ActQ, bool]] = {}
+        self._dq: Dict[Tuple[int, str], Tuple[ActQ, qk.PreparedElementwise]] = {}
 
     def _forget(self, key: int, ref: Any) -> None:
         e = self._by_id.get(key)
         if e is not None and e[0] is ref:
             del self._by_id[key]
 
+    def _dequantizer(self, q: np.ndarray, m: ActQ) -> qk.PreparedElementwise:
+        """:func:`dequant` for ``m`` and ``q``'s dtype, prepared once."""
+        key = (id(m), q.dtype.str)
+        e = self._dq.get(key)
+        if e is None:
+            if m.k is None:
+                prep = qk.prepare_dequantize(F32(m.scale), m.zero_point, dtype=q.dtype)
+            else:
+                prep = qk.prepare_dequantize(m.steps(), np.full(m.k.shape, m.zero_point, np.int32),
+                                             dtype=q.dtype, channels=len(m.k))
+            e = self._dq[key] = (m, prep)    # m kept: its id stays its own
+        return e[1]
+
     def dequant(self, q: np.ndarray, m: ActQ) -> torch.Tensor:
-        t = dequant(q, m)
+        t = torch.from_numpy(self._dequantizer(q, m)(q))   # dequant(q, m)
         key = id(t)
         ref = weakref.ref(t, lambda r, key=key: self._forget(key, r))
         self._by_id[key] = (ref, t._version, m, q)
@@ -402,18 +416,23 @@ class ResidualLayerNorm:
         self.m_r, self.sh_r = qk.quantize_multiplier(np.asarray(r.steps(), np.float64) / u)
         self.shift = (ptf.alpha.astype(np.int32) + RESIDUAL_BITS)
         self.ln = _ln_params(ln, ptf, out, method)
+        # the requantizations of ptf_input, their constants checked once
+        self._rq_acc = qk.prepare_requantize(self.m_acc, self.sh_acc, scheme="single_round",
+                                             dtype=np.int32, channels=len(self.m_acc))
+        self._rq_r = qk.prepare_requantize(self.m_r, self.sh_r, scheme="single_round",
+                                           dtype=np.int32,
+                                           channels=None if r.k is None else len(r.k))
+        self._to_ptf = qk.prepare_requantize_shift(self.shift, ptf.zero_point,
+                                                   rounding="half_up", dtype=np.uint8,
+                                                   channels=len(self.shift))
 
     def ptf_input(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
         acc = self.acc(x8, threads=threads)
-        a = qk.requantize(acc, self.m_acc, self.sh_acc, scheme="single_round", dtype=np.int32,
-                          axis=-1)
-        rr = qk.requantize(r8.astype(np.int32) - np.int32(self.r.zero_point), self.m_r,
-                           self.sh_r, scheme="single_round", dtype=np.int32,
-                           axis=None if self.r.k is None else -1)
+        a = self._rq_acc(acc)     # requantize(acc, m_acc, sh_acc, single_round, int32, axis=-1)
+        rr = self._rq_r(r8.astype(np.int32) - np.int32(self.r.zero_point))
         # |a|, |rr| < 2^30 for any calibrated range below 2^(30 - 4 - 7) steps: int32 sum
         t = add_sat32(a, rr)
-        return qk.requantize_shift(t, self.shift, self.ptf.zero_point, rounding="half_up",
-                                   dtype=np.uint8, axis=-1)
+        return self._to_ptf(t)    # requantize_shift(t, shift, zp, half_up, uint8, axis=-1)
 
     def __call__(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
         return qk.ptf_layernorm(self.ptf_input(x8, r8, threads), self.ln)
@@ -535,6 +554,8 @@ class Attention:
         self.pv_mult, self.pv_shift = int(m), int(sh)
         m, sh = qk.quantize_multiplier(np.float64(F32(v.scale)) / 256.0 / out.scale)
         self.rn_mult, self.rn_shift = int(m), int(sh)
+        self._rq_ctx = qk.prepare_requantize(self.rn_mult, self.rn_shift, out.zero_point,
+                                             dtype=out.dtype)
 
     def _pv_renorm(self, p: np.ndarray, v: np.ndarray, threads: int) -> np.ndarray:
         """``P V`` normalised by the row sums of the integer probabilities (I-BERT's floored
@@ -542,9 +563,7 @@ class Attention:
         round(2^8 acc / sum_j P_ij)`` in int64 (round half up), then the fixed-point
         requantization of ``t`` (unit ``s_v / 2^8``) to the context's int8."""
         acc = qk.matmul_int32(p, v, b_zero_point=self.v.zero_point, threads=threads)
-        y = qk.requantize(renorm_floor(acc, p), self.rn_mult, self.rn_shift, self.out.zero_point,
-                          dtype=self.out.dtype)
-        return y
+        return self._rq_ctx(renorm_floor(acc, p))   # rn_mult, rn_shift, out's zero point
 
     def _heads(self, t: np.ndarray, b: int, s: int) -> np.ndarray:
         return np.ascontiguousarray(t.reshape(b, s, self.heads, self.d).transpose(0, 2, 1, 3))
@@ -617,27 +636,34 @@ class EncoderBlock:
         self.fc2_acc = self.fc2.int32(g, self.fc2_bias)
         self.m_2, self.sh_2 = qk.quantize_multiplier(
             self.fc2.acc_scale(g.scale).astype(np.float64) / u)
+        # the requantizations, their constants checked once: the LayerNorms' PTF inputs, the
+        # two sums requantized to u
+        self._to_ptf = [qk.prepare_requantize_shift(shift, ptf.zero_point, rounding="half_up",
+                                                    dtype=np.uint8, channels=len(shift))
+                        for ptf, shift in self.ptf]
+        self._rq_o = qk.prepare_requantize(self.m_o, self.sh_o, scheme="single_round",
+                                           dtype=np.int32, channels=len(self.m_o))
+        self._rq_2 = qk.prepare_requantize(self.m_2, self.sh_2, scheme="single_round",
+                                           dtype=np.int32, channels=len(self.m_2))
 
     def _ln(self, i: int, x: np.ndarray) -> np.ndarray:
-        ptf, shift = self.ptf[i]
-        q = qk.requantize_shift(x, shift, ptf.zero_point, rounding="half_up", dtype=np.uint8,
-                                axis=-1)
-        return qk.ptf_layernorm(q, self.ln[i][0])
+        # requantize_shift(x, shift, zp, half_up, uint8, axis=-1), then the integer LayerNorm
+        return qk.ptf_layernorm(self._to_ptf[i](x), self.ln[i][0])
 
     @staticmethod
-    def _add(x: np.ndarray, acc: np.ndarray, m: np.ndarray, sh: np.ndarray) -> np.ndarray:
-        a = qk.requantize(acc, m, sh, scheme="single_round", dtype=np.int32, axis=-1)
-        return add_sat32(x, a)
+    def _add(x: np.ndarray, acc: np.ndarray, rq: qk.PreparedElementwise) -> np.ndarray:
+        """``x + requantize(acc, m, sh, single_round, int32, axis=-1)`` (``rq``), saturated."""
+        return add_sat32(x, rq(acc))
 
     def __call__(self, x: np.ndarray, threads: int) -> Dict[str, np.ndarray]:
         """``x``: the int32 residual stream (units ``u``); returns the block's integers."""
         h1 = self._ln(0, x)
         a = self.attn(h1, None, threads)
         acc = self.out_acc(a["context"], threads=threads)
-        x1 = self._add(x, acc, self.m_o, self.sh_o)
+        x1 = self._add(x, acc, self._rq_o)
         h2 = self._ln(1, x1)
         g = self.fc1(h2, threads)
         acc2 = self.fc2_acc(g, threads=threads)
-        y = self._add(x1, acc2, self.m_2, self.sh_2)
+        y = self._add(x1, acc2, self._rq_2)
         return {"x": x, "ln_1": h1, "context": a["context"], "x1": x1, "ln_2": h2, "gelu": g,
                 "out": y}
