@@ -159,7 +159,8 @@ _KEEP: List[object] = []   # the transformer rows' swap contexts, open while the
 
 def rows_transformers(qk, np) -> Dict[str, Callable[[], object]]:
     """MiniLM (all-MiniLM-L6-v2, offline package) at sequence 128, batch 1, swapped whole for
-    the integer blocks (scripts/bench_int_transformers.py's model and input), 1 and 2 threads."""
+    the integer blocks (scripts/bench_int_transformers.py's model and input), 1 and 2 threads;
+    vit_b_16 (random weights, 224x224) the same way, 1 thread."""
     import contextlib
 
     import torch
@@ -180,6 +181,17 @@ def rows_transformers(qk, np) -> Dict[str, Callable[[], object]]:
             torch.set_num_threads(t)
             return call(net)
         out[f"MiniLM integer blocks s128 b1 t{t}"] = run
+    from bench_int_transformers import _vit
+    net, call, x = _vit()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.no_grad())
+    stack.enter_context(swap(net, [x], ops=TRANSFORMER_OPS, threads=1))
+    _KEEP.append(stack)
+
+    def run_vit(call=call, net=net) -> object:
+        torch.set_num_threads(1)
+        return call(net)
+    out["vit_b_16 integer blocks b1 t1"] = run_vit
     return out
 
 
