@@ -240,14 +240,14 @@ static void test_epilogue_fx_twins(void) {
         int32_t src[N], mult[N], sh[N], bias[N];
         const size_t cnt = (size_t)rnd(1, N);
         const int wide = rnd(0, 3) == 0; /* left shifts (overflowing ones too) */
-        const int32_t m0 = rnd(0, INT32_MAX);
+        const int32_t m0 = (int32_t)(qk_test_next() >> 33) /* [0, 2^31) */;
         for (size_t i = 0; i < cnt; i++) {
             src[i] = fx_acc();
             switch (rnd(0, 4)) {
                 case 0: mult[i] = 1 << 30; break;
                 case 1: mult[i] = rnd(0, 1) ? INT32_MAX : rnd(0, 2); break;
                 case 2: mult[i] = m0; break;
-                default: mult[i] = rnd(0, INT32_MAX);
+                default: mult[i] = (int32_t)(qk_test_next() >> 33);
             }
             sh[i] = wide ? rnd(-31, 30) : rnd(-31, 0);
             bias[i] = rnd(0, 3) ? rnd(-70000, 70000) : (int32_t)(uint32_t)qk_test_next();
