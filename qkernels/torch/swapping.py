@@ -236,7 +236,7 @@ class IntegerBlock(IntegerModule):
             x, r = (args + tuple(kwargs.values()))[:2]
             x8, r8 = B.quant(x, bl.x), B.quant(r, bl.r)
             q = bl.ptf_input(x8, r8, t)
-            out = qk.ptf_layernorm(q, bl.ln)
+            out = bl.norm(q)
             ints = {"x": x8, "residual": r8, "ln_input": q, "out": out}
             y = B.dequant(out, bl.out)
         elif self.kind == "encoder_block":
@@ -250,8 +250,8 @@ class IntegerBlock(IntegerModule):
             y = torch.from_numpy(qk.dequantize(ints["out"], F32(bl.u), 0))
         elif self.kind == "layernorm":
             x = args[0] if args else kwargs["input"]
-            q = bl.ptf.quantize(x.detach().float().contiguous().numpy())
-            out = qk.ptf_layernorm(q, bl.ln)
+            q = bl.quantize(x.detach().float().contiguous().numpy())
+            out = bl.norm(q)
             ints = {"ln_input": q, "out": out}
             y = B.dequant(out, bl.out)
         else:
