@@ -61,6 +61,8 @@ GELU_FACTORS = True
 #: The fine int32 step of a token-rows tensor (the attention context, the GELU output:
 #: ``QuantConfig.token_rows``): its calibrated |max| over 2^FINE_BITS.
 FINE_BITS = 18
+#: The smallest int32 input scale the token-rows Intermediate gives i-GELU (its int64 bound).
+GELU_MIN_SCALE = 2e-6
 #: A 16-bit LayerNorm output's step: its calibrated |max| over 2^LN16_BITS (twice the range fits).
 LN16_BITS = 14
 #: The module kinds of a BERT encoder layer swapped as integer blocks.
@@ -335,16 +337,21 @@ class RowLinear:
     per input, shared by the Linears reading it), the int8 Linear's sums less ``z_r sum_c W_c``
     (int32, exact), rescaled per row (:func:`~qkernels.transformer.row_rescale`) to int32 in
     units ``s_x 2^p s_w_c`` (``p``: the smallest shift that keeps ``|sum_c W_c d_c| / 2^p``
-    below 2^30 for ``|d| < 2^(FINE_BITS + 1)``), plus the bias in those units. ``acc_scale``:
-    those units (float32, per output channel)."""
+    below 2^30 for ``|d| < 2^(FINE_BITS + 1)`` (``2^15`` for int16 input), and no finer than
+    ``min_scale``), plus the bias in those units. ``acc_scale``: those units (float32, per
+    output channel)."""
 
-    def __init__(self, lin: torch.nn.Linear, x: ActQ) -> None:
+    def __init__(self, lin: torch.nn.Linear, x: ActQ, min_scale: float = 0.0) -> None:
         self.lin = IntLinear(lin)
         wq = self.lin.wq.astype(np.int64)
         self.wsum = wq.sum(axis=1).astype(np.int32)
         l1 = float(np.abs(wq).sum(axis=1).max(initial=1))
         bits = 15 if x.dtype == np.int16 else FINE_BITS + 1
-        self.p = int(min(max(0, np.ceil(np.log2(l1) + bits - 30)), 24))
+        p = np.ceil(np.log2(l1) + bits - 30)
+        if min_scale > 0:   # units no finer than min_scale (the consumer's bound)
+            low = float(F32(x.scale)) * float(self.lin.w_scale.min())
+            p = max(p, np.ceil(np.log2(min_scale / low)))
+        self.p = int(min(max(0, p), 24))
         self.table = qk.transformer.row_rescale_params(self.p)
         unit = F32(F32(x.scale) * F32(2.0 ** self.p))
         self.acc_scale = (unit * self.lin.w_scale).astype(F32)
@@ -528,7 +535,8 @@ class Intermediate:
         self.x, self.out = x, out
         self.rows: Optional[RowLinear] = None
         if x.dtype in (np.int16, np.int32):   # dynamic rows
-            self.rows = RowLinear(dense, x)
+            # i-GELU on int32 needs its input scale above ~1e-6 (qkernels.transformer)
+            self.rows = RowLinear(dense, x, min_scale=GELU_MIN_SCALE)
             self.lin, self.bias, acc_scale = self.rows.lin, self.rows.bias, self.rows.acc_scale
         else:
             self.lin = IntLinear(dense, x.k)
