@@ -55,13 +55,15 @@ def test_minilm_integer_end_to_end_vs_float_and_dynamic_peer(minilm):
         torch.backends.quantized.engine = "fbgemm"
         peer = MA.embed(MA.dynamic_peer(model), ev)
     m, p = MA.metrics(ref, got), MA.metrics(ref, peer)
-    # measured at this size (64 / 64 sentences): integer cos mean 0.9941, min 0.9881,
-    # NN agreement 0.906 (58 of 64); quantize_dynamic peer cos mean 0.9479, min 0.9136,
-    # NN 0.734. The NN bound allows two more disagreements than measured (NN margins between
-    # these docstring sentences are often tiny); the 800-sentence run is the script's.
-    assert m["cos_mean"] >= 0.99, m
-    assert m["cos_min"] >= 0.98, m
-    assert m["nn_agree"] >= 0.88, m
+    # measured at this size (64 / 64 sentences), token rows (the default): integer cos mean
+    # 0.9968, min 0.9946, NN agreement 0.9375 (60 of 64); the static form
+    # (QuantConfig(token_rows=False)) 0.9941 / 0.9881 / 0.906; quantize_dynamic peer cos mean
+    # 0.9479, min 0.9136, NN 0.734. The NN bound allows two more disagreements than measured
+    # (NN margins between these docstring sentences are often tiny); the 800-sentence run is
+    # the script's.
+    assert m["cos_mean"] >= 0.996, m
+    assert m["cos_min"] >= 0.993, m
+    assert m["nn_agree"] >= 0.90, m
     # better than PyTorch's own dynamic int8 model on each figure
     assert m["cos_mean"] > p["cos_mean"] and m["nn_agree"] > p["nn_agree"], (m, p)
 
