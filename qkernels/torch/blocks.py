@@ -1,11 +1,37 @@
 """Integer transformer blocks for :func:`~qkernels.torch.swap`: attention, GELU MLP, residual add
 with LayerNorm, every op in integers on qkernels' kernels.
 
-A Hugging Face BERT / MiniLM encoder layer is four modules, each swapped for one block here:
+A Hugging Face BERT / MiniLM encoder layer is four modules, each swapped for one block here.
+Two forms, chosen by ``QuantConfig.token_rows``.
+
+Token rows (the default): the residual stream and the LayerNorm outputs are int16, the
+attention context and the GELU output int32 (fine static steps), and every Linear reads its
+input quantized to uint8 per token at run time, in integers
+(:func:`qkernels.transformer.row_quantize`: the row's range code from its integer min / max, a
+leading-zero count and a 32-entry multiplier table; the Linear's int32 sums less the row zero
+point's term ``z_r sum_c W_c``, rescaled per row by :func:`~qkernels.transformer.row_rescale`
+and requantized per output channel as before). Every Linear and matmul stays W8A8.
 
 ================  ==========================================================================
-module            integer block (``x8``: int8/uint8 activations, per-tensor scale; weights
-                  int8 symmetric per output channel; every requantization fixed point)
+module            integer block, token rows (weights int8 symmetric per output channel;
+                  every requantization fixed point)
+================  ==========================================================================
+BertSelfAttention ``x8 = row_quantize(h16)``; ``Q, K, V = requant(row_rescale(linear_int32(x8,
+                  W) - z sum W) + b)`` (int8, symmetric); ``S = matmul_int32(Q_h, K_h^T)``
+                  (masked keys int32's minimum); ``P = qsoftmax(S)`` (I-BERT, uint8);
+                  ``C = requant32(round(2^8 (P V) / sum_j P))`` (int32, fine step)
+BertSelfOutput    ``acc = row_rescale(linear_int32(row_quantize(C32), W) - z sum W) + b``;
+BertOutput        ``t = requant32(acc) + requant32(r16)`` in units ``u = S_ptf / 2^4``; one
+                  rounding shift to int16; :func:`qkernels.ptf.layernorm_s16` (int16 out)
+BertIntermediate  ``acc = row_rescale(linear_int32(row_quantize(h16), W) - z sum W) + b``;
+                  ``qgelu(acc)`` (I-BERT's i-GELU, int32 out at a fine step)
+================  ==========================================================================
+
+The static form (``token_rows=False``; what ``collect --block`` writes and
+``csrc/examples/block_golden.c`` reproduces; ``x8``: int8/uint8 activations, per-tensor scale):
+
+================  ==========================================================================
+module            integer block, static
 ================  ==========================================================================
 BertSelfAttention ``Q, K, V = requant(linear_int32(h8, W))`` (int8, symmetric);
                   ``S = matmul_int32(Q_h, K_h^T)`` per head (int32, scale ``sq sk / sqrt(d)``,
@@ -19,11 +45,6 @@ BertOutput        int32 units ``u = S_ptf / 2^4``; the LayerNorm's PTF input
 BertIntermediate  ``acc = linear_int32(h8, W)`` (int32, per-channel scale ``sh sw_c``);
                   ``qgelu(acc)`` (I-BERT's i-GELU on the int32 accumulators, uint8 out)
 ================  ==========================================================================
-
-Each block takes and returns float tensors (the model's own code runs between blocks), but its
-input quantization is the producer's output quantization (both calibrated on the same tensor
-with the same observer), so ``quantize(dequantize(q)) == q`` at every boundary: the chain is
-integer from the embedding LayerNorm's output to the last LayerNorm's output.
 
 Calibration: forward hooks on the original modules record, while the user's ``calibrate``
 runs the float model, the ranges of every tensor the blocks quantize (the activation observer of
