@@ -789,7 +789,8 @@ def row_quantize(d: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     m, s = mt[j], st[j] - e
     z = requantize(np.asarray(-lo, np.int32), m, s, scheme="single_round", dtype=np.int32,
                    qmin=0, qmax=255)
-    x = requantize(np.asarray(d, np.int32), m, s, z, scheme="single_round", dtype=np.uint8)
+    x = requantize(np.asarray(d).astype(np.int32, copy=False), m, s, z, scheme="single_round",
+                   dtype=np.uint8)   # int8/uint8/int16/int32 d: a widening, never a wrap
     return x, z, j, e
 
 
@@ -825,5 +826,5 @@ def row_rescale(acc: ArrayLike, j: np.ndarray, e: np.ndarray,
     """
     from ._elementwise import requantize
     mt, st = table
-    return requantize(np.asarray(acc, np.int32), mt[j], st[j] + e, scheme="single_round",
-                      dtype=np.int32)
+    # acc as given: requantize refuses values outside int32 (no silent wrap)
+    return requantize(acc, mt[j], st[j] + e, scheme="single_round", dtype=np.int32)

@@ -102,6 +102,9 @@ def test_row_steps_bad_input():
         T.row_rescale_params(25)
     with pytest.raises(ValueError, match="p must"):
         T.row_rescale_params(True)
+    x, z, j, e = T.row_quantize(np.array([[5, -3]], np.int32))
+    with pytest.raises(ValueError, match="outside int32"):   # no silent wrap of int64 sums
+        T.row_rescale(np.array([[2 ** 40, 1]], np.int64), j, e, T.row_rescale_params(0))
 
 
 def _ln_ref(row, ln):
