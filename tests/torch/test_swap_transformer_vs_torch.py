@@ -227,3 +227,12 @@ def test_bad_input(minilm):
     lin = torch.nn.Sequential(torch.nn.Linear(4, 4))
     with swap(lin, [torch.zeros(2, 4)], ops=B.BLOCK_KINDS) as sw:
         assert sw == {}
+
+
+def test_token_rows_config_is_checked():
+    assert QuantConfig().token_rows is True
+    assert QuantConfig.from_dict({"token_rows": False}).token_rows is False
+    with pytest.raises(ValueError, match="token_rows"):
+        QuantConfig(token_rows="yes")
+    with pytest.raises(ValueError, match="token_rows"):
+        QuantConfig.from_dict({"token_rows": 1})
