@@ -3,7 +3,10 @@ block's integer input, every intermediate integer tensor in execution order, eve
 and a manifest, in the project's export formats, so that a C or RTL bench tests the full block.
 
 The block is a BERT / MiniLM encoder layer as :func:`qkernels.torch.swap` runs it with
-``ops=TRANSFORMER_OPS`` (:mod:`qkernels.torch.blocks`); :mod:`qkernels.torch.block_golden` takes
+``ops=TRANSFORMER_OPS`` in the static form (``QuantConfig(token_rows=False)``: int8 activations,
+PTF uint8 LayerNorm inputs; the default token-rows form, with int16 LayerNorms and per-token
+8-bit Linear inputs, is not written as a golden folder yet) (:mod:`qkernels.torch.blocks`);
+:mod:`qkernels.torch.block_golden` takes
 its integers and parameters from the swapped model. This module holds what needs no torch:
 
 - :data:`STEPS`: the op order (each step's inputs, outputs, parameters and the C library call

@@ -592,3 +592,66 @@ def layernorm_errors(y_int: ArrayLike, ln: LayerNormParams, q: ArrayLike,
         "dmean_over_sigma": float(np.mean(np.abs(mean - mu_ref) / sigma)),
         "var_rel_err": float(np.mean(np.abs(var / np.where(var_ref > 0, var_ref, 1) - 1))),
     }
+
+
+def _isqrt_floor(n: np.ndarray) -> np.ndarray:
+    """Floor square root of int64 values in [0, 2^62) (float estimate, then exact integer
+    corrections): the value of ``qk_isqrt_u64``."""
+    r = np.floor(np.sqrt(n.astype(np.float64))).astype(np.int64)
+    for _ in range(2):
+        r = np.where(r * r > n, r - 1, r)
+        r = np.where((r + 1) * (r + 1) <= n, r + 1, r)
+    return r
+
+
+def layernorm_s16(x: ArrayLike, params: LayerNormParams) -> np.ndarray:
+    """The integer LayerNorm (method ``"exact"``) on int16 input, int16 output: the residual
+    stream at 16 bits (no PTF decode), the output at 16 bits.
+
+    ``params`` from :func:`prepare_layernorm` with ``PTFParams(in_scale, zeros, 0)`` (alpha 0,
+    zero point 0: ``in_scale`` is the int16 input's step) and the int16 output's ``out_scale``
+    and zero point 0. Per row, the exact method of qkernels.h with ``x_i`` the int16 values
+    (``|x_i| <= 2^15``, the kernel's bound): ``S1 = sum x_i``, ``S2 = sum x_i^2``, ``D = C S2 -
+    S1^2 + E``; ``j = floor((61 - bitlen(D)) / 2)``, ``R = isqrt(D << 2j)``, ``M = (2^61 +
+    floor(R / 2)) // R``; ``v_i = C x_i - S1``, ``z_i = (v_i M + 2^(44 - j)) >> (45 - j)``
+    (``z_i = 0`` when ``D = 0``); ``y_i = clamp(((z_i G_i + B_i + 2^(F-1)) >> F), -32768,
+    32767)`` (int64 throughout: ``|v_i M| < 2^57``, ``|z_i G_i| < 2^54``). The same integers as
+    ``qk_layernorm_ptf_u8_s8_exact`` computes before its int8 clamp.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> p = qkernels.PTFParams(0.01, np.zeros(4, np.int32), 0)
+        >>> ln = qkernels.prepare_layernorm(p, np.ones(4), np.zeros(4), out_scale=2 / 32767)
+        >>> qkernels.ptf.layernorm_s16(np.array([[100, 120, 140, 160]], np.int16), ln)
+        array([[-21981,  -7327,   7327,  21981]], dtype=int16)
+    """
+    if not isinstance(params, LayerNormParams) or params.method != "exact":
+        raise TypeError("params must be LayerNormParams of method 'exact'")
+    if int(params.ptf.zero_point) != 0 or np.any(np.asarray(params.ptf.alpha) != 0) or \
+            int(params.out_zero_point) != 0:
+        raise ValueError("layernorm_s16 needs params prepared with alpha 0, input zero point 0 "
+                         "and output zero point 0")
+    xa = np.asarray(x)
+    if xa.dtype != np.int16:
+        raise TypeError(f"x must be an int16 array, got dtype {xa.dtype}")
+    n = params.channels
+    if xa.ndim < 1 or xa.shape[-1] != n:
+        raise ValueError(f"x has shape {xa.shape}; its last axis must have {n} channels")
+    xi = xa.astype(np.int64)
+    s1 = xi.sum(axis=-1, keepdims=True)
+    d = n * (xi * xi).sum(axis=-1, keepdims=True) - s1 * s1 + np.int64(params.eps_term)
+    dd = np.maximum(d, 1)
+    bl = np.frexp(dd.astype(np.float64))[1].astype(np.int64)   # bitlen(D), then made exact
+    bl = np.where((np.int64(1) << (bl - 1)) > dd, bl - 1, bl)
+    bl = np.where((bl < 63) & ((np.int64(1) << np.minimum(bl, 62)) <= dd), bl + 1, bl)
+    j = (61 - bl) // 2
+    r = _isqrt_floor(dd << (2 * j))
+    m = ((np.int64(1) << 61) + r // 2) // r
+    v = n * xi - s1
+    sh = 45 - j
+    z = (v * m + (np.int64(1) << (sh - 1))) >> sh
+    z = np.where(d > 0, z, 0)
+    f = int(params.shift)
+    y = (z * params.gamma_int.astype(np.int64) + params.beta_int.astype(np.int64)
+         + (np.int64(1) << (f - 1))) >> f
+    return np.clip(y, -32768, 32767).astype(np.int16)

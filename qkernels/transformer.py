@@ -714,3 +714,117 @@ def _gelu_bound(p: GeluParams, xdt: np.dtype) -> None:
         raise ValueError(f"x_scale={float(v):.6g} is too small for {xdt} input: x * (L + shift) "
                          f"can leave int64 (I-BERT's i-GELU needs x_scale above about 1e-6 for "
                          f"int32 input)")
+
+
+# ---- per-row (per-token) dynamic 8-bit quantization of an integer tensor ------------------------
+#: Mantissa bits of the per-row range: the row's bound ``U = (j + 1) 2^e`` with ``j`` the top
+#: ``ROW_MANT_BITS + 1`` bits of the row's integer maximum (``j`` in 1..31 for 4 bits).
+ROW_MANT_BITS = 4
+_ROW_J = np.arange(1 << (ROW_MANT_BITS + 1), dtype=np.float64)   # index j (0 unused)
+
+
+def _row_table(ratio: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    from ._elementwise import quantize_multiplier
+    m, sh = quantize_multiplier(ratio)
+    return np.asarray(m, np.int32), np.asarray(sh, np.int32)
+
+
+#: ``255 -> (M, shift)`` of ``255 / (j + 1)`` for each ``j`` (the quantizing multipliers).
+_ROW_Q = {255: _row_table(255.0 / (_ROW_J + 1.0))}
+
+
+def row_range(d: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The per-row range code of an integer tensor (rows: all axes but the last), integers only.
+
+    ``lo_r = min(0, min_c d_rc)``, ``hi_r = max(0, max_c d_rc)`` (the range holds 0, as an
+    asymmetric quantization's does); ``m_r = max(1, hi_r - lo_r)``; ``b = bitlen(m_r)`` (a
+    leading-zero count); ``e_r = max(0, b - 1 - ROW_MANT_BITS)``; ``j_r = m_r >> e_r`` (1..31:
+    the range's top 5 bits). The row's bound ``U_r = (j_r + 1) 2^e_r > hi_r - lo_r``. Returns
+    ``(lo, j, e)`` as int64 / int32 / int32 arrays of shape ``d.shape[:-1] + (1,)``
+    (broadcastable against ``d``).
+
+    Example:
+        >>> import numpy as np, qkernels.transformer as T
+        >>> lo, j, e = T.row_range(np.array([[3, -40], [1000, 7]], np.int32))
+        >>> lo.ravel().tolist(), j.ravel().tolist(), e.ravel().tolist()
+        ([-40, 0], [21, 31], [1, 5])
+    """
+    a = np.asarray(d)
+    if a.dtype not in (np.int8, np.uint8, np.int16, np.int32):
+        raise TypeError(f"d must be an integer array (int8/uint8/int16/int32), got {a.dtype}")
+    if a.ndim < 1 or a.shape[-1] == 0:
+        raise ValueError(f"d must have a non-empty last axis, got shape {a.shape}")
+    lo = np.minimum(a.min(axis=-1, keepdims=True).astype(np.int64), 0)
+    hi = np.maximum(a.max(axis=-1, keepdims=True).astype(np.int64), 0)
+    m = np.maximum(hi - lo, 1)
+    b = np.frexp(m.astype(np.float64))[1]          # bit length, exact below 2^53
+    e = np.maximum(b - 1 - ROW_MANT_BITS, 0).astype(np.int64)
+    j = (m >> e).astype(np.int32)
+    return lo, j, e.astype(np.int32)
+
+
+def row_quantize(d: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row (per-token) dynamic asymmetric uint8 quantization of an integer tensor, integer
+    arithmetic only.
+
+    With ``(lo, j, e) = row_range(d)``, ``(M_j, S_j) = quantize_multiplier(255 / (j + 1))`` (a
+    32-entry table) and ``s = S_j - e``, each row gets the step ``U / 255`` units of ``d``
+    (``U = (j + 1) 2^e``) and the zero point ``z = clamp(R(-lo), 0, 255)``, then ``x =
+    clamp(R(d) + z, 0, 255)`` with ``R(v) = (v M_j + 2^(30 - s)) >> (31 - s)`` (fixed point,
+    single rounding, int64 exact: :func:`qkernels.requantize` with one multiplier per row):
+    ``x ~= round(d 255 / U) + z``. A Linear on ``x`` subtracts ``z sum_c W_c`` per row and
+    :func:`row_rescale` undoes the step.
+
+    Returns ``(x, z, j, e)``: ``x`` uint8 of ``d``'s shape, ``z`` (int32), ``j``, ``e`` per row.
+
+    Example:
+        >>> import numpy as np, qkernels.transformer as T
+        >>> x, z, j, e = T.row_quantize(np.array([[3, -40], [1000, 7]], np.int32))
+        >>> x.tolist(), z.ravel().tolist()
+        ([[249, 0], [249, 2]], [232, 0])
+    """
+    from ._elementwise import requantize
+    lo, j, e = row_range(d)
+    mt, st = _ROW_Q[255]
+    m, s = mt[j], st[j] - e
+    z = requantize(np.asarray(-lo, np.int32), m, s, scheme="single_round", dtype=np.int32,
+                   qmin=0, qmax=255)
+    x = requantize(np.asarray(d).astype(np.int32, copy=False), m, s, z, scheme="single_round",
+                   dtype=np.uint8)   # int8/uint8/int16/int32 d: a widening, never a wrap
+    return x, z, j, e
+
+
+def row_rescale_params(p: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The 32-entry table of :func:`row_rescale`: ``quantize_multiplier((j + 1) / 255 / 2^p)``.
+
+    Example:
+        >>> import qkernels.transformer as T
+        >>> m, s = T.row_rescale_params(0)
+        >>> int(m[31]), int(s[31])
+        (1077952576, -2)
+    """
+    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= int(p) <= 24:
+        raise ValueError(f"p must be an int in 0..24, got {p!r}")
+    return _row_table((_ROW_J + 1.0) / 255.0 / 2.0 ** int(p))
+
+
+def row_rescale(acc: ArrayLike, j: np.ndarray, e: np.ndarray,
+                table: Tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """A Linear's int32 sums over :func:`row_quantize`'s ``x``, with the row's zero point taken
+    out (``acc - z sum_c W_c``), brought back to the units ``2^p`` of ``d`` (``table =
+    row_rescale_params(p)``): ``clamp((acc M_j + 2^(30 - s)) >> (31 - s))`` to int32 with ``s =
+    S_j + e`` (fixed point, single rounding, one multiplier per row): ``~= round(acc U / 255 /
+    2^p) = round(sum_c W_c d_c / 2^p)`` up to the input's rounding. Saturates at int32's limits
+    (the caller's ``p`` keeps calibrated ranges inside).
+
+    Example:
+        >>> import numpy as np, qkernels.transformer as T
+        >>> d = np.array([[3, -40], [1000, 7]], np.int32)
+        >>> x, z, j, e = T.row_quantize(d)
+        >>> T.row_rescale(x.astype(np.int32) - z, j, e, T.row_rescale_params(0)).tolist()
+        [[3, -40], [1000, 8]]
+    """
+    from ._elementwise import requantize
+    mt, st = table
+    # acc as given: requantize refuses values outside int32 (no silent wrap)
+    return requantize(acc, mt[j], st[j] + e, scheme="single_round", dtype=np.int32)

@@ -111,6 +111,9 @@ def main(argv: Sequence[str] = ()) -> int:
     ap.add_argument("--n", type=int, default=800, help="evaluation sentences (first n lines)")
     ap.add_argument("--calib", type=int, default=200, help="calibration sentences (last lines)")
     ap.add_argument("--layers", action="store_true", help="print the per-module error table")
+    ap.add_argument("--static", action="store_true",
+                    help="the static block form (QuantConfig(token_rows=False)): int8 LayerNorm "
+                         "outputs with channel factors, no per-token quantization")
     a = ap.parse_args(list(argv) or None)
     import torch
 
@@ -123,14 +126,17 @@ def main(argv: Sequence[str] = ()) -> int:
     t0 = time.perf_counter()
     ref = embed(model, ev)
     t1 = time.perf_counter()
-    got, sw = integer_embed(model, cal, ev, compare=a.layers)
+    from qkernels.torch import QuantConfig
+    got, sw = integer_embed(model, cal, ev, compare=a.layers,
+                            config=QuantConfig(token_rows=not a.static))
     t2 = time.perf_counter()
     peer = embed(dynamic_peer(model), ev)
     t3 = time.perf_counter()
     print(f"all-MiniLM-L6-v2, {a.n} evaluation sentences, {a.calib} calibration sentences "
           f"(tests/fixtures/sentences.txt)")
     print(f"{'model':40s} {'cos mean':>9s} {'cos min':>9s} {'NN agree':>9s} {'time s':>7s}")
-    for label, e, t in ((f"qkernels integer ({len(sw)} modules swapped)", got, t2 - t1),
+    form = "static" if a.static else "token rows"
+    for label, e, t in ((f"qkernels integer, {form} ({len(sw)} swapped)", got, t2 - t1),
                         ("torch quantize_dynamic (qint8)", peer, t3 - t2)):
         m = metrics(ref, e)
         print(f"{label:40s} {m['cos_mean']:9.4f} {m['cos_min']:9.4f} {m['nn_agree']:9.3f} "

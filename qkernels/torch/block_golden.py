@@ -23,6 +23,7 @@ import torch
 
 from ..collect_block import OUTPUT, BlockError, BlockGolden, run_block
 from . import blocks as B
+from .config import QuantConfig
 from .swapping import TRANSFORMER_OPS, swap
 
 __all__ = ["collect_block", "encoder_layers"]
@@ -132,7 +133,11 @@ def collect_block(model: torch.nn.Module, tokenizer: Any, block: int,
             "intermediate": f"{name}.intermediate", "out": f"{name}.output"}
     cal = [dict(tokenizer(s, return_tensors="pt")) for s in calibration]
     enc = dict(tokenizer(list(sentences), padding=True, return_tensors="pt"))
-    with torch.no_grad(), swap(model, cal, ops=TRANSFORMER_OPS, threads=threads) as sw:
+    # the static block form (token_rows=False): the form the golden folder and
+    # csrc/examples/block_golden.c describe step by step
+    cfg = QuantConfig(token_rows=False)
+    with torch.no_grad(), swap(model, cal, ops=TRANSFORMER_OPS, threads=threads,
+                               config=cfg) as sw:
         missing = [m for m in subs.values() if m not in sw]
         if missing:
             raise BlockError(f"{', '.join(missing)}: not swapped (never called while "

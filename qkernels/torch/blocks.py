@@ -1,11 +1,37 @@
 """Integer transformer blocks for :func:`~qkernels.torch.swap`: attention, GELU MLP, residual add
 with LayerNorm, every op in integers on qkernels' kernels.
 
-A Hugging Face BERT / MiniLM encoder layer is four modules, each swapped for one block here:
+A Hugging Face BERT / MiniLM encoder layer is four modules, each swapped for one block here.
+Two forms, chosen by ``QuantConfig.token_rows``.
+
+Token rows (the default): the residual stream and the LayerNorm outputs are int16, the
+attention context and the GELU output int32 (fine static steps), and every Linear reads its
+input quantized to uint8 per token at run time, in integers
+(:func:`qkernels.transformer.row_quantize`: the row's range code from its integer min / max, a
+leading-zero count and a 32-entry multiplier table; the Linear's int32 sums less the row zero
+point's term ``z_r sum_c W_c``, rescaled per row by :func:`~qkernels.transformer.row_rescale`
+and requantized per output channel as before). Every Linear and matmul stays W8A8.
 
 ================  ==========================================================================
-module            integer block (``x8``: int8/uint8 activations, per-tensor scale; weights
-                  int8 symmetric per output channel; every requantization fixed point)
+module            integer block, token rows (weights int8 symmetric per output channel;
+                  every requantization fixed point)
+================  ==========================================================================
+BertSelfAttention ``x8 = row_quantize(h16)``; ``Q, K, V = requant(row_rescale(linear_int32(x8,
+                  W) - z sum W) + b)`` (int8, symmetric); ``S = matmul_int32(Q_h, K_h^T)``
+                  (masked keys int32's minimum); ``P = qsoftmax(S)`` (I-BERT, uint8);
+                  ``C = requant32(round(2^8 (P V) / sum_j P))`` (int32, fine step)
+BertSelfOutput    ``acc = row_rescale(linear_int32(row_quantize(C32), W) - z sum W) + b``;
+BertOutput        ``t = requant32(acc) + requant32(r16)`` in units ``u = S_ptf / 2^4``; one
+                  rounding shift to int16; :func:`qkernels.ptf.layernorm_s16` (int16 out)
+BertIntermediate  ``acc = row_rescale(linear_int32(row_quantize(h16), W) - z sum W) + b``;
+                  ``qgelu(acc)`` (I-BERT's i-GELU, int32 out at a fine step)
+================  ==========================================================================
+
+The static form (``token_rows=False``; what ``collect --block`` writes and
+``csrc/examples/block_golden.c`` reproduces; ``x8``: int8/uint8 activations, per-tensor scale):
+
+================  ==========================================================================
+module            integer block, static
 ================  ==========================================================================
 BertSelfAttention ``Q, K, V = requant(linear_int32(h8, W))`` (int8, symmetric);
                   ``S = matmul_int32(Q_h, K_h^T)`` per head (int32, scale ``sq sk / sqrt(d)``,
@@ -19,11 +45,6 @@ BertOutput        int32 units ``u = S_ptf / 2^4``; the LayerNorm's PTF input
 BertIntermediate  ``acc = linear_int32(h8, W)`` (int32, per-channel scale ``sh sw_c``);
                   ``qgelu(acc)`` (I-BERT's i-GELU on the int32 accumulators, uint8 out)
 ================  ==========================================================================
-
-Each block takes and returns float tensors (the model's own code runs between blocks), but its
-input quantization is the producer's output quantization (both calibrated on the same tensor
-with the same observer), so ``quantize(dequantize(q)) == q`` at every boundary: the chain is
-integer from the embedding LayerNorm's output to the last LayerNorm's output.
 
 Calibration: forward hooks on the original modules record, while the user's ``calibrate``
 runs the float model, the ranges of every tensor the blocks quantize (the activation observer of
@@ -59,10 +80,22 @@ CHANNEL_PERCENTILE = 90.0
 SOFTMAX_RENORM = True
 #: GELU outputs quantized with channel factors too (folded into BertOutput's dense weights).
 GELU_FACTORS = True
+#: The fine int32 step of a token-rows tensor (the attention context, the GELU output:
+#: ``QuantConfig.token_rows``): its calibrated |max| over 2^FINE_BITS.
+FINE_BITS = 18
+#: The smallest int32 input scale the token-rows Intermediate gives i-GELU (its int64 bound).
+GELU_MIN_SCALE = 2e-6
+#: A 16-bit LayerNorm output's step: its calibrated |max| over 2^LN16_BITS (twice the range fits).
+LN16_BITS = 14
 #: The module kinds of a BERT encoder layer swapped as integer blocks.
 BLOCK_KINDS = ("attention", "residual_layernorm", "intermediate", "encoder_block")
 #: Also a block when swapped with them: a LayerNorm outside the blocks (float input, PTF).
 _ALSO = ("layernorm",)
+
+
+def rows(cfg: Any) -> bool:
+    """The config's ``token_rows`` (True when the config has none)."""
+    return bool(getattr(cfg, "token_rows", True))
 
 
 def block_kind(mod: torch.nn.Module) -> Optional[str]:
@@ -194,6 +227,33 @@ class BlockCalibration:
             h.remove()
         self.handles = []
 
+    def fine(self, key: str) -> ActQ:
+        """The int32 quantization of tensor ``key`` at a fine static step (a dynamic-row
+        tensor's boundary, see ``QuantConfig.token_rows``): zero point 0, ``scale = amax /
+        2^FINE_BITS`` (float32) with ``amax`` the largest observed ``|x|``. A deterministic
+        function of the observed range: producer and consumer get the same."""
+        o = self.obs[key]
+        amax = max(float(np.abs(np.asarray(o.min_val)).max()),
+                   float(np.abs(np.asarray(o.max_val)).max()), 1e-30)
+        return ActQ(float(F32(amax / 2.0 ** FINE_BITS)), 0, np.dtype(np.int32))
+
+    def fine16(self, key: str) -> ActQ:
+        """The int16 quantization of a LayerNorm output ``key`` (``QuantConfig.token_rows``, the
+        residual stream at 16 bits): zero point 0, ``scale = amax / 2^LN16_BITS`` (float32),
+        twice the observed range inside int16."""
+        o = self.obs[key]
+        amax = max(float(np.abs(np.asarray(o.min_val)).max()),
+                   float(np.abs(np.asarray(o.max_val)).max()), 1e-30)
+        return ActQ(float(F32(amax / 2.0 ** LN16_BITS)), 0, np.dtype(np.int16))
+
+    def ln_out(self, key: str, cfg: Any) -> ActQ:
+        """A LayerNorm output's (or a reader's) quantization: int16 (:meth:`fine16`) when
+        ``QuantConfig.token_rows`` and the LayerNorm method is ``"exact"``, else int8 with channel
+        factors."""
+        if rows(cfg) and getattr(cfg, "layernorm", "exact") == "exact":
+            return self.fine16(key)
+        return self.meta(key, factors=True)
+
     def meta(self, key: str, dtype: Any = np.int8, factors: bool = False) -> ActQ:
         """The calibrated quantization of tensor ``key`` as ``dtype`` (an affine uint8 range
         moved to int8 keeps its scale, zero point - 128). ``factors=True``: per-channel
@@ -229,27 +289,30 @@ class BlockCalibration:
         """The integer block of target ``name`` from what was observed."""
         kind, mod = self.targets[name]
         if kind == "attention":
-            return Attention(mod, self.meta(name + ":x", factors=True),
+            return Attention(mod, self.ln_out(name + ":x", cfg),
                              self.meta(name + ":query"),
                              self.meta(name + ":key"), self.meta(name + ":value"),
+                             self.fine(name + ":out") if rows(cfg) else
                              self.meta(name + ":out"), softmax=self.softmax)
         if kind == "residual_layernorm":
             ptf = qk.ptf_calibrate(self.rows.pop(name), method="seed")
             gelu_in = isinstance(getattr(mod.dense, "in_features", None), int) and \
                 mod.dense.in_features != mod.dense.out_features
-            return ResidualLayerNorm(mod.dense, mod.LayerNorm,
-                                     self.meta(name + ":x", np.uint8 if gelu_in else np.int8,
-                                               factors=GELU_FACTORS and gelu_in),
-                                     self.meta(name + ":r", factors=True), ptf,
-                                     self.meta(name + ":out", factors=True),
+            x = self.fine(name + ":x") if rows(cfg) else \
+                self.meta(name + ":x", np.uint8 if gelu_in else np.int8,
+                          factors=GELU_FACTORS and gelu_in)
+            return ResidualLayerNorm(mod.dense, mod.LayerNorm, x,
+                                     self.ln_out(name + ":r", cfg), ptf,
+                                     self.ln_out(name + ":out", cfg),
                                      method=getattr(cfg, "layernorm", "exact"))
         if kind == "encoder_block":
             return EncoderBlock(mod, self, name, method=getattr(cfg, "layernorm", "exact"))
         if kind == "layernorm":
             ptf = qk.ptf_calibrate(self.rows.pop(name), method="seed")
-            return LayerNorm(mod, ptf, self.meta(name + ":out", factors=True),
+            return LayerNorm(mod, ptf, self.ln_out(name + ":out", cfg),
                              method=getattr(cfg, "layernorm", "exact"))
-        return Intermediate(mod.dense, self.meta(name + ":x", factors=True),
+        return Intermediate(mod.dense, self.ln_out(name + ":x", cfg),
+                            self.fine(name + ":out") if rows(cfg) else
                             self.meta(name + ":out", np.uint8, factors=GELU_FACTORS))
 
 
@@ -292,6 +355,50 @@ class IntLinear:
         return qk.prepare_qlinear(self.packed, self.int_bias(x.scale), x_dtype=x.dtype,
                                   x_zero_point=x.zero_point, multiplier=m, shift=sh,
                                   out_zero_point=out.zero_point, out_dtype=out.dtype)
+
+
+class RowLinear:
+    """An :class:`IntLinear` on a dynamic-row input (``QuantConfig.token_rows``): ``x`` int32 at a
+    fine static step ``s_x`` (zero point 0), quantized to uint8 per row by
+    :func:`qkernels.transformer.row_quantize` (step ``U_r / 255``, zero point ``z_r``; done once
+    per input, shared by the Linears reading it), the int8 Linear's sums less ``z_r sum_c W_c``
+    (int32, exact), rescaled per row (:func:`~qkernels.transformer.row_rescale`) to int32 in
+    units ``s_x 2^p s_w_c`` (``p``: the smallest shift that keeps ``|sum_c W_c d_c| / 2^p``
+    below 2^30 for ``|d| < 2^(FINE_BITS + 1)`` (``2^15`` for int16 input), and no finer than
+    ``min_scale``), plus the bias in those units. ``acc_scale``: those units (float32, per
+    output channel)."""
+
+    def __init__(self, lin: torch.nn.Linear, x: ActQ, min_scale: float = 0.0) -> None:
+        self.lin = IntLinear(lin)
+        wq = self.lin.wq.astype(np.int64)
+        self.wsum = wq.sum(axis=1).astype(np.int32)
+        l1 = float(np.abs(wq).sum(axis=1).max(initial=1))
+        bits = 15 if x.dtype == np.int16 else FINE_BITS + 1
+        p = np.ceil(np.log2(l1) + bits - 30)
+        if min_scale > 0:   # units no finer than min_scale (the consumer's bound)
+            low = float(F32(x.scale)) * float(self.lin.w_scale.min())
+            p = max(p, np.ceil(np.log2(min_scale / low)))
+        self.p = int(min(max(0, p), 24))
+        self.table = qk.transformer.row_rescale_params(self.p)
+        unit = F32(F32(x.scale) * F32(2.0 ** self.p))
+        self.acc_scale = (unit * self.lin.w_scale).astype(F32)
+        self.bias = None if self.lin.bias is None else np.clip(
+            np.rint(self.lin.bias.astype(np.float64) / self.acc_scale.astype(np.float64)),
+            I32_MIN, 2 ** 31 - 1).astype(np.int32)
+
+    def __call__(self, rq: Tuple[np.ndarray, ...], threads: int) -> Dict[str, np.ndarray]:
+        """``rq = row_quantize(x)``: the sums, with the row zero points taken out, and the
+        rescaled int32 (``"rescaled"``)."""
+        xq, z, j, e = rq
+        acc = qk.linear_int32(xq, self.lin.packed, None, threads=threads)
+        acc = np.subtract(acc, z * self.wsum, dtype=np.int32)
+        rs = qk.transformer.row_rescale(acc, j, e, self.table)
+        return {"acc": acc, "rescaled": rs if self.bias is None else add_sat32(rs, self.bias)}
+
+
+def row_inputs(x: np.ndarray) -> Tuple[np.ndarray, ...]:
+    """``row_quantize(x)`` of a dynamic-row tensor: ``(x8, z, j, e)``."""
+    return qk.transformer.row_quantize(x)
 
 
 class ActQ(NamedTuple):
@@ -406,45 +513,79 @@ class ResidualLayerNorm:
 
     def __init__(self, dense: torch.nn.Linear, ln: torch.nn.LayerNorm, x: ActQ, r: ActQ,
                  ptf: qk.PTFParams, out: ActQ, method: str = "exact") -> None:
-        self.lin = IntLinear(dense, x.k)
         self.x, self.r, self.ptf, self.out = x, r, ptf, out
-        self.bias = self.lin.int_bias(x.scale)
-        self.acc = self.lin.int32(x, self.bias)
         u = np.float64(ptf.scale) / 2.0 ** RESIDUAL_BITS
-        self.m_acc, self.sh_acc = qk.quantize_multiplier(
-            self.lin.acc_scale(x.scale).astype(np.float64) / u)
+        self.rows: Optional[RowLinear] = None
+        if x.dtype in (np.int16, np.int32):   # dynamic rows
+            self.rows = RowLinear(dense, x)
+            self.lin, self.bias, acc_scale = self.rows.lin, self.rows.bias, self.rows.acc_scale
+        else:
+            self.lin = IntLinear(dense, x.k)
+            self.bias = self.lin.int_bias(x.scale)
+            acc_scale = self.lin.acc_scale(x.scale)
+        self.m_acc, self.sh_acc = qk.quantize_multiplier(acc_scale.astype(np.float64) / u)
         self.m_r, self.sh_r = qk.quantize_multiplier(np.asarray(r.steps(), np.float64) / u)
-        self.shift = (ptf.alpha.astype(np.int32) + RESIDUAL_BITS)
-        self.ln = _ln_params(ln, ptf, out, method)
-        # the requantizations of ptf_input, their constants checked once
+        self.wide = out.dtype == np.int16
+        if self.wide:   # the sum to int16 by one shift, the 16-bit LayerNorm
+            self.shift = np.int32(max(0, ln16_shift(ptf, RESIDUAL_BITS)))
+            self.ln = _ln_params(ln, qk.PTFParams(float(u * 2.0 ** int(self.shift)),
+                                                  np.zeros(ptf.channels, np.int32), 0), out,
+                                 "exact")
+        else:
+            self.shift = (ptf.alpha.astype(np.int32) + RESIDUAL_BITS)
+            self.ln = _ln_params(ln, ptf, out, method)
+            self._to_ptf = qk.prepare_requantize_shift(self.shift, ptf.zero_point,
+                                                       rounding="half_up", dtype=np.uint8,
+                                                       channels=len(self.shift))
+        # the constants of ptf_input's steps, checked once
+        self.acc = None if self.rows is not None else self.lin.int32(x, self.bias)
         self._rq_acc = qk.prepare_requantize(self.m_acc, self.sh_acc, scheme="single_round",
                                              dtype=np.int32, channels=len(self.m_acc))
         self._rq_r = qk.prepare_requantize(self.m_r, self.sh_r, scheme="single_round",
                                            dtype=np.int32,
                                            channels=None if r.k is None else len(r.k))
-        self._to_ptf = qk.prepare_requantize_shift(self.shift, ptf.zero_point,
-                                                   rounding="half_up", dtype=np.uint8,
-                                                   channels=len(self.shift))
 
     def ptf_input(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
-        acc = self.acc(x8, threads=threads)
+        if self.rows is not None:
+            acc = self.rows(row_inputs(x8), threads)["rescaled"]
+        else:
+            acc = self.acc(x8, threads=threads)
         a = self._rq_acc(acc)     # requantize(acc, m_acc, sh_acc, single_round, int32, axis=-1)
         rr = self._rq_r(r8.astype(np.int32) - np.int32(self.r.zero_point))
         # |a|, |rr| < 2^30 for any calibrated range below 2^(30 - 4 - 7) steps: int32 sum
         t = add_sat32(a, rr)
+        if self.wide:
+            return qk.requantize_shift(t, int(self.shift), 0, rounding="half_up",
+                                       dtype=np.int16)
         return self._to_ptf(t)    # requantize_shift(t, shift, zp, half_up, uint8, axis=-1)
 
+    def norm(self, q: np.ndarray, threads: int) -> np.ndarray:
+        """The integer LayerNorm of the LayerNorm input ``q`` (PTF uint8 -> int8, or int16 ->
+        int16: :func:`qkernels.ptf.layernorm_s16`)."""
+        if self.wide:
+            return qk.ptf.layernorm_s16(q, self.ln)
+        return qk.ptf_layernorm(q, self.ln, threads=threads)
+
     def __call__(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
-        return qk.ptf_layernorm(self.ptf_input(x8, r8, threads), self.ln)
+        return self.norm(self.ptf_input(x8, r8, threads), threads)
 
 
 def add_sat32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``clamp(a + b)`` to int32 for two int32 arrays of one shape: the int32 sum when the
-    operands' ranges cannot overflow (the calibrated case), else through int64."""
+    """``clamp(a + b)`` to int32 for two int32 arrays (``b`` may broadcast to ``a``: a
+    per-channel bias): the int32 sum when the operands' ranges cannot overflow (the
+    calibrated case), else through int64."""
     if int(a.max(initial=0)) + int(b.max(initial=0)) <= 2 ** 31 - 1 and \
             int(a.min(initial=0)) + int(b.min(initial=0)) >= I32_MIN:
         return np.add(a, b, dtype=np.int32)
     return np.clip(np.add(a, b, dtype=np.int64), I32_MIN, 2 ** 31 - 1).astype(np.int32)
+
+
+def ln16_shift(ptf: qk.PTFParams, extra: int) -> int:
+    """The shift (possibly negative: finer) taking a LayerNorm input in units ``ptf.scale /
+    2^extra`` to int16 units with the range the PTF parameters cover (``255 2^max(alpha)`` base
+    steps) just inside 2^15: ``extra + bitlen(255 2^max(alpha)) - 15``."""
+    top = 255 * 2 ** int(np.asarray(ptf.alpha).max(initial=0))
+    return int(extra + int(top).bit_length() - 15)
 
 
 def _ln_params(ln: torch.nn.LayerNorm, ptf: qk.PTFParams, out: ActQ,
@@ -467,10 +608,28 @@ class LayerNorm:
     def __init__(self, ln: torch.nn.LayerNorm, ptf: qk.PTFParams, out: ActQ,
                  method: str = "exact") -> None:
         self.ptf, self.out = ptf, out
-        self.ln = _ln_params(ln, ptf, out, method)
+        self.wide = out.dtype == np.int16
+        if self.wide:   # the float input quantized to int16 (step: the PTF range over 2^15)
+            self.in_scale = float(F32(ptf.scale * 2.0 ** (ln16_shift(ptf, 0))))
+            self.ln = _ln_params(ln, qk.PTFParams(self.in_scale,
+                                                  np.zeros(ptf.channels, np.int32), 0), out,
+                                 "exact")
+        else:
+            self.ln = _ln_params(ln, ptf, out, method)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return qk.ptf_layernorm(self.ptf.quantize(x), self.ln)
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """The model's input quantization: PTF uint8, or int16 (``flavor="torch"``)."""
+        if self.wide:
+            return qk.quantize(x, F32(self.in_scale), 0, dtype=np.int16, flavor="torch")
+        return self.ptf.quantize(x)
+
+    def norm(self, q: np.ndarray, threads: int) -> np.ndarray:
+        if self.wide:
+            return qk.ptf.layernorm_s16(q, self.ln)
+        return qk.ptf_layernorm(q, self.ln, threads=threads)
+
+    def __call__(self, x: np.ndarray, threads: int) -> np.ndarray:
+        return self.norm(self.quantize(x), threads)
 
 
 class Intermediate:
@@ -479,17 +638,29 @@ class Intermediate:
 
     def __init__(self, dense: torch.nn.Linear, x: ActQ, out: ActQ,
                  method: str = "ibert") -> None:
-        self.lin = IntLinear(dense, x.k)
         self.x, self.out = x, out
-        self.bias = self.lin.int_bias(x.scale)
-        self.acc = self.lin.int32(x, self.bias)
-        self.gelu = qk.prepare_gelu(self.lin.acc_scale(x.scale), method="ibert",
+        self.rows: Optional[RowLinear] = None
+        if x.dtype in (np.int16, np.int32):   # dynamic rows
+            # i-GELU on int32 needs its input scale above ~1e-6 (qkernels.transformer)
+            self.rows = RowLinear(dense, x, min_scale=GELU_MIN_SCALE)
+            self.lin, self.bias, acc_scale = self.rows.lin, self.rows.bias, self.rows.acc_scale
+        else:
+            self.lin = IntLinear(dense, x.k)
+            self.bias = self.lin.int_bias(x.scale)
+            acc_scale = self.lin.acc_scale(x.scale)
+        # the int32 accumulators of the static form, their constants checked once
+        self.acc = None if self.rows is not None else self.lin.int32(x, self.bias)
+        self.gelu = qk.prepare_gelu(acc_scale, method="ibert",
                                     out_scale=out.steps() if out.k is not None else out.scale,
                                     out_zero_point=out.zero_point,
                                     out_dtype=out.dtype)
 
     def __call__(self, x8: np.ndarray, threads: int) -> np.ndarray:
-        return qk.qgelu(self.acc(x8, threads=threads), self.gelu)
+        if self.rows is not None:
+            acc = self.rows(row_inputs(x8), threads)["rescaled"]
+        else:
+            acc = self.acc(x8, threads=threads)
+        return qk.qgelu(acc, self.gelu)
 
 
 def keep_mask(mask: Optional[torch.Tensor]) -> Optional[np.ndarray]:
@@ -543,9 +714,17 @@ class Attention:
             self.d = int(mod.attention_head_size)
             lins = [mod.query, mod.key, mod.value]
         self.x, self.q, self.k, self.v, self.out = x, q, k, v, out
-        self.lq = IntLinear(lins[0], x.k).prepared(x, q)
-        self.lk = IntLinear(lins[1], x.k).prepared(x, k)
-        self.lv = IntLinear(lins[2], x.k).prepared(x, v)
+        self.rows: Optional[List[Tuple[RowLinear, Any, Any]]] = None
+        if x.dtype in (np.int16, np.int32):   # dynamic rows: rescaled sums, per-channel requant
+            self.rows = []
+            for lin, o in zip(lins, (q, k, v)):
+                rl = RowLinear(lin, x)
+                m, sh = qk.quantize_multiplier(rl.acc_scale.astype(np.float64) / o.scale)
+                self.rows.append((rl, m, sh))
+        else:
+            self.lq = IntLinear(lins[0], x.k).prepared(x, q)
+            self.lk = IntLinear(lins[1], x.k).prepared(x, k)
+            self.lv = IntLinear(lins[2], x.k).prepared(x, v)
         scaling = float(getattr(mod, "scaling", self.d ** -0.5))
         self.score_scale = float(F32(F32(q.scale) * F32(k.scale)) * F32(scaling))
         self.softmax = qk.prepare_softmax(self.score_scale, method=softmax)
@@ -554,8 +733,9 @@ class Attention:
         self.pv_mult, self.pv_shift = int(m), int(sh)
         m, sh = qk.quantize_multiplier(np.float64(F32(v.scale)) / 256.0 / out.scale)
         self.rn_mult, self.rn_shift = int(m), int(sh)
-        self._rq_ctx = qk.prepare_requantize(self.rn_mult, self.rn_shift, out.zero_point,
-                                             dtype=out.dtype)
+        self._rq_ctx = qk.prepare_requantize(
+            self.rn_mult, self.rn_shift, out.zero_point,
+            scheme="single_round" if out.dtype == np.int32 else "double_round", dtype=out.dtype)
 
     def _pv_renorm(self, p: np.ndarray, v: np.ndarray, threads: int) -> np.ndarray:
         """``P V`` normalised by the row sums of the integer probabilities (I-BERT's floored
@@ -571,9 +751,16 @@ class Attention:
     def __call__(self, x8: np.ndarray, keep: Optional[np.ndarray],
                  threads: int) -> Dict[str, np.ndarray]:
         b, s = x8.shape[0], x8.shape[1]
-        q = self._heads(self.lq(x8, threads=threads), b, s)
-        k = self._heads(self.lk(x8, threads=threads), b, s)
-        v = self._heads(self.lv(x8, threads=threads), b, s)
+        if self.rows is not None:
+            rq = row_inputs(x8)
+            q, k, v = (self._heads(qk.requantize(rl(rq, threads)["rescaled"], m, sh,
+                                                  o.zero_point, scheme="single_round",
+                                                  axis=-1), b, s)
+                       for (rl, m, sh), o in zip(self.rows, (self.q, self.k, self.v)))
+        else:
+            q = self._heads(self.lq(x8, threads=threads), b, s)
+            k = self._heads(self.lk(x8, threads=threads), b, s)
+            v = self._heads(self.lv(x8, threads=threads), b, s)
         scores = qk.matmul_int32(q, k, a_zero_point=self.q.zero_point,
                                  b_zero_point=self.k.zero_point, transpose_b=True,
                                  threads=threads)
@@ -646,9 +833,9 @@ class EncoderBlock:
         self._rq_2 = qk.prepare_requantize(self.m_2, self.sh_2, scheme="single_round",
                                            dtype=np.int32, channels=len(self.m_2))
 
-    def _ln(self, i: int, x: np.ndarray) -> np.ndarray:
+    def _ln(self, i: int, x: np.ndarray, threads: int) -> np.ndarray:
         # requantize_shift(x, shift, zp, half_up, uint8, axis=-1), then the integer LayerNorm
-        return qk.ptf_layernorm(self._to_ptf[i](x), self.ln[i][0])
+        return qk.ptf_layernorm(self._to_ptf[i](x), self.ln[i][0], threads=threads)
 
     @staticmethod
     def _add(x: np.ndarray, acc: np.ndarray, rq: qk.PreparedElementwise) -> np.ndarray:
@@ -657,11 +844,11 @@ class EncoderBlock:
 
     def __call__(self, x: np.ndarray, threads: int) -> Dict[str, np.ndarray]:
         """``x``: the int32 residual stream (units ``u``); returns the block's integers."""
-        h1 = self._ln(0, x)
+        h1 = self._ln(0, x, threads)
         a = self.attn(h1, None, threads)
         acc = self.out_acc(a["context"], threads=threads)
         x1 = self._add(x, acc, self._rq_o)
-        h2 = self._ln(1, x1)
+        h2 = self._ln(1, x1, threads)
         g = self.fc1(h2, threads)
         acc2 = self.fc2_acc(g, threads=threads)
         y = self._add(x1, acc2, self._rq_2)

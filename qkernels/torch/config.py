@@ -156,6 +156,13 @@ class QuantConfig:
             functions, e.g. ``"sigmoid"``). In the integer run their input is dequantized, the
             float op runs, and its output is quantized with calibrated parameters (PyTorch's
             DeQuantStub / QuantStub pair).
+        token_rows: transformer blocks (``swap(..., ops=TRANSFORMER_OPS)``, BERT / MiniLM):
+            True (default) carries the LayerNorm outputs and the residual stream in int16 (the
+            16-bit integer LayerNorm, :func:`qkernels.ptf.layernorm_s16`; ``layernorm="exact"``
+            only), the attention context and the GELU output in int32, and quantizes every
+            Linear's input to 8 bits per token at run time in integers
+            (:func:`qkernels.transformer.row_quantize`); False: the static form (int8 / uint8
+            activations with per-channel power-of-two factors, PTF uint8 LayerNorm inputs).
 
     Dynamic mode with the default uint8 affine activations and the fbgemm preset is PyTorch's
     fbgemm ``quantized::linear_dynamic`` (reduce_range [0, 127], its ChooseQuantizationParams);
@@ -179,6 +186,7 @@ class QuantConfig:
     input: Optional[TensorConfig] = None
     output: Optional[TensorConfig] = None
     bias: Optional[TensorConfig] = None
+    token_rows: bool = True
 
     def __post_init__(self) -> None:
         for k in ("weight", "activation", "input", "output", "bias"):
@@ -193,6 +201,8 @@ class QuantConfig:
             raise ValueError(f"mode must be 'static', 'dynamic' or 'weight_only'; got {self.mode!r}")
         if self.layernorm not in _LAYERNORMS:
             raise ValueError(f"layernorm must be 'exact' or 'sole'; got {self.layernorm!r}")
+        if not isinstance(self.token_rows, bool):
+            raise ValueError(f"token_rows must be True or False; got {self.token_rows!r}")
         fm = self.float_modules
         if isinstance(fm, str) or not all(isinstance(m, str) for m in fm):
             raise ValueError(f"float_modules must be a list of names; got {fm!r}")
@@ -261,6 +271,9 @@ class QuantConfig:
             if k in d:
                 _check_type(k, d[k], (str, P.Preset), "a string")
                 kw[k] = d[k]
+        if "token_rows" in d:
+            _check_type("token_rows", d["token_rows"], (bool,), "true or false")
+            kw["token_rows"] = d["token_rows"]
         if "float_modules" in d:
             fm = d["float_modules"] or ()
             if isinstance(fm, str) or not isinstance(fm, (list, tuple)):

@@ -242,7 +242,7 @@ class IntegerBlock(IntegerModule):
             x, r = (args + tuple(kwargs.values()))[:2]
             x8, r8 = cy.quant(x, bl.x), cy.quant(r, bl.r)
             q = bl.ptf_input(x8, r8, t)
-            out = qk.ptf_layernorm(q, bl.ln)
+            out = bl.norm(q, t)
             ints = {"x": x8, "residual": r8, "ln_input": q, "out": out}
             y = cy.dequant(out, bl.out)
         elif self.kind == "encoder_block":
@@ -254,8 +254,8 @@ class IntegerBlock(IntegerModule):
             y = cy.dequant(ints["out"], self.stream)
         elif self.kind == "layernorm":
             x = args[0] if args else kwargs["input"]
-            q = bl.ptf.quantize(x.detach().float().contiguous().numpy())
-            out = qk.ptf_layernorm(q, bl.ln)
+            q = bl.quantize(x.detach().float().contiguous().numpy())
+            out = bl.norm(q, t)
             ints = {"ln_input": q, "out": out}
             y = cy.dequant(out, bl.out)
         else:

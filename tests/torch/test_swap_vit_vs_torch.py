@@ -47,9 +47,12 @@ def test_vit_integer_blocks_vs_float(vit):
     assert kinds == ["Linear", "encoder_block", "encoder_block", "layernorm"], kinds
     assert all(originals[n] is mod for n, mod in m.named_modules())
     # measured (this seed): encoder output cosine 0.9997..0.9998 over the 8 images, class
-    # token 0.9997..0.9999; module SQNR 37.1 / 38.8 (blocks), 37.4 (LayerNorm), 40.6 (head)
+    # token 0.9997..0.9999; module SQNR 37.1 / 38.8 (blocks), 79.7 (the final LayerNorm: int16
+    # in and out, QuantConfig.token_rows; 37.4 with int8), 41.3 (head)
     assert c.min() >= 0.999 and cls.min() >= 0.998, (c, cls)
-    assert all(30 < v.report()["sqnr_db"] < 60 for v in sw.values())
+    for v in sw.values():
+        top = 90 if getattr(v, "kind", "") == "layernorm" else 60
+        assert 30 < v.report()["sqnr_db"] < top, (v.name, v.report()["sqnr_db"])
 
 
 def test_vit_residual_stream_is_exact_between_blocks(vit):
