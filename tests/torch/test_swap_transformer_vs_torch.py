@@ -192,7 +192,7 @@ def test_boundaries_are_lossless(minilm, token_rows):
                  ("encoder.layer.0.attention.output", "out", "encoder.layer.0.output",
                   "residual"),
                  ("encoder.layer.2.output", "out", "encoder.layer.3.attention.self", "x")]
-        metas = {"x": "x", "residual": "r", "out": "out"}
+        metas = {"x": "x", "residual": "r", "out": "out", "context": "out"}
         for prod, pk, cons, ck in pairs:
             a, b = sw[prod].last[pk], sw[cons].last[ck]
             assert a.dtype == b.dtype and np.array_equal(a, b), (prod, cons)
