@@ -14,11 +14,13 @@ __version__ = "0.1.0"
 from . import linear16, presets, ufuncs
 from ._checks import AccumulatorOverflowError
 from ._config import get_include, get_library, show_config
-from ._elementwise import (accumulator_to_float, dequantize, fake_quantize, quantize,
-                           quantize_dynamic, quantize_multiplier, requantize, requantize_float, requantize_shift)
+from ._elementwise import (PreparedElementwise, accumulator_to_float, dequantize, fake_quantize,
+                           prepare_dequantize, prepare_requantize, prepare_requantize_shift,
+                           quantize, quantize_dynamic, quantize_multiplier, requantize,
+                           requantize_float, requantize_shift)
 from .linear import (PackedConv2d, PackedLinear, PreparedQConv2d, PreparedQLinear, conv2d_int32,
                      linear_float, linear_float_runner, linear_int32, pack_conv2d, pack_linear,
-                     prepare_qconv2d, prepare_qlinear,
+                     prepare_linear_int32, prepare_qconv2d, prepare_qlinear,
                      qconv2d, qlinear)
 from .observers import (EntropyObserver, L2RangeObserver, MinMaxObserver,
                         MovingAverageMinMaxObserver, MSEObserver, Observer, PercentileObserver,
@@ -34,11 +36,12 @@ __all__ = [
     "AccumulatorOverflowError", "EntropyObserver", "GeluParams", "L2RangeObserver",
     "LayerNormParams", "MSEObserver",
     "MinMaxObserver", "MovingAverageMinMaxObserver", "Observer", "PTFParams", "PackedConv2d",
-    "PackedLinear", "PercentileObserver", "PreparedQConv2d", "PreparedQLinear", "PowerOfTwoModeObserver", "QParams",
+    "PackedLinear", "PercentileObserver", "PreparedElementwise", "PreparedQConv2d", "PreparedQLinear", "PowerOfTwoModeObserver", "QParams",
     "SoftmaxParams", "accumulator_to_float", "choose_qparams", "get_include", "get_library", "conv2d_int32",
     "dequantize", "fake_quantize", "layernorm_errors", "layernorm_reference", "linear_float",
     "linear_float_runner", "linear_int32", "matmul_int32",
-    "pack_conv2d", "pack_linear", "prepare_gelu", "prepare_layernorm", "prepare_qconv2d", "prepare_qlinear",
+    "pack_conv2d", "pack_linear", "prepare_dequantize", "prepare_gelu", "prepare_layernorm", "prepare_linear_int32",
+    "prepare_qconv2d", "prepare_qlinear", "prepare_requantize", "prepare_requantize_shift",
     "prepare_softmax", "presets", "ptf_calibrate", "ptf_dequantize", "ptf_layernorm", "ptf_layernorm_stats",
     "ptf_quantize", "qconv2d", "qgelu", "qlinear", "qmatmul", "qsoftmax", "quantize", "quantize_dynamic",
     "quantize_multiplier",

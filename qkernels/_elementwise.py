@@ -113,12 +113,18 @@ def dequantize(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
         array([  5. ,  -1.5, 126. ], dtype=float32)
     """
     q = C.int_input(q, "q")
-    info = np.iinfo(q.dtype)
+    params = _dequantize_params(q.dtype, q.shape, axis, scale, zero_point)
+    C.check_out(out, q.shape, np.dtype(np.float32))
+    return C.run_ufunc(_core.dequantize, (q,) + params, out, lambda: None)
+
+
+def _dequantize_params(q_dtype: np.dtype, shape: Tuple[int, ...], axis: Optional[int],
+                       scale: ArrayLike, zero_point: ArrayLike) -> Tuple[Any, ...]:
+    """dequantize's parameters after q, checked (the keyword call and prepare_dequantize)."""
+    info = np.iinfo(q_dtype)
     s = C.scale_param(scale, "scale")
     zp = C.int_param(zero_point, "zero_point", int(info.min), int(info.max))
-    s, zp = C.channel_params(q.shape, axis, scale=s, zero_point=zp)
-    C.check_out(out, q.shape, np.dtype(np.float32))
-    return C.run_ufunc(_core.dequantize, (q, s, zp), out, lambda: None)
+    return tuple(C.channel_params(shape, axis, scale=s, zero_point=zp))
 
 
 def fake_quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, qmin: int, qmax: int,
@@ -223,25 +229,39 @@ def requantize(acc: ArrayLike, multiplier: ArrayLike, shift: ArrayLike,
         >>> qkernels.requantize(acc, 1 << 30, -1)  # multiplier 0.25
         array([  1,  -1, 127], dtype=int8)
     """
-    a, dt, code, lo, hi, zp = _requant_common(acc, dtype, qmin, qmax, bits, zero_point)
+    a = C.int32_input(acc, "acc")
+    uf, params, dt = _requantize_parts(a.shape, axis, multiplier, shift, zero_point, scheme,
+                                       dtype, qmin, qmax, bits)
+    C.check_out(out, a.shape, dt)
+    return C.run_ufunc(uf, (a,) + params, out, lambda: _locate_shift_overflow(a, params[1]))
+
+
+def _requantize_parts(shape: Tuple[int, ...], axis: Optional[int], multiplier: ArrayLike,
+                      shift: ArrayLike, zero_point: ArrayLike, scheme: str, dtype: DTypeLike,
+                      qmin: Optional[int], qmax: Optional[int],
+                      bits: Optional[int]) -> Tuple[np.ufunc, Tuple[Any, ...], np.dtype]:
+    """requantize's ufunc, its parameters after acc (checked) and the output dtype."""
+    dt, code = C.int_dtype(dtype)
+    lo, hi = C.qrange(dt, qmin, qmax, bits=bits)
+    zp = C.int_param(zero_point, "zero_point", lo, hi)
     _choice(scheme, SCHEMES, "scheme")
     m = C.int_param(multiplier, "multiplier", 0, (1 << 31) - 1)
     sh = C.int_param(shift, "shift", -31, 30)
-    m, sh, zp = C.channel_params(a.shape, axis, multiplier=m, shift=sh, zero_point=zp)
-    C.check_out(out, a.shape, dt)
+    m, sh, zp = C.channel_params(shape, axis, multiplier=m, shift=sh, zero_point=zp)
     uf = getattr(_core, f"requantize_{'double' if scheme == 'double_round' else 'single'}_{code}")
+    return uf, (m, sh, zp, np.int32(lo), np.int32(hi)), dt
 
-    def locate() -> None:
-        shb = np.broadcast_to(sh, a.shape).astype(np.int64)
-        wide = a.astype(np.int64) * (np.int64(1) << np.maximum(shb, 0))
-        bad = (wide < -(1 << 31)) | (wide > (1 << 31) - 1)
-        if bad.any():
-            idx = C._first_index(bad)
-            raise C.AccumulatorOverflowError(
-                f"acc at index {idx} ({a[idx]}) overflows int32 when shifted left by "
-                f"{shb[idx]} (TFLite would wrap)")
 
-    return C.run_ufunc(uf, (a, m, sh, zp, np.int32(lo), np.int32(hi)), out, locate)
+def _locate_shift_overflow(a: np.ndarray, sh: np.ndarray) -> None:
+    """Raise for the first acc whose left shift overflows int32 (double_round's data error)."""
+    shb = np.broadcast_to(sh, a.shape).astype(np.int64)
+    wide = a.astype(np.int64) * (np.int64(1) << np.maximum(shb, 0))
+    bad = (wide < -(1 << 31)) | (wide > (1 << 31) - 1)
+    if bad.any():
+        idx = C._first_index(bad)
+        raise C.AccumulatorOverflowError(
+            f"acc at index {idx} ({a[idx]}) overflows int32 when shifted left by "
+            f"{shb[idx]} (TFLite would wrap)")
 
 
 def requantize_float(acc: ArrayLike, scale: ArrayLike, zero_point: ArrayLike = 0, *,
@@ -284,13 +304,26 @@ def requantize_shift(acc: ArrayLike, shift: ArrayLike, zero_point: ArrayLike = 0
         >>> qkernels.requantize_shift(np.array([5, 6, -6, 7], np.int32), 2)
         array([ 1,  2, -1,  2], dtype=int8)
     """
-    a, dt, code, lo, hi, zp = _requant_common(acc, dtype, qmin, qmax, bits, zero_point)
+    a = C.int32_input(acc, "acc")
+    uf, params, dt = _requantize_shift_parts(a.shape, axis, shift, zero_point, rounding, dtype,
+                                             qmin, qmax, bits)
+    C.check_out(out, a.shape, dt)
+    return C.run_ufunc(uf, (a,) + params, out, lambda: None)
+
+
+def _requantize_shift_parts(shape: Tuple[int, ...], axis: Optional[int], shift: ArrayLike,
+                            zero_point: ArrayLike, rounding: str, dtype: DTypeLike,
+                            qmin: Optional[int], qmax: Optional[int],
+                            bits: Optional[int]) -> Tuple[np.ufunc, Tuple[Any, ...], np.dtype]:
+    """requantize_shift's ufunc, its parameters after acc (checked) and the output dtype."""
+    dt, code = C.int_dtype(dtype)
+    lo, hi = C.qrange(dt, qmin, qmax, bits=bits)
+    zp = C.int_param(zero_point, "zero_point", lo, hi)
     _choice(rounding, ROUNDINGS, "rounding")
     sh = C.int_param(shift, "shift", -31, 31)
-    sh, zp = C.channel_params(a.shape, axis, shift=sh, zero_point=zp)
-    C.check_out(out, a.shape, dt)
-    return C.run_ufunc(getattr(_core, f"requantize_shift_{rounding}_{code}"),
-                       (a, sh, zp, np.int32(lo), np.int32(hi)), out, lambda: None)
+    sh, zp = C.channel_params(shape, axis, shift=sh, zero_point=zp)
+    return (getattr(_core, f"requantize_shift_{rounding}_{code}"),
+            (sh, zp, np.int32(lo), np.int32(hi)), dt)
 
 
 def quantize_dynamic(x: ArrayLike, *, reduce_range: bool = True) -> Tuple[np.ndarray, float, int]:
@@ -348,3 +381,119 @@ def accumulator_to_float(acc: ArrayLike, scale: ArrayLike, bias: ArrayLike = 0.0
     s, b = C.channel_params(a.shape, axis, scale=s, bias=b)
     C.check_out(out, a.shape, np.dtype(np.float32))
     return C.run_ufunc(_core.accumulator_to_float, (a, s, b), out, lambda: None)
+
+
+# ---- prepared forms: the parameters checked once ------------------------------------------------
+class PreparedElementwise:
+    """An elementwise keyword call (requantize, requantize_shift, dequantize) with every argument
+    but the data fixed and checked once (:func:`prepare_requantize`,
+    :func:`prepare_requantize_shift`, :func:`prepare_dequantize`): ``f(x, out=None)`` gives the
+    same values as the keyword call with those arguments, checking only ``x`` (its dtype, and
+    its last dimension for per-channel parameters) and ``out``. Immutable; safe to share.
+    Attributes: ``name``, ``in_dtype``, ``out_dtype``, ``channels`` (None: per tensor).
+    """
+
+    __slots__ = ("name", "in_dtype", "out_dtype", "channels", "_uf", "_params", "_locate")
+
+    def __init__(self, name: str, in_dtype: np.dtype, out_dtype: np.dtype,
+                 channels: Optional[int], uf: Any, params: Tuple[Any, ...],
+                 locate: Any = None) -> None:
+        self.name, self.in_dtype, self.out_dtype, self.channels = name, in_dtype, out_dtype, \
+            channels
+        self._uf, self._params, self._locate = uf, params, locate
+
+    def __call__(self, x: ArrayLike, *, out: Optional[np.ndarray] = None) -> np.ndarray:
+        if type(x) is not np.ndarray:
+            x = np.asarray(x)
+        if x.dtype != self.in_dtype:
+            raise TypeError(f"{self.name}: x has dtype {x.dtype}; this call was prepared for "
+                            f"{self.in_dtype}")
+        if self.channels is not None and (x.ndim == 0 or x.shape[-1] != self.channels):
+            raise ValueError(f"{self.name}: x has shape {x.shape}; this call was prepared for "
+                             f"{self.channels} channels on the last axis")
+        C.check_out(out, x.shape, self.out_dtype)
+        locate = self._locate
+        return C.run_ufunc(self._uf, (x,) + self._params, out,
+                           (lambda: None) if locate is None else (lambda: locate(x)))
+
+    def __repr__(self) -> str:
+        per = "per tensor" if self.channels is None else f"{self.channels} channels"
+        return f"PreparedElementwise({self.name}, {self.in_dtype} -> {self.out_dtype}, {per})"
+
+
+def _prepared_shape(channels: Optional[int], **params: ArrayLike) -> Tuple[Tuple[int, ...],
+                                                                           Optional[int]]:
+    """The (shape, axis) the parameters are checked against: per tensor (every parameter a
+    scalar) or per channel on the last axis of ``channels`` channels."""
+    if channels is None:
+        for name, p in params.items():
+            if np.ndim(p) != 0:
+                raise ValueError(f"{name} has {np.size(p)} values: give channels= for "
+                                 f"per-channel parameters (on the last axis)")
+        return (), None
+    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
+        raise ValueError(f"channels must be a positive int or None; got {channels!r}")
+    return (int(channels),), -1
+
+
+def prepare_requantize(multiplier: ArrayLike, shift: ArrayLike, zero_point: ArrayLike = 0, *,
+                       scheme: str = "double_round", dtype: DTypeLike = np.int8,
+                       qmin: Optional[int] = None, qmax: Optional[int] = None,
+                       bits: Optional[int] = None,
+                       channels: Optional[int] = None) -> PreparedElementwise:
+    """:func:`requantize` with its parameters checked once: per tensor, or per channel on the
+    last axis (``channels``: its length; ``axis=-1`` of the keyword call).
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> rq = qkernels.prepare_requantize(1 << 30, -1)  # multiplier 0.25
+        >>> rq(np.array([1, -2, 7984], np.int32))
+        array([  1,  -1, 127], dtype=int8)
+    """
+    shape, axis = _prepared_shape(channels, multiplier=multiplier, shift=shift,
+                                  zero_point=zero_point)
+    uf, params, dt = _requantize_parts(shape, axis, multiplier, shift, zero_point, scheme, dtype,
+                                       qmin, qmax, bits)
+    sh = params[1]
+    return PreparedElementwise("requantize", np.dtype(np.int32), dt, shape[0] if shape else None,
+                               uf, params, lambda a: _locate_shift_overflow(a, sh))
+
+
+def prepare_requantize_shift(shift: ArrayLike, zero_point: ArrayLike = 0, *,
+                             rounding: str = "half_up", dtype: DTypeLike = np.int8,
+                             qmin: Optional[int] = None, qmax: Optional[int] = None,
+                             bits: Optional[int] = None,
+                             channels: Optional[int] = None) -> PreparedElementwise:
+    """:func:`requantize_shift` with its parameters checked once (per tensor, or per channel on
+    the last axis of ``channels`` channels).
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> rs = qkernels.prepare_requantize_shift(np.int32([2, 1]), channels=2)
+        >>> rs(np.array([[5, 6], [-6, 7]], np.int32))
+        array([[ 1,  3],
+               [-1,  4]], dtype=int8)
+    """
+    shape, axis = _prepared_shape(channels, shift=shift, zero_point=zero_point)
+    uf, params, dt = _requantize_shift_parts(shape, axis, shift, zero_point, rounding, dtype,
+                                             qmin, qmax, bits)
+    return PreparedElementwise("requantize_shift", np.dtype(np.int32), dt,
+                               shape[0] if shape else None, uf, params)
+
+
+def prepare_dequantize(scale: ArrayLike, zero_point: ArrayLike = 0, *, dtype: DTypeLike,
+                       channels: Optional[int] = None) -> PreparedElementwise:
+    """:func:`dequantize` of ``dtype`` data with its parameters checked once (per tensor, or per
+    channel on the last axis of ``channels`` channels).
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> dq = qkernels.prepare_dequantize(0.5, 3, dtype=np.uint8)
+        >>> dq(np.array([13, 0, 255], np.uint8))
+        array([  5. ,  -1.5, 126. ], dtype=float32)
+    """
+    dt, _ = C.int_dtype(dtype)
+    shape, axis = _prepared_shape(channels, scale=scale, zero_point=zero_point)
+    params = _dequantize_params(dt, shape, axis, scale, zero_point)
+    return PreparedElementwise("dequantize", dt, np.dtype(np.float32),
+                               shape[0] if shape else None, _core.dequantize, params)

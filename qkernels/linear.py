@@ -776,6 +776,26 @@ def linear_int32(x: ArrayLike, w: Union[ArrayLike, PackedLinear], bias: Optional
     return prep(x, threads=threads, out=out)
 
 
+def prepare_linear_int32(w: Union[ArrayLike, PackedLinear], bias: Optional[ArrayLike] = None, *,
+                         x_dtype: DTypeLike, x_zero_point: ArrayLike = 0,
+                         w_zero_point: Optional[ArrayLike] = None,
+                         overflow: str = "raise") -> PreparedQLinear:
+    """Check everything of a :func:`linear_int32` call but ``x`` once: the returned
+    :class:`PreparedQLinear` (int32 out) gives the same accumulators as ``linear_int32`` with
+    those arguments, without checking the constant ones again on every call.
+
+    Example:
+        >>> import numpy as np, qkernels
+        >>> acc = qkernels.prepare_linear_int32(np.array([[1, 1, 1]], np.int8),
+        ...                                     np.array([10], np.int32), x_dtype=np.int8)
+        >>> acc(np.array([[1, 2, 3]], np.int8))
+        array([[16]], dtype=int32)
+    """
+    p = _as_linear_packed(w, w_zero_point, None)
+    return _int32_call(p, _x_dtype(x_dtype), x_zero_point, bias, overflow,
+                       PreparedQLinear.__new__(PreparedQLinear))
+
+
 # ---- float32 output (dynamic quantization) --------------------------------------------------------
 def _float_operands(p: PackedLinear, float_bias: Any, bias: Any) -> Tuple[Optional[np.ndarray],
                                                                           Optional[np.ndarray]]:

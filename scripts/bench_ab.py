@@ -3,6 +3,7 @@
 scripts/bench.py: the same workloads, qkernels calls only, in interleaved rounds.
 
     python scripts/bench_ab.py --a ../base --b . [--rounds 5] [--rows elementwise,gemm,layernorm,models]
+    python scripts/bench_ab.py --a ../base --b . --rows transformers --cpu   # integer MiniLM
 
 Each tree must have its extension built in place (``make build``, or ``python setup.py build_ext
 --inplace`` with this venv's Python). One worker process per tree imports qkernels from its tree
@@ -153,8 +154,49 @@ def rows_zoo(qk, np) -> Dict[str, Callable[[], object]]:
     return out
 
 
+_KEEP: List[object] = []   # the transformer rows' swap contexts, open while the worker runs
+
+
+def rows_transformers(qk, np) -> Dict[str, Callable[[], object]]:
+    """MiniLM (all-MiniLM-L6-v2, offline package) at sequence 128, batch 1, swapped whole for
+    the integer blocks (scripts/bench_int_transformers.py's model and input), 1 and 2 threads;
+    vit_b_16 (random weights, 224x224) the same way, 1 thread."""
+    import contextlib
+
+    import torch
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from bench_int_transformers import _minilm
+    from qkernels.torch import TRANSFORMER_OPS, swap
+
+    out: Dict[str, Callable[[], object]] = {}
+    for t in (1, 2):
+        net, call, enc = _minilm()
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(swap(net, [enc], ops=TRANSFORMER_OPS, threads=t))
+        _KEEP.append(stack)
+
+        def run(call=call, net=net, t=t) -> object:
+            torch.set_num_threads(t)
+            return call(net)
+        out[f"MiniLM integer blocks s128 b1 t{t}"] = run
+    from bench_int_transformers import _vit
+    net, call, x = _vit()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.no_grad())
+    stack.enter_context(swap(net, [x], ops=TRANSFORMER_OPS, threads=1))
+    _KEEP.append(stack)
+
+    def run_vit(call=call, net=net) -> object:
+        torch.set_num_threads(1)
+        return call(net)
+    out["vit_b_16 integer blocks b1 t1"] = run_vit
+    return out
+
+
 ROWS = {"elementwise": rows_elementwise, "gemm": rows_gemm, "layernorm": rows_layernorm,
-        "models": rows_models, "zoo": rows_zoo}
+        "models": rows_models, "zoo": rows_zoo, "transformers": rows_transformers}
 
 
 def worker(tree: str, rows: List[str], cpu: bool = False) -> None:

@@ -3,7 +3,7 @@
  * Schemes (SPEC section 4): double_round (gemmlowp / TFLite reference / CMSIS-NN), single_round
  * (TFLITE_SINGLE_ROUNDING, ruy), fp32 (FBGEMM, QNNPACK, MLAS), and plain shifts with a chosen
  * rounding (power-of-two hardware). Each has a scalar loop; u8/s8 outputs have AVX2 and AVX-512
- * loops too, which give the same bits.
+ * loops too, and so do the fixed-point schemes to int32, which give the same bits.
  */
 #include "core/core.h"
 
@@ -180,6 +180,16 @@ static size_t qk__fx_simd(const int32_t *acc, size_t n, const qk__fx_params *f, 
     return qk__level() >= QK_LEVEL_AVX512 ? qk__fx_avx512(acc, n, f, zp, qmin, qmax, y, is_signed)
                                           : qk__fx_avx2(acc, n, f, zp, qmin, qmax, y, is_signed);
 }
+
+/* The int32-out loops (qk__fx32_ of requantize_isa.h): the clamp on v before the zero point. */
+static size_t qk__fx32_simd(const int32_t *acc, size_t n, const qk__fx_params *f, int32_t zp,
+                            int32_t qmin, int32_t qmax, int32_t *y) {
+    const int64_t lo64 = (int64_t)qmin - zp, hi64 = (int64_t)qmax - zp; /* lo64 <= 0 <= hi64 */
+    const int32_t lo = lo64 < INT32_MIN ? INT32_MIN : (int32_t)lo64;
+    const int32_t hi = hi64 > INT32_MAX ? INT32_MAX : (int32_t)hi64;
+    return qk__level() >= QK_LEVEL_AVX512 ? qk__fx32_avx512(acc, n, f, lo, hi, zp, y)
+                                          : qk__fx32_avx2(acc, n, f, lo, hi, zp, y);
+}
 #endif
 
 
@@ -188,9 +198,16 @@ static size_t qk__fx_simd(const int32_t *acc, size_t n, const qk__fx_params *f, 
 /* ---------------------------------------------------------------------------------------- */
 #if QK_X86
 #define QK__REQ_SIMD_OK(OUT) (qk__level() >= QK_LEVEL_AVX2 && (QK__IS8_##OUT))
+#define QK__REQ_SIMD32_OK(OUT) (qk__level() >= QK_LEVEL_AVX2 && (QK__IS32_##OUT))
 #else
 #define QK__REQ_SIMD_OK(OUT) 0
+#define QK__REQ_SIMD32_OK(OUT) 0
 #endif
+#define QK__IS32_u8 0
+#define QK__IS32_s8 0
+#define QK__IS32_u16 0
+#define QK__IS32_s16 0
+#define QK__IS32_s32 1
 #define QK__IS8_u8 1
 #define QK__IS8_s8 1
 #define QK__IS8_u16 0
@@ -221,7 +238,8 @@ static inline size_t qk__req_head(const void *y, size_t n) {
         done = head + qk__requantize_simd(acc + head, n - head, SCHEME, SHIFT, SCALE,           \
                                           zero_point, qmin, qmax, y + head, QK__SIGNED_##OUT);  \
     }
-/* double_round (IS_DOUBLE 1) / single_round (0) on 64-bit lanes, where qk__fx_setup covers it. */
+/* double_round (IS_DOUBLE 1) / single_round (0) on 64-bit lanes, where qk__fx_setup covers it
+ * (8-bit outputs, and int32 outputs). */
 #define QK__REQ_FX(OUT, IS_DOUBLE, M, SHIFT, SCALAR)                                            \
     qk__fx_params fx;                                                                           \
     if (QK__REQ_SIMD_OK(OUT) && qk__fx_setup(IS_DOUBLE, M, SHIFT, &fx)) {                       \
@@ -229,6 +247,8 @@ static inline size_t qk__req_head(const void *y, size_t n) {
         SCALAR(0, head)                                                                         \
         done = head + qk__fx_simd(acc + head, n - head, &fx, zero_point, qmin, qmax, y + head,  \
                                   QK__SIGNED_##OUT);                                            \
+    } else if (QK__REQ_SIMD32_OK(OUT) && qk__fx_setup(IS_DOUBLE, M, SHIFT, &fx)) {              \
+        done = qk__fx32_simd(acc, n, &fx, zero_point, qmin, qmax, (int32_t *)(void *)y);        \
     }
 #else
 #define QK__REQ_AVX2(OUT, SCHEME, SHIFT, SCALE, SCALAR)

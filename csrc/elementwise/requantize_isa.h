@@ -167,3 +167,37 @@ QK_V_TARGET static size_t QK__N(qk__fx_)(const int32_t *acc, size_t n, const qk_
     QK__FX_CASE(0, 0, 0, 0, 0);
 #undef QK__FX_CASE
 }
+
+/* double_round / single_round to int32 (s32 out), one vector a step: clamp(v + zp, qmin, qmax)
+ * as clamp(v, lo, hi) + zp with lo = max(qmin - zp, INT32_MIN), hi = min(qmax - zp, INT32_MAX)
+ * (exact and without overflow: zp lies in [qmin, qmax], checked); with check, the loop stops
+ * before a vector holding an x outside [xlo, xhi] (the scalar loop then reports the overflow). */
+QK_V_TARGET static QK_ALWAYS_INLINE size_t QK__N(qk__fx32_loop_)(const int32_t *acc, size_t n,
+                                                                  const qk__fx_params *f,
+                                                                  int32_t lo, int32_t hi,
+                                                                  int32_t zp, int32_t *y,
+                                                                  int corr, int k_lt32,
+                                                                  int check) {
+    const QK_V vm = QK_V_SET1(f->m);
+    const QK_V cp = QK_V_SET1_64(f->cp), c2 = QK_V_SET1_64(QK__SEL(f->cn, f->cp - f->cn));
+    const __m128i sh = _mm_cvtsi32_si128(f->k < 32 ? 32 - f->k : f->k - 32);
+    const QK_V vlo = QK_V_SET1(lo), vhi = QK_V_SET1(hi), vzp = QK_V_SET1(zp);
+    const QK_V xlo = QK_V_SET1(f->xlo), xhi = QK_V_SET1(f->xhi);
+    size_t i = 0;
+    for (; i + QK_V_LANES <= n; i += QK_V_LANES) {
+        const QK_V x = QK_V_LOAD(acc + i);
+        if (check && QK_VM_ANY(QK_VM_OR(QK_V_GT(xlo, x), QK_V_GT(x, xhi)))) break;
+        const QK_V v = QK__N(qk__fxv_)(x, vm, cp, c2, sh, corr, k_lt32);
+        QK_V_STORE(y + i, QK_V_ADD(QK_V_MIN(QK_V_MAX(v, vlo), vhi), vzp));
+    }
+    return i;
+}
+
+/* The loop above, specialised for the flags' combinations of qk__fx_setup. */
+QK_V_TARGET static size_t QK__N(qk__fx32_)(const int32_t *acc, size_t n, const qk__fx_params *f,
+                                           int32_t lo, int32_t hi, int32_t zp, int32_t *y) {
+    if (f->check) return QK__N(qk__fx32_loop_)(acc, n, f, lo, hi, zp, y, 0, 1, 1);
+    if (f->corr) return QK__N(qk__fx32_loop_)(acc, n, f, lo, hi, zp, y, 1, 0, 0);
+    if (f->k < 32) return QK__N(qk__fx32_loop_)(acc, n, f, lo, hi, zp, y, 0, 1, 0);
+    return QK__N(qk__fx32_loop_)(acc, n, f, lo, hi, zp, y, 0, 0, 0);
+}

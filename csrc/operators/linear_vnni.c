@@ -45,8 +45,8 @@ qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt
     /* rows straight from x when whole quads cover K (int8 x: flipped to u8 in the kernel) */
     const int direct = (k & 3) == 0;
     const int any_wz = w->any_wzp8;
-    /* one allocation: cb, wz, fb, sc (np each), rowsum (m), then the u8 copy of x */
-    const size_t head = 4 * np * 4 + (any_wz ? m * 4 : 0);
+    /* one allocation: cb, wz, fb, sc, mul, shf (np each), rowsum (m), then the u8 copy of x */
+    const size_t head = 6 * np * 4 + (any_wz ? m * 4 : 0);
     const size_t hpad = (head + 63) & ~(size_t)63;
     char *mem = (char *)malloc(hpad + (direct ? 0 : m * k4));
     if (mem == NULL) return QK_ERR_NOMEM;
@@ -54,10 +54,18 @@ qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt
     int32_t *wz = (int32_t *)(cb + np);
     float *fb = (float *)(wz + np);
     float *sc = fb + np;
-    uint32_t *rowsum = (uint32_t *)(sc + np);
+    int32_t *mul = (int32_t *)(sc + np);
+    int32_t *shf = mul + np;
+    uint32_t *rowsum = (uint32_t *)(shf + np);
     const int flt = ep->scheme == QK_REQ_FLOAT;
-    const int vec = flt || qk__epilogue_vec(ep);
+    const int fx = qk__epilogue_fx(ep);
+    const int vec = flt || fx || qk__epilogue_vec(ep);
     uk->linear_u8_setup(n, k, w->wzp8, w->colsum, xz8, ep, vec, np, cb, wz, fb, sc);
+    if (fx)
+        for (size_t o = 0; o < np; o++) {
+            mul[o] = o < n ? ep->multiplier[o] : 0;
+            shf[o] = o < n ? ep->shift[o] : 0;
+        }
     const uint8_t *a = (const uint8_t *)x;
     size_t lda = k;
     const uint8_t flip = xt == QK_DT_S8 ? 0x80 : 0;
@@ -87,6 +95,10 @@ qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt
     c.k.fp32 = ep->scheme == QK_REQ_FP32;
     c.k.vec = vec;
     c.k.flt = flt;
+    c.k.fx = fx;
+    c.k.half_up = ep->scheme == QK_REQ_DOUBLE_HALF_UP;
+    c.k.mul = mul;
+    c.k.shf = shf;
     c.k.any_wz = any_wz;
     c.k.cb = cb;
     c.k.wz = wz;

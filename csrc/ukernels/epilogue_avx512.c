@@ -1,6 +1,7 @@
 /* epilogue_avx512.c -- the output stage on AVX-512 (twin: epilogue_scalar.c): the fp32 and int32
  * schemes 16 lanes at a time with a masked tail (vpmulld / vpaddd wrap like uint32), for one
- * channel's run and for the conv tiles of the 8-bit path (zero-point correction first). Other
+ * channel's run and for the conv tiles of the 8-bit path (zero-point correction first); the
+ * fixed-point schemes (double rounding and its half-up form) for one channel's run. Other
  * schemes go to the scalar forms. */
 #include "ukernels/simd_avx512.h"
 
@@ -20,10 +21,30 @@ QK_TARGET_AVX512VNNI static inline void qk__out16(const qk_epilogue *ep, __m512i
                          qk__fp32_bytes16__avx512(acc, ep->float_bias != NULL, vfb, vsc, z));
 }
 
+/* One channel's run of raw sums, fixed-point schemes (qk__fx16__avx512): at a block holding a
+ * left shift that overflows (strict mode), the scalar form takes over and reports it. */
+QK_TARGET_AVX512VNNI static qk_status qk__fx_run__avx512(const qk_epilogue *ep, size_t o,
+                                                         const int32_t *src, size_t cnt, void *y) {
+    const qk__fxc_avx512 z = qk__fxc__avx512(ep);
+    const __m512i vbias = ep->bias ? _mm512_set1_epi32(ep->bias[o]) : _mm512_setzero_si512();
+    const __m512i vm = _mm512_set1_epi32(ep->multiplier[o]), vs = _mm512_set1_epi32(ep->shift[o]);
+    const int half_up = ep->scheme == QK_REQ_DOUBLE_HALF_UP;
+    for (size_t i = 0; i < cnt; i += 16) {
+        const __mmask16 m = cnt - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (cnt - i)) - 1u);
+        __mmask16 ovf;
+        const __m512i r = qk__fx16__avx512(
+            _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, src + i), vbias), vm, vs, half_up, &ovf);
+        if ((ovf & m) && !ep->wrap) return qk_epilogue_tail__scalar(ep, o, 0, src, i, cnt, y);
+        _mm_mask_storeu_epi8((char *)y + i, m, qk__fx_bytes16__avx512(r, &z));
+    }
+    return QK_OK;
+}
+
 /* One channel's run of raw sums, 16 lanes at a time and a masked tail (masked-off lanes are not
  * accessed). */
 QK_TARGET_AVX512VNNI qk_status qk_epilogue_run__avx512(const qk_epilogue *ep, size_t o,
                                                        const int32_t *src, size_t cnt, void *y) {
+    if (qk__epilogue_fx(ep)) return qk__fx_run__avx512(ep, o, src, cnt, y);
     if (!qk__epilogue_vec(ep)) return qk_epilogue_run__scalar(ep, o, src, cnt, y);
     const size_t osz = ep->out_type == QK_DT_S32 ? 4 : 1;
     const qk__outc_avx512 z = qk__outc__avx512(ep);

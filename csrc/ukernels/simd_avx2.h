@@ -25,6 +25,35 @@ QK_TARGET_AVX2 static inline __m128i qk__load16_u8__avx2(const uint8_t *p, size_
     return _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
 }
 
+/* The fixed-point output stages QK_REQ_DOUBLE / QK_REQ_DOUBLE_HALF_UP of 8 int32 sums, the
+ * AVX2 twin of qk__fx16__avx512 (simd_avx512.h: the same steps; *ovf is -1 in the lanes whose
+ * left shift overflowed). vpsravd fills with the sign past 31, vpsllvd gives 0 there. */
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m256i qk__fx8__avx2(__m256i acc, __m256i m, __m256i sh,
+                                                             int half_up, __m256i *ovf) {
+    const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
+    const __m256i left = _mm256_max_epi32(sh, zero);
+    const __m256i e = _mm256_sub_epi32(left, sh);
+    const __m256i x = _mm256_sllv_epi32(acc, left);
+    *ovf = _mm256_xor_si256(_mm256_cmpeq_epi32(_mm256_srav_epi32(x, left), acc),
+                            _mm256_set1_epi32(-1));
+    const __m256i n30 = _mm256_set1_epi64x(INT64_C(1) << 30);
+    const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, m), n30);
+    const __m256i po = _mm256_add_epi64(
+        _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(m, 32)), n30);
+    __m256i h = _mm256_blend_epi32(_mm256_srli_epi64(pe, 31), _mm256_slli_epi64(po, 1), 0xAA);
+    const __m256i imin = _mm256_set1_epi32(INT32_MIN);
+    h = _mm256_blendv_epi8(h, _mm256_set1_epi32(INT32_MAX),
+                           _mm256_and_si256(_mm256_cmpeq_epi32(x, imin), _mm256_cmpeq_epi32(m, imin)));
+    const __m256i q = _mm256_srav_epi32(h, e);
+    if (half_up) {
+        const __m256i bit = _mm256_and_si256(_mm256_srav_epi32(h, _mm256_sub_epi32(e, one)), one);
+        return _mm256_add_epi32(q, _mm256_and_si256(bit, _mm256_cmpgt_epi32(e, zero)));
+    }
+    const __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, e), one);
+    const __m256i thr = _mm256_add_epi32(_mm256_srai_epi32(mask, 1), _mm256_srli_epi32(h, 31));
+    return _mm256_sub_epi32(q, _mm256_cmpgt_epi32(_mm256_and_si256(h, mask), thr));
+}
+
 /* One k row of a u8 tile panel: the 16 lanes of up to 3 runs (nseg, a constant where this is
  * inlined), lanes of run r from p + base[r] (vpblendvb with the run's lane mask m1, m2). */
 QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m128i qk__seg_row_u8__avx2(const uint8_t *p,

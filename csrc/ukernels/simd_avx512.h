@@ -51,6 +51,69 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m128i qk__channel_bytes16__avx512(
                                     _mm512_set1_ps(ep->scale[o]), z);
 }
 
+/* The fixed-point output stages QK_REQ_DOUBLE and QK_REQ_DOUBLE_HALF_UP of 16 int32 sums (bias
+ * in) with a multiplier m and a shift sh per lane (core/fixedpoint.h, lane for lane):
+ *   x = acc << max(sh, 0) in int32, wrapping; *ovf = the lanes where that overflowed (the
+ *     strict scalar form refuses them, its wrap form computes on this same x);
+ *   h = SRDHM(x, m): the scalar's (x m + nudge) / 2^31 truncated toward zero equals
+ *     floor((x m + 2^30) / 2^31) for either sign of x m, whose low 32 bits are bits 31..62 of
+ *     the int64 x m + 2^30 (vpmuldq on the even lanes, then on the odd lanes moved down);
+ *     INT32_MAX where x = m = INT32_MIN;
+ *   DOUBLE: RDBPOT(h, e), e = max(-sh, 0) <= 31: (h >> e) + (rem > (mask >> 1) + (h < 0));
+ *   HALF_UP: (h >> e) + bit e - 1 of h where e > 0 (exact (h + 2^(e-1)) >> e, no overflow).
+ * Returns R before the zero point. */
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__fx16__avx512(__m512i acc, __m512i m,
+                                                                __m512i sh, int half_up,
+                                                                __mmask16 *ovf) {
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+    const __m512i left = _mm512_max_epi32(sh, zero);
+    const __m512i e = _mm512_sub_epi32(left, sh);
+    const __m512i x = _mm512_sllv_epi32(acc, left);
+    *ovf = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(x, left), acc);
+    const __m512i n30 = _mm512_set1_epi64(INT64_C(1) << 30);
+    const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, m), n30);
+    const __m512i po = _mm512_add_epi64(
+        _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32)), n30);
+    __m512i h = _mm512_mask_blend_epi32((__mmask16)0xAAAA, _mm512_srli_epi64(pe, 31),
+                                        _mm512_slli_epi64(po, 1));
+    const __m512i imin = _mm512_set1_epi32(INT32_MIN);
+    h = _mm512_mask_mov_epi32(h, _mm512_cmpeq_epi32_mask(x, imin) & _mm512_cmpeq_epi32_mask(m, imin),
+                              _mm512_set1_epi32(INT32_MAX));
+    const __m512i q = _mm512_srav_epi32(h, e);
+    if (half_up) {
+        const __m512i bit = _mm512_and_si512(_mm512_srav_epi32(h, _mm512_sub_epi32(e, one)), one);
+        return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(e, zero), q, bit);
+    }
+    const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, e), one);
+    const __m512i thr = _mm512_add_epi32(_mm512_srai_epi32(mask, 1), _mm512_srli_epi32(h, 31));
+    return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(_mm512_and_si512(h, mask), thr), q,
+                                 one);
+}
+
+/* The clamp of the fixed-point stages: r clamped to [act_min - zp, act_max - zp] then + zp, the
+ * scalar clamp(r + zp, act_min, act_max) without its int64 sum (the bounds are small: the
+ * requantizing schemes have 8-bit outputs, checked by qk__epilogue_check). */
+typedef struct {
+    __m512i lo, hi, vzp;
+} qk__fxc_avx512;
+
+QK_TARGET_AVX512 static inline qk__fxc_avx512 qk__fxc__avx512(const qk_epilogue *ep) {
+    qk__fxc_avx512 z;
+    z.lo = _mm512_set1_epi32(ep->act_min - ep->zero_point);
+    z.hi = _mm512_set1_epi32(ep->act_max - ep->zero_point);
+    z.vzp = _mm512_set1_epi32(ep->zero_point);
+    return z;
+}
+
+/* R of qk__fx16__avx512 -> 16 output bytes in a register (narrowed there: see above). */
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m128i qk__fx_bytes16__avx512(__m512i r,
+                                                                      const qk__fxc_avx512 *z) {
+    __m128i b = _mm512_cvtepi32_epi8(
+        _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, z->lo), z->hi), z->vzp));
+    __asm__("" : "+v"(b));
+    return b;
+}
+
 /* The padded-image copies (im2col_u8_avx512*.c): a 64-byte store at d + a, masked where it would
  * reach past total bytes. */
 QK_TARGET_AVX512 static inline void qk__store64(uint8_t *d, size_t total, size_t a, __m512i v) {

@@ -134,10 +134,11 @@ void qk_gemm_s8u8_16x8__avx512vnni(size_t kq, const int8_t *a, const uint8_t *b,
  * qk_epilogue_fn: the output stage of `cnt` raw sums of output channel o (src), stored
  * contiguously at y (elements of ep->out_type); the "channels" form takes channel o + i for
  * element i (a row of qk_linear). Returns QK_ERR_OVERFLOW on a double-round left shift overflow
- * (strict mode), else QK_OK. The SIMD forms do the fp32 and int32 schemes (the others go to the
- * scalar form) with the same operations in the same order: vpaddd wraps like the uint32 add,
- * cvtdq2ps / cvtps2dq round to nearest even as the scalar conversions and nearbyintf do in the
- * default rounding mode, and the clamp happens on integral float bounds. */
+ * (strict mode), else QK_OK. The SIMD forms do the fp32, int32 and fixed-point (double rounding,
+ * its half-up form) schemes (the others go to the scalar form) with the same operations in the
+ * same order: vpaddd wraps like the uint32 add, cvtdq2ps / cvtps2dq round to nearest even as the
+ * scalar conversions and nearbyintf do in the default rounding mode, the clamp happens on
+ * integral float bounds; the fixed-point lanes are the integer steps of core/fixedpoint.h. */
 typedef qk_status (*qk_epilogue_fn)(const qk_epilogue *ep, size_t o, const int32_t *src,
                                     size_t cnt, void *y);
 qk_status qk_epilogue_run__scalar(const qk_epilogue *ep, size_t o, const int32_t *src, size_t cnt,
@@ -157,6 +158,11 @@ qk_status qk_epilogue_tail__scalar(const qk_epilogue *ep, size_t o, int per_ch,
  * float32 out, only in the channels form and in linear_u8). */
 static inline int qk__epilogue_vec(const qk_epilogue *ep) {
     return ep->scheme == QK_REQ_FP32 || ep->scheme == QK_REQ_NONE;
+}
+/* 1 for the fixed-point schemes the SIMD output stages do too (double rounding, its half-up
+ * form: qk__fx16__avx512 / qk__fx8__avx2) in every form but the conv tiles. */
+static inline int qk__epilogue_fx(const qk_epilogue *ep) {
+    return ep->scheme == QK_REQ_DOUBLE || ep->scheme == QK_REQ_DOUBLE_HALF_UP;
 }
 /* 1 when the fused u8 kernels (conv_u8, dw_u8 fused) apply: fp32 scheme, 8-bit output. */
 static inline int qk__epilogue_fused(const qk_epilogue *ep) {
@@ -238,8 +244,9 @@ QK__DECLARE_CONV_DIRECT(qk_conv_direct_16x16_2__avx512vnni)
  * ..); each 6 x 64 tile goes through the stack into y:
  *   v = raw + cb[o] - wz[o] * rowsum[r] (mod 2^32; the rowsum term only with any_wz),
  * then with vec the fp32 (or int32) output stage of qk_conv_tile_out__avx512 lane for lane, or
- * with flt the float32 output fmaf((float)v, sc[o], fb[o]) (cb holds the bias too), else the
- * channels output stage (cb without the bias). The twin of the
+ * with flt the float32 output fmaf((float)v, sc[o], fb[o]), or with fx the fixed-point stage
+ * (qk__fx16__avx512; cb holds the bias too in these three), else the channels output stage (cb
+ * without the bias). The twin of the
  * whole is qk_linear's int16 path (tests compare the two with QKERNELS_SIMD). */
 typedef struct qk_linear_u8_args {
     const uint8_t *a;       /* rows of u8, lda bytes apart */
@@ -248,6 +255,8 @@ typedef struct qk_linear_u8_args {
     size_t bstride;         /* bytes between panels: k4 * 16 */
     const qk_epilogue *ep;
     int fp32, any_wz, flip, vec, flt; /* flt: QK_REQ_FLOAT (vec is then set too) */
+    int fx, half_up;        /* fx: QK_REQ_DOUBLE or _DOUBLE_HALF_UP (vec is then set too) */
+    const int32_t *mul, *shf; /* fx: panels * 16: multiplier[o], shift[o] (0 past n) */
     const uint32_t *cb;     /* panels * 16: corr[o] (+ bias[o] with vec), mod 2^32; 0 past n */
     const int32_t *wz;      /* panels * 16: wzp8[o], 0 past n */
     const float *fb, *sc;   /* panels * 16: float_bias[o] (0 when absent), scale[o] (fp32) */

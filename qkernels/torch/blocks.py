@@ -36,6 +36,7 @@ Example:
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -279,6 +280,11 @@ class IntLinear:
         b = np.rint(self.bias.astype(np.float64) / self.acc_scale(x_scale).astype(np.float64))
         return np.clip(b, -2 ** 31, 2 ** 31 - 1).astype(np.int32)
 
+    def int32(self, x: ActQ, bias: Optional[np.ndarray]) -> qk.PreparedQLinear:
+        """The int32 accumulators ``linear_int32(x8, W, bias)`` of input ``x``, checked once."""
+        return qk.prepare_linear_int32(self.packed, bias, x_dtype=x.dtype,
+                                       x_zero_point=x.zero_point)
+
     def prepared(self, x: ActQ, out: ActQ) -> qk.PreparedQLinear:
         """The fused int8 linear ``requant(acc)`` to ``out`` (TFLite's fixed point, double
         rounding, per-channel multipliers)."""
@@ -319,6 +325,76 @@ def dequant(q: np.ndarray, m: ActQ) -> torch.Tensor:
                                                                  np.int32), axis=-1))
 
 
+def same_quantization(a: ActQ, b: ActQ) -> bool:
+    """``a`` and ``b`` quantize alike (scale, zero point, dtype and channel factors equal)."""
+    if a is b:
+        return True
+    if a.scale != b.scale or a.zero_point != b.zero_point or np.dtype(a.dtype) != np.dtype(b.dtype):
+        return False
+    if a.k is None or b.k is None:
+        return a.k is None and b.k is None
+    return bool(np.array_equal(a.k, b.k))
+
+
+class Carry:
+    """The integer tensors behind the float outputs of one swap's blocks, so that a block whose
+    input is another block's output takes that integer tensor instead of quantizing the float
+    one again (the call path only: ``quant(dequant(q, m), m) == q`` exactly, as every block
+    boundary is lossless; see the module docstring).
+
+    :meth:`dequant` returns the float output and remembers ``q`` under it; :meth:`quant` gives
+    back the remembered ``q`` when it is handed that same tensor object, unmodified since
+    (``Tensor._version``), to quantize with the same parameters (:func:`same_quantization`), and
+    otherwise quantizes (:func:`quant`). An entry goes when its tensor is freed.
+
+    Example:
+        >>> # c = Carry(); y = c.dequant(q, m); c.quant(y, m) is q  -> True
+    """
+
+    def __init__(self) -> None:
+        self._by_id: Dict[int, Tuple[Any, int, ActQ, np.ndarray]] = {}
+        # (id(producer's ActQ), id(consumer's)) -> (both, kept so that the ids stay theirs,
+        # the answer)
+        self._same: Dict[Tuple[int, int], Tuple[ActQ, ActQ, bool]] = {}
+        self._dq: Dict[Tuple[int, str], Tuple[ActQ, qk.PreparedElementwise]] = {}
+
+    def _forget(self, key: int, ref: Any) -> None:
+        e = self._by_id.get(key)
+        if e is not None and e[0] is ref:
+            del self._by_id[key]
+
+    def _dequantizer(self, q: np.ndarray, m: ActQ) -> qk.PreparedElementwise:
+        """:func:`dequant` for ``m`` and ``q``'s dtype, prepared once."""
+        key = (id(m), q.dtype.str)
+        e = self._dq.get(key)
+        if e is None:
+            if m.k is None:
+                prep = qk.prepare_dequantize(F32(m.scale), m.zero_point, dtype=q.dtype)
+            else:
+                prep = qk.prepare_dequantize(m.steps(), np.full(m.k.shape, m.zero_point, np.int32),
+                                             dtype=q.dtype, channels=len(m.k))
+            e = self._dq[key] = (m, prep)    # m kept: its id stays its own
+        return e[1]
+
+    def dequant(self, q: np.ndarray, m: ActQ) -> torch.Tensor:
+        t = torch.from_numpy(self._dequantizer(q, m)(q))   # dequant(q, m)
+        key = id(t)
+        ref = weakref.ref(t, lambda r, key=key: self._forget(key, r))
+        self._by_id[key] = (ref, t._version, m, q)
+        return t
+
+    def quant(self, t: torch.Tensor, m: ActQ) -> np.ndarray:
+        e = self._by_id.get(id(t))
+        if e is not None and e[0]() is t and e[1] == t._version:
+            pair = (id(e[2]), id(m))
+            known = self._same.get(pair)
+            if known is None:
+                known = self._same[pair] = (e[2], m, same_quantization(e[2], m))
+            if known[2]:
+                return e[3]
+        return quant(t, m)
+
+
 class ResidualLayerNorm:
     """``LayerNorm(dense(x) + r)`` in integers (BertSelfOutput / BertOutput).
 
@@ -333,25 +409,30 @@ class ResidualLayerNorm:
         self.lin = IntLinear(dense, x.k)
         self.x, self.r, self.ptf, self.out = x, r, ptf, out
         self.bias = self.lin.int_bias(x.scale)
+        self.acc = self.lin.int32(x, self.bias)
         u = np.float64(ptf.scale) / 2.0 ** RESIDUAL_BITS
         self.m_acc, self.sh_acc = qk.quantize_multiplier(
             self.lin.acc_scale(x.scale).astype(np.float64) / u)
         self.m_r, self.sh_r = qk.quantize_multiplier(np.asarray(r.steps(), np.float64) / u)
         self.shift = (ptf.alpha.astype(np.int32) + RESIDUAL_BITS)
         self.ln = _ln_params(ln, ptf, out, method)
+        # the requantizations of ptf_input, their constants checked once
+        self._rq_acc = qk.prepare_requantize(self.m_acc, self.sh_acc, scheme="single_round",
+                                             dtype=np.int32, channels=len(self.m_acc))
+        self._rq_r = qk.prepare_requantize(self.m_r, self.sh_r, scheme="single_round",
+                                           dtype=np.int32,
+                                           channels=None if r.k is None else len(r.k))
+        self._to_ptf = qk.prepare_requantize_shift(self.shift, ptf.zero_point,
+                                                   rounding="half_up", dtype=np.uint8,
+                                                   channels=len(self.shift))
 
     def ptf_input(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
-        acc = qk.linear_int32(x8, self.lin.packed, self.bias, x_zero_point=self.x.zero_point,
-                              threads=threads)
-        a = qk.requantize(acc, self.m_acc, self.sh_acc, scheme="single_round", dtype=np.int32,
-                          axis=-1)
-        rr = qk.requantize(r8.astype(np.int32) - np.int32(self.r.zero_point), self.m_r,
-                           self.sh_r, scheme="single_round", dtype=np.int32,
-                           axis=None if self.r.k is None else -1)
+        acc = self.acc(x8, threads=threads)
+        a = self._rq_acc(acc)     # requantize(acc, m_acc, sh_acc, single_round, int32, axis=-1)
+        rr = self._rq_r(r8.astype(np.int32) - np.int32(self.r.zero_point))
         # |a|, |rr| < 2^30 for any calibrated range below 2^(30 - 4 - 7) steps: int32 sum
         t = add_sat32(a, rr)
-        return qk.requantize_shift(t, self.shift, self.ptf.zero_point, rounding="half_up",
-                                   dtype=np.uint8, axis=-1)
+        return self._to_ptf(t)    # requantize_shift(t, shift, zp, half_up, uint8, axis=-1)
 
     def __call__(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
         return qk.ptf_layernorm(self.ptf_input(x8, r8, threads), self.ln)
@@ -401,15 +482,14 @@ class Intermediate:
         self.lin = IntLinear(dense, x.k)
         self.x, self.out = x, out
         self.bias = self.lin.int_bias(x.scale)
+        self.acc = self.lin.int32(x, self.bias)
         self.gelu = qk.prepare_gelu(self.lin.acc_scale(x.scale), method="ibert",
                                     out_scale=out.steps() if out.k is not None else out.scale,
                                     out_zero_point=out.zero_point,
                                     out_dtype=out.dtype)
 
     def __call__(self, x8: np.ndarray, threads: int) -> np.ndarray:
-        acc = qk.linear_int32(x8, self.lin.packed, self.bias, x_zero_point=self.x.zero_point,
-                              threads=threads)
-        return qk.qgelu(acc, self.gelu)
+        return qk.qgelu(self.acc(x8, threads=threads), self.gelu)
 
 
 def keep_mask(mask: Optional[torch.Tensor]) -> Optional[np.ndarray]:
@@ -474,6 +554,8 @@ class Attention:
         self.pv_mult, self.pv_shift = int(m), int(sh)
         m, sh = qk.quantize_multiplier(np.float64(F32(v.scale)) / 256.0 / out.scale)
         self.rn_mult, self.rn_shift = int(m), int(sh)
+        self._rq_ctx = qk.prepare_requantize(self.rn_mult, self.rn_shift, out.zero_point,
+                                             dtype=out.dtype)
 
     def _pv_renorm(self, p: np.ndarray, v: np.ndarray, threads: int) -> np.ndarray:
         """``P V`` normalised by the row sums of the integer probabilities (I-BERT's floored
@@ -481,9 +563,7 @@ class Attention:
         round(2^8 acc / sum_j P_ij)`` in int64 (round half up), then the fixed-point
         requantization of ``t`` (unit ``s_v / 2^8``) to the context's int8."""
         acc = qk.matmul_int32(p, v, b_zero_point=self.v.zero_point, threads=threads)
-        y = qk.requantize(renorm_floor(acc, p), self.rn_mult, self.rn_shift, self.out.zero_point,
-                          dtype=self.out.dtype)
-        return y
+        return self._rq_ctx(renorm_floor(acc, p))   # rn_mult, rn_shift, out's zero point
 
     def _heads(self, t: np.ndarray, b: int, s: int) -> np.ndarray:
         return np.ascontiguousarray(t.reshape(b, s, self.heads, self.d).transpose(0, 2, 1, 3))
@@ -543,6 +623,7 @@ class EncoderBlock:
                               softmax=cal.softmax)
         self.out_proj = IntLinear(mod.self_attention.out_proj)
         self.out_bias = self.out_proj.int_bias(ctx.scale)
+        self.out_acc = self.out_proj.int32(ctx, self.out_bias)
         self.ctx = ctx
         self.m_o, self.sh_o = qk.quantize_multiplier(
             self.out_proj.acc_scale(ctx.scale).astype(np.float64) / u)
@@ -552,31 +633,37 @@ class EncoderBlock:
         g = self.fc1.out
         self.fc2 = IntLinear(mod.mlp[3], g.k)
         self.fc2_bias = self.fc2.int_bias(g.scale)
+        self.fc2_acc = self.fc2.int32(g, self.fc2_bias)
         self.m_2, self.sh_2 = qk.quantize_multiplier(
             self.fc2.acc_scale(g.scale).astype(np.float64) / u)
+        # the requantizations, their constants checked once: the LayerNorms' PTF inputs, the
+        # two sums requantized to u
+        self._to_ptf = [qk.prepare_requantize_shift(shift, ptf.zero_point, rounding="half_up",
+                                                    dtype=np.uint8, channels=len(shift))
+                        for ptf, shift in self.ptf]
+        self._rq_o = qk.prepare_requantize(self.m_o, self.sh_o, scheme="single_round",
+                                           dtype=np.int32, channels=len(self.m_o))
+        self._rq_2 = qk.prepare_requantize(self.m_2, self.sh_2, scheme="single_round",
+                                           dtype=np.int32, channels=len(self.m_2))
 
     def _ln(self, i: int, x: np.ndarray) -> np.ndarray:
-        ptf, shift = self.ptf[i]
-        q = qk.requantize_shift(x, shift, ptf.zero_point, rounding="half_up", dtype=np.uint8,
-                                axis=-1)
-        return qk.ptf_layernorm(q, self.ln[i][0])
+        # requantize_shift(x, shift, zp, half_up, uint8, axis=-1), then the integer LayerNorm
+        return qk.ptf_layernorm(self._to_ptf[i](x), self.ln[i][0])
 
     @staticmethod
-    def _add(x: np.ndarray, acc: np.ndarray, m: np.ndarray, sh: np.ndarray) -> np.ndarray:
-        a = qk.requantize(acc, m, sh, scheme="single_round", dtype=np.int32, axis=-1)
-        return add_sat32(x, a)
+    def _add(x: np.ndarray, acc: np.ndarray, rq: qk.PreparedElementwise) -> np.ndarray:
+        """``x + requantize(acc, m, sh, single_round, int32, axis=-1)`` (``rq``), saturated."""
+        return add_sat32(x, rq(acc))
 
     def __call__(self, x: np.ndarray, threads: int) -> Dict[str, np.ndarray]:
         """``x``: the int32 residual stream (units ``u``); returns the block's integers."""
         h1 = self._ln(0, x)
         a = self.attn(h1, None, threads)
-        acc = qk.linear_int32(a["context"], self.out_proj.packed, self.out_bias,
-                              x_zero_point=self.ctx.zero_point, threads=threads)
-        x1 = self._add(x, acc, self.m_o, self.sh_o)
+        acc = self.out_acc(a["context"], threads=threads)
+        x1 = self._add(x, acc, self._rq_o)
         h2 = self._ln(1, x1)
         g = self.fc1(h2, threads)
-        acc2 = qk.linear_int32(g, self.fc2.packed, self.fc2_bias,
-                               x_zero_point=self.fc1.out.zero_point, threads=threads)
-        y = self._add(x1, acc2, self.m_2, self.sh_2)
+        acc2 = self.fc2_acc(g, threads=threads)
+        y = self._add(x1, acc2, self._rq_2)
         return {"x": x, "ln_1": h1, "context": a["context"], "x1": x1, "ln_2": h2, "gelu": g,
                 "out": y}

@@ -212,53 +212,57 @@ class IntegerBlock(IntegerModule):
     """
 
     def __init__(self, name: str, original: torch.nn.Module, kind: str, block: Any,
-                 threads: Optional[int] = None, compare: bool = False) -> None:
+                 threads: Optional[int] = None, compare: bool = False,
+                 carry: Optional[B.Carry] = None) -> None:
         super().__init__(name, original, lambda m: None, threads, compare)  # type: ignore
         self.kind = kind
         self.block = block
         self.keep = False
         self.last: Dict[str, np.ndarray] = {}
+        # the swap's integer tensors behind the blocks' float outputs (one per swap)
+        self.__dict__["carry"] = B.Carry() if carry is None else carry
+        if kind == "encoder_block":   # the int32 residual stream's quantization
+            self.__dict__["stream"] = B.ActQ(float(block.u), 0, np.dtype(np.int32))
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         t = default_threads() if self.threads is None else self.threads
         bl = self.block
+        cy = self.carry
         if self.kind == "attention":
             h = args[0] if args else kwargs["hidden_states"]
             mask = args[1] if len(args) > 1 else kwargs.get("attention_mask")
             if h.dim() != 3:
                 raise ValueError(f"{self.name}: attention takes (batch, sequence, hidden); got "
                                  f"shape {tuple(h.shape)}")
-            x8 = B.quant(h, bl.x)
+            x8 = cy.quant(h, bl.x)
             ints = bl(x8, B.keep_mask(mask), t)
             ints["x"] = x8
-            y: Any = (B.dequant(ints["context"], bl.out), None)
+            y: Any = (cy.dequant(ints["context"], bl.out), None)
         elif self.kind == "residual_layernorm":
             x, r = (args + tuple(kwargs.values()))[:2]
-            x8, r8 = B.quant(x, bl.x), B.quant(r, bl.r)
+            x8, r8 = cy.quant(x, bl.x), cy.quant(r, bl.r)
             q = bl.ptf_input(x8, r8, t)
             out = qk.ptf_layernorm(q, bl.ln)
             ints = {"x": x8, "residual": r8, "ln_input": q, "out": out}
-            y = B.dequant(out, bl.out)
+            y = cy.dequant(out, bl.out)
         elif self.kind == "encoder_block":
             x = args[0] if args else kwargs["input"]
             if x.dim() != 3:
                 raise ValueError(f"{self.name}: an encoder block takes (batch, sequence, "
                                  f"hidden); got shape {tuple(x.shape)}")
-            xi = qk.quantize(x.detach().float().contiguous().numpy(), F32(bl.u), 0,
-                             dtype=np.int32, flavor="torch")
-            ints = bl(xi, t)
-            y = torch.from_numpy(qk.dequantize(ints["out"], F32(bl.u), 0))
+            ints = bl(cy.quant(x, self.stream), t)
+            y = cy.dequant(ints["out"], self.stream)
         elif self.kind == "layernorm":
             x = args[0] if args else kwargs["input"]
             q = bl.ptf.quantize(x.detach().float().contiguous().numpy())
             out = qk.ptf_layernorm(q, bl.ln)
             ints = {"ln_input": q, "out": out}
-            y = B.dequant(out, bl.out)
+            y = cy.dequant(out, bl.out)
         else:
-            x8 = B.quant(args[0] if args else kwargs["hidden_states"], bl.x)
+            x8 = cy.quant(args[0] if args else kwargs["hidden_states"], bl.x)
             out = bl(x8, t)
             ints = {"x": x8, "out": out}
-            y = B.dequant(out, bl.out)
+            y = cy.dequant(out, bl.out)
         if self.keep:
             self.__dict__["last"] = ints
         self.__dict__["calls"] += 1
@@ -365,9 +369,11 @@ def _calibrated(model: torch.nn.Module, calibrate: Any, cfg: Any, ops: Sequence[
         return QMeta(float(np.asarray(p.scale).reshape(-1)[0]),
                      int(np.asarray(p.zero_point).reshape(-1)[0]), act.dtype(), act.qbits())
     swapped: Dict[str, IntegerModule] = {}
+    carry = B.Carry()   # block to block: the integer tensors behind the float outputs
     for name, (kind, mod) in blocks.items():
         if bcal.seen(name):
-            swapped[name] = IntegerBlock(name, mod, kind, bcal.block(name, cfg), threads, compare)
+            swapped[name] = IntegerBlock(name, mod, kind, bcal.block(name, cfg), threads, compare,
+                                         carry=carry)
     for name, mod in targets.items():
         if not obs[name][0].batches:   # never called while calibrating: it stays float
             continue

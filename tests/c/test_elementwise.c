@@ -215,11 +215,77 @@ static void test_requantize_random(void) {
     QK_CHECK(bad == 0, "saturating zero point: %d mismatches", bad);
 }
 
+/* double_round / single_round to int32 (the SIMD loops of every level, and the scalar loop
+ * under QKERNELS_SIMD=scalar) against the SPEC formulas in int64: every multiplier class, right
+ * and left shifts, lengths with tails, clamps and zero points at the int32 edges; a left shift
+ * that overflows is reported at its own index. */
+static void test_requantize_s32(void) {
+    enum { M = 301 };
+    static int32_t acc[M], y[M];
+    long checked = 0;
+    for (int it = 0; it < 600; it++) {
+        const size_t n = (size_t)(qk_test_next() % M) + 1;
+        for (size_t i = 0; i < n; i++) {
+            const unsigned long long r = qk_test_next();
+            acc[i] = (r & 1) ? (int32_t)(uint32_t)(r >> 8) : (int32_t)((r >> 8) % 4001) - 2000;
+        }
+        acc[0] = (it & 1) ? INT32_MIN : INT32_MAX;
+        const int32_t ms[5] = {0, 1 << 30, 1583594044, INT32_MAX, (int32_t)(qk_test_next() >> 33)};
+        const int32_t m = ms[it % 5];
+        const int dbl = (it / 5) & 1;
+        int32_t shift = (int32_t)(qk_test_next() % 32) - 31;        /* [-31, 0] */
+        if (dbl && it % 7 == 0) shift = (int32_t)(qk_test_next() % 6); /* a left shift */
+        if (shift > 0)
+            for (size_t i = 0; i < n; i++) acc[i] >>= 6; /* most fit after the shift */
+        int32_t qmin = INT32_MIN, qmax = INT32_MAX, zp = 0;
+        switch (it % 4) {
+            case 1: qmin = -1000; qmax = 70000; zp = 17; break;
+            case 2: zp = INT32_MAX - 5; break;
+            case 3: zp = INT32_MIN + 3; qmax = 0; break;
+            default: break;
+        }
+        size_t bad_at = (size_t)-1;
+        int64_t ref[M];
+        for (size_t i = 0; i < n; i++) {
+            int64_t r;
+            if (dbl) {
+                const int64_t x = (int64_t)acc[i] * ((int64_t)1 << (shift > 0 ? shift : 0));
+                if (x < INT32_MIN || x > INT32_MAX) {
+                    if (bad_at == (size_t)-1) bad_at = i;
+                    r = 0;
+                } else {
+                    r = ref_rdbpot(ref_srdhm(x, m), shift > 0 ? 0 : -shift);
+                }
+            } else {
+                const int t = 31 - shift;
+                r = ((int64_t)acc[i] * m + ((int64_t)1 << (t - 1))) >> t;
+            }
+            ref[i] = clampll(r + zp, qmin, qmax);
+        }
+        size_t where = (size_t)-1;
+        const qk_status st =
+            dbl ? qk_requantize_s32_s32_double(acc, n, m, shift, zp, qmin, qmax, y, &where)
+                : qk_requantize_s32_s32_single(acc, n, m, shift, zp, qmin, qmax, y);
+        if (bad_at != (size_t)-1) {
+            QK_CHECK(st == QK_ERR_OVERFLOW && where == bad_at, "s32 double overflow at %zu: %d %zu",
+                     bad_at, (int)st, where);
+            continue;
+        }
+        int bad = st != QK_OK;
+        for (size_t i = 0; i < n; i++) bad += y[i] != ref[i];
+        checked += (long)n;
+        QK_CHECK(bad == 0, "s32 %s m %d shift %d zp %d n %zu: %d mismatches",
+                 dbl ? "double" : "single", m, shift, zp, n, bad);
+    }
+    QK_CHECK(checked > 50000, "s32 requantize: %ld values", checked);
+}
+
 int main(void) {
     printf("qkernels %s (%s), isa %s\n", qk_version(), qk_compiler(), qk_isa_name(qk_isa()));
     test_check_values();
     test_status_codes();
     test_quantize_random();
     test_requantize_random();
+    test_requantize_s32();
     return QK_TEST_SUMMARY();
 }

@@ -208,6 +208,157 @@ static void test_linear(void) {
     }
 }
 
+/* An int32 sum for the fixed-point twins: full range, small (near the rounding ties of every
+ * shift), powers of two and their neighbours, the extremes. */
+static int32_t fx_acc(void) {
+    switch (rnd(0, 5)) {
+        case 0: return (int32_t)(uint32_t)qk_test_next();
+        case 1: return rnd(-1100, 1100);
+        case 2: {
+            const int32_t p = (int32_t)(UINT32_C(1) << rnd(0, 30));
+            return rnd(0, 1) ? p + rnd(-1, 1) : -p + rnd(-1, 1);
+        }
+        case 3: return rnd(0, 1) ? INT32_MIN + rnd(0, 2) : INT32_MAX - rnd(0, 2);
+        default: return rnd(-(1 << 20), 1 << 20);
+    }
+}
+
+/* The fixed-point output stages (QK_REQ_DOUBLE, QK_REQ_DOUBLE_HALF_UP) of the SIMD epilogues
+ * against their scalar twin, element for element and status for status: per-channel and
+ * per-run forms, every shift in [-31, 30] (left shifts that overflow: wrap mode computes them,
+ * strict mode stops at the same element), multipliers 0, 2^30 (exact halves: the ties of the
+ * final shift), INT32_MAX and random, biases that wrap, u8 / s8 outputs and clamps. */
+static void test_epilogue_fx_twins(void) {
+#if QK_X86 && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (!qk_cpu_has_avx2()) return;
+    const int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                       __builtin_cpu_supports("avx512vnni");
+    enum { N = 77 };
+    long lanes = 0;
+    for (int it = 0; it < 4000; it++) {
+        int32_t src[N], mult[N], sh[N], bias[N];
+        const size_t cnt = (size_t)rnd(1, N);
+        const int wide = rnd(0, 3) == 0; /* left shifts (overflowing ones too) */
+        const int32_t m0 = (int32_t)(qk_test_next() >> 33) /* [0, 2^31) */;
+        for (size_t i = 0; i < cnt; i++) {
+            src[i] = fx_acc();
+            switch (rnd(0, 4)) {
+                case 0: mult[i] = 1 << 30; break;
+                case 1: mult[i] = rnd(0, 1) ? INT32_MAX : rnd(0, 2); break;
+                case 2: mult[i] = m0; break;
+                default: mult[i] = (int32_t)(qk_test_next() >> 33);
+            }
+            sh[i] = wide ? rnd(-31, 30) : rnd(-31, 0);
+            bias[i] = rnd(0, 3) ? rnd(-70000, 70000) : (int32_t)(uint32_t)qk_test_next();
+        }
+        qk_epilogue ep;
+        memset(&ep, 0, sizeof ep);
+        ep.scheme = rnd(0, 1) ? QK_REQ_DOUBLE : QK_REQ_DOUBLE_HALF_UP;
+        ep.out_type = rnd(0, 1) ? QK_DT_U8 : QK_DT_S8;
+        const int32_t tmin = ep.out_type == QK_DT_U8 ? 0 : -128;
+        ep.zero_point = rnd(tmin, tmin + 255);
+        ep.act_min = rnd(0, 1) ? tmin : rnd(tmin, tmin + 255);
+        ep.act_max = rnd(0, 1) ? tmin + 255 : rnd(ep.act_min, tmin + 255);
+        ep.multiplier = mult;
+        ep.shift = sh;
+        ep.bias = rnd(0, 1) ? bias : NULL;
+        ep.wrap = rnd(0, 1);
+        const size_t o = (size_t)rnd(0, (int32_t)cnt - 1); /* the run's channel */
+        uint8_t y0[N], y1[N], y2[N];
+        for (int form = 0; form < 2; form++) {
+            memset(y0, 0xA5, sizeof y0);
+            memset(y1, 0xA5, sizeof y1);
+            memset(y2, 0xA5, sizeof y2);
+            qk_status s0, s1, s2 = QK_OK;
+            if (form == 0) {
+                s0 = qk_epilogue_channels__scalar(&ep, 0, src, cnt, y0);
+                s1 = qk_epilogue_channels__avx2(&ep, 0, src, cnt, y1);
+            } else {
+                s0 = qk_epilogue_run__scalar(&ep, o, src, cnt, y0);
+                s1 = qk_epilogue_run__avx2(&ep, o, src, cnt, y1);
+                if (has512) s2 = qk_epilogue_run__avx512(&ep, o, src, cnt, y2);
+            }
+            QK_CHECK(s0 == s1 && memcmp(y0, y1, sizeof y0) == 0,
+                     "fx avx2 twin: form %d scheme %d wrap %d cnt %zu (status %d vs %d)", form,
+                     (int)ep.scheme, ep.wrap, cnt, (int)s0, (int)s1);
+            if (form == 1 && has512)
+                QK_CHECK(s0 == s2 && memcmp(y0, y2, sizeof y0) == 0,
+                         "fx avx512 twin: scheme %d wrap %d cnt %zu (status %d vs %d)",
+                         (int)ep.scheme, ep.wrap, cnt, (int)s0, (int)s2);
+            lanes += (long)cnt;
+        }
+    }
+    QK_CHECK(lanes > 100000, "fx twins: %ld lanes", lanes);
+#endif
+}
+
+/* qk_linear with the fixed-point stages on every shift (left shifts included) in wrap mode,
+ * against the definition on the int64 reference sums (qk__mul_by_quantized_multiplier, the
+ * wrapped TFLite form), per-channel multipliers: on this CPU the fused 8-bit tiles, under
+ * QKERNELS_SIMD the other paths; strict mode reports a left shift that overflows. */
+static void test_linear_fx(void) {
+    for (int it = 0; it < 40; it++) {
+        const size_t m = (size_t)rnd(1, 30), n = (size_t)rnd(1, 140), k = (size_t)rnd(1, 120);
+        const qk_dtype xt = rnd(0, 1) ? QK_DT_U8 : QK_DT_S8;
+        void *x = malloc(m * k), *w = malloc(n * k);
+        fill(x, xt, m * k);
+        fill(w, QK_DT_S8, n * k);
+        int32_t *wzp = (int32_t *)calloc(n, 4), *bias = (int32_t *)malloc(n * 4);
+        int32_t *mult = (int32_t *)malloc(n * 4), *sh = (int32_t *)malloc(n * 4);
+        for (size_t o = 0; o < n; o++) {
+            bias[o] = rnd(-100000, 100000);
+            mult[o] = rnd(0, 3) ? rnd(1 << 30, INT32_MAX) : 1 << 30;
+            sh[o] = rnd(0, 3) ? rnd(-20, 0) : rnd(1, 30);
+        }
+        const int32_t xzp = xt == QK_DT_U8 ? rnd(0, 255) : rnd(-128, 127);
+        qk_packed_weights *pw = NULL;
+        QK_CHECK(qk_pack_linear(w, QK_DT_S8, n, k, wzp, &pw) == QK_OK, "pack");
+        uint8_t *y = (uint8_t *)malloc(m * n), *y2 = (uint8_t *)malloc(m * n);
+        qk_epilogue ep;
+        memset(&ep, 0, sizeof ep);
+        ep.scheme = rnd(0, 1) ? QK_REQ_DOUBLE : QK_REQ_DOUBLE_HALF_UP;
+        ep.out_type = QK_DT_U8;
+        ep.bias = bias;
+        ep.multiplier = mult;
+        ep.shift = sh;
+        ep.zero_point = rnd(0, 255);
+        ep.act_min = rnd(0, 40);
+        ep.act_max = rnd(200, 255);
+        ep.wrap = 1;
+        QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, y, 1) == QK_OK, "linear fx wrap");
+        QK_CHECK(qk_linear(pw, x, xt, m, xzp, &ep, y2, 3) == QK_OK, "linear fx wrap t3");
+        int ok = 1, any_ovf = 0;
+        for (size_t i = 0; i < m; i++)
+            for (size_t o = 0; o < n; o++) {
+                int64_t s = bias[o];
+                for (size_t q = 0; q < k; q++)
+                    s += (int64_t)(val(x, xt, i * k + q) - xzp) * val(w, QK_DT_S8, o * k + q);
+                const int32_t acc = (int32_t)s;
+                int32_t r;
+                if (ep.scheme == QK_REQ_DOUBLE) {
+                    r = qk__mul_by_quantized_multiplier(acc, mult[o], sh[o]);
+                } else {
+                    const int32_t xs = sh[o] > 0 ? (int32_t)((uint32_t)acc << sh[o]) : acc;
+                    (void)qk__req_double_half_up(xs, mult[o], sh[o] > 0 ? 0 : sh[o], &r);
+                }
+                int32_t dummy;
+                any_ovf |= !qk__shl_checked(acc, sh[o], &dummy);
+                int64_t v = (int64_t)r + ep.zero_point;
+                v = v < ep.act_min ? ep.act_min : (v > ep.act_max ? ep.act_max : v);
+                ok &= v == y[i * n + o];
+            }
+        QK_CHECK(ok, "linear fx vs definition m=%zu n=%zu k=%zu scheme %d", m, n, k, (int)ep.scheme);
+        QK_CHECK(memcmp(y, y2, m * n) == 0, "linear fx threads 1 vs 3");
+        ep.wrap = 0;
+        const qk_status st = qk_linear(pw, x, xt, m, xzp, &ep, y2, 2);
+        QK_CHECK(st == (any_ovf ? QK_ERR_OVERFLOW : QK_OK), "linear fx strict: status %d", (int)st);
+        if (!any_ovf) QK_CHECK(memcmp(y, y2, m * n) == 0, "linear fx strict == wrap");
+        qk_packed_weights_free(pw);
+        free(x); free(w); free(wzp); free(bias); free(mult); free(sh); free(y); free(y2);
+    }
+}
+
 /* The tie that tells QK_REQ_DOUBLE_HALF_UP from QK_REQ_DOUBLE: acc -2, M0 2^30, shift -1:
  * SRDHM gives -1, then -1 / 2 rounds to 0 (ties toward +inf) or -1 (ties away from zero). */
 static void test_double_half_up_tie(void) {
@@ -651,6 +802,8 @@ int main(void) {
     test_dw8_twin();
     test_linear();
     test_double_half_up_tie();
+    test_epilogue_fx_twins();
+    test_linear_fx();
     test_linear_float();
     test_conv();
     test_conv_paths();

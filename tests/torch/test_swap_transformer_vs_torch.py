@@ -131,9 +131,15 @@ def test_boundaries_are_lossless(minilm):
                  ("encoder.layer.0.attention.output", "out", "encoder.layer.0.output",
                   "residual"),
                  ("encoder.layer.2.output", "out", "encoder.layer.3.attention.self", "x")]
+        metas = {"x": "x", "residual": "r", "out": "out"}
         for prod, pk, cons, ck in pairs:
             a, b = sw[prod].last[pk], sw[cons].last[ck]
             assert a.dtype == b.dtype and np.array_equal(a, b), (prod, cons)
+            # the consumer takes the producer's integers (B.Carry); re-quantizing the float
+            # tensor it was handed gives them back too
+            pm = getattr(sw[prod].block, metas[pk])
+            cm = getattr(sw[cons].block, metas[ck])
+            assert np.array_equal(B.quant(B.dequant(a, pm), cm), a), (prod, cons)
         assert sw["encoder.layer.0.attention.output"].block.out.k is not None
 
 
