@@ -111,9 +111,10 @@ def main(argv: Sequence[str] = ()) -> int:
     ap.add_argument("--n", type=int, default=800, help="evaluation sentences (first n lines)")
     ap.add_argument("--calib", type=int, default=200, help="calibration sentences (last lines)")
     ap.add_argument("--layers", action="store_true", help="print the per-module error table")
-    ap.add_argument("--static", action="store_true",
-                    help="the static block form (QuantConfig(token_rows=False)): int8 LayerNorm "
-                         "outputs with channel factors, no per-token quantization")
+    ap.add_argument("--token-rows", action="store_true",
+                    help="the token-rows block form (QuantConfig(token_rows=True)): int16 "
+                         "LayerNorm outputs and residual stream, every Linear input quantized "
+                         "per token in integers (default: the static form)")
     a = ap.parse_args(list(argv) or None)
     import torch
 
@@ -128,14 +129,14 @@ def main(argv: Sequence[str] = ()) -> int:
     t1 = time.perf_counter()
     from qkernels.torch import QuantConfig
     got, sw = integer_embed(model, cal, ev, compare=a.layers,
-                            config=QuantConfig(token_rows=not a.static))
+                            config=QuantConfig(token_rows=a.token_rows))
     t2 = time.perf_counter()
     peer = embed(dynamic_peer(model), ev)
     t3 = time.perf_counter()
     print(f"all-MiniLM-L6-v2, {a.n} evaluation sentences, {a.calib} calibration sentences "
           f"(tests/fixtures/sentences.txt)")
     print(f"{'model':40s} {'cos mean':>9s} {'cos min':>9s} {'NN agree':>9s} {'time s':>7s}")
-    form = "static" if a.static else "token rows"
+    form = "token rows" if a.token_rows else "static"
     for label, e, t in ((f"qkernels integer, {form} ({len(sw)} swapped)", got, t2 - t1),
                         ("torch quantize_dynamic (qint8)", peer, t3 - t2)):
         m = metrics(ref, e)

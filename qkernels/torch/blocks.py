@@ -4,7 +4,7 @@ with LayerNorm, every op in integers on qkernels' kernels.
 A Hugging Face BERT / MiniLM encoder layer is four modules, each swapped for one block here.
 Two forms, chosen by ``QuantConfig.token_rows``.
 
-Token rows (the default): the residual stream and the LayerNorm outputs are int16, the
+Token rows (``token_rows=True``): the residual stream and the LayerNorm outputs are int16, the
 attention context and the GELU output int32 (fine static steps), and every Linear reads its
 input quantized to uint8 per token at run time, in integers
 (:func:`qkernels.transformer.row_quantize`: the row's range code from its integer min / max, a
@@ -27,7 +27,7 @@ BertIntermediate  ``acc = row_rescale(linear_int32(row_quantize(h16), W) - z sum
                   ``qgelu(acc)`` (I-BERT's i-GELU, int32 out at a fine step)
 ================  ==========================================================================
 
-The static form (``token_rows=False``; what ``collect --block`` writes and
+The static form (``token_rows=False``, the default; what ``collect --block`` writes and
 ``csrc/examples/block_golden.c`` reproduces; ``x8``: int8/uint8 activations, per-tensor scale):
 
 ================  ==========================================================================
@@ -94,8 +94,8 @@ _ALSO = ("layernorm",)
 
 
 def rows(cfg: Any) -> bool:
-    """The config's ``token_rows`` (True when the config has none)."""
-    return bool(getattr(cfg, "token_rows", True))
+    """The config's ``token_rows`` (False when the config has none)."""
+    return bool(getattr(cfg, "token_rows", False))
 
 
 def block_kind(mod: torch.nn.Module) -> Optional[str]:

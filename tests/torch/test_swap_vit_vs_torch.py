@@ -47,8 +47,8 @@ def test_vit_integer_blocks_vs_float(vit):
     assert kinds == ["Linear", "encoder_block", "encoder_block", "layernorm"], kinds
     assert all(originals[n] is mod for n, mod in m.named_modules())
     # measured (this seed): encoder output cosine 0.9997..0.9998 over the 8 images, class
-    # token 0.9997..0.9999; module SQNR 37.1 / 38.8 (blocks), 79.7 (the final LayerNorm: int16
-    # in and out, QuantConfig.token_rows; 37.4 with int8), 41.3 (head)
+    # token 0.9997..0.9999; module SQNR 37.1 / 38.8 (blocks), 37.4 (the final LayerNorm, int8;
+    # 79.7 int16 in and out with QuantConfig(token_rows=True)), 41.3 (head)
     assert c.min() >= 0.999 and cls.min() >= 0.998, (c, cls)
     for v in sw.values():
         top = 90 if getattr(v, "kind", "") == "layernorm" else 60
