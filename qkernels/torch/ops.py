@@ -73,6 +73,11 @@ class OpSpec:
     from_quantized: Optional[Callable[..., Ly.Layer]] = None
     #: ``from_float`` builds a layer only with a TFLite preset (``Preset.tflite_runtime``)
     tflite_only: bool = False
+    #: float model: the output shares one observer with every input that is calibrated on its
+    #: own (PyTorch FX's ``OUTPUT_SHARE_OBSERVER_WITH_INPUT`` for cat; TFLite's converter gives a
+    #: CONCATENATION's inputs its output's parameters too), so those inputs are quantized once,
+    #: to the op's parameters, instead of quantized to their own and then requantized
+    share_inputs: bool = False
 
 
 # ---- the contexts the builders get ---------------------------------------------------------------
@@ -1194,7 +1199,8 @@ def _table() -> List[OpSpec]:
                from_float=_adaptive_pool, from_quantized=_adaptive_pool),
         OpSpec("cat", functions=(torch.cat, torch.concat, torch.concatenate),
                qfunctions=(torch.cat, torch.concat, torch.concatenate, torch.ops.quantized.cat),
-               from_float=_cat_from_float, from_quantized=_cat_from_quantized),
+               from_float=_cat_from_float, from_quantized=_cat_from_quantized,
+               share_inputs=True),
         OpSpec("flatten", modules=(torch.nn.Flatten,), functions=(torch.flatten,),
                methods=("flatten",), qmodules=(torch.nn.Flatten,), qfunctions=(torch.flatten,),
                calibrate="inherit", from_float=_flatten, from_quantized=_flatten),
