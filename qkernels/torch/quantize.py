@@ -622,6 +622,7 @@ def _build(float_model: torch.nn.Module, gm: fx.GraphModule, cfg: QuantConfig,
             if spec is None or spec.from_float is None:   # pragma: no cover - checked before
                 raise _no_integer_op(f"{node.op} {node.target} (node {name})", name)
             L = spec.from_float(ctx, node, mod, args, kwargs)
+        ctx.track_layout(L)
         layers.append(L)
         values[node] = O.Value(name, L.out)
     layer_map = {L.name: L for L in layers}
