@@ -391,6 +391,14 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     (``QuantConfig(float_modules=("name",))``) or give its module type an integer ``handler``
     (``handlers={nn.GELU: fn}``, see :data:`Handler`): both get calibrated output parameters.
 
+    A concatenation shares one observer with the inputs it can calibrate (conv / linear / add
+    outputs, other concatenations; PyTorch FX's ``OUTPUT_SHARE_OBSERVER_WITH_INPUT``, TFLite's
+    CONCATENATION rule): they are quantized once, to its parameters, and it copies their
+    integers; an input with parameters from elsewhere (a pooling op, a model input, a
+    ``fixed_qparams`` entry) is requantized. Average pooling and bilinear upsampling take
+    PyTorch's arithmetic for the layout PyTorch's quantized model would hold their input in
+    (channels-last after a conv).
+
     ``fixed_qparams`` gives parameters instead of observing them (e.g. the scales QAT learned):
     ``{node: (scale, zero_point)}`` for the output of a node that is calibrated (its own
     observer: a model input, a conv / linear, an add, ...; not one that keeps its input's
