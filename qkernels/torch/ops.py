@@ -101,7 +101,12 @@ class _LayoutContext:
                 Ly.MulLayer, Ly.ScalarLayer, Ly.MaxPool2dLayer, Ly.AvgPool2dLayer,
                 Ly.AdaptiveAvgPool2dLayer, Ly.UpsampleBilinearLayer)
         ins = [i in self.channels_last for i in layer.inputs]
-        if isinstance(layer, (Ly.Conv2dLayer, Ly.BatchNormLayer)) or \
+        if isinstance(layer, Ly.AdaptiveAvgPool2dLayer) and layer.engine == "qnnpack" and \
+                np.dtype(layer.out.dtype) == np.uint8 and layer.output_size in (1, (1, 1), [1, 1]):
+            # QNNPACK's global average pooling writes a channels-last 1 x 1 image, whatever the
+            # input's layout (seen in torch 2.13: strides (C, 1, C, C) from an NCHW input)
+            self.channels_last.add(layer.name)
+        elif isinstance(layer, (Ly.Conv2dLayer, Ly.BatchNormLayer)) or \
                 (isinstance(layer, keep) and ins and ins[0]) or \
                 (isinstance(layer, Ly.CatLayer) and ins and all(ins)):
             self.channels_last.add(layer.name)
@@ -563,7 +568,8 @@ def _adaptive_pool(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: D
                               "the global one, output size 1, is TFLite's MEAN)", "quantize_model")
         return _tflite_mean(name, x, xm, xm, (2, 3), True, tflite_runtime(ctx))
     return Ly.AdaptiveAvgPool2dLayer(name, (x.name,), xm, output_size=size,
-                                     engine=getattr(ctx, "engine", "fbgemm"))
+                                     engine=getattr(ctx, "engine", "fbgemm"),
+                                     channels_last=x.name in getattr(ctx, "channels_last", ()))
 
 
 # ---- shape ops ------------------------------------------------------------------------------------

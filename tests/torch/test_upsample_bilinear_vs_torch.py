@@ -215,6 +215,34 @@ def test_upsampled_1x1_channels_last_image_equals_pytorch(engine, conv):
         np.testing.assert_array_equal(im(x.numpy()), q(x).numpy())
 
 
+class _NCHWInput(torch.nn.Module):
+    """Pooling of tensors PyTorch holds NCHW: the model input, and (fbgemm) the upsampling of a
+    1 x 1 image with NCHW strides (the input's global average: NHWC data read as NCHW; QNNPACK's
+    global average pooling writes a channels-last 1 x 1 image, upsampled channels-last).
+    PyTorch's NCHW kernels round otherwise than its channels-last ones (adaptive average
+    pooling: ``fl(sum * fl(fl(1/kh)/kw))``)."""
+
+    def forward(self, x):
+        u = F.interpolate(F.adaptive_avg_pool2d(x, 1), size=(26, 22), mode="bilinear",
+                          align_corners=False)
+        return F.adaptive_avg_pool2d(x, (5, 7)), F.avg_pool2d(u, 3, 2, 1), \
+            F.adaptive_avg_pool2d(u, (5, 7))
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+def test_pooling_of_nchw_tensors_equals_pytorch(engine):
+    q, x = fx_quantized(_NCHWInput(), engine, (24, 37, 26, 22), 12)
+    im = from_torch_quantized(q, engine=engine)
+    pools = [L for L in im.layers.values() if L.op in ("adaptive_avg_pool2d", "avg_pool2d")]
+    assert [L.channels_last for L in pools] == [False, False] + [engine == "qnnpack"] * 2
+    with torch.no_grad():
+        ref = [t.numpy() for t in q(x)]
+    got = im(x.numpy())
+    assert sum(r.size for r in ref) > 100_000
+    for g, r in zip(got, ref):
+        np.testing.assert_array_equal(g, r)
+
+
 def test_upsampled_1x1_image_in_quantize_model_is_constant_per_channel():
     """quantize_model holds values as PyTorch's quantized model would: the 1 x 1 image from the
     global pooling is upsampled to its value everywhere, not reordered (its SQNR against the
