@@ -809,19 +809,26 @@ class AvgPool2dLayer(Layer):
 
 @dataclass(eq=False)
 class AdaptiveAvgPool2dLayer(Layer):
-    """PyTorch's quantized adaptive_avg_pool2d (qparams kept), engine "fbgemm" or "qnnpack"."""
+    """PyTorch's quantized adaptive_avg_pool2d (qparams kept), engine "fbgemm" or "qnnpack";
+    ``channels_last``: PyTorch holds the input channels-last (a conv's output: the fbgemm
+    engine's channels-last kernel), else NCHW (a model input, a reshape, the upsampling of an
+    NCHW 1 x 1 image), whose kernel rounds otherwise
+    (:func:`~qkernels.torch.qarith.q_adaptive_avg_pool2d`)."""
 
     output_size: Any = 1
     engine: str = "fbgemm"
+    channels_last: bool = True
     op: ClassVar[str] = "adaptive_avg_pool2d"
 
     def _ref(self, q: np.ndarray) -> np.ndarray:
         if self.engine == "qnnpack":
-            return qa.q_adaptive_avg_pool2d_qnnpack(_q(self.out)(q), self.output_size).q
-        return qa.q_adaptive_avg_pool2d(_q(self.out)(q), self.output_size).q
+            return qa.q_adaptive_avg_pool2d_qnnpack(_q(self.out)(q), self.output_size,
+                                                    channels_last=bool(self.channels_last)).q
+        return qa.q_adaptive_avg_pool2d(_q(self.out)(q), self.output_size,
+                                        channels_last=bool(self.channels_last)).q
 
     def kernel(self) -> Kernel:
-        if self.engine == "qnnpack":
+        if self.engine == "qnnpack" or not self.channels_last:
             return rt.per_sample(lambda t, q: self._ref(q))
         return rt.adaptive_avg_pool2d_kernel(self.output_size, self._ref, int(self.out.zero_point))
 
@@ -831,7 +838,8 @@ class AdaptiveAvgPool2dLayer(Layer):
     def params(self) -> Dict[str, Any]:
         o = self.output_size
         o = [o, o] if isinstance(o, int) else [-1 if v is None else int(v) for v in o]
-        return dict(super().params(), output_size=o, engine=self.engine)
+        return dict(super().params(), output_size=o, engine=self.engine,
+                    channels_last=bool(self.channels_last))
 
 
 @dataclass(eq=False)

@@ -73,17 +73,55 @@ class OpSpec:
     from_quantized: Optional[Callable[..., Ly.Layer]] = None
     #: ``from_float`` builds a layer only with a TFLite preset (``Preset.tflite_runtime``)
     tflite_only: bool = False
+    #: float model: the output shares one observer with every input that is calibrated on its
+    #: own (PyTorch FX's ``OUTPUT_SHARE_OBSERVER_WITH_INPUT`` for cat; TFLite's converter gives a
+    #: CONCATENATION's inputs its output's parameters too), so those inputs are quantized once,
+    #: to the op's parameters, instead of quantized to their own and then requantized
+    share_inputs: bool = False
 
 
 # ---- the contexts the builders get ---------------------------------------------------------------
-class FloatContext:
+class _LayoutContext:
+    """Which values PyTorch's quantized model holds channels-last, for the ops whose arithmetic
+    (average pooling, bilinear upsampling) or output layout depends on it: a PyTorch-quantized
+    model's, and the one PyTorch FX would make of a float model (quantize_model)."""
+
+    def __init__(self) -> None:
+        #: the values PyTorch holds channels-last (see :func:`track_layout`)
+        self.channels_last: set = set()
+
+    def track_layout(self, layer: Ly.Layer) -> None:
+        """Record whether PyTorch holds ``layer``'s output channels-last: quantized conv and
+        BatchNorm outputs are; elementwise ops, pooling and bilinear upsampling keep their (first)
+        input's layout (its strides: a 1 x 1 image made channels-last stays so), cat the layout
+        all its inputs share; anything else is NCHW. Pooling and upsampling kernels that round
+        differently by layout read it (:class:`~qkernels.torch.layers.AvgPool2dLayer`,
+        :class:`~qkernels.torch.layers.UpsampleBilinearLayer`)."""
+        keep = (Ly.ClampLayer, Ly.IdentityLayer, Ly.LookupLayer, Ly.LeakyReLULayer, Ly.AddLayer,
+                Ly.MulLayer, Ly.ScalarLayer, Ly.MaxPool2dLayer, Ly.AvgPool2dLayer,
+                Ly.AdaptiveAvgPool2dLayer, Ly.UpsampleBilinearLayer)
+        ins = [i in self.channels_last for i in layer.inputs]
+        if isinstance(layer, Ly.AdaptiveAvgPool2dLayer) and layer.engine == "qnnpack" and \
+                np.dtype(layer.out.dtype) == np.uint8 and layer.output_size in (1, (1, 1), [1, 1]):
+            # QNNPACK's global average pooling writes a channels-last 1 x 1 image, whatever the
+            # input's layout (seen in torch 2.13: strides (C, 1, C, C) from an NCHW input)
+            self.channels_last.add(layer.name)
+        elif isinstance(layer, (Ly.Conv2dLayer, Ly.BatchNormLayer)) or \
+                (isinstance(layer, keep) and ins and ins[0]) or \
+                (isinstance(layer, Ly.CatLayer) and ins and all(ins)):
+            self.channels_last.add(layer.name)
+
+
+class FloatContext(_LayoutContext):
     """What quantize_model knows when it builds a float model's layers (after calibration):
     ``meta(value)`` of an input, ``out(name)`` the calibrated output of a node, the config and
-    its preset, the quantized weights of each conv / linear node, the LayerNorm parameters."""
+    its preset, the quantized weights of each conv / linear node, the LayerNorm parameters; the
+    layout PyTorch's quantized model would hold each value in (:meth:`track_layout`)."""
 
     def __init__(self, config: Any, out: Callable[[str], Optional[QMeta]],
                  weights: Dict[str, Any], layernorms: Dict[str, Any],
                  bias_bits: Optional[int]) -> None:
+        super().__init__()
         self.config = config
         self.preset: P.Preset = config.preset_obj
         self.out = out
@@ -94,32 +132,17 @@ class FloatContext:
         self.engine = "qnnpack" if self.preset.name == "qnnpack" else "fbgemm"
 
 
-class QuantizedContext:
+class QuantizedContext(_LayoutContext):
     """What from_torch_quantized knows: the engine and the conv / linear preset it implies."""
 
     def __init__(self, engine: str) -> None:
+        super().__init__()
         #: the engine as given ("x86" runs some ops through oneDNN, not fbgemm)
         self.torch_engine = engine
         self.engine = "qnnpack" if engine == "qnnpack" else "fbgemm"
         self.preset = P.get("qnnpack" if engine == "qnnpack" else "fbgemm")
         #: the graph node being built (set by the front end; builders of generic ops read its target)
         self.node: Any = None
-        #: the values PyTorch holds channels-last (see :func:`track_layout`)
-        self.channels_last: set = set()
-
-    def track_layout(self, layer: Ly.Layer) -> None:
-        """Record whether PyTorch holds ``layer``'s output channels-last: quantized conv and
-        BatchNorm outputs are; elementwise ops and pooling keep their (first) input's layout,
-        cat the layout all its inputs share; anything else is NCHW. Pooling kernels that
-        round differently by layout read it (:class:`~qkernels.torch.layers.AvgPool2dLayer`)."""
-        keep = (Ly.ClampLayer, Ly.IdentityLayer, Ly.LookupLayer, Ly.LeakyReLULayer, Ly.AddLayer,
-                Ly.MulLayer, Ly.ScalarLayer, Ly.MaxPool2dLayer, Ly.AvgPool2dLayer,
-                Ly.AdaptiveAvgPool2dLayer, Ly.UpsampleBilinearLayer)
-        ins = [i in self.channels_last for i in layer.inputs]
-        if isinstance(layer, (Ly.Conv2dLayer, Ly.BatchNormLayer)) or \
-                (isinstance(layer, keep) and ins and ins[0]) or \
-                (isinstance(layer, Ly.CatLayer) and ins and all(ins)):
-            self.channels_last.add(layer.name)
 
 
 def unsupported(what: str, front: str = "from_torch_quantized") -> NotImplementedError:
@@ -545,7 +568,8 @@ def _adaptive_pool(ctx: Any, node_or_name: Any, mod: Any, args: Tuple, kwargs: D
                               "the global one, output size 1, is TFLite's MEAN)", "quantize_model")
         return _tflite_mean(name, x, xm, xm, (2, 3), True, tflite_runtime(ctx))
     return Ly.AdaptiveAvgPool2dLayer(name, (x.name,), xm, output_size=size,
-                                     engine=getattr(ctx, "engine", "fbgemm"))
+                                     engine=getattr(ctx, "engine", "fbgemm"),
+                                     channels_last=x.name in getattr(ctx, "channels_last", ()))
 
 
 # ---- shape ops ------------------------------------------------------------------------------------
@@ -1194,7 +1218,8 @@ def _table() -> List[OpSpec]:
                from_float=_adaptive_pool, from_quantized=_adaptive_pool),
         OpSpec("cat", functions=(torch.cat, torch.concat, torch.concatenate),
                qfunctions=(torch.cat, torch.concat, torch.concatenate, torch.ops.quantized.cat),
-               from_float=_cat_from_float, from_quantized=_cat_from_quantized),
+               from_float=_cat_from_float, from_quantized=_cat_from_quantized,
+               share_inputs=True),
         OpSpec("flatten", modules=(torch.nn.Flatten,), functions=(torch.flatten,),
                methods=("flatten",), qmodules=(torch.nn.Flatten,), qfunctions=(torch.flatten,),
                calibrate="inherit", from_float=_flatten, from_quantized=_flatten),

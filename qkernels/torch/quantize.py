@@ -294,6 +294,52 @@ def _tensor_configs(gm: fx.GraphModule, cfg: QuantConfig, own: set) -> Dict[str,
     return out
 
 
+def _passes_through(s: Optional[O.OpSpec]) -> bool:
+    """Whether an op hands its input on unchanged with its parameters (Identity, Dropout, the
+    ``activation_post_process`` of a float ``FloatFunctional``): a shared observer reaches
+    through it to the node that calibrates the value."""
+    return s is not None and s.calibrate == "inherit" and s.name == "identity"
+
+
+def _shared_groups(gm: fx.GraphModule, specs: Dict[str, Optional[O.OpSpec]],
+                   observers: Dict[str, Any], tcs: Dict[str, TensorConfig],
+                   acfg: TensorConfig, fixed: Dict[str, Any]) -> List[List[str]]:
+    """The sets of calibrated nodes that share one observer (each in graph order, two or more):
+    an op whose entry shares its inputs' parameters (``OpSpec.share_inputs``: cat) with each
+    input that has an observer of its own and the same :class:`TensorConfig`, transitively (a
+    cat of cats, a branch that feeds two cats). As in PyTorch FX, a shared input keeps the
+    shared parameters for its other users too; an input whose parameters come from elsewhere
+    (a model input, a pooling or shape op that keeps its input's, a ``fixed_qparams`` entry)
+    keeps them, and the op requantizes it."""
+    parent: Dict[str, str] = {}
+
+    def root(a: str) -> str:
+        while parent.get(a, a) != a:
+            a = parent[a]
+        return a
+    for node in gm.graph.nodes:
+        s = specs.get(node.name)
+        if s is None or not s.share_inputs or node.name not in observers or node.name in fixed:
+            continue
+        tc = tcs.get(node.name, acfg)
+        for i in node.all_input_nodes:
+            while i.name not in observers and _passes_through(specs.get(i.name)) and \
+                    isinstance(i.args[0], fx.Node):
+                i = i.args[0]
+            if i.name in observers and i.op != "placeholder" and i.name not in fixed and \
+                    tcs.get(i.name, acfg) == tc:
+                parent.setdefault(i.name, i.name)
+                parent.setdefault(node.name, node.name)
+                a, b = root(i.name), root(node.name)
+                if a != b:
+                    parent[a] = b
+    groups: Dict[str, List[str]] = {}
+    for node in gm.graph.nodes:
+        if node.name in parent:
+            groups.setdefault(root(node.name), []).append(node.name)
+    return [g for g in groups.values() if len(g) > 1]
+
+
 def _check_config(cfg: QuantConfig) -> None:
     preset = cfg.preset_obj
     if cfg.mode == "dynamic" and cfg.activation.bits > 8:
@@ -344,6 +390,14 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     A layer without an integer implementation is refused here, by name; keep it in float
     (``QuantConfig(float_modules=("name",))``) or give its module type an integer ``handler``
     (``handlers={nn.GELU: fn}``, see :data:`Handler`): both get calibrated output parameters.
+
+    A concatenation shares one observer with the inputs it can calibrate (conv / linear / add
+    outputs, other concatenations; PyTorch FX's ``OUTPUT_SHARE_OBSERVER_WITH_INPUT``, TFLite's
+    CONCATENATION rule): they are quantized once, to its parameters, and it copies their
+    integers; an input with parameters from elsewhere (a pooling op, a model input, a
+    ``fixed_qparams`` entry) is requantized. Average pooling and bilinear upsampling take
+    PyTorch's arithmetic for the layout PyTorch's quantized model would hold their input in
+    (channels-last after a conv).
 
     ``fixed_qparams`` gives parameters instead of observing them (e.g. the scales QAT learned):
     ``{node: (scale, zero_point)}`` for the output of a node that is calibrated (its own
@@ -425,6 +479,11 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
         elif s.calibrate == "observe":
             observers[node.name] = tcs.get(node.name, acfg).observer_for()
 
+    if cfg.mode == "static":
+        for group in _shared_groups(gm, specs, observers, tcs, acfg, fixed):
+            shared = tcs.get(group[0], acfg).observer_for()
+            for name in group:
+                observers[name] = shared
     observed: set = set()   # nodes whose output was a tensor (ints, tuples: no parameters)
     float_values: set = set()   # float tensors outside the quantized values (Parameters, ...)
     mixed: set = set()      # ops of quantized and float tensors: run in float, output observed
@@ -461,6 +520,7 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
     if seen == 0:
         raise ValueError("calib_data is empty: give at least one batch")
     qparams: Dict[str, Tuple[float, int]] = {}
+    computed: Dict[int, Tuple[float, int]] = {}     # id(observer) -> its parameters (shared ones)
     for node in gm.graph.nodes:
         if node.name in fixed:
             s, z = fixed[node.name]
@@ -468,9 +528,12 @@ def quantize_model(model: torch.nn.Module, calib_data: Optional[Iterable[Any]], 
                 raise ValueError(f"fixed_qparams[{node.name!r}]: scale must be finite and > 0")
             qparams[node.name] = (float(s), int(z))
         elif node.name in observers and node.name in observed:
-            p = observers[node.name].calculate_qparams()
-            qparams[node.name] = (float(np.asarray(p.scale).reshape(-1)[0]),
-                                  int(np.asarray(p.zero_point).reshape(-1)[0]))
+            obs = observers[node.name]
+            if id(obs) not in computed:
+                p = obs.calculate_qparams()
+                computed[id(obs)] = (float(np.asarray(p.scale).reshape(-1)[0]),
+                                     int(np.asarray(p.zero_point).reshape(-1)[0]))
+            qparams[node.name] = computed[id(obs)]
         elif node.name in inherit and inherit[node.name] in qparams:
             qparams[node.name] = qparams[inherit[node.name]]
             if inherit[node.name] in tcs:
@@ -567,6 +630,7 @@ def _build(float_model: torch.nn.Module, gm: fx.GraphModule, cfg: QuantConfig,
             if spec is None or spec.from_float is None:   # pragma: no cover - checked before
                 raise _no_integer_op(f"{node.op} {node.target} (node {name})", name)
             L = spec.from_float(ctx, node, mod, args, kwargs)
+        ctx.track_layout(L)
         layers.append(L)
         values[node] = O.Value(name, L.out)
     layer_map = {L.name: L for L in layers}

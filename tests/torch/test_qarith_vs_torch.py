@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
+import qkernels as qk
+
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
 
@@ -109,7 +111,19 @@ def test_model_with_cat_and_avg_pool(tmp_path):
     (xtr, _), (xte, _) = digits()
     torch.manual_seed(0)
     net = _CatPoolNet().eval()
-    im = quantize_model(net, [xtr[i:i + 64] for i in range(0, 512, 64)])
+    calib = [xtr[i:i + 64] for i in range(0, 512, 64)]
+    # the branches with parameters of their own (each one's min / max over the calibration
+    # batches), so that the cat requantizes them as quantized::cat does (calibrated, they would
+    # share the cat's: tests/torch/test_quantize_shared_cat.py)
+    own = {}
+    with torch.no_grad():
+        for name, f in (("a", lambda b: net.relu(net.a(b))), ("b", net.b)):
+            y = torch.cat([f(torch.as_tensor(b)) for b in calib])
+            p = qk.choose_qparams(np.float32(min(0.0, float(y.min()))),
+                                  np.float32(max(0.0, float(y.max()))), dtype=np.uint8)
+            own[name] = (float(np.asarray(p.scale).reshape(-1)[0]),
+                         int(np.asarray(p.zero_point).reshape(-1)[0]))
+    im = quantize_model(net, calib, fixed_qparams=own)
     x = xte[:64]
     # inside the model, cat / pools give exactly what PyTorch's quantized ops give on the same
     # integer inputs

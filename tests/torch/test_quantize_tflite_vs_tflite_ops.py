@@ -93,7 +93,7 @@ class Residual(nn.Module):
 
 
 class Mixed(nn.Module):
-    """Concatenation (with requantization), sigmoid, MUL, hardswish, tanh."""
+    """Concatenation (inputs of other ranges), sigmoid, MUL, hardswish, tanh."""
 
     def __init__(self):
         super().__init__()
@@ -241,34 +241,57 @@ def test_every_layer_is_the_tflite_op(name, preset):
     assert n > 20_000
 
 
-def _mixed_fixed(preset):
-    """With tflite_xnnpack / tflite_optimized the concatenation's inputs are given its own
-    parameters (as TFLite's converter does; their requantization is reproduced for the reference
-    kernels only)."""
-    if preset == "tflite":
-        return None
-    _, im = build("mixed", "tflite")
-    qp = (im.layers["cat"].out.scale, im.layers["cat"].out.zero_point)
-    return {"conv_a": qp, "conv_b": qp, "cat": qp}
+def _own_qparams():
+    """Parameters of their own for the concatenation's inputs (min / max of each conv's output
+    on the calibration batches, int8), given as fixed_qparams so that it requantizes them
+    (quantize_model's calibration otherwise gives them the concatenation's, as TFLite's converter
+    does)."""
+    torch.manual_seed(list(MODELS).index("mixed"))
+    model = Mixed().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.0)
+        out = {}
+        for n in ("conv_a", "conv_b"):
+            y = torch.cat([getattr(model, n)(b) for b in _calib(1)])
+            p = qk.choose_qparams(np.float32(min(0.0, float(y.min()))),
+                                  np.float32(max(0.0, float(y.max()))), dtype=np.int8)
+            out[n] = (float(np.asarray(p.scale).reshape(-1)[0]),
+                      int(np.asarray(p.zero_point).reshape(-1)[0]))
+    assert out["conv_a"] != out["conv_b"]
+    return out
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_mixed_every_layer_is_the_tflite_op(preset):
-    model, im = build("mixed", preset, _mixed_fixed(preset))
+    """Calibrated as TFLite's converter does, the concatenation's inputs carry its parameters:
+    nothing to requantize, with every runtime."""
+    model, im = build("mixed", preset)
     kinds, n = check_every_layer(model, im, preset, _x())
     assert {"TFLiteConcatLayer", "LookupLayer", "TFLiteAddLayer", "Conv2dLayer",
             "LinearLayer"} <= kinds, kinds
     cat = im.layers["cat"]
-    requantized = [m for m in cat.in_metas if (m.scale, m.zero_point) !=
-                   (cat.out.scale, cat.out.zero_point)]
-    assert len(requantized) == (2 if preset == "tflite" else 0)
+    assert all((m.scale, m.zero_point) == (cat.out.scale, cat.out.zero_point)
+               for m in cat.in_metas)
     assert {L.function for L in im.layers.values() if isinstance(L, Ly.LookupLayer)} == \
         {"tflite hard_swish", "tflite logistic", "tflite tanh"}
 
 
+def test_mixed_requantized_concat_is_the_tflite_op():
+    """Inputs with parameters of their own: the reference kernels' CONCATENATION requantizes
+    them (an integer QUANTIZE each), element for element."""
+    model, im = build("mixed", "tflite", _own_qparams())
+    kinds, n = check_every_layer(model, im, "tflite", _x())
+    assert "TFLiteConcatLayer" in kinds
+    cat = im.layers["cat"]
+    requantized = [m for m in cat.in_metas if (m.scale, m.zero_point) !=
+                   (cat.out.scale, cat.out.zero_point)]
+    assert len(requantized) == 2
+
+
 def test_mixed_requantized_concat_refused_where_not_reproduced():
     with pytest.raises(NotImplementedError, match="concatenation cat .*reference kernels only"):
-        build("mixed", "tflite_xnnpack")
+        build("mixed", "tflite_xnnpack", _own_qparams())
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -492,7 +515,9 @@ def test_every_layer_vs_the_interpreter(name, preset):
     the layer was fed: == the layer's output on every element."""
     from _litert import litert_or_skip, run
     litert_or_skip()
-    model, im = build(name, preset, _mixed_fixed(preset) if name == "mixed" else None)
+    # the reference kernels' CONCATENATION with requantized inputs; the others' with shared ones
+    own = name == "mixed" and preset == "tflite"
+    model, im = build(name, preset, _own_qparams() if own else None)
     x = _x()
     r = im.intermediates(x)
     checked, skipped, other = [], [], 0

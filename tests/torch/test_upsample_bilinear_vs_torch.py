@@ -33,6 +33,16 @@ def _q(a, s, z):
         return torch._make_per_tensor_quantized_tensor(torch.from_numpy(a), s, z)
 
 
+def _layout(a, s, z, channels_last):
+    """The quantized tensor of NCHW integers ``a``, with NCHW strides or (``channels_last``)
+    channels-last ones: made NHWC and permuted, as a quantized conv's output is held. (For a
+    1 x 1 image ``contiguous(memory_format=torch.channels_last)`` keeps the NCHW strides: both
+    layouts are contiguous; PyTorch's upsampling takes its output layout from the strides.)"""
+    if not channels_last:
+        return _q(a, s, z)
+    return _q(np.ascontiguousarray(a.transpose(0, 2, 3, 1)), s, z).permute(0, 3, 1, 2)
+
+
 def _compare(seed, trials):
     """(elements differing, elements compared) of q_upsample_bilinear2d against PyTorch."""
     rng = np.random.default_rng(seed)
@@ -57,9 +67,7 @@ def _compare(seed, trials):
         if min(oh, ow) == 0:
             continue
         for cl in (False, True):
-            qx = _q(x, s, z)
-            if cl:
-                qx = qx.contiguous(memory_format=torch.channels_last)
+            qx = _layout(x, s, z, cl)
             y = F.interpolate(qx, mode="bilinear", align_corners=ac, **kw)
             assert (y.q_scale(), y.q_zero_point()) == (s, z)
             got = q_upsample_bilinear2d(QTensor(x, s, z), (oh, ow), ac, scales, channels_last=cl,
@@ -145,13 +153,113 @@ def test_bilinear_layers_of_quantize_model_equal_pytorch():
     for L in ups:
         xi, yi = tr[L.inputs[0]], tr[L.name]
         m = L.x
-        qx = _q(np.ascontiguousarray(xi.q), m.scale, m.zero_point)
+        qx = _layout(xi.q, m.scale, m.zero_point, L.channels_last)
         kw = {k: v for k, v in dict(size=L.size, scale_factor=L.scale_factor).items()
               if v is not None}
         ref = F.interpolate(qx, mode="bilinear", align_corners=L.align_corners, **kw)
         assert (yi.scale, yi.zero_point) == (ref.q_scale(), ref.q_zero_point())
         np.testing.assert_array_equal(yi.q, ref.int_repr().numpy())
     assert np.isfinite(im(x)).all()
+
+
+class _ImagePooling(torch.nn.Module):
+    """DeepLabV3's ASPP image-pooling branch: global average pooling to 1 x 1 (channels-last:
+    a quantized conv's output), a 1 x 1 conv + ReLU, bilinear back to the feature size, then an
+    average pooling and a second bilinear upsampling (ops whose arithmetic depends on the
+    layout); 37 channels (a vector of 16 or 8 and a remainder)."""
+
+    def __init__(self, conv=True):
+        super().__init__()
+        self.conv = conv
+        self.c1 = torch.nn.Conv2d(3, 37, 3, padding=1)
+        self.gap = torch.nn.AdaptiveAvgPool2d(1)
+        self.c2 = torch.nn.Conv2d(37, 37, 1)
+        self.relu = torch.nn.ReLU()
+        self.avg = torch.nn.AvgPool2d(3, 1, 1)
+
+    def forward(self, x):
+        y = self.c1(x)
+        p = self.gap(y)
+        if self.conv:
+            p = self.relu(self.c2(p))
+        u = self.avg(F.interpolate(p, size=(9, 7), mode="bilinear", align_corners=False))
+        u = F.interpolate(u, scale_factor=1.5, mode="bilinear", align_corners=False)
+        y = F.interpolate(y, scale_factor=1.5, mode="bilinear", align_corners=False)
+        return torch.cat([y, u], 1)
+
+
+def _constant_per_channel(q):
+    return bool((q == q[:, :, :1, :1]).all())
+
+
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+def test_upsampled_1x1_channels_last_image_equals_pytorch(engine, conv):
+    """A 1 x 1 image PyTorch holds channels-last (a conv's or pooling's output) is upsampled
+    into a channels-last tensor, each channel's value everywhere (an NCHW-strided one's output
+    is NHWC data read as NCHW: test_q_upsample_bilinear2d_equals_pytorch); every layer equals
+    PyTorch's op on the layer's own input, and the output PyTorch's."""
+    torch.manual_seed(3)
+    q, x = fx_quantized(_ImagePooling(conv), engine, (2, 3, 9, 7), 4)
+    im = from_torch_quantized(q, engine=engine)
+    ups = [n for n, L in im.layers.items() if L.op == "upsample_bilinear"]
+    assert len(ups) == 3 and all(im.layers[n].channels_last for n in ups)
+    r = im.intermediates(x.numpy())
+    first = next(n for n in ups if r[im.layers[n].inputs[0]].q.shape[2:] == (1, 1))
+    assert _constant_per_channel(r[first].q) and not _constant_per_channel(r["c1"].q)
+    reports = im.compare(x.numpy())
+    assert len(reports) >= (8 if conv else 7) and \
+        all(rep.steps_diff_vs_fake_quant == 0 for rep in reports), \
+        reports
+    with torch.no_grad():
+        np.testing.assert_array_equal(im(x.numpy()), q(x).numpy())
+
+
+class _NCHWInput(torch.nn.Module):
+    """Pooling of tensors PyTorch holds NCHW: the model input, and (fbgemm) the upsampling of a
+    1 x 1 image with NCHW strides (the input's global average: NHWC data read as NCHW; QNNPACK's
+    global average pooling writes a channels-last 1 x 1 image, upsampled channels-last).
+    PyTorch's NCHW kernels round otherwise than its channels-last ones (adaptive average
+    pooling: ``fl(sum * fl(fl(1/kh)/kw))``)."""
+
+    def forward(self, x):
+        u = F.interpolate(F.adaptive_avg_pool2d(x, 1), size=(26, 22), mode="bilinear",
+                          align_corners=False)
+        return F.adaptive_avg_pool2d(x, (5, 7)), F.avg_pool2d(u, 3, 2, 1), \
+            F.adaptive_avg_pool2d(u, (5, 7))
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+def test_pooling_of_nchw_tensors_equals_pytorch(engine):
+    q, x = fx_quantized(_NCHWInput(), engine, (24, 37, 26, 22), 12)
+    im = from_torch_quantized(q, engine=engine)
+    pools = [L for L in im.layers.values() if L.op in ("adaptive_avg_pool2d", "avg_pool2d")]
+    assert [L.channels_last for L in pools] == [False, False] + [engine == "qnnpack"] * 2
+    with torch.no_grad():
+        ref = [t.numpy() for t in q(x)]
+    got = im(x.numpy())
+    assert sum(r.size for r in ref) > 100_000
+    for g, r in zip(got, ref):
+        np.testing.assert_array_equal(g, r)
+
+
+def test_upsampled_1x1_image_in_quantize_model_is_constant_per_channel():
+    """quantize_model holds values as PyTorch's quantized model would: the 1 x 1 image from the
+    global pooling is upsampled to its value everywhere, not reordered (its SQNR against the
+    float model was 11-17 dB when it was)."""
+    torch.manual_seed(3)
+    net = _ImagePooling().eval()
+    g = torch.Generator().manual_seed(5)
+    im = quantize_model(net, [torch.randn(4, 3, 9, 7, generator=g) for _ in range(3)])
+    x = torch.randn(2, 3, 9, 7, generator=g)
+    r = im.intermediates(x.numpy())
+    first = next(n for n, L in im.layers.items() if L.op == "upsample_bilinear" and
+                 r[L.inputs[0]].q.shape[2:] == (1, 1))
+    assert im.layers[first].channels_last and _constant_per_channel(r[first].q)
+    with torch.no_grad():
+        ref = net(x).numpy()
+    err = im(x.numpy()) - ref
+    assert 10 * np.log10((ref ** 2).sum() / (err ** 2).sum()) > 30
 
 
 def test_other_modes_are_refused_by_name():
