@@ -4,7 +4,7 @@ renorm_floor (P V over the probabilities' row sums)."""
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 from qkernels.torch import blocks as B  # noqa: E402
 
 I32 = (-2 ** 31, 2 ** 31 - 1)

@@ -5,7 +5,7 @@ parameters match (per tensor and with per-channel power-of-two factors, int8 / u
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 from qkernels.torch import blocks as B  # noqa: E402
 
 RNG = np.random.default_rng(5)
