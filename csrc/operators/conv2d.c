@@ -9,10 +9,11 @@
  *   the u8 zero point), except for an unpadded u8 input (qk__conv_in_place: the 1x1 convs of a
  *   bottleneck), which the tiles read as it is (a tile whose SIMD reads would pass the input's
  *   end is built by the scalar builder: qk__simd_reads_inside); phase 2: the output of each
- *   (image, group) is cut into tiles of 16 consecutive NCHW pixels (across output rows); a job builds the im2col panels [k4/4][16][4]
- *   of up to 4 tiles (specialized per stride and number of row runs; vpermt2b where the CPU has
- *   VBMI) and runs every block of 12 or 16 output channels over them (vpdpbusd; tiles of at most
- *   8 pixels on 256-bit vectors); the zero-point correction and the epilogue write NCHW directly.
+ *   (image, group) is cut into tiles of 16 consecutive NCHW pixels (across output rows); a job
+ *   builds the im2col panels [k4/4][16][4] of up to 4 tiles (specialized per stride and number
+ *   of row runs; vpermt2b where the CPU has VBMI) and runs every block of 12 or 16 output
+ *   channels over them (vpdpbusd; tiles of at most 8 pixels on 256-bit vectors); the
+ *   zero-point correction and the epilogue write NCHW directly.
  *   With the fp32 epilogue (fbgemm, onnxruntime presets) the tiles are the fused kernels of
  *   ukernels/conv_u8_avx512vnni.c (requantized in registers; tiles of at most 8 pixels
  *   transposed: channels as lanes). Weights with cq8 (in_c / groups a multiple of 4, several
