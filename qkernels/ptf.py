@@ -594,17 +594,8 @@ def layernorm_errors(y_int: ArrayLike, ln: LayerNormParams, q: ArrayLike,
     }
 
 
-def _isqrt_floor(n: np.ndarray) -> np.ndarray:
-    """Floor square root of int64 values in [0, 2^62) (float estimate, then exact integer
-    corrections): the value of ``qk_isqrt_u64``."""
-    r = np.floor(np.sqrt(n.astype(np.float64))).astype(np.int64)
-    for _ in range(2):
-        r = np.where(r * r > n, r - 1, r)
-        r = np.where((r + 1) * (r + 1) <= n, r + 1, r)
-    return r
-
-
-def layernorm_s16(x: ArrayLike, params: LayerNormParams) -> np.ndarray:
+def layernorm_s16(x: ArrayLike, params: LayerNormParams, *,
+                  threads: Optional[int] = None) -> np.ndarray:
     """The integer LayerNorm (method ``"exact"``) on int16 input, int16 output: the residual
     stream at 16 bits (no PTF decode), the output at 16 bits.
 
@@ -616,7 +607,8 @@ def layernorm_s16(x: ArrayLike, params: LayerNormParams) -> np.ndarray:
     floor(R / 2)) // R``; ``v_i = C x_i - S1``, ``z_i = (v_i M + 2^(44 - j)) >> (45 - j)``
     (``z_i = 0`` when ``D = 0``); ``y_i = clamp(((z_i G_i + B_i + 2^(F-1)) >> F), -32768,
     32767)`` (int64 throughout: ``|v_i M| < 2^57``, ``|z_i G_i| < 2^54``). The same integers as
-    ``qk_layernorm_ptf_u8_s8_exact`` computes before its int8 clamp.
+    ``qk_layernorm_ptf_u8_s8_exact`` computes before its int8 clamp. The kernel is C
+    (``qk_layernorm_s16_s16_exact``); ``threads`` splits the rows (same integers).
 
     Example:
         >>> import numpy as np, qkernels
@@ -637,21 +629,7 @@ def layernorm_s16(x: ArrayLike, params: LayerNormParams) -> np.ndarray:
     n = params.channels
     if xa.ndim < 1 or xa.shape[-1] != n:
         raise ValueError(f"x has shape {xa.shape}; its last axis must have {n} channels")
-    xi = xa.astype(np.int64)
-    s1 = xi.sum(axis=-1, keepdims=True)
-    d = n * (xi * xi).sum(axis=-1, keepdims=True) - s1 * s1 + np.int64(params.eps_term)
-    dd = np.maximum(d, 1)
-    bl = np.frexp(dd.astype(np.float64))[1].astype(np.int64)   # bitlen(D), then made exact
-    bl = np.where((np.int64(1) << (bl - 1)) > dd, bl - 1, bl)
-    bl = np.where((bl < 63) & ((np.int64(1) << np.minimum(bl, 62)) <= dd), bl + 1, bl)
-    j = (61 - bl) // 2
-    r = _isqrt_floor(dd << (2 * j))
-    m = ((np.int64(1) << 61) + r // 2) // r
-    v = n * xi - s1
-    sh = 45 - j
-    z = (v * m + (np.int64(1) << (sh - 1))) >> sh
-    z = np.where(d > 0, z, 0)
-    f = int(params.shift)
-    y = (z * params.gamma_int.astype(np.int64) + params.beta_int.astype(np.int64)
-         + (np.int64(1) << (f - 1))) >> f
-    return np.clip(y, -32768, 32767).astype(np.int16)
+    xa = np.ascontiguousarray(xa)
+    y = np.empty(xa.shape, np.int16)
+    _core._layernorm_s16_run(xa, *params._args(), y, C.threads(threads))
+    return y

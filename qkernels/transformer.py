@@ -726,11 +726,21 @@ _ROW_J = np.arange(1 << (ROW_MANT_BITS + 1), dtype=np.float64)   # index j (0 un
 def _row_table(ratio: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     from ._elementwise import quantize_multiplier
     m, sh = quantize_multiplier(ratio)
-    return np.asarray(m, np.int32), np.asarray(sh, np.int32)
+    return np.ascontiguousarray(m, np.int32), np.ascontiguousarray(sh, np.int32)
 
 
-#: ``255 -> (M, shift)`` of ``255 / (j + 1)`` for each ``j`` (the quantizing multipliers).
-_ROW_Q = {255: _row_table(255.0 / (_ROW_J + 1.0))}
+def _row_input(d: ArrayLike, name: str = "d") -> np.ndarray:
+    """``d`` as a C-contiguous int16 / int32 array with a non-empty last axis (int8 / uint8
+    widened to int16: the same values)."""
+    a = np.asarray(d)
+    if a.dtype not in (np.int8, np.uint8, np.int16, np.int32):
+        raise TypeError(f"{name} must be an integer array (int8/uint8/int16/int32), got "
+                        f"{a.dtype}")
+    if a.ndim < 1 or a.shape[-1] == 0:
+        raise ValueError(f"{name} must have a non-empty last axis, got shape {a.shape}")
+    if a.dtype in (np.int8, np.uint8):
+        a = a.astype(np.int16)
+    return np.ascontiguousarray(a)
 
 
 def row_range(d: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -741,7 +751,7 @@ def row_range(d: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     leading-zero count); ``e_r = max(0, b - 1 - ROW_MANT_BITS)``; ``j_r = m_r >> e_r`` (1..31:
     the range's top 5 bits). The row's bound ``U_r = (j_r + 1) 2^e_r > hi_r - lo_r``. Returns
     ``(lo, j, e)`` as int64 / int32 / int32 arrays of shape ``d.shape[:-1] + (1,)``
-    (broadcastable against ``d``).
+    (broadcastable against ``d``). The kernel is C (``qk_row_range_s16`` / ``_s32``).
 
     Example:
         >>> import numpy as np, qkernels.transformer as T
@@ -749,21 +759,17 @@ def row_range(d: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         >>> lo.ravel().tolist(), j.ravel().tolist(), e.ravel().tolist()
         ([-40, 0], [21, 31], [1, 5])
     """
-    a = np.asarray(d)
-    if a.dtype not in (np.int8, np.uint8, np.int16, np.int32):
-        raise TypeError(f"d must be an integer array (int8/uint8/int16/int32), got {a.dtype}")
-    if a.ndim < 1 or a.shape[-1] == 0:
-        raise ValueError(f"d must have a non-empty last axis, got shape {a.shape}")
-    lo = np.minimum(a.min(axis=-1, keepdims=True).astype(np.int64), 0)
-    hi = np.maximum(a.max(axis=-1, keepdims=True).astype(np.int64), 0)
-    m = np.maximum(hi - lo, 1)
-    b = np.frexp(m.astype(np.float64))[1]          # bit length, exact below 2^53
-    e = np.maximum(b - 1 - ROW_MANT_BITS, 0).astype(np.int64)
-    j = (m >> e).astype(np.int32)
-    return lo, j, e.astype(np.int32)
+    a = _row_input(d)
+    shape = a.shape[:-1] + (1,)
+    lo = np.empty(shape, np.int64)
+    j = np.empty(shape, np.int32)
+    e = np.empty(shape, np.int32)
+    _core._row_range(a, lo, j, e)
+    return lo, j, e
 
 
-def row_quantize(d: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def row_quantize(d: ArrayLike, *, threads: Optional[int] = None
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-row (per-token) dynamic asymmetric uint8 quantization of an integer tensor, integer
     arithmetic only.
 
@@ -773,7 +779,8 @@ def row_quantize(d: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     clamp(R(d) + z, 0, 255)`` with ``R(v) = (v M_j + 2^(30 - s)) >> (31 - s)`` (fixed point,
     single rounding, int64 exact: :func:`qkernels.requantize` with one multiplier per row):
     ``x ~= round(d 255 / U) + z``. A Linear on ``x`` subtracts ``z sum_c W_c`` per row and
-    :func:`row_rescale` undoes the step.
+    :func:`row_rescale` undoes the step. One C pass a row (``qk_row_quantize_s16`` / ``_s32``:
+    the range, the code, the quantization); ``threads`` splits the rows (same integers).
 
     Returns ``(x, z, j, e)``: ``x`` uint8 of ``d``'s shape, ``z`` (int32), ``j``, ``e`` per row.
 
@@ -783,14 +790,13 @@ def row_quantize(d: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         >>> x.tolist(), z.ravel().tolist()
         ([[249, 0], [249, 2]], [232, 0])
     """
-    from ._elementwise import requantize
-    lo, j, e = row_range(d)
-    mt, st = _ROW_Q[255]
-    m, s = mt[j], st[j] - e
-    z = requantize(np.asarray(-lo, np.int32), m, s, scheme="single_round", dtype=np.int32,
-                   qmin=0, qmax=255)
-    x = requantize(np.asarray(d).astype(np.int32, copy=False), m, s, z, scheme="single_round",
-                   dtype=np.uint8)   # int8/uint8/int16/int32 d: a widening, never a wrap
+    a = _row_input(d)
+    shape = a.shape[:-1] + (1,)
+    x = np.empty(a.shape, np.uint8)
+    z = np.empty(shape, np.int32)
+    j = np.empty(shape, np.int32)
+    e = np.empty(shape, np.int32)
+    _core._row_quantize(a, x, z, j, e, C.threads(threads))
     return x, z, j, e
 
 
@@ -809,13 +815,20 @@ def row_rescale_params(p: int) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def row_rescale(acc: ArrayLike, j: np.ndarray, e: np.ndarray,
-                table: Tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+                table: Tuple[np.ndarray, np.ndarray], *, z: Optional[np.ndarray] = None,
+                wsum: Optional[np.ndarray] = None, bias: Optional[np.ndarray] = None,
+                threads: Optional[int] = None) -> np.ndarray:
     """A Linear's int32 sums over :func:`row_quantize`'s ``x``, with the row's zero point taken
     out (``acc - z sum_c W_c``), brought back to the units ``2^p`` of ``d`` (``table =
     row_rescale_params(p)``): ``clamp((acc M_j + 2^(30 - s)) >> (31 - s))`` to int32 with ``s =
     S_j + e`` (fixed point, single rounding, one multiplier per row): ``~= round(acc U / 255 /
     2^p) = round(sum_c W_c d_c / 2^p)`` up to the input's rounding. Saturates at int32's limits
     (the caller's ``p`` keeps calibrated ranges inside).
+
+    Fused, one C pass over the sums (``qk_row_rescale``): with ``z`` (per row) and ``wsum``
+    (``sum_c W_c`` per output column, int32) ``acc`` is the raw sums and ``acc - z wsum`` is
+    formed in int64 (a value outside int32 raises); with ``bias`` (int32 per column) the result
+    is ``clamp(rescaled + bias)`` to int32. ``threads`` splits the rows (same integers).
 
     Example:
         >>> import numpy as np, qkernels.transformer as T
@@ -824,7 +837,34 @@ def row_rescale(acc: ArrayLike, j: np.ndarray, e: np.ndarray,
         >>> T.row_rescale(x.astype(np.int32) - z, j, e, T.row_rescale_params(0)).tolist()
         [[3, -40], [1000, 8]]
     """
-    from ._elementwise import requantize
-    mt, st = table
-    # acc as given: requantize refuses values outside int32 (no silent wrap)
-    return requantize(acc, mt[j], st[j] + e, scheme="single_round", dtype=np.int32)
+    a = C.int32_input(acc, "acc")   # no silent wrap: values outside int32 are refused
+    if a.ndim < 1 or a.shape[-1] == 0:
+        raise ValueError(f"acc must have a non-empty last axis, got shape {a.shape}")
+    a = np.ascontiguousarray(a)
+    n = a.shape[-1]
+    rows = a.size // n
+    mt, st = (np.ascontiguousarray(t, np.int32) for t in table)
+    if mt.shape != (32,) or st.shape != (32,):
+        raise ValueError("table must be row_rescale_params(p): two arrays of 32 entries")
+
+    def per_row(v: Any, name: str) -> np.ndarray:
+        r = np.ascontiguousarray(v, np.int32).reshape(-1)
+        if r.size != rows:
+            raise ValueError(f"{name} must have one value per row of acc ({rows}), got {r.size}")
+        return r
+
+    def per_col(v: Any, name: str) -> Optional[np.ndarray]:
+        if v is None:
+            return None
+        r = np.ascontiguousarray(v, np.int32).reshape(-1)
+        if r.size != n:
+            raise ValueError(f"{name} must have one value per column of acc ({n}), got {r.size}")
+        return r
+
+    if (z is None) != (wsum is None):
+        raise ValueError("z and wsum go together (the zero point's term z sum_c W_c)")
+    y = np.empty(a.shape, np.int32)
+    _core._row_rescale(a, None if z is None else per_row(z, "z"), per_col(wsum, "wsum"),
+                       per_row(j, "j"), per_row(e, "e"), mt, st, per_col(bias, "bias"), y,
+                       C.threads(threads))
+    return y

@@ -5,6 +5,7 @@ check of a speed change that must not change a number.
     python scripts/int_transformer_outputs.py save /tmp/before.npz     # on the old code
     python scripts/int_transformer_outputs.py check /tmp/before.npz    # on the new: 0 differ
     python scripts/int_transformer_outputs.py check /tmp/before.npz --threads 2
+    python scripts/int_transformer_outputs.py save /tmp/rows.npz --token-rows   # the other form
 
 MiniLM (all-MiniLM-L6-v2, offline package) swapped whole (``swap(model, calib,
 ops=TRANSFORMER_OPS)``), calibrated on the last 64 sentences of tests/fixtures/sentences.txt, run
@@ -29,11 +30,11 @@ sys.path.insert(0, HERE)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def outputs(threads: int) -> Dict[str, np.ndarray]:
+def outputs(threads: int, token_rows: bool = False) -> Dict[str, np.ndarray]:
     import torch
 
     from minilm_accuracy import batches, load_minilm, load_sentences
-    from qkernels.torch import TRANSFORMER_OPS, swap
+    from qkernels.torch import TRANSFORMER_OPS, QuantConfig, swap
     from vit_accuracy import import_torchvision, untrained_fixups
 
     torch.set_num_threads(1)
@@ -45,7 +46,9 @@ def outputs(threads: int) -> Dict[str, np.ndarray]:
     text = " ".join(["integer kernels compute the same bits as the runtime they name"] * 40)
     ev.append(dict(tok([text], padding="max_length", truncation=True, max_length=128,
                        return_tensors="pt")))
-    with torch.no_grad(), swap(model, cal, ops=TRANSFORMER_OPS, threads=threads) as sw:
+    cfg = QuantConfig(token_rows=True) if token_rows else None
+    with torch.no_grad(), swap(model, cal, config=cfg, ops=TRANSFORMER_OPS,
+                               threads=threads) as sw:
         for m in sw.values():
             m.keep = True
         for i, b in enumerate(ev):
@@ -60,7 +63,8 @@ def outputs(threads: int) -> Dict[str, np.ndarray]:
     untrained_fixups(vit)
     calv = [torch.randn(2, 3, 224, 224)]
     xs = [torch.randn(1, 3, 224, 224), torch.randn(2, 3, 224, 224)]
-    with torch.no_grad(), swap(vit, calv, ops=TRANSFORMER_OPS, threads=threads) as sw:
+    with torch.no_grad(), swap(vit, calv, config=cfg, ops=TRANSFORMER_OPS,
+                               threads=threads) as sw:
         for m in sw.values():
             m.keep = True
         for i, x in enumerate(xs):
@@ -80,8 +84,10 @@ def main(argv=None) -> int:
     ap.add_argument("mode", choices=("save", "check"))
     ap.add_argument("path")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--token-rows", action="store_true",
+                    help="the token-rows block form (QuantConfig(token_rows=True))")
     a = ap.parse_args(argv)
-    res = outputs(a.threads)
+    res = outputs(a.threads, a.token_rows)
     if a.mode == "save":
         np.savez(a.path, **res)
         print(f"saved {len(res)} arrays, {sum(v.size for v in res.values())} elements")

@@ -683,3 +683,72 @@ qk_status qk_layernorm_ptf_stats(const qk_layernorm_params *p, const uint8_t *q,
     }
     return QK_OK;
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* int16 in, int16 out (the exact method; qkernels.ptf.layernorm_s16)                         */
+/* ---------------------------------------------------------------------------------------- */
+/* One row: S1 and S2 exact in int64 (|x| <= 2^15), D = C S2 - S1^2, 1/sqrt(D + E) as the int8
+ * kernel's mult / 2^rshift, z_i = (x_i (C mult) + 2^(rshift-1) - S1 mult) >> rshift (the same
+ * integer as (v_i mult + 2^(rshift-1)) >> rshift, v_i = C x_i - S1: |C mult| < 2^47, each term
+ * below 2^62), y_i = clamp((z_i G_i + B_i + 2^(F-1)) >> F) to int16 (|z_i| < 2^24 for the exact
+ * method, see qk__ln_z8_avx512, so |z_i G_i| < 2^54). */
+static void qk__ln16_rows(const qk_layernorm_params *p, const int16_t *x, size_t tokens,
+                          int16_t *y) {
+    const size_t C = (size_t)p->channels;
+    const int shift = p->shift;
+    const int64_t oround = INT64_C(1) << (shift - 1);
+    for (size_t t = 0; t < tokens; t++) {
+        const int16_t *xr = x + t * C;
+        int16_t *yr = y + t * C;
+        int64_t s1 = 0, s2 = 0;
+        for (size_t c = 0; c < C; c++) {
+            const int32_t v = xr[c];
+            s1 += v;
+            s2 += (int64_t)v * v;
+        }
+        int64_t mult;
+        int rshift;
+        qk__ln_inv_sqrt_exact((int64_t)C * s2 - s1 * s1 + p->eps_term, &mult, &rshift);
+        const int64_t a = (int64_t)C * mult;
+        const int64_t b = (rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0) - s1 * mult;
+        for (size_t c = 0; c < C; c++) {
+            const int64_t z = ((int64_t)xr[c] * a + b) >> rshift;
+            const int64_t acc = z * ((int64_t)p->gamma[c] * p->gamma_multiplier) +
+                                p->beta[c] * p->beta_multiplier + oround;
+            const int64_t v = acc >> shift;
+            yr[c] = (int16_t)(v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v));
+        }
+    }
+}
+
+typedef struct {
+    const qk_layernorm_params *p;
+    const int16_t *x;
+    int16_t *y;
+    size_t tokens;
+} qk__ln16_split;
+
+static void qk__ln16_jobs(void *ctx, size_t j0, size_t j1) {
+    const qk__ln16_split *s = (const qk__ln16_split *)ctx;
+    const size_t C = (size_t)s->p->channels, t0 = j0 * QK__LN_JOB_TOKENS;
+    const size_t t1 = j1 * QK__LN_JOB_TOKENS < s->tokens ? j1 * QK__LN_JOB_TOKENS : s->tokens;
+    qk__ln16_rows(s->p, s->x + t0 * C, t1 - t0, s->y + t0 * C);
+}
+
+qk_status qk_layernorm_s16_s16_exact(const qk_layernorm_params *p, const int16_t *x,
+                                     size_t tokens, int16_t *y, int threads) {
+    const qk_status st = qk__ln_check(p, (const uint8_t *)x, tokens, y);
+    if (st != QK_OK) return st;
+    if (p->method != QK_LAYERNORM_EXACT || p->in_zero_point != 0 || p->out_zero_point != 0)
+        return QK_ERR_ARG;
+    for (int32_t c = 0; c < p->channels; c++)
+        if (p->alpha[c] != 0) return QK_ERR_ARG;
+    const size_t njobs = tokens / QK__LN_JOB_TOKENS + (tokens % QK__LN_JOB_TOKENS != 0);
+    if (threads <= 1 || njobs < 2 || tokens * (size_t)p->channels < QK__LN_MT_MIN) {
+        qk__ln16_rows(p, x, tokens, y);
+        return QK_OK;
+    }
+    const qk__ln16_split s = {p, x, y, tokens};
+    qk__parallel(njobs, threads, qk__ln16_jobs, (void *)&s);
+    return QK_OK;
+}

@@ -557,6 +557,16 @@ qk_status qk_layernorm_ptf_u8_s8_threads(const qk_layernorm_params *p, const uin
                                          size_t tokens, int8_t *y, int threads);
 qk_status qk_layernorm_ptf_stats(const qk_layernorm_params *p, const uint8_t *q, size_t tokens,
                                  int64_t *s1, int64_t *d);
+/* qk_layernorm_s16_s16_exact(p, x, tokens, y, threads): the exact method on int16 input x
+ * (|x_i| <= 2^15; no PTF decode: p prepared with alpha 0 and in_zero_point 0, the int16 input's
+ * step as in_scale) with int16 output (out_zero_point 0; the int8 qmin / qmax are not used):
+ * per row S1 = sum x_i, D = C sum x_i^2 - S1^2, (mult, rshift) = 1/sqrt(D + E) as above,
+ * z_i = (v_i mult + 2^(rshift-1)) >> rshift (v_i = C x_i - S1; 0 when D + E <= 0),
+ * y_i = clamp((z_i G_i + B_i + 2^(F-1)) >> F, -32768, 32767): the integers the int8 kernel
+ * computes before its int8 clamp. QK_ERR_ARG for another method, a nonzero alpha or zero point,
+ * or what qk_layernorm_ptf_u8_s8 refuses. threads as qk_layernorm_ptf_u8_s8_threads. */
+qk_status qk_layernorm_s16_s16_exact(const qk_layernorm_params *p, const int16_t *x,
+                                     size_t tokens, int16_t *y, int threads);
 /* Floor integer square root (Newton iteration from above, as I-BERT's int_sqrt). */
 uint64_t qk_isqrt_u64(uint64_t n);
 
@@ -834,6 +844,44 @@ qk_status qk_gelu_ibert(const qk_gelu_ibert_params *p, const void *x, qk_dtype x
                         int32_t x_zero_point, size_t n, void *y, qk_dtype y_type,
                         int32_t y_zero_point, int32_t y_min, int32_t y_max);
 qk_status qk_gelu_lut(const uint8_t *table, const void *x, size_t n, void *y);
+
+/*
+ * Per-row (per-token) dynamic 8-bit quantization of an integer tensor (qkernels.transformer's
+ * token rows), integer only. d is rows x cols (row-major, cols >= 1), int16 or int32.
+ *
+ * qk_row_range_<in>(d, rows, cols, lo, j, e): per row lo = min(0, min_c d), hi = max(0, max_c d),
+ *   m = max(1, hi - lo) (int64), e = max(0, bitlen(m) - 1 - QK_ROW_MANT_BITS), j = m >> e (the
+ *   range's top 5 bits, 1..31): the row's bound U = (j + 1) 2^e > hi - lo. lo int64, j and e
+ *   int32, one each per row.
+ * qk_row_quantize_<in>(d, rows, cols, x, z, j, e, threads): with (lo, j, e) as above,
+ *   (M_j, S_j) = qk_quantize_multiplier(255 / (j + 1)) and s = S_j - e (in [-24, 7]):
+ *   z = clamp(R(-lo), 0, 255), x = clamp(R(d) + z, 0, 255) (uint8, d's shape), with
+ *   R(v) = (v M_j + 2^(30 - s)) >> (31 - s) exact in int64 (single rounding): x ~= round(d 255 /
+ *   U) + z. z, j, e int32, one each per row. AVX-512 / AVX2 / scalar, same integers.
+ * qk_row_rescale(acc, rows, cols, z, wsum, j, e, mt, st, bias, y, threads): a Linear's int32 sums
+ *   over row_quantize's x brought back to units of d: per row r and column c,
+ *   a = acc - z_r wsum_c (int64; wsum NULL: a = acc and z is not read; an a outside int32
+ *   returns QK_ERR_OVERFLOW, y then unspecified), M = mt[j_r], s = st[j_r] + e_r,
+ *   v = clamp((a M + 2^(30 - s)) >> (31 - s)) to int32, y = clamp(v + bias_c) to int32 (bias
+ *   NULL: y = v). mt, st: 32 entries (index j; mt >= 0, QK_ERR_MULTIPLIER); j_r in 1..31 and
+ *   e_r in 0..62 (QK_ERR_ARG), s in [-31, 30] (QK_ERR_SHIFT), z_r in 0..255
+ *   (QK_ERR_ZERO_POINT), all checked before anything is written. qkernels.transformer's
+ *   row_rescale_params(p) fills mt, st with qk_quantize_multiplier((j + 1) / 255 / 2^p).
+ * threads: rows split over up to that many threads (same integers).
+ */
+#define QK_ROW_MANT_BITS 4
+qk_status qk_row_range_s16(const int16_t *d, size_t rows, size_t cols, int64_t *lo, int32_t *j,
+                           int32_t *e);
+qk_status qk_row_range_s32(const int32_t *d, size_t rows, size_t cols, int64_t *lo, int32_t *j,
+                           int32_t *e);
+qk_status qk_row_quantize_s16(const int16_t *d, size_t rows, size_t cols, uint8_t *x, int32_t *z,
+                              int32_t *j, int32_t *e, int threads);
+qk_status qk_row_quantize_s32(const int32_t *d, size_t rows, size_t cols, uint8_t *x, int32_t *z,
+                              int32_t *j, int32_t *e, int threads);
+qk_status qk_row_rescale(const int32_t *acc, size_t rows, size_t cols, const int32_t *z,
+                         const int32_t *wsum, const int32_t *j, const int32_t *e,
+                         const int32_t *mt, const int32_t *st, const int32_t *bias, int32_t *y,
+                         int threads);
 
 #ifdef __cplusplus
 }

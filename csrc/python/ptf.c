@@ -1,6 +1,6 @@
 /* ptf.c (python glue) -- PTF quantize/dequantize as NumPy ufuncs, and the integer LayerNorm as
- * three module functions (_layernorm_prepare, _layernorm_run, _layernorm_stats) over contiguous
- * arrays. The LayerNorm runs with the GIL released. Argument checks that name the argument live
+ * four module functions (_layernorm_prepare, _layernorm_run, _layernorm_s16_run,
+ * _layernorm_stats) over contiguous arrays. The LayerNorm runs with the GIL released. Argument checks that name the argument live
  * in qkernels/ptf.py; this file re-checks what memory safety needs (dtypes, sizes, contiguity).
  */
 #include "qk_numpy.h"
@@ -112,7 +112,7 @@ fail:
  * beta, lut, out[, threads]) into p (threads: 1 when not given); returns the number of tokens, or
  * -1 with an error set. */
 static npy_intp qk_py_ln_parse(PyObject *args, qk_layernorm_params *p, PyArrayObject **q,
-                               PyObject **out, int *threads) {
+                               PyObject **out, int *threads, int q_type) {
     int method, in_zp, out_zp, shift;
     long long eps_term, gm, bm;
     PyObject *q_o, *alpha_o, *gamma_o, *beta_o, *lut_o;
@@ -125,7 +125,7 @@ static npy_intp qk_py_ln_parse(PyObject *args, qk_layernorm_params *p, PyArrayOb
     if (qk_py_check_arr(gamma_o, NPY_INT32, C, "gamma") < 0 ||
         qk_py_check_arr(beta_o, NPY_INT64, C, "beta") < 0 ||
         qk_py_check_arr(lut_o, NPY_UINT32, 256, "lut") < 0 ||
-        qk_py_check_arr(q_o, NPY_UINT8, -1, "q") < 0)
+        qk_py_check_arr(q_o, q_type, -1, "q") < 0)
         return -1;
     if (C < 1 || PyArray_SIZE((PyArrayObject *)q_o) % C != 0) {
         PyErr_SetString(PyExc_ValueError, "q: size is not a multiple of the channel count");
@@ -175,7 +175,7 @@ static PyObject *qk_py_layernorm_run(PyObject *self, PyObject *args) {
     PyArrayObject *q;
     PyObject *out;
     int threads;
-    const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out, &threads);
+    const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out, &threads, NPY_UINT8);
     if (tokens < 0 || qk_py_ln_out(out, NPY_INT8, PyArray_SIZE(q)) < 0) return NULL;
     qk_status st;
     Py_BEGIN_ALLOW_THREADS
@@ -186,13 +186,32 @@ static PyObject *qk_py_layernorm_run(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* _layernorm_s16_run: _layernorm_run's arguments with q and out int16
+ * (qk_layernorm_s16_s16_exact). */
+static PyObject *qk_py_layernorm_s16_run(PyObject *self, PyObject *args) {
+    (void)self;
+    qk_layernorm_params p;
+    PyArrayObject *q;
+    PyObject *out;
+    int threads;
+    const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out, &threads, NPY_INT16);
+    if (tokens < 0 || qk_py_ln_out(out, NPY_INT16, PyArray_SIZE(q)) < 0) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_layernorm_s16_s16_exact(&p, (const int16_t *)PyArray_DATA(q), (size_t)tokens,
+                                    (int16_t *)PyArray_DATA((PyArrayObject *)out), threads);
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) return qk_py_status_error(st, "layernorm_s16");
+    Py_RETURN_NONE;
+}
+
 static PyObject *qk_py_layernorm_stats(PyObject *self, PyObject *args) {
     (void)self;
     qk_layernorm_params p;
     PyArrayObject *q;
     PyObject *out;
     int threads; /* not used: the statistics run on the calling thread */
-    const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out, &threads);
+    const npy_intp tokens = qk_py_ln_parse(args, &p, &q, &out, &threads, NPY_UINT8);
     if (tokens < 0 || qk_py_ln_out(out, NPY_INT64, 2 * tokens) < 0) return NULL;
     int64_t *o = (int64_t *)PyArray_DATA((PyArrayObject *)out);
     qk_status st;
@@ -212,6 +231,9 @@ static PyMethodDef qk_py_ptf_methods[] = {
      "_layernorm_run(q, method, in_zp, out_zp, shift, eps_term, gamma_mult, beta_mult, alpha,"
      " gamma, beta, lut, out, threads=1) (qk_layernorm_ptf_u8_s8_threads; use"
      " qkernels.ptf_layernorm)."},
+    {"_layernorm_s16_run", qk_py_layernorm_s16_run, METH_VARARGS,
+     "_layernorm_run's arguments with int16 q and out (qk_layernorm_s16_s16_exact; use"
+     " qkernels.ptf.layernorm_s16)."},
     {"_layernorm_stats", qk_py_layernorm_stats, METH_VARARGS,
      "Same arguments as _layernorm_run; out is int64 of 2*tokens (S1 then D)."},
     {NULL, NULL, 0, NULL}};

@@ -18,7 +18,9 @@
  *   _bmm(a, b, a_zp, b_zp, b_kn, out, epilogue...) -> None: qk_bmm on C-contiguous 3-D arrays,
  *     the epilogue operands as _linear takes them (qk_numpy.h), naming qmatmul;
  *   _gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> None,
- *     naming qgelu.
+ *     naming qgelu;
+ *   _row_range / _row_quantize / _row_rescale: the token-rows kernels (qk_row_*) on C-contiguous
+ *     arrays, outputs given, naming row_range / row_quantize / row_rescale.
  */
 #include "qk_numpy.h"
 
@@ -387,6 +389,141 @@ static PyObject *qk_py_gelu_ibert_run(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- token rows: _row_range, _row_quantize, _row_rescale ----------------------------------- */
+/* d (int16 or int32, C-contiguous, last axis the row) as rows x cols; 0 with a Python error. */
+static int qk_py_rows_of(PyObject *o, const char *name, npy_intp *rows, npy_intp *cols, int *is16) {
+    if (!PyArray_Check(o) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)o) ||
+        !PyArray_ISALIGNED((PyArrayObject *)o) || PyArray_NDIM((PyArrayObject *)o) < 1) {
+        PyErr_Format(PyExc_TypeError, "%s: expected an aligned C-contiguous array", name);
+        return 0;
+    }
+    PyArrayObject *a = (PyArrayObject *)o;
+    const int t = PyArray_TYPE(a);
+    if (t != NPY_INT16 && t != NPY_INT32) {
+        PyErr_Format(PyExc_TypeError, "%s must be int16 or int32", name);
+        return 0;
+    }
+    *is16 = t == NPY_INT16;
+    *cols = PyArray_DIM(a, PyArray_NDIM(a) - 1);
+    if (*cols < 1) {
+        PyErr_Format(PyExc_ValueError, "%s must have a non-empty last axis", name);
+        return 0;
+    }
+    *rows = PyArray_SIZE(a) / *cols;
+    return 1;
+}
+
+/* a writeable C-contiguous array of `type` and `count` elements; 0 with a Python error */
+static int qk_py_rows_out(PyObject *o, int type, npy_intp count, const char *name) {
+    if (qk_py_check_arr(o, type, count, name) < 0) return 0;
+    if (!PyArray_ISWRITEABLE((PyArrayObject *)o)) {
+        PyErr_Format(PyExc_ValueError, "%s is read-only", name);
+        return 0;
+    }
+    return 1;
+}
+
+#define QK_PY_DATA(o) PyArray_DATA((PyArrayObject *)(o))
+
+/* _row_range(d, lo, j, e) -> None: qk_row_range_s16 / _s32 (lo int64, j, e int32 per row). */
+static PyObject *qk_py_row_range(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *d, *lo, *j, *e;
+    if (!PyArg_ParseTuple(args, "OOOO", &d, &lo, &j, &e)) return NULL;
+    npy_intp rows, cols;
+    int is16;
+    if (!qk_py_rows_of(d, "d", &rows, &cols, &is16) || !qk_py_rows_out(lo, NPY_INT64, rows, "lo") ||
+        !qk_py_rows_out(j, NPY_INT32, rows, "j") || !qk_py_rows_out(e, NPY_INT32, rows, "e"))
+        return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = is16 ? qk_row_range_s16((const int16_t *)QK_PY_DATA(d), (size_t)rows, (size_t)cols,
+                                 (int64_t *)QK_PY_DATA(lo), (int32_t *)QK_PY_DATA(j),
+                                 (int32_t *)QK_PY_DATA(e))
+              : qk_row_range_s32((const int32_t *)QK_PY_DATA(d), (size_t)rows, (size_t)cols,
+                                 (int64_t *)QK_PY_DATA(lo), (int32_t *)QK_PY_DATA(j),
+                                 (int32_t *)QK_PY_DATA(e));
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) return qk_py_status_error(st, "row_range");
+    Py_RETURN_NONE;
+}
+
+/* _row_quantize(d, x, z, j, e, threads) -> None: qk_row_quantize_s16 / _s32. */
+static PyObject *qk_py_row_quantize(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *d, *x, *z, *j, *e;
+    int threads;
+    if (!PyArg_ParseTuple(args, "OOOOOi", &d, &x, &z, &j, &e, &threads)) return NULL;
+    npy_intp rows, cols;
+    int is16;
+    if (!qk_py_rows_of(d, "d", &rows, &cols, &is16) ||
+        !qk_py_rows_out(x, NPY_UINT8, rows * cols, "x") ||
+        !qk_py_rows_out(z, NPY_INT32, rows, "z") || !qk_py_rows_out(j, NPY_INT32, rows, "j") ||
+        !qk_py_rows_out(e, NPY_INT32, rows, "e"))
+        return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    if (is16)
+        st = qk_row_quantize_s16((const int16_t *)QK_PY_DATA(d), (size_t)rows, (size_t)cols,
+                                 (uint8_t *)QK_PY_DATA(x), (int32_t *)QK_PY_DATA(z),
+                                 (int32_t *)QK_PY_DATA(j), (int32_t *)QK_PY_DATA(e), threads);
+    else
+        st = qk_row_quantize_s32((const int32_t *)QK_PY_DATA(d), (size_t)rows, (size_t)cols,
+                                 (uint8_t *)QK_PY_DATA(x), (int32_t *)QK_PY_DATA(z),
+                                 (int32_t *)QK_PY_DATA(j), (int32_t *)QK_PY_DATA(e), threads);
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) return qk_py_status_error(st, "row_quantize");
+    Py_RETURN_NONE;
+}
+
+/* _row_rescale(acc, z|None, wsum|None, j, e, mt, st, bias|None, out, threads) -> None:
+ * qk_row_rescale (z and wsum given together or not at all). */
+static PyObject *qk_py_row_rescale(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *acc, *z, *wsum, *j, *e, *mt, *sto, *bias, *out;
+    int threads;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOi", &acc, &z, &wsum, &j, &e, &mt, &sto, &bias, &out,
+                          &threads))
+        return NULL;
+    if (qk_py_check_arr(acc, NPY_INT32, -1, "acc") < 0) return NULL;
+    const npy_intp n = PyArray_SIZE((PyArrayObject *)acc);
+    if (PyArray_NDIM((PyArrayObject *)acc) < 1) {
+        PyErr_SetString(PyExc_ValueError, "acc must have a last axis");
+        return NULL;
+    }
+    const npy_intp cols = PyArray_DIM((PyArrayObject *)acc, PyArray_NDIM((PyArrayObject *)acc) - 1);
+    if (cols < 1) {
+        PyErr_SetString(PyExc_ValueError, "acc must have a non-empty last axis");
+        return NULL;
+    }
+    const npy_intp rows = n / cols;
+    if ((z == Py_None) != (wsum == Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "z and wsum go together");
+        return NULL;
+    }
+    if ((z != Py_None && (qk_py_check_arr(z, NPY_INT32, rows, "z") < 0 ||
+                          qk_py_check_arr(wsum, NPY_INT32, cols, "wsum") < 0)) ||
+        qk_py_check_arr(j, NPY_INT32, rows, "j") < 0 ||
+        qk_py_check_arr(e, NPY_INT32, rows, "e") < 0 ||
+        qk_py_check_arr(mt, NPY_INT32, 32, "mt") < 0 ||
+        qk_py_check_arr(sto, NPY_INT32, 32, "st") < 0 ||
+        (bias != Py_None && qk_py_check_arr(bias, NPY_INT32, cols, "bias") < 0) ||
+        !qk_py_rows_out(out, NPY_INT32, n, "out"))
+        return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_row_rescale((const int32_t *)QK_PY_DATA(acc), (size_t)rows, (size_t)cols,
+                        z == Py_None ? NULL : (const int32_t *)QK_PY_DATA(z),
+                        wsum == Py_None ? NULL : (const int32_t *)QK_PY_DATA(wsum),
+                        (const int32_t *)QK_PY_DATA(j), (const int32_t *)QK_PY_DATA(e),
+                        (const int32_t *)QK_PY_DATA(mt), (const int32_t *)QK_PY_DATA(sto),
+                        bias == Py_None ? NULL : (const int32_t *)QK_PY_DATA(bias),
+                        (int32_t *)QK_PY_DATA(out), threads);
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) return qk_py_status_error(st, "row_rescale");
+    Py_RETURN_NONE;
+}
+
 /* _softmax_run(x, method, a, b, c, d, e, out): one qk_softmax_u8 call over a C-contiguous x (rows
  * of its last axis) with one set of parameters, GIL released: the keyword API's path for
  * I-BERT (method 0: x0, b, c, m16, e16) and SOLE (method 1: mult, shift, round, -, -). */
@@ -530,6 +667,14 @@ static PyMethodDef qk_py_tf_methods[] = {
     {"_softmax_run", qk_py_softmax_run, METH_VARARGS,
      "_softmax_run(x, method, a, b, c, d, e, out) -> None, raises on a bad status (qk_softmax_u8"
      " on a contiguous array, one set of I-BERT (0) or SOLE (1) parameters; use qkernels.qsoftmax)"},
+    {"_row_range", qk_py_row_range, METH_VARARGS,
+     "_row_range(d, lo, j, e) -> None (qk_row_range_s16 / _s32; use qkernels.transformer.row_range)"},
+    {"_row_quantize", qk_py_row_quantize, METH_VARARGS,
+     "_row_quantize(d, x, z, j, e, threads) -> None (qk_row_quantize_s16 / _s32; use"
+     " qkernels.transformer.row_quantize)"},
+    {"_row_rescale", qk_py_row_rescale, METH_VARARGS,
+     "_row_rescale(acc, z, wsum, j, e, mt, st, bias, out, threads) -> None (qk_row_rescale; use"
+     " qkernels.transformer.row_rescale)"},
     {"_gelu_ibert", qk_py_gelu_ibert_run, METH_VARARGS,
      "_gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> None,"
      " raises on a bad status (qk_gelu_ibert on contiguous arrays; use qkernels.qgelu)"},

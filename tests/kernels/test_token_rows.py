@@ -171,3 +171,122 @@ def test_layernorm_s16_bad_input():
                                 np.zeros(4), method="sole", out_scale=1e-3)
     with pytest.raises(TypeError, match="exact"):
         layernorm_s16(np.zeros((2, 4), np.int16), sole)
+
+
+def test_row_rescale_fused_equals_python_integers():
+    """The fused form (``z``, ``wsum``, ``bias``: one pass over the raw sums) against its
+    statement in Python integers: ``clamp(clamp(R(acc - z wsum)) + bias)``."""
+    rng = np.random.default_rng(11)
+    for c, o in ((1, 3), (7, 9), (384, 17), (1536, 5)):
+        d = _rows(rng, 96, c, np.int16)
+        x, z, j, e = T.row_quantize(d)
+        w = rng.integers(-127, 128, (o, c)).astype(np.int64)
+        wsum = w.sum(axis=1).astype(np.int32)
+        raw = (x.astype(np.int64) @ w.T).astype(np.int32)
+        p = int(rng.integers(0, 8))
+        mt, st = T.row_rescale_params(p)
+        bias = rng.integers(-2 ** 31, 2 ** 31, o, dtype=np.int64).astype(np.int32)
+        bias[: o // 2] = rng.integers(-1000, 1000, o // 2)
+        for b in (None, bias):
+            got = T.row_rescale(raw, j, e, (mt, st), z=z, wsum=wsum, bias=b)
+            for i in range(d.shape[0]):
+                jj, ee, zz = int(j[i, 0]), int(e[i, 0]), int(z[i, 0])
+                for k in range(o):
+                    v = int(raw[i, k]) - zz * int(wsum[k])
+                    r = min(max(_sr(v, int(mt[jj]), int(st[jj]) + ee), -2 ** 31), 2 ** 31 - 1)
+                    if b is not None:
+                        r = min(max(r + int(b[k]), -2 ** 31), 2 ** 31 - 1)
+                    assert int(got[i, k]) == r, (c, i, k)
+            # unfused: the corrected sums, then the bias added with saturation
+            acc = (raw.astype(np.int64) - z.astype(np.int64) * wsum).astype(np.int32)
+            ref = T.row_rescale(acc, j, e, (mt, st))
+            if b is not None:
+                ref = np.clip(ref.astype(np.int64) + b, -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+            assert np.array_equal(got, ref)
+
+
+def test_row_steps_threads_agree():
+    rng = np.random.default_rng(12)
+    d = _rows(rng, 600, 384, np.int32)
+    one = T.row_quantize(d, threads=1)
+    two = T.row_quantize(d, threads=2)
+    assert all(np.array_equal(a, b) for a, b in zip(one, two))
+    x, z, j, e = one
+    w = rng.integers(-127, 128, (384, 384)).astype(np.int64)
+    raw = (x.astype(np.int64) @ w.T).astype(np.int32)
+    kw = dict(z=z, wsum=w.sum(axis=1).astype(np.int32), bias=np.arange(384, dtype=np.int32))
+    tab = T.row_rescale_params(3)
+    assert np.array_equal(T.row_rescale(raw, j, e, tab, threads=1, **kw),
+                          T.row_rescale(raw, j, e, tab, threads=2, **kw))
+    x16 = _rows(rng, 600, 384, np.int16)
+    ln = qk.prepare_layernorm(qk.PTFParams(1e-3, np.zeros(384, np.int32), 0),
+                              rng.normal(size=384), rng.normal(size=384), out_scale=1e-3)
+    assert np.array_equal(layernorm_s16(x16, ln, threads=1), layernorm_s16(x16, ln, threads=2))
+
+
+def test_row_steps_simd_paths_agree(tmp_path):
+    # QKERNELS_SIMD=scalar / avx2 force those loops (chosen once per process): each in a
+    # subprocess, compared with the best path of this CPU; the column counts cover every tail of
+    # the 16 / 32-lane min / max loops and the 4 / 8-lane fixed-point loops
+    import os
+    import subprocess
+    import sys
+    script = f"""
+import numpy as np, qkernels as qk, qkernels.transformer as T
+from qkernels.ptf import layernorm_s16
+import sys
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+from test_token_rows import _rows
+rng = np.random.default_rng(13)
+outs = {{}}
+for c in (1, 3, 4, 5, 8, 9, 15, 16, 17, 31, 33, 64, 100, 384):
+    for dt in (np.int16, np.int32):
+        d = _rows(rng, 60, c, dt)
+        x, z, j, e = T.row_quantize(d)
+        lo, j2, e2 = T.row_range(d)
+        w = rng.integers(-127, 128, (c, c)).astype(np.int64)
+        raw = (x.astype(np.int64) @ w.T).astype(np.int32)
+        r = T.row_rescale(raw, j, e, T.row_rescale_params(2), z=z,
+                          wsum=w.sum(axis=1).astype(np.int32),
+                          bias=rng.integers(-2 ** 31, 2 ** 31, c, dtype=np.int64).astype(np.int32))
+        big = T.row_rescale(rng.integers(-2 ** 31, 2 ** 31, raw.shape, dtype=np.int64)
+                            .astype(np.int32), j, e, T.row_rescale_params(0))
+        outs.update({{f"{{c}}{{dt.__name__}}{{k}}": v for k, v in
+                     dict(x=x, z=z, j=j, e=e, lo=lo, r=r, big=big).items()}})
+    ln = qk.prepare_layernorm(qk.PTFParams(1e-3, np.zeros(c, np.int32), 0),
+                              rng.normal(size=c), rng.normal(size=c), out_scale=1e-3)
+    outs[f"{{c}}ln"] = layernorm_s16(_rows(rng, 40, c, np.int16), ln)
+np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
+"""
+    for mode in ("scalar", "avx2", "auto"):
+        env = dict(os.environ, QKERNELS_SIMD=mode)
+        r = subprocess.run([sys.executable, "-c", script.replace("OUT", mode)], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    a = np.load(tmp_path / "scalar.npz")
+    assert len(a.files) == 14 * 15
+    for other in ("avx2", "auto"):
+        b = np.load(tmp_path / f"{other}.npz")
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{other}: {k}")
+
+
+def test_row_rescale_bad_input():
+    x, z, j, e = T.row_quantize(np.array([[5, -3], [7, 1]], np.int32))
+    tab = T.row_rescale_params(0)
+    acc = np.zeros((2, 2), np.int32)
+    with pytest.raises(ValueError, match="go together"):
+        T.row_rescale(acc, j, e, tab, z=z)
+    with pytest.raises(ValueError, match="wsum must have one value per column"):
+        T.row_rescale(acc, j, e, tab, z=z, wsum=np.zeros(3, np.int32))
+    with pytest.raises(ValueError, match="j must have one value per row"):
+        T.row_rescale(acc, j[:1], e, tab)
+    with pytest.raises(ValueError, match="32 entries"):
+        T.row_rescale(acc, j, e, (tab[0][:5], tab[1][:5]))
+    with pytest.raises(ValueError, match="row_rescale"):   # j outside 1..31: the kernel refuses
+        T.row_rescale(acc, np.zeros_like(j), e, tab)
+    # acc - z wsum outside int32: refused, never wrapped
+    big = np.full((2, 2), 2 ** 31 - 1, np.int32)
+    with pytest.raises(qk.AccumulatorOverflowError):
+        T.row_rescale(big, j, e, tab, z=np.full_like(z, 255), wsum=np.full(2, -2 ** 20, np.int32))

@@ -1,0 +1,250 @@
+/* rows.c -- per-row (per-token) dynamic 8-bit quantization of an integer tensor and the rescale
+ * of a Linear's sums over it (qkernels.transformer's token rows: row_range, row_quantize,
+ * row_rescale). Integer only; the arithmetic is stated in qkernels.h.
+ *
+ * Each row: its min / max (int16 or int32 lanes), its range code (j, e) and its zero point in
+ * scalar C, then one fixed-point pass over the row in int64 lanes (4 on AVX2, 8 on AVX-512, the
+ * loops of elementwise/rows_isa.h written once for both): the product v m of two int32 values is
+ * exact in an int64 lane (_mm*_mul_epi32), the rounding shift an arithmetic shift of the exact
+ * sum, the clamps int64 compares. The scalar loops are the twins (the literal statements of
+ * qkernels.h); all give the same integers (tests/kernels/test_token_rows.py forces each path
+ * with QKERNELS_SIMD). Rows are split over threads in blocks (a row's integers do not depend on
+ * which thread runs it).
+ */
+#include "core/core.h"
+#include "core/pool.h"
+
+#include <string.h>
+
+#if QK_X86
+#include <immintrin.h>
+#endif
+
+#define QK_TWINS_TEMPLATE "elementwise/rows_isa.h"
+#include "elementwise/simd_twins.h"
+
+/* The number of significant bits of v (0 for 0). */
+static inline int qk__rows_bitlen(uint64_t v) {
+    int b = 0;
+    while (v) {
+        b++;
+        v >>= 1;
+    }
+    return b;
+}
+
+/* The row's lo, j, e (qkernels.h) from its min and max. */
+static inline void qk__rows_code(int64_t mn, int64_t mx, int64_t *lo, int32_t *j, int32_t *e) {
+    const int64_t l = mn < 0 ? mn : 0, h = mx > 0 ? mx : 0;
+    const int64_t m = h - l > 1 ? h - l : 1;
+    const int b = qk__rows_bitlen((uint64_t)m);
+    const int ee = b - 1 - QK_ROW_MANT_BITS > 0 ? b - 1 - QK_ROW_MANT_BITS : 0;
+    *lo = l;
+    *j = (int32_t)(m >> ee);
+    *e = ee;
+}
+
+static void qk__rows_minmax(const void *d, int is16, size_t n, int32_t *mn, int32_t *mx) {
+    size_t i = 0;
+    *mn = is16 ? ((const int16_t *)d)[0] : ((const int32_t *)d)[0];
+    *mx = *mn;
+#if QK_X86
+    if (qk__level() >= QK_LEVEL_AVX512)
+        i = qk__rows_minmax_avx512(d, is16, n, mn, mx);
+    else if (qk__level() >= QK_LEVEL_AVX2)
+        i = qk__rows_minmax_avx2(d, is16, n, mn, mx);
+#endif
+    for (; i < n; i++) {
+        const int32_t v = is16 ? ((const int16_t *)d)[i] : ((const int32_t *)d)[i];
+        *mn = v < *mn ? v : *mn;
+        *mx = v > *mx ? v : *mx;
+    }
+}
+
+/* (v m + 2^(k-1)) >> k, k in [1, 62], |v| <= 2^32, 0 <= m < 2^31: exact in int64 */
+static inline int64_t qk__rows_fx(int64_t v, int32_t m, int k) {
+    return (v * m + (INT64_C(1) << (k - 1))) >> k;
+}
+
+/* ---- row_range ---------------------------------------------------------------------------- */
+static qk_status qk__row_range(const void *d, int is16, size_t rows, size_t cols, int64_t *lo,
+                               int32_t *j, int32_t *e) {
+    size_t bytes;
+    if (cols < 1 || !qk__sz_mul4(rows, cols, 4, 1, &bytes)) return QK_ERR_ARG;
+    if (rows > 0 && (d == NULL || lo == NULL || j == NULL || e == NULL)) return QK_ERR_ARG;
+    const size_t es = is16 ? 2 : 4;
+    for (size_t r = 0; r < rows; r++) {
+        int32_t mn, mx;
+        qk__rows_minmax((const char *)d + r * cols * es, is16, cols, &mn, &mx);
+        qk__rows_code(mn, mx, &lo[r], &j[r], &e[r]);
+    }
+    return QK_OK;
+}
+
+qk_status qk_row_range_s16(const int16_t *d, size_t rows, size_t cols, int64_t *lo, int32_t *j,
+                           int32_t *e) {
+    return qk__row_range(d, 1, rows, cols, lo, j, e);
+}
+
+qk_status qk_row_range_s32(const int32_t *d, size_t rows, size_t cols, int64_t *lo, int32_t *j,
+                           int32_t *e) {
+    return qk__row_range(d, 0, rows, cols, lo, j, e);
+}
+
+/* ---- row_quantize ------------------------------------------------------------------------- */
+/* Rows in jobs of this many (each job's work is independent); below QK__ROWS_MT_MIN elements the
+ * calling thread does it all (a few microseconds: a helper's start-up would cost more). */
+enum { QK__ROWS_JOB = 8 };
+#define QK__ROWS_MT_MIN ((size_t)32768)
+
+typedef struct {
+    const void *d;
+    int is16;
+    size_t rows, cols;
+    uint8_t *x;
+    int32_t *z, *j, *e;
+    int32_t mt[32], st[32]; /* quantize_multiplier(255 / (j + 1)), j = 1..31 */
+} qk__rowq_job;
+
+static void qk__rowq_rows(void *ctx, size_t j0, size_t j1) {
+    const qk__rowq_job *s = (const qk__rowq_job *)ctx;
+    const size_t r1 = j1 * QK__ROWS_JOB < s->rows ? j1 * QK__ROWS_JOB : s->rows;
+    const size_t n = s->cols, es = s->is16 ? 2 : 4;
+    for (size_t r = j0 * QK__ROWS_JOB; r < r1; r++) {
+        const void *row = (const char *)s->d + r * n * es;
+        int32_t mn, mx, jj, ee;
+        int64_t lo;
+        qk__rows_minmax(row, s->is16, n, &mn, &mx);
+        qk__rows_code(mn, mx, &lo, &jj, &ee);
+        const int32_t m = s->mt[jj];
+        const int k = 31 - (s->st[jj] - ee); /* shift s = S_j - e in [-28, 8]: k in [23, 59] */
+        const int64_t zz = qk__rows_fx(-lo, m, k);
+        const int32_t z = (int32_t)(zz < 0 ? 0 : (zz > 255 ? 255 : zz));
+        s->z[r] = z;
+        s->j[r] = jj;
+        s->e[r] = ee;
+        uint8_t *x = s->x + r * n;
+        size_t i = 0;
+#if QK_X86
+        if (qk__level() >= QK_LEVEL_AVX512)
+            i = qk__rows_quantize_avx512(row, s->is16, n, m, k, z, x);
+        else if (qk__level() >= QK_LEVEL_AVX2)
+            i = qk__rows_quantize_avx2(row, s->is16, n, m, k, z, x);
+#endif
+        for (; i < n; i++) {
+            const int64_t v = s->is16 ? ((const int16_t *)row)[i] : ((const int32_t *)row)[i];
+            const int64_t q = qk__rows_fx(v, m, k) + z;
+            x[i] = (uint8_t)(q < 0 ? 0 : (q > 255 ? 255 : q));
+        }
+    }
+}
+
+static qk_status qk__row_quantize(const void *d, int is16, size_t rows, size_t cols, uint8_t *x,
+                                  int32_t *z, int32_t *j, int32_t *e, int threads) {
+    size_t bytes;
+    if (cols < 1 || !qk__sz_mul4(rows, cols, 4, 1, &bytes)) return QK_ERR_ARG;
+    if (rows > 0 && (d == NULL || x == NULL || z == NULL || j == NULL || e == NULL))
+        return QK_ERR_ARG;
+    qk__rowq_job s;
+    s.d = d;
+    s.is16 = is16;
+    s.rows = rows;
+    s.cols = cols;
+    s.x = x;
+    s.z = z;
+    s.j = j;
+    s.e = e;
+    s.mt[0] = s.st[0] = 0; /* j >= 1 */
+    for (int k = 1; k < 32; k++) {
+        const qk_status st = qk_quantize_multiplier(255.0 / (double)(k + 1), &s.mt[k], &s.st[k]);
+        if (st != QK_OK) return st; /* never: 255 / (j + 1) is in [7.9, 128) */
+    }
+    const size_t njobs = rows / QK__ROWS_JOB + (rows % QK__ROWS_JOB != 0);
+    if (threads <= 1 || njobs < 2 || rows * cols < QK__ROWS_MT_MIN)
+        qk__rowq_rows(&s, 0, njobs);
+    else
+        qk__parallel(njobs, threads, qk__rowq_rows, &s);
+    return QK_OK;
+}
+
+qk_status qk_row_quantize_s16(const int16_t *d, size_t rows, size_t cols, uint8_t *x, int32_t *z,
+                              int32_t *j, int32_t *e, int threads) {
+    return qk__row_quantize(d, 1, rows, cols, x, z, j, e, threads);
+}
+
+qk_status qk_row_quantize_s32(const int32_t *d, size_t rows, size_t cols, uint8_t *x, int32_t *z,
+                              int32_t *j, int32_t *e, int threads) {
+    return qk__row_quantize(d, 0, rows, cols, x, z, j, e, threads);
+}
+
+/* ---- row_rescale -------------------------------------------------------------------------- */
+typedef struct {
+    const int32_t *acc, *z, *wsum, *j, *e, *mt, *st, *bias;
+    size_t rows, cols;
+    int32_t *y;
+    _Atomic int bad; /* some acc - z wsum outside int32 */
+} qk__rowr_job;
+
+static void qk__rowr_rows(void *ctx, size_t j0, size_t j1) {
+    qk__rowr_job *s = (qk__rowr_job *)ctx;
+    const size_t r1 = j1 * QK__ROWS_JOB < s->rows ? j1 * QK__ROWS_JOB : s->rows;
+    const size_t n = s->cols;
+    int bad = 0;
+    for (size_t r = j0 * QK__ROWS_JOB; r < r1; r++) {
+        const int32_t jj = s->j[r];
+        const int32_t m = s->mt[jj];
+        const int k = 31 - (s->st[jj] + s->e[r]);
+        const int32_t z = s->wsum != NULL ? s->z[r] : 0;
+        const int32_t *acc = s->acc + r * n;
+        int32_t *y = s->y + r * n;
+        size_t i = 0;
+#if QK_X86
+        if (qk__level() >= QK_LEVEL_AVX512)
+            i = qk__rows_rescale_avx512(acc, n, z, s->wsum, m, k, s->bias, y, &bad);
+        else if (qk__level() >= QK_LEVEL_AVX2)
+            i = qk__rows_rescale_avx2(acc, n, z, s->wsum, m, k, s->bias, y, &bad);
+#endif
+        for (; i < n; i++) {
+            int64_t a = acc[i];
+            if (s->wsum != NULL) {
+                a -= (int64_t)z * s->wsum[i];
+                if (a < INT32_MIN || a > INT32_MAX) {
+                    bad = 1;
+                    a = 0;
+                }
+            }
+            int64_t v = qk__clamp64(qk__rows_fx(a, m, k), INT32_MIN, INT32_MAX);
+            if (s->bias != NULL) v = qk__clamp64(v + s->bias[i], INT32_MIN, INT32_MAX);
+            y[i] = (int32_t)v;
+        }
+    }
+    if (bad) s->bad = 1;
+}
+
+qk_status qk_row_rescale(const int32_t *acc, size_t rows, size_t cols, const int32_t *z,
+                         const int32_t *wsum, const int32_t *j, const int32_t *e,
+                         const int32_t *mt, const int32_t *st, const int32_t *bias, int32_t *y,
+                         int threads) {
+    size_t bytes;
+    if (cols < 1 || !qk__sz_mul4(rows, cols, 4, 1, &bytes)) return QK_ERR_ARG;
+    if (mt == NULL || st == NULL) return QK_ERR_ARG;
+    if (rows > 0 && (acc == NULL || j == NULL || e == NULL || y == NULL ||
+                     (wsum != NULL && z == NULL)))
+        return QK_ERR_ARG;
+    for (int k = 1; k < 32; k++)
+        if (mt[k] < 0) return QK_ERR_MULTIPLIER;
+    /* every row's code and shift checked before anything is written */
+    for (size_t r = 0; r < rows; r++) {
+        if (j[r] < 1 || j[r] > 31 || e[r] < 0 || e[r] > 62) return QK_ERR_ARG;
+        const int64_t s = (int64_t)st[j[r]] + e[r];
+        if (s < -31 || s > 30) return QK_ERR_SHIFT;
+        if (wsum != NULL && (z[r] < 0 || z[r] > 255)) return QK_ERR_ZERO_POINT;
+    }
+    qk__rowr_job s = {acc, z, wsum, j, e, mt, st, bias, rows, cols, y, 0};
+    const size_t njobs = rows / QK__ROWS_JOB + (rows % QK__ROWS_JOB != 0);
+    if (threads <= 1 || njobs < 2 || rows * cols < QK__ROWS_MT_MIN)
+        qk__rowr_rows(&s, 0, njobs);
+    else
+        qk__parallel(njobs, threads, qk__rowr_rows, &s);
+    return s.bad ? QK_ERR_OVERFLOW : QK_OK;
+}

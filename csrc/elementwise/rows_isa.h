@@ -1,0 +1,162 @@
+/* rows_isa.h -- the SIMD loops of rows.c (per-row dynamic 8-bit quantization, its rescale),
+ * written once for every ISA (rows.c defines QK_V_IS512 as 0 or 1 and includes it through
+ * elementwise/simd_twins.h; the int32 primitives are elementwise/simd_v.h, the int64-lane ones
+ * below). No include guard: it is included once per ISA. The arithmetic, and why it is the
+ * scalar twin's to the bit: rows.c. */
+#include "elementwise/simd_v.h"
+
+/* int64 lanes: 4 (AVX2) or 8 (AVX-512), loaded from as many int32 or int16 values */
+#define QK_R64 QK__SEL(__m256i, __m512i)
+#define QK_R64_LANES QK__SEL(4, 8)
+#define QK_R64_FROM32(p)                                                                      \
+    QK__SEL(_mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(p))),                      \
+            _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(p))))
+#define QK_R64_FROM16(p)                                                                      \
+    QK__SEL(_mm256_cvtepi16_epi64(_mm_loadl_epi64((const __m128i *)(p))),                      \
+            _mm512_cvtepi16_epi64(_mm_loadu_si128((const __m128i *)(p))))
+#define QK_R64_SET1(v) QK__SEL(_mm256_set1_epi64x, _mm512_set1_epi64)(v)
+#define QK_R64_ADD(a, b) QK__SEL(_mm256_add_epi64, _mm512_add_epi64)(a, b)
+#define QK_R64_SUB(a, b) QK__SEL(_mm256_sub_epi64, _mm512_sub_epi64)(a, b)
+/* the low dwords of a and b, sign-extended, multiplied: exact int64 products */
+#define QK_R64_MUL32(a, b) QK__SEL(_mm256_mul_epi32, _mm512_mul_epi32)(a, b)
+
+/* floor(t / 2^k), k in [1, 62]. AVX2 has no 64-bit arithmetic shift: t + 2^63 (the sign bit
+ * flipped) is t's offset value in [0, 2^64); its logical shift minus 2^(63 - k) is the floor. */
+QK_V_TARGET static QK_ALWAYS_INLINE QK_R64 QK__N(qk__r64_sra_)(QK_R64 t, int k) {
+#if QK_V_IS512
+    return _mm512_sra_epi64(t, _mm_cvtsi32_si128(k));
+#else
+    const __m256i sign = _mm256_set1_epi64x(INT64_MIN);
+    const __m256i u = _mm256_srl_epi64(_mm256_xor_si256(t, sign), _mm_cvtsi32_si128(k));
+    return _mm256_sub_epi64(u, _mm256_set1_epi64x(INT64_C(1) << (63 - k)));
+#endif
+}
+
+/* min(max(t, lo), hi) */
+QK_V_TARGET static QK_ALWAYS_INLINE QK_R64 QK__N(qk__r64_clamp_)(QK_R64 t, QK_R64 lo, QK_R64 hi) {
+#if QK_V_IS512
+    return _mm512_min_epi64(_mm512_max_epi64(t, lo), hi);
+#else
+    t = _mm256_blendv_epi8(t, lo, _mm256_cmpgt_epi64(lo, t));
+    return _mm256_blendv_epi8(t, hi, _mm256_cmpgt_epi64(t, hi));
+#endif
+}
+
+/* The lanes (each inside int32) stored as int32, or as bytes (each in [0, 255]). */
+QK_V_TARGET static QK_ALWAYS_INLINE void QK__N(qk__r64_store32_)(int32_t *y, QK_R64 t) {
+#if QK_V_IS512
+    _mm256_storeu_si256((__m256i *)y, _mm512_cvtepi64_epi32(t));
+#else
+    const __m256i lo = _mm256_permutevar8x32_epi32(t, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+    _mm_storeu_si128((__m128i *)y, _mm256_castsi256_si128(lo));
+#endif
+}
+
+QK_V_TARGET static QK_ALWAYS_INLINE void QK__N(qk__r64_store8_)(uint8_t *y, QK_R64 t) {
+#if QK_V_IS512
+    _mm_storel_epi64((__m128i *)y, _mm512_cvtepi64_epi8(t));
+#else
+    const __m128i d = _mm256_castsi256_si128(
+        _mm256_permutevar8x32_epi32(t, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
+    const int32_t b = _mm_cvtsi128_si32(_mm_packus_epi16(_mm_packus_epi32(d, d), d));
+    memcpy(y, &b, 4);
+#endif
+}
+
+/* Lanes outside int32, as a nonzero value. */
+QK_V_TARGET static QK_ALWAYS_INLINE int QK__N(qk__r64_outside32_)(QK_R64 t) {
+#if QK_V_IS512
+    return _mm512_cmpgt_epi64_mask(t, _mm512_set1_epi64(INT32_MAX)) |
+           _mm512_cmplt_epi64_mask(t, _mm512_set1_epi64(INT32_MIN));
+#else
+    const __m256i o = _mm256_or_si256(_mm256_cmpgt_epi64(t, _mm256_set1_epi64x(INT32_MAX)),
+                                      _mm256_cmpgt_epi64(_mm256_set1_epi64x(INT32_MIN), t));
+    return !_mm256_testz_si256(o, o);
+#endif
+}
+
+/* min and max of n int32 (or, is16, int16) values, folded into *mn / *mx; returns the elements
+ * done (a multiple of the lanes). */
+QK_V_TARGET static size_t QK__N(qk__rows_minmax_)(const void *d, int is16, size_t n, int32_t *mn,
+                                                 int32_t *mx) {
+    size_t i = 0;
+    if (is16) {
+        const int16_t *p = (const int16_t *)d;
+        const size_t L = 2 * QK_V_LANES;
+        if (n < L) return 0;
+        QK_V lo = QK_V_LOAD(p), hi = lo;
+        for (i = L; i + L <= n; i += L) {
+            const QK_V v = QK_V_LOAD(p + i);
+            lo = QK__SEL(_mm256_min_epi16, _mm512_min_epi16)(lo, v);
+            hi = QK__SEL(_mm256_max_epi16, _mm512_max_epi16)(hi, v);
+        }
+        int16_t a[2 * QK_V_LANES], b[2 * QK_V_LANES];
+        QK_V_STORE(a, lo);
+        QK_V_STORE(b, hi);
+        for (size_t l = 0; l < L; l++) {
+            *mn = a[l] < *mn ? a[l] : *mn;
+            *mx = b[l] > *mx ? b[l] : *mx;
+        }
+        return i;
+    }
+    const int32_t *p = (const int32_t *)d;
+    if (n < QK_V_LANES) return 0;
+    QK_V lo = QK_V_LOAD(p), hi = lo;
+    for (i = QK_V_LANES; i + QK_V_LANES <= n; i += QK_V_LANES) {
+        const QK_V v = QK_V_LOAD(p + i);
+        lo = QK_V_MIN(lo, v);
+        hi = QK_V_MAX(hi, v);
+    }
+    int32_t a[QK_V_LANES], b[QK_V_LANES];
+    QK_V_STORE(a, lo);
+    QK_V_STORE(b, hi);
+    for (size_t l = 0; l < QK_V_LANES; l++) {
+        *mn = a[l] < *mn ? a[l] : *mn;
+        *mx = b[l] > *mx ? b[l] : *mx;
+    }
+    return i;
+}
+
+/* One row of row_quantize: x = clamp(R(d), -z, 255 - z) + z with R(v) = (v m + 2^(k-1)) >> k
+ * (= clamp(R(d) + z, 0, 255)); returns the elements done. */
+QK_V_TARGET static size_t QK__N(qk__rows_quantize_)(const void *d, int is16, size_t n, int32_t m,
+                                                   int k, int32_t z, uint8_t *x) {
+    const QK_R64 vm = QK_R64_SET1(m), rnd = QK_R64_SET1(INT64_C(1) << (k - 1));
+    const QK_R64 lo = QK_R64_SET1(-(int64_t)z), hi = QK_R64_SET1(255 - (int64_t)z);
+    const QK_R64 vz = QK_R64_SET1(z);
+    size_t i = 0;
+    for (; i + QK_R64_LANES <= n; i += QK_R64_LANES) {
+        const QK_R64 v = is16 ? QK_R64_FROM16((const int16_t *)d + i)
+                              : QK_R64_FROM32((const int32_t *)d + i);
+        QK_R64 t = QK__N(qk__r64_sra_)(QK_R64_ADD(QK_R64_MUL32(v, vm), rnd), k);
+        t = QK_R64_ADD(QK__N(qk__r64_clamp_)(t, lo, hi), vz);
+        QK__N(qk__r64_store8_)(x + i, t);
+    }
+    return i;
+}
+
+/* One row of row_rescale: a = acc - z wsum (wsum NULL: acc), v = clamp32((a m + 2^(k-1)) >> k),
+ * y = clamp32(v + bias) (bias NULL: v). *bad set when some a leaves int32 (the caller refuses
+ * the call). Returns the elements done. */
+QK_V_TARGET static size_t QK__N(qk__rows_rescale_)(const int32_t *acc, size_t n, int32_t z,
+                                                  const int32_t *wsum, int32_t m, int k,
+                                                  const int32_t *bias, int32_t *y, int *bad) {
+    const QK_R64 vm = QK_R64_SET1(m), rnd = QK_R64_SET1(INT64_C(1) << (k - 1));
+    const QK_R64 lo = QK_R64_SET1(INT32_MIN), hi = QK_R64_SET1(INT32_MAX);
+    const QK_R64 vz = QK_R64_SET1(z);
+    int out = 0;
+    size_t i = 0;
+    for (; i + QK_R64_LANES <= n; i += QK_R64_LANES) {
+        QK_R64 a = QK_R64_FROM32(acc + i);
+        if (wsum != NULL) {
+            a = QK_R64_SUB(a, QK_R64_MUL32(QK_R64_FROM32(wsum + i), vz));
+            out |= QK__N(qk__r64_outside32_)(a);
+        }
+        QK_R64 t = QK__N(qk__r64_sra_)(QK_R64_ADD(QK_R64_MUL32(a, vm), rnd), k);
+        t = QK__N(qk__r64_clamp_)(t, lo, hi);
+        if (bias != NULL) t = QK__N(qk__r64_clamp_)(QK_R64_ADD(t, QK_R64_FROM32(bias + i)), lo, hi);
+        QK__N(qk__r64_store32_)(y + i, t);
+    }
+    *bad |= out != 0;
+    return i;
+}
