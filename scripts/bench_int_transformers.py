@@ -12,7 +12,8 @@ processes on this shared machine): the float model, PyTorch's ``quantize_dynamic
 qint8 weights: float attention, softmax, GELU and LayerNorm), and the float model calibrated and
 swapped whole for qkernels' integer blocks (int8 Linears, int32 Q K^T, I-BERT softmax, P V, i-GELU,
 int32 residual, PTF LayerNorm; float only at the embedding / patch embedding and at the last
-output). MiniLM: all-MiniLM-L6-v2 (the embedded package, offline), sequence 128, calibrated on
+output); MiniLM also in the token-rows form (``QuantConfig(token_rows=True)``: int16 residual
+stream and LayerNorm, every Linear's input quantized to uint8 per token at run time). MiniLM: all-MiniLM-L6-v2 (the embedded package, offline), sequence 128, calibrated on
 that input. vit_b_16: torchvision's architecture with random weights (seed 0; speed does not
 depend on them), 224x224, calibrated on that image.
 """
@@ -86,7 +87,7 @@ def _round_robin(fns: List[Callable[[], Any]],
 def _contenders(name: str, threads: int) -> Tuple[List[Tuple[str, Callable[[], Any]]], Any]:
     import torch
 
-    from qkernels.torch import TRANSFORMER_OPS, swap
+    from qkernels.torch import TRANSFORMER_OPS, QuantConfig, swap
 
     net, call, inp = _minilm() if name == "MiniLM" else _vit()
     with warnings.catch_warnings():
@@ -96,9 +97,15 @@ def _contenders(name: str, threads: int) -> Tuple[List[Tuple[str, Callable[[], A
     qk_int = copy.deepcopy(net)
     stack = contextlib.ExitStack()
     stack.enter_context(swap(qk_int, [inp], ops=TRANSFORMER_OPS, threads=threads))
-    return [("float32 model (PyTorch)", lambda: call(net)),
-            ("PyTorch quantize_dynamic (fbgemm, qint8)", lambda: call(dyn)),
-            ("qkernels integer blocks (swap, TRANSFORMER_OPS)", lambda: call(qk_int))], stack
+    cands = [("float32 model (PyTorch)", lambda: call(net)),
+             ("PyTorch quantize_dynamic (fbgemm, qint8)", lambda: call(dyn)),
+             ("qkernels integer blocks (swap, TRANSFORMER_OPS)", lambda: call(qk_int))]
+    if name == "MiniLM":   # the token-rows block form (QuantConfig(token_rows=True))
+        qk_rows = copy.deepcopy(net)
+        stack.enter_context(swap(qk_rows, [inp], config=QuantConfig(token_rows=True),
+                                 ops=TRANSFORMER_OPS, threads=threads))
+        cands.append(("qkernels integer blocks, token rows", lambda: call(qk_rows)))
+    return cands, stack
 
 
 def run(quick: bool = False, profile: bool = False) -> str:
@@ -115,20 +122,22 @@ def run(quick: bool = False, profile: bool = False) -> str:
                 if profile:
                     import cProfile
                     import pstats
-                    f = cands[2][1]
-                    for _ in range(2):
-                        f()
-                    pr = cProfile.Profile(time.thread_time)
-                    pr.enable()
-                    for _ in range(5):
-                        f()
-                    pr.disable()
-                    print(f"---- {name}, {threads} thread(s), integer blocks: 5 calls")
-                    pstats.Stats(pr).sort_stats("tottime").print_stats(16)
+                    for label, f in cands[2:]:
+                        for _ in range(2):
+                            f()
+                        pr = cProfile.Profile(time.thread_time)
+                        pr.enable()
+                        for _ in range(5):
+                            f()
+                        pr.disable()
+                        print(f"---- {name}, {threads} thread(s), {label}: 5 calls")
+                        pstats.Stats(pr).sort_stats("tottime").print_stats(24)
                     continue
                 rounds = (3 if quick else 8) if name == "vit_b_16" else (4 if quick else 12)
                 ts, cpu = _round_robin([f for _, f in cands], rounds)
-            rows.append((name, threads, ts, cpu))
+            rows.append((name, threads, ts[:3], cpu[:3]))
+            if len(ts) > 3:   # the token-rows form, beside the same float and dynamic runs
+                rows.append((f"{name}, token rows", threads, ts[:2] + ts[3:], cpu[:2] + cpu[3:]))
     if profile:
         return ""
     lines = [HEADING, "",
@@ -142,7 +151,9 @@ def run(quick: bool = False, profile: bool = False) -> str:
              "model is the float model calibrated on its input and swapped whole "
              "(`swap(model, [input], ops=TRANSFORMER_OPS, threads=t)`); `vs dynamic` = "
              "PyTorch quantize_dynamic's time / the integer model's (> 1: the integer model is "
-             "faster).", "",
+             "faster). `MiniLM, token rows`: the same model swapped with "
+             "`config=QuantConfig(token_rows=True)` (int16 residual stream and LayerNorm, "
+             "per-token uint8 Linear inputs), timed in the same rounds as the row above it.", "",
              "| model | threads | float32 ms | PyTorch quantize_dynamic ms | qkernels integer "
              "blocks ms | vs dynamic | CPU ms: float32 / dynamic / integer | vs dynamic (CPU) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]

@@ -385,20 +385,24 @@ class RowLinear:
         self.bias = None if self.lin.bias is None else np.clip(
             np.rint(self.lin.bias.astype(np.float64) / self.acc_scale.astype(np.float64)),
             I32_MIN, 2 ** 31 - 1).astype(np.int32)
+        # the uint8 rows' int32 sums (zero point 0: the row zero points are taken out after),
+        # checked once
+        self.sums = self.lin.int32(ActQ(1.0, 0, np.dtype(np.uint8)), None)
 
     def __call__(self, rq: Tuple[np.ndarray, ...], threads: int) -> Dict[str, np.ndarray]:
-        """``rq = row_quantize(x)``: the sums, with the row zero points taken out, and the
-        rescaled int32 (``"rescaled"``)."""
+        """``rq = row_quantize(x)``: the rescaled int32 (``"rescaled"``): the sums less ``z_r
+        sum_c W_c``, rescaled per row, plus the bias (saturating), in one pass over the sums
+        (:func:`~qkernels.transformer.row_rescale`'s fused form)."""
         xq, z, j, e = rq
-        acc = qk.linear_int32(xq, self.lin.packed, None, threads=threads)
-        acc = np.subtract(acc, z * self.wsum, dtype=np.int32)
-        rs = qk.transformer.row_rescale(acc, j, e, self.table)
-        return {"acc": acc, "rescaled": rs if self.bias is None else add_sat32(rs, self.bias)}
+        acc = self.sums(xq, threads=threads)
+        return {"rescaled": qk.transformer.row_rescale(acc, j, e, self.table, z=z,
+                                                       wsum=self.wsum, bias=self.bias,
+                                                       threads=threads)}
 
 
-def row_inputs(x: np.ndarray) -> Tuple[np.ndarray, ...]:
+def row_inputs(x: np.ndarray, threads: int = 1) -> Tuple[np.ndarray, ...]:
     """``row_quantize(x)`` of a dynamic-row tensor: ``(x8, z, j, e)``."""
-    return qk.transformer.row_quantize(x)
+    return qk.transformer.row_quantize(x, threads=threads)
 
 
 class ActQ(NamedTuple):
@@ -547,7 +551,7 @@ class ResidualLayerNorm:
 
     def ptf_input(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
         if self.rows is not None:
-            acc = self.rows(row_inputs(x8), threads)["rescaled"]
+            acc = self.rows(row_inputs(x8, threads), threads)["rescaled"]
         else:
             acc = self.acc(x8, threads=threads)
         a = self._rq_acc(acc)     # requantize(acc, m_acc, sh_acc, single_round, int32, axis=-1)
