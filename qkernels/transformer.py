@@ -868,3 +868,104 @@ def row_rescale(acc: ArrayLike, j: np.ndarray, e: np.ndarray,
                        per_row(j, "j"), per_row(e, "e"), mt, st, per_col(bias, "bias"), y,
                        C.threads(threads))
     return y
+
+
+# ---- the residual add of the integer transformer blocks -----------------------------------------
+_RES_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int16))
+
+
+@dataclass(frozen=True, eq=False)
+class ResidualAdd:
+    """A prepared :func:`prepare_residual_add`: call it as ``ra(acc, r, threads=None)``.
+
+    Per-column parameters (int32, ``channels`` each): ``acc_multiplier``, ``acc_shift``,
+    ``r_multiplier``, ``r_shift``, ``out_shift``."""
+
+    channels: int
+    acc_multiplier: np.ndarray
+    acc_shift: np.ndarray
+    r_multiplier: np.ndarray
+    r_shift: np.ndarray
+    out_shift: np.ndarray
+    r_dtype: np.dtype
+    r_zero_point: int
+    out_dtype: np.dtype
+    out_zero_point: int
+
+    def __call__(self, acc: ArrayLike, r: ArrayLike, *,
+                 threads: Optional[int] = None) -> np.ndarray:
+        a = np.ascontiguousarray(C.int32_input(acc, "acc"))
+        rr = np.ascontiguousarray(r)
+        if rr.dtype != self.r_dtype:
+            raise TypeError(f"r must be {self.r_dtype} (as prepared), got {rr.dtype}")
+        if a.shape != rr.shape:
+            raise ValueError(f"acc and r must have one shape, got {a.shape} and {rr.shape}")
+        if a.ndim < 1 or a.shape[-1] != self.channels:
+            raise ValueError(f"acc has shape {a.shape}; its last axis must have "
+                             f"{self.channels} channels")
+        y = np.empty(a.shape, self.out_dtype)
+        _core._residual_add(a, rr, self.r_zero_point, self.acc_multiplier, self.acc_shift,
+                            self.r_multiplier, self.r_shift, self.out_shift,
+                            self.out_zero_point, y, C.threads(threads))
+        return y
+
+
+def prepare_residual_add(acc_multiplier: ArrayLike, acc_shift: ArrayLike,
+                         r_multiplier: ArrayLike, r_shift: ArrayLike, out_shift: ArrayLike, *,
+                         channels: int, r_dtype: DTypeLike, r_zero_point: int = 0,
+                         out_dtype: DTypeLike, out_zero_point: int = 0) -> ResidualAdd:
+    """The residual add of the integer transformer blocks (a Linear's int32 sums plus the
+    residual, brought to a LayerNorm's input), one C pass (``qk_residual_add``): per column c
+
+    ``a = requantize(acc, M_a, s_a, single_round, int32)``,
+    ``b = requantize(r - r_zp, M_r, s_r, single_round, int32)`` (``clamp32((v M + 2^(30 - s))
+    >> (31 - s))``), ``t = clamp32(a + b)``, ``y = requantize_shift(t, out_shift, out_zp,
+    rounding="half_up", dtype=out_dtype)``: the same integers as those four calls. Each parameter
+    is one value or one per column (``channels``); ``r`` and ``y`` are uint8, int8 or int16.
+    AVX-512 / AVX2 / scalar C, same integers.
+
+    Example:
+        >>> import numpy as np, qkernels.transformer as T
+        >>> ra = T.prepare_residual_add(1 << 30, 0, 1 << 30, 1, 2, channels=2,
+        ...                             r_dtype=np.int8, out_dtype=np.uint8, out_zero_point=128)
+        >>> ra(np.array([[40, -40]], np.int32), np.array([[3, -3]], np.int8)).tolist()
+        [[134, 122]]
+    """
+    n = C._int_scalar(channels, "channels")
+    if n < 1:
+        raise ValueError(f"channels must be >= 1, got {n}")
+
+    def col(v: Any, name: str, lo: int, hi: int) -> np.ndarray:
+        a = np.asarray(v)
+        if a.dtype.kind not in "iu" and not (a.dtype == object):
+            raise TypeError(f"{name} must be integers, got dtype {a.dtype}")
+        a = np.broadcast_to(a.astype(np.int64), (n,)) if a.ndim == 0 else a.astype(np.int64)
+        if a.shape != (n,):
+            raise ValueError(f"{name} must be one value or {n} (one per channel), got shape "
+                             f"{np.shape(v)}")
+        if a.min() < lo or a.max() > hi:
+            raise ValueError(f"{name} must be in [{lo}, {hi}]")
+        return np.ascontiguousarray(a, np.int32)
+
+    dts = []
+    for v, name in ((r_dtype, "r_dtype"), (out_dtype, "out_dtype")):
+        try:
+            d = np.dtype(v)
+        except TypeError as exc:
+            raise TypeError(f"{name}: not a dtype: {v!r}") from exc
+        if d not in _RES_DTYPES:
+            raise TypeError(f"{name} must be uint8, int8 or int16, got {d}")
+        dts.append(d)
+    zps = []
+    for v, d, name in ((r_zero_point, dts[0], "r_zero_point"),
+                       (out_zero_point, dts[1], "out_zero_point")):
+        z = C._int_scalar(v, name)
+        info = np.iinfo(d)
+        if not info.min <= z <= info.max:
+            raise ValueError(f"{name}={z} is outside {d} [{info.min}, {info.max}]")
+        zps.append(z)
+    return ResidualAdd(n, col(acc_multiplier, "acc_multiplier", 0, 2 ** 31 - 1),
+                       col(acc_shift, "acc_shift", -31, 30),
+                       col(r_multiplier, "r_multiplier", 0, 2 ** 31 - 1),
+                       col(r_shift, "r_shift", -31, 30), col(out_shift, "out_shift", -31, 31),
+                       dts[0], zps[0], dts[1], zps[1])

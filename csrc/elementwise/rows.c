@@ -1,6 +1,8 @@
-/* rows.c -- per-row (per-token) dynamic 8-bit quantization of an integer tensor and the rescale
- * of a Linear's sums over it (qkernels.transformer's token rows: row_range, row_quantize,
- * row_rescale). Integer only; the arithmetic is stated in qkernels.h.
+/* rows.c -- the row kernels of the integer transformer blocks: per-row (per-token) dynamic 8-bit
+ * quantization of an integer tensor and the rescale of a Linear's sums over it
+ * (qkernels.transformer's token rows: row_range, row_quantize, row_rescale), and the blocks'
+ * residual add (qk_residual_add: two requantizations, the sum, the LayerNorm input's shift, in
+ * one pass). Integer only; the arithmetic is stated in qkernels.h.
  *
  * Each row: its min / max (int16 or int32 lanes), its range code (j, e) and its zero point in
  * scalar C, then one fixed-point pass over the row in int64 lanes (4 on AVX2, 8 on AVX-512, the
@@ -19,6 +21,12 @@
 #if QK_X86
 #include <immintrin.h>
 #endif
+
+/* qk_residual_add's per-column constants: the multipliers and shifts of the two single-round
+ * requantizations, the output's shift (>= 0 on the SIMD path) */
+typedef struct {
+    const int32_t *ma, *sa, *mr, *sr, *so;
+} qk__res_cols;
 
 #define QK_TWINS_TEMPLATE "elementwise/rows_isa.h"
 #include "elementwise/simd_twins.h"
@@ -247,4 +255,106 @@ qk_status qk_row_rescale(const int32_t *acc, size_t rows, size_t cols, const int
     else
         qk__parallel(njobs, threads, qk__rowr_rows, &s);
     return s.bad ? QK_ERR_OVERFLOW : QK_OK;
+}
+
+/* ---- residual add ------------------------------------------------------------------------- */
+typedef struct {
+    const int32_t *acc;
+    const void *r;
+    int rt, yt;
+    int32_t rzp, ozp, omin, omax;
+    size_t rows, cols;
+    qk__res_cols cp;
+    int simd; /* every output shift >= 0 */
+    void *y;
+} qk__res_job;
+
+static inline int64_t qk__res_rhu(int64_t t, int32_t sh) {
+    if (sh > 0) return (t + (INT64_C(1) << (sh - 1))) >> sh;
+    return t * ((int64_t)1 << -sh); /* sh <= 0: an exact left shift (|t| < 2^31, sh >= -31) */
+}
+
+static void qk__res_rows(void *ctx, size_t j0, size_t j1) {
+    const qk__res_job *s = (const qk__res_job *)ctx;
+    const size_t r1 = j1 * QK__ROWS_JOB < s->rows ? j1 * QK__ROWS_JOB : s->rows;
+    const size_t n = s->cols;
+    const size_t rb = s->rt == QK_DT_S16 ? 2 : 1, yb = s->yt == QK_DT_S16 ? 2 : 1;
+    for (size_t row = j0 * QK__ROWS_JOB; row < r1; row++) {
+        const int32_t *acc = s->acc + row * n;
+        const void *r = (const char *)s->r + row * n * rb;
+        void *y = (char *)s->y + row * n * yb;
+        size_t i = 0;
+#if QK_X86
+        if (s->simd && qk__level() >= QK_LEVEL_AVX512)
+            i = qk__res_row_avx512(&s->cp, acc, r, s->rt, s->rzp, n, y, s->yt, s->ozp, s->omin,
+                                   s->omax);
+        else if (s->simd && qk__level() >= QK_LEVEL_AVX2)
+            i = qk__res_row_avx2(&s->cp, acc, r, s->rt, s->rzp, n, y, s->yt, s->ozp, s->omin,
+                                 s->omax);
+#endif
+        for (; i < n; i++) {
+            const int64_t a = qk__clamp64(qk__rows_fx(acc[i], s->cp.ma[i], 31 - s->cp.sa[i]),
+                                          INT32_MIN, INT32_MAX);
+            const int64_t rv = s->rt == QK_DT_S16 ? ((const int16_t *)r)[i]
+                               : s->rt == QK_DT_S8 ? ((const int8_t *)r)[i]
+                                                   : ((const uint8_t *)r)[i];
+            const int64_t b = qk__clamp64(qk__rows_fx(rv - s->rzp, s->cp.mr[i], 31 - s->cp.sr[i]),
+                                          INT32_MIN, INT32_MAX);
+            const int64_t t = qk__clamp64(a + b, INT32_MIN, INT32_MAX);
+            const int64_t v = qk__clamp64(qk__res_rhu(t, s->cp.so[i]) + s->ozp, s->omin,
+                                          s->omax);
+            if (s->yt == QK_DT_S16)
+                ((int16_t *)y)[i] = (int16_t)v;
+            else if (s->yt == QK_DT_S8)
+                ((int8_t *)y)[i] = (int8_t)v;
+            else
+                ((uint8_t *)y)[i] = (uint8_t)v;
+        }
+    }
+}
+
+qk_status qk_residual_add(const int32_t *acc, const void *r, qk_dtype r_type, int32_t r_zero_point,
+                          size_t rows, size_t cols, const int32_t *acc_multiplier,
+                          const int32_t *acc_shift, const int32_t *r_multiplier,
+                          const int32_t *r_shift, const int32_t *out_shift,
+                          int32_t out_zero_point, qk_dtype out_type, void *y, int threads) {
+    size_t bytes;
+    if (cols < 1 || !qk__sz_mul4(rows, cols, 4, 1, &bytes)) return QK_ERR_ARG;
+    if (acc_multiplier == NULL || acc_shift == NULL || r_multiplier == NULL || r_shift == NULL ||
+        out_shift == NULL)
+        return QK_ERR_ARG;
+    if (rows > 0 && (acc == NULL || r == NULL || y == NULL)) return QK_ERR_ARG;
+    int32_t rmin, rmax, omin, omax;
+    switch (r_type) {
+    case QK_DT_U8: rmin = 0; rmax = 255; break;
+    case QK_DT_S8: rmin = INT8_MIN; rmax = INT8_MAX; break;
+    case QK_DT_S16: rmin = INT16_MIN; rmax = INT16_MAX; break;
+    default: return QK_ERR_ARG;
+    }
+    switch (out_type) {
+    case QK_DT_U8: omin = 0; omax = 255; break;
+    case QK_DT_S8: omin = INT8_MIN; omax = INT8_MAX; break;
+    case QK_DT_S16: omin = INT16_MIN; omax = INT16_MAX; break;
+    default: return QK_ERR_ARG;
+    }
+    if (r_zero_point < rmin || r_zero_point > rmax) return QK_ERR_ZERO_POINT;
+    if (out_zero_point < omin || out_zero_point > omax) return QK_ERR_ZERO_POINT;
+    int simd = 1;
+    for (size_t c = 0; c < cols; c++) {
+        if (acc_multiplier[c] < 0 || r_multiplier[c] < 0) return QK_ERR_MULTIPLIER;
+        if (acc_shift[c] < -31 || acc_shift[c] > 30 || r_shift[c] < -31 || r_shift[c] > 30 ||
+            out_shift[c] < -31 || out_shift[c] > 31)
+            return QK_ERR_SHIFT;
+        if (out_shift[c] < 0) simd = 0;
+    }
+    const qk__res_job s = {acc,  r,    (int)r_type, (int)out_type, r_zero_point, out_zero_point,
+                           omin, omax, rows,        cols,          {acc_multiplier, acc_shift,
+                                                                   r_multiplier, r_shift, out_shift},
+                           simd, y};
+    const size_t njobs = rows / QK__ROWS_JOB + (rows % QK__ROWS_JOB != 0);
+    if (threads <= 1 || njobs < 2 || rows * cols < QK__ROWS_MT_MIN)
+        qk__res_rows((void *)&s, 0, njobs);
+    else
+        qk__parallel(njobs, threads, qk__res_rows, (void *)&s);
+    return QK_OK;
 }

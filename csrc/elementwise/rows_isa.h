@@ -160,3 +160,84 @@ QK_V_TARGET static size_t QK__N(qk__rows_rescale_)(const int32_t *acc, size_t n,
     *bad |= out != 0;
     return i;
 }
+
+/* ---- the residual add of the blocks (qk_residual_add) --------------------------------------- */
+/* floor(t / 2^k) per lane, k in [0, 63) (the bias trick of qk__r64_sra_, variable counts) */
+QK_V_TARGET static QK_ALWAYS_INLINE QK_R64 QK__N(qk__r64_srav_)(QK_R64 t, QK_R64 k) {
+#if QK_V_IS512
+    return _mm512_srav_epi64(t, k);
+#else
+    const __m256i sign = _mm256_set1_epi64x(INT64_MIN);
+    return _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_xor_si256(t, sign), k),
+                            _mm256_srlv_epi64(sign, k));
+#endif
+}
+
+/* 2^(k-1) per lane for k >= 1, 0 for k = 0 */
+QK_V_TARGET static QK_ALWAYS_INLINE QK_R64 QK__N(qk__r64_half_)(QK_R64 k) {
+    const QK_R64 one = QK_R64_SET1(1);
+    return QK__SEL(_mm256_srli_epi64(_mm256_sllv_epi64(one, k), 1),
+                   _mm512_srli_epi64(_mm512_sllv_epi64(one, k), 1));
+}
+
+/* n values of an 8-bit (signed or not) or int16 array as int64 lanes */
+QK_V_TARGET static QK_ALWAYS_INLINE QK_R64 QK__N(qk__r64_load_r_)(const void *r, int rt,
+                                                                 size_t i) {
+    if (rt == QK_DT_S16) return QK_R64_FROM16((const int16_t *)r + i);
+    const uint8_t *p = (const uint8_t *)r + i;
+#if QK_V_IS512
+    const __m128i b = _mm_loadl_epi64((const __m128i *)p);
+    return rt == QK_DT_U8 ? _mm512_cvtepu8_epi64(b) : _mm512_cvtepi8_epi64(b);
+#else
+    int32_t w;
+    memcpy(&w, p, 4);
+    const __m128i b = _mm_cvtsi32_si128(w);
+    return rt == QK_DT_U8 ? _mm256_cvtepu8_epi64(b) : _mm256_cvtepi8_epi64(b);
+#endif
+}
+
+/* int16 stores (each lane inside int16) */
+QK_V_TARGET static QK_ALWAYS_INLINE void QK__N(qk__r64_store16_)(int16_t *y, QK_R64 t) {
+#if QK_V_IS512
+    _mm_storeu_si128((__m128i *)y, _mm512_cvtepi64_epi16(t));
+#else
+    const __m128i d = _mm256_castsi256_si128(
+        _mm256_permutevar8x32_epi32(t, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
+    _mm_storel_epi64((__m128i *)y, _mm_packs_epi32(d, d));
+#endif
+}
+
+/* One row of qk_residual_add (its scalar twin: rows.c, qk__res_rows), the per-column constants
+ * of qk__res_cols (every output shift >= 0 here); returns the elements done. */
+QK_V_TARGET static size_t QK__N(qk__res_row_)(const qk__res_cols *cp, const int32_t *acc,
+                                             const void *r, int rt, int32_t rzp, size_t n,
+                                             void *y, int yt, int32_t ozp, int32_t omin,
+                                             int32_t omax) {
+    const QK_R64 lo32 = QK_R64_SET1(INT32_MIN), hi32 = QK_R64_SET1(INT32_MAX);
+    const QK_R64 vrzp = QK_R64_SET1(rzp), vozp = QK_R64_SET1(ozp);
+    const QK_R64 olo = QK_R64_SET1(omin), ohi = QK_R64_SET1(omax), k31 = QK_R64_SET1(31);
+    size_t i = 0;
+    for (; i + QK_R64_LANES <= n; i += QK_R64_LANES) {
+        const QK_R64 ka = QK_R64_SUB(k31, QK_R64_FROM32(cp->sa + i));
+        const QK_R64 kr = QK_R64_SUB(k31, QK_R64_FROM32(cp->sr + i));
+        const QK_R64 ko = QK_R64_FROM32(cp->so + i);
+        QK_R64 a = QK_R64_MUL32(QK_R64_FROM32(acc + i), QK_R64_FROM32(cp->ma + i));
+        a = QK__N(qk__r64_srav_)(QK_R64_ADD(a, QK__N(qk__r64_half_)(ka)), ka);
+        a = QK__N(qk__r64_clamp_)(a, lo32, hi32);
+        const QK_R64 d = QK_R64_SUB(QK__N(qk__r64_load_r_)(r, rt, i), vrzp);
+        QK_R64 b = QK_R64_MUL32(d, QK_R64_FROM32(cp->mr + i));
+        b = QK__N(qk__r64_srav_)(QK_R64_ADD(b, QK__N(qk__r64_half_)(kr)), kr);
+        b = QK__N(qk__r64_clamp_)(b, lo32, hi32);
+        QK_R64 t = QK__N(qk__r64_clamp_)(QK_R64_ADD(a, b), lo32, hi32);
+        t = QK__N(qk__r64_srav_)(QK_R64_ADD(t, QK__N(qk__r64_half_)(ko)), ko);
+        t = QK__N(qk__r64_clamp_)(QK_R64_ADD(t, vozp), olo, ohi);
+        if (yt == QK_DT_S16)
+            QK__N(qk__r64_store16_)((int16_t *)y + i, t);
+        else if (yt == QK_DT_U8)
+            QK__N(qk__r64_store8_)((uint8_t *)y + i, t);
+        else /* int8: the low bytes of the (two's complement) lanes */
+            QK__N(qk__r64_store8_)((uint8_t *)y + i,
+                                   QK__SEL(_mm256_and_si256(t, _mm256_set1_epi64x(255)), t));
+    }
+    return i;
+}

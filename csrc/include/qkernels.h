@@ -273,8 +273,15 @@ int32_t qk_mul_by_quantized_multiplier(int32_t acc, int32_t multiplier, int32_t 
  * environment keeps the int16 AVX2 kernels, QKERNELS_SIMD=scalar the portable C (see qk_isa()).
  * A packed object is laid out for the path chosen when it was packed.
  */
-/* QK_DT_F32: the float32 output of QK_REQ_FLOAT (qk_linear's output only). */
-typedef enum qk_dtype { QK_DT_U8 = 0, QK_DT_S8 = 1, QK_DT_S32 = 2, QK_DT_F32 = 3 } qk_dtype;
+/* QK_DT_F32: the float32 output of QK_REQ_FLOAT (qk_linear's output only); QK_DT_S16: the
+ * int16 operand and output of qk_residual_add only. */
+typedef enum qk_dtype {
+    QK_DT_U8 = 0,
+    QK_DT_S8 = 1,
+    QK_DT_S32 = 2,
+    QK_DT_F32 = 3,
+    QK_DT_S16 = 4
+} qk_dtype;
 
 typedef struct qk_packed_weights qk_packed_weights;
 
@@ -869,6 +876,27 @@ qk_status qk_gelu_lut(const uint8_t *table, const void *x, size_t n, void *y);
  *   row_rescale_params(p) fills mt, st with qk_quantize_multiplier((j + 1) / 255 / 2^p).
  * threads: rows split over up to that many threads (same integers).
  */
+/*
+ * The residual add of the integer transformer blocks (qkernels.torch.blocks: a Linear's sums
+ * plus the residual, brought to a LayerNorm's input), in one pass:
+ * qk_residual_add(acc, r, r_type, r_zp, rows, cols, ma, sa, mr, sr, so, out_zp, out_type, y,
+ *   threads): per row and column c (the parameter arrays hold cols values each),
+ *   a = clamp32((acc M_a + 2^(30 - s_a)) >> (31 - s_a))          (M_a = ma[c], s_a = sa[c])
+ *   b = clamp32(((r - r_zp) M_r + 2^(30 - s_r)) >> (31 - s_r))   (mr[c], sr[c])
+ *   t = clamp32(a + b)
+ *   y = clamp(RHU(t, so[c]) + out_zp) to out_type, RHU(t, k) = (t + 2^(k-1)) >> k for k > 0, t
+ *   for k = 0, t 2^-k (exact) for k < 0
+ *   (each requantization: qk_requantize_s32_s32_single; the last: _shift_half_up). acc int32; r
+ *   and y uint8 / int8 / int16 (QK_DT_U8 / _S8 / _S16; QK_ERR_ARG otherwise); r_zp and out_zp
+ *   within their types (QK_ERR_ZERO_POINT); ma, mr >= 0 (QK_ERR_MULTIPLIER); sa, sr in [-31, 30],
+ *   so in [-31, 31] (QK_ERR_SHIFT); all checked before anything is written. AVX-512 / AVX2 (int64
+ *   lanes; when every so >= 0) / scalar, same integers; threads split the rows.
+ */
+qk_status qk_residual_add(const int32_t *acc, const void *r, qk_dtype r_type, int32_t r_zero_point,
+                          size_t rows, size_t cols, const int32_t *acc_multiplier,
+                          const int32_t *acc_shift, const int32_t *r_multiplier,
+                          const int32_t *r_shift, const int32_t *out_shift,
+                          int32_t out_zero_point, qk_dtype out_type, void *y, int threads);
 #define QK_ROW_MANT_BITS 4
 qk_status qk_row_range_s16(const int16_t *d, size_t rows, size_t cols, int64_t *lo, int32_t *j,
                            int32_t *e);

@@ -20,7 +20,8 @@
  *   _gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> None,
  *     naming qgelu;
  *   _row_range / _row_quantize / _row_rescale: the token-rows kernels (qk_row_*) on C-contiguous
- *     arrays, outputs given, naming row_range / row_quantize / row_rescale.
+ *     arrays, outputs given, naming row_range / row_quantize / row_rescale;
+ *   _residual_add: qk_residual_add (the blocks' residual add), naming residual_add.
  */
 #include "qk_numpy.h"
 
@@ -524,6 +525,64 @@ static PyObject *qk_py_row_rescale(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* _residual_add(acc, r, r_zp, ma, sa, mr, sr, so, out_zp, out, threads) -> None:
+ * qk_residual_add on C-contiguous arrays of one shape (r and out uint8 / int8 / int16, the
+ * parameter arrays int32 of the last axis' length). */
+static int qk_py_res_type(PyObject *o, const char *name, qk_dtype *t) {
+    if (!PyArray_Check(o) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)o) ||
+        !PyArray_ISALIGNED((PyArrayObject *)o)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected an aligned C-contiguous array", name);
+        return 0;
+    }
+    const int n = PyArray_TYPE((PyArrayObject *)o);
+    if (n != NPY_UINT8 && n != NPY_INT8 && n != NPY_INT16) {
+        PyErr_Format(PyExc_TypeError, "%s must be uint8, int8 or int16", name);
+        return 0;
+    }
+    *t = n == NPY_UINT8 ? QK_DT_U8 : (n == NPY_INT8 ? QK_DT_S8 : QK_DT_S16);
+    return 1;
+}
+
+static PyObject *qk_py_residual_add(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *acc, *r, *ma, *sa, *mr, *sr, *so, *out;
+    int rzp, ozp, threads;
+    if (!PyArg_ParseTuple(args, "OOiOOOOOiOi", &acc, &r, &rzp, &ma, &sa, &mr, &sr, &so, &ozp,
+                          &out, &threads))
+        return NULL;
+    if (qk_py_check_arr(acc, NPY_INT32, -1, "acc") < 0) return NULL;
+    PyArrayObject *a = (PyArrayObject *)acc;
+    const npy_intp n = PyArray_SIZE(a);
+    if (PyArray_NDIM(a) < 1 || PyArray_DIM(a, PyArray_NDIM(a) - 1) < 1) {
+        PyErr_SetString(PyExc_ValueError, "acc must have a non-empty last axis");
+        return NULL;
+    }
+    const npy_intp cols = PyArray_DIM(a, PyArray_NDIM(a) - 1);
+    qk_dtype rt, yt;
+    if (!qk_py_res_type(r, "r", &rt) || !qk_py_res_type(out, "out", &yt)) return NULL;
+    if (PyArray_SIZE((PyArrayObject *)r) != n || PyArray_SIZE((PyArrayObject *)out) != n) {
+        PyErr_SetString(PyExc_ValueError, "acc, r and out must have one size");
+        return NULL;
+    }
+    if (qk_py_check_arr(ma, NPY_INT32, cols, "acc_multiplier") < 0 ||
+        qk_py_check_arr(sa, NPY_INT32, cols, "acc_shift") < 0 ||
+        qk_py_check_arr(mr, NPY_INT32, cols, "r_multiplier") < 0 ||
+        qk_py_check_arr(sr, NPY_INT32, cols, "r_shift") < 0 ||
+        qk_py_check_arr(so, NPY_INT32, cols, "out_shift") < 0 ||
+        !qk_py_rows_out(out, PyArray_TYPE((PyArrayObject *)out), n, "out"))
+        return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_residual_add((const int32_t *)QK_PY_DATA(acc), QK_PY_DATA(r), rt, rzp,
+                         (size_t)(n / cols), (size_t)cols, (const int32_t *)QK_PY_DATA(ma),
+                         (const int32_t *)QK_PY_DATA(sa), (const int32_t *)QK_PY_DATA(mr),
+                         (const int32_t *)QK_PY_DATA(sr), (const int32_t *)QK_PY_DATA(so), ozp,
+                         yt, QK_PY_DATA(out), threads);
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) return qk_py_status_error(st, "residual_add");
+    Py_RETURN_NONE;
+}
+
 /* _softmax_run(x, method, a, b, c, d, e, out): one qk_softmax_u8 call over a C-contiguous x (rows
  * of its last axis) with one set of parameters, GIL released: the keyword API's path for
  * I-BERT (method 0: x0, b, c, m16, e16) and SOLE (method 1: mult, shift, round, -, -). */
@@ -675,6 +734,9 @@ static PyMethodDef qk_py_tf_methods[] = {
     {"_row_rescale", qk_py_row_rescale, METH_VARARGS,
      "_row_rescale(acc, z, wsum, j, e, mt, st, bias, out, threads) -> None (qk_row_rescale; use"
      " qkernels.transformer.row_rescale)"},
+    {"_residual_add", qk_py_residual_add, METH_VARARGS,
+     "_residual_add(acc, r, r_zp, ma, sa, mr, sr, so, out_zp, out, threads) -> None"
+     " (qk_residual_add; use qkernels.transformer.prepare_residual_add)"},
     {"_gelu_ibert", qk_py_gelu_ibert_run, METH_VARARGS,
      "_gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> None,"
      " raises on a bad status (qk_gelu_ibert on contiguous arrays; use qkernels.qgelu)"},

@@ -538,30 +538,24 @@ class ResidualLayerNorm:
         else:
             self.shift = (ptf.alpha.astype(np.int32) + RESIDUAL_BITS)
             self.ln = _ln_params(ln, ptf, out, method)
-            self._to_ptf = qk.prepare_requantize_shift(self.shift, ptf.zero_point,
-                                                       rounding="half_up", dtype=np.uint8,
-                                                       channels=len(self.shift))
         # the constants of ptf_input's steps, checked once
         self.acc = None if self.rows is not None else self.lin.int32(x, self.bias)
-        self._rq_acc = qk.prepare_requantize(self.m_acc, self.sh_acc, scheme="single_round",
-                                             dtype=np.int32, channels=len(self.m_acc))
-        self._rq_r = qk.prepare_requantize(self.m_r, self.sh_r, scheme="single_round",
-                                           dtype=np.int32,
-                                           channels=None if r.k is None else len(r.k))
+        # requantize(acc, m_acc, sh_acc, single_round, int32, axis=-1) + requantize(r - zr, m_r,
+        # sh_r, single_round, int32), saturated, then requantize_shift(t, shift, zp, half_up) to
+        # the LayerNorm's input: one pass (qkernels.transformer.prepare_residual_add)
+        self._res = qk.transformer.prepare_residual_add(
+            self.m_acc, self.sh_acc, self.m_r, self.sh_r, self.shift, channels=len(self.m_acc),
+            r_dtype=r.dtype, r_zero_point=r.zero_point,
+            out_dtype=np.int16 if self.wide else np.uint8,
+            out_zero_point=0 if self.wide else ptf.zero_point)
 
     def ptf_input(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
         if self.rows is not None:
             acc = self.rows(row_inputs(x8, threads), threads)["rescaled"]
         else:
             acc = self.acc(x8, threads=threads)
-        a = self._rq_acc(acc)     # requantize(acc, m_acc, sh_acc, single_round, int32, axis=-1)
-        rr = self._rq_r(r8.astype(np.int32) - np.int32(self.r.zero_point))
         # |a|, |rr| < 2^30 for any calibrated range below 2^(30 - 4 - 7) steps: int32 sum
-        t = add_sat32(a, rr)
-        if self.wide:
-            return qk.requantize_shift(t, int(self.shift), 0, rounding="half_up",
-                                       dtype=np.int16)
-        return self._to_ptf(t)    # requantize_shift(t, shift, zp, half_up, uint8, axis=-1)
+        return self._res(acc, r8, threads=threads)
 
     def norm(self, q: np.ndarray, threads: int) -> np.ndarray:
         """The integer LayerNorm of the LayerNorm input ``q`` (PTF uint8 -> int8, or int16 ->
