@@ -814,6 +814,109 @@ def row_rescale_params(p: int) -> Tuple[np.ndarray, np.ndarray]:
     return _row_table((_ROW_J + 1.0) / 255.0 / 2.0 ** int(p))
 
 
+@dataclass(frozen=True, eq=False)
+class RowRescale:
+    """A prepared :func:`row_rescale` (made by :func:`prepare_row_rescale`): the per-row rescale
+    table, the per-column ``wsum`` / ``bias`` and the optional output stage, checked once; call it
+    as ``rr(acc, j, e, z=None, threads=None)``."""
+
+    channels: int
+    mt: np.ndarray
+    st: np.ndarray
+    wsum: Optional[np.ndarray] = None
+    bias: Optional[np.ndarray] = None
+    out_multiplier: Optional[np.ndarray] = None
+    out_shift: Optional[np.ndarray] = None
+    out_zero_point: int = 0
+    out_dtype: np.dtype = np.dtype(np.int32)
+
+    def __call__(self, acc: ArrayLike, j: np.ndarray, e: np.ndarray,
+                 z: Optional[np.ndarray] = None, *, threads: Optional[int] = None) -> np.ndarray:
+        a = acc if type(acc) is np.ndarray and acc.dtype == np.int32 else \
+            C.int32_input(acc, "acc")   # no silent wrap: values outside int32 are refused
+        if a.ndim < 1 or a.shape[-1] != self.channels:
+            raise ValueError(f"acc has shape {a.shape}; its last axis must have "
+                             f"{self.channels} columns")
+        a = np.ascontiguousarray(a)
+        rows = a.size // self.channels
+
+        def per_row(v: Any, name: str) -> np.ndarray:
+            r = np.ascontiguousarray(v, np.int32).reshape(-1)
+            if r.size != rows:
+                raise ValueError(f"{name} must have one value per row of acc ({rows}), got "
+                                 f"{r.size}")
+            return r
+
+        if (z is None) != (self.wsum is None):
+            raise ValueError("z and wsum go together (the zero point's term z sum_c W_c)")
+        y = np.empty(a.shape, self.out_dtype)
+        _core._row_rescale(a, None if z is None else per_row(z, "z"), self.wsum,
+                           per_row(j, "j"), per_row(e, "e"), self.mt, self.st, self.bias,
+                           self.out_multiplier, self.out_shift, self.out_zero_point, y,
+                           C.threads(threads))
+        return y
+
+
+def prepare_row_rescale(table: Tuple[np.ndarray, np.ndarray], channels: int, *,
+                        wsum: Optional[ArrayLike] = None, bias: Optional[ArrayLike] = None,
+                        out_multiplier: Optional[ArrayLike] = None,
+                        out_shift: Optional[ArrayLike] = None, out_zero_point: int = 0,
+                        out_dtype: DTypeLike = np.int8) -> RowRescale:
+    """:func:`row_rescale` with its per-column parameters checked once (``channels``: the sums'
+    last axis). With ``out_multiplier`` and ``out_shift`` (one value or one per column) the
+    rescaled int32 then goes through the Linear's output stage in the same pass:
+    ``requantize(v, out_multiplier, out_shift, out_zero_point, scheme="single_round",
+    dtype=out_dtype, axis=-1)`` (uint8 or int8).
+
+    Example:
+        >>> import numpy as np, qkernels.transformer as T
+        >>> x, z, j, e = T.row_quantize(np.array([[3, -40], [1000, 7]], np.int32))
+        >>> rr = T.prepare_row_rescale(T.row_rescale_params(0), 2, wsum=[2, 2],
+        ...                            out_multiplier=1 << 30, out_shift=-2)
+        >>> acc = x.astype(np.int32).sum(axis=1, keepdims=True).repeat(2, 1)   # W = ones
+        >>> rr(acc, j, e, z).tolist()
+        [[-5, -5], [126, 126]]
+    """
+    n = C._int_scalar(channels, "channels")
+    if n < 1:
+        raise ValueError(f"channels must be >= 1, got {n}")
+    mt, st = (np.ascontiguousarray(t, np.int32) for t in table)
+    if mt.shape != (32,) or st.shape != (32,):
+        raise ValueError("table must be row_rescale_params(p): two arrays of 32 entries")
+
+    def col(v: Any, name: str, lo: int, hi: int) -> Optional[np.ndarray]:
+        if v is None:
+            return None
+        a = np.asarray(v)
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be integers, got dtype {a.dtype}")
+        a = np.broadcast_to(a.astype(np.int64), (n,)) if a.ndim == 0 else \
+            a.astype(np.int64).reshape(-1)
+        if a.shape != (n,):
+            raise ValueError(f"{name} must have one value per column ({n}), got shape "
+                             f"{np.shape(v)}")
+        if a.size and (a.min() < lo or a.max() > hi):
+            raise ValueError(f"{name} must be in [{lo}, {hi}]")
+        return np.ascontiguousarray(a, np.int32)
+
+    if (out_multiplier is None) != (out_shift is None):
+        raise ValueError("out_multiplier and out_shift go together (the output stage)")
+    odt = np.dtype(np.int32)
+    ozp = 0
+    if out_multiplier is not None:
+        odt = np.dtype(out_dtype)
+        if odt not in (np.uint8, np.int8):
+            raise TypeError(f"out_dtype must be uint8 or int8, got {odt}")
+        ozp = C._int_scalar(out_zero_point, "out_zero_point")
+        info = np.iinfo(odt)
+        if not info.min <= ozp <= info.max:
+            raise ValueError(f"out_zero_point={ozp} is outside {odt}")
+    i32 = (-2 ** 31, 2 ** 31 - 1)
+    return RowRescale(n, mt, st, col(wsum, "wsum", *i32), col(bias, "bias", *i32),
+                      col(out_multiplier, "out_multiplier", 0, 2 ** 31 - 1),
+                      col(out_shift, "out_shift", -31, 30), ozp, odt)
+
+
 def row_rescale(acc: ArrayLike, j: np.ndarray, e: np.ndarray,
                 table: Tuple[np.ndarray, np.ndarray], *, z: Optional[np.ndarray] = None,
                 wsum: Optional[np.ndarray] = None, bias: Optional[np.ndarray] = None,
@@ -829,6 +932,8 @@ def row_rescale(acc: ArrayLike, j: np.ndarray, e: np.ndarray,
     (``sum_c W_c`` per output column, int32) ``acc`` is the raw sums and ``acc - z wsum`` is
     formed in int64 (a value outside int32 raises); with ``bias`` (int32 per column) the result
     is ``clamp(rescaled + bias)`` to int32. ``threads`` splits the rows (same integers).
+    :func:`prepare_row_rescale` checks the per-column parameters once (and adds the Linear's
+    output stage).
 
     Example:
         >>> import numpy as np, qkernels.transformer as T
@@ -840,34 +945,14 @@ def row_rescale(acc: ArrayLike, j: np.ndarray, e: np.ndarray,
     a = C.int32_input(acc, "acc")   # no silent wrap: values outside int32 are refused
     if a.ndim < 1 or a.shape[-1] == 0:
         raise ValueError(f"acc must have a non-empty last axis, got shape {a.shape}")
-    a = np.ascontiguousarray(a)
-    n = a.shape[-1]
-    rows = a.size // n
-    mt, st = (np.ascontiguousarray(t, np.int32) for t in table)
-    if mt.shape != (32,) or st.shape != (32,):
-        raise ValueError("table must be row_rescale_params(p): two arrays of 32 entries")
-
-    def per_row(v: Any, name: str) -> np.ndarray:
-        r = np.ascontiguousarray(v, np.int32).reshape(-1)
-        if r.size != rows:
-            raise ValueError(f"{name} must have one value per row of acc ({rows}), got {r.size}")
-        return r
-
-    def per_col(v: Any, name: str) -> Optional[np.ndarray]:
-        if v is None:
-            return None
-        r = np.ascontiguousarray(v, np.int32).reshape(-1)
-        if r.size != n:
-            raise ValueError(f"{name} must have one value per column of acc ({n}), got {r.size}")
-        return r
-
     if (z is None) != (wsum is None):
         raise ValueError("z and wsum go together (the zero point's term z sum_c W_c)")
-    y = np.empty(a.shape, np.int32)
-    _core._row_rescale(a, None if z is None else per_row(z, "z"), per_col(wsum, "wsum"),
-                       per_row(j, "j"), per_row(e, "e"), mt, st, per_col(bias, "bias"), y,
-                       C.threads(threads))
-    return y
+    n = a.shape[-1]
+    for v, name in ((wsum, "wsum"), (bias, "bias")):
+        if v is not None and np.size(v) != n:
+            raise ValueError(f"{name} must have one value per column of acc ({n}), got "
+                             f"{np.size(v)}")
+    return prepare_row_rescale(table, n, wsum=wsum, bias=bias)(a, j, e, z, threads=threads)
 
 
 # ---- the residual add of the integer transformer blocks -----------------------------------------

@@ -185,18 +185,22 @@ qk_status qk_row_quantize_s32(const int32_t *d, size_t rows, size_t cols, uint8_
     return qk__row_quantize(d, 0, rows, cols, x, z, j, e, threads);
 }
 
-/* ---- row_rescale -------------------------------------------------------------------------- */
+/* ---- row_rescale ------------------------------------------------------------------------- */
 typedef struct {
     const int32_t *acc, *z, *wsum, *j, *e, *mt, *st, *bias;
+    const int32_t *om, *os; /* the output stage (NULL: int32 out) */
+    int32_t ozp;
+    int yt;
     size_t rows, cols;
-    int32_t *y;
+    void *y;
     _Atomic int bad; /* some acc - z wsum outside int32 */
 } qk__rowr_job;
 
 static void qk__rowr_rows(void *ctx, size_t j0, size_t j1) {
     qk__rowr_job *s = (qk__rowr_job *)ctx;
     const size_t r1 = j1 * QK__ROWS_JOB < s->rows ? j1 * QK__ROWS_JOB : s->rows;
-    const size_t n = s->cols;
+    const size_t n = s->cols, yb = s->om != NULL ? 1 : 4;
+    const int64_t omin = s->yt == QK_DT_U8 ? 0 : INT8_MIN, omax = s->yt == QK_DT_U8 ? 255 : INT8_MAX;
     int bad = 0;
     for (size_t r = j0 * QK__ROWS_JOB; r < r1; r++) {
         const int32_t jj = s->j[r];
@@ -204,13 +208,15 @@ static void qk__rowr_rows(void *ctx, size_t j0, size_t j1) {
         const int k = 31 - (s->st[jj] + s->e[r]);
         const int32_t z = s->wsum != NULL ? s->z[r] : 0;
         const int32_t *acc = s->acc + r * n;
-        int32_t *y = s->y + r * n;
+        void *y = (char *)s->y + r * n * yb;
         size_t i = 0;
 #if QK_X86
         if (qk__level() >= QK_LEVEL_AVX512)
-            i = qk__rows_rescale_avx512(acc, n, z, s->wsum, m, k, s->bias, y, &bad);
+            i = qk__rows_rescale_avx512(acc, n, z, s->wsum, m, k, s->bias, s->om, s->os, s->ozp,
+                                        s->yt, y, &bad);
         else if (qk__level() >= QK_LEVEL_AVX2)
-            i = qk__rows_rescale_avx2(acc, n, z, s->wsum, m, k, s->bias, y, &bad);
+            i = qk__rows_rescale_avx2(acc, n, z, s->wsum, m, k, s->bias, s->om, s->os, s->ozp,
+                                      s->yt, y, &bad);
 #endif
         for (; i < n; i++) {
             int64_t a = acc[i];
@@ -223,16 +229,25 @@ static void qk__rowr_rows(void *ctx, size_t j0, size_t j1) {
             }
             int64_t v = qk__clamp64(qk__rows_fx(a, m, k), INT32_MIN, INT32_MAX);
             if (s->bias != NULL) v = qk__clamp64(v + s->bias[i], INT32_MIN, INT32_MAX);
-            y[i] = (int32_t)v;
+            if (s->om == NULL) {
+                ((int32_t *)y)[i] = (int32_t)v;
+                continue;
+            }
+            v = qk__clamp64(qk__rows_fx(v, s->om[i], 31 - s->os[i]) + s->ozp, omin, omax);
+            if (s->yt == QK_DT_U8)
+                ((uint8_t *)y)[i] = (uint8_t)v;
+            else
+                ((int8_t *)y)[i] = (int8_t)v;
         }
     }
     if (bad) s->bad = 1;
 }
 
-qk_status qk_row_rescale(const int32_t *acc, size_t rows, size_t cols, const int32_t *z,
-                         const int32_t *wsum, const int32_t *j, const int32_t *e,
-                         const int32_t *mt, const int32_t *st, const int32_t *bias, int32_t *y,
-                         int threads) {
+static qk_status qk__row_rescale(const int32_t *acc, size_t rows, size_t cols, const int32_t *z,
+                                 const int32_t *wsum, const int32_t *j, const int32_t *e,
+                                 const int32_t *mt, const int32_t *st, const int32_t *bias,
+                                 const int32_t *om, const int32_t *os, int32_t ozp, qk_dtype yt,
+                                 void *y, int threads) {
     size_t bytes;
     if (cols < 1 || !qk__sz_mul4(rows, cols, 4, 1, &bytes)) return QK_ERR_ARG;
     if (mt == NULL || st == NULL) return QK_ERR_ARG;
@@ -241,6 +256,15 @@ qk_status qk_row_rescale(const int32_t *acc, size_t rows, size_t cols, const int
         return QK_ERR_ARG;
     for (int k = 1; k < 32; k++)
         if (mt[k] < 0) return QK_ERR_MULTIPLIER;
+    if (om != NULL) {
+        if (os == NULL || (yt != QK_DT_U8 && yt != QK_DT_S8)) return QK_ERR_ARG;
+        if (yt == QK_DT_U8 ? (ozp < 0 || ozp > 255) : (ozp < INT8_MIN || ozp > INT8_MAX))
+            return QK_ERR_ZERO_POINT;
+        for (size_t c = 0; c < cols; c++) {
+            if (om[c] < 0) return QK_ERR_MULTIPLIER;
+            if (os[c] < -31 || os[c] > 30) return QK_ERR_SHIFT;
+        }
+    }
     /* every row's code and shift checked before anything is written */
     for (size_t r = 0; r < rows; r++) {
         if (j[r] < 1 || j[r] > 31 || e[r] < 0 || e[r] > 62) return QK_ERR_ARG;
@@ -248,13 +272,32 @@ qk_status qk_row_rescale(const int32_t *acc, size_t rows, size_t cols, const int
         if (s < -31 || s > 30) return QK_ERR_SHIFT;
         if (wsum != NULL && (z[r] < 0 || z[r] > 255)) return QK_ERR_ZERO_POINT;
     }
-    qk__rowr_job s = {acc, z, wsum, j, e, mt, st, bias, rows, cols, y, 0};
+    qk__rowr_job s = {acc, z, wsum, j, e, mt, st, bias, om, os, ozp, (int)yt, rows, cols, y, 0};
     const size_t njobs = rows / QK__ROWS_JOB + (rows % QK__ROWS_JOB != 0);
     if (threads <= 1 || njobs < 2 || rows * cols < QK__ROWS_MT_MIN)
         qk__rowr_rows(&s, 0, njobs);
     else
         qk__parallel(njobs, threads, qk__rowr_rows, &s);
     return s.bad ? QK_ERR_OVERFLOW : QK_OK;
+}
+
+qk_status qk_row_rescale(const int32_t *acc, size_t rows, size_t cols, const int32_t *z,
+                         const int32_t *wsum, const int32_t *j, const int32_t *e,
+                         const int32_t *mt, const int32_t *st, const int32_t *bias, int32_t *y,
+                         int threads) {
+    return qk__row_rescale(acc, rows, cols, z, wsum, j, e, mt, st, bias, NULL, NULL, 0,
+                           QK_DT_S32, y, threads);
+}
+
+qk_status qk_row_rescale_requantize(const int32_t *acc, size_t rows, size_t cols,
+                                    const int32_t *z, const int32_t *wsum, const int32_t *j,
+                                    const int32_t *e, const int32_t *mt, const int32_t *st,
+                                    const int32_t *bias, const int32_t *out_multiplier,
+                                    const int32_t *out_shift, int32_t out_zero_point,
+                                    qk_dtype out_type, void *y, int threads) {
+    if (out_multiplier == NULL) return QK_ERR_ARG;
+    return qk__row_rescale(acc, rows, cols, z, wsum, j, e, mt, st, bias, out_multiplier,
+                           out_shift, out_zero_point, out_type, y, threads);
 }
 
 /* ---- residual add ------------------------------------------------------------------------- */

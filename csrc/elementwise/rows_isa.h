@@ -135,32 +135,6 @@ QK_V_TARGET static size_t QK__N(qk__rows_quantize_)(const void *d, int is16, siz
     return i;
 }
 
-/* One row of row_rescale: a = acc - z wsum (wsum NULL: acc), v = clamp32((a m + 2^(k-1)) >> k),
- * y = clamp32(v + bias) (bias NULL: v). *bad set when some a leaves int32 (the caller refuses
- * the call). Returns the elements done. */
-QK_V_TARGET static size_t QK__N(qk__rows_rescale_)(const int32_t *acc, size_t n, int32_t z,
-                                                  const int32_t *wsum, int32_t m, int k,
-                                                  const int32_t *bias, int32_t *y, int *bad) {
-    const QK_R64 vm = QK_R64_SET1(m), rnd = QK_R64_SET1(INT64_C(1) << (k - 1));
-    const QK_R64 lo = QK_R64_SET1(INT32_MIN), hi = QK_R64_SET1(INT32_MAX);
-    const QK_R64 vz = QK_R64_SET1(z);
-    int out = 0;
-    size_t i = 0;
-    for (; i + QK_R64_LANES <= n; i += QK_R64_LANES) {
-        QK_R64 a = QK_R64_FROM32(acc + i);
-        if (wsum != NULL) {
-            a = QK_R64_SUB(a, QK_R64_MUL32(QK_R64_FROM32(wsum + i), vz));
-            out |= QK__N(qk__r64_outside32_)(a);
-        }
-        QK_R64 t = QK__N(qk__r64_sra_)(QK_R64_ADD(QK_R64_MUL32(a, vm), rnd), k);
-        t = QK__N(qk__r64_clamp_)(t, lo, hi);
-        if (bias != NULL) t = QK__N(qk__r64_clamp_)(QK_R64_ADD(t, QK_R64_FROM32(bias + i)), lo, hi);
-        QK__N(qk__r64_store32_)(y + i, t);
-    }
-    *bad |= out != 0;
-    return i;
-}
-
 /* ---- the residual add of the blocks (qk_residual_add) --------------------------------------- */
 /* floor(t / 2^k) per lane, k in [0, 63) (the bias trick of qk__r64_sra_, variable counts) */
 QK_V_TARGET static QK_ALWAYS_INLINE QK_R64 QK__N(qk__r64_srav_)(QK_R64 t, QK_R64 k) {
@@ -239,5 +213,48 @@ QK_V_TARGET static size_t QK__N(qk__res_row_)(const qk__res_cols *cp, const int3
             QK__N(qk__r64_store8_)((uint8_t *)y + i,
                                    QK__SEL(_mm256_and_si256(t, _mm256_set1_epi64x(255)), t));
     }
+    return i;
+}
+
+/* One row of row_rescale: a = acc - z wsum (wsum NULL: acc), v = clamp32((a m + 2^(k-1)) >> k),
+ * v = clamp32(v + bias) (bias NULL: v); then, with om (the output stage, per column), y =
+ * clamp(((v om + 2^(30 - os)) >> (31 - os)) + ozp) to the 8-bit yt, else y = v (int32). *bad set
+ * when some a leaves int32 (the caller refuses the call). Returns the elements done. */
+QK_V_TARGET static size_t QK__N(qk__rows_rescale_)(const int32_t *acc, size_t n, int32_t z,
+                                                  const int32_t *wsum, int32_t m, int k,
+                                                  const int32_t *bias, const int32_t *om,
+                                                  const int32_t *os, int32_t ozp, int yt, void *y,
+                                                  int *bad) {
+    const QK_R64 vm = QK_R64_SET1(m), rnd = QK_R64_SET1(INT64_C(1) << (k - 1));
+    const QK_R64 lo = QK_R64_SET1(INT32_MIN), hi = QK_R64_SET1(INT32_MAX);
+    const QK_R64 vz = QK_R64_SET1(z), k31 = QK_R64_SET1(31), vozp = QK_R64_SET1(ozp);
+    const QK_R64 olo = QK_R64_SET1(yt == QK_DT_U8 ? 0 : INT8_MIN);
+    const QK_R64 ohi = QK_R64_SET1(yt == QK_DT_U8 ? 255 : INT8_MAX);
+    int out = 0;
+    size_t i = 0;
+    for (; i + QK_R64_LANES <= n; i += QK_R64_LANES) {
+        QK_R64 a = QK_R64_FROM32(acc + i);
+        if (wsum != NULL) {
+            a = QK_R64_SUB(a, QK_R64_MUL32(QK_R64_FROM32(wsum + i), vz));
+            out |= QK__N(qk__r64_outside32_)(a);
+        }
+        QK_R64 t = QK__N(qk__r64_sra_)(QK_R64_ADD(QK_R64_MUL32(a, vm), rnd), k);
+        t = QK__N(qk__r64_clamp_)(t, lo, hi);
+        if (bias != NULL) t = QK__N(qk__r64_clamp_)(QK_R64_ADD(t, QK_R64_FROM32(bias + i)), lo, hi);
+        if (om == NULL) {
+            QK__N(qk__r64_store32_)((int32_t *)y + i, t);
+            continue;
+        }
+        const QK_R64 ko = QK_R64_SUB(k31, QK_R64_FROM32(os + i));
+        t = QK_R64_MUL32(t, QK_R64_FROM32(om + i));
+        t = QK__N(qk__r64_srav_)(QK_R64_ADD(t, QK__N(qk__r64_half_)(ko)), ko);
+        t = QK__N(qk__r64_clamp_)(QK_R64_ADD(t, vozp), olo, ohi);
+        if (yt == QK_DT_U8)
+            QK__N(qk__r64_store8_)((uint8_t *)y + i, t);
+        else /* int8: the low bytes of the (two's complement) lanes */
+            QK__N(qk__r64_store8_)((uint8_t *)y + i,
+                                   QK__SEL(_mm256_and_si256(t, _mm256_set1_epi64x(255)), t));
+    }
+    *bad |= out != 0;
     return i;
 }

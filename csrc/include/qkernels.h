@@ -874,6 +874,12 @@ qk_status qk_gelu_lut(const uint8_t *table, const void *x, size_t n, void *y);
  *   e_r in 0..62 (QK_ERR_ARG), s in [-31, 30] (QK_ERR_SHIFT), z_r in 0..255
  *   (QK_ERR_ZERO_POINT), all checked before anything is written. qkernels.transformer's
  *   row_rescale_params(p) fills mt, st with qk_quantize_multiplier((j + 1) / 255 / 2^p).
+ * qk_row_rescale_requantize(acc, rows, cols, z, wsum, j, e, mt, st, bias, om, os, ozp, out_type,
+ *   y, threads): qk_row_rescale's y (call it v), then the Linear's output stage in the same pass
+ *   (per column c, as qk_requantize_s32_<out>_single): y = clamp(((v om_c + 2^(30 - os_c)) >>
+ *   (31 - os_c)) + ozp) to out_type (QK_DT_U8 or QK_DT_S8, else QK_ERR_ARG); om >= 0
+ *   (QK_ERR_MULTIPLIER), os in [-31, 30] (QK_ERR_SHIFT), ozp within out_type
+ *   (QK_ERR_ZERO_POINT), checked before anything is written.
  * threads: rows split over up to that many threads (same integers).
  */
 /*
@@ -910,6 +916,12 @@ qk_status qk_row_rescale(const int32_t *acc, size_t rows, size_t cols, const int
                          const int32_t *wsum, const int32_t *j, const int32_t *e,
                          const int32_t *mt, const int32_t *st, const int32_t *bias, int32_t *y,
                          int threads);
+qk_status qk_row_rescale_requantize(const int32_t *acc, size_t rows, size_t cols,
+                                    const int32_t *z, const int32_t *wsum, const int32_t *j,
+                                    const int32_t *e, const int32_t *mt, const int32_t *st,
+                                    const int32_t *bias, const int32_t *out_multiplier,
+                                    const int32_t *out_shift, int32_t out_zero_point,
+                                    qk_dtype out_type, void *y, int threads);
 
 #ifdef __cplusplus
 }

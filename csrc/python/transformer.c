@@ -477,14 +477,15 @@ static PyObject *qk_py_row_quantize(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* _row_rescale(acc, z|None, wsum|None, j, e, mt, st, bias|None, out, threads) -> None:
- * qk_row_rescale (z and wsum given together or not at all). */
+/* _row_rescale(acc, z|None, wsum|None, j, e, mt, st, bias|None, om|None, os|None, ozp, out,
+ * threads) -> None: qk_row_rescale (om None: out int32) or qk_row_rescale_requantize (out uint8 or
+ * int8); z and wsum given together or not at all. */
 static PyObject *qk_py_row_rescale(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *acc, *z, *wsum, *j, *e, *mt, *sto, *bias, *out;
-    int threads;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOi", &acc, &z, &wsum, &j, &e, &mt, &sto, &bias, &out,
-                          &threads))
+    PyObject *acc, *z, *wsum, *j, *e, *mt, *sto, *bias, *om, *os, *out;
+    int ozp, threads;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOiOi", &acc, &z, &wsum, &j, &e, &mt, &sto, &bias, &om,
+                          &os, &ozp, &out, &threads))
         return NULL;
     if (qk_py_check_arr(acc, NPY_INT32, -1, "acc") < 0) return NULL;
     const npy_intp n = PyArray_SIZE((PyArrayObject *)acc);
@@ -498,8 +499,14 @@ static PyObject *qk_py_row_rescale(PyObject *self, PyObject *args) {
         return NULL;
     }
     const npy_intp rows = n / cols;
-    if ((z == Py_None) != (wsum == Py_None)) {
-        PyErr_SetString(PyExc_ValueError, "z and wsum go together");
+    if ((z == Py_None) != (wsum == Py_None) || (om == Py_None) != (os == Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "z and wsum (om and os) go together");
+        return NULL;
+    }
+    const int stage = om != Py_None;
+    const int yt_np = stage && PyArray_Check(out) ? PyArray_TYPE((PyArrayObject *)out) : NPY_INT32;
+    if (stage && yt_np != NPY_UINT8 && yt_np != NPY_INT8) {
+        PyErr_SetString(PyExc_TypeError, "out must be uint8 or int8 with an output stage");
         return NULL;
     }
     if ((z != Py_None && (qk_py_check_arr(z, NPY_INT32, rows, "z") < 0 ||
@@ -509,17 +516,27 @@ static PyObject *qk_py_row_rescale(PyObject *self, PyObject *args) {
         qk_py_check_arr(mt, NPY_INT32, 32, "mt") < 0 ||
         qk_py_check_arr(sto, NPY_INT32, 32, "st") < 0 ||
         (bias != Py_None && qk_py_check_arr(bias, NPY_INT32, cols, "bias") < 0) ||
-        !qk_py_rows_out(out, NPY_INT32, n, "out"))
+        (stage && (qk_py_check_arr(om, NPY_INT32, cols, "om") < 0 ||
+                   qk_py_check_arr(os, NPY_INT32, cols, "os") < 0)) ||
+        !qk_py_rows_out(out, yt_np, n, "out"))
         return NULL;
+    const int32_t *zp_ = z == Py_None ? NULL : (const int32_t *)QK_PY_DATA(z);
+    const int32_t *ws = wsum == Py_None ? NULL : (const int32_t *)QK_PY_DATA(wsum);
+    const int32_t *bs = bias == Py_None ? NULL : (const int32_t *)QK_PY_DATA(bias);
     qk_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = qk_row_rescale((const int32_t *)QK_PY_DATA(acc), (size_t)rows, (size_t)cols,
-                        z == Py_None ? NULL : (const int32_t *)QK_PY_DATA(z),
-                        wsum == Py_None ? NULL : (const int32_t *)QK_PY_DATA(wsum),
-                        (const int32_t *)QK_PY_DATA(j), (const int32_t *)QK_PY_DATA(e),
-                        (const int32_t *)QK_PY_DATA(mt), (const int32_t *)QK_PY_DATA(sto),
-                        bias == Py_None ? NULL : (const int32_t *)QK_PY_DATA(bias),
-                        (int32_t *)QK_PY_DATA(out), threads);
+    if (stage)
+        st = qk_row_rescale_requantize(
+            (const int32_t *)QK_PY_DATA(acc), (size_t)rows, (size_t)cols, zp_, ws,
+            (const int32_t *)QK_PY_DATA(j), (const int32_t *)QK_PY_DATA(e),
+            (const int32_t *)QK_PY_DATA(mt), (const int32_t *)QK_PY_DATA(sto), bs,
+            (const int32_t *)QK_PY_DATA(om), (const int32_t *)QK_PY_DATA(os), ozp,
+            yt_np == NPY_UINT8 ? QK_DT_U8 : QK_DT_S8, QK_PY_DATA(out), threads);
+    else
+        st = qk_row_rescale((const int32_t *)QK_PY_DATA(acc), (size_t)rows, (size_t)cols, zp_, ws,
+                            (const int32_t *)QK_PY_DATA(j), (const int32_t *)QK_PY_DATA(e),
+                            (const int32_t *)QK_PY_DATA(mt), (const int32_t *)QK_PY_DATA(sto), bs,
+                            (int32_t *)QK_PY_DATA(out), threads);
     Py_END_ALLOW_THREADS
     if (st != QK_OK) return qk_py_status_error(st, "row_rescale");
     Py_RETURN_NONE;
@@ -732,8 +749,8 @@ static PyMethodDef qk_py_tf_methods[] = {
      "_row_quantize(d, x, z, j, e, threads) -> None (qk_row_quantize_s16 / _s32; use"
      " qkernels.transformer.row_quantize)"},
     {"_row_rescale", qk_py_row_rescale, METH_VARARGS,
-     "_row_rescale(acc, z, wsum, j, e, mt, st, bias, out, threads) -> None (qk_row_rescale; use"
-     " qkernels.transformer.row_rescale)"},
+     "_row_rescale(acc, z, wsum, j, e, mt, st, bias, om, os, ozp, out, threads) -> None"
+     " (qk_row_rescale / qk_row_rescale_requantize; use qkernels.transformer.row_rescale)"},
     {"_residual_add", qk_py_residual_add, METH_VARARGS,
      "_residual_add(acc, r, r_zp, ma, sa, mr, sr, so, out_zp, out, threads) -> None"
      " (qk_residual_add; use qkernels.transformer.prepare_residual_add)"},

@@ -386,18 +386,35 @@ class RowLinear:
             np.rint(self.lin.bias.astype(np.float64) / self.acc_scale.astype(np.float64)),
             I32_MIN, 2 ** 31 - 1).astype(np.int32)
         # the uint8 rows' int32 sums (zero point 0: the row zero points are taken out after),
-        # checked once
+        # and the rescale (zero point term, per-row step, bias) in one pass, checked once
         self.sums = self.lin.int32(ActQ(1.0, 0, np.dtype(np.uint8)), None)
+        n = self.lin.out_features
+        self.rescale = qk.transformer.prepare_row_rescale(self.table, n, wsum=self.wsum,
+                                                          bias=self.bias)
+        self.out_stage: Optional[qk.transformer.RowRescale] = None
+
+    def fuse_output(self, multiplier: np.ndarray, shift: np.ndarray, zero_point: int) -> None:
+        """The Linear's int8 output stage ``requantize(rescaled, multiplier, shift, zero_point,
+        scheme="single_round", axis=-1)`` fused into the rescale pass (:meth:`output`)."""
+        self.out_stage = qk.transformer.prepare_row_rescale(
+            self.table, self.lin.out_features, wsum=self.wsum, bias=self.bias,
+            out_multiplier=multiplier, out_shift=shift, out_zero_point=zero_point,
+            out_dtype=np.int8)
 
     def __call__(self, rq: Tuple[np.ndarray, ...], threads: int) -> Dict[str, np.ndarray]:
         """``rq = row_quantize(x)``: the rescaled int32 (``"rescaled"``): the sums less ``z_r
         sum_c W_c``, rescaled per row, plus the bias (saturating), in one pass over the sums
-        (:func:`~qkernels.transformer.row_rescale`'s fused form)."""
+        (:func:`~qkernels.transformer.prepare_row_rescale`)."""
         xq, z, j, e = rq
-        acc = self.sums(xq, threads=threads)
-        return {"rescaled": qk.transformer.row_rescale(acc, j, e, self.table, z=z,
-                                                       wsum=self.wsum, bias=self.bias,
-                                                       threads=threads)}
+        return {"rescaled": self.rescale(self.sums(xq, threads=threads), j, e, z,
+                                         threads=threads)}
+
+    def output(self, rq: Tuple[np.ndarray, ...], threads: int) -> np.ndarray:
+        """The int8 output of :meth:`fuse_output`'s stage: the sums, then one pass (zero point
+        term, per-row rescale, bias, per-channel requantization)."""
+        xq, z, j, e = rq
+        assert self.out_stage is not None, "fuse_output first"
+        return self.out_stage(self.sums(xq, threads=threads), j, e, z, threads=threads)
 
 
 def row_inputs(x: np.ndarray, threads: int = 1) -> Tuple[np.ndarray, ...]:
@@ -655,7 +672,7 @@ class Intermediate:
 
     def __call__(self, x8: np.ndarray, threads: int) -> np.ndarray:
         if self.rows is not None:
-            acc = self.rows(row_inputs(x8), threads)["rescaled"]
+            acc = self.rows(row_inputs(x8, threads), threads)["rescaled"]
         else:
             acc = self.acc(x8, threads=threads)
         return qk.qgelu(acc, self.gelu)
@@ -718,6 +735,7 @@ class Attention:
             for lin, o in zip(lins, (q, k, v)):
                 rl = RowLinear(lin, x)
                 m, sh = qk.quantize_multiplier(rl.acc_scale.astype(np.float64) / o.scale)
+                rl.fuse_output(m, sh, o.zero_point)   # requantize(.., single_round, int8)
                 self.rows.append((rl, m, sh))
         else:
             self.lq = IntLinear(lins[0], x.k).prepared(x, q)
@@ -750,11 +768,8 @@ class Attention:
                  threads: int) -> Dict[str, np.ndarray]:
         b, s = x8.shape[0], x8.shape[1]
         if self.rows is not None:
-            rq = row_inputs(x8)
-            q, k, v = (self._heads(qk.requantize(rl(rq, threads)["rescaled"], m, sh,
-                                                  o.zero_point, scheme="single_round",
-                                                  axis=-1), b, s)
-                       for (rl, m, sh), o in zip(self.rows, (self.q, self.k, self.v)))
+            rq = row_inputs(x8, threads)
+            q, k, v = (self._heads(rl.output(rq, threads), b, s) for rl, _, _ in self.rows)
         else:
             q = self._heads(self.lq(x8, threads=threads), b, s)
             k = self._heads(self.lk(x8, threads=threads), b, s)

@@ -251,8 +251,13 @@ for c in (1, 3, 4, 5, 8, 9, 15, 16, 17, 31, 33, 64, 100, 384):
                           bias=rng.integers(-2 ** 31, 2 ** 31, c, dtype=np.int64).astype(np.int32))
         big = T.row_rescale(rng.integers(-2 ** 31, 2 ** 31, raw.shape, dtype=np.int64)
                             .astype(np.int32), j, e, T.row_rescale_params(0))
+        stage = T.prepare_row_rescale(T.row_rescale_params(1), c,
+                                      wsum=w.sum(axis=1).astype(np.int32),
+                                      out_multiplier=rng.integers(2 ** 30, 2 ** 31, c),
+                                      out_shift=rng.integers(-12, 3, c), out_zero_point=-3)
+        o8 = stage(raw, j, e, z)
         outs.update({{f"{{c}}{{dt.__name__}}{{k}}": v for k, v in
-                     dict(x=x, z=z, j=j, e=e, lo=lo, r=r, big=big).items()}})
+                     dict(x=x, z=z, j=j, e=e, lo=lo, r=r, big=big, o8=o8).items()}})
     ln = qk.prepare_layernorm(qk.PTFParams(1e-3, np.zeros(c, np.int32), 0),
                               rng.normal(size=c), rng.normal(size=c), out_scale=1e-3)
     outs[f"{{c}}ln"] = layernorm_s16(_rows(rng, 40, c, np.int16), ln)
@@ -264,7 +269,7 @@ np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
     a = np.load(tmp_path / "scalar.npz")
-    assert len(a.files) == 14 * 15
+    assert len(a.files) == 14 * 17
     for other in ("avx2", "auto"):
         b = np.load(tmp_path / f"{other}.npz")
         assert sorted(a.files) == sorted(b.files)
@@ -290,3 +295,43 @@ def test_row_rescale_bad_input():
     big = np.full((2, 2), 2 ** 31 - 1, np.int32)
     with pytest.raises(qk.AccumulatorOverflowError):
         T.row_rescale(big, j, e, tab, z=np.full_like(z, 255), wsum=np.full(2, -2 ** 20, np.int32))
+
+
+@pytest.mark.parametrize("odt", [np.int8, np.uint8])
+def test_row_rescale_output_stage_equals_requantize(odt):
+    """prepare_row_rescale's output stage: the same integers as row_rescale's int32, then
+    qkernels.requantize(single_round, per column)."""
+    rng = np.random.default_rng(21)
+    for c in (1, 5, 8, 384):
+        d = _rows(rng, 120, c, np.int32)
+        x, z, j, e = T.row_quantize(d)
+        w = rng.integers(-127, 128, (c, c)).astype(np.int64)
+        wsum = w.sum(axis=1).astype(np.int32)
+        raw = (x.astype(np.int64) @ w.T).astype(np.int32)
+        tab = T.row_rescale_params(int(rng.integers(0, 6)))
+        bias = rng.integers(-2 ** 20, 2 ** 20, c).astype(np.int32)
+        m = rng.integers(2 ** 30, 2 ** 31, c).astype(np.int32)
+        sh = rng.integers(-20, 4, c).astype(np.int32)
+        zp = 7 if odt == np.int8 else 130
+        got = T.prepare_row_rescale(tab, c, wsum=wsum, bias=bias, out_multiplier=m,
+                                    out_shift=sh, out_zero_point=zp, out_dtype=odt)(raw, j, e, z)
+        v = T.row_rescale(raw, j, e, tab, z=z, wsum=wsum, bias=bias)
+        ref = qk.requantize(v, m, sh, zp, scheme="single_round", dtype=odt, axis=-1)
+        assert got.dtype == odt and np.array_equal(got, ref)
+
+
+def test_prepare_row_rescale_bad_input():
+    tab = T.row_rescale_params(0)
+    with pytest.raises(ValueError, match="go together"):
+        T.prepare_row_rescale(tab, 2, out_multiplier=1)
+    with pytest.raises(ValueError, match="out_shift must be in"):
+        T.prepare_row_rescale(tab, 2, out_multiplier=1, out_shift=31)
+    with pytest.raises(TypeError, match="out_dtype must be"):
+        T.prepare_row_rescale(tab, 2, out_multiplier=1, out_shift=0, out_dtype=np.int16)
+    with pytest.raises(ValueError, match="outside int8"):
+        T.prepare_row_rescale(tab, 2, out_multiplier=1, out_shift=0, out_zero_point=200)
+    with pytest.raises(ValueError, match="one value per column"):
+        T.prepare_row_rescale(tab, 2, bias=[1, 2, 3])
+    rr = T.prepare_row_rescale(tab, 2)
+    with pytest.raises(ValueError, match="2 columns"):
+        rr(np.zeros((1, 3), np.int32), np.ones(1, np.int32), np.zeros(1, np.int32))
