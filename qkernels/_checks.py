@@ -319,6 +319,11 @@ def _per_channel_last(ufunc: np.ufunc, args: Sequence[Any],
         return NotImplemented
     if out is not None and (out.shape != x.shape or not out.flags.writeable):
         return NotImplemented
+    if ufunc is _core.dequantize and len(params) == 2 and params[0].dtype == np.float32 \
+            and params[1].dtype == np.int32 and params[0].ndim == 1 and params[1].ndim == 1:
+        # per-channel dequantize: one kernel pass row by row, the channels' parameters as
+        # vectors (qk_dequantize_channels_<in>_f32: the same products)
+        return _core._dequantize_channels(x.reshape(-1, c), params[0], params[1])
     return _core._channels(ufunc, x.reshape(-1, c), tuple(params))
 
 

@@ -387,6 +387,48 @@ QK__DEQUANTIZE(u16, uint16_t, 2)
 QK__DEQUANTIZE(s16, int16_t, 3)
 QK__DEQUANTIZE(s32, int32_t, -1)
 
+/* Per channel on the last axis of rows x cols (row-major): the same products as
+ * qk_dequantize_<in>_f32 with channel c's scale and zero point, a row at a time (SIMD: the
+ * channels' parameters loaded as vectors). */
+#if QK_X86
+#define QK__DEQ_CH_SIMD(KIND)                                                                  \
+    if ((KIND) >= 0 && zp_ok && qk__level() >= QK_LEVEL_AVX512)                                \
+        done = qk__deq_row_ch_avx512(qr, cols, scale, zero_point, yr, KIND);                   \
+    else if ((KIND) >= 0 && zp_ok && qk__level() >= QK_LEVEL_AVX2)                             \
+        done = qk__deq_row_ch_avx2(qr, cols, scale, zero_point, yr, KIND);
+#else
+#define QK__DEQ_CH_SIMD(KIND)
+#endif
+#define QK__DEQUANTIZE_CH(IN, INT, KIND)                                                       \
+    qk_status qk_dequantize_channels_##IN##_f32(const INT *q, size_t rows, size_t cols,        \
+                                                const float *scale, const int32_t *zero_point, \
+                                                float *y) {                                    \
+        size_t bytes;                                                                          \
+        if (cols < 1 || !qk__sz_mul4(rows, cols, sizeof(float), 1, &bytes)) return QK_ERR_ARG; \
+        if (scale == NULL || zero_point == NULL) return QK_ERR_ARG;                            \
+        if (rows > 0 && (q == NULL || y == NULL)) return QK_ERR_ARG;                           \
+        int zp_ok = 1;                                                                         \
+        for (size_t c = 0; c < cols; c++) {                                                    \
+            if (!qk__scale_ok(scale[c])) return QK_ERR_SCALE;                                  \
+            if (!QK__DEQ_ZP_SIMD_OK(zero_point[c])) zp_ok = 0;                                 \
+        }                                                                                      \
+        (void)zp_ok;                                                                           \
+        for (size_t r = 0; r < rows; r++) {                                                    \
+            const INT *qr = q + r * cols;                                                      \
+            float *yr = y + r * cols;                                                          \
+            size_t done = 0;                                                                   \
+            QK__DEQ_CH_SIMD(KIND)                                                              \
+            for (size_t c = done; c < cols; c++)                                               \
+                yr[c] = scale[c] * (float)((int64_t)qr[c] - zero_point[c]);                    \
+        }                                                                                      \
+        return QK_OK;                                                                          \
+    }
+QK__DEQUANTIZE_CH(u8, uint8_t, 0)
+QK__DEQUANTIZE_CH(s8, int8_t, 1)
+QK__DEQUANTIZE_CH(u16, uint16_t, 2)
+QK__DEQUANTIZE_CH(s16, int16_t, 3)
+QK__DEQUANTIZE_CH(s32, int32_t, -1)
+
 /* ---------------------------------------------------------------------------------------- */
 /* Fake quantize (PyTorch): quantize (torch flavour), then dequantize, in one pass             */
 /* ---------------------------------------------------------------------------------------- */

@@ -76,3 +76,17 @@ QK_V_TARGET static size_t QK__N(qk__dequantize_)(const void *q, size_t n, float 
     }
 #undef QK__DEQ_CASE
 }
+
+/* Per-channel dequantize of one row (kind 0..3 as above): y[c] = scale[c] * (float)(q[c] -
+ * zp[c]), the int32 subtraction exact (the caller checked every zp against the margin); returns
+ * the elements done. */
+QK_V_TARGET static size_t QK__N(qk__deq_row_ch_)(const void *q, size_t n, const float *scale,
+                                                const int32_t *zp, float *y, int kind) {
+    size_t i = 0;
+    for (; i + QK_V_LANES <= n; i += QK_V_LANES) {
+        const QK_V d = QK_V_SUB(QK__N(qk__deq_load_)(q, i, kind), QK_V_LOAD(zp + i));
+        QK__SEL(_mm256_storeu_ps, _mm512_storeu_ps)(y + i,
+                                                    QK_VF_MUL(QK_VF_LOAD(scale + i), QK_VF_CVT(d)));
+    }
+    return i;
+}

@@ -153,6 +153,21 @@ QK__DECLARE_DEQUANTIZE(s8, int8_t)
 QK__DECLARE_DEQUANTIZE(u16, uint16_t)
 QK__DECLARE_DEQUANTIZE(s16, int16_t)
 QK__DECLARE_DEQUANTIZE(s32, int32_t)
+/*
+ * qk_dequantize_channels_<in>_f32(q, rows, cols, scale, zero_point, y): per channel on the last
+ *   axis of a rows x cols row-major q: y[r][c] = fl(scale[c] * (float)(q[r][c] - zero_point[c])),
+ *   the same value as qk_dequantize_<in>_f32 with that channel's parameters. Every scale finite
+ *   and > 0 (QK_ERR_SCALE), cols >= 1.
+ */
+#define QK__DECLARE_DEQUANTIZE_CH(IN, INT)                                                   \
+    qk_status qk_dequantize_channels_##IN##_f32(const INT *q, size_t rows, size_t cols,      \
+                                                const float *scale, const int32_t *zero_point, \
+                                                float *y);
+QK__DECLARE_DEQUANTIZE_CH(u8, uint8_t)
+QK__DECLARE_DEQUANTIZE_CH(s8, int8_t)
+QK__DECLARE_DEQUANTIZE_CH(u16, uint16_t)
+QK__DECLARE_DEQUANTIZE_CH(s16, int16_t)
+QK__DECLARE_DEQUANTIZE_CH(s32, int32_t)
 
 /*
  * qk_fake_quantize_<io>_torch(x, n, scale, zero_point, qmin, qmax, y):

@@ -254,10 +254,59 @@ static PyObject *qk_py_channels(PyObject *self, PyObject *args) {
     return (PyObject *)y;
 }
 
+/* _dequantize_channels(q, scale, zero_point) -> y: per-channel dequantize on the last axis of a
+ * C-contiguous 2-D q (uint8 / int8 / uint16 / int16 / int32), scale float32 and zero_point int32
+ * of its last dimension (qk_dequantize_channels_<in>_f32; a bad status raises). */
+static PyObject *qk_py_dequantize_channels(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *qo, *so, *zo;
+    if (!PyArg_ParseTuple(args, "OOO", &qo, &so, &zo)) return NULL;
+    if (!PyArray_Check(qo) || PyArray_NDIM((PyArrayObject *)qo) != 2 ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)qo) || !PyArray_ISALIGNED((PyArrayObject *)qo)) {
+        PyErr_SetString(PyExc_TypeError, "q: expected an aligned C-contiguous 2-D array");
+        return NULL;
+    }
+    PyArrayObject *q = (PyArrayObject *)qo;
+    const npy_intp rows = PyArray_DIM(q, 0), cols = PyArray_DIM(q, 1);
+    if (qk_py_check_arr(so, NPY_FLOAT32, cols, "scale") < 0 ||
+        qk_py_check_arr(zo, NPY_INT32, cols, "zero_point") < 0)
+        return NULL;
+    const int t = PyArray_TYPE(q);
+    if (t != NPY_UINT8 && t != NPY_INT8 && t != NPY_UINT16 && t != NPY_INT16 && t != NPY_INT32) {
+        PyErr_SetString(PyExc_TypeError, "q must be uint8, int8, uint16, int16 or int32");
+        return NULL;
+    }
+    npy_intp dims[2] = {rows, cols};
+    PyArrayObject *y = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (y == NULL) return NULL;
+    const float *sc = (const float *)PyArray_DATA((PyArrayObject *)so);
+    const int32_t *zp = (const int32_t *)PyArray_DATA((PyArrayObject *)zo);
+    const void *qd = PyArray_DATA(q);
+    float *yd = (float *)PyArray_DATA(y);
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    switch (t) {
+    case NPY_UINT8: st = qk_dequantize_channels_u8_f32(qd, (size_t)rows, (size_t)cols, sc, zp, yd); break;
+    case NPY_INT8: st = qk_dequantize_channels_s8_f32(qd, (size_t)rows, (size_t)cols, sc, zp, yd); break;
+    case NPY_UINT16: st = qk_dequantize_channels_u16_f32(qd, (size_t)rows, (size_t)cols, sc, zp, yd); break;
+    case NPY_INT16: st = qk_dequantize_channels_s16_f32(qd, (size_t)rows, (size_t)cols, sc, zp, yd); break;
+    default: st = qk_dequantize_channels_s32_f32(qd, (size_t)rows, (size_t)cols, sc, zp, yd); break;
+    }
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) {
+        Py_DECREF(y);
+        return qk_py_status_error(st, "dequantize");
+    }
+    return (PyObject *)y;
+}
+
 static PyMethodDef qk_py_elementwise_methods[] = {
     {"_channels", qk_py_channels, METH_VARARGS,
      "_channels(ufunc, x, params) -> y | None | NotImplemented (see qkernels/_checks.py "
      "run_ufunc)"},
+    {"_dequantize_channels", qk_py_dequantize_channels, METH_VARARGS,
+     "_dequantize_channels(q, scale, zero_point) -> y (qk_dequantize_channels_<in>_f32 on a"
+     " C-contiguous 2-D q; see qkernels/_checks.py _per_channel_last)"},
     {"_quantize_dynamic", qk_py_quantize_dynamic, METH_VARARGS,
      "_quantize_dynamic(x, reduce_range) -> (q, scale, zero_point)"},
     {NULL, NULL, 0, NULL}};

@@ -103,3 +103,40 @@ def test_float64_input_and_runs_of_equal_parameters():
     one = np.stack([uf(xt[i], s[i], np.int32(0), np.int32(-128), np.int32(127))
                     for i in range(21)])
     assert np.array_equal(y, one)
+
+
+def test_dequantize_per_channel_paths_agree(tmp_path):
+    # the per-channel dequantize kernel (qk_dequantize_channels_<in>_f32, run_ufunc's path for
+    # dequantize) under QKERNELS_SIMD=scalar / avx2 / the best path: the same float bits as the
+    # element-by-element ufunc loop, every input type, tails of the 8 / 16 lanes, and zero points
+    # near int32's bounds (the scalar loop's int64 subtraction)
+    import os
+    import subprocess
+    import sys
+    script = f"""
+import numpy as np, qkernels as qk
+rng = np.random.default_rng(17)
+outs = {{}}
+for dt in (np.uint8, np.int8, np.uint16, np.int16, np.int32):
+    info = np.iinfo(dt)
+    for c in (2, 7, 8, 15, 16, 17, 33, 384):
+        q = rng.integers(info.min, info.max, (9, c), endpoint=True).astype(dt)
+        s = rng.uniform(1e-4, 3, c).astype(np.float32)
+        lo, hi = (-2 ** 31, 2 ** 31 - 1) if dt == np.int32 else (info.min, info.max)
+        z = rng.integers(lo, hi, c, endpoint=True).astype(np.int32)
+        outs[f"{{dt.__name__}}{{c}}"] = qk.dequantize(q, s, z, axis=-1)
+        ref = np.stack([qk.dequantize(q[i:i + 1], s, z, axis=-1)[0] for i in range(9)])
+        assert np.array_equal(outs[f"{{dt.__name__}}{{c}}"].view(np.int32), ref.view(np.int32))
+np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
+"""
+    for mode in ("scalar", "avx2", "auto"):
+        env = dict(os.environ, QKERNELS_SIMD=mode)
+        r = subprocess.run([sys.executable, "-c", script.replace("OUT", mode)], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    a = np.load(tmp_path / "scalar.npz")
+    assert len(a.files) == 5 * 8
+    for other in ("avx2", "auto"):
+        b = np.load(tmp_path / f"{other}.npz")
+        for k in a.files:
+            assert np.array_equal(a[k].view(np.int32), b[k].view(np.int32)), (other, k)
