@@ -385,7 +385,7 @@ QK__DEQUANTIZE(u8, uint8_t, 0)
 QK__DEQUANTIZE(s8, int8_t, 1)
 QK__DEQUANTIZE(u16, uint16_t, 2)
 QK__DEQUANTIZE(s16, int16_t, 3)
-QK__DEQUANTIZE(s32, int32_t, -1)
+QK__DEQUANTIZE(s32, int32_t, zero_point == 0 ? 4 : -1) /* q - 0 exact in int32 lanes */
 
 /* Per channel on the last axis of rows x cols (row-major): the same products as
  * qk_dequantize_<in>_f32 with channel c's scale and zero point, a row at a time (SIMD: the
@@ -407,12 +407,14 @@ QK__DEQUANTIZE(s32, int32_t, -1)
         if (cols < 1 || !qk__sz_mul4(rows, cols, sizeof(float), 1, &bytes)) return QK_ERR_ARG; \
         if (scale == NULL || zero_point == NULL) return QK_ERR_ARG;                            \
         if (rows > 0 && (q == NULL || y == NULL)) return QK_ERR_ARG;                           \
-        int zp_ok = 1;                                                                         \
+        int zp_ok = 1, s32_zero = 1;                                                           \
         for (size_t c = 0; c < cols; c++) {                                                    \
             if (!qk__scale_ok(scale[c])) return QK_ERR_SCALE;                                  \
             if (!QK__DEQ_ZP_SIMD_OK(zero_point[c])) zp_ok = 0;                                 \
+            if (zero_point[c] != 0) s32_zero = 0;                                              \
         }                                                                                      \
         (void)zp_ok;                                                                           \
+        (void)s32_zero;                                                                        \
         for (size_t r = 0; r < rows; r++) {                                                    \
             const INT *qr = q + r * cols;                                                      \
             float *yr = y + r * cols;                                                          \
@@ -427,7 +429,7 @@ QK__DEQUANTIZE_CH(u8, uint8_t, 0)
 QK__DEQUANTIZE_CH(s8, int8_t, 1)
 QK__DEQUANTIZE_CH(u16, uint16_t, 2)
 QK__DEQUANTIZE_CH(s16, int16_t, 3)
-QK__DEQUANTIZE_CH(s32, int32_t, -1)
+QK__DEQUANTIZE_CH(s32, int32_t, s32_zero ? 4 : -1) /* every zero point 0 */
 
 /* ---------------------------------------------------------------------------------------- */
 /* Fake quantize (PyTorch): quantize (torch flavour), then dequantize, in one pass             */

@@ -18,8 +18,10 @@ QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__q_lanes_)(QK_VF x, QK_VF k, Q
     return QK_V_CVT_RNE(t);
 }
 
-/* Dequantize: kind 0 = u8, 1 = s8, 2 = u16, 3 = s16; QK_V_LANES values as int32 lanes. */
+/* Dequantize: kind 0 = u8, 1 = s8, 2 = u16, 3 = s16, 4 = s32 (its callers: zero point 0 only, so
+ * that the int32 subtraction is exact); QK_V_LANES values as int32 lanes. */
 QK_V_TARGET static QK_ALWAYS_INLINE QK_V QK__N(qk__deq_load_)(const void *q, size_t i, int kind) {
+    if (kind == 4) return QK_V_LOAD((const int32_t *)q + i);
     if (kind <= 1) {
         const __m128i b = QK__SEL(_mm_loadl_epi64, _mm_loadu_si128)(
             (const __m128i *)((const uint8_t *)q + i));
@@ -63,7 +65,7 @@ QK_V_TARGET static QK_ALWAYS_INLINE size_t QK__N(qk__deq_loop_)(const void *q, s
 
 QK_V_TARGET static size_t QK__N(qk__dequantize_)(const void *q, size_t n, float scale, int32_t zp,
                                                  float *y, int kind) {
-    const int stream = qk__stream_ok(y, n, kind <= 1 ? 1 : 2, sizeof(float));
+    const int stream = qk__stream_ok(y, n, kind <= 1 ? 1 : (kind == 4 ? 4 : 2), sizeof(float));
 #define QK__DEQ_CASE(K)                                                                         \
     case K: return stream ? QK__N(qk__deq_loop_)(q, n, scale, zp, y, K, 1)                      \
                           : QK__N(qk__deq_loop_)(q, n, scale, zp, y, K, 0);
@@ -72,12 +74,13 @@ QK_V_TARGET static size_t QK__N(qk__dequantize_)(const void *q, size_t n, float 
         QK__DEQ_CASE(1)
         QK__DEQ_CASE(2)
         QK__DEQ_CASE(3)
+        QK__DEQ_CASE(4)
         default: return 0;
     }
 #undef QK__DEQ_CASE
 }
 
-/* Per-channel dequantize of one row (kind 0..3 as above): y[c] = scale[c] * (float)(q[c] -
+/* Per-channel dequantize of one row (kind 0..4 as above): y[c] = scale[c] * (float)(q[c] -
  * zp[c]), the int32 subtraction exact (the caller checked every zp against the margin); returns
  * the elements done. */
 QK_V_TARGET static size_t QK__N(qk__deq_row_ch_)(const void *q, size_t n, const float *scale,

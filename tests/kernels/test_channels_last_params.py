@@ -124,9 +124,14 @@ for dt in (np.uint8, np.int8, np.uint16, np.int16, np.int32):
         s = rng.uniform(1e-4, 3, c).astype(np.float32)
         lo, hi = (-2 ** 31, 2 ** 31 - 1) if dt == np.int32 else (info.min, info.max)
         z = rng.integers(lo, hi, c, endpoint=True).astype(np.int32)
-        outs[f"{{dt.__name__}}{{c}}"] = qk.dequantize(q, s, z, axis=-1)
-        ref = np.stack([qk.dequantize(q[i:i + 1], s, z, axis=-1)[0] for i in range(9)])
-        assert np.array_equal(outs[f"{{dt.__name__}}{{c}}"].view(np.int32), ref.view(np.int32))
+        for zz, tag in ((z, "z"), (np.zeros(c, np.int32), "0")):   # 0: int32's SIMD path
+            y = outs[f"{{dt.__name__}}{{c}}{{tag}}"] = qk.dequantize(q, s, zz, axis=-1)
+            ref = np.stack([qk.dequantize(q[i:i + 1], s, zz, axis=-1)[0] for i in range(9)])
+            assert np.array_equal(y.view(np.int32), ref.view(np.int32))
+            # per tensor (channel 0's parameters), 1-D: the per-tensor kernel
+            t = outs[f"{{dt.__name__}}{{c}}{{tag}}t"] = qk.dequantize(q.ravel(), s[0], int(zz[0]))
+            assert np.array_equal(t.view(np.int32), np.array(
+                [qk.dequantize(v, s[0], int(zz[0])) for v in q.ravel()], np.float32).view(np.int32))
 np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
 """
     for mode in ("scalar", "avx2", "auto"):
@@ -135,7 +140,7 @@ np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
     a = np.load(tmp_path / "scalar.npz")
-    assert len(a.files) == 5 * 8
+    assert len(a.files) == 5 * 8 * 4
     for other in ("avx2", "auto"):
         b = np.load(tmp_path / f"{other}.npz")
         for k in a.files:
