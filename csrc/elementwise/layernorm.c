@@ -687,7 +687,8 @@ qk_status qk_layernorm_ptf_stats(const qk_layernorm_params *p, const uint8_t *q,
 /* ---------------------------------------------------------------------------------------- */
 /* int16 in, int16 out (the exact method; qkernels.ptf.layernorm_s16)                         */
 /* ---------------------------------------------------------------------------------------- */
-/* One row: S1 and S2 exact in int64 (|x| <= 2^15), D = C S2 - S1^2, 1/sqrt(D + E) as the int8
+/* One row (AVX-512 / AVX2 loops of layernorm_isa.h, qk__ln16_*, beside the scalar twin): S1 and
+ * S2 exact in int64 (|x| <= 2^15), D = C S2 - S1^2, 1/sqrt(D + E) as the int8
  * kernel's mult / 2^rshift, z_i = (x_i (C mult) + 2^(rshift-1) - S1 mult) >> rshift (the same
  * integer as (v_i mult + 2^(rshift-1)) >> rshift, v_i = C x_i - S1: |C mult| < 2^47, each term
  * below 2^62), y_i = clamp((z_i G_i + B_i + 2^(F-1)) >> F) to int16 (|z_i| < 2^24 for the exact
@@ -697,11 +698,21 @@ static void qk__ln16_rows(const qk_layernorm_params *p, const int16_t *x, size_t
     const size_t C = (size_t)p->channels;
     const int shift = p->shift;
     const int64_t oround = INT64_C(1) << (shift - 1);
+    /* the SIMD output stage reads G_i and B_i as gamma and beta (prepare's exact multipliers) */
+    const int unit = p->gamma_multiplier == 1 && p->beta_multiplier == 1;
+    (void)unit;
     for (size_t t = 0; t < tokens; t++) {
         const int16_t *xr = x + t * C;
         int16_t *yr = y + t * C;
         int64_t s1 = 0, s2 = 0;
-        for (size_t c = 0; c < C; c++) {
+        size_t c0 = 0;
+#if QK_X86
+        if (qk__level() >= QK_LEVEL_AVX512)
+            c0 = qk__ln16_sums_avx512(xr, C, &s1, &s2);
+        else if (qk__level() >= QK_LEVEL_AVX2)
+            c0 = qk__ln16_sums_avx2(xr, C, &s1, &s2);
+#endif
+        for (size_t c = c0; c < C; c++) {
             const int32_t v = xr[c];
             s1 += v;
             s2 += (int64_t)v * v;
@@ -711,7 +722,14 @@ static void qk__ln16_rows(const qk_layernorm_params *p, const int16_t *x, size_t
         qk__ln_inv_sqrt_exact((int64_t)C * s2 - s1 * s1 + p->eps_term, &mult, &rshift);
         const int64_t a = (int64_t)C * mult;
         const int64_t b = (rshift > 0 ? (INT64_C(1) << (rshift - 1)) : 0) - s1 * mult;
-        for (size_t c = 0; c < C; c++) {
+        c0 = 0;
+#if QK_X86
+        if (unit && qk__level() >= QK_LEVEL_AVX512)
+            c0 = qk__ln16_out_avx512(xr, C, a, b, rshift, p->gamma, p->beta, shift, yr);
+        else if (unit && qk__level() >= QK_LEVEL_AVX2)
+            c0 = qk__ln16_out_avx2(xr, C, a, b, rshift, p->gamma, p->beta, shift, yr);
+#endif
+        for (size_t c = c0; c < C; c++) {
             const int64_t z = ((int64_t)xr[c] * a + b) >> rshift;
             const int64_t acc = z * ((int64_t)p->gamma[c] * p->gamma_multiplier) +
                                 p->beta[c] * p->beta_multiplier + oround;

@@ -4,6 +4,7 @@
  * include guard: it is included once per ISA. The AVX-512-only output stage for F in [32, 52] (int32 lanes and a
  * two-source permute) stays in layernorm.c. Every loop gives the scalar loop's integers. */
 #include "elementwise/simd_v.h"
+#include "elementwise/simd_r64.h"
 
 /* int16 lanes: 16 (AVX2) or 32 (AVX-512) channels a step */
 #define QK__LN_L16 (2 * QK_V_LANES)
@@ -128,4 +129,59 @@ QK_V_TARGET static int32_t QK__N(qk__ln_output_)(const qk_layernorm_params *p,
 }
 
 #undef QK__LN_POW2
+
+/* ---- int16 in, int16 out (qk_layernorm_s16_s16_exact) ---------------------------------------- */
+/* S1 and S2 of an int16 row over [0, n & ~(lanes - 1)): _mm*_madd_epi16 pairs. S1's pairs
+ * (|x0 + x1| <= 2^16) add up in int32 lanes (at most 1024 steps of 2^16 a lane: C <= 32768);
+ * a pair of squares x0^2 + x1^2 <= 2^31 is read as unsigned 32 bits (the signed madd wraps only
+ * at 2^31 itself, whose bits are 2^31 unsigned) and widened to int64 lanes before it is added.
+ * Returns the channels done. */
+QK_V_TARGET static size_t QK__N(qk__ln16_sums_)(const int16_t *x, size_t n, int64_t *s1,
+                                               int64_t *s2) {
+    const size_t nl = n & ~(size_t)(QK__LN_L16 - 1);
+    QK_V a1 = QK_V_SET1(0);
+    QK_R64 a2 = QK_R64_SET1(0);
+    const QK_V one = QK_V_SET1_16(1);
+    for (size_t c = 0; c < nl; c += QK__LN_L16) {
+        const QK_V v = QK_V_LOAD(x + c);
+        a1 = QK_V_ADD(a1, QK_V_MADD16(v, one));
+        const QK_V sq = QK_V_MADD16(v, v);
+        a2 = QK_R64_ADD(a2, QK__SEL(_mm256_cvtepu32_epi64(_mm256_castsi256_si128(sq)),
+                                    _mm512_cvtepu32_epi64(_mm512_castsi512_si256(sq))));
+        a2 = QK_R64_ADD(a2, QK__SEL(_mm256_cvtepu32_epi64(_mm256_extracti128_si256(sq, 1)),
+                                    _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(sq, 1))));
+    }
+    int32_t b1[QK_V_LANES];
+    int64_t b2[QK_R64_LANES];
+    QK_V_STORE(b1, a1);
+    QK__SEL(_mm256_storeu_si256((__m256i *)b2, a2), _mm512_storeu_si512((void *)b2, a2));
+    for (int l = 0; l < QK_V_LANES; l++) *s1 += b1[l];
+    for (int l = 0; l < QK_R64_LANES; l++) *s2 += b2[l];
+    return nl;
+}
+
+/* The output stage of an int16 row over [0, n & ~(lanes - 1)) (exact method, G_i = gamma_i and
+ * B_i = beta_i: multipliers 1): z = (x a + b) >> rshift with a = a1 2^24 + a0 (a < 2^47: two
+ * exact products of int32 dwords, |x a| < 2^62), acc = z G + B + 2^(F-1) (|z| < 2^24: one
+ * product), y = clamp(acc >> F) to int16. Returns the channels done. */
+QK_V_TARGET static size_t QK__N(qk__ln16_out_)(const int16_t *x, size_t n, int64_t a, int64_t b,
+                                              int rshift, const int32_t *g, const int64_t *bb,
+                                              int shift, int16_t *y) {
+    const QK_R64 a0 = QK_R64_SET1(a & 0xFFFFFF), a1 = QK_R64_SET1(a >> 24);
+    const QK_R64 vb = QK_R64_SET1(b), rnd = QK_R64_SET1(INT64_C(1) << (shift - 1));
+    const QK_R64 lo = QK_R64_SET1(INT16_MIN), hi = QK_R64_SET1(INT16_MAX);
+    size_t c = 0;
+    for (; c + QK_R64_LANES <= n; c += QK_R64_LANES) {
+        const QK_R64 v = QK_R64_FROM16(x + c);
+        QK_R64 t = QK_R64_ADD(QK_R64_MUL32(v, a0), vb);
+        t = QK_R64_ADD(t, QK__SEL(_mm256_slli_epi64, _mm512_slli_epi64)(QK_R64_MUL32(v, a1), 24));
+        const QK_R64 z = rshift > 0 ? QK__N(qk__r64_sra_)(t, rshift) : t;
+        const QK_R64 bv = QK__SEL(_mm256_loadu_si256((const __m256i *)(bb + c)),
+                                  _mm512_loadu_si512((const void *)(bb + c)));
+        QK_R64 acc = QK_R64_ADD(QK_R64_ADD(QK_R64_MUL32(z, QK_R64_FROM32(g + c)), bv), rnd);
+        acc = QK__N(qk__r64_clamp_)(QK__N(qk__r64_sra_)(acc, shift), lo, hi);
+        QK__N(qk__r64_store16_)(y + c, acc);
+    }
+    return c;
+}
 #undef QK__LN_L16

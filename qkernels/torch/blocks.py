@@ -578,7 +578,7 @@ class ResidualLayerNorm:
         """The integer LayerNorm of the LayerNorm input ``q`` (PTF uint8 -> int8, or int16 ->
         int16: :func:`qkernels.ptf.layernorm_s16`)."""
         if self.wide:
-            return qk.ptf.layernorm_s16(q, self.ln)
+            return qk.ptf.layernorm_s16(q, self.ln, threads=threads)
         return qk.ptf_layernorm(q, self.ln, threads=threads)
 
     def __call__(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
@@ -640,7 +640,7 @@ class LayerNorm:
 
     def norm(self, q: np.ndarray, threads: int) -> np.ndarray:
         if self.wide:
-            return qk.ptf.layernorm_s16(q, self.ln)
+            return qk.ptf.layernorm_s16(q, self.ln, threads=threads)
         return qk.ptf_layernorm(q, self.ln, threads=threads)
 
     def __call__(self, x: np.ndarray, threads: int) -> np.ndarray:
