@@ -159,28 +159,31 @@ _KEEP: List[object] = []   # the transformer rows' swap contexts, open while the
 
 def rows_transformers(qk, np) -> Dict[str, Callable[[], object]]:
     """MiniLM (all-MiniLM-L6-v2, offline package) at sequence 128, batch 1, swapped whole for
-    the integer blocks (scripts/bench_int_transformers.py's model and input), 1 and 2 threads;
-    vit_b_16 (random weights, 224x224) the same way, 1 thread."""
+    the integer blocks (scripts/bench_int_transformers.py's model and input), static and token
+    rows (``QuantConfig(token_rows=True)``), 1 and 2 threads; vit_b_16 (random weights, 224x224)
+    the same way, 1 thread."""
     import contextlib
 
     import torch
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from bench_int_transformers import _minilm
-    from qkernels.torch import TRANSFORMER_OPS, swap
+    from qkernels.torch import TRANSFORMER_OPS, QuantConfig, swap
 
     out: Dict[str, Callable[[], object]] = {}
-    for t in (1, 2):
-        net, call, enc = _minilm()
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.no_grad())
-        stack.enter_context(swap(net, [enc], ops=TRANSFORMER_OPS, threads=t))
-        _KEEP.append(stack)
+    for rows, tag in ((False, ""), (True, ", token rows")):
+        for t in (1, 2):
+            net, call, enc = _minilm()
+            stack = contextlib.ExitStack()
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(swap(net, [enc], ops=TRANSFORMER_OPS, threads=t,
+                                     config=QuantConfig(token_rows=True) if rows else None))
+            _KEEP.append(stack)
 
-        def run(call=call, net=net, t=t) -> object:
-            torch.set_num_threads(t)
-            return call(net)
-        out[f"MiniLM integer blocks s128 b1 t{t}"] = run
+            def run(call=call, net=net, t=t) -> object:
+                torch.set_num_threads(t)
+                return call(net)
+            out[f"MiniLM integer blocks{tag} s128 b1 t{t}"] = run
     from bench_int_transformers import _vit
     net, call, x = _vit()
     stack = contextlib.ExitStack()
