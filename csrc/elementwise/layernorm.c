@@ -615,15 +615,22 @@ typedef struct {
     const qk_layernorm_params *p;
     const uint8_t *q;
     int8_t *y;
+    const int16_t *x16; /* int16 rows (qk_layernorm_s16_s16_exact) instead of q and y */
+    int16_t *y16;
     size_t tokens;
     int sole;
 } qk__ln_split;
+
+static void qk__ln16_rows(const qk_layernorm_params *p, const int16_t *x, size_t tokens,
+                          int16_t *y);
 
 static void qk__ln_jobs(void *ctx, size_t j0, size_t j1) {
     const qk__ln_split *s = (const qk__ln_split *)ctx;
     const size_t C = (size_t)s->p->channels, t0 = j0 * QK__LN_JOB_TOKENS;
     const size_t t1 = j1 * QK__LN_JOB_TOKENS < s->tokens ? j1 * QK__LN_JOB_TOKENS : s->tokens;
-    if (s->sole)
+    if (s->x16 != NULL)
+        qk__ln16_rows(s->p, s->x16 + t0 * C, t1 - t0, s->y16 + t0 * C);
+    else if (s->sole)
         qk__ln_rows(s->p, s->q + t0 * C, t1 - t0, s->y + t0 * C, 1);
     else
         qk__ln_rows(s->p, s->q + t0 * C, t1 - t0, s->y + t0 * C, 0);
@@ -645,7 +652,7 @@ static qk_status qk__ln_run(const qk_layernorm_params *p, const uint8_t *q, size
             qk__ln_rows(p, q, tokens, y, 0);
         return QK_OK;
     }
-    const qk__ln_split s = {p, q, y, tokens, sole};
+    const qk__ln_split s = {p, q, y, NULL, NULL, tokens, sole};
     qk__parallel(njobs, threads, qk__ln_jobs, (void *)&s);
     return QK_OK;
 }
@@ -739,20 +746,6 @@ static void qk__ln16_rows(const qk_layernorm_params *p, const int16_t *x, size_t
     }
 }
 
-typedef struct {
-    const qk_layernorm_params *p;
-    const int16_t *x;
-    int16_t *y;
-    size_t tokens;
-} qk__ln16_split;
-
-static void qk__ln16_jobs(void *ctx, size_t j0, size_t j1) {
-    const qk__ln16_split *s = (const qk__ln16_split *)ctx;
-    const size_t C = (size_t)s->p->channels, t0 = j0 * QK__LN_JOB_TOKENS;
-    const size_t t1 = j1 * QK__LN_JOB_TOKENS < s->tokens ? j1 * QK__LN_JOB_TOKENS : s->tokens;
-    qk__ln16_rows(s->p, s->x + t0 * C, t1 - t0, s->y + t0 * C);
-}
-
 qk_status qk_layernorm_s16_s16_exact(const qk_layernorm_params *p, const int16_t *x,
                                      size_t tokens, int16_t *y, int threads) {
     const qk_status st = qk__ln_check(p, (const uint8_t *)x, tokens, y);
@@ -766,7 +759,7 @@ qk_status qk_layernorm_s16_s16_exact(const qk_layernorm_params *p, const int16_t
         qk__ln16_rows(p, x, tokens, y);
         return QK_OK;
     }
-    const qk__ln16_split s = {p, x, y, tokens};
-    qk__parallel(njobs, threads, qk__ln16_jobs, (void *)&s);
+    const qk__ln_split s = {p, NULL, NULL, x, y, tokens, 0};
+    qk__parallel(njobs, threads, qk__ln_jobs, (void *)&s);
     return QK_OK;
 }

@@ -207,7 +207,7 @@ def test_row_rescale_fused_equals_python_integers():
 
 def test_row_steps_threads_agree():
     rng = np.random.default_rng(12)
-    d = _rows(rng, 600, 384, np.int32)
+    d = _rows(rng, 1000, 384, np.int32)   # above the kernels' 2^18-element threshold of 2 threads
     one = T.row_quantize(d, threads=1)
     two = T.row_quantize(d, threads=2)
     assert all(np.array_equal(a, b) for a, b in zip(one, two))
@@ -218,7 +218,7 @@ def test_row_steps_threads_agree():
     tab = T.row_rescale_params(3)
     assert np.array_equal(T.row_rescale(raw, j, e, tab, threads=1, **kw),
                           T.row_rescale(raw, j, e, tab, threads=2, **kw))
-    x16 = _rows(rng, 600, 384, np.int16)
+    x16 = _rows(rng, 1000, 384, np.int16)
     ln = qk.prepare_layernorm(qk.PTFParams(1e-3, np.zeros(384, np.int32), 0),
                               rng.normal(size=384), rng.normal(size=384), out_scale=1e-3)
     assert np.array_equal(layernorm_s16(x16, ln, threads=1), layernorm_s16(x16, ln, threads=2))
