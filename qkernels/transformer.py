@@ -31,6 +31,7 @@ of Log2Exp's bracket.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -50,10 +51,19 @@ DTypeLike = Any
 #: The preset names qmatmul takes: the presets of a requantized integer product, and "torch"
 #: (PyTorch's float path). A :class:`~qkernels.presets.Preset` object is taken too.
 MATMUL_PRESETS = ("onnxruntime", "tflite", "pow2", "torch")
-SOFTMAX_METHODS = ("ibert", "sole", "lut")
-SOFTMAX_OUTPUTS = ("uint8", "log2")
+SOFTMAX_METHODS = ("ibert", "sole", "lut", "exp2")
+SOFTMAX_OUTPUTS = ("uint8", "log2", "rowmax")
 SOLE_ROUNDINGS = ("floor", "round")
-GELU_METHODS = ("ibert", "lut")
+GELU_METHODS = ("ibert", "lut", "interp")
+#: method="interp": the int32 input requantized to the grid 2^-GELU_GRID_BITS, a table of
+#: GELU at 2^GELU_TABLE_BITS points a unit on [-GELU_TABLE_RANGE, GELU_TABLE_RANGE], linear
+#: interpolation between them (qkernels.h, qk_gelu_interp).
+GELU_GRID_BITS = 16
+GELU_TABLE_BITS = 6
+GELU_TABLE_RANGE = 8
+#: method="exp2": the fraction bits of z = (max - x) S log2(e) (a 2^EXP2_FRAC_BITS-entry table of
+#: 2^-f, Q15) (qkernels.h, qk_softmax_exp2).
+EXP2_FRAC_BITS = 10
 #: Scale of the uint8 softmax output (I-BERT's output_bit = 8, TFLite's uint8 softmax).
 SOFTMAX_OUT_SCALE = 1.0 / 256.0
 #: SOLE's ALDivision constants (1 / (1 + f) for f < 1/2 and f >= 1/2) and their 8-bit forms.
@@ -332,11 +342,35 @@ class SoftmaxParams:
     sole_shift: Optional[np.ndarray] = None
     sole_round: Optional[np.ndarray] = None
     lut: Optional[np.ndarray] = None
+    exp2_mult: int = 0
+    exp2_shift: int = 0
+    exp2_cap: int = 0
+    exp2_table: Optional[np.ndarray] = None
 
     @property
     def out_scale(self) -> float:
-        """Scale of the uint8 output: 1/256."""
-        return SOFTMAX_OUT_SCALE
+        """Scale of the uint8 output: 1/256 (``output="rowmax"``: 1/255 of the row maximum's
+        exponential, the row's own scale; normalise by the row sum)."""
+        return SOFTMAX_OUT_SCALE if self.output != "rowmax" else 1.0 / 255.0
+
+
+def _exp2_consts(s: float) -> Tuple[int, int, int, np.ndarray]:
+    """method="exp2": ``z = RHU(d M / 2^E)`` ~ ``d S log2(e) 2^K``, the cap ``D`` (``d >= D``
+    gives z >= 17 2^K, an exponential below 2^-17: output 0) and the Q15 table of ``2^(-f/2^K)``."""
+    k = EXP2_FRAC_BITS
+    m, e = _rhaz_mantissa(np.float64(s) * math.log2(math.e) * 2.0 ** k, 31)
+    m, e = int(m), int(e)
+    if not 1 <= e <= 62:
+        raise ValueError(f"x_scale={s:.6g} is outside the exp2 softmax's fixed-point range "
+                         f"(x_scale log2(e) 2^{k} must be in [2^-31, 2^30))")
+    cap = -((-(17 << (k + e))) // m)          # ceil(17 2^(K+E) / M)
+    if cap > 2 ** 31 - 1:
+        raise ValueError(f"x_scale={s:.6g} is too small for the exp2 softmax: a score difference "
+                         f"of 2^31 steps must reach exp(-12) (x_scale above about 5.5e-9)")
+    f = np.arange(1 << k, dtype=np.float64)
+    table = np.floor(32768.0 * np.exp2(-f / (1 << k)) + 0.5).astype(np.int32)
+    table.setflags(write=False)
+    return m, e, cap, table
 
 
 def _ibert_softmax_consts(s: np.ndarray) -> Tuple[np.ndarray, ...]:
@@ -366,10 +400,17 @@ def prepare_softmax(x_scale: ArrayLike, *, method: str = "ibert", output: str = 
       one ``w`` and the bit below it pick ``0.818`` or ``0.568``: ``p = C 2^-(k + w - 16)``.
     - ``"lut"`` (8-bit input only): ``V = round(2^15 exp(-(max - x) S))`` from a 256-entry
       table, I-BERT's normalization with rounding.
+    - ``"exp2"`` (``output="rowmax"``, one ``x_scale``): the row's exponentials scaled so the
+      row maximum is 255, rounded: ``d = max - x``, ``z = RHU(d M / 2^E)`` (``M / 2^E ~ S log2(e)
+      2^10``), ``P = RHU(255 T[z mod 2^10] / 2^(15 + floor(z / 2^10)))`` with ``T[f] =
+      RNE(2^15 2^(-f/2^10))``; 0 where ``d >= cap`` (the exponential is below 2^-17). No division:
+      ``P`` is ``exp(x - max)`` on the step 1/255, the row's probabilities up to the row's factor;
+      the consumer normalises by the row sum (``P V / sum_j P``, exact and scale-free).
 
     ``output="uint8"``: probabilities of scale 1/256 (``out_scale``), 255 at most (a power of two:
     ``P V`` requantizes with a shift; only p = 1 saturates, to 255/256). ``output="log2"``
     (``sole`` only): the exponent ``e`` per element and the row's ALDivision bit.
+    ``output="rowmax"`` (``exp2`` only): unnormalised uint8 exponentials, the row maximum 255.
 
     Example:
         >>> import qkernels
@@ -382,8 +423,17 @@ def prepare_softmax(x_scale: ArrayLike, *, method: str = "ibert", output: str = 
     if output == "log2" and method != "sole":
         raise ValueError("output='log2' is SOLE's form (method='sole'); ibert and lut write "
                          "uint8 probabilities")
+    if (output == "rowmax") != (method == "exp2"):
+        raise ValueError("method='exp2' writes output='rowmax' (the row's exponentials, its "
+                         "maximum at 255), and only it does")
     rnd = _choice(rounding, SOLE_ROUNDINGS, "rounding") if method == "sole" else None
     s = _scales(x_scale, "x_scale")
+    if method == "exp2":
+        if s.ndim != 0:
+            raise ValueError("method 'exp2' takes one x_scale (a scalar)")
+        m, e, cap, table = _exp2_consts(float(s))
+        return SoftmaxParams("exp2", output, None, s, exp2_mult=m, exp2_shift=e, exp2_cap=cap,
+                             exp2_table=table)
     if method == "ibert":
         x0, b, c = _ibert_softmax_consts(s)
         bad = ~((c >= 1) & (c <= 2.0 ** 31 - 1) & (-x0 * (-x0 + b) + c < 2.0 ** 32))
@@ -455,6 +505,14 @@ def qsoftmax(x: ArrayLike, params: SoftmaxParams, *,
         raise TypeError(f"params must be SoftmaxParams (qkernels.prepare_softmax), got "
                         f"{type(params).__name__}")
     a = _softmax_input(x, params)
+    if params.method == "exp2":
+        C.check_out(out, a.shape, np.dtype(np.uint8))
+        if a.size == 0:
+            return np.empty(a.shape, np.uint8) if out is None else out
+        y = out if (out is not None and out.flags.c_contiguous) else np.empty(a.shape, np.uint8)
+        _core._softmax_exp2(np.ascontiguousarray(a), params.exp2_mult, params.exp2_shift,
+                            params.exp2_cap, params.exp2_table, y)
+        return _finish(y, out)
     if params.output == "log2":
         if out is not None:
             raise ValueError("out= is not supported with output='log2' (two outputs)")
@@ -486,7 +544,8 @@ def qsoftmax(x: ArrayLike, params: SoftmaxParams, *,
 
 def softmax_dequantize(y: Union[np.ndarray, Tuple[np.ndarray, np.ndarray]],
                        params: SoftmaxParams) -> np.ndarray:
-    """The float probabilities of a :func:`qsoftmax` result (float64).
+    """The float probabilities of a :func:`qsoftmax` result (float64; ``output="rowmax"``: the
+    row's values over their sum).
 
     Example:
         >>> import numpy as np, qkernels
@@ -497,6 +556,9 @@ def softmax_dequantize(y: Union[np.ndarray, Tuple[np.ndarray, np.ndarray]],
         e, bit = y
         c = np.where(np.asarray(bit)[..., None] != 0, SOLE_CONSTANTS[1], SOLE_CONSTANTS[0])
         return c * np.ldexp(1.0, -np.asarray(e, np.int64))
+    if params.output == "rowmax":
+        v = np.asarray(y, np.float64)
+        return v / v.sum(axis=-1, keepdims=True)
     return np.asarray(y, np.float64) * SOFTMAX_OUT_SCALE
 
 
@@ -526,6 +588,8 @@ class GeluParams:
     rshift: Optional[np.ndarray] = None
     raw_scale: Optional[np.ndarray] = None
     table: Optional[np.ndarray] = None
+    in_multiplier: Optional[np.ndarray] = None
+    in_rshift: Optional[np.ndarray] = None
 
     @property
     def channels(self) -> int:
@@ -567,6 +631,13 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
       uint8/int8/int32.
     - ``"lut"``: ``table[q] = clamp(RNE(gelu((q - x_zp) S) / out_scale) + out_zp)`` for the 256
       values of ``x_dtype`` (uint8 or int8), exact erf GELU in double.
+    - ``"interp"`` (int32 input, zero point 0; ``x_scale`` and ``out_scale`` per channel or one):
+      ``u = sat32(RHU(x Mi / 2^Ei))`` on the grid ``2^-16`` (``Mi / 2^Ei ~ S 2^16``); ``g = 0``
+      for ``u <= -8 2^16``, ``g = u`` for ``u >= 8 2^16``, else with ``a = u + 8 2^16``,
+      ``i = a >> 10``, ``f = a mod 2^10``: ``g = T[i] + RHU((T[i+1] - T[i]) f / 2^10)``, ``T[i] =
+      RNE(2^16 gelu(i/64 - 8))`` (1025 entries, exact erf GELU in double); then ``y = clamp(RHU(g
+      M / 2^E) + out_zp)`` (``M / 2^E ~ 2^-16 / out_scale``). ``RHU(v / 2^e) = floor((v +
+      2^(e-1)) / 2^e)``. Error against GELU: below 2^-15 + 0.1 / 64^2 before the output rounding.
 
     Example:
         >>> import qkernels
@@ -575,6 +646,9 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
         (-2502, -6925073, -423)
     """
     _choice(method, GELU_METHODS, "method")
+    if method == "interp":
+        return _prepare_gelu_interp(x_scale, out_scale, out_zero_point, out_dtype, x_zero_point,
+                                    x_dtype)
     try:
         odt = np.dtype(out_dtype)
     except TypeError as exc:
@@ -647,6 +721,61 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
                       raw_scale=np.atleast_1d(raw).astype(np.float32))
 
 
+@functools.lru_cache(maxsize=1)
+def _gelu_interp_table() -> np.ndarray:
+    """The 1025 int32 GELU values of method "interp" (a constant, made once)."""
+    k = GELU_GRID_BITS - GELU_TABLE_BITS
+    n = 2 * GELU_TABLE_RANGE << GELU_TABLE_BITS
+    v = (np.arange(n + 1, dtype=np.float64) * 2.0 ** k - GELU_TABLE_RANGE * 2.0 ** GELU_GRID_BITS)
+    v = v / 2.0 ** GELU_GRID_BITS
+    g = 0.5 * v * (1.0 + np.array([math.erf(t / math.sqrt(2.0)) for t in v]))
+    t = np.rint(g * 2.0 ** GELU_GRID_BITS).astype(np.int32)
+    t.setflags(write=False)
+    return t
+
+
+def _prepare_gelu_interp(x_scale: ArrayLike, out_scale: ArrayLike, out_zero_point: int,
+                         out_dtype: DTypeLike, x_zero_point: int,
+                         x_dtype: DTypeLike) -> GeluParams:
+    try:
+        odt = np.dtype(out_dtype)
+    except TypeError as exc:
+        raise TypeError(f"out_dtype: not a dtype: {out_dtype!r}") from exc
+    if odt not in (np.uint8, np.int8, np.int32):
+        raise TypeError(f"out_dtype must be uint8, int8 or int32, got {odt}")
+    if x_dtype is not None and np.dtype(x_dtype) != np.int32:
+        raise TypeError(f"method 'interp' takes int32 input (a Linear's sums), got x_dtype "
+                        f"{np.dtype(x_dtype)}; for 8-bit input use method='lut'")
+    if C._int_scalar(x_zero_point, "x_zero_point") != 0:
+        raise ValueError("method 'interp' takes int32 input with x_zero_point 0")
+    oinfo = np.iinfo(odt)
+    ozp = C._int_scalar(out_zero_point, "out_zero_point")
+    if not oinfo.min <= ozp <= oinfo.max:
+        raise ValueError(f"out_zero_point={ozp} is outside {odt} [{oinfo.min}, {oinfo.max}]")
+    s = _scales(x_scale, "x_scale")
+    os_ = _scales(out_scale, "out_scale")
+    if s.ndim > 1 or os_.ndim > 1:
+        raise ValueError("x_scale and out_scale must be scalars or 1-D (per channel)")
+    if s.ndim == 1 and os_.ndim == 1 and s.size != os_.size:
+        raise ValueError(f"x_scale ({s.size} channels) and out_scale ({os_.size}) differ in "
+                         f"length")
+    n = max(s.size if s.ndim else 1, os_.size if os_.ndim else 1)
+    mi, ei = _rhaz_mantissa(np.broadcast_to(s.astype(np.float64), (n,)) * 2.0 ** GELU_GRID_BITS,
+                            31)
+    if ((ei < 1) | (ei > 62)).any():
+        raise ValueError("x_scale is outside the interp GELU's range (x_scale 2^16 must be in "
+                         "[2^-31, 2^30))")
+    mo, eo = _rhaz_mantissa(2.0 ** -GELU_GRID_BITS / np.broadcast_to(os_.astype(np.float64),
+                                                                      (n,)), 31)
+    if ((eo < 1) | (eo > 62)).any():
+        raise ValueError("out_scale is out of range for the interp GELU's output requantization "
+                         "(2^-16 / out_scale must be in [2^-31, 2^30))")
+    vec = lambda a: np.ascontiguousarray(a.astype(np.int32))  # noqa: E731
+    return GeluParams("interp", s, 0, float(os_) if os_.ndim == 0 else os_, ozp, odt,
+                      x_dtype=np.dtype(np.int32), multiplier=vec(mo), rshift=vec(eo),
+                      in_multiplier=vec(mi), in_rshift=vec(ei), table=_gelu_interp_table())
+
+
 def qgelu(x: ArrayLike, params: GeluParams, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Integer GELU with prepared :class:`GeluParams` (output of ``params.out_dtype``).
 
@@ -667,6 +796,8 @@ def qgelu(x: ArrayLike, params: GeluParams, *, out: Optional[np.ndarray] = None)
         raise TypeError(f"params must be GeluParams (qkernels.prepare_gelu), got "
                         f"{type(params).__name__}")
     a = np.asarray(x)
+    if params.method == "interp":
+        return _qgelu_interp(a, params, out)
     if params.method == "lut":
         if a.dtype != params.x_dtype:
             raise TypeError(f"x must be {params.x_dtype} (the table was prepared for it), got "
@@ -696,6 +827,23 @@ def qgelu(x: ArrayLike, params: GeluParams, *, out: Optional[np.ndarray] = None)
     except ValueError:
         _gelu_bound(params, a.dtype)
         raise
+    return _finish(y, out)
+
+
+def _qgelu_interp(a: np.ndarray, p: GeluParams, out: Optional[np.ndarray]) -> np.ndarray:
+    if a.dtype != np.int32:
+        raise TypeError(f"method 'interp' takes int32 input (a Linear's sums), got dtype "
+                        f"{a.dtype}")
+    ch = p.in_multiplier.size
+    if ch > 1 and (a.ndim < 1 or a.shape[-1] != ch):
+        raise ValueError(f"x has shape {a.shape}; its last axis must have {ch} channels (the "
+                         f"per-channel scales)")
+    C.check_out(out, a.shape, p.out_dtype)
+    oinfo = np.iinfo(p.out_dtype)
+    y = out if (out is not None and out.flags.c_contiguous) else np.empty(a.shape, p.out_dtype)
+    if a.size:
+        _core._gelu_interp(np.ascontiguousarray(a), p.in_multiplier, p.in_rshift, p.multiplier,
+                           p.rshift, p.table, p.out_zero_point, int(oinfo.min), int(oinfo.max), y)
     return _finish(y, out)
 
 

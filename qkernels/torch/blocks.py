@@ -80,6 +80,14 @@ CHANNEL_PERCENTILE = 90.0
 SOFTMAX_RENORM = True
 #: GELU outputs quantized with channel factors too (folded into BertOutput's dense weights).
 GELU_FACTORS = True
+#: The integer GELU of the blocks (qkernels.prepare_gelu's method, on the int32 sums of the FFN
+#: input Linear): "interp", the sums on a 2^-16 grid and a 1025-entry table with linear
+#: interpolation (I-BERT's "ibert" i-GELU cost NN agreement, BENCHMARKS.md).
+GELU_METHOD = "interp"
+#: The integer softmax of the blocks (qkernels.prepare_softmax's method): "exp2", the row's
+#: exponentials rounded on the step 1/255 of the row maximum (output "rowmax"), P V normalised
+#: by the integer row sums; "ibert": I-BERT's i-exp, floored uint8 probabilities.
+SOFTMAX_METHOD = "exp2"
 #: The fine int32 step of a token-rows tensor (the attention context, the GELU output:
 #: ``QuantConfig.token_rows``): its calibrated |max| over 2^FINE_BITS.
 FINE_BITS = 18
@@ -131,7 +139,7 @@ class BlockCalibration:
     """
 
     def __init__(self, targets: Dict[str, Tuple[str, torch.nn.Module]],
-                 observer: Callable[[], qk.Observer], softmax: str = "ibert") -> None:
+                 observer: Callable[[], qk.Observer], softmax: str = SOFTMAX_METHOD) -> None:
         self.targets = targets
         self.softmax = softmax
         self.observer = observer
@@ -637,7 +645,7 @@ class Intermediate:
     i-GELU on them with the per-channel accumulator scale, uint8 out."""
 
     def __init__(self, dense: torch.nn.Linear, x: ActQ, out: ActQ,
-                 method: str = "ibert") -> None:
+                 method: str = GELU_METHOD) -> None:
         self.x, self.out = x, out
         self.rows: Optional[RowLinear] = None
         if x.dtype in (np.int16, np.int32):   # dynamic rows
@@ -650,7 +658,7 @@ class Intermediate:
             acc_scale = self.lin.acc_scale(x.scale)
         # the int32 accumulators of the static form, their constants checked once
         self.acc = None if self.rows is not None else self.lin.int32(x, self.bias)
-        self.gelu = qk.prepare_gelu(acc_scale, method="ibert",
+        self.gelu = qk.prepare_gelu(acc_scale, method=method,
                                     out_scale=out.steps() if out.k is not None else out.scale,
                                     out_zero_point=out.zero_point,
                                     out_dtype=out.dtype)
@@ -697,7 +705,7 @@ class Attention:
     """Self-attention in integers (BertSelfAttention): see the module docstring."""
 
     def __init__(self, mod: torch.nn.Module, x: ActQ, q: ActQ, k: ActQ, v: ActQ, out: ActQ,
-                 softmax: str = "ibert") -> None:
+                 softmax: str = SOFTMAX_METHOD) -> None:
         if isinstance(mod, torch.nn.MultiheadAttention):
             self.heads = int(mod.num_heads)
             self.d = int(mod.embed_dim) // self.heads
@@ -727,7 +735,8 @@ class Attention:
             self.lv = IntLinear(lins[2], x.k).prepared(x, v)
         scaling = float(getattr(mod, "scaling", self.d ** -0.5))
         self.score_scale = float(F32(F32(q.scale) * F32(k.scale)) * F32(scaling))
-        self.softmax = qk.prepare_softmax(self.score_scale, method=softmax)
+        self.softmax = qk.prepare_softmax(self.score_scale, method=softmax,
+                                          output="rowmax" if softmax == "exp2" else "uint8")
         m, sh = qk.quantize_multiplier(np.float64(F32(qk.transformer.SOFTMAX_OUT_SCALE *
                                                       v.scale)) / out.scale)
         self.pv_mult, self.pv_shift = int(m), int(sh)
@@ -767,7 +776,7 @@ class Attention:
         if keep is not None:
             scores = np.where(np.broadcast_to(keep, scores.shape), scores, np.int32(I32_MIN))
         p = qk.qsoftmax(scores, self.softmax)
-        if SOFTMAX_RENORM:
+        if SOFTMAX_RENORM or self.softmax.output == "rowmax":
             ctx = self._pv_renorm(p, v, threads)
         else:
             ctx = qk.qmatmul(p, v, a_scale=qk.transformer.SOFTMAX_OUT_SCALE,
