@@ -185,3 +185,51 @@ def requant_shift(acc, n, rounding):
             q += rem > half or (rem == half and v >= 0)
         out[idx] = q
     return out
+
+
+# ---- GELU by table and linear interpolation (qkernels.h qk_gelu_interp) ----------------------
+def rhu_shift(v, e):
+    """floor((v + 2^(e-1)) / 2^e), elementwise on int64 arrays (e >= 1, may be an array)."""
+    v = np.asarray(v, np.int64)
+    e = np.asarray(e, np.int64)
+    return (v + (np.int64(1) << (e - 1))) >> e
+
+
+def gelu_interp_table():
+    """RNE(2^16 gelu(i/64 - 8)), i = 0..1024, the exact erf GELU in double."""
+    out = []
+    for i in range(1025):
+        v = i / 64.0 - 8.0
+        out.append(round(0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))) * 65536.0))
+    return np.array(out, np.int64)
+
+
+def gelu_interp(x, in_mult, in_shift, mult, shift, out_zp, lo, hi, table=None):
+    """qk_gelu_interp's statement, in int64 (channels along the last axis)."""
+    t = gelu_interp_table() if table is None else np.asarray(table, np.int64)
+    x = np.asarray(x).astype(np.int64)
+    u = np.clip(rhu_shift(x * np.asarray(in_mult, np.int64), in_shift), -2 ** 31, 2 ** 31 - 1)
+    big = 8 << 16
+    a = np.clip(u + big, 0, 2 * big - 1)
+    i, f = a >> 10, a & 1023
+    g = t[i] + rhu_shift((t[i + 1] - t[i]) * f, 10)
+    g = np.where(u <= -big, 0, np.where(u >= big, u, g))
+    y = rhu_shift(g * np.asarray(mult, np.int64), shift) + out_zp
+    return np.clip(y, lo, hi)
+
+
+# ---- the row-max exp2 softmax (qkernels.h qk_softmax_exp2) -------------------------------------
+def exp2_table():
+    """RNE(2^15 2^(-f/1024)), f = 0..1023."""
+    return np.array([round(32768.0 * 2.0 ** (-f / 1024.0)) for f in range(1024)], np.int64)
+
+
+def softmax_exp2(x, mult, shift, cap, table=None):
+    """qk_softmax_exp2's statement on the rows of x (last axis), in int64: uint8."""
+    t = exp2_table() if table is None else np.asarray(table, np.int64)
+    x = np.asarray(x).astype(np.int64)
+    d = x.max(axis=-1, keepdims=True) - x
+    z = rhu_shift(np.minimum(d, cap) * mult, shift)
+    k = np.minimum(z >> 10, 40)
+    p = (255 * t[z & 1023] + (np.int64(1) << (14 + k))) >> (15 + k)
+    return np.where((d >= cap) | (k > 16), 0, p).astype(np.uint8)
