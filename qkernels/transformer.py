@@ -55,14 +55,14 @@ SOFTMAX_METHODS = ("ibert", "sole", "lut", "exp2")
 SOFTMAX_OUTPUTS = ("uint8", "log2", "rowmax")
 SOLE_ROUNDINGS = ("floor", "round")
 GELU_METHODS = ("ibert", "lut", "interp")
-#: method="interp": the int32 input requantized to the grid 2^-GELU_GRID_BITS, a table of
-#: GELU at 2^GELU_TABLE_BITS points a unit on [-GELU_TABLE_RANGE, GELU_TABLE_RANGE], linear
-#: interpolation between them (qkernels.h, qk_gelu_interp).
+#: method="interp": the int32 input requantized to the grid 2^-GELU_GRID_BITS, gelu(x) = max(x, 0)
+#: - h(|x|) with h(t) = t Q(t) in GELU_SEGMENTS quadratic segments of 2^(GELU_SEGMENT_BITS -
+#: GELU_GRID_BITS) on [0, 6) (qkernels.h, qk_gelu_interp).
 GELU_GRID_BITS = 16
-GELU_TABLE_BITS = 6
-GELU_TABLE_RANGE = 8
-#: method="exp2": the fraction bits of z = (max - x) S log2(e) (a 2^EXP2_FRAC_BITS-entry table of
-#: 2^-f, Q15) (qkernels.h, qk_softmax_exp2).
+GELU_SEGMENT_BITS = 12
+GELU_SEGMENTS = 96
+#: method="exp2": the fraction bits of z = (max - x) S log2(e) (2^-f, Q15, as the product of two
+#: 32-entry tables) (qkernels.h, qk_softmax_exp2).
 EXP2_FRAC_BITS = 10
 #: Scale of the uint8 softmax output (I-BERT's output_bit = 8, TFLite's uint8 softmax).
 SOFTMAX_OUT_SCALE = 1.0 / 256.0
@@ -356,7 +356,8 @@ class SoftmaxParams:
 
 def _exp2_consts(s: float) -> Tuple[int, int, int, np.ndarray]:
     """method="exp2": ``z = RHU(d M / 2^E)`` ~ ``d S log2(e) 2^K``, the cap ``D`` (``d >= D``
-    gives z >= 17 2^K, an exponential below 2^-17: output 0) and the Q15 table of ``2^(-f/2^K)``."""
+    gives z >= 17 2^K, an exponential below 2^-17: output 0) and the two 32-entry Q15 tables of
+    ``2^(-j/32)`` and ``2^(-j/1024)``."""
     k = EXP2_FRAC_BITS
     m, e = _rhaz_mantissa(np.float64(s) * math.log2(math.e) * 2.0 ** k, 31)
     m, e = int(m), int(e)
@@ -367,8 +368,8 @@ def _exp2_consts(s: float) -> Tuple[int, int, int, np.ndarray]:
     if cap > 2 ** 31 - 1:
         raise ValueError(f"x_scale={s:.6g} is too small for the exp2 softmax: a score difference "
                          f"of 2^31 steps must reach exp(-12) (x_scale above about 5.5e-9)")
-    f = np.arange(1 << k, dtype=np.float64)
-    table = np.floor(32768.0 * np.exp2(-f / (1 << k)) + 0.5).astype(np.int32)
+    j = np.arange(32, dtype=np.float64)
+    table = np.rint(32768.0 * np.exp2(-np.concatenate([j / 32, j / 1024]))).astype(np.int32)
     table.setflags(write=False)
     return m, e, cap, table
 
@@ -402,8 +403,9 @@ def prepare_softmax(x_scale: ArrayLike, *, method: str = "ibert", output: str = 
       table, I-BERT's normalization with rounding.
     - ``"exp2"`` (``output="rowmax"``, one ``x_scale``): the row's exponentials scaled so the
       row maximum is 255, rounded: ``d = max - x``, ``z = RHU(d M / 2^E)`` (``M / 2^E ~ S log2(e)
-      2^10``), ``P = RHU(255 T[z mod 2^10] / 2^(15 + floor(z / 2^10)))`` with ``T[f] =
-      RNE(2^15 2^(-f/2^10))``; 0 where ``d >= cap`` (the exponential is below 2^-17). No division:
+      2^10``), ``f = z mod 2^10``, ``e = RHU(T[f >> 5] T[32 + f mod 32] / 2^15)`` with ``T[j] =
+      RNE(2^15 2^(-j/32))``, ``T[32 + j] = RNE(2^15 2^(-j/1024))``, ``P = RHU(255 e / 2^(15 +
+      floor(z / 2^10)))``; 0 where ``d >= cap`` (the exponential is below 2^-17). No division:
       ``P`` is ``exp(x - max)`` on the step 1/255, the row's probabilities up to the row's factor;
       the consumer normalises by the row sum (``P V / sum_j P``, exact and scale-free).
 
@@ -632,12 +634,15 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
     - ``"lut"``: ``table[q] = clamp(RNE(gelu((q - x_zp) S) / out_scale) + out_zp)`` for the 256
       values of ``x_dtype`` (uint8 or int8), exact erf GELU in double.
     - ``"interp"`` (int32 input, zero point 0; ``x_scale`` and ``out_scale`` per channel or one):
-      ``u = sat32(RHU(x Mi / 2^Ei))`` on the grid ``2^-16`` (``Mi / 2^Ei ~ S 2^16``); ``g = 0``
-      for ``u <= -8 2^16``, ``g = u`` for ``u >= 8 2^16``, else with ``a = u + 8 2^16``,
-      ``i = a >> 10``, ``f = a mod 2^10``: ``g = T[i] + RHU((T[i+1] - T[i]) f / 2^10)``, ``T[i] =
-      RNE(2^16 gelu(i/64 - 8))`` (1025 entries, exact erf GELU in double); then ``y = clamp(RHU(g
-      M / 2^E) + out_zp)`` (``M / 2^E ~ 2^-16 / out_scale``). ``RHU(v / 2^e) = floor((v +
-      2^(e-1)) / 2^e)``. Error against GELU: below 2^-15 + 0.1 / 64^2 before the output rounding.
+      ``gelu(x) = max(x, 0) - h(|x|)``, ``h(t) = t Q(t)`` (Q the normal tail) in 96 quadratic
+      segments of 1/16 on [0, 6): ``u = clamp(RHU(x Mi / 2^Ei), +-(2^31 - 1))`` on the grid
+      ``2^-16`` (``Mi / 2^Ei ~ S 2^16``), ``t = |u|``, ``i = t >> 12``, ``f = t mod 2^12``,
+      ``w = floor(f (f - 2^12) / 2^12)``, ``h = A[i] + RHU((B[i] f + C[i] w) / 2^12)`` (0 from
+      ``t = 6 2^16``), ``g = max(u, 0) - h``, ``y = clamp(RHU(g M / 2^E) + out_zp)`` (``M / 2^E
+      ~ 2^-16 / out_scale``); ``A, B, C`` the quadratic through each segment's ends and middle
+      (exact erfc in double, rounded). ``RHU(v / 2^e) = floor((v + 2^(e-1)) / 2^e)``. Error of
+      ``g`` against GELU below ``4 2^-16`` before the output rounding. No gather: the tables sit
+      in AVX-512 registers.
 
     Example:
         >>> import qkernels
@@ -723,15 +728,18 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
 
 @functools.lru_cache(maxsize=1)
 def _gelu_interp_table() -> np.ndarray:
-    """The 1025 int32 GELU values of method "interp" (a constant, made once)."""
-    k = GELU_GRID_BITS - GELU_TABLE_BITS
-    n = 2 * GELU_TABLE_RANGE << GELU_TABLE_BITS
-    v = (np.arange(n + 1, dtype=np.float64) * 2.0 ** k - GELU_TABLE_RANGE * 2.0 ** GELU_GRID_BITS)
-    v = v / 2.0 ** GELU_GRID_BITS
-    g = 0.5 * v * (1.0 + np.array([math.erf(t / math.sqrt(2.0)) for t in v]))
-    t = np.rint(g * 2.0 ** GELU_GRID_BITS).astype(np.int32)
-    t.setflags(write=False)
-    return t
+    """The 3 x 96 int32 segment constants A, B, C of method "interp" (a constant, made once)."""
+    def h(t: float) -> float:            # t Q(t), Q the normal tail (exact erfc, double)
+        return 0.5 * t * math.erfc(t / math.sqrt(2.0))
+    d = 2.0 ** (GELU_SEGMENT_BITS - GELU_GRID_BITS)
+    u = 2.0 ** GELU_GRID_BITS
+    t = [i * d for i in range(GELU_SEGMENTS)]
+    a = [h(v) * u for v in t]
+    b = [(h(v + d) - h(v)) * u for v in t]
+    c = [(2 * h(v) + 2 * h(v + d) - 4 * h(v + d / 2)) * u for v in t]
+    out = np.rint(np.array([a, b, c], np.float64)).astype(np.int32).reshape(-1)
+    out.setflags(write=False)
+    return out
 
 
 def _prepare_gelu_interp(x_scale: ArrayLike, out_scale: ArrayLike, out_zero_point: int,
@@ -843,7 +851,8 @@ def _qgelu_interp(a: np.ndarray, p: GeluParams, out: Optional[np.ndarray]) -> np
     y = out if (out is not None and out.flags.c_contiguous) else np.empty(a.shape, p.out_dtype)
     if a.size:
         _core._gelu_interp(np.ascontiguousarray(a), p.in_multiplier, p.in_rshift, p.multiplier,
-                           p.rshift, p.table, p.out_zero_point, int(oinfo.min), int(oinfo.max), y)
+                           p.rshift, p.table, p.out_zero_point, int(oinfo.min), int(oinfo.max),
+                           y)
     return _finish(y, out)
 
 

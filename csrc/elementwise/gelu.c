@@ -390,30 +390,30 @@ static int qk__igelu_fc_set(const qk_gelu_ibert_params *p, size_t ch, qk__igelu_
     return 1;
 }
 
-/* ---- GELU by a table with linear interpolation (qk_gelu_interp; the arithmetic: qkernels.h) --
- * Every step is an exact integer operation: the two requantizations in int64 (|x m| < 2^62, and
- * the rounding term 2^(e-1) <= 2^61), the interpolation in int32 (|T[i+1] - T[i]| < 2^20 and
- * f < 2^10, checked before anything is read). */
-#define QK__GI_L ((int64_t)QK_GELU_INTERP_RANGE << QK_GELU_INTERP_GRID_BITS)
-#define QK__GI_K (QK_GELU_INTERP_GRID_BITS - QK_GELU_INTERP_TABLE_BITS)
+/* ---- GELU by piecewise-quadratic segments (qk_gelu_interp; the arithmetic: qkernels.h) -----
+ * gelu(x) = max(x, 0) - h(|x|), h(t) = t Q(t) (Q the normal tail), h on [0, 6) in 96 quadratic
+ * segments of 1/16. Every step is an exact integer operation: the two requantizations in int64
+ * (|x m| < 2^62, the rounding term 2^(e-1) <= 2^61), the segment in int32 (|B| < 2^13, f < 2^12,
+ * |C| < 2^12, |w| <= 2^10: |B f + C w + 2^11| < 2^26; checked before anything is read). */
+#define QK__GI_SEG QK_GELU_INTERP_SEGMENTS
+#define QK__GI_K QK_GELU_INTERP_SEGMENT_BITS
+#define QK__GI_T ((int64_t)QK__GI_SEG << QK__GI_K) /* 6 2^16: h = 0 from here */
 
 static inline int64_t qk__rhu64(int64_t v, int e) { return (v + (INT64_C(1) << (e - 1))) >> e; }
 
 static inline int32_t qk__ginterp_one(const qk_gelu_interp_params *p, size_t ch, int32_t x,
                                       int32_t zp, int32_t lo, int32_t hi) {
     const int64_t u = qk__clamp64(qk__rhu64((int64_t)x * p->in_multiplier[ch], p->in_rshift[ch]),
-                                  INT32_MIN, INT32_MAX);
-    int64_t g;
-    if (u <= -QK__GI_L) {
-        g = 0;
-    } else if (u >= QK__GI_L) {
-        g = u;
-    } else {
-        const int64_t a = u + QK__GI_L;
-        const int64_t i = a >> QK__GI_K, f = a & ((1 << QK__GI_K) - 1);
-        const int64_t t0 = p->table[i], t1 = p->table[i + 1];
-        g = t0 + qk__rhu64((t1 - t0) * f, QK__GI_K);
+                                  -INT32_MAX, INT32_MAX);
+    const int64_t t = u < 0 ? -u : u;
+    int64_t h = 0;
+    if (t < QK__GI_T) {
+        const int64_t i = t >> QK__GI_K, f = t & ((1 << QK__GI_K) - 1);
+        const int64_t w = (f * (f - (1 << QK__GI_K))) >> QK__GI_K; /* floor, in [-2^10, 0] */
+        const int32_t *tb = p->table;
+        h = tb[i] + qk__rhu64(tb[QK__GI_SEG + i] * f + tb[2 * QK__GI_SEG + i] * w, QK__GI_K);
     }
+    const int64_t g = (u > 0 ? u : 0) - h;
     return (int32_t)qk__clamp64(qk__rhu64(g * p->multiplier[ch], p->rshift[ch]) + zp, lo, hi);
 }
 
@@ -537,13 +537,11 @@ static qk_status qk__ginterp_check(const qk_gelu_interp_params *p, qk_dtype yt, 
             p->rshift[ch] > 62)
             return QK_ERR_SHIFT;
     }
-    for (int i = 0; i < QK_GELU_INTERP_ENTRIES; i++) {
-        const int64_t t = p->table[i];
-        if (t <= -(INT64_C(1) << 24) || t >= (INT64_C(1) << 24)) return QK_ERR_ARG;
-        if (i > 0) {
-            const int64_t d = t - p->table[i - 1];
-            if (d <= -(INT64_C(1) << 20) || d >= (INT64_C(1) << 20)) return QK_ERR_ARG;
-        }
+    for (int i = 0; i < QK__GI_SEG; i++) {
+        const int32_t a = p->table[i], b = p->table[QK__GI_SEG + i], c = p->table[2 * QK__GI_SEG + i];
+        if (a <= -(1 << 17) || a >= (1 << 17) || b <= -(1 << 13) || b >= (1 << 13) ||
+            c <= -(1 << 12) || c >= (1 << 12))
+            return QK_ERR_ARG;
     }
     return QK_OK;
 }

@@ -105,17 +105,26 @@ QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__gi_mulshift_avx512(__m512i 
 #define QK__GI_GATHER(base, idx) QK__SEL(_mm256_i32gather_epi32(base, idx, 4), _mm512_i32gather_epi32(idx, base, 4))
 
 /* Elements [0, n) of x (channel i's parameters at index i when pc, else index 0); returns the
- * elements done (a multiple of the lanes). Same integers as qk__ginterp_one. */
+ * elements done (a multiple of the lanes). Same integers as qk__ginterp_one. The 96-entry
+ * segment tables: AVX-512 in registers (6 each, read by permutes), AVX2 by gathers. */
 QK_V_TARGET static size_t QK__N(qk__ginterp_)(const qk_gelu_interp_params *p, int pc,
                                              const int32_t *x, size_t n, void *y, qk_dtype yt,
                                              int32_t zp, int32_t lo, int32_t hi) {
-    const QK_V L = QK_V_SET1((int32_t)QK__GI_L), L1 = QK_V_SET1((int32_t)QK__GI_L - 1);
-    const QK_V nL = QK_V_SET1(-(int32_t)QK__GI_L), nL1 = QK_V_SET1(1 - (int32_t)QK__GI_L);
-    const QK_V fm = QK_V_SET1((1 << QK__GI_K) - 1), half = QK_V_SET1(1 << (QK__GI_K - 1));
-    const QK_V zero = QK_V_SET1(0);
-    const QK_V a0 = QK_V_SET1_64(0), i32lo = QK_V_SET1_64(INT32_MIN), i32hi = QK_V_SET1_64(INT32_MAX);
+    const QK_V tend = QK_V_SET1((int32_t)QK__GI_T), last = QK_V_SET1(QK__GI_SEG - 1);
+    const QK_V fm = QK_V_SET1((1 << QK__GI_K) - 1), one_k = QK_V_SET1(1 << QK__GI_K);
+    const QK_V half = QK_V_SET1(1 << (QK__GI_K - 1)), zero = QK_V_SET1(0);
+    const QK_V a0 = QK_V_SET1_64(0), i32lo = QK_V_SET1_64(-INT32_MAX), i32hi = QK_V_SET1_64(INT32_MAX);
     const QK_V vzp = QK_V_SET1_64(zp), vlo = QK_V_SET1_64(lo), vhi = QK_V_SET1_64(hi);
-    const int32_t *t0p = p->table, *t1p = p->table + 1;
+    const int32_t *tb = p->table;
+#if QK_V_IS512
+    QK_V ta[6], tbv[6], tc[6];
+    for (int r = 0; r < 6; r++) {
+        ta[r] = QK_V_LOAD(tb + 16 * r);
+        tbv[r] = QK_V_LOAD(tb + QK__GI_SEG + 16 * r);
+        tc[r] = QK_V_LOAD(tb + 2 * QK__GI_SEG + 16 * r);
+    }
+    const QK_V c31 = QK_V_SET1(31), c63 = QK_V_SET1(63);
+#endif
     QK_V mi = QK_V_SET1(p->in_multiplier[0]), ei = QK_V_SET1(p->in_rshift[0]);
     QK_V mo = QK_V_SET1(p->multiplier[0]), eo = QK_V_SET1(p->rshift[0]);
     const int sg = yt == QK_DT_S8;
@@ -129,14 +138,27 @@ QK_V_TARGET static size_t QK__N(qk__ginterp_)(const qk_gelu_interp_params *p, in
             eo = QK_V_LOAD(p->rshift + i);
         }
         const QK_V u = QK__GI_MS(QK_V_LOAD(x + i), mi, ei, a0, i32lo, i32hi);
-        /* a = clamp(u, -L, L - 1) + L in [0, 2L); i = a >> K, f = a mod 2^K */
-        const QK_V a = QK_V_ADD(QK_V_MIN(QK_V_MAX(u, nL), L1), L);
-        const QK_V idx = QK_V_SRLI(a, QK__GI_K), f = QK_V_AND(a, fm);
-        const QK_V t0 = QK__GI_GATHER(t0p, idx), t1 = QK__GI_GATHER(t1p, idx);
-        const QK_V d = QK_V_ADD(QK_V_MULLO(QK_V_SUB(t1, t0), f), half);
-        QK_V g = QK_V_ADD(t0, QK__SEL(_mm256_srai_epi32, _mm512_srai_epi32)(d, QK__GI_K));
-        g = QK_V_SELECT(QK_V_GT(u, L1), u, g);      /* u >= L: g = u */
-        g = QK_V_SELECT(QK_V_GT(nL1, u), zero, g);  /* u <= -L: g = 0 */
+        const QK_V t = QK_V_ABS(u);                       /* |u| <= 2^31 - 1 */
+        const QK_V idx = QK_V_MIN(QK_V_SRLI(t, QK__GI_K), last), f = QK_V_AND(t, fm);
+#if QK_V_IS512
+        const __mmask16 m1 = _mm512_cmpgt_epi32_mask(idx, c31), m2 = _mm512_cmpgt_epi32_mask(idx, c63);
+#define QK__GI_LOOK(tv)                                                                         \
+    _mm512_mask_blend_epi32(m2,                                                                 \
+                            _mm512_mask_blend_epi32(m1, _mm512_permutex2var_epi32(tv[0], idx, tv[1]), \
+                                                    _mm512_permutex2var_epi32(tv[2], idx, tv[3])),   \
+                            _mm512_permutex2var_epi32(tv[4], idx, tv[5]))
+        const QK_V va = QK__GI_LOOK(ta), vb = QK__GI_LOOK(tbv), vc = QK__GI_LOOK(tc);
+#undef QK__GI_LOOK
+#else
+        const QK_V va = QK__GI_GATHER(tb, idx), vb = QK__GI_GATHER(tb + QK__GI_SEG, idx);
+        const QK_V vc = QK__GI_GATHER(tb + 2 * QK__GI_SEG, idx);
+#endif
+        const QK_V w = QK__SEL(_mm256_srai_epi32, _mm512_srai_epi32)(
+            QK_V_MULLO(f, QK_V_SUB(f, one_k)), QK__GI_K);
+        const QK_V s = QK_V_ADD(QK_V_ADD(QK_V_MULLO(vb, f), QK_V_MULLO(vc, w)), half);
+        QK_V h = QK_V_ADD(va, QK__SEL(_mm256_srai_epi32, _mm512_srai_epi32)(s, QK__GI_K));
+        h = QK_V_SELECT(QK_V_GT(tend, t), h, zero);       /* t >= 6 2^16: h = 0 */
+        const QK_V g = QK_V_SUB(QK_V_MAX(u, zero), h);
         const QK_V v = QK__GI_MS(g, mo, eo, vzp, vlo, vhi);
         if (yt == QK_DT_S32)
             QK_V_STORE((int32_t *)y + i, v);

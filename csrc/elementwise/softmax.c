@@ -599,13 +599,14 @@ static uint32_t qk__sole_thresholds(const qk_softmax_params *p, uint32_t *t) {
 /* ---- the exp2 softmax (qk_softmax_exp2; the arithmetic: qkernels.h) ----------------------
  * d = max - x >= 0 (int64); z = RHU(d mult / 2^shift) < 2^31 for d < cap (checked once a call:
  * (cap - 1) mult < 2^62, so the int64 sum cannot wrap); 255 T[f] + 2^(14 + k) < 2^31 for
- * k <= 16. */
+ * k <= 16; the two table values are at most 2^15, their product at most 2^30. */
 static inline uint8_t qk__exp2_p(const qk_softmax_exp2_params *p, uint64_t d) {
     if (d >= (uint64_t)p->cap) return 0;
     const int64_t z = ((int64_t)d * p->mult + (INT64_C(1) << (p->shift - 1))) >> p->shift;
     const int64_t k = z >> QK_EXP2_FRAC_BITS, f = z & ((1 << QK_EXP2_FRAC_BITS) - 1);
     if (k > 16) return 0;
-    return (uint8_t)(((uint32_t)p->table[f] * 255u + (UINT32_C(1) << (14 + k))) >> (15 + k));
+    const uint32_t e = ((uint32_t)p->table[f >> 5] * (uint32_t)p->table[32 + (f & 31)] + 16384u) >> 15;
+    return (uint8_t)((e * 255u + (UINT32_C(1) << (14 + k))) >> (15 + k));
 }
 
 #define QK_TWINS_TEMPLATE "elementwise/softmax_isa.h"
@@ -816,7 +817,7 @@ qk_status qk_softmax_exp2(const qk_softmax_exp2_params *p, const void *x, qk_dty
     if ((((int64_t)p->cap - 1) * p->mult + (INT64_C(1) << (p->shift - 1))) >> p->shift >
         INT32_MAX)
         return QK_ERR_ARG;
-    for (int f = 0; f < (1 << QK_EXP2_FRAC_BITS); f++)
+    for (int f = 0; f < QK_EXP2_TABLE; f++)
         if (p->table[f] < 0 || p->table[f] > 32768) return QK_ERR_ARG;
     size_t total;
     if (!qk__sz_mul(rows, cols, &total)) return QK_ERR_ARG;

@@ -800,18 +800,22 @@ qk_status qk_softmax_table(const qk_softmax_params *p, uint32_t *value, uint8_t 
  *   prepared (qkernels.prepare_softmax(method="exp2", output="rowmax")), S the input scale:
  *     mult / 2^shift ~ S log2(e) 2^10 (mult = RHAZ(mant 2^31), shift = 31 - exp),
  *     cap = ceil(17 2^(10 + shift) / mult)  (d >= cap: exp below 2^-17, y = 0),
- *     table[f] = RNE(2^15 2^(-f / 2^10)), f = 0..1023 (QK_EXP2_FRAC_BITS = 10)
+ *     table[j] = RNE(2^15 2^(-j / 32)), table[32 + j] = RNE(2^15 2^(-j / 1024)), j = 0..31
+ *       (QK_EXP2_TABLE = 64 values; QK_EXP2_FRAC_BITS = 10)
  *   per element, d = max_j x_j - x_i (int64, >= 0):
  *     y = 0 if d >= cap; else z = RHU(d mult / 2^shift), k = z >> 10, f = z mod 2^10,
- *     y = 0 if k > 16, else y = RHU(255 table[f] / 2^(15 + k))          (255 at the maximum)
+ *     e = RHU(table[f >> 5] table[32 + (f mod 32)] / 2^15)                 (2^15 2^(-f / 2^10))
+ *     y = 0 if k > 16, else y = RHU(255 e / 2^(15 + k))                  (255 at the maximum)
  *   Ranges (QK_ERR_*): mult >= 0, 1 <= shift <= 62, cap >= 1, RHU((cap - 1) mult / 2^shift) <
- *   2^31, 0 <= table[f] <= 32768. int32 input: AVX-512 / AVX2 rows (the table read by gathers)
+ *   2^31, 0 <= table[i] <= 32768. int32 input: AVX-512 rows (the tables in registers, read by
+ *   permutes) / AVX2 rows (gathers)
  *   with a scalar twin, the same bytes; 8-bit input: the 256 values of d once a call.
  */
 #define QK_EXP2_FRAC_BITS 10
+#define QK_EXP2_TABLE 64
 typedef struct qk_softmax_exp2_params {
     int32_t mult, shift, cap;
-    const int32_t *table; /* 2^QK_EXP2_FRAC_BITS values */
+    const int32_t *table; /* QK_EXP2_TABLE values */
 } qk_softmax_exp2_params;
 qk_status qk_softmax_exp2(const qk_softmax_exp2_params *p, const void *x, qk_dtype x_type,
                           size_t rows, size_t cols, uint8_t *y);
@@ -863,34 +867,39 @@ qk_status qk_gelu_lut(const uint8_t *table, const void *x, size_t n, void *y);
 
 /*
  * qk_gelu_interp(p, x, n, y, y_type, y_zp, y_min, y_max): GELU of int32 input (a Linear's int32
- * sums, zero point 0) from a table with linear interpolation, integer-only; element i uses
- * channel i % p->channels (per-channel input and output scales along the last axis).
- * RHU(v / 2^e) = floor((v + 2^(e-1)) / 2^e) (round half up; int64, arithmetic shift).
+ * sums, zero point 0) by piecewise-quadratic segments, integer-only; element i uses channel
+ * i % p->channels (per-channel input and output scales along the last axis). gelu(x) = max(x, 0)
+ * - h(|x|) with h(t) = t Q(t) = t erfc(t / sqrt 2) / 2 (0 <= h <= 0.17, below 4e-4 / 2^16 from
+ * t = 6). RHU(v / 2^e) = floor((v + 2^(e-1)) / 2^e) (round half up; int64, arithmetic shift).
  *   prepared (qkernels.prepare_gelu(method="interp")), S the input scale, So the output scale:
  *     in_multiplier / 2^in_rshift ~ S 2^16, multiplier / 2^rshift ~ 2^-16 / So
  *       (M = RHAZ(mant 2^31), rshift = 31 - exp with ratio = mant 2^exp)
- *     table[i] = RNE(2^16 gelu(i / 64 - 8)), i = 0..1024 (QK_GELU_INTERP_ENTRIES; exact erf GELU
- *       in double): GELU on [-8, 8] at 64 points a unit, on the grid 2^-16
- *   per element, L = 8 2^16, K = 10:
- *     u = clamp(RHU(x in_multiplier / 2^in_rshift), INT32_MIN, INT32_MAX)   (x on the grid 2^-16)
- *     g = 0 if u <= -L;  g = u if u >= L;  else a = u + L, i = a >> K, f = a mod 2^K,
- *     g = table[i] + RHU((table[i+1] - table[i]) f / 2^K)                   (linear interpolation)
+ *     table = A[96], B[96], C[96] (QK_GELU_INTERP_SEGMENTS = 96 segments of 1/16 on [0, 6)),
+ *       t_i = i / 16, exact erf in double, RNE: A[i] = 2^16 h(t_i), B[i] = 2^16 (h(t_i+1) -
+ *       h(t_i)), C[i] = 2^16 (2 h(t_i) + 2 h(t_i+1) - 4 h(t_i + 1/32)) (the quadratic through the
+ *       segment's ends and middle)
+ *   per element:
+ *     u = clamp(RHU(x in_multiplier / 2^in_rshift), -(2^31 - 1), 2^31 - 1)   (x on the grid 2^-16)
+ *     t = |u|;  h = 0 if t >= 6 2^16, else with i = t >> 12, f = t mod 2^12,
+ *       w = floor(f (f - 2^12) / 2^12)  (in [-2^10, 0]),
+ *       h = A[i] + RHU((B[i] f + C[i] w) / 2^12)
+ *     g = max(u, 0) - h
  *     y = clamp(RHU(g multiplier / 2^rshift) + y_zp, y_min, y_max)
- *   Error of g 2^-16 against GELU(u 2^-16): below 2^-16 (table rounding) + 2^-17 (the
- *   interpolation's rounding) + 0.1 / 64^2 (the chord: |GELU''| <= 0.8, a step of 1/64); outside [-8, 8] below 1e-14. Ranges (QK_ERR_*): multipliers >= 0, shifts in [1, 62],
- *   |table[i]| < 2^24, |table[i] - table[i-1]| < 2^20; y_type u8, s8 or s32 with y_min <= y_zp
- *   <= y_max in it; n a multiple of channels. AVX-512 (16 lanes) / AVX2 (8 lanes: the 64-bit
- *   arithmetic shift as a biased logical one) / scalar C, the same integers (the table read by
- *   gathers).
+ *   Error of g 2^-16 against GELU(u 2^-16): below 4 2^-16 (the quadratic's error 0.78 / 16^3 /
+ *   (9 sqrt 3) < 2^-16, the tables' and the two roundings). Ranges (QK_ERR_*): multipliers >= 0,
+ *   shifts in [1, 62], |A| < 2^17, |B| < 2^13, |C| < 2^12; y_type u8, s8 or s32 with y_min <=
+ *   y_zp <= y_max in it; n a multiple of channels. AVX-512 (16 lanes, the tables in registers
+ *   read by permutes) / AVX2 (8 lanes, gathers; the 64-bit arithmetic shift as a biased logical
+ *   one) / scalar C, the same integers.
  */
 #define QK_GELU_INTERP_GRID_BITS 16
-#define QK_GELU_INTERP_TABLE_BITS 6
-#define QK_GELU_INTERP_RANGE 8
-#define QK_GELU_INTERP_ENTRIES ((2 * QK_GELU_INTERP_RANGE << QK_GELU_INTERP_TABLE_BITS) + 1)
+#define QK_GELU_INTERP_SEGMENT_BITS 12
+#define QK_GELU_INTERP_SEGMENTS 96
+#define QK_GELU_INTERP_ENTRIES (3 * QK_GELU_INTERP_SEGMENTS)
 typedef struct qk_gelu_interp_params {
     size_t channels;                      /* >= 1; each array below holds `channels` values */
     const int32_t *in_multiplier, *in_rshift, *multiplier, *rshift;
-    const int32_t *table;                 /* QK_GELU_INTERP_ENTRIES values */
+    const int32_t *table;                 /* QK_GELU_INTERP_ENTRIES values: A, B, C */
 } qk_gelu_interp_params;
 qk_status qk_gelu_interp(const qk_gelu_interp_params *p, const int32_t *x, size_t n, void *y,
                          qk_dtype y_type, int32_t y_zero_point, int32_t y_min, int32_t y_max);

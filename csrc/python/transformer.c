@@ -515,7 +515,7 @@ static PyObject *qk_py_softmax_exp2_run(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "x must be uint8, int8 or int32");
         return NULL;
     }
-    if (qk_py_check_arr(to, NPY_INT32, 1 << QK_EXP2_FRAC_BITS, "table") < 0) return NULL;
+    if (qk_py_check_arr(to, NPY_INT32, QK_EXP2_TABLE, "table") < 0) return NULL;
     qk_softmax_exp2_params p = {mult, shift, cap, (const int32_t *)PyArray_DATA((PyArrayObject *)to)};
     const npy_intp cols = PyArray_DIM(x, PyArray_NDIM(x) - 1);
     const npy_intp size = PyArray_SIZE(x);

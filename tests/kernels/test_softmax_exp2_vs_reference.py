@@ -66,9 +66,10 @@ def test_8bit_input_equals_reference(rng, dtype):
 
 
 def test_rounding_ties(rng):
-    """z = RHU(d / 2) (M = 2^30, E = 31): odd d are ties. The output rounding RHU(255 T / 2^(15 +
-    k)) has exact ties only at T = 2^(14 + k) (255 is odd): T = 16384 (k = 0) and 32768 (k = 1);
-    the table below holds them and, for each k = 0..16, the T nearest a tie from both sides."""
+    """z = RHU(d / 2) (M = 2^30, E = 31): odd d are ties. The product rounding RHU(T_hi T_lo /
+    2^15) ties when T_hi = 2^14 and T_lo is odd; the output rounding RHU(255 e / 2^(15 + k)) has
+    exact ties only at e = 2^(14 + k) (255 is odd): e = 16384 (k = 0) and 32768 (k = 1). A table
+    of such values (T_hi = 2^15 passes T_lo through as e), and for each k the e nearest a tie."""
     p0 = qk.prepare_softmax(1e-3, method="exp2", output="rowmax")
     v = np.arange(32769, dtype=np.int64)
     near = [16384, 16383, 16385, 32768, 32767]
@@ -76,8 +77,12 @@ def test_rounding_ties(rng):
         m = 1 << (15 + k)
         r = (255 * v + (1 << (14 + k))) % m               # 0: a tie; m - 1 or 1: near one
         near += [int(v[np.argmin(r)]), int(v[np.argmax(r)]), int(v[np.argmin(np.where(r, r, m))])]
-    t = ((np.arange(1024) * 32) % 32769).astype(np.int32)
-    t[:len(near)] = near
+    near = list(dict.fromkeys(near))[:32]
+    t = np.empty(64, np.int32)
+    t[:32] = rng.integers(0, 32769, 32)
+    t[:6] = [32768, 16384, 16385, 16383, 32767, 1]
+    t[32:] = rng.integers(0, 16384, 32) * 2 + 1                # odd: ties with T_hi = 2^14
+    t[32:32 + len(near)] = near
     p = dataclasses.replace(p0, exp2_mult=1 << 30, exp2_shift=31,
                             exp2_cap=(17 << 11) + 1, exp2_table=t)
     d = np.arange(0, (17 << 11) + 40, dtype=np.int64)
@@ -95,7 +100,8 @@ def test_error_against_float_softmax(rng):
     e = np.exp(v - v.max(axis=-1, keepdims=True))
     want = e / e.sum(axis=-1, keepdims=True)
     y = qk.qsoftmax(x, p)
-    # each exponential is within half a step (plus the table's 2^-11 relative) of 255 exp
+    # each exponential is within half a step (plus the tables' and the product's roundings,
+    # below 2^-15 relative each, with 2^-11 the bound of the kernel's 2^-10 grid of z) of 255 exp
     delta = 0.5 + 255 * 2.0 ** -11 + 1e-9
     assert np.abs(y - 255 * e).max() <= delta
     # normalised: |y_i / Y - p_i| <= delta (1 + n p_i) / Y (Y = sum y, n the row's length)
