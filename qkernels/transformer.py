@@ -654,12 +654,7 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
     if method == "interp":
         return _prepare_gelu_interp(x_scale, out_scale, out_zero_point, out_dtype, x_zero_point,
                                     x_dtype)
-    try:
-        odt = np.dtype(out_dtype)
-    except TypeError as exc:
-        raise TypeError(f"out_dtype: not a dtype: {out_dtype!r}") from exc
-    if odt not in (np.uint8, np.int8, np.int32):
-        raise TypeError(f"out_dtype must be uint8, int8 or int32, got {odt}")
+    odt = _gelu_out_dtype(out_dtype)
     if method == "lut" and odt == np.int32:
         raise TypeError("method 'lut' writes 8-bit outputs (uint8 or int8)")
     os_ = _scales(out_scale, "out_scale")
@@ -726,6 +721,16 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
                       raw_scale=np.atleast_1d(raw).astype(np.float32))
 
 
+def _gelu_out_dtype(out_dtype: DTypeLike) -> np.dtype:
+    try:
+        odt = np.dtype(out_dtype)
+    except TypeError as exc:
+        raise TypeError(f"out_dtype: not a dtype: {out_dtype!r}") from exc
+    if odt not in (np.uint8, np.int8, np.int32):
+        raise TypeError(f"out_dtype must be uint8, int8 or int32, got {odt}")
+    return odt
+
+
 @functools.lru_cache(maxsize=1)
 def _gelu_interp_table() -> np.ndarray:
     """The 3 x 96 int32 segment constants A, B, C of method "interp" (a constant, made once)."""
@@ -745,12 +750,7 @@ def _gelu_interp_table() -> np.ndarray:
 def _prepare_gelu_interp(x_scale: ArrayLike, out_scale: ArrayLike, out_zero_point: int,
                          out_dtype: DTypeLike, x_zero_point: int,
                          x_dtype: DTypeLike) -> GeluParams:
-    try:
-        odt = np.dtype(out_dtype)
-    except TypeError as exc:
-        raise TypeError(f"out_dtype: not a dtype: {out_dtype!r}") from exc
-    if odt not in (np.uint8, np.int8, np.int32):
-        raise TypeError(f"out_dtype must be uint8, int8 or int32, got {odt}")
+    odt = _gelu_out_dtype(out_dtype)
     if x_dtype is not None and np.dtype(x_dtype) != np.int32:
         raise TypeError(f"method 'interp' takes int32 input (a Linear's sums), got x_dtype "
                         f"{np.dtype(x_dtype)}; for 8-bit input use method='lut'")

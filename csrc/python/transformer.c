@@ -390,6 +390,25 @@ static PyObject *qk_py_gelu_ibert_run(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The arrays of the softmax calls: x C-contiguous and aligned, at least 1-D, uint8, int8 or
+ * int32; out C-contiguous, writeable, uint8, of x's size. 0, or -1 with a TypeError set. */
+static int qk_py_softmax_arrays(PyObject *xo, PyObject *oo) {
+    if (!PyArray_Check(xo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo) ||
+        !PyArray_ISALIGNED((PyArrayObject *)xo) || PyArray_NDIM((PyArrayObject *)xo) < 1 ||
+        !PyArray_Check(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
+        !PyArray_ISWRITEABLE((PyArrayObject *)oo) || PyArray_TYPE((PyArrayObject *)oo) != NPY_UINT8 ||
+        PyArray_SIZE((PyArrayObject *)oo) != PyArray_SIZE((PyArrayObject *)xo)) {
+        PyErr_SetString(PyExc_TypeError, "x and out must be C-contiguous arrays of one size, out uint8");
+        return -1;
+    }
+    const int xt = PyArray_TYPE((PyArrayObject *)xo);
+    if (xt != NPY_UINT8 && xt != NPY_INT8 && xt != NPY_INT32) {
+        PyErr_SetString(PyExc_TypeError, "x must be uint8, int8 or int32");
+        return -1;
+    }
+    return 0;
+}
+
 /* _softmax_run(x, method, a, b, c, d, e, out): one qk_softmax_u8 call over a C-contiguous x (rows
  * of its last axis) with one set of parameters, GIL released: the keyword API's path for
  * I-BERT (method 0: x0, b, c, m16, e16) and SOLE (method 1: mult, shift, round, -, -). */
@@ -399,20 +418,9 @@ static PyObject *qk_py_softmax_run(PyObject *self, PyObject *args) {
     int method, d, e;
     long long a, b, c;
     if (!PyArg_ParseTuple(args, "OiLLLiiO", &xo, &method, &a, &b, &c, &d, &e, &oo)) return NULL;
-    if (!PyArray_Check(xo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo) ||
-        !PyArray_ISALIGNED((PyArrayObject *)xo) || PyArray_NDIM((PyArrayObject *)xo) < 1 ||
-        !PyArray_Check(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
-        !PyArray_ISWRITEABLE((PyArrayObject *)oo) || PyArray_TYPE((PyArrayObject *)oo) != NPY_UINT8 ||
-        PyArray_SIZE((PyArrayObject *)oo) != PyArray_SIZE((PyArrayObject *)xo)) {
-        PyErr_SetString(PyExc_TypeError, "x and out must be C-contiguous arrays of one size, out uint8");
-        return NULL;
-    }
+    if (qk_py_softmax_arrays(xo, oo) < 0) return NULL;
     PyArrayObject *x = (PyArrayObject *)xo;
     const int xt = PyArray_TYPE(x);
-    if (xt != NPY_UINT8 && xt != NPY_INT8 && xt != NPY_INT32) {
-        PyErr_SetString(PyExc_TypeError, "x must be uint8, int8 or int32");
-        return NULL;
-    }
     qk_softmax_params p;
     memset(&p, 0, sizeof p);
     if (method == 0) {
@@ -501,20 +509,9 @@ static PyObject *qk_py_softmax_exp2_run(PyObject *self, PyObject *args) {
     PyObject *xo, *to, *oo;
     int mult, shift, cap;
     if (!PyArg_ParseTuple(args, "OiiiOO", &xo, &mult, &shift, &cap, &to, &oo)) return NULL;
-    if (!PyArray_Check(xo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo) ||
-        !PyArray_ISALIGNED((PyArrayObject *)xo) || PyArray_NDIM((PyArrayObject *)xo) < 1 ||
-        !PyArray_Check(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
-        !PyArray_ISWRITEABLE((PyArrayObject *)oo) || PyArray_TYPE((PyArrayObject *)oo) != NPY_UINT8 ||
-        PyArray_SIZE((PyArrayObject *)oo) != PyArray_SIZE((PyArrayObject *)xo)) {
-        PyErr_SetString(PyExc_TypeError, "x and out must be C-contiguous arrays of one size, out uint8");
-        return NULL;
-    }
+    if (qk_py_softmax_arrays(xo, oo) < 0) return NULL;
     PyArrayObject *x = (PyArrayObject *)xo;
     const int xt = PyArray_TYPE(x);
-    if (xt != NPY_UINT8 && xt != NPY_INT8 && xt != NPY_INT32) {
-        PyErr_SetString(PyExc_TypeError, "x must be uint8, int8 or int32");
-        return NULL;
-    }
     if (qk_py_check_arr(to, NPY_INT32, QK_EXP2_TABLE, "table") < 0) return NULL;
     qk_softmax_exp2_params p = {mult, shift, cap, (const int32_t *)PyArray_DATA((PyArrayObject *)to)};
     const npy_intp cols = PyArray_DIM(x, PyArray_NDIM(x) - 1);
