@@ -96,7 +96,7 @@ def run(quick: bool = False) -> str:
     for s32, qx in ((1e-3, q32), (3e-4, q32r)):
         pe = qk.prepare_softmax(s32, method="exp2", output="rowmax")
         cands.append(("softmax (12,197,197)", f"qsoftmax exp2, int32 (scale {s32:g}) -> uint8 "
-                      f"rowmax (the MiniLM block's form)",
+                      f"rowmax (the MiniLM token-rows block's form)",
                       lambda pe=pe, qx=qx: qk.qsoftmax(qx, pe)))
     ts = median_times([c[2] for c in cands], min_time=min_time)
     rows = [(c[0], c[1], t) for c, t in zip(cands, ts)]
@@ -123,13 +123,13 @@ def run(quick: bool = False) -> str:
     osc = (0.03 * (1 + rng.random(1536))).astype(np.float32)
     pcu = qk.prepare_gelu(sc, out_scale=osc, out_dtype=np.uint8)
     cands.append(("GELU (197,1536)", "qgelu ibert, int32 per-channel scale -> uint8 per-channel "
-                  "out scale (the previous MiniLM block's form)", lambda: qk.qgelu(g32c, pcu)))
+                  "out scale (the MiniLM static block's form)", lambda: qk.qgelu(g32c, pcu)))
     pin = qk.prepare_gelu(sc, method="interp", out_scale=osc, out_dtype=np.uint8)
     cands.append(("GELU (197,1536)", "qgelu interp, int32 per-channel scale -> uint8 per-channel "
-                  "out scale (the MiniLM block's static form)", lambda: qk.qgelu(g32c, pin)))
+                  "out scale", lambda: qk.qgelu(g32c, pin)))
     pin32 = qk.prepare_gelu(sc, method="interp", out_scale=2e-5, out_dtype=np.int32)
     cands.append(("GELU (197,1536)", "qgelu interp, int32 per-channel scale -> int32 (the "
-                  "token-rows form)", lambda: qk.qgelu(g32c, pin32)))
+                  "MiniLM token-rows block's form)", lambda: qk.qgelu(g32c, pin32)))
     ts = median_times([c[2] for c in cands], min_time=min_time)
     lines += _fmt([(c[0], c[1], t) for c, t in zip(cands, ts)], ts[0])
 

@@ -185,10 +185,11 @@ def gelu_rows(net, cap) -> Dict[str, Tuple[float, float, int]]:
             (ref, y, ref_k))
         # the token-rows block's output: int32 on the step max|GELU| / 2^18 (blocks.FINE_BITS)
         sf = float(np.abs(ref).max()) / 2.0 ** 18
-        p = qk.prepare_gelu(s_acc, method="interp", out_scale=sf, out_dtype=np.int32)
-        y = qk.qgelu(acc32, p).astype(np.float64) * sf
-        acc.setdefault("interp int32 (FFN1 sums, per-channel scale) -> int32, step max/2^18",
-                       []).append((ref, y, ref_k))
+        for m in ("ibert", "interp"):
+            p = qk.prepare_gelu(s_acc, method=m, out_scale=sf, out_dtype=np.int32)
+            y = qk.qgelu(acc32, p).astype(np.float64) * sf
+            acc.setdefault(f"{m} int32 (FFN1 sums, per-channel scale) -> int32, step max/2^18",
+                           []).append((ref, y, ref_k))
     for key in acc:
         acc[key] = [(a.reshape(-1), b.reshape(-1), c.reshape(-1)) for a, b, c in acc[key]]
     return _collect(acc)
