@@ -13,8 +13,10 @@ parameters are prepared (:func:`prepare_softmax`, :func:`prepare_gelu`, or insid
   ``torch`` (``torch.ops.quantized.matmul``).
 * :func:`qsoftmax`: I-BERT's i-exp (Kim et al. 2021, Algorithms 1-3), SOLE's E2Softmax (Wang et
   al., ICCAD 2023) and a 256-entry exponent table; uint8 probabilities of scale 1/256, or SOLE's
-  log2 form.
-* :func:`qgelu`: I-BERT's i-GELU (second-order polynomial erf) and a 256-entry table.
+  log2 form; and ``exp2`` (qkernels' own): the row's exponentials as ``2^-z`` from two 32-entry
+  tables, rounded on the step 1/255 of the row maximum (``output="rowmax"``, no division).
+* :func:`qgelu`: I-BERT's i-GELU (second-order polynomial erf), a 256-entry table, and ``interp``
+  (qkernels' own): int32 sums on a 2^-16 grid, ``max(x, 0) - h(|x|)`` in 96 quadratic segments.
 
 What was read for each method (the public code and descriptions, via the project's search tools):
 I-BERT's ``IntSoftmax`` / ``IntGELU`` / ``QuantAct`` / ``batch_frexp`` in
@@ -326,7 +328,8 @@ class SoftmaxParams:
     Arrays have the shape of ``x_scale`` (a scalar, or per head / per row: they broadcast
     against the input's leading dimensions). ``ibert``: ``x0, b, c`` (int64) and ``m16, e16``
     (int32); ``sole``: ``sole_mult, sole_shift`` and ``sole_round`` (int32); ``lut``: ``lut``
-    (uint32, ``shape + (256,)``). See ``qkernels.h`` for the arithmetic.
+    (uint32, ``shape + (256,)``); ``exp2`` (one scale): ``exp2_mult, exp2_shift, exp2_cap``
+    (ints) and ``exp2_table`` (64 int32). See ``qkernels.h`` for the arithmetic.
     """
 
     method: str
@@ -502,6 +505,8 @@ def qsoftmax(x: ArrayLike, params: SoftmaxParams, *,
         >>> x = np.array([[10, 0, -10, -128]], np.int8)
         >>> qkernels.qsoftmax(x, qkernels.prepare_softmax(0.1))
         array([[169,  62,  23,   0]], dtype=uint8)
+        >>> qkernels.qsoftmax(x, qkernels.prepare_softmax(0.1, method="exp2", output="rowmax"))
+        array([[255,  94,  35,   0]], dtype=uint8)
     """
     if not isinstance(params, SoftmaxParams):
         raise TypeError(f"params must be SoftmaxParams (qkernels.prepare_softmax), got "
@@ -574,6 +579,8 @@ class GeluParams:
     ``ibert``: per channel (or one value) ``b, c, shift`` (int64) and the output requantization
     ``multiplier, rshift`` (int32), with ``raw_scale`` the positive scale of I-BERT's integer
     output (before the requantization). ``lut``: the 256-byte ``table`` indexed by the input byte.
+    ``interp``: per channel ``in_multiplier, in_rshift`` (to the 2^-16 grid) and ``multiplier,
+    rshift`` (to the output), and the 3 x 96 int32 segment ``table``.
     """
 
     method: str
@@ -649,6 +656,10 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
         >>> p = qkernels.prepare_gelu(1e-3, out_scale=0.05)   # int32 sums of a Linear
         >>> int(p.b[0]), int(p.c[0]), int(p.shift[0])
         (-2502, -6925073, -423)
+        >>> import numpy as np
+        >>> g = qkernels.prepare_gelu(1e-3, method="interp", out_scale=0.05)
+        >>> qkernels.qgelu(np.array([-3000, -1000, 0, 1000, 3000], np.int32), g)
+        array([ 0, -3,  0, 17, 60], dtype=int8)
     """
     _choice(method, GELU_METHODS, "method")
     if method == "interp":
