@@ -13,8 +13,10 @@ parameters are prepared (:func:`prepare_softmax`, :func:`prepare_gelu`, or insid
   ``torch`` (``torch.ops.quantized.matmul``).
 * :func:`qsoftmax`: I-BERT's i-exp (Kim et al. 2021, Algorithms 1-3), SOLE's E2Softmax (Wang et
   al., ICCAD 2023) and a 256-entry exponent table; uint8 probabilities of scale 1/256, or SOLE's
-  log2 form.
-* :func:`qgelu`: I-BERT's i-GELU (second-order polynomial erf) and a 256-entry table.
+  log2 form; and ``exp2`` (qkernels' own): the row's exponentials as ``2^-z`` from two 32-entry
+  tables, rounded on the step 1/255 of the row maximum (``output="rowmax"``, no division).
+* :func:`qgelu`: I-BERT's i-GELU (second-order polynomial erf), a 256-entry table, and ``interp``
+  (qkernels' own): int32 sums on a 2^-16 grid, ``max(x, 0) - h(|x|)`` in 96 quadratic segments.
 
 What was read for each method (the public code and descriptions, via the project's search tools):
 I-BERT's ``IntSoftmax`` / ``IntGELU`` / ``QuantAct`` / ``batch_frexp`` in
@@ -31,6 +33,7 @@ of Log2Exp's bracket.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -50,10 +53,19 @@ DTypeLike = Any
 #: The preset names qmatmul takes: the presets of a requantized integer product, and "torch"
 #: (PyTorch's float path). A :class:`~qkernels.presets.Preset` object is taken too.
 MATMUL_PRESETS = ("onnxruntime", "tflite", "pow2", "torch")
-SOFTMAX_METHODS = ("ibert", "sole", "lut")
-SOFTMAX_OUTPUTS = ("uint8", "log2")
+SOFTMAX_METHODS = ("ibert", "sole", "lut", "exp2")
+SOFTMAX_OUTPUTS = ("uint8", "log2", "rowmax")
 SOLE_ROUNDINGS = ("floor", "round")
-GELU_METHODS = ("ibert", "lut")
+GELU_METHODS = ("ibert", "lut", "interp")
+#: method="interp": the int32 input requantized to the grid 2^-GELU_GRID_BITS, gelu(x) = max(x, 0)
+#: - h(|x|) with h(t) = t Q(t) in GELU_SEGMENTS quadratic segments of 2^(GELU_SEGMENT_BITS -
+#: GELU_GRID_BITS) on [0, 6) (qkernels.h, qk_gelu_interp).
+GELU_GRID_BITS = 16
+GELU_SEGMENT_BITS = 12
+GELU_SEGMENTS = 96
+#: method="exp2": the fraction bits of z = (max - x) S log2(e) (2^-f, Q15, as the product of two
+#: 32-entry tables) (qkernels.h, qk_softmax_exp2).
+EXP2_FRAC_BITS = 10
 #: Scale of the uint8 softmax output (I-BERT's output_bit = 8, TFLite's uint8 softmax).
 SOFTMAX_OUT_SCALE = 1.0 / 256.0
 #: SOLE's ALDivision constants (1 / (1 + f) for f < 1/2 and f >= 1/2) and their 8-bit forms.
@@ -316,7 +328,8 @@ class SoftmaxParams:
     Arrays have the shape of ``x_scale`` (a scalar, or per head / per row: they broadcast
     against the input's leading dimensions). ``ibert``: ``x0, b, c`` (int64) and ``m16, e16``
     (int32); ``sole``: ``sole_mult, sole_shift`` and ``sole_round`` (int32); ``lut``: ``lut``
-    (uint32, ``shape + (256,)``). See ``qkernels.h`` for the arithmetic.
+    (uint32, ``shape + (256,)``); ``exp2`` (one scale): ``exp2_mult, exp2_shift, exp2_cap``
+    (ints) and ``exp2_table`` (64 int32). See ``qkernels.h`` for the arithmetic.
     """
 
     method: str
@@ -332,11 +345,36 @@ class SoftmaxParams:
     sole_shift: Optional[np.ndarray] = None
     sole_round: Optional[np.ndarray] = None
     lut: Optional[np.ndarray] = None
+    exp2_mult: int = 0
+    exp2_shift: int = 0
+    exp2_cap: int = 0
+    exp2_table: Optional[np.ndarray] = None
 
     @property
     def out_scale(self) -> float:
-        """Scale of the uint8 output: 1/256."""
-        return SOFTMAX_OUT_SCALE
+        """Scale of the uint8 output: 1/256 (``output="rowmax"``: 1/255 of the row maximum's
+        exponential, the row's own scale; normalise by the row sum)."""
+        return SOFTMAX_OUT_SCALE if self.output != "rowmax" else 1.0 / 255.0
+
+
+def _exp2_consts(s: float) -> Tuple[int, int, int, np.ndarray]:
+    """method="exp2": ``z = RHU(d M / 2^E)`` ~ ``d S log2(e) 2^K``, the cap ``D`` (``d >= D``
+    gives z >= 17 2^K, an exponential below 2^-17: output 0) and the two 32-entry Q15 tables of
+    ``2^(-j/32)`` and ``2^(-j/1024)``."""
+    k = EXP2_FRAC_BITS
+    m, e = _rhaz_mantissa(np.float64(s) * math.log2(math.e) * 2.0 ** k, 31)
+    m, e = int(m), int(e)
+    if not 1 <= e <= 62:
+        raise ValueError(f"x_scale={s:.6g} is outside the exp2 softmax's fixed-point range "
+                         f"(x_scale log2(e) 2^{k} must be in [2^-31, 2^30))")
+    cap = -((-(17 << (k + e))) // m)          # ceil(17 2^(K+E) / M)
+    if cap > 2 ** 31 - 1:
+        raise ValueError(f"x_scale={s:.6g} is too small for the exp2 softmax: a score difference "
+                         f"of 2^31 steps must reach exp(-12) (x_scale above about 5.5e-9)")
+    j = np.arange(32, dtype=np.float64)
+    table = np.rint(32768.0 * np.exp2(-np.concatenate([j / 32, j / 1024]))).astype(np.int32)
+    table.setflags(write=False)
+    return m, e, cap, table
 
 
 def _ibert_softmax_consts(s: np.ndarray) -> Tuple[np.ndarray, ...]:
@@ -366,10 +404,18 @@ def prepare_softmax(x_scale: ArrayLike, *, method: str = "ibert", output: str = 
       one ``w`` and the bit below it pick ``0.818`` or ``0.568``: ``p = C 2^-(k + w - 16)``.
     - ``"lut"`` (8-bit input only): ``V = round(2^15 exp(-(max - x) S))`` from a 256-entry
       table, I-BERT's normalization with rounding.
+    - ``"exp2"`` (``output="rowmax"``, one ``x_scale``): the row's exponentials scaled so the
+      row maximum is 255, rounded: ``d = max - x``, ``z = RHU(d M / 2^E)`` (``M / 2^E ~ S log2(e)
+      2^10``), ``f = z mod 2^10``, ``e = RHU(T[f >> 5] T[32 + f mod 32] / 2^15)`` with ``T[j] =
+      RNE(2^15 2^(-j/32))``, ``T[32 + j] = RNE(2^15 2^(-j/1024))``, ``P = RHU(255 e / 2^(15 +
+      floor(z / 2^10)))``; 0 where ``d >= cap`` (the exponential is below 2^-17). No division:
+      ``P`` is ``exp(x - max)`` on the step 1/255, the row's probabilities up to the row's factor;
+      the consumer normalises by the row sum (``P V / sum_j P``, exact and scale-free).
 
     ``output="uint8"``: probabilities of scale 1/256 (``out_scale``), 255 at most (a power of two:
     ``P V`` requantizes with a shift; only p = 1 saturates, to 255/256). ``output="log2"``
     (``sole`` only): the exponent ``e`` per element and the row's ALDivision bit.
+    ``output="rowmax"`` (``exp2`` only): unnormalised uint8 exponentials, the row maximum 255.
 
     Example:
         >>> import qkernels
@@ -382,8 +428,17 @@ def prepare_softmax(x_scale: ArrayLike, *, method: str = "ibert", output: str = 
     if output == "log2" and method != "sole":
         raise ValueError("output='log2' is SOLE's form (method='sole'); ibert and lut write "
                          "uint8 probabilities")
+    if (output == "rowmax") != (method == "exp2"):
+        raise ValueError("method='exp2' writes output='rowmax' (the row's exponentials, its "
+                         "maximum at 255), and only it does")
     rnd = _choice(rounding, SOLE_ROUNDINGS, "rounding") if method == "sole" else None
     s = _scales(x_scale, "x_scale")
+    if method == "exp2":
+        if s.ndim != 0:
+            raise ValueError("method 'exp2' takes one x_scale (a scalar)")
+        m, e, cap, table = _exp2_consts(float(s))
+        return SoftmaxParams("exp2", output, None, s, exp2_mult=m, exp2_shift=e, exp2_cap=cap,
+                             exp2_table=table)
     if method == "ibert":
         x0, b, c = _ibert_softmax_consts(s)
         bad = ~((c >= 1) & (c <= 2.0 ** 31 - 1) & (-x0 * (-x0 + b) + c < 2.0 ** 32))
@@ -450,11 +505,21 @@ def qsoftmax(x: ArrayLike, params: SoftmaxParams, *,
         >>> x = np.array([[10, 0, -10, -128]], np.int8)
         >>> qkernels.qsoftmax(x, qkernels.prepare_softmax(0.1))
         array([[169,  62,  23,   0]], dtype=uint8)
+        >>> qkernels.qsoftmax(x, qkernels.prepare_softmax(0.1, method="exp2", output="rowmax"))
+        array([[255,  94,  35,   0]], dtype=uint8)
     """
     if not isinstance(params, SoftmaxParams):
         raise TypeError(f"params must be SoftmaxParams (qkernels.prepare_softmax), got "
                         f"{type(params).__name__}")
     a = _softmax_input(x, params)
+    if params.method == "exp2":
+        C.check_out(out, a.shape, np.dtype(np.uint8))
+        if a.size == 0:
+            return np.empty(a.shape, np.uint8) if out is None else out
+        y = out if (out is not None and out.flags.c_contiguous) else np.empty(a.shape, np.uint8)
+        _core._softmax_exp2(np.ascontiguousarray(a), params.exp2_mult, params.exp2_shift,
+                            params.exp2_cap, params.exp2_table, y)
+        return _finish(y, out)
     if params.output == "log2":
         if out is not None:
             raise ValueError("out= is not supported with output='log2' (two outputs)")
@@ -486,7 +551,8 @@ def qsoftmax(x: ArrayLike, params: SoftmaxParams, *,
 
 def softmax_dequantize(y: Union[np.ndarray, Tuple[np.ndarray, np.ndarray]],
                        params: SoftmaxParams) -> np.ndarray:
-    """The float probabilities of a :func:`qsoftmax` result (float64).
+    """The float probabilities of a :func:`qsoftmax` result (float64; ``output="rowmax"``: the
+    row's values over their sum).
 
     Example:
         >>> import numpy as np, qkernels
@@ -497,6 +563,9 @@ def softmax_dequantize(y: Union[np.ndarray, Tuple[np.ndarray, np.ndarray]],
         e, bit = y
         c = np.where(np.asarray(bit)[..., None] != 0, SOLE_CONSTANTS[1], SOLE_CONSTANTS[0])
         return c * np.ldexp(1.0, -np.asarray(e, np.int64))
+    if params.output == "rowmax":
+        v = np.asarray(y, np.float64)
+        return v / v.sum(axis=-1, keepdims=True)
     return np.asarray(y, np.float64) * SOFTMAX_OUT_SCALE
 
 
@@ -510,6 +579,8 @@ class GeluParams:
     ``ibert``: per channel (or one value) ``b, c, shift`` (int64) and the output requantization
     ``multiplier, rshift`` (int32), with ``raw_scale`` the positive scale of I-BERT's integer
     output (before the requantization). ``lut``: the 256-byte ``table`` indexed by the input byte.
+    ``interp``: per channel ``in_multiplier, in_rshift`` (to the 2^-16 grid) and ``multiplier,
+    rshift`` (to the output), and the 3 x 96 int32 segment ``table``.
     """
 
     method: str
@@ -526,6 +597,8 @@ class GeluParams:
     rshift: Optional[np.ndarray] = None
     raw_scale: Optional[np.ndarray] = None
     table: Optional[np.ndarray] = None
+    in_multiplier: Optional[np.ndarray] = None
+    in_rshift: Optional[np.ndarray] = None
 
     @property
     def channels(self) -> int:
@@ -567,20 +640,32 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
       uint8/int8/int32.
     - ``"lut"``: ``table[q] = clamp(RNE(gelu((q - x_zp) S) / out_scale) + out_zp)`` for the 256
       values of ``x_dtype`` (uint8 or int8), exact erf GELU in double.
+    - ``"interp"`` (int32 input, zero point 0; ``x_scale`` and ``out_scale`` per channel or one):
+      ``gelu(x) = max(x, 0) - h(|x|)``, ``h(t) = t Q(t)`` (Q the normal tail) in 96 quadratic
+      segments of 1/16 on [0, 6): ``u = clamp(RHU(x Mi / 2^Ei), +-(2^31 - 1))`` on the grid
+      ``2^-16`` (``Mi / 2^Ei ~ S 2^16``), ``t = |u|``, ``i = t >> 12``, ``f = t mod 2^12``,
+      ``w = floor(f (f - 2^12) / 2^12)``, ``h = A[i] + RHU((B[i] f + C[i] w) / 2^12)`` (0 from
+      ``t = 6 2^16``), ``g = max(u, 0) - h``, ``y = clamp(RHU(g M / 2^E) + out_zp)`` (``M / 2^E
+      ~ 2^-16 / out_scale``); ``A, B, C`` the quadratic through each segment's ends and middle
+      (exact erfc in double, rounded). ``RHU(v / 2^e) = floor((v + 2^(e-1)) / 2^e)``. Error of
+      ``g`` against GELU below ``4 2^-16`` before the output rounding. No gather: the tables sit
+      in AVX-512 registers.
 
     Example:
         >>> import qkernels
         >>> p = qkernels.prepare_gelu(1e-3, out_scale=0.05)   # int32 sums of a Linear
         >>> int(p.b[0]), int(p.c[0]), int(p.shift[0])
         (-2502, -6925073, -423)
+        >>> import numpy as np
+        >>> g = qkernels.prepare_gelu(1e-3, method="interp", out_scale=0.05)
+        >>> qkernels.qgelu(np.array([-3000, -1000, 0, 1000, 3000], np.int32), g)
+        array([ 0, -3,  0, 17, 60], dtype=int8)
     """
     _choice(method, GELU_METHODS, "method")
-    try:
-        odt = np.dtype(out_dtype)
-    except TypeError as exc:
-        raise TypeError(f"out_dtype: not a dtype: {out_dtype!r}") from exc
-    if odt not in (np.uint8, np.int8, np.int32):
-        raise TypeError(f"out_dtype must be uint8, int8 or int32, got {odt}")
+    if method == "interp":
+        return _prepare_gelu_interp(x_scale, out_scale, out_zero_point, out_dtype, x_zero_point,
+                                    x_dtype)
+    odt = _gelu_out_dtype(out_dtype)
     if method == "lut" and odt == np.int32:
         raise TypeError("method 'lut' writes 8-bit outputs (uint8 or int8)")
     os_ = _scales(out_scale, "out_scale")
@@ -647,6 +732,69 @@ def prepare_gelu(x_scale: ArrayLike, *, method: str = "ibert", out_scale: float,
                       raw_scale=np.atleast_1d(raw).astype(np.float32))
 
 
+def _gelu_out_dtype(out_dtype: DTypeLike) -> np.dtype:
+    try:
+        odt = np.dtype(out_dtype)
+    except TypeError as exc:
+        raise TypeError(f"out_dtype: not a dtype: {out_dtype!r}") from exc
+    if odt not in (np.uint8, np.int8, np.int32):
+        raise TypeError(f"out_dtype must be uint8, int8 or int32, got {odt}")
+    return odt
+
+
+@functools.lru_cache(maxsize=1)
+def _gelu_interp_table() -> np.ndarray:
+    """The 3 x 96 int32 segment constants A, B, C of method "interp" (a constant, made once)."""
+    def h(t: float) -> float:            # t Q(t), Q the normal tail (exact erfc, double)
+        return 0.5 * t * math.erfc(t / math.sqrt(2.0))
+    d = 2.0 ** (GELU_SEGMENT_BITS - GELU_GRID_BITS)
+    u = 2.0 ** GELU_GRID_BITS
+    t = [i * d for i in range(GELU_SEGMENTS)]
+    a = [h(v) * u for v in t]
+    b = [(h(v + d) - h(v)) * u for v in t]
+    c = [(2 * h(v) + 2 * h(v + d) - 4 * h(v + d / 2)) * u for v in t]
+    out = np.rint(np.array([a, b, c], np.float64)).astype(np.int32).reshape(-1)
+    out.setflags(write=False)
+    return out
+
+
+def _prepare_gelu_interp(x_scale: ArrayLike, out_scale: ArrayLike, out_zero_point: int,
+                         out_dtype: DTypeLike, x_zero_point: int,
+                         x_dtype: DTypeLike) -> GeluParams:
+    odt = _gelu_out_dtype(out_dtype)
+    if x_dtype is not None and np.dtype(x_dtype) != np.int32:
+        raise TypeError(f"method 'interp' takes int32 input (a Linear's sums), got x_dtype "
+                        f"{np.dtype(x_dtype)}; for 8-bit input use method='lut'")
+    if C._int_scalar(x_zero_point, "x_zero_point") != 0:
+        raise ValueError("method 'interp' takes int32 input with x_zero_point 0")
+    oinfo = np.iinfo(odt)
+    ozp = C._int_scalar(out_zero_point, "out_zero_point")
+    if not oinfo.min <= ozp <= oinfo.max:
+        raise ValueError(f"out_zero_point={ozp} is outside {odt} [{oinfo.min}, {oinfo.max}]")
+    s = _scales(x_scale, "x_scale")
+    os_ = _scales(out_scale, "out_scale")
+    if s.ndim > 1 or os_.ndim > 1:
+        raise ValueError("x_scale and out_scale must be scalars or 1-D (per channel)")
+    if s.ndim == 1 and os_.ndim == 1 and s.size != os_.size:
+        raise ValueError(f"x_scale ({s.size} channels) and out_scale ({os_.size}) differ in "
+                         f"length")
+    n = max(s.size if s.ndim else 1, os_.size if os_.ndim else 1)
+    mi, ei = _rhaz_mantissa(np.broadcast_to(s.astype(np.float64), (n,)) * 2.0 ** GELU_GRID_BITS,
+                            31)
+    if ((ei < 1) | (ei > 62)).any():
+        raise ValueError("x_scale is outside the interp GELU's range (x_scale 2^16 must be in "
+                         "[2^-31, 2^30))")
+    mo, eo = _rhaz_mantissa(2.0 ** -GELU_GRID_BITS / np.broadcast_to(os_.astype(np.float64),
+                                                                      (n,)), 31)
+    if ((eo < 1) | (eo > 62)).any():
+        raise ValueError("out_scale is out of range for the interp GELU's output requantization "
+                         "(2^-16 / out_scale must be in [2^-31, 2^30))")
+    vec = lambda a: np.ascontiguousarray(a.astype(np.int32))  # noqa: E731
+    return GeluParams("interp", s, 0, float(os_) if os_.ndim == 0 else os_, ozp, odt,
+                      x_dtype=np.dtype(np.int32), multiplier=vec(mo), rshift=vec(eo),
+                      in_multiplier=vec(mi), in_rshift=vec(ei), table=_gelu_interp_table())
+
+
 def qgelu(x: ArrayLike, params: GeluParams, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Integer GELU with prepared :class:`GeluParams` (output of ``params.out_dtype``).
 
@@ -667,6 +815,8 @@ def qgelu(x: ArrayLike, params: GeluParams, *, out: Optional[np.ndarray] = None)
         raise TypeError(f"params must be GeluParams (qkernels.prepare_gelu), got "
                         f"{type(params).__name__}")
     a = np.asarray(x)
+    if params.method == "interp":
+        return _qgelu_interp(a, params, out)
     if params.method == "lut":
         if a.dtype != params.x_dtype:
             raise TypeError(f"x must be {params.x_dtype} (the table was prepared for it), got "
@@ -696,6 +846,24 @@ def qgelu(x: ArrayLike, params: GeluParams, *, out: Optional[np.ndarray] = None)
     except ValueError:
         _gelu_bound(params, a.dtype)
         raise
+    return _finish(y, out)
+
+
+def _qgelu_interp(a: np.ndarray, p: GeluParams, out: Optional[np.ndarray]) -> np.ndarray:
+    if a.dtype != np.int32:
+        raise TypeError(f"method 'interp' takes int32 input (a Linear's sums), got dtype "
+                        f"{a.dtype}")
+    ch = p.in_multiplier.size
+    if ch > 1 and (a.ndim < 1 or a.shape[-1] != ch):
+        raise ValueError(f"x has shape {a.shape}; its last axis must have {ch} channels (the "
+                         f"per-channel scales)")
+    C.check_out(out, a.shape, p.out_dtype)
+    oinfo = np.iinfo(p.out_dtype)
+    y = out if (out is not None and out.flags.c_contiguous) else np.empty(a.shape, p.out_dtype)
+    if a.size:
+        _core._gelu_interp(np.ascontiguousarray(a), p.in_multiplier, p.in_rshift, p.multiplier,
+                           p.rshift, p.table, p.out_zero_point, int(oinfo.min), int(oinfo.max),
+                           y)
     return _finish(y, out)
 
 

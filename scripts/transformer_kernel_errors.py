@@ -121,7 +121,9 @@ def softmax_rows(net, cap) -> Dict[str, Tuple[float, float, int]]:
         params8["sole"] = qk.prepare_softmax(s8, method="sole")
         params8["sole_round"] = qk.prepare_softmax(s8, method="sole", rounding="round")
         params32 = {"ibert": qk.prepare_softmax(s32, method="ibert"),
-                    "sole": qk.prepare_softmax(s32, method="sole")}
+                    "sole": qk.prepare_softmax(s32, method="sole"),
+                    "exp2 (rowmax, over its row sum)": qk.prepare_softmax(
+                        s32, method="exp2", output="rowmax")}
         for sc, q, k in zip(scores, qs, ks):
             ref = torch.softmax(torch.from_numpy(sc.astype(np.float32)), dim=-1).numpy()
             add("uint8 output grid (float softmax rounded to 1/256)", ref,
@@ -177,6 +179,17 @@ def gelu_rows(net, cap) -> Dict[str, Tuple[float, float, int]]:
         y = qk.qgelu(acc32, p).astype(np.float64) * so
         ref_k = F.gelu(torch.from_numpy(acc32.astype(np.float64) * s_acc.astype(np.float64))).numpy()
         acc.setdefault("ibert int32 (FFN1 sums, per-channel scale)", []).append((ref, y, ref_k))
+        p = qk.prepare_gelu(s_acc, method="interp", out_scale=so, out_dtype=np.int8)
+        y = qk.qgelu(acc32, p).astype(np.float64) * so
+        acc.setdefault("interp int32 (FFN1 sums, per-channel scale) -> int8", []).append(
+            (ref, y, ref_k))
+        # the token-rows block's output: int32 on the step max|GELU| / 2^18 (blocks.FINE_BITS)
+        sf = float(np.abs(ref).max()) / 2.0 ** 18
+        for m in ("ibert", "interp"):
+            p = qk.prepare_gelu(s_acc, method=m, out_scale=sf, out_dtype=np.int32)
+            y = qk.qgelu(acc32, p).astype(np.float64) * sf
+            acc.setdefault(f"{m} int32 (FFN1 sums, per-channel scale) -> int32, step max/2^18",
+                           []).append((ref, y, ref_k))
     for key in acc:
         acc[key] = [(a.reshape(-1), b.reshape(-1), c.reshape(-1)) for a, b, c in acc[key]]
     return _collect(acc)

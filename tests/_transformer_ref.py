@@ -185,3 +185,63 @@ def requant_shift(acc, n, rounding):
             q += rem > half or (rem == half and v >= 0)
         out[idx] = q
     return out
+
+
+# ---- GELU by piecewise-quadratic segments (qkernels.h qk_gelu_interp) ------------------------
+def rhu_shift(v, e):
+    """floor((v + 2^(e-1)) / 2^e), elementwise on int64 arrays (e >= 1, may be an array)."""
+    v = np.asarray(v, np.int64)
+    e = np.asarray(e, np.int64)
+    return (v + (np.int64(1) << (e - 1))) >> e
+
+
+def gelu_interp_table():
+    """A, B, C (3 x 96): the quadratic through the ends and middle of each 1/16 segment of
+    h(t) = t Q(t) = gelu(t) - t on [0, 6) (here from the exact erf GELU: h = t - gelu(t) for t
+    >= 0), on the grid 2^-16, rounded to nearest even."""
+    def h(t):
+        return t - 0.5 * t * (1.0 + math.erf(t / math.sqrt(2.0)))
+    rows = [[], [], []]
+    for i in range(96):
+        t0, t1, tm = i / 16.0, (i + 1) / 16.0, (i + 0.5) / 16.0
+        rows[0].append(round(h(t0) * 65536.0))
+        rows[1].append(round((h(t1) - h(t0)) * 65536.0))
+        rows[2].append(round((2 * h(t0) + 2 * h(t1) - 4 * h(tm)) * 65536.0))
+    return np.array(rows, np.int64)
+
+
+def gelu_interp(x, in_mult, in_shift, mult, shift, out_zp, lo, hi, table=None):
+    """qk_gelu_interp's statement, in int64 (channels along the last axis)."""
+    a, b, c = (gelu_interp_table() if table is None else
+               np.asarray(table, np.int64).reshape(3, 96))
+    x = np.asarray(x).astype(np.int64)
+    u = np.clip(rhu_shift(x * np.asarray(in_mult, np.int64), in_shift), -(2 ** 31 - 1),
+                2 ** 31 - 1)
+    t = np.abs(u)
+    i = np.minimum(t >> 12, 95)
+    f = t & 4095
+    w = (f * (f - 4096)) >> 12
+    h = np.where(t >= 6 << 16, 0, a[i] + rhu_shift(b[i] * f + c[i] * w, 12))
+    g = np.maximum(u, 0) - h
+    y = rhu_shift(g * np.asarray(mult, np.int64), shift) + out_zp
+    return np.clip(y, lo, hi)
+
+
+# ---- the row-max exp2 softmax (qkernels.h qk_softmax_exp2) -------------------------------------
+def exp2_table():
+    """RNE(2^15 2^(-j/32)) and RNE(2^15 2^(-j/1024)), j = 0..31 (64 values)."""
+    return np.array([round(32768.0 * 2.0 ** (-j / 32.0)) for j in range(32)] +
+                    [round(32768.0 * 2.0 ** (-j / 1024.0)) for j in range(32)], np.int64)
+
+
+def softmax_exp2(x, mult, shift, cap, table=None):
+    """qk_softmax_exp2's statement on the rows of x (last axis), in int64: uint8."""
+    t = exp2_table() if table is None else np.asarray(table, np.int64)
+    x = np.asarray(x).astype(np.int64)
+    d = x.max(axis=-1, keepdims=True) - x
+    z = rhu_shift(np.minimum(d, cap) * mult, shift)
+    k = np.minimum(z >> 10, 40)
+    f = z & 1023
+    e = rhu_shift(t[f >> 5] * t[32 + (f & 31)], 15)
+    p = (255 * e + (np.int64(1) << (14 + k))) >> (15 + k)
+    return np.where((d >= cap) | (k > 16), 0, p).astype(np.uint8)

@@ -40,6 +40,17 @@ def same_bits(a, b):
     return np.array_equal(a.view(iv), b.view(iv))
 
 
+def assert_simd_paths_equal(res):
+    """The arrays of :func:`run_simd_paths` (all three paths) equal the scalar path's, key by
+    key ("isa" names the path)."""
+    assert str(res["scalar"]["isa"]) == "scalar"
+    for key in res["scalar"]:
+        if key == "isa":
+            continue
+        assert np.array_equal(res["auto"][key], res["scalar"][key]), key
+        assert np.array_equal(res["avx2"][key], res["scalar"][key]), key
+
+
 def run_simd_paths(script, tmp_path, paths=("auto", "avx2", "scalar")):
     """Runs ``script`` (it writes an .npz to ``sys.argv[1]``) in a subprocess under each
     QKERNELS_SIMD path (the level is chosen once a process) with the qkernels this process

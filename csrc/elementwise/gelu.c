@@ -390,6 +390,33 @@ static int qk__igelu_fc_set(const qk_gelu_ibert_params *p, size_t ch, qk__igelu_
     return 1;
 }
 
+/* ---- GELU by piecewise-quadratic segments (qk_gelu_interp; the arithmetic: qkernels.h) -----
+ * gelu(x) = max(x, 0) - h(|x|), h(t) = t Q(t) (Q the normal tail), h on [0, 6) in 96 quadratic
+ * segments of 1/16. Every step is an exact integer operation: the two requantizations in int64
+ * (|x m| < 2^62, the rounding term 2^(e-1) <= 2^61), the segment in int32 (|B| < 2^13, f < 2^12,
+ * |C| < 2^12, |w| <= 2^10: |B f + C w + 2^11| < 2^26; checked before anything is read). */
+#define QK__GI_SEG QK_GELU_INTERP_SEGMENTS
+#define QK__GI_K QK_GELU_INTERP_SEGMENT_BITS
+#define QK__GI_T ((int64_t)QK__GI_SEG << QK__GI_K) /* 6 2^16: h = 0 from here */
+
+static inline int64_t qk__rhu64(int64_t v, int e) { return (v + (INT64_C(1) << (e - 1))) >> e; }
+
+static inline int32_t qk__ginterp_one(const qk_gelu_interp_params *p, size_t ch, int32_t x,
+                                      int32_t zp, int32_t lo, int32_t hi) {
+    const int64_t u = qk__clamp64(qk__rhu64((int64_t)x * p->in_multiplier[ch], p->in_rshift[ch]),
+                                  -INT32_MAX, INT32_MAX);
+    const int64_t t = u < 0 ? -u : u;
+    int64_t h = 0;
+    if (t < QK__GI_T) {
+        const int64_t i = t >> QK__GI_K, f = t & ((1 << QK__GI_K) - 1);
+        const int64_t w = (f * (f - (1 << QK__GI_K))) >> QK__GI_K; /* floor, in [-2^10, 0] */
+        const int32_t *tb = p->table;
+        h = tb[i] + qk__rhu64(tb[QK__GI_SEG + i] * f + tb[2 * QK__GI_SEG + i] * w, QK__GI_K);
+    }
+    const int64_t g = (u > 0 ? u : 0) - h;
+    return (int32_t)qk__clamp64(qk__rhu64(g * p->multiplier[ch], p->rshift[ch]) + zp, lo, hi);
+}
+
 #define QK_TWINS_TEMPLATE "elementwise/gelu_isa.h"
 #include "elementwise/simd_twins.h"
 
@@ -490,5 +517,65 @@ qk_status qk_gelu_ibert(const qk_gelu_ibert_params *p, const void *x, qk_dtype x
         qk__store(y_type, y, i, qk__igelu_out(p, ch, xv, y_zero_point, y_min, y_max));
         if (++ch == channels) ch = 0;
     }
+    return QK_OK;
+}
+
+/* ---- qk_gelu_interp ---------------------------------------------------------------------- */
+static qk_status qk__ginterp_check(const qk_gelu_interp_params *p, qk_dtype yt, int32_t yzp,
+                                   int32_t lo, int32_t hi) {
+    if (p == NULL || p->channels == 0 || p->in_multiplier == NULL || p->in_rshift == NULL ||
+        p->multiplier == NULL || p->rshift == NULL || p->table == NULL)
+        return QK_ERR_ARG;
+    if (yt != QK_DT_U8 && yt != QK_DT_S8 && yt != QK_DT_S32) return QK_ERR_ARG;
+    const int64_t tmin = yt == QK_DT_U8 ? 0 : (yt == QK_DT_S8 ? -128 : INT32_MIN);
+    const int64_t tmax = yt == QK_DT_U8 ? 255 : (yt == QK_DT_S8 ? 127 : INT32_MAX);
+    const qk_status st = qk__check_range(yzp, lo, hi, tmin, tmax);
+    if (st != QK_OK) return st;
+    for (size_t ch = 0; ch < p->channels; ch++) {
+        if (p->in_multiplier[ch] < 0 || p->multiplier[ch] < 0) return QK_ERR_MULTIPLIER;
+        if (p->in_rshift[ch] < 1 || p->in_rshift[ch] > 62 || p->rshift[ch] < 1 ||
+            p->rshift[ch] > 62)
+            return QK_ERR_SHIFT;
+    }
+    for (int i = 0; i < QK__GI_SEG; i++) {
+        const int32_t a = p->table[i], b = p->table[QK__GI_SEG + i], c = p->table[2 * QK__GI_SEG + i];
+        if (a <= -(1 << 17) || a >= (1 << 17) || b <= -(1 << 13) || b >= (1 << 13) ||
+            c <= -(1 << 12) || c >= (1 << 12))
+            return QK_ERR_ARG;
+    }
+    return QK_OK;
+}
+
+qk_status qk_gelu_interp(const qk_gelu_interp_params *p, const int32_t *x, size_t n, void *y,
+                         qk_dtype y_type, int32_t y_zero_point, int32_t y_min, int32_t y_max) {
+    const qk_status st = qk__ginterp_check(p, y_type, y_zero_point, y_min, y_max);
+    if (st != QK_OK) return st;
+    const size_t channels = p->channels;
+    if (n % channels != 0) return QK_ERR_ARG;
+    if (n == 0) return QK_OK;
+    if (x == NULL || y == NULL) return QK_ERR_ARG;
+    const size_t ysz = y_type == QK_DT_S32 ? 4 : 1;
+    const size_t rl = channels == 1 ? n : channels; /* one pass, or one row of channels */
+#if QK_X86
+    const int lvl = qk__level() >= QK_LEVEL_AVX512 ? 2 : (qk__level() >= QK_LEVEL_AVX2 ? 1 : 0);
+#else
+    const int lvl = 0;
+#endif
+    for (size_t r0 = 0; r0 < n; r0 += rl) {
+        char *yr = (char *)y + r0 * ysz;
+        size_t done = 0;
+#if QK_X86
+        if (lvl == 2)
+            done = qk__ginterp_avx512(p, channels > 1, x + r0, rl, yr, y_type, y_zero_point,
+                                      y_min, y_max);
+        else if (lvl == 1)
+            done = qk__ginterp_avx2(p, channels > 1, x + r0, rl, yr, y_type, y_zero_point,
+                                    y_min, y_max);
+#endif
+        for (size_t i = done; i < rl; i++)
+            qk__store(y_type, yr, i, qk__ginterp_one(p, channels > 1 ? i : 0, x[r0 + i],
+                                                    y_zero_point, y_min, y_max));
+    }
+    (void)lvl;
     return QK_OK;
 }

@@ -52,3 +52,120 @@ QK_V_TARGET static size_t QK__N(qk__igelu32f_)(const qk__igelu_fc *f, int pc,
     }
     return i;
 }
+
+/* ---- qk_gelu_interp: the table GELU with linear interpolation (gelu.c, "interp") ---------- */
+/* sat(RHU(x m / 2^e) + add) to [lo, hi], per lane: x int32, m in [0, 2^31), e in [1, 62]; the
+ * products in 64-bit lanes (even and odd halves), exact. */
+#ifndef QK__GI_MULSHIFT_DONE_AVX2
+#define QK__GI_MULSHIFT_DONE_AVX2
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m256i qk__gi_half_avx2(__m256i p, __m256i e, __m256i add,
+                                                                __m256i lo, __m256i hi) {
+    /* p + 2^(e-1) + 2^62 >= 0 and < 2^64 (|p| < 2^62): a logical shift, then less 2^(62-e) */
+    const __m256i one = _mm256_set1_epi64x(1), bias = _mm256_set1_epi64x(INT64_C(1) << 62);
+    const __m256i v = _mm256_add_epi64(_mm256_add_epi64(p, bias),
+                                       _mm256_sllv_epi64(one, _mm256_sub_epi64(e, one)));
+    __m256i r = _mm256_sub_epi64(_mm256_srlv_epi64(v, e), _mm256_srlv_epi64(bias, e));
+    r = _mm256_add_epi64(r, add);
+    r = _mm256_blendv_epi8(r, lo, _mm256_cmpgt_epi64(lo, r));
+    return _mm256_blendv_epi8(r, hi, _mm256_cmpgt_epi64(r, hi));
+}
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m256i qk__gi_mulshift_avx2(__m256i x, __m256i m, __m256i e,
+                                                                    __m256i add, __m256i lo,
+                                                                    __m256i hi) {
+    const __m256i low = _mm256_set1_epi64x(0xffffffff);
+    const __m256i pe = _mm256_mul_epi32(x, m);
+    const __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(m, 32));
+    const __m256i re = qk__gi_half_avx2(pe, _mm256_and_si256(e, low), add, lo, hi);
+    const __m256i ro = qk__gi_half_avx2(po, _mm256_srli_epi64(e, 32), add, lo, hi);
+    return _mm256_blend_epi32(re, _mm256_slli_epi64(ro, 32), 0xAA);
+}
+#endif
+#ifndef QK__GI_MULSHIFT_DONE_AVX512
+#define QK__GI_MULSHIFT_DONE_AVX512
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__gi_half_avx512(__m512i p, __m512i e,
+                                                                    __m512i add, __m512i lo,
+                                                                    __m512i hi) {
+    const __m512i one = _mm512_set1_epi64(1);
+    __m512i r = _mm512_srav_epi64(
+        _mm512_add_epi64(p, _mm512_sllv_epi64(one, _mm512_sub_epi64(e, one))), e);
+    return _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(r, add), lo), hi);
+}
+QK_TARGET_AVX512 static QK_ALWAYS_INLINE __m512i qk__gi_mulshift_avx512(__m512i x, __m512i m,
+                                                                        __m512i e, __m512i add,
+                                                                        __m512i lo, __m512i hi) {
+    const __m512i low = _mm512_set1_epi64(0xffffffff);
+    const __m512i pe = _mm512_mul_epi32(x, m);
+    const __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32));
+    const __m512i re = qk__gi_half_avx512(pe, _mm512_and_si512(e, low), add, lo, hi);
+    const __m512i ro = qk__gi_half_avx512(po, _mm512_srli_epi64(e, 32), add, lo, hi);
+    return _mm512_mask_blend_epi32(0xAAAA, re, _mm512_slli_epi64(ro, 32));
+}
+#endif
+#define QK__GI_MS QK__SEL(qk__gi_mulshift_avx2, qk__gi_mulshift_avx512)
+#define QK__GI_GATHER(base, idx) QK__SEL(_mm256_i32gather_epi32(base, idx, 4), _mm512_i32gather_epi32(idx, base, 4))
+
+/* Elements [0, n) of x (channel i's parameters at index i when pc, else index 0); returns the
+ * elements done (a multiple of the lanes). Same integers as qk__ginterp_one. The 96-entry
+ * segment tables: AVX-512 in registers (6 each, read by permutes), AVX2 by gathers. */
+QK_V_TARGET static size_t QK__N(qk__ginterp_)(const qk_gelu_interp_params *p, int pc,
+                                             const int32_t *x, size_t n, void *y, qk_dtype yt,
+                                             int32_t zp, int32_t lo, int32_t hi) {
+    const QK_V tend = QK_V_SET1((int32_t)QK__GI_T), last = QK_V_SET1(QK__GI_SEG - 1);
+    const QK_V fm = QK_V_SET1((1 << QK__GI_K) - 1), one_k = QK_V_SET1(1 << QK__GI_K);
+    const QK_V half = QK_V_SET1(1 << (QK__GI_K - 1)), zero = QK_V_SET1(0);
+    const QK_V a0 = QK_V_SET1_64(0), i32lo = QK_V_SET1_64(-INT32_MAX), i32hi = QK_V_SET1_64(INT32_MAX);
+    const QK_V vzp = QK_V_SET1_64(zp), vlo = QK_V_SET1_64(lo), vhi = QK_V_SET1_64(hi);
+    const int32_t *tb = p->table;
+#if QK_V_IS512
+    QK_V ta[6], tbv[6], tc[6];
+    for (int r = 0; r < 6; r++) {
+        ta[r] = QK_V_LOAD(tb + 16 * r);
+        tbv[r] = QK_V_LOAD(tb + QK__GI_SEG + 16 * r);
+        tc[r] = QK_V_LOAD(tb + 2 * QK__GI_SEG + 16 * r);
+    }
+    const QK_V c31 = QK_V_SET1(31), c63 = QK_V_SET1(63);
+#endif
+    QK_V mi = QK_V_SET1(p->in_multiplier[0]), ei = QK_V_SET1(p->in_rshift[0]);
+    QK_V mo = QK_V_SET1(p->multiplier[0]), eo = QK_V_SET1(p->rshift[0]);
+    const int sg = yt == QK_DT_S8;
+    (void)sg; /* AVX-512 truncates; AVX2 packs with it */
+    size_t i = 0;
+    for (; i + QK_V_LANES <= n; i += QK_V_LANES) {
+        if (pc) {
+            mi = QK_V_LOAD(p->in_multiplier + i);
+            ei = QK_V_LOAD(p->in_rshift + i);
+            mo = QK_V_LOAD(p->multiplier + i);
+            eo = QK_V_LOAD(p->rshift + i);
+        }
+        const QK_V u = QK__GI_MS(QK_V_LOAD(x + i), mi, ei, a0, i32lo, i32hi);
+        const QK_V t = QK_V_ABS(u);                       /* |u| <= 2^31 - 1 */
+        const QK_V idx = QK_V_MIN(QK_V_SRLI(t, QK__GI_K), last), f = QK_V_AND(t, fm);
+#if QK_V_IS512
+        const __mmask16 m1 = _mm512_cmpgt_epi32_mask(idx, c31), m2 = _mm512_cmpgt_epi32_mask(idx, c63);
+#define QK__GI_LOOK(tv)                                                                         \
+    _mm512_mask_blend_epi32(m2,                                                                 \
+                            _mm512_mask_blend_epi32(m1, _mm512_permutex2var_epi32(tv[0], idx, tv[1]), \
+                                                    _mm512_permutex2var_epi32(tv[2], idx, tv[3])),   \
+                            _mm512_permutex2var_epi32(tv[4], idx, tv[5]))
+        const QK_V va = QK__GI_LOOK(ta), vb = QK__GI_LOOK(tbv), vc = QK__GI_LOOK(tc);
+#undef QK__GI_LOOK
+#else
+        const QK_V va = QK__GI_GATHER(tb, idx), vb = QK__GI_GATHER(tb + QK__GI_SEG, idx);
+        const QK_V vc = QK__GI_GATHER(tb + 2 * QK__GI_SEG, idx);
+#endif
+        const QK_V w = QK__SEL(_mm256_srai_epi32, _mm512_srai_epi32)(
+            QK_V_MULLO(f, QK_V_SUB(f, one_k)), QK__GI_K);
+        const QK_V s = QK_V_ADD(QK_V_ADD(QK_V_MULLO(vb, f), QK_V_MULLO(vc, w)), half);
+        QK_V h = QK_V_ADD(va, QK__SEL(_mm256_srai_epi32, _mm512_srai_epi32)(s, QK__GI_K));
+        h = QK_V_SELECT(QK_V_GT(tend, t), h, zero);       /* t >= 6 2^16: h = 0 */
+        const QK_V g = QK_V_SUB(QK_V_MAX(u, zero), h);
+        const QK_V v = QK__GI_MS(g, mo, eo, vzp, vlo, vhi);
+        if (yt == QK_DT_S32)
+            QK_V_STORE((int32_t *)y + i, v);
+        else
+            QK_V_STORE_8((uint8_t *)y + i, v, sg);
+    }
+    return i;
+}
+#undef QK__GI_MS
+#undef QK__GI_GATHER

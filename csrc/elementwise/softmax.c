@@ -596,6 +596,19 @@ static uint32_t qk__sole_thresholds(const qk_softmax_params *p, uint32_t *t) {
     return kmax;
 }
 
+/* ---- the exp2 softmax (qk_softmax_exp2; the arithmetic: qkernels.h) ----------------------
+ * d = max - x >= 0 (int64); z = RHU(d mult / 2^shift) < 2^31 for d < cap (checked once a call:
+ * (cap - 1) mult < 2^62, so the int64 sum cannot wrap); 255 T[f] + 2^(14 + k) < 2^31 for
+ * k <= 16; the two table values are at most 2^15, their product at most 2^30. */
+static inline uint8_t qk__exp2_p(const qk_softmax_exp2_params *p, uint64_t d) {
+    if (d >= (uint64_t)p->cap) return 0;
+    const int64_t z = ((int64_t)d * p->mult + (INT64_C(1) << (p->shift - 1))) >> p->shift;
+    const int64_t k = z >> QK_EXP2_FRAC_BITS, f = z & ((1 << QK_EXP2_FRAC_BITS) - 1);
+    if (k > 16) return 0;
+    const uint32_t e = ((uint32_t)p->table[f >> 5] * (uint32_t)p->table[32 + (f & 31)] + 16384u) >> 15;
+    return (uint8_t)((e * 255u + (UINT32_C(1) << (14 + k))) >> (15 + k));
+}
+
 #define QK_TWINS_TEMPLATE "elementwise/softmax_isa.h"
 #include "elementwise/simd_twins.h"
 
@@ -790,5 +803,64 @@ qk_status qk_softmax_table(const qk_softmax_params *p, uint32_t *value, uint8_t 
     qk__softmax_table(p, value, w16);
     if (k != NULL)
         for (int d = 0; d < 256; d++) k[d] = p->method == QK_SOFTMAX_SOLE ? (uint8_t)w16[d] : 0;
+    return QK_OK;
+}
+
+/* ---- qk_softmax_exp2 ----------------------------------------------------------------------- */
+qk_status qk_softmax_exp2(const qk_softmax_exp2_params *p, const void *x, qk_dtype x_type,
+                          size_t rows, size_t cols, uint8_t *y) {
+    if (p == NULL || p->table == NULL) return QK_ERR_ARG;
+    if (x_type != QK_DT_U8 && x_type != QK_DT_S8 && x_type != QK_DT_S32) return QK_ERR_ARG;
+    if (p->mult < 0) return QK_ERR_MULTIPLIER;
+    if (p->shift < 1 || p->shift > 62) return QK_ERR_SHIFT;
+    if (p->cap < 1) return QK_ERR_ARG;
+    if ((((int64_t)p->cap - 1) * p->mult + (INT64_C(1) << (p->shift - 1))) >> p->shift >
+        INT32_MAX)
+        return QK_ERR_ARG;
+    for (int f = 0; f < QK_EXP2_TABLE; f++)
+        if (p->table[f] < 0 || p->table[f] > 32768) return QK_ERR_ARG;
+    size_t total;
+    if (!qk__sz_mul(rows, cols, &total)) return QK_ERR_ARG;
+    if (total == 0) return QK_OK;
+    if (x == NULL || y == NULL) return QK_ERR_ARG;
+    if (x_type != QK_DT_S32) {
+        /* 8-bit input: d in [0, 255], one byte per d */
+        uint8_t t[256];
+        for (int d = 0; d < 256; d++) t[d] = qk__exp2_p(p, (uint64_t)d);
+        for (size_t r = 0; r < rows; r++) {
+            const int32_t mx = qk__row_max8_scalar((const char *)x + r * cols, x_type, cols);
+            for (size_t i = 0; i < cols; i++) {
+                const size_t j = r * cols + i;
+                const int32_t v = x_type == QK_DT_U8 ? ((const uint8_t *)x)[j]
+                                                     : ((const int8_t *)x)[j];
+                y[j] = t[mx - v];
+            }
+        }
+        return QK_OK;
+    }
+    const int32_t *xi = (const int32_t *)x;
+#if QK_X86
+    const int lvl = qk__level() >= QK_LEVEL_AVX512 ? 2 : (qk__level() >= QK_LEVEL_AVX2 ? 1 : 0);
+#else
+    const int lvl = 0;
+#endif
+    for (size_t r = 0; r < rows; r++) {
+        const int32_t *xr = xi + r * cols;
+        uint8_t *yr = y + r * cols;
+#if QK_X86
+        if (lvl == 2) {
+            qk__exp2_row_avx512(p, xr, cols, yr);
+            continue;
+        }
+        if (lvl == 1) {
+            qk__exp2_row_avx2(p, xr, cols, yr);
+            continue;
+        }
+#endif
+        int32_t mx = INT32_MIN;
+        for (size_t i = 0; i < cols; i++) mx = xr[i] > mx ? xr[i] : mx;
+        for (size_t i = 0; i < cols; i++) yr[i] = qk__exp2_p(p, (uint64_t)((int64_t)mx - xr[i]));
+    }
+    (void)lvl;
     return QK_OK;
 }

@@ -223,3 +223,69 @@ QK_V_TARGET static uint64_t QK__N(qk__iexp_lookup_)(const uint16_t *t, const int
     }
     return sum;
 }
+
+/* ---- qk_softmax_exp2: one row of int32 scores (softmax.c, "exp2"); the same integers as
+ * qk__exp2_p: d = max - x is exact in uint32 lanes, min(d, cap - 1) < 2^31 times mult in 64-bit
+ * lanes, z < 2^31 (checked once a call), the two 32-entry Q15 tables read by permutes (AVX-512:
+ * two registers each) or gathers (AVX2). */
+#define QK__E2_GATHER(base, idx) QK__SEL(_mm256_i32gather_epi32(base, idx, 4), _mm512_i32gather_epi32(idx, base, 4))
+#define QK__E2_SRLV(a, b) QK__SEL(_mm256_srlv_epi32, _mm512_srlv_epi32)(a, b)
+#define QK__E2_MUL64(a, b) QK__SEL(_mm256_mul_epu32, _mm512_mul_epu32)(a, b)
+#define QK__E2_ADD64(a, b) QK__SEL(_mm256_add_epi64, _mm512_add_epi64)(a, b)
+#define QK__E2_SRL64(a, c) QK__SEL(_mm256_srl_epi64, _mm512_srl_epi64)(a, c)
+#define QK__E2_SRLI64(a, c) QK__SEL(_mm256_srli_epi64, _mm512_srli_epi64)(a, c)
+#define QK__E2_SLLI64(a, c) QK__SEL(_mm256_slli_epi64, _mm512_slli_epi64)(a, c)
+#define QK__E2_ODD(e, o) QK__SEL(_mm256_blend_epi32(e, o, 0xAA), _mm512_mask_blend_epi32(0xAAAA, e, o))
+QK_V_TARGET static void QK__N(qk__exp2_row_)(const qk_softmax_exp2_params *p, const int32_t *x,
+                                            size_t n, uint8_t *y) {
+    size_t i = 0;
+    QK_V mv = QK_V_SET1(INT32_MIN);
+    for (; i + QK_V_LANES <= n; i += QK_V_LANES) mv = QK_V_MAX(mv, QK_V_LOAD(x + i));
+    int32_t l32[QK_V_LANES];
+    QK_V_STORE(l32, mv);
+    int32_t mx = INT32_MIN;
+    for (int l = 0; l < QK_V_LANES; l++) mx = l32[l] > mx ? l32[l] : mx;
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    const QK_V vmx = QK_V_SET1(mx), cap = QK_V_SET1(p->cap), capm1 = QK_V_SET1(p->cap - 1);
+    const QK_V m = QK_V_SET1(p->mult), rnd = QK_V_SET1_64(INT64_C(1) << (p->shift - 1));
+    const __m128i sh = _mm_cvtsi32_si128(p->shift);
+    const QK_V fm = QK_V_SET1((1 << QK_EXP2_FRAC_BITS) - 1), n17 = QK_V_SET1(17);
+    const QK_V c14 = QK_V_SET1(14), c15 = QK_V_SET1(15), one = QK_V_SET1(1);
+    const QK_V c255 = QK_V_SET1(255), zero = QK_V_SET1(0), c31 = QK_V_SET1(31);
+    const QK_V c16k = QK_V_SET1(16384);
+#if QK_V_IS512
+    const QK_V hi0 = QK_V_LOAD(p->table), hi1 = QK_V_LOAD(p->table + 16);
+    const QK_V lo0 = QK_V_LOAD(p->table + 32), lo1 = QK_V_LOAD(p->table + 48);
+#endif
+    for (i = 0; i + QK_V_LANES <= n; i += QK_V_LANES) {
+        const QK_V d = QK_V_SUB(vmx, QK_V_LOAD(x + i));      /* max - x in [0, 2^32): uint32 */
+        const QK_VM big = QK_V_GEU(d, cap);
+        const QK_V dd = QK_V_MINU(d, capm1);
+        const QK_V ze = QK__E2_SRL64(QK__E2_ADD64(QK__E2_MUL64(dd, m), rnd), sh);
+        const QK_V zo = QK__E2_SRL64(QK__E2_ADD64(QK__E2_MUL64(QK__E2_SRLI64(dd, 32), m), rnd), sh);
+        const QK_V z = QK__E2_ODD(ze, QK__E2_SLLI64(zo, 32));
+        const QK_V k = QK_V_MIN(QK_V_SRLI(z, QK_EXP2_FRAC_BITS), n17);
+        const QK_V f = QK_V_AND(z, fm);
+#if QK_V_IS512
+        /* the two 32-entry tables in registers: one permute each */
+        const QK_V th = _mm512_permutex2var_epi32(hi0, QK_V_SRLI(f, 5), hi1);
+        const QK_V tl = _mm512_permutex2var_epi32(lo0, QK_V_AND(f, c31), lo1);
+#else
+        const QK_V th = QK__E2_GATHER(p->table, QK_V_SRLI(f, 5));
+        const QK_V tl = QK__E2_GATHER(p->table + 32, QK_V_AND(f, c31));
+#endif
+        const QK_V t = QK_V_SRLI(QK_V_ADD(QK_V_MULLO(th, tl), c16k), 15);
+        const QK_V num = QK_V_ADD(QK_V_MULLO(t, c255), QK_V_SLLV(one, QK_V_ADD(k, c14)));
+        const QK_V pv = QK_V_SELECT(big, zero, QK__E2_SRLV(num, QK_V_ADD(k, c15)));
+        QK_V_STORE_8(y + i, pv, 0);
+    }
+    for (; i < n; i++) y[i] = qk__exp2_p(p, (uint64_t)((int64_t)mx - x[i]));
+}
+#undef QK__E2_GATHER
+#undef QK__E2_SRLV
+#undef QK__E2_MUL64
+#undef QK__E2_ADD64
+#undef QK__E2_SRL64
+#undef QK__E2_SRLI64
+#undef QK__E2_SLLI64
+#undef QK__E2_ODD

@@ -823,6 +823,36 @@ qk_status qk_softmax_sole_log2(const qk_softmax_params *p, const void *x, qk_dty
 qk_status qk_softmax_table(const qk_softmax_params *p, uint32_t *value, uint8_t *k);
 
 /*
+ * qk_softmax_exp2(p, x, x_type, rows, cols, y): the row's exponentials on the step 1/255 of the
+ * row maximum's (which is 255), rounded, integer-only, no division: y_i = RHU(255 exp((x_i - max)
+ * S)) up to the table's rounding. The row's probabilities are y_i / sum_j y_j: the consumer
+ * divides by the integer row sum (qkernels' attention: P V / sum_j P, exact), so the 8 bits of
+ * y resolve the row's largest probabilities by 1/255 of the row maximum instead of 1/256 of 1.
+ * RHU(v / 2^e) = floor((v + 2^(e-1)) / 2^e).
+ *   prepared (qkernels.prepare_softmax(method="exp2", output="rowmax")), S the input scale:
+ *     mult / 2^shift ~ S log2(e) 2^10 (mult = RHAZ(mant 2^31), shift = 31 - exp),
+ *     cap = ceil(17 2^(10 + shift) / mult)  (d >= cap: exp below 2^-17, y = 0),
+ *     table[j] = RNE(2^15 2^(-j / 32)), table[32 + j] = RNE(2^15 2^(-j / 1024)), j = 0..31
+ *       (QK_EXP2_TABLE = 64 values; QK_EXP2_FRAC_BITS = 10)
+ *   per element, d = max_j x_j - x_i (int64, >= 0):
+ *     y = 0 if d >= cap; else z = RHU(d mult / 2^shift), k = z >> 10, f = z mod 2^10,
+ *     e = RHU(table[f >> 5] table[32 + (f mod 32)] / 2^15)                 (2^15 2^(-f / 2^10))
+ *     y = 0 if k > 16, else y = RHU(255 e / 2^(15 + k))                  (255 at the maximum)
+ *   Ranges (QK_ERR_*): mult >= 0, 1 <= shift <= 62, cap >= 1, RHU((cap - 1) mult / 2^shift) <
+ *   2^31, 0 <= table[i] <= 32768. int32 input: AVX-512 rows (the tables in registers, read by
+ *   permutes) / AVX2 rows (gathers)
+ *   with a scalar twin, the same bytes; 8-bit input: the 256 values of d once a call.
+ */
+#define QK_EXP2_FRAC_BITS 10
+#define QK_EXP2_TABLE 64
+typedef struct qk_softmax_exp2_params {
+    int32_t mult, shift, cap;
+    const int32_t *table; /* QK_EXP2_TABLE values */
+} qk_softmax_exp2_params;
+qk_status qk_softmax_exp2(const qk_softmax_exp2_params *p, const void *x, qk_dtype x_type,
+                          size_t rows, size_t cols, uint8_t *y);
+
+/*
  * Integer GELU.
  *
  * qk_gelu_ibert(p, x, x_type, x_zp, n, y, y_type, y_zp, y_min, y_max): I-BERT's i-GELU (Kim et
@@ -937,6 +967,44 @@ qk_status qk_row_rescale_requantize(const int32_t *acc, size_t rows, size_t cols
                                     const int32_t *bias, const int32_t *out_multiplier,
                                     const int32_t *out_shift, int32_t out_zero_point,
                                     qk_dtype out_type, void *y, int threads);
+/*
+ * qk_gelu_interp(p, x, n, y, y_type, y_zp, y_min, y_max): GELU of int32 input (a Linear's int32
+ * sums, zero point 0) by piecewise-quadratic segments, integer-only; element i uses channel
+ * i % p->channels (per-channel input and output scales along the last axis). gelu(x) = max(x, 0)
+ * - h(|x|) with h(t) = t Q(t) = t erfc(t / sqrt 2) / 2 (0 <= h <= 0.17, below 4e-4 / 2^16 from
+ * t = 6). RHU(v / 2^e) = floor((v + 2^(e-1)) / 2^e) (round half up; int64, arithmetic shift).
+ *   prepared (qkernels.prepare_gelu(method="interp")), S the input scale, So the output scale:
+ *     in_multiplier / 2^in_rshift ~ S 2^16, multiplier / 2^rshift ~ 2^-16 / So
+ *       (M = RHAZ(mant 2^31), rshift = 31 - exp with ratio = mant 2^exp)
+ *     table = A[96], B[96], C[96] (QK_GELU_INTERP_SEGMENTS = 96 segments of 1/16 on [0, 6)),
+ *       t_i = i / 16, exact erf in double, RNE: A[i] = 2^16 h(t_i), B[i] = 2^16 (h(t_i+1) -
+ *       h(t_i)), C[i] = 2^16 (2 h(t_i) + 2 h(t_i+1) - 4 h(t_i + 1/32)) (the quadratic through the
+ *       segment's ends and middle)
+ *   per element:
+ *     u = clamp(RHU(x in_multiplier / 2^in_rshift), -(2^31 - 1), 2^31 - 1)   (x on the grid 2^-16)
+ *     t = |u|;  h = 0 if t >= 6 2^16, else with i = t >> 12, f = t mod 2^12,
+ *       w = floor(f (f - 2^12) / 2^12)  (in [-2^10, 0]),
+ *       h = A[i] + RHU((B[i] f + C[i] w) / 2^12)
+ *     g = max(u, 0) - h
+ *     y = clamp(RHU(g multiplier / 2^rshift) + y_zp, y_min, y_max)
+ *   Error of g 2^-16 against GELU(u 2^-16): below 4 2^-16 (the quadratic's error 0.78 / 16^3 /
+ *   (9 sqrt 3) < 2^-16, the tables' and the two roundings). Ranges (QK_ERR_*): multipliers >= 0,
+ *   shifts in [1, 62], |A| < 2^17, |B| < 2^13, |C| < 2^12; y_type u8, s8 or s32 with y_min <=
+ *   y_zp <= y_max in it; n a multiple of channels. AVX-512 (16 lanes, the tables in registers
+ *   read by permutes) / AVX2 (8 lanes, gathers; the 64-bit arithmetic shift as a biased logical
+ *   one) / scalar C, the same integers.
+ */
+#define QK_GELU_INTERP_GRID_BITS 16
+#define QK_GELU_INTERP_SEGMENT_BITS 12
+#define QK_GELU_INTERP_SEGMENTS 96
+#define QK_GELU_INTERP_ENTRIES (3 * QK_GELU_INTERP_SEGMENTS)
+typedef struct qk_gelu_interp_params {
+    size_t channels;                      /* >= 1; each array below holds `channels` values */
+    const int32_t *in_multiplier, *in_rshift, *multiplier, *rshift;
+    const int32_t *table;                 /* QK_GELU_INTERP_ENTRIES values: A, B, C */
+} qk_gelu_interp_params;
+qk_status qk_gelu_interp(const qk_gelu_interp_params *p, const int32_t *x, size_t n, void *y,
+                         qk_dtype y_type, int32_t y_zero_point, int32_t y_min, int32_t y_max);
 
 #ifdef __cplusplus
 }

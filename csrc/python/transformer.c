@@ -21,7 +21,10 @@
  *     naming qgelu;
  *   _row_range / _row_quantize / _row_rescale: the token-rows kernels (qk_row_*) on C-contiguous
  *     arrays, outputs given, naming row_range / row_quantize / row_rescale;
- *   _residual_add: qk_residual_add (the blocks' residual add), naming residual_add.
+ *   _residual_add: qk_residual_add (the blocks' residual add), naming residual_add;
+ *   _gelu_interp(x, in_multiplier, in_rshift, multiplier, rshift, table, y_zp, y_min, y_max,
+ *     out) -> None (qk_gelu_interp), naming qgelu;
+ *   _softmax_exp2(x, mult, shift, cap, table, out) -> None (qk_softmax_exp2), naming qsoftmax.
  */
 #include "qk_numpy.h"
 
@@ -600,6 +603,25 @@ static PyObject *qk_py_residual_add(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The arrays of the softmax calls: x C-contiguous and aligned, at least 1-D, uint8, int8 or
+ * int32; out C-contiguous, writeable, uint8, of x's size. 0, or -1 with a TypeError set. */
+static int qk_py_softmax_arrays(PyObject *xo, PyObject *oo) {
+    if (!PyArray_Check(xo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo) ||
+        !PyArray_ISALIGNED((PyArrayObject *)xo) || PyArray_NDIM((PyArrayObject *)xo) < 1 ||
+        !PyArray_Check(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
+        !PyArray_ISWRITEABLE((PyArrayObject *)oo) || PyArray_TYPE((PyArrayObject *)oo) != NPY_UINT8 ||
+        PyArray_SIZE((PyArrayObject *)oo) != PyArray_SIZE((PyArrayObject *)xo)) {
+        PyErr_SetString(PyExc_TypeError, "x and out must be C-contiguous arrays of one size, out uint8");
+        return -1;
+    }
+    const int xt = PyArray_TYPE((PyArrayObject *)xo);
+    if (xt != NPY_UINT8 && xt != NPY_INT8 && xt != NPY_INT32) {
+        PyErr_SetString(PyExc_TypeError, "x must be uint8, int8 or int32");
+        return -1;
+    }
+    return 0;
+}
+
 /* _softmax_run(x, method, a, b, c, d, e, out): one qk_softmax_u8 call over a C-contiguous x (rows
  * of its last axis) with one set of parameters, GIL released: the keyword API's path for
  * I-BERT (method 0: x0, b, c, m16, e16) and SOLE (method 1: mult, shift, round, -, -). */
@@ -609,20 +631,9 @@ static PyObject *qk_py_softmax_run(PyObject *self, PyObject *args) {
     int method, d, e;
     long long a, b, c;
     if (!PyArg_ParseTuple(args, "OiLLLiiO", &xo, &method, &a, &b, &c, &d, &e, &oo)) return NULL;
-    if (!PyArray_Check(xo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo) ||
-        !PyArray_ISALIGNED((PyArrayObject *)xo) || PyArray_NDIM((PyArrayObject *)xo) < 1 ||
-        !PyArray_Check(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
-        !PyArray_ISWRITEABLE((PyArrayObject *)oo) || PyArray_TYPE((PyArrayObject *)oo) != NPY_UINT8 ||
-        PyArray_SIZE((PyArrayObject *)oo) != PyArray_SIZE((PyArrayObject *)xo)) {
-        PyErr_SetString(PyExc_TypeError, "x and out must be C-contiguous arrays of one size, out uint8");
-        return NULL;
-    }
+    if (qk_py_softmax_arrays(xo, oo) < 0) return NULL;
     PyArrayObject *x = (PyArrayObject *)xo;
     const int xt = PyArray_TYPE(x);
-    if (xt != NPY_UINT8 && xt != NPY_INT8 && xt != NPY_INT32) {
-        PyErr_SetString(PyExc_TypeError, "x must be uint8, int8 or int32");
-        return NULL;
-    }
     qk_softmax_params p;
     memset(&p, 0, sizeof p);
     if (method == 0) {
@@ -653,6 +664,76 @@ static PyObject *qk_py_softmax_run(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     st = qk_softmax_u8(&p, PyArray_DATA(x), qk_py_dt(xt), rows, (size_t)cols,
                        (uint8_t *)PyArray_DATA((PyArrayObject *)oo));
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) return qk_py_status_error(st, "qsoftmax");
+    Py_RETURN_NONE;
+}
+
+/* _gelu_interp(x, in_multiplier, in_rshift, multiplier, rshift, table, y_zp, y_min, y_max, out):
+ * one qk_gelu_interp call over a C-contiguous int32 x (channels along the last axis, or one
+ * value each: per tensor), GIL released. */
+static PyObject *qk_py_gelu_interp_run(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo, *mio, *eio, *mo, *eo, *to, *oo;
+    int yzp, lo, hi;
+    if (!PyArg_ParseTuple(args, "OOOOOOiiiO", &xo, &mio, &eio, &mo, &eo, &to, &yzp, &lo, &hi, &oo))
+        return NULL;
+    if (!PyArray_Check(xo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo) ||
+        !PyArray_ISALIGNED((PyArrayObject *)xo) || PyArray_TYPE((PyArrayObject *)xo) != NPY_INT32 ||
+        !PyArray_Check(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
+        !PyArray_ISWRITEABLE((PyArrayObject *)oo) ||
+        PyArray_SIZE((PyArrayObject *)oo) != PyArray_SIZE((PyArrayObject *)xo)) {
+        PyErr_SetString(PyExc_TypeError, "x (int32) and out must be C-contiguous arrays of one size");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)xo, *o = (PyArrayObject *)oo;
+    const int yt = PyArray_TYPE(o);
+    if (yt != NPY_UINT8 && yt != NPY_INT8 && yt != NPY_INT32) {
+        PyErr_SetString(PyExc_TypeError, "out must be uint8, int8 or int32");
+        return NULL;
+    }
+    if (qk_py_check_arr(mio, NPY_INT32, -1, "in_multiplier") < 0) return NULL;
+    const npy_intp ch = PyArray_SIZE((PyArrayObject *)mio);
+    if (qk_py_check_arr(eio, NPY_INT32, ch, "in_rshift") < 0 ||
+        qk_py_check_arr(mo, NPY_INT32, ch, "multiplier") < 0 ||
+        qk_py_check_arr(eo, NPY_INT32, ch, "rshift") < 0 ||
+        qk_py_check_arr(to, NPY_INT32, QK_GELU_INTERP_ENTRIES, "table") < 0)
+        return NULL;
+    qk_gelu_interp_params p;
+    p.channels = (size_t)ch;
+    p.in_multiplier = (const int32_t *)PyArray_DATA((PyArrayObject *)mio);
+    p.in_rshift = (const int32_t *)PyArray_DATA((PyArrayObject *)eio);
+    p.multiplier = (const int32_t *)PyArray_DATA((PyArrayObject *)mo);
+    p.rshift = (const int32_t *)PyArray_DATA((PyArrayObject *)eo);
+    p.table = (const int32_t *)PyArray_DATA((PyArrayObject *)to);
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_gelu_interp(&p, (const int32_t *)PyArray_DATA(x), (size_t)PyArray_SIZE(x),
+                        PyArray_DATA(o), qk_py_dt(yt), yzp, lo, hi);
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) return qk_py_status_error(st, "qgelu");
+    Py_RETURN_NONE;
+}
+
+/* _softmax_exp2(x, mult, shift, cap, table, out): one qk_softmax_exp2 call over a C-contiguous x
+ * (rows of its last axis), GIL released. */
+static PyObject *qk_py_softmax_exp2_run(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo, *to, *oo;
+    int mult, shift, cap;
+    if (!PyArg_ParseTuple(args, "OiiiOO", &xo, &mult, &shift, &cap, &to, &oo)) return NULL;
+    if (qk_py_softmax_arrays(xo, oo) < 0) return NULL;
+    PyArrayObject *x = (PyArrayObject *)xo;
+    const int xt = PyArray_TYPE(x);
+    if (qk_py_check_arr(to, NPY_INT32, QK_EXP2_TABLE, "table") < 0) return NULL;
+    qk_softmax_exp2_params p = {mult, shift, cap, (const int32_t *)PyArray_DATA((PyArrayObject *)to)};
+    const npy_intp cols = PyArray_DIM(x, PyArray_NDIM(x) - 1);
+    const npy_intp size = PyArray_SIZE(x);
+    const size_t rows = cols > 0 ? (size_t)(size / cols) : 0;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_softmax_exp2(&p, PyArray_DATA(x), qk_py_dt(xt), rows, (size_t)cols,
+                         (uint8_t *)PyArray_DATA((PyArrayObject *)oo));
     Py_END_ALLOW_THREADS
     if (st != QK_OK) return qk_py_status_error(st, "qsoftmax");
     Py_RETURN_NONE;
@@ -754,6 +835,12 @@ static PyMethodDef qk_py_tf_methods[] = {
     {"_residual_add", qk_py_residual_add, METH_VARARGS,
      "_residual_add(acc, r, r_zp, ma, sa, mr, sr, so, out_zp, out, threads) -> None"
      " (qk_residual_add; use qkernels.transformer.prepare_residual_add)"},
+    {"_gelu_interp", qk_py_gelu_interp_run, METH_VARARGS,
+     "_gelu_interp(x, in_multiplier, in_rshift, multiplier, rshift, table, y_zp, y_min, y_max, "
+     "out) -> None, raises on a bad status (qk_gelu_interp; use qkernels.qgelu)"},
+    {"_softmax_exp2", qk_py_softmax_exp2_run, METH_VARARGS,
+     "_softmax_exp2(x, mult, shift, cap, table, out) -> None, raises on a bad status "
+     "(qk_softmax_exp2; use qkernels.qsoftmax)"},
     {"_gelu_ibert", qk_py_gelu_ibert_run, METH_VARARGS,
      "_gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> None,"
      " raises on a bad status (qk_gelu_ibert on contiguous arrays; use qkernels.qgelu)"},

@@ -18,13 +18,15 @@ module            integer block, token rows (weights int8 symmetric per output c
 ================  ==========================================================================
 BertSelfAttention ``x8 = row_quantize(h16)``; ``Q, K, V = requant(row_rescale(linear_int32(x8,
                   W) - z sum W) + b)`` (int8, symmetric); ``S = matmul_int32(Q_h, K_h^T)``
-                  (masked keys int32's minimum); ``P = qsoftmax(S)`` (I-BERT, uint8);
+                  (masked keys int32's minimum); ``P = qsoftmax(S)`` (``exp2``: the row's
+                  exponentials, rounded, the row maximum at 255; no division);
                   ``C = requant32(round(2^8 (P V) / sum_j P))`` (int32, fine step)
 BertSelfOutput    ``acc = row_rescale(linear_int32(row_quantize(C32), W) - z sum W) + b``;
 BertOutput        ``t = requant32(acc) + requant32(r16)`` in units ``u = S_ptf / 2^4``; one
                   rounding shift to int16; :func:`qkernels.ptf.layernorm_s16` (int16 out)
 BertIntermediate  ``acc = row_rescale(linear_int32(row_quantize(h16), W) - z sum W) + b``;
-                  ``qgelu(acc)`` (I-BERT's i-GELU, int32 out at a fine step)
+                  ``qgelu(acc)`` (``interp``: the sums on the grid 2^-16, a 1025-entry
+                  GELU table with linear interpolation; int32 out at a fine step)
 ================  ==========================================================================
 
 The static form (``token_rows=False``, the default; what ``collect --block`` writes and
@@ -80,6 +82,17 @@ CHANNEL_PERCENTILE = 90.0
 SOFTMAX_RENORM = True
 #: GELU outputs quantized with channel factors too (folded into BertOutput's dense weights).
 GELU_FACTORS = True
+#: The integer GELU of the blocks by form (qkernels.prepare_gelu's method on the int32 sums of the
+#: FFN input Linear). Token rows: "interp", the sums on a 2^-16 grid and a 1025-entry table with
+#: linear interpolation (MiniLM NN agreement 0.9325 -> 0.9613 with the exp2 softmax, 800
+#: sentences, BENCHMARKS.md); static: I-BERT's i-GELU (the interp form raised its cosine but not
+#: its NN agreement, and the static form is what collect --block writes).
+GELU_METHOD = {"rows": "interp", "static": "ibert"}
+#: The integer softmax of the blocks by form (qkernels.prepare_softmax's method). Token rows:
+#: "exp2", the row's exponentials rounded on the step 1/255 of the row maximum (output
+#: "rowmax"), P V normalised by the integer row sums; static: I-BERT's i-exp, floored uint8
+#: probabilities, P V normalised by their row sums.
+SOFTMAX_METHOD = {"rows": "exp2", "static": "ibert"}
 #: The fine int32 step of a token-rows tensor (the attention context, the GELU output:
 #: ``QuantConfig.token_rows``): its calibrated |max| over 2^FINE_BITS.
 FINE_BITS = 18
@@ -131,7 +144,7 @@ class BlockCalibration:
     """
 
     def __init__(self, targets: Dict[str, Tuple[str, torch.nn.Module]],
-                 observer: Callable[[], qk.Observer], softmax: str = "ibert") -> None:
+                 observer: Callable[[], qk.Observer], softmax: Optional[str] = None) -> None:
         self.targets = targets
         self.softmax = softmax
         self.observer = observer
@@ -648,12 +661,16 @@ class LayerNorm:
 
 
 class Intermediate:
-    """``GELU(dense(x))`` in integers (BertIntermediate): int32 accumulators, then I-BERT's
-    i-GELU on them with the per-channel accumulator scale, uint8 out."""
+    """``GELU(dense(x))`` in integers (BertIntermediate): int32 accumulators, then the integer
+    GELU on them with the per-channel accumulator scale (``method``: :data:`GELU_METHOD` of the
+    form, I-BERT's i-GELU static with uint8 out, the interpolated table for token rows with int32
+    out)."""
 
     def __init__(self, dense: torch.nn.Linear, x: ActQ, out: ActQ,
-                 method: str = "ibert") -> None:
+                 method: Optional[str] = None) -> None:
         self.x, self.out = x, out
+        if method is None:
+            method = GELU_METHOD["rows" if x.dtype in (np.int16, np.int32) else "static"]
         self.rows: Optional[RowLinear] = None
         if x.dtype in (np.int16, np.int32):   # dynamic rows
             # i-GELU on int32 needs its input scale above ~1e-6 (qkernels.transformer)
@@ -665,7 +682,7 @@ class Intermediate:
             acc_scale = self.lin.acc_scale(x.scale)
         # the int32 accumulators of the static form, their constants checked once
         self.acc = None if self.rows is not None else self.lin.int32(x, self.bias)
-        self.gelu = qk.prepare_gelu(acc_scale, method="ibert",
+        self.gelu = qk.prepare_gelu(acc_scale, method=method,
                                     out_scale=out.steps() if out.k is not None else out.scale,
                                     out_zero_point=out.zero_point,
                                     out_dtype=out.dtype)
@@ -712,7 +729,7 @@ class Attention:
     """Self-attention in integers (BertSelfAttention): see the module docstring."""
 
     def __init__(self, mod: torch.nn.Module, x: ActQ, q: ActQ, k: ActQ, v: ActQ, out: ActQ,
-                 softmax: str = "ibert") -> None:
+                 softmax: Optional[str] = None) -> None:
         if isinstance(mod, torch.nn.MultiheadAttention):
             self.heads = int(mod.num_heads)
             self.d = int(mod.embed_dim) // self.heads
@@ -729,6 +746,8 @@ class Attention:
             self.d = int(mod.attention_head_size)
             lins = [mod.query, mod.key, mod.value]
         self.x, self.q, self.k, self.v, self.out = x, q, k, v, out
+        if softmax is None:
+            softmax = SOFTMAX_METHOD["rows" if x.dtype in (np.int16, np.int32) else "static"]
         self.rows: Optional[List[Tuple[RowLinear, Any, Any]]] = None
         if x.dtype in (np.int16, np.int32):   # dynamic rows: rescaled sums, per-channel requant
             self.rows = []
@@ -743,7 +762,8 @@ class Attention:
             self.lv = IntLinear(lins[2], x.k).prepared(x, v)
         scaling = float(getattr(mod, "scaling", self.d ** -0.5))
         self.score_scale = float(F32(F32(q.scale) * F32(k.scale)) * F32(scaling))
-        self.softmax = qk.prepare_softmax(self.score_scale, method=softmax)
+        self.softmax = qk.prepare_softmax(self.score_scale, method=softmax,
+                                          output="rowmax" if softmax == "exp2" else "uint8")
         m, sh = qk.quantize_multiplier(np.float64(F32(qk.transformer.SOFTMAX_OUT_SCALE *
                                                       v.scale)) / out.scale)
         self.pv_mult, self.pv_shift = int(m), int(sh)
@@ -780,7 +800,7 @@ class Attention:
         if keep is not None:
             scores = np.where(np.broadcast_to(keep, scores.shape), scores, np.int32(I32_MIN))
         p = qk.qsoftmax(scores, self.softmax)
-        if SOFTMAX_RENORM:
+        if SOFTMAX_RENORM or self.softmax.output == "rowmax":
             ctx = self._pv_renorm(p, v, threads)
         else:
             ctx = qk.qmatmul(p, v, a_scale=qk.transformer.SOFTMAX_OUT_SCALE,

@@ -475,11 +475,99 @@ static void test_int32_forms(void) {
     }
 }
 
+/* ---- the interp GELU and the exp2 softmax: the statements of qkernels.h in plain C, with
+ * floor division (no shift of a negative value) ---------------------------------------------- */
+static int64_t rhu(int64_t v, int e) { return fdiv(v + ((int64_t)1 << (e - 1)), e); }
+
+static void test_gelu_interp_exp2(void) {
+    enum { CH = 37, ROWS = 60, N = CH * ROWS };
+    int32_t tab[QK_GELU_INTERP_ENTRIES];
+    for (int i = 0; i < QK_GELU_INTERP_SEGMENTS; i++) { /* any table in range: the arithmetic */
+        tab[i] = rnd(0, 12000);
+        tab[QK_GELU_INTERP_SEGMENTS + i] = rnd(-600, 2100);
+        tab[2 * QK_GELU_INTERP_SEGMENTS + i] = rnd(-200, 200);
+    }
+    int32_t mi[CH], ei[CH], mo[CH], eo[CH];
+    for (int c = 0; c < CH; c++) {
+        mi[c] = rnd(1 << 30, 0x7fffffff), ei[c] = rnd(20, 40);
+        mo[c] = rnd(1 << 30, 0x7fffffff), eo[c] = rnd(28, 50);
+    }
+    static int32_t x[N], y32[N];
+    static uint8_t y8[N];
+    for (int i = 0; i < N; i++) x[i] = (i % 11 == 0) ? (int32_t)(uint32_t)qk_test_next() : rnd(-(1 << 24), 1 << 24);
+    x[0] = INT32_MIN, x[1] = INT32_MAX;
+    const qk_gelu_interp_params p = {CH, mi, ei, mo, eo, tab};
+    QK_CHECK(qk_gelu_interp(&p, x, N, y32, QK_DT_S32, 5, INT32_MIN, INT32_MAX) == QK_OK, "interp");
+    QK_CHECK(qk_gelu_interp(&p, x, N, y8, QK_DT_U8, 3, 0, 255) == QK_OK, "interp u8");
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        const int c = i % CH;
+        int64_t u = rhu((int64_t)x[i] * mi[c], ei[c]);
+        u = u > INT32_MAX ? INT32_MAX : (u < -INT32_MAX ? -INT32_MAX : u);
+        const int64_t t = u < 0 ? -u : u;
+        int64_t h = 0;
+        if (t < ((int64_t)QK_GELU_INTERP_SEGMENTS << 12)) {
+            const int64_t k = t / 4096, f = t % 4096, w = fdiv(f * (f - 4096), 12);
+            h = tab[k] + rhu(tab[QK_GELU_INTERP_SEGMENTS + k] * f +
+                             tab[2 * QK_GELU_INTERP_SEGMENTS + k] * w, 12);
+        }
+        const int64_t v = rhu(((u > 0 ? u : 0) - h) * mo[c], eo[c]);
+        const int64_t a = v + 5 > INT32_MAX ? INT32_MAX : (v + 5 < INT32_MIN ? INT32_MIN : v + 5);
+        const int64_t b = v + 3 > 255 ? 255 : (v + 3 < 0 ? 0 : v + 3);
+        bad += (y32[i] != a) + (y8[i] != b);
+    }
+    QK_CHECK(bad == 0, "interp: %d mismatches", bad);
+    QK_CHECK(qk_gelu_interp(&p, x, N - 1, y32, QK_DT_S32, 0, INT32_MIN, INT32_MAX) == QK_ERR_ARG,
+             "n a multiple of channels");
+    ei[3] = 63;
+    QK_CHECK(qk_gelu_interp(&p, x, N, y32, QK_DT_S32, 0, INT32_MIN, INT32_MAX) == QK_ERR_SHIFT,
+             "shift");
+    ei[3] = 30;
+    tab[QK_GELU_INTERP_SEGMENTS + 4] = 1 << 13;
+    QK_CHECK(qk_gelu_interp(&p, x, N, y32, QK_DT_S32, 0, INT32_MIN, INT32_MAX) == QK_ERR_ARG,
+             "table");
+
+    /* exp2 softmax: rows of int32 scores, some masked (int32's minimum) */
+    enum { R = 30, C = 77 };
+    static int32_t sx[R * C];
+    static uint8_t sy[R * C];
+    int32_t st[QK_EXP2_TABLE];
+    for (int j = 0; j < 32; j++) {
+        st[j] = (int32_t)llround(32768.0 * exp2(-j / 32.0));
+        st[32 + j] = (int32_t)llround(32768.0 * exp2(-j / 1024.0));
+    }
+    for (int i = 0; i < R * C; i++) sx[i] = (i % 13 == 0) ? INT32_MIN : rnd(-20000, 20000);
+    for (int i = 0; i < C; i++) sx[i] = (int32_t)(uint32_t)qk_test_next(); /* the whole range */
+    const int32_t mult = 1477051392, shift = 30; /* S log2(e) 2^10 ~ 1.4 (S ~ 9.5e-4) */
+    const int32_t cap = (int32_t)(((int64_t)17 << (10 + shift)) / mult + 1);
+    const qk_softmax_exp2_params sp = {mult, shift, cap, st};
+    QK_CHECK(qk_softmax_exp2(&sp, sx, QK_DT_S32, R, C, sy) == QK_OK, "exp2");
+    bad = 0;
+    for (int r = 0; r < R; r++) {
+        int64_t mx = INT32_MIN;
+        for (int i = 0; i < C; i++) mx = sx[r * C + i] > mx ? sx[r * C + i] : mx;
+        for (int i = 0; i < C; i++) {
+            const int64_t d = mx - sx[r * C + i];
+            int64_t want = 0;
+            if (d < cap) {
+                const int64_t z = rhu(d * mult, shift), k = z >> 10, f = z & 1023;
+                const int64_t e = rhu((int64_t)st[f >> 5] * st[32 + (f & 31)], 15);
+                want = k > 16 ? 0 : rhu(255 * e, (int)(15 + k));
+            }
+            bad += sy[r * C + i] != want;
+        }
+    }
+    QK_CHECK(bad == 0, "exp2: %d mismatches", bad);
+    const qk_softmax_exp2_params wide = {mult, 1, 0x7fffffff, st}; /* z may leave int32 */
+    QK_CHECK(qk_softmax_exp2(&wide, sx, QK_DT_S32, R, C, sy) == QK_ERR_ARG, "exp2 z range");
+}
+
 int main(void) {
     test_bmm();
     test_bmm_twins();
     test_softmax();
     test_gelu();
     test_int32_forms();
+    test_gelu_interp_exp2();
     return QK_TEST_SUMMARY();
 }

@@ -1,8 +1,8 @@
 """qkernels.torch.swap(..., ops=TRANSFORMER_OPS) on the real MiniLM (all-MiniLM-L6-v2, offline):
-every encoder block integer (attention with integer Q K^T / softmax / P V, i-GELU MLP, residual
-adds with 16-bit integer LayerNorms, every Linear's input quantized per token; and the static
-form, QuantConfig(token_rows=False)), against the float model and PyTorch's quantize_dynamic
-peer.
+every encoder block integer (attention with integer Q K^T / softmax / P V, integer GELU MLP,
+residual adds with 16-bit integer LayerNorms, every Linear's input quantized per token; and the
+static form, QuantConfig(token_rows=False)), against the float model and PyTorch's
+quantize_dynamic peer.
 
 The accuracy test is the small version of scripts/minilm_accuracy.py (800 sentences there): 64
 evaluation sentences, 64 calibration sentences (disjoint lines of tests/fixtures/sentences.txt).
@@ -40,12 +40,13 @@ def minilm():
     return model, tok, MA.batches(tok, s[-64:]), MA.batches(tok, s[:64])
 
 
-# measured at this size (64 / 64 sentences), cos mean / min / NN agreement: token rows 0.9968 /
-# 0.9946 / 0.9375 (60 of 64); the static form (the default) 0.9941 / 0.9881 / 0.906 (58 of 64);
+# measured at this size (64 / 64 sentences), cos mean / min / NN agreement: token rows (interp
+# GELU, exp2 softmax) 0.9986 / 0.9965 / 0.9375 (60 of 64; with I-BERT's i-GELU and softmax it was
+# 0.9968 / 0.9946 / 0.9375); the static form (the default) 0.9941 / 0.9881 / 0.906 (58 of 64);
 # quantize_dynamic peer 0.9479 / 0.9136 / 0.734. The NN bounds allow two more disagreements than
 # measured (NN margins between these docstring sentences are often tiny); the 800-sentence run
 # is the script's.
-@pytest.mark.parametrize("token_rows,bounds", [(True, (0.996, 0.993, 0.90)),
+@pytest.mark.parametrize("token_rows,bounds", [(True, (0.998, 0.996, 0.90)),
                                                (False, (0.99, 0.98, 0.88))])
 def test_minilm_integer_end_to_end_vs_float_and_dynamic_peer(minilm, token_rows, bounds):
     model, tok, cal, ev = minilm
