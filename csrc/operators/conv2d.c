@@ -45,6 +45,7 @@
  * dw_*), taken from this process's table (qk__uk()).
  * Every output element is computed the same way whatever the thread split. */
 #include "operators/operators.h"
+#include "elementwise/elementwise.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -90,8 +91,35 @@ typedef struct {
      * (i * n + o): corr[o] plus what the skipped rows of padding would have added. */
     size_t btop, bbot, rlo[QK__BROWS], rhi[QK__BROWS];
     uint32_t *bcorr;
+    /* qk_conv2d_add: the residual add run on each block of output a job has just written */
+    const qk__qadd_p *add;
+    const uint8_t *other;
     _Atomic int status;
 } qk__conv_ctx;
+
+/* The fused residual add (qk_conv2d_add) over output channels o0 .. o1 - 1 of image b, pixels
+ * p0 .. p0 + cnt - 1 of each plane, just written by this job: y = qadd(y, other) in place (the
+ * requantized conv output is the add's first operand). */
+static void qk__conv_add(const qk__conv_ctx *c, size_t b, size_t o0, size_t o1, size_t p0,
+                         size_t cnt) {
+    const size_t opix = c->oh * c->ow;
+    for (size_t o = o0; o < o1; o++) {
+        const size_t at = (b * c->w->n + o) * opix + p0;
+        qk__qadd_run(c->add, (uint8_t *)c->y + at, c->other + at, cnt, (uint8_t *)c->y + at);
+    }
+}
+
+/* The same over the nt tiles of a job (pixels pix0[t] .. pix0[t] + cnt[t] - 1), consecutive
+ * tiles as one run. */
+static void qk__conv_add_tiles(const qk__conv_ctx *c, size_t b, size_t o0, size_t o1,
+                               const size_t *pix0, const size_t *cnt, size_t nt) {
+    for (size_t t = 0; t < nt;) {
+        const size_t p = pix0[t];
+        size_t e = p + cnt[t++];
+        while (t < nt && pix0[t] == e) e += cnt[t++];
+        qk__conv_add(c, b, o0, o1, p, e - p);
+    }
+}
 
 /* ---- phase 1: padded int16 image ---------------------------------------------------------- */
 static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
@@ -361,6 +389,7 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                                          o0, cnt[t], tile, mr, yp, opix * osz) != QK_OK)
                     atomic_store(&c->status, QK_ERR_OVERFLOW);
             }
+            if (c->add != NULL) qk__conv_add_tiles(c, b, o0, o0 + mr, pix0, cnt, nt);
         }
     }
     free(panels);
@@ -411,6 +440,7 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
                         atomic_store(&c->status, QK_ERR_OVERFLOW);
                 }
             }
+            if (c->add != NULL) qk__conv_add_tiles(c, b, o0, o0 + mr, pix0, cnt, nt);
         }
     }
     free(panels);
@@ -456,13 +486,14 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
             c->dw8f(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
                     s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, c->ep, o,
                     (uint8_t *)c->y + (b * n + o) * opix);
-            continue;
+        } else {
+            c->dw8(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
+                   s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, acc);
+            if (c->uk->epilogue_run(c->ep, o, acc, opix,
+                                    (char *)c->y + (b * n + o) * opix * osz) != QK_OK)
+                atomic_store(&c->status, QK_ERR_OVERFLOW);
         }
-        c->dw8(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
-               s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, acc);
-        if (c->uk->epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) !=
-            QK_OK)
-            atomic_store(&c->status, QK_ERR_OVERFLOW);
+        if (c->add != NULL) qk__conv_add(c, b, o, o + 1, 0, opix);
     }
     free(acc);
     free(xp);
@@ -501,6 +532,7 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
         if (c->uk->epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) !=
             QK_OK)
             atomic_store(&c->status, QK_ERR_OVERFLOW);
+        if (c->add != NULL) qk__conv_add(c, b, o, o + 1, 0, opix);
     }
     free(acc);
     free(xp);
@@ -710,6 +742,7 @@ static void qk__direct_jobs(void *vctx, size_t j0, size_t j1) {
                 QK_OK)
                 atomic_store(&c->status, QK_ERR_OVERFLOW);
         }
+        if (c->add != NULL) qk__conv_add(c, b, o, o + 1, 0, opix);
     }
     free(wv);
     free(acc);
@@ -792,7 +825,8 @@ static qk__conv_algo qk__conv_path(const qk_conv2d_shape *s, const qk_packed_wei
 static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weights *w,
                                   const void *x, qk_dtype x_type, int32_t x_zero_point,
                                   const qk_epilogue *ep, void *y, int threads, size_t oh,
-                                  size_t ow, int sparse);
+                                  size_t ow, int sparse, const qk__qadd_p *add,
+                                  const void *other);
 
 /* dst (cols x rows, contiguous) = the transpose of a rows x cols matrix of T, element (r, c) at
  * src[r * sp + c * cstep]; in tiles of 16 x 16 (both sides stay in the cache). */
@@ -881,7 +915,8 @@ static qk_status qk__conv2d_wide(const qk_conv2d_shape *s, const qk_packed_weigh
             for (size_t i = 0; i < nb; i++)
                 memcpy(xw + (ch * h + r) * nb * slot + i * slot + s->pad_left,
                        (const char *)x + ((i * c + ch) * h + r) * iw, iw);
-    st = qk__conv2d_tiles(&ws, w, xw, x_type, x_zero_point, ep, yw, threads, oh, wow, 0);
+    st = qk__conv2d_tiles(&ws, w, xw, x_type, x_zero_point, ep, yw, threads, oh, wow, 0, NULL,
+                          NULL);
     if (st == QK_OK)
         for (size_t i = 0; i < nb; i++)
             for (size_t o = 0; o < n; o++)
@@ -895,6 +930,19 @@ static qk_status qk__conv2d_wide(const qk_conv2d_shape *s, const qk_packed_weigh
 qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
                     qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
                     int threads) {
+    return qk_conv2d_add(s, w, x, x_type, x_zero_point, ep, NULL, y, threads);
+}
+
+/* 1 when the bytes [a, a + n) and [b, b + n) share one (compared as integers: they may be
+ * unrelated objects) */
+static int qk__overlap(const void *a, const void *b, size_t n) {
+    const uintptr_t x = (uintptr_t)a, z = (uintptr_t)b;
+    return n > 0 && x < z + n && z < x + n;
+}
+
+qk_status qk_conv2d_add(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
+                        qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep,
+                        const qk_conv_add *add, void *y, int threads) {
     size_t oh = 0, ow = 0;
     qk_status st = qk_conv2d_out_size(s, w, &oh, &ow);
     if (st != QK_OK) return st;
@@ -908,25 +956,47 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         !qk__sz_mul(out_elems, qk__dtype_size(ep->out_type), &bytes) ||
         !qk__sz_mul4(oh, ow, sizeof(int32_t), 1, &bytes))
         return QK_ERR_ARG;
+    qk__qadd_p addp;
+    if (add != NULL) { /* the add's parameters, as qk_qadd checks them */
+        if (ep->out_type != QK_DT_U8 && ep->out_type != QK_DT_S8) return QK_ERR_ARG;
+        st = qk__qadd_prepare(&addp, ep->out_type, add->conv_scale, ep->zero_point,
+                              add->other_scale, add->other_zp, add->out_scale, add->out_zp,
+                              add->relu);
+        if (st != QK_OK) return st;
+    }
     if (s->batch == 0) return QK_OK;
     if (x == NULL || y == NULL) return QK_ERR_ARG;
+    if (add != NULL && (add->other == NULL || qk__overlap(add->other, y, out_elems)))
+        return QK_ERR_ARG;
+    const qk__qadd_p *ap = add != NULL ? &addp : NULL;
+    const void *other = add != NULL ? add->other : NULL;
     const int sparse = qk__conv_sparse(s, s->in_h + s->pad_top + s->pad_bottom,
                                        s->in_w + s->pad_left + s->pad_right, in_elems, out_elems);
     switch (qk__conv_path(s, w, oh, ow, sparse)) { /* the algorithm: see the top of the file */
-        case QK__CONV_GEMM: return qk__conv2d_gemm(s, w, x, x_type, x_zero_point, ep, y, threads);
+        case QK__CONV_GEMM: st = qk__conv2d_gemm(s, w, x, x_type, x_zero_point, ep, y, threads); break;
         case QK__CONV_WIDE:
-            return qk__conv2d_wide(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow);
+            st = qk__conv2d_wide(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow);
+            break;
         default:
-            return qk__conv2d_tiles(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow, sparse);
+            return qk__conv2d_tiles(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow, sparse,
+                                    ap, other);
     }
+    /* the GEMM and wide paths (small images) write through a copy: the add then runs over
+     * their output, once */
+    if (st == QK_OK && ap != NULL)
+        qk__qadd_run(ap, (const uint8_t *)y, (const uint8_t *)other, out_elems, (uint8_t *)y);
+    return st;
 }
 
 static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weights *w,
                                   const void *x, qk_dtype x_type, int32_t x_zero_point,
                                   const qk_epilogue *ep, void *y, int threads, size_t oh,
-                                  size_t ow, int sparse) {
+                                  size_t ow, int sparse, const qk__qadd_p *add,
+                                  const void *other) {
     qk__conv_ctx c;
     memset(&c, 0, sizeof c);
+    c.add = add;
+    c.other = (const uint8_t *)other;
     c.s = s;
     c.w = w;
     c.x = x;
