@@ -575,11 +575,11 @@ class PreparedQConv2d(_Prepared):
                    other_zero_point: int, out_scale: float, out_zero_point: int,
                    relu: bool = False) -> Any:
         """A bare runner ``run(x, other, threads) -> y`` of this conv with PyTorch's quantized
-        add (``relu``: add_relu) of its output and ``other`` fused into the output stage
+        add (``relu``: add_relu) of its output and ``other`` fused into the call
         (``qk_conv2d_add``): ``y = qops.qadd(conv(x), other, conv_scale, out_zp_of_conv,
         other_scale, other_zero_point, out_scale, out_zero_point, relu)`` element for element,
-        with the conv's output the same bits as ``runner(x_shape)`` gives, the add run on each
-        block the conv has just written. ``conv_scale``: the scale of the conv's output (its
+        with the conv's output the same bits as ``runner(x_shape)`` gives, the add run in the
+        same C call right after the conv wrote it. ``conv_scale``: the scale of the conv's output (its
         zero point is :attr:`out_zero_point`); ``other``: C-contiguous, the output's shape and
         dtype (8-bit), not sharing memory with the output. The C call checks the add's
         parameters as :func:`qkernels.qops.qadd` does and raises its errors.

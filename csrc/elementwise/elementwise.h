@@ -27,8 +27,9 @@ typedef struct {
 /* qk_qadd's checks (t, scales, zero points; the same codes) and its parameters into *p. */
 qk_status qk__qadd_prepare(qk__qadd_p *p, qk_dtype t, float a_scale, int32_t a_zp, float b_scale,
                            int32_t b_zp, float out_scale, int32_t out_zp, int relu);
-/* y[i] = qk_qadd of a[i], b[i] for i < n (its SIMD loops and its scalar tail: the one formula);
- * y may be a (in place) or b. */
-void qk__qadd_run(const qk__qadd_p *p, const uint8_t *a, const uint8_t *b, size_t n, uint8_t *y);
+/* y[i] = qk_qadd of a[i], b[i] for i < n (its SIMD loops and its scalar tail: the one formula),
+ * on rows rows of n elements stride apart in a, b and y alike; y may be a (in place) or b. */
+void qk__qadd_rows(const qk__qadd_p *p, const uint8_t *a, const uint8_t *b, size_t rows,
+                   size_t n, size_t stride, uint8_t *y);
 
 #endif /* QKERNELS_ELEMENTWISE_H */

@@ -64,21 +64,27 @@ qk_status qk__qadd_prepare(qk__qadd_p *p, qk_dtype t, float a_scale, int32_t a_z
     return QK_OK;
 }
 
-void qk__qadd_run(const qk__qadd_p *p, const uint8_t *a, const uint8_t *b, size_t n, uint8_t *y) {
+void qk__qadd_rows(const qk__qadd_p *p, const uint8_t *a, const uint8_t *b, size_t rows,
+                   size_t n, size_t stride, uint8_t *y) {
     const float a_scale = p->sa, b_scale = p->sb, nba = p->nba, nbb = p->nbb;
     const int relu = p->relu;
-    size_t i = 0;
 #if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX512)
-        i = qk__qadd_avx512(a, b, n, a_scale, nba, b_scale, nbb, &p->o, relu, y);
-    else if (qk__level() >= QK_LEVEL_AVX2)
-        i = qk__qadd_avx2(a, b, n, a_scale, nba, b_scale, nbb, &p->o, relu, y);
+    const qk__isa_level level = qk__level();
 #endif
-    for (; i < n; i++) {
-        float c = qk__dq(qk__in8(a, i, p->o.s8), a_scale, nba) +
-                  qk__dq(qk__in8(b, i, p->o.s8), b_scale, nbb);
-        if (relu && c < 0.0f) c = 0.0f;
-        y[i] = qk__qout1(&p->o, c);
+    for (size_t r = 0; r < rows; r++, a += stride, b += stride, y += stride) {
+        size_t i = 0;
+#if QK_X86
+        if (level >= QK_LEVEL_AVX512)
+            i = qk__qadd_avx512(a, b, n, a_scale, nba, b_scale, nbb, &p->o, relu, y);
+        else if (level >= QK_LEVEL_AVX2)
+            i = qk__qadd_avx2(a, b, n, a_scale, nba, b_scale, nbb, &p->o, relu, y);
+#endif
+        for (; i < n; i++) {
+            float c = qk__dq(qk__in8(a, i, p->o.s8), a_scale, nba) +
+                      qk__dq(qk__in8(b, i, p->o.s8), b_scale, nbb);
+            if (relu && c < 0.0f) c = 0.0f;
+            y[i] = qk__qout1(&p->o, c);
+        }
     }
 }
 
@@ -90,7 +96,7 @@ qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_sc
                                           relu);
     if (st != QK_OK) return st;
     if (n > 0 && (a == NULL || b == NULL || y == NULL)) return QK_ERR_ARG;
-    qk__qadd_run(&p, (const uint8_t *)a, (const uint8_t *)b, n, (uint8_t *)y);
+    qk__qadd_rows(&p, (const uint8_t *)a, (const uint8_t *)b, 1, n, 0, (uint8_t *)y);
     return QK_OK;
 }
 

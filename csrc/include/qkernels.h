@@ -379,9 +379,9 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
  *   y = qk_qadd(conv, other, ep->out_type, n, conv_scale, ep->zero_point, other_scale,
  *               other_zp, out_scale, out_zp, relu, y)
  * element for element, where conv is the output qk_conv2d(s, w, x, ..., ep) would write (the same
- * bits) and other is an NCHW array of y's shape and type. The sum is computed on each block of
- * output the conv has just written, while it is in the cache, instead of a pass over the whole
- * activations after the conv. ep->out_type QK_DT_U8 or QK_DT_S8 (else QK_ERR_ARG); the add's
+ * bits) and other is an NCHW array of y's shape and type: one call, no 8-bit intermediate for the
+ * caller to hold, the add run over y right after the conv wrote it (split over the threads).
+ * ep->out_type QK_DT_U8 or QK_DT_S8 (else QK_ERR_ARG); the add's
  * parameters are checked as qk_qadd checks them (the same codes) before anything is written;
  * other must not overlap y (QK_ERR_ARG). add NULL: qk_conv2d. */
 typedef struct qk_conv_add {

@@ -91,35 +91,8 @@ typedef struct {
      * (i * n + o): corr[o] plus what the skipped rows of padding would have added. */
     size_t btop, bbot, rlo[QK__BROWS], rhi[QK__BROWS];
     uint32_t *bcorr;
-    /* qk_conv2d_add: the residual add run on each block of output a job has just written */
-    const qk__qadd_p *add;
-    const uint8_t *other;
     _Atomic int status;
 } qk__conv_ctx;
-
-/* The fused residual add (qk_conv2d_add) over output channels o0 .. o1 - 1 of image b, pixels
- * p0 .. p0 + cnt - 1 of each plane, just written by this job: y = qadd(y, other) in place (the
- * requantized conv output is the add's first operand). */
-static void qk__conv_add(const qk__conv_ctx *c, size_t b, size_t o0, size_t o1, size_t p0,
-                         size_t cnt) {
-    const size_t opix = c->oh * c->ow;
-    for (size_t o = o0; o < o1; o++) {
-        const size_t at = (b * c->w->n + o) * opix + p0;
-        qk__qadd_run(c->add, (uint8_t *)c->y + at, c->other + at, cnt, (uint8_t *)c->y + at);
-    }
-}
-
-/* The same over the nt tiles of a job (pixels pix0[t] .. pix0[t] + cnt[t] - 1), consecutive
- * tiles as one run. */
-static void qk__conv_add_tiles(const qk__conv_ctx *c, size_t b, size_t o0, size_t o1,
-                               const size_t *pix0, const size_t *cnt, size_t nt) {
-    for (size_t t = 0; t < nt;) {
-        const size_t p = pix0[t];
-        size_t e = p + cnt[t++];
-        while (t < nt && pix0[t] == e) e += cnt[t++];
-        qk__conv_add(c, b, o0, o1, p, e - p);
-    }
-}
 
 /* ---- phase 1: padded int16 image ---------------------------------------------------------- */
 static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
@@ -389,7 +362,6 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                                          o0, cnt[t], tile, mr, yp, opix * osz) != QK_OK)
                     atomic_store(&c->status, QK_ERR_OVERFLOW);
             }
-            if (c->add != NULL) qk__conv_add_tiles(c, b, o0, o0 + mr, pix0, cnt, nt);
         }
     }
     free(panels);
@@ -440,7 +412,6 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
                         atomic_store(&c->status, QK_ERR_OVERFLOW);
                 }
             }
-            if (c->add != NULL) qk__conv_add_tiles(c, b, o0, o0 + mr, pix0, cnt, nt);
         }
     }
     free(panels);
@@ -486,14 +457,13 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
             c->dw8f(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
                     s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, c->ep, o,
                     (uint8_t *)c->y + (b * n + o) * opix);
-        } else {
-            c->dw8(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
-                   s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, acc);
-            if (c->uk->epilogue_run(c->ep, o, acc, opix,
-                                    (char *)c->y + (b * n + o) * opix * osz) != QK_OK)
-                atomic_store(&c->status, QK_ERR_OVERFLOW);
+            continue;
         }
-        if (c->add != NULL) qk__conv_add(c, b, o, o + 1, 0, opix);
+        c->dw8(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
+               s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, acc);
+        if (c->uk->epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) !=
+            QK_OK)
+            atomic_store(&c->status, QK_ERR_OVERFLOW);
     }
     free(acc);
     free(xp);
@@ -532,7 +502,6 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
         if (c->uk->epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) !=
             QK_OK)
             atomic_store(&c->status, QK_ERR_OVERFLOW);
-        if (c->add != NULL) qk__conv_add(c, b, o, o + 1, 0, opix);
     }
     free(acc);
     free(xp);
@@ -742,7 +711,6 @@ static void qk__direct_jobs(void *vctx, size_t j0, size_t j1) {
                 QK_OK)
                 atomic_store(&c->status, QK_ERR_OVERFLOW);
         }
-        if (c->add != NULL) qk__conv_add(c, b, o, o + 1, 0, opix);
     }
     free(wv);
     free(acc);
@@ -825,8 +793,7 @@ static qk__conv_algo qk__conv_path(const qk_conv2d_shape *s, const qk_packed_wei
 static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weights *w,
                                   const void *x, qk_dtype x_type, int32_t x_zero_point,
                                   const qk_epilogue *ep, void *y, int threads, size_t oh,
-                                  size_t ow, int sparse, const qk__qadd_p *add,
-                                  const void *other);
+                                  size_t ow, int sparse);
 
 /* dst (cols x rows, contiguous) = the transpose of a rows x cols matrix of T, element (r, c) at
  * src[r * sp + c * cstep]; in tiles of 16 x 16 (both sides stay in the cache). */
@@ -915,8 +882,7 @@ static qk_status qk__conv2d_wide(const qk_conv2d_shape *s, const qk_packed_weigh
             for (size_t i = 0; i < nb; i++)
                 memcpy(xw + (ch * h + r) * nb * slot + i * slot + s->pad_left,
                        (const char *)x + ((i * c + ch) * h + r) * iw, iw);
-    st = qk__conv2d_tiles(&ws, w, xw, x_type, x_zero_point, ep, yw, threads, oh, wow, 0, NULL,
-                          NULL);
+    st = qk__conv2d_tiles(&ws, w, xw, x_type, x_zero_point, ep, yw, threads, oh, wow, 0);
     if (st == QK_OK)
         for (size_t i = 0; i < nb; i++)
             for (size_t o = 0; o < n; o++)
@@ -938,6 +904,34 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
 static int qk__overlap(const void *a, const void *b, size_t n) {
     const uintptr_t x = (uintptr_t)a, z = (uintptr_t)b;
     return n > 0 && x < z + n && z < x + n;
+}
+
+/* ---- the residual add of qk_conv2d_add -----------------------------------------------------
+ * Run once over the output the conv has just written (at batch 1 still in L2), inside the one
+ * C call: qk_qadd's own rows (elementwise/elementwise.h), in chunks of QK__ADD_CHUNK bytes
+ * spread over the threads. Measured (1 thread, CPU time, medians, shared machine; the add's
+ * cost over the conv alone, vs conv then qops.qadd): also tried, the add on each block of 12 /
+ * 16 channels x up to 64 pixels right after a job wrote it (the tile in L1) was never faster
+ * and often slower: the add is bound by its arithmetic (about 16 vector operations for 16
+ * elements), not by memory, and reading the residual a 64-byte line per channel plane (planes
+ * kilobytes apart) defeats the hardware's stream prefetch. 1x1 64 -> 256 at 56x56: batch 1
+ * 208 us a block / 139 us one pass (145 us unfused), batch 8 4644 / 1147 us (1195 us);
+ * 3x3 64 -> 64 at 56x56 batch 8: 1259 / 249 us (311 us). */
+enum { QK__ADD_CHUNK = 1 << 16 };
+
+typedef struct {
+    const qk__qadd_p *p;
+    const uint8_t *other;
+    uint8_t *y;
+    size_t n;
+} qk__add_ctx;
+
+static void qk__add_jobs(void *vctx, size_t j0, size_t j1) {
+    const qk__add_ctx *c = (const qk__add_ctx *)vctx;
+    for (size_t j = j0; j < j1; j++) {
+        const size_t at = j * QK__ADD_CHUNK, cnt = c->n - at < QK__ADD_CHUNK ? c->n - at : QK__ADD_CHUNK;
+        qk__qadd_rows(c->p, c->y + at, c->other + at, 1, cnt, 0, c->y + at);
+    }
 }
 
 qk_status qk_conv2d_add(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
@@ -968,8 +962,6 @@ qk_status qk_conv2d_add(const qk_conv2d_shape *s, const qk_packed_weights *w, co
     if (x == NULL || y == NULL) return QK_ERR_ARG;
     if (add != NULL && (add->other == NULL || qk__overlap(add->other, y, out_elems)))
         return QK_ERR_ARG;
-    const qk__qadd_p *ap = add != NULL ? &addp : NULL;
-    const void *other = add != NULL ? add->other : NULL;
     const int sparse = qk__conv_sparse(s, s->in_h + s->pad_top + s->pad_bottom,
                                        s->in_w + s->pad_left + s->pad_right, in_elems, out_elems);
     switch (qk__conv_path(s, w, oh, ow, sparse)) { /* the algorithm: see the top of the file */
@@ -978,25 +970,21 @@ qk_status qk_conv2d_add(const qk_conv2d_shape *s, const qk_packed_weights *w, co
             st = qk__conv2d_wide(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow);
             break;
         default:
-            return qk__conv2d_tiles(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow, sparse,
-                                    ap, other);
+            st = qk__conv2d_tiles(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow, sparse);
     }
-    /* the GEMM and wide paths (small images) write through a copy: the add then runs over
-     * their output, once */
-    if (st == QK_OK && ap != NULL)
-        qk__qadd_run(ap, (const uint8_t *)y, (const uint8_t *)other, out_elems, (uint8_t *)y);
+    if (st == QK_OK && add != NULL) {
+        qk__add_ctx ac = {&addp, (const uint8_t *)add->other, (uint8_t *)y, out_elems};
+        qk__parallel((out_elems + QK__ADD_CHUNK - 1) / QK__ADD_CHUNK, threads, qk__add_jobs, &ac);
+    }
     return st;
 }
 
 static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weights *w,
                                   const void *x, qk_dtype x_type, int32_t x_zero_point,
                                   const qk_epilogue *ep, void *y, int threads, size_t oh,
-                                  size_t ow, int sparse, const qk__qadd_p *add,
-                                  const void *other) {
+                                  size_t ow, int sparse) {
     qk__conv_ctx c;
     memset(&c, 0, sizeof c);
-    c.add = add;
-    c.other = (const uint8_t *)other;
     c.s = s;
     c.w = w;
     c.x = x;

@@ -167,7 +167,7 @@ def _split_threads(t: int, macs: int) -> int:
 # ---- conv / linear -----------------------------------------------------------------------------
 class ConvAdd(NamedTuple):
     """PyTorch's quantized add (``relu``: add_relu) of a conv's output and another tensor, to be
-    fused into the conv's output stage (:func:`conv2d_kernel`): the conv output's scale, the
+    fused into the conv's call (:func:`conv2d_kernel`): the conv output's scale, the
     other operand's parameters, the add's output parameters, and ``fallback(x, y)`` (the add
     kernel) for an operand the fused call does not take."""
 
@@ -185,10 +185,11 @@ def conv2d_kernel(conv: PreparedQConv2d, add: Optional[ConvAdd] = None) -> Kerne
     in C, for every caller.
 
     With ``add``: the kernel is ``kernel(t, x, other)``, the conv followed by the quantized add
-    of its output and ``other``, fused (``qk_conv2d_add``: the add runs on each block of output
-    the conv has just written, with :func:`qkernels.qops.qadd`'s arithmetic: the same bits as the
-    two kernels one after the other, which run instead when ``other`` is not an array of the
-    conv output's shape and dtype)."""
+    of its output and ``other`` in one C call (``qk_conv2d_add``: the add, with
+    :func:`qkernels.qops.qadd`'s arithmetic, runs over the output right after the conv wrote it,
+    on the call's threads; no intermediate array, one step less): the same bits as the two
+    kernels one after the other, which run instead when ``other`` is not an array of the conv
+    output's shape and dtype)."""
     p = conv.packed
     xdt = conv.x_dtype
     # (input shape, thread budget) -> (runner, threads, output shape): the per-call work is a

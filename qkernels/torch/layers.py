@@ -257,7 +257,7 @@ class Conv2dLayer(_WeightedLayer):
     def add_kernel(self, add: "AddLayer", operand: int) -> Optional[Kernel]:
         """This conv and the quantized add that takes its output as input ``operand`` (0 or 1)
         as one kernel ``kernel(t, x, other)`` (x: this conv's input, other: the add's other
-        input), the add fused into the conv's output stage (:func:`_runtime.conv2d_kernel`):
+        input), the add fused into the conv's C call (:func:`_runtime.conv2d_kernel`):
         the same integers as the two kernels. None where that does not apply: QNNPACK's integer
         add, a narrower bit width, operands of another type or other parameters than this
         conv's output."""

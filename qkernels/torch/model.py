@@ -159,7 +159,7 @@ class IntegerModel:
                        slot: Dict[str, int]) -> List[Tuple[rt.Kernel, Tuple[int, ...], int, str]]:
         """The steps with each conv whose output only a quantized add uses (not a model
         output) run together with that add as one kernel (``Conv2dLayer.add_kernel``: the add
-        in the conv's output stage), at the add's place: the residual adds of ResNet blocks and
+        in the conv's C call), at the add's place: the residual adds of ResNet blocks and
         of MobileNetV2's inverted residuals. The same integers; a run that keeps the trace uses
         the unfused steps."""
         users: Dict[str, int] = {}

@@ -1,4 +1,4 @@
-/* test_conv_add.c -- qk_conv2d_add (the residual add fused into the conv's output stage) gives
+/* test_conv_add.c -- qk_conv2d_add (the residual add fused into the conv's call) gives
  * exactly qk_conv2d then qk_qadd, on every path of qk_conv2d (the 8-bit tiles with the fused fp32
  * output, the channel-quad direct tiles, the unfused fixed-point output, depthwise planes fused
  * and unfused, 1x1 as a GEMM, a batch as one wide image, the direct path of windows of mostly
