@@ -118,24 +118,21 @@ static void run_case(const conv_case *cc) {
         ep.act_max = 255;
         qk_conv_add add = {other, 0.1f, 0.1f, 3, 0.2f, 4, 0};
         memset(y1, 0xAB, ny);
-        qk_conv_add bad = add;
-        bad.other = y1 + ny / 2; /* overlaps y */
-        QK_CHECK(qk_conv2d_add(&s, pw, x, QK_DT_U8, 7, &ep, &bad, y1, 1) == QK_ERR_ARG, "overlap");
-        bad = add;
-        bad.other = NULL;
-        QK_CHECK(qk_conv2d_add(&s, pw, x, QK_DT_U8, 7, &ep, &bad, y1, 1) == QK_ERR_ARG, "NULL other");
-        bad = add;
-        bad.out_scale = 0.0f;
-        QK_CHECK(qk_conv2d_add(&s, pw, x, QK_DT_U8, 7, &ep, &bad, y1, 1) == QK_ERR_SCALE, "scale 0");
-        bad = add;
-        bad.conv_scale = NAN;
-        QK_CHECK(qk_conv2d_add(&s, pw, x, QK_DT_U8, 7, &ep, &bad, y1, 1) == QK_ERR_SCALE, "NaN");
-        bad = add;
-        bad.other_zp = 256;
-        QK_CHECK(qk_conv2d_add(&s, pw, x, QK_DT_U8, 7, &ep, &bad, y1, 1) == QK_ERR_ZERO_POINT, "zp");
-        bad = add;
-        bad.out_zp = -1;
-        QK_CHECK(qk_conv2d_add(&s, pw, x, QK_DT_U8, 7, &ep, &bad, y1, 1) == QK_ERR_ZERO_POINT, "out zp");
+        /* a copy of add with one field changed is refused with code */
+#define REFUSED(FIELD, VALUE, CODE)                                                        \
+    do {                                                                                   \
+        qk_conv_add bad = add;                                                             \
+        bad.FIELD = VALUE;                                                                 \
+        QK_CHECK(qk_conv2d_add(&s, pw, x, QK_DT_U8, 7, &ep, &bad, y1, 1) == CODE, #FIELD); \
+    } while (0)
+        REFUSED(other, y1 + ny / 2, QK_ERR_ARG); /* overlaps y */
+        REFUSED(other, NULL, QK_ERR_ARG);
+        REFUSED(out_scale, 0.0f, QK_ERR_SCALE);
+        REFUSED(conv_scale, NAN, QK_ERR_SCALE);
+        REFUSED(other_scale, INFINITY, QK_ERR_SCALE);
+        REFUSED(other_zp, 256, QK_ERR_ZERO_POINT);
+        REFUSED(out_zp, -1, QK_ERR_ZERO_POINT);
+#undef REFUSED
         int untouched = 1;
         for (size_t i = 0; i < ny; i++) untouched &= y1[i] == 0xAB;
         QK_CHECK(untouched, "a refused call writes nothing");
