@@ -571,6 +571,46 @@ class PreparedQConv2d(_Prepared):
         shape = (x_shape[0], self.packed.out_channels) + ohw
         return self._runner(_core._conv2d, geo, lambda x: shape)
 
+    def add_runner(self, x_shape: Tuple[int, ...], conv_scale: float, other_scale: float,
+                   other_zero_point: int, out_scale: float, out_zero_point: int,
+                   relu: bool = False) -> Any:
+        """A bare runner ``run(x, other, threads) -> y`` of this conv with PyTorch's quantized
+        add (``relu``: add_relu) of its output and ``other`` fused into the call
+        (``qk_conv2d_add``): ``y = qops.qadd(conv(x), other, conv_scale, out_zp_of_conv,
+        other_scale, other_zero_point, out_scale, out_zero_point, relu)`` element for element,
+        with the conv's output the same bits as ``runner(x_shape)`` gives, the add run in the
+        same C call right after the conv wrote it. ``conv_scale``: the scale of the conv's output (its
+        zero point is :attr:`out_zero_point`); ``other``: C-contiguous, the output's shape and
+        dtype (8-bit), not sharing memory with the output. The C call checks the add's
+        parameters as :func:`qkernels.qops.qadd` does and raises its errors.
+
+        Example:
+            >>> import numpy as np, qkernels as qk
+            >>> from qkernels import qops
+            >>> w = np.full((2, 1, 1, 1), 3, np.int8)
+            >>> c = qk.prepare_qconv2d(w, x_dtype=np.uint8, x_scale=0.5, w_scale=0.5,
+            ...                        out_scale=0.25, preset="fbgemm", out_dtype=np.uint8)
+            >>> x, r = np.full((1, 1, 2, 2), 4, np.uint8), np.full((1, 2, 2, 2), 8, np.uint8)
+            >>> y = c.add_runner(x.shape, 0.25, 0.5, 0, 1.0, 0, relu=True)(x, r, 1)
+            >>> bool((y == qops.qadd(c(x), r, 0.25, 0, 0.5, 0, 1.0, 0, relu=True)).all())
+            True
+        """
+        geo, ohw = self._geometry(tuple(x_shape))
+        shape = (x_shape[0], self.packed.out_channels) + ohw
+        if self.out_dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+            raise ValueError(f"a fused add needs an 8-bit conv output, not {self.out_dtype}")
+        cap, head, args, odt = self.packed._cap, (self.x_zero_point,) + tuple(geo), \
+            self._args, self.out_dtype
+        params = (float(conv_scale), float(other_scale), int(other_zero_point), float(out_scale),
+                  int(out_zero_point), int(bool(relu)))
+        call, empty = _core._conv2d, np.empty
+
+        def run(x: np.ndarray, other: np.ndarray, threads: int) -> np.ndarray:
+            y = empty(shape, odt)
+            call(cap, x, *head, y, *args, threads, (other,) + params)
+            return y
+        return run
+
     def __call__(self, x: ArrayLike, *, threads: Optional[int] = None,
                  out: Optional[np.ndarray] = None) -> np.ndarray:
         x = self._x(x)

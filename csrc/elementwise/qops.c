@@ -1,6 +1,7 @@
 /* qops.c -- quantized add, mul, LeakyReLU, clamp, max pooling and adaptive average pooling on 8-bit
  * tensors, as PyTorch's quantized CPU kernels compute them (the formulas are in qkernels.h). */
 #include "core/core.h"
+#include "elementwise/elementwise.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -18,15 +19,6 @@ static inline int qk__in_scale_ok(float s) { return qk__scale_ok(s) && s <= 0x1p
 
 /* Vectorized<quint8>::dequantize: one rounding, fmaf(q, s, -fl(s * zp)). */
 static inline float qk__dq(int32_t q, float s, float nb) { return fmaf((float)q, s, nb); }
-
-/* Vectorized<quint8>::quantize (pt2e) of the ops' outputs: RNE(fl(v * inv)) + zp, clamped to
- * [qmin, qmax] of the 8-bit type t; lo / hi = qmin - zp, qmax - zp. */
-typedef struct {
-    int s8;
-    float inv;
-    double lo, hi;
-    int32_t zp;
-} qk__qout;
 
 /* The output stage of type t; 0 when out_zp is outside t. */
 static inline int qk__qout_init(qk__qout *o, qk_dtype t, float out_scale, int32_t out_zp) {
@@ -57,31 +49,54 @@ static inline int32_t qk__in8(const uint8_t *p, size_t i, int s8) {
 #define QK_TWINS_TEMPLATE "elementwise/qops_isa.h"
 #include "elementwise/simd_twins.h"
 
-qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_scale,
-                  int32_t a_zp, float b_scale, int32_t b_zp, float out_scale, int32_t out_zp,
-                  int relu, void *y) {
+qk_status qk__qadd_prepare(qk__qadd_p *p, qk_dtype t, float a_scale, int32_t a_zp, float b_scale,
+                           int32_t b_zp, float out_scale, int32_t out_zp, int relu) {
     if (t != QK_DT_U8 && t != QK_DT_S8) return QK_ERR_ARG;
     if (!qk__in_scale_ok(a_scale) || !qk__in_scale_ok(b_scale) || !qk__recip_scale_ok(out_scale))
         return QK_ERR_SCALE;
-    qk__qout o;
-    if (!qk__qout_init(&o, t, out_scale, out_zp) || !qk__zp8_ok(t, a_zp) || !qk__zp8_ok(t, b_zp))
+    if (!qk__qout_init(&p->o, t, out_scale, out_zp) || !qk__zp8_ok(t, a_zp) || !qk__zp8_ok(t, b_zp))
         return QK_ERR_ZERO_POINT;
-    if (n > 0 && (a == NULL || b == NULL || y == NULL)) return QK_ERR_ARG;
-    const float nba = -(a_scale * (float)a_zp), nbb = -(b_scale * (float)b_zp);
-    const uint8_t *pa = (const uint8_t *)a, *pb = (const uint8_t *)b;
-    uint8_t *py = (uint8_t *)y;
-    size_t i = 0;
+    p->sa = a_scale;
+    p->sb = b_scale;
+    p->nba = -(a_scale * (float)a_zp);
+    p->nbb = -(b_scale * (float)b_zp);
+    p->relu = relu != 0;
+    return QK_OK;
+}
+
+void qk__qadd_rows(const qk__qadd_p *p, const uint8_t *a, const uint8_t *b, size_t rows,
+                   size_t n, size_t stride, uint8_t *y) {
+    const float a_scale = p->sa, b_scale = p->sb, nba = p->nba, nbb = p->nbb;
+    const int relu = p->relu;
 #if QK_X86
-    if (qk__level() >= QK_LEVEL_AVX512)
-        i = qk__qadd_avx512(pa, pb, n, a_scale, nba, b_scale, nbb, &o, relu, py);
-    else if (qk__level() >= QK_LEVEL_AVX2)
-        i = qk__qadd_avx2(pa, pb, n, a_scale, nba, b_scale, nbb, &o, relu, py);
+    const qk__isa_level level = qk__level();
 #endif
-    for (; i < n; i++) {
-        float c = qk__dq(qk__in8(pa, i, o.s8), a_scale, nba) + qk__dq(qk__in8(pb, i, o.s8), b_scale, nbb);
-        if (relu && c < 0.0f) c = 0.0f;
-        py[i] = qk__qout1(&o, c);
+    for (size_t r = 0; r < rows; r++, a += stride, b += stride, y += stride) {
+        size_t i = 0;
+#if QK_X86
+        if (level >= QK_LEVEL_AVX512)
+            i = qk__qadd_avx512(a, b, n, a_scale, nba, b_scale, nbb, &p->o, relu, y);
+        else if (level >= QK_LEVEL_AVX2)
+            i = qk__qadd_avx2(a, b, n, a_scale, nba, b_scale, nbb, &p->o, relu, y);
+#endif
+        for (; i < n; i++) {
+            float c = qk__dq(qk__in8(a, i, p->o.s8), a_scale, nba) +
+                      qk__dq(qk__in8(b, i, p->o.s8), b_scale, nbb);
+            if (relu && c < 0.0f) c = 0.0f;
+            y[i] = qk__qout1(&p->o, c);
+        }
     }
+}
+
+qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_scale,
+                  int32_t a_zp, float b_scale, int32_t b_zp, float out_scale, int32_t out_zp,
+                  int relu, void *y) {
+    qk__qadd_p p;
+    const qk_status st = qk__qadd_prepare(&p, t, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp,
+                                          relu);
+    if (st != QK_OK) return st;
+    if (n > 0 && (a == NULL || b == NULL || y == NULL)) return QK_ERR_ARG;
+    qk__qadd_rows(&p, (const uint8_t *)a, (const uint8_t *)b, 1, n, 0, (uint8_t *)y);
     return QK_OK;
 }
 

@@ -396,6 +396,29 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
                     qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
                     int threads);
 
+/* A residual add fused into the conv's output stage (PyTorch's quantized::add / add_relu of a
+ * ResNet block or an inverted residual, after the conv that feeds it):
+ *   y = qk_qadd(conv, other, ep->out_type, n, conv_scale, ep->zero_point, other_scale,
+ *               other_zp, out_scale, out_zp, relu, y)
+ * element for element, where conv is the output qk_conv2d(s, w, x, ..., ep) would write (the same
+ * bits) and other is an NCHW array of y's shape and type: one call, no 8-bit intermediate for the
+ * caller to hold, the add run over y right after the conv wrote it (split over the threads).
+ * ep->out_type QK_DT_U8 or QK_DT_S8 (else QK_ERR_ARG); the add's
+ * parameters are checked as qk_qadd checks them (the same codes) before anything is written;
+ * other must not overlap y (QK_ERR_ARG). add NULL: qk_conv2d. */
+typedef struct qk_conv_add {
+    const void *other;   /* NCHW, y's shape and type */
+    float conv_scale;    /* the scale of the conv's own output (its zero point: ep->zero_point) */
+    float other_scale;
+    int32_t other_zp;
+    float out_scale;     /* y's */
+    int32_t out_zp;
+    int relu;            /* 1: add_relu */
+} qk_conv_add;
+qk_status qk_conv2d_add(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
+                        qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep,
+                        const qk_conv_add *add, void *y, int threads);
+
 
 /* ---- section: int16 activations x int8 weights (TFLite 16x8, CMSIS-NN s16) (issue 12) ---- */
 /*

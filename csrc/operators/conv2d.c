@@ -45,6 +45,7 @@
  * dw_*), taken from this process's table (qk__uk()).
  * Every output element is computed the same way whatever the thread split. */
 #include "operators/operators.h"
+#include "elementwise/elementwise.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -895,6 +896,47 @@ static qk_status qk__conv2d_wide(const qk_conv2d_shape *s, const qk_packed_weigh
 qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
                     qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
                     int threads) {
+    return qk_conv2d_add(s, w, x, x_type, x_zero_point, ep, NULL, y, threads);
+}
+
+/* 1 when the bytes [a, a + n) and [b, b + n) share one (compared as integers: they may be
+ * unrelated objects) */
+static int qk__overlap(const void *a, const void *b, size_t n) {
+    const uintptr_t x = (uintptr_t)a, z = (uintptr_t)b;
+    return n > 0 && x < z + n && z < x + n;
+}
+
+/* ---- the residual add of qk_conv2d_add -----------------------------------------------------
+ * Run once over the output the conv has just written (at batch 1 still in L2), inside the one
+ * C call: qk_qadd's own rows (elementwise/elementwise.h), in chunks of QK__ADD_CHUNK bytes
+ * spread over the threads. Measured (1 thread, CPU time, medians, shared machine; the add's
+ * cost over the conv alone, vs conv then qops.qadd): also tried, the add on each block of 12 /
+ * 16 channels x up to 64 pixels right after a job wrote it (the tile in L1) was never faster
+ * and often slower: the add is bound by its arithmetic (about 16 vector operations for 16
+ * elements), not by memory, and reading the residual a 64-byte line per channel plane (planes
+ * kilobytes apart) defeats the hardware's stream prefetch. 1x1 64 -> 256 at 56x56: batch 1
+ * 208 us a block / 139 us one pass (145 us unfused), batch 8 4644 / 1147 us (1195 us);
+ * 3x3 64 -> 64 at 56x56 batch 8: 1259 / 249 us (311 us). */
+enum { QK__ADD_CHUNK = 1 << 16 };
+
+typedef struct {
+    const qk__qadd_p *p;
+    const uint8_t *other;
+    uint8_t *y;
+    size_t n;
+} qk__add_ctx;
+
+static void qk__add_jobs(void *vctx, size_t j0, size_t j1) {
+    const qk__add_ctx *c = (const qk__add_ctx *)vctx;
+    for (size_t j = j0; j < j1; j++) {
+        const size_t at = j * QK__ADD_CHUNK, cnt = c->n - at < QK__ADD_CHUNK ? c->n - at : QK__ADD_CHUNK;
+        qk__qadd_rows(c->p, c->y + at, c->other + at, 1, cnt, 0, c->y + at);
+    }
+}
+
+qk_status qk_conv2d_add(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
+                        qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep,
+                        const qk_conv_add *add, void *y, int threads) {
     size_t oh = 0, ow = 0;
     qk_status st = qk_conv2d_out_size(s, w, &oh, &ow);
     if (st != QK_OK) return st;
@@ -908,17 +950,33 @@ qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const 
         !qk__sz_mul(out_elems, qk__dtype_size(ep->out_type), &bytes) ||
         !qk__sz_mul4(oh, ow, sizeof(int32_t), 1, &bytes))
         return QK_ERR_ARG;
+    qk__qadd_p addp;
+    if (add != NULL) { /* the add's parameters, as qk_qadd checks them */
+        if (ep->out_type != QK_DT_U8 && ep->out_type != QK_DT_S8) return QK_ERR_ARG;
+        st = qk__qadd_prepare(&addp, ep->out_type, add->conv_scale, ep->zero_point,
+                              add->other_scale, add->other_zp, add->out_scale, add->out_zp,
+                              add->relu);
+        if (st != QK_OK) return st;
+    }
     if (s->batch == 0) return QK_OK;
     if (x == NULL || y == NULL) return QK_ERR_ARG;
+    if (add != NULL && (add->other == NULL || qk__overlap(add->other, y, out_elems)))
+        return QK_ERR_ARG;
     const int sparse = qk__conv_sparse(s, s->in_h + s->pad_top + s->pad_bottom,
                                        s->in_w + s->pad_left + s->pad_right, in_elems, out_elems);
     switch (qk__conv_path(s, w, oh, ow, sparse)) { /* the algorithm: see the top of the file */
-        case QK__CONV_GEMM: return qk__conv2d_gemm(s, w, x, x_type, x_zero_point, ep, y, threads);
+        case QK__CONV_GEMM: st = qk__conv2d_gemm(s, w, x, x_type, x_zero_point, ep, y, threads); break;
         case QK__CONV_WIDE:
-            return qk__conv2d_wide(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow);
+            st = qk__conv2d_wide(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow);
+            break;
         default:
-            return qk__conv2d_tiles(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow, sparse);
+            st = qk__conv2d_tiles(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow, sparse);
     }
+    if (st == QK_OK && add != NULL) {
+        qk__add_ctx ac = {&addp, (const uint8_t *)add->other, (uint8_t *)y, out_elems};
+        qk__parallel((out_elems + QK__ADD_CHUNK - 1) / QK__ADD_CHUNK, threads, qk__add_jobs, &ac);
+    }
+    return st;
 }
 
 static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weights *w,

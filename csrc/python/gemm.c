@@ -6,7 +6,9 @@
  *   _pack_conv2d(w (o,i/g,kh,kw) u8/s8, w_zp int32 (o,), groups) -> capsule
  *   _packed_bytes(capsule) -> int
  *   _linear(capsule, x (m,k), x_zp, out (m,n), epilogue..., threads) -> None
- *   _conv2d(capsule, x NCHW, x_zp, sh, sw, pt, pl, pb, pr, dh, dw, out, epilogue..., threads)
+ *   _conv2d(capsule, x NCHW, x_zp, sh, sw, pt, pl, pb, pr, dh, dw, out, epilogue..., threads
+ *           [, add]) with add None or (other, conv_scale, other_scale, other_zp, out_scale,
+ *           out_zp, relu): qk_conv2d_add, the residual add fused (other: out's shape and dtype)
  *     -> None; a status other than QK_OK raises (status.c), naming qlinear / qconv2d
  *   _conv2d_s16(x int16 NCHW, w int8 OIHW, groups, geometry, out, scheme, bias64, multiplier,
  *     shift, scale64, act_min, act_max) -> None (int16 x int8, TFLite 16x8 / CMSIS-NN s16)
@@ -144,13 +146,14 @@ static PyObject *qk_py_linear(PyObject *self, PyObject *args) {
 
 static PyObject *qk_py_conv2d(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *cap, *xo, *oo;
+    PyObject *cap, *xo, *oo, *addo = Py_None;
     int xzp;
     Py_ssize_t sh, sw, pt, pl, pb, pr, dh, dw;
     qk_py_epi_args e;
-    if (!PyArg_ParseTuple(args, "OOinnnnnnnnOiOOOOOiiiii", &cap, &xo, &xzp, &sh, &sw, &pt, &pl,
+    if (!PyArg_ParseTuple(args, "OOinnnnnnnnOiOOOOOiiiii|O", &cap, &xo, &xzp, &sh, &sw, &pt, &pl,
                           &pb, &pr, &dh, &dw, &oo, &e.scheme, &e.bias, &e.fbias, &e.scale,
-                          &e.mult, &e.shift, &e.zp, &e.amin, &e.amax, &e.wrap, &e.threads))
+                          &e.mult, &e.shift, &e.zp, &e.amin, &e.amax, &e.wrap, &e.threads,
+                          &addo))
         return NULL;
     qk_packed_weights *w = qk_py_packed(cap);
     if (w == NULL) return NULL;
@@ -188,9 +191,25 @@ static PyObject *qk_py_conv2d(PyObject *self, PyObject *args) {
     }
     qk_epilogue ep;
     if (qk_py_epilogue(&e, n, (PyArrayObject *)oo, &ep) < 0) return NULL;
+    qk_conv_add add, *ap = NULL;
+    if (addo != Py_None) {
+        PyObject *other;
+        if (!PyArg_ParseTuple(addo, "Offifii", &other, &add.conv_scale, &add.other_scale,
+                              &add.other_zp, &add.out_scale, &add.out_zp, &add.relu))
+            return NULL;
+        if (!PyArray_Check(other) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)other) ||
+            PyArray_SIZE((PyArrayObject *)other) != PyArray_SIZE((PyArrayObject *)oo) ||
+            PyArray_TYPE((PyArrayObject *)other) != PyArray_TYPE((PyArrayObject *)oo)) {
+            PyErr_SetString(PyExc_ValueError,
+                            "other (the residual) must be a C-contiguous array of out's shape and dtype");
+            return NULL;
+        }
+        add.other = PyArray_DATA((PyArrayObject *)other);
+        ap = &add;
+    }
     Py_BEGIN_ALLOW_THREADS
-    st = qk_conv2d(&s, w, PyArray_DATA(x), xt, xzp, &ep, PyArray_DATA((PyArrayObject *)oo),
-                   e.threads);
+    st = qk_conv2d_add(&s, w, PyArray_DATA(x), xt, xzp, &ep, ap,
+                       PyArray_DATA((PyArrayObject *)oo), e.threads);
     Py_END_ALLOW_THREADS
     if (st != QK_OK) return qk_py_status_error(st, "qconv2d");
     Py_RETURN_NONE;

@@ -24,16 +24,42 @@ static inline int32_t qk__cb(const qk_epilogue *ep, const uint32_t *corr, size_t
     __asm__("vpdpbusd " #r "*4(%[p])%{1to16%}, %[b], %[acc]" \
             : [acc] "+v"(acc##r)                             \
             : [b] "v"(bv), [p] "r"(ap), "m"(*(const unsigned char(*)[64])ap));
-#define QK__FOUT(r)                                                                               \
-    if ((r) < mr) {                                                                               \
-        const size_t o = o0 + (r);                                                                \
+/* The output of row r (channel o0 + r): the fp32 output stage of simd_avx512.h with the
+ * channel's scale (and float bias, when HAS_FB) read through the local pointers sc / fb, set
+ * once: a store through y (char) may alias any memory, so fields read through ep in the rows
+ * would be read again after every store. FULL (16 pixels, no pixel sums, all mr rows: the
+ * common tile) stores whole 16 bytes without tests a row; the same operations, the same bits. */
+#define QK__FOUT_ROW(r, HAS_FB, FULL)                                                             \
+    {                                                                                             \
         __m512i v = acc##r;                                                                       \
-        if (pixsum) v = _mm512_sub_epi32(v, _mm512_mullo_epi32(_mm512_set1_epi32(wzp8[o]), vps)); \
-        const __m128i q = qk__channel_bytes16__avx512(ep, o, v, &z);                              \
-        if (full)                                                                                 \
+        if (!(FULL) && pixsum)                                                                    \
+            v = _mm512_sub_epi32(v, _mm512_mullo_epi32(_mm512_set1_epi32(wz[r]), vps));           \
+        const __m128i q = qk__fp32_bytes16__avx512(                                               \
+            v, HAS_FB, (HAS_FB) ? _mm512_set1_ps(fb[r]) : _mm512_setzero_ps(),                    \
+            _mm512_set1_ps(sc[r]), &z);                                                           \
+        if ((FULL) || full)                                                                       \
             _mm_storeu_si128((__m128i *)(y + (r) * ystride), q);                                  \
         else                                                                                      \
             _mm_mask_storeu_epi8(y + (r) * ystride, mask, q);                                     \
+    }
+#define QK__FOUT(r) \
+    if ((r) < mr) QK__FOUT_ROW(r, has_fb, 0)
+#define QK__FOUT_F(r) QK__FOUT_ROW(r, 1, 1)
+#define QK__FOUT_N(r) QK__FOUT_ROW(r, 0, 1)
+/* the rows' outputs: the common tile (MR rows, 16 pixels, no pixel sums) without a test a row */
+#define QK__FOUT_ALL(ROWS, MR)                                       \
+    const float *const sc = ep->scale + o0;                          \
+    const float *const fb = ep->float_bias ? ep->float_bias + o0 : NULL; \
+    const int32_t *const wz = pixsum ? wzp8 + o0 : NULL;              \
+    const int has_fb = fb != NULL;                                   \
+    if (full && mr == (MR) && !pixsum) {                             \
+        if (has_fb) {                                                \
+            ROWS(QK__FOUT_F)                                         \
+        } else {                                                     \
+            ROWS(QK__FOUT_N)                                         \
+        }                                                            \
+    } else {                                                         \
+        ROWS(QK__FOUT)                                               \
     }
 
 #define QK__FUSED_GEMM(NAME, ROWS, MR)                                                        \
@@ -52,7 +78,7 @@ static inline int32_t qk__cb(const qk_epilogue *ep, const uint32_t *corr, size_t
             pixsum ? _mm512_loadu_si512((const void *)pixsum) : _mm512_setzero_si512();       \
         const int full = cnt == 16;                                                           \
         const __mmask16 mask = (__mmask16)((1u << cnt) - 1u);                                 \
-        ROWS(QK__FOUT)                                                                        \
+        QK__FOUT_ALL(ROWS, MR)                                                                \
     }
 QK__FUSED_GEMM(qk_conv_fused_12x16__avx512vnni, QK__F12, 12)
 QK__FUSED_GEMM(qk_conv_fused_16x16__avx512vnni, QK__F16, 16)
@@ -86,7 +112,7 @@ QK__FUSED_GEMM(qk_conv_fused_16x16__avx512vnni, QK__F16, 16)
         const uint32_t *pixsum = NULL;                                                            \
         const int full = cnt == 16;                                                               \
         const __mmask16 mask = (__mmask16)((1u << cnt) - 1u);                                     \
-        ROWS(QK__FOUT)                                                                            \
+        QK__FOUT_ALL(ROWS, MR)                                                                    \
     }
 QK__DIRECT_GEMM(qk_conv_direct_12x16_1__avx512vnni, QK__F12, 12, 1)
 QK__DIRECT_GEMM(qk_conv_direct_16x16_1__avx512vnni, QK__F16, 16, 1)

@@ -68,18 +68,27 @@ QK_TARGET_AVX512 static inline __m512i qk__dw8_gather_index(size_t stride_w, siz
         }                                                                                  \
     }
 
+/* The fused output stage's constants of one channel: the bounds and zero point (z), the scale
+ * and float bias as vectors, made once a plane (read through ep after each byte store, which may
+ * alias anything, they would be loaded again a row). */
+typedef struct {
+    qk__outc_avx512 z;
+    __m512 sc, fb;
+    int has_fb;
+} qk__dw8_out;
+
 /* Stores the 16 results of row i from column j: int32 sums (masked to the row), or with the
  * output stage fused, bytes (see the top of the file). */
 QK_TARGET_AVX512VBMI static QK_ALWAYS_INLINE void qk__dw8_store(
-    __m512i acc, size_t i, size_t j, size_t oh, size_t ow, int32_t *out, const qk_epilogue *ep,
-    size_t o, const qk__outc_avx512 *z, uint8_t *y, const int fused) {
+    __m512i acc, size_t i, size_t j, size_t oh, size_t ow, int32_t *out, const qk__dw8_out *z,
+    uint8_t *y, const int fused) {
     const size_t left = ow - j;
     if (!fused) {
         _mm512_mask_storeu_epi32(out + i * ow + j,
                                  left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u), acc);
         return;
     }
-    const __m128i q = qk__channel_bytes16__avx512(ep, o, acc, z);
+    const __m128i q = qk__fp32_bytes16__avx512(acc, z->has_fb, z->fb, z->sc, &z->z);
     uint8_t *p = y + i * ow + j;
     /* rows of at most 16 outputs are written in row order: a spill lands on rows written later */
     if (left >= 16 || (ow <= 16 && i * ow + 16 <= oh * ow))
@@ -105,9 +114,12 @@ QK_TARGET_AVX512VBMI static QK_ALWAYS_INLINE void qk__dw8_plane(
         }
     const __m512i vc = _mm512_set1_epi32(
         (int32_t)(corr + (fused && ep->bias ? (uint32_t)ep->bias[o] : 0u)));
-    const qk__outc_avx512 z = fused ? qk__outc__avx512(ep)
-                                    : (qk__outc_avx512){_mm512_setzero_ps(), _mm512_setzero_ps(),
-                                                        _mm512_setzero_si512()};
+    qk__dw8_out z;
+    z.z = fused ? qk__outc__avx512(ep)
+                : (qk__outc_avx512){_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_si512()};
+    z.has_fb = fused && ep->float_bias != NULL;
+    z.fb = z.has_fb ? _mm512_set1_ps(ep->float_bias[o]) : _mm512_setzero_ps();
+    z.sc = fused ? _mm512_set1_ps(ep->scale[o]) : _mm512_setzero_ps();
     const size_t rs = stride_h * wp;
     size_t i = 0;
     if (kh == 3 && kq == 1 && dil_h == 1 && (stride_h == 1 || stride_h == 2)) {
@@ -123,10 +135,10 @@ QK_TARGET_AVX512VBMI static QK_ALWAYS_INLINE void qk__dw8_plane(
                     QK__DW8_K3_ROWS4(1)
                 else
                     QK__DW8_K3_ROWS4(2)
-                qk__dw8_store(a0, i, j, oh, ow, out, ep, o, &z, y, fused);
-                qk__dw8_store(a1, i + 1, j, oh, ow, out, ep, o, &z, y, fused);
-                qk__dw8_store(a2, i + 2, j, oh, ow, out, ep, o, &z, y, fused);
-                qk__dw8_store(a3, i + 3, j, oh, ow, out, ep, o, &z, y, fused);
+                qk__dw8_store(a0, i, j, oh, ow, out, &z, y, fused);
+                qk__dw8_store(a1, i + 1, j, oh, ow, out, &z, y, fused);
+                qk__dw8_store(a2, i + 2, j, oh, ow, out, &z, y, fused);
+                qk__dw8_store(a3, i + 3, j, oh, ow, out, &z, y, fused);
             }
         }
     }
@@ -142,10 +154,10 @@ QK_TARGET_AVX512VBMI static QK_ALWAYS_INLINE void qk__dw8_plane(
                 QK__DW8_STEP(a2, bt + 2 * rs);
                 QK__DW8_STEP(a3, bt + 3 * rs);
             }
-            qk__dw8_store(a0, i, j, oh, ow, out, ep, o, &z, y, fused);
-            qk__dw8_store(a1, i + 1, j, oh, ow, out, ep, o, &z, y, fused);
-            qk__dw8_store(a2, i + 2, j, oh, ow, out, ep, o, &z, y, fused);
-            qk__dw8_store(a3, i + 3, j, oh, ow, out, ep, o, &z, y, fused);
+            qk__dw8_store(a0, i, j, oh, ow, out, &z, y, fused);
+            qk__dw8_store(a1, i + 1, j, oh, ow, out, &z, y, fused);
+            qk__dw8_store(a2, i + 2, j, oh, ow, out, &z, y, fused);
+            qk__dw8_store(a3, i + 3, j, oh, ow, out, &z, y, fused);
         }
     }
     if (fused && i + 2 <= oh) { /* two rows: two independent chains */
@@ -158,8 +170,8 @@ QK_TARGET_AVX512VBMI static QK_ALWAYS_INLINE void qk__dw8_plane(
                 QK__DW8_STEP(a0, bt);
                 QK__DW8_STEP(a1, bt + rs);
             }
-            qk__dw8_store(a0, i, j, oh, ow, out, ep, o, &z, y, fused);
-            qk__dw8_store(a1, i + 1, j, oh, ow, out, ep, o, &z, y, fused);
+            qk__dw8_store(a0, i, j, oh, ow, out, &z, y, fused);
+            qk__dw8_store(a1, i + 1, j, oh, ow, out, &z, y, fused);
         }
         i += 2;
     }
@@ -169,7 +181,7 @@ QK_TARGET_AVX512VBMI static QK_ALWAYS_INLINE void qk__dw8_plane(
             const uint8_t *base = xrow + j * stride_w;
             __m512i acc = vc;
             for (size_t t = 0; t < nq; t++) QK__DW8_STEP(acc, base + off[t]);
-            qk__dw8_store(acc, i, j, oh, ow, out, ep, o, &z, y, fused);
+            qk__dw8_store(acc, i, j, oh, ow, out, &z, y, fused);
         }
     }
 }

@@ -46,7 +46,7 @@ _Q8 = (np.dtype(np.uint8), np.dtype(np.int8))
 _MACS_PER_THREAD = 4_000_000
 _MACS_PER_CHUNK = 64_000_000
 
-__all__ = ["QMeta", "Plan", "Kernel", "default_threads", "check_threads", "per_sample"]
+__all__ = ["QMeta", "Plan", "Kernel", "ConvAdd", "default_threads", "check_threads", "per_sample"]
 
 
 class QMeta(NamedTuple):
@@ -75,19 +75,27 @@ class Plan:
     one thread per chunk (the kernels release the GIL), when each chunk has at least 4 images and
     5M multiply-accumulates; otherwise each conv / linear kernel gets the budget (and takes one
     thread per 4M multiply-accumulates of its own). The outputs are the same integers.
+
+    ``trace_steps`` (default: ``steps``): the steps of a run that keeps every node's value (a
+    plan whose ``steps`` fuse two nodes into one kernel, e.g. a conv and the add after it, keeps
+    the unfused steps here: the same outputs, and every intermediate).
     """
 
-    __slots__ = ("n_slots", "inputs", "output", "steps", "metas", "names", "per_sample", "_pool")
+    __slots__ = ("n_slots", "inputs", "output", "steps", "trace_steps", "metas", "names",
+                 "per_sample", "_pool")
 
     def __init__(self, n_slots: int, inputs: Sequence[int], output: Any,
                  steps: List[Tuple[Kernel, Tuple[int, ...], int, str]],
-                 metas: Dict[int, QMeta]) -> None:
+                 metas: Dict[int, QMeta],
+                 trace_steps: Optional[List[Tuple[Kernel, Tuple[int, ...], int, str]]] = None
+                 ) -> None:
         self.n_slots = n_slots
         self.inputs = tuple(inputs)
         self.output = output
         self.steps = steps
+        self.trace_steps = steps if trace_steps is None else trace_steps
         self.metas = metas
-        self.names = {name: out for _, _, out, name in steps}   # node name -> its slot
+        self.names = {name: out for _, _, out, name in self.trace_steps}  # node name -> slot
         made_by = {out: ins for _, ins, out, _ in steps}
         self.per_sample = (len(self.inputs) == 1 and isinstance(output, int)
                            and bool(made_by.get(output)) and
@@ -118,7 +126,7 @@ class Plan:
         env: List[Any] = [None] * self.n_slots
         for slot, v in zip(self.inputs, inputs):
             env[slot] = v
-        for k, ins, out, name in self.steps:
+        for k, ins, out, name in (self.steps if trace is None else self.trace_steps):
             if len(ins) == 1:
                 env[out] = k(t, env[ins[0]])
             else:
@@ -157,16 +165,38 @@ def _split_threads(t: int, macs: int) -> int:
 
 
 # ---- conv / linear -----------------------------------------------------------------------------
-def conv2d_kernel(conv: PreparedQConv2d) -> Kernel:
+class ConvAdd(NamedTuple):
+    """PyTorch's quantized add (``relu``: add_relu) of a conv's output and another tensor, to be
+    fused into the conv's call (:func:`conv2d_kernel`): the conv output's scale, the
+    other operand's parameters, the add's output parameters, and ``fallback(x, y)`` (the add
+    kernel) for an operand the fused call does not take."""
+
+    conv_scale: float
+    other: QMeta
+    out_scale: float
+    out_zero_point: int
+    relu: bool
+    fallback: Kernel
+
+
+def conv2d_kernel(conv: PreparedQConv2d, add: Optional[ConvAdd] = None) -> Kernel:
     """A prepared conv as a kernel (x: NCHW of ``conv.x_dtype``). ``qk_conv2d`` chooses the
     algorithm (1x1 as a GEMM over the pixels, a batch of small images as one wide image, tiles),
-    in C, for every caller."""
+    in C, for every caller.
+
+    With ``add``: the kernel is ``kernel(t, x, other)``, the conv followed by the quantized add
+    of its output and ``other`` in one C call (``qk_conv2d_add``: the add, with
+    :func:`qkernels.qops.qadd`'s arithmetic, runs over the output right after the conv wrote it,
+    on the call's threads; no intermediate array, one step less): the same bits as the two
+    kernels one after the other, which run instead when ``other`` is not an array of the conv
+    output's shape and dtype)."""
     p = conv.packed
     xdt = conv.x_dtype
-    # (input shape, thread budget) -> (runner, threads): the per-call work is a dict lookup
-    runs: Dict[Tuple[Tuple[int, ...], int], Tuple[Any, int]] = {}
+    # (input shape, thread budget) -> (runner, threads, output shape): the per-call work is a
+    # dict lookup
+    runs: Dict[Tuple[Tuple[int, ...], int], Tuple[Any, int, Tuple[int, ...]]] = {}
 
-    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+    def get(x: np.ndarray, t: int) -> Tuple[Any, int, Tuple[int, ...]]:
         if x.dtype != xdt:
             raise TypeError(f"conv input has dtype {x.dtype}, expected {xdt}")
         g = runs.get((x.shape, t))
@@ -176,9 +206,27 @@ def conv2d_kernel(conv: PreparedQConv2d) -> Kernel:
             kernel.macs = macs  # type: ignore[attr-defined]
             if len(runs) >= 64:      # a bounded cache (many shapes or budgets: rebuilt)
                 runs.clear()
-            g = runs[(x.shape, t)] = (conv.runner(x.shape), _split_threads(t, macs * x.shape[0]))
-        run, nt = g
-        return run(x if x.flags.c_contiguous else np.ascontiguousarray(x), nt)
+            run = conv.runner(x.shape) if add is None else conv.add_runner(
+                x.shape, add.conv_scale, add.other.scale, add.other.zero_point, add.out_scale,
+                add.out_zero_point, add.relu)
+            g = runs[(x.shape, t)] = (run, _split_threads(t, macs * x.shape[0]),
+                                      (x.shape[0], p.out_channels) + ohw)
+        return g
+
+    if add is None:
+        def kernel(t: int, x: np.ndarray) -> np.ndarray:
+            run, nt, _ = get(x, t)
+            return run(x if x.flags.c_contiguous else np.ascontiguousarray(x), nt)
+        return per_sample(kernel)
+
+    odt, plain = conv.out_dtype, conv2d_kernel(conv)
+
+    def kernel(t: int, x: np.ndarray, other: np.ndarray) -> np.ndarray:  # type: ignore[misc]
+        run, nt, shape = get(x, t)
+        if not isinstance(other, np.ndarray) or other.dtype != odt or other.shape != shape:
+            return add.fallback(t, plain(t, x), other)
+        return run(x if x.flags.c_contiguous else np.ascontiguousarray(x),
+                   other if other.flags.c_contiguous else np.ascontiguousarray(other), nt)
     return per_sample(kernel)
 
 

@@ -254,6 +254,29 @@ class Conv2dLayer(_WeightedLayer):
     def kernel(self) -> Kernel:
         return rt.conv2d_kernel(self.prepared())
 
+    def add_kernel(self, add: "AddLayer", operand: int) -> Optional[Kernel]:
+        """This conv and the quantized add that takes its output as input ``operand`` (0 or 1)
+        as one kernel ``kernel(t, x, other)`` (x: this conv's input, other: the add's other
+        input), the add fused into the conv's C call (:func:`_runtime.conv2d_kernel`):
+        the same integers as the two kernels. None where that does not apply: QNNPACK's integer
+        add, a narrower bit width, operands of another type or other parameters than this
+        conv's output."""
+        mine, other = (add.a, add.b) if operand == 0 else (add.b, add.a)
+        q8 = (np.dtype(np.uint8), np.dtype(np.int8))
+        if (add.engine == "qnnpack" or add.out.bits is not None or self.out.bits is not None
+                or np.dtype(self.out.dtype) not in q8 or
+                np.dtype(mine.dtype) != np.dtype(self.out.dtype) or
+                np.dtype(other.dtype) != np.dtype(self.out.dtype) or
+                np.dtype(add.out.dtype) != np.dtype(self.out.dtype) or
+                F32(mine.scale) != F32(self.out.scale) or
+                int(mine.zero_point) != int(self.out.zero_point)):
+            return None
+        k = add.kernel()
+        fallback = k if operand == 0 else (lambda t, x, y: k(t, y, x))
+        return rt.conv2d_kernel(self.prepared(), rt.ConvAdd(
+            float(mine.scale), other, float(add.out.scale), int(add.out.zero_point),
+            bool(add.relu), fallback))
+
     def reference_kernel(self) -> Kernel:
         kw = self._call_kw()
 

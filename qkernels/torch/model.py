@@ -150,9 +150,49 @@ class IntegerModel:
             if L.out is not None:
                 metas[slot[L.name]] = L.out
             steps.append((k, ins, slot[L.name], L.name))
+        fused = steps if reference else self._fuse_conv_add(steps, slot)
         self._plan = rt.Plan(len(slot), [slot[n] for n in self.inputs],
-                             self._output_spec(slot, metas), steps, metas)
+                             self._output_spec(slot, metas), fused, metas, trace_steps=steps)
         return self._plan
+
+    def _fuse_conv_add(self, steps: List[Tuple[rt.Kernel, Tuple[int, ...], int, str]],
+                       slot: Dict[str, int]) -> List[Tuple[rt.Kernel, Tuple[int, ...], int, str]]:
+        """The steps with each conv whose output only a quantized add uses (not a model
+        output) run together with that add as one kernel (``Conv2dLayer.add_kernel``: the add
+        in the conv's C call), at the add's place: the residual adds of ResNet blocks and
+        of MobileNetV2's inverted residuals. The same integers; a run that keeps the trace uses
+        the unfused steps."""
+        users: Dict[str, int] = {}
+        for L in self.layers.values():
+            for i in L.inputs:
+                users[i] = users.get(i, 0) + 1
+        outs = set(self._output_names())
+        fused: Dict[str, Tuple[rt.Kernel, Tuple[int, ...]]] = {}   # add name -> its new step
+        gone = set()                                               # the convs fused away
+        for A in self.layers.values():
+            if not isinstance(A, Ly.AddLayer) or len(A.inputs) != 2 or A.inputs[0] == A.inputs[1]:
+                continue
+            for operand in (0, 1):
+                c = self.layers.get(A.inputs[operand])
+                if (not isinstance(c, Ly.Conv2dLayer) or users.get(c.name) != 1 or
+                        c.name in outs or c.name in gone or len(c.inputs) != 1):
+                    continue
+                k = c.add_kernel(A, operand)
+                if k is not None:
+                    fused[A.name] = (k, (slot[c.inputs[0]], slot[A.inputs[1 - operand]]))
+                    gone.add(c.name)
+                    break
+        return [(fused[n][0], fused[n][1], out, n) if n in fused else (k, ins, out, n)
+                for k, ins, out, n in steps if n not in gone]
+
+    def _output_names(self) -> List[str]:
+        """The layers whose values the model returns."""
+        if isinstance(self.output, str):
+            return [self.output]
+        names: List[str] = []
+        Ly.map_nested(self.output, lambda v: isinstance(v, OutputRef),
+                      lambda v: names.append(v.name))
+        return names
 
     def _output_spec(self, slot: Dict[str, int], metas: Dict[int, rt.QMeta]) -> Any:
         if isinstance(self.output, str):

@@ -205,3 +205,25 @@ def test_cat_kernel_equals_q_cat():
     # another dtype goes to the fallback (the NumPy op and its error)
     k = rt.cat_kernel([out], 1, out, lambda *qs: "fallback")
     assert k(1, np.zeros((1, 2), np.int16)) == "fallback"
+
+
+@pytest.mark.parametrize("cfg", ["w8a8", "w8a8_pow2"])
+@pytest.mark.parametrize("name", ["resnet", "mobilenetv2"])
+def test_conv_add_fused_plan_equals_unfused(data, name, cfg):
+    """The residual adds (PyTorch's quantized add) run fused into the conv before them (one step
+    instead of two: the plan lacks the conv steps its trace has), with the same integers as the
+    unfused steps (the trace run) and the reference path, at 1 and 2 threads."""
+    calib, x = data
+    config = QuantConfig() if cfg == "w8a8" else QuantConfig.w8a8_pow2()
+    im = quantize_model(load(name), calib, config=config)
+    y1 = im(x, threads=1)
+    plan = im._plan
+    gone = {n for *_, n in plan.trace_steps} - {n for *_, n in plan.steps}
+    assert gone and all(type(im.layers[n]).__name__ == "Conv2dLayer" for n in gone), gone
+    y_trace = im(x, threads=1, keep_trace=True)          # the unfused steps
+    assert gone <= set(im.trace)
+    _assert_same(np.asarray(y1), np.asarray(y_trace))
+    _assert_same(np.asarray(im(x, threads=2)), np.asarray(y1))
+    ref = quantize_model(load(name), calib, config=config)
+    ref._compile(reference=True)
+    _assert_same(np.asarray(ref(x, threads=1)), np.asarray(y1))
