@@ -45,11 +45,13 @@ _Q8 = (np.dtype(np.uint8), np.dtype(np.int8))
 # 3x3 at 0.25M / 0.42M MACs 36 -> 27 us / 51 -> 35 us, 1x1 at 2.4M / 4.8M 20 -> 18 us /
 # 43 -> 29 us, the 1.3M-MAC classifier 50 -> 48 us -- and the whole model's minimum went from
 # 3.35 ms (grain 4M: every layer under 8M MACs on one thread, the helper asleep between the few
-# split layers) to 2.46 ms (500K) and 2.53 ms (125K). Below 1M MACs (0.3 us of work per 100K
-# MACs) a wake-up is no longer small against the layer. A batch is split into chunks run at once
-# only when each chunk has 64M (measured at batch 32 on the reference models): the chunks'
-# Python steps share the GIL, and on these small networks (0.24-0.53M MACs per image) a split
-# batch of 32 ran up to 1.7x slower than one thread (resnet 0.63 vs 0.36 ms).
+# split layers) to 2.46 ms (500K) and 2.53 ms (125K); its medians, with the second CPU mostly
+# busy (load 3.3), went the other way, 4.81 / 5.02 / 5.26 ms (a layer waits for a helper
+# preempted in its job), so the figure for a quiet machine is still to be taken. A batch is
+# split into chunks run at once only when each chunk has 64M (measured at batch 32 on the
+# reference models): the chunks' Python steps share the GIL, and on these small networks
+# (0.24-0.53M MACs per image) a split batch of 32 ran up to 1.7x slower than one thread (resnet
+# 0.63 vs 0.36 ms).
 _MACS_PER_THREAD = 500_000
 _MACS_PER_CHUNK = 64_000_000
 
