@@ -48,6 +48,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
+from . import _checks as C
 from . import _core
 
 __all__ = ["qadd", "qleaky_relu", "qclamp", "qmax_pool2d", "MaxPool2d", "qadaptive_avg_pool2d",
@@ -61,8 +62,12 @@ def _c(x: Any) -> np.ndarray:
 
 def qadd(a: np.ndarray, b: np.ndarray, a_scale: float, a_zero_point: int, b_scale: float,
          b_zero_point: int, out_scale: float, out_zero_point: int, relu: bool = False, *,
-         engine: str = "fbgemm") -> np.ndarray:
+         engine: str = "fbgemm", threads: int = 1) -> np.ndarray:
     """``quantized::add`` (``add_relu`` with ``relu=True``) of two same-shape 8-bit tensors.
+
+    ``threads``: the fbgemm / x86 add splits the elements between up to that many threads when
+    there are at least 49152 of them (the result does not depend on the count; the qnnpack add
+    runs on one thread).
 
     ``engine``: the PyTorch quantized engine whose arithmetic to reproduce ("fbgemm", "x86" or
     "qnnpack"). With "qnnpack", uint8 inputs take QNNPACK's integer add (as PyTorch does; it
@@ -81,12 +86,13 @@ def qadd(a: np.ndarray, b: np.ndarray, a_scale: float, a_zero_point: int, b_scal
     """
     if engine not in ("fbgemm", "x86", "qnnpack"):
         raise ValueError(f"engine must be fbgemm, x86 or qnnpack; got {engine!r}")
+    t = C.threads(threads)
     a, b = _c(a), _c(b)
     if engine == "qnnpack" and a.dtype == np.uint8:
         return _core._qadd(a, b, a_scale, a_zero_point, b_scale, b_zero_point, out_scale,
                            out_zero_point, bool(relu), True)
     return _core._qadd(a, b, a_scale, a_zero_point, b_scale, b_zero_point, out_scale,
-                       out_zero_point, bool(relu))
+                       out_zero_point, bool(relu), False, t)
 
 
 def qmul(a: np.ndarray, b: np.ndarray, a_scale: float, a_zero_point: int, b_scale: float,

@@ -702,6 +702,12 @@ uint64_t qk_isqrt_u64(uint64_t n);
 qk_status qk_qadd(const void *a, const void *b, qk_dtype t, size_t n, float a_scale,
                   int32_t a_zp, float b_scale, int32_t b_zp, float out_scale, int32_t out_zp,
                   int relu, void *y);
+/* qk_qadd_threads: qk_qadd with `threads` <= 1 on the calling thread, more splitting the
+ * elements between the caller and up to threads - 1 helper threads when n >= 49152 (results do
+ * not depend on the count). */
+qk_status qk_qadd_threads(const void *a, const void *b, qk_dtype t, size_t n, float a_scale,
+                          int32_t a_zp, float b_scale, int32_t b_zp, float out_scale,
+                          int32_t out_zp, int relu, void *y, int threads);
 qk_status qk_qadd_qnnpack(const uint8_t *a, const uint8_t *b, size_t n, float a_scale,
                           int32_t a_zp, float b_scale, int32_t b_zp, float out_scale,
                           int32_t out_zp, int relu, uint8_t *y);

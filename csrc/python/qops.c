@@ -1,8 +1,9 @@
 /* qops.c -- Python glue of the quantized elementwise / pooling ops (csrc/elementwise/qops.c);
  * the integer model runtime of qkernels/torch uses them. Private functions (the callers validate the
  * parameters once, when the model is built; the checks here keep a bad call from crashing):
- *   _qadd(a, b, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu[, qnnpack]) -> new array
- *     like a; qnnpack: QNNPACK's integer add (uint8 only)
+ *   _qadd(a, b, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu[, qnnpack[, threads]])
+ *     -> new array like a; qnnpack: QNNPACK's integer add (uint8 only); threads: the split of
+ *     the fbgemm add (qk_qadd_threads)
  *   _qmul(a, b, a_scale, a_zp, b_scale, b_zp, out_scale, out_zp, relu) -> new array like a;
  *     b like a, or (N, C, 1, ...) of a's (N, C, ...) (one value a plane)
  *   _qglobal_avg_pool2d(x NCHW, zp, vec_channels) -> (n, c, 1, 1)
@@ -62,9 +63,9 @@ static PyObject *qk_py_qadd(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *ao, *bo;
     float sa, sb, so;
-    int za, zb, zo, relu, qnnpack = 0;
-    if (!PyArg_ParseTuple(args, "OOfififip|p", &ao, &bo, &sa, &za, &sb, &zb, &so, &zo, &relu,
-                          &qnnpack))
+    int za, zb, zo, relu, qnnpack = 0, threads = 1;
+    if (!PyArg_ParseTuple(args, "OOfififip|pi", &ao, &bo, &sa, &za, &sb, &zb, &so, &zo, &relu,
+                          &qnnpack, &threads))
         return NULL;
     qk_dtype ta, tb;
     if (qk_py_q8(ao, "a", 0, &ta) < 0 || qk_py_q8(bo, "b", 0, &tb) < 0) return NULL;
@@ -82,8 +83,8 @@ static PyObject *qk_py_qadd(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     st = qnnpack ? qk_qadd_qnnpack(PyArray_DATA(a), PyArray_DATA(b), n, sa, za, sb, zb, so, zo,
                                    relu, py)
-                 : qk_qadd(PyArray_DATA(a), PyArray_DATA(b), ta, n, sa, za, sb, zb, so, zo, relu,
-                           py);
+                 : qk_qadd_threads(PyArray_DATA(a), PyArray_DATA(b), ta, n, sa, za, sb, zb, so,
+                                   zo, relu, py, threads);
     Py_END_ALLOW_THREADS
     return qk_py_qops_result(st, y, qnnpack ? "qadd_qnnpack" : "qadd");
 }
@@ -279,7 +280,7 @@ static PyObject *qk_py_qavg_pool2d(PyObject *self, PyObject *args) {
 
 static PyMethodDef qk_py_qops_methods[] = {
     {"_qadd", qk_py_qadd, METH_VARARGS,
-     "_qadd(a, b, sa, za, sb, zb, so, zo, relu, qnnpack=False) -> array"},
+     "_qadd(a, b, sa, za, sb, zb, so, zo, relu, qnnpack=False, threads=1) -> array"},
     {"_qmul", qk_py_qmul, METH_VARARGS,
      "_qmul(a, b, sa, za, sb, zb, so, zo, relu) -> array (b like a, or (N, C, 1, ...))"},
     {"_qglobal_avg_pool2d", qk_py_qglobal_avg_pool2d, METH_VARARGS,

@@ -38,12 +38,21 @@ F32 = np.float32
 Kernel = Callable[..., Any]
 
 _Q8 = (np.dtype(np.uint8), np.dtype(np.int8))
-# Thread grains (measured at batch 32 on the reference models, 2 CPUs): a conv / linear call
-# takes one thread per 4M multiply-accumulates; a batch is split into chunks run at once only
-# when each chunk has 64M. The chunks' Python steps share the GIL, and on these small networks
-# (0.24-0.53M MACs per image) a split batch of 32 ran up to 1.7x slower than one thread
-# (resnet 0.63 vs 0.36 ms), while in-kernel threads never cost more than noise.
-_MACS_PER_THREAD = 4_000_000
+# Thread grains (2 CPUs). A conv / linear call takes one thread per 500K multiply-accumulates
+# (_split_threads: two threads from 1M). Measured on mobilenet_v2 at batch 1 (2026-12-07, each
+# layer's minimum over 40 interleaved runs, one thread vs two; the machine was shared, minima
+# stand for its quiet moments): the second thread paid from the smallest layers up -- depthwise
+# 3x3 at 0.25M / 0.42M MACs 36 -> 27 us / 51 -> 35 us, 1x1 at 2.4M / 4.8M 20 -> 18 us /
+# 43 -> 29 us, the 1.3M-MAC classifier 50 -> 48 us -- and the whole model's minimum went from
+# 3.35 ms (grain 4M: every layer under 8M MACs on one thread, the helper asleep between the few
+# split layers) to 2.46 ms (500K) and 2.53 ms (125K); its medians, with the second CPU mostly
+# busy (load 3.3), went the other way, 4.81 / 5.02 / 5.26 ms (a layer waits for a helper
+# preempted in its job), so the figure for a quiet machine is still to be taken. A batch is
+# split into chunks run at once only when each chunk has 64M (measured at batch 32 on the
+# reference models): the chunks' Python steps share the GIL, and on these small networks
+# (0.24-0.53M MACs per image) a split batch of 32 ran up to 1.7x slower than one thread (resnet
+# 0.63 vs 0.36 ms).
+_MACS_PER_THREAD = 500_000
 _MACS_PER_CHUNK = 64_000_000
 
 __all__ = ["QMeta", "Plan", "Kernel", "ConvAdd", "default_threads", "check_threads", "per_sample"]
@@ -161,6 +170,8 @@ def per_sample(kernel: Kernel) -> Kernel:
 
 
 def _split_threads(t: int, macs: int) -> int:
+    """The threads a conv / linear call of ``macs`` multiply-accumulates takes out of a budget
+    of ``t``: one per ``_MACS_PER_THREAD`` (the measurements are at its definition)."""
     return max(1, min(t, macs // _MACS_PER_THREAD))
 
 
@@ -287,7 +298,7 @@ def add_kernel(a: QMeta, b: QMeta, out_scale: float, out_zero_point: int, relu: 
 
     def kernel(t: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         if c_ok and x.shape == y.shape and x.flags.c_contiguous and y.flags.c_contiguous:
-            return qadd(x, y, sa, za, sb, zb, so, zo, r)
+            return qadd(x, y, sa, za, sb, zb, so, zo, r, threads=t)
         return fallback(x, y)
     return per_sample(kernel)
 

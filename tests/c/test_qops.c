@@ -190,8 +190,11 @@ static void test_elementwise(int s8, size_t n) {
     const int32_t za = s8 ? -3 : 120, zb = s8 ? 5 : 131, zo = s8 ? 1 : 128;
     const int32_t qmin = s8 ? -128 : 0, qmax = s8 ? 127 : 255;
     int bad = 0;
-    for (int relu = 0; relu < 2; relu++) {
-        QK_CHECK(qk_qadd(a, b, t, n, 0.05f, za, 0.07f, zb, 0.1f, zo, relu, y) == QK_OK, "status");
+    for (int k = 0; k < 4; k++) { /* relu off / on; one thread, then three (qk_qadd_threads) */
+        const int relu = k & 1;
+        QK_CHECK(qk_qadd_threads(a, b, t, n, 0.05f, za, 0.07f, zb, 0.1f, zo, relu, y,
+                                 k < 2 ? 1 : 3) == QK_OK,
+                 "status");
         for (size_t i = 0; i < n; i++) {
             float c = fmaf((float)val(a, i, s8), 0.05f, -(0.05f * (float)za)) +
                       fmaf((float)val(b, i, s8), 0.07f, -(0.07f * (float)zb));
@@ -224,6 +227,8 @@ int main(void) {
     for (int s8 = 0; s8 < 2; s8++) {
         for (size_t n = 0; n < 40; n += 3) test_elementwise(s8, n);
         test_elementwise(s8, 1001);
+        test_elementwise(s8, 49151); /* qk_qadd_threads: one thread below 49152 elements, */
+        test_elementwise(s8, 70001); /* split above (jobs of 8192, a tail) */
         const size_t sizes[][2] = {{8, 8}, {7, 5}, {4, 9}, {1, 1}, {2, 3}};
         for (size_t z = 0; z < 5; z++) {
             const size_t h = sizes[z][0], w = sizes[z][1];
@@ -241,6 +246,12 @@ int main(void) {
     uint8_t x[4] = {0}, y[4];
     QK_CHECK(qk_qadd(x, x, QK_DT_S32, 4, 1.0f, 0, 1.0f, 0, 1.0f, 0, 0, y) == QK_ERR_ARG, "dtype");
     QK_CHECK(qk_qadd(x, x, QK_DT_U8, 4, 0.0f, 0, 1.0f, 0, 1.0f, 0, 0, y) == QK_ERR_SCALE, "scale");
+    QK_CHECK(qk_qadd_threads(x, x, QK_DT_U8, 100000, 0.0f, 0, 1.0f, 0, 1.0f, 0, 0, y, 2) ==
+                 QK_ERR_SCALE,
+             "split add: scale");
+    QK_CHECK(qk_qadd_threads(NULL, x, QK_DT_U8, 100000, 1.0f, 0, 1.0f, 0, 1.0f, 0, 0, y, 2) ==
+                 QK_ERR_ARG,
+             "split add: NULL");
     /* QNNPACK's add: ratios 0.5 -> multipliers 2^21, shift 22; 5 * 0.5 = 2.5 -> 3 (half away from
      * zero), 7 * 0.5 = 3.5 -> 4; relu clamps to the zero point */
     const uint8_t qa[3] = {5, 7, 0}, qb[3] = {0, 0, 1};

@@ -35,6 +35,35 @@ def test_qadd_matches_reference(dt, relu):
 
 
 @pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_qadd_threads_give_the_same_integers(dt, relu):
+    """qk_qadd_threads: on both sides of its split threshold (49152 elements; jobs of 8192), with
+    a tail that is not a whole vector, threads 1 == 2 == 3 == the reference."""
+    rng = np.random.default_rng(3)
+    for n in (49151, 49152, 49152 + 8192 + 61, 200_003):
+        a, b = _q(rng, (n,), dt), _q(rng, (n,), dt)
+        za, zb, zo = _zp(rng, dt), _zp(rng, dt), _zp(rng, dt)
+        ref = cv.q_add(cv.QTensor(a, 0.05, za), cv.QTensor(b, 0.07, zb), 0.1, zo, relu).q
+        for t in (1, 2, 3):
+            got = qops.qadd(a, b, 0.05, za, 0.07, zb, 0.1, zo, relu, threads=t)
+            assert got.dtype == ref.dtype and np.array_equal(got, ref), (n, t)
+
+
+def test_qadd_threads_argument_checked():
+    a = np.zeros(60_000, np.uint8)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        qops.qadd(a, a, 0.1, 0, 0.1, 0, 0.1, 0, threads=0)
+    with pytest.raises(TypeError, match="threads must be an int"):
+        qops.qadd(a, a, 0.1, 0, 0.1, 0, 0.1, 0, threads=1.5)
+    with pytest.raises(ValueError, match="scale"):      # the split path checks as the plain one
+        qops.qadd(a, a, 0.0, 0, 0.1, 0, 0.1, 0, threads=2)
+    # the qnnpack add runs on one thread whatever the budget: the same integers
+    b = np.arange(60_000, dtype=np.uint32).astype(np.uint8)
+    assert np.array_equal(qops.qadd(a, b, 0.5, 0, 0.5, 0, 1.0, 0, engine="qnnpack", threads=2),
+                          qops.qadd(a, b, 0.5, 0, 0.5, 0, 1.0, 0, engine="qnnpack"))
+
+
+@pytest.mark.parametrize("dt", DTYPES)
 def test_qleaky_relu_matches_reference(dt):
     rng = np.random.default_rng(2)
     for n in (1, 8, 15, 3001):
@@ -262,6 +291,8 @@ for dt in (np.uint8, np.int8):
         za, zb, zo = (int(v) for v in rng.integers(info.min, info.max, 3, endpoint=True))
         for relu in (0, 1):
             out[f"add_{info.dtype}_{i}_{relu}"] = _core._qadd(a, b, sa, za, sb, zb, so, zo, relu)
+            out[f"addt_{info.dtype}_{i}_{relu}"] = _core._qadd(   # split over threads
+                np.tile(a, 6), np.tile(b, 6), sa, za, sb, zb, so, zo, relu, False, 2)
         out[f"leaky_{info.dtype}_{i}"] = _core._qleaky_relu(a, sa, za, 0.1, so, zo)
         bp = rng.integers(info.min, info.max, (7, 13, 1, 1), endpoint=True).astype(dt)
         ap = rng.integers(info.min, info.max, (7, 13, 5, 11), endpoint=True).astype(dt)

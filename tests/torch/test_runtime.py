@@ -227,3 +227,39 @@ def test_conv_add_fused_plan_equals_unfused(data, name, cfg):
     ref = quantize_model(load(name), calib, config=config)
     ref._compile(reference=True)
     _assert_same(np.asarray(ref(x, threads=1)), np.asarray(y1))
+
+
+def test_split_threads_grain():
+    """The choice of a conv / linear call's threads (_split_threads): one thread per 500K
+    multiply-accumulates, so two from 1M, never more than the budget, at least one."""
+    from qkernels.torch import _runtime as rt
+
+    assert rt._MACS_PER_THREAD == 500_000
+    assert rt._split_threads(2, 999_999) == 1
+    assert rt._split_threads(2, 1_000_000) == 2
+    assert rt._split_threads(3, 1_499_999) == 2
+    assert rt._split_threads(3, 10**9) == 3
+    assert rt._split_threads(1, 10**9) == 1
+    assert rt._split_threads(4, 0) == 1
+
+
+@pytest.mark.parametrize("grain", [10**12, 1])
+@pytest.mark.parametrize("name", ["resnet", "mobilenetv2"])
+def test_layers_split_over_threads_give_the_same_integers(data, name, grain, monkeypatch):
+    """Every layer at batch 1 and 5 (no batch split) on one thread (grain 10^12) or on the whole
+    budget (grain 1: every conv / linear / add split, the C paths taking 2 and 3 threads):
+    threads 1 == 2 == 3 at every layer."""
+    from qkernels.torch import _runtime as rt
+
+    monkeypatch.setattr(rt, "_MACS_PER_THREAD", grain)
+    monkeypatch.setattr(rt, "_MACS_PER_CHUNK", 10**15)       # in-kernel threads only
+    calib, x = data
+    im = quantize_model(load(name), calib)
+    for xb in (x[:1], x[:5]):
+        y1, tr1 = _raw_trace(im, xb, threads=1)
+        for t in (2, 3):
+            yt, trt = _raw_trace(im, xb, threads=t)
+            _assert_same(yt, y1)
+            assert set(trt) == set(tr1)
+            for k in tr1:
+                _assert_same(np.asarray(trt[k]), np.asarray(tr1[k]))
