@@ -43,7 +43,10 @@
  *   every path (the same bits), the shared unfused epilogue.
  * The image copies, panels and tiles are micro-kernels (ukernels/im2col_*, gemm_*, conv_u8_*,
  * dw_*), taken from this process's table (qk__uk()).
- * Every output element is computed the same way whatever the thread split. */
+ * Every output element is computed the same way whatever the thread split.
+ * qk_conv2d_strided writes the output images a batch stride apart (a channel slice of a larger
+ * NCHW array, a concatenation written in place): every path addresses image b's channel o at
+ * b * stride + o * oh * ow (qk__yoff; the GEMM and wide paths in their final copies). */
 #include "operators/operators.h"
 
 #include <stdatomic.h>
