@@ -611,6 +611,32 @@ class PreparedQConv2d(_Prepared):
             return y
         return run
 
+    def runner_into(self, x_shape: Tuple[int, ...]) -> Any:
+        """A bare runner ``run(x, y, threads) -> y`` that writes into ``y``: an NCHW array of
+        the output shape and dtype, C-contiguous but for its batch stride (e.g. the channel slice
+        ``buf[:, c0:c0 + out_channels]`` of a larger array, where a concatenation's inputs are
+        written in place); nothing else of its base is written. The C call checks the layout.
+
+        Example:
+            >>> import numpy as np, qkernels as qk
+            >>> w = np.ones((2, 3, 1, 1), np.int8)
+            >>> conv = qk.prepare_qconv2d(w, x_dtype=np.uint8, x_scale=1.0, w_scale=1.0,
+            ...                           out_scale=1.0, out_dtype=np.uint8, preset="fbgemm")
+            >>> buf = np.zeros((2, 5, 1, 1), np.uint8)
+            >>> _ = conv.runner_into((2, 3, 1, 1))(np.ones((2, 3, 1, 1), np.uint8), buf[:, 1:3], 1)
+            >>> buf[:, :, 0, 0]
+            array([[0, 3, 3, 0, 0],
+                   [0, 3, 3, 0, 0]], dtype=uint8)
+        """
+        geo = self._geometry(tuple(x_shape))[0]
+        cap, head, args, c_call = self.packed._cap, (self.x_zero_point,) + tuple(geo), \
+            self._args, _core._conv2d
+
+        def run(x: np.ndarray, y: np.ndarray, threads: int) -> np.ndarray:
+            c_call(cap, x, *head, y, *args, threads)
+            return y
+        return run
+
     def __call__(self, x: ArrayLike, *, threads: Optional[int] = None,
                  out: Optional[np.ndarray] = None) -> np.ndarray:
         x = self._x(x)

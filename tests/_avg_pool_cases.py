@@ -26,7 +26,7 @@ def avg_pool_cases():
     geos = list(itertools.product((3, 2, (3, 2), 5, (1, 3)), (None, 1, 2, (2, 1)), (0, 1, 2),
                                   (False, True), (True, False), (None, 2, -3)))
     shapes = ((1, 20, 12, 12), (2, 17, 5, 5), (1, 5, 25, 25), (1, 3, 7, 33), (1, 4, 1, 3),
-              (1, 6, 17, 16))
+              (1, 6, 17, 16), (1, 3, 6, 2))
     for (k, s, p, ceil, cip, div), shape in itertools.product(geos, shapes):
         kk, pp = np.broadcast_to(k, 2), np.broadcast_to(p, 2)
         if pp[0] > kk[0] // 2 or pp[1] > kk[1] // 2:

@@ -395,6 +395,14 @@ qk_status qk_conv2d_out_size(const qk_conv2d_shape *s, const qk_packed_weights *
 qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
                     qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
                     int threads);
+/* qk_conv2d writing images y_image_stride elements apart (0: out_c * out_h * out_w, the
+ * contiguous layout): image b's NCHW output at y + b * y_image_stride, e.g. a channel slice
+ * [c0, c0 + out_c) of a larger (batch, C, out_h, out_w) array (y = its channel c0, stride
+ * C * out_h * out_w: a concatenation written in place). The same outputs; nothing else of y is
+ * written. QK_ERR_ARG for a stride under out_c * out_h * out_w. */
+qk_status qk_conv2d_strided(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
+                            qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
+                            size_t y_image_stride, int threads);
 
 /* A residual add fused into the conv's output stage (PyTorch's quantized::add / add_relu of a
  * ResNet block or an inverted residual, after the conv that feeds it):

@@ -43,7 +43,10 @@
  *   every path (the same bits), the shared unfused epilogue.
  * The image copies, panels and tiles are micro-kernels (ukernels/im2col_*, gemm_*, conv_u8_*,
  * dw_*), taken from this process's table (qk__uk()).
- * Every output element is computed the same way whatever the thread split. */
+ * Every output element is computed the same way whatever the thread split.
+ * qk_conv2d_strided writes the output images a batch stride apart (a channel slice of a larger
+ * NCHW array, a concatenation written in place): every path addresses image b's channel o at
+ * b * stride + o * oh * ow (qk__yoff; the GEMM and wide paths in their final copies). */
 #include "operators/operators.h"
 #include "elementwise/elementwise.h"
 
@@ -61,6 +64,7 @@ typedef struct {
     int32_t xzp;
     const qk_epilogue *ep;
     void *y;
+    size_t ys;     /* elements from one image of y to the next (n * oh * ow: contiguous) */
     int16_t *xp;   /* padded image, batch x in_c x hp x wp (+ slack) */
     size_t hp, wp, oh, ow, cpg, ocg, tiles_per_row, tiles, jobs_per_group;
     size_t tpj; /* tiles a job (up to QK__CONV_TILES; fewer when jobs would be too few) */
@@ -93,6 +97,11 @@ typedef struct {
     uint32_t *bcorr;
     _Atomic int status;
 } qk__conv_ctx;
+
+/* Offset (elements) of output channel o of image b in y: images ys apart (qk_conv2d_strided). */
+static inline size_t qk__yoff(const qk__conv_ctx *c, size_t b, size_t o) {
+    return b * c->ys + o * c->oh * c->ow;
+}
 
 /* ---- phase 1: padded int16 image ---------------------------------------------------------- */
 static void qk__pad_planes(void *vctx, size_t j0, size_t j1) {
@@ -334,7 +343,7 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                                         tap0 * c->cpg * bmr,
                                     src + 4 * d->base[0], src + 4 * b1, m1, c->ep, corr, o0,
                                     mr, cnt[t],
-                                    (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz,
+                                    (char *)c->y + (qk__yoff(c, b, o0) + pix0[t]) * osz,
                                     opix * osz);
                     continue;
                 }
@@ -343,7 +352,7 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                                            bmr, panels + t * k4 * QK_GEMM_NR, c->ep, w->wzp8,
                                            c->corr, w->any_wzp8 ? pixsum[t] : NULL, o0, mr,
                                            cnt[t],
-                                           (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz,
+                                           (char *)c->y + (qk__yoff(c, b, o0) + pix0[t]) * osz,
                                            opix * osz);
                     continue;
                 }
@@ -351,13 +360,13 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
                     c->fk(k4 / 4, w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
                           panels + t * k4 * QK_GEMM_NR, c->ep, w->wzp8, c->corr,
                           w->any_wzp8 ? pixsum[t] : NULL, o0, mr, cnt[t],
-                          (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz, opix * osz);
+                          (char *)c->y + (qk__yoff(c, b, o0) + pix0[t]) * osz, opix * osz);
                     continue;
                 }
                 (cnt[t] <= 8 ? c->uk8h : c->uk8)(k4 / 4,
                                                  w->data8 + (g * w->nblk + ob / bmr) * bmr * k4,
                                                  panels + t * k4 * QK_GEMM_NR, tile);
-                char *yp = (char *)c->y + ((b * n + o0) * opix + pix0[t]) * osz;
+                char *yp = (char *)c->y + (qk__yoff(c, b, o0) + pix0[t]) * osz;
                 if (c->uk->conv_tile_out(c->ep, w->wzp8, c->corr, w->any_wzp8 ? pixsum[t] : NULL,
                                          o0, cnt[t], tile, mr, yp, opix * osz) != QK_OK)
                     atomic_store(&c->status, QK_ERR_OVERFLOW);
@@ -375,8 +384,8 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
     }
     const qk_conv2d_shape *s = c->s;
     const qk_packed_weights *w = c->w;
-    const size_t k2 = w->k2, n = w->n, osz = qk__dtype_size(c->ep->out_type);
-    const size_t plane = c->hp * c->wp, opix = c->oh * c->ow;
+    const size_t k2 = w->k2, osz = qk__dtype_size(c->ep->out_type);
+    const size_t plane = c->hp * c->wp;
     int16_t *panels = (int16_t *)malloc(QK__CONV_TILES * k2 * QK_GEMM_NR * sizeof(int16_t));
     if (panels == NULL) {
         atomic_store(&c->status, QK_ERR_NOMEM);
@@ -406,7 +415,7 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
                 c->uk->gemm_s16(mr, k2 / 2, w->data + o0 * k2, k2, panels + t * k2 * QK_GEMM_NR,
                                 tile);
                 for (size_t r = 0; r < mr; r++) {
-                    char *yp = (char *)c->y + ((b * n + o0 + r) * opix + pix0[t]) * osz;
+                    char *yp = (char *)c->y + (qk__yoff(c, b, o0 + r) + pix0[t]) * osz;
                     if (c->uk->epilogue_run(c->ep, o0 + r, tile + r * QK_GEMM_NR, cnt[t], yp) !=
                         QK_OK)
                         atomic_store(&c->status, QK_ERR_OVERFLOW);
@@ -456,12 +465,12 @@ static void qk__dw8_jobs(qk__conv_ctx *c, size_t j0, size_t j1) {
         if (c->dw8f != NULL) {
             c->dw8f(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
                     s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, c->ep, o,
-                    (uint8_t *)c->y + (b * n + o) * opix);
+                    (uint8_t *)c->y + qk__yoff(c, b, o));
             continue;
         }
         c->dw8(xp, c->wp, w->dw8 + o * w->kh * w->dwq * 4, w->kh, w->dwq, s->stride_h,
                s->stride_w, s->dil_h, s->dil_w, c->oh, c->ow, corr, acc);
-        if (c->uk->epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) !=
+        if (c->uk->epilogue_run(c->ep, o, acc, opix, (char *)c->y + qk__yoff(c, b, o) * osz) !=
             QK_OK)
             atomic_store(&c->status, QK_ERR_OVERFLOW);
     }
@@ -499,7 +508,7 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
         }
         c->uk->dw_s16(xp, c->wp, w->data + o * w->k2, w->kh, w->kw, s->stride_h, s->stride_w,
                       s->dil_h, s->dil_w, c->oh, c->ow, acc);
-        if (c->uk->epilogue_run(c->ep, o, acc, opix, (char *)c->y + (b * n + o) * opix * osz) !=
+        if (c->uk->epilogue_run(c->ep, o, acc, opix, (char *)c->y + qk__yoff(c, b, o) * osz) !=
             QK_OK)
             atomic_store(&c->status, QK_ERR_OVERFLOW);
     }
@@ -670,7 +679,7 @@ static void qk__direct_jobs(void *vctx, size_t j0, size_t j1) {
     const qk_conv2d_shape *s = c->s;
     const qk_packed_weights *w = c->w;
     const size_t n = w->n, kh = w->kh, kw = w->kw, osz = qk__dtype_size(c->ep->out_type);
-    const size_t opix = c->oh * c->ow, inpix = s->in_h * s->in_w;
+    const size_t inpix = s->in_h * s->in_w;
     int32_t *wv = (int32_t *)malloc(w->k * sizeof(int32_t));
     uint32_t *acc = (uint32_t *)malloc(c->ow * sizeof(uint32_t));
     if (wv == NULL || acc == NULL) {
@@ -685,7 +694,7 @@ static void qk__direct_jobs(void *vctx, size_t j0, size_t j1) {
         if (o != have) qk__conv_weights(w, o, wv);
         have = o;
         const uint8_t *xg = (const uint8_t *)c->x + (b * s->in_c + o / c->ocg * c->cpg) * inpix;
-        char *yp = (char *)c->y + (b * n + o) * opix * osz;
+        char *yp = (char *)c->y + qk__yoff(c, b, o) * osz;
         for (size_t i = 0; i < c->oh; i++) {
             size_t r0, r1;
             qk__live_taps(i * s->stride_h, s->pad_top, s->in_h, s->dil_h, kh, &r0, &r1);
@@ -792,8 +801,12 @@ static qk__conv_algo qk__conv_path(const qk_conv2d_shape *s, const qk_packed_wei
 
 static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weights *w,
                                   const void *x, qk_dtype x_type, int32_t x_zero_point,
-                                  const qk_epilogue *ep, void *y, int threads, size_t oh,
-                                  size_t ow, int sparse);
+                                  const qk_epilogue *ep, void *y, size_t ys, int threads,
+                                  size_t oh, size_t ow, int sparse);
+static qk_status qk__conv2d_run(const qk_conv2d_shape *s, const qk_packed_weights *w,
+                                const void *x, qk_dtype x_type, int32_t x_zero_point,
+                                const qk_epilogue *ep, const qk_conv_add *add, void *y,
+                                size_t y_image_stride, int threads);
 
 /* dst (cols x rows, contiguous) = the transpose of a rows x cols matrix of T, element (r, c) at
  * src[r * sp + c * cstep]; in tiles of 16 x 16 (both sides stay in the cache). */
@@ -814,7 +827,7 @@ QK__TRANSPOSE(qk__transpose_u32, uint32_t) /* (the bytes: the transpose_u8 micro
  * x[b, c, pixel p of the stride grid], P = oh * ow. */
 static qk_status qk__conv2d_gemm(const qk_conv2d_shape *s, const qk_packed_weights *w,
                                  const void *x, qk_dtype x_type, int32_t x_zero_point,
-                                 const qk_epilogue *ep, void *y, int threads) {
+                                 const qk_epilogue *ep, void *y, size_t ys, int threads) {
     const size_t oh = (s->in_h - 1) / s->stride_h + 1, ow = (s->in_w - 1) / s->stride_w + 1;
     const size_t P = oh * ow, c = s->in_c, n = w->n, osz = qk__dtype_size(ep->out_type);
     const size_t m = s->batch * P;
@@ -841,9 +854,9 @@ static qk_status qk__conv2d_gemm(const qk_conv2d_shape *s, const qk_packed_weigh
     const qk_status st = qk_linear(w->lin, rows, x_type, m, x_zero_point, ep, yr, threads);
     for (size_t b = 0; b < s->batch && st == QK_OK; b++) {
         if (osz == 1)
-            uk->transpose_u8(yr + b * P * n, P, n, n, (uint8_t *)y + b * n * P);
+            uk->transpose_u8(yr + b * P * n, P, n, n, (uint8_t *)y + b * ys);
         else
-            qk__transpose_u32((const uint32_t *)yr + b * P * n, P, n, n, 1, (uint32_t *)y + b * n * P);
+            qk__transpose_u32((const uint32_t *)yr + b * P * n, P, n, n, 1, (uint32_t *)y + b * ys);
     }
     free(rows);
     return st;
@@ -859,8 +872,8 @@ static qk_status qk__conv2d_gemm(const qk_conv2d_shape *s, const qk_packed_weigh
  * batch * slot / stride_w columns. */
 static qk_status qk__conv2d_wide(const qk_conv2d_shape *s, const qk_packed_weights *w,
                                  const void *x, qk_dtype x_type, int32_t x_zero_point,
-                                 const qk_epilogue *ep, void *y, int threads, size_t oh,
-                                 size_t ow) {
+                                 const qk_epilogue *ep, void *y, size_t ys, int threads,
+                                 size_t oh, size_t ow) {
     const size_t nb = s->batch, c = s->in_c, h = s->in_h, iw = s->in_w, n = w->n;
     const size_t slot = iw + s->pad_left + s->pad_right, per = slot / s->stride_w;
     const size_t osz = qk__dtype_size(ep->out_type), ew = s->dil_w * (w->kw - 1) + 1;
@@ -882,12 +895,12 @@ static qk_status qk__conv2d_wide(const qk_conv2d_shape *s, const qk_packed_weigh
             for (size_t i = 0; i < nb; i++)
                 memcpy(xw + (ch * h + r) * nb * slot + i * slot + s->pad_left,
                        (const char *)x + ((i * c + ch) * h + r) * iw, iw);
-    st = qk__conv2d_tiles(&ws, w, xw, x_type, x_zero_point, ep, yw, threads, oh, wow, 0);
+    st = qk__conv2d_tiles(&ws, w, xw, x_type, x_zero_point, ep, yw, n * oh * wow, threads, oh, wow, 0);
     if (st == QK_OK)
         for (size_t i = 0; i < nb; i++)
             for (size_t o = 0; o < n; o++)
                 for (size_t r = 0; r < oh; r++)
-                    memcpy((char *)y + (((i * n + o) * oh + r) * ow) * osz,
+                    memcpy((char *)y + (i * ys + (o * oh + r) * ow) * osz,
                            yw + ((o * oh + r) * wow + i * per) * osz, ow * osz);
     free(xw);
     return st;
@@ -896,7 +909,19 @@ static qk_status qk__conv2d_wide(const qk_conv2d_shape *s, const qk_packed_weigh
 qk_status qk_conv2d(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
                     qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
                     int threads) {
-    return qk_conv2d_add(s, w, x, x_type, x_zero_point, ep, NULL, y, threads);
+    return qk__conv2d_run(s, w, x, x_type, x_zero_point, ep, NULL, y, 0, threads);
+}
+
+qk_status qk_conv2d_strided(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
+                            qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
+                            size_t y_image_stride, int threads) {
+    return qk__conv2d_run(s, w, x, x_type, x_zero_point, ep, NULL, y, y_image_stride, threads);
+}
+
+qk_status qk_conv2d_add(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
+                        qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep,
+                        const qk_conv_add *add, void *y, int threads) {
+    return qk__conv2d_run(s, w, x, x_type, x_zero_point, ep, add, y, 0, threads);
 }
 
 /* 1 when the bytes [a, a + n) and [b, b + n) share one (compared as integers: they may be
@@ -934,9 +959,12 @@ static void qk__add_jobs(void *vctx, size_t j0, size_t j1) {
     }
 }
 
-qk_status qk_conv2d_add(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
-                        qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep,
-                        const qk_conv_add *add, void *y, int threads) {
+/* the three public entries: qk_conv2d (add NULL, images contiguous), qk_conv2d_strided (images
+ * y_image_stride elements apart), qk_conv2d_add (the add over a contiguous output) */
+static qk_status qk__conv2d_run(const qk_conv2d_shape *s, const qk_packed_weights *w,
+                                const void *x, qk_dtype x_type, int32_t x_zero_point,
+                                const qk_epilogue *ep, const qk_conv_add *add, void *y,
+                                size_t y_image_stride, int threads) {
     size_t oh = 0, ow = 0;
     qk_status st = qk_conv2d_out_size(s, w, &oh, &ow);
     if (st != QK_OK) return st;
@@ -958,6 +986,15 @@ qk_status qk_conv2d_add(const qk_conv2d_shape *s, const qk_packed_weights *w, co
                               add->relu);
         if (st != QK_OK) return st;
     }
+    /* images y_image_stride elements apart (0: n * oh * ow, contiguous); the last image ends
+     * at (batch - 1) * stride + n * oh * ow, which must be addressable too */
+    const size_t img_out = out_elems / (s->batch ? s->batch : 1);
+    size_t ys = y_image_stride ? y_image_stride : img_out, last;
+    if (ys < img_out || (s->batch > 0 && (!qk__sz_mul(s->batch - 1, ys, &last) ||
+                                          !qk__sz_add(last, img_out, &last) ||
+                                          !qk__sz_mul(last, qk__dtype_size(ep->out_type), &last))))
+        return QK_ERR_ARG;
+    if (add != NULL && ys != img_out) return QK_ERR_ARG; /* the add reads y as one block */
     if (s->batch == 0) return QK_OK;
     if (x == NULL || y == NULL) return QK_ERR_ARG;
     if (add != NULL && (add->other == NULL || qk__overlap(add->other, y, out_elems)))
@@ -965,12 +1002,15 @@ qk_status qk_conv2d_add(const qk_conv2d_shape *s, const qk_packed_weights *w, co
     const int sparse = qk__conv_sparse(s, s->in_h + s->pad_top + s->pad_bottom,
                                        s->in_w + s->pad_left + s->pad_right, in_elems, out_elems);
     switch (qk__conv_path(s, w, oh, ow, sparse)) { /* the algorithm: see the top of the file */
-        case QK__CONV_GEMM: st = qk__conv2d_gemm(s, w, x, x_type, x_zero_point, ep, y, threads); break;
+        case QK__CONV_GEMM:
+            st = qk__conv2d_gemm(s, w, x, x_type, x_zero_point, ep, y, ys, threads);
+            break;
         case QK__CONV_WIDE:
-            st = qk__conv2d_wide(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow);
+            st = qk__conv2d_wide(s, w, x, x_type, x_zero_point, ep, y, ys, threads, oh, ow);
             break;
         default:
-            st = qk__conv2d_tiles(s, w, x, x_type, x_zero_point, ep, y, threads, oh, ow, sparse);
+            st = qk__conv2d_tiles(s, w, x, x_type, x_zero_point, ep, y, ys, threads, oh, ow,
+                                  sparse);
     }
     if (st == QK_OK && add != NULL) {
         qk__add_ctx ac = {&addp, (const uint8_t *)add->other, (uint8_t *)y, out_elems};
@@ -981,8 +1021,8 @@ qk_status qk_conv2d_add(const qk_conv2d_shape *s, const qk_packed_weights *w, co
 
 static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weights *w,
                                   const void *x, qk_dtype x_type, int32_t x_zero_point,
-                                  const qk_epilogue *ep, void *y, int threads, size_t oh,
-                                  size_t ow, int sparse) {
+                                  const qk_epilogue *ep, void *y, size_t ys, int threads,
+                                  size_t oh, size_t ow, int sparse) {
     qk__conv_ctx c;
     memset(&c, 0, sizeof c);
     c.s = s;
@@ -992,6 +1032,7 @@ static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weig
     c.xzp = x_zero_point;
     c.ep = ep;
     c.y = y;
+    c.ys = ys;
     c.hp = s->in_h + s->pad_top + s->pad_bottom;
     c.wp = s->in_w + s->pad_left + s->pad_right;
     c.oh = oh;

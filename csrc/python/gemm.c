@@ -183,14 +183,31 @@ static PyObject *qk_py_conv2d(PyObject *self, PyObject *args) {
     qk_status st = qk_conv2d_out_size(&s, w, &oh, &ow);
     if (st != QK_OK) return qk_py_status_error(st, "qconv2d");
     const size_t n = qk_packed_weights_n(w);
-    if (!PyArray_Check(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
-        (size_t)PyArray_SIZE((PyArrayObject *)oo) != s.batch * n * oh * ow ||
-        !PyArray_ISWRITEABLE((PyArrayObject *)oo)) {
-        PyErr_SetString(PyExc_ValueError, "out must be a writeable C-contiguous NCHW array");
+    /* out: C-contiguous, or (batch, n, oh, ow) with only its images apart (a channel slice of
+     * a larger NCHW array: the images y_image_stride elements apart) */
+    size_t ys = 0;
+    if (!PyArray_Check(oo) || !PyArray_ISWRITEABLE((PyArrayObject *)oo)) {
+        PyErr_SetString(PyExc_ValueError, "out must be a writeable NCHW array");
         return NULL;
     }
+    PyArrayObject *o = (PyArrayObject *)oo;
+    if (!PyArray_IS_C_CONTIGUOUS(o) || (size_t)PyArray_SIZE(o) != s.batch * n * oh * ow) {
+        const npy_intp isz = PyArray_ITEMSIZE(o), *st4 = PyArray_STRIDES(o);
+        if (PyArray_NDIM(o) != 4 || (size_t)PyArray_DIM(o, 0) != s.batch ||
+            (size_t)PyArray_DIM(o, 1) != n || (size_t)PyArray_DIM(o, 2) != oh ||
+            (size_t)PyArray_DIM(o, 3) != ow || (ow > 1 && st4[3] != isz) ||
+            (oh > 1 && (size_t)st4[2] != ow * (size_t)isz) ||
+            (n > 1 && (size_t)st4[1] != oh * ow * (size_t)isz) || st4[0] <= 0 ||
+            st4[0] % isz != 0 || (size_t)(st4[0] / isz) < n * oh * ow) {
+            PyErr_SetString(PyExc_ValueError,
+                            "out must be a writeable NCHW array, C-contiguous but for its "
+                            "batch stride");
+            return NULL;
+        }
+        ys = (size_t)(st4[0] / isz);
+    }
     qk_epilogue ep;
-    if (qk_py_epilogue(&e, n, (PyArrayObject *)oo, &ep) < 0) return NULL;
+    if (qk_py_epilogue(&e, n, o, &ep) < 0) return NULL;
     qk_conv_add add, *ap = NULL;
     if (addo != Py_None) {
         PyObject *other;
@@ -204,12 +221,18 @@ static PyObject *qk_py_conv2d(PyObject *self, PyObject *args) {
                             "other (the residual) must be a C-contiguous array of out's shape and dtype");
             return NULL;
         }
+        if (ys != 0) {
+            PyErr_SetString(PyExc_ValueError, "a fused add needs a C-contiguous out");
+            return NULL;
+        }
         add.other = PyArray_DATA((PyArrayObject *)other);
         ap = &add;
     }
     Py_BEGIN_ALLOW_THREADS
-    st = qk_conv2d_add(&s, w, PyArray_DATA(x), xt, xzp, &ep, ap,
-                       PyArray_DATA((PyArrayObject *)oo), e.threads);
+    st = ap != NULL ? qk_conv2d_add(&s, w, PyArray_DATA(x), xt, xzp, &ep, ap, PyArray_DATA(o),
+                                    e.threads)
+                    : qk_conv2d_strided(&s, w, PyArray_DATA(x), xt, xzp, &ep, PyArray_DATA(o), ys,
+                                        e.threads);
     Py_END_ALLOW_THREADS
     if (st != QK_OK) return qk_py_status_error(st, "qconv2d");
     Py_RETURN_NONE;

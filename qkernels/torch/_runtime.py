@@ -98,13 +98,15 @@ class Plan:
                  metas: Dict[int, QMeta],
                  trace_steps: Optional[List[Tuple[Kernel, Tuple[int, ...], int, str]]] = None
                  ) -> None:
+        steps, n_slots = place_cats(steps, n_slots, inputs)
         self.n_slots = n_slots
         self.inputs = tuple(inputs)
         self.output = output
         self.steps = steps
         self.trace_steps = steps if trace_steps is None else trace_steps
         self.metas = metas
-        self.names = {name: out for _, _, out, name in self.trace_steps}  # node name -> slot
+        # node name -> its slot (the cat buffers' steps, named "", are no node)
+        self.names = {name: out for _, _, out, name in self.trace_steps if name}
         made_by = {out: ins for _, ins, out, _ in steps}
         self.per_sample = (len(self.inputs) == 1 and isinstance(output, int)
                            and bool(made_by.get(output)) and
@@ -140,7 +142,7 @@ class Plan:
                 env[out] = k(t, env[ins[0]])
             else:
                 env[out] = k(t, *[env[i] for i in ins])
-            if trace is not None:
+            if trace is not None and name:
                 trace[name] = env[out]
         o = self.output
         return env[o] if isinstance(o, int) else o(env)
@@ -190,7 +192,8 @@ class ConvAdd(NamedTuple):
     fallback: Kernel
 
 
-def conv2d_kernel(conv: PreparedQConv2d, add: Optional[ConvAdd] = None) -> Kernel:
+def conv2d_kernel(conv: PreparedQConv2d, add: Optional[ConvAdd] = None,
+                  channel0: Optional[int] = None) -> Kernel:
     """A prepared conv as a kernel (x: NCHW of ``conv.x_dtype``). ``qk_conv2d`` chooses the
     algorithm (1x1 as a GEMM over the pixels, a batch of small images as one wide image, tiles),
     in C, for every caller.
@@ -200,9 +203,18 @@ def conv2d_kernel(conv: PreparedQConv2d, add: Optional[ConvAdd] = None) -> Kerne
     :func:`qkernels.qops.qadd`'s arithmetic, runs over the output right after the conv wrote it,
     on the call's threads; no intermediate array, one step less): the same bits as the two
     kernels one after the other, which run instead when ``other`` is not an array of the conv
-    output's shape and dtype)."""
+    output's shape and dtype).
+
+    With ``channel0`` (not with ``add``): ``kernel(t, x, buf)`` writes its output into channels
+    ``channel0 .. + out_channels`` of the NCHW array ``buf`` (a concatenation's output, see
+    :func:`place_cats`) and returns that slice. ``kernel.conv`` is the prepared conv."""
+    if channel0 is not None and add is not None:
+        raise ValueError("a conv writing into a concatenation takes no fused add")
     p = conv.packed
     xdt = conv.x_dtype
+    n = p.out_channels
+    into = channel0 is not None
+    c0 = int(channel0 or 0)
     # (input shape, thread budget) -> (runner, threads, output shape): the per-call work is a
     # dict lookup
     runs: Dict[Tuple[Tuple[int, ...], int], Tuple[Any, int, Tuple[int, ...]]] = {}
@@ -217,27 +229,35 @@ def conv2d_kernel(conv: PreparedQConv2d, add: Optional[ConvAdd] = None) -> Kerne
             kernel.macs = macs  # type: ignore[attr-defined]
             if len(runs) >= 64:      # a bounded cache (many shapes or budgets: rebuilt)
                 runs.clear()
-            run = conv.runner(x.shape) if add is None else conv.add_runner(
-                x.shape, add.conv_scale, add.other.scale, add.other.zero_point, add.out_scale,
-                add.out_zero_point, add.relu)
+            if add is not None:
+                run = conv.add_runner(x.shape, add.conv_scale, add.other.scale,
+                                      add.other.zero_point, add.out_scale, add.out_zero_point,
+                                      add.relu)
+            else:
+                run = conv.runner_into(x.shape) if into else conv.runner(x.shape)
             g = runs[(x.shape, t)] = (run, _split_threads(t, macs * x.shape[0]),
-                                      (x.shape[0], p.out_channels) + ohw)
+                                      (x.shape[0], n) + ohw)
         return g
 
-    if add is None:
-        def kernel(t: int, x: np.ndarray) -> np.ndarray:
+    if into:
+        def kernel(t: int, x: np.ndarray, buf: np.ndarray) -> np.ndarray:
+            run, nt, _ = get(x, t)
+            return run(x if x.flags.c_contiguous else np.ascontiguousarray(x),
+                       buf[:, c0:c0 + n], nt)
+    elif add is None:
+        def kernel(t: int, x: np.ndarray) -> np.ndarray:  # type: ignore[misc]
             run, nt, _ = get(x, t)
             return run(x if x.flags.c_contiguous else np.ascontiguousarray(x), nt)
-        return per_sample(kernel)
+    else:
+        odt, plain = conv.out_dtype, conv2d_kernel(conv)
 
-    odt, plain = conv.out_dtype, conv2d_kernel(conv)
-
-    def kernel(t: int, x: np.ndarray, other: np.ndarray) -> np.ndarray:  # type: ignore[misc]
-        run, nt, shape = get(x, t)
-        if not isinstance(other, np.ndarray) or other.dtype != odt or other.shape != shape:
-            return add.fallback(t, plain(t, x), other)
-        return run(x if x.flags.c_contiguous else np.ascontiguousarray(x),
-                   other if other.flags.c_contiguous else np.ascontiguousarray(other), nt)
+        def kernel(t: int, x: np.ndarray, other: np.ndarray) -> np.ndarray:  # type: ignore[misc]
+            run, nt, shape = get(x, t)
+            if not isinstance(other, np.ndarray) or other.dtype != odt or other.shape != shape:
+                return add.fallback(t, plain(t, x), other)
+            return run(x if x.flags.c_contiguous else np.ascontiguousarray(x),
+                       other if other.flags.c_contiguous else np.ascontiguousarray(other), nt)
+    kernel.conv = conv  # type: ignore[attr-defined]
     return per_sample(kernel)
 
 
@@ -361,6 +381,7 @@ def max_pool2d_kernel(kernel_size: Any, stride: Any, padding: Any, dilation: Any
         if x.dtype not in _Q8 or x.ndim != 4:
             return fallback(x)
         return pool(x)
+    kernel.keeps_channels = True  # type: ignore[attr-defined]
     return per_sample(kernel)
 
 
@@ -493,7 +514,116 @@ def cat_kernel(in_metas: Sequence[QMeta], dim: int, out: QMeta,
             return fallback(*qs)
         return np.concatenate([q if rq is None else rq(t, q) for q, rq in zip(qs, steps)],
                               axis=dim)
+    # what place_cats needs: (axis, output dtype, each input's requantization or None, fallback)
+    kernel.cat = (dim, dt, steps, fallback)  # type: ignore[attr-defined]
     return kernel
+
+
+def _cat_fill_kernel(dt: np.dtype, parts: List[Tuple[int, Optional[int], Any]],
+                     fallback: Callable[..., np.ndarray]) -> Kernel:
+    """The rest of a concatenation written in place: ``kernel(t, buf, *qs)`` copies (or
+    requantizes) each ``qs[j]`` into its channels of ``buf``; ``parts`` lists every input in
+    order as (first channel, index into qs or None for an input its conv wrote already,
+    requantization or None)."""
+    own = [(c0, j, rq) for c0, j, rq in parts if j is not None]
+
+    def kernel(t: int, buf: np.ndarray, *qs: np.ndarray) -> np.ndarray:
+        if any(q.dtype != dt or q.ndim != 4 for q in qs):    # the original op and its errors
+            ends = [c for c, _, _ in parts[1:]] + [buf.shape[1]]
+            return fallback(*[buf[:, c0:end] if j is None else qs[j]
+                              for (c0, j, _), end in zip(parts, ends)])
+        for c0, j, rq in own:
+            q = qs[j]
+            buf[:, c0:c0 + q.shape[1]] = q if rq is None else rq(t, q)
+        return buf
+    return kernel
+
+
+def _cat_buffer_kernel(conv: PreparedQConv2d, channels: int, dt: np.dtype) -> Kernel:
+    """The output array of a concatenation along the channels whose first-written input is
+    this conv's output: ``kernel(t, x)`` with x the conv's input (the batch and plane size)."""
+    def kernel(t: int, x: np.ndarray) -> np.ndarray:
+        oh, ow = conv._geometry(x.shape)[1]
+        return np.empty((x.shape[0], channels, oh, ow), dt)
+    return per_sample(kernel)
+
+
+def place_cats(steps: List[Tuple[Kernel, Tuple[int, ...], int, str]], n_slots: int,
+               inputs: Sequence[int]) -> Tuple[List[Tuple[Kernel, Tuple[int, ...], int, str]], int]:
+    """Concatenations along the channels (``cat_kernel``, NCHW, axis 1) written in place: each
+    input made by a conv (``conv2d_kernel``) on the concatenation's own scale, zero point and
+    dtype and read by nothing else is written by that conv straight into its channels of the
+    output array (``qk_conv2d_strided``: images a batch stride apart), which a step allocated
+    just before the first such conv; the concatenation step then copies (or requantizes) only
+    its other inputs. Applies where every input's channel count is known from the steps (convs,
+    channel-keeping pools, concatenations); returns the new steps and slot count. The same
+    integers (tests/torch/test_place_cats.py)."""
+    made = {out: (k, ins) for k, ins, out, _ in steps}
+    uses: Dict[int, int] = {}
+    for _, ins, _, _ in steps:
+        for i in ins:
+            uses[i] = uses.get(i, 0) + 1
+    chans: Dict[int, int] = {}
+
+    def channels(slot: int) -> Optional[int]:
+        if slot in chans:
+            return chans[slot]
+        m = made.get(slot)
+        c: Optional[int] = None
+        if m is not None:
+            k, ins = m
+            if hasattr(k, "conv"):
+                c = int(k.conv.packed.out_channels)
+            elif getattr(k, "keeps_channels", False) and len(ins) == 1:
+                c = channels(ins[0])
+            elif hasattr(k, "cat") and k.cat[0] == 1:
+                cs = [channels(i) for i in ins]
+                c = None if any(v is None for v in cs) else sum(cs)  # type: ignore[arg-type]
+        chans[slot] = c  # type: ignore[assignment]
+        return c
+
+    order = {out: i for i, (_, _, out, _) in enumerate(steps)}
+    before: Dict[int, Tuple[Kernel, Tuple[int, ...], int, str]] = {}  # step index -> alloc
+    new: Dict[int, Tuple[Kernel, Tuple[int, ...], int, str]] = {}     # step index -> rewritten
+    for ci, (k, ins, out, name) in enumerate(steps):
+        cat = getattr(k, "cat", None)
+        if cat is None or cat[0] != 1 or len(set(ins)) != len(ins) or out in inputs:
+            continue
+        dim, dt, rqs, fallback = cat
+        cs = [channels(i) for i in ins]
+        if any(c is None for c in cs):
+            continue
+        offs = [sum(cs[:j]) for j in range(len(ins))]   # type: ignore[arg-type]
+        placed = [j for j, i in enumerate(ins)
+                  if rqs[j] is None and uses.get(i) == 1 and i not in inputs and
+                  hasattr(made.get(i, (None,))[0], "conv") and
+                  made[i][0].conv.out_dtype == dt and order[i] not in new and
+                  len(made[i][1]) == 1]
+        if not placed:
+            continue
+        buf = n_slots
+        n_slots += 1
+        first = min(placed, key=lambda j: order[ins[j]])
+        fk = made[ins[first]][0]
+        before[order[ins[first]]] = (_cat_buffer_kernel(fk.conv, sum(cs), dt),  # type: ignore
+                                     made[ins[first]][1], buf, "")
+        for j in placed:
+            pk, pins = made[ins[j]]
+            si = order[ins[j]]
+            new[si] = (conv2d_kernel(pk.conv, channel0=offs[j]), (pins[0], buf), ins[j], steps[si][3])
+        rest = [j for j in range(len(ins)) if j not in placed]
+        parts = [(offs[j], rest.index(j) if j in rest else None, rqs[j])
+                 for j in range(len(ins))]
+        new[ci] = (_cat_fill_kernel(dt, parts, fallback), (buf,) + tuple(ins[j] for j in rest),
+                   out, name)
+    if not new:
+        return steps, n_slots
+    res = []
+    for i, st in enumerate(steps):
+        if i in before:
+            res.append(before[i])
+        res.append(new.get(i, st))
+    return res, n_slots
 
 
 def flatten_kernel(start: int, end: int) -> Kernel:

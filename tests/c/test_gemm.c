@@ -542,6 +542,23 @@ static void test_conv(void) {
                     }
         QK_CHECK(ok, "conv vs reference it=%d", it);
         QK_CHECK(memcmp(y1, y2, ny * 4) == 0, "conv threads");
+        /* qk_conv2d_strided: the images ys apart in a larger array (a channel slice of a
+         * concatenation), the elements between them untouched */
+        const size_t img = oc * oh * ow, ys = img + (size_t)rnd(0, 9);
+        const size_t n3 = (s.batch - 1) * ys + img + 7;
+        int32_t *y3 = (int32_t *)malloc(n3 * 4);
+        for (size_t i = 0; i < n3; i++) y3[i] = -12345;
+        QK_CHECK(qk_conv2d_strided(&s, pw, x, xt, xzp, &ep, y3, ys, 1 + it % 2) == QK_OK,
+                 "conv strided");
+        for (size_t b = 0; b < s.batch; b++)
+            ok &= memcmp(y3 + b * ys, y1 + b * img, img * 4) == 0;
+        for (size_t i = 0; i < n3; i++)
+            ok &= (i % ys < img && i < (s.batch - 1) * ys + img) || y3[i] == -12345;
+        QK_CHECK(ok, "conv strided == contiguous it=%d", it);
+        if (img > 1)
+            QK_CHECK(qk_conv2d_strided(&s, pw, x, xt, xzp, &ep, y3, img - 1, 1) == QK_ERR_ARG,
+                     "conv strided: stride under an image");
+        free(y3);
         qk_packed_weights_free(pw);
         free(x); free(w); free(wzp); free(y1); free(y2);
     }

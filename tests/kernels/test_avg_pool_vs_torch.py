@@ -72,3 +72,28 @@ def test_qavg_pool2d_ties_follow_the_layout():
     assert np.array_equal(qops.qavg_pool2d(q, 3, 2), ref_nchw)
     assert np.array_equal(qops.qavg_pool2d(q, 3, 2, vec_width=vw), ref_nhwc)
     assert (ref_nchw == 4).all() and (ref_nhwc == 3).all()    # 3.5 -> 4; 3 + RNE(0.5) = 3
+
+
+@pytest.mark.parametrize("tdt", [torch.quint8, torch.qint8], ids=["uint8", "int8"])
+def test_qavg_pool2d_inception_3x3_same_equals_torch(tdt):
+    """Inception's pool (3x3, stride 1, padding 1, count_include_pad) on its plane sizes (35x35,
+    17x17, 8x8) and on planes 1 and 2 wide (the first and last column of a row are the same or
+    neighbours: the straight-line border sums of the stacked-planes path), both layouts, zero
+    points across the range: == PyTorch."""
+    rng = np.random.default_rng(19)
+    vw = torch_pool_vec_width()
+    total = 0
+    for shape in ((1, 6, 35, 35), (2, 5, 17, 17), (3, 40, 8, 8), (2, 7, 9, 2), (2, 7, 6, 1),
+                  (1, 300, 3, 3)):
+        for zp in ((0, 255, int(rng.integers(1, 255))) if tdt == torch.quint8 else
+                   (-128, 127, int(rng.integers(-127, 127)))):
+            x = torch.from_numpy((rng.standard_normal(shape) * 3).astype(np.float32))
+            qx = torch.quantize_per_tensor(x, 0.02, zp, tdt)
+            q = qx.int_repr().numpy()
+            for cl in (False, True):
+                tx = qx.contiguous(memory_format=torch.channels_last) if cl else qx
+                ref = F.avg_pool2d(tx, 3, 1, 1).int_repr().numpy()
+                got = qops.qavg_pool2d(q, zp, 3, 1, 1, vec_width=vw if cl else 0)
+                assert np.array_equal(got, ref), (shape, zp, cl)
+                total += ref.size
+    assert total > 60_000
