@@ -9,7 +9,7 @@ import pytest
 import qkernels as qk
 from qkernels import _core
 from _transformer_ref import gelu_table, ibert_gelu
-from _util import run_simd_paths
+from _util import assert_simd_paths_equal, run_simd_paths
 
 # The bit-exactness tests also run I-BERT's i-GELU at 8-bit scales where prepare_gelu warns that
 # the approximation is coarse (test_transformer_gufunc_refusals.py checks that warning): the
@@ -189,13 +189,7 @@ np.savez(sys.argv[1], **out)
 
 
 def test_simd_paths_give_the_same_bits(tmp_path):
-    res = run_simd_paths(SIMD_SCRIPT, tmp_path)
-    assert str(res["scalar"]["isa"]) == "scalar"
-    for key in res["scalar"]:
-        if key == "isa":
-            continue
-        assert np.array_equal(res["auto"][key], res["scalar"][key]), key
-        assert np.array_equal(res["avx2"][key], res["scalar"][key]), key
+    assert_simd_paths_equal(run_simd_paths(SIMD_SCRIPT, tmp_path))
 
 
 def test_ibert_per_channel_out_scale(rng):

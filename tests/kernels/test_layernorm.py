@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import qkernels as qk
+from _util import assert_simd_paths_equal, run_simd_paths
 from ptf_data import load_deit
 from ptf_reference import layernorm_ref, prepare_ref
 
@@ -273,9 +274,6 @@ def test_scalar_avx2_and_avx512_paths_agree(tmp_path):
     # channel counts cover every tail of the 32 / 16-channel statistics loops (57: 32 channels on
     # AVX-512, 16 more on AVX2, both storing the x_i the fast output stage reads) and of the 8 / 4
     # -channel output loops
-    import os
-    import subprocess
-    import sys
     rng = np.random.default_rng(5)
     cases = []
     for C in (3, 4, 24, 37, 45, 57, 384, 1100):
@@ -283,6 +281,7 @@ def test_scalar_avx2_and_avx512_paths_agree(tmp_path):
         cases.append(x)
     np.savez(tmp_path / "in.npz", *cases)
     script = f"""
+import sys
 import numpy as np, qkernels as qk
 d = np.load({str(tmp_path / 'in.npz')!r})
 outs = {{}}
@@ -310,17 +309,9 @@ for k in d.files:
         for m, r in (("exact", "round"), ("sole", "round"), ("sole", "truncate")):
             ln = qk.prepare_layernorm(pe, g, g, method=m, rounding=r, out_scale=0.02)
             outs[f"{{k}}_zp{{zp}}_{{m}}_{{r}}"] = qk.ptf_layernorm(qq, ln)
-np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
+outs["isa"] = np.array(qk.show_config(mode="dicts")["simd"]["chosen"])
+np.savez(sys.argv[1], **outs)
 """
-    for mode in ("scalar", "avx2", "auto"):
-        env = dict(os.environ, QKERNELS_SIMD=mode)
-        r = subprocess.run([sys.executable, "-c", script.replace("OUT", mode)], env=env,
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-    a = np.load(tmp_path / "scalar.npz")
-    assert len(a.files) == 8 * 14
-    for other in ("avx2", "auto"):
-        b = np.load(tmp_path / f"{other}.npz")
-        assert sorted(a.files) == sorted(b.files)
-        for k in a.files:
-            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{other}: {k}")
+    res = run_simd_paths(script, tmp_path)
+    assert len(res["scalar"]) == 8 * 14 + 1          # and "isa"
+    assert_simd_paths_equal(res)

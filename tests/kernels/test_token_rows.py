@@ -10,6 +10,7 @@ import pytest
 
 import qkernels as qk
 import qkernels.transformer as T
+from _util import assert_simd_paths_equal, run_simd_paths
 from qkernels.ptf import layernorm_s16
 
 
@@ -229,13 +230,12 @@ def test_row_steps_simd_paths_agree(tmp_path):
     # subprocess, compared with the best path of this CPU; the column counts cover every tail of
     # the 16 / 32-lane min / max loops and the 4 / 8-lane fixed-point loops
     import os
-    import subprocess
-    import sys
     script = f"""
 import numpy as np, qkernels as qk, qkernels.transformer as T
 from qkernels.ptf import layernorm_s16
 import sys
 sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})  # _util
 from test_token_rows import _rows
 rng = np.random.default_rng(13)
 outs = {{}}
@@ -261,20 +261,12 @@ for c in (1, 3, 4, 5, 8, 9, 15, 16, 17, 31, 33, 64, 100, 384):
     ln = qk.prepare_layernorm(qk.PTFParams(1e-3, np.zeros(c, np.int32), 0),
                               rng.normal(size=c), rng.normal(size=c), out_scale=1e-3)
     outs[f"{{c}}ln"] = layernorm_s16(_rows(rng, 40, c, np.int16), ln)
-np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
+outs["isa"] = np.array(qk.show_config(mode="dicts")["simd"]["chosen"])
+np.savez(sys.argv[1], **outs)
 """
-    for mode in ("scalar", "avx2", "auto"):
-        env = dict(os.environ, QKERNELS_SIMD=mode)
-        r = subprocess.run([sys.executable, "-c", script.replace("OUT", mode)], env=env,
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-    a = np.load(tmp_path / "scalar.npz")
-    assert len(a.files) == 14 * 17
-    for other in ("avx2", "auto"):
-        b = np.load(tmp_path / f"{other}.npz")
-        assert sorted(a.files) == sorted(b.files)
-        for k in a.files:
-            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{other}: {k}")
+    res = run_simd_paths(script, tmp_path)
+    assert len(res["scalar"]) == 14 * 17 + 1          # and "isa"
+    assert_simd_paths_equal(res)
 
 
 def test_row_rescale_bad_input():
