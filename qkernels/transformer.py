@@ -1123,6 +1123,40 @@ def row_rescale(acc: ArrayLike, j: np.ndarray, e: np.ndarray,
     return prepare_row_rescale(table, n, wsum=wsum, bias=bias)(a, j, e, z, threads=threads)
 
 
+def row_renorm(acc: ArrayLike, p: ArrayLike, *, threads: Optional[int] = None) -> np.ndarray:
+    """The attention's ``P V`` normalized by the row sums of the integer probabilities: per row
+    ``r`` (all axes but the last; ``acc``'s rows are ``p``'s rows), ``rs = sum_j p[r, j]``
+    (int64) and ``t = floor((2^9 acc + rs) / (2 rs))`` as int32: ``round(2^8 acc / rs)``, half
+    up, exactly floor division's integer. One C pass a row (``qk_row_renorm``: IEEE double
+    division then floor on AVX-512 / AVX2 / scalar, exact as its comment shows; int64 division
+    for rows summing to 2^40 or more); ``threads`` splits the rows (same integers).
+
+    ``acc`` int32 (other integer dtypes when every value fits), ``p`` uint8 with ``acc``'s axes
+    but the last. A row of ``p`` summing to 0 raises ValueError (a softmax row never does: its
+    max maps to >= 1); a ``t`` outside int32 raises OverflowError (never within the blocks:
+    ``|acc| <= 255 rs`` there).
+
+    Example:
+        >>> import numpy as np, qkernels.transformer as T
+        >>> p = np.array([[200, 40, 0], [1, 0, 0]], np.uint8)
+        >>> T.row_renorm(np.array([[480, -481], [3, -3]], np.int32), p).tolist()
+        [[512, -513], [768, -768]]
+    """
+    a = acc if type(acc) is np.ndarray and acc.dtype == np.int32 else C.int32_input(acc, "acc")
+    q = np.asarray(p)
+    if q.dtype != np.uint8:
+        raise TypeError(f"p must be a uint8 array (the probabilities), got dtype {q.dtype}")
+    if a.ndim < 1 or q.ndim != a.ndim or q.shape[:-1] != a.shape[:-1]:
+        raise ValueError(f"acc {a.shape} and p {q.shape} must have the same axes but the last "
+                         f"(one row of acc per row of p)")
+    if a.shape[-1] == 0 or q.shape[-1] == 0:
+        raise ValueError(f"acc {a.shape} and p {q.shape} must have non-empty last axes")
+    a = np.ascontiguousarray(a)
+    y = np.empty(a.shape, np.int32)
+    _core._row_renorm(a, np.ascontiguousarray(q), y, C.threads(threads))
+    return y
+
+
 # ---- the residual add of the integer transformer blocks -----------------------------------------
 _RES_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int16))
 

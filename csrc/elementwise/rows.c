@@ -404,3 +404,97 @@ qk_status qk_residual_add(const int32_t *acc, const void *r, qk_dtype r_type, in
         qk__parallel(njobs, threads, qk__res_rows, (void *)&s);
     return QK_OK;
 }
+
+/* ---- the attention's renormalization ------------------------------------------------------ */
+/* qk_row_renorm: per row, rs = sum_j p (int64, > 0) and y = floor((512 acc + rs) / (2 rs)).
+ *
+ * Why doubles give floor division's integer (for rs < 2^40, i.e. below 2^32 columns of p; a
+ * longer row takes the int64 division): acc is int32, so a = 512 acc + rs (|a| < 2^41) and
+ * d = 2 rs (< 2^41) are integers exact in a double (below 2^53), and the one rounding is the
+ * quotient's, q = fl(a / d) (round to nearest). With x = a / d and f = floor(x): f is an integer
+ * of magnitude < 2^42, exact, and x >= f, so q >= f (rounding is monotone). If x is an integer,
+ * q = x. Otherwise x is at least 1/d below f + 1 (x d = a is an integer), while f + 1 and every
+ * value between x and it have magnitude at most |f| + 1, whose half ulp is at most
+ * (|f| + 1) 2^-53 <= (|a| + 2 d) / d 2^-53 < 2^43 / d 2^-53 < 1 / d: so q < f + 1 (nor does a
+ * nonzero x round to 0: |x| >= 1 / d is a normal double). floor(q) = f. The AVX-512 / AVX2 lanes
+ * do the same IEEE operations (int32 -> double, x 512, + rs, / 2 rs, floor: the same bits, the
+ * compiler may not contract the multiply and add into anything inexact: 512 acc is exact), then
+ * int32 when f fits (QK_ERR_OVERFLOW otherwise). */
+typedef struct {
+    const int32_t *acc;
+    const uint8_t *p;
+    size_t rows, cols, n;
+    int32_t *y;
+    _Atomic int bad;  /* some quotient outside int32 */
+    _Atomic int zero; /* some row of p sums to 0 */
+} qk__renorm_job;
+
+#define QK__RENORM_F64_MAX (INT64_C(1) << 40) /* rs below this: the double path */
+
+static void qk__renorm_rows(void *ctx, size_t j0, size_t j1) {
+    qk__renorm_job *s = (qk__renorm_job *)ctx;
+    const size_t r1 = j1 * QK__ROWS_JOB < s->rows ? j1 * QK__ROWS_JOB : s->rows;
+    const size_t n = s->n, cols = s->cols;
+    int bad = 0, zero = 0;
+    for (size_t r = j0 * QK__ROWS_JOB; r < r1; r++) {
+        const uint8_t *p = s->p + r * n;
+        const int32_t *acc = s->acc + r * cols;
+        int32_t *y = s->y + r * cols;
+        int64_t rs = 0;
+        size_t i = 0;
+#if QK_X86
+        if (qk__level() >= QK_LEVEL_AVX512)
+            i = qk__rows_usum_avx512(p, n, &rs);
+        else if (qk__level() >= QK_LEVEL_AVX2)
+            i = qk__rows_usum_avx2(p, n, &rs);
+#endif
+        for (; i < n; i++) rs += p[i];
+        if (rs <= 0) {
+            zero = 1;
+            continue;
+        }
+        if (rs >= QK__RENORM_F64_MAX) { /* int64 floor division (|512 acc + rs| < 2^57) */
+            for (size_t c = 0; c < cols; c++) {
+                const int64_t a = (int64_t)acc[c] * 512 + rs, d = 2 * rs;
+                int64_t q = a / d;
+                if (a % d != 0 && a < 0) q--;
+                if (q < INT32_MIN || q > INT32_MAX) bad = 1;
+                else y[c] = (int32_t)q;
+            }
+            continue;
+        }
+        const double rd = (double)rs, dd = 2.0 * (double)rs;
+        size_t c = 0;
+#if QK_X86
+        if (qk__level() >= QK_LEVEL_AVX512)
+            c = qk__rows_renorm_avx512(acc, cols, rd, dd, y, &bad);
+        else if (qk__level() >= QK_LEVEL_AVX2)
+            c = qk__rows_renorm_avx2(acc, cols, rd, dd, y, &bad);
+#endif
+        for (; c < cols; c++) {
+            const double a = (double)acc[c] * 512.0;
+            const double t = floor((a + rd) / dd);
+            if (t < (double)INT32_MIN || t > (double)INT32_MAX) bad = 1;
+            else y[c] = (int32_t)t;
+        }
+    }
+    if (bad) s->bad = 1;
+    if (zero) s->zero = 1;
+}
+
+qk_status qk_row_renorm(const int32_t *acc, size_t rows, size_t cols, const uint8_t *p, size_t n,
+                        int32_t *y, int threads) {
+    size_t bytes;
+    if (cols < 1 || n < 1 || n > ((size_t)1 << 48) || !qk__sz_mul4(rows, cols, 4, 1, &bytes) ||
+        !qk__sz_mul4(rows, n, 1, 1, &bytes))
+        return QK_ERR_ARG;
+    if (rows > 0 && (acc == NULL || p == NULL || y == NULL)) return QK_ERR_ARG;
+    qk__renorm_job s = {acc, p, rows, cols, n, y, 0, 0};
+    const size_t njobs = rows / QK__ROWS_JOB + (rows % QK__ROWS_JOB != 0);
+    if (threads <= 1 || njobs < 2 || rows * (cols + n) < QK__ROWS_MT_MIN)
+        qk__renorm_rows(&s, 0, njobs);
+    else
+        qk__parallel(njobs, threads, qk__renorm_rows, &s);
+    if (s.zero) return QK_ERR_ARG;
+    return s.bad ? QK_ERR_OVERFLOW : QK_OK;
+}

@@ -160,3 +160,67 @@ QK_V_TARGET static size_t QK__N(qk__rows_rescale_)(const int32_t *acc, size_t n,
     *bad |= out != 0;
     return i;
 }
+
+/* ---- the attention's renormalization (qk_row_renorm) ---------------------------------------- */
+/* The sum of n uint8 values (SAD against zero: int64 lanes); returns the elements done, their sum
+ * in *s. */
+QK_V_TARGET static size_t QK__N(qk__rows_usum_)(const uint8_t *p, size_t n, int64_t *s) {
+    const size_t L = 4 * QK_V_LANES; /* bytes a vector */
+    QK_V acc = QK__SEL(_mm256_setzero_si256(), _mm512_setzero_si512());
+    const QK_V zero = acc;
+    size_t i = 0;
+    for (; i + L <= n; i += L)
+        acc = QK__SEL(_mm256_add_epi64, _mm512_add_epi64)(
+            acc, QK__SEL(_mm256_sad_epu8, _mm512_sad_epu8)(QK_V_LOAD(p + i), zero));
+    int64_t a[QK_V_LANES / 2];
+    QK_V_STORE(a, acc);
+    int64_t t = 0;
+    for (size_t l = 0; l < QK_V_LANES / 2; l++) t += a[l];
+    *s = t;
+    return i;
+}
+
+/* One row of qk_row_renorm: y = floor((512 acc + r) / d) with r = rs and d = 2 rs as doubles
+ * (rows.c: qk__renorm_rows, the scalar twin, and why the double operations are exact); *bad set
+ * when some quotient leaves int32 (nothing stored for that vector). Returns the elements done. */
+QK_V_TARGET static size_t QK__N(qk__rows_renorm_)(const int32_t *acc, size_t n, double r,
+                                                 double d, int32_t *y, int *bad) {
+#if QK_V_IS512
+    const __m512d vr = _mm512_set1_pd(r), vd = _mm512_set1_pd(d), k = _mm512_set1_pd(512.0);
+    const __m512d lo = _mm512_set1_pd((double)INT32_MIN), hi = _mm512_set1_pd((double)INT32_MAX);
+    const size_t L = 8;
+#else
+    const __m256d vr = _mm256_set1_pd(r), vd = _mm256_set1_pd(d), k = _mm256_set1_pd(512.0);
+    const __m256d lo = _mm256_set1_pd((double)INT32_MIN), hi = _mm256_set1_pd((double)INT32_MAX);
+    const size_t L = 4;
+#endif
+    int out = 0;
+    size_t i = 0;
+    for (; i + L <= n; i += L) {
+#if QK_V_IS512
+        const __m512d a = _mm512_cvtepi32_pd(_mm256_loadu_si256((const __m256i *)(acc + i)));
+        const __m512d q = _mm512_div_pd(_mm512_add_pd(_mm512_mul_pd(a, k), vr), vd);
+        const __m512d t = _mm512_roundscale_pd(q, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        const __mmask8 o = _mm512_cmp_pd_mask(t, lo, _CMP_LT_OQ) |
+                           _mm512_cmp_pd_mask(t, hi, _CMP_GT_OQ);
+        if (o) {
+            out = 1;
+            continue;
+        }
+        _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtpd_epi32(t));
+#else
+        const __m256d a = _mm256_cvtepi32_pd(_mm_loadu_si128((const __m128i *)(acc + i)));
+        const __m256d q = _mm256_div_pd(_mm256_add_pd(_mm256_mul_pd(a, k), vr), vd);
+        const __m256d t = _mm256_floor_pd(q);
+        const __m256d o = _mm256_or_pd(_mm256_cmp_pd(t, lo, _CMP_LT_OQ),
+                                       _mm256_cmp_pd(t, hi, _CMP_GT_OQ));
+        if (_mm256_movemask_pd(o)) {
+            out = 1;
+            continue;
+        }
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtpd_epi32(t));
+#endif
+    }
+    *bad |= out;
+    return i;
+}

@@ -963,6 +963,16 @@ qk_status qk_gelu_lut(const uint8_t *table, const void *x, size_t n, void *y);
  *   (QK_ERR_MULTIPLIER), os in [-31, 30] (QK_ERR_SHIFT), ozp within out_type
  *   (QK_ERR_ZERO_POINT), checked before anything is written.
  * threads: rows split over up to that many threads (same integers).
+ *
+ * qk_row_renorm(acc, rows, cols, p, n, y, threads): the attention's P V renormalized by the row
+ *   sums of the integer probabilities (qkernels.torch.blocks.renorm_floor): acc (int32, rows x
+ *   cols: the int32 P V, one row per row of p), p (uint8, rows x n), per row r
+ *   rs = sum_j p[r, j] (int64) and y[r, c] = floor((2^9 acc[r, c] + rs) / (2 rs)) (int32, the
+ *   exact floor division: round(2^8 acc / rs) half up). A row with rs = 0 returns QK_ERR_ARG (a
+ *   softmax row never sums to 0: its max maps to >= 1); a y outside int32 QK_ERR_OVERFLOW (y
+ *   then unspecified); cols, n >= 1 (n < 2^48), else QK_ERR_ARG. AVX-512 / AVX2 / scalar (IEEE
+ *   double division then floor, exact for rs < 2^40; int64 division beyond), same integers;
+ *   threads split the rows.
  */
 /*
  * The residual add of the integer transformer blocks (qkernels.torch.blocks: a Linear's sums
@@ -1004,6 +1014,8 @@ qk_status qk_row_rescale_requantize(const int32_t *acc, size_t rows, size_t cols
                                     const int32_t *bias, const int32_t *out_multiplier,
                                     const int32_t *out_shift, int32_t out_zero_point,
                                     qk_dtype out_type, void *y, int threads);
+qk_status qk_row_renorm(const int32_t *acc, size_t rows, size_t cols, const uint8_t *p, size_t n,
+                        int32_t *y, int threads);
 /*
  * qk_gelu_interp(p, x, n, y, y_type, y_zp, y_min, y_max): GELU of int32 input (a Linear's int32
  * sums, zero point 0) by piecewise-quadratic segments, integer-only; element i uses channel

@@ -19,8 +19,9 @@
  *     the epilogue operands as _linear takes them (qk_numpy.h), naming qmatmul;
  *   _gelu_ibert(x, b, c, shift, multiplier, rshift, x_zp, y_zp, y_min, y_max, out) -> None,
  *     naming qgelu;
- *   _row_range / _row_quantize / _row_rescale: the token-rows kernels (qk_row_*) on C-contiguous
- *     arrays, outputs given, naming row_range / row_quantize / row_rescale;
+ *   _row_range / _row_quantize / _row_rescale / _row_renorm: the row kernels (qk_row_*) on
+ *     C-contiguous arrays, outputs given, naming row_range / row_quantize / row_rescale /
+ *     row_renorm;
  *   _residual_add: qk_residual_add (the blocks' residual add), naming residual_add;
  *   _gelu_interp(x, in_multiplier, in_rshift, multiplier, rshift, table, y_zp, y_min, y_max,
  *     out) -> None (qk_gelu_interp), naming qgelu;
@@ -545,6 +546,54 @@ static PyObject *qk_py_row_rescale(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* _row_renorm(acc, p, out, threads) -> None: qk_row_renorm; acc int32 and p uint8 C-contiguous
+ * with the same leading axes (rows), out int32 of acc's shape. */
+static PyObject *qk_py_row_renorm(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *acc, *p, *out;
+    int threads;
+    if (!PyArg_ParseTuple(args, "OOOi", &acc, &p, &out, &threads)) return NULL;
+    if (qk_py_check_arr(acc, NPY_INT32, -1, "acc") < 0 ||
+        qk_py_check_arr(p, NPY_UINT8, -1, "p") < 0)
+        return NULL;
+    PyArrayObject *a = (PyArrayObject *)acc, *pa = (PyArrayObject *)p;
+    const int nd = PyArray_NDIM(a);
+    if (nd < 1 || PyArray_NDIM(pa) != nd ||
+        !PyArray_CompareLists(PyArray_DIMS(a), PyArray_DIMS(pa), nd - 1)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "acc and p must have the same axes but the last (one row of acc per row "
+                        "of p)");
+        return NULL;
+    }
+    const npy_intp cols = PyArray_DIM(a, nd - 1), n = PyArray_DIM(pa, nd - 1);
+    if (cols < 1 || n < 1) {
+        PyErr_SetString(PyExc_ValueError, "acc and p must have non-empty last axes");
+        return NULL;
+    }
+    const npy_intp rows = PyArray_SIZE(a) / cols;
+    if (!qk_py_rows_out(out, NPY_INT32, PyArray_SIZE(a), "out")) return NULL;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_row_renorm((const int32_t *)QK_PY_DATA(acc), (size_t)rows, (size_t)cols,
+                       (const uint8_t *)QK_PY_DATA(p), (size_t)n, (int32_t *)QK_PY_DATA(out),
+                       threads);
+    Py_END_ALLOW_THREADS
+    if (st == QK_ERR_ARG) {
+        PyErr_SetString(PyExc_ValueError,
+                        "p: a row sums to 0 (row_renorm divides by the row sums of p; a softmax "
+                        "row's max maps to >= 1, so its row never does)");
+        return NULL;
+    }
+    if (st == QK_ERR_OVERFLOW) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "row_renorm: floor((2^9 acc + rs) / (2 rs)) leaves int32 (acc too large "
+                        "for the row sums of p)");
+        return NULL;
+    }
+    if (st != QK_OK) return qk_py_status_error(st, "row_renorm");
+    Py_RETURN_NONE;
+}
+
 /* _residual_add(acc, r, r_zp, ma, sa, mr, sr, so, out_zp, out, threads) -> None:
  * qk_residual_add on C-contiguous arrays of one shape (r and out uint8 / int8 / int16, the
  * parameter arrays int32 of the last axis' length). */
@@ -832,6 +881,9 @@ static PyMethodDef qk_py_tf_methods[] = {
     {"_row_rescale", qk_py_row_rescale, METH_VARARGS,
      "_row_rescale(acc, z, wsum, j, e, mt, st, bias, om, os, ozp, out, threads) -> None"
      " (qk_row_rescale / qk_row_rescale_requantize; use qkernels.transformer.row_rescale)"},
+    {"_row_renorm", qk_py_row_renorm, METH_VARARGS,
+     "_row_renorm(acc, p, out, threads) -> None (qk_row_renorm; use"
+     " qkernels.transformer.row_renorm)"},
     {"_residual_add", qk_py_residual_add, METH_VARARGS,
      "_residual_add(acc, r, r_zp, ma, sa, mr, sr, so, out_zp, out, threads) -> None"
      " (qk_residual_add; use qkernels.transformer.prepare_residual_add)"},

@@ -710,19 +710,23 @@ def keep_mask(mask: Optional[torch.Tensor]) -> Optional[np.ndarray]:
     return k
 
 
-def renorm_floor(acc: np.ndarray, p: np.ndarray) -> np.ndarray:
+def renorm_floor(acc: np.ndarray, p: np.ndarray, threads: int = 1) -> np.ndarray:
     """``floor((2^9 acc + rs) / (2 rs))`` as int32, ``rs`` the row sums of the uint8 ``p`` (rows
-    of ``acc``): in float64, exact (numerator and denominator are integers below 2^53 in
-    magnitude, so the floor of the correctly rounded quotient is the integer floor: a quotient
-    below an integer n is below it by at least 1/(2 rs), more than half an ulp of n), int64
-    arithmetic's result without its scalar division. A row of zeros has no sum: int64's
-    division by zero as before (0 with NumPy's warning), never silently another value."""
-    rs = p.sum(axis=-1, dtype=np.int64)[..., None]
-    if rs.min(initial=1) <= 0 or np.abs(acc).max(initial=0) >= 2 ** 42:
-        return ((acc.astype(np.int64) * 512 + rs) // (2 * rs)).astype(np.int32)
-    r = rs.astype(np.float64)
-    t = np.floor((acc * 512.0 + r) / (2.0 * r))
-    return t.astype(np.int32)
+    of ``acc``): ``round(2^8 acc / rs)`` half up, floor division's exact integer (C:
+    :func:`qkernels.transformer.row_renorm`, IEEE double division then floor, exact because the
+    numerator and denominator are integers below 2^53 in magnitude and a quotient below an
+    integer n is below it by at least 1/(2 rs), more than half an ulp of n; int64 division for
+    rows summing to 2^40 or more). A row of zeros has no sum: ValueError naming ``p`` (the
+    softmax's rows never are: a row's max maps to >= 1). Within the blocks ``|acc| <= 255 rs``,
+    so ``t`` fits int32 (a ``t`` outside raises OverflowError, never a wrapped value).
+    ``threads`` splits the rows (same integers).
+
+    Example:
+        >>> import numpy as np
+        >>> renorm_floor(np.array([[480, -481]], np.int32), np.array([[200, 40]], np.uint8))
+        array([[ 512, -513]], dtype=int32)
+    """
+    return qk.transformer.row_renorm(acc, p, threads=threads)
 
 
 class Attention:
@@ -779,7 +783,7 @@ class Attention:
         round(2^8 acc / sum_j P_ij)`` in int64 (round half up), then the fixed-point
         requantization of ``t`` (unit ``s_v / 2^8``) to the context's int8."""
         acc = qk.matmul_int32(p, v, b_zero_point=self.v.zero_point, threads=threads)
-        return self._rq_ctx(renorm_floor(acc, p))   # rn_mult, rn_shift, out's zero point
+        return self._rq_ctx(renorm_floor(acc, p, threads))   # rn_mult, rn_shift, out's zero point
 
     def _heads(self, t: np.ndarray, b: int, s: int) -> np.ndarray:
         return np.ascontiguousarray(t.reshape(b, s, self.heads, self.d).transpose(0, 2, 1, 3))

@@ -39,10 +39,13 @@ def test_renorm_floor_equals_int64_floor_division():
         assert np.array_equal(B.renorm_floor(acc, p), ref)
 
 
-def test_renorm_floor_zero_row_as_int64():
+def test_renorm_floor_zero_row_refused():
+    # a row of p summing to 0 has no quotient: ValueError naming p (was int64's x // 0 == 0
+    # with NumPy's warning); the softmax never gives one (a row's max maps to >= 1)
     p = np.zeros((1, 2, 3), np.uint8)
     p[0, 1] = 3
     acc = np.array([[[5], [7]]], np.int32)
-    with np.errstate(divide="ignore"):
-        got = B.renorm_floor(acc, p)
-    assert got[0, 1, 0] == (7 * 512 + 9) // 18 and got[0, 0, 0] == 0   # int64: x // 0 == 0
+    with pytest.raises(ValueError, match="p: a row sums to 0"):
+        B.renorm_floor(acc, p)
+    p[0, 0, 2] = 1
+    assert B.renorm_floor(acc, p)[0, 1, 0] == (7 * 512 + 9) // 18
