@@ -1,5 +1,5 @@
 /* test_rows.c -- the row kernels of the integer transformer blocks (csrc/elementwise/rows.c:
- * qk_row_quantize / qk_row_range / qk_row_rescale(_requantize), qk_residual_add) and
+ * qk_row_quantize / qk_row_range / qk_row_rescale(_requantize), qk_residual_add, qk_row_renorm) and
  * qk_layernorm_s16_s16_exact, against int64 references written from qkernels.h, on random rows
  * with the extremes of their types, every column count around the SIMD widths, threads 1 and 2.
  * Run under each QKERNELS_SIMD level by tests/c/test_clib.py and `make sanitize`. */
@@ -219,6 +219,74 @@ static void test_layernorm_s16(size_t C) {
     free(gamma), free(beta), free(alpha), free(gbuf), free(bbuf), free(abuf), free(x), free(y);
 }
 
+/* qk_row_renorm against int64 floor division: row sums from 1 to 255 n (some multiples of 512,
+ * where exact quotients occur), acc up to int32's edges where the quotient fits (|acc| < 2^23
+ * rs), threads 1 and 2; a zero row and a quotient outside int32 refused. */
+static void test_renorm(size_t cols, size_t n) {
+    enum { R = 40 };
+    int32_t *acc = malloc(R * cols * 4), *y = malloc(R * cols * 4), *y2 = malloc(R * cols * 4);
+    uint8_t *p = malloc(R * n);
+    int64_t rs[R];
+    for (int r = 0; r < R; r++) {
+        int64_t s = 0;
+        for (size_t i = 0; i < n; i++) {
+            const unsigned long long u = qk_test_next();
+            p[r * n + i] = (uint8_t)(r % 4 == 0 ? 255 : (r % 4 == 1 ? (u % 8 == 0 ? u >> 8 : 0)
+                                                                     : u >> 8));
+            if (r == 2 && i == 0) p[r * n + i] = 0;
+            s += p[r * n + i];
+        }
+        if (s == 0) p[r * n + (size_t)r % n] = 1, s = 1;
+        if (r % 8 == 3 && n >= 3) { /* rs = 512 m */
+            const int64_t t = 512 * (int64_t)(1 + qk_test_next() % (uint64_t)(255 * n / 512 + 1));
+            s = 0;
+            for (size_t i = 0; i < n; i++) {
+                const int64_t v = t - s > 255 ? 255 : t - s;
+                p[r * n + i] = (uint8_t)v;
+                s += v;
+            }
+        }
+        rs[r] = s;
+        const int64_t hi = (INT64_C(1) << 23) * s - 1 < INT32_MAX ? (INT64_C(1) << 23) * s - 1
+                                                                   : INT32_MAX;
+        for (size_t c = 0; c < cols; c++) {
+            const uint64_t u = qk_test_next();
+            int64_t a;
+            switch (u % 4) {
+            case 0: a = (u & 4) ? hi : -hi; break;
+            case 1: /* 2^9 a + rs = k 2 rs + {-512, 0, 512} */
+                a = (((int64_t)(u >> 40) % 65281 - 32640) * 2 * s - s) / 512 +
+                    (int64_t)((u >> 8) % 3) - 1;
+                break;
+            default: a = (int64_t)((u >> 8) % (uint64_t)(2 * hi + 1)) - hi; break;
+            }
+            acc[r * cols + c] = (int32_t)clampi(a, -hi, hi);
+        }
+    }
+    const qk_status s1 = qk_row_renorm(acc, R, cols, p, n, y, 1);
+    const qk_status s2 = qk_row_renorm(acc, R, cols, p, n, y2, 2);
+    QK_CHECK(s1 == QK_OK && s2 == QK_OK, "row_renorm status %d %d", (int)s1, (int)s2);
+    int bad = 0;
+    for (int r = 0; r < R; r++)
+        for (size_t c = 0; c < cols; c++) {
+            const int64_t num = (int64_t)acc[r * cols + c] * 512 + rs[r], d = 2 * rs[r];
+            const int64_t q = num / d - (num % d != 0 && num < 0);
+            bad += y[r * cols + c] != q || y2[r * cols + c] != q;
+        }
+    QK_CHECK(bad == 0, "renorm: %d differ (cols %zu, n %zu)", bad, cols, n);
+    /* a quotient outside int32: rs = 1, acc = 2^23 */
+    memset(p, 0, n);
+    p[0] = 1;
+    const int32_t a0 = acc[0];
+    acc[0] = 1 << 23;
+    QK_CHECK(qk_row_renorm(acc, 1, cols, p, n, y, 1) == QK_ERR_OVERFLOW, "renorm overflow");
+    acc[0] = a0;
+    p[0] = 0; /* a zero row */
+    QK_CHECK(qk_row_renorm(acc, 1, cols, p, n, y, 1) == QK_ERR_ARG, "renorm zero row");
+    QK_CHECK(qk_row_renorm(acc, 1, 0, p, n, y, 1) == QK_ERR_ARG, "renorm cols 0");
+    free(acc), free(y), free(y2), free(p);
+}
+
 int main(void) {
     const size_t cols[] = {1, 3, 4, 5, 8, 9, 16, 17, 31, 33, 64, 100, 384};
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
@@ -229,5 +297,8 @@ int main(void) {
             for (int b = 0; b < 3; b++) test_residual_add(ts[a], ts[b], cols[i]);
         test_layernorm_s16(cols[i]);
     }
+    const size_t rn[] = {1, 2, 31, 32, 33, 64, 65, 128, 200};
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
+        for (size_t k = 0; k < sizeof rn / sizeof rn[0]; k++) test_renorm(cols[i], rn[k]);
     return QK_TEST_SUMMARY();
 }
