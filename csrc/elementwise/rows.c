@@ -1,8 +1,10 @@
 /* rows.c -- the row kernels of the integer transformer blocks: per-row (per-token) dynamic 8-bit
  * quantization of an integer tensor and the rescale of a Linear's sums over it
- * (qkernels.transformer's token rows: row_range, row_quantize, row_rescale), and the blocks'
+ * (qkernels.transformer's token rows: row_range, row_quantize, row_rescale), the blocks'
  * residual add (qk_residual_add: two requantizations, the sum, the LayerNorm input's shift, in
- * one pass). Integer only; the arithmetic is stated in qkernels.h.
+ * one pass) and the attention's renormalization of P V by the row sums of P (qk_row_renorm: an
+ * exact floor division done as IEEE double division, see its section). Integer results; the
+ * arithmetic is stated in qkernels.h.
  *
  * Each row: its min / max (int16 or int32 lanes), its range code (j, e) and its zero point in
  * scalar C, then one fixed-point pass over the row in int64 lanes (4 on AVX2, 8 on AVX-512, the

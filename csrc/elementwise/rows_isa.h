@@ -1,4 +1,5 @@
-/* rows_isa.h -- the SIMD loops of rows.c (per-row dynamic 8-bit quantization, its rescale),
+/* rows_isa.h -- the SIMD loops of rows.c (per-row dynamic 8-bit quantization, its rescale, the
+ * residual add, the attention's renormalization),
  * written once for every ISA (rows.c defines QK_V_IS512 as 0 or 1 and includes it through
  * elementwise/simd_twins.h; the int32 primitives are elementwise/simd_v.h, the int64-lane ones
  * elementwise/simd_r64.h). No include guard: it is included once per ISA. The arithmetic, and why it is the

@@ -780,8 +780,8 @@ class Attention:
     def _pv_renorm(self, p: np.ndarray, v: np.ndarray, threads: int) -> np.ndarray:
         """``P V`` normalised by the row sums of the integer probabilities (I-BERT's floored
         uint8 probabilities sum to 0.94..0.98, a bias of the context's magnitude): ``t =
-        round(2^8 acc / sum_j P_ij)`` in int64 (round half up), then the fixed-point
-        requantization of ``t`` (unit ``s_v / 2^8``) to the context's int8."""
+        round(2^8 acc / sum_j P_ij)`` (round half up, exact: :func:`renorm_floor`), then the
+        fixed-point requantization of ``t`` (unit ``s_v / 2^8``) to the context's int8."""
         acc = qk.matmul_int32(p, v, b_zero_point=self.v.zero_point, threads=threads)
         return self._rq_ctx(renorm_floor(acc, p, threads))   # rn_mult, rn_shift, out's zero point
 
