@@ -1236,10 +1236,7 @@ def prepare_residual_add(acc_multiplier: ArrayLike, acc_shift: ArrayLike,
 
     dts = []
     for v, name in ((r_dtype, "r_dtype"), (out_dtype, "out_dtype")):
-        try:
-            d = np.dtype(v)
-        except TypeError as exc:
-            raise TypeError(f"{name}: not a dtype: {v!r}") from exc
+        d = C.int_dtype(v, name)[0]
         if d not in _RES_DTYPES:
             raise TypeError(f"{name} must be uint8, int8 or int16, got {d}")
         dts.append(d)

@@ -8,6 +8,7 @@ import pytest
 
 import qkernels as qk
 import qkernels.transformer as T
+from _util import assert_simd_paths_equal, run_simd_paths
 
 
 def _sr(v, m, s):
@@ -71,16 +72,15 @@ def test_residual_add_equals_python_integers_and_the_four_calls(rdt, odt):
 
 def test_residual_add_threads_and_simd_paths_agree(tmp_path):
     import os
-    import subprocess
-    import sys
     rng = np.random.default_rng(4)
     ra, acc, r = _case(rng, 384, np.int16, np.int16)
     acc = np.tile(acc, (40, 1))
     r = np.tile(r, (40, 1))
     assert np.array_equal(ra(acc, r, threads=1), ra(acc, r, threads=2))
     script = f"""
-import numpy as np, sys
+import numpy as np, sys, qkernels as qk
 sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})  # _util
 from test_residual_add import _case
 rng = np.random.default_rng(9)
 outs = {{}}
@@ -89,19 +89,12 @@ for c in (1, 3, 4, 5, 7, 8, 9, 16, 17, 33, 384):
         for odt in (np.uint8, np.int8, np.int16):
             ra, acc, r = _case(rng, c, rdt, odt)
             outs[f"{{c}}{{rdt.__name__}}{{odt.__name__}}"] = ra(acc, r)
-np.savez({str(tmp_path / 'OUT.npz')!r}, **outs)
+outs["isa"] = np.array(qk.show_config(mode="dicts")["simd"]["chosen"])
+np.savez(sys.argv[1], **outs)
 """
-    for mode in ("scalar", "avx2", "auto"):
-        env = dict(os.environ, QKERNELS_SIMD=mode)
-        res = subprocess.run([sys.executable, "-c", script.replace("OUT", mode)], env=env,
-                             capture_output=True, text=True, timeout=120)
-        assert res.returncode == 0, res.stderr
-    a = np.load(tmp_path / "scalar.npz")
-    assert len(a.files) == 11 * 9
-    for other in ("avx2", "auto"):
-        b = np.load(tmp_path / f"{other}.npz")
-        for k in a.files:
-            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{other}: {k}")
+    res = run_simd_paths(script, tmp_path)
+    assert len(res["scalar"]) == 11 * 9 + 1          # and "isa"
+    assert_simd_paths_equal(res)
 
 
 def test_residual_add_bad_input():
