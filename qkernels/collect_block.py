@@ -105,7 +105,7 @@ STEPS: List[Tuple[str, str, List[str], List[str], List[str], str]] = [
      "qk_bmm (QK_BMM_B_KN, QK_REQ_NONE)"),
     ("pv_renorm", "P V normalised by the integer row sums: t = floor((512 acc + s) / (2 s)), "
      "s = sum_j P_ij (round half up of 256 acc / s), int32 (only with pv_renorm 1)",
-     ["pv_acc", "probs"], ["pv_renorm"], ["pv_renorm"], "plain C (no library kernel)"),
+     ["pv_acc", "probs"], ["pv_renorm"], ["pv_renorm"], "qk_row_renorm"),
     ("context", "requantized (double rounding) to the context's int8, heads merged (B, T, C)",
      ["pv_renorm"], ["context"], ["pv_multiplier", "pv_shift", "context_zero_point"],
      "qk_requantize_s32_s8_double"),
@@ -370,10 +370,7 @@ def run_block(p: Mapping[str, np.ndarray], s: Mapping[str, Any], x: np.ndarray,
     acc = qk.matmul_int32(pr, out["v"], b_zero_point=int(s["v_zero_point"]), threads=threads)
     out["pv_acc"] = acc
     if int(s["pv_renorm"]):
-        rs = pr.sum(axis=-1, dtype=np.int64)[..., None]
-        with np.errstate(divide="ignore"):   # a row of zero probabilities gives 0 (as C)
-            tt = np.where(rs > 0, (acc.astype(np.int64) * 512 + rs) // np.maximum(2 * rs, 1), 0)
-        out["pv_renorm"] = tt.astype(np.int32)
+        out["pv_renorm"] = qk.transformer.row_renorm(acc, pr, threads=threads)
         acc = out["pv_renorm"]
     ctx = qk.requantize(acc, int(s["pv_multiplier"]), int(s["pv_shift"]),
                         int(s["context_zero_point"]), dtype=np.int8)

@@ -17,8 +17,8 @@
  *   scores           qk_bmm (B x heads items, K laid out n x k), QK_REQ_NONE; masked keys INT32_MIN
  *   probs            qk_softmax_u8 (I-BERT)
  *   pv_acc           qk_bmm (V laid out k x n), QK_REQ_NONE
- *   pv_renorm        plain C here: the library has no kernel for the division of P V by the
- *                    integer row sums (t = floor((512 acc + s) / (2 s)), s = sum_j P_ij, int64)
+ *   pv_renorm        qk_row_renorm (t = floor((512 acc + s) / (2 s)), s = sum_j P_ij; only with
+ *                    pv_renorm 1)
  *   context          qk_requantize_s32_s8_double
  *   <r>_dense_acc    qk_linear (QK_REQ_NONE)               r = attn, out (the two residual adds)
  *   <r>_dense_rq     qk_requantize_s32_s32_single, per channel
@@ -650,18 +650,12 @@ static void run_static(size_t B, size_t T, size_t C, size_t H, size_t D, size_t 
           "qk_bmm (P V)");
     cmp_s32("pv_acc", pv, NX);
     if (pint("pv_renorm")) {
-        /* plain C (no library kernel): P V divided by the integer row sums s of P, rounded half
-         * up, t = floor((512 acc + s) / (2 s)) in int64 (a row of zeros gives 0) */
-        for (size_t row = 0; row < NH * T; row++) {
-            int64_t s = 0;
-            for (size_t j = 0; j < T; j++) s += probs[row * T + j];
-            for (size_t e = 0; e < D; e++) {
-                const int64_t num = (int64_t)pv[row * D + e] * 512 + s, den = 2 * s;
-                int64_t q = 0;
-                if (s > 0) q = num / den - ((num % den != 0) && ((num < 0) != (den < 0)));  /* floor */
-                pv[row * D + e] = (int32_t)q;
-            }
-        }
+        /* P V divided by the integer row sums s of P, rounded half up: t = floor((512 acc + s) /
+         * (2 s)) (a softmax row never sums to 0: its maximum maps to >= 1) */
+        int32_t *rn = xmalloc(NX * sizeof *rn);
+        check(qk_row_renorm(pv, NH * T, D, probs, T, rn, 1), "qk_row_renorm");
+        memcpy(pv, rn, NX * sizeof *pv);
+        free(rn);
         cmp_s32("pv_renorm", pv, NX);
     }
     check(qk_requantize_s32_s8_double(pv, NX, (int32_t)pint("pv_multiplier"), (int32_t)pint("pv_shift"),
