@@ -55,9 +55,8 @@ static void qk__lr_jobs(void *vctx, size_t j0, size_t j1) {
         const size_t rows = c->m - r0 < QK__LR_MC ? c->m - r0 : QK__LR_MC;
         const size_t p0 = c->panels * ni / c->nsplit, p1 = c->panels * (ni + 1) / c->nsplit;
         for (size_t r = 0; r < rows; r++) { /* x - 0 widened to int16, k padded to k2 */
-            const uint8_t *s = c->x + (r0 + r) * k;
             int16_t *d = abuf + r * k2;
-            for (size_t i = 0; i < k; i++) d[i] = (int16_t)s[i];
+            c->uk->widen_s16(c->x + (r0 + r) * k, QK_DT_U8, 0, k, d);
             if (k2 > k) d[k] = 0;
         }
         for (size_t g0 = p0; g0 < p1; g0 += QK__LR_GROUP) {
