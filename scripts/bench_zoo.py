@@ -52,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -138,21 +138,35 @@ def onnx_qdq(model: Any, calib: np.ndarray, workdir: str, name: str) -> str:
     quantize_static on the images `calib`: QDQ, per-channel int8 weights, uint8 activations,
     MinMax. Returns the path of the QDQ model."""
     import torch
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32 = os.path.join(workdir, f"{name}.fp32.onnx")
-    pre = os.path.join(workdir, f"{name}.pre.onnx")
     qdq = os.path.join(workdir, f"{name}.qdq.onnx")
     torch.onnx.export(model, (torch.from_numpy(calib[:1]),), fp32, dynamo=False, opset_version=17,
                       input_names=["x"], output_names=["y"],
                       dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-    quant_pre_process(fp32, pre)
+    return quantize_qdq(fp32, [{"x": calib[i:i + 1]} for i in range(len(calib))], qdq)
+
+
+def quantize_qdq(fp32: str, feeds: Sequence[Dict[str, np.ndarray]], qdq: str) -> str:
+    """The float ONNX model at `fp32` pre-processed (``quant_pre_process``, beside it as
+    ``.pre.onnx``; without ORT's symbolic shape inference when that refuses the graph) and
+    quantized by ONNX Runtime's quantize_static, calibrated on `feeds` (one
+    {input name: array} a calibration call): QDQ, per-channel int8 weights, uint8 activations,
+    MinMax. Writes and returns `qdq` (scripts/bench_int_transformers.py uses it too)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = fp32.replace(".fp32.onnx", ".pre.onnx") if fp32.endswith(".fp32.onnx") else fp32 + ".pre"
+    try:
+        quant_pre_process(fp32, pre)
+    except Exception:   # ORT's symbolic shape inference refuses some graphs (the Reshapes of
+        # a Hugging Face BERT with a dynamic batch): ONNX's own shape inference then
+        quant_pre_process(fp32, pre, skip_symbolic_shape=True)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.it = iter([{"x": calib[i:i + 1]} for i in range(len(calib))])
+            self.it = iter(list(feeds))
 
         def get_next(self) -> Optional[Dict[str, np.ndarray]]:
             return next(self.it, None)
@@ -191,13 +205,14 @@ def ort_session(path: str, threads: int) -> Any:
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def ov_request(core: Any, path: str, shape: Sequence[int], threads: int,
-               precision: str = "f32") -> Tuple[Any, Any]:
-    """An OpenVINO CPU infer request for the model at `path` reshaped to the static `shape`, and
-    its compiled model. `precision`: the INFERENCE_PRECISION_HINT of the layers left in float
-    (OpenVINO's own default on a CPU with AVX-512 BF16, such as Zen 4, is bf16)."""
+def ov_request(core: Any, path: str, shape: Union[Sequence[int], Dict[str, Sequence[int]]],
+               threads: int, precision: str = "f32") -> Tuple[Any, Any]:
+    """An OpenVINO CPU infer request for the model at `path` reshaped to the static `shape` (of
+    its one input, or {input name: shape} for several), and its compiled model. `precision`: the
+    INFERENCE_PRECISION_HINT of the layers left in float (OpenVINO's own default on a CPU with
+    AVX-512 BF16, such as Zen 4, is bf16)."""
     m = core.read_model(path)
-    m.reshape(list(shape))
+    m.reshape({k: list(v) for k, v in shape.items()} if isinstance(shape, dict) else list(shape))
     cm = core.compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
                                        "PERFORMANCE_HINT": "LATENCY",
                                        "INFERENCE_PRECISION_HINT": precision})
@@ -211,6 +226,19 @@ def _have(mod: str) -> Optional[str]:
         return None
     except Exception as exc:  # an installed but broken package is a skip too, with its reason
         return f"{type(exc).__name__}: {exc}"
+
+
+def openvino_rerun(script: str, argv: List[str], log: Callable[[str], None]) -> Optional[str]:
+    """None when this Python has openvino (or OPENVINO_PYTHON does not exist, or is this
+    Python); else the stdout of `script` with `argv` re-run under OPENVINO_PYTHON (its stderr
+    passes through): a benchmark section timed in one process with OpenVINO beside the others."""
+    if _have("openvino") and os.path.exists(OPENVINO_PYTHON) \
+            and os.path.realpath(sys.prefix) != os.path.realpath(
+                os.path.dirname(os.path.dirname(OPENVINO_PYTHON))):
+        log(f"openvino is not installed here: running under {OPENVINO_PYTHON}")
+        return subprocess.run([OPENVINO_PYTHON, os.path.abspath(script)] + argv, check=True,
+                              stdout=subprocess.PIPE, text=True).stdout.rstrip("\n") + "\n"
+    return None
 
 
 def versions() -> str:
@@ -255,12 +283,9 @@ def run(quick: bool = False, models: Optional[Sequence[str]] = None,
     """The markdown section: one row per (model, batch, threads), with the sanity lines; re-run
     under OPENVINO_PYTHON (a subprocess, same arguments) when this Python has no openvino."""
     argv = _argv(quick, models, batches, threads, calib, own, ov_precision)
-    if _have("openvino") and os.path.exists(OPENVINO_PYTHON) \
-            and os.path.realpath(sys.prefix) != os.path.realpath(
-                os.path.dirname(os.path.dirname(OPENVINO_PYTHON))):
-        log(f"openvino is not installed here: running under {OPENVINO_PYTHON}")
-        return subprocess.run([OPENVINO_PYTHON, os.path.abspath(__file__)] + argv, check=True,
-                              stdout=subprocess.PIPE, text=True).stdout.rstrip("\n") + "\n"
+    text = openvino_rerun(__file__, argv, log)
+    if text is not None:
+        return text
     import torch
 
     warnings.filterwarnings("ignore")

@@ -61,6 +61,50 @@ def median_times(fns: List[Optional[Callable[[], object]]], min_time: float = 0.
     return [statistics.median(s) if s else None for s in samples]
 
 
+def replace_table_section(path: str, headings: Sequence[str], text: str, end_mark: str) -> None:
+    """Replace a generated section of the markdown file at `path` by `text` (which ends with the
+    line `end_mark`) and keep the notes written below it by hand. The section starts at the first
+    line equal to one of `headings` (the current one first, then older names of it) and runs to
+    the next '## ' line; what the last --write produced ends at its `end_mark` line; a section
+    written before the mark existed ends after its first table. Everything after that end, up to
+    the next section, stays below the new text. No such section: `text` is appended. Atomic
+    (temp file, then rename).
+
+    Example:
+        >>> replace_table_section("BENCHMARKS.md", ("## Mine",), "## Mine\n\n|a|\n\n<!--e-->\n",
+        ...                       "<!--e-->")  # doctest: +SKIP
+    """
+    import os
+
+    if text.rstrip("\n").split("\n")[-1] != end_mark:
+        raise ValueError("text: its last line must be end_mark")
+    old = open(path).read() if os.path.exists(path) else ""
+    lines = old.split("\n")
+    wanted = [h.strip() for h in headings]
+    starts = [k for h in wanted for k, ln in enumerate(lines) if ln.strip() == h]
+    if not starts:
+        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    else:
+        i = starts[0]
+        j = next((k for k in range(i + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
+        mark = next((k for k in range(i + 1, j) if lines[k].strip() == end_mark.strip()), None)
+        if mark is not None:
+            end = mark + 1
+        else:   # the first table's last row
+            first = next((k for k in range(i + 1, j) if lines[k].startswith("|")), None)
+            end = j if first is None else next(
+                (k for k in range(first, j) if not lines[k].startswith("|")), j)
+        notes = lines[end:j]
+        while notes and not notes[0].strip():
+            notes = notes[1:]
+        keep = [""] + notes if any(n.strip() for n in notes) else [""]
+        new = "\n".join(lines[:i] + text.rstrip("\n").split("\n") + keep + lines[j:])
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(new)
+    os.replace(tmp, path)
+
+
 def cpu_info() -> Tuple[str, str]:
     """(model name, flags line) from /proc/cpuinfo, or the platform's description."""
     name, flags = platform.processor() or platform.machine(), ""
