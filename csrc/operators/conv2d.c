@@ -779,17 +779,20 @@ static int qk__conv_flat(const qk_packed_weights *w, size_t ow) {
  * 8-bit plane kernel, the wide planes cost more than they save (MobileNetV2-tiny at batch 32:
  * 0.94 -> 0.83 ms without).
  * Both give the same accumulators as the tiles, and the same output stage gives the same
- * outputs. */
+ * outputs. So does the int16 kernels' 1x1 path (conv2d_1x1.c: unpadded, stride 1, one group, the
+ * fp32 output stage to 8 bits, weights not packed for the 8-bit kernels), taken past the GEMM's
+ * rule: flat tiles of 16 pixels, panels read from the input, the output stage in registers. */
 enum { QK__GEMM_MIN_K = 24, QK__GEMM_MAX_PIXELS = 64, QK__WIDE_BELOW = 8 };
-typedef enum { QK__CONV_TILED, QK__CONV_GEMM, QK__CONV_WIDE } qk__conv_algo;
+typedef enum { QK__CONV_TILED, QK__CONV_GEMM, QK__CONV_WIDE, QK__CONV_1X1 } qk__conv_algo;
 
 static qk__conv_algo qk__conv_path(const qk_conv2d_shape *s, const qk_packed_weights *w,
-                                   size_t oh, size_t ow, int sparse) {
+                                   const qk_epilogue *ep, size_t oh, size_t ow, int sparse) {
     if (sparse) return QK__CONV_TILED; /* the tiled driver's direct path: see qk__conv_sparse */
     if (w->lin != NULL && s->pad_top == 0 && s->pad_left == 0 && s->pad_bottom == 0 &&
         s->pad_right == 0 && oh * ow <= QK__GEMM_MAX_PIXELS &&
         (w->k >= QK__GEMM_MIN_K || ow < QK__WIDE_BELOW))
         return QK__CONV_GEMM;
+    if (qk__conv_1x1_fits(s, w, ep)) return QK__CONV_1X1; /* conv2d_1x1.c (int16 kernels) */
     const size_t slot = s->in_w + s->pad_left + s->pad_right, ew = s->dil_w * (w->kw - 1) + 1;
     const int depthwise = w->groups > 1 && s->in_c == w->groups;
     if (s->batch >= 2 && !depthwise && ow < QK__WIDE_BELOW && !(w->vnni && qk__conv_flat(w, ow)) &&
@@ -1001,7 +1004,10 @@ static qk_status qk__conv2d_run(const qk_conv2d_shape *s, const qk_packed_weight
         return QK_ERR_ARG;
     const int sparse = qk__conv_sparse(s, s->in_h + s->pad_top + s->pad_bottom,
                                        s->in_w + s->pad_left + s->pad_right, in_elems, out_elems);
-    switch (qk__conv_path(s, w, oh, ow, sparse)) { /* the algorithm: see the top of the file */
+    switch (qk__conv_path(s, w, ep, oh, ow, sparse)) { /* the algorithm: see the top of the file */
+        case QK__CONV_1X1:
+            st = qk__conv2d_1x1(s, w, x, x_type, x_zero_point, ep, y, ys, threads);
+            break;
         case QK__CONV_GEMM:
             st = qk__conv2d_gemm(s, w, x, x_type, x_zero_point, ep, y, ys, threads);
             break;
