@@ -33,7 +33,8 @@
  * copies the input plane it needs into its own padded plane and runs a direct plane kernel (8-bit
  * VNNI+VBMI kernel when the weights have that layout, else the int16 AVX-512 / AVX2 / scalar
  * ones), then the epilogue (fused into the 8-bit plane kernel with the fp32 epilogue, the plane
- * then copied by 64-byte blocks from per-call tables).
+ * then copied by 64-byte blocks from per-call tables; fused too into the int16 AVX2 / scalar plane
+ * kernels, qk_dw_plane_fused, with the fp32 epilogue to 8 bits: no int32 plane).
  * Windows of mostly padding (direct path): when the padded copy would hold more than
  *   4 x (input + output) elements + 64K (huge padding, stride or dilation; or a copy whose size
  *   does not even fit in size_t), nothing is copied: each output row of each (image, channel)
@@ -488,9 +489,11 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
     const qk_packed_weights *w = c->w;
     const size_t n = w->n, osz = qk__dtype_size(c->ep->out_type), plane = c->hp * c->wp;
     const size_t opix = c->oh * c->ow;
-    int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
+    /* the output stage in the plane kernel (fp32 to 8 bits), or a pass over its int32 plane */
+    const qk_dw_plane_fused_fn fused = qk__epilogue_fused(c->ep) ? c->uk->dw_s16_fused : NULL;
+    int32_t *acc = fused != NULL ? NULL : (int32_t *)malloc(opix * sizeof(int32_t));
     int16_t *xp = (int16_t *)calloc(plane + QK__SLACK, sizeof(int16_t));
-    if (acc == NULL || xp == NULL) {
+    if ((acc == NULL && fused == NULL) || xp == NULL) {
         free(acc);
         free(xp);
         atomic_store(&c->status, QK_ERR_NOMEM);
@@ -505,6 +508,11 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
                 c->uk->widen_s16(src + h * s->in_w, c->xt, c->xzp, s->in_w,
                                  xp + (h + s->pad_top) * c->wp + s->pad_left);
             have = bc;
+        }
+        if (fused != NULL) {
+            fused(xp, c->wp, w->data + o * w->k2, w->kh, w->kw, s->stride_h, s->stride_w,
+                  s->dil_h, s->dil_w, c->oh, c->ow, c->ep, o, (uint8_t *)c->y + qk__yoff(c, b, o));
+            continue;
         }
         c->uk->dw_s16(xp, c->wp, w->data + o * w->k2, w->kh, w->kw, s->stride_h, s->stride_w,
                       s->dil_h, s->dil_w, c->oh, c->ow, acc);

@@ -53,43 +53,12 @@ QK_TARGET_AVX2 void qk_panel_s16_1x1__avx2(const void *x, qk_dtype xt, int32_t z
     va = _mm256_set1_epi32(qk__ld32(a##r + 2 * p));                 \
     c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(va, b0)); \
     c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(va, b1));
-#define QK__OUT(r) \
-    if ((r) < mr) qk__fused_row__avx2(ep, o0 + (r), c##r##0, c##r##1, cnt, y + (r) * ystride);
-
-/* The fp32 output stage of 16 sums of channel o (lanes 0-7 in s0, 8-15 in s1), cnt bytes to y. */
-QK_TARGET_AVX2 static QK_ALWAYS_INLINE void qk__fused_row__avx2(const qk_epilogue *ep, size_t o,
-                                                                __m256i s0, __m256i s1,
-                                                                size_t cnt, uint8_t *y) {
-    if (ep->bias) {
-        const __m256i b = _mm256_set1_epi32(ep->bias[o]);
-        s0 = _mm256_add_epi32(s0, b);
-        s1 = _mm256_add_epi32(s1, b);
+#define QK__OUT(r)                                                   \
+    if ((r) < mr) {                                                  \
+        qk__fp32_ch k;                                               \
+        qk__fp32_ch__avx2(ep, o0 + (r), &k);                         \
+        qk__fp32_row16__avx2(&k, c##r##0, c##r##1, cnt, y + (r) * ystride); \
     }
-    __m256 f0 = _mm256_cvtepi32_ps(s0), f1 = _mm256_cvtepi32_ps(s1);
-    if (ep->float_bias) {
-        const __m256 fb = _mm256_set1_ps(ep->float_bias[o]);
-        f0 = _mm256_add_ps(f0, fb);
-        f1 = _mm256_add_ps(f1, fb);
-    }
-    const __m256 sc = _mm256_set1_ps(ep->scale[o]);
-    const __m256 flo = _mm256_set1_ps(qk__ep_flo(ep)), fhi = _mm256_set1_ps(qk__ep_fhi(ep));
-    f0 = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(f0, sc), flo), fhi);
-    f1 = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(f1, sc), flo), fhi);
-    const __m256i vzp = _mm256_set1_epi32(ep->zero_point);
-    const __m256i q0 = _mm256_add_epi32(_mm256_cvtps_epi32(f0), vzp);
-    const __m256i q1 = _mm256_add_epi32(_mm256_cvtps_epi32(f1), vzp);
-    /* packs: q0 0-3, q1 0-3, q0 4-7, q1 4-7; the permute puts the 16 in order */
-    const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
-    const __m128i l = _mm256_castsi256_si128(w16), h = _mm256_extracti128_si256(w16, 1);
-    const __m128i b8 = ep->out_type == QK_DT_S8 ? _mm_packs_epi16(l, h) : _mm_packus_epi16(l, h);
-    if (cnt == QK_GEMM_NR) {
-        _mm_storeu_si128((__m128i *)y, b8);
-        return;
-    }
-    uint8_t buf[16];
-    _mm_storeu_si128((__m128i *)buf, b8);
-    memcpy(y, buf, cnt);
-}
 
 QK_TARGET_AVX2 void qk_gemm_s16_fused_6x16__avx2(size_t mr, size_t kp, const int16_t *a,
                                                  size_t lda, const int16_t *b,

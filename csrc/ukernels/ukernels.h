@@ -88,6 +88,19 @@ void qk_dw_plane__avx2(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
 void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16_t *w, size_t kh, size_t kw,
                          size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
                          size_t ow, int32_t *out);
+/* qk_dw_plane_fused: the same plane with the output stage applied (fp32 scheme to 8 bits:
+ * qk__epilogue_fused) as qk_epilogue_run gives it for channel o: oh x ow bytes to y. */
+typedef void (*qk_dw_plane_fused_fn)(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
+                                     size_t kw, size_t stride_h, size_t stride_w, size_t dil_h,
+                                     size_t dil_w, size_t oh, size_t ow, const qk_epilogue *ep,
+                                     size_t o, uint8_t *y);
+void qk_dw_plane_fused__scalar(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
+                               size_t kw, size_t stride_h, size_t stride_w, size_t dil_h,
+                               size_t dil_w, size_t oh, size_t ow, const qk_epilogue *ep, size_t o,
+                               uint8_t *y);
+void qk_dw_plane_fused__avx2(const int16_t *x, size_t wp, const int16_t *w, size_t kh, size_t kw,
+                             size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w,
+                             size_t oh, size_t ow, const qk_epilogue *ep, size_t o, uint8_t *y);
 /* The SIMD kernels' tap tables: off[t] the offset of tap t in the padded plane (off[taps] =
  * off[taps - 1] for an odd last pair), wpair[t / 2] taps t and t + 1 as one int16 pair (an odd
  * last tap pairs with weight 0). Returns 0 (nothing set) when the SIMD kernels do not cover the
@@ -490,6 +503,7 @@ typedef struct qk__ukernels {
     /* int16 path */
     qk_gemm_ukernel gemm_s16;
     qk_dw_plane_kernel dw_s16;
+    qk_dw_plane_fused_fn dw_s16_fused; /* NULL: dw_s16, then the output stage */
     qk_widen_s16_fn widen_s16;
     qk_widen_s16_fn widen_s16_over; /* NULL: none */
     qk_im2col_s16_fn im2col_s16;

@@ -1,4 +1,9 @@
-/* test_conv1x1.c -- qk_conv2d's unpadded stride-1 1x1 path on the int16 kernels (conv2d_1x1.c):
+/* test_conv_s16_fused.c -- the int16 kernels' paths with the fp32 output stage fused (8-bit out).
+ * The depthwise planes (qk_dw_plane_fused): the kernel against its scalar twin and against the
+ * plane's int32 sums through the scalar output stage (every geometry the plane kernels take), and
+ * depthwise qk_conv2d (channel multipliers 1 and 2, padding, strides 1-3, dilation) against the
+ * int64 reference through that stage, threads 1 / 2 / 3, a strided output.
+ * qk_conv2d's unpadded stride-1 1x1 path (conv2d_1x1.c):
  *   - its micro-kernels (the panel read from NCHW planes, the 6 x 16 tile with the fp32 output
  *     stage in registers) against their scalar twins, when the CPU has AVX2;
  *   - the conv, 8-bit fp32-requantized output (int32 bias, float bias, u8 / s8, clamps), against
@@ -232,9 +237,115 @@ static void test_conv(void) {
     }
 }
 
+static void test_dw_twins(void) {
+    for (int it = 0; it < 400; it++) {
+        const size_t kh = (size_t)rnd(1, 5), kw = (size_t)rnd(1, 5), sw = (size_t)rnd(1, 3);
+        const size_t sh = (size_t)rnd(1, 3), dh = (size_t)rnd(1, 2), dw = (size_t)rnd(1, 2);
+        const size_t ow = (size_t)rnd(1, 70), oh = (size_t)rnd(1, 5);
+        const size_t wp = (ow - 1) * sw + dw * (kw - 1) + 1 + (size_t)rnd(0, 3);
+        const size_t hp = (oh - 1) * sh + dh * (kh - 1) + 1;
+        int16_t *x = (int16_t *)calloc(wp * hp + 192, sizeof(int16_t));
+        int16_t w[25];
+        for (size_t i = 0; i < wp * hp; i++) x[i] = (int16_t)rnd(-255, 255);
+        for (size_t i = 0; i < kh * kw; i++) w[i] = (int16_t)rnd(-255, 255);
+        test_ep t;
+        make_ep(&t, 4, rnd(0, 1) ? QK_DT_U8 : QK_DT_S8, rnd(0, 3));
+        const size_t o = (size_t)rnd(0, 3);
+        int32_t acc[350];
+        uint8_t ref[350 + 8], y1[350 + 8], y2[350 + 8];
+        qk_dw_plane__scalar(x, wp, w, kh, kw, sh, sw, dh, dw, oh, ow, acc);
+        memset(ref, 0xA5, sizeof ref);
+        memset(y1, 0xA5, sizeof y1);
+        memset(y2, 0xA5, sizeof y2);
+        QK_CHECK(qk_epilogue_run__scalar(&t.ep, o, acc, oh * ow, ref) == QK_OK, "output stage");
+        qk_dw_plane_fused__scalar(x, wp, w, kh, kw, sh, sw, dh, dw, oh, ow, &t.ep, o, y1);
+        QK_CHECK(memcmp(ref, y1, sizeof ref) == 0, "dw fused scalar vs plane + stage ow=%zu sw=%zu",
+                 ow, sw);
+#if QK_X86
+        if (qk_cpu_has_avx2()) {
+            qk_dw_plane_fused__avx2(x, wp, w, kh, kw, sh, sw, dh, dw, oh, ow, &t.ep, o, y2);
+            QK_CHECK(memcmp(ref, y2, sizeof ref) == 0, "dw fused avx2 twin ow=%zu sw=%zu kh=%zu kw=%zu",
+                     ow, sw, kh, kw);
+        }
+#endif
+        free(x);
+    }
+}
+
+static void test_dw_conv(void) {
+    /* batch, channels, in_h, in_w, multiplier, k, stride, pad, dilation */
+    static const size_t cases[][9] = {
+        {1, 8, 14, 14, 1, 3, 1, 1, 1}, {2, 5, 9, 23, 1, 3, 2, 1, 1}, {1, 6, 7, 7, 2, 3, 1, 1, 1},
+        {1, 3, 17, 40, 1, 5, 1, 2, 1}, {2, 4, 8, 8, 1, 3, 3, 0, 1}, {1, 4, 12, 12, 1, 3, 1, 2, 2},
+        {1, 16, 28, 28, 1, 3, 2, 1, 1}, {3, 2, 1, 1, 1, 3, 1, 1, 1}, {1, 2, 5, 33, 2, 1, 1, 0, 1}};
+    for (size_t it = 0; it < sizeof cases / sizeof cases[0]; it++) {
+        const size_t *c = cases[it];
+        qk_conv2d_shape s;
+        memset(&s, 0, sizeof s);
+        s.batch = c[0];
+        s.in_c = c[1];
+        s.in_h = c[2];
+        s.in_w = c[3];
+        s.stride_h = s.stride_w = c[6];
+        s.pad_top = s.pad_left = s.pad_bottom = s.pad_right = c[7];
+        s.dil_h = s.dil_w = c[8];
+        const size_t oc = c[1] * c[4], k = c[5];
+        for (int v = 0; v < 4; v++) {
+            const qk_dtype xt = v & 1 ? QK_DT_S8 : QK_DT_U8, wt = v & 2 ? QK_DT_U8 : QK_DT_S8;
+            const size_t nx = s.batch * s.in_c * s.in_h * s.in_w, nw = oc * k * k;
+            uint8_t *x = (uint8_t *)malloc(nx), *w = (uint8_t *)malloc(nw);
+            fill(x, xt, nx);
+            fill(w, wt, nw);
+            int32_t wzp[200];
+            for (size_t o = 0; o < oc; o++) wzp[o] = wt == QK_DT_U8 ? rnd(0, 255) : rnd(-128, 127);
+            const int32_t xzp = xt == QK_DT_U8 ? rnd(0, 255) : rnd(-128, 127);
+            qk_packed_weights *pw = NULL;
+            QK_CHECK(qk_pack_conv2d(w, wt, oc, 1, k, k, s.in_c, wzp, &pw) == QK_OK, "pack dw");
+            size_t oh = 0, ow = 0;
+            QK_CHECK(qk_conv2d_out_size(&s, pw, &oh, &ow) == QK_OK, "out size");
+            const size_t img = oc * oh * ow, ny = s.batch * img;
+            test_ep t;
+            make_ep(&t, oc, v & 1 ? QK_DT_S8 : QK_DT_U8, v);
+            uint8_t *y1 = (uint8_t *)malloc(ny), *y2 = (uint8_t *)malloc(ny);
+            QK_CHECK(qk_conv2d(&s, pw, x, xt, xzp, &t.ep, y1, 1) == QK_OK, "dw conv");
+            int ok = 1;
+            const size_t ocg = oc / s.in_c;
+            for (size_t b = 0; b < s.batch; b++)
+                for (size_t o = 0; o < oc; o++)
+                    for (size_t i = 0; i < oh; i++)
+                        for (size_t j = 0; j < ow; j++) {
+                            const int32_t acc = (int32_t)qk_ref_conv_acc(
+                                &s, x, xt, xzp, w, wt, wzp, ocg, 1, k, k, b, o, i, j);
+                            uint8_t q;
+                            qk_epilogue_run__scalar(&t.ep, o, &acc, 1, &q);
+                            ok &= q == y1[((b * oc + o) * oh + i) * ow + j];
+                        }
+            QK_CHECK(ok, "dw conv vs reference, case %zu v=%d", it, v);
+            for (int th = 2; th <= 3; th++) {
+                QK_CHECK(qk_conv2d(&s, pw, x, xt, xzp, &t.ep, y2, th) == QK_OK, "dw threads");
+                QK_CHECK(memcmp(y1, y2, ny) == 0, "dw threads %d, case %zu", th, it);
+            }
+            const size_t ys = img + (size_t)rnd(1, 9), n3 = (s.batch - 1) * ys + img + 5;
+            uint8_t *y3 = (uint8_t *)malloc(n3);
+            memset(y3, 0x5A, n3);
+            QK_CHECK(qk_conv2d_strided(&s, pw, x, xt, xzp, &t.ep, y3, ys, 2) == QK_OK, "strided");
+            ok = 1;
+            for (size_t i = 0; i < n3; i++) {
+                const size_t b = i / ys, r = i % ys;
+                ok &= b < s.batch && r < img ? y3[i] == y1[b * img + r] : y3[i] == 0x5A;
+            }
+            QK_CHECK(ok, "dw strided == contiguous, case %zu", it);
+            qk_packed_weights_free(pw);
+            free(x); free(w); free(y1); free(y2); free(y3);
+        }
+    }
+}
+
 int main(void) {
     printf("isa: %s\n", qk_isa_name(qk_isa()));
     test_twins();
     test_conv();
+    test_dw_twins();
+    test_dw_conv();
     return QK_TEST_SUMMARY();
 }
