@@ -4,6 +4,8 @@ scripts/bench.py: the same workloads, qkernels calls only, in interleaved rounds
 
     python scripts/bench_ab.py --a ../base --b . [--rounds 5] [--rows elementwise,gemm,layernorm,models]
     python scripts/bench_ab.py --a ../base --b . --rows transformers --cpu   # integer MiniLM
+    python scripts/bench_ab.py --a ../base --b . --rows mbv2 --only t1 --cpu # mobilenet_v2's layers
+    python scripts/bench_ab.py --a ../base --b . --rows zoo --zoo-models mobilenet_v2 --cpu
 
 Each tree must have its extension built in place (``make build``, or ``python setup.py build_ext
 --inplace`` with this venv's Python). One worker process per tree imports qkernels from its tree
