@@ -4,6 +4,8 @@ scripts/bench.py: the same workloads, qkernels calls only, in interleaved rounds
 
     python scripts/bench_ab.py --a ../base --b . [--rounds 5] [--rows elementwise,gemm,layernorm,models]
     python scripts/bench_ab.py --a ../base --b . --rows transformers --cpu   # integer MiniLM
+    python scripts/bench_ab.py --a ../base --b . --rows mbv2 --only t1 --cpu # mobilenet_v2's layers
+    python scripts/bench_ab.py --a ../base --b . --rows zoo --zoo-models mobilenet_v2 --cpu
 
 Each tree must have its extension built in place (``make build``, or ``python setup.py build_ext
 --inplace`` with this venv's Python). One worker process per tree imports qkernels from its tree
@@ -136,6 +138,38 @@ def rows_models(qk, np) -> Dict[str, Callable[[], object]]:
     return out
 
 
+# mobilenet_v2's conv layers at 224 (C, H, O, k, stride, groups; pad k // 2): every distinct
+# 1x1 expand / project and depthwise shape, the order of the network
+MBV2 = [(32, 112, 16, 1, 1, 1), (16, 112, 96, 1, 1, 1), (96, 56, 24, 1, 1, 1),
+        (24, 56, 144, 1, 1, 1), (144, 56, 24, 1, 1, 1), (144, 28, 32, 1, 1, 1),
+        (32, 28, 192, 1, 1, 1), (192, 28, 32, 1, 1, 1), (192, 14, 64, 1, 1, 1),
+        (64, 14, 384, 1, 1, 1), (384, 14, 64, 1, 1, 1), (384, 14, 96, 1, 1, 1),
+        (96, 14, 576, 1, 1, 1), (576, 14, 96, 1, 1, 1), (576, 7, 160, 1, 1, 1),
+        (32, 112, 32, 3, 1, 32), (96, 112, 96, 3, 2, 96), (144, 56, 144, 3, 1, 144),
+        (144, 56, 144, 3, 2, 144), (192, 28, 192, 3, 1, 192), (192, 28, 192, 3, 2, 192),
+        (384, 14, 384, 3, 1, 384), (576, 14, 576, 3, 1, 576), (576, 14, 576, 3, 2, 576),
+        (960, 7, 960, 3, 1, 960)]
+
+
+def rows_mbv2(qk, np) -> Dict[str, Callable[[], object]]:
+    """mobilenet_v2's conv layers (MBV2) alone, batch 1, 1 and 2 threads, the fbgemm preset with
+    an 8-bit output (the model's prepared-conv runner: the per-call work of a model step)."""
+    out: Dict[str, Callable[[], object]] = {}
+    for c, h, o, k, s, g in MBV2:
+        rng = np.random.default_rng(1)
+        x = rng.integers(0, 128, (1, c, h, h)).astype(np.uint8)
+        w = rng.integers(-127, 128, (o, c // g, k, k)).astype(np.int8)
+        b = rng.normal(0, 1, o).astype(np.float32)
+        conv = qk.prepare_qconv2d(w, b, stride=s, padding=k // 2, groups=g, x_dtype=np.uint8,
+                                  x_scale=0.05, x_zero_point=64, w_scale=0.01, out_scale=0.5,
+                                  out_zero_point=128, out_dtype=np.uint8, preset="fbgemm")
+        run = conv.runner(x.shape)
+        kind = "dw 3x3" if g > 1 else "1x1"
+        for t in (1, 2):
+            out[f"{kind}/{s} {c}->{o} @{h} t{t}"] = lambda run=run, x=x, t=t: run(x, t)
+    return out
+
+
 ZOO_MODELS = ["resnet18", "resnet50"]   # --zoo-models
 
 
@@ -199,7 +233,8 @@ def rows_transformers(qk, np) -> Dict[str, Callable[[], object]]:
 
 
 ROWS = {"elementwise": rows_elementwise, "gemm": rows_gemm, "layernorm": rows_layernorm,
-        "models": rows_models, "zoo": rows_zoo, "transformers": rows_transformers}
+        "models": rows_models, "zoo": rows_zoo, "transformers": rows_transformers,
+        "mbv2": rows_mbv2}
 
 
 def worker(tree: str, rows: List[str], cpu: bool = False) -> None:

@@ -33,7 +33,8 @@
  * copies the input plane it needs into its own padded plane and runs a direct plane kernel (8-bit
  * VNNI+VBMI kernel when the weights have that layout, else the int16 AVX-512 / AVX2 / scalar
  * ones), then the epilogue (fused into the 8-bit plane kernel with the fp32 epilogue, the plane
- * then copied by 64-byte blocks from per-call tables).
+ * then copied by 64-byte blocks from per-call tables; fused too into the int16 AVX2 / scalar plane
+ * kernels, qk_dw_plane_fused, with the fp32 epilogue to 8 bits: no int32 plane).
  * Windows of mostly padding (direct path): when the padded copy would hold more than
  *   4 x (input + output) elements + 64K (huge padding, stride or dilation; or a copy whose size
  *   does not even fit in size_t), nothing is copied: each output row of each (image, channel)
@@ -488,9 +489,11 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
     const qk_packed_weights *w = c->w;
     const size_t n = w->n, osz = qk__dtype_size(c->ep->out_type), plane = c->hp * c->wp;
     const size_t opix = c->oh * c->ow;
-    int32_t *acc = (int32_t *)malloc(opix * sizeof(int32_t));
+    /* the output stage in the plane kernel (fp32 to 8 bits), or a pass over its int32 plane */
+    const qk_dw_plane_fused_fn fused = qk__epilogue_fused(c->ep) ? c->uk->dw_s16_fused : NULL;
+    int32_t *acc = fused != NULL ? NULL : (int32_t *)malloc(opix * sizeof(int32_t));
     int16_t *xp = (int16_t *)calloc(plane + QK__SLACK, sizeof(int16_t));
-    if (acc == NULL || xp == NULL) {
+    if ((acc == NULL && fused == NULL) || xp == NULL) {
         free(acc);
         free(xp);
         atomic_store(&c->status, QK_ERR_NOMEM);
@@ -505,6 +508,11 @@ static void qk__dw_jobs(void *vctx, size_t j0, size_t j1) {
                 c->uk->widen_s16(src + h * s->in_w, c->xt, c->xzp, s->in_w,
                                  xp + (h + s->pad_top) * c->wp + s->pad_left);
             have = bc;
+        }
+        if (fused != NULL) {
+            fused(xp, c->wp, w->data + o * w->k2, w->kh, w->kw, s->stride_h, s->stride_w,
+                  s->dil_h, s->dil_w, c->oh, c->ow, c->ep, o, (uint8_t *)c->y + qk__yoff(c, b, o));
+            continue;
         }
         c->uk->dw_s16(xp, c->wp, w->data + o * w->k2, w->kh, w->kw, s->stride_h, s->stride_w,
                       s->dil_h, s->dil_w, c->oh, c->ow, acc);
@@ -779,17 +787,20 @@ static int qk__conv_flat(const qk_packed_weights *w, size_t ow) {
  * 8-bit plane kernel, the wide planes cost more than they save (MobileNetV2-tiny at batch 32:
  * 0.94 -> 0.83 ms without).
  * Both give the same accumulators as the tiles, and the same output stage gives the same
- * outputs. */
+ * outputs. So does the int16 kernels' 1x1 path (conv2d_1x1.c: unpadded, stride 1, one group, the
+ * fp32 output stage to 8 bits, weights not packed for the 8-bit kernels), taken past the GEMM's
+ * rule: flat tiles of 16 pixels, panels read from the input, the output stage in registers. */
 enum { QK__GEMM_MIN_K = 24, QK__GEMM_MAX_PIXELS = 64, QK__WIDE_BELOW = 8 };
-typedef enum { QK__CONV_TILED, QK__CONV_GEMM, QK__CONV_WIDE } qk__conv_algo;
+typedef enum { QK__CONV_TILED, QK__CONV_GEMM, QK__CONV_WIDE, QK__CONV_1X1 } qk__conv_algo;
 
 static qk__conv_algo qk__conv_path(const qk_conv2d_shape *s, const qk_packed_weights *w,
-                                   size_t oh, size_t ow, int sparse) {
+                                   const qk_epilogue *ep, size_t oh, size_t ow, int sparse) {
     if (sparse) return QK__CONV_TILED; /* the tiled driver's direct path: see qk__conv_sparse */
     if (w->lin != NULL && s->pad_top == 0 && s->pad_left == 0 && s->pad_bottom == 0 &&
         s->pad_right == 0 && oh * ow <= QK__GEMM_MAX_PIXELS &&
         (w->k >= QK__GEMM_MIN_K || ow < QK__WIDE_BELOW))
         return QK__CONV_GEMM;
+    if (qk__conv_1x1_fits(s, w, ep)) return QK__CONV_1X1; /* conv2d_1x1.c (int16 kernels) */
     const size_t slot = s->in_w + s->pad_left + s->pad_right, ew = s->dil_w * (w->kw - 1) + 1;
     const int depthwise = w->groups > 1 && s->in_c == w->groups;
     if (s->batch >= 2 && !depthwise && ow < QK__WIDE_BELOW && !(w->vnni && qk__conv_flat(w, ow)) &&
@@ -1001,7 +1012,10 @@ static qk_status qk__conv2d_run(const qk_conv2d_shape *s, const qk_packed_weight
         return QK_ERR_ARG;
     const int sparse = qk__conv_sparse(s, s->in_h + s->pad_top + s->pad_bottom,
                                        s->in_w + s->pad_left + s->pad_right, in_elems, out_elems);
-    switch (qk__conv_path(s, w, oh, ow, sparse)) { /* the algorithm: see the top of the file */
+    switch (qk__conv_path(s, w, ep, oh, ow, sparse)) { /* the algorithm: see the top of the file */
+        case QK__CONV_1X1:
+            st = qk__conv2d_1x1(s, w, x, x_type, x_zero_point, ep, y, ys, threads);
+            break;
         case QK__CONV_GEMM:
             st = qk__conv2d_gemm(s, w, x, x_type, x_zero_point, ep, y, ys, threads);
             break;

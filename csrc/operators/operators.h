@@ -76,4 +76,12 @@ uint32_t *qk__zp_correction(const qk_packed_weights *w, int32_t xz8);
 qk_status qk__linear_vnni(const qk_packed_weights *w, const void *x, qk_dtype xt, size_t m,
                           int32_t xz8, const qk_epilogue *ep, void *y, int threads);
 
+/* conv2d_1x1.c: qk_conv2d's unpadded stride-1 1x1 path on the int16 kernels with the fp32
+ * output stage fused (8-bit output); _fits says when it applies (qk__conv_path), the run takes
+ * qk_conv2d's checked arguments (ys: elements from one output image to the next). */
+int qk__conv_1x1_fits(const qk_conv2d_shape *s, const qk_packed_weights *w, const qk_epilogue *ep);
+qk_status qk__conv2d_1x1(const qk_conv2d_shape *s, const qk_packed_weights *w, const void *x,
+                         qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
+                         size_t ys, int threads);
+
 #endif /* QKERNELS_OPERATORS_H */

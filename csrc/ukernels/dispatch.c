@@ -25,7 +25,9 @@
  * without a twin are NULL. */
 #define QK__LEVEL_SCALAR                                                                        \
     .gemm_s16 = qk_gemm_s16_6x16__scalar, .dw_s16 = qk_dw_plane__scalar,                        \
+    .dw_s16_fused = qk_dw_plane_fused__scalar,                                                  \
     .widen_s16 = qk_widen_s16__scalar, .im2col_s16 = qk_im2col_s16__scalar,                     \
+    .panel_s16_1x1 = qk_panel_s16_1x1__scalar, .gemm_s16_fused = qk_gemm_s16_fused_6x16__scalar, \
     .epilogue_run = qk_epilogue_run__scalar, .epilogue_channels = qk_epilogue_channels__scalar, \
     .gemm_u8 = QK__GEMM_U8(scalar), .conv_tile_out = qk_conv_tile_out__scalar,                  \
     .pad_u8 = qk_pad_u8__scalar, .pad_u8x4 = qk_pad_u8x4__scalar,                               \
@@ -35,16 +37,18 @@
 
 #define QK__LEVEL_AVX2                                                                 \
     QK__LEVEL_SCALAR, .gemm_s16 = qk_gemm_s16_6x16__avx2, .dw_s16 = qk_dw_plane__avx2, \
+        .dw_s16_fused = qk_dw_plane_fused__avx2,                                       \
         .widen_s16 = qk_widen_s16__avx2, .widen_s16_over = qk_widen_s16_over__avx2,    \
         .im2col_s16 = qk_im2col_s16__avx2, .epilogue_run = qk_epilogue_run__avx2,      \
-        .epilogue_channels = qk_epilogue_channels__avx2, .transpose_u8 = qk_transpose_u8__avx2
+        .epilogue_channels = qk_epilogue_channels__avx2, .transpose_u8 = qk_transpose_u8__avx2, \
+        .panel_s16_1x1 = qk_panel_s16_1x1__avx2, .gemm_s16_fused = qk_gemm_s16_fused_6x16__avx2
 
 #define QK__LEVEL_AVX512 QK__LEVEL_AVX2, .widen_s16 = qk_widen_s16__avx512, .pad_u8 = qk_pad_u8__avx512
 
 /* The 8-bit path. (The int16 depthwise plane takes its AVX-512 form only from here, as it did
  * when it was written for this path.) */
 #define QK__LEVEL_AVX512VNNI                                                                      \
-    QK__LEVEL_AVX512, .pack_u8 = 1, .dw_s16 = qk_dw_plane__avx512,                                \
+    QK__LEVEL_AVX512, .pack_u8 = 1, .dw_s16 = qk_dw_plane__avx512, .dw_s16_fused = NULL,          \
         .epilogue_run = qk_epilogue_run__avx512, .gemm_u8 = QK__GEMM_U8(avx512vnni),              \
         .conv_tile_out = qk_conv_tile_out__avx512, .pad_u8x4 = qk_pad_u8x4__avx512vnni,           \
         .im2col_u8 = qk_im2col_u8__avx2, .im2col_u8x4 = qk_im2col_u8x4__avx512vnni,               \

@@ -54,6 +54,61 @@ QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m256i qk__fx8__avx2(__m256i acc, __m256
     return _mm256_sub_epi32(q, _mm256_cmpgt_epi32(_mm256_and_si256(h, mask), thr));
 }
 
+/* The fp32 output stage (QK_REQ_FP32 to 8 bits, qk__epilogue_fused) of channel o, its
+ * parameters read once (qk__fp32_ch__avx2: the stores through uint8_t pointers would otherwise
+ * make the compiler read them again for every block), then applied to 16 int32 sums, lanes 0-7
+ * in s0 and 8-15 in s1, the first cnt (<= 16) bytes to y (qk__fp32_row16__avx2):
+ * epilogue_avx2.c's operations in its order (int32 bias, vcvtdq2ps, float bias, scale, the clamp
+ * on integral float bounds, vcvtps2dq, zero point, packs), so the bits of qk_epilogue_run. For
+ * the fused tiles. */
+typedef struct {
+    __m256i bias, zp;
+    __m256 fbias, scale, flo, fhi;
+    int has_bias, has_fbias, s8;
+} qk__fp32_ch;
+
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE void qk__fp32_ch__avx2(const qk_epilogue *ep, size_t o,
+                                                              qk__fp32_ch *k) {
+    k->has_bias = ep->bias != NULL;
+    k->has_fbias = ep->float_bias != NULL;
+    k->s8 = ep->out_type == QK_DT_S8;
+    k->bias = _mm256_set1_epi32(k->has_bias ? ep->bias[o] : 0);
+    k->fbias = _mm256_set1_ps(k->has_fbias ? ep->float_bias[o] : 0.0f);
+    k->scale = _mm256_set1_ps(ep->scale[o]);
+    k->flo = _mm256_set1_ps(qk__ep_flo(ep));
+    k->fhi = _mm256_set1_ps(qk__ep_fhi(ep));
+    k->zp = _mm256_set1_epi32(ep->zero_point);
+}
+
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE void qk__fp32_row16__avx2(const qk__fp32_ch *k, __m256i s0,
+                                                                 __m256i s1, size_t cnt,
+                                                                 uint8_t *y) {
+    if (k->has_bias) {
+        s0 = _mm256_add_epi32(s0, k->bias);
+        s1 = _mm256_add_epi32(s1, k->bias);
+    }
+    __m256 f0 = _mm256_cvtepi32_ps(s0), f1 = _mm256_cvtepi32_ps(s1);
+    if (k->has_fbias) {
+        f0 = _mm256_add_ps(f0, k->fbias);
+        f1 = _mm256_add_ps(f1, k->fbias);
+    }
+    f0 = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(f0, k->scale), k->flo), k->fhi);
+    f1 = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(f1, k->scale), k->flo), k->fhi);
+    const __m256i q0 = _mm256_add_epi32(_mm256_cvtps_epi32(f0), k->zp);
+    const __m256i q1 = _mm256_add_epi32(_mm256_cvtps_epi32(f1), k->zp);
+    /* packs: q0 0-3, q1 0-3, q0 4-7, q1 4-7; the permute puts the 16 in order */
+    const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
+    const __m128i l = _mm256_castsi256_si128(w16), h = _mm256_extracti128_si256(w16, 1);
+    const __m128i b8 = k->s8 ? _mm_packs_epi16(l, h) : _mm_packus_epi16(l, h);
+    if (cnt == 16) {
+        _mm_storeu_si128((__m128i *)y, b8);
+        return;
+    }
+    uint8_t buf[16];
+    _mm_storeu_si128((__m128i *)buf, b8);
+    memcpy(y, buf, cnt);
+}
+
 /* One k row of a u8 tile panel: the 16 lanes of up to 3 runs (nseg, a constant where this is
  * inlined), lanes of run r from p + base[r] (vpblendvb with the run's lane mask m1, m2). */
 QK_TARGET_AVX2 static QK_ALWAYS_INLINE __m128i qk__seg_row_u8__avx2(const uint8_t *p,

@@ -18,6 +18,7 @@
  *   linear_u8  6 x 64 tiles of qk_linear with the output stage    avx512vnni
  *   dw_u8      8-bit depthwise plane (and with the output fused)  scalar, avx512vbmi
  *   im2col_s16 the int16 padded image rows and the tile panels    scalar, avx2, avx512
+ *   conv1x1_s16 1x1 panels from NCHW, 6 x 16 tiles + fp32 output  scalar, avx2
  *   im2col_u8  the u8 padded images and the tile panels           scalar, avx2, avx512,
  *                                                                 avx512vnni, avx512vbmi
  *   epilogue   the output stage (requantization) of int32 sums    scalar, avx2, avx512
@@ -87,6 +88,19 @@ void qk_dw_plane__avx2(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
 void qk_dw_plane__avx512(const int16_t *x, size_t wp, const int16_t *w, size_t kh, size_t kw,
                          size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w, size_t oh,
                          size_t ow, int32_t *out);
+/* qk_dw_plane_fused: the same plane with the output stage applied (fp32 scheme to 8 bits:
+ * qk__epilogue_fused) as qk_epilogue_run gives it for channel o: oh x ow bytes to y. */
+typedef void (*qk_dw_plane_fused_fn)(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
+                                     size_t kw, size_t stride_h, size_t stride_w, size_t dil_h,
+                                     size_t dil_w, size_t oh, size_t ow, const qk_epilogue *ep,
+                                     size_t o, uint8_t *y);
+void qk_dw_plane_fused__scalar(const int16_t *x, size_t wp, const int16_t *w, size_t kh,
+                               size_t kw, size_t stride_h, size_t stride_w, size_t dil_h,
+                               size_t dil_w, size_t oh, size_t ow, const qk_epilogue *ep, size_t o,
+                               uint8_t *y);
+void qk_dw_plane_fused__avx2(const int16_t *x, size_t wp, const int16_t *w, size_t kh, size_t kw,
+                             size_t stride_h, size_t stride_w, size_t dil_h, size_t dil_w,
+                             size_t oh, size_t ow, const qk_epilogue *ep, size_t o, uint8_t *y);
 /* The SIMD kernels' tap tables: off[t] the offset of tap t in the padded plane (off[taps] =
  * off[taps - 1] for an odd last pair), wpair[t / 2] taps t and t + 1 as one int16 pair (an odd
  * last tap pairs with weight 0). Returns 0 (nothing set) when the SIMD kernels do not cover the
@@ -335,6 +349,29 @@ void qk_im2col_s16__scalar(const int16_t *src, const size_t *koff, size_t k, siz
 void qk_im2col_s16__avx2(const int16_t *src, const size_t *koff, size_t k, size_t stride_w,
                          size_t base, size_t cnt, int16_t *panel);
 
+/* ---- conv1x1_s16: the unpadded stride-1 1x1 conv on the int16 path ------------------------
+ * qk_panel_s16_1x1: the [k2/2][16][2] panel (as qk_im2col_s16 builds it) of cnt <= 16
+ * consecutive pixels read straight from the NCHW input: channel kk's lane i = x[kk * plane + i]
+ * - zp (u8 or s8 x), lanes >= cnt and the k pad row zero; reads only those cnt bytes a channel.
+ * qk_gemm_s16_fused_6x16: qk_gemm_s16_6x16's mr x 16 tile with the output stage applied in
+ * registers (fp32 scheme, 8-bit output: qk__epilogue_fused) as qk_epilogue_run gives it for
+ * channel o0 + r; row r's first cnt bytes to y + r * ystride (nothing else written). */
+typedef void (*qk_panel_s16_1x1_fn)(const void *x, qk_dtype xt, int32_t zp, size_t plane,
+                                    size_t k, size_t cnt, int16_t *panel);
+void qk_panel_s16_1x1__scalar(const void *x, qk_dtype xt, int32_t zp, size_t plane, size_t k,
+                              size_t cnt, int16_t *panel);
+void qk_panel_s16_1x1__avx2(const void *x, qk_dtype xt, int32_t zp, size_t plane, size_t k,
+                            size_t cnt, int16_t *panel);
+typedef void (*qk_gemm_s16_fused_fn)(size_t mr, size_t kp, const int16_t *a, size_t lda,
+                                     const int16_t *b, const qk_epilogue *ep, size_t o0,
+                                     size_t cnt, uint8_t *y, size_t ystride);
+void qk_gemm_s16_fused_6x16__scalar(size_t mr, size_t kp, const int16_t *a, size_t lda,
+                                    const int16_t *b, const qk_epilogue *ep, size_t o0,
+                                    size_t cnt, uint8_t *y, size_t ystride);
+void qk_gemm_s16_fused_6x16__avx2(size_t mr, size_t kp, const int16_t *a, size_t lda,
+                                  const int16_t *b, const qk_epilogue *ep, size_t o0, size_t cnt,
+                                  uint8_t *y, size_t ystride);
+
 /* ---- im2col_u8: the u8 padded images and tile panels -----------------------------------------
  * qk_pad_u8: rows x n bytes (source rows n apart, each byte ^ flip) into a padded plane of hp
  * rows of pitch wp bytes at d, the interior at (pad_top, pad_left), every other byte of the
@@ -466,9 +503,12 @@ typedef struct qk__ukernels {
     /* int16 path */
     qk_gemm_ukernel gemm_s16;
     qk_dw_plane_kernel dw_s16;
+    qk_dw_plane_fused_fn dw_s16_fused; /* NULL: dw_s16, then the output stage */
     qk_widen_s16_fn widen_s16;
     qk_widen_s16_fn widen_s16_over; /* NULL: none */
     qk_im2col_s16_fn im2col_s16;
+    qk_panel_s16_1x1_fn panel_s16_1x1;   /* the 1x1 conv's panels and fused tiles */
+    qk_gemm_s16_fused_fn gemm_s16_fused;
     /* output stage */
     qk_epilogue_fn epilogue_run, epilogue_channels;
     /* 8-bit path */
