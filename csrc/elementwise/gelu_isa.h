@@ -169,3 +169,102 @@ QK_V_TARGET static size_t QK__N(qk__ginterp_)(const qk_gelu_interp_params *p, in
 }
 #undef QK__GI_MS
 #undef QK__GI_GATHER
+
+/* ---- qk_gelu_interp on AVX2: no 32-bit gathers, the requantizations from per-channel constants
+ * (gelu.c, "interp on AVX2"). AVX-512 keeps the loop above (tables in registers). */
+#if !QK_V_IS512
+/* One vector of 8 elements (channels ch .. ch + 7 of block k, or channel 0 of k when the
+ * parameters are per tensor): u, h, g as in qk__ginterp_one. Lanes the guards or the tie test
+ * flag are redone by the exact scalar qk__ginterp_one. out8: 8-bit output (float stage 2),
+ * else int32 output (exact stage 2). */
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE void qk__gi2_vec_avx2(
+    const qk__gi_blk *k, const int64_t *tq, const qk_gelu_interp_params *p, size_t ch, int pc,
+    const int32_t *x, void *y, int out8, int sg, int32_t zp, int32_t lo, int32_t hi, __m256 fl8,
+    __m256 fh8, __m256i vzp) {
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    /* stage 1: u = RHU(x m / 2^e) on the even and the odd lanes (exact, unsaturated under the
+     * guard |x| < 2^(e-1)) */
+    const __m256i pe = _mm256_mul_epi32(xv, _mm256_load_si256((const __m256i *)k->m1));
+    const __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(xv, 32),
+                                        _mm256_load_si256((const __m256i *)(k->m1 + 4)));
+    const __m256i qe = _mm256_srlv_epi64(_mm256_add_epi64(pe, _mm256_load_si256((const __m256i *)k->k1)),
+                                         _mm256_load_si256((const __m256i *)k->s1));
+    const __m256i qo = _mm256_srlv_epi64(
+        _mm256_add_epi64(po, _mm256_load_si256((const __m256i *)(k->k1 + 4))),
+        _mm256_load_si256((const __m256i *)(k->s1 + 4)));
+    const __m256i u = _mm256_add_epi32(_mm256_blend_epi32(qe, _mm256_slli_epi64(qo, 32), 0xAA),
+                                       _mm256_load_si256((const __m256i *)k->c1));
+    __m256i flag = _mm256_add_epi32(_mm256_abs_epi32(xv), _mm256_load_si256((const __m256i *)k->g1));
+    /* h: segment min(t >> 12, 96) of the 97-entry table tq (entry 96 is 0: h = 0 from 6 2^16);
+     * A' = 2^12 A + 2^11 in the low dword, (B, C) int16 in the high one; two 4-lane qword
+     * gathers (lanes 0 1 4 5 and 2 3 6 7: the shuffles put them back in order) */
+    const __m256i t = _mm256_abs_epi32(u);
+    const __m256i idx = _mm256_min_epi32(_mm256_srli_epi32(t, QK__GI_K), _mm256_set1_epi32(QK__GI_SEG));
+    const __m256i pidx = _mm256_permutevar8x32_epi32(idx, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+    const __m256i q0 = _mm256_i32gather_epi64((const long long *)tq, _mm256_castsi256_si128(pidx), 8);
+    const __m256i q1 = _mm256_i32gather_epi64((const long long *)tq, _mm256_extracti128_si256(pidx, 1), 8);
+    const __m256i va = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(q0), _mm256_castsi256_ps(q1), 0x88));
+    const __m256i vbc = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(q0), _mm256_castsi256_ps(q1), 0xDD));
+    /* f in the low word, w = floor(f (f - 2^12) / 2^12) = the high half of (8 f) (2 (f - 2^12))
+     * in the high word (8 f < 2^15, 2 (f - 2^12) in [-2^13, -2]) */
+    const __m256i f = _mm256_and_si256(t, _mm256_set1_epi32((1 << QK__GI_K) - 1));
+    const __m256i w = _mm256_mulhi_epi16(_mm256_slli_epi32(f, 19),
+                                         _mm256_slli_epi32(_mm256_sub_epi32(f, _mm256_set1_epi32(1 << QK__GI_K)), 17));
+    const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(vbc, _mm256_or_si256(f, w)), va);
+    const __m256i g = _mm256_sub_epi32(_mm256_max_epi32(u, _mm256_setzero_si256()), _mm256_srai_epi32(s, QK__GI_K));
+    if (out8) {
+        /* stage 2 in float: |fl(fl(g) r) - g m / 2^e| <= 2^-22.4 |.|; clamped to [lo - zp,
+         * hi - zp] (|.| <= 255) the error is below 2^-13, so RNE of w is RHU of the exact value
+         * unless w is within 2^-13 of a tie (flagged) */
+        const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(g), _mm256_load_ps(k->rf));
+        const __m256 wv = _mm256_min_ps(_mm256_max_ps(v, fl8), fh8);
+        const __m256 r = _mm256_round_ps(wv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256 d = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(wv, r));
+        flag = _mm256_or_si256(flag, _mm256_castps_si256(_mm256_cmp_ps(d, _mm256_set1_ps(0.5f - 0x1p-13f), _CMP_GE_OQ)));
+        qk__v_store8_avx2((uint8_t *)y, _mm256_add_epi32(_mm256_cvtps_epi32(r), vzp), sg);
+    } else {
+        /* stage 2 exact: y = RHU(g m / 2^e) + zp, unsaturated under the guard |g| < 2^(e-1) */
+        const __m256i ge = _mm256_mul_epi32(g, _mm256_load_si256((const __m256i *)k->m2));
+        const __m256i go = _mm256_mul_epi32(_mm256_srli_epi64(g, 32),
+                                            _mm256_load_si256((const __m256i *)(k->m2 + 4)));
+        const __m256i re = _mm256_srlv_epi64(_mm256_add_epi64(ge, _mm256_load_si256((const __m256i *)k->k2)),
+                                             _mm256_load_si256((const __m256i *)k->s2));
+        const __m256i ro = _mm256_srlv_epi64(
+            _mm256_add_epi64(go, _mm256_load_si256((const __m256i *)(k->k2 + 4))),
+            _mm256_load_si256((const __m256i *)(k->s2 + 4)));
+        const __m256i yv = _mm256_add_epi32(_mm256_blend_epi32(re, _mm256_slli_epi64(ro, 32), 0xAA),
+                                            _mm256_load_si256((const __m256i *)k->c2));
+        flag = _mm256_or_si256(flag, _mm256_add_epi32(_mm256_abs_epi32(g),
+                                                      _mm256_load_si256((const __m256i *)k->g2)));
+        _mm256_storeu_si256((__m256i *)y, yv);
+    }
+    unsigned bits = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(flag));
+    while (bits) {
+        const int l = __builtin_ctz(bits);
+        bits &= bits - 1;
+        const int32_t v = qk__ginterp_one(p, pc ? ch + (size_t)l : 0, x[l], zp, lo, hi);
+        if (out8)
+            ((uint8_t *)y)[l] = (uint8_t)v;
+        else
+            ((int32_t *)y)[l] = v;
+    }
+}
+
+/* nv vectors of 8 elements at x (channel ch onwards, block k onwards when pc; else all of
+ * channel 0 with block k) */
+QK_TARGET_AVX2 static void qk__gi2_avx2(const qk__gi_blk *k, const int64_t *tq,
+                                        const qk_gelu_interp_params *p, size_t ch, int pc,
+                                        const int32_t *x, size_t nv, void *y, int out8, int sg,
+                                        int32_t zp, int32_t lo, int32_t hi) {
+    const __m256 fl8 = _mm256_set1_ps((float)(lo - zp)), fh8 = _mm256_set1_ps((float)(hi - zp));
+    const __m256i vzp = _mm256_set1_epi32(zp);
+    if (out8)
+        for (size_t j = 0; j < nv; j++)
+            qk__gi2_vec_avx2(k + (pc ? j : 0), tq, p, ch + 8 * j, pc, x + 8 * j, (uint8_t *)y + 8 * j,
+                             1, sg, zp, lo, hi, fl8, fh8, vzp);
+    else
+        for (size_t j = 0; j < nv; j++)
+            qk__gi2_vec_avx2(k + (pc ? j : 0), tq, p, ch + 8 * j, pc, x + 8 * j, (int32_t *)y + 8 * j,
+                             0, sg, zp, lo, hi, fl8, fh8, vzp);
+}
+#endif
