@@ -617,12 +617,40 @@ static int qk__ginterp2(const qk_gelu_interp_params *p, const int32_t *x, size_t
         tq[i] = (int64_t)(((uint64_t)bc << 32) | a);
     }
     tq[QK__GI_SEG] = 0;
+    /* the vpshufb table (gelu_isa.h qk__gi_shuf) when every A fits int16 (the prepared table:
+     * A <= 11139); segments from `last` (the first of the zero tail, or 96) read as 0 */
+    qk__gi_shuf *sh = NULL, shv;
+    int a16 = 1, last = 0;
+    for (int i = 0; i < QK__GI_SEG; i++) {
+        if (p->table[i] < INT16_MIN || p->table[i] > INT16_MAX) a16 = 0;
+        if (p->table[i] != 0 || p->table[QK__GI_SEG + i] != 0 || p->table[2 * QK__GI_SEG + i] != 0)
+            last = i + 1;
+    }
+    if (a16) {
+        shv.last = last;
+        shv.nch = last / 16 + 1;
+        for (int j = 0; j < 6; j++) {
+            uint8_t prev[16] = {0};
+            for (int c = 0; c < shv.nch; c++) {
+                uint8_t cur[16], d[32];
+                for (int e = 0; e < 16; e++) {
+                    const int i = 16 * c + e;
+                    const int32_t v = i < QK__GI_SEG ? p->table[(j / 2) * QK__GI_SEG + i] : 0;
+                    cur[e] = (uint8_t)((uint32_t)v >> (8 * (j & 1)));
+                    d[e] = d[16 + e] = (uint8_t)(cur[e] ^ prev[e]);
+                }
+                memcpy(&shv.d[j][c], d, 32);
+                memcpy(prev, cur, 16);
+            }
+        }
+        sh = &shv;
+    }
     const int sg = yt == QK_DT_S8;
     const size_t ysz = out8 ? 1 : 4;
     char *yc = (char *)y;
     if (C == 1) {
         const size_t nv = n / 8;
-        qk__gi2_avx2(blk, tq, p, 0, 0, x, nv, y, out8, sg, zp, lo, hi);
+        qk__gi2_avx2(blk, tq, sh, p, 0, 0, x, nv, y, out8, sg, zp, lo, hi);
         for (size_t i = nv * 8; i < n; i++)
             qk__store(yt, y, i, qk__ginterp_one(p, 0, x[i], zp, lo, hi));
     } else {
@@ -631,8 +659,8 @@ static int qk__ginterp2(const qk_gelu_interp_params *p, const int32_t *x, size_t
             const size_t nbb = nb - b0 < cb ? nb - b0 : cb;
             for (size_t r = 0; r < rows; r++) {
                 const size_t o = r * C + 8 * b0;
-                qk__gi2_avx2(blk + b0, tq, p, 8 * b0, 1, x + o, nbb, yc + o * ysz, out8, sg, zp,
-                             lo, hi);
+                qk__gi2_avx2(blk + b0, tq, sh, p, 8 * b0, 1, x + o, nbb, yc + o * ysz, out8, sg,
+                             zp, lo, hi);
             }
         }
         for (size_t r = 0; r < rows; r++)
