@@ -620,14 +620,16 @@ static int qk__ginterp2(const qk_gelu_interp_params *p, const int32_t *x, size_t
     /* the vpshufb table (gelu_isa.h qk__gi_shuf) when every A fits int16 (the prepared table:
      * A <= 11139); segments from `last` (the first of the zero tail, or 96) read as 0 */
     qk__gi_shuf *sh = NULL, shv;
-    int a16 = 1, last = 0;
+    int a16 = 1, c8 = 1, last = 0;
     for (int i = 0; i < QK__GI_SEG; i++) {
         if (p->table[i] < INT16_MIN || p->table[i] > INT16_MAX) a16 = 0;
+        if (p->table[2 * QK__GI_SEG + i] < INT8_MIN || p->table[2 * QK__GI_SEG + i] > INT8_MAX) c8 = 0;
         if (p->table[i] != 0 || p->table[QK__GI_SEG + i] != 0 || p->table[2 * QK__GI_SEG + i] != 0)
             last = i + 1;
     }
     if (a16) {
         shv.last = last;
+        shv.c8 = c8;
         shv.nch = last / 16 + 1;
         for (int j = 0; j < 6; j++) {
             uint8_t prev[16] = {0};

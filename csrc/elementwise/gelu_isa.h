@@ -262,12 +262,13 @@ QK_TARGET_AVX2 static QK_ALWAYS_INLINE void qk__gi2_vec_avx2(
 typedef struct {
     __m256i d[6][(QK__GI_SEG + 16) / 16]; /* A lo, A hi, B lo, B hi, C lo, C hi; chunk k */
     int nch, last;                        /* chunks; segments from `last` on are 0 */
+    int c8;                               /* every C fits int8: C's high byte is its sign */
 } qk__gi_shuf;
 
 QK_TARGET_AVX2 static QK_ALWAYS_INLINE void qk__gi3_blk_avx2(
     const qk__gi_blk *k, int pc, const qk__gi_shuf *sh, const qk_gelu_interp_params *p, size_t ch,
     const int32_t *x, void *y, int out8, int sg, int32_t zp, int32_t lo, int32_t hi, __m256 fl8,
-    __m256 fh8, __m256i vzp) {
+    __m256 fh8, __m256i vzp, int c8) {
     __m256i u[4], flag[4], t[4];
     QK__GI_UNROLL4
     for (int v = 0; v < 4; v++) {
@@ -293,7 +294,8 @@ QK_TARGET_AVX2 static QK_ALWAYS_INLINE void qk__gi3_blk_avx2(
     ib = _mm256_min_epu8(ib, _mm256_set1_epi8((char)sh->last));
     __m256i r0 = _mm256_shuffle_epi8(sh->d[0][0], ib), r1 = _mm256_shuffle_epi8(sh->d[1][0], ib);
     __m256i r2 = _mm256_shuffle_epi8(sh->d[2][0], ib), r3 = _mm256_shuffle_epi8(sh->d[3][0], ib);
-    __m256i r4 = _mm256_shuffle_epi8(sh->d[4][0], ib), r5 = _mm256_shuffle_epi8(sh->d[5][0], ib);
+    __m256i r4 = _mm256_shuffle_epi8(sh->d[4][0], ib);
+    __m256i r5 = c8 ? r4 : _mm256_shuffle_epi8(sh->d[5][0], ib);
     for (int c = 1; c < sh->nch; c++) {
         ib = _mm256_sub_epi8(ib, _mm256_set1_epi8(16));
         r0 = _mm256_xor_si256(r0, _mm256_shuffle_epi8(sh->d[0][c], ib));
@@ -301,8 +303,9 @@ QK_TARGET_AVX2 static QK_ALWAYS_INLINE void qk__gi3_blk_avx2(
         r2 = _mm256_xor_si256(r2, _mm256_shuffle_epi8(sh->d[2][c], ib));
         r3 = _mm256_xor_si256(r3, _mm256_shuffle_epi8(sh->d[3][c], ib));
         r4 = _mm256_xor_si256(r4, _mm256_shuffle_epi8(sh->d[4][c], ib));
-        r5 = _mm256_xor_si256(r5, _mm256_shuffle_epi8(sh->d[5][c], ib));
+        if (!c8) r5 = _mm256_xor_si256(r5, _mm256_shuffle_epi8(sh->d[5][c], ib));
     }
+    if (c8) r5 = _mm256_cmpgt_epi8(_mm256_setzero_si256(), r4);
     /* words (vectors 0 and 1 in the low unpack, 2 and 3 in the high), then dwords in order */
     const __m256i aw[2] = {_mm256_unpacklo_epi8(r0, r1), _mm256_unpackhi_epi8(r0, r1)};
     const __m256i bw[2] = {_mm256_unpacklo_epi8(r2, r3), _mm256_unpackhi_epi8(r2, r3)};
@@ -386,8 +389,12 @@ QK_TARGET_AVX2 static void qk__gi2_avx2(const qk__gi_blk *k, const int64_t *tq,
     if (sh != NULL) {
         const size_t ysz = out8 ? 1 : 4;
         for (; j0 + 4 <= nv; j0 += 4)
-            qk__gi3_blk_avx2(k + (pc ? j0 : 0), pc, sh, p, ch + 8 * j0, x + 8 * j0,
-                             (char *)y + 8 * j0 * ysz, out8, sg, zp, lo, hi, fl8, fh8, vzp);
+            if (sh->c8)
+                qk__gi3_blk_avx2(k + (pc ? j0 : 0), pc, sh, p, ch + 8 * j0, x + 8 * j0,
+                                 (char *)y + 8 * j0 * ysz, out8, sg, zp, lo, hi, fl8, fh8, vzp, 1);
+            else
+                qk__gi3_blk_avx2(k + (pc ? j0 : 0), pc, sh, p, ch + 8 * j0, x + 8 * j0,
+                                 (char *)y + 8 * j0 * ysz, out8, sg, zp, lo, hi, fl8, fh8, vzp, 0);
     }
     if (out8)
         for (size_t j = j0; j < nv; j++)
