@@ -64,8 +64,11 @@ static void run_case(size_t ch, size_t rows, int table_kind, qk_dtype yt, int32_
         return;
     }
     for (int i = 0; i < SEG; i++) {
-        if (table_kind == 0) { /* the prepared table's ranges */
+        if (table_kind == 0 || table_kind == 2) { /* the prepared table's ranges */
             tab[i] = rnd(0, 12000), tab[SEG + i] = rnd(-600, 2100), tab[2 * SEG + i] = rnd(-110, 20);
+        } else if (table_kind == 3) { /* A within int16 (the AVX2 byte tables), B and C anywhere */
+            tab[i] = rnd(INT16_MIN, INT16_MAX), tab[SEG + i] = rnd(-(1 << 13) + 1, (1 << 13) - 1);
+            tab[2 * SEG + i] = rnd(-(1 << 12) + 1, (1 << 12) - 1);
         } else { /* anywhere in the checked range */
             tab[i] = rnd(-(1 << 17) + 1, (1 << 17) - 1), tab[SEG + i] = rnd(-(1 << 13) + 1, (1 << 13) - 1);
             tab[2 * SEG + i] = rnd(-(1 << 12) + 1, (1 << 12) - 1);
@@ -152,7 +155,7 @@ int main(void) {
     for (int rep = 0; rep < 2; rep++)
         for (int ci = 0; ci < 6; ci++) {
             const size_t ch = chs[ci], rows = ch == 1536 ? 40 : 6000 / ch + 3;
-            for (int tk = 0; tk < 3; tk++) {
+            for (int tk = 0; tk < 4; tk++) {
                 const int xk = (ci + tk + rep) % 3 == 0 ? 2 : (int)(qk_test_next() % 2);
                 run_case(ch, rows, tk, QK_DT_U8, rnd(0, 255), 0, 255, xk);
                 run_case(ch, rows, tk, QK_DT_U8, 37, rnd(0, 37), rnd(37, 255), xk);
