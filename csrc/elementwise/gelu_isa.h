@@ -383,7 +383,9 @@ QK_TARGET_AVX2 static void qk__gi2_avx2(const qk__gi_blk *k, const int64_t *tq,
                                         const qk__gi_shuf *sh, const qk_gelu_interp_params *p,
                                         size_t ch, int pc, const int32_t *x, size_t nv, void *y,
                                         int out8, int sg, int32_t zp, int32_t lo, int32_t hi) {
-    const __m256 fl8 = _mm256_set1_ps((float)(lo - zp)), fh8 = _mm256_set1_ps((float)(hi - zp));
+    /* int64: with int32 output hi - zp may leave int32 (the floats are used for 8-bit output) */
+    const __m256 fl8 = _mm256_set1_ps((float)((int64_t)lo - zp));
+    const __m256 fh8 = _mm256_set1_ps((float)((int64_t)hi - zp));
     const __m256i vzp = _mm256_set1_epi32(zp);
     size_t j0 = 0;
     if (sh != NULL) {

@@ -121,7 +121,7 @@ static void run_case(size_t ch, size_t rows, int table_kind, qk_dtype yt, int32_
             const int64_t uu = rnd(-(8 << 16), 8 << 16);
             const int64_t m = mi[c] > 0 ? mi[c] : 1;
             const int sh = ei[c];
-            int64_t xv = sh >= 31 ? (uu << (sh > 40 ? 9 : sh - 31)) * (((int64_t)1 << 31) / m)
+            int64_t xv = sh >= 31 ? uu * ((int64_t)1 << (sh > 40 ? 9 : sh - 31)) * (((int64_t)1 << 31) / m)
                                   : uu * (((int64_t)1 << 31) / m) / ((int64_t)1 << (31 - sh));
             xv += rnd(-2, 2);
             v = xv > INT32_MAX ? INT32_MAX : (xv < INT32_MIN ? INT32_MIN : (int32_t)xv);
