@@ -142,12 +142,15 @@ def run(quick: bool = False) -> str:
               "found once a call (k is monotone in max - x). i-GELU to int32 output keeps the "
               "exact 96-bit requantization (8 int64 lanes). All bit-identical to the scalar C."
               " exp2 (softmax): exact integer lanes, the two 32-entry exponent tables in AVX-512 "
-              "registers (permutes, no gather). interp (GELU): both requantizations exact in "
-              "64-bit lanes (two 32x32->64 multiplies and a variable 64-bit shift per stage), the"
-              " 3 x 96 segment tables in AVX-512 registers; at 0.5x torch's float GELU it misses "
-              "the issue's kernel target (a first pass with a 1025-entry table read by two "
-              "gathers a vector took 0.5-0.9 ms; of the gather-free form's time each exact 64-bit"
-              " requantization takes about a third)."]
+              "registers (permutes, no gather). interp (GELU), AVX-512: both requantizations "
+              "exact in 64-bit lanes, the 3 x 96 segment tables in registers (permutes). interp,"
+              " AVX2 (no 32-bit gathers, 32 elements a step): the input's requantization exact "
+              "from per-channel constants made once a call (multiply, add, variable shift per "
+              "half; lanes that could saturate flagged), the segment's A, B, C read by vpshufb "
+              "from 16-entry byte chunks (XOR of differenced chunks), B f + C w by vpmaddwd; the"
+              " 8-bit output's requantization in float within a proven bound (lanes near a tie "
+              "redone exactly), the int32 output's exact like the input's. Both bit-identical to"
+              " the scalar C."]
 
     # ---- attention matmuls ----
     lines += ["", "Attention matmuls: `Q K^T` is (H, S, d) x (H, S, d)^T, `P V` is (H, S, S) x "

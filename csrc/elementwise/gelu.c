@@ -417,6 +417,54 @@ static inline int32_t qk__ginterp_one(const qk_gelu_interp_params *p, size_t ch,
     return (int32_t)qk__clamp64(qk__rhu64(g * p->multiplier[ch], p->rshift[ch]) + zp, lo, hi);
 }
 
+/* ---- interp on AVX2 (gelu_isa.h, qk__gi2_avx2) ------------------------------------------------
+ * The same integers as qk__ginterp_one, 8 lanes, no 32-bit gathers (slow on AVX2 CPUs: three a
+ * vector took half the time):
+ *   stage 1, u = RHU(x m / 2^e): the exact 64-bit product of the even and of the odd lanes, plus
+ *     k = 2^62 + 2^(e-1) (>= 0 as |x m| < 2^62), shifted right logically by e; the low dword less
+ *     2^(62-e) (mod 2^32) is u. No saturation: lanes with |x| >= 2^(e-1) are flagged (then
+ *     |x m / 2^e| < 2^30, |u| <= 2^30; the guard is the sign bit of |x| + 2^31 - 2^(e-1)).
+ *   h: one 97-entry qword table, A' = 2^12 A + 2^11 and the int16 pair (B, C), read by two 4-lane
+ *     qword gathers; B f + C w by vpmaddwd with (f, w) as an int16 pair; h = (that + A') >> 12.
+ *   stage 2, 8-bit output: in float, RNE of the clamped product, lanes within 2^-13 of a tie
+ *     flagged (the bound: gelu_isa.h); int32 output whose range holds zp +- 2^30: exact as stage
+ *     1, flagged where |g| >= 2^(e-1).
+ * Flagged lanes (none in real data but ties, about 2^-12 of the 8-bit lanes) are redone by
+ * qk__ginterp_one. The constants of 8 channels at a time, made once a call: */
+typedef struct {
+    _Alignas(32) int64_t m1[8]; /* even lanes' multipliers, then the odd lanes' */
+    int64_t k1[8], s1[8];       /* 2^62 + 2^(e-1), e (same order) */
+    int32_t c1[8], g1[8];       /* -2^(62-e) mod 2^32, the guard 2^31 - min(2^(e-1), 2^31) */
+    float rf[8];                /* fl(m 2^-e) of stage 2 (8-bit output) */
+    int64_t m2[8], k2[8], s2[8];
+    int32_t c2[8], g2[8];       /* stage 2 (int32 output): zp - 2^(62-e) mod 2^32, the guard */
+} qk__gi_blk;
+
+static void qk__gi_stage_set(int32_t m, int32_t e, int lane, int64_t *mv, int64_t *kv, int64_t *sv,
+                             int32_t *cv, int32_t *gv, int32_t add) {
+    const int q = (lane & 1) * 4 + lane / 2;
+    mv[q] = m;
+    kv[q] = (INT64_C(1) << 62) + (INT64_C(1) << (e - 1));
+    sv[q] = e;
+    cv[lane] = (int32_t)((uint32_t)add - (uint32_t)(UINT64_C(1) << (62 - e)));
+    gv[lane] = e - 1 >= 31 ? 0 : (int32_t)(UINT32_C(0x80000000) - (UINT32_C(1) << (e - 1)));
+}
+
+static void qk__gi_blk_set(qk__gi_blk *b, int lane, const qk_gelu_interp_params *p, size_t ch,
+                           int out8, int32_t zp) {
+    qk__gi_stage_set(p->in_multiplier[ch], p->in_rshift[ch], lane, b->m1, b->k1, b->s1, b->c1,
+                     b->g1, 0);
+    if (out8) {
+        const uint64_t eb = (uint64_t)(1023 - p->rshift[ch]) << 52; /* 2^-e, e in [1, 62] */
+        double sc;
+        memcpy(&sc, &eb, sizeof sc);
+        b->rf[lane] = (float)((double)p->multiplier[ch] * sc);
+    } else {
+        qk__gi_stage_set(p->multiplier[ch], p->rshift[ch], lane, b->m2, b->k2, b->s2, b->c2,
+                         b->g2, zp);
+    }
+}
+
 #define QK_TWINS_TEMPLATE "elementwise/gelu_isa.h"
 #include "elementwise/simd_twins.h"
 
@@ -546,6 +594,86 @@ static qk_status qk__ginterp_check(const qk_gelu_interp_params *p, qk_dtype yt, 
     return QK_OK;
 }
 
+#if QK_X86
+/* The AVX2 interp over all of x (checked parameters); 0: not applicable (nothing written), 1:
+ * done, -1: out of memory. Channels are walked in column blocks of 128 (their constants, 8.5 KB,
+ * stay in L1 over the rows). */
+static int qk__ginterp2(const qk_gelu_interp_params *p, const int32_t *x, size_t n, void *y,
+                        qk_dtype yt, int32_t zp, int32_t lo, int32_t hi) {
+    const int out8 = yt != QK_DT_S32;
+    if (!out8 && ((int64_t)hi - zp < (INT64_C(1) << 30) || (int64_t)zp - lo < (INT64_C(1) << 30)))
+        return 0;
+    const size_t C = p->channels, nb = C == 1 ? 1 : C / 8;
+    if (nb == 0) return 0;
+    qk__gi_blk *blk = (qk__gi_blk *)aligned_alloc(32, nb * sizeof(qk__gi_blk));
+    if (blk == NULL) return -1;
+    for (size_t ch = 0; ch < nb * 8; ch++)
+        qk__gi_blk_set(blk + ch / 8, (int)(ch % 8), p, C == 1 ? 0 : ch, out8, zp);
+    int64_t tq[QK__GI_SEG + 1];
+    for (int i = 0; i < QK__GI_SEG; i++) {
+        const uint32_t a = (uint32_t)(p->table[i] * 4096 + 2048);
+        const uint32_t bc = (uint32_t)(uint16_t)p->table[QK__GI_SEG + i] |
+                            ((uint32_t)(uint16_t)p->table[2 * QK__GI_SEG + i] << 16);
+        tq[i] = (int64_t)(((uint64_t)bc << 32) | a);
+    }
+    tq[QK__GI_SEG] = 0;
+    /* the vpshufb table (gelu_isa.h qk__gi_shuf) when every A fits int16 (the prepared table:
+     * A <= 11139); segments from `last` (the first of the zero tail, or 96) read as 0 */
+    qk__gi_shuf *sh = NULL, shv;
+    int a16 = 1, c8 = 1, last = 0;
+    for (int i = 0; i < QK__GI_SEG; i++) {
+        if (p->table[i] < INT16_MIN || p->table[i] > INT16_MAX) a16 = 0;
+        if (p->table[2 * QK__GI_SEG + i] < INT8_MIN || p->table[2 * QK__GI_SEG + i] > INT8_MAX) c8 = 0;
+        if (p->table[i] != 0 || p->table[QK__GI_SEG + i] != 0 || p->table[2 * QK__GI_SEG + i] != 0)
+            last = i + 1;
+    }
+    if (a16) {
+        shv.last = last;
+        shv.c8 = c8;
+        shv.nch = last / 16 + 1;
+        for (int j = 0; j < 6; j++) {
+            uint8_t prev[16] = {0};
+            for (int c = 0; c < shv.nch; c++) {
+                uint8_t cur[16], d[32];
+                for (int e = 0; e < 16; e++) {
+                    const int i = 16 * c + e;
+                    const int32_t v = i < QK__GI_SEG ? p->table[(j / 2) * QK__GI_SEG + i] : 0;
+                    cur[e] = (uint8_t)((uint32_t)v >> (8 * (j & 1)));
+                    d[e] = d[16 + e] = (uint8_t)(cur[e] ^ prev[e]);
+                }
+                memcpy(&shv.d[j][c], d, 32);
+                memcpy(prev, cur, 16);
+            }
+        }
+        sh = &shv;
+    }
+    const int sg = yt == QK_DT_S8;
+    const size_t ysz = out8 ? 1 : 4;
+    char *yc = (char *)y;
+    if (C == 1) {
+        const size_t nv = n / 8;
+        qk__gi2_avx2(blk, tq, sh, p, 0, 0, x, nv, y, out8, sg, zp, lo, hi);
+        for (size_t i = nv * 8; i < n; i++)
+            qk__store(yt, y, i, qk__ginterp_one(p, 0, x[i], zp, lo, hi));
+    } else {
+        const size_t rows = n / C, cb = 16;
+        for (size_t b0 = 0; b0 < nb; b0 += cb) {
+            const size_t nbb = nb - b0 < cb ? nb - b0 : cb;
+            for (size_t r = 0; r < rows; r++) {
+                const size_t o = r * C + 8 * b0;
+                qk__gi2_avx2(blk + b0, tq, sh, p, 8 * b0, 1, x + o, nbb, yc + o * ysz, out8, sg,
+                             zp, lo, hi);
+            }
+        }
+        for (size_t r = 0; r < rows; r++)
+            for (size_t ch = nb * 8; ch < C; ch++)
+                qk__store(yt, y, r * C + ch, qk__ginterp_one(p, ch, x[r * C + ch], zp, lo, hi));
+    }
+    free(blk);
+    return 1;
+}
+#endif
+
 qk_status qk_gelu_interp(const qk_gelu_interp_params *p, const int32_t *x, size_t n, void *y,
                          qk_dtype y_type, int32_t y_zero_point, int32_t y_min, int32_t y_max) {
     const qk_status st = qk__ginterp_check(p, y_type, y_zero_point, y_min, y_max);
@@ -560,6 +688,13 @@ qk_status qk_gelu_interp(const qk_gelu_interp_params *p, const int32_t *x, size_
     const int lvl = qk__level() >= QK_LEVEL_AVX512 ? 2 : (qk__level() >= QK_LEVEL_AVX2 ? 1 : 0);
 #else
     const int lvl = 0;
+#endif
+#if QK_X86
+    if (lvl == 1) {
+        const int r = qk__ginterp2(p, x, n, y, y_type, y_zero_point, y_min, y_max);
+        if (r < 0) return QK_ERR_NOMEM;
+        if (r > 0) return QK_OK;
+    }
 #endif
     for (size_t r0 = 0; r0 < n; r0 += rl) {
         char *yr = (char *)y + r0 * ysz;

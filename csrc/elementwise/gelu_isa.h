@@ -169,3 +169,242 @@ QK_V_TARGET static size_t QK__N(qk__ginterp_)(const qk_gelu_interp_params *p, in
 }
 #undef QK__GI_MS
 #undef QK__GI_GATHER
+
+/* ---- qk_gelu_interp on AVX2: no 32-bit gathers, the requantizations from per-channel constants
+ * (gelu.c, "interp on AVX2"). AVX-512 keeps the loop above (tables in registers). */
+#if !QK_V_IS512
+/* One vector of 8 elements (channels ch .. ch + 7 of block k, or channel 0 of k when the
+ * parameters are per tensor): u, h, g as in qk__ginterp_one. Lanes the guards or the tie test
+ * flag are redone by the exact scalar qk__ginterp_one. out8: 8-bit output (float stage 2),
+ * else int32 output (exact stage 2). */
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE void qk__gi2_vec_avx2(
+    const qk__gi_blk *k, const int64_t *tq, const qk_gelu_interp_params *p, size_t ch, int pc,
+    const int32_t *x, void *y, int out8, int sg, int32_t zp, int32_t lo, int32_t hi, __m256 fl8,
+    __m256 fh8, __m256i vzp) {
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    /* stage 1: u = RHU(x m / 2^e) on the even and the odd lanes (exact, unsaturated under the
+     * guard |x| < 2^(e-1)) */
+    const __m256i pe = _mm256_mul_epi32(xv, _mm256_load_si256((const __m256i *)k->m1));
+    const __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(xv, 32),
+                                        _mm256_load_si256((const __m256i *)(k->m1 + 4)));
+    const __m256i qe = _mm256_srlv_epi64(_mm256_add_epi64(pe, _mm256_load_si256((const __m256i *)k->k1)),
+                                         _mm256_load_si256((const __m256i *)k->s1));
+    const __m256i qo = _mm256_srlv_epi64(
+        _mm256_add_epi64(po, _mm256_load_si256((const __m256i *)(k->k1 + 4))),
+        _mm256_load_si256((const __m256i *)(k->s1 + 4)));
+    const __m256i u = _mm256_add_epi32(_mm256_blend_epi32(qe, _mm256_slli_epi64(qo, 32), 0xAA),
+                                       _mm256_load_si256((const __m256i *)k->c1));
+    __m256i flag = _mm256_add_epi32(_mm256_abs_epi32(xv), _mm256_load_si256((const __m256i *)k->g1));
+    /* h: segment min(t >> 12, 96) of the 97-entry table tq (entry 96 is 0: h = 0 from 6 2^16);
+     * A' = 2^12 A + 2^11 in the low dword, (B, C) int16 in the high one; two 4-lane qword
+     * gathers (lanes 0 1 4 5 and 2 3 6 7: the shuffles put them back in order) */
+    const __m256i t = _mm256_abs_epi32(u);
+    const __m256i idx = _mm256_min_epi32(_mm256_srli_epi32(t, QK__GI_K), _mm256_set1_epi32(QK__GI_SEG));
+    const __m256i pidx = _mm256_permutevar8x32_epi32(idx, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+    const __m256i q0 = _mm256_i32gather_epi64((const long long *)tq, _mm256_castsi256_si128(pidx), 8);
+    const __m256i q1 = _mm256_i32gather_epi64((const long long *)tq, _mm256_extracti128_si256(pidx, 1), 8);
+    const __m256i va = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(q0), _mm256_castsi256_ps(q1), 0x88));
+    const __m256i vbc = _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(q0), _mm256_castsi256_ps(q1), 0xDD));
+    /* f in the low word, w = floor(f (f - 2^12) / 2^12) = the high half of (8 f) (2 (f - 2^12))
+     * in the high word (8 f < 2^15, 2 (f - 2^12) in [-2^13, -2]) */
+    const __m256i f = _mm256_and_si256(t, _mm256_set1_epi32((1 << QK__GI_K) - 1));
+    const __m256i w = _mm256_mulhi_epi16(_mm256_slli_epi32(f, 19),
+                                         _mm256_slli_epi32(_mm256_sub_epi32(f, _mm256_set1_epi32(1 << QK__GI_K)), 17));
+    const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(vbc, _mm256_or_si256(f, w)), va);
+    const __m256i g = _mm256_sub_epi32(_mm256_max_epi32(u, _mm256_setzero_si256()), _mm256_srai_epi32(s, QK__GI_K));
+    if (out8) {
+        /* stage 2 in float: |fl(fl(g) r) - g m / 2^e| <= 2^-22.4 |.|; clamped to [lo - zp,
+         * hi - zp] (|.| <= 255) the error is below 2^-13, so RNE of w is RHU of the exact value
+         * unless w is within 2^-13 of a tie (flagged) */
+        const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(g), _mm256_load_ps(k->rf));
+        const __m256 wv = _mm256_min_ps(_mm256_max_ps(v, fl8), fh8);
+        const __m256 r = _mm256_round_ps(wv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256 d = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(wv, r));
+        flag = _mm256_or_si256(flag, _mm256_castps_si256(_mm256_cmp_ps(d, _mm256_set1_ps(0.5f - 0x1p-13f), _CMP_GE_OQ)));
+        qk__v_store8_avx2((uint8_t *)y, _mm256_add_epi32(_mm256_cvtps_epi32(r), vzp), sg);
+    } else {
+        /* stage 2 exact: y = RHU(g m / 2^e) + zp, unsaturated under the guard |g| < 2^(e-1) */
+        const __m256i ge = _mm256_mul_epi32(g, _mm256_load_si256((const __m256i *)k->m2));
+        const __m256i go = _mm256_mul_epi32(_mm256_srli_epi64(g, 32),
+                                            _mm256_load_si256((const __m256i *)(k->m2 + 4)));
+        const __m256i re = _mm256_srlv_epi64(_mm256_add_epi64(ge, _mm256_load_si256((const __m256i *)k->k2)),
+                                             _mm256_load_si256((const __m256i *)k->s2));
+        const __m256i ro = _mm256_srlv_epi64(
+            _mm256_add_epi64(go, _mm256_load_si256((const __m256i *)(k->k2 + 4))),
+            _mm256_load_si256((const __m256i *)(k->s2 + 4)));
+        const __m256i yv = _mm256_add_epi32(_mm256_blend_epi32(re, _mm256_slli_epi64(ro, 32), 0xAA),
+                                            _mm256_load_si256((const __m256i *)k->c2));
+        flag = _mm256_or_si256(flag, _mm256_add_epi32(_mm256_abs_epi32(g),
+                                                      _mm256_load_si256((const __m256i *)k->g2)));
+        _mm256_storeu_si256((__m256i *)y, yv);
+    }
+    unsigned bits = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(flag));
+    while (bits) {
+        const int l = __builtin_ctz(bits);
+        bits &= bits - 1;
+        const int32_t v = qk__ginterp_one(p, pc ? ch + (size_t)l : 0, x[l], zp, lo, hi);
+        if (out8)
+            ((uint8_t *)y)[l] = (uint8_t)v;
+        else
+            ((int32_t *)y)[l] = v;
+    }
+}
+
+/* The table by vpshufb: the segment numbers of 32 elements packed to bytes (in the order of
+ * packs: lane 0 holds elements 0-3 of each of the 4 vectors, lane 1 elements 4-7), each byte of
+ * A, B, C (int16) read from nch 16-entry chunks: XOR over k <= i >> 4 of D_k[i & 15] with
+ * D_k = T_k ^ T_(k-1) (vpshufb gives 0 where i - 16 k < 0); the unpacks undo the packs' order. */
+#if defined(__clang__) || defined(__GNUC__)
+#define QK__GI_UNROLL4 _Pragma("GCC unroll 4")
+#else
+#define QK__GI_UNROLL4
+#endif
+typedef struct {
+    __m256i d[6][(QK__GI_SEG + 16) / 16]; /* A lo, A hi, B lo, B hi, C lo, C hi; chunk k */
+    int nch, last;                        /* chunks; segments from `last` on are 0 */
+    int c8;                               /* every C fits int8: C's high byte is its sign */
+} qk__gi_shuf;
+
+QK_TARGET_AVX2 static QK_ALWAYS_INLINE void qk__gi3_blk_avx2(
+    const qk__gi_blk *k, int pc, const qk__gi_shuf *sh, const qk_gelu_interp_params *p, size_t ch,
+    const int32_t *x, void *y, int out8, int sg, int32_t zp, int32_t lo, int32_t hi, __m256 fl8,
+    __m256 fh8, __m256i vzp, int c8) {
+    __m256i u[4], flag[4], t[4];
+    QK__GI_UNROLL4
+    for (int v = 0; v < 4; v++) {
+        const qk__gi_blk *kb = k + (pc ? v : 0);
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 8 * v));
+        const __m256i pe = _mm256_mul_epi32(xv, _mm256_load_si256((const __m256i *)kb->m1));
+        const __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(xv, 32),
+                                            _mm256_load_si256((const __m256i *)(kb->m1 + 4)));
+        const __m256i qe = _mm256_srlv_epi64(_mm256_add_epi64(pe, _mm256_load_si256((const __m256i *)kb->k1)),
+                                             _mm256_load_si256((const __m256i *)kb->s1));
+        const __m256i qo = _mm256_srlv_epi64(
+            _mm256_add_epi64(po, _mm256_load_si256((const __m256i *)(kb->k1 + 4))),
+            _mm256_load_si256((const __m256i *)(kb->s1 + 4)));
+        u[v] = _mm256_add_epi32(_mm256_blend_epi32(qe, _mm256_slli_epi64(qo, 32), 0xAA),
+                                _mm256_load_si256((const __m256i *)kb->c1));
+        flag[v] = _mm256_add_epi32(_mm256_abs_epi32(xv), _mm256_load_si256((const __m256i *)kb->g1));
+        t[v] = _mm256_abs_epi32(u[v]);
+    }
+    /* segment bytes: min(t >> 12, last) (packs saturate: t >> 12 < 2^19) */
+    __m256i ib = _mm256_packus_epi16(
+        _mm256_packs_epi32(_mm256_srli_epi32(t[0], QK__GI_K), _mm256_srli_epi32(t[1], QK__GI_K)),
+        _mm256_packs_epi32(_mm256_srli_epi32(t[2], QK__GI_K), _mm256_srli_epi32(t[3], QK__GI_K)));
+    ib = _mm256_min_epu8(ib, _mm256_set1_epi8((char)sh->last));
+    __m256i r0 = _mm256_shuffle_epi8(sh->d[0][0], ib), r1 = _mm256_shuffle_epi8(sh->d[1][0], ib);
+    __m256i r2 = _mm256_shuffle_epi8(sh->d[2][0], ib), r3 = _mm256_shuffle_epi8(sh->d[3][0], ib);
+    __m256i r4 = _mm256_shuffle_epi8(sh->d[4][0], ib);
+    __m256i r5 = c8 ? r4 : _mm256_shuffle_epi8(sh->d[5][0], ib);
+    for (int c = 1; c < sh->nch; c++) {
+        ib = _mm256_sub_epi8(ib, _mm256_set1_epi8(16));
+        r0 = _mm256_xor_si256(r0, _mm256_shuffle_epi8(sh->d[0][c], ib));
+        r1 = _mm256_xor_si256(r1, _mm256_shuffle_epi8(sh->d[1][c], ib));
+        r2 = _mm256_xor_si256(r2, _mm256_shuffle_epi8(sh->d[2][c], ib));
+        r3 = _mm256_xor_si256(r3, _mm256_shuffle_epi8(sh->d[3][c], ib));
+        r4 = _mm256_xor_si256(r4, _mm256_shuffle_epi8(sh->d[4][c], ib));
+        if (!c8) r5 = _mm256_xor_si256(r5, _mm256_shuffle_epi8(sh->d[5][c], ib));
+    }
+    if (c8) r5 = _mm256_cmpgt_epi8(_mm256_setzero_si256(), r4);
+    /* words (vectors 0 and 1 in the low unpack, 2 and 3 in the high), then dwords in order */
+    const __m256i aw[2] = {_mm256_unpacklo_epi8(r0, r1), _mm256_unpackhi_epi8(r0, r1)};
+    const __m256i bw[2] = {_mm256_unpacklo_epi8(r2, r3), _mm256_unpackhi_epi8(r2, r3)};
+    const __m256i cw[2] = {_mm256_unpacklo_epi8(r4, r5), _mm256_unpackhi_epi8(r4, r5)};
+    __m256i g[4];
+    QK__GI_UNROLL4
+    for (int v = 0; v < 4; v++) {
+        const int hw = v >> 1;
+        const __m256i as = _mm256_srai_epi16(aw[hw], 15);
+        const __m256i va = (v & 1) ? _mm256_unpackhi_epi16(aw[hw], as) : _mm256_unpacklo_epi16(aw[hw], as);
+        const __m256i vbc = (v & 1) ? _mm256_unpackhi_epi16(bw[hw], cw[hw]) : _mm256_unpacklo_epi16(bw[hw], cw[hw]);
+        const __m256i f = _mm256_and_si256(t[v], _mm256_set1_epi32((1 << QK__GI_K) - 1));
+        const __m256i w = _mm256_mulhi_epi16(
+            _mm256_slli_epi32(f, 19), _mm256_slli_epi32(_mm256_sub_epi32(f, _mm256_set1_epi32(1 << QK__GI_K)), 17));
+        const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(vbc, _mm256_or_si256(f, w)),
+                                           _mm256_set1_epi32(1 << (QK__GI_K - 1)));
+        const __m256i h = _mm256_add_epi32(va, _mm256_srai_epi32(s, QK__GI_K));
+        g[v] = _mm256_sub_epi32(_mm256_max_epi32(u[v], _mm256_setzero_si256()), h);
+    }
+    if (out8) {
+        __m256i yv[4];
+        QK__GI_UNROLL4
+    for (int v = 0; v < 4; v++) {
+            const qk__gi_blk *kb = k + (pc ? v : 0);
+            const __m256 vf = _mm256_mul_ps(_mm256_cvtepi32_ps(g[v]), _mm256_load_ps(kb->rf));
+            const __m256 wv = _mm256_min_ps(_mm256_max_ps(vf, fl8), fh8);
+            const __m256 r = _mm256_round_ps(wv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            const __m256 d = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(wv, r));
+            flag[v] = _mm256_or_si256(flag[v], _mm256_castps_si256(_mm256_cmp_ps(d, _mm256_set1_ps(0.5f - 0x1p-13f), _CMP_GE_OQ)));
+            yv[v] = _mm256_add_epi32(_mm256_cvtps_epi32(r), vzp);
+        }
+        /* the lanes are within the 8-bit type: packs keep them; the permute undoes the order */
+        const __m256i w01 = _mm256_packs_epi32(yv[0], yv[1]), w23 = _mm256_packs_epi32(yv[2], yv[3]);
+        const __m256i b = sg ? _mm256_packs_epi16(w01, w23) : _mm256_packus_epi16(w01, w23);
+        _mm256_storeu_si256((__m256i *)y, _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    } else {
+        QK__GI_UNROLL4
+    for (int v = 0; v < 4; v++) {
+            const qk__gi_blk *kb = k + (pc ? v : 0);
+            const __m256i ge = _mm256_mul_epi32(g[v], _mm256_load_si256((const __m256i *)kb->m2));
+            const __m256i go = _mm256_mul_epi32(_mm256_srli_epi64(g[v], 32),
+                                                _mm256_load_si256((const __m256i *)(kb->m2 + 4)));
+            const __m256i re = _mm256_srlv_epi64(_mm256_add_epi64(ge, _mm256_load_si256((const __m256i *)kb->k2)),
+                                                 _mm256_load_si256((const __m256i *)kb->s2));
+            const __m256i ro = _mm256_srlv_epi64(
+                _mm256_add_epi64(go, _mm256_load_si256((const __m256i *)(kb->k2 + 4))),
+                _mm256_load_si256((const __m256i *)(kb->s2 + 4)));
+            flag[v] = _mm256_or_si256(flag[v], _mm256_add_epi32(_mm256_abs_epi32(g[v]),
+                                                                _mm256_load_si256((const __m256i *)kb->g2)));
+            _mm256_storeu_si256((__m256i *)y + v,
+                                _mm256_add_epi32(_mm256_blend_epi32(re, _mm256_slli_epi64(ro, 32), 0xAA),
+                                                 _mm256_load_si256((const __m256i *)kb->c2)));
+        }
+    }
+    const __m256i any = _mm256_or_si256(_mm256_or_si256(flag[0], flag[1]), _mm256_or_si256(flag[2], flag[3]));
+    if (_mm256_movemask_ps(_mm256_castsi256_ps(any)) == 0) return;
+    QK__GI_UNROLL4
+    for (int v = 0; v < 4; v++) {
+        unsigned bits = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(flag[v]));
+        while (bits) {
+            const int l = __builtin_ctz(bits) + 8 * v;
+            bits &= bits - 1;
+            const int32_t r = qk__ginterp_one(p, pc ? ch + (size_t)l : 0, x[l], zp, lo, hi);
+            if (out8)
+                ((uint8_t *)y)[l] = (uint8_t)r;
+            else
+                ((int32_t *)y)[l] = r;
+        }
+    }
+}
+
+/* nv vectors of 8 elements at x (channel ch onwards, block k onwards when pc; else all of
+ * channel 0 with block k) */
+QK_TARGET_AVX2 static void qk__gi2_avx2(const qk__gi_blk *k, const int64_t *tq,
+                                        const qk__gi_shuf *sh, const qk_gelu_interp_params *p,
+                                        size_t ch, int pc, const int32_t *x, size_t nv, void *y,
+                                        int out8, int sg, int32_t zp, int32_t lo, int32_t hi) {
+    /* int64: with int32 output hi - zp may leave int32 (the floats are used for 8-bit output) */
+    const __m256 fl8 = _mm256_set1_ps((float)((int64_t)lo - zp));
+    const __m256 fh8 = _mm256_set1_ps((float)((int64_t)hi - zp));
+    const __m256i vzp = _mm256_set1_epi32(zp);
+    size_t j0 = 0;
+    if (sh != NULL) {
+        const size_t ysz = out8 ? 1 : 4;
+        for (; j0 + 4 <= nv; j0 += 4)
+            if (sh->c8)
+                qk__gi3_blk_avx2(k + (pc ? j0 : 0), pc, sh, p, ch + 8 * j0, x + 8 * j0,
+                                 (char *)y + 8 * j0 * ysz, out8, sg, zp, lo, hi, fl8, fh8, vzp, 1);
+            else
+                qk__gi3_blk_avx2(k + (pc ? j0 : 0), pc, sh, p, ch + 8 * j0, x + 8 * j0,
+                                 (char *)y + 8 * j0 * ysz, out8, sg, zp, lo, hi, fl8, fh8, vzp, 0);
+    }
+    if (out8)
+        for (size_t j = j0; j < nv; j++)
+            qk__gi2_vec_avx2(k + (pc ? j : 0), tq, p, ch + 8 * j, pc, x + 8 * j, (uint8_t *)y + 8 * j,
+                             1, sg, zp, lo, hi, fl8, fh8, vzp);
+    else
+        for (size_t j = j0; j < nv; j++)
+            qk__gi2_vec_avx2(k + (pc ? j : 0), tq, p, ch + 8 * j, pc, x + 8 * j, (int32_t *)y + 8 * j,
+                             0, sg, zp, lo, hi, fl8, fh8, vzp);
+}
+#endif
