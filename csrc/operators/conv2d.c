@@ -57,6 +57,7 @@
 #include <string.h>
 
 enum { QK__CONV_TILES = 4, QK__SLACK = 192, QK__BROWS = 8 };
+enum { QK__ROW_W = QK__CONV_TILES * QK_GEMM_NR }; /* int16 path: a job's pixels at most */
 
 typedef struct {
     const qk_conv2d_shape *s;
@@ -416,6 +417,7 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
         return;
     }
     int32_t tile[QK_GEMM_MR * QK_GEMM_NR];
+    int32_t row[QK_GEMM_MR * QK__ROW_W];
     for (size_t j = j0; j < j1; j++) {
         const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group;
         const size_t b = bg / w->groups, g = bg % w->groups;
@@ -441,15 +443,25 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
         for (size_t ob = 0; ob < c->ocg; ob += QK_GEMM_MR) {
             const size_t mr = c->ocg - ob < QK_GEMM_MR ? c->ocg - ob : QK_GEMM_MR;
             const size_t o0 = g * c->ocg + ob;
+            /* the sums of the job's tiles side by side (row r of the block at row[r * W]); the
+             * output stage runs once per row over each stretch of consecutive pixels (all of
+             * the job's with flat tiles) */
+            size_t at = 0, first = pix0[0];
             for (size_t t = 0; t < nt; t++) {
                 c->uk->gemm_s16(mr, k2 / 2, w->data + o0 * k2, k2, panels + t * k2 * QK_GEMM_NR,
                                 tile);
+                for (size_t r = 0; r < mr; r++)
+                    memcpy(row + r * QK__ROW_W + at, tile + r * QK_GEMM_NR,
+                           cnt[t] * sizeof(int32_t));
+                at += cnt[t];
+                if (t + 1 < nt && pix0[t + 1] == pix0[t] + cnt[t]) continue;
                 for (size_t r = 0; r < mr; r++) {
-                    char *yp = (char *)c->y + (qk__yoff(c, b, o0 + r) + pix0[t]) * osz;
-                    if (c->uk->epilogue_run(c->ep, o0 + r, tile + r * QK_GEMM_NR, cnt[t], yp) !=
-                        QK_OK)
+                    char *yp = (char *)c->y + (qk__yoff(c, b, o0 + r) + first) * osz;
+                    if (c->uk->epilogue_run(c->ep, o0 + r, row + r * QK__ROW_W, at, yp) != QK_OK)
                         atomic_store(&c->status, QK_ERR_OVERFLOW);
                 }
+                at = 0;
+                if (t + 1 < nt) first = pix0[t + 1];
             }
         }
     }
