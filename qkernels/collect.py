@@ -9,7 +9,8 @@ run time), ``--image PATH`` feeds a vision model, and ``--from-npy DIR`` skips t
 ``ln_input.npy``, ``gamma.npy``, ``beta.npy`` (the layout of shared/data/deit-small-ln0).
 
 ``--block N`` writes, instead of one LayerNorm, the goldens of a whole integer encoder block of a
-BERT / MiniLM model swapped to integers (:mod:`qkernels.collect_block`, ``data/block<N>/``).
+BERT / MiniLM model swapped to integers (:mod:`qkernels.collect_block`, ``data/block<N>/``), in
+the static block form or, with ``--token-rows``, the token-rows form (``data/block<N>_rows/``).
 
 Torch and transformers are optional dependencies: they are imported only when a model is loaded.
 """
@@ -535,6 +536,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "(qkernels.torch.swap, TRANSFORMER_OPS), its block N's integer input, "
                          "every intermediate integer tensor in op order, every parameter and "
                          "manifest.json; csrc/examples/block_golden.c reproduces them")
+    ap.add_argument("--token-rows", action="store_true",
+                    help="--block: the token-rows block form (QuantConfig(token_rows=True): int16 "
+                         "residual stream and LayerNorms, per-token uint8 Linear inputs, exp2 "
+                         "softmax, interp GELU) instead of the static one; default --out "
+                         "data/block<N>_rows")
     ap.add_argument("--sentences", type=int, default=2, metavar="K",
                     help="--block: the golden input is the first K built-in sentences, one "
                          "padded batch (default 2)")
@@ -551,14 +557,19 @@ DESCRIPTION = ("Collect real LayerNorm inputs, PTF-quantize them, run the intege
 def command(a: argparse.Namespace) -> int:
     """Run the ``collect`` command; 0 on success, 2 on a user-facing error."""
     block = getattr(a, "block", None)
+    rows = bool(getattr(a, "token_rows", False))
     if a.out is None:
-        a.out = "data/quantized" if block is None else f"data/block{block}"
+        a.out = "data/quantized" if block is None else \
+            f"data/block{block}{'_rows' if rows else ''}"
     try:
+        if rows and block is None:
+            raise CollectError("--token-rows applies to --block N (an encoder block's goldens)")
         if a.check and _block_dir(a.out):
             from .collect_block import check_block_dir
 
             s = check_block_dir(a.out)
-            print(f"check OK: {a.out}: encoder block {s['block']}, input {s['shape']}: "
+            print(f"check OK: {a.out}: encoder block {s['block']} ({s['form'].replace('_', ' ')} "
+                  f"form), input {s['shape']}: "
                   f"{s['tensors']} integer tensors ({s['values']} values) reproduced bit for bit "
                   f"from the input and the parameters; every file matches manifest.json")
             return 0
@@ -632,7 +643,8 @@ def _run_block(a: argparse.Namespace) -> int:
     from .collect_block import format_block_summary, write_block_dir
     from .torch.block_golden import collect_block
 
-    g = collect_block(net, proc, a.block, DEFAULT_SENTENCES, sentences, model_name=a.model)
+    g = collect_block(net, proc, a.block, DEFAULT_SENTENCES, sentences, model_name=a.model,
+                      token_rows=bool(getattr(a, "token_rows", False)))
     write_block_dir(a.out, g)
     print(format_block_summary(g))
     print(f"wrote {a.out} (check: python -m qkernels collect --check --out {a.out}; C: "

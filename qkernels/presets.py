@@ -29,6 +29,15 @@ cmsis_nn        int8 / int8 symmetric           int32       fixed point, double 
 pow2            any / any, power-of-two scales  int32       shift, round half up
 ==============  ==============================  ==========  ======================================
 
+The accumulator is the exact sum. ONNX Runtime (MLAS) and PyTorch (FBGEMM) compute exactly that
+wherever their uint8 x int8 kernels use VNNI (``vpdpbusd``) or run on ARM; on an x86 CPU without
+AVX512-VNNI / AVX-VNNI they multiply with ``vpmaddubsw``, which saturates each pair of adjacent
+raw products ``x[2i] w[2i] + x[2i+1] w[2i+1]`` to int16, so their outputs differ from the exact
+sum where such a pair exceeds 32767 (uint8 activations above 127 against large weights). Both
+runtimes' remedy is ``reduce_range`` (activations in [0, 127]: ``2 * 127 * 128 < 2^15``), the
+default of PyTorch's x86 / fbgemm qconfigs; on that range the presets equal them on every CPU
+(tests/_ort.py pins what ORT computes on the full range on such CPUs).
+
 A runtime whose fully-connected kernel rounds differently from its convolutions says so with
 ``Preset.linear`` (a preset of its own for ``qlinear``; :meth:`Preset.for_op`).
 

@@ -1085,6 +1085,84 @@ def prepare_row_rescale(table: Tuple[np.ndarray, np.ndarray], channels: int, *,
                       col(out_shift, "out_shift", -31, 30), ozp, odt)
 
 
+class LinearRows:
+    """A token-rows Linear in one C operator (made by :func:`prepare_linear_rows`): the uint8
+    rows' int32 sums ``linear_int32(x, W)`` with the :class:`RowRescale` pass fused into the
+    GEMM's output stage (``qk_linear_rows``: each block of rows rescaled while its tiles are in
+    cache, no int32 sums array). The same integers as ``rr(linear_int32(x, W), j, e, z)``; call
+    it as ``lr(x, j, e, z=None, threads=None)`` with ``x`` uint8 (..., K), row_quantize's ``x``.
+    """
+
+    __slots__ = ("packed", "rescale", "_cap", "_args")
+
+    def __init__(self, packed: Any, rescale: RowRescale) -> None:
+        self.packed = packed
+        self.rescale = rescale
+        self._cap = packed._cap
+        r = rescale
+        self._args = (r.mt, r.st, r.bias, r.out_multiplier, r.out_shift, r.out_zero_point)
+
+    def __call__(self, x: np.ndarray, j: np.ndarray, e: np.ndarray,
+                 z: Optional[np.ndarray] = None, *, threads: Optional[int] = None) -> np.ndarray:
+        k, n = self.packed.k, self.rescale.channels
+        if type(x) is not np.ndarray or x.dtype != np.uint8:
+            raise TypeError(f"x must be a uint8 array (row_quantize's x), got "
+                            f"{getattr(x, 'dtype', type(x).__name__)}")
+        if x.ndim < 1 or x.shape[-1] != k:
+            raise ValueError(f"x has shape {x.shape}; its last axis must have {k} columns")
+        x2 = np.ascontiguousarray(x).reshape(-1, k)
+        rows = x2.shape[0]
+
+        def per_row(v: Any, name: str) -> np.ndarray:
+            r = np.ascontiguousarray(v, np.int32).reshape(-1)
+            if r.size != rows:
+                raise ValueError(f"{name} must have one value per row of x ({rows}), got "
+                                 f"{r.size}")
+            return r
+
+        if (z is None) != (self.rescale.wsum is None):
+            raise ValueError("z and wsum go together (the zero point's term z sum_c W_c)")
+        y = np.empty(x.shape[:-1] + (n,), self.rescale.out_dtype)
+        mt, st, bias, om, os_, ozp = self._args
+        _core._linear_rows(self._cap, x2, None if z is None else per_row(z, "z"),
+                           self.rescale.wsum, per_row(j, "j"), per_row(e, "e"), mt, st, bias,
+                           om, os_, ozp, y, C.threads(threads))
+        return y
+
+
+def prepare_linear_rows(packed: Any, table: Tuple[np.ndarray, np.ndarray], *,
+                        wsum: Optional[ArrayLike] = None, bias: Optional[ArrayLike] = None,
+                        out_multiplier: Optional[ArrayLike] = None,
+                        out_shift: Optional[ArrayLike] = None, out_zero_point: int = 0,
+                        out_dtype: DTypeLike = np.int8) -> LinearRows:
+    """A token-rows Linear, its sums and their :func:`row_rescale` in one C operator:
+    ``prepare_row_rescale(table, N, wsum=..., ...)(linear_int32(x, W), j, e, z)`` to the bit, the
+    rescale being the GEMM's output stage (no int32 sums array, one pass less over memory).
+    ``packed``: :func:`qkernels.pack_linear`'s weights (N x K, zero point 0 or not); the other
+    arguments those of :func:`prepare_row_rescale` (checked once, the same errors). The uint8
+    rows' int32 accumulator bound is checked here (AccumulatorOverflowError).
+
+    Example:
+        >>> import numpy as np, qkernels, qkernels.transformer as T
+        >>> w = np.ones((2, 2), np.int8)
+        >>> lr = T.prepare_linear_rows(qkernels.pack_linear(w), T.row_rescale_params(0),
+        ...                            wsum=w.sum(1, dtype=np.int32))
+        >>> x, z, j, e = T.row_quantize(np.array([[3, -40], [1000, 7]], np.int32))
+        >>> lr(x, j, e, z).tolist()
+        [[-37, -37], [1008, 1008]]
+    """
+    from .linear import PackedLinear, _bound_check
+
+    if not isinstance(packed, PackedLinear):
+        raise TypeError(f"packed must be a PackedLinear (qkernels.pack_linear), got "
+                        f"{type(packed).__name__}")
+    rr = prepare_row_rescale(table, packed.out_channels, wsum=wsum, bias=bias,
+                             out_multiplier=out_multiplier, out_shift=out_shift,
+                             out_zero_point=out_zero_point, out_dtype=out_dtype)
+    _bound_check(packed, np.dtype(np.uint8), 0, None, "raise")
+    return LinearRows(packed, rr)
+
+
 def row_rescale(acc: ArrayLike, j: np.ndarray, e: np.ndarray,
                 table: Tuple[np.ndarray, np.ndarray], *, z: Optional[np.ndarray] = None,
                 wsum: Optional[np.ndarray] = None, bias: Optional[np.ndarray] = None,

@@ -84,7 +84,7 @@ def ort_session(node: Any, inputs: Sequence[Tuple[str, np.ndarray]], y_dtype: An
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    t = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8}
+    t = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8, np.dtype(np.int32): TensorProto.INT32}
     g = helper.make_graph(
         [node], "g", [helper.make_tensor_value_info(n, t[a.dtype], list(a.shape)) for n, a in inputs],
         [helper.make_tensor_value_info("y", t[np.dtype(y_dtype)], None)],

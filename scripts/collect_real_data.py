@@ -9,6 +9,8 @@ data/quantized/ (SPEC section 8). The seed's entry point: ``python -m qkernels c
     python scripts/collect_real_data.py --check             # re-read and validate data/quantized
     python scripts/collect_real_data.py --block 0           # a whole integer encoder block:
     python scripts/collect_real_data.py --check --out data/block0   # data/block0, validated
+    python scripts/collect_real_data.py --block 0 --token-rows   # the token-rows block form:
+    python scripts/collect_real_data.py --check --out data/block0_rows   # data/block0_rows
 """
 import os
 import sys

@@ -32,4 +32,16 @@ qk_status qk__qadd_prepare(qk__qadd_p *p, qk_dtype t, float a_scale, int32_t a_z
 void qk__qadd_rows(const qk__qadd_p *p, const uint8_t *a, const uint8_t *b, size_t rows,
                    size_t n, size_t stride, uint8_t *y);
 
+/* rows.c: qk_row_rescale(_requantize)'s checks (the same codes, qkernels.h), and one row's
+ * segment of its pass (n columns; wsum, bias, om, os at the segment's first column or NULL as
+ * there; m = mt[j_r], k = 31 - (st[j_r] + e_r); yt QK_DT_S32 when om is NULL): returns 1 when
+ * some acc - z wsum leaves int32. qk_linear_rows runs it on the rows its GEMM has just written. */
+qk_status qk__row_rescale_check(size_t rows, size_t cols, const int32_t *z, const int32_t *wsum,
+                                const int32_t *j, const int32_t *e, const int32_t *mt,
+                                const int32_t *st, const int32_t *om, const int32_t *os,
+                                int32_t ozp, qk_dtype yt);
+int qk__row_rescale_seg(const int32_t *acc, size_t n, int32_t z, const int32_t *wsum, int32_t m,
+                        int k, const int32_t *bias, const int32_t *om, const int32_t *os,
+                        int32_t ozp, int yt, void *y);
+
 #endif /* QKERNELS_ELEMENTWISE_H */

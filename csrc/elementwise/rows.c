@@ -17,6 +17,7 @@
  */
 #include "core/core.h"
 #include "core/pool.h"
+#include "elementwise/elementwise.h"
 
 #include <string.h>
 
@@ -201,64 +202,70 @@ typedef struct {
     _Atomic int bad; /* some acc - z wsum outside int32 */
 } qk__rowr_job;
 
+/* One row's segment of row_rescale (the loop of qk__rowr_rows, and of qk_linear_rows' output
+ * stage on the tile rows its GEMM has just written): n columns, wsum / bias / om / os already at
+ * the segment's first column, the row's multiplier m and shift k = 31 - (st[j] + e). Returns 1
+ * when some acc - z wsum leaves int32 (that element's y then unspecified), else 0. */
+int qk__row_rescale_seg(const int32_t *acc, size_t n, int32_t z, const int32_t *wsum, int32_t m,
+                        int k, const int32_t *bias, const int32_t *om, const int32_t *os,
+                        int32_t ozp, int yt, void *y) {
+    const int64_t omin = yt == QK_DT_U8 ? 0 : INT8_MIN, omax = yt == QK_DT_U8 ? 255 : INT8_MAX;
+    int bad = 0;
+    size_t i = 0;
+#if QK_X86
+    if (qk__level() >= QK_LEVEL_AVX512)
+        i = qk__rows_rescale_avx512(acc, n, z, wsum, m, k, bias, om, os, ozp, yt, y, &bad);
+    else if (qk__level() >= QK_LEVEL_AVX2)
+        i = qk__rows_rescale_avx2(acc, n, z, wsum, m, k, bias, om, os, ozp, yt, y, &bad);
+#endif
+    for (; i < n; i++) {
+        int64_t a = acc[i];
+        if (wsum != NULL) {
+            a -= (int64_t)z * wsum[i];
+            if (a < INT32_MIN || a > INT32_MAX) {
+                bad = 1;
+                a = 0;
+            }
+        }
+        int64_t v = qk__clamp64(qk__rows_fx(a, m, k), INT32_MIN, INT32_MAX);
+        if (bias != NULL) v = qk__clamp64(v + bias[i], INT32_MIN, INT32_MAX);
+        if (om == NULL) {
+            ((int32_t *)y)[i] = (int32_t)v;
+            continue;
+        }
+        v = qk__clamp64(qk__rows_fx(v, om[i], 31 - os[i]) + ozp, omin, omax);
+        if (yt == QK_DT_U8)
+            ((uint8_t *)y)[i] = (uint8_t)v;
+        else
+            ((int8_t *)y)[i] = (int8_t)v;
+    }
+    return bad;
+}
+
 static void qk__rowr_rows(void *ctx, size_t j0, size_t j1) {
     qk__rowr_job *s = (qk__rowr_job *)ctx;
     const size_t r1 = j1 * QK__ROWS_JOB < s->rows ? j1 * QK__ROWS_JOB : s->rows;
     const size_t n = s->cols, yb = s->om != NULL ? 1 : 4;
-    const int64_t omin = s->yt == QK_DT_U8 ? 0 : INT8_MIN, omax = s->yt == QK_DT_U8 ? 255 : INT8_MAX;
     int bad = 0;
     for (size_t r = j0 * QK__ROWS_JOB; r < r1; r++) {
         const int32_t jj = s->j[r];
-        const int32_t m = s->mt[jj];
-        const int k = 31 - (s->st[jj] + s->e[r]);
-        const int32_t z = s->wsum != NULL ? s->z[r] : 0;
-        const int32_t *acc = s->acc + r * n;
-        void *y = (char *)s->y + r * n * yb;
-        size_t i = 0;
-#if QK_X86
-        if (qk__level() >= QK_LEVEL_AVX512)
-            i = qk__rows_rescale_avx512(acc, n, z, s->wsum, m, k, s->bias, s->om, s->os, s->ozp,
-                                        s->yt, y, &bad);
-        else if (qk__level() >= QK_LEVEL_AVX2)
-            i = qk__rows_rescale_avx2(acc, n, z, s->wsum, m, k, s->bias, s->om, s->os, s->ozp,
-                                      s->yt, y, &bad);
-#endif
-        for (; i < n; i++) {
-            int64_t a = acc[i];
-            if (s->wsum != NULL) {
-                a -= (int64_t)z * s->wsum[i];
-                if (a < INT32_MIN || a > INT32_MAX) {
-                    bad = 1;
-                    a = 0;
-                }
-            }
-            int64_t v = qk__clamp64(qk__rows_fx(a, m, k), INT32_MIN, INT32_MAX);
-            if (s->bias != NULL) v = qk__clamp64(v + s->bias[i], INT32_MIN, INT32_MAX);
-            if (s->om == NULL) {
-                ((int32_t *)y)[i] = (int32_t)v;
-                continue;
-            }
-            v = qk__clamp64(qk__rows_fx(v, s->om[i], 31 - s->os[i]) + s->ozp, omin, omax);
-            if (s->yt == QK_DT_U8)
-                ((uint8_t *)y)[i] = (uint8_t)v;
-            else
-                ((int8_t *)y)[i] = (int8_t)v;
-        }
+        bad |= qk__row_rescale_seg(s->acc + r * n, n, s->wsum != NULL ? s->z[r] : 0, s->wsum,
+                                   s->mt[jj], 31 - (s->st[jj] + s->e[r]), s->bias, s->om, s->os,
+                                   s->ozp, s->yt, (char *)s->y + r * n * yb);
     }
     if (bad) s->bad = 1;
 }
 
-static qk_status qk__row_rescale(const int32_t *acc, size_t rows, size_t cols, const int32_t *z,
-                                 const int32_t *wsum, const int32_t *j, const int32_t *e,
-                                 const int32_t *mt, const int32_t *st, const int32_t *bias,
-                                 const int32_t *om, const int32_t *os, int32_t ozp, qk_dtype yt,
-                                 void *y, int threads) {
+/* qk_row_rescale(_requantize)'s checks (qkernels.h), before anything is written; also
+ * qk_linear_rows'. */
+qk_status qk__row_rescale_check(size_t rows, size_t cols, const int32_t *z, const int32_t *wsum,
+                                const int32_t *j, const int32_t *e, const int32_t *mt,
+                                const int32_t *st, const int32_t *om, const int32_t *os,
+                                int32_t ozp, qk_dtype yt) {
     size_t bytes;
     if (cols < 1 || !qk__sz_mul4(rows, cols, 4, 1, &bytes)) return QK_ERR_ARG;
     if (mt == NULL || st == NULL) return QK_ERR_ARG;
-    if (rows > 0 && (acc == NULL || j == NULL || e == NULL || y == NULL ||
-                     (wsum != NULL && z == NULL)))
-        return QK_ERR_ARG;
+    if (rows > 0 && (j == NULL || e == NULL || (wsum != NULL && z == NULL))) return QK_ERR_ARG;
     for (int k = 1; k < 32; k++)
         if (mt[k] < 0) return QK_ERR_MULTIPLIER;
     if (om != NULL) {
@@ -277,6 +284,17 @@ static qk_status qk__row_rescale(const int32_t *acc, size_t rows, size_t cols, c
         if (s < -31 || s > 30) return QK_ERR_SHIFT;
         if (wsum != NULL && (z[r] < 0 || z[r] > 255)) return QK_ERR_ZERO_POINT;
     }
+    return QK_OK;
+}
+
+static qk_status qk__row_rescale(const int32_t *acc, size_t rows, size_t cols, const int32_t *z,
+                                 const int32_t *wsum, const int32_t *j, const int32_t *e,
+                                 const int32_t *mt, const int32_t *st, const int32_t *bias,
+                                 const int32_t *om, const int32_t *os, int32_t ozp, qk_dtype yt,
+                                 void *y, int threads) {
+    const qk_status cs = qk__row_rescale_check(rows, cols, z, wsum, j, e, mt, st, om, os, ozp, yt);
+    if (cs != QK_OK) return cs;
+    if (rows > 0 && (acc == NULL || y == NULL)) return QK_ERR_ARG;
     qk__rowr_job s = {acc, z, wsum, j, e, mt, st, bias, om, os, ozp, (int)yt, rows, cols, y, 0};
     const size_t njobs = rows / QK__ROWS_JOB + (rows % QK__ROWS_JOB != 0);
     if (threads <= 1 || njobs < 2 || rows * cols < QK__ROWS_MT_MIN)

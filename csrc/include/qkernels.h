@@ -1017,6 +1017,29 @@ qk_status qk_row_rescale_requantize(const int32_t *acc, size_t rows, size_t cols
 qk_status qk_row_renorm(const int32_t *acc, size_t rows, size_t cols, const uint8_t *p, size_t n,
                         int32_t *y, int threads);
 /*
+ * qk_linear_rows(w, x, m, rs, y, threads): a token-rows Linear in one operator, the row rescale
+ * fused into the GEMM's output stage: the same y as
+ *   qk_linear(w, x, QK_DT_U8, m, 0, {QK_REQ_NONE, QK_DT_S32, no bias}, acc, threads), then
+ *   qk_row_rescale(acc, m, n, rs->z, rs->wsum, rs->j, rs->e, rs->mt, rs->st, rs->bias, y) (or,
+ *   with rs->out_multiplier, qk_row_rescale_requantize(..., rs->out_multiplier, rs->out_shift,
+ *   rs->out_zero_point, rs->out_type, y)),
+ * without the m x n int32 sums in memory: each block of rows is rescaled while the tiles its GEMM
+ * has just written are in cache. x: uint8 (m x k, row_quantize's x, zero point 0). rs->out_type:
+ * QK_DT_S32 without the output stage, QK_DT_U8 / QK_DT_S8 with it. The same checks and codes as
+ * the pair, all before anything is written (QK_ERR_OVERFLOW for an acc - z wsum outside int32:
+ * y then unspecified). Same integers for any thread count and SIMD level.
+ */
+typedef struct qk_row_stage {
+    const int32_t *z, *j, *e;        /* per row of x: zero point (NULL with wsum), code, exponent */
+    const int32_t *mt, *st;          /* 32 entries: row_rescale_params */
+    const int32_t *wsum, *bias;      /* per output column, or NULL */
+    const int32_t *out_multiplier, *out_shift; /* per output column, or NULL: int32 out */
+    int32_t out_zero_point;
+    qk_dtype out_type;
+} qk_row_stage;
+qk_status qk_linear_rows(const qk_packed_weights *w, const uint8_t *x, size_t m,
+                         const qk_row_stage *rs, void *y, int threads);
+/*
  * qk_gelu_interp(p, x, n, y, y_type, y_zp, y_min, y_max): GELU of int32 input (a Linear's int32
  * sums, zero point 0) by piecewise-quadratic segments, integer-only; element i uses channel
  * i % p->channels (per-channel input and output scales along the last axis). gelu(x) = max(x, 0)

@@ -53,6 +53,41 @@ static inline int32_t qk__bmm_v(qk_dtype t, uint8_t u) {
     return t == QK_DT_U8 ? (int32_t)u : (int32_t)(int8_t)u;
 }
 
+/* The int16 panels of one batch item's B: panel p, pair q, column jj holds
+ * (B[k = 2q][n = 16p + jj] - zb, B[2q + 1][16p + jj] - zb) (0 past n and in the k pad: the buffer
+ * is zeroed). The same values as one element at a time, the type's loop chosen once, no division
+ * per element. */
+#define QK__BMM_PACK_B16(NAME, T)                                                                  \
+    static void NAME(const T *src, size_t n, size_t k, size_t k2, int b_kn, int32_t zb,           \
+                     int16_t *p16) {                                                              \
+        const size_t pstride = k2 * QK_GEMM_NR, L = 2 * QK_GEMM_NR;                              \
+        if (!b_kn) { /* B is n x k: row j of B is column j of the panels */                       \
+            for (size_t j = 0; j < n; j++) {                                                      \
+                int16_t *d = p16 + (j / QK_GEMM_NR) * pstride + 2 * (j % QK_GEMM_NR);             \
+                const T *row = src + j * k;                                                       \
+                size_t i = 0;                                                                     \
+                for (; i + 1 < k; i += 2, d += L) {                                               \
+                    d[0] = (int16_t)((int32_t)row[i] - zb);                                       \
+                    d[1] = (int16_t)((int32_t)row[i + 1] - zb);                                   \
+                }                                                                                 \
+                if (i < k) d[0] = (int16_t)((int32_t)row[i] - zb);                                \
+            }                                                                                     \
+        } else { /* B is k x n: row i of B is half of pair i / 2 of every panel */                \
+            for (size_t i = 0; i < k; i++) {                                                      \
+                const T *row = src + i * n;                                                       \
+                int16_t *d = p16 + (i >> 1) * L + (i & 1);                                        \
+                for (size_t j0 = 0; j0 < n; j0 += QK_GEMM_NR, d += pstride) {                     \
+                    const size_t jn = n - j0 < QK_GEMM_NR ? n - j0 : QK_GEMM_NR;                  \
+                    for (size_t jj = 0; jj < jn; jj++)                                            \
+                        d[2 * jj] = (int16_t)((int32_t)row[j0 + jj] - zb);                        \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+    }
+QK__BMM_PACK_B16(qk__bmm_pack_b16_u8, uint8_t)
+QK__BMM_PACK_B16(qk__bmm_pack_b16_s8, int8_t)
+#undef QK__BMM_PACK_B16
+
 /* Phase 1: pack B of items j0..j1-1 (and its sums). The 8-bit panel holds B' = byte ^ flip
  * (s8 B + 128 as u8), the int16 panel B - zb. */
 static void qk__bmm_pack_b(void *vctx, size_t j0, size_t j1) {
@@ -66,25 +101,11 @@ static void qk__bmm_pack_b(void *vctx, size_t j0, size_t j1) {
             c->uk->bmm_pack_b8(src, n, k, c->b_kn, c->bt == QK_DT_S8 ? 0x80 : 0, (uint8_t *)dst,
                                c->colsum + bi * c->npad);
         } else {
-            int16_t *p16 = (int16_t *)dst;
-            const size_t pstride = c->k2 * QK_GEMM_NR;
-            if (!c->b_kn) {
-                for (size_t j = 0; j < n; j++) {
-                    int16_t *panel = p16 + (j / QK_GEMM_NR) * pstride + 2 * (j % QK_GEMM_NR);
-                    const uint8_t *row = src + j * k;
-                    for (size_t i = 0; i < k; i++)
-                        panel[(i >> 1) * 2 * QK_GEMM_NR + (i & 1)] =
-                            (int16_t)(qk__bmm_v(c->bt, row[i]) - zb);
-                }
-            } else {
-                for (size_t i = 0; i < k; i++) {
-                    const uint8_t *row = src + i * n;
-                    int16_t *d = p16 + (i >> 1) * 2 * QK_GEMM_NR + (i & 1);
-                    for (size_t j = 0; j < n; j++)
-                        d[(j / QK_GEMM_NR) * pstride + 2 * (j % QK_GEMM_NR)] =
-                            (int16_t)(qk__bmm_v(c->bt, row[j]) - zb);
-                }
-            }
+            if (c->bt == QK_DT_S8)
+                qk__bmm_pack_b16_s8((const int8_t *)src, n, k, c->k2, c->b_kn, zb,
+                                    (int16_t *)dst);
+            else
+                qk__bmm_pack_b16_u8(src, n, k, c->k2, c->b_kn, zb, (int16_t *)dst);
         }
         if (c->need_abs) { /* max_j sum_k |B - zb|, for the bound */
             int64_t amax = 0;
@@ -125,6 +146,9 @@ static void qk__bmm_jobs(void *vctx, size_t j0, size_t j1) {
     int32_t tile[QK_VNNI_MR_MAX * QK_GEMM_NR];
     const qk_gemm_s8u8_ukernel uk8 = c->uk->gemm_u8[0][0]; /* 12 x 16 */
     const qk_gemm_ukernel uk16 = c->uk->gemm_s16;
+    /* int16 tiles and QK_REQ_NONE (matmul_int32; qk_bmm refuses a bias): the tiles go straight
+     * to y (the output stage would copy the exact sums), no row buffer pass */
+    const int direct = !c->u8 && ep->scheme == QK_REQ_NONE;
     for (size_t j = j0; j < j1; j++) {
         const size_t bi = j / c->rchunks, rc = j % c->rchunks;
         const size_t r0 = rc * QK__BMM_MC;
@@ -168,12 +192,20 @@ static void qk__bmm_jobs(void *vctx, size_t j0, size_t j1) {
                 if (c->u8)
                     c->uk->bmm_tile_fix(tile, mr, colterm + p * QK_GEMM_NR, rowterm + rb,
                                      rows + p * QK_GEMM_NR, c->npad);
+                else if (direct) /* int32 out, no bias: y is the exact sums themselves */
+                    for (size_t r = 0; r < mr; r++)
+                        memcpy((int32_t *)c->y + (bi * c->m + r0 + rb + r) * c->n +
+                                   p * QK_GEMM_NR,
+                               tile + r * QK_GEMM_NR,
+                               (c->n - p * QK_GEMM_NR < QK_GEMM_NR ? c->n - p * QK_GEMM_NR
+                                                                   : QK_GEMM_NR) *
+                                   sizeof(int32_t));
                 else
                     for (size_t r = 0; r < mr; r++)
                         memcpy(rows + r * c->npad + p * QK_GEMM_NR, tile + r * QK_GEMM_NR,
                                QK_GEMM_NR * sizeof(int32_t));
             }
-            for (size_t r = 0; r < mr; r++) {
+            for (size_t r = 0; r < mr && !direct; r++) {
                 int32_t *row = rows + r * c->npad;
                 char *yrow = (char *)c->y + ((bi * c->m + r0 + rb + r) * c->n) * osz;
                 if (c->uk->epilogue_run(ep, bi, row, c->n, yrow) != QK_OK)

@@ -6,6 +6,8 @@
  *   _pack_conv2d(w (o,i/g,kh,kw) u8/s8, w_zp int32 (o,), groups) -> capsule
  *   _packed_bytes(capsule) -> int
  *   _linear(capsule, x (m,k), x_zp, out (m,n), epilogue..., threads) -> None
+ *   _linear_rows(capsule, x u8 (m,k), z, wsum, j, e, mt, st, bias, om, os, ozp, out, threads)
+ *     -> None: qk_linear_rows, a token-rows Linear with the row rescale as its output stage
  *   _conv2d(capsule, x NCHW, x_zp, sh, sw, pt, pl, pb, pr, dh, dw, out, epilogue..., threads
  *           [, add]) with add None or (other, conv_scale, other_scale, other_zp, out_scale,
  *           out_zp, relu): qk_conv2d_add, the residual add fused (other: out's shape and dtype)
@@ -141,6 +143,74 @@ static PyObject *qk_py_linear(PyObject *self, PyObject *args) {
                    PyArray_DATA((PyArrayObject *)oo), e.threads);
     Py_END_ALLOW_THREADS
     if (st != QK_OK) return qk_py_status_error(st, "qlinear");
+    Py_RETURN_NONE;
+}
+
+/* _linear_rows(capsule, x uint8 (m,k), z|None, wsum|None, j, e, mt, st, bias|None, om|None,
+ * os|None, ozp, out, threads) -> None: qk_linear_rows (om None: out int32 (m,n); else out uint8
+ * or int8 (m,n), the output stage); z and wsum together, om and os together. */
+static PyObject *qk_py_linear_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *xo, *z, *wsum, *j, *e, *mt, *sto, *bias, *om, *os, *out;
+    int ozp, threads;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOiOi", &cap, &xo, &z, &wsum, &j, &e, &mt, &sto, &bias,
+                          &om, &os, &ozp, &out, &threads))
+        return NULL;
+    qk_packed_weights *w = qk_py_packed(cap);
+    if (w == NULL) return NULL;
+    const size_t n = qk_packed_weights_n(w), k = qk_packed_weights_k(w);
+    if (!PyArray_Check(xo) || PyArray_NDIM((PyArrayObject *)xo) != 2 ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)xo) ||
+        PyArray_TYPE((PyArrayObject *)xo) != NPY_UINT8 ||
+        (size_t)PyArray_DIM((PyArrayObject *)xo, 1) != k) {
+        PyErr_SetString(PyExc_ValueError, "x must be C-contiguous uint8 (m, k)");
+        return NULL;
+    }
+    const npy_intp m = PyArray_DIM((PyArrayObject *)xo, 0);
+    if ((z == Py_None) != (wsum == Py_None) || (om == Py_None) != (os == Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "z and wsum (om and os) go together");
+        return NULL;
+    }
+    const int stage = om != Py_None;
+    const int yt = stage && PyArray_Check(out) ? PyArray_TYPE((PyArrayObject *)out) : NPY_INT32;
+    if (stage && yt != NPY_UINT8 && yt != NPY_INT8) {
+        PyErr_SetString(PyExc_TypeError, "out must be uint8 or int8 with an output stage");
+        return NULL;
+    }
+    if ((z != Py_None && (qk_py_check_arr(z, NPY_INT32, m, "z") < 0 ||
+                          qk_py_check_arr(wsum, NPY_INT32, (npy_intp)n, "wsum") < 0)) ||
+        qk_py_check_arr(j, NPY_INT32, m, "j") < 0 || qk_py_check_arr(e, NPY_INT32, m, "e") < 0 ||
+        qk_py_check_arr(mt, NPY_INT32, 32, "mt") < 0 ||
+        qk_py_check_arr(sto, NPY_INT32, 32, "st") < 0 ||
+        (bias != Py_None && qk_py_check_arr(bias, NPY_INT32, (npy_intp)n, "bias") < 0) ||
+        (stage && (qk_py_check_arr(om, NPY_INT32, (npy_intp)n, "om") < 0 ||
+                   qk_py_check_arr(os, NPY_INT32, (npy_intp)n, "os") < 0)) ||
+        qk_py_check_arr(out, yt, m * (npy_intp)n, "out") < 0)
+        return NULL;
+    if (!PyArray_ISWRITEABLE((PyArrayObject *)out)) {
+        PyErr_SetString(PyExc_ValueError, "out is read-only");
+        return NULL;
+    }
+#define QK_PY_I32(o) ((o) == Py_None ? NULL : (const int32_t *)PyArray_DATA((PyArrayObject *)(o)))
+    qk_row_stage rs;
+    rs.z = QK_PY_I32(z);
+    rs.j = QK_PY_I32(j);
+    rs.e = QK_PY_I32(e);
+    rs.mt = QK_PY_I32(mt);
+    rs.st = QK_PY_I32(sto);
+    rs.wsum = QK_PY_I32(wsum);
+    rs.bias = QK_PY_I32(bias);
+    rs.out_multiplier = QK_PY_I32(om);
+    rs.out_shift = QK_PY_I32(os);
+#undef QK_PY_I32
+    rs.out_zero_point = ozp;
+    rs.out_type = !stage ? QK_DT_S32 : yt == NPY_UINT8 ? QK_DT_U8 : QK_DT_S8;
+    qk_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = qk_linear_rows(w, (const uint8_t *)PyArray_DATA((PyArrayObject *)xo), (size_t)m, &rs,
+                        PyArray_DATA((PyArrayObject *)out), threads);
+    Py_END_ALLOW_THREADS
+    if (st != QK_OK) return qk_py_status_error(st, "linear_rows");
     Py_RETURN_NONE;
 }
 
@@ -378,6 +448,7 @@ static PyMethodDef qk_py_gemm_methods[] = {
     {"_pack_conv2d", qk_py_pack_conv2d, METH_VARARGS, "_pack_conv2d(w, w_zp, groups) -> capsule"},
     {"_packed_bytes", qk_py_packed_bytes, METH_O, "_packed_bytes(capsule) -> int"},
     {"_linear", qk_py_linear, METH_VARARGS, "_linear(...) -> None, raises on a bad status (see qkernels/linear.py)"},
+    {"_linear_rows", qk_py_linear_rows, METH_VARARGS, "_linear_rows(...) -> None: qk_linear_rows (use qkernels.transformer.prepare_linear_rows)"},
     {"_conv2d", qk_py_conv2d, METH_VARARGS, "_conv2d(...) -> None, raises on a bad status (see qkernels/linear.py)"},
     {"_conv2d_s16", qk_py_conv2d_s16, METH_VARARGS, "_conv2d_s16(...) -> None: int16 x int8, int64 sums (see qkernels/linear16.py)"},
     {NULL, NULL, 0, NULL}};

@@ -1,6 +1,7 @@
 """The integers of one BERT / MiniLM encoder block, taken from a model run with
 :func:`~qkernels.torch.swap` (``ops=TRANSFORMER_OPS``): what ``python -m qkernels collect
---block N`` writes (:mod:`qkernels.collect_block`).
+--block N`` writes (:mod:`qkernels.collect_block`), in the static form or, with
+``token_rows=True`` (``--token-rows``), the token-rows form (``QuantConfig(token_rows=True)``).
 
 The whole model is calibrated and swapped (every block integer, so block N's input is the
 integer output of the blocks before it), run on real sentences, and the four swapped modules of
@@ -21,7 +22,7 @@ from typing import Any, Dict, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..collect_block import OUTPUT, BlockError, BlockGolden, run_block
+from ..collect_block import FORM_ROWS, FORM_STATIC, OUTPUT, BlockError, BlockGolden, run_block
 from . import blocks as B
 from .config import QuantConfig
 from .swapping import TRANSFORMER_OPS, swap
@@ -112,12 +113,108 @@ def _act(q: B.ActQ) -> Dict[str, Any]:
     return d
 
 
+def _row_linear(prefix: str, rl: B.RowLinear) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """A token-rows Linear's parameters: int8 weights, their row sums, the int32 bias in the
+    rescaled units, the per-row rescale table and its ``p``."""
+    n = rl.lin.out_features
+    mt, st = rl.table
+    return ({f"{prefix}_weight": rl.lin.wq, f"{prefix}_wsum": _vec(rl.wsum, n, np.int32),
+             f"{prefix}_bias": _vec(rl.bias, n, np.int32),
+             f"{prefix}_rescale_multiplier": np.asarray(mt, np.int32),
+             f"{prefix}_rescale_shift": np.asarray(st, np.int32)},
+            {f"{prefix}_p": int(rl.p)})
+
+
+def _residual_rows(r: str, bl: B.ResidualLayerNorm,
+                   mod: Any) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """A token-rows residual add + int16 LayerNorm's parameters."""
+    if bl.rows is None or not bl.wide:
+        raise BlockError(f"{r}: the residual block is not in the token-rows form (int16 "
+                         f"LayerNorm, per-token Linear input)")
+    ln = bl.ln
+    c = ln.channels
+    gamma, beta = _gamma_beta(mod, bl)
+    p, s = _row_linear(f"{r}_dense", bl.rows)
+    p.update({f"{r}_dense_multiplier": _vec(bl.m_acc, c, np.int32),
+              f"{r}_dense_shift": _vec(bl.sh_acc, c, np.int32),
+              f"{r}_residual_multiplier": _vec(bl.m_r, c, np.int32),
+              f"{r}_residual_shift": _vec(bl.sh_r, c, np.int32),
+              f"{r}_ln_in_shift": _vec(bl.shift, c, np.int32),
+              f"{r}_ln_gamma": gamma, f"{r}_ln_beta": beta,
+              f"{r}_ln_gamma_int": np.asarray(ln.gamma_int, np.int32),
+              f"{r}_ln_beta_int": np.asarray(ln.beta_int, np.int64)})
+    s.update({f"{r}_residual_zero_point": int(bl.r.zero_point), f"{r}_ln_method": ln.method,
+              f"{r}_ln_in_scale": float(F32(ln.ptf.scale)), f"{r}_ln_eps": float(F32(ln.eps)),
+              f"{r}_ln_out_scale": float(F32(ln.out_scale)),
+              f"{r}_ln_out_zero_point": int(ln.out_zero_point), f"{r}_ln_shift": int(ln.shift),
+              f"{r}_ln_eps_term": int(ln.eps_term),
+              f"{r}_ln_gamma_multiplier": int(ln.gamma_multiplier),
+              f"{r}_ln_beta_multiplier": int(ln.beta_multiplier)})
+    return p, s
+
+
+def _rows_parameters(att: B.Attention, inter: B.Intermediate, bl: Dict[str, Any],
+                     mods: Dict[str, Any], subs: Dict[str, str],
+                     x: np.ndarray) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """Every parameter of the token-rows block (:data:`qkernels.collect_block.STEPS_ROWS`)."""
+    if att.rows is None or inter.rows is None:
+        raise BlockError("the attention / intermediate blocks are not in the token-rows form")
+    sm = att.softmax
+    if sm.method != "exp2" or inter.gelu.method != "interp":
+        raise BlockError(f"softmax {sm.method} / GELU {inter.gelu.method}: the token-rows "
+                         f"block goldens describe the exp2 softmax and the interp GELU")
+    params: Dict[str, np.ndarray] = {}
+    scalars: Dict[str, Any] = {
+        "form": FORM_ROWS, "batch": int(x.shape[0]), "tokens": int(x.shape[1]),
+        "hidden": int(x.shape[2]), "heads": att.heads, "head_dim": att.d,
+        "intermediate": int(inter.lin.out_features)}
+    for (p_, t), (rl, m, sh) in zip((("query", "q"), ("key", "k"), ("value", "v")), att.rows):
+        pp, ss = _row_linear(p_, rl)
+        n = rl.lin.out_features
+        pp[f"{p_}_multiplier"] = _vec(m, n, np.int32)
+        pp[f"{p_}_shift"] = _vec(sh, n, np.int32)
+        params.update(pp)
+        scalars.update(ss)
+    scalars.update({
+        "q_zero_point": int(att.q.zero_point), "k_zero_point": int(att.k.zero_point),
+        "v_zero_point": int(att.v.zero_point), "score_scale": float(F32(att.score_scale)),
+        "softmax_method": sm.method, "softmax_mult": int(sm.exp2_mult),
+        "softmax_shift": int(sm.exp2_shift), "softmax_cap": int(sm.exp2_cap),
+        "pv_renorm": 1, "pv_multiplier": int(att.rn_mult), "pv_shift": int(att.rn_shift),
+        "context_zero_point": int(att.out.zero_point)})
+    params["softmax_table"] = np.asarray(sm.exp2_table, np.int32)
+    for r in ("attn", "out"):
+        p, s = _residual_rows(r, bl[r], mods[subs[r]])
+        params.update(p)
+        scalars.update(s)
+        if r == "attn":
+            pp, ss = _row_linear("intermediate", inter.rows)
+            params.update(pp)
+            scalars.update(ss)
+            gp = inter.gelu
+            n = inter.lin.out_features
+            params.update(intermediate_rescaled_scale=_vec(gp.x_scale, n, F32),
+                          gelu_in_multiplier=_vec(gp.in_multiplier, n, np.int32),
+                          gelu_in_rshift=_vec(gp.in_rshift, n, np.int32),
+                          gelu_multiplier=_vec(gp.multiplier, n, np.int32),
+                          gelu_rshift=_vec(gp.rshift, n, np.int32),
+                          gelu_table=np.asarray(gp.table, np.int32))
+            if np.ndim(gp.out_scale) != 0:
+                raise BlockError("the interp GELU has per-channel output steps; the token-rows "
+                                 "block goldens expect one")
+            scalars.update(gelu_method=gp.method, gelu_out_scale=float(F32(gp.out_scale)),
+                           gelu_zero_point=int(gp.out_zero_point))
+    return params, scalars
+
+
 def collect_block(model: torch.nn.Module, tokenizer: Any, block: int,
                   calibration: Sequence[str], sentences: Sequence[str], *,
-                  model_name: str = "", threads: int = 1) -> BlockGolden:
+                  model_name: str = "", threads: int = 1,
+                  token_rows: bool = False) -> BlockGolden:
     """Calibrate and swap ``model`` (a Hugging Face BERT / MiniLM) on the ``calibration``
     sentences (one at a time), run it on ``sentences`` (one padded batch) and return the
-    goldens of encoder layer ``block`` (negative counts from the end)."""
+    goldens of encoder layer ``block`` (negative counts from the end), in the static form or,
+    with ``token_rows``, the token-rows form (``QuantConfig(token_rows=True)``)."""
     layers = encoder_layers(model)
     if not layers:
         raise BlockError("the model has no BERT-style encoder layers (attention.self, "
@@ -133,9 +230,8 @@ def collect_block(model: torch.nn.Module, tokenizer: Any, block: int,
             "intermediate": f"{name}.intermediate", "out": f"{name}.output"}
     cal = [dict(tokenizer(s, return_tensors="pt")) for s in calibration]
     enc = dict(tokenizer(list(sentences), padding=True, return_tensors="pt"))
-    # the static block form (token_rows=False): the form the golden folder and
-    # csrc/examples/block_golden.c describe step by step
-    cfg = QuantConfig(token_rows=False)
+    # the block form: the folder and csrc/examples/block_golden.c describe either step by step
+    cfg = QuantConfig(token_rows=bool(token_rows))
     with torch.no_grad(), swap(model, cal, ops=TRANSFORMER_OPS, threads=threads,
                                config=cfg) as sw:
         missing = [m for m in subs.values() if m not in sw]
@@ -162,6 +258,34 @@ def collect_block(model: torch.nn.Module, tokenizer: Any, block: int,
     t = keep.shape[1]
     tensors["mask"] = np.ascontiguousarray(np.broadcast_to(keep[:, None, :],
                                                            (keep.shape[0], t, t)))
+    if token_rows:
+        params, scalars = _rows_parameters(att, inter, bl, mods, subs, tensors["x"])
+    else:
+        params, scalars = _static_parameters(att, inter, bl, mods, subs, tensors["x"], t)
+    ints = run_block(params, scalars, tensors["x"], tensors["mask"])
+    kept = {("attention", "q"): "q", ("attention", "k"): "k", ("attention", "v"): "v",
+            ("attention", "scores"): "scores", ("attention", "probs"): "probs",
+            ("attention", "context"): "context", ("attn", "ln_input"): "attn_ln_input",
+            ("attn", "out"): "attn_ln_output", ("intermediate", "out"): "gelu",
+            ("out", "ln_input"): "out_ln_input", ("out", "out"): OUTPUT}
+    for (k, key), n in kept.items():
+        if last[k][key].dtype != ints[n].dtype or not np.array_equal(last[k][key], ints[n]):
+            bad = int(np.count_nonzero(last[k][key] != ints[n]))
+            raise BlockError(f"{subs[k]}: {n} of the swapped block differs from the step-by-step "
+                             f"recomputation in {bad} of {ints[n].size} values (dtype "
+                             f"{last[k][key].dtype} vs {ints[n].dtype}; the block's arithmetic "
+                             f"changed: update qkernels/collect_block.py)")
+    tensors.update(ints)
+    return BlockGolden(tensors, params, scalars,
+                       _info(mods, name, enc, keep, tensors, att, inter, bl, layers, block,
+                             model_name, sentences, calibration, len(kept), token_rows))
+
+
+def _static_parameters(att: B.Attention, inter: B.Intermediate, bl: Dict[str, Any],
+                       mods: Dict[str, Any], subs: Dict[str, str], x: np.ndarray,
+                       t: int) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """Every parameter of the static block (:data:`qkernels.collect_block.STEPS`)."""
+    tensors = {"x": x}
     params: Dict[str, np.ndarray] = {}
     amod = mods[subs["attention"]]
     for p_, prep in (("query", att.lq), ("key", att.lk), ("value", att.lv)):
@@ -169,7 +293,8 @@ def collect_block(model: torch.nn.Module, tokenizer: Any, block: int,
     renorm = bool(B.SOFTMAX_RENORM)
     sm = att.softmax
     scalars: Dict[str, Any] = {
-        "batch": int(tensors["x"].shape[0]), "tokens": t, "hidden": int(tensors["x"].shape[2]),
+        "form": FORM_STATIC, "batch": int(tensors["x"].shape[0]), "tokens": t,
+        "hidden": int(tensors["x"].shape[2]),
         "heads": att.heads, "head_dim": att.d, "intermediate": int(inter.lin.out_features),
         "x_zero_point": int(att.x.zero_point), "q_zero_point": int(att.q.zero_point),
         "k_zero_point": int(att.k.zero_point), "v_zero_point": int(att.v.zero_point),
@@ -196,19 +321,16 @@ def collect_block(model: torch.nn.Module, tokenizer: Any, block: int,
                           gelu_rshift=_vec(gp.rshift, n, np.int32))
             scalars.update(intermediate_x_zero_point=int(inter.x.zero_point),
                            gelu_zero_point=int(gp.out_zero_point))
-    ints = run_block(params, scalars, tensors["x"], tensors["mask"])
-    kept = {("attention", "q"): "q", ("attention", "k"): "k", ("attention", "v"): "v",
-            ("attention", "scores"): "scores", ("attention", "probs"): "probs",
-            ("attention", "context"): "context", ("attn", "ln_input"): "attn_ln_input",
-            ("attn", "out"): "attn_ln_output", ("intermediate", "out"): "gelu",
-            ("out", "ln_input"): "out_ln_input", ("out", "out"): OUTPUT}
-    for (k, key), n in kept.items():
-        if not np.array_equal(last[k][key], ints[n]):
-            bad = int(np.count_nonzero(last[k][key] != ints[n]))
-            raise BlockError(f"{subs[k]}: {n} of the swapped block differs from the step-by-step "
-                             f"recomputation in {bad} of {ints[n].size} values (the block's "
-                             f"arithmetic changed: update qkernels/collect_block.py)")
-    tensors.update(ints)
+    return params, scalars
+
+
+def _info(mods: Dict[str, Any], name: str, enc: Dict[str, Any],
+          keep: np.ndarray, tensors: Dict[str, np.ndarray], att: B.Attention,
+          inter: B.Intermediate, bl: Dict[str, Any], layers: Sequence[str], block: int,
+          model_name: str, sentences: Sequence[str], calibration: Sequence[str], verified: int,
+          token_rows: bool) -> Dict[str, Any]:
+    """The manifest's description: the model, the sentences, the error of the block against
+    the float layer, the quantization of each tensor."""
     # the error of the block against the float layer on the same (dequantized) input
     x_f = B.dequant(tensors["x"], att.x)
     mask4 = (1.0 - enc["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
@@ -219,9 +341,13 @@ def collect_block(model: torch.nn.Module, tokenizer: Any, block: int,
     sel = keep.astype(bool)          # padded positions carry no meaning
     r_, g_ = ref[sel], got[sel]
     err = r_ - g_
-    info = {"model": model_name, "block": block if block >= 0 else len(layers) + block,
+    probs = ({"scale": "1/255 of the row maximum's exponential (the row's own scale; P V is "
+                       "divided by the row sum)", "zero_point": 0, "dtype": "uint8"}
+             if token_rows else {"scale": 1.0 / 256, "zero_point": 0, "dtype": "uint8"})
+    return {"model": model_name, "block": block if block >= 0 else len(layers) + block,
             "module": name, "sentences": list(sentences),
-            "calibration_sentences": len(calibration), "verified_against_swap": len(kept),
+            "form": FORM_ROWS if token_rows else FORM_STATIC,
+            "calibration_sentences": len(calibration), "verified_against_swap": verified,
             "float_error": {"sqnr_db": float(10 * np.log10(np.sum(r_ ** 2) / np.sum(err ** 2))),
                             "max_abs_err": float(np.abs(err).max()),
                             "cosine": float(np.sum(r_ * g_) / np.sqrt(np.sum(r_ ** 2) *
@@ -230,6 +356,4 @@ def collect_block(model: torch.nn.Module, tokenizer: Any, block: int,
             "quantization": {"x": _act(att.x), "q": _act(att.q), "k": _act(att.k),
                              "v": _act(att.v), "context": _act(att.out),
                              "attn_ln_output": _act(bl["attn"].out), "gelu": _act(inter.out),
-                             "out_ln_output": _act(bl["out"].out),
-                             "probs": {"scale": 1.0 / 256, "zero_point": 0, "dtype": "uint8"}}}
-    return BlockGolden(tensors, params, scalars, info)
+                             "out_ln_output": _act(bl["out"].out), "probs": probs}}

@@ -404,13 +404,22 @@ class RowLinear:
         n = self.lin.out_features
         self.rescale = qk.transformer.prepare_row_rescale(self.table, n, wsum=self.wsum,
                                                           bias=self.bias)
+        # the same two steps as one C operator (the rescale as the GEMM's output stage): what
+        # the blocks run (:meth:`rescaled`); __call__ keeps the pair, step by step
+        self.fused = qk.transformer.prepare_linear_rows(self.lin.packed, self.table,
+                                                        wsum=self.wsum, bias=self.bias)
         self.out_stage: Optional[qk.transformer.RowRescale] = None
+        self.out_fused: Optional[qk.transformer.LinearRows] = None
 
     def fuse_output(self, multiplier: np.ndarray, shift: np.ndarray, zero_point: int) -> None:
         """The Linear's int8 output stage ``requantize(rescaled, multiplier, shift, zero_point,
         scheme="single_round", axis=-1)`` fused into the rescale pass (:meth:`output`)."""
         self.out_stage = qk.transformer.prepare_row_rescale(
             self.table, self.lin.out_features, wsum=self.wsum, bias=self.bias,
+            out_multiplier=multiplier, out_shift=shift, out_zero_point=zero_point,
+            out_dtype=np.int8)
+        self.out_fused = qk.transformer.prepare_linear_rows(
+            self.lin.packed, self.table, wsum=self.wsum, bias=self.bias,
             out_multiplier=multiplier, out_shift=shift, out_zero_point=zero_point,
             out_dtype=np.int8)
 
@@ -422,9 +431,23 @@ class RowLinear:
         return {"rescaled": self.rescale(self.sums(xq, threads=threads), j, e, z,
                                          threads=threads)}
 
+    def rescaled(self, rq: Tuple[np.ndarray, ...], threads: int) -> np.ndarray:
+        """:meth:`__call__`'s ``"rescaled"``, the same integers, in one C operator
+        (:func:`~qkernels.transformer.prepare_linear_rows`: the rescale is the GEMM's output
+        stage, no int32 sums array in between)."""
+        xq, z, j, e = rq
+        return self.fused(xq, j, e, z, threads=threads)
+
     def output(self, rq: Tuple[np.ndarray, ...], threads: int) -> np.ndarray:
-        """The int8 output of :meth:`fuse_output`'s stage: the sums, then one pass (zero point
-        term, per-row rescale, bias, per-channel requantization)."""
+        """The int8 output of :meth:`fuse_output`'s stage (zero point term, per-row rescale,
+        bias, per-channel requantization) as the GEMM's output stage; the same integers as
+        :meth:`output_pair`."""
+        xq, z, j, e = rq
+        assert self.out_fused is not None, "fuse_output first"
+        return self.out_fused(xq, j, e, z, threads=threads)
+
+    def output_pair(self, rq: Tuple[np.ndarray, ...], threads: int) -> np.ndarray:
+        """:meth:`output` step by step: the int32 sums, then one pass over them."""
         xq, z, j, e = rq
         assert self.out_stage is not None, "fuse_output first"
         return self.out_stage(self.sums(xq, threads=threads), j, e, z, threads=threads)
@@ -581,7 +604,7 @@ class ResidualLayerNorm:
 
     def ptf_input(self, x8: np.ndarray, r8: np.ndarray, threads: int) -> np.ndarray:
         if self.rows is not None:
-            acc = self.rows(row_inputs(x8, threads), threads)["rescaled"]
+            acc = self.rows.rescaled(row_inputs(x8, threads), threads)
         else:
             acc = self.acc(x8, threads=threads)
         # |a|, |rr| < 2^30 for any calibrated range below 2^(30 - 4 - 7) steps: int32 sum
@@ -689,7 +712,7 @@ class Intermediate:
 
     def __call__(self, x8: np.ndarray, threads: int) -> np.ndarray:
         if self.rows is not None:
-            acc = self.rows(row_inputs(x8, threads), threads)["rescaled"]
+            acc = self.rows.rescaled(row_inputs(x8, threads), threads)
         else:
             acc = self.acc(x8, threads=threads)
         return qk.qgelu(acc, self.gelu)

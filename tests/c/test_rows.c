@@ -287,6 +287,82 @@ static void test_renorm(size_t cols, size_t n) {
     free(acc), free(y), free(y2), free(p);
 }
 
+/* qk_linear_rows (csrc/operators/linear_rows.c: the rescale as the GEMM's output stage) against
+ * the int64 sums and the rescale's statement, int32 out and the 8-bit output stage, rows around
+ * the 6-row tiles and 48-row chunks, columns around the 16-column panels and 8-panel groups,
+ * threads 1..3; then the pair's refusals. */
+static void test_linear_rows(size_t m, size_t k, size_t n) {
+    int8_t *w = malloc(n * k);
+    uint8_t *x = malloc(m * k), *y8 = malloc(m * n);
+    int32_t *y = malloc(m * n * 4), *wsum = malloc(n * 4), *bias = malloc(n * 4),
+            *om = malloc(n * 4), *os = malloc(n * 4), *z = malloc(m * 4), *j = malloc(m * 4),
+            *e = malloc(m * 4);
+    for (size_t i = 0; i < n * k; i++) w[i] = (int8_t)((int)(qk_test_next() % 255) - 127);
+    for (size_t i = 0; i < m * k; i++) x[i] = (uint8_t)qk_test_next();
+    for (size_t o = 0; o < n; o++) {
+        int64_t s = 0;
+        for (size_t i = 0; i < k; i++) s += w[o * k + i];
+        wsum[o] = (int32_t)s;
+        bias[o] = o % 3 == 0 ? rnd32() : (int32_t)(qk_test_next() % 2001) - 1000;
+        om[o] = (int32_t)(0x40000000u + (uint32_t)(qk_test_next() % 0x40000000u));
+        os[o] = (int32_t)(qk_test_next() % 16) - 14;
+    }
+    for (size_t r = 0; r < m; r++) {
+        z[r] = (int32_t)(qk_test_next() % 256);
+        j[r] = 1 + (int32_t)(qk_test_next() % 31);
+        e[r] = (int32_t)(qk_test_next() % 20);
+    }
+    int32_t mt[32], st[32];
+    for (int q = 0; q < 32; q++) qk_quantize_multiplier((q + 1) / 255.0 / 8.0, &mt[q], &st[q]);
+    qk_packed_weights *pw = NULL;
+    int32_t *wzp = calloc(n, 4);
+    QK_CHECK(qk_pack_linear(w, QK_DT_S8, n, k, wzp, &pw) == QK_OK, "pack");
+    qk_row_stage rs = {z, j, e, mt, st, wsum, bias, NULL, NULL, 0, QK_DT_S32};
+    qk_row_stage r8 = {z, j, e, mt, st, wsum, bias, om, os, -5, QK_DT_S8};
+    for (int threads = 1; threads <= 3; threads++) {
+        memset(y, 0x55, m * n * 4);
+        memset(y8, 0x55, m * n);
+        const qk_status s1 = qk_linear_rows(pw, x, m, &rs, y, threads);
+        const qk_status s2 = qk_linear_rows(pw, x, m, &r8, y8, threads);
+        QK_CHECK(s1 == QK_OK && s2 == QK_OK, "linear_rows status %d %d", (int)s1, (int)s2);
+        int bad = 0, bad8 = 0;
+        for (size_t r = 0; r < m; r++)
+            for (size_t o = 0; o < n; o++) {
+                int64_t acc = 0;
+                for (size_t i = 0; i < k; i++) acc += (int64_t)x[r * k + i] * w[o * k + i];
+                const int64_t a = acc - (int64_t)z[r] * wsum[o];
+                int64_t v = clampi(fx(a, mt[j[r]], st[j[r]] + e[r]), INT32_MIN, INT32_MAX);
+                v = clampi(v + bias[o], INT32_MIN, INT32_MAX);
+                bad += y[r * n + o] != v;
+                bad8 += (int8_t)y8[r * n + o] != clampi(fx(v, om[o], os[o]) - 5, -128, 127);
+            }
+        QK_CHECK(bad == 0 && bad8 == 0, "linear_rows %zux%zux%zu threads %d: %d / %d differ", m,
+                 k, n, threads, bad, bad8);
+    }
+    /* refused before anything is written: j 0, an output shift of 31, an int32 out_type with
+     * the output stage, a zero point outside 0..255; acc - z wsum outside int32 */
+    memset(y8, 0x55, m * n);
+    j[0] = 0;
+    QK_CHECK(qk_linear_rows(pw, x, m, &r8, y8, 1) == QK_ERR_ARG, "j 0");
+    j[0] = 1;
+    os[0] = 31;
+    QK_CHECK(qk_linear_rows(pw, x, m, &r8, y8, 1) == QK_ERR_SHIFT, "os 31");
+    os[0] = 0;
+    r8.out_type = QK_DT_S32;
+    QK_CHECK(qk_linear_rows(pw, x, m, &r8, y8, 1) == QK_ERR_ARG, "s32 with a stage");
+    z[0] = 256;
+    QK_CHECK(qk_linear_rows(pw, x, m, &rs, y, 1) == QK_ERR_ZERO_POINT, "z 256");
+    int bad = 0;
+    for (size_t i = 0; i < m * n; i++) bad += y8[i] != 0x55;
+    QK_CHECK(bad == 0, "a refused call wrote %d values", bad);
+    z[0] = 255;
+    for (size_t o = 0; o < n; o++) wsum[o] = -(1 << 25);
+    QK_CHECK(qk_linear_rows(pw, x, m, &rs, y, 2) == QK_ERR_OVERFLOW, "acc - z wsum > int32");
+    qk_packed_weights_free(pw);
+    free(w), free(x), free(y8), free(y), free(wsum), free(bias), free(om), free(os), free(z),
+        free(j), free(e), free(wzp);
+}
+
 int main(void) {
     const size_t cols[] = {1, 3, 4, 5, 8, 9, 16, 17, 31, 33, 64, 100, 384};
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
@@ -300,5 +376,11 @@ int main(void) {
     const size_t rn[] = {1, 2, 31, 32, 33, 64, 65, 128, 200};
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
         for (size_t k = 0; k < sizeof rn / sizeof rn[0]; k++) test_renorm(cols[i], rn[k]);
+    const size_t lm[] = {1, 5, 6, 7, 48, 49, 97}, lk[] = {1, 3, 37, 384};
+    const size_t ln[] = {1, 16, 17, 129, 300};
+    for (size_t a = 0; a < sizeof lm / sizeof lm[0]; a++)
+        for (size_t b = 0; b < sizeof lk / sizeof lk[0]; b++)
+            for (size_t c = 0; c < sizeof ln / sizeof ln[0]; c++)
+                test_linear_rows(lm[a], lk[b], ln[c]);
     return QK_TEST_SUMMARY();
 }
