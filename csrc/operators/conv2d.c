@@ -27,8 +27,10 @@
  *   of them added back in the start value (qk__conv_border_rows; 3-5% on 256->256@14).
  * int16 path (AVX2 without VNNI, and the scalar twins):
  *   phase 1: the input is widened once to a zero-padded int16 image of (x - x_zp) (padding taps
- *   then contribute exactly 0, as SPEC section 5 requires); phase 2: tiles of up to 16 pixels of
- *   one output row, panels [k2/2][16][2], the 6 x 16 vpmaddwd micro-kernel.
+ *   then contribute exactly 0, as SPEC section 5 requires); phase 2: tiles of up to 16 pixels,
+ *   on rows of 5 outputs or more 16 consecutive NCHW pixels across output rows (qk__conv_flat16;
+ *   a tile over several rows is built from its runs, qk_im2col_s16_segs), else of one output
+ *   row; panels [k2/2][16][2], the 6 x 16 vpmaddwd micro-kernel.
  * One input channel per group (depthwise, any channel multiplier): no image-wide pass; each job
  * copies the input plane it needs into its own padded plane and runs a direct plane kernel (8-bit
  * VNNI+VBMI kernel when the weights have that layout, else the int16 AVX-512 / AVX2 / scalar
@@ -56,6 +58,7 @@
 #include <string.h>
 
 enum { QK__CONV_TILES = 4, QK__SLACK = 192, QK__BROWS = 8 };
+enum { QK__ROW_W = QK__CONV_TILES * QK_GEMM_NR }; /* int16 path: a job's pixels at most */
 
 typedef struct {
     const qk_conv2d_shape *s;
@@ -377,6 +380,28 @@ static void qk__conv_jobs8(qk__conv_ctx *c, size_t j0, size_t j1) {
     free(panels);
 }
 
+/* The int16 panel of a flat tile whose runs qk__tile_segs cannot give (a run's base before the
+ * image: a stride_w larger than the row pitch allows), lane by lane in portable C: lane i is
+ * pixel pix0 + i (lanes >= cnt and the k pad row zero), as qk_im2col_s16_segs__scalar builds it. */
+static void qk__im2col_s16_lanes(const qk__conv_ctx *c, const int16_t *src, size_t pix0,
+                                 size_t cnt, int16_t *panel) {
+    const qk_conv2d_shape *s = c->s;
+    const size_t k = c->w->k;
+    size_t off[QK_GEMM_NR];
+    for (size_t i = 0; i < cnt; i++) {
+        const size_t q = pix0 + i;
+        off[i] = (q / c->ow) * s->stride_h * c->wp + (q % c->ow) * s->stride_w;
+    }
+    for (size_t kk = 0; kk < k; kk++) {
+        int16_t *d = panel + (kk / 2) * 2 * QK_GEMM_NR + (kk & 1);
+        size_t i = 0;
+        for (; i < cnt; i++) d[2 * i] = src[c->koff[kk] + off[i]];
+        for (; i < QK_GEMM_NR; i++) d[2 * i] = 0;
+    }
+    if (k & 1)
+        for (size_t i = 0; i < QK_GEMM_NR; i++) panel[(k / 2) * 2 * QK_GEMM_NR + 1 + 2 * i] = 0;
+}
+
 static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
     qk__conv_ctx *c = (qk__conv_ctx *)vctx;
     if (c->w->vnni) {
@@ -393,6 +418,7 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
         return;
     }
     int32_t tile[QK_GEMM_MR * QK_GEMM_NR];
+    int32_t row[QK_GEMM_MR * QK__ROW_W];
     for (size_t j = j0; j < j1; j++) {
         const size_t bg = j / c->jobs_per_group, tj = j % c->jobs_per_group;
         const size_t b = bg / w->groups, g = bg % w->groups;
@@ -401,26 +427,42 @@ static void qk__conv_jobs(void *vctx, size_t j0, size_t j1) {
         const size_t nt = c->tiles - t0 < c->tpj ? c->tiles - t0 : c->tpj;
         size_t pix0[QK__CONV_TILES], cnt[QK__CONV_TILES];
         for (size_t t = 0; t < nt; t++) {
-            const size_t oh = (t0 + t) / c->tiles_per_row;
-            const size_t ow0 = ((t0 + t) % c->tiles_per_row) * QK_GEMM_NR;
-            cnt[t] = c->ow - ow0 < QK_GEMM_NR ? c->ow - ow0 : QK_GEMM_NR;
-            pix0[t] = oh * c->ow + ow0;
-            const size_t base = oh * s->stride_h * c->wp + ow0 * s->stride_w;
-            c->uk->im2col_s16(src, c->koff, w->k, s->stride_w, base, cnt[t],
-                              panels + t * k2 * QK_GEMM_NR);
+            qk__tile d; /* a row tile, or (ctx flat) 16 consecutive pixels across rows */
+            qk__tile_at(c, t0 + t, &d);
+            cnt[t] = d.cnt;
+            pix0[t] = d.pix0;
+            int16_t *panel = panels + t * k2 * QK_GEMM_NR;
+            qk_segs segs;
+            if (d.cnt <= c->ow - d.ow0) /* one output row */
+                c->uk->im2col_s16(src, c->koff, w->k, s->stride_w,
+                                  d.oh * s->stride_h * c->wp + d.ow0 * s->stride_w, d.cnt, panel);
+            else if (qk__tile_segs(c, d.oh, d.ow0, d.cnt, &segs))
+                c->uk->im2col_s16_segs(src, c->koff, w->k, s->stride_w, &segs, d.cnt, panel);
+            else
+                qk__im2col_s16_lanes(c, src, d.pix0, d.cnt, panel);
         }
         for (size_t ob = 0; ob < c->ocg; ob += QK_GEMM_MR) {
             const size_t mr = c->ocg - ob < QK_GEMM_MR ? c->ocg - ob : QK_GEMM_MR;
             const size_t o0 = g * c->ocg + ob;
+            /* the sums of the job's tiles side by side (row r of the block at row[r * W]); the
+             * output stage runs once per row over each stretch of consecutive pixels (all of
+             * the job's with flat tiles) */
+            size_t at = 0, first = pix0[0];
             for (size_t t = 0; t < nt; t++) {
                 c->uk->gemm_s16(mr, k2 / 2, w->data + o0 * k2, k2, panels + t * k2 * QK_GEMM_NR,
                                 tile);
+                for (size_t r = 0; r < mr; r++)
+                    memcpy(row + r * QK__ROW_W + at, tile + r * QK_GEMM_NR,
+                           cnt[t] * sizeof(int32_t));
+                at += cnt[t];
+                if (t + 1 < nt && pix0[t + 1] == pix0[t] + cnt[t]) continue;
                 for (size_t r = 0; r < mr; r++) {
-                    char *yp = (char *)c->y + (qk__yoff(c, b, o0 + r) + pix0[t]) * osz;
-                    if (c->uk->epilogue_run(c->ep, o0 + r, tile + r * QK_GEMM_NR, cnt[t], yp) !=
-                        QK_OK)
+                    char *yp = (char *)c->y + (qk__yoff(c, b, o0 + r) + first) * osz;
+                    if (c->uk->epilogue_run(c->ep, o0 + r, row + r * QK__ROW_W, at, yp) != QK_OK)
                         atomic_store(&c->status, QK_ERR_OVERFLOW);
                 }
+                at = 0;
+                if (t + 1 < nt) first = pix0[t + 1];
             }
         }
     }
@@ -762,6 +804,14 @@ static int qk__conv_sparse(const qk_conv2d_shape *s, size_t hp, size_t wp, size_
 static int qk__conv_flat(const qk_packed_weights *w, size_t ow) {
     return ow >= 8 || (w->cq8 && ow >= 5);
 }
+
+/* 1 when the int16 tiles are 16 consecutive NCHW pixels across output rows (ctx flat): rows of
+ * 5 pixels or more (a tile then spans at most 4 runs, QK_SEGS). A row tile of the 6 x 16 kernel
+ * costs 16 lanes whatever its pixels, so rows that 16 does not divide waste lanes: 7 of 16 at
+ * 7x7 (7 tiles of 7 pixels; flat: 4 tiles), 14 of 16 at 14x14 (14 tiles; flat 13), 28 of 32 at
+ * 28x28, 8x8 in 8 tiles (flat 4), 17x17 in 34 (flat 19). The tiles compute each output the same
+ * way (the same products summed in the same order), so the bits do not change. */
+static int qk__conv_flat16(size_t ow) { return ow >= 5; }
 
 /* ---- the choice of algorithm ---------------------------------------------------------------
  * A 1x1 convolution without padding is a GEMM over the pixels: on small images (at most
@@ -1168,6 +1218,10 @@ static qk_status qk__conv2d_tiles(const qk_conv2d_shape *s, const qk_packed_weig
     {
         c.tiles_per_row = (ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
         c.tiles = oh * c.tiles_per_row;
+        if (qk__conv_flat16(ow)) {
+            c.flat = 1;
+            c.tiles = (oh * ow + QK_GEMM_NR - 1) / QK_GEMM_NR;
+        }
         qk__conv_split(&c, threads);
         qk__parallel(s->batch * w->groups * c.jobs_per_group, threads, qk__conv_jobs, &c);
     }

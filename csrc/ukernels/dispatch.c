@@ -28,6 +28,7 @@
     .dw_s16_fused = qk_dw_plane_fused__scalar,                                                  \
     .widen_s16 = qk_widen_s16__scalar, .im2col_s16 = qk_im2col_s16__scalar,                     \
     .panel_s16_1x1 = qk_panel_s16_1x1__scalar, .gemm_s16_fused = qk_gemm_s16_fused_6x16__scalar, \
+    .im2col_s16_segs = qk_im2col_s16_segs__scalar,                                              \
     .epilogue_run = qk_epilogue_run__scalar, .epilogue_channels = qk_epilogue_channels__scalar, \
     .gemm_u8 = QK__GEMM_U8(scalar), .conv_tile_out = qk_conv_tile_out__scalar,                  \
     .pad_u8 = qk_pad_u8__scalar, .pad_u8x4 = qk_pad_u8x4__scalar,                               \
@@ -41,7 +42,8 @@
         .widen_s16 = qk_widen_s16__avx2, .widen_s16_over = qk_widen_s16_over__avx2,    \
         .im2col_s16 = qk_im2col_s16__avx2, .epilogue_run = qk_epilogue_run__avx2,      \
         .epilogue_channels = qk_epilogue_channels__avx2, .transpose_u8 = qk_transpose_u8__avx2, \
-        .panel_s16_1x1 = qk_panel_s16_1x1__avx2, .gemm_s16_fused = qk_gemm_s16_fused_6x16__avx2
+        .panel_s16_1x1 = qk_panel_s16_1x1__avx2, .gemm_s16_fused = qk_gemm_s16_fused_6x16__avx2, \
+        .im2col_s16_segs = qk_im2col_s16_segs__avx2
 
 #define QK__LEVEL_AVX512 QK__LEVEL_AVX2, .widen_s16 = qk_widen_s16__avx512, .pad_u8 = qk_pad_u8__avx512
 

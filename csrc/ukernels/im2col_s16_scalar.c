@@ -27,3 +27,21 @@ void qk_im2col_s16__scalar(const int16_t *src, const size_t *koff, size_t k, siz
         for (size_t i = 0; i < QK_GEMM_NR; i++) d[2 * i] = 0;
     }
 }
+
+void qk_im2col_s16_segs__scalar(const int16_t *src, const size_t *koff, size_t k, size_t stride_w,
+                                const qk_segs *g, size_t cnt, int16_t *panel) {
+    for (size_t kk = 0; kk < k; kk++) {
+        int16_t *d = panel + (kk / 2) * 2 * QK_GEMM_NR + (kk & 1);
+        size_t i = 0;
+        for (size_t r = 0; r < g->n; r++) {
+            const size_t end = r + 1 < g->n && g->start[r + 1] < cnt ? g->start[r + 1] : cnt;
+            const int16_t *p = src + koff[kk] + g->base[r];
+            for (; i < end; i++) d[2 * i] = p[i * stride_w];
+        }
+        for (; i < QK_GEMM_NR; i++) d[2 * i] = 0;
+    }
+    if (k & 1) {
+        int16_t *d = panel + (k / 2) * 2 * QK_GEMM_NR + 1;
+        for (size_t i = 0; i < QK_GEMM_NR; i++) d[2 * i] = 0;
+    }
+}

@@ -426,6 +426,20 @@ typedef struct qk_segs {
     size_t n, start[QK_SEGS], base[QK_SEGS];
 } qk_segs;
 
+/* qk_im2col_s16_segs: the int16 panel [k2/2][16][2] of a tile of cnt consecutive NCHW pixels
+ * across output rows (the int16 path's flat tiles), given as its runs g: k row kk lane i (run r:
+ * g->start[r] <= i < g->start[r + 1]) = src[koff[kk] + g->base[r] + i * stride_w]; lanes >= cnt
+ * zero (scalar) or don't-care (SIMD, which reads for every run as qk_im2col_s16 reads for one
+ * tile: 16 lanes from its base); the k pad row zero. The SIMD form handles stride_w 1 and 2 (else
+ * it calls the scalar twin). */
+typedef void (*qk_im2col_s16_segs_fn)(const int16_t *src, const size_t *koff, size_t k,
+                                      size_t stride_w, const qk_segs *g, size_t cnt,
+                                      int16_t *panel);
+void qk_im2col_s16_segs__scalar(const int16_t *src, const size_t *koff, size_t k, size_t stride_w,
+                                const qk_segs *g, size_t cnt, int16_t *panel);
+void qk_im2col_s16_segs__avx2(const int16_t *src, const size_t *koff, size_t k, size_t stride_w,
+                              const qk_segs *g, size_t cnt, int16_t *panel);
+
 /* qk_im2col_u8: the [k4/4][16][4] u8 panel of one tile (of plain padded planes): k row kk lane i
  * = src[koff[kk] + lane offset]. The scalar form takes the lane offsets (off[i], lanes >= cnt and
  * k rows past k zero); the SIMD forms take the runs (stride_w 1 or 2, at most 3 runs; lanes past
@@ -509,6 +523,7 @@ typedef struct qk__ukernels {
     qk_im2col_s16_fn im2col_s16;
     qk_panel_s16_1x1_fn panel_s16_1x1;   /* the 1x1 conv's panels and fused tiles */
     qk_gemm_s16_fused_fn gemm_s16_fused;
+    qk_im2col_s16_segs_fn im2col_s16_segs;
     /* output stage */
     qk_epilogue_fn epilogue_run, epilogue_channels;
     /* 8-bit path */

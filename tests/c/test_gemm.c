@@ -769,6 +769,32 @@ static void test_im2col_twins(void) {
             uk->im2col_s16(s16, koff, k, sw, base, cnt, q2);
             QK_CHECK(memcmp(q1, q2, ((k + 1) / 2) * 32 * 2) == 0, "im2col_s16 twin k=%zu", k);
         }
+        /* a flat tile's runs (1 to 4): the scalar form against the lanes' own offsets (lanes >=
+         * cnt and the k pad row zero), the SIMD form against the scalar one (every lane: cnt 16) */
+        qk_segs g;
+        g.n = (size_t)rnd(1, QK_SEGS);
+        g.start[0] = 0;
+        g.base[0] = (size_t)rnd(0, 500);
+        for (size_t r = 1; r < g.n; r++) {
+            g.start[r] = g.start[r - 1] + (size_t)rnd(1, 4);
+            g.base[r] = (size_t)rnd(0, 500);
+        }
+        const size_t tcnt = (size_t)rnd(1, 16);
+        if (k <= 64) {
+            qk_im2col_s16_segs__scalar(s16, koff, k, sw, &g, tcnt, q1);
+            for (size_t kk = 0; kk < (k + 1) / 2 * 2; kk++)
+                for (size_t i = 0, r = 0; i < 16; i++) {
+                    while (r + 1 < g.n && g.start[r + 1] <= i) r++;
+                    const int16_t want =
+                        kk < k && i < tcnt ? s16[koff[kk] + g.base[r] + i * sw] : 0;
+                    QK_CHECK(q1[(kk / 2) * 32 + 2 * i + (kk & 1)] == want,
+                             "im2col_s16_segs lane kk=%zu i=%zu", kk, i);
+                }
+            qk_im2col_s16_segs__scalar(s16, koff, k, sw, &g, 16, q1);
+            uk->im2col_s16_segs(s16, koff, k, sw, &g, 16, q2);
+            QK_CHECK(memcmp(q1, q2, ((k + 1) / 2) * 32 * 2) == 0,
+                     "im2col_s16_segs twin k=%zu sw=%zu n=%zu", k, sw, g.n);
+        }
     }
 }
 

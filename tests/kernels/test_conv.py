@@ -255,6 +255,25 @@ SIMD_CASES = [
     (2, 5, 4, 3, 5, 3, 3, 1, 1, 1, 5),
 ]
 
+# int16 tiles (every CPU without AVX512-VNNI, and the scalar path): rows of 5 outputs or more run
+# as flat tiles of 16 consecutive pixels across rows (qk__conv_flat16), a row of 4 row by row:
+# both sides of that threshold; tiles over 1 to 4 runs (7x7: the resnets' layer4; 14x14, 17x17,
+# 8x8), a last tile of 1 pixel, stride 2 and 3 (the AVX2 run builder's scalar twin), dilation,
+# asymmetric padding, odd K, groups, several images, unpadded 1x1 (one merged run), and a 1x1 of
+# stride (1, 2) on odd rows whose runs start before the image (built lane by lane)
+INT16_FLAT_CASES = [
+    (1, 6, 4, 4, 14, 3, 3, 1, 1, 1, 1),
+    (1, 6, 5, 5, 14, 3, 3, 1, 1, 1, 1),
+    (2, 16, 7, 7, 20, 3, 3, 1, 1, 1, 1),
+    (1, 8, 14, 14, 12, 3, 3, 2, 1, 1, 1),
+    (1, 5, 17, 17, 9, 1, 1, 1, 0, 1, 1),
+    (1, 3, 20, 23, 7, 3, 3, 3, 1, 1, 1),
+    (1, 4, 12, 11, 6, 3, 3, 1, (2, 0, 1, 3), 2, 1),
+    (2, 8, 8, 8, 10, 3, 3, 1, 1, 1, 2),
+    (1, 6, 7, 11, 8, 1, 1, (1, 2), 0, 1, 1),
+]
+
+
 SIMD_SCRIPT = r"""
 import hashlib, json, sys
 sys.path.insert(0, sys.argv[1])
@@ -268,7 +287,7 @@ def _simd_fingerprint(threads):
     import hashlib
     res = []
     rng = np.random.default_rng(321)
-    for case in SIMD_CASES:
+    for case in SIMD_CASES + INT16_FLAT_CASES:
         b, ci, h, w, co, kh, kw, s, pad, dil, g = _geom(case)
         for xt, wt, wzp in [(U8, I8, False), (I8, I8, True), (U8, U8, True), (I8, U8, False)]:
             x = rand_q(rng, xt, (b, ci, h, w))
@@ -299,6 +318,21 @@ def _simd_fingerprint(threads):
                                             w_zero_point=w_zp, out_scale=0.7, out_zero_point=3,
                                             preset="onnxruntime", threads=threads, **geo))
     return [hashlib.sha256(np.ascontiguousarray(r).tobytes()).hexdigest() for r in res]
+
+
+@pytest.mark.parametrize("case", INT16_FLAT_CASES)
+def test_conv_int16_flat_tiles_exact(case):
+    """The int16 path's flat tiles (and the row tiles beside their threshold) against the int64
+    reference, threads 1, 2 and 3 (QKERNELS_SIMD=scalar / avx2: test_conv_simd_equals_scalar)."""
+    b, ci, h, w, co, kh, kw, s, pad, dil, g = _geom(case)
+    rng = np.random.default_rng(7 + h * w)
+    x, wq = rand_q(rng, U8, (b, ci, h, w)), rand_q(rng, I8, (co, ci // g, kh, kw))
+    bias = rng.integers(-999, 999, co).astype(np.int32)
+    ref = R.conv_acc(x, wq, 77, np.zeros(co, np.int32), s, pad, dil, g, bias)
+    for t in (1, 2, 3):
+        got = qkernels.conv2d_int32(x, wq, bias, stride=s, padding=pad, dilation=dil, groups=g,
+                                    x_zero_point=77, threads=t)
+        np.testing.assert_array_equal(got, ref)
 
 
 def test_conv_threads_1_2_3_same_bits_simd_cases():

@@ -44,6 +44,22 @@ def test_linear_int32_exact(m, k, n, xt, wt):
         qkernels.linear_int32(x, packed, bias, x_zero_point=int(x_zp), threads=2), ref)
 
 
+@pytest.mark.parametrize("m", [49, 60, 61, 97, 196])
+def test_linear_row_chunks_exact(m):
+    """The int16 path's row chunks of 48 (linear.c): 49 rows (the 1x1 convs on 7x7 at batch 1,
+    run as this GEMM) are a chunk of 48 and one of 1, 97 two of 48 and 1, 196 four and a tail
+    of 4; with several threads each chunk is split over the weight panels: every thread count
+    gives the reference."""
+    rng = np.random.default_rng(m)
+    x, w = rand_q(rng, U8, (m, 70)), rand_q(rng, I8, (70, 70))
+    bias = rng.integers(-2 ** 20, 2 ** 20, 70).astype(np.int32)
+    ref = R.linear_acc(x, w, 9, np.zeros(70, np.int32), bias)
+    packed = qkernels.pack_linear(w)
+    for t in (1, 2, 3, 5):
+        np.testing.assert_array_equal(
+            qkernels.linear_int32(x, packed, bias, x_zero_point=9, threads=t), ref)
+
+
 def test_linear_batch_dims_noncontiguous_out():
     rng = np.random.default_rng(5)
     x = rand_q(rng, U8, (2, 3, 40))[:, :, ::2]          # (2, 3, 20), non-contiguous
