@@ -21,7 +21,8 @@ whole forward, OpenVINO's forward with per-node profiling), medians over the rou
   whose tiles fill the register block, a GEMM with K large), one thread, the minimum time of
   single calls (the kernel's own rate, free of other processes' preemption). Sum of the step medians
   vs the whole forward's median = what the per-step Python costs (the plan's loop, the output
-  dequantize).
+  dequantize); at one thread also in this thread's CPU time (an extra stepped run timed with
+  ``time.thread_time``), which a loaded machine's waits for a CPU do not inflate.
 - **OpenVINO** (CPU plugin, int8, the same threads, one stream): its per-node profile
   (``PERF_COUNT``: ``request.get_profiling_info()``, real_time of each executed node) of the
   same rounds; each executed node mapped to the same kinds through the ONNX nodes it fused
@@ -286,14 +287,19 @@ class Profile(NamedTuple):
     ov_whole_ms: Optional[float]
     ov_note: str
     step_min_ms: Optional[List[float]] = None   # minimum per step (a loaded machine's quiet moments)
+    cpu_whole_ms: Optional[float] = None        # one thread: the whole forward's CPU time (median)
+    cpu_steps_ms: Optional[float] = None        # ... and the sum of the steps' CPU-time medians
+    proc_ms: Optional[float] = None             # qkernels' whole forward, the process's CPU time
+    ov_proc_ms: Optional[float] = None          # OpenVINO's, the same
 
 
 def _chunks(plan: Any, batch: int, threads: int) -> int:
     """How many chunks Plan.run splits this batch into (1: none); its own rule."""
     from qkernels.torch import _runtime as rt
-    if threads <= 1 or not plan.per_sample:
+    if threads <= 1 or not getattr(plan, "per_sample", False):
         return 1
-    c = min(threads, batch // 4, batch * plan.macs_per_image() // rt._MACS_PER_CHUNK)
+    c = min(threads, batch // 4,
+            batch * plan.macs_per_image() // getattr(rt, "_MACS_PER_CHUNK", 64_000_000))
     return c if c > 1 else 1
 
 
@@ -309,6 +315,12 @@ def profile(name: str, zm: Any, batch: int, threads: int, rounds: int, ov_core: 
     plan = im._plan
     runs: List[Callable[[], Any]] = [lambda: im(x, threads=threads),
                                      lambda: run_plan_steps(plan, [x], threads)]
+    # one thread: qkernels' work is all on this thread; its CPU time, free of the waits for a
+    # CPU that other processes cause, gives the per-step overhead on a loaded machine too
+    cpu = threads == 1
+    if cpu:
+        runs.append(lambda: run_plan_steps(plan, [x], threads, clock=time.thread_time))
+    n_qk = len(runs)
     ov_req = ov_prof = None
     nodes: Dict[str, OVNode] = {}
     note = ""
@@ -328,21 +340,30 @@ def profile(name: str, zm: Any, batch: int, threads: int, rounds: int, ov_core: 
     for f in runs:                    # warm-up
         f()
         f()
-    whole, stepped, ov_whole = [], [], []
+    whole, whole_cpu, stepped, stepped_cpu, ov_whole = [], [], [], [], []
+    whole_proc: List[float] = []      # CPU time of the process (all its threads)
+    ov_proc: List[float] = []
     ov_times: Dict[str, List[float]] = collections.defaultdict(list)
     for _ in range(rounds):
         for i, f in enumerate(runs):
             if threads > 1:           # the previous runtime's pool asleep, this one's awake
                 f()
+            c0, p0 = time.thread_time(), time.process_time()
             t0 = time.perf_counter()
             r = f()
             dt = time.perf_counter() - t0
+            dc, dp = time.thread_time() - c0, time.process_time() - p0
             if i == 0:
                 whole.append(dt)
+                whole_cpu.append(dc)
+                whole_proc.append(dp)
             elif i == 1:
                 stepped.append(r[1])
-            elif i == 2:
+            elif i == 2 and cpu:
+                stepped_cpu.append(r[1])
+            elif i == n_qk:
                 ov_whole.append(dt)
+                ov_proc.append(dp)
             else:
                 for p in ov_prof.get_profiling_info():
                     if p.node_name in nodes:
@@ -352,7 +373,12 @@ def profile(name: str, zm: Any, batch: int, threads: int, rounds: int, ov_core: 
     ov_ms = {n: statistics.median(v) * 1e3 for n, v in ov_times.items()}
     return Profile(name, batch, threads, rounds, steps, step_ms, statistics.median(whole) * 1e3,
                    _chunks(plan, batch, threads), nodes, ov_ms,
-                   statistics.median(ov_whole) * 1e3 if ov_whole else None, note, step_min)
+                   statistics.median(ov_whole) * 1e3 if ov_whole else None, note, step_min,
+                   statistics.median(whole_cpu) * 1e3 if cpu else None,
+                   sum(statistics.median(s[i] for s in stepped_cpu)
+                       for i in range(len(steps))) * 1e3 if cpu else None,
+                   statistics.median(whole_proc) * 1e3,
+                   statistics.median(ov_proc) * 1e3 if ov_proc else None)
 
 
 # ---- the tables -------------------------------------------------------------------------------
@@ -400,6 +426,12 @@ def render(p: Profile, peak: float, top: int) -> List[str]:
         lines.append(f"At each step's minimum over the rounds (the machine's quiet moments): steps "
                      f"{sum(p.step_min_ms):.2f} ms, conv + linear {macs / cmin / 1e6:.0f} GMAC/s "
                      f"({100 * macs / cmin / 1e6 / (peak * p.threads):.0f}% of peak).")
+    if p.cpu_whole_ms is not None and p.cpu_steps_ms is not None:
+        d = p.cpu_whole_ms - p.cpu_steps_ms
+        lines.append(f"In this thread's CPU time (no waits for a CPU, so it holds on a loaded "
+                     f"machine too): whole forward {p.cpu_whole_ms:.2f} ms, steps "
+                     f"{p.cpu_steps_ms:.2f} ms, outside the steps {d:+.2f} ms "
+                     f"({100 * d / p.cpu_whole_ms:+.1f}%).")
     if p.chunks > 1:
         lines.append(f"The plan runs this batch as {p.chunks} chunks at once (one thread each); "
                      f"the steps were timed on the whole batch with {p.threads} threads per call.")
@@ -409,6 +441,10 @@ def render(p: Profile, peak: float, top: int) -> List[str]:
                      f"{len(p.ov_ms)} executed nodes sum to {osum:.2f} ms (with profiling); "
                      f"qkernels / OpenVINO: {p.qk_whole_ms / p.ov_whole_ms:.2f}x the time, "
                      f"steps {qsum / osum:.2f}x the nodes, gap {qsum - osum:+.2f} ms.")
+        if p.proc_ms is not None and p.ov_proc_ms:
+            lines.append(f"CPU time of the process (all threads, spinning included) per forward: "
+                         f"qkernels {p.proc_ms:.2f} ms, OpenVINO {p.ov_proc_ms:.2f} ms "
+                         f"({p.proc_ms / p.ov_proc_ms:.2f}x).")
     else:
         lines.append(p.ov_note + ".")
     out += [" ".join(lines), ""]

@@ -181,6 +181,11 @@ def test_render_groups_both_sides():
     assert "| conv 3x3 | 2 | 0.05 | 2 | 0.03 | +0.02 | 80 | 80% |" in text
     assert "+0.05 ms" in text and "2 paired" in text
     assert "| a | conv 3x3 | 8x8x8 | 2.0 | 0.020 | 100 | 100% | 0.010 | 200 | jit |" in text
+    assert "CPU time" not in text
+    text = "\n".join(pz.render(p._replace(cpu_whole_ms=0.4, cpu_steps_ms=0.3, proc_ms=0.4,
+                                          ov_proc_ms=0.1), peak=100.0, top=5))
+    assert "whole forward 0.40 ms, steps 0.30 ms, outside the steps +0.10 ms (+25.0%)" in text
+    assert "qkernels 0.40 ms, OpenVINO 0.10 ms (4.00x)" in text
 
 
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
