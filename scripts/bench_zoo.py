@@ -52,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -228,7 +228,7 @@ def _have(mod: str) -> Optional[str]:
         return f"{type(exc).__name__}: {exc}"
 
 
-def openvino_rerun(script: str, argv: List[str], log: Callable[[str], None]) -> Optional[str]:
+def openvino_rerun(script: str, argv: Sequence[str], log: Callable[[str], None]) -> Optional[str]:
     """None when this Python has openvino (or OPENVINO_PYTHON does not exist, or is this
     Python); else the stdout of `script` with `argv` re-run under OPENVINO_PYTHON (its stderr
     passes through): a benchmark section timed in one process with OpenVINO beside the others."""
@@ -236,7 +236,7 @@ def openvino_rerun(script: str, argv: List[str], log: Callable[[str], None]) -> 
             and os.path.realpath(sys.prefix) != os.path.realpath(
                 os.path.dirname(os.path.dirname(OPENVINO_PYTHON))):
         log(f"openvino is not installed here: running under {OPENVINO_PYTHON}")
-        return subprocess.run([OPENVINO_PYTHON, os.path.abspath(script)] + argv, check=True,
+        return subprocess.run([OPENVINO_PYTHON, os.path.abspath(script)] + list(argv), check=True,
                               stdout=subprocess.PIPE, text=True).stdout.rstrip("\n") + "\n"
     return None
 
@@ -268,6 +268,38 @@ def versions() -> str:
     return "; ".join(parts)
 
 
+class ZooModel(NamedTuple):
+    """One zoo model in every form the benchmarks run (see :func:`build`)."""
+
+    float_model: Any
+    xcal: Any
+    xtest: Any
+    torch_model: Any
+    qk_model: Any
+    qdq: Optional[str]
+
+
+def build(name: str, calib: int, n_test: int, rng: Any, workdir: str,
+          onnx: bool = True) -> ZooModel:
+    """Model `name` (one of MODELS) as the benchmarks run it: the float network
+    (:func:`float_model`), `calib` calibration images and `n_test` test images drawn from the torch
+    generator `rng` in that order, PyTorch's FX-quantized model calibrated on them
+    (:func:`torch_quantized`), its qkernels IntegerModel (``from_torch_quantized``, fbgemm) and,
+    with `onnx`, the QDQ ``.onnx`` made by ONNX Runtime's quantize_static on the same images, in
+    `workdir` (:func:`onnx_qdq`; else None)."""
+    import torch
+
+    from qkernels.torch import from_torch_quantized
+    size = dict(MODELS)[name]
+    fm = float_model(name, size)
+    xcal = torch.randn(calib, 3, size, size, generator=rng)
+    xtest = torch.randn(n_test, 3, size, size, generator=rng)
+    tq = torch_quantized(fm, xcal)
+    qk_model = from_torch_quantized(tq, engine="fbgemm")
+    qdq = onnx_qdq(fm, xcal.numpy(), workdir, name) if onnx else None
+    return ZooModel(fm, xcal, xtest, tq, qk_model, qdq)
+
+
 def _fmt_ms(t: Optional[float]) -> str:
     return "—" if t is None else f"{t * 1e3:.1f}"
 
@@ -290,7 +322,7 @@ def run(quick: bool = False, models: Optional[Sequence[str]] = None,
 
     warnings.filterwarnings("ignore")
     torch.backends.quantized.engine = "fbgemm"
-    from qkernels.torch import from_torch_quantized, quantize_model
+    from qkernels.torch import quantize_model
 
     names = list(models) if models else [n for n, _ in MODELS if not quick or n in QUICK_MODELS]
     sizes = dict(MODELS)
@@ -315,14 +347,10 @@ def run(quick: bool = False, models: Optional[Sequence[str]] = None,
     notes: List[str] = []
     try:
         for name in names:
-            size = sizes[name]
             log(f"{name}: building, quantizing (PyTorch FX, ORT quantize_static), exporting ...")
-            fm = float_model(name, size)
-            xcal = torch.randn(calib, 3, size, size, generator=rng)
-            xtest = torch.randn(max(8, *batches), 3, size, size, generator=rng)
+            fm, xcal, xtest, tq, qk_model, qdq = build(name, calib, max(8, *batches), rng, workdir,
+                                                       onnx=not skip["ONNX Runtime"])
             macs = count_macs(fm, xtest)
-            tq = torch_quantized(fm, xcal)
-            qk_model = from_torch_quantized(tq, engine="fbgemm")
             own_model = None
             if own:
                 try:
@@ -330,7 +358,6 @@ def run(quick: bool = False, models: Optional[Sequence[str]] = None,
                 except Exception as exc:
                     notes.append(f"{name}: qkernels `quantize_model` refused it ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0]})")
-            qdq = None if skip["ONNX Runtime"] else onnx_qdq(fm, xcal.numpy(), workdir, name)
 
             # sanity: the same network and quantization scheme on every runtime
             xn = xtest.numpy()
@@ -419,7 +446,9 @@ def run(quick: bool = False, models: Optional[Sequence[str]] = None,
             "untimed warm-up calls. Ratios are the other runtime's time over qkernels' (= qkernels' "
             "throughput over theirs; > 1: qkernels faster). GMAC/s: the network's conv + linear "
             "multiply-accumulates per batch over qkernels' time. The machine is a shared 2-vCPU "
-            "VM: two-thread rows in particular swing with other processes' load.", ""]
+            "VM: two-thread rows in particular swing with other processes' load. Where each "
+            "model's time goes, layer by layer beside OpenVINO's nodes: `scripts/profile_zoo.py` "
+            "(section \"Where the time goes (issue 19)\").", ""]
     cols = ("| model | batch | threads | qkernels ms | PyTorch fbgemm ms | ONNX Runtime ms | "
             "OpenVINO int8 ms | vs OpenVINO | vs ORT | vs PyTorch | qkernels GMAC/s |")
     sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -154,3 +154,104 @@ CONV = [("resnet18 conv1 7x7/2 3->64 @224", 3, 224, 64, 7, 2, 3, 1),
         ("resnet18 1x1/2 64->128 @56", 64, 56, 128, 1, 2, 0, 1),
         ("mobilenetv2 dw 3x3 144 @56", 144, 56, 144, 3, 1, 1, 144),
         ("mobilenetv2 dw 3x3 384 @14", 384, 14, 384, 3, 1, 1, 384)]
+
+
+# ---- the compiled plan of an IntegerModel, step by step (scripts/zoo.py --steps, profile_zoo.py)
+# A step's "kind" is the vocabulary both sides of scripts/profile_zoo.py's table use: a conv by
+# its window, stride and grouping ("conv 3x3", "conv 1x1 s2", "depthwise 3x3 s2"), "+add" when
+# the residual add runs in the conv's call, else the op ("add", "max pool", "cat", ...).
+LAYER_KINDS = {"QuantizeLayer": "quantize", "DequantizeLayer": "dequantize", "AddLayer": "add",
+               "MulLayer": "mul", "MaxPool2dLayer": "max pool", "AvgPool2dLayer": "avg pool",
+               "AdaptiveAvgPool2dLayer": "global avg pool", "MeanLayer": "global avg pool",
+               "CatLayer": "cat", "FlattenLayer": "reshape", "IdentityLayer": "reshape",
+               "ClampLayer": "activation", "LeakyReLULayer": "activation",
+               "LookupLayer": "activation", "ScalarLayer": "scalar op", "LinearLayer": "linear",
+               "DynamicLayer": "linear"}
+
+
+def conv_kind(kh: int, kw: int, stride: int, groups: int, in_channels: int) -> str:
+    """The kind of a convolution: window, "sN" when strided, depthwise (a group per input
+    channel) or grouped.
+
+    Example:
+        >>> conv_kind(3, 3, 2, 32, 32), conv_kind(1, 1, 1, 1, 64), conv_kind(1, 7, 1, 1, 128)
+        ('depthwise 3x3 s2', 'conv 1x1', 'conv 1x7')
+    """
+    what = "conv" if groups == 1 else ("depthwise" if groups == in_channels else "grouped")
+    return f"{what} {kh}x{kw}" + (f" s{stride}" if stride > 1 else "")
+
+
+class PlanStep(NamedTuple):
+    """One step of a compiled plan: its index, node name ("" for a concatenation's output
+    array), kind, the conv / linear layer it runs (its name, else ""), output shape and
+    multiply-accumulates (0 but for conv / linear)."""
+
+    index: int
+    name: str
+    kind: str
+    layer: str
+    shape: Tuple[int, ...]
+    macs: int
+
+
+def run_plan_steps(plan: Any, inputs: Sequence[Any], threads: int,
+                   clock: Callable[[], float] = time.perf_counter) -> Tuple[List[Any], List[float]]:
+    """One run of `plan` (an IntegerModel's compiled ``_plan``) as ``Plan._run`` makes it, each
+    step timed on its own: (the slot values, seconds per step). The same calls, in the same
+    order, as a whole forward without the batch split into chunks (``Plan.run`` does that only
+    with several threads on big batches)."""
+    env: List[Any] = [None] * plan.n_slots
+    for slot, v in zip(plan.inputs, inputs):
+        env[slot] = v
+    times = []
+    for k, ins, out, _ in plan.steps:
+        args = [env[i] for i in ins]
+        t0 = clock()
+        env[out] = k(threads, *args)
+        times.append(clock() - t0)
+    return env, times
+
+
+def plan_steps(im: Any, x: np.ndarray, threads: int = 1) -> List[PlanStep]:
+    """The steps of IntegerModel `im`'s compiled plan on input `x` (run once here), each with its
+    kind, shape and MACs. A step whose kernel carries a conv (``kernel.conv``) is that conv: the
+    conv itself, a conv writing into a concatenation's channels, or (named after the add) a conv
+    with the residual add fused into its call ("... +add")."""
+    im(x, threads=threads)           # compiles the plan, fills the kernels' per-shape caches
+    plan = im._plan
+    env, _ = run_plan_steps(plan, [x], threads)
+    kept = {n for _, _, _, n in plan.steps}
+    res = []
+    for si, (k, ins, out, name) in enumerate(plan.steps):
+        shape = tuple(getattr(env[out], "shape", ()))
+        L = im.layers.get(name) if name else None
+        conv = getattr(k, "conv", None)
+        layer, macs = "", 0
+        if not name:
+            kind = "cat buffer"
+        elif conv is not None:
+            p = conv.packed
+            kh, kw = p.kernel_size
+            kind = conv_kind(kh, kw, max(conv.stride), p.groups, p.in_channels)
+            macs = conv.macs(env[ins[0]].shape)
+            layer = name
+            if type(L).__name__ == "AddLayer":     # the conv fused away into this add's step
+                kind += " +add"
+                layer = next(i for i in L.inputs if i not in kept and i in im.layers)
+        else:
+            cls = type(L).__name__
+            kind = LAYER_KINDS.get(cls, cls.replace("Layer", "").lower() or "other")
+            if cls == "LinearLayer":
+                layer = name
+                macs = int(np.prod(shape[:-1])) * int(np.prod(L.w_int.shape))
+            elif cls == "DynamicLayer" and L.w_int is not None:   # float in and out
+                layer = name
+                if L.kind == "conv":
+                    kh, kw = L.w_int.shape[2:]
+                    kind = conv_kind(kh, kw, max(L.stride), L.groups,
+                                     L.w_int.shape[1] * L.groups) + " (dynamic)"
+                    macs = int(np.prod(shape)) * int(np.prod(L.w_int.shape[1:]))
+                else:
+                    macs = int(np.prod(shape[:-1])) * int(np.prod(L.w_int.shape))
+        res.append(PlanStep(si, name, kind, layer, shape, int(macs)))
+    return res

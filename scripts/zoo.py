@@ -36,47 +36,29 @@ def quantized(name: str, size: int = 224, engine: str = "fbgemm") -> Tuple[Any, 
 
 def step_profile(im: Any, x: Any, threads: int, runs: int, verbose: bool) -> None:
     """Each step of the compiled plan timed on its own (the minimum over ``runs`` runs of the
-    whole plan, wall time), summed by layer kind: where a model's time goes, robust to a loaded
-    machine's bursts."""
+    whole plan, wall time), summed by layer kind (benchutil.plan_steps' kinds): where a model's
+    time goes, robust to a loaded machine's bursts. scripts/profile_zoo.py gives medians, the
+    % of the micro-kernel peak and OpenVINO's per-node times beside them."""
     import collections
 
-    import numpy as np
-    im(x, threads=threads)
-    plan = im._plan
-    best: dict = {}
+    from benchutil import plan_steps, run_plan_steps
+    steps = plan_steps(im, x, threads)
+    best = [float("inf")] * len(steps)
     for _ in range(runs):
-        env = [None] * plan.n_slots
-        env[plan.inputs[0]] = x
-        for si, (k, ins, out, name) in enumerate(plan.steps):
-            t0 = time.perf_counter()
-            env[out] = k(threads, *[env[i] for i in ins])
-            dt = time.perf_counter() - t0
-            best[si] = min(best.get(si, dt), dt)
+        _, times = run_plan_steps(im._plan, [x], threads)
+        best = [min(b, t) for b, t in zip(best, times)]
     kinds: Any = collections.Counter()
-    rows = []
-    for si, (_, _, out, name) in enumerate(plan.steps):
-        if not name:     # a concatenation's output array (qkernels.torch._runtime.place_cats)
-            kinds["cat buffer"] += best[si]
-            continue
-        L = im.layers[name]
-        kind = type(L).__name__
-        if hasattr(L, "groups") and hasattr(L, "w_int"):
-            kh, kw = L.w_int.shape[2:]
-            kind += f" {kh}x{kw} s{L.stride[0]}{' depthwise' if L.groups > 1 else ''}"
-        kinds[kind] += best[si]
-        shape = getattr(env[out], "shape", None)
-        macs = 0
-        if hasattr(L, "w_int") and shape is not None and len(shape) == 4:
-            macs = int(np.prod(shape)) * int(np.prod(L.w_int.shape[1:]))
-        rows.append((best[si], name, kind, shape, macs))
-    total = sum(best.values())
-    print(f"sum of the per-step minima over {runs} runs: {total * 1e3:.2f} ms, {len(rows)} steps")
+    for s, v in zip(steps, best):
+        kinds[s.kind] += v
+    total = sum(best)
+    print(f"sum of the per-step minima over {runs} runs: {total * 1e3:.2f} ms, {len(steps)} steps")
     for kind, v in kinds.most_common():
         print(f"  {v * 1e3:7.2f} ms {100 * v / total:5.1f}%  {kind}")
     if verbose:
-        for v, name, kind, shape, macs in rows:   # conv: GMAC/s of the step
-            rate = f"{macs / v / 1e9:6.1f} GMAC/s" if macs else ""
-            print(f"  {v * 1e6:8.1f} us  {name:40s} {kind:32s} {str(shape):22s} {rate}")
+        for s, v in zip(steps, best):   # conv: GMAC/s of the step
+            rate = f"{s.macs / v / 1e9:6.1f} GMAC/s" if s.macs else ""
+            print(f"  {v * 1e6:8.1f} us  {s.name or '(cat buffer)':40s} {s.kind:32s} "
+                  f"{str(s.shape):22s} {rate}")
 
 
 def main() -> int:
