@@ -4,7 +4,6 @@ onnxruntime first, with pytest.importorskip): ort_session is the benchmarks' bui
 (ORT_U8S8_SATURATES), the model of what it computes (mlas_u8s8_int32) and the operands it is exact
 on (u8s8_safe)."""
 import os
-import platform
 import sys
 
 import numpy as np
@@ -13,40 +12,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "scripts"))
 from benchutil import cpu_info, ort_session  # noqa: E402,F401
 
-
-def _u8s8_saturates() -> bool:
-    """True where ONNX Runtime's uint8 x int8 GEMM (MLAS) is not exact: an x86-64 CPU without
-    AVX512-VNNI or AVX-VNNI. There MLAS multiplies with ``vpmaddubsw``, which adds each pair of
-    adjacent products ``a[2i] b[2i] + a[2i+1] b[2i+1]`` (raw uint8 x int8, before the zero points
-    are taken out) with int16 saturation (MlasGemmU8S8KernelAvx2 / ...Avx512Core, mlas/lib/
-    qgemm_kernel_avx2.cpp); with VNNI (``vpdpbusd``) and on ARM the sums are exact.
-    :func:`mlas_u8s8_int32` is that arithmetic, checked against ORT in
-    test_matmul_vs_onnxruntime.py."""
-    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
-        return False
-    flags = set(cpu_info()[1].split())
-    return not ({"avx512_vnni", "avx_vnni"} & flags)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _util import u8s8_pair_saturated_int32, u8s8_pairs_saturate  # noqa: E402
 
 
-#: Whether this CPU's ONNX Runtime saturates uint8 x int8 product pairs (see _u8s8_saturates).
-ORT_U8S8_SATURATES = _u8s8_saturates()
+#: Whether this CPU's ONNX Runtime saturates uint8 x int8 product pairs: x86-64 without
+#: AVX512-VNNI or AVX-VNNI, where MLAS multiplies with ``vpmaddubsw`` (MlasGemmU8S8KernelAvx2 /
+#: ...Avx512Core, mlas/lib/qgemm_kernel_avx2.cpp; tests/_util.py u8s8_pairs_saturate).
+ORT_U8S8_SATURATES = u8s8_pairs_saturate({"avx512_vnni", "avx_vnni"})
 
-
-def mlas_u8s8_int32(a, b, za, zb):
-    """MLAS's int32 result of ``(a - za) @ (b - zb)`` for uint8 ``a`` (m, k) and int8 ``b``
-    (k, n) on an x86 CPU without VNNI: the raw products summed in adjacent pairs along k, each
-    pair saturated to int16, then the zero-point terms ``- zb sum_k a - za sum_k b + k za zb``
-    (exact, as MLAS's row and column sums)."""
-    a = np.asarray(a, np.int64)
-    b = np.asarray(b, np.int64)
-    m, k = a.shape
-    if k % 2:   # MLAS pads k with zeros
-        a = np.concatenate([a, np.zeros((m, 1), np.int64)], 1)
-        b = np.concatenate([b, np.zeros((1, b.shape[1]), np.int64)], 0)
-    pairs = a[:, 0::2, None] * b[None, 0::2, :] + a[:, 1::2, None] * b[None, 1::2, :]
-    acc = np.clip(pairs, -32768, 32767).sum(1)
-    za, zb = int(za), int(zb)
-    return acc - zb * a.sum(1)[:, None] - za * b.sum(0)[None, :] + k * za * zb
+#: MLAS's int32 result of ``(a - za) @ (b - zb)`` on such a CPU (tests/_util.py), checked
+#: against ORT in test_matmul_vs_onnxruntime.py.
+mlas_u8s8_int32 = u8s8_pair_saturated_int32
 
 
 def u8s8_safe(rng, dtype, shape, pair_dtype):

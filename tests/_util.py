@@ -1,10 +1,58 @@
 """Helpers shared by the tests (value sets with near-ties, bit-exact comparison, the SIMD paths
 in subprocesses)."""
 import os
+import platform
 import subprocess
 import sys
 
 import numpy as np
+
+
+def x86_flags():
+    """This CPU's feature flags (from /proc/cpuinfo, scripts/benchutil.py cpu_info) on x86-64, or
+    None on any other machine."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return None
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "scripts"))
+    from benchutil import cpu_info
+    return set(cpu_info()[1].split())
+
+
+def u8s8_pairs_saturate(vnni_flags):
+    """True on an x86-64 CPU with none of ``vnni_flags``: there the uint8 x int8 GEMMs of ONNX
+    Runtime (MLAS) and PyTorch (FBGEMM) multiply with ``vpmaddubsw``, which adds each pair of
+    adjacent products ``a[2i] b[2i] + a[2i+1] b[2i+1]`` (raw uint8 x int8, before the zero points
+    are taken out) with int16 saturation; with a VNNI ``vpdpbusd`` (and on ARM) the sums are
+    exact. MLAS uses AVX512-VNNI and AVX-VNNI, FBGEMM AVX512-VNNI only."""
+    flags = x86_flags()
+    return flags is not None and not (set(vnni_flags) & flags)
+
+
+#: Whether PyTorch's FBGEMM (quantized Linear / Conv / ConvTranspose on the fbgemm and x86
+#: engines) saturates uint8 x int8 product pairs on this CPU: x86-64 without AVX512-VNNI (Zen 3,
+#: Intel before Cascade Lake, Alder Lake's AVX-VNNI is not used by FBGEMM). There PyTorch is
+#: exact only for uint8 inputs in [0, 127], which is why its default x86 qconfigs use
+#: reduce_range; test_fbgemm_u8s8_pair_saturation (tests/torch/test_swap_vs_torch.py) pins it.
+FBGEMM_U8S8_SATURATES = u8s8_pairs_saturate({"avx512_vnni"})
+
+
+def u8s8_pair_saturated_int32(a, b, za, zb):
+    """The int32 result of ``(a - za) @ (b - zb)`` for uint8 ``a`` (m, k) and int8 ``b`` (k, n)
+    as a ``vpmaddubsw`` GEMM computes it (:func:`u8s8_pairs_saturate`): the raw products summed
+    in adjacent pairs along k, each pair saturated to int16, then the zero-point terms
+    ``- zb sum_k a - za sum_k b + k za zb`` (exact, as the row and column sums both libraries
+    take out)."""
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    m, k = a.shape
+    if k % 2:   # k is padded with zeros
+        a = np.concatenate([a, np.zeros((m, 1), np.int64)], 1)
+        b = np.concatenate([b, np.zeros((1, b.shape[1]), np.int64)], 0)
+    pairs = a[:, 0::2, None] * b[None, 0::2, :] + a[:, 1::2, None] * b[None, 1::2, :]
+    acc = np.clip(pairs, -32768, 32767).sum(1)
+    za, zb = int(za), int(zb)
+    return acc - zb * a.sum(1)[:, None] - za * b.sum(0)[None, :] + k * za * zb
 
 
 def near_ties(rng, n, scale, kmax=300, dtype=np.float32):

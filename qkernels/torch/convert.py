@@ -55,6 +55,17 @@ def from_torch_quantized(qmodel: torch.nn.Module, engine: Optional[str] = None, 
     ``im.compare(x)`` reports, layer by layer, how many quantization steps qkernels and PyTorch
     differ (0: exact).
 
+    Exactness on x86 CPUs without AVX512-VNNI (AVX2 machines such as AMD Zen 3 or Intel before
+    Cascade Lake; also AVX-512 CPUs without VNNI): there PyTorch's FBGEMM multiplies uint8 x int8
+    with ``vpmaddubsw``, which saturates each pair of adjacent products to int16, so PyTorch
+    itself is not exact once a uint8 input of a quantized Linear / Conv2d / ConvTranspose2d
+    exceeds 127 (possible for inputs beyond the calibrated range, or for activations quantized
+    without ``reduce_range``). qkernels computes the exact sums, so it equals PyTorch wherever
+    PyTorch is exact: activations in [0, 127], which PyTorch's default fbgemm / x86 qconfigs
+    (``reduce_range=True``) give every calibrated value. PyTorch's channels-last average pooling
+    works in vectors of 8 channels with AVX2 and 16 with AVX-512, and qkernels follows the
+    machine's ``torch.backends.cpu.get_cpu_capability()``.
+
     Supported: every op of the op table (quantize_per_tensor, dequantize, quantized Conv2d /
     ConvReLU2d / Linear / LinearReLU with per-tensor or per-channel weights, ConvTranspose2d
     (per-tensor weights; per output channel under qnnpack; refused under engine x86, whose

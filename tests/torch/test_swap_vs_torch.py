@@ -4,14 +4,18 @@ compute PyTorch's outputs element for element, and the originals come back on ex
 The whole dynamic-quantized MiniLM (quantize_dynamic, 37 nn.Linear qint8; a Hugging Face
 BertModel that torch.fx cannot trace) is the issue's case; small eager static models cover
 nnq.Linear / nnq.Conv2d (per-channel weights, fused ReLU) under both engines."""
+import os
+import sys
 import warnings
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _util import FBGEMM_U8S8_SATURATES, u8s8_pair_saturated_int32  # noqa: E402
 
-from qkernels.torch import IntegerModule, swap  # noqa: E402
+from qkernels.torch import IntegerModule, QuantConfig, TensorConfig, swap  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -202,11 +206,18 @@ def test_calibrated_swap_of_a_model_fx_cannot_trace():
         torch.fx.symbolic_trace(net)
     calib = [torch.randn(32, 24) for _ in range(3)]
     x = torch.randn(50, 24) * 1.2
+    # the default W8A8 (full-range uint8 activations), except on an x86 CPU without AVX512-VNNI,
+    # where the nnq.Linear compared below (FBGEMM) saturates each pair of uint8 x int8 products
+    # to int16 (tests/_util.py FBGEMM_U8S8_SATURATES, pinned by
+    # test_fbgemm_u8s8_pair_saturation): there the activations are 7-bit, [0, 127], PyTorch's
+    # own remedy (reduce_range), on which FBGEMM is exact
+    cfg = QuantConfig(activation=TensorConfig(bits=7, symmetric=False, per_channel=False,
+                                              signed=False)) if FBGEMM_U8S8_SATURATES else None
     with torch.no_grad():
         ref = net(x)
         caught = []
         fc1 = net.fc1
-        with swap(net, calib, compare=True) as sw:
+        with swap(net, calib, config=cfg, compare=True) as sw:
             assert sorted(sw) == ["fc1", "fc2", "ln"]      # 'unused' never ran: it stays float
             # a hook added to the original while swapped fires on its stand-in
             h = fc1.register_forward_hook(lambda m, i, o: caught.append(o.clone()))
@@ -228,7 +239,16 @@ def test_calibrated_swap_of_a_model_fx_cannot_trace():
     ql.set_weight_bias(qw, net.fc1.bias.detach())
     ql.scale, ql.zero_point = float(om.scale), int(om.zero_point)
     qx = torch.quantize_per_tensor(fc1_in, float(xm.scale), int(xm.zero_point), torch.quint8)
-    want = ql(qx).dequantize()
+    if FBGEMM_U8S8_SATURATES:     # the 7-bit input quantizer's range
+        assert xm.bits == 7
+        qx = torch._make_per_tensor_quantized_tensor(qx.int_repr().clamp(max=127), qx.q_scale(),
+                                                     qx.q_zero_point())
+    want = ql(qx)
+    if FBGEMM_U8S8_SATURATES:     # and its output's
+        assert om.bits == 7
+        want = torch._make_per_tensor_quantized_tensor(want.int_repr().clamp(max=127),
+                                                       want.q_scale(), want.q_zero_point())
+    want = want.dequantize()
     assert len(caught) == 1 and _same(caught[0], want) == 0
     # the whole model close to float; each module's error reported
     err = (got - ref).abs().max().item()
@@ -280,3 +300,40 @@ def test_calibrated_minilm_close_to_float(minilm):
     cos = (ef * ei).sum(1)
     assert cos.min().item() > 0.85, cos
     assert all(np.isfinite(m.report()["sqnr_db"]) for m in sw.values())
+
+
+def test_fbgemm_u8s8_pair_saturation():
+    """What PyTorch's nnq.Linear (fbgemm) computes on full-range uint8 inputs: on an x86 CPU
+    without AVX512-VNNI, FBGEMM's ``vpmaddubsw`` saturates each pair of adjacent uint8 x int8
+    products to int16 (FBGEMM_U8S8_SATURATES: the sums of u8s8_pair_saturated_int32), elsewhere
+    the exact sums. Why the comparisons with FBGEMM on such CPUs keep uint8 inputs in [0, 127]
+    (reduce_range). Scales 1, 1 and 2^11: the output is RNE(acc / 2048) + 128, exact in float."""
+    import torch.ao.nn.quantized as nnq
+
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        rng = np.random.default_rng(7)
+        a = rng.integers(0, 256, (64, 8)).astype(np.uint8)
+        a[:8] = rng.integers(200, 256, (8, 8))       # pairs near 2 * 255 * 127: saturate
+        w = rng.integers(-128, 128, (5, 8)).astype(np.int8)
+        w[0] = 127
+        w[1] = -128
+        ql = nnq.Linear(8, 5, bias_=False)
+        ql.set_weight_bias(torch.quantize_per_tensor(torch.from_numpy(w.astype(np.float32)), 1.0, 0,
+                                                     torch.qint8), None)
+        ql.scale, ql.zero_point = 2048.0, 128
+        qx = torch.quantize_per_tensor(torch.from_numpy(a.astype(np.float32)), 1.0, 0, torch.quint8)
+        got = ql(qx).int_repr().numpy()
+    finally:
+        torch.backends.quantized.engine = old
+    exact = a.astype(np.int64) @ w.T.astype(np.int64)
+    pairs = u8s8_pair_saturated_int32(a, w.T, 0, 0)
+
+    def out(acc):
+        return np.clip(np.rint(acc / 2048.0) + 128, 0, 255).astype(np.uint8)
+    assert not np.array_equal(out(pairs), out(exact))      # the case can tell them apart
+    np.testing.assert_array_equal(got, out(pairs) if FBGEMM_U8S8_SATURATES else out(exact))
+    # in [0, 127] no pair can saturate (2 * 127 * 128 < 2^15): the same sums
+    assert np.array_equal(u8s8_pair_saturated_int32(a // 2, w.T, 0, 0),
+                          (a // 2).astype(np.int64) @ w.T.astype(np.int64))
