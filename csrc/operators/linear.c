@@ -108,12 +108,7 @@ qk_status qk_linear(const qk_packed_weights *w, const void *x, qk_dtype x_type, 
     c.panels = (w->n + QK_GEMM_NR - 1) / QK_GEMM_NR;
     const size_t mchunks = (m + QK__LIN_MC - 1) / QK__LIN_MC;
     const size_t t = threads < 1 ? 1 : (size_t)threads;
-    /* enough jobs for an even split: at least 4 a thread when there are several threads */
-    c.nsplit = 1;
-    if (t > 1 && mchunks < 4 * t) {
-        c.nsplit = (4 * t + mchunks - 1) / mchunks;
-        if (c.nsplit > c.panels) c.nsplit = c.panels;
-    }
+    c.nsplit = qk__lin_nsplit(mchunks, c.panels, t);
     atomic_init(&c.status, QK_OK);
     qk__parallel(mchunks * c.nsplit, (int)t, qk__lin_jobs, &c);
     return (qk_status)atomic_load(&c.status);

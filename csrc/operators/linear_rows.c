@@ -146,12 +146,7 @@ qk_status qk_linear_rows(const qk_packed_weights *w, const uint8_t *x, size_t m,
     c.panels = (w->n + QK_GEMM_NR - 1) / QK_GEMM_NR;
     const size_t mchunks = (m + QK__LR_MC - 1) / QK__LR_MC;
     const size_t t = threads < 1 ? 1 : (size_t)threads;
-    /* qk_linear's split: at least 4 jobs a thread when there are several threads */
-    c.nsplit = 1;
-    if (t > 1 && mchunks < 4 * t) {
-        c.nsplit = (4 * t + mchunks - 1) / mchunks;
-        if (c.nsplit > c.panels) c.nsplit = c.panels;
-    }
+    c.nsplit = qk__lin_nsplit(mchunks, c.panels, t);
     atomic_init(&c.status, QK_OK);
     qk__parallel(mchunks * c.nsplit, (int)t, qk__lr_jobs, &c);
     return (qk_status)atomic_load(&c.status);

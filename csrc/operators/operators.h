@@ -84,4 +84,13 @@ qk_status qk__conv2d_1x1(const qk_conv2d_shape *s, const qk_packed_weights *w, c
                          qk_dtype x_type, int32_t x_zero_point, const qk_epilogue *ep, void *y,
                          size_t ys, int threads);
 
+/* linear.c / linear_rows.c: how many column blocks each of the mchunks row chunks of an int16
+ * GEMM over `panels` 16-column panels is split into, so that t > 1 threads get at least 4 jobs
+ * each (1 with one thread; never more than the panels). */
+static inline size_t qk__lin_nsplit(size_t mchunks, size_t panels, size_t t) {
+    if (t <= 1 || mchunks >= 4 * t) return 1;
+    const size_t n = (4 * t + mchunks - 1) / mchunks;
+    return n > panels ? panels : n;
+}
+
 #endif /* QKERNELS_OPERATORS_H */
